@@ -1,0 +1,242 @@
+//! The verification pipeline every token goes through, whatever its verifier.
+//!
+//! ```text
+//! size limit → verified-token cache → verifier (signature | introspection | function, issuer)
+//!            → audience (RFC 8707) → exp / nbf / iat with leeway → claim mapping → Auth
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+
+use crate::auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper};
+use crate::claims::{Claims, check_times, now_unix};
+use crate::error::VerifyError;
+use crate::resource::ResourceUrl;
+use crate::scope::ScopeHierarchy;
+use crate::secret::AccessToken;
+use crate::verify::TokenVerifier;
+
+/// Default largest token accepted: 8 KiB. Longer ones are refused before parsing.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Which audiences a token may carry.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AudienceRule {
+    /// `aud` must name the resource (trailing slash and the case of scheme and host do not
+    /// matter) or one of `extra`, compared exactly. With `prefix`, an `aud` that is a
+    /// path-boundary prefix of the resource also counts.
+    Resource {
+        /// Other accepted audiences (an Auth0 API identifier, a Keycloak client id, …).
+        extra: Vec<String>,
+        /// Accept path-boundary prefixes of the resource.
+        prefix: bool,
+    },
+    /// No audience check. Only for providers that cannot put the resource in tokens; a token
+    /// issued for any other service of the same issuer is then accepted here.
+    Disabled,
+}
+
+impl Default for AudienceRule {
+    fn default() -> Self {
+        Self::Resource { extra: Vec::new(), prefix: false }
+    }
+}
+
+impl AudienceRule {
+    fn check(&self, claims: &Claims, resource: &ResourceUrl) -> Result<(), VerifyError> {
+        let Self::Resource { extra, prefix } = self else { return Ok(()) };
+        let audiences = claims.audiences()?;
+        let ok = audiences.iter().any(|aud| {
+            resource.matches(aud) || extra.iter().any(|e| e == aud) || (*prefix && resource.is_covered_by(aud))
+        });
+        if ok { Ok(()) } else { Err(VerifyError::InvalidAudience) }
+    }
+}
+
+/// Settings of the verified-token cache.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct TokenCacheOptions {
+    /// Most entries. Default is 10,000.
+    pub max_entries: u64,
+    /// Longest time an entry is kept (never beyond the token's `exp`). Default is 5 minutes.
+    pub max_ttl: Duration,
+}
+
+impl Default for TokenCacheOptions {
+    fn default() -> Self {
+        Self { max_entries: 10_000, max_ttl: Duration::from_secs(300) }
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    auth: Auth,
+    ttl: Duration,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &Entry, _created_at: std::time::Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Verifies tokens end to end: see the [module docs](self).
+///
+/// Built by [`OAuthBuilder`](crate::OAuthBuilder); usable on its own for transports other
+/// than HTTP.
+pub struct Authenticator {
+    verifier: Arc<dyn TokenVerifier>,
+    audience: AudienceRule,
+    mapper: Arc<dyn ClaimMapper>,
+    hierarchy: Arc<ScopeHierarchy>,
+    leeway: Duration,
+    max_token_bytes: usize,
+    cache: Option<(moka::sync::Cache<[u8; 32], Entry>, Duration)>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("cache", &self.cache.as_ref().map(|(c, _)| c.entry_count()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// A pipeline around `verifier` with the defaults: audience bound to the resource, 60 s
+    /// leeway, 8 KiB token limit, the default claim mapping and a cache of 10,000 tokens.
+    pub fn new(verifier: impl TokenVerifier) -> Self {
+        Self {
+            verifier: Arc::new(verifier),
+            audience: AudienceRule::default(),
+            mapper: Arc::new(DefaultClaimMapper),
+            hierarchy: Arc::new(ScopeHierarchy::new()),
+            leeway: Duration::from_secs(60),
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            cache: Some(Self::make_cache(TokenCacheOptions::default())),
+        }
+    }
+
+    fn make_cache(options: TokenCacheOptions) -> (moka::sync::Cache<[u8; 32], Entry>, Duration) {
+        let cache = moka::sync::Cache::builder().max_capacity(options.max_entries).expire_after(EntryExpiry).build();
+        (cache, options.max_ttl)
+    }
+
+    /// Sets the audience rule.
+    #[must_use]
+    pub fn audience(mut self, rule: AudienceRule) -> Self {
+        self.audience = rule;
+        self
+    }
+
+    /// Sets the claim mapping.
+    #[must_use]
+    pub fn mapper(mut self, mapper: impl ClaimMapper) -> Self {
+        self.mapper = Arc::new(mapper);
+        self
+    }
+
+    /// Sets the scope hierarchy the `Auth` helpers use.
+    #[must_use]
+    pub fn hierarchy(mut self, hierarchy: Arc<ScopeHierarchy>) -> Self {
+        self.hierarchy = hierarchy;
+        self
+    }
+
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`. Default is 60 seconds.
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Largest token accepted. Default is 8 KiB.
+    #[must_use]
+    pub fn max_token_bytes(mut self, limit: usize) -> Self {
+        self.max_token_bytes = limit;
+        self
+    }
+
+    /// Sets the verified-token cache; `None` turns it off.
+    #[must_use]
+    pub fn cache(mut self, options: Option<TokenCacheOptions>) -> Self {
+        self.cache = options.map(Self::make_cache);
+        self
+    }
+
+    /// The scope hierarchy.
+    pub fn scope_hierarchy(&self) -> &Arc<ScopeHierarchy> {
+        &self.hierarchy
+    }
+
+    /// Verifies `token` for `resource`.
+    ///
+    /// # Errors
+    ///
+    /// Why the token is not accepted; [`VerifyError::Unavailable`] when it could not be
+    /// checked at all.
+    pub async fn authenticate(&self, token: &str, resource: &ResourceUrl) -> Result<Auth, VerifyError> {
+        if token.len() > self.max_token_bytes {
+            return Err(VerifyError::TooLarge { len: token.len(), limit: self.max_token_bytes });
+        }
+        let now = now_unix();
+        let key = self.cache.as_ref().map(|_| hash(token));
+        if let (Some((cache, _)), Some(key)) = (&self.cache, &key)
+            && let Some(entry) = cache.get(key)
+        {
+            self.audience.check(&entry.auth.claims, resource)?;
+            check_times(&entry.auth.claims, now, self.leeway, self.verifier.requires_exp())?;
+            return Ok(entry.auth);
+        }
+        let claims = self.verifier.verify(token).await?;
+        self.audience.check(&claims, resource)?;
+        check_times(&claims, now, self.leeway, self.verifier.requires_exp())?;
+        let info = AuthInfo::from_claims(claims, AccessToken::new(token), self.mapper.as_ref(), self.hierarchy.clone());
+        let auth = Auth::from(info);
+        if let (Some((cache, max_ttl)), Some(key)) = (&self.cache, key) {
+            let ttl = self.cache_ttl(&auth, now, *max_ttl);
+            if !ttl.is_zero() {
+                cache.insert(key, Entry { auth: auth.clone(), ttl });
+            }
+        }
+        Ok(auth)
+    }
+
+    /// The longest an entry may live: never past `exp`, never past the verifier's or the
+    /// cache's bound. Tokens without `exp` are cached only when the verifier sets a bound.
+    fn cache_ttl(&self, auth: &AuthInfo, now: i64, max_ttl: Duration) -> Duration {
+        let mut ttl = max_ttl;
+        if let Some(bound) = self.verifier.max_cache_ttl() {
+            ttl = ttl.min(bound);
+        }
+        match auth.expires_at {
+            Some(exp) => ttl.min(Duration::from_secs(u64::try_from(exp.saturating_sub(now)).unwrap_or(0))),
+            None if self.verifier.max_cache_ttl().is_some() => ttl,
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Entries in the verified-token cache (approximate).
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |(c, _)| {
+            c.run_pending_tasks();
+            c.entry_count()
+        })
+    }
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    let digest = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}

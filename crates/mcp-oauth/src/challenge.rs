@@ -1,0 +1,382 @@
+//! RFC 6750 §3 `WWW-Authenticate` challenges, built in one place, and a parser for them.
+//!
+//! The rules (MCP authorization, RFC 6750 §3.1, RFC 9728 §5.1):
+//!
+//! | case | status | `WWW-Authenticate` |
+//! |---|---|---|
+//! | no bearer credentials | 401 | `Bearer resource_metadata="…", scope="…"` (no `error`) |
+//! | malformed request (two `Authorization` headers, token in the query) | 400 | `Bearer error="invalid_request", error_description="…", resource_metadata="…", scope="…"` |
+//! | invalid, expired or misdirected token | 401 | `Bearer error="invalid_token", error_description="…", resource_metadata="…", scope="…"` |
+//! | valid token, too few scopes | 403 | `Bearer error="insufficient_scope", error_description="…", resource_metadata="…", scope="<every scope this operation needs>"` |
+//!
+//! `scope` is omitted when no scope is known. Values never contain `"` or `\`, so the
+//! simple parsers real clients use read them correctly.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::error::VerifyError;
+
+/// An RFC 6750 §3.1 error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// 400: the request is malformed.
+    InvalidRequest,
+    /// 401: the token is expired, revoked, malformed or otherwise invalid.
+    InvalidToken,
+    /// 403: the token lacks scopes this request needs.
+    InsufficientScope,
+}
+
+impl BearerError {
+    /// The registered code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+
+    /// The status that goes with it.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// A `Bearer` challenge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Challenge {
+    /// The error, absent when the request carried no credentials.
+    pub error: Option<BearerError>,
+    /// Human-readable text (never a token or internal detail).
+    pub error_description: Option<String>,
+    /// The protected-resource metadata URL (RFC 9728 §5.1).
+    pub resource_metadata: Option<String>,
+    /// The scopes needed.
+    pub scope: Vec<String>,
+}
+
+/// Drops what may not appear in a quoted-string parameter value, and anything outside
+/// printable ASCII, so clients with simple regex parsers read the value intact.
+fn clean(value: &str) -> String {
+    value.chars().filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\').collect()
+}
+
+impl Challenge {
+    /// The header value: `Bearer` then `error`, `error_description`, `resource_metadata`,
+    /// `scope`, each present only when set.
+    pub fn to_header_string(&self) -> String {
+        let mut params: Vec<String> = Vec::with_capacity(4);
+        if let Some(error) = self.error {
+            params.push(format!("error=\"{}\"", error.as_str()));
+        }
+        if let Some(description) = &self.error_description {
+            params.push(format!("error_description=\"{}\"", clean(description)));
+        }
+        if let Some(url) = &self.resource_metadata {
+            params.push(format!("resource_metadata=\"{}\"", clean(url)));
+        }
+        let scope: Vec<String> = self.scope.iter().map(|s| clean(s)).filter(|s| !s.is_empty() && !s.contains(' ')).collect();
+        if !scope.is_empty() {
+            params.push(format!("scope=\"{}\"", scope.join(" ")));
+        }
+        if params.is_empty() { "Bearer".to_owned() } else { format!("Bearer {}", params.join(", ")) }
+    }
+
+    /// As a header value.
+    pub fn to_header_value(&self) -> HeaderValue {
+        // `clean` leaves printable ASCII only, which is always a valid header value.
+        HeaderValue::from_str(&self.to_header_string()).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+}
+
+/// Why a request was refused before reaching the service.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No bearer token: 401 without an error code.
+    MissingToken,
+    /// The request is malformed: 400 `invalid_request`.
+    InvalidRequest(&'static str),
+    /// The token is not accepted: 401 `invalid_token`.
+    InvalidToken(VerifyError),
+    /// The token lacks scopes: 403 `insufficient_scope` naming all of `required`.
+    InsufficientScope {
+        /// Every scope the operation needs.
+        required: Vec<String>,
+    },
+    /// The token could not be checked (keys or introspection unreachable): 503.
+    Unavailable(VerifyError),
+}
+
+impl Rejection {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Classifies a verification failure: 503 for [`VerifyError::Unavailable`], else 401.
+    pub fn from_verify_error(err: VerifyError) -> Self {
+        if matches!(err, VerifyError::Unavailable(_)) { Self::Unavailable(err) } else { Self::InvalidToken(err) }
+    }
+
+    /// The challenge for this rejection; `baseline` is the scope list of a 401/400.
+    pub fn challenge(&self, resource_metadata: &str, baseline: &[String]) -> Option<Challenge> {
+        let resource_metadata = Some(resource_metadata.to_owned());
+        Some(match self {
+            Self::MissingToken => Challenge { resource_metadata, scope: baseline.to_vec(), ..Challenge::default() },
+            Self::InvalidRequest(description) => Challenge {
+                error: Some(BearerError::InvalidRequest),
+                error_description: Some((*description).to_owned()),
+                resource_metadata,
+                scope: baseline.to_vec(),
+            },
+            Self::InvalidToken(err) => Challenge {
+                error: Some(BearerError::InvalidToken),
+                error_description: Some(err.public_description().to_owned()),
+                resource_metadata,
+                scope: baseline.to_vec(),
+            },
+            Self::InsufficientScope { required } => Challenge {
+                error: Some(BearerError::InsufficientScope),
+                error_description: Some("the access token lacks a scope this request needs".to_owned()),
+                resource_metadata,
+                scope: required.clone(),
+            },
+            Self::Unavailable(_) => return None,
+        })
+    }
+
+    fn body(&self) -> serde_json::Value {
+        let (error, description) = match self {
+            Self::MissingToken => ("unauthorized", "authentication required: send an access token in the Authorization header"),
+            Self::InvalidRequest(description) => ("invalid_request", *description),
+            Self::InvalidToken(err) => ("invalid_token", err.public_description()),
+            Self::InsufficientScope { .. } => ("insufficient_scope", "the access token lacks a scope this request needs"),
+            Self::Unavailable(err) => ("temporarily_unavailable", err.public_description()),
+        };
+        let mut body = serde_json::json!({ "error": error, "error_description": description });
+        if let (Self::InsufficientScope { required }, Some(map)) = (self, body.as_object_mut()) {
+            map.insert("scope".into(), required.join(" ").into());
+        }
+        body
+    }
+
+    /// The complete response: status, `WWW-Authenticate` (except for 503, which gets
+    /// `Retry-After`), a JSON body with `error` and `error_description`, `Cache-Control:
+    /// no-store`, and the [`VerifyError`] in the response extensions when there is one.
+    pub fn into_response(self, resource_metadata: &str, baseline: &[String]) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body().to_string())));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self.challenge(resource_metadata, baseline) {
+            Some(challenge) => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge.to_header_value());
+            }
+            None => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+        }
+        if let Self::InvalidToken(err) | Self::Unavailable(err) = self {
+            response.extensions_mut().insert(err);
+        }
+        response
+    }
+}
+
+/// A challenge as parsed from a `WWW-Authenticate` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedChallenge {
+    /// The scheme, as written.
+    pub scheme: String,
+    /// Parameters in order, names lowercased.
+    pub params: Vec<(String, String)>,
+}
+
+impl ParsedChallenge {
+    /// The value of a parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses a `WWW-Authenticate` value into its challenges (RFC 9110 §11.6.1): schemes,
+/// `name=token` and `name="quoted \" string"` parameters. Token68 credentials are skipped.
+/// Never panics; malformed input yields what could be read.
+pub fn parse_www_authenticate(value: &str) -> Vec<ParsedChallenge> {
+    let bytes = value.as_bytes();
+    let mut out: Vec<ParsedChallenge> = Vec::new();
+    let mut i = 0;
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let skip_ws = |i: &mut usize| {
+        while bytes.get(*i).is_some_and(|b| *b == b' ' || *b == b'\t' || *b == b',') {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        let start = i;
+        while bytes.get(i).copied().is_some_and(is_tchar) {
+            i += 1;
+        }
+        if i == start {
+            // Not a token: skip one byte and go on.
+            if i >= bytes.len() {
+                break;
+            }
+            i += 1;
+            continue;
+        }
+        let word = value.get(start..i).unwrap_or_default().to_owned();
+        // After optional spaces: '=' means a parameter of the current challenge.
+        let mut j = i;
+        while bytes.get(j).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            j += 1;
+        }
+        if bytes.get(j) == Some(&b'=') && !out.is_empty() {
+            j += 1;
+            while bytes.get(j).is_some_and(|b| *b == b' ' || *b == b'\t') {
+                j += 1;
+            }
+            let mut val = String::new();
+            if bytes.get(j) == Some(&b'"') {
+                j += 1;
+                while let Some(&b) = bytes.get(j) {
+                    j += 1;
+                    match b {
+                        b'\\' => {
+                            if let Some(&escaped) = bytes.get(j) {
+                                val.push(char::from(escaped));
+                                j += 1;
+                            }
+                        }
+                        b'"' => break,
+                        _ => val.push(char::from(b)),
+                    }
+                }
+            } else {
+                let vstart = j;
+                while bytes.get(j).copied().is_some_and(|b| is_tchar(b) || b == b'/' || b == b'=') {
+                    j += 1;
+                }
+                val = value.get(vstart..j).unwrap_or_default().to_owned();
+            }
+            if let Some(current) = out.last_mut() {
+                current.params.push((word.to_ascii_lowercase(), val));
+            }
+            i = j;
+        } else {
+            out.push(ParsedChallenge { scheme: word, params: Vec::new() });
+            // Skip a token68 credential if one follows.
+            let mut k = j;
+            while bytes.get(k).copied().is_some_and(|b| is_tchar(b) || b == b'/' || b == b'=') {
+                k += 1;
+            }
+            if bytes.get(k).is_none_or(|b| *b == b',') && bytes.get(k.saturating_sub(1)) == Some(&b'=') {
+                i = k;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRM: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+
+    fn header(rejection: Rejection, baseline: &[&str]) -> String {
+        let baseline: Vec<String> = baseline.iter().map(|s| (*s).to_owned()).collect();
+        let response = rejection.into_response(PRM, &baseline);
+        response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn missing_credentials_have_no_error_code() {
+        assert_eq!(
+            header(Rejection::MissingToken, &["mcp:read"]),
+            r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="mcp:read""#
+        );
+        assert_eq!(
+            header(Rejection::MissingToken, &[]),
+            r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
+        );
+    }
+
+    #[test]
+    fn invalid_and_insufficient_challenges() {
+        assert_eq!(
+            header(Rejection::InvalidToken(VerifyError::Expired), &["a", "b"]),
+            r#"Bearer error="invalid_token", error_description="the access token expired", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="a b""#
+        );
+        assert_eq!(
+            header(Rejection::InsufficientScope { required: vec!["a".into(), "admin".into()] }, &["a"]),
+            r#"Bearer error="insufficient_scope", error_description="the access token lacks a scope this request needs", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="a admin""#
+        );
+    }
+
+    #[test]
+    fn unavailable_is_503_without_challenge() {
+        let response = Rejection::Unavailable(VerifyError::Unavailable("x".into())).into_response(PRM, &[]);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("5"));
+    }
+
+    #[test]
+    fn values_are_cleaned_of_quotes_backslashes_and_controls() {
+        let c = Challenge {
+            error: Some(BearerError::InvalidToken),
+            error_description: Some("a\"b\\c\nd é".into()),
+            resource_metadata: None,
+            scope: vec!["ok".into(), "bad scope".into()],
+        };
+        assert_eq!(c.to_header_string(), r#"Bearer error="invalid_token", error_description="abcd ", scope="ok""#);
+    }
+
+    #[test]
+    fn rfc6750_examples_parse() {
+        // RFC 6750 §3 examples.
+        let parsed = parse_www_authenticate(r#"Bearer realm="example""#);
+        assert_eq!(parsed[0].scheme, "Bearer");
+        assert_eq!(parsed[0].param("realm"), Some("example"));
+        let parsed = parse_www_authenticate(
+            r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
+        );
+        assert_eq!(parsed[0].param("error"), Some("invalid_token"));
+        assert_eq!(parsed[0].param("error_description"), Some("The access token expired"));
+        let parsed = parse_www_authenticate(r#"Basic realm="x", Bearer scope="a b", error=invalid_token, DPoP algs="ES256""#);
+        let schemes: Vec<&str> = parsed.iter().map(|c| c.scheme.as_str()).collect();
+        assert_eq!(schemes, ["Basic", "Bearer", "DPoP"]);
+        assert_eq!(parsed[1].param("scope"), Some("a b"));
+        assert_eq!(parsed[1].param("error"), Some("invalid_token"));
+        let parsed = parse_www_authenticate(r#"Bearer x="a\"b""#);
+        assert_eq!(parsed[0].param("x"), Some("a\"b"));
+    }
+
+    #[test]
+    fn parser_survives_garbage() {
+        for junk in ["", "=", "\"", "Bearer =", "Bearer a=\"", "Bearer a=\"\\", ",,,", "Negotiate abc==, Bearer", "\u{0}\u{ff}"] {
+            let _ = parse_www_authenticate(junk);
+        }
+        let ours = Rejection::MissingToken.challenge(PRM, &["s".into()]).map(|c| c.to_header_string()).unwrap_or_default();
+        let parsed = parse_www_authenticate(&ours);
+        assert_eq!(parsed[0].param("resource_metadata"), Some(PRM));
+        assert_eq!(parsed[0].param("scope"), Some("s"));
+        assert_eq!(parsed[0].param("error"), None);
+    }
+}

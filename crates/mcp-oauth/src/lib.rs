@@ -1,0 +1,97 @@
+//! OAuth 2.1 for MCP servers, the Rust way: verify bearer tokens, answer with spec-exact
+//! challenges, publish the discovery metadata, and hand the verified user to your tools.
+//!
+//! MCP servers that speak HTTP are OAuth 2.1 *resource servers*. This crate is that part:
+//! RFC 9728 protected-resource metadata, RFC 6750 challenges (401 without an error code when
+//! no token came, 401 `invalid_token`, 403 `insufficient_scope` with every scope the
+//! operation needs), JWT verification against a hardened JWKS cache, static keys, HMAC
+//! secrets, RFC 7662 introspection or your own function, audience binding (RFC 8707) on by
+//! default, per-tool step-up, and an MCP server on rmcp's Streamable HTTP transport.
+//!
+//! # Example
+//!
+//! An MCP server whose tools need a token from an OIDC issuer:
+//!
+//! ```no_run
+//! use mcp_oauth::OAuth;
+//! use mcp_oauth::server::{McpServer, Tool, ToolContext};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct Echo { text: String }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let oauth = OAuth::oidc("https://auth.example.com", "https://mcp.example.com/mcp")?;
+//! McpServer::new("demo", "1.0.0")
+//!     .oauth(oauth)
+//!     .tool(Tool::new("whoami", "Who is calling", |_: serde_json::Value, ctx: ToolContext| async move {
+//!         Ok(format!("you are {}", ctx.auth().map(|a| a.subject()).unwrap_or("nobody")))
+//!     }))
+//!     .tool(Tool::new("echo", "Echo the text", |args: Echo, _ctx: ToolContext| async move { Ok(args.text) }))
+//!     .listen("127.0.0.1:8080")
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or put the layer and the metadata routes in front of any axum router:
+//!
+//! ```
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{Router, routing::post};
+//! use mcp_oauth::{Auth, OAuth};
+//!
+//! let oauth = OAuth::oidc("https://auth.example.com", "https://mcp.example.com/mcp")?;
+//! let app: Router = Router::new()
+//!     .route("/mcp", post(|auth: Auth| async move { format!("hello {}", auth.subject()) }))
+//!     .layer(oauth.layer())
+//!     .merge(oauth.metadata_router());
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `remote` | yes | remote JWKS, introspection, metadata mirror (reqwest with rustls) |
+//! | `axum` | yes | metadata routes, CORS, the axum extractor for [`Auth`] |
+//! | `rmcp` | yes | [`server::McpServer`] and the rmcp `Auth` extractor |
+//! | `test-util` | no | [`testing`]: keys and token builders for tests |
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod auth;
+mod authenticator;
+pub mod challenge;
+mod claims;
+pub mod error;
+#[cfg(feature = "remote")]
+pub mod fetch;
+pub mod jose;
+pub mod layer;
+pub mod metadata;
+mod oauth;
+mod policy;
+#[cfg(feature = "remote")]
+mod refresh;
+pub mod resource;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
+#[cfg(feature = "axum")]
+pub mod routes;
+pub mod scope;
+mod secret;
+#[cfg(feature = "rmcp")]
+pub mod server;
+pub mod verify;
+
+pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
+#[cfg(feature = "axum")]
+pub use auth::MissingAuth;
+pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
+pub use claims::Claims;
+pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
+pub use layer::{BearerAuth, BearerAuthLayer};
+pub use oauth::{DEFAULT_MAX_BODY_BYTES, OAuth, OAuthBuilder};
+pub use policy::{RpcCall, ScopePolicy, UnreadableBody, peek_jsonrpc};
+pub use resource::ResourceUrl;
+pub use secret::{AccessToken, Secret};

@@ -1,0 +1,514 @@
+//! [`OAuth`]: everything a protected MCP endpoint needs, in one value.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::auth::ClaimMapper;
+use crate::authenticator::{AudienceRule, Authenticator, TokenCacheOptions};
+use crate::error::ConfigError;
+#[cfg(feature = "remote")]
+use crate::fetch::HttpClient;
+use crate::metadata::ProtectedResourceMetadata;
+#[cfg(feature = "remote")]
+use crate::metadata::MetadataMirror;
+use crate::policy::ScopePolicy;
+use crate::resource::ResourceUrl;
+use crate::scope::{ScopeHierarchy, is_valid_scope};
+use crate::verify::TokenVerifier;
+#[cfg(feature = "remote")]
+use crate::verify::JwtVerifier;
+
+/// Default largest JSON-RPC body read for the per-tool scope policy: 4 MiB (rmcp's limit).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Inner {
+    resource: ResourceUrl,
+    trust_forwarded: bool,
+    authorization_servers: Vec<String>,
+    scopes_supported: Vec<String>,
+    policy: ScopePolicy,
+    authenticator: Arc<Authenticator>,
+    resource_name: Option<String>,
+    resource_documentation: Option<String>,
+    max_body_bytes: usize,
+    #[cfg(feature = "remote")]
+    mirror: Option<Arc<MetadataMirror>>,
+}
+
+/// An OAuth 2.1 resource-server configuration for one MCP endpoint: its public URL, the
+/// authorization servers, the token pipeline and the scope policy. Cheap to clone.
+///
+/// Use it with [`McpServer::oauth`](crate::server::McpServer::oauth), or directly: the bearer
+/// layer is [`OAuth::layer`] and the discovery routes are `OAuth::metadata_router`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use mcp_oauth::OAuth;
+///
+/// // An OIDC issuer: keys are found through its discovery document.
+/// let oauth = OAuth::oidc("https://auth.example.com", "https://mcp.example.com/mcp")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OAuth {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("resource", &self.inner.resource)
+            .field("authorization_servers", &self.inner.authorization_servers)
+            .field("scopes_supported", &self.inner.scopes_supported)
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuth {
+    /// A builder.
+    pub fn builder() -> OAuthBuilder {
+        OAuthBuilder::default()
+    }
+
+    /// The usual case: JWT access tokens from an OIDC/OAuth issuer, keys found through the
+    /// issuer's discovery document, audience bound to `resource`, the issuer's metadata
+    /// mirrored on this server.
+    ///
+    /// # Errors
+    ///
+    /// `issuer` or `resource` is not an acceptable URL.
+    #[cfg(feature = "remote")]
+    pub fn oidc(issuer: impl Into<String>, resource: impl Into<String>) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        let verifier = JwtVerifier::builder().issuer(issuer.clone()).discover_jwks().build()?;
+        Self::builder().resource(resource).authorization_server(issuer).verifier(verifier).build()
+    }
+
+    /// The configured resource URL.
+    pub fn resource(&self) -> &ResourceUrl {
+        &self.inner.resource
+    }
+
+    /// The resource URL for a request: the configured one, or, in trusted-proxy mode, the
+    /// one the `X-Forwarded-Proto` / `X-Forwarded-Host` (else `Host`) headers name.
+    pub fn resource_for(&self, headers: &HeaderMap) -> Cow<'_, ResourceUrl> {
+        if !self.inner.trust_forwarded {
+            return Cow::Borrowed(&self.inner.resource);
+        }
+        let first = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let scheme = first("x-forwarded-proto").unwrap_or(self.inner.resource.url().scheme());
+        let host = first("x-forwarded-host").or_else(|| first("host"));
+        match (scheme, host) {
+            ("http" | "https", Some(host)) if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) => self
+                .inner
+                .resource
+                .with_origin(scheme, host)
+                .map_or(Cow::Borrowed(&self.inner.resource), Cow::Owned),
+            _ => Cow::Borrowed(&self.inner.resource),
+        }
+    }
+
+    /// Whether trusted-proxy mode is on.
+    pub fn trusts_forwarded_headers(&self) -> bool {
+        self.inner.trust_forwarded
+    }
+
+    /// The authorization servers advertised.
+    pub fn authorization_servers(&self) -> &[String] {
+        &self.inner.authorization_servers
+    }
+
+    /// The scopes advertised in the metadata.
+    pub fn scopes_supported(&self) -> &[String] {
+        &self.inner.scopes_supported
+    }
+
+    /// The scope policy.
+    pub fn policy(&self) -> &ScopePolicy {
+        &self.inner.policy
+    }
+
+    /// The token pipeline.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    /// The scopes named in a 401 challenge: the baseline of the policy, else the scopes
+    /// supported.
+    pub fn challenge_scopes(&self) -> &[String] {
+        if self.inner.policy.baseline().is_empty() { &self.inner.scopes_supported } else { self.inner.policy.baseline() }
+    }
+
+    /// Largest body read for the scope policy.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// The protected-resource metadata document for `resource`.
+    pub fn metadata_for(&self, resource: &ResourceUrl) -> ProtectedResourceMetadata {
+        let mut doc = ProtectedResourceMetadata::new(resource.as_str())
+            .authorization_servers(self.inner.authorization_servers.iter().cloned())
+            .scopes_supported(self.inner.scopes_supported.iter().cloned());
+        doc.resource_name = self.inner.resource_name.clone();
+        doc.resource_documentation = self.inner.resource_documentation.clone();
+        doc
+    }
+
+    /// The mirror of the first authorization server's metadata, if enabled.
+    #[cfg(feature = "remote")]
+    pub fn metadata_mirror(&self) -> Option<&Arc<MetadataMirror>> {
+        self.inner.mirror.as_ref()
+    }
+
+    /// A copy with a different scope policy (the [`McpServer`](crate::server::McpServer) adds its
+    /// tools' scopes this way).
+    #[must_use]
+    pub fn with_policy(&self, policy: ScopePolicy) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.policy = policy;
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The bearer layer for this configuration.
+    pub fn layer(&self) -> crate::layer::BearerAuthLayer {
+        crate::layer::BearerAuthLayer::new(self.clone())
+    }
+
+    /// Checks the authorization server as an MCP client would: fetches its metadata in the
+    /// discovery order and compares its `issuer` with `authorization_servers[0]` byte for
+    /// byte (Python and TypeScript v2 clients refuse a mismatch). Logs an error naming both
+    /// strings when they differ, and a warning when PKCE S256 is not advertised.
+    ///
+    /// # Errors
+    ///
+    /// The issuer differs, or the metadata cannot be fetched.
+    #[cfg(feature = "remote")]
+    pub async fn check_authorization_server(&self) -> Result<(), crate::error::ConfigError> {
+        let Some(mirror) = self.metadata_mirror() else { return Ok(()) };
+        let advertised = self.inner.authorization_servers.first().cloned().unwrap_or_default();
+        let doc = mirror.refresh_now().await.map_err(|err| {
+            tracing::error!(target: "mcp_oauth::startup", issuer = %advertised, error = %err, "cannot fetch the authorization server metadata");
+            ConfigError::invalid("authorization server", err.to_string())
+        })?;
+        if doc.metadata.issuer != advertised {
+            tracing::error!(
+                target: "mcp_oauth::startup",
+                advertised = %advertised,
+                fetched = %doc.metadata.issuer,
+                url = %doc.url,
+                "authorization_servers[0] in the protected-resource metadata is not byte-equal to the issuer in the authorization server's metadata; MCP clients will refuse to use it"
+            );
+            return Err(ConfigError::invalid(
+                "authorization server",
+                format!("advertised {advertised:?} but the metadata at {} says issuer {:?}", doc.url, doc.metadata.issuer),
+            ));
+        }
+        if !doc.metadata.supports_pkce_s256() {
+            tracing::warn!(target: "mcp_oauth::startup", issuer = %advertised, "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); MCP clients must refuse it");
+        }
+        Ok(())
+    }
+}
+
+/// Builds an [`OAuth`] configuration.
+#[must_use]
+pub struct OAuthBuilder {
+    resource: Option<String>,
+    insecure_http: bool,
+    trust_forwarded: bool,
+    authorization_servers: Vec<String>,
+    scopes_supported: Vec<String>,
+    policy: ScopePolicy,
+    hierarchy: ScopeHierarchy,
+    verifier: Option<Arc<dyn TokenVerifier>>,
+    mapper: Option<Arc<dyn ClaimMapper>>,
+    audience: AudienceRule,
+    leeway: Duration,
+    max_token_bytes: usize,
+    cache: Option<TokenCacheOptions>,
+    resource_name: Option<String>,
+    resource_documentation: Option<String>,
+    max_body_bytes: usize,
+    mirror: bool,
+    #[cfg(feature = "remote")]
+    client: Option<HttpClient>,
+}
+
+impl Default for OAuthBuilder {
+    fn default() -> Self {
+        Self {
+            resource: None,
+            insecure_http: false,
+            trust_forwarded: false,
+            authorization_servers: Vec::new(),
+            scopes_supported: Vec::new(),
+            policy: ScopePolicy::new(),
+            hierarchy: ScopeHierarchy::new(),
+            verifier: None,
+            mapper: None,
+            audience: AudienceRule::default(),
+            leeway: Duration::from_secs(60),
+            max_token_bytes: crate::authenticator::DEFAULT_MAX_TOKEN_BYTES,
+            cache: Some(TokenCacheOptions::default()),
+            resource_name: None,
+            resource_documentation: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            mirror: true,
+            #[cfg(feature = "remote")]
+            client: None,
+        }
+    }
+}
+
+
+impl OAuthBuilder {
+    /// The public URL of the MCP endpoint (`https://mcp.example.com/mcp`). Required.
+    ///
+    /// # Deployment
+    ///
+    /// Behind a reverse proxy this is the URL clients use, not the address the server
+    /// listens on. It is never taken from the `Host` header unless
+    /// [`Self::trust_forwarded_headers`] is set.
+    pub fn resource(mut self, url: impl Into<String>) -> Self {
+        self.resource = Some(url.into());
+        self
+    }
+
+    /// Accept a plain `http` resource URL on a non-loopback host (a private network).
+    pub fn insecure_http_resource(mut self) -> Self {
+        self.insecure_http = true;
+        self
+    }
+
+    /// Trusted-proxy mode: derive the public origin of each request from
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` (else `Host`), keeping the configured
+    /// path. The metadata, the challenges and the audience check then follow the request.
+    ///
+    /// Only set this when a proxy you control overwrites those headers: otherwise a client
+    /// chooses which audience its token is checked against.
+    pub fn trust_forwarded_headers(mut self) -> Self {
+        self.trust_forwarded = true;
+        self
+    }
+
+    /// An authorization server (issuer URL) to advertise. The first one's metadata is
+    /// mirrored on this server. It must be byte-equal to the `issuer` in that server's
+    /// metadata; see [`OAuth::check_authorization_server`].
+    pub fn authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.authorization_servers.push(issuer.into());
+        self
+    }
+
+    /// The scopes advertised in the metadata (`offline_access` is dropped, as MCP
+    /// 2026-07-28 asks). Default: none.
+    pub fn scopes_supported<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes_supported = scopes.into_iter().map(Into::into).filter(|s: &String| s != "offline_access").collect();
+        self
+    }
+
+    /// Scopes every request needs.
+    pub fn require_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.policy = self.policy.require(scopes);
+        self
+    }
+
+    /// Scopes a JSON-RPC method needs; refused with HTTP 403 before the MCP service runs.
+    pub fn method_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, method: impl Into<String>, scopes: I) -> Self {
+        self.policy = self.policy.method(method, scopes);
+        self
+    }
+
+    /// Scopes a tool needs; a `tools/call` without them is refused with HTTP 403 and a
+    /// challenge naming every scope the call needs (step-up).
+    pub fn tool_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tool: impl Into<String>, scopes: I) -> Self {
+        self.policy = self.policy.tool(tool, scopes);
+        self
+    }
+
+    /// Replaces the scope policy.
+    pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Which scopes imply which (used by the policy and the `Auth` helpers).
+    pub fn scope_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
+        self.hierarchy = hierarchy;
+        self
+    }
+
+    /// The token verifier. Required.
+    pub fn verifier(mut self, verifier: impl TokenVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// The claim mapping (default: [`DefaultClaimMapper`](crate::DefaultClaimMapper)).
+    pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
+        self.mapper = Some(Arc::new(mapper));
+        self
+    }
+
+    /// Another accepted audience, compared exactly (an Auth0 API identifier, a Keycloak
+    /// client id, an Entra application id URI).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        if let AudienceRule::Resource { extra, .. } = &mut self.audience {
+            extra.push(audience.into());
+        }
+        self
+    }
+
+    /// Also accept an `aud` that is a path-boundary prefix of the resource
+    /// (`https://h/api` for `https://h/api/mcp`).
+    pub fn audience_prefix(mut self) -> Self {
+        if let AudienceRule::Resource { prefix, .. } = &mut self.audience {
+            *prefix = true;
+        }
+        self
+    }
+
+    /// Turns the audience check off. Tokens any service of the issuer received are then
+    /// accepted here (the confused-deputy problem the MCP specification forbids); only for
+    /// providers that cannot issue audience-bound tokens.
+    pub fn insecure_disable_audience_check(mut self) -> Self {
+        self.audience = AudienceRule::Disabled;
+        self
+    }
+
+    /// Clock-skew allowance for `exp`, `nbf`, `iat`. Default is 60 seconds.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Largest token accepted. Default is 8 KiB.
+    pub fn max_token_bytes(mut self, limit: usize) -> Self {
+        self.max_token_bytes = limit;
+        self
+    }
+
+    /// The verified-token cache; `None` turns it off. Default: 10,000 entries, 5 minutes,
+    /// never beyond `exp`.
+    pub fn token_cache(mut self, options: Option<TokenCacheOptions>) -> Self {
+        self.cache = options;
+        self
+    }
+
+    /// `resource_name` in the metadata.
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource_name = Some(name.into());
+        self
+    }
+
+    /// `resource_documentation` in the metadata.
+    pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
+        self.resource_documentation = Some(url.into());
+        self
+    }
+
+    /// Largest JSON-RPC body read for the scope policy. Default is 4 MiB.
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Whether to mirror the first authorization server's metadata at
+    /// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`
+    /// on this server. Default: on.
+    pub fn mirror_authorization_server(mut self, mirror: bool) -> Self {
+        self.mirror = mirror;
+        self
+    }
+
+    /// The HTTP client for metadata fetches.
+    #[cfg(feature = "remote")]
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// No resource or verifier; an invalid resource, issuer or scope.
+    pub fn build(self) -> Result<OAuth, ConfigError> {
+        let resource = self.resource.ok_or_else(|| {
+            ConfigError::missing("resource", "call OAuthBuilder::resource with the public URL of the MCP endpoint, e.g. https://mcp.example.com/mcp")
+        })?;
+        let resource = if self.insecure_http { ResourceUrl::parse_insecure(&resource)? } else { ResourceUrl::parse(&resource)? };
+        let verifier = self
+            .verifier
+            .ok_or_else(|| ConfigError::missing("verifier", "call OAuthBuilder::verifier (for example a JwtVerifier), or use OAuth::oidc"))?;
+        for issuer in &self.authorization_servers {
+            let url = url::Url::parse(issuer).map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::url("authorization server", issuer, "an issuer has no query or fragment (RFC 8414 §2)"));
+            }
+        }
+        let all_scopes = self.scopes_supported.iter().chain(self.policy.baseline());
+        if let Some(bad) = all_scopes.into_iter().find(|s| !is_valid_scope(s)) {
+            return Err(ConfigError::invalid("scope", format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)")));
+        }
+        let hierarchy = Arc::new(self.hierarchy);
+        let mut authenticator = Authenticator::new(verifier)
+            .audience(self.audience)
+            .hierarchy(hierarchy)
+            .leeway(self.leeway)
+            .max_token_bytes(self.max_token_bytes)
+            .cache(self.cache);
+        if let Some(mapper) = self.mapper {
+            authenticator = authenticator.mapper(ArcMapper(mapper));
+        }
+        #[cfg(feature = "remote")]
+        let mirror = match (self.mirror, self.authorization_servers.first()) {
+            (true, Some(issuer)) => {
+                let client = match self.client {
+                    Some(client) => client,
+                    None => HttpClient::new()?,
+                };
+                let url = url::Url::parse(issuer).map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
+                client.check_config_url("authorization server", &url)?;
+                Some(Arc::new(MetadataMirror::new(url, client)))
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "remote"))]
+        let _ = self.mirror;
+        Ok(OAuth {
+            inner: Arc::new(Inner {
+                resource,
+                trust_forwarded: self.trust_forwarded,
+                authorization_servers: self.authorization_servers,
+                scopes_supported: self.scopes_supported,
+                policy: self.policy,
+                authenticator: Arc::new(authenticator),
+                resource_name: self.resource_name,
+                resource_documentation: self.resource_documentation,
+                max_body_bytes: self.max_body_bytes,
+                #[cfg(feature = "remote")]
+                mirror,
+            }),
+        })
+    }
+}
+
+struct ArcMapper(Arc<dyn ClaimMapper>);
+
+impl ClaimMapper for ArcMapper {
+    fn map_user(&self, claims: &crate::Claims) -> crate::UserInfo {
+        self.0.map_user(claims)
+    }
+}

@@ -1,0 +1,196 @@
+//! Which scopes a request needs: a baseline for every request, plus more per JSON-RPC
+//! method and per tool, read from the request body before it reaches the MCP service so
+//! that a missing scope is an HTTP 403 step-up challenge, not a tool error in a 200.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+/// Scope requirements (all-of) for the MCP endpoint.
+///
+/// ```
+/// use mcp_oauth::ScopePolicy;
+///
+/// let policy = ScopePolicy::new()
+///     .require(["mcp:read"])
+///     .tool("delete_file", ["files:write"])
+///     .method("resources/read", ["files:read"]);
+/// assert!(policy.needs_body());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ScopePolicy {
+    baseline: Vec<String>,
+    methods: HashMap<String, Vec<String>>,
+    tools: HashMap<String, Vec<String>>,
+}
+
+fn push_unique(into: &mut Vec<String>, scopes: impl IntoIterator<Item = impl Into<String>>) {
+    for scope in scopes {
+        let scope = scope.into();
+        if !into.contains(&scope) {
+            into.push(scope);
+        }
+    }
+}
+
+impl ScopePolicy {
+    /// No requirements beyond a valid token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Scopes every request needs.
+    #[must_use]
+    pub fn require<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        push_unique(&mut self.baseline, scopes);
+        self
+    }
+
+    /// Scopes a JSON-RPC method needs (in addition to the baseline).
+    #[must_use]
+    pub fn method<I: IntoIterator<Item = S>, S: Into<String>>(mut self, method: impl Into<String>, scopes: I) -> Self {
+        push_unique(self.methods.entry(method.into()).or_default(), scopes);
+        self
+    }
+
+    /// Scopes a `tools/call` of this tool needs (in addition to the baseline and to
+    /// whatever `tools/call` itself needs).
+    #[must_use]
+    pub fn tool<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tool: impl Into<String>, scopes: I) -> Self {
+        push_unique(self.tools.entry(tool.into()).or_default(), scopes);
+        self
+    }
+
+    /// The baseline scopes.
+    pub fn baseline(&self) -> &[String] {
+        &self.baseline
+    }
+
+    /// Whether the body must be read to decide (some method or tool has its own scopes).
+    pub fn needs_body(&self) -> bool {
+        !self.methods.is_empty() || !self.tools.is_empty()
+    }
+
+    /// Every scope the given calls need: baseline, then per method, then per tool.
+    pub fn required_for(&self, calls: &[RpcCall]) -> Vec<String> {
+        let mut scopes = self.baseline.clone();
+        for call in calls {
+            if let Some(extra) = self.methods.get(&call.method) {
+                push_unique(&mut scopes, extra.iter().cloned());
+            }
+            if let Some(extra) = call.tool.as_ref().and_then(|tool| self.tools.get(tool)) {
+                push_unique(&mut scopes, extra.iter().cloned());
+            }
+        }
+        scopes
+    }
+}
+
+/// One JSON-RPC request as the policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcCall {
+    /// The method.
+    pub method: String,
+    /// For `tools/call`: the tool name.
+    pub tool: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+/// Only `name` is read; other members are skipped (and a repeated `name` is refused).
+#[derive(Deserialize)]
+struct Params {
+    #[serde(default)]
+    name: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Message),
+    Many(Vec<Message>),
+}
+
+/// The body could not be read as JSON-RPC, so the policy cannot tell what it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadableBody;
+
+/// Reads the JSON-RPC requests in a body (one message or a batch). Responses and
+/// notifications without a method are skipped.
+///
+/// # Errors
+///
+/// The body is not JSON-RPC shaped, or a `tools/call` has no string `name`, or a member
+/// appears twice: the caller must fail closed, since the MCP service might read such a
+/// body differently.
+pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
+    // serde's derive refuses a repeated known member (`method`, `params`, `name`), which is
+    // what could make two parsers disagree about this body.
+    let messages = match serde_json::from_slice::<OneOrMany>(body).map_err(|_| UnreadableBody)? {
+        OneOrMany::One(m) => vec![m],
+        OneOrMany::Many(ms) => ms,
+    };
+    let mut calls = Vec::with_capacity(messages.len());
+    for message in messages {
+        let Some(method) = message.method else { continue };
+        let tool = if method == "tools/call" {
+            match message.params.and_then(|p| p.name) {
+                Some(serde_json::Value::String(name)) => Some(name),
+                _ => return Err(UnreadableBody),
+            }
+        } else {
+            None
+        };
+        calls.push(RpcCall { method, tool });
+    }
+    Ok(calls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(method: &str, tool: Option<&str>) -> RpcCall {
+        RpcCall { method: method.into(), tool: tool.map(Into::into) }
+    }
+
+    #[test]
+    fn reads_single_and_batched_calls() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_action","arguments":{}}}"#;
+        assert_eq!(peek_jsonrpc(body), Ok(vec![call("tools/call", Some("admin_action"))]));
+        let batch = br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":2,"result":{}},
+                        {"jsonrpc":"2.0","id":3,"method":"tools/list"}]"#;
+        assert_eq!(peek_jsonrpc(batch), Ok(vec![call("notifications/initialized", None), call("tools/list", None)]));
+    }
+
+    #[test]
+    fn ambiguous_bodies_fail_closed() {
+        for bad in [
+            &br#"{"method":"tools/list","method":"tools/call","params":{"name":"admin"}}"#[..],
+            br#"{"method":"tools/call","params":{"name":"echo","name":"admin"}}"#,
+            br#"{"method":"tools/call","params":{}}"#,
+            br#"{"method":"tools/call"}"#,
+            br#"{"method":"tools/call","params":{"name":5}}"#,
+            br#"{"method":7}"#,
+            b"not json",
+            b"",
+            b"42",
+        ] {
+            assert_eq!(peek_jsonrpc(bad), Err(UnreadableBody), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn required_scopes_are_the_union_in_order() {
+        let policy = ScopePolicy::new().require(["base"]).method("tools/call", ["call"]).tool("admin_action", ["admin", "base"]);
+        assert_eq!(policy.required_for(&[call("tools/list", None)]), vec!["base"]);
+        assert_eq!(policy.required_for(&[call("tools/call", Some("admin_action"))]), vec!["base", "call", "admin"]);
+        assert_eq!(policy.required_for(&[call("tools/call", Some("echo"))]), vec!["base", "call"]);
+    }
+}

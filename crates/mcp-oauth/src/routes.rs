@@ -1,0 +1,115 @@
+//! The public discovery routes, as an axum [`Router`]:
+//!
+//! - `GET /.well-known/oauth-protected-resource` and the path-suffixed
+//!   `GET /.well-known/oauth-protected-resource/<mcp path>` (RFC 9728 §3.1): the
+//!   protected-resource metadata, `resource` = the configured public URL;
+//! - when the authorization server's metadata is mirrored: `GET
+//!   /.well-known/oauth-authorization-server` (plus the path-inserted variant when the issuer
+//!   has a path) and `GET /.well-known/openid-configuration` (likewise): the upstream document
+//!   byte for byte, cached, served stale while the upstream is down, and a 502 JSON error when
+//!   it is down and nothing is cached.
+//!
+//! Every route answers CORS requests from any origin (the documents are public).
+//!
+//! # Deployment
+//!
+//! A reverse proxy in front must pass `/.well-known/*` through to this server, and must not
+//! add credentials-bearing CORS headers to it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+
+use crate::oauth::OAuth;
+
+/// The CORS policy of the metadata routes: any origin, `GET`, any request header.
+pub fn metadata_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::OPTIONS])
+        .allow_headers(AllowHeaders::any())
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
+/// The CORS policy of the MCP endpoint: any origin (tokens travel in a header, never in
+/// cookies), the MCP request headers allowed, `WWW-Authenticate` and `Mcp-Session-Id`
+/// exposed so browser clients can read challenges and sessions.
+pub fn mcp_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            http::HeaderName::from_static("mcp-protocol-version"),
+            http::HeaderName::from_static("mcp-session-id"),
+            http::HeaderName::from_static("last-event-id"),
+            http::HeaderName::from_static("mcp-method"),
+            http::HeaderName::from_static("mcp-name"),
+        ])
+        .expose_headers(ExposeHeaders::list([header::WWW_AUTHENTICATE, http::HeaderName::from_static("mcp-session-id")]))
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
+impl OAuth {
+    /// The discovery routes for this configuration (see the [module docs](crate::routes)).
+    pub fn metadata_router(&self) -> Router {
+        let mut router = Router::new().route("/.well-known/oauth-protected-resource", get(protected_resource));
+        let suffixed = self.resource().metadata_path();
+        if suffixed != "/.well-known/oauth-protected-resource" {
+            router = router.route(&suffixed, get(protected_resource));
+        }
+        #[cfg(feature = "remote")]
+        if let Some(mirror) = self.metadata_mirror() {
+            let path = mirror.issuer().path().trim_end_matches('/').to_owned();
+            for base in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+                router = router.route(base, get(mirrored));
+                if !path.is_empty() {
+                    router = router.route(&format!("{base}{path}"), get(mirrored));
+                }
+            }
+        }
+        router.layer(metadata_cors()).with_state(Arc::new(self.clone()))
+    }
+}
+
+async fn protected_resource(State(oauth): State<Arc<OAuth>>, headers: HeaderMap) -> Response {
+    let resource = oauth.resource_for(&headers);
+    let doc = oauth.metadata_for(&resource);
+    let mut response = axum::Json(doc).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
+}
+
+#[cfg(feature = "remote")]
+async fn mirrored(State(oauth): State<Arc<OAuth>>) -> Response {
+    let Some(mirror) = oauth.metadata_mirror() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match mirror.get().await {
+        Ok(doc) => {
+            let mut response = (StatusCode::OK, doc.raw.clone()).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            response
+        }
+        Err(err) => {
+            tracing::warn!(target: "mcp_oauth::metadata", error = %err, "authorization server metadata unavailable");
+            let body = serde_json::json!({
+                "error": "upstream_unavailable",
+                "error_description": format!(
+                    "the metadata of the authorization server {} cannot be fetched right now ({}); try again later",
+                    mirror.issuer(), err.kind
+                ),
+            });
+            (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+        }
+    }
+}

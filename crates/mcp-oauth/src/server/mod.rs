@@ -1,0 +1,245 @@
+//! [`McpServer`]: an MCP server on rmcp's Streamable HTTP transport with OAuth in front.
+//!
+//! ```no_run
+//! use mcp_oauth::OAuth;
+//! use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let oauth = OAuth::oidc("https://auth.example.com", "http://127.0.0.1:8080/mcp")?;
+//! McpServer::new("demo", "1.0.0")
+//!     .oauth(oauth)
+//!     .tool(Tool::new("whoami", "Who is calling", |_: NoArgs, ctx: ToolContext| async move {
+//!         let auth = ctx.require_auth()?;
+//!         Ok::<_, ToolError>(serde_json::json!({ "sub": auth.subject(), "scopes": auth.scopes }))
+//!     }))
+//!     .tool(
+//!         Tool::new("admin_action", "Privileged", |_: NoArgs, _ctx: ToolContext| async move { "done" })
+//!             .require_scopes(["admin"]),
+//!     )
+//!     .listen("127.0.0.1:8080")
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Requests go through, in order: CORS, the bearer layer (401/403 before anything else,
+//! including method routing), session binding when sessions are on, then rmcp.
+//! The discovery routes are public.
+
+mod handler;
+mod tool;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ::rmcp::transport::streamable_http_server::StreamableHttpService;
+use ::rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use axum::Router;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tower_layer::Layer as _;
+
+pub use tool::{IntoToolResult, NoArgs, Tool, ToolContext, ToolError};
+
+use crate::error::ConfigError;
+use crate::oauth::OAuth;
+use crate::routes::mcp_cors;
+use crate::rmcp::{SessionBindingLayer, streamable_http_config};
+
+/// The server could not be built or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A configuration value is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A tool definition is unusable.
+    #[error("tool {name:?}: {reason}")]
+    Tool {
+        /// The tool.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Binding or serving failed.
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An MCP server: tools, optional OAuth, served over Streamable HTTP.
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    name: String,
+    version: String,
+    title: Option<String>,
+    instructions: Option<String>,
+    oauth: Option<OAuth>,
+    tools: Vec<Tool>,
+    path: Option<String>,
+    sessions: bool,
+    json_response: bool,
+}
+
+impl McpServer {
+    /// A server with this name and version, no tools, no OAuth, stateless.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            title: None,
+            instructions: None,
+            oauth: None,
+            tools: Vec::new(),
+            path: None,
+            sessions: false,
+            json_response: true,
+        }
+    }
+
+    /// Protects the MCP endpoint with this configuration. The endpoint's path is the path
+    /// of its resource URL.
+    pub fn oauth(mut self, oauth: OAuth) -> Self {
+        self.oauth = Some(oauth);
+        self
+    }
+
+    /// Adds a tool.
+    pub fn tool(mut self, tool: Tool) -> Self {
+        self.tools.push(tool);
+        self
+    }
+
+    /// A human-readable title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Instructions for clients.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = Some(instructions.into());
+        self
+    }
+
+    /// The endpoint's path when there is no OAuth (default `/mcp`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Legacy stateful sessions (`Mcp-Session-Id`) for clients on protocol versions before
+    /// 2026-07-28. Default: off (stateless). When on, each session is bound to the principal
+    /// that created it.
+    pub fn sessions(mut self, on: bool) -> Self {
+        self.sessions = on;
+        self
+    }
+
+    /// Answer with JSON instead of an SSE stream when a request has a single response.
+    /// Default: on.
+    pub fn json_response(mut self, on: bool) -> Self {
+        self.json_response = on;
+        self
+    }
+
+    fn endpoint_path(&self) -> String {
+        match (&self.oauth, &self.path) {
+            (Some(oauth), _) => oauth.resource().path().to_owned(),
+            (None, Some(path)) => path.clone(),
+            (None, None) => "/mcp".to_owned(),
+        }
+    }
+
+    /// The axum app: the MCP endpoint and, with OAuth, the discovery routes. Add your own
+    /// routes to it; protect them with [`OAuth::layer`].
+    ///
+    /// # Errors
+    ///
+    /// A tool's arguments type has no object schema, two tools share a name, or a tool needs
+    /// scopes on a server without OAuth.
+    pub fn app(&self) -> Result<Router, ServerError> {
+        let mut policy = self.oauth.as_ref().map(|o| o.policy().clone());
+        for (i, tool) in self.tools.iter().enumerate() {
+            if let Err(reason) = &tool.schema {
+                return Err(ServerError::Tool { name: tool.name.clone(), reason: format!("the arguments type needs an object schema: {reason}") });
+            }
+            if self.tools.iter().skip(i + 1).any(|other| other.name == tool.name) {
+                return Err(ServerError::Tool { name: tool.name.clone(), reason: "two tools have this name".into() });
+            }
+            match (&mut policy, tool.scopes.is_empty()) {
+                (_, true) => {}
+                (Some(policy), false) => *policy = std::mem::take(policy).tool(tool.name.clone(), tool.scopes.iter().cloned()),
+                (None, false) => {
+                    return Err(ServerError::Tool { name: tool.name.clone(), reason: "it requires scopes but the server has no OAuth configured".into() });
+                }
+            }
+        }
+        let oauth = self.oauth.as_ref().zip(policy).map(|(o, p)| o.with_policy(p));
+        let handler = handler::Handler::new(self)?;
+        let mut config = match &oauth {
+            Some(oauth) => streamable_http_config(oauth),
+            None => ::rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default(),
+        };
+        config = config.with_legacy_session_mode(self.sessions).with_json_response(self.json_response);
+        let service = StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
+        let path = self.endpoint_path();
+        let router = match &oauth {
+            None => Router::new().route_service(&path, service),
+            Some(oauth) if self.sessions => {
+                let protected = oauth.layer().layer(SessionBindingLayer::default().layer(service));
+                Router::new().route_service(&path, protected).merge(oauth.metadata_router())
+            }
+            Some(oauth) => Router::new().route_service(&path, oauth.layer().layer(service)).merge(oauth.metadata_router()),
+        };
+        Ok(router.layer(mcp_cors()))
+    }
+
+    /// Binds `addr`, serves until Ctrl-C (or SIGTERM), then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// [`McpServer::app`] failed or the address cannot be bound.
+    pub async fn listen(self, addr: impl ToSocketAddrs) -> Result<(), ServerError> {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve(listener, shutdown_signal()).await
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    ///
+    /// # Errors
+    ///
+    /// [`McpServer::app`] failed or serving failed.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let app = self.app()?;
+        if let Some(oauth) = self.oauth.clone() {
+            tokio::spawn(async move {
+                let _ = oauth.check_authorization_server().await;
+            });
+        }
+        let local = listener.local_addr()?;
+        tracing::info!(target: "mcp_oauth::server", %local, path = %self.endpoint_path(), "MCP server listening");
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

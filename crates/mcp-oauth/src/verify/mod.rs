@@ -1,0 +1,87 @@
+//! Token verifiers: the part of the pipeline that decides whether a token is authentic.
+//!
+//! A [`TokenVerifier`] checks the signature (or asks the authorization server) and the
+//! issuer, and returns the claims. Everything after that is shared by every verifier and
+//! lives in the [`Authenticator`](crate::Authenticator): the verified-token cache, audience
+//! binding, the time rules (`exp`, `nbf`, `iat` with leeway) and the claim mapping.
+//!
+//! | verifier | for |
+//! |---|---|
+//! | [`JwtVerifier`] with a JWKS URL | JWT access tokens from any OIDC / OAuth provider |
+//! | [`JwtVerifier`] with static keys | JWTs signed by keys you configure (PEM or JWK) |
+//! | [`JwtVerifier`] with an HMAC secret | HS256 tokens (legacy Supabase); never consults a JWKS |
+//! | [`IntrospectionVerifier`] | opaque tokens, RFC 7662 |
+//! | [`FnVerifier`] | anything else: your own async function |
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::claims::Claims;
+use crate::error::VerifyError;
+
+mod function;
+#[cfg(feature = "remote")]
+mod introspection;
+#[cfg(feature = "remote")]
+mod jwks;
+mod jwt;
+
+pub use function::FnVerifier;
+#[cfg(feature = "remote")]
+pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifierBuilder};
+#[cfg(feature = "remote")]
+pub use jwks::{JwksOptions, RemoteJwks};
+pub use jwt::{JwtVerifier, JwtVerifierBuilder};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Decides whether a token is authentic and returns its claims.
+///
+/// Implementations check what only they can check (signature, issuer, introspection's
+/// `active`); the shared rules run after them, in the [`Authenticator`](crate::Authenticator).
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token` and returns its claims.
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>>;
+
+    /// Whether `exp` must be present. Default `true`.
+    fn requires_exp(&self) -> bool {
+        true
+    }
+
+    /// How long a successful result may be cached at most (it is never cached beyond `exp`).
+    /// `None`: until `exp`. `Some(Duration::ZERO)`: never.
+    fn max_cache_ttl(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>> {
+        (**self).verify(token)
+    }
+
+    fn requires_exp(&self) -> bool {
+        (**self).requires_exp()
+    }
+
+    fn max_cache_ttl(&self) -> Option<Duration> {
+        (**self).max_cache_ttl()
+    }
+}
+
+impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>> {
+        (**self).verify(token)
+    }
+
+    fn requires_exp(&self) -> bool {
+        (**self).requires_exp()
+    }
+
+    fn max_cache_ttl(&self) -> Option<Duration> {
+        (**self).max_cache_ttl()
+    }
+}
