@@ -43,7 +43,10 @@ pub struct UserInfo {
 impl UserInfo {
     /// A user with this id and nothing else.
     pub fn new(id: impl Into<String>) -> Self {
-        Self { id: id.into(), ..Self::default() }
+        Self {
+            id: id.into(),
+            ..Self::default()
+        }
     }
 }
 
@@ -73,7 +76,10 @@ impl ClaimMapper for DefaultClaimMapper {
     fn map_user(&self, claims: &Claims) -> UserInfo {
         let text = |name: &str| claims.str(name).map(str::to_owned);
         UserInfo {
-            id: text("sub").or_else(|| text("user_id")).or_else(|| text("id")).unwrap_or_default(),
+            id: text("sub")
+                .or_else(|| text("user_id"))
+                .or_else(|| text("id"))
+                .unwrap_or_default(),
             email: text("email"),
             name: text("name"),
             username: text("username").or_else(|| text("preferred_username")),
@@ -168,13 +174,24 @@ impl AuthInfo {
     /// # Errors
     ///
     /// [`InsufficientScope`] naming the missing scopes.
-    pub fn require_scope<'a>(&self, needed: impl IntoIterator<Item = &'a str>) -> Result<(), InsufficientScope> {
+    pub fn require_scope<'a>(
+        &self,
+        needed: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), InsufficientScope> {
         let needed: Vec<String> = needed.into_iter().map(str::to_owned).collect();
-        let missing: Vec<String> = needed.iter().filter(|s| !self.has_scope(s)).cloned().collect();
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|s| !self.has_scope(s))
+            .cloned()
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(InsufficientScope { required: needed, missing, any: false })
+            Err(InsufficientScope {
+                required: needed,
+                missing,
+                any: false,
+            })
         }
     }
 
@@ -183,12 +200,19 @@ impl AuthInfo {
     /// # Errors
     ///
     /// [`InsufficientScope`] listing all of `any`.
-    pub fn require_any_scope<'a>(&self, any: impl IntoIterator<Item = &'a str>) -> Result<(), InsufficientScope> {
+    pub fn require_any_scope<'a>(
+        &self,
+        any: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), InsufficientScope> {
         let any: Vec<String> = any.into_iter().map(str::to_owned).collect();
         if any.iter().any(|s| self.has_scope(s)) {
             Ok(())
         } else {
-            Err(InsufficientScope { missing: any.clone(), required: any, any: true })
+            Err(InsufficientScope {
+                missing: any.clone(),
+                required: any,
+                any: true,
+            })
         }
     }
 }
@@ -206,7 +230,11 @@ pub struct InsufficientScope {
 impl fmt::Display for InsufficientScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.any {
-            write!(f, "missing at least one required scope from: {}", self.required.join(", "))
+            write!(
+                f,
+                "missing at least one required scope from: {}",
+                self.required.join(", ")
+            )
         } else {
             write!(f, "missing required scope(s): {}", self.missing.join(", "))
         }
@@ -263,7 +291,10 @@ mod axum_impl {
     impl<S: Send + Sync> FromRequestParts<S> for Auth {
         type Rejection = MissingAuth;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
             parts.extensions.get::<Auth>().cloned().ok_or(MissingAuth)
         }
     }
@@ -271,7 +302,10 @@ mod axum_impl {
     impl<S: Send + Sync> OptionalFromRequestParts<S> for Auth {
         type Rejection = std::convert::Infallible;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
             Ok(parts.extensions.get::<Auth>().cloned())
         }
     }
@@ -286,8 +320,15 @@ mod tests {
     use serde_json::json;
 
     fn info(claims: Value, hierarchy: ScopeHierarchy) -> AuthInfo {
-        let Value::Object(map) = claims else { unreachable!("test claims are objects") };
-        AuthInfo::from_claims(Claims::new(map), AccessToken::new("t"), &DefaultClaimMapper, Arc::new(hierarchy))
+        let Value::Object(map) = claims else {
+            unreachable!("test claims are objects")
+        };
+        AuthInfo::from_claims(
+            Claims::new(map),
+            AccessToken::new("t"),
+            &DefaultClaimMapper,
+            Arc::new(hierarchy),
+        )
     }
 
     #[test]
@@ -317,12 +358,17 @@ mod tests {
         assert!(a.has_scope("write"));
         assert!(a.has_scope("p:1"));
         assert!(a.require_scope(["admin", "write"]).is_ok());
-        let err = a.require_scope(["write", "delete", "x"]).expect_err("missing");
+        let err = a
+            .require_scope(["write", "delete", "x"])
+            .expect_err("missing");
         assert_eq!(err.missing, vec!["delete", "x"]);
         assert_eq!(err.to_string(), "missing required scope(s): delete, x");
         assert!(a.require_any_scope(["delete", "write"]).is_ok());
         let err = a.require_any_scope(["delete", "x"]).expect_err("none");
-        assert_eq!(err.to_string(), "missing at least one required scope from: delete, x");
+        assert_eq!(
+            err.to_string(),
+            "missing at least one required scope from: delete, x"
+        );
     }
 
     #[test]

@@ -41,18 +41,29 @@ pub enum AudienceRule {
 
 impl Default for AudienceRule {
     fn default() -> Self {
-        Self::Resource { extra: Vec::new(), prefix: false }
+        Self::Resource {
+            extra: Vec::new(),
+            prefix: false,
+        }
     }
 }
 
 impl AudienceRule {
     fn check(&self, claims: &Claims, resource: &ResourceUrl) -> Result<(), VerifyError> {
-        let Self::Resource { extra, prefix } = self else { return Ok(()) };
+        let Self::Resource { extra, prefix } = self else {
+            return Ok(());
+        };
         let audiences = claims.audiences()?;
         let ok = audiences.iter().any(|aud| {
-            resource.matches(aud) || extra.iter().any(|e| e == aud) || (*prefix && resource.is_covered_by(aud))
+            resource.matches(aud)
+                || extra.iter().any(|e| e == aud)
+                || (*prefix && resource.is_covered_by(aud))
         });
-        if ok { Ok(()) } else { Err(VerifyError::InvalidAudience) }
+        if ok {
+            Ok(())
+        } else {
+            Err(VerifyError::InvalidAudience)
+        }
     }
 }
 
@@ -68,7 +79,10 @@ pub struct TokenCacheOptions {
 
 impl Default for TokenCacheOptions {
     fn default() -> Self {
-        Self { max_entries: 10_000, max_ttl: Duration::from_secs(300) }
+        Self {
+            max_entries: 10_000,
+            max_ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -81,7 +95,12 @@ struct Entry {
 struct EntryExpiry;
 
 impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
-    fn expire_after_create(&self, _key: &[u8; 32], value: &Entry, _created_at: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Entry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -127,7 +146,10 @@ impl Authenticator {
     }
 
     fn make_cache(options: TokenCacheOptions) -> (moka::sync::Cache<[u8; 32], Entry>, Duration) {
-        let cache = moka::sync::Cache::builder().max_capacity(options.max_entries).expire_after(EntryExpiry).build();
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(options.max_entries)
+            .expire_after(EntryExpiry)
+            .build();
         (cache, options.max_ttl)
     }
 
@@ -184,9 +206,16 @@ impl Authenticator {
     ///
     /// Why the token is not accepted; [`VerifyError::Unavailable`] when it could not be
     /// checked at all.
-    pub async fn authenticate(&self, token: &str, resource: &ResourceUrl) -> Result<Auth, VerifyError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        resource: &ResourceUrl,
+    ) -> Result<Auth, VerifyError> {
         if token.len() > self.max_token_bytes {
-            return Err(VerifyError::TooLarge { len: token.len(), limit: self.max_token_bytes });
+            return Err(VerifyError::TooLarge {
+                len: token.len(),
+                limit: self.max_token_bytes,
+            });
         }
         let now = now_unix();
         let key = self.cache.as_ref().map(|_| hash(token));
@@ -194,18 +223,34 @@ impl Authenticator {
             && let Some(entry) = cache.get(key)
         {
             self.audience.check(&entry.auth.claims, resource)?;
-            check_times(&entry.auth.claims, now, self.leeway, self.verifier.requires_exp())?;
+            check_times(
+                &entry.auth.claims,
+                now,
+                self.leeway,
+                self.verifier.requires_exp(),
+            )?;
             return Ok(entry.auth);
         }
         let claims = self.verifier.verify(token).await?;
         self.audience.check(&claims, resource)?;
         check_times(&claims, now, self.leeway, self.verifier.requires_exp())?;
-        let info = AuthInfo::from_claims(claims, AccessToken::new(token), self.mapper.as_ref(), self.hierarchy.clone());
+        let info = AuthInfo::from_claims(
+            claims,
+            AccessToken::new(token),
+            self.mapper.as_ref(),
+            self.hierarchy.clone(),
+        );
         let auth = Auth::from(info);
         if let (Some((cache, max_ttl)), Some(key)) = (&self.cache, key) {
             let ttl = self.cache_ttl(&auth, now, *max_ttl);
             if !ttl.is_zero() {
-                cache.insert(key, Entry { auth: auth.clone(), ttl });
+                cache.insert(
+                    key,
+                    Entry {
+                        auth: auth.clone(),
+                        ttl,
+                    },
+                );
             }
         }
         Ok(auth)
@@ -219,7 +264,9 @@ impl Authenticator {
             ttl = ttl.min(bound);
         }
         match auth.expires_at {
-            Some(exp) => ttl.min(Duration::from_secs(u64::try_from(exp.saturating_sub(now)).unwrap_or(0))),
+            Some(exp) => ttl.min(Duration::from_secs(
+                u64::try_from(exp.saturating_sub(now)).unwrap_or(0),
+            )),
             None if self.verifier.max_cache_ttl().is_some() => ttl,
             None => Duration::ZERO,
         }

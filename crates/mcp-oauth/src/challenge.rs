@@ -65,7 +65,10 @@ pub struct Challenge {
 /// Drops what may not appear in a quoted-string parameter value, and anything outside
 /// printable ASCII, so clients with simple regex parsers read the value intact.
 fn clean(value: &str) -> String {
-    value.chars().filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\').collect()
+    value
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect()
 }
 
 impl Challenge {
@@ -82,17 +85,27 @@ impl Challenge {
         if let Some(url) = &self.resource_metadata {
             params.push(format!("resource_metadata=\"{}\"", clean(url)));
         }
-        let scope: Vec<String> = self.scope.iter().map(|s| clean(s)).filter(|s| !s.is_empty() && !s.contains(' ')).collect();
+        let scope: Vec<String> = self
+            .scope
+            .iter()
+            .map(|s| clean(s))
+            .filter(|s| !s.is_empty() && !s.contains(' '))
+            .collect();
         if !scope.is_empty() {
             params.push(format!("scope=\"{}\"", scope.join(" ")));
         }
-        if params.is_empty() { "Bearer".to_owned() } else { format!("Bearer {}", params.join(", ")) }
+        if params.is_empty() {
+            "Bearer".to_owned()
+        } else {
+            format!("Bearer {}", params.join(", "))
+        }
     }
 
     /// As a header value.
     pub fn to_header_value(&self) -> HeaderValue {
         // `clean` leaves printable ASCII only, which is always a valid header value.
-        HeaderValue::from_str(&self.to_header_string()).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        HeaderValue::from_str(&self.to_header_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
 }
 
@@ -128,14 +141,22 @@ impl Rejection {
 
     /// Classifies a verification failure: 503 for [`VerifyError::Unavailable`], else 401.
     pub fn from_verify_error(err: VerifyError) -> Self {
-        if matches!(err, VerifyError::Unavailable(_)) { Self::Unavailable(err) } else { Self::InvalidToken(err) }
+        if matches!(err, VerifyError::Unavailable(_)) {
+            Self::Unavailable(err)
+        } else {
+            Self::InvalidToken(err)
+        }
     }
 
     /// The challenge for this rejection; `baseline` is the scope list of a 401/400.
     pub fn challenge(&self, resource_metadata: &str, baseline: &[String]) -> Option<Challenge> {
         let resource_metadata = Some(resource_metadata.to_owned());
         Some(match self {
-            Self::MissingToken => Challenge { resource_metadata, scope: baseline.to_vec(), ..Challenge::default() },
+            Self::MissingToken => Challenge {
+                resource_metadata,
+                scope: baseline.to_vec(),
+                ..Challenge::default()
+            },
             Self::InvalidRequest(description) => Challenge {
                 error: Some(BearerError::InvalidRequest),
                 error_description: Some((*description).to_owned()),
@@ -150,7 +171,9 @@ impl Rejection {
             },
             Self::InsufficientScope { required } => Challenge {
                 error: Some(BearerError::InsufficientScope),
-                error_description: Some("the access token lacks a scope this request needs".to_owned()),
+                error_description: Some(
+                    "the access token lacks a scope this request needs".to_owned(),
+                ),
                 resource_metadata,
                 scope: required.clone(),
             },
@@ -160,10 +183,16 @@ impl Rejection {
 
     fn body(&self) -> serde_json::Value {
         let (error, description) = match self {
-            Self::MissingToken => ("unauthorized", "authentication required: send an access token in the Authorization header"),
+            Self::MissingToken => (
+                "unauthorized",
+                "authentication required: send an access token in the Authorization header",
+            ),
             Self::InvalidRequest(description) => ("invalid_request", *description),
             Self::InvalidToken(err) => ("invalid_token", err.public_description()),
-            Self::InsufficientScope { .. } => ("insufficient_scope", "the access token lacks a scope this request needs"),
+            Self::InsufficientScope { .. } => (
+                "insufficient_scope",
+                "the access token lacks a scope this request needs",
+            ),
             Self::Unavailable(err) => ("temporarily_unavailable", err.public_description()),
         };
         let mut body = serde_json::json!({ "error": error, "error_description": description });
@@ -176,11 +205,18 @@ impl Rejection {
     /// The complete response: status, `WWW-Authenticate` (except for 503, which gets
     /// `Retry-After`), a JSON body with `error` and `error_description`, `Cache-Control:
     /// no-store`, and the [`VerifyError`] in the response extensions when there is one.
-    pub fn into_response(self, resource_metadata: &str, baseline: &[String]) -> Response<Full<Bytes>> {
+    pub fn into_response(
+        self,
+        resource_metadata: &str,
+        baseline: &[String],
+    ) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(Bytes::from(self.body().to_string())));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self.challenge(resource_metadata, baseline) {
             Some(challenge) => {
@@ -209,7 +245,10 @@ pub struct ParsedChallenge {
 impl ParsedChallenge {
     /// The value of a parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -222,7 +261,10 @@ pub fn parse_www_authenticate(value: &str) -> Vec<ParsedChallenge> {
     let mut i = 0;
     let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     let skip_ws = |i: &mut usize| {
-        while bytes.get(*i).is_some_and(|b| *b == b' ' || *b == b'\t' || *b == b',') {
+        while bytes
+            .get(*i)
+            .is_some_and(|b| *b == b' ' || *b == b'\t' || *b == b',')
+        {
             *i += 1;
         }
     };
@@ -269,7 +311,11 @@ pub fn parse_www_authenticate(value: &str) -> Vec<ParsedChallenge> {
                 }
             } else {
                 let vstart = j;
-                while bytes.get(j).copied().is_some_and(|b| is_tchar(b) || b == b'/' || b == b'=') {
+                while bytes
+                    .get(j)
+                    .copied()
+                    .is_some_and(|b| is_tchar(b) || b == b'/' || b == b'=')
+                {
                     j += 1;
                 }
                 val = value.get(vstart..j).unwrap_or_default().to_owned();
@@ -279,13 +325,22 @@ pub fn parse_www_authenticate(value: &str) -> Vec<ParsedChallenge> {
             }
             i = j;
         } else {
-            out.push(ParsedChallenge { scheme: word, params: Vec::new() });
+            out.push(ParsedChallenge {
+                scheme: word,
+                params: Vec::new(),
+            });
             // Skip a token68 credential if one follows.
             let mut k = j;
-            while bytes.get(k).copied().is_some_and(|b| is_tchar(b) || b == b'/' || b == b'=') {
+            while bytes
+                .get(k)
+                .copied()
+                .is_some_and(|b| is_tchar(b) || b == b'/' || b == b'=')
+            {
                 k += 1;
             }
-            if bytes.get(k).is_none_or(|b| *b == b',') && bytes.get(k.saturating_sub(1)) == Some(&b'=') {
+            if bytes.get(k).is_none_or(|b| *b == b',')
+                && bytes.get(k.saturating_sub(1)) == Some(&b'=')
+            {
                 i = k;
             }
         }
@@ -302,7 +357,12 @@ mod tests {
     fn header(rejection: Rejection, baseline: &[&str]) -> String {
         let baseline: Vec<String> = baseline.iter().map(|s| (*s).to_owned()).collect();
         let response = rejection.into_response(PRM, &baseline);
-        response.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+        response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
     }
 
     #[test]
@@ -324,17 +384,29 @@ mod tests {
             r#"Bearer error="invalid_token", error_description="the access token expired", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="a b""#
         );
         assert_eq!(
-            header(Rejection::InsufficientScope { required: vec!["a".into(), "admin".into()] }, &["a"]),
+            header(
+                Rejection::InsufficientScope {
+                    required: vec!["a".into(), "admin".into()]
+                },
+                &["a"]
+            ),
             r#"Bearer error="insufficient_scope", error_description="the access token lacks a scope this request needs", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="a admin""#
         );
     }
 
     #[test]
     fn unavailable_is_503_without_challenge() {
-        let response = Rejection::Unavailable(VerifyError::Unavailable("x".into())).into_response(PRM, &[]);
+        let response =
+            Rejection::Unavailable(VerifyError::Unavailable("x".into())).into_response(PRM, &[]);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
-        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("5"));
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
     }
 
     #[test]
@@ -345,7 +417,10 @@ mod tests {
             resource_metadata: None,
             scope: vec!["ok".into(), "bad scope".into()],
         };
-        assert_eq!(c.to_header_string(), r#"Bearer error="invalid_token", error_description="abcd ", scope="ok""#);
+        assert_eq!(
+            c.to_header_string(),
+            r#"Bearer error="invalid_token", error_description="abcd ", scope="ok""#
+        );
     }
 
     #[test]
@@ -358,8 +433,13 @@ mod tests {
             r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
         );
         assert_eq!(parsed[0].param("error"), Some("invalid_token"));
-        assert_eq!(parsed[0].param("error_description"), Some("The access token expired"));
-        let parsed = parse_www_authenticate(r#"Basic realm="x", Bearer scope="a b", error=invalid_token, DPoP algs="ES256""#);
+        assert_eq!(
+            parsed[0].param("error_description"),
+            Some("The access token expired")
+        );
+        let parsed = parse_www_authenticate(
+            r#"Basic realm="x", Bearer scope="a b", error=invalid_token, DPoP algs="ES256""#,
+        );
         let schemes: Vec<&str> = parsed.iter().map(|c| c.scheme.as_str()).collect();
         assert_eq!(schemes, ["Basic", "Bearer", "DPoP"]);
         assert_eq!(parsed[1].param("scope"), Some("a b"));
@@ -370,10 +450,23 @@ mod tests {
 
     #[test]
     fn parser_survives_garbage() {
-        for junk in ["", "=", "\"", "Bearer =", "Bearer a=\"", "Bearer a=\"\\", ",,,", "Negotiate abc==, Bearer", "\u{0}\u{ff}"] {
+        for junk in [
+            "",
+            "=",
+            "\"",
+            "Bearer =",
+            "Bearer a=\"",
+            "Bearer a=\"\\",
+            ",,,",
+            "Negotiate abc==, Bearer",
+            "\u{0}\u{ff}",
+        ] {
             let _ = parse_www_authenticate(junk);
         }
-        let ours = Rejection::MissingToken.challenge(PRM, &["s".into()]).map(|c| c.to_header_string()).unwrap_or_default();
+        let ours = Rejection::MissingToken
+            .challenge(PRM, &["s".into()])
+            .map(|c| c.to_header_string())
+            .unwrap_or_default();
         let parsed = parse_www_authenticate(&ours);
         assert_eq!(parsed[0].param("resource_metadata"), Some(PRM));
         assert_eq!(parsed[0].param("scope"), Some("s"));

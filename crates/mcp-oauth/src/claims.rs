@@ -26,7 +26,9 @@ impl Claims {
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, VerifyError> {
         crate::jose::jws::parse_json_object(bytes)
             .map(Self)
-            .map_err(|()| VerifyError::Malformed("claims are not a JSON object with unique member names"))
+            .map_err(|()| {
+                VerifyError::Malformed("claims are not a JSON object with unique member names")
+            })
     }
 
     /// The whole claim set.
@@ -105,7 +107,9 @@ impl Claims {
             };
             match self.0.get(name) {
                 Some(Value::String(list)) => list.split_ascii_whitespace().for_each(&mut push),
-                Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut push),
+                Some(Value::Array(items)) => {
+                    items.iter().filter_map(Value::as_str).for_each(&mut push)
+                }
                 _ => {}
             }
         }
@@ -114,14 +118,20 @@ impl Claims {
 
     /// The client the token was issued to: `client_id` (RFC 9068), else `azp`, else `cid`.
     pub fn client_id(&self) -> Option<&str> {
-        self.str("client_id").or_else(|| self.str("azp")).or_else(|| self.str("cid"))
+        self.str("client_id")
+            .or_else(|| self.str("azp"))
+            .or_else(|| self.str("cid"))
     }
 
     /// A list-of-strings claim (`roles`, `permissions`); a single string counts as one item.
     pub fn string_list(&self, name: &str) -> Vec<String> {
         match self.0.get(name) {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -151,7 +161,12 @@ pub(crate) fn now_unix() -> i64 {
 
 /// The time rules: `exp` (required unless `require_exp` is off), `nbf` and `iat`, each with
 /// `leeway` for clock skew (RFC 7519 §4.1.4–4.1.6).
-pub(crate) fn check_times(claims: &Claims, now: i64, leeway: Duration, require_exp: bool) -> Result<(), VerifyError> {
+pub(crate) fn check_times(
+    claims: &Claims,
+    now: i64,
+    leeway: Duration,
+    require_exp: bool,
+) -> Result<(), VerifyError> {
     let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
     match claims.numeric_date("exp")? {
         Some(exp) if now >= exp.saturating_add(leeway) => return Err(VerifyError::Expired),
@@ -200,8 +215,14 @@ mod tests {
     #[test]
     fn exp_in_past_fails() {
         let c = claims(json!({"exp": 1000}));
-        assert!(matches!(check_times(&c, 1061, LEEWAY, true), Err(VerifyError::Expired)));
-        assert!(matches!(check_times(&c, 1060, LEEWAY, true), Err(VerifyError::Expired)));
+        assert!(matches!(
+            check_times(&c, 1061, LEEWAY, true),
+            Err(VerifyError::Expired)
+        ));
+        assert!(matches!(
+            check_times(&c, 1060, LEEWAY, true),
+            Err(VerifyError::Expired)
+        ));
     }
 
     #[test]
@@ -213,23 +234,40 @@ mod tests {
     #[test]
     fn missing_exp_fails_unless_optional() {
         let c = claims(json!({}));
-        assert!(matches!(check_times(&c, 0, LEEWAY, true), Err(VerifyError::MissingClaim("exp"))));
+        assert!(matches!(
+            check_times(&c, 0, LEEWAY, true),
+            Err(VerifyError::MissingClaim("exp"))
+        ));
         assert!(check_times(&c, 0, LEEWAY, false).is_ok());
     }
 
     #[test]
     fn nbf_and_iat_in_future_fail() {
         let c = claims(json!({"exp": 10_000, "nbf": 2000}));
-        assert!(matches!(check_times(&c, 1000, LEEWAY, true), Err(VerifyError::NotYetValid { claim: "nbf" })));
+        assert!(matches!(
+            check_times(&c, 1000, LEEWAY, true),
+            Err(VerifyError::NotYetValid { claim: "nbf" })
+        ));
         assert!(check_times(&c, 1950, LEEWAY, true).is_ok());
         let c = claims(json!({"exp": 10_000, "iat": 2000}));
-        assert!(matches!(check_times(&c, 1000, LEEWAY, true), Err(VerifyError::NotYetValid { claim: "iat" })));
+        assert!(matches!(
+            check_times(&c, 1000, LEEWAY, true),
+            Err(VerifyError::NotYetValid { claim: "iat" })
+        ));
     }
 
     #[test]
     fn non_numeric_dates_are_invalid() {
-        for bad in [json!({"exp": "1000"}), json!({"exp": null}), json!({"exp": [1]}), json!({"nbf": true})] {
-            assert!(matches!(check_times(&claims(bad), 0, LEEWAY, false), Err(VerifyError::InvalidClaim(_))));
+        for bad in [
+            json!({"exp": "1000"}),
+            json!({"exp": null}),
+            json!({"exp": [1]}),
+            json!({"nbf": true}),
+        ] {
+            assert!(matches!(
+                check_times(&claims(bad), 0, LEEWAY, false),
+                Err(VerifyError::InvalidClaim(_))
+            ));
         }
         let c = claims(json!({"exp": 1e300}));
         assert!(check_times(&c, 0, LEEWAY, true).is_ok());
@@ -241,8 +279,14 @@ mod tests {
     fn iss_not_matching_fails() {
         let c = claims(json!({"iss": "https://a.example/"}));
         assert!(check_issuer(&c, "https://a.example/").is_ok());
-        assert!(matches!(check_issuer(&c, "https://a.example"), Err(VerifyError::InvalidIssuer { .. })));
-        assert!(matches!(check_issuer(&claims(json!({})), "x"), Err(VerifyError::InvalidIssuer { found: None, .. })));
+        assert!(matches!(
+            check_issuer(&c, "https://a.example"),
+            Err(VerifyError::InvalidIssuer { .. })
+        ));
+        assert!(matches!(
+            check_issuer(&claims(json!({})), "x"),
+            Err(VerifyError::InvalidIssuer { found: None, .. })
+        ));
     }
 
     #[test]
@@ -256,8 +300,14 @@ mod tests {
 
     #[test]
     fn audiences_accept_string_or_array_only() {
-        assert_eq!(claims(json!({"aud": "a"})).audiences().ok(), Some(vec!["a"]));
-        assert_eq!(claims(json!({"aud": ["a", "b"]})).audiences().ok(), Some(vec!["a", "b"]));
+        assert_eq!(
+            claims(json!({"aud": "a"})).audiences().ok(),
+            Some(vec!["a"])
+        );
+        assert_eq!(
+            claims(json!({"aud": ["a", "b"]})).audiences().ok(),
+            Some(vec!["a", "b"])
+        );
         assert!(claims(json!({"aud": ["a", 1]})).audiences().is_err());
         assert!(claims(json!({"aud": {}})).audiences().is_err());
     }

@@ -204,9 +204,7 @@ impl VerifyError {
     }
 
     pub(crate) fn unsupported_alg(alg: &str) -> Self {
-        Self::UnsupportedAlgorithm {
-            alg: truncate(alg),
-        }
+        Self::UnsupportedAlgorithm { alg: truncate(alg) }
     }
 
     pub(crate) fn unknown_key(kid: Option<&str>) -> Self {

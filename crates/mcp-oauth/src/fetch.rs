@@ -139,15 +139,30 @@ impl HttpClient {
     }
 
     /// Checks a configured URL where it enters, as a configuration error.
-    pub(crate) fn check_config_url(&self, field: &'static str, url: &Url) -> Result<(), ConfigError> {
-        self.check_url(url)
-            .map_err(|e| ConfigError::url(field, url.as_str(), format!("{}; build the HttpClient with insecure_allow_http() to allow it", e.kind)))
+    pub(crate) fn check_config_url(
+        &self,
+        field: &'static str,
+        url: &Url,
+    ) -> Result<(), ConfigError> {
+        self.check_url(url).map_err(|e| {
+            ConfigError::url(
+                field,
+                url.as_str(),
+                format!(
+                    "{}; build the HttpClient with insecure_allow_http() to allow it",
+                    e.kind
+                ),
+            )
+        })
     }
 
     /// GET `url` expecting 200 with a JSON body.
     pub(crate) async fn get_json(&self, url: &Url) -> Result<Fetched, FetchError> {
         self.check_url(url)?;
-        let request = self.inner.get(url.clone()).header(http::header::ACCEPT, "application/json");
+        let request = self
+            .inner
+            .get(url.clone())
+            .header(http::header::ACCEPT, "application/json");
         self.send(url, request).await
     }
 
@@ -174,25 +189,42 @@ impl HttpClient {
         self.send(url, request).await
     }
 
-    async fn send(&self, url: &Url, request: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
-        let error = |kind| FetchError { url: url.to_string(), kind };
+    async fn send(
+        &self,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, FetchError> {
+        let error = |kind| FetchError {
+            url: url.to_string(),
+            kind,
+        };
         let mut response = request.send().await.map_err(|e| error(classify(&e)))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             return Err(error(FetchErrorKind::Status(status.as_u16())));
         }
-        if response.content_length().is_some_and(|len| len > self.body_limit as u64) {
-            return Err(error(FetchErrorKind::TooLarge { limit: self.body_limit }));
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.body_limit as u64)
+        {
+            return Err(error(FetchErrorKind::TooLarge {
+                limit: self.body_limit,
+            }));
         }
         let headers = response.headers().clone();
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| error(classify(&e)))? {
             if body.len() + chunk.len() > self.body_limit {
-                return Err(error(FetchErrorKind::TooLarge { limit: self.body_limit }));
+                return Err(error(FetchErrorKind::TooLarge {
+                    limit: self.body_limit,
+                }));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Fetched { headers, body: body.freeze() })
+        Ok(Fetched {
+            headers,
+            body: body.freeze(),
+        })
     }
 }
 
@@ -218,7 +250,11 @@ impl WithoutUrl for reqwest::Error {
             source = inner.source();
         }
         if text.is_empty() {
-            if self.is_connect() { "connection failed".into() } else { "request failed".into() }
+            if self.is_connect() {
+                "connection failed".into()
+            } else {
+                "request failed".into()
+            }
         } else {
             text
         }
@@ -232,7 +268,12 @@ fn form_urlencode(value: &str) -> String {
 
 /// How long a response may be cached, from `Cache-Control`, clamped to `[min, max]`;
 /// `default` when the header says nothing usable. `no-store`/`no-cache` mean `min`.
-pub(crate) fn cache_ttl(headers: &HeaderMap, default: Duration, min: Duration, max: Duration) -> Duration {
+pub(crate) fn cache_ttl(
+    headers: &HeaderMap,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Duration {
     let mut ttl = None;
     for value in headers.get_all(http::header::CACHE_CONTROL) {
         let Ok(value) = value.to_str() else { continue };
@@ -259,7 +300,10 @@ mod tests {
 
     fn headers(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_str(value).expect("ascii"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_str(value).expect("ascii"),
+        );
         h
     }
 
@@ -269,7 +313,10 @@ mod tests {
 
     #[test]
     fn cache_control_is_honoured_within_bounds() {
-        assert_eq!(cache_ttl(&headers("public, max-age=3600"), DEF, MIN, MAX), Duration::from_secs(3600));
+        assert_eq!(
+            cache_ttl(&headers("public, max-age=3600"), DEF, MIN, MAX),
+            Duration::from_secs(3600)
+        );
         assert_eq!(cache_ttl(&headers("max-age=5"), DEF, MIN, MAX), MIN);
         assert_eq!(cache_ttl(&headers("max-age=99999999"), DEF, MIN, MAX), MAX);
         assert_eq!(cache_ttl(&headers("no-store"), DEF, MIN, MAX), MIN);
@@ -280,14 +327,35 @@ mod tests {
     #[test]
     fn http_is_refused_except_to_loopback() {
         let client = HttpClient::new().expect("client");
-        let ok = ["https://idp.example.com/jwks", "http://127.0.0.1:9/jwks", "http://localhost/jwks", "http://[::1]/x"];
+        let ok = [
+            "https://idp.example.com/jwks",
+            "http://127.0.0.1:9/jwks",
+            "http://localhost/jwks",
+            "http://[::1]/x",
+        ];
         for url in ok {
-            assert!(client.check_url(&Url::parse(url).expect("url")).is_ok(), "{url}");
+            assert!(
+                client.check_url(&Url::parse(url).expect("url")).is_ok(),
+                "{url}"
+            );
         }
-        for url in ["http://idp.example.com/jwks", "ftp://idp.example.com/x", "file:///etc/passwd"] {
-            assert!(client.check_url(&Url::parse(url).expect("url")).is_err(), "{url}");
+        for url in [
+            "http://idp.example.com/jwks",
+            "ftp://idp.example.com/x",
+            "file:///etc/passwd",
+        ] {
+            assert!(
+                client.check_url(&Url::parse(url).expect("url")).is_err(),
+                "{url}"
+            );
         }
-        let open = HttpClient::builder().insecure_allow_http().build().expect("client");
-        assert!(open.check_url(&Url::parse("http://idp.example.com/jwks").expect("url")).is_ok());
+        let open = HttpClient::builder()
+            .insecure_allow_http()
+            .build()
+            .expect("client");
+        assert!(
+            open.check_url(&Url::parse("http://idp.example.com/jwks").expect("url"))
+                .is_ok()
+        );
     }
 }

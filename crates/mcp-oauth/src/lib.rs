@@ -82,11 +82,13 @@ pub mod scope;
 mod secret;
 #[cfg(feature = "rmcp")]
 pub mod server;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod verify;
 
-pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 #[cfg(feature = "axum")]
 pub use auth::MissingAuth;
+pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
 pub use claims::Claims;
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};

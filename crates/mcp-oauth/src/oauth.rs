@@ -11,15 +11,15 @@ use crate::authenticator::{AudienceRule, Authenticator, TokenCacheOptions};
 use crate::error::ConfigError;
 #[cfg(feature = "remote")]
 use crate::fetch::HttpClient;
-use crate::metadata::ProtectedResourceMetadata;
 #[cfg(feature = "remote")]
 use crate::metadata::MetadataMirror;
+use crate::metadata::ProtectedResourceMetadata;
 use crate::policy::ScopePolicy;
 use crate::resource::ResourceUrl;
 use crate::scope::{ScopeHierarchy, is_valid_scope};
-use crate::verify::TokenVerifier;
 #[cfg(feature = "remote")]
 use crate::verify::JwtVerifier;
+use crate::verify::TokenVerifier;
 
 /// Default largest JSON-RPC body read for the per-tool scope policy: 4 MiB (rmcp's limit).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -83,10 +83,20 @@ impl OAuth {
     ///
     /// `issuer` or `resource` is not an acceptable URL.
     #[cfg(feature = "remote")]
-    pub fn oidc(issuer: impl Into<String>, resource: impl Into<String>) -> Result<Self, ConfigError> {
+    pub fn oidc(
+        issuer: impl Into<String>,
+        resource: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
         let issuer = issuer.into();
-        let verifier = JwtVerifier::builder().issuer(issuer.clone()).discover_jwks().build()?;
-        Self::builder().resource(resource).authorization_server(issuer).verifier(verifier).build()
+        let verifier = JwtVerifier::builder()
+            .issuer(issuer.clone())
+            .discover_jwks()
+            .build()?;
+        Self::builder()
+            .resource(resource)
+            .authorization_server(issuer)
+            .verifier(verifier)
+            .build()
     }
 
     /// The configured resource URL.
@@ -111,11 +121,16 @@ impl OAuth {
         let scheme = first("x-forwarded-proto").unwrap_or(self.inner.resource.url().scheme());
         let host = first("x-forwarded-host").or_else(|| first("host"));
         match (scheme, host) {
-            ("http" | "https", Some(host)) if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) => self
-                .inner
-                .resource
-                .with_origin(scheme, host)
-                .map_or(Cow::Borrowed(&self.inner.resource), Cow::Owned),
+            ("http" | "https", Some(host))
+                if host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) =>
+            {
+                self.inner
+                    .resource
+                    .with_origin(scheme, host)
+                    .map_or(Cow::Borrowed(&self.inner.resource), Cow::Owned)
+            }
             _ => Cow::Borrowed(&self.inner.resource),
         }
     }
@@ -148,7 +163,11 @@ impl OAuth {
     /// The scopes named in a 401 challenge: the baseline of the policy, else the scopes
     /// supported.
     pub fn challenge_scopes(&self) -> &[String] {
-        if self.inner.policy.baseline().is_empty() { &self.inner.scopes_supported } else { self.inner.policy.baseline() }
+        if self.inner.policy.baseline().is_empty() {
+            &self.inner.scopes_supported
+        } else {
+            self.inner.policy.baseline()
+        }
     }
 
     /// Largest body read for the scope policy.
@@ -178,7 +197,9 @@ impl OAuth {
     pub fn with_policy(&self, policy: ScopePolicy) -> Self {
         let mut inner = (*self.inner).clone();
         inner.policy = policy;
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The bearer layer for this configuration.
@@ -196,8 +217,15 @@ impl OAuth {
     /// The issuer differs, or the metadata cannot be fetched.
     #[cfg(feature = "remote")]
     pub async fn check_authorization_server(&self) -> Result<(), crate::error::ConfigError> {
-        let Some(mirror) = self.metadata_mirror() else { return Ok(()) };
-        let advertised = self.inner.authorization_servers.first().cloned().unwrap_or_default();
+        let Some(mirror) = self.metadata_mirror() else {
+            return Ok(());
+        };
+        let advertised = self
+            .inner
+            .authorization_servers
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let doc = mirror.refresh_now().await.map_err(|err| {
             tracing::error!(target: "mcp_oauth::startup", issuer = %advertised, error = %err, "cannot fetch the authorization server metadata");
             ConfigError::invalid("authorization server", err.to_string())
@@ -212,7 +240,10 @@ impl OAuth {
             );
             return Err(ConfigError::invalid(
                 "authorization server",
-                format!("advertised {advertised:?} but the metadata at {} says issuer {:?}", doc.url, doc.metadata.issuer),
+                format!(
+                    "advertised {advertised:?} but the metadata at {} says issuer {:?}",
+                    doc.url, doc.metadata.issuer
+                ),
             ));
         }
         if !doc.metadata.supports_pkce_s256() {
@@ -272,7 +303,6 @@ impl Default for OAuthBuilder {
     }
 }
 
-
 impl OAuthBuilder {
     /// The public URL of the MCP endpoint (`https://mcp.example.com/mcp`). Required.
     ///
@@ -313,8 +343,15 @@ impl OAuthBuilder {
 
     /// The scopes advertised in the metadata (`offline_access` is dropped, as MCP
     /// 2026-07-28 asks). Default: none.
-    pub fn scopes_supported<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes_supported = scopes.into_iter().map(Into::into).filter(|s: &String| s != "offline_access").collect();
+    pub fn scopes_supported<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        scopes: I,
+    ) -> Self {
+        self.scopes_supported = scopes
+            .into_iter()
+            .map(Into::into)
+            .filter(|s: &String| s != "offline_access")
+            .collect();
         self
     }
 
@@ -325,14 +362,22 @@ impl OAuthBuilder {
     }
 
     /// Scopes a JSON-RPC method needs; refused with HTTP 403 before the MCP service runs.
-    pub fn method_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, method: impl Into<String>, scopes: I) -> Self {
+    pub fn method_scopes<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        method: impl Into<String>,
+        scopes: I,
+    ) -> Self {
         self.policy = self.policy.method(method, scopes);
         self
     }
 
     /// Scopes a tool needs; a `tools/call` without them is refused with HTTP 403 and a
     /// challenge naming every scope the call needs (step-up).
-    pub fn tool_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tool: impl Into<String>, scopes: I) -> Self {
+    pub fn tool_scopes<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        tool: impl Into<String>,
+        scopes: I,
+    ) -> Self {
         self.policy = self.policy.tool(tool, scopes);
         self
     }
@@ -448,19 +493,34 @@ impl OAuthBuilder {
         let resource = self.resource.ok_or_else(|| {
             ConfigError::missing("resource", "call OAuthBuilder::resource with the public URL of the MCP endpoint, e.g. https://mcp.example.com/mcp")
         })?;
-        let resource = if self.insecure_http { ResourceUrl::parse_insecure(&resource)? } else { ResourceUrl::parse(&resource)? };
-        let verifier = self
-            .verifier
-            .ok_or_else(|| ConfigError::missing("verifier", "call OAuthBuilder::verifier (for example a JwtVerifier), or use OAuth::oidc"))?;
+        let resource = if self.insecure_http {
+            ResourceUrl::parse_insecure(&resource)?
+        } else {
+            ResourceUrl::parse(&resource)?
+        };
+        let verifier = self.verifier.ok_or_else(|| {
+            ConfigError::missing(
+                "verifier",
+                "call OAuthBuilder::verifier (for example a JwtVerifier), or use OAuth::oidc",
+            )
+        })?;
         for issuer in &self.authorization_servers {
-            let url = url::Url::parse(issuer).map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
+            let url = url::Url::parse(issuer)
+                .map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
             if url.query().is_some() || url.fragment().is_some() {
-                return Err(ConfigError::url("authorization server", issuer, "an issuer has no query or fragment (RFC 8414 §2)"));
+                return Err(ConfigError::url(
+                    "authorization server",
+                    issuer,
+                    "an issuer has no query or fragment (RFC 8414 §2)",
+                ));
             }
         }
         let all_scopes = self.scopes_supported.iter().chain(self.policy.baseline());
         if let Some(bad) = all_scopes.into_iter().find(|s| !is_valid_scope(s)) {
-            return Err(ConfigError::invalid("scope", format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)")));
+            return Err(ConfigError::invalid(
+                "scope",
+                format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)"),
+            ));
         }
         let hierarchy = Arc::new(self.hierarchy);
         let mut authenticator = Authenticator::new(verifier)
@@ -479,7 +539,8 @@ impl OAuthBuilder {
                     Some(client) => client,
                     None => HttpClient::new()?,
                 };
-                let url = url::Url::parse(issuer).map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
+                let url = url::Url::parse(issuer)
+                    .map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
                 client.check_config_url("authorization server", &url)?;
                 Some(Arc::new(MetadataMirror::new(url, client)))
             }

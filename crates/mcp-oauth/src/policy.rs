@@ -48,7 +48,11 @@ impl ScopePolicy {
 
     /// Scopes a JSON-RPC method needs (in addition to the baseline).
     #[must_use]
-    pub fn method<I: IntoIterator<Item = S>, S: Into<String>>(mut self, method: impl Into<String>, scopes: I) -> Self {
+    pub fn method<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        method: impl Into<String>,
+        scopes: I,
+    ) -> Self {
         push_unique(self.methods.entry(method.into()).or_default(), scopes);
         self
     }
@@ -56,7 +60,11 @@ impl ScopePolicy {
     /// Scopes a `tools/call` of this tool needs (in addition to the baseline and to
     /// whatever `tools/call` itself needs).
     #[must_use]
-    pub fn tool<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tool: impl Into<String>, scopes: I) -> Self {
+    pub fn tool<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        tool: impl Into<String>,
+        scopes: I,
+    ) -> Self {
         push_unique(self.tools.entry(tool.into()).or_default(), scopes);
         self
     }
@@ -138,7 +146,9 @@ pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
     };
     let mut calls = Vec::with_capacity(messages.len());
     for message in messages {
-        let Some(method) = message.method else { continue };
+        let Some(method) = message.method else {
+            continue;
+        };
         let tool = if method == "tools/call" {
             match message.params.and_then(|p| p.name) {
                 Some(serde_json::Value::String(name)) => Some(name),
@@ -157,16 +167,28 @@ mod tests {
     use super::*;
 
     fn call(method: &str, tool: Option<&str>) -> RpcCall {
-        RpcCall { method: method.into(), tool: tool.map(Into::into) }
+        RpcCall {
+            method: method.into(),
+            tool: tool.map(Into::into),
+        }
     }
 
     #[test]
     fn reads_single_and_batched_calls() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_action","arguments":{}}}"#;
-        assert_eq!(peek_jsonrpc(body), Ok(vec![call("tools/call", Some("admin_action"))]));
+        assert_eq!(
+            peek_jsonrpc(body),
+            Ok(vec![call("tools/call", Some("admin_action"))])
+        );
         let batch = br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":2,"result":{}},
                         {"jsonrpc":"2.0","id":3,"method":"tools/list"}]"#;
-        assert_eq!(peek_jsonrpc(batch), Ok(vec![call("notifications/initialized", None), call("tools/list", None)]));
+        assert_eq!(
+            peek_jsonrpc(batch),
+            Ok(vec![
+                call("notifications/initialized", None),
+                call("tools/list", None)
+            ])
+        );
     }
 
     #[test]
@@ -182,15 +204,32 @@ mod tests {
             b"",
             b"42",
         ] {
-            assert_eq!(peek_jsonrpc(bad), Err(UnreadableBody), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                peek_jsonrpc(bad),
+                Err(UnreadableBody),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn required_scopes_are_the_union_in_order() {
-        let policy = ScopePolicy::new().require(["base"]).method("tools/call", ["call"]).tool("admin_action", ["admin", "base"]);
-        assert_eq!(policy.required_for(&[call("tools/list", None)]), vec!["base"]);
-        assert_eq!(policy.required_for(&[call("tools/call", Some("admin_action"))]), vec!["base", "call", "admin"]);
-        assert_eq!(policy.required_for(&[call("tools/call", Some("echo"))]), vec!["base", "call"]);
+        let policy = ScopePolicy::new()
+            .require(["base"])
+            .method("tools/call", ["call"])
+            .tool("admin_action", ["admin", "base"]);
+        assert_eq!(
+            policy.required_for(&[call("tools/list", None)]),
+            vec!["base"]
+        );
+        assert_eq!(
+            policy.required_for(&[call("tools/call", Some("admin_action"))]),
+            vec!["base", "call", "admin"]
+        );
+        assert_eq!(
+            policy.required_for(&[call("tools/call", Some("echo"))]),
+            vec!["base", "call"]
+        );
     }
 }

@@ -32,7 +32,14 @@ struct Slot<T> {
 
 impl<T> Default for Slot<T> {
     fn default() -> Self {
-        Self { value: None, fetched_at: None, ttl: Duration::ZERO, attempts: 0, last_attempt: None, last_error: None }
+        Self {
+            value: None,
+            fetched_at: None,
+            ttl: Duration::ZERO,
+            attempts: 0,
+            last_attempt: None,
+            last_error: None,
+        }
     }
 }
 
@@ -49,13 +56,20 @@ pub(crate) struct Refreshing<T> {
 
 impl<T> std::fmt::Debug for Refreshing<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Refreshing").field("fetches", &self.fetch_count()).finish_non_exhaustive()
+        f.debug_struct("Refreshing")
+            .field("fetches", &self.fetch_count())
+            .finish_non_exhaustive()
     }
 }
 
 impl<T> Refreshing<T> {
     pub(crate) fn new(rules: RefreshRules) -> Self {
-        Self { slot: RwLock::new(Slot::default()), flight: tokio::sync::Mutex::new(()), rules, fetches: AtomicU64::new(0) }
+        Self {
+            slot: RwLock::new(Slot::default()),
+            flight: tokio::sync::Mutex::new(()),
+            rules,
+            fetches: AtomicU64::new(0),
+        }
     }
 
     /// Network fetches so far.
@@ -93,9 +107,14 @@ impl<T> Refreshing<T> {
         let now = Instant::now();
         let decision = self.read(|s| {
             let backing_off = s.last_error.is_some()
-                && s.last_attempt.is_some_and(|t| now.duration_since(t) < self.rules.retry_after_error);
+                && s.last_attempt
+                    .is_some_and(|t| now.duration_since(t) < self.rules.retry_after_error);
             let (Some(value), Some(fetched_at)) = (&s.value, s.fetched_at) else {
-                return if backing_off { Err(()) } else { Ok(Some(s.attempts)) };
+                return if backing_off {
+                    Err(())
+                } else {
+                    Ok(Some(s.attempts))
+                };
             };
             if backing_off {
                 return Ok(None);
@@ -103,7 +122,9 @@ impl<T> Refreshing<T> {
             if now.duration_since(fetched_at) >= s.ttl {
                 return Ok(Some(s.attempts));
             }
-            let cooled = s.last_attempt.is_none_or(|t| now.duration_since(t) >= cooldown);
+            let cooled = s
+                .last_attempt
+                .is_none_or(|t| now.duration_since(t) >= cooldown);
             Ok((cooled && wants_more(value)).then_some(s.attempts))
         });
         match decision {
@@ -127,7 +148,8 @@ impl<T> Refreshing<T> {
             s.attempts != seen
                 || (!force
                     && s.last_error.is_some()
-                    && s.last_attempt.is_some_and(|t| now.duration_since(t) < self.rules.retry_after_error))
+                    && s.last_attempt
+                        .is_some_and(|t| now.duration_since(t) < self.rules.retry_after_error))
         });
         if skip {
             return;
@@ -186,11 +208,17 @@ mod tests {
     use crate::error::FetchErrorKind;
 
     fn rules() -> RefreshRules {
-        RefreshRules { stale_if_error: Duration::from_secs(3600), retry_after_error: Duration::from_secs(5) }
+        RefreshRules {
+            stale_if_error: Duration::from_secs(3600),
+            retry_after_error: Duration::from_secs(5),
+        }
     }
 
     fn down() -> FetchError {
-        FetchError { url: "http://127.0.0.1/x".into(), kind: FetchErrorKind::Status(500) }
+        FetchError {
+            url: "http://127.0.0.1/x".into(),
+            kind: FetchErrorKind::Status(500),
+        }
     }
 
     #[tokio::test]
@@ -200,7 +228,15 @@ mod tests {
             .map(|_| {
                 let r = r.clone();
                 tokio::spawn(async move {
-                    r.get(|| async { tokio::task::yield_now().await; Ok((7, Duration::from_secs(60))) }, |_| false, Duration::ZERO).await
+                    r.get(
+                        || async {
+                            tokio::task::yield_now().await;
+                            Ok((7, Duration::from_secs(60)))
+                        },
+                        |_| false,
+                        Duration::ZERO,
+                    )
+                    .await
                 })
             })
             .collect();
@@ -213,27 +249,49 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stale_value_is_served_while_down_then_expires() {
         let r = Refreshing::<u32>::new(rules());
-        r.refresh_now(|| async { Ok((1, Duration::from_secs(60))) }).await.expect("first fetch");
+        r.refresh_now(|| async { Ok((1, Duration::from_secs(60))) })
+            .await
+            .expect("first fetch");
         tokio::time::advance(Duration::from_secs(61)).await;
-        let got = r.get(|| async { Err(down()) }, |_| false, Duration::ZERO).await;
+        let got = r
+            .get(|| async { Err(down()) }, |_| false, Duration::ZERO)
+            .await;
         assert_eq!(*got.expect("stale copy"), 1);
         // Within the back-off no new attempt is made.
         let before = r.fetch_count();
-        let _ = r.get(|| async { Err(down()) }, |_| false, Duration::ZERO).await;
+        let _ = r
+            .get(|| async { Err(down()) }, |_| false, Duration::ZERO)
+            .await;
         assert_eq!(r.fetch_count(), before);
         tokio::time::advance(Duration::from_secs(3600)).await;
-        let got = r.get(|| async { Err(down()) }, |_| false, Duration::ZERO).await;
+        let got = r
+            .get(|| async { Err(down()) }, |_| false, Duration::ZERO)
+            .await;
         assert!(got.is_err(), "beyond stale-if-error the value is gone");
     }
 
     #[tokio::test(start_paused = true)]
     async fn wants_more_respects_the_cooldown() {
         let r = Refreshing::<u32>::new(rules());
-        r.refresh_now(|| async { Ok((1, Duration::from_secs(600))) }).await.expect("fetch");
-        let _ = r.get(|| async { Ok((2, Duration::from_secs(600))) }, |_| true, Duration::from_secs(30)).await;
+        r.refresh_now(|| async { Ok((1, Duration::from_secs(600))) })
+            .await
+            .expect("fetch");
+        let _ = r
+            .get(
+                || async { Ok((2, Duration::from_secs(600))) },
+                |_| true,
+                Duration::from_secs(30),
+            )
+            .await;
         assert_eq!(r.fetch_count(), 1, "cooldown not passed");
         tokio::time::advance(Duration::from_secs(31)).await;
-        let got = r.get(|| async { Ok((2, Duration::from_secs(600))) }, |_| true, Duration::from_secs(30)).await;
+        let got = r
+            .get(
+                || async { Ok((2, Duration::from_secs(600))) },
+                |_| true,
+                Duration::from_secs(30),
+            )
+            .await;
         assert_eq!(*got.expect("value"), 2);
         assert_eq!(r.fetch_count(), 2);
     }

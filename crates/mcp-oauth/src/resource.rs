@@ -47,7 +47,8 @@ impl ResourceUrl {
 
     fn parse_with(value: &str, allow_http: bool) -> Result<Self, ConfigError> {
         const FIELD: &str = "resource URL";
-        let url = Url::parse(value.trim()).map_err(|e| ConfigError::url(FIELD, value, e.to_string()))?;
+        let url =
+            Url::parse(value.trim()).map_err(|e| ConfigError::url(FIELD, value, e.to_string()))?;
         match url.scheme() {
             "https" => {}
             "http" if allow_http || is_loopback_url(&url) => {}
@@ -58,19 +59,37 @@ impl ResourceUrl {
                     "plain http is only allowed for loopback hosts; use https (or the insecure option for a private network)",
                 ));
             }
-            other => return Err(ConfigError::url(FIELD, value, format!("scheme {other:?} is not http(s)"))),
+            other => {
+                return Err(ConfigError::url(
+                    FIELD,
+                    value,
+                    format!("scheme {other:?} is not http(s)"),
+                ));
+            }
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(ConfigError::url(FIELD, value, "the URL has no host"));
         }
         if url.fragment().is_some() {
-            return Err(ConfigError::url(FIELD, value, "a resource URL must not have a fragment (RFC 8707)"));
+            return Err(ConfigError::url(
+                FIELD,
+                value,
+                "a resource URL must not have a fragment (RFC 8707)",
+            ));
         }
         if url.query().is_some() {
-            return Err(ConfigError::url(FIELD, value, "a resource URL should not have a query (RFC 8707)"));
+            return Err(ConfigError::url(
+                FIELD,
+                value,
+                "a resource URL should not have a query (RFC 8707)",
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(ConfigError::url(FIELD, value, "a resource URL must not carry credentials"));
+            return Err(ConfigError::url(
+                FIELD,
+                value,
+                "a resource URL must not carry credentials",
+            ));
         }
         Ok(Self::from_url(url))
     }
@@ -106,7 +125,8 @@ impl ResourceUrl {
     /// The same resource on another origin (trusted-proxy mode): same path.
     pub(crate) fn with_origin(&self, scheme: &str, host: &str) -> Option<Self> {
         let url = Url::parse(&format!("{scheme}://{host}{}", self.url.path())).ok()?;
-        (url.host_str().is_some() && url.query().is_none() && url.fragment().is_none()).then(|| Self::from_url(url))
+        (url.host_str().is_some() && url.query().is_none() && url.fragment().is_none())
+            .then(|| Self::from_url(url))
     }
 
     /// The path of the endpoint without a trailing slash (`""` for the origin).
@@ -122,7 +142,10 @@ impl ResourceUrl {
 
     /// The path of [`ResourceUrl::metadata_url`] on this server.
     pub fn metadata_path(&self) -> String {
-        format!("/.well-known/oauth-protected-resource{}", self.trimmed_path())
+        format!(
+            "/.well-known/oauth-protected-resource{}",
+            self.trimmed_path()
+        )
     }
 
     /// Whether `aud` names this resource: the same URL with any case of scheme and host,
@@ -131,7 +154,9 @@ impl ResourceUrl {
         if aud == self.text {
             return true;
         }
-        let Ok(other) = Url::parse(aud) else { return false };
+        let Ok(other) = Url::parse(aud) else {
+            return false;
+        };
         same_resource(&self.url, &other)
     }
 
@@ -141,7 +166,9 @@ impl ResourceUrl {
         if self.matches(aud) {
             return true;
         }
-        let Ok(other) = Url::parse(aud) else { return false };
+        let Ok(other) = Url::parse(aud) else {
+            return false;
+        };
         if other.scheme() != self.url.scheme()
             || other.host() != self.url.host()
             || other.port_or_known_default() != self.url.port_or_known_default()
@@ -152,7 +179,8 @@ impl ResourceUrl {
         }
         let prefix = other.path().trim_end_matches('/');
         let path = self.trimmed_path();
-        path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
     }
 }
 
@@ -183,7 +211,10 @@ impl fmt::Display for ResourceUrl {
 /// Whether the URL's host is a loopback name or address.
 pub(crate) fn is_loopback_url(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost") || domain.to_ascii_lowercase().ends_with(".localhost"),
+        Some(url::Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
+        }
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
@@ -211,7 +242,10 @@ pub fn authorization_server_metadata_urls(issuer: &Url) -> Vec<Url> {
             format!("{origin}{path}/.well-known/openid-configuration"),
         ]
     };
-    candidates.iter().filter_map(|c| Url::parse(c).ok()).collect()
+    candidates
+        .iter()
+        .filter_map(|c| Url::parse(c).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -224,10 +258,22 @@ mod tests {
 
     #[test]
     fn canonical_form_lowercases_and_drops_origin_slash() {
-        assert_eq!(r("HTTPS://MCP.Example.COM:443/mcp").as_str(), "https://mcp.example.com/mcp");
-        assert_eq!(r("https://mcp.example.com/").as_str(), "https://mcp.example.com");
-        assert_eq!(r("https://mcp.example.com").as_str(), "https://mcp.example.com");
-        assert_eq!(r("https://mcp.example.com:8443").as_str(), "https://mcp.example.com:8443");
+        assert_eq!(
+            r("HTTPS://MCP.Example.COM:443/mcp").as_str(),
+            "https://mcp.example.com/mcp"
+        );
+        assert_eq!(
+            r("https://mcp.example.com/").as_str(),
+            "https://mcp.example.com"
+        );
+        assert_eq!(
+            r("https://mcp.example.com").as_str(),
+            "https://mcp.example.com"
+        );
+        assert_eq!(
+            r("https://mcp.example.com:8443").as_str(),
+            "https://mcp.example.com:8443"
+        );
     }
 
     #[test]
@@ -292,9 +338,15 @@ mod tests {
             r("https://mcp.example.com/public/mcp").metadata_url(),
             "https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp"
         );
-        assert_eq!(r("https://mcp.example.com").metadata_url(), "https://mcp.example.com/.well-known/oauth-protected-resource");
+        assert_eq!(
+            r("https://mcp.example.com").metadata_url(),
+            "https://mcp.example.com/.well-known/oauth-protected-resource"
+        );
         let issuer = Url::parse("https://auth.example.com/tenant1").expect("url");
-        let urls: Vec<String> = authorization_server_metadata_urls(&issuer).iter().map(Url::to_string).collect();
+        let urls: Vec<String> = authorization_server_metadata_urls(&issuer)
+            .iter()
+            .map(Url::to_string)
+            .collect();
         assert_eq!(
             urls,
             [

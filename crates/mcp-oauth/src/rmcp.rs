@@ -65,17 +65,31 @@ impl<C: AsRequestContext> FromContextPart<C> for MaybeAuth {
 
 /// The [`Auth`] of the HTTP request behind an rmcp request, if it was authenticated.
 pub fn auth_from_context(context: &RequestContext<RoleServer>) -> Option<Auth> {
-    context.extensions.get::<http::request::Parts>().and_then(|parts| parts.extensions.get::<Auth>()).cloned()
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Auth>())
+        .cloned()
 }
 
 /// rmcp transport settings for an endpoint protected by `oauth`: the resource's host (and
 /// the loopback names) allowed in `Host`, stateless, JSON responses.
 pub fn streamable_http_config(oauth: &OAuth) -> StreamableHttpServerConfig {
-    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if let Some(host) = oauth.resource().url().host_str() {
-        hosts.push(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        hosts.push(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        );
     }
-    let config = StreamableHttpServerConfig::default().with_legacy_session_mode(false).with_json_response(true);
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true);
     if oauth.trusts_forwarded_headers() {
         // The public host comes from the proxy and varies; the proxy is the gate.
         return config.disable_allowed_hosts();
@@ -97,7 +111,12 @@ pub struct SessionBindingLayer {
 impl SessionBindingLayer {
     /// Bindings live as long as their session is used, up to `idle` without use.
     pub fn new(idle: Duration) -> Self {
-        Self { bindings: moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(idle).build() }
+        Self {
+            bindings: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(idle)
+                .build(),
+        }
     }
 }
 
@@ -112,7 +131,10 @@ impl<S> tower_layer::Layer<S> for SessionBindingLayer {
     type Service = SessionBinding<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionBinding { inner, bindings: self.bindings.clone() }
+        SessionBinding {
+            inner,
+            bindings: self.bindings.clone(),
+        }
     }
 }
 
@@ -124,7 +146,11 @@ pub struct SessionBinding<S> {
 }
 
 fn principal(auth: &Auth) -> Arc<str> {
-    Arc::from(format!("{}\u{0}{}", auth.issuer.as_deref().unwrap_or_default(), auth.subject()))
+    Arc::from(format!(
+        "{}\u{0}{}",
+        auth.issuer.as_deref().unwrap_or_default(),
+        auth.subject()
+    ))
 }
 
 fn session_refused() -> Response<Full<Bytes>> {
@@ -132,7 +158,10 @@ fn session_refused() -> Response<Full<Bytes>> {
         br#"{"error":"session_not_found","error_description":"this session does not exist for the caller; start a new one"}"#,
     )));
     *res.status_mut() = StatusCode::NOT_FOUND;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -156,7 +185,11 @@ where
         let bindings = self.bindings.clone();
         Box::pin(async move {
             let who = req.extensions().get::<Auth>().map(principal);
-            let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let session = req
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let is_delete = req.method() == http::Method::DELETE;
             if let Some(session) = &session {
                 let owner = bindings.get(session);
@@ -167,9 +200,17 @@ where
                 }
             }
             let res = inner.call(req).await?;
-            match (&session, res.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()), who) {
+            match (
+                &session,
+                res.headers()
+                    .get(SESSION_HEADER)
+                    .and_then(|v| v.to_str().ok()),
+                who,
+            ) {
                 (None, Some(created), Some(who)) => bindings.insert(created.to_owned(), who),
-                (Some(session), _, _) if is_delete && res.status().is_success() => bindings.invalidate(session),
+                (Some(session), _, _) if is_delete && res.status().is_success() => {
+                    bindings.invalidate(session)
+                }
                 _ => {}
             }
             Ok(res.map(Either::Left))

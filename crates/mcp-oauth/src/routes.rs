@@ -53,14 +53,20 @@ pub fn mcp_cors() -> CorsLayer {
             http::HeaderName::from_static("mcp-method"),
             http::HeaderName::from_static("mcp-name"),
         ])
-        .expose_headers(ExposeHeaders::list([header::WWW_AUTHENTICATE, http::HeaderName::from_static("mcp-session-id")]))
+        .expose_headers(ExposeHeaders::list([
+            header::WWW_AUTHENTICATE,
+            http::HeaderName::from_static("mcp-session-id"),
+        ]))
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
 impl OAuth {
     /// The discovery routes for this configuration (see the [module docs](crate::routes)).
     pub fn metadata_router(&self) -> Router {
-        let mut router = Router::new().route("/.well-known/oauth-protected-resource", get(protected_resource));
+        let mut router = Router::new().route(
+            "/.well-known/oauth-protected-resource",
+            get(protected_resource),
+        );
         let suffixed = self.resource().metadata_path();
         if suffixed != "/.well-known/oauth-protected-resource" {
             router = router.route(&suffixed, get(protected_resource));
@@ -68,14 +74,19 @@ impl OAuth {
         #[cfg(feature = "remote")]
         if let Some(mirror) = self.metadata_mirror() {
             let path = mirror.issuer().path().trim_end_matches('/').to_owned();
-            for base in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+            for base in [
+                "/.well-known/oauth-authorization-server",
+                "/.well-known/openid-configuration",
+            ] {
                 router = router.route(base, get(mirrored));
                 if !path.is_empty() {
                     router = router.route(&format!("{base}{path}"), get(mirrored));
                 }
             }
         }
-        router.layer(metadata_cors()).with_state(Arc::new(self.clone()))
+        router
+            .layer(metadata_cors())
+            .with_state(Arc::new(self.clone()))
     }
 }
 
@@ -83,7 +94,10 @@ async fn protected_resource(State(oauth): State<Arc<OAuth>>, headers: HeaderMap)
     let resource = oauth.resource_for(&headers);
     let doc = oauth.metadata_for(&resource);
     let mut response = axum::Json(doc).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     response
 }
 
@@ -96,8 +110,14 @@ async fn mirrored(State(oauth): State<Arc<OAuth>>) -> Response {
         Ok(doc) => {
             let mut response = (StatusCode::OK, doc.raw.clone()).into_response();
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
             response
         }
         Err(err) => {

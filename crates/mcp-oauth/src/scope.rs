@@ -83,7 +83,9 @@ impl ScopeHierarchy {
     }
 
     fn extends(&self, needed: &str, broader: &str) -> bool {
-        let Some(sep) = self.separator else { return false };
+        let Some(sep) = self.separator else {
+            return false;
+        };
         needed
             .strip_prefix(broader)
             .is_some_and(|rest| rest.starts_with(sep))
@@ -128,7 +130,10 @@ mod tests {
 
     #[test]
     fn explicit_implications_are_transitive_and_cycle_safe() {
-        let h = ScopeHierarchy::new().implies("a", ["b"]).implies("b", ["c"]).implies("c", ["a"]);
+        let h = ScopeHierarchy::new()
+            .implies("a", ["b"])
+            .implies("b", ["c"])
+            .implies("c", ["a"]);
         assert!(h.satisfies(&g(&["a"]), "c"));
         assert!(!h.satisfies(&g(&["a"]), "d"));
     }

@@ -83,6 +83,9 @@ mod tests {
             "AccessToken([redacted])",
             format!("{:?}", AccessToken::new("eyJ.secret.sig"))
         );
-        assert_eq!("Secret([redacted])", format!("{:?}", Secret::from("hunter2")));
+        assert_eq!(
+            "Secret([redacted])",
+            format!("{:?}", Secret::from("hunter2"))
+        );
     }
 }

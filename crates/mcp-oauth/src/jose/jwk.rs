@@ -189,15 +189,22 @@ impl VerifyingKey {
                         .map_err(|_| key_err("invalid RSA public key"))?;
                     checks.push((alg, Check::Public(parsed)));
                 }
-                Ok(Self { kid, family: KeyFamily::Rsa, checks })
+                Ok(Self {
+                    kid,
+                    family: KeyFamily::Rsa,
+                    checks,
+                })
             }
             "EC" => {
-                let (alg, verify_alg, len): (Algorithm, &'static signature::EcdsaVerificationAlgorithm, usize) =
-                    match jwk.crv.as_deref() {
-                        Some("P-256") => (Algorithm::ES256, &signature::ECDSA_P256_SHA256_FIXED, 32),
-                        Some("P-384") => (Algorithm::ES384, &signature::ECDSA_P384_SHA384_FIXED, 48),
-                        other => return Err(key_err(format!("unsupported EC curve {other:?}"))),
-                    };
+                let (alg, verify_alg, len): (
+                    Algorithm,
+                    &'static signature::EcdsaVerificationAlgorithm,
+                    usize,
+                ) = match jwk.crv.as_deref() {
+                    Some("P-256") => (Algorithm::ES256, &signature::ECDSA_P256_SHA256_FIXED, 32),
+                    Some("P-384") => (Algorithm::ES384, &signature::ECDSA_P384_SHA384_FIXED, 48),
+                    other => return Err(key_err(format!("unsupported EC curve {other:?}"))),
+                };
                 if declared.is_some_and(|d| d != alg) {
                     return Err(key_err("alg does not match the curve"));
                 }
@@ -215,7 +222,11 @@ impl VerifyingKey {
                 point.extend_from_slice(&y);
                 let parsed = ParsedPublicKey::new(verify_alg, point)
                     .map_err(|_| key_err("EC point is not on the curve"))?;
-                Ok(Self { kid, family: KeyFamily::Ec, checks: vec![(alg, Check::Public(parsed))] })
+                Ok(Self {
+                    kid,
+                    family: KeyFamily::Ec,
+                    checks: vec![(alg, Check::Public(parsed))],
+                })
             }
             "OKP" => {
                 if jwk.crv.as_deref() != Some("Ed25519") {
@@ -233,7 +244,11 @@ impl VerifyingKey {
                 }
                 let parsed = ParsedPublicKey::new(&signature::ED25519, x)
                     .map_err(|_| key_err("invalid Ed25519 key"))?;
-                Ok(Self { kid, family: KeyFamily::Okp, checks: vec![(Algorithm::EdDSA, Check::Public(parsed))] })
+                Ok(Self {
+                    kid,
+                    family: KeyFamily::Okp,
+                    checks: vec![(Algorithm::EdDSA, Check::Public(parsed))],
+                })
             }
             "oct" => Err(key_err(
                 "symmetric (oct) keys are never taken from a key set; configure a shared secret instead",
@@ -266,12 +281,20 @@ impl VerifyingKey {
             Algorithm::EdDSA => &signature::ED25519,
             other => match rsa_params(other) {
                 Some(params) => params,
-                None => return Err(key_err("HMAC algorithms take a shared secret, not a public key")),
+                None => {
+                    return Err(key_err(
+                        "HMAC algorithms take a shared secret, not a public key",
+                    ));
+                }
             },
         };
         let parsed = ParsedPublicKey::new(verify_alg, der)
             .map_err(|_| key_err(format!("the key is not a valid {alg} public key")))?;
-        Ok(Self { kid, family: alg.family(), checks: vec![(alg, Check::Public(parsed))] })
+        Ok(Self {
+            kid,
+            family: alg.family(),
+            checks: vec![(alg, Check::Public(parsed))],
+        })
     }
 
     /// Builds an HMAC key from a shared secret, for the given HMAC algorithms.
@@ -281,21 +304,33 @@ impl VerifyingKey {
     /// The secret is shorter than 32 bytes, or `allowed` holds no HMAC algorithm.
     pub fn hmac(secret: &[u8], allowed: Algorithms, kid: Option<String>) -> Result<Self, KeyError> {
         if secret.len() < 32 {
-            return Err(key_err("an HMAC secret needs at least 32 bytes (RFC 7518 §3.2)"));
+            return Err(key_err(
+                "an HMAC secret needs at least 32 bytes (RFC 7518 §3.2)",
+            ));
         }
         let checks: Vec<(Algorithm, Check)> = allowed
             .iter()
-            .filter_map(|alg| hmac_alg(alg).map(|h| (alg, Check::Hmac(Box::new(hmac::Key::new(h, secret))))))
+            .filter_map(|alg| {
+                hmac_alg(alg).map(|h| (alg, Check::Hmac(Box::new(hmac::Key::new(h, secret)))))
+            })
             .collect();
         if checks.is_empty() {
             return Err(key_err("no HMAC algorithm is allowed"));
         }
-        Ok(Self { kid, family: KeyFamily::Hmac, checks })
+        Ok(Self {
+            kid,
+            family: KeyFamily::Hmac,
+            checks,
+        })
     }
 
     /// A key that verifies nothing.
     pub(crate) fn empty(kid: Option<String>, family: KeyFamily) -> Self {
-        Self { kid, family, checks: Vec::new() }
+        Self {
+            kid,
+            family,
+            checks: Vec::new(),
+        }
     }
 
     /// The key id, if any.
@@ -339,7 +374,9 @@ pub(crate) fn pem_body(pem: &str, labels: &[&str]) -> Result<Vec<u8>, KeyError> 
     for label in labels {
         let begin = format!("-----BEGIN {label}-----");
         let end = format!("-----END {label}-----");
-        let Some(start) = pem.find(&begin) else { continue };
+        let Some(start) = pem.find(&begin) else {
+            continue;
+        };
         let rest = pem.get(start + begin.len()..).unwrap_or_default();
         let Some(stop) = rest.find(&end) else {
             return Err(key_err(format!("PEM block {label} is not terminated")));
@@ -354,7 +391,10 @@ pub(crate) fn pem_body(pem: &str, labels: &[&str]) -> Result<Vec<u8>, KeyError> 
             .decode(body)
             .map_err(|_| key_err(format!("PEM block {label} is not base64")));
     }
-    Err(key_err(format!("no PEM block labelled {}", labels.join(" or "))))
+    Err(key_err(format!(
+        "no PEM block labelled {}",
+        labels.join(" or ")
+    )))
 }
 
 /// A set of verifying keys, looked up by `kid` and algorithm.
@@ -375,12 +415,17 @@ impl KeySet {
     /// # Errors
     ///
     /// The document is not a JSON object with a `keys` array.
-    pub fn from_jwks_json(bytes: &[u8], allowed: Algorithms, max_keys: usize) -> Result<(Self, usize), KeyError> {
+    pub fn from_jwks_json(
+        bytes: &[u8],
+        allowed: Algorithms,
+        max_keys: usize,
+    ) -> Result<(Self, usize), KeyError> {
         #[derive(Deserialize)]
         struct Doc {
             keys: Vec<serde_json::Value>,
         }
-        let doc: Doc = serde_json::from_slice(bytes).map_err(|_| key_err("not a JWK Set (an object with a keys array)"))?;
+        let doc: Doc = serde_json::from_slice(bytes)
+            .map_err(|_| key_err("not a JWK Set (an object with a keys array)"))?;
         let allowed = allowed.without_hmac();
         let mut keys = Vec::new();
         let mut skipped = 0;
@@ -441,7 +486,10 @@ impl KeySet {
                     Err(VerifyError::unsupported_alg(alg.as_str()))
                 };
             }
-            let mut unnamed = self.keys.iter().filter(|k| k.kid().is_none() && k.supports(alg));
+            let mut unnamed = self
+                .keys
+                .iter()
+                .filter(|k| k.kid().is_none() && k.supports(alg));
             return match (unnamed.next(), unnamed.next()) {
                 (Some(key), None) => Ok(key),
                 _ => Err(VerifyError::unknown_key(Some(kid))),
@@ -461,11 +509,22 @@ mod tests {
 
     #[test]
     fn encryption_keys_and_oct_keys_are_refused() {
-        let enc = Jwk { kty: "RSA".into(), use_: Some("enc".into()), ..Jwk::default() };
+        let enc = Jwk {
+            kty: "RSA".into(),
+            use_: Some("enc".into()),
+            ..Jwk::default()
+        };
         assert!(VerifyingKey::from_jwk(&enc, Algorithms::default()).is_err());
-        let oct = Jwk { kty: "oct".into(), ..Jwk::default() };
+        let oct = Jwk {
+            kty: "oct".into(),
+            ..Jwk::default()
+        };
         assert!(VerifyingKey::from_jwk(&oct, Algorithms::hmac()).is_err());
-        let ops = Jwk { kty: "OKP".into(), key_ops: Some(vec!["sign".into()]), ..Jwk::default() };
+        let ops = Jwk {
+            kty: "OKP".into(),
+            key_ops: Some(vec!["sign".into()]),
+            ..Jwk::default()
+        };
         assert!(VerifyingKey::from_jwk(&ops, Algorithms::default()).is_err());
     }
 
@@ -482,7 +541,8 @@ mod tests {
     #[test]
     fn jwks_parsing_skips_bad_keys_and_never_keeps_oct() {
         let doc = br#"{"keys":[{"kty":"oct","k":"AAAA"},{"kty":"XYZ"},{"kty":"EC","crv":"P-521"},"junk"]}"#;
-        let (set, skipped) = KeySet::from_jwks_json(doc, Algorithms::default(), 10).expect("valid doc");
+        let (set, skipped) =
+            KeySet::from_jwks_json(doc, Algorithms::default(), 10).expect("valid doc");
         assert!(set.is_empty());
         assert_eq!(skipped, 4);
         assert!(KeySet::from_jwks_json(b"[]", Algorithms::default(), 10).is_err());
@@ -492,7 +552,10 @@ mod tests {
     #[test]
     fn pem_reader_finds_labelled_blocks() {
         let pem = "junk\n-----BEGIN PUBLIC KEY-----\nAAEC\nAw==\n-----END PUBLIC KEY-----\n";
-        assert_eq!(pem_body(pem, &["PUBLIC KEY"]).expect("block"), vec![0, 1, 2, 3]);
+        assert_eq!(
+            pem_body(pem, &["PUBLIC KEY"]).expect("block"),
+            vec![0, 1, 2, 3]
+        );
         assert!(pem_body(pem, &["PRIVATE KEY"]).is_err());
         assert!(pem_body("-----BEGIN PUBLIC KEY-----\nAAEC", &["PUBLIC KEY"]).is_err());
     }

@@ -52,7 +52,9 @@ impl<'a> UnverifiedJws<'a> {
         }
         let header_bytes = decode_segment(header_b64)?;
         let header: Header = parse_json_object(&header_bytes)
-            .and_then(|value| serde_json::from_value(serde_json::Value::Object(value)).map_err(|_| ()))
+            .and_then(|value| {
+                serde_json::from_value(serde_json::Value::Object(value)).map_err(|_| ())
+            })
             .map_err(|()| VerifyError::Malformed("header is not a valid JSON object"))?;
         check_header(&header)?;
         let alg = header
@@ -83,22 +85,30 @@ impl<'a> UnverifiedJws<'a> {
 
 fn check_header(header: &Header) -> Result<(), VerifyError> {
     if header.enc.is_some() {
-        return Err(VerifyError::UnsupportedHeader("encrypted tokens (JWE) are not accepted"));
+        return Err(VerifyError::UnsupportedHeader(
+            "encrypted tokens (JWE) are not accepted",
+        ));
     }
     if header.crit.is_some() {
         // RFC 7515 §4.1.11: a recipient that does not understand a listed extension MUST
         // reject the token. This crate understands none.
-        return Err(VerifyError::UnsupportedHeader("crit names an extension this server does not implement"));
+        return Err(VerifyError::UnsupportedHeader(
+            "crit names an extension this server does not implement",
+        ));
     }
     if header.b64.is_some() {
-        return Err(VerifyError::UnsupportedHeader("unencoded payloads (b64) are not accepted"));
+        return Err(VerifyError::UnsupportedHeader(
+            "unencoded payloads (b64) are not accepted",
+        ));
     }
     if header
         .cty
         .as_deref()
         .is_some_and(|cty| cty.eq_ignore_ascii_case("JWT"))
     {
-        return Err(VerifyError::UnsupportedHeader("nested tokens are not accepted"));
+        return Err(VerifyError::UnsupportedHeader(
+            "nested tokens are not accepted",
+        ));
     }
     Ok(())
 }
@@ -133,7 +143,10 @@ impl<'de> Deserialize<'de> for StrictObject {
                 f.write_str("a JSON object without duplicate member names")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut object = serde_json::Map::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if object.contains_key(&key) {
@@ -159,12 +172,21 @@ mod tests {
     use super::*;
 
     fn token(header: &str, payload: &str, sig: &[u8]) -> String {
-        format!("{}.{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()), b64(sig))
+        format!(
+            "{}.{}.{}",
+            b64(header.as_bytes()),
+            b64(payload.as_bytes()),
+            b64(sig)
+        )
     }
 
     #[test]
     fn well_formed_token_parses() {
-        let t = token(r#"{"alg":"RS256","kid":"k1","typ":"at+jwt"}"#, r#"{"sub":"a"}"#, b"sig");
+        let t = token(
+            r#"{"alg":"RS256","kid":"k1","typ":"at+jwt"}"#,
+            r#"{"sub":"a"}"#,
+            b"sig",
+        );
         let jws = UnverifiedJws::parse(&t).expect("parses");
         assert_eq!(jws.alg, Algorithm::RS256);
         assert_eq!(jws.header.kid.as_deref(), Some("k1"));
@@ -174,7 +196,17 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_malformed() {
-        for bad in ["", ".", "..", "a.b", "a.b.c.d", "a..c", ".b.c", "a.b.", "a.b.c.d.e"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            ".b.c",
+            "a.b.",
+            "a.b.c.d.e",
+        ] {
             assert!(
                 matches!(UnverifiedJws::parse(bad), Err(VerifyError::Malformed(_))),
                 "{bad:?}"
@@ -196,12 +228,18 @@ mod tests {
         for alg in ["none", "None", "HS257", "rs256", ""] {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}", b"s");
             assert!(
-                matches!(UnverifiedJws::parse(&t), Err(VerifyError::UnsupportedAlgorithm { .. })),
+                matches!(
+                    UnverifiedJws::parse(&t),
+                    Err(VerifyError::UnsupportedAlgorithm { .. })
+                ),
                 "{alg}"
             );
         }
         let t = token(r#"{"alg":5}"#, "{}", b"s");
-        assert!(matches!(UnverifiedJws::parse(&t), Err(VerifyError::Malformed(_))));
+        assert!(matches!(
+            UnverifiedJws::parse(&t),
+            Err(VerifyError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -215,7 +253,10 @@ mod tests {
         ] {
             let t = token(header, "{}", b"s");
             assert!(
-                matches!(UnverifiedJws::parse(&t), Err(VerifyError::UnsupportedHeader(_))),
+                matches!(
+                    UnverifiedJws::parse(&t),
+                    Err(VerifyError::UnsupportedHeader(_))
+                ),
                 "{header}"
             );
         }
@@ -224,7 +265,10 @@ mod tests {
     #[test]
     fn duplicate_members_are_refused() {
         let t = token(r#"{"alg":"RS256","alg":"HS256"}"#, "{}", b"s");
-        assert!(matches!(UnverifiedJws::parse(&t), Err(VerifyError::Malformed(_))));
+        assert!(matches!(
+            UnverifiedJws::parse(&t),
+            Err(VerifyError::Malformed(_))
+        ));
         assert!(parse_json_object(br#"{"sub":"a","sub":"b"}"#).is_err());
         assert!(parse_json_object(br#"{"sub":"a"}"#).is_ok());
         assert!(parse_json_object(b"[1]").is_err());

@@ -7,7 +7,9 @@ use std::fmt;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaPublicKeyComponents};
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaPublicKeyComponents,
+};
 use aws_lc_rs::{digest, hmac, rsa};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -84,7 +86,9 @@ impl SigningKey {
     /// Only if the system random source fails.
     pub fn generate(alg: Algorithm) -> Result<Self, ConfigError> {
         let inner = match alg.family() {
-            KeyFamily::Rsa => Inner::Rsa(rsa::KeyPair::generate(rsa::KeySize::Rsa2048).map_err(keygen_err)?),
+            KeyFamily::Rsa => {
+                Inner::Rsa(rsa::KeyPair::generate(rsa::KeySize::Rsa2048).map_err(keygen_err)?)
+            }
             KeyFamily::Ec => {
                 let signing = ec_signing_alg(alg).ok_or_else(|| keygen_err(alg))?;
                 Inner::Ec(EcdsaKeyPair::generate(signing).map_err(keygen_err)?)
@@ -105,9 +109,12 @@ impl SigningKey {
     ///
     /// `alg` is not HMAC or the secret is too short.
     pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<Self, ConfigError> {
-        let h = hmac_alg(alg).ok_or_else(|| ConfigError::InvalidKey(format!("{alg} is not an HMAC algorithm")))?;
+        let h = hmac_alg(alg)
+            .ok_or_else(|| ConfigError::InvalidKey(format!("{alg} is not an HMAC algorithm")))?;
         if secret.len() < 32 {
-            return Err(ConfigError::InvalidKey("an HMAC secret needs at least 32 bytes".into()));
+            return Err(ConfigError::InvalidKey(
+                "an HMAC secret needs at least 32 bytes".into(),
+            ));
         }
         let mut id = [0u8; 12];
         SystemRandom::new().fill(&mut id).map_err(keygen_err)?;
@@ -143,14 +150,20 @@ impl SigningKey {
             }
             KeyFamily::Okp => Inner::Ed(Box::new(Ed25519KeyPair::from_pkcs8(der).map_err(bad)?)),
             KeyFamily::Hmac => {
-                return Err(ConfigError::InvalidKey("HMAC keys are shared secrets, not PKCS#8".into()));
+                return Err(ConfigError::InvalidKey(
+                    "HMAC keys are shared secrets, not PKCS#8".into(),
+                ));
             }
         };
         Ok(Self::with_thumbprint(alg, inner))
     }
 
     fn with_thumbprint(alg: Algorithm, inner: Inner) -> Self {
-        let mut key = Self { alg, kid: String::new(), inner };
+        let mut key = Self {
+            alg,
+            kid: String::new(),
+            inner,
+        };
         key.kid = key.thumbprint();
         key
     }
@@ -221,7 +234,14 @@ impl SigningKey {
                 let len = (point.len().saturating_sub(1)) / 2;
                 Jwk {
                     kty: "EC".into(),
-                    crv: Some(if self.alg == Algorithm::ES256 { "P-256" } else { "P-384" }.into()),
+                    crv: Some(
+                        if self.alg == Algorithm::ES256 {
+                            "P-256"
+                        } else {
+                            "P-384"
+                        }
+                        .into(),
+                    ),
                     x: Some(b64(point.get(1..1 + len)?)),
                     y: Some(b64(point.get(1 + len..)?)),
                     ..Jwk::default()
@@ -239,16 +259,25 @@ impl SigningKey {
 
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
     fn thumbprint(&self) -> String {
-        let Some(jwk) = self.bare_jwk() else { return String::new() };
+        let Some(jwk) = self.bare_jwk() else {
+            return String::new();
+        };
         let canonical = match jwk.kty.as_str() {
-            "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, jwk.e.unwrap_or_default(), jwk.n.unwrap_or_default()),
+            "RSA" => format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                jwk.e.unwrap_or_default(),
+                jwk.n.unwrap_or_default()
+            ),
             "EC" => format!(
                 r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
                 jwk.crv.unwrap_or_default(),
                 jwk.x.unwrap_or_default(),
                 jwk.y.unwrap_or_default()
             ),
-            _ => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, jwk.x.unwrap_or_default()),
+            _ => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                jwk.x.unwrap_or_default()
+            ),
         };
         b64(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
     }
@@ -257,11 +286,15 @@ impl SigningKey {
     pub fn verifying_key(&self) -> VerifyingKey {
         let kid = Some(self.kid.clone());
         let built = match &self.inner {
-            Inner::Hmac(_, secret) => VerifyingKey::hmac(secret.expose(), [self.alg].into_iter().collect(), kid),
+            Inner::Hmac(_, secret) => {
+                VerifyingKey::hmac(secret.expose(), [self.alg].into_iter().collect(), kid)
+            }
             _ => self
                 .public_jwk()
                 .ok_or_else(|| super::jwk::KeyError("no public key".into()))
-                .and_then(|jwk| VerifyingKey::from_jwk(&jwk, [self.alg].into_iter().collect::<Algorithms>())),
+                .and_then(|jwk| {
+                    VerifyingKey::from_jwk(&jwk, [self.alg].into_iter().collect::<Algorithms>())
+                }),
         };
         // A key always verifies its own algorithm: the JWK was built from this very key.
         built.unwrap_or_else(|_| VerifyingKey::empty(Some(self.kid.clone()), self.alg.family()))
@@ -278,7 +311,10 @@ impl SigningKey {
                     _ => Vec::new(),
                 }
             }
-            Inner::Ec(key) => key.sign(&rng, message).map(|s| s.as_ref().to_vec()).unwrap_or_default(),
+            Inner::Ec(key) => key
+                .sign(&rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .unwrap_or_default(),
             Inner::Ed(key) => key.sign(message).as_ref().to_vec(),
             Inner::Hmac(key, _) => hmac::sign(key, message).as_ref().to_vec(),
         }
@@ -311,13 +347,24 @@ mod tests {
 
     #[test]
     fn every_family_round_trips_through_jwk_and_pkcs8() {
-        for alg in [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ] {
             let key = SigningKey::generate(alg).expect("keygen");
             let token = key.sign_jwt(Some("at+jwt"), &serde_json::json!({"sub": "a"}));
             let jws = UnverifiedJws::parse(&token).expect("parses");
             assert_eq!(jws.alg, alg);
-            let verifying = VerifyingKey::from_jwk(&key.public_jwk().expect("jwk"), Algorithms::default()).expect("jwk");
-            assert!(verifying.verify(alg, jws.signing_input, &jws.signature), "{alg}");
+            let verifying =
+                VerifyingKey::from_jwk(&key.public_jwk().expect("jwk"), Algorithms::default())
+                    .expect("jwk");
+            assert!(
+                verifying.verify(alg, jws.signing_input, &jws.signature),
+                "{alg}"
+            );
             let pem = key.to_pkcs8_pem().expect("pem");
             let reread = SigningKey::from_pkcs8_pem(&pem, alg).expect("reads back");
             assert_eq!(reread.kid(), key.kid(), "thumbprint is stable for {alg}");
@@ -340,7 +387,10 @@ mod tests {
         assert!(key.to_pkcs8_pem().is_none());
         let token = key.sign_jwt(None, &serde_json::json!({}));
         let jws = UnverifiedJws::parse(&token).expect("parses");
-        assert!(key.verifying_key().verify(Algorithm::HS256, jws.signing_input, &jws.signature));
+        assert!(
+            key.verifying_key()
+                .verify(Algorithm::HS256, jws.signing_input, &jws.signature)
+        );
         assert!(SigningKey::hmac(&[1; 8], Algorithm::HS256).is_err());
         assert!(SigningKey::hmac(&[1; 32], Algorithm::RS256).is_err());
     }

@@ -32,7 +32,10 @@ impl<S> tower_layer::Layer<S> for BearerAuthLayer {
     type Service = BearerAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth { inner, oauth: self.oauth.clone() }
+        BearerAuth {
+            inner,
+            oauth: self.oauth.clone(),
+        }
     }
 }
 
@@ -64,7 +67,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for BearerAuth<S>
 where
-    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     ReqBody: Body + From<Bytes> + Send + 'static,
     ReqBody::Data: Send,
@@ -95,7 +101,10 @@ where
 }
 
 fn is_preflight<B>(req: &Request<B>) -> bool {
-    req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// Finds the bearer token: exactly one `Authorization` header with scheme `Bearer` (any case).
@@ -108,7 +117,9 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
             Rejection::MissingToken
         });
     };
-    let value = value.to_str().map_err(|_| Rejection::InvalidToken(VerifyError::Malformed("Authorization header is not ASCII")))?;
+    let value = value.to_str().map_err(|_| {
+        Rejection::InvalidToken(VerifyError::Malformed("Authorization header is not ASCII"))
+    })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Rejection::MissingToken);
@@ -116,14 +127,22 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     let token = rest.trim_matches(' ');
     // RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
-    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)) {
-        return Err(Rejection::InvalidToken(VerifyError::Malformed("the bearer token is not a b64token")));
+    if body.is_empty()
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    {
+        return Err(Rejection::InvalidToken(VerifyError::Malformed(
+            "the bearer token is not a b64token",
+        )));
     }
     Ok(token)
 }
 
 fn query_has_token(query: Option<&str>) -> bool {
-    query.is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "access_token"))
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "access_token")
+    })
 }
 
 fn too_large() -> Response<Full<Bytes>> {
@@ -131,7 +150,10 @@ fn too_large() -> Response<Full<Bytes>> {
         br#"{"error":"invalid_request","error_description":"the request body is too large"}"#,
     )));
     *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    res.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -152,7 +174,9 @@ where
     };
     if query_has_token(req.uri().query()) {
         return Err(reject(
-            Rejection::InvalidRequest("access tokens are not accepted in the query string; send them in the Authorization header"),
+            Rejection::InvalidRequest(
+                "access tokens are not accepted in the query string; send them in the Authorization header",
+            ),
             req.uri().path(),
         ));
     }
@@ -167,7 +191,10 @@ where
     let policy = oauth.policy();
     let insufficient = |required: Vec<String>| Rejection::InsufficientScope { required };
     if !auth.has_scopes(policy.baseline().iter().map(String::as_str)) {
-        return Err(reject(insufficient(policy.baseline().to_vec()), req.uri().path()));
+        return Err(reject(
+            insufficient(policy.baseline().to_vec()),
+            req.uri().path(),
+        ));
     }
     let req = if policy.needs_body() && req.method() == Method::POST {
         let (parts, body) = req.into_parts();
@@ -177,7 +204,12 @@ where
         };
         let calls = match peek_jsonrpc(&bytes) {
             Ok(calls) => calls,
-            Err(_) => return Err(reject(Rejection::InvalidRequest("the body is not a JSON-RPC message"), parts.uri.path())),
+            Err(_) => {
+                return Err(reject(
+                    Rejection::InvalidRequest("the body is not a JSON-RPC message"),
+                    parts.uri.path(),
+                ));
+            }
         };
         let required = policy.required_for(&calls);
         if !auth.has_scopes(required.iter().map(String::as_str)) {
@@ -197,7 +229,9 @@ fn log_rejection(rejection: &Rejection, path: &str) {
         Rejection::InvalidToken(err) | Rejection::Unavailable(err) => {
             tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), kind = ?err.kind(), reason = %err, path, "request rejected");
         }
-        _ => tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), path, "request rejected"),
+        _ => {
+            tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), path, "request rejected")
+        }
     }
 }
 
@@ -208,7 +242,10 @@ mod tests {
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(header::AUTHORIZATION, http::HeaderValue::from_str(v).expect("ascii"));
+            h.append(
+                header::AUTHORIZATION,
+                http::HeaderValue::from_str(v).expect("ascii"),
+            );
         }
         h
     }
@@ -218,13 +255,38 @@ mod tests {
         for ok in ["Bearer abc", "bearer abc.def-_~+/==", "BEARER  abc "] {
             assert!(bearer_token(&headers(&[ok])).is_ok(), "{ok}");
         }
-        assert!(matches!(bearer_token(&headers(&[])), Err(Rejection::MissingToken)));
-        assert!(matches!(bearer_token(&headers(&["Basic YTpi"])), Err(Rejection::MissingToken)));
-        assert!(matches!(bearer_token(&headers(&["Bearerabc"])), Err(Rejection::MissingToken)));
-        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a\"b", "Bearer ===", "Bearer a,b"] {
-            assert!(matches!(bearer_token(&headers(&[bad])), Err(Rejection::InvalidToken(_))), "{bad}");
+        assert!(matches!(
+            bearer_token(&headers(&[])),
+            Err(Rejection::MissingToken)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Basic YTpi"])),
+            Err(Rejection::MissingToken)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearerabc"])),
+            Err(Rejection::MissingToken)
+        ));
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a\"b",
+            "Bearer ===",
+            "Bearer a,b",
+        ] {
+            assert!(
+                matches!(
+                    bearer_token(&headers(&[bad])),
+                    Err(Rejection::InvalidToken(_))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(bearer_token(&headers(&["Bearer a", "Bearer b"])), Err(Rejection::InvalidRequest(_))));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Err(Rejection::InvalidRequest(_))
+        ));
     }
 
     #[test]

@@ -78,7 +78,9 @@ impl AuthorizationServerMetadata {
 
     /// Whether PKCE with S256 is advertised (MCP clients must refuse to proceed otherwise).
     pub fn supports_pkce_s256(&self) -> bool {
-        self.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|m| m == "S256"))
+        self.code_challenge_methods_supported
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m == "S256"))
     }
 }
 
@@ -117,17 +119,35 @@ mod remote {
     /// # Errors
     ///
     /// Every URL answered 4xx, or one failed otherwise (5xx, network, invalid JSON).
-    pub async fn discover(client: &HttpClient, issuer: &Url) -> Result<DiscoveredMetadata, FetchError> {
+    pub async fn discover(
+        client: &HttpClient,
+        issuer: &Url,
+    ) -> Result<DiscoveredMetadata, FetchError> {
         let mut last = None;
         for url in authorization_server_metadata_urls(issuer) {
             match client.get_json(&url).await {
                 Ok(fetched) => {
-                    let metadata: AuthorizationServerMetadata = serde_json::from_slice(&fetched.body)
-                        .map_err(|e| FetchError { url: url.to_string(), kind: FetchErrorKind::Parse(e.to_string()) })?;
-                    let ttl = cache_ttl(&fetched.headers, Duration::from_secs(3600), Duration::from_secs(60), Duration::from_secs(86_400));
-                    return Ok(DiscoveredMetadata { url, metadata, raw: fetched.body, ttl });
+                    let metadata: AuthorizationServerMetadata =
+                        serde_json::from_slice(&fetched.body).map_err(|e| FetchError {
+                            url: url.to_string(),
+                            kind: FetchErrorKind::Parse(e.to_string()),
+                        })?;
+                    let ttl = cache_ttl(
+                        &fetched.headers,
+                        Duration::from_secs(3600),
+                        Duration::from_secs(60),
+                        Duration::from_secs(86_400),
+                    );
+                    return Ok(DiscoveredMetadata {
+                        url,
+                        metadata,
+                        raw: fetched.body,
+                        ttl,
+                    });
                 }
-                Err(err) if matches!(err.kind, FetchErrorKind::Status(400..=499)) => last = Some(err),
+                Err(err) if matches!(err.kind, FetchErrorKind::Status(400..=499)) => {
+                    last = Some(err)
+                }
                 Err(err) => return Err(err),
             }
         }
@@ -150,8 +170,15 @@ mod remote {
     impl MetadataMirror {
         /// A mirror of `issuer`'s metadata.
         pub fn new(issuer: Url, client: HttpClient) -> Self {
-            let rules = RefreshRules { stale_if_error: Duration::from_secs(86_400), retry_after_error: Duration::from_secs(5) };
-            Self { issuer, client, cache: Refreshing::new(rules) }
+            let rules = RefreshRules {
+                stale_if_error: Duration::from_secs(86_400),
+                retry_after_error: Duration::from_secs(5),
+            };
+            Self {
+                issuer,
+                client,
+                cache: Refreshing::new(rules),
+            }
         }
 
         /// The issuer mirrored.
@@ -177,7 +204,10 @@ mod remote {
         ///
         /// The upstream cannot be reached.
         pub async fn refresh_now(&self) -> Result<std::sync::Arc<DiscoveredMetadata>, FetchError> {
-            self.cache.refresh_now(|| self.fetch()).await.map_err(|Unavailable(err)| self.unavailable(err))
+            self.cache
+                .refresh_now(|| self.fetch())
+                .await
+                .map_err(|Unavailable(err)| self.unavailable(err))
         }
 
         /// Network fetches so far.

@@ -64,15 +64,25 @@ impl ProtectedResourceMetadata {
 
     /// Sets the authorization servers.
     #[must_use]
-    pub fn authorization_servers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, servers: I) -> Self {
+    pub fn authorization_servers<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        servers: I,
+    ) -> Self {
         self.authorization_servers = servers.into_iter().map(Into::into).collect();
         self
     }
 
     /// Sets the scopes, dropping `offline_access` (MCP 2026-07-28: servers SHOULD NOT list it).
     #[must_use]
-    pub fn scopes_supported<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes_supported = scopes.into_iter().map(Into::into).filter(|s: &String| s != "offline_access").collect();
+    pub fn scopes_supported<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        scopes: I,
+    ) -> Self {
+        self.scopes_supported = scopes
+            .into_iter()
+            .map(Into::into)
+            .filter(|s: &String| s != "offline_access")
+            .collect();
         self
     }
 

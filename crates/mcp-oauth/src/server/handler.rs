@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use ::rmcp::ServerHandler;
 use ::rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ContentBlock, CallToolResult, ErrorData, Implementation, ListToolsResult, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, Tool as ToolModel,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool as ToolModel,
 };
 use ::rmcp::service::{RequestContext, RoleServer};
 
@@ -30,21 +31,35 @@ impl Handler {
         if let Some(title) = &server.title {
             implementation = implementation.with_title(title.clone());
         }
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(implementation);
+        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(implementation);
         if let Some(instructions) = &server.instructions {
             info = info.with_instructions(instructions.clone());
         }
         let mut listed = Vec::with_capacity(server.tools.len());
         for tool in &server.tools {
-            let schema = tool.schema.clone().map_err(|reason| ServerError::Tool { name: tool.name.clone(), reason })?;
+            let schema = tool.schema.clone().map_err(|reason| ServerError::Tool {
+                name: tool.name.clone(),
+                reason,
+            })?;
             let mut model = ToolModel::new(tool.name.clone(), tool.description.clone(), schema);
             if let Some(title) = &tool.title {
                 model = model.with_title(title.clone());
             }
             listed.push(model);
         }
-        let tools = server.tools.iter().map(|t| (t.name.clone(), t.clone())).collect();
-        Ok(Self { shared: Arc::new(Shared { info, tools, listed }) })
+        let tools = server
+            .tools
+            .iter()
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                info,
+                tools,
+                listed,
+            }),
+        })
     }
 }
 
@@ -65,15 +80,30 @@ impl ServerHandler for Handler {
         self.shared.listed.iter().find(|t| t.name == name).cloned()
     }
 
-    async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let Some(tool) = self.shared.tools.get(request.name.as_ref()) else {
-            return Err(ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None));
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}", request.name),
+                None,
+            ));
         };
         let auth = auth_from_context(&context);
         // The bearer layer already refused calls without these scopes with HTTP 403; this is
         // the second lock on the door, for transports that bypass the layer.
-        if !tool.scopes.is_empty() && !auth.as_ref().is_some_and(|a| a.has_scopes(tool.scopes.iter().map(String::as_str))) {
-            return Ok(CallToolResult::error(vec![ContentBlock::text(format!("this tool needs the scopes: {}", tool.scopes.join(" ")))]).into());
+        if !tool.scopes.is_empty()
+            && !auth
+                .as_ref()
+                .is_some_and(|a| a.has_scopes(tool.scopes.iter().map(String::as_str)))
+        {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "this tool needs the scopes: {}",
+                tool.scopes.join(" ")
+            ))])
+            .into());
         }
         let ctx = ToolContext::new(auth, context);
         match (tool.handler)(request.arguments, ctx).await {

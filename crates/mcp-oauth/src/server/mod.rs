@@ -41,8 +41,8 @@ pub use tool::{IntoToolResult, NoArgs, Tool, ToolContext, ToolError};
 
 use crate::error::ConfigError;
 use crate::oauth::OAuth;
-use crate::routes::mcp_cors;
 use crate::rmcp::{SessionBindingLayer, streamable_http_config};
+use crate::routes::mcp_cors;
 
 /// The server could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -160,35 +160,70 @@ impl McpServer {
         let mut policy = self.oauth.as_ref().map(|o| o.policy().clone());
         for (i, tool) in self.tools.iter().enumerate() {
             if let Err(reason) = &tool.schema {
-                return Err(ServerError::Tool { name: tool.name.clone(), reason: format!("the arguments type needs an object schema: {reason}") });
+                return Err(ServerError::Tool {
+                    name: tool.name.clone(),
+                    reason: format!("the arguments type needs an object schema: {reason}"),
+                });
             }
-            if self.tools.iter().skip(i + 1).any(|other| other.name == tool.name) {
-                return Err(ServerError::Tool { name: tool.name.clone(), reason: "two tools have this name".into() });
+            if self
+                .tools
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.name == tool.name)
+            {
+                return Err(ServerError::Tool {
+                    name: tool.name.clone(),
+                    reason: "two tools have this name".into(),
+                });
             }
             match (&mut policy, tool.scopes.is_empty()) {
                 (_, true) => {}
-                (Some(policy), false) => *policy = std::mem::take(policy).tool(tool.name.clone(), tool.scopes.iter().cloned()),
+                (Some(policy), false) => {
+                    *policy =
+                        std::mem::take(policy).tool(tool.name.clone(), tool.scopes.iter().cloned())
+                }
                 (None, false) => {
-                    return Err(ServerError::Tool { name: tool.name.clone(), reason: "it requires scopes but the server has no OAuth configured".into() });
+                    return Err(ServerError::Tool {
+                        name: tool.name.clone(),
+                        reason: "it requires scopes but the server has no OAuth configured".into(),
+                    });
                 }
             }
         }
-        let oauth = self.oauth.as_ref().zip(policy).map(|(o, p)| o.with_policy(p));
+        let oauth = self
+            .oauth
+            .as_ref()
+            .zip(policy)
+            .map(|(o, p)| o.with_policy(p));
         let handler = handler::Handler::new(self)?;
         let mut config = match &oauth {
             Some(oauth) => streamable_http_config(oauth),
-            None => ::rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default(),
+            None => {
+                ::rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default()
+            }
         };
-        config = config.with_legacy_session_mode(self.sessions).with_json_response(self.json_response);
-        let service = StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
+        config = config
+            .with_legacy_session_mode(self.sessions)
+            .with_json_response(self.json_response);
+        let service = StreamableHttpService::new(
+            move || Ok(handler.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
         let path = self.endpoint_path();
         let router = match &oauth {
             None => Router::new().route_service(&path, service),
             Some(oauth) if self.sessions => {
-                let protected = oauth.layer().layer(SessionBindingLayer::default().layer(service));
-                Router::new().route_service(&path, protected).merge(oauth.metadata_router())
+                let protected = oauth
+                    .layer()
+                    .layer(SessionBindingLayer::default().layer(service));
+                Router::new()
+                    .route_service(&path, protected)
+                    .merge(oauth.metadata_router())
             }
-            Some(oauth) => Router::new().route_service(&path, oauth.layer().layer(service)).merge(oauth.metadata_router()),
+            Some(oauth) => Router::new()
+                .route_service(&path, oauth.layer().layer(service))
+                .merge(oauth.metadata_router()),
         };
         Ok(router.layer(mcp_cors()))
     }
@@ -208,7 +243,11 @@ impl McpServer {
     /// # Errors
     ///
     /// [`McpServer::app`] failed or serving failed.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let app = self.app()?;
         if let Some(oauth) = self.oauth.clone() {
             tokio::spawn(async move {
@@ -217,7 +256,9 @@ impl McpServer {
         }
         let local = listener.local_addr()?;
         tracing::info!(target: "mcp_oauth::server", %local, path = %self.endpoint_path(), "MCP server listening");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }

@@ -35,7 +35,9 @@ impl ToolContext {
     ///
     /// The request was not authenticated.
     pub fn require_auth(&self) -> Result<&Auth, ToolError> {
-        self.auth.as_ref().ok_or_else(|| ToolError::new("this tool needs an authenticated caller"))
+        self.auth
+            .as_ref()
+            .ok_or_else(|| ToolError::new("this tool needs an authenticated caller"))
     }
 
     /// The caller, if every one of `scopes` is granted.
@@ -43,7 +45,10 @@ impl ToolContext {
     /// # Errors
     ///
     /// Unauthenticated, or a scope is missing (the message names it).
-    pub fn require_scope<'a>(&self, scopes: impl IntoIterator<Item = &'a str>) -> Result<&Auth, ToolError> {
+    pub fn require_scope<'a>(
+        &self,
+        scopes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<&Auth, ToolError> {
         let auth = self.require_auth()?;
         auth.require_scope(scopes)?;
         Ok(auth)
@@ -142,7 +147,9 @@ impl<T: IntoToolResult, E: fmt::Display> IntoToolResult for Result<T, E> {
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
-pub(crate) type Handler = dyn Fn(Option<JsonObject>, ToolContext) -> BoxFuture<'static, Result<CallToolResult, String>> + Send + Sync;
+pub(crate) type Handler = dyn Fn(Option<JsonObject>, ToolContext) -> BoxFuture<'static, Result<CallToolResult, String>>
+    + Send
+    + Sync;
 
 /// A tool of an [`McpServer`](super::McpServer).
 ///
@@ -176,14 +183,21 @@ pub struct Tool {
 
 impl fmt::Debug for Tool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tool").field("name", &self.name).field("scopes", &self.scopes).finish_non_exhaustive()
+        f.debug_struct("Tool")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
     }
 }
 
 impl Tool {
     /// A tool whose arguments are `A` (its JSON schema is the tool's input schema) and whose
     /// handler gets the parsed arguments and the [`ToolContext`].
-    pub fn new<A, F, Fut, R>(name: impl Into<String>, description: impl Into<String>, handler: F) -> Self
+    pub fn new<A, F, Fut, R>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        handler: F,
+    ) -> Self
     where
         A: DeserializeOwned + JsonSchema + 'static,
         F: Fn(A, ToolContext) -> Fut + Send + Sync + 'static,
@@ -191,11 +205,14 @@ impl Tool {
         R: IntoToolResult,
     {
         let handler = Arc::new(handler);
-        let erased = move |args: Option<JsonObject>, ctx: ToolContext| -> BoxFuture<'static, Result<CallToolResult, String>> {
+        let erased = move |args: Option<JsonObject>,
+                           ctx: ToolContext|
+              -> BoxFuture<'static, Result<CallToolResult, String>> {
             let handler = handler.clone();
             Box::pin(async move {
-                let args: A = serde_json::from_value(serde_json::Value::Object(args.unwrap_or_default()))
-                    .map_err(|e| format!("invalid arguments: {e}"))?;
+                let args: A =
+                    serde_json::from_value(serde_json::Value::Object(args.unwrap_or_default()))
+                        .map_err(|e| format!("invalid arguments: {e}"))?;
                 Ok(handler(args, ctx).await.into_tool_result())
             })
         };

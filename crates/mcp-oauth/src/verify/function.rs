@@ -52,7 +52,11 @@ where
 {
     /// Wraps `f`.
     pub fn new(f: F) -> Self {
-        Self { f, requires_exp: true, cache_ttl: Duration::ZERO }
+        Self {
+            f,
+            requires_exp: true,
+            cache_ttl: Duration::ZERO,
+        }
     }
 
     /// Accepts claims without `exp`.

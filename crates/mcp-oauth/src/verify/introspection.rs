@@ -88,10 +88,17 @@ impl IntrospectionVerifier {
 
     async fn introspect<'a>(&'a self, token: &'a str) -> Result<Claims, VerifyError> {
         let secret = |s: &'a Secret| std::str::from_utf8(s.expose()).unwrap_or_default();
-        let mut form: Vec<(&str, &str)> = vec![("token", token), ("token_type_hint", "access_token")];
+        let mut form: Vec<(&str, &str)> =
+            vec![("token", token), ("token_type_hint", "access_token")];
         let auth = match &self.auth {
-            ClientAuth::Basic { client_id, client_secret } => RequestAuth::Basic(client_id, secret(client_secret)),
-            ClientAuth::Post { client_id, client_secret } => {
+            ClientAuth::Basic {
+                client_id,
+                client_secret,
+            } => RequestAuth::Basic(client_id, secret(client_secret)),
+            ClientAuth::Post {
+                client_id,
+                client_secret,
+            } => {
                 form.push(("client_id", client_id));
                 form.push(("client_secret", secret(client_secret)));
                 RequestAuth::None
@@ -107,7 +114,9 @@ impl IntrospectionVerifier {
             }
         })?;
         let mut claims = Claims::from_json_slice(&fetched.body)
-            .map_err(|_| VerifyError::Unavailable("introspection answer is not a JSON object".into()))?
+            .map_err(|_| {
+                VerifyError::Unavailable("introspection answer is not a JSON object".into())
+            })?
             .into_map();
         if claims.remove("active") != Some(serde_json::Value::Bool(true)) {
             return Err(VerifyError::Inactive);
@@ -144,8 +153,15 @@ impl IntrospectionVerifierBuilder {
     }
 
     /// Shorthand for [`ClientAuth::Basic`].
-    pub fn client_credentials(mut self, client_id: impl Into<String>, client_secret: impl Into<Secret>) -> Self {
-        self.auth = ClientAuth::Basic { client_id: client_id.into(), client_secret: client_secret.into() };
+    pub fn client_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+    ) -> Self {
+        self.auth = ClientAuth::Basic {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        };
         self
     }
 
@@ -179,8 +195,9 @@ impl IntrospectionVerifierBuilder {
     ///
     /// The endpoint is not a URL the client may call.
     pub fn build(self) -> Result<IntrospectionVerifier, ConfigError> {
-        let endpoint = Url::parse(&self.endpoint)
-            .map_err(|e| ConfigError::url("introspection endpoint", &self.endpoint, e.to_string()))?;
+        let endpoint = Url::parse(&self.endpoint).map_err(|e| {
+            ConfigError::url("introspection endpoint", &self.endpoint, e.to_string())
+        })?;
         let client = match self.client {
             Some(client) => client,
             None => HttpClient::new()?,

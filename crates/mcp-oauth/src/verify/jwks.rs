@@ -116,8 +116,16 @@ impl std::fmt::Debug for RemoteJwks {
 }
 
 impl RemoteJwks {
-    pub(crate) fn new(location: JwksLocation, client: HttpClient, options: JwksOptions, algorithms: Algorithms) -> Self {
-        let rules = RefreshRules { stale_if_error: options.stale_if_error, retry_after_error: options.retry_after_error };
+    pub(crate) fn new(
+        location: JwksLocation,
+        client: HttpClient,
+        options: JwksOptions,
+        algorithms: Algorithms,
+    ) -> Self {
+        let rules = RefreshRules {
+            stale_if_error: options.stale_if_error,
+            retry_after_error: options.retry_after_error,
+        };
         Self {
             location,
             resolved: tokio::sync::OnceCell::new(),
@@ -154,7 +162,11 @@ impl RemoteJwks {
     pub(crate) async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, VerifyError> {
         let unknown_kid = |set: &KeySet| kid.is_some_and(|kid| !set.contains_kid(kid));
         self.keys
-            .get(|| self.fetch_once(), unknown_kid, self.options.unknown_kid_cooldown)
+            .get(
+                || self.fetch_once(),
+                unknown_kid,
+                self.options.unknown_kid_cooldown,
+            )
             .await
             .map_err(|Unavailable(err)| {
                 VerifyError::Unavailable(match err {
@@ -169,9 +181,19 @@ impl RemoteJwks {
         let url = self.url().await?;
         tracing::Span::current().record("url", url.as_str());
         let fetched = self.client.get_json(&url).await?;
-        let (keys, skipped) = KeySet::from_jwks_json(&fetched.body, self.algorithms, self.options.max_keys)
-            .map_err(|e| FetchError { url: url.to_string(), kind: FetchErrorKind::Parse(e.to_string()) })?;
-        let ttl = cache_ttl(&fetched.headers, self.options.default_ttl, self.options.min_ttl, self.options.max_ttl);
+        let (keys, skipped) =
+            KeySet::from_jwks_json(&fetched.body, self.algorithms, self.options.max_keys).map_err(
+                |e| FetchError {
+                    url: url.to_string(),
+                    kind: FetchErrorKind::Parse(e.to_string()),
+                },
+            )?;
+        let ttl = cache_ttl(
+            &fetched.headers,
+            self.options.default_ttl,
+            self.options.min_ttl,
+            self.options.max_ttl,
+        );
         tracing::debug!(target: "mcp_oauth::jwks", keys = keys.len(), skipped, ttl_secs = ttl.as_secs(), "key set fetched");
         if keys.is_empty() {
             tracing::warn!(target: "mcp_oauth::jwks", skipped, "the key set has no usable signing key");

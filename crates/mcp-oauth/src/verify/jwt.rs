@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "remote")]
+use super::jwks::{JwksLocation, JwksOptions, RemoteJwks};
 use super::{BoxFuture, TokenVerifier};
 use crate::claims::{Claims, check_issuer};
 use crate::error::{ConfigError, VerifyError};
@@ -10,8 +12,6 @@ use crate::fetch::HttpClient;
 use crate::jose::jws::UnverifiedJws;
 use crate::jose::{Algorithm, Algorithms, Jwk, KeyFamily, KeySet, VerifyingKey};
 use crate::secret::Secret;
-#[cfg(feature = "remote")]
-use super::jwks::{JwksLocation, JwksOptions, RemoteJwks};
 
 enum Keys {
     Static(Arc<KeySet>),
@@ -120,16 +120,24 @@ impl JwtVerifier {
         }
         let kid = jws.header.kid.as_deref();
         let verified = if jws.alg.family() == KeyFamily::Hmac {
-            let set = self.hmac.as_ref().ok_or_else(|| VerifyError::unsupported_alg(jws.alg.as_str()))?;
-            set.find(kid, jws.alg)?.verify(jws.alg, jws.signing_input, &jws.signature)
+            let set = self
+                .hmac
+                .as_ref()
+                .ok_or_else(|| VerifyError::unsupported_alg(jws.alg.as_str()))?;
+            set.find(kid, jws.alg)?
+                .verify(jws.alg, jws.signing_input, &jws.signature)
         } else {
             match &self.keys {
                 None => return Err(VerifyError::unsupported_alg(jws.alg.as_str())),
-                Some(Keys::Static(set)) => set.find(kid, jws.alg)?.verify(jws.alg, jws.signing_input, &jws.signature),
+                Some(Keys::Static(set)) => {
+                    set.find(kid, jws.alg)?
+                        .verify(jws.alg, jws.signing_input, &jws.signature)
+                }
                 #[cfg(feature = "remote")]
                 Some(Keys::Remote(remote)) => {
                     let set = remote.keys_for(kid).await?;
-                    set.find(kid, jws.alg)?.verify(jws.alg, jws.signing_input, &jws.signature)
+                    set.find(kid, jws.alg)?
+                        .verify(jws.alg, jws.signing_input, &jws.signature)
                 }
             }
         };
@@ -158,7 +166,12 @@ impl JwtVerifierBuilder {
     /// The asymmetric algorithms accepted. Default: RS256/384/512, PS256/384/512,
     /// ES256/384, EdDSA. HMAC algorithms here are ignored: use [`Self::hmac_secret`].
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect::<Algorithms>().without_hmac());
+        self.algorithms = Some(
+            algorithms
+                .into_iter()
+                .collect::<Algorithms>()
+                .without_hmac(),
+        );
         self
     }
 
@@ -214,7 +227,9 @@ impl JwtVerifierBuilder {
     pub fn jwks_json(mut self, json: &str) -> Self {
         let allowed = self.algorithms.unwrap_or_default();
         match KeySet::from_jwks_json(json.as_bytes(), allowed, usize::MAX) {
-            Ok((set, _)) if set.is_empty() => self.static_errors.push(ConfigError::InvalidKey("the JWKS has no usable key".into())),
+            Ok((set, _)) if set.is_empty() => self
+                .static_errors
+                .push(ConfigError::InvalidKey("the JWKS has no usable key".into())),
             Ok((set, _)) => self.static_keys.extend(set.keys_vec()),
             Err(err) => self.static_errors.push(err.into()),
         }
@@ -236,7 +251,10 @@ impl JwtVerifierBuilder {
 
     /// The HMAC algorithms accepted with [`Self::hmac_secret`]. Default: HS256.
     pub fn hmac_algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.hmac_algorithms = algorithms.into_iter().filter(|a| a.family() == KeyFamily::Hmac).collect();
+        self.hmac_algorithms = algorithms
+            .into_iter()
+            .filter(|a| a.family() == KeyFamily::Hmac)
+            .collect();
         self
     }
 
@@ -257,14 +275,20 @@ impl JwtVerifierBuilder {
         if let Some(err) = self.static_errors.into_iter().next() {
             return Err(err);
         }
-        let issuer = self
-            .issuer
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| ConfigError::missing("issuer", "call JwtVerifierBuilder::issuer with the issuer URL tokens carry in `iss`"))?;
+        let issuer = self.issuer.filter(|i| !i.is_empty()).ok_or_else(|| {
+            ConfigError::missing(
+                "issuer",
+                "call JwtVerifierBuilder::issuer with the issuer URL tokens carry in `iss`",
+            )
+        })?;
         let algorithms = self.algorithms.unwrap_or_default();
         let hmac = match &self.hmac_secret {
             None => None,
-            Some(secret) => Some(KeySet::new(vec![VerifyingKey::hmac(secret.expose(), self.hmac_algorithms, None)?])),
+            Some(secret) => Some(KeySet::new(vec![VerifyingKey::hmac(
+                secret.expose(),
+                self.hmac_algorithms,
+                None,
+            )?])),
         };
         let mut keys = None;
         if !self.static_keys.is_empty() {
@@ -274,18 +298,28 @@ impl JwtVerifierBuilder {
         {
             let location = match (self.jwks_url, self.discover) {
                 (Some(url), _) => {
-                    let url = url::Url::parse(&url).map_err(|e| ConfigError::url("JWKS URL", &url, e.to_string()))?;
+                    let url = url::Url::parse(&url)
+                        .map_err(|e| ConfigError::url("JWKS URL", &url, e.to_string()))?;
                     Some(JwksLocation::Url(url))
                 }
                 (None, true) => {
-                    let url = url::Url::parse(&issuer).map_err(|e| ConfigError::url("issuer", &issuer, format!("discovery needs a URL issuer: {e}")))?;
+                    let url = url::Url::parse(&issuer).map_err(|e| {
+                        ConfigError::url(
+                            "issuer",
+                            &issuer,
+                            format!("discovery needs a URL issuer: {e}"),
+                        )
+                    })?;
                     Some(JwksLocation::Discover(url))
                 }
                 (None, false) => None,
             };
             if let Some(location) = location {
                 if keys.is_some() {
-                    return Err(ConfigError::invalid("keys", "use either static keys or a JWKS, not both"));
+                    return Err(ConfigError::invalid(
+                        "keys",
+                        "use either static keys or a JWKS, not both",
+                    ));
                 }
                 let client = match self.client {
                     Some(client) => client,
@@ -295,7 +329,12 @@ impl JwtVerifierBuilder {
                     JwksLocation::Url(url) => client.check_config_url("JWKS URL", url)?,
                     JwksLocation::Discover(url) => client.check_config_url("issuer", url)?,
                 }
-                keys = Some(Keys::Remote(Arc::new(RemoteJwks::new(location, client, self.jwks_options, algorithms))));
+                keys = Some(Keys::Remote(Arc::new(RemoteJwks::new(
+                    location,
+                    client,
+                    self.jwks_options,
+                    algorithms,
+                ))));
             }
         }
         #[cfg(not(feature = "remote"))]
@@ -306,6 +345,12 @@ impl JwtVerifierBuilder {
                 "give a JWKS URL (jwks_url or discover_jwks), static keys (public_key_pem, jwk, jwks_json) or an HMAC secret",
             ));
         }
-        Ok(JwtVerifier { issuer, algorithms, keys, hmac, typ: self.typ })
+        Ok(JwtVerifier {
+            issuer,
+            algorithms,
+            keys,
+            hmac,
+            typ: self.typ,
+        })
     }
 }

@@ -1,0 +1,502 @@
+//! Test helpers (feature `test-util`): signing keys, a token builder, and a mock identity
+//! provider on 127.0.0.1 whose behaviour tests can change while it runs.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mcp_oauth::testing::{MockIdp, TestKey};
+//!
+//! let idp = MockIdp::start(TestKey::rs256()).await?;
+//! let token = idp.token().aud("http://127.0.0.1:8080/mcp").scope("mcp:read").sign();
+//! assert_eq!(token.split('.').count(), 3);
+//! idp.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Key generation only fails if the operating system's random source does; these helpers
+//! then panic, which is what a test wants.
+#![allow(clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use crate::claims::now_unix;
+use crate::jose::{Algorithm, Jwk, JwkSet, SigningKey};
+
+/// A signing key for tests.
+#[derive(Debug, Clone)]
+pub struct TestKey(Arc<SigningKey>);
+
+impl TestKey {
+    /// A new key for `alg`.
+    pub fn generate(alg: Algorithm) -> Self {
+        Self(Arc::new(
+            SigningKey::generate(alg).expect("the system random source works"),
+        ))
+    }
+
+    /// A new RSA 2048 key for RS256.
+    pub fn rs256() -> Self {
+        Self::generate(Algorithm::RS256)
+    }
+
+    /// A new P-256 key for ES256.
+    pub fn es256() -> Self {
+        Self::generate(Algorithm::ES256)
+    }
+
+    /// A new Ed25519 key for EdDSA.
+    pub fn ed25519() -> Self {
+        Self::generate(Algorithm::EdDSA)
+    }
+
+    /// An HS256 key from a shared secret of at least 32 bytes.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self(Arc::new(
+            SigningKey::hmac(secret, Algorithm::HS256).expect("a secret of at least 32 bytes"),
+        ))
+    }
+
+    /// Wraps a signing key.
+    pub fn from_key(key: SigningKey) -> Self {
+        Self(Arc::new(key))
+    }
+
+    /// The key.
+    pub fn key(&self) -> &SigningKey {
+        &self.0
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        self.0.kid()
+    }
+
+    /// The public JWK (`None` for HMAC keys).
+    pub fn public_jwk(&self) -> Option<Jwk> {
+        self.0.public_jwk()
+    }
+
+    /// A JWKS document with the public keys of `keys`.
+    pub fn jwks(keys: &[&TestKey]) -> JwkSet {
+        JwkSet {
+            keys: keys.iter().filter_map(|k| k.public_jwk()).collect(),
+        }
+    }
+
+    /// A token builder with no claims at all.
+    pub fn token(&self) -> TokenBuilder {
+        TokenBuilder {
+            key: self.clone(),
+            claims: Map::new(),
+            typ: Some("at+jwt".into()),
+        }
+    }
+}
+
+/// Builds a signed JWT.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TokenBuilder {
+    key: TestKey,
+    claims: Map<String, Value>,
+    typ: Option<String>,
+}
+
+impl TokenBuilder {
+    /// Sets a claim.
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Removes a claim.
+    pub fn without(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// `iss`.
+    pub fn iss(self, iss: &str) -> Self {
+        self.claim("iss", iss)
+    }
+
+    /// `sub`.
+    pub fn sub(self, sub: &str) -> Self {
+        self.claim("sub", sub)
+    }
+
+    /// `aud` (a string).
+    pub fn aud(self, aud: &str) -> Self {
+        self.claim("aud", aud)
+    }
+
+    /// `scope` (space-separated).
+    pub fn scope(self, scope: &str) -> Self {
+        self.claim("scope", scope)
+    }
+
+    /// `exp` = now + `secs` (negative for the past).
+    pub fn exp_in(self, secs: i64) -> Self {
+        self.claim("exp", now_unix() + secs)
+    }
+
+    /// The `typ` header (`None` to leave it out). Default `at+jwt`.
+    pub fn typ(mut self, typ: Option<&str>) -> Self {
+        self.typ = typ.map(str::to_owned);
+        self
+    }
+
+    /// `iat` = now and `exp` = now + 1 h, unless set.
+    fn with_times(mut self) -> Self {
+        let now = now_unix();
+        self.claims.entry("iat").or_insert_with(|| now.into());
+        self.claims
+            .entry("exp")
+            .or_insert_with(|| (now + 3600).into());
+        self
+    }
+
+    /// Signs, adding `iat` = now and `exp` = now + 1 h unless set. Use
+    /// [`Self::sign_exact`] to add nothing.
+    pub fn sign(self) -> String {
+        self.with_times().sign_exact()
+    }
+
+    /// Signs exactly the claims set so far.
+    pub fn sign_exact(self) -> String {
+        self.key
+            .0
+            .sign_jwt(self.typ.as_deref(), &Value::Object(self.claims))
+    }
+
+    /// The claims that [`Self::sign`] would sign.
+    pub fn claims(&self) -> Value {
+        Value::Object(self.clone().with_times().claims)
+    }
+}
+
+/// How the mock IdP answers on its JWKS URL.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum JwksMode {
+    /// The current keys.
+    Normal,
+    /// This status and an empty body.
+    Status(u16),
+    /// A 200 that is not JSON.
+    Garbage,
+    /// A 200 of this many bytes.
+    Huge(usize),
+    /// The keys, after this delay.
+    Slow(Duration),
+}
+
+struct IdpState {
+    issuer: String,
+    keys: Vec<TestKey>,
+    mode: JwksMode,
+    cache_control: Option<String>,
+    metadata_status: Option<u16>,
+    metadata_issuer: Option<String>,
+    introspection: Map<String, Value>,
+}
+
+/// A mock identity provider on 127.0.0.1: RFC 8414 and OIDC discovery, a JWKS whose
+/// behaviour can be changed, RFC 7662 introspection of registered tokens, and counters.
+pub struct MockIdp {
+    addr: SocketAddr,
+    issuer: String,
+    default_key: TestKey,
+    state: Arc<Mutex<IdpState>>,
+    jwks_hits: Arc<AtomicU64>,
+    metadata_hits: Arc<AtomicU64>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockIdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockIdp")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<IdpState>>,
+    jwks_hits: Arc<AtomicU64>,
+    metadata_hits: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn with<T>(&self, f: impl FnOnce(&mut IdpState) -> T) -> T {
+        let mut guard = match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+impl MockIdp {
+    /// Starts an IdP whose issuer is `http://127.0.0.1:<port>`, signing with `key`.
+    ///
+    /// # Errors
+    ///
+    /// The port cannot be bound.
+    pub async fn start(key: TestKey) -> std::io::Result<Self> {
+        Self::start_with_path(key, "").await
+    }
+
+    /// Starts an IdP whose issuer has a path (`http://127.0.0.1:<port>/realms/test`).
+    ///
+    /// # Errors
+    ///
+    /// The port cannot be bound.
+    pub async fn start_with_path(key: TestKey, path: &str) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let issuer = format!("http://{addr}{}", path.trim_end_matches('/'));
+        let state = Arc::new(Mutex::new(IdpState {
+            issuer: issuer.clone(),
+            keys: vec![key.clone()],
+            mode: JwksMode::Normal,
+            cache_control: None,
+            metadata_status: None,
+            metadata_issuer: None,
+            introspection: Map::new(),
+        }));
+        let shared = Shared {
+            state: state.clone(),
+            jwks_hits: Arc::default(),
+            metadata_hits: Arc::default(),
+        };
+        let path = path.trim_end_matches('/');
+        let mut router = Router::new()
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/.well-known/openid-configuration", get(metadata))
+            .route("/jwks", get(jwks))
+            .route("/introspect", post(introspect));
+        if !path.is_empty() {
+            router = router
+                .route(
+                    &format!("/.well-known/oauth-authorization-server{path}"),
+                    get(metadata),
+                )
+                .route(
+                    &format!("/.well-known/openid-configuration{path}"),
+                    get(metadata),
+                )
+                .route(
+                    &format!("{path}/.well-known/openid-configuration"),
+                    get(metadata),
+                );
+        }
+        let router = router.with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            issuer,
+            default_key: key,
+            state,
+            jwks_hits: shared.jwks_hits,
+            metadata_hits: shared.metadata_hits,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            state: self.state.clone(),
+            jwks_hits: self.jwks_hits.clone(),
+            metadata_hits: self.metadata_hits.clone(),
+        }
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("http://{}/jwks", self.addr)
+    }
+
+    /// The introspection URL.
+    pub fn introspection_url(&self) -> String {
+        format!("http://{}/introspect", self.addr)
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A token signed by the first key, with `iss` = this issuer and `sub` = `user-1`.
+    pub fn token(&self) -> TokenBuilder {
+        self.default_key.token().iss(&self.issuer).sub("user-1")
+    }
+
+    /// The key the IdP was started with.
+    pub fn key(&self) -> &TestKey {
+        &self.default_key
+    }
+
+    /// Replaces the published keys.
+    pub fn set_keys(&self, keys: &[&TestKey]) {
+        let keys = keys.iter().map(|k| (*k).clone()).collect();
+        self.shared().with(|s| s.keys = keys);
+    }
+
+    /// Changes how the JWKS URL answers.
+    pub fn set_jwks_mode(&self, mode: JwksMode) {
+        self.shared().with(|s| s.mode = mode);
+    }
+
+    /// The `Cache-Control` of JWKS answers (`None`: no header).
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        let value = value.map(str::to_owned);
+        self.shared().with(|s| s.cache_control = value);
+    }
+
+    /// Makes the metadata URLs answer with this status (`None`: normal).
+    pub fn set_metadata_status(&self, status: Option<u16>) {
+        self.shared().with(|s| s.metadata_status = status);
+    }
+
+    /// Makes the metadata document claim another issuer (`None`: the real one).
+    pub fn set_metadata_issuer(&self, issuer: Option<&str>) {
+        let issuer = issuer.map(str::to_owned);
+        self.shared().with(|s| s.metadata_issuer = issuer);
+    }
+
+    /// Registers the introspection answer for `token`; unregistered tokens are inactive.
+    pub fn set_introspection(&self, token: &str, answer: Value) {
+        self.shared()
+            .with(|s| s.introspection.insert(token.to_owned(), answer));
+    }
+
+    /// JWKS requests served so far.
+    pub fn jwks_hits(&self) -> u64 {
+        self.jwks_hits.load(Ordering::SeqCst)
+    }
+
+    /// Metadata requests served so far.
+    pub fn metadata_hits(&self) -> u64 {
+        self.metadata_hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for MockIdp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn metadata(State(shared): State<Shared>) -> Response {
+    shared.metadata_hits.fetch_add(1, Ordering::SeqCst);
+    let (issuer, advertised, status) = shared.with(|s| {
+        (
+            s.issuer.clone(),
+            s.metadata_issuer.clone(),
+            s.metadata_status,
+        )
+    });
+    if let Some(status) = status {
+        return StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+    }
+    let origin = issuer.split('/').take(3).collect::<Vec<_>>().join("/");
+    axum::Json(json!({
+        "issuer": advertised.unwrap_or_else(|| issuer.clone()),
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{origin}/jwks"),
+        "introspection_endpoint": format!("{origin}/introspect"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        "scopes_supported": ["openid", "mcp:read", "mcp:write"],
+        "x_vendor_extension": {"kept": true},
+    }))
+    .into_response()
+}
+
+async fn jwks(State(shared): State<Shared>) -> Response {
+    shared.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    let (mode, keys, cache_control) =
+        shared.with(|s| (s.mode.clone(), s.keys.clone(), s.cache_control.clone()));
+    let body = || {
+        let refs: Vec<&TestKey> = keys.iter().collect();
+        serde_json::to_string(&TestKey::jwks(&refs)).unwrap_or_default()
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(value) = cache_control.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    match mode {
+        JwksMode::Normal => (headers, body()).into_response(),
+        JwksMode::Status(status) => StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        JwksMode::Garbage => (headers, "<html>not json</html>").into_response(),
+        JwksMode::Huge(len) => (headers, "x".repeat(len)).into_response(),
+        JwksMode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            (headers, body()).into_response()
+        }
+    }
+}
+
+async fn introspect(
+    State(shared): State<Shared>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let token = form
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let answer = shared
+        .with(|s| s.introspection.get(&token).cloned())
+        .unwrap_or_else(|| json!({"active": false}));
+    axum::Json(answer).into_response()
+}

@@ -1,0 +1,113 @@
+//! An MCP server protected by any OIDC / OAuth 2.1 issuer.
+//!
+//! Run with:
+//!
+//! ```sh
+//! OIDC_ISSUER=https://auth.example.com MCP_URL=http://127.0.0.1:8080/mcp \
+//!     cargo run -p mcp-oauth --example oidc
+//! ```
+//!
+//! - `OIDC_ISSUER`: the issuer URL; its keys are found through its discovery document.
+//! - `MCP_URL`: the public URL of the MCP endpoint; the server listens on its host and port.
+//! - `OIDC_AUDIENCE` (optional): another accepted `aud` (an API identifier, a client id).
+//! - `OIDC_SCOPES` (optional): the scopes advertised, space-separated.
+//!
+//! Tools: `whoami` (the user and scopes), `echo`, and `admin_action`, which needs the
+//! scope `admin`: a token without it gets HTTP 403 with a step-up challenge.
+//!
+//! `expect` is used on configuration errors only: this is an example, and a clear message
+//! at start is what it should do.
+
+use mcp_oauth::OAuth;
+use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+use mcp_oauth::verify::JwtVerifier;
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Echo {
+    /// The text to send back.
+    text: String,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let issuer = env("OIDC_ISSUER")
+        .ok_or("set OIDC_ISSUER to the issuer URL of your authorization server")?;
+    let mcp_url = env("MCP_URL").unwrap_or_else(|| "http://127.0.0.1:8080/mcp".to_owned());
+
+    let verifier = JwtVerifier::builder()
+        .issuer(issuer.clone())
+        .discover_jwks()
+        .build()?;
+    let mut oauth = OAuth::builder()
+        .resource(mcp_url.clone())
+        .authorization_server(issuer)
+        .verifier(verifier);
+    if let Some(audience) = env("OIDC_AUDIENCE") {
+        oauth = oauth.audience(audience);
+    }
+    if let Some(scopes) = env("OIDC_SCOPES") {
+        oauth = oauth.scopes_supported(
+            scopes
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
+    }
+    let oauth = oauth.build()?;
+
+    let url = url::Url::parse(&mcp_url)?;
+    let addr = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port_or_known_default().unwrap_or(8080)
+    );
+
+    let server = McpServer::new("mcp-oauth-oidc-example", env!("CARGO_PKG_VERSION"))
+        .oauth(oauth)
+        .tool(Tool::new(
+            "whoami",
+            "Returns the authenticated user and the granted scopes",
+            whoami,
+        ))
+        .tool(Tool::new(
+            "echo",
+            "Echoes the text back",
+            |args: Echo, _ctx: ToolContext| async move { args.text },
+        ))
+        .tool(
+            Tool::new(
+                "admin_action",
+                "A privileged action: needs the admin scope",
+                |_: NoArgs, ctx: ToolContext| async move {
+                    let auth = ctx.require_scope(["admin"])?;
+                    Ok::<_, ToolError>(format!("admin action done by {}", auth.subject()))
+                },
+            )
+            .require_scopes(["admin"]),
+        );
+    println!("MCP endpoint: {mcp_url}");
+    server.listen(addr).await?;
+    Ok(())
+}
+
+async fn whoami(_: NoArgs, ctx: ToolContext) -> Result<serde_json::Value, ToolError> {
+    let auth = ctx.require_auth()?;
+    Ok(serde_json::json!({
+        "user": auth.user,
+        "scopes": auth.scopes,
+        "permissions": auth.permissions,
+        "client_id": auth.client_id,
+        "issuer": auth.issuer,
+        "expires_at": auth.expires_at,
+    }))
+}
