@@ -1,1 +1,49 @@
-fn main() {}
+//! The `mcp-oauth` command.
+//!
+//! ```text
+//! mcp-oauth serve --issuer https://auth.example.com --mcp-url http://127.0.0.1:8080/mcp
+//! ```
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod serve;
+
+/// OAuth 2.1 for MCP servers.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-oauth", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo MCP server (tools whoami, echo, admin_action) protected by an existing
+    /// OAuth / OIDC issuer.
+    Serve(serve::ServeArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCP_OAUTH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

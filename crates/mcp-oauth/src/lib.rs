@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! use mcp_oauth::OAuth;
-//! use mcp_oauth::server::{McpServer, Tool, ToolContext};
+//! use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
 //!
 //! #[derive(serde::Deserialize, schemars::JsonSchema)]
 //! struct Echo { text: String }
@@ -23,10 +23,10 @@
 //! let oauth = OAuth::oidc("https://auth.example.com", "https://mcp.example.com/mcp")?;
 //! McpServer::new("demo", "1.0.0")
 //!     .oauth(oauth)
-//!     .tool(Tool::new("whoami", "Who is calling", |_: serde_json::Value, ctx: ToolContext| async move {
-//!         Ok(format!("you are {}", ctx.auth().map(|a| a.subject()).unwrap_or("nobody")))
+//!     .tool(Tool::new("whoami", "Who is calling", |_: NoArgs, ctx: ToolContext| async move {
+//!         format!("you are {}", ctx.auth().map(|a| a.subject()).unwrap_or("nobody"))
 //!     }))
-//!     .tool(Tool::new("echo", "Echo the text", |args: Echo, _ctx: ToolContext| async move { Ok(args.text) }))
+//!     .tool(Tool::new("echo", "Echo the text", |args: Echo, _ctx: ToolContext| async move { args.text }))
 //!     .listen("127.0.0.1:8080")
 //!     .await?;
 //! # Ok(()) }

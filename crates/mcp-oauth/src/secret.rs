@@ -61,6 +61,18 @@ impl From<String> for Secret {
     }
 }
 
+impl From<&[u8]> for Secret {
+    fn from(value: &[u8]) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<Vec<u8>> for Secret {
+    fn from(value: Vec<u8>) -> Self {
+        Self::new(value)
+    }
+}
+
 impl From<&str> for Secret {
     fn from(value: &str) -> Self {
         Self::new(value.as_bytes())

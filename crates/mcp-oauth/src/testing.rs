@@ -131,6 +131,7 @@ impl TokenBuilder {
     }
 
     /// `sub`.
+    #[allow(clippy::should_implement_trait)] // named after the JWT claim, not subtraction
     pub fn sub(self, sub: &str) -> Self {
         self.claim("sub", sub)
     }

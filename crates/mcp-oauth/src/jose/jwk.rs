@@ -462,6 +462,14 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The algorithms some key of the set verifies.
+    pub fn algorithms(&self) -> Algorithms {
+        self.keys
+            .iter()
+            .flat_map(|k| k.algorithms().iter())
+            .collect()
+    }
+
     /// Whether a key with this `kid` is in the set.
     pub fn contains_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid() == Some(kid))

@@ -108,7 +108,12 @@ impl JwtVerifier {
 
     async fn check(&self, token: &str) -> Result<Claims, VerifyError> {
         let jws = UnverifiedJws::parse(token)?;
-        if !self.algorithms.contains(jws.alg) {
+        let allowed = match (&self.hmac, jws.alg.family()) {
+            (Some(set), KeyFamily::Hmac) => set.algorithms().contains(jws.alg),
+            (None, KeyFamily::Hmac) => false,
+            _ => self.algorithms.contains(jws.alg),
+        };
+        if !allowed {
             return Err(VerifyError::unsupported_alg(jws.alg.as_str()));
         }
         if let Some(expected) = self.typ {
