@@ -629,11 +629,16 @@ def main() -> int:
                         print(f"    note: {n}")
             sys.stdout.flush()
         # A server that died during the run is a failure even if no scenario noticed.
-        for p in env.procs:
+        for p in env.procs if started else []:
             if not p.alive():
                 failed += 1
                 print(f"FAIL {p.name}-still-running - exited {p.popen.returncode} during the run; log {p.log_path}:")
                 print(indent(p.log_text()[-6000:], "  | "))
+    except (KeyboardInterrupt, SystemExit) as e:
+        failed += 1
+        print(f"FAIL interrupted ({type(e).__name__} {getattr(e, 'code', '')}); stopping the servers")
+        print(f"{passed} passed, {failed} failed")
+        raise
     finally:
         env.stop_all()
     print(f"scenarios took {time.monotonic() - t_start:.2f}s; logs in {args.log_dir}")

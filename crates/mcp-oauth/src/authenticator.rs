@@ -105,7 +105,8 @@ impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
     }
 }
 
-/// Verifies tokens end to end: see the [module docs](self).
+/// Verifies tokens end to end: size limit, verified-token cache, the verifier, audience
+/// binding, `exp` / `nbf` / `iat` with leeway, then the claim mapping.
 ///
 /// Built by [`OAuthBuilder`](crate::OAuthBuilder); usable on its own for transports other
 /// than HTTP.

@@ -88,6 +88,11 @@ pub mod verify;
 
 #[cfg(feature = "axum")]
 pub use auth::MissingAuth;
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
 pub use claims::Claims;

@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::oauth::OAuth;
@@ -103,6 +103,8 @@ async fn protected_resource(State(oauth): State<Arc<OAuth>>, headers: HeaderMap)
 
 #[cfg(feature = "remote")]
 async fn mirrored(State(oauth): State<Arc<OAuth>>) -> Response {
+    use http::StatusCode;
+
     let Some(mirror) = oauth.metadata_mirror() else {
         return StatusCode::NOT_FOUND.into_response();
     };

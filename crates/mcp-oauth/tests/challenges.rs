@@ -454,3 +454,61 @@ async fn cors_preflight_passes_and_service_is_send() {
     assert_send(&fut);
     assert_eq!(fut.await.expect("infallible").status(), StatusCode::OK);
 }
+
+/// docs/challenges.md shows these exact header values; keep the page true.
+#[tokio::test]
+async fn the_documented_table_matches_the_code() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/challenges.md"
+    ))
+    .expect("docs/challenges.md");
+    let f = fixture().await;
+    let cases = [
+        post(None, LIST),
+        post(Some("not-a-jwt"), LIST),
+        post(
+            Some(
+                &f.idp
+                    .token()
+                    .aud("https://other.example")
+                    .scope("mcp:read")
+                    .sign(),
+            ),
+            LIST,
+        ),
+        post(
+            Some(
+                &f.idp
+                    .token()
+                    .aud(RESOURCE)
+                    .scope("mcp:read")
+                    .exp_in(-3600)
+                    .sign(),
+            ),
+            LIST,
+        ),
+        post(
+            Some(&f.idp.token().aud(RESOURCE).scope("mcp:write").sign()),
+            LIST,
+        ),
+        post(
+            Some(&f.idp.token().aud(RESOURCE).scope("mcp:read").sign()),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_action"}}"#,
+        ),
+        Request::post("/mcp?access_token=x")
+            .body(Full::new(Bytes::new()))
+            .expect("req"),
+    ];
+    for req in cases {
+        let (status, challenge, body, _) = send(&f.oauth, req).await;
+        let challenge = challenge.expect("challenge");
+        assert!(
+            doc.contains(&format!(
+                "| {} | `{challenge}` | `{body}` |",
+                status.as_u16()
+            )),
+            "docs/challenges.md lacks: {status} {challenge} {body}"
+        );
+    }
+}

@@ -548,3 +548,46 @@ async fn function_verifier_gets_the_shared_rules() {
         "function results are not cached by default"
     );
 }
+
+#[tokio::test]
+async fn key_selection_without_kid_needs_a_single_candidate() {
+    let a = TestKey::rs256();
+    let b = TestKey::rs256();
+    let strip = |k: &TestKey| {
+        let mut jwk = k.public_jwk().expect("jwk");
+        jwk.kid = None;
+        jwk
+    };
+    let one = JwtVerifier::builder()
+        .issuer("https://i.example")
+        .jwk(&strip(&a))
+        .build()
+        .expect("v");
+    let two = JwtVerifier::builder()
+        .issuer("https://i.example")
+        .jwk(&strip(&a))
+        .jwk(&strip(&b))
+        .build()
+        .expect("v");
+    let token = a.key().sign_compact(
+        br#"{"alg":"RS256"}"#,
+        a.token()
+            .iss("https://i.example")
+            .sub("s")
+            .aud(RESOURCE)
+            .claims()
+            .to_string()
+            .as_bytes(),
+    );
+    assert!(
+        Authenticator::new(one)
+            .authenticate(&token, &resource())
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        kind(&Authenticator::new(two), &token).await,
+        Some(VerifyErrorKind::UnknownKey),
+        "two candidates are ambiguous"
+    );
+}

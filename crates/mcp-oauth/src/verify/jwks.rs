@@ -95,7 +95,7 @@ pub(crate) enum JwksLocation {
     Discover(Url),
 }
 
-/// A JWK Set fetched from a URL and cached (see the [module docs](self)).
+/// A JWK Set fetched from a URL and cached: see [`JwksOptions`] for the rules.
 pub struct RemoteJwks {
     location: JwksLocation,
     resolved: tokio::sync::OnceCell<Url>,
