@@ -643,3 +643,90 @@ mod plain_rmcp {
         let _ = Duration::ZERO;
     }
 }
+
+#[tokio::test]
+async fn stateless_by_default_no_session_is_created() {
+    let r = start().await;
+    let token = r.idp.token().aud(&r.url).sign();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, headers, _) = rpc(&r, Some(&token), "2025-06-18", init, &[]).await;
+    assert_eq!(status, 200);
+    assert!(headers.get("mcp-session-id").is_none());
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn trusted_proxy_mode_follows_forwarded_headers_and_only_then() {
+    let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
+    let r = start_with(idp, false, mcp_oauth::OAuthBuilder::trust_forwarded_headers).await;
+    let public = "https://mcp.public.example/mcp";
+    let res = r
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            r.origin
+        ))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "mcp.public.example")
+        .send()
+        .await
+        .expect("get");
+    let doc: Value = res.json().await.expect("json");
+    assert_eq!(doc["resource"], public);
+    let forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "mcp.public.example"),
+    ];
+    // The audience follows the public URL.
+    let token = r.idp.token().aud(public).sign();
+    let (status, _, body) = rpc(
+        &r,
+        Some(&token),
+        "2025-11-25",
+        call("whoami", json!({})),
+        &forwarded,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, headers, _) = rpc(
+        &r,
+        None,
+        "2025-11-25",
+        call("whoami", json!({})),
+        &forwarded,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(www(&headers).contains(
+        r#"resource_metadata="https://mcp.public.example/.well-known/oauth-protected-resource/mcp""#
+    ));
+    // A token for the public URL is not valid for a request that names another host.
+    let (status, _, _) = rpc(
+        &r,
+        Some(&token),
+        "2025-11-25",
+        call("whoami", json!({})),
+        &[("x-forwarded-host", "other.example")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    r.stop().await;
+
+    // Without the option, the same headers change nothing.
+    let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
+    let r = start_with(idp, false, |b| b).await;
+    let res = r
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            r.origin
+        ))
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await
+        .expect("get");
+    let doc: Value = res.json().await.expect("json");
+    assert_eq!(doc["resource"], r.url.as_str());
+    r.stop().await;
+}
