@@ -347,11 +347,7 @@ impl OAuthBuilder {
         mut self,
         scopes: I,
     ) -> Self {
-        self.scopes_supported = scopes
-            .into_iter()
-            .map(Into::into)
-            .filter(|s: &String| s != "offline_access")
-            .collect();
+        self.scopes_supported = crate::scope::advertised(scopes);
         self
     }
 

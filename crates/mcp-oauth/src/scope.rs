@@ -92,6 +92,16 @@ impl ScopeHierarchy {
     }
 }
 
+/// The scopes to advertise: `offline_access` dropped (MCP 2026-07-28: protected resources
+/// SHOULD NOT list it in metadata or challenges).
+pub(crate) fn advertised<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Vec<String> {
+    scopes
+        .into_iter()
+        .map(Into::into)
+        .filter(|s| s != "offline_access")
+        .collect()
+}
+
 /// Splits a space-separated scope string (RFC 6749 §3.3) into scopes, dropping empties
 /// and duplicates.
 pub fn parse_scope_list(list: &str) -> Vec<String> {

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
-use super::{Algorithm, Algorithms, KeyFamily};
+use super::{Algorithm, Algorithms, KeyFamily, crypto};
 use crate::error::{ConfigError, VerifyError};
 
 /// A JSON Web Key, as found in a JWKS document or published by this crate.
@@ -102,27 +102,6 @@ fn b64_member(value: Option<&String>, name: &str) -> Result<Vec<u8>, KeyError> {
         .map_err(|_| key_err(format!("member {name} is not base64url")))
 }
 
-fn rsa_params(alg: Algorithm) -> Option<&'static signature::RsaParameters> {
-    Some(match alg {
-        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
-        _ => return None,
-    })
-}
-
-fn hmac_alg(alg: Algorithm) -> Option<hmac::Algorithm> {
-    Some(match alg {
-        Algorithm::HS256 => hmac::HMAC_SHA256,
-        Algorithm::HS384 => hmac::HMAC_SHA384,
-        Algorithm::HS512 => hmac::HMAC_SHA512,
-        _ => return None,
-    })
-}
-
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     bytes.get(first..).unwrap_or_default()
@@ -183,7 +162,8 @@ impl VerifyingKey {
                 };
                 let mut checks = Vec::new();
                 for alg in candidate_algs(KeyFamily::Rsa, declared, allowed)? {
-                    let params = rsa_params(alg).ok_or_else(|| key_err("not an RSA algorithm"))?;
+                    let params =
+                        crypto::rsa_params(alg).ok_or_else(|| key_err("not an RSA algorithm"))?;
                     let parsed = components
                         .to_parsed_public_key(params)
                         .map_err(|_| key_err("invalid RSA public key"))?;
@@ -279,7 +259,7 @@ impl VerifyingKey {
             Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
             Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
             Algorithm::EdDSA => &signature::ED25519,
-            other => match rsa_params(other) {
+            other => match crypto::rsa_params(other) {
                 Some(params) => params,
                 None => {
                     return Err(key_err(
@@ -311,7 +291,8 @@ impl VerifyingKey {
         let checks: Vec<(Algorithm, Check)> = allowed
             .iter()
             .filter_map(|alg| {
-                hmac_alg(alg).map(|h| (alg, Check::Hmac(Box::new(hmac::Key::new(h, secret)))))
+                crypto::hmac_alg(alg)
+                    .map(|h| (alg, Check::Hmac(Box::new(hmac::Key::new(h, secret)))))
             })
             .collect();
         if checks.is_empty() {

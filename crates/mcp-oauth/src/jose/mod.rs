@@ -5,6 +5,7 @@
 //! small JSON parses.
 
 mod alg;
+mod crypto;
 mod jwk;
 pub(crate) mod jws;
 mod sign;

@@ -7,15 +7,13 @@ use std::fmt;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaPublicKeyComponents,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaPublicKeyComponents};
 use aws_lc_rs::{digest, hmac, rsa};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::jws::b64;
-use super::{Algorithm, Algorithms, Jwk, KeyFamily, VerifyingKey};
+use super::{Algorithm, Algorithms, Jwk, KeyFamily, VerifyingKey, crypto};
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
@@ -48,35 +46,6 @@ fn keygen_err(_: impl fmt::Debug) -> ConfigError {
     ConfigError::InvalidKey("key generation failed".into())
 }
 
-fn ec_signing_alg(alg: Algorithm) -> Option<&'static signature::EcdsaSigningAlgorithm> {
-    match alg {
-        Algorithm::ES256 => Some(&signature::ECDSA_P256_SHA256_FIXED_SIGNING),
-        Algorithm::ES384 => Some(&signature::ECDSA_P384_SHA384_FIXED_SIGNING),
-        _ => None,
-    }
-}
-
-fn rsa_padding(alg: Algorithm) -> Option<&'static dyn signature::RsaEncoding> {
-    Some(match alg {
-        Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
-        Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
-        Algorithm::RS512 => &signature::RSA_PKCS1_SHA512,
-        Algorithm::PS256 => &signature::RSA_PSS_SHA256,
-        Algorithm::PS384 => &signature::RSA_PSS_SHA384,
-        Algorithm::PS512 => &signature::RSA_PSS_SHA512,
-        _ => return None,
-    })
-}
-
-fn hmac_alg(alg: Algorithm) -> Option<hmac::Algorithm> {
-    Some(match alg {
-        Algorithm::HS256 => hmac::HMAC_SHA256,
-        Algorithm::HS384 => hmac::HMAC_SHA384,
-        Algorithm::HS512 => hmac::HMAC_SHA512,
-        _ => return None,
-    })
-}
-
 impl SigningKey {
     /// Generates a new key for `alg`: RSA 2048 bits, P-256/P-384, Ed25519, or 32 random bytes
     /// for HMAC. The `kid` is the key's RFC 7638 thumbprint (a random id for HMAC).
@@ -90,7 +59,7 @@ impl SigningKey {
                 Inner::Rsa(rsa::KeyPair::generate(rsa::KeySize::Rsa2048).map_err(keygen_err)?)
             }
             KeyFamily::Ec => {
-                let signing = ec_signing_alg(alg).ok_or_else(|| keygen_err(alg))?;
+                let signing = crypto::ec_signing_alg(alg).ok_or_else(|| keygen_err(alg))?;
                 Inner::Ec(EcdsaKeyPair::generate(signing).map_err(keygen_err)?)
             }
             KeyFamily::Okp => Inner::Ed(Box::new(Ed25519KeyPair::generate().map_err(keygen_err)?)),
@@ -109,7 +78,7 @@ impl SigningKey {
     ///
     /// `alg` is not HMAC or the secret is too short.
     pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<Self, ConfigError> {
-        let h = hmac_alg(alg)
+        let h = crypto::hmac_alg(alg)
             .ok_or_else(|| ConfigError::InvalidKey(format!("{alg} is not an HMAC algorithm")))?;
         if secret.len() < 32 {
             return Err(ConfigError::InvalidKey(
@@ -145,7 +114,7 @@ impl SigningKey {
         let inner = match alg.family() {
             KeyFamily::Rsa => Inner::Rsa(rsa::KeyPair::from_pkcs8(der).map_err(bad)?),
             KeyFamily::Ec => {
-                let signing = ec_signing_alg(alg).ok_or_else(|| keygen_err(alg))?;
+                let signing = crypto::ec_signing_alg(alg).ok_or_else(|| keygen_err(alg))?;
                 Inner::Ec(EcdsaKeyPair::from_pkcs8(signing, der).map_err(bad)?)
             }
             KeyFamily::Okp => Inner::Ed(Box::new(Ed25519KeyPair::from_pkcs8(der).map_err(bad)?)),
@@ -306,7 +275,7 @@ impl SigningKey {
         match &self.inner {
             Inner::Rsa(key) => {
                 let mut sig = vec![0u8; key.public_modulus_len()];
-                match rsa_padding(self.alg) {
+                match crypto::rsa_padding(self.alg) {
                     Some(padding) if key.sign(padding, &rng, message, &mut sig).is_ok() => sig,
                     _ => Vec::new(),
                 }

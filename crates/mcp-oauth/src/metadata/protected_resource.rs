@@ -78,11 +78,7 @@ impl ProtectedResourceMetadata {
         mut self,
         scopes: I,
     ) -> Self {
-        self.scopes_supported = scopes
-            .into_iter()
-            .map(Into::into)
-            .filter(|s: &String| s != "offline_access")
-            .collect();
+        self.scopes_supported = crate::scope::advertised(scopes);
         self
     }
 
