@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod doctor;
 mod serve;
 
 /// OAuth 2.1 for MCP servers.
@@ -24,6 +25,9 @@ enum Command {
     /// Run the demo MCP server (tools whoami, echo, admin_action) protected by an existing
     /// OAuth / OIDC issuer.
     Serve(serve::ServeArgs),
+    /// Check an authorization server (and optionally an MCP endpoint and a token) the way
+    /// MCP clients and this library will, and explain every check.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[tokio::main]
@@ -37,10 +41,11 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor::run(args).await,
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE

@@ -156,6 +156,17 @@ impl HttpClient {
         })
     }
 
+    /// GET `url` expecting 200, with the limits of this client; returns the headers and the
+    /// body.
+    ///
+    /// # Errors
+    ///
+    /// The URL is refused, the request fails, the status is not 200, or the body is too large.
+    pub async fn fetch(&self, url: &Url) -> Result<(HeaderMap, Bytes), FetchError> {
+        let fetched = self.get_json(url).await?;
+        Ok((fetched.headers, fetched.body))
+    }
+
     /// GET `url` expecting 200 with a JSON body.
     pub(crate) async fn get_json(&self, url: &Url) -> Result<Fetched, FetchError> {
         self.check_url(url)?;

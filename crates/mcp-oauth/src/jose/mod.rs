@@ -6,6 +6,7 @@
 
 mod alg;
 mod crypto;
+pub mod dangerous;
 mod jwk;
 pub(crate) mod jws;
 mod sign;
