@@ -54,12 +54,15 @@
 //! | `remote` | yes | remote JWKS, introspection, metadata mirror (reqwest with rustls) |
 //! | `axum` | yes | metadata routes, CORS, the axum extractor for [`Auth`] |
 //! | `rmcp` | yes | [`server::McpServer`] and the rmcp `Auth` extractor |
+//! | `auth-server` | no | [`auth_server`]: an embedded OAuth 2.1 authorization server |
 //! | `test-util` | no | [`testing`]: keys and token builders for tests |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+#[cfg(feature = "auth-server")]
+pub mod auth_server;
 mod authenticator;
 pub mod challenge;
 mod claims;
@@ -69,6 +72,8 @@ pub mod fetch;
 pub mod jose;
 pub mod layer;
 pub mod metadata;
+#[cfg(feature = "remote")]
+pub mod net_guard;
 mod oauth;
 mod policy;
 #[cfg(feature = "remote")]

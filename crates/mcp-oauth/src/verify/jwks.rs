@@ -225,6 +225,15 @@ impl RemoteJwks {
     }
 }
 
+impl super::KeySource for RemoteJwks {
+    fn keys<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+    ) -> super::BoxFuture<'a, Result<Arc<KeySet>, VerifyError>> {
+        Box::pin(self.keys_for(kid))
+    }
+}
+
 impl std::fmt::Display for JwksLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "remote")]
 use super::jwks::{JwksLocation, JwksOptions, RemoteJwks};
-use super::{BoxFuture, TokenVerifier};
+use super::{BoxFuture, KeySource, TokenVerifier};
 use crate::claims::{Claims, check_issuer};
 use crate::error::{ConfigError, VerifyError};
 #[cfg(feature = "remote")]
@@ -15,8 +15,7 @@ use crate::secret::Secret;
 
 enum Keys {
     Static(Arc<KeySet>),
-    #[cfg(feature = "remote")]
-    Remote(Arc<RemoteJwks>),
+    Source(Arc<dyn KeySource>),
 }
 
 /// Verifies JWT access tokens: signature with an allowed algorithm and a key of the matching
@@ -39,6 +38,8 @@ pub struct JwtVerifier {
     issuer: String,
     algorithms: Algorithms,
     keys: Option<Keys>,
+    #[cfg(feature = "remote")]
+    remote: Option<Arc<RemoteJwks>>,
     hmac: Option<KeySet>,
     typ: Option<&'static str>,
 }
@@ -66,6 +67,7 @@ pub struct JwtVerifierBuilder {
     hmac_secret: Option<Secret>,
     hmac_algorithms: Algorithms,
     typ: Option<&'static str>,
+    source: Option<Arc<dyn KeySource>>,
     #[cfg(feature = "remote")]
     client: Option<HttpClient>,
     #[cfg(feature = "remote")]
@@ -85,6 +87,7 @@ impl JwtVerifier {
             hmac_secret: None,
             hmac_algorithms: [Algorithm::HS256].into_iter().collect(),
             typ: None,
+            source: None,
             #[cfg(feature = "remote")]
             client: None,
             #[cfg(feature = "remote")]
@@ -100,10 +103,7 @@ impl JwtVerifier {
     /// The remote key set, if this verifier uses one (to read its fetch count, or warm it).
     #[cfg(feature = "remote")]
     pub fn remote_jwks(&self) -> Option<&Arc<RemoteJwks>> {
-        match &self.keys {
-            Some(Keys::Remote(remote)) => Some(remote),
-            _ => None,
-        }
+        self.remote.as_ref()
     }
 
     async fn check(&self, token: &str) -> Result<Claims, VerifyError> {
@@ -138,9 +138,8 @@ impl JwtVerifier {
                     set.find(kid, jws.alg)?
                         .verify(jws.alg, jws.signing_input, &jws.signature)
                 }
-                #[cfg(feature = "remote")]
-                Some(Keys::Remote(remote)) => {
-                    let set = remote.keys_for(kid).await?;
+                Some(Keys::Source(source)) => {
+                    let set = source.keys(kid).await?;
                     set.find(kid, jws.alg)?
                         .verify(jws.alg, jws.signing_input, &jws.signature)
                 }
@@ -241,6 +240,12 @@ impl JwtVerifierBuilder {
         self
     }
 
+    /// Keys that can change at run time (an in-process key ring, a custom cache).
+    pub fn key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     /// A ready verifying key.
     pub fn key(mut self, key: VerifyingKey) -> Self {
         self.static_keys.push(key);
@@ -299,6 +304,17 @@ impl JwtVerifierBuilder {
         if !self.static_keys.is_empty() {
             keys = Some(Keys::Static(Arc::new(KeySet::new(self.static_keys))));
         }
+        if let Some(source) = self.source {
+            if keys.is_some() {
+                return Err(ConfigError::invalid(
+                    "keys",
+                    "use either static keys or a key source, not both",
+                ));
+            }
+            keys = Some(Keys::Source(source));
+        }
+        #[cfg(feature = "remote")]
+        let mut remote = None;
         #[cfg(feature = "remote")]
         {
             let location = match (self.jwks_url, self.discover) {
@@ -323,7 +339,7 @@ impl JwtVerifierBuilder {
                 if keys.is_some() {
                     return Err(ConfigError::invalid(
                         "keys",
-                        "use either static keys or a JWKS, not both",
+                        "use one key source: static keys, a JWKS or a key source",
                     ));
                 }
                 let client = match self.client {
@@ -334,12 +350,14 @@ impl JwtVerifierBuilder {
                     JwksLocation::Url(url) => client.check_config_url("JWKS URL", url)?,
                     JwksLocation::Discover(url) => client.check_config_url("issuer", url)?,
                 }
-                keys = Some(Keys::Remote(Arc::new(RemoteJwks::new(
+                let jwks = Arc::new(RemoteJwks::new(
                     location,
                     client,
                     self.jwks_options,
                     algorithms,
-                ))));
+                ));
+                remote = Some(jwks.clone());
+                keys = Some(Keys::Source(jwks));
             }
         }
         #[cfg(not(feature = "remote"))]
@@ -354,6 +372,8 @@ impl JwtVerifierBuilder {
             issuer,
             algorithms,
             keys,
+            #[cfg(feature = "remote")]
+            remote,
             hmac,
             typ: self.typ,
         })

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::claims::Claims;
 use crate::error::VerifyError;
+use crate::jose::KeySet;
 
 mod function;
 #[cfg(feature = "remote")]
@@ -34,6 +35,14 @@ pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifier
 #[cfg(feature = "remote")]
 pub use jwks::{JwksOptions, RemoteJwks};
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
+
+/// Keys a [`JwtVerifier`] gets at verification time, for sets that change at run time.
+/// [`RemoteJwks`](crate::verify::RemoteJwks) is one; an embedded authorization server's key
+/// ring is another.
+pub trait KeySource: Send + Sync + 'static {
+    /// The current keys for a token with this `kid` (refreshing if the source wants to).
+    fn keys<'a>(&'a self, kid: Option<&'a str>) -> BoxFuture<'a, Result<Arc<KeySet>, VerifyError>>;
+}
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,434 @@
+//! The authorization endpoint: validation, the login and consent page, and the code.
+
+use std::collections::HashMap;
+
+use axum::extract::{Form, RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use http::{HeaderMap, StatusCode, header};
+use subtle::ConstantTimeEq as _;
+use url::Url;
+
+use super::cimd::is_document_url;
+use super::pages::{Consent, error_page};
+use super::register::redirect_matches;
+use super::store::{AuthRequestRecord, ClientRecord, CodeRecord};
+use super::{AuthServer, UserIdentity, hash_hex, random_token};
+use crate::claims::now_unix;
+use crate::scope::parse_scope_list;
+
+/// Finds a client: registered, or described by its metadata document.
+pub(crate) async fn load_client(
+    server: &AuthServer,
+    client_id: &str,
+) -> Result<ClientRecord, String> {
+    if let Some(client) = server
+        .inner
+        .store
+        .client(client_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(client);
+    }
+    match &server.inner.cimd {
+        Some(resolver) if is_document_url(client_id) => resolver.resolve(client_id).await,
+        _ => Err("the client is not registered with this server".into()),
+    }
+}
+
+fn cookie_name(server: &AuthServer) -> &'static str {
+    if server.inner.secure_cookies {
+        "__Host-mcp_oauth_csrf"
+    } else {
+        "mcp_oauth_csrf"
+    }
+}
+
+fn cookie_value(server: &AuthServer, headers: &HeaderMap) -> Option<String> {
+    let name = cookie_name(server);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn set_cookie(server: &AuthServer, value: &str) -> String {
+    let secure = if server.inner.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        cookie_name(server),
+        server.inner.lifetimes.request.as_secs()
+    )
+}
+
+/// The client's redirect URI with these parameters added, `iss` included (RFC 9207).
+fn redirect_to(server: &AuthServer, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    let Ok(mut url) = Url::parse(redirect_uri) else {
+        return error_page(StatusCode::BAD_REQUEST, "the redirect URI is not a URL");
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        query.append_pair("iss", &server.inner.issuer);
+    }
+    let mut response = Redirect::to(url.as_str()).into_response();
+    *response.status_mut() = StatusCode::FOUND;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn redirect_error(
+    server: &AuthServer,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
+    let mut params = vec![("error", error), ("error_description", description)];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    redirect_to(server, redirect_uri, &params)
+}
+
+/// Issues a code for an approved request and sends the browser back to the client.
+async fn approve(server: &AuthServer, request: &AuthRequestRecord, user: UserIdentity) -> Response {
+    let code = random_token();
+    let record = CodeRecord {
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        scope: request.scope.clone(),
+        resource: request.resource.clone(),
+        subject: user.subject,
+        user_claims: user.claims,
+        family: random_token(),
+        expires_at: now_unix() + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
+    };
+    if let Err(err) = server.inner.store.put_code(&hash_hex(&code), record).await {
+        tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store a code");
+        return redirect_error(
+            server,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            "temporarily_unavailable",
+            "try again later",
+        );
+    }
+    let mut params = vec![("code", code.as_str())];
+    if let Some(state) = &request.state {
+        params.push(("state", state));
+    }
+    redirect_to(server, &request.redirect_uri, &params)
+}
+
+/// `GET /authorize`.
+pub(crate) async fn show(
+    State(server): State<AuthServer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let mut params: HashMap<&str, &str> = HashMap::new();
+    let mut repeated: Option<&str> = None;
+    for (k, v) in &pairs {
+        if params.insert(k.as_str(), v.as_str()).is_some() {
+            repeated.get_or_insert(k.as_str());
+        }
+    }
+    // Until the client and its redirect URI are known to match, nothing is redirected.
+    if let Some(name @ ("client_id" | "redirect_uri")) = repeated {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("The parameter {name} appears more than once."),
+        );
+    }
+    let Some(client_id) = params.get("client_id").copied().filter(|c| !c.is_empty()) else {
+        return error_page(StatusCode::BAD_REQUEST, "The request has no client_id.");
+    };
+    let client = match load_client(&server, client_id).await {
+        Ok(client) => client,
+        Err(reason) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Unknown client: {reason}."),
+            );
+        }
+    };
+    let redirect_uri = match params.get("redirect_uri").copied() {
+        Some(presented)
+            if client
+                .redirect_uris
+                .iter()
+                .any(|r| redirect_matches(r, presented)) =>
+        {
+            presented.to_owned()
+        }
+        Some(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The redirect_uri is not registered for this client.",
+            );
+        }
+        None => match client.redirect_uris.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "The request has no redirect_uri and the client has several.",
+                );
+            }
+        },
+    };
+    let state = params.get("state").copied();
+    let fail = |error: &str, description: &str| {
+        redirect_error(&server, &redirect_uri, state, error, description)
+    };
+    if let Some(name) = repeated {
+        return fail(
+            "invalid_request",
+            &format!("the parameter {name} appears more than once"),
+        );
+    }
+    if params.get("response_type").copied() != Some("code") {
+        return fail("unsupported_response_type", "response_type must be code");
+    }
+    if !client.allows_grant("authorization_code") {
+        return fail(
+            "unauthorized_client",
+            "this client is not registered for the authorization_code grant",
+        );
+    }
+    let Some(challenge) = params.get("code_challenge").copied() else {
+        return fail(
+            "invalid_request",
+            "code_challenge is required (PKCE with S256)",
+        );
+    };
+    if params.get("code_challenge_method").copied() != Some("S256") {
+        return fail("invalid_request", "code_challenge_method must be S256");
+    }
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return fail(
+            "invalid_request",
+            "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
+        );
+    }
+    if params
+        .get("prompt")
+        .is_some_and(|p| p.split(' ').any(|p| p == "none"))
+        && !server.inner.auto_approve
+    {
+        return fail(
+            "login_required",
+            "this server always asks the user to sign in",
+        );
+    }
+    let scope = match params.get("scope").map(|s| parse_scope_list(s)) {
+        Some(scopes) if !scopes.is_empty() => scopes,
+        _ => client
+            .scope
+            .as_deref()
+            .map(parse_scope_list)
+            .unwrap_or_else(|| server.inner.default_scopes.clone()),
+    };
+    if let Some(bad) = scope
+        .iter()
+        .find(|s| *s != "offline_access" && !server.inner.scopes_supported.contains(s))
+    {
+        return fail(
+            "invalid_scope",
+            &format!("the scope {bad} is not offered by this server"),
+        );
+    }
+    let resource = match resolve_resource(&server, params.get("resource").copied()) {
+        Ok(resource) => resource,
+        Err(description) => return fail("invalid_target", &description),
+    };
+    let csrf = cookie_value(&server, &headers).unwrap_or_else(random_token);
+    let request = AuthRequestRecord {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        state: state.map(str::to_owned),
+        scope,
+        resource,
+        code_challenge: challenge.to_owned(),
+        csrf,
+        expires_at: now_unix()
+            + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600),
+    };
+    if server.inner.auto_approve {
+        return match server.inner.login.auto_login() {
+            Some(user) => approve(&server, &request, user).await,
+            None => fail("access_denied", "no user to sign in automatically"),
+        };
+    }
+    let request_id = random_token();
+    if let Err(err) = server
+        .inner
+        .store
+        .put_request(&request_id, request.clone())
+        .await
+    {
+        tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store an authorization request");
+        return fail("temporarily_unavailable", "try again later");
+    }
+    let action = server.endpoint("/authorize");
+    Consent {
+        action: &action,
+        request_id: &request_id,
+        request: &request,
+        client: &client,
+        cookie: set_cookie(&server, &request.csrf),
+        error: None,
+    }
+    .render()
+}
+
+/// The resource a token will be for: the one asked for (one at most, an absolute URL, one
+/// of the configured ones if any are), else the default.
+pub(crate) fn resolve_resource(
+    server: &AuthServer,
+    asked: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some(asked) = asked else {
+        return Ok(server.inner.resources.first().cloned());
+    };
+    let url = Url::parse(asked).map_err(|_| "resource must be an absolute URL".to_owned())?;
+    if url.fragment().is_some() {
+        return Err("resource must not have a fragment".into());
+    }
+    if server.inner.resources.is_empty() {
+        return Ok(Some(asked.to_owned()));
+    }
+    let known = server
+        .inner
+        .resources
+        .iter()
+        .any(|r| Url::parse(r).is_ok_and(|r| crate::resource::same_resource(&r, &url)));
+    if known {
+        Ok(Some(asked.to_owned()))
+    } else {
+        Err(format!("this server issues no tokens for {asked}"))
+    }
+}
+
+/// The form of the login and consent page.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Decision {
+    request_id: String,
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    decision: String,
+}
+
+/// `POST /authorize`.
+pub(crate) async fn submit(
+    State(server): State<AuthServer>,
+    headers: HeaderMap,
+    Form(form): Form<Decision>,
+) -> Response {
+    let Some(request) = server
+        .inner
+        .store
+        .request(&form.request_id)
+        .await
+        .ok()
+        .flatten()
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request expired or was already used. Start again from the application.",
+        );
+    };
+    let cookie = cookie_value(&server, &headers).unwrap_or_default();
+    let csrf_ok = bool::from(
+        form.csrf.as_bytes().ct_eq(request.csrf.as_bytes())
+            & cookie.as_bytes().ct_eq(request.csrf.as_bytes()),
+    );
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|origin| origin == server.inner.issuer_url.origin().ascii_serialization());
+    if !csrf_ok || !origin_ok {
+        tracing::warn!(target: "mcp_oauth::auth_server", "consent form refused: CSRF check failed");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The form could not be verified. Open the sign-in again from the application.",
+        );
+    }
+    let client = match load_client(&server, &request.client_id).await {
+        Ok(client) => client,
+        Err(reason) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Unknown client: {reason}."),
+            );
+        }
+    };
+    if form.decision != "approve" {
+        let _ = server.inner.store.take_request(&form.request_id).await;
+        return redirect_error(
+            &server,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            "access_denied",
+            "the user denied the request",
+        );
+    }
+    let Some(user) = server
+        .inner
+        .login
+        .authenticate(&form.username, &form.password)
+        .await
+    else {
+        let action = server.endpoint("/authorize");
+        return Consent {
+            action: &action,
+            request_id: &form.request_id,
+            request: &request,
+            client: &client,
+            cookie: set_cookie(&server, &request.csrf),
+            error: Some("Wrong user name or password."),
+        }
+        .render();
+    };
+    match server.inner.store.take_request(&form.request_id).await {
+        Ok(Some(request)) => {
+            tracing::info!(target: "mcp_oauth::auth_server", client_id = %request.client_id, subject = %user.subject, "authorization approved");
+            approve(&server, &request, user).await
+        }
+        _ => error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request was already used. Start again from the application.",
+        ),
+    }
+}

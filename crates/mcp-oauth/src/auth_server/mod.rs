@@ -1,0 +1,575 @@
+//! An OAuth 2.1 authorization server, embeddable: the development server behind
+//! `mcp-oauth dev`, and the core the OAuth proxy builds on.
+//!
+//! | endpoint | what |
+//! |---|---|
+//! | `GET /.well-known/oauth-authorization-server`, `/.well-known/openid-configuration` | RFC 8414 metadata |
+//! | `GET /jwks` | the public signing keys |
+//! | `GET /authorize` | validates the request (PKCE S256 required, exact redirect URI with the RFC 8252 loopback rule, `resource`), then shows the login and consent page, or answers at once with auto-approve |
+//! | `POST /authorize` | the page's form: CSRF-checked, then a code (single use, 60 s) back to the client, with `iss` (RFC 9207) |
+//! | `POST /token` | `authorization_code` (PKCE checked; a replayed code revokes what it issued), `refresh_token` (rotation; reuse revokes the family), `client_credentials` (confidential clients) |
+//! | `POST /register` | RFC 7591 dynamic registration (`application_type: native` with loopback redirects) |
+//! | `POST /revoke` | RFC 7009 |
+//!
+//! `client_id`s that are `https` URLs are Client ID Metadata Documents: fetched through an SSRF
+//! guard, size- and time-limited, cached by their HTTP cache headers.
+//!
+//! Access tokens are JWTs (`typ: at+jwt`) with `iss`, `sub`, `aud` (the RFC 8707 resource),
+//! `exp`, `iat`, `jti`, `scope`, `client_id` and `sid` (the grant, for revocation). Refresh
+//! tokens and codes are random, and stored only as their SHA-256.
+
+mod authorize;
+mod cimd;
+mod keys;
+mod login;
+mod pages;
+mod register;
+mod revoke;
+pub mod store;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Map, Value, json};
+use url::Url;
+
+pub use cimd::CimdOptions;
+pub use keys::KeyRing;
+pub use login::{DevUsers, LoginBackend, UserIdentity};
+pub use store::{MemoryStore, Store};
+
+use crate::claims::{Claims, check_issuer, now_unix};
+use crate::error::{ConfigError, VerifyError};
+use crate::jose::Algorithm;
+use crate::jose::jws::b64;
+use crate::metadata::AuthorizationServerMetadata;
+use crate::verify::{BoxFuture, JwtVerifier, TokenVerifier};
+
+/// Lifetimes of what the server issues.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Lifetimes {
+    /// Access tokens. Default is 1 hour.
+    pub access_token: Duration,
+    /// Refresh tokens (each rotation starts a new one). Default is 30 days.
+    pub refresh_token: Duration,
+    /// Authorization codes. Default is 60 seconds.
+    pub code: Duration,
+    /// A pending authorization request at the login page. Default is 10 minutes.
+    pub request: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            access_token: Duration::from_secs(3600),
+            refresh_token: Duration::from_secs(30 * 86_400),
+            code: Duration::from_secs(60),
+            request: Duration::from_secs(600),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) issuer: String,
+    pub(crate) issuer_url: Url,
+    pub(crate) keys: Arc<KeyRing>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) login: Arc<dyn LoginBackend>,
+    pub(crate) scopes_supported: Vec<String>,
+    pub(crate) default_scopes: Vec<String>,
+    pub(crate) resources: Vec<String>,
+    pub(crate) lifetimes: Lifetimes,
+    pub(crate) auto_approve: bool,
+    pub(crate) registration: bool,
+    pub(crate) cimd: Option<cimd::Resolver>,
+    pub(crate) secure_cookies: bool,
+}
+
+/// The authorization server. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthServer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("issuer", &self.inner.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AuthServer`].
+#[must_use]
+pub struct AuthServerBuilder {
+    issuer: String,
+    keys: Option<Arc<KeyRing>>,
+    store: Option<Arc<dyn Store>>,
+    login: Option<Arc<dyn LoginBackend>>,
+    scopes_supported: Vec<String>,
+    default_scopes: Option<Vec<String>>,
+    resources: Vec<String>,
+    lifetimes: Lifetimes,
+    auto_approve: bool,
+    registration: bool,
+    cimd: Option<CimdOptions>,
+    clients: Vec<store::ClientRecord>,
+}
+
+impl AuthServer {
+    /// A builder for the server whose issuer identifier is `issuer`
+    /// (`http://127.0.0.1:8080`). Endpoints live under the issuer's path.
+    pub fn builder(issuer: impl Into<String>) -> AuthServerBuilder {
+        AuthServerBuilder {
+            issuer: issuer.into(),
+            keys: None,
+            store: None,
+            login: None,
+            scopes_supported: vec!["mcp:read".into(), "mcp:write".into()],
+            default_scopes: None,
+            resources: Vec::new(),
+            lifetimes: Lifetimes::default(),
+            auto_approve: false,
+            registration: true,
+            cimd: Some(CimdOptions::default()),
+            clients: Vec::new(),
+        }
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.inner.keys
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub(crate) fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.issuer.trim_end_matches('/'))
+    }
+
+    /// The RFC 8414 metadata document.
+    pub fn metadata(&self) -> AuthorizationServerMetadata {
+        let mut m = AuthorizationServerMetadata::new(self.inner.issuer.clone());
+        m.authorization_endpoint = Some(self.endpoint("/authorize"));
+        m.token_endpoint = Some(self.endpoint("/token"));
+        if self.inner.registration {
+            m.registration_endpoint = Some(self.endpoint("/register"));
+        }
+        m.revocation_endpoint = Some(self.endpoint("/revoke"));
+        m.jwks_uri = Some(self.endpoint("/jwks"));
+        let mut scopes = self.inner.scopes_supported.clone();
+        scopes.push("offline_access".into());
+        m.scopes_supported = Some(scopes);
+        m.response_types_supported = Some(vec!["code".into()]);
+        m.grant_types_supported = Some(vec![
+            "authorization_code".into(),
+            "refresh_token".into(),
+            "client_credentials".into(),
+        ]);
+        m.code_challenge_methods_supported = Some(vec!["S256".into()]);
+        let auth_methods = vec![
+            "none".to_owned(),
+            "client_secret_basic".to_owned(),
+            "client_secret_post".to_owned(),
+        ];
+        m.token_endpoint_auth_methods_supported = Some(auth_methods.clone());
+        m.client_id_metadata_document_supported = Some(self.inner.cimd.is_some());
+        m.authorization_response_iss_parameter_supported = Some(true);
+        m.extra
+            .insert("response_modes_supported".into(), json!(["query"]));
+        m.extra.insert(
+            "revocation_endpoint_auth_methods_supported".into(),
+            json!(auth_methods),
+        );
+        m.extra
+            .insert("subject_types_supported".into(), json!(["public"]));
+        m.extra.insert(
+            "service_documentation".into(),
+            json!("https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization"),
+        );
+        m
+    }
+
+    /// The routes: metadata (at the well-known paths, path-inserted when the issuer has a
+    /// path), JWKS, authorize, token, register, revoke.
+    pub fn router(&self) -> Router {
+        let base = self
+            .inner
+            .issuer_url
+            .path()
+            .trim_end_matches('/')
+            .to_owned();
+        let endpoints = Router::new()
+            .route("/authorize", get(authorize::show).post(authorize::submit))
+            .route("/token", post(token::token))
+            .route("/register", post(register::register))
+            .route("/revoke", post(revoke::revoke))
+            .route("/jwks", get(jwks));
+        let endpoints = if base.is_empty() {
+            endpoints
+        } else {
+            Router::new().nest(&base, endpoints)
+        };
+        let mut router = endpoints;
+        for well_known in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            router = router.route(&format!("{well_known}{base}"), get(metadata));
+        }
+        if !base.is_empty() {
+            router = router.route(
+                &format!("{base}/.well-known/openid-configuration"),
+                get(metadata),
+            );
+        }
+        router
+            .layer(crate::routes::metadata_cors())
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+            .with_state(self.clone())
+    }
+
+    /// Mints an access token directly (for `mcp-oauth token` and for tests).
+    pub fn mint_access_token(&self, grant: &Grant<'_>) -> String {
+        token::mint(self, grant)
+    }
+
+    /// A verifier for this server's access tokens: signature against the current key ring
+    /// (rotation included), `iss`, `typ: at+jwt`, and revocation of the grant (`sid`).
+    ///
+    /// # Errors
+    ///
+    /// Only if the verifier cannot be built (it always can).
+    pub fn verifier(&self) -> Result<impl TokenVerifier, ConfigError> {
+        let jwt = JwtVerifier::builder()
+            .issuer(self.inner.issuer.clone())
+            .key_source(self.inner.keys.clone())
+            .require_at_jwt_typ()
+            .build()?;
+        Ok(LocalVerifier {
+            jwt,
+            server: self.clone(),
+        })
+    }
+
+    /// Registers a client directly (a pre-registered, confidential client for
+    /// `client_credentials`, for example). Returns the secret to hand out, if any.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn add_client(&self, client: ClientSpec) -> Result<(), store::StoreError> {
+        self.inner.store.put_client(client.into_record()).await
+    }
+}
+
+/// A pre-registered client.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    /// The client id.
+    pub client_id: String,
+    /// The secret (confidential client, `client_secret_basic` or `_post`), or none (public).
+    pub client_secret: Option<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Grant types.
+    pub grant_types: Vec<String>,
+    /// Display name.
+    pub client_name: Option<String>,
+}
+
+impl ClientSpec {
+    /// A confidential client for `client_credentials`.
+    pub fn service(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: Some(client_secret.into()),
+            redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".into()],
+            client_name: None,
+        }
+    }
+
+    fn into_record(self) -> store::ClientRecord {
+        store::ClientRecord {
+            secret_hash: self.client_secret.as_deref().map(hash_hex),
+            token_endpoint_auth_method: if self.client_secret.is_some() {
+                "client_secret_basic".into()
+            } else {
+                "none".into()
+            },
+            client_id: self.client_id,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            application_type: "web".into(),
+            client_name: self.client_name,
+            scope: None,
+            metadata: Map::new(),
+            issued_at: now_unix(),
+            from_metadata_document: false,
+        }
+    }
+}
+
+/// What an access token is for.
+#[derive(Debug, Clone)]
+pub struct Grant<'a> {
+    /// The user (or the client, for `client_credentials`).
+    pub subject: &'a str,
+    /// The client.
+    pub client_id: &'a str,
+    /// Granted scopes.
+    pub scope: &'a [String],
+    /// The audience (RFC 8707 resource).
+    pub resource: Option<&'a str>,
+    /// Identity claims (email, name, …).
+    pub user_claims: &'a Map<String, Value>,
+    /// The grant family, for revocation.
+    pub family: &'a str,
+    /// Lifetime (default: the server's access-token lifetime).
+    pub ttl: Option<Duration>,
+}
+
+struct LocalVerifier<V> {
+    jwt: V,
+    server: AuthServer,
+}
+
+impl<V: TokenVerifier> TokenVerifier for LocalVerifier<V> {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>> {
+        Box::pin(async move {
+            let claims = self.jwt.verify(token).await?;
+            check_issuer(&claims, &self.server.inner.issuer)?;
+            if let Some(sid) = claims.str("sid") {
+                let revoked = self
+                    .server
+                    .inner
+                    .store
+                    .is_family_revoked(sid)
+                    .await
+                    .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+                if revoked {
+                    return Err(VerifyError::Refused("the grant was revoked".into()));
+                }
+            }
+            Ok(claims)
+        })
+    }
+}
+
+impl AuthServerBuilder {
+    /// The signing keys (default: an ephemeral ES256 key).
+    pub fn keys(mut self, keys: Arc<KeyRing>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The store (default: in memory).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Who may sign in (default: the single development user `dev` / `dev`).
+    pub fn login(mut self, login: Arc<dyn LoginBackend>) -> Self {
+        self.login = Some(login);
+        self
+    }
+
+    /// The scopes clients may ask for (`offline_access` is always accepted). Default:
+    /// `mcp:read mcp:write`.
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes_supported = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Scopes granted when a request names none (default: all supported ones).
+    pub fn default_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.default_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A resource (RFC 8707) tokens may be issued for. The first one is the default for
+    /// requests that name none. With none configured, any absolute URL is accepted.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// Lifetimes of tokens, codes and pending requests.
+    pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.lifetimes = lifetimes;
+        self
+    }
+
+    /// Skip the login and consent page: every valid authorization request is approved at
+    /// once for the login back-end's automatic user. For tests only.
+    pub fn auto_approve(mut self, on: bool) -> Self {
+        self.auto_approve = on;
+        self
+    }
+
+    /// Dynamic client registration (RFC 7591). Default: on.
+    pub fn dynamic_registration(mut self, on: bool) -> Self {
+        self.registration = on;
+        self
+    }
+
+    /// Client ID Metadata Documents; `None` turns them off. Default: on, public `https`
+    /// addresses only.
+    pub fn client_metadata_documents(mut self, options: Option<CimdOptions>) -> Self {
+        self.cimd = options;
+        self
+    }
+
+    /// A pre-registered client.
+    pub fn client(mut self, client: ClientSpec) -> Self {
+        self.clients.push(client.into_record());
+        self
+    }
+
+    /// Builds the server.
+    ///
+    /// # Errors
+    ///
+    /// The issuer is not an acceptable URL, or a scope is invalid.
+    pub async fn build(self) -> Result<AuthServer, ConfigError> {
+        let issuer_url = Url::parse(&self.issuer)
+            .map_err(|e| ConfigError::url("issuer", &self.issuer, e.to_string()))?;
+        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+            return Err(ConfigError::url(
+                "issuer",
+                &self.issuer,
+                "an issuer has no query or fragment (RFC 8414 §2)",
+            ));
+        }
+        if issuer_url.scheme() != "https" && !crate::resource::is_loopback_url(&issuer_url) {
+            return Err(ConfigError::url(
+                "issuer",
+                &self.issuer,
+                "an authorization server is https (loopback excepted)",
+            ));
+        }
+        if let Some(bad) = self
+            .scopes_supported
+            .iter()
+            .find(|s| !crate::scope::is_valid_scope(s))
+        {
+            return Err(ConfigError::invalid(
+                "scope",
+                format!("{bad:?} is not a valid scope token"),
+            ));
+        }
+        let keys = match self.keys {
+            Some(keys) => keys,
+            None => Arc::new(KeyRing::ephemeral(Algorithm::ES256)?),
+        };
+        let store: Arc<dyn Store> = match self.store {
+            Some(store) => store,
+            None => Arc::new(MemoryStore::new()),
+        };
+        for client in self.clients {
+            store
+                .put_client(client)
+                .await
+                .map_err(|e| ConfigError::invalid("client", e.to_string()))?;
+        }
+        let cimd = match self.cimd {
+            Some(options) => Some(cimd::Resolver::new(options)?),
+            None => None,
+        };
+        let issuer = self.issuer.clone();
+        Ok(AuthServer {
+            inner: Arc::new(Inner {
+                secure_cookies: issuer_url.scheme() == "https",
+                issuer,
+                issuer_url,
+                keys,
+                store,
+                login: self.login.unwrap_or_else(|| Arc::new(DevUsers::default())),
+                default_scopes: self
+                    .default_scopes
+                    .unwrap_or_else(|| self.scopes_supported.clone()),
+                scopes_supported: self.scopes_supported,
+                resources: self.resources,
+                lifetimes: self.lifetimes,
+                auto_approve: self.auto_approve,
+                registration: self.registration,
+                cimd,
+            }),
+        })
+    }
+}
+
+async fn metadata(axum::extract::State(server): axum::extract::State<AuthServer>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(server.metadata()).unwrap_or(Value::Null),
+    )
+}
+
+async fn jwks(axum::extract::State(server): axum::extract::State<AuthServer>) -> Response {
+    let mut response = json_response(
+        StatusCode::OK,
+        &serde_json::to_value(server.inner.keys.jwks()).unwrap_or(Value::Null),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// 32 random bytes, base64url: codes, tokens, ids, CSRF tokens.
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The system random source does not fail on supported platforms; an all-zero value
+    // would be caught by uniqueness checks in the store long before it mattered.
+    let _ = SystemRandom::new().fill(&mut bytes);
+    b64(&bytes)
+}
+
+/// SHA-256, hex: how codes, refresh tokens and client secrets are stored.
+pub(crate) fn hash_hex(value: &str) -> String {
+    digest::digest(&digest::SHA256, value.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// An RFC 6749 §5.2 error response.
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+}

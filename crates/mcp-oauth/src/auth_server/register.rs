@@ -1,0 +1,281 @@
+//! RFC 7591 dynamic client registration, and the redirect-URI rules every client follows.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use super::store::ClientRecord;
+use super::{AuthServer, hash_hex, json_response, oauth_error, random_token};
+use crate::claims::now_unix;
+
+const AUTH_METHODS: [&str; 3] = ["none", "client_secret_basic", "client_secret_post"];
+const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// Whether `uri` may be registered: `https`; `http` to a loopback host; a private-use scheme
+/// for native applications. Never a fragment, never a script or file scheme.
+pub(crate) fn check_redirect_uri(uri: &str, native: bool) -> Result<(), String> {
+    let url = Url::parse(uri).map_err(|_| format!("{uri:?} is not an absolute URL"))?;
+    if url.fragment().is_some() {
+        return Err(format!("{uri:?} has a fragment"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        "http" => Err(format!(
+            "{uri:?}: plain http is only allowed for loopback redirects (127.0.0.1, [::1], localhost)"
+        )),
+        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" | "ftp" | "ws" | "wss" => {
+            Err(format!("{uri:?}: the scheme is not allowed"))
+        }
+        _ if native => Ok(()),
+        other => Err(format!(
+            "{uri:?}: the scheme {other:?} is only allowed for application_type native"
+        )),
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Whether a presented redirect URI matches a registered one: exactly, or, for `http`
+/// loopback redirects, with any port (RFC 8252 §7.3).
+pub(crate) fn redirect_matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    let (Ok(reg), Ok(pre)) = (Url::parse(registered), Url::parse(presented)) else {
+        return false;
+    };
+    reg.scheme() == "http"
+        && pre.scheme() == "http"
+        && is_loopback_host(&reg)
+        && reg.host() == pre.host()
+        && reg.path() == pre.path()
+        && reg.query() == pre.query()
+        && pre.fragment().is_none()
+        && pre.username().is_empty()
+        && pre.password().is_none()
+}
+
+fn strings(value: Option<&Value>) -> Result<Option<Vec<String>>, ()> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned).ok_or(()))
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(_) => Err(()),
+    }
+}
+
+fn text(value: Option<&Value>) -> Result<Option<String>, ()> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(()),
+    }
+}
+
+/// Validates registration metadata (RFC 7591 §2) into a client record (without id or
+/// secret).
+pub(crate) fn client_from_metadata(
+    mut meta: Map<String, Value>,
+) -> Result<ClientRecord, (&'static str, String)> {
+    let invalid = |msg: &str| ("invalid_client_metadata", msg.to_owned());
+    let redirect_uris = strings(meta.get("redirect_uris"))
+        .map_err(|()| invalid("redirect_uris must be an array of strings"))?
+        .unwrap_or_default();
+    let grant_types = strings(meta.get("grant_types"))
+        .map_err(|()| invalid("grant_types must be an array of strings"))?
+        .unwrap_or_else(|| vec!["authorization_code".into()]);
+    let response_types = strings(meta.get("response_types"))
+        .map_err(|()| invalid("response_types must be an array of strings"))?
+        .unwrap_or_else(|| vec!["code".into()]);
+    let auth_method = text(meta.get("token_endpoint_auth_method"))
+        .map_err(|()| invalid("token_endpoint_auth_method must be a string"))?
+        .unwrap_or_else(|| "client_secret_basic".into());
+    let application_type = text(meta.get("application_type"))
+        .map_err(|()| invalid("application_type must be a string"))?
+        .unwrap_or_else(|| "web".into());
+    let client_name =
+        text(meta.get("client_name")).map_err(|()| invalid("client_name must be a string"))?;
+    let scope = text(meta.get("scope")).map_err(|()| invalid("scope must be a string"))?;
+    if !AUTH_METHODS.contains(&auth_method.as_str()) {
+        return Err(invalid(&format!(
+            "token_endpoint_auth_method {auth_method:?} is not supported; use one of {AUTH_METHODS:?}"
+        )));
+    }
+    if let Some(bad) = grant_types.iter().find(|g| !GRANTS.contains(&g.as_str())) {
+        return Err(invalid(&format!(
+            "grant type {bad:?} is not supported; use {GRANTS:?}"
+        )));
+    }
+    if response_types.iter().any(|r| r != "code") {
+        return Err(invalid("only the response type \"code\" is supported"));
+    }
+    if application_type != "web" && application_type != "native" {
+        return Err(invalid("application_type is web or native"));
+    }
+    if grant_types.iter().any(|g| g == "client_credentials") && auth_method == "none" {
+        return Err(invalid(
+            "client_credentials needs a confidential client (a token_endpoint_auth_method other than none)",
+        ));
+    }
+    if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
+        return Err((
+            "invalid_redirect_uri",
+            "authorization_code clients need at least one redirect URI".into(),
+        ));
+    }
+    if redirect_uris.len() > 20 {
+        return Err(("invalid_redirect_uri", "at most 20 redirect URIs".into()));
+    }
+    for uri in &redirect_uris {
+        check_redirect_uri(uri, application_type == "native")
+            .map_err(|e| ("invalid_redirect_uri", e))?;
+    }
+    for typed in [
+        "redirect_uris",
+        "grant_types",
+        "response_types",
+        "token_endpoint_auth_method",
+        "application_type",
+        "client_name",
+        "scope",
+        "client_id",
+        "client_secret",
+    ] {
+        meta.remove(typed);
+    }
+    Ok(ClientRecord {
+        client_id: String::new(),
+        secret_hash: None,
+        redirect_uris,
+        token_endpoint_auth_method: auth_method,
+        grant_types,
+        application_type,
+        client_name,
+        scope,
+        metadata: meta,
+        issued_at: now_unix(),
+        from_metadata_document: false,
+    })
+}
+
+pub(crate) async fn register(State(server): State<AuthServer>, body: Bytes) -> Response {
+    if !server.inner.registration {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "dynamic client registration is disabled on this server",
+        );
+    }
+    let meta: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(meta)) => meta,
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client_metadata",
+                "the body must be a JSON object of client metadata (RFC 7591)",
+            );
+        }
+    };
+    let mut client = match client_from_metadata(meta) {
+        Ok(client) => client,
+        Err((error, description)) => {
+            return oauth_error(StatusCode::BAD_REQUEST, error, &description);
+        }
+    };
+    client.client_id = random_token();
+    let secret = client.is_confidential().then(random_token);
+    client.secret_hash = secret.as_deref().map(hash_hex);
+    if let Err(err) = server.inner.store.put_client(client.clone()).await {
+        tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store a client");
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "registration is unavailable right now",
+        );
+    }
+    tracing::info!(target: "mcp_oauth::auth_server", client_id = %client.client_id, name = ?client.client_name, "client registered");
+    let mut out = client.metadata.clone();
+    out.insert("client_id".into(), json!(client.client_id));
+    out.insert("client_id_issued_at".into(), json!(client.issued_at));
+    if let Some(secret) = secret {
+        out.insert("client_secret".into(), json!(secret));
+        out.insert("client_secret_expires_at".into(), json!(0));
+    }
+    out.insert("redirect_uris".into(), json!(client.redirect_uris));
+    out.insert(
+        "token_endpoint_auth_method".into(),
+        json!(client.token_endpoint_auth_method),
+    );
+    out.insert("grant_types".into(), json!(client.grant_types));
+    out.insert("response_types".into(), json!(["code"]));
+    out.insert("application_type".into(), json!(client.application_type));
+    if let Some(name) = &client.client_name {
+        out.insert("client_name".into(), json!(name));
+    }
+    if let Some(scope) = &client.scope {
+        out.insert("scope".into(), json!(scope));
+    }
+    json_response(StatusCode::CREATED, &Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_rules() {
+        assert!(check_redirect_uri("https://app.example/cb", false).is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:3000/cb", false).is_ok());
+        assert!(check_redirect_uri("http://[::1]/cb", false).is_ok());
+        assert!(check_redirect_uri("http://localhost:1234/cb", false).is_ok());
+        assert!(check_redirect_uri("http://app.example/cb", false).is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x", false).is_err());
+        assert!(check_redirect_uri("cursor://callback", false).is_err());
+        assert!(check_redirect_uri("cursor://callback", true).is_ok());
+        assert!(check_redirect_uri("javascript:alert(1)", true).is_err());
+        assert!(check_redirect_uri("/relative", true).is_err());
+    }
+
+    #[test]
+    fn loopback_redirects_match_any_port_and_nothing_else() {
+        let reg = "http://127.0.0.1/callback";
+        assert!(redirect_matches(reg, "http://127.0.0.1:53124/callback"));
+        assert!(redirect_matches(
+            "http://localhost:3000/cb",
+            "http://localhost:4000/cb"
+        ));
+        assert!(!redirect_matches(reg, "http://127.0.0.1:53124/callback2"));
+        assert!(!redirect_matches(
+            reg,
+            "http://127.0.0.1:53124/callback?x=1"
+        ));
+        assert!(!redirect_matches(reg, "http://localhost:53124/callback"));
+        assert!(!redirect_matches(reg, "http://evil@127.0.0.1:5/callback"));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:8443/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example/cb/"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://APP.example/cb"
+        ));
+    }
+}

@@ -1,0 +1,206 @@
+//! Where the authorization server keeps its state: clients, pending authorization requests,
+//! codes, refresh tokens and revoked grants. In memory by default; SQLite (feature `sqlite`)
+//! for one machine that restarts.
+//!
+//! Codes and refresh tokens are stored under the SHA-256 of their value, never the value.
+
+mod memory;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::verify::BoxFuture;
+
+pub use memory::MemoryStore;
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+/// The result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A registered client (RFC 7591), or one resolved from its metadata document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClientRecord {
+    /// The client id.
+    pub client_id: String,
+    /// SHA-256 (hex) of the client secret, for confidential clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// `none`, `client_secret_basic` or `client_secret_post`.
+    pub token_endpoint_auth_method: String,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// `web` or `native`.
+    pub application_type: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// Scope the client registered with (space-separated), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Every other registered member, returned as registered.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Registration time (Unix seconds).
+    pub issued_at: i64,
+    /// `true` for a Client ID Metadata Document client (cached, not registered).
+    #[serde(default)]
+    pub from_metadata_document: bool,
+}
+
+impl ClientRecord {
+    /// Whether the client authenticates at the token endpoint.
+    pub fn is_confidential(&self) -> bool {
+        self.token_endpoint_auth_method != "none"
+    }
+
+    /// Whether a grant type is allowed.
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+/// An authorization request waiting for the user at the login and consent page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuthRequestRecord {
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI (already checked against the client).
+    pub redirect_uri: String,
+    /// `state`, returned unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The granted scopes if approved.
+    pub scope: Vec<String>,
+    /// The RFC 8707 resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The CSRF token the page's form must return (with the matching cookie).
+    pub csrf: String,
+    /// When the request lapses (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// An authorization code, stored under the hash of its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CodeRecord {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the request.
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// Granted scopes.
+    pub scope: Vec<String>,
+    /// The RFC 8707 resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The user.
+    pub subject: String,
+    /// Identity claims to put in access tokens (email, name, …).
+    #[serde(default)]
+    pub user_claims: Map<String, Value>,
+    /// The grant family tokens issued from this code belong to.
+    pub family: String,
+    /// When the code lapses (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A refresh token, stored under the hash of its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RefreshRecord {
+    /// The client.
+    pub client_id: String,
+    /// Granted scopes.
+    pub scope: Vec<String>,
+    /// The RFC 8707 resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The user.
+    pub subject: String,
+    /// Identity claims.
+    #[serde(default)]
+    pub user_claims: Map<String, Value>,
+    /// The grant family (all refresh tokens of one authorization).
+    pub family: String,
+    /// When it lapses (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// What redeeming a single-use value found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redeemed<T> {
+    /// First use: the record, now marked used.
+    Fresh(T),
+    /// Used before: a replay. The record tells which grant to revoke.
+    Replayed(T),
+    /// Unknown or expired.
+    Missing,
+}
+
+/// The authorization server's storage.
+///
+/// `redeem_*` must be atomic: of two concurrent redemptions of the same value, exactly one
+/// sees [`Redeemed::Fresh`].
+pub trait Store: Send + Sync + 'static {
+    /// Saves (or replaces) a client.
+    fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, StoreResult<()>>;
+    /// A client by id.
+    fn client<'a>(&'a self, client_id: &'a str)
+    -> BoxFuture<'a, StoreResult<Option<ClientRecord>>>;
+    /// Saves a pending authorization request.
+    fn put_request<'a>(
+        &'a self,
+        id: &'a str,
+        request: AuthRequestRecord,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// A pending authorization request (`None` when unknown or expired).
+    fn request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>>;
+    /// Removes a pending authorization request and returns it; `None` if another caller
+    /// already did.
+    fn take_request<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>>;
+    /// Saves an authorization code.
+    fn put_code<'a>(&'a self, hash: &'a str, code: CodeRecord) -> BoxFuture<'a, StoreResult<()>>;
+    /// Redeems an authorization code (single use).
+    fn redeem_code<'a>(&'a self, hash: &'a str)
+    -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>>;
+    /// Saves a refresh token.
+    fn put_refresh<'a>(
+        &'a self,
+        hash: &'a str,
+        token: RefreshRecord,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Redeems a refresh token (single use: rotation).
+    fn redeem_refresh<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>>;
+    /// A refresh token without using it (for revocation).
+    fn refresh<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Option<RefreshRecord>>>;
+    /// Revokes a grant family until `until` (Unix seconds; the longest life of its tokens).
+    fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>>;
+    /// Whether a grant family is revoked.
+    fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
+}
+
+impl fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Store")
+    }
+}

@@ -1,0 +1,528 @@
+//! The token endpoint (OAuth 2.1 §3.2): client authentication, the three grants, minting.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq as _;
+
+use super::authorize::load_client;
+use super::store::{ClientRecord, Redeemed, RefreshRecord};
+use super::{AuthServer, Grant, hash_hex, json_response, oauth_error, random_token};
+use crate::claims::now_unix;
+use crate::jose::jws::b64;
+use crate::scope::parse_scope_list;
+
+/// RFC 7636 §4.6: `BASE64URL(SHA256(verifier)) == challenge`, in constant time. The verifier
+/// must be 43 to 128 unreserved characters.
+pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let valid = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let computed = b64(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
+    valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+/// Signs an access token for a grant.
+pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
+    let now = now_unix();
+    let ttl = grant.ttl.unwrap_or(server.inner.lifetimes.access_token);
+    let mut claims: Map<String, Value> = grant.user_claims.clone();
+    claims.insert("iss".into(), json!(server.inner.issuer));
+    claims.insert("sub".into(), json!(grant.subject));
+    if let Some(resource) = grant.resource {
+        claims.insert("aud".into(), json!(resource));
+    }
+    claims.insert("iat".into(), json!(now));
+    claims.insert(
+        "exp".into(),
+        json!(now + i64::try_from(ttl.as_secs()).unwrap_or(3600)),
+    );
+    claims.insert("jti".into(), json!(random_token()));
+    claims.insert("client_id".into(), json!(grant.client_id));
+    claims.insert("scope".into(), json!(grant.scope.join(" ")));
+    claims.insert("sid".into(), json!(grant.family));
+    server
+        .inner
+        .keys
+        .active()
+        .sign_jwt(Some("at+jwt"), &Value::Object(claims))
+}
+
+pub(crate) struct TokenError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    basic_challenge: bool,
+}
+
+fn err(error: &'static str, description: impl Into<String>) -> TokenError {
+    TokenError {
+        status: StatusCode::BAD_REQUEST,
+        error,
+        description: description.into(),
+        basic_challenge: false,
+    }
+}
+
+impl TokenError {
+    pub(crate) fn into_response(self) -> Response {
+        let mut response = oauth_error(self.status, self.error, &self.description);
+        if self.basic_challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"token\""),
+            );
+        }
+        response
+    }
+}
+
+/// Authenticates the client: HTTP Basic, form credentials, or a public client's id. Unknown
+/// clients and bad secrets are 401 `invalid_client`, so that MCP clients re-register.
+pub(crate) async fn authenticate_client(
+    server: &AuthServer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<ClientRecord, TokenError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return None;
+            }
+            let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+            let (id, secret) = decoded.split_once(':')?;
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        });
+    let invalid = |basic_used: bool| TokenError {
+        status: StatusCode::UNAUTHORIZED,
+        error: "invalid_client",
+        description:
+            "client authentication failed: unknown client or wrong credentials; register again"
+                .into(),
+        basic_challenge: basic_used,
+    };
+    let (client_id, secret, basic_used) =
+        match (&basic, form.get("client_id"), form.get("client_secret")) {
+            (Some((id, secret)), form_id, _) => {
+                if form_id.is_some_and(|f| f != id) {
+                    return Err(err(
+                        "invalid_request",
+                        "client_id in the form differs from the one in the Authorization header",
+                    ));
+                }
+                (id.clone(), Some(secret.clone()), true)
+            }
+            (None, Some(id), secret) => (id.clone(), secret.cloned(), false),
+            (None, None, _) => return Err(invalid(false)),
+        };
+    let client = load_client(server, &client_id)
+        .await
+        .map_err(|_| invalid(basic_used))?;
+    match (&client.secret_hash, secret) {
+        (Some(hash), Some(secret))
+            if bool::from(hash_hex(&secret).as_bytes().ct_eq(hash.as_bytes())) =>
+        {
+            Ok(client)
+        }
+        (None, None) => Ok(client),
+        _ => Err(invalid(basic_used)),
+    }
+}
+
+fn single_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+            return Err(err(
+                "invalid_request",
+                format!("the parameter {k} appears more than once"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn token_response(
+    access_token: String,
+    scope: &[String],
+    refresh: Option<String>,
+    ttl: Duration,
+) -> Response {
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs(),
+        "scope": scope.join(" "),
+    });
+    if let (Some(refresh), Some(map)) = (refresh, body.as_object_mut()) {
+        map.insert("refresh_token".into(), json!(refresh));
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// `POST /token`.
+pub(crate) async fn token(
+    State(server): State<AuthServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&server, &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(target: "mcp_oauth::auth_server", error = error.error, description = %error.description, "token request refused");
+            error.into_response()
+        }
+    }
+}
+
+async fn handle(
+    server: &AuthServer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, TokenError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !is_form {
+        return Err(err(
+            "invalid_request",
+            "the token request must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = single_params(body)?;
+    let client = authenticate_client(server, headers, &form).await?;
+    let grant_type = form
+        .get("grant_type")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if !client.allows_grant(grant_type)
+        && ["authorization_code", "refresh_token", "client_credentials"].contains(&grant_type)
+    {
+        return Err(err(
+            "unauthorized_client",
+            format!("this client is not registered for the {grant_type} grant"),
+        ));
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(server, &client, &form).await,
+        "refresh_token" => refresh_token(server, &client, &form).await,
+        "client_credentials" => client_credentials(server, &client, &form),
+        "" => Err(err("invalid_request", "grant_type is missing")),
+        _ => Err(err(
+            "unsupported_grant_type",
+            "use authorization_code, refresh_token or client_credentials",
+        )),
+    }
+}
+
+fn resource_matches(granted: Option<&str>, asked: Option<&String>) -> bool {
+    match (granted, asked) {
+        (_, None) => true,
+        (Some(granted), Some(asked)) => granted == asked,
+        (None, Some(_)) => false,
+    }
+}
+
+fn lifetime_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+async fn issue_refresh(server: &AuthServer, record: RefreshRecord) -> Result<String, TokenError> {
+    let token = random_token();
+    server
+        .inner
+        .store
+        .put_refresh(&hash_hex(&token), record)
+        .await
+        .map_err(|_| TokenError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "temporarily_unavailable",
+            description: "try again later".into(),
+            basic_challenge: false,
+        })?;
+    Ok(token)
+}
+
+async fn authorization_code(
+    server: &AuthServer,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<Response, TokenError> {
+    let code = form
+        .get("code")
+        .ok_or_else(|| err("invalid_request", "code is missing"))?;
+    let verifier = form
+        .get("code_verifier")
+        .ok_or_else(|| err("invalid_request", "code_verifier is missing (PKCE)"))?;
+    let record = match server.inner.store.redeem_code(&hash_hex(code)).await {
+        Ok(Redeemed::Fresh(record)) => record,
+        Ok(Redeemed::Replayed(record)) => {
+            // RFC 6749 §4.1.2 / OAuth 2.1: a code used twice revokes what it issued.
+            let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
+            let _ = server
+                .inner
+                .store
+                .revoke_family(&record.family, until)
+                .await;
+            tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "authorization code replayed: its tokens are revoked");
+            return Err(err(
+                "invalid_grant",
+                "the code was already used; the tokens it issued are revoked",
+            ));
+        }
+        _ => return Err(err("invalid_grant", "the code is unknown or expired")),
+    };
+    if record.client_id != client.client_id {
+        return Err(err(
+            "invalid_grant",
+            "the code was issued to another client",
+        ));
+    }
+    if form
+        .get("redirect_uri")
+        .is_some_and(|r| *r != record.redirect_uri)
+    {
+        return Err(err(
+            "invalid_grant",
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    if !pkce_matches(verifier, &record.code_challenge) {
+        return Err(err(
+            "invalid_grant",
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    if !resource_matches(record.resource.as_deref(), form.get("resource")) {
+        return Err(err(
+            "invalid_target",
+            "resource differs from the authorization request",
+        ));
+    }
+    let grant = Grant {
+        subject: &record.subject,
+        client_id: &client.client_id,
+        scope: &record.scope,
+        resource: record.resource.as_deref(),
+        user_claims: &record.user_claims,
+        family: &record.family,
+        ttl: None,
+    };
+    let access = mint(server, &grant);
+    let refresh = if client.allows_grant("refresh_token") {
+        Some(
+            issue_refresh(
+                server,
+                RefreshRecord {
+                    client_id: client.client_id.clone(),
+                    scope: record.scope.clone(),
+                    resource: record.resource.clone(),
+                    subject: record.subject.clone(),
+                    user_claims: record.user_claims.clone(),
+                    family: record.family.clone(),
+                    expires_at: now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token),
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    Ok(token_response(
+        access,
+        &record.scope,
+        refresh,
+        server.inner.lifetimes.access_token,
+    ))
+}
+
+async fn refresh_token(
+    server: &AuthServer,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<Response, TokenError> {
+    let presented = form
+        .get("refresh_token")
+        .ok_or_else(|| err("invalid_request", "refresh_token is missing"))?;
+    let record = match server
+        .inner
+        .store
+        .redeem_refresh(&hash_hex(presented))
+        .await
+    {
+        Ok(Redeemed::Fresh(record)) => record,
+        Ok(Redeemed::Replayed(record)) => {
+            let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
+            let _ = server
+                .inner
+                .store
+                .revoke_family(&record.family, until)
+                .await;
+            tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "refresh token reused: the grant is revoked");
+            return Err(err(
+                "invalid_grant",
+                "the refresh token was already used; the grant is revoked",
+            ));
+        }
+        _ => {
+            return Err(err(
+                "invalid_grant",
+                "the refresh token is unknown or expired",
+            ));
+        }
+    };
+    if record.client_id != client.client_id {
+        return Err(err(
+            "invalid_grant",
+            "the refresh token was issued to another client",
+        ));
+    }
+    if server
+        .inner
+        .store
+        .is_family_revoked(&record.family)
+        .await
+        .unwrap_or(true)
+    {
+        return Err(err("invalid_grant", "the grant was revoked"));
+    }
+    if !resource_matches(record.resource.as_deref(), form.get("resource")) {
+        return Err(err(
+            "invalid_target",
+            "resource differs from the original grant",
+        ));
+    }
+    let scope = match form.get("scope").map(|s| parse_scope_list(s)) {
+        Some(asked) if !asked.is_empty() => {
+            if let Some(extra) = asked.iter().find(|s| !record.scope.contains(s)) {
+                return Err(err(
+                    "invalid_scope",
+                    format!("the scope {extra} was not granted"),
+                ));
+            }
+            asked
+        }
+        _ => record.scope.clone(),
+    };
+    let grant = Grant {
+        subject: &record.subject,
+        client_id: &client.client_id,
+        scope: &scope,
+        resource: record.resource.as_deref(),
+        user_claims: &record.user_claims,
+        family: &record.family,
+        ttl: None,
+    };
+    let access = mint(server, &grant);
+    let refresh = issue_refresh(
+        server,
+        RefreshRecord {
+            scope: record.scope.clone(),
+            expires_at: now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token),
+            ..record
+        },
+    )
+    .await?;
+    Ok(token_response(
+        access,
+        &scope,
+        Some(refresh),
+        server.inner.lifetimes.access_token,
+    ))
+}
+
+fn client_credentials(
+    server: &AuthServer,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<Response, TokenError> {
+    if !client.is_confidential() {
+        return Err(err(
+            "unauthorized_client",
+            "client_credentials needs a confidential client",
+        ));
+    }
+    let scope = match form.get("scope").map(|s| parse_scope_list(s)) {
+        Some(scopes) if !scopes.is_empty() => scopes,
+        _ => server.inner.default_scopes.clone(),
+    };
+    if let Some(bad) = scope
+        .iter()
+        .find(|s| !server.inner.scopes_supported.contains(s))
+    {
+        return Err(err(
+            "invalid_scope",
+            format!("the scope {bad} is not offered by this server"),
+        ));
+    }
+    let resource =
+        super::authorize::resolve_resource(server, form.get("resource").map(String::as_str))
+            .map_err(|e| err("invalid_target", e))?;
+    let family = random_token();
+    let claims = Map::new();
+    let grant = Grant {
+        subject: &client.client_id,
+        client_id: &client.client_id,
+        scope: &scope,
+        resource: resource.as_deref(),
+        user_claims: &claims,
+        family: &family,
+        ttl: None,
+    };
+    Ok(token_response(
+        mint(server, &grant),
+        &scope,
+        None,
+        server.inner.lifetimes.access_token,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7636_appendix_b() {
+        // RFC 7636 Appendix B.
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        // A "plain" downgrade: the challenge itself as the verifier.
+        assert!(!pkce_matches(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+    }
+}
