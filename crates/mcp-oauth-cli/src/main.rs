@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod data_dir;
 mod demo;
+mod dev;
 mod doctor;
 mod serve;
+mod token;
 
 /// OAuth 2.1 for MCP servers.
 #[derive(Debug, Parser)]
@@ -22,6 +25,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an authorization server and the demo MCP server it protects on 127.0.0.1: the
+    /// whole OAuth flow on one machine, no account anywhere.
+    Dev(dev::DevArgs),
+    /// Mint an access token with the signing key of `mcp-oauth dev`.
+    Token(token::TokenArgs),
     /// Run the demo MCP server (tools whoami, echo, admin_action) protected by an existing
     /// OAuth / OIDC issuer.
     Serve(serve::ServeArgs),
@@ -41,6 +49,8 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Token(args) => token::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).await,
     };

@@ -117,6 +117,11 @@ impl KeyRing {
     pub fn open(dir: impl AsRef<Path>, alg: Algorithm) -> Result<Self, ConfigError> {
         let dir = dir.as_ref().join("keys");
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io_err(&dir, e))?;
+        }
         let manifest_path = dir.join("keys.json");
         if !manifest_path.exists() {
             let ring = Self {
