@@ -17,7 +17,10 @@ pub(crate) fn resolve(explicit: Option<PathBuf>) -> PathBuf {
         return PathBuf::from(dir).join("mcp-oauth");
     }
     if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(home).join(".local").join("share").join("mcp-oauth");
+        return PathBuf::from(home)
+            .join(".local")
+            .join("share")
+            .join("mcp-oauth");
     }
     PathBuf::from(".mcp-oauth")
 }
@@ -44,6 +47,11 @@ impl DevState {
         let text = std::fs::read_to_string(&path).map_err(|_| {
             format!("{} not found: run `mcp-oauth dev` once with this data folder, or pass --iss and --aud", path.display())
         })?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is damaged ({e}); run `mcp-oauth dev` again", path.display()))
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{} is damaged ({e}); run `mcp-oauth dev` again",
+                path.display()
+            )
+        })
     }
 }

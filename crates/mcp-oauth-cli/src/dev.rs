@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use mcp_oauth::OAuth;
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, Grant, KeyRing, MemoryStore, Store};
+use mcp_oauth::auth_server::{
+    AuthServer, ClientSpec, DevUsers, Grant, KeyRing, MemoryStore, Store,
+};
 use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
@@ -82,7 +84,9 @@ fn split_pair<'a>(value: &'a str, what: &str) -> Result<(&'a str, &'a str), Stri
 
 #[cfg(feature = "sqlite")]
 fn sqlite_store(dir: &std::path::Path) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Ok(Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(dir.join("state.sqlite3"))?))
+    Ok(Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(
+        dir.join("state.sqlite3"),
+    )?))
 }
 
 #[cfg(not(feature = "sqlite"))]
@@ -92,10 +96,16 @@ fn sqlite_store(_dir: &std::path::Path) -> Result<Arc<dyn Store>, Box<dyn std::e
 
 pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let dir = data_dir::resolve(args.data_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e} (choose another with --port, or --port 0)", args.port))?;
+        .map_err(|e| {
+            format!(
+                "cannot listen on 127.0.0.1:{}: {e} (choose another with --port, or --port 0)",
+                args.port
+            )
+        })?;
     let addr = listener.local_addr()?;
     let issuer = format!("http://{addr}");
     let mcp_url = format!("{issuer}/mcp");
@@ -140,11 +150,18 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         .mirror_authorization_server(false)
         .resource_name("mcp-oauth demo")
         .build()?;
-    let app = crate::demo::server().oauth(oauth).app()?.merge(server.router());
+    let app = crate::demo::server()
+        .oauth(oauth)
+        .app()?
+        .merge(server.router());
 
-    DevState { issuer: issuer.clone(), mcp_url: mcp_url.clone(), alg: server.keys().active().alg().to_string() }
-        .save(&dir)
-        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    DevState {
+        issuer: issuer.clone(),
+        mcp_url: mcp_url.clone(),
+        alg: server.keys().active().alg().to_string(),
+    }
+    .save(&dir)
+    .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
     let scope = vec!["mcp:read".to_owned(), "mcp:write".to_owned()];
     let claims = serde_json::Map::new();
     let token = server.mint_access_token(&Grant {
@@ -157,18 +174,42 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         ttl: None,
     });
     if args.json {
-        println!("{}", json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "data_dir": dir, "users": names }));
+        println!(
+            "{}",
+            json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "data_dir": dir, "users": names })
+        );
     } else {
-        banner(&mcp_url, &issuer, &token, &dir, &names, args.auto_approve, args.token_ttl);
+        banner(
+            &mcp_url,
+            &issuer,
+            &token,
+            &dir,
+            &names,
+            args.auto_approve,
+            args.token_ttl,
+        );
     }
-    axum::serve(listener, app).with_graceful_shutdown(mcp_oauth::server::shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
+        .await?;
     eprintln!("mcp-oauth dev stopped");
     Ok(())
 }
 
-fn banner(mcp_url: &str, issuer: &str, token: &str, dir: &std::path::Path, users: &[String], auto: bool, ttl: u64) {
+fn banner(
+    mcp_url: &str,
+    issuer: &str,
+    token: &str,
+    dir: &std::path::Path,
+    users: &[String],
+    auto: bool,
+    ttl: u64,
+) {
     let login = if auto {
-        format!("auto-approve: every request signs in as {}", users.first().map(String::as_str).unwrap_or("dev"))
+        format!(
+            "auto-approve: every request signs in as {}",
+            users.first().map(String::as_str).unwrap_or("dev")
+        )
     } else if users == ["dev"] {
         "sign in as dev / dev on the login page".to_owned()
     } else {

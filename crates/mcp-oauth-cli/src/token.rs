@@ -41,17 +41,32 @@ pub(crate) struct TokenArgs {
 pub(crate) async fn run(args: TokenArgs) -> Result<(), Box<dyn std::error::Error>> {
     let dir = data_dir::resolve(args.data_dir);
     let state = match (&args.iss, &args.aud) {
-        (Some(iss), Some(aud)) => DevState { issuer: iss.clone(), mcp_url: aud.clone(), alg: String::new() },
+        (Some(iss), Some(aud)) => DevState {
+            issuer: iss.clone(),
+            mcp_url: aud.clone(),
+            alg: String::new(),
+        },
         _ => DevState::load(&dir)?,
     };
     if !dir.join("keys").join("keys.json").exists() {
-        return Err(format!("no signing keys in {}: run `mcp-oauth dev` first (or pass --data-dir)", dir.display()).into());
+        return Err(format!(
+            "no signing keys in {}: run `mcp-oauth dev` first (or pass --data-dir)",
+            dir.display()
+        )
+        .into());
     }
-    let alg = state.alg.parse().unwrap_or(mcp_oauth::jose::Algorithm::ES256);
+    let alg = state
+        .alg
+        .parse()
+        .unwrap_or(mcp_oauth::jose::Algorithm::ES256);
     let keys = std::sync::Arc::new(KeyRing::open(&dir, alg)?);
     let issuer = args.iss.unwrap_or(state.issuer);
     let audience = args.aud.unwrap_or(state.mcp_url);
-    let server = AuthServer::builder(issuer).keys(keys).client_metadata_documents(None).build().await?;
+    let server = AuthServer::builder(issuer)
+        .keys(keys)
+        .client_metadata_documents(None)
+        .build()
+        .await?;
     let scope: Vec<String> = args.scope.split_whitespace().map(str::to_owned).collect();
     let claims = serde_json::Map::new();
     let token = server.mint_access_token(&Grant {
@@ -65,7 +80,10 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Box<dyn std::error::Error
     });
     if args.json {
         let decoded = mcp_oauth::jose::dangerous::decode_unverified(&token)?;
-        println!("{}", json!({ "access_token": token, "claims": decoded.claims.as_map() }));
+        println!(
+            "{}",
+            json!({ "access_token": token, "claims": decoded.claims.as_map() })
+        );
     } else {
         println!("{token}");
     }
