@@ -117,6 +117,7 @@ pub struct Authenticator {
     hierarchy: Arc<ScopeHierarchy>,
     leeway: Duration,
     max_token_bytes: usize,
+    claim_checks: Vec<crate::claims::ClaimIfPresent>,
     cache: Option<(moka::sync::Cache<[u8; 32], Entry>, Duration)>,
 }
 
@@ -142,6 +143,7 @@ impl Authenticator {
             hierarchy: Arc::new(ScopeHierarchy::new()),
             leeway: Duration::from_secs(60),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            claim_checks: Vec::new(),
             cache: Some(Self::make_cache(TokenCacheOptions::default())),
         }
     }
@@ -186,6 +188,13 @@ impl Authenticator {
     #[must_use]
     pub fn max_token_bytes(mut self, limit: usize) -> Self {
         self.max_token_bytes = limit;
+        self
+    }
+
+    /// Claims that must have a given value when present (Keycloak's `typ: Bearer`).
+    #[must_use]
+    pub fn claim_checks(mut self, checks: Vec<crate::claims::ClaimIfPresent>) -> Self {
+        self.claim_checks = checks;
         self
     }
 
@@ -235,6 +244,9 @@ impl Authenticator {
         let claims = self.verifier.verify(token).await?;
         self.audience.check(&claims, resource)?;
         check_times(&claims, now, self.leeway, self.verifier.requires_exp())?;
+        for check in &self.claim_checks {
+            check.check(&claims)?;
+        }
         let info = AuthInfo::from_claims(
             claims,
             AccessToken::new(token),

@@ -151,6 +151,26 @@ impl From<Map<String, Value>> for Claims {
     }
 }
 
+/// A claim that, when present, must have this string value (Keycloak's `typ: Bearer`, which
+/// keeps refresh and ID tokens out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimIfPresent {
+    /// The claim.
+    pub name: &'static str,
+    /// The only accepted value.
+    pub value: &'static str,
+}
+
+impl ClaimIfPresent {
+    pub(crate) fn check(&self, claims: &Claims) -> Result<(), VerifyError> {
+        match claims.get(self.name) {
+            None => Ok(()),
+            Some(v) if v.as_str() == Some(self.value) => Ok(()),
+            Some(_) => Err(VerifyError::InvalidClaim(self.name)),
+        }
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now_unix() -> i64 {
     SystemTime::now()

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// A configuration value is missing or wrong. Raised where the value enters (builders,
 /// `from_env`), never at request time.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A required value was not given.

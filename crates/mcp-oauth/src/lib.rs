@@ -77,6 +77,8 @@ pub mod net_guard;
 mod oauth;
 mod policy;
 #[cfg(feature = "remote")]
+pub mod providers;
+#[cfg(feature = "remote")]
 mod refresh;
 pub mod resource;
 #[cfg(feature = "rmcp")]
@@ -100,7 +102,7 @@ pub struct ReadmeDoctests;
 
 pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
-pub use claims::Claims;
+pub use claims::{ClaimIfPresent, Claims};
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
 pub use layer::{BearerAuth, BearerAuthLayer};
 pub use oauth::{DEFAULT_MAX_BODY_BYTES, OAuth, OAuthBuilder};

@@ -35,6 +35,8 @@ struct Inner {
     resource_name: Option<String>,
     resource_documentation: Option<String>,
     max_body_bytes: usize,
+    /// `verify_jwt(false)`: `Some(forced)`.
+    unverified: Option<bool>,
     #[cfg(feature = "remote")]
     mirror: Option<Arc<MetadataMirror>>,
 }
@@ -132,6 +134,25 @@ impl OAuth {
                     .map_or(Cow::Borrowed(&self.inner.resource), Cow::Owned)
             }
             _ => Cow::Borrowed(&self.inner.resource),
+        }
+    }
+
+    /// Refuses to serve on a non-loopback address with unverified signatures
+    /// (`verify_jwt(false)`) unless that was forced. [`McpServer`](crate::server::McpServer)
+    /// calls this before listening; call it yourself when you serve the layer another way.
+    ///
+    /// # Errors
+    ///
+    /// Signatures are not verified and `addr` is not loopback.
+    pub fn check_listen_address(&self, addr: std::net::SocketAddr) -> Result<(), ConfigError> {
+        match self.inner.unverified {
+            Some(false) if !addr.ip().is_loopback() => Err(ConfigError::invalid(
+                "verify_jwt",
+                format!(
+                    "verify_jwt(false) accepts forged tokens, so it is only allowed on loopback, and {addr} is not; verify tokens, or call insecure_force_unverified() on the provider"
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -275,6 +296,8 @@ pub struct OAuthBuilder {
     mirror: bool,
     #[cfg(feature = "remote")]
     client: Option<HttpClient>,
+    #[cfg(feature = "remote")]
+    provider: Option<Result<crate::providers::ProviderSpec, ConfigError>>,
 }
 
 impl Default for OAuthBuilder {
@@ -299,6 +322,8 @@ impl Default for OAuthBuilder {
             mirror: true,
             #[cfg(feature = "remote")]
             client: None,
+            #[cfg(feature = "remote")]
+            provider: None,
         }
     }
 }
@@ -480,12 +505,105 @@ impl OAuthBuilder {
         self
     }
 
+    /// A provider preset: its issuer (advertised unless authorization servers are set), its
+    /// verifier (unless one is set), audience rule, claim mapping and scopes (unless set).
+    /// Unset preset values are read from the process environment now.
+    #[cfg(feature = "remote")]
+    pub fn provider(self, provider: impl crate::providers::Provider) -> Self {
+        self.provider_with(provider, &crate::providers::process_env)
+    }
+
+    /// As [`Self::provider`], with the preset's variables read from `vars`.
+    #[cfg(feature = "remote")]
+    pub fn provider_with(
+        mut self,
+        provider: impl crate::providers::Provider,
+        vars: crate::providers::Vars<'_>,
+    ) -> Self {
+        self.provider = Some(provider.spec_with(vars));
+        self
+    }
+
+    /// Folds a preset into the builder; returns the `verify_jwt(false)` state (forced or not)
+    /// and the preset's claim checks.
+    #[cfg(feature = "remote")]
+    fn apply_provider(
+        &mut self,
+    ) -> Result<(Option<bool>, Vec<crate::claims::ClaimIfPresent>), ConfigError> {
+        use crate::providers::{Audience, Verification};
+        let Some(spec) = self.provider.take() else {
+            return Ok((None, Vec::new()));
+        };
+        let spec = spec?;
+        if self.authorization_servers.is_empty() {
+            self.authorization_servers.push(spec.issuer.clone());
+        }
+        if self.scopes_supported.is_empty() {
+            self.scopes_supported = crate::scope::advertised(spec.scopes_supported.iter().cloned());
+        }
+        if self.mapper.is_none() {
+            self.mapper = Some(spec.mapper.clone());
+        }
+        match (&spec.audience, &mut self.audience) {
+            (Audience::ResourceOr(values), AudienceRule::Resource { extra, .. }) => {
+                extra.extend(values.iter().cloned())
+            }
+            (Audience::Disabled, rule) => *rule = AudienceRule::Disabled,
+            _ => {}
+        }
+        let mut unverified = None;
+        if self.verifier.is_none() {
+            let verifier: Arc<dyn TokenVerifier> = match &spec.verification {
+                Verification::Custom(verifier) => verifier.clone(),
+                Verification::Unverified => {
+                    unverified = Some(spec.force_unverified);
+                    Arc::new(crate::verify::unverified::UnverifiedJwt {
+                        issuer: spec.issuer.clone(),
+                    })
+                }
+                Verification::Jwt => {
+                    let mut jwt = JwtVerifier::builder()
+                        .issuer(spec.issuer.clone())
+                        .algorithms(spec.algorithms.iter());
+                    jwt = match &spec.jwks_url {
+                        Some(url) => jwt.jwks_url(url.clone()),
+                        None => jwt.discover_jwks(),
+                    };
+                    if let Some(secret) = &spec.hmac_secret {
+                        jwt = jwt.hmac_secret(secret.clone());
+                    }
+                    if spec.require_at_jwt {
+                        jwt = jwt.require_at_jwt_typ();
+                    }
+                    if let Some(client) = &self.client {
+                        jwt = jwt.http_client(client.clone());
+                    }
+                    Arc::new(jwt.build()?)
+                }
+            };
+            self.verifier = Some(verifier);
+        }
+        if unverified.is_some() {
+            tracing::warn!(
+                target: "mcp_oauth::startup",
+                provider = spec.name,
+                "verify_jwt(false): token signatures are NOT checked; anyone can forge a token. Development only."
+            );
+        }
+        Ok((unverified, spec.claim_checks))
+    }
+
     /// Builds the configuration.
     ///
     /// # Errors
     ///
     /// No resource or verifier; an invalid resource, issuer or scope.
-    pub fn build(self) -> Result<OAuth, ConfigError> {
+    pub fn build(mut self) -> Result<OAuth, ConfigError> {
+        #[cfg(feature = "remote")]
+        let (unverified, claim_checks) = self.apply_provider()?;
+        #[cfg(not(feature = "remote"))]
+        let (unverified, claim_checks): (Option<bool>, Vec<crate::claims::ClaimIfPresent>) =
+            (None, Vec::new());
         let resource = self.resource.ok_or_else(|| {
             ConfigError::missing("resource", "call OAuthBuilder::resource with the public URL of the MCP endpoint, e.g. https://mcp.example.com/mcp")
         })?;
@@ -524,6 +642,7 @@ impl OAuthBuilder {
             .hierarchy(hierarchy)
             .leeway(self.leeway)
             .max_token_bytes(self.max_token_bytes)
+            .claim_checks(claim_checks)
             .cache(self.cache);
         if let Some(mapper) = self.mapper {
             authenticator = authenticator.mapper(ArcMapper(mapper));
@@ -555,6 +674,7 @@ impl OAuthBuilder {
                 resource_name: self.resource_name,
                 resource_documentation: self.resource_documentation,
                 max_body_bytes: self.max_body_bytes,
+                unverified,
                 #[cfg(feature = "remote")]
                 mirror,
             }),

@@ -186,6 +186,36 @@ impl TokenBuilder {
     }
 }
 
+/// A provider's URL layout, for [`MockIdp::start_layout`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Layout {
+    /// The issuer's path (`/realms/test`, `/auth/v1`); empty for the origin.
+    pub issuer_path: String,
+    /// Whether the issuer ends with `/` (Auth0).
+    pub trailing_slash: bool,
+    /// Where the JWKS is served (default `/jwks`).
+    pub jwks_path: String,
+}
+
+impl Layout {
+    /// The layout of an issuer at `issuer_path` with keys at `jwks_path`.
+    pub fn new(issuer_path: &str, jwks_path: &str) -> Self {
+        Self {
+            issuer_path: issuer_path.to_owned(),
+            trailing_slash: false,
+            jwks_path: jwks_path.to_owned(),
+        }
+    }
+
+    /// With a trailing slash on the issuer.
+    #[must_use]
+    pub fn trailing_slash(mut self) -> Self {
+        self.trailing_slash = true;
+        self
+    }
+}
+
 /// How the mock IdP answers on its JWKS URL.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -204,6 +234,7 @@ pub enum JwksMode {
 
 struct IdpState {
     issuer: String,
+    jwks_path: String,
     keys: Vec<TestKey>,
     mode: JwksMode,
     cache_control: Option<String>,
@@ -216,6 +247,7 @@ struct IdpState {
 /// behaviour can be changed, RFC 7662 introspection of registered tokens, and counters.
 pub struct MockIdp {
     addr: SocketAddr,
+    jwks_path: String,
     issuer: String,
     default_key: TestKey,
     state: Arc<Mutex<IdpState>>,
@@ -266,9 +298,34 @@ impl MockIdp {
     ///
     /// The port cannot be bound.
     pub async fn start_with_path(key: TestKey, path: &str) -> std::io::Result<Self> {
+        Self::start_layout(
+            key,
+            Layout {
+                issuer_path: path.to_owned(),
+                ..Layout::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts an IdP with a provider's URL layout (issuer path, trailing slash, JWKS path).
+    ///
+    /// # Errors
+    ///
+    /// The port cannot be bound.
+    pub async fn start_layout(key: TestKey, layout: Layout) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let issuer = format!("http://{addr}{}", path.trim_end_matches('/'));
+        let path = layout.issuer_path.trim_end_matches('/').to_owned();
+        let jwks_path = if layout.jwks_path.is_empty() {
+            "/jwks".to_owned()
+        } else {
+            layout.jwks_path.clone()
+        };
+        let issuer = format!(
+            "http://{addr}{path}{}",
+            if layout.trailing_slash { "/" } else { "" }
+        );
         let state = Arc::new(Mutex::new(IdpState {
             issuer: issuer.clone(),
             keys: vec![key.clone()],
@@ -277,17 +334,17 @@ impl MockIdp {
             metadata_status: None,
             metadata_issuer: None,
             introspection: Map::new(),
+            jwks_path: jwks_path.clone(),
         }));
         let shared = Shared {
             state: state.clone(),
             jwks_hits: Arc::default(),
             metadata_hits: Arc::default(),
         };
-        let path = path.trim_end_matches('/');
         let mut router = Router::new()
             .route("/.well-known/oauth-authorization-server", get(metadata))
             .route("/.well-known/openid-configuration", get(metadata))
-            .route("/jwks", get(jwks))
+            .route(&jwks_path, get(jwks))
             .route("/introspect", post(introspect));
         if !path.is_empty() {
             router = router
@@ -315,6 +372,7 @@ impl MockIdp {
         });
         Ok(Self {
             addr,
+            jwks_path,
             issuer,
             default_key: key,
             state,
@@ -340,7 +398,12 @@ impl MockIdp {
 
     /// The JWKS URL.
     pub fn jwks_url(&self) -> String {
-        format!("http://{}/jwks", self.addr)
+        format!("http://{}{}", self.addr, self.jwks_path)
+    }
+
+    /// `http://127.0.0.1:<port>`, the base URL to give a provider preset.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The introspection URL.
@@ -428,11 +491,12 @@ impl Drop for MockIdp {
 
 async fn metadata(State(shared): State<Shared>) -> Response {
     shared.metadata_hits.fetch_add(1, Ordering::SeqCst);
-    let (issuer, advertised, status) = shared.with(|s| {
+    let (issuer, advertised, status, jwks_path) = shared.with(|s| {
         (
             s.issuer.clone(),
             s.metadata_issuer.clone(),
             s.metadata_status,
+            s.jwks_path.clone(),
         )
     });
     if let Some(status) = status {
@@ -441,11 +505,12 @@ async fn metadata(State(shared): State<Shared>) -> Response {
             .into_response();
     }
     let origin = issuer.split('/').take(3).collect::<Vec<_>>().join("/");
+    let base = issuer.trim_end_matches('/');
     axum::Json(json!({
         "issuer": advertised.unwrap_or_else(|| issuer.clone()),
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
-        "jwks_uri": format!("{origin}/jwks"),
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{origin}{jwks_path}"),
         "introspection_endpoint": format!("{origin}/introspect"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

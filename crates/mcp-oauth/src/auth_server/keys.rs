@@ -120,7 +120,8 @@ impl KeyRing {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io_err(&dir, e))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_err(&dir, e))?;
         }
         let manifest_path = dir.join("keys.json");
         if !manifest_path.exists() {

@@ -29,6 +29,7 @@ mod handler;
 mod tool;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ::rmcp::transport::streamable_http_server::StreamableHttpService;
@@ -43,6 +44,28 @@ use crate::error::ConfigError;
 use crate::oauth::OAuth;
 use crate::rmcp::{SessionBindingLayer, streamable_http_config};
 use crate::routes::mcp_cors;
+
+/// What [`McpServer::oauth`] accepts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum OAuthSource {
+    /// A complete configuration.
+    Ready(OAuth),
+    /// A provider preset; the server supplies the resource URL.
+    Provider(Box<Result<crate::providers::ProviderSpec, ConfigError>>),
+}
+
+impl From<OAuth> for OAuthSource {
+    fn from(oauth: OAuth) -> Self {
+        Self::Ready(oauth)
+    }
+}
+
+impl<P: crate::providers::Provider> From<P> for OAuthSource {
+    fn from(provider: P) -> Self {
+        Self::Provider(Box::new(provider.spec()))
+    }
+}
 
 /// The server could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +95,8 @@ pub struct McpServer {
     version: String,
     title: Option<String>,
     instructions: Option<String>,
-    oauth: Option<OAuth>,
+    oauth: Option<OAuthSource>,
+    url: Option<String>,
     tools: Vec<Tool>,
     path: Option<String>,
     sessions: bool,
@@ -88,6 +112,7 @@ impl McpServer {
             title: None,
             instructions: None,
             oauth: None,
+            url: None,
             tools: Vec::new(),
             path: None,
             sessions: false,
@@ -95,10 +120,22 @@ impl McpServer {
         }
     }
 
-    /// Protects the MCP endpoint with this configuration. The endpoint's path is the path
-    /// of its resource URL.
-    pub fn oauth(mut self, oauth: OAuth) -> Self {
-        self.oauth = Some(oauth);
+    /// Protects the MCP endpoint: with a ready [`OAuth`] configuration (the endpoint's path is
+    /// its resource URL's path), or with a provider preset, whose resource URL is
+    /// [`McpServer::url`], else `MCP_URL`, else, when listening on loopback,
+    /// `http://<listen address><path>`.
+    pub fn oauth(mut self, oauth: impl Into<OAuthSource>) -> Self {
+        self.oauth = Some(oauth.into());
+        self
+    }
+
+    /// The public URL of the MCP endpoint, for provider presets (`https://mcp.example.com/mcp`).
+    ///
+    /// # Deployment
+    ///
+    /// Behind a reverse proxy this is the URL clients use, not the listen address.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
         self
     }
 
@@ -141,12 +178,48 @@ impl McpServer {
         self
     }
 
-    fn endpoint_path(&self) -> String {
-        match (&self.oauth, &self.path) {
-            (Some(oauth), _) => oauth.resource().path().to_owned(),
-            (None, Some(path)) => path.clone(),
-            (None, None) => "/mcp".to_owned(),
+    fn endpoint_path(&self, oauth: Option<&OAuth>) -> String {
+        if let Some(oauth) = oauth {
+            return oauth.resource().path().to_owned();
         }
+        if let Some(path) = self
+            .url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.path().to_owned())
+        {
+            return path;
+        }
+        self.path.clone().unwrap_or_else(|| "/mcp".to_owned())
+    }
+
+    /// The OAuth configuration, with a preset's resource URL filled in (`listening` is the
+    /// listen address, once known).
+    fn resolve_oauth(&self, listening: Option<SocketAddr>) -> Result<Option<OAuth>, ServerError> {
+        let spec = match &self.oauth {
+            None => return Ok(None),
+            Some(OAuthSource::Ready(oauth)) => return Ok(Some(oauth.clone())),
+            Some(OAuthSource::Provider(spec)) => (**spec).clone()?,
+        };
+        let path = self.endpoint_path(None);
+        let resource = match (
+            &self.url,
+            crate::providers::process_env("MCP_URL"),
+            listening,
+        ) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(url), _) => url,
+            (None, None, Some(addr)) if addr.ip().is_loopback() => format!("http://{addr}{path}"),
+            _ => {
+                return Err(ServerError::Config(ConfigError::missing(
+                    "MCP URL",
+                    "OAuth needs the public URL of the MCP endpoint: call McpServer::url or set MCP_URL (only a loopback listener can do without)",
+                )));
+            }
+        };
+        Ok(Some(
+            OAuth::builder().resource(resource).provider(spec).build()?,
+        ))
     }
 
     /// The axum app: the MCP endpoint and, with OAuth, the discovery routes. Add your own
@@ -157,7 +230,11 @@ impl McpServer {
     /// A tool's arguments type has no object schema, two tools share a name, or a tool needs
     /// scopes on a server without OAuth.
     pub fn app(&self) -> Result<Router, ServerError> {
-        let mut policy = self.oauth.as_ref().map(|o| o.policy().clone());
+        self.router(self.resolve_oauth(None)?)
+    }
+
+    fn router(&self, oauth: Option<OAuth>) -> Result<Router, ServerError> {
+        let mut policy = oauth.as_ref().map(|o| o.policy().clone());
         for (i, tool) in self.tools.iter().enumerate() {
             if let Err(reason) = &tool.schema {
                 return Err(ServerError::Tool {
@@ -190,11 +267,7 @@ impl McpServer {
                 }
             }
         }
-        let oauth = self
-            .oauth
-            .as_ref()
-            .zip(policy)
-            .map(|(o, p)| o.with_policy(p));
+        let oauth = oauth.as_ref().zip(policy).map(|(o, p)| o.with_policy(p));
         let handler = handler::Handler::new(self)?;
         let mut config = match &oauth {
             Some(oauth) => streamable_http_config(oauth),
@@ -210,7 +283,7 @@ impl McpServer {
             Arc::new(LocalSessionManager::default()),
             config,
         );
-        let path = self.endpoint_path();
+        let path = self.endpoint_path(oauth.as_ref());
         let router = match &oauth {
             None => Router::new().route_service(&path, service),
             Some(oauth) if self.sessions => {
@@ -248,14 +321,19 @@ impl McpServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let app = self.app()?;
-        if let Some(oauth) = self.oauth.clone() {
+        let local = listener.local_addr()?;
+        let oauth = self.resolve_oauth(Some(local))?;
+        if let Some(oauth) = &oauth {
+            oauth.check_listen_address(local)?;
+        }
+        let path = self.endpoint_path(oauth.as_ref());
+        let app = self.router(oauth.clone())?;
+        if let Some(oauth) = oauth {
             tokio::spawn(async move {
                 let _ = oauth.check_authorization_server().await;
             });
         }
-        let local = listener.local_addr()?;
-        tracing::info!(target: "mcp_oauth::server", %local, path = %self.endpoint_path(), "MCP server listening");
+        tracing::info!(target: "mcp_oauth::server", %local, %path, "MCP server listening");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;

@@ -1,0 +1,168 @@
+//! Keycloak.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{
+    Audience, ClaimIfPresent, Common, Provider, ProviderSpec, Vars, Verification, base_url,
+    common_setters, optional, required, strings,
+};
+use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
+use crate::claims::Claims;
+use crate::error::ConfigError;
+use crate::jose::Algorithms;
+
+/// Keycloak: issuer `<server>/realms/<realm>`, keys at `/protocol/openid-connect/certs`
+/// (encryption keys in the set are skipped). Audience bound to the MCP resource, or to the
+/// configured audience (a client id); Keycloak adds `aud` only through an audience mapper, so
+/// configure one (or `insecure_disable_audience_check()`). Tokens whose `typ` claim is not
+/// `Bearer` (refresh and ID tokens) are refused.
+///
+/// Variables: `MCP_USE_OAUTH_KEYCLOAK_SERVER_URL`, `MCP_USE_OAUTH_KEYCLOAK_REALM` (required),
+/// `MCP_USE_OAUTH_KEYCLOAK_AUDIENCE`. Claims: realm roles (`realm_access.roles`) as roles,
+/// client roles (`resource_access.<client>.roles`) as `<client>:<role>` permissions.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Keycloak {
+    server_url: Option<String>,
+    realm: Option<String>,
+    audience: Option<String>,
+    common: Common,
+}
+
+impl Keycloak {
+    /// Nothing set: every value comes from the environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All values from the environment, checked now.
+    ///
+    /// # Errors
+    ///
+    /// A required variable is missing.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let this = Self::new();
+        this.clone().spec()?;
+        Ok(this)
+    }
+
+    /// The server URL (`https://auth.example.com`).
+    pub fn server_url(mut self, url: impl Into<String>) -> Self {
+        self.server_url = Some(url.into());
+        self
+    }
+
+    /// The realm.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Another accepted audience (a client id put in `aud` by an audience mapper).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    common_setters!();
+}
+
+/// Keycloak claims.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeycloakMapper;
+
+impl ClaimMapper for KeycloakMapper {
+    fn map_user(&self, claims: &Claims) -> UserInfo {
+        let mut user = DefaultClaimMapper.map_user(claims);
+        user.nickname = claims.str("preferred_username").map(str::to_owned);
+        user.roles = claims
+            .get("realm_access")
+            .and_then(|r| r.get("roles"))
+            .and_then(Value::as_array)
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(clients) = claims.get("resource_access").and_then(Value::as_object) {
+            for (client, access) in clients {
+                for role in access
+                    .get("roles")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    user.permissions.push(format!("{client}:{role}"));
+                }
+            }
+        }
+        for name in [
+            "email_verified",
+            "given_name",
+            "family_name",
+            "realm_access",
+            "resource_access",
+            "azp",
+        ] {
+            if let Some(value) = claims.get(name) {
+                user.extra.insert(name.to_owned(), value.clone());
+            }
+        }
+        user
+    }
+}
+
+impl Provider for Keycloak {
+    fn spec_with(self, vars: Vars<'_>) -> Result<ProviderSpec, ConfigError> {
+        let server = required(
+            self.server_url,
+            vars,
+            "Keycloak server URL",
+            "MCP_USE_OAUTH_KEYCLOAK_SERVER_URL",
+            "Keycloak::server_url",
+        )?;
+        let realm = required(
+            self.realm,
+            vars,
+            "Keycloak realm",
+            "MCP_USE_OAUTH_KEYCLOAK_REALM",
+            "Keycloak::realm",
+        )?;
+        let audience = optional(self.audience, vars, "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE");
+        let realm: String = url::form_urlencoded::byte_serialize(realm.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        let issuer = format!(
+            "{}/realms/{realm}",
+            base_url(&server, "Keycloak server URL")?
+        );
+        let oidc = format!("{issuer}/protocol/openid-connect");
+        let spec = ProviderSpec {
+            name: "keycloak",
+            jwks_url: Some(format!("{oidc}/certs")),
+            authorization_endpoint: Some(format!("{oidc}/auth")),
+            token_endpoint: Some(format!("{oidc}/token")),
+            issuer,
+            scopes_supported: strings(&["openid", "profile", "email", "offline_access", "roles"]),
+            grant_types: strings(&["authorization_code", "refresh_token", "client_credentials"]),
+            algorithms: Algorithms::default(),
+            hmac_secret: None,
+            require_at_jwt: false,
+            audience: audience.map_or(Audience::Resource, |a| Audience::ResourceOr(vec![a])),
+            claim_checks: vec![ClaimIfPresent {
+                name: "typ",
+                value: "Bearer",
+            }],
+            verification: Verification::Jwt,
+            mapper: Arc::new(KeycloakMapper),
+            force_unverified: false,
+        };
+        Ok(self.common.finish(spec))
+    }
+}

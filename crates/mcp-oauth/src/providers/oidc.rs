@@ -1,0 +1,90 @@
+//! Any OIDC / OAuth 2.1 issuer, configured by its issuer alone.
+
+use std::sync::Arc;
+
+use super::{Audience, Common, Provider, ProviderSpec, Vars, Verification, common_setters};
+use crate::auth::{ClaimMapper, DefaultClaimMapper};
+use crate::error::ConfigError;
+use crate::jose::Algorithms;
+
+/// A generic OIDC issuer: endpoints and keys come from its discovery document (fetched in the
+/// MCP discovery order on first use), the audience is bound to the MCP resource.
+#[derive(Clone)]
+#[must_use]
+pub struct Oidc {
+    issuer: String,
+    audiences: Vec<String>,
+    require_at_jwt: bool,
+    mapper: Option<Arc<dyn ClaimMapper>>,
+    common: Common,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Oidc {
+    /// The issuer, exactly as tokens carry it.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences: Vec::new(),
+            require_at_jwt: false,
+            mapper: None,
+            common: Common::default(),
+        }
+    }
+
+    /// Another accepted audience.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Require the RFC 9068 `typ: at+jwt` header.
+    pub fn require_at_jwt(mut self) -> Self {
+        self.require_at_jwt = true;
+        self
+    }
+
+    /// The claim mapping (default: the generic one).
+    pub fn user_mapper(mut self, mapper: impl ClaimMapper) -> Self {
+        self.mapper = Some(Arc::new(mapper));
+        self
+    }
+
+    common_setters!();
+}
+
+impl Provider for Oidc {
+    fn spec_with(self, _vars: Vars<'_>) -> Result<ProviderSpec, ConfigError> {
+        url::Url::parse(&self.issuer)
+            .map_err(|e| ConfigError::url("OIDC issuer", &self.issuer, e.to_string()))?;
+        let spec = ProviderSpec {
+            name: "oidc",
+            issuer: self.issuer,
+            jwks_url: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            scopes_supported: Vec::new(),
+            grant_types: super::strings(&["authorization_code", "refresh_token"]),
+            algorithms: Algorithms::default(),
+            hmac_secret: None,
+            require_at_jwt: self.require_at_jwt,
+            audience: if self.audiences.is_empty() {
+                Audience::Resource
+            } else {
+                Audience::ResourceOr(self.audiences)
+            },
+            claim_checks: Vec::new(),
+            verification: Verification::Jwt,
+            mapper: self.mapper.unwrap_or_else(|| Arc::new(DefaultClaimMapper)),
+            force_unverified: false,
+        };
+        Ok(self.common.finish(spec))
+    }
+}

@@ -1,0 +1,116 @@
+//! WorkOS AuthKit.
+
+use std::sync::Arc;
+
+use super::{
+    Audience, Common, Provider, ProviderSpec, Vars, Verification, base_url, common_setters,
+    required, strings,
+};
+use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
+use crate::claims::Claims;
+use crate::error::ConfigError;
+use crate::jose::Algorithms;
+
+/// WorkOS AuthKit (Connect tokens): issuer `https://<subdomain>` (the full AuthKit host, e.g.
+/// `acme.authkit.app`), keys at `/oauth2/jwks`, audience bound to the MCP resource (AuthKit
+/// puts the `resource` in `aud`) or an extra audience (the client id);
+/// `insecure_disable_audience_check()` turns it off.
+///
+/// Variable: `MCP_USE_OAUTH_WORKOS_SUBDOMAIN` (required). Claims: `org_id` (as
+/// `organization_id`), `sid`, `roles`, `permissions`.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct WorkOs {
+    subdomain: Option<String>,
+    audiences: Vec<String>,
+    common: Common,
+}
+
+impl WorkOs {
+    /// Nothing set: every value comes from the environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All values from the environment, checked now.
+    ///
+    /// # Errors
+    ///
+    /// A required variable is missing.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let this = Self::new();
+        this.clone().spec()?;
+        Ok(this)
+    }
+
+    /// The AuthKit host (`acme.authkit.app`, or a full URL).
+    pub fn subdomain(mut self, subdomain: impl Into<String>) -> Self {
+        self.subdomain = Some(subdomain.into());
+        self
+    }
+
+    /// Another accepted audience (the environment's client id, for tokens issued without a
+    /// resource).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    common_setters!();
+}
+
+/// WorkOS claims.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkOsMapper;
+
+impl ClaimMapper for WorkOsMapper {
+    fn map_user(&self, claims: &Claims) -> UserInfo {
+        let mut user = DefaultClaimMapper.map_user(claims);
+        for (from, to) in [
+            ("email_verified", "email_verified"),
+            ("org_id", "organization_id"),
+            ("sid", "sid"),
+            ("role", "role"),
+        ] {
+            if let Some(value) = claims.get(from) {
+                user.extra.insert(to.to_owned(), value.clone());
+            }
+        }
+        user
+    }
+}
+
+impl Provider for WorkOs {
+    fn spec_with(self, vars: Vars<'_>) -> Result<ProviderSpec, ConfigError> {
+        let subdomain = required(
+            self.subdomain,
+            vars,
+            "WorkOS subdomain",
+            "MCP_USE_OAUTH_WORKOS_SUBDOMAIN",
+            "WorkOs::subdomain",
+        )?;
+        let issuer = base_url(&subdomain, "WorkOS subdomain")?;
+        let spec = ProviderSpec {
+            name: "workos",
+            jwks_url: Some(format!("{issuer}/oauth2/jwks")),
+            authorization_endpoint: Some(format!("{issuer}/oauth2/authorize")),
+            token_endpoint: Some(format!("{issuer}/oauth2/token")),
+            issuer,
+            scopes_supported: strings(&["email", "offline_access", "openid", "profile"]),
+            grant_types: strings(&["authorization_code", "refresh_token"]),
+            algorithms: Algorithms::default(),
+            hmac_secret: None,
+            require_at_jwt: false,
+            audience: if self.audiences.is_empty() {
+                Audience::Resource
+            } else {
+                Audience::ResourceOr(self.audiences)
+            },
+            claim_checks: Vec::new(),
+            verification: Verification::Jwt,
+            mapper: Arc::new(WorkOsMapper),
+            force_unverified: false,
+        };
+        Ok(self.common.finish(spec))
+    }
+}
