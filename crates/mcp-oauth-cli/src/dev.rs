@@ -189,9 +189,12 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
             args.token_ttl,
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
+    .await?;
     eprintln!("mcp-oauth dev stopped");
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcp_oauth::auth_server::{AuthServer, CimdOptions, ClientSpec, DevUsers};
+use mcp_oauth::auth_server::{AuthServer, CimdOptions, ClientSpec, DevUsers, RateLimit};
 use mcp_oauth::{Authenticator, ResourceUrl, VerifyErrorKind};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
@@ -958,4 +958,48 @@ async fn auto_approve_answers_at_once() {
             .subject(),
         "alice"
     );
+}
+
+#[tokio::test]
+async fn registration_and_token_requests_are_rate_limited() {
+    let r = start_with(|b| {
+        b.rate_limits(
+            Some(RateLimit::new(60, 3)),
+            Some(RateLimit::new(60, 2)),
+            None,
+        )
+    })
+    .await;
+    let body = json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"});
+    assert_eq!(r.register(body.clone()).await.0, 201);
+    assert_eq!(r.register(body.clone()).await.0, 201);
+    let res = r
+        .http
+        .post(format!("{}/register", r.issuer))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["error"],
+        "temporarily_unavailable"
+    );
+    for _ in 0..3 {
+        let (status, _) = r
+            .token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "nobody"),
+            ])
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = r
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "nobody"),
+        ])
+        .await;
+    assert_eq!(status, 429, "guessing at the token endpoint is slowed down");
 }

@@ -23,6 +23,7 @@ mod cimd;
 mod keys;
 mod login;
 mod pages;
+mod rate;
 mod register;
 mod revoke;
 pub mod store;
@@ -43,6 +44,7 @@ use url::Url;
 pub use cimd::CimdOptions;
 pub use keys::KeyRing;
 pub use login::{DevUsers, LoginBackend, UserIdentity};
+pub use rate::RateLimit;
 pub use store::{MemoryStore, Store};
 
 use crate::claims::{Claims, check_issuer, now_unix};
@@ -91,6 +93,9 @@ pub(crate) struct Inner {
     pub(crate) registration: bool,
     pub(crate) cimd: Option<cimd::Resolver>,
     pub(crate) secure_cookies: bool,
+    pub(crate) token_limit: Option<RateLimit>,
+    pub(crate) register_limit: Option<RateLimit>,
+    pub(crate) authorize_limit: Option<RateLimit>,
 }
 
 /// The authorization server. Cheap to clone.
@@ -122,6 +127,9 @@ pub struct AuthServerBuilder {
     registration: bool,
     cimd: Option<CimdOptions>,
     clients: Vec<store::ClientRecord>,
+    token_limit: Option<RateLimit>,
+    register_limit: Option<RateLimit>,
+    authorize_limit: Option<RateLimit>,
 }
 
 impl AuthServer {
@@ -141,6 +149,9 @@ impl AuthServer {
             registration: true,
             cimd: Some(CimdOptions::default()),
             clients: Vec::new(),
+            token_limit: Some(RateLimit::new(120, 60)),
+            register_limit: Some(RateLimit::new(20, 10)),
+            authorize_limit: Some(RateLimit::new(120, 60)),
         }
     }
 
@@ -215,11 +226,34 @@ impl AuthServer {
             .path()
             .trim_end_matches('/')
             .to_owned();
+        let limited = |router: axum::routing::MethodRouter<AuthServer>,
+                       limit: Option<RateLimit>| match limit {
+            Some(limit) => router.layer(axum::middleware::from_fn_with_state(
+                rate::Limiter::new(limit),
+                rate::limit,
+            )),
+            None => router,
+        };
         let endpoints = Router::new()
-            .route("/authorize", get(authorize::show).post(authorize::submit))
-            .route("/token", post(token::token))
-            .route("/register", post(register::register))
-            .route("/revoke", post(revoke::revoke))
+            .route(
+                "/authorize",
+                limited(
+                    get(authorize::show).post(authorize::submit),
+                    self.inner.authorize_limit,
+                ),
+            )
+            .route(
+                "/token",
+                limited(post(token::token), self.inner.token_limit),
+            )
+            .route(
+                "/register",
+                limited(post(register::register), self.inner.register_limit),
+            )
+            .route(
+                "/revoke",
+                limited(post(revoke::revoke), self.inner.token_limit),
+            )
             .route("/jwks", get(jwks));
         let endpoints = if base.is_empty() {
             endpoints
@@ -438,6 +472,23 @@ impl AuthServerBuilder {
         self
     }
 
+    /// Request-rate limits per client address (`None` turns one off). Defaults: token and
+    /// revocation 120 per minute with bursts of 60; registration 20 per minute, bursts of 10;
+    /// the authorization endpoint 120 per minute, bursts of 60. Limits need the server to be
+    /// served with connection info (`into_make_service_with_connect_info::<SocketAddr>()`);
+    /// without it, all callers share one bucket.
+    pub fn rate_limits(
+        mut self,
+        token: Option<RateLimit>,
+        register: Option<RateLimit>,
+        authorize: Option<RateLimit>,
+    ) -> Self {
+        self.token_limit = token;
+        self.register_limit = register;
+        self.authorize_limit = authorize;
+        self
+    }
+
     /// A pre-registered client.
     pub fn client(mut self, client: ClientSpec) -> Self {
         self.clients.push(client.into_record());
@@ -512,6 +563,9 @@ impl AuthServerBuilder {
                 auto_approve: self.auto_approve,
                 registration: self.registration,
                 cimd,
+                token_limit: self.token_limit,
+                register_limit: self.register_limit,
+                authorize_limit: self.authorize_limit,
             }),
         })
     }

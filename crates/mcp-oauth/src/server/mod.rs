@@ -334,9 +334,12 @@ impl McpServer {
             });
         }
         tracing::info!(target: "mcp_oauth::server", %local, %path, "MCP server listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         Ok(())
     }
 }
