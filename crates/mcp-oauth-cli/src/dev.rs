@@ -62,7 +62,7 @@ pub(crate) struct DevArgs {
     #[arg(long)]
     auto_approve: bool,
     /// Where clients and refresh tokens are kept.
-    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
     /// Signing algorithm of access tokens.
     #[arg(long, value_enum, default_value_t = Alg::Es256)]

@@ -260,6 +260,16 @@ async fn tokens_survive_a_restart() {
     first.ready(&http).await;
     let token = first.info["token"].as_str().expect("token").to_owned();
     let first_url = first.url().to_owned();
+    let reg: Value = http
+        .post(format!("{}/register", first.issuer()))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let client_id = reg["client_id"].as_str().expect("client_id").to_owned();
     drop(first);
     // Same folder, same port: the signing key is the same, so the old token still verifies.
     let port = url::Url::parse(&first_url)
@@ -271,6 +281,29 @@ async fn tokens_survive_a_restart() {
     second.ready(&http).await;
     let (status, body) = call(&http, second.url(), &token, "whoami").await;
     assert_eq!(status, 200, "{body}");
+    // The client registered before the restart is still known (SQLite store).
+    let mut authorize = url::Url::parse(&format!("{}/authorize", second.issuer())).expect("url");
+    authorize.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", "http://127.0.0.1:5000/callback"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("code_challenge_method", "S256"),
+    ]);
+    let page = http
+        .get(authorize.as_str())
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(
+        page.status(),
+        200,
+        "{}",
+        page.text().await.unwrap_or_default()
+    );
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
 }

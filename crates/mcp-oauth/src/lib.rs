@@ -55,6 +55,7 @@
 //! | `axum` | yes | metadata routes, CORS, the axum extractor for [`Auth`] |
 //! | `rmcp` | yes | [`server::McpServer`] and the rmcp `Auth` extractor |
 //! | `auth-server` | no | [`auth_server`]: an embedded OAuth 2.1 authorization server |
+//! | `sqlite` | no | `auth_server::store::SqliteStore`: the server's state in a SQLite file |
 //! | `test-util` | no | [`testing`]: keys and token builders for tests |
 
 #![forbid(unsafe_code)]

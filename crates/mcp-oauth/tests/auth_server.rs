@@ -290,7 +290,8 @@ async fn metadata_advertises_what_mcp_clients_need() {
 
 #[tokio::test]
 async fn registration_validates_redirects_and_client_types() {
-    let r = start().await;
+    // Eleven registrations from one address: more than the default burst allows.
+    let r = start_with(|b| b.rate_limits(None, None, None)).await;
     let (status, body) = r.register(json!({"redirect_uris": ["http://127.0.0.1:5555/cb"], "token_endpoint_auth_method": "none", "application_type": "native"})).await;
     assert_eq!(status, 201);
     assert!(body.get("client_secret").is_none());

@@ -414,7 +414,8 @@ impl AuthServerBuilder {
         self
     }
 
-    /// The store (default: in memory).
+    /// The store (default: [`MemoryStore`]; `SqliteStore` with the `sqlite` feature keeps
+    /// clients and refresh tokens across restarts).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self

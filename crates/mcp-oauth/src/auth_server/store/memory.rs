@@ -165,7 +165,8 @@ impl Store for MemoryStore {
     fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>> {
         self.with(|t| {
             t.purge();
-            t.revoked.insert(family.to_owned(), until);
+            let entry = t.revoked.entry(family.to_owned()).or_insert(until);
+            *entry = (*entry).max(until);
         });
         ready(())
     }

@@ -5,6 +5,8 @@
 //! Codes and refresh tokens are stored under the SHA-256 of their value, never the value.
 
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::fmt;
 
@@ -14,6 +16,8 @@ use serde_json::{Map, Value};
 use crate::verify::BoxFuture;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -193,7 +197,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>>;
     /// A refresh token without using it (for revocation).
     fn refresh<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Option<RefreshRecord>>>;
-    /// Revokes a grant family until `until` (Unix seconds; the longest life of its tokens).
+    /// Revokes a grant family until `until` (Unix seconds; the longest life of its tokens). A
+    /// later call never shortens an existing revocation.
     fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>>;
     /// Whether a grant family is revoked.
     fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
