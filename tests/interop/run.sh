@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Interop tests: real third-party OAuth/MCP peers against examples/oidc.rs.
+# Interop tests: real third-party OAuth/MCP peers against examples/oidc.rs and `mcp-oauth dev`.
 #
 #   tests/interop/run.sh [runner options, e.g. -k py -v]
 #
-# 1. setup.sh: pinned peers into tests/interop/node_modules and tests/interop/.venv (idempotent)
-# 2. cargo build -p mcp-oauth --example oidc (from the repository root)
+# 1. setup.sh: pinned peers into tests/interop/node_modules and tests/interop/.venv, Debian's
+#    chromium when missing (idempotent)
+# 2. cargo build -p mcp-oauth --example oidc, cargo build -p mcp-oauth-cli (from the repository root)
 # 3. runner.py: every scenario, one PASS/FAIL line each, 'N passed, N failed' at the end
 # Exits non-zero on any failure. Needs no TTY or stdin (CI=true friendly).
 # Env: INTEROP_PYTHON, INTEROP_NODE (see setup.sh), CARGO (default cargo).
@@ -21,16 +22,18 @@ echo "== setup (pinned peers)"
 "$HERE/setup.sh" </dev/null
 t_setup=$(now)
 
-echo "== cargo build -p mcp-oauth --example oidc"
+echo "== cargo build -p mcp-oauth --example oidc; cargo build -p mcp-oauth-cli"
 (cd "$ROOT" && "$CARGO" build -p mcp-oauth --example oidc </dev/null)
+(cd "$ROOT" && "$CARGO" build -p mcp-oauth-cli </dev/null)
 target_dir="$(cd "$ROOT" && "$CARGO" metadata --format-version 1 --no-deps </dev/null \
   | "$HERE/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 server_bin="$target_dir/debug/examples/oidc"
+dev_bin="$target_dir/debug/mcp-oauth"
 t_build=$(now)
 
 echo "== scenarios"
 # The runner stops every process it started (finally + PR_SET_PDEATHSIG); forward signals to it.
-"$HERE/.venv/bin/python" "$HERE/runner.py" --server-bin "$server_bin" "$@" </dev/null &
+"$HERE/.venv/bin/python" "$HERE/runner.py" --server-bin "$server_bin" --dev-bin "$dev_bin" "$@" </dev/null &
 runner=$!
 trap 'kill -TERM "$runner" 2>/dev/null || true' TERM INT HUP
 rc=0

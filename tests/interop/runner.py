@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Interop scenarios: real third-party peers against the `oidc` example server.
+"""Interop scenarios: real third-party peers against the `oidc` example server (a–g) and against
+`mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py).
 
 Standard library only. Normally started by run.sh, which installs the peers (setup.sh) and
-builds the example first; by hand:
+builds the example and the mcp-oauth command first; by hand:
 
-    tests/interop/runner.py --server-bin target/debug/examples/oidc [-k FILTER]
+    tests/interop/runner.py --server-bin target/debug/examples/oidc --dev-bin target/debug/mcp-oauth [-k FILTER]
 
-Peers: oidc-provider (authorization server, peers/oidc-as.mjs), the MCP TypeScript SDK v1
-client (peers/ts-sdk-client.mjs) and the MCP Python SDK client (peers/py_sdk_client.py, run
-with the venv's python). Every process binds 127.0.0.1 on a free port and is stopped on exit,
-failure or signal. Logs go to tests/interop/logs/ and are printed when a scenario fails.
+Peers: oidc-provider (authorization server, peers/oidc-as.mjs), the MCP TypeScript SDK v1 and v2
+clients (peers/ts-sdk-client.mjs, peers/ts-sdk-v2-client.mjs), the MCP Python SDK client
+(peers/py_sdk_client.py, run with the venv's python) and headless Chromium driven by
+playwright-core (peers/browser-authorize.mjs). Every process binds 127.0.0.1 on a free port and
+is stopped on exit, failure or signal. Logs go to tests/interop/logs/ and are printed when a scenario fails.
 Prints one PASS/FAIL line per scenario and a closing 'N passed, N failed' line; exits 1 on
 any failure.
 """
@@ -70,18 +72,21 @@ def free_port() -> int:
 class Proc:
     """A background server with its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: str):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: str, stdout_path: str | None = None):
         self.name = name
         self.argv = argv
         self.log_path = os.path.join(log_dir, f"{name}.log")
         self._log = open(self.log_path, "wb")
+        # stdout_path: stdout to its own file (a server printing a machine-readable line), stderr to the log
+        self.stdout_path = stdout_path
+        self._out = open(stdout_path, "wb") if stdout_path else None
         self.popen = subprocess.Popen(
             argv,
             cwd=HERE,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stdout=self._out or self._log,
+            stderr=self._log if self._out else subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole
             preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
         )
@@ -111,6 +116,8 @@ class Proc:
                     pass
                 self.popen.wait(timeout=5)
         self._log.close()
+        if self._out:
+            self._out.close()
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -216,6 +223,7 @@ class Checks:
     def __init__(self) -> None:
         self.failures: list[str] = []
         self.notes: list[str] = []
+        self.logs: list[str] = []  # extra log files to print when the scenario fails
 
     def true(self, cond: bool, what: str) -> bool:
         if not cond:
@@ -237,6 +245,7 @@ class Env:
     args: argparse.Namespace
     log_dir: str
     procs: list[Proc] = field(default_factory=list)
+    dev_procs: list[Proc] = field(default_factory=list)  # per-scenario `mcp-oauth dev` servers
     as_port: int = 0
     issuer: str = ""
     mcp_port: int = 0
@@ -254,15 +263,15 @@ class Env:
         env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         return env
 
-    def start(self, name: str, argv: list[str], extra_env: dict[str, str]) -> Proc:
+    def start(self, name: str, argv: list[str], extra_env: dict[str, str], stdout_path: str | None = None, shared: bool = True) -> Proc:
         env = self.base_env()
         env.update(extra_env)
-        p = Proc(name, argv, env, self.log_dir)
-        self.procs.append(p)
+        p = Proc(name, argv, env, self.log_dir, stdout_path)
+        (self.procs if shared else self.dev_procs).append(p)
         return p
 
     def stop_all(self) -> None:
-        for p in reversed(self.procs):
+        for p in reversed(self.procs + self.dev_procs):
             try:
                 p.stop()
             except Exception as e:  # keep stopping the others
@@ -293,29 +302,60 @@ class Env:
         return http("POST", self.mcp_url, headers, json.dumps(payload).encode())
 
     # ---- client runs
-    def run_client(self, name: str, argv: list[str], extra_env: dict[str, str]) -> dict:
+    def run_client(self, name: str, argv: list[str], extra_env: dict[str, str], check: bool = True) -> dict:
+        """Runs a peer client to completion and returns its `RESULT {json}` line.
+
+        check=False: never raises for the client's own failure; returns its RESULT (or, when it
+        failed, its `PARTIAL {json}` line from stderr, or {}) with `_rc` and `_output` added.
+        """
         env = self.base_env()
         env.update(extra_env)
         log_path = os.path.join(self.log_dir, f"client-{name}.log")
         self.client_logs.append(log_path)
         t0 = time.monotonic()
+        p = subprocess.Popen(
+            argv, cwd=HERE, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+        )
         try:
-            cp = subprocess.run(argv, cwd=HERE, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=CLIENT_TIMEOUT)
-            out, err, rc = cp.stdout, cp.stderr, cp.returncode
-        except subprocess.TimeoutExpired as e:
-            out, err, rc = e.stdout or b"", e.stderr or b"", f"timeout after {CLIENT_TIMEOUT:.0f}s"
+            out, err = p.communicate(timeout=CLIENT_TIMEOUT)
+            rc: int | str = p.returncode
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = p.communicate()
+            rc = f"timeout after {CLIENT_TIMEOUT:.0f}s"
+        except BaseException:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+            raise
         took = time.monotonic() - t0
         text_out, text_err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         with open(log_path, "w") as f:
             f.write(f"$ {' '.join(argv)}\n# env: {json.dumps(extra_env)}\n# exit: {rc} in {took:.2f}s\n")
             f.write("----- stdout\n" + text_out + "\n----- stderr\n" + text_err)
-        if rc != 0:
-            raise Failure(f"client {name} exited {rc} ({took:.1f}s); log {log_path}:\n{indent(text_out + text_err)}")
         lines = [ln for ln in text_out.splitlines() if ln.startswith("RESULT ")]
-        if not lines:
-            raise Failure(f"client {name} printed no RESULT line; log {log_path}:\n{indent(text_out + text_err)}")
-        result = json.loads(lines[-1][len("RESULT ") :])
+        if check:
+            if rc != 0:
+                raise Failure(f"client {name} exited {rc} ({took:.1f}s); log {log_path}:\n{indent(text_out + text_err)}")
+            if not lines:
+                raise Failure(f"client {name} printed no RESULT line; log {log_path}:\n{indent(text_out + text_err)}")
+        partial = [ln for ln in text_err.splitlines() if ln.startswith("PARTIAL ")]
+        result: dict = {}
+        if lines and rc == 0:
+            result = json.loads(lines[-1][len("RESULT ") :])
+        elif partial:
+            result = json.loads(partial[-1][len("PARTIAL ") :])
         result["_seconds"] = round(took, 2)
+        result["_rc"] = rc
+        result["_log"] = log_path
+        if rc != 0:
+            result["_output"] = "\n".join(ln for ln in (text_out + "\n" + text_err).splitlines() if not ln.startswith("PARTIAL "))
         return result
 
 
@@ -560,6 +600,14 @@ SCENARIOS: list[tuple[str, Callable[[Env, Checks], None]]] = [
     ("g-step-up-admin-scope", scenario_g_step_up),
 ]
 
+# Scenarios h–n (dev_scenarios.py) run against `mcp-oauth dev`, each with its own server; they
+# import this module as `runner`, so alias it when it runs as a script.
+if __name__ == "__main__":
+    sys.modules.setdefault("runner", sys.modules[__name__])
+import dev_scenarios  # noqa: E402
+
+SCENARIOS += dev_scenarios.SCENARIOS
+
 
 # --------------------------------------------------------------------------- main
 
@@ -571,21 +619,33 @@ def _on_signal(signum, _frame):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server-bin", default=os.path.join(ROOT, "target", "debug", "examples", "oidc"), help="the built oidc example")
+    ap.add_argument("--dev-bin", default=os.path.join(ROOT, "target", "debug", "mcp-oauth"), help="the built mcp-oauth command (scenarios h-n: mcp-oauth dev)")
+    ap.add_argument("--chromium", default=os.environ.get("INTEROP_CHROMIUM", "/usr/bin/chromium"), help="Chromium for the browser scenarios")
     ap.add_argument("--node", default=os.environ.get("INTEROP_NODE", "node"))
     ap.add_argument("--python", default=os.path.join(HERE, ".venv", "bin", "python"), help="python with the mcp SDK (the setup venv)")
     ap.add_argument("--log-dir", default=os.path.join(HERE, "logs"))
-    ap.add_argument("-k", dest="filter", default="", help="run only scenarios whose name contains this (a-start always runs)")
+    ap.add_argument("-k", dest="filter", default="", help="run only scenarios whose name contains this (comma: any of several); a-start runs when a selected scenario needs its servers")
     ap.add_argument("-v", "--verbose", action="store_true", help="print notes of passing scenarios too")
     args = ap.parse_args()
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    if not os.access(args.server_bin, os.X_OK):
+    wanted = [w for w in args.filter.split(",") if w]
+    selected = [(n, f) for n, f in SCENARIOS if not wanted or any(w in n for w in wanted)]
+    needs_shared = any(not getattr(f, "standalone", False) for n, f in selected if not n.startswith("a-"))
+    if needs_shared and not any(n.startswith("a-") for n, _ in selected):
+        selected = [SCENARIOS[0]] + selected
+    if not needs_shared:
+        selected = [(n, f) for n, f in selected if not n.startswith("a-")]
+    if not selected:
+        print(f"FAIL setup: no scenario matches -k {args.filter!r}")
+        return 1
+    if needs_shared and not os.access(args.server_bin, os.X_OK):
         print(f"FAIL setup: server binary {args.server_bin} missing (cargo build -p mcp-oauth --example oidc)")
         return 1
     os.makedirs(args.log_dir, exist_ok=True)
     for name in os.listdir(args.log_dir):
-        if name.endswith(".log"):
+        if name.endswith((".log", ".stdout", ".png")):
             os.unlink(os.path.join(args.log_dir, name))
 
     env = Env(args=args, log_dir=args.log_dir)
@@ -593,12 +653,11 @@ def main() -> int:
     t_start = time.monotonic()
     try:
         started = False
-        for name, fn in SCENARIOS:
-            if args.filter and args.filter not in name and not name.startswith("a-"):
-                continue
+        for name, fn in selected:
+            standalone = getattr(fn, "standalone", False)
             c = Checks()
             t0 = time.monotonic()
-            if name.startswith("a-") or started:
+            if name.startswith("a-") or started or standalone:
                 try:
                     fn(env, c)
                 except Failure as e:
@@ -617,10 +676,18 @@ def main() -> int:
                     print(indent(f, "    - "))
                 for n in c.notes:
                     print(f"    note: {n}")
-                if name.startswith("a-") or started:
+                if not standalone and (name.startswith("a-") or started):
                     for p in env.procs:
                         print(f"  ----- {p.name} log ({p.log_path}, {'running' if p.alive() else f'exited {p.popen.returncode}'}), last 120 lines:")
                         print(indent("\n".join(p.log_text().splitlines()[-120:]), "  | "))
+                for path in c.logs:
+                    try:
+                        with open(path, "rb") as fh:
+                            lines = fh.read().decode("utf-8", "replace").splitlines()
+                    except OSError as e:
+                        lines = [f"(unreadable: {e})"]
+                    print(f"  ----- {path}, last 80 lines:")
+                    print(indent("\n".join(ln[:2000] for ln in lines[-80:]), "  | "))
             else:
                 passed += 1
                 print(f"PASS {name} ({took:.2f}s) - {fn.__doc__.strip().splitlines()[0]}")

@@ -637,6 +637,27 @@ async fn consent_form_needs_its_cookie_and_token() {
         .await
         .expect("post");
     assert_eq!(res.status(), 403);
+    // `Origin: null` (what browsers send under strict referrer settings) is fine when the
+    // cookie and token match: a wrong password then gets the page again (400), not 403.
+    let mut wrong: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    wrong.extend([
+        ("username", "alice"),
+        ("password", "nope"),
+        ("decision", "approve"),
+    ]);
+    let res = r
+        .http
+        .post(format!("{}/authorize", r.issuer))
+        .form(&wrong)
+        .header("cookie", &cookie)
+        .header("origin", "null")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 400);
     // A wrong password shows the page again; the request survives and then succeeds.
     let res = r
         .submit(&fields, Some(&cookie), "alice", "nope", "approve")

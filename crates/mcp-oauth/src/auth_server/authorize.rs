@@ -374,10 +374,14 @@ pub(crate) async fn submit(
         form.csrf.as_bytes().ct_eq(request.csrf.as_bytes())
             & cookie.as_bytes().ct_eq(request.csrf.as_bytes()),
     );
+    // The cookie (SameSite=Strict) and the token bound to the request are the CSRF check;
+    // the Origin, when it names a site, must be ours. `null` is what privacy settings send.
     let origin_ok = headers
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
-        .is_none_or(|origin| origin == server.inner.issuer_url.origin().ascii_serialization());
+        .is_none_or(|origin| {
+            origin == "null" || origin == server.inner.issuer_url.origin().ascii_serialization()
+        });
     if !csrf_ok || !origin_ok {
         tracing::warn!(target: "mcp_oauth::auth_server", "consent form refused: CSRF check failed");
         return error_page(
