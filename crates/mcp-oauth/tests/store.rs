@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_oauth::auth_server::store::{
-    AuthRequestRecord, ClientRecord, CodeRecord, MemoryStore, Redeemed, RefreshRecord, Store,
+    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, MemoryStore, Redeemed, RefreshRecord,
+    Store,
 };
 use serde_json::json;
 
@@ -291,6 +292,102 @@ async fn concurrent_takes_have_one_winner(store: Arc<dyn Store>) {
     assert_eq!(taken, 1);
 }
 
+async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
+    let later = now() + 600;
+    store
+        .put_entry(EntryKind::Transaction, "k", "{\"a\":1}".into(), later)
+        .await
+        .expect("put");
+    store
+        .put_entry(EntryKind::Consent, "k", "other kind".into(), later)
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .entry(EntryKind::Transaction, "k")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("{\"a\":1}")
+    );
+    assert_eq!(
+        store
+            .entry(EntryKind::Consent, "k")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("other kind")
+    );
+    store
+        .put_entry(EntryKind::Transaction, "k", "replaced".into(), later)
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .take_entry(EntryKind::Transaction, "k")
+            .await
+            .expect("take")
+            .as_deref(),
+        Some("replaced")
+    );
+    assert_eq!(
+        store
+            .take_entry(EntryKind::Transaction, "k")
+            .await
+            .expect("take"),
+        None
+    );
+    assert_eq!(
+        store
+            .entry(EntryKind::Consent, "k")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("other kind")
+    );
+    store
+        .put_entry(EntryKind::UpstreamTokens, "old", "x".into(), now() - 1)
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .entry(EntryKind::UpstreamTokens, "old")
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .take_entry(EntryKind::UpstreamTokens, "old")
+            .await
+            .expect("take"),
+        None
+    );
+}
+
+async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
+    store
+        .put_entry(EntryKind::Transaction, "state", "t".into(), now() + 600)
+        .await
+        .expect("put");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .take_entry(EntryKind::Transaction, "state")
+                    .await
+                    .expect("take")
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        taken += usize::from(task.await.expect("task").is_some());
+    }
+    assert_eq!(taken, 1);
+}
+
 // ---- the stores under test -------------------------------------------------------------
 
 /// A folder under the system temp dir, removed on drop.
@@ -374,6 +471,8 @@ macro_rules! conformance {
             case!(concurrent concurrent_code_redemptions_have_one_winner);
             case!(concurrent concurrent_refresh_redemptions_have_one_winner);
             case!(concurrent concurrent_takes_have_one_winner);
+            case!(entries_are_kept_by_kind_read_and_taken_once);
+            case!(concurrent concurrent_entry_takes_have_one_winner);
         }
     };
 }

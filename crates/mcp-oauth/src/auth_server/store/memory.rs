@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{
-    AuthRequestRecord, ClientRecord, CodeRecord, Redeemed, RefreshRecord, Store, StoreResult,
+    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Redeemed, RefreshRecord, Store,
+    StoreResult,
 };
 use crate::claims::now_unix;
 use crate::verify::BoxFuture;
@@ -16,6 +17,7 @@ struct Tables {
     codes: HashMap<String, (CodeRecord, bool)>,
     refresh: HashMap<String, (RefreshRecord, bool)>,
     revoked: HashMap<String, i64>,
+    entries: HashMap<(EntryKind, String), (String, i64)>,
     writes: u64,
 }
 
@@ -31,6 +33,7 @@ impl Tables {
         self.codes.retain(|_, (c, _)| c.expires_at > now);
         self.refresh.retain(|_, (r, _)| r.expires_at > now);
         self.revoked.retain(|_, until| *until > now);
+        self.entries.retain(|_, (_, expires_at)| *expires_at > now);
     }
 }
 
@@ -174,6 +177,49 @@ impl Store for MemoryStore {
     fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
         let now = now_unix();
         ready(self.with(|t| t.revoked.get(family).is_some_and(|until| *until > now)))
+    }
+
+    fn put_entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+        value: String,
+        expires_at: i64,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.with(|t| {
+            t.purge();
+            t.entries
+                .insert((kind, key.to_owned()), (value, expires_at));
+        });
+        ready(())
+    }
+
+    fn entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
+        let now = now_unix();
+        ready(self.with(|t| {
+            t.entries
+                .get(&(kind, key.to_owned()))
+                .filter(|(_, exp)| *exp > now)
+                .map(|(v, _)| v.clone())
+        }))
+    }
+
+    fn take_entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
+        let now = now_unix();
+        ready(self.with(|t| {
+            t.entries
+                .remove(&(kind, key.to_owned()))
+                .filter(|(_, exp)| *exp > now)
+                .map(|(v, _)| v)
+        }))
     }
 }
 

@@ -155,6 +155,29 @@ pub enum Redeemed<T> {
     Missing,
 }
 
+/// What an [`Store::put_entry`] record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// An OAuth proxy's pending upstream authorization, keyed by the hash of its `state`.
+    Transaction,
+    /// An OAuth proxy's upstream tokens, sealed (AES-GCM), keyed by grant family.
+    UpstreamTokens,
+    /// A remembered consent, keyed by user and client.
+    Consent,
+}
+
+impl EntryKind {
+    /// A stable name, for keys and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transaction => "transaction",
+            Self::UpstreamTokens => "upstream_tokens",
+            Self::Consent => "consent",
+        }
+    }
+}
+
 /// The authorization server's storage.
 ///
 /// `redeem_*` must be atomic: of two concurrent redemptions of the same value, exactly one
@@ -202,6 +225,26 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>>;
     /// Whether a grant family is revoked.
     fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Saves (or replaces) a small record (JSON text) until `expires_at` (Unix seconds).
+    fn put_entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+        value: String,
+        expires_at: i64,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// A record, if present and not expired.
+    fn entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<String>>>;
+    /// Removes a record and returns it (single use: of two concurrent takes, one gets it).
+    fn take_entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<String>>>;
 }
 
 impl fmt::Debug for dyn Store {

@@ -2,7 +2,7 @@
 //!
 //! Every record is kept as JSON in a `data` column, next to its key and, where the record has
 //! one, an indexed `expires_at` (Unix seconds). Codes and refresh tokens are keyed by the hash
-//! the caller passes, never by their value. The schema (version 1, kept in
+//! the caller passes, never by their value. The schema (version 2, kept in
 //! `PRAGMA user_version` so later versions can migrate it):
 //!
 //! ```sql
@@ -31,8 +31,17 @@
 //!     family     TEXT PRIMARY KEY NOT NULL,
 //!     until      INTEGER NOT NULL             -- revoked while until > now
 //! ) STRICT;
-//! -- and an index on expires_at (until) of the last four tables
+//! CREATE TABLE entries (                      -- version 2
+//!     kind       TEXT NOT NULL,               -- transaction, upstream_tokens, consent
+//!     key        TEXT NOT NULL,
+//!     expires_at INTEGER NOT NULL,
+//!     data       TEXT NOT NULL,
+//!     PRIMARY KEY (kind, key)
+//! ) STRICT;
+//! -- and an index on expires_at (until) of every table but clients
 //! ```
+//!
+//! A version 1 file is migrated to version 2 when it is opened.
 //!
 //! Rows past their expiry are ignored on read and deleted when the store opens and every
 //! 256 writes after that.
@@ -54,14 +63,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuthRequestRecord, ClientRecord, CodeRecord, Redeemed, RefreshRecord, Store, StoreError,
-    StoreResult,
+    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Redeemed, RefreshRecord, Store,
+    StoreError, StoreResult,
 };
 use crate::claims::now_unix;
 use crate::verify::BoxFuture;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE clients (
@@ -95,8 +104,22 @@ CREATE TABLE revoked_families (
 CREATE INDEX revoked_families_until ON revoked_families (until);
 ";
 
+/// Version 2: small records of the OAuth proxy (transactions, sealed upstream tokens,
+/// consents).
+const SCHEMA_V2: &str = "
+CREATE TABLE entries (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT;
+CREATE INDEX entries_expires_at ON entries (expires_at);
+";
+
 /// Deletes the rows that lapsed before `?1`.
-const PURGE: [&str; 4] = [
+const PURGE: [&str; 5] = [
+    "DELETE FROM entries WHERE expires_at <= ?1",
     "DELETE FROM requests WHERE expires_at <= ?1",
     "DELETE FROM codes WHERE expires_at <= ?1",
     "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
@@ -272,6 +295,11 @@ fn set_up(conn: &mut Connection) -> Result<(), Failure> {
     match version {
         0 => {
             tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        1 => {
+            tx.execute_batch(SCHEMA_V2)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -561,6 +589,65 @@ impl Store for SqliteStore {
                     "SELECT EXISTS (SELECT 1 FROM revoked_families WHERE family = ?1 AND until > ?2)",
                 )?
                 .query_row(params![family, now], |row| row.get(0))?)
+        })
+    }
+
+    fn put_entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+        value: String,
+        expires_at: i64,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let key = key.to_owned();
+        self.run("save an entry", move |db| {
+            db.conn
+                .prepare_cached("INSERT OR REPLACE INTO entries (kind, key, expires_at, data) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![kind.as_str(), key, expires_at, value])?;
+            db.wrote();
+            Ok(())
+        })
+    }
+
+    fn entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
+        let key = key.to_owned();
+        let now = now_unix();
+        self.run("read an entry", move |db| {
+            Ok(db
+                .conn
+                .prepare_cached(
+                    "SELECT data FROM entries WHERE kind = ?1 AND key = ?2 AND expires_at > ?3",
+                )?
+                .query_row(params![kind.as_str(), key, now], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    fn take_entry<'a>(
+        &'a self,
+        kind: EntryKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
+        let key = key.to_owned();
+        let now = now_unix();
+        self.run("take an entry", move |db| {
+            // One statement: of two concurrent takes, only one gets the row back.
+            let row: Option<(i64, String)> = db
+                .conn
+                .prepare_cached(
+                    "DELETE FROM entries WHERE kind = ?1 AND key = ?2 RETURNING expires_at, data",
+                )?
+                .query_row(params![kind.as_str(), key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            Ok(row
+                .filter(|(expires_at, _)| *expires_at > now)
+                .map(|(_, data)| data))
         })
     }
 }
