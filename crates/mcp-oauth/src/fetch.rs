@@ -167,6 +167,27 @@ impl HttpClient {
         Ok((fetched.headers, fetched.body))
     }
 
+    /// GET `url` with credentials, expecting 200 with a JSON body.
+    pub(crate) async fn get_json_with(
+        &self,
+        url: &Url,
+        auth: RequestAuth<'_>,
+    ) -> Result<Fetched, FetchError> {
+        self.check_url(url)?;
+        let mut request = self
+            .inner
+            .get(url.clone())
+            .header(http::header::ACCEPT, "application/json");
+        match auth {
+            RequestAuth::None => {}
+            RequestAuth::Basic(user, password) => {
+                request = request.basic_auth(form_urlencode(user), Some(form_urlencode(password)))
+            }
+            RequestAuth::Bearer(token) => request = request.bearer_auth(token),
+        }
+        self.send(url, request).await
+    }
+
     /// GET `url` expecting 200 with a JSON body.
     pub(crate) async fn get_json(&self, url: &Url) -> Result<Fetched, FetchError> {
         self.check_url(url)?;

@@ -44,8 +44,8 @@ fn cookie_name(server: &AuthServer) -> &'static str {
     }
 }
 
-fn cookie_value(server: &AuthServer, headers: &HeaderMap) -> Option<String> {
-    let name = cookie_name(server);
+/// A cookie's value.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -54,11 +54,15 @@ fn cookie_value(server: &AuthServer, headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
-        .filter(|v| {
-            v.len() == 43
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+}
+
+/// The CSRF cookie, if well formed.
+fn cookie_value(server: &AuthServer, headers: &HeaderMap) -> Option<String> {
+    cookie(headers, cookie_name(server)).filter(|v| {
+        v.len() == 43
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 fn set_cookie(server: &AuthServer, value: &str) -> String {
@@ -74,6 +78,17 @@ fn set_cookie(server: &AuthServer, value: &str) -> String {
     )
 }
 
+/// A `302 Found` to `url`, not cached.
+pub(crate) fn found(url: &str) -> Response {
+    let mut response = Redirect::to(url).into_response();
+    *response.status_mut() = StatusCode::FOUND;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// The client's redirect URI with these parameters added, `iss` included (RFC 9207).
 fn redirect_to(server: &AuthServer, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     let Ok(mut url) = Url::parse(redirect_uri) else {
@@ -86,16 +101,10 @@ fn redirect_to(server: &AuthServer, redirect_uri: &str, params: &[(&str, &str)])
         }
         query.append_pair("iss", &server.inner.issuer);
     }
-    let mut response = Redirect::to(url.as_str()).into_response();
-    *response.status_mut() = StatusCode::FOUND;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    response
+    found(url.as_str())
 }
 
-fn redirect_error(
+pub(crate) fn redirect_error(
     server: &AuthServer,
     redirect_uri: &str,
     state: Option<&str>,
@@ -110,7 +119,14 @@ fn redirect_error(
 }
 
 /// Issues a code for an approved request and sends the browser back to the client.
-async fn approve(server: &AuthServer, request: &AuthRequestRecord, user: UserIdentity) -> Response {
+/// Issues a code for an approved request (in the given grant family, or a new one) and sends
+/// the browser back to the client.
+pub(crate) async fn approve(
+    server: &AuthServer,
+    request: &AuthRequestRecord,
+    user: UserIdentity,
+    family: Option<String>,
+) -> Response {
     let code = random_token();
     let record = CodeRecord {
         client_id: request.client_id.clone(),
@@ -120,7 +136,7 @@ async fn approve(server: &AuthServer, request: &AuthRequestRecord, user: UserIde
         resource: request.resource.clone(),
         subject: user.subject,
         user_claims: user.claims,
-        family: random_token(),
+        family: family.unwrap_or_else(random_token),
         expires_at: now_unix() + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
     };
     if let Err(err) = server.inner.store.put_code(&hash_hex(&code), record).await {
@@ -282,9 +298,17 @@ pub(crate) async fn show(
         expires_at: now_unix()
             + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600),
     };
-    if server.inner.auto_approve {
+    if let Some(upstream) = server.inner.upstream.clone() {
+        let approved = super::proxy::approved_clients(
+            &server,
+            cookie(&headers, super::proxy::consent_cookie_name(&server)).as_deref(),
+        );
+        if server.inner.auto_approve || approved.iter().any(|(id, _)| *id == client.client_id) {
+            return super::proxy::start(&server, &upstream, request).await;
+        }
+    } else if server.inner.auto_approve {
         return match server.inner.login.auto_login() {
-            Some(user) => approve(&server, &request, user).await,
+            Some(user) => approve(&server, &request, user, None).await,
             None => fail("access_denied", "no user to sign in automatically"),
         };
     }
@@ -306,6 +330,11 @@ pub(crate) async fn show(
         client: &client,
         cookie: set_cookie(&server, &request.csrf),
         error: None,
+        upstream: server
+            .inner
+            .upstream
+            .as_deref()
+            .map(|u| (u.name.as_str(), u.origin())),
     }
     .render()
 }
@@ -369,10 +398,10 @@ pub(crate) async fn submit(
             "This sign-in request expired or was already used. Start again from the application.",
         );
     };
-    let cookie = cookie_value(&server, &headers).unwrap_or_default();
+    let csrf_cookie = cookie_value(&server, &headers).unwrap_or_default();
     let csrf_ok = bool::from(
         form.csrf.as_bytes().ct_eq(request.csrf.as_bytes())
-            & cookie.as_bytes().ct_eq(request.csrf.as_bytes()),
+            & csrf_cookie.as_bytes().ct_eq(request.csrf.as_bytes()),
     );
     // The cookie (SameSite=Strict) and the token bound to the request are the CSRF check;
     // the Origin, when it names a site, must be ours. `null` is what privacy settings send.
@@ -400,6 +429,7 @@ pub(crate) async fn submit(
     };
     if form.decision != "approve" {
         let _ = server.inner.store.take_request(&form.request_id).await;
+        tracing::info!(target: "mcp_oauth::auth_server", client_id = %request.client_id, "authorization denied by the user");
         return redirect_error(
             &server,
             &request.redirect_uri,
@@ -407,6 +437,28 @@ pub(crate) async fn submit(
             "access_denied",
             "the user denied the request",
         );
+    }
+    if let Some(upstream) = server.inner.upstream.clone() {
+        // Proxy mode: the consent is given; remember it for this browser, then sign in upstream.
+        let Ok(Some(request)) = server.inner.store.take_request(&form.request_id).await else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request was already used. Start again from the application.",
+            );
+        };
+        let approved = super::proxy::approved_clients(
+            &server,
+            cookie(&headers, super::proxy::consent_cookie_name(&server)).as_deref(),
+        );
+        let remember = super::proxy::consent_cookie(&server, approved, &request.client_id);
+        let mut response = super::proxy::start(&server, &upstream, request).await;
+        if let Some(value) = remember
+            .filter(|_| !server.inner.consent_ttl.is_zero())
+            .and_then(|c| http::HeaderValue::from_str(&c).ok())
+        {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        return response;
     }
     let Some(user) = server
         .inner
@@ -422,13 +474,14 @@ pub(crate) async fn submit(
             client: &client,
             cookie: set_cookie(&server, &request.csrf),
             error: Some("Wrong user name or password."),
+            upstream: None,
         }
         .render();
     };
     match server.inner.store.take_request(&form.request_id).await {
         Ok(Some(request)) => {
             tracing::info!(target: "mcp_oauth::auth_server", client_id = %request.client_id, subject = %user.subject, "authorization approved");
-            approve(&server, &request, user).await
+            approve(&server, &request, user, None).await
         }
         _ => error_page(
             StatusCode::BAD_REQUEST,

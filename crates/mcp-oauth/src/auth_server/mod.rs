@@ -23,9 +23,11 @@ mod cimd;
 mod keys;
 mod login;
 mod pages;
+pub mod proxy;
 mod rate;
 mod register;
 mod revoke;
+mod seal;
 pub mod store;
 mod token;
 
@@ -44,6 +46,7 @@ use url::Url;
 pub use cimd::CimdOptions;
 pub use keys::KeyRing;
 pub use login::{DevUsers, LoginBackend, UserIdentity};
+pub use proxy::{Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder};
 pub use rate::RateLimit;
 pub use store::{MemoryStore, Store};
 
@@ -96,6 +99,9 @@ pub(crate) struct Inner {
     pub(crate) token_limit: Option<RateLimit>,
     pub(crate) register_limit: Option<RateLimit>,
     pub(crate) authorize_limit: Option<RateLimit>,
+    pub(crate) upstream: Option<Arc<proxy::Upstream>>,
+    pub(crate) sealer: Option<seal::Sealer>,
+    pub(crate) consent_ttl: Duration,
 }
 
 /// The authorization server. Cheap to clone.
@@ -130,6 +136,9 @@ pub struct AuthServerBuilder {
     token_limit: Option<RateLimit>,
     register_limit: Option<RateLimit>,
     authorize_limit: Option<RateLimit>,
+    upstream: Option<proxy::Upstream>,
+    encryption_key: Option<crate::secret::Secret>,
+    consent_ttl: Duration,
 }
 
 impl AuthServer {
@@ -152,6 +161,9 @@ impl AuthServer {
             token_limit: Some(RateLimit::new(120, 60)),
             register_limit: Some(RateLimit::new(20, 10)),
             authorize_limit: Some(RateLimit::new(120, 60)),
+            upstream: None,
+            encryption_key: None,
+            consent_ttl: Duration::from_secs(30 * 86_400),
         }
     }
 
@@ -254,7 +266,11 @@ impl AuthServer {
                 "/revoke",
                 limited(post(revoke::revoke), self.inner.token_limit),
             )
-            .route("/jwks", get(jwks));
+            .route("/jwks", get(jwks))
+            .route(
+                "/callback",
+                limited(get(proxy::callback), self.inner.authorize_limit),
+            );
         let endpoints = if base.is_empty() {
             endpoints
         } else {
@@ -300,6 +316,29 @@ impl AuthServer {
             jwt,
             server: self.clone(),
         })
+    }
+
+    /// The upstream access token of the user behind `auth` (proxy mode), to call the
+    /// provider's API on the user's behalf: refreshed at the provider when it expired. It is
+    /// never the token the MCP client sent.
+    ///
+    /// # Security Warning
+    ///
+    /// This token acts as the user at the provider. Never log it or return it to a client.
+    ///
+    /// # Errors
+    ///
+    /// Not a proxy grant of this server, the grant was revoked, or the provider refused the
+    /// refresh.
+    pub async fn upstream_token(
+        &self,
+        auth: &crate::Auth,
+    ) -> Result<crate::secret::Secret, ProxyError> {
+        if auth.issuer.as_deref() != Some(self.inner.issuer.as_str()) {
+            return Err(ProxyError::NoTokens);
+        }
+        let family = auth.claims.str("sid").ok_or(ProxyError::NoTokens)?;
+        proxy::upstream_token(self, family).await
     }
 
     /// Registers a client directly (a pre-registered, confidential client for
@@ -490,6 +529,28 @@ impl AuthServerBuilder {
         self
     }
 
+    /// Proxy mode: users sign in at this upstream identity provider instead of the local
+    /// login form (see [`proxy`]). Needs [`Self::encryption_key`].
+    pub fn upstream(mut self, upstream: proxy::Upstream) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    /// The 32-byte key that seals upstream tokens at rest (AES-256-GCM) and signs the consent
+    /// cookie. Keep it secret and stable: another key cannot open tokens sealed with this one,
+    /// and every instance sharing a store needs the same key.
+    pub fn encryption_key(mut self, key: impl Into<crate::secret::Secret>) -> Self {
+        self.encryption_key = Some(key.into());
+        self
+    }
+
+    /// How long a browser's consent to a client is remembered (proxy mode). Default is 30
+    /// days; `Duration::ZERO` asks every time.
+    pub fn consent_ttl(mut self, ttl: Duration) -> Self {
+        self.consent_ttl = ttl;
+        self
+    }
+
     /// A pre-registered client.
     pub fn client(mut self, client: ClientSpec) -> Self {
         self.clients.push(client.into_record());
@@ -546,6 +607,16 @@ impl AuthServerBuilder {
             Some(options) => Some(cimd::Resolver::new(options)?),
             None => None,
         };
+        let sealer = match (&self.upstream, &self.encryption_key) {
+            (_, Some(key)) => Some(seal::Sealer::new(key.expose())?),
+            (Some(_), None) => {
+                return Err(ConfigError::missing(
+                    "encryption key",
+                    "proxy mode stores upstream tokens encrypted: call AuthServerBuilder::encryption_key with 32 secret bytes",
+                ));
+            }
+            (None, None) => None,
+        };
         let issuer = self.issuer.clone();
         Ok(AuthServer {
             inner: Arc::new(Inner {
@@ -567,6 +638,9 @@ impl AuthServerBuilder {
                 token_limit: self.token_limit,
                 register_limit: self.register_limit,
                 authorize_limit: self.authorize_limit,
+                upstream: self.upstream.map(Arc::new),
+                sealer,
+                consent_ttl: self.consent_ttl,
             }),
         })
     }

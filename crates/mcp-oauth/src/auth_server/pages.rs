@@ -113,6 +113,8 @@ pub(crate) struct Consent<'a> {
     pub(crate) client: &'a ClientRecord,
     pub(crate) cookie: String,
     pub(crate) error: Option<&'a str>,
+    /// Proxy mode: the provider the user signs in at next (name, origin); no password here.
+    pub(crate) upstream: Option<(&'a str, String)>,
 }
 
 impl Consent<'_> {
@@ -168,11 +170,26 @@ impl Consent<'_> {
                 escape(error)
             ));
         }
+        let provider = self.upstream.as_ref().map(|(name, _)| *name);
+        let fields = match provider {
+            Some(_) => String::new(),
+            None => "<label>User name<input name=\"username\" autocomplete=\"username\" required></label>\
+<label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>"
+                .to_owned(),
+        };
+        let approve = match provider {
+            Some(provider) => format!("Allow and sign in with {}", escape(provider)),
+            None => "Sign in and allow".to_owned(),
+        };
+        if let Some(provider) = provider {
+            body.push_str(&format!(
+                "<p>Next, you sign in with <strong>{}</strong>.</p>",
+                escape(provider)
+            ));
+        }
         body.push_str(&format!(
-            "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"request_id\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<label>User name<input name=\"username\" autocomplete=\"username\" required></label>\
-<label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-<div class=\"buttons\"><button type=\"submit\" name=\"decision\" value=\"approve\">Sign in and allow</button>\
+            "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"request_id\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{fields}\
+<div class=\"buttons\"><button type=\"submit\" name=\"decision\" value=\"approve\">{approve}</button>\
 <button type=\"submit\" name=\"decision\" value=\"deny\" formnovalidate>Deny</button></div></form>",
             escape(self.action),
             escape(self.request_id),
@@ -187,7 +204,13 @@ impl Consent<'_> {
             status,
             &format!("Authorize {name}"),
             &body,
-            &form_sources(&self.request.redirect_uri),
+            &match &self.upstream {
+                // The approved form redirects to the provider: the CSP must allow that hop.
+                Some((_, origin)) => {
+                    format!("{} {origin}", form_sources(&self.request.redirect_uri))
+                }
+                None => form_sources(&self.request.redirect_uri),
+            },
             Some(self.cookie.clone()),
         )
     }

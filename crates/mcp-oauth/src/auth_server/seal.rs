@@ -1,0 +1,161 @@
+//! Sealing secrets at rest (AES-256-GCM) and signing cookies (HMAC-SHA-256), with keys derived
+//! from one configured 32-byte key.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ConfigError;
+
+/// Encrypts and authenticates small secrets, bound to a context string (the grant family),
+/// so a sealed value moved to another record does not open.
+pub(crate) struct Sealer {
+    aead: LessSafeKey,
+    cookies: hmac::Key,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer([redacted])")
+    }
+}
+
+impl Sealer {
+    /// Derives the encryption and the cookie-signing keys from `key` (32 bytes).
+    pub(crate) fn new(key: &[u8]) -> Result<Self, ConfigError> {
+        if key.len() != 32 {
+            return Err(ConfigError::invalid(
+                "encryption key",
+                "it must be exactly 32 bytes (for example 32 random bytes, base64-encoded in configuration)",
+            ));
+        }
+        let derive = |label: &[u8]| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), label);
+        let enc = derive(b"mcp-oauth upstream-token sealing v1");
+        let mac = derive(b"mcp-oauth consent cookie v1");
+        let unbound = UnboundKey::new(&AES_256_GCM, enc.as_ref())
+            .map_err(|_| ConfigError::invalid("encryption key", "unusable key"))?;
+        Ok(Self {
+            aead: LessSafeKey::new(unbound),
+            cookies: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
+        })
+    }
+
+    /// `base64url(nonce ‖ ciphertext ‖ tag)`.
+    pub(crate) fn seal(&self, plaintext: &[u8], context: &str) -> Option<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).ok()?;
+        let mut data = plaintext.to_vec();
+        self.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut data,
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Some(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The plaintext of [`Sealer::seal`], if the value is intact and sealed for `context`.
+    pub(crate) fn open(&self, sealed: &str, context: &str) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, rest) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = rest.to_vec();
+        let plain = self
+            .aead
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut data)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+
+    /// `base64url(payload).base64url(mac)`.
+    pub(crate) fn sign_cookie(&self, payload: &[u8]) -> String {
+        let tag = hmac::sign(&self.cookies, payload);
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
+    }
+
+    /// The payload of a cookie made by [`Sealer::sign_cookie`], if its signature holds.
+    pub(crate) fn verify_cookie(&self, value: &str) -> Option<Vec<u8>> {
+        let (payload, tag) = value.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        hmac::verify(&self.cookies, &payload, &tag).ok()?;
+        Some(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_in_their_context_and_intact() {
+        let sealer = Sealer::new(&[7; 32]).expect("key");
+        let sealed = sealer.seal(b"upstream-token", "family-1").expect("seal");
+        assert!(!sealed.contains("upstream-token"));
+        assert_eq!(
+            sealer.open(&sealed, "family-1").as_deref(),
+            Some(&b"upstream-token"[..])
+        );
+        assert_eq!(
+            sealer.open(&sealed, "family-2"),
+            None,
+            "bound to its context"
+        );
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            sealer.open(std::str::from_utf8(&tampered).expect("ascii"), "family-1"),
+            None
+        );
+        assert_ne!(
+            sealer.seal(b"x", "c"),
+            sealer.seal(b"x", "c"),
+            "fresh nonce each time"
+        );
+        assert_eq!(
+            Sealer::new(&[7; 32])
+                .expect("key")
+                .open(&sealed, "family-1")
+                .as_deref(),
+            Some(&b"upstream-token"[..])
+        );
+        assert_eq!(
+            Sealer::new(&[8; 32])
+                .expect("key")
+                .open(&sealed, "family-1"),
+            None,
+            "another key cannot open it"
+        );
+        assert!(Sealer::new(&[1; 16]).is_err());
+    }
+
+    #[test]
+    fn cookies_are_signed() {
+        let sealer = Sealer::new(&[7; 32]).expect("key");
+        let cookie = sealer.sign_cookie(b"[\"client-a\"]");
+        assert_eq!(
+            sealer.verify_cookie(&cookie).as_deref(),
+            Some(&b"[\"client-a\"]"[..])
+        );
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(b"[\"client-b\"]"),
+            cookie.split('.').nth(1).expect("tag")
+        );
+        assert_eq!(sealer.verify_cookie(&forged), None);
+        assert_eq!(sealer.verify_cookie("garbage"), None);
+    }
+}
