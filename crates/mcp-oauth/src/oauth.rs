@@ -559,6 +559,7 @@ impl OAuthBuilder {
                     unverified = Some(spec.force_unverified);
                     Arc::new(crate::verify::unverified::UnverifiedJwt {
                         issuer: spec.issuer.clone(),
+                        typ: spec.require_at_jwt.then_some("at+jwt"),
                     })
                 }
                 Verification::Jwt => {

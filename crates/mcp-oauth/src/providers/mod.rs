@@ -251,7 +251,7 @@ pub(crate) fn required(
 ) -> Result<String, ConfigError> {
     value
         .filter(|v| !v.trim().is_empty())
-        .or_else(|| vars(var))
+        .or_else(|| vars(var).filter(|v| !v.trim().is_empty()))
         .map(|v| v.trim().to_owned())
         .ok_or_else(|| {
             ConfigError::missing(
@@ -265,7 +265,7 @@ pub(crate) fn required(
 pub(crate) fn optional(value: Option<String>, vars: Vars<'_>, var: &str) -> Option<String> {
     value
         .filter(|v| !v.trim().is_empty())
-        .or_else(|| vars(var))
+        .or_else(|| vars(var).filter(|v| !v.trim().is_empty()))
         .map(|v| v.trim().to_owned())
 }
 

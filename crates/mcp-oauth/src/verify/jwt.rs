@@ -117,11 +117,7 @@ impl JwtVerifier {
             return Err(VerifyError::unsupported_alg(jws.alg.as_str()));
         }
         if let Some(expected) = self.typ {
-            let typ = jws.header.typ.as_deref().unwrap_or_default();
-            let typ = typ.strip_prefix("application/").unwrap_or(typ);
-            if !typ.eq_ignore_ascii_case(expected) {
-                return Err(VerifyError::InvalidType { expected });
-            }
+            check_typ(jws.header.typ.as_deref(), expected)?;
         }
         let kid = jws.header.kid.as_deref();
         let verified = if jws.alg.family() == KeyFamily::Hmac {
@@ -377,5 +373,17 @@ impl JwtVerifierBuilder {
             hmac,
             typ: self.typ,
         })
+    }
+}
+
+/// The JOSE header `typ` names `expected`, with or without the `application/` prefix (RFC 7515
+/// §4.1.9), compared without regard to case.
+pub(crate) fn check_typ(typ: Option<&str>, expected: &'static str) -> Result<(), VerifyError> {
+    let typ = typ.unwrap_or_default();
+    let typ = typ.strip_prefix("application/").unwrap_or(typ);
+    if typ.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(VerifyError::InvalidType { expected })
     }
 }
