@@ -239,6 +239,9 @@ impl Authenticator {
                 self.leeway,
                 self.verifier.requires_exp(),
             )?;
+            if self.verifier.rechecks() {
+                self.verifier.recheck(&entry.auth.claims).await?;
+            }
             return Ok(entry.auth);
         }
         let claims = self.verifier.verify(token).await?;

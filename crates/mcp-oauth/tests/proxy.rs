@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_oauth::auth_server::store::{EntryKind, MemoryStore, Store};
 use mcp_oauth::auth_server::{AuthServer, Identity, Upstream};
 use mcp_oauth::fetch::HttpClient;
+use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 use mcp_oauth::testing::TestKey;
 use mcp_oauth::{Authenticator, ResourceUrl};
 use reqwest::redirect::Policy;
@@ -216,6 +217,7 @@ async fn start_upstream(github: bool) -> (Upstreamish, tokio::sync::oneshot::Sen
 
 struct Proxy {
     server: AuthServer,
+    resource: String,
     store: Arc<MemoryStore>,
     issuer: String,
     http: reqwest::Client,
@@ -223,18 +225,31 @@ struct Proxy {
 }
 
 async fn start_proxy(upstream: Upstream) -> Proxy {
+    start_proxy_serving(upstream, None).await
+}
+
+/// The proxy alone (its resource is [`RESOURCE`]), or, with `mcp`, the proxy and that MCP
+/// server on one port (the resource is then `<issuer>/mcp`).
+async fn start_proxy_serving(upstream: Upstream, mcp: Option<McpServer>) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let resource = match mcp {
+        Some(_) => format!("{issuer}/mcp"),
+        None => RESOURCE.to_owned(),
+    };
     let store = Arc::new(MemoryStore::new());
     let server = AuthServer::builder(issuer.clone())
-        .resource(RESOURCE)
+        .resource(resource.clone())
         .store(store.clone())
         .upstream(upstream)
         .encryption_key([9u8; 32].as_slice())
         .build()
         .await
         .expect("proxy");
-    let app = server.router();
+    let app = match mcp {
+        Some(mcp) => mcp.auth_server(server.clone()).app().expect("app"),
+        None => server.router(),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = axum::serve(
@@ -253,6 +268,7 @@ async fn start_proxy(upstream: Upstream) -> Proxy {
         .expect("client");
     Proxy {
         server,
+        resource,
         store,
         issuer,
         http,
@@ -340,7 +356,7 @@ impl Proxy {
             ("state", "client-state"),
             ("code_challenge", CHALLENGE),
             ("code_challenge_method", "S256"),
-            ("resource", RESOURCE),
+            ("resource", self.resource.as_str()),
             ("scope", "mcp:read"),
         ]);
         url.to_string()
@@ -420,7 +436,7 @@ impl Proxy {
                 ("client_id", client_id),
                 ("redirect_uri", REDIRECT),
                 ("code_verifier", VERIFIER),
-                ("resource", RESOURCE),
+                ("resource", self.resource.as_str()),
             ])
             .send()
             .await
@@ -431,7 +447,7 @@ impl Proxy {
 
     async fn auth(&self, token: &str) -> mcp_oauth::Auth {
         Authenticator::new(self.server.verifier().unwrap())
-            .authenticate(token, &ResourceUrl::parse(RESOURCE).unwrap())
+            .authenticate(token, &ResourceUrl::parse(&self.resource).unwrap())
             .await
             .expect("our token verifies")
     }
@@ -710,4 +726,139 @@ async fn proxy_mode_needs_an_encryption_key() {
         .build()
         .expect_err("no identity");
     assert!(err.to_string().contains("Identity::IdToken"), "{err}");
+}
+
+/// A tool that calls the provider's user API as the caller, with the upstream token.
+fn upstream_profile(user_api: String) -> Tool {
+    Tool::new(
+        "upstream_profile",
+        "Reads the caller's profile at the identity provider",
+        move |_: NoArgs, ctx: ToolContext| {
+            let user_api = user_api.clone();
+            async move {
+                let token = ctx.upstream_token().await?;
+                let profile: Value = reqwest::Client::new()
+                    .get(&user_api)
+                    .bearer_auth(String::from_utf8_lossy(token.expose()))
+                    .send()
+                    .await
+                    .map_err(|e| ToolError::new(e.to_string()))?
+                    .json()
+                    .await
+                    .map_err(|e| ToolError::new(e.to_string()))?;
+                Ok::<_, ToolError>(json!({ "login": profile["login"] }))
+            }
+        },
+    )
+}
+
+async fn call_tool(proxy: &Proxy, token: &str, tool: &str) -> (u16, Value) {
+    let res = proxy
+        .http
+        .post(&proxy.resource)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn tools_on_an_mcp_server_call_the_provider_with_the_upstream_token() {
+    let (up, _up_stop) = start_upstream(false).await;
+    let mcp = McpServer::new("proxied", "1.0.0")
+        .tool(upstream_profile(format!("{}/user", up.origin)))
+        .tool(Tool::new(
+            "whoami",
+            "Who is calling",
+            |_: NoArgs, ctx: ToolContext| async move {
+                let auth = ctx.require_auth()?;
+                Ok::<_, ToolError>(json!({ "sub": auth.subject() }))
+            },
+        ));
+    let proxy = start_proxy_serving(google_like(&up), Some(mcp)).await;
+
+    // The MCP endpoint is protected by the embedded server: its challenge, its metadata.
+    let res = proxy.http.post(&proxy.resource).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let prm: Value = proxy
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            proxy.issuer
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["resource"], proxy.resource);
+    assert_eq!(prm["authorization_servers"][0], proxy.issuer);
+
+    let client = proxy.register().await;
+    let mut jar = HashMap::new();
+    let (callback, _, _) = proxy.browse(proxy.authorize_url(&client), &mut jar).await;
+    let tokens = proxy.exchange(&client, &callback["code"]).await;
+    let ours = tokens["access_token"].as_str().unwrap();
+
+    let (status, body) = call_tool(&proxy, ours, "whoami").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["sub"], "google-user-42");
+    let calls = up.user_calls.load(Ordering::SeqCst);
+    let (status, body) = call_tool(&proxy, ours, "upstream_profile").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["login"], "octocat",
+        "the provider accepted the upstream token: {body}"
+    );
+    assert_eq!(up.user_calls.load(Ordering::SeqCst), calls + 1);
+    assert!(!body.to_string().contains("upstream-access"));
+
+    // After revocation our token is refused at the door, and the upstream token is gone.
+    let res = proxy
+        .http
+        .post(format!("{}/revoke", proxy.issuer))
+        .form(&[
+            ("token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", client.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, _) = call_tool(&proxy, ours, "upstream_profile").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn without_a_proxy_grant_tools_get_a_clear_error_and_no_token() {
+    // A token of this server that did not come through the upstream (minted directly): the
+    // tool gets an error result naming the problem, never another token.
+    let (up, _up_stop) = start_upstream(false).await;
+    let mcp =
+        McpServer::new("proxied", "1.0.0").tool(upstream_profile(format!("{}/user", up.origin)));
+    let proxy = start_proxy_serving(google_like(&up), Some(mcp)).await;
+    let scope = vec!["mcp:read".to_owned()];
+    let claims = serde_json::Map::new();
+    let token = proxy
+        .server
+        .mint_access_token(&mcp_oauth::auth_server::Grant {
+            subject: "someone",
+            client_id: "direct",
+            scope: &scope,
+            resource: Some(&proxy.resource),
+            user_claims: &claims,
+            family: "not-a-proxy-grant",
+            ttl: None,
+        });
+    let (status, body) = call_tool(&proxy, &token, "upstream_profile").await;
+    assert_eq!(status, 200, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("upstream token is unavailable"), "{text}");
+    assert_eq!(up.user_calls.load(Ordering::SeqCst), 0);
 }

@@ -182,6 +182,16 @@ impl AuthServer {
         &self.inner.store
     }
 
+    /// The resources (MCP endpoint URLs) tokens may be issued for, as configured.
+    pub fn resources(&self) -> &[String] {
+        &self.inner.resources
+    }
+
+    /// The scopes this server grants.
+    pub fn scopes_supported(&self) -> &[String] {
+        &self.inner.scopes_supported
+    }
+
     pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.inner.issuer.trim_end_matches('/'))
     }
@@ -429,20 +439,37 @@ impl<V: TokenVerifier> TokenVerifier for LocalVerifier<V> {
         Box::pin(async move {
             let claims = self.jwt.verify(token).await?;
             check_issuer(&claims, &self.server.inner.issuer)?;
-            if let Some(sid) = claims.str("sid") {
-                let revoked = self
-                    .server
-                    .inner
-                    .store
-                    .is_family_revoked(sid)
-                    .await
-                    .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
-                if revoked {
-                    return Err(VerifyError::Refused("the grant was revoked".into()));
-                }
-            }
+            self.check_not_revoked(&claims).await?;
             Ok(claims)
         })
+    }
+
+    /// Revocation takes effect at once, cached tokens included.
+    fn rechecks(&self) -> bool {
+        true
+    }
+
+    fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
+        Box::pin(self.check_not_revoked(claims))
+    }
+}
+
+impl<V> LocalVerifier<V> {
+    async fn check_not_revoked(&self, claims: &Claims) -> Result<(), VerifyError> {
+        let Some(sid) = claims.str("sid") else {
+            return Ok(());
+        };
+        let revoked = self
+            .server
+            .inner
+            .store
+            .is_family_revoked(sid)
+            .await
+            .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+        if revoked {
+            return Err(VerifyError::Refused("the grant was revoked".into()));
+        }
+        Ok(())
     }
 }
 

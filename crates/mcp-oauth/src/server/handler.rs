@@ -18,6 +18,8 @@ struct Shared {
     info: ServerConfig,
     tools: HashMap<String, Tool>,
     listed: Vec<ToolModel>,
+    #[cfg(feature = "auth-server")]
+    auth_server: Option<crate::auth_server::AuthServer>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,8 @@ impl Handler {
                 info,
                 tools,
                 listed,
+                #[cfg(feature = "auth-server")]
+                auth_server: server.auth_server.clone(),
             }),
         })
     }
@@ -105,7 +109,12 @@ impl ServerHandler for Handler {
             ))])
             .into());
         }
-        let ctx = ToolContext::new(auth, context);
+        #[cfg_attr(not(feature = "auth-server"), allow(unused_mut))]
+        let mut ctx = ToolContext::new(auth, context);
+        #[cfg(feature = "auth-server")]
+        {
+            ctx.auth_server = self.shared.auth_server.clone();
+        }
         match (tool.handler)(request.arguments, ctx).await {
             Ok(result) => Ok(result.into()),
             Err(message) => Err(ErrorData::invalid_params(message, None)),

@@ -101,6 +101,8 @@ pub struct McpServer {
     path: Option<String>,
     sessions: bool,
     json_response: bool,
+    #[cfg(feature = "auth-server")]
+    auth_server: Option<crate::auth_server::AuthServer>,
 }
 
 impl McpServer {
@@ -117,7 +119,48 @@ impl McpServer {
             path: None,
             sessions: false,
             json_response: true,
+            #[cfg(feature = "auth-server")]
+            auth_server: None,
         }
+    }
+
+    /// Serves `server` (an embedded [`AuthServer`](crate::auth_server::AuthServer), in proxy
+    /// mode or with its own login) on the same app, and, unless [`McpServer::oauth`] says
+    /// otherwise, protects the MCP endpoint with its tokens: resource = the server's first
+    /// [`resource`](crate::auth_server::AuthServerBuilder::resource) (else as for a preset),
+    /// signature checked against its key ring, revoked grants refused.
+    ///
+    /// Tools then reach the user's upstream token with [`ToolContext::upstream_token`].
+    ///
+    /// ```no_run
+    /// use mcp_oauth::auth_server::{AuthServer, MemoryStore, Upstream};
+    /// use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let google = Upstream::google("123.apps.googleusercontent.com", "GOCSPX-…").build()?;
+    /// let auth = AuthServer::builder("https://mcp.example.com")
+    ///     .upstream(google)
+    ///     .encryption_key(std::env::var("MCP_OAUTH_ENCRYPTION_KEY")?.into_bytes())
+    ///     .store(Arc::new(MemoryStore::new()))
+    ///     .resource("https://mcp.example.com/mcp")
+    ///     .build()
+    ///     .await?;
+    /// McpServer::new("calendar", "1.0.0")
+    ///     .auth_server(auth)
+    ///     .tool(Tool::new("calendar", "Calls the provider as the user", |_: NoArgs, ctx: ToolContext| async move {
+    ///         let token = ctx.upstream_token().await?;
+    ///         // reqwest::Client::new().get(…).bearer_auth(String::from_utf8_lossy(token.expose()))
+    ///         Ok::<_, ToolError>(format!("{} bytes of upstream token", token.expose().len()))
+    ///     }))
+    ///     .listen("127.0.0.1:8080")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "auth-server")]
+    pub fn auth_server(mut self, server: crate::auth_server::AuthServer) -> Self {
+        self.auth_server = Some(server);
+        self
     }
 
     /// Protects the MCP endpoint: with a ready [`OAuth`] configuration (the endpoint's path is
@@ -197,29 +240,55 @@ impl McpServer {
     /// listen address, once known).
     fn resolve_oauth(&self, listening: Option<SocketAddr>) -> Result<Option<OAuth>, ServerError> {
         let spec = match &self.oauth {
+            #[cfg(feature = "auth-server")]
+            None if self.auth_server.is_some() => None,
             None => return Ok(None),
             Some(OAuthSource::Ready(oauth)) => return Ok(Some(oauth.clone())),
-            Some(OAuthSource::Provider(spec)) => (**spec).clone()?,
+            Some(OAuthSource::Provider(spec)) => Some((**spec).clone()?),
         };
+        #[cfg(feature = "auth-server")]
+        if let (None, Some(server)) = (&spec, &self.auth_server) {
+            let resource = match server.resources().first() {
+                Some(resource) => resource.clone(),
+                None => self.resource_url(listening)?,
+            };
+            return Ok(Some(
+                OAuth::builder()
+                    .resource(resource)
+                    .authorization_server(server.issuer())
+                    .scopes_supported(server.scopes_supported().iter().cloned())
+                    .verifier(server.verifier()?)
+                    .mirror_authorization_server(false)
+                    .build()?,
+            ));
+        }
+        let Some(spec) = spec else {
+            return Ok(None);
+        };
+        let resource = self.resource_url(listening)?;
+        Ok(Some(
+            OAuth::builder().resource(resource).provider(spec).build()?,
+        ))
+    }
+
+    /// [`McpServer::url`], else `MCP_URL`, else on loopback `http://<listen address><path>`.
+    fn resource_url(&self, listening: Option<SocketAddr>) -> Result<String, ServerError> {
         let path = self.endpoint_path(None);
-        let resource = match (
+        match (
             &self.url,
             crate::providers::process_env("MCP_URL"),
             listening,
         ) {
-            (Some(url), _, _) => url.clone(),
-            (None, Some(url), _) => url,
-            (None, None, Some(addr)) if addr.ip().is_loopback() => format!("http://{addr}{path}"),
-            _ => {
-                return Err(ServerError::Config(ConfigError::missing(
-                    "MCP URL",
-                    "OAuth needs the public URL of the MCP endpoint: call McpServer::url or set MCP_URL (only a loopback listener can do without)",
-                )));
+            (Some(url), _, _) => Ok(url.clone()),
+            (None, Some(url), _) => Ok(url),
+            (None, None, Some(addr)) if addr.ip().is_loopback() => {
+                Ok(format!("http://{addr}{path}"))
             }
-        };
-        Ok(Some(
-            OAuth::builder().resource(resource).provider(spec).build()?,
-        ))
+            _ => Err(ServerError::Config(ConfigError::missing(
+                "MCP URL",
+                "OAuth needs the public URL of the MCP endpoint: call McpServer::url or set MCP_URL (only a loopback listener can do without)",
+            ))),
+        }
     }
 
     /// The axum app: the MCP endpoint and, with OAuth, the discovery routes. Add your own
@@ -297,6 +366,11 @@ impl McpServer {
             Some(oauth) => Router::new()
                 .route_service(&path, oauth.layer().layer(service))
                 .merge(oauth.metadata_router()),
+        };
+        #[cfg(feature = "auth-server")]
+        let router = match &self.auth_server {
+            Some(server) => router.merge(server.router()),
+            None => router,
         };
         Ok(router.layer(mcp_cors()))
     }

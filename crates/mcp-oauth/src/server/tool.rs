@@ -17,11 +17,43 @@ use crate::verify::BoxFuture;
 pub struct ToolContext {
     auth: Option<Auth>,
     request: RequestContext<RoleServer>,
+    #[cfg(feature = "auth-server")]
+    pub(super) auth_server: Option<crate::auth_server::AuthServer>,
 }
 
 impl ToolContext {
     pub(crate) fn new(auth: Option<Auth>, request: RequestContext<RoleServer>) -> Self {
-        Self { auth, request }
+        Self {
+            auth,
+            request,
+            #[cfg(feature = "auth-server")]
+            auth_server: None,
+        }
+    }
+
+    /// The caller's upstream access token (proxy mode), to call the identity provider's API
+    /// as the user: refreshed at the provider when it expired. Never the token the MCP client
+    /// sent, which is ours and only good for this server.
+    ///
+    /// # Security Warning
+    ///
+    /// This token acts as the user at the provider: never log it or put it in a tool result.
+    ///
+    /// # Errors
+    ///
+    /// The server has no [`McpServer::auth_server`](super::McpServer::auth_server), the caller
+    /// did not sign in through it, the grant was revoked, or the provider refused the refresh.
+    /// The message says which without revealing any token.
+    #[cfg(feature = "auth-server")]
+    pub async fn upstream_token(&self) -> Result<crate::secret::Secret, ToolError> {
+        let auth = self.require_auth()?;
+        let server = self.auth_server.as_ref().ok_or_else(|| {
+            ToolError::new("this server has no embedded authorization server in proxy mode")
+        })?;
+        server.upstream_token(auth).await.map_err(|err| {
+            tracing::warn!(target: "mcp_oauth::server", error = %err, "upstream token unavailable");
+            ToolError::new(format!("the upstream token is unavailable: {err}"))
+        })
     }
 
     /// The verified caller (`None` only on a server without OAuth).

@@ -66,6 +66,20 @@ pub trait TokenVerifier: Send + Sync + 'static {
     fn max_cache_ttl(&self) -> Option<Duration> {
         None
     }
+
+    /// Whether [`TokenVerifier::recheck`] must run on every use of a cached result. Default
+    /// `false`.
+    fn rechecks(&self) -> bool {
+        false
+    }
+
+    /// A check that must hold on every request, even when the verified token comes from the
+    /// cache: revocation of the grant, for a verifier that can know it (the embedded
+    /// authorization server's). Called only when [`TokenVerifier::rechecks`] is `true`.
+    fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
+        let _ = claims;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
@@ -80,6 +94,14 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
     fn max_cache_ttl(&self) -> Option<Duration> {
         (**self).max_cache_ttl()
     }
+
+    fn rechecks(&self) -> bool {
+        (**self).rechecks()
+    }
+
+    fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
+        (**self).recheck(claims)
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
@@ -93,5 +115,13 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
 
     fn max_cache_ttl(&self) -> Option<Duration> {
         (**self).max_cache_ttl()
+    }
+
+    fn rechecks(&self) -> bool {
+        (**self).rechecks()
+    }
+
+    fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
+        (**self).recheck(claims)
     }
 }
