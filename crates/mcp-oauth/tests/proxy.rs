@@ -470,7 +470,11 @@ async fn a_client_signs_in_through_the_upstream_and_gets_our_tokens() {
     // The upstream leg: our client id, our callback, a fresh state, PKCE S256, extra params.
     let seen = up.seen.lock().unwrap().authorize[0].clone();
     assert_eq!(seen["client_id"], UPSTREAM_CLIENT);
-    assert_eq!(seen["redirect_uri"], format!("{}/callback", proxy.issuer));
+    assert_eq!(
+        seen["redirect_uri"],
+        format!("{}/oauth/callback", proxy.issuer)
+    );
+    assert_eq!(seen["redirect_uri"], proxy.server.upstream_callback_url());
     assert_eq!(seen["code_challenge_method"], "S256");
     assert_eq!(seen["access_type"], "offline");
     assert_eq!(seen["scope"], "openid email profile");
@@ -599,7 +603,7 @@ async fn upstream_state_is_single_use_and_errors_reach_the_client_safely() {
     let (_, visited, _) = proxy.browse(proxy.authorize_url(&client), &mut jar).await;
     let callback = visited
         .iter()
-        .find(|u| u.contains("/callback?"))
+        .find(|u| u.starts_with(&format!("{}/oauth/callback?", proxy.issuer)))
         .expect("our callback was visited")
         .clone();
     // Replaying the provider's answer: the state is gone.
@@ -609,7 +613,10 @@ async fn upstream_state_is_single_use_and_errors_reach_the_client_safely() {
     // A forged state: same.
     let res = proxy
         .http
-        .get(format!("{}/callback?code=x&state=forged", proxy.issuer))
+        .get(format!(
+            "{}/oauth/callback?code=x&state=forged",
+            proxy.issuer
+        ))
         .send()
         .await
         .unwrap();

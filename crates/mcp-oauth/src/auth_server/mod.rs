@@ -187,6 +187,12 @@ impl AuthServer {
         &self.inner.resources
     }
 
+    /// The redirect URI to register at the upstream provider (proxy mode):
+    /// `<issuer>/oauth/callback`.
+    pub fn upstream_callback_url(&self) -> String {
+        self.endpoint(proxy::CALLBACK_PATH)
+    }
+
     /// The scopes this server grants.
     pub fn scopes_supported(&self) -> &[String] {
         &self.inner.scopes_supported
@@ -278,7 +284,7 @@ impl AuthServer {
             )
             .route("/jwks", get(jwks))
             .route(
-                "/callback",
+                proxy::CALLBACK_PATH,
                 limited(get(proxy::callback), self.inner.authorize_limit),
             );
         let endpoints = if base.is_empty() {

@@ -6,7 +6,7 @@
 //! ```text
 //! client ─▶ /authorize (checked like any request) ─▶ consent page (once per browser and client)
 //!        ─▶ upstream /authorize (our client id, PKCE, a random single-use state kept here)
-//!        ─▶ /callback ─▶ code exchanged upstream, user identified, upstream tokens sealed
+//!        ─▶ /oauth/callback ─▶ code exchanged upstream, user identified, upstream tokens sealed
 //!        ─▶ client redirect URI with OUR code, state and iss
 //! ```
 //!
@@ -35,6 +35,10 @@ use crate::fetch::{HttpClient, RequestAuth};
 use crate::jose::jws::b64;
 use crate::secret::Secret;
 use crate::verify::{JwtVerifier, TokenVerifier};
+
+/// Where the provider sends the browser back, under the issuer: the redirect URI to register
+/// at the provider. The same path as mcp-use's proxy, so an existing registration keeps working.
+pub const CALLBACK_PATH: &str = "/oauth/callback";
 
 /// How the proxy learns who signed in upstream.
 #[derive(Clone)]
@@ -520,7 +524,7 @@ pub(crate) async fn start(
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");
         q.append_pair("client_id", &upstream.client_id);
-        q.append_pair("redirect_uri", &server.endpoint("/callback"));
+        q.append_pair("redirect_uri", &server.endpoint(CALLBACK_PATH));
         q.append_pair("state", &state);
         if !upstream.scopes.is_empty() {
             q.append_pair("scope", &upstream.scopes.join(" "));
@@ -536,7 +540,7 @@ pub(crate) async fn start(
     super::authorize::found(url.as_str())
 }
 
-/// `GET /callback`: the provider's answer.
+/// `GET /oauth/callback`: the provider's answer.
 pub(crate) async fn callback(
     State(server): State<AuthServer>,
     RawQuery(query): RawQuery,
@@ -701,7 +705,7 @@ async fn exchange(
     code: &str,
     verifier: &str,
 ) -> Result<(UpstreamTokens, UserIdentity), ProxyError> {
-    let redirect_uri = server.endpoint("/callback");
+    let redirect_uri = server.endpoint(CALLBACK_PATH);
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
