@@ -65,6 +65,8 @@ mod auth;
 #[cfg(feature = "auth-server")]
 pub mod auth_server;
 mod authenticator;
+#[cfg(all(feature = "axum", feature = "remote"))]
+pub mod browser_proxy;
 pub mod challenge;
 mod claims;
 pub mod error;

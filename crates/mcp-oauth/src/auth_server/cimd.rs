@@ -133,6 +133,8 @@ impl Resolver {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.options.timeout)
+            // An HTTP(S)_PROXY would resolve the name again, unchecked: connect directly.
+            .no_proxy()
             .resolve(&host, addr)
             .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
             .build()

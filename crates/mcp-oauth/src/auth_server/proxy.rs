@@ -329,9 +329,9 @@ impl Upstream {
 }
 
 impl UpstreamBuilder {
-    /// Our client secret at the provider.
+    /// Our client secret at the provider. An empty secret means none: a public client at the provider, PKCE only.
     pub fn client_secret(mut self, secret: impl Into<Secret>) -> Self {
-        self.client_secret = Some(secret.into());
+        self.client_secret = Some(secret.into()).filter(|s| !s.expose().is_empty());
         self
     }
 
