@@ -83,14 +83,18 @@ fn split_pair<'a>(value: &'a str, what: &str) -> Result<(&'a str, &'a str), Stri
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite_store(dir: &std::path::Path) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+pub(crate) fn sqlite_store(
+    dir: &std::path::Path,
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
     Ok(Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(
         dir.join("state.sqlite3"),
     )?))
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn sqlite_store(_dir: &std::path::Path) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+pub(crate) fn sqlite_store(
+    _dir: &std::path::Path,
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
     Err("this build has no SQLite support; use --store memory".into())
 }
 

@@ -12,6 +12,7 @@ mod data_dir;
 mod demo;
 mod dev;
 mod doctor;
+mod proxy;
 mod serve;
 mod token;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Run the demo MCP server (tools whoami, echo, admin_action) protected by an existing
     /// OAuth / OIDC issuer.
     Serve(serve::ServeArgs),
+    /// Run the demo MCP server behind an OAuth proxy to Google, GitHub, Okta, Entra ID or any
+    /// OpenID Connect issuer: clients register here, users sign in at the provider.
+    Proxy(Box<proxy::ProxyArgs>),
     /// Check an authorization server (and optionally an MCP endpoint and a token) the way
     /// MCP clients and this library will, and explain every check.
     Doctor(doctor::DoctorArgs),
@@ -52,6 +56,7 @@ async fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Token(args) => token::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Proxy(args) => proxy::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).await,
     };
     match result {

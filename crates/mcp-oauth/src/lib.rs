@@ -56,6 +56,7 @@
 //! | `rmcp` | yes | [`server::McpServer`] and the rmcp `Auth` extractor |
 //! | `auth-server` | no | [`auth_server`]: an embedded OAuth 2.1 authorization server |
 //! | `sqlite` | no | `auth_server::store::SqliteStore`: the server's state in a SQLite file |
+//! | `redis` | no | `auth_server::store::RedisStore`: state shared by several instances behind a load balancer |
 //! | `test-util` | no | [`testing`]: keys and token builders for tests |
 
 #![forbid(unsafe_code)]

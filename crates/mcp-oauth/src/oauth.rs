@@ -599,6 +599,7 @@ impl OAuthBuilder {
     /// # Errors
     ///
     /// No resource or verifier; an invalid resource, issuer or scope.
+    #[cfg_attr(not(feature = "remote"), allow(unused_mut))]
     pub fn build(mut self) -> Result<OAuth, ConfigError> {
         #[cfg(feature = "remote")]
         let (unverified, claim_checks) = self.apply_provider()?;

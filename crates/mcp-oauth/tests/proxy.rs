@@ -567,8 +567,24 @@ async fn an_expired_upstream_token_is_refreshed_upstream() {
     let tokens = proxy.exchange(&client, &callback["code"]).await;
     let auth = proxy.auth(tokens["access_token"].as_str().unwrap()).await;
     up.seen.lock().unwrap().expires_in = None;
-    let renewed = proxy.server.upstream_token(&auth).await.expect("refreshed");
-    assert_eq!(renewed.expose(), b"upstream-access-2");
+    // Eight tool calls at once: one refresh at the provider, the same renewed token for all.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (server, auth) = (proxy.server.clone(), auth.clone());
+        calls.spawn(async move { server.upstream_token(&auth).await.expect("refreshed") });
+    }
+    while let Some(renewed) = calls.join_next().await {
+        assert_eq!(renewed.unwrap().expose(), b"upstream-access-2");
+    }
+    let refreshes = up
+        .seen
+        .lock()
+        .unwrap()
+        .token
+        .iter()
+        .filter(|form| form["grant_type"] == "refresh_token")
+        .count();
+    assert_eq!(refreshes, 1, "single flight");
     let last = up.seen.lock().unwrap().token.last().cloned().unwrap();
     assert_eq!(last["grant_type"], "refresh_token");
     assert_eq!(last["refresh_token"], "upstream-refresh-1");

@@ -2,6 +2,11 @@
 //!
 //! The records are `#[non_exhaustive]`, so they are built from JSON here, as a store would
 //! read them back.
+//!
+//! The Redis cases (feature `redis`) start a private `redis-server` per test, on a free
+//! loopback port and without persistence, and kill it when the test ends: Debian's
+//! `/usr/bin/redis-server`, which `scripts/redis-server` installs, or the binary that
+//! `MCP_OAUTH_REDIS_SERVER` names.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
@@ -229,6 +234,30 @@ async fn revoked_families_lapse(store: Arc<dyn Store>) {
     assert!(!store.is_family_revoked("never").await.expect("read"));
 }
 
+async fn revocations_are_never_shortened(store: Arc<dyn Store>) {
+    store.revoke_family("f", now() + 600).await.expect("revoke");
+    store
+        .revoke_family("f", now() - 1)
+        .await
+        .expect("revoke for less");
+    assert!(
+        store.is_family_revoked("f").await.expect("read"),
+        "a shorter revocation keeps the longer one"
+    );
+    store
+        .revoke_family("g", now() - 1)
+        .await
+        .expect("revoke lapsed");
+    store
+        .revoke_family("g", now() + 600)
+        .await
+        .expect("revoke for longer");
+    assert!(
+        store.is_family_revoked("g").await.expect("read"),
+        "a longer revocation replaces a shorter one"
+    );
+}
+
 /// Counts the outcomes of `n` concurrent redemptions: (fresh, replayed, missing).
 async fn race<T, F, Fut>(n: usize, mut redeem: F) -> (usize, usize, usize)
 where
@@ -420,22 +449,34 @@ impl Drop for TempDir {
     }
 }
 
-fn memory_store() -> (Arc<dyn Store>, Option<TempDir>) {
+async fn memory_store() -> (Arc<dyn Store>, Option<TempDir>) {
     (Arc::new(MemoryStore::new()), None)
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite_memory_store() -> (Arc<dyn Store>, Option<TempDir>) {
+async fn sqlite_memory_store() -> (Arc<dyn Store>, Option<TempDir>) {
     let store = mcp_oauth::auth_server::store::SqliteStore::in_memory().expect("in-memory store");
     (Arc::new(store), None)
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite_file_store() -> (Arc<dyn Store>, Option<TempDir>) {
+async fn sqlite_file_store() -> (Arc<dyn Store>, Option<TempDir>) {
     let dir = TempDir::new("suite");
     let store =
         mcp_oauth::auth_server::store::SqliteStore::open(dir.path().join("auth.db")).expect("open");
     (Arc::new(store), Some(dir))
+}
+
+#[cfg(feature = "redis")]
+async fn redis_store() -> (Arc<dyn Store>, redis_support::RedisServer) {
+    let server = redis_support::RedisServer::start();
+    let store = mcp_oauth::auth_server::store::RedisStore::connect(
+        &server.url(),
+        &redis_support::fresh_prefix(),
+    )
+    .await
+    .expect("connect");
+    (Arc::new(store), server)
 }
 
 /// Runs every contract test against the store `$make` builds.
@@ -446,14 +487,14 @@ macro_rules! conformance {
                 ($test:ident) => {
                     #[tokio::test]
                     async fn $test() {
-                        let (store, _dir) = super::$make();
+                        let (store, _guard) = super::$make().await;
                         super::$test(store).await;
                     }
                 };
                 (concurrent $test:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $test() {
-                        let (store, _dir) = super::$make();
+                        let (store, _guard) = super::$make().await;
                         super::$test(store).await;
                     }
                 };
@@ -468,6 +509,7 @@ macro_rules! conformance {
             case!(refresh_peek_does_not_consume);
             case!(expired_refresh_tokens_are_missing);
             case!(revoked_families_lapse);
+            case!(revocations_are_never_shortened);
             case!(concurrent concurrent_code_redemptions_have_one_winner);
             case!(concurrent concurrent_refresh_redemptions_have_one_winner);
             case!(concurrent concurrent_takes_have_one_winner);
@@ -482,6 +524,8 @@ conformance!(memory, memory_store);
 conformance!(sqlite_in_memory, sqlite_memory_store);
 #[cfg(feature = "sqlite")]
 conformance!(sqlite_file, sqlite_file_store);
+#[cfg(feature = "redis")]
+conformance!(redis, redis_store);
 
 // ---- SQLite only -----------------------------------------------------------------------
 
@@ -617,5 +661,502 @@ mod sqlite_only {
         let message = err.to_string();
         assert!(message.starts_with("store: sqlite: cannot"), "{message}");
         assert!(message.contains("not-a-db"), "{message}");
+    }
+}
+
+// ---- Redis only ------------------------------------------------------------------------
+
+/// A private `redis-server` per test: on 127.0.0.1, a free port, no persistence, its files in
+/// a temp dir, killed when the guard drops.
+#[cfg(feature = "redis")]
+mod redis_support {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::TempDir;
+
+    /// Debian's `redis-server`, installed by `scripts/redis-server`.
+    const DEFAULT_BINARY: &str = "/usr/bin/redis-server";
+
+    /// How long a server may take to answer `PING`.
+    const READY_WITHIN: Duration = Duration::from_secs(10);
+
+    /// Held while a server picks its port and starts, so that two tests of this binary never
+    /// race for one port.
+    static STARTING: Mutex<()> = Mutex::new(());
+
+    /// A key prefix no other store in this process uses.
+    pub(crate) fn fresh_prefix() -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "test-{}-{}:",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    pub(crate) struct RedisServer {
+        child: Child,
+        port: u16,
+        _dir: TempDir,
+    }
+
+    impl RedisServer {
+        pub(crate) fn start() -> Self {
+            Self::start_with(&[])
+        }
+
+        /// Starts a server with extra `--option value` arguments.
+        pub(crate) fn start_with(extra: &[&str]) -> Self {
+            let binary = std::env::var_os("MCP_OAUTH_REDIS_SERVER")
+                .map_or_else(|| PathBuf::from(DEFAULT_BINARY), PathBuf::from);
+            assert!(
+                binary.exists(),
+                "{} is missing: run scripts/redis-server (installs Debian's redis-server), \
+                 or point MCP_OAUTH_REDIS_SERVER at a redis-server binary",
+                binary.display()
+            );
+            let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+            let mut failures = Vec::new();
+            for _attempt in 0..3 {
+                let dir = TempDir::new("redis");
+                let port = free_port();
+                let log = dir.path().join("redis.log");
+                let mut child = Command::new(&binary)
+                    .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                    .arg("--dir")
+                    .arg(dir.path())
+                    .arg("--logfile")
+                    .arg(&log)
+                    .args(extra)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start redis-server");
+                match wait_until_ready(&mut child, port) {
+                    Ok(()) => {
+                        return Self {
+                            child,
+                            port,
+                            _dir: dir,
+                        };
+                    }
+                    Err(why) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        failures.push(format!("port {port}: {why}\n{log}"));
+                    }
+                }
+            }
+            panic!("redis-server did not start:\n{}", failures.join("\n"));
+        }
+
+        pub(crate) fn port(&self) -> u16 {
+            self.port
+        }
+
+        pub(crate) fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/0", self.port)
+        }
+
+        /// A plain connection, to look at what the store wrote.
+        pub(crate) fn raw(&self) -> ::redis::Connection {
+            ::redis::Client::open(self.url())
+                .expect("url")
+                .get_connection()
+                .expect("raw connection")
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    pub(crate) fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    /// Polls with `PING` until the server answers, it exits, or [`READY_WITHIN`] passes.
+    fn wait_until_ready(child: &mut Child, port: u16) -> Result<(), String> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("redis-server exited: {status}"));
+            }
+            if answers_ping(port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no answer to PING within {READY_WITHIN:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn answers_ping(port: u16) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut reply = [0_u8; 64];
+        let n = stream.read(&mut reply).unwrap_or(0);
+        // A server with a password answers, too: it is up.
+        reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH")
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_only {
+    use std::time::{Duration, Instant};
+
+    use super::redis_support::{RedisServer, free_port};
+    use super::*;
+    use mcp_oauth::auth_server::store::RedisStore;
+
+    fn raw_keys(conn: &mut ::redis::Connection) -> Vec<String> {
+        let mut keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query(conn).expect("KEYS");
+        keys.sort();
+        keys
+    }
+
+    fn expire_time(conn: &mut ::redis::Connection, key: &str) -> i64 {
+        ::redis::cmd("EXPIRETIME")
+            .arg(key)
+            .query(conn)
+            .expect("EXPIRETIME")
+    }
+
+    /// Writes one record of each kind, all lapsing at `expires_at`.
+    async fn one_of_each(store: &RedisStore, expires_at: i64) {
+        store
+            .put_client(client("c", "https://client.example/cb"))
+            .await
+            .expect("client");
+        store
+            .put_request("r", request(expires_at))
+            .await
+            .expect("request");
+        store
+            .put_code("h", code("f", expires_at))
+            .await
+            .expect("code");
+        store
+            .put_refresh("h", refresh_token("f", expires_at))
+            .await
+            .expect("refresh");
+        store.revoke_family("f", expires_at).await.expect("revoke");
+        store
+            .put_entry(EntryKind::Consent, "alice:c", "{}".into(), expires_at)
+            .await
+            .expect("consent");
+        store
+            .put_entry(EntryKind::Transaction, "s", "{}".into(), expires_at)
+            .await
+            .expect("transaction");
+        store
+            .put_entry(EntryKind::UpstreamTokens, "f", "sealed".into(), expires_at)
+            .await
+            .expect("upstream tokens");
+    }
+
+    /// The keys [`one_of_each`] writes that expire, without the prefix.
+    const EXPIRING: [&str; 7] = [
+        "code:h",
+        "entry:consent:alice:c",
+        "entry:transaction:s",
+        "entry:upstream_tokens:f",
+        "refresh:h",
+        "request:r",
+        "revoked:f",
+    ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_share_state_and_redeem_a_code_once() {
+        let server = RedisServer::start();
+        let a: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "mcp-oauth:")
+                .await
+                .expect("instance a"),
+        );
+        let b: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "mcp-oauth:")
+                .await
+                .expect("instance b"),
+        );
+
+        let registered = client("c", "https://client.example/cb");
+        a.put_client(registered.clone()).await.expect("register");
+        assert_eq!(b.client("c").await.expect("read"), Some(registered));
+        b.put_entry(EntryKind::Consent, "alice:c", "{}".into(), now() + 600)
+            .await
+            .expect("consent");
+        assert!(
+            a.entry(EntryKind::Consent, "alice:c")
+                .await
+                .expect("read")
+                .is_some()
+        );
+        b.revoke_family("f0", now() + 600).await.expect("revoke");
+        assert!(a.is_family_revoked("f0").await.expect("read"));
+
+        let record = code("f1", now() + 60);
+        a.put_code("h", record.clone()).await.expect("put");
+        let mut turn = 0_usize;
+        let counts = race(50, || {
+            turn += 1;
+            let store = if turn.is_multiple_of(2) {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            async move { store.redeem_code("h").await.expect("redeem") }
+        })
+        .await;
+        assert_eq!(counts, (1, 49, 0));
+        assert_eq!(
+            b.redeem_code("h").await.expect("redeem"),
+            Redeemed::Replayed(record)
+        );
+    }
+
+    #[tokio::test]
+    async fn every_key_carries_the_prefix() {
+        let server = RedisServer::start();
+        let a = RedisStore::connect(&server.url(), "deploy-a:")
+            .await
+            .expect("connect a");
+        let b = RedisStore::connect(&server.url(), "deploy-b:")
+            .await
+            .expect("connect b");
+        one_of_each(&a, now() + 600).await;
+
+        let mut expected: Vec<String> = EXPIRING
+            .iter()
+            .chain(&["client:c"])
+            .map(|key| format!("deploy-a:{key}"))
+            .collect();
+        expected.sort();
+        assert_eq!(raw_keys(&mut server.raw()), expected);
+
+        // Another deployment on the same Redis sees none of it.
+        assert_eq!(b.client("c").await.expect("read"), None);
+        assert_eq!(b.request("r").await.expect("read"), None);
+        assert_eq!(b.redeem_code("h").await.expect("redeem"), Redeemed::Missing);
+        assert_eq!(b.refresh("h").await.expect("read"), None);
+        assert!(!b.is_family_revoked("f").await.expect("read"));
+        assert_eq!(
+            b.take_entry(EntryKind::Transaction, "s")
+                .await
+                .expect("take"),
+            None
+        );
+        assert!(a.request("r").await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn every_record_with_an_expiry_gets_it_in_redis() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        let expires_at = now() + 600;
+        one_of_each(&store, expires_at).await;
+
+        let mut raw = server.raw();
+        for key in EXPIRING {
+            assert_eq!(
+                expire_time(&mut raw, &format!("p:{key}")),
+                expires_at,
+                "{key}"
+            );
+        }
+        assert_eq!(expire_time(&mut raw, "p:client:c"), -1, "clients stay");
+
+        // Redeeming does not touch the expiry.
+        store.redeem_code("h").await.expect("redeem");
+        assert_eq!(expire_time(&mut raw, "p:code:h"), expires_at);
+    }
+
+    #[tokio::test]
+    async fn records_are_gone_from_redis_after_their_expiry() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        one_of_each(&store, now() + 1).await;
+
+        let mut raw = server.raw();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if raw_keys(&mut raw) == ["p:client:c"] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still there after 5 s: {:?}",
+                raw_keys(&mut raw)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            store.redeem_code("h").await.expect("redeem"),
+            Redeemed::Missing
+        );
+        assert!(!store.is_family_revoked("f").await.expect("read"));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_keeps_its_longest_expiry_in_redis() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        let long = now() + 600;
+        store.revoke_family("f", long).await.expect("revoke");
+        store.revoke_family("f", now() + 60).await.expect("revoke");
+        let mut raw = server.raw();
+        assert_eq!(expire_time(&mut raw, "p:revoked:f"), long);
+        store.revoke_family("f", long + 60).await.expect("revoke");
+        assert_eq!(expire_time(&mut raw, "p:revoked:f"), long + 60);
+
+        // A revocation that has already lapsed leaves nothing behind.
+        store.revoke_family("g", now() - 1).await.expect("revoke");
+        assert_eq!(raw_keys(&mut raw), ["p:revoked:f"]);
+    }
+
+    #[tokio::test]
+    async fn records_past_their_time_are_ignored_even_if_redis_still_has_them() {
+        // A server whose clock runs behind Redis's: Redis still keeps the key, the record
+        // says it lapsed.
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        let mut raw = server.raw();
+        let lapsed = serde_json::to_string(&code("f", now() - 5)).expect("json");
+        let _: () = ::redis::cmd("HSET")
+            .arg("p:code:h")
+            .arg("data")
+            .arg(lapsed)
+            .arg("used")
+            .arg("0")
+            .query(&mut raw)
+            .expect("HSET");
+        assert_eq!(
+            store.redeem_code("h").await.expect("redeem"),
+            Redeemed::Missing
+        );
+        let entry = json!({ "expires_at": now() - 5, "value": "v" }).to_string();
+        let _: () = ::redis::cmd("SET")
+            .arg("p:entry:transaction:s")
+            .arg(entry)
+            .query(&mut raw)
+            .expect("SET");
+        assert_eq!(
+            store
+                .entry(EntryKind::Transaction, "s")
+                .await
+                .expect("read"),
+            None
+        );
+        let _: () = ::redis::cmd("SET")
+            .arg("p:revoked:f")
+            .arg(now() - 5)
+            .query(&mut raw)
+            .expect("SET");
+        assert!(!store.is_family_revoked("f").await.expect("read"));
+    }
+
+    #[tokio::test]
+    async fn damaged_records_are_errors_that_do_not_quote_them() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        let _: () = ::redis::cmd("SET")
+            .arg("p:client:c")
+            .arg(r#"{"client_id": "secret-looking-value"}"#)
+            .query(&mut server.raw())
+            .expect("SET");
+        let message = store.client("c").await.expect_err("damaged").to_string();
+        assert!(
+            message.starts_with("store: redis: cannot read a client: damaged record"),
+            "{message}"
+        );
+        assert!(!message.contains("secret-looking-value"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn the_password_stays_out_of_debug_and_errors() {
+        let server = RedisServer::start_with(&["--requirepass", "hunter2-secret"]);
+        let port = server.port();
+        let store =
+            RedisStore::connect(&format!("redis://:hunter2-secret@127.0.0.1:{port}/0"), "p:")
+                .await
+                .expect("connect with the password");
+        assert_eq!(
+            format!("{store:?}"),
+            format!(r#"RedisStore {{ addr: "127.0.0.1:{port}", db: 0, prefix: "p:" }}"#)
+        );
+        store
+            .put_client(client("c", "https://client.example/cb"))
+            .await
+            .expect("write");
+
+        let started = Instant::now();
+        let err = RedisStore::connect(&format!("redis://:wrong-secret@127.0.0.1:{port}/0"), "p:")
+            .await
+            .expect_err("a wrong password");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "store: redis: cannot connect to 127.0.0.1:{port}: "
+            )),
+            "{message}"
+        );
+        assert!(!message.contains("wrong-secret"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(2), "fails at once");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_at_once_naming_its_address() {
+        let port = free_port();
+        let started = Instant::now();
+        let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "p:")
+            .await
+            .expect_err("nobody listens");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "store: redis: cannot connect to 127.0.0.1:{port}: "
+            )),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "fails at once");
+
+        let err = RedisStore::connect("not a url", "p:")
+            .await
+            .expect_err("a bad url");
+        assert!(
+            err.to_string()
+                .starts_with("store: redis: invalid connection url"),
+            "{err}"
+        );
     }
 }

@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) upstream: Option<Arc<proxy::Upstream>>,
     pub(crate) sealer: Option<seal::Sealer>,
     pub(crate) consent_ttl: Duration,
+    /// One lock per grant whose upstream tokens are being refreshed (single flight).
+    pub(crate) upstream_refreshes: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// The authorization server. Cheap to clone.
@@ -486,8 +488,9 @@ impl AuthServerBuilder {
         self
     }
 
-    /// The store (default: [`MemoryStore`]; `SqliteStore` with the `sqlite` feature keeps
-    /// clients and refresh tokens across restarts).
+    /// The store (default: [`MemoryStore`]). `SqliteStore` (feature `sqlite`) keeps clients
+    /// and refresh tokens across restarts; `RedisStore` (feature `redis`) shares them between
+    /// instances, which must then also share the signing keys and the encryption key.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
@@ -674,6 +677,10 @@ impl AuthServerBuilder {
                 upstream: self.upstream.map(Arc::new),
                 sealer,
                 consent_ttl: self.consent_ttl,
+                upstream_refreshes: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_idle(Duration::from_secs(120))
+                    .build(),
             }),
         })
     }

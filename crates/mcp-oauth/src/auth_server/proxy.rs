@@ -844,12 +844,52 @@ async fn save_tokens(
 }
 
 /// The upstream access token of a grant, refreshed at the provider first when it expired
-/// (and a refresh token was issued).
+/// (and a refresh token was issued). Concurrent calls for one grant in this process refresh
+/// once: the others wait and read the renewed tokens.
 pub(crate) async fn upstream_token(
     server: &AuthServer,
     family: &str,
 ) -> Result<Secret, ProxyError> {
-    let (Some(upstream), Some(sealer)) = (&server.inner.upstream, &server.inner.sealer) else {
+    let Some(upstream) = &server.inner.upstream else {
+        return Err(ProxyError::NoTokens);
+    };
+    let tokens = load_tokens(server, family).await?;
+    if is_fresh(&tokens) {
+        return Ok(Secret::from(tokens.access_token));
+    }
+    let lock = server
+        .inner
+        .upstream_refreshes
+        .get_with(family.to_owned(), || Arc::new(tokio::sync::Mutex::new(())));
+    let _guard = lock.lock().await;
+    // Another call may have refreshed while this one waited.
+    let tokens = load_tokens(server, family).await?;
+    if is_fresh(&tokens) {
+        return Ok(Secret::from(tokens.access_token));
+    }
+    let Some(refresh) = tokens.refresh_token.clone() else {
+        return Err(ProxyError::Upstream(
+            "the upstream token expired and the provider issued no refresh token: the user signs in again".into(),
+        ));
+    };
+    let answer = token_request(
+        upstream,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await?;
+    let renewed = tokens_from(&answer, Some(refresh))?;
+    save_tokens(server, family, &renewed).await?;
+    Ok(Secret::from(renewed.access_token))
+}
+
+/// Valid for at least 30 more seconds, or without a stated expiry (GitHub OAuth app tokens).
+fn is_fresh(tokens: &UpstreamTokens) -> bool {
+    tokens.expires_at.is_none_or(|exp| exp > now_unix() + 30)
+}
+
+/// The sealed upstream tokens of a live grant, opened.
+async fn load_tokens(server: &AuthServer, family: &str) -> Result<UpstreamTokens, ProxyError> {
+    let Some(sealer) = &server.inner.sealer else {
         return Err(ProxyError::NoTokens);
     };
     if server
@@ -875,23 +915,7 @@ pub(crate) async fn upstream_token(
     let plain = sealer.open(&sealed, family).ok_or_else(|| {
         ProxyError::Store("the sealed tokens do not open (another encryption key?)".into())
     })?;
-    let tokens: UpstreamTokens =
-        serde_json::from_slice(&plain).map_err(|e| ProxyError::Store(e.to_string()))?;
-    let fresh = tokens.expires_at.is_none_or(|exp| exp > now_unix() + 30);
-    if fresh {
-        return Ok(Secret::from(tokens.access_token));
-    }
-    let Some(refresh) = tokens.refresh_token.clone() else {
-        return Ok(Secret::from(tokens.access_token));
-    };
-    let answer = token_request(
-        upstream,
-        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-    )
-    .await?;
-    let renewed = tokens_from(&answer, Some(refresh))?;
-    save_tokens(server, family, &renewed).await?;
-    Ok(Secret::from(renewed.access_token))
+    serde_json::from_slice(&plain).map_err(|e| ProxyError::Store(e.to_string()))
 }
 
 /// The consent cookie's name.

@@ -28,6 +28,7 @@ mod introspection;
 #[cfg(feature = "remote")]
 mod jwks;
 mod jwt;
+#[cfg(feature = "remote")]
 pub(crate) mod unverified;
 
 pub use function::FnVerifier;

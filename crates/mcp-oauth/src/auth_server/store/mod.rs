@@ -1,10 +1,13 @@
 //! Where the authorization server keeps its state: clients, pending authorization requests,
-//! codes, refresh tokens and revoked grants. In memory by default; SQLite (feature `sqlite`)
-//! for one machine that restarts.
+//! codes, refresh tokens, revoked grants and, in proxy mode, transactions, consents and sealed
+//! upstream tokens. In memory by default; SQLite (feature `sqlite`) for one machine that
+//! restarts; Redis (feature `redis`) for several instances sharing one state.
 //!
 //! Codes and refresh tokens are stored under the SHA-256 of their value, never the value.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -15,6 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::verify::BoxFuture;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

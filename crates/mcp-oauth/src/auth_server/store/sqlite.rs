@@ -676,7 +676,10 @@ mod tests {
         let err = set_up(&mut conn).expect_err("refused");
         assert_eq!(
             err.to_string(),
-            "database schema version 2 is newer than this build supports (1)"
+            format!(
+                "database schema version {} is newer than this build supports ({SCHEMA_VERSION})",
+                SCHEMA_VERSION + 1
+            )
         );
     }
 

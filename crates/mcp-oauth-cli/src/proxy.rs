@@ -1,0 +1,357 @@
+//! `mcp-oauth proxy`: the demo MCP server behind an OAuth proxy to an identity provider without
+//! dynamic client registration (Google, GitHub, Okta, Entra ID, any OpenID Connect issuer).
+//! MCP clients register with us; users sign in at the provider; clients get our tokens.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use clap::{Args, ValueEnum};
+use mcp_oauth::Secret;
+use mcp_oauth::auth_server::{AuthServer, KeyRing, MemoryStore, Store, Upstream, UpstreamBuilder};
+use mcp_oauth::fetch::HttpClient;
+use mcp_oauth::jose::Algorithm;
+use serde_json::json;
+
+use crate::data_dir;
+
+/// The identity provider users sign in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Provider {
+    /// Google (OpenID Connect; refreshable with offline access).
+    Google,
+    /// GitHub OAuth apps (opaque tokens; the user from the /user API).
+    Github,
+    /// Okta (--okta-domain, --okta-server).
+    Okta,
+    /// Microsoft Entra ID (--tenant).
+    Entra,
+    /// Any OpenID Connect issuer (--issuer; endpoints from its discovery document).
+    Oidc,
+}
+
+/// Where clients, codes, consents and tokens are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProxyStore {
+    /// In memory: everything ends with the process.
+    Memory,
+    /// SQLite in the data folder: survives restarts of this one instance.
+    Sqlite,
+    /// Redis (--redis-url): shared by every instance behind a load balancer.
+    Redis,
+}
+
+/// Options of `mcp-oauth proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// The identity provider.
+    #[arg(long, value_enum, env = "MCP_OAUTH_PROVIDER")]
+    provider: Provider,
+    /// Our client id at the provider (an application registered there).
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_ID")]
+    client_id: String,
+    /// Our client secret at the provider.
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// OpenID Connect issuer (with --provider oidc).
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_ISSUER")]
+    issuer: Option<String>,
+    /// Okta domain, e.g. dev-123456.okta.com (with --provider okta).
+    #[arg(long, env = "MCP_OAUTH_OKTA_DOMAIN")]
+    okta_domain: Option<String>,
+    /// Okta authorization server id.
+    #[arg(long, env = "MCP_OAUTH_OKTA_SERVER", default_value = "default")]
+    okta_server: String,
+    /// Entra ID tenant id (with --provider entra).
+    #[arg(long, env = "MCP_OAUTH_ENTRA_TENANT")]
+    tenant: Option<String>,
+    /// GitHub's web base URL (GitHub Enterprise Server) [default: https://github.com].
+    #[arg(long, env = "MCP_OAUTH_GITHUB_URL")]
+    github_url: Option<String>,
+    /// GitHub's API base URL [default: https://api.github.com].
+    #[arg(long, env = "MCP_OAUTH_GITHUB_API_URL")]
+    github_api_url: Option<String>,
+    /// Scopes asked of the provider, space-separated [default: the provider's].
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_SCOPES")]
+    upstream_scopes: Option<String>,
+    /// An extra authorize parameter for the provider, as NAME=VALUE (repeatable).
+    #[arg(long = "authorize-param", value_name = "NAME=VALUE")]
+    authorize_params: Vec<String>,
+    /// 32-byte key sealing upstream tokens at rest and signing consent cookies: base64
+    /// (`openssl rand -base64 32`) or 64 hex digits. Every instance sharing a store needs the
+    /// same key [default: generated once into the data folder].
+    #[arg(long, env = "MCP_OAUTH_ENCRYPTION_KEY", hide_env_values = true)]
+    encryption_key: Option<String>,
+    /// Public base URL of this server (the issuer; the MCP endpoint is <URL>/mcp)
+    /// [default: http://127.0.0.1:<port>].
+    #[arg(long, env = "MCP_OAUTH_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080, env = "MCP_OAUTH_PORT")]
+    port: u16,
+    /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where clients, codes, consents and tokens are kept.
+    #[arg(long, value_enum, default_value_t = ProxyStore::Sqlite)]
+    store: ProxyStore,
+    /// Redis URL (with --store redis), e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Key prefix in Redis, to share one database between deployments.
+    #[arg(long, default_value = "mcp-oauth:")]
+    redis_prefix: String,
+    /// Print one JSON line (mcp_url, issuer, callback_url, data_dir) instead of the banner.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `value` required by `option` (e.g. `--provider okta`, `--store redis`).
+fn needed<'a>(value: &'a Option<String>, flag: &str, option: &str) -> Result<&'a str, String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{option} needs {flag}"))
+}
+
+async fn upstream(args: &ProxyArgs) -> Result<Upstream, Box<dyn std::error::Error>> {
+    let id = args.client_id.trim().to_owned();
+    let secret = Secret::from(args.client_secret.clone().unwrap_or_default());
+    if args.provider != Provider::Oidc && secret.expose().is_empty() {
+        let provider = args
+            .provider
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        return Err(format!(
+            "--provider {provider} needs the client secret: --client-secret or MCP_OAUTH_UPSTREAM_CLIENT_SECRET"
+        )
+        .into());
+    }
+    let mut builder: UpstreamBuilder = match args.provider {
+        Provider::Google => Upstream::google(id, secret),
+        Provider::Github => Upstream::github_at(
+            args.github_url.as_deref().unwrap_or("https://github.com"),
+            args.github_api_url
+                .as_deref()
+                .unwrap_or("https://api.github.com"),
+            id,
+            secret,
+        ),
+        Provider::Okta => Upstream::okta(
+            needed(&args.okta_domain, "--okta-domain", "--provider okta")?,
+            &args.okta_server,
+            id,
+            secret,
+        ),
+        Provider::Entra => Upstream::entra(
+            needed(&args.tenant, "--tenant", "--provider entra")?,
+            id,
+            secret,
+        ),
+        Provider::Oidc => {
+            let issuer = needed(&args.issuer, "--issuer", "--provider oidc")?;
+            // An empty secret: a public client at the provider, PKCE only.
+            Upstream::oidc(issuer, id, secret, &HttpClient::new()?).await?
+        }
+    };
+    if let Some(scopes) = &args.upstream_scopes {
+        builder = builder.scopes(scopes.split_whitespace());
+    }
+    for param in &args.authorize_params {
+        let (name, value) = param
+            .split_once('=')
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| format!("--authorize-param takes NAME=VALUE, got {param:?}"))?;
+        builder = builder.extra_authorize_param(name, value);
+    }
+    Ok(builder.build()?)
+}
+
+/// Decodes a configured key: base64 (standard or URL-safe, padded or not) or hex, 32 bytes.
+fn decode_key(value: &str) -> Result<Secret, String> {
+    let value = value.trim();
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let hex = || -> Option<Vec<u8>> {
+        (value.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(value.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect()
+            })
+            .flatten()
+    };
+    hex()
+        .or_else(|| engines.iter().find_map(|e| e.decode(value).ok()))
+        .filter(|bytes| bytes.len() == 32)
+        .map(Secret::from)
+        .ok_or_else(|| {
+            "the encryption key must be 32 bytes, written as base64 (openssl rand -base64 32) or 64 hex digits".to_owned()
+        })
+}
+
+/// The key from the data folder, created (32 random bytes, mode 0600) on first use.
+fn stored_key(dir: &Path) -> Result<Secret, String> {
+    let path = dir.join("encryption.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode_key(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no randomness available".to_owned())?;
+            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+            write_private(&path, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated the encryption key");
+            Ok(Secret::from(bytes.to_vec()))
+        }
+        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+async fn store(args: &ProxyArgs, dir: &Path) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    Ok(match args.store {
+        ProxyStore::Memory => Arc::new(MemoryStore::new()),
+        ProxyStore::Sqlite => crate::dev::sqlite_store(dir)?,
+        ProxyStore::Redis => {
+            let url = needed(
+                &args.redis_url,
+                "--redis-url (or REDIS_URL)",
+                "--store redis",
+            )?;
+            redis_store(url, &args.redis_prefix).await?
+        }
+    })
+}
+
+#[cfg(feature = "redis")]
+async fn redis_store(
+    url: &str,
+    prefix: &str,
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    Ok(Arc::new(
+        mcp_oauth::auth_server::store::RedisStore::connect(url, prefix).await?,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_store(
+    _url: &str,
+    _prefix: &str,
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    Err(
+        "this build has no Redis support; rebuild with the redis feature or use --store sqlite"
+            .into(),
+    )
+}
+
+pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = data_dir::resolve(args.data_dir.clone());
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
+    let upstream = upstream(&args).await?;
+    let key = match &args.encryption_key {
+        Some(value) => decode_key(value)?,
+        None => stored_key(&dir)?,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on 127.0.0.1:{}: {e} (choose another with --port, or --port 0)",
+                args.port
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let issuer = args
+        .public_url
+        .as_deref()
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let mcp_url = format!("{issuer}/mcp");
+    let server = AuthServer::builder(issuer.clone())
+        .keys(Arc::new(KeyRing::open(&dir, Algorithm::ES256)?))
+        .store(store(&args, &dir).await?)
+        .upstream(upstream)
+        .encryption_key(key)
+        .scopes(["mcp:read", "mcp:write", "admin"])
+        .default_scopes(["mcp:read", "mcp:write"])
+        .resource(mcp_url.clone())
+        .build()
+        .await?;
+    let callback = server.upstream_callback_url();
+    let app = crate::demo::server().auth_server(server).app()?;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "mcp_url": mcp_url, "issuer": issuer, "callback_url": callback, "data_dir": dir })
+        );
+    } else {
+        println!(
+            "mcp-oauth proxy: the demo MCP server, users signing in with {:?}\n\n\
+  MCP endpoint   {mcp_url}\n\
+  issuer         {issuer}\n\
+  redirect URI   {callback}   (register it at the provider)\n\
+  data           {}\n\n\
+Point any MCP client at {mcp_url}: it registers here, the user approves the client, then\n\
+signs in at the provider. Clients get this server's tokens, never the provider's. Ctrl-C stops.",
+            args.provider,
+            dir.display()
+        );
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
+    .await?;
+    eprintln!("mcp-oauth proxy stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_key;
+
+    #[test]
+    fn keys_are_read_as_base64_or_hex_and_must_be_32_bytes() {
+        let raw: Vec<u8> = (0u8..32).collect();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
+        let url = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &raw);
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        for text in [
+            b64.as_str(),
+            url.as_str(),
+            hex.as_str(),
+            &format!("  {b64}\n"),
+        ] {
+            assert_eq!(
+                decode_key(text).expect(text).expose(),
+                raw.as_slice(),
+                "{text}"
+            );
+        }
+        let short = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 16]);
+        for bad in ["", "not a key", short.as_str(), &"zz".repeat(32)] {
+            let err = decode_key(bad).expect_err(bad);
+            assert!(err.contains("32 bytes"), "{err}");
+        }
+    }
+}
