@@ -104,6 +104,21 @@ pub use auth::MissingAuth;
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The examples of `docs/providers.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp"))]
+#[doc = include_str!("../../../docs/providers.md")]
+pub struct ProvidersDocDoctests;
+
+/// The examples of `docs/proxy.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
+#[doc = include_str!("../../../docs/proxy.md")]
+pub struct ProxyDocDoctests;
+
+/// The examples of `docs/browser-proxy.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "axum", feature = "remote"))]
+#[doc = include_str!("../../../docs/browser-proxy.md")]
+pub struct BrowserProxyDocDoctests;
+
 pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
 pub use claims::{ClaimIfPresent, Claims};
