@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Interop scenarios: real third-party peers against the `oidc` example server (a–g) and against
-`mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py).
+"""Interop scenarios: real third-party peers against the `oidc` example server (a–g), against
+`mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py),
+and against `mcp-oauth proxy`, that server in proxy mode before an upstream identity provider
+(o–r, proxy_scenarios.py).
 
 Standard library only. Normally started by run.sh, which installs the peers (setup.sh) and
 builds the example and the mcp-oauth command first; by hand:
@@ -605,8 +607,10 @@ SCENARIOS: list[tuple[str, Callable[[Env, Checks], None]]] = [
 if __name__ == "__main__":
     sys.modules.setdefault("runner", sys.modules[__name__])
 import dev_scenarios  # noqa: E402
+import proxy_scenarios  # noqa: E402
 
 SCENARIOS += dev_scenarios.SCENARIOS
+SCENARIOS += proxy_scenarios.SCENARIOS  # o–r: `mcp-oauth proxy`
 
 
 # --------------------------------------------------------------------------- main
@@ -619,7 +623,7 @@ def _on_signal(signum, _frame):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server-bin", default=os.path.join(ROOT, "target", "debug", "examples", "oidc"), help="the built oidc example")
-    ap.add_argument("--dev-bin", default=os.path.join(ROOT, "target", "debug", "mcp-oauth"), help="the built mcp-oauth command (scenarios h-n: mcp-oauth dev)")
+    ap.add_argument("--dev-bin", default=os.path.join(ROOT, "target", "debug", "mcp-oauth"), help="the built mcp-oauth command (scenarios h-n: mcp-oauth dev; o-r: mcp-oauth proxy, built with --features redis)")
     ap.add_argument("--chromium", default=os.environ.get("INTEROP_CHROMIUM", "/usr/bin/chromium"), help="Chromium for the browser scenarios")
     ap.add_argument("--node", default=os.environ.get("INTEROP_NODE", "node"))
     ap.add_argument("--python", default=os.path.join(HERE, ".venv", "bin", "python"), help="python with the mcp SDK (the setup venv)")

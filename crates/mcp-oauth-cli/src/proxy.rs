@@ -266,7 +266,9 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     let dir = data_dir::resolve(args.data_dir.clone());
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
+    // Everything that can be refused is checked before anything is written or bound.
     let upstream = upstream(&args).await?;
+    let store = store(&args, &dir).await?;
     let key = match &args.encryption_key {
         Some(value) => decode_key(value)?,
         None => stored_key(&dir)?,
@@ -288,7 +290,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     let mcp_url = format!("{issuer}/mcp");
     let server = AuthServer::builder(issuer.clone())
         .keys(Arc::new(KeyRing::open(&dir, Algorithm::ES256)?))
-        .store(store(&args, &dir).await?)
+        .store(store)
         .upstream(upstream)
         .encryption_key(key)
         .scopes(["mcp:read", "mcp:write", "admin"])

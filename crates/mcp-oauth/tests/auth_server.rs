@@ -362,6 +362,8 @@ async fn the_page_names_the_client_redirect_host_and_scopes_and_cannot_be_framed
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(res.headers()["x-frame-options"], "DENY");
     assert_eq!(res.headers()["cache-control"], "no-store");
+    // Not `no-referrer`: browsers would then send `Origin: null` with the form.
+    assert_eq!(res.headers()["referrer-policy"], "same-origin");
     let cookie = res.headers()["set-cookie"]
         .to_str()
         .expect("cookie")

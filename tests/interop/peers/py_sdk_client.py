@@ -19,6 +19,10 @@
 #                   session on the same provider: the SDK refreshes before the first request
 #   STEP_UP=1       afterwards, call admin_action (needs scope admin): the SDK re-authorizes on
 #                   403 insufficient_scope (SEP-2350, scope union) inside the same call
+#   DUMP_RECEIVED   a file: at the end, everything this client received over HTTP (method, URL,
+#                   status, headers, body of each answer, the redirect handler's hops included;
+#                   bodies of GET event streams left out) and what its storage holds (tokens,
+#                   client information) is written there as JSON, for the runner to search
 #
 # Prints progress on stderr and one line `RESULT {json}` on stdout, which the runner asserts on.
 import asyncio
@@ -47,6 +51,13 @@ LOGIN_PASSWORD = os.environ.get("LOGIN_PASSWORD", "")
 
 result: dict = {"mode": MODE, "connect_mode": CONNECT_MODE, "authorize": None, "authorizations": [], "exchanges": [], "token_requests": []}
 captured: dict = {}
+DUMP = os.environ.get("DUMP_RECEIVED")
+received: list = []  # DUMP_RECEIVED: every answer received, the redirect handler's hops included
+
+
+def keep_received(method: str, url: str, status: int, headers, body: str | None) -> None:
+    if DUMP:
+        received.append({"method": method, "url": url, "status": status, "headers": [[k, v] for k, v in headers.multi_items()], "body": body})
 
 
 class FormParser(HTMLParser):
@@ -135,6 +146,7 @@ async def redirect_handler(auth_url: str) -> None:
                 r = await c.request(method, url)
             else:
                 r = await c.request(method, url, content=data, headers={"content-type": "application/x-www-form-urlencoded"})
+            keep_received(method, url, r.status_code, r.headers, r.text)
             step = {"method": method, "path": urlsplit(url).path, "status": r.status_code, "sent_cookies": sent,
                     "set_cookies": r.headers.get_list("set-cookie") if hasattr(r.headers, "get_list") else r.headers.get("set-cookie")}
             trace.append(step)
@@ -241,6 +253,11 @@ async def on_response(response):
         seen["body"] = response.text[:400]
     result["exchanges"].append(seen)
     print("[http]", json.dumps(seen), file=sys.stderr)
+    if DUMP:
+        stream = response.request.method == "GET" and response.headers.get("content-type", "").startswith("text/event-stream")
+        if not stream:
+            await response.aread()  # cached: the SDK still reads it afterwards
+        keep_received(response.request.method, str(response.request.url), response.status_code, response.headers, None if stream else response.text)
 
 
 def text_of(r) -> str:
@@ -304,6 +321,11 @@ async def main():
             }
     ci = await auth.context.storage.get_client_info()
     result["client_id"] = ci.client_id if ci is not None else None
+    if DUMP:
+        tokens = await auth.context.storage.get_tokens()
+        stored = {"tokens": tokens.model_dump(mode="json") if tokens else None, "client_information": ci.model_dump(mode="json") if ci else None}
+        with open(DUMP, "w") as f:
+            json.dump({"received": received, "stored": stored, "result": result}, f, indent=1)
     print("RESULT " + json.dumps(result))
 
 

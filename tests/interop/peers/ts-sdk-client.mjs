@@ -18,6 +18,11 @@
 //   STEP_UP=1       afterwards, call admin_action (needs scope admin): records the 403 challenge and
 //                   how the SDK reacts; if the SDK does not re-authorize by itself, re-authorizes
 //                   explicitly with SCOPE + admin, then calls admin_action again
+//   DUMP_RECEIVED   a file: at the end, everything this client received over HTTP (method, URL,
+//                   status, headers, body of each answer, the login follower's hops included;
+//                   bodies of GET event streams left out) and what it stores (tokens, client
+//                   information, code verifier) is written there as JSON, for the runner to
+//                   search (the proxy scenarios: no upstream token may be in it)
 //
 // Prints human-readable progress on stderr and one line `RESULT {json}` on stdout, which the
 // runner asserts on. Exits non-zero on any error.
@@ -25,6 +30,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError, auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
+import { writeFileSync } from 'node:fs';
 import { followToRedirectUri } from './login-follower.mjs';
 
 const url = new URL(process.argv[2]);
@@ -35,16 +41,36 @@ const LOGIN = process.env.LOGIN_USER !== undefined ? { user: process.env.LOGIN_U
 const result = { sdk: '@modelcontextprotocol/sdk', mode: MODE, authorize: null, authorizations: [], token_requests: [], mcp_errors: [] };
 const claimsOf = (tok) => JSON.parse(Buffer.from(tok.split('.')[1], 'base64url').toString());
 
+// DUMP_RECEIVED: every answer this client (and its login follower) received, bodies read from a
+// clone so the SDK's own reading is untouched.
+const DUMP = process.env.DUMP_RECEIVED;
+const received = [];
+const pendingBodies = [];
+const realFetch = globalThis.fetch;
+async function observedFetch(input, init = {}) {
+  const res = await realFetch(input, init);
+  if (DUMP) {
+    const method = init.method || (typeof input === 'object' && input.method) || 'GET';
+    const entry = {
+      method, url: String(typeof input === 'string' || input instanceof URL ? input : input.url), status: res.status,
+      headers: Object.fromEntries(res.headers), set_cookie: res.headers.getSetCookie(),
+    };
+    received.push(entry);
+    const stream = (res.headers.get('content-type') || '').includes('text/event-stream') && method === 'GET';
+    if (res.body && !stream) pendingBodies.push(res.clone().text().then((t) => { entry.body = t; }, (e) => { entry.body_error = String(e); }));
+  }
+  return res;
+}
+
 // Record what the SDK sends to the token endpoint (grant_type, resource, scope) and the MCP
 // endpoint's error answers (status, WWW-Authenticate), for the assertions.
-const realFetch = globalThis.fetch;
 globalThis.fetch = async (input, init = {}) => {
   const u = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
   if (u.pathname.endsWith('/token') && init.body) {
     const body = new URLSearchParams(String(init.body));
     result.token_requests.push({ url: u.href, grant_type: body.get('grant_type'), resource: body.get('resource'), scope: body.get('scope') });
   }
-  const res = await realFetch(input, init);
+  const res = await observedFetch(input, init);
   if (u.href === url.href && res.status >= 400) {
     result.mcp_errors.push({ method: init.method || 'GET', status: res.status, www_authenticate: res.headers.get('www-authenticate') });
   }
@@ -71,7 +97,7 @@ class HeadlessProvider {
     delete params.code_challenge;
     result.authorize ??= params;
     console.error('[auth] authorize', authUrl.origin + authUrl.pathname, JSON.stringify(params));
-    const { callback: cb, trace } = await followToRedirectUri(authUrl, REDIRECT, { ...LOGIN, fetchFn: realFetch });
+    const { callback: cb, trace } = await followToRedirectUri(authUrl, REDIRECT, { ...LOGIN, fetchFn: observedFetch });
     result.authorizations.push({ params, trace, callback: Object.fromEntries([...cb.searchParams].filter(([k]) => k !== 'code')) });
     if (cb.searchParams.get('error')) throw new Error(`AS error ${cb.searchParams.get('error')}: ${cb.searchParams.get('error_description')}`);
     this.lastCode = cb.searchParams.get('code');
@@ -180,6 +206,16 @@ if (process.env.STEP_UP === '1') {
   const t = provider.tokens()?.access_token;
   step.token_scope = t ? claimsOf(t).scope : null;
   result.step_up = step;
+}
+
+if (DUMP) {
+  await Promise.allSettled(pendingBodies);
+  const stored = {
+    tokens: provider.tokens?.() ?? null,
+    client_information: (await provider.clientInformation?.()) ?? null,
+    code_verifier: provider.codeVerifier?.() ?? null,
+  };
+  writeFileSync(DUMP, JSON.stringify({ received, stored, result }, null, 1));
 }
 
 console.log('RESULT ' + JSON.stringify(result));
