@@ -43,6 +43,17 @@ impl<T> Default for Slot<T> {
     }
 }
 
+/// What [`Refreshing::get`] does for a caller.
+enum Next {
+    /// Nothing usable and fetches are backing off.
+    Fail,
+    /// Fetch unless an attempt happened since `seen`; without `wait`, skip the fetch (and
+    /// serve the stale value) when another one is in flight.
+    Fetch { seen: u64, wait: bool },
+    /// Serve the current value.
+    Serve,
+}
+
 /// What a caller learns when it cannot get a value.
 #[derive(Debug, Clone)]
 pub(crate) struct Unavailable(pub(crate) Option<FetchError>);
@@ -111,26 +122,49 @@ impl<T> Refreshing<T> {
                     .is_some_and(|t| now.duration_since(t) < self.rules.retry_after_error);
             let (Some(value), Some(fetched_at)) = (&s.value, s.fetched_at) else {
                 return if backing_off {
-                    Err(())
+                    Next::Fail
                 } else {
-                    Ok(Some(s.attempts))
+                    Next::Fetch {
+                        seen: s.attempts,
+                        wait: true,
+                    }
                 };
             };
             if backing_off {
-                return Ok(None);
+                return Next::Serve;
             }
-            if now.duration_since(fetched_at) >= s.ttl {
-                return Ok(Some(s.attempts));
+            let age = now.duration_since(fetched_at);
+            if age >= s.ttl {
+                // Expired. When the value still answers this caller (stale-if-error), a
+                // refresh already in flight is not waited for: the stale value is served.
+                let covered =
+                    age < s.ttl.saturating_add(self.rules.stale_if_error) && !wants_more(value);
+                return Next::Fetch {
+                    seen: s.attempts,
+                    wait: !covered,
+                };
             }
             let cooled = s
                 .last_attempt
                 .is_none_or(|t| now.duration_since(t) >= cooldown);
-            Ok((cooled && wants_more(value)).then_some(s.attempts))
+            if cooled && wants_more(value) {
+                Next::Fetch {
+                    seen: s.attempts,
+                    wait: true,
+                }
+            } else {
+                Next::Serve
+            }
         });
         match decision {
-            Err(()) => return Err(Unavailable(self.read(|s| s.last_error.clone()))),
-            Ok(Some(seen)) => self.fetch(seen, false, fetch).await,
-            Ok(None) => {}
+            Next::Fail => return Err(Unavailable(self.read(|s| s.last_error.clone()))),
+            Next::Fetch { seen, wait: true } => self.fetch(seen, false, fetch).await,
+            Next::Fetch { seen, wait: false } => {
+                if let Ok(flight) = self.flight.try_lock() {
+                    self.fetch_locked(flight, seen, false, fetch).await;
+                }
+            }
+            Next::Serve => {}
         }
         self.read(|s| self.usable(s, Instant::now()))
     }
@@ -142,7 +176,21 @@ impl<T> Refreshing<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(T, Duration), FetchError>>,
     {
-        let _flight = self.flight.lock().await;
+        let flight = self.flight.lock().await;
+        self.fetch_locked(flight, seen, force, fetch).await;
+    }
+
+    /// [`Self::fetch`] with the single-flight lock held.
+    async fn fetch_locked<F, Fut>(
+        &self,
+        _flight: tokio::sync::MutexGuard<'_, ()>,
+        seen: u64,
+        force: bool,
+        fetch: F,
+    ) where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(T, Duration), FetchError>>,
+    {
         let now = Instant::now();
         let skip = self.read(|s| {
             s.attempts != seen
@@ -268,6 +316,48 @@ mod tests {
             .get(|| async { Err(down()) }, |_| false, Duration::ZERO)
             .await;
         assert!(got.is_err(), "beyond stale-if-error the value is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_value_is_served_while_another_caller_refreshes() {
+        let r = Arc::new(Refreshing::<u32>::new(rules()));
+        r.refresh_now(|| async { Ok((1, Duration::from_secs(60))) })
+            .await
+            .expect("first fetch");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let (entered, started) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let refreshing = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.get(
+                    || async move {
+                        let _ = entered.send(());
+                        let _ = released.await;
+                        Ok((2, Duration::from_secs(60)))
+                    },
+                    |_| false,
+                    Duration::ZERO,
+                )
+                .await
+            })
+        };
+        started.await.expect("the refresh started");
+        let got = r
+            .get(
+                || async { Ok((3, Duration::from_secs(60))) },
+                |_| false,
+                Duration::ZERO,
+            )
+            .await;
+        assert_eq!(
+            *got.expect("stale copy"),
+            1,
+            "served at once, not after the refresh"
+        );
+        let _ = release.send(());
+        assert_eq!(*refreshing.await.expect("task").expect("fresh"), 2);
+        assert_eq!(r.fetch_count(), 2, "still one fetch at a time");
     }
 
     #[tokio::test(start_paused = true)]

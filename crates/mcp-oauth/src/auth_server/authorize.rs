@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, StatusCode, header};
@@ -383,8 +384,25 @@ pub(crate) struct Decision {
 pub(crate) async fn submit(
     State(server): State<AuthServer>,
     headers: HeaderMap,
-    Form(form): Form<Decision>,
+    form: Result<Form<Decision>, FormRejection>,
 ) -> Response {
+    // A form this page did not send (a field missing or repeated, another content type):
+    // the error page, like every error that cannot go back to the client.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            tracing::debug!(target: "mcp_oauth::auth_server", reason = %rejection.body_text(), "consent form unreadable");
+            let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return error_page(
+                status,
+                "The form could not be read. Open the sign-in again from the application.",
+            );
+        }
+    };
     let Some(request) = server
         .inner
         .store

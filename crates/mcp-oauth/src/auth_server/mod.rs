@@ -309,7 +309,8 @@ impl AuthServer {
         }
         router
             .layer(crate::routes::metadata_cors())
-            .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+            .layer(axum::middleware::map_response(too_large))
             .with_state(self.clone())
     }
 
@@ -684,6 +685,40 @@ impl AuthServerBuilder {
             }),
         })
     }
+}
+
+/// Largest request body of any endpoint.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// A body over [`BODY_LIMIT`] (refused by the limit layer, or by the handler when the body is
+/// chunked) is answered in the endpoint's own error format: the error page at the
+/// authorization endpoint, RFC 6749 §5.2 / RFC 7591 §3.2.2 JSON elsewhere.
+async fn too_large(uri: http::Uri, response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || !plain {
+        return response;
+    }
+    let path = uri.path();
+    if path.ends_with("/authorize") {
+        return pages::error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large. Open the sign-in again from the application.",
+        );
+    }
+    let error = if path.ends_with("/register") {
+        "invalid_client_metadata"
+    } else {
+        "invalid_request"
+    };
+    oauth_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        error,
+        &format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
+    )
 }
 
 async fn metadata(axum::extract::State(server): axum::extract::State<AuthServer>) -> Response {

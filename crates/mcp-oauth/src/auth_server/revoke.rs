@@ -16,8 +16,10 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(&body).into_owned().collect();
+    let form = match super::token::form_params(&headers, &body) {
+        Ok(form) => form,
+        Err(error) => return error.into_response(),
+    };
     let client = match authenticate_client(&server, &headers, &form).await {
         Ok(client) => client,
         Err(error) => return error.into_response(),

@@ -146,6 +146,31 @@ pub(crate) async fn authenticate_client(
     }
 }
 
+/// The parameters of a token or revocation request: the body must be
+/// `application/x-www-form-urlencoded` (RFC 6749 §3.2, RFC 7009 §2.1) and name each
+/// parameter at most once (RFC 6749 §3.1).
+pub(crate) fn form_params(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HashMap<String, String>, TokenError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !is_form {
+        return Err(err(
+            "invalid_request",
+            "the request must be application/x-www-form-urlencoded",
+        ));
+    }
+    single_params(body)
+}
+
 fn single_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
@@ -197,22 +222,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, TokenError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !is_form {
-        return Err(err(
-            "invalid_request",
-            "the token request must be application/x-www-form-urlencoded",
-        ));
-    }
-    let form = single_params(body)?;
+    let form = form_params(headers, body)?;
     let client = authenticate_client(server, headers, &form).await?;
     let grant_type = form
         .get("grant_type")
