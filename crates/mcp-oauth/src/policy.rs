@@ -108,7 +108,7 @@ struct Message {
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
-    params: Option<Params>,
+    params: Option<Object<Params>>,
 }
 
 /// Only `name` is read; other members are skipped (and a repeated `name` is refused).
@@ -118,11 +118,39 @@ struct Params {
     name: Option<serde_json::Value>,
 }
 
+/// A message is a JSON object, a batch an array of them. Serde's derive would also read a
+/// struct from an array, by position (`["tools/call", {…}]` as `method` and `params`), which
+/// is not what the MCP service reads: such bodies are refused.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
-    One(Message),
-    Many(Vec<Message>),
+    One(Object<Message>),
+    Many(Vec<Object<Message>>),
+}
+
+/// `T` read from a JSON object only.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(Object)
+    }
 }
 
 /// The body could not be read as JSON-RPC, so the policy cannot tell what it asks for.
@@ -141,8 +169,8 @@ pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
     // serde's derive refuses a repeated known member (`method`, `params`, `name`), which is
     // what could make two parsers disagree about this body.
     let messages = match serde_json::from_slice::<OneOrMany>(body).map_err(|_| UnreadableBody)? {
-        OneOrMany::One(m) => vec![m],
-        OneOrMany::Many(ms) => ms,
+        OneOrMany::One(Object(m)) => vec![m],
+        OneOrMany::Many(ms) => ms.into_iter().map(|Object(m)| m).collect(),
     };
     let mut calls = Vec::with_capacity(messages.len());
     for message in messages {
@@ -150,7 +178,7 @@ pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
             continue;
         };
         let tool = if method == "tools/call" {
-            match message.params.and_then(|p| p.name) {
+            match message.params.and_then(|Object(p)| p.name) {
                 Some(serde_json::Value::String(name)) => Some(name),
                 _ => return Err(UnreadableBody),
             }
@@ -171,6 +199,32 @@ mod tests {
             method: method.into(),
             tool: tool.map(Into::into),
         }
+    }
+
+    #[test]
+    fn messages_are_objects_never_arrays_read_by_position() {
+        // Found by fuzzing (fuzz/regressions/jsonrpc_peek): serde reads a struct from an
+        // array by position, so these were once read as no call, or as a call that is not
+        // there. Every one must fail closed.
+        for body in [
+            &br#"[null,{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_action","arguments":{}}}]"#[..],
+            br#"["tools/call",{"name":"admin"}]"#,
+            br#"[""]"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["admin_action"]}"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},["tools/call",{"name":"admin"}]]"#,
+        ] {
+            assert_eq!(
+                peek_jsonrpc(body),
+                Err(UnreadableBody),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Object params of any method are read as before.
+        assert_eq!(
+            peek_jsonrpc(br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#),
+            Ok(vec![call("ping", None)])
+        );
     }
 
     #[test]

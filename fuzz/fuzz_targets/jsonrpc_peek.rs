@@ -1,0 +1,46 @@
+//! The step-up policy's JSON-RPC peek: any body, no panic; and when it reads calls, they are
+//! exactly the calls a plain JSON reading of the body finds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcp_oauth::{RpcCall, peek_jsonrpc};
+use serde_json::Value;
+
+/// The calls of one message object, read with `serde_json::Value`.
+fn reference_call(message: &serde_json::Map<String, Value>) -> Option<RpcCall> {
+    let method = message.get("method")?.as_str()?.to_owned();
+    let tool = (method == "tools/call").then(|| {
+        message
+            .get("params")
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_default()
+    });
+    Some(RpcCall { method, tool })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(calls) = peek_jsonrpc(data) else {
+        return;
+    };
+    let value: Value = serde_json::from_slice(data).expect("a body the peek read is JSON");
+    let expected: Vec<RpcCall> = match &value {
+        Value::Object(message) => reference_call(message).into_iter().collect(),
+        // A batch is read only when every element is an object (docs/security.md, the fixed
+        // finding): `[null, {"method":"tools/call",...}]` must never be read at all.
+        Value::Array(messages) if !messages.iter().all(Value::is_object) => {
+            panic!("the peek read an array with a non-object element")
+        }
+        Value::Array(messages) => messages
+            .iter()
+            .filter_map(Value::as_object)
+            .filter_map(reference_call)
+            .collect(),
+        _ => panic!("the peek read calls from a body that is neither an object nor an array"),
+    };
+    assert_eq!(calls, expected, "body: {}", String::from_utf8_lossy(data));
+    for call in &calls {
+        assert_eq!(call.tool.is_some(), call.method == "tools/call");
+    }
+});
