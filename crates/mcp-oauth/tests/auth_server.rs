@@ -1027,3 +1027,57 @@ async fn registration_and_token_requests_are_rate_limited() {
         .await;
     assert_eq!(status, 429, "guessing at the token endpoint is slowed down");
 }
+
+#[tokio::test]
+async fn a_revocation_on_another_instance_is_seen_within_the_recheck_interval() {
+    use mcp_oauth::auth_server::{KeyRing, MemoryStore, Store};
+    use std::time::{Duration, Instant};
+
+    // Two more instances of the same server share its store and keys, as behind a load
+    // balancer: one asks the store on every request, one reuses answers for a second.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let keys = Arc::new(KeyRing::ephemeral(mcp_oauth::jose::Algorithm::ES256).expect("keys"));
+    let (s, k) = (store.clone(), keys.clone());
+    let a = start_with(move |b| b.store(s).keys(k)).await;
+    let instance = |recheck: Duration| {
+        AuthServer::builder(a.issuer.clone())
+            .store(store.clone())
+            .keys(keys.clone())
+            .resource(RESOURCE)
+            .revocation_recheck(recheck)
+            .build()
+    };
+    let exact = instance(Duration::ZERO).await.expect("instance");
+    let lazy = instance(Duration::from_secs(1)).await.expect("instance");
+    let resource = ResourceUrl::parse(RESOURCE).expect("resource");
+    let exact = Authenticator::new(exact.verifier().expect("verifier"));
+    let lazy = Authenticator::new(lazy.verifier().expect("verifier"));
+    let here = Authenticator::new(a.server.verifier().expect("verifier"));
+
+    let client = a.public_client().await;
+    let cb = a.authorize(&client).await;
+    let (_, tokens) = a.exchange(&client, &cb["code"]).await;
+    let access = tokens["access_token"].as_str().expect("at");
+    for auth in [&exact, &lazy, &here] {
+        auth.authenticate(access, &resource)
+            .await
+            .expect("valid everywhere");
+    }
+    let res = a
+        .http
+        .post(format!("{}/revoke", a.issuer))
+        .form(&[("token", access), ("client_id", &client)])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(res.status(), 200);
+    // Where the revocation was made, and where the store is asked every time: at once.
+    assert!(here.authenticate(access, &resource).await.is_err());
+    assert!(exact.authenticate(access, &resource).await.is_err());
+    // Elsewhere, within the recheck interval.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lazy.authenticate(access, &resource).await.is_ok() {
+        assert!(Instant::now() < deadline, "the revocation was never seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -102,6 +102,9 @@ pub(crate) struct Inner {
     pub(crate) upstream: Option<Arc<proxy::Upstream>>,
     pub(crate) sealer: Option<seal::Sealer>,
     pub(crate) consent_ttl: Duration,
+    /// Recent answers to "is this grant revoked?" for the per-request check: revocations made
+    /// here are entered at once; "not revoked" is reused for `revocation_recheck`.
+    pub(crate) revoked: moka::sync::Cache<String, bool>,
     /// One lock per grant whose upstream tokens are being refreshed (single flight).
     pub(crate) upstream_refreshes: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
@@ -141,6 +144,38 @@ pub struct AuthServerBuilder {
     upstream: Option<proxy::Upstream>,
     encryption_key: Option<crate::secret::Secret>,
     consent_ttl: Duration,
+    revocation_recheck: Duration,
+}
+
+/// How long an answer of the revocation cache lives: a revocation until the longest token
+/// could still be presented, "not revoked" for the configured recheck interval.
+struct RevokedExpiry {
+    recheck: Duration,
+}
+
+impl moka::Expiry<String, bool> for RevokedExpiry {
+    fn expire_after_create(
+        &self,
+        _family: &String,
+        revoked: &bool,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if *revoked {
+            Duration::from_secs(3600)
+        } else {
+            self.recheck
+        })
+    }
+
+    fn expire_after_update(
+        &self,
+        family: &String,
+        revoked: &bool,
+        updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(family, revoked, updated_at)
+    }
 }
 
 impl AuthServer {
@@ -166,6 +201,7 @@ impl AuthServer {
             upstream: None,
             encryption_key: None,
             consent_ttl: Duration::from_secs(30 * 86_400),
+            revocation_recheck: Duration::from_secs(1),
         }
     }
 
@@ -193,6 +229,33 @@ impl AuthServer {
     /// `<issuer>/oauth/callback`.
     pub fn upstream_callback_url(&self) -> String {
         self.endpoint(proxy::CALLBACK_PATH)
+    }
+
+    /// Revokes a grant: in the store, and at once for this process's per-request checks
+    /// (even when the store write fails, this process refuses the grant from now on).
+    pub(crate) async fn revoke_family(
+        &self,
+        family: &str,
+        until: i64,
+    ) -> Result<(), store::StoreError> {
+        self.inner.revoked.insert(family.to_owned(), true);
+        self.inner.store.revoke_family(family, until).await
+    }
+
+    /// Whether a grant is revoked, for the check on every request: a revocation made here is
+    /// known at once; the store is asked at most once per recheck interval otherwise.
+    async fn is_family_revoked_cached(&self, family: &str) -> Result<bool, store::StoreError> {
+        if let Some(revoked) = self.inner.revoked.get(family) {
+            return Ok(revoked);
+        }
+        let revoked = self.inner.store.is_family_revoked(family).await?;
+        // Never overwrite a revocation entered while the store was being asked.
+        let entry = self
+            .inner
+            .revoked
+            .entry(family.to_owned())
+            .or_insert(revoked);
+        Ok(*entry.value())
     }
 
     /// The scopes this server grants.
@@ -470,9 +533,7 @@ impl<V> LocalVerifier<V> {
         };
         let revoked = self
             .server
-            .inner
-            .store
-            .is_family_revoked(sid)
+            .is_family_revoked_cached(sid)
             .await
             .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
         if revoked {
@@ -588,6 +649,16 @@ impl AuthServerBuilder {
         self
     }
 
+    /// How long the per-request revocation check reuses a "not revoked" answer of the store.
+    /// Default is 1 second; `Duration::ZERO` asks the store on every request. Revocations
+    /// made through this server (revocation endpoint, code replay, refresh reuse) take effect
+    /// at once whatever this is: it only bounds how late this instance sees a revocation made
+    /// by another instance sharing the store.
+    pub fn revocation_recheck(mut self, interval: Duration) -> Self {
+        self.revocation_recheck = interval;
+        self
+    }
+
     /// A pre-registered client.
     pub fn client(mut self, client: ClientSpec) -> Self {
         self.clients.push(client.into_record());
@@ -678,6 +749,12 @@ impl AuthServerBuilder {
                 upstream: self.upstream.map(Arc::new),
                 sealer,
                 consent_ttl: self.consent_ttl,
+                revoked: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .expire_after(RevokedExpiry {
+                        recheck: self.revocation_recheck,
+                    })
+                    .build(),
                 upstream_refreshes: moka::sync::Cache::builder()
                     .max_capacity(10_000)
                     .time_to_idle(Duration::from_secs(120))

@@ -38,7 +38,7 @@ pub(crate) async fn revoke(
         _ => access_token_family(&server, token, &client.client_id).await,
     };
     if let Some(family) = family {
-        if let Err(err) = server.inner.store.revoke_family(&family, until).await {
+        if let Err(err) = server.revoke_family(&family, until).await {
             tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot revoke a grant");
             return super::oauth_error(
                 StatusCode::SERVICE_UNAVAILABLE,

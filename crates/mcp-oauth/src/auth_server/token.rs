@@ -292,11 +292,7 @@ async fn authorization_code(
         Ok(Redeemed::Replayed(record)) => {
             // RFC 6749 §4.1.2 / OAuth 2.1: a code used twice revokes what it issued.
             let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
-            let _ = server
-                .inner
-                .store
-                .revoke_family(&record.family, until)
-                .await;
+            let _ = server.revoke_family(&record.family, until).await;
             tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "authorization code replayed: its tokens are revoked");
             return Err(err(
                 "invalid_grant",
@@ -386,11 +382,7 @@ async fn refresh_token(
         Ok(Redeemed::Fresh(record)) => record,
         Ok(Redeemed::Replayed(record)) => {
             let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
-            let _ = server
-                .inner
-                .store
-                .revoke_family(&record.family, until)
-                .await;
+            let _ = server.revoke_family(&record.family, until).await;
             tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "refresh token reused: the grant is revoked");
             return Err(err(
                 "invalid_grant",
