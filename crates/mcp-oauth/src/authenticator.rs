@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::digest;
+use aws_lc_rs::constant_time;
 
 use crate::auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper};
 use crate::claims::{Claims, check_times, now_unix};
@@ -94,10 +94,10 @@ struct Entry {
 
 struct EntryExpiry;
 
-impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
+impl moka::Expiry<[u8; 40], Entry> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &[u8; 32],
+        _key: &[u8; 40],
         value: &Entry,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -118,7 +118,7 @@ pub struct Authenticator {
     leeway: Duration,
     max_token_bytes: usize,
     claim_checks: Vec<crate::claims::ClaimIfPresent>,
-    cache: Option<(moka::sync::Cache<[u8; 32], Entry>, Duration)>,
+    cache: Option<(moka::sync::Cache<[u8; 40], Entry>, Duration)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -148,7 +148,7 @@ impl Authenticator {
         }
     }
 
-    fn make_cache(options: TokenCacheOptions) -> (moka::sync::Cache<[u8; 32], Entry>, Duration) {
+    fn make_cache(options: TokenCacheOptions) -> (moka::sync::Cache<[u8; 40], Entry>, Duration) {
         let cache = moka::sync::Cache::builder()
             .max_capacity(options.max_entries)
             .expire_after(EntryExpiry)
@@ -228,9 +228,10 @@ impl Authenticator {
             });
         }
         let now = now_unix();
-        let key = self.cache.as_ref().map(|_| hash(token));
+        let key = self.cache.as_ref().map(|_| cache_key(token));
         if let (Some((cache, _)), Some(key)) = (&self.cache, &key)
             && let Some(entry) = cache.get(key)
+            && same_token(entry.auth.access_token.secret(), token)
         {
             self.audience.check(&entry.auth.claims, resource)?;
             check_times(
@@ -297,9 +298,23 @@ impl Authenticator {
     }
 }
 
-fn hash(token: &str) -> [u8; 32] {
-    let digest = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+/// The cache key: the token's last 32 bytes (for a JWS, its signature, which no one but the
+/// signer can choose), with its length. Cheap where a digest of the whole token is not; a hit
+/// counts only when the whole token is equal ([`same_token`]), so two tokens sharing a key
+/// make a miss, never a wrong answer, and only verified tokens are ever stored.
+fn cache_key(token: &str) -> [u8; 40] {
+    let bytes = token.as_bytes();
+    let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes);
+    let mut key = [0u8; 40];
+    let (len, rest) = key.split_at_mut(8);
+    len.copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+    for (slot, byte) in rest.iter_mut().zip(tail) {
+        *slot = *byte;
+    }
+    key
+}
+
+/// Whole-token equality in constant time, so a lookup reveals nothing about a cached token.
+fn same_token(cached: &str, presented: &str) -> bool {
+    constant_time::verify_slices_are_equal(cached.as_bytes(), presented.as_bytes()).is_ok()
 }

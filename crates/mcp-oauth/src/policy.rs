@@ -120,12 +120,43 @@ struct Params {
 
 /// A message is a JSON object, a batch an array of them. Serde's derive would also read a
 /// struct from an array, by position (`["tools/call", {…}]` as `method` and `params`), which
-/// is not what the MCP service reads: such bodies are refused.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(Object<Message>),
-    Many(Vec<Object<Message>>),
+/// is not what the MCP service reads: such bodies are refused. Read in one pass, without
+/// buffering the body as an untagged enum would.
+struct Messages(Vec<Message>);
+
+impl<'de> Deserialize<'de> for Messages {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessagesVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for MessagesVisitor {
+            type Value = Vec<Message>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC message or a batch of them")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Message::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|message| vec![message])
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(Object(message)) = seq.next_element::<Object<Message>>()? {
+                    messages.push(message);
+                }
+                Ok(messages)
+            }
+        }
+
+        deserializer.deserialize_any(MessagesVisitor).map(Messages)
+    }
 }
 
 /// `T` read from a JSON object only.
@@ -168,10 +199,7 @@ pub struct UnreadableBody;
 pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
     // serde's derive refuses a repeated known member (`method`, `params`, `name`), which is
     // what could make two parsers disagree about this body.
-    let messages = match serde_json::from_slice::<OneOrMany>(body).map_err(|_| UnreadableBody)? {
-        OneOrMany::One(Object(m)) => vec![m],
-        OneOrMany::Many(ms) => ms.into_iter().map(|Object(m)| m).collect(),
-    };
+    let Messages(messages) = serde_json::from_slice(body).map_err(|_| UnreadableBody)?;
     let mut calls = Vec::with_capacity(messages.len());
     for message in messages {
         let Some(method) = message.method else {

@@ -461,6 +461,46 @@ async fn verified_tokens_are_cached_but_never_beyond_exp() {
 }
 
 #[tokio::test]
+async fn a_cache_hit_needs_the_whole_token_to_be_equal() {
+    // The cache is keyed by a token's tail and length: tokens sharing both must never be
+    // served each other's result. Here only the first characters differ.
+    let tail = "x".repeat(40);
+    let (good, forged) = (format!("good{tail}"), format!("evil{tail}"));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let verifier = FnVerifier::new(move |token: mcp_oauth::AccessToken| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            match token.secret().get(..4) {
+                Some("good") => Ok(Claims::new(
+                    json!({"sub": "alice", "aud": RESOURCE, "exp": 4_102_444_800u64})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                )),
+                _ => Err(VerifyError::Refused("unknown".into())),
+            }
+        }
+    })
+    .cache_for(Duration::from_secs(60));
+    let auth = Authenticator::new(verifier);
+    for _ in 0..2 {
+        let ok = auth.authenticate(&good, &resource()).await.expect("ok");
+        assert_eq!(ok.subject(), "alice");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a hit");
+    assert_eq!(
+        kind(&auth, &forged).await,
+        Some(VerifyErrorKind::Inactive),
+        "same key, another token: verified, and refused"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The cached entry of the good token is still served.
+    auth.authenticate(&good, &resource()).await.expect("ok");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn introspection_checks_active_issuer_and_audience() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
     let verifier = IntrospectionVerifier::builder(idp.introspection_url())

@@ -130,7 +130,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     if body.is_empty()
         || !body
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+            .all(|b| matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
     {
         return Err(Rejection::InvalidToken(VerifyError::Malformed(
             "the bearer token is not a b64token",
