@@ -39,7 +39,7 @@ pub use jwks::{JwksOptions, RemoteJwks};
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
 
 /// Keys a [`JwtVerifier`] gets at verification time, for sets that change at run time.
-/// [`RemoteJwks`](crate::verify::RemoteJwks) is one; an embedded authorization server's key
+/// `RemoteJwks` (feature `remote`) is one; an embedded authorization server's key
 /// ring is another.
 pub trait KeySource: Send + Sync + 'static {
     /// The current keys for a token with this `kid` (refreshing if the source wants to).
