@@ -10,6 +10,7 @@
 #   tests/interop/setup.sh              install what is missing or stale
 #   tests/interop/setup.sh --refreeze   rebuild .venv from requirements.in and rewrite requirements.txt
 #   tests/interop/setup.sh --relock     regenerate package-lock.json from package.json
+#   tests/interop/setup.sh --node-only  only node_modules (bench/run uses peers/oidc-as.mjs)
 #
 # Env: INTEROP_PYTHON (default python3), INTEROP_NODE (default node), INTEROP_NPM (default npm),
 #      INTEROP_CHROMIUM (default /usr/bin/chromium; set to "skip" to install no browser: the
@@ -24,10 +25,12 @@ NODE="${INTEROP_NODE:-node}"
 NPM="${INTEROP_NPM:-npm}"
 REFREEZE=0
 RELOCK=0
+NODE_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --refreeze) REFREEZE=1 ;;
     --relock) RELOCK=1 ;;
+    --node-only) NODE_ONLY=1 ;;
     *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +60,7 @@ else
   npm_quiet ci --no-audit --no-fund
   echo "$node_want" > "$node_stamp"
 fi
+[[ $NODE_ONLY == 1 ]] && exit 0
 
 # ---------------------------------------------------------------- Python: mcp (Python SDK)
 command -v "$PYTHON" >/dev/null || { echo "setup.sh: $PYTHON not found" >&2; exit 1; }

@@ -18,40 +18,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::get;
 use mcp_oauth::OAuth;
-use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
 use mcp_oauth::verify::{JwksOptions, JwtVerifier, RemoteJwks};
 
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct Echo {
-    /// The text to send back.
-    text: String,
-}
-
-/// The same server as `mcp-oauth dev`'s demo (crates/mcp-oauth-cli/src/demo.rs).
-fn demo() -> McpServer {
-    McpServer::new("mcp-oauth-demo", "0.1.0")
-        .instructions("A demo server: whoami shows who you are, echo echoes, admin_action needs the admin scope.")
-        .tool(Tool::new("whoami", "Returns the authenticated user and the granted scopes", whoami))
-        .tool(Tool::new("echo", "Echoes the text back", |args: Echo, _ctx: ToolContext| async move { args.text }))
-        .tool(
-            Tool::new("admin_action", "A privileged action: needs the admin scope", |_: NoArgs, ctx: ToolContext| async move {
-                let auth = ctx.require_scope(["admin"])?;
-                Ok::<_, ToolError>(format!("admin action done by {}", auth.subject()))
-            })
-            .require_scopes(["admin"]),
-        )
-}
-
-async fn whoami(_: NoArgs, ctx: ToolContext) -> Result<serde_json::Value, ToolError> {
-    let auth = ctx.require_auth()?;
-    Ok(serde_json::json!({
-        "user": auth.user,
-        "scopes": auth.scopes,
-        "client_id": auth.client_id,
-        "issuer": auth.issuer,
-        "expires_at": auth.expires_at,
-    }))
-}
+/// The demo server of `mcp-oauth dev`, the same source file: the benchmark measures exactly it.
+#[path = "../../../crates/mcp-oauth-cli/src/demo.rs"]
+mod demo;
 
 /// A demo server without `admin_action`, whose scope rule needs OAuth.
 fn demo_without_auth() -> McpServer {
@@ -65,7 +37,7 @@ fn demo_without_auth() -> McpServer {
         .tool(Tool::new(
             "echo",
             "Echoes the text back",
-            |args: Echo, _ctx: ToolContext| async move { args.text },
+            |args: demo::Echo, _ctx: ToolContext| async move { args.text },
         ))
 }
 
@@ -143,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if args.no_token_cache {
             oauth = oauth.token_cache(None);
         }
-        demo().oauth(oauth.build()?).app()?
+        demo::server().oauth(oauth.build()?).app()?
     };
     let app = app.route(
         "/bench/stats",

@@ -1,12 +1,13 @@
 //! The demo MCP server's tools: `whoami`, `echo`, and `admin_action` (scope `admin`, a 403
-//! step-up over HTTP).
+//! step-up over HTTP). bench/server includes this file too (`#[path]`), so that the benchmark
+//! measures exactly this server: it must need nothing but `mcp_oauth`, serde and schemars.
 
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
-struct Echo {
+pub(crate) struct Echo {
     /// The text to send back.
-    text: String,
+    pub(crate) text: String,
 }
 
 /// The demo server with its three tools.
