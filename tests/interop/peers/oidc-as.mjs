@@ -19,6 +19,7 @@
 // revocation. Static confidential client: svc / svc-secret (client_credentials).
 import { writeFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
+import { autoApprove } from './auto-approve.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 
 const PORT = Number(process.env.PORT || 9000);
@@ -79,29 +80,7 @@ provider.use(async (ctx, next) => {
   return next();
 });
 
-if (AUTO) {
-  provider.use(async (ctx, next) => {
-    const m = ctx.method === 'GET' && /^\/interaction\/[^/]+$/.test(ctx.path);
-    if (!m) return next();
-    const { prompt: { name, details }, grantId, session, params } = await provider.interactionDetails(ctx.req, ctx.res);
-    let result;
-    if (name === 'login') {
-      result = { login: { accountId: 'test-user' } };
-    } else if (name === 'consent') {
-      const grant = grantId ? await provider.Grant.find(grantId)
-        : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-      if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
-      if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
-      for (const [ind, sc] of Object.entries(details.missingResourceScopes || {})) grant.addResourceScope(ind, sc.join(' '));
-      result = { consent: { grantId: await grant.save() } };
-    } else {
-      ctx.throw(501);
-    }
-    const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: true });
-    ctx.status = 303;
-    ctx.redirect(returnTo);
-  });
-}
+if (AUTO) autoApprove(provider, 'test-user');
 
 provider.listen(PORT, '127.0.0.1', () => {
   console.log(`oidc-provider ${ISSUER} ready auto_approve=${AUTO} scopes=${SCOPES.join(',')}`);

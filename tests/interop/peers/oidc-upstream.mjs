@@ -24,6 +24,7 @@
 // interaction of oidc-as.mjs): a cookie-keeping redirect follower completes the flow.
 import { appendFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
+import { autoApprove } from './auto-approve.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 
 const PORT = Number(process.env.PORT || 9100);
@@ -97,25 +98,7 @@ provider.use(async (ctx, next) => {
 });
 
 // Automatic sign-in (as USER) and consent.
-provider.use(async (ctx, next) => {
-  if (!(ctx.method === 'GET' && /^\/interaction\/[^/]+$/.test(ctx.path))) return next();
-  const { prompt: { name, details }, grantId, session, params } = await provider.interactionDetails(ctx.req, ctx.res);
-  let result;
-  if (name === 'login') {
-    result = { login: { accountId: USER.sub } };
-  } else if (name === 'consent') {
-    const grant = grantId ? await provider.Grant.find(grantId)
-      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-    if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
-    if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
-    result = { consent: { grantId: await grant.save() } };
-  } else {
-    ctx.throw(501);
-  }
-  const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: true });
-  ctx.status = 303;
-  ctx.redirect(returnTo);
-});
+autoApprove(provider, USER.sub);
 
 provider.listen(PORT, '127.0.0.1', () => {
   console.log(`oidc-upstream ${ISSUER} ready client=${CLIENT_ID} redirect_uri=${REDIRECT_URI}`);
