@@ -15,6 +15,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -25,11 +27,12 @@ use std::time::Duration;
 use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{
+    CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, hidden_fields, keep_cookies, whoami,
+};
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, Grant, Identity, RateLimit, Upstream};
 use mcp_oauth::browser_proxy::BrowserProxy;
-use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+use mcp_oauth::server::McpServer;
 use mcp_oauth::testing::TestKey;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
@@ -37,8 +40,6 @@ use tokio::net::TcpListener;
 
 /// Any port of this loopback redirect matches the registered `http://127.0.0.1/callback`.
 const REDIRECT: &str = "http://127.0.0.1:33418/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const PUBLIC_CLIENT: &str = "public-cli";
 const WEB_CLIENT: &str = "web-cli";
 const WEB_REDIRECT: &str = "https://app.example/cb";
@@ -77,11 +78,6 @@ struct StandIn {
     key: TestKey,
     codes: Arc<Mutex<HashMap<String, (String, String)>>>,
     issued: Arc<AtomicUsize>,
-}
-
-fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref())
 }
 
 async fn up_authorize(
@@ -155,37 +151,8 @@ struct Stack {
     resource: String,
     server: AuthServer,
     http: reqwest::Client,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn serve(
-    listener: TcpListener,
-    app: axum::Router,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    (stop, task)
+    /// The stack's server, then the upstream stand-in (dropping them shuts both down).
+    served: Vec<Served>,
 }
 
 impl Stack {
@@ -204,7 +171,7 @@ impl Stack {
             .route("/token", post(up_token))
             .route("/jwks", get(up_jwks))
             .with_state(up);
-        let (up_stop, up_task) = serve(up_listener, up_app);
+        let up_served = Served::app(up_listener, up_app);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -247,21 +214,13 @@ impl Stack {
             .build()
             .await
             .expect("server");
-        let whoami = Tool::new(
-            "whoami",
-            "Who is calling",
-            |_: NoArgs, ctx: ToolContext| async move {
-                let auth = ctx.require_auth()?;
-                Ok::<_, ToolError>(json!({ "sub": auth.subject() }))
-            },
-        );
         let app = McpServer::new("abuse", "1.0.0")
-            .tool(whoami)
+            .tool(whoami())
             .auth_server(server.clone())
             .app()
             .expect("app")
             .merge(BrowserProxy::builder().build().expect("proxy").router());
-        let (stop, task) = serve(listener, app);
+        let served = Served::app(listener, app);
         let http = reqwest::Client::builder()
             .redirect(Policy::none())
             .build()
@@ -272,17 +231,13 @@ impl Stack {
             resource,
             server,
             http,
-            stops: vec![stop, up_stop],
-            tasks: vec![task, up_task],
+            served: vec![served, up_served],
         }
     }
 
-    async fn stop(mut self) {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+    async fn stop(self) {
+        for served in self.served {
+            served.stop().await;
         }
     }
 
@@ -1587,37 +1542,6 @@ async fn every_route_answers_hostile_requests_with_4xx_and_keeps_serving() {
 
 // ---------------------------------------------------------------------------------------
 // Flows through the upstream stand-in.
-
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let attr = |name: &str| {
-            part.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-            out.push((n, v));
-        }
-    }
-    out
-}
-
-fn keep_cookies(res: &reqwest::Response, jar: &mut HashMap<String, String>) {
-    for value in res.headers().get_all("set-cookie") {
-        let pair = value.to_str().unwrap().split(';').next().unwrap();
-        let (k, v) = pair.split_once('=').unwrap();
-        jar.insert(k.to_owned(), v.to_owned());
-    }
-}
-
-fn cookie_header(jar: &HashMap<String, String>) -> String {
-    jar.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
 
 impl Stack {
     /// The browser leg for `client`: consent (once per browser), the provider, our callback;

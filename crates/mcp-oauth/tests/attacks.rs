@@ -8,6 +8,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
+use common::Served;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use mcp_oauth::jose::{Algorithm, SigningKey};
@@ -35,7 +38,7 @@ fn b64j(value: &Value) -> String {
 }
 
 /// A server on 127.0.0.1 that counts every request: stands in for an attacker's key URL.
-async fn attacker_server(hits: Arc<AtomicU64>) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn attacker_server(hits: Arc<AtomicU64>) -> (String, Served) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -47,15 +50,7 @@ async fn attacker_server(hits: Arc<AtomicU64>) -> (String, tokio::sync::oneshot:
             "{\"keys\":[]}"
         }
     });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    (url, stop)
+    (url, Served::app(listener, app))
 }
 
 struct Corpus {

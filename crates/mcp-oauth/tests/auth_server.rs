@@ -4,11 +4,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{CHALLENGE, Served, VERIFIER, hidden_fields};
 use mcp_oauth::auth_server::{AuthServer, CimdOptions, ClientSpec, DevUsers, RateLimit};
 use mcp_oauth::{Authenticator, ResourceUrl, VerifyErrorKind};
 use reqwest::redirect::Policy;
@@ -17,22 +20,12 @@ use tokio::net::TcpListener;
 
 const RESOURCE: &str = "http://127.0.0.1:9999/mcp";
 const REDIRECT: &str = "http://127.0.0.1:33418/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 struct Running {
     server: AuthServer,
     issuer: String,
     http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    _served: Served,
 }
 
 async fn start_with(
@@ -49,15 +42,7 @@ async fn start_with(
         .login(Arc::new(DevUsers::new().user("alice", "wonderland")))
         .client(ClientSpec::service("svc", "svc-secret"));
     let server = configure(builder).build().await.expect("server");
-    let app = server.router();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let served = Served::app(listener, server.router());
     let http = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -66,7 +51,7 @@ async fn start_with(
         server,
         issuer,
         http,
-        stop: Some(stop),
+        _served: served,
     }
 }
 
@@ -134,7 +119,8 @@ impl Running {
             .get("set-cookie")
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
         let body = res.text().await.expect("body");
-        (status, body.clone(), cookie, hidden_fields(&body))
+        let fields = hidden_fields(&body).into_iter().collect();
+        (status, body, cookie, fields)
     }
 
     async fn submit(
@@ -206,22 +192,6 @@ impl Running {
         auth.authenticate(token, &ResourceUrl::parse(RESOURCE).expect("resource"))
             .await
     }
-}
-
-fn hidden_fields(html: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let attr = |name: &str| {
-            part.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-            out.insert(n, v);
-        }
-    }
-    out
 }
 
 fn callback(res: &reqwest::Response) -> HashMap<String, String> {
@@ -880,7 +850,7 @@ mod metadata_documents {
 
     async fn serve_document(
         doc: impl Fn(String) -> Value + Send + Sync + 'static,
-    ) -> (String, tokio::sync::oneshot::Sender<()>) {
+    ) -> (String, Served) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
         let url = format!("{origin}/client.json");
@@ -891,15 +861,7 @@ mod metadata_documents {
                 move || async move { ([("content-type", "application/json")], body) },
             ),
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        (url, stop)
+        (url, Served::app(listener, app))
     }
 
     #[tokio::test]

@@ -12,36 +12,24 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use common::{DEADLINE, Served, eventually, whoami};
 use mcp_oauth::OAuth;
 use mcp_oauth::fetch::HttpClient;
-use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+use mcp_oauth::server::McpServer;
 use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
 use mcp_oauth::verify::{JwksOptions, JwtVerifier, RemoteJwks};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
-
-/// Liveness bound for anything the tests wait for.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Polls `check` until it holds; fails after [`DEADLINE`].
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 /// A unique `jti` per token, so that no two requests carry the same token.
 fn next_jti() -> String {
@@ -73,16 +61,7 @@ struct Mcp {
     issuer: String,
     http: reqwest::Client,
     jwks: Arc<RemoteJwks>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    served: Served,
 }
 
 impl Mcp {
@@ -101,41 +80,19 @@ impl Mcp {
             .expect("oauth");
         let server = McpServer::new("idp-faults", "1.0.0")
             .oauth(oauth)
-            .tool(Tool::new(
-                "whoami",
-                "Who is calling",
-                |_: NoArgs, ctx: ToolContext| async move {
-                    let auth = ctx.require_auth()?;
-                    Ok::<_, ToolError>(json!({ "sub": auth.subject() }))
-                },
-            ));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
+            .tool(whoami());
         Self {
             url,
             origin,
             issuer: issuer.to_owned(),
             http: reqwest::Client::new(),
             jwks,
-            stop: Some(stop),
-            task: Some(task),
+            served: Served::mcp(listener, server),
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    async fn stop(self) {
+        self.served.stop().await;
     }
 
     /// A token for this server signed by `key` (its `kid` in the header).
@@ -421,16 +378,13 @@ struct GatedJwks {
     hits: Arc<AtomicU64>,
     gate: tokio::sync::watch::Sender<bool>,
     entered: tokio::sync::mpsc::UnboundedReceiver<u64>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    served: Option<Served>,
 }
 
 impl Drop for GatedJwks {
+    /// Opens the gate; the server then shuts down as `served` is dropped.
     fn drop(&mut self) {
         let _ = self.gate.send(true);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -449,22 +403,13 @@ impl GatedJwks {
         let app = axum::Router::new()
             .route("/jwks", axum::routing::get(gated_jwks))
             .with_state(state.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Self {
             origin,
             keys: state.keys,
             hits: state.hits,
             gate,
             entered,
-            stop: Some(stop),
-            task: Some(task),
+            served: Some(Served::app(listener, app)),
         }
     }
 
@@ -498,11 +443,8 @@ impl GatedJwks {
 
     async fn stop(mut self) {
         self.open();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(served) = self.served.take() {
+            served.stop().await;
         }
     }
 }

@@ -9,17 +9,20 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::Served;
 use mcp_oauth::jose::{Algorithm, JwkSet, SigningKey};
 use mcp_oauth::providers::{
     Audience, Auth0, BetterAuth, Clerk, Custom, Keycloak, Oidc, Provider, ProviderSpec, Supabase,
     WorkOs,
 };
-use mcp_oauth::server::{McpServer, NoArgs, ServerError, Tool, ToolContext, ToolError};
+use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 use mcp_oauth::testing::{Layout, MockIdp, TestKey, TokenBuilder};
 use mcp_oauth::{
     AccessToken, Auth, Claims, ConfigError, OAuth, UserInfo, VerifyError, VerifyErrorKind,
@@ -809,8 +812,7 @@ async fn keycloak_refuses_other_realms_and_expired_tokens() {
 /// A stand-in answering one path with a fixed JSON document.
 struct JsonStandIn {
     origin: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    served: Served,
 }
 
 impl JsonStandIn {
@@ -824,28 +826,14 @@ impl JsonStandIn {
                 async move { ([("content-type", "application/json")], body) }
             }),
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Self {
             origin,
-            stop: Some(stop),
-            task: Some(task),
+            served: Served::app(listener, app),
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    async fn stop(self) {
+        self.served.stop().await;
     }
 }
 
@@ -1998,28 +1986,23 @@ fn from_env_reads_the_process_environment() {
 // End to end through McpServer, and verify_jwt(false)
 // ---------------------------------------------------------------------------------------------
 
-struct Served {
+/// An `McpServer` on 127.0.0.1.
+struct Running {
     url: String,
     origin: String,
     http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+    served: Served,
 }
 
-impl Served {
+impl Running {
     async fn start(server: McpServer) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(listener, async {
-            let _ = stopped.await;
-        }));
         Self {
             url: format!("{origin}/mcp"),
             origin,
             http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
+            served: Served::mcp(listener, server),
         }
     }
 
@@ -2057,14 +2040,9 @@ impl Served {
             .expect("json")
     }
 
-    async fn stop(mut self) -> Result<(), ServerError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.expect("server task"),
-            None => Ok(()),
-        }
+    /// Stops the server; panics if serving failed.
+    async fn stop(self) {
+        self.served.stop().await;
     }
 }
 
@@ -2106,7 +2084,7 @@ async fn auth0_end_to_end_whoami_and_a_permission_gated_tool() {
             )
             .require_scopes(["read:patients"]),
         );
-    let s = Served::start(server).await;
+    let s = Running::start(server).await;
     let prm = s.get("/.well-known/oauth-protected-resource/mcp").await;
     assert_eq!(prm["resource"], s.url.as_str());
     assert_eq!(prm["authorization_servers"], json!([idp.issuer()]));
@@ -2147,7 +2125,7 @@ async fn auth0_end_to_end_whoami_and_a_permission_gated_tool() {
         )
         .await;
     assert_eq!(status, 401, "the issuer without its slash");
-    s.stop().await.expect("served");
+    s.stop().await;
     idp.shutdown().await;
 }
 
@@ -2197,7 +2175,7 @@ async fn unverified_mode_serves_on_loopback_checks_iss_aud_exp_and_warns_once() 
                 .verify_jwt(false),
         )
         .tool(whoami());
-    let s = Served::start(server).await;
+    let s = Running::start(server).await;
 
     // Signed by a key the tenant never published: accepted, signatures are not checked.
     let stranger = TestKey::rs256();
@@ -2249,7 +2227,7 @@ async fn unverified_mode_serves_on_loopback_checks_iss_aud_exp_and_warns_once() 
     assert_eq!(s.call(&old, "whoami").await.0, 401);
     assert_eq!(idp.jwks_hits(), 0, "no key is ever fetched");
 
-    s.stop().await.expect("served");
+    s.stop().await;
     idp.shutdown().await;
     let text = logs.text();
     let warnings = text

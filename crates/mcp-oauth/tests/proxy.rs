@@ -5,8 +5,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,8 +15,9 @@ use axum::extract::{Form, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{
+    CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, hidden_fields, keep_cookies, whoami,
+};
 use mcp_oauth::auth_server::store::{EntryKind, MemoryStore, Store};
 use mcp_oauth::auth_server::{AuthServer, Identity, Upstream};
 use mcp_oauth::fetch::HttpClient;
@@ -28,8 +30,6 @@ use tokio::net::TcpListener;
 
 const RESOURCE: &str = "http://127.0.0.1:9999/mcp";
 const REDIRECT: &str = "http://127.0.0.1:33418/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const UPSTREAM_CLIENT: &str = "proxy-client";
 const UPSTREAM_SECRET: &str = "proxy-secret";
 
@@ -51,11 +51,6 @@ struct Upstreamish {
     seen: Arc<Mutex<Seen>>,
     github: bool,
     user_calls: Arc<AtomicU64>,
-}
-
-fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref())
 }
 
 async fn up_authorize(
@@ -186,7 +181,7 @@ async fn up_jwks(State(up): State<Upstreamish>) -> Response {
     axum::Json(serde_json::to_value(TestKey::jwks(&[&up.key])).unwrap()).into_response()
 }
 
-async fn start_upstream(github: bool) -> (Upstreamish, tokio::sync::oneshot::Sender<()>) {
+async fn start_upstream(github: bool) -> (Upstreamish, Served) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
     let up = Upstreamish {
@@ -204,15 +199,7 @@ async fn start_upstream(github: bool) -> (Upstreamish, tokio::sync::oneshot::Sen
         .route("/user", get(up_user))
         .route("/jwks", get(up_jwks))
         .with_state(up.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    (up, stop)
+    (up, Served::app(listener, app))
 }
 
 struct Proxy {
@@ -221,7 +208,7 @@ struct Proxy {
     store: Arc<MemoryStore>,
     issuer: String,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _served: Served,
 }
 
 async fn start_proxy(upstream: Upstream) -> Proxy {
@@ -250,17 +237,7 @@ async fn start_proxy_serving(upstream: Upstream, mcp: Option<McpServer>) -> Prox
         Some(mcp) => mcp.auth_server(server.clone()).app().expect("app"),
         None => server.router(),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let served = Served::app(listener, app);
     // Redirects are followed by hand, keeping cookies, like a browser.
     let http = reqwest::Client::builder()
         .redirect(Policy::none())
@@ -272,7 +249,7 @@ async fn start_proxy_serving(upstream: Upstream, mcp: Option<McpServer>) -> Prox
         store,
         issuer,
         http,
-        _stop: stop,
+        _served: served,
     }
 }
 
@@ -291,37 +268,6 @@ fn google_like(up: &Upstreamish) -> Upstream {
     })
     .build()
     .expect("upstream")
-}
-
-fn cookie_of(res: &reqwest::Response, jar: &mut HashMap<String, String>) {
-    for value in res.headers().get_all("set-cookie") {
-        let pair = value.to_str().unwrap().split(';').next().unwrap();
-        let (k, v) = pair.split_once('=').unwrap();
-        jar.insert(k.to_owned(), v.to_owned());
-    }
-}
-
-fn jar_header(jar: &HashMap<String, String>) -> String {
-    jar.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn hidden_fields(html: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let attr = |name: &str| {
-            part.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-            out.insert(n, v);
-        }
-    }
-    out
 }
 
 fn location(res: &reqwest::Response) -> url::Url {
@@ -375,12 +321,12 @@ impl Proxy {
         let mut res = self
             .http
             .get(&url)
-            .header("cookie", jar_header(jar))
+            .header("cookie", cookie_header(jar))
             .send()
             .await
             .unwrap();
         for _ in 0..10 {
-            cookie_of(&res, jar);
+            keep_cookies(&res, jar);
             if res.status() == 200 {
                 let html = res.text().await.unwrap();
                 assert!(
@@ -393,12 +339,12 @@ impl Proxy {
                     "no password on a proxy consent page"
                 );
                 consented = true;
-                let mut form: Vec<(String, String)> = hidden_fields(&html).into_iter().collect();
+                let mut form = hidden_fields(&html);
                 form.push(("decision".into(), "approve".into()));
                 res = self
                     .http
                     .post(format!("{}/authorize", self.issuer))
-                    .header("cookie", jar_header(jar))
+                    .header("cookie", cookie_header(jar))
                     .form(&form)
                     .send()
                     .await
@@ -418,7 +364,7 @@ impl Proxy {
             res = self
                 .http
                 .get(next.as_str())
-                .header("cookie", jar_header(jar))
+                .header("cookie", cookie_header(jar))
                 .send()
                 .await
                 .unwrap();
@@ -667,7 +613,7 @@ async fn consent_needs_the_csrf_cookie_and_can_be_denied() {
         "{csp}"
     );
     let html = res.text().await.unwrap();
-    let mut form: Vec<(String, String)> = hidden_fields(&html).into_iter().collect();
+    let mut form = hidden_fields(&html);
     form.push(("decision".into(), "approve".into()));
     // Without the cookie (a cross-site post), nothing goes upstream.
     let res = proxy
@@ -687,15 +633,13 @@ async fn consent_needs_the_csrf_cookie_and_can_be_denied() {
         .send()
         .await
         .unwrap();
-    cookie_of(&res, &mut jar);
-    let mut form: Vec<(String, String)> = hidden_fields(&res.text().await.unwrap())
-        .into_iter()
-        .collect();
+    keep_cookies(&res, &mut jar);
+    let mut form = hidden_fields(&res.text().await.unwrap());
     form.push(("decision".into(), "deny".into()));
     let res = proxy
         .http
         .post(format!("{}/authorize", proxy.issuer))
-        .header("cookie", jar_header(&jar))
+        .header("cookie", cookie_header(&jar))
         .form(&form)
         .send()
         .await
@@ -795,14 +739,7 @@ async fn tools_on_an_mcp_server_call_the_provider_with_the_upstream_token() {
     let (up, _up_stop) = start_upstream(false).await;
     let mcp = McpServer::new("proxied", "1.0.0")
         .tool(upstream_profile(format!("{}/user", up.origin)))
-        .tool(Tool::new(
-            "whoami",
-            "Who is calling",
-            |_: NoArgs, ctx: ToolContext| async move {
-                let auth = ctx.require_auth()?;
-                Ok::<_, ToolError>(json!({ "sub": auth.subject() }))
-            },
-        ));
+        .tool(whoami());
     let proxy = start_proxy_serving(google_like(&up), Some(mcp)).await;
 
     // The MCP endpoint is protected by the embedded server: its challenge, its metadata.

@@ -4,10 +4,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use common::Served;
 use mcp_oauth::OAuth;
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, KeyRing};
 use mcp_oauth::jose::Algorithm;
@@ -82,17 +84,7 @@ async fn tokens_secrets_and_keys_never_reach_logs_or_error_bodies() {
         .app()
         .expect("app")
         .merge(server.router());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let served = Served::app(listener, app);
     let http = reqwest::Client::new();
     let mut bodies = String::new();
     let mut secrets: Vec<String> = vec!["svc-very-secret-value".into(), "p4ssw0rd-secret".into()];
@@ -200,7 +192,8 @@ async fn tokens_secrets_and_keys_never_reach_logs_or_error_bodies() {
         .expect("revoke");
     bodies.push_str(&res.text().await.expect("body"));
 
-    let _ = stop.send(());
+    // Shuts the server down without waiting for it.
+    drop(served);
     let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf8");
     assert!(
         logs.contains("mcp_oauth"),

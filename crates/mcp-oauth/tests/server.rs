@@ -4,8 +4,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod common;
+
 use std::time::Duration;
 
+use common::Served;
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 use mcp_oauth::testing::{MockIdp, TestKey};
 use mcp_oauth::verify::JwtVerifier;
@@ -19,18 +22,12 @@ struct Running {
     url: String,
     origin: String,
     http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    served: Served,
 }
 
 impl Running {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    async fn stop(self) {
+        self.served.stop().await;
     }
 }
 
@@ -69,22 +66,12 @@ async fn start_with(
         .verifier(verifier);
     let oauth = configure(builder).build().expect("oauth");
     let server = tools(McpServer::new("test-server", "1.2.3").oauth(oauth)).sessions(sessions);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-    });
     Running {
         idp,
         url,
         origin,
         http: reqwest::Client::new(),
-        stop: Some(stop),
-        task: Some(task),
+        served: Served::mcp(listener, server),
     }
 }
 
@@ -610,21 +597,12 @@ mod plain_rmcp {
         let app = axum::Router::new()
             .route_service("/mcp", oauth.layer().layer(service))
             .merge(oauth.metadata_router());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         let r = Running {
             idp,
             url: format!("{origin}/mcp"),
             origin,
             http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
+            served: Served::app(listener, app),
         };
         let token = r.idp.token().sub("carol").aud(&r.url).sign();
         let (status, _, body) = rpc(

@@ -3,9 +3,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::eventually;
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::{Algorithm, SigningKey};
 use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
@@ -37,18 +40,6 @@ async fn kind(auth: &Authenticator, token: &str) -> Option<VerifyErrorKind> {
         .await
         .err()
         .map(|e| e.kind())
-}
-
-/// Polls `check` until it holds or the deadline passes.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]
