@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde::de::MapAccess;
 
 /// Scope requirements (all-of) for the MCP endpoint.
 ///
@@ -103,19 +104,177 @@ pub struct RpcCall {
     pub tool: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// One message: `method`, and `params.name` for `tools/call`. Read from a JSON object only
+/// (serde's derive would also read a struct from an array, by position); a repeated `method`
+/// or `params` is refused; every other member is checked and skipped ([`Skip`]).
 struct Message {
-    #[serde(default)]
     method: Option<String>,
-    #[serde(default)]
-    params: Option<Object<Params>>,
+    params: Option<Params>,
 }
 
-/// Only `name` is read; other members are skipped (and a repeated `name` is refused).
-#[derive(Deserialize)]
+/// `params`: only `name` is kept (a repeated `name` is refused), the rest is skipped.
 struct Params {
-    #[serde(default)]
     name: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessageVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for MessageVisitor {
+            type Value = Message;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC message (a JSON object)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+                let (mut method, mut params) = (None, None);
+                while let Some(member) = map.next_key::<Member>()? {
+                    match member {
+                        Member::Method => once(&mut method, "method", map.next_value()?)?,
+                        Member::Params => once(&mut params, "params", map.next_value()?)?,
+                        Member::Name | Member::Other => map.next_value::<Skip>().map(drop)?,
+                    }
+                }
+                Ok(Message {
+                    method: method.flatten(),
+                    params: params.flatten(),
+                })
+            }
+        }
+
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for ParamsVisitor {
+            type Value = Params;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON-RPC params (a JSON object)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let mut name = None;
+                while let Some(member) = map.next_key::<Member>()? {
+                    match member {
+                        Member::Name => once(&mut name, "name", map.next_value()?)?,
+                        _ => map.next_value::<Skip>().map(drop)?,
+                    }
+                }
+                Ok(Params { name })
+            }
+        }
+
+        deserializer.deserialize_map(ParamsVisitor)
+    }
+}
+
+/// Stores a member's value, refusing a second one: two parsers may keep different copies.
+fn once<T, E: serde::de::Error>(
+    slot: &mut Option<T>,
+    name: &'static str,
+    value: T,
+) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// The member names the peek reads; the name is decoded (escapes, UTF-8) before comparing.
+enum Member {
+    Method,
+    Params,
+    Name,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+
+        impl serde::de::Visitor<'_> for MemberVisitor {
+            type Value = Member;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
+                Ok(match name {
+                    "method" => Member::Method,
+                    "params" => Member::Params,
+                    "name" => Member::Name,
+                    _ => Member::Other,
+                })
+            }
+        }
+
+        deserializer.deserialize_identifier(MemberVisitor)
+    }
+}
+
+/// A value the peek does not need, read as strictly as a full JSON parser reads it (string
+/// escapes and UTF-8, number range, nesting) and dropped. serde's `IgnoredAny` skips strings
+/// and numbers without checking them, so a body the MCP service refuses (`"\uDDDD"`, a lone
+/// surrogate) would be read here (found by fuzzing).
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SkipVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+            type Value = Skip;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_unit<E>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+                while map.next_entry::<Skip, Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+        }
+
+        deserializer.deserialize_any(SkipVisitor)
+    }
 }
 
 /// A message is a JSON object, a batch an array of them. Serde's derive would also read a
@@ -148,7 +307,7 @@ impl<'de> Deserialize<'de> for Messages {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-                while let Some(Object(message)) = seq.next_element::<Object<Message>>()? {
+                while let Some(message) = seq.next_element::<Message>()? {
                     messages.push(message);
                 }
                 Ok(messages)
@@ -156,31 +315,6 @@ impl<'de> Deserialize<'de> for Messages {
         }
 
         deserializer.deserialize_any(MessagesVisitor).map(Messages)
-    }
-}
-
-/// `T` read from a JSON object only.
-struct Object<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-
-        deserializer
-            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
-            .map(Object)
     }
 }
 
@@ -197,8 +331,9 @@ pub struct UnreadableBody;
 /// appears twice: the caller must fail closed, since the MCP service might read such a
 /// body differently.
 pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
-    // serde's derive refuses a repeated known member (`method`, `params`, `name`), which is
-    // what could make two parsers disagree about this body.
+    // One pass, as strict as a full parse: members the peek does not need are still decoded
+    // ([`Skip`]), and a repeated `method`, `params` or `name` is refused, so the MCP service
+    // cannot read this body differently.
     let Messages(messages) = serde_json::from_slice(body).map_err(|_| UnreadableBody)?;
     let mut calls = Vec::with_capacity(messages.len());
     for message in messages {
@@ -206,7 +341,7 @@ pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
             continue;
         };
         let tool = if method == "tools/call" {
-            match message.params.and_then(|Object(p)| p.name) {
+            match message.params.and_then(|p| p.name) {
                 Some(serde_json::Value::String(name)) => Some(name),
                 _ => return Err(UnreadableBody),
             }
@@ -227,6 +362,42 @@ mod tests {
             method: method.into(),
             tool: tool.map(Into::into),
         }
+    }
+
+    #[test]
+    fn skipped_members_are_read_as_strictly_as_a_full_parse() {
+        // Found by fuzzing (fuzz/regressions/jsonrpc_peek/invalid-utf8-in-a-skipped-member.json,
+        // lone-surrogate-in-a-skipped-member.json): these were read as calls, or as no call,
+        // while any JSON parser, and so the MCP service, refuses them.
+        let body = b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:/\xaf/etc/hosts\"}}";
+        assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
+        assert_eq!(peek_jsonrpc(body), Err(UnreadableBody));
+        let valid = br#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"file:/\u00af/etc/hosts"}}"#;
+        assert_eq!(peek_jsonrpc(valid), Ok(vec![call("resources/read", None)]));
+        for refused in [
+            r#"{"j":"\uDDDDs"}"#,
+            r#"{"method":"ping","id":"\uD800"}"#,
+            r#"{"method":"ping","params":{"x":"\uDC00"}}"#,
+            r#"{"method":"ping","\uD800":1}"#,
+            r#"{"method":"ping","id":1e400}"#,
+            r#"{"method":"ping","params":{"cursor":[1,-1e999]}}"#,
+            r#"[{"method":"ping","id":"\x"}]"#,
+        ] {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(refused).is_err(),
+                "{refused}"
+            );
+            assert_eq!(
+                peek_jsonrpc(refused.as_bytes()),
+                Err(UnreadableBody),
+                "{refused}"
+            );
+        }
+        let escaped = r#"{"\u006dethod":"tools/call","params":{"n\u0061me":"admin_action","arguments":{"s":"\uD83D\uDE00"}}}"#;
+        assert_eq!(
+            peek_jsonrpc(escaped.as_bytes()),
+            Ok(vec![call("tools/call", Some("admin_action"))])
+        );
     }
 
     #[test]
