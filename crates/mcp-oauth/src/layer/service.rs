@@ -167,7 +167,8 @@ where
     if is_preflight(&req) {
         return Ok(req);
     }
-    let resource = oauth.resource_for(req.headers()).into_owned();
+    // Borrowed unless trusted-proxy mode builds it from the request: no copy per request.
+    let resource = oauth.resource_for(req.headers());
     let reject = |rejection: Rejection, path: &str| {
         log_rejection(&rejection, path);
         rejection.into_response(&resource.metadata_url(), oauth.challenge_scopes())
