@@ -93,19 +93,9 @@ async fn call(http: &reqwest::Client, url: &str, token: &str, tool: &str) -> (u1
 }
 
 fn hidden_fields(html: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let attr = |name: &str| {
-            part.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-            out.insert(n, v);
-        }
-    }
-    out
+    mcp_oauth::testing::hidden_form_fields(html)
+        .into_iter()
+        .collect()
 }
 
 #[tokio::test]

@@ -518,19 +518,9 @@ fn authorize_url(proxy: &Proxy, client_id: &str, state: &str) -> String {
 }
 
 fn hidden_fields(html: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let attr = |name: &str| {
-            part.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-            out.insert(n, v);
-        }
-    }
-    out
+    mcp_oauth::testing::hidden_form_fields(html)
+        .into_iter()
+        .collect()
 }
 
 fn query(url: &url::Url) -> HashMap<String, String> {

@@ -32,6 +32,47 @@ use serde_json::{Map, Value, json};
 use crate::claims::now_unix;
 use crate::jose::{Algorithm, Jwk, JwkSet, SigningKey};
 
+/// The `name` and `value` of every hidden `<input>` of an HTML page, in document order, with
+/// the attribute values unescaped: what a test that drives the embedded authorization
+/// server's login and consent page without a browser posts back (request id, CSRF token).
+///
+/// ```
+/// use mcp_oauth::testing::hidden_form_fields;
+///
+/// let page = r#"<form><input type="hidden" name="request_id" value="r1">
+///     <input name="user"><input type="hidden" name="csrf" value="a&amp;b"></form>"#;
+/// assert_eq!(
+///     hidden_form_fields(page),
+///     [("request_id".to_owned(), "r1".to_owned()), ("csrf".to_owned(), "a&b".to_owned())]
+/// );
+/// ```
+pub fn hidden_form_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input")
+        .skip(1)
+        .filter_map(|rest| {
+            // Values are escaped, so the tag ends at the first `>`.
+            let tag = rest.split('>').next().unwrap_or(rest);
+            let attr = |name: &str| {
+                tag.split_once(&format!(" {name}=\""))
+                    .and_then(|(_, after)| after.split_once('"'))
+                    .map(|(value, _)| unescape_html(value))
+            };
+            attr("type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("hidden"))
+                .then(|| Some((attr("name")?, attr("value")?)))
+                .flatten()
+        })
+        .collect()
+}
+
+fn unescape_html(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 /// A signing key for tests.
 #[derive(Debug, Clone)]
 pub struct TestKey(Arc<SigningKey>);

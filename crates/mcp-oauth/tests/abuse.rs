@@ -27,13 +27,11 @@ use std::time::Duration;
 use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use common::{
-    CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, hidden_fields, keep_cookies, whoami,
-};
+use common::{CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, keep_cookies, whoami};
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, Grant, Identity, RateLimit, Upstream};
 use mcp_oauth::browser_proxy::BrowserProxy;
 use mcp_oauth::server::McpServer;
-use mcp_oauth::testing::TestKey;
+use mcp_oauth::testing::{TestKey, hidden_form_fields};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -1557,7 +1555,7 @@ impl Stack {
         for _ in 0..10 {
             keep_cookies(&res, jar);
             if res.status() == 200 {
-                let mut form = hidden_fields(&res.text().await.expect("page"));
+                let mut form = hidden_form_fields(&res.text().await.expect("page"));
                 form.push(("decision".into(), "approve".into()));
                 res = self
                     .http

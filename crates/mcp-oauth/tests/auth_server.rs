@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{CHALLENGE, Served, VERIFIER, hidden_fields};
+use common::{CHALLENGE, Served, VERIFIER};
 use mcp_oauth::auth_server::{AuthServer, CimdOptions, ClientSpec, DevUsers, RateLimit};
+use mcp_oauth::testing::hidden_form_fields;
 use mcp_oauth::{Authenticator, ResourceUrl, VerifyErrorKind};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
@@ -119,7 +120,7 @@ impl Running {
             .get("set-cookie")
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
         let body = res.text().await.expect("body");
-        let fields = hidden_fields(&body).into_iter().collect();
+        let fields = hidden_form_fields(&body).into_iter().collect();
         (status, body, cookie, fields)
     }
 

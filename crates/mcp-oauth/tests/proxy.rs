@@ -15,14 +15,12 @@ use axum::extract::{Form, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use common::{
-    CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, hidden_fields, keep_cookies, whoami,
-};
+use common::{CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, keep_cookies, whoami};
 use mcp_oauth::auth_server::store::{EntryKind, MemoryStore, Store};
 use mcp_oauth::auth_server::{AuthServer, Identity, Upstream};
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
-use mcp_oauth::testing::TestKey;
+use mcp_oauth::testing::{TestKey, hidden_form_fields};
 use mcp_oauth::{Authenticator, ResourceUrl};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
@@ -339,7 +337,7 @@ impl Proxy {
                     "no password on a proxy consent page"
                 );
                 consented = true;
-                let mut form = hidden_fields(&html);
+                let mut form = hidden_form_fields(&html);
                 form.push(("decision".into(), "approve".into()));
                 res = self
                     .http
@@ -613,7 +611,7 @@ async fn consent_needs_the_csrf_cookie_and_can_be_denied() {
         "{csp}"
     );
     let html = res.text().await.unwrap();
-    let mut form = hidden_fields(&html);
+    let mut form = hidden_form_fields(&html);
     form.push(("decision".into(), "approve".into()));
     // Without the cookie (a cross-site post), nothing goes upstream.
     let res = proxy
@@ -634,7 +632,7 @@ async fn consent_needs_the_csrf_cookie_and_can_be_denied() {
         .await
         .unwrap();
     keep_cookies(&res, &mut jar);
-    let mut form = hidden_fields(&res.text().await.unwrap());
+    let mut form = hidden_form_fields(&res.text().await.unwrap());
     form.push(("decision".into(), "deny".into()));
     let res = proxy
         .http

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: serving an app or an `McpServer` on 127.0.0.1
-//! until stopped, the RFC 7636 PKCE example, reading the hidden fields of an HTML form,
-//! carrying cookies from one response to the next request, and polling until a condition
+//! until stopped, the RFC 7636 PKCE example, carrying cookies from one response to the next request, and polling until a condition
 //! holds.
 //!
 //! Each test file is a crate of its own and uses only a part of this module, hence the
@@ -104,23 +103,6 @@ pub(crate) fn whoami() -> Tool {
             Ok::<_, ToolError>(serde_json::json!({ "sub": auth.subject() }))
         },
     )
-}
-
-/// The `name` and `value` of every `<input type="hidden">` of `html`, in document order.
-pub(crate) fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let attr = |name: &str| {
-            part.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
-            out.push((n, v));
-        }
-    }
-    out
 }
 
 /// Keeps every cookie `res` sets in `jar`, as a browser would.
