@@ -147,9 +147,11 @@ pub struct AuthServerBuilder {
     revocation_recheck: Duration,
 }
 
-/// How long an answer of the revocation cache lives: a revocation until the longest token
-/// could still be presented, "not revoked" for the configured recheck interval.
+/// How long an answer of the revocation cache lives: a revocation as long as an access token
+/// of the grant can still be presented (the access-token lifetime), "not revoked" for the
+/// configured recheck interval.
 struct RevokedExpiry {
+    revoked: Duration,
     recheck: Duration,
 }
 
@@ -161,7 +163,7 @@ impl moka::Expiry<String, bool> for RevokedExpiry {
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(if *revoked {
-            Duration::from_secs(3600)
+            self.revoked
         } else {
             self.recheck
         })
@@ -752,6 +754,7 @@ impl AuthServerBuilder {
                 revoked: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .expire_after(RevokedExpiry {
+                        revoked: self.lifetimes.access_token,
                         recheck: self.revocation_recheck,
                     })
                     .build(),
