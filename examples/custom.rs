@@ -26,6 +26,8 @@
 //!
 //! Tools: `whoami` (the user, with the `tenant` claim as an extra).
 
+mod common;
+
 use std::sync::Arc;
 
 use mcp_oauth::providers::Custom;
@@ -52,28 +54,12 @@ fn map_user(claims: &Claims) -> UserInfo {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let mcp_url = env("MCP_URL").unwrap_or_else(|_| "http://127.0.0.1:8080/mcp".to_owned());
-    let url = url::Url::parse(&mcp_url)?;
-    let addr = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port_or_known_default().unwrap_or(8080)
-    );
+    common::init_tracing();
+    let mcp_url = common::mcp_url()?;
     let issuer = env("CUSTOM_ISSUER")?;
     let jwks_url = env("CUSTOM_JWKS_URL")?;
 
@@ -111,9 +97,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .oauth(provider)
         .url(&mcp_url)
         .tool(Tool::new("whoami", "The authenticated user", whoami));
-    println!("MCP endpoint: {mcp_url}");
-    server.listen(addr).await?;
-    Ok(())
+    common::serve(server, &mcp_url).await
 }
 
 async fn whoami(_: NoArgs, ctx: ToolContext) -> Result<serde_json::Value, ToolError> {

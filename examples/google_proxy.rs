@@ -22,6 +22,8 @@
 //! Tools: `whoami`, and `google_profile`, which reads the caller's Google profile with the
 //! upstream token.
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -30,13 +32,7 @@ use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run().await)
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -47,22 +43,14 @@ fn var(name: &str) -> Result<String, String> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_tracing();
     let public = std::env::var("PUBLIC_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
     let public = public.trim_end_matches('/');
-    let url = url::Url::parse(public)?;
-    let addr = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port_or_known_default().unwrap_or(8080)
-    );
+    let mcp_url = format!("{public}/mcp");
+    common::listen_addr(&mcp_url)?; // a PUBLIC_URL that is not a URL fails here, first
     let key = base64::engine::general_purpose::STANDARD
         .decode(var("MCP_OAUTH_ENCRYPTION_KEY")?.trim())
         .map_err(|e| format!("MCP_OAUTH_ENCRYPTION_KEY is not base64: {e}"))?;
@@ -75,26 +63,23 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // One instance; use SqliteStore (feature `sqlite`) to survive restarts, or RedisStore
         // (feature `redis`) to share state between instances.
         .store(Arc::new(MemoryStore::new()))
-        .resource(format!("{public}/mcp"))
+        .resource(mcp_url.clone())
         .build()
         .await?;
     println!(
         "redirect URI to register at Google: {}",
         auth.upstream_callback_url()
     );
-    println!("MCP endpoint: {public}/mcp");
 
-    McpServer::new("mcp-oauth-google-proxy-example", env!("CARGO_PKG_VERSION"))
+    let server = McpServer::new("mcp-oauth-google-proxy-example", env!("CARGO_PKG_VERSION"))
         .auth_server(auth)
         .tool(Tool::new("whoami", "The signed-in Google user", whoami))
         .tool(Tool::new(
             "google_profile",
             "Reads your Google profile with your Google token (which stays on the server)",
             google_profile,
-        ))
-        .listen(addr)
-        .await?;
-    Ok(())
+        ));
+    common::serve(server, &mcp_url).await
 }
 
 async fn whoami(_: NoArgs, ctx: ToolContext) -> Result<serde_json::Value, ToolError> {

@@ -8,15 +8,15 @@
 //! ```
 //!
 //! - `OIDC_ISSUER`: the issuer URL; its keys are found through its discovery document.
-//! - `MCP_URL`: the public URL of the MCP endpoint; the server listens on its host and port.
+//! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port.
 //! - `OIDC_AUDIENCE` (optional): another accepted `aud` (an API identifier, a client id).
 //! - `OIDC_SCOPES` (optional): the scopes advertised, space-separated.
 //!
 //! Tools: `whoami` (the user and scopes), `echo`, and `admin_action`, which needs the
 //! scope `admin`: a token without it gets HTTP 403 with a step-up challenge.
-//!
-//! `expect` is used on configuration errors only: this is an example, and a clear message
-//! at start is what it should do.
+
+mod common;
 
 use mcp_oauth::OAuth;
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
@@ -33,16 +33,16 @@ fn env(name: &str) -> Option<String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+async fn main() -> std::process::ExitCode {
+    common::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    common::init_tracing();
 
     let issuer = env("OIDC_ISSUER")
         .ok_or("set OIDC_ISSUER to the issuer URL of your authorization server")?;
-    let mcp_url = env("MCP_URL").unwrap_or_else(|| "http://127.0.0.1:8080/mcp".to_owned());
+    let mcp_url = common::mcp_url()?;
 
     let verifier = JwtVerifier::builder()
         .issuer(issuer.clone())
@@ -64,13 +64,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let oauth = oauth.build()?;
-
-    let url = url::Url::parse(&mcp_url)?;
-    let addr = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port_or_known_default().unwrap_or(8080)
-    );
 
     let server = McpServer::new("mcp-oauth-oidc-example", env!("CARGO_PKG_VERSION"))
         .oauth(oauth)
@@ -95,9 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .require_scopes(["admin"]),
         );
-    println!("MCP endpoint: {mcp_url}");
-    server.listen(addr).await?;
-    Ok(())
+    common::serve(server, &mcp_url).await
 }
 
 async fn whoami(_: NoArgs, ctx: ToolContext) -> Result<serde_json::Value, ToolError> {

@@ -19,44 +19,25 @@
 //!
 //! Tools: `whoami` (the user, the organization from `org_id`, the consent id `sid`).
 
+mod common;
+
 use mcp_oauth::providers::WorkOs;
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let mcp_url = std::env::var("MCP_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "http://127.0.0.1:8080/mcp".to_owned());
-    let url = url::Url::parse(&mcp_url)?;
-    let addr = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port_or_known_default().unwrap_or(8080)
-    );
+    common::init_tracing();
+    let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-workos-example", env!("CARGO_PKG_VERSION"))
         .oauth(WorkOs::from_env()?)
         .url(&mcp_url)
         .tool(Tool::new("whoami", "The authenticated WorkOS user", whoami));
-    println!("MCP endpoint: {mcp_url}");
-    server.listen(addr).await?;
-    Ok(())
+    common::serve(server, &mcp_url).await
 }
 
 async fn whoami(_: NoArgs, ctx: ToolContext) -> Result<serde_json::Value, ToolError> {
