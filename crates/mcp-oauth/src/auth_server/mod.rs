@@ -162,11 +162,7 @@ impl moka::Expiry<String, bool> for RevokedExpiry {
         revoked: &bool,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(if *revoked {
-            self.revoked
-        } else {
-            self.recheck
-        })
+        Some(if *revoked { self.revoked } else { self.recheck })
     }
 
     fn expire_after_update(
