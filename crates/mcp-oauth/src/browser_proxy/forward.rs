@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 
 use super::client::{Failure, Outbound, TARGET};
-use super::{Shared, error, error_with, parse_target, refused};
+use super::{Shared, error, error_with, refused};
 
 /// Request headers forwarded; every other one is dropped.
 const REQUEST_HEADERS: [&str; 4] = ["accept", "authorization", "content-type", "dpop"];
@@ -59,13 +59,10 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     else {
         return error(StatusCode::BAD_REQUEST, "Missing url parameter");
     };
-    let url = match parse_target(raw_url) {
+    let url = match shared.accept_target(raw_url) {
         Ok(url) => url,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err((status, message)) => return error(status, message),
     };
-    if !shared.target_allowed(&url) {
-        return error(StatusCode::FORBIDDEN, "Target URL not allowed");
-    }
     let method = match envelope.get("method") {
         None | Some(Value::Null) => Method::GET,
         Some(Value::String(m)) if m.eq_ignore_ascii_case("GET") => Method::GET,
@@ -106,7 +103,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     };
     let answer = match sent {
         Ok(Ok(answer)) => answer,
-        Err(_) | Ok(Err(Failure::Timeout)) => {
+        Err(_) => {
             return error(StatusCode::GATEWAY_TIMEOUT, "OAuth proxy request timed out");
         }
         Ok(Err(Failure::Refused(refusal))) => return refused(refusal),

@@ -31,8 +31,6 @@ enum Outcome {
     NotJson,
     /// No answer.
     NoResponse,
-    /// A fetch used up the time budget of the call.
-    TimedOut,
 }
 
 pub(super) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -58,18 +56,14 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     let Some(raw) = param("url") else {
         return error(StatusCode::BAD_REQUEST, "Missing url parameter");
     };
-    let url = match parse_target(raw) {
+    let url = match shared.accept_target(raw) {
         Ok(url) => url,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err((status, message)) => return error(status, message),
     };
-    if !shared.target_allowed(&url) {
-        return error(StatusCode::FORBIDDEN, "Target URL not allowed");
-    }
-    let mcp_url = match param("mcp_url").map(parse_target) {
+    let mcp_url = match param("mcp_url").map(|raw| shared.accept_target(raw)) {
         None => None,
-        Some(Ok(mcp)) if shared.target_allowed(&mcp) => Some(mcp),
-        Some(Ok(_)) => return error(StatusCode::FORBIDDEN, "Target URL not allowed"),
-        Some(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+        Some(Ok(mcp)) => Some(mcp),
+        Some(Err((status, message))) => return error(status, message),
     };
     let connection_url = match parts.headers.get("x-connection-url") {
         None => None,
@@ -81,9 +75,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
     let outcome = tokio::time::timeout(shared.timeout, discover(&shared, url, mcp_url)).await;
     let fail = |text: String| format!("Failed to fetch OAuth metadata: {text}");
     match outcome {
-        Err(_) | Ok(Outcome::TimedOut) => {
-            error(StatusCode::GATEWAY_TIMEOUT, fail("timed out".into()))
-        }
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, fail("timed out".into())),
         Ok(Outcome::Found(metadata)) => {
             Json(rewrite_resource(metadata, connection_url)).into_response()
         }
@@ -119,10 +111,7 @@ async fn discover(shared: &Shared, url: Url, mcp_url: Option<Url>) -> Outcome {
             Ok(Some(hinted)) => {
                 let end = fetch_json(shared, Outbound::get(hinted)).await;
                 // As in mcp-use, a hint that gives no document falls back to the candidates.
-                if matches!(
-                    end,
-                    Outcome::Found(_) | Outcome::Refused(_) | Outcome::TimedOut
-                ) {
+                if matches!(end, Outcome::Found(_) | Outcome::Refused(_)) {
                     return end;
                 }
             }
@@ -143,7 +132,7 @@ async fn discover(shared: &Shared, url: Url, mcp_url: Option<Url>) -> Outcome {
         // The given URL was accepted by the hook in the handler.
         request.url_accepted = i == 0;
         match fetch_json(shared, request).await {
-            end @ (Outcome::Found(_) | Outcome::Refused(_) | Outcome::TimedOut) => return end,
+            end @ (Outcome::Found(_) | Outcome::Refused(_)) => return end,
             Outcome::NoResponse => {}
             answer => last = answer,
         }
@@ -152,7 +141,7 @@ async fn discover(shared: &Shared, url: Url, mcp_url: Option<Url>) -> Outcome {
 }
 
 /// POSTs an `initialize` to the MCP endpoint and returns the `resource_metadata` URL of its
-/// challenge, if any. A refusal or a timeout ends discovery; other failures mean "no hint".
+/// challenge, if any. A refusal ends discovery; other failures mean "no hint".
 async fn hint(shared: &Shared, mcp: &Url) -> Result<Option<Url>, Outcome> {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -173,7 +162,6 @@ async fn hint(shared: &Shared, mcp: &Url) -> Result<Option<Url>, Outcome> {
     let answer = match shared.send(request, None).await {
         Ok(answer) => answer,
         Err(Failure::Refused(refusal)) => return Err(Outcome::Refused(refusal)),
-        Err(Failure::Timeout) => return Err(Outcome::TimedOut),
         Err(_) => return Ok(None),
     };
     Ok(resource_metadata(&answer))
@@ -181,22 +169,17 @@ async fn hint(shared: &Shared, mcp: &Url) -> Result<Option<Url>, Outcome> {
 
 /// The `resource_metadata` parameter of the answer's challenges, a Bearer one first.
 fn resource_metadata(answer: &Answer) -> Option<Url> {
-    let challenges: Vec<_> = answer
+    let mut challenges: Vec<_> = answer
         .headers
         .get_all(header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(parse_www_authenticate)
         .collect();
-    let bearer_first = challenges
+    // A stable sort: Bearer challenges first, each group in the order given.
+    challenges.sort_by_key(|c| !c.scheme.eq_ignore_ascii_case("bearer"));
+    challenges
         .iter()
-        .filter(|c| c.scheme.eq_ignore_ascii_case("bearer"))
-        .chain(
-            challenges
-                .iter()
-                .filter(|c| !c.scheme.eq_ignore_ascii_case("bearer")),
-        );
-    bearer_first
         .filter_map(|c| c.param("resource_metadata"))
         .filter_map(|raw| answer.url.join(raw).ok())
         .find(|url| matches!(url.scheme(), "http" | "https"))
@@ -226,7 +209,6 @@ async fn fetch_json(shared: &Shared, mut request: Outbound) -> Outcome {
     let answer = match shared.send(request, Some(shared.max_response_bytes)).await {
         Ok(answer) => answer,
         Err(Failure::Refused(refusal)) => return Outcome::Refused(refusal),
-        Err(Failure::Timeout) => return Outcome::TimedOut,
         Err(_) => return Outcome::NoResponse,
     };
     if !answer.status.is_success() {

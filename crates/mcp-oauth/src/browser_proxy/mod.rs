@@ -110,16 +110,11 @@ pub struct BrowserProxy {
 /// Builds a [`BrowserProxy`].
 #[must_use]
 pub struct BrowserProxyBuilder {
-    base_path: String,
-    guard: NetGuard,
-    authenticate: Option<Arc<AuthenticateFn>>,
-    validate_target: Option<Arc<ValidateTargetFn>>,
-    timeout: Duration,
-    max_request_bytes: usize,
-    max_response_bytes: usize,
-    max_redirects: usize,
+    /// The configuration as given; [`BrowserProxyBuilder::build`] checks it.
+    config: Shared,
 }
 
+/// The configuration of the routes, shared by every call.
 struct Shared {
     base_path: String,
     guard: NetGuard,
@@ -134,14 +129,16 @@ struct Shared {
 impl Default for BrowserProxyBuilder {
     fn default() -> Self {
         Self {
-            base_path: DEFAULT_BASE_PATH.into(),
-            guard: NetGuard::new().allow_http(),
-            authenticate: None,
-            validate_target: None,
-            timeout: DEFAULT_TIMEOUT,
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            max_redirects: DEFAULT_MAX_REDIRECTS,
+            config: Shared {
+                base_path: DEFAULT_BASE_PATH.into(),
+                guard: NetGuard::new().allow_http(),
+                authenticate: None,
+                validate_target: None,
+                timeout: DEFAULT_TIMEOUT,
+                max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+                max_redirects: DEFAULT_MAX_REDIRECTS,
+            },
         }
     }
 }
@@ -150,7 +147,7 @@ impl BrowserProxyBuilder {
     /// Where the routes live: `<base>/metadata` and `<base>/proxy`. Default is `/oauth`.
     /// Must be empty or start with `/`; a trailing `/` is dropped.
     pub fn base_path(mut self, path: impl Into<String>) -> Self {
-        self.base_path = path.into();
+        self.config.base_path = path.into();
         self
     }
 
@@ -162,7 +159,7 @@ impl BrowserProxyBuilder {
     where
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
-        self.authenticate = Some(Arc::new(hook));
+        self.config.authenticate = Some(Arc::new(hook));
         self
     }
 
@@ -174,7 +171,7 @@ impl BrowserProxyBuilder {
     where
         F: Fn(&Url) -> bool + Send + Sync + 'static,
     {
-        self.validate_target = Some(Arc::new(hook));
+        self.config.validate_target = Some(Arc::new(hook));
         self
     }
 
@@ -182,32 +179,32 @@ impl BrowserProxyBuilder {
     /// `http` and `https`, public addresses only. Pass `NetGuard::new()` for `https` only,
     /// and [`NetGuard::allow_host`] for a private host you trust.
     pub fn guard(mut self, guard: NetGuard) -> Self {
-        self.guard = guard;
+        self.config.guard = guard;
         self
     }
 
     /// Time budget of one route call, all its fetches, redirects and fallbacks included.
     /// Default is 10 seconds.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.config.timeout = timeout;
         self
     }
 
     /// Largest `POST <base>/proxy` request body. Default is 64 KiB.
     pub fn max_request_bytes(mut self, bytes: usize) -> Self {
-        self.max_request_bytes = bytes;
+        self.config.max_request_bytes = bytes;
         self
     }
 
     /// Largest upstream response body. Default is 1 MiB.
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
+        self.config.max_response_bytes = bytes;
         self
     }
 
     /// Redirects followed per fetch, each one checked like the first URL. Default is 3.
     pub fn max_redirects(mut self, redirects: usize) -> Self {
-        self.max_redirects = redirects;
+        self.config.max_redirects = redirects;
         self
     }
 
@@ -217,8 +214,10 @@ impl BrowserProxyBuilder {
     ///
     /// The base path does not start with `/` or holds a route parameter, wildcard, query or
     /// fragment; the timeout or a body limit is zero.
-    pub fn build(self) -> Result<BrowserProxy, ConfigError> {
-        let base_path = self.base_path.trim_end_matches('/').to_owned();
+    pub fn build(mut self) -> Result<BrowserProxy, ConfigError> {
+        let config = &mut self.config;
+        config.base_path = config.base_path.trim_end_matches('/').to_owned();
+        let base_path = &config.base_path;
         if !base_path.is_empty() && !base_path.starts_with('/') {
             return Err(ConfigError::invalid(
                 "base path",
@@ -231,23 +230,14 @@ impl BrowserProxyBuilder {
                 format!("{base_path:?} must be a plain path"),
             ));
         }
-        if self.timeout.is_zero() {
+        if config.timeout.is_zero() {
             return Err(ConfigError::invalid("timeout", "must not be zero"));
         }
-        if self.max_request_bytes == 0 || self.max_response_bytes == 0 {
+        if config.max_request_bytes == 0 || config.max_response_bytes == 0 {
             return Err(ConfigError::invalid("body limit", "must not be zero"));
         }
         Ok(BrowserProxy {
-            shared: Arc::new(Shared {
-                base_path,
-                guard: self.guard,
-                authenticate: self.authenticate,
-                validate_target: self.validate_target,
-                timeout: self.timeout,
-                max_request_bytes: self.max_request_bytes,
-                max_response_bytes: self.max_response_bytes,
-                max_redirects: self.max_redirects,
-            }),
+            shared: Arc::new(self.config),
         })
     }
 }
@@ -293,6 +283,16 @@ impl Shared {
     fn target_allowed(&self, url: &Url) -> bool {
         self.validate_target.as_ref().is_none_or(|hook| hook(url))
     }
+
+    /// A URL from the browser, parsed and accepted by the hook; else the status and message
+    /// to answer (400 or 403).
+    fn accept_target(&self, raw: &str) -> Result<Url, (StatusCode, &'static str)> {
+        let url = parse_target(raw).map_err(|message| (StatusCode::BAD_REQUEST, message))?;
+        if !self.target_allowed(&url) {
+            return Err((StatusCode::FORBIDDEN, "Target URL not allowed"));
+        }
+        Ok(url)
+    }
 }
 
 /// A JSON error body `{"error": message}`.
@@ -329,28 +329,20 @@ fn parse_target(raw: &str) -> Result<Url, &'static str> {
 
 impl fmt::Debug for BrowserProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.shared.fmt(f)
-    }
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrowserProxy")
-            .field("base_path", &self.base_path)
-            .field("guard", &self.guard)
-            .field("authenticate", &self.authenticate.is_some())
-            .field("validate_target", &self.validate_target.is_some())
-            .field("timeout", &self.timeout)
-            .field("max_request_bytes", &self.max_request_bytes)
-            .field("max_response_bytes", &self.max_response_bytes)
-            .field("max_redirects", &self.max_redirects)
-            .finish()
+        self.shared.debug("BrowserProxy", f)
     }
 }
 
 impl fmt::Debug for BrowserProxyBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrowserProxyBuilder")
+        self.config.debug("BrowserProxyBuilder", f)
+    }
+}
+
+impl Shared {
+    /// The configuration, hooks as whether they are set, under the name `name`.
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
             .field("base_path", &self.base_path)
             .field("guard", &self.guard)
             .field("authenticate", &self.authenticate.is_some())
