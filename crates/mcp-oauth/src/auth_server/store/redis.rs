@@ -291,6 +291,22 @@ async fn get(
         .await?)
 }
 
+/// Reads or takes (`command` as for [`get`]) a record, `None` when absent or lapsed by this
+/// machine's clock.
+async fn get_live<T: DeserializeOwned>(
+    conn: ConnectionManager,
+    command: &'static str,
+    key: String,
+    now: i64,
+    expires_at: fn(&T) -> i64,
+) -> Result<Option<T>, Failure> {
+    let Some(data) = get(conn, command, key).await? else {
+        return Ok(None);
+    };
+    let record: T = decode(&data)?;
+    Ok((expires_at(&record) > now).then_some(record))
+}
+
 /// Writes a code or refresh token, unused, with its expiry, in one `MULTI`.
 async fn put_single_use(
     mut conn: ConnectionManager,
@@ -452,12 +468,8 @@ impl Store for RedisStore {
     fn request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>> {
         let key = self.key("request:", id);
         let now = now_unix();
-        self.run("read an authorization request", move |conn| async move {
-            let Some(data) = get(conn, "GET", key).await? else {
-                return Ok(None);
-            };
-            let request: AuthRequestRecord = decode(&data)?;
-            Ok((request.expires_at > now).then_some(request))
+        self.run("read an authorization request", move |conn| {
+            get_live(conn, "GET", key, now, |r: &AuthRequestRecord| r.expires_at)
         })
     }
 
@@ -467,12 +479,10 @@ impl Store for RedisStore {
     ) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>> {
         let key = self.key("request:", id);
         let now = now_unix();
-        self.run("take an authorization request", move |conn| async move {
-            let Some(data) = get(conn, "GETDEL", key).await? else {
-                return Ok(None);
-            };
-            let request: AuthRequestRecord = decode(&data)?;
-            Ok((request.expires_at > now).then_some(request))
+        self.run("take an authorization request", move |conn| {
+            get_live(conn, "GETDEL", key, now, |r: &AuthRequestRecord| {
+                r.expires_at
+            })
         })
     }
 
