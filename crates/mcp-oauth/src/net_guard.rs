@@ -128,6 +128,33 @@ impl NetGuard {
     }
 }
 
+/// An HTTP client for `url` that connects only to `addr` (what [`NetGuard::check`] returned
+/// for it): no redirects followed (check each hop again), and no HTTP(S) proxy from the
+/// environment, which would resolve the name again, unchecked. Add a timeout, then build.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use mcp_oauth::net_guard::{NetGuard, pinned_client};
+///
+/// let url = url::Url::parse("https://client.example.com/metadata.json")?;
+/// let addr = NetGuard::new().check(&url).await?;
+/// let http = pinned_client(&url, addr).timeout(std::time::Duration::from_secs(5)).build()?;
+/// let document = http.get(url).send().await?.text().await?;
+/// # let _ = document; Ok(()) }
+/// ```
+pub fn pinned_client(url: &Url, addr: SocketAddr) -> reqwest::ClientBuilder {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .resolve(host, addr)
+        .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
+}
+
 /// Whether `ip` is a public unicast address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {

@@ -124,19 +124,8 @@ impl Resolver {
             .check(&url)
             .await
             .map_err(|e| format!("the client metadata document is not fetched: {e}"))?;
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::net_guard::pinned_client(&url, addr)
             .timeout(self.options.timeout)
-            // An HTTP(S)_PROXY would resolve the name again, unchecked: connect directly.
-            .no_proxy()
-            .resolve(&host, addr)
-            .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         let mut response = http

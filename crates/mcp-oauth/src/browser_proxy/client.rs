@@ -108,20 +108,8 @@ impl Shared {
         loop {
             let addr = self.admit(&req.url, hook_done).await?;
             hook_done = false;
-            let host = req
-                .url
-                .host_str()
-                .unwrap_or_default()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let client = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                // An HTTP proxy would resolve the name again, defeating the pinning.
-                .no_proxy()
-                // No timeout of its own: the handler's bounds the whole call, hops included.
-                .resolve(&host, addr)
-                .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
+            // No timeout of its own: the handler's bounds the whole call, hops included.
+            let client = crate::net_guard::pinned_client(&req.url, addr)
                 .build()
                 .map_err(|_| Failure::Network("cannot build the http client".into()))?;
             let mut request = client
