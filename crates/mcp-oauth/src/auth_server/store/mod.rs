@@ -257,3 +257,21 @@ impl fmt::Debug for dyn Store {
         f.write_str("Store")
     }
 }
+
+/// A record that does not decode, described without serde_json's own message, which may
+/// quote the record (user claims, a CSRF token, a sealed token): only where it broke.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn damaged_record(err: &serde_json::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let kind = match err.classify() {
+        serde_json::error::Category::Io => "i/o",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    write!(
+        f,
+        "damaged record ({kind} error at line {} column {})",
+        err.line(),
+        err.column()
+    )
+}

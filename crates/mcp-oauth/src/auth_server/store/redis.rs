@@ -398,22 +398,7 @@ impl fmt::Display for Failure {
                 write!(f, "unexpected reply ({})", err.category())
             }
             Self::Redis(err) => err.fmt(f),
-            // serde_json's own message may quote the record (user claims, a CSRF token, a
-            // sealed token): say only where it broke.
-            Self::Json(err) => {
-                let kind = match err.classify() {
-                    serde_json::error::Category::Io => "i/o",
-                    serde_json::error::Category::Syntax => "syntax",
-                    serde_json::error::Category::Data => "data",
-                    serde_json::error::Category::Eof => "truncated",
-                };
-                write!(
-                    f,
-                    "damaged record ({kind} error at line {} column {})",
-                    err.line(),
-                    err.column()
-                )
-            }
+            Self::Json(err) => super::damaged_record(err, f),
         }
     }
 }

@@ -403,22 +403,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sql(err) => err.fmt(f),
-            // serde_json's own message may quote the record (user claims, a CSRF token): say
-            // only where it broke.
-            Self::Json(err) => {
-                let kind = match err.classify() {
-                    serde_json::error::Category::Io => "i/o",
-                    serde_json::error::Category::Syntax => "syntax",
-                    serde_json::error::Category::Data => "data",
-                    serde_json::error::Category::Eof => "truncated",
-                };
-                write!(
-                    f,
-                    "damaged record ({kind} error at line {} column {})",
-                    err.line(),
-                    err.column()
-                )
-            }
+            Self::Json(err) => super::damaged_record(err, f),
             Self::Schema(version) => write!(
                 f,
                 "database schema version {version} is newer than this build supports ({SCHEMA_VERSION})"
