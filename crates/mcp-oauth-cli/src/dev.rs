@@ -98,18 +98,39 @@ pub(crate) fn sqlite_store(
     Err("this build has no SQLite support; use --store memory".into())
 }
 
+/// Binds 127.0.0.1:`port` (0: any free port).
+pub(crate) async fn bind_loopback(port: u16) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on 127.0.0.1:{port}: {e} (choose another with --port, or --port 0)"
+            )
+        })
+}
+
+/// Serves `app` (with the client address, for rate limits) until Ctrl-C or SIGTERM, then says
+/// that `mcp-oauth <command>` stopped.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    command: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
+    .await?;
+    eprintln!("mcp-oauth {command} stopped");
+    Ok(())
+}
+
 pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let dir = data_dir::resolve(args.data_dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on 127.0.0.1:{}: {e} (choose another with --port, or --port 0)",
-                args.port
-            )
-        })?;
+    let listener = bind_loopback(args.port).await?;
     let addr = listener.local_addr()?;
     let issuer = format!("http://{addr}");
     let mcp_url = format!("{issuer}/mcp");
@@ -193,14 +214,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
             args.token_ttl,
         );
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
-    .await?;
-    eprintln!("mcp-oauth dev stopped");
-    Ok(())
+    serve(listener, app, "dev").await
 }
 
 fn banner(

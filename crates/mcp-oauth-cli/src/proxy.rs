@@ -273,14 +273,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         Some(value) => decode_key(value)?,
         None => stored_key(&dir)?,
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on 127.0.0.1:{}: {e} (choose another with --port, or --port 0)",
-                args.port
-            )
-        })?;
+    let listener = crate::dev::bind_loopback(args.port).await?;
     let addr = listener.local_addr()?;
     let issuer = args
         .public_url
@@ -318,14 +311,7 @@ signs in at the provider. Clients get this server's tokens, never the provider's
             dir.display()
         );
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(mcp_oauth::server::shutdown_signal())
-    .await?;
-    eprintln!("mcp-oauth proxy stopped");
-    Ok(())
+    crate::dev::serve(listener, app, "proxy").await
 }
 
 #[cfg(test)]
