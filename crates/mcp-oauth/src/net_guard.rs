@@ -3,9 +3,17 @@
 //! the connection is pinned to a checked address so that DNS cannot change its mind between
 //! the check and the request.
 //!
-//! Refused by default: loopback, private (RFC 1918, RFC 4193), link-local, CGNAT
-//! (100.64/10), unspecified, broadcast, multicast, documentation and benchmarking ranges,
-//! IPv4-mapped and NAT64 forms of any of those, and the cloud metadata address.
+//! Refused by default: loopback (and the `localhost` names, without asking DNS), private
+//! (RFC 1918, RFC 4193), link-local, CGNAT (100.64/10), unspecified, broadcast, multicast,
+//! documentation and benchmarking ranges, and the cloud metadata address. IPv6 addresses
+//! that carry an IPv4 address are judged by the IPv4 address they carry: IPv4-mapped
+//! (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), IPv4-translated (SIIT,
+//! `::ffff:0:a.b.c.d`), NAT64 well-known (`64:ff9b::/96`) and 6to4 (`2002::/16`). Local-use
+//! NAT64 (`64:ff9b:1::/48`, RFC 8215) and Teredo (`2001::/32`) are refused outright: where
+//! they reach depends on the local network.
+//!
+//! Error texts name the host, never the address it resolved to (that would let anyone map
+//! an internal network's names).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -25,12 +33,13 @@ pub enum GuardError {
     /// The name did not resolve.
     #[error("cannot resolve {0}")]
     Resolve(String),
-    /// An address is not public.
-    #[error("{host} resolves to {addr}, a non-public address")]
+    /// An address is not public. The message names the host only: the address would tell
+    /// whoever reads it what an internal name resolves to.
+    #[error("{host} is not a public address")]
     Private {
         /// The host.
         host: String,
-        /// The offending address.
+        /// The offending address (for the operator's logs; never shown to a client).
         addr: IpAddr,
     },
 }
@@ -102,6 +111,13 @@ impl NetGuard {
         let port = url
             .port_or_known_default()
             .ok_or(GuardError::Url("no port"))?;
+        if !exempt && is_localhost_name(&host) {
+            // RFC 6761 §6.3: these names are loopback, whatever a resolver says.
+            return Err(GuardError::Private {
+                host,
+                addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            });
+        }
         let lookup = tokio::time::timeout(
             Duration::from_secs(5),
             tokio::net::lookup_host((host.clone(), port)),
@@ -155,24 +171,61 @@ pub fn pinned_client(url: &Url, addr: SocketAddr) -> reqwest::ClientBuilder {
         .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
 }
 
-/// Whether `ip` is a public unicast address.
+/// `localhost` and any name under it (RFC 6761 §6.3), with or without the final dot.
+fn is_localhost_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
+
+/// Whether `ip` is a public unicast address. An IPv6 address that carries an IPv4 address
+/// is judged by that IPv4 address; local-use NAT64 and Teredo are never public.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
-            let segments = v6.segments();
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let octets = v6.octets();
-                return is_public_v4(Ipv4Addr::new(
-                    octets[12], octets[13], octets[14], octets[15],
-                ));
-            }
-            is_public_v6(v6)
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Embedded::V4(v4) => is_public_v4(v4),
+            Embedded::Refused => false,
+            Embedded::None => is_public_v6(v6),
+        },
+    }
+}
+
+/// What an IPv6 address says about IPv4.
+enum Embedded {
+    /// It carries this IPv4 address.
+    V4(Ipv4Addr),
+    /// It reaches an IPv4 address that cannot be judged from the address alone.
+    Refused,
+    /// A plain IPv6 address.
+    None,
+}
+
+fn embedded_v4(v6: Ipv6Addr) -> Embedded {
+    let s = v6.segments();
+    let [.., a, b, c, d] = v6.octets();
+    let low = Ipv4Addr::new(a, b, c, d);
+    match s {
+        // :: and ::1 are judged as IPv6 (unspecified, loopback).
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => Embedded::None,
+        // IPv4-mapped ::ffff:0:0/96, IPv4-compatible ::/96 (deprecated, RFC 4291 §2.5.5.1),
+        // IPv4-translated (SIIT) ::ffff:0:0:0/96 (RFC 2765), NAT64 well-known 64:ff9b::/96
+        // (RFC 6052).
+        [0, 0, 0, 0, 0, 0xffff, _, _]
+        | [0, 0, 0, 0, 0, 0, _, _]
+        | [0, 0, 0, 0, 0xffff, 0, _, _]
+        | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Embedded::V4(low),
+        // 6to4 2002::/16 (RFC 3056): the IPv4 address follows the prefix.
+        [0x2002, hi, lo, ..] => {
+            let [a, b] = hi.to_be_bytes();
+            let [c, d] = lo.to_be_bytes();
+            Embedded::V4(Ipv4Addr::new(a, b, c, d))
         }
+        // Local-use NAT64 64:ff9b:1::/48 (RFC 8215): translated by a gateway of the local
+        // network, to wherever it is set up to go.
+        [0x64, 0xff9b, 1, ..] => Embedded::Refused,
+        // Teredo 2001::/32 (RFC 4380): tunnels through a relay to an obfuscated IPv4 address.
+        [0x2001, 0, ..] => Embedded::Refused,
+        _ => Embedded::None,
     }
 }
 
@@ -242,8 +295,75 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "::8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "2002:808:808::1",
         ] {
             assert!(is_public(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+
+    /// Security review 2, F9: IPv6 forms that carry (or tunnel to) an IPv4 address.
+    #[test]
+    fn ipv6_forms_of_private_ipv4_addresses_are_not_public() {
+        for ip in [
+            // IPv4-compatible ::/96
+            "::7f00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            // IPv4-translated (SIIT) ::ffff:0:0:0/96
+            "::ffff:0:7f00:1",
+            "::ffff:0:10.1.2.3",
+            "::ffff:0:a9fe:a9fe",
+            // NAT64, well-known and local-use prefixes
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            // 6to4 2002::/16
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:101::1",
+            // Teredo 2001::/32
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001::1",
+        ] {
+            assert!(!is_public(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+
+    /// Security review 2, F10: the error names the host, not the address.
+    #[test]
+    fn private_error_does_not_reveal_the_address() {
+        let err = GuardError::Private {
+            host: "db.corp.internal".into(),
+            addr: "10.20.30.40".parse().expect("ip"),
+        };
+        let text = err.to_string();
+        assert!(text.contains("db.corp.internal"), "{text}");
+        assert!(!text.contains("10.20.30.40"), "{text}");
+    }
+
+    /// Test review, finding 8: loopback names are refused by the guard itself (no DNS asked),
+    /// so a resolver failure cannot pass for a refusal.
+    #[tokio::test]
+    async fn localhost_names_are_refused_without_dns() {
+        let guard = NetGuard::new().allow_http();
+        for url in [
+            "http://localhost/x",
+            "https://LOCALHOST./x",
+            "https://api.localhost:8443/x",
+        ] {
+            let err = guard
+                .check(&Url::parse(url).expect("url"))
+                .await
+                .expect_err(url);
+            assert!(
+                matches!(&err, GuardError::Private { addr, .. } if addr.is_loopback()),
+                "{url}: {err:?}"
+            );
         }
     }
 
@@ -260,10 +380,7 @@ mod tests {
                 .check(&Url::parse(url).expect("url"))
                 .await
                 .expect_err(url);
-            assert!(
-                matches!(err, GuardError::Private { .. } | GuardError::Resolve(_)),
-                "{url}: {err}"
-            );
+            assert!(matches!(err, GuardError::Private { .. }), "{url}: {err}");
         }
         assert!(matches!(
             NetGuard::new()

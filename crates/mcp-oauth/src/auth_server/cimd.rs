@@ -2,6 +2,9 @@
 //! document describing the client. It is fetched through the SSRF guard (every address the
 //! host resolves to must be public, and the connection is pinned to a checked address), with
 //! a size and time limit and no redirects, and cached by its HTTP cache headers.
+//!
+//! Errors shown to the client never say what a name resolved to, nor tell a refused
+//! connection from a timeout: "cannot be fetched" covers every network failure.
 
 use std::time::Duration;
 
@@ -13,7 +16,11 @@ use super::register::client_from_metadata;
 use super::store::ClientRecord;
 use crate::error::ConfigError;
 use crate::fetch::cache_ttl;
-use crate::net_guard::NetGuard;
+use crate::net_guard::{GuardError, NetGuard};
+
+/// The one answer for a document that cannot be reached, whatever the reason (the name does
+/// not resolve or is not public, the connection is refused or times out).
+const CANNOT_FETCH: &str = "the client metadata document cannot be fetched";
 
 /// Options for Client ID Metadata Documents.
 #[derive(Debug, Clone)]
@@ -118,12 +125,21 @@ impl Resolver {
                     .into(),
             );
         }
-        let addr = self
-            .options
-            .guard
-            .check(&url)
-            .await
-            .map_err(|e| format!("the client metadata document is not fetched: {e}"))?;
+        let addr = match self.options.guard.check(&url).await {
+            Ok(addr) => addr,
+            // The scheme and the URL's form are the client's own input: say what is wrong.
+            Err(err @ (GuardError::Scheme(_) | GuardError::Url(_))) => {
+                return Err(format!(
+                    "the client metadata document is not fetched: {err}"
+                ));
+            }
+            // Whether the name resolves, and to what, is the network's business: one answer
+            // for all of it, so that the page is no oracle for internal names (review 2, F10).
+            Err(err) => {
+                tracing::debug!(target: "mcp_oauth::auth_server", %url, error = ?err, "client metadata document refused by the network guard");
+                return Err(CANNOT_FETCH.to_owned());
+            }
+        };
         let http = crate::net_guard::pinned_client(&url, addr)
             .timeout(self.options.timeout)
             .build()
@@ -133,12 +149,10 @@ impl Resolver {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "fetching the client metadata document timed out".to_owned()
-                } else {
-                    "the client metadata document cannot be fetched".to_owned()
-                }
+            .map_err(|err| {
+                // Timed out and refused look alike: no port scan through this page.
+                tracing::debug!(target: "mcp_oauth::auth_server", %url, timeout = err.is_timeout(), "client metadata document fetch failed");
+                CANNOT_FETCH.to_owned()
             })?;
         if response.status() != reqwest::StatusCode::OK {
             return Err(format!(
