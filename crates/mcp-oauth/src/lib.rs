@@ -73,6 +73,7 @@ mod claims;
 pub mod error;
 #[cfg(feature = "remote")]
 pub mod fetch;
+pub mod forwarded;
 pub mod jose;
 pub mod layer;
 pub mod metadata;

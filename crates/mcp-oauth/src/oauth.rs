@@ -1,6 +1,7 @@
 //! [`OAuth`]: everything a protected MCP endpoint needs, in one value.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::authenticator::{AudienceRule, Authenticator, TokenCacheOptions};
 use crate::error::ConfigError;
 #[cfg(feature = "remote")]
 use crate::fetch::HttpClient;
+use crate::forwarded::TrustedProxies;
 #[cfg(feature = "remote")]
 use crate::metadata::MetadataMirror;
 use crate::metadata::ProtectedResourceMetadata;
@@ -27,7 +29,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 struct Inner {
     resource: ResourceUrl,
-    trust_forwarded: bool,
+    trusted_proxies: TrustedProxies,
     authorization_servers: Vec<String>,
     scopes_supported: Vec<String>,
     policy: ScopePolicy,
@@ -106,31 +108,31 @@ impl OAuth {
         &self.inner.resource
     }
 
-    /// The resource URL for a request: the configured one, or, in trusted-proxy mode, the
-    /// one the `X-Forwarded-Proto` / `X-Forwarded-Host` (else `Host`) headers name.
-    pub fn resource_for(&self, headers: &HeaderMap) -> Cow<'_, ResourceUrl> {
-        if !self.inner.trust_forwarded {
+    /// The resource URL for a request whose TCP peer is `peer` (see
+    /// [`forwarded::peer_addr`](crate::forwarded::peer_addr)): the configured one, or, in
+    /// trusted-proxy mode and when `peer` is a trusted proxy, the configured path at the
+    /// origin that proxy names (the rightmost `X-Forwarded-Host` / `X-Forwarded-Proto`
+    /// values, or the `Forwarded` element of the rightmost untrusted hop; see
+    /// [`forwarded`](crate::forwarded)). `Host` is never used: without a forwarded host, or
+    /// from any other peer, the configured resource stands.
+    pub fn resource_for(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Cow<'_, ResourceUrl> {
+        let Some(origin) = self.inner.trusted_proxies.forwarded_origin(peer, headers) else {
             return Cow::Borrowed(&self.inner.resource);
-        }
-        let first = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
         };
-        let scheme = first("x-forwarded-proto").unwrap_or(self.inner.resource.url().scheme());
-        let host = first("x-forwarded-host").or_else(|| first("host"));
-        match (scheme, host) {
-            ("http" | "https", Some(host))
-                if host
+        let scheme = origin
+            .scheme
+            .as_deref()
+            .unwrap_or(self.inner.resource.url().scheme());
+        match scheme {
+            "http" | "https"
+                if origin
+                    .host
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) =>
             {
                 self.inner
                     .resource
-                    .with_origin(scheme, host)
+                    .with_origin(scheme, &origin.host)
                     .map_or(Cow::Borrowed(&self.inner.resource), Cow::Owned)
             }
             _ => Cow::Borrowed(&self.inner.resource),
@@ -156,9 +158,14 @@ impl OAuth {
         }
     }
 
-    /// Whether trusted-proxy mode is on.
+    /// Whether trusted-proxy mode is on (some proxy is trusted).
     pub fn trusts_forwarded_headers(&self) -> bool {
-        self.inner.trust_forwarded
+        !self.inner.trusted_proxies.is_empty()
+    }
+
+    /// The trusted proxies (empty: trusted-proxy mode is off).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     /// The authorization servers advertised.
@@ -279,7 +286,7 @@ impl OAuth {
 pub struct OAuthBuilder {
     resource: Option<String>,
     insecure_http: bool,
-    trust_forwarded: bool,
+    trusted_proxies: TrustedProxies,
     authorization_servers: Vec<String>,
     scopes_supported: Vec<String>,
     policy: ScopePolicy,
@@ -305,7 +312,7 @@ impl Default for OAuthBuilder {
         Self {
             resource: None,
             insecure_http: false,
-            trust_forwarded: false,
+            trusted_proxies: TrustedProxies::default(),
             authorization_servers: Vec::new(),
             scopes_supported: Vec::new(),
             policy: ScopePolicy::new(),
@@ -334,8 +341,9 @@ impl OAuthBuilder {
     /// # Deployment
     ///
     /// Behind a reverse proxy this is the URL clients use, not the address the server
-    /// listens on. It is never taken from the `Host` header unless
-    /// [`Self::trust_forwarded_headers`] is set.
+    /// listens on. It is never taken from the `Host` header; with
+    /// [`Self::trusted_proxies`], its origin may come from a trusted proxy's forwarded
+    /// headers.
     pub fn resource(mut self, url: impl Into<String>) -> Self {
         self.resource = Some(url.into());
         self
@@ -347,14 +355,36 @@ impl OAuthBuilder {
         self
     }
 
-    /// Trusted-proxy mode: derive the public origin of each request from
-    /// `X-Forwarded-Proto` and `X-Forwarded-Host` (else `Host`), keeping the configured
-    /// path. The metadata, the challenges and the audience check then follow the request.
+    /// Trusted-proxy mode for a proxy on the same host: the same as
+    /// [`Self::trusted_proxies`] with [`TrustedProxies::loopback`] (`127.0.0.0/8`, `::1`).
     ///
-    /// Only set this when a proxy you control overwrites those headers: otherwise a client
-    /// chooses which audience its token is checked against.
-    pub fn trust_forwarded_headers(mut self) -> Self {
-        self.trust_forwarded = true;
+    /// Until 0.1 this believed `X-Forwarded-Host` from any peer, took the first (client-
+    /// supplied) value and fell back to `Host`; it now believes only loopback peers, takes
+    /// the value the proxy wrote and never uses `Host`. A proxy on another host needs
+    /// [`Self::trusted_proxies`].
+    pub fn trust_forwarded_headers(self) -> Self {
+        self.trusted_proxies(TrustedProxies::loopback())
+    }
+
+    /// Trusted-proxy mode: for a request whose TCP peer is one of `proxies`, the public
+    /// origin is the one the proxy names in its forwarded headers (the configured path is
+    /// kept). The metadata, the challenges and the audience check then follow the request.
+    /// Requests from any other peer, or without a forwarded host, use the configured
+    /// resource; `Host` is never used. Default: off.
+    ///
+    /// The peer address comes from axum's `ConnectInfo<SocketAddr>`: serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (as
+    /// [`McpServer`](crate::server::McpServer) does); without it no proxy is trusted.
+    ///
+    /// # Deployment
+    ///
+    /// The proxy that connects to this server must set (or append to) `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto` (or `Forwarded` with `host=`/`proto=`, see
+    /// [`TrustedProxies::header`]). One that passes a client's header through unchanged
+    /// lets the client choose which audience its token is checked against. See
+    /// [`forwarded`](crate::forwarded) for the exact rules.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 
@@ -668,7 +698,7 @@ impl OAuthBuilder {
         Ok(OAuth {
             inner: Arc::new(Inner {
                 resource,
-                trust_forwarded: self.trust_forwarded,
+                trusted_proxies: self.trusted_proxies,
                 authorization_servers: self.authorization_servers,
                 scopes_supported: self.scopes_supported,
                 policy: self.policy,

@@ -74,6 +74,14 @@ pub fn auth_from_context(context: &RequestContext<RoleServer>) -> Option<Auth> {
 
 /// rmcp transport settings for an endpoint protected by `oauth`: the resource's host (and
 /// the loopback names) allowed in `Host`, stateless, JSON responses.
+///
+/// In trusted-proxy mode ([`OAuthBuilder::trusted_proxies`](crate::OAuthBuilder::trusted_proxies))
+/// rmcp's `Host` allow-list is off: the proxy decides which public hosts reach this server,
+/// and the `Host` it passes varies with its configuration. This costs no audience binding:
+/// the audience check never reads `Host`, only the configured resource or a trusted proxy's
+/// forwarded origin. What the allow-list guards against (DNS rebinding, a browser sending
+/// requests to a local server under another name) still needs a bearer token, which a
+/// browser does not attach on its own.
 pub fn streamable_http_config(oauth: &OAuth) -> StreamableHttpServerConfig {
     let mut hosts = vec![
         "localhost".to_owned(),
@@ -91,7 +99,8 @@ pub fn streamable_http_config(oauth: &OAuth) -> StreamableHttpServerConfig {
         .with_legacy_session_mode(false)
         .with_json_response(true);
     if oauth.trusts_forwarded_headers() {
-        // The public host comes from the proxy and varies; the proxy is the gate.
+        // The public host comes from the proxy and varies; the proxy is the gate, and the
+        // audience follows only what a trusted proxy forwarded (see the docs above).
         return config.disable_allowed_hosts();
     }
     config.with_allowed_hosts(hosts)

@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderValue, Method, header};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::oauth::OAuth;
@@ -90,8 +90,12 @@ impl OAuth {
     }
 }
 
-async fn protected_resource(State(oauth): State<Arc<OAuth>>, headers: HeaderMap) -> Response {
-    let resource = oauth.resource_for(&headers);
+async fn protected_resource(
+    State(oauth): State<Arc<OAuth>>,
+    request: axum::extract::Request,
+) -> Response {
+    let peer = crate::forwarded::peer_addr(request.extensions());
+    let resource = oauth.resource_for(request.headers(), peer);
     let doc = oauth.metadata_for(&resource);
     let mut response = axum::Json(doc).into_response();
     response.headers_mut().insert(

@@ -99,6 +99,10 @@ pub(crate) struct Inner {
     pub(crate) token_limit: Option<RateLimit>,
     pub(crate) register_limit: Option<RateLimit>,
     pub(crate) authorize_limit: Option<RateLimit>,
+    /// Which peers' forwarded headers name the client address (rate limits, logs).
+    pub(crate) trusted_proxies: crate::forwarded::TrustedProxies,
+    /// The per-client-id bucket at `/token` and `/revoke` (requests with a client secret).
+    pub(crate) client_limiter: Option<rate::Limiter<String>>,
     pub(crate) upstream: Option<Arc<proxy::Upstream>>,
     pub(crate) sealer: Option<seal::Sealer>,
     pub(crate) consent_ttl: Duration,
@@ -141,6 +145,8 @@ pub struct AuthServerBuilder {
     token_limit: Option<RateLimit>,
     register_limit: Option<RateLimit>,
     authorize_limit: Option<RateLimit>,
+    client_limit: Option<RateLimit>,
+    trusted_proxies: crate::forwarded::TrustedProxies,
     upstream: Option<proxy::Upstream>,
     encryption_key: Option<crate::secret::Secret>,
     consent_ttl: Duration,
@@ -196,6 +202,8 @@ impl AuthServer {
             token_limit: Some(RateLimit::new(120, 60)),
             register_limit: Some(RateLimit::new(20, 10)),
             authorize_limit: Some(RateLimit::new(120, 60)),
+            client_limit: Some(RateLimit::new(120, 60)),
+            trusted_proxies: crate::forwarded::TrustedProxies::default(),
             upstream: None,
             encryption_key: None,
             consent_ttl: Duration::from_secs(30 * 86_400),
@@ -320,7 +328,7 @@ impl AuthServer {
         let limited = |router: axum::routing::MethodRouter<AuthServer>,
                        limit: Option<RateLimit>| match limit {
             Some(limit) => router.layer(axum::middleware::from_fn_with_state(
-                rate::Limiter::new(limit),
+                rate::Limiter::new(limit, &self.inner.trusted_proxies),
                 rate::limit,
             )),
             None => router,
@@ -625,6 +633,26 @@ impl AuthServerBuilder {
         self
     }
 
+    /// The request-rate limit per client id at the token and revocation endpoints, counted
+    /// for requests that present a client secret, before the secret is checked (`None`
+    /// turns it off). It bounds guessing a client's secret from many addresses. Default: 120
+    /// per minute, bursts of 60.
+    pub fn client_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.client_limit = limit;
+        self
+    }
+
+    /// Reverse proxies whose forwarded headers name the client address, for the rate limits
+    /// and the logs: for a request whose TCP peer is one of them, the client is the rightmost
+    /// address of `X-Forwarded-For` (or `Forwarded`, see
+    /// [`TrustedProxies::header`](crate::forwarded::TrustedProxies::header)) that is not a
+    /// trusted proxy; see [`crate::forwarded`]. Default: none (the TCP peer is the client,
+    /// and behind a proxy every client shares the proxy's buckets).
+    pub fn trusted_proxies(mut self, proxies: crate::forwarded::TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
     /// Proxy mode: users sign in at this upstream identity provider instead of the local
     /// login form (see [`proxy`]). Needs [`Self::encryption_key`].
     pub fn upstream(mut self, upstream: proxy::Upstream) -> Self {
@@ -744,6 +772,10 @@ impl AuthServerBuilder {
                 token_limit: self.token_limit,
                 register_limit: self.register_limit,
                 authorize_limit: self.authorize_limit,
+                client_limiter: self
+                    .client_limit
+                    .map(|limit| rate::Limiter::new(limit, &self.trusted_proxies)),
+                trusted_proxies: self.trusted_proxies,
                 upstream: self.upstream.map(Arc::new),
                 sealer,
                 consent_ttl: self.consent_ttl,

@@ -1,16 +1,26 @@
 //! Request-rate limits for the endpoints anyone can call without credentials: a token
-//! bucket per client address (from axum's `ConnectInfo`; one shared bucket when the server
-//! is not served with connection info).
+//! bucket per client address, and one per client id for requests that present a client
+//! secret at `/token` and `/revoke`.
+//!
+//! The client address is the TCP peer (axum's `ConnectInfo`; one shared bucket when the
+//! server is not served with connection info) unless the peer is a trusted proxy
+//! ([`AuthServerBuilder::trusted_proxies`](super::AuthServerBuilder::trusted_proxies)): then
+//! it is the rightmost address of the forwarded chain that is not a trusted proxy (see
+//! [`crate::forwarded`]), never a value the client chose. IPv6 clients are counted by their
+//! /64.
 
-use std::net::{IpAddr, SocketAddr};
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::time::Instant;
+
+use crate::forwarded::{TrustedProxies, client_key, peer_addr};
 
 /// A limit: `burst` requests at once, refilled at `per_minute`.
 #[derive(Debug, Clone, Copy)]
@@ -38,27 +48,30 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Buckets per client address, bounded in number and forgotten when idle.
+/// Buckets per key (a client address, a client id), bounded in number and forgotten when
+/// idle; with the trusted proxies that say which address a request comes from.
 #[derive(Clone)]
-pub(crate) struct Limiter {
+pub(crate) struct Limiter<K = IpAddr> {
     limit: RateLimit,
-    buckets: moka::sync::Cache<IpAddr, Arc<Mutex<Bucket>>>,
+    buckets: moka::sync::Cache<K, Arc<Mutex<Bucket>>>,
+    proxies: Arc<TrustedProxies>,
 }
 
-impl Limiter {
-    pub(crate) fn new(limit: RateLimit) -> Self {
+impl<K: Hash + Eq + Send + Sync + 'static> Limiter<K> {
+    pub(crate) fn new(limit: RateLimit, proxies: &TrustedProxies) -> Self {
         Self {
             limit,
             buckets: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+            proxies: Arc::new(proxies.clone()),
         }
     }
 
-    /// Takes one token for `ip`; `Err(wait)` when the bucket is empty.
-    pub(crate) fn take(&self, ip: IpAddr) -> Result<(), Duration> {
-        let bucket = self.buckets.get_with(ip, || {
+    /// Takes one token for `key`; `Err(wait)` when the bucket is empty.
+    pub(crate) fn take(&self, key: K) -> Result<(), Duration> {
+        let bucket = self.buckets.get_with(key, || {
             Arc::new(Mutex::new(Bucket {
                 tokens: f64::from(self.limit.burst),
                 updated: Instant::now(),
@@ -84,17 +97,43 @@ impl Limiter {
     }
 }
 
+/// The client address of a request, for limits and logs: the TCP peer, or, when the peer is
+/// a trusted proxy, the rightmost untrusted address the proxies forwarded. `0.0.0.0` when the
+/// server is not served with connection info.
+pub(crate) fn client_ip(
+    proxies: &TrustedProxies,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> IpAddr {
+    let peer = peer_addr(extensions).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    proxies.client_addr(peer, headers)
+}
+
+/// The per-client-id bucket at `/token` and `/revoke`, taken where the client id is known
+/// and before the client authenticates; only requests that present a client secret count
+/// (they are the ones that could guess it), so public clients, whose ids anyone may send, are
+/// never held up by someone else's requests. `Err(wait)` when the bucket is empty.
+pub(crate) fn take_for_client(
+    server: &super::AuthServer,
+    client_id: &str,
+    presents_secret: bool,
+) -> Result<(), Duration> {
+    match &server.inner.client_limiter {
+        Some(limiter) if presents_secret => limiter.take(client_id.to_owned()).inspect_err(|_| {
+            tracing::warn!(target: "mcp_oauth::auth_server", %client_id, "rate limit per client reached");
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The middleware: 429 with `Retry-After` when the caller's bucket is empty.
 pub(crate) async fn limit(
     State(limiter): State<Limiter>,
     request: Request,
     next: Next,
 ) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-    match limiter.take(ip) {
+    let ip = client_ip(&limiter.proxies, request.headers(), request.extensions());
+    match limiter.take(client_key(ip)) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             tracing::warn!(target: "mcp_oauth::auth_server", %ip, path = %request.uri().path(), "rate limit reached");
@@ -117,7 +156,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn buckets_refill_over_time_and_are_per_address() {
-        let limiter = Limiter::new(RateLimit::new(60, 2));
+        let limiter = Limiter::new(RateLimit::new(60, 2), &TrustedProxies::default());
         let a = IpAddr::from([10, 0, 0, 1]);
         let b = IpAddr::from([10, 0, 0, 2]);
         assert!(limiter.take(a).is_ok());
@@ -133,5 +172,16 @@ mod tests {
             "one token per second at 60 per minute"
         );
         assert!(limiter.take(a).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_client_buckets_refill_over_time() {
+        let limiter: Limiter<String> =
+            Limiter::new(RateLimit::new(60, 1), &TrustedProxies::default());
+        assert!(limiter.take("svc".into()).is_ok());
+        assert_eq!(limiter.take("svc".into()), Err(Duration::from_secs(1)));
+        assert!(limiter.take("other".into()).is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(limiter.take("svc".into()).is_ok());
     }
 }

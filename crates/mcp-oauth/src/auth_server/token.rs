@@ -132,6 +132,16 @@ pub(crate) async fn authenticate_client(
             (None, Some(id), secret) => (id.clone(), secret.cloned(), false),
             (None, None, _) => return Err(invalid(false)),
         };
+    if let Err(wait) = super::rate::take_for_client(server, &client_id, secret.is_some()) {
+        let retry = format!(
+            "too many requests for this client; retry in {} s",
+            wait.as_secs()
+        );
+        return Err(TokenError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            ..err("temporarily_unavailable", retry)
+        });
+    }
     let client = load_client(server, &client_id)
         .await
         .map_err(|_| invalid(basic_used))?;

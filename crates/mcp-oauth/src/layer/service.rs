@@ -168,7 +168,7 @@ where
         return Ok(req);
     }
     // Borrowed unless trusted-proxy mode builds it from the request: no copy per request.
-    let resource = oauth.resource_for(req.headers());
+    let resource = oauth.resource_for(req.headers(), crate::forwarded::peer_addr(req.extensions()));
     let reject = |rejection: Rejection, path: &str| {
         log_rejection(&rejection, path);
         rejection.into_response(&resource.metadata_url(), oauth.challenge_scopes())
