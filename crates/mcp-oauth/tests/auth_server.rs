@@ -886,23 +886,75 @@ mod metadata_documents {
         assert_eq!(status, 200, "a public document client redeems its code");
     }
 
+    /// A listener on loopback that counts every connection made to it and drops it: that
+    /// nobody connected proves that nothing was fetched, whatever the scheme.
+    struct CountingListener {
+        port: u16,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl CountingListener {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = connections.clone();
+            let task = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    drop(stream);
+                }
+            });
+            Self {
+                port,
+                connections,
+                task,
+            }
+        }
+
+        fn connections(&self) -> usize {
+            self.connections.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for CountingListener {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
     #[tokio::test]
     async fn a_document_at_a_private_address_is_not_fetched() {
-        let (url, _stop) = serve_document(
-            |id| json!({"client_id": id, "redirect_uris": ["http://127.0.0.1/callback"]}),
-        )
-        .await;
+        // `https` URLs, which the default guard accepts as a scheme: only the address can
+        // refuse them. Each points at a listener on 127.0.0.1 that counts connections, so a
+        // fetch the guard let through would be seen (as a connection; its TLS would fail).
+        let target = CountingListener::start().await;
+        let port = target.port;
         let r = start().await;
-        let (status, html, _, _) = r.page(&r.authorize_url(&url, &[])).await;
-        assert_eq!(status, 400);
-        assert!(
-            html.contains("non-public address") || html.contains("scheme"),
-            "{html}"
+        for url in [
+            format!("https://127.0.0.1:{port}/client.json"),
+            // A name for loopback, refused without asking DNS.
+            format!("https://localhost:{port}/client.json"),
+            // 127.0.0.1 inside an IPv6 address (IPv4-mapped).
+            format!("https://[::ffff:127.0.0.1]:{port}/client.json"),
+        ] {
+            let (status, html, _, _) = r.page(&r.authorize_url(&url, &[])).await;
+            assert_eq!(status, 400, "{url}: {html}");
+            assert!(
+                html.contains("client metadata document") && html.contains("cannot be fetched"),
+                "{url}: {html}"
+            );
+            assert!(
+                !html.contains("scheme"),
+                "{url}: refused for its scheme: {html}"
+            );
+        }
+        assert_eq!(
+            target.connections(),
+            0,
+            "the server connected to a loopback address to fetch a client metadata document"
         );
-        // A name that resolves to loopback is refused the same way.
-        let named = url.replace("127.0.0.1", "localhost");
-        let (status, html, _, _) = r.page(&r.authorize_url(&named, &[])).await;
-        assert_eq!(status, 400, "{html}");
     }
 
     #[tokio::test]
