@@ -38,9 +38,15 @@ echo "== scenarios"
 "$HERE/.venv/bin/python" "$HERE/runner.py" --server-bin "$server_bin" --dev-bin "$dev_bin" "$@" </dev/null &
 runner=$!
 trap 'kill -TERM "$runner" 2>/dev/null || true' TERM INT HUP
+# `wait` returns the runner's status, however early it exited (bash keeps the status of a
+# reaped background job). A signal caught by the trap interrupts `wait` with a status above
+# 128 while the runner may still be running: then wait again for the runner's own status.
+# Every path leaves rc non-zero unless the runner itself exited 0.
 rc=0
-while kill -0 "$runner" 2>/dev/null; do
-  wait "$runner" && rc=0 || rc=$?
+wait "$runner" || rc=$?
+while [[ $rc -gt 128 ]] && kill -0 "$runner" 2>/dev/null; do
+  rc=0
+  wait "$runner" || rc=$?
 done
 trap - TERM INT HUP
 t_end=$(now)
