@@ -654,8 +654,22 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
         "our own state upstream"
     );
 
-    // GitHub signs the user in and sends the browser to our callback, which sends it on to
-    // the client with OUR code, the client's state and our issuer.
+    // The approval bound GitHub's state to this browser with a cookie.
+    let binding = approved
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("mcp_oauth_login_"))
+        .expect("a cookie binding the sign-in to this browser");
+    assert!(
+        binding.contains("HttpOnly") && binding.contains("SameSite=Lax"),
+        "{binding}"
+    );
+
+    // GitHub signs the user in and sends the browser to our callback. This GitHub user never
+    // allowed this client: our consent page again, naming the account. Approved, the browser
+    // goes on to the client with OUR code, the client's state and our issuer.
     let at_github = client.get(to_github.as_str()).await;
     assert_eq!(at_github.status, 302, "{}", at_github.body);
     let to_callback = at_github.location().unwrap();
@@ -663,7 +677,17 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
         to_callback.as_str().starts_with(&callback_url),
         "{to_callback}"
     );
-    let back = client.get(to_callback.as_str()).await;
+    let asked = client.get(to_callback.as_str()).await;
+    assert_eq!(asked.status, 200, "{}\n{}", asked.body, proxy.log_text());
+    assert!(
+        asked.body.contains("as <strong>octocat</strong>"),
+        "{}",
+        asked.body
+    );
+    let form = approval(&asked.body);
+    let back = client
+        .post_form(&format!("{issuer}/authorize"), &pairs(&form))
+        .await;
     assert_eq!(back.status, 302, "{}\n{}", back.body, proxy.log_text());
     let to_client = back.location().unwrap();
     assert!(to_client.as_str().starts_with(REDIRECT), "{to_client}");

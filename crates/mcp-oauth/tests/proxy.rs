@@ -307,15 +307,16 @@ impl Proxy {
     }
 
     /// Follows redirects from `url` until the client's redirect URI, submitting the consent
-    /// form when it appears. Returns the callback query, every URL visited, and whether the
-    /// consent page was shown.
+    /// form when it appears. Returns the callback query, every URL visited, and how many
+    /// consent pages were shown: the one before the provider (once per browser and client)
+    /// and the one after the callback (once per user and client).
     async fn browse(
         &self,
         url: String,
         jar: &mut HashMap<String, String>,
-    ) -> (HashMap<String, String>, Vec<String>, bool) {
+    ) -> (HashMap<String, String>, Vec<String>, usize) {
         let mut visited = vec![url.clone()];
-        let mut consented = false;
+        let mut consented = 0;
         let mut res = self
             .http
             .get(&url)
@@ -327,16 +328,17 @@ impl Proxy {
             keep_cookies(&res, jar);
             if res.status() == 200 {
                 let html = res.text().await.unwrap();
+                let after_sign_in = html.contains("You signed in with <strong>");
                 assert!(
                     html.contains("Proxy test client")
-                        && html.contains("you sign in with <strong>"),
+                        && (after_sign_in || html.contains("you sign in with <strong>")),
                     "{html}"
                 );
                 assert!(
                     !html.contains("name=\"password\""),
                     "no password on a proxy consent page"
                 );
-                consented = true;
+                consented += 1;
                 let mut form = hidden_form_fields(&html);
                 form.push(("decision".into(), "approve".into()));
                 res = self
@@ -404,9 +406,10 @@ async fn a_client_signs_in_through_the_upstream_and_gets_our_tokens() {
     let client = proxy.register().await;
     let mut jar = HashMap::new();
     let (callback, visited, consented) = proxy.browse(proxy.authorize_url(&client), &mut jar).await;
-    assert!(
-        consented,
-        "the consent page comes before the upstream redirect"
+    assert_eq!(
+        consented, 2,
+        "the consent page comes before the upstream redirect, and again after the callback \
+         for a user who never allowed this client"
     );
     assert_eq!(callback["state"], "client-state");
     assert_eq!(callback["iss"], proxy.issuer);
@@ -453,14 +456,15 @@ async fn a_client_signs_in_through_the_upstream_and_gets_our_tokens() {
         .expect("upstream token");
     assert_eq!(upstream.expose(), b"upstream-access-1");
 
-    // The consent is remembered for this browser and client: the next time, straight upstream.
+    // The consent is remembered for this browser and client, and on the server for this user
+    // and client: the next time, straight upstream and straight back.
     let (callback, _, consented) = proxy.browse(proxy.authorize_url(&client), &mut jar).await;
-    assert!(!consented);
+    assert_eq!(consented, 0);
     assert!(callback.contains_key("code"));
-    // Another client still needs consent in the same browser.
+    // Another client still needs consent in the same browser, and from the same user.
     let other = proxy.register().await;
     let (_, _, consented) = proxy.browse(proxy.authorize_url(&other), &mut jar).await;
-    assert!(consented);
+    assert_eq!(consented, 2);
 }
 
 #[tokio::test]

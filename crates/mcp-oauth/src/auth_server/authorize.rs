@@ -336,6 +336,7 @@ pub(crate) async fn show(
             .upstream
             .as_deref()
             .map(|u| (u.name.as_str(), u.origin())),
+        signed_in_as: None,
     }
     .render()
 }
@@ -366,6 +367,17 @@ pub(crate) fn resolve_resource(
     } else {
         Err(format!("this server issues no tokens for {asked}"))
     }
+}
+
+/// The `Origin` of a form post, when sent, must be ours. `null` is refused: a sandboxed
+/// frame on a page of another loopback port (same site on `http` issuers, whose cookies are
+/// not port-isolated) would send it. Our pages set `Referrer-Policy: same-origin`, so a
+/// browser posting our own form names our origin.
+pub(crate) fn origin_ok(server: &AuthServer, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|origin| origin == server.inner.issuer_url.origin().ascii_serialization())
 }
 
 /// The form of the login and consent page.
@@ -411,6 +423,19 @@ pub(crate) async fn submit(
         .ok()
         .flatten()
     else {
+        // Proxy mode: the consent page shown after the upstream sign-in.
+        if server.inner.upstream.is_some()
+            && let Some(response) = super::proxy::confirm(
+                &server,
+                &headers,
+                &form.request_id,
+                &form.csrf,
+                form.decision == "approve",
+            )
+            .await
+        {
+            return response;
+        }
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in request expired or was already used. Start again from the application.",
@@ -421,15 +446,8 @@ pub(crate) async fn submit(
         form.csrf.as_bytes().ct_eq(request.csrf.as_bytes())
             & csrf_cookie.as_bytes().ct_eq(request.csrf.as_bytes()),
     );
-    // The cookie (SameSite=Strict) and the token bound to the request are the CSRF check;
-    // the Origin, when it names a site, must be ours. `null` is what privacy settings send.
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_none_or(|origin| {
-            origin == "null" || origin == server.inner.issuer_url.origin().ascii_serialization()
-        });
-    if !csrf_ok || !origin_ok {
+    // The cookie (SameSite=Strict) and the token bound to the request are the CSRF check.
+    if !csrf_ok || !origin_ok(&server, &headers) {
         tracing::warn!(target: "mcp_oauth::auth_server", "consent form refused: CSRF check failed");
         return error_page(
             StatusCode::FORBIDDEN,
@@ -493,6 +511,7 @@ pub(crate) async fn submit(
             cookie: set_cookie(&server, &request.csrf),
             error: Some("Wrong user name or password."),
             upstream: None,
+            signed_in_as: None,
         }
         .render();
     };

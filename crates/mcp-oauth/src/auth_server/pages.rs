@@ -115,6 +115,9 @@ pub(crate) struct Consent<'a> {
     pub(crate) error: Option<&'a str>,
     /// Proxy mode: the provider the user signs in at next (name, origin); no password here.
     pub(crate) upstream: Option<(&'a str, String)>,
+    /// Proxy mode, after the callback: the account the user signed in with at the provider
+    /// (the consent asked of a user who never allowed this client).
+    pub(crate) signed_in_as: Option<&'a str>,
 }
 
 impl Consent<'_> {
@@ -171,6 +174,15 @@ impl Consent<'_> {
             ));
         }
         let provider = self.upstream.as_ref().map(|(name, _)| *name);
+        if let (Some(provider), Some(account)) = (provider, self.signed_in_as) {
+            body.push_str(&format!(
+                "<p>You signed in with <strong>{}</strong> as <strong>{}</strong>. This account has not allowed {} yet.</p>",
+                escape(provider),
+                escape(account),
+                escape(&name)
+            ));
+        }
+        let after_sign_in = self.signed_in_as.is_some();
         let fields = match provider {
             Some(_) => String::new(),
             None => "<label>User name<input name=\"username\" autocomplete=\"username\" required></label>\
@@ -178,10 +190,11 @@ impl Consent<'_> {
                 .to_owned(),
         };
         let approve = match provider {
+            Some(_) if after_sign_in => "Allow".to_owned(),
             Some(provider) => format!("Allow and sign in with {}", escape(provider)),
             None => "Sign in and allow".to_owned(),
         };
-        if let Some(provider) = provider {
+        if let Some(provider) = provider.filter(|_| !after_sign_in) {
             body.push_str(&format!(
                 "<p>Next, you sign in with <strong>{}</strong>.</p>",
                 escape(provider)
@@ -206,10 +219,10 @@ impl Consent<'_> {
             &body,
             &match &self.upstream {
                 // The approved form redirects to the provider: the CSP must allow that hop.
-                Some((_, origin)) => {
+                Some((_, origin)) if !after_sign_in => {
                     format!("{} {origin}", form_sources(&self.request.redirect_uri))
                 }
-                None => form_sources(&self.request.redirect_uri),
+                _ => form_sources(&self.request.redirect_uri),
             },
             Some(self.cookie.clone()),
         )

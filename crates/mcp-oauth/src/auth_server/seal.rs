@@ -85,6 +85,28 @@ impl Sealer {
         )
     }
 
+    /// `base64url(HMAC(cookie key, purpose ‖ 0 ‖ value))`: ties a browser cookie to a
+    /// server-side value (the upstream `state` of a sign-in) without revealing it.
+    pub(crate) fn mac(&self, purpose: &str, value: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.cookies);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value.as_bytes());
+        URL_SAFE_NO_PAD.encode(ctx.sign().as_ref())
+    }
+
+    /// Whether `tag` is [`Sealer::mac`] of `purpose` and `value` (compared in constant time).
+    pub(crate) fn verify_mac(&self, purpose: &str, value: &str, tag: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        let mut data = Vec::with_capacity(purpose.len() + 1 + value.len());
+        data.extend_from_slice(purpose.as_bytes());
+        data.push(0);
+        data.extend_from_slice(value.as_bytes());
+        hmac::verify(&self.cookies, &data, &tag).is_ok()
+    }
+
     /// The payload of a cookie made by [`Sealer::sign_cookie`], if its signature holds.
     pub(crate) fn verify_cookie(&self, value: &str) -> Option<Vec<u8>> {
         let (payload, tag) = value.split_once('.')?;
@@ -157,5 +179,18 @@ mod tests {
         );
         assert_eq!(sealer.verify_cookie(&forged), None);
         assert_eq!(sealer.verify_cookie("garbage"), None);
+    }
+
+    #[test]
+    fn macs_bind_a_value_and_its_purpose() {
+        let sealer = Sealer::new(&[7; 32]).expect("key");
+        let tag = sealer.mac("upstream state", "abc");
+        assert!(sealer.verify_mac("upstream state", "abc", &tag));
+        assert!(!sealer.verify_mac("upstream state", "abd", &tag));
+        assert!(!sealer.verify_mac("other purpose", "abc", &tag));
+        assert!(!sealer.verify_mac("upstream state", "abc", "not base64!"));
+        let other = Sealer::new(&[8; 32]).expect("key");
+        assert!(!other.verify_mac("upstream state", "abc", &tag));
+        assert!(!tag.contains("abc"));
     }
 }
