@@ -562,6 +562,16 @@ def assert_no_upstream_tokens(c: R.Checks, what: str, haystack: str, issued: lis
     c.note(f"{what}: searched {len(text)} characters for {len(issued)} upstream tokens ({', '.join(kinds)}): none found")
 
 
+def _set_cookie_names(trace: list, method: str, path: str) -> list[str]:
+    """Names of the cookies set by the first `method path` hop of a peer's trace (the TS peer
+    records {name, attributes}, the Python one the raw Set-Cookie values)."""
+    hop = next((h for h in trace if h.get("method") == method and h.get("path") == path), None)
+    raw = (hop or {}).get("set_cookies") or []
+    if isinstance(raw, str):
+        raw = [raw]
+    return [x["name"] if isinstance(x, dict) else str(x).split("=", 1)[0].strip() for x in raw]
+
+
 def assert_proxy_client(proxy: ProxyServer, c: R.Checks, res: dict, *, client_name: str, user_id: str, email: str, name: str,
                         upstream_path: str, upstream_name: str, username: str | None = None) -> None:
     """A TS / Python peer's run through the proxy: consent page, upstream leg, callback, our
@@ -573,18 +583,33 @@ def assert_proxy_client(proxy: ProxyServer, c: R.Checks, res: dict, *, client_na
     trace = first.get("trace") or []
     hops = [(h.get("method"), h.get("path"), h.get("status")) for h in trace]
     pages = [h for h in trace if h.get("page")]
-    if c.eq(len(pages), 1, f"exactly one page on the way (our consent page): hops {hops}"):
+    # Two pages the first time a user signs in to a client: our consent page before the
+    # provider (this browser never allowed the client), and after the callback (this user
+    # never allowed it: consent is recorded per user and client on the server, F2).
+    if c.eq(len(pages), 2, f"two pages on the way (our consent page before the provider and after the callback): hops {hops}"):
         page = pages[0]["page"]
-        c.eq(pages[0].get("status"), 200, "consent page status")
+        c.eq((pages[0].get("path"), pages[0].get("status")), ("/authorize", 200), "consent page before the provider")
         c.true(client_name in (page.get("heading") or ""), f"consent page names the client {client_name!r}: {page.get('heading')!r}")
         names = {i.get("name") for i in page.get("inputs") or []}
         c.eq(names, {"request_id", "csrf"}, "consent form fields (no password in proxy mode)")
         c.true(any(b.get("value") == "approve" and f"sign in with {upstream_name}" in (b.get("text") or "") for b in page.get("buttons") or []),
                f"'Allow and sign in with {upstream_name}' button: {page.get('buttons')}")
         c.true(BASE_SCOPES <= set(page.get("scopes") or []), f"consent page lists the scopes: {page.get('scopes')}")
+        after = pages[1]["page"]
+        c.eq((pages[1].get("path"), pages[1].get("status")), ("/oauth/callback", 200), "consent page after the callback")
+        c.true(client_name in (after.get("heading") or ""), f"the second consent page names the client {client_name!r}: {after.get('heading')!r}")
+        c.eq({i.get("name") for i in after.get("inputs") or []}, {"request_id", "csrf"}, "second consent form fields")
+        c.true(any(b.get("value") == "approve" and (b.get("text") or "") == "Allow" for b in after.get("buttons") or []),
+               f"'Allow' button after the sign-in: {after.get('buttons')}")
     paths = [h[1] for h in hops]
     posts = [h for h in hops if h[0] == "POST"]
-    c.true(bool(posts) and posts[0][1] == "/authorize" and posts[0][2] == 302, f"the consent POST answered 302: {hops}")
+    c.true(len(posts) == 2 and all(p[1] == "/authorize" and p[2] == 302 for p in posts), f"both consent POSTs answered 302: {hops}")
+    # The approval bound the upstream state to this browser: a cookie set on the first
+    # consent POST, sent back on the way to /oauth/callback.
+    binding = [n for n in _set_cookie_names(trace, "POST", "/authorize") if n.startswith("mcp_oauth_login_")]
+    c.true(bool(binding), f"the consent POST set the cookie binding the sign-in to this browser: {binding}")
+    sent = [h.get("sent_cookies") or [] for h in trace if h.get("path") == "/oauth/callback"]
+    c.true(bool(sent) and bool(binding) and binding[0] in sent[0], f"the browser sent it to /oauth/callback: {sent}")
     c.true(upstream_path in paths, f"the browser went to the upstream {upstream_path}: {paths}")
     c.true("/oauth/callback" in paths, f"the upstream sent the browser to /oauth/callback: {paths}")
     cb = first.get("callback") or {}
