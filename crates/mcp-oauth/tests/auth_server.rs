@@ -1001,10 +1001,13 @@ async fn auto_approve_answers_at_once() {
 
 #[tokio::test]
 async fn registration_and_token_requests_are_rate_limited() {
+    // The slowest refill there is (one request a minute): the burst alone decides, however
+    // slowly this machine sends the requests (within a minute). At 60 a minute, a request
+    // that came a second after the first of its bucket found a token refilled.
     let r = start_with(|b| {
         b.rate_limits(
-            Some(RateLimit::new(60, 3)),
-            Some(RateLimit::new(60, 2)),
+            Some(RateLimit::new(1, 3)),
+            Some(RateLimit::new(1, 2)),
             None,
         )
     })

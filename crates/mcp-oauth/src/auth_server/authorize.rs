@@ -342,7 +342,9 @@ pub(crate) async fn show(
 }
 
 /// The resource a token will be for: the one asked for (one at most, an absolute URL, one
-/// of the configured ones if any are), else the default.
+/// of the configured ones), else the default (the first configured one). With none
+/// configured, no resource: a request naming one is refused, so that the audience of a
+/// token is never a URL the client chose.
 pub(crate) fn resolve_resource(
     server: &AuthServer,
     asked: Option<&str>,
@@ -355,7 +357,9 @@ pub(crate) fn resolve_resource(
         return Err("resource must not have a fragment".into());
     }
     if server.inner.resources.is_empty() {
-        return Ok(Some(asked.to_owned()));
+        return Err(format!(
+            "this server issues no tokens for {asked}: it has no configured resources"
+        ));
     }
     let known = server
         .inner
