@@ -41,7 +41,7 @@ async fn start_with(
         .default_scopes(["mcp:read"])
         .resource(RESOURCE)
         .login(Arc::new(DevUsers::new().user("alice", "wonderland")))
-        .client(ClientSpec::service("svc", "svc-secret"));
+        .client(ClientSpec::service("svc", "svc-secret").scopes(["mcp:read", "admin"]));
     let server = configure(builder).build().await.expect("server");
     let served = Served::app(listener, server.router());
     let http = reqwest::Client::builder()
@@ -266,7 +266,9 @@ async fn registration_validates_redirects_and_client_types() {
     let (status, body) = r.register(json!({"redirect_uris": ["http://127.0.0.1:5555/cb"], "token_endpoint_auth_method": "none", "application_type": "native"})).await;
     assert_eq!(status, 201);
     assert!(body.get("client_secret").is_none());
-    let (status, body) = r.register(json!({"redirect_uris": ["https://app.example/cb"], "grant_types": ["authorization_code", "client_credentials"]})).await;
+    let (status, body) = r
+        .register(json!({"redirect_uris": ["https://app.example/cb"]}))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic");
     assert!(
@@ -298,6 +300,16 @@ async fn registration_validates_redirects_and_client_types() {
         ),
         (
             json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            "invalid_client_metadata",
+        ),
+        // Anyone may register a client that acts for a user, none that acts for itself:
+        // machine clients come from the operator (configured, or an initial access token).
+        (
+            json!({"redirect_uris": ["https://app.example/cb"], "grant_types": ["authorization_code", "client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic", "scope": "mcp:read"}),
             "invalid_client_metadata",
         ),
         (
@@ -727,6 +739,22 @@ async fn client_credentials_and_client_authentication() {
     assert_eq!(auth.subject(), "svc");
     assert_eq!(auth.scopes, vec!["mcp:read", "admin"]);
     assert!(body.get("refresh_token").is_none());
+    assert_eq!(body["resource"], RESOURCE, "the bound resource is named");
+
+    // Only the scopes the operator gave this client, even ones the server offers.
+    let res = r
+        .http
+        .post(format!("{}/token", r.issuer))
+        .basic_auth("svc", Some("svc-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "mcp:write")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["error"],
+        "invalid_scope"
+    );
 
     let res = r
         .http

@@ -7,9 +7,28 @@
 //! | `GET /jwks` | the public signing keys |
 //! | `GET /authorize` | validates the request (PKCE S256 required, exact redirect URI with the RFC 8252 loopback rule, `resource`), then shows the login and consent page, or answers at once with auto-approve |
 //! | `POST /authorize` | the page's form: CSRF-checked, then a code (single use, 60 s) back to the client, with `iss` (RFC 9207) |
-//! | `POST /token` | `authorization_code` (PKCE checked; a replayed code revokes what it issued), `refresh_token` (rotation; reuse revokes the family), `client_credentials` (confidential clients) |
-//! | `POST /register` | RFC 7591 dynamic registration (`application_type: native` with loopback redirects) |
+//! | `POST /token` | `authorization_code` (client, redirect URI, PKCE and resource checked before the code is used; a second use revokes the grant), `refresh_token` (rotation; reuse revokes the family), `client_credentials` (only machine clients the operator made, with their own scopes); the client authenticates with the method it registered |
+//! | `POST /register` | RFC 7591 dynamic registration, per the [`Registration`] policy: `application/json` of at most 8 KiB, unknown members dropped, unused registrations lapse after 24 h |
 //! | `POST /revoke` | RFC 7009 |
+//!
+//! # CORS
+//!
+//! Cross-origin browser access is allowed per endpoint, never with credentials (cookies are
+//! not sent, and no response carries `Access-Control-Allow-Credentials`):
+//!
+//! | endpoint | CORS | why |
+//! |---|---|---|
+//! | metadata, `/jwks` | any origin, `GET` | public documents; browser-based MCP clients discover the server |
+//! | `/token`, `/revoke` | any origin, `POST`, headers `Authorization`, `Content-Type` | browser-based MCP clients redeem codes, refresh and revoke; the client authenticates in the request itself (PKCE, secret), and a cross-origin page has neither |
+//! | `/register` | as `/token` | browser-based MCP clients register; the body must be `application/json`, which a browser sends cross-origin only after a preflight, and open registration yields no client that gets tokens without a user |
+//! | `/authorize`, the proxy callback | none | pages a browser navigates to; the consent form is CSRF-protected and only same-origin |
+//!
+//! # Resources
+//!
+//! Tokens name their resource (RFC 8707) in `aud`. With resources configured
+//! ([`AuthServerBuilder::resource`]), a request's `resource` must be one of them, and the
+//! first is the default. With none configured, a request naming a `resource` is refused
+//! (`invalid_target`) and tokens carry no `aud`: the audience is never a URL the client chose.
 //!
 //! `client_id`s that are `https` URLs are Client ID Metadata Documents: fetched through an SSRF
 //! guard, size- and time-limited, cached by their HTTP cache headers.
@@ -48,6 +67,7 @@ pub use keys::KeyRing;
 pub use login::{DevUsers, LoginBackend, UserIdentity};
 pub use proxy::{Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder};
 pub use rate::RateLimit;
+pub use register::Registration;
 pub use store::{MemoryStore, Store};
 
 use crate::claims::{Claims, check_issuer, now_unix};
@@ -93,7 +113,8 @@ pub(crate) struct Inner {
     pub(crate) resources: Vec<String>,
     pub(crate) lifetimes: Lifetimes,
     pub(crate) auto_approve: bool,
-    pub(crate) registration: bool,
+    pub(crate) registration: Registration,
+    pub(crate) unused_registration_ttl: Duration,
     pub(crate) cimd: Option<cimd::Resolver>,
     pub(crate) secure_cookies: bool,
     pub(crate) token_limit: Option<RateLimit>,
@@ -139,9 +160,10 @@ pub struct AuthServerBuilder {
     resources: Vec<String>,
     lifetimes: Lifetimes,
     auto_approve: bool,
-    registration: bool,
+    registration: Registration,
+    unused_registration_ttl: Duration,
     cimd: Option<CimdOptions>,
-    clients: Vec<store::ClientRecord>,
+    clients: Vec<ClientSpec>,
     token_limit: Option<RateLimit>,
     register_limit: Option<RateLimit>,
     authorize_limit: Option<RateLimit>,
@@ -196,11 +218,12 @@ impl AuthServer {
             resources: Vec::new(),
             lifetimes: Lifetimes::default(),
             auto_approve: false,
-            registration: true,
+            registration: Registration::Open,
+            unused_registration_ttl: Duration::from_secs(86_400),
             cimd: Some(CimdOptions::default()),
             clients: Vec::new(),
             token_limit: Some(RateLimit::new(120, 60)),
-            register_limit: Some(RateLimit::new(20, 10)),
+            register_limit: Some(RateLimit::new(1, 20)),
             authorize_limit: Some(RateLimit::new(120, 60)),
             client_limit: Some(RateLimit::new(120, 60)),
             trusted_proxies: crate::forwarded::TrustedProxies::default(),
@@ -278,7 +301,7 @@ impl AuthServer {
         let mut m = AuthorizationServerMetadata::new(self.inner.issuer.clone());
         m.authorization_endpoint = Some(self.endpoint("/authorize"));
         m.token_endpoint = Some(self.endpoint("/token"));
-        if self.inner.registration {
+        if !matches!(self.inner.registration, Registration::Off) {
             m.registration_endpoint = Some(self.endpoint("/register"));
         }
         m.revocation_endpoint = Some(self.endpoint("/revoke"));
@@ -317,7 +340,8 @@ impl AuthServer {
     }
 
     /// The routes: metadata (at the well-known paths, path-inserted when the issuer has a
-    /// path), JWKS, authorize, token, register, revoke.
+    /// path), JWKS, authorize, token, register, revoke, each with the CORS policy the
+    /// [module docs](self) list.
     pub fn router(&self) -> Router {
         let base = self
             .inner
@@ -343,17 +367,20 @@ impl AuthServer {
             )
             .route(
                 "/token",
-                limited(post(token::token), self.inner.token_limit),
+                limited(post(token::token), self.inner.token_limit)
+                    .layer(crate::routes::token_endpoint_cors()),
             )
             .route(
                 "/register",
-                limited(post(register::register), self.inner.register_limit),
+                limited(post(register::register), self.inner.register_limit)
+                    .layer(crate::routes::token_endpoint_cors()),
             )
             .route(
                 "/revoke",
-                limited(post(revoke::revoke), self.inner.token_limit),
+                limited(post(revoke::revoke), self.inner.token_limit)
+                    .layer(crate::routes::token_endpoint_cors()),
             )
-            .route("/jwks", get(jwks))
+            .route("/jwks", get(jwks).layer(crate::routes::metadata_cors()))
             .route(
                 proxy::CALLBACK_PATH,
                 limited(get(proxy::callback), self.inner.authorize_limit),
@@ -368,16 +395,19 @@ impl AuthServer {
             "/.well-known/oauth-authorization-server",
             "/.well-known/openid-configuration",
         ] {
-            router = router.route(&format!("{well_known}{base}"), get(metadata));
+            router = router.route(
+                &format!("{well_known}{base}"),
+                get(metadata).layer(crate::routes::metadata_cors()),
+            );
         }
         if !base.is_empty() {
             router = router.route(
                 &format!("{base}/.well-known/openid-configuration"),
-                get(metadata),
+                get(metadata).layer(crate::routes::metadata_cors()),
             );
         }
+        // CORS is per route (see the module docs): none on the pages a browser navigates to.
         router
-            .layer(crate::routes::metadata_cors())
             .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
             .layer(axum::middleware::map_response(too_large))
             .with_state(self.clone())
@@ -436,16 +466,22 @@ impl AuthServer {
     ///
     /// The store failed.
     pub async fn add_client(&self, client: ClientSpec) -> Result<(), store::StoreError> {
-        self.inner.store.put_client(client.into_record()).await
+        let record = client
+            .into_record(&self.inner.scopes_supported)
+            .map_err(|e| store::StoreError(e.to_string()))?;
+        self.inner.store.put_client(record).await
     }
 }
 
-/// A pre-registered client.
-#[derive(Debug, Clone)]
+/// A client the operator configures (pre-registered). `Debug` shows no secret.
+///
+/// A client with `client_credentials` among its grant types is a machine client: it needs
+/// a secret and its own [`scopes`](Self::scopes), the only ones its tokens may carry.
+#[derive(Clone, Default)]
 pub struct ClientSpec {
     /// The client id.
     pub client_id: String,
-    /// The secret (confidential client, `client_secret_basic` or `_post`), or none (public).
+    /// The secret (confidential client), or none (public).
     pub client_secret: Option<String>,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
@@ -453,28 +489,104 @@ pub struct ClientSpec {
     pub grant_types: Vec<String>,
     /// Display name.
     pub client_name: Option<String>,
+    /// The scopes `client_credentials` tokens of this client may carry (each one the server
+    /// offers). Required for a machine client; there is no implicit "every scope".
+    pub scopes: Vec<String>,
+    /// How the client authenticates at the token and revocation endpoints:
+    /// `client_secret_basic` or `client_secret_post` with a secret, `none` without. Default
+    /// (`None`): `client_secret_basic` with a secret, `none` without.
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+impl std::fmt::Debug for ClientSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSpec")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
+            .field("client_name", &self.client_name)
+            .field("scopes", &self.scopes)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .finish()
+    }
 }
 
 impl ClientSpec {
-    /// A confidential client for `client_credentials`.
+    /// A confidential machine client for `client_credentials` (HTTP Basic authentication).
+    /// Give it its scopes with [`Self::scopes`].
     pub fn service(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             client_id: client_id.into(),
             client_secret: Some(client_secret.into()),
-            redirect_uris: Vec::new(),
             grant_types: vec!["client_credentials".into()],
-            client_name: None,
+            ..Self::default()
         }
     }
 
-    fn into_record(self) -> store::ClientRecord {
-        store::ClientRecord {
+    /// The scopes this client's `client_credentials` tokens may carry.
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How the client authenticates (`client_secret_basic`, `client_secret_post` or `none`).
+    pub fn auth_method(mut self, method: impl Into<String>) -> Self {
+        self.token_endpoint_auth_method = Some(method.into());
+        self
+    }
+
+    fn into_record(self, offered: &[String]) -> Result<store::ClientRecord, ConfigError> {
+        let bad = |msg: String| ConfigError::invalid("client", msg);
+        let id = &self.client_id;
+        let method = match (self.token_endpoint_auth_method, &self.client_secret) {
+            (Some(m), _) => m,
+            (None, Some(_)) => "client_secret_basic".into(),
+            (None, None) => "none".into(),
+        };
+        match (method.as_str(), self.client_secret.is_some()) {
+            ("client_secret_basic" | "client_secret_post", true) | ("none", false) => {}
+            _ => {
+                return Err(bad(format!(
+                    "client {id:?}: token_endpoint_auth_method {method:?} does not fit a client {} a secret",
+                    if self.client_secret.is_some() {
+                        "with"
+                    } else {
+                        "without"
+                    }
+                )));
+            }
+        }
+        let machine = self.grant_types.iter().any(|g| g == "client_credentials");
+        let machine_scopes = if machine {
+            if self.client_secret.is_none() {
+                return Err(bad(format!(
+                    "client {id:?}: client_credentials needs a client secret"
+                )));
+            }
+            if self.scopes.is_empty() {
+                return Err(bad(format!(
+                    "client {id:?} may use client_credentials but has no scopes: give it its scopes with ClientSpec::scopes"
+                )));
+            }
+            if let Some(s) = self.scopes.iter().find(|s| !offered.contains(s)) {
+                return Err(bad(format!(
+                    "client {id:?}: the scope {s:?} is not offered by this server"
+                )));
+            }
+            Some(self.scopes)
+        } else {
+            None
+        };
+        Ok(store::ClientRecord {
             secret_hash: self.client_secret.as_deref().map(hash_hex),
-            token_endpoint_auth_method: if self.client_secret.is_some() {
-                "client_secret_basic".into()
-            } else {
-                "none".into()
-            },
+            token_endpoint_auth_method: method,
             client_id: self.client_id,
             redirect_uris: self.redirect_uris,
             grant_types: self.grant_types,
@@ -484,7 +596,9 @@ impl ClientSpec {
             metadata: Map::new(),
             issued_at: now_unix(),
             from_metadata_document: false,
-        }
+            machine_scopes,
+            expires_at: None,
+        })
     }
 }
 
@@ -584,7 +698,9 @@ impl AuthServerBuilder {
     }
 
     /// A resource (RFC 8707) tokens may be issued for. The first one is the default for
-    /// requests that name none. With none configured, any absolute URL is accepted.
+    /// requests that name none. With none configured, a request that names a resource is
+    /// refused (`invalid_target`) and tokens carry no `aud`: an audience is never a URL the
+    /// client chose.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.resources.push(resource.into());
         self
@@ -603,9 +719,30 @@ impl AuthServerBuilder {
         self
     }
 
-    /// Dynamic client registration (RFC 7591). Default: on.
+    /// Dynamic client registration (RFC 7591): `true` is [`Registration::Open`], `false`
+    /// [`Registration::Off`]. Default: open. See [`Self::registration`].
     pub fn dynamic_registration(mut self, on: bool) -> Self {
-        self.registration = on;
+        self.registration = if on {
+            Registration::Open
+        } else {
+            Registration::Off
+        };
+        self
+    }
+
+    /// Who may register clients (RFC 7591). Default: [`Registration::Open`], which registers
+    /// only clients that act for a user; machine clients (`client_credentials`) come from
+    /// [`Self::client`] or a registration with [`Registration::InitialAccessToken`].
+    pub fn registration(mut self, registration: Registration) -> Self {
+        self.registration = registration;
+        self
+    }
+
+    /// How long a dynamically registered client that never redeems an authorization code
+    /// stays registered. Default is 24 hours. Clients registered with the initial access
+    /// token and configured clients never lapse.
+    pub fn unused_registration_ttl(mut self, ttl: Duration) -> Self {
+        self.unused_registration_ttl = ttl;
         self
     }
 
@@ -617,7 +754,7 @@ impl AuthServerBuilder {
     }
 
     /// Request-rate limits per client address (`None` turns one off). Defaults: token and
-    /// revocation 120 per minute with bursts of 60; registration 20 per minute, bursts of 10;
+    /// revocation 120 per minute with bursts of 60; registration 1 per minute, bursts of 20;
     /// the authorization endpoint 120 per minute, bursts of 60. Limits need the server to be
     /// served with connection info (`into_make_service_with_connect_info::<SocketAddr>()`);
     /// without it, all callers share one bucket.
@@ -685,9 +822,9 @@ impl AuthServerBuilder {
         self
     }
 
-    /// A pre-registered client.
+    /// A pre-registered client. Checked by [`Self::build`].
     pub fn client(mut self, client: ClientSpec) -> Self {
-        self.clients.push(client.into_record());
+        self.clients.push(client);
         self
     }
 
@@ -695,7 +832,9 @@ impl AuthServerBuilder {
     ///
     /// # Errors
     ///
-    /// The issuer is not an acceptable URL, or a scope is invalid.
+    /// The issuer is not an acceptable URL, a scope is invalid, or a configured client is
+    /// inconsistent (a machine client without a secret or scopes, a scope not offered, an
+    /// authentication method that does not fit its secret).
     pub async fn build(self) -> Result<AuthServer, ConfigError> {
         let issuer_url = Url::parse(&self.issuer)
             .map_err(|e| ConfigError::url("issuer", &self.issuer, e.to_string()))?;
@@ -733,7 +872,7 @@ impl AuthServerBuilder {
         };
         for client in self.clients {
             store
-                .put_client(client)
+                .put_client(client.into_record(&self.scopes_supported)?)
                 .await
                 .map_err(|e| ConfigError::invalid("client", e.to_string()))?;
         }
@@ -768,6 +907,7 @@ impl AuthServerBuilder {
                 lifetimes: self.lifetimes,
                 auto_approve: self.auto_approve,
                 registration: self.registration,
+                unused_registration_ttl: self.unused_registration_ttl,
                 cimd,
                 token_limit: self.token_limit,
                 register_limit: self.register_limit,

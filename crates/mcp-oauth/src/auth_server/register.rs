@@ -1,18 +1,64 @@
 //! RFC 7591 dynamic client registration, and the redirect-URI rules every client follows.
+//!
+//! What a registration may do depends on the server's [`Registration`] policy:
+//!
+//! - anyone may register a client that acts for a user (`authorization_code`,
+//!   `refresh_token`) while registration is [`Registration::Open`];
+//! - a client that acts for itself (`client_credentials`, a "machine client") is registered
+//!   only with the operator's initial access token ([`Registration::InitialAccessToken`],
+//!   RFC 7591 §3: `Authorization: Bearer <token>`), and must name its `scope`;
+//! - the body is `application/json` (415 otherwise, so that a browser must preflight it) of
+//!   at most 8 KiB; members this server does not know are dropped, not stored or echoed;
+//! - a registration that never redeems an authorization code lapses after
+//!   `AuthServerBuilder::unused_registration_ttl` (24 hours by default).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq as _;
 use url::Url;
 
 use super::store::ClientRecord;
 use super::{AuthServer, hash_hex, json_response, oauth_error, random_token};
 use crate::claims::now_unix;
+use crate::scope::parse_scope_list;
 
 const AUTH_METHODS: [&str; 3] = ["none", "client_secret_basic", "client_secret_post"];
 const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// Who may register clients at `POST /register` (RFC 7591). Set with
+/// `AuthServerBuilder::registration`; the default is [`Registration::Open`].
+/// `Debug` never shows the token ([`Secret`](crate::secret::Secret) is redacted).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Registration {
+    /// Anyone may register a client that acts for a user (`authorization_code`,
+    /// `refresh_token`): what MCP clients do. `client_credentials` is refused.
+    #[default]
+    Open,
+    /// Every registration needs this initial access token (RFC 7591 §3, `Authorization:
+    /// Bearer <token>`; 401 without it). With it, machine clients (`client_credentials`, with
+    /// the `scope` they may use) can register too, and no registration lapses unused.
+    InitialAccessToken(crate::secret::Secret),
+    /// No registration: the endpoint answers 403 and the metadata names none.
+    Off,
+}
+
+/// The largest registration request (the whole JSON body).
+pub(crate) const METADATA_LIMIT: usize = 8 * 1024;
+
+/// RFC 7591 §2 members kept besides the ones the server uses: a string each, `contacts` an
+/// array of strings. Everything else is dropped.
+const KEPT_STRINGS: [&str; 6] = [
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
+];
 
 /// Whether `uri` may be registered: `https`; `http` to a loopback host; a private-use scheme
 /// for native applications. Never a fragment, never a script or file scheme.
@@ -87,9 +133,20 @@ fn text(value: Option<&Value>) -> Result<Option<String>, ()> {
 }
 
 /// Validates registration metadata (RFC 7591 §2) into a client record (without id or
-/// secret).
+/// secret) of a client that acts for a user: `client_credentials` is refused (Client ID
+/// Metadata Documents, open registration).
 pub(crate) fn client_from_metadata(
-    mut meta: Map<String, Value>,
+    meta: Map<String, Value>,
+) -> Result<ClientRecord, (&'static str, String)> {
+    client_from_registration(meta, None)
+}
+
+/// As [`client_from_metadata`]; `machine` holds the scopes the server offers when the
+/// operator's initial access token came with the request, which allows `client_credentials`
+/// (with a `scope` of offered scopes, which become the client's machine scopes).
+fn client_from_registration(
+    meta: Map<String, Value>,
+    machine: Option<&[String]>,
 ) -> Result<ClientRecord, (&'static str, String)> {
     let invalid = |msg: &str| ("invalid_client_metadata", msg.to_owned());
     let redirect_uris = strings(meta.get("redirect_uris"))
@@ -126,11 +183,32 @@ pub(crate) fn client_from_metadata(
     if application_type != "web" && application_type != "native" {
         return Err(invalid("application_type is web or native"));
     }
-    if grant_types.iter().any(|g| g == "client_credentials") && auth_method == "none" {
-        return Err(invalid(
-            "client_credentials needs a confidential client (a token_endpoint_auth_method other than none)",
-        ));
-    }
+    let machine_scopes = if grant_types.iter().any(|g| g == "client_credentials") {
+        let Some(offered) = machine else {
+            return Err(invalid(
+                "client_credentials clients are configured by the operator, or registered with an initial access token",
+            ));
+        };
+        if auth_method == "none" {
+            return Err(invalid(
+                "client_credentials needs a confidential client (a token_endpoint_auth_method other than none)",
+            ));
+        }
+        let scopes = scope.as_deref().map(parse_scope_list).unwrap_or_default();
+        if scopes.is_empty() {
+            return Err(invalid(
+                "a client_credentials client names the scopes it may use in scope",
+            ));
+        }
+        if let Some(bad) = scopes.iter().find(|s| !offered.contains(s)) {
+            return Err(invalid(&format!(
+                "the scope {bad} is not offered by this server"
+            )));
+        }
+        Some(scopes)
+    } else {
+        None
+    };
     if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
         return Err((
             "invalid_redirect_uri",
@@ -144,18 +222,20 @@ pub(crate) fn client_from_metadata(
         check_redirect_uri(uri, application_type == "native")
             .map_err(|e| ("invalid_redirect_uri", e))?;
     }
-    for typed in [
-        "redirect_uris",
-        "grant_types",
-        "response_types",
-        "token_endpoint_auth_method",
-        "application_type",
-        "client_name",
-        "scope",
-        "client_id",
-        "client_secret",
-    ] {
-        meta.remove(typed);
+    let mut kept = Map::new();
+    for (name, value) in meta {
+        let ok = match (name.as_str(), &value) {
+            (n, Value::String(_)) if KEPT_STRINGS.contains(&n) => true,
+            ("contacts", Value::Array(items)) => items.iter().all(Value::is_string),
+            (n, Value::Null) if KEPT_STRINGS.contains(&n) || n == "contacts" => continue,
+            (n, _) if KEPT_STRINGS.contains(&n) || n == "contacts" => false,
+            // Typed above, or unknown: not kept.
+            _ => continue,
+        };
+        if !ok {
+            return Err(invalid(&format!("{name} has the wrong type")));
+        }
+        kept.insert(name, value);
     }
     Ok(ClientRecord {
         client_id: String::new(),
@@ -166,18 +246,104 @@ pub(crate) fn client_from_metadata(
         application_type,
         client_name,
         scope,
-        metadata: meta,
+        metadata: kept,
         issued_at: now_unix(),
         from_metadata_document: false,
+        machine_scopes,
+        expires_at: None,
     })
 }
 
-pub(crate) async fn register(State(server): State<AuthServer>, body: Bytes) -> Response {
-    if !server.inner.registration {
+/// Whether the request carries `Content-Type: application/json` (parameters allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Why a registration without the right initial access token is refused: the description
+/// and the `WWW-Authenticate` challenge (RFC 6750 §3).
+type Refusal = (&'static str, &'static str);
+
+/// The initial access token check (RFC 7591 §3): `Ok(true)` when the request carries the
+/// operator's token, `Ok(false)` when registration is open (and no token is needed).
+fn initial_access(server: &AuthServer, headers: &HeaderMap) -> Result<bool, Refusal> {
+    let expected = match &server.inner.registration {
+        Registration::InitialAccessToken(token) => token,
+        _ => return Ok(false),
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(presented) = presented else {
+        return Err((
+            "registration needs the initial access token of this server's operator",
+            "Bearer realm=\"register\"",
+        ));
+    };
+    // Both sides hashed: the comparison is constant-time whatever their lengths.
+    let matches = hash_hex(presented)
+        .as_bytes()
+        .ct_eq(hash_hex_bytes(expected.expose()).as_bytes());
+    if bool::from(matches) {
+        return Ok(true);
+    }
+    Err((
+        "the initial access token is not valid",
+        "Bearer realm=\"register\", error=\"invalid_token\"",
+    ))
+}
+
+fn refused(description: &str, challenge: &'static str) -> Response {
+    let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", description);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// [`hash_hex`] of raw bytes.
+fn hash_hex_bytes(value: &[u8]) -> String {
+    hash_hex(&String::from_utf8_lossy(value))
+}
+
+pub(crate) async fn register(
+    State(server): State<AuthServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if matches!(server.inner.registration, Registration::Off) {
         return oauth_error(
             StatusCode::FORBIDDEN,
             "access_denied",
             "dynamic client registration is disabled on this server",
+        );
+    }
+    let operator = match initial_access(&server, &headers) {
+        Ok(operator) => operator,
+        Err((description, challenge)) => return refused(description, challenge),
+    };
+    if !is_json(&headers) {
+        return oauth_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_client_metadata",
+            "the request must be application/json (RFC 7591 §3.1)",
+        );
+    }
+    if body.len() > METADATA_LIMIT {
+        return oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_client_metadata",
+            &format!(
+                "client metadata is limited to {} KiB",
+                METADATA_LIMIT / 1024
+            ),
         );
     }
     let meta: Map<String, Value> = match serde_json::from_slice(&body) {
@@ -190,7 +356,8 @@ pub(crate) async fn register(State(server): State<AuthServer>, body: Bytes) -> R
             );
         }
     };
-    let mut client = match client_from_metadata(meta) {
+    let offered = operator.then_some(server.inner.scopes_supported.as_slice());
+    let mut client = match client_from_registration(meta, offered) {
         Ok(client) => client,
         Err((error, description)) => {
             return oauth_error(StatusCode::BAD_REQUEST, error, &description);
@@ -199,6 +366,13 @@ pub(crate) async fn register(State(server): State<AuthServer>, body: Bytes) -> R
     client.client_id = random_token();
     let secret = client.is_confidential().then(random_token);
     client.secret_hash = secret.as_deref().map(hash_hex);
+    // A registration the operator made (initial access token) stays; others lapse unless
+    // the client completes an authorization in time.
+    if !operator {
+        let ttl =
+            i64::try_from(server.inner.unused_registration_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        client.expires_at = Some(now_unix().saturating_add(ttl));
+    }
     if let Err(err) = server.inner.store.put_client(client.clone()).await {
         tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store a client");
         return oauth_error(

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::authorize::load_client;
-use super::store::{ClientRecord, Redeemed, RefreshRecord};
+use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord};
 use super::{AuthServer, Grant, hash_hex, json_response, oauth_error, random_token};
 use crate::claims::now_unix;
 use crate::jose::jws::b64;
@@ -86,8 +86,10 @@ impl TokenError {
     }
 }
 
-/// Authenticates the client: HTTP Basic, form credentials, or a public client's id. Unknown
-/// clients and bad secrets are 401 `invalid_client`, so that MCP clients re-register.
+/// Authenticates the client: HTTP Basic, form credentials, or a public client's id, whichever
+/// the client registered as its `token_endpoint_auth_method` (and only one of them, RFC 6749
+/// §2.3). Unknown clients, bad secrets and another method are 401 `invalid_client`, so that
+/// MCP clients re-register.
 pub(crate) async fn authenticate_client(
     server: &AuthServer,
     headers: &HeaderMap,
@@ -118,20 +120,29 @@ pub(crate) async fn authenticate_client(
                 .into(),
         basic_challenge: basic_used,
     };
-    let (client_id, secret, basic_used) =
-        match (&basic, form.get("client_id"), form.get("client_secret")) {
-            (Some((id, secret)), form_id, _) => {
-                if form_id.is_some_and(|f| f != id) {
-                    return Err(err(
-                        "invalid_request",
-                        "client_id in the form differs from the one in the Authorization header",
-                    ));
-                }
-                (id.clone(), Some(secret.clone()), true)
+    let (client_id, secret, basic_used) = match (
+        &basic,
+        form.get("client_id"),
+        form.get("client_secret"),
+    ) {
+        (Some(_), _, Some(_)) => {
+            return Err(err(
+                "invalid_request",
+                "use one client authentication method: HTTP Basic or client_secret in the form, not both",
+            ));
+        }
+        (Some((id, secret)), form_id, None) => {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(err(
+                    "invalid_request",
+                    "client_id in the form differs from the one in the Authorization header",
+                ));
             }
-            (None, Some(id), secret) => (id.clone(), secret.cloned(), false),
-            (None, None, _) => return Err(invalid(false)),
-        };
+            (id.clone(), Some(secret.clone()), true)
+        }
+        (None, Some(id), secret) => (id.clone(), secret.cloned(), false),
+        (None, None, _) => return Err(invalid(false)),
+    };
     if let Err(wait) = super::rate::take_for_client(server, &client_id, secret.is_some()) {
         let retry = format!(
             "too many requests for this client; retry in {} s",
@@ -145,15 +156,31 @@ pub(crate) async fn authenticate_client(
     let client = load_client(server, &client_id)
         .await
         .map_err(|_| invalid(basic_used))?;
-    match (&client.secret_hash, secret) {
-        (Some(hash), Some(secret))
-            if bool::from(hash_hex(&secret).as_bytes().ct_eq(hash.as_bytes())) =>
-        {
-            Ok(client)
+    let authenticated = match (&client.secret_hash, &secret) {
+        (Some(hash), Some(secret)) => {
+            bool::from(hash_hex(secret).as_bytes().ct_eq(hash.as_bytes()))
         }
-        (None, None) => Ok(client),
-        _ => Err(invalid(basic_used)),
+        (None, None) => true,
+        _ => false,
+    };
+    if !authenticated {
+        return Err(invalid(basic_used));
     }
+    let used = match (basic_used, secret.is_some()) {
+        (true, _) => "client_secret_basic",
+        (false, true) => "client_secret_post",
+        (false, false) => "none",
+    };
+    if client.token_endpoint_auth_method != used {
+        return Err(TokenError {
+            description: format!(
+                "client authentication failed: this client is registered for {}, not {used}",
+                client.token_endpoint_auth_method
+            ),
+            ..invalid(basic_used)
+        });
+    }
+    Ok(client)
 }
 
 /// The parameters of a token or revocation request: the body must be
@@ -194,22 +221,35 @@ fn single_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
     Ok(out)
 }
 
+/// The RFC 6749 §5.1 answer, with the bound resource (RFC 8707 §2.2) when there is one.
 fn token_response(
     access_token: String,
     scope: &[String],
+    resource: Option<&str>,
     refresh: Option<String>,
     ttl: Duration,
 ) -> Response {
-    let mut body = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": ttl.as_secs(),
-        "scope": scope.join(" "),
-    });
-    if let (Some(refresh), Some(map)) = (refresh, body.as_object_mut()) {
-        map.insert("refresh_token".into(), json!(refresh));
+    let mut body = Map::new();
+    body.insert("access_token".into(), json!(access_token));
+    body.insert("token_type".into(), json!("Bearer"));
+    body.insert("expires_in".into(), json!(ttl.as_secs()));
+    body.insert("scope".into(), json!(scope.join(" ")));
+    if let Some(resource) = resource {
+        body.insert("resource".into(), json!(resource));
     }
-    json_response(StatusCode::OK, &body)
+    if let Some(refresh) = refresh {
+        body.insert("refresh_token".into(), json!(refresh));
+    }
+    json_response(StatusCode::OK, &Value::Object(body))
+}
+
+fn unavailable() -> TokenError {
+    TokenError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        error: "temporarily_unavailable",
+        description: "try again later".into(),
+        basic_challenge: false,
+    }
 }
 
 /// `POST /token`.
@@ -277,13 +317,41 @@ async fn issue_refresh(server: &AuthServer, record: RefreshRecord) -> Result<Str
         .store
         .put_refresh(&hash_hex(&token), record)
         .await
-        .map_err(|_| TokenError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            error: "temporarily_unavailable",
-            description: "try again later".into(),
-            basic_challenge: false,
-        })?;
+        .map_err(|_| unavailable())?;
     Ok(token)
+}
+
+/// A code was presented again by its owner, with its verifier: RFC 6749 §4.1.2 / OAuth 2.1
+/// §4.1.3, revoke what it issued. The family has tokens only if the first redemption issued
+/// them, so the answer says only that the code was used.
+async fn code_replayed(server: &AuthServer, record: &CodeRecord) -> TokenError {
+    let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
+    let _ = server.revoke_family(&record.family, until).await;
+    tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "authorization code replayed: its grant is revoked");
+    err("invalid_grant", "the code was already used")
+}
+
+/// A refresh token was presented again by its owner: reuse revokes the grant.
+async fn refresh_reused(server: &AuthServer, record: &RefreshRecord) -> TokenError {
+    let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
+    let _ = server.revoke_family(&record.family, until).await;
+    tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "refresh token reused: the grant is revoked");
+    err(
+        "invalid_grant",
+        "the refresh token was already used; the grant is revoked",
+    )
+}
+
+/// The client completed an authorization: an unused registration no longer lapses.
+async fn keep_client(server: &AuthServer, client: &ClientRecord) {
+    if client.expires_at.is_none() || client.from_metadata_document {
+        return;
+    }
+    let mut kept = client.clone();
+    kept.expires_at = None;
+    if let Err(err) = server.inner.store.put_client(kept).await {
+        tracing::warn!(target: "mcp_oauth::auth_server", client_id = %client.client_id, error = %err, "cannot keep a client that completed an authorization");
+    }
 }
 
 async fn authorization_code(
@@ -297,19 +365,16 @@ async fn authorization_code(
     let verifier = form
         .get("code_verifier")
         .ok_or_else(|| err("invalid_request", "code_verifier is missing (PKCE)"))?;
-    let record = match server.inner.store.redeem_code(&hash_hex(code)).await {
-        Ok(Redeemed::Fresh(record)) => record,
-        Ok(Redeemed::Replayed(record)) => {
-            // RFC 6749 §4.1.2 / OAuth 2.1: a code used twice revokes what it issued.
-            let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
-            let _ = server.revoke_family(&record.family, until).await;
-            tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "authorization code replayed: its tokens are revoked");
-            return Err(err(
-                "invalid_grant",
-                "the code was already used; the tokens it issued are revoked",
-            ));
+    let hash = hash_hex(code);
+    // Look first, check, and only then use the code: a request that fails a check (another
+    // client, a wrong verifier) leaves the code to its owner.
+    let (record, used) = match server.inner.store.peek_code(&hash).await {
+        Ok(Redeemed::Fresh(record)) => (record, false),
+        Ok(Redeemed::Replayed(record)) => (record, true),
+        Ok(Redeemed::Missing) => {
+            return Err(err("invalid_grant", "the code is unknown or expired"));
         }
-        _ => return Err(err("invalid_grant", "the code is unknown or expired")),
+        Err(_) => return Err(unavailable()),
     };
     if record.client_id != client.client_id {
         return Err(err(
@@ -338,6 +403,19 @@ async fn authorization_code(
             "resource differs from the authorization request",
         ));
     }
+    if used {
+        return Err(code_replayed(server, &record).await);
+    }
+    // Atomic in every store: of two redemptions that passed the checks, one is fresh.
+    match server.inner.store.redeem_code(&hash).await {
+        Ok(Redeemed::Fresh(_)) => {}
+        Ok(Redeemed::Replayed(_)) => return Err(code_replayed(server, &record).await),
+        Ok(Redeemed::Missing) => {
+            return Err(err("invalid_grant", "the code is unknown or expired"));
+        }
+        Err(_) => return Err(unavailable()),
+    }
+    keep_client(server, client).await;
     let grant = Grant {
         subject: &record.subject,
         client_id: &client.client_id,
@@ -370,6 +448,7 @@ async fn authorization_code(
     Ok(token_response(
         access,
         &record.scope,
+        record.resource.as_deref(),
         refresh,
         server.inner.lifetimes.access_token,
     ))
@@ -383,34 +462,27 @@ async fn refresh_token(
     let presented = form
         .get("refresh_token")
         .ok_or_else(|| err("invalid_request", "refresh_token is missing"))?;
-    let record = match server
-        .inner
-        .store
-        .redeem_refresh(&hash_hex(presented))
-        .await
-    {
-        Ok(Redeemed::Fresh(record)) => record,
-        Ok(Redeemed::Replayed(record)) => {
-            let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
-            let _ = server.revoke_family(&record.family, until).await;
-            tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "refresh token reused: the grant is revoked");
-            return Err(err(
-                "invalid_grant",
-                "the refresh token was already used; the grant is revoked",
-            ));
-        }
-        _ => {
+    let hash = hash_hex(presented);
+    // As for codes: look, check, then rotate; another client's attempt changes nothing.
+    let (record, used) = match server.inner.store.peek_refresh(&hash).await {
+        Ok(Redeemed::Fresh(record)) => (record, false),
+        Ok(Redeemed::Replayed(record)) => (record, true),
+        Ok(Redeemed::Missing) => {
             return Err(err(
                 "invalid_grant",
                 "the refresh token is unknown or expired",
             ));
         }
+        Err(_) => return Err(unavailable()),
     };
     if record.client_id != client.client_id {
         return Err(err(
             "invalid_grant",
             "the refresh token was issued to another client",
         ));
+    }
+    if used {
+        return Err(refresh_reused(server, &record).await);
     }
     if server
         .inner
@@ -439,6 +511,17 @@ async fn refresh_token(
         }
         _ => record.scope.clone(),
     };
+    match server.inner.store.redeem_refresh(&hash).await {
+        Ok(Redeemed::Fresh(_)) => {}
+        Ok(Redeemed::Replayed(_)) => return Err(refresh_reused(server, &record).await),
+        Ok(Redeemed::Missing) => {
+            return Err(err(
+                "invalid_grant",
+                "the refresh token is unknown or expired",
+            ));
+        }
+        Err(_) => return Err(unavailable()),
+    }
     let grant = Grant {
         subject: &record.subject,
         client_id: &client.client_id,
@@ -449,6 +532,7 @@ async fn refresh_token(
         ttl: None,
     };
     let access = mint(server, &grant);
+    let resource = record.resource.clone();
     let refresh = issue_refresh(
         server,
         RefreshRecord {
@@ -461,6 +545,7 @@ async fn refresh_token(
     Ok(token_response(
         access,
         &scope,
+        resource.as_deref(),
         Some(refresh),
         server.inner.lifetimes.access_token,
     ))
@@ -471,23 +556,28 @@ fn client_credentials(
     client: &ClientRecord,
     form: &HashMap<String, String>,
 ) -> Result<Response, TokenError> {
-    if !client.is_confidential() {
-        return Err(err(
-            "unauthorized_client",
-            "client_credentials needs a confidential client",
-        ));
-    }
+    // Only the operator makes machine clients (a configured client, or a registration with
+    // the initial access token), and gives each its scopes.
+    let allowed = match &client.machine_scopes {
+        Some(allowed) if client.is_confidential() && !client.from_metadata_document => allowed,
+        _ => {
+            return Err(err(
+                "unauthorized_client",
+                "this client may not use client_credentials: machine clients are configured by the operator",
+            ));
+        }
+    };
     let scope = match form.get("scope").map(|s| parse_scope_list(s)) {
         Some(scopes) if !scopes.is_empty() => scopes,
-        _ => server.inner.default_scopes.clone(),
+        _ => allowed.clone(),
     };
     if let Some(bad) = scope
         .iter()
-        .find(|s| !server.inner.scopes_supported.contains(s))
+        .find(|s| !server.inner.scopes_supported.contains(s) || !allowed.contains(s))
     {
         return Err(err(
             "invalid_scope",
-            format!("the scope {bad} is not offered by this server"),
+            format!("the scope {bad} is not allowed for this client"),
         ));
     }
     let resource =
@@ -507,6 +597,7 @@ fn client_credentials(
     Ok(token_response(
         mint(server, &grant),
         &scope,
+        resource.as_deref(),
         None,
         server.inner.lifetimes.access_token,
     ))

@@ -29,6 +29,7 @@ impl Tables {
             return;
         }
         let now = now_unix();
+        self.clients.retain(|_, c| c.is_live(now));
         self.requests.retain(|_, r| r.expires_at > now);
         self.codes.retain(|_, (c, _)| c.expires_at > now);
         self.refresh.retain(|_, (r, _)| r.expires_at > now);
@@ -68,6 +69,15 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, StoreResult<T>> {
     Box::pin(std::future::ready(Ok(value)))
 }
 
+fn peek<T: Clone>(entry: Option<&(T, bool)>, expires_at: impl Fn(&T) -> i64) -> Redeemed<T> {
+    match entry {
+        Some((record, _)) if expires_at(record) <= now_unix() => Redeemed::Missing,
+        Some((record, true)) => Redeemed::Replayed(record.clone()),
+        Some((record, false)) => Redeemed::Fresh(record.clone()),
+        None => Redeemed::Missing,
+    }
+}
+
 fn redeem<T: Clone>(entry: Option<&mut (T, bool)>, expires_at: impl Fn(&T) -> i64) -> Redeemed<T> {
     match entry {
         Some((record, _)) if expires_at(record) <= now_unix() => Redeemed::Missing,
@@ -83,6 +93,7 @@ fn redeem<T: Clone>(entry: Option<&mut (T, bool)>, expires_at: impl Fn(&T) -> i6
 impl Store for MemoryStore {
     fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
         self.with(|t| {
+            t.purge();
             t.clients.insert(client.client_id.clone(), client);
         });
         ready(())
@@ -92,7 +103,8 @@ impl Store for MemoryStore {
         &'a self,
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<ClientRecord>>> {
-        ready(self.with(|t| t.clients.get(client_id).cloned()))
+        let now = now_unix();
+        ready(self.with(|t| t.clients.get(client_id).filter(|c| c.is_live(now)).cloned()))
     }
 
     fn put_request<'a>(
@@ -135,6 +147,10 @@ impl Store for MemoryStore {
         ready(self.with(|t| redeem(t.codes.get_mut(hash), |c| c.expires_at)))
     }
 
+    fn peek_code<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
+        ready(self.with(|t| peek(t.codes.get(hash), |c| c.expires_at)))
+    }
+
     fn put_refresh<'a>(
         &'a self,
         hash: &'a str,
@@ -152,6 +168,13 @@ impl Store for MemoryStore {
         hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
         ready(self.with(|t| redeem(t.refresh.get_mut(hash), |r| r.expires_at)))
+    }
+
+    fn peek_refresh<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
+        ready(self.with(|t| peek(t.refresh.get(hash), |r| r.expires_at)))
     }
 
     fn refresh<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Option<RefreshRecord>>> {

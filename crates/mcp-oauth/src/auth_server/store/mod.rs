@@ -55,7 +55,8 @@ pub struct ClientRecord {
     /// Scope the client registered with (space-separated), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// Every other registered member, returned as registered.
+    /// The other registered members this server knows (`client_uri`, `logo_uri`,
+    /// `contacts`, …), returned as registered. Unknown members are dropped at registration.
     #[serde(default)]
     pub metadata: Map<String, Value>,
     /// Registration time (Unix seconds).
@@ -63,6 +64,16 @@ pub struct ClientRecord {
     /// `true` for a Client ID Metadata Document client (cached, not registered).
     #[serde(default)]
     pub from_metadata_document: bool,
+    /// The scopes `client_credentials` tokens of this client may carry. Only the operator
+    /// sets them (a configured client, or a registration with the initial access token);
+    /// `None`: the client cannot use `client_credentials`, whatever its `grant_types` say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_scopes: Option<Vec<String>>,
+    /// When an unused dynamic registration lapses (Unix seconds): set at registration,
+    /// cleared once the client redeems its first authorization code. `None`: kept until
+    /// removed. Stores treat a lapsed client as unknown and purge it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl ClientRecord {
@@ -74,6 +85,11 @@ impl ClientRecord {
     /// Whether a grant type is allowed.
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Whether the client is still usable at `now` (an unused registration lapses).
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
     }
 }
 
@@ -149,10 +165,10 @@ pub struct RefreshRecord {
     pub expires_at: i64,
 }
 
-/// What redeeming a single-use value found.
+/// What redeeming (or peeking at) a single-use value found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redeemed<T> {
-    /// First use: the record, now marked used.
+    /// First use: the record, now marked used (when peeking: not used yet, left unused).
     Fresh(T),
     /// Used before: a replay. The record tells which grant to revoke.
     Replayed(T),
@@ -186,11 +202,13 @@ impl EntryKind {
 /// The authorization server's storage.
 ///
 /// `redeem_*` must be atomic: of two concurrent redemptions of the same value, exactly one
-/// sees [`Redeemed::Fresh`].
+/// sees [`Redeemed::Fresh`]. The token endpoint first peeks (`peek_*`, which changes
+/// nothing), checks the client, redirect URI, PKCE verifier and resource against the record,
+/// and redeems only then: a request that fails a check leaves the value usable by its owner.
 pub trait Store: Send + Sync + 'static {
     /// Saves (or replaces) a client.
     fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, StoreResult<()>>;
-    /// A client by id.
+    /// A client by id (`None` when unknown, or an unused registration that lapsed).
     fn client<'a>(&'a self, client_id: &'a str)
     -> BoxFuture<'a, StoreResult<Option<ClientRecord>>>;
     /// Saves a pending authorization request.
@@ -212,6 +230,9 @@ pub trait Store: Send + Sync + 'static {
     /// Redeems an authorization code (single use).
     fn redeem_code<'a>(&'a self, hash: &'a str)
     -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>>;
+    /// An authorization code without using it: [`Redeemed::Fresh`] when unused,
+    /// [`Redeemed::Replayed`] when used, [`Redeemed::Missing`] when unknown or expired.
+    fn peek_code<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>>;
     /// Saves a refresh token.
     fn put_refresh<'a>(
         &'a self,
@@ -220,6 +241,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<()>>;
     /// Redeems a refresh token (single use: rotation).
     fn redeem_refresh<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>>;
+    /// A refresh token without using it, with whether it was used (as
+    /// [`Store::peek_code`]).
+    fn peek_refresh<'a>(
         &'a self,
         hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>>;

@@ -49,6 +49,16 @@ end
 return {record[1], record[2] or '0'}
 ";
 
+/// Reads a single-use record and its `used` flag without changing them, or nil when the key
+/// is absent.
+const PEEK_LUA: &str = r"
+local record = redis.call('HMGET', KEYS[1], 'data', 'used')
+if not record[1] then
+  return false
+end
+return {record[1], record[2] or '0'}
+";
+
 /// Revokes a family until `ARGV[1]` (Unix seconds), unless it already is until then or later;
 /// the key expires when the revocation ends.
 const REVOKE_LUA: &str = r"
@@ -62,6 +72,7 @@ return 1
 ";
 
 static REDEEM: LazyLock<Script> = LazyLock::new(|| Script::new(REDEEM_LUA));
+static PEEK: LazyLock<Script> = LazyLock::new(|| Script::new(PEEK_LUA));
 static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 
 /// Keeps the authorization server's state in Redis, so that several instances of the server
@@ -78,7 +89,7 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 ///
 /// | key | type | value | Redis expires it at |
 /// | --- | --- | --- | --- |
-/// | `client:<client_id>` | string | [`ClientRecord`] | never |
+/// | `client:<client_id>` | string | [`ClientRecord`] | its `expires_at` (an unused registration), else never |
 /// | `request:<id>` | string | [`AuthRequestRecord`] | its `expires_at` |
 /// | `code:<hash>` | hash | `data`: [`CodeRecord`], `used`: `0` or `1` | its `expires_at` |
 /// | `refresh:<hash>` | hash | `data`: [`RefreshRecord`], `used`: `0` or `1` | its `expires_at` |
@@ -332,14 +343,16 @@ async fn put_single_use(
     Ok(())
 }
 
-/// Redeems a code or refresh token with [`REDEEM_LUA`].
+/// Redeems a code or refresh token with `script`: [`REDEEM`], or [`PEEK`] to look without
+/// using it.
 async fn redeem<T: DeserializeOwned>(
     mut conn: ConnectionManager,
+    script: &'static LazyLock<Script>,
     key: String,
     now: i64,
     expires_at: fn(&T) -> i64,
 ) -> Result<Redeemed<T>, Failure> {
-    let found: Option<(String, String)> = REDEEM.key(key).invoke_async(&mut conn).await?;
+    let found: Option<(String, String)> = script.key(key).invoke_async(&mut conn).await?;
     let Some((data, used_before)) = found else {
         return Ok(Redeemed::Missing);
     };
@@ -416,12 +429,18 @@ impl Store for RedisStore {
         let key = self.key("client:", &client.client_id);
         self.run("save a client", move |mut conn| async move {
             let data = encode(&client)?;
-            ::redis::cmd("SET")
-                .arg(key)
-                .arg(data)
-                .exec_async(&mut conn)
-                .await?;
-            Ok(())
+            match client.expires_at {
+                Some(expires_at) => set_until(conn, key, data, expires_at).await,
+                // A plain SET also drops the expiry an earlier write set.
+                None => {
+                    ::redis::cmd("SET")
+                        .arg(key)
+                        .arg(data)
+                        .exec_async(&mut conn)
+                        .await?;
+                    Ok(())
+                }
+            }
         })
     }
 
@@ -430,12 +449,14 @@ impl Store for RedisStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<ClientRecord>>> {
         let key = self.key("client:", client_id);
+        let now = now_unix();
         self.run("read a client", move |conn| async move {
-            get(conn, "GET", key)
+            Ok(get(conn, "GET", key)
                 .await?
                 .as_deref()
-                .map(decode)
-                .transpose()
+                .map(decode::<ClientRecord>)
+                .transpose()?
+                .filter(|c| c.is_live(now)))
         })
     }
 
@@ -485,7 +506,15 @@ impl Store for RedisStore {
         let key = self.key("code:", hash);
         let now = now_unix();
         self.run("redeem a code", move |conn| {
-            redeem(conn, key, now, |code: &CodeRecord| code.expires_at)
+            redeem(conn, &REDEEM, key, now, |code: &CodeRecord| code.expires_at)
+        })
+    }
+
+    fn peek_code<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
+        let key = self.key("code:", hash);
+        let now = now_unix();
+        self.run("read a code", move |conn| {
+            redeem(conn, &PEEK, key, now, |code: &CodeRecord| code.expires_at)
         })
     }
 
@@ -507,7 +536,22 @@ impl Store for RedisStore {
         let key = self.key("refresh:", hash);
         let now = now_unix();
         self.run("redeem a refresh token", move |conn| {
-            redeem(conn, key, now, |token: &RefreshRecord| token.expires_at)
+            redeem(conn, &REDEEM, key, now, |token: &RefreshRecord| {
+                token.expires_at
+            })
+        })
+    }
+
+    fn peek_refresh<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
+        let key = self.key("refresh:", hash);
+        let now = now_unix();
+        self.run("read a refresh token", move |conn| {
+            redeem(conn, &PEEK, key, now, |token: &RefreshRecord| {
+                token.expires_at
+            })
         })
     }
 

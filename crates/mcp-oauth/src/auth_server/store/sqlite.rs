@@ -2,13 +2,15 @@
 //!
 //! Every record is kept as JSON in a `data` column, next to its key and, where the record has
 //! one, an indexed `expires_at` (Unix seconds). Codes and refresh tokens are keyed by the hash
-//! the caller passes, never by their value. The schema (version 2, kept in
+//! the caller passes, never by their value. The schema (version 3, kept in
 //! `PRAGMA user_version` so later versions can migrate it):
 //!
 //! ```sql
 //! CREATE TABLE clients (
 //!     client_id  TEXT PRIMARY KEY NOT NULL,
-//!     data       TEXT NOT NULL                -- ClientRecord
+//!     data       TEXT NOT NULL,               -- ClientRecord
+//!     expires_at INTEGER                      -- version 3: an unused registration lapses;
+//!                                             -- NULL: kept
 //! ) STRICT;
 //! CREATE TABLE requests (
 //!     id         TEXT PRIMARY KEY NOT NULL,
@@ -38,10 +40,11 @@
 //!     data       TEXT NOT NULL,
 //!     PRIMARY KEY (kind, key)
 //! ) STRICT;
-//! -- and an index on expires_at (until) of every table but clients
+//! -- and an index on expires_at (until) of every table
 //! ```
 //!
-//! A version 1 file is migrated to version 2 when it is opened.
+//! An older file is migrated to version 3 when it is opened (clients registered before
+//! version 3 never lapse).
 //!
 //! Rows past their expiry are ignored on read and deleted when the store opens and every
 //! 256 writes after that.
@@ -70,7 +73,7 @@ use crate::claims::now_unix;
 use crate::verify::BoxFuture;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE clients (
@@ -117,8 +120,15 @@ CREATE TABLE entries (
 CREATE INDEX entries_expires_at ON entries (expires_at);
 ";
 
-/// Deletes the rows that lapsed before `?1`.
-const PURGE: [&str; 5] = [
+/// Version 3: unused dynamic registrations lapse.
+const SCHEMA_V3: &str = "
+ALTER TABLE clients ADD COLUMN expires_at INTEGER;
+CREATE INDEX clients_expires_at ON clients (expires_at);
+";
+
+/// Deletes the rows that lapsed before `?1` (a `NULL` expiry never compares true).
+const PURGE: [&str; 6] = [
+    "DELETE FROM clients WHERE expires_at <= ?1",
     "DELETE FROM entries WHERE expires_at <= ?1",
     "DELETE FROM requests WHERE expires_at <= ?1",
     "DELETE FROM codes WHERE expires_at <= ?1",
@@ -135,6 +145,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The statements of one single-use table (codes or refresh tokens).
 struct SingleUse {
     put: &'static str,
+    /// Reads `expires_at, used, data`.
     find: &'static str,
     mark_used: &'static str,
 }
@@ -296,10 +307,16 @@ fn set_up(conn: &mut Connection) -> Result<(), Failure> {
         0 => {
             tx.execute_batch(SCHEMA_V1)?;
             tx.execute_batch(SCHEMA_V2)?;
+            tx.execute_batch(SCHEMA_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         1 => {
             tx.execute_batch(SCHEMA_V2)?;
+            tx.execute_batch(SCHEMA_V3)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        2 => {
+            tx.execute_batch(SCHEMA_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -342,6 +359,32 @@ impl Db {
             .execute(params![hash, expires_at, data])?;
         self.wrote();
         Ok(())
+    }
+
+    /// Reads a single-use row without marking it.
+    fn peek<T: DeserializeOwned>(
+        &mut self,
+        table: &SingleUse,
+        hash: &str,
+        now: i64,
+    ) -> Result<Redeemed<T>, Failure> {
+        let row = self
+            .conn
+            .prepare_cached(table.find)?
+            .query_row(params![hash], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, bool>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        Ok(match row {
+            None => Redeemed::Missing,
+            Some((expires_at, _, _)) if expires_at <= now => Redeemed::Missing,
+            Some((_, true, data)) => Redeemed::Replayed(decode(&data)?),
+            Some((_, false, data)) => Redeemed::Fresh(decode(&data)?),
+        })
     }
 
     /// Reads and marks a single-use row in one immediate transaction: the write lock is taken
@@ -425,8 +468,10 @@ impl Store for SqliteStore {
         self.run("save a client", move |db| {
             let data = encode(&client)?;
             db.conn
-                .prepare_cached("INSERT OR REPLACE INTO clients (client_id, data) VALUES (?1, ?2)")?
-                .execute(params![client.client_id, data])?;
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO clients (client_id, data, expires_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![client.client_id, data, client.expires_at])?;
             db.wrote();
             Ok(())
         })
@@ -437,13 +482,20 @@ impl Store for SqliteStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<ClientRecord>>> {
         let client_id = client_id.to_owned();
+        let now = now_unix();
         self.run("read a client", move |db| {
             let data: Option<String> = db
                 .conn
-                .prepare_cached("SELECT data FROM clients WHERE client_id = ?1")?
-                .query_row(params![client_id], |row| row.get(0))
+                .prepare_cached(
+                    "SELECT data FROM clients WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+                )?
+                .query_row(params![client_id, now], |row| row.get(0))
                 .optional()?;
-            data.as_deref().map(decode).transpose()
+            Ok(data
+                .as_deref()
+                .map(decode::<ClientRecord>)
+                .transpose()?
+                .filter(|c| c.is_live(now)))
         })
     }
 
@@ -514,6 +566,12 @@ impl Store for SqliteStore {
         self.run("redeem a code", move |db| db.redeem(&CODES, &hash, now))
     }
 
+    fn peek_code<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
+        let hash = hash.to_owned();
+        let now = now_unix();
+        self.run("read a code", move |db| db.peek(&CODES, &hash, now))
+    }
+
     fn put_refresh<'a>(
         &'a self,
         hash: &'a str,
@@ -533,6 +591,17 @@ impl Store for SqliteStore {
         let now = now_unix();
         self.run("redeem a refresh token", move |db| {
             db.redeem(&REFRESH_TOKENS, &hash, now)
+        })
+    }
+
+    fn peek_refresh<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
+        let hash = hash.to_owned();
+        let now = now_unix();
+        self.run("read a refresh token", move |db| {
+            db.peek(&REFRESH_TOKENS, &hash, now)
         })
     }
 
