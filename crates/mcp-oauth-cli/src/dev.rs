@@ -13,6 +13,10 @@ use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir::{self, DevState};
+use crate::options::{ListenArgs, RegistrationArgs, SecretArg, read_entries};
+
+/// Scopes of a `--client` that names none.
+const DEFAULT_CLIENT_SCOPES: [&str; 2] = ["mcp:read", "mcp:write"];
 
 /// Which store keeps clients and refresh tokens.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -41,22 +45,37 @@ impl Alg {
     }
 }
 
-/// Options of `mcp-oauth dev`.
+/// Options of `mcp-oauth dev`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
-    /// Port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 8080, env = "MCP_OAUTH_PORT")]
-    port: u16,
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Public base URL of this server, when clients reach it through a reverse proxy (the
+    /// issuer; the MCP endpoint is <URL>/mcp) [default: http://<listen address>].
+    #[arg(long, env = "MCP_OAUTH_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Folder for signing keys and state [default: $MCP_OAUTH_DATA_DIR, else
     /// $XDG_DATA_HOME/mcp-oauth, else ~/.local/share/mcp-oauth].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A user who may sign in, as NAME:PASSWORD (repeatable) [default: dev:dev].
+    /// A user who may sign in, as NAME:PASSWORD (repeatable) [default: dev:dev]. The
+    /// command line is visible to other local users: prefer --users-file.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
-    users: Vec<String>,
-    /// A confidential client for client_credentials, as ID:SECRET (repeatable).
-    #[arg(long = "client", value_name = "ID:SECRET")]
-    clients: Vec<String>,
+    users: Vec<SecretArg>,
+    /// A file of users, one NAME:PASSWORD per line (blank lines and # comments skipped).
+    #[arg(long, value_name = "PATH", env = "MCP_OAUTH_USERS_FILE")]
+    users_file: Option<PathBuf>,
+    /// A confidential client for client_credentials, as ID:SECRET[:SCOPES], SCOPES
+    /// comma-separated (repeatable) [default scopes: mcp:read,mcp:write]. The command line
+    /// is visible to other local users: prefer --clients-file.
+    #[arg(long = "client", value_name = "ID:SECRET[:SCOPES]")]
+    clients: Vec<SecretArg>,
+    /// A file of clients, one ID:SECRET[:SCOPES] per line (blank lines and # comments
+    /// skipped).
+    #[arg(long, value_name = "PATH", env = "MCP_OAUTH_CLIENTS_FILE")]
+    clients_file: Option<PathBuf>,
+    #[command(flatten)]
+    registration: RegistrationArgs,
     /// Approve every authorization request at once as the first user, without the login
     /// page. For automated tests only.
     #[arg(long)]
@@ -75,11 +94,38 @@ pub(crate) struct DevArgs {
     json: bool,
 }
 
-fn split_pair<'a>(value: &'a str, what: &str) -> Result<(&'a str, &'a str), String> {
+/// `NAME:PASSWORD`. The error never quotes the value: it may hold the secret.
+fn split_user(value: &SecretArg) -> Result<(&str, &str), String> {
     value
+        .expose()
         .split_once(':')
         .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-        .ok_or_else(|| format!("--{what} takes NAME:SECRET, got {value:?}"))
+        .ok_or_else(|| "--user takes NAME:PASSWORD (both non-empty)".to_owned())
+}
+
+/// `ID:SECRET[:SCOPES]`, SCOPES comma-separated (a scope may hold `:`, a secret may not).
+fn parse_client(value: &SecretArg) -> Result<ClientSpec, String> {
+    let mut parts = value.expose().splitn(3, ':');
+    let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
+        return Err("--client takes ID:SECRET[:SCOPES]".to_owned());
+    };
+    if id.is_empty() || secret.is_empty() {
+        return Err("--client takes ID:SECRET[:SCOPES] (ID and SECRET non-empty)".to_owned());
+    }
+    let scopes: Vec<&str> = match parts.next() {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => DEFAULT_CLIENT_SCOPES.to_vec(),
+    };
+    if scopes.is_empty() {
+        return Err(format!(
+            "--client {id}: the scopes after the second ':' are empty; name them (mcp:read,mcp:write) or leave out the ':'"
+        ));
+    }
+    Ok(ClientSpec::service(id, secret).scopes(scopes))
 }
 
 #[cfg(feature = "sqlite")]
@@ -96,17 +142,6 @@ pub(crate) fn sqlite_store(
     _dir: &std::path::Path,
 ) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
     Err("this build has no SQLite support; use --store memory".into())
-}
-
-/// Binds 127.0.0.1:`port` (0: any free port).
-pub(crate) async fn bind_loopback(port: u16) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on 127.0.0.1:{port}: {e} (choose another with --port, or --port 0)"
-            )
-        })
 }
 
 /// Serves `app` (with the client address, for rate limits) until Ctrl-C or SIGTERM, then says
@@ -127,21 +162,40 @@ pub(crate) async fn serve(
 }
 
 pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = data_dir::resolve(args.data_dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
-    let listener = bind_loopback(args.port).await?;
-    let addr = listener.local_addr()?;
-    let issuer = format!("http://{addr}");
-    let mcp_url = format!("{issuer}/mcp");
-
+    // Everything that can be refused is checked before anything is written or bound.
+    args.listen.check_public(args.public_url.as_deref())?;
+    let registration = args.registration.policy()?;
+    let mut user_entries = args.users.clone();
+    if let Some(path) = &args.users_file {
+        user_entries.extend(read_entries(path, "--users-file")?);
+    }
+    let mut client_entries = args.clients.clone();
+    if let Some(path) = &args.clients_file {
+        client_entries.extend(read_entries(path, "--clients-file")?);
+    }
+    let clients = client_entries
+        .iter()
+        .map(parse_client)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut users = DevUsers::new();
     let mut names = Vec::new();
-    for user in &args.users {
-        let (name, password) = split_pair(user, "user")?;
+    for user in &user_entries {
+        let (name, password) = split_user(user)?;
         users = users.user(name, password);
         names.push(name.to_owned());
     }
+    let dir = data_dir::resolve(args.data_dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
+    let listener = args.listen.bind().await?;
+    let addr = listener.local_addr()?;
+    let issuer = args
+        .public_url
+        .as_deref()
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let mcp_url = format!("{issuer}/mcp");
+
     if names.is_empty() {
         users = DevUsers::default();
         names.push("dev".to_owned());
@@ -161,10 +215,11 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         .default_scopes(["mcp:read", "mcp:write"])
         .resource(mcp_url.clone())
         .lifetimes(lifetimes)
-        .auto_approve(args.auto_approve);
-    for client in &args.clients {
-        let (id, secret) = split_pair(client, "client")?;
-        builder = builder.client(ClientSpec::service(id, secret));
+        .auto_approve(args.auto_approve)
+        .registration(registration)
+        .trusted_proxies(args.listen.trusted_proxies());
+    for client in clients {
+        builder = builder.client(client);
     }
     let server = builder.build().await?;
     let oauth = OAuth::builder()
@@ -251,4 +306,51 @@ Tools: whoami, echo, admin_action (needs the admin scope: HTTP 403 step-up). Ctr
         users.first().map(String::as_str).unwrap_or("dev"),
         ttl,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dev: DevArgs,
+    }
+
+    /// Security review 2, F12: `{:?}` of the parsed arguments holds no secret.
+    #[test]
+    fn debug_of_the_arguments_prints_no_secret() {
+        let cli = Cli::try_parse_from([
+            "dev",
+            "--user",
+            "alice:user-password-7f3",
+            "--client",
+            "svc:client-secret-9c1:mcp:read",
+        ])
+        .expect("parse");
+        let printed = format!("{cli:?}");
+        for secret in ["user-password-7f3", "client-secret-9c1"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("redacted"), "{printed}");
+    }
+
+    #[test]
+    fn clients_take_their_scopes_after_the_secret() {
+        let arg = |s: &str| s.parse::<SecretArg>().expect("infallible");
+        let spec = parse_client(&arg("svc:s3cret:mcp:read,admin")).expect("client");
+        assert_eq!(spec.client_id, "svc");
+        assert_eq!(spec.scopes, ["mcp:read", "admin"]);
+        let spec = parse_client(&arg("svc:s3cret")).expect("client");
+        assert_eq!(spec.scopes, DEFAULT_CLIENT_SCOPES);
+        for bad in ["svc", "svc:", ":s3cret", "svc:s3cret:"] {
+            let err = parse_client(&arg(bad)).expect_err(bad);
+            assert!(!err.contains("s3cret"), "{bad}: {err}");
+        }
+        let err = split_user(&arg("alice:")).expect_err("no password");
+        assert!(err.contains("NAME:PASSWORD"), "{err}");
+    }
 }

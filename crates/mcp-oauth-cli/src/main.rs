@@ -12,6 +12,7 @@ mod data_dir;
 mod demo;
 mod dev;
 mod doctor;
+mod options;
 mod proxy;
 mod serve;
 mod token;

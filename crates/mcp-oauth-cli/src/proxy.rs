@@ -14,6 +14,7 @@ use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir;
+use crate::options::{ListenArgs, RegistrationArgs, SecretArg};
 
 /// The identity provider users sign in with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,7 +42,7 @@ pub(crate) enum ProxyStore {
     Redis,
 }
 
-/// Options of `mcp-oauth proxy`.
+/// Options of `mcp-oauth proxy`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
 #[derive(Debug, Args)]
 pub(crate) struct ProxyArgs {
     /// The identity provider.
@@ -52,7 +53,7 @@ pub(crate) struct ProxyArgs {
     client_id: String,
     /// Our client secret at the provider.
     #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<String>,
+    client_secret: Option<SecretArg>,
     /// OpenID Connect issuer (with --provider oidc).
     #[arg(long, env = "MCP_OAUTH_UPSTREAM_ISSUER")]
     issuer: Option<String>,
@@ -81,14 +82,15 @@ pub(crate) struct ProxyArgs {
     /// (`openssl rand -base64 32`) or 64 hex digits. Every instance sharing a store needs the
     /// same key [default: generated once into the data folder].
     #[arg(long, env = "MCP_OAUTH_ENCRYPTION_KEY", hide_env_values = true)]
-    encryption_key: Option<String>,
+    encryption_key: Option<SecretArg>,
     /// Public base URL of this server (the issuer; the MCP endpoint is <URL>/mcp)
-    /// [default: http://127.0.0.1:<port>].
+    /// [default: http://<listen address>].
     #[arg(long, env = "MCP_OAUTH_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 8080, env = "MCP_OAUTH_PORT")]
-    port: u16,
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    registration: RegistrationArgs,
     /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -97,7 +99,7 @@ pub(crate) struct ProxyArgs {
     store: ProxyStore,
     /// Redis URL (with --store redis), e.g. redis://127.0.0.1:6379/0.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
+    redis_url: Option<SecretArg>,
     /// Key prefix in Redis, to share one database between deployments.
     #[arg(long, default_value = "mcp-oauth:")]
     redis_prefix: String,
@@ -117,7 +119,12 @@ fn needed<'a>(value: &'a Option<String>, flag: &str, option: &str) -> Result<&'a
 
 async fn upstream(args: &ProxyArgs) -> Result<Upstream, Box<dyn std::error::Error>> {
     let id = args.client_id.trim().to_owned();
-    let secret = Secret::from(args.client_secret.clone().unwrap_or_default());
+    let secret = Secret::from(
+        args.client_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default(),
+    );
     if args.provider != Provider::Oidc && secret.expose().is_empty() {
         let provider = args
             .provider
@@ -231,11 +238,12 @@ async fn store(args: &ProxyArgs, dir: &Path) -> Result<Arc<dyn Store>, Box<dyn s
         ProxyStore::Memory => Arc::new(MemoryStore::new()),
         ProxyStore::Sqlite => crate::dev::sqlite_store(dir)?,
         ProxyStore::Redis => {
-            let url = needed(
-                &args.redis_url,
-                "--redis-url (or REDIS_URL)",
-                "--store redis",
-            )?;
+            let url = args
+                .redis_url
+                .as_ref()
+                .map(|u| u.expose().trim())
+                .filter(|u| !u.is_empty())
+                .ok_or("--store redis needs --redis-url (or REDIS_URL)")?;
             redis_store(url, &args.redis_prefix).await?
         }
     })
@@ -263,17 +271,19 @@ async fn redis_store(
 }
 
 pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Everything that can be refused is checked before anything is written or bound.
+    args.listen.check_public(args.public_url.as_deref())?;
+    let registration = args.registration.policy()?;
     let dir = data_dir::resolve(args.data_dir.clone());
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
-    // Everything that can be refused is checked before anything is written or bound.
     let upstream = upstream(&args).await?;
     let store = store(&args, &dir).await?;
     let key = match &args.encryption_key {
-        Some(value) => decode_key(value)?,
+        Some(value) => decode_key(value.expose())?,
         None => stored_key(&dir)?,
     };
-    let listener = crate::dev::bind_loopback(args.port).await?;
+    let listener = args.listen.bind().await?;
     let addr = listener.local_addr()?;
     let issuer = args
         .public_url
@@ -289,6 +299,8 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         .scopes(["mcp:read", "mcp:write", "admin"])
         .default_scopes(["mcp:read", "mcp:write"])
         .resource(mcp_url.clone())
+        .registration(registration)
+        .trusted_proxies(args.listen.trusted_proxies())
         .build()
         .await?;
     let callback = server.upstream_callback_url();
@@ -316,7 +328,43 @@ signs in at the provider. Clients get this server's tokens, never the provider's
 
 #[cfg(test)]
 mod tests {
-    use super::decode_key;
+    use clap::Parser;
+
+    use super::{ProxyArgs, decode_key};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    /// Security review 2, F12: `{:?}` of the parsed arguments holds no secret.
+    #[test]
+    fn debug_of_the_arguments_prints_no_secret() {
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--provider",
+            "github",
+            "--client-id",
+            "ghapp",
+            "--client-secret",
+            "upstream-secret-4d2",
+            "--encryption-key",
+            "encryption-key-8e5",
+            "--redis-url",
+            "redis://:redis-password-1a9@cache.internal:6379/0",
+        ])
+        .expect("parse");
+        let printed = format!("{cli:?}");
+        for secret in [
+            "upstream-secret-4d2",
+            "encryption-key-8e5",
+            "redis-password-1a9",
+        ] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("ghapp"), "{printed}");
+    }
 
     #[test]
     fn keys_are_read_as_base64_or_hex_and_must_be_32_bytes() {

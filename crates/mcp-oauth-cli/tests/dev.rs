@@ -354,7 +354,7 @@ fn bad_flags_explain_themselves() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--user takes NAME:SECRET"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user takes NAME:PASSWORD"));
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
         .args(["token", "--data-dir", "/nonexistent/mcp-oauth"])
         .output()
@@ -365,4 +365,100 @@ fn bad_flags_explain_themselves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `mcp-oauth <args>` expecting it to refuse at once: its stderr. A command that is
+/// still running after the deadline (it accepted the flags and serves) is killed and fails
+/// the test.
+fn refused(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} was accepted: it is still running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} was accepted: {stderr}");
+    stderr
+}
+
+/// Security review 2, F4: the CLI listens on the network only behind an https public URL.
+#[test]
+fn a_non_loopback_listen_address_needs_an_https_public_url() {
+    let dir = temp_dir("listen");
+    let data = dir.to_str().expect("path");
+    for extra in [
+        &[][..],
+        &["--public-url", "http://mcp.example.com"][..],
+        &["--public-url", "not a url"][..],
+    ] {
+        let mut args = vec!["dev", "--listen", "0.0.0.0:0", "--data-dir", data];
+        args.extend_from_slice(extra);
+        let stderr = refused(&args);
+        assert!(
+            stderr.contains("not a loopback address") && stderr.contains("--public-url https://"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    let stderr = refused(&[
+        "proxy",
+        "--provider",
+        "github",
+        "--client-id",
+        "ghapp",
+        "--client-secret",
+        "s3cret",
+        "--listen",
+        "[::]:0",
+        "--data-dir",
+        data,
+    ]);
+    assert!(stderr.contains("--public-url https://"), "{stderr}");
+    assert!(
+        !dir.exists(),
+        "nothing is written before the flags are checked"
+    );
+}
+
+#[test]
+fn a_bad_listen_address_or_trusted_proxy_says_what_to_write() {
+    let dir = temp_dir("cidr");
+    let data = dir.to_str().expect("path");
+    for (flag, value, says) in [
+        ("--trusted-proxy", "10.0.0.0/33", "0 to 32"),
+        ("--trusted-proxy", "10.0.0.1/8", "the network is 10.0.0.0/8"),
+        ("--trusted-proxy", "proxy.internal", "not an IP address"),
+        ("--listen", "localhost:8080", "IP:PORT"),
+    ] {
+        let stderr = refused(&["dev", flag, value, "--data-dir", data]);
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn listen_and_trusted_proxy_serve_on_the_given_address() {
+    let dir = temp_dir("listen-ok");
+    let dev = start(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--trusted-proxy", "127.0.0.1"],
+    );
+    assert!(
+        dev.issuer().starts_with("http://127.0.0.1:"),
+        "{}",
+        dev.issuer()
+    );
+    let http = reqwest::Client::new();
+    dev.ready(&http).await;
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,301 @@
+//! Options `dev` and `proxy` share: where to listen and which reverse proxies to believe,
+//! the registration policy, and secrets that never print.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::{Args, ValueEnum};
+use mcp_oauth::Secret;
+use mcp_oauth::auth_server::Registration;
+use mcp_oauth::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
+
+/// A secret given on the command line, in the environment or in a file: `Debug` prints
+/// `[redacted]`, so the argument structs can derive it.
+#[derive(Clone)]
+pub(crate) struct SecretArg(String);
+
+impl SecretArg {
+    /// The value. Never log or print it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Where the server listens, and the proxies in front of it.
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// Port on 127.0.0.1 (0 picks a free one); see --listen for another address.
+    #[arg(long, default_value_t = 8080, env = "MCP_OAUTH_PORT")]
+    port: u16,
+    /// Address to listen on, as IP:PORT (e.g. 0.0.0.0:8080, [::]:8080); replaces --port
+    /// [default: 127.0.0.1:<--port>]. An address other than loopback needs --public-url
+    /// with https (the URL clients use, served by a TLS-terminating proxy).
+    #[arg(long, value_name = "ADDR", env = "MCP_OAUTH_LISTEN", value_parser = parse_listen)]
+    listen: Option<SocketAddr>,
+    /// A reverse proxy whose forwarded headers name the client address for rate limits and
+    /// logs, as a network (10.0.0.0/8, fd00::/8) or one address (repeatable) [default: none:
+    /// every request counts for the TCP peer].
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    trusted_proxies: Vec<Cidr>,
+    /// Which header the trusted proxies write: x-forwarded-for, or forwarded (RFC 7239).
+    #[arg(long, value_enum, default_value_t = ForwardedFamily::XForwardedFor, value_name = "HEADER")]
+    forwarded_header: ForwardedFamily,
+}
+
+/// `--forwarded-header`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ForwardedFamily {
+    /// X-Forwarded-For (nginx, HAProxy, Caddy, most load balancers).
+    XForwardedFor,
+    /// Forwarded: for=… (RFC 7239).
+    Forwarded,
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.trim().parse().map_err(|_| {
+        format!("{value:?} is not IP:PORT; write e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080")
+    })
+}
+
+fn parse_cidr(value: &str) -> Result<Cidr, String> {
+    value.parse::<Cidr>().map_err(|e| e.to_string())
+}
+
+impl ListenArgs {
+    /// The address to bind.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port))
+    }
+
+    /// Refuses an address other than loopback unless clients reach the server through an
+    /// `https` public URL (`--public-url`).
+    pub(crate) fn check_public(&self, public_url: Option<&str>) -> Result<(), String> {
+        let addr = self.addr();
+        if addr.ip().is_loopback() {
+            return Ok(());
+        }
+        let https = public_url
+            .and_then(|u| url::Url::parse(u.trim()).ok())
+            .is_some_and(|u| u.scheme() == "https" && u.host_str().is_some());
+        if https {
+            return Ok(());
+        }
+        Err(format!(
+            "--listen {addr} is not a loopback address, so clients would reach this server over the network: add --public-url https://<host> (the URL clients use, with TLS terminated by a reverse proxy in front of {addr}), or listen on 127.0.0.1"
+        ))
+    }
+
+    /// The trusted proxies.
+    pub(crate) fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.trusted_proxies.iter().copied()).header(
+            match self.forwarded_header {
+                ForwardedFamily::XForwardedFor => ForwardedHeader::XForwardedFor,
+                ForwardedFamily::Forwarded => ForwardedHeader::Forwarded,
+            },
+        )
+    }
+
+    /// Binds the address.
+    pub(crate) async fn bind(&self) -> Result<tokio::net::TcpListener, String> {
+        let addr = self.addr();
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            let hint = if self.listen.is_some() {
+                "choose another with --listen"
+            } else {
+                "choose another with --port, or --port 0"
+            };
+            format!("cannot listen on {addr}: {e} ({hint})")
+        })
+    }
+}
+
+/// Who may register clients.
+#[derive(Debug, Args)]
+pub(crate) struct RegistrationArgs {
+    /// Dynamic client registration: open (anyone registers clients that act for a user),
+    /// token (each registration needs the initial access token from
+    /// --registration-token-file or MCP_OAUTH_REGISTRATION_TOKEN), or off.
+    #[arg(long, value_enum, default_value_t = RegistrationMode::Open, value_name = "MODE")]
+    registration: RegistrationMode,
+    /// File holding the initial access token for --registration token (never on the
+    /// command line).
+    #[arg(long, value_name = "PATH")]
+    registration_token_file: Option<PathBuf>,
+}
+
+/// The environment variable holding the initial access token for `--registration token`.
+const REGISTRATION_TOKEN_ENV: &str = "MCP_OAUTH_REGISTRATION_TOKEN";
+
+/// `--registration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RegistrationMode {
+    /// Anyone may register a client that acts for a user.
+    Open,
+    /// Registration needs an initial access token (RFC 7591 §3).
+    Token,
+    /// No registration endpoint.
+    Off,
+}
+
+impl RegistrationArgs {
+    /// The policy, the token read from the file or from `MCP_OAUTH_REGISTRATION_TOKEN`.
+    pub(crate) fn policy(&self) -> Result<Registration, String> {
+        self.policy_with(std::env::var(REGISTRATION_TOKEN_ENV).ok())
+    }
+
+    fn policy_with(&self, env: Option<String>) -> Result<Registration, String> {
+        let token = match (&self.registration_token_file, env) {
+            (Some(path), _) => Some(read_secret_file(path, "--registration-token-file")?),
+            (None, Some(env)) => Some(env.trim().to_owned()),
+            (None, None) => None,
+        };
+        match (self.registration, token) {
+            (RegistrationMode::Token, Some(token)) if !token.is_empty() => {
+                Ok(Registration::InitialAccessToken(Secret::from(token)))
+            }
+            (RegistrationMode::Token, _) => Err(
+                "--registration token needs the initial access token: --registration-token-file PATH, or MCP_OAUTH_REGISTRATION_TOKEN in the environment".to_owned(),
+            ),
+            (mode, Some(_)) if self.registration_token_file.is_some() => Err(format!(
+                "--registration-token-file is used only with --registration token, not {}",
+                mode_name(mode)
+            )),
+            (RegistrationMode::Open, _) => Ok(Registration::Open),
+            (RegistrationMode::Off, _) => Ok(Registration::Off),
+        }
+    }
+}
+
+fn mode_name(mode: RegistrationMode) -> String {
+    mode.to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// The whole of a file holding one secret, trimmed.
+fn read_secret_file(path: &Path, flag: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))?;
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        return Err(format!("{flag}: {} is empty", path.display()));
+    }
+    Ok(text)
+}
+
+/// The lines of a file of `NAME:SECRET…` entries (blank lines and `#` comments skipped).
+pub(crate) fn read_entries(path: &Path, flag: &str) -> Result<Vec<SecretArg>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| SecretArg(l.to_owned()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        listen: ListenArgs,
+        #[command(flatten)]
+        registration: RegistrationArgs,
+    }
+
+    #[test]
+    fn a_non_loopback_listen_address_needs_an_https_public_url() {
+        let cli = Cli::try_parse_from(["x", "--listen", "0.0.0.0:8080"]).expect("parse");
+        let err = cli.listen.check_public(None).expect_err("refused");
+        assert!(err.contains("--public-url https://"), "{err}");
+        assert!(
+            cli.listen
+                .check_public(Some("http://mcp.example.com"))
+                .is_err()
+        );
+        assert!(
+            cli.listen
+                .check_public(Some("https://mcp.example.com"))
+                .is_ok()
+        );
+        let local = Cli::try_parse_from(["x", "--port", "0"]).expect("parse");
+        assert_eq!(local.listen.addr(), "127.0.0.1:0".parse().expect("addr"));
+        assert!(local.listen.check_public(None).is_ok());
+    }
+
+    #[test]
+    fn bad_listen_addresses_and_cidrs_are_refused_with_what_to_write() {
+        let err = Cli::try_parse_from(["x", "--listen", "localhost"])
+            .expect_err("bad")
+            .to_string();
+        assert!(err.contains("IP:PORT"), "{err}");
+        let err = Cli::try_parse_from(["x", "--trusted-proxy", "10.0.0.0/33"])
+            .expect_err("bad")
+            .to_string();
+        assert!(err.contains("0 to 32"), "{err}");
+        let ok = Cli::try_parse_from([
+            "x",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "::1",
+        ])
+        .expect("parse");
+        let proxies = ok.listen.trusted_proxies();
+        assert!(proxies.contains("10.1.2.3".parse().expect("ip")));
+        assert!(proxies.contains("::1".parse().expect("ip")));
+        assert!(!proxies.contains("192.0.2.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn token_registration_needs_a_token_from_a_file_or_the_environment() {
+        let cli = Cli::try_parse_from(["x", "--registration", "token"]).expect("parse");
+        let err = cli.registration.policy_with(None).expect_err("no token");
+        assert!(err.contains("--registration-token-file"), "{err}");
+        assert!(cli.registration.policy_with(Some("  ".into())).is_err());
+        assert!(matches!(
+            cli.registration.policy_with(Some("from-env".into())),
+            Ok(Registration::InitialAccessToken(_))
+        ));
+        let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-opt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("iat");
+        std::fs::write(&file, "s3cret-iat\n").expect("write");
+        let cli = Cli::try_parse_from([
+            "x",
+            "--registration",
+            "token",
+            "--registration-token-file",
+            file.to_str().expect("path"),
+        ])
+        .expect("parse");
+        match cli.registration.policy_with(None).expect("policy") {
+            Registration::InitialAccessToken(token) => {
+                assert_eq!(token.expose(), b"s3cret-iat");
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
