@@ -208,6 +208,91 @@ async fn refresh_peek_does_not_consume(store: Arc<dyn Store>) {
     assert_eq!(store.refresh("unknown").await.expect("peek unknown"), None);
 }
 
+/// A client record as dynamic registration writes it: lapsing at `expires_at` (F7).
+fn lapsing_client(client_id: &str, expires_at: Option<i64>) -> ClientRecord {
+    let mut record = client(client_id, "https://client.example/cb");
+    record.expires_at = expires_at;
+    record
+}
+
+async fn unused_registrations_lapse_and_kept_ones_stay(store: Arc<dyn Store>) {
+    let lapsed = lapsing_client("lapsed", Some(now() - 1));
+    store.put_client(lapsed).await.expect("put");
+    assert_eq!(
+        store.client("lapsed").await.expect("read"),
+        None,
+        "a registration past its expiry is unknown"
+    );
+    let fresh = lapsing_client("fresh", Some(now() + 600));
+    store.put_client(fresh.clone()).await.expect("put");
+    assert_eq!(store.client("fresh").await.expect("read"), Some(fresh));
+    // The client completed an authorization: kept for good, even past the old expiry.
+    let kept = lapsing_client("fresh", None);
+    store.put_client(kept.clone()).await.expect("keep");
+    assert_eq!(store.client("fresh").await.expect("read"), Some(kept));
+}
+
+async fn code_peeks_do_not_consume(store: Arc<dyn Store>) {
+    let record = code("f1", now() + 60);
+    store.put_code("h1", record.clone()).await.expect("put");
+    for _ in 0..2 {
+        assert_eq!(
+            store.peek_code("h1").await.expect("peek"),
+            Redeemed::Fresh(record.clone()),
+            "a peek leaves the code unused"
+        );
+    }
+    assert_eq!(
+        store.redeem_code("h1").await.expect("redeem after peeks"),
+        Redeemed::Fresh(record.clone())
+    );
+    assert_eq!(
+        store.peek_code("h1").await.expect("peek after use"),
+        Redeemed::Replayed(record)
+    );
+    assert_eq!(
+        store.peek_code("unknown").await.expect("peek unknown"),
+        Redeemed::Missing
+    );
+    store
+        .put_code("old", code("f1", now() - 1))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.peek_code("old").await.expect("peek expired"),
+        Redeemed::Missing
+    );
+}
+
+async fn refresh_peeks_tell_used_from_unused(store: Arc<dyn Store>) {
+    let record = refresh_token("f1", now() + 600);
+    store.put_refresh("h1", record.clone()).await.expect("put");
+    assert_eq!(
+        store.peek_refresh("h1").await.expect("peek"),
+        Redeemed::Fresh(record.clone())
+    );
+    assert_eq!(
+        store.redeem_refresh("h1").await.expect("redeem"),
+        Redeemed::Fresh(record.clone())
+    );
+    assert_eq!(
+        store.peek_refresh("h1").await.expect("peek after use"),
+        Redeemed::Replayed(record)
+    );
+    store
+        .put_refresh("old", refresh_token("f1", now() - 1))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.peek_refresh("old").await.expect("peek expired"),
+        Redeemed::Missing
+    );
+    assert_eq!(
+        store.peek_refresh("unknown").await.expect("peek unknown"),
+        Redeemed::Missing
+    );
+}
+
 async fn expired_refresh_tokens_are_missing(store: Arc<dyn Store>) {
     store
         .put_refresh("old", refresh_token("f1", now() - 1))
@@ -507,6 +592,9 @@ macro_rules! conformance {
             case!(expired_codes_are_missing);
             case!(refresh_tokens_are_fresh_then_replayed);
             case!(refresh_peek_does_not_consume);
+            case!(unused_registrations_lapse_and_kept_ones_stay);
+            case!(code_peeks_do_not_consume);
+            case!(refresh_peeks_tell_used_from_unused);
             case!(expired_refresh_tokens_are_missing);
             case!(revoked_families_lapse);
             case!(revocations_are_never_shortened);
@@ -650,6 +738,70 @@ mod sqlite_only {
         })
         .await;
         assert_eq!(counts, (1, 49, 0));
+    }
+
+    fn client_rows(path: &Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).expect("open raw");
+        let mut rows: Vec<String> = conn
+            .prepare("SELECT client_id FROM clients")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn lapsed_registrations_are_purged_from_the_file() {
+        let dir = TempDir::new("lapse");
+        let path = dir.path().join("auth.db");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            for record in [
+                lapsing_client("lapsed", Some(now() - 1)),
+                lapsing_client("pending", Some(now() + 600)),
+                lapsing_client("kept", None),
+            ] {
+                store.put_client(record).await.expect("put");
+            }
+        }
+        assert_eq!(client_rows(&path), ["kept", "lapsed", "pending"]);
+        // Opening purges what lapsed; nothing else.
+        let _store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(client_rows(&path), ["kept", "pending"]);
+    }
+
+    #[tokio::test]
+    async fn a_version_2_file_keeps_its_clients_after_the_migration() {
+        let dir = TempDir::new("v2");
+        let path = dir.path().join("auth.db");
+        let old = client("old", "https://client.example/cb");
+        {
+            // The version 2 layout of the clients table, with one client in it.
+            let conn = rusqlite::Connection::open(&path).expect("create");
+            conn.execute_batch(
+                "CREATE TABLE clients (client_id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL) STRICT;
+                 CREATE TABLE requests (id TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL) STRICT;
+                 CREATE TABLE codes (hash TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL) STRICT;
+                 CREATE TABLE refresh_tokens (hash TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL) STRICT;
+                 CREATE TABLE revoked_families (family TEXT PRIMARY KEY NOT NULL, until INTEGER NOT NULL) STRICT;
+                 CREATE TABLE entries (kind TEXT NOT NULL, key TEXT NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, key)) STRICT;
+                 PRAGMA user_version = 2;",
+            )
+            .expect("schema v2");
+            conn.execute(
+                "INSERT INTO clients (client_id, data) VALUES ('old', ?1)",
+                [serde_json::to_string(&old).expect("json")],
+            )
+            .expect("insert");
+        }
+        let store = SqliteStore::open(&path).expect("open and migrate");
+        assert_eq!(store.client("old").await.expect("read"), Some(old));
+        let lapsed = lapsing_client("new", Some(now() - 1));
+        store.put_client(lapsed).await.expect("put");
+        assert_eq!(store.client("new").await.expect("read"), None);
     }
 
     #[tokio::test]
@@ -996,6 +1148,28 @@ mod redis_only {
         // Redeeming does not touch the expiry.
         store.redeem_code("h").await.expect("redeem");
         assert_eq!(expire_time(&mut raw, "p:code:h"), expires_at);
+    }
+
+    #[tokio::test]
+    async fn an_unused_registration_expires_in_redis_until_it_is_kept() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        let expires_at = now() + 600;
+        store
+            .put_client(lapsing_client("c", Some(expires_at)))
+            .await
+            .expect("register");
+        let mut raw = server.raw();
+        assert_eq!(expire_time(&mut raw, "p:client:c"), expires_at);
+        // The client completed an authorization: kept, without an expiry.
+        store
+            .put_client(lapsing_client("c", None))
+            .await
+            .expect("keep");
+        assert_eq!(expire_time(&mut raw, "p:client:c"), -1);
+        assert!(store.client("c").await.expect("read").is_some());
     }
 
     #[tokio::test]
