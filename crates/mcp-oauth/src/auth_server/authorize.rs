@@ -219,8 +219,20 @@ pub(crate) async fn show(
         },
     };
     let state = params.get("state").copied();
+    // RFC 9700 §4.11.2: errors are redirected without the user's involvement only to a
+    // client the operator configured or one that completed an authorization here; anyone can
+    // register a redirect URI, so for the others the error is a page (no open redirect).
+    let trusted = client.expires_at.is_none() && !client.from_metadata_document;
     let fail = |error: &str, description: &str| {
-        redirect_error(&server, &redirect_uri, state, error, description)
+        if trusted {
+            redirect_error(&server, &redirect_uri, state, error, description)
+        } else {
+            tracing::debug!(target: "mcp_oauth::auth_server", client_id = %client.client_id, %error, "authorization error shown, not redirected: the client never completed an authorization");
+            error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("The application's request was refused ({error}): {description}."),
+            )
+        }
     };
     if let Some(name) = repeated {
         return fail(
