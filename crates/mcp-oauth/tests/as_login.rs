@@ -16,18 +16,20 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Form, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use common::{CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, keep_cookies};
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, Upstream};
+use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, Upstream};
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::testing::hidden_form_fields;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 const RESOURCE: &str = "http://127.0.0.1:9999/mcp";
 const GH_CLIENT: &str = "ghapp";
@@ -127,7 +129,6 @@ async fn start_github() -> (Github, String, Served) {
 // --------------------------------------------------------------------------- servers and browsers
 
 struct Running {
-    server: AuthServer,
     issuer: String,
     served: Served,
 }
@@ -139,11 +140,7 @@ async fn serve(
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let server = builder(issuer.clone()).build().await.expect("server");
     let served = Served::app(listener, server.router());
-    Running {
-        server,
-        issuer,
-        served,
-    }
+    Running { issuer, served }
 }
 
 /// `mcp-oauth proxy --provider github` as in the review: the GitHub preset at the stand-in.
@@ -689,4 +686,250 @@ async fn f6_configured_and_activated_clients_still_get_the_error_redirect() {
     assert_eq!(reply.status, 302, "{}", reply.body);
     assert_eq!(reply.query()["error"], "unsupported_response_type");
     dev.served.stop().await;
+}
+
+// --------------------------------------------------------------------------- F5
+
+/// The strong password of the review's dev server: the login page is not the way in, so
+/// every try here is a guess.
+const PASSWORD: &str = "Very-Strong-Secret-9f3";
+const APP_REDIRECT: &str = "http://127.0.0.1:5555/cb";
+const DEV_ISSUER: &str = "http://127.0.0.1:20080";
+
+/// `mcp-oauth dev --user alice:Very-Strong-Secret-9f3`, called in-process (`oneshot`), so
+/// that tokio's paused clock is the only clock the backoff reads.
+async fn login_app() -> axum::Router {
+    let mut app = ClientSpec::service("app", "unused");
+    app.client_secret = None;
+    app.redirect_uris = vec![APP_REDIRECT.into()];
+    app.grant_types = vec!["authorization_code".into()];
+    AuthServer::builder(DEV_ISSUER)
+        .resource(RESOURCE)
+        .login(Arc::new(DevUsers::new().user("alice", PASSWORD)))
+        .rate_limits(None, None, None)
+        .client(app)
+        .build()
+        .await
+        .expect("server")
+        .router()
+}
+
+/// A login page: its hidden fields and the CSRF cookie it set.
+struct LoginPage {
+    fields: Vec<(String, String)>,
+    cookie: String,
+}
+
+async fn call(app: &axum::Router, request: axum::http::Request<axum::body::Body>) -> Reply {
+    let res = app.clone().oneshot(request).await.unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| url::Url::parse(l.to_str().unwrap()).unwrap());
+    let set_cookies = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        location,
+        set_cookies,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn open_login(app: &axum::Router) -> LoginPage {
+    let url = authorize_url(DEV_ISSUER, "app", APP_REDIRECT, CHALLENGE);
+    let page = call(
+        app,
+        axum::http::Request::get(url.strip_prefix(DEV_ISSUER).unwrap())
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    LoginPage {
+        fields: hidden_form_fields(&page.body),
+        cookie: page.set_cookies[0].split(';').next().unwrap().to_owned(),
+    }
+}
+
+async fn sign_in(app: &axum::Router, page: &LoginPage, username: &str, password: &str) -> Reply {
+    let mut form = page.fields.clone();
+    form.extend([
+        ("username".to_owned(), username.to_owned()),
+        ("password".to_owned(), password.to_owned()),
+        ("decision".to_owned(), "approve".to_owned()),
+    ]);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    call(
+        app,
+        axum::http::Request::post("/authorize")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &page.cookie)
+            .body(axum::body::Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The message a page shows (its error paragraph), or "" without one.
+fn message(reply: &Reply) -> String {
+    reply
+        .body
+        .split("class=\"error\"")
+        .nth(1)
+        .and_then(|rest| rest.split_once('>'))
+        .and_then(|(_, rest)| rest.split_once("</p>"))
+        .map(|(text, _)| text.to_owned())
+        .unwrap_or_default()
+}
+
+const WRONG: &str = "Wrong user name or password. Each failed try makes the next one wait longer.";
+
+/// The review's F5 replay (wrong passwords on one pending request, then the right one): two
+/// typos are free, then each failure makes the next try wait longer (refused before its time,
+/// the right password included, without even checking it), and the fifth failure closes the
+/// request for good.
+#[tokio::test(start_paused = true)]
+async fn f5_wrong_passwords_back_off_then_lock_the_pending_request() {
+    let app = login_app().await;
+    let page = open_login(&app).await;
+    for guess in ["a", "b", "c"] {
+        let reply = sign_in(&app, &page, "alice", guess).await;
+        assert_eq!((reply.status, message(&reply)), (400, WRONG.to_owned()));
+        assert!(reply.location.is_none());
+    }
+    // Third failure: wait 1 s. Before that, even the right password is refused.
+    let early = sign_in(&app, &page, "alice", PASSWORD).await;
+    assert!(early.location.is_none(), "no code during the backoff");
+    assert_eq!(
+        message(&early),
+        "Too many failed sign-ins. Try again in 1 s."
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let reply = sign_in(&app, &page, "alice", "d").await;
+    assert_eq!(message(&reply), WRONG);
+    let early = sign_in(&app, &page, "alice", "e").await;
+    assert_eq!(
+        message(&early),
+        "Too many failed sign-ins. Try again in 2 s."
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // Fifth failure: the request is closed.
+    let locked = sign_in(&app, &page, "alice", "e").await;
+    assert_eq!(locked.status, 400);
+    assert!(locked.location.is_none());
+    assert!(
+        locked.body.contains("this sign-in request is closed") && !locked.body.contains("<form"),
+        "{}",
+        locked.body
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let after = sign_in(&app, &page, "alice", PASSWORD).await;
+    assert!(
+        after.location.is_none(),
+        "a closed request never yields a code"
+    );
+    assert!(
+        after.body.contains("expired or was already used"),
+        "{}",
+        after.body
+    );
+}
+
+/// An unknown user name reads, step by step, exactly what a wrong password for a real user
+/// reads: the same status and words, the same backoff, the same lock.
+#[tokio::test(start_paused = true)]
+async fn f5_an_unknown_user_reads_exactly_what_a_wrong_password_reads() {
+    let app = login_app().await;
+    let (real, unknown) = (open_login(&app).await, open_login(&app).await);
+    let mut seen = Vec::new();
+    for step in 0..7 {
+        let a = sign_in(&app, &real, "alice", "guess").await;
+        let b = sign_in(&app, &unknown, "mallory", "guess").await;
+        assert_eq!(
+            (
+                a.status,
+                message(&a),
+                a.location.is_some(),
+                a.body.contains("<form")
+            ),
+            (
+                b.status,
+                message(&b),
+                b.location.is_some(),
+                b.body.contains("<form")
+            ),
+            "step {step}"
+        );
+        seen.push(message(&a));
+        if step % 2 == 1 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with("Too many failed sign-ins. Try again"))
+    );
+}
+
+/// The right password before the lock signs in (after waiting out the backoff), and the
+/// account starts afresh.
+#[tokio::test(start_paused = true)]
+async fn f5_the_right_password_before_the_lock_signs_in() {
+    let app = login_app().await;
+    let page = open_login(&app).await;
+    for guess in ["a", "b", "c"] {
+        sign_in(&app, &page, "alice", guess).await;
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let ok = sign_in(&app, &page, "alice", PASSWORD).await;
+    assert_eq!(ok.status, 302, "{}", ok.body);
+    assert!(
+        ok.location
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .starts_with(APP_REDIRECT)
+    );
+    assert!(ok.query().contains_key("code"));
+    let next = open_login(&app).await;
+    let typo = sign_in(&app, &next, "alice", "typo").await;
+    assert_eq!(
+        message(&typo),
+        WRONG,
+        "the success cleared the account's count"
+    );
+    let ok = sign_in(&app, &next, "alice", PASSWORD).await;
+    assert_eq!(ok.status, 302, "{}", ok.body);
+}
+
+/// The backoff is per account too (the per-account bucket of F4): opening a new request, one
+/// GET away, does not reset it.
+#[tokio::test(start_paused = true)]
+async fn f5_a_new_request_does_not_reset_the_accounts_backoff() {
+    let app = login_app().await;
+    let page = open_login(&app).await;
+    for guess in ["a", "b", "c"] {
+        sign_in(&app, &page, "alice", guess).await;
+    }
+    let fresh = open_login(&app).await;
+    let early = sign_in(&app, &fresh, "alice", PASSWORD).await;
+    assert!(early.location.is_none());
+    assert_eq!(
+        message(&early),
+        "Too many failed sign-ins. Try again in 1 s."
+    );
+    // Another account on that fresh request is not slowed down by alice's failures.
+    let other = sign_in(&app, &fresh, "bob", "x").await;
+    assert_eq!(message(&other), WRONG);
 }

@@ -396,8 +396,9 @@ pub(crate) fn origin_ok(server: &AuthServer, headers: &HeaderMap) -> bool {
         .is_none_or(|origin| origin == server.inner.issuer_url.origin().ascii_serialization())
 }
 
-/// The form of the login and consent page.
-#[derive(Debug, serde::Deserialize)]
+/// The form of the login and consent page. `Debug` shows the user name and the decision
+/// only: never the password, the CSRF token or the request id.
+#[derive(serde::Deserialize)]
 pub(crate) struct Decision {
     request_id: String,
     csrf: String,
@@ -406,6 +407,33 @@ pub(crate) struct Decision {
     #[serde(default)]
     password: String,
     decision: String,
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decision")
+            .field("username", &self.username)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod decision_debug {
+    /// Security review 2, F12: `{:?}` of a submitted form holds no secret.
+    #[test]
+    fn debug_prints_no_password_csrf_or_request_id() {
+        let form: super::Decision = serde_json::from_value(serde_json::json!({
+            "request_id": "request-id-5b7", "csrf": "csrf-token-2e4",
+            "username": "alice", "password": "password-9d1", "decision": "approve"
+        }))
+        .expect("form");
+        let printed = format!("{form:?}");
+        for secret in ["request-id-5b7", "csrf-token-2e4", "password-9d1"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("alice"), "{printed}");
+    }
 }
 
 /// `POST /authorize`.
@@ -512,25 +540,47 @@ pub(crate) async fn submit(
         }
         return response;
     }
+    // The page again, with a message. The same words whether the user exists or not.
+    let again = |error: &str| {
+        let action = server.endpoint("/authorize");
+        Consent {
+            action: &action,
+            request_id: &form.request_id,
+            request: &request,
+            client: &client,
+            cookie: set_cookie(&server, &request.csrf),
+            error: Some(error),
+            upstream: None,
+            signed_in_as: None,
+        }
+        .render()
+    };
+    // Password guessing backs off per account and per request, then locks the request (F5).
+    let throttle = &server.inner.login_throttle;
+    let wait = throttle.wait(&form.username, &form.request_id);
+    if !wait.is_zero() {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return again(&format!("Too many failed sign-ins. Try again in {secs} s."));
+    }
     let Some(user) = server
         .inner
         .login
         .authenticate(&form.username, &form.password)
         .await
     else {
-        let action = server.endpoint("/authorize");
-        return Consent {
-            action: &action,
-            request_id: &form.request_id,
-            request: &request,
-            client: &client,
-            cookie: set_cookie(&server, &request.csrf),
-            error: Some("Wrong user name or password."),
-            upstream: None,
-            signed_in_as: None,
+        if throttle.fail(&form.username, &form.request_id) {
+            let _ = server.inner.store.take_request(&form.request_id).await;
+            tracing::warn!(target: "mcp_oauth::auth_server", client_id = %request.client_id, "sign-in request closed after too many failed passwords");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Too many failed sign-ins: this sign-in request is closed. Start again from the application.",
+            );
         }
-        .render();
+        return again(
+            "Wrong user name or password. Each failed try makes the next one wait longer.",
+        );
     };
+    throttle.succeed(&form.username);
     match server.inner.store.take_request(&form.request_id).await {
         Ok(Some(request)) => {
             tracing::info!(target: "mcp_oauth::auth_server", client_id = %request.client_id, subject = %user.subject, "authorization approved");

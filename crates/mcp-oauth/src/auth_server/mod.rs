@@ -132,6 +132,8 @@ pub(crate) struct Inner {
     pub(crate) revoked: moka::sync::Cache<String, bool>,
     /// One lock per grant whose upstream tokens are being refreshed (single flight).
     pub(crate) upstream_refreshes: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Failed sign-ins at the login form, per account and per pending request (F5).
+    pub(crate) login_throttle: login::Throttle,
 }
 
 /// The authorization server. Cheap to clone.
@@ -930,6 +932,7 @@ impl AuthServerBuilder {
                     .max_capacity(10_000)
                     .time_to_idle(Duration::from_secs(120))
                     .build(),
+                login_throttle: login::Throttle::new(),
             }),
         })
     }
