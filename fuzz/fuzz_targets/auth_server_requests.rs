@@ -9,14 +9,21 @@
 //! client registered, with `iss`; every page has the anti-framing headers and escapes
 //! what it shows; JSON errors have `error`; every issued access token verifies; a code or
 //! refresh token works once; PKCE and the CSRF check hold; a replayed code, a reused
-//! refresh token and a revocation revoke the grant.
+//! refresh token and a revocation revoke the grant; `client_credentials` tokens go only to
+//! the client the operator configured, and an anonymous registration asking for that grant
+//! is refused; `/register` takes only JSON.
+//!
+//! Inputs that start with a 0 byte are scripts of real requests (the seeds and regression
+//! inputs), see `run_script`: `fuzz/regressions/auth_server_requests/code_flow_*` walk the
+//! whole code flow and, run by `scripts/fuzz --regressions`, assert that the code-exchange,
+//! refresh, "works once" and "replay revokes the grant" checks were reached.
 #![no_main]
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use axum::body::Body;
@@ -31,9 +38,10 @@ use mcp_oauth::verify::TokenVerifier;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// RFC 7636 Appendix B.
+/// RFC 7636 Appendix B: BASE64URL(SHA256(verifier)) is the challenge (`pkce_pair_is_rfc7636s`
+/// checks it at start-up, so that a wrong pair cannot make every code exchange fail again).
 const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrj3BW3Nd3dzMKI7KIB5xVhdNxzHiP8";
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// A marker the pages must never show unescaped.
 const INJECT: &str = "<x-inject>";
 
@@ -225,8 +233,9 @@ struct State {
     clients: Vec<String>,
     secrets: Vec<String>,
     redirect_uris: Vec<String>,
-    /// Codes and refresh tokens that were exchanged successfully.
-    used: HashSet<String>,
+    /// Codes and refresh tokens that were exchanged successfully, with the request that
+    /// redeemed them (its sorted parameters and its `Authorization` header).
+    used: HashMap<String, Presentation>,
     /// Grant (`sid`) of each code and refresh token exchanged, and of each access token.
     grant_of: Vec<(String, String)>,
 }
@@ -338,6 +347,7 @@ async fn server(issuer: &str, auto_approve: bool) -> AuthServer {
             ],
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             client_name: Some(format!("Public {INJECT}")),
+            ..ClientSpec::default()
         })
         .client(ClientSpec {
             client_id: NATIVE_CLIENT.into(),
@@ -345,8 +355,11 @@ async fn server(issuer: &str, auto_approve: bool) -> AuthServer {
             redirect_uris: vec![PRE_REGISTERED_REDIRECTS[2].into()],
             grant_types: vec!["authorization_code".into()],
             client_name: None,
+            ..ClientSpec::default()
         })
-        .client(ClientSpec::service(SERVICE_CLIENT, SERVICE_SECRET))
+        .client(
+            ClientSpec::service(SERVICE_CLIENT, SERVICE_SECRET).scopes(["mcp:read", "mcp:write"]),
+        )
         .build()
         .await
         .expect("the server builds")
@@ -483,8 +496,31 @@ async fn check(server: &AuthServer, state: &mut State, outcome: &Outcome, step: 
     }
 }
 
+/// What a token request presented: its parameters, sorted, and its `Authorization` header.
+/// A replay is the same request sent again.
+type Presentation = (Vec<(String, String)>, Option<String>);
+
+/// How often each invariant that needs a whole flow was reached during the current input
+/// (a script's `# reached` lines assert on it, see `run_script`).
+fn reached() -> &'static Mutex<BTreeMap<&'static str, u32>> {
+    static REACHED: OnceLock<Mutex<BTreeMap<&'static str, u32>>> = OnceLock::new();
+    REACHED.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+fn reach(what: &'static str) {
+    if let Ok(mut map) = reached().lock() {
+        *map.entry(what).or_default() += 1;
+    }
+}
+
+/// What a token response handed out.
+struct Issued {
+    sid: String,
+    client_id: Option<String>,
+}
+
 /// Every access token a token response hands out verifies, and is for this issuer.
-async fn check_token_response(server: &AuthServer, state: &mut State, body: &[u8]) -> String {
+async fn check_token_response(server: &AuthServer, state: &mut State, body: &[u8]) -> Issued {
     let json: Value = serde_json::from_slice(body).expect("a token response is JSON");
     assert_eq!(
         json.get("token_type").and_then(Value::as_str),
@@ -516,23 +552,30 @@ async fn check_token_response(server: &AuthServer, state: &mut State, body: &[u8
     }
     state.grant_of.push((access.clone(), sid.clone()));
     state.access.push(access);
-    sid
+    Issued {
+        sid,
+        client_id: claims.client_id().map(str::to_owned),
+    }
 }
 
-/// After a grant was revoked, none of its access tokens verifies.
-async fn check_revoked(server: &AuthServer, state: &State, sid: &str, why: &str) {
+/// After a grant was revoked, none of its access tokens verifies. Returns how many were
+/// checked.
+async fn check_revoked(server: &AuthServer, state: &State, sid: &str, why: &str) -> usize {
     if sid.is_empty() {
-        return;
+        return 0;
     }
     let verifier = server.verifier().expect("the verifier builds");
+    let mut checked = 0;
     for (token, grant) in &state.grant_of {
         if grant == sid && token.matches('.').count() == 2 {
             assert!(
                 verifier.verify(token).await.is_err(),
                 "{why}: an access token of the revoked grant still verifies"
             );
+            checked += 1;
         }
     }
+    checked
 }
 
 fn grant_of(state: &State, token: &str) -> Option<String> {
@@ -563,8 +606,283 @@ fn basic(state: &State, creds: &Option<(Val, Val)>) -> Option<HeaderValue> {
     HeaderValue::from_str(&value).ok()
 }
 
+/// The client id of a `Basic` header, as sent (not percent-decoded).
+fn basic_client_id(authorization: Option<&str>) -> Option<String> {
+    let (scheme, b64) = authorization?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    Some(raw.split_once(':')?.0.to_owned())
+}
+
 fn request(method: Method, uri: &str) -> http::request::Builder {
     Request::builder().method(method).uri(uri)
+}
+
+/// `POST /authorize`: a code is issued only to the signed-in user who approved, with the
+/// CSRF token of the cookie.
+fn after_authorize_post(pairs: &[(String, String)], cookie: Option<&str>, outcome: &Outcome) {
+    let issued_code = outcome
+        .headers
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .is_some_and(|l| l.contains("code="));
+    if issued_code {
+        // CSRF: the form's token equals the cookie; the user signed in.
+        let csrf = get(pairs, "csrf").expect("a csrf field");
+        assert_eq!(Some(csrf), cookie, "CSRF check bypassed");
+        assert!(csrf.len() == 43);
+        assert_eq!(get(pairs, "decision"), Some("approve"));
+        assert_eq!(get(pairs, "username"), Some("dev"));
+        assert_eq!(get(pairs, "password"), Some("dev"));
+        reach("code_issued_after_consent");
+    }
+}
+
+/// `POST /token`: PKCE, a credential works once, a replay revokes the grant, and
+/// `client_credentials` only for the client the operator configured.
+async fn after_token(
+    server: &AuthServer,
+    state: &mut State,
+    pairs: &[(String, String)],
+    authorization: Option<&str>,
+    outcome: &Outcome,
+) {
+    let grant_type = get(pairs, "grant_type").unwrap_or_default();
+    let presented = match grant_type {
+        "authorization_code" => get(pairs, "code"),
+        "refresh_token" => get(pairs, "refresh_token"),
+        _ => None,
+    }
+    .map(str::to_owned);
+    let mut presentation: Presentation = (pairs.to_vec(), authorization.map(str::to_owned));
+    presentation.0.sort();
+    if outcome.status == StatusCode::OK {
+        let issued = check_token_response(server, state, &outcome.body).await;
+        match grant_type {
+            "authorization_code" => {
+                assert_eq!(
+                    get(pairs, "code_verifier"),
+                    Some(PKCE_VERIFIER),
+                    "a code redeemed without its PKCE verifier"
+                );
+                reach("code_exchange");
+            }
+            "refresh_token" => reach("refresh_exchange"),
+            "client_credentials" => {
+                // Machine clients exist only where the operator configured them (never
+                // through anonymous registration or a metadata document).
+                assert_eq!(
+                    issued.client_id.as_deref(),
+                    Some(SERVICE_CLIENT),
+                    "a client_credentials token for a client the operator did not configure"
+                );
+                reach("client_credentials_token");
+            }
+            _ => {}
+        }
+        if let Some(presented) = presented {
+            assert!(
+                state.used.insert(presented.clone(), presentation).is_none(),
+                "a {grant_type} credential worked twice"
+            );
+            state.grant_of.push((presented, issued.sid));
+        }
+    } else if let Some(presented) = presented
+        && let Some(first) = state.used.get(&presented)
+    {
+        reach("used_credential_refused");
+        // The same request sent again: a replayed code or a reused refresh token revokes
+        // the grant. (A replay that would fail for another reason, e.g. another client or
+        // verifier, is refused before the credential is looked at, and need not revoke.)
+        if *first == presentation
+            && let Some(sid) = grant_of(state, &presented)
+        {
+            assert_eq!(outcome.status, StatusCode::BAD_REQUEST);
+            if check_revoked(server, state, &sid, "replay").await > 0 {
+                reach(match grant_type {
+                    "authorization_code" => "code_replay_revoked",
+                    _ => "refresh_reuse_revoked",
+                });
+            }
+        }
+    }
+}
+
+/// `POST /revoke` (RFC 7009): a client's own token revokes its whole grant.
+async fn after_revoke(
+    server: &AuthServer,
+    state: &State,
+    pairs: &[(String, String)],
+    caller: Option<String>,
+    outcome: &Outcome,
+) {
+    let token = get(pairs, "token").unwrap_or_default();
+    if outcome.status == StatusCode::OK
+        && !state.used.contains_key(token)
+        && let Some(sid) = grant_of(state, token)
+        && caller.is_some()
+        && caller == client_of_grant(state, &sid)
+        && check_revoked(server, state, &sid, "revocation").await > 0
+    {
+        reach("revocation_revoked");
+    }
+}
+
+/// `POST /register`: only JSON, never a client that may use `client_credentials` (an
+/// anonymous registration asking for it is refused), never a dangerous redirect scheme.
+fn after_register(state: &mut State, content_type: Option<&str>, body: &[u8], outcome: &Outcome) {
+    let created = outcome.status == StatusCode::CREATED;
+    let declared_json = content_type.is_some_and(|c| {
+        c.split(';')
+            .next()
+            .is_some_and(|t| t.trim().to_ascii_lowercase().ends_with("json"))
+    });
+    assert!(
+        !created || declared_json,
+        "/register accepted a body declared as {content_type:?}"
+    );
+    let asks_client_credentials = serde_json::from_slice::<Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(|v| v.get("grant_types"))
+        .and_then(Value::as_array)
+        .is_some_and(|g| g.iter().any(|g| g.as_str() == Some("client_credentials")));
+    if asks_client_credentials {
+        assert!(
+            !created,
+            "an anonymous registration got the client_credentials grant"
+        );
+        reach("client_credentials_registration_refused");
+    }
+    if !created {
+        return;
+    }
+    let json: Value = serde_json::from_slice(&outcome.body).expect("a registration is JSON");
+    let id = json
+        .get("client_id")
+        .and_then(Value::as_str)
+        .expect("an id");
+    state.clients.push(id.to_owned());
+    if let Some(secret) = json.get("client_secret").and_then(Value::as_str) {
+        state.secrets.push(secret.to_owned());
+    }
+    let grants = json.get("grant_types").and_then(Value::as_array);
+    assert!(
+        !grants
+            .into_iter()
+            .flatten()
+            .any(|g| g.as_str() == Some("client_credentials")),
+        "a registered client may use client_credentials"
+    );
+    for uri in json
+        .get("redirect_uris")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let url = url::Url::parse(uri).expect("a registered redirect is a URL");
+        assert!(
+            !matches!(url.scheme(), "javascript" | "data" | "file"),
+            "registered {uri}"
+        );
+        state.redirect_uris.push(uri.to_owned());
+    }
+}
+
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// The invariants of one endpoint, after the answer: `path` is relative to the issuer's.
+async fn after(
+    server: &AuthServer,
+    state: &mut State,
+    (method, path): (&Method, &str),
+    headers: &http::HeaderMap,
+    body: &[u8],
+    outcome: &Outcome,
+) {
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if *method != Method::POST {
+        return;
+    }
+    match path {
+        "/authorize" => {
+            let cookie = header(header::COOKIE).and_then(|c| {
+                c.split(';')
+                    .filter_map(|kv| kv.trim().split_once('='))
+                    .find(|(k, _)| *k == cookie_name(server.issuer()))
+                    .map(|(_, v)| v.to_owned())
+            });
+            after_authorize_post(&form_pairs(body), cookie.as_deref(), outcome);
+        }
+        "/token" => {
+            let pairs = form_pairs(body);
+            after_token(
+                server,
+                state,
+                &pairs,
+                header(header::AUTHORIZATION),
+                outcome,
+            )
+            .await;
+        }
+        "/revoke" => {
+            let pairs = form_pairs(body);
+            let caller = basic_client_id(header(header::AUTHORIZATION))
+                .or_else(|| get(&pairs, "client_id").map(str::to_owned));
+            after_revoke(server, state, &pairs, caller, outcome).await;
+        }
+        "/register" => after_register(state, header(header::CONTENT_TYPE), body, outcome),
+        _ => {}
+    }
+}
+
+fn cookie_name(issuer: &str) -> &'static str {
+    if issuer.starts_with("https") {
+        "__Host-mcp_oauth_csrf"
+    } else {
+        "mcp_oauth_csrf"
+    }
+}
+
+/// Sends one request and checks every invariant that applies to it.
+async fn exchange(
+    server: &AuthServer,
+    router: &axum::Router,
+    state: &mut State,
+    base: &str,
+    request: Request<Body>,
+) -> Outcome {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .unwrap_or_default();
+    let outcome = send(router, Request::from_parts(parts, Body::from(body.clone()))).await;
+    let step = format!("{method} {path}");
+    check(server, state, &outcome, &step).await;
+    let relative = path.strip_prefix(base).unwrap_or(&path);
+    after(
+        server,
+        state,
+        (&method, relative),
+        &headers,
+        &body,
+        &outcome,
+    )
+    .await;
+    outcome
 }
 
 async fn run(input: &Input) {
@@ -573,11 +891,7 @@ async fn run(input: &Input) {
     let router = server.router();
     let base = url::Url::parse(issuer).expect("the issuer parses");
     let base = base.path().trim_end_matches('/').to_owned();
-    let cookie_name = if issuer.starts_with("https") {
-        "__Host-mcp_oauth_csrf"
-    } else {
-        "mcp_oauth_csrf"
-    };
+    let cookie_name = cookie_name(issuer);
     let mut state = State {
         redirect_uris: PRE_REGISTERED_REDIRECTS.map(str::to_owned).to_vec(),
         ..State::default()
@@ -594,8 +908,8 @@ async fn run(input: &Input) {
                         builder = builder.header(header::COOKIE, value);
                     }
                 }
-                let outcome = send(&router, builder.body(Body::empty()).expect("a request")).await;
-                check(&server, &mut state, &outcome, "GET /authorize").await;
+                let request = builder.body(Body::empty()).expect("a request");
+                let outcome = exchange(&server, &router, &mut state, &base, request).await;
                 if outcome.status.is_redirection() && input.auto_approve {
                     // Approved at once: only with PKCE S256.
                     let pairs = state.pairs(params);
@@ -622,39 +936,20 @@ async fn run(input: &Input) {
                     builder =
                         builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
                 }
-                let cookie_value = cookie.as_ref().map(|c| state.resolve(c));
-                if let Some(value) = &cookie_value
+                if let Some(value) = cookie.as_ref().map(|c| state.resolve(c))
                     && let Ok(value) = HeaderValue::from_str(&format!("{cookie_name}={value}"))
                 {
                     builder = builder.header(header::COOKIE, value);
                 }
-                let origin_value = origin.as_ref().map(|o| state.resolve(o));
-                if let Some(value) = origin_value
-                    .as_deref()
-                    .and_then(|o| HeaderValue::from_str(o).ok())
+                if let Some(value) = origin
+                    .as_ref()
+                    .map(|o| state.resolve(o))
+                    .and_then(|o| HeaderValue::from_str(&o).ok())
                 {
                     builder = builder.header(header::ORIGIN, value);
                 }
-                let outcome = send(
-                    &router,
-                    builder.body(Body::from(form(&pairs))).expect("a request"),
-                )
-                .await;
-                check(&server, &mut state, &outcome, "POST /authorize").await;
-                let issued_code = outcome
-                    .headers
-                    .get(header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .is_some_and(|l| l.contains("code="));
-                if issued_code {
-                    // CSRF: the form's token equals the cookie; the user signed in.
-                    let csrf = get(&pairs, "csrf").expect("a csrf field");
-                    assert_eq!(Some(csrf), cookie_value.as_deref(), "CSRF check bypassed");
-                    assert!(csrf.len() == 43);
-                    assert_eq!(get(&pairs, "decision"), Some("approve"));
-                    assert_eq!(get(&pairs, "username"), Some("dev"));
-                    assert_eq!(get(&pairs, "password"), Some("dev"));
-                }
+                let request = builder.body(Body::from(form(&pairs))).expect("a request");
+                exchange(&server, &router, &mut state, &base, request).await;
             }
             Step::Token {
                 params,
@@ -670,43 +965,8 @@ async fn run(input: &Input) {
                 if let Some(value) = basic(&state, creds) {
                     builder = builder.header(header::AUTHORIZATION, value);
                 }
-                let outcome = send(
-                    &router,
-                    builder.body(Body::from(form(&pairs))).expect("a request"),
-                )
-                .await;
-                check(&server, &mut state, &outcome, "POST /token").await;
-                let grant_type = get(&pairs, "grant_type").unwrap_or_default();
-                let presented = match grant_type {
-                    "authorization_code" => get(&pairs, "code"),
-                    "refresh_token" => get(&pairs, "refresh_token"),
-                    _ => None,
-                }
-                .map(str::to_owned);
-                if outcome.status == StatusCode::OK {
-                    let sid = check_token_response(&server, &mut state, &outcome.body).await;
-                    if grant_type == "authorization_code" {
-                        assert_eq!(
-                            get(&pairs, "code_verifier"),
-                            Some(PKCE_VERIFIER),
-                            "a code redeemed without its PKCE verifier"
-                        );
-                    }
-                    if let Some(presented) = presented {
-                        assert!(
-                            state.used.insert(presented.clone()),
-                            "a {grant_type} credential worked twice"
-                        );
-                        state.grant_of.push((presented, sid));
-                    }
-                } else if let Some(presented) = presented
-                    && state.used.contains(&presented)
-                    && let Some(sid) = grant_of(&state, &presented)
-                {
-                    // A replayed code or a reused refresh token revokes the grant.
-                    assert_eq!(outcome.status, StatusCode::BAD_REQUEST);
-                    check_revoked(&server, &state, &sid, "replay").await;
-                }
+                let request = builder.body(Body::from(form(&pairs))).expect("a request");
+                exchange(&server, &router, &mut state, &base, request).await;
             }
             Step::Revoke {
                 params,
@@ -718,26 +978,8 @@ async fn run(input: &Input) {
                 if let Some(value) = basic(&state, creds) {
                     builder = builder.header(header::AUTHORIZATION, value);
                 }
-                let outcome = send(
-                    &router,
-                    builder.body(Body::from(form(&pairs))).expect("a request"),
-                )
-                .await;
-                check(&server, &mut state, &outcome, "POST /revoke").await;
-                // RFC 7009: a client's own token revokes its whole grant.
-                let token = get(&pairs, "token").unwrap_or_default();
-                let caller = match creds {
-                    Some((id, _)) => Some(state.resolve(id)),
-                    None => get(&pairs, "client_id").map(str::to_owned),
-                };
-                if outcome.status == StatusCode::OK
-                    && !state.used.contains(token)
-                    && let Some(sid) = grant_of(&state, token)
-                    && caller.is_some()
-                    && caller == client_of_grant(&state, &sid)
-                {
-                    check_revoked(&server, &state, &sid, "revocation").await;
-                }
+                let request = builder.body(Body::from(form(&pairs))).expect("a request");
+                exchange(&server, &router, &mut state, &base, request).await;
             }
             Step::Register(body) => {
                 let bytes = match body {
@@ -760,37 +1002,11 @@ async fn run(input: &Input) {
                         out.into_bytes()
                     }
                 };
-                let builder = request(Method::POST, &format!("{base}/register"))
-                    .header(header::CONTENT_TYPE, "application/json");
-                let outcome =
-                    send(&router, builder.body(Body::from(bytes)).expect("a request")).await;
-                check(&server, &mut state, &outcome, "POST /register").await;
-                if outcome.status == StatusCode::CREATED {
-                    let json: Value =
-                        serde_json::from_slice(&outcome.body).expect("a registration is JSON");
-                    let id = json
-                        .get("client_id")
-                        .and_then(Value::as_str)
-                        .expect("an id");
-                    state.clients.push(id.to_owned());
-                    if let Some(secret) = json.get("client_secret").and_then(Value::as_str) {
-                        state.secrets.push(secret.to_owned());
-                    }
-                    for uri in json
-                        .get("redirect_uris")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                    {
-                        let url = url::Url::parse(uri).expect("a registered redirect is a URL");
-                        assert!(
-                            !matches!(url.scheme(), "javascript" | "data" | "file"),
-                            "registered {uri}"
-                        );
-                        state.redirect_uris.push(uri.to_owned());
-                    }
-                }
+                let request = request(Method::POST, &format!("{base}/register"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(bytes))
+                    .expect("a request");
+                exchange(&server, &router, &mut state, &base, request).await;
             }
             Step::Get(which) => {
                 let path = match which % 4 {
@@ -799,14 +1015,10 @@ async fn run(input: &Input) {
                     2 => format!("{base}/jwks"),
                     _ => format!("{base}/nothing-here"),
                 };
-                let outcome = send(
-                    &router,
-                    request(Method::GET, &path)
-                        .body(Body::empty())
-                        .expect("a request"),
-                )
-                .await;
-                check(&server, &mut state, &outcome, "GET").await;
+                let request = request(Method::GET, &path)
+                    .body(Body::empty())
+                    .expect("a request");
+                exchange(&server, &router, &mut state, &base, request).await;
             }
             Step::RawPost {
                 endpoint,
@@ -826,20 +1038,52 @@ async fn run(input: &Input) {
                 {
                     builder = builder.header(header::CONTENT_TYPE, value);
                 }
-                let outcome = send(
-                    &router,
-                    builder.body(Body::from(body.clone())).expect("a request"),
-                )
-                .await;
-                check(&server, &mut state, &outcome, path).await;
+                let request = builder.body(Body::from(body.clone())).expect("a request");
+                exchange(&server, &router, &mut state, &base, request).await;
             }
         }
     }
 }
 
-/// A raw request: `METHOD /path?query`, header lines, an empty line, the body. Paths are
-/// relative to the issuer's.
-async fn run_raw(bytes: &[u8]) {
+/// Replaces `{code}`, `{csrf}`, `{request_id}`, `{refresh}`, `{access}`, `{client_id}` and
+/// `{client_secret}` with the latest value of that kind an earlier answer handed out, and
+/// `{refresh.0}` etc. with the first (`.1` the second, …).
+fn substitute(text: &str, state: &State) -> String {
+    let kinds: [(&str, &Vec<String>); 7] = [
+        ("code", &state.codes),
+        ("csrf", &state.csrf),
+        ("request_id", &state.request_ids),
+        ("refresh", &state.refresh),
+        ("access", &state.access),
+        ("client_id", &state.clients),
+        ("client_secret", &state.secrets),
+    ];
+    let mut out = text.to_owned();
+    for (name, values) in kinds {
+        if let Some(last) = values.last() {
+            out = out.replace(&format!("{{{name}}}"), last);
+        }
+        for (i, value) in values.iter().enumerate().take(4) {
+            out = out.replace(&format!("{{{name}.{i}}}"), value);
+        }
+    }
+    out
+}
+
+/// Set by `scripts/fuzz --regressions`: scripts' `# expect` and `# reached` lines are
+/// asserted (while fuzzing they are comments, so that a mutated line is not a crash).
+fn expectations_on() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MCP_OAUTH_FUZZ_EXPECT").is_some_and(|v| v == "1"))
+}
+
+/// A script: requests separated by lines `---`, each `METHOD /path?query`, header lines,
+/// an empty line, the body (paths are relative to the issuer's; the server asks for
+/// consent). Placeholders take what earlier answers handed out (see `substitute`). Lines
+/// before the request line that start with `#` are comments, and with
+/// `MCP_OAUTH_FUZZ_EXPECT=1`, `# expect 302` asserts this request's status and
+/// `# reached code_exchange …` that the named checks ran during the script.
+async fn run_script(bytes: &[u8]) {
     let issuer = ISSUERS[0];
     let server = server(issuer, false).await;
     let router = server.router();
@@ -847,47 +1091,95 @@ async fn run_raw(bytes: &[u8]) {
         redirect_uris: PRE_REGISTERED_REDIRECTS.map(str::to_owned).to_vec(),
         ..State::default()
     };
-    let (head, body) = match bytes.windows(2).position(|w| w == b"\n\n") {
-        Some(at) => (
-            bytes.get(..at).unwrap_or_default(),
-            bytes.get(at + 2..).unwrap_or_default(),
-        ),
-        None => (bytes, &[][..]),
-    };
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.lines();
-    let first = lines.next().unwrap_or_default();
-    let (method, target) = first.split_once(' ').unwrap_or(("GET", first));
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return;
-    };
-    let mut builder = request(method, target.trim());
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':')
-            && let (Ok(name), Ok(value)) = (
-                header::HeaderName::from_bytes(name.trim().as_bytes()),
-                HeaderValue::from_str(value.trim()),
-            )
+    if let Ok(mut map) = reached().lock() {
+        map.clear();
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut must_reach: Vec<String> = Vec::new();
+    for chunk in text.split("\n---\n").take(12) {
+        let mut expect_status = None;
+        let mut rest = chunk;
+        while let Some(line) = rest.strip_prefix('#') {
+            let (line, after) = line.split_once('\n').unwrap_or((line, ""));
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("expect") => expect_status = words.next().and_then(|s| s.parse::<u16>().ok()),
+                Some("reached") => must_reach.extend(words.map(str::to_owned)),
+                _ => {}
+            }
+            rest = after;
+        }
+        let chunk = substitute(rest, &state);
+        let bytes = chunk.as_bytes();
+        let (head, body) = match bytes.windows(2).position(|w| w == b"\n\n") {
+            Some(at) => (
+                bytes.get(..at).unwrap_or_default(),
+                bytes.get(at + 2..).unwrap_or_default(),
+            ),
+            None => (bytes, &[][..]),
+        };
+        let head = String::from_utf8_lossy(head);
+        let mut lines = head.lines();
+        let first = lines.next().unwrap_or_default();
+        let (method, target) = first.split_once(' ').unwrap_or(("GET", first));
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+            return;
+        };
+        let mut builder = request(method, target.trim());
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':')
+                && let (Ok(name), Ok(value)) = (
+                    header::HeaderName::from_bytes(name.trim().as_bytes()),
+                    HeaderValue::from_str(value.trim()),
+                )
+            {
+                builder = builder.header(name, value);
+            }
+        }
+        let Ok(request) = builder.body(Body::from(body.to_vec())) else {
+            return;
+        };
+        let outcome = exchange(&server, &router, &mut state, "", request).await;
+        if expectations_on()
+            && let Some(expected) = expect_status
         {
-            builder = builder.header(name, value);
+            assert_eq!(
+                outcome.status.as_u16(),
+                expected,
+                "{first}: {}",
+                String::from_utf8_lossy(&outcome.body)
+            );
         }
     }
-    let Ok(request) = builder.body(Body::from(body.to_vec())) else {
-        return;
-    };
-    let outcome = send(&router, request).await;
-    check(&server, &mut state, &outcome, "raw request").await;
-    if outcome.status == StatusCode::OK && target.trim().starts_with("/token") {
-        check_token_response(&server, &mut state, &outcome.body).await;
+    if expectations_on() {
+        let map = reached().lock().map(|m| m.clone()).unwrap_or_default();
+        for what in &must_reach {
+            assert!(
+                map.get(what.as_str()).copied().unwrap_or(0) > 0,
+                "the check {what:?} was not reached (reached: {map:?})"
+            );
+        }
     }
 }
 
-/// Inputs that start with this byte are one raw request (the seeds are real requests).
-const RAW: u8 = 0;
+/// The PKCE pair is RFC 7636's, or no code exchange can ever succeed.
+fn pkce_pair_is_rfc7636s() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, PKCE_VERIFIER.as_bytes());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+        assert_eq!(challenge, PKCE_CHALLENGE, "the PKCE pair does not match");
+    });
+}
+
+/// Inputs that start with this byte are a script of real requests (the seeds are).
+const SCRIPT: u8 = 0;
 
 fuzz_target!(|data: &[u8]| {
+    pkce_pair_is_rfc7636s();
     match data.split_first() {
-        Some((&RAW, rest)) => common::runtime().block_on(run_raw(rest)),
+        Some((&SCRIPT, rest)) => common::runtime().block_on(run_script(rest)),
         _ => {
             if let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) {
                 common::runtime().block_on(run(&input));
