@@ -11,11 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use common::Served;
 use mcp_oauth::OAuth;
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, KeyRing};
+use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, KeyRing, Registration};
 use mcp_oauth::jose::Algorithm;
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+/// The operator's initial access token for registrations (RFC 7591 §3).
+const INITIAL_ACCESS_TOKEN: &str = "initial-access-token-secret-0e3";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -59,7 +62,10 @@ async fn tokens_secrets_and_keys_never_reach_logs_or_error_bodies() {
         .keys(keys)
         .resource(mcp_url.clone())
         .login(Arc::new(DevUsers::new().user("alice", "p4ssw0rd-secret")))
-        .client(ClientSpec::service("svc", "svc-very-secret-value"))
+        .client(ClientSpec::service("svc", "svc-very-secret-value").scopes(["mcp:read"]))
+        .registration(Registration::InitialAccessToken(
+            INITIAL_ACCESS_TOKEN.into(),
+        ))
         .build()
         .await
         .expect("server");
@@ -87,7 +93,11 @@ async fn tokens_secrets_and_keys_never_reach_logs_or_error_bodies() {
     let served = Served::app(listener, app);
     let http = reqwest::Client::new();
     let mut bodies = String::new();
-    let mut secrets: Vec<String> = vec!["svc-very-secret-value".into(), "p4ssw0rd-secret".into()];
+    let mut secrets: Vec<String> = vec![
+        "svc-very-secret-value".into(),
+        "p4ssw0rd-secret".into(),
+        INITIAL_ACCESS_TOKEN.into(),
+    ];
     secrets.extend(
         private_pem
             .lines()
@@ -95,10 +105,12 @@ async fn tokens_secrets_and_keys_never_reach_logs_or_error_bodies() {
             .map(str::to_owned),
     );
 
-    // A confidential client of our own, and its token.
+    // A confidential client of our own (registered with the operator's initial access
+    // token, the only way to a machine client), and its token.
     let reg: Value = http
         .post(format!("{issuer}/register"))
-        .json(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}))
+        .bearer_auth(INITIAL_ACCESS_TOKEN)
+        .json(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "scope": "mcp:read"}))
         .send()
         .await
         .expect("register")
@@ -211,4 +223,37 @@ async fn tokens_secrets_and_keys_never_reach_logs_or_error_bodies() {
             secret.len()
         );
     }
+}
+
+/// Security review 2, F12: `{:?}` of each configuration type that holds a secret prints none
+/// of it (the Supabase preset's HS256 secret mints any token).
+#[test]
+fn debug_output_of_configured_secrets_holds_none_of_them() {
+    use mcp_oauth::auth_server::Upstream;
+    use mcp_oauth::providers::Supabase;
+
+    let supabase = Supabase::new()
+        .project_id("abcdefghijklmnopqrst")
+        .jwt_secret("supabase-jwt-secret-3f8");
+    let client = ClientSpec::service("svc", "client-secret-6a2").scopes(["mcp:read"]);
+    let registration = Registration::InitialAccessToken("initial-access-token-7c4".into());
+    let upstream = Upstream::github_at(
+        "https://github.example",
+        "https://api.github.example",
+        "ghapp",
+        "upstream-secret-1b9",
+    );
+    let built = upstream.clone().build().expect("upstream");
+    for (printed, secret) in [
+        (format!("{supabase:?}"), "supabase-jwt-secret-3f8"),
+        (format!("{client:?}"), "client-secret-6a2"),
+        (format!("{registration:?}"), "initial-access-token-7c4"),
+        (format!("{upstream:?}"), "upstream-secret-1b9"),
+        (format!("{built:?}"), "upstream-secret-1b9"),
+    ] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    // What is not secret still shows, so the test sees real output.
+    assert!(format!("{supabase:?}").contains("abcdefghijklmnopqrst"));
+    assert!(format!("{client:?}").contains("svc"));
 }

@@ -23,13 +23,29 @@ use crate::secret::Secret;
 /// (self-hosted, local: it wins), and optionally `MCP_USE_OAUTH_SUPABASE_JWT_SECRET`.
 /// Claims: `user_metadata` (name, username, avatar), `role` (as a role), `aal` (as the
 /// permission `aal:<level>`), `amr`, `session_id`, `is_anonymous`.
-#[derive(Debug, Clone, Default)]
+///
+/// `Debug` never prints the JWT secret (it mints any token), only whether one is set.
+#[derive(Clone, Default)]
 #[must_use]
 pub struct Supabase {
     project_id: Option<String>,
     url: Option<String>,
     jwt_secret: Option<String>,
     common: Common,
+}
+
+impl std::fmt::Debug for Supabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supabase")
+            .field("project_id", &self.project_id)
+            .field("url", &self.url)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("common", &self.common)
+            .finish()
+    }
 }
 
 impl Supabase {
