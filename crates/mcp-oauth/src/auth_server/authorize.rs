@@ -418,24 +418,6 @@ impl std::fmt::Debug for Decision {
     }
 }
 
-#[cfg(test)]
-mod decision_debug {
-    /// Security review 2, F12: `{:?}` of a submitted form holds no secret.
-    #[test]
-    fn debug_prints_no_password_csrf_or_request_id() {
-        let form: super::Decision = serde_json::from_value(serde_json::json!({
-            "request_id": "request-id-5b7", "csrf": "csrf-token-2e4",
-            "username": "alice", "password": "password-9d1", "decision": "approve"
-        }))
-        .expect("form");
-        let printed = format!("{form:?}");
-        for secret in ["request-id-5b7", "csrf-token-2e4", "password-9d1"] {
-            assert!(!printed.contains(secret), "{printed}");
-        }
-        assert!(printed.contains("alice"), "{printed}");
-    }
-}
-
 /// `POST /authorize`.
 pub(crate) async fn submit(
     State(server): State<AuthServer>,
@@ -590,5 +572,23 @@ pub(crate) async fn submit(
             StatusCode::BAD_REQUEST,
             "This sign-in request was already used. Start again from the application.",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Security review 2, F12: `{:?}` of a submitted form holds no secret.
+    #[test]
+    fn debug_prints_no_password_csrf_or_request_id() {
+        let form: super::Decision = serde_json::from_value(serde_json::json!({
+            "request_id": "request-id-5b7", "csrf": "csrf-token-2e4",
+            "username": "alice", "password": "password-9d1", "decision": "approve"
+        }))
+        .expect("form");
+        let printed = format!("{form:?}");
+        for secret in ["request-id-5b7", "csrf-token-2e4", "password-9d1"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("alice"), "{printed}");
     }
 }
