@@ -66,6 +66,12 @@ struct Mcp {
 
 impl Mcp {
     async fn start_with(issuer: &str, verifier: JwtVerifier) -> Self {
+        Self::start_mirroring(issuer, verifier, true).await
+    }
+
+    /// `mirror: false`: no metadata mirror, and so no start-up check of the metadata; the
+    /// only metadata requests are then the verifier's JWKS discovery.
+    async fn start_mirroring(issuer: &str, verifier: JwtVerifier, mirror: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let origin = format!("http://{}", listener.local_addr().expect("addr"));
         let url = format!("{origin}/mcp");
@@ -76,6 +82,7 @@ impl Mcp {
             .scopes_supported(["mcp:read"])
             .verifier(verifier)
             .token_cache(None)
+            .mirror_authorization_server(mirror)
             .build()
             .expect("oauth");
         let server = McpServer::new("idp-faults", "1.0.0")
@@ -731,16 +738,26 @@ async fn a_discovered_jwks_url_outlives_a_metadata_outage() {
             .build()
             .expect("verifier")
     };
-    let warm = Mcp::start_with(idp.issuer(), verifier()).await;
+    // No metadata mirror on either server: every metadata request is a JWKS discovery.
+    let warm = Mcp::start_mirroring(idp.issuer(), verifier(), false).await;
+    assert_eq!(idp.metadata_hits(), 0);
     warm.assert_served(&warm.call(Some(&warm.token(&key))).await, "warm-up");
+    assert!(
+        idp.metadata_hits() > 0,
+        "the warm server discovered its JWKS"
+    );
     let metadata_hits = idp.metadata_hits();
     idp.set_metadata_status(Some(503));
 
     // Without the metadata, a server that never read it cannot find the keys: 503.
-    let cold = Mcp::start_with(idp.issuer(), verifier()).await;
+    let cold = Mcp::start_mirroring(idp.issuer(), verifier(), false).await;
     cold.assert_unavailable(
         &cold.call(Some(&cold.token(&key))).await,
         "jwks_uri undiscoverable",
+    );
+    assert!(
+        idp.metadata_hits() > metadata_hits,
+        "the cold server tried to discover its JWKS"
     );
     cold.assert_challenge(&cold.call(None).await, "jwks_uri undiscoverable");
 
@@ -759,10 +776,6 @@ async fn a_discovered_jwks_url_outlives_a_metadata_outage() {
     )
     .await;
     assert_eq!(warm.jwks.fetch_count(), 2);
-    assert!(
-        idp.metadata_hits() > metadata_hits,
-        "the cold server did try the metadata"
-    );
     warm.stop().await;
     cold.stop().await;
     idp.shutdown().await;

@@ -15,9 +15,7 @@ use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
 use mcp_oauth::verify::{
     FnVerifier, IntrospectionVerifier, JwksOptions, JwtVerifier, TokenVerifier,
 };
-use mcp_oauth::{
-    Authenticator, Claims, ResourceUrl, TokenCacheOptions, VerifyError, VerifyErrorKind,
-};
+use mcp_oauth::{Authenticator, Claims, ResourceUrl, VerifyError, VerifyErrorKind};
 use serde_json::json;
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
@@ -442,13 +440,55 @@ async fn verified_tokens_are_cached_but_never_beyond_exp() {
             .map(|e| e.kind()),
         Some(VerifyErrorKind::InvalidAudience)
     );
-    // A token expiring within the leeway is not cached past its exp.
-    let short = idp.token().aud(RESOURCE).exp_in(1).sign();
-    assert!(auth.authenticate(&short, &resource()).await.is_ok());
+
+    // Never past exp. A token whose exp has passed, still accepted within the 60 s leeway,
+    // is verified afresh each time: it never enters the cache.
+    let cached = auth.cached_tokens();
+    let past = idp.token().aud(RESOURCE).exp_in(-5).sign();
+    let a = auth.authenticate(&past, &resource()).await.expect("leeway");
+    let b = auth.authenticate(&past, &resource()).await.expect("leeway");
+    assert!(
+        !Arc::ptr_eq(&a.0, &b.0),
+        "a token past its exp was served from the cache"
+    );
+    assert_eq!(auth.cached_tokens(), cached);
+    // A token that expires in 2 s may be cached, but only until its exp: once the clock is
+    // past it (waited for, then asserted; the cache counts in whole seconds, and the margin
+    // covers the time between reading the clock and inserting the entry), it is verified
+    // afresh, although the leeway still accepts it.
+    let exp = unix_now() + 2;
+    let short = idp.token().aud(RESOURCE).claim("exp", exp).sign();
+    let a = auth.authenticate(&short, &resource()).await.expect("ok");
+    while unix_now() < exp + 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = auth
+        .authenticate(&short, &resource())
+        .await
+        .expect("leeway");
+    assert!(
+        !Arc::ptr_eq(&a.0, &b.0),
+        "a token was served from the cache past its exp"
+    );
+
     let disabled = Authenticator::new(remote(&idp, JwksOptions::default())).cache(None);
-    assert!(disabled.authenticate(&token, &resource()).await.is_ok());
+    let a = disabled
+        .authenticate(&token, &resource())
+        .await
+        .expect("ok");
+    let b = disabled
+        .authenticate(&token, &resource())
+        .await
+        .expect("ok");
+    assert!(!Arc::ptr_eq(&a.0, &b.0), "no cache, no hit");
     assert_eq!(disabled.cached_tokens(), 0);
-    let _ = TokenCacheOptions::default();
+}
+
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_secs()).expect("fits")
 }
 
 #[tokio::test]
