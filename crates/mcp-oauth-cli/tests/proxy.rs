@@ -833,6 +833,60 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
     );
 }
 
+/// Security review 2, F2, replayed against `mcp-oauth proxy --provider github`: the attacker
+/// registers a client, approves it in their own browser and hands the provider URL (with our
+/// state) to the victim, whose browser GitHub sends straight back to our callback. The
+/// victim's browser has no binding cookie: an error page, no code for the attacker, GitHub's
+/// code never exchanged, and the state gone for the attacker too.
+#[tokio::test]
+async fn the_reviews_login_csrf_gets_the_attacker_nothing() {
+    let tmp = TempDir::new("csrf");
+    let (gh, _gh_stop) = start_github().await;
+    let mut args = gh.args();
+    args.extend(["--store", "memory"].map(str::to_owned));
+    let proxy = Proxy::start(&tmp, "proxy", &args).await;
+    let issuer = proxy.issuer().to_owned();
+    gh.seen.lock().unwrap().callback = Some(proxy.field("callback_url").to_owned());
+
+    let mut attacker = Client::new();
+    let client_id = attacker.register(&proxy, "Attacker app").await;
+    let page = attacker
+        .get(&authorize_url(&proxy, &client_id, "atk"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let approved = attacker
+        .post_form(
+            &format!("{issuer}/authorize"),
+            &pairs(&approval(&page.body)),
+        )
+        .await;
+    let to_github = approved.location().expect("to GitHub");
+
+    let mut victim = Client::new();
+    let to_callback = victim.get(to_github.as_str()).await.location().unwrap();
+    let done = victim.get(to_callback.as_str()).await;
+    assert!(
+        done.location().is_none(),
+        "the attacker's redirect URI gets nothing"
+    );
+    assert_eq!(done.status, 403, "{}", done.body);
+    assert!(done.body.contains("another browser"), "{}", done.body);
+    let replay = attacker.get(to_callback.as_str()).await;
+    assert!(replay.location().is_none());
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(
+        gh.seen.lock().unwrap().token_requests.is_empty(),
+        "GitHub's code for the victim was never exchanged"
+    );
+    assert!(
+        proxy
+            .log_text()
+            .contains("the sign-in was started in another browser"),
+        "{}",
+        proxy.log_text()
+    );
+}
+
 /// Runs `mcp-oauth <args>` to its end (killed after the deadline): (success, stdout, stderr).
 fn run_to_end(args: &[String]) -> (bool, String, String) {
     let mut child = command(args, Stdio::piped())
