@@ -1173,6 +1173,22 @@ mod redis_only {
     }
 
     #[tokio::test]
+    async fn a_lapsed_client_is_unknown_even_if_redis_still_has_it() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), "p:")
+            .await
+            .expect("connect");
+        // Written without a TTL (another instance's clock, or an older version).
+        let lapsed = serde_json::to_string(&lapsing_client("c", Some(now() - 1))).expect("json");
+        let _: () = ::redis::cmd("SET")
+            .arg("p:client:c")
+            .arg(lapsed)
+            .query(&mut server.raw())
+            .expect("SET");
+        assert_eq!(store.client("c").await.expect("read"), None);
+    }
+
+    #[tokio::test]
     async fn records_are_gone_from_redis_after_their_expiry() {
         let server = RedisServer::start();
         let store = RedisStore::connect(&server.url(), "p:")
