@@ -448,6 +448,29 @@ mod tests {
         assert_eq!(parsed[0].param("x"), Some("a\"b"));
     }
 
+    /// What any input parses to: schemes and parameter names are non-empty tokens (RFC 9110
+    /// `tchar`s), names are lowercase, and parsing is deterministic.
+    fn assert_well_formed(input: &str) {
+        let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let parsed = parse_www_authenticate(input);
+        for challenge in &parsed {
+            assert!(
+                !challenge.scheme.is_empty() && challenge.scheme.chars().all(is_tchar),
+                "{input:?}: scheme {:?}",
+                challenge.scheme
+            );
+            for (name, _) in &challenge.params {
+                assert!(
+                    !name.is_empty()
+                        && name.chars().all(is_tchar)
+                        && *name == name.to_ascii_lowercase(),
+                    "{input:?}: parameter {name:?}"
+                );
+            }
+        }
+        assert_eq!(parse_www_authenticate(input), parsed, "{input:?}");
+    }
+
     #[test]
     fn parser_survives_garbage() {
         for junk in [
@@ -461,8 +484,47 @@ mod tests {
             "Negotiate abc==, Bearer",
             "\u{0}\u{ff}",
         ] {
-            let _ = parse_www_authenticate(junk);
+            assert_well_formed(junk);
         }
+        // Every string of up to five characters over an alphabet of the grammar's delimiters.
+        let alphabet = ['B', 'a', ' ', '=', '"', '\\', ',', '\u{e9}'];
+        let mut inputs = vec![String::new()];
+        let mut frontier = inputs.clone();
+        for _ in 0..5 {
+            frontier = frontier
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            inputs.extend(frontier.iter().cloned());
+        }
+        assert_eq!(inputs.len(), (0..=5).map(|n| 8usize.pow(n)).sum::<usize>());
+        for input in &inputs {
+            assert_well_formed(input);
+        }
+        // A token68 credential is skipped, not taken for a scheme or a parameter.
+        let parsed = parse_www_authenticate("Negotiate abc==, Bearer");
+        let schemes: Vec<&str> = parsed.iter().map(|c| c.scheme.as_str()).collect();
+        assert_eq!(schemes, ["Negotiate", "Bearer"]);
+        assert!(parsed.iter().all(|c| c.params.is_empty()), "{parsed:?}");
+        // Quoted strings keep their escaped quotes and commas; names are lowercased.
+        let parsed =
+            parse_www_authenticate(r#"Basic realm="a, \"b\"", BEARER Error=invalid_token , x=y"#);
+        assert_eq!(
+            parsed,
+            [
+                ParsedChallenge {
+                    scheme: "Basic".into(),
+                    params: vec![("realm".into(), r#"a, "b""#.into())],
+                },
+                ParsedChallenge {
+                    scheme: "BEARER".into(),
+                    params: vec![
+                        ("error".into(), "invalid_token".into()),
+                        ("x".into(), "y".into())
+                    ],
+                },
+            ]
+        );
         let ours = Rejection::MissingToken
             .challenge(PRM, &["s".into()])
             .map(|c| c.to_header_string())

@@ -498,23 +498,64 @@ mod tests {
 
     #[test]
     fn encryption_keys_and_oct_keys_are_refused() {
-        let enc = Jwk {
-            kty: "RSA".into(),
-            use_: Some("enc".into()),
-            ..Jwk::default()
-        };
-        assert!(VerifyingKey::from_jwk(&enc, Algorithms::default()).is_err());
+        // Keys that are valid but for `use` / `key_ops`: each is accepted as it is, and
+        // refused for the member under test, with that member as the reason.
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            let key = crate::jose::SigningKey::generate(alg).expect("keygen");
+            let valid = key.public_jwk().expect("a public key");
+            assert!(
+                VerifyingKey::from_jwk(&valid, Algorithms::default()).is_ok(),
+                "{alg}: the control key is valid"
+            );
+            for (use_, key_ops) in [
+                (Some("sig"), None),
+                (None, Some(vec!["verify"])),
+                (None, Some(vec!["sign", "verify"])),
+            ] {
+                let jwk = Jwk {
+                    use_: use_.map(str::to_owned),
+                    key_ops: key_ops.map(|ops| ops.into_iter().map(str::to_owned).collect()),
+                    ..valid.clone()
+                };
+                assert!(
+                    VerifyingKey::from_jwk(&jwk, Algorithms::default()).is_ok(),
+                    "{alg}: use {use_:?}, key_ops {:?}",
+                    jwk.key_ops
+                );
+            }
+            let enc = Jwk {
+                use_: Some("enc".into()),
+                ..valid.clone()
+            };
+            let err = VerifyingKey::from_jwk(&enc, Algorithms::default()).expect_err("use enc");
+            assert_eq!(err.to_string(), "key is not for signatures (use)", "{alg}");
+            for ops in [vec!["sign"], vec!["encrypt", "wrapKey"], vec![]] {
+                let jwk = Jwk {
+                    key_ops: Some(ops.iter().map(|op| (*op).to_owned()).collect()),
+                    ..valid.clone()
+                };
+                let err = VerifyingKey::from_jwk(&jwk, Algorithms::default())
+                    .expect_err("key_ops without verify");
+                assert_eq!(
+                    err.to_string(),
+                    "key_ops does not allow verify",
+                    "{alg}: {ops:?}"
+                );
+            }
+        }
+        // An oct key is refused for its type (the JWK type has no `k` member to be missing),
+        // even where HMAC is allowed.
         let oct = Jwk {
             kty: "oct".into(),
             ..Jwk::default()
         };
-        assert!(VerifyingKey::from_jwk(&oct, Algorithms::hmac()).is_err());
-        let ops = Jwk {
-            kty: "OKP".into(),
-            key_ops: Some(vec!["sign".into()]),
-            ..Jwk::default()
-        };
-        assert!(VerifyingKey::from_jwk(&ops, Algorithms::default()).is_err());
+        for allowed in [Algorithms::default(), Algorithms::hmac()] {
+            let err = VerifyingKey::from_jwk(&oct, allowed).expect_err("oct");
+            assert!(
+                err.to_string().contains("(oct) keys are never taken"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

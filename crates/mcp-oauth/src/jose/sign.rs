@@ -340,13 +340,82 @@ mod tests {
         }
     }
 
+    // Reference keys with their RFC 7638 thumbprints, each computed outside this crate:
+    // SHA-256 of the canonical JSON written out below, base64url (Python's hashlib):
+    //   python3 -c 'import base64,hashlib,sys; print(base64.urlsafe_b64encode(
+    //     hashlib.sha256(sys.argv[1].encode()).digest()).rstrip(b"=").decode())' '<canonical>'
+    // The PEMs hold the private keys the RFCs publish (PKCS#8 written by Python's
+    // `cryptography` from the JWK members, after checking that the public members follow).
+
+    /// RFC 7517 Appendix A.2's RSA key, whose public part is RFC 7638 §3.1's example.
+    const RSA_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDS/HtqCh5sZxBK\n",
+        "64+Isldmm032ed2tCZtcSmzZqIAVtaEzvwuFbHhxtt8AC1VPzrPC7VErto8UXG6E\n",
+        "NHUvq1Khz8EkQI95tYpFeMFkKIVXifeiSeOEyy2fri1n/Zb7kmwZjgdzmf3IFcCv\n",
+        "CX3eWq3v9E3nDoJ/SHhDJDm/7rlgaNBHT8UNbZC/OpjfrxBAyJwC1pKrOzwolmCd\n",
+        "hv1zt3TOB0BkfO7qoxC9EvmFqOufWf3UJs6lshIPTyo0vKt2S35sVNaEAji8xAWH\n",
+        "pZ5m7R8ziUV3Y1xHCvdc+Swg0dpD4b/EGeIipvDQuzWMXjj5ywUK6v6QSBTxrBqk\n",
+        "nMqeoMqDAgMBAAECggEAX4cTteJY/gn4FYPsXB8rdXix5vwsg1FLN5E3EaG6RJoV\n",
+        "H+HLLKD9M7dx5oo7GURknchnrRweUkC7hT5fJLM0WbFAKNLWY2vv7B6NqXSzUvxT\n",
+        "0/YSfqijwp3RTzlBaCxWp4doFk5N2o8Gy/nHNKroADIkJ46pRUohsXywbReAdYaM\n",
+        "wFs9tv8d/cPVY3i07a3t8MN6TNwm0dSawm9v47UiCl3Sk5ZiG7xojPLu4sbg1U2j\n",
+        "x4IBTNBznbJSzFHK66jT8bgkuqsk0GjskDJk19Z4qwjwbsnn4j2WBii3RL+Us2lG\n",
+        "VkY8fkFzme1z0HbIkfz0Y6mqnOYtqc0X4jfcKoAC8QKBgQDzeL7si8wZegxcKyS/\n",
+        "vdMqvzrfsWI7tnbvO/yiPqltZRDIs9AFDG09WfAPbRH7rR5MOYPa6Ocy3k+ioyub\n",
+        "xF+Y2FVYO2OMyYIyM6lJeJwUePtc65UhhDKpVaVYSHp03foZVliT3c3wFz29jjXH\n",
+        "LwH1HPM4ZVDNe80S+fs7SdVt+wKBgQDd185H1y5ir7RL6aQUvOAi2AwR8XMHareF\n",
+        "Z6Ey4bSgK6qdve+hsvK6aqNVlA7V0it3CBOcJ2ljMFw59bmvfvQAVeOJZ+380YSK\n",
+        "i+ieLOEqmj1VVLvxPMWDGQh2t5xF7Oxn7WRh3+zWoNvG2QMSB8AhMAb0tScAO6fi\n",
+        "8hxvrJ6XGQKBgBuLD15HOmGvcvKCVvfyC4+MbqabtJc4vx+1U5EvMY+UnV93KBNK\n",
+        "IpmMMSItnpkwLntFDmuXaYBRsgSeHPLUNlReNNl0boCg0z/GpGIRaObQAO+0HvzZ\n",
+        "rbmGXNwt5tyNuBthr0ebEg8VMgDds6vC35/RFJrOq2Nzm/GHoipE4gY9AoGBALPZ\n",
+        "QB/X4IAbKBUfDmnNkfxNoMNvNq09pBjgIbyJZRExNXn6wOoblFLzHwXDKZ/Janlu\n",
+        "r8852GOUkkBe6THQv2oCN5xvCG6dQVG9CVIq2kTalHy4XEG/3fRheA4e3u+Fm0bK\n",
+        "G0aJ7o02DdcQmj+kzutY71q1/i9fLcV8OPeEP3IJAoGAGyM/p6JrXySiz1toFgKb\n",
+        "WV+JdI3jQ4ypu9rbMWx3rQJBfmt0FoYzgUIZEVFEcOqwemRN81zoDAaa+Bk0KWNG\n",
+        "DjJHZDdDmFhW3AN7lI+puxk/mHZGJ11rxyR8O55XLSe3SPmRfKwZI6yU24ZxvQKF\n",
+        "YItdldUKGzO6Ia6zTKhAVRU=\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+    /// RFC 7638 §3.1: the thumbprint of the example RSA key, from the RFC's own text.
+    const RSA_THUMBPRINT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+    /// RFC 7517 Appendix A.2's P-256 key (d = "870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE").
+    const EC_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg870MB6gfuTJ4HtUn\n",
+        "UvYMyJpr5eUZNP4Bk43bVdj3eAGhRANCAAQwoEJM0hwpRIOKLXXJKzfnbqINnwCJ\n",
+        "OjtO7oo8Cq/sPuBLZekkVtmIi1Kzeb371R7oae8fD8ZbZllpW2zOCBcj\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+    /// RFC 7638 has no EC example: SHA-256 of
+    /// `{"crv":"P-256","kty":"EC","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}`.
+    const EC_THUMBPRINT: &str = "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s";
+
+    /// RFC 8037 Appendix A.1's Ed25519 key (d = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").
+    const ED25519_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+    /// RFC 8037 Appendix A.3 gives it, and hashlib agrees: SHA-256 of
+    /// `{"crv":"Ed25519","kty":"OKP","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}`.
+    const ED25519_THUMBPRINT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+
     #[test]
-    fn rfc7638_thumbprint_example() {
-        // RFC 7638 §3.1: the thumbprint of the example RSA key.
-        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        let canonical = format!(r#"{{"e":"AQAB","kty":"RSA","n":"{n}"}}"#);
-        let thumb = b64(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref());
-        assert_eq!(thumb, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    fn rfc7638_thumbprints_of_reference_keys() {
+        for (alg, pem, expected) in [
+            (Algorithm::RS256, RSA_PEM, RSA_THUMBPRINT),
+            (Algorithm::PS256, RSA_PEM, RSA_THUMBPRINT),
+            (Algorithm::ES256, EC_PEM, EC_THUMBPRINT),
+            (Algorithm::EdDSA, ED25519_PEM, ED25519_THUMBPRINT),
+        ] {
+            let key = SigningKey::from_pkcs8_pem(pem, alg).expect("a reference key");
+            assert_eq!(key.thumbprint(), expected, "{alg}");
+            // The default kid is the thumbprint.
+            assert_eq!(key.kid(), expected, "{alg}");
+        }
     }
 
     #[test]
