@@ -774,6 +774,49 @@ async fn f7_an_unused_registration_lapses() {
     r.stop().await;
 }
 
+/// The default registration limit per address: 20 at once, then one a minute (the review's
+/// 20 a minute from each address filled a store by 1.8 GB a day). On tokio's paused clock,
+/// through `oneshot` with the peer address the server would see.
+#[tokio::test(start_paused = true)]
+async fn f7_registrations_per_address_are_bounded_by_default() {
+    use tower::ServiceExt as _;
+
+    let router = AuthServer::builder("http://127.0.0.1:9")
+        .build()
+        .await
+        .expect("server")
+        .router();
+    let register = |peer: [u8; 4]| {
+        let mut req = http::Request::post("/register")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                r#"{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}"#,
+            ))
+            .expect("request");
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                peer, 40_000,
+            ))));
+        let router = router.clone();
+        async move { router.oneshot(req).await.expect("infallible").status() }
+    };
+    let attacker = [198, 51, 100, 7];
+    for n in 1..=20 {
+        assert_eq!(register(attacker).await, 201, "registration {n}");
+    }
+    assert_eq!(register(attacker).await, 429);
+    assert_eq!(register([203, 0, 113, 9]).await, 201, "another address");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        register(attacker).await,
+        429,
+        "half a minute refills nothing"
+    );
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(register(attacker).await, 201, "one a minute");
+    assert_eq!(register(attacker).await, 429);
+}
+
 /// A client that completes an authorization is kept; one that does not keeps its expiry
 /// (24 hours by default).
 #[tokio::test]
