@@ -290,13 +290,17 @@ impl TrustedProxies {
     fn hops(&self, headers: &HeaderMap) -> Vec<Hop> {
         match self.header {
             ForwardedHeader::XForwardedFor => values(headers, "x-forwarded-for")
+                .iter()
                 .map(|v| Hop {
                     addr: parse_node(v),
                     host: None,
                     proto: None,
                 })
                 .collect(),
-            ForwardedHeader::Forwarded => values(headers, "forwarded").map(parse_element).collect(),
+            ForwardedHeader::Forwarded => values(headers, "forwarded")
+                .iter()
+                .map(|v| parse_element(v))
+                .collect(),
         }
     }
 
@@ -336,19 +340,33 @@ struct Hop {
     proto: Option<String>,
 }
 
-/// Every comma-separated value of every `name` header, in order, outside quoted strings.
-fn values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| split_unquoted(v, ','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// Every comma-separated value of every `name` header, in order. Bytes that are not UTF-8
+/// become U+FFFD (a client's garbage then spoils only its own value, not what a proxy
+/// appended to the same line). `Forwarded` is split outside quoted strings, unless a line
+/// leaves a quote open (again a client's doing): then at every comma.
+fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    let quoted = name == "forwarded";
+    let mut out = Vec::new();
+    for line in headers.get_all(name) {
+        let line = String::from_utf8_lossy(line.as_bytes());
+        let parts = if quoted && line.matches('"').count() % 2 == 0 {
+            split_unquoted(&line, ',')
+        } else {
+            line.split(',').collect()
+        };
+        out.extend(
+            parts
+                .into_iter()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    out
 }
 
 fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    values(headers, name).last().map(str::to_owned)
+    values(headers, name).pop()
 }
 
 /// Splits `s` on `sep` outside double-quoted strings.
@@ -528,6 +546,16 @@ mod tests {
         assert_eq!(proxies.client_addr(peer, &h), ip("203.0.113.9"));
         // No header: the peer.
         assert_eq!(proxies.client_addr(peer, &HeaderMap::new()), peer);
+        // A client's garbage on the line the proxy appends to spoils only the client's part.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe\", 203.0.113.9").expect("value"),
+        );
+        assert_eq!(proxies.client_addr(peer, &h), ip("203.0.113.9"));
+        let rfc = proxies.clone().header(ForwardedHeader::Forwarded);
+        let h = headers(&[("forwarded", "for=\"1.2.3.4, for=203.0.113.9")]);
+        assert_eq!(rfc.client_addr(peer, &h), ip("203.0.113.9"));
     }
 
     #[test]

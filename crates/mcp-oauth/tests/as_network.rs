@@ -427,7 +427,15 @@ async fn a_cimd_error_does_not_say_what_a_name_resolves_to() {
         "https://app.localhost:8443/client.json",
         "https://127.0.0.1:9/client.json",
         "https://[::1]/client.json",
+        // Review 2, "checked and holding": the usual IPv4 and mapped forms stay refused.
+        "https://[::ffff:127.0.0.1]/client.json",
+        "https://0x7f000001/client.json",
+        "https://2130706433/client.json",
+        // F9: IPv6 forms that carry a private IPv4 address.
         "https://[::7f00:1]/client.json",
+        "https://[::ffff:0:a9fe:a9fe]/latest",
+        "https://[64:ff9b:1::a9fe:a9fe]/latest",
+        "https://[2002:a9fe:a9fe::1]/latest",
     ] {
         let (status, html) = cimd_error(&router, client_id).await;
         assert_eq!(status, 400, "{client_id}: {html}");
