@@ -349,7 +349,7 @@ fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in headers.get_all(name) {
         let line = String::from_utf8_lossy(line.as_bytes());
-        let parts = if quoted && line.matches('"').count() % 2 == 0 {
+        let parts = if quoted && line.matches('"').count().is_multiple_of(2) {
             split_unquoted(&line, ',')
         } else {
             line.split(',').collect()
