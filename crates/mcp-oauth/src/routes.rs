@@ -37,8 +37,8 @@ pub fn metadata_cors() -> CorsLayer {
 }
 
 /// The CORS policy of the authorization server's token, registration and revocation
-/// endpoints: any origin, `POST`, the `Authorization` and `Content-Type` request headers, and
-/// no credentials (cookies are neither sent nor accepted). Browser-based MCP clients need
+/// endpoints: any origin, `POST`, the `Authorization`, `Content-Type` and
+/// `MCP-Protocol-Version` request headers, and no credentials (cookies are neither sent nor accepted). Browser-based MCP clients need
 /// these endpoints; a cross-origin page gains nothing from them that it could not do without
 /// a browser, because each request authenticates itself (PKCE verifier, client secret,
 /// refresh token) and `/register` takes only `application/json`, which a browser preflights.
@@ -46,7 +46,11 @@ pub fn token_endpoint_cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::any())
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            http::HeaderName::from_static("mcp-protocol-version"),
+        ])
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
