@@ -358,9 +358,9 @@ impl OAuthBuilder {
     /// Trusted-proxy mode for a proxy on the same host: the same as
     /// [`Self::trusted_proxies`] with [`TrustedProxies::loopback`] (`127.0.0.0/8`, `::1`).
     ///
-    /// Until 0.1 this believed `X-Forwarded-Host` from any peer, took the first (client-
-    /// supplied) value and fell back to `Host`; it now believes only loopback peers, takes
-    /// the value the proxy wrote and never uses `Host`. A proxy on another host needs
+    /// Earlier versions believed `X-Forwarded-Host` from any peer, took its first (possibly
+    /// client-supplied) value and fell back to `Host`; this now believes loopback peers only,
+    /// takes the value the proxy wrote and never uses `Host`. A proxy on another host needs
     /// [`Self::trusted_proxies`].
     pub fn trust_forwarded_headers(self) -> Self {
         self.trusted_proxies(TrustedProxies::loopback())
