@@ -410,6 +410,59 @@ pub(crate) async fn register(
 mod tests {
     use super::*;
 
+    fn meta(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn metadata_never_yields_a_machine_client() {
+        // What open registration and Client ID Metadata Documents go through.
+        for body in [
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic", "scope": "mcp:read"}),
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]}),
+        ] {
+            let err = client_from_metadata(meta(body.clone())).expect_err("refused");
+            assert_eq!(err.0, "invalid_client_metadata", "{body}");
+        }
+        let offered = ["mcp:read".to_owned()];
+        let machine = client_from_registration(
+            meta(json!({"grant_types": ["client_credentials"], "scope": "mcp:read"})),
+            Some(&offered),
+        )
+        .expect("with the initial access token");
+        assert_eq!(machine.machine_scopes, Some(vec!["mcp:read".to_owned()]));
+        let user = client_from_metadata(meta(
+            json!({"redirect_uris": ["https://a.example/cb"], "scope": "mcp:read"}),
+        ))
+        .expect("a client for users");
+        assert_eq!(user.machine_scopes, None);
+    }
+
+    #[test]
+    fn only_known_members_are_kept() {
+        let client = client_from_metadata(meta(json!({
+            "redirect_uris": ["https://a.example/cb"],
+            "client_uri": "https://a.example/",
+            "contacts": ["ops@a.example"],
+            "software_id": null,
+            "junk": "x",
+            "client_secret": "chosen-by-the-caller",
+            "jwks": {"keys": []}
+        })))
+        .expect("registered");
+        let kept: Vec<&str> = client.metadata.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["client_uri", "contacts"]);
+        let err = client_from_metadata(meta(
+            json!({"redirect_uris": ["https://a.example/cb"], "logo_uri": 7}),
+        ))
+        .expect_err("a known member of the wrong type");
+        assert_eq!(err.0, "invalid_client_metadata");
+    }
+
     #[test]
     fn redirect_rules() {
         assert!(check_redirect_uri("https://app.example/cb", false).is_ok());
