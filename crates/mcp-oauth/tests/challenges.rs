@@ -446,13 +446,68 @@ async fn cors_preflight_passes_and_service_is_send() {
                 b"preflight ok",
             ))))
         }));
-    let req = Request::options("/mcp")
-        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+    let preflight = || {
+        Request::options("/mcp")
+            .header(header::ORIGIN, "https://inspector.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization, mcp-protocol-version",
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("req")
+    };
+    let fut = svc.ready().await.expect("ready").call(preflight());
+    assert_send(&fut);
+    // Without a token, the preflight reaches the inner service (its body), unchallenged.
+    let res = fut.await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+    assert_eq!(
+        res.into_body().collect().await.expect("body").to_bytes(),
+        "preflight ok"
+    );
+    // An OPTIONS that is no preflight (no Access-Control-Request-Method) is challenged.
+    let plain = Request::options("/mcp")
         .body(Full::new(Bytes::new()))
         .expect("req");
-    let fut = svc.ready().await.expect("ready").call(req);
-    assert_send(&fut);
-    assert_eq!(fut.await.expect("infallible").status(), StatusCode::OK);
+    let res = svc.ready().await.expect("ready").call(plain).await;
+    assert_eq!(res.expect("infallible").status(), StatusCode::UNAUTHORIZED);
+
+    // With the MCP endpoint's CORS policy inside the bearer layer, the preflight gets through
+    // to it and is answered with the CORS headers a browser needs.
+    let mut cors = ServiceBuilder::new()
+        .layer(f.oauth.layer())
+        .layer(mcp_oauth::routes::mcp_cors())
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"not reached"))))
+        }));
+    let res = cors
+        .ready()
+        .await
+        .expect("ready")
+        .call(preflight())
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    let value = |name: header::HeaderName| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    assert_eq!(value(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    assert!(
+        value(header::ACCESS_CONTROL_ALLOW_METHODS).contains("post"),
+        "{:?}",
+        res.headers()
+    );
+    let allowed = value(header::ACCESS_CONTROL_ALLOW_HEADERS);
+    for name in ["authorization", "mcp-protocol-version"] {
+        assert!(allowed.contains(name), "{name} not allowed: {allowed}");
+    }
+    assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
 }
 
 /// docs/challenges.md shows these exact header values; keep the page true.
