@@ -111,6 +111,35 @@ fn check_accepted(token: &str, header: &[u8], auth: &mcp_oauth::Auth, before: i6
     );
 }
 
+/// When a token decodes, its claims are its payload (the second segment, base64url, parsed
+/// strictly) and its `alg` is the header's.
+fn check_decoded(token: &str) {
+    let Ok(decoded) = decode_unverified(token) else {
+        return;
+    };
+    let mut segments = token.split('.');
+    let segment = |s: Option<&str>| {
+        base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            s.expect("three segments"),
+        )
+        .expect("a decoded token's segments are base64url")
+    };
+    let header = segment(segments.next());
+    let payload = segment(segments.next());
+    let claims = Claims::from_json_slice(&payload).expect("a decoded token's payload parses");
+    assert_eq!(decoded.claims, claims);
+    let header: Value = serde_json::from_slice(&header).expect("the header is JSON");
+    assert_eq!(
+        header.get("alg").and_then(Value::as_str),
+        Some(decoded.alg.as_str())
+    );
+    assert_eq!(
+        header.get("kid").and_then(Value::as_str),
+        decoded.kid.as_deref()
+    );
+}
+
 /// Inputs that start with this byte are a token as text (the seeds are real tokens).
 const RAW: u8 = 0;
 
@@ -126,8 +155,13 @@ fuzz_target!(|data: &[u8]| {
     let (token, header, signed_by_trusted_key) = match &input {
         Input::Raw(text) => {
             // The pieces that read untrusted token bytes, on their own.
-            let _ = Claims::from_json_slice(text.as_bytes());
-            let _ = decode_unverified(text);
+            if let Ok(claims) = Claims::from_json_slice(text.as_bytes()) {
+                // The strict parser reads what serde_json reads (it only refuses more).
+                let plain: serde_json::Map<String, Value> =
+                    serde_json::from_slice(text.as_bytes()).expect("strict JSON is JSON");
+                assert_eq!(claims.as_map(), &plain);
+            }
+            check_decoded(text);
             let header = text
                 .split('.')
                 .next()
@@ -140,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Input::Minted(mint) => {
             let minted = mint.build();
-            let _ = decode_unverified(&minted.token);
+            check_decoded(&minted.token);
             (
                 minted.token,
                 minted.header,
