@@ -84,6 +84,25 @@ impl Running {
         body["client_id"].as_str().expect("client_id").to_owned()
     }
 
+    /// A registered public client that has completed one authorization (a code redeemed), so
+    /// that `/authorize` errors are redirected to it; a client that never did gets error
+    /// pages (RFC 9700 §4.11.2, `tests/as_login.rs`).
+    async fn activated_public_client(&self) -> String {
+        let client = self.public_client().await;
+        let cb = self.authorize(&client).await;
+        let (status, body) = self
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &cb["code"]),
+                ("client_id", &client),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        client
+    }
+
     fn authorize_url(&self, client_id: &str, extra: &[(&str, &str)]) -> String {
         let mut url = url::Url::parse(&format!("{}/authorize", self.issuer)).expect("url");
         {
@@ -437,7 +456,7 @@ async fn full_flow_with_refresh_rotation() {
 #[tokio::test]
 async fn pkce_is_required_and_checked() {
     let r = start().await;
-    let client = r.public_client().await;
+    let client = r.activated_public_client().await;
     for (extra, description) in [
         (vec![("code_challenge", "")], "code_challenge is required"),
         (
@@ -622,8 +641,9 @@ async fn consent_form_needs_its_cookie_and_token() {
         .await
         .expect("post");
     assert_eq!(res.status(), 403);
-    // `Origin: null` (what browsers send under strict referrer settings) is fine when the
-    // cookie and token match: a wrong password then gets the page again (400), not 403.
+    // `Origin: null` (a sandboxed frame, e.g. on another loopback port, which is same-site
+    // for cookies) is refused like a foreign origin, even with the cookie and token (I2);
+    // the pages send `Referrer-Policy: same-origin`, so a real browser sends the origin.
     let mut wrong: Vec<(&str, &str)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -642,7 +662,7 @@ async fn consent_form_needs_its_cookie_and_token() {
         .send()
         .await
         .expect("post");
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 403);
     // A wrong password shows the page again; the request survives and then succeeds.
     let res = r
         .submit(&fields, Some(&cookie), "alice", "nope", "approve")
@@ -683,7 +703,7 @@ async fn deny_returns_access_denied_with_iss_and_state() {
 #[tokio::test]
 async fn scope_and_resource_are_checked() {
     let r = start().await;
-    let client = r.public_client().await;
+    let client = r.activated_public_client().await;
     let res = r
         .http
         .get(r.authorize_url(&client, &[("scope", "mcp:read root")]))
