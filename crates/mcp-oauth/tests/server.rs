@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Served;
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 use mcp_oauth::testing::{MockIdp, TestKey};
