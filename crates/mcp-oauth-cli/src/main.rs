@@ -3,6 +3,8 @@
 //! ```text
 //! mcp-oauth serve --issuer https://auth.example.com --mcp-url http://127.0.0.1:8080/mcp
 //! ```
+//!
+//! A `.env` file in the current directory is read first (see [`dotenv`]).
 
 use std::process::ExitCode;
 
@@ -12,6 +14,7 @@ mod data_dir;
 mod demo;
 mod dev;
 mod doctor;
+mod dotenv;
 mod options;
 mod proxy;
 mod serve;
@@ -45,6 +48,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before the options: clap reads their environment variables.
+    let dotenv = match dotenv::load(std::path::Path::new(".env")) {
+        Ok(read) => read,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MCP_OAUTH_LOG")
@@ -52,6 +63,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(path) = dotenv {
+        tracing::debug!(target: "mcp_oauth_cli", path = %path.display(), "read environment variables from .env");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),

@@ -1,65 +1,326 @@
 //! `mcp-oauth serve`: the demo MCP server in front of an existing issuer.
+//!
+//! Scopes: `--scopes` (`OIDC_SCOPES`) when given; otherwise the resource scopes the issuer's
+//! metadata lists (never `openid`, `offline_access` or the other OpenID Connect identity
+//! scopes), or, when it lists none, the scopes the demo tools require. An issuer whose
+//! metadata cannot be read, or a result with no scope at all, stops the command with an error
+//! that says to set `OIDC_SCOPES`: an empty advertisement makes the TypeScript SDK clients and
+//! the MCP Inspector ask for no scope, which issuers such as oidc-provider refuse.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use mcp_oauth::OAuth;
-use mcp_oauth::verify::JwtVerifier;
+use mcp_oauth::fetch::HttpClient;
+use mcp_oauth::jose::{Algorithms, Jwk, VerifyingKey};
+use mcp_oauth::metadata::discover;
+use mcp_oauth::scope::is_valid_scope;
+use mcp_oauth::verify::{JwtVerifier, JwtVerifierBuilder};
+
+/// The public URL of the MCP endpoint when `--mcp-url` is not given.
+const DEFAULT_MCP_URL: &str = "http://127.0.0.1:8080/mcp";
+
+/// The scopes the demo tools require (`admin_action` needs `admin`; see `demo.rs`).
+const DEMO_TOOL_SCOPES: &[&str] = &["admin"];
+
+/// Scopes an issuer lists for OpenID Connect (the ID token and userinfo), not for a resource:
+/// never advertised by default. The `profile`/`email`/`address`/`phone` claim names are here
+/// too because some issuers (Auth0) list them as scopes.
+const IDENTITY_SCOPES: &[&str] = &[
+    "openid",
+    "offline_access",
+    "profile",
+    "email",
+    "address",
+    "phone",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "updated_at",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+];
 
 /// Options of `mcp-oauth serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Issuer URL of the authorization server (its keys are found through its discovery
-    /// document).
+    /// document, unless --public-key gives them).
     #[arg(long, env = "OIDC_ISSUER")]
     issuer: String,
-    /// Public URL of the MCP endpoint; the server listens on its host and port.
-    #[arg(long, env = "MCP_URL", default_value = "http://127.0.0.1:8080/mcp")]
-    mcp_url: String,
+    /// Public URL of the MCP endpoint, the one clients use (behind a reverse proxy: the
+    /// external https URL) [default: http://127.0.0.1:8080/mcp; required when --listen is not
+    /// a loopback address].
+    #[arg(long, env = "MCP_URL", value_name = "URL")]
+    mcp_url: Option<String>,
     /// Another accepted token audience (an API identifier, a client id).
     #[arg(long, env = "OIDC_AUDIENCE")]
     audience: Option<String>,
-    /// Scopes advertised in the metadata and the 401 challenge, space-separated.
+    /// Scopes advertised in the metadata and the 401 challenge, space-separated [default:
+    /// the resource scopes of the issuer's metadata, else the demo tools' scopes].
     #[arg(long, env = "OIDC_SCOPES")]
     scopes: Option<String>,
-    /// Address to listen on (default: the host and port of --mcp-url).
-    #[arg(long)]
+    /// Address to listen on, as HOST:PORT (e.g. 0.0.0.0:8080 behind a reverse proxy)
+    /// [default: the host and port of --mcp-url].
+    #[arg(long, env = "MCP_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+    /// Verify tokens with this public key instead of the issuer's key set: a PEM file
+    /// (PUBLIC KEY or RSA PUBLIC KEY), a JWK or a JWKS (JSON).
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+}
+
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let verifier = JwtVerifier::builder()
-        .issuer(args.issuer.clone())
-        .discover_jwks()
-        .build()?;
-    let mut oauth = OAuth::builder()
-        .resource(args.mcp_url.clone())
-        .authorization_server(args.issuer.clone())
-        .verifier(verifier);
-    if let Some(audience) = args.audience {
-        oauth = oauth.audience(audience);
+    let public_url = non_blank(args.mcp_url);
+    let mcp_url = public_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MCP_URL.to_owned());
+    let listen = match non_blank(args.listen) {
+        Some(listen) => listen.trim().to_owned(),
+        None => listen_addr(&mcp_url)?,
+    };
+    if public_url.is_none() && !is_loopback(&listen) {
+        return Err(format!(
+            "no public URL: --listen {listen} is not a loopback address, so clients reach this server through another URL; set --mcp-url (MCP_URL) to it, e.g. https://mcp.example.com/mcp"
+        )
+        .into());
     }
-    if let Some(scopes) = args.scopes {
-        oauth = oauth.scopes_supported(
-            scopes
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-        );
-    }
-    let oauth = oauth.build()?;
-    let listen = match args.listen {
-        Some(listen) => listen,
+
+    let mut verifier = JwtVerifier::builder().issuer(args.issuer.clone());
+    verifier = match &args.public_key {
+        Some(path) => static_keys(verifier, path)?,
+        None => verifier.discover_jwks(),
+    };
+    let scopes = match non_blank(args.scopes) {
+        Some(scopes) => scopes.split_whitespace().map(str::to_owned).collect(),
         None => {
-            let url = oauth.resource().url();
-            format!(
-                "{}:{}",
-                url.host_str().unwrap_or("127.0.0.1"),
-                url.port_or_known_default().unwrap_or(80)
-            )
+            let scopes = scopes_from_issuer(&args.issuer).await?;
+            println!(
+                "scopes:        {} (the issuer's resource scopes and the tools'; set OIDC_SCOPES to choose)",
+                scopes.join(" ")
+            );
+            scopes
         }
     };
+    let mut oauth = OAuth::builder()
+        .resource(mcp_url)
+        .authorization_server(args.issuer.clone())
+        .verifier(verifier.build()?)
+        .scopes_supported(scopes);
+    if let Some(audience) = non_blank(args.audience) {
+        oauth = oauth.audience(audience);
+    }
+    let oauth = oauth.build()?;
     println!("MCP endpoint:  {}", oauth.resource());
     println!("issuer:        {}", args.issuer);
     println!("metadata:      {}", oauth.resource().metadata_url());
+    println!("listening on:  {listen}");
     crate::demo::server().oauth(oauth).listen(listen).await?;
     Ok(())
+}
+
+/// The `host:port` of a public URL (the scheme's port when it has none).
+fn listen_addr(url: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("--mcp-url {url:?}: {e}"))?;
+    Ok(format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port_or_known_default().unwrap_or(80)
+    ))
+}
+
+/// Whether a `HOST:PORT` listen address is loopback only (a host name other than `localhost`
+/// counts as public).
+fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
+
+/// Static verification keys from `path`: a JWKS or a JWK (JSON), or a PEM public key, which is
+/// accepted for every algorithm of its key type (an RSA key for RS* and PS*).
+fn static_keys(builder: JwtVerifierBuilder, path: &Path) -> Result<JwtVerifierBuilder, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --public-key {}: {e}", path.display()))?;
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') {
+        let doc: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| {
+            format!(
+                "--public-key {}: not JSON ({e}); give a PEM public key, a JWK or a JWKS",
+                path.display()
+            )
+        })?;
+        if doc.get("keys").is_some() {
+            return Ok(builder.jwks_json(trimmed));
+        }
+        let jwk: Jwk = serde_json::from_value(doc)
+            .map_err(|e| format!("--public-key {}: not a JWK ({e})", path.display()))?;
+        return Ok(builder.jwk(&jwk));
+    }
+    if !trimmed.starts_with("-----BEGIN") {
+        return Err(format!(
+            "--public-key {}: give a PEM public key (-----BEGIN PUBLIC KEY-----), a JWK or a JWKS",
+            path.display()
+        ));
+    }
+    let algorithms: Vec<_> = Algorithms::default()
+        .iter()
+        .filter(|alg| VerifyingKey::from_pem(trimmed, *alg, None).is_ok())
+        .collect();
+    if algorithms.is_empty() {
+        return Err(format!(
+            "--public-key {}: not an RSA, EC (P-256, P-384) or Ed25519 public key in PEM (PUBLIC KEY or RSA PUBLIC KEY); a private key does not belong here",
+            path.display()
+        ));
+    }
+    Ok(algorithms
+        .into_iter()
+        .fold(builder, |b, alg| b.public_key_pem(trimmed, alg, None)))
+}
+
+/// The scopes to advertise when none are configured, from the issuer's metadata.
+///
+/// # Errors
+///
+/// The metadata cannot be read, or no scope results: both say to set `OIDC_SCOPES`.
+async fn scopes_from_issuer(issuer: &str) -> Result<Vec<String>, String> {
+    const SET: &str = "set OIDC_SCOPES (--scopes) to the scopes clients should ask for, e.g. \"mcp:read mcp:write\"";
+    let url = url::Url::parse(issuer).map_err(|e| format!("--issuer {issuer:?}: {e}"))?;
+    let client = HttpClient::new().map_err(|e| e.to_string())?;
+    let metadata = discover(&client, &url)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read the issuer's metadata to choose the scopes to advertise ({e}): {SET}"
+            )
+        })?
+        .metadata;
+    let (scopes, dropped) = default_scopes(metadata.scopes_supported.as_deref(), DEMO_TOOL_SCOPES);
+    for scope in dropped {
+        eprintln!(
+            "warning: a tool requires the scope {scope:?}, which the issuer's scopes_supported does not list: it is not advertised (clients registering with an unknown scope are refused by some issuers); set OIDC_SCOPES if the issuer grants it"
+        );
+    }
+    if scopes.is_empty() {
+        return Err(format!(
+            "the issuer's metadata offers no resource scope and the tools require none, so clients would ask for no scope (the TypeScript SDK clients and the MCP Inspector then fail against issuers such as oidc-provider): {SET}"
+        ));
+    }
+    Ok(scopes)
+}
+
+/// The default advertisement: the resource scopes the issuer lists (its order, without the
+/// [`IDENTITY_SCOPES`] and anything that is not a scope token), or, when it lists none, the
+/// tools' scopes. Tool scopes missing from a list the issuer does publish are returned apart:
+/// issuers such as oidc-provider refuse a client registration that names a scope they do not
+/// support, so advertising them would break every client.
+pub(crate) fn default_scopes(
+    offered: Option<&[String]>,
+    tool_scopes: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in offered.unwrap_or_default() {
+        if is_valid_scope(scope)
+            && !IDENTITY_SCOPES.contains(&scope.as_str())
+            && !scopes.contains(scope)
+        {
+            scopes.push(scope.clone());
+        }
+    }
+    let lists_resource_scopes = !scopes.is_empty();
+    let mut dropped = Vec::new();
+    for scope in tool_scopes {
+        if scopes.iter().any(|s| s == scope) {
+            continue;
+        }
+        if lists_resource_scopes {
+            dropped.push((*scope).to_owned());
+        } else {
+            scopes.push((*scope).to_owned());
+        }
+    }
+    (scopes, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_issuers_resource_scopes_are_advertised_without_identity_scopes() {
+        let offered = strings(&[
+            "openid",
+            "offline_access",
+            "profile",
+            "mcp:read",
+            "mcp:write",
+            "admin",
+        ]);
+        let (scopes, dropped) = default_scopes(Some(&offered), &["admin"]);
+        assert_eq!(scopes, ["mcp:read", "mcp:write", "admin"]);
+        assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn tool_scopes_the_issuer_does_not_list_are_set_apart() {
+        let offered = strings(&["openid", "mcp:read", "mcp:write"]);
+        let (scopes, dropped) = default_scopes(Some(&offered), &["admin"]);
+        assert_eq!(scopes, ["mcp:read", "mcp:write"]);
+        assert_eq!(dropped, ["admin"]);
+    }
+
+    #[test]
+    fn without_resource_scopes_from_the_issuer_the_tools_scopes_are_advertised() {
+        let (scopes, dropped) = default_scopes(None, &["admin"]);
+        assert_eq!(scopes, ["admin"]);
+        assert!(dropped.is_empty());
+
+        // Auth0 lists only OpenID Connect scopes and claim names.
+        let offered = strings(&[
+            "openid",
+            "profile",
+            "offline_access",
+            "name",
+            "email",
+            "email_verified",
+        ]);
+        assert_eq!(default_scopes(Some(&offered), &["admin"]).0, ["admin"]);
+        assert!(default_scopes(Some(&offered), &[]).0.is_empty());
+    }
+
+    #[test]
+    fn listen_addresses_other_than_loopback_are_public() {
+        assert!(is_loopback("127.0.0.1:8080"));
+        assert!(is_loopback("[::1]:8080"));
+        assert!(is_loopback("localhost:8080"));
+        assert!(!is_loopback("0.0.0.0:8080"));
+        assert!(!is_loopback("[::]:8080"));
+        assert!(!is_loopback("mcp.internal:8080"));
+        assert_eq!(
+            listen_addr("https://mcp.example.com/mcp").as_deref(),
+            Ok("mcp.example.com:443")
+        );
+    }
 }

@@ -522,3 +522,65 @@ async fn usage_errors_exit_with_2() {
         run.stderr
     );
 }
+
+#[tokio::test]
+async fn an_mcp_server_that_advertises_no_scope_is_warned_about() {
+    use mcp_oauth::OAuth;
+    use mcp_oauth::server::McpServer;
+    use mcp_oauth::verify::JwtVerifier;
+
+    let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mcp_url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    // No scopes_supported and no required scope: nothing tells clients what to ask for.
+    let oauth = OAuth::builder()
+        .resource(mcp_url.clone())
+        .authorization_server(idp.issuer())
+        .verifier(
+            JwtVerifier::builder()
+                .issuer(idp.issuer())
+                .discover_jwks()
+                .build()
+                .expect("verifier"),
+        )
+        .build()
+        .expect("oauth");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(McpServer::new("no-scopes", "1").oauth(oauth).serve(
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let doc = doctor(&["--mcp-url", &mcp_url, "--json"]).await.json();
+    assert_eq!(status(&doc, "mcp.scopes"), "warn", "{doc:#}");
+    let scopes = check(&doc, "mcp.scopes");
+    let message = scopes["message"].as_str().unwrap();
+    for client in [
+        "TypeScript SDK clients (v1 and v2)",
+        "MCP Inspector",
+        "oidc-provider",
+    ] {
+        assert!(message.contains(client), "{message}");
+    }
+    assert!(
+        scopes["hint"].as_str().unwrap().contains("OIDC_SCOPES"),
+        "{scopes:#}"
+    );
+    assert_eq!(doc["ok"], true, "a warning, not a failure");
+
+    // `mcp-oauth serve` advertises scopes: no warning.
+    let server = Server::start(idp.issuer()).await;
+    let doc = doctor(&["--mcp-url", &server.mcp_url, "--json"])
+        .await
+        .json();
+    assert_eq!(status(&doc, "mcp.scopes"), "info", "{doc:#}");
+    drop(server);
+
+    let _ = stop.send(());
+    served.await.expect("join").expect("serve");
+    idp.shutdown().await;
+}

@@ -42,10 +42,11 @@ pub(super) async fn check(
             return Findings::default();
         }
     };
-    let advertised = challenge(ctx, report, &resource).await;
+    let (advertised, challenge_scope) = challenge(ctx, report, &resource).await;
     let metadata = find_metadata(ctx, report, &resource, advertised).await;
     if let Some(doc) = &metadata {
         check_metadata(report, &resource, doc, issuer);
+        check_scopes(report, doc, challenge_scope.as_deref());
     }
     Findings {
         resource: Some(resource),
@@ -54,8 +55,12 @@ pub(super) async fn check(
 }
 
 /// POSTs an `initialize` without a token and expects 401 with a Bearer challenge; returns the
-/// challenge's `resource_metadata`.
-async fn challenge(ctx: &Context, report: &mut Report, resource: &ResourceUrl) -> Option<String> {
+/// challenge's `resource_metadata` and `scope`.
+async fn challenge(
+    ctx: &Context,
+    report: &mut Report,
+    resource: &ResourceUrl,
+) -> (Option<String>, Option<String>) {
     const ID: &str = "mcp.challenge";
     let body = serde_json::json!({
         "jsonrpc": "2.0",
@@ -87,7 +92,7 @@ async fn challenge(ctx: &Context, report: &mut Report, resource: &ResourceUrl) -
                 Check::fail(ID, format!("A POST to {resource} without a token failed: {reason}."))
                     .hint("Check that the server is running and that --mcp-url is the URL clients use (scheme, host, port and path)."),
             );
-            return None;
+            return (None, None);
         }
     };
     let status = response.status().as_u16();
@@ -124,7 +129,7 @@ async fn challenge(ctx: &Context, report: &mut Report, resource: &ResourceUrl) -
             ),
         };
         report.add(Check::fail(ID, message).hint(hint));
-        return None;
+        return (None, None);
     }
     let values: Vec<&str> = response
         .headers()
@@ -149,7 +154,7 @@ async fn challenge(ctx: &Context, report: &mut Report, resource: &ResourceUrl) -
             Check::fail(ID, format!("A POST without a token got 401, but with {found}: MCP clients need a Bearer challenge."))
                 .hint(format!("Answer 401 with WWW-Authenticate: Bearer resource_metadata=\"{}\" (RFC 6750 §3, RFC 9728 §5.1).", resource.metadata_url())),
         );
-        return None;
+        return (None, None);
     };
     let advertised = bearer.param("resource_metadata").map(str::to_owned);
     let scope = bearer
@@ -172,7 +177,8 @@ async fn challenge(ctx: &Context, report: &mut Report, resource: &ResourceUrl) -
                 .hint("RFC 6750 §3.1: when the request had no token, the challenge should carry no error code; some clients then treat the 401 as a failed token instead of starting authorization."),
         );
     }
-    advertised
+    let scope = bearer.param("scope").map(str::to_owned);
+    (advertised, scope)
 }
 
 /// Looks for the protected-resource metadata in the MCP specification's order.
@@ -320,16 +326,31 @@ fn check_metadata(
                 .hint("Either --issuer is not the server this MCP server uses (leave it out to check the advertised one), or the server's authorization_servers is wrong."),
         ),
     }
+}
 
+/// What the server tells clients to ask for. With neither `scopes_supported` nor a `scope` in
+/// the challenge, the TypeScript SDK clients and the MCP Inspector request no scope, which
+/// issuers such as oidc-provider refuse (`access_denied`, or a rejected registration).
+fn check_scopes(
+    report: &mut Report,
+    doc: &ProtectedResourceMetadata,
+    challenge_scope: Option<&str>,
+) {
+    let challenge_scope = challenge_scope.filter(|s| !s.trim().is_empty());
     if doc.scopes_supported.iter().any(|s| s == "offline_access") {
         report.add(
             Check::warn("mcp.scopes", format!("scopes_supported lists offline_access ({}).", doc.scopes_supported.join(" ")))
                 .hint("MCP servers should not list offline_access: clients that request every advertised scope then ask users to consent to refresh tokens the server has no use for. Refresh is between the client and the authorization server."),
         );
+    } else if doc.scopes_supported.is_empty() && challenge_scope.is_none() {
+        report.add(
+            Check::warn("mcp.scopes", "No scope advertised: the metadata has no scopes_supported and the 401 challenge no scope. The TypeScript SDK clients (v1 and v2) and the MCP Inspector then ask for no scope, and issuers such as oidc-provider answer access_denied or refuse their registration.")
+                .hint("Advertise the scopes clients should request: OAuthBuilder::scopes_supported([..]) in code, OIDC_SCOPES for the examples, --scopes for mcp-oauth serve. List resource scopes the authorization server knows, never openid or offline_access."),
+        );
     } else if doc.scopes_supported.is_empty() {
         report.add(Check::info(
             "mcp.scopes",
-            "No scopes_supported: clients ask for no particular scope, or the ones the authorization server advertises.",
+            format!("No scopes_supported; the 401 challenge asks for scope \"{}\", which clients request.", challenge_scope.unwrap_or_default()),
         ));
     } else {
         report.add(Check::info(
