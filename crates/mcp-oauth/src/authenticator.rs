@@ -12,6 +12,7 @@ use aws_lc_rs::constant_time;
 
 use crate::auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper};
 use crate::claims::{Claims, check_times, now_unix};
+pub use crate::claims::{DEFAULT_LEEWAY, TimeRules};
 use crate::error::VerifyError;
 use crate::resource::ResourceUrl;
 use crate::scope::ScopeHierarchy;
@@ -49,17 +50,28 @@ impl Default for AudienceRule {
 }
 
 impl AudienceRule {
-    fn check(&self, claims: &Claims, resource: &ResourceUrl) -> Result<(), VerifyError> {
+    /// Whether one `aud` value is accepted for `resource` (always, when the check is off).
+    pub fn accepts(&self, aud: &str, resource: &ResourceUrl) -> bool {
         let Self::Resource { extra, prefix } = self else {
-            return Ok(());
+            return true;
         };
+        resource.matches(aud)
+            || extra.iter().any(|e| e == aud)
+            || (*prefix && resource.is_covered_by(aud))
+    }
+
+    /// The audience rule applied to a token's claims: some `aud` is accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::InvalidAudience`] when none is, [`VerifyError::InvalidClaim`] when
+    /// `aud` is neither a string nor an array of strings.
+    pub fn check(&self, claims: &Claims, resource: &ResourceUrl) -> Result<(), VerifyError> {
+        if matches!(self, Self::Disabled) {
+            return Ok(());
+        }
         let audiences = claims.audiences()?;
-        let ok = audiences.iter().any(|aud| {
-            resource.matches(aud)
-                || extra.iter().any(|e| e == aud)
-                || (*prefix && resource.is_covered_by(aud))
-        });
-        if ok {
+        if audiences.iter().any(|aud| self.accepts(aud, resource)) {
             Ok(())
         } else {
             Err(VerifyError::InvalidAudience)
@@ -141,7 +153,7 @@ impl Authenticator {
             audience: AudienceRule::default(),
             mapper: Arc::new(DefaultClaimMapper),
             hierarchy: Arc::new(ScopeHierarchy::new()),
-            leeway: Duration::from_secs(60),
+            leeway: DEFAULT_LEEWAY,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             claim_checks: Vec::new(),
             cache: Some(Self::make_cache(TokenCacheOptions::default())),
@@ -233,21 +245,14 @@ impl Authenticator {
             && let Some(entry) = cache.get(key)
             && same_token(entry.auth.access_token.secret(), token)
         {
-            self.audience.check(&entry.auth.claims, resource)?;
-            check_times(
-                &entry.auth.claims,
-                now,
-                self.leeway,
-                self.verifier.requires_exp(),
-            )?;
+            self.post_checks(&entry.auth.claims, resource, now)?;
             if self.verifier.rechecks() {
                 self.verifier.recheck(&entry.auth.claims).await?;
             }
             return Ok(entry.auth);
         }
         let claims = self.verifier.verify(token).await?;
-        self.audience.check(&claims, resource)?;
-        check_times(&claims, now, self.leeway, self.verifier.requires_exp())?;
+        self.post_checks(&claims, resource, now)?;
         for check in &self.claim_checks {
             check.check(&claims)?;
         }
@@ -271,6 +276,19 @@ impl Authenticator {
             }
         }
         Ok(auth)
+    }
+
+    /// The checks after the verifier that depend on the request (the resource) or the clock,
+    /// so a cached token gets them again: audience, then `exp` / `nbf` / `iat`. (Claim checks
+    /// depend on the claims alone: a cached token passed them.)
+    fn post_checks(
+        &self,
+        claims: &Claims,
+        resource: &ResourceUrl,
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        self.audience.check(claims, resource)?;
+        check_times(claims, now, self.leeway, self.verifier.requires_exp())
     }
 
     /// The longest an entry may live: never past `exp`, never past the verifier's or the

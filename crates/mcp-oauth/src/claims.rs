@@ -179,32 +179,88 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// The time rules: `exp` (required unless `require_exp` is off), `nbf` and `iat`, each with
-/// `leeway` for clock skew (RFC 7519 §4.1.4–4.1.6).
+/// The default clock-skew allowance for `exp`, `nbf` and `iat`: 60 seconds.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// The time rules every token gets (RFC 7519 §4.1.4–4.1.6): `exp` has not passed, `nbf`
+/// and `iat` are not in the future, each with a leeway for clock skew. The pipeline
+/// ([`Authenticator`](crate::Authenticator)) applies them; tools that explain a token (the
+/// CLI's `doctor`) ask the same rules instead of restating them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRules {
+    leeway: Duration,
+}
+
+impl Default for TimeRules {
+    /// [`DEFAULT_LEEWAY`].
+    fn default() -> Self {
+        Self::new(DEFAULT_LEEWAY)
+    }
+}
+
+impl TimeRules {
+    /// The rules with this clock-skew allowance.
+    pub fn new(leeway: Duration) -> Self {
+        Self { leeway }
+    }
+
+    /// The clock-skew allowance.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    fn leeway_secs(&self) -> i64 {
+        i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether a token whose `exp` is `exp` has expired at `now` (seconds since the epoch):
+    /// `now >= exp + leeway`.
+    pub fn is_expired(&self, exp: i64, now: i64) -> bool {
+        now >= exp.saturating_add(self.leeway_secs())
+    }
+
+    /// Whether an `nbf` or `iat` of `at` is too far in the future at `now`: `at > now + leeway`.
+    pub fn is_in_future(&self, at: i64, now: i64) -> bool {
+        at > now.saturating_add(self.leeway_secs())
+    }
+
+    /// Applies the rules to `claims` at `now`: `exp` (required unless `require_exp` is off),
+    /// then `nbf`, then `iat`.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken: [`VerifyError::Expired`], [`VerifyError::MissingClaim`],
+    /// [`VerifyError::NotYetValid`], or [`VerifyError::InvalidClaim`] for a date that is
+    /// not a number.
+    pub fn check(&self, claims: &Claims, now: i64, require_exp: bool) -> Result<(), VerifyError> {
+        match claims.numeric_date("exp")? {
+            Some(exp) if self.is_expired(exp, now) => return Err(VerifyError::Expired),
+            Some(_) => {}
+            None if require_exp => return Err(VerifyError::MissingClaim("exp")),
+            None => {}
+        }
+        if let Some(nbf) = claims.numeric_date("nbf")?
+            && self.is_in_future(nbf, now)
+        {
+            return Err(VerifyError::NotYetValid { claim: "nbf" });
+        }
+        if let Some(iat) = claims.numeric_date("iat")?
+            && self.is_in_future(iat, now)
+        {
+            return Err(VerifyError::NotYetValid { claim: "iat" });
+        }
+        Ok(())
+    }
+}
+
+/// [`TimeRules::check`] with `leeway`.
 pub(crate) fn check_times(
     claims: &Claims,
     now: i64,
     leeway: Duration,
     require_exp: bool,
 ) -> Result<(), VerifyError> {
-    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
-    match claims.numeric_date("exp")? {
-        Some(exp) if now >= exp.saturating_add(leeway) => return Err(VerifyError::Expired),
-        Some(_) => {}
-        None if require_exp => return Err(VerifyError::MissingClaim("exp")),
-        None => {}
-    }
-    if let Some(nbf) = claims.numeric_date("nbf")?
-        && nbf > now.saturating_add(leeway)
-    {
-        return Err(VerifyError::NotYetValid { claim: "nbf" });
-    }
-    if let Some(iat) = claims.numeric_date("iat")?
-        && iat > now.saturating_add(leeway)
-    {
-        return Err(VerifyError::NotYetValid { claim: "iat" });
-    }
-    Ok(())
+    TimeRules::new(leeway).check(claims, now, require_exp)
 }
 
 /// `iss` must equal `expected` byte for byte.

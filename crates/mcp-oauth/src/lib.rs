@@ -65,7 +65,7 @@
 mod auth;
 #[cfg(feature = "auth-server")]
 pub mod auth_server;
-mod authenticator;
+pub mod authenticator;
 #[cfg(all(feature = "axum", feature = "remote"))]
 pub mod browser_proxy;
 pub mod challenge;
@@ -75,6 +75,7 @@ pub mod error;
 pub mod fetch;
 pub mod forwarded;
 pub mod jose;
+pub mod jsonrpc;
 pub mod layer;
 pub mod metadata;
 #[cfg(feature = "remote")]
@@ -94,6 +95,7 @@ pub mod scope;
 mod secret;
 #[cfg(feature = "rmcp")]
 pub mod server;
+pub mod session;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod verify;
@@ -124,8 +126,9 @@ pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScop
 pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
 pub use claims::{ClaimIfPresent, Claims};
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
-pub use layer::{BearerAuth, BearerAuthLayer};
-pub use oauth::{DEFAULT_MAX_BODY_BYTES, OAuth, OAuthBuilder};
-pub use policy::{RpcCall, ScopePolicy, UnreadableBody, peek_jsonrpc};
+pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_BODY_BYTES};
+pub use oauth::{OAuth, OAuthBuilder};
+pub use jsonrpc::{RpcCall, UnreadableBody, peek_jsonrpc};
+pub use policy::ScopePolicy;
 pub use resource::ResourceUrl;
 pub use secret::{AccessToken, Secret};

@@ -13,6 +13,7 @@ use crate::error::ConfigError;
 #[cfg(feature = "remote")]
 use crate::fetch::HttpClient;
 use crate::forwarded::TrustedProxies;
+use crate::layer::{BearerAuthLayer, DEFAULT_MAX_BODY_BYTES, Guard};
 #[cfg(feature = "remote")]
 use crate::metadata::MetadataMirror;
 use crate::metadata::ProtectedResourceMetadata;
@@ -23,20 +24,14 @@ use crate::scope::{ScopeHierarchy, is_valid_scope};
 use crate::verify::JwtVerifier;
 use crate::verify::TokenVerifier;
 
-/// Default largest JSON-RPC body read for the per-tool scope policy: 4 MiB (rmcp's limit).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
 #[derive(Clone)]
 struct Inner {
-    resource: ResourceUrl,
-    trusted_proxies: TrustedProxies,
+    /// What the bearer layer needs per request (resource rule, pipeline, policy).
+    guard: Arc<Guard>,
     authorization_servers: Vec<String>,
     scopes_supported: Vec<String>,
-    policy: ScopePolicy,
-    authenticator: Arc<Authenticator>,
     resource_name: Option<String>,
     resource_documentation: Option<String>,
-    max_body_bytes: usize,
     /// `verify_jwt(false)`: `Some(forced)`.
     unverified: Option<bool>,
     #[cfg(feature = "remote")]
@@ -65,10 +60,10 @@ pub struct OAuth {
 impl std::fmt::Debug for OAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuth")
-            .field("resource", &self.inner.resource)
+            .field("resource", self.inner.guard.resource())
             .field("authorization_servers", &self.inner.authorization_servers)
             .field("scopes_supported", &self.inner.scopes_supported)
-            .field("policy", &self.inner.policy)
+            .field("policy", self.inner.guard.policy())
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +100,7 @@ impl OAuth {
 
     /// The configured resource URL.
     pub fn resource(&self) -> &ResourceUrl {
-        &self.inner.resource
+        self.inner.guard.resource()
     }
 
     /// The resource URL for a request whose TCP peer is `peer` (see
@@ -116,27 +111,7 @@ impl OAuth {
     /// [`forwarded`](crate::forwarded)). `Host` is never used: without a forwarded host, or
     /// from any other peer, the configured resource stands.
     pub fn resource_for(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Cow<'_, ResourceUrl> {
-        let Some(origin) = self.inner.trusted_proxies.forwarded_origin(peer, headers) else {
-            return Cow::Borrowed(&self.inner.resource);
-        };
-        let scheme = origin
-            .scheme
-            .as_deref()
-            .unwrap_or(self.inner.resource.url().scheme());
-        match scheme {
-            "http" | "https"
-                if origin
-                    .host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) =>
-            {
-                self.inner
-                    .resource
-                    .with_origin(scheme, &origin.host)
-                    .map_or(Cow::Borrowed(&self.inner.resource), Cow::Owned)
-            }
-            _ => Cow::Borrowed(&self.inner.resource),
-        }
+        self.inner.guard.resource_for(headers, peer)
     }
 
     /// Refuses to serve on a non-loopback address with unverified signatures
@@ -160,12 +135,12 @@ impl OAuth {
 
     /// Whether trusted-proxy mode is on (some proxy is trusted).
     pub fn trusts_forwarded_headers(&self) -> bool {
-        !self.inner.trusted_proxies.is_empty()
+        !self.inner.guard.trusted_proxies().is_empty()
     }
 
     /// The trusted proxies (empty: trusted-proxy mode is off).
     pub fn trusted_proxies(&self) -> &TrustedProxies {
-        &self.inner.trusted_proxies
+        self.inner.guard.trusted_proxies()
     }
 
     /// The authorization servers advertised.
@@ -180,27 +155,23 @@ impl OAuth {
 
     /// The scope policy.
     pub fn policy(&self) -> &ScopePolicy {
-        &self.inner.policy
+        self.inner.guard.policy()
     }
 
     /// The token pipeline.
     pub fn authenticator(&self) -> &Authenticator {
-        &self.inner.authenticator
+        self.inner.guard.authenticator()
     }
 
     /// The scopes named in a 401 challenge: the baseline of the policy, else the scopes
     /// supported.
     pub fn challenge_scopes(&self) -> &[String] {
-        if self.inner.policy.baseline().is_empty() {
-            &self.inner.scopes_supported
-        } else {
-            self.inner.policy.baseline()
-        }
+        self.inner.guard.challenge_scopes()
     }
 
     /// Largest body read for the scope policy.
     pub fn max_body_bytes(&self) -> usize {
-        self.inner.max_body_bytes
+        self.inner.guard.max_body_bytes()
     }
 
     /// The protected-resource metadata document for `resource`.
@@ -224,15 +195,15 @@ impl OAuth {
     #[must_use]
     pub fn with_policy(&self, policy: ScopePolicy) -> Self {
         let mut inner = (*self.inner).clone();
-        inner.policy = policy;
+        inner.guard = Arc::new(inner.guard.with_policy(policy, &inner.scopes_supported));
         Self {
             inner: Arc::new(inner),
         }
     }
 
     /// The bearer layer for this configuration.
-    pub fn layer(&self) -> crate::layer::BearerAuthLayer {
-        crate::layer::BearerAuthLayer::new(self.clone())
+    pub fn layer(&self) -> BearerAuthLayer {
+        BearerAuthLayer::new(self.inner.guard.clone())
     }
 
     /// Checks the authorization server as an MCP client would: fetches its metadata in the
@@ -320,7 +291,7 @@ impl Default for OAuthBuilder {
             verifier: None,
             mapper: None,
             audience: AudienceRule::default(),
-            leeway: Duration::from_secs(60),
+            leeway: crate::claims::DEFAULT_LEEWAY,
             max_token_bytes: crate::authenticator::DEFAULT_MAX_TOKEN_BYTES,
             cache: Some(TokenCacheOptions::default()),
             resource_name: None,
@@ -695,17 +666,21 @@ impl OAuthBuilder {
         };
         #[cfg(not(feature = "remote"))]
         let _ = self.mirror;
+        let guard = Guard::new(
+            resource,
+            self.trusted_proxies,
+            Arc::new(authenticator),
+            self.policy,
+            &self.scopes_supported,
+            self.max_body_bytes,
+        );
         Ok(OAuth {
             inner: Arc::new(Inner {
-                resource,
-                trusted_proxies: self.trusted_proxies,
+                guard: Arc::new(guard),
                 authorization_servers: self.authorization_servers,
                 scopes_supported: self.scopes_supported,
-                policy: self.policy,
-                authenticator: Arc::new(authenticator),
                 resource_name: self.resource_name,
                 resource_documentation: self.resource_documentation,
-                max_body_bytes: self.max_body_bytes,
                 unverified,
                 #[cfg(feature = "remote")]
                 mirror,

@@ -3,8 +3,7 @@
 //!
 //! The token itself is never printed.
 
-use std::time::Duration;
-
+use mcp_oauth::authenticator::TimeRules;
 use mcp_oauth::jose::Algorithms;
 use mcp_oauth::jose::dangerous::{UnverifiedToken, decode_unverified};
 use mcp_oauth::verify::JwtVerifier;
@@ -16,9 +15,11 @@ use super::report::{Check, Report};
 use super::time::{human_duration, now_unix, rfc3339};
 use super::{Context, differ_by_trailing_slash};
 
-/// Clock-skew allowance for `exp`, `nbf` and `iat`: the `Authenticator` default, set
-/// explicitly on the pipeline run below so that both always use the same.
-const LEEWAY: i64 = 60;
+/// The library's time rules (its default leeway), asked by the explanation and set on the
+/// pipeline run below, so that both always use the same.
+fn time_rules() -> TimeRules {
+    TimeRules::default()
+}
 
 /// Stands in for the resource when no MCP URL was given: it matches no `aud`, so only the
 /// `--audience` values can match.
@@ -309,8 +310,20 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
         );
         return;
     }
+    let Some((resource, rule, _)) = audience_rule(inputs) else {
+        report.add(
+            Check::fail(
+                ID,
+                "internal error: the placeholder resource does not parse",
+            )
+            .hint("This is a bug in mcp-oauth doctor; please report it."),
+        );
+        return;
+    };
+    // Whether the token passes is the library's rule; the words say which part of it.
+    let accepted = audiences.iter().find(|a| rule.accepts(a, &resource));
     let Some(resource) = inputs.resource else {
-        match audiences.iter().find(|a| extra.iter().any(|e| e == *a)) {
+        match accepted {
             Some(aud) => report.add(Check::pass(
                 ID,
                 format!("aud \"{aud}\" is one of the --audience values."),
@@ -326,26 +339,28 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
         }
         return;
     };
-    if audiences.contains(&resource.as_str()) {
-        report.add(Check::pass(
-            ID,
-            format!("aud names the MCP URL {resource}."),
-        ));
-    } else if let Some(aud) = audiences.iter().find(|a| resource.matches(a)) {
-        let how = if differ_by_trailing_slash(aud, resource.as_str()) {
-            "it differs only by a trailing slash"
+    if let Some(aud) = accepted {
+        if audiences.contains(&resource.as_str()) {
+            report.add(Check::pass(
+                ID,
+                format!("aud names the MCP URL {resource}."),
+            ));
+        } else if resource.matches(aud) {
+            let how = if differ_by_trailing_slash(aud, resource.as_str()) {
+                "it differs only by a trailing slash"
+            } else {
+                "it differs only in the case of the scheme or host, or in spelling the default port"
+            };
+            report.add(Check::pass(
+                ID,
+                format!("aud \"{aud}\" names the MCP URL {resource}: {how}, which the library tolerates (clients differ in how they write resource)."),
+            ));
         } else {
-            "it differs only in the case of the scheme or host, or in spelling the default port"
-        };
-        report.add(Check::pass(
-            ID,
-            format!("aud \"{aud}\" names the MCP URL {resource}: {how}, which the library tolerates (clients differ in how they write resource)."),
-        ));
-    } else if let Some(aud) = audiences.iter().find(|a| extra.iter().any(|e| e == *a)) {
-        report.add(Check::pass(
-            ID,
-            format!("aud \"{aud}\" is one of the --audience values; the server must accept it too (.audience(\"{aud}\"), or --audience / OIDC_AUDIENCE for mcp-oauth serve)."),
-        ));
+            report.add(Check::pass(
+                ID,
+                format!("aud \"{aud}\" is one of the --audience values; the server must accept it too (.audience(\"{aud}\"), or --audience / OIDC_AUDIENCE for mcp-oauth serve)."),
+            ));
+        }
     } else if let Some(aud) = audiences.iter().find(|a| resource.is_covered_by(a)) {
         report.add(
             Check::fail(ID, format!("aud \"{aud}\" is a path prefix of the MCP URL {resource}; the library accepts that only with audience_prefix()."))
@@ -360,10 +375,51 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
     }
 }
 
+/// The audience rule a server configured like the inputs applies: bound to the MCP URL plus
+/// the `--audience` values; without an MCP URL, the `--audience` values only (a placeholder
+/// resource that matches no `aud`), or no check when there are none. Also says which, in
+/// words. `None` only if the placeholder does not parse (a bug).
+fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, AudienceRule, String)> {
+    let extra = inputs.audiences.to_vec();
+    Some(match inputs.resource {
+        Some(resource) => (
+            resource.clone(),
+            AudienceRule::Resource {
+                extra,
+                prefix: false,
+            },
+            format!("audience bound to {resource}"),
+        ),
+        None => {
+            let placeholder = ResourceUrl::parse(NO_RESOURCE).ok()?;
+            if extra.is_empty() {
+                (
+                    placeholder,
+                    AudienceRule::Disabled,
+                    "audience not checked (no --mcp-url)".to_owned(),
+                )
+            } else {
+                (
+                    placeholder,
+                    AudienceRule::Resource {
+                        extra,
+                        prefix: false,
+                    },
+                    "audience: the --audience values".to_owned(),
+                )
+            }
+        }
+    })
+}
+
 fn times(report: &mut Report, parsed: &UnverifiedToken) {
     let now = now_unix();
     let claims = &parsed.claims;
-    let clock_hint = "If a fresh token is refused, compare this machine's clock with the authorization server's; the library allows 60 s of skew.";
+    let rules = time_rules();
+    let leeway = rules.leeway().as_secs();
+    let clock_hint = format!(
+        "If a fresh token is refused, compare this machine's clock with the authorization server's; the library allows {leeway} s of skew."
+    );
     match claims.numeric_date("exp") {
         Err(_) => report.add(
             Check::fail("token.exp", "exp is not a number of seconds.")
@@ -373,13 +429,13 @@ fn times(report: &mut Report, parsed: &UnverifiedToken) {
             Check::fail("token.exp", "The token has no exp: the library refuses tokens that never expire.")
                 .hint("Configure the authorization server to issue access tokens with a lifetime."),
         ),
-        Ok(Some(exp)) if now >= exp.saturating_add(LEEWAY) => report.add(
+        Ok(Some(exp)) if rules.is_expired(exp, now) => report.add(
             Check::fail("token.exp", format!("The token expired {} ago ({}).", ago(now, exp), rfc3339(exp)))
                 .hint(format!("Get a new token (clients use their refresh token, or sign in again). {clock_hint}")),
         ),
         Ok(Some(exp)) if now >= exp => report.add(Check::warn(
             "token.exp",
-            format!("The token expired {} ago ({}), within the {LEEWAY} s allowed for clock skew: it is accepted for a few more seconds.", ago(now, exp), rfc3339(exp)),
+            format!("The token expired {} ago ({}), within the {leeway} s allowed for clock skew: it is accepted for a few more seconds.", ago(now, exp), rfc3339(exp)),
         )),
         Ok(Some(exp)) => report.add(Check::pass(
             "token.exp",
@@ -393,7 +449,7 @@ fn times(report: &mut Report, parsed: &UnverifiedToken) {
                     .hint("The authorization server issues malformed tokens (RFC 7519 §4.1)."),
             ),
             Ok(None) => {}
-            Ok(Some(at)) if at > now.saturating_add(LEEWAY) => report.add(
+            Ok(Some(at)) if rules.is_in_future(at, now) => report.add(
                 Check::fail(
                     id,
                     format!(
@@ -402,7 +458,7 @@ fn times(report: &mut Report, parsed: &UnverifiedToken) {
                         rfc3339(at)
                     ),
                 )
-                .hint(clock_hint),
+                .hint(clock_hint.clone()),
             ),
             Ok(Some(at)) if name == "nbf" => report.add(Check::pass(
                 id,
@@ -503,48 +559,19 @@ async fn verdict(
             return;
         }
     };
-    let extra = inputs.audiences.to_vec();
-    let (resource, rule, bound) = match inputs.resource {
-        Some(resource) => (
-            resource.clone(),
-            AudienceRule::Resource {
-                extra,
-                prefix: false,
-            },
-            format!("audience bound to {resource}"),
-        ),
-        None => {
-            let placeholder = match ResourceUrl::parse(NO_RESOURCE) {
-                Ok(resource) => resource,
-                Err(err) => {
-                    report.add(
-                        Check::fail(ID, format!("internal error: {err}"))
-                            .hint("This is a bug in mcp-oauth doctor; please report it."),
-                    );
-                    return;
-                }
-            };
-            if extra.is_empty() {
-                (
-                    placeholder,
-                    AudienceRule::Disabled,
-                    "audience not checked (no --mcp-url)".to_owned(),
-                )
-            } else {
-                (
-                    placeholder,
-                    AudienceRule::Resource {
-                        extra,
-                        prefix: false,
-                    },
-                    "audience: the --audience values".to_owned(),
-                )
-            }
-        }
+    let Some((resource, rule, bound)) = audience_rule(inputs) else {
+        report.add(
+            Check::fail(
+                ID,
+                "internal error: the placeholder resource does not parse",
+            )
+            .hint("This is a bug in mcp-oauth doctor; please report it."),
+        );
+        return;
     };
     let authenticator = Authenticator::new(verifier)
         .audience(rule)
-        .leeway(Duration::from_secs(LEEWAY.unsigned_abs()))
+        .leeway(time_rules().leeway())
         .cache(None);
     match authenticator.authenticate(token, &resource).await {
         Ok(auth) => {

@@ -46,6 +46,11 @@
 //! # Ok(()) }
 //! ```
 
+mod guard;
 mod service;
 
+pub(crate) use guard::Guard;
 pub use service::{BearerAuth, BearerAuthLayer, ResponseBody};
+
+/// Default largest JSON-RPC body read for the per-tool scope policy: 4 MiB (rmcp's limit).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

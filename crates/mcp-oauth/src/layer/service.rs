@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -5,26 +6,26 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Either, Full, Limited};
 
+use super::guard::Guard;
 use crate::auth::Auth;
 use crate::challenge::Rejection;
 use crate::error::VerifyError;
-use crate::oauth::OAuth;
-use crate::policy::peek_jsonrpc;
+use crate::jsonrpc::peek_jsonrpc;
 use crate::verify::BoxFuture;
 
 /// The response body of [`BearerAuth`]: the inner service's, or a rejection's JSON.
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
-/// Applies [`BearerAuth`] to a service.
+/// Applies [`BearerAuth`] to a service. Made by [`OAuth::layer`](crate::OAuth::layer); it
+/// holds the configuration's [`Guard`] only (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct BearerAuthLayer {
-    oauth: OAuth,
+    guard: Arc<Guard>,
 }
 
 impl BearerAuthLayer {
-    /// A layer for this configuration.
-    pub fn new(oauth: OAuth) -> Self {
-        Self { oauth }
+    pub(crate) fn new(guard: Arc<Guard>) -> Self {
+        Self { guard }
     }
 }
 
@@ -34,7 +35,7 @@ impl<S> tower_layer::Layer<S> for BearerAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         BearerAuth {
             inner,
-            oauth: self.oauth.clone(),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -43,7 +44,7 @@ impl<S> tower_layer::Layer<S> for BearerAuthLayer {
 #[derive(Debug, Clone)]
 pub struct BearerAuth<S> {
     inner: S,
-    oauth: OAuth,
+    guard: Arc<Guard>,
 }
 
 impl<S> BearerAuth<S> {
@@ -90,9 +91,9 @@ where
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let oauth = self.oauth.clone();
+        let guard = self.guard.clone();
         Box::pin(async move {
-            match authorize(&oauth, req).await {
+            match authorize(&guard, req).await {
                 Ok(req) => inner.call(req).await.map(|res| res.map(Either::Left)),
                 Err(response) => Ok(response.map(Either::Right)),
             }
@@ -159,7 +160,7 @@ fn too_large() -> Response<Full<Bytes>> {
 
 /// Runs the checks; on success returns the request (body restored if it was read) with
 /// [`Auth`] in its extensions.
-async fn authorize<B>(oauth: &OAuth, req: Request<B>) -> Result<Request<B>, Response<Full<Bytes>>>
+async fn authorize<B>(guard: &Guard, req: Request<B>) -> Result<Request<B>, Response<Full<Bytes>>>
 where
     B: Body + From<Bytes>,
     B::Error: Into<BoxError>,
@@ -168,10 +169,10 @@ where
         return Ok(req);
     }
     // Borrowed unless trusted-proxy mode builds it from the request: no copy per request.
-    let resource = oauth.resource_for(req.headers(), crate::forwarded::peer_addr(req.extensions()));
+    let resource = guard.resource_for(req.headers(), crate::forwarded::peer_addr(req.extensions()));
     let reject = |rejection: Rejection, path: &str| {
         log_rejection(&rejection, path);
-        rejection.into_response(&resource.metadata_url(), oauth.challenge_scopes())
+        rejection.into_response(&resource.metadata_url(), guard.challenge_scopes())
     };
     if query_has_token(req.uri().query()) {
         return Err(reject(
@@ -185,11 +186,11 @@ where
         Ok(token) => token,
         Err(rejection) => return Err(reject(rejection, req.uri().path())),
     };
-    let auth = match oauth.authenticator().authenticate(token, &resource).await {
+    let auth = match guard.authenticator().authenticate(token, &resource).await {
         Ok(auth) => auth,
         Err(err) => return Err(reject(Rejection::from_verify_error(err), req.uri().path())),
     };
-    let policy = oauth.policy();
+    let policy = guard.policy();
     let insufficient = |required: Vec<String>| Rejection::InsufficientScope { required };
     if !auth.has_scopes(policy.baseline().iter().map(String::as_str)) {
         return Err(reject(
@@ -199,7 +200,7 @@ where
     }
     let req = if policy.needs_body() && req.method() == Method::POST {
         let (parts, body) = req.into_parts();
-        let bytes = match Limited::new(body, oauth.max_body_bytes()).collect().await {
+        let bytes = match Limited::new(body, guard.max_body_bytes()).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return Err(too_large()),
         };

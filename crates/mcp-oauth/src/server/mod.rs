@@ -42,7 +42,8 @@ pub use tool::{IntoToolResult, NoArgs, Tool, ToolContext, ToolError};
 
 use crate::error::ConfigError;
 use crate::oauth::OAuth;
-use crate::rmcp::{SessionBindingLayer, streamable_http_config};
+use crate::rmcp::streamable_http_config;
+use crate::session::SessionBindingLayer;
 use crate::routes::mcp_cors;
 
 /// What [`McpServer::oauth`] accepts.
