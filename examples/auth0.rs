@@ -14,7 +14,7 @@
 //! - `MCP_USE_OAUTH_AUTH0_AUDIENCE`: the identifier of the Auth0 API that represents this
 //!   server. Auth0 issues JWT access tokens only for an API.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port. Tokens are accepted
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first. Tokens are accepted
 //!   when their `aud` names this URL or the API identifier.
 //!
 //! Tools: `whoami` (the mapped user: roles from `roles` or a namespaced `…/roles` claim, RBAC
@@ -32,7 +32,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_tracing();
+    common::init()?;
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-auth0-example", env!("CARGO_PKG_VERSION"))

@@ -12,7 +12,7 @@
 //!   (`https://verb-noun-42.clerk.accounts.dev` in development, `https://clerk.example.com` in
 //!   production); it is the issuer.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Only OAuth access tokens (`typ: at+jwt`) are accepted: Clerk session tokens are signed by
 //! the same key and are refused. The OAuth application must issue JWT (not opaque `oat_`)
@@ -32,7 +32,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_tracing();
+    common::init()?;
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-clerk-example", env!("CARGO_PKG_VERSION"))

@@ -19,7 +19,7 @@
 //!   verify function does that on top of the JWKS check. When unset, the JWKS URL alone
 //!   verifies tokens.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Either way the shared rules apply after verification: `aud` must name `MCP_URL`, and `exp`,
 //! `nbf` and `iat` are checked.
@@ -58,7 +58,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_tracing();
+    common::init()?;
     let mcp_url = common::mcp_url()?;
     let issuer = env("CUSTOM_ISSUER")?;
     let jwks_url = env("CUSTOM_JWKS_URL")?;

@@ -17,7 +17,7 @@
 //! - `MCP_OAUTH_ENCRYPTION_KEY`: 32 bytes, base64. It seals Google's tokens at rest and signs
 //!   the consent cookie; keep it stable (tokens sealed with another key cannot be opened).
 //! - `PUBLIC_URL` (optional): this server's public base URL, default `http://127.0.0.1:8080`.
-//!   The MCP endpoint is `<PUBLIC_URL>/mcp`; the server listens on its host and port.
+//!   The MCP endpoint is `<PUBLIC_URL>/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Tools: `whoami`, and `google_profile`, which reads the caller's Google profile with the
 //! upstream token.
@@ -43,14 +43,18 @@ fn var(name: &str) -> Result<String, String> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_tracing();
-    let public = std::env::var("PUBLIC_URL")
+    common::init()?;
+    let given = std::env::var("PUBLIC_URL")
         .ok()
-        .filter(|v| !v.trim().is_empty())
+        .filter(|v| !v.trim().is_empty());
+    let public = given
+        .clone()
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
     let public = public.trim_end_matches('/');
     let mcp_url = format!("{public}/mcp");
-    common::listen_addr(&mcp_url)?; // a PUBLIC_URL that is not a URL fails here, first
+    // A PUBLIC_URL that is not a URL, or MCP_LISTEN on a public address without one, fails
+    // here, first.
+    common::check_public_url(given.is_some(), "PUBLIC_URL", &mcp_url)?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(var("MCP_OAUTH_ENCRYPTION_KEY")?.trim())
         .map_err(|e| format!("MCP_OAUTH_ENCRYPTION_KEY is not base64: {e}"))?;

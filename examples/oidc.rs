@@ -9,9 +9,14 @@
 //!
 //! - `OIDC_ISSUER`: the issuer URL; its keys are found through its discovery document.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //! - `OIDC_AUDIENCE` (optional): another accepted `aud` (an API identifier, a client id).
-//! - `OIDC_SCOPES` (optional): the scopes advertised, space-separated.
+//! - `OIDC_SCOPES` (optional): the scopes advertised, space-separated. Default: the resource
+//!   scopes of the issuer's metadata (never `openid`, `offline_access` or the other OpenID
+//!   Connect identity scopes), or, when it lists none, the scopes the tools require
+//!   (`admin`). If the metadata cannot be read or no scope results, the example stops and
+//!   says to set `OIDC_SCOPES`: with no scope advertised, the TypeScript SDK clients and the
+//!   MCP Inspector ask for none, and issuers such as oidc-provider refuse them.
 //!
 //! Tools: `whoami` (the user and scopes), `echo`, and `admin_action`, which needs the
 //! scope `admin`: a token without it gets HTTP 403 with a step-up challenge.
@@ -38,7 +43,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_tracing();
+    common::init()?;
 
     let issuer = env("OIDC_ISSUER")
         .ok_or("set OIDC_ISSUER to the issuer URL of your authorization server")?;
@@ -50,44 +55,44 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let mut oauth = OAuth::builder()
         .resource(mcp_url.clone())
-        .authorization_server(issuer)
+        .authorization_server(issuer.clone())
         .verifier(verifier);
     if let Some(audience) = env("OIDC_AUDIENCE") {
         oauth = oauth.audience(audience);
     }
-    if let Some(scopes) = env("OIDC_SCOPES") {
-        oauth = oauth.scopes_supported(
-            scopes
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-        );
-    }
-    let oauth = oauth.build()?;
 
-    let server = McpServer::new("mcp-oauth-oidc-example", env!("CARGO_PKG_VERSION"))
-        .oauth(oauth)
-        .tool(Tool::new(
+    let tools = [
+        Tool::new(
             "whoami",
             "Returns the authenticated user and the granted scopes",
             whoami,
-        ))
-        .tool(Tool::new(
+        ),
+        Tool::new(
             "echo",
             "Echoes the text back",
             |args: Echo, _ctx: ToolContext| async move { args.text },
-        ))
-        .tool(
-            Tool::new(
-                "admin_action",
-                "A privileged action: needs the admin scope",
-                |_: NoArgs, ctx: ToolContext| async move {
-                    let auth = ctx.require_scope(["admin"])?;
-                    Ok::<_, ToolError>(format!("admin action done by {}", auth.subject()))
-                },
-            )
-            .require_scopes(["admin"]),
-        );
+        ),
+        Tool::new(
+            "admin_action",
+            "A privileged action: needs the admin scope",
+            |_: NoArgs, ctx: ToolContext| async move {
+                let auth = ctx.require_scope(["admin"])?;
+                Ok::<_, ToolError>(format!("admin action done by {}", auth.subject()))
+            },
+        )
+        .require_scopes(["admin"]),
+    ];
+    let tool_scopes: Vec<&str> = tools
+        .iter()
+        .flat_map(|t| t.scopes().iter().map(String::as_str))
+        .collect();
+    let scopes = common::advertised_scopes(&issuer, &tool_scopes).await?;
+    let oauth = oauth.scopes_supported(scopes).build()?;
+
+    let server = tools.into_iter().fold(
+        McpServer::new("mcp-oauth-oidc-example", env!("CARGO_PKG_VERSION")).oauth(oauth),
+        McpServer::tool,
+    );
     common::serve(server, &mcp_url).await
 }
 

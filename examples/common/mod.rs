@@ -1,19 +1,112 @@
-//! What every example does around its provider: log setup, reading `MCP_URL`, turning an
-//! error into an exit code, and serving on the host and port of the public URL.
+//! What every example does around its provider: `.env`, log setup, reading `MCP_URL` and
+//! `MCP_LISTEN`, turning an error into an exit code, and serving.
 //!
 //! Each example includes this file with `mod common;`. Cargo builds each example as its own
 //! crate and does not build `examples/common/` as an example.
+//!
+//! - `.env` in the current directory is read first when there is one (as mcp-use users
+//!   expect): each `NAME=value` line sets `NAME` unless the environment already has it. A
+//!   malformed line stops the example with its line number and variable, never its value.
+//! - `MCP_URL`: the public URL of the MCP endpoint, the one clients use.
+//! - `MCP_LISTEN` (optional): the address to listen on, as `HOST:PORT`, when it is not the
+//!   host and port of `MCP_URL`: behind a reverse proxy, `MCP_LISTEN=0.0.0.0:8080` with
+//!   `MCP_URL=https://mcp.example.com/mcp`. An address other than loopback needs `MCP_URL`.
 
 // Each example is its own crate and uses only some of these helpers: the rest would warn.
 #![allow(dead_code)]
 
 use std::error::Error;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 
+use mcp_oauth::fetch::HttpClient;
+use mcp_oauth::metadata::discover;
+use mcp_oauth::scope::is_valid_scope;
 use mcp_oauth::server::McpServer;
 
 /// The public URL of the MCP endpoint when `MCP_URL` is unset or blank.
 pub(crate) const DEFAULT_MCP_URL: &str = "http://127.0.0.1:8080/mcp";
+
+/// Scopes an issuer lists for OpenID Connect (the ID token and userinfo), not for a resource,
+/// with the claim names some issuers (Auth0) list as scopes: never advertised by default.
+const IDENTITY_SCOPES: &[&str] = &[
+    "openid",
+    "offline_access",
+    "profile",
+    "email",
+    "address",
+    "phone",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "updated_at",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+];
+
+/// Reads `.env`, then sets up logging.
+///
+/// # Errors
+///
+/// `.env` exists but cannot be read, or a line of it is not `NAME=value`.
+pub(crate) fn init() -> Result<(), Box<dyn Error>> {
+    let read = load_dotenv(Path::new(".env"))?;
+    init_tracing();
+    if read {
+        tracing::debug!("read environment variables from .env");
+    }
+    Ok(())
+}
+
+/// Reads `path` into the environment when it exists (variables already set win). Returns
+/// whether it was read.
+///
+/// # Errors
+///
+/// The file exists but cannot be read, or a line is malformed (named by number and variable).
+pub(crate) fn load_dotenv(path: &Path) -> Result<bool, String> {
+    match dotenvy::from_path(path) {
+        Ok(()) => Ok(true),
+        Err(dotenvy::Error::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(dotenvy::Error::LineParse(line, _)) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            // dotenvy reports the logical line, or only the value when the value is
+            // malformed.
+            let first = line.lines().next().unwrap_or_default().trim();
+            let found = text
+                .lines()
+                .enumerate()
+                .find(|(_, l)| !first.is_empty() && l.contains(first));
+            let number = found
+                .map(|(i, _)| format!("line {}", i + 1))
+                .unwrap_or_else(|| "a line".to_owned());
+            let name = found
+                .and_then(|(_, l)| l.trim().trim_start_matches("export ").split_once('='))
+                .map(|(name, _)| name.trim())
+                .filter(|name| {
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+                .map(|name| format!(" (setting {name})"))
+                .unwrap_or_default();
+            Err(format!(
+                "{}: {number}{name} is not NAME=value: quote a value with spaces or # (NAME=\"a b\"), or remove the line",
+                path.display()
+            ))
+        }
+        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+    }
+}
 
 /// Logs to stderr, at the level `RUST_LOG` asks for, `info` by default.
 pub(crate) fn init_tracing() {
@@ -24,28 +117,54 @@ pub(crate) fn init_tracing() {
         .init();
 }
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 /// The public URL of the MCP endpoint: `MCP_URL` (blank counts as unset), default
 /// [`DEFAULT_MCP_URL`].
 ///
 /// # Errors
 ///
-/// It is not a URL.
-pub(crate) fn mcp_url() -> Result<String, url::ParseError> {
-    let mcp_url = std::env::var("MCP_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_MCP_URL.to_owned());
-    listen_addr(&mcp_url)?;
+/// It is not a URL, or `MCP_LISTEN` is not loopback while `MCP_URL` is unset (no public URL).
+pub(crate) fn mcp_url() -> Result<String, Box<dyn Error>> {
+    let public = env("MCP_URL");
+    let mcp_url = public.clone().unwrap_or_else(|| DEFAULT_MCP_URL.to_owned());
+    check_public_url(public.is_some(), "MCP_URL", &mcp_url)?;
     Ok(mcp_url)
 }
 
-/// The `host:port` to listen on for the public URL `url` (the scheme's port when it has
-/// none).
+/// Refuses a listen address other than loopback when the public URL was not given (`name`
+/// is the variable that gives it).
+///
+/// # Errors
+///
+/// `mcp_url` is not a URL, or the listen address is public and no public URL was given.
+pub(crate) fn check_public_url(
+    given: bool,
+    name: &str,
+    mcp_url: &str,
+) -> Result<(), Box<dyn Error>> {
+    let listen = listen_addr(mcp_url)?;
+    if !given && !is_loopback(&listen) {
+        return Err(format!(
+            "no public URL: {listen} is not a loopback address, so clients reach this server through another URL; set {name} to it (the https URL of your reverse proxy)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The `host:port` to listen on for the public URL `url`: `MCP_LISTEN` when set, else the
+/// host and port of `url` (the scheme's port when it has none).
 ///
 /// # Errors
 ///
 /// `url` is not a URL.
 pub(crate) fn listen_addr(url: &str) -> Result<String, url::ParseError> {
+    if let Some(listen) = env("MCP_LISTEN") {
+        return Ok(listen.trim().to_owned());
+    }
     let url = url::Url::parse(url)?;
     Ok(format!(
         "{}:{}",
@@ -54,8 +173,80 @@ pub(crate) fn listen_addr(url: &str) -> Result<String, url::ParseError> {
     ))
 }
 
+/// Whether a `HOST:PORT` listen address is loopback only (host names other than `localhost`
+/// count as public).
+fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
+
+/// The scopes to advertise: `OIDC_SCOPES` when set; else the resource scopes the issuer's
+/// metadata lists (never `openid`, `offline_access` or the other OpenID Connect identity
+/// scopes), or, when it lists none, `tool_scopes`. Tool scopes missing from a list the issuer
+/// publishes are left out with a warning: issuers such as oidc-provider refuse a client
+/// registration that names a scope they do not support.
+///
+/// # Errors
+///
+/// The issuer's metadata cannot be read, or no scope results: an empty advertisement makes
+/// the TypeScript SDK clients and the MCP Inspector ask for no scope, which issuers such as
+/// oidc-provider refuse. Both errors say to set `OIDC_SCOPES`.
+pub(crate) async fn advertised_scopes(
+    issuer: &str,
+    tool_scopes: &[&str],
+) -> Result<Vec<String>, Box<dyn Error>> {
+    const SET: &str = "set OIDC_SCOPES to the scopes clients should ask for, e.g. OIDC_SCOPES=\"mcp:read mcp:write\"";
+    if let Some(scopes) = env("OIDC_SCOPES") {
+        return Ok(scopes.split_whitespace().map(str::to_owned).collect());
+    }
+    let url = url::Url::parse(issuer)?;
+    let metadata = discover(&HttpClient::new()?, &url)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read the issuer's metadata to choose the scopes to advertise ({e}): {SET}"
+            )
+        })?
+        .metadata;
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in metadata.scopes_supported.as_deref().unwrap_or_default() {
+        if is_valid_scope(scope)
+            && !IDENTITY_SCOPES.contains(&scope.as_str())
+            && !scopes.contains(scope)
+        {
+            scopes.push(scope.clone());
+        }
+    }
+    let lists_resource_scopes = !scopes.is_empty();
+    for scope in tool_scopes {
+        if scopes.iter().any(|s| s == scope) {
+            continue;
+        }
+        if lists_resource_scopes {
+            tracing::warn!(
+                scope,
+                "a tool requires this scope, which the issuer's scopes_supported does not list: it is not advertised; set OIDC_SCOPES if the issuer grants it"
+            );
+        } else {
+            scopes.push((*scope).to_owned());
+        }
+    }
+    if scopes.is_empty() {
+        return Err(format!(
+            "the issuer's metadata offers no resource scope and the tools require none, so clients would ask for no scope: {SET}"
+        )
+        .into());
+    }
+    tracing::info!(scopes = %scopes.join(" "), "advertised scopes (set OIDC_SCOPES to choose)");
+    Ok(scopes)
+}
+
 /// Prints `MCP endpoint: <mcp_url>` on stdout (the interop tests wait for this line), then
-/// serves `server` on the host and port of `mcp_url` until Ctrl-C.
+/// serves `server` on `MCP_LISTEN`, else the host and port of `mcp_url`, until Ctrl-C.
 ///
 /// # Errors
 ///
@@ -63,6 +254,9 @@ pub(crate) fn listen_addr(url: &str) -> Result<String, url::ParseError> {
 pub(crate) async fn serve(server: McpServer, mcp_url: &str) -> Result<(), Box<dyn Error>> {
     let addr = listen_addr(mcp_url)?;
     println!("MCP endpoint: {mcp_url}");
+    if env("MCP_LISTEN").is_some() {
+        println!("listening on: {addr}");
+    }
     server.listen(addr).await?;
     Ok(())
 }

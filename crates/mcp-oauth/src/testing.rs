@@ -30,7 +30,9 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use crate::claims::now_unix;
-use crate::jose::{Algorithm, Jwk, JwkSet, SigningKey};
+use base64::Engine as _;
+
+use crate::jose::{Algorithm, Jwk, JwkSet, KeyFamily, SigningKey};
 
 /// The `name` and `value` of every hidden `<input>` of an HTML page, in document order, with
 /// the attribute values unescaped: what a test that drives the embedded authorization
@@ -122,9 +124,59 @@ impl TestKey {
         self.0.kid()
     }
 
-    /// The public JWK (`None` for HMAC keys).
+    /// The public JWK with `kid`, `alg` and `use: sig` (`None` for HMAC keys): what a JWKS
+    /// publishes, or a static key for [`JwtVerifierBuilder::jwk`](crate::verify::JwtVerifierBuilder::jwk).
+    ///
+    /// ```
+    /// use mcp_oauth::testing::TestKey;
+    ///
+    /// let key = TestKey::es256();
+    /// let jwk = key.public_jwk().expect("an asymmetric key");
+    /// assert_eq!((jwk.kty.as_str(), jwk.kid.as_deref()), ("EC", Some(key.kid())));
+    /// let json = serde_json::to_string(&jwk).expect("JSON");
+    /// assert!(!json.contains(r#""d""#), "no private part: {json}");
+    /// assert!(TestKey::hs256(&[7; 32]).public_jwk().is_none());
+    /// ```
     pub fn public_jwk(&self) -> Option<Jwk> {
         self.0.public_jwk()
+    }
+
+    /// The public key as PEM (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo), `None`
+    /// for HMAC keys: for [`JwtVerifierBuilder::public_key_pem`](crate::verify::JwtVerifierBuilder::public_key_pem),
+    /// `mcp-oauth serve --public-key FILE`, or any tool that reads PEM.
+    ///
+    /// ```
+    /// use mcp_oauth::jose::{Algorithm, VerifyingKey};
+    /// use mcp_oauth::testing::TestKey;
+    ///
+    /// for (key, alg) in [
+    ///     (TestKey::rs256(), Algorithm::RS256),
+    ///     (TestKey::es256(), Algorithm::ES256),
+    ///     (TestKey::ed25519(), Algorithm::EdDSA),
+    /// ] {
+    ///     let pem = key.public_key_pem().expect("an asymmetric key");
+    ///     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    ///     assert!(pem.ends_with("-----END PUBLIC KEY-----\n"));
+    ///
+    ///     // The PEM verifies what the key signs, and nothing else.
+    ///     let public = VerifyingKey::from_pem(&pem, alg, None)?;
+    ///     let signature = key.key().sign(b"message");
+    ///     assert!(public.verify(alg, b"message", &signature));
+    ///     assert!(!public.verify(alg, b"another message", &signature));
+    /// }
+    /// assert!(TestKey::hs256(&[7; 32]).public_key_pem().is_none());
+    /// # Ok::<(), mcp_oauth::jose::KeyError>(())
+    /// ```
+    pub fn public_key_pem(&self) -> Option<String> {
+        let der = public_key_der(&self.0)?;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Some(pem)
     }
 
     /// A JWKS document with the public keys of `keys`.
@@ -142,6 +194,43 @@ impl TestKey {
             typ: Some("at+jwt".into()),
         }
     }
+}
+
+/// The SubjectPublicKeyInfo DER of an asymmetric key, read back from its PKCS#8 form.
+fn public_key_der(key: &SigningKey) -> Option<Vec<u8>> {
+    use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+    use aws_lc_rs::signature::{self, KeyPair as _};
+
+    let pem = key.to_pkcs8_pem()?;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let pkcs8 = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let der: PublicKeyX509Der<'static> = match key.alg().family() {
+        KeyFamily::Rsa => signature::RsaKeyPair::from_pkcs8(&pkcs8)
+            .ok()?
+            .public_key()
+            .as_der()
+            .ok()?,
+        KeyFamily::Ec => {
+            let alg = match key.alg() {
+                Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                _ => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            };
+            signature::EcdsaKeyPair::from_pkcs8(alg, &pkcs8)
+                .ok()?
+                .public_key()
+                .as_der()
+                .ok()?
+        }
+        KeyFamily::Okp => signature::Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .ok()?
+            .public_key()
+            .as_der()
+            .ok()?,
+        _ => return None,
+    };
+    Some(der.as_ref().to_vec())
 }
 
 /// Builds a signed JWT.
