@@ -234,7 +234,7 @@ struct State {
     secrets: Vec<String>,
     redirect_uris: Vec<String>,
     /// Codes and refresh tokens that were exchanged successfully, with the request that
-    /// redeemed them (its sorted parameters and its `Authorization` header).
+    /// redeemed them (its sorted parameters, its `Authorization` and `Content-Type`).
     used: HashMap<String, Presentation>,
     /// Grant (`sid`) of each code and refresh token exchanged, and of each access token.
     grant_of: Vec<(String, String)>,
@@ -496,9 +496,10 @@ async fn check(server: &AuthServer, state: &mut State, outcome: &Outcome, step: 
     }
 }
 
-/// What a token request presented: its parameters, sorted, and its `Authorization` header.
-/// A replay is the same request sent again.
-type Presentation = (Vec<(String, String)>, Option<String>);
+/// What a token request presented: its parameters, sorted, and its `Authorization` and
+/// `Content-Type` headers. A replay is the same request sent again (a request that differs
+/// may be refused before its credential is looked at, e.g. for its content type).
+type Presentation = (Vec<(String, String)>, Option<String>, Option<String>);
 
 /// How often each invariant that needs a whole flow was reached during the current input
 /// (a script's `# reached` lines assert on it, see `run_script`).
@@ -649,7 +650,7 @@ async fn after_token(
     server: &AuthServer,
     state: &mut State,
     pairs: &[(String, String)],
-    authorization: Option<&str>,
+    (authorization, content_type): (Option<&str>, Option<&str>),
     outcome: &Outcome,
 ) {
     let grant_type = get(pairs, "grant_type").unwrap_or_default();
@@ -659,7 +660,11 @@ async fn after_token(
         _ => None,
     }
     .map(str::to_owned);
-    let mut presentation: Presentation = (pairs.to_vec(), authorization.map(str::to_owned));
+    let mut presentation: Presentation = (
+        pairs.to_vec(),
+        authorization.map(str::to_owned),
+        content_type.map(str::to_owned),
+    );
     presentation.0.sort();
     if outcome.status == StatusCode::OK {
         let issued = check_token_response(server, state, &outcome.body).await;
@@ -828,7 +833,7 @@ async fn after(
                 server,
                 state,
                 &pairs,
-                header(header::AUTHORIZATION),
+                (header(header::AUTHORIZATION), header(header::CONTENT_TYPE)),
                 outcome,
             )
             .await;
