@@ -279,7 +279,7 @@ fn assert_common(url: &url::Url, issuer: &str, client_id: &str) {
         "a state of our own"
     );
     assert!(
-        q.get("resource").is_none(),
+        !q.contains_key("resource"),
         "the client's resource stays here"
     );
 }
