@@ -244,7 +244,10 @@ fn run(input: Input) {
 
     let (body, body_is_rpc) = match &input.body {
         Body::Empty => (Vec::new(), false),
-        Body::Raw(bytes) => (bytes.clone(), mcp_oauth::peek_jsonrpc(bytes).is_ok()),
+        Body::Raw(bytes) => (
+            bytes.clone(),
+            mcp_oauth::jsonrpc::peek_jsonrpc(bytes).is_ok(),
+        ),
         Body::Call { method, tool } => (rpc(method, tool.as_ref()).to_string().into_bytes(), {
             method.resolve() != "tools/call" || tool.is_some()
         }),

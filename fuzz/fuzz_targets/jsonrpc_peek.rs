@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_oauth::{RpcCall, peek_jsonrpc};
+use mcp_oauth::jsonrpc::{RpcCall, peek_jsonrpc};
 use serde_json::Value;
 
 /// The calls of one message object, read with `serde_json::Value`.

@@ -16,9 +16,10 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::{Arbitrary, Unstructured};
 use common::{ISSUER, LEEWAY, Mint, RESOURCE, now, runtime, verifier};
 use libfuzzer_sys::fuzz_target;
+use mcp_oauth::authenticator::Authenticator;
 use mcp_oauth::jose::dangerous::decode_unverified;
 use mcp_oauth::verify::JwtVerifier;
-use mcp_oauth::{Authenticator, Claims, ResourceUrl};
+use mcp_oauth::{Claims, ResourceUrl};
 use serde_json::Value;
 
 #[derive(Arbitrary, Debug)]

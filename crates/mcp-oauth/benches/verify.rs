@@ -41,10 +41,11 @@ use aws_lc_rs::{hmac, rand::SecureRandom as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
+use mcp_oauth::ResourceUrl;
+use mcp_oauth::authenticator::Authenticator;
 use mcp_oauth::jose::{Algorithm, Jwk};
 use mcp_oauth::testing::TestKey;
 use mcp_oauth::verify::JwtVerifier;
-use mcp_oauth::{Authenticator, ResourceUrl};
 
 const ISSUER: &str = "https://auth.example.com";
 const RESOURCE: &str = "https://mcp.example.com/mcp";

@@ -184,7 +184,7 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// The time rules every token gets (RFC 7519 §4.1.4–4.1.6): `exp` has not passed, `nbf`
 /// and `iat` are not in the future, each with a leeway for clock skew. The pipeline
-/// ([`Authenticator`](crate::Authenticator)) applies them; tools that explain a token (the
+/// ([`Authenticator`](crate::authenticator::Authenticator)) applies them; tools that explain a token (the
 /// CLI's `doctor`) ask the same rules instead of restating them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRules {

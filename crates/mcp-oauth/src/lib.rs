@@ -123,12 +123,12 @@ pub struct ProxyDocDoctests;
 pub struct BrowserProxyDocDoctests;
 
 pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
-pub use authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TokenCacheOptions};
-pub use claims::{ClaimIfPresent, Claims};
+pub use claims::Claims;
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
-pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_BODY_BYTES};
 pub use oauth::{OAuth, OAuthBuilder};
-pub use jsonrpc::{RpcCall, UnreadableBody, peek_jsonrpc};
 pub use policy::ScopePolicy;
 pub use resource::ResourceUrl;
 pub use secret::{AccessToken, Secret};
+#[cfg(feature = "rmcp")]
+pub use server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
+pub use verify::JwtVerifier;

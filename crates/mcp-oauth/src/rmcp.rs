@@ -26,9 +26,20 @@
 //! next to it.
 
 use ::rmcp::handler::server::common::{AsRequestContext, FromContextPart};
-use ::rmcp::model::ErrorData;
-use ::rmcp::service::{RequestContext, RoleServer};
+use ::rmcp::model::ProgressNotificationParam;
 use ::rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+
+// The rmcp items `server/` builds on, spelled once here: an rmcp upgrade touches this file.
+pub(crate) use ::rmcp::ServerHandler;
+pub(crate) use ::rmcp::handler::server::common::schema_for_input;
+pub(crate) use ::rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool as ToolModel,
+};
+pub(crate) use ::rmcp::service::{RequestContext, RoleServer};
+pub(crate) use ::rmcp::transport::streamable_http_server::StreamableHttpService;
+pub(crate) use ::rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 use crate::auth::Auth;
 use crate::oauth::OAuth;
@@ -74,6 +85,7 @@ pub fn auth_from_context(context: &RequestContext<RoleServer>) -> Option<Auth> {
 /// requests to a local server under another name) still needs a bearer token, which a
 /// browser does not attach on its own.
 pub fn streamable_http_config(oauth: &OAuth) -> StreamableHttpServerConfig {
+    let config = base_config();
     let mut hosts = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -86,13 +98,87 @@ pub fn streamable_http_config(oauth: &OAuth) -> StreamableHttpServerConfig {
                 .to_owned(),
         );
     }
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true);
     if oauth.trusts_forwarded_headers() {
         // The public host comes from the proxy and varies; the proxy is the gate, and the
         // audience follows only what a trusted proxy forwarded (see the docs above).
         return config.disable_allowed_hosts();
     }
     config.with_allowed_hosts(hosts)
+}
+
+fn base_config() -> StreamableHttpServerConfig {
+    StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+}
+
+/// rmcp's transport settings for a server without OAuth (rmcp's defaults), with `sessions`
+/// and `json_response` as asked.
+pub(crate) fn transport_config(
+    oauth: Option<&OAuth>,
+    sessions: bool,
+    json_response: bool,
+) -> StreamableHttpServerConfig {
+    let config = match oauth {
+        Some(oauth) => streamable_http_config(oauth),
+        None => StreamableHttpServerConfig::default(),
+    };
+    config
+        .with_legacy_session_mode(sessions)
+        .with_json_response(json_response)
+}
+
+/// The rmcp request behind a tool call, kept inside the glue: a
+/// [`ToolContext`](crate::server::ToolContext) asks it for what tools need (the HTTP
+/// request's parts, cancellation, progress notifications) without naming an rmcp type.
+#[derive(Debug, Clone)]
+pub(crate) struct McpRequest(RequestContext<RoleServer>);
+
+impl McpRequest {
+    pub(crate) fn new(context: RequestContext<RoleServer>) -> Self {
+        Self(context)
+    }
+
+    /// The verified caller, if the bearer layer ran.
+    pub(crate) fn auth(&self) -> Option<Auth> {
+        auth_from_context(&self.0)
+    }
+
+    /// The HTTP request's head (method, URI, headers, extensions).
+    pub(crate) fn parts(&self) -> Option<&http::request::Parts> {
+        self.0.extensions.get::<http::request::Parts>()
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.ct.is_cancelled()
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        self.0.ct.cancelled().await;
+    }
+
+    /// Sends `notifications/progress` when the client asked for progress (a progress token
+    /// in `_meta`); otherwise nothing.
+    pub(crate) async fn notify_progress(
+        &self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> Result<(), String> {
+        let Some(token) = self.0.meta.get_progress_token() else {
+            return Ok(());
+        };
+        let mut param = ProgressNotificationParam::new(token, progress);
+        if let Some(total) = total {
+            param = param.with_total(total);
+        }
+        if let Some(message) = message {
+            param = param.with_message(message);
+        }
+        self.0
+            .peer
+            .notify_progress(param)
+            .await
+            .map_err(|err| err.to_string())
+    }
 }

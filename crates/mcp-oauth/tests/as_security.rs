@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{CHALLENGE, Served, VERIFIER};
 use mcp_oauth::auth_server::{AuthServer, AuthServerBuilder, ClientSpec, Registration};
-use mcp_oauth::{Authenticator, ResourceUrl};
+use mcp_oauth::ResourceUrl;
+use mcp_oauth::authenticator::Authenticator;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::eventually;
+use mcp_oauth::authenticator::Authenticator;
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::{Algorithm, SigningKey};
 use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
 use mcp_oauth::verify::{
     FnVerifier, IntrospectionVerifier, JwksOptions, JwtVerifier, TokenVerifier,
 };
-use mcp_oauth::{Authenticator, Claims, ResourceUrl, VerifyError, VerifyErrorKind};
+use mcp_oauth::{Claims, ResourceUrl, VerifyError, VerifyErrorKind};
 use serde_json::json;
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";

@@ -3,13 +3,10 @@
 //!
 //! The token itself is never printed.
 
-use mcp_oauth::authenticator::TimeRules;
+use mcp_oauth::authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TimeRules};
 use mcp_oauth::jose::Algorithms;
 use mcp_oauth::jose::dangerous::{UnverifiedToken, decode_unverified};
-use mcp_oauth::verify::JwtVerifier;
-use mcp_oauth::{
-    AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, ResourceUrl, VerifyError, VerifyErrorKind,
-};
+use mcp_oauth::{JwtVerifier, ResourceUrl, VerifyError, VerifyErrorKind};
 
 use super::report::{Check, Report};
 use super::time::{human_duration, now_unix, rfc3339};

@@ -7,7 +7,7 @@
 //! 2. an `access_token` in the query string is refused (400 `invalid_request`), as are two
 //!    `Authorization` headers;
 //! 3. no `Authorization: Bearer` → 401 with a challenge and no error code;
-//! 4. the token goes through the [`Authenticator`](crate::Authenticator): invalid, expired or
+//! 4. the token goes through the [`Authenticator`](crate::authenticator::Authenticator): invalid, expired or
 //!    misdirected → 401 `invalid_token`; keys unreachable → 503;
 //! 5. the baseline scopes, then, when the policy has per-method or per-tool scopes, the
 //!    scopes of the JSON-RPC calls in the body → 403 `insufficient_scope` naming all of them;

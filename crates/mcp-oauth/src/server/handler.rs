@@ -3,16 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ::rmcp::ServerHandler;
-use ::rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool as ToolModel,
-};
-use ::rmcp::service::{RequestContext, RoleServer};
-
 use super::{McpServer, ServerError, Tool, ToolContext};
-use crate::rmcp::auth_from_context;
+use crate::rmcp::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    Implementation, ListToolsResult, McpRequest, PaginatedRequestParams, RequestContext,
+    RoleServer, ServerCapabilities, ServerConfig, ServerHandler, ToolModel,
+};
 
 struct Shared {
     info: ServerConfig,
@@ -95,7 +91,8 @@ impl ServerHandler for Handler {
                 None,
             ));
         };
-        let auth = auth_from_context(&context);
+        let mcp = McpRequest::new(context);
+        let auth = mcp.auth();
         // The bearer layer already refused calls without these scopes with HTTP 403; this is
         // the second lock on the door, for transports that bypass the layer.
         if !tool.scopes.is_empty()
@@ -110,7 +107,7 @@ impl ServerHandler for Handler {
             .into());
         }
         #[cfg_attr(not(feature = "auth-server"), allow(unused_mut))]
-        let mut ctx = ToolContext::new(auth, context);
+        let mut ctx = ToolContext::new(auth, mcp);
         #[cfg(feature = "auth-server")]
         {
             ctx.auth_server = self.shared.auth_server.clone();

@@ -32,8 +32,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ::rmcp::transport::streamable_http_server::StreamableHttpService;
-use ::rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use axum::Router;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tower_layer::Layer as _;
@@ -42,9 +40,9 @@ pub use tool::{IntoToolResult, NoArgs, Tool, ToolContext, ToolError};
 
 use crate::error::ConfigError;
 use crate::oauth::OAuth;
-use crate::rmcp::streamable_http_config;
-use crate::session::SessionBindingLayer;
+use crate::rmcp::{LocalSessionManager, StreamableHttpService, transport_config};
 use crate::routes::mcp_cors;
+use crate::session::SessionBindingLayer;
 
 /// What [`McpServer::oauth`] accepts.
 #[derive(Debug, Clone)]
@@ -339,33 +337,31 @@ impl McpServer {
         }
         let oauth = oauth.as_ref().zip(policy).map(|(o, p)| o.with_policy(p));
         let handler = handler::Handler::new(self)?;
-        let mut config = match &oauth {
-            Some(oauth) => streamable_http_config(oauth),
-            None => {
-                ::rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default()
-            }
-        };
-        config = config
-            .with_legacy_session_mode(self.sessions)
-            .with_json_response(self.json_response);
+        let config = transport_config(oauth.as_ref(), self.sessions, self.json_response);
         let service = StreamableHttpService::new(
             move || Ok(handler.clone()),
             Arc::new(LocalSessionManager::default()),
             config,
         );
         let path = self.endpoint_path(oauth.as_ref());
+        // One CORS policy per kind of route, applied once: `mcp_cors` on the MCP endpoint
+        // only; the metadata routes and the authorization server's routes carry their own.
         let router = match &oauth {
-            None => Router::new().route_service(&path, service),
+            None => Router::new()
+                .route_service(&path, service)
+                .layer(mcp_cors()),
             Some(oauth) if self.sessions => {
                 let protected = oauth
                     .layer()
                     .layer(SessionBindingLayer::default().layer(service));
                 Router::new()
                     .route_service(&path, protected)
+                    .layer(mcp_cors())
                     .merge(oauth.metadata_router())
             }
             Some(oauth) => Router::new()
                 .route_service(&path, oauth.layer().layer(service))
+                .layer(mcp_cors())
                 .merge(oauth.metadata_router()),
         };
         #[cfg(feature = "auth-server")]
@@ -373,7 +369,7 @@ impl McpServer {
             Some(server) => router.merge(server.router()),
             None => router,
         };
-        Ok(router.layer(mcp_cors()))
+        Ok(router)
     }
 
     /// Binds `addr`, serves until Ctrl-C (or SIGTERM), then shuts down gracefully.

@@ -4,25 +4,24 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use ::rmcp::model::{CallToolResult, ContentBlock, JsonObject};
-use ::rmcp::service::{RequestContext, RoleServer};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Auth, InsufficientScope};
+use crate::rmcp::{CallToolResult, ContentBlock, JsonObject, McpRequest, schema_for_input};
 use crate::verify::BoxFuture;
 
 /// What a tool handler gets besides its arguments.
 #[derive(Debug, Clone)]
 pub struct ToolContext {
     auth: Option<Auth>,
-    request: RequestContext<RoleServer>,
+    request: McpRequest,
     #[cfg(feature = "auth-server")]
     pub(super) auth_server: Option<crate::auth_server::AuthServer>,
 }
 
 impl ToolContext {
-    pub(crate) fn new(auth: Option<Auth>, request: RequestContext<RoleServer>) -> Self {
+    pub(crate) fn new(auth: Option<Auth>, request: McpRequest) -> Self {
         Self {
             auth,
             request,
@@ -86,9 +85,38 @@ impl ToolContext {
         Ok(auth)
     }
 
-    /// The rmcp request context (peer, cancellation, `_meta`).
-    pub fn request(&self) -> &RequestContext<RoleServer> {
-        &self.request
+    /// The HTTP request's head: method, URI, headers and extensions (`None` only on a
+    /// transport other than Streamable HTTP).
+    pub fn parts(&self) -> Option<&http::request::Parts> {
+        self.request.parts()
+    }
+
+    /// Whether the client cancelled this call (`notifications/cancelled`).
+    pub fn is_cancelled(&self) -> bool {
+        self.request.is_cancelled()
+    }
+
+    /// Completes when the client cancels this call; `select!` it against long work.
+    pub async fn cancelled(&self) {
+        self.request.cancelled().await;
+    }
+
+    /// Reports progress to the client (`notifications/progress`) when it asked for it (a
+    /// progress token in the request's `_meta`); otherwise does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The notification could not be sent (the connection is gone).
+    pub async fn notify_progress(
+        &self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> Result<(), ToolError> {
+        self.request
+            .notify_progress(progress, total, message)
+            .await
+            .map_err(ToolError::new)
     }
 }
 
@@ -252,7 +280,7 @@ impl Tool {
             name: name.into(),
             description: description.into(),
             title: None,
-            schema: ::rmcp::handler::server::common::schema_for_input::<A>(),
+            schema: schema_for_input::<A>(),
             scopes: Vec::new(),
             handler: Arc::new(erased),
         }

@@ -2,7 +2,7 @@
 //!
 //! A [`TokenVerifier`] checks the signature (or asks the authorization server) and the
 //! issuer, and returns the claims. Everything after that is shared by every verifier and
-//! lives in the [`Authenticator`](crate::Authenticator): the verified-token cache, audience
+//! lives in the [`Authenticator`](crate::authenticator::Authenticator): the verified-token cache, audience
 //! binding, the time rules (`exp`, `nbf`, `iat` with leeway) and the claim mapping.
 //!
 //! | verifier | for |
@@ -52,7 +52,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Decides whether a token is authentic and returns its claims.
 ///
 /// Implementations check what only they can check (signature, issuer, introspection's
-/// `active`); the shared rules run after them, in the [`Authenticator`](crate::Authenticator).
+/// `active`); the shared rules run after them, in the [`Authenticator`](crate::authenticator::Authenticator).
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token` and returns its claims.
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>>;
