@@ -204,7 +204,7 @@ async fn start_upstream(github: bool) -> (Upstreamish, Served) {
 struct Proxy {
     server: AuthServer,
     resource: String,
-    store: Arc<MemoryStore>,
+    store: Arc<dyn Store>,
     issuer: String,
     http: reqwest::Client,
     _served: Served,
@@ -223,7 +223,7 @@ async fn start_proxy_serving(upstream: Upstream, mcp: Option<McpServer>) -> Prox
         Some(_) => format!("{issuer}/mcp"),
         None => RESOURCE.to_owned(),
     };
-    let store = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let server = AuthServer::builder(issuer.clone())
         .resource(resource.clone())
         .store(store.clone())

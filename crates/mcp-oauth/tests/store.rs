@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_oauth::auth_server::store::{
-    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, MemoryStore, Redeemed, RefreshRecord,
-    Store,
+    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Kind, MemoryStore, Redeemed,
+    RefreshRecord, Store, Stored,
 };
 use serde_json::json;
 
@@ -502,6 +502,66 @@ async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
     assert_eq!(taken, 1);
 }
 
+/// The primitives themselves, on bytes that are not UTF-8: kinds never collide, a record
+/// without an expiry stays, `put` replaces a used record with an unused one.
+async fn primitives_keep_bytes_by_kind_and_key(store: Arc<dyn Store>) {
+    let bytes = vec![0_u8, 0xff, 0xfe, b'{', 0x80];
+    store
+        .put(Kind::Consent, "k", bytes.clone(), None)
+        .await
+        .expect("put");
+    store
+        .put(Kind::Transaction, "k", b"other".to_vec(), Some(now() + 600))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get(Kind::Consent, "k").await.expect("get"),
+        Some(Stored {
+            data: bytes.clone(),
+            used: false
+        })
+    );
+    assert_eq!(store.get(Kind::Code, "k").await.expect("get"), None);
+    assert_eq!(
+        store.redeem(Kind::Consent, "k").await.expect("redeem"),
+        Redeemed::Fresh(bytes.clone())
+    );
+    assert_eq!(
+        store.get(Kind::Consent, "k").await.expect("get"),
+        Some(Stored {
+            data: bytes.clone(),
+            used: true
+        })
+    );
+    store
+        .put(Kind::Consent, "k", b"new".to_vec(), None)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.redeem(Kind::Consent, "k").await.expect("redeem"),
+        Redeemed::Fresh(b"new".to_vec()),
+        "a replaced record is unused"
+    );
+    assert_eq!(
+        store.take(Kind::Transaction, "k").await.expect("take"),
+        Some(b"other".to_vec())
+    );
+    assert_eq!(
+        store.take(Kind::Transaction, "k").await.expect("take"),
+        None
+    );
+    store
+        .put(Kind::Request, "old", b"x".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert_eq!(store.get(Kind::Request, "old").await.expect("get"), None);
+    assert_eq!(
+        store.redeem(Kind::Request, "old").await.expect("redeem"),
+        Redeemed::Missing
+    );
+    assert_eq!(store.take(Kind::Request, "old").await.expect("take"), None);
+}
+
 // ---- the stores under test -------------------------------------------------------------
 
 /// A folder under the system temp dir, removed on drop.
@@ -564,6 +624,26 @@ async fn redis_store() -> (Arc<dyn Store>, redis_support::RedisServer) {
     (Arc::new(store), server)
 }
 
+#[cfg(feature = "redis")]
+async fn redis_cluster_store() -> (Arc<dyn Store>, ()) {
+    let store = mcp_oauth::auth_server::store::RedisStore::cluster(
+        &redis_support::cluster_urls(),
+        &redis_support::fresh_prefix(),
+    )
+    .await
+    .expect("connect to the cluster");
+    (Arc::new(store), ())
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_store() -> (Arc<dyn Store>, postgres_support::Database) {
+    let database = postgres_support::Database::create().await;
+    let store = mcp_oauth::auth_server::store::PostgresStore::connect(database.url())
+        .await
+        .expect("connect");
+    (Arc::new(store), database)
+}
+
 /// Runs every contract test against the store `$make` builds.
 macro_rules! conformance {
     ($name:ident, $make:ident) => {
@@ -603,6 +683,7 @@ macro_rules! conformance {
             case!(concurrent concurrent_takes_have_one_winner);
             case!(entries_are_kept_by_kind_read_and_taken_once);
             case!(concurrent concurrent_entry_takes_have_one_winner);
+            case!(primitives_keep_bytes_by_kind_and_key);
         }
     };
 }
@@ -614,6 +695,10 @@ conformance!(sqlite_in_memory, sqlite_memory_store);
 conformance!(sqlite_file, sqlite_file_store);
 #[cfg(feature = "redis")]
 conformance!(redis, redis_store);
+#[cfg(feature = "redis")]
+conformance!(redis_cluster, redis_cluster_store);
+#[cfg(feature = "postgres")]
+conformance!(postgres, postgres_store);
 
 // ---- SQLite only -----------------------------------------------------------------------
 
@@ -631,7 +716,7 @@ mod sqlite_only {
         let stored_code = code("f1", now() + 60);
         let stored_refresh = refresh_token("f1", now() + 600);
         {
-            let store = SqliteStore::open(&path).expect("open");
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open"));
             store.put_client(stored_client.clone()).await.expect("put");
             store
                 .put_request("r", stored_request.clone())
@@ -659,7 +744,7 @@ mod sqlite_only {
                 .expect("revoke");
         }
 
-        let store = SqliteStore::open(&path).expect("reopen");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("reopen"));
         assert_eq!(store.client("c").await.expect("read"), Some(stored_client));
         assert_eq!(
             store.take_request("r").await.expect("take"),
@@ -690,7 +775,7 @@ mod sqlite_only {
 
         let dir = TempDir::new("mode");
         let path = dir.path().join("auth.db");
-        let store = SqliteStore::open(&path).expect("open");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open"));
         store
             .put_code("h", code("f1", now() + 60))
             .await
@@ -713,7 +798,7 @@ mod sqlite_only {
 
         // A file that already existed with a looser mode is tightened on open.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let _store = SqliteStore::open(&path).expect("reopen");
+        let _store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("reopen"));
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
@@ -743,7 +828,7 @@ mod sqlite_only {
     fn client_rows(path: &Path) -> Vec<String> {
         let conn = rusqlite::Connection::open(path).expect("open raw");
         let mut rows: Vec<String> = conn
-            .prepare("SELECT client_id FROM clients")
+            .prepare("SELECT key FROM records WHERE kind = 'client'")
             .expect("prepare")
             .query_map([], |row| row.get(0))
             .expect("query")
@@ -758,7 +843,7 @@ mod sqlite_only {
         let dir = TempDir::new("lapse");
         let path = dir.path().join("auth.db");
         {
-            let store = SqliteStore::open(&path).expect("open");
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open"));
             for record in [
                 lapsing_client("lapsed", Some(now() - 1)),
                 lapsing_client("pending", Some(now() + 600)),
@@ -769,7 +854,7 @@ mod sqlite_only {
         }
         assert_eq!(client_rows(&path), ["kept", "lapsed", "pending"]);
         // Opening purges what lapsed; nothing else.
-        let _store = SqliteStore::open(&path).expect("reopen");
+        let _store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("reopen"));
         assert_eq!(client_rows(&path), ["kept", "pending"]);
     }
 
@@ -778,6 +863,7 @@ mod sqlite_only {
         let dir = TempDir::new("v2");
         let path = dir.path().join("auth.db");
         let old = client("old", "https://client.example/cb");
+        let code_at = now() + 60;
         {
             // The version 2 layout of the clients table, with one client in it.
             let conn = rusqlite::Connection::open(&path).expect("create");
@@ -796,9 +882,51 @@ mod sqlite_only {
                 [serde_json::to_string(&old).expect("json")],
             )
             .expect("insert");
+            // A used code, an unused refresh token, a revocation and a consent.
+            conn.execute(
+                "INSERT INTO codes (hash, expires_at, used, data) VALUES ('h', ?1, 1, ?2)",
+                rusqlite::params![
+                    code_at,
+                    serde_json::to_string(&code("f1", code_at)).expect("json")
+                ],
+            )
+            .expect("insert");
+            conn.execute(
+                "INSERT INTO refresh_tokens (hash, expires_at, used, data) VALUES ('rt', ?1, 0, ?2)",
+                rusqlite::params![now() + 600, serde_json::to_string(&refresh_token("f1", now() + 600)).expect("json")],
+            )
+            .expect("insert");
+            conn.execute(
+                "INSERT INTO revoked_families (family, until) VALUES ('f0', ?1)",
+                [now() + 600],
+            )
+            .expect("insert");
+            conn.execute(
+                "INSERT INTO entries (kind, key, expires_at, data) VALUES ('consent', 'alice:c', ?1, '{}')",
+                [now() + 600],
+            )
+            .expect("insert");
         }
-        let store = SqliteStore::open(&path).expect("open and migrate");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open and migrate"));
         assert_eq!(store.client("old").await.expect("read"), Some(old));
+        assert_eq!(
+            store.redeem_code("h").await.expect("redeem"),
+            Redeemed::Replayed(code("f1", code_at)),
+            "the used flag survives the migration"
+        );
+        assert!(matches!(
+            store.redeem_refresh("rt").await.expect("redeem"),
+            Redeemed::Fresh(_)
+        ));
+        assert!(store.is_family_revoked("f0").await.expect("read"));
+        assert_eq!(
+            store
+                .entry(EntryKind::Consent, "alice:c")
+                .await
+                .expect("read")
+                .as_deref(),
+            Some("{}")
+        );
         let lapsed = lapsing_client("new", Some(now() - 1));
         store.put_client(lapsed).await.expect("put");
         assert_eq!(store.client("new").await.expect("read"), None);
@@ -841,6 +969,24 @@ mod redis_support {
     /// Held while a server picks its port and starts, so that two tests of this binary never
     /// race for one port.
     static STARTING: Mutex<()> = Mutex::new(());
+
+    /// The variable that names the test cluster's nodes.
+    const CLUSTER_VAR: &str = "MCP_OAUTH_REDIS_CLUSTER";
+
+    /// The nodes of the Redis Cluster `scripts/redis-cluster start` made (comma-separated
+    /// URLs in `MCP_OAUTH_REDIS_CLUSTER`); a test without one fails with what to do. Tests
+    /// share the cluster, each under a [`fresh_prefix`].
+    pub(crate) fn cluster_urls() -> Vec<String> {
+        let urls = std::env::var(CLUSTER_VAR).unwrap_or_else(|_| {
+            panic!(
+                "{CLUSTER_VAR} is not set: the Redis Cluster store tests need a cluster. Run \
+                 `export {CLUSTER_VAR}=$(scripts/redis-cluster start)` (three primaries on \
+                 loopback; `scripts/redis-cluster stop \"${CLUSTER_VAR}\"` stops them), or \
+                 scripts/test, which does both"
+            )
+        });
+        urls.split(',').map(str::to_owned).collect()
+    }
 
     /// A key prefix no other store in this process uses.
     pub(crate) fn fresh_prefix() -> String {
@@ -980,7 +1126,7 @@ mod redis_only {
 
     use super::redis_support::{RedisServer, free_port};
     use super::*;
-    use mcp_oauth::auth_server::store::RedisStore;
+    use mcp_oauth::auth_server::store::{RedisStore, StoreErrorKind};
 
     /// How long a connection attempt may take before a test calls it a hang: a guard against
     /// endless retries, far above the store's own connection timeout, never a speed bound.
@@ -1000,7 +1146,7 @@ mod redis_only {
     }
 
     /// Writes one record of each kind, all lapsing at `expires_at`.
-    async fn one_of_each(store: &RedisStore, expires_at: i64) {
+    async fn one_of_each(store: &dyn Store, expires_at: i64) {
         store
             .put_client(client("c", "https://client.example/cb"))
             .await
@@ -1032,15 +1178,16 @@ mod redis_only {
             .expect("upstream tokens");
     }
 
-    /// The keys [`one_of_each`] writes that expire, without the prefix.
+    /// The keys [`one_of_each`] writes that expire, without the prefix: each its own key in
+    /// a hash tag.
     const EXPIRING: [&str; 7] = [
-        "code:h",
-        "entry:consent:alice:c",
-        "entry:transaction:s",
-        "entry:upstream_tokens:f",
-        "refresh:h",
-        "request:r",
-        "revoked:f",
+        "code:{h}",
+        "consent:{alice:c}",
+        "refresh:{h}",
+        "request:{r}",
+        "revoked:{f}",
+        "transaction:{s}",
+        "upstream_tokens:{f}",
     ];
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1095,17 +1242,21 @@ mod redis_only {
     #[tokio::test]
     async fn every_key_carries_the_prefix() {
         let server = RedisServer::start();
-        let a = RedisStore::connect(&server.url(), "deploy-a:")
-            .await
-            .expect("connect a");
-        let b = RedisStore::connect(&server.url(), "deploy-b:")
-            .await
-            .expect("connect b");
-        one_of_each(&a, now() + 600).await;
+        let a: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "deploy-a:")
+                .await
+                .expect("connect a"),
+        );
+        let b: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "deploy-b:")
+                .await
+                .expect("connect b"),
+        );
+        one_of_each(a.as_ref(), now() + 600).await;
 
         let mut expected: Vec<String> = EXPIRING
             .iter()
-            .chain(&["client:c"])
+            .chain(&["client:{c}"])
             .map(|key| format!("deploy-a:{key}"))
             .collect();
         expected.sort();
@@ -1129,11 +1280,13 @@ mod redis_only {
     #[tokio::test]
     async fn every_record_with_an_expiry_gets_it_in_redis() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
         let expires_at = now() + 600;
-        one_of_each(&store, expires_at).await;
+        one_of_each(store.as_ref(), expires_at).await;
 
         let mut raw = server.raw();
         for key in EXPIRING {
@@ -1143,63 +1296,72 @@ mod redis_only {
                 "{key}"
             );
         }
-        assert_eq!(expire_time(&mut raw, "p:client:c"), -1, "clients stay");
+        assert_eq!(expire_time(&mut raw, "p:client:{c}"), -1, "clients stay");
 
         // Redeeming does not touch the expiry.
         store.redeem_code("h").await.expect("redeem");
-        assert_eq!(expire_time(&mut raw, "p:code:h"), expires_at);
+        assert_eq!(expire_time(&mut raw, "p:code:{h}"), expires_at);
     }
 
     #[tokio::test]
     async fn an_unused_registration_expires_in_redis_until_it_is_kept() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
         let expires_at = now() + 600;
         store
             .put_client(lapsing_client("c", Some(expires_at)))
             .await
             .expect("register");
         let mut raw = server.raw();
-        assert_eq!(expire_time(&mut raw, "p:client:c"), expires_at);
+        assert_eq!(expire_time(&mut raw, "p:client:{c}"), expires_at);
         // The client completed an authorization: kept, without an expiry.
         store
             .put_client(lapsing_client("c", None))
             .await
             .expect("keep");
-        assert_eq!(expire_time(&mut raw, "p:client:c"), -1);
+        assert_eq!(expire_time(&mut raw, "p:client:{c}"), -1);
         assert!(store.client("c").await.expect("read").is_some());
     }
 
     #[tokio::test]
     async fn a_lapsed_client_is_unknown_even_if_redis_still_has_it() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
-        // Written without a TTL (another instance's clock, or an older version).
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
+        // Written without a TTL or `exp` field (another instance's clock, or an older version).
         let lapsed = serde_json::to_string(&lapsing_client("c", Some(now() - 1))).expect("json");
-        let _: () = ::redis::cmd("SET")
-            .arg("p:client:c")
+        let _: () = ::redis::cmd("HSET")
+            .arg("p:client:{c}")
+            .arg("data")
             .arg(lapsed)
+            .arg("used")
+            .arg("0")
             .query(&mut server.raw())
-            .expect("SET");
+            .expect("HSET");
         assert_eq!(store.client("c").await.expect("read"), None);
     }
 
     #[tokio::test]
     async fn records_are_gone_from_redis_after_their_expiry() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
-        one_of_each(&store, now() + 1).await;
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
+        one_of_each(store.as_ref(), now() + 1).await;
 
         let mut raw = server.raw();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if raw_keys(&mut raw) == ["p:client:c"] {
+            if raw_keys(&mut raw) == ["p:client:{c}"] {
                 break;
             }
             assert!(
@@ -1219,20 +1381,22 @@ mod redis_only {
     #[tokio::test]
     async fn a_revocation_keeps_its_longest_expiry_in_redis() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
         let long = now() + 600;
         store.revoke_family("f", long).await.expect("revoke");
         store.revoke_family("f", now() + 60).await.expect("revoke");
         let mut raw = server.raw();
-        assert_eq!(expire_time(&mut raw, "p:revoked:f"), long);
+        assert_eq!(expire_time(&mut raw, "p:revoked:{f}"), long);
         store.revoke_family("f", long + 60).await.expect("revoke");
-        assert_eq!(expire_time(&mut raw, "p:revoked:f"), long + 60);
+        assert_eq!(expire_time(&mut raw, "p:revoked:{f}"), long + 60);
 
         // A revocation that has already lapsed leaves nothing behind.
         store.revoke_family("g", now() - 1).await.expect("revoke");
-        assert_eq!(raw_keys(&mut raw), ["p:revoked:f"]);
+        assert_eq!(raw_keys(&mut raw), ["p:revoked:{f}"]);
     }
 
     #[tokio::test]
@@ -1240,13 +1404,15 @@ mod redis_only {
         // A server whose clock runs behind Redis's: Redis still keeps the key, the record
         // says it lapsed.
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
         let mut raw = server.raw();
         let lapsed = serde_json::to_string(&code("f", now() - 5)).expect("json");
         let _: () = ::redis::cmd("HSET")
-            .arg("p:code:h")
+            .arg("p:code:{h}")
             .arg("data")
             .arg(lapsed)
             .arg("used")
@@ -1257,12 +1423,17 @@ mod redis_only {
             store.redeem_code("h").await.expect("redeem"),
             Redeemed::Missing
         );
-        let entry = json!({ "expires_at": now() - 5, "value": "v" }).to_string();
-        let _: () = ::redis::cmd("SET")
-            .arg("p:entry:transaction:s")
-            .arg(entry)
+        // The record's `exp` field has passed by this machine's clock.
+        let _: () = ::redis::cmd("HSET")
+            .arg("p:transaction:{s}")
+            .arg("data")
+            .arg("v")
+            .arg("used")
+            .arg("0")
+            .arg("exp")
+            .arg(now() - 5)
             .query(&mut raw)
-            .expect("SET");
+            .expect("HSET");
         assert_eq!(
             store
                 .entry(EntryKind::Transaction, "s")
@@ -1271,7 +1442,7 @@ mod redis_only {
             None
         );
         let _: () = ::redis::cmd("SET")
-            .arg("p:revoked:f")
+            .arg("p:revoked:{f}")
             .arg(now() - 5)
             .query(&mut raw)
             .expect("SET");
@@ -1281,17 +1452,22 @@ mod redis_only {
     #[tokio::test]
     async fn damaged_records_are_errors_that_do_not_quote_them() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), "p:")
-            .await
-            .expect("connect");
-        let _: () = ::redis::cmd("SET")
-            .arg("p:client:c")
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), "p:")
+                .await
+                .expect("connect"),
+        );
+        let _: () = ::redis::cmd("HSET")
+            .arg("p:client:{c}")
+            .arg("data")
             .arg(r#"{"client_id": "secret-looking-value"}"#)
             .query(&mut server.raw())
-            .expect("SET");
-        let message = store.client("c").await.expect_err("damaged").to_string();
+            .expect("HSET");
+        let err = store.client("c").await.expect_err("damaged");
+        assert_eq!(err.kind(), StoreErrorKind::Damaged);
+        let message = err.to_string();
         assert!(
-            message.starts_with("store: redis: cannot read a client: damaged record"),
+            message.starts_with("store: cannot read a client: damaged record"),
             "{message}"
         );
         assert!(!message.contains("secret-looking-value"), "{message}");
@@ -1309,6 +1485,7 @@ mod redis_only {
             format!("{store:?}"),
             format!(r#"RedisStore {{ addr: "127.0.0.1:{port}", db: 0, prefix: "p:" }}"#)
         );
+        let store: Arc<dyn Store> = Arc::new(store);
         store
             .put_client(client("c", "https://client.example/cb"))
             .await
@@ -1391,6 +1568,413 @@ mod redis_only {
             err.to_string()
                 .starts_with("store: redis: invalid connection url"),
             "{err}"
+        );
+    }
+}
+
+// ---- PostgreSQL only -------------------------------------------------------------------
+
+/// A database of its own per test, on the server `MCP_OAUTH_POSTGRES_URL` names (started by
+/// `scripts/postgres-server start`, which `scripts/test` runs): created for the test, dropped
+/// when the guard drops. The server itself is never stopped here.
+#[cfg(feature = "postgres")]
+mod postgres_support {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use tokio_postgres::NoTls;
+
+    /// The variable that names the server.
+    const URL_VAR: &str = "MCP_OAUTH_POSTGRES_URL";
+
+    pub(crate) struct Database {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    /// The server's URL; a test without one fails with what to do.
+    pub(crate) fn server_url() -> String {
+        std::env::var(URL_VAR).unwrap_or_else(|_| {
+            panic!(
+                "{URL_VAR} is not set: the PostgreSQL store tests need a server. Run \
+                 `export {URL_VAR}=$(scripts/postgres-server start)` (installs Debian's \
+                 postgresql when missing; `scripts/postgres-server stop \"${URL_VAR}\"` \
+                 stops it), or scripts/test, which does both"
+            )
+        })
+    }
+
+    async fn admin(url: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR} ({url}): {e}"));
+        tokio::spawn(connection);
+        client
+    }
+
+    impl Database {
+        pub(crate) async fn create() -> Self {
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let admin_url = server_url();
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let name = format!(
+                "mcp_oauth_test_{}_{}_{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            admin(&admin_url)
+                .await
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create a database");
+            let mut url = url::Url::parse(&admin_url).expect("a postgres:// url");
+            url.set_path(&name);
+            Self {
+                admin: admin_url,
+                name,
+                url: url.to_string(),
+            }
+        }
+
+        pub(crate) fn url(&self) -> &str {
+            &self.url
+        }
+
+        /// A plain connection to this database, to look at what the store wrote.
+        pub(crate) async fn raw(&self) -> tokio_postgres::Client {
+            admin(&self.url).await
+        }
+    }
+
+    impl Drop for Database {
+        fn drop(&mut self) {
+            // On a thread of its own: this may run inside the test's runtime.
+            let (admin_url, name) = (self.admin.clone(), self.name.clone());
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    admin(&admin_url)
+                        .await
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+                panic!("cannot drop the test database {}", self.name);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_only {
+    use super::postgres_support::Database;
+    use super::*;
+    use mcp_oauth::auth_server::store::PostgresStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_share_state_and_redeem_a_code_once() {
+        let database = Database::create().await;
+        // Two instances set up the schema at once: one creates it, the other finds it.
+        let (a, b) = tokio::join!(
+            PostgresStore::connect(database.url()),
+            PostgresStore::connect(database.url())
+        );
+        let a: Arc<dyn Store> = Arc::new(a.expect("instance a"));
+        let b: Arc<dyn Store> = Arc::new(b.expect("instance b"));
+
+        let registered = client("c", "https://client.example/cb");
+        a.put_client(registered.clone()).await.expect("register");
+        assert_eq!(b.client("c").await.expect("read"), Some(registered));
+        b.put_entry(EntryKind::Consent, "alice:c", "{}".into(), now() + 600)
+            .await
+            .expect("consent");
+        assert!(
+            a.entry(EntryKind::Consent, "alice:c")
+                .await
+                .expect("read")
+                .is_some()
+        );
+        b.revoke_family("f0", now() + 600).await.expect("revoke");
+        assert!(a.is_family_revoked("f0").await.expect("read"));
+
+        let record = code("f1", now() + 60);
+        a.put_code("h", record.clone()).await.expect("put");
+        let mut turn = 0_usize;
+        let counts = race(50, || {
+            turn += 1;
+            let store = if turn.is_multiple_of(2) {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            async move { store.redeem_code("h").await.expect("redeem") }
+        })
+        .await;
+        assert_eq!(counts, (1, 49, 0));
+        assert_eq!(
+            b.redeem_code("h").await.expect("redeem"),
+            Redeemed::Replayed(record)
+        );
+    }
+
+    #[tokio::test]
+    async fn records_are_rows_keyed_by_hash_with_their_expiry() {
+        let database = Database::create().await;
+        let store: Arc<dyn Store> = Arc::new(
+            PostgresStore::connect(database.url())
+                .await
+                .expect("connect"),
+        );
+        let expires_at = now() + 600;
+        store
+            .put_code("h", code("f", expires_at))
+            .await
+            .expect("code");
+        store
+            .put_client(client("c", "https://client.example/cb"))
+            .await
+            .expect("client");
+        store.revoke_family("f", expires_at).await.expect("revoke");
+        store.revoke_family("f", now() + 60).await.expect("shorter");
+        let raw = database.raw().await;
+        let rows = raw
+            .query(
+                "SELECT kind, key, expires_at, used FROM mcp_oauth_records ORDER BY kind",
+                &[],
+            )
+            .await
+            .expect("rows");
+        let rows: Vec<(String, String, Option<i64>, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("client".into(), "c".into(), None, false),
+                ("code".into(), "h".into(), Some(expires_at), false),
+            ]
+        );
+        let until: i64 = raw
+            .query_one(
+                "SELECT until FROM mcp_oauth_revoked_families WHERE family = 'f'",
+                &[],
+            )
+            .await
+            .expect("revocation")
+            .get(0);
+        assert_eq!(until, expires_at, "a revocation is never shortened");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let database = Database::create().await;
+        drop(
+            PostgresStore::connect(database.url())
+                .await
+                .expect("create"),
+        );
+        database
+            .raw()
+            .await
+            .batch_execute("INSERT INTO mcp_oauth_schema (version) VALUES (2)")
+            .await
+            .expect("a newer version");
+        let err = PostgresStore::connect(database.url())
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .ends_with("database schema version 2 is newer than this build supports (1)"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn damaged_records_are_errors_that_do_not_quote_them() {
+        let database = Database::create().await;
+        let store: Arc<dyn Store> = Arc::new(
+            PostgresStore::connect(database.url())
+                .await
+                .expect("connect"),
+        );
+        database
+            .raw()
+            .await
+            .batch_execute(
+                "INSERT INTO mcp_oauth_records (kind, key, data) \
+                 VALUES ('client', 'c', convert_to('{\"client_id\": \"secret-looking-value\"}', 'UTF8'))",
+            )
+            .await
+            .expect("insert");
+        let err = store.client("c").await.expect_err("damaged");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("store: cannot read a client: damaged record"),
+            "{message}"
+        );
+        assert!(!message.contains("secret-looking-value"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_naming_its_address_not_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let err = PostgresStore::connect(&format!(
+            "postgres://mcp:hunter2-secret@127.0.0.1:{port}/auth"
+        ))
+        .await
+        .expect_err("nobody listens");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "store: postgres: cannot connect to 127.0.0.1:{port}/auth as mcp: "
+            )),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2-secret"), "{message}");
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_cluster_only {
+    use super::redis_support::{cluster_urls, fresh_prefix};
+    use super::*;
+    use mcp_oauth::auth_server::store::RedisStore;
+
+    /// Every key on every primary (a node's `KEYS` sees its own slots only).
+    fn keys_by_node(prefix: &str) -> Vec<Vec<String>> {
+        cluster_urls()
+            .iter()
+            .map(|url| {
+                let mut conn = ::redis::Client::open(url.as_str())
+                    .expect("url")
+                    .get_connection()
+                    .expect("a node");
+                let mut keys: Vec<String> = ::redis::cmd("KEYS")
+                    .arg(format!("{prefix}*"))
+                    .query(&mut conn)
+                    .expect("KEYS");
+                keys.sort();
+                keys
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn records_spread_over_the_primaries_and_a_grant_stays_together() {
+        let prefix = fresh_prefix();
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::cluster(&cluster_urls(), &prefix)
+                .await
+                .expect("connect"),
+        );
+        assert_eq!(cluster_urls().len(), 3, "three primaries");
+        for i in 0..30 {
+            store
+                .put_code(&format!("h{i}"), code("f1", now() + 60))
+                .await
+                .expect("put");
+        }
+        store
+            .revoke_family("f1", now() + 600)
+            .await
+            .expect("revoke");
+        store
+            .put_entry(
+                EntryKind::UpstreamTokens,
+                "f1",
+                "sealed".into(),
+                now() + 600,
+            )
+            .await
+            .expect("upstream tokens");
+        let by_node = keys_by_node(&prefix);
+        assert_eq!(
+            by_node.iter().filter(|keys| !keys.is_empty()).count(),
+            3,
+            "30 codes land on every primary: {by_node:?}"
+        );
+        let revoked = format!("{prefix}revoked:{{f1}}");
+        let sealed = format!("{prefix}upstream_tokens:{{f1}}");
+        assert!(
+            by_node
+                .iter()
+                .any(|keys| keys.contains(&revoked) && keys.contains(&sealed)),
+            "the keys of grant f1 share a node: {by_node:?}"
+        );
+        // Every script works on every node.
+        for i in 0..30 {
+            assert!(matches!(
+                store.redeem_code(&format!("h{i}")).await.expect("redeem"),
+                Redeemed::Fresh(_)
+            ));
+        }
+        assert!(store.is_family_revoked("f1").await.expect("read"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_share_state_and_redeem_a_code_once() {
+        let prefix = fresh_prefix();
+        let a: Arc<dyn Store> = Arc::new(
+            RedisStore::cluster(&cluster_urls(), &prefix)
+                .await
+                .expect("instance a"),
+        );
+        // The other instance knows one node only: it finds the rest.
+        let b: Arc<dyn Store> = Arc::new(
+            RedisStore::cluster(&cluster_urls()[2..], &prefix)
+                .await
+                .expect("instance b"),
+        );
+        let registered = client("c", "https://client.example/cb");
+        a.put_client(registered.clone()).await.expect("register");
+        assert_eq!(b.client("c").await.expect("read"), Some(registered));
+        let record = code("f1", now() + 60);
+        a.put_code("h", record.clone()).await.expect("put");
+        let mut turn = 0_usize;
+        let counts = race(50, || {
+            turn += 1;
+            let store = if turn.is_multiple_of(2) {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            async move { store.redeem_code("h").await.expect("redeem") }
+        })
+        .await;
+        assert_eq!(counts, (1, 49, 0));
+    }
+
+    #[tokio::test]
+    async fn debug_names_the_nodes_and_no_password() {
+        let store = RedisStore::cluster(&cluster_urls(), "p:")
+            .await
+            .expect("connect");
+        let printed = format!("{store:?}");
+        for url in cluster_urls() {
+            assert!(
+                printed.contains(url.trim_start_matches("redis://")),
+                "{printed}"
+            );
+        }
+        let err = RedisStore::cluster(&[] as &[&str], "p:")
+            .await
+            .expect_err("no nodes");
+        assert_eq!(
+            err.to_string(),
+            "store: redis: a cluster needs at least one node url"
         );
     }
 }

@@ -12,29 +12,25 @@ use url::Url;
 use super::cimd::is_document_url;
 use super::pages::{Consent, error_page};
 use super::register::redirect_matches;
-use super::store::{AuthRequestRecord, ClientRecord, CodeRecord};
+use super::store::{AuthRequestRecord, ClientRecord, CodeRecord, StoreError};
 use super::{AuthServer, UserIdentity, hash_hex, random_token};
 use crate::claims::now_unix;
 use crate::scope::parse_scope_list;
 
-/// Finds a client: registered, or described by its metadata document.
+/// Finds a client: registered, or described by its metadata document. The inner error says
+/// why the client is unknown; the outer one is a store failure (answered as such, never as
+/// an unknown client).
 pub(crate) async fn load_client(
     server: &AuthServer,
     client_id: &str,
-) -> Result<ClientRecord, String> {
-    if let Some(client) = server
-        .inner
-        .store
-        .client(client_id)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(client);
+) -> Result<Result<ClientRecord, String>, StoreError> {
+    if let Some(client) = server.inner.store.client(client_id).await? {
+        return Ok(Ok(client));
     }
-    match &server.inner.cimd {
+    Ok(match &server.inner.cimd {
         Some(resolver) if is_document_url(client_id) => resolver.resolve(client_id).await,
         _ => Err("the client is not registered with this server".into()),
-    }
+    })
 }
 
 fn cookie_name(server: &AuthServer) -> &'static str {
@@ -141,12 +137,12 @@ pub(crate) async fn approve(
         expires_at: now_unix() + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
     };
     if let Err(err) = server.inner.store.put_code(&hash_hex(&code), record).await {
-        tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store a code");
+        let (_, error) = err.logged();
         return redirect_error(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
-            "temporarily_unavailable",
+            error,
             "try again later",
         );
     }
@@ -185,8 +181,9 @@ pub(crate) async fn show(
         return error_page(StatusCode::BAD_REQUEST, "The request has no client_id.");
     };
     let client = match load_client(&server, client_id).await {
-        Ok(client) => client,
-        Err(reason) => {
+        Err(err) => return err.into_page(),
+        Ok(Ok(client)) => client,
+        Ok(Err(reason)) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 &format!("Unknown client: {reason}."),
@@ -332,8 +329,8 @@ pub(crate) async fn show(
         .put_request(&request_id, request.clone())
         .await
     {
-        tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store an authorization request");
-        return fail("temporarily_unavailable", "try again later");
+        let (_, error) = err.logged();
+        return fail(error, "try again later");
     }
     let action = server.endpoint("/authorize");
     Consent {
@@ -441,14 +438,11 @@ pub(crate) async fn submit(
             );
         }
     };
-    let Some(request) = server
-        .inner
-        .store
-        .request(&form.request_id)
-        .await
-        .ok()
-        .flatten()
-    else {
+    let request = match server.inner.store.request(&form.request_id).await {
+        Ok(request) => request,
+        Err(err) => return err.into_page(),
+    };
+    let Some(request) = request else {
         // Proxy mode: the consent page shown after the upstream sign-in.
         if server.inner.upstream.is_some()
             && let Some(response) = super::proxy::confirm(
@@ -481,8 +475,9 @@ pub(crate) async fn submit(
         );
     }
     let client = match load_client(&server, &request.client_id).await {
-        Ok(client) => client,
-        Err(reason) => {
+        Err(err) => return err.into_page(),
+        Ok(Ok(client)) => client,
+        Ok(Err(reason)) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 &format!("Unknown client: {reason}."),
@@ -502,7 +497,11 @@ pub(crate) async fn submit(
     }
     if let Some(upstream) = server.inner.upstream.clone() {
         // Proxy mode: the consent is given; remember it for this browser, then sign in upstream.
-        let Ok(Some(request)) = server.inner.store.take_request(&form.request_id).await else {
+        let request = match server.inner.store.take_request(&form.request_id).await {
+            Ok(request) => request,
+            Err(err) => return err.into_page(),
+        };
+        let Some(request) = request else {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "This sign-in request was already used. Start again from the application.",
@@ -568,7 +567,8 @@ pub(crate) async fn submit(
             tracing::info!(target: "mcp_oauth::auth_server", client_id = %request.client_id, subject = %user.subject, "authorization approved");
             approve(&server, &request, user, None).await
         }
-        _ => error_page(
+        Err(err) => err.into_page(),
+        Ok(None) => error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in request was already used. Start again from the application.",
         ),

@@ -470,7 +470,7 @@ impl AuthServer {
     pub async fn add_client(&self, client: ClientSpec) -> Result<(), store::StoreError> {
         let record = client
             .into_record(&self.inner.scopes_supported)
-            .map_err(|e| store::StoreError(e.to_string()))?;
+            .map_err(|e| store::StoreError::invalid(e.to_string()))?;
         self.inner.store.put_client(record).await
     }
 }

@@ -532,11 +532,7 @@ pub(crate) async fn start(
         .put_entry(EntryKind::Transaction, &hash_hex(&state), value, expires)
         .await
     {
-        tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot store an upstream transaction");
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The sign-in is unavailable right now; try again later.",
-        );
+        return err.into_page();
     }
     let mut url = upstream.authorization_endpoint.clone();
     {
@@ -591,11 +587,11 @@ pub(crate) async fn callback(
         .store
         .take_entry(EntryKind::Transaction, &hash_hex(state))
         .await;
-    let Some(tx) = taken
-        .ok()
-        .flatten()
-        .and_then(|v| serde_json::from_str::<Transaction>(&v).ok())
-    else {
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(err) => return err.into_page(),
+    };
+    let Some(tx) = taken.and_then(|v| serde_json::from_str::<Transaction>(&v).ok()) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in expired or was already completed. Start again from the application.",

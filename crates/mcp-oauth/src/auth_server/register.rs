@@ -374,12 +374,8 @@ pub(crate) async fn register(
         client.expires_at = Some(now_unix().saturating_add(ttl));
     }
     if let Err(err) = server.inner.store.put_client(client.clone()).await {
-        tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot store a client");
-        return oauth_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "registration is unavailable right now",
-        );
+        let (status, error) = err.logged();
+        return oauth_error(status, error, "registration is unavailable right now");
     }
     tracing::info!(target: "mcp_oauth::auth_server", client_id = %client.client_id, name = ?client.client_name, "client registered");
     let mut out = client.metadata.clone();

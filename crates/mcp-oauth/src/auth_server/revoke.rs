@@ -35,16 +35,12 @@ pub(crate) async fn revoke(
         + i64::try_from(server.inner.lifetimes.refresh_token.as_secs()).unwrap_or(i64::MAX / 2);
     let family = match server.inner.store.refresh(&hash_hex(token)).await {
         Ok(Some(record)) if record.client_id == client.client_id => Some(record.family),
-        _ => access_token_family(&server, token, &client.client_id).await,
+        Ok(_) => access_token_family(&server, token, &client.client_id).await,
+        Err(err) => return err.into_response(),
     };
     if let Some(family) = family {
         if let Err(err) = server.revoke_family(&family, until).await {
-            tracing::error!(target: "mcp_oauth::auth_server", error = %err, "cannot revoke a grant");
-            return super::oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again later",
-            );
+            return err.into_response();
         }
         tracing::info!(target: "mcp_oauth::auth_server", client_id = %client.client_id, "grant revoked");
     }

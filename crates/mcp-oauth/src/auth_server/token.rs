@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::authorize::load_client;
-use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord};
+use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord, StoreError};
 use super::{AuthServer, Grant, hash_hex, json_response, oauth_error, random_token};
 use crate::claims::now_unix;
 use crate::jose::jws::b64;
@@ -154,7 +154,7 @@ pub(crate) async fn authenticate_client(
         });
     }
     let client = load_client(server, &client_id)
-        .await
+        .await?
         .map_err(|_| invalid(basic_used))?;
     let authenticated = match (&client.secret_hash, &secret) {
         (Some(hash), Some(secret)) => {
@@ -243,12 +243,16 @@ fn token_response(
     json_response(StatusCode::OK, &Value::Object(body))
 }
 
-fn unavailable() -> TokenError {
-    TokenError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        error: "temporarily_unavailable",
-        description: "try again later".into(),
-        basic_challenge: false,
+/// A store failure: the one answer ([`StoreError::http`]), never `invalid_grant`.
+impl From<StoreError> for TokenError {
+    fn from(failure: StoreError) -> Self {
+        let (status, error) = failure.logged();
+        Self {
+            status,
+            error,
+            description: "try again later".into(),
+            basic_challenge: false,
+        }
     }
 }
 
@@ -316,8 +320,7 @@ async fn issue_refresh(server: &AuthServer, record: RefreshRecord) -> Result<Str
         .inner
         .store
         .put_refresh(&hash_hex(&token), record)
-        .await
-        .map_err(|_| unavailable())?;
+        .await?;
     Ok(token)
 }
 
@@ -374,7 +377,7 @@ async fn authorization_code(
         Ok(Redeemed::Missing) => {
             return Err(err("invalid_grant", "the code is unknown or expired"));
         }
-        Err(_) => return Err(unavailable()),
+        Err(failure) => return Err(failure.into()),
     };
     if record.client_id != client.client_id {
         return Err(err(
@@ -413,7 +416,7 @@ async fn authorization_code(
         Ok(Redeemed::Missing) => {
             return Err(err("invalid_grant", "the code is unknown or expired"));
         }
-        Err(_) => return Err(unavailable()),
+        Err(failure) => return Err(failure.into()),
     }
     keep_client(server, client).await;
     let grant = Grant {
@@ -473,7 +476,7 @@ async fn refresh_token(
                 "the refresh token is unknown or expired",
             ));
         }
-        Err(_) => return Err(unavailable()),
+        Err(failure) => return Err(failure.into()),
     };
     if record.client_id != client.client_id {
         return Err(err(
@@ -484,13 +487,7 @@ async fn refresh_token(
     if used {
         return Err(refresh_reused(server, &record).await);
     }
-    if server
-        .inner
-        .store
-        .is_family_revoked(&record.family)
-        .await
-        .unwrap_or(true)
-    {
+    if server.inner.store.is_family_revoked(&record.family).await? {
         return Err(err("invalid_grant", "the grant was revoked"));
     }
     if !resource_matches(record.resource.as_deref(), form.get("resource")) {
@@ -520,7 +517,7 @@ async fn refresh_token(
                 "the refresh token is unknown or expired",
             ));
         }
-        Err(_) => return Err(unavailable()),
+        Err(failure) => return Err(failure.into()),
     }
     let grant = Grant {
         subject: &record.subject,

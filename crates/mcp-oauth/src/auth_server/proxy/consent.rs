@@ -180,8 +180,9 @@ pub(super) async fn ask_consent(
     sealed: String,
 ) -> Response {
     let client = match super::super::authorize::load_client(server, &request.client_id).await {
-        Ok(client) => client,
-        Err(reason) => {
+        Err(err) => return err.into_page(),
+        Ok(Ok(client)) => client,
+        Ok(Err(reason)) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 &format!("Unknown client: {reason}."),

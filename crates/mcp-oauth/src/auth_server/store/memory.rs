@@ -3,38 +3,46 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{
-    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Redeemed, RefreshRecord, Store,
-    StoreResult,
-};
+use super::{Kind, Redeemed, Store, StoreResult, Stored};
 use crate::claims::now_unix;
 use crate::verify::BoxFuture;
 
+/// One record.
+struct Slot {
+    data: Vec<u8>,
+    expires_at: Option<i64>,
+    used: bool,
+}
+
+impl Slot {
+    fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 #[derive(Default)]
 struct Tables {
-    clients: HashMap<String, ClientRecord>,
-    requests: HashMap<String, AuthRequestRecord>,
-    codes: HashMap<String, (CodeRecord, bool)>,
-    refresh: HashMap<String, (RefreshRecord, bool)>,
+    records: HashMap<(Kind, String), Slot>,
     revoked: HashMap<String, i64>,
-    entries: HashMap<(EntryKind, String), (String, i64)>,
     writes: u64,
 }
 
 impl Tables {
     /// Drops expired entries every 256 writes, so memory stays bounded by live state.
-    fn purge(&mut self) {
+    fn wrote(&mut self) {
         self.writes += 1;
         if !self.writes.is_multiple_of(256) {
             return;
         }
         let now = now_unix();
-        self.clients.retain(|_, c| c.is_live(now));
-        self.requests.retain(|_, r| r.expires_at > now);
-        self.codes.retain(|_, (c, _)| c.expires_at > now);
-        self.refresh.retain(|_, (r, _)| r.expires_at > now);
+        self.records.retain(|_, slot| slot.is_live(now));
         self.revoked.retain(|_, until| *until > now);
-        self.entries.retain(|_, (_, expires_at)| *expires_at > now);
+    }
+
+    fn live(&mut self, kind: Kind, key: &str, now: i64) -> Option<&mut Slot> {
+        self.records
+            .get_mut(&(kind, key.to_owned()))
+            .filter(|slot| slot.is_live(now))
     }
 }
 
@@ -56,199 +64,90 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Tables) -> T) -> T {
+    fn with<'a, T: Send + 'a>(
+        &self,
+        f: impl FnOnce(&mut Tables, i64) -> T,
+    ) -> BoxFuture<'a, StoreResult<T>> {
         let mut tables = match self.tables.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        f(&mut tables)
-    }
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, StoreResult<T>> {
-    Box::pin(std::future::ready(Ok(value)))
-}
-
-fn peek<T: Clone>(entry: Option<&(T, bool)>, expires_at: impl Fn(&T) -> i64) -> Redeemed<T> {
-    match entry {
-        Some((record, _)) if expires_at(record) <= now_unix() => Redeemed::Missing,
-        Some((record, true)) => Redeemed::Replayed(record.clone()),
-        Some((record, false)) => Redeemed::Fresh(record.clone()),
-        None => Redeemed::Missing,
-    }
-}
-
-fn redeem<T: Clone>(entry: Option<&mut (T, bool)>, expires_at: impl Fn(&T) -> i64) -> Redeemed<T> {
-    match entry {
-        Some((record, _)) if expires_at(record) <= now_unix() => Redeemed::Missing,
-        Some((record, used)) if *used => Redeemed::Replayed(record.clone()),
-        Some((record, used)) => {
-            *used = true;
-            Redeemed::Fresh(record.clone())
-        }
-        None => Redeemed::Missing,
+        let value = f(&mut tables, now_unix());
+        Box::pin(std::future::ready(Ok(value)))
     }
 }
 
 impl Store for MemoryStore {
-    fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
-        self.with(|t| {
-            t.purge();
-            t.clients.insert(client.client_id.clone(), client);
-        });
-        ready(())
-    }
-
-    fn client<'a>(
+    fn put<'a>(
         &'a self,
-        client_id: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<ClientRecord>>> {
-        let now = now_unix();
-        ready(self.with(|t| t.clients.get(client_id).filter(|c| c.is_live(now)).cloned()))
-    }
-
-    fn put_request<'a>(
-        &'a self,
-        id: &'a str,
-        request: AuthRequestRecord,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|t| {
-            t.purge();
-            t.requests.insert(id.to_owned(), request);
-        });
-        ready(())
+        self.with(|t, _| {
+            let slot = Slot {
+                data,
+                expires_at,
+                used: false,
+            };
+            t.records.insert((kind, key.to_owned()), slot);
+            t.wrote();
+        })
     }
 
-    fn request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>> {
-        let now = now_unix();
-        ready(self.with(|t| t.requests.get(id).filter(|r| r.expires_at > now).cloned()))
+    fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
+        self.with(|t, now| {
+            t.live(kind, key, now).map(|slot| Stored {
+                data: slot.data.clone(),
+                used: slot.used,
+            })
+        })
     }
 
-    fn take_request<'a>(
+    fn take<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        self.with(|t, now| {
+            t.records
+                .remove(&(kind, key.to_owned()))
+                .filter(|slot| slot.is_live(now))
+                .map(|slot| slot.data)
+        })
+    }
+
+    fn redeem<'a>(
         &'a self,
-        id: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>> {
-        let now = now_unix();
-        ready(self.with(|t| t.requests.remove(id).filter(|r| r.expires_at > now)))
-    }
-
-    fn put_code<'a>(&'a self, hash: &'a str, code: CodeRecord) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|t| {
-            t.purge();
-            t.codes.insert(hash.to_owned(), (code, false));
-        });
-        ready(())
-    }
-
-    fn redeem_code<'a>(
-        &'a self,
-        hash: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
-        ready(self.with(|t| redeem(t.codes.get_mut(hash), |c| c.expires_at)))
-    }
-
-    fn peek_code<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
-        ready(self.with(|t| peek(t.codes.get(hash), |c| c.expires_at)))
-    }
-
-    fn put_refresh<'a>(
-        &'a self,
-        hash: &'a str,
-        token: RefreshRecord,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|t| {
-            t.purge();
-            t.refresh.insert(hash.to_owned(), (token, false));
-        });
-        ready(())
-    }
-
-    fn redeem_refresh<'a>(
-        &'a self,
-        hash: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
-        ready(self.with(|t| redeem(t.refresh.get_mut(hash), |r| r.expires_at)))
-    }
-
-    fn peek_refresh<'a>(
-        &'a self,
-        hash: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
-        ready(self.with(|t| peek(t.refresh.get(hash), |r| r.expires_at)))
-    }
-
-    fn refresh<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Option<RefreshRecord>>> {
-        let now = now_unix();
-        ready(self.with(|t| {
-            t.refresh
-                .get(hash)
-                .map(|(r, _)| r)
-                .filter(|r| r.expires_at > now)
-                .cloned()
-        }))
+        kind: Kind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<Vec<u8>>>> {
+        self.with(|t, now| match t.live(kind, key, now) {
+            Some(slot) if slot.used => Redeemed::Replayed(slot.data.clone()),
+            Some(slot) => {
+                slot.used = true;
+                Redeemed::Fresh(slot.data.clone())
+            }
+            None => Redeemed::Missing,
+        })
     }
 
     fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|t| {
-            t.purge();
+        self.with(|t, _| {
             let entry = t.revoked.entry(family.to_owned()).or_insert(until);
             *entry = (*entry).max(until);
-        });
-        ready(())
+            t.wrote();
+        })
     }
 
     fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
-        let now = now_unix();
-        ready(self.with(|t| t.revoked.get(family).is_some_and(|until| *until > now)))
-    }
-
-    fn put_entry<'a>(
-        &'a self,
-        kind: EntryKind,
-        key: &'a str,
-        value: String,
-        expires_at: i64,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|t| {
-            t.purge();
-            t.entries
-                .insert((kind, key.to_owned()), (value, expires_at));
-        });
-        ready(())
-    }
-
-    fn entry<'a>(
-        &'a self,
-        kind: EntryKind,
-        key: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
-        let now = now_unix();
-        ready(self.with(|t| {
-            t.entries
-                .get(&(kind, key.to_owned()))
-                .filter(|(_, exp)| *exp > now)
-                .map(|(v, _)| v.clone())
-        }))
-    }
-
-    fn take_entry<'a>(
-        &'a self,
-        kind: EntryKind,
-        key: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
-        let now = now_unix();
-        ready(self.with(|t| {
-            t.entries
-                .remove(&(kind, key.to_owned()))
-                .filter(|(_, exp)| *exp > now)
-                .map(|(v, _)| v)
-        }))
+        self.with(|t, now| t.revoked.get(family).is_some_and(|until| *until > now))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::auth_server::store::CodeRecord;
 
     fn code(expires_at: i64) -> CodeRecord {
         CodeRecord {
@@ -266,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn codes_are_single_use_and_replays_are_reported() {
-        let store = MemoryStore::new();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         store
             .put_code("h", code(now_unix() + 60))
             .await

@@ -1,57 +1,36 @@
 //! The SQLite store (feature `sqlite`): one file that survives restarts.
 //!
-//! Every record is kept as JSON in a `data` column, next to its key and, where the record has
-//! one, an indexed `expires_at` (Unix seconds). Codes and refresh tokens are keyed by the hash
-//! the caller passes, never by their value. The schema (version 3, kept in
-//! `PRAGMA user_version` so later versions can migrate it):
+//! Every record is one row of `records`, keyed by its kind and key; revocations are rows of
+//! `revoked_families`. Codes and refresh tokens are keyed by the hash the caller passes, never
+//! by their value. The schema (version 4, kept in `PRAGMA user_version` so later versions can
+//! migrate it):
 //!
 //! ```sql
-//! CREATE TABLE clients (
-//!     client_id  TEXT PRIMARY KEY NOT NULL,
-//!     data       TEXT NOT NULL,               -- ClientRecord
-//!     expires_at INTEGER                      -- version 3: an unused registration lapses;
-//!                                             -- NULL: kept
-//! ) STRICT;
-//! CREATE TABLE requests (
-//!     id         TEXT PRIMARY KEY NOT NULL,
-//!     expires_at INTEGER NOT NULL,
-//!     data       TEXT NOT NULL                -- AuthRequestRecord
-//! ) STRICT;
-//! CREATE TABLE codes (
-//!     hash       TEXT PRIMARY KEY NOT NULL,   -- SHA-256 of the code
-//!     expires_at INTEGER NOT NULL,
-//!     used       INTEGER NOT NULL DEFAULT 0,
-//!     data       TEXT NOT NULL                -- CodeRecord
-//! ) STRICT;
-//! CREATE TABLE refresh_tokens (
-//!     hash       TEXT PRIMARY KEY NOT NULL,   -- SHA-256 of the refresh token
-//!     expires_at INTEGER NOT NULL,
-//!     used       INTEGER NOT NULL DEFAULT 0,
-//!     data       TEXT NOT NULL                -- RefreshRecord
+//! CREATE TABLE records (
+//!     kind       TEXT NOT NULL,               -- client, request, code, refresh, transaction,
+//!                                             -- upstream_tokens, consent
+//!     key        TEXT NOT NULL,
+//!     data       BLOB NOT NULL,               -- the record (JSON)
+//!     expires_at INTEGER,                     -- Unix seconds; NULL: kept
+//!     used       INTEGER NOT NULL DEFAULT 0,  -- redeemed (codes, refresh tokens)
+//!     PRIMARY KEY (kind, key)
 //! ) STRICT;
 //! CREATE TABLE revoked_families (
 //!     family     TEXT PRIMARY KEY NOT NULL,
 //!     until      INTEGER NOT NULL             -- revoked while until > now
 //! ) STRICT;
-//! CREATE TABLE entries (                      -- version 2
-//!     kind       TEXT NOT NULL,               -- transaction, upstream_tokens, consent
-//!     key        TEXT NOT NULL,
-//!     expires_at INTEGER NOT NULL,
-//!     data       TEXT NOT NULL,
-//!     PRIMARY KEY (kind, key)
-//! ) STRICT;
-//! -- and an index on expires_at (until) of every table
+//! -- and an index on expires_at (until) of each
 //! ```
 //!
-//! An older file is migrated to version 3 when it is opened (clients registered before
-//! version 3 never lapse).
+//! A file of an older version (1 to 3: one table per record type) is migrated to version 4
+//! when it is opened, in one transaction: its clients, pending requests, codes (with their
+//! used flags), refresh tokens, revocations and proxy records are kept.
 //!
 //! Rows past their expiry are ignored on read and deleted when the store opens and every
 //! 256 writes after that.
 //!
-//! Redeeming a code or a refresh token reads and marks the row in one `BEGIN IMMEDIATE`
-//! transaction, so of two redemptions of one value exactly one is fresh, even across
-//! processes that share the file.
+//! Redeeming reads and marks the row in one `BEGIN IMMEDIATE` transaction, so of two
+//! redemptions of one value exactly one is fresh, even across processes that share the file.
 //!
 //! The connection sits behind a mutex and every call runs on Tokio's blocking pool, so the
 //! store never blocks the async runtime (outside a Tokio runtime it runs inline).
@@ -62,44 +41,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::{
-    AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Redeemed, RefreshRecord, Store,
-    StoreError, StoreResult,
-};
+use super::{Kind, Redeemed, Store, StoreError, StoreResult, Stored};
 use crate::claims::now_unix;
 use crate::verify::BoxFuture;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
-const SCHEMA_V1: &str = "
-CREATE TABLE clients (
-    client_id TEXT PRIMARY KEY NOT NULL,
-    data TEXT NOT NULL
-) STRICT;
-CREATE TABLE requests (
-    id TEXT PRIMARY KEY NOT NULL,
-    expires_at INTEGER NOT NULL,
-    data TEXT NOT NULL
-) STRICT;
-CREATE INDEX requests_expires_at ON requests (expires_at);
-CREATE TABLE codes (
-    hash TEXT PRIMARY KEY NOT NULL,
-    expires_at INTEGER NOT NULL,
+const SCHEMA: &str = "
+CREATE TABLE records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    data BLOB NOT NULL,
+    expires_at INTEGER,
     used INTEGER NOT NULL DEFAULT 0,
-    data TEXT NOT NULL
+    PRIMARY KEY (kind, key)
 ) STRICT;
-CREATE INDEX codes_expires_at ON codes (expires_at);
-CREATE TABLE refresh_tokens (
-    hash TEXT PRIMARY KEY NOT NULL,
-    expires_at INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0,
-    data TEXT NOT NULL
-) STRICT;
-CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+CREATE INDEX records_expires_at ON records (expires_at);
+";
+
+const REVOKED: &str = "
 CREATE TABLE revoked_families (
     family TEXT PRIMARY KEY NOT NULL,
     until INTEGER NOT NULL
@@ -107,9 +69,9 @@ CREATE TABLE revoked_families (
 CREATE INDEX revoked_families_until ON revoked_families (until);
 ";
 
-/// Version 2: small records of the OAuth proxy (transactions, sealed upstream tokens,
-/// consents).
-const SCHEMA_V2: &str = "
+/// Version 1 to 3 files: version 2 added `entries`, version 3 `clients.expires_at`. Brought
+/// to version 3 first, then moved into `records` ([`MIGRATE_V3`]).
+const OLD_V2: &str = "
 CREATE TABLE entries (
     kind TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -117,22 +79,31 @@ CREATE TABLE entries (
     data TEXT NOT NULL,
     PRIMARY KEY (kind, key)
 ) STRICT;
-CREATE INDEX entries_expires_at ON entries (expires_at);
 ";
+const OLD_V3: &str = "ALTER TABLE clients ADD COLUMN expires_at INTEGER;";
 
-/// Version 3: unused dynamic registrations lapse.
-const SCHEMA_V3: &str = "
-ALTER TABLE clients ADD COLUMN expires_at INTEGER;
-CREATE INDEX clients_expires_at ON clients (expires_at);
+/// Version 3 to 4: one table of records.
+const MIGRATE_V3: &str = "
+INSERT INTO records (kind, key, data, expires_at, used)
+    SELECT 'client', client_id, CAST(data AS BLOB), expires_at, 0 FROM clients;
+INSERT INTO records (kind, key, data, expires_at, used)
+    SELECT 'request', id, CAST(data AS BLOB), expires_at, 0 FROM requests;
+INSERT INTO records (kind, key, data, expires_at, used)
+    SELECT 'code', hash, CAST(data AS BLOB), expires_at, used FROM codes;
+INSERT INTO records (kind, key, data, expires_at, used)
+    SELECT 'refresh', hash, CAST(data AS BLOB), expires_at, used FROM refresh_tokens;
+INSERT INTO records (kind, key, data, expires_at, used)
+    SELECT kind, key, CAST(data AS BLOB), expires_at, 0 FROM entries;
+DROP TABLE clients;
+DROP TABLE requests;
+DROP TABLE codes;
+DROP TABLE refresh_tokens;
+DROP TABLE entries;
 ";
 
 /// Deletes the rows that lapsed before `?1` (a `NULL` expiry never compares true).
-const PURGE: [&str; 6] = [
-    "DELETE FROM clients WHERE expires_at <= ?1",
-    "DELETE FROM entries WHERE expires_at <= ?1",
-    "DELETE FROM requests WHERE expires_at <= ?1",
-    "DELETE FROM codes WHERE expires_at <= ?1",
-    "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+const PURGE: [&str; 2] = [
+    "DELETE FROM records WHERE expires_at <= ?1",
     "DELETE FROM revoked_families WHERE until <= ?1",
 ];
 
@@ -142,25 +113,8 @@ const PURGE_EVERY: u64 = 256;
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The statements of one single-use table (codes or refresh tokens).
-struct SingleUse {
-    put: &'static str,
-    /// Reads `expires_at, used, data`.
-    find: &'static str,
-    mark_used: &'static str,
-}
-
-const CODES: SingleUse = SingleUse {
-    put: "INSERT OR REPLACE INTO codes (hash, expires_at, used, data) VALUES (?1, ?2, 0, ?3)",
-    find: "SELECT expires_at, used, data FROM codes WHERE hash = ?1",
-    mark_used: "UPDATE codes SET used = 1 WHERE hash = ?1",
-};
-
-const REFRESH_TOKENS: SingleUse = SingleUse {
-    put: "INSERT OR REPLACE INTO refresh_tokens (hash, expires_at, used, data) VALUES (?1, ?2, 0, ?3)",
-    find: "SELECT expires_at, used, data FROM refresh_tokens WHERE hash = ?1",
-    mark_used: "UPDATE refresh_tokens SET used = 1 WHERE hash = ?1",
-};
+/// Reads `data, used` of a live record.
+const FIND: &str = "SELECT data, used FROM records WHERE kind = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 
 /// Keeps the authorization server's state in one SQLite file, so that clients, codes,
 /// refresh tokens and revoked grants survive a restart.
@@ -203,7 +157,8 @@ impl fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens the database at `path`, creating the file (and its folder) when absent, and the
-    /// schema when the file is new. Expired rows are purged on open.
+    /// schema when the file is new (an older schema is migrated). Expired rows are purged on
+    /// open.
     ///
     /// On unix the file is given mode `0600` (it holds client-secret and token hashes);
     /// SQLite gives its `-wal` and `-shm` companions the same mode. The database runs in WAL
@@ -216,7 +171,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let fail = |what: &str, err: &dyn fmt::Display| {
-            StoreError(format!("sqlite: {what} {}: {err}", path.display()))
+            StoreError::unavailable(format!("sqlite: {what} {}: {err}", path.display()))
         };
         create_private(path).map_err(|e| fail("cannot create", &e))?;
         let mut conn = Connection::open(path).map_err(|e| fail("cannot open", &e))?;
@@ -234,7 +189,8 @@ impl SqliteStore {
     ///
     /// SQLite could not set up the schema.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let fail = |err: &dyn fmt::Display| StoreError(format!("sqlite: in memory: {err}"));
+        let fail =
+            |err: &dyn fmt::Display| StoreError::unavailable(format!("sqlite: in memory: {err}"));
         let mut conn = Connection::open_in_memory().map_err(|e| fail(&e))?;
         set_up(&mut conn).map_err(|e| fail(&e))?;
         Ok(Self::from_connection(conn, None))
@@ -249,13 +205,21 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `job` with the connection on the blocking pool.
-    fn run<T, F>(&self, what: &'static str, job: F) -> BoxFuture<'static, StoreResult<T>>
+    /// Runs `job` with the connection on the blocking pool; a failure reads
+    /// "sqlite: cannot <what> <kind>: ...".
+    fn run<T, F>(
+        &self,
+        what: &'static str,
+        kind: Option<Kind>,
+        job: F,
+    ) -> BoxFuture<'static, StoreResult<T>>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Db) -> Result<T, Failure> + Send + 'static,
+        F: FnOnce(&mut Db, i64) -> Result<T, Failure> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let noun = kind.map_or("a revoked grant", Kind::noun);
+        let now = now_unix();
         let job = move || {
             let mut db = match inner.db.lock() {
                 Ok(guard) => guard,
@@ -263,12 +227,15 @@ impl SqliteStore {
                 // back when it was dropped during the unwind.
                 Err(poisoned) => poisoned.into_inner(),
             };
-            job(&mut db).map_err(|e| StoreError(format!("sqlite: cannot {what}: {e}")))
+            job(&mut db, now)
+                .map_err(|e| StoreError::unavailable(format!("sqlite: cannot {what} {noun}: {e}")))
         };
         Box::pin(async move {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => runtime.spawn_blocking(job).await.map_err(|e| {
-                    StoreError(format!("sqlite: cannot {what}: blocking task failed: {e}"))
+                    StoreError::unavailable(format!(
+                        "sqlite: cannot {what} {noun}: blocking task failed: {e}"
+                    ))
                 })?,
                 Err(_) => job(),
             }
@@ -299,28 +266,30 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates or checks the schema, then purges expired rows.
+/// Creates, migrates or checks the schema, then purges expired rows.
 fn set_up(conn: &mut Connection) -> Result<(), Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     match version {
         0 => {
-            tx.execute_batch(SCHEMA_V1)?;
-            tx.execute_batch(SCHEMA_V2)?;
-            tx.execute_batch(SCHEMA_V3)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(REVOKED)?;
         }
-        1 => {
-            tx.execute_batch(SCHEMA_V2)?;
-            tx.execute_batch(SCHEMA_V3)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        2 => {
-            tx.execute_batch(SCHEMA_V3)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        1..=3 => {
+            if version < 2 {
+                tx.execute_batch(OLD_V2)?;
+            }
+            if version < 3 {
+                tx.execute_batch(OLD_V3)?;
+            }
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(MIGRATE_V3)?;
         }
         SCHEMA_VERSION => {}
         newer => return Err(Failure::Schema(newer)),
+    }
+    if version != SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     purge(&tx, now_unix())?;
     tx.commit()?;
@@ -346,87 +315,22 @@ impl Db {
             tracing::warn!(target: "mcp_oauth::auth_server", error = %err, "sqlite store: cannot purge expired rows");
         }
     }
+}
 
-    fn put_single_use(
-        &mut self,
-        table: &SingleUse,
-        hash: &str,
-        expires_at: i64,
-        data: &str,
-    ) -> Result<(), Failure> {
-        self.conn
-            .prepare_cached(table.put)?
-            .execute(params![hash, expires_at, data])?;
-        self.wrote();
-        Ok(())
-    }
-
-    /// Reads a single-use row without marking it.
-    fn peek<T: DeserializeOwned>(
-        &mut self,
-        table: &SingleUse,
-        hash: &str,
-        now: i64,
-    ) -> Result<Redeemed<T>, Failure> {
-        let row = self
-            .conn
-            .prepare_cached(table.find)?
-            .query_row(params![hash], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, bool>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
+fn find(conn: &Connection, kind: Kind, key: &str, now: i64) -> rusqlite::Result<Option<Stored>> {
+    conn.prepare_cached(FIND)?
+        .query_row(params![kind.as_str(), key, now], |row| {
+            Ok(Stored {
+                data: row.get(0)?,
+                used: row.get(1)?,
             })
-            .optional()?;
-        Ok(match row {
-            None => Redeemed::Missing,
-            Some((expires_at, _, _)) if expires_at <= now => Redeemed::Missing,
-            Some((_, true, data)) => Redeemed::Replayed(decode(&data)?),
-            Some((_, false, data)) => Redeemed::Fresh(decode(&data)?),
         })
-    }
-
-    /// Reads and marks a single-use row in one immediate transaction: the write lock is taken
-    /// before the read, so no other redemption (in this process or another) interleaves.
-    fn redeem<T: DeserializeOwned>(
-        &mut self,
-        table: &SingleUse,
-        hash: &str,
-        now: i64,
-    ) -> Result<Redeemed<T>, Failure> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .prepare_cached(table.find)?
-            .query_row(params![hash], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, bool>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })
-            .optional()?;
-        let outcome = match row {
-            None => Redeemed::Missing,
-            Some((expires_at, _, _)) if expires_at <= now => Redeemed::Missing,
-            Some((_, true, data)) => Redeemed::Replayed(decode(&data)?),
-            Some((_, false, data)) => {
-                let record = decode(&data)?;
-                tx.prepare_cached(table.mark_used)?.execute(params![hash])?;
-                Redeemed::Fresh(record)
-            }
-        };
-        tx.commit()?;
-        Ok(outcome)
-    }
+        .optional()
 }
 
 /// What went wrong inside a call; shown after "sqlite: cannot <what>: ".
 enum Failure {
     Sql(rusqlite::Error),
-    Json(serde_json::Error),
     Schema(i64),
 }
 
@@ -436,17 +340,10 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
-impl From<serde_json::Error> for Failure {
-    fn from(err: serde_json::Error) -> Self {
-        Self::Json(err)
-    }
-}
-
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sql(err) => err.fmt(f),
-            Self::Json(err) => super::damaged_record(err, f),
             Self::Schema(version) => write!(
                 f,
                 "database schema version {version} is newer than this build supports ({SCHEMA_VERSION})"
@@ -455,174 +352,81 @@ impl fmt::Display for Failure {
     }
 }
 
-fn encode(record: &impl Serialize) -> Result<String, Failure> {
-    Ok(serde_json::to_string(record)?)
-}
-
-fn decode<T: DeserializeOwned>(data: &str) -> Result<T, Failure> {
-    Ok(serde_json::from_str(data)?)
-}
-
 impl Store for SqliteStore {
-    fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, StoreResult<()>> {
-        self.run("save a client", move |db| {
-            let data = encode(&client)?;
-            db.conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO clients (client_id, data, expires_at) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![client.client_id, data, client.expires_at])?;
-            db.wrote();
-            Ok(())
-        })
-    }
-
-    fn client<'a>(
+    fn put<'a>(
         &'a self,
-        client_id: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<ClientRecord>>> {
-        let client_id = client_id.to_owned();
-        let now = now_unix();
-        self.run("read a client", move |db| {
-            let data: Option<String> = db
-                .conn
-                .prepare_cached(
-                    "SELECT data FROM clients WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-                )?
-                .query_row(params![client_id, now], |row| row.get(0))
-                .optional()?;
-            Ok(data
-                .as_deref()
-                .map(decode::<ClientRecord>)
-                .transpose()?
-                .filter(|c| c.is_live(now)))
-        })
-    }
-
-    fn put_request<'a>(
-        &'a self,
-        id: &'a str,
-        request: AuthRequestRecord,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        let id = id.to_owned();
-        self.run("save an authorization request", move |db| {
-            let data = encode(&request)?;
+        let key = key.to_owned();
+        self.run("save", Some(kind), move |db, _| {
             db.conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO requests (id, expires_at, data) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO records (kind, key, data, expires_at, used) VALUES (?1, ?2, ?3, ?4, 0)",
                 )?
-                .execute(params![id, request.expires_at, data])?;
+                .execute(params![kind.as_str(), key, data, expires_at])?;
             db.wrote();
             Ok(())
         })
     }
 
-    fn request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>> {
-        let id = id.to_owned();
-        let now = now_unix();
-        self.run("read an authorization request", move |db| {
-            let data: Option<String> = db
-                .conn
-                .prepare_cached("SELECT data FROM requests WHERE id = ?1 AND expires_at > ?2")?
-                .query_row(params![id, now], |row| row.get(0))
-                .optional()?;
-            data.as_deref().map(decode).transpose()
+    fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
+        let key = key.to_owned();
+        self.run("read", Some(kind), move |db, now| {
+            Ok(find(&db.conn, kind, &key, now)?)
         })
     }
 
-    fn take_request<'a>(
-        &'a self,
-        id: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<AuthRequestRecord>>> {
-        let id = id.to_owned();
-        let now = now_unix();
-        self.run("take an authorization request", move |db| {
+    fn take<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        let key = key.to_owned();
+        self.run("take", Some(kind), move |db, now| {
             // One statement: of two concurrent takes, only one gets the row back.
-            let row: Option<(i64, String)> = db
-                .conn
-                .prepare_cached("DELETE FROM requests WHERE id = ?1 RETURNING expires_at, data")?
-                .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            match row {
-                Some((expires_at, data)) if expires_at > now => decode(&data).map(Some),
-                _ => Ok(None),
-            }
-        })
-    }
-
-    fn put_code<'a>(&'a self, hash: &'a str, code: CodeRecord) -> BoxFuture<'a, StoreResult<()>> {
-        let hash = hash.to_owned();
-        self.run("save a code", move |db| {
-            db.put_single_use(&CODES, &hash, code.expires_at, &encode(&code)?)
-        })
-    }
-
-    fn redeem_code<'a>(
-        &'a self,
-        hash: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
-        let hash = hash.to_owned();
-        let now = now_unix();
-        self.run("redeem a code", move |db| db.redeem(&CODES, &hash, now))
-    }
-
-    fn peek_code<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Redeemed<CodeRecord>>> {
-        let hash = hash.to_owned();
-        let now = now_unix();
-        self.run("read a code", move |db| db.peek(&CODES, &hash, now))
-    }
-
-    fn put_refresh<'a>(
-        &'a self,
-        hash: &'a str,
-        token: RefreshRecord,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        let hash = hash.to_owned();
-        self.run("save a refresh token", move |db| {
-            db.put_single_use(&REFRESH_TOKENS, &hash, token.expires_at, &encode(&token)?)
-        })
-    }
-
-    fn redeem_refresh<'a>(
-        &'a self,
-        hash: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
-        let hash = hash.to_owned();
-        let now = now_unix();
-        self.run("redeem a refresh token", move |db| {
-            db.redeem(&REFRESH_TOKENS, &hash, now)
-        })
-    }
-
-    fn peek_refresh<'a>(
-        &'a self,
-        hash: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Redeemed<RefreshRecord>>> {
-        let hash = hash.to_owned();
-        let now = now_unix();
-        self.run("read a refresh token", move |db| {
-            db.peek(&REFRESH_TOKENS, &hash, now)
-        })
-    }
-
-    fn refresh<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, StoreResult<Option<RefreshRecord>>> {
-        let hash = hash.to_owned();
-        let now = now_unix();
-        self.run("read a refresh token", move |db| {
-            let data: Option<String> = db
+            let row: Option<(Option<i64>, Vec<u8>)> = db
                 .conn
                 .prepare_cached(
-                    "SELECT data FROM refresh_tokens WHERE hash = ?1 AND expires_at > ?2",
+                    "DELETE FROM records WHERE kind = ?1 AND key = ?2 RETURNING expires_at, data",
                 )?
-                .query_row(params![hash, now], |row| row.get(0))
+                .query_row(params![kind.as_str(), key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .optional()?;
-            data.as_deref().map(decode).transpose()
+            Ok(row
+                .filter(|(expires_at, _)| expires_at.is_none_or(|at| at > now))
+                .map(|(_, data)| data))
+        })
+    }
+
+    fn redeem<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<Vec<u8>>>> {
+        let key = key.to_owned();
+        self.run("redeem", Some(kind), move |db, now| {
+            // The write lock is taken before the read, so no other redemption (in this
+            // process or another) interleaves.
+            let tx = db
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let outcome = match find(&tx, kind, &key, now)? {
+                None => Redeemed::Missing,
+                Some(Stored { data, used: true }) => Redeemed::Replayed(data),
+                Some(Stored { data, used: false }) => {
+                    tx.prepare_cached("UPDATE records SET used = 1 WHERE kind = ?1 AND key = ?2")?
+                        .execute(params![kind.as_str(), key])?;
+                    Redeemed::Fresh(data)
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
         })
     }
 
     fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>> {
         let family = family.to_owned();
-        self.run("revoke a grant", move |db| {
+        self.run("save", None, move |db, _| {
             db.conn
                 .prepare_cached(
                     "INSERT INTO revoked_families (family, until) VALUES (?1, ?2) ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)",
@@ -635,8 +439,7 @@ impl Store for SqliteStore {
 
     fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
         let family = family.to_owned();
-        let now = now_unix();
-        self.run("read a revoked grant", move |db| {
+        self.run("read", None, move |db, now| {
             Ok(db
                 .conn
                 .prepare_cached(
@@ -645,82 +448,11 @@ impl Store for SqliteStore {
                 .query_row(params![family, now], |row| row.get(0))?)
         })
     }
-
-    fn put_entry<'a>(
-        &'a self,
-        kind: EntryKind,
-        key: &'a str,
-        value: String,
-        expires_at: i64,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        let key = key.to_owned();
-        self.run("save an entry", move |db| {
-            db.conn
-                .prepare_cached("INSERT OR REPLACE INTO entries (kind, key, expires_at, data) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![kind.as_str(), key, expires_at, value])?;
-            db.wrote();
-            Ok(())
-        })
-    }
-
-    fn entry<'a>(
-        &'a self,
-        kind: EntryKind,
-        key: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
-        let key = key.to_owned();
-        let now = now_unix();
-        self.run("read an entry", move |db| {
-            Ok(db
-                .conn
-                .prepare_cached(
-                    "SELECT data FROM entries WHERE kind = ?1 AND key = ?2 AND expires_at > ?3",
-                )?
-                .query_row(params![kind.as_str(), key, now], |row| row.get(0))
-                .optional()?)
-        })
-    }
-
-    fn take_entry<'a>(
-        &'a self,
-        kind: EntryKind,
-        key: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<String>>> {
-        let key = key.to_owned();
-        let now = now_unix();
-        self.run("take an entry", move |db| {
-            // One statement: of two concurrent takes, only one gets the row back.
-            let row: Option<(i64, String)> = db
-                .conn
-                .prepare_cached(
-                    "DELETE FROM entries WHERE kind = ?1 AND key = ?2 RETURNING expires_at, data",
-                )?
-                .query_row(params![kind.as_str(), key], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()?;
-            Ok(row
-                .filter(|(expires_at, _)| *expires_at > now)
-                .map(|(_, data)| data))
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_errors_do_not_quote_the_record() {
-        let err = decode::<CodeRecord>(r#"{"client_id": "secret-looking-value"}"#)
-            .expect_err("a damaged record");
-        let message = err.to_string();
-        assert!(
-            message.starts_with("damaged record (data error"),
-            "{message}"
-        );
-        assert!(!message.contains("secret-looking-value"), "{message}");
-    }
 
     #[test]
     fn a_newer_schema_is_refused() {
@@ -743,10 +475,10 @@ mod tests {
         set_up(&mut conn)
             .map_err(|e| e.to_string())
             .expect("schema");
-        for (hash, expires_at) in [("old", 10), ("live", 30)] {
+        for (key, expires_at) in [("old", Some(10)), ("live", Some(30)), ("kept", None)] {
             conn.execute(
-                "INSERT INTO codes (hash, expires_at, data) VALUES (?1, ?2, '{}')",
-                params![hash, expires_at],
+                "INSERT INTO records (kind, key, expires_at, data) VALUES ('code', ?1, ?2, X'7B7D')",
+                params![key, expires_at],
             )
             .expect("insert");
         }
@@ -756,14 +488,15 @@ mod tests {
         )
         .expect("insert");
         purge(&conn, 20).expect("purge");
-        let left: Vec<String> = conn
-            .prepare("SELECT hash FROM codes")
+        let mut left: Vec<String> = conn
+            .prepare("SELECT key FROM records")
             .expect("prepare")
             .query_map([], |row| row.get(0))
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
-        assert_eq!(left, ["live"]);
+        left.sort();
+        assert_eq!(left, ["kept", "live"]);
         let families: i64 = conn
             .query_row("SELECT count(*) FROM revoked_families", [], |row| {
                 row.get(0)
