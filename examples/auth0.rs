@@ -14,8 +14,9 @@
 //! - `MCP_USE_OAUTH_AUTH0_AUDIENCE`: the identifier of the Auth0 API that represents this
 //!   server. Auth0 issues JWT access tokens only for an API.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first. Tokens are accepted
-//!   when their `aud` names this URL or the API identifier.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   Tokens are accepted when their `aud` names this URL or the API identifier.
 //!
 //! Tools: `whoami` (the mapped user: roles from `roles` or a namespaced `…/roles` claim, RBAC
 //! `permissions`, `org_id`), and `read_messages`, which needs `read:messages` as a scope or,

@@ -11,7 +11,8 @@
 //! - `MCP_USE_OAUTH_BETTER_AUTH_URL`: Better Auth's URL including its base path
 //!   (`https://app.example.com/api/auth`); it is the issuer, keys at `<URL>/jwks`.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Better Auth issues a JWT access token (EdDSA, `typ: at+jwt`) only when the client sends a
 //! `resource`: list `MCP_URL` in the plugin's `validAudiences`. Without it the token is opaque.

@@ -12,7 +12,8 @@
 //!   (`https://verb-noun-42.clerk.accounts.dev` in development, `https://clerk.example.com` in
 //!   production); it is the issuer.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Only OAuth access tokens (`typ: at+jwt`) are accepted: Clerk session tokens are signed by
 //! the same key and are refused. The OAuth application must issue JWT (not opaque `oat_`)

@@ -19,7 +19,8 @@
 //!   verify function does that on top of the JWKS check. When unset, the JWKS URL alone
 //!   verifies tokens.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Either way the shared rules apply after verification: `aud` must name `MCP_URL`, and `exp`,
 //! `nbf` and `iat` are checked.

@@ -16,8 +16,10 @@
 //!   Cloud console, with `<PUBLIC_URL>/oauth/callback` as an authorized redirect URI.
 //! - `MCP_OAUTH_ENCRYPTION_KEY`: 32 bytes, base64. It seals Google's tokens at rest and signs
 //!   the consent cookie; keep it stable (tokens sealed with another key cannot be opened).
-//! - `PUBLIC_URL` (optional): this server's public base URL, default `http://127.0.0.1:8080`.
-//!   The MCP endpoint is `<PUBLIC_URL>/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//! - `PUBLIC_URL` (optional): this server's public base URL, default
+//!   `http://127.0.0.1:8080`. The MCP endpoint is `<PUBLIC_URL>/mcp`; the server listens on
+//!   its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse
+//!   proxy). A `.env` file is read first.
 //!
 //! Tools: `whoami`, and `google_profile`, which reads the caller's Google profile with the
 //! upstream token.

@@ -14,7 +14,8 @@
 //! - `MCP_USE_OAUTH_KEYCLOAK_REALM`: the realm; the issuer is `<server>/realms/<realm>`.
 //! - `MCP_USE_OAUTH_KEYCLOAK_AUDIENCE` (optional): another accepted `aud`, such as a client id.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Keycloak puts an `aud` in access tokens only through a mapper: add an Audience mapper
 //! (to a client scope the MCP clients get) whose included audience is `MCP_URL`, or set

@@ -9,7 +9,8 @@
 //!
 //! - `OIDC_ISSUER`: the issuer URL; its keys are found through its discovery document.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //! - `OIDC_AUDIENCE` (optional): another accepted `aud` (an API identifier, a client id).
 //! - `OIDC_SCOPES` (optional): the scopes advertised, space-separated. Default: the resource
 //!   scopes of the issuer's metadata (never `openid`, `offline_access` or the other OpenID

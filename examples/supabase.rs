@@ -15,7 +15,8 @@
 //! - `MCP_USE_OAUTH_SUPABASE_JWT_SECRET` (optional): the legacy JWT secret, for projects still
 //!   signing with HS256. Projects on asymmetric keys (ES256, RS256) need none.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
 //!
 //! Supabase puts `aud: "authenticated"` in its tokens, which is accepted as well as the MCP URL.
 //!

@@ -11,8 +11,9 @@
 //! - `MCP_USE_OAUTH_WORKOS_SUBDOMAIN`: the full AuthKit host (`your-company.authkit.app`, or
 //!   a custom domain); the issuer is `https://<host>`, keys at `/oauth2/jwks`.
 //! - `MCP_URL` (optional): the public URL of the MCP endpoint, default
-//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN` (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first. AuthKit puts the
-//!   `resource` the client asked for in `aud`, and that must be this URL.
+//!   `http://127.0.0.1:8080/mcp`; the server listens on its host and port, or on `MCP_LISTEN`
+//!   (`HOST:PORT`, e.g. `0.0.0.0:8080` behind a reverse proxy). A `.env` file is read first.
+//!   AuthKit puts the `resource` the client asked for in `aud`, and that must be this URL.
 //!
 //! In the WorkOS dashboard, enable Dynamic Client Registration (or Client ID Metadata
 //! Documents) for MCP clients to register.
