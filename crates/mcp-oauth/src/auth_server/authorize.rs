@@ -12,7 +12,7 @@ use url::Url;
 use super::cimd::is_document_url;
 use super::pages::{Consent, error_page};
 use super::register::redirect_matches;
-use super::store::{AuthRequestRecord, ClientRecord, CodeRecord, StoreError};
+use super::store::{AuthRequestRecord, ClientRecord, CodeRecord, GrantRecord, StoreError};
 use super::{AuthServer, UserIdentity, hash_hex, random_token};
 use crate::claims::now_unix;
 use crate::scope::parse_scope_list;
@@ -126,15 +126,18 @@ pub(crate) async fn approve(
 ) -> Response {
     let code = random_token();
     let record = CodeRecord {
-        client_id: request.client_id.clone(),
+        grant: GrantRecord {
+            client_id: request.client_id.clone(),
+            scope: request.scope.clone(),
+            resource: request.resource.clone(),
+            subject: user.subject,
+            user_claims: user.claims,
+            family: family.unwrap_or_else(random_token),
+            expires_at: now_unix()
+                + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
+        },
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
-        scope: request.scope.clone(),
-        resource: request.resource.clone(),
-        subject: user.subject,
-        user_claims: user.claims,
-        family: family.unwrap_or_else(random_token),
-        expires_at: now_unix() + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
     };
     if let Err(err) = server.inner.store.put_code(&hash_hex(&code), record).await {
         let (_, error) = err.logged();

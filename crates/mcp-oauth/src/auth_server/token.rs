@@ -433,14 +433,10 @@ async fn authorization_code(
         Some(
             issue_refresh(
                 server,
+                // The code's grant, carried on (its client is this client, checked above).
                 RefreshRecord {
-                    client_id: client.client_id.clone(),
-                    scope: record.scope.clone(),
-                    resource: record.resource.clone(),
-                    subject: record.subject.clone(),
-                    user_claims: record.user_claims.clone(),
-                    family: record.family.clone(),
                     expires_at: now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token),
+                    ..record.grant.clone()
                 },
             )
             .await?,

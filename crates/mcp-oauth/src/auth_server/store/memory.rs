@@ -147,19 +147,21 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::auth_server::store::CodeRecord;
+    use crate::auth_server::store::{CodeRecord, GrantRecord};
 
     fn code(expires_at: i64) -> CodeRecord {
         CodeRecord {
-            client_id: "c".into(),
+            grant: GrantRecord {
+                client_id: "c".into(),
+                scope: vec![],
+                resource: None,
+                subject: "u".into(),
+                user_claims: Default::default(),
+                family: "f".into(),
+                expires_at,
+            },
             redirect_uri: "http://127.0.0.1/cb".into(),
             code_challenge: "x".into(),
-            scope: vec![],
-            resource: None,
-            subject: "u".into(),
-            user_claims: Default::default(),
-            family: "f".into(),
-            expires_at,
         }
     }
 

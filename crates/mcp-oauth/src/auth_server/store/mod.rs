@@ -368,16 +368,14 @@ pub struct AuthRequestRecord {
     pub expires_at: i64,
 }
 
-/// An authorization code, stored under the hash of its value.
+/// What a code or a refresh token grants: a user's authorization of a client, in a grant
+/// family (every token issued from one authorization). A refresh token is its grant
+/// ([`RefreshRecord`]); a code adds what the token request must match ([`CodeRecord`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct CodeRecord {
+pub struct GrantRecord {
     /// The client it was issued to.
     pub client_id: String,
-    /// The redirect URI of the request.
-    pub redirect_uri: String,
-    /// The PKCE S256 challenge.
-    pub code_challenge: String,
     /// Granted scopes.
     pub scope: Vec<String>,
     /// The RFC 8707 resource.
@@ -388,32 +386,36 @@ pub struct CodeRecord {
     /// Identity claims to put in access tokens (email, name, …).
     #[serde(default)]
     pub user_claims: Map<String, Value>,
-    /// The grant family tokens issued from this code belong to.
-    pub family: String,
-    /// When the code lapses (Unix seconds).
-    pub expires_at: i64,
-}
-
-/// A refresh token, stored under the hash of its value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct RefreshRecord {
-    /// The client.
-    pub client_id: String,
-    /// Granted scopes.
-    pub scope: Vec<String>,
-    /// The RFC 8707 resource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// The user.
-    pub subject: String,
-    /// Identity claims.
-    #[serde(default)]
-    pub user_claims: Map<String, Value>,
-    /// The grant family (all refresh tokens of one authorization).
+    /// The grant family tokens issued from it belong to.
     pub family: String,
     /// When it lapses (Unix seconds).
     pub expires_at: i64,
+}
+
+/// A refresh token, stored under the hash of its value: the grant it carries on.
+pub type RefreshRecord = GrantRecord;
+
+/// An authorization code, stored under the hash of its value: its grant (read through
+/// `Deref`: `code.client_id`) and what the token request must match. Stored as one JSON
+/// object (the grant's members beside `redirect_uri` and `code_challenge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CodeRecord {
+    /// What the code grants.
+    #[serde(flatten)]
+    pub grant: GrantRecord,
+    /// The redirect URI of the request.
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+}
+
+impl std::ops::Deref for CodeRecord {
+    type Target = GrantRecord;
+
+    fn deref(&self) -> &GrantRecord {
+        &self.grant
+    }
 }
 
 /// What an [`put_entry`](dyn Store::put_entry) record of the OAuth proxy is.
