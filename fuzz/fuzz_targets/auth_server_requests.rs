@@ -626,16 +626,20 @@ fn request(method: Method, uri: &str) -> http::request::Builder {
 
 /// `POST /authorize`: a code is issued only to the signed-in user who approved, with the
 /// CSRF token of the cookie.
-fn after_authorize_post(pairs: &[(String, String)], cookie: Option<&str>, outcome: &Outcome) {
+fn after_authorize_post(pairs: &[(String, String)], cookies: &[String], outcome: &Outcome) {
     let issued_code = outcome
         .headers
         .get(header::LOCATION)
         .and_then(|l| l.to_str().ok())
         .is_some_and(|l| l.contains("code="));
     if issued_code {
-        // CSRF: the form's token equals the cookie; the user signed in.
+        // CSRF: the form's token equals the cookie (one of them, when the request has several
+        // `Cookie` headers or pairs of that name); the user signed in.
         let csrf = get(pairs, "csrf").expect("a csrf field");
-        assert_eq!(Some(csrf), cookie, "CSRF check bypassed");
+        assert!(
+            cookies.iter().any(|c| c == csrf),
+            "CSRF check bypassed: {csrf:?} not in {cookies:?}"
+        );
         assert!(csrf.len() == 43);
         assert_eq!(get(pairs, "decision"), Some("approve"));
         assert_eq!(get(pairs, "username"), Some("dev"));
@@ -819,13 +823,16 @@ async fn after(
     }
     match path {
         "/authorize" => {
-            let cookie = header(header::COOKIE).and_then(|c| {
-                c.split(';')
-                    .filter_map(|kv| kv.trim().split_once('='))
-                    .find(|(k, _)| *k == cookie_name(server.issuer()))
-                    .map(|(_, v)| v.to_owned())
-            });
-            after_authorize_post(&form_pairs(body), cookie.as_deref(), outcome);
+            let cookies: Vec<String> = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|c| c.split(';'))
+                .filter_map(|kv| kv.trim().split_once('='))
+                .filter(|(k, _)| *k == cookie_name(server.issuer()))
+                .map(|(_, v)| v.to_owned())
+                .collect();
+            after_authorize_post(&form_pairs(body), &cookies, outcome);
         }
         "/token" => {
             let pairs = form_pairs(body);
