@@ -37,7 +37,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-auth0-example", env!("CARGO_PKG_VERSION"))
-        .oauth(Auth0::from_env()?)
+        .provider(Auth0::from_env()?)?
         .url(&mcp_url)
         .tool(Tool::new("whoami", "The authenticated Auth0 user", whoami))
         .tool(

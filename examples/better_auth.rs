@@ -54,7 +54,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-better-auth-example", env!("CARGO_PKG_VERSION"))
-        .oauth(BetterAuth::from_env()?.user_mapper(map_user))
+        .provider(BetterAuth::from_env()?.claim_mapper(map_user))?
         .url(&mcp_url)
         .tool(Tool::new(
             "whoami",

@@ -37,7 +37,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-clerk-example", env!("CARGO_PKG_VERSION"))
-        .oauth(Clerk::from_env()?)
+        .provider(Clerk::from_env()?)?
         .url(&mcp_url)
         .tool(Tool::new("whoami", "The authenticated Clerk user", whoami))
         .tool(Tool::new(

@@ -69,7 +69,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         env("CUSTOM_AUTHORIZATION_ENDPOINT")?,
         env("CUSTOM_TOKEN_ENDPOINT")?,
     )
-    .user_mapper(map_user);
+    .claim_mapper(map_user);
     let provider = match env("CUSTOM_TENANT") {
         // Your own rule on top of the signature check: a verify function.
         Ok(tenant) => {
@@ -95,7 +95,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let server = McpServer::new("mcp-oauth-custom-example", env!("CARGO_PKG_VERSION"))
-        .oauth(provider)
+        .provider(provider)?
         .url(&mcp_url)
         .tool(Tool::new("whoami", "The authenticated user", whoami));
     common::serve(server, &mcp_url).await

@@ -39,7 +39,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-keycloak-example", env!("CARGO_PKG_VERSION"))
-        .oauth(Keycloak::from_env()?)
+        .provider(Keycloak::from_env()?)?
         .url(&mcp_url)
         .tool(Tool::new(
             "whoami",

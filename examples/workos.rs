@@ -35,7 +35,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mcp_url = common::mcp_url()?;
 
     let server = McpServer::new("mcp-oauth-workos-example", env!("CARGO_PKG_VERSION"))
-        .oauth(WorkOs::from_env()?)
+        .provider(WorkOs::from_env()?)?
         .url(&mcp_url)
         .tool(Tool::new("whoami", "The authenticated WorkOS user", whoami));
     common::serve(server, &mcp_url).await

@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use mcp_oauth::authenticator::Authenticator;
 use mcp_oauth::jose::dangerous::decode_unverified;
 use mcp_oauth::verify::JwtVerifier;
-use mcp_oauth::{Claims, ResourceUrl};
+use mcp_oauth::{Claims, OAuth, ResourceUrl};
 use serde_json::Value;
 
 #[derive(Arbitrary, Debug)]
@@ -43,7 +43,11 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let verifier: Arc<JwtVerifier> = Arc::new(verifier());
         Fixture {
-            plain: Authenticator::new(verifier.clone()).cache(None),
+            plain: OAuth::builder()
+                .verifier(verifier.clone())
+                .token_cache(None)
+                .build_authenticator()
+                .expect("pipeline"),
             cached: Authenticator::new(verifier),
             resource: ResourceUrl::parse(RESOURCE).expect("the resource parses"),
         }

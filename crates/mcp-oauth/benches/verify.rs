@@ -41,11 +41,11 @@ use aws_lc_rs::{hmac, rand::SecureRandom as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mcp_oauth::ResourceUrl;
 use mcp_oauth::authenticator::Authenticator;
 use mcp_oauth::jose::{Algorithm, Jwk};
 use mcp_oauth::testing::TestKey;
 use mcp_oauth::verify::JwtVerifier;
+use mcp_oauth::{OAuth, ResourceUrl};
 
 const ISSUER: &str = "https://auth.example.com";
 const RESOURCE: &str = "https://mcp.example.com/mcp";
@@ -205,7 +205,11 @@ fn bench_verify(c: &mut Criterion) {
         let (message, sig) = parts(&token);
         assert!(raw.verify(message, &sig), "{name}: raw verification");
 
-        let cold = Authenticator::new(verifier(&key)).cache(None);
+        let cold = OAuth::builder()
+            .verifier(verifier(&key))
+            .token_cache(None)
+            .build_authenticator()
+            .expect("pipeline");
         let cached = Authenticator::new(verifier(&key));
         for auth in [&cold, &cached] {
             let verified = rt
@@ -316,7 +320,11 @@ fn interleaved(_c: &mut Criterion) {
         let token = token(&key);
         let raw = raw(&key);
         let (message, sig) = parts(&token);
-        let cold = Authenticator::new(verifier(&key)).cache(None);
+        let cold = OAuth::builder()
+            .verifier(verifier(&key))
+            .token_cache(None)
+            .build_authenticator()
+            .expect("pipeline");
         let cached = Authenticator::new(verifier(&key));
         assert!(rt.block_on(cached.authenticate(&token, &resource)).is_ok());
         let enough = |n: u32, start: std::time::Instant| {

@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Which audiences a token may carry.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum AudienceRule {
+pub enum Audience {
     /// `aud` must name the resource (trailing slash and the case of scheme and host do not
     /// matter) or one of `extra`, compared exactly. With `prefix`, an `aud` that is a
     /// path-boundary prefix of the resource also counts.
@@ -40,7 +40,7 @@ pub enum AudienceRule {
     Disabled,
 }
 
-impl Default for AudienceRule {
+impl Default for Audience {
     fn default() -> Self {
         Self::Resource {
             extra: Vec::new(),
@@ -49,7 +49,16 @@ impl Default for AudienceRule {
     }
 }
 
-impl AudienceRule {
+impl Audience {
+    /// Bound to the resource, or one of `extra` (compared exactly): an API identifier, a
+    /// client id, Supabase's `authenticated`. With no `extra`, the default.
+    pub fn resource_or<I: IntoIterator<Item = S>, S: Into<String>>(extra: I) -> Self {
+        Self::Resource {
+            extra: extra.into_iter().map(Into::into).collect(),
+            prefix: false,
+        }
+    }
+
     /// Whether one `aud` value is accepted for `resource` (always, when the check is off).
     pub fn accepts(&self, aud: &str, resource: &ResourceUrl) -> bool {
         let Self::Resource { extra, prefix } = self else {
@@ -120,11 +129,14 @@ impl moka::Expiry<[u8; 40], Entry> for EntryExpiry {
 /// Verifies tokens end to end: size limit, verified-token cache, the verifier, audience
 /// binding, `exp` / `nbf` / `iat` with leeway, then the claim mapping.
 ///
-/// Built by [`OAuthBuilder`](crate::OAuthBuilder); usable on its own for transports other
-/// than HTTP.
+/// [`Authenticator::new`] gives the pipeline with the defaults; every setting (audience,
+/// leeway, token size, cache, claim mapping, scope hierarchy) is an
+/// [`OAuthBuilder`](crate::OAuthBuilder) knob, and
+/// [`OAuthBuilder::build_authenticator`](crate::OAuthBuilder::build_authenticator) builds the
+/// pipeline alone, for transports other than HTTP.
 pub struct Authenticator {
     verifier: Arc<dyn TokenVerifier>,
-    audience: AudienceRule,
+    audience: Audience,
     mapper: Arc<dyn ClaimMapper>,
     hierarchy: Arc<ScopeHierarchy>,
     leeway: Duration,
@@ -148,9 +160,14 @@ impl Authenticator {
     /// A pipeline around `verifier` with the defaults: audience bound to the resource, 60 s
     /// leeway, 8 KiB token limit, the default claim mapping and a cache of 10,000 tokens.
     pub fn new(verifier: impl TokenVerifier) -> Self {
+        Self::with_verifier(Arc::new(verifier))
+    }
+
+    /// [`Authenticator::new`] with a shared verifier (no second `Arc`).
+    pub(crate) fn with_verifier(verifier: Arc<dyn TokenVerifier>) -> Self {
         Self {
-            verifier: Arc::new(verifier),
-            audience: AudienceRule::default(),
+            verifier,
+            audience: Audience::default(),
             mapper: Arc::new(DefaultClaimMapper),
             hierarchy: Arc::new(ScopeHierarchy::new()),
             leeway: DEFAULT_LEEWAY,
@@ -170,49 +187,49 @@ impl Authenticator {
 
     /// Sets the audience rule.
     #[must_use]
-    pub fn audience(mut self, rule: AudienceRule) -> Self {
+    pub(crate) fn audience(mut self, rule: Audience) -> Self {
         self.audience = rule;
         self
     }
 
     /// Sets the claim mapping.
     #[must_use]
-    pub fn mapper(mut self, mapper: impl ClaimMapper) -> Self {
-        self.mapper = Arc::new(mapper);
+    pub(crate) fn mapper(mut self, mapper: Arc<dyn ClaimMapper>) -> Self {
+        self.mapper = mapper;
         self
     }
 
     /// Sets the scope hierarchy the `Auth` helpers use.
     #[must_use]
-    pub fn hierarchy(mut self, hierarchy: Arc<ScopeHierarchy>) -> Self {
+    pub(crate) fn hierarchy(mut self, hierarchy: Arc<ScopeHierarchy>) -> Self {
         self.hierarchy = hierarchy;
         self
     }
 
     /// Clock-skew allowance for `exp`, `nbf` and `iat`. Default is 60 seconds.
     #[must_use]
-    pub fn leeway(mut self, leeway: Duration) -> Self {
+    pub(crate) fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
 
     /// Largest token accepted. Default is 8 KiB.
     #[must_use]
-    pub fn max_token_bytes(mut self, limit: usize) -> Self {
+    pub(crate) fn max_token_bytes(mut self, limit: usize) -> Self {
         self.max_token_bytes = limit;
         self
     }
 
     /// Claims that must have a given value when present (Keycloak's `typ: Bearer`).
     #[must_use]
-    pub fn claim_checks(mut self, checks: Vec<crate::claims::ClaimIfPresent>) -> Self {
+    pub(crate) fn claim_checks(mut self, checks: Vec<crate::claims::ClaimIfPresent>) -> Self {
         self.claim_checks = checks;
         self
     }
 
     /// Sets the verified-token cache; `None` turns it off.
     #[must_use]
-    pub fn cache(mut self, options: Option<TokenCacheOptions>) -> Self {
+    pub(crate) fn cache(mut self, options: Option<TokenCacheOptions>) -> Self {
         self.cache = options.map(Self::make_cache);
         self
     }

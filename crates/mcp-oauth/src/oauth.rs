@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::auth::ClaimMapper;
-use crate::authenticator::{AudienceRule, Authenticator, TokenCacheOptions};
+use crate::authenticator::{Audience, Authenticator, TokenCacheOptions};
 use crate::error::ConfigError;
 #[cfg(feature = "remote")]
 use crate::fetch::HttpClient;
@@ -76,7 +76,9 @@ impl OAuth {
 
     /// The usual case: JWT access tokens from an OIDC/OAuth issuer, keys found through the
     /// issuer's discovery document, audience bound to `resource`, the issuer's metadata
-    /// mirrored on this server.
+    /// mirrored on this server. Shorthand for
+    /// `OAuth::builder().resource(resource).provider(Oidc::new(issuer)).build()`
+    /// ([`Oidc`](crate::providers::Oidc)).
     ///
     /// # Errors
     ///
@@ -86,15 +88,9 @@ impl OAuth {
         issuer: impl Into<String>,
         resource: impl Into<String>,
     ) -> Result<Self, ConfigError> {
-        let issuer = issuer.into();
-        let verifier = JwtVerifier::builder()
-            .issuer(issuer.clone())
-            .discover_jwks()
-            .build()?;
         Self::builder()
             .resource(resource)
-            .authorization_server(issuer)
-            .verifier(verifier)
+            .provider(crate::providers::Oidc::new(issuer))
             .build()
     }
 
@@ -264,7 +260,7 @@ pub struct OAuthBuilder {
     hierarchy: ScopeHierarchy,
     verifier: Option<Arc<dyn TokenVerifier>>,
     mapper: Option<Arc<dyn ClaimMapper>>,
-    audience: AudienceRule,
+    audience: Audience,
     leeway: Duration,
     max_token_bytes: usize,
     cache: Option<TokenCacheOptions>,
@@ -290,7 +286,7 @@ impl Default for OAuthBuilder {
             hierarchy: ScopeHierarchy::new(),
             verifier: None,
             mapper: None,
-            audience: AudienceRule::default(),
+            audience: Audience::default(),
             leeway: crate::claims::DEFAULT_LEEWAY,
             max_token_bytes: crate::authenticator::DEFAULT_MAX_TOKEN_BYTES,
             cache: Some(TokenCacheOptions::default()),
@@ -422,7 +418,7 @@ impl OAuthBuilder {
         self
     }
 
-    /// The claim mapping (default: [`DefaultClaimMapper`](crate::DefaultClaimMapper)).
+    /// The claim mapping (default: [`DefaultClaimMapper`](crate::auth::DefaultClaimMapper)).
     pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
         self.mapper = Some(Arc::new(mapper));
         self
@@ -431,7 +427,7 @@ impl OAuthBuilder {
     /// Another accepted audience, compared exactly (an Auth0 API identifier, a Keycloak
     /// client id, an Entra application id URI).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        if let AudienceRule::Resource { extra, .. } = &mut self.audience {
+        if let Audience::Resource { extra, .. } = &mut self.audience {
             extra.push(audience.into());
         }
         self
@@ -440,7 +436,7 @@ impl OAuthBuilder {
     /// Also accept an `aud` that is a path-boundary prefix of the resource
     /// (`https://h/api` for `https://h/api/mcp`).
     pub fn audience_prefix(mut self) -> Self {
-        if let AudienceRule::Resource { prefix, .. } = &mut self.audience {
+        if let Audience::Resource { prefix, .. } = &mut self.audience {
             *prefix = true;
         }
         self
@@ -450,7 +446,7 @@ impl OAuthBuilder {
     /// accepted here (the confused-deputy problem the MCP specification forbids); only for
     /// providers that cannot issue audience-bound tokens.
     pub fn insecure_disable_audience_check(mut self) -> Self {
-        self.audience = AudienceRule::Disabled;
+        self.audience = Audience::Disabled;
         self
     }
 
@@ -531,7 +527,7 @@ impl OAuthBuilder {
     fn apply_provider(
         &mut self,
     ) -> Result<(Option<bool>, Vec<crate::claims::ClaimIfPresent>), ConfigError> {
-        use crate::providers::{Audience, Verification};
+        use crate::providers::Verification;
         let Some(spec) = self.provider.take() else {
             return Ok((None, Vec::new()));
         };
@@ -546,11 +542,18 @@ impl OAuthBuilder {
             self.mapper = Some(spec.mapper.clone());
         }
         match (&spec.audience, &mut self.audience) {
-            (Audience::ResourceOr(values), AudienceRule::Resource { extra, .. }) => {
-                extra.extend(values.iter().cloned())
+            (
+                Audience::Resource {
+                    extra: values,
+                    prefix: preset_prefix,
+                },
+                Audience::Resource { extra, prefix },
+            ) => {
+                extra.extend(values.iter().cloned());
+                *prefix |= *preset_prefix;
             }
-            (Audience::Disabled, rule) => *rule = AudienceRule::Disabled,
-            _ => {}
+            (Audience::Disabled, rule) => *rule = Audience::Disabled,
+            (_, Audience::Disabled) => {}
         }
         let mut unverified = None;
         if self.verifier.is_none() {
@@ -595,18 +598,53 @@ impl OAuthBuilder {
         Ok((unverified, spec.claim_checks))
     }
 
-    /// Builds the configuration.
+    /// Builds the token pipeline alone (the verifier, the preset, audience, leeway, token
+    /// size, cache, claim mapping, scope hierarchy), for transports other than HTTP or to
+    /// check tokens by hand. Without a resource the audience rule still applies: set
+    /// [`Self::audience`] values, or turn it off.
     ///
     /// # Errors
     ///
-    /// No resource or verifier; an invalid resource, issuer or scope.
-    #[cfg_attr(not(feature = "remote"), allow(unused_mut))]
-    pub fn build(mut self) -> Result<OAuth, ConfigError> {
+    /// No verifier; an invalid preset.
+    pub fn build_authenticator(mut self) -> Result<Authenticator, ConfigError> {
+        self.pipeline().map(|(authenticator, _)| authenticator)
+    }
+
+    /// Folds the preset in and builds the pipeline; also returns the `verify_jwt(false)`
+    /// state.
+    #[cfg_attr(not(feature = "remote"), allow(clippy::unnecessary_wraps))]
+    fn pipeline(&mut self) -> Result<(Authenticator, Option<bool>), ConfigError> {
         #[cfg(feature = "remote")]
         let (unverified, claim_checks) = self.apply_provider()?;
         #[cfg(not(feature = "remote"))]
         let (unverified, claim_checks): (Option<bool>, Vec<crate::claims::ClaimIfPresent>) =
             (None, Vec::new());
+        let verifier = self.verifier.clone().ok_or_else(|| {
+            ConfigError::missing(
+                "verifier",
+                "call OAuthBuilder::verifier (for example a JwtVerifier), or use OAuth::oidc",
+            )
+        })?;
+        let mut authenticator = Authenticator::with_verifier(verifier)
+            .audience(self.audience.clone())
+            .hierarchy(Arc::new(self.hierarchy.clone()))
+            .leeway(self.leeway)
+            .max_token_bytes(self.max_token_bytes)
+            .claim_checks(claim_checks)
+            .cache(self.cache);
+        if let Some(mapper) = &self.mapper {
+            authenticator = authenticator.mapper(mapper.clone());
+        }
+        Ok((authenticator, unverified))
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// No resource or verifier; an invalid resource, issuer or scope.
+    pub fn build(mut self) -> Result<OAuth, ConfigError> {
+        let (authenticator, unverified) = self.pipeline()?;
         let resource = self.resource.ok_or_else(|| {
             ConfigError::missing("resource", "call OAuthBuilder::resource with the public URL of the MCP endpoint, e.g. https://mcp.example.com/mcp")
         })?;
@@ -615,12 +653,6 @@ impl OAuthBuilder {
         } else {
             ResourceUrl::parse(&resource)?
         };
-        let verifier = self.verifier.ok_or_else(|| {
-            ConfigError::missing(
-                "verifier",
-                "call OAuthBuilder::verifier (for example a JwtVerifier), or use OAuth::oidc",
-            )
-        })?;
         for issuer in &self.authorization_servers {
             let url = url::Url::parse(issuer)
                 .map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
@@ -638,17 +670,6 @@ impl OAuthBuilder {
                 "scope",
                 format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)"),
             ));
-        }
-        let hierarchy = Arc::new(self.hierarchy);
-        let mut authenticator = Authenticator::new(verifier)
-            .audience(self.audience)
-            .hierarchy(hierarchy)
-            .leeway(self.leeway)
-            .max_token_bytes(self.max_token_bytes)
-            .claim_checks(claim_checks)
-            .cache(self.cache);
-        if let Some(mapper) = self.mapper {
-            authenticator = authenticator.mapper(ArcMapper(mapper));
         }
         #[cfg(feature = "remote")]
         let mirror = match (self.mirror, self.authorization_servers.first()) {
@@ -686,13 +707,5 @@ impl OAuthBuilder {
                 mirror,
             }),
         })
-    }
-}
-
-struct ArcMapper(Arc<dyn ClaimMapper>);
-
-impl ClaimMapper for ArcMapper {
-    fn map_user(&self, claims: &crate::Claims) -> crate::UserInfo {
-        self.0.map_user(claims)
     }
 }

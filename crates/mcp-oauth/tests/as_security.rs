@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::{CHALLENGE, Served, VERIFIER};
 use mcp_oauth::auth_server::{AuthServer, AuthServerBuilder, ClientSpec, Registration};
-use mcp_oauth::ResourceUrl;
-use mcp_oauth::authenticator::Authenticator;
+use mcp_oauth::{OAuth, ResourceUrl};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -177,8 +176,11 @@ impl Running {
 
     /// Whether an access token of this server is accepted for [`RESOURCE`].
     async fn accepted(&self, token: &str) -> bool {
-        Authenticator::new(self.server.verifier().expect("verifier"))
-            .cache(None)
+        OAuth::builder()
+            .verifier(self.server.verifier().expect("verifier"))
+            .token_cache(None)
+            .build_authenticator()
+            .expect("pipeline")
             .authenticate(token, &ResourceUrl::parse(RESOURCE).expect("resource"))
             .await
             .is_ok()

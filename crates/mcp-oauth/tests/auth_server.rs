@@ -13,9 +13,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{CHALLENGE, Served, VERIFIER};
 use mcp_oauth::auth_server::{AuthServer, CimdOptions, ClientSpec, DevUsers, RateLimit};
-use mcp_oauth::testing::hidden_form_fields;
 use mcp_oauth::authenticator::Authenticator;
-use mcp_oauth::{ResourceUrl, VerifyErrorKind};
+use mcp_oauth::testing::hidden_form_fields;
+use mcp_oauth::{OAuth, ResourceUrl, VerifyErrorKind};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -209,7 +209,11 @@ impl Running {
     }
 
     async fn verify(&self, token: &str) -> Result<mcp_oauth::Auth, mcp_oauth::VerifyError> {
-        let auth = Authenticator::new(self.server.verifier().expect("verifier")).cache(None);
+        let auth = OAuth::builder()
+            .verifier(self.server.verifier().expect("verifier"))
+            .token_cache(None)
+            .build_authenticator()
+            .expect("pipeline");
         auth.authenticate(token, &ResourceUrl::parse(RESOURCE).expect("resource"))
             .await
     }

@@ -159,7 +159,8 @@ async fn a_preset_without_a_public_url_is_refused_unless_listening_on_loopback()
     let idp = MockIdp::start(TestKey::rs256()).await.unwrap();
     let server = || {
         McpServer::new("corners", "1")
-            .oauth(Oidc::new(idp.issuer()))
+            .provider(Oidc::new(idp.issuer()))
+            .expect("a valid preset")
             .tool(Tool::new(
                 "whoami",
                 "Who",

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::Served;
+use mcp_oauth::authenticator::Audience;
 use mcp_oauth::jose::{Algorithm, JwkSet, SigningKey};
 use mcp_oauth::providers::{
-    Audience, Auth0, BetterAuth, Clerk, Custom, Keycloak, Oidc, Provider, ProviderSpec, Supabase,
-    WorkOs,
+    Auth0, BetterAuth, Clerk, Custom, Keycloak, Oidc, Provider, ProviderSpec, Supabase, WorkOs,
 };
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 use mcp_oauth::testing::{Layout, MockIdp, TestKey, TokenBuilder};
@@ -1162,7 +1162,7 @@ async fn better_auth_user_mapper_replaces_the_mapping() {
         }
         user
     };
-    let (idp, oauth) = better_auth(|p| p.user_mapper(mapper)).await;
+    let (idp, oauth) = better_auth(|p| p.claim_mapper(mapper)).await;
     let auth = accepted(&oauth, &better_auth_token(&idp).sign()).await;
     assert_eq!(auth.user.id, "usr_4f9a2c");
     assert_eq!(auth.user.email.as_deref(), Some("lin@example.com"));
@@ -1254,7 +1254,7 @@ async fn custom_verify_fn_is_called_and_the_shared_rules_still_apply() {
             }
         }
     })
-    .user_mapper(tenant_mapper)
+    .claim_mapper(tenant_mapper)
     .scopes_supported(["files:read", "files:write", "offline_access"]);
     let oauth = oauth(provider);
     assert_eq!(oauth.authorization_servers(), [CUSTOM_ISSUER]);
@@ -1290,7 +1290,7 @@ async fn custom_jwks_url_is_actually_fetched_and_used() {
             format!("{}/token", idp.issuer()),
         )
         .jwks_url(idp.jwks_url())
-        .user_mapper(tenant_mapper),
+        .claim_mapper(tenant_mapper),
     );
     assert_eq!(idp.jwks_hits(), 0, "keys are fetched on first use");
     let token = idp
@@ -1521,7 +1521,9 @@ fn presets_read_their_variables() {
         auth0.scopes_supported,
         ["openid", "profile", "email", "offline_access"]
     );
-    assert!(matches!(&auth0.audience, Audience::ResourceOr(v) if v == &[AUTH0_API]));
+    assert!(
+        matches!(&auth0.audience, Audience::Resource { extra: v, prefix: false } if v == &[AUTH0_API])
+    );
     assert!(!auth0.require_at_jwt);
 
     let workos = spec(
@@ -1541,7 +1543,9 @@ fn presets_read_their_variables() {
         workos.token_endpoint.as_deref(),
         Some("https://acme.authkit.app/oauth2/token")
     );
-    assert!(matches!(workos.audience, Audience::Resource));
+    assert!(
+        matches!(&workos.audience, Audience::Resource { extra, prefix: false } if extra.is_empty())
+    );
 
     let supabase = spec(
         Supabase::new(),
@@ -1575,7 +1579,9 @@ fn presets_read_their_variables() {
         supabase.algorithms.contains(Algorithm::ES256)
             && supabase.algorithms.contains(Algorithm::RS256)
     );
-    assert!(matches!(&supabase.audience, Audience::ResourceOr(v) if v == &["authenticated"]));
+    assert!(
+        matches!(&supabase.audience, Audience::Resource { extra: v, prefix: false } if v == &["authenticated"])
+    );
 
     let keycloak = spec(
         Keycloak::new(),
@@ -1601,7 +1607,9 @@ fn presets_read_their_variables() {
         keycloak.token_endpoint.as_deref(),
         Some("https://kc.example.com/realms/demo/protocol/openid-connect/token")
     );
-    assert!(matches!(&keycloak.audience, Audience::ResourceOr(v) if v == &["mcp-server"]));
+    assert!(
+        matches!(&keycloak.audience, Audience::Resource { extra: v, prefix: false } if v == &["mcp-server"])
+    );
     assert_eq!(
         keycloak.scopes_supported,
         ["openid", "profile", "email", "offline_access", "roles"]
@@ -1679,11 +1687,13 @@ fn values_in_code_win_over_variables() {
     let auth0 = spec(Auth0::new().domain("code.auth0.com"), &env);
     assert_eq!(auth0.issuer, "https://code.auth0.com/");
     assert!(
-        matches!(&auth0.audience, Audience::ResourceOr(v) if v == &["https://env-api"]),
+        matches!(&auth0.audience, Audience::Resource { extra: v, prefix: false } if v == &["https://env-api"]),
         "an unset value still comes from its variable"
     );
     let auth0 = spec(Auth0::new().audience("https://code-api"), &env);
-    assert!(matches!(&auth0.audience, Audience::ResourceOr(v) if v == &["https://code-api"]));
+    assert!(
+        matches!(&auth0.audience, Audience::Resource { extra: v, prefix: false } if v == &["https://code-api"])
+    );
     assert_eq!(
         spec(WorkOs::new().subdomain("code.authkit.app"), &env).issuer,
         "https://code.authkit.app"
@@ -1710,7 +1720,9 @@ fn values_in_code_win_over_variables() {
         keycloak.issuer,
         "https://env-kc.example.com/realms/code-realm"
     );
-    assert!(matches!(&keycloak.audience, Audience::ResourceOr(v) if v == &["code-client"]));
+    assert!(
+        matches!(&keycloak.audience, Audience::Resource { extra: v, prefix: false } if v == &["code-client"])
+    );
     assert_eq!(
         spec(
             Clerk::new().frontend_api_url("https://code.clerk.example"),
@@ -1880,7 +1892,11 @@ async fn process_environment_probe() {
         .mirror_authorization_server(false)
         .build()
         .map(|o| o.authorization_servers().to_vec());
-    let prm = match McpServer::new("probe", "1").oauth(Auth0::new()).app() {
+    let prm = match McpServer::new("probe", "1")
+        .provider(Auth0::new())
+        .map_err(mcp_oauth::server::ServerError::from)
+        .and_then(|server| server.app())
+    {
         Ok(app) => {
             let res = app
                 .oneshot(
@@ -2074,7 +2090,8 @@ async fn auth0_end_to_end_whoami_and_a_permission_gated_tool() {
     .expect("idp");
     // The preset alone: the resource URL comes from the loopback listener.
     let server = McpServer::new("auth0-e2e", "1.0.0")
-        .oauth(Auth0::new().domain(idp.origin()).audience(AUTH0_API))
+        .provider(Auth0::new().domain(idp.origin()).audience(AUTH0_API))
+        .expect("a valid preset")
         .tool(whoami())
         .tool(
             Tool::new(
@@ -2168,12 +2185,13 @@ async fn unverified_mode_serves_on_loopback_checks_iss_aud_exp_and_warns_once() 
     .await
     .expect("idp");
     let server = McpServer::new("dev", "0.0.1")
-        .oauth(
+        .provider(
             Auth0::new()
                 .domain(idp.origin())
                 .audience(AUTH0_API)
                 .verify_jwt(false),
         )
+        .expect("a valid preset")
         .tool(whoami());
     let s = Running::start(server).await;
 

@@ -16,7 +16,7 @@ use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
 use mcp_oauth::verify::{
     FnVerifier, IntrospectionVerifier, JwksOptions, JwtVerifier, TokenVerifier,
 };
-use mcp_oauth::{Claims, ResourceUrl, VerifyError, VerifyErrorKind};
+use mcp_oauth::{Claims, OAuth, ResourceUrl, VerifyError, VerifyErrorKind};
 use serde_json::json;
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
@@ -344,7 +344,11 @@ async fn stale_keys_keep_working_while_the_idp_is_down_then_recover() {
         )
         .retry_after_error(Duration::ZERO)
         .stale_if_error(Duration::from_secs(3600));
-    let auth = Authenticator::new(remote(&idp, options)).cache(None);
+    let auth = OAuth::builder()
+        .verifier(remote(&idp, options))
+        .token_cache(None)
+        .build_authenticator()
+        .expect("pipeline");
     let token = idp.token().aud(RESOURCE).sign();
     assert!(auth.authenticate(&token, &resource()).await.is_ok());
     idp.set_jwks_mode(JwksMode::Status(500));
@@ -472,7 +476,11 @@ async fn verified_tokens_are_cached_but_never_beyond_exp() {
         "a token was served from the cache past its exp"
     );
 
-    let disabled = Authenticator::new(remote(&idp, JwksOptions::default())).cache(None);
+    let disabled = OAuth::builder()
+        .verifier(remote(&idp, JwksOptions::default()))
+        .token_cache(None)
+        .build_authenticator()
+        .expect("pipeline");
     let a = disabled
         .authenticate(&token, &resource())
         .await

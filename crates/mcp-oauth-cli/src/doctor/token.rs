@@ -3,10 +3,10 @@
 //!
 //! The token itself is never printed.
 
-use mcp_oauth::authenticator::{AudienceRule, Authenticator, DEFAULT_MAX_TOKEN_BYTES, TimeRules};
+use mcp_oauth::authenticator::{Audience, DEFAULT_MAX_TOKEN_BYTES, TimeRules};
 use mcp_oauth::jose::Algorithms;
 use mcp_oauth::jose::dangerous::{UnverifiedToken, decode_unverified};
-use mcp_oauth::{JwtVerifier, ResourceUrl, VerifyError, VerifyErrorKind};
+use mcp_oauth::{JwtVerifier, OAuth, ResourceUrl, VerifyError, VerifyErrorKind};
 
 use super::report::{Check, Report};
 use super::time::{human_duration, now_unix, rfc3339};
@@ -44,7 +44,7 @@ fn explain(report: &mut Report, token: &str, inputs: &Inputs<'_>) {
     if token.len() > DEFAULT_MAX_TOKEN_BYTES {
         report.add(
             Check::fail("token.size", format!("The token is {} bytes, more than the {DEFAULT_MAX_TOKEN_BYTES} the library reads.", token.len()))
-                .hint("Tokens that large usually carry every group or role of the user: ask the provider for a smaller access token (fewer claims), or raise the limit with Authenticator::max_token_bytes."),
+                .hint("Tokens that large usually carry every group or role of the user: ask the provider for a smaller access token (fewer claims), or raise the limit with OAuthBuilder::max_token_bytes."),
         );
     }
     let Some(parsed) = format(report, token, inputs) else {
@@ -376,12 +376,12 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
 /// the `--audience` values; without an MCP URL, the `--audience` values only (a placeholder
 /// resource that matches no `aud`), or no check when there are none. Also says which, in
 /// words. `None` only if the placeholder does not parse (a bug).
-fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, AudienceRule, String)> {
+fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, Audience, String)> {
     let extra = inputs.audiences.to_vec();
     Some(match inputs.resource {
         Some(resource) => (
             resource.clone(),
-            AudienceRule::Resource {
+            Audience::Resource {
                 extra,
                 prefix: false,
             },
@@ -392,13 +392,13 @@ fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, AudienceRule, Stri
             if extra.is_empty() {
                 (
                     placeholder,
-                    AudienceRule::Disabled,
+                    Audience::Disabled,
                     "audience not checked (no --mcp-url)".to_owned(),
                 )
             } else {
                 (
                     placeholder,
-                    AudienceRule::Resource {
+                    Audience::Resource {
                         extra,
                         prefix: false,
                     },
@@ -566,10 +566,27 @@ async fn verdict(
         );
         return;
     };
-    let authenticator = Authenticator::new(verifier)
-        .audience(rule)
+    // The pipeline as a server configured with this rule builds it.
+    let mut builder = OAuth::builder()
+        .verifier(verifier)
         .leeway(time_rules().leeway())
-        .cache(None);
+        .token_cache(None);
+    builder = match rule {
+        Audience::Resource { extra, .. } => extra
+            .into_iter()
+            .fold(builder, |builder, aud| builder.audience(aud)),
+        _ => builder.insecure_disable_audience_check(),
+    };
+    let authenticator = match builder.build_authenticator() {
+        Ok(authenticator) => authenticator,
+        Err(err) => {
+            report.add(
+                Check::fail(ID, format!("internal error: {err}"))
+                    .hint("This is a bug in mcp-oauth doctor; please report it."),
+            );
+            return;
+        }
+    };
     match authenticator.authenticate(token, &resource).await {
         Ok(auth) => {
             report.add(Check::pass(

@@ -2,14 +2,11 @@
 
 use std::sync::Arc;
 
-use super::{
-    Audience, Common, Provider, ProviderSpec, Vars, Verification, base_url, common_setters,
-    required, strings,
-};
+use super::{Common, Provider, ProviderSpec, Vars, base_url, common_setters, required};
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
+use crate::authenticator::Audience;
 use crate::claims::Claims;
 use crate::error::ConfigError;
-use crate::jose::Algorithms;
 
 /// Auth0: issuer `https://<domain>/` (with the trailing slash), keys at
 /// `/.well-known/jwks.json`, audience bound to the MCP resource **and** the API identifier
@@ -37,9 +34,7 @@ impl Auth0 {
     ///
     /// A required variable is missing.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let this = Self::new();
-        this.clone().spec()?;
-        Ok(this)
+        super::from_env(Self::new())
     }
 
     /// The tenant domain (`tenant.eu.auth0.com`, a custom domain, or a full URL).
@@ -97,23 +92,12 @@ impl Provider for Auth0 {
             "Auth0::audience",
         )?;
         let base = base_url(&domain, "Auth0 domain")?;
-        let spec = ProviderSpec {
-            name: "auth0",
-            issuer: format!("{base}/"),
-            jwks_url: Some(format!("{base}/.well-known/jwks.json")),
-            authorization_endpoint: Some(format!("{base}/authorize")),
-            token_endpoint: Some(format!("{base}/oauth/token")),
-            scopes_supported: strings(&["openid", "profile", "email", "offline_access"]),
-            grant_types: strings(&["authorization_code", "refresh_token"]),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: false,
-            audience: Audience::ResourceOr(vec![audience]),
-            claim_checks: Vec::new(),
-            verification: Verification::Jwt,
-            mapper: Arc::new(Auth0Mapper),
-            force_unverified: false,
-        };
+        let spec = ProviderSpec::jwt("auth0", format!("{base}/"))
+            .jwks_url(format!("{base}/.well-known/jwks.json"))
+            .endpoints(format!("{base}/authorize"), format!("{base}/oauth/token"))
+            .scopes_supported(&["openid", "profile", "email", "offline_access"])
+            .audience(Audience::resource_or([audience]))
+            .claim_mapper(Arc::new(Auth0Mapper));
         Ok(self.common.finish(spec))
     }
 }

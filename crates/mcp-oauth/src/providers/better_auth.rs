@@ -2,14 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{
-    Audience, Common, Provider, ProviderSpec, Vars, Verification, base_url, common_setters,
-    required, strings,
-};
+use super::{Common, Provider, ProviderSpec, Vars, base_url, common_setters, required};
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
 use crate::claims::Claims;
 use crate::error::ConfigError;
-use crate::jose::Algorithms;
 
 /// Better Auth: issuer = the auth URL including its base path
 /// (`http://localhost:3000/api/auth`), keys at `<auth URL>/jwks` (EdDSA by default), access
@@ -17,7 +13,7 @@ use crate::jose::Algorithms;
 /// audience bound to the MCP resource (Better Auth issues JWTs only for a `resource`).
 ///
 /// Variable: `MCP_USE_OAUTH_BETTER_AUTH_URL` (required). Claims: the generic mapping plus
-/// `azp`, `sid`, `email_verified`; replace it with [`BetterAuth::user_mapper`].
+/// `azp`, `sid`, `email_verified`; replace it with [`BetterAuth::claim_mapper`].
 #[derive(Clone, Default)]
 #[must_use]
 pub struct BetterAuth {
@@ -46,9 +42,7 @@ impl BetterAuth {
     ///
     /// A required variable is missing.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let this = Self::new();
-        this.clone().spec()?;
-        Ok(this)
+        super::from_env(Self::new())
     }
 
     /// The auth URL with its base path (`https://app.example.com/api/auth`).
@@ -58,7 +52,7 @@ impl BetterAuth {
     }
 
     /// Your own claim mapping, replacing the default one (mcp-use's `getUserInfo`).
-    pub fn user_mapper(mut self, mapper: impl ClaimMapper) -> Self {
+    pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
         self.mapper = Some(Arc::new(mapper));
         self
     }
@@ -92,23 +86,16 @@ impl Provider for BetterAuth {
             "BetterAuth::auth_url",
         )?;
         let issuer = base_url(&url, "Better Auth authURL")?;
-        let spec = ProviderSpec {
-            name: "better-auth",
-            jwks_url: Some(format!("{issuer}/jwks")),
-            authorization_endpoint: Some(format!("{issuer}/oauth2/authorize")),
-            token_endpoint: Some(format!("{issuer}/oauth2/token")),
-            issuer,
-            scopes_supported: strings(&["openid", "profile", "email", "offline_access"]),
-            grant_types: strings(&["authorization_code", "client_credentials", "refresh_token"]),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: true,
-            audience: Audience::Resource,
-            claim_checks: Vec::new(),
-            verification: Verification::Jwt,
-            mapper: self.mapper.unwrap_or_else(|| Arc::new(BetterAuthMapper)),
-            force_unverified: false,
-        };
+        let spec = ProviderSpec::jwt("better-auth", issuer.clone())
+            .jwks_url(format!("{issuer}/jwks"))
+            .endpoints(
+                format!("{issuer}/oauth2/authorize"),
+                format!("{issuer}/oauth2/token"),
+            )
+            .scopes_supported(&["openid", "profile", "email", "offline_access"])
+            .grant_types(&["authorization_code", "client_credentials", "refresh_token"])
+            .require_at_jwt(true)
+            .claim_mapper(self.mapper.unwrap_or_else(|| Arc::new(BetterAuthMapper)));
         Ok(self.common.finish(spec))
     }
 }

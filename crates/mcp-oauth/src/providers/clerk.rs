@@ -4,14 +4,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{
-    Audience, Common, Provider, ProviderSpec, Vars, Verification, base_url, common_setters,
-    required, strings,
-};
+use super::{Audience, Common, Provider, ProviderSpec, Vars, base_url, common_setters, required};
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
 use crate::claims::Claims;
 use crate::error::ConfigError;
-use crate::jose::Algorithms;
 
 /// Clerk: issuer = the Frontend API URL, keys at `/.well-known/jwks.json`. OAuth access
 /// tokens carry `typ: at+jwt`, which is required: Clerk session tokens are signed by the same
@@ -40,9 +36,7 @@ impl Clerk {
     ///
     /// A required variable is missing.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let this = Self::new();
-        this.clone().spec()?;
-        Ok(this)
+        super::from_env(Self::new())
     }
 
     /// The Frontend API URL (`https://verb-noun-42.clerk.accounts.dev`).
@@ -99,27 +93,16 @@ impl Provider for Clerk {
             "Clerk::frontend_api_url",
         )?;
         let issuer = base_url(&url, "Clerk frontendApiUrl")?;
-        let spec = ProviderSpec {
-            name: "clerk",
-            jwks_url: Some(format!("{issuer}/.well-known/jwks.json")),
-            authorization_endpoint: Some(format!("{issuer}/oauth/authorize")),
-            token_endpoint: Some(format!("{issuer}/oauth/token")),
-            issuer,
-            scopes_supported: strings(&["profile", "email", "offline_access"]),
-            grant_types: strings(&["authorization_code", "refresh_token"]),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: true,
-            audience: if self.audiences.is_empty() {
-                Audience::Resource
-            } else {
-                Audience::ResourceOr(self.audiences)
-            },
-            claim_checks: Vec::new(),
-            verification: Verification::Jwt,
-            mapper: Arc::new(ClerkMapper),
-            force_unverified: false,
-        };
+        let spec = ProviderSpec::jwt("clerk", issuer.clone())
+            .jwks_url(format!("{issuer}/.well-known/jwks.json"))
+            .endpoints(
+                format!("{issuer}/oauth/authorize"),
+                format!("{issuer}/oauth/token"),
+            )
+            .scopes_supported(&["profile", "email", "offline_access"])
+            .require_at_jwt(true)
+            .audience(Audience::resource_or(self.audiences))
+            .claim_mapper(Arc::new(ClerkMapper));
         Ok(self.common.finish(spec))
     }
 }

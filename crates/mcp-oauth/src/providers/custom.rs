@@ -3,13 +3,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{
-    Audience, Common, Provider, ProviderSpec, Vars, Verification, common_setters, strings,
-};
-use crate::auth::{ClaimMapper, DefaultClaimMapper};
+use super::{Audience, Common, Provider, ProviderSpec, Vars, Verification, common_setters};
+use crate::auth::ClaimMapper;
 use crate::claims::Claims;
 use crate::error::{ConfigError, VerifyError};
-use crate::jose::Algorithms;
 use crate::secret::AccessToken;
 use crate::verify::{FnVerifier, TokenVerifier};
 
@@ -92,7 +89,7 @@ impl Custom {
     }
 
     /// The claim mapping (default: the generic one).
-    pub fn user_mapper(mut self, mapper: impl ClaimMapper) -> Self {
+    pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
         self.mapper = Some(Arc::new(mapper));
         self
     }
@@ -143,29 +140,18 @@ impl Provider for Custom {
                 ));
             }
         };
-        let spec = ProviderSpec {
-            name: "custom",
-            issuer: self.issuer,
-            jwks_url: self.jwks_url,
-            authorization_endpoint: Some(self.authorization_endpoint),
-            token_endpoint: Some(self.token_endpoint),
-            scopes_supported: strings(&["openid", "profile", "email"]),
-            grant_types: self
-                .grant_types
-                .unwrap_or_else(|| strings(&["authorization_code", "refresh_token"])),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: false,
-            audience: if self.audiences.is_empty() {
-                Audience::Resource
-            } else {
-                Audience::ResourceOr(self.audiences)
-            },
-            claim_checks: Vec::new(),
-            verification,
-            mapper: self.mapper.unwrap_or_else(|| Arc::new(DefaultClaimMapper)),
-            force_unverified: false,
-        };
+        let mut spec = ProviderSpec::jwt("custom", self.issuer)
+            .endpoints(self.authorization_endpoint, self.token_endpoint)
+            .scopes_supported(&["openid", "profile", "email"])
+            .audience(Audience::resource_or(self.audiences))
+            .verification(verification);
+        spec.jwks_url = self.jwks_url;
+        if let Some(grant_types) = self.grant_types {
+            spec.grant_types = grant_types;
+        }
+        if let Some(mapper) = self.mapper {
+            spec = spec.claim_mapper(mapper);
+        }
         Ok(self.common.finish(spec))
     }
 }

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    Audience, ClaimIfPresent, Common, Provider, ProviderSpec, Vars, Verification, base_url,
-    common_setters, optional, required, strings,
+    Audience, ClaimIfPresent, Common, Provider, ProviderSpec, Vars, base_url, common_setters,
+    optional, required,
 };
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
 use crate::claims::Claims;
 use crate::error::ConfigError;
-use crate::jose::Algorithms;
 
 /// Keycloak: issuer `<server>/realms/<realm>`, keys at `/protocol/openid-connect/certs`
 /// (encryption keys in the set are skipped). Audience bound to the MCP resource, or to the
@@ -43,9 +42,7 @@ impl Keycloak {
     ///
     /// A required variable is missing.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let this = Self::new();
-        this.clone().spec()?;
-        Ok(this)
+        super::from_env(Self::new())
     }
 
     /// The server URL (`https://auth.example.com`).
@@ -143,26 +140,17 @@ impl Provider for Keycloak {
             base_url(&server, "Keycloak server URL")?
         );
         let oidc = format!("{issuer}/protocol/openid-connect");
-        let spec = ProviderSpec {
-            name: "keycloak",
-            jwks_url: Some(format!("{oidc}/certs")),
-            authorization_endpoint: Some(format!("{oidc}/auth")),
-            token_endpoint: Some(format!("{oidc}/token")),
-            issuer,
-            scopes_supported: strings(&["openid", "profile", "email", "offline_access", "roles"]),
-            grant_types: strings(&["authorization_code", "refresh_token", "client_credentials"]),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: false,
-            audience: audience.map_or(Audience::Resource, |a| Audience::ResourceOr(vec![a])),
-            claim_checks: vec![ClaimIfPresent {
+        let spec = ProviderSpec::jwt("keycloak", issuer)
+            .jwks_url(format!("{oidc}/certs"))
+            .endpoints(format!("{oidc}/auth"), format!("{oidc}/token"))
+            .scopes_supported(&["openid", "profile", "email", "offline_access", "roles"])
+            .grant_types(&["authorization_code", "refresh_token", "client_credentials"])
+            .audience(Audience::resource_or(audience))
+            .claim_check(ClaimIfPresent {
                 name: "typ",
                 value: "Bearer",
-            }],
-            verification: Verification::Jwt,
-            mapper: Arc::new(KeycloakMapper),
-            force_unverified: false,
-        };
+            })
+            .claim_mapper(Arc::new(KeycloakMapper));
         Ok(self.common.finish(spec))
     }
 }

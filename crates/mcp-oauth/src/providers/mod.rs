@@ -48,7 +48,8 @@ pub use oidc::Oidc;
 pub use supabase::{Supabase, SupabaseMapper};
 pub use workos::{WorkOs, WorkOsMapper};
 
-use crate::auth::ClaimMapper;
+use crate::auth::{ClaimMapper, DefaultClaimMapper};
+use crate::authenticator::Audience;
 pub use crate::claims::ClaimIfPresent;
 use crate::error::ConfigError;
 use crate::jose::Algorithms;
@@ -62,20 +63,6 @@ pub type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Reads a variable from the process environment, ignoring empty values.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// How a preset checks the audience.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub enum Audience {
-    /// Bound to the MCP resource URL, plus these other accepted values.
-    #[default]
-    Resource,
-    /// Bound to the MCP resource URL, or one of these values (an API identifier, a client
-    /// id, Supabase's `authenticated`).
-    ResourceOr(Vec<String>),
-    /// No audience check (the provider cannot put an audience in its tokens).
-    Disabled,
 }
 
 /// How tokens are verified.
@@ -146,6 +133,110 @@ impl std::fmt::Debug for ProviderSpec {
             .field("audience", &self.audience)
             .field("verification", &self.verification)
             .finish_non_exhaustive()
+    }
+}
+
+impl ProviderSpec {
+    /// A preset whose tokens are JWTs from `issuer`, with the defaults: keys found through
+    /// the issuer's metadata, the default algorithms, audience bound to the resource, no
+    /// advertised scopes, `authorization_code` and `refresh_token`, the default claim
+    /// mapping. The setters below change one field each.
+    pub fn jwt(name: &'static str, issuer: impl Into<String>) -> Self {
+        Self {
+            name,
+            issuer: issuer.into(),
+            jwks_url: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            scopes_supported: Vec::new(),
+            grant_types: strings(&["authorization_code", "refresh_token"]),
+            algorithms: Algorithms::default(),
+            hmac_secret: None,
+            require_at_jwt: false,
+            audience: Audience::default(),
+            claim_checks: Vec::new(),
+            verification: Verification::Jwt,
+            mapper: Arc::new(DefaultClaimMapper),
+            force_unverified: false,
+        }
+    }
+
+    /// The JWKS URL (default: found through the issuer's metadata).
+    #[must_use]
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// The authorization and token endpoints.
+    #[must_use]
+    pub fn endpoints(mut self, authorization: impl Into<String>, token: impl Into<String>) -> Self {
+        self.authorization_endpoint = Some(authorization.into());
+        self.token_endpoint = Some(token.into());
+        self
+    }
+
+    /// The scopes advertised in the protected-resource metadata.
+    #[must_use]
+    pub fn scopes_supported(mut self, scopes: &[&str]) -> Self {
+        self.scopes_supported = strings(scopes);
+        self
+    }
+
+    /// The grant types the provider supports.
+    #[must_use]
+    pub fn grant_types(mut self, grant_types: &[&str]) -> Self {
+        self.grant_types = strings(grant_types);
+        self
+    }
+
+    /// The accepted (asymmetric) signature algorithms.
+    #[must_use]
+    pub fn algorithms(mut self, algorithms: Algorithms) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+
+    /// An HS256 shared secret (legacy Supabase).
+    #[must_use]
+    pub fn hmac_secret(mut self, secret: Option<Secret>) -> Self {
+        self.hmac_secret = secret;
+        self
+    }
+
+    /// Require the RFC 9068 `typ: at+jwt` header.
+    #[must_use]
+    pub fn require_at_jwt(mut self, require: bool) -> Self {
+        self.require_at_jwt = require;
+        self
+    }
+
+    /// The audience rule.
+    #[must_use]
+    pub fn audience(mut self, audience: Audience) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// A claim that must have a given value when present.
+    #[must_use]
+    pub fn claim_check(mut self, check: ClaimIfPresent) -> Self {
+        self.claim_checks.push(check);
+        self
+    }
+
+    /// How tokens are verified (default: JWTs against the keys).
+    #[must_use]
+    pub fn verification(mut self, verification: Verification) -> Self {
+        self.verification = verification;
+        self
+    }
+
+    /// The claim mapping.
+    #[must_use]
+    pub fn claim_mapper(mut self, mapper: Arc<dyn ClaimMapper>) -> Self {
+        self.mapper = mapper;
+        self
     }
 }
 
@@ -239,6 +330,13 @@ impl Common {
         }
         spec
     }
+}
+
+/// A preset's `from_env`: `preset` (nothing set in code) with every value from the process
+/// environment, checked now.
+pub(crate) fn from_env<P: Provider + Clone>(preset: P) -> Result<P, ConfigError> {
+    preset.clone().spec()?;
+    Ok(preset)
 }
 
 /// A required value: set in code, else from `var`, else an error in mcp-use's words.

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{Audience, Common, Provider, ProviderSpec, Vars, Verification, common_setters};
-use crate::auth::{ClaimMapper, DefaultClaimMapper};
+use super::{Audience, Common, Provider, ProviderSpec, Vars, common_setters};
+use crate::auth::ClaimMapper;
 use crate::error::ConfigError;
-use crate::jose::Algorithms;
 
 /// A generic OIDC issuer: endpoints and keys come from its discovery document (fetched in the
 /// MCP discovery order on first use), the audience is bound to the MCP resource.
@@ -52,7 +51,7 @@ impl Oidc {
     }
 
     /// The claim mapping (default: the generic one).
-    pub fn user_mapper(mut self, mapper: impl ClaimMapper) -> Self {
+    pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
         self.mapper = Some(Arc::new(mapper));
         self
     }
@@ -64,27 +63,12 @@ impl Provider for Oidc {
     fn spec_with(self, _vars: Vars<'_>) -> Result<ProviderSpec, ConfigError> {
         url::Url::parse(&self.issuer)
             .map_err(|e| ConfigError::url("OIDC issuer", &self.issuer, e.to_string()))?;
-        let spec = ProviderSpec {
-            name: "oidc",
-            issuer: self.issuer,
-            jwks_url: None,
-            authorization_endpoint: None,
-            token_endpoint: None,
-            scopes_supported: Vec::new(),
-            grant_types: super::strings(&["authorization_code", "refresh_token"]),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: self.require_at_jwt,
-            audience: if self.audiences.is_empty() {
-                Audience::Resource
-            } else {
-                Audience::ResourceOr(self.audiences)
-            },
-            claim_checks: Vec::new(),
-            verification: Verification::Jwt,
-            mapper: self.mapper.unwrap_or_else(|| Arc::new(DefaultClaimMapper)),
-            force_unverified: false,
-        };
+        let mut spec = ProviderSpec::jwt("oidc", self.issuer)
+            .require_at_jwt(self.require_at_jwt)
+            .audience(Audience::resource_or(self.audiences));
+        if let Some(mapper) = self.mapper {
+            spec = spec.claim_mapper(mapper);
+        }
         Ok(self.common.finish(spec))
     }
 }

@@ -4,10 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{
-    Audience, Common, Provider, ProviderSpec, Vars, Verification, base_url, common_setters,
-    optional,
-};
+use super::{Audience, Common, Provider, ProviderSpec, Vars, base_url, common_setters, optional};
 use crate::auth::{ClaimMapper, UserInfo};
 use crate::claims::Claims;
 use crate::error::ConfigError;
@@ -60,9 +57,7 @@ impl Supabase {
     ///
     /// Neither a project id nor a URL is set.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let this = Self::new();
-        this.clone().spec()?;
-        Ok(this)
+        super::from_env(Self::new())
     }
 
     /// The project reference (`abcdefghijklmnopqrst`): `https://<id>.supabase.co`.
@@ -160,23 +155,16 @@ impl Provider for Supabase {
             ));
         }
         let issuer = format!("{base}/auth/v1");
-        let spec = ProviderSpec {
-            name: "supabase",
-            jwks_url: Some(format!("{issuer}/.well-known/jwks.json")),
-            authorization_endpoint: Some(format!("{issuer}/oauth/authorize")),
-            token_endpoint: Some(format!("{issuer}/oauth/token")),
-            issuer,
-            scopes_supported: Vec::new(),
-            grant_types: super::strings(&["authorization_code", "refresh_token"]),
-            algorithms: [Algorithm::ES256, Algorithm::RS256].into_iter().collect(),
-            hmac_secret: secret.map(Secret::from),
-            require_at_jwt: false,
-            audience: Audience::ResourceOr(vec!["authenticated".into()]),
-            claim_checks: Vec::new(),
-            verification: Verification::Jwt,
-            mapper: Arc::new(SupabaseMapper),
-            force_unverified: false,
-        };
+        let spec = ProviderSpec::jwt("supabase", issuer.clone())
+            .jwks_url(format!("{issuer}/.well-known/jwks.json"))
+            .endpoints(
+                format!("{issuer}/oauth/authorize"),
+                format!("{issuer}/oauth/token"),
+            )
+            .algorithms([Algorithm::ES256, Algorithm::RS256].into_iter().collect())
+            .hmac_secret(secret.map(Secret::from))
+            .audience(Audience::resource_or(["authenticated"]))
+            .claim_mapper(Arc::new(SupabaseMapper));
         Ok(self.common.finish(spec))
     }
 }

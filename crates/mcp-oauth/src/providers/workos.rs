@@ -2,14 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{
-    Audience, Common, Provider, ProviderSpec, Vars, Verification, base_url, common_setters,
-    required, strings,
-};
+use super::{Audience, Common, Provider, ProviderSpec, Vars, base_url, common_setters, required};
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
 use crate::claims::Claims;
 use crate::error::ConfigError;
-use crate::jose::Algorithms;
 
 /// WorkOS AuthKit (Connect tokens): issuer `https://<subdomain>` (the full AuthKit host, e.g.
 /// `acme.authkit.app`), keys at `/oauth2/jwks`, audience bound to the MCP resource (AuthKit
@@ -38,9 +34,7 @@ impl WorkOs {
     ///
     /// A required variable is missing.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let this = Self::new();
-        this.clone().spec()?;
-        Ok(this)
+        super::from_env(Self::new())
     }
 
     /// The AuthKit host (`acme.authkit.app`, or a full URL).
@@ -90,27 +84,15 @@ impl Provider for WorkOs {
             "WorkOs::subdomain",
         )?;
         let issuer = base_url(&subdomain, "WorkOS subdomain")?;
-        let spec = ProviderSpec {
-            name: "workos",
-            jwks_url: Some(format!("{issuer}/oauth2/jwks")),
-            authorization_endpoint: Some(format!("{issuer}/oauth2/authorize")),
-            token_endpoint: Some(format!("{issuer}/oauth2/token")),
-            issuer,
-            scopes_supported: strings(&["email", "offline_access", "openid", "profile"]),
-            grant_types: strings(&["authorization_code", "refresh_token"]),
-            algorithms: Algorithms::default(),
-            hmac_secret: None,
-            require_at_jwt: false,
-            audience: if self.audiences.is_empty() {
-                Audience::Resource
-            } else {
-                Audience::ResourceOr(self.audiences)
-            },
-            claim_checks: Vec::new(),
-            verification: Verification::Jwt,
-            mapper: Arc::new(WorkOsMapper),
-            force_unverified: false,
-        };
+        let spec = ProviderSpec::jwt("workos", issuer.clone())
+            .jwks_url(format!("{issuer}/oauth2/jwks"))
+            .endpoints(
+                format!("{issuer}/oauth2/authorize"),
+                format!("{issuer}/oauth2/token"),
+            )
+            .scopes_supported(&["email", "offline_access", "openid", "profile"])
+            .audience(Audience::resource_or(self.audiences))
+            .claim_mapper(Arc::new(WorkOsMapper));
         Ok(self.common.finish(spec))
     }
 }

@@ -44,26 +44,13 @@ use crate::rmcp::{LocalSessionManager, StreamableHttpService, transport_config};
 use crate::routes::mcp_cors;
 use crate::session::SessionBindingLayer;
 
-/// What [`McpServer::oauth`] accepts.
+/// How the MCP endpoint is protected: [`McpServer::oauth`] or [`McpServer::provider`].
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum OAuthSource {
+enum OAuthSource {
     /// A complete configuration.
     Ready(OAuth),
-    /// A provider preset; the server supplies the resource URL.
-    Provider(Box<Result<crate::providers::ProviderSpec, ConfigError>>),
-}
-
-impl From<OAuth> for OAuthSource {
-    fn from(oauth: OAuth) -> Self {
-        Self::Ready(oauth)
-    }
-}
-
-impl<P: crate::providers::Provider> From<P> for OAuthSource {
-    fn from(provider: P) -> Self {
-        Self::Provider(Box::new(provider.spec()))
-    }
+    /// A provider preset, already checked; the server supplies the resource URL.
+    Provider(Box<crate::providers::ProviderSpec>),
 }
 
 /// The server could not be built or run.
@@ -162,13 +149,39 @@ impl McpServer {
         self
     }
 
-    /// Protects the MCP endpoint: with a ready [`OAuth`] configuration (the endpoint's path is
-    /// its resource URL's path), or with a provider preset, whose resource URL is
-    /// [`McpServer::url`], else `MCP_URL`, else, when listening on loopback,
-    /// `http://<listen address><path>`.
-    pub fn oauth(mut self, oauth: impl Into<OAuthSource>) -> Self {
-        self.oauth = Some(oauth.into());
+    /// Protects the MCP endpoint with a ready [`OAuth`] configuration (the endpoint's path is
+    /// its resource URL's path).
+    pub fn oauth(mut self, oauth: OAuth) -> Self {
+        self.oauth = Some(OAuthSource::Ready(oauth));
         self
+    }
+
+    /// Protects the MCP endpoint with a provider preset, whose resource URL is
+    /// [`McpServer::url`], else `MCP_URL`, else, when listening on loopback,
+    /// `http://<listen address><path>`. Unset preset values are read from the process
+    /// environment now.
+    ///
+    /// ```no_run
+    /// use mcp_oauth::McpServer;
+    /// use mcp_oauth::providers::Auth0;
+    ///
+    /// # fn main() -> Result<(), mcp_oauth::ConfigError> {
+    /// let server = McpServer::new("demo", "1.0.0")
+    ///     .url("https://mcp.example.com/mcp")
+    ///     .provider(Auth0::new().domain("tenant.auth0.com").audience("https://api.example.com"))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The preset is invalid or misses a required value (the error names the variable):
+    /// reported here, where it enters, not when the server starts.
+    pub fn provider(
+        mut self,
+        preset: impl crate::providers::Provider,
+    ) -> Result<Self, ConfigError> {
+        self.oauth = Some(OAuthSource::Provider(Box::new(preset.spec()?)));
+        Ok(self)
     }
 
     /// The public URL of the MCP endpoint, for provider presets (`https://mcp.example.com/mcp`).
@@ -243,7 +256,7 @@ impl McpServer {
             None if self.auth_server.is_some() => None,
             None => return Ok(None),
             Some(OAuthSource::Ready(oauth)) => return Ok(Some(oauth.clone())),
-            Some(OAuthSource::Provider(spec)) => Some((**spec).clone()?),
+            Some(OAuthSource::Provider(spec)) => Some((**spec).clone()),
         };
         #[cfg(feature = "auth-server")]
         if let (None, Some(server)) = (&spec, &self.auth_server) {
