@@ -6,26 +6,16 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use mcp_oauth::OAuth;
-use mcp_oauth::auth_server::{
-    AuthServer, ClientSpec, DevUsers, Grant, KeyRing, MemoryStore, Store,
-};
+use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, Grant, KeyRing};
 use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir::{self, DevState};
 use crate::options::{ListenArgs, RegistrationArgs, SecretArg, read_entries};
+use crate::store_arg::StoreArg;
 
 /// Scopes of a `--client` that names none.
 const DEFAULT_CLIENT_SCOPES: [&str; 2] = ["mcp:read", "mcp:write"];
-
-/// Which store keeps clients and refresh tokens.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum StoreKind {
-    /// In memory: registrations and refresh tokens end with the process.
-    Memory,
-    /// SQLite in the data folder: they survive a restart.
-    Sqlite,
-}
 
 /// The signing algorithm of access tokens.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,9 +70,8 @@ pub(crate) struct DevArgs {
     /// page. For automated tests only.
     #[arg(long)]
     auto_approve: bool,
-    /// Where clients and refresh tokens are kept.
-    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
-    store: StoreKind,
+    #[arg(long, default_value = "sqlite", help = crate::store_arg::HELP, env = "MCP_OAUTH_STORE", hide_env_values = true)]
+    store: StoreArg,
     /// Signing algorithm of access tokens.
     #[arg(long, value_enum, default_value_t = Alg::Es256)]
     alg: Alg,
@@ -126,22 +115,6 @@ fn parse_client(value: &SecretArg) -> Result<ClientSpec, String> {
         ));
     }
     Ok(ClientSpec::service(id, secret).scopes(scopes))
-}
-
-#[cfg(feature = "sqlite")]
-pub(crate) fn sqlite_store(
-    dir: &std::path::Path,
-) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Ok(Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(
-        dir.join("state.sqlite3"),
-    )?))
-}
-
-#[cfg(not(feature = "sqlite"))]
-pub(crate) fn sqlite_store(
-    _dir: &std::path::Path,
-) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Err("this build has no SQLite support; use --store memory".into())
 }
 
 /// Serves `app` (with the client address, for rate limits) until Ctrl-C or SIGTERM, then says
@@ -201,10 +174,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         names.push("dev".to_owned());
     }
     let keys = Arc::new(KeyRing::open(&dir, args.alg.algorithm())?);
-    let store: Arc<dyn Store> = match args.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Sqlite => sqlite_store(&dir)?,
-    };
+    let store = args.store.open(&dir, None, "mcp-oauth:").await?;
     let mut lifetimes = mcp_oauth::auth_server::Lifetimes::default();
     lifetimes.access_token = std::time::Duration::from_secs(args.token_ttl);
     let mut builder = AuthServer::builder(issuer.clone())

@@ -18,6 +18,7 @@ mod dotenv;
 mod options;
 mod proxy;
 mod serve;
+mod store_arg;
 mod token;
 
 /// OAuth 2.1 for MCP servers.

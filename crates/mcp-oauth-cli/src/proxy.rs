@@ -8,13 +8,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 use clap::{Args, ValueEnum};
 use mcp_oauth::Secret;
-use mcp_oauth::auth_server::{AuthServer, KeyRing, MemoryStore, Store, Upstream, UpstreamBuilder};
+use mcp_oauth::auth_server::{AuthServer, KeyRing, Store, Upstream, UpstreamBuilder};
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir;
 use crate::options::{ListenArgs, RegistrationArgs, SecretArg};
+use crate::store_arg::StoreArg;
 
 /// The identity provider users sign in with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,17 +30,6 @@ pub(crate) enum Provider {
     Entra,
     /// Any OpenID Connect issuer (--issuer; endpoints from its discovery document).
     Oidc,
-}
-
-/// Where clients, codes, consents and tokens are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ProxyStore {
-    /// In memory: everything ends with the process.
-    Memory,
-    /// SQLite in the data folder: survives restarts of this one instance.
-    Sqlite,
-    /// Redis (--redis-url): shared by every instance behind a load balancer.
-    Redis,
 }
 
 /// Options of `mcp-oauth proxy`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
@@ -94,13 +84,12 @@ pub(crate) struct ProxyArgs {
     /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Where clients, codes, consents and tokens are kept.
-    #[arg(long, value_enum, default_value_t = ProxyStore::Sqlite)]
-    store: ProxyStore,
-    /// Redis URL (with --store redis), e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, default_value = "sqlite", help = crate::store_arg::HELP, env = "MCP_OAUTH_STORE", hide_env_values = true)]
+    store: StoreArg,
+    /// Redis URL (with --store redis; or give it to --store), e.g. redis://127.0.0.1:6379/0.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<SecretArg>,
-    /// Key prefix in Redis, to share one database between deployments.
+    /// Key prefix in Redis (--store redis…), to share one database between deployments.
     #[arg(long, default_value = "mcp-oauth:")]
     redis_prefix: String,
     /// Print one JSON line (mcp_url, issuer, callback_url, data_dir) instead of the banner.
@@ -234,40 +223,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 async fn store(args: &ProxyArgs, dir: &Path) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Ok(match args.store {
-        ProxyStore::Memory => Arc::new(MemoryStore::new()),
-        ProxyStore::Sqlite => crate::dev::sqlite_store(dir)?,
-        ProxyStore::Redis => {
-            let url = args
-                .redis_url
-                .as_ref()
-                .map(|u| u.expose().trim())
-                .filter(|u| !u.is_empty())
-                .ok_or("--store redis needs --redis-url (or REDIS_URL)")?;
-            redis_store(url, &args.redis_prefix).await?
-        }
-    })
-}
-
-#[cfg(feature = "redis")]
-async fn redis_store(
-    url: &str,
-    prefix: &str,
-) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Ok(Arc::new(
-        mcp_oauth::auth_server::store::RedisStore::connect(url, prefix).await?,
-    ))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn redis_store(
-    _url: &str,
-    _prefix: &str,
-) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Err(
-        "this build has no Redis support; rebuild with the redis feature or use --store sqlite"
-            .into(),
-    )
+    let redis_url = args.redis_url.as_ref().map(SecretArg::expose);
+    args.store.open(dir, redis_url, &args.redis_prefix).await
 }
 
 pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error>> {
