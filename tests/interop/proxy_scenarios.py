@@ -15,7 +15,8 @@ received and stored; no upstream token (access, refresh, id_token) may appear in
 
 Scenario q runs two proxy instances on one Redis (Debian's redis-server via scripts/redis-server,
 a private server on a free port) behind `RoundRobin`, a stdlib load balancer that alternates
-backends per request and closes every connection.
+backends per request and closes every connection; q2 runs the same on one PostgreSQL database
+(Debian's postgresql via scripts/postgres-server, a private server on a free port).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def scratch(prefix: str) -> Iterator[str]:
 
 def need_binary(env: R.Env) -> None:
     if not env.args.dev_bin or not os.access(env.args.dev_bin, os.X_OK):
-        raise R.Failure(f"mcp-oauth binary {env.args.dev_bin!r} missing (cargo build -p mcp-oauth-cli --features redis)")
+        raise R.Failure(f"mcp-oauth binary {env.args.dev_bin!r} missing (cargo build -p mcp-oauth-cli --features redis,postgres)")
 
 
 # --------------------------------------------------------------------------- upstreams
@@ -443,6 +444,25 @@ def redis_server(env: R.Env, c: R.Checks, name: str) -> Iterator[str]:
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             proc.stop()
+
+
+@contextlib.contextmanager
+def postgres_server(env: R.Env, c: R.Checks, name: str) -> Iterator[str]:
+    """A private PostgreSQL server (Debian's, through scripts/postgres-server: a fresh data
+    directory, a free loopback port); yields its URL and stops it."""
+    script = os.path.join(R.ROOT, "scripts", "postgres-server")
+    if not os.access(script, os.X_OK):
+        raise R.Failure(f"{script} is missing or not executable")
+    t0 = time.monotonic()
+    got = subprocess.run([script, "start"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    url = got.stdout.strip().splitlines()[-1] if got.stdout.strip() else ""
+    if got.returncode != 0 or not url.startswith("postgres://"):
+        raise R.Failure(f"scripts/postgres-server start failed ({got.returncode}): {got.stderr.strip()[-1500:]}")
+    c.note(f"{name}: PostgreSQL at {url} ready in {time.monotonic() - t0:.2f}s")
+    try:
+        yield url
+    finally:
+        subprocess.run([script, "stop", url], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
 
 
 # --------------------------------------------------------------------------- a browser by hand
@@ -769,17 +789,31 @@ def _instance_of(proxies: list[ProxyServer], needle: str) -> list[str]:
 def scenario_q_redis_lb(env: R.Env, c: R.Checks) -> None:
     """Two mcp-oauth proxy instances on one Redis behind a round-robin balancer: a TS SDK client's flow spans both; a flow started on one finishes on the other after it stopped."""
     need_binary(env)
+    with redis_server(env, c, "redis-q") as redis_url:
+        _two_instances_lb(env, c, "q", f"redis {redis_url}",
+                          ["--store", "redis", "--redis-url", redis_url, "--redis-prefix", f"interop-{secrets.token_hex(4)}:"])
+
+
+def scenario_q2_postgres_lb(env: R.Env, c: R.Checks) -> None:
+    """Two mcp-oauth proxy instances on one PostgreSQL database behind a round-robin balancer: the same flows as q (a TS SDK client's flow spans both; a flow started on one finishes on the other after it stopped)."""
+    need_binary(env)
+    with postgres_server(env, c, "postgres-q2") as postgres_url:
+        _two_instances_lb(env, c, "q2", f"postgres {postgres_url}", ["--store", postgres_url])
+
+
+def _two_instances_lb(env: R.Env, c: R.Checks, tag: str, store_note: str, store_args: list[str]) -> None:
+    """Scenario q on the store `store_args` names: instances proxy-<tag>-a and proxy-<tag>-b."""
     lb = RoundRobin()
     try:
-        with redis_server(env, c, "redis-q") as redis_url, scratch("proxy-redis") as tmp:
-            upstream = OidcUpstream(env, c, "oidc-upstream-q", f"{lb.url}/oauth/callback")
+        with scratch(f"proxy-{tag}") as tmp:
+            upstream = OidcUpstream(env, c, f"oidc-upstream-{tag}", f"{lb.url}/oauth/callback")
             key = base64.b64encode(os.urandom(32)).decode()
             common = ["--provider", "oidc", "--issuer", upstream.issuer, "--client-id", UPSTREAM_CLIENT_ID, "--client-secret", UPSTREAM_SECRET,
-                      "--store", "redis", "--redis-url", redis_url, "--redis-prefix", f"interop-{secrets.token_hex(4)}:",
+                      *store_args,
                       "--encryption-key", key, "--public-url", lb.url]
             data = os.path.join(tmp, "data")  # shared: the signing keys
-            a = ProxyServer(env, "proxy-q-a", data, common, port=R.free_port())
-            b = ProxyServer(env, "proxy-q-b", data, common, port=R.free_port())
+            a = ProxyServer(env, f"proxy-{tag}-a", data, common, port=R.free_port())
+            b = ProxyServer(env, f"proxy-{tag}-b", data, common, port=R.free_port())
             c.logs += [os.path.join(env.log_dir, f"{p.name}.log") for p in (a, b)]
             try:
                 a.start()  # first: it creates the signing key the other one reads
@@ -787,10 +821,10 @@ def scenario_q_redis_lb(env: R.Env, c: R.Checks) -> None:
                 lb.backends = [("127.0.0.1", a.port), ("127.0.0.1", b.port)]
                 for p in (a, b):
                     c.eq((p.issuer, p.mcp_url, p.callback_url), (lb.url, f"{lb.url}/mcp", f"{lb.url}/oauth/callback"), f"{p.name}: JSON line names the public URL")
-                c.note(f"balancer {lb.url} -> a :{a.port}, b :{b.port}; redis {redis_url}")
+                c.note(f"balancer {lb.url} -> a :{a.port}, b :{b.port}; {store_note}")
 
                 # 1. A real client through the balancer: consecutive requests alternate.
-                res, dump = run_sdk_peer(env, c, "ts", "proxy-q-ts", a)
+                res, dump = run_sdk_peer(env, c, "ts", f"proxy-{tag}-ts", a)
                 assert_proxy_client(a, c, res, client_name=CLIENT_NAMES["ts"], user_id=OIDC_USER["sub"], email=OIDC_USER["email"],
                                     name=OIDC_USER["name"], upstream_path="/auth", upstream_name="127.0.0.1")
                 haystack, own = client_capture(res, dump)
@@ -806,7 +840,7 @@ def scenario_q_redis_lb(env: R.Env, c: R.Checks) -> None:
                     c.true(bool(other), f"the client registered on instance {'ab'[reg[0]['backend']]} continued on the other: {[(e['method'], path(e), 'ab'[e['backend']]) for e in flow]}")
                     c.note("TS flow: " + ", ".join(f"{e['method']} {path(e)}->{'ab'[e['backend']]}" for e in [*reg, *flow]))
                 cid = res.get("client_id") or "?"
-                c.eq(_instance_of([a, b], f"client registered client_id={cid}"), [["proxy-q-a", "proxy-q-b"][reg[0]["backend"]]] if reg else [],
+                c.eq(_instance_of([a, b], f"client registered client_id={cid}"), [[a.name, b.name][reg[0]["backend"]]] if reg else [],
                      "the registering instance logged 'client registered' (and only it)")
                 c.eq(len(_instance_of([a, b], f"upstream sign-in completed client_id={cid}")), 1, "one instance logged the upstream sign-in of this client")
 
@@ -842,8 +876,8 @@ def scenario_q_redis_lb(env: R.Env, c: R.Checks) -> None:
                 after = lb.entries(mark)
                 c.eq({e["backend"] for e in after if not e.get("refused")}, {1}, "after a stopped, b served everything")
                 c.true(any(e.get("refused") and e["backend"] == 0 for e in after), "the balancer found a down")
-                c.eq(_instance_of([a, b], f"client registered client_id={cid2}"), ["proxy-q-a"], "the mid-flow client registered on a")
-                c.eq(_instance_of([a, b], f"upstream sign-in completed client_id={cid2}"), ["proxy-q-b"], "its upstream sign-in completed on b")
+                c.eq(_instance_of([a, b], f"client registered client_id={cid2}"), [a.name], "the mid-flow client registered on a")
+                c.eq(_instance_of([a, b], f"upstream sign-in completed client_id={cid2}"), [b.name], "its upstream sign-in completed on b")
             finally:
                 b.stop(c)
                 a.stop(c)
@@ -927,6 +961,7 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
         ("p1-proxy-github-ts-sdk-v1", _github_scenario("ts")),
         ("p2-proxy-github-py-sdk", _github_scenario("py")),
         ("q-proxy-redis-two-instances-round-robin", scenario_q_redis_lb),
+        ("q2-proxy-postgres-two-instances-round-robin", scenario_q2_postgres_lb),
         ("r-proxy-negatives", scenario_r_negatives),
     ]
 ]

@@ -6,8 +6,8 @@
 #
 # 1. setup.sh: pinned peers into tests/interop/node_modules and tests/interop/.venv, Debian's
 #    chromium when missing (idempotent)
-# 2. cargo build -p mcp-oauth --example oidc, cargo build -p mcp-oauth-cli --features redis (from
-#    the repository root; the proxy scenario q runs two instances on one Redis)
+# 2. cargo build -p mcp-oauth --example oidc, cargo build -p mcp-oauth-cli --features redis,postgres (from
+#    the repository root; the proxy scenarios q and q2 run two instances on one Redis, one PostgreSQL)
 # 3. runner.py: every scenario, one PASS/FAIL line each, 'N passed, N failed' at the end
 # Exits non-zero on any failure. Needs no TTY or stdin (CI=true friendly).
 # Env: INTEROP_PYTHON, INTEROP_NODE (see setup.sh), CARGO (default cargo).
@@ -24,9 +24,9 @@ echo "== setup (pinned peers)"
 "$HERE/setup.sh" </dev/null
 t_setup=$(now)
 
-echo "== cargo build -p mcp-oauth --example oidc; cargo build -p mcp-oauth-cli --features redis"
+echo "== cargo build -p mcp-oauth --example oidc; cargo build -p mcp-oauth-cli --features redis,postgres"
 (cd "$ROOT" && "$CARGO" build -p mcp-oauth --example oidc </dev/null)
-(cd "$ROOT" && "$CARGO" build -p mcp-oauth-cli --features redis </dev/null)
+(cd "$ROOT" && "$CARGO" build -p mcp-oauth-cli --features redis,postgres </dev/null)
 target_dir="$(cd "$ROOT" && "$CARGO" metadata --format-version 1 --no-deps </dev/null \
   | "$HERE/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 server_bin="$target_dir/debug/examples/oidc"
