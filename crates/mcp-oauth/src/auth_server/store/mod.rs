@@ -418,7 +418,7 @@ impl std::ops::Deref for CodeRecord {
     }
 }
 
-/// What an [`put_entry`](dyn Store::put_entry) record of the OAuth proxy is.
+/// What a `put_entry` record of the OAuth proxy is (a [`Kind`] of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EntryKind {
@@ -519,7 +519,7 @@ impl dyn Store {
     }
 
     /// A refresh token without using it, with whether it was used (as
-    /// [`peek_code`](Self::peek_code)).
+    /// `peek_code`).
     pub async fn peek_refresh(&self, hash: &str) -> StoreResult<Redeemed<RefreshRecord>> {
         let found = self.get(Kind::Refresh, hash).await?;
         single_use(peeked(found), Kind::Refresh, |r: &RefreshRecord| {
