@@ -245,12 +245,10 @@ pub(crate) async fn confirm(
     allow: bool,
 ) -> Option<Response> {
     let key = signed_in_key(id);
-    let entry = server
-        .inner
-        .store
-        .entry(EntryKind::Transaction, &key)
-        .await
-        .ok()??;
+    let entry = match server.inner.store.entry(EntryKind::Transaction, &key).await {
+        Ok(entry) => entry?,
+        Err(err) => return Some(err.into_page()),
+    };
     let pending: SignedIn = serde_json::from_str(&entry).ok()?;
     let token_ok = bool::from(csrf.as_bytes().ct_eq(pending.request.csrf.as_bytes()));
     if !token_ok
@@ -263,12 +261,16 @@ pub(crate) async fn confirm(
             "The form could not be verified. Open the sign-in again from the application.",
         ));
     }
-    let Ok(Some(_)) = server
+    let taken = match server
         .inner
         .store
         .take_entry(EntryKind::Transaction, &key)
         .await
-    else {
+    {
+        Ok(taken) => taken,
+        Err(err) => return Some(err.into_page()),
+    };
+    let Some(_) = taken else {
         return Some(error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in request was already used. Start again from the application.",

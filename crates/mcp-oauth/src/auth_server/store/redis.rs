@@ -114,6 +114,10 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 /// against this machine's clock too, so a record is never used past its time when the clocks
 /// of Redis and the server disagree.
 ///
+/// Keys written by releases before this layout (`client:<id>`, `code:<hash>`,
+/// `entry:<kind>:<key>`, no hash tag) are not read: after such an upgrade clients register
+/// again and users sign in again.
+///
 /// # Atomicity
 ///
 /// Redis runs one command or Lua script at a time, for every client of the server (of the
