@@ -12,7 +12,7 @@ use aws_lc_rs::constant_time;
 
 use crate::auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper};
 use crate::claims::{Claims, check_times, now_unix};
-pub use crate::claims::{DEFAULT_LEEWAY, TimeRules};
+pub use crate::claims::{ClaimIfPresent, DEFAULT_LEEWAY, TimeRules};
 use crate::error::VerifyError;
 use crate::resource::ResourceUrl;
 use crate::scope::ScopeHierarchy;

@@ -50,7 +50,7 @@ pub use workos::{WorkOs, WorkOsMapper};
 
 use crate::auth::{ClaimMapper, DefaultClaimMapper};
 use crate::authenticator::Audience;
-pub use crate::claims::ClaimIfPresent;
+use crate::claims::ClaimIfPresent;
 use crate::error::ConfigError;
 use crate::jose::Algorithms;
 use crate::secret::Secret;

@@ -1,0 +1,247 @@
+//! [`OAuth`]: everything a protected MCP endpoint needs, in one value. The value and what it
+//! answers (resource, metadata, layer, start-up check) are here; [`OAuthBuilder`], the one
+//! way to configure it (and to fold a provider preset in), is in `builder.rs`.
+
+mod builder;
+
+pub use builder::OAuthBuilder;
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::authenticator::Authenticator;
+use crate::error::ConfigError;
+use crate::forwarded::TrustedProxies;
+use crate::layer::{BearerAuthLayer, Guard};
+#[cfg(feature = "remote")]
+use crate::metadata::MetadataMirror;
+use crate::metadata::ProtectedResourceMetadata;
+use crate::policy::ScopePolicy;
+use crate::resource::ResourceUrl;
+
+#[derive(Clone)]
+struct Inner {
+    /// What the bearer layer needs per request (resource rule, pipeline, policy).
+    guard: Arc<Guard>,
+    authorization_servers: Vec<String>,
+    scopes_supported: Vec<String>,
+    resource_name: Option<String>,
+    resource_documentation: Option<String>,
+    /// `verify_jwt(false)`: `Some(forced)`.
+    unverified: Option<bool>,
+    #[cfg(feature = "remote")]
+    mirror: Option<Arc<MetadataMirror>>,
+}
+
+/// An OAuth 2.1 resource-server configuration for one MCP endpoint: its public URL, the
+/// authorization servers, the token pipeline and the scope policy. Cheap to clone.
+///
+/// Use it with [`McpServer::oauth`](crate::server::McpServer::oauth), or directly: the bearer
+/// layer is [`OAuth::layer`] and the discovery routes are `OAuth::metadata_router`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use mcp_oauth::OAuth;
+///
+/// // An OIDC issuer: keys are found through its discovery document.
+/// let oauth = OAuth::oidc("https://auth.example.com", "https://mcp.example.com/mcp")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OAuth {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("resource", self.inner.guard.resource())
+            .field("authorization_servers", &self.inner.authorization_servers)
+            .field("scopes_supported", &self.inner.scopes_supported)
+            .field("policy", self.inner.guard.policy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuth {
+    /// A builder.
+    pub fn builder() -> OAuthBuilder {
+        OAuthBuilder::default()
+    }
+
+    /// The usual case: JWT access tokens from an OIDC/OAuth issuer, keys found through the
+    /// issuer's discovery document, audience bound to `resource`, the issuer's metadata
+    /// mirrored on this server. Shorthand for
+    /// `OAuth::builder().resource(resource).provider(Oidc::new(issuer)).build()`
+    /// ([`Oidc`](crate::providers::Oidc)).
+    ///
+    /// # Errors
+    ///
+    /// `issuer` or `resource` is not an acceptable URL.
+    #[cfg(feature = "remote")]
+    pub fn oidc(
+        issuer: impl Into<String>,
+        resource: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::builder()
+            .resource(resource)
+            .provider(crate::providers::Oidc::new(issuer))
+            .build()
+    }
+
+    /// The configured resource URL.
+    pub fn resource(&self) -> &ResourceUrl {
+        self.inner.guard.resource()
+    }
+
+    /// The resource URL for a request whose TCP peer is `peer` (see
+    /// [`forwarded::peer_addr`](crate::forwarded::peer_addr)): the configured one, or, in
+    /// trusted-proxy mode and when `peer` is a trusted proxy, the configured path at the
+    /// origin that proxy names (the rightmost `X-Forwarded-Host` / `X-Forwarded-Proto`
+    /// values, or the `Forwarded` element of the rightmost untrusted hop; see
+    /// [`forwarded`](crate::forwarded)). `Host` is never used: without a forwarded host, or
+    /// from any other peer, the configured resource stands.
+    pub fn resource_for(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Cow<'_, ResourceUrl> {
+        self.inner.guard.resource_for(headers, peer)
+    }
+
+    /// Refuses to serve on a non-loopback address with unverified signatures
+    /// (`verify_jwt(false)`) unless that was forced. [`McpServer`](crate::server::McpServer)
+    /// calls this before listening; call it yourself when you serve the layer another way.
+    ///
+    /// # Errors
+    ///
+    /// Signatures are not verified and `addr` is not loopback.
+    pub fn check_listen_address(&self, addr: std::net::SocketAddr) -> Result<(), ConfigError> {
+        match self.inner.unverified {
+            Some(false) if !addr.ip().is_loopback() => Err(ConfigError::invalid(
+                "verify_jwt",
+                format!(
+                    "verify_jwt(false) accepts forged tokens, so it is only allowed on loopback, and {addr} is not; verify tokens, or call insecure_force_unverified() on the provider"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether trusted-proxy mode is on (some proxy is trusted).
+    pub fn trusts_forwarded_headers(&self) -> bool {
+        !self.inner.guard.trusted_proxies().is_empty()
+    }
+
+    /// The trusted proxies (empty: trusted-proxy mode is off).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        self.inner.guard.trusted_proxies()
+    }
+
+    /// The authorization servers advertised.
+    pub fn authorization_servers(&self) -> &[String] {
+        &self.inner.authorization_servers
+    }
+
+    /// The scopes advertised in the metadata.
+    pub fn scopes_supported(&self) -> &[String] {
+        &self.inner.scopes_supported
+    }
+
+    /// The scope policy.
+    pub fn policy(&self) -> &ScopePolicy {
+        self.inner.guard.policy()
+    }
+
+    /// The token pipeline.
+    pub fn authenticator(&self) -> &Authenticator {
+        self.inner.guard.authenticator()
+    }
+
+    /// The scopes named in a 401 challenge: the baseline of the policy, else the scopes
+    /// supported.
+    pub fn challenge_scopes(&self) -> &[String] {
+        self.inner.guard.challenge_scopes()
+    }
+
+    /// Largest body read for the scope policy.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.guard.max_body_bytes()
+    }
+
+    /// The protected-resource metadata document for `resource`.
+    pub fn metadata_for(&self, resource: &ResourceUrl) -> ProtectedResourceMetadata {
+        let mut doc = ProtectedResourceMetadata::new(resource.as_str())
+            .authorization_servers(self.inner.authorization_servers.iter().cloned())
+            .scopes_supported(self.inner.scopes_supported.iter().cloned());
+        doc.resource_name = self.inner.resource_name.clone();
+        doc.resource_documentation = self.inner.resource_documentation.clone();
+        doc
+    }
+
+    /// The mirror of the first authorization server's metadata, if enabled.
+    #[cfg(feature = "remote")]
+    pub fn metadata_mirror(&self) -> Option<&Arc<MetadataMirror>> {
+        self.inner.mirror.as_ref()
+    }
+
+    /// A copy with a different scope policy (the [`McpServer`](crate::server::McpServer) adds its
+    /// tools' scopes this way).
+    #[must_use]
+    pub fn with_policy(&self, policy: ScopePolicy) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.guard = Arc::new(inner.guard.with_policy(policy, &inner.scopes_supported));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The bearer layer for this configuration.
+    pub fn layer(&self) -> BearerAuthLayer {
+        BearerAuthLayer::new(self.inner.guard.clone())
+    }
+
+    /// Checks the authorization server as an MCP client would: fetches its metadata in the
+    /// discovery order and compares its `issuer` with `authorization_servers[0]` byte for
+    /// byte (Python and TypeScript v2 clients refuse a mismatch). Logs an error naming both
+    /// strings when they differ, and a warning when PKCE S256 is not advertised.
+    ///
+    /// # Errors
+    ///
+    /// The issuer differs, or the metadata cannot be fetched.
+    #[cfg(feature = "remote")]
+    pub async fn check_authorization_server(&self) -> Result<(), crate::error::ConfigError> {
+        let Some(mirror) = self.metadata_mirror() else {
+            return Ok(());
+        };
+        let advertised = self
+            .inner
+            .authorization_servers
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let doc = mirror.refresh_now().await.map_err(|err| {
+            tracing::error!(target: "mcp_oauth::startup", issuer = %advertised, error = %err, "cannot fetch the authorization server metadata");
+            ConfigError::invalid("authorization server", err.to_string())
+        })?;
+        if doc.metadata.issuer != advertised {
+            tracing::error!(
+                target: "mcp_oauth::startup",
+                advertised = %advertised,
+                fetched = %doc.metadata.issuer,
+                url = %doc.url,
+                "authorization_servers[0] in the protected-resource metadata is not byte-equal to the issuer in the authorization server's metadata; MCP clients will refuse to use it"
+            );
+            return Err(ConfigError::invalid(
+                "authorization server",
+                format!(
+                    "advertised {advertised:?} but the metadata at {} says issuer {:?}",
+                    doc.url, doc.metadata.issuer
+                ),
+            ));
+        }
+        if !doc.metadata.supports_pkce_s256() {
+            tracing::warn!(target: "mcp_oauth::startup", issuer = %advertised, "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); MCP clients must refuse it");
+        }
+        Ok(())
+    }
+}
