@@ -233,6 +233,20 @@ impl Rejection {
     }
 }
 
+/// A JSON error response that carries no challenge: `status`, `Content-Type:
+/// application/json` and `body` (an `error` / `error_description` object) as given. The bearer
+/// layer's 413 and the session binding's 404 are built here, beside [`Rejection::into_response`],
+/// so that every error body of the request path comes from this module.
+pub(crate) fn json_error(status: StatusCode, body: &'static [u8]) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// A challenge as parsed from a `WWW-Authenticate` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedChallenge {

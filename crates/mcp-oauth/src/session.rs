@@ -8,10 +8,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::auth::Auth;
+use crate::challenge::json_error;
 use crate::verify::BoxFuture;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -73,15 +74,10 @@ fn principal(auth: &Auth) -> Arc<str> {
 }
 
 fn session_refused() -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(
+    json_error(
+        StatusCode::NOT_FOUND,
         br#"{"error":"session_not_found","error_description":"this session does not exist for the caller; start a new one"}"#,
-    )));
-    *res.status_mut() = StatusCode::NOT_FOUND;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+    )
 }
 
 impl<S, B, ResBody> tower_service::Service<Request<B>> for SessionBinding<S>

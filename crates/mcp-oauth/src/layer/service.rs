@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 
 use super::guard::Guard;
 use crate::auth::Auth;
-use crate::challenge::Rejection;
+use crate::challenge::{Rejection, json_error};
 use crate::error::VerifyError;
 use crate::jsonrpc::peek_jsonrpc;
 use crate::verify::BoxFuture;
@@ -147,15 +147,10 @@ fn query_has_token(query: Option<&str>) -> bool {
 }
 
 fn too_large() -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
         br#"{"error":"invalid_request","error_description":"the request body is too large"}"#,
-    )));
-    *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    res
+    )
 }
 
 /// Runs the checks; on success returns the request (body restored if it was read) with
