@@ -469,7 +469,7 @@ async fn a_client_signs_in_through_the_upstream_and_gets_our_tokens() {
 }
 
 #[tokio::test]
-async fn upstream_tokens_are_sealed_at_rest_and_refreshed_when_expired() {
+async fn upstream_tokens_are_sealed_at_rest() {
     let (up, _up_stop) = start_upstream(false).await;
     let proxy = start_proxy(google_like(&up)).await;
     let client = proxy.register().await;
