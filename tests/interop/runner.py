@@ -440,6 +440,30 @@ def scenario_b_discovery(env: Env, c: Checks) -> None:
             c.true("error=" not in wa[0], f"{what} challenge has no error: {wa[0]!r}")
 
 
+def scenario_b2_default_scopes(env: Env, c: Checks) -> None:
+    """Without OIDC_SCOPES the example advertises the issuer's resource scopes (never openid, offline_access)."""
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    proc = env.start(
+        "mcp-server-default-scopes",
+        [env.args.server_bin],
+        {"OIDC_ISSUER": env.issuer, "MCP_URL": f"{origin}/mcp", "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        shared=False,
+    )
+    wait_ready(proc, f"{origin}/.well-known/oauth-protected-resource/mcp")
+    as_scopes = json.loads(http("GET", f"{env.issuer}/.well-known/openid-configuration").body).get("scopes_supported") or []
+    want = [s for s in as_scopes if s not in ("openid", "offline_access")]
+    c.eq(want, AS_SCOPES.split(), "oidc-provider offers the resource scopes it was started with")
+    prm = json.loads(http("GET", f"{origin}/.well-known/oauth-protected-resource/mcp").body)
+    c.eq(prm.get("scopes_supported"), want, "scopes_supported defaults to the issuer's resource scopes")
+    r = http("POST", f"{origin}/mcp", {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": PROTOCOL},
+             json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode())
+    c.eq(r.status, 401, "no token: 401")
+    challenge = " ".join(r.header_all("WWW-Authenticate"))
+    c.true(f'scope="{" ".join(want)}"' in challenge, f"the challenge names the scopes: {challenge!r}")
+    proc.stop()
+
+
 def _assert_tools_and_echo(c: Checks, res: dict) -> None:
     c.eq(set(res.get("tools") or []), EXPECTED_TOOLS, "tools/list names")
     c.eq(res.get("echo"), "hello interop", "echo result")
@@ -592,6 +616,7 @@ def scenario_g_step_up(env: Env, c: Checks) -> None:
 SCENARIOS: list[tuple[str, Callable[[Env, Checks], None]]] = [
     ("a-start-as-and-server", scenario_a_start),
     ("b-discovery-and-401", scenario_b_discovery),
+    ("b2-default-scopes-from-the-issuer", scenario_b2_default_scopes),
     ("c-ts-sdk-client-credentials", scenario_c_ts_cc),
     ("d-ts-sdk-authcode-pkce-dcr", scenario_d_ts_authcode),
     ("e1-py-sdk-client-credentials-auto", _py_scenario("cc", "auto")),
