@@ -4,157 +4,25 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, RawQuery, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq as _;
-use url::Url;
 
-use super::cimd::is_document_url;
-use super::pages::{Consent, error_page};
-use super::register::redirect_matches;
-use super::store::{AuthRequestRecord, ClientRecord, CodeRecord, GrantRecord, StoreError};
-use super::{AuthServer, UserIdentity, hash_hex, random_token};
+use super::clients::{load_client, resolve_resource};
+use super::consent_page::Consent;
+use super::cookies::{
+    approved_clients, consent_cookie, consent_cookie_name, cookie, csrf_cookie, origin_ok,
+    set_csrf_cookie,
+};
+use super::http::random_token;
+use super::pages::error_page;
+use super::proxy;
+use super::registration::redirect_matches;
+use super::respond::{approve, redirect_error};
+use super::server::AuthServer;
+use super::store::AuthRequestRecord;
 use crate::claims::now_unix;
 use crate::scope::parse_scope_list;
-
-/// Finds a client: registered, or described by its metadata document. The inner error says
-/// why the client is unknown; the outer one is a store failure (answered as such, never as
-/// an unknown client).
-pub(crate) async fn load_client(
-    server: &AuthServer,
-    client_id: &str,
-) -> Result<Result<ClientRecord, String>, StoreError> {
-    if let Some(client) = server.inner.store.client(client_id).await? {
-        return Ok(Ok(client));
-    }
-    Ok(match &server.inner.cimd {
-        Some(resolver) if is_document_url(client_id) => resolver.resolve(client_id).await,
-        _ => Err("the client is not registered with this server".into()),
-    })
-}
-
-fn cookie_name(server: &AuthServer) -> &'static str {
-    if server.inner.secure_cookies {
-        "__Host-mcp_oauth_csrf"
-    } else {
-        "mcp_oauth_csrf"
-    }
-}
-
-/// A cookie's value.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// The CSRF cookie, if well formed.
-fn cookie_value(server: &AuthServer, headers: &HeaderMap) -> Option<String> {
-    cookie(headers, cookie_name(server)).filter(|v| {
-        v.len() == 43
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
-}
-
-fn set_cookie(server: &AuthServer, value: &str) -> String {
-    let secure = if server.inner.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        cookie_name(server),
-        server.inner.lifetimes.request.as_secs()
-    )
-}
-
-/// A `302 Found` to `url`, not cached.
-pub(crate) fn found(url: &str) -> Response {
-    let mut response = Redirect::to(url).into_response();
-    *response.status_mut() = StatusCode::FOUND;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    response
-}
-
-/// The client's redirect URI with these parameters added, `iss` included (RFC 9207).
-fn redirect_to(server: &AuthServer, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
-    let Ok(mut url) = Url::parse(redirect_uri) else {
-        return error_page(StatusCode::BAD_REQUEST, "the redirect URI is not a URL");
-    };
-    {
-        let mut query = url.query_pairs_mut();
-        for (k, v) in params {
-            query.append_pair(k, v);
-        }
-        query.append_pair("iss", &server.inner.issuer);
-    }
-    found(url.as_str())
-}
-
-pub(crate) fn redirect_error(
-    server: &AuthServer,
-    redirect_uri: &str,
-    state: Option<&str>,
-    error: &str,
-    description: &str,
-) -> Response {
-    let mut params = vec![("error", error), ("error_description", description)];
-    if let Some(state) = state {
-        params.push(("state", state));
-    }
-    redirect_to(server, redirect_uri, &params)
-}
-
-/// Issues a code for an approved request and sends the browser back to the client.
-/// Issues a code for an approved request (in the given grant family, or a new one) and sends
-/// the browser back to the client.
-pub(crate) async fn approve(
-    server: &AuthServer,
-    request: &AuthRequestRecord,
-    user: UserIdentity,
-    family: Option<String>,
-) -> Response {
-    let code = random_token();
-    let record = CodeRecord {
-        grant: GrantRecord {
-            client_id: request.client_id.clone(),
-            scope: request.scope.clone(),
-            resource: request.resource.clone(),
-            subject: user.subject,
-            user_claims: user.claims,
-            family: family.unwrap_or_else(random_token),
-            expires_at: now_unix()
-                + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
-        },
-        redirect_uri: request.redirect_uri.clone(),
-        code_challenge: request.code_challenge.clone(),
-    };
-    if let Err(err) = server.inner.store.put_code(&hash_hex(&code), record).await {
-        let (_, error) = err.logged();
-        return redirect_error(
-            server,
-            &request.redirect_uri,
-            request.state.as_deref(),
-            error,
-            "try again later",
-        );
-    }
-    let mut params = vec![("code", code.as_str())];
-    if let Some(state) = &request.state {
-        params.push(("state", state));
-    }
-    redirect_to(server, &request.redirect_uri, &params)
-}
 
 /// `GET /authorize`.
 pub(crate) async fn show(
@@ -299,7 +167,7 @@ pub(crate) async fn show(
         Ok(resource) => resource,
         Err(description) => return fail("invalid_target", &description),
     };
-    let csrf = cookie_value(&server, &headers).unwrap_or_else(random_token);
+    let csrf = csrf_cookie(&server, &headers).unwrap_or_else(random_token);
     let request = AuthRequestRecord {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -312,12 +180,12 @@ pub(crate) async fn show(
             + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600),
     };
     if let Some(upstream) = server.inner.upstream.clone() {
-        let approved = super::proxy::approved_clients(
+        let approved = approved_clients(
             &server,
-            cookie(&headers, super::proxy::consent_cookie_name(&server)).as_deref(),
+            cookie(&headers, consent_cookie_name(&server)).as_deref(),
         );
         if server.inner.auto_approve || approved.iter().any(|(id, _)| *id == client.client_id) {
-            return super::proxy::start(&server, &upstream, request).await;
+            return proxy::start(&server, &upstream, request).await;
         }
     } else if server.inner.auto_approve {
         return match server.inner.login.auto_login() {
@@ -341,7 +209,7 @@ pub(crate) async fn show(
         request_id: &request_id,
         request: &request,
         client: &client,
-        cookie: set_cookie(&server, &request.csrf),
+        cookie: set_csrf_cookie(&server, &request.csrf),
         error: None,
         upstream: server
             .inner
@@ -351,49 +219,6 @@ pub(crate) async fn show(
         signed_in_as: None,
     }
     .render()
-}
-
-/// The resource a token will be for: the one asked for (one at most, an absolute URL, one
-/// of the configured ones), else the default (the first configured one). With none
-/// configured, no resource: a request naming one is refused, so that the audience of a
-/// token is never a URL the client chose.
-pub(crate) fn resolve_resource(
-    server: &AuthServer,
-    asked: Option<&str>,
-) -> Result<Option<String>, String> {
-    let Some(asked) = asked else {
-        return Ok(server.inner.resources.first().cloned());
-    };
-    let url = Url::parse(asked).map_err(|_| "resource must be an absolute URL".to_owned())?;
-    if url.fragment().is_some() {
-        return Err("resource must not have a fragment".into());
-    }
-    if server.inner.resources.is_empty() {
-        return Err(format!(
-            "this server issues no tokens for {asked}: it has no configured resources"
-        ));
-    }
-    let known = server
-        .inner
-        .resources
-        .iter()
-        .any(|r| Url::parse(r).is_ok_and(|r| crate::resource::same_resource(&r, &url)));
-    if known {
-        Ok(Some(asked.to_owned()))
-    } else {
-        Err(format!("this server issues no tokens for {asked}"))
-    }
-}
-
-/// The `Origin` of a form post, when sent, must be ours. `null` is refused: a sandboxed
-/// frame on a page of another loopback port (same site on `http` issuers, whose cookies are
-/// not port-isolated) would send it. Our pages set `Referrer-Policy: same-origin`, so a
-/// browser posting our own form names our origin.
-pub(crate) fn origin_ok(server: &AuthServer, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_none_or(|origin| origin == server.inner.issuer_url.origin().ascii_serialization())
 }
 
 /// The form of the login and consent page. `Debug` shows the user name and the decision
@@ -448,7 +273,7 @@ pub(crate) async fn submit(
     let Some(request) = request else {
         // Proxy mode: the consent page shown after the upstream sign-in.
         if server.inner.upstream.is_some()
-            && let Some(response) = super::proxy::confirm(
+            && let Some(response) = proxy::confirm(
                 &server,
                 &headers,
                 &form.request_id,
@@ -464,7 +289,7 @@ pub(crate) async fn submit(
             "This sign-in request expired or was already used. Start again from the application.",
         );
     };
-    let csrf_cookie = cookie_value(&server, &headers).unwrap_or_default();
+    let csrf_cookie = csrf_cookie(&server, &headers).unwrap_or_default();
     let csrf_ok = bool::from(
         form.csrf.as_bytes().ct_eq(request.csrf.as_bytes())
             & csrf_cookie.as_bytes().ct_eq(request.csrf.as_bytes()),
@@ -510,12 +335,12 @@ pub(crate) async fn submit(
                 "This sign-in request was already used. Start again from the application.",
             );
         };
-        let approved = super::proxy::approved_clients(
+        let approved = approved_clients(
             &server,
-            cookie(&headers, super::proxy::consent_cookie_name(&server)).as_deref(),
+            cookie(&headers, consent_cookie_name(&server)).as_deref(),
         );
-        let remember = super::proxy::consent_cookie(&server, approved, &request.client_id);
-        let mut response = super::proxy::start(&server, &upstream, request).await;
+        let remember = consent_cookie(&server, approved, &request.client_id);
+        let mut response = proxy::start(&server, &upstream, request).await;
         if let Some(value) = remember
             .filter(|_| !server.inner.consent_ttl.is_zero())
             .and_then(|c| http::HeaderValue::from_str(&c).ok())
@@ -532,7 +357,7 @@ pub(crate) async fn submit(
             request_id: &form.request_id,
             request: &request,
             client: &client,
-            cookie: set_cookie(&server, &request.csrf),
+            cookie: set_csrf_cookie(&server, &request.csrf),
             error: Some(error),
             upstream: None,
             signed_in_as: None,

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::register::client_from_metadata;
+use super::registration::client_from_metadata;
 use super::store::ClientRecord;
 use crate::error::ConfigError;
 use crate::fetch::cache_ttl;

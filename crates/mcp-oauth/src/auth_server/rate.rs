@@ -109,23 +109,6 @@ pub(crate) fn client_ip(
     proxies.client_addr(peer, headers)
 }
 
-/// The per-client-id bucket at `/token` and `/revoke`, taken where the client id is known
-/// and before the client authenticates; only requests that present a client secret count
-/// (they are the ones that could guess it), so public clients, whose ids anyone may send, are
-/// never held up by someone else's requests. `Err(wait)` when the bucket is empty.
-pub(crate) fn take_for_client(
-    server: &super::AuthServer,
-    client_id: &str,
-    presents_secret: bool,
-) -> Result<(), Duration> {
-    match &server.inner.client_limiter {
-        Some(limiter) if presents_secret => limiter.take(client_id.to_owned()).inspect_err(|_| {
-            tracing::warn!(target: "mcp_oauth::auth_server", %client_id, "rate limit per client reached");
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// The middleware: 429 with `Retry-After` when the caller's bucket is empty.
 pub(crate) async fn limit(
     State(limiter): State<Limiter>,
@@ -137,7 +120,7 @@ pub(crate) async fn limit(
         Ok(()) => next.run(request).await,
         Err(wait) => {
             tracing::warn!(target: "mcp_oauth::auth_server", %ip, path = %request.uri().path(), "rate limit reached");
-            let mut response = super::oauth_error(
+            let mut response = super::http::oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "temporarily_unavailable",
                 &format!("too many requests; retry in {} s", wait.as_secs()),

@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 
-use super::token::authenticate_client;
-use super::{AuthServer, hash_hex};
+use super::clients::{authenticate_client, form_params};
+use super::http::{hash_hex, oauth_error};
+use super::server::AuthServer;
 use crate::claims::now_unix;
 
 /// `POST /revoke`. Always 200 for an authenticated client (RFC 7009 §2.2: an invalid token
@@ -16,7 +17,7 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match super::token::form_params(&headers, &body) {
+    let form = match form_params(&headers, &body) {
         Ok(form) => form,
         Err(error) => return error.into_response(),
     };
@@ -25,7 +26,7 @@ pub(crate) async fn revoke(
         Err(error) => return error.into_response(),
     };
     let Some(token) = form.get("token") else {
-        return super::oauth_error(
+        return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "token is missing",

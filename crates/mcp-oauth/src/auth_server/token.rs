@@ -1,4 +1,4 @@
-//! The token endpoint (OAuth 2.1 §3.2): client authentication, the three grants, minting.
+//! The token endpoint (OAuth 2.1 §3.2): the three grants.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,15 +7,15 @@ use aws_lc_rs::digest;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
-use super::authorize::load_client;
+use super::clients::{authenticate_client, form_params, resolve_resource};
+use super::http::{TokenError, err, hash_hex, json_response, random_token};
+use super::mint::{Grant, mint};
+use super::server::AuthServer;
 use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord, StoreError};
-use super::{AuthServer, Grant, hash_hex, json_response, oauth_error, random_token};
 use crate::claims::now_unix;
 use crate::jose::jws::b64;
 use crate::scope::parse_scope_list;
@@ -29,196 +29,6 @@ pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     let computed = b64(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
     valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
-}
-
-/// Signs an access token for a grant.
-pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
-    let now = now_unix();
-    let ttl = grant.ttl.unwrap_or(server.inner.lifetimes.access_token);
-    let mut claims: Map<String, Value> = grant.user_claims.clone();
-    claims.insert("iss".into(), json!(server.inner.issuer));
-    claims.insert("sub".into(), json!(grant.subject));
-    if let Some(resource) = grant.resource {
-        claims.insert("aud".into(), json!(resource));
-    }
-    claims.insert("iat".into(), json!(now));
-    claims.insert(
-        "exp".into(),
-        json!(now + i64::try_from(ttl.as_secs()).unwrap_or(3600)),
-    );
-    claims.insert("jti".into(), json!(random_token()));
-    claims.insert("client_id".into(), json!(grant.client_id));
-    claims.insert("scope".into(), json!(grant.scope.join(" ")));
-    claims.insert("sid".into(), json!(grant.family));
-    server
-        .inner
-        .keys
-        .active()
-        .sign_jwt(Some("at+jwt"), &Value::Object(claims))
-}
-
-pub(crate) struct TokenError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    basic_challenge: bool,
-}
-
-fn err(error: &'static str, description: impl Into<String>) -> TokenError {
-    TokenError {
-        status: StatusCode::BAD_REQUEST,
-        error,
-        description: description.into(),
-        basic_challenge: false,
-    }
-}
-
-impl TokenError {
-    pub(crate) fn into_response(self) -> Response {
-        let mut response = oauth_error(self.status, self.error, &self.description);
-        if self.basic_challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"token\""),
-            );
-        }
-        response
-    }
-}
-
-/// Authenticates the client: HTTP Basic, form credentials, or a public client's id, whichever
-/// the client registered as its `token_endpoint_auth_method` (and only one of them, RFC 6749
-/// §2.3). Unknown clients, bad secrets and another method are 401 `invalid_client`, so that
-/// MCP clients re-register.
-pub(crate) async fn authenticate_client(
-    server: &AuthServer,
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> Result<ClientRecord, TokenError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("basic") {
-                return None;
-            }
-            let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
-            let (id, secret) = decoded.split_once(':')?;
-            let decode = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-            };
-            Some((decode(id)?, decode(secret)?))
-        });
-    let invalid = |basic_used: bool| TokenError {
-        status: StatusCode::UNAUTHORIZED,
-        error: "invalid_client",
-        description:
-            "client authentication failed: unknown client or wrong credentials; register again"
-                .into(),
-        basic_challenge: basic_used,
-    };
-    let (client_id, secret, basic_used) = match (
-        &basic,
-        form.get("client_id"),
-        form.get("client_secret"),
-    ) {
-        (Some(_), _, Some(_)) => {
-            return Err(err(
-                "invalid_request",
-                "use one client authentication method: HTTP Basic or client_secret in the form, not both",
-            ));
-        }
-        (Some((id, secret)), form_id, None) => {
-            if form_id.is_some_and(|f| f != id) {
-                return Err(err(
-                    "invalid_request",
-                    "client_id in the form differs from the one in the Authorization header",
-                ));
-            }
-            (id.clone(), Some(secret.clone()), true)
-        }
-        (None, Some(id), secret) => (id.clone(), secret.cloned(), false),
-        (None, None, _) => return Err(invalid(false)),
-    };
-    if let Err(wait) = super::rate::take_for_client(server, &client_id, secret.is_some()) {
-        let retry = format!(
-            "too many requests for this client; retry in {} s",
-            wait.as_secs()
-        );
-        return Err(TokenError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            ..err("temporarily_unavailable", retry)
-        });
-    }
-    let client = load_client(server, &client_id)
-        .await?
-        .map_err(|_| invalid(basic_used))?;
-    let authenticated = match (&client.secret_hash, &secret) {
-        (Some(hash), Some(secret)) => {
-            bool::from(hash_hex(secret).as_bytes().ct_eq(hash.as_bytes()))
-        }
-        (None, None) => true,
-        _ => false,
-    };
-    if !authenticated {
-        return Err(invalid(basic_used));
-    }
-    let used = match (basic_used, secret.is_some()) {
-        (true, _) => "client_secret_basic",
-        (false, true) => "client_secret_post",
-        (false, false) => "none",
-    };
-    if client.token_endpoint_auth_method != used {
-        return Err(TokenError {
-            description: format!(
-                "client authentication failed: this client is registered for {}, not {used}",
-                client.token_endpoint_auth_method
-            ),
-            ..invalid(basic_used)
-        });
-    }
-    Ok(client)
-}
-
-/// The parameters of a token or revocation request: the body must be
-/// `application/x-www-form-urlencoded` (RFC 6749 §3.2, RFC 7009 §2.1) and name each
-/// parameter at most once (RFC 6749 §3.1).
-pub(crate) fn form_params(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<HashMap<String, String>, TokenError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !is_form {
-        return Err(err(
-            "invalid_request",
-            "the request must be application/x-www-form-urlencoded",
-        ));
-    }
-    single_params(body)
-}
-
-fn single_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
-    let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
-        if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
-            return Err(err(
-                "invalid_request",
-                format!("the parameter {k} appears more than once"),
-            ));
-        }
-    }
-    Ok(out)
 }
 
 /// The RFC 6749 §5.1 answer, with the bound resource (RFC 8707 §2.2) when there is one.
@@ -573,9 +383,8 @@ fn client_credentials(
             format!("the scope {bad} is not allowed for this client"),
         ));
     }
-    let resource =
-        super::authorize::resolve_resource(server, form.get("resource").map(String::as_str))
-            .map_err(|e| err("invalid_target", e))?;
+    let resource = resolve_resource(server, form.get("resource").map(String::as_str))
+        .map_err(|e| err("invalid_target", e))?;
     let family = random_token();
     let claims = Map::new();
     let grant = Grant {

@@ -1,88 +1,27 @@
-//! The two defences of proxy mode against a sign-in completed in someone else's browser:
-//! a cookie binding each sign-in step to the browser that started it, and consent recorded per
-//! user and client on the server, asked after the callback when missing.
+//! Consent in proxy mode, recorded per user and client on the server and asked after the
+//! callback when missing (one of the two defences against a sign-in completed in someone
+//! else's browser; the other is the binding cookie, in `cookies`).
 
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
-use super::super::pages::{Consent, error_page};
-use super::super::store::{AuthRequestRecord, EntryKind};
-use super::super::{AuthServer, UserIdentity, hash_hex, random_token};
-use super::{Upstream, store_tokens};
+use super::tokens::store_tokens;
+use crate::auth_server::clients::load_client;
+use crate::auth_server::consent_page::Consent;
+use crate::auth_server::cookies::{
+    CONSENT_BINDING, append_cookie, binding_cookie, is_bound, origin_ok,
+};
+use crate::auth_server::http::{hash_hex, random_token};
+use crate::auth_server::login::UserIdentity;
+use crate::auth_server::pages::error_page;
+use crate::auth_server::respond::{approve, redirect_error};
+use crate::auth_server::server::AuthServer;
+use crate::auth_server::store::{AuthRequestRecord, EntryKind};
+use crate::auth_server::upstream::Upstream;
 use crate::claims::now_unix;
-
-/// What a sign-in cookie binds: the upstream `state` of a transaction.
-pub(super) const STATE_BINDING: &str = "upstream state";
-/// What a sign-in cookie binds: a signed-in user's consent step, by its id.
-const CONSENT_BINDING: &str = "consent after sign-in";
-
-/// The cookie binding one sign-in step to the browser. Its name is per sign-in, so that
-/// several sign-ins can run in one browser at once.
-fn binding_cookie_name(server: &AuthServer, purpose: &str, id: &str) -> String {
-    let prefix = if server.inner.secure_cookies {
-        "__Host-mcp_oauth_login_"
-    } else {
-        "mcp_oauth_login_"
-    };
-    let hash = hash_hex(&format!("{purpose}\u{0}{id}"));
-    format!("{prefix}{}", hash.get(..16).unwrap_or(&hash))
-}
-
-/// The cookie's value: an HMAC of the id under the cookie key (the hash of it without one).
-fn binding_tag(server: &AuthServer, purpose: &str, id: &str) -> String {
-    match &server.inner.sealer {
-        Some(sealer) => sealer.mac(purpose, id),
-        None => hash_hex(&format!("{purpose}\u{0}{id}")),
-    }
-}
-
-/// Whether the request carries the binding cookie of this sign-in step.
-pub(super) fn is_bound(server: &AuthServer, headers: &HeaderMap, purpose: &str, id: &str) -> bool {
-    let Some(value) =
-        super::super::authorize::cookie(headers, &binding_cookie_name(server, purpose, id))
-    else {
-        return false;
-    };
-    match &server.inner.sealer {
-        Some(sealer) => sealer.verify_mac(purpose, id, &value),
-        None => bool::from(
-            value
-                .as_bytes()
-                .ct_eq(binding_tag(server, purpose, id).as_bytes()),
-        ),
-    }
-}
-
-/// `Set-Cookie` for the binding cookie (`max_age` 0 removes it). `Lax`: the provider's
-/// redirect to the callback is a cross-site top-level navigation, which must carry it.
-pub(super) fn binding_cookie(server: &AuthServer, purpose: &str, id: &str, set: bool) -> String {
-    let secure = if server.inner.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let (value, max_age) = if set {
-        (
-            binding_tag(server, purpose, id),
-            server.inner.lifetimes.request.as_secs(),
-        )
-    } else {
-        (String::new(), 0)
-    };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-        binding_cookie_name(server, purpose, id)
-    )
-}
-
-pub(super) fn append_cookie(response: &mut Response, cookie: &str) {
-    if let Ok(value) = HeaderValue::from_str(cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-}
 
 /// A consent recorded on the server: what this user allowed this client.
 #[derive(Serialize, Deserialize)]
@@ -179,7 +118,7 @@ pub(super) async fn ask_consent(
     family: String,
     sealed: String,
 ) -> Response {
-    let client = match super::super::authorize::load_client(server, &request.client_id).await {
+    let client = match load_client(server, &request.client_id).await {
         Err(err) => return err.into_page(),
         Ok(Ok(client)) => client,
         Ok(Err(reason)) => {
@@ -251,10 +190,7 @@ pub(crate) async fn confirm(
     };
     let pending: SignedIn = serde_json::from_str(&entry).ok()?;
     let token_ok = bool::from(csrf.as_bytes().ct_eq(pending.request.csrf.as_bytes()));
-    if !token_ok
-        || !is_bound(server, headers, CONSENT_BINDING, id)
-        || !super::super::authorize::origin_ok(server, headers)
-    {
+    if !token_ok || !is_bound(server, headers, CONSENT_BINDING, id) || !origin_ok(server, headers) {
         tracing::warn!(target: "mcp_oauth::proxy", "consent form refused: CSRF check failed");
         return Some(error_page(
             StatusCode::FORBIDDEN,
@@ -279,7 +215,7 @@ pub(crate) async fn confirm(
     let request = pending.request;
     let mut response = if !allow {
         tracing::info!(target: "mcp_oauth::proxy", client_id = %request.client_id, "authorization denied by the user");
-        super::super::authorize::redirect_error(
+        redirect_error(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
@@ -288,7 +224,7 @@ pub(crate) async fn confirm(
         )
     } else if let Err(err) = store_tokens(server, &pending.family, pending.sealed).await {
         tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot store upstream tokens");
-        super::super::authorize::redirect_error(
+        redirect_error(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
@@ -302,79 +238,11 @@ pub(crate) async fn confirm(
             subject: pending.subject,
             claims: pending.claims,
         };
-        super::super::authorize::approve(server, &request, user, Some(pending.family)).await
+        approve(server, &request, user, Some(pending.family)).await
     };
     append_cookie(
         &mut response,
         &binding_cookie(server, CONSENT_BINDING, id, false),
     );
     Some(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn server(issuer: &str) -> AuthServer {
-        AuthServer::builder(issuer)
-            .encryption_key([7u8; 32].as_slice())
-            .build()
-            .await
-            .expect("server")
-    }
-
-    fn sent(cookie: &str) -> HeaderMap {
-        let pair = cookie.split(';').next().unwrap_or_default();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(pair).expect("ascii"));
-        headers
-    }
-
-    #[tokio::test]
-    async fn https_issuers_bind_with_a_host_prefixed_secure_cookie() {
-        let server = server("https://as.example").await;
-        let set = binding_cookie(&server, STATE_BINDING, "state-1", true);
-        assert!(set.starts_with("__Host-mcp_oauth_login_"), "{set}");
-        for attribute in [
-            "; Path=/",
-            "; HttpOnly",
-            "; SameSite=Lax",
-            "; Secure",
-            "; Max-Age=600",
-        ] {
-            assert!(set.contains(attribute), "{set}");
-        }
-        assert!(
-            !set.contains("state-1"),
-            "the state itself is not in the cookie"
-        );
-        assert!(is_bound(&server, &sent(&set), STATE_BINDING, "state-1"));
-        assert!(!is_bound(&server, &sent(&set), STATE_BINDING, "state-2"));
-        assert!(!is_bound(&server, &sent(&set), CONSENT_BINDING, "state-1"));
-        assert!(!is_bound(
-            &server,
-            &HeaderMap::new(),
-            STATE_BINDING,
-            "state-1"
-        ));
-        let clear = binding_cookie(&server, STATE_BINDING, "state-1", false);
-        assert!(clear.contains("=; ") && clear.contains("Max-Age=0") && clear.contains("; Secure"));
-        // Another key (another server) does not accept this server's cookie.
-        let other = AuthServer::builder("https://as.example")
-            .encryption_key([8u8; 32].as_slice())
-            .build()
-            .await
-            .expect("server");
-        assert!(!is_bound(&other, &sent(&set), STATE_BINDING, "state-1"));
-    }
-
-    #[tokio::test]
-    async fn loopback_http_issuers_bind_without_the_prefix_or_secure() {
-        let server = server("http://127.0.0.1:8080").await;
-        let set = binding_cookie(&server, STATE_BINDING, "state-1", true);
-        assert!(set.starts_with("mcp_oauth_login_"), "{set}");
-        assert!(set.contains("; HttpOnly") && set.contains("; SameSite=Lax"));
-        assert!(!set.contains("Secure"));
-        assert!(is_bound(&server, &sent(&set), STATE_BINDING, "state-1"));
-    }
 }

@@ -1,0 +1,140 @@
+//! Clients the operator configures ([`ClientSpec`]), checked and turned into records.
+
+use serde_json::Map;
+
+use super::http::hash_hex;
+use super::store;
+use crate::claims::now_unix;
+use crate::error::ConfigError;
+
+/// A client the operator configures (pre-registered). `Debug` shows no secret.
+///
+/// A client with `client_credentials` among its grant types is a machine client: it needs
+/// a secret and its own [`scopes`](Self::scopes), the only ones its tokens may carry.
+#[derive(Clone, Default)]
+pub struct ClientSpec {
+    /// The client id.
+    pub client_id: String,
+    /// The secret (confidential client), or none (public).
+    pub client_secret: Option<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Grant types.
+    pub grant_types: Vec<String>,
+    /// Display name.
+    pub client_name: Option<String>,
+    /// The scopes `client_credentials` tokens of this client may carry (each one the server
+    /// offers). Required for a machine client; there is no implicit "every scope".
+    pub scopes: Vec<String>,
+    /// How the client authenticates at the token and revocation endpoints:
+    /// `client_secret_basic` or `client_secret_post` with a secret, `none` without. Default
+    /// (`None`): `client_secret_basic` with a secret, `none` without.
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+impl std::fmt::Debug for ClientSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSpec")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
+            .field("client_name", &self.client_name)
+            .field("scopes", &self.scopes)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .finish()
+    }
+}
+
+impl ClientSpec {
+    /// A confidential machine client for `client_credentials` (HTTP Basic authentication).
+    /// Give it its scopes with [`Self::scopes`].
+    pub fn service(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: Some(client_secret.into()),
+            grant_types: vec!["client_credentials".into()],
+            ..Self::default()
+        }
+    }
+
+    /// The scopes this client's `client_credentials` tokens may carry.
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How the client authenticates (`client_secret_basic`, `client_secret_post` or `none`).
+    pub fn auth_method(mut self, method: impl Into<String>) -> Self {
+        self.token_endpoint_auth_method = Some(method.into());
+        self
+    }
+
+    pub(crate) fn into_record(
+        self,
+        offered: &[String],
+    ) -> Result<store::ClientRecord, ConfigError> {
+        let bad = |msg: String| ConfigError::invalid("client", msg);
+        let id = &self.client_id;
+        let method = match (self.token_endpoint_auth_method, &self.client_secret) {
+            (Some(m), _) => m,
+            (None, Some(_)) => "client_secret_basic".into(),
+            (None, None) => "none".into(),
+        };
+        match (method.as_str(), self.client_secret.is_some()) {
+            ("client_secret_basic" | "client_secret_post", true) | ("none", false) => {}
+            _ => {
+                return Err(bad(format!(
+                    "client {id:?}: token_endpoint_auth_method {method:?} does not fit a client {} a secret",
+                    if self.client_secret.is_some() {
+                        "with"
+                    } else {
+                        "without"
+                    }
+                )));
+            }
+        }
+        let machine = self.grant_types.iter().any(|g| g == "client_credentials");
+        let machine_scopes = if machine {
+            if self.client_secret.is_none() {
+                return Err(bad(format!(
+                    "client {id:?}: client_credentials needs a client secret"
+                )));
+            }
+            if self.scopes.is_empty() {
+                return Err(bad(format!(
+                    "client {id:?} may use client_credentials but has no scopes: give it its scopes with ClientSpec::scopes"
+                )));
+            }
+            if let Some(s) = self.scopes.iter().find(|s| !offered.contains(s)) {
+                return Err(bad(format!(
+                    "client {id:?}: the scope {s:?} is not offered by this server"
+                )));
+            }
+            Some(self.scopes)
+        } else {
+            None
+        };
+        Ok(store::ClientRecord {
+            secret_hash: self.client_secret.as_deref().map(hash_hex),
+            token_endpoint_auth_method: method,
+            client_id: self.client_id,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            application_type: "web".into(),
+            client_name: self.client_name,
+            scope: None,
+            metadata: Map::new(),
+            issued_at: now_unix(),
+            from_metadata_document: false,
+            machine_scopes,
+            expires_at: None,
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! Access tokens: what one is for ([`Grant`]) and how it is signed.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::http::random_token;
+use super::server::AuthServer;
+use crate::claims::now_unix;
+
+/// What an access token is for.
+#[derive(Debug, Clone)]
+pub struct Grant<'a> {
+    /// The user (or the client, for `client_credentials`).
+    pub subject: &'a str,
+    /// The client.
+    pub client_id: &'a str,
+    /// Granted scopes.
+    pub scope: &'a [String],
+    /// The audience (RFC 8707 resource).
+    pub resource: Option<&'a str>,
+    /// Identity claims (email, name, …).
+    pub user_claims: &'a Map<String, Value>,
+    /// The grant family, for revocation.
+    pub family: &'a str,
+    /// Lifetime (default: the server's access-token lifetime).
+    pub ttl: Option<Duration>,
+}
+
+/// Signs an access token for a grant.
+pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
+    let now = now_unix();
+    let ttl = grant.ttl.unwrap_or(server.inner.lifetimes.access_token);
+    let mut claims: Map<String, Value> = grant.user_claims.clone();
+    claims.insert("iss".into(), json!(server.inner.issuer));
+    claims.insert("sub".into(), json!(grant.subject));
+    if let Some(resource) = grant.resource {
+        claims.insert("aud".into(), json!(resource));
+    }
+    claims.insert("iat".into(), json!(now));
+    claims.insert(
+        "exp".into(),
+        json!(now + i64::try_from(ttl.as_secs()).unwrap_or(3600)),
+    );
+    claims.insert("jti".into(), json!(random_token()));
+    claims.insert("client_id".into(), json!(grant.client_id));
+    claims.insert("scope".into(), json!(grant.scope.join(" ")));
+    claims.insert("sid".into(), json!(grant.family));
+    server
+        .inner
+        .keys
+        .active()
+        .sign_jwt(Some("at+jwt"), &Value::Object(claims))
+}
+
+impl AuthServer {
+    /// Mints an access token directly (for `mcp-oauth token` and for tests).
+    pub fn mint_access_token(&self, grant: &Grant<'_>) -> String {
+        mint(self, grant)
+    }
+}

@@ -1,0 +1,328 @@
+//! The browser leg of proxy mode: to the provider with a fresh state, back at the callback,
+//! the code exchanged and the user identified, then our code (or first the consent page).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::consent::{ask_consent, has_consent};
+use super::tokens::{UpstreamTokens, seal_tokens, store_tokens, tokens_from};
+use crate::auth_server::cookies::{STATE_BINDING, append_cookie, binding_cookie, is_bound};
+use crate::auth_server::http::{hash_hex, random_token};
+use crate::auth_server::login::UserIdentity;
+use crate::auth_server::pages::error_page;
+use crate::auth_server::respond::{approve, found, redirect_error};
+use crate::auth_server::server::AuthServer;
+use crate::auth_server::store::{AuthRequestRecord, EntryKind};
+use crate::auth_server::upstream::{CALLBACK_PATH, ProxyError, Upstream, Verifier, token_request};
+use crate::claims::{Claims, check_times, now_unix};
+use crate::fetch::RequestAuth;
+use crate::jose::jws::b64;
+use crate::verify::TokenVerifier;
+
+/// A pending upstream authorization, kept server-side under the hash of its `state`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Transaction {
+    request: AuthRequestRecord,
+    verifier: String,
+}
+
+fn pkce_challenge(verifier: &str) -> String {
+    b64(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref())
+}
+
+/// Sends the browser to the provider, remembering the request under a fresh state, and
+/// binds that state to this browser with a cookie.
+pub(crate) async fn start(
+    server: &AuthServer,
+    upstream: &Upstream,
+    request: AuthRequestRecord,
+) -> Response {
+    let state = random_token();
+    let verifier = random_token();
+    let record = Transaction {
+        request,
+        verifier: verifier.clone(),
+    };
+    let Ok(value) = serde_json::to_string(&record) else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The sign-in could not be started.",
+        );
+    };
+    let expires =
+        now_unix() + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600);
+    if let Err(err) = server
+        .inner
+        .store
+        .put_entry(EntryKind::Transaction, &hash_hex(&state), value, expires)
+        .await
+    {
+        return err.into_page();
+    }
+    let mut url = upstream.authorization_endpoint.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code");
+        q.append_pair("client_id", &upstream.client_id);
+        q.append_pair("redirect_uri", &server.endpoint(CALLBACK_PATH));
+        q.append_pair("state", &state);
+        if !upstream.scopes.is_empty() {
+            q.append_pair("scope", &upstream.scopes.join(" "));
+        }
+        if upstream.pkce {
+            q.append_pair("code_challenge", &pkce_challenge(&verifier));
+            q.append_pair("code_challenge_method", "S256");
+        }
+        for (k, v) in &upstream.extra {
+            q.append_pair(k, v);
+        }
+    }
+    let mut response = found(url.as_str());
+    append_cookie(
+        &mut response,
+        &binding_cookie(server, STATE_BINDING, &state, true),
+    );
+    response
+}
+
+/// `GET /oauth/callback`: the provider's answer.
+pub(crate) async fn callback(
+    State(server): State<AuthServer>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(upstream) = server.inner.upstream.clone() else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "This server does not sign in through another provider.",
+        );
+    };
+    let params: HashMap<String, String> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let Some(state) = params.get("state") else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The provider's answer has no state.",
+        );
+    };
+    let taken = server
+        .inner
+        .store
+        .take_entry(EntryKind::Transaction, &hash_hex(state))
+        .await;
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(err) => return err.into_page(),
+    };
+    let Some(tx) = taken.and_then(|v| serde_json::from_str::<Transaction>(&v).ok()) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in expired or was already completed. Start again from the application.",
+        );
+    };
+    // The state is consumed whatever follows: an answer that arrives in another browser
+    // (the upstream code of whoever signed in there) can never be completed later.
+    let mut response = if is_bound(&server, &headers, STATE_BINDING, state) {
+        complete(&server, &upstream, tx, &params).await
+    } else {
+        tracing::warn!(target: "mcp_oauth::proxy", client_id = %tx.request.client_id, "upstream callback refused: the sign-in was started in another browser");
+        error_page(
+            StatusCode::FORBIDDEN,
+            "This sign-in was started in another browser, or this browser did not keep its \
+             cookie. Nothing was shared. Start again from the application, in this browser.",
+        )
+    };
+    append_cookie(
+        &mut response,
+        &binding_cookie(&server, STATE_BINDING, state, false),
+    );
+    response
+}
+
+/// The callback of a transaction started in this browser: the code exchanged upstream, the
+/// user identified, then our code, or first the consent page when this user never allowed
+/// this client.
+async fn complete(
+    server: &AuthServer,
+    upstream: &Upstream,
+    tx: Transaction,
+    params: &HashMap<String, String>,
+) -> Response {
+    let request = tx.request;
+    let fail = |error: &str, description: &str| {
+        redirect_error(
+            server,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            error,
+            description,
+        )
+    };
+    if let Some(error) = params.get("error") {
+        tracing::info!(target: "mcp_oauth::proxy", %error, "the provider refused the sign-in");
+        let code = if error == "access_denied" {
+            "access_denied"
+        } else {
+            "server_error"
+        };
+        return fail(code, "the identity provider did not sign the user in");
+    }
+    let Some(code) = params.get("code") else {
+        return fail("server_error", "the identity provider's answer has no code");
+    };
+    let (tokens, user) = match exchange(server, upstream, code, &tx.verifier).await {
+        Ok(result) => result,
+        Err(err) => {
+            tracing::warn!(target: "mcp_oauth::proxy", error = %err, "upstream sign-in failed");
+            return fail(
+                "server_error",
+                "the sign-in at the identity provider failed",
+            );
+        }
+    };
+    let family = random_token();
+    let sealed = match seal_tokens(server, &family, &tokens) {
+        Ok(sealed) => sealed,
+        Err(err) => {
+            tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot seal upstream tokens");
+            return fail("temporarily_unavailable", "try again later");
+        }
+    };
+    tracing::info!(target: "mcp_oauth::proxy", client_id = %request.client_id, subject = %user.subject, "upstream sign-in completed");
+    if !server.inner.auto_approve && !has_consent(server, &user.subject, &request).await {
+        return ask_consent(server, upstream, request, user, family, sealed).await;
+    }
+    if let Err(err) = store_tokens(server, &family, sealed).await {
+        tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot store upstream tokens");
+        return fail("temporarily_unavailable", "try again later");
+    }
+    approve(server, &request, user, Some(family)).await
+}
+
+async fn exchange(
+    server: &AuthServer,
+    upstream: &Upstream,
+    code: &str,
+    verifier: &str,
+) -> Result<(UpstreamTokens, UserIdentity), ProxyError> {
+    let redirect_uri = server.endpoint(CALLBACK_PATH);
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri.as_str()),
+    ];
+    if upstream.pkce {
+        form.push(("code_verifier", verifier));
+    }
+    let answer = token_request(upstream, &form).await?;
+    let tokens = tokens_from(&answer, None)?;
+    let user = identify(upstream, &answer, &tokens.access_token).await?;
+    Ok((tokens, user))
+}
+
+/// The identity claims kept from the provider.
+fn user_from(claims: &Map<String, Value>, subject: String) -> UserIdentity {
+    let mut out = Map::new();
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .map(|s| Value::String(s.to_owned()))
+    };
+    for (from, to) in [
+        ("email", "email"),
+        ("name", "name"),
+        ("preferred_username", "preferred_username"),
+        ("login", "preferred_username"),
+        ("picture", "picture"),
+        ("avatar_url", "picture"),
+    ] {
+        if let Some(value) = text(from) {
+            out.entry(to.to_owned()).or_insert(value);
+        }
+    }
+    if let Some(verified) = claims.get("email_verified").filter(|v| v.is_boolean()) {
+        out.insert("email_verified".into(), verified.clone());
+    }
+    UserIdentity {
+        subject,
+        claims: out,
+    }
+}
+
+async fn identify(
+    upstream: &Upstream,
+    answer: &Map<String, Value>,
+    access_token: &str,
+) -> Result<UserIdentity, ProxyError> {
+    match &upstream.verifier {
+        Verifier::IdToken(verifier) => {
+            let id_token = answer
+                .get("id_token")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ProxyError::Identity(
+                        "no id_token in the answer (is the openid scope asked?)".into(),
+                    )
+                })?;
+            let claims = verifier
+                .verify(id_token)
+                .await
+                .map_err(|e| ProxyError::Identity(e.to_string()))?;
+            let for_us = claims
+                .audiences()
+                .map_err(|e| ProxyError::Identity(e.to_string()))?
+                .contains(&upstream.client_id.as_str());
+            if !for_us {
+                return Err(ProxyError::Identity(
+                    "the id_token was issued to another client".into(),
+                ));
+            }
+            check_times(&claims, now_unix(), Duration::from_secs(60), true)
+                .map_err(|e| ProxyError::Identity(e.to_string()))?;
+            let subject = claims
+                .sub()
+                .ok_or_else(|| ProxyError::Identity("the id_token has no sub".into()))?
+                .to_owned();
+            Ok(user_from(claims.as_map(), subject))
+        }
+        Verifier::UserInfo(url) => {
+            let fetched = upstream
+                .http
+                .get_json_with(url, RequestAuth::Bearer(access_token))
+                .await
+                .map_err(|e| ProxyError::Identity(format!("user API: {}", e.kind)))?;
+            let Ok(Value::Object(user)) = serde_json::from_slice::<Value>(&fetched.body) else {
+                return Err(ProxyError::Identity(
+                    "the user API answer is not a JSON object".into(),
+                ));
+            };
+            let subject = match (user.get("id"), user.get("sub")) {
+                (Some(Value::Number(n)), _) => n.to_string(),
+                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.clone(),
+                _ => return Err(ProxyError::Identity("the user API answer has no id".into())),
+            };
+            Ok(user_from(&user, subject))
+        }
+        Verifier::AccessToken(verifier) => {
+            let claims: Claims = verifier
+                .verify(access_token)
+                .await
+                .map_err(|e| ProxyError::Identity(e.to_string()))?;
+            let subject = claims
+                .sub()
+                .ok_or_else(|| ProxyError::Identity("the access token has no sub".into()))?
+                .to_owned();
+            Ok(user_from(claims.as_map(), subject))
+        }
+    }
+}

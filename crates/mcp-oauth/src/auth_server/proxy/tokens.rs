@@ -1,0 +1,190 @@
+//! The upstream tokens of a proxy grant: sealed (AES-256-GCM, bound to the grant) in the
+//! store, opened and refreshed at the provider when tool code asks for them.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::auth_server::server::AuthServer;
+use crate::auth_server::store::EntryKind;
+use crate::auth_server::upstream::{ProxyError, token_request};
+use crate::claims::now_unix;
+use crate::secret::Secret;
+
+/// What the proxy keeps of the upstream tokens, sealed.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UpstreamTokens {
+    pub(crate) access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+pub(crate) fn tokens_from(
+    answer: &Map<String, Value>,
+    previous_refresh: Option<String>,
+) -> Result<UpstreamTokens, ProxyError> {
+    let access_token = answer
+        .get("access_token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProxyError::Upstream("no access_token in the answer".into()))?
+        .to_owned();
+    let expires_at = answer
+        .get("expires_in")
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .map(|secs| now_unix() + secs);
+    let refresh_token = answer
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or(previous_refresh);
+    Ok(UpstreamTokens {
+        access_token,
+        refresh_token,
+        expires_at,
+    })
+}
+
+/// The upstream tokens sealed for their grant family.
+pub(crate) fn seal_tokens(
+    server: &AuthServer,
+    family: &str,
+    tokens: &UpstreamTokens,
+) -> Result<String, ProxyError> {
+    let sealer = server.inner.sealer.as_ref().ok_or(ProxyError::NoTokens)?;
+    let plain = serde_json::to_vec(tokens).map_err(|e| ProxyError::Store(e.to_string()))?;
+    sealer
+        .seal(&plain, family)
+        .ok_or_else(|| ProxyError::Store("sealing failed".into()))
+}
+
+async fn save_tokens(
+    server: &AuthServer,
+    family: &str,
+    tokens: &UpstreamTokens,
+) -> Result<(), ProxyError> {
+    let sealed = seal_tokens(server, family, tokens)?;
+    store_tokens(server, family, sealed).await
+}
+
+pub(crate) async fn store_tokens(
+    server: &AuthServer,
+    family: &str,
+    sealed: String,
+) -> Result<(), ProxyError> {
+    let until = now_unix()
+        + i64::try_from(server.inner.lifetimes.refresh_token.as_secs()).unwrap_or(i64::MAX / 2);
+    server
+        .inner
+        .store
+        .put_entry(
+            EntryKind::UpstreamTokens,
+            family,
+            json!({ "sealed": sealed }).to_string(),
+            until,
+        )
+        .await
+        .map_err(|e| ProxyError::Store(e.to_string()))
+}
+
+/// The upstream access token of a grant, refreshed at the provider first when it expired
+/// (and a refresh token was issued). Concurrent calls for one grant in this process refresh
+/// once: the others wait and read the renewed tokens.
+async fn refreshed_token(server: &AuthServer, family: &str) -> Result<Secret, ProxyError> {
+    let Some(upstream) = &server.inner.upstream else {
+        return Err(ProxyError::NoTokens);
+    };
+    let tokens = load_tokens(server, family).await?;
+    if is_fresh(&tokens) {
+        return Ok(Secret::from(tokens.access_token));
+    }
+    let lock = server
+        .inner
+        .upstream_refreshes
+        .get_with(family.to_owned(), || Arc::new(tokio::sync::Mutex::new(())));
+    let _guard = lock.lock().await;
+    // Another call may have refreshed while this one waited.
+    let tokens = load_tokens(server, family).await?;
+    if is_fresh(&tokens) {
+        return Ok(Secret::from(tokens.access_token));
+    }
+    let Some(refresh) = tokens.refresh_token.clone() else {
+        return Err(ProxyError::Upstream(
+            "the upstream token expired and the provider issued no refresh token: the user signs in again".into(),
+        ));
+    };
+    let answer = token_request(
+        upstream,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await?;
+    let renewed = tokens_from(&answer, Some(refresh))?;
+    save_tokens(server, family, &renewed).await?;
+    Ok(Secret::from(renewed.access_token))
+}
+
+/// Valid for at least 30 more seconds, or without a stated expiry (GitHub OAuth app tokens).
+fn is_fresh(tokens: &UpstreamTokens) -> bool {
+    tokens.expires_at.is_none_or(|exp| exp > now_unix() + 30)
+}
+
+/// The sealed upstream tokens of a live grant, opened.
+async fn load_tokens(server: &AuthServer, family: &str) -> Result<UpstreamTokens, ProxyError> {
+    let Some(sealer) = &server.inner.sealer else {
+        return Err(ProxyError::NoTokens);
+    };
+    if server
+        .inner
+        .store
+        .is_family_revoked(family)
+        .await
+        .map_err(|e| ProxyError::Store(e.to_string()))?
+    {
+        return Err(ProxyError::NoTokens);
+    }
+    let entry = server
+        .inner
+        .store
+        .entry(EntryKind::UpstreamTokens, family)
+        .await
+        .map_err(|e| ProxyError::Store(e.to_string()))?
+        .ok_or(ProxyError::NoTokens)?;
+    let sealed = serde_json::from_str::<Value>(&entry)
+        .ok()
+        .and_then(|v| v.get("sealed").and_then(Value::as_str).map(str::to_owned))
+        .ok_or(ProxyError::NoTokens)?;
+    let plain = sealer.open(&sealed, family).ok_or_else(|| {
+        ProxyError::Store("the sealed tokens do not open (another encryption key?)".into())
+    })?;
+    serde_json::from_slice(&plain).map_err(|e| ProxyError::Store(e.to_string()))
+}
+
+impl AuthServer {
+    /// The upstream access token of the user behind `auth` (proxy mode), to call the
+    /// provider's API on the user's behalf: refreshed at the provider when it expired. It is
+    /// never the token the MCP client sent.
+    ///
+    /// # Security Warning
+    ///
+    /// This token acts as the user at the provider. Never log it or return it to a client.
+    ///
+    /// # Errors
+    ///
+    /// Not a proxy grant of this server, the grant was revoked, or the provider refused the
+    /// refresh.
+    pub async fn upstream_token(
+        &self,
+        auth: &crate::Auth,
+    ) -> Result<crate::secret::Secret, ProxyError> {
+        if auth.issuer.as_deref() != Some(self.inner.issuer.as_str()) {
+            return Err(ProxyError::NoTokens);
+        }
+        let family = auth.claims.str("sid").ok_or(ProxyError::NoTokens)?;
+        refreshed_token(self, family).await
+    }
+}
