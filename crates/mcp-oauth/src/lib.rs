@@ -13,8 +13,7 @@
 //! An MCP server whose tools need a token from an OIDC issuer:
 //!
 //! ```no_run
-//! use mcp_oauth::OAuth;
-//! use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
+//! use mcp_oauth::{McpServer, NoArgs, OAuth, Tool, ToolContext};
 //!
 //! #[derive(serde::Deserialize, schemars::JsonSchema)]
 //! struct Echo { text: String }
@@ -53,7 +52,7 @@
 //! |---|---|---|
 //! | `remote` | yes | remote JWKS, introspection, metadata mirror (reqwest with rustls) |
 //! | `axum` | yes | metadata routes, CORS, the axum extractor for [`Auth`] |
-//! | `rmcp` | yes | [`server::McpServer`] and the rmcp `Auth` extractor |
+//! | `rmcp` | yes | [`McpServer`] (module [`server`]) and the rmcp `Auth` extractor |
 //! | `auth-server` | no | [`auth_server`]: an embedded OAuth 2.1 authorization server |
 //! | `sqlite` | no | `auth_server::store::SqliteStore`: the server's state in a SQLite file |
 //! | `redis` | no | `auth_server::store::RedisStore`: state shared by several instances behind a load balancer |
