@@ -5,21 +5,18 @@ use std::collections::HashMap;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, RawQuery, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use subtle::ConstantTimeEq as _;
 
 use super::clients::{load_client, resolve_resource};
 use super::consent_page::Consent;
-use super::cookies::{
-    approved_clients, consent_cookie, consent_cookie_name, cookie, csrf_cookie, origin_ok,
-    set_csrf_cookie,
-};
+use super::consent_page::Decision;
+use super::cookies::{csrf_cookie, origin_ok, set_csrf_cookie};
 use super::http::random_token;
 use super::pages::error_page;
-use super::proxy;
 use super::registration::redirect_matches;
-use super::respond::{approve, redirect_error};
-use super::server::AuthServer;
+use super::respond::redirect_error;
+use super::server::{AuthServer, Begin};
 use super::store::AuthRequestRecord;
 use crate::claims::now_unix;
 use crate::scope::parse_scope_list;
@@ -179,19 +176,15 @@ pub(crate) async fn show(
         expires_at: now_unix()
             + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600),
     };
-    if let Some(upstream) = server.inner.upstream.clone() {
-        let approved = approved_clients(
-            &server,
-            cookie(&headers, consent_cookie_name(&server)).as_deref(),
-        );
-        if server.inner.auto_approve || approved.iter().any(|(id, _)| *id == client.client_id) {
-            return proxy::start(&server, &upstream, request).await;
-        }
-    } else if server.inner.auto_approve {
-        return match server.inner.login.auto_login() {
-            Some(user) => approve(&server, &request, user, None).await,
-            None => fail("access_denied", "no user to sign in automatically"),
-        };
+    match server
+        .inner
+        .sign_in
+        .begin(&server, &headers, &request)
+        .await
+    {
+        Begin::Page => {}
+        Begin::Answer(response) => return response,
+        Begin::Refuse(error, description) => return fail(error, description),
     }
     let request_id = random_token();
     if let Err(err) = server
@@ -211,36 +204,10 @@ pub(crate) async fn show(
         client: &client,
         cookie: set_csrf_cookie(&server, &request.csrf),
         error: None,
-        upstream: server
-            .inner
-            .upstream
-            .as_deref()
-            .map(|u| (u.name.as_str(), u.origin())),
+        upstream: server.inner.sign_in.provider(),
         signed_in_as: None,
     }
     .render()
-}
-
-/// The form of the login and consent page. `Debug` shows the user name and the decision
-/// only: never the password, the CSRF token or the request id.
-#[derive(serde::Deserialize)]
-pub(crate) struct Decision {
-    request_id: String,
-    csrf: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-    decision: String,
-}
-
-impl std::fmt::Debug for Decision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decision")
-            .field("username", &self.username)
-            .field("decision", &self.decision)
-            .finish_non_exhaustive()
-    }
 }
 
 /// `POST /authorize`.
@@ -271,17 +238,8 @@ pub(crate) async fn submit(
         Err(err) => return err.into_page(),
     };
     let Some(request) = request else {
-        // Proxy mode: the consent page shown after the upstream sign-in.
-        if server.inner.upstream.is_some()
-            && let Some(response) = proxy::confirm(
-                &server,
-                &headers,
-                &form.request_id,
-                &form.csrf,
-                form.decision == "approve",
-            )
-            .await
-        {
+        // A back-end's own page (proxy mode: the consent asked after the provider's answer).
+        if let Some(response) = server.inner.sign_in.resume(&server, &headers, &form).await {
             return response;
         }
         return error_page(
@@ -323,100 +281,22 @@ pub(crate) async fn submit(
             "the user denied the request",
         );
     }
-    if let Some(upstream) = server.inner.upstream.clone() {
-        // Proxy mode: the consent is given; remember it for this browser, then sign in upstream.
-        let request = match server.inner.store.take_request(&form.request_id).await {
-            Ok(request) => request,
-            Err(err) => return err.into_page(),
-        };
-        let Some(request) = request else {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "This sign-in request was already used. Start again from the application.",
-            );
-        };
-        let approved = approved_clients(
-            &server,
-            cookie(&headers, consent_cookie_name(&server)).as_deref(),
-        );
-        let remember = consent_cookie(&server, approved, &request.client_id);
-        let mut response = proxy::start(&server, &upstream, request).await;
-        if let Some(value) = remember
-            .filter(|_| !server.inner.consent_ttl.is_zero())
-            .and_then(|c| http::HeaderValue::from_str(&c).ok())
-        {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-        return response;
-    }
-    // The page again, with a message. The same words whether the user exists or not.
-    let again = |error: &str| {
-        let action = server.endpoint("/authorize");
-        Consent {
-            action: &action,
-            request_id: &form.request_id,
-            request: &request,
-            client: &client,
-            cookie: set_csrf_cookie(&server, &request.csrf),
-            error: Some(error),
-            upstream: None,
-            signed_in_as: None,
-        }
-        .render()
-    };
-    // Password guessing backs off per account and per request, then locks the request (F5).
-    let throttle = &server.inner.login_throttle;
-    let wait = throttle.wait(&form.username, &form.request_id);
-    if !wait.is_zero() {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return again(&format!("Too many failed sign-ins. Try again in {secs} s."));
-    }
-    let Some(user) = server
+    server
         .inner
-        .login
-        .authenticate(&form.username, &form.password)
+        .sign_in
+        .finish(&server, &headers, &form, request, &client)
         .await
-    else {
-        if throttle.fail(&form.username, &form.request_id) {
-            let _ = server.inner.store.take_request(&form.request_id).await;
-            tracing::warn!(target: "mcp_oauth::auth_server", client_id = %request.client_id, "sign-in request closed after too many failed passwords");
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Too many failed sign-ins: this sign-in request is closed. Start again from the application.",
-            );
-        }
-        return again(
-            "Wrong user name or password. Each failed try makes the next one wait longer.",
-        );
-    };
-    throttle.succeed(&form.username);
-    match server.inner.store.take_request(&form.request_id).await {
-        Ok(Some(request)) => {
-            tracing::info!(target: "mcp_oauth::auth_server", client_id = %request.client_id, subject = %user.subject, "authorization approved");
-            approve(&server, &request, user, None).await
-        }
-        Err(err) => err.into_page(),
-        Ok(None) => error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in request was already used. Start again from the application.",
-        ),
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    /// Security review 2, F12: `{:?}` of a submitted form holds no secret.
-    #[test]
-    fn debug_prints_no_password_csrf_or_request_id() {
-        let form: super::Decision = serde_json::from_value(serde_json::json!({
-            "request_id": "request-id-5b7", "csrf": "csrf-token-2e4",
-            "username": "alice", "password": "password-9d1", "decision": "approve"
-        }))
-        .expect("form");
-        let printed = format!("{form:?}");
-        for secret in ["request-id-5b7", "csrf-token-2e4", "password-9d1"] {
-            assert!(!printed.contains(secret), "{printed}");
-        }
-        assert!(printed.contains("alice"), "{printed}");
-    }
+/// `GET /oauth/callback`: the provider's answer (proxy mode), to the sign-in back-end.
+pub(crate) async fn callback(
+    State(server): State<AuthServer>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    server
+        .inner
+        .sign_in
+        .callback(&server, &headers, query)
+        .await
 }

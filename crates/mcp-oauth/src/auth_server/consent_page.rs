@@ -154,6 +154,28 @@ impl Consent<'_> {
     }
 }
 
+/// The form of the login and consent page. `Debug` shows the user name and the decision
+/// only: never the password, the CSRF token or the request id.
+#[derive(serde::Deserialize)]
+pub(crate) struct Decision {
+    pub(crate) request_id: String,
+    pub(crate) csrf: String,
+    #[serde(default)]
+    pub(crate) username: String,
+    #[serde(default)]
+    pub(crate) password: String,
+    pub(crate) decision: String,
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decision")
+            .field("username", &self.username)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +194,20 @@ mod tests {
             form_sources("cursor://anysphere.cursor-retrieval/oauth"),
             "'self' cursor:"
         );
+    }
+
+    /// Security review 2, F12: `{:?}` of a submitted form holds no secret.
+    #[test]
+    fn debug_prints_no_password_csrf_or_request_id() {
+        let form: Decision = serde_json::from_value(serde_json::json!({
+            "request_id": "request-id-5b7", "csrf": "csrf-token-2e4",
+            "username": "alice", "password": "password-9d1", "decision": "approve"
+        }))
+        .expect("form");
+        let printed = format!("{form:?}");
+        for secret in ["request-id-5b7", "csrf-token-2e4", "password-9d1"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("alice"), "{printed}");
     }
 }

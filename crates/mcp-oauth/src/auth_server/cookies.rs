@@ -10,9 +10,10 @@
 
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, header};
-use subtle::ConstantTimeEq as _;
+use std::time::Duration;
 
 use super::http::hash_hex;
+use super::seal::Sealer;
 use super::server::AuthServer;
 use crate::claims::now_unix;
 
@@ -79,8 +80,8 @@ pub(crate) fn consent_cookie_name(server: &AuthServer) -> &'static str {
 }
 
 /// Client ids this browser approved (still valid), from the signed consent cookie.
-pub(crate) fn approved_clients(server: &AuthServer, cookie: Option<&str>) -> Vec<(String, i64)> {
-    let (Some(sealer), Some(cookie)) = (&server.inner.sealer, cookie) else {
+pub(crate) fn approved_clients(sealer: &Sealer, cookie: Option<&str>) -> Vec<(String, i64)> {
+    let Some(cookie) = cookie else {
         return Vec::new();
     };
     let now = now_unix();
@@ -94,11 +95,12 @@ pub(crate) fn approved_clients(server: &AuthServer, cookie: Option<&str>) -> Vec
 /// The `Set-Cookie` value remembering consent for `client_id` in this browser.
 pub(crate) fn consent_cookie(
     server: &AuthServer,
+    sealer: &Sealer,
+    consent_ttl: Duration,
     mut approved: Vec<(String, i64)>,
     client_id: &str,
 ) -> Option<String> {
-    let sealer = server.inner.sealer.as_ref()?;
-    let ttl = i64::try_from(server.inner.consent_ttl.as_secs()).unwrap_or(0);
+    let ttl = i64::try_from(consent_ttl.as_secs()).unwrap_or(0);
     approved.retain(|(id, _)| id != client_id);
     approved.push((client_id.to_owned(), now_unix() + ttl));
     // Keep the cookie small: the 20 most recent approvals.
@@ -134,32 +136,30 @@ fn binding_cookie_name(server: &AuthServer, purpose: &str, id: &str) -> String {
     format!("{prefix}{}", hash.get(..16).unwrap_or(&hash))
 }
 
-/// The cookie's value: an HMAC of the id under the cookie key (the hash of it without one).
-fn binding_tag(server: &AuthServer, purpose: &str, id: &str) -> String {
-    match &server.inner.sealer {
-        Some(sealer) => sealer.mac(purpose, id),
-        None => hash_hex(&format!("{purpose}\u{0}{id}")),
-    }
-}
-
 /// Whether the request carries the binding cookie of this sign-in step.
-pub(crate) fn is_bound(server: &AuthServer, headers: &HeaderMap, purpose: &str, id: &str) -> bool {
+pub(crate) fn is_bound(
+    server: &AuthServer,
+    sealer: &Sealer,
+    headers: &HeaderMap,
+    purpose: &str,
+    id: &str,
+) -> bool {
     let Some(value) = cookie(headers, &binding_cookie_name(server, purpose, id)) else {
         return false;
     };
-    match &server.inner.sealer {
-        Some(sealer) => sealer.verify_mac(purpose, id, &value),
-        None => bool::from(
-            value
-                .as_bytes()
-                .ct_eq(binding_tag(server, purpose, id).as_bytes()),
-        ),
-    }
+    sealer.verify_mac(purpose, id, &value)
 }
 
 /// `Set-Cookie` for the binding cookie (`max_age` 0 removes it). `Lax`: the provider's
 /// redirect to the callback is a cross-site top-level navigation, which must carry it.
-pub(crate) fn binding_cookie(server: &AuthServer, purpose: &str, id: &str, set: bool) -> String {
+/// Its value is an HMAC of the id under the cookie key.
+pub(crate) fn binding_cookie(
+    server: &AuthServer,
+    sealer: &Sealer,
+    purpose: &str,
+    id: &str,
+    set: bool,
+) -> String {
     let secure = if server.inner.secure_cookies {
         "; Secure"
     } else {
@@ -167,7 +167,7 @@ pub(crate) fn binding_cookie(server: &AuthServer, purpose: &str, id: &str, set: 
     };
     let (value, max_age) = if set {
         (
-            binding_tag(server, purpose, id),
+            sealer.mac(purpose, id),
             server.inner.lifetimes.request.as_secs(),
         )
     } else {
@@ -207,7 +207,8 @@ mod tests {
     #[tokio::test]
     async fn https_issuers_bind_with_a_host_prefixed_secure_cookie() {
         let server = server("https://as.example").await;
-        let set = binding_cookie(&server, STATE_BINDING, "state-1", true);
+        let sealer = Sealer::new(&[7u8; 32]).expect("key");
+        let set = binding_cookie(&server, &sealer, STATE_BINDING, "state-1", true);
         assert!(set.starts_with("__Host-mcp_oauth_login_"), "{set}");
         for attribute in [
             "; Path=/",
@@ -222,16 +223,35 @@ mod tests {
             !set.contains("state-1"),
             "the state itself is not in the cookie"
         );
-        assert!(is_bound(&server, &sent(&set), STATE_BINDING, "state-1"));
-        assert!(!is_bound(&server, &sent(&set), STATE_BINDING, "state-2"));
-        assert!(!is_bound(&server, &sent(&set), CONSENT_BINDING, "state-1"));
+        assert!(is_bound(
+            &server,
+            &sealer,
+            &sent(&set),
+            STATE_BINDING,
+            "state-1"
+        ));
         assert!(!is_bound(
             &server,
+            &sealer,
+            &sent(&set),
+            STATE_BINDING,
+            "state-2"
+        ));
+        assert!(!is_bound(
+            &server,
+            &sealer,
+            &sent(&set),
+            CONSENT_BINDING,
+            "state-1"
+        ));
+        assert!(!is_bound(
+            &server,
+            &sealer,
             &HeaderMap::new(),
             STATE_BINDING,
             "state-1"
         ));
-        let clear = binding_cookie(&server, STATE_BINDING, "state-1", false);
+        let clear = binding_cookie(&server, &sealer, STATE_BINDING, "state-1", false);
         assert!(clear.contains("=; ") && clear.contains("Max-Age=0") && clear.contains("; Secure"));
         // Another key (another server) does not accept this server's cookie.
         let other = AuthServer::builder("https://as.example")
@@ -239,16 +259,30 @@ mod tests {
             .build()
             .await
             .expect("server");
-        assert!(!is_bound(&other, &sent(&set), STATE_BINDING, "state-1"));
+        let other_sealer = Sealer::new(&[8u8; 32]).expect("key");
+        assert!(!is_bound(
+            &other,
+            &other_sealer,
+            &sent(&set),
+            STATE_BINDING,
+            "state-1"
+        ));
     }
 
     #[tokio::test]
     async fn loopback_http_issuers_bind_without_the_prefix_or_secure() {
         let server = server("http://127.0.0.1:8080").await;
-        let set = binding_cookie(&server, STATE_BINDING, "state-1", true);
+        let sealer = Sealer::new(&[7u8; 32]).expect("key");
+        let set = binding_cookie(&server, &sealer, STATE_BINDING, "state-1", true);
         assert!(set.starts_with("mcp_oauth_login_"), "{set}");
         assert!(set.contains("; HttpOnly") && set.contains("; SameSite=Lax"));
         assert!(!set.contains("Secure"));
-        assert!(is_bound(&server, &sent(&set), STATE_BINDING, "state-1"));
+        assert!(is_bound(
+            &server,
+            &sealer,
+            &sent(&set),
+            STATE_BINDING,
+            "state-1"
+        ));
     }
 }

@@ -46,6 +46,7 @@
 //! and [`proxy`] is the sign-in through it.
 
 mod authorize;
+mod builder;
 mod cimd;
 mod client_spec;
 mod clients;
@@ -56,6 +57,7 @@ mod keys;
 mod login;
 mod mint;
 mod pages;
+mod password;
 pub mod proxy;
 mod rate;
 mod register;
@@ -69,6 +71,7 @@ pub mod store;
 mod token;
 mod upstream;
 
+pub use builder::AuthServerBuilder;
 pub use cimd::CimdOptions;
 pub use client_spec::ClientSpec;
 pub use keys::KeyRing;
@@ -76,7 +79,7 @@ pub use login::{DevUsers, LoginBackend, UserIdentity};
 pub use mint::Grant;
 pub use rate::RateLimit;
 pub use registration::Registration;
-pub use server::{AuthServer, AuthServerBuilder, Lifetimes};
+pub use server::{AuthServer, Lifetimes};
 pub use store::{MemoryStore, Store};
 pub use upstream::{Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder};
 

@@ -56,7 +56,7 @@ impl AuthServer {
             .route("/jwks", get(jwks).layer(crate::routes::metadata_cors()))
             .route(
                 proxy::CALLBACK_PATH,
-                limited(get(proxy::callback), self.inner.authorize_limit),
+                limited(get(authorize::callback), self.inner.authorize_limit),
             );
         let endpoints = if base.is_empty() {
             endpoints

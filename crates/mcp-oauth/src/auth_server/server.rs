@@ -1,6 +1,7 @@
-//! The server's state ([`AuthServer`]) and how it is built ([`AuthServerBuilder`]): issuer,
-//! keys, store, sign-in, scopes, resources, lifetimes, policies and limits; the RFC 8414
-//! metadata it publishes, and the verifier for its own access tokens.
+//! The server's state ([`AuthServer`]): issuer, keys, store, sign-in back-end, scopes,
+//! resources, lifetimes, policies and limits; the contract of a sign-in back-end
+//! ([`SignIn`]); the RFC 8414 metadata it publishes, and the verifier for its own access
+//! tokens.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +9,22 @@ use std::time::Duration;
 use serde_json::json;
 use url::Url;
 
-use super::cimd::{self, CimdOptions};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+
+use super::cimd;
 use super::client_spec::ClientSpec;
+use super::consent_page::Decision;
 use super::keys::KeyRing;
-use super::login::{self, DevUsers, LoginBackend};
+use super::pages::error_page;
 use super::rate::{self, RateLimit};
 use super::registration::Registration;
-use super::seal;
-use super::store::{self, MemoryStore, Store};
-use super::upstream::{CALLBACK_PATH, Upstream};
+use super::store::{self, AuthRequestRecord, ClientRecord, Store};
+use super::upstream::{CALLBACK_PATH, ProxyError};
 use crate::claims::{Claims, check_issuer};
 use crate::error::{ConfigError, VerifyError};
-use crate::jose::Algorithm;
 use crate::metadata::AuthorizationServerMetadata;
+use crate::secret::Secret;
 use crate::verify::{BoxFuture, JwtVerifier, TokenVerifier};
 
 /// Lifetimes of what the server issues.
@@ -53,7 +57,8 @@ pub(crate) struct Inner {
     pub(crate) issuer_url: Url,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) login: Arc<dyn LoginBackend>,
+    /// Who the user is: the login form, or an upstream identity provider.
+    pub(crate) sign_in: Arc<dyn SignIn>,
     pub(crate) scopes_supported: Vec<String>,
     pub(crate) default_scopes: Vec<String>,
     pub(crate) resources: Vec<String>,
@@ -70,16 +75,95 @@ pub(crate) struct Inner {
     pub(crate) trusted_proxies: crate::forwarded::TrustedProxies,
     /// The per-client-id bucket at `/token` and `/revoke` (requests with a client secret).
     pub(crate) client_limiter: Option<rate::Limiter<String>>,
-    pub(crate) upstream: Option<Arc<Upstream>>,
-    pub(crate) sealer: Option<seal::Sealer>,
-    pub(crate) consent_ttl: Duration,
     /// Recent answers to "is this grant revoked?" for the per-request check: revocations made
     /// here are entered at once; "not revoked" is reused for `revocation_recheck`.
     pub(crate) revoked: moka::sync::Cache<String, bool>,
-    /// One lock per grant whose upstream tokens are being refreshed (single flight).
-    pub(crate) upstream_refreshes: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
-    /// Failed sign-ins at the login form, per account and per pending request (F5).
-    pub(crate) login_throttle: login::Throttle,
+}
+
+/// A sign-in back-end: how the authorization endpoint learns who the user is. The core
+/// (`authorize`) validates the request, shows the login and consent page and issues the code;
+/// the back-end is asked at three points:
+///
+/// - [`begin`](Self::begin): a validated request, before the page: answer at once (sign in
+///   automatically, or go to the provider when this browser consented before), or show it;
+/// - [`finish`](Self::finish): the page was approved: check the password, or go to the
+///   provider; both end in [`approve`](super::respond::approve) with a [`UserIdentity`];
+/// - [`resume`](Self::resume) and [`callback`](Self::callback): the way back from a
+///   provider (its callback, and the consent page shown after it).
+///
+/// The back-ends are the login form ([`PasswordSignIn`](super::password::PasswordSignIn),
+/// with a [`LoginBackend`](super::LoginBackend)) and an upstream identity provider
+/// ([`ProxySignIn`](super::proxy::ProxySignIn)).
+///
+/// [`UserIdentity`]: super::UserIdentity
+pub(crate) trait SignIn: Send + Sync + 'static {
+    /// Where the page says the user signs in: `None` here, with a password; or the
+    /// provider's name and origin.
+    fn provider(&self) -> Option<(&str, String)>;
+
+    /// A validated authorization request, before the login and consent page.
+    fn begin<'a>(
+        &'a self,
+        server: &'a AuthServer,
+        headers: &'a HeaderMap,
+        request: &'a AuthRequestRecord,
+    ) -> BoxFuture<'a, Begin>;
+
+    /// The page's form approved the request (CSRF, client and request already checked). The
+    /// request is still pending: the back-end takes it when it goes on.
+    fn finish<'a>(
+        &'a self,
+        server: &'a AuthServer,
+        headers: &'a HeaderMap,
+        form: &'a Decision,
+        request: AuthRequestRecord,
+        client: &'a ClientRecord,
+    ) -> BoxFuture<'a, Response>;
+
+    /// `POST /authorize` for an id that is no pending request of the page: `None` when the
+    /// back-end knows none either (the caller answers as for an expired request).
+    fn resume<'a>(
+        &'a self,
+        _server: &'a AuthServer,
+        _headers: &'a HeaderMap,
+        _form: &'a Decision,
+    ) -> BoxFuture<'a, Option<Response>> {
+        Box::pin(async { None })
+    }
+
+    /// `GET /oauth/callback`: the provider's answer.
+    fn callback<'a>(
+        &'a self,
+        _server: &'a AuthServer,
+        _headers: &'a HeaderMap,
+        _query: Option<String>,
+    ) -> BoxFuture<'a, Response> {
+        Box::pin(async {
+            error_page(
+                StatusCode::NOT_FOUND,
+                "This server does not sign in through another provider.",
+            )
+        })
+    }
+
+    /// The provider's access token of a grant (refreshed when it expired).
+    fn upstream_token<'a>(
+        &'a self,
+        _server: &'a AuthServer,
+        _family: &'a str,
+    ) -> BoxFuture<'a, Result<Secret, ProxyError>> {
+        Box::pin(async { Err(ProxyError::NoTokens) })
+    }
+}
+
+/// What a back-end does with a validated request before the page.
+pub(crate) enum Begin {
+    /// Show the login and consent page.
+    Page,
+    /// This answer instead (a code, or the way to the provider).
+    Answer(Response),
+    /// Refuse the request with this OAuth error (code, description).
+    Refuse(&'static str, &'static str),
 }
 
 /// The authorization server. Cheap to clone.
@@ -96,92 +180,7 @@ impl std::fmt::Debug for AuthServer {
     }
 }
 
-/// Builds an [`AuthServer`].
-#[must_use]
-pub struct AuthServerBuilder {
-    issuer: String,
-    keys: Option<Arc<KeyRing>>,
-    store: Option<Arc<dyn Store>>,
-    login: Option<Arc<dyn LoginBackend>>,
-    scopes_supported: Vec<String>,
-    default_scopes: Option<Vec<String>>,
-    resources: Vec<String>,
-    lifetimes: Lifetimes,
-    auto_approve: bool,
-    registration: Registration,
-    unused_registration_ttl: Duration,
-    cimd: Option<CimdOptions>,
-    clients: Vec<ClientSpec>,
-    token_limit: Option<RateLimit>,
-    register_limit: Option<RateLimit>,
-    authorize_limit: Option<RateLimit>,
-    client_limit: Option<RateLimit>,
-    trusted_proxies: crate::forwarded::TrustedProxies,
-    upstream: Option<Upstream>,
-    encryption_key: Option<crate::secret::Secret>,
-    consent_ttl: Duration,
-    revocation_recheck: Duration,
-}
-
-/// How long an answer of the revocation cache lives: a revocation as long as an access token
-/// of the grant can still be presented (the access-token lifetime), "not revoked" for the
-/// configured recheck interval.
-struct RevokedExpiry {
-    revoked: Duration,
-    recheck: Duration,
-}
-
-impl moka::Expiry<String, bool> for RevokedExpiry {
-    fn expire_after_create(
-        &self,
-        _family: &String,
-        revoked: &bool,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(if *revoked { self.revoked } else { self.recheck })
-    }
-
-    fn expire_after_update(
-        &self,
-        family: &String,
-        revoked: &bool,
-        updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(family, revoked, updated_at)
-    }
-}
-
 impl AuthServer {
-    /// A builder for the server whose issuer identifier is `issuer`
-    /// (`http://127.0.0.1:8080`). Endpoints live under the issuer's path.
-    pub fn builder(issuer: impl Into<String>) -> AuthServerBuilder {
-        AuthServerBuilder {
-            issuer: issuer.into(),
-            keys: None,
-            store: None,
-            login: None,
-            scopes_supported: vec!["mcp:read".into(), "mcp:write".into()],
-            default_scopes: None,
-            resources: Vec::new(),
-            lifetimes: Lifetimes::default(),
-            auto_approve: false,
-            registration: Registration::Open,
-            unused_registration_ttl: Duration::from_secs(86_400),
-            cimd: Some(CimdOptions::default()),
-            clients: Vec::new(),
-            token_limit: Some(RateLimit::new(120, 60)),
-            register_limit: Some(RateLimit::new(1, 20)),
-            authorize_limit: Some(RateLimit::new(120, 60)),
-            client_limit: Some(RateLimit::new(120, 60)),
-            trusted_proxies: crate::forwarded::TrustedProxies::default(),
-            upstream: None,
-            encryption_key: None,
-            consent_ttl: Duration::from_secs(30 * 86_400),
-            revocation_recheck: Duration::from_secs(1),
-        }
-    }
-
     /// The issuer identifier.
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
@@ -305,6 +304,26 @@ impl AuthServer {
         })
     }
 
+    /// The upstream access token of the user behind `auth` (proxy mode), to call the
+    /// provider's API on the user's behalf: refreshed at the provider when it expired. It is
+    /// never the token the MCP client sent.
+    ///
+    /// # Security Warning
+    ///
+    /// This token acts as the user at the provider. Never log it or return it to a client.
+    ///
+    /// # Errors
+    ///
+    /// Not a proxy grant of this server, the grant was revoked, or the provider refused the
+    /// refresh.
+    pub async fn upstream_token(&self, auth: &crate::Auth) -> Result<Secret, ProxyError> {
+        if auth.issuer.as_deref() != Some(self.inner.issuer.as_str()) {
+            return Err(ProxyError::NoTokens);
+        }
+        let family = auth.claims.str("sid").ok_or(ProxyError::NoTokens)?;
+        self.inner.sign_in.upstream_token(self, family).await
+    }
+
     /// Registers a client directly (a pre-registered, confidential client for
     /// `client_credentials`, for example). Returns the secret to hand out, if any.
     ///
@@ -358,278 +377,5 @@ impl<V> LocalVerifier<V> {
             return Err(VerifyError::Refused("the grant was revoked".into()));
         }
         Ok(())
-    }
-}
-
-impl AuthServerBuilder {
-    /// The signing keys (default: an ephemeral ES256 key).
-    pub fn keys(mut self, keys: Arc<KeyRing>) -> Self {
-        self.keys = Some(keys);
-        self
-    }
-
-    /// The store (default: [`MemoryStore`]). `SqliteStore` (feature `sqlite`) keeps clients
-    /// and refresh tokens across restarts; `RedisStore` (feature `redis`) shares them between
-    /// instances, which must then also share the signing keys and the encryption key.
-    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Who may sign in (default: the single development user `dev` / `dev`).
-    pub fn login(mut self, login: Arc<dyn LoginBackend>) -> Self {
-        self.login = Some(login);
-        self
-    }
-
-    /// The scopes clients may ask for (`offline_access` is always accepted). Default:
-    /// `mcp:read mcp:write`.
-    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes_supported = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Scopes granted when a request names none (default: all supported ones).
-    pub fn default_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.default_scopes = Some(scopes.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// A resource (RFC 8707) tokens may be issued for. The first one is the default for
-    /// requests that name none. With none configured, a request that names a resource is
-    /// refused (`invalid_target`) and tokens carry no `aud`: an audience is never a URL the
-    /// client chose.
-    pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
-        self
-    }
-
-    /// Lifetimes of tokens, codes and pending requests.
-    pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
-        self.lifetimes = lifetimes;
-        self
-    }
-
-    /// Skip the login and consent page: every valid authorization request is approved at
-    /// once for the login back-end's automatic user. For tests only.
-    pub fn auto_approve(mut self, on: bool) -> Self {
-        self.auto_approve = on;
-        self
-    }
-
-    /// Dynamic client registration (RFC 7591): `true` is [`Registration::Open`], `false`
-    /// [`Registration::Off`]. Default: open. See [`Self::registration`].
-    pub fn dynamic_registration(mut self, on: bool) -> Self {
-        self.registration = if on {
-            Registration::Open
-        } else {
-            Registration::Off
-        };
-        self
-    }
-
-    /// Who may register clients (RFC 7591). Default: [`Registration::Open`], which registers
-    /// only clients that act for a user; machine clients (`client_credentials`) come from
-    /// [`Self::client`] or a registration with [`Registration::InitialAccessToken`].
-    pub fn registration(mut self, registration: Registration) -> Self {
-        self.registration = registration;
-        self
-    }
-
-    /// How long a dynamically registered client that never redeems an authorization code
-    /// stays registered. Default is 24 hours. Clients registered with the initial access
-    /// token and configured clients never lapse.
-    pub fn unused_registration_ttl(mut self, ttl: Duration) -> Self {
-        self.unused_registration_ttl = ttl;
-        self
-    }
-
-    /// Client ID Metadata Documents; `None` turns them off. Default: on, public `https`
-    /// addresses only.
-    pub fn client_metadata_documents(mut self, options: Option<CimdOptions>) -> Self {
-        self.cimd = options;
-        self
-    }
-
-    /// Request-rate limits per client address (`None` turns one off). Defaults: token and
-    /// revocation 120 per minute with bursts of 60; registration 1 per minute, bursts of 20;
-    /// the authorization endpoint 120 per minute, bursts of 60. Limits need the server to be
-    /// served with connection info (`into_make_service_with_connect_info::<SocketAddr>()`);
-    /// without it, all callers share one bucket.
-    pub fn rate_limits(
-        mut self,
-        token: Option<RateLimit>,
-        register: Option<RateLimit>,
-        authorize: Option<RateLimit>,
-    ) -> Self {
-        self.token_limit = token;
-        self.register_limit = register;
-        self.authorize_limit = authorize;
-        self
-    }
-
-    /// The request-rate limit per client id at the token and revocation endpoints, counted
-    /// for requests that present a client secret, before the secret is checked (`None`
-    /// turns it off). It bounds guessing a client's secret from many addresses. Default: 120
-    /// per minute, bursts of 60.
-    pub fn client_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
-        self.client_limit = limit;
-        self
-    }
-
-    /// Reverse proxies whose forwarded headers name the client address, for the rate limits
-    /// and the logs: for a request whose TCP peer is one of them, the client is the rightmost
-    /// address of `X-Forwarded-For` (or `Forwarded`, see
-    /// [`TrustedProxies::header`](crate::forwarded::TrustedProxies::header)) that is not a
-    /// trusted proxy; see [`crate::forwarded`]. Default: none (the TCP peer is the client,
-    /// and behind a proxy every client shares the proxy's buckets).
-    pub fn trusted_proxies(mut self, proxies: crate::forwarded::TrustedProxies) -> Self {
-        self.trusted_proxies = proxies;
-        self
-    }
-
-    /// Proxy mode: users sign in at this upstream identity provider instead of the local
-    /// login form (see [`proxy`](crate::auth_server::proxy)). Needs [`Self::encryption_key`].
-    pub fn upstream(mut self, upstream: Upstream) -> Self {
-        self.upstream = Some(upstream);
-        self
-    }
-
-    /// The 32-byte key that seals upstream tokens at rest (AES-256-GCM) and signs the consent
-    /// cookie. Keep it secret and stable: another key cannot open tokens sealed with this one,
-    /// and every instance sharing a store needs the same key.
-    pub fn encryption_key(mut self, key: impl Into<crate::secret::Secret>) -> Self {
-        self.encryption_key = Some(key.into());
-        self
-    }
-
-    /// How long a browser's consent to a client is remembered (proxy mode). Default is 30
-    /// days; `Duration::ZERO` asks every time.
-    pub fn consent_ttl(mut self, ttl: Duration) -> Self {
-        self.consent_ttl = ttl;
-        self
-    }
-
-    /// How long the per-request revocation check reuses a "not revoked" answer of the store.
-    /// Default is 1 second; `Duration::ZERO` asks the store on every request. Revocations
-    /// made through this server (revocation endpoint, code replay, refresh reuse) take effect
-    /// at once whatever this is: it only bounds how late this instance sees a revocation made
-    /// by another instance sharing the store.
-    pub fn revocation_recheck(mut self, interval: Duration) -> Self {
-        self.revocation_recheck = interval;
-        self
-    }
-
-    /// A pre-registered client. Checked by [`Self::build`].
-    pub fn client(mut self, client: ClientSpec) -> Self {
-        self.clients.push(client);
-        self
-    }
-
-    /// Builds the server.
-    ///
-    /// # Errors
-    ///
-    /// The issuer is not an acceptable URL, a scope is invalid, or a configured client is
-    /// inconsistent (a machine client without a secret or scopes, a scope not offered, an
-    /// authentication method that does not fit its secret).
-    pub async fn build(self) -> Result<AuthServer, ConfigError> {
-        let issuer_url = Url::parse(&self.issuer)
-            .map_err(|e| ConfigError::url("issuer", &self.issuer, e.to_string()))?;
-        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-            return Err(ConfigError::url(
-                "issuer",
-                &self.issuer,
-                "an issuer has no query or fragment (RFC 8414 §2)",
-            ));
-        }
-        if issuer_url.scheme() != "https" && !crate::resource::is_loopback_url(&issuer_url) {
-            return Err(ConfigError::url(
-                "issuer",
-                &self.issuer,
-                "an authorization server is https (loopback excepted)",
-            ));
-        }
-        if let Some(bad) = self
-            .scopes_supported
-            .iter()
-            .find(|s| !crate::scope::is_valid_scope(s))
-        {
-            return Err(ConfigError::invalid(
-                "scope",
-                format!("{bad:?} is not a valid scope token"),
-            ));
-        }
-        let keys = match self.keys {
-            Some(keys) => keys,
-            None => Arc::new(KeyRing::ephemeral(Algorithm::ES256)?),
-        };
-        let store: Arc<dyn Store> = match self.store {
-            Some(store) => store,
-            None => Arc::new(MemoryStore::new()),
-        };
-        for client in self.clients {
-            store
-                .put_client(client.into_record(&self.scopes_supported)?)
-                .await
-                .map_err(|e| ConfigError::invalid("client", e.to_string()))?;
-        }
-        let cimd = match self.cimd {
-            Some(options) => Some(cimd::Resolver::new(options)?),
-            None => None,
-        };
-        let sealer = match (&self.upstream, &self.encryption_key) {
-            (_, Some(key)) => Some(seal::Sealer::new(key.expose())?),
-            (Some(_), None) => {
-                return Err(ConfigError::missing(
-                    "encryption key",
-                    "proxy mode stores upstream tokens encrypted: call AuthServerBuilder::encryption_key with 32 secret bytes",
-                ));
-            }
-            (None, None) => None,
-        };
-        let issuer = self.issuer.clone();
-        Ok(AuthServer {
-            inner: Arc::new(Inner {
-                secure_cookies: issuer_url.scheme() == "https",
-                issuer,
-                issuer_url,
-                keys,
-                store,
-                login: self.login.unwrap_or_else(|| Arc::new(DevUsers::default())),
-                default_scopes: self
-                    .default_scopes
-                    .unwrap_or_else(|| self.scopes_supported.clone()),
-                scopes_supported: self.scopes_supported,
-                resources: self.resources,
-                lifetimes: self.lifetimes,
-                auto_approve: self.auto_approve,
-                registration: self.registration,
-                unused_registration_ttl: self.unused_registration_ttl,
-                cimd,
-                token_limit: self.token_limit,
-                register_limit: self.register_limit,
-                authorize_limit: self.authorize_limit,
-                client_limiter: self
-                    .client_limit
-                    .map(|limit| rate::Limiter::new(limit, &self.trusted_proxies)),
-                trusted_proxies: self.trusted_proxies,
-                upstream: self.upstream.map(Arc::new),
-                sealer,
-                consent_ttl: self.consent_ttl,
-                revoked: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .expire_after(RevokedExpiry {
-                        revoked: self.lifetimes.access_token,
-                        recheck: self.revocation_recheck,
-                    })
-                    .build(),
-                upstream_refreshes: moka::sync::Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_idle(Duration::from_secs(120))
-                    .build(),
-                login_throttle: login::Throttle::new(),
-            }),
-        })
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
+use super::state::ProxySignIn;
 use super::tokens::store_tokens;
 use crate::auth_server::clients::load_client;
 use crate::auth_server::consent_page::Consent;
@@ -20,7 +21,6 @@ use crate::auth_server::pages::error_page;
 use crate::auth_server::respond::{approve, redirect_error};
 use crate::auth_server::server::AuthServer;
 use crate::auth_server::store::{AuthRequestRecord, EntryKind};
-use crate::auth_server::upstream::Upstream;
 use crate::claims::now_unix;
 
 /// A consent recorded on the server: what this user allowed this client.
@@ -63,8 +63,13 @@ pub(super) async fn has_consent(
 }
 
 /// Records that this user allowed this client the request's scopes (for the consent TTL).
-async fn record_consent(server: &AuthServer, subject: &str, request: &AuthRequestRecord) {
-    let ttl = i64::try_from(server.inner.consent_ttl.as_secs()).unwrap_or(0);
+async fn record_consent(
+    server: &AuthServer,
+    proxy: &ProxySignIn,
+    subject: &str,
+    request: &AuthRequestRecord,
+) {
+    let ttl = i64::try_from(proxy.consent_ttl.as_secs()).unwrap_or(0);
     if ttl == 0 {
         return;
     }
@@ -112,7 +117,7 @@ fn signed_in_key(id: &str) -> String {
 /// The consent page for a user who signed in upstream but never allowed this client.
 pub(super) async fn ask_consent(
     server: &AuthServer,
-    upstream: &Upstream,
+    proxy: &ProxySignIn,
     mut request: AuthRequestRecord,
     user: UserIdentity,
     family: String,
@@ -166,9 +171,9 @@ pub(super) async fn ask_consent(
         request_id: &id,
         request: &pending.request,
         client: &client,
-        cookie: binding_cookie(server, CONSENT_BINDING, &id, true),
+        cookie: binding_cookie(server, &proxy.sealer, CONSENT_BINDING, &id, true),
         error: None,
-        upstream: Some((upstream.name.as_str(), upstream.origin())),
+        upstream: Some((proxy.upstream.name.as_str(), proxy.upstream.origin())),
         signed_in_as: Some(&account),
     }
     .render()
@@ -178,6 +183,7 @@ pub(super) async fn ask_consent(
 /// such a page (the caller answers as for an expired request).
 pub(crate) async fn confirm(
     server: &AuthServer,
+    proxy: &ProxySignIn,
     headers: &HeaderMap,
     id: &str,
     csrf: &str,
@@ -190,7 +196,10 @@ pub(crate) async fn confirm(
     };
     let pending: SignedIn = serde_json::from_str(&entry).ok()?;
     let token_ok = bool::from(csrf.as_bytes().ct_eq(pending.request.csrf.as_bytes()));
-    if !token_ok || !is_bound(server, headers, CONSENT_BINDING, id) || !origin_ok(server, headers) {
+    if !token_ok
+        || !is_bound(server, &proxy.sealer, headers, CONSENT_BINDING, id)
+        || !origin_ok(server, headers)
+    {
         tracing::warn!(target: "mcp_oauth::proxy", "consent form refused: CSRF check failed");
         return Some(error_page(
             StatusCode::FORBIDDEN,
@@ -232,7 +241,7 @@ pub(crate) async fn confirm(
             "try again later",
         )
     } else {
-        record_consent(server, &pending.subject, &request).await;
+        record_consent(server, proxy, &pending.subject, &request).await;
         tracing::info!(target: "mcp_oauth::proxy", client_id = %request.client_id, subject = %pending.subject, "authorization approved after the upstream sign-in");
         let user = UserIdentity {
             subject: pending.subject,
@@ -242,7 +251,7 @@ pub(crate) async fn confirm(
     };
     append_cookie(
         &mut response,
-        &binding_cookie(server, CONSENT_BINDING, id, false),
+        &binding_cookie(server, &proxy.sealer, CONSENT_BINDING, id, false),
     );
     Some(response)
 }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::consent::{ask_consent, has_consent};
+use super::state::ProxySignIn;
 use super::tokens::{UpstreamTokens, seal_tokens, store_tokens, tokens_from};
 use crate::auth_server::cookies::{STATE_BINDING, append_cookie, binding_cookie, is_bound};
 use crate::auth_server::http::{hash_hex, random_token};
@@ -41,9 +41,10 @@ fn pkce_challenge(verifier: &str) -> String {
 /// binds that state to this browser with a cookie.
 pub(crate) async fn start(
     server: &AuthServer,
-    upstream: &Upstream,
+    proxy: &ProxySignIn,
     request: AuthRequestRecord,
 ) -> Response {
+    let upstream = &proxy.upstream;
     let state = random_token();
     let verifier = random_token();
     let record = Transaction {
@@ -87,23 +88,18 @@ pub(crate) async fn start(
     let mut response = found(url.as_str());
     append_cookie(
         &mut response,
-        &binding_cookie(server, STATE_BINDING, &state, true),
+        &binding_cookie(server, &proxy.sealer, STATE_BINDING, &state, true),
     );
     response
 }
 
 /// `GET /oauth/callback`: the provider's answer.
 pub(crate) async fn callback(
-    State(server): State<AuthServer>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    server: &AuthServer,
+    proxy: &ProxySignIn,
+    headers: &HeaderMap,
+    query: Option<String>,
 ) -> Response {
-    let Some(upstream) = server.inner.upstream.clone() else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "This server does not sign in through another provider.",
-        );
-    };
     let params: HashMap<String, String> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
@@ -131,8 +127,8 @@ pub(crate) async fn callback(
     };
     // The state is consumed whatever follows: an answer that arrives in another browser
     // (the upstream code of whoever signed in there) can never be completed later.
-    let mut response = if is_bound(&server, &headers, STATE_BINDING, state) {
-        complete(&server, &upstream, tx, &params).await
+    let mut response = if is_bound(server, &proxy.sealer, headers, STATE_BINDING, state) {
+        complete(server, proxy, tx, &params).await
     } else {
         tracing::warn!(target: "mcp_oauth::proxy", client_id = %tx.request.client_id, "upstream callback refused: the sign-in was started in another browser");
         error_page(
@@ -143,7 +139,7 @@ pub(crate) async fn callback(
     };
     append_cookie(
         &mut response,
-        &binding_cookie(&server, STATE_BINDING, state, false),
+        &binding_cookie(server, &proxy.sealer, STATE_BINDING, state, false),
     );
     response
 }
@@ -153,7 +149,7 @@ pub(crate) async fn callback(
 /// this client.
 async fn complete(
     server: &AuthServer,
-    upstream: &Upstream,
+    proxy: &ProxySignIn,
     tx: Transaction,
     params: &HashMap<String, String>,
 ) -> Response {
@@ -179,7 +175,7 @@ async fn complete(
     let Some(code) = params.get("code") else {
         return fail("server_error", "the identity provider's answer has no code");
     };
-    let (tokens, user) = match exchange(server, upstream, code, &tx.verifier).await {
+    let (tokens, user) = match exchange(server, &proxy.upstream, code, &tx.verifier).await {
         Ok(result) => result,
         Err(err) => {
             tracing::warn!(target: "mcp_oauth::proxy", error = %err, "upstream sign-in failed");
@@ -190,7 +186,7 @@ async fn complete(
         }
     };
     let family = random_token();
-    let sealed = match seal_tokens(server, &family, &tokens) {
+    let sealed = match seal_tokens(proxy, &family, &tokens) {
         Ok(sealed) => sealed,
         Err(err) => {
             tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot seal upstream tokens");
@@ -199,7 +195,7 @@ async fn complete(
     };
     tracing::info!(target: "mcp_oauth::proxy", client_id = %request.client_id, subject = %user.subject, "upstream sign-in completed");
     if !server.inner.auto_approve && !has_consent(server, &user.subject, &request).await {
-        return ask_consent(server, upstream, request, user, family, sealed).await;
+        return ask_consent(server, proxy, request, user, family, sealed).await;
     }
     if let Err(err) = store_tokens(server, &family, sealed).await {
         tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot store upstream tokens");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::state::ProxySignIn;
 use crate::auth_server::server::AuthServer;
 use crate::auth_server::store::EntryKind;
 use crate::auth_server::upstream::{ProxyError, token_request};
@@ -52,23 +53,24 @@ pub(crate) fn tokens_from(
 
 /// The upstream tokens sealed for their grant family.
 pub(crate) fn seal_tokens(
-    server: &AuthServer,
+    proxy: &ProxySignIn,
     family: &str,
     tokens: &UpstreamTokens,
 ) -> Result<String, ProxyError> {
-    let sealer = server.inner.sealer.as_ref().ok_or(ProxyError::NoTokens)?;
     let plain = serde_json::to_vec(tokens).map_err(|e| ProxyError::Store(e.to_string()))?;
-    sealer
+    proxy
+        .sealer
         .seal(&plain, family)
         .ok_or_else(|| ProxyError::Store("sealing failed".into()))
 }
 
 async fn save_tokens(
     server: &AuthServer,
+    proxy: &ProxySignIn,
     family: &str,
     tokens: &UpstreamTokens,
 ) -> Result<(), ProxyError> {
-    let sealed = seal_tokens(server, family, tokens)?;
+    let sealed = seal_tokens(proxy, family, tokens)?;
     store_tokens(server, family, sealed).await
 }
 
@@ -95,21 +97,21 @@ pub(crate) async fn store_tokens(
 /// The upstream access token of a grant, refreshed at the provider first when it expired
 /// (and a refresh token was issued). Concurrent calls for one grant in this process refresh
 /// once: the others wait and read the renewed tokens.
-async fn refreshed_token(server: &AuthServer, family: &str) -> Result<Secret, ProxyError> {
-    let Some(upstream) = &server.inner.upstream else {
-        return Err(ProxyError::NoTokens);
-    };
-    let tokens = load_tokens(server, family).await?;
+pub(crate) async fn refreshed_token(
+    server: &AuthServer,
+    proxy: &ProxySignIn,
+    family: &str,
+) -> Result<Secret, ProxyError> {
+    let tokens = load_tokens(server, proxy, family).await?;
     if is_fresh(&tokens) {
         return Ok(Secret::from(tokens.access_token));
     }
-    let lock = server
-        .inner
-        .upstream_refreshes
+    let lock = proxy
+        .refreshes
         .get_with(family.to_owned(), || Arc::new(tokio::sync::Mutex::new(())));
     let _guard = lock.lock().await;
     // Another call may have refreshed while this one waited.
-    let tokens = load_tokens(server, family).await?;
+    let tokens = load_tokens(server, proxy, family).await?;
     if is_fresh(&tokens) {
         return Ok(Secret::from(tokens.access_token));
     }
@@ -119,12 +121,12 @@ async fn refreshed_token(server: &AuthServer, family: &str) -> Result<Secret, Pr
         ));
     };
     let answer = token_request(
-        upstream,
+        &proxy.upstream,
         &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
     )
     .await?;
     let renewed = tokens_from(&answer, Some(refresh))?;
-    save_tokens(server, family, &renewed).await?;
+    save_tokens(server, proxy, family, &renewed).await?;
     Ok(Secret::from(renewed.access_token))
 }
 
@@ -134,10 +136,11 @@ fn is_fresh(tokens: &UpstreamTokens) -> bool {
 }
 
 /// The sealed upstream tokens of a live grant, opened.
-async fn load_tokens(server: &AuthServer, family: &str) -> Result<UpstreamTokens, ProxyError> {
-    let Some(sealer) = &server.inner.sealer else {
-        return Err(ProxyError::NoTokens);
-    };
+async fn load_tokens(
+    server: &AuthServer,
+    proxy: &ProxySignIn,
+    family: &str,
+) -> Result<UpstreamTokens, ProxyError> {
     if server
         .inner
         .store
@@ -158,33 +161,8 @@ async fn load_tokens(server: &AuthServer, family: &str) -> Result<UpstreamTokens
         .ok()
         .and_then(|v| v.get("sealed").and_then(Value::as_str).map(str::to_owned))
         .ok_or(ProxyError::NoTokens)?;
-    let plain = sealer.open(&sealed, family).ok_or_else(|| {
+    let plain = proxy.sealer.open(&sealed, family).ok_or_else(|| {
         ProxyError::Store("the sealed tokens do not open (another encryption key?)".into())
     })?;
     serde_json::from_slice(&plain).map_err(|e| ProxyError::Store(e.to_string()))
-}
-
-impl AuthServer {
-    /// The upstream access token of the user behind `auth` (proxy mode), to call the
-    /// provider's API on the user's behalf: refreshed at the provider when it expired. It is
-    /// never the token the MCP client sent.
-    ///
-    /// # Security Warning
-    ///
-    /// This token acts as the user at the provider. Never log it or return it to a client.
-    ///
-    /// # Errors
-    ///
-    /// Not a proxy grant of this server, the grant was revoked, or the provider refused the
-    /// refresh.
-    pub async fn upstream_token(
-        &self,
-        auth: &crate::Auth,
-    ) -> Result<crate::secret::Secret, ProxyError> {
-        if auth.issuer.as_deref() != Some(self.inner.issuer.as_str()) {
-            return Err(ProxyError::NoTokens);
-        }
-        let family = auth.claims.str("sid").ok_or(ProxyError::NoTokens)?;
-        refreshed_token(self, family).await
-    }
 }
