@@ -136,7 +136,7 @@ pub(crate) async fn show(
     if params
         .get("prompt")
         .is_some_and(|p| p.split(' ').any(|p| p == "none"))
-        && !server.inner.auto_approve
+        && !server.inner.config.auto_approve
     {
         return fail(
             "login_required",
@@ -149,11 +149,11 @@ pub(crate) async fn show(
             .scope
             .as_deref()
             .map(parse_scope_list)
-            .unwrap_or_else(|| server.inner.default_scopes.clone()),
+            .unwrap_or_else(|| server.inner.config.default_scopes.clone()),
     };
     if let Some(bad) = scope
         .iter()
-        .find(|s| *s != "offline_access" && !server.inner.scopes_supported.contains(s))
+        .find(|s| *s != "offline_access" && !server.inner.config.scopes_supported.contains(s))
     {
         return fail(
             "invalid_scope",
@@ -174,7 +174,7 @@ pub(crate) async fn show(
         code_challenge: challenge.to_owned(),
         csrf,
         expires_at: now_unix()
-            + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600),
+            + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600),
     };
     match server
         .inner

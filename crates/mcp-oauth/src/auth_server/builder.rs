@@ -15,7 +15,7 @@ use super::proxy::ProxySignIn;
 use super::rate::{self, RateLimit};
 use super::registration::Registration;
 use super::seal;
-use super::server::{AuthServer, Inner, Lifetimes, SignIn};
+use super::server::{AuthServer, ClientPolicy, Config, Inner, Lifetimes, Limits, SignIn, Tokens};
 use super::store::{MemoryStore, Store};
 use super::upstream::Upstream;
 use crate::error::ConfigError;
@@ -347,36 +347,44 @@ impl AuthServerBuilder {
         let issuer = self.issuer.clone();
         Ok(AuthServer {
             inner: Arc::new(Inner {
-                secure_cookies: issuer_url.scheme() == "https",
-                issuer,
-                issuer_url,
-                keys,
+                config: Config {
+                    secure_cookies: issuer_url.scheme() == "https",
+                    issuer,
+                    issuer_url,
+                    default_scopes: self
+                        .default_scopes
+                        .unwrap_or_else(|| self.scopes_supported.clone()),
+                    scopes_supported: self.scopes_supported,
+                    resources: self.resources,
+                    lifetimes: self.lifetimes,
+                    auto_approve: self.auto_approve,
+                },
                 store,
+                tokens: Tokens {
+                    keys,
+                    revoked: moka::sync::Cache::builder()
+                        .max_capacity(100_000)
+                        .expire_after(RevokedExpiry {
+                            revoked: self.lifetimes.access_token,
+                            recheck: self.revocation_recheck,
+                        })
+                        .build(),
+                },
+                clients: ClientPolicy {
+                    registration: self.registration,
+                    unused_registration_ttl: self.unused_registration_ttl,
+                    cimd,
+                },
+                limits: Limits {
+                    token: self.token_limit,
+                    register: self.register_limit,
+                    authorize: self.authorize_limit,
+                    per_client: self
+                        .client_limit
+                        .map(|limit| rate::Limiter::new(limit, &self.trusted_proxies)),
+                    trusted_proxies: self.trusted_proxies,
+                },
                 sign_in,
-                default_scopes: self
-                    .default_scopes
-                    .unwrap_or_else(|| self.scopes_supported.clone()),
-                scopes_supported: self.scopes_supported,
-                resources: self.resources,
-                lifetimes: self.lifetimes,
-                auto_approve: self.auto_approve,
-                registration: self.registration,
-                unused_registration_ttl: self.unused_registration_ttl,
-                cimd,
-                token_limit: self.token_limit,
-                register_limit: self.register_limit,
-                authorize_limit: self.authorize_limit,
-                client_limiter: self
-                    .client_limit
-                    .map(|limit| rate::Limiter::new(limit, &self.trusted_proxies)),
-                trusted_proxies: self.trusted_proxies,
-                revoked: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .expire_after(RevokedExpiry {
-                        revoked: self.lifetimes.access_token,
-                        recheck: self.revocation_recheck,
-                    })
-                    .build(),
             }),
         })
     }

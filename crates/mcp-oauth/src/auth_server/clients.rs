@@ -26,7 +26,7 @@ pub(crate) async fn load_client(
     if let Some(client) = server.inner.store.client(client_id).await? {
         return Ok(Ok(client));
     }
-    Ok(match &server.inner.cimd {
+    Ok(match &server.inner.clients.cimd {
         Some(resolver) if is_document_url(client_id) => resolver.resolve(client_id).await,
         _ => Err("the client is not registered with this server".into()),
     })
@@ -41,19 +41,20 @@ pub(crate) fn resolve_resource(
     asked: Option<&str>,
 ) -> Result<Option<String>, String> {
     let Some(asked) = asked else {
-        return Ok(server.inner.resources.first().cloned());
+        return Ok(server.inner.config.resources.first().cloned());
     };
     let url = Url::parse(asked).map_err(|_| "resource must be an absolute URL".to_owned())?;
     if url.fragment().is_some() {
         return Err("resource must not have a fragment".into());
     }
-    if server.inner.resources.is_empty() {
+    if server.inner.config.resources.is_empty() {
         return Err(format!(
             "this server issues no tokens for {asked}: it has no configured resources"
         ));
     }
     let known = server
         .inner
+        .config
         .resources
         .iter()
         .any(|r| Url::parse(r).is_ok_and(|r| crate::resource::same_resource(&r, &url)));
@@ -208,7 +209,7 @@ fn take_for_client(
     client_id: &str,
     presents_secret: bool,
 ) -> Result<(), Duration> {
-    match &server.inner.client_limiter {
+    match &server.inner.limits.per_client {
         Some(limiter) if presents_secret => limiter.take(client_id.to_owned()).inspect_err(|_| {
             tracing::warn!(target: "mcp_oauth::auth_server", %client_id, "rate limit per client reached");
         }),

@@ -18,7 +18,7 @@ use super::server::AuthServer;
 use crate::claims::now_unix;
 
 fn csrf_cookie_name(server: &AuthServer) -> &'static str {
-    if server.inner.secure_cookies {
+    if server.inner.config.secure_cookies {
         "__Host-mcp_oauth_csrf"
     } else {
         "mcp_oauth_csrf"
@@ -47,7 +47,7 @@ pub(crate) fn csrf_cookie(server: &AuthServer, headers: &HeaderMap) -> Option<St
 }
 
 pub(crate) fn set_csrf_cookie(server: &AuthServer, value: &str) -> String {
-    let secure = if server.inner.secure_cookies {
+    let secure = if server.inner.config.secure_cookies {
         "; Secure"
     } else {
         ""
@@ -55,7 +55,7 @@ pub(crate) fn set_csrf_cookie(server: &AuthServer, value: &str) -> String {
     format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         csrf_cookie_name(server),
-        server.inner.lifetimes.request.as_secs()
+        server.inner.config.lifetimes.request.as_secs()
     )
 }
 
@@ -67,12 +67,20 @@ pub(crate) fn origin_ok(server: &AuthServer, headers: &HeaderMap) -> bool {
     headers
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
-        .is_none_or(|origin| origin == server.inner.issuer_url.origin().ascii_serialization())
+        .is_none_or(|origin| {
+            origin
+                == server
+                    .inner
+                    .config
+                    .issuer_url
+                    .origin()
+                    .ascii_serialization()
+        })
 }
 
 /// The consent cookie's name.
 pub(crate) fn consent_cookie_name(server: &AuthServer) -> &'static str {
-    if server.inner.secure_cookies {
+    if server.inner.config.secure_cookies {
         "__Host-mcp_oauth_consent"
     } else {
         "mcp_oauth_consent"
@@ -107,7 +115,7 @@ pub(crate) fn consent_cookie(
     let skip = approved.len().saturating_sub(20);
     let approved: Vec<(String, i64)> = approved.into_iter().skip(skip).collect();
     let payload = serde_json::to_vec(&approved).ok()?;
-    let secure = if server.inner.secure_cookies {
+    let secure = if server.inner.config.secure_cookies {
         "; Secure"
     } else {
         ""
@@ -127,7 +135,7 @@ pub(crate) const CONSENT_BINDING: &str = "consent after sign-in";
 /// The cookie binding one sign-in step to the browser. Its name is per sign-in, so that
 /// several sign-ins can run in one browser at once.
 fn binding_cookie_name(server: &AuthServer, purpose: &str, id: &str) -> String {
-    let prefix = if server.inner.secure_cookies {
+    let prefix = if server.inner.config.secure_cookies {
         "__Host-mcp_oauth_login_"
     } else {
         "mcp_oauth_login_"
@@ -160,7 +168,7 @@ pub(crate) fn binding_cookie(
     id: &str,
     set: bool,
 ) -> String {
-    let secure = if server.inner.secure_cookies {
+    let secure = if server.inner.config.secure_cookies {
         "; Secure"
     } else {
         ""
@@ -168,7 +176,7 @@ pub(crate) fn binding_cookie(
     let (value, max_age) = if set {
         (
             sealer.mac(purpose, id),
-            server.inner.lifetimes.request.as_secs(),
+            server.inner.config.lifetimes.request.as_secs(),
         )
     } else {
         (String::new(), 0)

@@ -30,9 +30,11 @@ pub struct Grant<'a> {
 /// Signs an access token for a grant.
 pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
     let now = now_unix();
-    let ttl = grant.ttl.unwrap_or(server.inner.lifetimes.access_token);
+    let ttl = grant
+        .ttl
+        .unwrap_or(server.inner.config.lifetimes.access_token);
     let mut claims: Map<String, Value> = grant.user_claims.clone();
-    claims.insert("iss".into(), json!(server.inner.issuer));
+    claims.insert("iss".into(), json!(server.inner.config.issuer));
     claims.insert("sub".into(), json!(grant.subject));
     if let Some(resource) = grant.resource {
         claims.insert("aud".into(), json!(resource));
@@ -48,6 +50,7 @@ pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
     claims.insert("sid".into(), json!(grant.family));
     server
         .inner
+        .tokens
         .keys
         .active()
         .sign_jwt(Some("at+jwt"), &Value::Object(claims))

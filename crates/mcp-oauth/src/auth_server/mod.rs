@@ -39,11 +39,14 @@
 //!
 //! # Rooms
 //!
-//! [`server`](AuthServer) holds the state and its builder; `router` mounts the endpoints;
-//! `authorize`, `token`, `register`, `revoke` are the endpoints; `clients` finds and
-//! authenticates clients; `cookies` holds every cookie; `respond` the redirects back to the
-//! client; `mint` signs access tokens; `upstream` configures an upstream identity provider
-//! and [`proxy`] is the sign-in through it.
+//! `server` holds the state ([`AuthServer`]: config, store, tokens, client policy, limits and
+//! the sign-in back-end) and the `SignIn` contract; `builder` builds it; `router` mounts
+//! the endpoints `authorize`, `token`, `register` and `revoke`. Beside them: `clients`
+//! (finding and authenticating clients), `registration` (client metadata rules), `mint`
+//! (access tokens), `respond` (answers at the client's redirect URI), `cookies`, `pages` and
+//! `consent_page`, `http` (JSON answers, errors, random tokens). The sign-in back-ends are
+//! `password` (the login form, with a [`LoginBackend`]) and [`proxy`] (an upstream identity
+//! provider, configured with [`Upstream`]).
 
 mod authorize;
 mod builder;

@@ -43,7 +43,7 @@ impl SignIn for PasswordSignIn {
         request: &'a AuthRequestRecord,
     ) -> BoxFuture<'a, Begin> {
         Box::pin(async move {
-            if !server.inner.auto_approve {
+            if !server.inner.config.auto_approve {
                 return Begin::Page;
             }
             match self.login.auto_login() {

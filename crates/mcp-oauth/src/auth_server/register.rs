@@ -40,7 +40,7 @@ type Refusal = (&'static str, &'static str);
 /// The initial access token check (RFC 7591 §3): `Ok(true)` when the request carries the
 /// operator's token, `Ok(false)` when registration is open (and no token is needed).
 fn initial_access(server: &AuthServer, headers: &HeaderMap) -> Result<bool, Refusal> {
-    let expected = match &server.inner.registration {
+    let expected = match &server.inner.clients.registration {
         Registration::InitialAccessToken(token) => token,
         _ => return Ok(false),
     };
@@ -88,7 +88,7 @@ pub(crate) async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if matches!(server.inner.registration, Registration::Off) {
+    if matches!(server.inner.clients.registration, Registration::Off) {
         return oauth_error(
             StatusCode::FORBIDDEN,
             "access_denied",
@@ -126,7 +126,7 @@ pub(crate) async fn register(
             );
         }
     };
-    let offered = operator.then_some(server.inner.scopes_supported.as_slice());
+    let offered = operator.then_some(server.inner.config.scopes_supported.as_slice());
     let mut client = match client_from_registration(meta, offered) {
         Ok(client) => client,
         Err((error, description)) => {
@@ -139,8 +139,8 @@ pub(crate) async fn register(
     // A registration the operator made (initial access token) stays; others lapse unless
     // the client completes an authorization in time.
     if !operator {
-        let ttl =
-            i64::try_from(server.inner.unused_registration_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let ttl = i64::try_from(server.inner.clients.unused_registration_ttl.as_secs())
+            .unwrap_or(i64::MAX / 2);
         client.expires_at = Some(now_unix().saturating_add(ttl));
     }
     if let Err(err) = server.inner.store.put_client(client.clone()).await {

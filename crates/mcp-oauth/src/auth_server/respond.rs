@@ -37,7 +37,7 @@ pub(crate) fn redirect_to(
         for (k, v) in params {
             query.append_pair(k, v);
         }
-        query.append_pair("iss", &server.inner.issuer);
+        query.append_pair("iss", &server.inner.config.issuer);
     }
     found(url.as_str())
 }
@@ -74,7 +74,7 @@ pub(crate) async fn approve(
             user_claims: user.claims,
             family: family.unwrap_or_else(random_token),
             expires_at: now_unix()
-                + i64::try_from(server.inner.lifetimes.code.as_secs()).unwrap_or(60),
+                + i64::try_from(server.inner.config.lifetimes.code.as_secs()).unwrap_or(60),
         },
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),

@@ -33,7 +33,8 @@ pub(crate) async fn revoke(
         );
     };
     let until = now_unix()
-        + i64::try_from(server.inner.lifetimes.refresh_token.as_secs()).unwrap_or(i64::MAX / 2);
+        + i64::try_from(server.inner.config.lifetimes.refresh_token.as_secs())
+            .unwrap_or(i64::MAX / 2);
     let family = match server.inner.store.refresh(&hash_hex(token)).await {
         Ok(Some(record)) if record.client_id == client.client_id => Some(record.family),
         Ok(_) => access_token_family(&server, token, &client.client_id).await,
@@ -51,8 +52,9 @@ pub(crate) async fn revoke(
 /// The grant of one of our own access tokens issued to `client_id`, if it verifies.
 async fn access_token_family(server: &AuthServer, token: &str, client_id: &str) -> Option<String> {
     let jws = crate::jose::dangerous::decode_unverified(token).ok()?;
-    jws.verify_with(&server.inner.keys.verifying_keys()).ok()?;
-    (jws.claims.iss() == Some(server.inner.issuer.as_str())
+    jws.verify_with(&server.inner.tokens.keys.verifying_keys())
+        .ok()?;
+    (jws.claims.iss() == Some(server.inner.config.issuer.as_str())
         && jws.claims.client_id() == Some(client_id))
     .then(|| jws.claims.str("sid").map(str::to_owned))
     .flatten()

@@ -18,6 +18,7 @@ impl AuthServer {
     pub fn router(&self) -> Router {
         let base = self
             .inner
+            .config
             .issuer_url
             .path()
             .trim_end_matches('/')
@@ -25,7 +26,7 @@ impl AuthServer {
         let limited = |router: axum::routing::MethodRouter<AuthServer>,
                        limit: Option<RateLimit>| match limit {
             Some(limit) => router.layer(axum::middleware::from_fn_with_state(
-                rate::Limiter::new(limit, &self.inner.trusted_proxies),
+                rate::Limiter::new(limit, &self.inner.limits.trusted_proxies),
                 rate::limit,
             )),
             None => router,
@@ -35,28 +36,28 @@ impl AuthServer {
                 "/authorize",
                 limited(
                     get(authorize::show).post(authorize::submit),
-                    self.inner.authorize_limit,
+                    self.inner.limits.authorize,
                 ),
             )
             .route(
                 "/token",
-                limited(post(token::token), self.inner.token_limit)
+                limited(post(token::token), self.inner.limits.token)
                     .layer(crate::routes::token_endpoint_cors()),
             )
             .route(
                 "/register",
-                limited(post(register::register), self.inner.register_limit)
+                limited(post(register::register), self.inner.limits.register)
                     .layer(crate::routes::token_endpoint_cors()),
             )
             .route(
                 "/revoke",
-                limited(post(revoke::revoke), self.inner.token_limit)
+                limited(post(revoke::revoke), self.inner.limits.token)
                     .layer(crate::routes::token_endpoint_cors()),
             )
             .route("/jwks", get(jwks).layer(crate::routes::metadata_cors()))
             .route(
                 proxy::CALLBACK_PATH,
-                limited(get(authorize::callback), self.inner.authorize_limit),
+                limited(get(authorize::callback), self.inner.limits.authorize),
             );
         let endpoints = if base.is_empty() {
             endpoints
@@ -97,7 +98,7 @@ async fn metadata(axum::extract::State(server): axum::extract::State<AuthServer>
 async fn jwks(axum::extract::State(server): axum::extract::State<AuthServer>) -> Response {
     let mut response = json_response(
         StatusCode::OK,
-        &serde_json::to_value(server.inner.keys.jwks()).unwrap_or(Value::Null),
+        &serde_json::to_value(server.inner.tokens.keys.jwks()).unwrap_or(Value::Null),
     );
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -52,32 +52,60 @@ impl Default for Lifetimes {
     }
 }
 
+/// The server's state, in the parts the endpoints reach for.
 pub(crate) struct Inner {
-    pub(crate) issuer: String,
-    pub(crate) issuer_url: Url,
-    pub(crate) keys: Arc<KeyRing>,
+    /// What the server is and offers: issuer, scopes, resources, lifetimes.
+    pub(crate) config: Config,
+    /// Clients, codes, tokens, grants: everything that outlives a request.
     pub(crate) store: Arc<dyn Store>,
+    /// Signing keys and the revocation cache of the access tokens.
+    pub(crate) tokens: Tokens,
+    /// Who may register clients, and how clients are found.
+    pub(crate) clients: ClientPolicy,
+    /// Request-rate limits.
+    pub(crate) limits: Limits,
     /// Who the user is: the login form, or an upstream identity provider.
     pub(crate) sign_in: Arc<dyn SignIn>,
+}
+
+/// What the server is and offers.
+pub(crate) struct Config {
+    pub(crate) issuer: String,
+    pub(crate) issuer_url: Url,
     pub(crate) scopes_supported: Vec<String>,
     pub(crate) default_scopes: Vec<String>,
     pub(crate) resources: Vec<String>,
     pub(crate) lifetimes: Lifetimes,
     pub(crate) auto_approve: bool,
-    pub(crate) registration: Registration,
-    pub(crate) unused_registration_ttl: Duration,
-    pub(crate) cimd: Option<cimd::Resolver>,
+    /// `https` issuer: cookies are `Secure` and `__Host-` prefixed.
     pub(crate) secure_cookies: bool,
-    pub(crate) token_limit: Option<RateLimit>,
-    pub(crate) register_limit: Option<RateLimit>,
-    pub(crate) authorize_limit: Option<RateLimit>,
-    /// Which peers' forwarded headers name the client address (rate limits, logs).
-    pub(crate) trusted_proxies: crate::forwarded::TrustedProxies,
-    /// The per-client-id bucket at `/token` and `/revoke` (requests with a client secret).
-    pub(crate) client_limiter: Option<rate::Limiter<String>>,
+}
+
+/// The access tokens' keys and revocation cache.
+pub(crate) struct Tokens {
+    pub(crate) keys: Arc<KeyRing>,
     /// Recent answers to "is this grant revoked?" for the per-request check: revocations made
     /// here are entered at once; "not revoked" is reused for `revocation_recheck`.
     pub(crate) revoked: moka::sync::Cache<String, bool>,
+}
+
+/// Who may register clients, and how clients are found.
+pub(crate) struct ClientPolicy {
+    pub(crate) registration: Registration,
+    pub(crate) unused_registration_ttl: Duration,
+    /// Client ID Metadata Documents, when enabled.
+    pub(crate) cimd: Option<cimd::Resolver>,
+}
+
+/// Request-rate limits.
+pub(crate) struct Limits {
+    pub(crate) token: Option<RateLimit>,
+    pub(crate) register: Option<RateLimit>,
+    pub(crate) authorize: Option<RateLimit>,
+    /// Which peers' forwarded headers name the client address (rate limits, logs).
+    pub(crate) trusted_proxies: crate::forwarded::TrustedProxies,
+    /// The per-client-id bucket at `/token` and `/revoke` (requests with a client secret).
+    pub(crate) per_client: Option<rate::Limiter<String>>,
 }
 
 /// A sign-in back-end: how the authorization endpoint learns who the user is. The core
@@ -175,7 +203,7 @@ pub struct AuthServer {
 impl std::fmt::Debug for AuthServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthServer")
-            .field("issuer", &self.inner.issuer)
+            .field("issuer", &self.inner.config.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -183,12 +211,12 @@ impl std::fmt::Debug for AuthServer {
 impl AuthServer {
     /// The issuer identifier.
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        &self.inner.config.issuer
     }
 
     /// The signing keys.
     pub fn keys(&self) -> &Arc<KeyRing> {
-        &self.inner.keys
+        &self.inner.tokens.keys
     }
 
     /// The store.
@@ -198,7 +226,7 @@ impl AuthServer {
 
     /// The resources (MCP endpoint URLs) tokens may be issued for, as configured.
     pub fn resources(&self) -> &[String] {
-        &self.inner.resources
+        &self.inner.config.resources
     }
 
     /// The redirect URI to register at the upstream provider (proxy mode):
@@ -214,20 +242,21 @@ impl AuthServer {
         family: &str,
         until: i64,
     ) -> Result<(), store::StoreError> {
-        self.inner.revoked.insert(family.to_owned(), true);
+        self.inner.tokens.revoked.insert(family.to_owned(), true);
         self.inner.store.revoke_family(family, until).await
     }
 
     /// Whether a grant is revoked, for the check on every request: a revocation made here is
     /// known at once; the store is asked at most once per recheck interval otherwise.
     async fn is_family_revoked_cached(&self, family: &str) -> Result<bool, store::StoreError> {
-        if let Some(revoked) = self.inner.revoked.get(family) {
+        if let Some(revoked) = self.inner.tokens.revoked.get(family) {
             return Ok(revoked);
         }
         let revoked = self.inner.store.is_family_revoked(family).await?;
         // Never overwrite a revocation entered while the store was being asked.
         let entry = self
             .inner
+            .tokens
             .revoked
             .entry(family.to_owned())
             .or_insert(revoked);
@@ -236,24 +265,24 @@ impl AuthServer {
 
     /// The scopes this server grants.
     pub fn scopes_supported(&self) -> &[String] {
-        &self.inner.scopes_supported
+        &self.inner.config.scopes_supported
     }
 
     pub(crate) fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.inner.issuer.trim_end_matches('/'))
+        format!("{}{path}", self.inner.config.issuer.trim_end_matches('/'))
     }
 
     /// The RFC 8414 metadata document.
     pub fn metadata(&self) -> AuthorizationServerMetadata {
-        let mut m = AuthorizationServerMetadata::new(self.inner.issuer.clone());
+        let mut m = AuthorizationServerMetadata::new(self.inner.config.issuer.clone());
         m.authorization_endpoint = Some(self.endpoint("/authorize"));
         m.token_endpoint = Some(self.endpoint("/token"));
-        if !matches!(self.inner.registration, Registration::Off) {
+        if !matches!(self.inner.clients.registration, Registration::Off) {
             m.registration_endpoint = Some(self.endpoint("/register"));
         }
         m.revocation_endpoint = Some(self.endpoint("/revoke"));
         m.jwks_uri = Some(self.endpoint("/jwks"));
-        let mut scopes = self.inner.scopes_supported.clone();
+        let mut scopes = self.inner.config.scopes_supported.clone();
         scopes.push("offline_access".into());
         m.scopes_supported = Some(scopes);
         m.response_types_supported = Some(vec!["code".into()]);
@@ -269,7 +298,7 @@ impl AuthServer {
             "client_secret_post".to_owned(),
         ];
         m.token_endpoint_auth_methods_supported = Some(auth_methods.clone());
-        m.client_id_metadata_document_supported = Some(self.inner.cimd.is_some());
+        m.client_id_metadata_document_supported = Some(self.inner.clients.cimd.is_some());
         m.authorization_response_iss_parameter_supported = Some(true);
         m.extra
             .insert("response_modes_supported".into(), json!(["query"]));
@@ -294,8 +323,8 @@ impl AuthServer {
     /// Only if the verifier cannot be built (it always can).
     pub fn verifier(&self) -> Result<impl TokenVerifier, ConfigError> {
         let jwt = JwtVerifier::builder()
-            .issuer(self.inner.issuer.clone())
-            .key_source(self.inner.keys.clone())
+            .issuer(self.inner.config.issuer.clone())
+            .key_source(self.inner.tokens.keys.clone())
             .require_at_jwt_typ()
             .build()?;
         Ok(LocalVerifier {
@@ -317,7 +346,7 @@ impl AuthServer {
     /// Not a proxy grant of this server, the grant was revoked, or the provider refused the
     /// refresh.
     pub async fn upstream_token(&self, auth: &crate::Auth) -> Result<Secret, ProxyError> {
-        if auth.issuer.as_deref() != Some(self.inner.issuer.as_str()) {
+        if auth.issuer.as_deref() != Some(self.inner.config.issuer.as_str()) {
             return Err(ProxyError::NoTokens);
         }
         let family = auth.claims.str("sid").ok_or(ProxyError::NoTokens)?;
@@ -332,7 +361,7 @@ impl AuthServer {
     /// The store failed.
     pub async fn add_client(&self, client: ClientSpec) -> Result<(), store::StoreError> {
         let record = client
-            .into_record(&self.inner.scopes_supported)
+            .into_record(&self.inner.config.scopes_supported)
             .map_err(|e| store::StoreError::invalid(e.to_string()))?;
         self.inner.store.put_client(record).await
     }
@@ -347,7 +376,7 @@ impl<V: TokenVerifier> TokenVerifier for LocalVerifier<V> {
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>> {
         Box::pin(async move {
             let claims = self.jwt.verify(token).await?;
-            check_issuer(&claims, &self.server.inner.issuer)?;
+            check_issuer(&claims, &self.server.inner.config.issuer)?;
             self.check_not_revoked(&claims).await?;
             Ok(claims)
         })

@@ -138,7 +138,7 @@ async fn issue_refresh(server: &AuthServer, record: RefreshRecord) -> Result<Str
 /// §4.1.3, revoke what it issued. The family has tokens only if the first redemption issued
 /// them, so the answer says only that the code was used.
 async fn code_replayed(server: &AuthServer, record: &CodeRecord) -> TokenError {
-    let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
+    let until = now_unix() + lifetime_secs(server.inner.config.lifetimes.refresh_token);
     let _ = server.revoke_family(&record.family, until).await;
     tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "authorization code replayed: its grant is revoked");
     err("invalid_grant", "the code was already used")
@@ -146,7 +146,7 @@ async fn code_replayed(server: &AuthServer, record: &CodeRecord) -> TokenError {
 
 /// A refresh token was presented again by its owner: reuse revokes the grant.
 async fn refresh_reused(server: &AuthServer, record: &RefreshRecord) -> TokenError {
-    let until = now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token);
+    let until = now_unix() + lifetime_secs(server.inner.config.lifetimes.refresh_token);
     let _ = server.revoke_family(&record.family, until).await;
     tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "refresh token reused: the grant is revoked");
     err(
@@ -245,7 +245,8 @@ async fn authorization_code(
                 server,
                 // The code's grant, carried on (its client is this client, checked above).
                 RefreshRecord {
-                    expires_at: now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token),
+                    expires_at: now_unix()
+                        + lifetime_secs(server.inner.config.lifetimes.refresh_token),
                     ..record.grant.clone()
                 },
             )
@@ -259,7 +260,7 @@ async fn authorization_code(
         &record.scope,
         record.resource.as_deref(),
         refresh,
-        server.inner.lifetimes.access_token,
+        server.inner.config.lifetimes.access_token,
     ))
 }
 
@@ -340,7 +341,7 @@ async fn refresh_token(
         server,
         RefreshRecord {
             scope: record.scope.clone(),
-            expires_at: now_unix() + lifetime_secs(server.inner.lifetimes.refresh_token),
+            expires_at: now_unix() + lifetime_secs(server.inner.config.lifetimes.refresh_token),
             ..record
         },
     )
@@ -350,7 +351,7 @@ async fn refresh_token(
         &scope,
         resource.as_deref(),
         Some(refresh),
-        server.inner.lifetimes.access_token,
+        server.inner.config.lifetimes.access_token,
     ))
 }
 
@@ -376,7 +377,7 @@ fn client_credentials(
     };
     if let Some(bad) = scope
         .iter()
-        .find(|s| !server.inner.scopes_supported.contains(s) || !allowed.contains(s))
+        .find(|s| !server.inner.config.scopes_supported.contains(s) || !allowed.contains(s))
     {
         return Err(err(
             "invalid_scope",
@@ -401,7 +402,7 @@ fn client_credentials(
         &scope,
         resource.as_deref(),
         None,
-        server.inner.lifetimes.access_token,
+        server.inner.config.lifetimes.access_token,
     ))
 }
 

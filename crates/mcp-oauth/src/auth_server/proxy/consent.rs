@@ -148,7 +148,7 @@ pub(super) async fn ask_consent(
         sealed,
     };
     let expires =
-        now_unix() + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600);
+        now_unix() + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600);
     let stored = match serde_json::to_string(&pending) {
         Ok(value) => server
             .inner

@@ -58,7 +58,7 @@ pub(crate) async fn start(
         );
     };
     let expires =
-        now_unix() + i64::try_from(server.inner.lifetimes.request.as_secs()).unwrap_or(600);
+        now_unix() + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600);
     if let Err(err) = server
         .inner
         .store
@@ -194,7 +194,7 @@ async fn complete(
         }
     };
     tracing::info!(target: "mcp_oauth::proxy", client_id = %request.client_id, subject = %user.subject, "upstream sign-in completed");
-    if !server.inner.auto_approve && !has_consent(server, &user.subject, &request).await {
+    if !server.inner.config.auto_approve && !has_consent(server, &user.subject, &request).await {
         return ask_consent(server, proxy, request, user, family, sealed).await;
     }
     if let Err(err) = store_tokens(server, &family, sealed).await {

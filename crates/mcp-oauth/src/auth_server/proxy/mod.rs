@@ -78,7 +78,8 @@ impl SignIn for ProxySignIn {
     ) -> BoxFuture<'a, Begin> {
         Box::pin(async move {
             let approved = self.approved(server, headers);
-            if server.inner.auto_approve || approved.iter().any(|(id, _)| *id == request.client_id)
+            if server.inner.config.auto_approve
+                || approved.iter().any(|(id, _)| *id == request.client_id)
             {
                 Begin::Answer(flow::start(server, self, request.clone()).await)
             } else {

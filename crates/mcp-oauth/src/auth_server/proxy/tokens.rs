@@ -80,7 +80,8 @@ pub(crate) async fn store_tokens(
     sealed: String,
 ) -> Result<(), ProxyError> {
     let until = now_unix()
-        + i64::try_from(server.inner.lifetimes.refresh_token.as_secs()).unwrap_or(i64::MAX / 2);
+        + i64::try_from(server.inner.config.lifetimes.refresh_token.as_secs())
+            .unwrap_or(i64::MAX / 2);
     server
         .inner
         .store
