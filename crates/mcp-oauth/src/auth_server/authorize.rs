@@ -14,6 +14,7 @@ use super::consent_page::Decision;
 use super::cookies::{csrf_cookie, origin_ok, set_csrf_cookie};
 use super::http::random_token;
 use super::pages::error_page;
+use super::protocol::ErrorCode;
 use super::registration::redirect_matches;
 use super::respond::redirect_error;
 use super::server::{AuthServer, Begin};
@@ -88,7 +89,7 @@ pub(crate) async fn show(
     // client the operator configured or one that completed an authorization here; anyone can
     // register a redirect URI, so for the others the error is a page (no open redirect).
     let trusted = client.expires_at.is_none() && !client.from_metadata_document;
-    let fail = |error: &str, description: &str| {
+    let fail = |error: ErrorCode, description: &str| {
         if trusted {
             redirect_error(&server, &redirect_uri, state, error, description)
         } else {
@@ -101,27 +102,33 @@ pub(crate) async fn show(
     };
     if let Some(name) = repeated {
         return fail(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             &format!("the parameter {name} appears more than once"),
         );
     }
     if params.get("response_type").copied() != Some("code") {
-        return fail("unsupported_response_type", "response_type must be code");
+        return fail(
+            ErrorCode::UnsupportedResponseType,
+            "response_type must be code",
+        );
     }
     if !client.allows_grant("authorization_code") {
         return fail(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "this client is not registered for the authorization_code grant",
         );
     }
     let Some(challenge) = params.get("code_challenge").copied() else {
         return fail(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "code_challenge is required (PKCE with S256)",
         );
     };
     if params.get("code_challenge_method").copied() != Some("S256") {
-        return fail("invalid_request", "code_challenge_method must be S256");
+        return fail(
+            ErrorCode::InvalidRequest,
+            "code_challenge_method must be S256",
+        );
     }
     if challenge.len() != 43
         || !challenge
@@ -129,7 +136,7 @@ pub(crate) async fn show(
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return fail(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
         );
     }
@@ -139,7 +146,7 @@ pub(crate) async fn show(
         && !server.inner.config.auto_approve
     {
         return fail(
-            "login_required",
+            ErrorCode::LoginRequired,
             "this server always asks the user to sign in",
         );
     }
@@ -156,13 +163,13 @@ pub(crate) async fn show(
         .find(|s| *s != "offline_access" && !server.inner.config.scopes_supported.contains(s))
     {
         return fail(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             &format!("the scope {bad} is not offered by this server"),
         );
     }
     let resource = match resolve_resource(&server, params.get("resource").copied()) {
         Ok(resource) => resource,
-        Err(description) => return fail("invalid_target", &description),
+        Err(description) => return fail(ErrorCode::InvalidTarget, &description),
     };
     let csrf = csrf_cookie(&server, &headers).unwrap_or_else(random_token);
     let request = AuthRequestRecord {
@@ -194,7 +201,7 @@ pub(crate) async fn show(
         .await
     {
         let (_, error) = err.logged();
-        return fail(error, "try again later");
+        return fail(ErrorCode::of_store(error), "try again later");
     }
     let action = server.endpoint("/authorize");
     Consent {
@@ -277,7 +284,7 @@ pub(crate) async fn submit(
             &server,
             &request.redirect_uri,
             request.state.as_deref(),
-            "access_denied",
+            ErrorCode::AccessDenied,
             "the user denied the request",
         );
     }

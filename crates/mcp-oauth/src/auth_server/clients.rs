@@ -13,6 +13,7 @@ use url::Url;
 
 use super::cimd::is_document_url;
 use super::http::{TokenError, err, hash_hex};
+use super::protocol::{ClientAuthMethod, ErrorCode};
 use super::server::AuthServer;
 use super::store::{ClientRecord, StoreError};
 
@@ -93,7 +94,7 @@ pub(crate) async fn authenticate_client(
         });
     let invalid = |basic_used: bool| TokenError {
         status: StatusCode::UNAUTHORIZED,
-        error: "invalid_client",
+        error: ErrorCode::InvalidClient,
         description:
             "client authentication failed: unknown client or wrong credentials; register again"
                 .into(),
@@ -106,14 +107,14 @@ pub(crate) async fn authenticate_client(
     ) {
         (Some(_), _, Some(_)) => {
             return Err(err(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "use one client authentication method: HTTP Basic or client_secret in the form, not both",
             ));
         }
         (Some((id, secret)), form_id, None) => {
             if form_id.is_some_and(|f| f != id) {
                 return Err(err(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "client_id in the form differs from the one in the Authorization header",
                 ));
             }
@@ -129,7 +130,7 @@ pub(crate) async fn authenticate_client(
         );
         return Err(TokenError {
             status: StatusCode::TOO_MANY_REQUESTS,
-            ..err("temporarily_unavailable", retry)
+            ..err(ErrorCode::TemporarilyUnavailable, retry)
         });
     }
     let client = load_client(server, &client_id)
@@ -146,15 +147,16 @@ pub(crate) async fn authenticate_client(
         return Err(invalid(basic_used));
     }
     let used = match (basic_used, secret.is_some()) {
-        (true, _) => "client_secret_basic",
-        (false, true) => "client_secret_post",
-        (false, false) => "none",
+        (true, _) => ClientAuthMethod::ClientSecretBasic,
+        (false, true) => ClientAuthMethod::ClientSecretPost,
+        (false, false) => ClientAuthMethod::None,
     };
-    if client.token_endpoint_auth_method != used {
+    if client.token_endpoint_auth_method != used.as_str() {
         return Err(TokenError {
             description: format!(
-                "client authentication failed: this client is registered for {}, not {used}",
-                client.token_endpoint_auth_method
+                "client authentication failed: this client is registered for {}, not {}",
+                client.token_endpoint_auth_method,
+                used.as_str()
             ),
             ..invalid(basic_used)
         });
@@ -180,7 +182,7 @@ pub(crate) fn form_params(
         });
     if !is_form {
         return Err(err(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "the request must be application/x-www-form-urlencoded",
         ));
     }
@@ -192,7 +194,7 @@ fn single_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
     for (k, v) in url::form_urlencoded::parse(body) {
         if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
             return Err(err(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 format!("the parameter {k} appears more than once"),
             ));
         }

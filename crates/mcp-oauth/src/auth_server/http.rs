@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::pages;
+use super::protocol::ErrorCode;
 use crate::jose::jws::b64;
 
 /// Largest request body of any endpoint.
@@ -33,9 +34,9 @@ pub(crate) async fn too_large(uri: http::Uri, response: Response) -> Response {
         );
     }
     let error = if path.ends_with("/register") {
-        "invalid_client_metadata"
+        ErrorCode::InvalidClientMetadata
     } else {
-        "invalid_request"
+        ErrorCode::InvalidRequest
     };
     oauth_error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,10 +76,14 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// An RFC 6749 §5.2 error response.
-pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(
+    status: StatusCode,
+    error: impl AsRef<str>,
+    description: &str,
+) -> Response {
     json_response(
         status,
-        &json!({ "error": error, "error_description": description }),
+        &json!({ "error": error.as_ref(), "error_description": description }),
     )
 }
 
@@ -86,12 +91,12 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
 /// status it is answered with (and `WWW-Authenticate: Basic` when the client used Basic).
 pub(crate) struct TokenError {
     pub(crate) status: StatusCode,
-    pub(crate) error: &'static str,
+    pub(crate) error: ErrorCode,
     pub(crate) description: String,
     pub(crate) basic_challenge: bool,
 }
 
-pub(crate) fn err(error: &'static str, description: impl Into<String>) -> TokenError {
+pub(crate) fn err(error: ErrorCode, description: impl Into<String>) -> TokenError {
     TokenError {
         status: StatusCode::BAD_REQUEST,
         error,

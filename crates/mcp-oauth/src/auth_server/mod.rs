@@ -61,6 +61,7 @@ mod login;
 mod mint;
 mod pages;
 mod password;
+mod protocol;
 pub mod proxy;
 mod rate;
 mod register;

@@ -10,6 +10,7 @@ use super::consent_page::{Consent, Decision};
 use super::cookies::set_csrf_cookie;
 use super::login::{LoginBackend, Throttle};
 use super::pages::error_page;
+use super::protocol::ErrorCode;
 use super::respond::approve;
 use super::server::{AuthServer, Begin, SignIn};
 use super::store::{AuthRequestRecord, ClientRecord};
@@ -48,7 +49,7 @@ impl SignIn for PasswordSignIn {
             }
             match self.login.auto_login() {
                 Some(user) => Begin::Answer(approve(server, request, user, None).await),
-                None => Begin::Refuse("access_denied", "no user to sign in automatically"),
+                None => Begin::Refuse(ErrorCode::AccessDenied, "no user to sign in automatically"),
             }
         })
     }

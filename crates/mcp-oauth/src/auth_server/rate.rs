@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
+use super::protocol::ErrorCode;
 use crate::forwarded::{TrustedProxies, client_key, peer_addr};
 
 /// A limit: `burst` requests at once, refilled at `per_minute`.
@@ -122,7 +123,7 @@ pub(crate) async fn limit(
             tracing::warn!(target: "mcp_oauth::auth_server", %ip, path = %request.uri().path(), "rate limit reached");
             let mut response = super::http::oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
+                ErrorCode::TemporarilyUnavailable,
                 &format!("too many requests; retry in {} s", wait.as_secs()),
             );
             if let Ok(value) = HeaderValue::from_str(&wait.as_secs().to_string()) {

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::http::{hash_hex, json_response, oauth_error, random_token};
+use super::protocol::ErrorCode;
 use super::registration::{METADATA_LIMIT, Registration, client_from_registration};
 use super::server::AuthServer;
 use crate::claims::now_unix;
@@ -70,7 +71,11 @@ fn initial_access(server: &AuthServer, headers: &HeaderMap) -> Result<bool, Refu
 }
 
 fn refused(description: &str, challenge: &'static str) -> Response {
-    let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", description);
+    let mut response = oauth_error(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidToken,
+        description,
+    );
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
@@ -91,7 +96,7 @@ pub(crate) async fn register(
     if matches!(server.inner.clients.registration, Registration::Off) {
         return oauth_error(
             StatusCode::FORBIDDEN,
-            "access_denied",
+            ErrorCode::AccessDenied,
             "dynamic client registration is disabled on this server",
         );
     }
@@ -102,14 +107,14 @@ pub(crate) async fn register(
     if !is_json(&headers) {
         return oauth_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_client_metadata",
+            ErrorCode::InvalidClientMetadata,
             "the request must be application/json (RFC 7591 §3.1)",
         );
     }
     if body.len() > METADATA_LIMIT {
         return oauth_error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_client_metadata",
+            ErrorCode::InvalidClientMetadata,
             &format!(
                 "client metadata is limited to {} KiB",
                 METADATA_LIMIT / 1024
@@ -121,7 +126,7 @@ pub(crate) async fn register(
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
-                "invalid_client_metadata",
+                ErrorCode::InvalidClientMetadata,
                 "the body must be a JSON object of client metadata (RFC 7591)",
             );
         }

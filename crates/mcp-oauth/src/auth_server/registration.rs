@@ -4,12 +4,21 @@
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::protocol::{ClientAuthMethod, ErrorCode, GrantType};
 use super::store::ClientRecord;
 use crate::claims::now_unix;
 use crate::scope::parse_scope_list;
 
-const AUTH_METHODS: [&str; 3] = ["none", "client_secret_basic", "client_secret_post"];
-const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+const AUTH_METHODS: [&str; 3] = [
+    ClientAuthMethod::None.as_str(),
+    ClientAuthMethod::ClientSecretBasic.as_str(),
+    ClientAuthMethod::ClientSecretPost.as_str(),
+];
+const GRANTS: [&str; 3] = [
+    GrantType::AuthorizationCode.as_str(),
+    GrantType::RefreshToken.as_str(),
+    GrantType::ClientCredentials.as_str(),
+];
 
 /// Who may register clients at `POST /register` (RFC 7591). Set with
 /// `AuthServerBuilder::registration`; the default is [`Registration::Open`].
@@ -120,7 +129,7 @@ fn text(value: Option<&Value>) -> Result<Option<String>, ()> {
 /// Metadata Documents, open registration).
 pub(crate) fn client_from_metadata(
     meta: Map<String, Value>,
-) -> Result<ClientRecord, (&'static str, String)> {
+) -> Result<ClientRecord, (ErrorCode, String)> {
     client_from_registration(meta, None)
 }
 
@@ -130,8 +139,8 @@ pub(crate) fn client_from_metadata(
 pub(crate) fn client_from_registration(
     meta: Map<String, Value>,
     machine: Option<&[String]>,
-) -> Result<ClientRecord, (&'static str, String)> {
-    let invalid = |msg: &str| ("invalid_client_metadata", msg.to_owned());
+) -> Result<ClientRecord, (ErrorCode, String)> {
+    let invalid = |msg: &str| (ErrorCode::InvalidClientMetadata, msg.to_owned());
     let redirect_uris = strings(meta.get("redirect_uris"))
         .map_err(|()| invalid("redirect_uris must be an array of strings"))?
         .unwrap_or_default();
@@ -194,16 +203,19 @@ pub(crate) fn client_from_registration(
     };
     if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
         return Err((
-            "invalid_redirect_uri",
+            ErrorCode::InvalidRedirectUri,
             "authorization_code clients need at least one redirect URI".into(),
         ));
     }
     if redirect_uris.len() > 20 {
-        return Err(("invalid_redirect_uri", "at most 20 redirect URIs".into()));
+        return Err((
+            ErrorCode::InvalidRedirectUri,
+            "at most 20 redirect URIs".into(),
+        ));
     }
     for uri in &redirect_uris {
         check_redirect_uri(uri, application_type == "native")
-            .map_err(|e| ("invalid_redirect_uri", e))?;
+            .map_err(|e| (ErrorCode::InvalidRedirectUri, e))?;
     }
     let mut kept = Map::new();
     for (name, value) in meta {
@@ -259,7 +271,7 @@ mod tests {
             json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]}),
         ] {
             let err = client_from_metadata(meta(body.clone())).expect_err("refused");
-            assert_eq!(err.0, "invalid_client_metadata", "{body}");
+            assert_eq!(err.0.as_str(), "invalid_client_metadata", "{body}");
         }
         let offered = ["mcp:read".to_owned()];
         let machine = client_from_registration(
@@ -293,7 +305,7 @@ mod tests {
             json!({"redirect_uris": ["https://a.example/cb"], "logo_uri": 7}),
         ))
         .expect_err("a known member of the wrong type");
-        assert_eq!(err.0, "invalid_client_metadata");
+        assert_eq!(err.0.as_str(), "invalid_client_metadata");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use url::Url;
 use super::http::{hash_hex, random_token};
 use super::login::UserIdentity;
 use super::pages::error_page;
+use super::protocol::ErrorCode;
 use super::server::AuthServer;
 use super::store::{AuthRequestRecord, CodeRecord, GrantRecord};
 use crate::claims::now_unix;
@@ -46,10 +47,13 @@ pub(crate) fn redirect_error(
     server: &AuthServer,
     redirect_uri: &str,
     state: Option<&str>,
-    error: &str,
+    error: ErrorCode,
     description: &str,
 ) -> Response {
-    let mut params = vec![("error", error), ("error_description", description)];
+    let mut params = vec![
+        ("error", error.as_str()),
+        ("error_description", description),
+    ];
     if let Some(state) = state {
         params.push(("state", state));
     }
@@ -85,7 +89,7 @@ pub(crate) async fn approve(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
-            error,
+            ErrorCode::of_store(error),
             "try again later",
         );
     }

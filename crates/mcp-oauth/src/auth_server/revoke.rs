@@ -7,6 +7,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::clients::{authenticate_client, form_params};
 use super::http::{hash_hex, oauth_error};
+use super::protocol::ErrorCode;
 use super::server::AuthServer;
 use crate::claims::now_unix;
 
@@ -28,7 +29,7 @@ pub(crate) async fn revoke(
     let Some(token) = form.get("token") else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "token is missing",
         );
     };

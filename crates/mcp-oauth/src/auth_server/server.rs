@@ -17,6 +17,7 @@ use super::client_spec::ClientSpec;
 use super::consent_page::Decision;
 use super::keys::KeyRing;
 use super::pages::error_page;
+use super::protocol::{ClientAuthMethod, ErrorCode, GrantType};
 use super::rate::{self, RateLimit};
 use super::registration::Registration;
 use super::store::{self, AuthRequestRecord, ClientRecord, Store};
@@ -191,7 +192,7 @@ pub(crate) enum Begin {
     /// This answer instead (a code, or the way to the provider).
     Answer(Response),
     /// Refuse the request with this OAuth error (code, description).
-    Refuse(&'static str, &'static str),
+    Refuse(ErrorCode, &'static str),
 }
 
 /// The authorization server. Cheap to clone.
@@ -286,17 +287,17 @@ impl AuthServer {
         scopes.push("offline_access".into());
         m.scopes_supported = Some(scopes);
         m.response_types_supported = Some(vec!["code".into()]);
-        m.grant_types_supported = Some(vec![
-            "authorization_code".into(),
-            "refresh_token".into(),
-            "client_credentials".into(),
-        ]);
+        m.grant_types_supported = Some(
+            GrantType::ALL
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+        );
         m.code_challenge_methods_supported = Some(vec!["S256".into()]);
-        let auth_methods = vec![
-            "none".to_owned(),
-            "client_secret_basic".to_owned(),
-            "client_secret_post".to_owned(),
-        ];
+        let auth_methods: Vec<String> = ClientAuthMethod::ALL
+            .iter()
+            .map(|m| m.as_str().to_owned())
+            .collect();
         m.token_endpoint_auth_methods_supported = Some(auth_methods.clone());
         m.client_id_metadata_document_supported = Some(self.inner.clients.cimd.is_some());
         m.authorization_response_iss_parameter_supported = Some(true);

@@ -1,6 +1,5 @@
 //! The token endpoint (OAuth 2.1 §3.2): the three grants.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_lc_rs::digest;
@@ -14,6 +13,7 @@ use subtle::ConstantTimeEq as _;
 use super::clients::{authenticate_client, form_params, resolve_resource};
 use super::http::{TokenError, err, hash_hex, json_response, random_token};
 use super::mint::{Grant, mint};
+use super::protocol::{ErrorCode, GrantType, TokenRequest};
 use super::server::AuthServer;
 use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord, StoreError};
 use crate::claims::now_unix;
@@ -59,7 +59,7 @@ impl From<StoreError> for TokenError {
         let (status, error) = failure.logged();
         Self {
             status,
-            error,
+            error: ErrorCode::of_store(error),
             description: "try again later".into(),
             basic_challenge: false,
         }
@@ -75,7 +75,7 @@ pub(crate) async fn token(
     match handle(&server, &headers, &body).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(target: "mcp_oauth::auth_server", error = error.error, description = %error.description, "token request refused");
+            tracing::debug!(target: "mcp_oauth::auth_server", error = error.error.as_str(), description = %error.description, "token request refused");
             error.into_response()
         }
     }
@@ -92,27 +92,43 @@ async fn handle(
         .get("grant_type")
         .map(String::as_str)
         .unwrap_or_default();
-    if !client.allows_grant(grant_type)
-        && ["authorization_code", "refresh_token", "client_credentials"].contains(&grant_type)
-    {
+    let Some(grant) = GrantType::parse(grant_type) else {
+        return Err(if grant_type.is_empty() {
+            err(ErrorCode::InvalidRequest, "grant_type is missing")
+        } else {
+            err(
+                ErrorCode::UnsupportedGrantType,
+                "use authorization_code, refresh_token or client_credentials",
+            )
+        });
+    };
+    if !client.allows_grant(grant.as_str()) {
         return Err(err(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             format!("this client is not registered for the {grant_type} grant"),
         ));
     }
-    match grant_type {
-        "authorization_code" => authorization_code(server, &client, &form).await,
-        "refresh_token" => refresh_token(server, &client, &form).await,
-        "client_credentials" => client_credentials(server, &client, &form),
-        "" => Err(err("invalid_request", "grant_type is missing")),
-        _ => Err(err(
-            "unsupported_grant_type",
-            "use authorization_code, refresh_token or client_credentials",
-        )),
+    match TokenRequest::parse(grant, &form)
+        .map_err(|missing| err(ErrorCode::InvalidRequest, missing))?
+    {
+        TokenRequest::AuthorizationCode {
+            code,
+            code_verifier,
+            redirect_uri,
+            resource,
+        } => authorization_code(server, &client, code, code_verifier, redirect_uri, resource).await,
+        TokenRequest::RefreshToken {
+            refresh_token: presented,
+            scope,
+            resource,
+        } => refresh_token(server, &client, presented, scope, resource).await,
+        TokenRequest::ClientCredentials { scope, resource } => {
+            client_credentials(server, &client, scope, resource)
+        }
     }
 }
 
-fn resource_matches(granted: Option<&str>, asked: Option<&String>) -> bool {
+fn resource_matches(granted: Option<&str>, asked: Option<&str>) -> bool {
     match (granted, asked) {
         (_, None) => true,
         (Some(granted), Some(asked)) => granted == asked,
@@ -141,7 +157,7 @@ async fn code_replayed(server: &AuthServer, record: &CodeRecord) -> TokenError {
     let until = now_unix() + lifetime_secs(server.inner.config.lifetimes.refresh_token);
     let _ = server.revoke_family(&record.family, until).await;
     tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "authorization code replayed: its grant is revoked");
-    err("invalid_grant", "the code was already used")
+    err(ErrorCode::InvalidGrant, "the code was already used")
 }
 
 /// A refresh token was presented again by its owner: reuse revokes the grant.
@@ -150,7 +166,7 @@ async fn refresh_reused(server: &AuthServer, record: &RefreshRecord) -> TokenErr
     let _ = server.revoke_family(&record.family, until).await;
     tracing::warn!(target: "mcp_oauth::auth_server", client_id = %record.client_id, "refresh token reused: the grant is revoked");
     err(
-        "invalid_grant",
+        ErrorCode::InvalidGrant,
         "the refresh token was already used; the grant is revoked",
     )
 }
@@ -170,14 +186,11 @@ async fn keep_client(server: &AuthServer, client: &ClientRecord) {
 async fn authorization_code(
     server: &AuthServer,
     client: &ClientRecord,
-    form: &HashMap<String, String>,
+    code: &str,
+    verifier: &str,
+    redirect_uri: Option<&str>,
+    resource: Option<&str>,
 ) -> Result<Response, TokenError> {
-    let code = form
-        .get("code")
-        .ok_or_else(|| err("invalid_request", "code is missing"))?;
-    let verifier = form
-        .get("code_verifier")
-        .ok_or_else(|| err("invalid_request", "code_verifier is missing (PKCE)"))?;
     let hash = hash_hex(code);
     // Look first, check, and only then use the code: a request that fails a check (another
     // client, a wrong verifier) leaves the code to its owner.
@@ -185,34 +198,34 @@ async fn authorization_code(
         Ok(Redeemed::Fresh(record)) => (record, false),
         Ok(Redeemed::Replayed(record)) => (record, true),
         Ok(Redeemed::Missing) => {
-            return Err(err("invalid_grant", "the code is unknown or expired"));
+            return Err(err(
+                ErrorCode::InvalidGrant,
+                "the code is unknown or expired",
+            ));
         }
         Err(failure) => return Err(failure.into()),
     };
     if record.client_id != client.client_id {
         return Err(err(
-            "invalid_grant",
+            ErrorCode::InvalidGrant,
             "the code was issued to another client",
         ));
     }
-    if form
-        .get("redirect_uri")
-        .is_some_and(|r| *r != record.redirect_uri)
-    {
+    if redirect_uri.is_some_and(|r| r != record.redirect_uri) {
         return Err(err(
-            "invalid_grant",
+            ErrorCode::InvalidGrant,
             "redirect_uri differs from the authorization request",
         ));
     }
     if !pkce_matches(verifier, &record.code_challenge) {
         return Err(err(
-            "invalid_grant",
+            ErrorCode::InvalidGrant,
             "code_verifier does not match the code_challenge",
         ));
     }
-    if !resource_matches(record.resource.as_deref(), form.get("resource")) {
+    if !resource_matches(record.resource.as_deref(), resource) {
         return Err(err(
-            "invalid_target",
+            ErrorCode::InvalidTarget,
             "resource differs from the authorization request",
         ));
     }
@@ -224,7 +237,10 @@ async fn authorization_code(
         Ok(Redeemed::Fresh(_)) => {}
         Ok(Redeemed::Replayed(_)) => return Err(code_replayed(server, &record).await),
         Ok(Redeemed::Missing) => {
-            return Err(err("invalid_grant", "the code is unknown or expired"));
+            return Err(err(
+                ErrorCode::InvalidGrant,
+                "the code is unknown or expired",
+            ));
         }
         Err(failure) => return Err(failure.into()),
     }
@@ -267,11 +283,10 @@ async fn authorization_code(
 async fn refresh_token(
     server: &AuthServer,
     client: &ClientRecord,
-    form: &HashMap<String, String>,
+    presented: &str,
+    scope: Option<&str>,
+    resource: Option<&str>,
 ) -> Result<Response, TokenError> {
-    let presented = form
-        .get("refresh_token")
-        .ok_or_else(|| err("invalid_request", "refresh_token is missing"))?;
     let hash = hash_hex(presented);
     // As for codes: look, check, then rotate; another client's attempt changes nothing.
     let (record, used) = match server.inner.store.peek_refresh(&hash).await {
@@ -279,7 +294,7 @@ async fn refresh_token(
         Ok(Redeemed::Replayed(record)) => (record, true),
         Ok(Redeemed::Missing) => {
             return Err(err(
-                "invalid_grant",
+                ErrorCode::InvalidGrant,
                 "the refresh token is unknown or expired",
             ));
         }
@@ -287,7 +302,7 @@ async fn refresh_token(
     };
     if record.client_id != client.client_id {
         return Err(err(
-            "invalid_grant",
+            ErrorCode::InvalidGrant,
             "the refresh token was issued to another client",
         ));
     }
@@ -295,19 +310,19 @@ async fn refresh_token(
         return Err(refresh_reused(server, &record).await);
     }
     if server.inner.store.is_family_revoked(&record.family).await? {
-        return Err(err("invalid_grant", "the grant was revoked"));
+        return Err(err(ErrorCode::InvalidGrant, "the grant was revoked"));
     }
-    if !resource_matches(record.resource.as_deref(), form.get("resource")) {
+    if !resource_matches(record.resource.as_deref(), resource) {
         return Err(err(
-            "invalid_target",
+            ErrorCode::InvalidTarget,
             "resource differs from the original grant",
         ));
     }
-    let scope = match form.get("scope").map(|s| parse_scope_list(s)) {
+    let scope = match scope.map(parse_scope_list) {
         Some(asked) if !asked.is_empty() => {
             if let Some(extra) = asked.iter().find(|s| !record.scope.contains(s)) {
                 return Err(err(
-                    "invalid_scope",
+                    ErrorCode::InvalidScope,
                     format!("the scope {extra} was not granted"),
                 ));
             }
@@ -320,7 +335,7 @@ async fn refresh_token(
         Ok(Redeemed::Replayed(_)) => return Err(refresh_reused(server, &record).await),
         Ok(Redeemed::Missing) => {
             return Err(err(
-                "invalid_grant",
+                ErrorCode::InvalidGrant,
                 "the refresh token is unknown or expired",
             ));
         }
@@ -358,7 +373,8 @@ async fn refresh_token(
 fn client_credentials(
     server: &AuthServer,
     client: &ClientRecord,
-    form: &HashMap<String, String>,
+    scope: Option<&str>,
+    resource: Option<&str>,
 ) -> Result<Response, TokenError> {
     // Only the operator makes machine clients (a configured client, or a registration with
     // the initial access token), and gives each its scopes.
@@ -366,12 +382,12 @@ fn client_credentials(
         Some(allowed) if client.is_confidential() && !client.from_metadata_document => allowed,
         _ => {
             return Err(err(
-                "unauthorized_client",
+                ErrorCode::UnauthorizedClient,
                 "this client may not use client_credentials: machine clients are configured by the operator",
             ));
         }
     };
-    let scope = match form.get("scope").map(|s| parse_scope_list(s)) {
+    let scope = match scope.map(parse_scope_list) {
         Some(scopes) if !scopes.is_empty() => scopes,
         _ => allowed.clone(),
     };
@@ -380,12 +396,12 @@ fn client_credentials(
         .find(|s| !server.inner.config.scopes_supported.contains(s) || !allowed.contains(s))
     {
         return Err(err(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("the scope {bad} is not allowed for this client"),
         ));
     }
-    let resource = resolve_resource(server, form.get("resource").map(String::as_str))
-        .map_err(|e| err("invalid_target", e))?;
+    let resource =
+        resolve_resource(server, resource).map_err(|e| err(ErrorCode::InvalidTarget, e))?;
     let family = random_token();
     let claims = Map::new();
     let grant = Grant {

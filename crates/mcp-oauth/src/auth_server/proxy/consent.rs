@@ -18,6 +18,7 @@ use crate::auth_server::cookies::{
 use crate::auth_server::http::{hash_hex, random_token};
 use crate::auth_server::login::UserIdentity;
 use crate::auth_server::pages::error_page;
+use crate::auth_server::protocol::ErrorCode;
 use crate::auth_server::respond::{approve, redirect_error};
 use crate::auth_server::server::AuthServer;
 use crate::auth_server::store::{AuthRequestRecord, EntryKind};
@@ -228,7 +229,7 @@ pub(crate) async fn confirm(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
-            "access_denied",
+            ErrorCode::AccessDenied,
             "the user denied the request",
         )
     } else if let Err(err) = store_tokens(server, &pending.family, pending.sealed).await {
@@ -237,7 +238,7 @@ pub(crate) async fn confirm(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
-            "temporarily_unavailable",
+            ErrorCode::TemporarilyUnavailable,
             "try again later",
         )
     } else {

@@ -17,6 +17,7 @@ use crate::auth_server::cookies::{STATE_BINDING, append_cookie, binding_cookie, 
 use crate::auth_server::http::{hash_hex, random_token};
 use crate::auth_server::login::UserIdentity;
 use crate::auth_server::pages::error_page;
+use crate::auth_server::protocol::ErrorCode;
 use crate::auth_server::respond::{approve, found, redirect_error};
 use crate::auth_server::server::AuthServer;
 use crate::auth_server::store::{AuthRequestRecord, EntryKind};
@@ -154,7 +155,7 @@ async fn complete(
     params: &HashMap<String, String>,
 ) -> Response {
     let request = tx.request;
-    let fail = |error: &str, description: &str| {
+    let fail = |error: ErrorCode, description: &str| {
         redirect_error(
             server,
             &request.redirect_uri,
@@ -166,21 +167,24 @@ async fn complete(
     if let Some(error) = params.get("error") {
         tracing::info!(target: "mcp_oauth::proxy", %error, "the provider refused the sign-in");
         let code = if error == "access_denied" {
-            "access_denied"
+            ErrorCode::AccessDenied
         } else {
-            "server_error"
+            ErrorCode::ServerError
         };
         return fail(code, "the identity provider did not sign the user in");
     }
     let Some(code) = params.get("code") else {
-        return fail("server_error", "the identity provider's answer has no code");
+        return fail(
+            ErrorCode::ServerError,
+            "the identity provider's answer has no code",
+        );
     };
     let (tokens, user) = match exchange(server, &proxy.upstream, code, &tx.verifier).await {
         Ok(result) => result,
         Err(err) => {
             tracing::warn!(target: "mcp_oauth::proxy", error = %err, "upstream sign-in failed");
             return fail(
-                "server_error",
+                ErrorCode::ServerError,
                 "the sign-in at the identity provider failed",
             );
         }
@@ -190,7 +194,7 @@ async fn complete(
         Ok(sealed) => sealed,
         Err(err) => {
             tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot seal upstream tokens");
-            return fail("temporarily_unavailable", "try again later");
+            return fail(ErrorCode::TemporarilyUnavailable, "try again later");
         }
     };
     tracing::info!(target: "mcp_oauth::proxy", client_id = %request.client_id, subject = %user.subject, "upstream sign-in completed");
@@ -199,7 +203,7 @@ async fn complete(
     }
     if let Err(err) = store_tokens(server, &family, sealed).await {
         tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot store upstream tokens");
-        return fail("temporarily_unavailable", "try again later");
+        return fail(ErrorCode::TemporarilyUnavailable, "try again later");
     }
     approve(server, &request, user, Some(family)).await
 }

@@ -1,0 +1,196 @@
+//! The protocol's words, typed as oauth2-rs types them: error codes, grant types, client
+//! authentication methods, and a token request parsed from its form.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// An OAuth error code: RFC 6749 §4.1.2.1 and §5.2, RFC 7591 §3.2.2, RFC 8707 §2, RFC 6750
+/// §3.1, OpenID Connect Core §3.1.2.6 (`login_required`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    LoginRequired,
+    ServerError,
+    TemporarilyUnavailable,
+    InvalidClientMetadata,
+    InvalidRedirectUri,
+    InvalidToken,
+}
+
+impl ErrorCode {
+    /// The code as it is sent.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::AccessDenied => "access_denied",
+            Self::LoginRequired => "login_required",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidToken => "invalid_token",
+        }
+    }
+
+    /// The code of a store failure's answer (`StoreError::http`: `temporarily_unavailable`
+    /// or `server_error`).
+    pub(crate) fn of_store(code: &str) -> Self {
+        if code == Self::TemporarilyUnavailable.as_str() {
+            Self::TemporarilyUnavailable
+        } else {
+            Self::ServerError
+        }
+    }
+}
+
+impl AsRef<str> for ErrorCode {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A grant type this server issues tokens for (RFC 6749 §4, as registered by RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// Every grant type, in the order the metadata lists them.
+    pub(crate) const ALL: [Self; 3] = [
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::ClientCredentials,
+    ];
+
+    /// The name as it is sent and stored.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// The grant type of this name, if the server knows it.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+}
+
+/// How a client authenticates at the token and revocation endpoints (RFC 7591 §2
+/// `token_endpoint_auth_method`; oauth2-rs's `AuthType`, plus public clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientAuthMethod {
+    /// A public client: its id only.
+    None,
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// The id and secret in the form body.
+    ClientSecretPost,
+}
+
+impl ClientAuthMethod {
+    /// Every method, in the order the metadata lists them.
+    pub(crate) const ALL: [Self; 3] = [Self::None, Self::ClientSecretBasic, Self::ClientSecretPost];
+
+    /// The name as it is sent and stored.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+/// A token request (RFC 6749 §4.1.3, §6, §4.4; RFC 7636 §4.5; RFC 8707 §2), its grant
+/// type's fields read from the form.
+#[derive(Debug)]
+pub(crate) enum TokenRequest<'a> {
+    AuthorizationCode {
+        code: &'a str,
+        code_verifier: &'a str,
+        redirect_uri: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
+    RefreshToken {
+        refresh_token: &'a str,
+        scope: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
+    ClientCredentials {
+        scope: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
+}
+
+impl<'a> TokenRequest<'a> {
+    /// The request of a known grant type; `Err` says which required field is missing (an
+    /// `invalid_request`).
+    pub(crate) fn parse(
+        grant: GrantType,
+        form: &'a HashMap<String, String>,
+    ) -> Result<Self, &'static str> {
+        let field = |name: &str| form.get(name).map(String::as_str);
+        let required = |name: &str, missing: &'static str| field(name).ok_or(missing);
+        Ok(match grant {
+            GrantType::AuthorizationCode => Self::AuthorizationCode {
+                code: required("code", "code is missing")?,
+                code_verifier: required("code_verifier", "code_verifier is missing (PKCE)")?,
+                redirect_uri: field("redirect_uri"),
+                resource: field("resource"),
+            },
+            GrantType::RefreshToken => Self::RefreshToken {
+                refresh_token: required("refresh_token", "refresh_token is missing")?,
+                scope: field("scope"),
+                resource: field("resource"),
+            },
+            GrantType::ClientCredentials => Self::ClientCredentials {
+                scope: field("scope"),
+                resource: field("resource"),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for grant in GrantType::ALL {
+            assert_eq!(GrantType::parse(grant.as_str()), Some(grant));
+        }
+        assert_eq!(GrantType::parse("password"), None);
+        assert_eq!(
+            ErrorCode::of_store("temporarily_unavailable").as_str(),
+            "temporarily_unavailable"
+        );
+        assert_eq!(ErrorCode::of_store("server_error"), ErrorCode::ServerError);
+    }
+}
