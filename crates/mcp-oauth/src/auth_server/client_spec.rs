@@ -3,6 +3,7 @@
 use serde_json::Map;
 
 use super::http::hash_hex;
+use super::protocol::{ClientAuthMethod, GrantType};
 use super::store;
 use crate::claims::now_unix;
 use crate::error::ConfigError;
@@ -84,11 +85,18 @@ impl ClientSpec {
         let id = &self.client_id;
         let method = match (self.token_endpoint_auth_method, &self.client_secret) {
             (Some(m), _) => m,
-            (None, Some(_)) => "client_secret_basic".into(),
-            (None, None) => "none".into(),
+            (None, Some(_)) => ClientAuthMethod::ClientSecretBasic.as_str().into(),
+            (None, None) => ClientAuthMethod::None.as_str().into(),
         };
-        match (method.as_str(), self.client_secret.is_some()) {
-            ("client_secret_basic" | "client_secret_post", true) | ("none", false) => {}
+        match (
+            ClientAuthMethod::parse(&method),
+            self.client_secret.is_some(),
+        ) {
+            (
+                Some(ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost),
+                true,
+            )
+            | (Some(ClientAuthMethod::None), false) => {}
             _ => {
                 return Err(bad(format!(
                     "client {id:?}: token_endpoint_auth_method {method:?} does not fit a client {} a secret",
@@ -100,7 +108,10 @@ impl ClientSpec {
                 )));
             }
         }
-        let machine = self.grant_types.iter().any(|g| g == "client_credentials");
+        let machine = self
+            .grant_types
+            .iter()
+            .any(|g| g == GrantType::ClientCredentials.as_str());
         let machine_scopes = if machine {
             if self.client_secret.is_none() {
                 return Err(bad(format!(

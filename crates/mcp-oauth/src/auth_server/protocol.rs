@@ -125,6 +125,11 @@ impl ClientAuthMethod {
             Self::ClientSecretPost => "client_secret_post",
         }
     }
+
+    /// The method of this name, if the server knows it.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
 }
 
 /// A token request (RFC 6749 §4.1.3, §6, §4.4; RFC 7636 §4.5; RFC 8707 §2), its grant

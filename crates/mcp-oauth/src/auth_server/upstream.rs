@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::protocol::ClientAuthMethod;
 use crate::error::ConfigError;
 use crate::fetch::{HttpClient, RequestAuth};
 use crate::secret::Secret;
@@ -62,6 +63,16 @@ pub enum UpstreamAuth {
     Post,
     /// `client_secret_basic`.
     Basic,
+}
+
+impl UpstreamAuth {
+    /// The client authentication method this names.
+    pub(crate) const fn method(self) -> ClientAuthMethod {
+        match self {
+            Self::Post => ClientAuthMethod::ClientSecretPost,
+            Self::Basic => ClientAuthMethod::ClientSecretBasic,
+        }
+    }
 }
 
 pub(crate) enum Verifier {
@@ -463,8 +474,10 @@ pub(crate) async fn token_request(
         .as_ref()
         .map(|s| String::from_utf8_lossy(s.expose()).into_owned());
     let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let auth = match (upstream.auth, &secret) {
-        (UpstreamAuth::Basic, Some(secret)) => RequestAuth::Basic(&upstream.client_id, secret),
+    let auth = match (upstream.auth.method(), &secret) {
+        (ClientAuthMethod::ClientSecretBasic, Some(secret)) => {
+            RequestAuth::Basic(&upstream.client_id, secret)
+        }
         (_, secret) => {
             fields.push(("client_id", &upstream.client_id));
             if let Some(secret) = secret {
