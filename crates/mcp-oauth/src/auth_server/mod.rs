@@ -86,6 +86,3 @@ pub use registration::Registration;
 pub use server::{AuthServer, Lifetimes};
 pub use store::{MemoryStore, Store};
 pub use upstream::{Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder};
-
-/// The store answers its failures in the endpoints' formats with these.
-use http::oauth_error;

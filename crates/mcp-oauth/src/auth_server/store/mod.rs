@@ -129,7 +129,7 @@ impl StoreError {
     /// The OAuth JSON error answer for this failure (logged here, once).
     pub(crate) fn into_response(self) -> axum::response::Response {
         let (status, code) = self.logged();
-        super::oauth_error(status, code, "try again later")
+        super::http::oauth_error(status, code, "try again later")
     }
 
     /// The HTML page for this failure, for the browser's endpoints (logged here, once).
