@@ -22,38 +22,15 @@ use std::process::ExitCode;
 
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::metadata::discover;
-use mcp_oauth::scope::is_valid_scope;
+use mcp_oauth::scope::default_advertisement;
 use mcp_oauth::server::McpServer;
+
+// `.env` is read exactly as the `mcp-oauth` command reads it.
+#[path = "../../crates/mcp-oauth-cli/src/dotenv.rs"]
+mod dotenv;
 
 /// The public URL of the MCP endpoint when `MCP_URL` is unset or blank.
 pub(crate) const DEFAULT_MCP_URL: &str = "http://127.0.0.1:8080/mcp";
-
-/// Scopes an issuer lists for OpenID Connect (the ID token and userinfo), not for a resource,
-/// with the claim names some issuers (Auth0) list as scopes: never advertised by default.
-const IDENTITY_SCOPES: &[&str] = &[
-    "openid",
-    "offline_access",
-    "profile",
-    "email",
-    "address",
-    "phone",
-    "name",
-    "given_name",
-    "family_name",
-    "middle_name",
-    "nickname",
-    "preferred_username",
-    "picture",
-    "website",
-    "gender",
-    "birthdate",
-    "zoneinfo",
-    "locale",
-    "updated_at",
-    "email_verified",
-    "phone_number",
-    "phone_number_verified",
-];
 
 /// Reads `.env`, then sets up logging.
 ///
@@ -61,51 +38,12 @@ const IDENTITY_SCOPES: &[&str] = &[
 ///
 /// `.env` exists but cannot be read, or a line of it is not `NAME=value`.
 pub(crate) fn init() -> Result<(), Box<dyn Error>> {
-    let read = load_dotenv(Path::new(".env"))?;
+    let read = dotenv::load(Path::new(".env"))?.is_some();
     init_tracing();
     if read {
         tracing::debug!("read environment variables from .env");
     }
     Ok(())
-}
-
-/// Reads `path` into the environment when it exists (variables already set win). Returns
-/// whether it was read.
-///
-/// # Errors
-///
-/// The file exists but cannot be read, or a line is malformed (named by number and variable).
-pub(crate) fn load_dotenv(path: &Path) -> Result<bool, String> {
-    match dotenvy::from_path(path) {
-        Ok(()) => Ok(true),
-        Err(dotenvy::Error::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(dotenvy::Error::LineParse(line, _)) => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            // dotenvy reports the logical line, or only the value when the value is
-            // malformed.
-            let first = line.lines().next().unwrap_or_default().trim();
-            let found = text
-                .lines()
-                .enumerate()
-                .find(|(_, l)| !first.is_empty() && l.contains(first));
-            let number = found
-                .map(|(i, _)| format!("line {}", i + 1))
-                .unwrap_or_else(|| "a line".to_owned());
-            let name = found
-                .and_then(|(_, l)| l.trim().trim_start_matches("export ").split_once('='))
-                .map(|(name, _)| name.trim())
-                .filter(|name| {
-                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                })
-                .map(|name| format!(" (setting {name})"))
-                .unwrap_or_default();
-            Err(format!(
-                "{}: {number}{name} is not NAME=value: quote a value with spaces or # (NAME=\"a b\"), or remove the line",
-                path.display()
-            ))
-        }
-        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
-    }
 }
 
 /// Logs to stderr, at the level `RUST_LOG` asks for, `info` by default.
@@ -212,28 +150,13 @@ pub(crate) async fn advertised_scopes(
             )
         })?
         .metadata;
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in metadata.scopes_supported.as_deref().unwrap_or_default() {
-        if is_valid_scope(scope)
-            && !IDENTITY_SCOPES.contains(&scope.as_str())
-            && !scopes.contains(scope)
-        {
-            scopes.push(scope.clone());
-        }
-    }
-    let lists_resource_scopes = !scopes.is_empty();
-    for scope in tool_scopes {
-        if scopes.iter().any(|s| s == scope) {
-            continue;
-        }
-        if lists_resource_scopes {
-            tracing::warn!(
-                scope,
-                "a tool requires this scope, which the issuer's scopes_supported does not list: it is not advertised; set OIDC_SCOPES if the issuer grants it"
-            );
-        } else {
-            scopes.push((*scope).to_owned());
-        }
+    let (scopes, left_out) =
+        default_advertisement(metadata.scopes_supported.as_deref(), tool_scopes);
+    for scope in &left_out {
+        tracing::warn!(
+            scope,
+            "a tool requires this scope, which the issuer's scopes_supported does not list: it is not advertised; set OIDC_SCOPES if the issuer grants it"
+        );
     }
     if scopes.is_empty() {
         return Err(format!(

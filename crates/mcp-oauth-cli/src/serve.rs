@@ -15,7 +15,7 @@ use mcp_oauth::OAuth;
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::{Algorithms, Jwk, VerifyingKey};
 use mcp_oauth::metadata::discover;
-use mcp_oauth::scope::is_valid_scope;
+use mcp_oauth::scope::default_advertisement;
 use mcp_oauth::verify::{JwtVerifier, JwtVerifierBuilder};
 
 /// The public URL of the MCP endpoint when `--mcp-url` is not given.
@@ -23,34 +23,6 @@ const DEFAULT_MCP_URL: &str = "http://127.0.0.1:8080/mcp";
 
 /// The scopes the demo tools require (`admin_action` needs `admin`; see `demo.rs`).
 const DEMO_TOOL_SCOPES: &[&str] = &["admin"];
-
-/// Scopes an issuer lists for OpenID Connect (the ID token and userinfo), not for a resource:
-/// never advertised by default. The `profile`/`email`/`address`/`phone` claim names are here
-/// too because some issuers (Auth0) list them as scopes.
-const IDENTITY_SCOPES: &[&str] = &[
-    "openid",
-    "offline_access",
-    "profile",
-    "email",
-    "address",
-    "phone",
-    "name",
-    "given_name",
-    "family_name",
-    "middle_name",
-    "nickname",
-    "preferred_username",
-    "picture",
-    "website",
-    "gender",
-    "birthdate",
-    "zoneinfo",
-    "locale",
-    "updated_at",
-    "email_verified",
-    "phone_number",
-    "phone_number_verified",
-];
 
 /// Options of `mcp-oauth serve`.
 #[derive(Debug, Args)]
@@ -213,7 +185,8 @@ async fn scopes_from_issuer(issuer: &str) -> Result<Vec<String>, String> {
             )
         })?
         .metadata;
-    let (scopes, dropped) = default_scopes(metadata.scopes_supported.as_deref(), DEMO_TOOL_SCOPES);
+    let (scopes, dropped) =
+        default_advertisement(metadata.scopes_supported.as_deref(), DEMO_TOOL_SCOPES);
     for scope in dropped {
         eprintln!(
             "warning: a tool requires the scope {scope:?}, which the issuer's scopes_supported does not list: it is not advertised (clients registering with an unknown scope are refused by some issuers); set OIDC_SCOPES if the issuer grants it"
@@ -225,39 +198,6 @@ async fn scopes_from_issuer(issuer: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(scopes)
-}
-
-/// The default advertisement: the resource scopes the issuer lists (its order, without the
-/// [`IDENTITY_SCOPES`] and anything that is not a scope token), or, when it lists none, the
-/// tools' scopes. Tool scopes missing from a list the issuer does publish are returned apart:
-/// issuers such as oidc-provider refuse a client registration that names a scope they do not
-/// support, so advertising them would break every client.
-pub(crate) fn default_scopes(
-    offered: Option<&[String]>,
-    tool_scopes: &[&str],
-) -> (Vec<String>, Vec<String>) {
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in offered.unwrap_or_default() {
-        if is_valid_scope(scope)
-            && !IDENTITY_SCOPES.contains(&scope.as_str())
-            && !scopes.contains(scope)
-        {
-            scopes.push(scope.clone());
-        }
-    }
-    let lists_resource_scopes = !scopes.is_empty();
-    let mut dropped = Vec::new();
-    for scope in tool_scopes {
-        if scopes.iter().any(|s| s == scope) {
-            continue;
-        }
-        if lists_resource_scopes {
-            dropped.push((*scope).to_owned());
-        } else {
-            scopes.push((*scope).to_owned());
-        }
-    }
-    (scopes, dropped)
 }
 
 #[cfg(test)]
@@ -278,7 +218,7 @@ mod tests {
             "mcp:write",
             "admin",
         ]);
-        let (scopes, dropped) = default_scopes(Some(&offered), &["admin"]);
+        let (scopes, dropped) = default_advertisement(Some(&offered), &["admin"]);
         assert_eq!(scopes, ["mcp:read", "mcp:write", "admin"]);
         assert!(dropped.is_empty());
     }
@@ -286,14 +226,14 @@ mod tests {
     #[test]
     fn tool_scopes_the_issuer_does_not_list_are_set_apart() {
         let offered = strings(&["openid", "mcp:read", "mcp:write"]);
-        let (scopes, dropped) = default_scopes(Some(&offered), &["admin"]);
+        let (scopes, dropped) = default_advertisement(Some(&offered), &["admin"]);
         assert_eq!(scopes, ["mcp:read", "mcp:write"]);
         assert_eq!(dropped, ["admin"]);
     }
 
     #[test]
     fn without_resource_scopes_from_the_issuer_the_tools_scopes_are_advertised() {
-        let (scopes, dropped) = default_scopes(None, &["admin"]);
+        let (scopes, dropped) = default_advertisement(None, &["admin"]);
         assert_eq!(scopes, ["admin"]);
         assert!(dropped.is_empty());
 
@@ -306,8 +246,11 @@ mod tests {
             "email",
             "email_verified",
         ]);
-        assert_eq!(default_scopes(Some(&offered), &["admin"]).0, ["admin"]);
-        assert!(default_scopes(Some(&offered), &[]).0.is_empty());
+        assert_eq!(
+            default_advertisement(Some(&offered), &["admin"]).0,
+            ["admin"]
+        );
+        assert!(default_advertisement(Some(&offered), &[]).0.is_empty());
     }
 
     #[test]

@@ -114,6 +114,83 @@ pub fn parse_scope_list(list: &str) -> Vec<String> {
     out
 }
 
+/// Scopes an issuer lists for OpenID Connect (the ID token and userinfo), not for a resource:
+/// never advertised by default. The `profile`/`email`/`address`/`phone` claim names are here
+/// too because some issuers (Auth0) list them as scopes.
+pub const IDENTITY_SCOPES: &[&str] = &[
+    "openid",
+    "offline_access",
+    "profile",
+    "email",
+    "address",
+    "phone",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "updated_at",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+];
+
+/// The scopes an MCP server advertises when the operator names none: the resource scopes the
+/// issuer lists in its metadata (its order, without [`IDENTITY_SCOPES`] and anything that is
+/// not a scope token), or, when it lists none, the scopes the server's tools require. Returns
+/// them with the tool scopes left out because the issuer does publish a list without them:
+/// issuers such as oidc-provider refuse a client registration that names a scope they do not
+/// support, so advertising those would break every client.
+///
+/// An empty advertisement makes the TypeScript SDK clients and the MCP Inspector ask for no
+/// scope, which such issuers refuse: a caller that gets none should ask the operator to name
+/// the scopes.
+///
+/// ```
+/// use mcp_oauth::scope::default_advertisement;
+///
+/// let issuer = ["openid", "offline_access", "mcp:read", "mcp:write"].map(String::from);
+/// let (scopes, left_out) = default_advertisement(Some(&issuer), &["admin"]);
+/// assert_eq!(scopes, ["mcp:read", "mcp:write"]);
+/// assert_eq!(left_out, ["admin"]);
+/// let (scopes, _) = default_advertisement(None, &["admin"]);
+/// assert_eq!(scopes, ["admin"]);
+/// ```
+pub fn default_advertisement(
+    offered: Option<&[String]>,
+    tool_scopes: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in offered.unwrap_or_default() {
+        if is_valid_scope(scope)
+            && !IDENTITY_SCOPES.contains(&scope.as_str())
+            && !scopes.contains(scope)
+        {
+            scopes.push(scope.clone());
+        }
+    }
+    let lists_resource_scopes = !scopes.is_empty();
+    let mut left_out = Vec::new();
+    for scope in tool_scopes {
+        if scopes.iter().any(|s| s == scope) {
+            continue;
+        }
+        if lists_resource_scopes {
+            left_out.push((*scope).to_owned());
+        } else {
+            scopes.push((*scope).to_owned());
+        }
+    }
+    (scopes, left_out)
+}
+
 /// Whether `scope` is a valid scope token (RFC 6749 §3.3: `%x21 / %x23-5B / %x5D-7E`), which
 /// also makes it safe inside a quoted challenge parameter.
 pub fn is_valid_scope(scope: &str) -> bool {
