@@ -11,8 +11,8 @@ use std::time::Duration;
 use aws_lc_rs::constant_time;
 
 use crate::auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper};
-use crate::claims::{Claims, check_times, now_unix};
 pub use crate::claims::{ClaimIfPresent, DEFAULT_LEEWAY, TimeRules};
+use crate::claims::{Claims, check_times, now_unix};
 use crate::error::VerifyError;
 use crate::resource::ResourceUrl;
 use crate::scope::ScopeHierarchy;
