@@ -17,7 +17,8 @@ use crate::verify::BoxFuture;
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
 /// Applies [`BearerAuth`] to a service. Made by [`OAuth::layer`](crate::OAuth::layer); it
-/// holds the configuration's [`Guard`] only (cheap to clone).
+/// holds only what a request is checked against (the resource rule, the token pipeline, the
+/// scope policy), shared with the configuration: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BearerAuthLayer {
     guard: Arc<Guard>,
