@@ -88,7 +88,7 @@ pub(crate) async fn show(
     // RFC 9700 §4.11.2: errors are redirected without the user's involvement only to a
     // client the operator configured or one that completed an authorization here; anyone can
     // register a redirect URI, so for the others the error is a page (no open redirect).
-    let trusted = client.expires_at.is_none() && !client.from_metadata_document;
+    let trusted = client.is_established();
     let fail = |error: ErrorCode, description: &str| {
         if trusted {
             redirect_error(&server, &redirect_uri, state, error, description)

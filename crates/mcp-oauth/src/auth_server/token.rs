@@ -173,7 +173,7 @@ async fn refresh_reused(server: &AuthServer, record: &RefreshRecord) -> TokenErr
 
 /// The client completed an authorization: an unused registration no longer lapses.
 async fn keep_client(server: &AuthServer, client: &ClientRecord) {
-    if client.expires_at.is_none() || client.from_metadata_document {
+    if client.is_established() || client.from_metadata_document {
         return;
     }
     let mut kept = client.clone();

@@ -338,6 +338,14 @@ impl ClientRecord {
         self.grant_types.iter().any(|g| g == grant)
     }
 
+    /// Whether the client is established: configured by the operator, or registered here and
+    /// has redeemed an authorization code. `/authorize` errors are redirected only to
+    /// established clients (RFC 9700 §4.11.2), and a registration lapses until it is one. A
+    /// Client ID Metadata Document client never is.
+    pub fn is_established(&self) -> bool {
+        self.expires_at.is_none() && !self.from_metadata_document
+    }
+
     /// Whether the client is still usable at `now` (an unused registration lapses).
     pub fn is_live(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|at| at > now)
