@@ -16,7 +16,6 @@
 #![allow(dead_code)]
 
 use std::error::Error;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -28,6 +27,10 @@ use mcp_oauth::server::McpServer;
 // `.env` is read exactly as the `mcp-oauth` command reads it.
 #[path = "../../crates/mcp-oauth-cli/src/dotenv.rs"]
 mod dotenv;
+// So is a listen address judged.
+#[path = "../../crates/mcp-oauth-cli/src/listen.rs"]
+mod listen;
+use listen::is_loopback;
 
 /// The public URL of the MCP endpoint when `MCP_URL` is unset or blank.
 pub(crate) const DEFAULT_MCP_URL: &str = "http://127.0.0.1:8080/mcp";
@@ -109,17 +112,6 @@ pub(crate) fn listen_addr(url: &str) -> Result<String, url::ParseError> {
         url.host_str().unwrap_or("127.0.0.1"),
         url.port_or_known_default().unwrap_or(8080)
     ))
-}
-
-/// Whether a `HOST:PORT` listen address is loopback only (host names other than `localhost`
-/// count as public).
-fn is_loopback(listen: &str) -> bool {
-    match listen.parse::<SocketAddr>() {
-        Ok(addr) => addr.ip().is_loopback(),
-        Err(_) => listen
-            .rsplit_once(':')
-            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
-    }
 }
 
 /// The scopes to advertise: `OIDC_SCOPES` when set; else the resource scopes the issuer's

@@ -15,6 +15,7 @@ mod demo;
 mod dev;
 mod doctor;
 mod dotenv;
+mod listen;
 mod options;
 mod proxy;
 mod serve;

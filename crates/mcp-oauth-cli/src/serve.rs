@@ -7,7 +7,6 @@
 //! that says to set `OIDC_SCOPES`: an empty advertisement makes the TypeScript SDK clients and
 //! the MCP Inspector ask for no scope, which issuers such as oidc-provider refuse.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -16,6 +15,8 @@ use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::{Algorithms, Jwk, VerifyingKey};
 use mcp_oauth::metadata::discover;
 use mcp_oauth::scope::default_advertisement;
+
+use crate::listen::is_loopback;
 use mcp_oauth::verify::{JwtVerifier, JwtVerifierBuilder};
 
 /// The public URL of the MCP endpoint when `--mcp-url` is not given.
@@ -114,17 +115,6 @@ fn listen_addr(url: &str) -> Result<String, String> {
         parsed.host_str().unwrap_or("127.0.0.1"),
         parsed.port_or_known_default().unwrap_or(80)
     ))
-}
-
-/// Whether a `HOST:PORT` listen address is loopback only (a host name other than `localhost`
-/// counts as public).
-fn is_loopback(listen: &str) -> bool {
-    match listen.parse::<SocketAddr>() {
-        Ok(addr) => addr.ip().is_loopback(),
-        Err(_) => listen
-            .rsplit_once(':')
-            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
-    }
 }
 
 /// Static verification keys from `path`: a JWKS or a JWK (JSON), or a PEM public key, which is
@@ -254,13 +244,8 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses_other_than_loopback_are_public() {
-        assert!(is_loopback("127.0.0.1:8080"));
-        assert!(is_loopback("[::1]:8080"));
-        assert!(is_loopback("localhost:8080"));
-        assert!(!is_loopback("0.0.0.0:8080"));
-        assert!(!is_loopback("[::]:8080"));
-        assert!(!is_loopback("mcp.internal:8080"));
+    fn a_public_url_listens_on_its_host_and_port() {
+        // Whether a listen address is public: `listen::tests`.
         assert_eq!(
             listen_addr("https://mcp.example.com/mcp").as_deref(),
             Ok("mcp.example.com:443")
