@@ -395,22 +395,23 @@ impl KeySet {
     ///
     /// # Errors
     ///
-    /// The document is not a JSON object with a `keys` array.
+    /// The document is not a JSON object with a `keys` array and unique member names.
     pub fn from_jwks_json(
         bytes: &[u8],
         allowed: Algorithms,
         max_keys: usize,
     ) -> Result<(Self, usize), KeyError> {
-        #[derive(Deserialize)]
-        struct Doc {
-            keys: Vec<serde_json::Value>,
-        }
-        let doc: Doc = serde_json::from_slice(bytes)
-            .map_err(|_| key_err("not a JWK Set (an object with a keys array)"))?;
+        // An object (never the array form a derived struct would also take), its member
+        // names unique, so that every reader of the document sees the same `keys`.
+        let not_a_set = || key_err("not a JWK Set (an object with a keys array)");
+        let mut doc = super::jws::parse_json_object(bytes).map_err(|()| not_a_set())?;
+        let Some(serde_json::Value::Array(members)) = doc.remove("keys") else {
+            return Err(not_a_set());
+        };
         let allowed = allowed.without_hmac();
         let mut keys = Vec::new();
         let mut skipped = 0;
-        for value in doc.keys {
+        for value in members {
             if keys.len() >= max_keys {
                 skipped += 1;
                 continue;
@@ -577,6 +578,13 @@ mod tests {
         assert_eq!(skipped, 4);
         assert!(KeySet::from_jwks_json(b"[]", Algorithms::default(), 10).is_err());
         assert!(KeySet::from_jwks_json(b"{}", Algorithms::default(), 10).is_err());
+        // The array form a derived struct would read as `{"keys": []}`, and a second `keys`
+        // member that another reader would take instead of the first, are no key sets.
+        assert!(KeySet::from_jwks_json(b"[[]]", Algorithms::default(), 10).is_err());
+        assert!(
+            KeySet::from_jwks_json(br#"{"keys":[],"keys":5}"#, Algorithms::default(), 10).is_err()
+        );
+        assert!(KeySet::from_jwks_json(br#"{"keys":5}"#, Algorithms::default(), 10).is_err());
     }
 
     #[test]
