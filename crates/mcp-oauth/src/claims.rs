@@ -24,11 +24,9 @@ impl Claims {
     ///
     /// [`VerifyError::Malformed`] when the bytes are not such an object.
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, VerifyError> {
-        crate::jose::jws::parse_json_object(bytes)
-            .map(Self)
-            .map_err(|()| {
-                VerifyError::Malformed("claims are not a JSON object with unique member names")
-            })
+        parse_json_object(bytes).map(Self).map_err(|()| {
+            VerifyError::Malformed("claims are not a JSON object with unique member names")
+        })
     }
 
     /// The whole claim set.
@@ -271,6 +269,48 @@ pub(crate) fn check_issuer(claims: &Claims, expected: &str) -> Result<(), Verify
             expected: expected.to_owned(),
             found: found.map(truncate),
         }),
+    }
+}
+
+/// Parses a JSON object and refuses duplicate member names at the top level.
+///
+/// RFC 7515 §5.2 and RFC 7519 §4 let a parser either reject duplicates or take the last one;
+/// taking one silently lets two parsers disagree about a token, so this one rejects.
+pub(crate) fn parse_json_object(
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, ()> {
+    let value: StrictObject = serde_json::from_slice(bytes).map_err(|_| ())?;
+    Ok(value.0)
+}
+
+struct StrictObject(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StrictObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object without duplicate member names")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom("duplicate member name"));
+                    }
+                    let value = map.next_value()?;
+                    object.insert(key, value);
+                }
+                Ok(StrictObject(object))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 

@@ -404,7 +404,7 @@ impl KeySet {
         // An object (never the array form a derived struct would also take), its member
         // names unique, so that every reader of the document sees the same `keys`.
         let not_a_set = || key_err("not a JWK Set (an object with a keys array)");
-        let mut doc = super::jws::parse_json_object(bytes).map_err(|()| not_a_set())?;
+        let mut doc = crate::claims::parse_json_object(bytes).map_err(|()| not_a_set())?;
         let Some(serde_json::Value::Array(members)) = doc.remove("keys") else {
             return Err(not_a_set());
         };

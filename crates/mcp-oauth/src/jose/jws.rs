@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::Algorithm;
-use crate::claims::Claims;
+use crate::claims::{Claims, parse_json_object};
 use crate::error::VerifyError;
 
 /// The protected header fields this crate acts on. Everything else is ignored; in particular
@@ -118,48 +118,6 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, VerifyError> {
     URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| VerifyError::Malformed("segment is not base64url without padding"))
-}
-
-/// Parses a JSON object and refuses duplicate member names at the top level.
-///
-/// RFC 7515 §5.2 and RFC 7519 §4 let a parser either reject duplicates or take the last one;
-/// taking one silently lets two parsers disagree about a token, so this one rejects.
-pub(crate) fn parse_json_object(
-    bytes: &[u8],
-) -> Result<serde_json::Map<String, serde_json::Value>, ()> {
-    let value: StrictObject = serde_json::from_slice(bytes).map_err(|_| ())?;
-    Ok(value.0)
-}
-
-struct StrictObject(serde_json::Map<String, serde_json::Value>);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = StrictObject;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object without duplicate member names")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut object = serde_json::Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if object.contains_key(&key) {
-                        return Err(serde::de::Error::custom("duplicate member name"));
-                    }
-                    let value = map.next_value()?;
-                    object.insert(key, value);
-                }
-                Ok(StrictObject(object))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
 }
 
 /// Encodes bytes as base64url without padding.
