@@ -28,7 +28,9 @@ use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use common::{CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, keep_cookies, whoami};
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, Grant, Identity, RateLimit, Upstream};
+use mcp_oauth::auth_server::{
+    AuthServer, ClientSpec, Grant, GrantType, Identity, RateLimit, Upstream,
+};
 use mcp_oauth::browser_proxy::BrowserProxy;
 use mcp_oauth::server::McpServer;
 use mcp_oauth::testing::{TestKey, hidden_form_fields};
@@ -201,7 +203,7 @@ impl Stack {
                 client_id: PUBLIC_CLIENT.into(),
                 client_secret: None,
                 redirect_uris: vec!["http://127.0.0.1/callback".into()],
-                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
                 client_name: Some("Public test client".into()),
                 ..ClientSpec::default()
             })
@@ -209,7 +211,7 @@ impl Stack {
                 client_id: WEB_CLIENT.into(),
                 client_secret: None,
                 redirect_uris: vec![WEB_REDIRECT.into()],
-                grant_types: vec!["authorization_code".into()],
+                grant_types: vec![GrantType::AuthorizationCode],
                 client_name: Some("Web test client".into()),
                 ..ClientSpec::default()
             })

@@ -23,7 +23,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use common::{CHALLENGE, Served, VERIFIER, challenge_of, cookie_header, keep_cookies};
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, Upstream};
+use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, GrantType, Upstream};
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::testing::hidden_form_fields;
 use reqwest::redirect::Policy;
@@ -600,7 +600,7 @@ async fn start_dev(auto_approve: bool) -> Running {
     serve(|issuer| {
         let mut configured = ClientSpec::service("configured", "configured-secret");
         configured.redirect_uris = vec!["https://configured.example/cb".into()];
-        configured.grant_types = vec!["authorization_code".into()];
+        configured.grant_types = vec![GrantType::AuthorizationCode];
         AuthServer::builder(issuer)
             .resource(RESOURCE)
             .auto_approve(auto_approve)
@@ -702,7 +702,7 @@ async fn login_app() -> axum::Router {
     let mut app = ClientSpec::service("app", "unused");
     app.client_secret = None;
     app.redirect_uris = vec![APP_REDIRECT.into()];
-    app.grant_types = vec!["authorization_code".into()];
+    app.grant_types = vec![GrantType::AuthorizationCode];
     AuthServer::builder(DEV_ISSUER)
         .resource(RESOURCE)
         .login(Arc::new(DevUsers::new().user("alice", PASSWORD)))

@@ -14,7 +14,7 @@ use super::consent_page::Decision;
 use super::cookies::{csrf_cookie, origin_ok, set_csrf_cookie};
 use super::http::random_token;
 use super::pages::error_page;
-use super::protocol::ErrorCode;
+use super::protocol::{ErrorCode, GrantType};
 use super::registration::redirect_matches;
 use super::respond::redirect_error;
 use super::server::{AuthServer, Begin};
@@ -112,7 +112,7 @@ pub(crate) async fn show(
             "response_type must be code",
         );
     }
-    if !client.allows_grant("authorization_code") {
+    if !client.allows_grant(GrantType::AuthorizationCode) {
         return fail(
             ErrorCode::UnauthorizedClient,
             "this client is not registered for the authorization_code grant",

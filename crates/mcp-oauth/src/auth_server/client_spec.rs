@@ -3,7 +3,7 @@
 use serde_json::Map;
 
 use super::http::hash_hex;
-use super::protocol::{ClientAuthMethod, GrantType};
+use super::protocol::{ApplicationType, ClientAuthMethod, GrantType};
 use super::store;
 use crate::claims::now_unix;
 use crate::error::ConfigError;
@@ -21,7 +21,7 @@ pub struct ClientSpec {
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Grant types.
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     /// Display name.
     pub client_name: Option<String>,
     /// The scopes `client_credentials` tokens of this client may carry (each one the server
@@ -30,7 +30,7 @@ pub struct ClientSpec {
     /// How the client authenticates at the token and revocation endpoints:
     /// `client_secret_basic` or `client_secret_post` with a secret, `none` without. Default
     /// (`None`): `client_secret_basic` with a secret, `none` without.
-    pub token_endpoint_auth_method: Option<String>,
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
 }
 
 impl std::fmt::Debug for ClientSpec {
@@ -60,7 +60,7 @@ impl ClientSpec {
         Self {
             client_id: client_id.into(),
             client_secret: Some(client_secret.into()),
-            grant_types: vec!["client_credentials".into()],
+            grant_types: vec![GrantType::ClientCredentials],
             ..Self::default()
         }
     }
@@ -72,8 +72,8 @@ impl ClientSpec {
     }
 
     /// How the client authenticates (`client_secret_basic`, `client_secret_post` or `none`).
-    pub fn auth_method(mut self, method: impl Into<String>) -> Self {
-        self.token_endpoint_auth_method = Some(method.into());
+    pub fn auth_method(mut self, method: ClientAuthMethod) -> Self {
+        self.token_endpoint_auth_method = Some(method);
         self
     }
 
@@ -83,35 +83,24 @@ impl ClientSpec {
     ) -> Result<store::ClientRecord, ConfigError> {
         let bad = |msg: String| ConfigError::invalid("client", msg);
         let id = &self.client_id;
-        let method = match (self.token_endpoint_auth_method, &self.client_secret) {
-            (Some(m), _) => m,
-            (None, Some(_)) => ClientAuthMethod::ClientSecretBasic.as_str().into(),
-            (None, None) => ClientAuthMethod::None.as_str().into(),
-        };
-        match (
-            ClientAuthMethod::parse(&method),
-            self.client_secret.is_some(),
-        ) {
-            (
-                Some(ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost),
-                true,
-            )
-            | (Some(ClientAuthMethod::None), false) => {}
-            _ => {
-                return Err(bad(format!(
-                    "client {id:?}: token_endpoint_auth_method {method:?} does not fit a client {} a secret",
-                    if self.client_secret.is_some() {
-                        "with"
-                    } else {
-                        "without"
-                    }
-                )));
-            }
+        let method = self
+            .token_endpoint_auth_method
+            .unwrap_or(if self.client_secret.is_some() {
+                ClientAuthMethod::ClientSecretBasic
+            } else {
+                ClientAuthMethod::None
+            });
+        if method.is_confidential() != self.client_secret.is_some() {
+            return Err(bad(format!(
+                "client {id:?}: token_endpoint_auth_method {method} does not fit a client {} a secret",
+                if self.client_secret.is_some() {
+                    "with"
+                } else {
+                    "without"
+                }
+            )));
         }
-        let machine = self
-            .grant_types
-            .iter()
-            .any(|g| g == GrantType::ClientCredentials.as_str());
+        let machine = self.grant_types.contains(&GrantType::ClientCredentials);
         let machine_scopes = if machine {
             if self.client_secret.is_none() {
                 return Err(bad(format!(
@@ -138,7 +127,7 @@ impl ClientSpec {
             client_id: self.client_id,
             redirect_uris: self.redirect_uris,
             grant_types: self.grant_types,
-            application_type: "web".into(),
+            application_type: ApplicationType::Web,
             client_name: self.client_name,
             scope: None,
             metadata: Map::new(),

@@ -151,12 +151,11 @@ pub(crate) async fn authenticate_client(
         (false, true) => ClientAuthMethod::ClientSecretPost,
         (false, false) => ClientAuthMethod::None,
     };
-    if client.token_endpoint_auth_method != used.as_str() {
+    if client.token_endpoint_auth_method != used {
         return Err(TokenError {
             description: format!(
-                "client authentication failed: this client is registered for {}, not {}",
+                "client authentication failed: this client is registered for {}, not {used}",
                 client.token_endpoint_auth_method,
-                used.as_str()
             ),
             ..invalid(basic_used)
         });

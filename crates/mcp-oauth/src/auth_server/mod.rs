@@ -81,6 +81,7 @@ pub use client_spec::ClientSpec;
 pub use keys::KeyRing;
 pub use login::{DevUsers, LoginBackend, UserIdentity};
 pub use mint::Grant;
+pub use protocol::{ApplicationType, ClientAuthMethod, GrantType, UnknownName};
 pub use rate::RateLimit;
 pub use registration::Registration;
 pub use server::{AuthServer, Lifetimes};

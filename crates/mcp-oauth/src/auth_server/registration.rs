@@ -4,21 +4,10 @@
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::protocol::{ClientAuthMethod, ErrorCode, GrantType};
+use super::protocol::{ApplicationType, ClientAuthMethod, ErrorCode, GrantType};
 use super::store::ClientRecord;
 use crate::claims::now_unix;
 use crate::scope::parse_scope_list;
-
-const AUTH_METHODS: [&str; 3] = [
-    ClientAuthMethod::None.as_str(),
-    ClientAuthMethod::ClientSecretBasic.as_str(),
-    ClientAuthMethod::ClientSecretPost.as_str(),
-];
-const GRANTS: [&str; 3] = [
-    GrantType::AuthorizationCode.as_str(),
-    GrantType::RefreshToken.as_str(),
-    GrantType::ClientCredentials.as_str(),
-];
 
 /// Who may register clients at `POST /register` (RFC 7591). Set with
 /// `AuthServerBuilder::registration`; the default is [`Registration::Open`].
@@ -146,42 +135,35 @@ pub(crate) fn client_from_registration(
         .unwrap_or_default();
     let grant_types = strings(meta.get("grant_types"))
         .map_err(|()| invalid("grant_types must be an array of strings"))?
-        .unwrap_or_else(|| vec!["authorization_code".into()]);
+        .map_or_else(
+            || Ok(vec![GrantType::AuthorizationCode]),
+            |names| names.iter().map(|g| g.parse::<GrantType>()).collect(),
+        )
+        .map_err(|e| invalid(&e.to_string()))?;
     let response_types = strings(meta.get("response_types"))
         .map_err(|()| invalid("response_types must be an array of strings"))?
         .unwrap_or_else(|| vec!["code".into()]);
     let auth_method = text(meta.get("token_endpoint_auth_method"))
         .map_err(|()| invalid("token_endpoint_auth_method must be a string"))?
-        .unwrap_or_else(|| "client_secret_basic".into());
+        .map_or(Ok(ClientAuthMethod::ClientSecretBasic), |m| m.parse())
+        .map_err(|e| invalid(&e.to_string()))?;
     let application_type = text(meta.get("application_type"))
         .map_err(|()| invalid("application_type must be a string"))?
-        .unwrap_or_else(|| "web".into());
+        .map_or(Ok(ApplicationType::Web), |t| t.parse())
+        .map_err(|e| invalid(&e.to_string()))?;
     let client_name =
         text(meta.get("client_name")).map_err(|()| invalid("client_name must be a string"))?;
     let scope = text(meta.get("scope")).map_err(|()| invalid("scope must be a string"))?;
-    if !AUTH_METHODS.contains(&auth_method.as_str()) {
-        return Err(invalid(&format!(
-            "token_endpoint_auth_method {auth_method:?} is not supported; use one of {AUTH_METHODS:?}"
-        )));
-    }
-    if let Some(bad) = grant_types.iter().find(|g| !GRANTS.contains(&g.as_str())) {
-        return Err(invalid(&format!(
-            "grant type {bad:?} is not supported; use {GRANTS:?}"
-        )));
-    }
     if response_types.iter().any(|r| r != "code") {
         return Err(invalid("only the response type \"code\" is supported"));
     }
-    if application_type != "web" && application_type != "native" {
-        return Err(invalid("application_type is web or native"));
-    }
-    let machine_scopes = if grant_types.iter().any(|g| g == "client_credentials") {
+    let machine_scopes = if grant_types.contains(&GrantType::ClientCredentials) {
         let Some(offered) = machine else {
             return Err(invalid(
                 "client_credentials clients are configured by the operator, or registered with an initial access token",
             ));
         };
-        if auth_method == "none" {
+        if !auth_method.is_confidential() {
             return Err(invalid(
                 "client_credentials needs a confidential client (a token_endpoint_auth_method other than none)",
             ));
@@ -201,7 +183,7 @@ pub(crate) fn client_from_registration(
     } else {
         None
     };
-    if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
         return Err((
             ErrorCode::InvalidRedirectUri,
             "authorization_code clients need at least one redirect URI".into(),
@@ -214,7 +196,7 @@ pub(crate) fn client_from_registration(
         ));
     }
     for uri in &redirect_uris {
-        check_redirect_uri(uri, application_type == "native")
+        check_redirect_uri(uri, application_type == ApplicationType::Native)
             .map_err(|e| (ErrorCode::InvalidRedirectUri, e))?;
     }
     let mut kept = Map::new();

@@ -102,7 +102,7 @@ async fn handle(
             )
         });
     };
-    if !client.allows_grant(grant.as_str()) {
+    if !client.allows_grant(grant) {
         return Err(err(
             ErrorCode::UnauthorizedClient,
             format!("this client is not registered for the {grant_type} grant"),
@@ -255,7 +255,7 @@ async fn authorization_code(
         ttl: None,
     };
     let access = mint(server, &grant);
-    let refresh = if client.allows_grant("refresh_token") {
+    let refresh = if client.allows_grant(GrantType::RefreshToken) {
         Some(
             issue_refresh(
                 server,

@@ -49,6 +49,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::protocol::{ApplicationType, ClientAuthMethod, GrantType};
 use crate::claims::now_unix;
 use crate::verify::BoxFuture;
 
@@ -294,12 +295,12 @@ pub struct ClientRecord {
     pub secret_hash: Option<String>,
     /// Registered redirect URIs.
     pub redirect_uris: Vec<String>,
-    /// `none`, `client_secret_basic` or `client_secret_post`.
-    pub token_endpoint_auth_method: String,
+    /// How the client authenticates at the token and revocation endpoints.
+    pub token_endpoint_auth_method: ClientAuthMethod,
     /// Allowed grant types.
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     /// `web` or `native`.
-    pub application_type: String,
+    pub application_type: ApplicationType,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
@@ -330,12 +331,12 @@ pub struct ClientRecord {
 impl ClientRecord {
     /// Whether the client authenticates at the token endpoint.
     pub fn is_confidential(&self) -> bool {
-        self.token_endpoint_auth_method != "none"
+        self.token_endpoint_auth_method.is_confidential()
     }
 
     /// Whether a grant type is allowed.
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant)
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 
     /// Whether the client is established: configured by the operator, or registered here and
