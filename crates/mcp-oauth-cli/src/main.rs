@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 mod data_dir;
 mod demo;
 mod dev;
+#[cfg(test)]
+mod docs_commands;
 mod doctor;
 mod dotenv;
 mod listen;
