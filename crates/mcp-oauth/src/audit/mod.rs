@@ -83,6 +83,11 @@ pub use sink::MemorySink;
 
 use sink::{Counters, Message, Shaping, SinkSpec};
 
+/// The examples of `docs/audit.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../docs/audit.md")]
+pub struct AuditDocDoctests;
+
 /// The SHA-256 (lowercase hex) of the RFC 8785 canonical JSON of `value`, as
 /// [`ArgumentMode::Sha256`] writes it (after secret-named values are replaced).
 ///
