@@ -25,7 +25,8 @@
 //! not loss, and a stuck disk eventually slows the requests that record events. A write
 //! that fails is logged at `error` under the target `mcp_oauth::audit` and its lines are
 //! counted in [`AuditStats::failed`]; nothing is dropped without being counted. On a
-//! chained log, lost lines show as a break at the next line written.
+//! chained log, lost lines show as a break at the next line written. Call
+//! [`AuditLog::flush`] before the process exits: lines still queued then are lost with it.
 //!
 //! # Example
 //!
