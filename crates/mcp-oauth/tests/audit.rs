@@ -639,3 +639,61 @@ async fn the_writer_stops_when_the_last_handle_is_dropped_after_writing_everythi
     drop(clone);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn attacker_controlled_names_and_arguments_cannot_break_or_forge_lines() {
+    // A tool name and arguments holding newlines and a forged line, nested as deep as the
+    // JSON parser allows.
+    let forged =
+        "x\n{\"time\":\"2000-01-01T00:00:00.000Z\",\"decision\":{\"effect\":\"allow\"}}\r\n";
+    let mut deep = String::new();
+    for _ in 0..127 {
+        deep.push_str("{\"a\":");
+    }
+    deep.push_str(&serde_json::to_string(forged).unwrap());
+    deep.push_str(&"}".repeat(127));
+    let deep: Value = serde_json::from_str(&deep).unwrap();
+
+    for mode in [
+        ArgumentMode::None,
+        ArgumentMode::Sha256,
+        ArgumentMode::Redacted,
+        ArgumentMode::Full,
+    ] {
+        let sink = MemorySink::new();
+        let log = AuditLog::builder()
+            .memory(&sink)
+            .arguments(mode)
+            .redact("**.password")
+            .hash_chain(true)
+            .build()
+            .unwrap();
+        let event = AuditEvent::new("tools/call", Actor::new(forged), Decision::deny())
+            .tool(forged)
+            .session(forged)
+            .arguments(json!({"deep": deep, forged: forged}));
+        log.record(event).await.unwrap();
+        log.flush().await.unwrap();
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 1, "{mode:?}: {lines:?}");
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["tool"], forged, "{mode:?}");
+        if matches!(mode, ArgumentMode::Redacted | ArgumentMode::Full) {
+            // Nesting past 100 levels is cut, so that the line stays parseable.
+            let mut inner = &line["arguments"]["value"]["deep"];
+            let mut depth = 1;
+            while let Some(next) = inner.get("a") {
+                inner = next;
+                depth += 1;
+            }
+            assert_eq!(
+                (depth, inner.as_str()),
+                (100, Some("[too deep]")),
+                "{mode:?}"
+            );
+        }
+        assert_eq!(line["decision"]["effect"], "deny", "{mode:?}");
+        let joined: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(verify_chain(joined.as_bytes()).unwrap().lines, 1);
+    }
+}

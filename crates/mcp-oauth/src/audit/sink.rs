@@ -69,10 +69,34 @@ impl Shaping {
                 for pattern in &self.patterns {
                     pattern.apply(&mut value);
                 }
+                limit_depth(&mut value, MAX_ARGUMENT_DEPTH);
                 ArgumentsField::Redacted { value }
             }
-            ArgumentMode::Full | ArgumentMode::None => ArgumentsField::Full { value },
+            ArgumentMode::Full | ArgumentMode::None => {
+                limit_depth(&mut value, MAX_ARGUMENT_DEPTH);
+                ArgumentsField::Full { value }
+            }
         }
+    }
+}
+
+/// How deep written arguments may nest. Deeper values are replaced by [`TOO_DEEP`], so that a
+/// line stays readable by JSON parsers with a nesting limit (serde_json's is 128).
+pub(crate) const MAX_ARGUMENT_DEPTH: usize = 100;
+
+/// What a value nested deeper than [`MAX_ARGUMENT_DEPTH`] is written as.
+pub(crate) const TOO_DEEP: &str = "[too deep]";
+
+fn limit_depth(value: &mut Value, levels: usize) {
+    match value {
+        Value::Object(_) | Value::Array(_) if levels == 0 => {
+            *value = Value::String(TOO_DEEP.to_owned());
+        }
+        Value::Object(members) => members
+            .values_mut()
+            .for_each(|v| limit_depth(v, levels - 1)),
+        Value::Array(items) => items.iter_mut().for_each(|v| limit_depth(v, levels - 1)),
+        _ => {}
     }
 }
 
