@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 mod auth;
 #[cfg(feature = "auth-server")]
 pub mod auth_server;
@@ -121,6 +122,7 @@ pub struct ProxyDocDoctests;
 #[doc = include_str!("../../../docs/browser-proxy.md")]
 pub struct BrowserProxyDocDoctests;
 
+pub use audit::AuditLog;
 pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 pub use claims::Claims;
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
