@@ -218,7 +218,6 @@ impl DpopProof {
 }
 
 /// Collects the options of a [`DpopVerifier`].
-#[derive(Debug)]
 #[must_use]
 pub struct DpopVerifierBuilder {
     algorithms: Algorithms,
@@ -229,9 +228,16 @@ pub struct DpopVerifierBuilder {
     nonces: Option<DpopNonces>,
 }
 
-impl fmt::Debug for dyn ReplayCache {
+impl fmt::Debug for DpopVerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ReplayCache")
+        f.debug_struct("DpopVerifierBuilder")
+            .field("algorithms", &self.algorithms)
+            .field("max_age", &self.max_age)
+            .field("leeway", &self.leeway)
+            .field("max_proof_len", &self.max_proof_len)
+            .field("custom_replay_cache", &self.replay.is_some())
+            .field("nonces", &self.nonces)
+            .finish()
     }
 }
 
