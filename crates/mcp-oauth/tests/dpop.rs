@@ -1108,3 +1108,69 @@ async fn mutated_proofs_are_refused_without_panicking() {
         }
     }
 }
+
+/// RFC 9449's published proofs, signed outside this crate: the token request example and
+/// the protected-resource request example (§7.1, with `ath`), both by the key whose
+/// thumbprint §6.1 shows in `cnf.jkt`.
+#[tokio::test]
+async fn rfc9449_example_proofs_verify() {
+    const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    const TOKEN_REQUEST: &str = concat!(
+        "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0",
+        "VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10",
+        "NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIj",
+        "oiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ",
+        ".2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg",
+    );
+    const RESOURCE_REQUEST: &str = concat!(
+        "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0",
+        "VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10",
+        "NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIj",
+        "oiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNvdXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0ZWRyZXNvdXJjZSIsImlhdC",
+        "I6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJaM0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2",
+        "oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plemAgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA",
+    );
+    const ACCESS_TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+
+    let token_endpoint = Url::parse("https://server.example.com/token").unwrap();
+    let request = DpopRequest::new(&Method::POST, &token_endpoint).bound_to(JKT);
+    let proof = verifier()
+        .verify([&header_value(TOKEN_REQUEST)], &request, 1_562_262_616)
+        .await
+        .expect("RFC 9449 token request proof");
+    assert_eq!(
+        (proof.jkt(), proof.jti(), proof.iat(), proof.alg()),
+        (JKT, "-BwC3ESc6acc2lTc", 1_562_262_616, Algorithm::ES256)
+    );
+
+    let resource = Url::parse("https://resource.example.org/protectedresource").unwrap();
+    let request = DpopRequest::new(&Method::GET, &resource).access_token(ACCESS_TOKEN, JKT);
+    let proof = verifier()
+        .verify([&header_value(RESOURCE_REQUEST)], &request, 1_562_262_618)
+        .await
+        .expect("RFC 9449 §7.1 proof");
+    assert_eq!(proof.jti(), "e1j3V_bKic8-LAEB");
+
+    // The same proof for another token, method or URL is refused.
+    let request = DpopRequest::new(&Method::GET, &resource).access_token("another", JKT);
+    assert_eq!(
+        verifier()
+            .verify([&header_value(RESOURCE_REQUEST)], &request, 1_562_262_618)
+            .await,
+        Err(DpopError::AccessTokenHashMismatch)
+    );
+    let request = DpopRequest::new(&Method::POST, &resource).access_token(ACCESS_TOKEN, JKT);
+    assert_eq!(
+        verifier()
+            .verify([&header_value(RESOURCE_REQUEST)], &request, 1_562_262_618)
+            .await,
+        Err(DpopError::MethodMismatch)
+    );
+    let request = DpopRequest::new(&Method::GET, &token_endpoint).access_token(ACCESS_TOKEN, JKT);
+    assert_eq!(
+        verifier()
+            .verify([&header_value(RESOURCE_REQUEST)], &request, 1_562_262_618)
+            .await,
+        Err(DpopError::UrlMismatch)
+    );
+}
