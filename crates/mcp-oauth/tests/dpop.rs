@@ -541,6 +541,16 @@ async fn private_key_material_in_the_jwk_is_refused() {
     }
     let err = refusal(&Proof::new(&key).without_header("jwk")).await;
     assert_eq!(err, DpopError::InvalidKey("the header has no jwk".into()));
+    // An RSA key under 2048 bits (a 1024-bit modulus) is refused, whatever the signature.
+    let mut n = vec![0xC5u8; 128];
+    n[127] |= 1;
+    let weak = json!({"kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(&n)});
+    let rsa = TestKey::rs256();
+    let err = refusal(&Proof::new(&rsa).header("jwk", weak)).await;
+    assert!(
+        matches!(err, DpopError::InvalidKey(_) | DpopError::InvalidSignature),
+        "{err}"
+    );
     // A key for encryption is no signing key.
     let mut enc = bare_jwk(&key);
     enc["use"] = json!("enc");
