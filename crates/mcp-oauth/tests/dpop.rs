@@ -1184,3 +1184,18 @@ async fn rfc9449_example_proofs_verify() {
         Err(DpopError::UrlMismatch)
     );
 }
+
+#[test]
+fn the_verifier_and_its_future_are_send() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let verifier = verifier();
+    assert_send_sync(&verifier);
+    let headers = http::HeaderMap::new();
+    let url = url();
+    let request = DpopRequest::new(&Method::POST, &url);
+    let future = verifier.verify(headers.get_all("dpop"), &request, NOW);
+    assert_send(&future);
+    let cache: Arc<dyn ReplayCache> = Arc::new(MemoryReplayCache::default());
+    assert_send_sync(&cache);
+}

@@ -437,14 +437,17 @@ impl DpopVerifier {
         I: IntoIterator<Item = &'h HeaderValue>,
     {
         let inner = &*self.0;
-        let mut values = header_values.into_iter();
-        let value = match (values.next(), values.next()) {
-            (None, _) => return Err(DpopError::Missing),
-            (Some(value), None) => value,
-            (Some(_), Some(_)) => {
-                return Err(DpopError::MultipleHeaders {
-                    count: 2 + values.count(),
-                });
+        // The iterator ends here, so that the future holds none of it across the await.
+        let value = {
+            let mut values = header_values.into_iter();
+            match (values.next(), values.next()) {
+                (None, _) => return Err(DpopError::Missing),
+                (Some(value), None) => value,
+                (Some(_), Some(_)) => {
+                    return Err(DpopError::MultipleHeaders {
+                        count: 2 + values.count(),
+                    });
+                }
             }
         };
         if value.len() > inner.max_proof_len {
