@@ -21,14 +21,16 @@
 //!    otherwise [`DpopError::UseNonce`] carries a fresh one for `use_dpop_nonce`;
 //! 10. `iat` is at most [`max_age`](DpopVerifierBuilder::max_age) old and at most
 //!     [`leeway`](DpopVerifierBuilder::leeway) in the future;
-//! 11. with an access token, `ath` is the base64url SHA-256 of the token, and the proof
-//!     key's RFC 7638 thumbprint equals the token's `cnf.jkt` (compared in constant time);
+//! 11. with an access token, `ath` is the base64url SHA-256 of the token; with a binding
+//!     (the token's `cnf.jkt`, or [`DpopRequest::bound_to`]), the proof key's RFC 7638
+//!     thumbprint equals it (compared in constant time);
 //! 12. the proof was never accepted before: its `jti`, under its key, goes into a
 //!     [`ReplayCache`] until its `iat` leaves the window. Of concurrent presentations of one
 //!     proof exactly one is accepted.
 //!
 //! Every refusal is a [`DpopError`], whose [`error_code`](DpopError::error_code) is
-//! `invalid_dpop_proof` or `use_dpop_nonce`.
+//! `invalid_dpop_proof` or `use_dpop_nonce`; only [`DpopError::Unavailable`] (the replay
+//! cache failed) has none, and is answered 503.
 //!
 //! # Example
 //!
