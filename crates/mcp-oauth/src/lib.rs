@@ -70,6 +70,7 @@ pub mod authenticator;
 pub mod browser_proxy;
 pub mod challenge;
 mod claims;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "remote")]
 pub mod fetch;
