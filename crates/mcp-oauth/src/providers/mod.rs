@@ -367,6 +367,29 @@ pub(crate) fn optional(value: Option<String>, vars: Vars<'_>, var: &str) -> Opti
         .map(|v| v.trim().to_owned())
 }
 
+/// A variable from older mcp-use docs that meant the same as `current`: its value when
+/// `current` is unset, with a warning naming `current` (and a warning that it is ignored when
+/// both are set).
+pub(crate) fn deprecated_alias(vars: Vars<'_>, old: &str, current: &str) -> Option<String> {
+    let value = vars(old).filter(|v| !v.trim().is_empty())?;
+    if vars(current).is_some_and(|v| !v.trim().is_empty()) {
+        tracing::warn!(
+            target: "mcp_oauth::config",
+            old,
+            current,
+            "{old} is deprecated and ignored because {current} is set; remove {old}"
+        );
+        return None;
+    }
+    tracing::warn!(
+        target: "mcp_oauth::config",
+        old,
+        current,
+        "{old} is deprecated; it is read as {current} for now: rename it to {current}"
+    );
+    Some(value.trim().to_owned())
+}
+
 /// `https://<host>` from a bare host, or the URL as given (`https://…`, or `http://…` for a
 /// local stand-in), without a trailing slash. Never `https://https://…`.
 pub(crate) fn base_url(value: &str, field: &'static str) -> Result<String, ConfigError> {
