@@ -247,7 +247,10 @@ async fn userinfo_fills_missing_profile_claims_once_per_token() {
         1,
         "fetched once; the verified-token cache keeps the completed claims"
     );
-    assert_eq!(*idp.userinfo_bearer.lock().unwrap(), std::slice::from_ref(&token));
+    assert_eq!(
+        *idp.userinfo_bearer.lock().unwrap(),
+        std::slice::from_ref(&token)
+    );
 
     // A token with every profile claim needs no call.
     let complete = idp
