@@ -19,6 +19,7 @@ use mcp_oauth::ResourceUrl;
 use mcp_oauth::auth_server::store::{EntryKind, MemoryStore, Store};
 use mcp_oauth::auth_server::{AuthServer, Identity, ProxyError, Upstream, UserMapping};
 use mcp_oauth::authenticator::Authenticator;
+use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::testing::TestKey;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
@@ -146,6 +147,20 @@ async fn revoke(
     }
 }
 
+async fn openid_configuration(State(p): State<Provider>) -> Response {
+    let o = &p.origin;
+    axum::Json(json!({
+        "issuer": o,
+        "authorization_endpoint": format!("{o}/authorize"),
+        "token_endpoint": format!("{o}/token"),
+        "revocation_endpoint": format!("{o}/revoke"),
+        "jwks_uri": format!("{o}/jwks"),
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
+    }))
+    .into_response()
+}
+
 async fn jwks(State(p): State<Provider>) -> Response {
     axum::Json(serde_json::to_value(TestKey::jwks(&[&p.key])).unwrap()).into_response()
 }
@@ -164,6 +179,10 @@ async fn start_provider(secret: Option<&'static str>) -> (Provider, Served) {
         .route("/token", post(token))
         .route("/revoke", post(revoke))
         .route("/jwks", get(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .with_state(p.clone());
     (p, Served::app(listener, app))
 }
@@ -648,4 +667,42 @@ async fn without_a_revocation_endpoint_the_upstream_tokens_are_deleted_here() {
     })
     .await;
     assert!(provider.revocations().is_empty());
+}
+
+#[tokio::test]
+async fn an_oidc_issuer_as_a_public_client_end_to_end_with_its_published_revocation_endpoint() {
+    // What `mcp-oauth proxy --provider oidc --issuer … --client-id …` (no secret) builds.
+    let (provider, _stop) = start_provider(None).await;
+    let upstream = Upstream::oidc(
+        &provider.origin,
+        UPSTREAM_CLIENT,
+        "",
+        &HttpClient::new().expect("http"),
+    )
+    .await
+    .expect("discovered")
+    .build()
+    .expect("upstream");
+    let proxy = start_proxy(upstream).await;
+    let grant = proxy.sign_in().await;
+    let auth = proxy.auth(&grant.access_token).await;
+    assert_eq!(auth.subject(), "pairwise-sub-1");
+    assert!(
+        provider
+            .seen
+            .lock()
+            .unwrap()
+            .token
+            .iter()
+            .all(|form| !form.contains_key("client_secret"))
+    );
+    assert_eq!(
+        proxy.revoke(&grant.client_id, &grant.refresh_token).await,
+        200
+    );
+    eventually("revoked at the published endpoint", async || {
+        provider.revocations().len() == 2
+    })
+    .await;
+    assert_eq!(provider.revocations()[0]["token"], "up-refresh-1");
 }
