@@ -1,0 +1,908 @@
+//! The engine: the rules and Cedar files compiled into one Cedar policy set, validated against
+//! the schema generated from the catalog, and one decision function for calls and lists.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Context as CedarContext, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, Policy as CedarPolicy, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde_json::{Map, Value};
+
+use super::canon::{self, ArgKind};
+use super::catalog::Catalog;
+use super::compile::{self, ArgEntry, Shapes};
+use super::config::{ClaimKind, PolicyConfig, Who};
+use super::decision::{Decision, Effect, Explanation, ScopeGrant, Target};
+use super::error::{Origin, PolicyError, Problems, line_of};
+use super::subject::{GroupSource, Membership, Subject};
+
+/// How many combinations of array elements one call may need checked.
+const MAX_COMBINATIONS: usize = 256;
+
+/// A checked policy, ready to decide. Cheap to clone.
+///
+/// ```
+/// use mcp_oauth::policy::{Catalog, Policy, PolicyConfig, Subject, Target, ToolInfo, Effect};
+/// use serde_json::json;
+///
+/// let config = PolicyConfig::from_toml(r#"
+/// [policy.arguments]
+/// root = "/srv"
+/// paths = ["path"]
+///
+/// [[policy.rule]]
+/// id = "staff-read-docs"
+/// who = { email_domains = ["example.com"] }
+/// tools = ["read_file"]
+/// args.path = { under = "/srv/docs" }
+/// "#, "policy.toml")?;
+/// let catalog = Catalog::new().tool(ToolInfo::new("read_file", json!({
+///     "type": "object", "properties": {"path": {"type": "string"}}})));
+/// let policy = Policy::new(config, catalog)?;
+///
+/// let alice = Subject::new("u-1").email("alice@example.com");
+/// let ok = policy.decide(&alice, Target::Tool("read_file"), Some(&json!({"path": "docs/a.md"})));
+/// assert_eq!(ok.effect(), Effect::Allow);
+/// assert_eq!(ok.rule_ids(), ["staff-read-docs"]);
+/// let escape = policy.decide(&alice, Target::Tool("read_file"), Some(&json!({"path": "docs/../../etc/passwd"})));
+/// assert_eq!(escape.effect(), Effect::Deny);
+/// # Ok::<(), mcp_oauth::policy::PolicyError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: PolicyConfig,
+    catalog: Catalog,
+    shapes: Shapes,
+    schema_text: String,
+    cedar_text: String,
+    set: PolicySet,
+    step_up: HashMap<String, Vec<String>>,
+    governs_sign_in: bool,
+    governs_grants: bool,
+    names: Names,
+}
+
+#[derive(Debug)]
+struct Names {
+    user: EntityTypeName,
+    group: EntityTypeName,
+    server: EntityTypeName,
+    tool: EntityTypeName,
+    prompt: EntityTypeName,
+    resource: EntityTypeName,
+    scope: EntityTypeName,
+    call_tool: EntityUid,
+    get_prompt: EntityUid,
+    read_resource: EntityUid,
+    sign_in: EntityUid,
+    grant_scope: EntityUid,
+}
+
+impl Names {
+    fn new() -> Result<Self, PolicyError> {
+        let ty = |name: &str| {
+            EntityTypeName::from_str(name).map_err(|e| {
+                PolicyError::one(None, Origin::default(), format!("entity type `{name}`: {e}"))
+            })
+        };
+        let action = |id: &str| -> Result<EntityUid, PolicyError> {
+            Ok(EntityUid::from_type_name_and_id(ty("Action")?, EntityId::new(id)))
+        };
+        Ok(Self {
+            user: ty("User")?,
+            group: ty("Group")?,
+            server: ty("Server")?,
+            tool: ty("Tool")?,
+            prompt: ty("Prompt")?,
+            resource: ty("Resource")?,
+            scope: ty("Scope")?,
+            call_tool: action("call_tool")?,
+            get_prompt: action("get_prompt")?,
+            read_resource: action("read_resource")?,
+            sign_in: action("sign_in")?,
+            grant_scope: action("grant_scope")?,
+        })
+    }
+}
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+/// The arguments of one decision: unknown (a list), or known.
+enum Args<'a> {
+    Unknown,
+    Known(Option<&'a Value>),
+}
+
+impl Policy {
+    /// Compiles the rules, reads the Cedar files, generates the schema from the catalog, and
+    /// validates every policy against it.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its rule id and line: a rule naming an unknown tool,
+    /// an argument the tool does not have, a claim never present, a group never assigned, a
+    /// Cedar syntax error, or anything Cedar's validator rejects.
+    pub fn new(config: PolicyConfig, catalog: Catalog) -> Result<Self, PolicyError> {
+        let names = Names::new()?;
+        let mut problems = Problems::default();
+        config.check_settings(&mut problems);
+        let shapes = Shapes::new(&config, &catalog);
+        let schema_text = compile::schema_text(&config, &shapes);
+        let schema = match Schema::from_cedarschema_str(&schema_text) {
+            Ok((schema, _warnings)) => schema,
+            Err(e) => {
+                problems.push(None, &Origin::default(), format!("the generated Cedar schema is invalid: {e}"));
+                return Err(into_error(problems));
+            }
+        };
+
+        let ctx = compile::Context {
+            config: &config,
+            catalog: &catalog,
+            shapes: &shapes,
+        };
+        for (group, who, origin) in &config.groups {
+            check_group_who(group, who, origin, &config, &mut problems);
+        }
+        let mut set = PolicySet::new();
+        let mut origins: HashMap<String, (Origin, Option<String>)> = HashMap::new();
+        let mut step_up = HashMap::new();
+        let mut cedar_text = String::new();
+        for (kind, rule, origin) in &config.rules {
+            let Some(compiled) = ctx.compile(*kind, rule, origin, &mut problems) else {
+                continue;
+            };
+            match CedarPolicy::parse(Some(PolicyId::new(&compiled.id)), &compiled.text) {
+                Ok(policy) => {
+                    if set.add(policy).is_err() {
+                        problems.push(Some(&compiled.id), origin, "two rules have this id");
+                    }
+                }
+                Err(e) => problems.push(
+                    Some(&compiled.id),
+                    origin,
+                    format!("compiled to Cedar that does not parse ({e}); please report this"),
+                ),
+            }
+            cedar_text.push_str(&compiled.text);
+            cedar_text.push('\n');
+            origins.insert(compiled.id.clone(), (origin.clone(), None));
+            if !compiled.step_up.is_empty() {
+                step_up.insert(compiled.id, compiled.step_up);
+            }
+        }
+        for (file, text) in &config.cedar {
+            add_cedar_file(&ctx, file, text, &mut set, &mut origins, &mut problems);
+            cedar_text.push_str(text);
+            cedar_text.push('\n');
+        }
+
+        let validation = Validator::new(schema).validate(&set, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            let id = error.policy_id().to_string();
+            let (origin, file_text) = origins.get(&id).cloned().unwrap_or_default();
+            let origin = match file_text {
+                // A Cedar file: the line the validator points at.
+                Some(text) => {
+                    let line = error
+                        .labels()
+                        .and_then(|mut labels| labels.next())
+                        .map(|label| line_of(&text, label.offset()));
+                    Origin {
+                        line: line.or(origin.line),
+                        ..origin
+                    }
+                }
+                None => origin,
+            };
+            let mut message = error.to_string();
+            if let Some(help) = error.help() {
+                message.push_str(&format!(" ({help})"));
+            }
+            problems.push(Some(&id), &origin, message);
+        }
+        if problems.len() > 0 {
+            return Err(into_error(problems));
+        }
+
+        let governs = |action: &EntityUid| {
+            set.policies().any(|p| match p.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => &a == action,
+                ActionConstraint::In(list) => list.contains(action),
+            })
+        };
+        let governs_sign_in = governs(&names.sign_in);
+        let governs_grants = governs(&names.grant_scope);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                shapes,
+                schema_text,
+                cedar_text,
+                set,
+                step_up,
+                governs_sign_in,
+                governs_grants,
+                names,
+            }),
+        })
+    }
+
+    /// The same rules checked against a new catalog (when the server's tools change).
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::new`]: for example a rule names a tool that is gone. Keep the old policy
+    /// in that case.
+    pub fn with_catalog(&self, catalog: Catalog) -> Result<Self, PolicyError> {
+        Self::new(self.inner.config.clone(), catalog)
+    }
+
+    /// The catalog the policy was checked against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The generated Cedar schema (`.cedarschema` syntax).
+    pub fn cedar_schema(&self) -> &str {
+        &self.inner.schema_text
+    }
+
+    /// The Cedar policies: the compiled rules, then the Cedar files.
+    pub fn cedar_policies(&self) -> &str {
+        &self.inner.cedar_text
+    }
+
+    /// Decides a `tools/call`, `prompts/get` or `resources/read` with its arguments (`None`
+    /// when the request had none). Arguments are canonicalised first; a path leaving the root
+    /// or a malformed URL is a deny that says so.
+    pub fn decide(&self, subject: &Subject, target: Target<'_>, arguments: Option<&Value>) -> Decision {
+        self.evaluate(subject, target, Args::Known(arguments)).0
+    }
+
+    /// Whether a list (`tools/list`, …) shows this item to this user: the same decision as a
+    /// call, with the arguments unknown. An item is shown when some arguments could make the
+    /// call allowed (or a step-up), and hidden when none could.
+    pub fn visible(&self, subject: &Subject, target: Target<'_>) -> bool {
+        self.evaluate(subject, target, Args::Unknown).0.effect != Effect::Deny
+    }
+
+    /// The list decision for one item, with its reason (`visible` is `effect != Deny`).
+    pub fn list_decision(&self, subject: &Subject, target: Target<'_>) -> Decision {
+        self.evaluate(subject, target, Args::Unknown).0
+    }
+
+    /// [`decide`](Self::decide) with the user's groups and the canonical arguments.
+    pub fn explain(&self, subject: &Subject, target: Target<'_>, arguments: Option<&Value>) -> Explanation {
+        let (decision, arguments) = self.evaluate(subject, target, Args::Known(arguments));
+        Explanation {
+            decision,
+            groups: self.groups(subject),
+            arguments,
+        }
+    }
+
+    /// Whether this user may sign in. Without any sign-in rule (no `[[policy.sign_in]]` and no
+    /// Cedar policy for `Action::"sign_in"`), everyone the identity provider accepts may.
+    pub fn sign_in(&self, subject: &Subject) -> Decision {
+        if !self.inner.governs_sign_in {
+            return Decision {
+                effect: Effect::Allow,
+                rule_ids: Vec::new(),
+                missing_scopes: Vec::new(),
+                reason: "no rule governs sign-in".to_owned(),
+            };
+        }
+        let n = &self.inner.names;
+        let resource = uid(&n.server, &self.inner.config.server);
+        let entities = match self.entities(subject, None) {
+            Ok(e) => e,
+            Err(reason) => return Decision::deny(reason),
+        };
+        self.cedar(subject, &entities, &n.sign_in, &resource, CedarContext::empty())
+    }
+
+    /// Cuts the requested scopes to those the policy grants this user. Without any grant rule
+    /// (no `[[policy.grant]]` and no Cedar policy for `Action::"grant_scope"`), every
+    /// requested scope is granted.
+    pub fn grant_scopes<S: AsRef<str>>(&self, subject: &Subject, requested: &[S]) -> ScopeGrant {
+        let mut grant = ScopeGrant::default();
+        if !self.inner.governs_grants {
+            grant.granted = requested.iter().map(|s| s.as_ref().to_owned()).collect();
+            return grant;
+        }
+        let entities = match self.entities(subject, None) {
+            Ok(e) => e,
+            Err(_) => {
+                grant.refused = requested.iter().map(|s| s.as_ref().to_owned()).collect();
+                return grant;
+            }
+        };
+        let n = &self.inner.names;
+        let mut ids = BTreeSet::new();
+        for scope in requested {
+            let scope = scope.as_ref();
+            let decision = self.cedar(
+                subject,
+                &entities,
+                &n.grant_scope,
+                &uid(&n.scope, scope),
+                CedarContext::empty(),
+            );
+            if decision.is_allowed() {
+                ids.extend(decision.rule_ids);
+                grant.granted.push(scope.to_owned());
+            } else {
+                grant.refused.push(scope.to_owned());
+            }
+        }
+        grant.rule_ids = ids.into_iter().collect();
+        grant
+    }
+
+    /// The user's groups and where each came from: `group_claims`, `[policy.groups]`, or
+    /// [`Subject::group`].
+    pub fn groups(&self, subject: &Subject) -> Vec<Membership> {
+        let mut out = BTreeSet::new();
+        for claim in &self.inner.config.group_claims {
+            for group in subject.claim_strings(claim) {
+                out.insert(Membership {
+                    group,
+                    source: GroupSource::Claim(claim.clone()),
+                });
+            }
+        }
+        for (group, who, _) in &self.inner.config.groups {
+            if who_matches(who, subject, &self.inner.config) {
+                out.insert(Membership {
+                    group: group.clone(),
+                    source: GroupSource::Policy,
+                });
+            }
+        }
+        for (group, source) in subject.given_groups() {
+            out.insert(Membership {
+                group: group.clone(),
+                source: GroupSource::Given(source.clone()),
+            });
+        }
+        out.into_iter().collect()
+    }
+
+    fn evaluate(&self, subject: &Subject, target: Target<'_>, args: Args<'_>) -> (Decision, Value) {
+        let n = &self.inner.names;
+        let catalog = &self.inner.catalog;
+        let (action, resource_type, known) = match target {
+            Target::Tool(name) => (&n.call_tool, &n.tool, catalog.get_tool(name).is_some()),
+            Target::Prompt(name) => (&n.get_prompt, &n.prompt, catalog.has_prompt(name)),
+            Target::Resource(uri) => (&n.read_resource, &n.resource, catalog.has_resource(uri)),
+        };
+        if !known {
+            return (
+                Decision::deny(format!("{target} is not in the server's catalog")),
+                Value::Null,
+            );
+        }
+        let resource = uid(resource_type, target.name());
+        let entities = match self.entities(subject, Some(target)) {
+            Ok(e) => e,
+            Err(reason) => return (Decision::deny(reason), Value::Null),
+        };
+        let Args::Known(arguments) = args else {
+            return (self.partial(&entities, subject, action, &resource), Value::Null);
+        };
+        let Target::Tool(tool) = target else {
+            return (
+                self.cedar(subject, &entities, action, &resource, CedarContext::empty()),
+                Value::Null,
+            );
+        };
+        let (combinations, canonical) = match self.canonical_args(tool, arguments) {
+            Ok(c) => c,
+            Err(reason) => return (Decision::deny(reason), Value::Null),
+        };
+        let mut rule_ids = BTreeSet::new();
+        let mut missing = BTreeSet::new();
+        let mut last_reason = String::new();
+        for pairs in combinations {
+            let context = RestrictedExpression::new_record(pairs)
+                .map_err(|e| e.to_string())
+                .and_then(|record| {
+                    CedarContext::from_pairs([("args".to_owned(), record)]).map_err(|e| e.to_string())
+                });
+            let context = match context {
+                Ok(c) => c,
+                Err(e) => return (Decision::deny(format!("the arguments cannot be checked: {e}")), canonical),
+            };
+            let decision = self.cedar(subject, &entities, action, &resource, context);
+            match decision.effect {
+                Effect::Deny => return (decision, canonical),
+                Effect::StepUp => missing.extend(decision.missing_scopes),
+                Effect::Allow => {}
+            }
+            rule_ids.extend(decision.rule_ids);
+            last_reason = decision.reason;
+        }
+        let rule_ids: Vec<String> = rule_ids.into_iter().collect();
+        let decision = if missing.is_empty() {
+            Decision {
+                effect: Effect::Allow,
+                rule_ids,
+                missing_scopes: Vec::new(),
+                reason: last_reason,
+            }
+        } else {
+            let missing: Vec<String> = missing.into_iter().collect();
+            Decision {
+                effect: Effect::StepUp,
+                reason: format!("permitted once the token has {}", missing.join(" ")),
+                rule_ids,
+                missing_scopes: missing,
+            }
+        };
+        (decision, canonical)
+    }
+
+    /// The user (with groups) and the target entity.
+    fn entities(&self, subject: &Subject, target: Option<Target<'_>>) -> Result<Entities, String> {
+        let n = &self.inner.names;
+        let mut attrs = HashMap::new();
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        attrs.insert("sub".to_owned(), s(subject.sub()));
+        if let Some(email) = subject.email_address() {
+            attrs.insert("email".to_owned(), s(email));
+        }
+        if let Some(domain) = subject.email_domain() {
+            attrs.insert("email_domain".to_owned(), s(domain));
+        }
+        if let Some(client) = subject.client() {
+            attrs.insert("client_id".to_owned(), s(client));
+        }
+        attrs.insert(
+            "scopes".to_owned(),
+            RestrictedExpression::new_set(subject.scope_set().iter().map(|v| s(v))),
+        );
+        let mut claims = Vec::new();
+        for (name, kind) in &self.inner.config.claims {
+            match kind {
+                ClaimKind::String => {
+                    if let Some(Value::String(v)) = subject.claim(name) {
+                        claims.push((name.clone(), s(v)));
+                    }
+                }
+                ClaimKind::Set => claims.push((
+                    name.clone(),
+                    RestrictedExpression::new_set(subject.claim_strings(name).iter().map(|v| s(v))),
+                )),
+            }
+        }
+        attrs.insert(
+            "claims".to_owned(),
+            RestrictedExpression::new_record(claims).map_err(|e| format!("the user's claims: {e}"))?,
+        );
+        let parents: HashSet<EntityUid> = self
+            .groups(subject)
+            .into_iter()
+            .map(|m| uid(&n.group, &m.group))
+            .collect();
+        let user = Entity::new(uid(&n.user, subject.sub()), attrs, parents)
+            .map_err(|e| format!("the user cannot be described to Cedar: {e}"))?;
+        let mut entities = vec![user];
+        let server: HashSet<EntityUid> = [uid(&n.server, &self.inner.config.server)].into();
+        match target {
+            Some(Target::Tool(name)) => {
+                let mut attrs = HashMap::from([("name".to_owned(), s(name))]);
+                if let Some(tool) = self.inner.catalog.get_tool(name) {
+                    for (hint, value) in tool.annotations() {
+                        attrs.insert(hint.to_owned(), RestrictedExpression::new_bool(value));
+                    }
+                }
+                entities.push(
+                    Entity::new(uid(&n.tool, name), attrs, server)
+                        .map_err(|e| format!("the tool cannot be described to Cedar: {e}"))?,
+                );
+            }
+            Some(Target::Prompt(name)) => entities.push(
+                Entity::new(uid(&n.prompt, name), HashMap::from([("name".to_owned(), s(name))]), server)
+                    .map_err(|e| format!("the prompt cannot be described to Cedar: {e}"))?,
+            ),
+            Some(Target::Resource(uri)) => entities.push(
+                Entity::new(uid(&n.resource, uri), HashMap::from([("uri".to_owned(), s(uri))]), server)
+                    .map_err(|e| format!("the resource cannot be described to Cedar: {e}"))?,
+            ),
+            None => {}
+        }
+        Entities::from_entities(entities, None).map_err(|e| format!("entities: {e}"))
+    }
+
+    /// One Cedar request, step-up scopes applied.
+    fn cedar(
+        &self,
+        subject: &Subject,
+        entities: &Entities,
+        action: &EntityUid,
+        resource: &EntityUid,
+        context: CedarContext,
+    ) -> Decision {
+        let principal = uid(&self.inner.names.user, subject.sub());
+        let request = match Request::new(principal, action.clone(), resource.clone(), context, None) {
+            Ok(r) => r,
+            Err(e) => return Decision::deny(format!("the request cannot be checked: {e}")),
+        };
+        let response = Authorizer::new().is_authorized(&request, &self.inner.set, entities);
+        let mut ids: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        ids.sort();
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if response.decision() == cedar_policy::Decision::Deny {
+            let reason = if ids.is_empty() {
+                let mut reason = "no rule permits this".to_owned();
+                if !errors.is_empty() {
+                    reason.push_str(&format!(" (rules that failed to evaluate: {})", errors.join("; ")));
+                }
+                reason
+            } else {
+                format!("forbidden by {}", ids.join(", "))
+            };
+            return Decision {
+                effect: Effect::Deny,
+                rule_ids: ids,
+                missing_scopes: Vec::new(),
+                reason,
+            };
+        }
+        // Allowed by Cedar: a permit with no step-up, or all of them lack scopes.
+        let mut best: Option<Vec<String>> = None;
+        for id in &ids {
+            let needed = self.inner.step_up.get(id).map(Vec::as_slice).unwrap_or_default();
+            let lacking: Vec<String> = needed
+                .iter()
+                .filter(|s| !subject.scope_set().contains(*s))
+                .cloned()
+                .collect();
+            if best.as_ref().is_none_or(|b| lacking.len() < b.len()) {
+                best = Some(lacking);
+            }
+        }
+        let lacking = best.unwrap_or_default();
+        if lacking.is_empty() {
+            Decision {
+                effect: Effect::Allow,
+                reason: format!("permitted by {}", ids.join(", ")),
+                rule_ids: ids,
+                missing_scopes: Vec::new(),
+            }
+        } else {
+            Decision {
+                effect: Effect::StepUp,
+                reason: format!("permitted once the token has {}", lacking.join(" ")),
+                rule_ids: ids,
+                missing_scopes: lacking,
+            }
+        }
+    }
+
+    /// A list decision: the arguments unknown, so rules that depend on them stay possible.
+    fn partial(&self, entities: &Entities, subject: &Subject, action: &EntityUid, resource: &EntityUid) -> Decision {
+        let request = Request::builder()
+            .principal(uid(&self.inner.names.user, subject.sub()))
+            .action(action.clone())
+            .resource(resource.clone())
+            .build();
+        let response = Authorizer::new().is_authorized_partial(&request, &self.inner.set, entities);
+        let mut ids: Vec<String> = response
+            .may_be_determining()
+            .map(|p| p.id().to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        match response.decision() {
+            Some(cedar_policy::Decision::Deny) => {
+                let reason = if ids.is_empty() {
+                    "no rule could permit this, whatever the arguments".to_owned()
+                } else {
+                    format!("forbidden by {} whatever the arguments", ids.join(", "))
+                };
+                Decision {
+                    effect: Effect::Deny,
+                    rule_ids: ids,
+                    missing_scopes: Vec::new(),
+                    reason,
+                }
+            }
+            decided => Decision {
+                effect: Effect::Allow,
+                reason: if decided.is_some() {
+                    format!("permitted by {}", ids.join(", "))
+                } else {
+                    format!("may be permitted by {}, depending on the arguments", ids.join(", "))
+                },
+                rule_ids: ids,
+                missing_scopes: Vec::new(),
+            },
+        }
+    }
+
+    /// The arguments as Cedar records, one per combination of array elements, and the
+    /// canonical arguments as JSON.
+    #[allow(clippy::type_complexity)]
+    fn canonical_args(
+        &self,
+        tool: &str,
+        arguments: Option<&Value>,
+    ) -> Result<(Vec<Vec<(String, RestrictedExpression)>>, Value), String> {
+        let empty = Map::new();
+        let map = match arguments {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err("the arguments are not a JSON object".to_owned()),
+        };
+        let specs = self.inner.shapes.tools.get(tool);
+        let mut fixed = Vec::new();
+        let mut arrays: Vec<(String, Vec<RestrictedExpression>)> = Vec::new();
+        let mut canonical = Map::new();
+        for (name, value) in map {
+            let Some(ArgEntry::Spec { kind, array }) = specs.and_then(|s| s.get(name)).copied() else {
+                continue;
+            };
+            if !self.inner.shapes.union.contains_key(name) || value.is_null() {
+                continue;
+            }
+            if array {
+                let Value::Array(items) = value else {
+                    return Err(format!("argument `{name}` should be an array"));
+                };
+                let mut exprs = Vec::with_capacity(items.len());
+                let mut json = Vec::with_capacity(items.len());
+                for item in items {
+                    let (expr, canon) = self.canonical_value(name, kind, item)?;
+                    exprs.push(expr);
+                    json.push(canon);
+                }
+                canonical.insert(name.clone(), Value::Array(json));
+                if !exprs.is_empty() {
+                    arrays.push((name.clone(), exprs));
+                }
+            } else {
+                let (expr, canon) = self.canonical_value(name, kind, value)?;
+                canonical.insert(name.clone(), canon);
+                fixed.push((name.clone(), expr));
+            }
+        }
+        let mut count: usize = 1;
+        for (_, items) in &arrays {
+            count = count.saturating_mul(items.len());
+        }
+        if count > MAX_COMBINATIONS {
+            return Err(format!(
+                "the array arguments make {count} combinations to check (at most {MAX_COMBINATIONS})"
+            ));
+        }
+        let mut combinations = vec![fixed];
+        for (name, items) in arrays {
+            let mut next = Vec::with_capacity(combinations.len() * items.len());
+            for base in &combinations {
+                for item in &items {
+                    let mut pairs = base.clone();
+                    pairs.push((name.clone(), item.clone()));
+                    next.push(pairs);
+                }
+            }
+            combinations = next;
+        }
+        Ok((combinations, Value::Object(canonical)))
+    }
+
+    fn canonical_value(&self, name: &str, kind: ArgKind, value: &Value) -> Result<(RestrictedExpression, Value), String> {
+        let wrong = || format!("argument `{name}` should be {}", kind.describe());
+        Ok(match kind {
+            ArgKind::Text => {
+                let s = value.as_str().ok_or_else(wrong)?;
+                (RestrictedExpression::new_string(s.to_owned()), value.clone())
+            }
+            ArgKind::Long => {
+                let i = value.as_i64().ok_or_else(wrong)?;
+                (RestrictedExpression::new_long(i), value.clone())
+            }
+            ArgKind::Bool => {
+                let b = value.as_bool().ok_or_else(wrong)?;
+                (RestrictedExpression::new_bool(b), value.clone())
+            }
+            ArgKind::Path => {
+                let s = value.as_str().ok_or_else(wrong)?;
+                let p = canon::path(&self.inner.config.root, s, name).map_err(|r| r.0)?;
+                (RestrictedExpression::new_string(p.clone()), Value::String(p))
+            }
+            ArgKind::Url => {
+                let s = value.as_str().ok_or_else(wrong)?;
+                let (scheme, host) = canon::url(s, name).map_err(|r| r.0)?;
+                let record = RestrictedExpression::new_record([
+                    ("scheme".to_owned(), RestrictedExpression::new_string(scheme.clone())),
+                    ("host".to_owned(), RestrictedExpression::new_string(host.clone())),
+                ])
+                .map_err(|e| e.to_string())?;
+                (record, serde_json::json!({"scheme": scheme, "host": host}))
+            }
+        })
+    }
+}
+
+fn into_error(problems: Problems) -> PolicyError {
+    match problems.into_result() {
+        Err(e) => e,
+        Ok(()) => PolicyError::one(None, Origin::default(), "the policy is invalid"),
+    }
+}
+
+/// A group's `who` is matched in Rust (groups are the user's parents, fixed before Cedar runs).
+fn who_matches(who: &Who, subject: &Subject, config: &PolicyConfig) -> bool {
+    let email = subject.email_address();
+    if email.is_some_and(|e| who.emails_lower().iter().any(|x| x == e)) {
+        return true;
+    }
+    if subject
+        .email_domain()
+        .is_some_and(|d| who.domains_lower().iter().any(|x| x == d))
+    {
+        return true;
+    }
+    if who.subject_ids().iter().any(|s| s == subject.sub()) {
+        return true;
+    }
+    if subject
+        .client()
+        .is_some_and(|c| who.client_ids().iter().any(|x| x == c))
+    {
+        return true;
+    }
+    for (claim, values) in who.claim_values() {
+        if config.claims.contains_key(claim)
+            && subject.claim_strings(claim).iter().any(|v| values.contains(v))
+        {
+            return true;
+        }
+    }
+    // Groups named inside a group: those from claims and given ones.
+    let mut direct: Vec<String> = config
+        .group_claims
+        .iter()
+        .flat_map(|c| subject.claim_strings(c))
+        .collect();
+    direct.extend(subject.given_groups().iter().map(|(g, _)| g.clone()));
+    who.group_names().iter().any(|g| direct.contains(g))
+}
+
+fn check_group_who(group: &str, who: &Who, origin: &Origin, config: &PolicyConfig, problems: &mut Problems) {
+    let label = format!("group {group}");
+    for name in who.empty_lists() {
+        problems.push(
+            Some(&label),
+            origin,
+            format!("`{name}` is empty, which would match nobody; leave it out or list someone"),
+        );
+    }
+    for (claim, _) in who.claim_values() {
+        if !config.claims.contains_key(claim) {
+            problems.push(
+                Some(&label),
+                origin,
+                format!("claim `{claim}` is not declared under [policy.claims], so it is never present"),
+            );
+        }
+    }
+}
+
+/// Reads a Cedar file into the set: ids from `@id`, else `file#n`; names of tools, prompts,
+/// resources and groups checked against the catalog.
+fn add_cedar_file(
+    ctx: &compile::Context<'_>,
+    file: &str,
+    text: &str,
+    set: &mut PolicySet,
+    origins: &mut HashMap<String, (Origin, Option<String>)>,
+    problems: &mut Problems,
+) {
+    let parsed = match PolicySet::from_str(text) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            for error in errors.iter() {
+                let line = error
+                    .labels()
+                    .and_then(|mut labels| labels.next())
+                    .map(|label| line_of(text, label.offset()));
+                problems.push(None, &Origin::new(file, line), error.to_string());
+            }
+            return;
+        }
+    };
+    let mut policies: Vec<&CedarPolicy> = parsed.policies().collect();
+    // `policy0`, `policy1`, … in the file's order.
+    policies.sort_by_key(|p| {
+        p.id()
+            .to_string()
+            .trim_start_matches("policy")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    for (n, policy) in policies.into_iter().enumerate() {
+        let id = policy
+            .annotation("id")
+            .map_or_else(|| format!("{file}#{}", n + 1), str::to_owned);
+        let line = policy
+            .annotation("id")
+            .and_then(|id| text.find(&format!("@id({})", compile::quote(id))))
+            .map(|offset| line_of(text, offset));
+        let origin = Origin::new(file, line);
+        if origins.contains_key(&id) {
+            problems.push(Some(&id), &origin, "two rules have this id");
+            continue;
+        }
+        if let Ok(json) = policy.to_json() {
+            let mut literals = Vec::new();
+            entity_literals(&json, &mut literals);
+            for (ty, name) in literals {
+                let (known, what) = match ty.as_str() {
+                    "Tool" => (ctx.catalog.get_tool(&name).is_some(), "tool"),
+                    "Prompt" => (ctx.catalog.has_prompt(&name), "prompt"),
+                    "Resource" => (ctx.catalog.has_resource(&name), "resource"),
+                    "Group" => (ctx.group_known(&name), "group"),
+                    _ => continue,
+                };
+                if !known {
+                    let at = text
+                        .find(&format!("{ty}::{}", compile::quote(&name)))
+                        .map(|offset| line_of(text, offset));
+                    let message = if what == "group" {
+                        format!("group `{name}` is never assigned: define it under [policy.groups], or name the claim that carries it in group_claims")
+                    } else {
+                        format!("unknown {what} `{name}` (the server does not list it)")
+                    };
+                    problems.push(Some(&id), &Origin::new(file, at.or(line)), message);
+                }
+            }
+        }
+        origins.insert(id.clone(), (origin.clone(), Some(text.to_owned())));
+        if set.add(policy.new_id(PolicyId::new(&id))).is_err() {
+            problems.push(Some(&id), &origin, "two rules have this id");
+        }
+    }
+}
+
+/// Every `{"type": T, "id": I}` object in a policy's JSON form.
+fn entity_literals(value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(ty)), Some(Value::String(id))) = (map.get("type"), map.get("id")) {
+                out.push((ty.clone(), id.clone()));
+            }
+            for v in map.values() {
+                entity_literals(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| entity_literals(v, out)),
+        _ => {}
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Policy>();
+}
