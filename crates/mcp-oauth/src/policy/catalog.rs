@@ -39,7 +39,7 @@ impl ToolInfo {
         self
     }
 
-    /// Sets `destructiveHint`.
+    /// Sets `destructiveHint` (seen as false when the tool is read-only).
     #[must_use]
     pub fn destructive(mut self, value: bool) -> Self {
         self.destructive = value;
@@ -73,7 +73,9 @@ impl ToolInfo {
     pub(crate) fn annotations(&self) -> [(&'static str, bool); 4] {
         [
             ("readOnlyHint", self.read_only),
-            ("destructiveHint", self.destructive),
+            // A read-only tool destroys nothing (MCP: the hint only means something when
+            // `readOnlyHint` is false).
+            ("destructiveHint", self.destructive && !self.read_only),
             ("idempotentHint", self.idempotent),
             ("openWorldHint", self.open_world),
         ]

@@ -273,6 +273,11 @@ impl Context<'_> {
                         names.iter().map(|n| format!("{entity}::{}", quote(n))).collect();
                     conds.push(format!("resource in [{}]", uids.join(", ")));
                 }
+                // Who before the arguments: a list decision (arguments unknown) then sees a
+                // user the rule is not about as `false`, not as "depends on the arguments".
+                if let Some(cond) = self.who_cond(&rule.who, &mut report) {
+                    conds.push(cond);
+                }
                 for (arg, arg_rule) in &rule.args {
                     if let Some(cond) = self.arg_cond(arg, arg_rule, &names, &mut report) {
                         conds.push(cond);
@@ -281,8 +286,10 @@ impl Context<'_> {
                 action
             }
         };
-        if let Some(cond) = self.who_cond(&rule.who, &mut report) {
-            conds.push(cond);
+        if kind != RuleKind::Call {
+            if let Some(cond) = self.who_cond(&rule.who, &mut report) {
+                conds.push(cond);
+            }
         }
         if problems_len(problems) > before {
             return None;

@@ -192,26 +192,24 @@ impl Policy {
         let validation = Validator::new(schema).validate(&set, ValidationMode::Strict);
         for error in validation.validation_errors() {
             let id = error.policy_id().to_string();
-            let (origin, file_text) = origins.get(&id).cloned().unwrap_or_default();
-            let origin = match file_text {
-                // A Cedar file: the line the validator points at.
-                Some(text) => {
-                    let line = error
-                        .labels()
-                        .and_then(|mut labels| labels.next())
-                        .map(|label| line_of(&text, label.offset()));
-                    Origin {
-                        line: line.or(origin.line),
-                        ..origin
-                    }
-                }
-                None => origin,
-            };
+            let origin = locate(error, origins.get(&id));
             let mut message = error.to_string();
             if let Some(help) = error.help() {
                 message.push_str(&format!(" ({help})"));
             }
             problems.push(Some(&id), &origin, message);
+        }
+        for warning in validation.validation_warnings() {
+            let cedar_policy::ValidationWarning::ImpossiblePolicy(impossible) = warning else {
+                continue;
+            };
+            let id = impossible.policy_id().to_string();
+            let origin = locate(warning, origins.get(&id));
+            problems.push(
+                Some(&id),
+                &origin,
+                "this rule can never apply: it tests an attribute or argument that is never present (check the spelling against the schema), or contradicts itself",
+            );
         }
         if problems.len() > 0 {
             return Err(into_error(problems));
@@ -607,14 +605,18 @@ impl Policy {
             .resource(resource.clone())
             .build();
         let response = Authorizer::new().is_authorized_partial(&request, &self.inner.set, entities);
-        let mut ids: Vec<String> = response
-            .may_be_determining()
-            .map(|p| p.id().to_string())
-            .collect();
-        ids.sort();
-        ids.dedup();
+        let of_effect = |policies: &mut dyn Iterator<Item = CedarPolicy>, effect| {
+            let mut ids: Vec<String> = policies
+                .filter(|p| p.effect() == effect)
+                .map(|p| p.id().to_string())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
         match response.decision() {
             Some(cedar_policy::Decision::Deny) => {
+                let ids = of_effect(&mut response.definitely_satisfied(), cedar_policy::Effect::Forbid);
                 let reason = if ids.is_empty() {
                     "no rule could permit this, whatever the arguments".to_owned()
                 } else {
@@ -627,7 +629,9 @@ impl Policy {
                     reason,
                 }
             }
-            decided => Decision {
+            decided => {
+                let ids = of_effect(&mut response.may_be_determining(), cedar_policy::Effect::Permit);
+                Decision {
                 effect: Effect::Allow,
                 reason: if decided.is_some() {
                     format!("permitted by {}", ids.join(", "))
@@ -636,7 +640,8 @@ impl Policy {
                 },
                 rule_ids: ids,
                 missing_scopes: Vec::new(),
-            },
+                }
+            }
         }
     }
 
@@ -741,6 +746,24 @@ impl Policy {
                 (record, serde_json::json!({"scheme": scheme, "host": host}))
             }
         })
+    }
+}
+
+/// Where a validator finding is: for a Cedar file, the line it points at; for a compiled
+/// rule, the rule's line.
+fn locate(finding: &dyn Diagnostic, origin: Option<&(Origin, Option<String>)>) -> Origin {
+    let Some((origin, file_text)) = origin else {
+        return Origin::default();
+    };
+    let line = file_text.as_ref().and_then(|text| {
+        finding
+            .labels()
+            .and_then(|mut labels| labels.next())
+            .map(|label| line_of(text, label.offset()))
+    });
+    Origin {
+        line: line.or(origin.line),
+        ..origin.clone()
     }
 }
 
