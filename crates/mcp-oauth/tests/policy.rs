@@ -110,7 +110,11 @@ fn catalog() -> Catalog {
 }
 
 fn policy() -> Policy {
-    Policy::new(PolicyConfig::from_toml(POLICY, "policy.toml").unwrap(), catalog()).unwrap()
+    Policy::new(
+        PolicyConfig::from_toml(POLICY, "policy.toml").unwrap(),
+        catalog(),
+    )
+    .unwrap()
 }
 
 fn alice() -> Subject {
@@ -139,7 +143,12 @@ fn call(policy: &Policy, who: &Subject, tool: &str, args: Value) -> mcp_oauth::p
 
 #[test]
 fn a_permit_allows_and_names_its_rule() {
-    let d = call(&policy(), &alice(), "read_file", json!({"path": "team/a.md"}));
+    let d = call(
+        &policy(),
+        &alice(),
+        "read_file",
+        json!({"path": "team/a.md"}),
+    );
     assert_eq!(d.effect(), Effect::Allow, "{d}");
     assert_eq!(d.rule_ids(), ["staff-read"]);
 }
@@ -151,7 +160,12 @@ fn without_a_permit_the_call_is_denied() {
     assert!(d.rule_ids().is_empty());
     assert_eq!(d.reason(), "no rule permits this");
     // Alice reads but does not write.
-    let d = call(&policy(), &alice(), "write_file", json!({"path": "team/a.md"}));
+    let d = call(
+        &policy(),
+        &alice(),
+        "write_file",
+        json!({"path": "team/a.md"}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
 }
 
@@ -166,7 +180,12 @@ fn an_unknown_tool_is_denied() {
 fn forbid_beats_permit() {
     let p = policy();
     // `admins-everything` and `staff-read` permit; `no-secrets` forbids.
-    let d = call(&p, &root(), "read_file", json!({"path": "/srv/team/secrets/key"}));
+    let d = call(
+        &p,
+        &root(),
+        "read_file",
+        json!({"path": "/srv/team/secrets/key"}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
     assert_eq!(d.rule_ids(), ["no-secrets"]);
     assert_eq!(d.reason(), "forbidden by no-secrets");
@@ -179,7 +198,12 @@ fn forbid_beats_permit() {
 #[test]
 fn every_element_of_an_array_argument_is_checked() {
     let p = policy();
-    let d = call(&p, &alice(), "read_multiple_files", json!({"paths": ["team/a", "team/b"]}));
+    let d = call(
+        &p,
+        &alice(),
+        "read_multiple_files",
+        json!({"paths": ["team/a", "team/b"]}),
+    );
     assert_eq!(d.effect(), Effect::Allow, "{d}");
     let d = call(
         &p,
@@ -190,7 +214,12 @@ fn every_element_of_an_array_argument_is_checked() {
     assert_eq!(d.effect(), Effect::Deny);
     assert_eq!(d.rule_ids(), ["no-secrets-many"]);
     // One escaping element denies the whole call.
-    let d = call(&p, &alice(), "read_multiple_files", json!({"paths": ["team/a", "../etc/passwd"]}));
+    let d = call(
+        &p,
+        &alice(),
+        "read_multiple_files",
+        json!({"paths": ["team/a", "../etc/passwd"]}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
     assert!(d.reason().contains("`paths`"), "{d}");
 }
@@ -198,26 +227,60 @@ fn every_element_of_an_array_argument_is_checked() {
 #[test]
 fn paths_are_normalised_and_dot_dot_out_of_the_root_is_refused() {
     let p = policy();
-    for escape in ["../etc/passwd", "team/../../etc/passwd", "/srv/../etc/shadow"] {
+    for escape in [
+        "../etc/passwd",
+        "team/../../etc/passwd",
+        "/srv/../etc/shadow",
+    ] {
         let d = call(&p, &root(), "read_file", json!({"path": escape}));
         assert_eq!(d.effect(), Effect::Deny, "{escape}");
-        assert_eq!(d.reason(), "argument `path` uses `..` to leave the root `/srv`", "{escape}");
+        assert_eq!(
+            d.reason(),
+            "argument `path` uses `..` to leave the root `/srv`",
+            "{escape}"
+        );
     }
     let d = call(&p, &root(), "read_file", json!({"path": "/etc/passwd"}));
     assert_eq!(d.reason(), "argument `path` is outside the root `/srv`");
     // `..` that stays inside the root is fine, and is judged where it lands.
-    let d = call(&p, &root(), "read_file", json!({"path": "team/x/../secrets/key"}));
+    let d = call(
+        &p,
+        &root(),
+        "read_file",
+        json!({"path": "team/x/../secrets/key"}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
     assert_eq!(d.rule_ids(), ["no-secrets"]);
     let w = carol(&["files:write"]);
-    assert_eq!(call(&p, &w, "write_file", json!({"path": "team/x/../y"})).effect(), Effect::Allow);
-    assert_eq!(call(&p, &w, "write_file", json!({"path": "team/../other/y"})).effect(), Effect::Deny);
+    assert_eq!(
+        call(&p, &w, "write_file", json!({"path": "team/x/../y"})).effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        call(&p, &w, "write_file", json!({"path": "team/../other/y"})).effect(),
+        Effect::Deny
+    );
     // Both paths of a move are checked.
-    let d = call(&p, &w, "move_file", json!({"source": "team/a", "destination": "team/b"}));
+    let d = call(
+        &p,
+        &w,
+        "move_file",
+        json!({"source": "team/a", "destination": "team/b"}),
+    );
     assert_eq!(d.effect(), Effect::Allow, "{d}");
-    let d = call(&p, &w, "move_file", json!({"source": "team/a", "destination": "public/a"}));
+    let d = call(
+        &p,
+        &w,
+        "move_file",
+        json!({"source": "team/a", "destination": "public/a"}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
-    let d = call(&p, &w, "move_file", json!({"source": "team/a", "destination": "team/../../a"}));
+    let d = call(
+        &p,
+        &w,
+        "move_file",
+        json!({"source": "team/a", "destination": "team/../../a"}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
     assert!(d.reason().contains("`destination`"), "{d}");
 }
@@ -246,15 +309,30 @@ fn url_rules_see_the_scheme_and_host() {
 #[test]
 fn a_permit_with_step_up_scopes_reports_the_missing_ones() {
     let p = policy();
-    let d = call(&p, &carol(&["files:read"]), "write_file", json!({"path": "team/a"}));
+    let d = call(
+        &p,
+        &carol(&["files:read"]),
+        "write_file",
+        json!({"path": "team/a"}),
+    );
     assert_eq!(d.effect(), Effect::StepUp);
     assert_eq!(d.missing_scopes(), ["files:write"]);
     assert_eq!(d.rule_ids(), ["eng-write-team"]);
-    let d = call(&p, &carol(&["files:write"]), "write_file", json!({"path": "team/a"}));
+    let d = call(
+        &p,
+        &carol(&["files:write"]),
+        "write_file",
+        json!({"path": "team/a"}),
+    );
     assert_eq!(d.effect(), Effect::Allow);
     assert!(d.missing_scopes().is_empty());
     // A forbid still wins over a step-up.
-    let d = call(&p, &carol(&[]), "write_file", json!({"path": "team/secrets/a"}));
+    let d = call(
+        &p,
+        &carol(&[]),
+        "write_file",
+        json!({"path": "team/secrets/a"}),
+    );
     assert_eq!(d.effect(), Effect::Deny);
 }
 
@@ -263,7 +341,12 @@ fn a_list_shows_exactly_what_some_arguments_could_make_callable() {
     let p = policy();
     let users = [alice(), bob(), root(), carol(&[]), carol(&["files:write"])];
     let paths = ["team/a", "team/secrets/k", "other/a", "/srv/team", "../x"];
-    let urls = ["https://docs.rs/", "http://docs.rs/", "https://a.example.com/", "https://evil.test/"];
+    let urls = [
+        "https://docs.rs/",
+        "http://docs.rs/",
+        "https://a.example.com/",
+        "https://evil.test/",
+    ];
     let mut candidates: Vec<(&str, Value)> = Vec::new();
     for path in paths {
         for tool in ["read_file", "write_file", "list_directory"] {
@@ -298,7 +381,10 @@ fn a_list_shows_exactly_what_some_arguments_could_make_callable() {
     // The property is not vacuous: some are shown, some hidden.
     assert!(shown > 0 && shown < users.len() * catalog().tools().count());
     assert!(!p.visible(&bob(), Target::Tool("read_file")));
-    assert!(p.visible(&carol(&[]), Target::Tool("write_file")), "a step-up tool stays listed");
+    assert!(
+        p.visible(&carol(&[]), Target::Tool("write_file")),
+        "a step-up tool stays listed"
+    );
     assert!(!p.visible(&root(), Target::Tool("no_such_tool")));
 }
 
@@ -309,7 +395,10 @@ fn sign_in_is_refused_outside_the_allowed_domain() {
     assert_eq!(d.effect(), Effect::Deny);
     assert!(d.rule_ids().is_empty());
     let d = p.sign_in(&alice());
-    assert_eq!((d.effect(), d.rule_ids()), (Effect::Allow, &["staff".to_owned()][..]));
+    assert_eq!(
+        (d.effect(), d.rule_ids()),
+        (Effect::Allow, &["staff".to_owned()][..])
+    );
     let d = p.sign_in(&Subject::new("c").email("Contractor@Partner.io"));
     assert_eq!(d.rule_ids(), ["contractor"]);
     // Without an email (or with an unverified one) no domain rule matches.
@@ -374,7 +463,8 @@ fn an_argument_one_matched_tool_lacks_is_an_error() {
 
 #[test]
 fn an_unknown_tool_is_an_error_naming_the_rule_and_line() {
-    let err = error_of("[policy]\n\n[[policy.rule]]\nid = \"old\"\ntools = [\"delete_everything\"]\n");
+    let err =
+        error_of("[policy]\n\n[[policy.rule]]\nid = \"old\"\ntools = [\"delete_everything\"]\n");
     assert_eq!(
         err,
         "policy.toml:3: rule `old`: unknown tool `delete_everything` (the server does not list it)"
@@ -392,9 +482,13 @@ fn a_claim_that_is_never_present_is_an_error() {
         err,
         "policy.toml:3: rule `dept`: claim `dept` is not declared under [policy.claims], so it is never present"
     );
-    let err = error_of("[policy]\n[[policy.rule]]\nid = \"g\"\nwho = { groups = [\"eng\"] }\ntools = [\"read_file\"]\n");
+    let err = error_of(
+        "[policy]\n[[policy.rule]]\nid = \"g\"\nwho = { groups = [\"eng\"] }\ntools = [\"read_file\"]\n",
+    );
     assert!(err.contains("group `eng` is never assigned"), "{err}");
-    let err = error_of("[policy]\n[[policy.rule]]\nid = \"e\"\nwho = { emails = [] }\ntools = [\"read_file\"]\n");
+    let err = error_of(
+        "[policy]\n[[policy.rule]]\nid = \"e\"\nwho = { emails = [] }\ntools = [\"read_file\"]\n",
+    );
     assert!(err.contains("`who.emails` is empty"), "{err}");
 }
 
@@ -403,11 +497,24 @@ fn constraint_kinds_must_fit_the_argument() {
     let err = error_of(
         "[policy.arguments]\nurls = [\"url\"]\n[[policy.rule]]\nid = \"u\"\ntools = [\"read_file\"]\nargs.path = { under = \"/srv\" }\n",
     );
-    assert!(err.contains("`under` needs a path argument: list `path` under [policy.arguments] paths"), "{err}");
-    let err = error_of("[[policy.rule]]\nid = \"h\"\ntools = [\"read_file\"]\nargs.head = { one_of = [\"x\"] }\n");
-    assert!(err.contains("`one_of` value \"x\" is not an integer"), "{err}");
-    let err = error_of("[[policy.rule]]\nid = \"h\"\ntools = [\"fetch\"]\nargs.url = { hosts = [\"docs.rs\"] }\n");
-    assert!(err.contains("list `url` under [policy.arguments] urls"), "{err}");
+    assert!(
+        err.contains("`under` needs a path argument: list `path` under [policy.arguments] paths"),
+        "{err}"
+    );
+    let err = error_of(
+        "[[policy.rule]]\nid = \"h\"\ntools = [\"read_file\"]\nargs.head = { one_of = [\"x\"] }\n",
+    );
+    assert!(
+        err.contains("`one_of` value \"x\" is not an integer"),
+        "{err}"
+    );
+    let err = error_of(
+        "[[policy.rule]]\nid = \"h\"\ntools = [\"fetch\"]\nargs.url = { hosts = [\"docs.rs\"] }\n",
+    );
+    assert!(
+        err.contains("list `url` under [policy.arguments] urls"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -416,16 +523,24 @@ fn every_problem_is_reported_at_once() {
         "[[policy.rule]]\nid = \"a\"\ntools = [\"nope\"]\n[[policy.rule]]\nid = \"b\"\ntools = [\"gone\"]\n",
     );
     assert_eq!(err.lines().count(), 2, "{err}");
-    assert!(err.contains("rule `a`") && err.contains("rule `b`"), "{err}");
+    assert!(
+        err.contains("rule `a`") && err.contains("rule `b`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn toml_mistakes_name_the_line() {
-    let err = PolicyConfig::from_toml("[policy]\n[[policy.rule]]\nid = \"x\"\nefect = \"forbid\"\n", "p.toml")
+    let err = PolicyConfig::from_toml(
+        "[policy]\n[[policy.rule]]\nid = \"x\"\nefect = \"forbid\"\n",
+        "p.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("p.toml:4: unknown field `efect`"), "{err}");
+    let err = PolicyConfig::from_toml("[polcy]\n", "p.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("p.toml:4: unknown field `efect`"), "{err}");
-    let err = PolicyConfig::from_toml("[polcy]\n", "p.toml").unwrap_err().to_string();
     assert_eq!(err, "p.toml: there is no [policy] table");
 }
 
@@ -447,7 +562,10 @@ fn raw_cedar_is_the_escape_hatch() {
     let p = Policy::new(config, catalog()).unwrap();
     let contractor = Subject::new("c").email("contractor@partner.io");
     let d = call(&p, &contractor, "read_file", json!({"path": "a"}));
-    assert_eq!((d.effect(), d.rule_ids()), (Effect::Allow, &["contractors-read".to_owned()][..]));
+    assert_eq!(
+        (d.effect(), d.rule_ids()),
+        (Effect::Allow, &["contractors-read".to_owned()][..])
+    );
     let d = call(&p, &contractor, "write_file", json!({"path": "a"}));
     assert_eq!(d.rule_ids(), ["contractors-no-destructive"]);
     assert_eq!(d.effect(), Effect::Deny);
@@ -466,7 +584,10 @@ fn raw_cedar_is_validated_against_the_tools() {
         "@id(\"ok\")\npermit (principal, action, resource);\n\n@id(\"typo\")\npermit (principal, action == Action::\"call_tool\", resource)\nwhen { context.args has pth && context.args.pth == \"x\" };\n",
     );
     // `has pth` on a record without `pth` is always false: the rule could never apply.
-    assert!(err.starts_with("extra.cedar:4: rule `typo`: this rule can never apply"), "{err}");
+    assert!(
+        err.starts_with("extra.cedar:4: rule `typo`: this rule can never apply"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     // Without the `has` guard the validator names the attribute and its line.
     let err = check(
@@ -475,11 +596,19 @@ fn raw_cedar_is_validated_against_the_tools() {
     assert!(err.starts_with("extra.cedar:3: rule `typo`: "), "{err}");
     assert!(err.contains("pth"), "{err}");
     let err = check("@id(\"gone\")\npermit (principal, action, resource == Tool::\"nope\");\n");
-    assert_eq!(err, "extra.cedar:2: rule `gone`: unknown tool `nope` (the server does not list it)");
-    let err = check("@id(\"claim\")\npermit (principal, action, resource)\nwhen { principal.claims.team == \"x\" };\n");
+    assert_eq!(
+        err,
+        "extra.cedar:2: rule `gone`: unknown tool `nope` (the server does not list it)"
+    );
+    let err = check(
+        "@id(\"claim\")\npermit (principal, action, resource)\nwhen { principal.claims.team == \"x\" };\n",
+    );
     assert!(err.starts_with("extra.cedar:3: rule `claim`: "), "{err}");
     let err = check("permit (principal, action, resource) when { principal.nope };\n");
-    assert!(err.starts_with("extra.cedar:1: rule `extra.cedar#1`: "), "{err}");
+    assert!(
+        err.starts_with("extra.cedar:1: rule `extra.cedar#1`: "),
+        "{err}"
+    );
     let err = check("permit (principal, action resource);\n");
     assert!(err.starts_with("extra.cedar:1: "), "{err}");
 }
@@ -492,9 +621,15 @@ fn a_changed_tool_set_is_checked_again() {
     ]}))
     .unwrap();
     let err = p.with_catalog(fewer).unwrap_err().to_string();
-    assert!(err.contains("rule `eng-write-team`: unknown tool `write_file`"), "{err}");
+    assert!(
+        err.contains("rule `eng-write-team`: unknown tool `write_file`"),
+        "{err}"
+    );
     let same = p.with_catalog(catalog()).unwrap();
-    assert_eq!(call(&same, &alice(), "read_file", json!({"path": "a"})).effect(), Effect::Allow);
+    assert_eq!(
+        call(&same, &alice(), "read_file", json!({"path": "a"})).effect(),
+        Effect::Allow
+    );
 }
 
 #[test]
@@ -504,7 +639,11 @@ fn the_rust_builder_matches_the_toml() {
         .path_arguments(["path", "paths", "source", "destination"])
         .group_claim("groups")
         .claim("department", ClaimKind::String)
-        .rule(Rule::permit("staff-read").who(Who::new().email_domains(["example.com"])).tools(["read_*"]))
+        .rule(
+            Rule::permit("staff-read")
+                .who(Who::new().email_domains(["example.com"]))
+                .tools(["read_*"]),
+        )
         .rule(
             Rule::permit("eng-write-team")
                 .who(Who::new().groups(["eng"]).claim("department", ["platform"]))
@@ -512,17 +651,33 @@ fn the_rust_builder_matches_the_toml() {
                 .arg("path", ArgRule::new().under("/srv/team"))
                 .step_up(["files:write"]),
         )
-        .rule(Rule::forbid("no-secrets").tools(["read_file"]).arg("path", ArgRule::new().under("team/secrets")));
+        .rule(
+            Rule::forbid("no-secrets")
+                .tools(["read_file"])
+                .arg("path", ArgRule::new().under("team/secrets")),
+        );
     let p = Policy::new(config, catalog()).unwrap();
-    assert_eq!(call(&p, &alice(), "read_file", json!({"path": "team/a"})).effect(), Effect::Allow);
-    assert_eq!(call(&p, &alice(), "read_file", json!({"path": "team/secrets/a"})).effect(), Effect::Deny);
+    assert_eq!(
+        call(&p, &alice(), "read_file", json!({"path": "team/a"})).effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        call(&p, &alice(), "read_file", json!({"path": "team/secrets/a"})).effect(),
+        Effect::Deny
+    );
     let d = call(&p, &carol(&[]), "write_file", json!({"path": "team/a"}));
     assert_eq!(d.missing_scopes(), ["files:write"]);
     // The department claim is an alternative to the group.
-    let platform = Subject::new("p")
-        .scopes(["files:write"])
-        .claims(json!({"department": "platform"}).as_object().cloned().unwrap());
-    assert_eq!(call(&p, &platform, "write_file", json!({"path": "team/a"})).effect(), Effect::Allow);
+    let platform = Subject::new("p").scopes(["files:write"]).claims(
+        json!({"department": "platform"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    assert_eq!(
+        call(&p, &platform, "write_file", json!({"path": "team/a"})).effect(),
+        Effect::Allow
+    );
 }
 
 #[test]
@@ -530,22 +685,52 @@ fn explain_says_what_decided_and_where_groups_came_from() {
     let p = policy();
     let user = Subject::new("kc")
         .email("root@example.com")
-        .claims(json!({"realm_access": {"roles": ["eng"]}}).as_object().cloned().unwrap())
+        .claims(
+            json!({"realm_access": {"roles": ["eng"]}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
         .group("octo/team", "github teams");
-    let explanation = p.explain(&user, Target::Tool("write_file"), Some(&json!({"path": "team/./a"})));
+    let explanation = p.explain(
+        &user,
+        Target::Tool("write_file"),
+        Some(&json!({"path": "team/./a"})),
+    );
     // An admin (by the policy's list) needs no step-up: `admins-everything` has none.
     assert_eq!(explanation.decision.effect(), Effect::Allow);
     assert_eq!(explanation.arguments, json!({"path": "/srv/team/a"}));
-    let sources: Vec<(&str, &GroupSource)> =
-        explanation.groups.iter().map(|m| (m.group.as_str(), &m.source)).collect();
-    assert!(sources.contains(&("eng", &GroupSource::Claim("realm_access.roles".into()))), "{sources:?}");
-    assert!(sources.contains(&("admins", &GroupSource::Policy)), "{sources:?}");
-    assert!(sources.contains(&("octo/team", &GroupSource::Given("github teams".into()))), "{sources:?}");
+    let sources: Vec<(&str, &GroupSource)> = explanation
+        .groups
+        .iter()
+        .map(|m| (m.group.as_str(), &m.source))
+        .collect();
+    assert!(
+        sources.contains(&("eng", &GroupSource::Claim("realm_access.roles".into()))),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&("admins", &GroupSource::Policy)),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&("octo/team", &GroupSource::Given("github teams".into()))),
+        "{sources:?}"
+    );
     let text = explanation.to_string();
     assert!(text.contains("decision: allow\n"), "{text}");
-    assert!(text.contains("rules: admins-everything, eng-write-team\n"), "{text}");
-    assert!(text.contains("group: eng (from claim `realm_access.roles`)"), "{text}");
-    assert!(text.contains("arguments: {\"path\":\"/srv/team/a\"}"), "{text}");
+    assert!(
+        text.contains("rules: admins-everything, eng-write-team\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("group: eng (from claim `realm_access.roles`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("arguments: {\"path\":\"/srv/team/a\"}"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -593,8 +778,15 @@ expect = "allow"
     assert_eq!(report.passed, 4, "{:?}", report.failures);
     assert_eq!(report.failures.len(), 1);
     let failure = report.failures[0].to_string();
-    assert!(failure.starts_with("cases.toml:29: case `wrong on purpose`: expected allow, got deny"), "{failure}");
-    let err = Fixtures::from_toml("[[case]]\nname = \"x\"\nas = {}\nexpect = \"allow\"\n", "c.toml").unwrap_err();
+    assert!(
+        failure.starts_with("cases.toml:29: case `wrong on purpose`: expected allow, got deny"),
+        "{failure}"
+    );
+    let err = Fixtures::from_toml(
+        "[[case]]\nname = \"x\"\nas = {}\nexpect = \"allow\"\n",
+        "c.toml",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("asks exactly one of"), "{err}");
 }
 
@@ -619,7 +811,13 @@ fn hostile_arguments_are_denied_without_panicking() {
         json!({"source": "team/a", "destination": false}),
     ];
     for args in &malformed {
-        for tool in ["read_file", "write_file", "read_multiple_files", "fetch", "move_file"] {
+        for tool in [
+            "read_file",
+            "write_file",
+            "read_multiple_files",
+            "fetch",
+            "move_file",
+        ] {
             let d = p.decide(&w, Target::Tool(tool), Some(args));
             let irrelevant = match tool {
                 "read_file" | "write_file" => args.get("path").is_none(),
@@ -635,21 +833,44 @@ fn hostile_arguments_are_denied_without_panicking() {
     // Tools whose permits need arguments deny a call without them.
     for args in [json!(null), json!({}), json!({"path": null})] {
         for tool in ["write_file", "fetch", "move_file"] {
-            assert_eq!(p.decide(&w, Target::Tool(tool), Some(&args)).effect(), Effect::Deny, "{tool} {args}");
+            assert_eq!(
+                p.decide(&w, Target::Tool(tool), Some(&args)).effect(),
+                Effect::Deny,
+                "{tool} {args}"
+            );
         }
     }
-    let long = call(&p, &w, "write_file", json!({"path": format!("team/{}", "x".repeat(100_000))}));
+    let long = call(
+        &p,
+        &w,
+        "write_file",
+        json!({"path": format!("team/{}", "x".repeat(100_000))}),
+    );
     assert_eq!(long.effect(), Effect::Allow);
     // Two arrays of 20 would be 400 combinations: refused with a reason.
-    let two_arrays = Catalog::from_json(&json!([{"name": "sync", "inputSchema": {"type": "object", "properties": {
+    let two_arrays = Catalog::from_json(
+        &json!([{"name": "sync", "inputSchema": {"type": "object", "properties": {
         "from": {"type": "array", "items": {"type": "string"}},
-        "to": {"type": "array", "items": {"type": "string"}}}}}]))
+        "to": {"type": "array", "items": {"type": "string"}}}}}]),
+    )
     .unwrap();
-    let p2 = Policy::new(PolicyConfig::new().rule(Rule::permit("all").tools(["sync"])), two_arrays).unwrap();
-    let d = p2.decide(&alice(), Target::Tool("sync"), Some(&json!({"from": many, "to": many})));
+    let p2 = Policy::new(
+        PolicyConfig::new().rule(Rule::permit("all").tools(["sync"])),
+        two_arrays,
+    )
+    .unwrap();
+    let d = p2.decide(
+        &alice(),
+        Target::Tool("sync"),
+        Some(&json!({"from": many, "to": many})),
+    );
     assert_eq!(d.effect(), Effect::Deny);
     assert!(d.reason().contains("400 combinations"), "{d}");
-    let d = p2.decide(&alice(), Target::Tool("sync"), Some(&json!({"from": ["a"], "to": ["b", "c"]})));
+    let d = p2.decide(
+        &alice(),
+        Target::Tool("sync"),
+        Some(&json!({"from": ["a"], "to": ["b", "c"]})),
+    );
     assert_eq!(d.effect(), Effect::Allow);
 }
 
@@ -669,14 +890,33 @@ fn target_from_a_json_rpc_request() {
 
 #[test]
 fn prompts_and_resources_follow_their_rules() {
-    let catalog = catalog().prompt("summarise").resource("file:///srv/readme.md").resource("file:///srv/secret");
+    let catalog = catalog()
+        .prompt("summarise")
+        .resource("file:///srv/readme.md")
+        .resource("file:///srv/secret");
     let config = PolicyConfig::new()
-        .rule(Rule::permit("prompts").who(Who::new().email_domains(["example.com"])).prompts(["*"]))
+        .rule(
+            Rule::permit("prompts")
+                .who(Who::new().email_domains(["example.com"]))
+                .prompts(["*"]),
+        )
         .rule(Rule::permit("readme").resources(["file:///srv/readme*"]));
     let p = Policy::new(config, catalog).unwrap();
-    assert!(p.decide(&alice(), Target::Prompt("summarise"), None).is_allowed());
-    assert!(!p.decide(&bob(), Target::Prompt("summarise"), None).is_allowed());
-    assert!(p.decide(&bob(), Target::Resource("file:///srv/readme.md"), None).is_allowed());
+    assert!(
+        p.decide(&alice(), Target::Prompt("summarise"), None)
+            .is_allowed()
+    );
+    assert!(
+        !p.decide(&bob(), Target::Prompt("summarise"), None)
+            .is_allowed()
+    );
+    assert!(
+        p.decide(&bob(), Target::Resource("file:///srv/readme.md"), None)
+            .is_allowed()
+    );
     assert!(!p.visible(&bob(), Target::Resource("file:///srv/secret")));
-    assert!(!p.decide(&alice(), Target::Resource("file:///srv/other"), None).is_allowed());
+    assert!(
+        !p.decide(&alice(), Target::Resource("file:///srv/other"), None)
+            .is_allowed()
+    );
 }

@@ -90,7 +90,10 @@ pub(crate) fn is_under(path: &str, dir: &str) -> bool {
     if dir.is_empty() {
         return path.starts_with('/');
     }
-    path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// A URL's scheme and host, lower case, the host without a trailing dot.

@@ -83,7 +83,10 @@ impl ToolInfo {
 
     /// The tool's arguments as rules can see them, by name.
     pub(crate) fn arguments(&self) -> BTreeMap<String, ArgType> {
-        let Some(properties) = self.input_schema.get("properties").and_then(Value::as_object)
+        let Some(properties) = self
+            .input_schema
+            .get("properties")
+            .and_then(Value::as_object)
         else {
             return BTreeMap::new();
         };
@@ -108,7 +111,10 @@ impl Prim {
             Value::String(ty) => ty.as_str(),
             // `["string", "null"]`: the one type besides null.
             Value::Array(types) => {
-                let mut non_null = types.iter().filter_map(Value::as_str).filter(|t| *t != "null");
+                let mut non_null = types
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|t| *t != "null");
                 let ty = non_null.next()?;
                 if non_null.next().is_some() {
                     return None;
@@ -148,7 +154,9 @@ impl ArgType {
         if is_array {
             return match schema.get("items").and_then(Prim::of) {
                 Some(prim) => Self::Array(prim),
-                None => Self::Unsupported("an array whose items are not strings, integers or booleans"),
+                None => {
+                    Self::Unsupported("an array whose items are not strings, integers or booleans")
+                }
             };
         }
         match schema.get("type").and_then(Value::as_str) {
@@ -232,11 +240,19 @@ impl Catalog {
             }
         };
         if tools.is_none() && prompts.is_none() && resources.is_none() {
-            problems.push(None, &origin, "the tool list has no `tools`, `prompts` or `resources` array");
+            problems.push(
+                None,
+                &origin,
+                "the tool list has no `tools`, `prompts` or `resources` array",
+            );
         }
         for (n, tool) in tools.into_iter().flatten().enumerate() {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                problems.push(None, &origin, format!("tool #{} has no string `name`", n + 1));
+                problems.push(
+                    None,
+                    &origin,
+                    format!("tool #{} has no string `name`", n + 1),
+                );
                 continue;
             };
             if catalog.tools.contains_key(name) {
@@ -261,13 +277,21 @@ impl Catalog {
         for (n, prompt) in prompts.into_iter().flatten().enumerate() {
             match prompt.get("name").and_then(Value::as_str) {
                 Some(name) => catalog = catalog.prompt(name),
-                None => problems.push(None, &origin, format!("prompt #{} has no string `name`", n + 1)),
+                None => problems.push(
+                    None,
+                    &origin,
+                    format!("prompt #{} has no string `name`", n + 1),
+                ),
             }
         }
         for (n, resource) in resources.into_iter().flatten().enumerate() {
             match resource.get("uri").and_then(Value::as_str) {
                 Some(uri) => catalog = catalog.resource(uri),
-                None => problems.push(None, &origin, format!("resource #{} has no string `uri`", n + 1)),
+                None => problems.push(
+                    None,
+                    &origin,
+                    format!("resource #{} has no string `uri`", n + 1),
+                ),
             }
         }
         problems.into_result()?;
@@ -281,7 +305,11 @@ impl Catalog {
     /// The text is not JSON, or see [`from_json`](Self::from_json).
     pub fn from_json_str(text: &str) -> Result<Self, PolicyError> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            PolicyError::one(None, Origin::default(), format!("the tool list is not JSON: {e}"))
+            PolicyError::one(
+                None,
+                Origin::default(),
+                format!("the tool list is not JSON: {e}"),
+            )
         })?;
         Self::from_json(&value)
     }
@@ -343,7 +371,10 @@ mod tests {
     #[test]
     fn a_tool_without_a_name_is_an_error() {
         let err = Catalog::from_json(&json!({"tools": [{"description": "x"}]})).unwrap_err();
-        assert!(err.to_string().contains("tool #1 has no string `name`"), "{err}");
+        assert!(
+            err.to_string().contains("tool #1 has no string `name`"),
+            "{err}"
+        );
     }
 
     #[test]

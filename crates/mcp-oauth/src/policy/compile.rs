@@ -174,7 +174,8 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|c| *c == '*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
 }
 
 /// One rule compiled to Cedar.
@@ -195,7 +196,8 @@ pub(crate) struct Context<'a> {
 impl Context<'_> {
     /// Whether a group can ever be assigned: defined by the policy, or possibly in a claim.
     pub(crate) fn group_known(&self, group: &str) -> bool {
-        !self.config.group_claims.is_empty() || self.config.groups.iter().any(|(g, _, _)| g == group)
+        !self.config.group_claims.is_empty()
+            || self.config.groups.iter().any(|(g, _, _)| g == group)
     }
 
     pub(crate) fn compile(
@@ -222,8 +224,11 @@ impl Context<'_> {
                 if rule.scopes.is_empty() {
                     report("a scope grant needs `scopes`".to_owned());
                 } else {
-                    let scopes: Vec<String> =
-                        rule.scopes.iter().map(|s| format!("Scope::{}", quote(s))).collect();
+                    let scopes: Vec<String> = rule
+                        .scopes
+                        .iter()
+                        .map(|s| format!("Scope::{}", quote(s)))
+                        .collect();
                     conds.push(format!("[{}].contains(resource)", scopes.join(", ")));
                 }
                 "grant_scope"
@@ -238,15 +243,20 @@ impl Context<'_> {
                 if rule.effect == RuleEffect::Forbid && !rule.step_up_scopes.is_empty() {
                     report("a forbid rule cannot have step_up_scopes (it never allows)".to_owned());
                 }
-                let named = [!rule.tools.is_empty(), !rule.prompts.is_empty(), !rule.resources.is_empty()]
-                    .iter()
-                    .filter(|b| **b)
-                    .count();
+                let named = [
+                    !rule.tools.is_empty(),
+                    !rule.prompts.is_empty(),
+                    !rule.resources.is_empty(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
                 if named != 1 {
                     report(if named == 0 {
                         "a rule names `tools`, `prompts` or `resources`".to_owned()
                     } else {
-                        "a rule names only one of `tools`, `prompts` and `resources`; split it".to_owned()
+                        "a rule names only one of `tools`, `prompts` and `resources`; split it"
+                            .to_owned()
                     });
                     return None;
                 }
@@ -256,10 +266,18 @@ impl Context<'_> {
                 let (action, entity, names) = if !rule.tools.is_empty() {
                     let names: Vec<String> =
                         self.catalog.tools().map(|t| t.name().to_owned()).collect();
-                    ("call_tool", "Tool", self.expand(&rule.tools, &names, "tool", &mut report))
+                    (
+                        "call_tool",
+                        "Tool",
+                        self.expand(&rule.tools, &names, "tool", &mut report),
+                    )
                 } else if !rule.prompts.is_empty() {
                     let names: Vec<String> = self.catalog.prompts().map(str::to_owned).collect();
-                    ("get_prompt", "Prompt", self.expand(&rule.prompts, &names, "prompt", &mut report))
+                    (
+                        "get_prompt",
+                        "Prompt",
+                        self.expand(&rule.prompts, &names, "prompt", &mut report),
+                    )
                 } else {
                     let names: Vec<String> = self.catalog.resources().map(str::to_owned).collect();
                     (
@@ -269,8 +287,10 @@ impl Context<'_> {
                     )
                 };
                 if !names.is_empty() {
-                    let uids: Vec<String> =
-                        names.iter().map(|n| format!("{entity}::{}", quote(n))).collect();
+                    let uids: Vec<String> = names
+                        .iter()
+                        .map(|n| format!("{entity}::{}", quote(n)))
+                        .collect();
                     conds.push(format!("resource in [{}]", uids.join(", ")));
                 }
                 // Who before the arguments: a list decision (arguments unknown) then sees a
@@ -286,10 +306,10 @@ impl Context<'_> {
                 action
             }
         };
-        if kind != RuleKind::Call {
-            if let Some(cond) = self.who_cond(&rule.who, &mut report) {
-                conds.push(cond);
-            }
+        if kind != RuleKind::Call
+            && let Some(cond) = self.who_cond(&rule.who, &mut report)
+        {
+            conds.push(cond);
         }
         if problems_len(problems) > before {
             return None;
@@ -352,7 +372,11 @@ impl Context<'_> {
                         .unwrap_or_default();
                     report(format!(
                         "argument `{arg}` is not an argument of tool `{tool}` (its arguments: {})",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ));
                     return None;
                 }
@@ -376,7 +400,10 @@ impl Context<'_> {
         let kind = *self.shapes.union.get(arg)?;
         let access = format!("context.args[{}]", quote(arg));
         let mut parts = Vec::new();
-        if rule.under.is_none() && rule.one_of.is_none() && rule.hosts.is_none() && rule.schemes.is_none()
+        if rule.under.is_none()
+            && rule.one_of.is_none()
+            && rule.hosts.is_none()
+            && rule.schemes.is_none()
         {
             report(format!(
                 "argument `{arg}` has no constraint (give `under`, `one_of`, `hosts` or `schemes`)"
@@ -391,7 +418,11 @@ impl Context<'_> {
             } else {
                 match canon::path(&self.config.root, dir, arg) {
                     Ok(dir) => {
-                        let pattern = if dir == "/" { "/".to_owned() } else { format!("{dir}/") };
+                        let pattern = if dir == "/" {
+                            "/".to_owned()
+                        } else {
+                            format!("{dir}/")
+                        };
                         parts.push(format!(
                             "({access} == {} || {access} like {})",
                             quote(&dir),
@@ -413,13 +444,15 @@ impl Context<'_> {
             for value in values {
                 let literal = match (kind, value) {
                     (ArgKind::Text, Value::String(s)) => Some(quote(s)),
-                    (ArgKind::Path, Value::String(s)) => match canon::path(&self.config.root, s, arg) {
-                        Ok(p) => Some(quote(&p)),
-                        Err(refused) => {
-                            report(format!("`one_of`: {}", refused.0));
-                            None
+                    (ArgKind::Path, Value::String(s)) => {
+                        match canon::path(&self.config.root, s, arg) {
+                            Ok(p) => Some(quote(&p)),
+                            Err(refused) => {
+                                report(format!("`one_of`: {}", refused.0));
+                                None
+                            }
                         }
-                    },
+                    }
                     (ArgKind::Long, Value::Number(n)) => n.as_i64().map(|n| n.to_string()),
                     (ArgKind::Bool, Value::Bool(b)) => Some(b.to_string()),
                     _ => None,
@@ -427,7 +460,9 @@ impl Context<'_> {
                 match literal {
                     Some(l) => literals.push(l),
                     None if kind == ArgKind::Url => {
-                        report(format!("argument `{arg}` is a URL: constrain it with `hosts` and `schemes`"));
+                        report(format!(
+                            "argument `{arg}` is a URL: constrain it with `hosts` and `schemes`"
+                        ));
                         break;
                     }
                     None => {
@@ -451,8 +486,9 @@ impl Context<'_> {
                 for host in hosts {
                     let host = host.trim_end_matches('.').to_lowercase();
                     match host.strip_prefix("*.") {
-                        Some(suffix) if !suffix.is_empty() && !suffix.contains('*') => alternatives
-                            .push(format!("{access}.host like {}", like_suffix(suffix))),
+                        Some(suffix) if !suffix.is_empty() && !suffix.contains('*') => {
+                            alternatives.push(format!("{access}.host like {}", like_suffix(suffix)))
+                        }
                         None if !host.is_empty() && !host.contains('*') => {
                             alternatives.push(format!("{access}.host == {}", quote(&host)));
                         }
@@ -482,7 +518,11 @@ impl Context<'_> {
         if parts.is_empty() {
             return None;
         }
-        Some(format!("(context.args has {} && {})", quote(arg), parts.join(" && ")))
+        Some(format!(
+            "(context.args has {} && {})",
+            quote(arg),
+            parts.join(" && ")
+        ))
     }
 
     pub(crate) fn who_cond(&self, who: &Who, report: &mut impl FnMut(String)) -> Option<String> {
@@ -514,8 +554,11 @@ impl Context<'_> {
                     ));
                 }
             }
-            let uids: Vec<String> =
-                who.group_names().iter().map(|g| format!("Group::{}", quote(g))).collect();
+            let uids: Vec<String> = who
+                .group_names()
+                .iter()
+                .map(|g| format!("Group::{}", quote(g)))
+                .collect();
             alternatives.push(format!("principal in [{}]", uids.join(", ")));
         }
         if !who.subject_ids().is_empty() {
@@ -568,7 +611,10 @@ fn like_suffix(suffix: &str) -> String {
 }
 
 fn has_targets(rule: &Rule) -> bool {
-    !rule.tools.is_empty() || !rule.prompts.is_empty() || !rule.resources.is_empty() || !rule.args.is_empty()
+    !rule.tools.is_empty()
+        || !rule.prompts.is_empty()
+        || !rule.resources.is_empty()
+        || !rule.args.is_empty()
 }
 
 fn problems_len(problems: &Problems) -> usize {

@@ -100,7 +100,10 @@ impl Who {
     }
 
     pub(crate) fn emails_lower(&self) -> Vec<String> {
-        list(&self.emails).iter().map(|e| e.to_lowercase()).collect()
+        list(&self.emails)
+            .iter()
+            .map(|e| e.to_lowercase())
+            .collect()
     }
 
     pub(crate) fn domains_lower(&self) -> Vec<String> {
@@ -140,7 +143,11 @@ impl Who {
                 empty.push(name);
             }
         }
-        if self.claims.as_ref().is_some_and(|c| c.is_empty() || c.values().any(Vec::is_empty)) {
+        if self
+            .claims
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.values().any(Vec::is_empty))
+        {
             empty.push("claims");
         }
         empty
@@ -319,7 +326,8 @@ impl Rule {
     /// step-up naming the missing ones.
     #[must_use]
     pub fn step_up<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.step_up_scopes.extend(scopes.into_iter().map(Into::into));
+        self.step_up_scopes
+            .extend(scopes.into_iter().map(Into::into));
         self
     }
 
@@ -478,7 +486,11 @@ impl PolicyConfig {
     pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            PolicyError::one(None, Origin::new(&name, None), format!("cannot read the policy: {e}"))
+            PolicyError::one(
+                None,
+                Origin::new(&name, None),
+                format!("cannot read the policy: {e}"),
+            )
         })?;
         let (mut config, cedar_files) = Self::parse(&text, &name)?;
         let folder = path.parent().unwrap_or_else(|| Path::new("."));
@@ -625,7 +637,11 @@ impl PolicyConfig {
     pub(crate) fn check_settings(&self, problems: &mut Problems) {
         let origin = Origin::default();
         if !self.root.starts_with('/') {
-            problems.push(None, &origin, format!("the root `{}` must be an absolute path", self.root));
+            problems.push(
+                None,
+                &origin,
+                format!("the root `{}` must be an absolute path", self.root),
+            );
         }
         if self.root.contains('\\') || self.root.split('/').any(|c| c == "..") {
             problems.push(
@@ -636,7 +652,11 @@ impl PolicyConfig {
         }
         for name in &self.path_args {
             if self.url_args.contains(name) {
-                problems.push(None, &origin, format!("argument `{name}` is listed both as a path and as a URL"));
+                problems.push(
+                    None,
+                    &origin,
+                    format!("argument `{name}` is listed both as a path and as a URL"),
+                );
             }
         }
         let mut seen = std::collections::BTreeSet::new();

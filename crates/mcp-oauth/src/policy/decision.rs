@@ -165,7 +165,11 @@ impl fmt::Display for Explanation {
         };
         writeln!(f, "rules: {rules}")?;
         if !self.decision.missing_scopes.is_empty() {
-            writeln!(f, "missing scopes: {}", self.decision.missing_scopes.join(" "))?;
+            writeln!(
+                f,
+                "missing scopes: {}",
+                self.decision.missing_scopes.join(" ")
+            )?;
         }
         writeln!(f, "reason: {}", self.decision.reason)?;
         if self.groups.is_empty() {

@@ -92,11 +92,18 @@ impl Names {
     fn new() -> Result<Self, PolicyError> {
         let ty = |name: &str| {
             EntityTypeName::from_str(name).map_err(|e| {
-                PolicyError::one(None, Origin::default(), format!("entity type `{name}`: {e}"))
+                PolicyError::one(
+                    None,
+                    Origin::default(),
+                    format!("entity type `{name}`: {e}"),
+                )
             })
         };
         let action = |id: &str| -> Result<EntityUid, PolicyError> {
-            Ok(EntityUid::from_type_name_and_id(ty("Action")?, EntityId::new(id)))
+            Ok(EntityUid::from_type_name_and_id(
+                ty("Action")?,
+                EntityId::new(id),
+            ))
         };
         Ok(Self {
             user: ty("User")?,
@@ -143,7 +150,11 @@ impl Policy {
         let schema = match Schema::from_cedarschema_str(&schema_text) {
             Ok((schema, _warnings)) => schema,
             Err(e) => {
-                problems.push(None, &Origin::default(), format!("the generated Cedar schema is invalid: {e}"));
+                problems.push(
+                    None,
+                    &Origin::default(),
+                    format!("the generated Cedar schema is invalid: {e}"),
+                );
                 return Err(into_error(problems));
             }
         };
@@ -268,7 +279,12 @@ impl Policy {
     /// Decides a `tools/call`, `prompts/get` or `resources/read` with its arguments (`None`
     /// when the request had none). Arguments are canonicalised first; a path leaving the root
     /// or a malformed URL is a deny that says so.
-    pub fn decide(&self, subject: &Subject, target: Target<'_>, arguments: Option<&Value>) -> Decision {
+    pub fn decide(
+        &self,
+        subject: &Subject,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+    ) -> Decision {
         self.evaluate(subject, target, Args::Known(arguments)).0
     }
 
@@ -285,7 +301,12 @@ impl Policy {
     }
 
     /// [`decide`](Self::decide) with the user's groups and the canonical arguments.
-    pub fn explain(&self, subject: &Subject, target: Target<'_>, arguments: Option<&Value>) -> Explanation {
+    pub fn explain(
+        &self,
+        subject: &Subject,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+    ) -> Explanation {
         let (decision, arguments) = self.evaluate(subject, target, Args::Known(arguments));
         Explanation {
             decision,
@@ -311,7 +332,13 @@ impl Policy {
             Ok(e) => e,
             Err(reason) => return Decision::deny(reason),
         };
-        self.cedar(subject, &entities, &n.sign_in, &resource, CedarContext::empty())
+        self.cedar(
+            subject,
+            &entities,
+            &n.sign_in,
+            &resource,
+            CedarContext::empty(),
+        )
     }
 
     /// Cuts the requested scopes to those the policy grants this user. Without any grant rule
@@ -401,7 +428,10 @@ impl Policy {
             Err(reason) => return (Decision::deny(reason), Value::Null),
         };
         let Args::Known(arguments) = args else {
-            return (self.partial(&entities, subject, action, &resource), Value::Null);
+            return (
+                self.partial(&entities, subject, action, &resource),
+                Value::Null,
+            );
         };
         let Target::Tool(tool) = target else {
             return (
@@ -420,11 +450,17 @@ impl Policy {
             let context = RestrictedExpression::new_record(pairs)
                 .map_err(|e| e.to_string())
                 .and_then(|record| {
-                    CedarContext::from_pairs([("args".to_owned(), record)]).map_err(|e| e.to_string())
+                    CedarContext::from_pairs([("args".to_owned(), record)])
+                        .map_err(|e| e.to_string())
                 });
             let context = match context {
                 Ok(c) => c,
-                Err(e) => return (Decision::deny(format!("the arguments cannot be checked: {e}")), canonical),
+                Err(e) => {
+                    return (
+                        Decision::deny(format!("the arguments cannot be checked: {e}")),
+                        canonical,
+                    );
+                }
             };
             let decision = self.cedar(subject, &entities, action, &resource, context);
             match decision.effect {
@@ -490,7 +526,8 @@ impl Policy {
         }
         attrs.insert(
             "claims".to_owned(),
-            RestrictedExpression::new_record(claims).map_err(|e| format!("the user's claims: {e}"))?,
+            RestrictedExpression::new_record(claims)
+                .map_err(|e| format!("the user's claims: {e}"))?,
         );
         let parents: HashSet<EntityUid> = self
             .groups(subject)
@@ -515,12 +552,20 @@ impl Policy {
                 );
             }
             Some(Target::Prompt(name)) => entities.push(
-                Entity::new(uid(&n.prompt, name), HashMap::from([("name".to_owned(), s(name))]), server)
-                    .map_err(|e| format!("the prompt cannot be described to Cedar: {e}"))?,
+                Entity::new(
+                    uid(&n.prompt, name),
+                    HashMap::from([("name".to_owned(), s(name))]),
+                    server,
+                )
+                .map_err(|e| format!("the prompt cannot be described to Cedar: {e}"))?,
             ),
             Some(Target::Resource(uri)) => entities.push(
-                Entity::new(uid(&n.resource, uri), HashMap::from([("uri".to_owned(), s(uri))]), server)
-                    .map_err(|e| format!("the resource cannot be described to Cedar: {e}"))?,
+                Entity::new(
+                    uid(&n.resource, uri),
+                    HashMap::from([("uri".to_owned(), s(uri))]),
+                    server,
+                )
+                .map_err(|e| format!("the resource cannot be described to Cedar: {e}"))?,
             ),
             None => {}
         }
@@ -537,12 +582,17 @@ impl Policy {
         context: CedarContext,
     ) -> Decision {
         let principal = uid(&self.inner.names.user, subject.sub());
-        let request = match Request::new(principal, action.clone(), resource.clone(), context, None) {
+        let request = match Request::new(principal, action.clone(), resource.clone(), context, None)
+        {
             Ok(r) => r,
             Err(e) => return Decision::deny(format!("the request cannot be checked: {e}")),
         };
         let response = Authorizer::new().is_authorized(&request, &self.inner.set, entities);
-        let mut ids: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        let mut ids: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
         ids.sort();
         let errors: Vec<String> = response
             .diagnostics()
@@ -553,7 +603,10 @@ impl Policy {
             let reason = if ids.is_empty() {
                 let mut reason = "no rule permits this".to_owned();
                 if !errors.is_empty() {
-                    reason.push_str(&format!(" (rules that failed to evaluate: {})", errors.join("; ")));
+                    reason.push_str(&format!(
+                        " (rules that failed to evaluate: {})",
+                        errors.join("; ")
+                    ));
                 }
                 reason
             } else {
@@ -569,7 +622,12 @@ impl Policy {
         // Allowed by Cedar: a permit with no step-up, or all of them lack scopes.
         let mut best: Option<Vec<String>> = None;
         for id in &ids {
-            let needed = self.inner.step_up.get(id).map(Vec::as_slice).unwrap_or_default();
+            let needed = self
+                .inner
+                .step_up
+                .get(id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let lacking: Vec<String> = needed
                 .iter()
                 .filter(|s| !subject.scope_set().contains(*s))
@@ -598,7 +656,13 @@ impl Policy {
     }
 
     /// A list decision: the arguments unknown, so rules that depend on them stay possible.
-    fn partial(&self, entities: &Entities, subject: &Subject, action: &EntityUid, resource: &EntityUid) -> Decision {
+    fn partial(
+        &self,
+        entities: &Entities,
+        subject: &Subject,
+        action: &EntityUid,
+        resource: &EntityUid,
+    ) -> Decision {
         let request = Request::builder()
             .principal(uid(&self.inner.names.user, subject.sub()))
             .action(action.clone())
@@ -616,7 +680,10 @@ impl Policy {
         };
         match response.decision() {
             Some(cedar_policy::Decision::Deny) => {
-                let ids = of_effect(&mut response.definitely_satisfied(), cedar_policy::Effect::Forbid);
+                let ids = of_effect(
+                    &mut response.definitely_satisfied(),
+                    cedar_policy::Effect::Forbid,
+                );
                 let reason = if ids.is_empty() {
                     "no rule could permit this, whatever the arguments".to_owned()
                 } else {
@@ -630,16 +697,22 @@ impl Policy {
                 }
             }
             decided => {
-                let ids = of_effect(&mut response.may_be_determining(), cedar_policy::Effect::Permit);
+                let ids = of_effect(
+                    &mut response.may_be_determining(),
+                    cedar_policy::Effect::Permit,
+                );
                 Decision {
-                effect: Effect::Allow,
-                reason: if decided.is_some() {
-                    format!("permitted by {}", ids.join(", "))
-                } else {
-                    format!("may be permitted by {}, depending on the arguments", ids.join(", "))
-                },
-                rule_ids: ids,
-                missing_scopes: Vec::new(),
+                    effect: Effect::Allow,
+                    reason: if decided.is_some() {
+                        format!("permitted by {}", ids.join(", "))
+                    } else {
+                        format!(
+                            "may be permitted by {}, depending on the arguments",
+                            ids.join(", ")
+                        )
+                    },
+                    rule_ids: ids,
+                    missing_scopes: Vec::new(),
                 }
             }
         }
@@ -664,7 +737,8 @@ impl Policy {
         let mut arrays: Vec<(String, Vec<RestrictedExpression>)> = Vec::new();
         let mut canonical = Map::new();
         for (name, value) in map {
-            let Some(ArgEntry::Spec { kind, array }) = specs.and_then(|s| s.get(name)).copied() else {
+            let Some(ArgEntry::Spec { kind, array }) = specs.and_then(|s| s.get(name)).copied()
+            else {
                 continue;
             };
             if !self.inner.shapes.union.contains_key(name) || value.is_null() {
@@ -715,12 +789,20 @@ impl Policy {
         Ok((combinations, Value::Object(canonical)))
     }
 
-    fn canonical_value(&self, name: &str, kind: ArgKind, value: &Value) -> Result<(RestrictedExpression, Value), String> {
+    fn canonical_value(
+        &self,
+        name: &str,
+        kind: ArgKind,
+        value: &Value,
+    ) -> Result<(RestrictedExpression, Value), String> {
         let wrong = || format!("argument `{name}` should be {}", kind.describe());
         Ok(match kind {
             ArgKind::Text => {
                 let s = value.as_str().ok_or_else(wrong)?;
-                (RestrictedExpression::new_string(s.to_owned()), value.clone())
+                (
+                    RestrictedExpression::new_string(s.to_owned()),
+                    value.clone(),
+                )
             }
             ArgKind::Long => {
                 let i = value.as_i64().ok_or_else(wrong)?;
@@ -733,14 +815,23 @@ impl Policy {
             ArgKind::Path => {
                 let s = value.as_str().ok_or_else(wrong)?;
                 let p = canon::path(&self.inner.config.root, s, name).map_err(|r| r.0)?;
-                (RestrictedExpression::new_string(p.clone()), Value::String(p))
+                (
+                    RestrictedExpression::new_string(p.clone()),
+                    Value::String(p),
+                )
             }
             ArgKind::Url => {
                 let s = value.as_str().ok_or_else(wrong)?;
                 let (scheme, host) = canon::url(s, name).map_err(|r| r.0)?;
                 let record = RestrictedExpression::new_record([
-                    ("scheme".to_owned(), RestrictedExpression::new_string(scheme.clone())),
-                    ("host".to_owned(), RestrictedExpression::new_string(host.clone())),
+                    (
+                        "scheme".to_owned(),
+                        RestrictedExpression::new_string(scheme.clone()),
+                    ),
+                    (
+                        "host".to_owned(),
+                        RestrictedExpression::new_string(host.clone()),
+                    ),
                 ])
                 .map_err(|e| e.to_string())?;
                 (record, serde_json::json!({"scheme": scheme, "host": host}))
@@ -797,7 +888,10 @@ fn who_matches(who: &Who, subject: &Subject, config: &PolicyConfig) -> bool {
     }
     for (claim, values) in who.claim_values() {
         if config.claims.contains_key(claim)
-            && subject.claim_strings(claim).iter().any(|v| values.contains(v))
+            && subject
+                .claim_strings(claim)
+                .iter()
+                .any(|v| values.contains(v))
         {
             return true;
         }
@@ -812,7 +906,13 @@ fn who_matches(who: &Who, subject: &Subject, config: &PolicyConfig) -> bool {
     who.group_names().iter().any(|g| direct.contains(g))
 }
 
-fn check_group_who(group: &str, who: &Who, origin: &Origin, config: &PolicyConfig, problems: &mut Problems) {
+fn check_group_who(
+    group: &str,
+    who: &Who,
+    origin: &Origin,
+    config: &PolicyConfig,
+    problems: &mut Problems,
+) {
     let label = format!("group {group}");
     for name in who.empty_lists() {
         problems.push(
@@ -826,7 +926,9 @@ fn check_group_who(group: &str, who: &Who, origin: &Origin, config: &PolicyConfi
             problems.push(
                 Some(&label),
                 origin,
-                format!("claim `{claim}` is not declared under [policy.claims], so it is never present"),
+                format!(
+                    "claim `{claim}` is not declared under [policy.claims], so it is never present"
+                ),
             );
         }
     }
@@ -893,7 +995,9 @@ fn add_cedar_file(
                         .find(&format!("{ty}::{}", compile::quote(&name)))
                         .map(|offset| line_of(text, offset));
                     let message = if what == "group" {
-                        format!("group `{name}` is never assigned: define it under [policy.groups], or name the claim that carries it in group_claims")
+                        format!(
+                            "group `{name}` is never assigned: define it under [policy.groups], or name the claim that carries it in group_claims"
+                        )
                     } else {
                         format!("unknown {what} `{name}` (the server does not list it)")
                     };
@@ -912,7 +1016,9 @@ fn add_cedar_file(
 fn entity_literals(value: &Value, out: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {
-            if let (Some(Value::String(ty)), Some(Value::String(id))) = (map.get("type"), map.get("id")) {
+            if let (Some(Value::String(ty)), Some(Value::String(id))) =
+                (map.get("type"), map.get("id"))
+            {
                 out.push((ty.clone(), id.clone()));
             }
             for v in map.values() {

@@ -191,7 +191,11 @@ impl Fixtures {
             }
             if case.scopes.is_some() {
                 if case.granted.is_none() {
-                    return Err(PolicyError::one(Some(&case.name), origin, "a `scopes` case needs `granted`"));
+                    return Err(PolicyError::one(
+                        Some(&case.name),
+                        origin,
+                        "a `scopes` case needs `granted`",
+                    ));
                 }
             } else if !matches!(case.expect.as_deref(), Some("allow" | "deny" | "step-up")) {
                 return Err(PolicyError::one(

@@ -46,7 +46,11 @@ impl Subject {
     /// `email_verified` is `false`), the scopes (`scope` or `scp`), the client (`client_id` or
     /// `azp`), and every claim (for `group_claims` and `[policy.claims]`).
     pub fn from_claims(claims: &Claims) -> Self {
-        let verified = claims.as_map().get("email_verified").and_then(Value::as_bool) != Some(false);
+        let verified = claims
+            .as_map()
+            .get("email_verified")
+            .and_then(Value::as_bool)
+            != Some(false);
         let mut subject = Self::new(claims.sub().unwrap_or_default())
             .scopes(claims.scopes())
             .claims(claims.as_map().clone());
