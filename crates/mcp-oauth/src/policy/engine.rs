@@ -70,6 +70,46 @@ struct Inner {
     governs_sign_in: bool,
     governs_grants: bool,
     names: Names,
+    targets: Targets,
+    authorizer: Authorizer,
+}
+
+/// The Cedar entity of every tool, prompt and resource, built once.
+#[derive(Debug, Default)]
+struct Targets {
+    tools: HashMap<String, Entity>,
+    prompts: HashMap<String, Entity>,
+    resources: HashMap<String, Entity>,
+}
+
+impl Targets {
+    fn new(names: &Names, server: &str, catalog: &Catalog) -> Result<Self, String> {
+        let server: HashSet<EntityUid> = [uid(&names.server, server)].into();
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let mut targets = Self::default();
+        for tool in catalog.tools() {
+            let mut attrs = HashMap::from([("name".to_owned(), s(tool.name()))]);
+            for (hint, value) in tool.annotations() {
+                attrs.insert(hint.to_owned(), RestrictedExpression::new_bool(value));
+            }
+            let entity = Entity::new(uid(&names.tool, tool.name()), attrs, server.clone())
+                .map_err(|e| format!("tool `{}` cannot be described to Cedar: {e}", tool.name()))?;
+            targets.tools.insert(tool.name().to_owned(), entity);
+        }
+        for name in catalog.prompts() {
+            let attrs = HashMap::from([("name".to_owned(), s(name))]);
+            let entity = Entity::new(uid(&names.prompt, name), attrs, server.clone())
+                .map_err(|e| format!("prompt `{name}` cannot be described to Cedar: {e}"))?;
+            targets.prompts.insert(name.to_owned(), entity);
+        }
+        for uri in catalog.resources() {
+            let attrs = HashMap::from([("uri".to_owned(), s(uri))]);
+            let entity = Entity::new(uid(&names.resource, uri), attrs, server.clone())
+                .map_err(|e| format!("resource `{uri}` cannot be described to Cedar: {e}"))?;
+            targets.resources.insert(uri.to_owned(), entity);
+        }
+        Ok(targets)
+    }
 }
 
 #[derive(Debug)]
@@ -233,6 +273,8 @@ impl Policy {
                 ActionConstraint::In(list) => list.contains(action),
             })
         };
+        let targets = Targets::new(&names, &config.server, &catalog)
+            .map_err(|e| PolicyError::one(None, Origin::default(), e))?;
         let governs_sign_in = governs(&names.sign_in);
         let governs_grants = governs(&names.grant_scope);
         Ok(Self {
@@ -247,6 +289,8 @@ impl Policy {
                 governs_sign_in,
                 governs_grants,
                 names,
+                targets,
+                authorizer: Authorizer::new(),
             }),
         })
     }
@@ -537,37 +581,17 @@ impl Policy {
         let user = Entity::new(uid(&n.user, subject.sub()), attrs, parents)
             .map_err(|e| format!("the user cannot be described to Cedar: {e}"))?;
         let mut entities = vec![user];
-        let server: HashSet<EntityUid> = [uid(&n.server, &self.inner.config.server)].into();
-        match target {
-            Some(Target::Tool(name)) => {
-                let mut attrs = HashMap::from([("name".to_owned(), s(name))]);
-                if let Some(tool) = self.inner.catalog.get_tool(name) {
-                    for (hint, value) in tool.annotations() {
-                        attrs.insert(hint.to_owned(), RestrictedExpression::new_bool(value));
-                    }
-                }
-                entities.push(
-                    Entity::new(uid(&n.tool, name), attrs, server)
-                        .map_err(|e| format!("the tool cannot be described to Cedar: {e}"))?,
-                );
-            }
-            Some(Target::Prompt(name)) => entities.push(
-                Entity::new(
-                    uid(&n.prompt, name),
-                    HashMap::from([("name".to_owned(), s(name))]),
-                    server,
-                )
-                .map_err(|e| format!("the prompt cannot be described to Cedar: {e}"))?,
-            ),
-            Some(Target::Resource(uri)) => entities.push(
-                Entity::new(
-                    uid(&n.resource, uri),
-                    HashMap::from([("uri".to_owned(), s(uri))]),
-                    server,
-                )
-                .map_err(|e| format!("the resource cannot be described to Cedar: {e}"))?,
-            ),
-            None => {}
+        if let Some(target) = target {
+            let entity = match target {
+                Target::Tool(name) => self.inner.targets.tools.get(name),
+                Target::Prompt(name) => self.inner.targets.prompts.get(name),
+                Target::Resource(uri) => self.inner.targets.resources.get(uri),
+            };
+            entities.push(
+                entity
+                    .cloned()
+                    .ok_or_else(|| format!("{target} is not in the server's catalog"))?,
+            );
         }
         Entities::from_entities(entities, None).map_err(|e| format!("entities: {e}"))
     }
@@ -587,7 +611,10 @@ impl Policy {
             Ok(r) => r,
             Err(e) => return Decision::deny(format!("the request cannot be checked: {e}")),
         };
-        let response = Authorizer::new().is_authorized(&request, &self.inner.set, entities);
+        let response = self
+            .inner
+            .authorizer
+            .is_authorized(&request, &self.inner.set, entities);
         let mut ids: Vec<String> = response
             .diagnostics()
             .reason()
@@ -668,7 +695,10 @@ impl Policy {
             .action(action.clone())
             .resource(resource.clone())
             .build();
-        let response = Authorizer::new().is_authorized_partial(&request, &self.inner.set, entities);
+        let response =
+            self.inner
+                .authorizer
+                .is_authorized_partial(&request, &self.inner.set, entities);
         let of_effect = |policies: &mut dyn Iterator<Item = CedarPolicy>, effect| {
             let mut ids: Vec<String> = policies
                 .filter(|p| p.effect() == effect)

@@ -59,3 +59,8 @@ pub use error::{Origin, PolicyError, Problem};
 pub use fixtures::{FixtureFailure, FixtureReport, Fixtures};
 #[cfg(feature = "policy")]
 pub use subject::{GroupSource, Membership, Subject};
+
+/// The examples of `docs/policy.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "policy"))]
+#[doc = include_str!("../../../../docs/policy.md")]
+pub struct PolicyDocDoctests;
