@@ -334,7 +334,8 @@ impl Policy {
 
     /// Whether a list (`tools/list`, …) shows this item to this user: the same decision as a
     /// call, with the arguments unknown. An item is shown when some arguments could make the
-    /// call allowed (or a step-up), and hidden when none could.
+    /// call allowed (or a step-up), and hidden when none could. It never hides what some
+    /// arguments make callable; it may show an item whose argument rules contradict each other.
     pub fn visible(&self, subject: &Subject, target: Target<'_>) -> bool {
         self.evaluate(subject, target, Args::Unknown).0.effect != Effect::Deny
     }
