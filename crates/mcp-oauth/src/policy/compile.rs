@@ -184,6 +184,10 @@ pub(crate) struct Compiled {
     pub(crate) id: String,
     pub(crate) text: String,
     pub(crate) step_up: Vec<String>,
+    /// The Cedar action the rule is for.
+    pub(crate) action: &'static str,
+    /// The tools, prompts or resources it names (`None`: not about one).
+    pub(crate) targets: Option<Vec<String>>,
 }
 
 /// What a rule needs that does not change per rule.
@@ -210,6 +214,7 @@ impl Context<'_> {
         let before = problems_len(problems);
         let mut report = |message: String| problems.push(Some(&rule.id), origin, message);
         let mut conds = Vec::new();
+        let mut targets = None;
         let action = match kind {
             RuleKind::SignIn => {
                 if has_targets(rule) || !rule.step_up_scopes.is_empty() || !rule.scopes.is_empty() {
@@ -286,6 +291,7 @@ impl Context<'_> {
                         self.expand(&rule.resources, &names, "resource", &mut report),
                     )
                 };
+                targets = Some(names.clone());
                 if !names.is_empty() {
                     let uids: Vec<String> = names
                         .iter()
@@ -331,6 +337,8 @@ impl Context<'_> {
                 quote(action),
             ),
             step_up: rule.step_up_scopes.clone(),
+            action,
+            targets,
         })
     }
 

@@ -71,7 +71,79 @@ struct Inner {
     governs_grants: bool,
     names: Names,
     targets: Targets,
+    sets: Sets,
     authorizer: Authorizer,
+}
+
+/// Which actions and targets a policy can be about (`None`: any).
+#[derive(Debug, Clone)]
+struct Scope {
+    actions: Option<Vec<String>>,
+    targets: Option<Vec<String>>,
+}
+
+impl Scope {
+    fn covers(&self, action: &str, target: Option<&str>) -> bool {
+        let action_ok = self
+            .actions
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|x| x == action));
+        let target_ok = match (&self.targets, target) {
+            (Some(names), Some(t)) => names.iter().any(|n| n == t),
+            _ => true,
+        };
+        action_ok && target_ok
+    }
+}
+
+/// The policy set split by action and target, so that a decision evaluates only the
+/// policies that can be about it (the others would evaluate to false anyway).
+#[derive(Debug, Default)]
+struct Sets {
+    by_target: HashMap<&'static str, HashMap<String, PolicySet>>,
+    by_action: HashMap<&'static str, PolicySet>,
+}
+
+impl Sets {
+    fn new(scopes: &[(CedarPolicy, Scope)], catalog: &Catalog) -> Result<Self, String> {
+        let subset = |action: &str, target: Option<&str>| -> Result<PolicySet, String> {
+            PolicySet::from_policies(
+                scopes
+                    .iter()
+                    .filter(|(_, scope)| scope.covers(action, target))
+                    .map(|(p, _)| p.clone()),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let mut sets = Self::default();
+        for action in [
+            "call_tool",
+            "get_prompt",
+            "read_resource",
+            "sign_in",
+            "grant_scope",
+        ] {
+            sets.by_action.insert(action, subset(action, None)?);
+        }
+        let mut add = |action: &'static str, name: &str| -> Result<(), String> {
+            let set = subset(action, Some(name))?;
+            sets.by_target
+                .entry(action)
+                .or_default()
+                .insert(name.to_owned(), set);
+            Ok(())
+        };
+        for tool in catalog.tools() {
+            add("call_tool", tool.name())?;
+        }
+        for name in catalog.prompts() {
+            add("get_prompt", name)?;
+        }
+        for uri in catalog.resources() {
+            add("read_resource", uri)?;
+        }
+        Ok(sets)
+    }
 }
 
 /// The Cedar entity of every tool, prompt and resource, built once.
@@ -211,12 +283,18 @@ impl Policy {
         let mut origins: HashMap<String, (Origin, Option<String>)> = HashMap::new();
         let mut step_up = HashMap::new();
         let mut cedar_text = String::new();
+        let mut scopes: Vec<(CedarPolicy, Scope)> = Vec::new();
         for (kind, rule, origin) in &config.rules {
             let Some(compiled) = ctx.compile(*kind, rule, origin, &mut problems) else {
                 continue;
             };
             match CedarPolicy::parse(Some(PolicyId::new(&compiled.id)), &compiled.text) {
                 Ok(policy) => {
+                    let scope = Scope {
+                        actions: Some(vec![compiled.action.to_owned()]),
+                        targets: compiled.targets.clone(),
+                    };
+                    scopes.push((policy.clone(), scope));
                     if set.add(policy).is_err() {
                         problems.push(Some(&compiled.id), origin, "two rules have this id");
                     }
@@ -273,6 +351,26 @@ impl Policy {
                 ActionConstraint::In(list) => list.contains(action),
             })
         };
+        for policy in set.policies() {
+            if !scopes.iter().any(|(p, _)| p.id() == policy.id()) {
+                let actions = match policy.action_constraint() {
+                    ActionConstraint::Any => None,
+                    ActionConstraint::Eq(a) => Some(vec![a.id().unescaped().to_owned()]),
+                    ActionConstraint::In(list) => {
+                        Some(list.iter().map(|a| a.id().unescaped().to_owned()).collect())
+                    }
+                };
+                scopes.push((
+                    policy.clone(),
+                    Scope {
+                        actions,
+                        targets: None,
+                    },
+                ));
+            }
+        }
+        let sets = Sets::new(&scopes, &catalog)
+            .map_err(|e| PolicyError::one(None, Origin::default(), e))?;
         let targets = Targets::new(&names, &config.server, &catalog)
             .map_err(|e| PolicyError::one(None, Origin::default(), e))?;
         let governs_sign_in = governs(&names.sign_in);
@@ -290,6 +388,7 @@ impl Policy {
                 governs_grants,
                 names,
                 targets,
+                sets,
                 authorizer: Authorizer::new(),
             }),
         })
@@ -597,6 +696,17 @@ impl Policy {
         Entities::from_entities(entities, None).map_err(|e| format!("entities: {e}"))
     }
 
+    /// The policies that can be about this action and resource.
+    fn set_for(&self, action: &EntityUid, resource: &EntityUid) -> &PolicySet {
+        let action = action.id().unescaped();
+        let sets = &self.inner.sets;
+        sets.by_target
+            .get(action)
+            .and_then(|targets| targets.get(resource.id().unescaped()))
+            .or_else(|| sets.by_action.get(action))
+            .unwrap_or(&self.inner.set)
+    }
+
     /// One Cedar request, step-up scopes applied.
     fn cedar(
         &self,
@@ -612,10 +722,10 @@ impl Policy {
             Ok(r) => r,
             Err(e) => return Decision::deny(format!("the request cannot be checked: {e}")),
         };
-        let response = self
-            .inner
-            .authorizer
-            .is_authorized(&request, &self.inner.set, entities);
+        let response =
+            self.inner
+                .authorizer
+                .is_authorized(&request, self.set_for(action, resource), entities);
         let mut ids: Vec<String> = response
             .diagnostics()
             .reason()
@@ -696,10 +806,11 @@ impl Policy {
             .action(action.clone())
             .resource(resource.clone())
             .build();
-        let response =
-            self.inner
-                .authorizer
-                .is_authorized_partial(&request, &self.inner.set, entities);
+        let response = self.inner.authorizer.is_authorized_partial(
+            &request,
+            self.set_for(action, resource),
+            entities,
+        );
         let of_effect = |policies: &mut dyn Iterator<Item = CedarPolicy>, effect| {
             let mut ids: Vec<String> = policies
                 .filter(|p| p.effect() == effect)
