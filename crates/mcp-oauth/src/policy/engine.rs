@@ -2,27 +2,25 @@
 //! the schema generated from the catalog, and one decision function for calls and lists.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context as CedarContext, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, Policy as CedarPolicy, PolicyId, PolicySet, Request,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context as CedarContext, Entities, Entity, EntityUid,
+    Policy as CedarPolicy, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 use miette::Diagnostic;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::canon::{self, ArgKind};
+use super::args;
 use super::catalog::Catalog;
-use super::compile::{self, ArgEntry, Shapes};
+use super::cedar_file::{add_cedar_file, locate};
+use super::compile::{self, Shapes};
 use super::config::{ClaimKind, PolicyConfig, Who};
 use super::decision::{Decision, Effect, Explanation, ScopeGrant, Target};
-use super::error::{Origin, PolicyError, Problems, line_of};
+use super::error::{Origin, PolicyError, Problems};
+use super::parts::{Names, Scope, Sets, Targets, uid};
 use super::subject::{GroupSource, Membership, Subject};
-
-/// How many combinations of array elements one call may need checked.
-const MAX_COMBINATIONS: usize = 256;
 
 /// A checked policy, ready to decide. Cheap to clone.
 ///
@@ -73,169 +71,6 @@ struct Inner {
     targets: Targets,
     sets: Sets,
     authorizer: Authorizer,
-}
-
-/// Which actions and targets a policy can be about (`None`: any).
-#[derive(Debug, Clone)]
-struct Scope {
-    actions: Option<Vec<String>>,
-    targets: Option<Vec<String>>,
-}
-
-impl Scope {
-    fn covers(&self, action: &str, target: Option<&str>) -> bool {
-        let action_ok = self
-            .actions
-            .as_ref()
-            .is_none_or(|a| a.iter().any(|x| x == action));
-        let target_ok = match (&self.targets, target) {
-            (Some(names), Some(t)) => names.iter().any(|n| n == t),
-            _ => true,
-        };
-        action_ok && target_ok
-    }
-}
-
-/// The policy set split by action and target, so that a decision evaluates only the
-/// policies that can be about it (the others would evaluate to false anyway).
-#[derive(Debug, Default)]
-struct Sets {
-    by_target: HashMap<&'static str, HashMap<String, PolicySet>>,
-    by_action: HashMap<&'static str, PolicySet>,
-}
-
-impl Sets {
-    fn new(scopes: &[(CedarPolicy, Scope)], catalog: &Catalog) -> Result<Self, String> {
-        let subset = |action: &str, target: Option<&str>| -> Result<PolicySet, String> {
-            PolicySet::from_policies(
-                scopes
-                    .iter()
-                    .filter(|(_, scope)| scope.covers(action, target))
-                    .map(|(p, _)| p.clone()),
-            )
-            .map_err(|e| e.to_string())
-        };
-        let mut sets = Self::default();
-        for action in [
-            "call_tool",
-            "get_prompt",
-            "read_resource",
-            "sign_in",
-            "grant_scope",
-        ] {
-            sets.by_action.insert(action, subset(action, None)?);
-        }
-        let mut add = |action: &'static str, name: &str| -> Result<(), String> {
-            let set = subset(action, Some(name))?;
-            sets.by_target
-                .entry(action)
-                .or_default()
-                .insert(name.to_owned(), set);
-            Ok(())
-        };
-        for tool in catalog.tools() {
-            add("call_tool", tool.name())?;
-        }
-        for name in catalog.prompts() {
-            add("get_prompt", name)?;
-        }
-        for uri in catalog.resources() {
-            add("read_resource", uri)?;
-        }
-        Ok(sets)
-    }
-}
-
-/// The Cedar entity of every tool, prompt and resource, built once.
-#[derive(Debug, Default)]
-struct Targets {
-    tools: HashMap<String, Entity>,
-    prompts: HashMap<String, Entity>,
-    resources: HashMap<String, Entity>,
-}
-
-impl Targets {
-    fn new(names: &Names, server: &str, catalog: &Catalog) -> Result<Self, String> {
-        let server: HashSet<EntityUid> = [uid(&names.server, server)].into();
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let mut targets = Self::default();
-        for tool in catalog.tools() {
-            let mut attrs = HashMap::from([("name".to_owned(), s(tool.name()))]);
-            for (hint, value) in tool.annotations() {
-                attrs.insert(hint.to_owned(), RestrictedExpression::new_bool(value));
-            }
-            let entity = Entity::new(uid(&names.tool, tool.name()), attrs, server.clone())
-                .map_err(|e| format!("tool `{}` cannot be described to Cedar: {e}", tool.name()))?;
-            targets.tools.insert(tool.name().to_owned(), entity);
-        }
-        for name in catalog.prompts() {
-            let attrs = HashMap::from([("name".to_owned(), s(name))]);
-            let entity = Entity::new(uid(&names.prompt, name), attrs, server.clone())
-                .map_err(|e| format!("prompt `{name}` cannot be described to Cedar: {e}"))?;
-            targets.prompts.insert(name.to_owned(), entity);
-        }
-        for uri in catalog.resources() {
-            let attrs = HashMap::from([("uri".to_owned(), s(uri))]);
-            let entity = Entity::new(uid(&names.resource, uri), attrs, server.clone())
-                .map_err(|e| format!("resource `{uri}` cannot be described to Cedar: {e}"))?;
-            targets.resources.insert(uri.to_owned(), entity);
-        }
-        Ok(targets)
-    }
-}
-
-#[derive(Debug)]
-struct Names {
-    user: EntityTypeName,
-    group: EntityTypeName,
-    server: EntityTypeName,
-    tool: EntityTypeName,
-    prompt: EntityTypeName,
-    resource: EntityTypeName,
-    scope: EntityTypeName,
-    call_tool: EntityUid,
-    get_prompt: EntityUid,
-    read_resource: EntityUid,
-    sign_in: EntityUid,
-    grant_scope: EntityUid,
-}
-
-impl Names {
-    fn new() -> Result<Self, PolicyError> {
-        let ty = |name: &str| {
-            EntityTypeName::from_str(name).map_err(|e| {
-                PolicyError::one(
-                    None,
-                    Origin::default(),
-                    format!("entity type `{name}`: {e}"),
-                )
-            })
-        };
-        let action = |id: &str| -> Result<EntityUid, PolicyError> {
-            Ok(EntityUid::from_type_name_and_id(
-                ty("Action")?,
-                EntityId::new(id),
-            ))
-        };
-        Ok(Self {
-            user: ty("User")?,
-            group: ty("Group")?,
-            server: ty("Server")?,
-            tool: ty("Tool")?,
-            prompt: ty("Prompt")?,
-            resource: ty("Resource")?,
-            scope: ty("Scope")?,
-            call_tool: action("call_tool")?,
-            get_prompt: action("get_prompt")?,
-            read_resource: action("read_resource")?,
-            sign_in: action("sign_in")?,
-            grant_scope: action("grant_scope")?,
-        })
-    }
-}
-
-fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
 /// The arguments of one decision: unknown (a list), or known.
@@ -583,7 +418,12 @@ impl Policy {
                 Value::Null,
             );
         };
-        let (combinations, canonical) = match self.canonical_args(tool, arguments) {
+        let (combinations, canonical) = match args::canonical_args(
+            &self.inner.shapes,
+            &self.inner.config.root,
+            tool,
+            arguments,
+        ) {
             Ok(c) => c,
             Err(reason) => return (Decision::deny(reason), Value::Null),
         };
@@ -859,145 +699,6 @@ impl Policy {
             }
         }
     }
-
-    /// The arguments as Cedar records, one per combination of array elements, and the
-    /// canonical arguments as JSON.
-    #[allow(clippy::type_complexity)]
-    fn canonical_args(
-        &self,
-        tool: &str,
-        arguments: Option<&Value>,
-    ) -> Result<(Vec<Vec<(String, RestrictedExpression)>>, Value), String> {
-        let empty = Map::new();
-        let map = match arguments {
-            None | Some(Value::Null) => &empty,
-            Some(Value::Object(map)) => map,
-            Some(_) => return Err("the arguments are not a JSON object".to_owned()),
-        };
-        let specs = self.inner.shapes.tools.get(tool);
-        let mut fixed = Vec::new();
-        let mut arrays: Vec<(String, Vec<RestrictedExpression>)> = Vec::new();
-        let mut canonical = Map::new();
-        for (name, value) in map {
-            let Some(ArgEntry::Spec { kind, array }) = specs.and_then(|s| s.get(name)).copied()
-            else {
-                continue;
-            };
-            if !self.inner.shapes.union.contains_key(name) || value.is_null() {
-                continue;
-            }
-            if array {
-                let Value::Array(items) = value else {
-                    return Err(format!("argument `{name}` should be an array"));
-                };
-                let mut exprs = Vec::with_capacity(items.len());
-                let mut json = Vec::with_capacity(items.len());
-                for item in items {
-                    let (expr, canon) = self.canonical_value(name, kind, item)?;
-                    exprs.push(expr);
-                    json.push(canon);
-                }
-                canonical.insert(name.clone(), Value::Array(json));
-                if !exprs.is_empty() {
-                    arrays.push((name.clone(), exprs));
-                }
-            } else {
-                let (expr, canon) = self.canonical_value(name, kind, value)?;
-                canonical.insert(name.clone(), canon);
-                fixed.push((name.clone(), expr));
-            }
-        }
-        let mut count: usize = 1;
-        for (_, items) in &arrays {
-            count = count.saturating_mul(items.len());
-        }
-        if count > MAX_COMBINATIONS {
-            return Err(format!(
-                "the array arguments make {count} combinations to check (at most {MAX_COMBINATIONS})"
-            ));
-        }
-        let mut combinations = vec![fixed];
-        for (name, items) in arrays {
-            let mut next = Vec::with_capacity(combinations.len() * items.len());
-            for base in &combinations {
-                for item in &items {
-                    let mut pairs = base.clone();
-                    pairs.push((name.clone(), item.clone()));
-                    next.push(pairs);
-                }
-            }
-            combinations = next;
-        }
-        Ok((combinations, Value::Object(canonical)))
-    }
-
-    fn canonical_value(
-        &self,
-        name: &str,
-        kind: ArgKind,
-        value: &Value,
-    ) -> Result<(RestrictedExpression, Value), String> {
-        let wrong = || format!("argument `{name}` should be {}", kind.describe());
-        Ok(match kind {
-            ArgKind::Text => {
-                let s = value.as_str().ok_or_else(wrong)?;
-                (
-                    RestrictedExpression::new_string(s.to_owned()),
-                    value.clone(),
-                )
-            }
-            ArgKind::Long => {
-                let i = value.as_i64().ok_or_else(wrong)?;
-                (RestrictedExpression::new_long(i), value.clone())
-            }
-            ArgKind::Bool => {
-                let b = value.as_bool().ok_or_else(wrong)?;
-                (RestrictedExpression::new_bool(b), value.clone())
-            }
-            ArgKind::Path => {
-                let s = value.as_str().ok_or_else(wrong)?;
-                let p = canon::path(&self.inner.config.root, s, name).map_err(|r| r.0)?;
-                (
-                    RestrictedExpression::new_string(p.clone()),
-                    Value::String(p),
-                )
-            }
-            ArgKind::Url => {
-                let s = value.as_str().ok_or_else(wrong)?;
-                let (scheme, host) = canon::url(s, name).map_err(|r| r.0)?;
-                let record = RestrictedExpression::new_record([
-                    (
-                        "scheme".to_owned(),
-                        RestrictedExpression::new_string(scheme.clone()),
-                    ),
-                    (
-                        "host".to_owned(),
-                        RestrictedExpression::new_string(host.clone()),
-                    ),
-                ])
-                .map_err(|e| e.to_string())?;
-                (record, serde_json::json!({"scheme": scheme, "host": host}))
-            }
-        })
-    }
-}
-
-/// Where a validator finding is: for a Cedar file, the line it points at; for a compiled
-/// rule, the rule's line.
-fn locate(finding: &dyn Diagnostic, origin: Option<&(Origin, Option<String>)>) -> Origin {
-    let Some((origin, file_text)) = origin else {
-        return Origin::default();
-    };
-    let line = file_text.as_ref().and_then(|text| {
-        finding
-            .labels()
-            .and_then(|mut labels| labels.next())
-            .map(|label| line_of(text, label.offset()))
-    });
-    Origin {
-        line: line.or(origin.line),
-        ..origin.clone()
-    }
 }
 
 fn into_error(problems: Problems) -> PolicyError {
@@ -1073,102 +774,6 @@ fn check_group_who(
                 ),
             );
         }
-    }
-}
-
-/// Reads a Cedar file into the set: ids from `@id`, else `file#n`; names of tools, prompts,
-/// resources and groups checked against the catalog.
-fn add_cedar_file(
-    ctx: &compile::Context<'_>,
-    file: &str,
-    text: &str,
-    set: &mut PolicySet,
-    origins: &mut HashMap<String, (Origin, Option<String>)>,
-    problems: &mut Problems,
-) {
-    let parsed = match PolicySet::from_str(text) {
-        Ok(parsed) => parsed,
-        Err(errors) => {
-            for error in errors.iter() {
-                let line = error
-                    .labels()
-                    .and_then(|mut labels| labels.next())
-                    .map(|label| line_of(text, label.offset()));
-                problems.push(None, &Origin::new(file, line), error.to_string());
-            }
-            return;
-        }
-    };
-    let mut policies: Vec<&CedarPolicy> = parsed.policies().collect();
-    // `policy0`, `policy1`, … in the file's order.
-    policies.sort_by_key(|p| {
-        p.id()
-            .to_string()
-            .trim_start_matches("policy")
-            .parse::<usize>()
-            .unwrap_or(usize::MAX)
-    });
-    for (n, policy) in policies.into_iter().enumerate() {
-        let id = policy
-            .annotation("id")
-            .map_or_else(|| format!("{file}#{}", n + 1), str::to_owned);
-        let line = policy
-            .annotation("id")
-            .and_then(|id| text.find(&format!("@id({})", compile::quote(id))))
-            .map(|offset| line_of(text, offset));
-        let origin = Origin::new(file, line);
-        if origins.contains_key(&id) {
-            problems.push(Some(&id), &origin, "two rules have this id");
-            continue;
-        }
-        if let Ok(json) = policy.to_json() {
-            let mut literals = Vec::new();
-            entity_literals(&json, &mut literals);
-            for (ty, name) in literals {
-                let (known, what) = match ty.as_str() {
-                    "Tool" => (ctx.catalog.get_tool(&name).is_some(), "tool"),
-                    "Prompt" => (ctx.catalog.has_prompt(&name), "prompt"),
-                    "Resource" => (ctx.catalog.has_resource(&name), "resource"),
-                    "Group" => (ctx.group_known(&name), "group"),
-                    _ => continue,
-                };
-                if !known {
-                    let at = text
-                        .find(&format!("{ty}::{}", compile::quote(&name)))
-                        .map(|offset| line_of(text, offset));
-                    let message = if what == "group" {
-                        format!(
-                            "group `{name}` is never assigned: define it under [policy.groups], or name the claim that carries it in group_claims"
-                        )
-                    } else {
-                        format!("unknown {what} `{name}` (the server does not list it)")
-                    };
-                    problems.push(Some(&id), &Origin::new(file, at.or(line)), message);
-                }
-            }
-        }
-        origins.insert(id.clone(), (origin.clone(), Some(text.to_owned())));
-        if set.add(policy.new_id(PolicyId::new(&id))).is_err() {
-            problems.push(Some(&id), &origin, "two rules have this id");
-        }
-    }
-}
-
-/// Every `{"type": T, "id": I}` object in a policy's JSON form.
-fn entity_literals(value: &Value, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(map) => {
-            if let (Some(Value::String(ty)), Some(Value::String(id))) =
-                (map.get("type"), map.get("id"))
-            {
-                out.push((ty.clone(), id.clone()));
-            }
-            for v in map.values() {
-                entity_literals(v, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| entity_literals(v, out)),
-        _ => {}
     }
 }
 

@@ -27,9 +27,13 @@ mod scopes;
 pub use scopes::ScopePolicy;
 
 #[cfg(feature = "policy")]
+mod args;
+#[cfg(feature = "policy")]
 mod canon;
 #[cfg(feature = "policy")]
 mod catalog;
+#[cfg(feature = "policy")]
+mod cedar_file;
 #[cfg(feature = "policy")]
 mod compile;
 #[cfg(feature = "policy")]
@@ -42,6 +46,8 @@ mod engine;
 mod error;
 #[cfg(feature = "policy")]
 mod fixtures;
+#[cfg(feature = "policy")]
+mod parts;
 #[cfg(feature = "policy")]
 mod subject;
 
