@@ -920,3 +920,89 @@ fn prompts_and_resources_follow_their_rules() {
             .is_allowed()
     );
 }
+
+#[test]
+fn a_policy_file_reads_its_cedar_files_next_to_it() {
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.toml");
+    // `cedar_files` lands on line 3 (POLICY opens with an empty line, then `[policy]`).
+    let text = POLICY.replacen(
+        "[policy]\n",
+        "[policy]\ncedar_files = [\"extra.cedar\"]\n",
+        1,
+    );
+    std::fs::write(&file, &text).unwrap();
+
+    let missing = PolicyConfig::from_file(&file).unwrap_err().to_string();
+    assert!(missing.contains(":3: cannot read cedar file"), "{missing}");
+
+    std::fs::write(dir.join("extra.cedar"), ESCAPE_HATCH).unwrap();
+    let p = Policy::new(PolicyConfig::from_file(&file).unwrap(), catalog()).unwrap();
+    let contractor = Subject::new("c").email("contractor@partner.io");
+    assert_eq!(
+        call(&p, &contractor, "write_file", json!({"path": "a"})).rule_ids(),
+        ["contractors-no-destructive"]
+    );
+
+    let from_text =
+        PolicyConfig::from_toml(&std::fs::read_to_string(&file).unwrap(), "policy.toml")
+            .unwrap_err();
+    assert!(
+        from_text.to_string().contains("PolicyConfig::from_file"),
+        "{from_text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_cedar_policy_for_several_actions_applies_to_each() {
+    let catalog = catalog().prompt("summarise");
+    let config = PolicyConfig::new().cedar(
+        "extra.cedar",
+        "@id(\"staff\")\npermit (principal, action in [Action::\"call_tool\", Action::\"get_prompt\"], resource)\nwhen { principal has email_domain && principal.email_domain == \"example.com\" };\n",
+    );
+    let p = Policy::new(config, catalog).unwrap();
+    assert!(call(&p, &alice(), "fetch", json!({"url": "https://x.test/"})).is_allowed());
+    assert!(
+        p.decide(&alice(), Target::Prompt("summarise"), None)
+            .is_allowed()
+    );
+    assert!(
+        !p.decide(&bob(), Target::Prompt("summarise"), None)
+            .is_allowed()
+    );
+    // Sign-in is not named, so it stays ungoverned.
+    assert_eq!(p.sign_in(&bob()).effect(), Effect::Allow);
+}
+
+#[test]
+fn a_rule_names_one_kind_of_target() {
+    let err =
+        error_of("[[policy.rule]]\nid = \"both\"\ntools = [\"read_file\"]\nprompts = [\"p\"]\n");
+    assert!(
+        err.contains("rule `both`: a rule names only one of"),
+        "{err}"
+    );
+    let err = error_of("[[policy.rule]]\nid = \"none\"\n");
+    assert!(
+        err.contains("rule `none`: a rule names `tools`, `prompts` or `resources`"),
+        "{err}"
+    );
+    let err = error_of("[[policy.sign_in]]\nid = \"s\"\ntools = [\"read_file\"]\n");
+    assert!(err.contains("a sign-in rule has only"), "{err}");
+    let err = error_of(
+        "[[policy.rule]]\nid = \"f\"\neffect = \"forbid\"\ntools = [\"read_file\"]\nstep_up_scopes = [\"x\"]\n",
+    );
+    assert!(
+        err.contains("a forbid rule cannot have step_up_scopes"),
+        "{err}"
+    );
+    let err = error_of(
+        "[[policy.rule]]\nid = \"d\"\ntools = [\"read_file\"]\n[[policy.rule]]\nid = \"d\"\ntools = [\"fetch\"]\n",
+    );
+    assert!(
+        err.contains("policy.toml:4: rule `d`: two rules have this id"),
+        "{err}"
+    );
+}
