@@ -1006,3 +1006,47 @@ fn a_rule_names_one_kind_of_target() {
         "{err}"
     );
 }
+
+#[test]
+fn odd_names_are_quoted_not_injected() {
+    let catalog = Catalog::from_json(&json!({"tools": [
+        {"name": "t\"); permit(principal, action, resource); //", "inputSchema": {"type": "object",
+            "properties": {"mode\" || true || \"": {"type": "string"}, "n": {"type": 5}, "x": {}}}},
+        {"name": "plain", "inputSchema": {"properties": "not an object"}}
+    ]}))
+    .unwrap();
+    let odd_tool = "t\"); permit(principal, action, resource); //";
+    let odd_arg = "mode\" || true || \"";
+    let config = PolicyConfig::new().rule(
+        Rule::permit("odd\"id")
+            .who(Who::new().emails(["a\"@b.c"]))
+            .tools([odd_tool])
+            .arg(odd_arg, ArgRule::new().one_of(["safe"])),
+    );
+    let p = Policy::new(config, catalog).unwrap();
+    let user = Subject::new("u").email("a\"@b.c");
+    let ok = p.decide(
+        &user,
+        Target::Tool(odd_tool),
+        Some(&json!({odd_arg: "safe"})),
+    );
+    assert_eq!(ok.rule_ids(), ["odd\"id"]);
+    assert!(ok.is_allowed());
+    assert!(
+        !p.decide(
+            &user,
+            Target::Tool(odd_tool),
+            Some(&json!({odd_arg: "other"}))
+        )
+        .is_allowed()
+    );
+    assert!(!p.decide(&user, Target::Tool("plain"), None).is_allowed());
+    assert!(
+        !p.decide(
+            &bob(),
+            Target::Tool(odd_tool),
+            Some(&json!({odd_arg: "safe"}))
+        )
+        .is_allowed()
+    );
+}

@@ -19,7 +19,7 @@ use super::compile::{self, Shapes};
 use super::config::{ClaimKind, PolicyConfig, Who};
 use super::decision::{Decision, Effect, Explanation, ScopeGrant, Target};
 use super::error::{Origin, PolicyError, Problems};
-use super::parts::{Names, Scope, Sets, Targets, uid};
+use super::parts::{Names, Scope, Sets, Targets, id_str, uid};
 use super::subject::{GroupSource, Membership, Subject};
 
 /// A checked policy, ready to decide. Cheap to clone.
@@ -155,7 +155,7 @@ impl Policy {
 
         let validation = Validator::new(schema).validate(&set, ValidationMode::Strict);
         for error in validation.validation_errors() {
-            let id = error.policy_id().to_string();
+            let id = id_str(error.policy_id());
             let origin = locate(error, origins.get(&id));
             let mut message = error.to_string();
             if let Some(help) = error.help() {
@@ -167,7 +167,7 @@ impl Policy {
             let cedar_policy::ValidationWarning::ImpossiblePolicy(impossible) = warning else {
                 continue;
             };
-            let id = impossible.policy_id().to_string();
+            let id = id_str(impossible.policy_id());
             let origin = locate(warning, origins.get(&id));
             problems.push(
                 Some(&id),
@@ -566,11 +566,7 @@ impl Policy {
             self.inner
                 .authorizer
                 .is_authorized(&request, self.set_for(action, resource), entities);
-        let mut ids: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
+        let mut ids: Vec<String> = response.diagnostics().reason().map(id_str).collect();
         ids.sort();
         let errors: Vec<String> = response
             .diagnostics()
@@ -654,7 +650,7 @@ impl Policy {
         let of_effect = |policies: &mut dyn Iterator<Item = CedarPolicy>, effect| {
             let mut ids: Vec<String> = policies
                 .filter(|p| p.effect() == effect)
-                .map(|p| p.id().to_string())
+                .map(|p| id_str(p.id()))
                 .collect();
             ids.sort();
             ids.dedup();

@@ -171,6 +171,11 @@ impl Names {
     }
 }
 
+/// A policy id as written (its `Display` escapes quotes).
+pub(super) fn id_str(id: &cedar_policy::PolicyId) -> String {
+    AsRef::<str>::as_ref(id).to_owned()
+}
+
 pub(super) fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
