@@ -56,6 +56,7 @@
 //! | `auth-server` | no | [`auth_server`]: an embedded OAuth 2.1 authorization server |
 //! | `sqlite` | no | `auth_server::store::SqliteStore`: the server's state in a SQLite file |
 //! | `redis` | no | `auth_server::store::RedisStore`: state shared by several instances behind a load balancer |
+//! | `policy` | no | [`policy::Policy`]: who may sign in, which scopes, which tools and arguments (Cedar) |
 //! | `test-util` | no | [`testing`]: keys and token builders for tests |
 
 #![forbid(unsafe_code)]
@@ -82,7 +83,7 @@ pub mod metadata;
 #[cfg(feature = "remote")]
 pub mod net_guard;
 mod oauth;
-mod policy;
+pub mod policy;
 #[cfg(feature = "remote")]
 pub mod providers;
 #[cfg(feature = "remote")]
