@@ -469,7 +469,7 @@ async fn proxy_forwards_a_token_request() {
     );
     let upstream = &body["body"];
     assert_eq!(upstream["access_token"], "at");
-    // serde_json objects keep their keys sorted.
+    // The form's fields in name order, whatever order the JSON object had.
     assert_eq!(
         upstream["body"],
         "code=abc&grant_type=authorization_code&n=1"

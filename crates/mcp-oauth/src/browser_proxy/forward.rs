@@ -190,8 +190,8 @@ fn request_headers(given: Option<&Value>) -> Result<HeaderMap, String> {
     Ok(headers)
 }
 
-/// mcp-use's body rules: a string as is; an object as a form when the content type says so;
-/// anything else as JSON, with `Content-Type: application/json` when none was given.
+/// mcp-use's body rules: a string as is; an object as a form (fields in name order) when the
+/// content type says so; anything else as JSON, with `Content-Type: application/json` when none was given.
 fn encode_body(body: &Value, headers: &mut HeaderMap) -> Bytes {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -207,6 +207,10 @@ fn encode_body(body: &Value, headers: &mut HeaderMap) -> Bytes {
     match body {
         Value::String(text) => Bytes::from(text.clone()),
         Value::Object(fields) if content_type.starts_with("application/x-www-form-urlencoded") => {
+            // In name order: a JSON object's order is not the same in every build (a
+            // dependency may turn on serde_json's `preserve_order`), the form's must be.
+            let mut fields: Vec<_> = fields.iter().collect();
+            fields.sort_unstable_by_key(|(name, _)| name.as_str());
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             for (name, value) in fields {
                 match value {
