@@ -379,9 +379,14 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
             Rejection::MissingToken
         });
     };
-    if let Some(token) = well_formed_bearer(value.as_bytes()) {
-        return Ok(token);
+    match well_formed_bearer(value.as_bytes()) {
+        Some(token) => Ok(token),
+        None => careful_bearer(value),
     }
+}
+
+/// [`bearer_token`] step by step: what is wrong with a header that is not `Bearer <b64token>`.
+fn careful_bearer(value: &http::HeaderValue) -> Result<&str, Rejection> {
     let value = value.to_str().map_err(|_| {
         Rejection::InvalidToken(VerifyError::Malformed("Authorization header is not ASCII"))
     })?;
@@ -402,8 +407,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
 
 /// The usual header, `Bearer <b64token>` (the scheme in any case, spaces around the token),
 /// checked in one pass over its bytes; `None` for anything else, which [`bearer_token`] then
-/// reads step by step to say what is wrong. Accepts exactly the headers `bearer_token`'s
-/// steps accept, with the same token: a header that passes here is visible ASCII, its first
+/// reads step by step ([`careful_bearer`]) to say what is wrong. Accepts exactly the headers
+/// `careful_bearer` accepts, with the same token: a header that passes here is visible ASCII, its first
 /// space ends the scheme, and the token is what is left without the spaces around it.
 fn well_formed_bearer(value: &[u8]) -> Option<&str> {
     let (scheme, mut token) = value.split_at_checked(7)?;
@@ -646,5 +651,196 @@ mod tests {
         assert!(query_has_token(Some("access%5Ftoken=abc")));
         assert!(!query_has_token(Some("token=abc")));
         assert!(!query_has_token(None));
+    }
+
+    #[test]
+    fn the_one_pass_check_agrees_with_the_careful_reading() {
+        // Every header of up to 5 characters from this alphabet after each prefix: the one
+        // pass accepts exactly what the step-by-step reading accepts, with the same token.
+        let alphabet = [' ', '=', 'a', 'Z', '9', '-', '/', '\t', ',', '"'];
+        let prefixes = [
+            "Bearer ", "bearer ", "BEARER  ", "Bearer", "Bearer=", "Basic ", "",
+        ];
+        let mut accepted = 0;
+        let mut stack = vec![String::new()];
+        while let Some(tail) = stack.pop() {
+            for prefix in prefixes {
+                let text = format!("{prefix}{tail}");
+                let value = http::HeaderValue::from_str(&text).expect("visible ASCII or tab");
+                let careful = careful_bearer(&value).ok();
+                assert_eq!(well_formed_bearer(value.as_bytes()), careful, "{text:?}");
+                accepted += usize::from(careful.is_some());
+            }
+            if tail.len() < 5 {
+                stack.extend(alphabet.iter().map(|c| format!("{tail}{c}")));
+            }
+        }
+        assert!(
+            accepted > 1000,
+            "the alphabet reaches accepted tokens ({accepted})"
+        );
+        // Bytes that are not visible ASCII: the careful reading says so, the one pass declines.
+        let value = http::HeaderValue::from_bytes(b"Bearer abc\xff").expect("opaque bytes");
+        assert_eq!(well_formed_bearer(value.as_bytes()), None);
+        assert!(matches!(
+            careful_bearer(&value),
+            Err(Rejection::InvalidToken(VerifyError::Malformed(
+                "Authorization header is not ASCII"
+            )))
+        ));
+    }
+
+    #[test]
+    fn body_bytes_keep_one_frame_and_join_several_within_the_limit() {
+        let mut one = BodyBytes::default();
+        let frame = Bytes::from_static(b"{\"method\":\"ping\"}");
+        one.push(frame.clone(), 64).expect("within the limit");
+        let bytes = one.into_bytes();
+        assert_eq!(bytes, frame);
+        // The same allocation: one frame is not copied.
+        assert_eq!(bytes.as_ptr(), frame.as_ptr());
+
+        let mut several = BodyBytes::default();
+        for part in [&b"{\"meth"[..], b"od\":", b"\"ping\"}"] {
+            several
+                .push(Bytes::copy_from_slice(part), 64)
+                .expect("within the limit");
+        }
+        assert_eq!(several.into_bytes(), frame);
+
+        let mut over = BodyBytes::default();
+        over.push(Bytes::from_static(b"12345"), 8).expect("5 of 8");
+        assert_eq!(over.push(Bytes::from_static(b"6789"), 8), Err(()));
+        let mut exact = BodyBytes::default();
+        exact.push(Bytes::from_static(b"1234"), 8).expect("4 of 8");
+        exact.push(Bytes::from_static(b"5678"), 8).expect("8 of 8");
+        assert_eq!(exact.into_bytes(), Bytes::from_static(b"12345678"));
+    }
+
+    /// A body that hands out its frames one by one, each after a `Pending`, as a socket does.
+    struct Trickle {
+        frames: std::collections::VecDeque<Bytes>,
+        ready: bool,
+    }
+
+    impl From<Bytes> for Trickle {
+        fn from(bytes: Bytes) -> Self {
+            Self {
+                frames: [bytes].into(),
+                ready: true,
+            }
+        }
+    }
+
+    impl Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if !self.ready {
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.ready = false;
+            Poll::Ready(
+                self.frames
+                    .pop_front()
+                    .map(|b| Ok(http_body::Frame::data(b))),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_several_frames_is_read_whole_for_the_policy_and_passed_on() {
+        use tower::ServiceExt;
+
+        let key = crate::testing::TestKey::hs256(&[7u8; 32]);
+        let oauth = crate::OAuth::builder()
+            .resource("https://mcp.example.com/mcp")
+            .authorization_server("https://as.example.com")
+            .tool_scopes("admin_action", ["admin"])
+            .verifier(
+                crate::verify::JwtVerifier::builder()
+                    .issuer("https://as.example.com")
+                    .hmac_secret([7u8; 32].as_slice())
+                    .build()
+                    .expect("verifier"),
+            )
+            .mirror_authorization_server(false)
+            .build()
+            .expect("oauth");
+        let token = |scope: &str| {
+            key.token()
+                .iss("https://as.example.com")
+                .aud("https://mcp.example.com/mcp")
+                .scope(scope)
+                .exp_in(300)
+                .sign()
+        };
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_action","arguments":{}}}"#;
+        let request = |token: String| {
+            let frames = call
+                .as_bytes()
+                .chunks(16)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            Request::post("/mcp")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Trickle {
+                    frames,
+                    ready: false,
+                })
+                .expect("request")
+        };
+        let service = || {
+            tower::ServiceBuilder::new()
+                .layer(oauth.layer())
+                .service(tower::service_fn(|req: Request<Trickle>| async move {
+                    let has_auth = req.extensions().get::<Auth>().is_some();
+                    let body = http_body_util::BodyExt::collect(req.into_body())
+                        .await?
+                        .to_bytes();
+                    assert!(has_auth, "Auth in the extensions");
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(body)))
+                }))
+        };
+        // Twice each: the first use verifies the token, the second takes it from the cache.
+        for _ in 0..2 {
+            let res = service()
+                .oneshot(request(token("admin")))
+                .await
+                .expect("infallible");
+            assert_eq!(res.status(), StatusCode::OK);
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(body, call.as_bytes());
+
+            let res = service()
+                .oneshot(request(token("mcp:read")))
+                .await
+                .expect("infallible");
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+            assert_eq!(
+                res.headers()[header::WWW_AUTHENTICATE],
+                r#"Bearer error="insufficient_scope", error_description="the access token lacks a scope this request needs", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="admin""#
+            );
+        }
+    }
+
+    #[test]
+    fn the_response_future_is_send() {
+        fn assert_send<T: Send>() {}
+        type Inner = tower::util::BoxCloneSyncService<
+            Request<axum::body::Body>,
+            Response<axum::body::Body>,
+            std::convert::Infallible,
+        >;
+        assert_send::<ResponseFuture<Inner, axum::body::Body>>();
     }
 }
