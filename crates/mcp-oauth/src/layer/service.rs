@@ -475,10 +475,22 @@ fn reject_parts(
     uri: &http::Uri,
     rejection: Rejection,
 ) -> Response<Full<Bytes>> {
-    // Borrowed unless trusted-proxy mode builds it from the request.
-    let resource = guard.resource_for(headers, crate::forwarded::peer_addr(extensions));
+    let resource = resource_of(guard, headers, extensions);
     log_rejection(&rejection, uri.path());
     rejection.into_response(&resource.metadata_url(), guard.challenge_scopes())
+}
+
+/// The resource a request is for: the configured one, borrowed, unless trusted-proxy mode
+/// builds it from the request (only then is the peer's address looked up).
+fn resource_of<'g>(
+    guard: &'g Guard,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> std::borrow::Cow<'g, crate::resource::ResourceUrl> {
+    if guard.trusted_proxies().is_empty() {
+        return std::borrow::Cow::Borrowed(guard.resource());
+    }
+    guard.resource_for(headers, crate::forwarded::peer_addr(extensions))
 }
 
 /// The checks that never wait: the query string, the `Authorization` header, then the
@@ -491,8 +503,7 @@ fn authenticate_now<B>(guard: &Guard, req: &Request<B>) -> Result<(Lookup, i64),
         ));
     }
     let token = bearer_token(req.headers())?;
-    // Borrowed unless trusted-proxy mode builds it from the request: no copy per request.
-    let resource = guard.resource_for(req.headers(), crate::forwarded::peer_addr(req.extensions()));
+    let resource = resource_of(guard, req.headers(), req.extensions());
     let now = now_unix();
     match guard.authenticator().lookup(token, &resource, now) {
         Ok(lookup) => Ok((lookup, now)),
@@ -510,8 +521,7 @@ async fn authenticate_later<B>(
 ) -> Result<(Request<B>, Auth), Response<Full<Bytes>>> {
     let result = match bearer_token(req.headers()) {
         Ok(token) => {
-            let resource =
-                guard.resource_for(req.headers(), crate::forwarded::peer_addr(req.extensions()));
+            let resource = resource_of(&guard, req.headers(), req.extensions());
             guard
                 .authenticator()
                 .resolve(token, &resource, now, lookup)
