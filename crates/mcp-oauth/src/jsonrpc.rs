@@ -496,4 +496,72 @@ mod tests {
             );
         }
     }
+    /// The fuzz target's property (fuzz/fuzz_targets/jsonrpc_peek.rs) on its committed
+    /// regression inputs and seeds: when the peek reads calls, they are exactly the calls a
+    /// plain JSON reading finds, and only objects are read as messages.
+    #[test]
+    fn fuzz_regressions_and_seeds_read_as_a_plain_json_reading_does() {
+        use serde_json::Value;
+
+        fn reference(message: &serde_json::Map<String, Value>) -> Option<RpcCall<'_>> {
+            let method = message.get("method")?.as_str()?;
+            let tool = (method == "tools/call").then(|| {
+                message
+                    .get("params")
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into()
+            });
+            Some(RpcCall {
+                method: method.into(),
+                tool,
+            })
+        }
+
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+        let mut inputs = 0;
+        for folder in ["regressions/jsonrpc_peek", "seeds/jsonrpc_peek"] {
+            let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("entry").path();
+                let data = std::fs::read(&path).expect("input");
+                inputs += 1;
+                let Ok(calls) = peek_jsonrpc(&data) else {
+                    continue;
+                };
+                let value: Value = serde_json::from_slice(&data).expect("read bodies are JSON");
+                let expected: Vec<RpcCall<'_>> = match &value {
+                    Value::Object(message) => reference(message).into_iter().collect(),
+                    Value::Array(messages) => {
+                        assert!(messages.iter().all(Value::is_object), "{path:?}");
+                        messages
+                            .iter()
+                            .filter_map(Value::as_object)
+                            .filter_map(reference)
+                            .collect()
+                    }
+                    _ => panic!("{path:?}: calls read from neither an object nor an array"),
+                };
+                assert_eq!(calls, expected, "{path:?}");
+            }
+        }
+        assert!(inputs >= 5, "the regression inputs are there ({inputs})");
+    }
+    #[test]
+    fn method_and_tool_borrow_from_the_body_unless_escaped() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+        let calls = peek_jsonrpc(body).expect("a call");
+        let [RpcCall { method, tool }] = calls.as_slice() else {
+            panic!("one call: {calls:?}");
+        };
+        assert!(matches!(method, Cow::Borrowed("tools/call")));
+        assert!(matches!(tool, Some(Cow::Borrowed("echo"))));
+        let escaped = br#"{"method":"tools\/call","params":{"name":"ech\u006f"}}"#;
+        let calls = peek_jsonrpc(escaped).expect("a call");
+        assert_eq!(calls, vec![call("tools/call", Some("echo"))]);
+        assert!(matches!(calls[0].method, Cow::Owned(_)));
+    }
 }
