@@ -296,12 +296,10 @@ where
                     };
                     match complete {
                         Ok(()) => match after_body(&guard, parts, read.into_bytes(), auth) {
-                            Next::Call(req) => State::Inner {
+                            Decided::Call(req) => State::Inner {
                                 fut: inner.call(req),
                             },
-                            Next::Reject(response) => State::Rejected { response },
-                            // after_body reads no body
-                            Next::ReadBody(..) => unreachable!("after_body reads no body"),
+                            Decided::Reject(response) => State::Rejected { response },
                         },
                         Err(()) => State::Rejected {
                             response: too_large(),
@@ -463,6 +461,14 @@ enum Next<B> {
     Reject(Response<Full<Bytes>>),
 }
 
+/// Where a request goes once its body is read.
+enum Decided<B> {
+    /// To the inner service.
+    Call(Request<B>),
+    /// Nowhere: this answer.
+    Reject(Response<Full<Bytes>>),
+}
+
 /// Logs a rejection and builds its response, with the challenge for the request's resource.
 fn reject<B>(guard: &Guard, req: &Request<B>, rejection: Rejection) -> Response<Full<Bytes>> {
     reject_parts(guard, req.headers(), req.extensions(), req.uri(), rejection)
@@ -561,7 +567,7 @@ fn after_authentication<B>(guard: &Guard, req: Request<B>, auth: Auth) -> Next<B
 
 /// After the body: the scopes of the JSON-RPC calls in it, read without copying them; the
 /// request is put back together around the same bytes.
-fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: Auth) -> Next<B> {
+fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: Auth) -> Decided<B> {
     let rejection = match peek_jsonrpc(&bytes) {
         Ok(calls) => {
             let required = guard.policy().required_for(&calls);
@@ -576,7 +582,7 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
         )),
     };
     if let Some(rejection) = rejection {
-        return Next::Reject(reject_parts(
+        return Decided::Reject(reject_parts(
             guard,
             &parts.headers,
             &parts.extensions,
@@ -586,7 +592,7 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
     }
     let mut req = Request::from_parts(parts, B::from(bytes));
     req.extensions_mut().insert::<Auth>(auth);
-    Next::Call(req)
+    Decided::Call(req)
 }
 
 fn log_rejection(rejection: &Rejection, path: &str) {
