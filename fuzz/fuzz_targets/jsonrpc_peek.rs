@@ -7,17 +7,20 @@ use mcp_oauth::jsonrpc::{RpcCall, peek_jsonrpc};
 use serde_json::Value;
 
 /// The calls of one message object, read with `serde_json::Value`.
-fn reference_call(message: &serde_json::Map<String, Value>) -> Option<RpcCall> {
-    let method = message.get("method")?.as_str()?.to_owned();
+fn reference_call(message: &serde_json::Map<String, Value>) -> Option<RpcCall<'_>> {
+    let method = message.get("method")?.as_str()?;
     let tool = (method == "tools/call").then(|| {
         message
             .get("params")
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
-            .map(str::to_owned)
             .unwrap_or_default()
+            .into()
     });
-    Some(RpcCall { method, tool })
+    Some(RpcCall {
+        method: method.into(),
+        tool,
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let value: Value = serde_json::from_slice(data).expect("a body the peek read is JSON");
-    let expected: Vec<RpcCall> = match &value {
+    let expected: Vec<RpcCall<'_>> = match &value {
         Value::Object(message) => reference_call(message).into_iter().collect(),
         // A batch is read only when every element is an object (docs/security.md, the fixed
         // finding): `[null, {"method":"tools/call",...}]` must never be read at all.

@@ -126,6 +126,18 @@ impl moka::Expiry<[u8; 40], Entry> for EntryExpiry {
     }
 }
 
+/// What [`Authenticator::lookup`] found in the verified-token cache.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// A cached token that passed the request's checks.
+    Accepted(Auth),
+    /// A cached token that passed the request's checks; its verifier must recheck it
+    /// (revocation) before it counts.
+    Recheck(Auth),
+    /// Not in the cache (or the cache is off): the verifier must run.
+    Miss,
+}
+
 /// Verifies tokens end to end: size limit, verified-token cache, the verifier, audience
 /// binding, `exp` / `nbf` / `iat` with leeway, then the claim mapping.
 ///
@@ -250,24 +262,73 @@ impl Authenticator {
         token: &str,
         resource: &ResourceUrl,
     ) -> Result<Auth, VerifyError> {
+        let now = now_unix();
+        let lookup = self.lookup(token, resource, now)?;
+        self.resolve(token, resource, now, lookup).await
+    }
+
+    /// The part of [`Authenticator::authenticate`] that never waits: the size limit, then the
+    /// verified-token cache. A cached token gets the request's checks again here
+    /// ([`Authenticator::post_checks`], the same ones a fresh token gets after its verifier)
+    /// and is [`Lookup::Accepted`], or [`Lookup::Recheck`] when its verifier must also recheck
+    /// it; a token not in the cache is a [`Lookup::Miss`]. The bearer layer answers a cached
+    /// token without a boxed future this way; [`Authenticator::resolve`] does the rest.
+    pub(crate) fn lookup(
+        &self,
+        token: &str,
+        resource: &ResourceUrl,
+        now: i64,
+    ) -> Result<Lookup, VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(VerifyError::TooLarge {
                 len: token.len(),
                 limit: self.max_token_bytes,
             });
         }
-        let now = now_unix();
-        let key = self.cache.as_ref().map(|_| cache_key(token));
-        if let (Some((cache, _)), Some(key)) = (&self.cache, &key)
-            && let Some(entry) = cache.get(key)
-            && same_token(entry.auth.access_token.secret(), token)
-        {
-            self.post_checks(&entry.auth.claims, resource, now)?;
-            if self.verifier.rechecks() {
-                self.verifier.recheck(&entry.auth.claims).await?;
+        let Some((cache, _)) = &self.cache else {
+            return Ok(Lookup::Miss);
+        };
+        match cache.get(&cache_key(token)) {
+            Some(entry) if same_token(entry.auth.access_token.secret(), token) => {
+                self.post_checks(&entry.auth.claims, resource, now)?;
+                Ok(if self.verifier.rechecks() {
+                    Lookup::Recheck(entry.auth)
+                } else {
+                    Lookup::Accepted(entry.auth)
+                })
             }
-            return Ok(entry.auth);
+            _ => Ok(Lookup::Miss),
         }
+    }
+
+    /// Finishes what [`Authenticator::lookup`] started: the verifier's recheck of a cached
+    /// token, or the verifier itself for a token not in the cache (then the request's
+    /// checks, the claim checks, the claim mapping, and the cache).
+    pub(crate) async fn resolve(
+        &self,
+        token: &str,
+        resource: &ResourceUrl,
+        now: i64,
+        lookup: Lookup,
+    ) -> Result<Auth, VerifyError> {
+        match lookup {
+            Lookup::Accepted(auth) => Ok(auth),
+            Lookup::Recheck(auth) => {
+                self.verifier.recheck(&auth.claims).await?;
+                Ok(auth)
+            }
+            Lookup::Miss => self.verify_fresh(token, resource, now).await,
+        }
+    }
+
+    /// A token not in the cache: the verifier, the request's checks, the claim checks, the
+    /// claim mapping; the result is cached.
+    async fn verify_fresh(
+        &self,
+        token: &str,
+        resource: &ResourceUrl,
+        now: i64,
+    ) -> Result<Auth, VerifyError> {
         let claims = self.verifier.verify(token).await?;
         self.post_checks(&claims, resource, now)?;
         for check in &self.claim_checks {
@@ -280,11 +341,11 @@ impl Authenticator {
             self.hierarchy.clone(),
         );
         let auth = Auth::from(info);
-        if let (Some((cache, max_ttl)), Some(key)) = (&self.cache, key) {
+        if let Some((cache, max_ttl)) = &self.cache {
             let ttl = self.cache_ttl(&auth, now, *max_ttl);
             if !ttl.is_zero() {
                 cache.insert(
-                    key,
+                    cache_key(token),
                     Entry {
                         auth: auth.clone(),
                         ttl,

@@ -8,43 +8,163 @@
 //! from the docs (`#[doc(hidden)]`): a hidden item costs no feature flag and no second build
 //! of the crate, and its signature may change in any release.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde::de::MapAccess;
 
-/// One JSON-RPC request as the policy sees it.
+/// One JSON-RPC request as the policy sees it. The method and the tool name borrow from the
+/// body when it spells them without escapes (the usual case), so reading them allocates
+/// nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RpcCall {
+pub struct RpcCall<'a> {
     /// The method.
-    pub method: String,
+    pub method: Cow<'a, str>,
     /// For `tools/call`: the tool name.
-    pub tool: Option<String>,
+    pub tool: Option<Cow<'a, str>>,
 }
 
 /// One message: `method`, and `params.name` for `tools/call`. Read from a JSON object only
 /// (serde's derive would also read a struct from an array, by position); a repeated `method`
 /// or `params` is refused; every other member is checked and skipped ([`Skip`]).
-struct Message {
-    method: Option<String>,
-    params: Option<Params>,
+struct Message<'a> {
+    method: Option<Str<'a>>,
+    params: Option<Params<'a>>,
+}
+
+impl<'a> Message<'a> {
+    /// The call this message makes: none without a method; a `tools/call` must name its tool
+    /// with a string.
+    fn into_call(self) -> Result<Option<RpcCall<'a>>, UnreadableBody> {
+        let Some(Str(method)) = self.method else {
+            return Ok(None);
+        };
+        let tool = if method == "tools/call" {
+            match self.params.and_then(|p| p.name) {
+                Some(Name::Str(name)) => Some(name),
+                _ => return Err(UnreadableBody),
+            }
+        } else {
+            None
+        };
+        Ok(Some(RpcCall { method, tool }))
+    }
 }
 
 /// `params`: only `name` is kept (a repeated `name` is refused), the rest is skipped.
-struct Params {
-    name: Option<serde_json::Value>,
+struct Params<'a> {
+    name: Option<Name<'a>>,
 }
 
-impl<'de> Deserialize<'de> for Message {
+/// A JSON string, borrowed from the body when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+/// `params.name`: a string, or any other JSON value (read as strictly as the rest, [`Skip`]),
+/// which only a `tools/call` refuses.
+enum Name<'a> {
+    Str(Cow<'a, str>),
+    NotAString,
+}
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name::Str(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name::Str(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name::Str(Cow::Owned(v)))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Name<'de>, E> {
+                Ok(Name::NotAString)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Name<'de>, E> {
+                Ok(Name::NotAString)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Name<'de>, E> {
+                Ok(Name::NotAString)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Name<'de>, E> {
+                Ok(Name::NotAString)
+            }
+
+            fn visit_unit<E>(self) -> Result<Name<'de>, E> {
+                Ok(Name::NotAString)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Name<'de>, A::Error> {
+                SkipVisitor.visit_seq(seq).map(|Skip| Name::NotAString)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Name<'de>, A::Error> {
+                SkipVisitor.visit_map(map).map(|Skip| Name::NotAString)
+            }
+        }
+
+        deserializer.deserialize_any(NameVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MessageVisitor;
 
         impl<'de> serde::de::Visitor<'de> for MessageVisitor {
-            type Value = Message;
+            type Value = Message<'de>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON-RPC message (a JSON object)")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
                 let (mut method, mut params) = (None, None);
                 while let Some(member) = map.next_key::<Member>()? {
                     match member {
@@ -64,18 +184,18 @@ impl<'de> Deserialize<'de> for Message {
     }
 }
 
-impl<'de> Deserialize<'de> for Params {
+impl<'de> Deserialize<'de> for Params<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ParamsVisitor;
 
         impl<'de> serde::de::Visitor<'de> for ParamsVisitor {
-            type Value = Params;
+            type Value = Params<'de>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("JSON-RPC params (a JSON object)")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
                 let mut name = None;
                 while let Some(member) = map.next_key::<Member>()? {
                     match member {
@@ -145,66 +265,74 @@ struct Skip;
 
 impl<'de> Deserialize<'de> for Skip {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SkipVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for SkipVisitor {
-            type Value = Skip;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-
-            fn visit_unit<E>(self) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-                while seq.next_element::<Skip>()?.is_some() {}
-                Ok(Skip)
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-                while map.next_entry::<Skip, Skip>()?.is_some() {}
-                Ok(Skip)
-            }
-        }
-
         deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
     }
 }
 
 /// A message is a JSON object, a batch an array of them. Serde's derive would also read a
 /// struct from an array, by position (`["tools/call", {…}]` as `method` and `params`), which
 /// is not what the MCP service reads: such bodies are refused. Read in one pass, without
-/// buffering the body as an untagged enum would.
-struct Messages(Vec<Message>);
+/// buffering the body as an untagged enum would, straight into the calls.
+struct Calls<'a>(Vec<RpcCall<'a>>);
 
-impl<'de> Deserialize<'de> for Messages {
+impl<'de> Deserialize<'de> for Calls<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MessagesVisitor;
+        struct CallsVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for MessagesVisitor {
-            type Value = Vec<Message>;
+        fn call<'de, E: serde::de::Error>(
+            message: Message<'de>,
+        ) -> Result<Option<RpcCall<'de>>, E> {
+            message
+                .into_call()
+                .map_err(|UnreadableBody| E::custom("a tools/call without a string name"))
+        }
+
+        impl<'de> serde::de::Visitor<'de> for CallsVisitor {
+            type Value = Vec<RpcCall<'de>>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON-RPC message or a batch of them")
@@ -214,23 +342,24 @@ impl<'de> Deserialize<'de> for Messages {
                 self,
                 map: A,
             ) -> Result<Self::Value, A::Error> {
-                Message::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(|message| vec![message])
+                let message =
+                    Message::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(call(message)?.into_iter().collect())
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-                while let Some(message) = seq.next_element::<Message>()? {
-                    messages.push(message);
+                let mut calls = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(message) = seq.next_element::<Message<'de>>()? {
+                    calls.extend(call(message)?);
                 }
-                Ok(messages)
+                Ok(calls)
             }
         }
 
-        deserializer.deserialize_any(MessagesVisitor).map(Messages)
+        deserializer.deserialize_any(CallsVisitor).map(Calls)
     }
 }
 
@@ -247,26 +376,11 @@ pub struct UnreadableBody;
 /// appears twice: the caller must fail closed, since the MCP service might read such a
 /// body differently.
 #[doc(hidden)]
-pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
+pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall<'_>>, UnreadableBody> {
     // One pass, as strict as a full parse: members the peek does not need are still decoded
     // ([`Skip`]), and a repeated `method`, `params` or `name` is refused, so the MCP service
     // cannot read this body differently.
-    let Messages(messages) = serde_json::from_slice(body).map_err(|_| UnreadableBody)?;
-    let mut calls = Vec::with_capacity(messages.len());
-    for message in messages {
-        let Some(method) = message.method else {
-            continue;
-        };
-        let tool = if method == "tools/call" {
-            match message.params.and_then(|p| p.name) {
-                Some(serde_json::Value::String(name)) => Some(name),
-                _ => return Err(UnreadableBody),
-            }
-        } else {
-            None
-        };
-        calls.push(RpcCall { method, tool });
-    }
+    let Calls(calls) = serde_json::from_slice(body).map_err(|_| UnreadableBody)?;
     Ok(calls)
 }
 
@@ -274,7 +388,7 @@ pub fn peek_jsonrpc(body: &[u8]) -> Result<Vec<RpcCall>, UnreadableBody> {
 mod tests {
     use super::*;
 
-    fn call(method: &str, tool: Option<&str>) -> RpcCall {
+    fn call(method: &'static str, tool: Option<&'static str>) -> RpcCall<'static> {
         RpcCall {
             method: method.into(),
             tool: tool.map(Into::into),
@@ -381,5 +495,73 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+    /// The fuzz target's property (fuzz/fuzz_targets/jsonrpc_peek.rs) on its committed
+    /// regression inputs and seeds: when the peek reads calls, they are exactly the calls a
+    /// plain JSON reading finds, and only objects are read as messages.
+    #[test]
+    fn fuzz_regressions_and_seeds_read_as_a_plain_json_reading_does() {
+        use serde_json::Value;
+
+        fn reference(message: &serde_json::Map<String, Value>) -> Option<RpcCall<'_>> {
+            let method = message.get("method")?.as_str()?;
+            let tool = (method == "tools/call").then(|| {
+                message
+                    .get("params")
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into()
+            });
+            Some(RpcCall {
+                method: method.into(),
+                tool,
+            })
+        }
+
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+        let mut inputs = 0;
+        for folder in ["regressions/jsonrpc_peek", "seeds/jsonrpc_peek"] {
+            let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("entry").path();
+                let data = std::fs::read(&path).expect("input");
+                inputs += 1;
+                let Ok(calls) = peek_jsonrpc(&data) else {
+                    continue;
+                };
+                let value: Value = serde_json::from_slice(&data).expect("read bodies are JSON");
+                let expected: Vec<RpcCall<'_>> = match &value {
+                    Value::Object(message) => reference(message).into_iter().collect(),
+                    Value::Array(messages) => {
+                        assert!(messages.iter().all(Value::is_object), "{path:?}");
+                        messages
+                            .iter()
+                            .filter_map(Value::as_object)
+                            .filter_map(reference)
+                            .collect()
+                    }
+                    _ => panic!("{path:?}: calls read from neither an object nor an array"),
+                };
+                assert_eq!(calls, expected, "{path:?}");
+            }
+        }
+        assert!(inputs >= 5, "the regression inputs are there ({inputs})");
+    }
+    #[test]
+    fn method_and_tool_borrow_from_the_body_unless_escaped() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+        let calls = peek_jsonrpc(body).expect("a call");
+        let [RpcCall { method, tool }] = calls.as_slice() else {
+            panic!("one call: {calls:?}");
+        };
+        assert!(matches!(method, Cow::Borrowed("tools/call")));
+        assert!(matches!(tool, Some(Cow::Borrowed("echo"))));
+        let escaped = br#"{"method":"tools\/call","params":{"name":"ech\u006f"}}"#;
+        let calls = peek_jsonrpc(escaped).expect("a call");
+        assert_eq!(calls, vec![call("tools/call", Some("echo"))]);
+        assert!(matches!(calls[0].method, Cow::Owned(_)));
     }
 }

@@ -50,7 +50,7 @@ mod guard;
 mod service;
 
 pub(crate) use guard::Guard;
-pub use service::{BearerAuth, BearerAuthLayer, ResponseBody};
+pub use service::{BearerAuth, BearerAuthLayer, ResponseBody, ResponseFuture};
 
 /// Default largest JSON-RPC body read for the per-tool scope policy: 4 MiB (rmcp's limit).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

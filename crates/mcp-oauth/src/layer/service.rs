@@ -1,14 +1,20 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{Either, Full};
+use pin_project_lite::pin_project;
 
 use super::guard::Guard;
 use crate::auth::Auth;
+use crate::authenticator::Lookup;
 use crate::challenge::{Rejection, json_error};
+use crate::claims::now_unix;
 use crate::error::VerifyError;
 use crate::jsonrpc::peek_jsonrpc;
 use crate::verify::BoxFuture;
@@ -63,6 +69,17 @@ impl<S> BearerAuth<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// The service that was driven to readiness, leaving a clone in its place, for a call
+    /// that the response future makes later
+    /// (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
+    fn take_ready(&mut self) -> S
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -81,24 +98,265 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // Take the service that was driven to readiness and leave a clone in its place
-        // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let guard = self.guard.clone();
-        Box::pin(async move {
-            match authorize(&guard, req).await {
-                Ok(req) => inner.call(req).await.map(|res| res.map(Either::Left)),
-                Err(response) => Ok(response.map(Either::Right)),
+        // Everything that can be decided without waiting is decided here: a rejection, or a
+        // token from the verified-token cache and no body to read, in which case the inner
+        // service is called now and its future is all that is left to poll (no allocation).
+        if is_preflight(&req) {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        let guard = &self.guard;
+        let lookup = match authenticate_now(guard, &req) {
+            Ok(lookup) => lookup,
+            Err(rejection) => return ResponseFuture::done(reject(guard, &req, rejection)),
+        };
+        let auth = match lookup {
+            (Lookup::Accepted(auth), _) => auth,
+            // The verifier must run, or recheck a cached token: that may wait (keys, store).
+            (lookup, now) => {
+                let fut = Box::pin(authenticate_later(guard.clone(), req, lookup, now));
+                return ResponseFuture {
+                    state: State::Authenticating {
+                        fut,
+                        guard: self.guard.clone(),
+                        inner: self.take_ready(),
+                    },
+                };
             }
-        })
+        };
+        match after_authentication(guard, req, auth) {
+            Next::Call(req) => ResponseFuture::inner(self.inner.call(req)),
+            Next::Reject(response) => ResponseFuture::done(response),
+            Next::ReadBody(parts, body, auth) => {
+                ResponseFuture::read_body(self.guard.clone(), self.take_ready(), parts, body, auth)
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`BearerAuth`]: a state machine, so that the usual request (a
+    /// token from the verified-token cache) costs no allocation here.
+    pub struct ResponseFuture<S, B>
+    where
+        S: tower_service::Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateOwned]
+    enum State<S, B>
+    where
+        S: tower_service::Service<Request<B>>,
+    {
+        // The verifier runs, or rechecks a cached token (boxed: it borrows the guard).
+        Authenticating {
+            fut: BoxFuture<'static, Result<(Request<B>, Auth), Response<Full<Bytes>>>>,
+            guard: Arc<Guard>,
+            inner: S,
+        },
+        // The body is read for the scope policy.
+        ReadingBody {
+            #[pin]
+            body: B,
+            read: BodyBytes,
+            parts: Parts,
+            auth: Auth,
+            guard: Arc<Guard>,
+            inner: S,
+        },
+        // The inner service answers.
+        Inner {
+            #[pin]
+            fut: S::Future,
+        },
+        // A rejection, answered at the first poll.
+        Rejected {
+            response: Response<Full<Bytes>>,
+        },
+        // The response was handed out.
+        Done,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: tower_service::Service<Request<B>>,
+{
+    fn inner(fut: S::Future) -> Self {
+        Self {
+            state: State::Inner { fut },
+        }
+    }
+
+    fn done(response: Response<Full<Bytes>>) -> Self {
+        Self {
+            state: State::Rejected { response },
+        }
+    }
+
+    fn read_body(guard: Arc<Guard>, inner: S, parts: Parts, body: B, auth: Auth) -> Self {
+        Self {
+            state: State::ReadingBody {
+                body,
+                read: BodyBytes::default(),
+                parts,
+                auth,
+                guard,
+                inner,
+            },
+        }
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>>,
+    B: Body + From<Bytes>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut state = self.as_mut().project().state;
+            let next = match state.as_mut().project() {
+                StateProj::Inner { fut } => {
+                    return fut.poll(cx).map_ok(|res| res.map(Either::Left));
+                }
+                StateProj::Authenticating { fut, .. } => {
+                    let outcome = ready!(fut.as_mut().poll(cx));
+                    let StateOwned::Authenticating {
+                        guard, mut inner, ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Authenticating")
+                    };
+                    match outcome {
+                        Ok((req, auth)) => match after_authentication(&guard, req, auth) {
+                            Next::Call(req) => State::Inner {
+                                fut: inner.call(req),
+                            },
+                            Next::Reject(response) => State::Rejected { response },
+                            Next::ReadBody(parts, body, auth) => State::ReadingBody {
+                                body,
+                                read: BodyBytes::default(),
+                                parts,
+                                auth,
+                                guard,
+                                inner,
+                            },
+                        },
+                        Err(response) => State::Rejected { response },
+                    }
+                }
+                StateProj::ReadingBody {
+                    mut body,
+                    read,
+                    guard,
+                    ..
+                } => {
+                    let limit = guard.max_body_bytes();
+                    let complete = loop {
+                        if body.is_end_stream() {
+                            break Ok(());
+                        }
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => {
+                                // Trailers are not part of the JSON-RPC message.
+                                if let Ok(data) = frame.into_data()
+                                    && read.push(data, limit).is_err()
+                                {
+                                    break Err(());
+                                }
+                            }
+                            None => break Ok(()),
+                            Some(Err(_)) => break Err(()),
+                        }
+                    };
+                    let StateOwned::ReadingBody {
+                        read,
+                        parts,
+                        auth,
+                        guard,
+                        mut inner,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was ReadingBody")
+                    };
+                    match complete {
+                        Ok(()) => match after_body(&guard, parts, read.into_bytes(), auth) {
+                            Decided::Call(req) => State::Inner {
+                                fut: inner.call(req),
+                            },
+                            Decided::Reject(response) => State::Rejected { response },
+                        },
+                        Err(()) => State::Rejected {
+                            response: too_large(),
+                        },
+                    }
+                }
+                StateProj::Rejected { .. } => {
+                    let StateOwned::Rejected { response } =
+                        state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Rejected")
+                    };
+                    return Poll::Ready(Ok(response.map(Either::Right)));
+                }
+                StateProj::Done => panic!("BearerAuth's ResponseFuture polled after completion"),
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// The body read so far: one frame as it came (the usual case: no copy), or several copied
+/// into one buffer.
+#[derive(Default)]
+struct BodyBytes {
+    len: usize,
+    first: Bytes,
+    more: Option<BytesMut>,
+}
+
+impl BodyBytes {
+    /// Appends a frame's data; `Err` when the body would exceed `limit` bytes.
+    fn push(&mut self, mut data: impl Buf, limit: usize) -> Result<(), ()> {
+        let n = data.remaining();
+        self.len = self.len.saturating_add(n);
+        if self.len > limit {
+            return Err(());
+        }
+        match &mut self.more {
+            Some(more) => more.put(data),
+            None if self.first.is_empty() => self.first = data.copy_to_bytes(n),
+            None => {
+                let mut more = BytesMut::with_capacity(self.len);
+                more.extend_from_slice(&self.first);
+                more.put(data);
+                self.first = Bytes::new();
+                self.more = Some(more);
+            }
+        }
+        Ok(())
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self.more {
+            Some(more) => more.freeze(),
+            None => self.first,
+        }
     }
 }
 
@@ -119,6 +377,14 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
             Rejection::MissingToken
         });
     };
+    match well_formed_bearer(value.as_bytes()) {
+        Some(token) => Ok(token),
+        None => careful_bearer(value),
+    }
+}
+
+/// [`bearer_token`] step by step: what is wrong with a header that is not `Bearer <b64token>`.
+fn careful_bearer(value: &http::HeaderValue) -> Result<&str, Rejection> {
     let value = value.to_str().map_err(|_| {
         Rejection::InvalidToken(VerifyError::Malformed("Authorization header is not ASCII"))
     })?;
@@ -129,16 +395,47 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     let token = rest.trim_matches(' ');
     // RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
-    if body.is_empty()
-        || !body
-            .bytes()
-            .all(|b| matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
-    {
+    if body.is_empty() || !all_b64token(body.as_bytes()) {
         return Err(Rejection::InvalidToken(VerifyError::Malformed(
             "the bearer token is not a b64token",
         )));
     }
     Ok(token)
+}
+
+/// The usual header, `Bearer <b64token>` (the scheme in any case, spaces around the token),
+/// checked in one pass over its bytes; `None` for anything else, which [`bearer_token`] then
+/// reads step by step ([`careful_bearer`]) to say what is wrong. Accepts exactly the headers
+/// `careful_bearer` accepts, with the same token: a header that passes here is visible ASCII, its first
+/// space ends the scheme, and the token is what is left without the spaces around it.
+fn well_formed_bearer(value: &[u8]) -> Option<&str> {
+    let (scheme, mut token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    while let [b' ', rest @ ..] = token {
+        token = rest;
+    }
+    while let [rest @ .., b' '] = token {
+        token = rest;
+    }
+    let mut body = token;
+    while let [rest @ .., b'='] = body {
+        body = rest;
+    }
+    if body.is_empty() || !all_b64token(body) {
+        return None;
+    }
+    std::str::from_utf8(token).ok()
+}
+
+/// RFC 6750 §2.1 b64token characters: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/".
+/// Every byte is looked at (no early exit), so the loop is vectorized: the token is most of
+/// the header, 0.4–2 KB.
+fn all_b64token(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        ok & (b.is_ascii_alphanumeric() | matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    })
 }
 
 fn query_has_token(query: Option<&str>) -> bool {
@@ -154,72 +451,148 @@ fn too_large() -> Response<Full<Bytes>> {
     )
 }
 
-/// Runs the checks; on success returns the request (body restored if it was read) with
-/// [`Auth`] in its extensions.
-async fn authorize<B>(guard: &Guard, req: Request<B>) -> Result<Request<B>, Response<Full<Bytes>>>
-where
-    B: Body + From<Bytes>,
-    B::Error: Into<BoxError>,
-{
-    if is_preflight(&req) {
-        return Ok(req);
+/// Where a request goes once its token is accepted.
+enum Next<B> {
+    /// To the inner service.
+    Call(Request<B>),
+    /// Its body is read first, for the scope policy.
+    ReadBody(Parts, B, Auth),
+    /// Nowhere: this answer.
+    Reject(Response<Full<Bytes>>),
+}
+
+/// Where a request goes once its body is read.
+enum Decided<B> {
+    /// To the inner service.
+    Call(Request<B>),
+    /// Nowhere: this answer.
+    Reject(Response<Full<Bytes>>),
+}
+
+/// Logs a rejection and builds its response, with the challenge for the request's resource.
+fn reject<B>(guard: &Guard, req: &Request<B>, rejection: Rejection) -> Response<Full<Bytes>> {
+    reject_parts(guard, req.headers(), req.extensions(), req.uri(), rejection)
+}
+
+fn reject_parts(
+    guard: &Guard,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+    uri: &http::Uri,
+    rejection: Rejection,
+) -> Response<Full<Bytes>> {
+    let resource = resource_of(guard, headers, extensions);
+    log_rejection(&rejection, uri.path());
+    rejection.into_response(&resource.metadata_url(), guard.challenge_scopes())
+}
+
+/// The resource a request is for: the configured one, borrowed, unless trusted-proxy mode
+/// builds it from the request (only then is the peer's address looked up).
+fn resource_of<'g>(
+    guard: &'g Guard,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> std::borrow::Cow<'g, crate::resource::ResourceUrl> {
+    if guard.trusted_proxies().is_empty() {
+        return std::borrow::Cow::Borrowed(guard.resource());
     }
-    // Borrowed unless trusted-proxy mode builds it from the request: no copy per request.
-    let resource = guard.resource_for(req.headers(), crate::forwarded::peer_addr(req.extensions()));
-    let reject = |rejection: Rejection, path: &str| {
-        log_rejection(&rejection, path);
-        rejection.into_response(&resource.metadata_url(), guard.challenge_scopes())
-    };
+    guard.resource_for(headers, crate::forwarded::peer_addr(extensions))
+}
+
+/// The checks that never wait: the query string, the `Authorization` header, then the
+/// token's size and the verified-token cache ([`Authenticator::lookup`](crate::authenticator::Authenticator::lookup)).
+/// Returns what the cache said and the time the token was checked at.
+fn authenticate_now<B>(guard: &Guard, req: &Request<B>) -> Result<(Lookup, i64), Rejection> {
     if query_has_token(req.uri().query()) {
-        return Err(reject(
-            Rejection::InvalidRequest(
-                "access tokens are not accepted in the query string; send them in the Authorization header",
-            ),
-            req.uri().path(),
+        return Err(Rejection::InvalidRequest(
+            "access tokens are not accepted in the query string; send them in the Authorization header",
         ));
     }
-    let token = match bearer_token(req.headers()) {
-        Ok(token) => token,
-        Err(rejection) => return Err(reject(rejection, req.uri().path())),
-    };
-    let auth = match guard.authenticator().authenticate(token, &resource).await {
-        Ok(auth) => auth,
-        Err(err) => return Err(reject(Rejection::from_verify_error(err), req.uri().path())),
-    };
-    let policy = guard.policy();
-    let insufficient = |required: Vec<String>| Rejection::InsufficientScope { required };
-    if !auth.has_scopes(policy.baseline().iter().map(String::as_str)) {
-        return Err(reject(
-            insufficient(policy.baseline().to_vec()),
-            req.uri().path(),
-        ));
+    let token = bearer_token(req.headers())?;
+    let resource = resource_of(guard, req.headers(), req.extensions());
+    let now = now_unix();
+    match guard.authenticator().lookup(token, &resource, now) {
+        Ok(lookup) => Ok((lookup, now)),
+        Err(err) => Err(Rejection::from_verify_error(err)),
     }
-    let req = if policy.needs_body() && req.method() == Method::POST {
-        let (parts, body) = req.into_parts();
-        let bytes = match Limited::new(body, guard.max_body_bytes()).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return Err(too_large()),
-        };
-        let calls = match peek_jsonrpc(&bytes) {
-            Ok(calls) => calls,
-            Err(_) => {
-                return Err(reject(
-                    Rejection::InvalidRequest("the body is not a JSON-RPC message"),
-                    parts.uri.path(),
-                ));
-            }
-        };
-        let required = policy.required_for(&calls);
-        if !auth.has_scopes(required.iter().map(String::as_str)) {
-            return Err(reject(insufficient(required), parts.uri.path()));
+}
+
+/// The rest of the token's checks, that may wait: the verifier, or its recheck of a cached
+/// token ([`Authenticator::resolve`](crate::authenticator::Authenticator::resolve)).
+async fn authenticate_later<B>(
+    guard: Arc<Guard>,
+    req: Request<B>,
+    lookup: Lookup,
+    now: i64,
+) -> Result<(Request<B>, Auth), Response<Full<Bytes>>> {
+    let result = match bearer_token(req.headers()) {
+        Ok(token) => {
+            let resource = resource_of(&guard, req.headers(), req.extensions());
+            guard
+                .authenticator()
+                .resolve(token, &resource, now, lookup)
+                .await
+                .map_err(Rejection::from_verify_error)
         }
-        Request::from_parts(parts, B::from(bytes))
-    } else {
-        req
+        // Not reached: `authenticate_now` found this token in the same header.
+        Err(rejection) => Err(rejection),
     };
+    match result {
+        Ok(auth) => Ok((req, auth)),
+        Err(rejection) => Err(reject(&guard, &req, rejection)),
+    }
+}
+
+/// After the token: the baseline scopes, then either the body (when the policy has per-method
+/// or per-tool scopes and this is a POST) or the inner service, with [`Auth`] in the
+/// request's extensions.
+fn after_authentication<B>(guard: &Guard, req: Request<B>, auth: Auth) -> Next<B> {
+    let policy = guard.policy();
+    if !auth.has_scopes(policy.baseline().iter().map(String::as_str)) {
+        let required = policy.baseline().to_vec();
+        return Next::Reject(reject(
+            guard,
+            &req,
+            Rejection::InsufficientScope { required },
+        ));
+    }
+    if policy.needs_body() && req.method() == Method::POST {
+        let (parts, body) = req.into_parts();
+        return Next::ReadBody(parts, body, auth);
+    }
     let mut req = req;
     req.extensions_mut().insert::<Auth>(auth);
-    Ok(req)
+    Next::Call(req)
+}
+
+/// After the body: the scopes of the JSON-RPC calls in it, read without copying them; the
+/// request is put back together around the same bytes.
+fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: Auth) -> Decided<B> {
+    let rejection = match peek_jsonrpc(&bytes) {
+        Ok(calls) => {
+            let required = guard.policy().required_for(&calls);
+            if auth.has_scopes(required.iter().map(String::as_str)) {
+                None
+            } else {
+                Some(Rejection::InsufficientScope { required })
+            }
+        }
+        Err(_) => Some(Rejection::InvalidRequest(
+            "the body is not a JSON-RPC message",
+        )),
+    };
+    if let Some(rejection) = rejection {
+        return Decided::Reject(reject_parts(
+            guard,
+            &parts.headers,
+            &parts.extensions,
+            &parts.uri,
+            rejection,
+        ));
+    }
+    let mut req = Request::from_parts(parts, B::from(bytes));
+    req.extensions_mut().insert::<Auth>(auth);
+    Decided::Call(req)
 }
 
 fn log_rejection(rejection: &Rejection, path: &str) {
@@ -294,5 +667,196 @@ mod tests {
         assert!(query_has_token(Some("access%5Ftoken=abc")));
         assert!(!query_has_token(Some("token=abc")));
         assert!(!query_has_token(None));
+    }
+
+    #[test]
+    fn the_one_pass_check_agrees_with_the_careful_reading() {
+        // Every header of up to 5 characters from this alphabet after each prefix: the one
+        // pass accepts exactly what the step-by-step reading accepts, with the same token.
+        let alphabet = [' ', '=', 'a', 'Z', '9', '-', '/', '\t', ',', '"'];
+        let prefixes = [
+            "Bearer ", "bearer ", "BEARER  ", "Bearer", "Bearer=", "Basic ", "",
+        ];
+        let mut accepted = 0;
+        let mut stack = vec![String::new()];
+        while let Some(tail) = stack.pop() {
+            for prefix in prefixes {
+                let text = format!("{prefix}{tail}");
+                let value = http::HeaderValue::from_str(&text).expect("visible ASCII or tab");
+                let careful = careful_bearer(&value).ok();
+                assert_eq!(well_formed_bearer(value.as_bytes()), careful, "{text:?}");
+                accepted += usize::from(careful.is_some());
+            }
+            if tail.len() < 5 {
+                stack.extend(alphabet.iter().map(|c| format!("{tail}{c}")));
+            }
+        }
+        assert!(
+            accepted > 1000,
+            "the alphabet reaches accepted tokens ({accepted})"
+        );
+        // Bytes that are not visible ASCII: the careful reading says so, the one pass declines.
+        let value = http::HeaderValue::from_bytes(b"Bearer abc\xff").expect("opaque bytes");
+        assert_eq!(well_formed_bearer(value.as_bytes()), None);
+        assert!(matches!(
+            careful_bearer(&value),
+            Err(Rejection::InvalidToken(VerifyError::Malformed(
+                "Authorization header is not ASCII"
+            )))
+        ));
+    }
+
+    #[test]
+    fn body_bytes_keep_one_frame_and_join_several_within_the_limit() {
+        let mut one = BodyBytes::default();
+        let frame = Bytes::from_static(b"{\"method\":\"ping\"}");
+        one.push(frame.clone(), 64).expect("within the limit");
+        let bytes = one.into_bytes();
+        assert_eq!(bytes, frame);
+        // The same allocation: one frame is not copied.
+        assert_eq!(bytes.as_ptr(), frame.as_ptr());
+
+        let mut several = BodyBytes::default();
+        for part in [&b"{\"meth"[..], b"od\":", b"\"ping\"}"] {
+            several
+                .push(Bytes::copy_from_slice(part), 64)
+                .expect("within the limit");
+        }
+        assert_eq!(several.into_bytes(), frame);
+
+        let mut over = BodyBytes::default();
+        over.push(Bytes::from_static(b"12345"), 8).expect("5 of 8");
+        assert_eq!(over.push(Bytes::from_static(b"6789"), 8), Err(()));
+        let mut exact = BodyBytes::default();
+        exact.push(Bytes::from_static(b"1234"), 8).expect("4 of 8");
+        exact.push(Bytes::from_static(b"5678"), 8).expect("8 of 8");
+        assert_eq!(exact.into_bytes(), Bytes::from_static(b"12345678"));
+    }
+
+    /// A body that hands out its frames one by one, each after a `Pending`, as a socket does.
+    struct Trickle {
+        frames: std::collections::VecDeque<Bytes>,
+        ready: bool,
+    }
+
+    impl From<Bytes> for Trickle {
+        fn from(bytes: Bytes) -> Self {
+            Self {
+                frames: [bytes].into(),
+                ready: true,
+            }
+        }
+    }
+
+    impl Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if !self.ready {
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.ready = false;
+            Poll::Ready(
+                self.frames
+                    .pop_front()
+                    .map(|b| Ok(http_body::Frame::data(b))),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_several_frames_is_read_whole_for_the_policy_and_passed_on() {
+        use tower::ServiceExt;
+
+        let key = crate::testing::TestKey::hs256(&[7u8; 32]);
+        let oauth = crate::OAuth::builder()
+            .resource("https://mcp.example.com/mcp")
+            .authorization_server("https://as.example.com")
+            .tool_scopes("admin_action", ["admin"])
+            .verifier(
+                crate::verify::JwtVerifier::builder()
+                    .issuer("https://as.example.com")
+                    .hmac_secret([7u8; 32].as_slice())
+                    .build()
+                    .expect("verifier"),
+            )
+            .mirror_authorization_server(false)
+            .build()
+            .expect("oauth");
+        let token = |scope: &str| {
+            key.token()
+                .iss("https://as.example.com")
+                .aud("https://mcp.example.com/mcp")
+                .scope(scope)
+                .exp_in(300)
+                .sign()
+        };
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_action","arguments":{}}}"#;
+        let request = |token: String| {
+            let frames = call
+                .as_bytes()
+                .chunks(16)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            Request::post("/mcp")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Trickle {
+                    frames,
+                    ready: false,
+                })
+                .expect("request")
+        };
+        let service = || {
+            tower::ServiceBuilder::new()
+                .layer(oauth.layer())
+                .service(tower::service_fn(|req: Request<Trickle>| async move {
+                    let has_auth = req.extensions().get::<Auth>().is_some();
+                    let body = http_body_util::BodyExt::collect(req.into_body())
+                        .await?
+                        .to_bytes();
+                    assert!(has_auth, "Auth in the extensions");
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(body)))
+                }))
+        };
+        // Twice each: the first use verifies the token, the second takes it from the cache.
+        for _ in 0..2 {
+            let res = service()
+                .oneshot(request(token("admin")))
+                .await
+                .expect("infallible");
+            assert_eq!(res.status(), StatusCode::OK);
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(body, call.as_bytes());
+
+            let res = service()
+                .oneshot(request(token("mcp:read")))
+                .await
+                .expect("infallible");
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+            assert_eq!(
+                res.headers()[header::WWW_AUTHENTICATE],
+                r#"Bearer error="insufficient_scope", error_description="the access token lacks a scope this request needs", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="admin""#
+            );
+        }
+    }
+
+    #[test]
+    fn the_response_future_is_send() {
+        fn assert_send<T: Send>() {}
+        type Inner = tower::util::BoxCloneSyncService<
+            Request<axum::body::Body>,
+            Response<axum::body::Body>,
+            std::convert::Infallible,
+        >;
+        assert_send::<ResponseFuture<Inner, axum::body::Body>>();
     }
 }

@@ -81,13 +81,13 @@ impl ScopePolicy {
     }
 
     /// Every scope the given calls need: baseline, then per method, then per tool.
-    pub fn required_for(&self, calls: &[RpcCall]) -> Vec<String> {
+    pub fn required_for(&self, calls: &[RpcCall<'_>]) -> Vec<String> {
         let mut scopes = self.baseline.clone();
         for call in calls {
-            if let Some(extra) = self.methods.get(&call.method) {
+            if let Some(extra) = self.methods.get(&*call.method) {
                 push_unique(&mut scopes, extra.iter().cloned());
             }
-            if let Some(extra) = call.tool.as_ref().and_then(|tool| self.tools.get(tool)) {
+            if let Some(extra) = call.tool.as_deref().and_then(|tool| self.tools.get(tool)) {
                 push_unique(&mut scopes, extra.iter().cloned());
             }
         }
@@ -99,7 +99,7 @@ impl ScopePolicy {
 mod tests {
     use super::*;
 
-    fn call(method: &str, tool: Option<&str>) -> RpcCall {
+    fn call(method: &'static str, tool: Option<&'static str>) -> RpcCall<'static> {
         RpcCall {
             method: method.into(),
             tool: tool.map(Into::into),
