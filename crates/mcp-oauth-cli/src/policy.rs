@@ -194,11 +194,7 @@ fn test(args: &TestArgs) -> Result<ExitCode, Failure> {
     for failure in &report.failures {
         println!("{failure}");
     }
-    println!(
-        "{} passed, {} failed",
-        report.passed,
-        report.failures.len()
-    );
+    println!("{} passed, {} failed", report.passed, report.failures.len());
     Ok(if report.is_success() {
         ExitCode::SUCCESS
     } else {
@@ -211,7 +207,10 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode, Failure> {
     let subject = subject(args);
     let (target, arguments) = if let Some(call) = &args.call {
         let (name, arguments) = name_and_arguments(call, "--call")?;
-        (Target::Tool(name), Some(arguments.unwrap_or_else(|| json!({}))))
+        (
+            Target::Tool(name),
+            Some(arguments.unwrap_or_else(|| json!({}))),
+        )
     } else if let Some(prompt) = &args.prompt {
         let (name, arguments) = name_and_arguments(prompt, "--prompt")?;
         (Target::Prompt(name), arguments)
@@ -314,9 +313,14 @@ fn explanation_json(explanation: &Explanation) -> Value {
 /// The policy file checked against the tool list (none: an empty one).
 fn load(file: &Path, tools: Option<&Path>) -> Result<Policy, Failure> {
     let name = file.display().to_string();
-    if !file.is_file() {
+    if !file.exists() {
         return Err(vec![format!(
             "{name}: no such policy file (give the path of a TOML file with a [policy] table)"
+        )]);
+    }
+    if !file.is_file() {
+        return Err(vec![format!(
+            "{name}: is not a file (give the path of a TOML file with a [policy] table)"
         )]);
     }
     let config = PolicyConfig::from_file(file).map_err(|e| problems(&e, &name))?;

@@ -41,7 +41,8 @@ fn example(name: &str) -> String {
 
 /// A fresh file with this text, in a folder of this test's own.
 fn write(name: &str, text: &str) -> String {
-    let dir: PathBuf = std::env::temp_dir().join(format!("mcp-oauth-policy-{}", std::process::id()));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("mcp-oauth-policy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
@@ -67,7 +68,8 @@ fn the_demo_policy_checks_clean() {
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stdout.contains("ok: 4 rules, 2 sign-in rules, 2 grant rules")
+        run.stdout
+            .contains("ok: 4 rules, 2 sign-in rules, 2 grant rules")
             && run.stdout.contains("3 tools"),
         "{run:?}"
     );
@@ -171,7 +173,13 @@ fn explain_deny_exits_3_and_names_the_forbid() {
     assert!(run.stdout.contains("rules: no-echo-secrets\n"), "{run:?}");
 
     // Nothing permits bob: no rule decided.
-    let run = explain(&["--as", "bob@gmail.com", "--call", "echo", r#"{"text": "hi"}"#]);
+    let run = explain(&[
+        "--as",
+        "bob@gmail.com",
+        "--call",
+        "echo",
+        r#"{"text": "hi"}"#,
+    ]);
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stdout.contains("rules: (none)\n"), "{run:?}");
 }
@@ -252,6 +260,10 @@ fn bad_inputs_say_what_to_fix_without_a_panic() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("no such policy file"), "{run:?}");
 
+    let run = policy(&["check", &std::env::temp_dir().display().to_string()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is not a file"), "{run:?}");
+
     let run = policy(&["check", &demo, "--tools", "/nonexistent/tools.json"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("cannot read the tool list"), "{run:?}");
@@ -285,7 +297,14 @@ fn bad_inputs_say_what_to_fix_without_a_panic() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("must be a JSON object"), "{run:?}");
 
-    let run = explain(&["--as", "a@example.com", "--claim", "novalue", "--call", "echo"]);
+    let run = explain(&[
+        "--as",
+        "a@example.com",
+        "--claim",
+        "novalue",
+        "--call",
+        "echo",
+    ]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("name=value"), "{run:?}");
 
