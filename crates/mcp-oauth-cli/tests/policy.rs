@@ -323,3 +323,72 @@ fn bad_inputs_say_what_to_fix_without_a_panic() {
     assert!(run.stderr.contains(&bad_fixture), "{run:?}");
     assert!(!run.stderr.contains("panicked"), "{run:?}");
 }
+
+/// `mcp-oauth dev`, stopped when dropped.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shipped tool list is what `mcp-oauth dev` answers `tools/list` with, so the demo policy
+/// is checked against the demo's real tools.
+#[tokio::test]
+async fn the_demo_tool_list_is_what_mcp_oauth_dev_serves() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-policy-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["dev", "--port", "0", "--json", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mcp-oauth dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let dev = Dev(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read");
+    let info: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    let url = info["mcp_url"].as_str().expect("mcp_url");
+    let token = info["token"].as_str().expect("token");
+
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let served: Value = loop {
+        let res = http
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string())
+            .send()
+            .await;
+        if let Ok(res) = res
+            && res.status().is_success()
+        {
+            break res.json().await.expect("tools/list is JSON");
+        }
+        assert!(Instant::now() < deadline, "mcp-oauth dev did not answer");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    drop(dev);
+
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(example("demo-tools.json")).expect("demo-tools.json"),
+    )
+    .expect("demo-tools.json is JSON");
+    assert_eq!(
+        served["result"]["tools"], shipped["tools"],
+        "examples/policy/demo-tools.json is out of date: save the tools/list result of mcp-oauth dev into it"
+    );
+}
