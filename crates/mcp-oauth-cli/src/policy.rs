@@ -21,7 +21,7 @@ Examples:
 
   # Why may alice (not) call echo with these arguments?
   mcp-oauth policy explain examples/policy/demo.toml --tools examples/policy/demo-tools.json \\
-    --as alice@example.com --scope 'mcp:tools' --call echo '{\"text\": \"hi\"}'
+    --as alice@example.com --scope 'mcp:read' --call echo '{\"text\": \"hi\"}'
 
   # Allow/deny fixtures, for CI.
   mcp-oauth policy test examples/policy/demo.toml examples/policy/demo-fixtures.toml \\
@@ -45,6 +45,9 @@ enum PolicyCommand {
     Check(CheckArgs),
     /// Decide one call for one user and say why: the effect, the rules that decided it, the
     /// user's groups and where each came from, the canonical arguments.
+    #[command(
+        after_help = "Exit status: 0 allow, 3 deny, 4 step-up; 1 when the policy, the tools or the arguments cannot be used; 2 for a usage error."
+    )]
     #[command(group(ArgGroup::new("who").required(true).multiple(true).args(["email", "sub"])))]
     #[command(group(ArgGroup::new("target").required(true).args(["call", "prompt", "resource"])))]
     Explain(ExplainArgs),
