@@ -19,6 +19,7 @@ mod doctor;
 mod dotenv;
 mod listen;
 mod options;
+mod policy;
 mod proxy;
 mod serve;
 mod store_arg;
@@ -48,6 +49,9 @@ enum Command {
     /// Check an authorization server (and optionally an MCP endpoint and a token) the way
     /// MCP clients and this library will, and explain every check.
     Doctor(doctor::DoctorArgs),
+    /// Check an authorization policy against a server's tools, explain one decision, or run
+    /// allow/deny fixtures (see docs/policy.md).
+    Policy(policy::PolicyArgs),
 }
 
 #[tokio::main]
@@ -77,6 +81,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Proxy(args) => proxy::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Policy(args) => Ok(policy::run(args)),
     };
     match result {
         Ok(code) => code,

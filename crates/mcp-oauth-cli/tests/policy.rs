@@ -1,0 +1,394 @@
+//! `mcp-oauth policy check | explain | test` as a user runs them: the exit status and what is
+//! printed, on the shipped demo policy and on broken inputs.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// What a run printed and returned.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn policy(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .arg("policy")
+        .args(args)
+        .env("MCP_OAUTH_LOG", "off")
+        .output()
+        .expect("run mcp-oauth");
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A file of the shipped demo policy, as a string argument.
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policy")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A fresh file with this text, in a folder of this test's own.
+fn write(name: &str, text: &str) -> String {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("mcp-oauth-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
+/// `explain` on the demo policy with these options.
+fn explain(extra: &[&str]) -> Run {
+    let file = example("demo.toml");
+    let tools = example("demo-tools.json");
+    let mut args = vec!["explain", &file, "--tools", &tools];
+    args.extend_from_slice(extra);
+    policy(&args)
+}
+
+#[test]
+fn the_demo_policy_checks_clean() {
+    let run = policy(&[
+        "check",
+        &example("demo.toml"),
+        "--tools",
+        &example("demo-tools.json"),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("ok: 4 rules, 2 sign-in rules, 2 grant rules")
+            && run.stdout.contains("3 tools"),
+        "{run:?}"
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+}
+
+#[test]
+fn the_demo_fixtures_pass() {
+    let run = policy(&[
+        "test",
+        &example("demo.toml"),
+        &example("demo-fixtures.toml"),
+        "--tools",
+        &example("demo-tools.json"),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("11 passed, 0 failed"), "{run:?}");
+}
+
+#[test]
+fn a_misspelled_argument_names_the_rule_and_its_line() {
+    let file = write(
+        "typo.toml",
+        "[policy]\n\n[[policy.rule]]\nid = \"echo-hi\"\ntools = [\"echo\"]\nargs.txt = { one_of = [\"hi\"] }\n",
+    );
+    let run = policy(&["check", &file, "--tools", &example("demo-tools.json")]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("{file}:3: rule `echo-hi`: "))
+            && first.contains("`txt`")
+            && first.contains("text"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("1 problem found"), "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+}
+
+#[test]
+fn an_unknown_tool_is_an_error_and_every_problem_is_listed() {
+    let file = write(
+        "unknown.toml",
+        "[policy]\n\n[[policy.rule]]\nid = \"old\"\ntools = [\"delete_everything\"]\n\n[[policy.rule]]\nid = \"typo\"\ntools = [\"echo\"]\nargs.txt = { one_of = [\"hi\"] }\n",
+    );
+    let run = policy(&["check", &file, "--tools", &example("demo-tools.json")]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{file}:3: rule `old`: "))
+                && l.contains("delete_everything")),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{file}:7: rule `typo`: "))),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("2 problems found"), "{run:?}");
+}
+
+#[test]
+fn without_tools_a_tool_rule_fails_and_says_to_give_them() {
+    let run = policy(&["check", &example("demo.toml")]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no --tools given"), "{run:?}");
+}
+
+#[test]
+fn explain_allow_exits_0_and_names_the_rule() {
+    let run = explain(&[
+        "--as",
+        "alice@example.com",
+        "--scope",
+        "mcp:read mcp:write",
+        "--call",
+        "echo",
+        r#"{"text": "hi"}"#,
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("decision: allow\n"), "{run:?}");
+    assert!(run.stdout.contains("rules: staff-echo\n"), "{run:?}");
+    assert!(
+        run.stdout.contains(r#"arguments: {"text":"hi"}"#),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn explain_deny_exits_3_and_names_the_forbid() {
+    let run = explain(&[
+        "--as",
+        "alice@example.com",
+        "--call",
+        "echo",
+        r#"{"text": "password"}"#,
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.starts_with("decision: deny\n"), "{run:?}");
+    assert!(run.stdout.contains("rules: no-echo-secrets\n"), "{run:?}");
+
+    // Nothing permits bob: no rule decided.
+    let run = explain(&[
+        "--as",
+        "bob@gmail.com",
+        "--call",
+        "echo",
+        r#"{"text": "hi"}"#,
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.contains("rules: (none)\n"), "{run:?}");
+}
+
+#[test]
+fn explain_step_up_exits_4_with_the_missing_scopes_and_groups() {
+    let run = explain(&[
+        "--as",
+        "root@example.com",
+        "--scope",
+        "mcp:read",
+        "--group",
+        "ops",
+        "--call",
+        "admin_action",
+    ]);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stdout.starts_with("decision: step-up\n"), "{run:?}");
+    assert!(run.stdout.contains("missing scopes: admin\n"), "{run:?}");
+    assert!(
+        run.stdout.contains("group: admins (from [policy.groups])"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("group: ops (from --group)"), "{run:?}");
+}
+
+#[test]
+fn explain_json_is_one_document() {
+    let run = explain(&[
+        "--as",
+        "root@example.com",
+        "--scope",
+        "mcp:read",
+        "--call",
+        "admin_action",
+        "{}",
+        "--json",
+    ]);
+    assert_eq!(run.code, 4, "{run:?}");
+    let doc: Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(doc["decision"], "step-up");
+    assert_eq!(doc["rules"], serde_json::json!(["admins-admin-action"]));
+    assert_eq!(doc["missing_scopes"], serde_json::json!(["admin"]));
+    assert_eq!(doc["groups"][0]["group"], "admins");
+    assert_eq!(doc["groups"][0]["source"], "[policy.groups]");
+    assert!(doc["reason"].as_str().is_some_and(|r| !r.is_empty()));
+}
+
+#[test]
+fn a_failing_fixture_is_named_with_its_line_and_exits_1() {
+    let fixtures = write(
+        "fixtures.toml",
+        "[[case]]\nname = \"bob echoes\"\nas = { email = \"bob@gmail.com\" }\ntool = \"echo\"\nargs = { text = \"hi\" }\nexpect = \"allow\"\n\n[[case]]\nname = \"bob whoami\"\nas = { email = \"bob@gmail.com\" }\ntool = \"whoami\"\nexpect = \"allow\"\n",
+    );
+    let run = policy(&[
+        "test",
+        &example("demo.toml"),
+        &fixtures,
+        "--tools",
+        &example("demo-tools.json"),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{fixtures}:1: case `bob echoes`: "))),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("1 passed, 1 failed"), "{run:?}");
+}
+
+#[test]
+fn bad_inputs_say_what_to_fix_without_a_panic() {
+    let demo = example("demo.toml");
+    let tools = example("demo-tools.json");
+
+    let run = policy(&["check", "/nonexistent/policy.toml"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no such policy file"), "{run:?}");
+
+    let run = policy(&["check", &std::env::temp_dir().display().to_string()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is not a file"), "{run:?}");
+
+    let run = policy(&["check", &demo, "--tools", "/nonexistent/tools.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("cannot read the tool list"), "{run:?}");
+
+    let broken = write("broken.json", "{\"tools\": [");
+    let run = policy(&["check", &demo, "--tools", &broken]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.starts_with(&format!("{broken}: ")) && run.stderr.contains("not JSON"),
+        "{run:?}"
+    );
+
+    let not_a_list = write("number.json", "42");
+    let run = policy(&["check", &demo, "--tools", &not_a_list]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("`tools` array"), "{run:?}");
+
+    let bad_toml = write("bad.toml", "[policy]\nserver = \n");
+    let run = policy(&["check", &bad_toml]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.starts_with(&format!("{bad_toml}:2: ")),
+        "{run:?}"
+    );
+
+    let run = explain(&["--as", "a@example.com", "--call", "echo", "{not json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("are not JSON"), "{run:?}");
+
+    let run = explain(&["--as", "a@example.com", "--call", "echo", "[1]"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("must be a JSON object"), "{run:?}");
+
+    let run = explain(&[
+        "--as",
+        "a@example.com",
+        "--claim",
+        "novalue",
+        "--call",
+        "echo",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("name=value"), "{run:?}");
+
+    // No user, or nothing to decide: a usage error.
+    assert_eq!(explain(&["--call", "echo"]).code, 2);
+    assert_eq!(explain(&["--as", "a@example.com"]).code, 2);
+
+    let empty = write("empty-fixtures.toml", "");
+    let run = policy(&["test", &demo, &empty, "--tools", &tools]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no [[case]]"), "{run:?}");
+
+    let bad_fixture = write("bad-fixtures.toml", "[[case]]\nname = \"x\"\nwho = 1\n");
+    let run = policy(&["test", &demo, &bad_fixture, "--tools", &tools]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&bad_fixture), "{run:?}");
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+}
+
+/// `mcp-oauth dev`, stopped when dropped.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shipped tool list is what `mcp-oauth dev` answers `tools/list` with, so the demo policy
+/// is checked against the demo's real tools.
+#[tokio::test]
+async fn the_demo_tool_list_is_what_mcp_oauth_dev_serves() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-policy-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["dev", "--port", "0", "--json", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mcp-oauth dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let dev = Dev(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read");
+    let info: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    let url = info["mcp_url"].as_str().expect("mcp_url");
+    let token = info["token"].as_str().expect("token");
+
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let served: Value = loop {
+        let res = http
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string())
+            .send()
+            .await;
+        if let Ok(res) = res
+            && res.status().is_success()
+        {
+            break res.json().await.expect("tools/list is JSON");
+        }
+        assert!(Instant::now() < deadline, "mcp-oauth dev did not answer");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    drop(dev);
+
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(example("demo-tools.json")).expect("demo-tools.json"),
+    )
+    .expect("demo-tools.json is JSON");
+    assert_eq!(
+        served["result"]["tools"], shipped["tools"],
+        "examples/policy/demo-tools.json is out of date: save the tools/list result of mcp-oauth dev into it"
+    );
+}
