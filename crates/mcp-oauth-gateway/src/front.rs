@@ -128,21 +128,24 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     }
 }
 
+/// A session id that is unknown, expired, or another principal's: answered 404.
+struct Refused;
+
 /// The session a request names, if its caller owns it. `Ok(None)`: no session header.
 fn session_of(
     inner: &Inner,
     headers: &HeaderMap,
     auth: Option<&Auth>,
-) -> Result<Option<Arc<Session>>, Response> {
+) -> Result<Option<Arc<Session>>, Refused> {
     let Some(id) = headers.get(&SESSION_ID) else {
         return Ok(None);
     };
-    let id = id.to_str().map_err(|_| session_not_found())?;
+    let id = id.to_str().map_err(|_| Refused)?;
     match inner.sessions.get(id, &principal(auth)) {
         Some(session) => Ok(Some(session)),
         None => {
             tracing::debug!(target: "mcp_oauth_gateway::session", "unknown session id, or one that another principal opened");
-            Err(session_not_found())
+            Err(Refused)
         }
     }
 }
@@ -187,7 +190,7 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
     let auth = parts.extensions.get::<Auth>();
     let session = match session_of(&inner, &parts.headers, auth) {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(Refused) => return session_not_found(),
     };
     let id = message.id.map(RawValue::get);
     let Some(session) = session else {
@@ -558,7 +561,7 @@ async fn get(inner: Arc<Inner>, req: Request) -> Response {
                 "no Mcp-Session-Id: start a session with initialize first",
             );
         }
-        Err(response) => return response,
+        Err(Refused) => return session_not_found(),
     };
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(_), _) => {
@@ -610,7 +613,7 @@ async fn delete(inner: Arc<Inner>, req: Request) -> Response {
                 "no Mcp-Session-Id to end",
             );
         }
-        Err(response) => return response,
+        Err(Refused) => return session_not_found(),
     };
     inner.sessions.remove(&session.id);
     match (&inner.upstream, &session.http) {

@@ -133,7 +133,12 @@ impl ServerHandler for TestUpstream {
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
                 let answer = serde_json::to_value(&answer)
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                text(answer["content"]["text"].as_str().unwrap_or_default())
+                let said = answer
+                    .get("content")
+                    .and_then(|c| c.get("text"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default();
+                text(said)
             }
             other => {
                 return Err(ErrorData::invalid_params(

@@ -384,7 +384,7 @@ async fn a_client_cannot_answer_another_sessions_server_request() {
     let last = text
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .next_back()
         .unwrap();
     let response: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(response["id"], 9);

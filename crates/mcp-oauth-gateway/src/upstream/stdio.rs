@@ -162,12 +162,13 @@ impl Stdio {
         let mut progress = None;
         let replaced;
         let mut params = message.params.map(RawValue::get);
-        if let Some(raw) = message.params.filter(|p| p.get().contains("progressToken")) {
-            if let Some((new_params, original)) = jsonrpc::replace_progress_token(raw, &number) {
-                replaced = new_params;
-                params = Some(&replaced);
-                progress = Some(original.into_boxed_str());
-            }
+        // A cheap look before parsing: most requests carry no progress token.
+        if let Some(raw) = message.params.filter(|p| p.get().contains("progressToken"))
+            && let Some((new_params, original)) = jsonrpc::replace_progress_token(raw, &number)
+        {
+            replaced = new_params;
+            params = Some(&replaced);
+            progress = Some(original.into_boxed_str());
         }
         let bytes = jsonrpc::encode_request(Some(&number), method, params);
         let (tx, rx) = mpsc::channel(FRAMES);
@@ -336,10 +337,11 @@ struct GroupGuard(Option<u32>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok())
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            // The child leads its group (process_group(0)): this ends it and what it spawned.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
 }
@@ -650,16 +652,15 @@ fn deliver(shared: &Shared, session: &Arc<str>, bytes: Bytes) -> bool {
             .max_by_key(|(n, _)| **n)
             .map(|(_, p)| p.tx.clone())
     };
-    if let Some(tx) = latest {
-        if tx
+    if let Some(tx) = latest
+        && tx
             .try_send(Frame {
                 bytes: bytes.clone(),
                 last: false,
             })
             .is_ok()
-        {
-            return true;
-        }
+    {
+        return true;
     }
     shared.sessions.find(session).is_some_and(|s| s.push(bytes))
 }
