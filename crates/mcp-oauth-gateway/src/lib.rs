@@ -48,6 +48,11 @@ use std::time::Duration;
 use axum::Router;
 use tower_layer::Layer as _;
 
+/// The examples of `docs/gateway.md`, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/gateway.md")]
+pub struct GatewayDocDoctests;
+
 pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
 pub use upstream::{
