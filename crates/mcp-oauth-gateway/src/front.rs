@@ -141,7 +141,7 @@ fn session_of(
         return Ok(None);
     };
     let id = id.to_str().map_err(|_| Refused)?;
-    match inner.sessions.get(id, &principal(auth)) {
+    match inner.sessions.get(id, auth) {
         Some(session) => Ok(Some(session)),
         None => {
             tracing::debug!(target: "mcp_oauth_gateway::session", "unknown session id, or one that another principal opened");
@@ -212,6 +212,12 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
                     stdio.notify(&session.id, &message).await
                 }
                 (Upstream::Stdio(stdio), _) => stdio.respond(&session.id, &message).await,
+                // The gateway sent its own when it initialized the upstream session.
+                (Upstream::Http(_), _)
+                    if message.method.as_deref() == Some("notifications/initialized") =>
+                {
+                    Ok(())
+                }
                 (Upstream::Http(http), Some(hs)) => match http.post(hs, bytes.clone()).await {
                     Ok(response) if response.status() == StatusCode::NOT_FOUND => {
                         inner.sessions.remove(&session.id);
@@ -354,8 +360,7 @@ async fn request(
             jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
         );
     }
-    let name = jsonrpc::params_name(message.params);
-    let call = Call::new(method, name.as_deref(), message.params);
+    let call = Call::new(method, message.params);
     match inner.gatekeeper.decide(auth, &call) {
         Decision::Allow => {}
         Decision::StepUp(scopes) if inner.oauth.is_some() => {

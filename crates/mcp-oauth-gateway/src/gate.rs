@@ -33,21 +33,23 @@
 use mcp_oauth::Auth;
 use serde_json::value::RawValue;
 
-/// One client request as the gatekeeper sees it.
-#[derive(Debug, Clone, Copy)]
+/// One client request as the gatekeeper sees it. What it names is read from `params` the
+/// first time [`name`](Self::name) is asked, not before (a gatekeeper that does not ask costs
+/// no parsing).
+#[derive(Debug, Clone)]
 pub struct Call<'a> {
-    pub(crate) method: &'a str,
-    pub(crate) params: Option<&'a RawValue>,
-    pub(crate) name: Option<&'a str>,
+    method: &'a str,
+    params: Option<&'a RawValue>,
+    name: std::cell::OnceCell<Option<String>>,
 }
 
 impl<'a> Call<'a> {
-    /// A call, for tests of a gatekeeper.
-    pub fn new(method: &'a str, name: Option<&'a str>, params: Option<&'a RawValue>) -> Self {
+    /// A call of `method` with these `params` (a JSON object).
+    pub fn new(method: &'a str, params: Option<&'a RawValue>) -> Self {
         Self {
             method,
             params,
-            name,
+            name: std::cell::OnceCell::new(),
         }
     }
 
@@ -58,8 +60,10 @@ impl<'a> Call<'a> {
 
     /// What the call names: `params.name` (the tool of `tools/call`, the prompt of
     /// `prompts/get`), else `params.uri` (the resource of `resources/read`).
-    pub fn name(&self) -> Option<&'a str> {
+    pub fn name(&self) -> Option<&str> {
         self.name
+            .get_or_init(|| crate::jsonrpc::params_name(self.params))
+            .as_deref()
     }
 
     /// The raw `params` object, unparsed (the arguments are `params.arguments`).
@@ -210,12 +214,22 @@ mod tests {
     #[test]
     fn closures_are_gatekeepers() {
         let deny_all = |_: Option<&Auth>, _: &Call<'_>| Decision::Deny;
-        let call = Call::new("tools/call", Some("echo"), None);
+        let params =
+            RawValue::from_string(r#"{"name":"echo","arguments":{}}"#.into()).expect("raw");
+        let call = Call::new("tools/call", Some(&params));
+        assert_eq!(call.name(), Some("echo"));
         assert_eq!(deny_all.decide(None, &call), Decision::Deny);
         assert!(!deny_all.filters_lists());
         assert_eq!(OnlyEcho.decide(None, &call), Decision::Allow);
+        let rm = RawValue::from_string(r#"{"name":"rm"}"#.into()).expect("raw");
+        let uri = RawValue::from_string(r#"{"uri":"file:///etc/passwd"}"#.into()).expect("raw");
         assert_eq!(
-            OnlyEcho.decide(None, &Call::new("tools/call", Some("rm"), None)),
+            Call::new("resources/read", Some(&uri)).name(),
+            Some("file:///etc/passwd")
+        );
+        assert_eq!(Call::new("tools/list", None).name(), None);
+        assert_eq!(
+            OnlyEcho.decide(None, &Call::new("tools/call", Some(&rm))),
             Decision::Deny
         );
     }

@@ -19,20 +19,26 @@ pub(crate) enum Kind {
     Response,
 }
 
+/// Members are `Some` when present, even when `null` (an `"id": null` request is refused, not
+/// taken for a notification).
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow)]
     jsonrpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow)]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     params: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     error: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// One parsed message, borrowing from the bytes it was read from.
@@ -269,6 +275,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"x","method":"y"}"#,
             r#"{"jsonrpc":"2.0","method":"x","params":[1]}"#,
             r#"{"jsonrpc":"2.0","method":7}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","method":"x","params":null}"#,
         ] {
             assert!(
                 matches!(parse(bad.as_bytes()), Err(ParseError::Invalid(_))),

@@ -67,6 +67,20 @@ pub(crate) fn principal(auth: Option<&Auth>) -> Arc<str> {
     }
 }
 
+/// Whether `principal` (as [`principal`] builds it) is the caller's (issuer, subject; `None`
+/// without authentication), without building a string.
+fn is_principal(principal: &str, caller: Option<(Option<&str>, &str)>) -> bool {
+    match caller {
+        Some((issuer, subject)) => {
+            principal
+                .strip_prefix(issuer.unwrap_or_default())
+                .and_then(|rest| rest.strip_prefix('\u{0}'))
+                == Some(subject)
+        }
+        None => principal.is_empty(),
+    }
+}
+
 /// A new session id: 128 random bits, hex (visible ASCII, as the MCP spec requires).
 fn new_id() -> Option<Arc<str>> {
     let mut bytes = [0u8; 16];
@@ -112,11 +126,12 @@ impl Sessions {
         Some(session)
     }
 
-    /// The session `id` if `principal` owns it.
-    pub(crate) fn get(&self, id: &str, principal: &str) -> Option<Arc<Session>> {
+    /// The session `id` if the caller `auth` owns it.
+    pub(crate) fn get(&self, id: &str, auth: Option<&Auth>) -> Option<Arc<Session>> {
         let session = self.cache.get(id)?;
         // Not a secret comparison: the id was already matched; this is ownership.
-        (*session.principal == *principal).then_some(session)
+        let caller = auth.map(|a| (a.issuer.as_deref(), a.subject()));
+        is_principal(&session.principal, caller).then_some(session)
     }
 
     /// The session `id`, whoever owns it (for routing upstream messages).
@@ -150,17 +165,30 @@ mod tests {
     #[test]
     fn a_session_is_found_only_by_its_owner() {
         let sessions = Sessions::new(Duration::from_secs(60), 10);
-        let alice = Arc::<str>::from("iss\u{0}alice");
+        let alice = Arc::<str>::from("https://iss\u{0}alice");
         let s = sessions
             .create(alice.clone(), "2025-06-18", None)
             .expect("session");
         assert_eq!(s.id.len(), 32);
         assert!(s.id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(sessions.get(&s.id, &alice).is_some());
-        assert!(sessions.get(&s.id, "iss\u{0}mallory").is_none());
-        assert!(sessions.get("0123", &alice).is_none());
+        assert!(is_principal(&alice, Some((Some("https://iss"), "alice"))));
+        for (issuer, subject) in [
+            (Some("https://iss"), "mallory"),
+            (Some("https://other"), "alice"),
+            (Some("https://iss"), "alic"),
+            (None, "alice"),
+        ] {
+            assert!(
+                !is_principal(&alice, Some((issuer, subject))),
+                "{issuer:?} {subject}"
+            );
+        }
+        assert!(!is_principal(&alice, None));
+        assert!(is_principal("", None));
+        assert!(sessions.get(&s.id, None).is_none());
+        assert!(sessions.find(&s.id).is_some());
         sessions.remove(&s.id);
-        assert!(sessions.get(&s.id, &alice).is_none());
+        assert!(sessions.find(&s.id).is_none());
     }
 
     #[test]
