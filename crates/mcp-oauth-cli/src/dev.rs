@@ -117,13 +117,18 @@ fn parse_client(value: &SecretArg) -> Result<ClientSpec, String> {
     Ok(ClientSpec::service(id, secret).scopes(scopes))
 }
 
-/// Serves `app` (with the client address, for rate limits) until Ctrl-C or SIGTERM, then says
-/// that `mcp-oauth <command>` stopped.
+/// Serves `app` (with the client address, for rate limits; TCP_NODELAY on) until Ctrl-C or
+/// SIGTERM, then says that `mcp-oauth <command>` stopped.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     command: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    use axum::serve::ListenerExt as _;
+    // Answers written in pieces (SSE) would otherwise wait for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -18,7 +18,13 @@
 //! let upstream = StdioConfig::new("npx", ["-y", "@modelcontextprotocol/server-everything"])
 //!     .pass_env("NODE_EXTRA_CA_CERTS");
 //! let gateway = Gateway::builder(upstream).oauth(oauth).build()?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! use axum::serve::ListenerExt as _;
+//! // TCP_NODELAY: SSE answers are written in pieces and must not wait for delayed ACKs.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
 //! axum::serve(
 //!     listener,
 //!     gateway.router().into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -185,6 +185,37 @@ async fn a_killed_child_is_restarted_and_the_next_call_works() {
 }
 
 #[tokio::test]
+async fn a_call_in_flight_when_the_child_dies_gets_an_error() {
+    let h = Harness::start(stdio_upstream()).await;
+    let client = h.client("alice").await;
+    let pid = call(&client, "pid", json!({})).await.unwrap();
+    let peer = client.peer().clone();
+    let slow = tokio::spawn(async move {
+        let params = CallToolRequestParams::new("slow").with_arguments(
+            json!({"steps": 1000, "step_ms": 20})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        peer.call_tool(params).await.map_err(|e| e.to_string())
+    });
+    poll("the slow call to be running", || async {
+        (!client.service().progress.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = slow.await.unwrap().unwrap_err();
+    assert!(err.contains("exited before answering"), "{err}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
 async fn dropping_the_gateway_kills_the_child() {
     let h = Harness::start(stdio_upstream()).await;
     h.gateway.ready(DEADLINE).await.unwrap();
