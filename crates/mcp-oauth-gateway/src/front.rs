@@ -241,12 +241,31 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
     }
 }
 
+/// The version the client asks for (`params.protocolVersion`) if the gateway speaks it, else
+/// the latest the gateway speaks.
 fn negotiate(params: Option<&RawValue>) -> &'static str {
     params
         .and_then(|p| jsonrpc::member(p, "protocolVersion"))
         .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
         .and_then(|v| SUPPORTED_VERSIONS.iter().find(|s| **s == v).copied())
         .unwrap_or(LATEST)
+}
+
+/// The version for a client of a stdio child: what [`negotiate`] gives, but never newer than
+/// the child's own version when the gateway speaks that one (the child's messages follow its
+/// version; versions are dates, so they compare as strings).
+fn negotiate_with_child(
+    params: Option<&RawValue>,
+    child: Option<&serde_json::Value>,
+) -> &'static str {
+    let wanted = negotiate(params);
+    let child = child
+        .and_then(|v| v.as_str())
+        .and_then(|v| SUPPORTED_VERSIONS.iter().find(|s| **s == v).copied());
+    match child {
+        Some(child) if child < wanted => child,
+        _ => wanted,
+    }
 }
 
 fn with_session(mut response: Response, session: &Session) -> Response {
@@ -284,7 +303,7 @@ async fn initialize(
                     );
                 }
             };
-            let version = negotiate(message.params);
+            let version = negotiate_with_child(message.params, running.init.get("protocolVersion"));
             let mut result = running.init.clone();
             result.insert("protocolVersion".into(), version.into());
             let result = serde_json::Value::Object(result).to_string();
@@ -655,5 +674,19 @@ mod tests {
         assert_eq!(negotiate(Some(&p("2025-06-18"))), "2025-06-18");
         assert_eq!(negotiate(Some(&p("2024-01-01"))), LATEST);
         assert_eq!(negotiate(None), LATEST);
+        let child = serde_json::json!("2025-06-18");
+        assert_eq!(
+            negotiate_with_child(Some(&p("2025-11-25")), Some(&child)),
+            "2025-06-18"
+        );
+        assert_eq!(
+            negotiate_with_child(Some(&p("2025-03-26")), Some(&child)),
+            "2025-03-26"
+        );
+        let unknown = serde_json::json!("2024-11-05");
+        assert_eq!(
+            negotiate_with_child(Some(&p("2025-11-25")), Some(&unknown)),
+            "2025-11-25"
+        );
     }
 }

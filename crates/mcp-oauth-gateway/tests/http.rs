@@ -270,3 +270,36 @@ async fn sessions_of_two_users_stay_apart_upstream() {
     assert_eq!(mine.status(), 200);
     assert!(messages(mine).await.last().unwrap()["result"]["tools"].is_array());
 }
+
+#[tokio::test]
+async fn an_upstream_refusing_the_gateways_credential_is_a_bad_gateway_not_a_challenge() {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::any(|| async {
+            (
+                http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Bearer error="invalid_token""#)],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let h = Harness::start(HttpConfig::new(&format!("http://{addr}/mcp")).unwrap()).await;
+    let response = post(&h.url, Some(&h.token("alice")), None, INITIALIZE).await;
+    assert_eq!(response.status(), 502);
+    assert!(!response.headers().contains_key("www-authenticate"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "the upstream refused the gateway's credentials"
+    );
+    let _ = stop.send(());
+}

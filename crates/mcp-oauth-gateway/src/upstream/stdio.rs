@@ -37,6 +37,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A child that ran this long was healthy: the next restart starts from the shortest backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// Requests from the child waiting for a client's answer; more are refused (a child, or a
+/// client that never answers, cannot grow the table without bound).
+const MAX_SERVER_REQUESTS: usize = 1024;
 /// The session name of the gateway's own requests (`initialize`).
 const INTERNAL: &str = "";
 
@@ -127,6 +130,10 @@ impl Stdio {
 
     /// Waits until a child is initialized.
     pub(crate) async fn ready(&self, timeout: Duration) -> Result<Arc<Running>, GatewayError> {
+        // The usual case, without a subscription: the child is running.
+        if let Some(running) = self.shared.state.borrow().as_ref() {
+            return Ok(running.clone());
+        }
         let mut rx = self.shared.state.subscribe();
         let wait = rx.wait_for(Option::is_some);
         match tokio::time::timeout(timeout, wait).await {
@@ -685,13 +692,28 @@ async fn server_request(shared: &Arc<Shared>, message: &Message<'_>, stdin: &mps
         return;
     };
     let k = shared.next_id();
-    shared.routes().server_requests.insert(
-        k,
-        ServerRequest {
-            session: session.clone(),
-            upstream_id: id.get().into(),
-        },
-    );
+    let full = {
+        let mut routes = shared.routes();
+        let full = routes.server_requests.len() >= MAX_SERVER_REQUESTS;
+        if !full {
+            routes.server_requests.insert(
+                k,
+                ServerRequest {
+                    session: session.clone(),
+                    upstream_id: id.get().into(),
+                },
+            );
+        }
+        full
+    };
+    if full {
+        let _ = stdin
+            .send(refuse(
+                "too many requests to clients are waiting for an answer",
+            ))
+            .await;
+        return;
+    }
     let bytes = jsonrpc::encode_request(
         Some(&k.to_string()),
         method,
