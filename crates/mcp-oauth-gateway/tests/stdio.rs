@@ -152,6 +152,35 @@ async fn sampling_requests_go_back_to_the_calling_session() {
 }
 
 #[tokio::test]
+async fn a_sampling_request_is_refused_rather_than_guessed_between_two_active_users() {
+    let h = Harness::start(stdio_upstream()).await;
+    let alice = h.client("alice").await;
+    let bob = h.client("bob").await;
+    // Alice keeps a call in flight; the child cannot say whose its sampling request is.
+    let peer = alice.peer().clone();
+    let slow = tokio::spawn(async move {
+        let params = CallToolRequestParams::new("slow").with_arguments(
+            json!({"steps": 1000, "step_ms": 20})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        peer.call_tool(params).await.map_err(|e| e.to_string())
+    });
+    poll("alice's call to be running", || async {
+        (!alice.service().progress.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let refused = call(&bob, "ask_llm", json!({"question": "q"})).await;
+    let text = format!("{refused:?}");
+    assert!(text.contains("cannot tell which client"), "{text}");
+    assert!(!text.contains("sampled by"), "{text}");
+    slow.abort();
+    alice.cancel().await.unwrap();
+    bob.cancel().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_killed_child_is_restarted_and_the_next_call_works() {
     let h = Harness::start(stdio_upstream()).await;
     let client = h.client("alice").await;
