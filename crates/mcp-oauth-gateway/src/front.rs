@@ -205,6 +205,12 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
         );
     };
     match message.kind {
+        Kind::Request if message.method.as_deref() == Some("initialize") => rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
+        ),
         Kind::Request => request(&inner, &parts, auth, &session, &message, bytes.clone()).await,
         Kind::Notification | Kind::Response => {
             let sent = match (&inner.upstream, &session.http) {

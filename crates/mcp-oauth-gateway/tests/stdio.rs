@@ -505,6 +505,8 @@ async fn bodies_that_are_not_one_json_rpc_message_are_refused() {
         .await
         .unwrap();
     assert_eq!(version.status(), 400);
+    let again = post(&h.url, Some(&token), Some(&session), INITIALIZE).await;
+    assert_eq!(again.status(), 400, "a session is initialized once");
     let no_session = post(
         &h.url,
         Some(&token),
