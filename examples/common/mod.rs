@@ -160,19 +160,23 @@ pub(crate) async fn advertised_scopes(
     Ok(scopes)
 }
 
-/// Prints `MCP endpoint: <mcp_url>` on stdout (the interop tests wait for this line), then
-/// serves `server` on `MCP_LISTEN`, else the host and port of `mcp_url`, until Ctrl-C.
+/// Listens on `MCP_LISTEN`, else the host and port of `mcp_url`; prints
+/// `MCP endpoint: <mcp_url>` and `listening on: <address>` (the port the system chose for
+/// `:0`) on stdout, which the tests wait for; then serves `server` until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 ///
 /// `mcp_url` is not a URL, or listening or serving failed.
 pub(crate) async fn serve(server: McpServer, mcp_url: &str) -> Result<(), Box<dyn Error>> {
     let addr = listen_addr(mcp_url)?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!("MCP endpoint: {mcp_url}");
-    if env("MCP_LISTEN").is_some() {
-        println!("listening on: {addr}");
-    }
-    server.listen(addr).await?;
+    println!("listening on: {}", listener.local_addr()?);
+    server
+        .serve(listener, mcp_oauth::server::shutdown_signal())
+        .await?;
     Ok(())
 }
 

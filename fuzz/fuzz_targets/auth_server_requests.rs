@@ -31,7 +31,7 @@ use base64::Engine as _;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, KeyRing};
+use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType, KeyRing};
 use mcp_oauth::jose::Algorithm;
 use mcp_oauth::jose::dangerous::decode_unverified;
 use mcp_oauth::verify::TokenVerifier;
@@ -345,7 +345,7 @@ async fn server(issuer: &str, auto_approve: bool) -> AuthServer {
                 PRE_REGISTERED_REDIRECTS[0].into(),
                 PRE_REGISTERED_REDIRECTS[1].into(),
             ],
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             client_name: Some(format!("Public {INJECT}")),
             ..ClientSpec::default()
         })
@@ -353,7 +353,7 @@ async fn server(issuer: &str, auto_approve: bool) -> AuthServer {
             client_id: NATIVE_CLIENT.into(),
             client_secret: None,
             redirect_uris: vec![PRE_REGISTERED_REDIRECTS[2].into()],
-            grant_types: vec!["authorization_code".into()],
+            grant_types: vec![GrantType::AuthorizationCode],
             client_name: None,
             ..ClientSpec::default()
         })

@@ -8,6 +8,7 @@
 //! the verdict cannot disagree. See `docs/doctor.md`.
 
 mod endpoint;
+mod preset;
 mod report;
 mod server;
 mod time;
@@ -34,6 +35,10 @@ Examples:
   # Why is this token refused? (the token is read from standard input)
   mcp-oauth doctor --mcp-url https://mcp.example.com/mcp --scope mcp:read --token-file - <<<\"$TOKEN\"
 
+  # A Clerk token, checked as a server built with the Clerk preset checks it.
+  MCP_USE_OAUTH_CLERK_FRONTEND_API_URL=https://verb-noun-42.clerk.accounts.dev \\
+    mcp-oauth doctor --provider clerk --mcp-url https://mcp.example.com/mcp --token-file token.txt
+
   # For a script: one JSON document on standard output.
   mcp-oauth doctor --issuer https://auth.example.com --json | jq '.checks[] | select(.status == \"fail\")'
 
@@ -42,7 +47,7 @@ Exit status: 0 when no check failed (warnings allowed), 1 when one did, 2 for a 
 /// Options of `mcp-oauth doctor`.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
-#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["issuer", "mcp_url"])))]
+#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["issuer", "mcp_url", "provider"])))]
 pub(crate) struct DoctorArgs {
     /// Issuer URL of the authorization server, exactly as tokens carry it in `iss` (a
     /// trailing slash matters). May be left out with --mcp-url: the first of the MCP server's
@@ -59,6 +64,12 @@ pub(crate) struct DoctorArgs {
     /// checked, and it is the audience tokens must carry.
     #[arg(long, env = "MCP_URL", value_name = "URL", value_parser = http_url)]
     mcp_url: Option<String>,
+    /// Check as a server built with this provider preset does: its issuer, key location,
+    /// algorithms, audience rule and extra checks (Clerk and WorkOS session tokens, Keycloak
+    /// refresh tokens are refused). Its settings come from the same MCP_USE_OAUTH_* variables
+    /// (and .env file) as the preset's `from_env`. Gives the issuer when --issuer is left out.
+    #[arg(long, value_enum, value_name = "NAME")]
+    provider: Option<preset::PresetName>,
     /// An access token to explain. It shows in the process list: prefer --token-file.
     #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
     token: Option<String>,
@@ -94,6 +105,8 @@ enum IssuerSource {
     Flag,
     /// `authorization_servers[0]` of the MCP server's protected-resource metadata.
     ProtectedResource,
+    /// The `--provider` preset (its `MCP_USE_OAUTH_*` variables).
+    Preset(&'static str),
 }
 
 /// What every check needs: the HTTP clients and the options that change them.
@@ -132,11 +145,39 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<ExitCode, Box<dyn std::error
         insecure_http: args.insecure_http,
     };
 
+    let preset = match args.provider {
+        None => None,
+        Some(name) => match name.spec(&mcp_oauth::providers::process_env) {
+            Ok(spec) => Some(spec),
+            Err(err) => {
+                eprintln!(
+                    "error: --provider {name}: {err} (a server built with this preset fails to start the same way)"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+
     let mut report = Report::default();
+    if let Some(spec) = &preset {
+        preset::describe(&mut report, spec);
+        if let Some(flag) = args.issuer.as_deref().filter(|i| *i != spec.issuer) {
+            report.add(
+                Check::fail("provider.issuer", format!("--issuer (or OIDC_ISSUER) is {flag}, but a server built with the {} preset uses the issuer {}: the preset is what the server runs, so it is checked.", spec.name, spec.issuer))
+                    .hint("Leave out --issuer (and unset OIDC_ISSUER) with --provider, or fix the preset's MCP_USE_OAUTH_* variable if the issuer is wrong."),
+            );
+        }
+    }
+    // The issuer a server would be configured with: the preset's, else --issuer.
+    let configured_issuer = preset
+        .as_ref()
+        .map(|spec| spec.issuer.as_str())
+        .or(args.issuer.as_deref());
+
     let mut endpoint = endpoint::Findings::default();
     if let Some(mcp_url) = &args.mcp_url {
         report.set_mcp_url(mcp_url);
-        endpoint = endpoint::check(&ctx, &mut report, mcp_url, args.issuer.as_deref()).await;
+        endpoint = endpoint::check(&ctx, &mut report, mcp_url, configured_issuer).await;
     }
 
     let advertised = endpoint
@@ -144,6 +185,9 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<ExitCode, Box<dyn std::error
         .as_ref()
         .and_then(|doc| doc.authorization_servers.first());
     let issuer = match (&args.issuer, advertised) {
+        _ if preset.is_some() => preset
+            .as_ref()
+            .map(|spec| (spec.issuer.clone(), IssuerSource::Preset(spec.name))),
         (Some(issuer), _) => Some((issuer.clone(), IssuerSource::Flag)),
         (None, Some(issuer)) => Some((issuer.clone(), IssuerSource::ProtectedResource)),
         (None, None) => {
@@ -166,7 +210,8 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<ExitCode, Box<dyn std::error
     let mut server = server::Findings::default();
     if let Some((issuer, source)) = &issuer {
         report.set_issuer(issuer);
-        server = server::check(&ctx, &mut report, issuer, *source).await;
+        let preset_jwks = preset.as_ref().and_then(|spec| spec.jwks_url.as_deref());
+        server = server::check(&ctx, &mut report, issuer, *source, preset_jwks).await;
     }
 
     if let Some(input) = token {
@@ -179,6 +224,7 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<ExitCode, Box<dyn std::error
             audiences: &args.audiences,
             scopes: &args.scopes,
             server: &server,
+            preset: preset.as_ref(),
         };
         token::check(&ctx, &mut report, &input.token, inputs).await;
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use clap::{Args, ValueEnum};
 use mcp_oauth::Secret;
-use mcp_oauth::auth_server::{AuthServer, KeyRing, Store, Upstream, UpstreamBuilder};
+use mcp_oauth::auth_server::{AuthServer, KeyRing, Store, Upstream, UpstreamBuilder, UserMapping};
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::Algorithm;
 use serde_json::json;
@@ -68,6 +68,29 @@ pub(crate) struct ProxyArgs {
     /// An extra authorize parameter for the provider, as NAME=VALUE (repeatable).
     #[arg(long = "authorize-param", value_name = "NAME=VALUE")]
     authorize_params: Vec<String>,
+    /// The provider's token revocation endpoint (RFC 7009): a grant revoked here is revoked
+    /// there too [default: the provider's, when it has one (Google, Okta, an OIDC issuer that
+    /// publishes one)].
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_REVOCATION_ENDPOINT")]
+    revocation_endpoint: Option<String>,
+    /// The provider's claim that becomes the user's sub [default: sub; GitHub: id].
+    #[arg(long, value_name = "CLAIM", env = "MCP_OAUTH_MAP_SUBJECT")]
+    map_subject: Option<String>,
+    /// The provider's claim that becomes email [default: email].
+    #[arg(long, value_name = "CLAIM", env = "MCP_OAUTH_MAP_EMAIL")]
+    map_email: Option<String>,
+    /// The provider's claim that becomes name [default: name].
+    #[arg(long, value_name = "CLAIM", env = "MCP_OAUTH_MAP_NAME")]
+    map_name: Option<String>,
+    /// The provider's claim whose list becomes groups [default: none].
+    #[arg(long, value_name = "CLAIM", env = "MCP_OAUTH_MAP_GROUPS")]
+    map_groups: Option<String>,
+    /// The provider's claim whose list becomes roles (auth.user.roles) [default: none].
+    #[arg(long, value_name = "CLAIM", env = "MCP_OAUTH_MAP_ROLES")]
+    map_roles: Option<String>,
+    /// Another claim copied from the provider into our tokens, as FROM=TO (repeatable).
+    #[arg(long = "map-claim", value_name = "FROM=TO")]
+    map_claims: Vec<String>,
     /// 32-byte key sealing upstream tokens at rest and signing consent cookies: base64
     /// (`openssl rand -base64 32`) or 64 hex digits. Every instance sharing a store needs the
     /// same key [default: generated once into the data folder].
@@ -162,7 +185,46 @@ async fn upstream(args: &ProxyArgs) -> Result<Upstream, Box<dyn std::error::Erro
             .ok_or_else(|| format!("--authorize-param takes NAME=VALUE, got {param:?}"))?;
         builder = builder.extra_authorize_param(name, value);
     }
+    if let Some(url) = &args.revocation_endpoint {
+        builder = builder.revocation_endpoint(url.trim());
+    }
+    builder = builder.user_mapping(user_mapping(args)?);
     Ok(builder.build()?)
+}
+
+/// The user mapping the `--map-*` options describe (the default for the others).
+fn user_mapping(args: &ProxyArgs) -> Result<UserMapping, String> {
+    let mut mapping = UserMapping::new();
+    let given = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(claim) = given(&args.map_subject) {
+        mapping = mapping.subject(claim);
+    }
+    if let Some(claim) = given(&args.map_email) {
+        mapping = mapping.email(claim);
+    }
+    if let Some(claim) = given(&args.map_name) {
+        mapping = mapping.name(claim);
+    }
+    if let Some(claim) = given(&args.map_groups) {
+        mapping = mapping.groups(claim);
+    }
+    if let Some(claim) = given(&args.map_roles) {
+        mapping = mapping.roles(claim);
+    }
+    for pair in &args.map_claims {
+        let (from, to) = pair
+            .split_once('=')
+            .filter(|(f, t)| !f.trim().is_empty() && !t.trim().is_empty())
+            .ok_or_else(|| format!("--map-claim takes FROM=TO, got {pair:?}"))?;
+        mapping = mapping.claim(from.trim(), to.trim());
+    }
+    Ok(mapping)
 }
 
 /// Decodes a configured key: base64 (standard or URL-safe, padded or not) or hex, 32 bytes.

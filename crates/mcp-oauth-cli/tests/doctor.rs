@@ -33,14 +33,39 @@ impl Run {
 
 /// Runs the binary off the runtime's threads, so the mock issuer keeps answering meanwhile.
 async fn doctor(args: &[&str]) -> Run {
+    doctor_env(args, &[]).await
+}
+
+/// The provider variables a test may set; any inherited value is removed first.
+const PRESET_VARS: &[&str] = &[
+    "MCP_USE_OAUTH_CLERK_FRONTEND_API_URL",
+    "MCP_USE_OAUTH_KEYCLOAK_SERVER_URL",
+    "MCP_USE_OAUTH_KEYCLOAK_REALM",
+    "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE",
+    "MCP_USE_OAUTH_AUTH0_DOMAIN",
+    "MCP_USE_OAUTH_AUTH0_AUDIENCE",
+];
+
+/// [`doctor`] with these environment variables set.
+async fn doctor_env(args: &[&str], vars: &[(&str, &str)]) -> Run {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
+        command
             .arg("doctor")
             .args(&args)
             .env_remove("OIDC_ISSUER")
             .env_remove("MCP_URL")
-            .env_remove("OIDC_AUDIENCE")
+            .env_remove("OIDC_AUDIENCE");
+        for name in PRESET_VARS {
+            command.env_remove(name);
+        }
+        command
+            .envs(vars)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .output()
@@ -583,4 +608,452 @@ async fn an_mcp_server_that_advertises_no_scope_is_warned_about() {
     let _ = stop.send(());
     served.await.expect("join").expect("serve");
     idp.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --provider: the preset pipeline a server built with the preset runs
+// ---------------------------------------------------------------------------------------------
+
+/// A server built with a provider preset, in this process on 127.0.0.1: the bearer layer in
+/// front of `/mcp`, and the metadata routes. Stopped on drop.
+struct PresetServer {
+    mcp_url: String,
+    oauth: mcp_oauth::OAuth,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PresetServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+impl PresetServer {
+    async fn start(preset: impl mcp_oauth::providers::Provider, vars: &[(&str, &str)]) -> Self {
+        use axum::routing::post;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mcp_url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let oauth = mcp_oauth::OAuth::builder()
+            .resource(&mcp_url)
+            .provider_with(preset, &lookup)
+            .mirror_authorization_server(false)
+            .build()
+            .expect("oauth");
+        let app = axum::Router::new()
+            .route("/mcp", post(|| async { "ok" }))
+            .layer(oauth.layer())
+            .merge(oauth.metadata_router());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            mcp_url,
+            oauth,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Why the server's own pipeline refuses `token` (the error its layer logs and attaches
+    /// to the 401), or `None` when it accepts it.
+    async fn reason(&self, token: &str) -> Option<String> {
+        self.oauth
+            .authenticator()
+            .authenticate(token, self.oauth.resource())
+            .await
+            .err()
+            .map(|err| err.to_string())
+    }
+
+    /// The status and the challenge's `error_description` the server answers with `token`.
+    async fn answer(&self, token: &str) -> (u16, Option<String>) {
+        let res = reqwest::Client::new()
+            .post(&self.mcp_url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+            .await
+            .expect("post");
+        let description = res
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once("error_description=\""))
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(description, _)| description.to_owned());
+        (res.status().as_u16(), description)
+    }
+}
+
+/// The doctor's verdict must give the reason the server gave, word for word: the error of
+/// its pipeline, and the status and `error_description` of its challenge.
+async fn assert_same_reason(doc: &Value, server: &PresetServer, token: &str, expected: &str) {
+    let reason = server
+        .reason(token)
+        .await
+        .expect("the server refuses the token");
+    assert_eq!(reason, expected);
+    let verdict = check(doc, "token.verdict");
+    let message = verdict["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("The library refuses this token: {reason}.")),
+        "doctor: {message}\nserver: {reason}"
+    );
+    let server = server.answer(token).await;
+    assert_eq!(server.0, 401, "{server:?}");
+    let description = server.1.as_deref().expect("the server's error_description");
+    let verdict = check(doc, "token.verdict");
+    assert_eq!(verdict["status"], "fail", "{doc:#}");
+    let message = verdict["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!(
+            "A client gets 401 with error_description \"{description}\""
+        )),
+        "doctor: {message}\nserver: {description}"
+    );
+    assert!(
+        !doc["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .any(|c| c["id"] == "token.consistency"),
+        "the explanation and the verdict disagree: {doc:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_clerk_session_token_is_refused_by_doctor_as_by_a_clerk_server() {
+    use mcp_oauth::providers::Clerk;
+    use mcp_oauth::testing::Layout;
+
+    let idp = MockIdp::start_layout(TestKey::rs256(), Layout::new("", "/.well-known/jwks.json"))
+        .await
+        .expect("idp");
+    let origin = idp.origin();
+    let vars = [("MCP_USE_OAUTH_CLERK_FRONTEND_API_URL", origin.as_str())];
+    let server = PresetServer::start(Clerk::new(), &vars).await;
+    // A Clerk session token: the same issuer and key as its OAuth access tokens, typ JWT,
+    // a session id, even the MCP URL as audience.
+    let session = idp
+        .token()
+        .typ(Some("JWT"))
+        .sub("user_123")
+        .aud(&server.mcp_url)
+        .claim("sid", "sess_123")
+        .claim("azp", "https://example.com")
+        .sign();
+    let access = idp
+        .token()
+        .sub("user_123")
+        .aud(&server.mcp_url)
+        .claim("client_id", "client_2VTWUzvGC5UhdJCNx6xG1D98edc")
+        .scope("profile email")
+        .sign();
+
+    // Without the preset, doctor has no reason to refuse it: the generic pipeline takes it.
+    let generic = doctor(&[
+        "--issuer",
+        idp.issuer(),
+        "--mcp-url",
+        &server.mcp_url,
+        "--token",
+        &session,
+        "--json",
+    ])
+    .await;
+    assert_eq!(
+        status(&generic.json(), "token.verdict"),
+        "pass",
+        "{generic:#?}"
+    );
+
+    let args = [
+        "--provider",
+        "clerk",
+        "--mcp-url",
+        &server.mcp_url,
+        "--token",
+        &session,
+        "--json",
+    ];
+    let run = doctor_env(&args, &vars).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(doc["issuer"], idp.issuer(), "the preset gives the issuer");
+    assert_eq!(status(&doc, "provider.preset"), "info");
+    assert_eq!(status(&doc, "token.typ"), "fail");
+    let typ = check(&doc, "token.typ")["message"].as_str().unwrap();
+    assert!(
+        typ.contains("requires at+jwt") && typ.contains("session token"),
+        "{typ}"
+    );
+    assert_same_reason(&doc, &server, &session, "token type is not at+jwt").await;
+    assert!(
+        !run.stdout.contains(&session),
+        "the token must never be printed"
+    );
+
+    // An OAuth access token passes both.
+    assert_eq!(server.answer(&access).await.0, 200);
+    let args = [
+        "--provider",
+        "clerk",
+        "--mcp-url",
+        &server.mcp_url,
+        "--token",
+        &access,
+        "--json",
+    ];
+    let run = doctor_env(&args, &vars).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let doc = run.json();
+    assert_no_failure(&doc);
+    for id in [
+        "as.jwks_uri",
+        "jwks.keys",
+        "token.typ",
+        "token.iss",
+        "token.aud",
+        "token.verdict",
+    ] {
+        assert_eq!(status(&doc, id), "pass", "{id}: {doc:#}");
+    }
+    let verdict = check(&doc, "token.verdict")["message"].as_str().unwrap();
+    assert!(verdict.contains("the clerk preset"), "{verdict}");
+    drop(server);
+    idp.shutdown().await;
+}
+
+#[tokio::test]
+async fn keycloak_and_auth0_presets_refuse_what_their_servers_refuse_for_the_same_reason() {
+    use mcp_oauth::providers::{Auth0, Keycloak};
+    use mcp_oauth::testing::Layout;
+
+    // Keycloak: a refresh token (typ claim "Refresh") is not an access token.
+    let idp = MockIdp::start_layout(
+        TestKey::rs256(),
+        Layout::new("/realms/test", "/realms/test/protocol/openid-connect/certs"),
+    )
+    .await
+    .expect("idp");
+    let origin = idp.origin();
+    let vars = [
+        ("MCP_USE_OAUTH_KEYCLOAK_SERVER_URL", origin.as_str()),
+        ("MCP_USE_OAUTH_KEYCLOAK_REALM", "test"),
+    ];
+    let server = PresetServer::start(Keycloak::new(), &vars).await;
+    let refresh = idp
+        .token()
+        .aud(&server.mcp_url)
+        .claim("typ", "Refresh")
+        .sign();
+    let args = [
+        "--provider",
+        "keycloak",
+        "--token",
+        &refresh,
+        "--mcp-url",
+        &server.mcp_url,
+        "--json",
+    ];
+    let run = doctor_env(&args, &vars).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(status(&doc, "token.claims"), "fail", "{doc:#}");
+    assert_same_reason(&doc, &server, &refresh, "claim typ is invalid").await;
+    let bearer = idp
+        .token()
+        .aud(&server.mcp_url)
+        .claim("typ", "Bearer")
+        .sign();
+    assert_eq!(server.answer(&bearer).await.0, 200);
+    let args = [
+        "--provider",
+        "keycloak",
+        "--token",
+        &bearer,
+        "--mcp-url",
+        &server.mcp_url,
+        "--json",
+    ];
+    let doc = doctor_env(&args, &vars).await.json();
+    assert_no_failure(&doc);
+    assert_eq!(status(&doc, "token.claims"), "pass");
+    drop(server);
+    idp.shutdown().await;
+
+    // Auth0: the API identifier from MCP_USE_OAUTH_AUTH0_AUDIENCE is accepted without
+    // --audience, as the server accepts it; another API's token is refused by both.
+    let idp = MockIdp::start_layout(
+        TestKey::rs256(),
+        Layout::new("", "/.well-known/jwks.json").trailing_slash(),
+    )
+    .await
+    .expect("idp");
+    let origin = idp.origin();
+    let vars = [
+        ("MCP_USE_OAUTH_AUTH0_DOMAIN", origin.as_str()),
+        ("MCP_USE_OAUTH_AUTH0_AUDIENCE", "https://api.example.com"),
+    ];
+    let server = PresetServer::start(Auth0::new(), &vars).await;
+    let api = idp
+        .token()
+        .typ(Some("JWT"))
+        .aud("https://api.example.com")
+        .sign();
+    assert_eq!(server.answer(&api).await.0, 200);
+    let args = [
+        "--provider",
+        "auth0",
+        "--token",
+        &api,
+        "--mcp-url",
+        &server.mcp_url,
+        "--json",
+    ];
+    let doc = doctor_env(&args, &vars).await.json();
+    assert_no_failure(&doc);
+    assert_eq!(
+        doc["issuer"],
+        idp.issuer(),
+        "Auth0's issuer ends with a slash"
+    );
+    let other = idp
+        .token()
+        .typ(Some("JWT"))
+        .aud("https://other.example.com")
+        .sign();
+    let args = [
+        "--provider",
+        "auth0",
+        "--token",
+        &other,
+        "--mcp-url",
+        &server.mcp_url,
+        "--json",
+    ];
+    let doc = doctor_env(&args, &vars).await.json();
+    assert_eq!(status(&doc, "token.aud"), "fail");
+    let expected = server.reason(&other).await.expect("refused");
+    assert!(expected.contains("audience"), "{expected}");
+    assert_same_reason(&doc, &server, &other, &expected).await;
+    drop(server);
+    idp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_supabase_hs256_token_is_checked_with_the_presets_jwt_secret() {
+    use mcp_oauth::providers::Supabase;
+    use mcp_oauth::testing::Layout;
+
+    const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters";
+    let idp = MockIdp::start_layout(
+        TestKey::es256(),
+        Layout::new("/auth/v1", "/auth/v1/.well-known/jwks.json"),
+    )
+    .await
+    .expect("idp");
+    let origin = idp.origin();
+    let with_secret = [
+        ("MCP_USE_OAUTH_SUPABASE_URL", origin.as_str()),
+        ("MCP_USE_OAUTH_SUPABASE_JWT_SECRET", SECRET),
+    ];
+    let server = PresetServer::start(Supabase::new(), &with_secret).await;
+    // A legacy Supabase token: HS256 with the project's JWT secret, aud "authenticated".
+    let legacy = TestKey::hs256(SECRET.as_bytes())
+        .token()
+        .iss(idp.issuer())
+        .aud("authenticated")
+        .sign();
+    assert_eq!(server.answer(&legacy).await.0, 200);
+    let args = [
+        "--provider",
+        "supabase",
+        "--token",
+        &legacy,
+        "--mcp-url",
+        &server.mcp_url,
+        "--json",
+    ];
+    let doc = doctor_env(&args, &with_secret).await.json();
+    assert_no_failure(&doc);
+    assert_eq!(status(&doc, "token.alg"), "pass");
+    assert_eq!(status(&doc, "token.aud"), "pass", "Supabase's own audience");
+    assert_eq!(status(&doc, "token.verdict"), "pass");
+
+    // Signed with another secret: refused by both, for the same reason.
+    let forged = TestKey::hs256(&[7; 48])
+        .token()
+        .iss(idp.issuer())
+        .aud("authenticated")
+        .sign();
+    let args = [
+        "--provider",
+        "supabase",
+        "--token",
+        &forged,
+        "--mcp-url",
+        &server.mcp_url,
+        "--json",
+    ];
+    let run = doctor_env(&args, &with_secret).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let expected = server.reason(&forged).await.expect("refused");
+    assert_same_reason(&run.json(), &server, &forged, &expected).await;
+    drop(server);
+
+    // Without the secret the preset takes no HS256 token, and doctor says so.
+    let without = [("MCP_USE_OAUTH_SUPABASE_URL", origin.as_str())];
+    let args = ["--provider", "supabase", "--token", &legacy, "--json"];
+    let doc = doctor_env(&args, &without).await.json();
+    assert_eq!(status(&doc, "token.alg"), "fail", "{doc:#}");
+    assert_eq!(status(&doc, "token.verdict"), "fail");
+    idp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_preset_without_its_variable_is_a_usage_error_naming_it() {
+    let run = doctor(&["--provider", "clerk"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains("MCP_USE_OAUTH_CLERK_FRONTEND_API_URL"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+
+    // --issuer that is not the preset's: the preset is what a server runs.
+    let run = doctor_env(
+        &[
+            "--provider",
+            "clerk",
+            "--issuer",
+            "https://other.example.com",
+            "--json",
+        ],
+        &[("MCP_USE_OAUTH_CLERK_FRONTEND_API_URL", "http://127.0.0.1:9")],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(status(&doc, "provider.issuer"), "fail");
+    assert_eq!(doc["issuer"], "http://127.0.0.1:9");
 }

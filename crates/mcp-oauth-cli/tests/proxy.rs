@@ -1001,6 +1001,45 @@ fn configuration_errors_explain_themselves_and_exit_non_zero() {
             ],
             "--authorize-param takes NAME=VALUE",
         ),
+        (
+            vec![
+                "--provider",
+                "github",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "s3cr3t-value",
+                "--map-claim",
+                "department",
+            ],
+            "--map-claim takes FROM=TO",
+        ),
+        (
+            vec![
+                "--provider",
+                "github",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "s3cr3t-value",
+                "--map-claim",
+                "login=sub",
+            ],
+            "invalid user mapping: \"sub\" is set by this server in its tokens and cannot come from the provider",
+        ),
+        (
+            vec![
+                "--provider",
+                "github",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "s3cr3t-value",
+                "--revocation-endpoint",
+                "http://idp.example.com/revoke",
+            ],
+            "invalid upstream revocation endpoint \"http://idp.example.com/revoke\": refused: only https",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args: Vec<String> = ["proxy", "--port", "0", "--json", "--data-dir", &data]

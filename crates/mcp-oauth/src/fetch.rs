@@ -168,7 +168,6 @@ impl HttpClient {
     }
 
     /// GET `url` with credentials, expecting 200 with a JSON body.
-    #[cfg(feature = "auth-server")]
     pub(crate) async fn get_json_with(
         &self,
         url: &Url,

@@ -56,11 +56,13 @@
 //! | `auth-server` | no | [`auth_server`]: an embedded OAuth 2.1 authorization server |
 //! | `sqlite` | no | `auth_server::store::SqliteStore`: the server's state in a SQLite file |
 //! | `redis` | no | `auth_server::store::RedisStore`: state shared by several instances behind a load balancer |
+//! | `policy` | no | [`policy::Policy`]: who may sign in, which scopes, which tools and arguments (Cedar) |
 //! | `test-util` | no | [`testing`]: keys and token builders for tests |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 mod auth;
 #[cfg(feature = "auth-server")]
 pub mod auth_server;
@@ -69,6 +71,7 @@ pub mod authenticator;
 pub mod browser_proxy;
 pub mod challenge;
 mod claims;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "remote")]
 pub mod fetch;
@@ -80,7 +83,7 @@ pub mod metadata;
 #[cfg(feature = "remote")]
 pub mod net_guard;
 mod oauth;
-mod policy;
+pub mod policy;
 #[cfg(feature = "remote")]
 pub mod providers;
 #[cfg(feature = "remote")]
@@ -121,6 +124,7 @@ pub struct ProxyDocDoctests;
 #[doc = include_str!("../../../docs/browser-proxy.md")]
 pub struct BrowserProxyDocDoctests;
 
+pub use audit::AuditLog;
 pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
 pub use claims::Claims;
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};

@@ -28,21 +28,31 @@ pub(super) struct Findings {
     pub(super) introspection_endpoint: Option<String>,
 }
 
+/// `preset_jwks`: where a `--provider` preset takes its keys from; it wins over the
+/// metadata's `jwks_uri`, as it does in a server built with the preset.
 pub(super) async fn check(
     ctx: &Context,
     report: &mut Report,
     issuer: &str,
     source: IssuerSource,
+    preset_jwks: Option<&str>,
 ) -> Findings {
     let mut findings = Findings::default();
     let Some(url) = issuer_url(ctx, report, issuer) else {
         return findings;
     };
-    let Some(metadata) = fetch_metadata(ctx, report, issuer, &url).await else {
+    let metadata = fetch_metadata(ctx, report, issuer, &url).await;
+    if let Some(metadata) = &metadata {
+        check_metadata(report, issuer, source, metadata);
+        findings.introspection_endpoint = metadata.introspection_endpoint.clone();
+    }
+    if let (Some(preset), IssuerSource::Preset(name)) = (preset_jwks, source) {
+        let advertised = metadata.as_ref().and_then(|m| m.jwks_uri.as_deref());
+        return preset_keys(ctx, report, findings, name, preset, advertised).await;
+    }
+    let Some(metadata) = metadata else {
         return findings;
     };
-    check_metadata(report, issuer, source, &metadata);
-    findings.introspection_endpoint = metadata.introspection_endpoint.clone();
     let Some(jwks_uri) = metadata.jwks_uri.as_deref() else {
         report.add(
             Check::fail("as.jwks_uri", "The metadata has no jwks_uri: JWT access tokens cannot be verified against the issuer's keys.")
@@ -72,6 +82,44 @@ pub(super) async fn check(
         findings.kids = kids;
     }
     findings.jwks_uri = Some(jwks_url);
+    findings
+}
+
+/// The key set at the preset's fixed location, which a server built with the preset uses
+/// whatever the metadata says.
+async fn preset_keys(
+    ctx: &Context,
+    report: &mut Report,
+    mut findings: Findings,
+    name: &str,
+    preset: &str,
+    advertised: Option<&str>,
+) -> Findings {
+    let url = match Url::parse(preset) {
+        Ok(url) => url,
+        Err(err) => {
+            report.add(
+                Check::fail("as.jwks_uri", format!("The {name} preset's key location {preset:?} is not a URL ({err})."))
+                    .hint("Fix the preset's MCP_USE_OAUTH_* variable: it must name the provider's address."),
+            );
+            return findings;
+        }
+    };
+    let message = match advertised {
+        Some(uri) if uri == preset => {
+            format!("The {name} preset takes its keys from {url}, the metadata's jwks_uri too.")
+        }
+        Some(uri) => format!(
+            "The {name} preset takes its keys from {url}; the metadata's jwks_uri {uri} is not used."
+        ),
+        None => format!("The {name} preset takes its keys from {url}."),
+    };
+    report.add(Check::pass("as.jwks_uri", message));
+    if let Some((keys, kids)) = check_jwks(ctx, report, &url).await {
+        findings.keys = Some(keys);
+        findings.kids = kids;
+    }
+    findings.jwks_uri = Some(url);
     findings
 }
 
@@ -220,8 +268,9 @@ fn check_metadata(
 ) {
     let advertised = metadata.issuer.as_str();
     let where_from = match source {
-        IssuerSource::Flag => "--issuer",
-        IssuerSource::ProtectedResource => "the MCP server's authorization_servers[0]",
+        IssuerSource::Flag => "--issuer".to_owned(),
+        IssuerSource::ProtectedResource => "the MCP server's authorization_servers[0]".to_owned(),
+        IssuerSource::Preset(name) => format!("the {name} preset's issuer"),
     };
     if advertised == issuer {
         report.add(Check::pass(
@@ -235,6 +284,9 @@ fn check_metadata(
             ),
             IssuerSource::ProtectedResource => format!(
                 "Make the MCP server's authorization_servers[0] exactly \"{advertised}\", the spelling the authorization server uses (and check that its verifier's issuer is the same)."
+            ),
+            IssuerSource::Preset(name) => format!(
+                "The {name} preset builds its issuer from its MCP_USE_OAUTH_* variable; give that variable the address the provider itself uses, so that the issuer is \"{advertised}\"."
             ),
         };
         report.add(

@@ -6,6 +6,7 @@
 use mcp_oauth::authenticator::{Audience, DEFAULT_MAX_TOKEN_BYTES, TimeRules};
 use mcp_oauth::jose::Algorithms;
 use mcp_oauth::jose::dangerous::{UnverifiedToken, decode_unverified};
+use mcp_oauth::providers::ProviderSpec;
 use mcp_oauth::{JwtVerifier, OAuth, ResourceUrl, VerifyError, VerifyErrorKind};
 
 use super::report::{Check, Report};
@@ -30,17 +31,33 @@ pub(super) struct Inputs<'a> {
     pub(super) audiences: &'a [String],
     pub(super) scopes: &'a [String],
     pub(super) server: &'a super::server::Findings,
+    /// The `--provider` preset, whose rules the explanation and the verdict follow.
+    pub(super) preset: Option<&'a ProviderSpec>,
 }
 
 pub(super) async fn check(ctx: &Context, report: &mut Report, token: &str, inputs: Inputs<'_>) {
-    explain(report, token, &inputs);
+    let signature_left = explain(report, token, &inputs);
     // Scopes are the scope policy's business, after authentication: leave them out.
-    let explained_ok = !report.failed_where(|id| id.starts_with("token.") && id != "token.scopes");
-    verdict(ctx, report, token, &inputs, explained_ok).await;
+    let explained = Explained {
+        ok: !report.failed_where(|id| id.starts_with("token.") && id != "token.scopes"),
+        signature_left,
+    };
+    verdict(ctx, report, token, &inputs, explained).await;
 }
 
-/// Every check the pipeline makes, one by one, in words.
-fn explain(report: &mut Report, token: &str, inputs: &Inputs<'_>) {
+/// What the explanation established, to compare with the verdict.
+#[derive(Debug, Clone, Copy)]
+struct Explained {
+    /// No `token.*` check failed (scopes aside).
+    ok: bool,
+    /// The signature could not be checked here (an HMAC with the preset's secret): the
+    /// pipeline's verdict on it is not a disagreement.
+    signature_left: bool,
+}
+
+/// Every check the pipeline makes, one by one, in words. Returns whether the signature was
+/// left to the pipeline.
+fn explain(report: &mut Report, token: &str, inputs: &Inputs<'_>) -> bool {
     if token.len() > DEFAULT_MAX_TOKEN_BYTES {
         report.add(
             Check::fail("token.size", format!("The token is {} bytes, more than the {DEFAULT_MAX_TOKEN_BYTES} the library reads.", token.len()))
@@ -48,16 +65,18 @@ fn explain(report: &mut Report, token: &str, inputs: &Inputs<'_>) {
         );
     }
     let Some(parsed) = format(report, token, inputs) else {
-        return;
+        return false;
     };
     looks_like_id_token(report, &parsed);
-    algorithm(report, &parsed);
+    algorithm(report, &parsed, inputs);
     key(report, &parsed, inputs);
-    typ(report, &parsed);
+    typ(report, &parsed, inputs);
+    claim_checks(report, &parsed, inputs);
     issuer(report, &parsed, inputs);
     audience(report, &parsed, inputs);
     times(report, &parsed);
     scopes(report, &parsed, inputs);
+    preset_hmac(&parsed, inputs)
 }
 
 fn format(report: &mut Report, token: &str, inputs: &Inputs<'_>) -> Option<UnverifiedToken> {
@@ -157,9 +176,39 @@ fn looks_like_id_token(report: &mut Report, parsed: &UnverifiedToken) {
     }
 }
 
-fn algorithm(report: &mut Report, parsed: &UnverifiedToken) {
+/// Whether the preset verifies this HMAC-signed token with its shared secret.
+fn preset_hmac(parsed: &UnverifiedToken, inputs: &Inputs<'_>) -> bool {
+    Algorithms::hmac().contains(parsed.alg)
+        && inputs.preset.is_some_and(|spec| spec.hmac_secret.is_some())
+}
+
+fn algorithm(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
     const ID: &str = "token.alg";
     let alg = parsed.alg;
+    if preset_hmac(parsed, inputs) {
+        report.add(Check::pass(
+            ID,
+            format!("{alg}: a shared-secret signature, which the preset checks with its configured JWT secret."),
+        ));
+        return;
+    }
+    if let Some(spec) = inputs.preset
+        && !Algorithms::hmac().contains(alg)
+    {
+        let accepted: Vec<String> = spec.algorithms.iter().map(|a| a.to_string()).collect();
+        if spec.algorithms.contains(alg) {
+            report.add(Check::pass(
+                ID,
+                format!("{alg} is an algorithm the {} preset accepts.", spec.name),
+            ));
+        } else {
+            report.add(
+                Check::fail(ID, format!("{alg} is not an algorithm the {} preset accepts ({}).", spec.name, accepted.join(", ")))
+                    .hint("The token was not issued the way this provider issues access tokens: check that it comes from this provider, and that --provider names the right one."),
+            );
+        }
+        return;
+    }
     if Algorithms::default().contains(alg) {
         report.add(Check::pass(ID, format!("{alg} is an accepted algorithm.")));
     } else {
@@ -171,6 +220,12 @@ fn algorithm(report: &mut Report, parsed: &UnverifiedToken) {
 }
 
 fn key(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
+    if preset_hmac(parsed, inputs) {
+        let why = "Not checked here: the signature is an HMAC with the preset's JWT secret, which only the pipeline below holds.";
+        report.add(Check::info("token.kid", why));
+        report.add(Check::info("token.signature", why));
+        return;
+    }
     let Some(keys) = &inputs.server.keys else {
         let why = "Not checked: no key set was fetched (see above).";
         report.add(Check::info("token.kid", why));
@@ -235,7 +290,36 @@ fn key(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
     }
 }
 
-fn typ(report: &mut Report, parsed: &UnverifiedToken) {
+fn typ(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
+    if let Some(spec) = inputs.preset.filter(|spec| spec.require_at_jwt) {
+        let typ = parsed.typ.as_deref().unwrap_or_default();
+        let bare = typ.strip_prefix("application/").unwrap_or(typ);
+        if bare.eq_ignore_ascii_case("at+jwt") {
+            report.add(Check::pass(
+                "token.typ",
+                format!(
+                    "typ is {typ}: an RFC 9068 access token, as the {} preset requires.",
+                    spec.name
+                ),
+            ));
+        } else {
+            let shown = if typ.is_empty() {
+                "missing".to_owned()
+            } else {
+                format!("\"{typ}\"")
+            };
+            let session = if parsed.claims.contains_key("sid") {
+                " It carries sid: this looks like a session token of the provider's own sign-in, signed with the same key as its OAuth access tokens."
+            } else {
+                ""
+            };
+            report.add(
+                Check::fail("token.typ", format!("typ is {shown}, and the {} preset requires at+jwt (RFC 9068), so that session tokens signed with the same key do not pass for access tokens.{session}", spec.name))
+                    .hint(format!("Send an OAuth access token: the one an MCP client gets from the {} OAuth flow (its authorize and token endpoints), not a session token from the provider's front-end SDK.", spec.name)),
+            );
+        }
+        return;
+    }
     let message = match parsed.typ.as_deref() {
         Some(t)
             if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") =>
@@ -251,6 +335,52 @@ fn typ(report: &mut Report, parsed: &UnverifiedToken) {
         }
     };
     report.add(Check::info("token.typ", message));
+}
+
+/// The preset's claims that must have one value when present (Keycloak's `typ: Bearer`).
+fn claim_checks(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
+    const ID: &str = "token.claims";
+    let Some(spec) = inputs.preset.filter(|spec| !spec.claim_checks.is_empty()) else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for check in &spec.claim_checks {
+        match parsed.claims.get(check.name) {
+            Some(value) if value.as_str() != Some(check.value) => {
+                wrong.push(format!(
+                    "{} is {value}, where the {} preset accepts only \"{}\"",
+                    check.name, spec.name, check.value
+                ));
+            }
+            _ => {}
+        }
+    }
+    if wrong.is_empty() {
+        let names: Vec<String> = spec
+            .claim_checks
+            .iter()
+            .map(|c| format!("{} (\"{}\" when present)", c.name, c.value))
+            .collect();
+        report.add(Check::pass(
+            ID,
+            format!(
+                "The {} preset's claim checks pass: {}.",
+                spec.name,
+                names.join(", ")
+            ),
+        ));
+    } else {
+        report.add(
+            Check::fail(
+                ID,
+                format!(
+                    "{}: this is not an access token (a refresh or ID token, for instance).",
+                    wrong.join("; ")
+                ),
+            )
+            .hint("Send the access_token of the token response."),
+        );
+    }
 }
 
 fn issuer(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
@@ -296,7 +426,18 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
         .map(|a| format!("\"{a}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let extra = inputs.audiences;
+    if let Some(spec) = inputs
+        .preset
+        .filter(|spec| !matches!(spec.audience, Audience::Resource { .. }))
+    {
+        report.add(Check::warn(
+            ID,
+            format!("aud is {}; not checked: the {} preset turns the audience check off, so tokens any service of this issuer received are accepted.", if listed.is_empty() { "missing".to_owned() } else { listed.clone() }, spec.name),
+        ));
+        return;
+    }
+    let extra = accepted_extras(inputs);
+    let extra_words = extras_words(inputs);
     if audiences.is_empty() {
         let target = inputs
             .resource
@@ -323,14 +464,14 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
         match accepted {
             Some(aud) => report.add(Check::pass(
                 ID,
-                format!("aud \"{aud}\" is one of the --audience values."),
+                format!("aud \"{aud}\" is one of {extra_words}."),
             )),
             None if extra.is_empty() => report.add(Check::info(
                 ID,
                 format!("aud is {listed}; not compared: give --mcp-url (the resource the token is for) or --audience."),
             )),
             None => report.add(
-                Check::fail(ID, format!("Audience mismatch: aud is {listed}, none of the --audience values ({}).", extra.join(", ")))
+                Check::fail(ID, format!("Audience mismatch: aud is {listed}, none of {extra_words} ({}).", extra.join(", ")))
                     .hint("Get a token for this service (the resource or audience parameter of the authorization request), or accept its aud as an extra audience."),
             ),
         }
@@ -353,12 +494,23 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
                 format!("aud \"{aud}\" names the MCP URL {resource}: {how}, which the library tolerates (clients differ in how they write resource)."),
             ));
         } else {
+            let server = if inputs.audiences.iter().any(|a| a == aud) {
+                format!(
+                    "; the server must accept it too (.audience(\"{aud}\"), or --audience / OIDC_AUDIENCE for mcp-oauth serve)"
+                )
+            } else {
+                String::new()
+            };
             report.add(Check::pass(
                 ID,
-                format!("aud \"{aud}\" is one of the --audience values; the server must accept it too (.audience(\"{aud}\"), or --audience / OIDC_AUDIENCE for mcp-oauth serve)."),
+                format!("aud \"{aud}\" is one of {extra_words}{server}."),
             ));
         }
-    } else if let Some(aud) = audiences.iter().find(|a| resource.is_covered_by(a)) {
+    } else if let Some(aud) = audiences
+        .iter()
+        .find(|a| resource.is_covered_by(a))
+        .filter(|_| !matches!(rule, Audience::Resource { prefix: true, .. }))
+    {
         report.add(
             Check::fail(ID, format!("aud \"{aud}\" is a path prefix of the MCP URL {resource}; the library accepts that only with audience_prefix()."))
                 .hint(format!("Configure the server with .audience_prefix() (or .audience(\"{aud}\") and rerun with --audience {aud}), or have clients send resource={resource}.")),
@@ -372,23 +524,66 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
     }
 }
 
-/// The audience rule a server configured like the inputs applies: bound to the MCP URL plus
-/// the `--audience` values; without an MCP URL, the `--audience` values only (a placeholder
-/// resource that matches no `aud`), or no check when there are none. Also says which, in
-/// words. `None` only if the placeholder does not parse (a bug).
-fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, Audience, String)> {
-    let extra = inputs.audiences.to_vec();
-    Some(match inputs.resource {
-        Some(resource) => (
-            resource.clone(),
-            Audience::Resource {
-                extra,
-                prefix: false,
-            },
-            format!("audience bound to {resource}"),
+/// The audiences accepted besides the resource: the `--provider` preset's, then `--audience`.
+fn accepted_extras(inputs: &Inputs<'_>) -> Vec<String> {
+    let mut extra = match inputs.preset.map(|spec| &spec.audience) {
+        Some(Audience::Resource { extra, .. }) => extra.clone(),
+        _ => Vec::new(),
+    };
+    extra.extend(inputs.audiences.iter().cloned());
+    extra
+}
+
+/// Where the extra audiences come from, in words.
+fn extras_words(inputs: &Inputs<'_>) -> String {
+    match inputs.preset {
+        Some(spec) => format!(
+            "the audiences the {} preset and --audience accept",
+            spec.name
         ),
+        None => "the --audience values".to_owned(),
+    }
+}
+
+/// The audience rule a server configured like the inputs applies: the `--provider` preset's
+/// rule (bound to the MCP URL, its extra audiences, or off), plus the `--audience` values;
+/// without an MCP URL, the extra audiences only (a placeholder resource that matches no
+/// `aud`), or no check when there are none. Also says which, in words. `None` only if the
+/// placeholder does not parse (a bug).
+fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, Audience, String)> {
+    let extra = accepted_extras(inputs);
+    let (prefix, off) = match inputs.preset.map(|spec| &spec.audience) {
+        Some(Audience::Resource { prefix, .. }) => (*prefix, false),
+        Some(_) => (false, true),
+        None => (false, false),
+    };
+    let placeholder = || ResourceUrl::parse(NO_RESOURCE).ok();
+    if off {
+        let resource = inputs.resource.cloned().or_else(placeholder)?;
+        return Some((
+            resource,
+            Audience::Disabled,
+            "audience not checked (the preset turns it off)".to_owned(),
+        ));
+    }
+    Some(match inputs.resource {
+        Some(resource) => {
+            let words = if extra.is_empty() {
+                format!("audience bound to {resource}")
+            } else {
+                format!(
+                    "audience bound to {resource} or {}",
+                    super::preset::quoted(&extra)
+                )
+            };
+            (
+                resource.clone(),
+                Audience::Resource { extra, prefix },
+                words,
+            )
+        }
         None => {
-            let placeholder = ResourceUrl::parse(NO_RESOURCE).ok()?;
+            let placeholder = placeholder()?;
             if extra.is_empty() {
                 (
                     placeholder,
@@ -396,13 +591,14 @@ fn audience_rule(inputs: &Inputs<'_>) -> Option<(ResourceUrl, Audience, String)>
                     "audience not checked (no --mcp-url)".to_owned(),
                 )
             } else {
+                let words = format!("audience: {}", super::preset::quoted(&extra));
                 (
                     placeholder,
                     Audience::Resource {
                         extra,
                         prefix: false,
                     },
-                    "audience: the --audience values".to_owned(),
+                    words,
                 )
             }
         }
@@ -521,22 +717,94 @@ fn scopes(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) {
     }
 }
 
-/// Runs the token through the library's pipeline: `JwtVerifier` on the issuer's `jwks_uri`,
-/// audience bound to the MCP URL (plus `--audience`), times with the same leeway.
+/// The pipeline a server built with the `--provider` preset runs, as
+/// `OAuthBuilder::provider` builds it, plus the `--audience` values; and what it is, in words.
+fn preset_pipeline(ctx: &Context, spec: &ProviderSpec) -> (mcp_oauth::OAuthBuilder, String) {
+    let builder = OAuth::builder()
+        .provider(spec.clone())
+        .http_client(ctx.client.clone());
+    let keys = spec
+        .jwks_url
+        .as_deref()
+        .unwrap_or("the keys the issuer's metadata names");
+    (
+        builder,
+        format!("the {} preset: keys from {keys}", spec.name),
+    )
+}
+
+/// Runs the token through the library's pipeline: the `--provider` preset's, or a
+/// `JwtVerifier` on the issuer's `jwks_uri`; audience bound to the MCP URL (plus the preset's
+/// and `--audience` values), times with the same leeway.
 async fn verdict(
     ctx: &Context,
     report: &mut Report,
     token: &str,
     inputs: &Inputs<'_>,
-    explained_ok: bool,
+    explained: Explained,
 ) {
+    const ID: &str = "token.verdict";
+    let Some((resource, rule, bound)) = audience_rule(inputs) else {
+        report.add(
+            Check::fail(
+                ID,
+                "internal error: the placeholder resource does not parse",
+            )
+            .hint("This is a bug in mcp-oauth doctor; please report it."),
+        );
+        return;
+    };
+    let (mut builder, what) = match inputs.preset {
+        Some(spec) => preset_pipeline(ctx, spec),
+        None => match generic_pipeline(ctx, report, inputs) {
+            Some(pipeline) => pipeline,
+            None => return,
+        },
+    };
+    // The pipeline as a server configured with this rule builds it (a preset's own rule is
+    // folded in by the builder; only --audience is added here).
+    builder = builder.leeway(time_rules().leeway()).token_cache(None);
+    builder = match rule {
+        Audience::Resource { .. } => inputs
+            .audiences
+            .iter()
+            .fold(builder, |builder, aud| builder.audience(aud)),
+        _ => builder.insecure_disable_audience_check(),
+    };
+    let authenticator = match builder.build_authenticator() {
+        Ok(authenticator) => authenticator,
+        Err(err) => {
+            report.add(
+                Check::fail(ID, format!("The library's pipeline cannot be configured: {err}."))
+                    .hint("A server configured the same way fails to start the same way; fix the value named."),
+            );
+            return;
+        }
+    };
+    run_pipeline(
+        report,
+        &authenticator,
+        token,
+        &resource,
+        &format!("{what}, {bound}"),
+        explained,
+    )
+    .await;
+}
+
+/// The generic pipeline: a `JwtVerifier` for the issuer and its `jwks_uri`.
+fn generic_pipeline(
+    ctx: &Context,
+    report: &mut Report,
+    inputs: &Inputs<'_>,
+) -> Option<(mcp_oauth::OAuthBuilder, String)> {
     const ID: &str = "token.verdict";
     let (Some(issuer), Some(jwks_uri)) = (inputs.issuer, &inputs.server.jwks_uri) else {
         report.add(Check::info(
             ID,
             "The library's pipeline was not run: it needs the issuer and its jwks_uri.",
         ));
-        return;
+        return None;
     };
     let verifier = JwtVerifier::builder()
         .issuer(issuer)
@@ -553,47 +821,36 @@ async fn verdict(
                 )
                 .hint("A server configured with this issuer and jwks_uri fails to start the same way; fix the value named."),
             );
-            return;
+            return None;
         }
     };
-    let Some((resource, rule, bound)) = audience_rule(inputs) else {
-        report.add(
-            Check::fail(
-                ID,
-                "internal error: the placeholder resource does not parse",
-            )
-            .hint("This is a bug in mcp-oauth doctor; please report it."),
-        );
-        return;
-    };
-    // The pipeline as a server configured with this rule builds it.
-    let mut builder = OAuth::builder()
-        .verifier(verifier)
-        .leeway(time_rules().leeway())
-        .token_cache(None);
-    builder = match rule {
-        Audience::Resource { extra, .. } => extra
-            .into_iter()
-            .fold(builder, |builder, aud| builder.audience(aud)),
-        _ => builder.insecure_disable_audience_check(),
-    };
-    let authenticator = match builder.build_authenticator() {
-        Ok(authenticator) => authenticator,
-        Err(err) => {
-            report.add(
-                Check::fail(ID, format!("internal error: {err}"))
-                    .hint("This is a bug in mcp-oauth doctor; please report it."),
-            );
-            return;
-        }
-    };
-    match authenticator.authenticate(token, &resource).await {
+    Some((
+        OAuth::builder().verifier(verifier),
+        "JwtVerifier with the issuer's jwks_uri".to_owned(),
+    ))
+}
+
+/// Authenticates the token and reports the verdict, and any disagreement with the
+/// explanation.
+async fn run_pipeline(
+    report: &mut Report,
+    authenticator: &mcp_oauth::authenticator::Authenticator,
+    token: &str,
+    resource: &ResourceUrl,
+    what: &str,
+    explained: Explained,
+) {
+    const ID: &str = "token.verdict";
+    match authenticator.authenticate(token, resource).await {
         Ok(auth) => {
             report.add(Check::pass(
                 ID,
-                format!("The library accepts this token (JwtVerifier with the issuer's jwks_uri, {bound}): subject \"{}\".", auth.subject()),
+                format!(
+                    "The library accepts this token ({what}): subject \"{}\".",
+                    auth.subject()
+                ),
             ));
-            if !explained_ok {
+            if !explained.ok {
                 report.add(
                     Check::warn("token.consistency", "The library accepts the token although a check above failed.")
                         .hint("This is a bug in mcp-oauth doctor; please report it with the output of --json (it contains no token)."),
@@ -616,7 +873,12 @@ async fn verdict(
                 )
                 .hint(hint),
             );
-            if explained_ok {
+            if explained.signature_left && err.kind() == VerifyErrorKind::InvalidSignature {
+                report.add(
+                    Check::fail("token.signature", "The HMAC signature does not verify with the preset's JWT secret: the token was signed with another secret, or changed.")
+                        .hint("Check that the JWT secret is the project's current one (Supabase: Project Settings → API → JWT Settings), and that the token comes from this project."),
+                );
+            } else if explained.ok {
                 report.add(
                     Check::fail("token.consistency", "The library refuses the token although every check above passed.")
                         .hint("This is a bug in mcp-oauth doctor; please report it with the output of --json (it contains no token)."),
@@ -661,6 +923,7 @@ mod tests {
             audiences: &[],
             scopes: &[],
             server: &server,
+            preset: None,
         };
         let mut report = Report::default();
         explain(&mut report, "abc123", &inputs);
@@ -695,6 +958,7 @@ mod tests {
             audiences: &[],
             scopes: &scopes,
             server: &server,
+            preset: None,
         };
         let mut report = Report::default();
         explain(&mut report, &token, &inputs);
@@ -739,6 +1003,7 @@ mod tests {
             audiences: &[],
             scopes: &[],
             server: &server,
+            preset: None,
         };
         let mut report = Report::default();
         explain(&mut report, &token, &inputs);

@@ -175,6 +175,12 @@ pub(crate) trait SignIn: Send + Sync + 'static {
         })
     }
 
+    /// A grant was revoked here: revoke what the provider issued for it (proxy mode). Runs on
+    /// its own task after the local revocation; failures are the back-end's to log.
+    fn revoked<'a>(&'a self, _server: &'a AuthServer, _family: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// The provider's access token of a grant (refreshed when it expired).
     fn upstream_token<'a>(
         &'a self,
@@ -244,7 +250,14 @@ impl AuthServer {
         until: i64,
     ) -> Result<(), store::StoreError> {
         self.inner.tokens.revoked.insert(family.to_owned(), true);
-        self.inner.store.revoke_family(family, until).await
+        self.inner.store.revoke_family(family, until).await?;
+        // Upstream (proxy mode) afterwards, on its own task: it never delays or undoes this.
+        let server = self.clone();
+        let family = family.to_owned();
+        tokio::spawn(async move {
+            server.inner.sign_in.revoked(&server, &family).await;
+        });
+        Ok(())
     }
 
     /// Whether a grant is revoked, for the check on every request: a revocation made here is

@@ -94,6 +94,8 @@ pub struct Upstream {
     pub(crate) pkce: bool,
     pub(crate) verifier: Verifier,
     pub(crate) http: HttpClient,
+    pub(crate) revocation_endpoint: Option<Url>,
+    pub(crate) mapping: UserMapping,
 }
 
 impl Upstream {
@@ -132,6 +134,8 @@ pub struct UpstreamBuilder {
     pkce: bool,
     identity: Option<Identity>,
     http: Option<HttpClient>,
+    revocation_endpoint: Option<String>,
+    mapping: UserMapping,
 }
 
 impl std::fmt::Debug for UpstreamBuilder {
@@ -168,6 +172,8 @@ impl Upstream {
             pkce: true,
             identity: None,
             http: None,
+            revocation_endpoint: None,
+            mapping: UserMapping::default(),
         }
     }
 
@@ -184,6 +190,7 @@ impl Upstream {
             client_id,
         )
         .client_secret(client_secret)
+        .revocation_endpoint("https://oauth2.googleapis.com/revoke")
         .extra_authorize_param("access_type", "offline")
         .extra_authorize_param("prompt", "consent")
         .identity(Identity::IdToken {
@@ -247,6 +254,7 @@ impl Upstream {
             client_id,
         )
         .client_secret(client_secret)
+        .revocation_endpoint(format!("{issuer}/v1/revoke"))
         .identity(Identity::IdToken {
             jwks_url: format!("{issuer}/v1/keys"),
             issuer,
@@ -301,18 +309,22 @@ impl Upstream {
         let authorize = need(m.authorization_endpoint, "authorization_endpoint")?;
         let token = need(m.token_endpoint, "token_endpoint")?;
         let jwks = need(m.jwks_uri, "jwks_uri")?;
-        Ok(Self::builder(
+        let mut builder = Self::builder(
             url.host_str().unwrap_or("OpenID provider").to_owned(),
             authorize,
             token,
             client_id,
-        )
-        .client_secret(client_secret)
-        .identity(Identity::IdToken {
-            issuer: m.issuer,
-            jwks_url: jwks,
-        })
-        .http_client(http.clone()))
+        );
+        if let Some(revocation) = m.revocation_endpoint {
+            builder = builder.revocation_endpoint(revocation);
+        }
+        Ok(builder
+            .client_secret(client_secret)
+            .identity(Identity::IdToken {
+                issuer: m.issuer,
+                jwks_url: jwks,
+            })
+            .http_client(http.clone()))
     }
 }
 
@@ -368,6 +380,24 @@ impl UpstreamBuilder {
         self
     }
 
+    /// The provider's token revocation endpoint (RFC 7009). When a grant is revoked here (by
+    /// its client at `/revoke`, or because a used refresh token was replayed), the upstream
+    /// tokens of that grant are revoked there too: the refresh token, then the access token,
+    /// authenticated as our client. This runs after the local revocation and never delays or
+    /// undoes it; a failure is logged. The sealed upstream tokens are deleted either way.
+    /// Default: none (Google, Okta and OIDC issuers that publish one set it).
+    pub fn revocation_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.revocation_endpoint = Some(url.into());
+        self
+    }
+
+    /// Which of the provider's claims become the user's `sub`, `email`, `name`, groups and
+    /// other claims in our tokens (see [`UserMapping`]; the default keeps the standard ones).
+    pub fn user_mapping(mut self, mapping: UserMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
     /// The HTTP client for the token exchange, keys and user API.
     pub fn http_client(mut self, http: HttpClient) -> Self {
         self.http = Some(http);
@@ -420,7 +450,15 @@ impl UpstreamBuilder {
                 ));
             }
         };
+        let revocation_endpoint = self
+            .revocation_endpoint
+            .as_deref()
+            .map(|url| parse("upstream revocation endpoint", url))
+            .transpose()?;
+        self.mapping.check()?;
         Ok(Upstream {
+            revocation_endpoint,
+            mapping: self.mapping,
             name: self.name,
             authorization_endpoint,
             token_endpoint,
@@ -432,6 +470,232 @@ impl UpstreamBuilder {
             pkce: self.pkce,
             verifier,
             http,
+        })
+    }
+}
+
+/// Which of the provider's claims become the user in our tokens: the `sub`, `email`, `name`,
+/// `preferred_username`, `picture`, groups and roles, and any other claim you name. The
+/// claims come from the verified `id_token`, the user API's answer, or the verified upstream
+/// access token (see [`Identity`]).
+///
+/// The default is the standard mapping: `sub` from `sub` (the user API: `id`, then `sub`),
+/// `email` from `email`, `name` from `name`, `preferred_username` from `preferred_username`
+/// or `login`, `picture` from `picture` or `avatar_url`, `email_verified` when it is a
+/// boolean; no groups or roles. Each setter replaces the source of one claim.
+///
+/// ```
+/// use mcp_oauth::auth_server::UserMapping;
+///
+/// // Entra ID: the stable object id as subject, the UPN as e-mail, the group ids as groups.
+/// let mapping = UserMapping::new().subject("oid").email("upn").groups("groups");
+/// # let _ = mapping;
+/// ```
+///
+/// Only string values are kept (numbers too for the subject: GitHub's user id); groups and
+/// roles are a list of strings (a single string counts as one). Claims our tokens set
+/// themselves (`iss`, `sub`, `aud`, `exp`, `scope`, `client_id`, …) cannot be a target of
+/// [`claim`](Self::claim).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct UserMapping {
+    subject: Option<String>,
+    email: Vec<String>,
+    name: Vec<String>,
+    username: Vec<String>,
+    picture: Vec<String>,
+    groups: Option<String>,
+    roles: Option<String>,
+    extra: Vec<(String, String)>,
+}
+
+impl Default for UserMapping {
+    fn default() -> Self {
+        Self {
+            subject: None,
+            email: strings(&["email"]),
+            name: strings(&["name"]),
+            username: strings(&["preferred_username", "login"]),
+            picture: strings(&["picture", "avatar_url"]),
+            groups: None,
+            roles: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Claims our tokens set themselves: never taken from the provider.
+const RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "sid",
+    "azp",
+    "cnf",
+    "act",
+    "may_act",
+    "typ",
+    "auth_time",
+    "acr",
+    "amr",
+];
+
+impl UserMapping {
+    /// The default mapping (see the type's docs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The claim that is the user's stable subject (`sub` in our tokens), e.g. Entra's `oid`.
+    pub fn subject(mut self, claim: impl Into<String>) -> Self {
+        self.subject = Some(claim.into());
+        self
+    }
+
+    /// The claim that becomes `email`, e.g. Entra's `upn`.
+    pub fn email(mut self, claim: impl Into<String>) -> Self {
+        self.email = vec![claim.into()];
+        self
+    }
+
+    /// The claim that becomes `name`.
+    pub fn name(mut self, claim: impl Into<String>) -> Self {
+        self.name = vec![claim.into()];
+        self
+    }
+
+    /// The claim that becomes `preferred_username`.
+    pub fn username(mut self, claim: impl Into<String>) -> Self {
+        self.username = vec![claim.into()];
+        self
+    }
+
+    /// The claim that becomes `picture`.
+    pub fn picture(mut self, claim: impl Into<String>) -> Self {
+        self.picture = vec![claim.into()];
+        self
+    }
+
+    /// The claim whose list becomes `groups` (default: none).
+    pub fn groups(mut self, claim: impl Into<String>) -> Self {
+        self.groups = Some(claim.into());
+        self
+    }
+
+    /// The claim whose list becomes `roles`, which the bearer layer reads as
+    /// `auth.user.roles` (default: none).
+    pub fn roles(mut self, claim: impl Into<String>) -> Self {
+        self.roles = Some(claim.into());
+        self
+    }
+
+    /// Copies the provider's string claim `from` into our tokens as `to`.
+    pub fn claim(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.extra.push((from.into(), to.into()));
+        self
+    }
+
+    /// Refuses a target our tokens set themselves, and empty names.
+    fn check(&self) -> Result<(), ConfigError> {
+        let sources = self
+            .subject
+            .iter()
+            .chain(&self.email)
+            .chain(&self.name)
+            .chain(&self.username)
+            .chain(&self.picture)
+            .chain(&self.groups)
+            .chain(&self.roles)
+            .chain(self.extra.iter().flat_map(|(from, to)| [from, to]));
+        if sources.into_iter().any(|name| name.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "user mapping",
+                "a claim name is empty",
+            ));
+        }
+        if let Some((_, to)) = self
+            .extra
+            .iter()
+            .find(|(_, to)| RESERVED_CLAIMS.contains(&to.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "user mapping",
+                format!(
+                    "{to:?} is set by this server in its tokens and cannot come from the provider; pick another name"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The user described by the provider's `claims` (from `source`, for errors); the subject
+    /// from the configured claim, else the first of `default_subject` present.
+    pub(crate) fn user(
+        &self,
+        claims: &Map<String, Value>,
+        default_subject: &[&str],
+        source: &str,
+    ) -> Result<crate::auth_server::UserIdentity, ProxyError> {
+        let names: Vec<&str> = match &self.subject {
+            Some(name) => vec![name.as_str()],
+            None => default_subject.to_vec(),
+        };
+        let subject = names
+            .iter()
+            .find_map(|name| match claims.get(*name) {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                ProxyError::Identity(format!("{source} has no {}", names.join(" or ")))
+            })?;
+        let text = |name: &String| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(|s| Value::String(s.to_owned()))
+        };
+        let mut out = Map::new();
+        for (sources, to) in [
+            (&self.email, "email"),
+            (&self.name, "name"),
+            (&self.username, "preferred_username"),
+            (&self.picture, "picture"),
+        ] {
+            if let Some(value) = sources.iter().find_map(text) {
+                out.insert(to.to_owned(), value);
+            }
+        }
+        if let Some(verified) = claims.get("email_verified").filter(|v| v.is_boolean()) {
+            out.insert("email_verified".into(), verified.clone());
+        }
+        for (from, to) in [(&self.groups, "groups"), (&self.roles, "roles")] {
+            let list: Option<Vec<Value>> = match from.as_ref().and_then(|f| claims.get(f)) {
+                Some(Value::Array(items)) => {
+                    Some(items.iter().filter(|v| v.is_string()).cloned().collect())
+                }
+                Some(Value::String(s)) => Some(vec![Value::String(s.clone())]),
+                _ => None,
+            };
+            if let Some(list) = list {
+                out.insert(to.to_owned(), Value::Array(list));
+            }
+        }
+        for (from, to) in &self.extra {
+            if let Some(value) = text(from) {
+                out.insert(to.clone(), value);
+            }
+        }
+        Ok(crate::auth_server::UserIdentity {
+            subject,
+            claims: out,
         })
     }
 }
@@ -464,11 +728,13 @@ fn form_or_json(body: &[u8]) -> Map<String, Value> {
         .collect()
 }
 
-/// A request to the provider's token endpoint, authenticated as the upstream client.
-pub(crate) async fn token_request(
+/// A form POST to one of the provider's endpoints, authenticated as the upstream client
+/// (a public client sends its `client_id` alone).
+async fn client_post(
     upstream: &Upstream,
+    url: &Url,
     form: &[(&str, &str)],
-) -> Result<Map<String, Value>, ProxyError> {
+) -> Result<crate::fetch::Fetched, ProxyError> {
     let secret = upstream
         .client_secret
         .as_ref()
@@ -486,11 +752,38 @@ pub(crate) async fn token_request(
             RequestAuth::None
         }
     };
-    let fetched = upstream
+    upstream
         .http
-        .post_form(&upstream.token_endpoint, &fields, auth)
+        .post_form(url, &fields, auth)
         .await
-        .map_err(|e| ProxyError::Upstream(e.kind.to_string()))?;
+        .map_err(|e| ProxyError::Upstream(e.kind.to_string()))
+}
+
+/// Revokes `token` at the provider's revocation endpoint (RFC 7009 §2.1). `Ok(false)` when the
+/// provider has none.
+pub(crate) async fn revoke_request(
+    upstream: &Upstream,
+    token: &str,
+    hint: &str,
+) -> Result<bool, ProxyError> {
+    let Some(url) = &upstream.revocation_endpoint else {
+        return Ok(false);
+    };
+    client_post(
+        upstream,
+        url,
+        &[("token", token), ("token_type_hint", hint)],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// A request to the provider's token endpoint, authenticated as the upstream client.
+pub(crate) async fn token_request(
+    upstream: &Upstream,
+    form: &[(&str, &str)],
+) -> Result<Map<String, Value>, ProxyError> {
+    let fetched = client_post(upstream, &upstream.token_endpoint, form).await?;
     let answer = form_or_json(&fetched.body);
     if let Some(error) = answer.get("error").and_then(Value::as_str) {
         return Err(ProxyError::Upstream(format!(

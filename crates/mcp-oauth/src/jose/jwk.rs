@@ -3,7 +3,7 @@
 use std::fmt;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
-use aws_lc_rs::{constant_time, hmac};
+use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,76 @@ pub struct Jwk {
     /// EC y coordinate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub y: Option<String>,
+}
+
+impl Jwk {
+    /// The key's RFC 7638 JWK thumbprint: SHA-256 over the required members (RSA: `e`,
+    /// `kty`, `n`; EC: `crv`, `kty`, `x`, `y`; OKP: `crv`, `kty`, `x`) in lexicographic
+    /// order without whitespace, base64url without padding. It is the `jkt` of RFC 9449
+    /// (DPoP) and the default `kid` of [`SigningKey`](super::SigningKey).
+    ///
+    /// The members are hashed as they are written, so the thumbprint names this exact JWK;
+    /// optional members (`kid`, `alg`, `use`, …) do not change it.
+    ///
+    /// ```
+    /// use mcp_oauth::jose::Jwk;
+    ///
+    /// // RFC 7638 §3.1.
+    /// let jwk = Jwk { kty: "RSA".into(), e: Some("AQAB".into()), n: Some("0vx7agoebGcQSuu".into()), ..Jwk::default() };
+    /// assert_eq!(jwk.thumbprint()?.len(), 43);
+    /// let named = Jwk { kid: Some("2011-04-29".into()), ..jwk.clone() };
+    /// assert_eq!(named.thumbprint()?, jwk.thumbprint()?);
+    /// # Ok::<(), mcp_oauth::jose::KeyError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A required member is missing, or the key type has no thumbprint here (`oct`, whose
+    /// `k` is never modelled, or an unknown type).
+    pub fn thumbprint(&self) -> Result<String, KeyError> {
+        fn member<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, KeyError> {
+            value
+                .as_deref()
+                .ok_or_else(|| key_err(format!("member {name} is missing")))
+        }
+        let members: Vec<(&str, &str)> = match self.kty.as_str() {
+            "RSA" => vec![
+                ("e", member(&self.e, "e")?),
+                ("kty", "RSA"),
+                ("n", member(&self.n, "n")?),
+            ],
+            "EC" => vec![
+                ("crv", member(&self.crv, "crv")?),
+                ("kty", "EC"),
+                ("x", member(&self.x, "x")?),
+                ("y", member(&self.y, "y")?),
+            ],
+            "OKP" => vec![
+                ("crv", member(&self.crv, "crv")?),
+                ("kty", "OKP"),
+                ("x", member(&self.x, "x")?),
+            ],
+            other => {
+                return Err(key_err(format!(
+                    "no thumbprint for key type {:?}",
+                    crate::error::truncate(other)
+                )));
+            }
+        };
+        let mut canonical = String::from("{");
+        for (i, (name, value)) in members.iter().enumerate() {
+            if i > 0 {
+                canonical.push(',');
+            }
+            // Names and values as JSON strings: the members are base64url or registered
+            // names, for which this is the identity, and anything else is escaped.
+            canonical.push_str(&serde_json::Value::from(*name).to_string());
+            canonical.push(':');
+            canonical.push_str(&serde_json::Value::from(*value).to_string());
+        }
+        canonical.push('}');
+        Ok(URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes())))
+    }
 }
 
 /// A JWK Set document (RFC 7517 §5).

@@ -31,6 +31,8 @@ pub(crate) struct Header {
 #[derive(Debug)]
 pub(crate) struct UnverifiedJws<'a> {
     pub(crate) header: Header,
+    /// The decoded header, for readers that need members [`Header`] leaves out.
+    pub(crate) header_bytes: Vec<u8>,
     pub(crate) alg: Algorithm,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`: the bytes that were signed.
     pub(crate) signing_input: &'a [u8],
@@ -70,6 +72,7 @@ impl<'a> UnverifiedJws<'a> {
             .ok_or(VerifyError::Malformed("segment bounds"))?;
         Ok(Self {
             header,
+            header_bytes,
             alg,
             signing_input,
             payload,

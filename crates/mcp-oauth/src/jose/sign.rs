@@ -8,7 +8,7 @@ use std::fmt;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaPublicKeyComponents};
-use aws_lc_rs::{digest, hmac, rsa};
+use aws_lc_rs::{hmac, rsa};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -226,29 +226,11 @@ impl SigningKey {
         })
     }
 
-    /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url); empty for HMAC keys.
     fn thumbprint(&self) -> String {
-        let Some(jwk) = self.bare_jwk() else {
-            return String::new();
-        };
-        let canonical = match jwk.kty.as_str() {
-            "RSA" => format!(
-                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                jwk.e.unwrap_or_default(),
-                jwk.n.unwrap_or_default()
-            ),
-            "EC" => format!(
-                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-                jwk.crv.unwrap_or_default(),
-                jwk.x.unwrap_or_default(),
-                jwk.y.unwrap_or_default()
-            ),
-            _ => format!(
-                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-                jwk.x.unwrap_or_default()
-            ),
-        };
-        b64(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+        self.bare_jwk()
+            .and_then(|jwk| jwk.thumbprint().ok())
+            .unwrap_or_default()
     }
 
     /// A verifying key for this key's signatures.

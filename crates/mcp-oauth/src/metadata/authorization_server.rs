@@ -160,12 +160,21 @@ mod remote {
     /// An upstream issuer's metadata, fetched on demand and cached (its `Cache-Control`
     /// within 1 minute to 24 hours, default 1 hour), single-flight, served stale for up to
     /// 24 hours while the upstream is down.
+    ///
+    /// With a [fallback](Self::with_fallback) (a provider configured with its endpoints),
+    /// an issuer that publishes no metadata (every discovery URL answers 4xx) is served the
+    /// fallback document instead of an error; it is asked again every 5 minutes, so metadata
+    /// published later replaces the fallback.
     #[derive(Debug)]
     pub struct MetadataMirror {
         issuer: Url,
         client: HttpClient,
         cache: Refreshing<DiscoveredMetadata>,
+        fallback: Option<AuthorizationServerMetadata>,
     }
+
+    /// How long a fallback document is served before the issuer is asked again.
+    const FALLBACK_TTL: Duration = Duration::from_secs(300);
 
     impl MetadataMirror {
         /// A mirror of `issuer`'s metadata.
@@ -178,7 +187,15 @@ mod remote {
                 issuer,
                 client,
                 cache: Refreshing::new(rules),
+                fallback: None,
             }
+        }
+
+        /// The document served when the issuer publishes no metadata (see the type's docs).
+        #[must_use]
+        pub fn with_fallback(mut self, fallback: AuthorizationServerMetadata) -> Self {
+            self.fallback = Some(fallback);
+            self
         }
 
         /// The issuer mirrored.
@@ -216,9 +233,30 @@ mod remote {
         }
 
         async fn fetch(&self) -> Result<(DiscoveredMetadata, Duration), FetchError> {
-            let doc = discover(&self.client, &self.issuer).await?;
-            let ttl = doc.ttl;
-            Ok((doc, ttl))
+            match (discover(&self.client, &self.issuer).await, &self.fallback) {
+                (Ok(doc), _) => {
+                    let ttl = doc.ttl;
+                    Ok((doc, ttl))
+                }
+                // Every discovery URL answered 4xx: the issuer publishes no metadata.
+                (Err(err), Some(fallback))
+                    if matches!(err.kind, FetchErrorKind::Status(400..=499)) =>
+                {
+                    tracing::debug!(target: "mcp_oauth::metadata", issuer = %self.issuer, "the issuer publishes no metadata; serving the configured endpoints");
+                    let raw = serde_json::to_vec(fallback).map_err(|e| FetchError {
+                        url: self.issuer.to_string(),
+                        kind: FetchErrorKind::Parse(e.to_string()),
+                    })?;
+                    let doc = DiscoveredMetadata {
+                        url: self.issuer.clone(),
+                        metadata: fallback.clone(),
+                        raw: Bytes::from(raw),
+                        ttl: FALLBACK_TTL,
+                    };
+                    Ok((doc, FALLBACK_TTL))
+                }
+                (Err(err), _) => Err(err),
+            }
         }
 
         fn unavailable(&self, err: Option<FetchError>) -> FetchError {

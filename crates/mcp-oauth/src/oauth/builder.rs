@@ -45,6 +45,9 @@ pub struct OAuthBuilder {
     client: Option<HttpClient>,
     #[cfg(feature = "remote")]
     provider: Option<Result<crate::providers::ProviderSpec, ConfigError>>,
+    /// The preset's configured metadata, served when its issuer publishes none.
+    #[cfg(feature = "remote")]
+    mirror_fallback: Option<crate::metadata::AuthorizationServerMetadata>,
 }
 
 impl Default for OAuthBuilder {
@@ -71,6 +74,8 @@ impl Default for OAuthBuilder {
             client: None,
             #[cfg(feature = "remote")]
             provider: None,
+            #[cfg(feature = "remote")]
+            mirror_fallback: None,
         }
     }
 }
@@ -308,6 +313,9 @@ impl OAuthBuilder {
         if self.authorization_servers.is_empty() {
             self.authorization_servers.push(spec.issuer.clone());
         }
+        if self.authorization_servers.first() == Some(&spec.issuer) {
+            self.mirror_fallback = spec.configured_metadata();
+        }
         if self.scopes_supported.is_empty() {
             self.scopes_supported = crate::scope::advertised(spec.scopes_supported.iter().cloned());
         }
@@ -358,6 +366,26 @@ impl OAuthBuilder {
                     }
                     Arc::new(jwt.build()?)
                 }
+            };
+            let verifier = match &spec.userinfo_endpoint {
+                Some(url) => Arc::new(crate::providers::userinfo::UserinfoClaims {
+                    inner: verifier,
+                    url: url::Url::parse(url)
+                        .map_err(|e| ConfigError::url("userinfo endpoint", url, e.to_string()))?,
+                    http: match &self.client {
+                        Some(client) => client.clone(),
+                        None => HttpClient::new()?,
+                    },
+                    audience: self.resource.as_deref().and_then(|resource| {
+                        let resource = if self.insecure_http {
+                            ResourceUrl::parse_insecure(resource)
+                        } else {
+                            ResourceUrl::parse(resource)
+                        };
+                        Some((self.audience.clone(), resource.ok()?))
+                    }),
+                }),
+                None => verifier,
             };
             self.verifier = Some(verifier);
         }
@@ -454,7 +482,11 @@ impl OAuthBuilder {
                 let url = url::Url::parse(issuer)
                     .map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
                 client.check_config_url("authorization server", &url)?;
-                Some(Arc::new(MetadataMirror::new(url, client)))
+                let mirror = MetadataMirror::new(url, client);
+                Some(Arc::new(match self.mirror_fallback {
+                    Some(fallback) => mirror.with_fallback(fallback),
+                    None => mirror,
+                }))
             }
             _ => None,
         };

@@ -15,6 +15,11 @@ use crate::verify::{FnVerifier, TokenVerifier};
 /// [`TokenVerifier`]), or a JWKS URL, which is then used for real. The shared rules apply
 /// either way (audience bound to the MCP resource, `exp`, `nbf`, `iat`).
 ///
+/// When the issuer publishes no metadata (RFC 8414 and OpenID discovery both answer 4xx),
+/// the server's mirrored `/.well-known/oauth-authorization-server` (and
+/// `/.well-known/openid-configuration`) serves the configured endpoints, scopes and grant
+/// types instead of a 502 (see [`ProviderSpec::configured_metadata`]).
+///
 /// ```
 /// use mcp_oauth::Claims;
 /// use mcp_oauth::providers::Custom;
@@ -35,6 +40,8 @@ pub struct Custom {
     mapper: Option<Arc<dyn ClaimMapper>>,
     grant_types: Option<Vec<String>>,
     audiences: Vec<String>,
+    registration_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
     common: Common,
 }
 
@@ -63,6 +70,8 @@ impl Custom {
             mapper: None,
             grant_types: None,
             audiences: Vec::new(),
+            registration_endpoint: None,
+            userinfo_endpoint: None,
             common: Common::default(),
         }
     }
@@ -106,6 +115,27 @@ impl Custom {
         self
     }
 
+    /// The provider's dynamic client registration endpoint (RFC 7591), advertised in the
+    /// metadata served when the issuer publishes none. Without it, MCP clients need a client
+    /// id registered by hand.
+    pub fn registration_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.registration_endpoint = Some(url.into());
+        self
+    }
+
+    /// The provider's OpenID Connect `userinfo` endpoint. After a token is verified, profile
+    /// claims it lacks (`email`, `email_verified`, `name`, `given_name`, `family_name`,
+    /// `preferred_username`, `nickname`, `picture`) are filled from `userinfo`, called with
+    /// the token as bearer: once per token (the verified-token cache keeps the result), only
+    /// when one of them is missing, never replacing a claim the token has, and only when the
+    /// answer's `sub` is the token's. If the call fails, the token is still accepted with its
+    /// own claims (a warning is logged). It is also advertised as `userinfo_endpoint` in the
+    /// metadata served when the issuer publishes none. Default: none (no call).
+    pub fn userinfo_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.userinfo_endpoint = Some(url.into());
+        self
+    }
+
     common_setters!();
 }
 
@@ -123,6 +153,24 @@ impl Provider for Custom {
                 return Err(ConfigError::missing(field, "pass it to Custom::new"));
             }
             url::Url::parse(value).map_err(|e| ConfigError::url(field, value, e.to_string()))?;
+        }
+        for (field, value) in [
+            ("custom registration endpoint", &self.registration_endpoint),
+            ("custom userinfo endpoint", &self.userinfo_endpoint),
+        ] {
+            if let Some(value) = value {
+                let url = url::Url::parse(value)
+                    .map_err(|e| ConfigError::url(field, value, e.to_string()))?;
+                if url.scheme() != "https"
+                    && !(url.scheme() == "http" && crate::resource::is_loopback_url(&url))
+                {
+                    return Err(ConfigError::url(
+                        field,
+                        value,
+                        "use https (plain http only for a loopback stand-in)",
+                    ));
+                }
+            }
         }
         let verification = match (self.verifier, &self.jwks_url) {
             (Some(_), Some(_)) => {
@@ -146,6 +194,9 @@ impl Provider for Custom {
             .audience(Audience::resource_or(self.audiences))
             .verification(verification);
         spec.jwks_url = self.jwks_url;
+        spec.registration_endpoint = self.registration_endpoint;
+        spec.userinfo_endpoint = self.userinfo_endpoint;
+        spec.metadata_fallback = true;
         if let Some(grant_types) = self.grant_types {
             spec.grant_types = grant_types;
         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     Audience, ClaimIfPresent, Common, Provider, ProviderSpec, Vars, base_url, common_setters,
-    optional, required,
+    deprecated_alias, optional, required,
 };
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
 use crate::claims::Claims;
@@ -19,7 +19,8 @@ use crate::error::ConfigError;
 /// `Bearer` (refresh and ID tokens) are refused.
 ///
 /// Variables: `MCP_USE_OAUTH_KEYCLOAK_SERVER_URL`, `MCP_USE_OAUTH_KEYCLOAK_REALM` (required),
-/// `MCP_USE_OAUTH_KEYCLOAK_AUDIENCE`. Claims: realm roles (`realm_access.roles`) as roles,
+/// `MCP_USE_OAUTH_KEYCLOAK_AUDIENCE` (older mcp-use docs: `MCP_USE_OAUTH_KEYCLOAK_CLIENT_ID`,
+/// still read as the audience when `_AUDIENCE` is unset, with a deprecation warning). Claims: realm roles (`realm_access.roles`) as roles,
 /// client roles (`resource_access.<client>.roles`) as `<client>:<role>` permissions.
 #[derive(Debug, Clone, Default)]
 #[must_use]
@@ -131,7 +132,19 @@ impl Provider for Keycloak {
             "MCP_USE_OAUTH_KEYCLOAK_REALM",
             "Keycloak::realm",
         )?;
-        let audience = optional(self.audience, vars, "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE");
+        // Older mcp-use releases checked `aud` against MCP_USE_OAUTH_KEYCLOAK_CLIENT_ID: the
+        // same meaning as the audience today, so it is read as one, with a warning.
+        let audience = match self.audience {
+            Some(audience) => optional(Some(audience), vars, "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE"),
+            None => {
+                let old = deprecated_alias(
+                    vars,
+                    "MCP_USE_OAUTH_KEYCLOAK_CLIENT_ID",
+                    "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE",
+                );
+                optional(None, vars, "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE").or(old)
+            }
+        };
         let realm: String = url::form_urlencoded::byte_serialize(realm.as_bytes())
             .collect::<String>()
             .replace('+', "%20");

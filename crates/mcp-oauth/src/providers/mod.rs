@@ -35,6 +35,8 @@ mod custom;
 mod keycloak;
 mod oidc;
 mod supabase;
+#[cfg(feature = "remote")]
+pub(crate) mod userinfo;
 mod workos;
 
 use std::sync::Arc;
@@ -122,6 +124,14 @@ pub struct ProviderSpec {
     pub mapper: Arc<dyn ClaimMapper>,
     /// Forces `verify_jwt(false)` off loopback (see the preset docs).
     pub force_unverified: bool,
+    /// The dynamic client registration endpoint (RFC 7591), if the provider has one.
+    pub registration_endpoint: Option<String>,
+    /// The OpenID Connect `userinfo` endpoint: profile claims the access token lacks are
+    /// filled from it (see [`Custom::userinfo_endpoint`]).
+    pub userinfo_endpoint: Option<String>,
+    /// Serve the configured endpoints as the authorization server's metadata when the issuer
+    /// publishes none (see [`ProviderSpec::configured_metadata`]).
+    pub metadata_fallback: bool,
 }
 
 impl std::fmt::Debug for ProviderSpec {
@@ -158,7 +168,40 @@ impl ProviderSpec {
             verification: Verification::Jwt,
             mapper: Arc::new(DefaultClaimMapper),
             force_unverified: false,
+            registration_endpoint: None,
+            userinfo_endpoint: None,
+            metadata_fallback: false,
         }
+    }
+
+    /// The authorization server metadata (RFC 8414 §2) these settings describe: the issuer,
+    /// the authorization, token and registration endpoints, the JWKS and `userinfo` URLs,
+    /// the scopes and grant types; `response_types_supported: ["code"]` and
+    /// `code_challenge_methods_supported: ["S256"]` (OAuth 2.1 and MCP clients require
+    /// PKCE S256, so the provider must support it). `None` unless
+    /// [`metadata_fallback`](Self::metadata_fallback) is set and both endpoints are known.
+    pub fn configured_metadata(&self) -> Option<crate::metadata::AuthorizationServerMetadata> {
+        if !self.metadata_fallback {
+            return None;
+        }
+        let mut doc = crate::metadata::AuthorizationServerMetadata::new(self.issuer.clone());
+        doc.authorization_endpoint = Some(self.authorization_endpoint.clone()?);
+        doc.token_endpoint = Some(self.token_endpoint.clone()?);
+        doc.registration_endpoint = self.registration_endpoint.clone();
+        doc.jwks_uri = self.jwks_url.clone();
+        if !self.scopes_supported.is_empty() {
+            doc.scopes_supported = Some(self.scopes_supported.clone());
+        }
+        doc.response_types_supported = Some(strings(&["code"]));
+        doc.grant_types_supported = Some(self.grant_types.clone());
+        doc.code_challenge_methods_supported = Some(strings(&["S256"]));
+        if let Some(userinfo) = &self.userinfo_endpoint {
+            doc.extra.insert(
+                "userinfo_endpoint".into(),
+                serde_json::Value::String(userinfo.clone()),
+            );
+        }
+        Some(doc)
     }
 
     /// The JWKS URL (default: found through the issuer's metadata).
@@ -365,6 +408,29 @@ pub(crate) fn optional(value: Option<String>, vars: Vars<'_>, var: &str) -> Opti
         .filter(|v| !v.trim().is_empty())
         .or_else(|| vars(var).filter(|v| !v.trim().is_empty()))
         .map(|v| v.trim().to_owned())
+}
+
+/// A variable from older mcp-use docs that meant the same as `current`: its value when
+/// `current` is unset, with a warning naming `current` (and a warning that it is ignored when
+/// both are set).
+pub(crate) fn deprecated_alias(vars: Vars<'_>, old: &str, current: &str) -> Option<String> {
+    let value = vars(old).filter(|v| !v.trim().is_empty())?;
+    if vars(current).is_some_and(|v| !v.trim().is_empty()) {
+        tracing::warn!(
+            target: "mcp_oauth::config",
+            old,
+            current,
+            "{old} is deprecated and ignored because {current} is set; remove {old}"
+        );
+        return None;
+    }
+    tracing::warn!(
+        target: "mcp_oauth::config",
+        old,
+        current,
+        "{old} is deprecated; it is read as {current} for now: rename it to {current}"
+    );
+    Some(value.trim().to_owned())
 }
 
 /// `https://<host>` from a bare host, or the URL as given (`https://…`, or `http://…` for a

@@ -12,8 +12,15 @@ use crate::error::ConfigError;
 /// puts the `resource` in `aud`) or an extra audience (the client id);
 /// `insecure_disable_audience_check()` turns it off.
 ///
-/// Variable: `MCP_USE_OAUTH_WORKOS_SUBDOMAIN` (required). Claims: `org_id` (as
+/// Variable: `MCP_USE_OAUTH_WORKOS_SUBDOMAIN` (required): the full AuthKit host. A bare
+/// subdomain (`acme`, as older mcp-use releases took it) means `acme.authkit.app`, with a
+/// warning; a custom AuthKit domain is given in full. Claims: `org_id` (as
 /// `organization_id`), `sid`, `roles`, `permissions`.
+///
+/// Variables of older mcp-use releases: `MCP_USE_OAUTH_WORKOS_CLIENT_ID` (a pre-registered
+/// client, without dynamic registration) is refused with an error saying what to do instead;
+/// `MCP_USE_OAUTH_WORKOS_API_KEY` (for calls to the WorkOS API from tools) is not read, with
+/// a warning: token verification needs no key.
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct WorkOs {
@@ -37,7 +44,8 @@ impl WorkOs {
         super::from_env(Self::new())
     }
 
-    /// The AuthKit host (`acme.authkit.app`, or a full URL).
+    /// The AuthKit host (`acme.authkit.app`, or a full URL; a bare `acme` means
+    /// `acme.authkit.app`).
     pub fn subdomain(mut self, subdomain: impl Into<String>) -> Self {
         self.subdomain = Some(subdomain.into());
         self
@@ -83,7 +91,8 @@ impl Provider for WorkOs {
             "MCP_USE_OAUTH_WORKOS_SUBDOMAIN",
             "WorkOs::subdomain",
         )?;
-        let issuer = base_url(&subdomain, "WorkOS subdomain")?;
+        refuse_retired(vars)?;
+        let issuer = base_url(&authkit_host(&subdomain)?, "WorkOS subdomain")?;
         let spec = ProviderSpec::jwt("workos", issuer.clone())
             .jwks_url(format!("{issuer}/oauth2/jwks"))
             .endpoints(
@@ -95,4 +104,59 @@ impl Provider for WorkOs {
             .claim_mapper(Arc::new(WorkOsMapper));
         Ok(self.common.finish(spec))
     }
+}
+
+/// The AuthKit host of `value`: a bare subdomain (one DNS label, as older mcp-use releases
+/// took it) becomes `<label>.authkit.app`, with a warning; anything else is kept (a full
+/// host, a custom domain, a URL), never turned into `https://<label>`.
+fn authkit_host(value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    if value.contains(['.', ':', '/']) {
+        return Ok(value.to_owned());
+    }
+    let label_ok = !value.is_empty()
+        && value.len() <= 63
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !label_ok {
+        return Err(ConfigError::url(
+            "WorkOS subdomain",
+            value,
+            "give the full AuthKit host from the WorkOS dashboard (Domains), e.g. your-company.authkit.app",
+        ));
+    }
+    let host = format!("{}.authkit.app", value.to_ascii_lowercase());
+    tracing::warn!(
+        target: "mcp_oauth::config",
+        subdomain = value,
+        host = %host,
+        "MCP_USE_OAUTH_WORKOS_SUBDOMAIN (or WorkOs::subdomain) holds a bare subdomain: it is taken as {host}; set the full AuthKit host (WorkOS dashboard, Domains) to silence this, or your custom AuthKit domain if you use one"
+    );
+    Ok(host)
+}
+
+/// The WorkOS variables of older mcp-use releases: `_CLIENT_ID` selected a mode this preset
+/// does not have (refused, saying what to do); `_API_KEY` was never used to verify tokens
+/// (a warning).
+fn refuse_retired(vars: Vars<'_>) -> Result<(), ConfigError> {
+    let set = |name: &str| vars(name).is_some_and(|v| !v.trim().is_empty());
+    if set("MCP_USE_OAUTH_WORKOS_CLIENT_ID") {
+        return Err(ConfigError::invalid(
+            "MCP_USE_OAUTH_WORKOS_CLIENT_ID",
+            "this variable of older mcp-use releases (a pre-registered client instead of dynamic registration) is not read: \
+             remove it and enable Dynamic Client Registration in the WorkOS dashboard (Connect, Configuration), \
+             keeping MCP_USE_OAUTH_WORKOS_SUBDOMAIN; to accept tokens whose aud is a client id, pass it with WorkOs::audience; \
+             for a pre-registered client without dynamic registration, run proxy mode (mcp-oauth proxy --provider oidc \
+             --issuer https://<your AuthKit host> --client-id <id>; see docs/proxy.md)",
+        ));
+    }
+    if set("MCP_USE_OAUTH_WORKOS_API_KEY") {
+        tracing::warn!(
+            target: "mcp_oauth::config",
+            "MCP_USE_OAUTH_WORKOS_API_KEY is not read: verifying WorkOS tokens needs no API key, and MCP_USE_OAUTH_WORKOS_SUBDOMAIN is the only WorkOS variable; \
+             if your tools call the WorkOS API, have them read the key under a name of your own (e.g. WORKOS_API_KEY) and remove this one"
+        );
+    }
+    Ok(())
 }

@@ -229,36 +229,6 @@ async fn exchange(
     Ok((tokens, user))
 }
 
-/// The identity claims kept from the provider.
-fn user_from(claims: &Map<String, Value>, subject: String) -> UserIdentity {
-    let mut out = Map::new();
-    let text = |name: &str| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .map(|s| Value::String(s.to_owned()))
-    };
-    for (from, to) in [
-        ("email", "email"),
-        ("name", "name"),
-        ("preferred_username", "preferred_username"),
-        ("login", "preferred_username"),
-        ("picture", "picture"),
-        ("avatar_url", "picture"),
-    ] {
-        if let Some(value) = text(from) {
-            out.entry(to.to_owned()).or_insert(value);
-        }
-    }
-    if let Some(verified) = claims.get("email_verified").filter(|v| v.is_boolean()) {
-        out.insert("email_verified".into(), verified.clone());
-    }
-    UserIdentity {
-        subject,
-        claims: out,
-    }
-}
-
 async fn identify(
     upstream: &Upstream,
     answer: &Map<String, Value>,
@@ -289,11 +259,9 @@ async fn identify(
             }
             check_times(&claims, now_unix(), Duration::from_secs(60), true)
                 .map_err(|e| ProxyError::Identity(e.to_string()))?;
-            let subject = claims
-                .sub()
-                .ok_or_else(|| ProxyError::Identity("the id_token has no sub".into()))?
-                .to_owned();
-            Ok(user_from(claims.as_map(), subject))
+            upstream
+                .mapping
+                .user(claims.as_map(), &["sub"], "the id_token")
         }
         Verifier::UserInfo(url) => {
             let fetched = upstream
@@ -306,23 +274,18 @@ async fn identify(
                     "the user API answer is not a JSON object".into(),
                 ));
             };
-            let subject = match (user.get("id"), user.get("sub")) {
-                (Some(Value::Number(n)), _) => n.to_string(),
-                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.clone(),
-                _ => return Err(ProxyError::Identity("the user API answer has no id".into())),
-            };
-            Ok(user_from(&user, subject))
+            upstream
+                .mapping
+                .user(&user, &["id", "sub"], "the user API answer")
         }
         Verifier::AccessToken(verifier) => {
             let claims: Claims = verifier
                 .verify(access_token)
                 .await
                 .map_err(|e| ProxyError::Identity(e.to_string()))?;
-            let subject = claims
-                .sub()
-                .ok_or_else(|| ProxyError::Identity("the access token has no sub".into()))?
-                .to_owned();
-            Ok(user_from(claims.as_map(), subject))
+            upstream
+                .mapping
+                .user(claims.as_map(), &["sub"], "the access token")
         }
     }
 }

@@ -43,7 +43,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 pub(crate) use state::ProxySignIn;
 
 pub use super::upstream::{
-    CALLBACK_PATH, Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder,
+    CALLBACK_PATH, Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder, UserMapping,
 };
 use crate::auth_server::consent_page::Decision;
 use crate::auth_server::cookies::{approved_clients, consent_cookie, consent_cookie_name, cookie};
@@ -159,5 +159,9 @@ impl SignIn for ProxySignIn {
         family: &'a str,
     ) -> BoxFuture<'a, Result<Secret, ProxyError>> {
         Box::pin(tokens::refreshed_token(server, self, family))
+    }
+
+    fn revoked<'a>(&'a self, server: &'a AuthServer, family: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(tokens::revoke_upstream(server, self, family))
     }
 }

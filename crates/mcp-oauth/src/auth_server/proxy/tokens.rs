@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::state::ProxySignIn;
 use crate::auth_server::server::AuthServer;
 use crate::auth_server::store::EntryKind;
-use crate::auth_server::upstream::{ProxyError, token_request};
+use crate::auth_server::upstream::{ProxyError, revoke_request, token_request};
 use crate::claims::now_unix;
 use crate::secret::Secret;
 
@@ -136,6 +136,52 @@ fn is_fresh(tokens: &UpstreamTokens) -> bool {
     tokens.expires_at.is_none_or(|exp| exp > now_unix() + 30)
 }
 
+/// A revoked grant: its sealed upstream tokens are taken out of the store (single use: of two
+/// concurrent revocations, one gets them) and revoked at the provider's revocation endpoint,
+/// when it has one (RFC 7009): the refresh token first (which ends the whole upstream grant
+/// at most providers), then the access token. Failures are logged; nothing is retried.
+pub(crate) async fn revoke_upstream(server: &AuthServer, proxy: &ProxySignIn, family: &str) {
+    let taken = match server
+        .inner
+        .store
+        .take_entry(EntryKind::UpstreamTokens, family)
+        .await
+    {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(target: "mcp_oauth::proxy", error = %err, "cannot take the upstream tokens of a revoked grant");
+            return;
+        }
+    };
+    let tokens = match open_tokens(proxy, family, &taken) {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            tracing::warn!(target: "mcp_oauth::proxy", error = %err, "cannot open the upstream tokens of a revoked grant");
+            return;
+        }
+    };
+    let mut pending = Vec::new();
+    if let Some(refresh) = &tokens.refresh_token {
+        pending.push((refresh.as_str(), "refresh_token"));
+    }
+    pending.push((tokens.access_token.as_str(), "access_token"));
+    for (token, hint) in pending {
+        match revoke_request(&proxy.upstream, token, hint).await {
+            Ok(true) => {
+                tracing::info!(target: "mcp_oauth::proxy", provider = %proxy.upstream.name, hint, "upstream token revoked");
+            }
+            Ok(false) => {
+                tracing::debug!(target: "mcp_oauth::proxy", provider = %proxy.upstream.name, "the provider has no revocation endpoint; upstream tokens deleted here only");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(target: "mcp_oauth::proxy", provider = %proxy.upstream.name, hint, error = %err, "upstream revocation failed; the grant is revoked here");
+            }
+        }
+    }
+}
+
 /// The sealed upstream tokens of a live grant, opened.
 async fn load_tokens(
     server: &AuthServer,
@@ -158,7 +204,16 @@ async fn load_tokens(
         .await
         .map_err(|e| ProxyError::Store(e.to_string()))?
         .ok_or(ProxyError::NoTokens)?;
-    let sealed = serde_json::from_str::<Value>(&entry)
+    open_tokens(proxy, family, &entry)
+}
+
+/// A stored entry of upstream tokens, opened (bound to its grant family).
+fn open_tokens(
+    proxy: &ProxySignIn,
+    family: &str,
+    entry: &str,
+) -> Result<UpstreamTokens, ProxyError> {
+    let sealed = serde_json::from_str::<Value>(entry)
         .ok()
         .and_then(|v| v.get("sealed").and_then(Value::as_str).map(str::to_owned))
         .ok_or(ProxyError::NoTokens)?;

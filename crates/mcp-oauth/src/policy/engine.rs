@@ -1,0 +1,780 @@
+//! The engine: the rules and Cedar files compiled into one Cedar policy set, validated against
+//! the schema generated from the catalog, and one decision function for calls and lists.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Context as CedarContext, Entities, Entity, EntityUid,
+    Policy as CedarPolicy, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde_json::Value;
+
+use super::args;
+use super::catalog::Catalog;
+use super::cedar_file::{add_cedar_file, locate};
+use super::compile::{self, Shapes};
+use super::config::{ClaimKind, PolicyConfig, Who};
+use super::decision::{Decision, Effect, Explanation, ScopeGrant, Target};
+use super::error::{Origin, PolicyError, Problems};
+use super::parts::{Names, Scope, Sets, Targets, id_str, uid};
+use super::subject::{GroupSource, Membership, Subject};
+
+/// A checked policy, ready to decide. Cheap to clone.
+///
+/// ```
+/// use mcp_oauth::policy::{Catalog, Policy, PolicyConfig, Subject, Target, ToolInfo, Effect};
+/// use serde_json::json;
+///
+/// let config = PolicyConfig::from_toml(r#"
+/// [policy.arguments]
+/// root = "/srv"
+/// paths = ["path"]
+///
+/// [[policy.rule]]
+/// id = "staff-read-docs"
+/// who = { email_domains = ["example.com"] }
+/// tools = ["read_file"]
+/// args.path = { under = "/srv/docs" }
+/// "#, "policy.toml")?;
+/// let catalog = Catalog::new().tool(ToolInfo::new("read_file", json!({
+///     "type": "object", "properties": {"path": {"type": "string"}}})));
+/// let policy = Policy::new(config, catalog)?;
+///
+/// let alice = Subject::new("u-1").email("alice@example.com");
+/// let ok = policy.decide(&alice, Target::Tool("read_file"), Some(&json!({"path": "docs/a.md"})));
+/// assert_eq!(ok.effect(), Effect::Allow);
+/// assert_eq!(ok.rule_ids(), ["staff-read-docs"]);
+/// let escape = policy.decide(&alice, Target::Tool("read_file"), Some(&json!({"path": "docs/../../etc/passwd"})));
+/// assert_eq!(escape.effect(), Effect::Deny);
+/// # Ok::<(), mcp_oauth::policy::PolicyError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: PolicyConfig,
+    catalog: Catalog,
+    shapes: Shapes,
+    schema_text: String,
+    cedar_text: String,
+    set: PolicySet,
+    step_up: HashMap<String, Vec<String>>,
+    governs_sign_in: bool,
+    governs_grants: bool,
+    names: Names,
+    targets: Targets,
+    sets: Sets,
+    authorizer: Authorizer,
+}
+
+/// The arguments of one decision: unknown (a list), or known.
+enum Args<'a> {
+    Unknown,
+    Known(Option<&'a Value>),
+}
+
+impl Policy {
+    /// Compiles the rules, reads the Cedar files, generates the schema from the catalog, and
+    /// validates every policy against it.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its rule id and line: a rule naming an unknown tool,
+    /// an argument the tool does not have, a claim never present, a group never assigned, a
+    /// Cedar syntax error, or anything Cedar's validator rejects.
+    pub fn new(config: PolicyConfig, catalog: Catalog) -> Result<Self, PolicyError> {
+        let names = Names::new()?;
+        let mut problems = Problems::default();
+        config.check_settings(&mut problems);
+        let shapes = Shapes::new(&config, &catalog);
+        let schema_text = compile::schema_text(&config, &shapes);
+        let schema = match Schema::from_cedarschema_str(&schema_text) {
+            Ok((schema, _warnings)) => schema,
+            Err(e) => {
+                problems.push(
+                    None,
+                    &Origin::default(),
+                    format!("the generated Cedar schema is invalid: {e}"),
+                );
+                return Err(into_error(problems));
+            }
+        };
+
+        let ctx = compile::Context {
+            config: &config,
+            catalog: &catalog,
+            shapes: &shapes,
+        };
+        for (group, who, origin) in &config.groups {
+            check_group_who(group, who, origin, &config, &mut problems);
+        }
+        let mut set = PolicySet::new();
+        let mut origins: HashMap<String, (Origin, Option<String>)> = HashMap::new();
+        let mut step_up = HashMap::new();
+        let mut cedar_text = String::new();
+        let mut scopes: Vec<(CedarPolicy, Scope)> = Vec::new();
+        for (kind, rule, origin) in &config.rules {
+            let Some(compiled) = ctx.compile(*kind, rule, origin, &mut problems) else {
+                continue;
+            };
+            match CedarPolicy::parse(Some(PolicyId::new(&compiled.id)), &compiled.text) {
+                Ok(policy) => {
+                    let scope = Scope {
+                        actions: Some(vec![compiled.action.to_owned()]),
+                        targets: compiled.targets.clone(),
+                    };
+                    scopes.push((policy.clone(), scope));
+                    if set.add(policy).is_err() {
+                        problems.push(Some(&compiled.id), origin, "two rules have this id");
+                    }
+                }
+                Err(e) => problems.push(
+                    Some(&compiled.id),
+                    origin,
+                    format!("compiled to Cedar that does not parse ({e}); please report this"),
+                ),
+            }
+            cedar_text.push_str(&compiled.text);
+            cedar_text.push('\n');
+            origins.insert(compiled.id.clone(), (origin.clone(), None));
+            if !compiled.step_up.is_empty() {
+                step_up.insert(compiled.id, compiled.step_up);
+            }
+        }
+        for (file, text) in &config.cedar {
+            add_cedar_file(&ctx, file, text, &mut set, &mut origins, &mut problems);
+            cedar_text.push_str(text);
+            cedar_text.push('\n');
+        }
+
+        let validation = Validator::new(schema).validate(&set, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            let id = id_str(error.policy_id());
+            let origin = locate(error, origins.get(&id));
+            let mut message = error.to_string();
+            if let Some(help) = error.help() {
+                message.push_str(&format!(" ({help})"));
+            }
+            problems.push(Some(&id), &origin, message);
+        }
+        for warning in validation.validation_warnings() {
+            let cedar_policy::ValidationWarning::ImpossiblePolicy(impossible) = warning else {
+                continue;
+            };
+            let id = id_str(impossible.policy_id());
+            let origin = locate(warning, origins.get(&id));
+            problems.push(
+                Some(&id),
+                &origin,
+                "this rule can never apply: it tests an attribute or argument that is never present (check the spelling against the schema), or contradicts itself",
+            );
+        }
+        if problems.len() > 0 {
+            return Err(into_error(problems));
+        }
+
+        let governs = |action: &EntityUid| {
+            set.policies().any(|p| match p.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => &a == action,
+                ActionConstraint::In(list) => list.contains(action),
+            })
+        };
+        for policy in set.policies() {
+            if !scopes.iter().any(|(p, _)| p.id() == policy.id()) {
+                let actions = match policy.action_constraint() {
+                    ActionConstraint::Any => None,
+                    ActionConstraint::Eq(a) => Some(vec![a.id().unescaped().to_owned()]),
+                    ActionConstraint::In(list) => {
+                        Some(list.iter().map(|a| a.id().unescaped().to_owned()).collect())
+                    }
+                };
+                scopes.push((
+                    policy.clone(),
+                    Scope {
+                        actions,
+                        targets: None,
+                    },
+                ));
+            }
+        }
+        let sets = Sets::new(&scopes, &catalog)
+            .map_err(|e| PolicyError::one(None, Origin::default(), e))?;
+        let targets = Targets::new(&names, &config.server, &catalog)
+            .map_err(|e| PolicyError::one(None, Origin::default(), e))?;
+        let governs_sign_in = governs(&names.sign_in);
+        let governs_grants = governs(&names.grant_scope);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                shapes,
+                schema_text,
+                cedar_text,
+                set,
+                step_up,
+                governs_sign_in,
+                governs_grants,
+                names,
+                targets,
+                sets,
+                authorizer: Authorizer::new(),
+            }),
+        })
+    }
+
+    /// The same rules checked against a new catalog (when the server's tools change).
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::new`]: for example a rule names a tool that is gone. Keep the old policy
+    /// in that case.
+    pub fn with_catalog(&self, catalog: Catalog) -> Result<Self, PolicyError> {
+        Self::new(self.inner.config.clone(), catalog)
+    }
+
+    /// The catalog the policy was checked against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The generated Cedar schema (`.cedarschema` syntax).
+    pub fn cedar_schema(&self) -> &str {
+        &self.inner.schema_text
+    }
+
+    /// The Cedar policies: the compiled rules, then the Cedar files.
+    pub fn cedar_policies(&self) -> &str {
+        &self.inner.cedar_text
+    }
+
+    /// Decides a `tools/call`, `prompts/get` or `resources/read` with its arguments (`None`
+    /// when the request had none). Arguments are canonicalised first; a path leaving the root
+    /// or a malformed URL is a deny that says so.
+    pub fn decide(
+        &self,
+        subject: &Subject,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+    ) -> Decision {
+        self.evaluate(subject, target, Args::Known(arguments)).0
+    }
+
+    /// Whether a list (`tools/list`, …) shows this item to this user: the same decision as a
+    /// call, with the arguments unknown. An item is shown when some arguments could make the
+    /// call allowed (or a step-up), and hidden when none could. It never hides what some
+    /// arguments make callable; it may show an item whose argument rules contradict each other.
+    pub fn visible(&self, subject: &Subject, target: Target<'_>) -> bool {
+        self.evaluate(subject, target, Args::Unknown).0.effect != Effect::Deny
+    }
+
+    /// The list decision for one item, with its reason (`visible` is `effect != Deny`).
+    pub fn list_decision(&self, subject: &Subject, target: Target<'_>) -> Decision {
+        self.evaluate(subject, target, Args::Unknown).0
+    }
+
+    /// [`decide`](Self::decide) with the user's groups and the canonical arguments.
+    pub fn explain(
+        &self,
+        subject: &Subject,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+    ) -> Explanation {
+        let (decision, arguments) = self.evaluate(subject, target, Args::Known(arguments));
+        Explanation {
+            decision,
+            groups: self.groups(subject),
+            arguments,
+        }
+    }
+
+    /// Whether this user may sign in. Without any sign-in rule (no `[[policy.sign_in]]` and no
+    /// Cedar policy for `Action::"sign_in"`), everyone the identity provider accepts may.
+    pub fn sign_in(&self, subject: &Subject) -> Decision {
+        if !self.inner.governs_sign_in {
+            return Decision {
+                effect: Effect::Allow,
+                rule_ids: Vec::new(),
+                missing_scopes: Vec::new(),
+                reason: "no rule governs sign-in".to_owned(),
+            };
+        }
+        let n = &self.inner.names;
+        let resource = uid(&n.server, &self.inner.config.server);
+        let entities = match self.entities(subject, None) {
+            Ok(e) => e,
+            Err(reason) => return Decision::deny(reason),
+        };
+        self.cedar(
+            subject,
+            &entities,
+            &n.sign_in,
+            &resource,
+            CedarContext::empty(),
+        )
+    }
+
+    /// Cuts the requested scopes to those the policy grants this user. Without any grant rule
+    /// (no `[[policy.grant]]` and no Cedar policy for `Action::"grant_scope"`), every
+    /// requested scope is granted.
+    pub fn grant_scopes<S: AsRef<str>>(&self, subject: &Subject, requested: &[S]) -> ScopeGrant {
+        let mut grant = ScopeGrant::default();
+        if !self.inner.governs_grants {
+            grant.granted = requested.iter().map(|s| s.as_ref().to_owned()).collect();
+            return grant;
+        }
+        let entities = match self.entities(subject, None) {
+            Ok(e) => e,
+            Err(_) => {
+                grant.refused = requested.iter().map(|s| s.as_ref().to_owned()).collect();
+                return grant;
+            }
+        };
+        let n = &self.inner.names;
+        let mut ids = BTreeSet::new();
+        for scope in requested {
+            let scope = scope.as_ref();
+            let decision = self.cedar(
+                subject,
+                &entities,
+                &n.grant_scope,
+                &uid(&n.scope, scope),
+                CedarContext::empty(),
+            );
+            if decision.is_allowed() {
+                ids.extend(decision.rule_ids);
+                grant.granted.push(scope.to_owned());
+            } else {
+                grant.refused.push(scope.to_owned());
+            }
+        }
+        grant.rule_ids = ids.into_iter().collect();
+        grant
+    }
+
+    /// The user's groups and where each came from: `group_claims`, `[policy.groups]`, or
+    /// [`Subject::group`].
+    pub fn groups(&self, subject: &Subject) -> Vec<Membership> {
+        let mut out = BTreeSet::new();
+        for claim in &self.inner.config.group_claims {
+            for group in subject.claim_strings(claim) {
+                out.insert(Membership {
+                    group,
+                    source: GroupSource::Claim(claim.clone()),
+                });
+            }
+        }
+        for (group, who, _) in &self.inner.config.groups {
+            if who_matches(who, subject, &self.inner.config) {
+                out.insert(Membership {
+                    group: group.clone(),
+                    source: GroupSource::Policy,
+                });
+            }
+        }
+        for (group, source) in subject.given_groups() {
+            out.insert(Membership {
+                group: group.clone(),
+                source: GroupSource::Given(source.clone()),
+            });
+        }
+        out.into_iter().collect()
+    }
+
+    fn evaluate(&self, subject: &Subject, target: Target<'_>, args: Args<'_>) -> (Decision, Value) {
+        let n = &self.inner.names;
+        let catalog = &self.inner.catalog;
+        let (action, resource_type, known) = match target {
+            Target::Tool(name) => (&n.call_tool, &n.tool, catalog.get_tool(name).is_some()),
+            Target::Prompt(name) => (&n.get_prompt, &n.prompt, catalog.has_prompt(name)),
+            Target::Resource(uri) => (&n.read_resource, &n.resource, catalog.has_resource(uri)),
+        };
+        if !known {
+            return (
+                Decision::deny(format!("{target} is not in the server's catalog")),
+                Value::Null,
+            );
+        }
+        let resource = uid(resource_type, target.name());
+        let entities = match self.entities(subject, Some(target)) {
+            Ok(e) => e,
+            Err(reason) => return (Decision::deny(reason), Value::Null),
+        };
+        let Args::Known(arguments) = args else {
+            return (
+                self.partial(&entities, subject, action, &resource),
+                Value::Null,
+            );
+        };
+        let Target::Tool(tool) = target else {
+            return (
+                self.cedar(subject, &entities, action, &resource, CedarContext::empty()),
+                Value::Null,
+            );
+        };
+        let (combinations, canonical) = match args::canonical_args(
+            &self.inner.shapes,
+            &self.inner.config.root,
+            tool,
+            arguments,
+        ) {
+            Ok(c) => c,
+            Err(reason) => return (Decision::deny(reason), Value::Null),
+        };
+        let mut rule_ids = BTreeSet::new();
+        let mut missing = BTreeSet::new();
+        let mut last_reason = String::new();
+        for pairs in combinations {
+            let context = RestrictedExpression::new_record(pairs)
+                .map_err(|e| e.to_string())
+                .and_then(|record| {
+                    CedarContext::from_pairs([("args".to_owned(), record)])
+                        .map_err(|e| e.to_string())
+                });
+            let context = match context {
+                Ok(c) => c,
+                Err(e) => {
+                    return (
+                        Decision::deny(format!("the arguments cannot be checked: {e}")),
+                        canonical,
+                    );
+                }
+            };
+            let decision = self.cedar(subject, &entities, action, &resource, context);
+            match decision.effect {
+                Effect::Deny => return (decision, canonical),
+                Effect::StepUp => missing.extend(decision.missing_scopes),
+                Effect::Allow => {}
+            }
+            rule_ids.extend(decision.rule_ids);
+            last_reason = decision.reason;
+        }
+        let rule_ids: Vec<String> = rule_ids.into_iter().collect();
+        let decision = if missing.is_empty() {
+            Decision {
+                effect: Effect::Allow,
+                rule_ids,
+                missing_scopes: Vec::new(),
+                reason: last_reason,
+            }
+        } else {
+            let missing: Vec<String> = missing.into_iter().collect();
+            Decision {
+                effect: Effect::StepUp,
+                reason: format!("permitted once the token has {}", missing.join(" ")),
+                rule_ids,
+                missing_scopes: missing,
+            }
+        };
+        (decision, canonical)
+    }
+
+    /// The user (with groups) and the target entity.
+    fn entities(&self, subject: &Subject, target: Option<Target<'_>>) -> Result<Entities, String> {
+        let n = &self.inner.names;
+        let mut attrs = HashMap::new();
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        attrs.insert("sub".to_owned(), s(subject.sub()));
+        if let Some(email) = subject.email_address() {
+            attrs.insert("email".to_owned(), s(email));
+        }
+        if let Some(domain) = subject.email_domain() {
+            attrs.insert("email_domain".to_owned(), s(domain));
+        }
+        if let Some(client) = subject.client() {
+            attrs.insert("client_id".to_owned(), s(client));
+        }
+        attrs.insert(
+            "scopes".to_owned(),
+            RestrictedExpression::new_set(subject.scope_set().iter().map(|v| s(v))),
+        );
+        let mut claims = Vec::new();
+        for (name, kind) in &self.inner.config.claims {
+            match kind {
+                ClaimKind::String => {
+                    if let Some(Value::String(v)) = subject.claim(name) {
+                        claims.push((name.clone(), s(v)));
+                    }
+                }
+                ClaimKind::Set => claims.push((
+                    name.clone(),
+                    RestrictedExpression::new_set(subject.claim_strings(name).iter().map(|v| s(v))),
+                )),
+            }
+        }
+        attrs.insert(
+            "claims".to_owned(),
+            RestrictedExpression::new_record(claims)
+                .map_err(|e| format!("the user's claims: {e}"))?,
+        );
+        let parents: HashSet<EntityUid> = self
+            .groups(subject)
+            .into_iter()
+            .map(|m| uid(&n.group, &m.group))
+            .collect();
+        let user = Entity::new(uid(&n.user, subject.sub()), attrs, parents)
+            .map_err(|e| format!("the user cannot be described to Cedar: {e}"))?;
+        let mut entities = vec![user];
+        if let Some(target) = target {
+            let entity = match target {
+                Target::Tool(name) => self.inner.targets.tools.get(name),
+                Target::Prompt(name) => self.inner.targets.prompts.get(name),
+                Target::Resource(uri) => self.inner.targets.resources.get(uri),
+            };
+            entities.push(
+                entity
+                    .cloned()
+                    .ok_or_else(|| format!("{target} is not in the server's catalog"))?,
+            );
+        }
+        Entities::from_entities(entities, None).map_err(|e| format!("entities: {e}"))
+    }
+
+    /// The policies that can be about this action and resource.
+    fn set_for(&self, action: &EntityUid, resource: &EntityUid) -> &PolicySet {
+        let action = action.id().unescaped();
+        let sets = &self.inner.sets;
+        sets.by_target
+            .get(action)
+            .and_then(|targets| targets.get(resource.id().unescaped()))
+            .or_else(|| sets.by_action.get(action))
+            .unwrap_or(&self.inner.set)
+    }
+
+    /// One Cedar request, step-up scopes applied.
+    fn cedar(
+        &self,
+        subject: &Subject,
+        entities: &Entities,
+        action: &EntityUid,
+        resource: &EntityUid,
+        context: CedarContext,
+    ) -> Decision {
+        let principal = uid(&self.inner.names.user, subject.sub());
+        let request = match Request::new(principal, action.clone(), resource.clone(), context, None)
+        {
+            Ok(r) => r,
+            Err(e) => return Decision::deny(format!("the request cannot be checked: {e}")),
+        };
+        let response =
+            self.inner
+                .authorizer
+                .is_authorized(&request, self.set_for(action, resource), entities);
+        let mut ids: Vec<String> = response.diagnostics().reason().map(id_str).collect();
+        ids.sort();
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if response.decision() == cedar_policy::Decision::Deny {
+            let reason = if ids.is_empty() {
+                let mut reason = "no rule permits this".to_owned();
+                if !errors.is_empty() {
+                    reason.push_str(&format!(
+                        " (rules that failed to evaluate: {})",
+                        errors.join("; ")
+                    ));
+                }
+                reason
+            } else {
+                format!("forbidden by {}", ids.join(", "))
+            };
+            return Decision {
+                effect: Effect::Deny,
+                rule_ids: ids,
+                missing_scopes: Vec::new(),
+                reason,
+            };
+        }
+        // Allowed by Cedar: a permit with no step-up, or all of them lack scopes.
+        let mut best: Option<Vec<String>> = None;
+        for id in &ids {
+            let needed = self
+                .inner
+                .step_up
+                .get(id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let lacking: Vec<String> = needed
+                .iter()
+                .filter(|s| !subject.scope_set().contains(*s))
+                .cloned()
+                .collect();
+            if best.as_ref().is_none_or(|b| lacking.len() < b.len()) {
+                best = Some(lacking);
+            }
+        }
+        let lacking = best.unwrap_or_default();
+        if lacking.is_empty() {
+            Decision {
+                effect: Effect::Allow,
+                reason: format!("permitted by {}", ids.join(", ")),
+                rule_ids: ids,
+                missing_scopes: Vec::new(),
+            }
+        } else {
+            Decision {
+                effect: Effect::StepUp,
+                reason: format!("permitted once the token has {}", lacking.join(" ")),
+                rule_ids: ids,
+                missing_scopes: lacking,
+            }
+        }
+    }
+
+    /// A list decision: the arguments unknown, so rules that depend on them stay possible.
+    fn partial(
+        &self,
+        entities: &Entities,
+        subject: &Subject,
+        action: &EntityUid,
+        resource: &EntityUid,
+    ) -> Decision {
+        let request = Request::builder()
+            .principal(uid(&self.inner.names.user, subject.sub()))
+            .action(action.clone())
+            .resource(resource.clone())
+            .build();
+        let response = self.inner.authorizer.is_authorized_partial(
+            &request,
+            self.set_for(action, resource),
+            entities,
+        );
+        let of_effect = |policies: &mut dyn Iterator<Item = CedarPolicy>, effect| {
+            let mut ids: Vec<String> = policies
+                .filter(|p| p.effect() == effect)
+                .map(|p| id_str(p.id()))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        match response.decision() {
+            Some(cedar_policy::Decision::Deny) => {
+                let ids = of_effect(
+                    &mut response.definitely_satisfied(),
+                    cedar_policy::Effect::Forbid,
+                );
+                let reason = if ids.is_empty() {
+                    "no rule could permit this, whatever the arguments".to_owned()
+                } else {
+                    format!("forbidden by {} whatever the arguments", ids.join(", "))
+                };
+                Decision {
+                    effect: Effect::Deny,
+                    rule_ids: ids,
+                    missing_scopes: Vec::new(),
+                    reason,
+                }
+            }
+            decided => {
+                let ids = of_effect(
+                    &mut response.may_be_determining(),
+                    cedar_policy::Effect::Permit,
+                );
+                Decision {
+                    effect: Effect::Allow,
+                    reason: if decided.is_some() {
+                        format!("permitted by {}", ids.join(", "))
+                    } else {
+                        format!(
+                            "may be permitted by {}, depending on the arguments",
+                            ids.join(", ")
+                        )
+                    },
+                    rule_ids: ids,
+                    missing_scopes: Vec::new(),
+                }
+            }
+        }
+    }
+}
+
+fn into_error(problems: Problems) -> PolicyError {
+    match problems.into_result() {
+        Err(e) => e,
+        Ok(()) => PolicyError::one(None, Origin::default(), "the policy is invalid"),
+    }
+}
+
+/// A group's `who` is matched in Rust (groups are the user's parents, fixed before Cedar runs).
+fn who_matches(who: &Who, subject: &Subject, config: &PolicyConfig) -> bool {
+    let email = subject.email_address();
+    if email.is_some_and(|e| who.emails_lower().iter().any(|x| x == e)) {
+        return true;
+    }
+    if subject
+        .email_domain()
+        .is_some_and(|d| who.domains_lower().iter().any(|x| x == d))
+    {
+        return true;
+    }
+    if who.subject_ids().iter().any(|s| s == subject.sub()) {
+        return true;
+    }
+    if subject
+        .client()
+        .is_some_and(|c| who.client_ids().iter().any(|x| x == c))
+    {
+        return true;
+    }
+    for (claim, values) in who.claim_values() {
+        if config.claims.contains_key(claim)
+            && subject
+                .claim_strings(claim)
+                .iter()
+                .any(|v| values.contains(v))
+        {
+            return true;
+        }
+    }
+    // Groups named inside a group: those from claims and given ones.
+    let mut direct: Vec<String> = config
+        .group_claims
+        .iter()
+        .flat_map(|c| subject.claim_strings(c))
+        .collect();
+    direct.extend(subject.given_groups().iter().map(|(g, _)| g.clone()));
+    who.group_names().iter().any(|g| direct.contains(g))
+}
+
+fn check_group_who(
+    group: &str,
+    who: &Who,
+    origin: &Origin,
+    config: &PolicyConfig,
+    problems: &mut Problems,
+) {
+    let label = format!("group {group}");
+    for name in who.empty_lists() {
+        problems.push(
+            Some(&label),
+            origin,
+            format!("`{name}` is empty, which would match nobody; leave it out or list someone"),
+        );
+    }
+    for (claim, _) in who.claim_values() {
+        if !config.claims.contains_key(claim) {
+            problems.push(
+                Some(&label),
+                origin,
+                format!(
+                    "claim `{claim}` is not declared under [policy.claims], so it is never present"
+                ),
+            );
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Policy>();
+}
