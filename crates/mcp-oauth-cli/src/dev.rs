@@ -39,11 +39,11 @@ impl Alg {
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
     #[command(flatten)]
-    listen: ListenArgs,
+    pub(crate) listen: ListenArgs,
     /// Public base URL of this server, when clients reach it through a reverse proxy (the
     /// issuer; the MCP endpoint is <URL>/mcp) [default: http://<listen address>].
     #[arg(long, env = "MCP_OAUTH_PUBLIC_URL")]
-    public_url: Option<String>,
+    pub(crate) public_url: Option<String>,
     /// Folder for signing keys and state [default: $MCP_OAUTH_DATA_DIR, else
     /// $XDG_DATA_HOME/mcp-oauth, else ~/.local/share/mcp-oauth].
     #[arg(long)]
@@ -80,7 +80,7 @@ pub(crate) struct DevArgs {
     token_ttl: u64,
     /// Print one JSON line (mcp_url, issuer, token, data_dir, users) instead of the banner.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `NAME:PASSWORD`. The error never quotes the value: it may hold the secret.
@@ -117,13 +117,18 @@ fn parse_client(value: &SecretArg) -> Result<ClientSpec, String> {
     Ok(ClientSpec::service(id, secret).scopes(scopes))
 }
 
-/// Serves `app` (with the client address, for rate limits) until Ctrl-C or SIGTERM, then says
-/// that `mcp-oauth <command>` stopped.
+/// Serves `app` (with the client address, for rate limits; TCP_NODELAY on) until Ctrl-C or
+/// SIGTERM, then says that `mcp-oauth <command>` stopped.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     command: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    use axum::serve::ListenerExt as _;
+    // Answers written in pieces (SSE) would otherwise wait for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -134,7 +139,27 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// The embedded authorization server as `dev` assembles it, with the resource-server
+/// configuration of its MCP endpoint (`<issuer>/mcp`), bound but not yet serving. `gateway`
+/// builds on it too.
+pub(crate) struct Prepared {
+    pub(crate) listener: tokio::net::TcpListener,
+    pub(crate) issuer: String,
+    pub(crate) mcp_url: String,
+    pub(crate) server: AuthServer,
+    pub(crate) oauth: OAuth,
+    /// A token for the first user (the banner's).
+    pub(crate) token: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) users: Vec<String>,
+}
+
+/// Checks the options, binds, opens the keys and the store, builds the authorization server
+/// and the resource-server configuration named `resource_name`, and mints the banner token.
+pub(crate) async fn prepare(
+    args: &DevArgs,
+    resource_name: &str,
+) -> Result<Prepared, Box<dyn std::error::Error>> {
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
@@ -157,7 +182,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         users = users.user(name, password);
         names.push(name.to_owned());
     }
-    let dir = data_dir::resolve(args.data_dir);
+    let dir = data_dir::resolve(args.data_dir.clone());
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
     let listener = args.listen.bind().await?;
@@ -198,12 +223,8 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         .scopes_supported(["mcp:read", "mcp:write"])
         .verifier(server.verifier()?)
         .mirror_authorization_server(false)
-        .resource_name("mcp-oauth demo")
+        .resource_name(resource_name)
         .build()?;
-    let app = crate::demo::server()
-        .oauth(oauth)
-        .app()?
-        .merge(server.router());
 
     DevState {
         issuer: issuer.clone(),
@@ -223,6 +244,33 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         family: "mcp-oauth-dev-banner",
         ttl: None,
     });
+    Ok(Prepared {
+        listener,
+        issuer,
+        mcp_url,
+        server,
+        oauth,
+        token,
+        dir,
+        users: names,
+    })
+}
+
+pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let Prepared {
+        listener,
+        issuer,
+        mcp_url,
+        server,
+        oauth,
+        token,
+        dir,
+        users: names,
+    } = prepare(&args, "mcp-oauth demo").await?;
+    let app = crate::demo::server()
+        .oauth(oauth)
+        .app()?
+        .merge(server.router());
     if args.json {
         println!(
             "{}",

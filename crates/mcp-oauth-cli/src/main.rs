@@ -17,6 +17,7 @@ mod dev;
 mod docs_commands;
 mod doctor;
 mod dotenv;
+mod gateway;
 mod listen;
 mod options;
 mod policy;
@@ -46,6 +47,10 @@ enum Command {
     /// Run the demo MCP server behind an OAuth proxy to Google, GitHub, Okta, Entra ID or any
     /// OpenID Connect issuer: clients register here, users sign in at the provider.
     Proxy(Box<proxy::ProxyArgs>),
+    /// Put OAuth in front of any MCP server: a stdio command (`-- CMD ARGS…`) or a Streamable
+    /// HTTP endpoint (`--upstream URL`), with the embedded authorization server or an
+    /// existing issuer (`--issuer`).
+    Gateway(Box<gateway::GatewayArgs>),
     /// Check an authorization server (and optionally an MCP endpoint and a token) the way
     /// MCP clients and this library will, and explain every check.
     Doctor(doctor::DoctorArgs),
@@ -80,6 +85,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Proxy(args) => proxy::run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Gateway(args) => gateway::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Policy(args) => Ok(policy::run(args)),
     };

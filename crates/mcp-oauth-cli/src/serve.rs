@@ -74,15 +74,44 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
         .into());
     }
 
-    let mut verifier = JwtVerifier::builder().issuer(args.issuer.clone());
-    verifier = match &args.public_key {
+    let oauth = issuer_oauth(
+        &args.issuer,
+        args.public_key.as_deref(),
+        non_blank(args.scopes),
+        non_blank(args.audience),
+        mcp_url,
+        DEMO_TOOL_SCOPES,
+    )
+    .await?;
+    println!("MCP endpoint:  {}", oauth.resource());
+    println!("issuer:        {}", args.issuer);
+    println!("metadata:      {}", oauth.resource().metadata_url());
+    println!("listening on:  {listen}");
+    crate::demo::server().oauth(oauth).listen(listen).await?;
+    Ok(())
+}
+
+/// The resource-server configuration for tokens of an existing issuer, at `mcp_url`: keys
+/// from the issuer's discovery document or from `public_key`; scopes as given, else from the
+/// issuer's metadata (see the module docs), with `tool_scopes` the tools require. `gateway`
+/// verifies tokens this way too.
+pub(crate) async fn issuer_oauth(
+    issuer: &str,
+    public_key: Option<&Path>,
+    scopes: Option<String>,
+    audience: Option<String>,
+    mcp_url: String,
+    tool_scopes: &[&str],
+) -> Result<OAuth, Box<dyn std::error::Error>> {
+    let mut verifier = JwtVerifier::builder().issuer(issuer.to_owned());
+    verifier = match public_key {
         Some(path) => static_keys(verifier, path)?,
         None => verifier.discover_jwks(),
     };
-    let scopes = match non_blank(args.scopes) {
+    let scopes = match scopes {
         Some(scopes) => scopes.split_whitespace().map(str::to_owned).collect(),
         None => {
-            let scopes = scopes_from_issuer(&args.issuer).await?;
+            let scopes = scopes_from_issuer(issuer, tool_scopes).await?;
             println!(
                 "scopes:        {} (the issuer's resource scopes and the tools'; set OIDC_SCOPES to choose)",
                 scopes.join(" ")
@@ -92,19 +121,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
     };
     let mut oauth = OAuth::builder()
         .resource(mcp_url)
-        .authorization_server(args.issuer.clone())
+        .authorization_server(issuer.to_owned())
         .verifier(verifier.build()?)
         .scopes_supported(scopes);
-    if let Some(audience) = non_blank(args.audience) {
+    if let Some(audience) = audience {
         oauth = oauth.audience(audience);
     }
-    let oauth = oauth.build()?;
-    println!("MCP endpoint:  {}", oauth.resource());
-    println!("issuer:        {}", args.issuer);
-    println!("metadata:      {}", oauth.resource().metadata_url());
-    println!("listening on:  {listen}");
-    crate::demo::server().oauth(oauth).listen(listen).await?;
-    Ok(())
+    Ok(oauth.build()?)
 }
 
 /// The `host:port` of a public URL (the scheme's port when it has none).
@@ -163,7 +186,7 @@ fn static_keys(builder: JwtVerifierBuilder, path: &Path) -> Result<JwtVerifierBu
 /// # Errors
 ///
 /// The metadata cannot be read, or no scope results: both say to set `OIDC_SCOPES`.
-async fn scopes_from_issuer(issuer: &str) -> Result<Vec<String>, String> {
+async fn scopes_from_issuer(issuer: &str, tool_scopes: &[&str]) -> Result<Vec<String>, String> {
     const SET: &str = "set OIDC_SCOPES (--scopes) to the scopes clients should ask for, e.g. \"mcp:read mcp:write\"";
     let url = url::Url::parse(issuer).map_err(|e| format!("--issuer {issuer:?}: {e}"))?;
     let client = HttpClient::new().map_err(|e| e.to_string())?;
@@ -176,7 +199,7 @@ async fn scopes_from_issuer(issuer: &str) -> Result<Vec<String>, String> {
         })?
         .metadata;
     let (scopes, dropped) =
-        default_advertisement(metadata.scopes_supported.as_deref(), DEMO_TOOL_SCOPES);
+        default_advertisement(metadata.scopes_supported.as_deref(), tool_scopes);
     for scope in dropped {
         eprintln!(
             "warning: a tool requires the scope {scope:?}, which the issuer's scopes_supported does not list: it is not advertised (clients registering with an unknown scope are refused by some issuers); set OIDC_SCOPES if the issuer grants it"

@@ -1,0 +1,298 @@
+//! `mcp-oauth gateway` as a user runs it, in front of the rmcp test server: over stdio (this
+//! very test binary is the command: started with `MCP_OAUTH_TEST_UPSTREAM_STDIO` set, it
+//! serves MCP on stdin/stdout) and over Streamable HTTP (served by the test on 127.0.0.1).
+//! `harness = false`: `main` picks the role, then runs the tests one after the other.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcp_oauth::testing::{MockIdp, TestKey};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const UPSTREAM_ROLE: &str = "MCP_OAUTH_TEST_UPSTREAM_STDIO";
+
+/// `mcp-oauth gateway` with `args`, and the JSON line it printed. Dropping it kills the
+/// gateway (its stdio child then sees the end of its input and exits) and removes its data
+/// folder.
+struct Gateway {
+    _child: Child,
+    info: Value,
+    data: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+async fn start(args: &[&str], env: &[(&str, &str)]) -> Gateway {
+    let data = std::env::temp_dir().join(format!("mcp-oauth-cli-gateway-{}", std::process::id()));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
+    command
+        .args([
+            "gateway",
+            "--port",
+            "0",
+            "--json",
+            "--store",
+            "memory",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("spawn");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("the gateway printed its JSON line in time")
+    .expect("read");
+    let info: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    Gateway {
+        _child: child,
+        info,
+        data,
+    }
+}
+
+impl Gateway {
+    fn url(&self) -> String {
+        self.info["mcp_url"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn client(url: &str, token: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    ().serve(transport).await.expect("client")
+}
+
+async fn call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> String {
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    if let Value::Object(map) = args {
+        params = params.with_arguments(map);
+    }
+    let result = client.call_tool(params).await.expect("call");
+    serde_json::to_value(&result).unwrap()["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn unauthenticated(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The embedded authorization server in front of a stdio command: the banner's token works,
+/// the command's environment holds only the allow-list and what `--env` / `--pass-env` give.
+async fn embedded_server_and_a_stdio_command() {
+    let me = std::env::current_exe().unwrap();
+    let me = me.to_str().unwrap();
+    let gateway = start(
+        &[
+            "--env",
+            &format!("{UPSTREAM_ROLE}=1"),
+            "--env",
+            "FROM_REFERENCE=${GW_TEST_PARENT_SECRET}",
+            "--pass-env",
+            "GW_TEST_PASSED",
+            "--",
+            me,
+        ],
+        &[
+            ("GW_TEST_PARENT_SECRET", "resolved-from-env"),
+            ("GW_TEST_PASSED", "passed"),
+            ("GW_TEST_NOT_PASSED", "must-not-leak"),
+        ],
+    )
+    .await;
+    let url = gateway.url();
+    let token = gateway.info["token"].as_str().unwrap();
+    let mcp = client(&url, token).await;
+    assert_eq!(
+        call(&mcp, "echo", json!({"text": "through"})).await,
+        "through"
+    );
+    let env: serde_json::Map<String, Value> =
+        serde_json::from_str(&call(&mcp, "get_env", json!({})).await).unwrap();
+    assert_eq!(env["FROM_REFERENCE"], "resolved-from-env");
+    assert_eq!(env["GW_TEST_PASSED"], "passed");
+    assert!(!env.contains_key("GW_TEST_NOT_PASSED"), "{env:?}");
+    assert!(!env.contains_key("GW_TEST_PARENT_SECRET"), "{env:?}");
+    mcp.cancel().await.unwrap();
+
+    let res = unauthenticated(&url).await;
+    assert_eq!(res.status(), 401);
+    let origin = url.trim_end_matches("/mcp");
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        format!(r#"Bearer resource_metadata="{origin}/.well-known/oauth-protected-resource/mcp", scope="mcp:read mcp:write""#).as_str()
+    );
+    let as_metadata: Value =
+        reqwest::get(format!("{origin}/.well-known/oauth-authorization-server"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(as_metadata["issuer"], origin);
+    drop(gateway);
+}
+
+/// An external issuer in front of a Streamable HTTP upstream: its tokens work, the
+/// upstream gets the configured header and never the client's Authorization.
+async fn an_issuer_and_an_http_upstream() {
+    let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let app = mcp_oauth_gateway::test_upstream::http_router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            record.lock().unwrap().push(req.headers().clone());
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
+
+    let upstream_url = format!("http://{upstream}/mcp");
+    let gateway = start(
+        &[
+            "--issuer",
+            idp.issuer(),
+            "--scopes",
+            "mcp:read",
+            "--upstream",
+            &upstream_url,
+            "--upstream-header",
+            "X-Upstream-Key: ${GW_TEST_UPSTREAM_KEY}",
+        ],
+        &[("GW_TEST_UPSTREAM_KEY", "upstream-key-value")],
+    )
+    .await;
+    let url = gateway.url();
+    let token = idp.token().aud(&url).scope("mcp:read").sign();
+    let mcp = client(&url, &token).await;
+    assert_eq!(
+        call(&mcp, "echo", json!({"text": "remote"})).await,
+        "remote"
+    );
+    mcp.cancel().await.unwrap();
+    let res = unauthenticated(&url).await;
+    assert_eq!(res.status(), 401);
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for headers in &seen {
+        assert!(!headers.contains_key("authorization"), "{headers:?}");
+        assert_eq!(headers["x-upstream-key"], "upstream-key-value");
+    }
+    drop(gateway);
+    idp.shutdown().await;
+    server.abort();
+}
+
+/// Mistakes are refused before anything starts, with what to do.
+async fn bad_invocations_are_refused() {
+    for (args, expected) in [
+        (vec!["gateway", "--port", "0"], "no MCP server to protect"),
+        (
+            vec![
+                "gateway",
+                "--port",
+                "0",
+                "--upstream",
+                "http://127.0.0.1:9/mcp",
+                "--",
+                "x",
+            ],
+            "not both",
+        ),
+        (
+            vec!["gateway", "--port", "0", "--upstream", "ftp://h/mcp"],
+            "not an http or https URL",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+type Test = (&'static str, fn() -> Pin<Box<dyn Future<Output = ()>>>);
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::var_os(UPSTREAM_ROLE).is_some() {
+        // The gateway started this binary as its stdio upstream.
+        return match runtime.block_on(mcp_oauth_gateway::test_upstream::serve_stdio()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
+    let tests: [Test; 3] = [
+        ("embedded_server_and_a_stdio_command", || {
+            Box::pin(embedded_server_and_a_stdio_command())
+        }),
+        ("an_issuer_and_an_http_upstream", || {
+            Box::pin(an_issuer_and_an_http_upstream())
+        }),
+        ("bad_invocations_are_refused", || {
+            Box::pin(bad_invocations_are_refused())
+        }),
+    ];
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let started = Instant::now();
+    let mut ran = 0;
+    for (name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        println!("test {name} ...");
+        runtime.block_on(test());
+        println!("test {name} ... ok");
+        ran += 1;
+    }
+    println!("{ran} passed in {:.1} s", started.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

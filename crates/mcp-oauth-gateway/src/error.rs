@@ -1,0 +1,24 @@
+//! The gateway's errors.
+
+/// Why the gateway cannot be built or an upstream cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A configuration value is refused.
+    #[error("{what}: {reason}")]
+    Config {
+        /// What is configured.
+        what: &'static str,
+        /// Why it is refused and what to do.
+        reason: String,
+    },
+    /// The upstream is not reachable or not ready.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// The upstream answered something that is not MCP.
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    /// The upstream session ended and could not be started again.
+    #[error("the upstream session is gone")]
+    SessionGone,
+}

@@ -1,0 +1,698 @@
+//! The client-facing side: MCP Streamable HTTP (POST with JSON or SSE answers, the GET
+//! stream, DELETE, `Mcp-Session-Id`, `MCP-Protocol-Version`), behind the bearer layer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream;
+use mcp_oauth::Auth;
+use mcp_oauth::challenge::Rejection;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::gate::{Call, Decision, Gatekeeper, ListKind, filter_list};
+use crate::jsonrpc::{self, Kind, Message};
+use crate::sessions::{Session, Sessions, principal};
+use crate::upstream::http::{self as upstream_http, Http};
+use crate::upstream::stdio::{Frame, Stdio};
+
+/// Protocol versions the gateway speaks with clients, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
+/// The version offered when the client asks for one the gateway does not speak.
+const LATEST: &str = "2025-11-25";
+
+static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
+pub(crate) enum Upstream {
+    Stdio(Stdio),
+    Http(Http),
+}
+
+pub(crate) struct Inner {
+    pub(crate) upstream: Upstream,
+    pub(crate) gatekeeper: Arc<dyn Gatekeeper>,
+    pub(crate) sessions: Sessions,
+    pub(crate) oauth: Option<mcp_oauth::OAuth>,
+    pub(crate) max_body: usize,
+    pub(crate) ready_timeout: Duration,
+}
+
+/// A JSON-RPC error answer with an HTTP status.
+fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+    json(status, jsonrpc::error_response(id, code, message))
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn status_only(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn session_not_found() -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        None,
+        jsonrpc::INVALID_REQUEST,
+        "this session does not exist for the caller (unknown, expired or ended); start a new one with initialize",
+    )
+}
+
+fn accepts(headers: &HeaderMap, kind: &str) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|item| {
+                let media = item.split(';').next().unwrap_or_default().trim();
+                media.eq_ignore_ascii_case(kind) || media == "*/*"
+            })
+        })
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The one handler of the MCP endpoint.
+pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+    let version = req.headers().get(&PROTOCOL_VERSION);
+    if let Some(version) = version {
+        let known = version
+            .to_str()
+            .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+        if !known {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!(
+                    "unsupported MCP-Protocol-Version; this gateway speaks {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            );
+        }
+    }
+    match *req.method() {
+        Method::POST => post(inner, req).await,
+        Method::GET => get(inner, req).await,
+        Method::DELETE => delete(inner, req).await,
+        _ => {
+            let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            response
+        }
+    }
+}
+
+/// A session id that is unknown, expired, or another principal's: answered 404.
+struct Refused;
+
+/// The session a request names, if its caller owns it. `Ok(None)`: no session header.
+fn session_of(
+    inner: &Inner,
+    headers: &HeaderMap,
+    auth: Option<&Auth>,
+) -> Result<Option<Arc<Session>>, Refused> {
+    let Some(id) = headers.get(&SESSION_ID) else {
+        return Ok(None);
+    };
+    let id = id.to_str().map_err(|_| Refused)?;
+    match inner.sessions.get(id, auth) {
+        Some(session) => Ok(Some(session)),
+        None => {
+            tracing::debug!(target: "mcp_oauth_gateway::session", "unknown session id, or one that another principal opened");
+            Err(Refused)
+        }
+    }
+}
+
+async fn post(inner: Arc<Inner>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if !is_json(&parts.headers) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "send Content-Type: application/json",
+        );
+    }
+    if !(accepts(&parts.headers, "application/json")
+        && accepts(&parts.headers, "text/event-stream"))
+    {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "send Accept: application/json, text/event-stream",
+        );
+    }
+    let bytes = match axum::body::to_bytes(body, inner.max_body).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!("the body is larger than {} bytes", inner.max_body),
+            );
+        }
+    };
+    let message = match jsonrpc::parse(&bytes) {
+        Ok(message) => message,
+        Err(err) => {
+            return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string());
+        }
+    };
+    let auth = parts.extensions.get::<Auth>();
+    let session = match session_of(&inner, &parts.headers, auth) {
+        Ok(session) => session,
+        Err(Refused) => return session_not_found(),
+    };
+    let id = message.id.map(RawValue::get);
+    let Some(session) = session else {
+        if message.kind == Kind::Request && message.method.as_deref() == Some("initialize") {
+            return initialize(&inner, auth, &message, bytes.clone()).await;
+        }
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "no Mcp-Session-Id: start a session with initialize first",
+        );
+    };
+    match message.kind {
+        Kind::Request if message.method.as_deref() == Some("initialize") => rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
+        ),
+        Kind::Request => request(&inner, &parts, auth, &session, &message, bytes.clone()).await,
+        Kind::Notification | Kind::Response => {
+            let sent = match (&inner.upstream, &session.http) {
+                (Upstream::Stdio(stdio), _) if message.kind == Kind::Notification => {
+                    stdio.notify(&session.id, &message).await
+                }
+                (Upstream::Stdio(stdio), _) => stdio.respond(&session.id, &message).await,
+                // The gateway sent its own when it initialized the upstream session.
+                (Upstream::Http(_), _)
+                    if message.method.as_deref() == Some("notifications/initialized") =>
+                {
+                    Ok(())
+                }
+                (Upstream::Http(http), Some(hs)) => match http.post(hs, bytes.clone()).await {
+                    Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                        inner.sessions.remove(&session.id);
+                        return session_not_found();
+                    }
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(err),
+                },
+                (Upstream::Http(_), None) => Ok(()),
+            };
+            match sent {
+                Ok(()) => status_only(StatusCode::ACCEPTED),
+                Err(err) => rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    None,
+                    jsonrpc::INTERNAL_ERROR,
+                    &err.to_string(),
+                ),
+            }
+        }
+    }
+}
+
+/// The version the client asks for (`params.protocolVersion`) if the gateway speaks it, else
+/// the latest the gateway speaks.
+fn negotiate(params: Option<&RawValue>) -> &'static str {
+    params
+        .and_then(|p| jsonrpc::member(p, "protocolVersion"))
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .and_then(|v| SUPPORTED_VERSIONS.iter().find(|s| **s == v).copied())
+        .unwrap_or(LATEST)
+}
+
+/// The version for a client of a stdio child: what [`negotiate`] gives, but never newer than
+/// the child's own version when the gateway speaks that one (the child's messages follow its
+/// version; versions are dates, so they compare as strings).
+fn negotiate_with_child(
+    params: Option<&RawValue>,
+    child: Option<&serde_json::Value>,
+) -> &'static str {
+    let wanted = negotiate(params);
+    let child = child
+        .and_then(|v| v.as_str())
+        .and_then(|v| SUPPORTED_VERSIONS.iter().find(|s| **s == v).copied());
+    match child {
+        Some(child) if child < wanted => child,
+        _ => wanted,
+    }
+}
+
+fn with_session(mut response: Response, session: &Session) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(SESSION_ID.clone(), value);
+    }
+    response
+}
+
+async fn initialize(
+    inner: &Inner,
+    auth: Option<&Auth>,
+    message: &Message<'_>,
+    bytes: Bytes,
+) -> Response {
+    let id = message.id.map(RawValue::get);
+    let no_session = || {
+        rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            id,
+            jsonrpc::INTERNAL_ERROR,
+            "cannot create a session",
+        )
+    };
+    match &inner.upstream {
+        Upstream::Stdio(stdio) => {
+            let running = match stdio.ready(inner.ready_timeout).await {
+                Ok(running) => running,
+                Err(err) => {
+                    return rpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        id,
+                        jsonrpc::INTERNAL_ERROR,
+                        &err.to_string(),
+                    );
+                }
+            };
+            let version = negotiate_with_child(message.params, running.init.get("protocolVersion"));
+            let mut result = running.init.clone();
+            result.insert("protocolVersion".into(), version.into());
+            let result = serde_json::Value::Object(result).to_string();
+            let Some(session) = inner.sessions.create(principal(auth), version, None) else {
+                return no_session();
+            };
+            let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result), None);
+            with_session(json(StatusCode::OK, body), &session)
+        }
+        Upstream::Http(http) => {
+            let (status, answer, upstream) = match http.initialize(bytes).await {
+                Ok(answer) => answer,
+                Err(err) => {
+                    return rpc_error(
+                        StatusCode::BAD_GATEWAY,
+                        id,
+                        jsonrpc::INTERNAL_ERROR,
+                        &err.to_string(),
+                    );
+                }
+            };
+            if !status.is_success() {
+                return upstream_refusal(status, id);
+            }
+            let version = jsonrpc::parse(&answer)
+                .ok()
+                .and_then(|m| m.result)
+                .map(|r| negotiate(Some(r)))
+                .unwrap_or(LATEST);
+            let Some(session) = inner
+                .sessions
+                .create(principal(auth), version, Some(upstream))
+            else {
+                return no_session();
+            };
+            with_session(json(StatusCode::OK, answer), &session)
+        }
+    }
+}
+
+/// An upstream's refusal, as the client sees it: its credentials problems are the gateway's
+/// (502), never a challenge the client would answer with its own token.
+fn upstream_refusal(status: StatusCode, id: Option<&str>) -> Response {
+    let message = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            "the upstream refused the gateway's credentials".to_owned()
+        }
+        s => format!("the upstream answered {s}"),
+    };
+    let status = if status.is_client_error()
+        && !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+    {
+        status
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    rpc_error(status, id, jsonrpc::INTERNAL_ERROR, &message)
+}
+
+async fn request(
+    inner: &Inner,
+    parts: &::http::request::Parts,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    message: &Message<'_>,
+    bytes: Bytes,
+) -> Response {
+    let id = message.id.map(RawValue::get);
+    let method = message.method.as_deref().unwrap_or_default();
+    if method == "ping" {
+        return json(
+            StatusCode::OK,
+            jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
+        );
+    }
+    let call = Call::new(method, message.params);
+    match inner.gatekeeper.decide(auth, &call) {
+        Decision::Allow => {}
+        Decision::StepUp(scopes) if inner.oauth.is_some() => {
+            let Some(oauth) = &inner.oauth else {
+                return status_only(StatusCode::FORBIDDEN);
+            };
+            let resource = oauth.resource_for(
+                &parts.headers,
+                mcp_oauth::forwarded::peer_addr(&parts.extensions),
+            );
+            let response = Rejection::InsufficientScope { required: scopes }
+                .into_response(&resource.metadata_url(), &[]);
+            return response.map(Body::new);
+        }
+        Decision::Deny | Decision::StepUp(_) => {
+            return json(
+                StatusCode::OK,
+                jsonrpc::error_response(id, jsonrpc::INVALID_PARAMS, "not found, or not permitted"),
+            );
+        }
+    }
+    let filter = ListKind::of_method(method).filter(|_| inner.gatekeeper.filters_lists());
+    let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth));
+    match (&inner.upstream, &session.http) {
+        (Upstream::Stdio(stdio), _) => match stdio
+            .request(&session.id, message, inner.ready_timeout)
+            .await
+        {
+            Ok(rx) => from_channel(rx, list).await,
+            Err(err) => rpc_error(
+                StatusCode::OK,
+                id,
+                jsonrpc::INTERNAL_ERROR,
+                &err.to_string(),
+            ),
+        },
+        (Upstream::Http(http), Some(hs)) => match http.post(hs, bytes).await {
+            Ok(response) => from_upstream(inner, session, response, id, list).await,
+            Err(crate::GatewayError::SessionGone) => {
+                inner.sessions.remove(&session.id);
+                session_not_found()
+            }
+            Err(err) => rpc_error(
+                StatusCode::BAD_GATEWAY,
+                id,
+                jsonrpc::INTERNAL_ERROR,
+                &err.to_string(),
+            ),
+        },
+        (Upstream::Http(_), None) => session_not_found(),
+    }
+}
+
+type ListFilter<'a> = Option<(ListKind, &'a dyn Gatekeeper, Option<&'a Auth>)>;
+
+/// A response message with its list filtered.
+fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
+    let Some((kind, gatekeeper, auth)) = list else {
+        return Bytes::copy_from_slice(message);
+    };
+    let Ok(parsed) = jsonrpc::parse(message) else {
+        return Bytes::copy_from_slice(message);
+    };
+    let (Some(id), Some(result)) = (parsed.id, parsed.result) else {
+        return Bytes::copy_from_slice(message);
+    };
+    match filter_list(gatekeeper, auth, kind, result.get()) {
+        Some(result) => jsonrpc::encode_response(id.get(), Some(&result), None),
+        // Not a list: nothing can be shown safely.
+        None => jsonrpc::error_response(
+            Some(id.get()),
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream's list answer is not a list",
+        ),
+    }
+}
+
+fn sse_event(bytes: &Bytes) -> Result<Event, Infallible> {
+    Ok(Event::default().data(String::from_utf8_lossy(bytes)))
+}
+
+/// Answers from the stdio upstream's frames: JSON when the response comes first, else SSE.
+async fn from_channel(mut rx: mpsc::Receiver<Frame>, list: ListFilter<'_>) -> Response {
+    let Some(first) = rx.recv().await else {
+        return rpc_error(
+            StatusCode::OK,
+            None,
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream closed the request",
+        );
+    };
+    if first.last {
+        return json(
+            StatusCode::OK,
+            match list {
+                Some(_) => filtered(&first.bytes, list),
+                None => first.bytes,
+            },
+        );
+    }
+    if list.is_some() {
+        // A filtered list is answered whole: wait for the response, drop what came before.
+        while let Some(frame) = rx.recv().await {
+            if frame.last {
+                return json(StatusCode::OK, filtered(&frame.bytes, list));
+            }
+        }
+        return rpc_error(
+            StatusCode::OK,
+            None,
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream closed the request",
+        );
+    }
+    let events = stream::unfold(
+        (Some(first), rx, false),
+        |(first, mut rx, done)| async move {
+            if done {
+                return None;
+            }
+            let frame = match first {
+                Some(frame) => frame,
+                None => rx.recv().await?,
+            };
+            let last = frame.last;
+            Some((sse_event(&frame.bytes), (None, rx, last)))
+        },
+    );
+    Sse::new(events).into_response()
+}
+
+/// Answers from an HTTP upstream's response: streamed as it comes, unless a list is
+/// filtered.
+async fn from_upstream(
+    inner: &Inner,
+    session: &Session,
+    response: reqwest::Response,
+    id: Option<&str>,
+    list: ListFilter<'_>,
+) -> Response {
+    let status = response.status();
+    match status {
+        StatusCode::ACCEPTED => return status_only(StatusCode::ACCEPTED),
+        StatusCode::NOT_FOUND => {
+            inner.sessions.remove(&session.id);
+            return session_not_found();
+        }
+        s if !s.is_success() => return upstream_refusal(s, id),
+        _ => {}
+    }
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    if list.is_some() {
+        let body = match upstream_http::read_capped(response).await {
+            Ok(body) => body,
+            Err(err) => {
+                return rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    &err.to_string(),
+                );
+            }
+        };
+        let answer = upstream_http::messages(content_type.as_ref(), &body)
+            .into_iter()
+            .find(|m| jsonrpc::parse(m).is_ok_and(|m| m.kind == Kind::Response));
+        return match answer {
+            Some(message) => json(StatusCode::OK, filtered(&message, list)),
+            None => rpc_error(
+                StatusCode::BAD_GATEWAY,
+                id,
+                jsonrpc::INTERNAL_ERROR,
+                "the upstream's answer holds no response",
+            ),
+        };
+    }
+    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+    *out.status_mut() = status;
+    if let Some(content_type) = content_type {
+        out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    }
+    out
+}
+
+async fn get(inner: Arc<Inner>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    if !accepts(&parts.headers, "text/event-stream") {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "send Accept: text/event-stream",
+        );
+    }
+    let auth = parts.extensions.get::<Auth>();
+    let session = match session_of(&inner, &parts.headers, auth) {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "no Mcp-Session-Id: start a session with initialize first",
+            );
+        }
+        Err(Refused) => return session_not_found(),
+    };
+    match (&inner.upstream, &session.http) {
+        (Upstream::Stdio(_), _) => {
+            let Some(rx) = session.open_stream() else {
+                return rpc_error(
+                    StatusCode::CONFLICT,
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "this session already has a GET stream open",
+                );
+            };
+            let events = stream::unfold(rx, |mut rx| async move {
+                let bytes = rx.recv().await?;
+                Some((sse_event(&bytes), rx))
+            });
+            Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response()
+        }
+        (Upstream::Http(http), Some(hs)) => {
+            match http.get(hs, parts.headers.get(&LAST_EVENT_ID)).await {
+                Ok(response) => from_upstream(&inner, &session, response, None, None).await,
+                Err(crate::GatewayError::SessionGone) => {
+                    inner.sessions.remove(&session.id);
+                    session_not_found()
+                }
+                Err(err) => rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    None,
+                    jsonrpc::INTERNAL_ERROR,
+                    &err.to_string(),
+                ),
+            }
+        }
+        (Upstream::Http(_), None) => session_not_found(),
+    }
+}
+
+async fn delete(inner: Arc<Inner>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let auth = parts.extensions.get::<Auth>();
+    let session = match session_of(&inner, &parts.headers, auth) {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "no Mcp-Session-Id to end",
+            );
+        }
+        Err(Refused) => return session_not_found(),
+    };
+    inner.sessions.remove(&session.id);
+    match (&inner.upstream, &session.http) {
+        (Upstream::Stdio(stdio), _) => stdio.close_session(&session.id),
+        (Upstream::Http(http), Some(hs)) => http.delete(hs).await,
+        (Upstream::Http(_), None) => {}
+    }
+    status_only(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_lists_are_read_item_by_item() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;q=0.9, text/event-stream"),
+        );
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        assert!(!accepts(&h, "application/json"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(accepts(&h, "text/event-stream"));
+    }
+
+    #[test]
+    fn the_version_is_the_clients_when_supported() {
+        let p = |v: &str| {
+            RawValue::from_string(format!(r#"{{"protocolVersion":"{v}"}}"#)).expect("raw")
+        };
+        assert_eq!(negotiate(Some(&p("2025-06-18"))), "2025-06-18");
+        assert_eq!(negotiate(Some(&p("2024-01-01"))), LATEST);
+        assert_eq!(negotiate(None), LATEST);
+        let child = serde_json::json!("2025-06-18");
+        assert_eq!(
+            negotiate_with_child(Some(&p("2025-11-25")), Some(&child)),
+            "2025-06-18"
+        );
+        assert_eq!(
+            negotiate_with_child(Some(&p("2025-03-26")), Some(&child)),
+            "2025-03-26"
+        );
+        let unknown = serde_json::json!("2024-11-05");
+        assert_eq!(
+            negotiate_with_child(Some(&p("2025-11-25")), Some(&unknown)),
+            "2025-11-25"
+        );
+    }
+}

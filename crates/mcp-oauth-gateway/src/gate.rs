@@ -1,0 +1,236 @@
+//! The decision hook: what the gateway asks before a client's request goes upstream, and
+//! which items of a list the client may see.
+//!
+//! The gateway calls [`Gatekeeper::decide`] for every request a client sends (except
+//! `initialize` and `ping`, which the gateway answers or handles itself), with the verified
+//! caller and the parsed call, before anything reaches the upstream:
+//!
+//! - [`Decision::Allow`]: the request is forwarded;
+//! - [`Decision::Deny`]: the client gets a JSON-RPC error (code -32602) whose message is the
+//!   same whether or not the tool, prompt or resource exists; the upstream is not called;
+//! - [`Decision::StepUp`]: HTTP 403 with `WWW-Authenticate: Bearer error="insufficient_scope",
+//!   scope="…"` naming the scopes, so that the client asks the user for them (RFC 6750 §3.1).
+//!
+//! When [`Gatekeeper::filters_lists`] is true, the answers to `tools/list`, `prompts/list`,
+//! `resources/list` and `resources/templates/list` are read and each item is kept only when
+//! [`Gatekeeper::keep`] says so. The default keeps the lists as they stream, unread.
+//!
+//! A closure `Fn(Option<&Auth>, &Call<'_>) -> Decision` is a gatekeeper that filters nothing.
+//!
+//! ```
+//! use mcp_oauth_gateway::gate::{Call, Decision};
+//! use mcp_oauth::Auth;
+//!
+//! let no_deletes = |_caller: Option<&Auth>, call: &Call<'_>| match call.name() {
+//!     Some(name) if call.method() == "tools/call" && name.starts_with("delete_") => {
+//!         Decision::Deny
+//!     }
+//!     _ => Decision::Allow,
+//! };
+//! # let _: &dyn mcp_oauth_gateway::gate::Gatekeeper = &no_deletes;
+//! ```
+
+use mcp_oauth::Auth;
+use serde_json::value::RawValue;
+
+/// One client request as the gatekeeper sees it. What it names is read from `params` the
+/// first time [`name`](Self::name) is asked, not before (a gatekeeper that does not ask costs
+/// no parsing).
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    method: &'a str,
+    params: Option<&'a RawValue>,
+    name: std::cell::OnceCell<Option<String>>,
+}
+
+impl<'a> Call<'a> {
+    /// A call of `method` with these `params` (a JSON object).
+    pub fn new(method: &'a str, params: Option<&'a RawValue>) -> Self {
+        Self {
+            method,
+            params,
+            name: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The JSON-RPC method (`tools/call`, `resources/read`, …).
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// What the call names: `params.name` (the tool of `tools/call`, the prompt of
+    /// `prompts/get`), else `params.uri` (the resource of `resources/read`).
+    pub fn name(&self) -> Option<&str> {
+        self.name
+            .get_or_init(|| crate::jsonrpc::params_name(self.params))
+            .as_deref()
+    }
+
+    /// The raw `params` object, unparsed (the arguments are `params.arguments`).
+    pub fn params(&self) -> Option<&'a RawValue> {
+        self.params
+    }
+}
+
+/// What to do with a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Forward it.
+    Allow,
+    /// Refuse it with a JSON-RPC error that does not say whether the target exists.
+    Deny,
+    /// Refuse it with HTTP 403 `insufficient_scope` naming these scopes (every scope the call
+    /// needs, not only the missing ones).
+    StepUp(Vec<String>),
+}
+
+/// Which list an item comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListKind {
+    /// `tools/list`: items are tools (`name`, `inputSchema`, …).
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    ResourceTemplates,
+}
+
+impl ListKind {
+    /// The list method's kind, if `method` is one.
+    pub fn of_method(method: &str) -> Option<Self> {
+        Some(match method {
+            "tools/list" => Self::Tools,
+            "prompts/list" => Self::Prompts,
+            "resources/list" => Self::Resources,
+            "resources/templates/list" => Self::ResourceTemplates,
+            _ => return None,
+        })
+    }
+
+    /// The member of the result that holds the items.
+    pub fn member(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::ResourceTemplates => "resourceTemplates",
+        }
+    }
+}
+
+/// Decides on each call and filters lists; see the [module docs](self).
+///
+/// `caller` is the verified user ([`Auth`], from the bearer layer), `None` only when the
+/// gateway runs without authentication.
+pub trait Gatekeeper: Send + Sync + 'static {
+    /// Whether `call` may go upstream.
+    fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision;
+
+    /// Whether list answers are read and filtered with [`keep`](Self::keep). Default: false
+    /// (lists are forwarded as they stream).
+    fn filters_lists(&self) -> bool {
+        false
+    }
+
+    /// Whether the caller sees `item` (a tool, prompt, resource or template object) in a list.
+    /// Default: true.
+    fn keep(&self, caller: Option<&Auth>, list: ListKind, item: &serde_json::Value) -> bool {
+        let _ = (caller, list, item);
+        true
+    }
+}
+
+impl<F> Gatekeeper for F
+where
+    F: Fn(Option<&Auth>, &Call<'_>) -> Decision + Send + Sync + 'static,
+{
+    fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision {
+        self(caller, call)
+    }
+}
+
+/// Allows every call and filters nothing: the gateway's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Gatekeeper for AllowAll {
+    fn decide(&self, _caller: Option<&Auth>, _call: &Call<'_>) -> Decision {
+        Decision::Allow
+    }
+}
+
+/// Filters the items of a list result (`result` is the JSON text of a list method's
+/// `result`); `None` when it has no array of items where the list kind says.
+pub(crate) fn filter_list(
+    gatekeeper: &dyn Gatekeeper,
+    caller: Option<&Auth>,
+    list: ListKind,
+    result: &str,
+) -> Option<String> {
+    let mut value: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(result).ok()?;
+    let items = value.get_mut(list.member())?.as_array_mut()?;
+    items.retain(|item| gatekeeper.keep(caller, list, item));
+    Some(serde_json::Value::Object(value).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OnlyEcho;
+
+    impl Gatekeeper for OnlyEcho {
+        fn decide(&self, _: Option<&Auth>, call: &Call<'_>) -> Decision {
+            match call.name() {
+                Some("echo") | None => Decision::Allow,
+                Some(_) => Decision::Deny,
+            }
+        }
+        fn filters_lists(&self) -> bool {
+            true
+        }
+        fn keep(&self, _: Option<&Auth>, _: ListKind, item: &serde_json::Value) -> bool {
+            item["name"] == "echo"
+        }
+    }
+
+    #[test]
+    fn lists_keep_only_what_the_gatekeeper_keeps() {
+        let result = r#"{"tools":[{"name":"echo"},{"name":"get_env"}],"nextCursor":"2"}"#;
+        let filtered = filter_list(&OnlyEcho, None, ListKind::Tools, result).expect("list");
+        let v: serde_json::Value = serde_json::from_str(&filtered).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"tools":[{"name":"echo"}],"nextCursor":"2"})
+        );
+        assert!(filter_list(&OnlyEcho, None, ListKind::Prompts, result).is_none());
+    }
+
+    #[test]
+    fn closures_are_gatekeepers() {
+        let deny_all = |_: Option<&Auth>, _: &Call<'_>| Decision::Deny;
+        let params =
+            RawValue::from_string(r#"{"name":"echo","arguments":{}}"#.into()).expect("raw");
+        let call = Call::new("tools/call", Some(&params));
+        assert_eq!(call.name(), Some("echo"));
+        assert_eq!(deny_all.decide(None, &call), Decision::Deny);
+        assert!(!deny_all.filters_lists());
+        assert_eq!(OnlyEcho.decide(None, &call), Decision::Allow);
+        let rm = RawValue::from_string(r#"{"name":"rm"}"#.into()).expect("raw");
+        let uri = RawValue::from_string(r#"{"uri":"file:///etc/passwd"}"#.into()).expect("raw");
+        assert_eq!(
+            Call::new("resources/read", Some(&uri)).name(),
+            Some("file:///etc/passwd")
+        );
+        assert_eq!(Call::new("tools/list", None).name(), None);
+        assert_eq!(
+            OnlyEcho.decide(None, &Call::new("tools/call", Some(&rm))),
+            Decision::Deny
+        );
+    }
+}

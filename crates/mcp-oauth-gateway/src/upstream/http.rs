@@ -1,0 +1,317 @@
+//! The Streamable HTTP upstream: each client session has an upstream session of its own
+//! (the upstream's `Mcp-Session-Id` is kept by the gateway, never shown to the client).
+//! Requests are built from scratch: only `Content-Type`, `Accept`, `MCP-Protocol-Version`,
+//! `Mcp-Session-Id`, `Last-Event-ID` and the configured headers are sent, so the client's
+//! `Authorization` (and cookies, and anything else) never reaches the upstream.
+//!
+//! When the upstream answers 404 to a request that carried its session id, the session
+//! expired there: the client's `initialize` is replayed, and the request sent again once.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+
+use super::HttpConfig;
+use crate::error::GatewayError;
+use crate::{jsonrpc, sse};
+
+static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+/// Largest upstream answer read whole (`initialize`, filtered lists).
+const MAX_READ: usize = 16 * 1024 * 1024;
+
+/// The upstream side of one client session.
+pub(crate) struct HttpSession {
+    upstream_id: Mutex<Option<HeaderValue>>,
+    version: Mutex<Option<HeaderValue>>,
+    /// The client's `initialize` request, replayed when the upstream session is lost.
+    init: Bytes,
+    reinit: tokio::sync::Mutex<()>,
+}
+
+impl HttpSession {
+    fn upstream_id(&self) -> Option<HeaderValue> {
+        self.upstream_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn version(&self) -> Option<HeaderValue> {
+        self.version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, id: Option<HeaderValue>, version: Option<HeaderValue>) {
+        *self.upstream_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+        *self.version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+    }
+}
+
+/// The upstream endpoint and its connection pool.
+pub(crate) struct Http {
+    url: reqwest::Url,
+    client: reqwest::Client,
+    headers: HeaderMap,
+}
+
+fn unavailable(e: reqwest::Error) -> GatewayError {
+    // The URL is configuration, not a secret; the error text carries no header.
+    GatewayError::Unavailable(e.without_url().to_string())
+}
+
+/// The JSON-RPC messages of an answer body (JSON or SSE).
+pub(crate) fn messages(content_type: Option<&HeaderValue>, body: &[u8]) -> Vec<Bytes> {
+    let is_sse = content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_sse {
+        let text = String::from_utf8_lossy(body);
+        sse::event_data(&text)
+            .into_iter()
+            .filter(|d| !d.trim().is_empty())
+            .map(Bytes::from)
+            .collect()
+    } else {
+        vec![Bytes::copy_from_slice(body)]
+    }
+}
+
+impl Http {
+    pub(crate) fn new(config: &HttpConfig) -> Result<Self, GatewayError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| GatewayError::Config {
+                what: "upstream HTTP client",
+                reason: e.to_string(),
+            })?;
+        let mut headers = HeaderMap::new();
+        for h in &config.headers {
+            headers.append(h.name.clone(), h.value.clone());
+        }
+        Ok(Self {
+            url: config.url.clone(),
+            client,
+            headers,
+        })
+    }
+
+    fn post_builder(
+        &self,
+        body: Bytes,
+        session: Option<&HeaderValue>,
+        version: Option<&HeaderValue>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(body);
+        if let Some(id) = session {
+            request = request.header(&SESSION_ID, id);
+        }
+        if let Some(version) = version {
+            request = request.header(&PROTOCOL_VERSION, version);
+        }
+        request
+    }
+
+    /// Sends the client's `initialize`; returns the upstream's answer (the response message)
+    /// and the new upstream session.
+    pub(crate) async fn initialize(
+        &self,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes, HttpSession), GatewayError> {
+        let session = HttpSession {
+            upstream_id: Mutex::new(None),
+            version: Mutex::new(None),
+            init: body,
+            reinit: tokio::sync::Mutex::new(()),
+        };
+        let (status, message) = self.run_initialize(&session).await?;
+        Ok((status, message, session))
+    }
+
+    /// Sends `initialize` (the client's, kept in `session`) and `notifications/initialized`,
+    /// and keeps the upstream's session id and protocol version.
+    async fn run_initialize(
+        &self,
+        session: &HttpSession,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
+        let response = self
+            .post_builder(session.init.clone(), None, None)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = response.status();
+        let upstream_id = response.headers().get(&SESSION_ID).cloned();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let body = read_capped(response).await?;
+        if !status.is_success() {
+            return Ok((status, body));
+        }
+        let message = messages(content_type.as_ref(), &body)
+            .into_iter()
+            .find(|m| jsonrpc::parse(m).is_ok_and(|m| m.kind == jsonrpc::Kind::Response))
+            .ok_or_else(|| {
+                GatewayError::Protocol("the upstream's initialize answer holds no response".into())
+            })?;
+        let version = jsonrpc::parse(&message)
+            .ok()
+            .and_then(|m| m.result)
+            .and_then(|r| jsonrpc::member(r, "protocolVersion"))
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            .and_then(|v| HeaderValue::try_from(v).ok());
+        session.set(upstream_id.clone(), version.clone());
+        let initialized = jsonrpc::encode_request(None, "notifications/initialized", None);
+        let ack = self
+            .post_builder(initialized, upstream_id.as_ref(), version.as_ref())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !ack.status().is_success() {
+            return Err(GatewayError::Protocol(format!(
+                "the upstream refused notifications/initialized with {}",
+                ack.status()
+            )));
+        }
+        Ok((status, message))
+    }
+
+    /// Starts a new upstream session for `session` unless another request already did
+    /// (its id is no longer `lost`).
+    async fn reinitialize(
+        &self,
+        session: &HttpSession,
+        lost: &HeaderValue,
+    ) -> Result<(), GatewayError> {
+        let _one_at_a_time = session.reinit.lock().await;
+        if session.upstream_id().as_ref() != Some(lost) {
+            return Ok(());
+        }
+        tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream session expired (404); initializing a new one");
+        let (status, _) = self.run_initialize(session).await?;
+        if !status.is_success() {
+            return Err(GatewayError::SessionGone);
+        }
+        Ok(())
+    }
+
+    /// Posts a client message in `session`; on a lost upstream session, re-initializes and
+    /// sends it once more.
+    pub(crate) async fn post(
+        &self,
+        session: &HttpSession,
+        body: Bytes,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let id = session.upstream_id();
+        let response = self
+            .post_builder(body.clone(), id.as_ref(), session.version().as_ref())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
+            return Ok(response);
+        };
+        self.reinitialize(session, &lost).await?;
+        self.post_builder(
+            body,
+            session.upstream_id().as_ref(),
+            session.version().as_ref(),
+        )
+        .send()
+        .await
+        .map_err(unavailable)
+    }
+
+    /// Opens the upstream's GET stream for `session`.
+    pub(crate) async fn get(
+        &self,
+        session: &HttpSession,
+        last_event_id: Option<&HeaderValue>,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let send = |id: Option<HeaderValue>| {
+            let mut request = self
+                .client
+                .get(self.url.clone())
+                .headers(self.headers.clone())
+                .header(header::ACCEPT, "text/event-stream");
+            if let Some(id) = id {
+                request = request.header(&SESSION_ID, id);
+            }
+            if let Some(version) = session.version() {
+                request = request.header(&PROTOCOL_VERSION, version);
+            }
+            if let Some(last) = last_event_id {
+                request = request.header(&LAST_EVENT_ID, last);
+            }
+            request.send()
+        };
+        let id = session.upstream_id();
+        let response = send(id.clone()).await.map_err(unavailable)?;
+        let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
+            return Ok(response);
+        };
+        self.reinitialize(session, &lost).await?;
+        send(session.upstream_id()).await.map_err(unavailable)
+    }
+
+    /// Ends the upstream session (best effort).
+    pub(crate) async fn delete(&self, session: &HttpSession) {
+        let Some(id) = session.upstream_id() else {
+            return;
+        };
+        let mut request = self
+            .client
+            .delete(self.url.clone())
+            .headers(self.headers.clone())
+            .header(&SESSION_ID, id);
+        if let Some(version) = session.version() {
+            request = request.header(&PROTOCOL_VERSION, version);
+        }
+        let _ = request.send().await;
+    }
+}
+
+/// Reads an upstream body whole, up to [`MAX_READ`].
+pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Bytes, GatewayError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+        if out.len() + chunk.len() > MAX_READ {
+            return Err(GatewayError::Protocol(
+                "the upstream's answer is larger than 16 MiB".into(),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_json_or_sse() {
+        let sse = HeaderValue::from_static("text/event-stream");
+        let json = HeaderValue::from_static("application/json");
+        let body = b"id: 0\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+        assert_eq!(
+            messages(Some(&sse), body),
+            [Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+            )]
+        );
+        assert_eq!(messages(Some(&json), b"{}"), [Bytes::from_static(b"{}")]);
+    }
+}

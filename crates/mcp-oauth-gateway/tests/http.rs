@@ -1,0 +1,305 @@
+//! The gateway in front of a Streamable HTTP upstream (the rmcp test server on 127.0.0.1,
+//! behind a recorder that keeps every request's headers and body and can expire sessions).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use mcp_oauth::Auth;
+use mcp_oauth_gateway::HttpConfig;
+use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper, ListKind};
+use serde_json::json;
+use support::*;
+use tokio::sync::oneshot;
+
+#[derive(Default)]
+struct Recorder {
+    requests: Mutex<Vec<(http::HeaderMap, String)>>,
+    sessions: Mutex<HashSet<String>>,
+    expired: Mutex<HashSet<String>>,
+}
+
+impl Recorder {
+    fn bodies_with(&self, needle: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| body.contains(needle))
+            .count()
+    }
+
+    fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Forgets every session so far, as an upstream restart would.
+    fn expire_sessions(&self) {
+        let sessions = self.sessions.lock().unwrap().clone();
+        self.expired.lock().unwrap().extend(sessions);
+    }
+}
+
+async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    rec.requests.lock().unwrap().push((
+        parts.headers.clone(),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ));
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    if session.is_some_and(|s| rec.expired.lock().unwrap().contains(&s)) {
+        return (http::StatusCode::NOT_FOUND, "session expired").into_response();
+    }
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    if let Some(id) = response.headers().get("mcp-session-id") {
+        rec.sessions
+            .lock()
+            .unwrap()
+            .insert(id.to_str().unwrap().to_owned());
+    }
+    response
+}
+
+struct Upstream {
+    url: String,
+    rec: Arc<Recorder>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn upstream() -> Upstream {
+    let rec = Arc::new(Recorder::default());
+    let app = mcp_oauth_gateway::test_upstream::http_router()
+        .layer(axum::middleware::from_fn_with_state(rec.clone(), record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Upstream {
+        url: format!("http://{addr}/mcp"),
+        rec,
+        _stop: stop,
+    }
+}
+
+fn config(up: &Upstream) -> HttpConfig {
+    HttpConfig::new(&up.url)
+        .unwrap()
+        .header("X-Upstream-Key", "upstream-credential")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn calls_lists_progress_and_sampling_work_through_an_http_upstream() {
+    let up = upstream().await;
+    let h = Harness::start(config(&up)).await;
+    let client = h.client("alice").await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "echo"));
+    assert_eq!(
+        call(&client, "echo", json!({"text": "hi"})).await.unwrap(),
+        "hi"
+    );
+    let done = call(&client, "slow", json!({"steps": 3, "step_ms": 10}))
+        .await
+        .unwrap();
+    assert_eq!(done, "done after 3 steps");
+    assert_eq!(*client.service().progress.lock().unwrap(), [0.0, 1.0, 2.0]);
+    assert_eq!(
+        call(&client, "ask_llm", json!({"question": "q"}))
+            .await
+            .unwrap(),
+        "sampled by alice"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_upstream_never_sees_the_inbound_authorization() {
+    let up = upstream().await;
+    let h = Harness::start(config(&up)).await;
+    let token = h.token("alice");
+    let client = h.client("alice").await;
+    assert_eq!(
+        call(&client, "echo", json!({"text": "x"})).await.unwrap(),
+        "x"
+    );
+    client.cancel().await.unwrap();
+    // A raw client adds a cookie too.
+    let response = reqwest::Client::new()
+        .post(&h.url)
+        .bearer_auth(&token)
+        .header("cookie", "session=browser-secret")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let requests = up.rec.requests.lock().unwrap();
+    assert!(requests.len() >= 4, "{}", requests.len());
+    for (headers, body) in requests.iter() {
+        assert!(!headers.contains_key("authorization"), "{headers:?}");
+        assert!(!headers.contains_key("cookie"), "{headers:?}");
+        assert!(!body.contains(&token));
+        assert_eq!(headers["x-upstream-key"], "upstream-credential");
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_token_never_reaches_the_upstream() {
+    let up = upstream().await;
+    let h = Harness::start(config(&up)).await;
+    let other_key = mcp_oauth::testing::TestKey::es256();
+    let forged = other_key
+        .token()
+        .iss(ISSUER)
+        .aud(&h.url)
+        .sub("alice")
+        .sign();
+    for token in [None, Some(forged.as_str())] {
+        let response = post(&h.url, token, None, INITIALIZE).await;
+        assert_eq!(response.status(), 401);
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer ")
+        );
+    }
+    assert_eq!(up.rec.count(), 0);
+}
+
+#[tokio::test]
+async fn a_lost_upstream_session_is_initialized_again_transparently() {
+    let up = upstream().await;
+    let h = Harness::start(config(&up)).await;
+    let client = h.client("alice").await;
+    assert_eq!(
+        call(&client, "echo", json!({"text": "one"})).await.unwrap(),
+        "one"
+    );
+    assert_eq!(up.rec.bodies_with(r#""method":"initialize""#), 1);
+    up.rec.expire_sessions();
+    assert_eq!(
+        call(&client, "echo", json!({"text": "two"})).await.unwrap(),
+        "two"
+    );
+    assert_eq!(up.rec.bodies_with(r#""method":"initialize""#), 2);
+    assert_eq!(
+        call(&client, "echo", json!({"text": "three"}))
+            .await
+            .unwrap(),
+        "three"
+    );
+    assert_eq!(up.rec.bodies_with(r#""method":"initialize""#), 2);
+    client.cancel().await.unwrap();
+}
+
+struct HideEnv;
+
+impl Gatekeeper for HideEnv {
+    fn decide(&self, _: Option<&Auth>, call: &Call<'_>) -> Decision {
+        if call.name() == Some("get_env") {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        }
+    }
+    fn filters_lists(&self) -> bool {
+        true
+    }
+    fn keep(&self, _: Option<&Auth>, _: ListKind, item: &serde_json::Value) -> bool {
+        item["name"] != "get_env"
+    }
+}
+
+#[tokio::test]
+async fn a_denied_call_never_reaches_the_upstream_and_lists_are_filtered() {
+    let up = upstream().await;
+    let h = Harness::with_gatekeeper(config(&up), HideEnv).await;
+    let client = h.client("alice").await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "echo"));
+    assert!(tools.iter().all(|t| t.name != "get_env"));
+    let err = call(&client, "get_env", json!({})).await.unwrap_err();
+    assert!(err.contains("not found, or not permitted"), "{err}");
+    assert_eq!(up.rec.bodies_with("get_env"), 0);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn sessions_of_two_users_stay_apart_upstream() {
+    let up = upstream().await;
+    let h = Harness::start(config(&up)).await;
+    let (alice, mallory) = (h.token("alice"), h.token("mallory"));
+    let a = raw_session(&h.url, &alice).await;
+    let _m = raw_session(&h.url, &mallory).await;
+    assert_eq!(
+        up.rec.sessions.lock().unwrap().len(),
+        2,
+        "one upstream session each"
+    );
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let before = up.rec.count();
+    assert_eq!(
+        post(&h.url, Some(&mallory), Some(&a), list).await.status(),
+        404
+    );
+    assert_eq!(up.rec.count(), before, "refused before the upstream");
+    let mine = post(&h.url, Some(&alice), Some(&a), list).await;
+    assert_eq!(mine.status(), 200);
+    assert!(messages(mine).await.last().unwrap()["result"]["tools"].is_array());
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_the_gateways_credential_is_a_bad_gateway_not_a_challenge() {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::any(|| async {
+            (
+                http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Bearer error="invalid_token""#)],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let h = Harness::start(HttpConfig::new(&format!("http://{addr}/mcp")).unwrap()).await;
+    let response = post(&h.url, Some(&h.token("alice")), None, INITIALIZE).await;
+    assert_eq!(response.status(), 502);
+    assert!(!response.headers().contains_key("www-authenticate"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "the upstream refused the gateway's credentials"
+    );
+    let _ = stop.send(());
+}
