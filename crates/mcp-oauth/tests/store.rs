@@ -562,6 +562,231 @@ async fn primitives_keep_bytes_by_kind_and_key(store: Arc<dyn Store>) {
     assert_eq!(store.take(Kind::Request, "old").await.expect("take"), None);
 }
 
+async fn put_if_absent_saves_once_until_the_record_lapses(store: Arc<dyn Store>) {
+    let later = Some(now() + 600);
+    assert!(
+        store
+            .put_if_absent(Kind::DpopProof, "p", Vec::new(), later)
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .put_if_absent(Kind::DpopProof, "p", b"other".to_vec(), later)
+            .await
+            .expect("second"),
+        "a live record is not replaced"
+    );
+    assert_eq!(
+        store.get(Kind::DpopProof, "p").await.expect("get"),
+        Some(Stored {
+            data: Vec::new(),
+            used: false
+        }),
+        "the first record is the one kept"
+    );
+    assert!(
+        store
+            .put_if_absent(Kind::Consent, "p", b"c".to_vec(), later)
+            .await
+            .expect("another kind"),
+        "kinds never collide"
+    );
+
+    // A record past its expiry is absent: the next call saves over it.
+    store
+        .put(Kind::DpopProof, "lapsed", b"old".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert!(
+        store
+            .put_if_absent(Kind::DpopProof, "lapsed", b"new".to_vec(), later)
+            .await
+            .expect("over a lapsed record")
+    );
+    assert_eq!(
+        store.get(Kind::DpopProof, "lapsed").await.expect("get"),
+        Some(Stored {
+            data: b"new".to_vec(),
+            used: false
+        })
+    );
+    assert!(
+        !store
+            .put_if_absent(Kind::DpopProof, "lapsed", Vec::new(), later)
+            .await
+            .expect("again"),
+        "the record that replaced the lapsed one is live"
+    );
+
+    // A record saved already lapsed never blocks the next.
+    for _ in 0..2 {
+        assert!(
+            store
+                .put_if_absent(Kind::DpopProof, "stale", Vec::new(), Some(now() - 1))
+                .await
+                .expect("lapsed on arrival")
+        );
+    }
+    assert_eq!(
+        store.get(Kind::DpopProof, "stale").await.expect("get"),
+        None
+    );
+
+    // A used record that lapsed is replaced by an unused one; a kept record is never replaced.
+    store
+        .put(Kind::Code, "used", b"x".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert!(
+        store
+            .put_if_absent(Kind::Code, "used", b"y".to_vec(), later)
+            .await
+            .expect("over a lapsed record")
+    );
+    assert_eq!(
+        store.redeem(Kind::Code, "used").await.expect("redeem"),
+        Redeemed::Fresh(b"y".to_vec())
+    );
+    store
+        .put(Kind::Client, "kept", b"k".to_vec(), None)
+        .await
+        .expect("put");
+    assert!(
+        !store
+            .put_if_absent(Kind::Client, "kept", b"z".to_vec(), later)
+            .await
+            .expect("over a kept record")
+    );
+    assert!(
+        store
+            .put_if_absent(Kind::Client, "forever", b"f".to_vec(), None)
+            .await
+            .expect("without an expiry")
+    );
+    assert!(
+        !store
+            .put_if_absent(Kind::Client, "forever", b"g".to_vec(), later)
+            .await
+            .expect("again")
+    );
+    assert_eq!(
+        store
+            .get(Kind::Client, "forever")
+            .await
+            .expect("get")
+            .map(|s| s.data),
+        Some(b"f".to_vec())
+    );
+}
+
+/// Counts the saves among `n` concurrent `put_if_absent` calls with one key.
+async fn put_if_absent_race(store: &Arc<dyn Store>, key: &str, n: usize) -> usize {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = Arc::clone(store);
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                store
+                    .put_if_absent(
+                        Kind::DpopProof,
+                        &key,
+                        i.to_string().into_bytes(),
+                        Some(now() + 600),
+                    )
+                    .await
+                    .expect("put_if_absent")
+            })
+        })
+        .collect();
+    let mut saved = 0;
+    for task in tasks {
+        saved += usize::from(task.await.expect("task"));
+    }
+    saved
+}
+
+async fn concurrent_put_if_absent_has_one_winner(store: Arc<dyn Store>) {
+    assert_eq!(put_if_absent_race(&store, "fresh", 50).await, 1);
+    // Over a lapsed record too: exactly one replaces it.
+    store
+        .put(Kind::DpopProof, "lapsed", b"old".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert_eq!(put_if_absent_race(&store, "lapsed", 50).await, 1);
+    let kept = store
+        .get(Kind::DpopProof, "lapsed")
+        .await
+        .expect("get")
+        .expect("the winner's record");
+    assert_ne!(kept.data, b"old".to_vec());
+}
+
+/// Two DPoP verifiers (two instances of a resource server) whose replay caches are one
+/// store: a proof one accepted is a replay to the other, and of concurrent presentations
+/// across both exactly one is accepted.
+async fn dpop_proofs_are_single_use_across_verifiers(store: Arc<dyn Store>) {
+    use mcp_oauth::auth_server::store::StoreReplayCache;
+    use mcp_oauth::dpop::{DpopError, DpopRequest, DpopVerifier};
+    use mcp_oauth::testing::TestKey;
+
+    let instance = || {
+        DpopVerifier::builder()
+            .replay_cache(Arc::new(StoreReplayCache::new(Arc::clone(&store))))
+            .build()
+            .expect("verifier")
+    };
+    let (one, two) = (instance(), instance());
+    let key = TestKey::es256();
+    let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
+    let url = url::Url::parse("https://mcp.example.com/mcp").unwrap();
+    let proof = |jti: &str| {
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk().unwrap()});
+        let claims = json!({"jti": jti, "htm": "POST", "htu": url.as_str(), "iat": now()});
+        http::HeaderValue::from_str(
+            &key.key()
+                .sign_compact(header.to_string().as_bytes(), claims.to_string().as_bytes()),
+        )
+        .unwrap()
+    };
+    let request = DpopRequest::new(&http::Method::POST, &url).bound_to(&jkt);
+
+    let first = [proof("proof-1")];
+    one.verify(&first, &request, now())
+        .await
+        .expect("accepted by the first instance");
+    assert_eq!(
+        two.verify(&first, &request, now()).await.unwrap_err(),
+        DpopError::Replayed,
+        "replayed to the second instance"
+    );
+    assert_eq!(
+        one.verify(&first, &request, now()).await.unwrap_err(),
+        DpopError::Replayed
+    );
+
+    let second = [proof("proof-2")];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let verifier = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let (headers, url) = (second.clone(), url.clone());
+            let jkt = jkt.clone();
+            tokio::spawn(async move {
+                let request = DpopRequest::new(&http::Method::POST, &url).bound_to(&jkt);
+                verifier.verify(&headers, &request, now()).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => accepted += 1,
+            Err(err) => assert_eq!(err, DpopError::Replayed),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
 // ---- the stores under test -------------------------------------------------------------
 
 /// A folder under the system temp dir, removed on drop.
@@ -684,6 +909,9 @@ macro_rules! conformance {
             case!(entries_are_kept_by_kind_read_and_taken_once);
             case!(concurrent concurrent_entry_takes_have_one_winner);
             case!(primitives_keep_bytes_by_kind_and_key);
+            case!(put_if_absent_saves_once_until_the_record_lapses);
+            case!(concurrent concurrent_put_if_absent_has_one_winner);
+            case!(concurrent dpop_proofs_are_single_use_across_verifiers);
         }
     };
 }
