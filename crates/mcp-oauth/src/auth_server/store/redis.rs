@@ -134,8 +134,9 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 /// | `revoked:{<family>}` | string | `until` (Unix seconds) | `until` |
 ///
 /// `<kind>` is [`Kind::as_str`] (`client`, `request`, `code`, `refresh`, `transaction`,
-/// `upstream_tokens`, `consent`, `dpop_proof`); for codes and refresh tokens `<key>` is the hash the caller
-/// passes (the SHA-256 of the value), never the value. Each record that lapses is written with
+/// `upstream_tokens`, `consent`, `dpop_proof`); for codes and refresh tokens `<key>` is the
+/// hash the caller passes (the SHA-256 of the value), never the value; for a DPoP proof it is
+/// its [`ReplayKey`](crate::dpop::ReplayKey), so each proof has a slot of its own. Each record that lapses is written with
 /// its expiry, so Redis forgets it by itself and nothing needs purging. Reads check `exp`
 /// against this machine's clock too, so a record is never used past its time when the clocks
 /// of Redis and the server disagree.

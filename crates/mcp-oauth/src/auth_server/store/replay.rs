@@ -26,19 +26,20 @@ use crate::verify::BoxFuture;
 ///
 /// # Example
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
 /// use std::sync::Arc;
-/// use mcp_oauth::auth_server::{Store, store::{RedisStore, StoreReplayCache}};
+/// use mcp_oauth::auth_server::{Store, store::StoreReplayCache};
 /// use mcp_oauth::dpop::DpopVerifier;
 ///
-/// let store: Arc<dyn Store> =
-///     Arc::new(RedisStore::connect("redis://127.0.0.1:6379/0", "mcp-oauth:").await?);
-/// let verifier = DpopVerifier::builder()
-///     .replay_cache(Arc::new(StoreReplayCache::new(store)))
-///     .build()?;
-/// # let _ = verifier;
-/// # Ok(()) }
+/// /// The verifier of one instance: `store` is the `PostgresStore`, `RedisStore` or
+/// /// `SqliteStore` every instance connects to.
+/// fn verifier(store: Arc<dyn Store>) -> Result<DpopVerifier, mcp_oauth::ConfigError> {
+///     DpopVerifier::builder()
+///         .replay_cache(Arc::new(StoreReplayCache::new(store)))
+///         .build()
+/// }
+/// # let store: Arc<dyn Store> = Arc::new(mcp_oauth::auth_server::store::MemoryStore::new());
+/// # verifier(store).expect("a verifier");
 /// ```
 #[derive(Clone)]
 pub struct StoreReplayCache {
