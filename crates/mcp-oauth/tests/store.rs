@@ -722,21 +722,27 @@ async fn concurrent_put_if_absent_has_one_winner(store: Arc<dyn Store>) {
     assert_ne!(kept.data, b"old".to_vec());
 }
 
-/// Two DPoP verifiers (two instances of a resource server) whose replay caches are one
-/// store: a proof one accepted is a replay to the other, and of concurrent presentations
-/// across both exactly one is accepted.
+/// Two DPoP verifiers whose replay caches are one store: a proof one accepted is a replay
+/// to the other, and of concurrent presentations across both exactly one is accepted.
 async fn dpop_proofs_are_single_use_across_verifiers(store: Arc<dyn Store>) {
+    dpop_proofs_are_single_use_across_instances(Arc::clone(&store), store).await;
+}
+
+/// Two instances of a resource server, each with its own connection to one backend (`a` and
+/// `b`) and a verifier whose replay cache is that connection: a proof one accepted is a
+/// replay to the other, and of concurrent presentations across both exactly one is accepted.
+async fn dpop_proofs_are_single_use_across_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     use mcp_oauth::auth_server::store::StoreReplayCache;
     use mcp_oauth::dpop::{DpopError, DpopRequest, DpopVerifier};
     use mcp_oauth::testing::TestKey;
 
-    let instance = || {
+    let instance = |store: &Arc<dyn Store>| {
         DpopVerifier::builder()
-            .replay_cache(Arc::new(StoreReplayCache::new(Arc::clone(&store))))
+            .replay_cache(Arc::new(StoreReplayCache::new(Arc::clone(store))))
             .build()
             .expect("verifier")
     };
-    let (one, two) = (instance(), instance());
+    let (one, two) = (instance(&a), instance(&b));
     let key = TestKey::es256();
     let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
     let url = url::Url::parse("https://mcp.example.com/mcp").unwrap();
@@ -934,6 +940,15 @@ conformance!(postgres, postgres_store);
 mod sqlite_only {
     use super::*;
     use mcp_oauth::auth_server::store::SqliteStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_connections_to_one_file_accept_a_dpop_proof_once() {
+        let dir = TempDir::new("dpop");
+        let path = dir.path().join("auth.db");
+        let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open a"));
+        let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open b"));
+        dpop_proofs_are_single_use_across_instances(a, b).await;
+    }
 
     #[tokio::test]
     async fn data_survives_closing_and_reopening_the_file() {
@@ -1467,6 +1482,28 @@ mod redis_only {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_accept_a_dpop_proof_once_and_redis_forgets_it() {
+        let server = RedisServer::start();
+        let a = RedisStore::connect(&server.url(), "mcp-oauth:")
+            .await
+            .expect("a");
+        let b = RedisStore::connect(&server.url(), "mcp-oauth:")
+            .await
+            .expect("b");
+        dpop_proofs_are_single_use_across_instances(Arc::new(a), Arc::new(b)).await;
+
+        // Each accepted proof is one hash-tagged key that Redis expires by itself.
+        let mut conn = server.raw();
+        let keys = raw_keys(&mut conn);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        for key in keys {
+            assert!(key.starts_with("mcp-oauth:dpop_proof:{"), "{key}");
+            assert!(key.ends_with('}'), "{key}");
+            assert!(expire_time(&mut conn, &key) > now(), "{key} expires");
+        }
+    }
+
     #[tokio::test]
     async fn every_key_carries_the_prefix() {
         let server = RedisServer::start();
@@ -1909,6 +1946,14 @@ mod postgres_only {
     use mcp_oauth::auth_server::store::PostgresStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_accept_a_dpop_proof_once() {
+        let database = Database::create().await;
+        let a = PostgresStore::connect(database.url()).await.expect("a");
+        let b = PostgresStore::connect(database.url()).await.expect("b");
+        dpop_proofs_are_single_use_across_instances(Arc::new(a), Arc::new(b)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_instances_share_state_and_redeem_a_code_once() {
         let database = Database::create().await;
         // Two instances set up the schema at once: one creates it, the other finds it.
@@ -2080,6 +2125,18 @@ mod redis_cluster_only {
     use super::redis_support::{cluster_urls, fresh_prefix};
     use super::*;
     use mcp_oauth::auth_server::store::RedisStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_accept_a_dpop_proof_once() {
+        let prefix = fresh_prefix();
+        let a = RedisStore::cluster(&cluster_urls(), &prefix)
+            .await
+            .expect("a");
+        let b = RedisStore::cluster(&cluster_urls(), &prefix)
+            .await
+            .expect("b");
+        dpop_proofs_are_single_use_across_instances(Arc::new(a), Arc::new(b)).await;
+    }
 
     /// Every key on every primary (a node's `KEYS` sees its own slots only).
     fn keys_by_node(prefix: &str) -> Vec<Vec<String>> {
