@@ -1,8 +1,8 @@
 //! Where the authorization server keeps its state: clients, pending authorization requests,
-//! codes, refresh tokens, revoked grants and, in proxy mode, transactions, consents and sealed
-//! upstream tokens, and the DPoP proofs a resource server has seen. In memory by default; SQLite (feature `sqlite`) for one machine that
-//! restarts; PostgreSQL (feature `postgres`) or Redis (feature `redis`, also on a Redis
-//! Cluster) for several instances sharing one state.
+//! codes, refresh tokens, revoked grants, in proxy mode transactions, consents and sealed
+//! upstream tokens, and the DPoP proofs a resource server accepted. In memory by default;
+//! SQLite (feature `sqlite`) for one machine that restarts; PostgreSQL (feature `postgres`) or
+//! Redis (feature `redis`, also on a Redis Cluster) for several instances sharing one state.
 //!
 //! # Two layers
 //!
