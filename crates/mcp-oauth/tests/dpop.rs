@@ -890,6 +890,108 @@ async fn a_failing_replay_cache_refuses_as_unavailable() {
     assert_eq!(err.error_code(), None);
 }
 
+/// Two instances of a resource server, each with its own verifier and its own
+/// `StoreReplayCache`, over one store: a proof accepted by one is a replay to the other.
+#[tokio::test]
+async fn instances_sharing_a_store_refuse_each_others_replays() {
+    use mcp_oauth::auth_server::store::{MemoryStore, Store, StoreReplayCache};
+
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let instance = || {
+        DpopVerifier::builder()
+            .replay_cache(Arc::new(StoreReplayCache::new(Arc::clone(&store))))
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (instance(), instance());
+    let key = TestKey::es256();
+    let jkt = thumbprint(&key);
+    let proof = Proof::new(&key);
+    let signed = proof.sign();
+    assert!(check(&one, &signed, &jkt).await.is_ok());
+    assert_eq!(check(&two, &signed, &jkt).await, Err(DpopError::Replayed));
+    // The same jti under the same key, re-signed with another iat, is still the same proof.
+    let again = Proof::new(&key)
+        .claim("jti", proof.claims["jti"].clone())
+        .claim("iat", NOW - 5)
+        .sign();
+    assert_eq!(check(&two, &again, &jkt).await, Err(DpopError::Replayed));
+    // Each instance accepts fresh proofs, and a fresh proof one accepts is spent for both.
+    let fresh = Proof::new(&key).sign();
+    assert!(check(&two, &fresh, &jkt).await.is_ok());
+    assert_eq!(check(&one, &fresh, &jkt).await, Err(DpopError::Replayed));
+    // A verifier with its own memory cache does not see the store's records.
+    assert!(check(&verifier(), &signed, &jkt).await.is_ok());
+}
+
+/// A store that cannot answer refuses the proof as unverifiable (503), never accepts it.
+#[tokio::test]
+async fn an_unavailable_store_refuses_as_unavailable() {
+    use mcp_oauth::auth_server::store::{
+        Kind, Redeemed, Store, StoreError, StoreReplayCache, StoreResult, Stored,
+    };
+
+    struct Down;
+    fn down<T>() -> BoxFuture<'static, StoreResult<T>> {
+        Box::pin(async { Err(StoreError::unavailable("redis: connection refused")) })
+    }
+    impl Store for Down {
+        fn put<'a>(
+            &'a self,
+            _: Kind,
+            _: &'a str,
+            _: Vec<u8>,
+            _: Option<i64>,
+        ) -> BoxFuture<'a, StoreResult<()>> {
+            down()
+        }
+        fn put_if_absent<'a>(
+            &'a self,
+            _: Kind,
+            _: &'a str,
+            _: Vec<u8>,
+            _: Option<i64>,
+        ) -> BoxFuture<'a, StoreResult<bool>> {
+            down()
+        }
+        fn get<'a>(&'a self, _: Kind, _: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
+            down()
+        }
+        fn take<'a>(&'a self, _: Kind, _: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+            down()
+        }
+        fn redeem<'a>(
+            &'a self,
+            _: Kind,
+            _: &'a str,
+        ) -> BoxFuture<'a, StoreResult<Redeemed<Vec<u8>>>> {
+            down()
+        }
+        fn revoke_family<'a>(&'a self, _: &'a str, _: i64) -> BoxFuture<'a, StoreResult<()>> {
+            down()
+        }
+        fn is_family_revoked<'a>(&'a self, _: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+            down()
+        }
+    }
+
+    let verifier = DpopVerifier::builder()
+        .replay_cache(Arc::new(StoreReplayCache::new(Arc::new(Down))))
+        .build()
+        .unwrap();
+    let key = TestKey::es256();
+    let err = check(&verifier, &Proof::new(&key).sign(), &thumbprint(&key))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DpopError::Unavailable(
+            "the DPoP replay cache is unavailable: store: redis: connection refused".into()
+        )
+    );
+    assert_eq!(err.error_code(), None);
+}
+
 #[tokio::test]
 async fn the_memory_cache_is_bounded_and_forgets_lapsed_proofs() {
     let key = TestKey::es256();

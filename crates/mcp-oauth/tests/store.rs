@@ -562,6 +562,237 @@ async fn primitives_keep_bytes_by_kind_and_key(store: Arc<dyn Store>) {
     assert_eq!(store.take(Kind::Request, "old").await.expect("take"), None);
 }
 
+async fn put_if_absent_saves_once_until_the_record_lapses(store: Arc<dyn Store>) {
+    let later = Some(now() + 600);
+    assert!(
+        store
+            .put_if_absent(Kind::DpopProof, "p", Vec::new(), later)
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .put_if_absent(Kind::DpopProof, "p", b"other".to_vec(), later)
+            .await
+            .expect("second"),
+        "a live record is not replaced"
+    );
+    assert_eq!(
+        store.get(Kind::DpopProof, "p").await.expect("get"),
+        Some(Stored {
+            data: Vec::new(),
+            used: false
+        }),
+        "the first record is the one kept"
+    );
+    assert!(
+        store
+            .put_if_absent(Kind::Consent, "p", b"c".to_vec(), later)
+            .await
+            .expect("another kind"),
+        "kinds never collide"
+    );
+
+    // A record past its expiry is absent: the next call saves over it.
+    store
+        .put(Kind::DpopProof, "lapsed", b"old".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert!(
+        store
+            .put_if_absent(Kind::DpopProof, "lapsed", b"new".to_vec(), later)
+            .await
+            .expect("over a lapsed record")
+    );
+    assert_eq!(
+        store.get(Kind::DpopProof, "lapsed").await.expect("get"),
+        Some(Stored {
+            data: b"new".to_vec(),
+            used: false
+        })
+    );
+    assert!(
+        !store
+            .put_if_absent(Kind::DpopProof, "lapsed", Vec::new(), later)
+            .await
+            .expect("again"),
+        "the record that replaced the lapsed one is live"
+    );
+
+    // A record saved already lapsed never blocks the next.
+    for _ in 0..2 {
+        assert!(
+            store
+                .put_if_absent(Kind::DpopProof, "stale", Vec::new(), Some(now() - 1))
+                .await
+                .expect("lapsed on arrival")
+        );
+    }
+    assert_eq!(
+        store.get(Kind::DpopProof, "stale").await.expect("get"),
+        None
+    );
+
+    // A used record that lapsed is replaced by an unused one; a kept record is never replaced.
+    store
+        .put(Kind::Code, "used", b"x".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert!(
+        store
+            .put_if_absent(Kind::Code, "used", b"y".to_vec(), later)
+            .await
+            .expect("over a lapsed record")
+    );
+    assert_eq!(
+        store.redeem(Kind::Code, "used").await.expect("redeem"),
+        Redeemed::Fresh(b"y".to_vec())
+    );
+    store
+        .put(Kind::Client, "kept", b"k".to_vec(), None)
+        .await
+        .expect("put");
+    assert!(
+        !store
+            .put_if_absent(Kind::Client, "kept", b"z".to_vec(), later)
+            .await
+            .expect("over a kept record")
+    );
+    assert!(
+        store
+            .put_if_absent(Kind::Client, "forever", b"f".to_vec(), None)
+            .await
+            .expect("without an expiry")
+    );
+    assert!(
+        !store
+            .put_if_absent(Kind::Client, "forever", b"g".to_vec(), later)
+            .await
+            .expect("again")
+    );
+    assert_eq!(
+        store
+            .get(Kind::Client, "forever")
+            .await
+            .expect("get")
+            .map(|s| s.data),
+        Some(b"f".to_vec())
+    );
+}
+
+/// Counts the saves among `n` concurrent `put_if_absent` calls with one key.
+async fn put_if_absent_race(store: &Arc<dyn Store>, key: &str, n: usize) -> usize {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = Arc::clone(store);
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                store
+                    .put_if_absent(
+                        Kind::DpopProof,
+                        &key,
+                        i.to_string().into_bytes(),
+                        Some(now() + 600),
+                    )
+                    .await
+                    .expect("put_if_absent")
+            })
+        })
+        .collect();
+    let mut saved = 0;
+    for task in tasks {
+        saved += usize::from(task.await.expect("task"));
+    }
+    saved
+}
+
+async fn concurrent_put_if_absent_has_one_winner(store: Arc<dyn Store>) {
+    assert_eq!(put_if_absent_race(&store, "fresh", 50).await, 1);
+    // Over a lapsed record too: exactly one replaces it.
+    store
+        .put(Kind::DpopProof, "lapsed", b"old".to_vec(), Some(now() - 1))
+        .await
+        .expect("put");
+    assert_eq!(put_if_absent_race(&store, "lapsed", 50).await, 1);
+    let kept = store
+        .get(Kind::DpopProof, "lapsed")
+        .await
+        .expect("get")
+        .expect("the winner's record");
+    assert_ne!(kept.data, b"old".to_vec());
+}
+
+/// Two DPoP verifiers whose replay caches are one store: a proof one accepted is a replay
+/// to the other, and of concurrent presentations across both exactly one is accepted.
+async fn dpop_proofs_are_single_use_across_verifiers(store: Arc<dyn Store>) {
+    dpop_proofs_are_single_use_across_instances(Arc::clone(&store), store).await;
+}
+
+/// Two instances of a resource server, each with its own connection to one backend (`a` and
+/// `b`) and a verifier whose replay cache is that connection: a proof one accepted is a
+/// replay to the other, and of concurrent presentations across both exactly one is accepted.
+async fn dpop_proofs_are_single_use_across_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use mcp_oauth::auth_server::store::StoreReplayCache;
+    use mcp_oauth::dpop::{DpopError, DpopRequest, DpopVerifier};
+    use mcp_oauth::testing::TestKey;
+
+    let instance = |store: &Arc<dyn Store>| {
+        DpopVerifier::builder()
+            .replay_cache(Arc::new(StoreReplayCache::new(Arc::clone(store))))
+            .build()
+            .expect("verifier")
+    };
+    let (one, two) = (instance(&a), instance(&b));
+    let key = TestKey::es256();
+    let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
+    let url = url::Url::parse("https://mcp.example.com/mcp").unwrap();
+    let proof = |jti: &str| {
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk().unwrap()});
+        let claims = json!({"jti": jti, "htm": "POST", "htu": url.as_str(), "iat": now()});
+        http::HeaderValue::from_str(
+            &key.key()
+                .sign_compact(header.to_string().as_bytes(), claims.to_string().as_bytes()),
+        )
+        .unwrap()
+    };
+    let request = DpopRequest::new(&http::Method::POST, &url).bound_to(&jkt);
+
+    let first = [proof("proof-1")];
+    one.verify(&first, &request, now())
+        .await
+        .expect("accepted by the first instance");
+    assert_eq!(
+        two.verify(&first, &request, now()).await.unwrap_err(),
+        DpopError::Replayed,
+        "replayed to the second instance"
+    );
+    assert_eq!(
+        one.verify(&first, &request, now()).await.unwrap_err(),
+        DpopError::Replayed
+    );
+
+    let second = [proof("proof-2")];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let verifier = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let (headers, url) = (second.clone(), url.clone());
+            let jkt = jkt.clone();
+            tokio::spawn(async move {
+                let request = DpopRequest::new(&http::Method::POST, &url).bound_to(&jkt);
+                verifier.verify(&headers, &request, now()).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => accepted += 1,
+            Err(err) => assert_eq!(err, DpopError::Replayed),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
 // ---- the stores under test -------------------------------------------------------------
 
 /// A folder under the system temp dir, removed on drop.
@@ -684,6 +915,9 @@ macro_rules! conformance {
             case!(entries_are_kept_by_kind_read_and_taken_once);
             case!(concurrent concurrent_entry_takes_have_one_winner);
             case!(primitives_keep_bytes_by_kind_and_key);
+            case!(put_if_absent_saves_once_until_the_record_lapses);
+            case!(concurrent concurrent_put_if_absent_has_one_winner);
+            case!(concurrent dpop_proofs_are_single_use_across_verifiers);
         }
     };
 }
@@ -706,6 +940,15 @@ conformance!(postgres, postgres_store);
 mod sqlite_only {
     use super::*;
     use mcp_oauth::auth_server::store::SqliteStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_connections_to_one_file_accept_a_dpop_proof_once() {
+        let dir = TempDir::new("dpop");
+        let path = dir.path().join("auth.db");
+        let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open a"));
+        let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open b"));
+        dpop_proofs_are_single_use_across_instances(a, b).await;
+    }
 
     #[tokio::test]
     async fn data_survives_closing_and_reopening_the_file() {
@@ -1239,6 +1482,28 @@ mod redis_only {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_accept_a_dpop_proof_once_and_redis_forgets_it() {
+        let server = RedisServer::start();
+        let a = RedisStore::connect(&server.url(), "mcp-oauth:")
+            .await
+            .expect("a");
+        let b = RedisStore::connect(&server.url(), "mcp-oauth:")
+            .await
+            .expect("b");
+        dpop_proofs_are_single_use_across_instances(Arc::new(a), Arc::new(b)).await;
+
+        // Each accepted proof is one hash-tagged key that Redis expires by itself.
+        let mut conn = server.raw();
+        let keys = raw_keys(&mut conn);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        for key in keys {
+            assert!(key.starts_with("mcp-oauth:dpop_proof:{"), "{key}");
+            assert!(key.ends_with('}'), "{key}");
+            assert!(expire_time(&mut conn, &key) > now(), "{key} expires");
+        }
+    }
+
     #[tokio::test]
     async fn every_key_carries_the_prefix() {
         let server = RedisServer::start();
@@ -1681,6 +1946,14 @@ mod postgres_only {
     use mcp_oauth::auth_server::store::PostgresStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_accept_a_dpop_proof_once() {
+        let database = Database::create().await;
+        let a = PostgresStore::connect(database.url()).await.expect("a");
+        let b = PostgresStore::connect(database.url()).await.expect("b");
+        dpop_proofs_are_single_use_across_instances(Arc::new(a), Arc::new(b)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_instances_share_state_and_redeem_a_code_once() {
         let database = Database::create().await;
         // Two instances set up the schema at once: one creates it, the other finds it.
@@ -1852,6 +2125,18 @@ mod redis_cluster_only {
     use super::redis_support::{cluster_urls, fresh_prefix};
     use super::*;
     use mcp_oauth::auth_server::store::RedisStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_instances_accept_a_dpop_proof_once() {
+        let prefix = fresh_prefix();
+        let a = RedisStore::cluster(&cluster_urls(), &prefix)
+            .await
+            .expect("a");
+        let b = RedisStore::cluster(&cluster_urls(), &prefix)
+            .await
+            .expect("b");
+        dpop_proofs_are_single_use_across_instances(Arc::new(a), Arc::new(b)).await;
+    }
 
     /// Every key on every primary (a node's `KEYS` sees its own slots only).
     fn keys_by_node(prefix: &str) -> Vec<Vec<String>> {

@@ -73,6 +73,19 @@ impl Store for FailingStore {
         })
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            self.check(Op::Put(kind))?;
+            self.inner.put_if_absent(kind, key, data, expires_at).await
+        })
+    }
+
     fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
         Box::pin(async move {
             self.check(Op::Get(kind))?;

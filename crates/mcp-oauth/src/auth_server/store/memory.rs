@@ -96,6 +96,28 @@ impl Store for MemoryStore {
         })
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        self.with(|t, now| {
+            if t.live(kind, key, now).is_some() {
+                return false;
+            }
+            let slot = Slot {
+                data,
+                expires_at,
+                used: false,
+            };
+            t.records.insert((kind, key.to_owned()), slot);
+            t.wrote();
+            true
+        })
+    }
+
     fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
         self.with(|t, now| {
             t.live(kind, key, now).map(|slot| Stored {

@@ -1,17 +1,18 @@
 //! Where the authorization server keeps its state: clients, pending authorization requests,
-//! codes, refresh tokens, revoked grants and, in proxy mode, transactions, consents and sealed
-//! upstream tokens. In memory by default; SQLite (feature `sqlite`) for one machine that
-//! restarts; PostgreSQL (feature `postgres`) or Redis (feature `redis`, also on a Redis
-//! Cluster) for several instances sharing one state.
+//! codes, refresh tokens, revoked grants, in proxy mode transactions, consents and sealed
+//! upstream tokens, and the DPoP proofs a resource server accepted. In memory by default;
+//! SQLite (feature `sqlite`) for one machine that restarts; PostgreSQL (feature `postgres`) or
+//! Redis (feature `redis`, also on a Redis Cluster) for several instances sharing one state.
 //!
 //! # Two layers
 //!
-//! A backend implements [`Store`]: six primitives over opaque bytes, each record filed under
-//! a [`Kind`] and a key:
+//! A backend implements [`Store`]: seven primitives over opaque bytes, each record filed
+//! under a [`Kind`] and a key:
 //!
 //! | primitive | what it does |
 //! | --- | --- |
 //! | [`Store::put`] | saves (or replaces) a record, unused, until `expires_at` (or for good) |
+//! | [`Store::put_if_absent`] | saves a record unless a live one is filed under its key: of any number of concurrent calls with one key, exactly one saves it |
 //! | [`Store::get`] | reads a live record and whether it was redeemed, changing nothing |
 //! | [`Store::take`] | removes a live record and returns it: of two concurrent takes, one gets it |
 //! | [`Store::redeem`] | marks a live record used and says whether it was before: of any number of concurrent redemptions, exactly one is [`Redeemed::Fresh`] |
@@ -22,9 +23,12 @@
 //! absent for every primitive. The typed records ([`ClientRecord`], [`CodeRecord`], ...) are
 //! encoded (JSON) and decoded once, here, by the methods on `dyn Store` that the handlers call
 //! (`store.put_client(..)`, `store.peek_code(..)`, ...). A new backend is one file that
-//! implements the six primitives and passes the conformance suite (`tests/store.rs`).
+//! implements the seven primitives and passes the conformance suite (`tests/store.rs`).
 //!
 //! Codes and refresh tokens are stored under the SHA-256 of their value, never the value.
+//!
+//! [`StoreReplayCache`] puts a DPoP verifier's replay cache in a store, so that every
+//! instance that shares the store refuses a proof any of them accepted before.
 //!
 //! # Failures
 //!
@@ -40,6 +44,7 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -58,6 +63,7 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+pub use replay::StoreReplayCache;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -170,11 +176,14 @@ pub enum Kind {
     UpstreamTokens,
     /// A remembered consent, keyed by user and client.
     Consent,
+    /// A DPoP proof a resource server accepted ([`StoreReplayCache`]), keyed by the
+    /// [`ReplayKey`](crate::dpop::ReplayKey) of its key and `jti`; no data.
+    DpopProof,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -182,6 +191,7 @@ impl Kind {
         Self::Transaction,
         Self::UpstreamTokens,
         Self::Consent,
+        Self::DpopProof,
     ];
 
     /// A stable name, for keys and tables.
@@ -194,6 +204,7 @@ impl Kind {
             Self::Transaction => "transaction",
             Self::UpstreamTokens => "upstream_tokens",
             Self::Consent => "consent",
+            Self::DpopProof => "dpop_proof",
         }
     }
 
@@ -207,6 +218,7 @@ impl Kind {
             Self::Transaction => "a transaction",
             Self::UpstreamTokens => "upstream tokens",
             Self::Consent => "a consent",
+            Self::DpopProof => "a DPoP proof",
         }
     }
 }
@@ -241,13 +253,13 @@ impl<T> Redeemed<T> {
     }
 }
 
-/// The authorization server's storage: six primitives over bytes (see the [module](self)
+/// The authorization server's storage: seven primitives over bytes (see the [module](self)
 /// docs). The typed records are read and written through the methods on `dyn Store`.
 ///
 /// Every primitive treats a record whose `expires_at` is not after now
 /// (Unix seconds, this machine's clock) as absent; a backend may delete it any time after.
-/// `take`, `redeem` and `revoke_family` must be atomic across every instance that shares the
-/// backend.
+/// `put_if_absent`, `take`, `redeem` and `revoke_family` must be atomic across every instance
+/// that shares the backend.
 pub trait Store: Send + Sync + 'static {
     /// Saves (or replaces) a record, unused, until `expires_at` (Unix seconds; `None`: kept
     /// until replaced).
@@ -258,6 +270,20 @@ pub trait Store: Send + Sync + 'static {
         data: Vec<u8>,
         expires_at: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Saves a record, unused, until `expires_at` (Unix seconds; `None`: kept until replaced)
+    /// and returns `true`, unless a live record is filed under `kind` and `key` (then
+    /// `false`, and nothing changes). A record past its expiry counts as absent and is
+    /// replaced.
+    ///
+    /// Of any number of concurrent calls with one kind and key, across every instance that
+    /// shares the backend, exactly one returns `true` (while the record it saves is live).
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
     /// A live record and whether it was redeemed; changes nothing.
     fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>>;
     /// Removes a record and returns it if it was live (single use: of two concurrent takes,

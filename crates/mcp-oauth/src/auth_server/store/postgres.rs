@@ -45,6 +45,16 @@ INSERT INTO mcp_oauth_schema (version) VALUES (1);
 const PUT: &str = "INSERT INTO mcp_oauth_records (kind, key, data, expires_at, used) VALUES ($1, $2, $3, $4, FALSE) \
     ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, used = FALSE";
 
+/// Inserts a record unless a live one has its kind and key; a lapsed one is replaced. A
+/// concurrent insert of the same key waits on the primary key for the first to commit, then
+/// takes the conflict path, where the `WHERE` sees the committed row live and updates nothing.
+/// A row comes back only when the record was saved.
+const PUT_IF_ABSENT: &str = "INSERT INTO mcp_oauth_records AS r (kind, key, data, expires_at, used) \
+    VALUES ($1, $2, $3, $4, FALSE) \
+    ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, used = FALSE \
+    WHERE r.expires_at IS NOT NULL AND r.expires_at <= $5 \
+    RETURNING TRUE";
+
 const GET: &str = "SELECT data, used FROM mcp_oauth_records \
     WHERE kind = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
 
@@ -93,7 +103,7 @@ const POOL_SIZE: usize = 16;
 /// CREATE TABLE mcp_oauth_schema (version INTEGER NOT NULL);
 /// CREATE TABLE mcp_oauth_records (
 ///     kind       TEXT NOT NULL,              -- client, request, code, refresh, transaction,
-///                                            -- upstream_tokens, consent
+///                                            -- upstream_tokens, consent, dpop_proof
 ///     key        TEXT NOT NULL,              -- for codes and refresh tokens: the hash
 ///     data       BYTEA NOT NULL,             -- the record (JSON)
 ///     expires_at BIGINT,                     -- Unix seconds; NULL: kept
@@ -116,6 +126,9 @@ const POOL_SIZE: usize = 16;
 ///   lock makes a concurrent redemption wait for the first to commit and then find the row
 ///   used, so exactly one is [`Redeemed::Fresh`], across every instance.
 /// - Taking is one `DELETE … RETURNING`: of two takes, one gets the row.
+/// - Saving only when absent is one `INSERT … ON CONFLICT DO UPDATE … WHERE` the existing row
+///   lapsed: a concurrent insert of the same key waits for the first to commit and then finds
+///   the row live, so exactly one saves it.
 /// - Revoking is one `INSERT … ON CONFLICT DO UPDATE SET until = GREATEST(…)`: a revocation
 ///   is never shortened.
 ///
@@ -315,6 +328,36 @@ impl Store for PostgresStore {
                 .map_err(|e| failed("save", Some(kind), &e))?;
             self.wrote(&client).await;
             Ok(())
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let now = now_unix();
+            let fail = |e: &dyn fmt::Display| failed("save", Some(kind), e);
+            let client = self.client("save", Some(kind)).await?;
+            let statement = client
+                .prepare_cached(PUT_IF_ABSENT)
+                .await
+                .map_err(|e| fail(&e))?;
+            let saved = client
+                .query_opt(
+                    &statement,
+                    &[&kind.as_str(), &key, &data, &expires_at, &now],
+                )
+                .await
+                .map_err(|e| fail(&e))?
+                .is_some();
+            if saved {
+                self.wrote(&client).await;
+            }
+            Ok(saved)
         })
     }
 

@@ -48,6 +48,31 @@ end
 return 1
 ";
 
+/// Saves a record as [`PUT_LUA`] does (`ARGV[1..3]`), unless a live one is there: one whose
+/// `exp` is absent, empty, or a number after `ARGV[4]` (now, by the caller's clock). Returns 1
+/// when it saved the record, 0 when a live one was there.
+const PUT_IF_ABSENT_LUA: &str = r"
+local record = redis.call('HMGET', KEYS[1], 'data', 'exp')
+if record[1] then
+  local exp = record[2]
+  if not exp or exp == '' then
+    return 0
+  end
+  local at = tonumber(exp)
+  if at and at > tonumber(ARGV[4]) then
+    return 0
+  end
+end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '' then
+  redis.call('HSET', KEYS[1], 'data', ARGV[1], 'used', '0')
+else
+  redis.call('HSET', KEYS[1], 'data', ARGV[1], 'used', '0', 'exp', ARGV[2])
+  redis.call('EXPIREAT', KEYS[1], ARGV[3])
+end
+return 1
+";
+
 /// Takes a record: returns `data` and `exp` (or '') and deletes the key, or nil when absent.
 const TAKE_LUA: &str = r"
 local record = redis.call('HMGET', KEYS[1], 'data', 'exp')
@@ -84,6 +109,7 @@ return 1
 ";
 
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
+static PUT_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_IF_ABSENT_LUA));
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
 static REDEEM: LazyLock<Script> = LazyLock::new(|| Script::new(REDEEM_LUA));
 static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
@@ -108,8 +134,9 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 /// | `revoked:{<family>}` | string | `until` (Unix seconds) | `until` |
 ///
 /// `<kind>` is [`Kind::as_str`] (`client`, `request`, `code`, `refresh`, `transaction`,
-/// `upstream_tokens`, `consent`); for codes and refresh tokens `<key>` is the hash the caller
-/// passes (the SHA-256 of the value), never the value. Each record that lapses is written with
+/// `upstream_tokens`, `consent`, `dpop_proof`); for codes and refresh tokens `<key>` is the
+/// hash the caller passes (the SHA-256 of the value), never the value; for a DPoP proof it is
+/// its [`ReplayKey`](crate::dpop::ReplayKey), so each proof has a slot of its own. Each record that lapses is written with
 /// its expiry, so Redis forgets it by itself and nothing needs purging. Reads check `exp`
 /// against this machine's clock too, so a record is never used past its time when the clocks
 /// of Redis and the server disagree.
@@ -131,6 +158,9 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 ///   record stays until it lapses, so a replay is reported as such and a rotated-out refresh
 ///   token still names its family.
 /// - Taking a request or an entry is one script (read, delete): of two takes, one gets it.
+/// - Saving a record only when absent (a DPoP proof's replay record) is one script: it reads
+///   the record's `exp` and writes only when there is none or it lapsed, so of any number of
+///   concurrent saves of one key exactly one writes.
 /// - Revoking a family is one script that keeps the later of the stored and the new `until`,
 ///   so a revocation is never shortened.
 ///
@@ -418,6 +448,32 @@ impl Store for RedisStore {
                 .await
                 .map_err(|e| Self::fail("save", Some(kind), &e))?;
             Ok(())
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        id: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        let key = key(&self.target.prefix, kind.as_str(), id);
+        let mut conn = self.conn.clone();
+        let now = now_unix();
+        Box::pin(async move {
+            let mut call = PUT_IF_ABSENT.key(key);
+            call.arg(data);
+            match expires_at {
+                Some(at) => call.arg(at.to_string()).arg(expiry(at)),
+                None => call.arg("").arg(0),
+            };
+            call.arg(now);
+            let saved: i64 = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| Self::fail("save", Some(kind), &e))?;
+            Ok(saved == 1)
         })
     }
 

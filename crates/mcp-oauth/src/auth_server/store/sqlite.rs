@@ -8,7 +8,7 @@
 //! ```sql
 //! CREATE TABLE records (
 //!     kind       TEXT NOT NULL,               -- client, request, code, refresh, transaction,
-//!                                             -- upstream_tokens, consent
+//!                                             -- upstream_tokens, consent, dpop_proof
 //!     key        TEXT NOT NULL,
 //!     data       BLOB NOT NULL,               -- the record (JSON)
 //!     expires_at INTEGER,                     -- Unix seconds; NULL: kept
@@ -31,6 +31,8 @@
 //!
 //! Redeeming reads and marks the row in one `BEGIN IMMEDIATE` transaction, so of two
 //! redemptions of one value exactly one is fresh, even across processes that share the file.
+//! Saving a record only when absent is one `INSERT … ON CONFLICT DO UPDATE … WHERE` the
+//! existing row lapsed, so of two such saves of one key exactly one changes a row.
 //!
 //! The connection sits behind a mutex and every call runs on Tokio's blocking pool, so the
 //! store never blocks the async runtime (outside a Tokio runtime it runs inline).
@@ -112,6 +114,13 @@ const PURGE_EVERY: u64 = 256;
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Inserts a record unless a live one has its kind and key; a lapsed one is replaced. One
+/// statement, so SQLite's write lock makes it atomic across every connection to the file:
+/// it changes one row when it saved the record, none when a live one was there.
+const PUT_IF_ABSENT: &str = "INSERT INTO records (kind, key, data, expires_at, used) VALUES (?1, ?2, ?3, ?4, 0) \
+    ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, used = 0 \
+    WHERE records.expires_at IS NOT NULL AND records.expires_at <= ?5";
 
 /// Reads `data, used` of a live record.
 const FIND: &str = "SELECT data, used FROM records WHERE kind = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
@@ -369,6 +378,30 @@ impl Store for SqliteStore {
                 .execute(params![kind.as_str(), key, data, expires_at])?;
             db.wrote();
             Ok(())
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        let key = key.to_owned();
+        self.run("save", Some(kind), move |db, now| {
+            let changed = db.conn.prepare_cached(PUT_IF_ABSENT)?.execute(params![
+                kind.as_str(),
+                key,
+                data,
+                expires_at,
+                now
+            ])?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            db.wrote();
+            Ok(true)
         })
     }
 
