@@ -155,6 +155,9 @@ pub struct Authenticator {
     max_token_bytes: usize,
     claim_checks: Vec<crate::claims::ClaimIfPresent>,
     cache: Option<(moka::sync::Cache<[u8; 40], Entry>, Duration)>,
+    /// Profile claims from the provider's `userinfo`, for tokens that lack them.
+    #[cfg(feature = "remote")]
+    userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -186,6 +189,8 @@ impl Authenticator {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             claim_checks: Vec::new(),
             cache: Some(Self::make_cache(TokenCacheOptions::default())),
+            #[cfg(feature = "remote")]
+            userinfo: None,
         }
     }
 
@@ -201,6 +206,17 @@ impl Authenticator {
     #[must_use]
     pub(crate) fn audience(mut self, rule: Audience) -> Self {
         self.audience = rule;
+        self
+    }
+
+    /// Completes the claims of a newly verified token from the provider's `userinfo`.
+    #[cfg(feature = "remote")]
+    #[must_use]
+    pub(crate) fn userinfo(
+        mut self,
+        userinfo: Arc<crate::providers::userinfo::UserinfoClaims>,
+    ) -> Self {
+        self.userinfo = Some(userinfo);
         self
     }
 
@@ -334,6 +350,12 @@ impl Authenticator {
         for check in &self.claim_checks {
             check.check(&claims)?;
         }
+        // Accepted: only now may the provider be asked about the token.
+        #[cfg(feature = "remote")]
+        let claims = match &self.userinfo {
+            Some(userinfo) => userinfo.complete(token, claims).await,
+            None => claims,
+        };
         let info = AuthInfo::from_claims(
             claims,
             AccessToken::new(token),

@@ -48,6 +48,9 @@ pub struct OAuthBuilder {
     /// The preset's configured metadata, served when its issuer publishes none.
     #[cfg(feature = "remote")]
     mirror_fallback: Option<crate::metadata::AuthorizationServerMetadata>,
+    /// The preset's `userinfo` endpoint, for profile claims the tokens lack.
+    #[cfg(feature = "remote")]
+    userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
 }
 
 impl Default for OAuthBuilder {
@@ -76,6 +79,8 @@ impl Default for OAuthBuilder {
             provider: None,
             #[cfg(feature = "remote")]
             mirror_fallback: None,
+            #[cfg(feature = "remote")]
+            userinfo: None,
         }
     }
 }
@@ -367,26 +372,16 @@ impl OAuthBuilder {
                     Arc::new(jwt.build()?)
                 }
             };
-            let verifier = match &spec.userinfo_endpoint {
-                Some(url) => Arc::new(crate::providers::userinfo::UserinfoClaims {
-                    inner: verifier,
+            if let Some(url) = &spec.userinfo_endpoint {
+                self.userinfo = Some(Arc::new(crate::providers::userinfo::UserinfoClaims {
                     url: url::Url::parse(url)
                         .map_err(|e| ConfigError::url("userinfo endpoint", url, e.to_string()))?,
                     http: match &self.client {
                         Some(client) => client.clone(),
                         None => HttpClient::new()?,
                     },
-                    audience: self.resource.as_deref().and_then(|resource| {
-                        let resource = if self.insecure_http {
-                            ResourceUrl::parse_insecure(resource)
-                        } else {
-                            ResourceUrl::parse(resource)
-                        };
-                        Some((self.audience.clone(), resource.ok()?))
-                    }),
-                }),
-                None => verifier,
-            };
+                }));
+            }
             self.verifier = Some(verifier);
         }
         if unverified.is_some() {
@@ -435,6 +430,10 @@ impl OAuthBuilder {
             .cache(self.cache);
         if let Some(mapper) = &self.mapper {
             authenticator = authenticator.mapper(mapper.clone());
+        }
+        #[cfg(feature = "remote")]
+        if let Some(userinfo) = &self.userinfo {
+            authenticator = authenticator.userinfo(userinfo.clone());
         }
         Ok((authenticator, unverified))
     }

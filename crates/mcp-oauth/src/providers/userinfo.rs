@@ -2,17 +2,10 @@
 //! that lack them: many providers put only `sub`, `scope` and the times in access tokens and
 //! keep `email` and `name` for `userinfo`.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use url::Url;
 
-use crate::authenticator::Audience;
-use crate::claims::{Claims, DEFAULT_LEEWAY, check_times, now_unix};
-use crate::error::VerifyError;
+use crate::claims::Claims;
 use crate::fetch::{HttpClient, RequestAuth};
-use crate::resource::ResourceUrl;
-use crate::verify::{BoxFuture, TokenVerifier};
 
 /// The profile claims filled from `userinfo` when the token lacks them. Nothing else is ever
 /// taken from it: issuer, audience, times, scopes and roles come from the verified token only.
@@ -27,44 +20,31 @@ pub(crate) const PROFILE_CLAIMS: &[&str] = &[
     "picture",
 ];
 
-/// A verifier whose verified claims are completed from `userinfo`: after `inner` accepted the
-/// token, and only when one of [`PROFILE_CLAIMS`] is missing, `userinfo` is called once with
-/// the token as bearer. A claim the token has is never replaced, and the answer is used only
-/// when its `sub` equals the token's (OpenID Connect Core §5.3.2). A failed call leaves the
-/// claims as they were (logged): the token was verified, the profile is a convenience.
+/// Claims completed from `userinfo`: the pipeline ([`Authenticator`]) calls
+/// [`UserinfoClaims::complete`] for a token not in its cache, after the verifier, the audience
+/// and time checks and the claim checks accepted it, and before the claim mapping. Only when one
+/// of [`PROFILE_CLAIMS`] is missing is `userinfo` called, once, with the token as bearer. A claim
+/// the token has is never replaced, and the answer is used only when its `sub` equals the
+/// token's (OpenID Connect Core §5.3.2). A failed call leaves the claims as they were (logged):
+/// the token was verified, the profile is a convenience.
 ///
-/// The verified-token cache in front of every verifier keeps the completed claims, so
-/// `userinfo` is called once per token, on a cache miss.
-///
-/// Before the call, the token must be one the pipeline will accept: within its times and,
-/// when the resource is known here, for this resource. A stranger holding a token of the same
+/// The verified-token cache keeps the completed claims, so `userinfo` is called once per
+/// token; and since the call comes after every check, a stranger holding a token of the same
 /// issuer that is expired or meant for another service cannot make this server call the
 /// provider with it.
+///
+/// [`Authenticator`]: crate::authenticator::Authenticator
 pub(crate) struct UserinfoClaims {
-    pub(crate) inner: Arc<dyn TokenVerifier>,
     pub(crate) url: Url,
     pub(crate) http: HttpClient,
-    /// The audience rule and the configured resource, when known.
-    pub(crate) audience: Option<(Audience, ResourceUrl)>,
 }
 
 impl UserinfoClaims {
-    async fn complete(&self, token: &str, claims: Claims) -> Claims {
+    pub(crate) async fn complete(&self, token: &str, claims: Claims) -> Claims {
         let missing = PROFILE_CLAIMS
             .iter()
             .any(|name| !claims.as_map().contains_key(*name));
-        let for_us = check_times(
-            &claims,
-            now_unix(),
-            DEFAULT_LEEWAY,
-            self.inner.requires_exp(),
-        )
-        .is_ok()
-            && self
-                .audience
-                .as_ref()
-                .is_none_or(|(rule, resource)| rule.check(&claims, resource).is_ok());
-        if !missing || !for_us {
+        if !missing {
             return claims;
         }
         let Some(subject) = claims.sub().map(str::to_owned) else {
@@ -97,30 +77,5 @@ impl UserinfoClaims {
             }
         }
         Claims::new(map)
-    }
-}
-
-impl TokenVerifier for UserinfoClaims {
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>> {
-        Box::pin(async move {
-            let claims = self.inner.verify(token).await?;
-            Ok(self.complete(token, claims).await)
-        })
-    }
-
-    fn requires_exp(&self) -> bool {
-        self.inner.requires_exp()
-    }
-
-    fn max_cache_ttl(&self) -> Option<Duration> {
-        self.inner.max_cache_ttl()
-    }
-
-    fn rechecks(&self) -> bool {
-        self.inner.rechecks()
-    }
-
-    fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
-        self.inner.recheck(claims)
     }
 }
