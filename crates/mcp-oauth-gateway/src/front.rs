@@ -76,6 +76,28 @@ fn session_not_found() -> Response {
     )
 }
 
+/// An HTTP upstream's failure: a session it lost for good ends the client's session (404, so
+/// the client starts a new one); anything else is a 502 with the request's id.
+fn upstream_failed(
+    inner: &Inner,
+    session_id: &str,
+    id: Option<&str>,
+    err: crate::GatewayError,
+) -> Response {
+    match err {
+        crate::GatewayError::SessionGone => {
+            inner.sessions.remove(session_id);
+            session_not_found()
+        }
+        err => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            id,
+            jsonrpc::INTERNAL_ERROR,
+            &err.to_string(),
+        ),
+    }
+}
+
 fn accepts(headers: &HeaderMap, kind: &str) -> bool {
     headers.get_all(header::ACCEPT).iter().any(|v| {
         v.to_str().is_ok_and(|v| {
@@ -424,16 +446,7 @@ async fn request(
         },
         (Upstream::Http(http), Some(hs)) => match http.post(hs, bytes).await {
             Ok(response) => from_upstream(inner, session, response, id, list).await,
-            Err(crate::GatewayError::SessionGone) => {
-                inner.sessions.remove(&session.id);
-                session_not_found()
-            }
-            Err(err) => rpc_error(
-                StatusCode::BAD_GATEWAY,
-                id,
-                jsonrpc::INTERNAL_ERROR,
-                &err.to_string(),
-            ),
+            Err(err) => upstream_failed(inner, &session.id, id, err),
         },
         (Upstream::Http(_), None) => session_not_found(),
     }
@@ -614,16 +627,7 @@ async fn get(inner: Arc<Inner>, req: Request) -> Response {
         (Upstream::Http(http), Some(hs)) => {
             match http.get(hs, parts.headers.get(&LAST_EVENT_ID)).await {
                 Ok(response) => from_upstream(&inner, &session, response, None, None).await,
-                Err(crate::GatewayError::SessionGone) => {
-                    inner.sessions.remove(&session.id);
-                    session_not_found()
-                }
-                Err(err) => rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    None,
-                    jsonrpc::INTERNAL_ERROR,
-                    &err.to_string(),
-                ),
+                Err(err) => upstream_failed(&inner, &session.id, None, err),
             }
         }
         (Upstream::Http(_), None) => session_not_found(),
