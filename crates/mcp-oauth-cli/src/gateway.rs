@@ -4,6 +4,8 @@
 //! ```text
 //! mcp-oauth gateway -- npx -y @modelcontextprotocol/server-everything
 //! mcp-oauth gateway --issuer https://auth.example.com --scopes mcp:read --upstream http://127.0.0.1:3000/mcp
+//! mcp-oauth gateway --config gateway.toml
+//! mcp-oauth gateway check --config gateway.toml
 //! ```
 //!
 //! Without `--issuer` the embedded authorization server runs as `mcp-oauth dev` runs it (the
@@ -14,10 +16,14 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::process::ExitCode;
+
 use clap::Args;
+use mcp_oauth::audit::ArgumentMode;
 use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, resolve_secret};
 
 use crate::dev::DevArgs;
+use crate::gateway_config::{self, Target, UpstreamSpec};
 use crate::options::SecretArg;
 
 /// How long a stdio command has to start and answer `initialize` before the gateway gives up.
@@ -26,6 +32,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Options of `mcp-oauth gateway`.
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {
+    #[command(subcommand)]
+    action: Option<GatewayAction>,
+    /// Read the options and the upstreams from this TOML file (see docs/gateway.md); options
+    /// on the command line override the file's.
+    #[arg(long, value_name = "FILE", env = "MCP_OAUTH_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the configuration file equivalent to the options (and --config) and exit.
+    #[arg(long)]
+    print_config: bool,
     /// The MCP server to protect, a Streamable HTTP endpoint (instead of `-- CMD ARGS…`).
     #[arg(long, value_name = "URL", env = "MCP_OAUTH_UPSTREAM")]
     upstream: Option<String>,
@@ -64,13 +79,50 @@ pub(crate) struct GatewayArgs {
     /// the issuer's key set.
     #[arg(long, value_name = "FILE", requires = "issuer")]
     public_key: Option<PathBuf>,
+    /// Serve /healthz, /readyz (with each upstream's state) and /metrics (Prometheus) on this
+    /// address, without authentication: keep it on loopback or a private network. The public
+    /// listener serves /healthz and /readyz without details, and never /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin_listen: Option<std::net::SocketAddr>,
+    /// Append one audit event (JSON line) per forwarded call and per decision to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit: Option<PathBuf>,
+    /// What audit events record of a call's arguments: none, hash (SHA-256 of the canonical
+    /// JSON), redacted or full.
+    #[arg(long, value_name = "MODE", default_value = "hash", requires = "audit")]
+    audit_arguments: AuditArguments,
     /// Where to listen, the public URL, and (without --issuer) the embedded authorization
     /// server's options.
     #[command(flatten)]
-    dev: DevArgs,
+    pub(crate) dev: DevArgs,
     /// The MCP server to protect, a command speaking MCP on stdin/stdout: `-- CMD ARGS…`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+/// What `mcp-oauth gateway` does besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum GatewayAction {
+    /// Validate a configuration file without serving: print the resolved plan, or every
+    /// problem with its line (exit status 2).
+    Check {
+        /// The TOML file to check.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// `--audit-arguments`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuditArguments {
+    /// Arguments are not recorded.
+    None,
+    /// The SHA-256 of the canonical JSON.
+    Hash,
+    /// Values replaced by their type.
+    Redacted,
+    /// Everything (may hold secrets).
+    Full,
 }
 
 /// `NAME=VALUE` (`--env`) and `NAME: VALUE` (`--upstream-header`), the value resolved. Errors
@@ -95,39 +147,115 @@ fn split_resolved<'a>(
     Ok((name, resolved))
 }
 
-fn upstream_config(args: &GatewayArgs) -> Result<UpstreamConfig, String> {
-    match (&args.upstream, args.command.split_first()) {
-        (Some(_), Some(_)) => Err(
-            "give either --upstream URL or -- CMD ARGS…, not both (the gateway fronts one MCP server)"
-                .to_owned(),
-        ),
-        (None, None) => Err(
-            "no MCP server to protect: give --upstream http://HOST:PORT/mcp, or a command after --, e.g. mcp-oauth gateway -- npx -y @modelcontextprotocol/server-everything"
-                .to_owned(),
-        ),
-        (Some(url), None) => {
-            let mut config = HttpConfig::new(url).map_err(|e| format!("--upstream: {e}"))?;
-            for header in &args.upstream_headers {
-                let (name, value) = split_resolved(header, ':', "--upstream-header")?;
+impl GatewayArgs {
+    /// The upstream the command line names (`--upstream URL` or `-- CMD ARGS…`), references
+    /// unresolved; `None` when it names none (the configuration file's are used).
+    pub(crate) fn command_line_upstream(&self) -> Option<UpstreamSpec> {
+        let target = match (&self.upstream, self.command.is_empty()) {
+            (Some(url), _) => Target::Url {
+                url: url.clone(),
+                headers: self
+                    .upstream_headers
+                    .iter()
+                    .map(|h| match h.expose().split_once(':') {
+                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
+                        None => (h.expose().to_owned(), String::new()),
+                    })
+                    .collect(),
+            },
+            (None, false) => Target::Command {
+                argv: self
+                    .command
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+                env: self
+                    .env
+                    .iter()
+                    .map(|e| match e.expose().split_once('=') {
+                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
+                        None => (e.expose().to_owned(), String::new()),
+                    })
+                    .collect(),
+                pass_env: self.pass_env.clone(),
+                cwd: self.cwd.clone(),
+            },
+            (None, true) => return None,
+        };
+        Some(UpstreamSpec {
+            name: None,
+            target,
+            line: 0,
+        })
+    }
+
+    /// Checks the command line's upstream options before anything else.
+    fn check_upstream_options(&self) -> Result<(), String> {
+        if self.upstream.is_some() && !self.command.is_empty() {
+            return Err(
+                "give either --upstream URL or -- CMD ARGS…, not both (several upstreams go in a --config file, as [[upstream]] tables)"
+                    .to_owned(),
+            );
+        }
+        if self.upstream.is_some() && (!self.env.is_empty() || !self.pass_env.is_empty()) {
+            return Err(
+                "--env and --pass-env are for a stdio command (-- CMD ARGS…), not for --upstream"
+                    .to_owned(),
+            );
+        }
+        for entry in &self.env {
+            split_resolved(entry, '=', "--env")?;
+        }
+        for header in &self.upstream_headers {
+            split_resolved(header, ':', "--upstream-header")?;
+        }
+        Ok(())
+    }
+}
+
+/// The library's configuration of one upstream, references resolved. Errors name the
+/// upstream and the field, never a value.
+fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
+    let at = match (&spec.name, spec.line) {
+        (Some(name), _) => format!("upstream {name}: "),
+        (None, 0) => String::new(),
+        (None, line) => format!("the upstream at line {line}: "),
+    };
+    match &spec.target {
+        Target::Url { url, headers } => {
+            let mut config = HttpConfig::new(url).map_err(|e| format!("{at}url: {e}"))?;
+            for (name, raw) in headers {
+                if name.is_empty() {
+                    return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
+                }
+                let value = resolve_secret(raw).map_err(|e| format!("{at}header {name}: {e}"))?;
                 config = config
                     .header(name, &value)
-                    .map_err(|e| format!("--upstream-header {name}: {e}"))?;
-            }
-            if !args.env.is_empty() || !args.pass_env.is_empty() {
-                return Err("--env and --pass-env are for a stdio command (-- CMD ARGS…), not for --upstream".to_owned());
+                    .map_err(|e| format!("{at}header {name}: {e}"))?;
             }
             Ok(config.into())
         }
-        (None, Some((program, rest))) => {
+        Target::Command {
+            argv,
+            env,
+            pass_env,
+            cwd,
+        } => {
+            let Some((program, rest)) = argv.split_first() else {
+                return Err(format!("{at}the command is empty"));
+            };
             let mut config = StdioConfig::new(program.clone(), rest.iter().cloned());
-            for entry in &args.env {
-                let (name, value) = split_resolved(entry, '=', "--env")?;
+            for (name, raw) in env {
+                if name.is_empty() {
+                    return Err(format!("{at}env takes NAME=VALUE"));
+                }
+                let value = resolve_secret(raw).map_err(|e| format!("{at}env {name}: {e}"))?;
                 config = config.env(name, value);
             }
-            for name in &args.pass_env {
+            for name in pass_env {
                 config = config.pass_env(name);
             }
-            if let Some(dir) = &args.cwd {
+            if let Some(dir) = cwd {
                 config = config.current_dir(dir);
             }
             Ok(config.into())
@@ -135,16 +263,189 @@ fn upstream_config(args: &GatewayArgs) -> Result<UpstreamConfig, String> {
     }
 }
 
-pub(crate) async fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let upstream = upstream_config(&args)?;
-    let described = match &upstream {
-        UpstreamConfig::Http(_) => args.upstream.clone().unwrap_or_default(),
-        _ => args
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" "),
+/// Every upstream's configuration, with its name (`None` for the one of the command line).
+fn upstream_configs(
+    specs: &[UpstreamSpec],
+) -> Result<Vec<(Option<String>, UpstreamConfig)>, String> {
+    if specs.is_empty() {
+        return Err(
+            "no MCP server to protect: give --upstream http://HOST:PORT/mcp, or a command after --, e.g. mcp-oauth gateway -- npx -y @modelcontextprotocol/server-everything, or [[upstream]] tables in a --config file"
+                .to_owned(),
+        );
+    }
+    specs
+        .iter()
+        .map(|spec| Ok((spec.name.clone(), upstream_config(spec)?)))
+        .collect()
+}
+
+fn describe(spec: &UpstreamSpec) -> String {
+    match &spec.target {
+        Target::Url { url, .. } => url.clone(),
+        Target::Command { argv, .. } => argv.join(" "),
+    }
+}
+
+/// The arguments after `gateway` on this process's command line.
+fn command_line() -> Vec<OsString> {
+    std::env::args_os()
+        .skip(1)
+        .skip_while(|a| a != "gateway")
+        .skip(1)
+        .collect()
+}
+
+/// The audit log the options ask for.
+fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> {
+    let Some(path) = &args.audit else {
+        return Ok(None);
+    };
+    let mode = match args.audit_arguments {
+        AuditArguments::None => ArgumentMode::None,
+        AuditArguments::Hash => ArgumentMode::Sha256,
+        AuditArguments::Redacted => ArgumentMode::Redacted,
+        AuditArguments::Full => ArgumentMode::Full,
+    };
+    mcp_oauth::AuditLog::builder()
+        .file(path)
+        .arguments(mode)
+        .build()
+        .map(Some)
+        .map_err(|e| format!("--audit {}: {e}", path.display()))
+}
+
+/// `mcp-oauth gateway check --config FILE`: everything `run` would refuse, without binding,
+/// starting or writing anything; the plan on success.
+fn check(path: &std::path::Path) -> ExitCode {
+    let fail = |problems: &[String]| {
+        eprintln!("{} is not valid:", path.display());
+        for problem in problems {
+            eprintln!("  {problem}");
+        }
+        ExitCode::from(2)
+    };
+    let config = match gateway_config::load(path) {
+        Ok(config) => config,
+        Err(problems) => return fail(&problems),
+    };
+    let args = match gateway_config::merge(&config, &[]) {
+        Ok(args) => args,
+        Err(problem) => return fail(&[problem]),
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = args.check_upstream_options() {
+        problems.push(e);
+    }
+    let specs = gateway_config::upstreams(&args, Some(&config));
+    if let Err(e) = upstream_configs(&specs) {
+        problems.push(e);
+    }
+    if let Err(e) = args.dev.listen.check_public(args.dev.public_url.as_deref()) {
+        problems.push(e);
+    }
+    if let Some(audit) = &args.audit {
+        let dir = audit.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            problems.push(format!(
+                "audit file {}: its folder does not exist",
+                audit.display()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return fail(&problems);
+    }
+    println!("{}: valid\n", path.display());
+    let listen = args.dev.listen.addr();
+    println!("  listen        {listen}");
+    match &args.dev.public_url {
+        Some(url) => println!("  MCP endpoint  {}/mcp", url.trim().trim_end_matches('/')),
+        None => println!("  MCP endpoint  http://{listen}/mcp"),
+    }
+    match &args.issuer {
+        Some(issuer) => println!("  tokens        verified for the issuer {issuer}"),
+        None => {
+            println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
+        }
+    }
+    for spec in &specs {
+        let kind = match &spec.target {
+            Target::Url { headers, .. } => {
+                let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+                if names.is_empty() {
+                    "Streamable HTTP".to_owned()
+                } else {
+                    format!("Streamable HTTP, headers {}", names.join(", "))
+                }
+            }
+            Target::Command { env, .. } => {
+                let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+                if names.is_empty() {
+                    "stdio".to_owned()
+                } else {
+                    format!("stdio, env {}", names.join(", "))
+                }
+            }
+        };
+        match (&spec.name, specs.len()) {
+            (Some(name), 2..) => println!(
+                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL)",
+                describe(spec),
+                mcp_oauth_gateway::SEPARATOR
+            ),
+            _ => println!("  upstream      {} ({kind})", describe(spec)),
+        }
+    }
+    if let Some(audit) = &args.audit {
+        println!(
+            "  audit         {} (arguments: {})",
+            audit.display(),
+            clap::ValueEnum::to_possible_value(&args.audit_arguments)
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default()
+        );
+    }
+    match args.admin_listen {
+        Some(addr) => println!("  admin         http://{addr} (/healthz, /readyz, /metrics)"),
+        None => println!(
+            "  admin         none (/metrics is off; /healthz and /readyz on the MCP listener)"
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if let Some(GatewayAction::Check { config }) = &args.action {
+        return Ok(check(config));
+    }
+    let argv = command_line();
+    let config = match &args.config {
+        Some(path) => Some(gateway_config::load(path).map_err(|p| p.join("\n"))?),
+        None => None,
+    };
+    if args.print_config {
+        print!("{}", gateway_config::print(config.as_ref(), &argv)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let args = match &config {
+        Some(config) => gateway_config::merge(config, &argv)?,
+        None => args,
+    };
+    args.check_upstream_options()?;
+    let specs = gateway_config::upstreams(&args, config.as_ref());
+    let upstreams = upstream_configs(&specs)?;
+    let audit = audit_log(&args)?;
+    let described = specs.iter().map(describe).collect::<Vec<_>>().join(", ");
+    let stdio = upstreams
+        .iter()
+        .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
+    let admin = match args.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--admin-listen {addr}: {e}"))?,
+        ),
+        None => None,
     };
     let (listener, oauth, auth_server, token) = match &args.issuer {
         Some(issuer) => {
@@ -183,16 +484,41 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Err
         .first()
         .cloned()
         .unwrap_or_default();
-    let gateway = Gateway::builder(upstream).oauth(oauth).build()?;
-    if args.upstream.is_none() {
+    let mut builder = match <[_; 1]>::try_from(upstreams) {
+        Ok([(_, upstream)]) => Gateway::builder(upstream),
+        Err(several) => Gateway::aggregate(
+            several
+                .into_iter()
+                .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
+        ),
+    }
+    .oauth(oauth);
+    if let Some(audit) = audit {
+        builder = builder.audit(audit);
+    }
+    let gateway = builder.build()?;
+    if stdio {
         eprintln!("starting the upstream: {described}");
-        gateway.ready(START_TIMEOUT).await.map_err(|_| {
+        gateway.ready(START_TIMEOUT).await.map_err(|e| {
             format!(
-                "the upstream command did not start and answer initialize within {} s; its errors are logged above",
+                "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
                 START_TIMEOUT.as_secs()
             )
         })?;
     }
+    let admin_url = match admin {
+        Some(admin) => {
+            let url = format!("http://{}", admin.local_addr()?);
+            let app = gateway.admin_router();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(admin, app).await {
+                    tracing::error!(target: "mcp_oauth_cli", "the admin listener stopped: {e}");
+                }
+            });
+            Some(url)
+        }
+        None => None,
+    };
     let mut app = gateway.router();
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
@@ -200,18 +526,22 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Box<dyn std::error::Err
     if args.dev.json {
         println!(
             "{}",
-            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described })
+            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url })
         );
     } else {
         println!("mcp-oauth gateway: OAuth in front of {described}\n");
         println!("  MCP endpoint  {mcp_url}");
         println!("  issuer        {issuer}");
+        if let Some(url) = &admin_url {
+            println!("  admin         {url} (/healthz, /readyz, /metrics)");
+        }
         if let Some(token) = &token {
             println!("\nA bearer token for the first user (scopes mcp:read mcp:write):\n\n{token}");
         }
         println!("\nPoint any MCP client at {mcp_url}. Ctrl-C stops.");
     }
-    crate::dev::serve(listener, app, "gateway").await
+    crate::dev::serve(listener, app, "gateway").await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -234,20 +564,25 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    fn configs(args: &GatewayArgs) -> Result<Vec<(Option<String>, UpstreamConfig)>, String> {
+        args.check_upstream_options()?;
+        upstream_configs(&gateway_config::upstreams(args, None))
+    }
+
     #[test]
     fn one_upstream_is_required() {
         let both = parse(&["--upstream", "http://127.0.0.1:1/mcp", "--", "server"]).expect("parse");
-        assert!(upstream_config(&both).unwrap_err().contains("not both"));
+        assert!(configs(&both).unwrap_err().contains("not both"));
         let none = parse(&[]).expect("parse");
-        assert!(upstream_config(&none).unwrap_err().contains("--upstream"));
+        assert!(configs(&none).unwrap_err().contains("--upstream"));
         let stdio = parse(&["--", "server", "--flag", "x"]).expect("parse");
         assert!(matches!(
-            upstream_config(&stdio),
-            Ok(UpstreamConfig::Stdio(_))
+            configs(&stdio).as_deref(),
+            Ok([(None, UpstreamConfig::Stdio(_))])
         ));
         let env_on_http =
             parse(&["--upstream", "http://127.0.0.1:1/mcp", "--env", "A=b"]).expect("parse");
-        assert!(upstream_config(&env_on_http).unwrap_err().contains("--env"));
+        assert!(configs(&env_on_http).unwrap_err().contains("--env"));
     }
 
     #[test]
@@ -260,11 +595,11 @@ mod tests {
         ])
         .expect("parse");
         assert!(!format!("{args:?}").contains("key-value-4d1"));
-        let config = upstream_config(&args).expect("config");
+        let config = configs(&args).expect("config");
         assert!(!format!("{config:?}").contains("key-value-4d1"));
         let args = parse(&["--env", "TOKEN=env-value-8e2", "--", "server"]).expect("parse");
         assert!(!format!("{args:?}").contains("env-value-8e2"));
-        let config = upstream_config(&args).expect("config");
+        let config = configs(&args).expect("config");
         assert!(!format!("{config:?}").contains("env-value-8e2"));
     }
 
@@ -272,7 +607,7 @@ mod tests {
     fn references_that_cannot_be_resolved_name_the_variable() {
         let args =
             parse(&["--env", "TOKEN=${MCP_OAUTH_GW_UNSET_77}", "--", "server"]).expect("parse");
-        let err = upstream_config(&args).unwrap_err();
+        let err = configs(&args).unwrap_err();
         assert!(
             err.contains("--env TOKEN") && err.contains("MCP_OAUTH_GW_UNSET_77"),
             "{err}"
@@ -284,6 +619,16 @@ mod tests {
             "novalue",
         ])
         .expect("parse");
-        assert!(upstream_config(&args).unwrap_err().contains("NAME:VALUE"));
+        assert!(configs(&args).unwrap_err().contains("NAME:VALUE"));
+    }
+
+    #[test]
+    fn check_is_a_subcommand_with_its_file() {
+        let args = parse(&["check", "--config", "g.toml"]).expect("parse");
+        assert!(matches!(
+            &args.action,
+            Some(GatewayAction::Check { config }) if config == std::path::Path::new("g.toml")
+        ));
+        assert!(parse(&["check"]).is_err(), "check needs --config");
     }
 }

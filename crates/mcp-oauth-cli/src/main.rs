@@ -18,6 +18,7 @@ mod docs_commands;
 mod doctor;
 mod dotenv;
 mod gateway;
+mod gateway_config;
 mod listen;
 mod options;
 mod policy;
@@ -85,7 +86,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Proxy(args) => proxy::run(*args).await.map(|()| ExitCode::SUCCESS),
-        Command::Gateway(args) => gateway::run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Gateway(args) => gateway::run(*args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Policy(args) => Ok(policy::run(args)),
     };

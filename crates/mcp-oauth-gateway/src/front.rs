@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::gate::{Call, Decision, Gatekeeper, ListKind, filter_list};
 use crate::jsonrpc::{self, Kind, Message};
+use crate::metrics::{Metrics, Outcome};
 use crate::sessions::{Session, Sessions, principal};
 use crate::upstream::http::{self as upstream_http, Http};
 use crate::upstream::stdio::{Frame, Stdio};
@@ -44,6 +45,46 @@ pub(crate) struct Inner {
     pub(crate) oauth: Option<mcp_oauth::OAuth>,
     pub(crate) max_body: usize,
     pub(crate) ready_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+    /// This upstream's number in the metrics (0 with one upstream).
+    pub(crate) index: usize,
+    /// The upstream's name in audit events, when it has one.
+    pub(crate) name: Option<Arc<str>>,
+    /// Whether clients talk to this gateway directly (it counts requests and writes audit
+    /// events); false for the members of an aggregate, whose aggregate does.
+    pub(crate) front: bool,
+    pub(crate) audit: Option<mcp_oauth::AuditLog>,
+}
+
+/// Whether the upstream is usable: a stdio child running and initialized, an HTTP upstream
+/// accepting connections.
+pub(crate) async fn upstream_ready(inner: &Inner, timeout: Duration) -> bool {
+    match &inner.upstream {
+        Upstream::Stdio(stdio) => stdio.ready(timeout).await.is_ok(),
+        Upstream::Http(http) => http.reachable(timeout).await,
+    }
+}
+
+/// The refusal of a POST whose headers are wrong: 415 without JSON, 406 without both
+/// `Accept` types.
+pub(crate) fn refuse_post_headers(headers: &HeaderMap) -> Option<Response> {
+    if !is_json(headers) {
+        return Some(rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "send Content-Type: application/json",
+        ));
+    }
+    if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
+        return Some(rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "send Accept: application/json, text/event-stream",
+        ));
+    }
+    None
 }
 
 /// A JSON-RPC error answer with an HTTP status.
@@ -174,23 +215,8 @@ fn session_of(
 
 async fn post(inner: Arc<Inner>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if !is_json(&parts.headers) {
-        return rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "send Content-Type: application/json",
-        );
-    }
-    if !(accepts(&parts.headers, "application/json")
-        && accepts(&parts.headers, "text/event-stream"))
-    {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "send Accept: application/json, text/event-stream",
-        );
+    if let Some(refusal) = refuse_post_headers(&parts.headers) {
+        return refusal;
     }
     let bytes = match axum::body::to_bytes(body, inner.max_body).await {
         Ok(bytes) => bytes,
@@ -271,7 +297,7 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
 
 /// The version the client asks for (`params.protocolVersion`) if the gateway speaks it, else
 /// the latest the gateway speaks.
-fn negotiate(params: Option<&RawValue>) -> &'static str {
+pub(crate) fn negotiate(params: Option<&RawValue>) -> &'static str {
     params
         .and_then(|p| jsonrpc::member(p, "protocolVersion"))
         .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
@@ -407,8 +433,56 @@ async fn request(
             jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
         );
     }
-    let call = Call::new(method, message.params);
-    match inner.gatekeeper.decide(auth, &call) {
+    let started = std::time::Instant::now();
+    let (decision, called) = {
+        let call = Call::new(method, message.params);
+        let decision = inner.gatekeeper.decide(auth, &call);
+        let called = crate::audit::Called {
+            method,
+            name: inner.audit.as_ref().and(call.name()).map(str::to_owned),
+            params: message.params,
+        };
+        (decision, called)
+    };
+    let response = decided(inner, parts, auth, session, message, bytes, &decision).await;
+    if inner.front {
+        let outcome = match &decision {
+            Decision::Allow if response.status().is_success() => Outcome::Forwarded,
+            Decision::Allow => Outcome::UpstreamError,
+            Decision::StepUp(_) if inner.oauth.is_some() => Outcome::StepUp,
+            Decision::Deny | Decision::StepUp(_) => Outcome::Denied,
+        };
+        inner.metrics.request(method, outcome);
+        if let Some(audit) = &inner.audit {
+            crate::audit::record(
+                audit,
+                auth,
+                &session.id,
+                &called,
+                inner.name.as_deref(),
+                &decision,
+                response.status(),
+                started.elapsed(),
+            )
+            .await;
+        }
+    }
+    response
+}
+
+/// The answer to a request once the gatekeeper decided.
+async fn decided(
+    inner: &Inner,
+    parts: &::http::request::Parts,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    message: &Message<'_>,
+    bytes: Bytes,
+    decision: &Decision,
+) -> Response {
+    let id = message.id.map(RawValue::get);
+    let method = message.method.as_deref().unwrap_or_default();
+    match decision {
         Decision::Allow => {}
         Decision::StepUp(scopes) if inner.oauth.is_some() => {
             let Some(oauth) = &inner.oauth else {
@@ -418,8 +492,10 @@ async fn request(
                 &parts.headers,
                 mcp_oauth::forwarded::peer_addr(&parts.extensions),
             );
-            let response = Rejection::InsufficientScope { required: scopes }
-                .into_response(&resource.metadata_url(), &[]);
+            let response = Rejection::InsufficientScope {
+                required: scopes.clone(),
+            }
+            .into_response(&resource.metadata_url(), &[]);
             return response.map(Body::new);
         }
         Decision::Deny | Decision::StepUp(_) => {
@@ -431,23 +507,51 @@ async fn request(
     }
     let filter = ListKind::of_method(method).filter(|_| inner.gatekeeper.filters_lists());
     let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth));
+    let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
             .request(&session.id, message, inner.ready_timeout)
             .await
         {
-            Ok(rx) => from_channel(rx, list).await,
-            Err(err) => rpc_error(
-                StatusCode::OK,
-                id,
-                jsonrpc::INTERNAL_ERROR,
-                &err.to_string(),
-            ),
+            Ok(mut rx) => {
+                // The latency is the time to the first frame (the answer or progress).
+                let first = rx.recv().await;
+                inner
+                    .metrics
+                    .upstream_call(inner.index, method, started.elapsed());
+                if first.is_none() {
+                    inner.metrics.upstream_error(inner.index);
+                }
+                from_channel(first, rx, list).await
+            }
+            Err(err) => {
+                inner.metrics.upstream_error(inner.index);
+                rpc_error(
+                    StatusCode::OK,
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    &err.to_string(),
+                )
+            }
         },
-        (Upstream::Http(http), Some(hs)) => match http.post(hs, bytes).await {
-            Ok(response) => from_upstream(inner, session, response, id, list).await,
-            Err(err) => upstream_failed(inner, &session.id, id, err),
-        },
+        (Upstream::Http(http), Some(hs)) => {
+            let answer = http.post(hs, bytes).await;
+            inner
+                .metrics
+                .upstream_call(inner.index, method, started.elapsed());
+            match answer {
+                Ok(response) => {
+                    if !response.status().is_success() {
+                        inner.metrics.upstream_error(inner.index);
+                    }
+                    from_upstream(inner, session, response, id, list).await
+                }
+                Err(err) => {
+                    inner.metrics.upstream_error(inner.index);
+                    upstream_failed(inner, &session.id, id, err)
+                }
+            }
+        }
         (Upstream::Http(_), None) => session_not_found(),
     }
 }
@@ -481,8 +585,12 @@ fn sse_event(bytes: &Bytes) -> Result<Event, Infallible> {
 }
 
 /// Answers from the stdio upstream's frames: JSON when the response comes first, else SSE.
-async fn from_channel(mut rx: mpsc::Receiver<Frame>, list: ListFilter<'_>) -> Response {
-    let Some(first) = rx.recv().await else {
+async fn from_channel(
+    first: Option<Frame>,
+    mut rx: mpsc::Receiver<Frame>,
+    list: ListFilter<'_>,
+) -> Response {
+    let Some(first) = first else {
         return rpc_error(
             StatusCode::OK,
             None,

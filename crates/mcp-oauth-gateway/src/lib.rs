@@ -37,10 +37,14 @@
 
 #![forbid(unsafe_code)]
 
+mod aggregate;
+mod audit;
 mod error;
 mod front;
 pub mod gate;
+mod health;
 mod jsonrpc;
+mod metrics;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
@@ -59,15 +63,26 @@ use tower_layer::Layer as _;
 #[doc = include_str!("../../../docs/gateway.md")]
 pub struct GatewayDocDoctests;
 
+pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
 pub use upstream::{
     ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, resolve_secret,
 };
 
+use crate::aggregate::{Aggregate, Member};
 use crate::front::{Inner, Upstream};
 use crate::gate::{AllowAll, Gatekeeper};
+use crate::metrics::Metrics;
 use crate::sessions::Sessions;
+
+/// Between an upstream's name and its tool or prompt name, with several upstreams:
+/// `fs__read_file`. Clients accept tool names matching `^[a-zA-Z0-9_-]{1,64}$` only, so `.`
+/// and `/` are out.
+pub const SEPARATOR: &str = "__";
+
+/// The `_meta` member of a merged list naming the upstreams that could not be listed.
+pub const UNAVAILABLE_META: &str = aggregate::UNAVAILABLE_META;
 
 /// Default largest request body: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -75,7 +90,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Builds a [`Gateway`]; see [`Gateway::builder`].
 #[must_use]
 pub struct GatewayBuilder {
-    upstream: UpstreamConfig,
+    upstreams: Vec<(String, UpstreamConfig)>,
+    audit: Option<mcp_oauth::AuditLog>,
     oauth: Option<mcp_oauth::OAuth>,
     no_auth: bool,
     path: String,
@@ -89,7 +105,7 @@ pub struct GatewayBuilder {
 impl std::fmt::Debug for GatewayBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayBuilder")
-            .field("upstream", &self.upstream)
+            .field("upstreams", &self.upstreams)
             .field("oauth", &self.oauth)
             .field("max_body", &self.max_body)
             .finish_non_exhaustive()
@@ -121,6 +137,13 @@ impl GatewayBuilder {
     /// The decision hook for every call and list. Default: [`AllowAll`].
     pub fn gatekeeper(mut self, gatekeeper: impl Gatekeeper) -> Self {
         self.gatekeeper = Arc::new(gatekeeper);
+        self
+    }
+
+    /// Write one audit event per request that reaches a decision (the caller, the call, the
+    /// decision, the HTTP status and the time it took).
+    pub fn audit(mut self, audit: mcp_oauth::AuditLog) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -162,37 +185,117 @@ impl GatewayBuilder {
                 reason: "the gateway needs an OAuth configuration (GatewayBuilder::oauth)".into(),
             });
         }
-        let sessions = Sessions::new(self.session_idle, self.max_sessions);
-        let upstream = match &self.upstream {
-            UpstreamConfig::Stdio(config) => Upstream::Stdio(upstream::stdio::Stdio::start(
-                config.clone(),
-                sessions.clone(),
-            )),
-            UpstreamConfig::Http(config) => Upstream::Http(upstream::http::Http::new(config)?),
-        };
+        let several = self.upstreams.len() > 1;
+        if self.upstreams.is_empty() {
+            return Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "the gateway needs at least one upstream".into(),
+            });
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, _) in &self.upstreams {
+            if several && !valid_upstream_name(name) {
+                return Err(GatewayError::Config {
+                    what: "upstream name",
+                    reason: format!(
+                        "{name:?}: with several upstreams each needs a name of 1 to 32 letters, digits or '-' (it prefixes its tools: NAME{SEPARATOR}tool)"
+                    ),
+                });
+            }
+            if seen.contains(&name.as_str()) {
+                return Err(GatewayError::Config {
+                    what: "upstream name",
+                    reason: format!("{name:?} names two upstreams"),
+                });
+            }
+            seen.push(name);
+        }
+        let metrics = Arc::new(Metrics::new(
+            self.upstreams.iter().map(|(n, _)| n.clone()).collect(),
+        ));
         let path = match &self.oauth {
             Some(oauth) => oauth.resource().path().to_owned(),
             None => self.path.clone(),
         };
-        Ok(Gateway {
-            inner: Arc::new(Inner {
+        let mut inners = Vec::with_capacity(self.upstreams.len());
+        for (index, (name, config)) in self.upstreams.iter().enumerate() {
+            let sessions = Sessions::new(self.session_idle, self.max_sessions);
+            let upstream = match config {
+                UpstreamConfig::Stdio(config) => Upstream::Stdio(upstream::stdio::Stdio::start(
+                    config.clone(),
+                    sessions.clone(),
+                )),
+                UpstreamConfig::Http(config) => Upstream::Http(upstream::http::Http::new(config)?),
+            };
+            inners.push(Arc::new(Inner {
                 upstream,
-                gatekeeper: self.gatekeeper,
+                gatekeeper: if several {
+                    Arc::new(AllowAll)
+                } else {
+                    self.gatekeeper.clone()
+                },
                 sessions,
-                oauth: self.oauth,
+                oauth: if several { None } else { self.oauth.clone() },
                 max_body: self.max_body,
                 ready_timeout: self.ready_timeout,
-            }),
+                metrics: metrics.clone(),
+                index,
+                name: (!name.is_empty()).then(|| Arc::from(name.as_str())),
+                front: !several,
+                audit: if several { None } else { self.audit.clone() },
+            }));
+        }
+        let kind = if several {
+            Kind::Several(Arc::new(Aggregate {
+                members: self
+                    .upstreams
+                    .iter()
+                    .zip(inners)
+                    .map(|((name, _), inner)| Member {
+                        name: Arc::from(name.as_str()),
+                        inner,
+                    })
+                    .collect(),
+                sessions: Sessions::new(self.session_idle, self.max_sessions),
+                gatekeeper: self.gatekeeper,
+                oauth: self.oauth.clone(),
+                max_body: self.max_body,
+                metrics: metrics.clone(),
+                audit: self.audit,
+            }))
+        } else {
+            match inners.pop() {
+                Some(inner) => Kind::One(inner),
+                None => {
+                    return Err(GatewayError::Config {
+                        what: "upstreams",
+                        reason: "the gateway needs at least one upstream".into(),
+                    });
+                }
+            }
+        };
+        Ok(Gateway {
+            kind,
+            oauth: self.oauth,
+            metrics,
             path,
         })
     }
+}
+
+#[derive(Clone)]
+enum Kind {
+    One(Arc<Inner>),
+    Several(Arc<Aggregate>),
 }
 
 /// The gateway: an MCP endpoint that forwards to one upstream. Cheap to clone; the stdio
 /// child stops when the last clone (and the router) is dropped.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    kind: Kind,
+    oauth: Option<mcp_oauth::OAuth>,
+    metrics: Arc<Metrics>,
     path: String,
 }
 
@@ -207,8 +310,24 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// A builder for a gateway in front of `upstream`.
     pub fn builder(upstream: impl Into<UpstreamConfig>) -> GatewayBuilder {
+        Self::aggregate([(String::new(), upstream.into())])
+    }
+
+    /// A builder for a gateway in front of several named upstreams at once: each upstream's
+    /// tools and prompts are exposed as `NAME__tool` ([`SEPARATOR`]), lists are merged, and
+    /// calls go to the upstream the name says. Names are 1 to 32 letters, digits or `-`. With
+    /// a single upstream this is [`builder`](Self::builder): no prefix.
+    pub fn aggregate<I, S>(upstreams: I) -> GatewayBuilder
+    where
+        I: IntoIterator<Item = (S, UpstreamConfig)>,
+        S: Into<String>,
+    {
         GatewayBuilder {
-            upstream: upstream.into(),
+            upstreams: upstreams
+                .into_iter()
+                .map(|(name, config)| (name.into(), config))
+                .collect(),
+            audit: None,
             oauth: None,
             no_auth: false,
             path: "/mcp".to_owned(),
@@ -225,12 +344,17 @@ impl Gateway {
         &self.path
     }
 
-    /// The router: the MCP endpoint (CORS, bearer layer, the gateway) and the metadata
-    /// routes. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that
-    /// trusted-proxy rules see the peer.
+    /// The router: the MCP endpoint (CORS, bearer layer, the gateway), the metadata
+    /// routes, and `/healthz` and `/readyz` (status only, no details; `/metrics` is on
+    /// [`admin_router`](Self::admin_router) only). Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that trusted-proxy rules see
+    /// the peer.
     pub fn router(&self) -> Router {
-        let endpoint = axum::routing::any(front::handle).with_state(self.inner.clone());
-        match &self.inner.oauth {
+        let endpoint = match &self.kind {
+            Kind::One(inner) => axum::routing::any(front::handle).with_state(inner.clone()),
+            Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
+        };
+        let router = match &self.oauth {
             Some(oauth) => Router::new()
                 .route_service(&self.path, oauth.layer().layer(endpoint))
                 .layer(mcp_oauth::routes::mcp_cors())
@@ -238,35 +362,111 @@ impl Gateway {
             None => Router::new()
                 .route_service(&self.path, endpoint)
                 .layer(mcp_oauth::routes::mcp_cors()),
+        };
+        let gateway = self.clone();
+        router
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let gateway = gateway.clone();
+                    async move {
+                        let ready = gateway.readiness().await.iter().all(|(_, ready)| *ready);
+                        health::readyz_plain(ready)
+                    }
+                }),
+            )
+    }
+
+    /// The operator's router, for a separate listener that only operators reach: `/healthz`,
+    /// `/readyz` with each upstream's state (JSON), and `/metrics` (Prometheus text). It has
+    /// no authentication: bind it to loopback or a private network.
+    pub fn admin_router(&self) -> Router {
+        let ready = self.clone();
+        let metrics = self.metrics.clone();
+        Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let gateway = ready.clone();
+                    async move { health::readyz_detailed(&gateway.readiness().await) }
+                }),
+            )
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = metrics.clone();
+                    async move { health::metrics_text(metrics.render()) }
+                }),
+            )
+    }
+
+    /// Each upstream's name (empty for the only one) and whether it is ready: a stdio child
+    /// running and initialized, an HTTP upstream accepting connections.
+    pub async fn readiness(&self) -> Vec<(String, bool)> {
+        const PROBE: Duration = Duration::from_secs(2);
+        match &self.kind {
+            Kind::One(inner) => vec![(
+                inner.name.as_deref().unwrap_or_default().to_owned(),
+                front::upstream_ready(inner, PROBE).await,
+            )],
+            Kind::Several(agg) => aggregate::readiness(agg, PROBE)
+                .await
+                .into_iter()
+                .map(|(name, ready)| (name.to_string(), ready))
+                .collect(),
         }
     }
 
-    /// Waits until the upstream is usable: a stdio child started and initialized (an HTTP
+    /// The metrics in the Prometheus text format (what the admin router's `/metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn inners(&self) -> Vec<&Arc<Inner>> {
+        match &self.kind {
+            Kind::One(inner) => vec![inner],
+            Kind::Several(agg) => agg.members.iter().map(|m| &m.inner).collect(),
+        }
+    }
+
+    /// Waits until every upstream is usable: stdio children started and initialized (an HTTP
     /// upstream is reached per session, so it is ready at once).
     ///
     /// # Errors
     ///
-    /// The child is not initialized within `timeout`.
+    /// A child is not initialized within `timeout`.
     pub async fn ready(&self, timeout: Duration) -> Result<(), GatewayError> {
-        match &self.inner.upstream {
-            Upstream::Stdio(stdio) => stdio.ready(timeout).await.map(drop),
-            Upstream::Http(_) => Ok(()),
+        for inner in self.inners() {
+            if let Upstream::Stdio(stdio) = &inner.upstream {
+                stdio.ready(timeout).await.map_err(|e| match &inner.name {
+                    Some(name) => GatewayError::Unavailable(format!("upstream {name}: {e}")),
+                    None => e,
+                })?;
+            }
         }
+        Ok(())
     }
 
-    /// The stdio child's process id, when one runs.
+    /// The (first) stdio child's process id, when one runs.
     pub fn upstream_pid(&self) -> Option<u32> {
-        match &self.inner.upstream {
-            Upstream::Stdio(stdio) => stdio.pid(),
-            Upstream::Http(_) => None,
-        }
+        self.inners()
+            .into_iter()
+            .find_map(|inner| match &inner.upstream {
+                Upstream::Stdio(stdio) => stdio.pid(),
+                Upstream::Http(_) => None,
+            })
     }
 
-    /// How many times a stdio child was started (1 until it is restarted).
+    /// How many times the (first) stdio child was started (1 until it is restarted).
     pub fn upstream_starts(&self) -> u64 {
-        match &self.inner.upstream {
-            Upstream::Stdio(stdio) => stdio.starts(),
-            Upstream::Http(_) => 0,
-        }
+        self.inners()
+            .into_iter()
+            .find_map(|inner| match &inner.upstream {
+                Upstream::Stdio(stdio) => Some(stdio.starts()),
+                Upstream::Http(_) => None,
+            })
+            .unwrap_or(0)
     }
 }

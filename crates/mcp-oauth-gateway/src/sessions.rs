@@ -9,6 +9,7 @@ use bytes::Bytes;
 use mcp_oauth::Auth;
 use tokio::sync::mpsc;
 
+use crate::aggregate::Fanout;
 use crate::upstream::http::HttpSession;
 
 /// Messages the GET stream of a session can hold before new ones are dropped.
@@ -24,6 +25,8 @@ pub(crate) struct Session {
     standalone: Mutex<Option<mpsc::Sender<Bytes>>>,
     /// The upstream session, for a Streamable HTTP upstream.
     pub(crate) http: Option<HttpSession>,
+    /// The members' sessions, for a gateway of several upstreams.
+    pub(crate) fanout: Option<Fanout>,
 }
 
 impl std::fmt::Debug for Session {
@@ -115,13 +118,35 @@ impl Sessions {
         protocol_version: &'static str,
         http: Option<HttpSession>,
     ) -> Option<Arc<Session>> {
-        let session = Arc::new(Session {
+        self.insert(Session {
             id: new_id()?,
             principal,
             protocol_version,
             standalone: Mutex::new(None),
             http,
-        });
+            fanout: None,
+        })
+    }
+
+    /// Creates a session of a gateway of several upstreams.
+    pub(crate) fn create_fanout(
+        &self,
+        principal: Arc<str>,
+        protocol_version: &'static str,
+        fanout: Fanout,
+    ) -> Option<Arc<Session>> {
+        self.insert(Session {
+            id: new_id()?,
+            principal,
+            protocol_version,
+            standalone: Mutex::new(None),
+            http: None,
+            fanout: Some(fanout),
+        })
+    }
+
+    fn insert(&self, session: Session) -> Option<Arc<Session>> {
+        let session = Arc::new(session);
         self.cache.insert(session.id.clone(), session.clone());
         Some(session)
     }

@@ -104,6 +104,20 @@ impl Http {
         })
     }
 
+    /// Whether the upstream's host accepts a TCP connection within `timeout` (readiness; no
+    /// MCP request is sent, so no upstream session is opened).
+    pub(crate) async fn reachable(&self, timeout: std::time::Duration) -> bool {
+        let (Some(host), Some(port)) = (self.url.host_str(), self.url.port_or_known_default())
+        else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        matches!(
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await,
+            Ok(Ok(_))
+        )
+    }
+
     fn post_builder(
         &self,
         body: Bytes,

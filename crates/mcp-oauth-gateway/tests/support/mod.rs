@@ -82,6 +82,19 @@ impl Harness {
         upstream: impl Into<UpstreamConfig>,
         configure: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
     ) -> Self {
+        let upstream = upstream.into();
+        Self::build(|oauth| configure(Gateway::builder(upstream).oauth(oauth))).await
+    }
+
+    /// A gateway in front of several named upstreams.
+    pub async fn several(
+        upstreams: Vec<(&str, UpstreamConfig)>,
+        configure: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+    ) -> Self {
+        Self::build(|oauth| configure(Gateway::aggregate(upstreams).oauth(oauth))).await
+    }
+
+    async fn build(make: impl FnOnce(OAuth) -> GatewayBuilder) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}/mcp");
@@ -99,9 +112,7 @@ impl Harness {
             .mirror_authorization_server(false)
             .build()
             .unwrap();
-        let gateway = configure(Gateway::builder(upstream).oauth(oauth))
-            .build()
-            .unwrap();
+        let gateway = make(oauth).build().unwrap();
         let app = gateway
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();

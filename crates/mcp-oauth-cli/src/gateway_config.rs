@@ -1,0 +1,989 @@
+//! The configuration file of `mcp-oauth gateway` (`--config gateway.toml`).
+//!
+//! Every option of the command is a key: `--public-url X` is `public_url = "X"`, a repeatable
+//! option takes an array (`user = ["alice:${ALICE_PASSWORD}"]`), a switch takes `true`. A table
+//! `[audit]` groups the options that start with `--audit-` (`arguments` is
+//! `--audit-arguments`, `file` is `--audit` itself), and so on for `[policy]` and `[admin]`.
+//! The MCP servers are `[[upstream]]` tables. The keys come from the command's own option list,
+//! so a new option is a new key; anything else is refused with its line and the closest key.
+//!
+//! Precedence: the command line, then the file, then environment variables, then defaults.
+//! `${NAME}` in a value is the environment variable NAME (for the secrets of `[[upstream]]`,
+//! `file:PATH` too); a variable that is not set stops the command with its name.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory as _};
+use toml::de::{DeTable, DeValue};
+
+/// Options that are not keys: the file itself, the printing switch, and the upstream options,
+/// which are `[[upstream]]` fields.
+const NOT_KEYS: &[&str] = &[
+    "config",
+    "print-config",
+    "upstream",
+    "upstream-header",
+    "env",
+    "pass-env",
+    "cwd",
+    "help",
+];
+
+/// Options that replace another: `--port` on the command line also sets aside the file's
+/// `listen` (which would otherwise win over any port), and the other way round.
+const REPLACES: &[(&str, &str)] = &[("port", "listen"), ("listen", "port")];
+
+/// Whether the command line's options (`given`) set aside the file's option `long`.
+fn overridden(long: &str, given: &[String]) -> bool {
+    given
+        .iter()
+        .any(|g| g == long || REPLACES.iter().any(|(cli, file)| g == cli && *file == long))
+}
+
+/// Tables that group options: `[audit]` holds `--audit-*` (and `file` = `--audit`).
+const SECTIONS: &[&str] = &["audit", "policy", "admin"];
+
+/// The fields of an `[[upstream]]` table.
+const UPSTREAM_FIELDS: &[&str] = &[
+    "name", "url", "command", "headers", "env", "pass_env", "cwd",
+];
+
+/// A value of an option, as written in the file (references not yet resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OptionValue {
+    /// A switch: `true` turns it on.
+    Switch(bool),
+    /// One or more values (several only for repeatable options).
+    Values(Vec<String>),
+}
+
+/// One option set by the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileOption {
+    /// The long option name, without dashes (`public-url`).
+    pub(crate) long: String,
+    pub(crate) value: OptionValue,
+    pub(crate) line: usize,
+}
+
+/// Where an upstream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A Streamable HTTP endpoint, with headers (`NAME`, unresolved `VALUE`).
+    Url {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+    /// A stdio command, with its configured environment.
+    Command {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        pass_env: Vec<String>,
+        cwd: Option<PathBuf>,
+    },
+}
+
+/// One `[[upstream]]` (or the upstream of the command line, which has no name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UpstreamSpec {
+    pub(crate) name: Option<String>,
+    pub(crate) target: Target,
+    pub(crate) line: usize,
+}
+
+/// A parsed configuration file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigFile {
+    pub(crate) path: PathBuf,
+    pub(crate) options: Vec<FileOption>,
+    pub(crate) upstreams: Vec<UpstreamSpec>,
+}
+
+/// The wrapper that parses the gateway's options alone (the file's and the command line's).
+#[derive(Debug, clap::Parser)]
+#[command(name = "mcp-oauth gateway", no_binary_name = true)]
+pub(crate) struct GatewayCli {
+    #[command(flatten)]
+    pub(crate) args: crate::gateway::GatewayArgs,
+}
+
+/// What an option accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Switch,
+    One,
+    Many,
+}
+
+/// The options that are keys, long name → shape.
+fn known_options() -> Vec<(String, Shape)> {
+    let command = GatewayCli::command();
+    command
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            if NOT_KEYS.contains(&long) {
+                return None;
+            }
+            let shape = match arg.get_action() {
+                ArgAction::SetTrue | ArgAction::SetFalse => Shape::Switch,
+                ArgAction::Append => Shape::Many,
+                _ => Shape::One,
+            };
+            Some((long.to_owned(), shape))
+        })
+        .collect()
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Edit distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // `row[j]`: the distance between the part of `a` read so far and `b[..j]`.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut next = Vec::with_capacity(row.len());
+        next.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let replace = row
+                .get(j)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(usize::from(ca != *cb));
+            let delete = row
+                .get(j + 1)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            let insert = next.last().copied().unwrap_or(usize::MAX).saturating_add(1);
+            next.push(replace.min(delete).min(insert));
+        }
+        row = next;
+    }
+    row.last().copied().unwrap_or_default()
+}
+
+/// " (did you mean `x`?)" when a candidate is close enough.
+fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates
+        .into_iter()
+        .map(|c| (distance(word, c), c))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, c)) if d <= 2.max(word.len() / 3) => format!(" (did you mean `{c}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Collects errors with their line.
+struct Errors<'t> {
+    text: &'t str,
+    file: String,
+    list: Vec<String>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, offset: usize, message: impl std::fmt::Display) {
+        let line = line_of(self.text, offset);
+        self.list.push(format!("{}:{line}: {message}", self.file));
+    }
+}
+
+/// A scalar value as text (strings, integers, floats, booleans).
+fn scalar(value: &DeValue<'_>) -> Option<String> {
+    match value {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(i) => Some(i.as_str().replace('_', "")),
+        DeValue::Float(f) => Some(f.as_str().to_owned()),
+        DeValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn strings(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>, what: &str) -> Vec<String> {
+    match value.get_ref() {
+        DeValue::Array(items) => items
+            .iter()
+            .filter_map(|item| {
+                let text = scalar(item.get_ref());
+                if text.is_none() {
+                    errors.at(item.span().start, format!("{what}: each item is a string"));
+                }
+                text
+            })
+            .collect(),
+        other => match scalar(other) {
+            Some(text) => vec![text],
+            None => {
+                errors.at(
+                    value.span().start,
+                    format!("{what}: expected a string or an array of strings"),
+                );
+                Vec::new()
+            }
+        },
+    }
+}
+
+fn pairs(
+    value: &toml::Spanned<DeValue<'_>>,
+    errors: &mut Errors<'_>,
+    what: &str,
+) -> Vec<(String, String)> {
+    let DeValue::Table(table) = value.get_ref() else {
+        errors.at(
+            value.span().start,
+            format!("{what}: expected a table of NAME = \"VALUE\""),
+        );
+        return Vec::new();
+    };
+    table
+        .iter()
+        .filter_map(|(k, v)| match scalar(v.get_ref()) {
+            Some(text) => Some((k.get_ref().to_string(), text)),
+            None => {
+                errors.at(
+                    v.span().start,
+                    format!("{what}.{}: expected a string", k.get_ref()),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Option<UpstreamSpec> {
+    let before = errors.list.len();
+    for (key, _) in table.iter() {
+        if !UPSTREAM_FIELDS.contains(&key.get_ref().as_ref()) {
+            errors.at(
+                key.span().start,
+                format!(
+                    "unknown field `{}` in [[upstream]]{}; the fields are {}",
+                    key.get_ref(),
+                    suggest(key.get_ref(), UPSTREAM_FIELDS.iter().copied()),
+                    UPSTREAM_FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+    let get = |name: &str| table.get(name);
+    let text = |name: &str, errors: &mut Errors<'_>| {
+        get(name).and_then(|v| {
+            let text = scalar(v.get_ref());
+            if text.is_none() {
+                errors.at(
+                    v.span().start,
+                    format!("[[upstream]] {name}: expected a string"),
+                );
+            }
+            text
+        })
+    };
+    let name = text("name", errors);
+    if let Some(name) = &name
+        && !mcp_oauth_gateway::valid_upstream_name(name)
+    {
+        errors.at(
+            offset,
+            format!("[[upstream]] name {name:?}: use 1 to 32 letters, digits or '-' (it prefixes tool names as NAME__tool)"),
+        );
+    }
+    let url = text("url", errors);
+    let command =
+        get("command").map(|v| (v.span().start, strings(v, errors, "[[upstream]] command")));
+    let target = match (url, command) {
+        (Some(_), Some(_)) => {
+            errors.at(offset, "[[upstream]]: give url or command, not both");
+            None
+        }
+        (None, None) => {
+            errors.at(
+                offset,
+                "[[upstream]]: give url = \"http://HOST:PORT/mcp\" or command = [\"CMD\", \"ARG\"]",
+            );
+            None
+        }
+        (Some(url), None) => {
+            for field in ["env", "pass_env", "cwd"] {
+                if let Some(v) = get(field) {
+                    errors.at(
+                        v.span().start,
+                        format!("[[upstream]] {field} is for a command, not for a url"),
+                    );
+                }
+            }
+            let headers = get("headers")
+                .map(|v| pairs(v, errors, "headers"))
+                .unwrap_or_default();
+            Some(Target::Url { url, headers })
+        }
+        (None, Some((at, argv))) => {
+            if argv.is_empty() {
+                errors.at(
+                    at,
+                    "[[upstream]] command is empty; write command = [\"CMD\", \"ARG\"]",
+                );
+            }
+            if let Some(v) = get("headers") {
+                errors.at(
+                    v.span().start,
+                    "[[upstream]] headers are for a url, not for a command",
+                );
+            }
+            let env = get("env")
+                .map(|v| pairs(v, errors, "env"))
+                .unwrap_or_default();
+            let pass_env = get("pass_env")
+                .map(|v| strings(v, errors, "pass_env"))
+                .unwrap_or_default();
+            let cwd = text("cwd", errors).map(PathBuf::from);
+            Some(Target::Command {
+                argv,
+                env,
+                pass_env,
+                cwd,
+            })
+        }
+    };
+    if errors.list.len() > before {
+        return None;
+    }
+    Some(UpstreamSpec {
+        name,
+        target: target?,
+        line: line_of(errors.text, offset),
+    })
+}
+
+/// Parses the text of a configuration file; `file` names it in messages. Every problem is
+/// reported, one line each, with its line number.
+pub(crate) fn parse(text: &str, file: &str) -> Result<ConfigFile, Vec<String>> {
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(err) => {
+            let line = err.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            return Err(vec![format!("{file}:{line}: {}", err.message())]);
+        }
+    };
+    let mut errors = Errors {
+        text,
+        file: file.to_owned(),
+        list: Vec::new(),
+    };
+    let known = known_options();
+    let shape_of = |long: &str| known.iter().find(|(k, _)| k == long).map(|(_, s)| *s);
+    let mut options: Vec<FileOption> = Vec::new();
+    let mut specs: Vec<UpstreamSpec> = Vec::new();
+    let mut option = |long: String, value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>| {
+        let line = line_of(errors.text, value.span().start);
+        let key = long.replace('-', "_");
+        let Some(shape) = shape_of(&long) else {
+            return false;
+        };
+        let value = match (shape, value.get_ref()) {
+            (Shape::Switch, DeValue::Boolean(b)) => OptionValue::Switch(*b),
+            (Shape::Switch, _) => {
+                errors.at(
+                    value.span().start,
+                    format!("{key} is a switch: write {key} = true"),
+                );
+                return true;
+            }
+            (Shape::One, v) => match scalar(v) {
+                Some(text) => OptionValue::Values(vec![text]),
+                None => {
+                    errors.at(
+                        value.span().start,
+                        format!("{key} takes one value (a string or a number)"),
+                    );
+                    return true;
+                }
+            },
+            (Shape::Many, _) => OptionValue::Values(strings(value, errors, &key)),
+        };
+        options.push(FileOption { long, value, line });
+        true
+    };
+    let keys: Vec<String> = known
+        .iter()
+        .map(|(k, _)| k.replace('-', "_"))
+        .chain(SECTIONS.iter().map(|s| format!("[{s}]")))
+        .chain(std::iter::once("[[upstream]]".to_owned()))
+        .collect();
+    for (key, value) in root.get_ref().iter() {
+        let name: &str = key.get_ref();
+        match (name, value.get_ref()) {
+            ("upstream", DeValue::Array(items)) => {
+                for item in items {
+                    match item.get_ref() {
+                        DeValue::Table(table) => {
+                            if let Some(spec) = upstream(table, item.span().start, &mut errors) {
+                                specs.push(spec);
+                            }
+                        }
+                        _ => errors.at(
+                            item.span().start,
+                            "upstream: each item is a table ([[upstream]])",
+                        ),
+                    }
+                }
+            }
+            ("upstream", DeValue::Table(table)) => {
+                if let Some(spec) = upstream(table, value.span().start, &mut errors) {
+                    specs.push(spec);
+                }
+            }
+            (section, DeValue::Table(table)) if SECTIONS.contains(&section) => {
+                for (k, v) in table.iter() {
+                    let field: &str = k.get_ref();
+                    let long = if field == "file" {
+                        section.to_owned()
+                    } else {
+                        format!("{section}-{}", field.replace('_', "-"))
+                    };
+                    if !option(long, v, &mut errors) {
+                        let fields: Vec<String> = known
+                            .iter()
+                            .filter_map(|(k, _)| {
+                                if k == section {
+                                    Some("file".to_owned())
+                                } else {
+                                    k.strip_prefix(&format!("{section}-"))
+                                        .map(|f| f.replace('-', "_"))
+                                }
+                            })
+                            .collect();
+                        errors.at(
+                            k.span().start,
+                            format!(
+                                "unknown key `{field}` in [{section}]{}; the keys are {}",
+                                suggest(field, fields.iter().map(String::as_str)),
+                                fields.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            (name, DeValue::Table(_)) => errors.at(
+                key.span().start,
+                format!(
+                    "unknown table [{name}]{}",
+                    suggest(&format!("[{name}]"), keys.iter().map(String::as_str))
+                ),
+            ),
+            (name, _) => {
+                let long = name.replace('_', "-");
+                if NOT_KEYS.contains(&long.as_str()) {
+                    errors.at(
+                        key.span().start,
+                        format!("`{name}` belongs in an [[upstream]] table (url, command, headers, env, pass_env, cwd)"),
+                    );
+                } else if !option(long, value, &mut errors) {
+                    errors.at(
+                        key.span().start,
+                        format!(
+                            "unknown key `{name}`{}; every option of `mcp-oauth gateway --help` is a key (--public-url is public_url)",
+                            suggest(name, keys.iter().map(String::as_str))
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if specs.len() > 1 {
+        let mut seen: Vec<&str> = Vec::new();
+        for spec in &specs {
+            match spec.name.as_deref() {
+                None => errors.list.push(format!(
+                    "{file}:{}: with several [[upstream]] tables, each needs a name (it prefixes its tools: NAME__tool)",
+                    spec.line
+                )),
+                Some(name) if seen.contains(&name) => errors
+                    .list
+                    .push(format!("{file}:{}: a second upstream named {name:?}", spec.line)),
+                Some(name) => seen.push(name),
+            }
+        }
+    }
+    if errors.list.is_empty() {
+        Ok(ConfigFile {
+            path: PathBuf::from(file),
+            options,
+            upstreams: specs,
+        })
+    } else {
+        Err(errors.list)
+    }
+}
+
+/// Reads and parses the file at `path`.
+pub(crate) fn load(path: &Path) -> Result<ConfigFile, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![format!(
+            "cannot read the configuration file {}: {e}",
+            path.display()
+        )]
+    })?;
+    let mut config = parse(&text, &path.display().to_string())?;
+    config.path = path.to_owned();
+    Ok(config)
+}
+
+/// `${NAME}` replaced by the variable's value.
+fn expand(value: &str, key: &str, line: usize, file: &Path) -> Result<String, String> {
+    if !value.contains("${") {
+        return Ok(value.to_owned());
+    }
+    mcp_oauth_gateway::resolve_secret(value)
+        .map_err(|e| format!("{}:{line}: {key}: {e}", file.display()))
+}
+
+/// The options given on the command line (long names), from `argv` (the arguments after
+/// `gateway`).
+fn given_on_command_line(argv: &[OsString]) -> Result<Vec<String>, String> {
+    let command = GatewayCli::command();
+    let matches = command
+        .clone()
+        .try_get_matches_from(argv)
+        .map_err(|e| e.to_string())?;
+    Ok(command
+        .get_arguments()
+        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|arg| arg.get_long().map(str::to_owned))
+        .collect())
+}
+
+/// The file's options as arguments (`${NAME}` resolved when `resolve`), except those the
+/// command line gives.
+fn file_arguments(
+    config: &ConfigFile,
+    given: &[String],
+    resolve: bool,
+) -> Result<Vec<OsString>, String> {
+    let mut argv = Vec::new();
+    for option in &config.options {
+        if overridden(&option.long, given) {
+            continue;
+        }
+        match &option.value {
+            OptionValue::Switch(true) => argv.push(OsString::from(format!("--{}", option.long))),
+            OptionValue::Switch(false) => {}
+            OptionValue::Values(values) => {
+                for value in values {
+                    let value = if resolve {
+                        expand(
+                            value,
+                            &option.long.replace('-', "_"),
+                            option.line,
+                            &config.path,
+                        )?
+                    } else {
+                        value.clone()
+                    };
+                    argv.push(OsString::from(format!("--{}={value}", option.long)));
+                }
+            }
+        }
+    }
+    Ok(argv)
+}
+
+/// The gateway's options from the file and the command line (`argv`: the arguments after
+/// `gateway`), the command line winning option by option.
+pub(crate) fn merge(
+    config: &ConfigFile,
+    argv: &[OsString],
+) -> Result<crate::gateway::GatewayArgs, String> {
+    let given = given_on_command_line(argv)?;
+    let mut all = file_arguments(config, &given, true)?;
+    all.extend(argv.iter().cloned());
+    <GatewayCli as clap::Parser>::try_parse_from(all)
+        .map(|cli| cli.args)
+        .map_err(|e| {
+            format!(
+                "{} (options from {} and the command line)",
+                e.to_string().trim_end(),
+                config.path.display()
+            )
+        })
+}
+
+/// The upstreams the command line gives (`--upstream`, `-- CMD`), else the file's.
+pub(crate) fn upstreams(
+    args: &crate::gateway::GatewayArgs,
+    config: Option<&ConfigFile>,
+) -> Vec<UpstreamSpec> {
+    if let Some(spec) = args.command_line_upstream() {
+        return vec![spec];
+    }
+    config.map(|c| c.upstreams.clone()).unwrap_or_default()
+}
+
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
+}
+
+fn toml_value(value: &str) -> String {
+    if !value.is_empty() && value.len() < 10 && value.bytes().all(|b| b.is_ascii_digit()) {
+        value.to_owned()
+    } else {
+        toml_string(value)
+    }
+}
+
+/// The configuration file equivalent to the file (if any) plus the command line, with
+/// references left as written.
+pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<String, String> {
+    let command = GatewayCli::command();
+    let matches = command
+        .clone()
+        .try_get_matches_from(argv)
+        .map_err(|e| e.to_string())?;
+    let known = known_options();
+    let mut options: Vec<(String, OptionValue)> = Vec::new();
+    if let Some(config) = config {
+        for option in &config.options {
+            options.push((option.long.clone(), option.value.clone()));
+        }
+    }
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if NOT_KEYS.contains(&long)
+            || matches.value_source(arg.get_id().as_str()) != Some(ValueSource::CommandLine)
+        {
+            continue;
+        }
+        let shape = known.iter().find(|(k, _)| k == long).map(|(_, s)| *s);
+        let value = match shape {
+            Some(Shape::Switch) => OptionValue::Switch(matches.get_flag(arg.get_id().as_str())),
+            Some(_) => OptionValue::Values(
+                matches
+                    .get_raw(arg.get_id().as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            None => continue,
+        };
+        options.retain(|(l, _)| !overridden(l, &[long.to_owned()]));
+        options.push((long.to_owned(), value));
+    }
+    let mut out = String::from("# mcp-oauth gateway --config FILE\n");
+    let mut sections: Vec<(&str, Vec<String>)> =
+        SECTIONS.iter().map(|s| (*s, Vec::new())).collect();
+    for (long, value) in &options {
+        let shape = known.iter().find(|(k, _)| k == long).map(|(_, s)| *s);
+        let rendered = match value {
+            OptionValue::Switch(b) => b.to_string(),
+            OptionValue::Values(values) if shape == Some(Shape::Many) => format!(
+                "[{}]",
+                values
+                    .iter()
+                    .map(|v| toml_string(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            OptionValue::Values(values) => toml_value(values.first().map_or("", String::as_str)),
+        };
+        let section = sections
+            .iter_mut()
+            .find(|(s, _)| long == s || long.starts_with(&format!("{s}-")));
+        match section {
+            Some((s, lines)) => {
+                let field = if long == s {
+                    "file".to_owned()
+                } else {
+                    long[s.len() + 1..].replace('-', "_")
+                };
+                lines.push(format!("{field} = {rendered}"));
+            }
+            None => {
+                let _ = writeln!(out, "{} = {rendered}", long.replace('-', "_"));
+            }
+        }
+    }
+    for (section, lines) in &sections {
+        if !lines.is_empty() {
+            let _ = writeln!(out, "\n[{section}]");
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    let parsed = GatewayCli::try_parse_from_matches(&matches)?;
+    for spec in upstreams(&parsed, config) {
+        let _ = writeln!(out, "\n[[upstream]]");
+        if let Some(name) = &spec.name {
+            let _ = writeln!(out, "name = {}", toml_string(name));
+        }
+        match &spec.target {
+            Target::Url { url, headers } => {
+                let _ = writeln!(out, "url = {}", toml_string(url));
+                if !headers.is_empty() {
+                    let items: Vec<String> = headers
+                        .iter()
+                        .map(|(k, v)| format!("{} = {}", toml_string(k), toml_string(v)))
+                        .collect();
+                    let _ = writeln!(out, "headers = {{ {} }}", items.join(", "));
+                }
+            }
+            Target::Command {
+                argv,
+                env,
+                pass_env,
+                cwd,
+            } => {
+                let items: Vec<String> = argv.iter().map(|a| toml_string(a)).collect();
+                let _ = writeln!(out, "command = [{}]", items.join(", "));
+                if !env.is_empty() {
+                    let items: Vec<String> = env
+                        .iter()
+                        .map(|(k, v)| format!("{} = {}", toml_string(k), toml_string(v)))
+                        .collect();
+                    let _ = writeln!(out, "env = {{ {} }}", items.join(", "));
+                }
+                if !pass_env.is_empty() {
+                    let items: Vec<String> = pass_env.iter().map(|a| toml_string(a)).collect();
+                    let _ = writeln!(out, "pass_env = [{}]", items.join(", "));
+                }
+                if let Some(cwd) = cwd {
+                    let _ = writeln!(out, "cwd = {}", toml_string(&cwd.display().to_string()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl GatewayCli {
+    fn try_parse_from_matches(
+        matches: &clap::ArgMatches,
+    ) -> Result<crate::gateway::GatewayArgs, String> {
+        <Self as clap::FromArgMatches>::from_arg_matches(matches)
+            .map(|cli| cli.args)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn distances_count_edits() {
+        assert_eq!(distance("fiel", "file"), 2);
+        assert_eq!(distance("public_urll", "public_url"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("abc", "abc"), 0);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn every_option_is_a_key_and_sections_group_them() {
+        let config = parse(
+            r#"
+public_url = "https://mcp.example.com"
+port = 9000
+user = ["alice:a", "bob:b"]
+auto_approve = true
+[audit]
+file = "audit.jsonl"
+arguments = "full"
+[admin]
+listen = "127.0.0.1:9464"
+[[upstream]]
+url = "http://127.0.0.1:3000/mcp"
+headers = { "X-Api-Key" = "${KEY}" }
+"#,
+            "g.toml",
+        )
+        .expect("valid");
+        let longs: Vec<&str> = config.options.iter().map(|o| o.long.as_str()).collect();
+        for long in [
+            "public-url",
+            "port",
+            "user",
+            "auto-approve",
+            "audit",
+            "audit-arguments",
+            "admin-listen",
+        ] {
+            assert!(longs.contains(&long), "{long} in {longs:?}");
+        }
+        let user = config
+            .options
+            .iter()
+            .find(|o| o.long == "user")
+            .expect("user");
+        assert_eq!(
+            user.value,
+            OptionValue::Values(vec!["alice:a".into(), "bob:b".into()])
+        );
+        assert_eq!(user.line, 4);
+        assert_eq!(
+            config.upstreams,
+            [UpstreamSpec {
+                name: None,
+                target: Target::Url {
+                    url: "http://127.0.0.1:3000/mcp".into(),
+                    headers: vec![("X-Api-Key".into(), "${KEY}".into())],
+                },
+                line: 11,
+            }]
+        );
+        let merged = merge(&config, &[]).expect("merge");
+        assert_eq!(merged.audit.as_deref(), Some(Path::new("audit.jsonl")));
+        assert_eq!(
+            merged.admin_listen,
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line_and_the_closest_key() {
+        let errors = parse(
+            "public_urll = \"https://x\"\n[audit]\nfiel = \"a\"\n[polcy]\nx = 1\n[[upstream]]\nurl = \"http://127.0.0.1:1/mcp\"\nheader = {}\n",
+            "g.toml",
+        )
+        .unwrap_err();
+        let all = errors.join("\n");
+        assert!(
+            all.contains("g.toml:1: unknown key `public_urll` (did you mean `public_url`?)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("g.toml:3: unknown key `fiel` in [audit] (did you mean `file`?)"),
+            "{all}"
+        );
+        assert!(all.contains("g.toml:4: unknown table [polcy]"), "{all}");
+        assert!(
+            all.contains(
+                "g.toml:8: unknown field `header` in [[upstream]] (did you mean `headers`?)"
+            ),
+            "{all}"
+        );
+        assert_eq!(errors.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn wrong_shapes_and_upstreams_are_explained() {
+        let all = parse(
+            "auto_approve = \"yes\"\nport = [1]\nupstream = \"x\"\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(all.contains("g.toml:1: auto_approve is a switch"), "{all}");
+        assert!(all.contains("g.toml:2: port takes one value"), "{all}");
+        let all = parse(
+            "[[upstream]]\nname = \"a_b\"\nurl = \"http://h/mcp\"\ncommand = [\"x\"]\n[[upstream]]\ncommand = [\"y\"]\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(all.contains("not both") && all.contains("\"a_b\""), "{all}");
+        let all = parse(
+            "[[upstream]]\ncommand = [\"x\"]\n[[upstream]]\ncommand = [\"y\"]\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(all.contains("each needs a name"), "{all}");
+        let all = parse("port = \n", "g.toml").unwrap_err().join("\n");
+        assert!(all.starts_with("g.toml:1: "), "{all}");
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let config = parse(
+            "listen = \"127.0.0.1:7000\"\nuser = [\"file:x\"]\nstore = \"memory\"\n[[upstream]]\ncommand = [\"server\"]\n",
+            "g.toml",
+        )
+        .expect("valid");
+        let merged = merge(&config, &args(&["--port", "0", "--user", "cli:y"])).expect("merge");
+        assert_eq!(
+            merged.dev.listen.addr().port(),
+            0,
+            "--port sets aside listen"
+        );
+        let printed = print(Some(&config), &args(&["--user", "cli:y"])).expect("print");
+        assert!(printed.contains("user = [\"cli:y\"]"), "{printed}");
+        assert!(!printed.contains("file:x"), "{printed}");
+        assert!(printed.contains("command = [\"server\"]"), "{printed}");
+        let cli = print(
+            Some(&config),
+            &args(&["--upstream", "http://127.0.0.1:1/mcp"]),
+        )
+        .expect("print");
+        assert!(
+            !cli.contains("command =") && cli.contains("url = "),
+            "{cli}"
+        );
+    }
+
+    #[test]
+    fn printed_configuration_reads_back_the_same() {
+        let argv = args(&[
+            "--port",
+            "0",
+            "--public-url",
+            "https://mcp.example.com",
+            "--user",
+            "alice:${ALICE_PASSWORD}",
+            "--audit",
+            "a.jsonl",
+            "--upstream",
+            "http://127.0.0.1:3000/mcp",
+            "--upstream-header",
+            "X-Api-Key: ${KEY}",
+        ]);
+        let printed = print(None, &argv).expect("print");
+        let config = parse(&printed, "printed.toml").expect("the printed file is valid");
+        let back = print(Some(&config), &[]).expect("print again");
+        assert_eq!(printed, back);
+        assert!(
+            printed.contains("${ALICE_PASSWORD}"),
+            "references stay as written"
+        );
+    }
+
+    #[test]
+    fn unset_variables_are_named() {
+        let config = parse(
+            "issuer = \"${MCP_OAUTH_GW_TEST_UNSET_41}\"\n[[upstream]]\ncommand = [\"x\"]\n",
+            "g.toml",
+        )
+        .expect("valid");
+        let err = merge(&config, &[]).unwrap_err();
+        assert!(
+            err.contains("g.toml:1: issuer") && err.contains("MCP_OAUTH_GW_TEST_UNSET_41"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway/gateway.toml");
+        let config = load(&path).expect("examples/gateway/gateway.toml parses");
+        assert_eq!(config.upstreams.len(), 2);
+    }
+}

@@ -1,0 +1,1035 @@
+//! Several upstreams behind one endpoint.
+//!
+//! Each upstream is a one-upstream gateway of its own (a *member*, the same code as a gateway
+//! with one upstream, called in-process, without authentication of its own). The aggregate is
+//! the member's client: a client session here opens one session in every member when the client
+//! initializes (concurrently; a member that fails is left out and tried again at the next
+//! request that needs it), and:
+//!
+//! - tools and prompts are exposed as `NAME__tool` ([`SEPARATOR`](crate::SEPARATOR)), kept
+//!   inside `^[a-zA-Z0-9_-]{1,64}$`: a name that would be longer, or holds other characters,
+//!   is cut and given a stable hash suffix; `*/list` is fanned out, every page read, and the
+//!   results merged; members that fail are named in the result's `_meta` instead of failing
+//!   the list;
+//! - `tools/call`, `prompts/get` and `completion/complete` go to the member the name says,
+//!   with the prefix removed; `resources/read` and the subscriptions go to the member whose
+//!   list had the URI (else each member in turn, until one knows it);
+//! - the client's answers to a member's requests (sampling, elicitation) go to the member with
+//!   requests in flight, when there is exactly one;
+//! - the GET stream merges the members' streams; DELETE ends every member session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::http::{HeaderValue, Method, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use mcp_oauth::Auth;
+use mcp_oauth::challenge::Rejection;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::SEPARATOR;
+use crate::front::{self, Inner};
+use crate::gate::{Call, Decision, Gatekeeper, ListKind};
+use crate::jsonrpc::{self, Kind, Message};
+use crate::metrics::{Metrics, Outcome};
+use crate::sessions::{Session, Sessions, principal};
+
+/// Most pages read from one member for one list.
+const MAX_PAGES: usize = 50;
+/// Largest member answer read whole (lists, initialize).
+const MAX_READ: usize = 16 * 1024 * 1024;
+/// The `_meta` member naming the upstreams a merged list is missing.
+pub(crate) const UNAVAILABLE_META: &str = "io.github.mcp-oauth/unavailable";
+
+static SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
+
+/// One upstream of the aggregate.
+pub(crate) struct Member {
+    pub(crate) name: Arc<str>,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The aggregate's part of a client session.
+pub(crate) struct Fanout {
+    /// The client's `initialize` body, replayed to members opened later.
+    init: Bytes,
+    /// Each member's session id, once opened.
+    subs: Mutex<Vec<Option<Arc<str>>>>,
+    /// Requests in flight per member.
+    in_flight: Vec<AtomicUsize>,
+    /// Resource URI → member, from the lists the client read.
+    resources: Mutex<HashMap<String, usize>>,
+    /// Exposed name → (member, name upstream), for names that were shortened.
+    shortened: Mutex<HashMap<String, (usize, String)>>,
+}
+
+pub(crate) struct Aggregate {
+    pub(crate) members: Vec<Member>,
+    pub(crate) sessions: Sessions,
+    pub(crate) gatekeeper: Arc<dyn Gatekeeper>,
+    pub(crate) oauth: Option<mcp_oauth::OAuth>,
+    pub(crate) max_body: usize,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit: Option<mcp_oauth::AuditLog>,
+}
+
+/// Whether `name` may name an upstream of an aggregate: 1 to 32 ASCII letters, digits or
+/// `-` (no `_`, so that the first `__` of an exposed name ends the upstream's name).
+pub fn valid_upstream_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// The exposed name of `name` of upstream `upstream`, and whether it had to be shortened (so
+/// that it cannot be split back).
+pub(crate) fn expose(upstream: &str, name: &str) -> (String, bool) {
+    let plain = format!("{upstream}{SEPARATOR}{name}");
+    if plain.len() <= 64 && plain.bytes().all(allowed) {
+        return (plain, false);
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+    let hash: String = digest
+        .as_ref()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let room = 64 - upstream.len() - SEPARATOR.len() - 1 - hash.len();
+    let cleaned: String = name
+        .bytes()
+        .map(|b| if allowed(b) { char::from(b) } else { '_' })
+        .take(room)
+        .collect();
+    (format!("{upstream}{SEPARATOR}{cleaned}_{hash}"), true)
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+    json_response(status, jsonrpc::error_response(id, code, message))
+}
+
+fn status_only(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn not_permitted(id: Option<&str>) -> Response {
+    json_response(
+        StatusCode::OK,
+        jsonrpc::error_response(id, jsonrpc::INVALID_PARAMS, "not found, or not permitted"),
+    )
+}
+
+/// Decrements a member's in-flight count when the answer's body is done or dropped.
+struct InFlight {
+    session: Arc<Session>,
+    member: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(fanout) = &self.session.fanout
+            && let Some(count) = fanout.in_flight.get(self.member)
+        {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Aggregate {
+    /// A request to a member, as its client would send it.
+    async fn send(
+        &self,
+        member: usize,
+        auth: Option<&Auth>,
+        sub: Option<&str>,
+        method: Method,
+        body: Bytes,
+    ) -> Response {
+        let Some(m) = self.members.get(member) else {
+            return status_only(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        let mut builder = ::http::Request::builder()
+            .method(method)
+            .uri("/mcp")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream");
+        if let Some(sub) = sub {
+            builder = builder.header(&SESSION_ID, sub);
+        }
+        let Ok(mut request) = builder.body(Body::from(body)) else {
+            return status_only(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        if let Some(auth) = auth {
+            request.extensions_mut().insert(auth.clone());
+        }
+        front::handle(State(m.inner.clone()), request).await
+    }
+
+    fn sub(session: &Session, member: usize) -> Option<Arc<str>> {
+        let fanout = session.fanout.as_ref()?;
+        let subs = fanout.subs.lock().unwrap_or_else(|p| p.into_inner());
+        subs.get(member).cloned().flatten()
+    }
+
+    fn set_sub(session: &Session, member: usize, sub: Option<Arc<str>>) {
+        if let Some(fanout) = &session.fanout {
+            let mut subs = fanout.subs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = subs.get_mut(member) {
+                *slot = sub;
+            }
+        }
+    }
+
+    /// Opens a session in `member` with the client's `initialize`; its answer's result.
+    async fn open(
+        &self,
+        member: usize,
+        auth: Option<&Auth>,
+        init: Bytes,
+    ) -> Result<(Arc<str>, Value), String> {
+        let response = self.send(member, auth, None, Method::POST, init).await;
+        let status = response.status();
+        let sub = response
+            .headers()
+            .get(&SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(Arc::<str>::from);
+        let answer = read_answer(response).await?;
+        let Some(sub) = sub.filter(|_| status.is_success()) else {
+            return Err(format!("initialize answered {status}"));
+        };
+        let result = answer
+            .get("result")
+            .cloned()
+            .ok_or_else(|| "initialize answered an error".to_owned())?;
+        let initialized = jsonrpc::encode_request(None, "notifications/initialized", None);
+        let _ = self
+            .send(member, auth, Some(&sub), Method::POST, initialized)
+            .await;
+        Ok((sub, result))
+    }
+
+    /// The member's session, opened now if it is not yet.
+    async fn ensure(
+        &self,
+        session: &Session,
+        member: usize,
+        auth: Option<&Auth>,
+    ) -> Result<Arc<str>, String> {
+        if let Some(sub) = Self::sub(session, member) {
+            return Ok(sub);
+        }
+        let init = session
+            .fanout
+            .as_ref()
+            .map(|f| f.init.clone())
+            .unwrap_or_default();
+        let (sub, _) = self.open(member, auth, init).await?;
+        Self::set_sub(session, member, Some(sub.clone()));
+        Ok(sub)
+    }
+
+    /// Sends `body` to the member in the session (opened on demand; reopened once if the
+    /// member lost it).
+    async fn forward(
+        &self,
+        session: &Session,
+        member: usize,
+        auth: Option<&Auth>,
+        body: Bytes,
+    ) -> Result<Response, String> {
+        for _ in 0..2 {
+            let sub = self.ensure(session, member, auth).await?;
+            let response = self
+                .send(member, auth, Some(&sub), Method::POST, body.clone())
+                .await;
+            if response.status() == StatusCode::NOT_FOUND {
+                Self::set_sub(session, member, None);
+                continue;
+            }
+            return Ok(response);
+        }
+        Err("the upstream session was lost".to_owned())
+    }
+
+    fn member_of_name(&self, session: &Session, exposed: &str) -> Option<(usize, String)> {
+        if let Some(fanout) = &session.fanout {
+            let shortened = fanout.shortened.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((member, name)) = shortened.get(exposed) {
+                return Some((*member, name.clone()));
+            }
+        }
+        let (upstream, name) = exposed.split_once(SEPARATOR)?;
+        let member = self.members.iter().position(|m| &*m.name == upstream)?;
+        (!name.is_empty()).then(|| (member, name.to_owned()))
+    }
+}
+
+/// The JSON-RPC response in a member's answer (JSON or SSE).
+async fn read_answer(response: Response) -> Result<Value, String> {
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = axum::body::to_bytes(response.into_body(), MAX_READ)
+        .await
+        .map_err(|_| "the answer is too large".to_owned())?;
+    crate::upstream::http::messages(content_type.as_ref(), &body)
+        .into_iter()
+        .filter_map(|m| serde_json::from_slice::<Value>(&m).ok())
+        .find(|m| m.get("id").is_some() && (m.get("result").is_some() || m.get("error").is_some()))
+        .ok_or_else(|| "the answer holds no response".to_owned())
+}
+
+/// The one handler of the aggregate's MCP endpoint.
+pub(crate) async fn handle(State(agg): State<Arc<Aggregate>>, req: Request) -> Response {
+    if let Some(version) = req.headers().get("mcp-protocol-version") {
+        let known = version
+            .to_str()
+            .is_ok_and(|v| front::SUPPORTED_VERSIONS.contains(&v));
+        if !known {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!(
+                    "unsupported MCP-Protocol-Version; this gateway speaks {}",
+                    front::SUPPORTED_VERSIONS.join(", ")
+                ),
+            );
+        }
+    }
+    match *req.method() {
+        Method::POST => post(agg, req).await,
+        Method::GET => get(agg, req).await,
+        Method::DELETE => delete(agg, req).await,
+        _ => {
+            let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            response
+        }
+    }
+}
+
+fn session_not_found() -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        None,
+        jsonrpc::INVALID_REQUEST,
+        "this session does not exist for the caller (unknown, expired or ended); start a new one with initialize",
+    )
+}
+
+enum Owned {
+    None,
+    Refused,
+    Session(Arc<Session>),
+}
+
+fn session_of(agg: &Aggregate, headers: &::http::HeaderMap, auth: Option<&Auth>) -> Owned {
+    let Some(id) = headers.get(&SESSION_ID) else {
+        return Owned::None;
+    };
+    match id.to_str().ok().and_then(|id| agg.sessions.get(id, auth)) {
+        Some(session) => Owned::Session(session),
+        None => Owned::Refused,
+    }
+}
+
+async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Some(refusal) = front::refuse_post_headers(&parts.headers) {
+        return refusal;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, agg.max_body).await else {
+        return rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            &format!("the body is larger than {} bytes", agg.max_body),
+        );
+    };
+    let message = match jsonrpc::parse(&bytes) {
+        Ok(message) => message,
+        Err(err) => return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string()),
+    };
+    let auth = parts.extensions.get::<Auth>();
+    let id = message.id.map(RawValue::get);
+    let session = match session_of(&agg, &parts.headers, auth) {
+        Owned::Refused => return session_not_found(),
+        Owned::None => {
+            if message.kind == Kind::Request && message.method.as_deref() == Some("initialize") {
+                return initialize(&agg, auth, &message, bytes.clone()).await;
+            }
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                "no Mcp-Session-Id: start a session with initialize first",
+            );
+        }
+        Owned::Session(session) => session,
+    };
+    match message.kind {
+        Kind::Request if message.method.as_deref() == Some("initialize") => rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
+        ),
+        Kind::Request => request(&agg, &parts, auth, &session, &message).await,
+        Kind::Notification => {
+            if message.method.as_deref() != Some("notifications/initialized") {
+                for member in 0..agg.members.len() {
+                    if let Some(sub) = Aggregate::sub(&session, member) {
+                        let _ = agg
+                            .send(member, auth, Some(&sub), Method::POST, bytes.clone())
+                            .await;
+                    }
+                }
+            }
+            status_only(StatusCode::ACCEPTED)
+        }
+        Kind::Response => {
+            // The member that asked: the only one with requests in flight.
+            let busy: Vec<usize> = session
+                .fanout
+                .as_ref()
+                .map(|f| {
+                    f.in_flight
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+                .unwrap_or_default();
+            match busy.as_slice() {
+                [member] => match Aggregate::sub(&session, *member) {
+                    Some(sub) => {
+                        agg.send(*member, auth, Some(&sub), Method::POST, bytes)
+                            .await
+                    }
+                    None => status_only(StatusCode::ACCEPTED),
+                },
+                _ => {
+                    tracing::warn!(target: "mcp_oauth_gateway::aggregate", "a client's answer cannot be routed: {} upstreams have requests in flight", busy.len());
+                    rpc_error(
+                        StatusCode::BAD_REQUEST,
+                        None,
+                        jsonrpc::INVALID_REQUEST,
+                        "this answer matches no single upstream request in flight",
+                    )
+                }
+            }
+        }
+    }
+}
+
+async fn initialize(
+    agg: &Aggregate,
+    auth: Option<&Auth>,
+    message: &Message<'_>,
+    bytes: Bytes,
+) -> Response {
+    let id = message.id.map(RawValue::get);
+    let opened = futures_util::future::join_all(
+        (0..agg.members.len()).map(|member| agg.open(member, auth, bytes.clone())),
+    )
+    .await;
+    let mut subs = Vec::with_capacity(opened.len());
+    let mut instructions = Vec::new();
+    for (member, result) in agg.members.iter().zip(opened) {
+        match result {
+            Ok((sub, result)) => {
+                if let Some(text) = result.get("instructions").and_then(Value::as_str) {
+                    instructions.push(format!(
+                        "{} ({}{SEPARATOR}…): {text}",
+                        member.name, member.name
+                    ));
+                }
+                subs.push(Some(sub));
+            }
+            Err(err) => {
+                tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %member.name, "cannot open a session: {err}");
+                subs.push(None);
+            }
+        }
+    }
+    let version = front::negotiate(message.params);
+    let fanout = Fanout {
+        init: bytes,
+        in_flight: subs.iter().map(|_| AtomicUsize::new(0)).collect(),
+        subs: Mutex::new(subs),
+        resources: Mutex::new(HashMap::new()),
+        shortened: Mutex::new(HashMap::new()),
+    };
+    let Some(session) = agg.sessions.create_fanout(principal(auth), version, fanout) else {
+        return rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            id,
+            jsonrpc::INTERNAL_ERROR,
+            "cannot create a session",
+        );
+    };
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true, "subscribe": true},
+            "logging": {},
+            "completions": {}
+        },
+        "serverInfo": {"name": "mcp-oauth-gateway", "version": env!("CARGO_PKG_VERSION")}
+    });
+    if !instructions.is_empty()
+        && let Some(object) = result.as_object_mut()
+    {
+        {
+            object.insert(
+                "instructions".to_owned(),
+                Value::String(instructions.join("\n\n")),
+            );
+        }
+    }
+    let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result.to_string()), None);
+    let mut response = json_response(StatusCode::OK, body);
+    if let Ok(value) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(SESSION_ID.clone(), value);
+    }
+    response
+}
+
+/// A request with `params` replaced.
+fn with_params(id: Option<&str>, method: &str, params: &Value) -> Bytes {
+    jsonrpc::encode_request(id, method, Some(&params.to_string()))
+}
+
+fn params_object(message: &Message<'_>) -> Map<String, Value> {
+    message
+        .params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or_default()
+}
+
+async fn request(
+    agg: &Aggregate,
+    parts: &::http::request::Parts,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    message: &Message<'_>,
+) -> Response {
+    let started = Instant::now();
+    let id = message.id.map(RawValue::get);
+    let method = message.method.as_deref().unwrap_or_default();
+    if method == "ping" {
+        return json_response(
+            StatusCode::OK,
+            jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
+        );
+    }
+    let (decision, called) = {
+        let call = Call::new(method, message.params);
+        let decision = agg.gatekeeper.decide(auth, &call);
+        let called = crate::audit::Called {
+            method,
+            name: call.name().map(str::to_owned),
+            params: message.params,
+        };
+        (decision, called)
+    };
+    let response = match &decision {
+        Decision::Allow => route(agg, auth, session, message, method, id).await,
+        Decision::StepUp(scopes) if agg.oauth.is_some() => {
+            agg.metrics.request(method, Outcome::StepUp);
+            match &agg.oauth {
+                Some(oauth) => {
+                    let resource = oauth.resource_for(
+                        &parts.headers,
+                        mcp_oauth::forwarded::peer_addr(&parts.extensions),
+                    );
+                    Rejection::InsufficientScope {
+                        required: scopes.clone(),
+                    }
+                    .into_response(&resource.metadata_url(), &[])
+                    .map(Body::new)
+                }
+                None => status_only(StatusCode::FORBIDDEN),
+            }
+        }
+        Decision::Deny | Decision::StepUp(_) => {
+            agg.metrics.request(method, Outcome::Denied);
+            not_permitted(id)
+        }
+    };
+    if let Some(audit) = &agg.audit {
+        let upstream = called
+            .name
+            .as_deref()
+            .and_then(|n| n.split_once(SEPARATOR))
+            .map(|(u, _)| u.to_owned());
+        crate::audit::record(
+            audit,
+            auth,
+            &session.id,
+            &called,
+            upstream.as_deref(),
+            &decision,
+            response.status(),
+            started.elapsed(),
+        )
+        .await;
+    }
+    response
+}
+
+async fn route(
+    agg: &Aggregate,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    message: &Message<'_>,
+    method: &str,
+    id: Option<&str>,
+) -> Response {
+    if let Some(kind) = ListKind::of_method(method) {
+        return list(agg, auth, session, kind, id).await;
+    }
+    let mut params = params_object(message);
+    let target = match method {
+        "tools/call" | "prompts/get" => {
+            let name = params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match agg.member_of_name(session, name) {
+                Some((member, original)) => {
+                    params.insert("name".into(), Value::String(original));
+                    Some(member)
+                }
+                None => {
+                    agg.metrics.request(method, Outcome::Denied);
+                    return not_permitted(id);
+                }
+            }
+        }
+        "completion/complete" => {
+            let reference = params.get("ref").cloned().unwrap_or_default();
+            match reference.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => {
+                    let name = reference
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    match agg.member_of_name(session, name) {
+                        Some((member, original)) => {
+                            if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {
+                                r.insert("name".to_owned(), Value::String(original));
+                            }
+                            Some(member)
+                        }
+                        None => return not_permitted(id),
+                    }
+                }
+                _ => resource_member(session, reference.get("uri")),
+            }
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            resource_member(session, params.get("uri"))
+        }
+        "logging/setLevel" => {
+            let body = with_params(id, method, &Value::Object(params));
+            for member in 0..agg.members.len() {
+                if Aggregate::sub(session, member).is_some() {
+                    let _ = agg.forward(session, member, auth, body.clone()).await;
+                }
+            }
+            agg.metrics.request(method, Outcome::Forwarded);
+            return json_response(
+                StatusCode::OK,
+                jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
+            );
+        }
+        _ => {
+            return json_response(
+                StatusCode::OK,
+                jsonrpc::error_response(
+                    id,
+                    -32601,
+                    "method not available through a gateway of several upstreams",
+                ),
+            );
+        }
+    };
+    let body = with_params(id, method, &Value::Object(params));
+    let members: Vec<usize> = match target {
+        Some(member) => vec![member],
+        // A resource no list showed: each member in turn, until one knows it.
+        None => (0..agg.members.len()).collect(),
+    };
+    let last = members.len().saturating_sub(1);
+    for (i, member) in members.into_iter().enumerate() {
+        if let Some(fanout) = &session.fanout
+            && let Some(count) = fanout.in_flight.get(member)
+        {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let guard = InFlight {
+            session: session.clone(),
+            member,
+        };
+        let started = Instant::now();
+        let response = agg.forward(session, member, auth, body.clone()).await;
+        agg.metrics.upstream_call(member, method, started.elapsed());
+        let response = match response {
+            Ok(response) => response,
+            Err(err) => {
+                agg.metrics.upstream_error(member);
+                if i < last {
+                    continue;
+                }
+                agg.metrics.request(method, Outcome::UpstreamError);
+                return rpc_error(StatusCode::BAD_GATEWAY, id, jsonrpc::INTERNAL_ERROR, &err);
+            }
+        };
+        if i < last {
+            // Trying members in turn: an error answer means "not mine".
+            let status = response.status();
+            let (parts, body) = response.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_READ).await else {
+                continue;
+            };
+            let answer =
+                crate::upstream::http::messages(parts.headers.get(header::CONTENT_TYPE), &bytes)
+                    .into_iter()
+                    .find(|m| {
+                        jsonrpc::parse(m)
+                            .is_ok_and(|m| m.kind == Kind::Response && m.result.is_some())
+                    });
+            match answer {
+                Some(answer) if status.is_success() => {
+                    agg.metrics.request(method, Outcome::Forwarded);
+                    return json_response(StatusCode::OK, answer);
+                }
+                _ => continue,
+            }
+        }
+        let outcome = if response.status().is_success() {
+            Outcome::Forwarded
+        } else {
+            agg.metrics.upstream_error(member);
+            Outcome::UpstreamError
+        };
+        agg.metrics.request(method, outcome);
+        let (parts, body) = response.into_parts();
+        let stream = body.into_data_stream().map(move |chunk| {
+            let _ = &guard;
+            chunk
+        });
+        return Response::from_parts(parts, Body::from_stream(stream));
+    }
+    not_permitted(id)
+}
+
+fn resource_member(session: &Session, uri: Option<&Value>) -> Option<usize> {
+    let uri = uri?.as_str()?;
+    let fanout = session.fanout.as_ref()?;
+    let resources = fanout.resources.lock().unwrap_or_else(|p| p.into_inner());
+    resources.get(uri).copied()
+}
+
+/// One member's whole list (every page), or why not.
+async fn member_list(
+    agg: &Aggregate,
+    auth: Option<&Auth>,
+    session: &Session,
+    member: usize,
+    kind: ListKind,
+    method: &str,
+) -> Result<Vec<Value>, String> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params = match &cursor {
+            Some(cursor) => json!({ "cursor": cursor }),
+            None => json!({}),
+        };
+        let body = with_params(Some("1"), method, &params);
+        let started = Instant::now();
+        let response = agg.forward(session, member, auth, body).await?;
+        agg.metrics.upstream_call(member, method, started.elapsed());
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        let answer = read_answer(response).await?;
+        let Some(result) = answer.get("result") else {
+            // A member without this capability answers "method not found": an empty list.
+            return Ok(items);
+        };
+        match result.get(kind.member()).and_then(Value::as_array) {
+            Some(page) => items.extend(page.iter().cloned()),
+            None => return Err("the list answer is not a list".to_owned()),
+        }
+        cursor = result
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if cursor.is_none() {
+            return Ok(items);
+        }
+    }
+    Ok(items)
+}
+
+async fn list(
+    agg: &Aggregate,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    kind: ListKind,
+    id: Option<&str>,
+) -> Response {
+    let method = match kind {
+        ListKind::Tools => "tools/list",
+        ListKind::Prompts => "prompts/list",
+        ListKind::Resources => "resources/list",
+        _ => "resources/templates/list",
+    };
+    let answers = futures_util::future::join_all(
+        (0..agg.members.len()).map(|member| member_list(agg, auth, session, member, kind, method)),
+    )
+    .await;
+    let mut merged = Vec::new();
+    let mut unavailable = Vec::new();
+    for (member, answer) in answers.into_iter().enumerate() {
+        let Some(m) = agg.members.get(member) else {
+            continue;
+        };
+        let items = match answer {
+            Ok(items) => items,
+            Err(err) => {
+                agg.metrics.upstream_error(member);
+                tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "{method} failed: {err}");
+                unavailable.push(Value::String(m.name.to_string()));
+                continue;
+            }
+        };
+        for mut item in items {
+            match kind {
+                ListKind::Tools | ListKind::Prompts => {
+                    let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    let (exposed, shortened) = expose(&m.name, &name);
+                    if shortened && let Some(fanout) = &session.fanout {
+                        fanout
+                            .shortened
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(exposed.clone(), (member, name));
+                    }
+                    if let Some(object) = item.as_object_mut() {
+                        object.insert("name".to_owned(), Value::String(exposed));
+                    }
+                }
+                ListKind::Resources => {
+                    if let (Some(uri), Some(fanout)) =
+                        (item.get("uri").and_then(Value::as_str), &session.fanout)
+                    {
+                        fanout
+                            .resources
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(uri.to_owned(), member);
+                    }
+                }
+                _ => {}
+            }
+            if !agg.gatekeeper.filters_lists() || agg.gatekeeper.keep(auth, kind, &item) {
+                merged.push(item);
+            }
+        }
+    }
+    let mut result = Map::new();
+    result.insert(kind.member().to_owned(), Value::Array(merged));
+    if !unavailable.is_empty() {
+        result.insert("_meta".to_owned(), json!({ UNAVAILABLE_META: unavailable }));
+    }
+    agg.metrics.request(method, Outcome::Forwarded);
+    json_response(
+        StatusCode::OK,
+        jsonrpc::encode_response(
+            id.unwrap_or("null"),
+            Some(&Value::Object(result).to_string()),
+            None,
+        ),
+    )
+}
+
+/// Splits a byte stream into whole SSE events (each ending with a blank line).
+fn sse_events(
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    futures_util::stream::unfold(
+        (body.into_data_stream(), Vec::<u8>::new(), false),
+        |(mut stream, mut buffer, done)| async move {
+            loop {
+                if let Some(end) = find_event_end(&buffer) {
+                    let event: Vec<u8> = buffer.drain(..end).collect();
+                    return Some((Ok(Bytes::from(event)), (stream, buffer, done)));
+                }
+                if done {
+                    return None;
+                }
+                match stream.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    _ => return None,
+                }
+            }
+        },
+    )
+}
+
+/// The end (exclusive) of the first whole event in `buffer`.
+fn find_event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let auth = parts.extensions.get::<Auth>();
+    let session = match session_of(&agg, &parts.headers, auth) {
+        Owned::Session(session) => session,
+        Owned::Refused => return session_not_found(),
+        Owned::None => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "no Mcp-Session-Id: start a session with initialize first",
+            );
+        }
+    };
+    let mut streams = Vec::new();
+    for member in 0..agg.members.len() {
+        let Some(sub) = Aggregate::sub(&session, member) else {
+            continue;
+        };
+        let response = agg
+            .send(member, auth, Some(&sub), Method::GET, Bytes::new())
+            .await;
+        if response.status().is_success() {
+            streams.push(sse_events(response.into_body()).boxed());
+        }
+    }
+    if streams.is_empty() {
+        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let merged = futures_util::stream::select_all(streams);
+    let mut response = Response::new(Body::from_stream(merged));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response.into_response()
+}
+
+async fn delete(agg: Arc<Aggregate>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let auth = parts.extensions.get::<Auth>();
+    let session = match session_of(&agg, &parts.headers, auth) {
+        Owned::Session(session) => session,
+        Owned::Refused => return session_not_found(),
+        Owned::None => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "no Mcp-Session-Id to end",
+            );
+        }
+    };
+    agg.sessions.remove(&session.id);
+    for member in 0..agg.members.len() {
+        if let Some(sub) = Aggregate::sub(&session, member) {
+            let _ = agg
+                .send(member, auth, Some(&sub), Method::DELETE, Bytes::new())
+                .await;
+        }
+    }
+    status_only(StatusCode::OK)
+}
+
+/// Whether each member is ready, by name.
+pub(crate) async fn readiness(agg: &Aggregate, timeout: Duration) -> Vec<(Arc<str>, bool)> {
+    let checks = agg.members.iter().map(|m| async move {
+        (
+            m.name.clone(),
+            front::upstream_ready(&m.inner, timeout).await,
+        )
+    });
+    futures_util::future::join_all(checks).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_names_fit_what_clients_accept() {
+        assert_eq!(
+            expose("fs", "read_file"),
+            ("fs__read_file".to_owned(), false)
+        );
+        let (long, shortened) = expose("fs", &"x".repeat(80));
+        assert!(shortened && long.len() == 64, "{long}");
+        let (dotted, shortened) = expose("web", "get.page/v2");
+        assert!(
+            shortened && dotted.starts_with("web__get_page_v2_"),
+            "{dotted}"
+        );
+        assert_ne!(expose("web", "a.b").0, expose("web", "a/b").0);
+        for name in [long, dotted] {
+            assert!(name.bytes().all(allowed) && (1..=64).contains(&name.len()));
+        }
+        assert!(valid_upstream_name("fs-2"));
+        for bad in ["", "a_b", "a.b", &"x".repeat(33)] {
+            assert!(!valid_upstream_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sse_events_end_at_a_blank_line() {
+        assert_eq!(find_event_end(b"data: 1\n\ndata: 2"), Some(9));
+        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some(11));
+        assert_eq!(find_event_end(b"data: 1\n"), None);
+    }
+}

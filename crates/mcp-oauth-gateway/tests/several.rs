@@ -1,0 +1,439 @@
+//! Several upstreams behind one gateway endpoint (a stdio child and a Streamable HTTP server,
+//! both the crate's test server), the health and metrics endpoints, and the audit events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use mcp_oauth::Auth;
+use mcp_oauth::audit::{AuditLog, MemorySink};
+use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper, ListKind};
+use mcp_oauth_gateway::{HttpConfig, UNAVAILABLE_META, UpstreamConfig};
+use serde_json::{Value, json};
+use support::*;
+use tokio::sync::oneshot;
+
+/// A server on 127.0.0.1 serving `app`; stopped when dropped.
+struct Served {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn serve(app: axum::Router) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Served { addr, _stop: stop }
+}
+
+async fn http_upstream() -> Served {
+    serve(mcp_oauth_gateway::test_upstream::http_router()).await
+}
+
+fn http_config(served: &Served) -> UpstreamConfig {
+    HttpConfig::new(&format!("http://{}/mcp", served.addr))
+        .unwrap()
+        .into()
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn client_accepts(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+async fn rpc(h: &Harness, token: &str, session: &str, body: Value) -> Vec<Value> {
+    let response = post(&h.url, Some(token), Some(session), body.to_string()).await;
+    assert_eq!(response.status(), 200);
+    messages(response).await
+}
+
+#[tokio::test]
+async fn tools_of_two_upstreams_are_listed_with_prefixes_and_called_without() {
+    let remote = http_upstream().await;
+    let h = Harness::several(
+        vec![
+            ("local", stdio_upstream().into()),
+            ("remote", http_config(&remote)),
+        ],
+        |b| b,
+    )
+    .await;
+    let client = h.client("alice").await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for name in ["local__echo", "remote__echo", "local__pid", "remote__slow"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert!(names.iter().all(|n| client_accepts(n)), "{names:?}");
+    assert_eq!(
+        call(&client, "remote__echo", json!({"text": "to remote"}))
+            .await
+            .unwrap(),
+        "to remote"
+    );
+    let pid = call(&client, "local__pid", json!({})).await.unwrap();
+    assert_eq!(pid, h.gateway.upstream_pid().unwrap().to_string());
+    let done = call(&client, "remote__slow", json!({"steps": 2, "step_ms": 5}))
+        .await
+        .unwrap();
+    assert_eq!(done, "done after 2 steps");
+    assert_eq!(*client.service().progress.lock().unwrap(), [0.0, 1.0]);
+    // The stdio child's request to the client comes back through the gateway, and the
+    // client's answer goes to the child that asked.
+    assert_eq!(
+        call(&client, "local__ask_llm", json!({"question": "q"}))
+            .await
+            .unwrap(),
+        "sampled by alice"
+    );
+    for unknown in [
+        "echo",
+        "nobody__echo",
+        "local__",
+        "__echo",
+        "local__no_such_tool",
+    ] {
+        let err = call(&client, unknown, json!({"text": "x"})).await;
+        assert!(err.is_err(), "{unknown} answered {err:?}");
+    }
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_upstream_down_leaves_the_others_listed_and_is_reported() {
+    let down = closed_port().await;
+    let h = Harness::several(
+        vec![
+            ("local", stdio_upstream().into()),
+            (
+                "down",
+                HttpConfig::new(&format!("http://{down}/mcp"))
+                    .unwrap()
+                    .into(),
+            ),
+        ],
+        |b| b,
+    )
+    .await;
+    let token = h.token("alice");
+    let session = raw_session(&h.url, &token).await;
+    let list = rpc(
+        &h,
+        &token,
+        &session,
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+    )
+    .await;
+    let result = &list[0]["result"];
+    let names: Vec<&str> = result["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"local__echo"), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("local__")), "{names:?}");
+    assert_eq!(result["_meta"][UNAVAILABLE_META], json!(["down"]));
+    let answer = post(
+        &h.url,
+        Some(&token),
+        Some(&session),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"down__echo","arguments":{"text":"x"}}}).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status(), 502);
+    let echo = rpc(
+        &h,
+        &token,
+        &session,
+        json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"local__echo","arguments":{"text":"still here"}}}),
+    )
+    .await;
+    assert_eq!(echo[0]["result"]["content"][0]["text"], "still here");
+    // Readiness names the upstream that is down, on the admin listener only.
+    let admin = serve(h.gateway.admin_router()).await;
+    let ready = reqwest::get(format!("http://{}/readyz", admin.addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let detail: Value = ready.json().await.unwrap();
+    assert_eq!(
+        detail["upstreams"],
+        json!([{"name":"local","ready":true},{"name":"down","ready":false}])
+    );
+    let public = reqwest::get(format!("http://{}/readyz", h.addr))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 503);
+    let text = public.text().await.unwrap();
+    assert_eq!(text, "not ready\n");
+}
+
+/// Denies `local__get_env` and hides it from lists.
+struct NoEnv;
+
+impl Gatekeeper for NoEnv {
+    fn decide(&self, _: Option<&Auth>, call: &Call<'_>) -> Decision {
+        match call.name() {
+            Some("local__get_env") => Decision::Deny,
+            Some("remote__get_env") => Decision::StepUp(vec!["env:read".into()]),
+            _ => Decision::Allow,
+        }
+    }
+    fn filters_lists(&self) -> bool {
+        true
+    }
+    fn keep(&self, _: Option<&Auth>, list: ListKind, item: &Value) -> bool {
+        list != ListKind::Tools || item["name"] != "local__get_env"
+    }
+}
+
+#[tokio::test]
+async fn the_gatekeeper_decides_on_exposed_names_and_audit_records_it() {
+    let remote = http_upstream().await;
+    let sink = MemorySink::new();
+    let audit = AuditLog::builder().memory(&sink).build().unwrap();
+    let flush = audit.clone();
+    let h = Harness::several(
+        vec![
+            ("local", stdio_upstream().into()),
+            ("remote", http_config(&remote)),
+        ],
+        |b| b.gatekeeper(NoEnv).audit(audit),
+    )
+    .await;
+    let token = h.token("alice");
+    let session = raw_session(&h.url, &token).await;
+    let list = rpc(
+        &h,
+        &token,
+        &session,
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+    )
+    .await;
+    let names: Vec<&str> = list[0]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"local__get_env") && names.contains(&"remote__get_env"));
+    let denied = rpc(
+        &h,
+        &token,
+        &session,
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"local__get_env","arguments":{}}}),
+    )
+    .await;
+    let unknown = rpc(
+        &h,
+        &token,
+        &session,
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nobody__get_env","arguments":{}}}),
+    )
+    .await;
+    assert_eq!(denied, unknown, "a denial reads like an unknown tool");
+    let step_up = post(
+        &h.url,
+        Some(&token),
+        Some(&session),
+        json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"remote__get_env","arguments":{}}}).to_string(),
+    )
+    .await;
+    assert_eq!(step_up.status(), 403);
+    let challenge = step_up.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("env:read"));
+    rpc(
+        &h,
+        &token,
+        &session,
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"remote__echo","arguments":{"text":"secret-arg-55"}}}),
+    )
+    .await;
+    flush.flush().await.unwrap();
+    let events: Vec<Value> = sink
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["method"] == "tools/call")
+        .collect();
+    assert_eq!(calls.len(), 4, "{events:#?}");
+    let effects: Vec<&Value> = calls.iter().map(|e| &e["decision"]["effect"]).collect();
+    assert_eq!(
+        effects,
+        [
+            &json!("deny"),
+            &json!("allow"),
+            &json!("step_up"),
+            &json!("allow")
+        ]
+    );
+    let echo = calls[3];
+    assert_eq!(echo["actor"]["sub"], "alice");
+    assert_eq!(echo["upstream"], "remote");
+    assert_eq!(echo["session"], session.as_str());
+    assert_eq!(echo["outcome"]["http"], 200);
+    let line = sink.lines().join("\n");
+    assert!(
+        !line.contains("secret-arg-55"),
+        "arguments are hashed by default"
+    );
+    assert_eq!(
+        echo["arguments"]["sha256"],
+        mcp_oauth::audit::canonical_sha256(&json!({"text":"secret-arg-55"}))
+    );
+}
+
+#[tokio::test]
+async fn sessions_of_an_aggregate_belong_to_their_user() {
+    let remote = http_upstream().await;
+    let h = Harness::several(
+        vec![
+            ("local", stdio_upstream().into()),
+            ("remote", http_config(&remote)),
+        ],
+        |b| b,
+    )
+    .await;
+    let alice = h.token("alice");
+    let session = raw_session(&h.url, &alice).await;
+    let mallory = h.token("mallory");
+    let body = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string();
+    let stolen = post(&h.url, Some(&mallory), Some(&session), body.clone()).await;
+    assert_eq!(stolen.status(), 404);
+    let no_token = post(&h.url, None, Some(&session), body.clone()).await;
+    assert_eq!(no_token.status(), 401);
+    let delete = reqwest::Client::new()
+        .delete(&h.url)
+        .bearer_auth(&mallory)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 404);
+    // Still alice's, still working.
+    let list = rpc(&h, &alice, &session, serde_json::from_str(&body).unwrap()).await;
+    assert!(list[0]["result"]["tools"].as_array().unwrap().len() > 4);
+}
+
+#[tokio::test]
+async fn metrics_are_for_operators_only_and_hold_no_subject() {
+    let remote = http_upstream().await;
+    let h = Harness::start_with(http_config(&remote), |b| b.gatekeeper(NoEnvOne)).await;
+    // The public listener: liveness and readiness without details, no metrics.
+    let health = reqwest::get(format!("http://{}/healthz", h.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    for path in ["/metrics", "/mcp/metrics", "/metrics/", "/admin/metrics"] {
+        let response = reqwest::get(format!("http://{}{path}", h.addr))
+            .await
+            .unwrap();
+        assert!(
+            response.status() == 404 || response.status() == 401,
+            "{path}: {}",
+            response.status()
+        );
+        let text = response.text().await.unwrap();
+        assert!(!text.contains("mcp_gateway_requests_total"), "{path}");
+    }
+    let ready = reqwest::get(format!("http://{}/readyz", h.addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let text = ready.text().await.unwrap();
+    assert_eq!(
+        text, "ready\n",
+        "no upstream address on the public listener"
+    );
+    let client = h.client("alice-subject-77").await;
+    call(&client, "echo", json!({"text": "x"})).await.unwrap();
+    assert!(call(&client, "get_env", json!({})).await.is_err());
+    client.cancel().await.unwrap();
+    let admin = serve(h.gateway.admin_router()).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", admin.addr))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            "mcp_gateway_requests_total{mcp_method_name=\"tools/call\",outcome=\"forwarded\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "mcp_gateway_requests_total{mcp_method_name=\"tools/call\",outcome=\"denied\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("mcp_client_operation_duration_seconds_count{upstream=\"\",mcp_method_name=\"tools/call\"} 1"), "{text}");
+    assert!(!text.contains("alice-subject-77"));
+    assert_eq!(text, h.gateway.metrics_text());
+}
+
+/// Denies `get_env` (one upstream, no prefix).
+struct NoEnvOne;
+
+impl Gatekeeper for NoEnvOne {
+    fn decide(&self, _: Option<&Auth>, call: &Call<'_>) -> Decision {
+        if call.name() == Some("get_env") {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        }
+    }
+}
+
+#[tokio::test]
+async fn names_that_cannot_prefix_are_refused_at_build() {
+    let remote = http_upstream().await;
+    for bad in ["a_b", "", "with space", "a.b"] {
+        let err = mcp_oauth_gateway::Gateway::aggregate([
+            (bad, http_config(&remote)),
+            ("ok", http_config(&remote)),
+        ])
+        .insecure_no_auth()
+        .build()
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("letters, digits or '-'"),
+            "{bad}: {err}"
+        );
+    }
+    let err = mcp_oauth_gateway::Gateway::aggregate([
+        ("same", http_config(&remote)),
+        ("same", http_config(&remote)),
+    ])
+    .insecure_no_auth()
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("two upstreams"), "{err}");
+}
