@@ -244,6 +244,10 @@ async fn bad_invocations_are_refused() {
             vec!["gateway", "--port", "0", "--upstream", "ftp://h/mcp"],
             "not an http or https URL",
         ),
+        (
+            vec!["gateway", "--config", "/nonexistent/gateway.toml"],
+            "cannot read the configuration file /nonexistent/gateway.toml",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
             .args(&args)
@@ -254,6 +258,158 @@ async fn bad_invocations_are_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// A configuration file with two upstreams (this binary as a stdio command, and the test
+/// server over HTTP), an audit file and an admin listener; then `check` and `--print-config`
+/// on it.
+async fn a_config_file_with_two_upstreams() {
+    let app = mcp_oauth_gateway::test_upstream::http_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let audit = dir.join("audit.jsonl");
+    let file = dir.join("gateway.toml");
+    let text = format!(
+        r#"# two upstreams
+[[upstream]]
+name = "local"
+command = [{me}]
+env = {{ {UPSTREAM_ROLE} = "1" }}
+
+[[upstream]]
+name = "remote"
+url = "http://{upstream}/mcp"
+headers = {{ "X-Upstream-Key" = "${{GW_TEST_CONFIG_KEY}}" }}
+
+[audit]
+file = {audit}
+
+[admin]
+listen = "127.0.0.1:0"
+"#,
+        me = toml_string(me.to_str().unwrap()),
+        audit = toml_string(audit.to_str().unwrap()),
+    );
+    std::fs::write(&file, &text).unwrap();
+    let path = file.to_str().unwrap();
+
+    let gateway = start(&["--config", path], &[("GW_TEST_CONFIG_KEY", "k")]).await;
+    let url = gateway.url();
+    let token = gateway.info["token"].as_str().unwrap();
+    let mcp = client(&url, token).await;
+    let tools = mcp.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(
+        names.contains(&"local__echo") && names.contains(&"remote__echo"),
+        "{names:?}"
+    );
+    assert_eq!(call(&mcp, "local__echo", json!({"text": "a"})).await, "a");
+    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    mcp.cancel().await.unwrap();
+    let admin = gateway.info["admin_url"].as_str().unwrap();
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "mcp_gateway_requests_total{mcp_method_name=\"tools/call\",outcome=\"forwarded\"} 2"
+        ),
+        "{metrics}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let content = std::fs::read_to_string(&audit).unwrap_or_default();
+        let calls: Vec<Value> = content
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["method"] == "tools/call")
+            .collect();
+        if calls.len() >= 2 {
+            break calls;
+        }
+        assert!(Instant::now() < deadline, "audit lines: {content}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines[0]["tool"], "local__echo", "{lines:?}");
+    assert_eq!(lines[1]["upstream"], "remote", "{lines:?}");
+    drop(gateway);
+
+    let binary = env!("CARGO_BIN_EXE_mcp-oauth");
+    let out = Command::new(binary)
+        .args(["gateway", "check", "--config", path])
+        .env("GW_TEST_CONFIG_KEY", "k")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("upstream      local: "), "{stdout}");
+    assert!(stdout.contains("headers X-Upstream-Key"), "{stdout}");
+    assert!(!stdout.contains("GW_TEST_CONFIG_KEY") || !stdout.contains("= \"k\""));
+    // Without the variable: exit status 2, the variable named.
+    let out = Command::new(binary)
+        .args(["gateway", "check", "--config", path])
+        .env_remove("GW_TEST_CONFIG_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstream remote: header X-Upstream-Key")
+            && stderr.contains("GW_TEST_CONFIG_KEY"),
+        "{stderr}"
+    );
+    // A misspelled key: its line and the key meant.
+    let typo = dir.join("typo.toml");
+    std::fs::write(
+        &typo,
+        format!("{text}\n[admin]\nlisen = \"127.0.0.1:1\"\n")
+            .replace("[admin]\nlisten = \"127.0.0.1:0\"\n", ""),
+    )
+    .unwrap();
+    let out = Command::new(binary)
+        .args(["gateway", "check", "--config", typo.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown key `lisen` in [admin] (did you mean `listen`?)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("typo.toml:"), "{stderr}");
+    // --print-config: the command line's --port wins, references stay as written.
+    let out = Command::new(binary)
+        .args(["gateway", "--config", path, "--port", "9", "--print-config"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("port = 9\n"), "{printed}");
+    assert!(
+        printed.contains("\"X-Upstream-Key\" = \"${GW_TEST_CONFIG_KEY}\""),
+        "{printed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    server.abort();
+}
+
+fn toml_string(value: &str) -> String {
+    serde_json::to_string(value).unwrap()
 }
 
 type Test = (&'static str, fn() -> Pin<Box<dyn Future<Output = ()>>>);
@@ -270,7 +426,10 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let tests: [Test; 3] = [
+    let tests: [Test; 4] = [
+        ("a_config_file_with_two_upstreams", || {
+            Box::pin(a_config_file_with_two_upstreams())
+        }),
         ("embedded_server_and_a_stdio_command", || {
             Box::pin(embedded_server_and_a_stdio_command())
         }),
