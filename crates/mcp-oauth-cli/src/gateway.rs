@@ -24,6 +24,7 @@ use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, resolv
 
 use crate::dev::DevArgs;
 use crate::gateway_config::{self, Target, UpstreamSpec};
+use crate::gateway_policy;
 use crate::options::SecretArg;
 
 /// How long a stdio command has to start and answer `initialize` before the gateway gives up.
@@ -84,6 +85,10 @@ pub(crate) struct GatewayArgs {
     /// listener serves /healthz and /readyz without details, and never /metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) admin_listen: Option<std::net::SocketAddr>,
+    /// Decide every call and filter every list with this policy file (docs/policy.md); its
+    /// rules are checked against the upstreams' real tools before the gateway serves.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
     /// Append one audit event (JSON line) per forwarded call and per decision to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) audit: Option<PathBuf>,
@@ -343,6 +348,11 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.dev.listen.check_public(args.dev.public_url.as_deref()) {
         problems.push(e);
     }
+    if let Some(policy) = &args.policy
+        && let Err(e) = gateway_policy::load(policy)
+    {
+        problems.push(e);
+    }
     if let Some(audit) = &args.audit {
         let dir = audit.parent().filter(|d| !d.as_os_str().is_empty());
         if dir.is_some_and(|d| !d.is_dir()) {
@@ -396,6 +406,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             _ => println!("  upstream      {} ({kind})", describe(spec)),
         }
     }
+    if let Some(policy) = &args.policy {
+        println!(
+            "  policy        {} (its rules are checked against the upstreams' tools at start-up)",
+            policy.display()
+        );
+    }
     if let Some(audit) = &args.audit {
         println!(
             "  audit         {} (arguments: {})",
@@ -435,6 +451,11 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let specs = gateway_config::upstreams(&args, config.as_ref());
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
+    let policy = match &args.policy {
+        Some(path) => Some((path.clone(), gateway_policy::load(path)?)),
+        None => None,
+    };
+    let gate = gateway_policy::PolicyGate::default();
     let described = specs.iter().map(describe).collect::<Vec<_>>().join(", ");
     let stdio = upstreams
         .iter()
@@ -496,6 +517,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if let Some(audit) = audit {
         builder = builder.audit(audit);
     }
+    if policy.is_some() {
+        builder = builder.gatekeeper(gate.clone());
+    }
     let gateway = builder.build()?;
     if stdio {
         eprintln!("starting the upstream: {described}");
@@ -505,6 +529,12 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 START_TIMEOUT.as_secs()
             )
         })?;
+    }
+    if let Some((path, config)) = policy {
+        let catalog = gateway.catalog().await.map_err(|e| {
+            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
+        })?;
+        gate.install(config, &catalog, &path)?;
     }
     let admin_url = match admin {
         Some(admin) => {

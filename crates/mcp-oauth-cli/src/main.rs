@@ -19,6 +19,7 @@ mod doctor;
 mod dotenv;
 mod gateway;
 mod gateway_config;
+mod gateway_policy;
 mod listen;
 mod options;
 mod policy;

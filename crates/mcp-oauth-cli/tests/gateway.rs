@@ -408,6 +408,113 @@ listen = "127.0.0.1:0"
     server.abort();
 }
 
+/// A policy file decides calls and filters lists; a rule naming a tool the upstream does not
+/// have stops the gateway before it serves.
+async fn a_policy_file_decides_and_is_checked_against_the_tools() {
+    let me = std::env::current_exe().unwrap();
+    let me = me.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\n\n[[policy.rule]]\nid = \"echo-for-all\"\ntools = [\"echo\"]\n\n[[policy.rule]]\nid = \"env-needs-admin\"\ntools = [\"get_env\"]\nstep_up_scopes = [\"admin\"]\n",
+    )
+    .unwrap();
+    let role = format!("{UPSTREAM_ROLE}=1");
+    let gateway = start(
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--env",
+            &role,
+            "--",
+            me,
+        ],
+        &[],
+    )
+    .await;
+    let url = gateway.url();
+    let token = gateway.info["token"].as_str().unwrap();
+    let mcp = client(&url, token).await;
+    let tools = mcp.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["echo", "get_env"],
+        "only what the policy lets the user call"
+    );
+    assert_eq!(
+        call(&mcp, "echo", json!({"text": "allowed"})).await,
+        "allowed"
+    );
+    let mut pid = CallToolRequestParams::new("pid");
+    pid = pid.with_arguments(serde_json::Map::new());
+    assert!(mcp.call_tool(pid).await.is_err(), "no rule permits pid");
+    mcp.cancel().await.unwrap();
+    // get_env needs a scope the token lacks: 403 insufficient_scope naming it.
+    let http = reqwest::Client::new();
+    let init = http
+        .post(&url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let step_up = http
+        .post(&url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_env","arguments":{}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(step_up.status(), 403);
+    let challenge = step_up.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("admin"),
+        "{challenge}"
+    );
+    drop(gateway);
+
+    std::fs::write(
+        &policy,
+        "[policy]\n\n[[policy.rule]]\nid = \"typo\"\ntools = [\"ech0\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["gateway", "--port", "0", "--store", "memory", "--data-dir"])
+        .arg(dir.join("data"))
+        .args([
+            "--policy",
+            policy.to_str().unwrap(),
+            "--env",
+            &role,
+            "--",
+            me,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("typo") && stderr.contains("ech0"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing was served");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn toml_string(value: &str) -> String {
     serde_json::to_string(value).unwrap()
 }
@@ -426,7 +533,11 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let tests: [Test; 4] = [
+    let tests: [Test; 5] = [
+        (
+            "a_policy_file_decides_and_is_checked_against_the_tools",
+            || Box::pin(a_policy_file_decides_and_is_checked_against_the_tools()),
+        ),
         ("a_config_file_with_two_upstreams", || {
             Box::pin(a_config_file_with_two_upstreams())
         }),

@@ -287,7 +287,7 @@ impl Aggregate {
 }
 
 /// The JSON-RPC response in a member's answer (JSON or SSE).
-async fn read_answer(response: Response) -> Result<Value, String> {
+pub(crate) async fn read_answer(response: Response) -> Result<Value, String> {
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let body = axum::body::to_bytes(response.into_body(), MAX_READ)
         .await

@@ -419,6 +419,104 @@ impl Gateway {
         }
     }
 
+    /// What the upstreams offer, as clients of this gateway see it: `{"tools": […],
+    /// "prompts": […], "resources": […]}` with every page read (with several upstreams, the
+    /// exposed names `NAME__tool`). For checking a policy against the real tool schemas before
+    /// serving: it asks through the gateway itself, without a caller, so the gatekeeper must
+    /// let an anonymous caller list (an upstream that does not answer a list gives an empty
+    /// one).
+    ///
+    /// # Errors
+    ///
+    /// The session cannot be opened, or a list answer is not a list.
+    pub async fn catalog(&self) -> Result<serde_json::Value, GatewayError> {
+        let handle = |method: ::http::Method, session: Option<String>, body: String| {
+            let kind = self.kind.clone();
+            async move {
+                let mut builder = ::http::Request::builder()
+                    .method(method)
+                    .uri(self.path.as_str())
+                    .header(::http::header::CONTENT_TYPE, "application/json")
+                    .header(
+                        ::http::header::ACCEPT,
+                        "application/json, text/event-stream",
+                    );
+                if let Some(session) = &session {
+                    builder = builder.header("mcp-session-id", session.as_str());
+                }
+                let request = builder
+                    .body(axum::body::Body::from(body))
+                    .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+                let response = match kind {
+                    Kind::One(inner) => front::handle(axum::extract::State(inner), request).await,
+                    Kind::Several(agg) => {
+                        aggregate::handle(axum::extract::State(agg), request).await
+                    }
+                };
+                Ok::<_, GatewayError>(response)
+            }
+        };
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-oauth-gateway-catalog","version":"1"}}}"#;
+        let response = handle(::http::Method::POST, None, init.to_owned()).await?;
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                GatewayError::Unavailable(format!(
+                    "initialize for the tool list answered {}",
+                    response.status()
+                ))
+            })?;
+        let mut catalog = serde_json::Map::new();
+        for (method, member) in [
+            ("tools/list", "tools"),
+            ("prompts/list", "prompts"),
+            ("resources/list", "resources"),
+        ] {
+            let mut items = Vec::new();
+            let mut cursor: Option<String> = None;
+            for page in 1..=50 {
+                let params = match &cursor {
+                    Some(cursor) => serde_json::json!({ "cursor": cursor }),
+                    None => serde_json::json!({}),
+                };
+                let body =
+                    serde_json::json!({"jsonrpc":"2.0","id":page,"method":method,"params":params});
+                let response = handle(
+                    ::http::Method::POST,
+                    Some(session.clone()),
+                    body.to_string(),
+                )
+                .await?;
+                let answer = aggregate::read_answer(response)
+                    .await
+                    .map_err(GatewayError::Protocol)?;
+                let Some(result) = answer.get("result") else {
+                    break;
+                };
+                let list = result
+                    .get(member)
+                    .and_then(serde_json::Value::as_array)
+                    .ok_or_else(|| {
+                        GatewayError::Protocol(format!("the answer to {method} is not a list"))
+                    })?;
+                items.extend(list.iter().cloned());
+                cursor = result
+                    .get("nextCursor")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned);
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            catalog.insert(member.to_owned(), serde_json::Value::Array(items));
+        }
+        let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
+        Ok(serde_json::Value::Object(catalog))
+    }
+
     /// The metrics in the Prometheus text format (what the admin router's `/metrics` serves).
     pub fn metrics_text(&self) -> String {
         self.metrics.render()

@@ -1,0 +1,143 @@
+//! `mcp-oauth gateway --policy FILE`: the policy engine (`mcp_oauth::policy`) as the gateway's
+//! decision hook, checked against the tools the upstreams really offer.
+//!
+//! The policy is compiled once the upstreams are up: the gateway lists their tools, prompts and
+//! resources (with several upstreams, under their exposed names `NAME__tool`) and the rules are
+//! validated against those schemas, so a rule naming a tool or an argument that does not exist
+//! stops the gateway before it serves. Until then the hook lets lists through and refuses every
+//! other request (nothing is served before the policy is in place).
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use mcp_oauth::Auth;
+use mcp_oauth::policy::{Catalog, Effect, Policy, PolicyConfig, Subject, Target};
+use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper, ListKind};
+use serde_json::Value;
+
+/// The gatekeeper; cheap to clone (the clones share the policy once it is set).
+#[derive(Clone, Default)]
+pub(crate) struct PolicyGate {
+    policy: Arc<OnceLock<Policy>>,
+}
+
+impl PolicyGate {
+    /// Compiles `config` against `catalog` (what [`mcp_oauth_gateway::Gateway::catalog`]
+    /// answers) and puts it in place.
+    pub(crate) fn install(
+        &self,
+        config: PolicyConfig,
+        catalog: &Value,
+        file: &Path,
+    ) -> Result<(), String> {
+        let catalog =
+            Catalog::from_json(catalog).map_err(|e| format!("the upstreams' tool list: {e}"))?;
+        let policy = Policy::new(config, catalog)
+            .map_err(|e| format!("--policy {}:\n{e}", file.display()))?;
+        self.policy
+            .set(policy)
+            .map_err(|_| "the policy is already in place".to_owned())
+    }
+}
+
+fn subject(caller: Option<&Auth>) -> Subject {
+    match caller {
+        Some(auth) => Subject::from_claims(&auth.claims),
+        None => Subject::new("anonymous"),
+    }
+}
+
+fn gate_decision(decision: &mcp_oauth::policy::Decision) -> Decision {
+    match decision.effect() {
+        Effect::Allow => Decision::Allow,
+        Effect::StepUp => Decision::StepUp(decision.missing_scopes().to_vec()),
+        _ => Decision::Deny,
+    }
+}
+
+impl Gatekeeper for PolicyGate {
+    fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision {
+        let method = call.method();
+        let Some(policy) = self.policy.get() else {
+            // Before the policy is in place only the gateway itself asks, for the lists.
+            return if ListKind::of_method(method).is_some() {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+        };
+        if ListKind::of_method(method).is_some() {
+            return Decision::Allow;
+        }
+        let params: Value = call
+            .params()
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let subject = subject(caller);
+        let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        match method {
+            "tools/call" | "prompts/get" | "resources/read" => {
+                match Target::from_request(method, &params) {
+                    Some((target, arguments)) => {
+                        gate_decision(&policy.decide(&subject, target, arguments))
+                    }
+                    None => Decision::Deny,
+                }
+            }
+            // What may not be read may not be watched.
+            "resources/subscribe" | "resources/unsubscribe" => match str_of(&params, "uri") {
+                Some(uri) => gate_decision(&policy.decide(&subject, Target::Resource(&uri), None)),
+                None => Decision::Deny,
+            },
+            // Completing a prompt's or resource's arguments: allowed where the item is visible.
+            "completion/complete" => {
+                let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+                let visible = match reference.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => str_of(&reference, "name")
+                        .is_some_and(|n| policy.visible(&subject, Target::Prompt(&n))),
+                    Some("ref/resource") => str_of(&reference, "uri")
+                        .is_some_and(|u| policy.visible(&subject, Target::Resource(&u))),
+                    _ => false,
+                };
+                if visible {
+                    Decision::Allow
+                } else {
+                    Decision::Deny
+                }
+            }
+            // Session housekeeping that names no tool, prompt or resource.
+            "logging/setLevel" => Decision::Allow,
+            _ => Decision::Deny,
+        }
+    }
+
+    fn filters_lists(&self) -> bool {
+        true
+    }
+
+    fn keep(&self, caller: Option<&Auth>, list: ListKind, item: &Value) -> bool {
+        let Some(policy) = self.policy.get() else {
+            return true;
+        };
+        let subject = subject(caller);
+        let field = |key: &str| item.get(key).and_then(Value::as_str);
+        match list {
+            ListKind::Tools => {
+                field("name").is_some_and(|n| policy.visible(&subject, Target::Tool(n)))
+            }
+            ListKind::Prompts => {
+                field("name").is_some_and(|n| policy.visible(&subject, Target::Prompt(n)))
+            }
+            ListKind::Resources => {
+                field("uri").is_some_and(|u| policy.visible(&subject, Target::Resource(u)))
+            }
+            // A template is not one resource; reads of what it expands to are decided one by one.
+            _ => true,
+        }
+    }
+}
+
+/// Reads the policy file (its problems name their line).
+pub(crate) fn load(path: &Path) -> Result<PolicyConfig, String> {
+    PolicyConfig::from_file(path).map_err(|e| format!("--policy {}:\n{e}", path.display()))
+}
