@@ -85,6 +85,11 @@ pub(crate) struct GatewayArgs {
     /// listener serves /healthz and /readyz without details, and never /metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) admin_listen: Option<std::net::SocketAddr>,
+    /// Send HTTP upstreams the caller's identity in this header (e.g. X-MCP-Identity): a JWT
+    /// the gateway signs (sub, scope, client_id; audience the upstream's URL; 60 s), verifiable
+    /// with the key set at /.well-known/mcp-gateway-jwks.json. Never the client's token.
+    #[arg(long, value_name = "NAME")]
+    identity_header: Option<String>,
     /// Decide every call and filter every list with this policy file (docs/policy.md); its
     /// rules are checked against the upstreams' real tools before the gateway serves.
     #[arg(long, value_name = "FILE")]
@@ -348,6 +353,11 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.dev.listen.check_public(args.dev.public_url.as_deref()) {
         problems.push(e);
     }
+    if let Some(header) = &args.identity_header
+        && let Err(e) = mcp_oauth_gateway::identity::header_name(header)
+    {
+        problems.push(format!("identity_header: {e}"));
+    }
     if let Some(policy) = &args.policy
         && let Err(e) = gateway_policy::load(policy)
     {
@@ -405,6 +415,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             ),
             _ => println!("  upstream      {} ({kind})", describe(spec)),
         }
+    }
+    if let Some(header) = &args.identity_header {
+        println!(
+            "  identity      {header}: a signed JWT per request to HTTP upstreams (keys at {})",
+            mcp_oauth_gateway::identity::JWKS_PATH
+        );
     }
     if let Some(policy) = &args.policy {
         println!(
@@ -519,6 +535,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     }
     if policy.is_some() {
         builder = builder.gatekeeper(gate.clone());
+    }
+    if let Some(header) = &args.identity_header {
+        builder = builder.identity_header(header);
     }
     let gateway = builder.build()?;
     if stdio {

@@ -391,6 +391,21 @@ listen = "127.0.0.1:0"
         "{stderr}"
     );
     assert!(stderr.contains("typo.toml:"), "{stderr}");
+    // The identity header cannot be the upstream credential's.
+    let bad = dir.join("identity.toml");
+    std::fs::write(&bad, format!("identity_header = \"Authorization\"\n{text}")).unwrap();
+    let out = Command::new(binary)
+        .args(["gateway", "check", "--config", bad.to_str().unwrap()])
+        .env("GW_TEST_CONFIG_KEY", "k")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("identity_header: identity header: authorization is kept"),
+        "{stderr}"
+    );
     // --print-config: the command line's --port wins, references stay as written.
     let out = Command::new(binary)
         .args(["gateway", "--config", path, "--port", "9", "--print-config"])

@@ -272,14 +272,16 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
                 {
                     Ok(())
                 }
-                (Upstream::Http(http), Some(hs)) => match http.post(hs, bytes.clone()).await {
-                    Ok(response) if response.status() == StatusCode::NOT_FOUND => {
-                        inner.sessions.remove(&session.id);
-                        return session_not_found();
+                (Upstream::Http(http), Some(hs)) => {
+                    match http.post(auth, hs, bytes.clone()).await {
+                        Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                            inner.sessions.remove(&session.id);
+                            return session_not_found();
+                        }
+                        Ok(_) => Ok(()),
+                        Err(err) => Err(err),
                     }
-                    Ok(_) => Ok(()),
-                    Err(err) => Err(err),
-                },
+                }
                 (Upstream::Http(_), None) => Ok(()),
             };
             match sent {
@@ -368,7 +370,7 @@ async fn initialize(
             with_session(json(StatusCode::OK, body), &session)
         }
         Upstream::Http(http) => {
-            let (status, answer, upstream) = match http.initialize(bytes).await {
+            let (status, answer, upstream) = match http.initialize(auth, bytes).await {
                 Ok(answer) => answer,
                 Err(err) => {
                     return rpc_error(
@@ -535,7 +537,7 @@ async fn decided(
             }
         },
         (Upstream::Http(http), Some(hs)) => {
-            let answer = http.post(hs, bytes).await;
+            let answer = http.post(auth, hs, bytes).await;
             inner
                 .metrics
                 .upstream_call(inner.index, method, started.elapsed());
@@ -733,7 +735,7 @@ async fn get(inner: Arc<Inner>, req: Request) -> Response {
                 .into_response()
         }
         (Upstream::Http(http), Some(hs)) => {
-            match http.get(hs, parts.headers.get(&LAST_EVENT_ID)).await {
+            match http.get(auth, hs, parts.headers.get(&LAST_EVENT_ID)).await {
                 Ok(response) => from_upstream(&inner, &session, response, None, None).await,
                 Err(err) => upstream_failed(&inner, &session.id, None, err),
             }
@@ -760,7 +762,7 @@ async fn delete(inner: Arc<Inner>, req: Request) -> Response {
     inner.sessions.remove(&session.id);
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => stdio.close_session(&session.id),
-        (Upstream::Http(http), Some(hs)) => http.delete(hs).await,
+        (Upstream::Http(http), Some(hs)) => http.delete(auth, hs).await,
         (Upstream::Http(_), None) => {}
     }
     status_only(StatusCode::OK)

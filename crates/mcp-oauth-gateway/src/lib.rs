@@ -43,6 +43,7 @@ mod error;
 mod front;
 pub mod gate;
 mod health;
+pub mod identity;
 mod jsonrpc;
 mod metrics;
 mod sessions;
@@ -92,6 +93,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct GatewayBuilder {
     upstreams: Vec<(String, UpstreamConfig)>,
     audit: Option<mcp_oauth::AuditLog>,
+    identity: Option<String>,
     oauth: Option<mcp_oauth::OAuth>,
     no_auth: bool,
     path: String,
@@ -144,6 +146,16 @@ impl GatewayBuilder {
     /// decision, the HTTP status and the time it took).
     pub fn audit(mut self, audit: mcp_oauth::AuditLog) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Identity forwarding: every request to an HTTP upstream carries, in the header `name`
+    /// (e.g. `X-MCP-Identity`), a JWT the gateway signs for the caller, with the upstream's
+    /// URL as its audience and a 60 s lifetime; the key set is served at
+    /// [`identity::JWKS_PATH`]. The client's token is still never forwarded. See the
+    /// [`identity`] module.
+    pub fn identity_header(mut self, name: impl Into<String>) -> Self {
+        self.identity = Some(name.into());
         self
     }
 
@@ -217,6 +229,16 @@ impl GatewayBuilder {
             Some(oauth) => oauth.resource().path().to_owned(),
             None => self.path.clone(),
         };
+        let signer = match &self.identity {
+            Some(header) => {
+                let issuer = match &self.oauth {
+                    Some(oauth) => oauth.resource().origin(),
+                    None => "urn:mcp-oauth-gateway".to_owned(),
+                };
+                Some(Arc::new(identity::Signer::new(header, issuer)?))
+            }
+            None => None,
+        };
         let mut inners = Vec::with_capacity(self.upstreams.len());
         for (index, (name, config)) in self.upstreams.iter().enumerate() {
             let sessions = Sessions::new(self.session_idle, self.max_sessions);
@@ -225,7 +247,9 @@ impl GatewayBuilder {
                     config.clone(),
                     sessions.clone(),
                 )),
-                UpstreamConfig::Http(config) => Upstream::Http(upstream::http::Http::new(config)?),
+                UpstreamConfig::Http(config) => {
+                    Upstream::Http(upstream::http::Http::new(config, signer.clone())?)
+                }
             };
             inners.push(Arc::new(Inner {
                 upstream,
@@ -278,6 +302,7 @@ impl GatewayBuilder {
             kind,
             oauth: self.oauth,
             metrics,
+            signer,
             path,
         })
     }
@@ -296,6 +321,7 @@ pub struct Gateway {
     kind: Kind,
     oauth: Option<mcp_oauth::OAuth>,
     metrics: Arc<Metrics>,
+    signer: Option<Arc<identity::Signer>>,
     path: String,
 }
 
@@ -328,6 +354,7 @@ impl Gateway {
                 .map(|(name, config)| (name.into(), config))
                 .collect(),
             audit: None,
+            identity: None,
             oauth: None,
             no_auth: false,
             path: "/mcp".to_owned(),
@@ -362,6 +389,19 @@ impl Gateway {
             None => Router::new()
                 .route_service(&self.path, endpoint)
                 .layer(mcp_oauth::routes::mcp_cors()),
+        };
+        let router = match &self.signer {
+            Some(signer) => {
+                let jwks = signer.jwks();
+                router.route(
+                    identity::JWKS_PATH,
+                    axum::routing::get(move || {
+                        let jwks = jwks.clone();
+                        async move { axum::Json(jwks) }
+                    }),
+                )
+            }
+            None => router,
         };
         let gateway = self.clone();
         router

@@ -437,3 +437,155 @@ async fn names_that_cannot_prefix_are_refused_at_build() {
     .unwrap_err();
     assert!(err.to_string().contains("two upstreams"), "{err}");
 }
+
+/// An HTTP upstream that keeps every request's headers.
+async fn recording_upstream() -> (
+    Served,
+    std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>> = Default::default();
+    let record = seen.clone();
+    let app = mcp_oauth_gateway::test_upstream::http_router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            record.lock().unwrap().push(req.headers().clone());
+            next.run(req)
+        },
+    ));
+    (serve(app).await, seen)
+}
+
+fn b64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
+}
+
+/// Whether `token` is signed by a key of `jwks` (ES256).
+fn signed_by(token: &str, jwks: &Value) -> bool {
+    let Some((input, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let header: Value = serde_json::from_slice(&b64(input.split('.').next().unwrap())).unwrap();
+    let Some(key) = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+    else {
+        return false;
+    };
+    let mut point = vec![4u8];
+    point.extend(b64(key["x"].as_str().unwrap()));
+    point.extend(b64(key["y"].as_str().unwrap()));
+    let Ok(signature) =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+    else {
+        return false;
+    };
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        point,
+    )
+    .verify(input.as_bytes(), &signature)
+    .is_ok()
+}
+
+#[tokio::test]
+async fn http_upstreams_get_a_signed_identity_and_never_the_clients_token() {
+    let (upstream, seen) = recording_upstream().await;
+    let upstream_url = format!("http://{}/mcp", upstream.addr);
+    let h = Harness::start_with(HttpConfig::new(&upstream_url).unwrap(), |b| {
+        b.identity_header("X-MCP-Identity")
+    })
+    .await;
+    let client = h.client("alice").await;
+    assert_eq!(
+        call(&client, "echo", json!({"text": "who"})).await.unwrap(),
+        "who"
+    );
+    client.cancel().await.unwrap();
+    // The key set is public: an upstream needs no token to fetch it.
+    let jwks: Value = reqwest::get(format!(
+        "http://{}{}",
+        h.addr,
+        mcp_oauth_gateway::identity::JWKS_PATH
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let inbound = h.token("alice");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 3, "initialize, initialized, the call");
+    let mut ids = std::collections::HashSet::new();
+    for headers in &seen {
+        assert!(!headers.contains_key("authorization"), "{headers:?}");
+        let token = headers["x-mcp-identity"].to_str().unwrap();
+        assert_ne!(token, inbound);
+        assert!(
+            signed_by(token, &jwks),
+            "verifies with the gateway's key set"
+        );
+        let claims: Value = serde_json::from_slice(&b64(token.split('.').nth(1).unwrap())).unwrap();
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["aud"], upstream_url.as_str());
+        assert_eq!(claims["iss"], format!("http://{}", h.addr));
+        assert_eq!(claims["scope"], "mcp:read");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            60
+        );
+        assert!(
+            ids.insert(claims["jti"].as_str().unwrap().to_owned()),
+            "jti repeats"
+        );
+    }
+    // The library's JWT verifier, as an upstream written in Rust would use it.
+    let verifier = mcp_oauth::verify::JwtVerifier::builder()
+        .issuer(format!("http://{}", h.addr))
+        .jwks_json(&jwks.to_string())
+        .build()
+        .unwrap();
+    let last = seen.last().unwrap()["x-mcp-identity"].to_str().unwrap();
+    let claims = mcp_oauth::verify::TokenVerifier::verify(&verifier, last)
+        .await
+        .unwrap();
+    assert_eq!(claims.sub(), Some("alice"));
+    assert_eq!(claims.audiences().unwrap(), [upstream_url.as_str()]);
+    assert!(
+        mcp_oauth::verify::TokenVerifier::verify(&verifier, &inbound)
+            .await
+            .is_err(),
+        "the client's token is not an identity token"
+    );
+    // A token whose claims were changed does not verify.
+    let token = seen[0]["x-mcp-identity"].to_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = String::from_utf8(b64(parts[1]))
+        .unwrap()
+        .replace("\"alice\"", "\"admin\"");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            forged_claims
+        ),
+        parts[2]
+    );
+    assert!(!signed_by(&forged, &jwks));
+    // The identity cannot take the upstream credential's header.
+    for header in ["Authorization", "cookie", "not a header"] {
+        let err = mcp_oauth_gateway::Gateway::builder(HttpConfig::new(&upstream_url).unwrap())
+            .insecure_no_auth()
+            .identity_header(header)
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("identity header"),
+            "{header}: {err}"
+        );
+    }
+}

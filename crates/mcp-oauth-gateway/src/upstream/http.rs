@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use mcp_oauth::Auth;
 
 use super::HttpConfig;
 use crate::error::GatewayError;
@@ -57,6 +58,8 @@ pub(crate) struct Http {
     url: reqwest::Url,
     client: reqwest::Client,
     headers: HeaderMap,
+    /// Signs the caller's identity into a header of each request, when configured.
+    identity: Option<std::sync::Arc<crate::identity::Signer>>,
 }
 
 fn unavailable(e: reqwest::Error) -> GatewayError {
@@ -82,7 +85,10 @@ pub(crate) fn messages(content_type: Option<&HeaderValue>, body: &[u8]) -> Vec<B
 }
 
 impl Http {
-    pub(crate) fn new(config: &HttpConfig) -> Result<Self, GatewayError> {
+    pub(crate) fn new(
+        config: &HttpConfig,
+        identity: Option<std::sync::Arc<crate::identity::Signer>>,
+    ) -> Result<Self, GatewayError> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -101,6 +107,7 @@ impl Http {
             url: config.url.clone(),
             client,
             headers,
+            identity,
         })
     }
 
@@ -118,8 +125,20 @@ impl Http {
         )
     }
 
+    /// The configured headers, and the caller's identity token when identity forwarding is on.
+    fn headers_for(&self, caller: Option<&Auth>) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        if let Some(signer) = &self.identity
+            && let Some(token) = signer.token(caller, self.url.as_str())
+        {
+            headers.insert(signer.header.clone(), token);
+        }
+        headers
+    }
+
     fn post_builder(
         &self,
+        caller: Option<&Auth>,
         body: Bytes,
         session: Option<&HeaderValue>,
         version: Option<&HeaderValue>,
@@ -127,7 +146,7 @@ impl Http {
         let mut request = self
             .client
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(self.headers_for(caller))
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream")
             .body(body);
@@ -144,6 +163,7 @@ impl Http {
     /// and the new upstream session.
     pub(crate) async fn initialize(
         &self,
+        caller: Option<&Auth>,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes, HttpSession), GatewayError> {
         let session = HttpSession {
@@ -152,7 +172,7 @@ impl Http {
             init: body,
             reinit: tokio::sync::Mutex::new(()),
         };
-        let (status, message) = self.run_initialize(&session).await?;
+        let (status, message) = self.run_initialize(caller, &session).await?;
         Ok((status, message, session))
     }
 
@@ -160,10 +180,11 @@ impl Http {
     /// and keeps the upstream's session id and protocol version.
     async fn run_initialize(
         &self,
+        caller: Option<&Auth>,
         session: &HttpSession,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
         let response = self
-            .post_builder(session.init.clone(), None, None)
+            .post_builder(caller, session.init.clone(), None, None)
             .send()
             .await
             .map_err(unavailable)?;
@@ -189,7 +210,7 @@ impl Http {
         session.set(upstream_id.clone(), version.clone());
         let initialized = jsonrpc::encode_request(None, "notifications/initialized", None);
         let ack = self
-            .post_builder(initialized, upstream_id.as_ref(), version.as_ref())
+            .post_builder(caller, initialized, upstream_id.as_ref(), version.as_ref())
             .send()
             .await
             .map_err(unavailable)?;
@@ -206,6 +227,7 @@ impl Http {
     /// (its id is no longer `lost`).
     async fn reinitialize(
         &self,
+        caller: Option<&Auth>,
         session: &HttpSession,
         lost: &HeaderValue,
     ) -> Result<(), GatewayError> {
@@ -214,7 +236,7 @@ impl Http {
             return Ok(());
         }
         tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream session expired (404); initializing a new one");
-        let (status, _) = self.run_initialize(session).await?;
+        let (status, _) = self.run_initialize(caller, session).await?;
         if !status.is_success() {
             return Err(GatewayError::SessionGone);
         }
@@ -225,20 +247,27 @@ impl Http {
     /// sends it once more.
     pub(crate) async fn post(
         &self,
+        caller: Option<&Auth>,
         session: &HttpSession,
         body: Bytes,
     ) -> Result<reqwest::Response, GatewayError> {
         let id = session.upstream_id();
         let response = self
-            .post_builder(body.clone(), id.as_ref(), session.version().as_ref())
+            .post_builder(
+                caller,
+                body.clone(),
+                id.as_ref(),
+                session.version().as_ref(),
+            )
             .send()
             .await
             .map_err(unavailable)?;
         let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
             return Ok(response);
         };
-        self.reinitialize(session, &lost).await?;
+        self.reinitialize(caller, session, &lost).await?;
         self.post_builder(
+            caller,
             body,
             session.upstream_id().as_ref(),
             session.version().as_ref(),
@@ -251,6 +280,7 @@ impl Http {
     /// Opens the upstream's GET stream for `session`.
     pub(crate) async fn get(
         &self,
+        caller: Option<&Auth>,
         session: &HttpSession,
         last_event_id: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, GatewayError> {
@@ -258,7 +288,7 @@ impl Http {
             let mut request = self
                 .client
                 .get(self.url.clone())
-                .headers(self.headers.clone())
+                .headers(self.headers_for(caller))
                 .header(header::ACCEPT, "text/event-stream");
             if let Some(id) = id {
                 request = request.header(&SESSION_ID, id);
@@ -276,19 +306,19 @@ impl Http {
         let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
             return Ok(response);
         };
-        self.reinitialize(session, &lost).await?;
+        self.reinitialize(caller, session, &lost).await?;
         send(session.upstream_id()).await.map_err(unavailable)
     }
 
     /// Ends the upstream session (best effort).
-    pub(crate) async fn delete(&self, session: &HttpSession) {
+    pub(crate) async fn delete(&self, caller: Option<&Auth>, session: &HttpSession) {
         let Some(id) = session.upstream_id() else {
             return;
         };
         let mut request = self
             .client
             .delete(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(self.headers_for(caller))
             .header(&SESSION_ID, id);
         if let Some(version) = session.version() {
             request = request.header(&PROTOCOL_VERSION, version);
