@@ -62,6 +62,11 @@ pub(crate) struct GatewayArgs {
     /// Pass this variable of the gateway's environment to the stdio command (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pass_env: Vec<String>,
+    /// Whether the users share the stdio command's one process (shared), or each gets a
+    /// process of their own, started at their first request and stopped after 15 minutes
+    /// without one (per-user).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
+    isolation: IsolationArg,
     /// Working directory of the stdio command [default: the current one].
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -120,6 +125,15 @@ pub(crate) enum GatewayAction {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum IsolationArg {
+    /// One process for every user.
+    Shared,
+    /// One process per user.
+    PerUser,
 }
 
 /// `--audit-arguments`.
@@ -189,6 +203,7 @@ impl GatewayArgs {
                     .collect(),
                 pass_env: self.pass_env.clone(),
                 cwd: self.cwd.clone(),
+                per_user: self.isolation == IsolationArg::PerUser,
             },
             (None, true) => return None,
         };
@@ -207,9 +222,13 @@ impl GatewayArgs {
                     .to_owned(),
             );
         }
-        if self.upstream.is_some() && (!self.env.is_empty() || !self.pass_env.is_empty()) {
+        if self.upstream.is_some()
+            && (!self.env.is_empty()
+                || !self.pass_env.is_empty()
+                || self.isolation == IsolationArg::PerUser)
+        {
             return Err(
-                "--env and --pass-env are for a stdio command (-- CMD ARGS…), not for --upstream"
+                "--env, --pass-env and --isolation are for a stdio command (-- CMD ARGS…), not for --upstream"
                     .to_owned(),
             );
         }
@@ -250,6 +269,7 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             env,
             pass_env,
             cwd,
+            per_user,
         } => {
             let Some((program, rest)) = argv.split_first() else {
                 return Err(format!("{at}the command is empty"));
@@ -267,6 +287,9 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             }
             if let Some(dir) = cwd {
                 config = config.current_dir(dir);
+            }
+            if *per_user {
+                config = config.isolation(mcp_oauth_gateway::Isolation::PerUser);
             }
             Ok(config.into())
         }
@@ -398,12 +421,17 @@ fn check(path: &std::path::Path) -> ExitCode {
                     format!("Streamable HTTP, headers {}", names.join(", "))
                 }
             }
-            Target::Command { env, .. } => {
+            Target::Command { env, per_user, .. } => {
                 let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
-                if names.is_empty() {
-                    "stdio".to_owned()
+                let kind = if *per_user {
+                    "stdio, a process per user"
                 } else {
-                    format!("stdio, env {}", names.join(", "))
+                    "stdio"
+                };
+                if names.is_empty() {
+                    kind.to_owned()
+                } else {
+                    format!("{kind}, env {}", names.join(", "))
                 }
             }
         };
@@ -632,6 +660,18 @@ mod tests {
         let env_on_http =
             parse(&["--upstream", "http://127.0.0.1:1/mcp", "--env", "A=b"]).expect("parse");
         assert!(configs(&env_on_http).unwrap_err().contains("--env"));
+        let per_user_on_http = parse(&[
+            "--upstream",
+            "http://127.0.0.1:1/mcp",
+            "--isolation",
+            "per-user",
+        ])
+        .expect("parse");
+        assert!(
+            configs(&per_user_on_http)
+                .unwrap_err()
+                .contains("--isolation")
+        );
     }
 
     #[test]

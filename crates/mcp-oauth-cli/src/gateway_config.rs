@@ -29,6 +29,7 @@ const NOT_KEYS: &[&str] = &[
     "env",
     "pass-env",
     "cwd",
+    "isolation",
     "help",
 ];
 
@@ -48,7 +49,14 @@ const SECTIONS: &[&str] = &["audit", "policy", "admin"];
 
 /// The fields of an `[[upstream]]` table.
 const UPSTREAM_FIELDS: &[&str] = &[
-    "name", "url", "command", "headers", "env", "pass_env", "cwd",
+    "name",
+    "url",
+    "command",
+    "headers",
+    "env",
+    "pass_env",
+    "cwd",
+    "isolation",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -83,6 +91,8 @@ pub(crate) enum Target {
         env: Vec<(String, String)>,
         pass_env: Vec<String>,
         cwd: Option<PathBuf>,
+        /// `per-user`: a child per user; `None` or `shared`: one for all.
+        per_user: bool,
     },
 }
 
@@ -317,7 +327,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             None
         }
         (Some(url), None) => {
-            for field in ["env", "pass_env", "cwd"] {
+            for field in ["env", "pass_env", "cwd", "isolation"] {
                 if let Some(v) = get(field) {
                     errors.at(
                         v.span().start,
@@ -350,11 +360,23 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| strings(v, errors, "pass_env"))
                 .unwrap_or_default();
             let cwd = text("cwd", errors).map(PathBuf::from);
+            let per_user = match text("isolation", errors).as_deref() {
+                None | Some("shared") => false,
+                Some("per-user") => true,
+                Some(other) => {
+                    errors.at(
+                        get("isolation").map_or(offset, |v| v.span().start),
+                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user) or \"per-user\""),
+                    );
+                    false
+                }
+            };
             Some(Target::Command {
                 argv,
                 env,
                 pass_env,
                 cwd,
+                per_user,
             })
         }
     };
@@ -746,6 +768,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 env,
                 pass_env,
                 cwd,
+                per_user,
             } => {
                 let items: Vec<String> = argv.iter().map(|a| toml_string(a)).collect();
                 let _ = writeln!(out, "command = [{}]", items.join(", "));
@@ -762,6 +785,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
                 if let Some(cwd) = cwd {
                     let _ = writeln!(out, "cwd = {}", toml_string(&cwd.display().to_string()));
+                }
+                if *per_user {
+                    let _ = writeln!(out, "isolation = \"per-user\"");
                 }
             }
         }
@@ -963,6 +989,37 @@ headers = { "X-Api-Key" = "${KEY}" }
             printed.contains("${ALICE_PASSWORD}"),
             "references stay as written"
         );
+    }
+
+    #[test]
+    fn isolation_is_a_field_of_command_upstreams() {
+        let config = parse(
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-user\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Command { per_user: true, .. }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("isolation = \"per-user\""), "{printed}");
+        let all = parse(
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:3: [[upstream]] isolation \"per-session\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("g.toml:7: [[upstream]] isolation is for a command"),
+            "{all}"
+        );
+        let cli = print(None, &args(&["--isolation", "per-user", "--", "server"])).expect("print");
+        assert!(cli.contains("isolation = \"per-user\""), "{cli}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::SEPARATOR;
-use crate::front::{self, Inner};
+use crate::front;
 use crate::gate::{Call, Decision, Gatekeeper, ListKind};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
@@ -53,7 +53,7 @@ static SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-ses
 /// One upstream of the aggregate.
 pub(crate) struct Member {
     pub(crate) name: Arc<str>,
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) route: crate::isolation::Route,
 }
 
 /// The aggregate's part of a client session.
@@ -183,7 +183,7 @@ impl Aggregate {
         if let Some(auth) = auth {
             request.extensions_mut().insert(auth.clone());
         }
-        front::handle(State(m.inner.clone()), request).await
+        m.route.handle(request).await
     }
 
     fn sub(session: &Session, member: usize) -> Option<Arc<str>> {
@@ -990,12 +990,10 @@ async fn delete(agg: Arc<Aggregate>, req: Request) -> Response {
 
 /// Whether each member is ready, by name.
 pub(crate) async fn readiness(agg: &Aggregate, timeout: Duration) -> Vec<(Arc<str>, bool)> {
-    let checks = agg.members.iter().map(|m| async move {
-        (
-            m.name.clone(),
-            front::upstream_ready(&m.inner, timeout).await,
-        )
-    });
+    let checks = agg
+        .members
+        .iter()
+        .map(|m| async move { (m.name.clone(), m.route.ready(timeout).await) });
     futures_util::future::join_all(checks).await
 }
 

@@ -44,6 +44,7 @@ mod front;
 pub mod gate;
 mod health;
 pub mod identity;
+mod isolation;
 mod jsonrpc;
 mod metrics;
 mod sessions;
@@ -67,6 +68,7 @@ pub struct GatewayDocDoctests;
 pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
+pub use isolation::Isolation;
 pub use upstream::{
     ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, resolve_secret,
 };
@@ -94,6 +96,8 @@ pub struct GatewayBuilder {
     upstreams: Vec<(String, UpstreamConfig)>,
     audit: Option<mcp_oauth::AuditLog>,
     identity: Option<String>,
+    per_user_idle: Duration,
+    per_user_max: u64,
     oauth: Option<mcp_oauth::OAuth>,
     no_auth: bool,
     path: String,
@@ -156,6 +160,20 @@ impl GatewayBuilder {
     /// [`identity`] module.
     pub fn identity_header(mut self, name: impl Into<String>) -> Self {
         self.identity = Some(name.into());
+        self
+    }
+
+    /// With [`Isolation::PerUser`]: a user's child stops after this long without requests
+    /// (their sessions end with it). Default: 15 minutes.
+    pub fn per_user_idle(mut self, idle: Duration) -> Self {
+        self.per_user_idle = idle;
+        self
+    }
+
+    /// With [`Isolation::PerUser`]: most children at once per upstream; past it the least
+    /// recently active user's child stops. Default: 100.
+    pub fn per_user_max(mut self, max: u64) -> Self {
+        self.per_user_max = max;
         self
     }
 
@@ -239,45 +257,73 @@ impl GatewayBuilder {
             }
             None => None,
         };
-        let mut inners = Vec::with_capacity(self.upstreams.len());
+        let mut routes = Vec::with_capacity(self.upstreams.len());
         for (index, (name, config)) in self.upstreams.iter().enumerate() {
-            let sessions = Sessions::new(self.session_idle, self.max_sessions);
-            let upstream = match config {
-                UpstreamConfig::Stdio(config) => Upstream::Stdio(upstream::stdio::Stdio::start(
-                    config.clone(),
-                    sessions.clone(),
-                )),
-                UpstreamConfig::Http(config) => {
-                    Upstream::Http(upstream::http::Http::new(config, signer.clone())?)
-                }
-            };
-            inners.push(Arc::new(Inner {
-                upstream,
-                gatekeeper: if several {
-                    Arc::new(AllowAll)
+            let name: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
+            let assemble = {
+                let gatekeeper = if several {
+                    Arc::new(AllowAll) as Arc<dyn Gatekeeper>
                 } else {
                     self.gatekeeper.clone()
-                },
-                sessions,
-                oauth: if several { None } else { self.oauth.clone() },
-                max_body: self.max_body,
-                ready_timeout: self.ready_timeout,
-                metrics: metrics.clone(),
-                index,
-                name: (!name.is_empty()).then(|| Arc::from(name.as_str())),
-                front: !several,
-                audit: if several { None } else { self.audit.clone() },
-            }));
+                };
+                let oauth = if several { None } else { self.oauth.clone() };
+                let audit = if several { None } else { self.audit.clone() };
+                let (max_body, ready_timeout) = (self.max_body, self.ready_timeout);
+                let metrics = metrics.clone();
+                let name = name.clone();
+                move |sessions: Sessions, upstream: Upstream| {
+                    Arc::new(Inner {
+                        upstream,
+                        gatekeeper: gatekeeper.clone(),
+                        sessions,
+                        oauth: oauth.clone(),
+                        max_body,
+                        ready_timeout,
+                        metrics: metrics.clone(),
+                        index,
+                        name: name.clone(),
+                        front: !several,
+                        audit: audit.clone(),
+                    })
+                }
+            };
+            let (session_idle, max_sessions) = (self.session_idle, self.max_sessions);
+            routes.push(match config {
+                UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
+                    let config = config.clone();
+                    let make = move || {
+                        let sessions = Sessions::new(session_idle, max_sessions);
+                        let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                        assemble(sessions, Upstream::Stdio(child))
+                    };
+                    isolation::Route::PerUser(Arc::new(isolation::PerUser::new(
+                        name,
+                        make,
+                        self.per_user_idle,
+                        self.per_user_max,
+                    )))
+                }
+                UpstreamConfig::Stdio(config) => {
+                    let sessions = Sessions::new(session_idle, max_sessions);
+                    let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                    isolation::Route::Shared(assemble(sessions, Upstream::Stdio(child)))
+                }
+                UpstreamConfig::Http(config) => {
+                    let http = upstream::http::Http::new(config, signer.clone())?;
+                    let sessions = Sessions::new(session_idle, max_sessions);
+                    isolation::Route::Shared(assemble(sessions, Upstream::Http(http)))
+                }
+            });
         }
         let kind = if several {
             Kind::Several(Arc::new(Aggregate {
                 members: self
                     .upstreams
                     .iter()
-                    .zip(inners)
-                    .map(|((name, _), inner)| Member {
+                    .zip(routes)
+                    .map(|((name, _), route)| Member {
                         name: Arc::from(name.as_str()),
-                        inner,
+                        route,
                     })
                     .collect(),
                 sessions: Sessions::new(self.session_idle, self.max_sessions),
@@ -288,8 +334,8 @@ impl GatewayBuilder {
                 audit: self.audit,
             }))
         } else {
-            match inners.pop() {
-                Some(inner) => Kind::One(inner),
+            match routes.pop() {
+                Some(route) => Kind::One(route),
                 None => {
                     return Err(GatewayError::Config {
                         what: "upstreams",
@@ -310,7 +356,7 @@ impl GatewayBuilder {
 
 #[derive(Clone)]
 enum Kind {
-    One(Arc<Inner>),
+    One(isolation::Route),
     Several(Arc<Aggregate>),
 }
 
@@ -355,6 +401,8 @@ impl Gateway {
                 .collect(),
             audit: None,
             identity: None,
+            per_user_idle: Duration::from_secs(15 * 60),
+            per_user_max: 100,
             oauth: None,
             no_auth: false,
             path: "/mcp".to_owned(),
@@ -378,7 +426,13 @@ impl Gateway {
     /// the peer.
     pub fn router(&self) -> Router {
         let endpoint = match &self.kind {
-            Kind::One(inner) => axum::routing::any(front::handle).with_state(inner.clone()),
+            Kind::One(route) => {
+                let route = route.clone();
+                axum::routing::any(move |request: axum::extract::Request| {
+                    let route = route.clone();
+                    async move { route.handle(request).await }
+                })
+            }
             Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
         };
         let router = match &self.oauth {
@@ -447,9 +501,9 @@ impl Gateway {
     pub async fn readiness(&self) -> Vec<(String, bool)> {
         const PROBE: Duration = Duration::from_secs(2);
         match &self.kind {
-            Kind::One(inner) => vec![(
-                inner.name.as_deref().unwrap_or_default().to_owned(),
-                front::upstream_ready(inner, PROBE).await,
+            Kind::One(route) => vec![(
+                route.name().as_deref().unwrap_or_default().to_owned(),
+                route.ready(PROBE).await,
             )],
             Kind::Several(agg) => aggregate::readiness(agg, PROBE)
                 .await
@@ -488,7 +542,7 @@ impl Gateway {
                     .body(axum::body::Body::from(body))
                     .map_err(|e| GatewayError::Protocol(e.to_string()))?;
                 let response = match kind {
-                    Kind::One(inner) => front::handle(axum::extract::State(inner), request).await,
+                    Kind::One(route) => route.handle(request).await,
                     Kind::Several(agg) => {
                         aggregate::handle(axum::extract::State(agg), request).await
                     }
@@ -564,8 +618,12 @@ impl Gateway {
 
     fn inners(&self) -> Vec<&Arc<Inner>> {
         match &self.kind {
-            Kind::One(inner) => vec![inner],
-            Kind::Several(agg) => agg.members.iter().map(|m| &m.inner).collect(),
+            Kind::One(route) => route.shared().into_iter().collect(),
+            Kind::Several(agg) => agg
+                .members
+                .iter()
+                .filter_map(|m| m.route.shared())
+                .collect(),
         }
     }
 
@@ -587,7 +645,23 @@ impl Gateway {
         Ok(())
     }
 
-    /// The (first) stdio child's process id, when one runs.
+    /// How many per-user children run now, over every upstream with
+    /// [`Isolation::PerUser`] (idle ones are stopped first).
+    pub fn per_user_children(&self) -> u64 {
+        let routes: Vec<&isolation::Route> = match &self.kind {
+            Kind::One(route) => vec![route],
+            Kind::Several(agg) => agg.members.iter().map(|m| &m.route).collect(),
+        };
+        routes
+            .into_iter()
+            .map(|route| match route {
+                isolation::Route::PerUser(per_user) => per_user.count(),
+                isolation::Route::Shared(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The (first) shared stdio child's process id, when one runs.
     pub fn upstream_pid(&self) -> Option<u32> {
         self.inners()
             .into_iter()

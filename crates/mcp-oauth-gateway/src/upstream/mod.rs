@@ -84,6 +84,7 @@ pub struct StdioConfig {
     pub(crate) pass_env: Vec<OsString>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) init_timeout: Duration,
+    pub(crate) isolation: crate::isolation::Isolation,
 }
 
 impl std::fmt::Debug for StdioConfig {
@@ -113,6 +114,7 @@ impl StdioConfig {
             pass_env: Vec::new(),
             cwd: None,
             init_timeout: Duration::from_secs(60),
+            isolation: crate::isolation::Isolation::Shared,
         }
     }
 
@@ -131,6 +133,13 @@ impl StdioConfig {
     /// The child's working directory. Default: the gateway's.
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Whether users share one child ([`Isolation::Shared`](crate::Isolation::Shared), the
+    /// default) or each gets their own ([`Isolation::PerUser`](crate::Isolation::PerUser)).
+    pub fn isolation(mut self, isolation: crate::isolation::Isolation) -> Self {
+        self.isolation = isolation;
         self
     }
 
