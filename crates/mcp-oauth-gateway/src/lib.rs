@@ -1,5 +1,5 @@
 //! `mcp-oauth-gateway`: OAuth in front of any MCP server, local (a stdio child process) or
-//! remote (Streamable HTTP), as one axum router.
+//! remote (Streamable HTTP), or several at once ([`Gateway::aggregate`]), as one axum router.
 //!
 //! Clients speak MCP Streamable HTTP to the gateway (protocol versions 2025-03-26, 2025-06-18
 //! and 2025-11-25); every request passes the bearer layer of [`mcp_oauth`] first (verified
@@ -360,8 +360,9 @@ enum Kind {
     Several(Arc<Aggregate>),
 }
 
-/// The gateway: an MCP endpoint that forwards to one upstream. Cheap to clone; the stdio
-/// child stops when the last clone (and the router) is dropped.
+/// The gateway: an MCP endpoint that forwards to its upstream (or, built with
+/// [`Gateway::aggregate`], to several). Cheap to clone; stdio children stop when the last
+/// clone (and the router) is dropped.
 #[derive(Clone)]
 pub struct Gateway {
     kind: Kind,
