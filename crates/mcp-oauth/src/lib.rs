@@ -125,7 +125,10 @@ pub struct ProxyDocDoctests;
 pub struct BrowserProxyDocDoctests;
 
 pub use audit::AuditLog;
-pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
+pub use auth::{
+    AsyncClaimMapper, Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope,
+    MapUserError, UserInfo,
+};
 pub use claims::Claims;
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
 pub use oauth::{OAuth, OAuthBuilder};

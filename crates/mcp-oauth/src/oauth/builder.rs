@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Inner, OAuth};
-use crate::auth::ClaimMapper;
+use crate::auth::{AsyncClaimMapper, ClaimMapper, Mapping};
 use crate::authenticator::{Audience, Authenticator, TokenCacheOptions};
 use crate::error::ConfigError;
 #[cfg(feature = "remote")]
@@ -32,7 +32,7 @@ pub struct OAuthBuilder {
     policy: ScopePolicy,
     hierarchy: ScopeHierarchy,
     verifier: Option<Arc<dyn TokenVerifier>>,
-    mapper: Option<Arc<dyn ClaimMapper>>,
+    mapper: Option<Mapping>,
     audience: Audience,
     leeway: Duration,
     max_token_bytes: usize,
@@ -203,7 +203,16 @@ impl OAuthBuilder {
 
     /// The claim mapping (default: [`DefaultClaimMapper`](crate::auth::DefaultClaimMapper)).
     pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
-        self.mapper = Some(Arc::new(mapper));
+        self.mapper = Some(Mapping::Now(Arc::new(mapper)));
+        self
+    }
+
+    /// A claim mapping that may wait (a database, the provider's user API), in place of
+    /// [`OAuthBuilder::claim_mapper`] and the preset's mapping. It runs once per token, after
+    /// every check, and its user is cached with the token; see
+    /// [`AsyncClaimMapper`](crate::auth::AsyncClaimMapper).
+    pub fn async_claim_mapper(mut self, mapper: impl AsyncClaimMapper) -> Self {
+        self.mapper = Some(Mapping::Later(Arc::new(mapper)));
         self
     }
 
@@ -325,7 +334,7 @@ impl OAuthBuilder {
             self.scopes_supported = crate::scope::advertised(spec.scopes_supported.iter().cloned());
         }
         if self.mapper.is_none() {
-            self.mapper = Some(spec.mapper.clone());
+            self.mapper = Some(Mapping::Now(spec.mapper.clone()));
         }
         match (&spec.audience, &mut self.audience) {
             (
