@@ -287,7 +287,7 @@ impl Authenticator {
     /// verified-token cache. A cached token gets the request's checks again here
     /// ([`Authenticator::post_checks`], the same ones a fresh token gets after its verifier)
     /// and is [`Lookup::Accepted`], or [`Lookup::Recheck`] when its verifier must also recheck
-    /// it; a token not in the cache is a [`Lookup::Miss`]. The bearer layer answers a cached
+    /// it and cannot answer at once ([`TokenVerifier::recheck_now`]); a token not in the cache is a [`Lookup::Miss`]. The bearer layer answers a cached
     /// token without a boxed future this way; [`Authenticator::resolve`] does the rest.
     pub(crate) fn lookup(
         &self,
@@ -307,11 +307,13 @@ impl Authenticator {
         match cache.get(&cache_key(token)) {
             Some(entry) if same_token(entry.auth.access_token.secret(), token) => {
                 self.post_checks(&entry.auth.claims, resource, now)?;
-                Ok(if self.verifier.rechecks() {
-                    Lookup::Recheck(entry.auth)
-                } else {
-                    Lookup::Accepted(entry.auth)
-                })
+                if !self.verifier.rechecks() {
+                    return Ok(Lookup::Accepted(entry.auth));
+                }
+                match self.verifier.recheck_now(&entry.auth.claims) {
+                    Some(answer) => answer.map(|()| Lookup::Accepted(entry.auth)),
+                    None => Ok(Lookup::Recheck(entry.auth)),
+                }
             }
             _ => Ok(Lookup::Miss),
         }

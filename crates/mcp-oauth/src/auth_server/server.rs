@@ -404,6 +404,19 @@ impl<V: TokenVerifier> TokenVerifier for LocalVerifier<V> {
     fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
         Box::pin(self.check_not_revoked(claims))
     }
+
+    /// A revocation made here, or a recent answer of the store, is known at once.
+    fn recheck_now(&self, claims: &Claims) -> Option<Result<(), VerifyError>> {
+        let Some(sid) = claims.str("sid") else {
+            return Some(Ok(()));
+        };
+        let revoked = self.server.inner.tokens.revoked.get(sid)?;
+        Some(if revoked {
+            Err(VerifyError::Refused("the grant was revoked".into()))
+        } else {
+            Ok(())
+        })
+    }
 }
 
 impl<V> LocalVerifier<V> {
