@@ -84,6 +84,7 @@ pub mod metadata;
 pub mod net_guard;
 mod oauth;
 pub mod policy;
+pub mod protocol;
 #[cfg(feature = "remote")]
 pub mod providers;
 #[cfg(feature = "remote")]

@@ -86,4 +86,4 @@ pub use rate::RateLimit;
 pub use registration::Registration;
 pub use server::{AuthServer, Lifetimes};
 pub use store::{MemoryStore, Store};
-pub use upstream::{Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder, UserMapping};
+pub use upstream::{Identity, ProxyError, Upstream, UpstreamBuilder, UserMapping};

@@ -33,7 +33,7 @@ pub(crate) mod unverified;
 
 pub use function::FnVerifier;
 #[cfg(feature = "remote")]
-pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifierBuilder};
+pub use introspection::{IntrospectionVerifier, IntrospectionVerifierBuilder};
 #[cfg(feature = "remote")]
 pub use jwks::{JwksOptions, RemoteJwks};
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};

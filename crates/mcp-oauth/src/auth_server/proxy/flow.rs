@@ -72,7 +72,7 @@ pub(crate) async fn start(
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");
-        q.append_pair("client_id", &upstream.client_id);
+        q.append_pair("client_id", upstream.client.client_id());
         q.append_pair("redirect_uri", &server.endpoint(CALLBACK_PATH));
         q.append_pair("state", &state);
         if !upstream.scopes.is_empty() {
@@ -251,7 +251,7 @@ async fn identify(
             let for_us = claims
                 .audiences()
                 .map_err(|e| ProxyError::Identity(e.to_string()))?
-                .contains(&upstream.client_id.as_str());
+                .contains(&upstream.client.client_id());
             if !for_us {
                 return Err(ProxyError::Identity(
                     "the id_token was issued to another client".into(),
