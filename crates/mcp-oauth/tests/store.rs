@@ -17,9 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_oauth::auth_server::store::{
     AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Kind, MemoryStore, Redeemed,
-    RefreshRecord, Store, Stored,
+    RefreshRecord, Store, StoreErrorKind, Stored,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn now() -> i64 {
     let secs = SystemTime::now()
@@ -409,36 +409,41 @@ async fn concurrent_takes_have_one_winner(store: Arc<dyn Store>) {
 async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
     let later = now() + 600;
     store
-        .put_entry(EntryKind::Transaction, "k", "{\"a\":1}".into(), later)
+        .put_entry(EntryKind::Transaction, "k", &json!({"a": 1}), later)
         .await
         .expect("put");
     store
-        .put_entry(EntryKind::Consent, "k", "other kind".into(), later)
+        .put_entry(EntryKind::Consent, "k", "other kind", later)
         .await
         .expect("put");
     assert_eq!(
         store
-            .entry(EntryKind::Transaction, "k")
+            .entry::<Value>(EntryKind::Transaction, "k")
             .await
-            .expect("read")
-            .as_deref(),
-        Some("{\"a\":1}")
+            .expect("read"),
+        Some(json!({"a": 1}))
     );
     assert_eq!(
         store
-            .entry(EntryKind::Consent, "k")
+            .entry::<String>(EntryKind::Consent, "k")
             .await
             .expect("read")
             .as_deref(),
         Some("other kind")
     );
+    // A record read as the wrong type is damaged, not missing.
+    let err = store
+        .entry::<u64>(EntryKind::Consent, "k")
+        .await
+        .expect_err("a string is no number");
+    assert_eq!(err.kind(), StoreErrorKind::Damaged, "{err}");
     store
-        .put_entry(EntryKind::Transaction, "k", "replaced".into(), later)
+        .put_entry(EntryKind::Transaction, "k", "replaced", later)
         .await
         .expect("put");
     assert_eq!(
         store
-            .take_entry(EntryKind::Transaction, "k")
+            .take_entry::<String>(EntryKind::Transaction, "k")
             .await
             .expect("take")
             .as_deref(),
@@ -446,33 +451,33 @@ async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .take_entry(EntryKind::Transaction, "k")
+            .take_entry::<String>(EntryKind::Transaction, "k")
             .await
             .expect("take"),
         None
     );
     assert_eq!(
         store
-            .entry(EntryKind::Consent, "k")
+            .entry::<String>(EntryKind::Consent, "k")
             .await
             .expect("read")
             .as_deref(),
         Some("other kind")
     );
     store
-        .put_entry(EntryKind::UpstreamTokens, "old", "x".into(), now() - 1)
+        .put_entry(EntryKind::UpstreamTokens, "old", "x", now() - 1)
         .await
         .expect("put");
     assert_eq!(
         store
-            .entry(EntryKind::UpstreamTokens, "old")
+            .entry::<String>(EntryKind::UpstreamTokens, "old")
             .await
             .expect("read"),
         None
     );
     assert_eq!(
         store
-            .take_entry(EntryKind::UpstreamTokens, "old")
+            .take_entry::<String>(EntryKind::UpstreamTokens, "old")
             .await
             .expect("take"),
         None
@@ -481,7 +486,7 @@ async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
 
 async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
     store
-        .put_entry(EntryKind::Transaction, "state", "t".into(), now() + 600)
+        .put_entry(EntryKind::Transaction, "state", "t", now() + 600)
         .await
         .expect("put");
     let tasks: Vec<_> = (0..50)
@@ -489,7 +494,7 @@ async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 store
-                    .take_entry(EntryKind::Transaction, "state")
+                    .take_entry::<String>(EntryKind::Transaction, "state")
                     .await
                     .expect("take")
             })
@@ -1164,11 +1169,10 @@ mod sqlite_only {
         assert!(store.is_family_revoked("f0").await.expect("read"));
         assert_eq!(
             store
-                .entry(EntryKind::Consent, "alice:c")
+                .entry::<Value>(EntryKind::Consent, "alice:c")
                 .await
-                .expect("read")
-                .as_deref(),
-            Some("{}")
+                .expect("read"),
+            Some(json!({}))
         );
         let lapsed = lapsing_client("new", Some(now() - 1));
         store.put_client(lapsed).await.expect("put");
@@ -1408,15 +1412,15 @@ mod redis_only {
             .expect("refresh");
         store.revoke_family("f", expires_at).await.expect("revoke");
         store
-            .put_entry(EntryKind::Consent, "alice:c", "{}".into(), expires_at)
+            .put_entry(EntryKind::Consent, "alice:c", &json!({}), expires_at)
             .await
             .expect("consent");
         store
-            .put_entry(EntryKind::Transaction, "s", "{}".into(), expires_at)
+            .put_entry(EntryKind::Transaction, "s", &json!({}), expires_at)
             .await
             .expect("transaction");
         store
-            .put_entry(EntryKind::UpstreamTokens, "f", "sealed".into(), expires_at)
+            .put_entry(EntryKind::UpstreamTokens, "f", "sealed", expires_at)
             .await
             .expect("upstream tokens");
     }
@@ -1450,11 +1454,11 @@ mod redis_only {
         let registered = client("c", "https://client.example/cb");
         a.put_client(registered.clone()).await.expect("register");
         assert_eq!(b.client("c").await.expect("read"), Some(registered));
-        b.put_entry(EntryKind::Consent, "alice:c", "{}".into(), now() + 600)
+        b.put_entry(EntryKind::Consent, "alice:c", &json!({}), now() + 600)
             .await
             .expect("consent");
         assert!(
-            a.entry(EntryKind::Consent, "alice:c")
+            a.entry::<Value>(EntryKind::Consent, "alice:c")
                 .await
                 .expect("read")
                 .is_some()
@@ -1534,7 +1538,7 @@ mod redis_only {
         assert_eq!(b.refresh("h").await.expect("read"), None);
         assert!(!b.is_family_revoked("f").await.expect("read"));
         assert_eq!(
-            b.take_entry(EntryKind::Transaction, "s")
+            b.take_entry::<Value>(EntryKind::Transaction, "s")
                 .await
                 .expect("take"),
             None
@@ -1701,7 +1705,7 @@ mod redis_only {
             .expect("HSET");
         assert_eq!(
             store
-                .entry(EntryKind::Transaction, "s")
+                .entry::<Value>(EntryKind::Transaction, "s")
                 .await
                 .expect("read"),
             None
@@ -1967,11 +1971,11 @@ mod postgres_only {
         let registered = client("c", "https://client.example/cb");
         a.put_client(registered.clone()).await.expect("register");
         assert_eq!(b.client("c").await.expect("read"), Some(registered));
-        b.put_entry(EntryKind::Consent, "alice:c", "{}".into(), now() + 600)
+        b.put_entry(EntryKind::Consent, "alice:c", &json!({}), now() + 600)
             .await
             .expect("consent");
         assert!(
-            a.entry(EntryKind::Consent, "alice:c")
+            a.entry::<Value>(EntryKind::Consent, "alice:c")
                 .await
                 .expect("read")
                 .is_some()
@@ -2177,12 +2181,7 @@ mod redis_cluster_only {
             .await
             .expect("revoke");
         store
-            .put_entry(
-                EntryKind::UpstreamTokens,
-                "f1",
-                "sealed".into(),
-                now() + 600,
-            )
+            .put_entry(EntryKind::UpstreamTokens, "f1", "sealed", now() + 600)
             .await
             .expect("upstream tokens");
         let by_node = keys_by_node(&prefix);

@@ -52,18 +52,12 @@ pub(crate) async fn start(
         request,
         verifier: verifier.clone(),
     };
-    let Ok(value) = serde_json::to_string(&record) else {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The sign-in could not be started.",
-        );
-    };
     let expires =
         now_unix() + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600);
     if let Err(err) = server
         .inner
         .store
-        .put_entry(EntryKind::Transaction, &hash_hex(&state), value, expires)
+        .put_entry(EntryKind::Transaction, &hash_hex(&state), &record, expires)
         .await
     {
         return err.into_page();
@@ -114,13 +108,13 @@ pub(crate) async fn callback(
     let taken = server
         .inner
         .store
-        .take_entry(EntryKind::Transaction, &hash_hex(state))
+        .take_entry::<Transaction>(EntryKind::Transaction, &hash_hex(state))
         .await;
     let taken = match taken {
         Ok(taken) => taken,
         Err(err) => return err.into_page(),
     };
-    let Some(tx) = taken.and_then(|v| serde_json::from_str::<Transaction>(&v).ok()) else {
+    let Some(tx) = taken else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in expired or was already completed. Start again from the application.",
