@@ -74,6 +74,8 @@ mod claims;
 pub mod dpop;
 pub mod error;
 #[cfg(feature = "remote")]
+pub mod exchange;
+#[cfg(feature = "remote")]
 pub mod fetch;
 pub mod forwarded;
 pub mod jose;
@@ -114,6 +116,11 @@ pub struct ReadmeDoctests;
 #[cfg(all(doctest, feature = "rmcp"))]
 #[doc = include_str!("../../../docs/providers.md")]
 pub struct ProvidersDocDoctests;
+
+/// The examples of `docs/token-exchange.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp"))]
+#[doc = include_str!("../../../docs/token-exchange.md")]
+pub struct TokenExchangeDocDoctests;
 
 /// The examples of `docs/proxy.md`, compiled as doctests.
 #[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
