@@ -41,7 +41,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::Auth;
+use crate::auth::Auth;
 use crate::claims::now_unix;
 use crate::error::{ConfigError, FetchErrorKind};
 use crate::fetch::HttpClient;
