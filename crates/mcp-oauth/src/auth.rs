@@ -143,7 +143,10 @@ pub(crate) enum Mapping {
 
 impl Mapping {
     /// The user of a verified token.
-    pub(crate) async fn user(&self, claims: &Claims) -> Result<UserInfo, crate::error::VerifyError> {
+    pub(crate) async fn user(
+        &self,
+        claims: &Claims,
+    ) -> Result<UserInfo, crate::error::VerifyError> {
         match self {
             Self::Now(mapper) => Ok(mapper.map_user(claims)),
             Self::Later(mapper) => mapper.resolve_user(claims).await.map_err(|e| match e {

@@ -1949,6 +1949,78 @@ mod postgres_only {
     use super::*;
     use mcp_oauth::auth_server::store::PostgresStore;
 
+    /// The test CA of the server (`scripts/postgres-server ca "$MCP_OAUTH_POSTGRES_URL"`,
+    /// which scripts/test exports); a test without one fails with what to do.
+    fn test_ca() -> String {
+        std::env::var("MCP_OAUTH_POSTGRES_CA").unwrap_or_else(|_| {
+            panic!(
+                "MCP_OAUTH_POSTGRES_CA is not set: the PostgreSQL TLS test needs the CA of the \
+                 test server. Run `export MCP_OAUTH_POSTGRES_CA=$(scripts/postgres-server ca \
+                 \"$MCP_OAUTH_POSTGRES_URL\")`, or scripts/test, which does it"
+            )
+        })
+    }
+
+    /// TLS as a managed database needs it: `sslmode=verify-full` with the CA is encrypted
+    /// (the server says so), and every way a certificate can be wrong is refused, `require`
+    /// included (stricter than libpq, which trusts any certificate there).
+    #[tokio::test]
+    async fn tls_is_used_when_asked_and_the_certificate_is_verified() {
+        let database = Database::create().await;
+        let ca = test_ca();
+        let url = database.url();
+        let store = PostgresStore::connect(&format!(
+            "{url}?sslmode=verify-full&sslrootcert={ca}&application_name=tls-test"
+        ))
+        .await
+        .expect("TLS with the test CA");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let registered = client("c", "https://client.example/cb");
+        store.put_client(registered.clone()).await.expect("put");
+        assert_eq!(store.client("c").await.expect("read"), Some(registered));
+        let encrypted: Vec<bool> = database
+            .raw()
+            .await
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'tls-test'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_ssl")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(
+            !encrypted.is_empty() && encrypted.iter().all(|ssl| *ssl),
+            "the store's connections are TLS: {encrypted:?}"
+        );
+
+        // The platform's roots do not know the test CA; `require` verifies as well.
+        for mode in ["verify-full", "require", "verify-ca"] {
+            let err = PostgresStore::connect(&format!("{url}?sslmode={mode}"))
+                .await
+                .expect_err("an unknown CA");
+            assert!(
+                err.to_string().contains("certificate"),
+                "sslmode={mode}: {err}"
+            );
+        }
+        // The right CA, the wrong name: the certificate names 127.0.0.1 only.
+        let by_name = url.replacen("127.0.0.1", "localhost", 1);
+        let err =
+            PostgresStore::connect(&format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"))
+                .await
+                .expect_err("another host name");
+        assert!(err.to_string().contains("certificate"), "{err}");
+        // The password never shows, whatever fails.
+        let with_password = url.replacen("postgres@", "postgres:hunter2@", 1);
+        let err = PostgresStore::connect(&format!("{with_password}?sslmode=require"))
+            .await
+            .expect_err("an unknown CA");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_instances_accept_a_dpop_proof_once() {
         let database = Database::create().await;
