@@ -74,11 +74,19 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     /// `client_secret_post`: the id and secret in the form body.
     ClientSecretPost,
+    /// `private_key_jwt`: a JWT the client signs with its private key (RFC 7523 §2.2), checked
+    /// against the public keys it registered (`jwks`). No shared secret.
+    PrivateKeyJwt,
 }
 
 impl ClientAuthMethod {
     /// Every method, in the order the metadata lists them.
-    pub const ALL: [Self; 3] = [Self::None, Self::ClientSecretBasic, Self::ClientSecretPost];
+    pub const ALL: [Self; 4] = [
+        Self::None,
+        Self::ClientSecretBasic,
+        Self::ClientSecretPost,
+        Self::PrivateKeyJwt,
+    ];
 
     /// The name as it is sent and stored.
     pub const fn as_str(self) -> &'static str {
@@ -86,6 +94,7 @@ impl ClientAuthMethod {
             Self::None => "none",
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -94,9 +103,15 @@ impl ClientAuthMethod {
         Self::ALL.into_iter().find(|m| m.as_str() == name)
     }
 
-    /// Whether the client proves itself with a secret.
+    /// Whether the client proves who it is (a secret or a key); `none` does not.
     pub const fn is_confidential(self) -> bool {
         !matches!(self, Self::None)
+    }
+
+    /// Whether the client proves itself with a shared secret (`client_secret_basic` or
+    /// `client_secret_post`): the ones a secret is issued for.
+    pub const fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
     }
 }
 
@@ -182,7 +197,12 @@ wire_names!(
 wire_names!(
     ClientAuthMethod,
     "token_endpoint_auth_method",
-    ["none", "client_secret_basic", "client_secret_post"]
+    [
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt"
+    ]
 );
 wire_names!(ApplicationType, "application_type", ["web", "native"]);
 
@@ -241,9 +261,11 @@ impl ClientCredentials {
 
     /// How the secret is presented. A public client stays public (it has no secret to
     /// present); `ClientAuthMethod::None` makes a confidential one send its id alone.
+    /// `private_key_jwt` is not an outbound method here (this crate signs no client
+    /// assertions): the method stays as it was.
     #[must_use]
     pub fn with_method(mut self, method: ClientAuthMethod) -> Self {
-        if self.secret.is_some() {
+        if self.secret.is_some() && method != ClientAuthMethod::PrivateKeyJwt {
             self.method = method;
         }
         self
@@ -310,10 +332,10 @@ mod tests {
         for kind in ApplicationType::ALL {
             assert_eq!(kind.as_str().parse(), Ok(kind));
         }
-        let err = "private_key_jwt".parse::<ClientAuthMethod>().unwrap_err();
+        let err = "client_secret_jwt".parse::<ClientAuthMethod>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "token_endpoint_auth_method \"private_key_jwt\" is not supported; use one of: none, client_secret_basic, client_secret_post"
+            "token_endpoint_auth_method \"client_secret_jwt\" is not supported; use one of: none, client_secret_basic, client_secret_post, private_key_jwt"
         );
     }
 

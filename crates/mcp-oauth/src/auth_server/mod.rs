@@ -48,6 +48,7 @@
 //! `password` (the login form, with a [`LoginBackend`]) and [`proxy`] (an upstream identity
 //! provider, configured with [`Upstream`]).
 
+mod assertion;
 mod authorize;
 mod builder;
 mod cimd;

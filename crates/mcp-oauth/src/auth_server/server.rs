@@ -320,6 +320,17 @@ impl AuthServer {
             "revocation_endpoint_auth_methods_supported".into(),
             json!(auth_methods),
         );
+        // private_key_jwt: the algorithms a client assertion may be signed with.
+        let assertion_algs: Vec<&str> = crate::jose::Algorithms::asymmetric()
+            .iter()
+            .map(crate::jose::Algorithm::as_str)
+            .collect();
+        for member in [
+            "token_endpoint_auth_signing_alg_values_supported",
+            "revocation_endpoint_auth_signing_alg_values_supported",
+        ] {
+            m.extra.insert(member.into(), json!(assertion_algs));
+        }
         m.extra
             .insert("subject_types_supported".into(), json!(["public"]));
         m.extra.insert(

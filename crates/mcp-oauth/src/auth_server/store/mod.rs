@@ -181,11 +181,14 @@ pub enum Kind {
     /// A DPoP proof a resource server accepted ([`StoreReplayCache`]), keyed by the
     /// [`ReplayKey`](crate::dpop::ReplayKey) of its key and `jti`; no data.
     DpopProof,
+    /// A client assertion (`private_key_jwt`) the server accepted, keyed by client id and
+    /// `jti`; no data. Kept until the assertion expires, so it is used once.
+    ClientAssertion,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -194,6 +197,7 @@ impl Kind {
         Self::UpstreamTokens,
         Self::Consent,
         Self::DpopProof,
+        Self::ClientAssertion,
     ];
 
     /// A stable name, for keys and tables.
@@ -207,6 +211,7 @@ impl Kind {
             Self::UpstreamTokens => "upstream_tokens",
             Self::Consent => "consent",
             Self::DpopProof => "dpop_proof",
+            Self::ClientAssertion => "client_assertion",
         }
     }
 
@@ -221,6 +226,7 @@ impl Kind {
             Self::UpstreamTokens => "upstream tokens",
             Self::Consent => "a consent",
             Self::DpopProof => "a DPoP proof",
+            Self::ClientAssertion => "a client assertion",
         }
     }
 }
@@ -325,6 +331,9 @@ pub struct ClientRecord {
     pub redirect_uris: Vec<String>,
     /// How the client authenticates at the token and revocation endpoints.
     pub token_endpoint_auth_method: ClientAuthMethod,
+    /// The client's public keys (a JWK Set), for `private_key_jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
     /// Allowed grant types.
     pub grant_types: Vec<GrantType>,
     /// `web` or `native`.
