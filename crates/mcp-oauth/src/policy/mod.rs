@@ -43,6 +43,8 @@ mod decision;
 #[cfg(feature = "policy")]
 mod engine;
 #[cfg(feature = "policy")]
+mod enforce;
+#[cfg(feature = "policy")]
 mod error;
 #[cfg(feature = "policy")]
 mod fixtures;
@@ -59,6 +61,10 @@ pub use config::{ArgRule, ClaimKind, PolicyConfig, Rule, Who};
 pub use decision::{Decision, Effect, Explanation, ScopeGrant, Target};
 #[cfg(feature = "policy")]
 pub use engine::Policy;
+#[cfg(feature = "policy")]
+pub(crate) use enforce::{Enforcer, Verdict};
+#[cfg(feature = "policy")]
+pub use enforce::POLICY_DENIED;
 #[cfg(feature = "policy")]
 pub use error::{Origin, PolicyError, Problem};
 #[cfg(feature = "policy")]

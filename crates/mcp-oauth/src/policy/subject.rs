@@ -63,6 +63,18 @@ impl Subject {
         subject
     }
 
+    /// The caller the bearer layer verified: [`from_claims`](Self::from_claims) of its
+    /// token, with the scopes and the client the layer mapped from it. This is the subject
+    /// the layer decides calls for; use it to filter a list the same way (for an rmcp server
+    /// of your own: `policy.visible(&Subject::from_auth(&auth), Target::Tool(&tool.name))`).
+    pub fn from_auth(auth: &crate::Auth) -> Self {
+        let mut subject = Self::from_claims(&auth.claims).scopes(auth.scopes.iter().cloned());
+        if let (None, Some(client)) = (&subject.client_id, &auth.client_id) {
+            subject.client_id = Some(client.clone());
+        }
+        subject
+    }
+
     /// Sets the (verified) email address.
     #[must_use]
     pub fn email(mut self, email: impl Into<String>) -> Self {
