@@ -13,7 +13,9 @@ use mcp_oauth::policy::Policy;
 use mcp_oauth::{AuditLog, OAuth};
 
 use crate::data_dir::{self, DevState};
-use crate::options::{AllowArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg, read_entries};
+use crate::options::{
+    AllowArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg, read_entries,
+};
 use crate::store_arg::StoreArg;
 
 /// Scopes of a `--client` that names none.

@@ -9,9 +9,9 @@ use std::str::FromStr;
 use clap::{Args, ValueEnum};
 use mcp_oauth::Secret;
 use mcp_oauth::audit::AuditLog;
-use mcp_oauth::policy::{PolicyConfig, Rule, Who};
 use mcp_oauth::auth_server::Registration;
 use mcp_oauth::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
+use mcp_oauth::policy::{PolicyConfig, Rule, Who};
 
 /// A secret given on the command line, in the environment or in a file: `Debug` prints
 /// `[redacted]`, so the argument structs can derive it.
@@ -261,8 +261,16 @@ impl PolicyArgs {
         let rules = allow.map(AllowArgs::rules).unwrap_or_default();
         let sign_in = match (&file, rules.is_empty()) {
             (_, true) => file.clone(),
-            (Some(config), false) => Some(rules.into_iter().fold(config.clone(), PolicyConfig::sign_in)),
-            (None, false) => Some(rules.into_iter().fold(PolicyConfig::new(), PolicyConfig::sign_in)),
+            (Some(config), false) => Some(
+                rules
+                    .into_iter()
+                    .fold(config.clone(), PolicyConfig::sign_in),
+            ),
+            (None, false) => Some(
+                rules
+                    .into_iter()
+                    .fold(PolicyConfig::new(), PolicyConfig::sign_in),
+            ),
         };
         let audit = match &self.audit {
             None => None,

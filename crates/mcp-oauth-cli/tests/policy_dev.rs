@@ -90,8 +90,15 @@ impl Dev {
             .arg(&self.dir)
             .output()
             .expect("token");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
     }
 
     async fn rpc(&self, token: &str, body: Value) -> (u16, Value) {
@@ -105,7 +112,10 @@ impl Dev {
             .send()
             .await
             .expect("post");
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
     }
 
     async fn call(&self, token: &str, tool: &str, arguments: Value) -> (u16, Value) {
@@ -131,12 +141,21 @@ async fn the_demo_policy_keeps_whoami_and_refuses_what_its_rules_refuse() {
     assert_eq!(body["result"]["structuredContent"]["user"]["id"], "dev");
     let (_, body) = dev.call(dev.token(), "echo", json!({"text": "hi"})).await;
     assert_eq!(body["result"]["content"][0]["text"], "hi", "{body}");
-    let (status, body) = dev.call(dev.token(), "echo", json!({"text": "secret"})).await;
+    let (status, body) = dev
+        .call(dev.token(), "echo", json!({"text": "secret"}))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(body["error"]["data"]["rule_ids"], json!(["no-echo-secrets"]), "{body}");
+    assert_eq!(
+        body["error"]["data"]["rule_ids"],
+        json!(["no-echo-secrets"]),
+        "{body}"
+    );
     // The list shows the dev user what it may call: not admin_action (admins only).
     let (_, body) = dev
-        .rpc(dev.token(), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .rpc(
+            dev.token(),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
         .await;
     let names: Vec<&str> = body["result"]["tools"]
         .as_array()
@@ -152,7 +171,10 @@ async fn the_demo_policy_keeps_whoami_and_refuses_what_its_rules_refuse() {
     let admin = dev.mint("admin", "mcp:read admin");
     let (status, body) = dev.call(&admin, "admin_action", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["result"]["content"][0]["text"], "admin action done by admin");
+    assert_eq!(
+        body["result"]["content"][0]["text"],
+        "admin action done by admin"
+    );
 
     let deadline = Instant::now() + DEADLINE;
     let lines = loop {
@@ -177,7 +199,10 @@ async fn the_demo_policy_keeps_whoami_and_refuses_what_its_rules_refuse() {
 async fn without_a_policy_every_tool_is_listed() {
     let dev = start("none", &[]).await;
     let (_, body) = dev
-        .rpc(dev.token(), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .rpc(
+            dev.token(),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
         .await;
     assert_eq!(body["result"]["tools"].as_array().map(Vec::len), Some(3));
 }
@@ -205,7 +230,10 @@ async fn allow_domain_refuses_a_user_outside_it_at_sign_in() {
         .append_pair("client_id", client)
         .append_pair("redirect_uri", "http://127.0.0.1:40000/callback")
         .append_pair("state", "s")
-        .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
         .append_pair("code_challenge_method", "S256")
         .append_pair("scope", "mcp:read")
         .append_pair("resource", dev.url());
@@ -218,7 +246,11 @@ async fn allow_domain_refuses_a_user_outside_it_at_sign_in() {
         .into_owned()
         .collect();
     // The dev user is dev@example.com.
-    assert_eq!(back.get("error").map(String::as_str), Some("access_denied"), "{location}");
+    assert_eq!(
+        back.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{location}"
+    );
     assert!(!back.contains_key("code"));
 }
 
@@ -244,4 +276,3 @@ fn a_policy_that_does_not_fit_the_tools_stops_the_start_naming_the_rule() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("echo-hi") && err.contains("txt"), "{err}");
 }
-

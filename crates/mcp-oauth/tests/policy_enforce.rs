@@ -8,12 +8,12 @@
 mod common;
 
 use common::{Served, eventually};
+use mcp_oauth::OAuth;
 use mcp_oauth::audit::{AuditLog, MemorySink};
 use mcp_oauth::policy::{POLICY_DENIED, PolicyConfig};
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
 use mcp_oauth::testing::{MockIdp, TestKey};
 use mcp_oauth::verify::JwtVerifier;
-use mcp_oauth::OAuth;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -89,11 +89,31 @@ struct CountArg {
 
 fn tools(server: McpServer) -> McpServer {
     server
-        .tool(Tool::new("read_file", "Reads a file", |a: PathArg, _: ToolContext| async move { format!("read {}", a.path) }))
-        .tool(Tool::new("read_files", "Reads files", |a: PathsArg, _: ToolContext| async move { format!("read {}", a.paths.join(",")) }))
-        .tool(Tool::new("fetch", "Fetches a URL", |a: UrlArg, _: ToolContext| async move { format!("fetched {}", a.url) }))
-        .tool(Tool::new("count", "Counts", |a: CountArg, _: ToolContext| async move { format!("counted {}", a.n) }))
-        .tool(Tool::new("wipe", "Wipes everything", |_: NoArgs, _: ToolContext| async move { "wiped" }))
+        .tool(Tool::new(
+            "read_file",
+            "Reads a file",
+            |a: PathArg, _: ToolContext| async move { format!("read {}", a.path) },
+        ))
+        .tool(Tool::new(
+            "read_files",
+            "Reads files",
+            |a: PathsArg, _: ToolContext| async move { format!("read {}", a.paths.join(",")) },
+        ))
+        .tool(Tool::new(
+            "fetch",
+            "Fetches a URL",
+            |a: UrlArg, _: ToolContext| async move { format!("fetched {}", a.url) },
+        ))
+        .tool(Tool::new(
+            "count",
+            "Counts",
+            |a: CountArg, _: ToolContext| async move { format!("counted {}", a.n) },
+        ))
+        .tool(Tool::new(
+            "wipe",
+            "Wipes everything",
+            |_: NoArgs, _: ToolContext| async move { "wiped" },
+        ))
 }
 
 struct Running {
@@ -188,12 +208,18 @@ fn assert_denied(body: &Value, what: &str) {
 async fn allowed_calls_run_and_denied_calls_get_a_jsonrpc_error_naming_the_forbid() {
     let r = start(None).await;
     let alice = r.token("u-alice", "alice@example.com", "mcp:read");
-    let (status, _, body) = r.call(&alice, "read_file", json!({"path": "team/a.md"})).await;
+    let (status, _, body) = r
+        .call(&alice, "read_file", json!({"path": "team/a.md"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(text(&body), "read team/a.md");
 
     let (status, _, body) = r
-        .call(&alice, "read_file", json!({"path": "/srv/team/secrets/key"}))
+        .call(
+            &alice,
+            "read_file",
+            json!({"path": "/srv/team/secrets/key"}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_denied(&body, "forbidden path");
@@ -228,7 +254,9 @@ async fn a_tool_hidden_from_the_list_cannot_be_called_by_name_and_unknown_tools_
     names.sort_unstable();
     assert_eq!(names, ["count", "fetch", "read_file", "read_files"]);
 
-    let (_, _, hidden) = r.call(&bob, "read_file", json!({"path": "team/a.md"})).await;
+    let (_, _, hidden) = r
+        .call(&bob, "read_file", json!({"path": "team/a.md"}))
+        .await;
     assert_denied(&hidden, "hidden tool");
     let (_, _, unknown) = r.call(&bob, "no_such_tool", json!({})).await;
     assert_denied(&unknown, "unknown tool");
@@ -245,8 +273,14 @@ async fn argument_constraints_survive_json_tricks() {
     let alice = r.token("u-alice", "alice@example.com", "mcp:read");
     for (args, what) in [
         (json!({"path": "team/../secrets/x"}), "`..` inside the root"),
-        (json!({"path": "team/../../etc/passwd"}), "`..` out of the root"),
-        (json!({"path": "/srv/team/./secrets//key"}), "dots and slashes"),
+        (
+            json!({"path": "team/../../etc/passwd"}),
+            "`..` out of the root",
+        ),
+        (
+            json!({"path": "/srv/team/./secrets//key"}),
+            "dots and slashes",
+        ),
         (json!({"path": ["team/a.md"]}), "an array for a string"),
     ] {
         let (status, _, body) = r.call(&alice, "read_file", args).await;
@@ -277,11 +311,17 @@ async fn argument_constraints_survive_json_tricks() {
         .await;
     assert_eq!(text(&ok), "read team/a,team/b");
     let (_, _, body) = r
-        .call(&alice, "read_files", json!({"paths": ["team/a", "/etc/passwd"]}))
+        .call(
+            &alice,
+            "read_files",
+            json!({"paths": ["team/a", "/etc/passwd"]}),
+        )
         .await;
     assert_denied(&body, "one bad element");
     // URLs are parsed: scheme and host, not a prefix of the text.
-    let (_, _, ok) = r.call(&alice, "fetch", json!({"url": "https://DOCS.rs./x"})).await;
+    let (_, _, ok) = r
+        .call(&alice, "fetch", json!({"url": "https://DOCS.rs./x"}))
+        .await;
     assert_eq!(text(&ok), "fetched https://DOCS.rs./x");
     for url in [
         "http://docs.rs/x",
@@ -311,7 +351,10 @@ async fn a_batch_with_one_refused_call_runs_none_of_it() {
     for answer in answers {
         assert_denied(answer, "batch");
     }
-    assert_eq!(answers[1]["error"]["data"]["rule_ids"], json!(["no-secrets"]));
+    assert_eq!(
+        answers[1]["error"]["data"]["rule_ids"],
+        json!(["no-secrets"])
+    );
     r.served.stop().await;
 }
 
@@ -334,7 +377,9 @@ async fn decisions_follow_the_token_not_what_the_caller_claims() {
         .claim("email", "eve@example.com")
         .claim("email_verified", false)
         .sign();
-    let (_, _, answer) = r.call(&unverified, "read_file", json!({"path": "team/a"})).await;
+    let (_, _, answer) = r
+        .call(&unverified, "read_file", json!({"path": "team/a"}))
+        .await;
     assert_denied(&answer, "unverified email");
     // A token for another resource is refused before the policy.
     let other = r
@@ -375,8 +420,12 @@ async fn each_decision_is_audited_with_its_rules() {
     let r = start(Some(audit.clone())).await;
     let alice = r.token("u-alice", "alice@example.com", "mcp:read");
     r.call(&alice, "read_file", json!({"path": "team/a"})).await;
-    r.call(&alice, "read_file", json!({"path": "team/secrets/k", "token": "s3cr3t"}))
-        .await;
+    r.call(
+        &alice,
+        "read_file",
+        json!({"path": "team/secrets/k", "token": "s3cr3t"}),
+    )
+    .await;
     // tools/list is not a decision on a call: not audited.
     r.post(
         &alice,

@@ -101,11 +101,13 @@ fn service(
 }
 
 async fn post(
-    svc: &mut (impl tower::Service<
+    svc: &mut (
+             impl tower::Service<
         Request<Full<Bytes>>,
         Response = Response<mcp_oauth::layer::ResponseBody<Full<Bytes>>>,
         Error = std::convert::Infallible,
-    > + Send),
+    > + Send
+         ),
     token: &str,
     body: Value,
 ) -> (StatusCode, Value) {
@@ -117,7 +119,10 @@ async fn post(
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn rpc(method: &str, params: Value) -> Value {
@@ -130,7 +135,10 @@ async fn calls_prompts_and_resources_are_decided_before_the_service_runs() {
     let mut svc = service(ran.clone());
     let alice = token("alice@example.com");
     for (method, params) in [
-        ("tools/call", json!({"name": "search", "arguments": {"q": "x"}})),
+        (
+            "tools/call",
+            json!({"name": "search", "arguments": {"q": "x"}}),
+        ),
         ("prompts/get", json!({"name": "greet"})),
         ("resources/read", json!({"uri": "file:///docs/readme"})),
         ("tools/list", json!({})),
@@ -144,22 +152,35 @@ async fn calls_prompts_and_resources_are_decided_before_the_service_runs() {
         ("tools/call", json!({"name": "drop_table", "arguments": {}})),
         ("prompts/get", json!({"name": "internal"})),
         ("resources/read", json!({"uri": "file:///etc/shadow"})),
-        ("resources/read", json!({"uri": "file:///docs/../etc/shadow"})),
+        (
+            "resources/read",
+            json!({"uri": "file:///docs/../etc/shadow"}),
+        ),
         ("prompts/get", json!({})),
     ] {
         let (status, body) = post(&mut svc, &alice, rpc(method, params.clone())).await;
         assert_eq!(status, StatusCode::OK, "{method} {params}");
-        assert_eq!(body["error"]["code"], POLICY_DENIED, "{method} {params}: {body}");
+        assert_eq!(
+            body["error"]["code"], POLICY_DENIED,
+            "{method} {params}: {body}"
+        );
     }
     let bob = token("bob@gmail.com");
     let (_, body) = post(
         &mut svc,
         &bob,
-        rpc("tools/call", json!({"name": "search", "arguments": {"q": "x"}})),
+        rpc(
+            "tools/call",
+            json!({"name": "search", "arguments": {"q": "x"}}),
+        ),
     )
     .await;
     assert_eq!(body["error"]["code"], POLICY_DENIED);
-    assert_eq!(ran.load(Ordering::SeqCst), 4, "no refused request reached the service");
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        4,
+        "no refused request reached the service"
+    );
 }
 
 #[tokio::test]
@@ -188,7 +209,8 @@ async fn bodies_the_policy_cannot_read_the_way_the_service_would_are_refused() {
         .header(header::AUTHORIZATION, format!("Bearer {alice}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(
-            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "drop_table"}}).to_string(),
+            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "drop_table"}})
+                .to_string(),
         )))
         .unwrap();
     let res = svc.ready().await.unwrap().call(req).await.unwrap();

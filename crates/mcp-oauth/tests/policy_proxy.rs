@@ -33,8 +33,10 @@ async fn github() -> (String, Served) {
         Redirect::to(&format!("{redirect}?code=gh-code&state={state}")).into_response()
     }
     async fn token() -> Response {
-        axum::Json(json!({"access_token": "gh-access", "token_type": "bearer", "scope": "read:user"}))
-            .into_response()
+        axum::Json(
+            json!({"access_token": "gh-access", "token_type": "bearer", "scope": "read:user"}),
+        )
+        .into_response()
     }
     async fn user() -> Response {
         axum::Json(json!({"id": 583231, "login": "octocat", "name": "The Octocat", "email": "octocat@github.example"}))
@@ -135,7 +137,11 @@ impl Proxy {
                     .unwrap();
                 continue;
             }
-            assert!(matches!(res.status().as_u16(), 302 | 303), "{}", res.status());
+            assert!(
+                matches!(res.status().as_u16(), 302 | 303),
+                "{}",
+                res.status()
+            );
             let next = res.headers()["location"].to_str().unwrap().to_owned();
             if next.starts_with(REDIRECT) {
                 let back = url::Url::parse(&next)
@@ -173,7 +179,11 @@ who = { email_domains = ["example.com"] }
     )
     .await;
     let (_, back) = proxy.sign_in("mcp:read").await;
-    assert_eq!(back.get("error").map(String::as_str), Some("access_denied"), "{back:?}");
+    assert_eq!(
+        back.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{back:?}"
+    );
     assert_eq!(back["state"], "client-state");
     assert!(!back.contains_key("code"));
     proxy.stop().await;

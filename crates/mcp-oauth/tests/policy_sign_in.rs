@@ -85,7 +85,10 @@ impl Running {
             .append_pair("resource", RESOURCE);
         let res = self.http.get(url).send().await.expect("authorize");
         assert_eq!(res.status(), 302);
-        let location = res.headers()["location"].to_str().expect("ascii").to_owned();
+        let location = res.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
         assert!(location.starts_with(REDIRECT), "{location}");
         url::Url::parse(&location)
             .expect("url")
@@ -208,11 +211,17 @@ async fn an_admin_keeps_the_admin_scope_and_decisions_are_audited() {
         .iter()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    let sign_in = lines.iter().find(|l| l["method"] == "sign_in").expect("sign_in");
+    let sign_in = lines
+        .iter()
+        .find(|l| l["method"] == "sign_in")
+        .expect("sign_in");
     assert_eq!(sign_in["actor"]["sub"], "root");
     assert_eq!(sign_in["actor"]["groups"], json!(["admins"]));
     assert_eq!(sign_in["decision"]["rule_ids"], json!(["known-users"]));
-    let grant = lines.iter().find(|l| l["method"] == "grant_scopes").expect("grant");
+    let grant = lines
+        .iter()
+        .find(|l| l["method"] == "grant_scopes")
+        .expect("grant");
     assert_eq!(
         grant["decision"]["rule_ids"],
         json!(["admins-admin", "everyone-reads"])

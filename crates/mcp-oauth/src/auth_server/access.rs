@@ -75,7 +75,13 @@ impl Access {
         Ok(grant.granted)
     }
 
-    fn record(&self, method: &str, subject: &Subject, decision: &Decision, arguments: Option<Value>) {
+    fn record(
+        &self,
+        method: &str,
+        subject: &Subject,
+        decision: &Decision,
+        arguments: Option<Value>,
+    ) {
         let Some(audit) = &self.audit else {
             return;
         };

@@ -576,8 +576,9 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
             } else {
                 #[cfg(feature = "policy")]
                 match access_policy(guard, &auth, &calls, &bytes, required) {
-                    Ok(rejection) => rejection,
-                    Err(response) => return Decided::Reject(response),
+                    PolicyAnswer::Pass => None,
+                    PolicyAnswer::Reject(rejection) => Some(rejection),
+                    PolicyAnswer::Answer(response) => return Decided::Reject(response),
                 }
                 #[cfg(not(feature = "policy"))]
                 None
@@ -601,9 +602,19 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
     Decided::Call(req)
 }
 
-/// The access policy's verdict on the calls in a body: nothing to say (`Ok(None)`), a 403
-/// step-up naming the scope policy's scopes and the rule's step-up scopes (`Ok(Some(..))`),
-/// or a JSON-RPC answer in the service's place (`Err`).
+/// What the access policy makes of a body.
+#[cfg(feature = "policy")]
+enum PolicyAnswer {
+    /// Nothing to say: on to the service.
+    Pass,
+    /// A rejection with a challenge (step-up 403, unreadable body 400).
+    Reject(Rejection),
+    /// This JSON-RPC answer in the service's place.
+    Answer(Response<Full<Bytes>>),
+}
+
+/// The access policy's verdict on the calls in a body. A step-up names the scope policy's
+/// scopes for these calls and the rule's step-up scopes.
 #[cfg(feature = "policy")]
 fn access_policy(
     guard: &Guard,
@@ -611,23 +622,23 @@ fn access_policy(
     calls: &[crate::jsonrpc::RpcCall<'_>],
     bytes: &[u8],
     mut required: Vec<String>,
-) -> Result<Option<Rejection>, Response<Full<Bytes>>> {
+) -> PolicyAnswer {
     use crate::policy::Verdict;
 
     let Some(enforcer) = guard.enforcer() else {
-        return Ok(None);
+        return PolicyAnswer::Pass;
     };
-    Ok(match enforcer.check(auth, calls, bytes) {
-        Verdict::Pass => None,
+    match enforcer.check(auth, calls, bytes) {
+        Verdict::Pass => PolicyAnswer::Pass,
         Verdict::StepUp(scopes) => {
             for scope in scopes {
                 if !required.contains(&scope) {
                     required.push(scope);
                 }
             }
-            Some(Rejection::InsufficientScope { required })
+            PolicyAnswer::Reject(Rejection::InsufficientScope { required })
         }
-        Verdict::Unreadable => Some(Rejection::InvalidRequest(
+        Verdict::Unreadable => PolicyAnswer::Reject(Rejection::InvalidRequest(
             "the body is not a JSON-RPC message with unique member names",
         )),
         Verdict::Refuse(body) => {
@@ -644,9 +655,9 @@ fn access_policy(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
             );
-            return Err(response);
+            PolicyAnswer::Answer(response)
         }
-    })
+    }
 }
 
 fn log_rejection(rejection: &Rejection, path: &str) {

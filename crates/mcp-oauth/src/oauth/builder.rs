@@ -534,7 +534,9 @@ impl OAuthBuilder {
         );
         #[cfg(feature = "policy")]
         let guard = match self.access_policy {
-            Some(policy) => guard.with_enforcer(Some(crate::policy::Enforcer::new(policy, self.audit))),
+            Some(policy) => {
+                guard.with_enforcer(Some(crate::policy::Enforcer::new(policy, self.audit)))
+            }
             None => guard,
         };
         Ok(OAuth {

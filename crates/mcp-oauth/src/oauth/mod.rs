@@ -215,7 +215,10 @@ impl OAuth {
     /// The access policy deciding calls, if any.
     #[cfg(feature = "policy")]
     pub fn access_policy(&self) -> Option<&crate::policy::Policy> {
-        self.inner.guard.enforcer().map(crate::policy::Enforcer::policy)
+        self.inner
+            .guard
+            .enforcer()
+            .map(crate::policy::Enforcer::policy)
     }
 
     /// The bearer layer for this configuration.

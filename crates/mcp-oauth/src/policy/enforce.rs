@@ -221,7 +221,10 @@ fn refusal(answers: &[(Option<&Value>, Option<Decision>)], batch: bool) -> Optio
 fn denial_message(decision: &Decision) -> String {
     match decision.rule_ids() {
         [] => "refused by the policy: no rule permits this call".to_owned(),
-        ids => format!("refused by the policy: forbidden by rule {}", ids.join(", ")),
+        ids => format!(
+            "refused by the policy: forbidden by rule {}",
+            ids.join(", ")
+        ),
     }
 }
 
@@ -323,8 +326,11 @@ mod tests {
         assert_eq!(v["error"]["code"], POLICY_DENIED);
         // The reason (which says whether the tool exists) is not shown.
         assert!(!v.to_string().contains("catalog"), "{v}");
-        let body = refusal(&[(Some(&one), Some(deny.clone())), (Some(&two), None)], true)
-            .expect("a body");
+        let body = refusal(
+            &[(Some(&one), Some(deny.clone())), (Some(&two), None)],
+            true,
+        )
+        .expect("a body");
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v.as_array().map(Vec::len), Some(2));
         assert_eq!(v[1]["id"], "b");

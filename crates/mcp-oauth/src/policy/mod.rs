@@ -41,9 +41,9 @@ mod config;
 #[cfg(feature = "policy")]
 mod decision;
 #[cfg(feature = "policy")]
-mod engine;
-#[cfg(feature = "policy")]
 mod enforce;
+#[cfg(feature = "policy")]
+mod engine;
 #[cfg(feature = "policy")]
 mod error;
 #[cfg(feature = "policy")]
@@ -60,11 +60,11 @@ pub use config::{ArgRule, ClaimKind, PolicyConfig, Rule, Who};
 #[cfg(feature = "policy")]
 pub use decision::{Decision, Effect, Explanation, ScopeGrant, Target};
 #[cfg(feature = "policy")]
-pub use engine::Policy;
+pub use enforce::POLICY_DENIED;
 #[cfg(feature = "policy")]
 pub(crate) use enforce::{Enforcer, Verdict};
 #[cfg(feature = "policy")]
-pub use enforce::POLICY_DENIED;
+pub use engine::Policy;
 #[cfg(feature = "policy")]
 pub use error::{Origin, PolicyError, Problem};
 #[cfg(feature = "policy")]

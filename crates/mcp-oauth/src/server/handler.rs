@@ -96,7 +96,9 @@ impl ServerHandler for Handler {
             use crate::policy::{Subject, Target};
             // The same decision as a call, with the arguments unknown: a caller without a
             // verified token sees nothing.
-            let subject = McpRequest::new(context).auth().map(|a| Subject::from_auth(&a));
+            let subject = McpRequest::new(context)
+                .auth()
+                .map(|a| Subject::from_auth(&a));
             let visible = self
                 .shared
                 .listed
