@@ -97,7 +97,7 @@ async fn start(policy: &str) -> Proxy {
 impl Proxy {
     /// A client registers, asks for `scope`, the browser approves every consent page and
     /// signs in at GitHub; the query the client gets back.
-    async fn sign_in(&self, scope: &str) -> (String, HashMap<String, String>) {
+    async fn sign_in(&self, scope: &str) -> (String, HashMap<String, String>, Vec<String>) {
         let reg: Value = self
             .http
             .post(format!("{}/register", self.issuer))
@@ -121,11 +121,17 @@ impl Proxy {
             ("scope", scope),
         ]);
         let mut jar = HashMap::new();
+        // The consent pages shown once the user is known ("You signed in with …").
+        let mut after_sign_in = Vec::new();
         let mut res = self.http.get(url.as_str()).send().await.unwrap();
         for _ in 0..10 {
             keep_cookies(&res, &mut jar);
             if res.status() == 200 {
-                let mut form = hidden_form_fields(&res.text().await.unwrap());
+                let html = res.text().await.unwrap();
+                if html.contains("You signed in with") {
+                    after_sign_in.push(html.clone());
+                }
+                let mut form = hidden_form_fields(&html);
                 form.push(("decision".into(), "approve".into()));
                 res = self
                     .http
@@ -149,7 +155,7 @@ impl Proxy {
                     .query_pairs()
                     .into_owned()
                     .collect();
-                return (client, back);
+                return (client, back, after_sign_in);
             }
             res = self
                 .http
@@ -178,7 +184,8 @@ who = { email_domains = ["example.com"] }
 "#,
     )
     .await;
-    let (_, back) = proxy.sign_in("mcp:read").await;
+    let (_, back, pages) = proxy.sign_in("mcp:read").await;
+    assert!(pages.is_empty(), "a refused user is not asked to consent");
     assert_eq!(
         back.get("error").map(String::as_str),
         Some("access_denied"),
@@ -203,7 +210,11 @@ scopes = ["mcp:read"]
 "#,
     )
     .await;
-    let (client, back) = proxy.sign_in("mcp:read mcp:write admin").await;
+    let (client, back, pages) = proxy.sign_in("mcp:read mcp:write admin").await;
+    // The consent page shows what will be granted.
+    assert_eq!(pages.len(), 1);
+    assert!(pages[0].contains("mcp:read"), "{}", pages[0]);
+    assert!(!pages[0].contains("mcp:write"), "{}", pages[0]);
     let code = back.get("code").unwrap_or_else(|| panic!("{back:?}"));
     let tokens: Value = proxy
         .http

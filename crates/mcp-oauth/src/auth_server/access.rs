@@ -48,9 +48,22 @@ impl Access {
         request: &AuthRequestRecord,
         user: &UserIdentity,
     ) -> Result<Vec<String>, Refusal> {
+        self.decide_and_record(request, user, true)
+    }
+
+    /// [`decide`](Self::decide) for the consent page shown before the code: the same answer,
+    /// written to the audit log only when `record` (the code's decision is the one kept).
+    pub(crate) fn decide_and_record(
+        &self,
+        request: &AuthRequestRecord,
+        user: &UserIdentity,
+        record: bool,
+    ) -> Result<Vec<String>, Refusal> {
         let subject = subject_of(request, user);
         let decision = self.policy.sign_in(&subject);
-        self.record("sign_in", &subject, &decision, None);
+        if record {
+            self.record("sign_in", &subject, &decision);
+        }
         if !decision.is_allowed() {
             tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), client_id = %request.client_id, reason = %decision.reason(), "sign-in refused by the policy");
             return Err(Refusal::SignIn);
@@ -59,7 +72,7 @@ impl Access {
         if !grant.refused.is_empty() {
             tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), refused = %grant.refused.join(" "), "scopes cut by the policy");
         }
-        if let Some(audit) = &self.audit {
+        if let Some(audit) = self.audit.as_ref().filter(|_| record) {
             let effect = if grant.granted.is_empty() && !request.scope.is_empty() {
                 audit::Decision::deny()
             } else {
@@ -75,13 +88,7 @@ impl Access {
         Ok(grant.granted)
     }
 
-    fn record(
-        &self,
-        method: &str,
-        subject: &Subject,
-        decision: &Decision,
-        arguments: Option<Value>,
-    ) {
+    fn record(&self, method: &str, subject: &Subject, decision: &Decision) {
         let Some(audit) = &self.audit else {
             return;
         };
@@ -90,15 +97,12 @@ impl Access {
         } else {
             audit::Decision::deny()
         };
-        let mut event = AuditEvent::new(
+        let event = AuditEvent::new(
             method,
             actor(&self.policy, subject),
             effect.rule_ids(decision.rule_ids().iter().cloned()),
         )
         .outcome(Outcome::http(302));
-        if let Some(arguments) = arguments {
-            event = event.arguments(arguments);
-        }
         record_later(audit.clone(), event);
     }
 }
