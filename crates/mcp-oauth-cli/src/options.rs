@@ -282,6 +282,17 @@ impl PolicyArgs {
         if audit.is_some() && sign_in.is_none() {
             return Err("--audit records the decisions of an access policy: give --policy (or --allow-domain / --allow-email) too".to_owned());
         }
+        if file.is_some() || sign_in.is_some() {
+            let what = match (&file, &self.policy) {
+                (Some(_), Some(name)) => format!("--policy {}", name.trim()),
+                _ => "--allow-domain / --allow-email (sign-in only)".to_owned(),
+            };
+            let audit_to = match &self.audit {
+                Some(path) => format!(", audit log {}", path.display()),
+                None => String::new(),
+            };
+            eprintln!("access policy: {what}{audit_to}");
+        }
         Ok(Access {
             tools: file,
             sign_in,
