@@ -276,3 +276,81 @@ fn a_policy_that_does_not_fit_the_tools_stops_the_start_naming_the_rule() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("echo-hi") && err.contains("txt"), "{err}");
 }
+
+/// `mcp-oauth serve --policy demo` in front of an issuer known by its public key: the tool
+/// rules decide (the issuer signs users in, so sign-in rules do not apply here).
+#[tokio::test]
+async fn serve_enforces_the_tool_rules_of_its_policy() {
+    use mcp_oauth::testing::TestKey;
+
+    let dir = temp_dir("serve");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = TestKey::es256();
+    let pem = dir.join("key.pem");
+    std::fs::write(&pem, key.public_key_pem().expect("pem")).expect("write");
+    let issuer = "http://127.0.0.1:9/";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
+    let child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args([
+            "serve",
+            "--issuer",
+            issuer,
+            "--mcp-url",
+            &mcp_url,
+            "--scopes",
+            "mcp:read",
+        ])
+        .args(["--policy", "demo", "--public-key"])
+        .arg(&pem)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let dev = Dev {
+        child,
+        info: json!({"mcp_url": mcp_url, "issuer": format!("http://127.0.0.1:{port}")}),
+        dir,
+    };
+    let http = reqwest::Client::new();
+    let prm = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    let deadline = Instant::now() + DEADLINE;
+    while !http
+        .get(&prm)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mcp-oauth serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let token = |sub: &str, email: &str| {
+        key.token()
+            .iss(issuer)
+            .sub(sub)
+            .aud(&mcp_url)
+            .claim("email", email)
+            .scope("mcp:read")
+            .exp_in(300)
+            .sign()
+    };
+    let staff = token("u-1", "ann@example.com");
+    let (status, body) = dev.call(&staff, "echo", json!({"text": "hi"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["content"][0]["text"], "hi", "{body}");
+    let outsider = token("u-2", "olaf@elsewhere.org");
+    let (_, body) = dev.call(&outsider, "echo", json!({"text": "hi"})).await;
+    assert_eq!(body["error"]["code"], -32003, "{body}");
+    let (_, body) = dev.call(&outsider, "whoami", json!({})).await;
+    assert_eq!(
+        body["result"]["structuredContent"]["user"]["id"], "u-2",
+        "{body}"
+    );
+}
