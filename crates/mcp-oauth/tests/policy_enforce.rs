@@ -455,6 +455,10 @@ async fn each_decision_is_audited_with_its_rules() {
         .expect("the denied call");
     assert_eq!(denied["decision"]["rule_ids"], json!(["no-secrets"]));
     assert_eq!(denied["outcome"]["jsonrpc_error"], POLICY_DENIED);
+    assert!(
+        allowed.get("outcome").is_none_or(Value::is_null),
+        "{allowed}"
+    );
     assert!(!sink.lines().concat().contains("s3cr3t"));
     r.served.stop().await;
 }

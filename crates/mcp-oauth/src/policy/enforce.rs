@@ -144,15 +144,17 @@ impl Enforcer {
         if let Some(client) = subject.client() {
             actor = actor.client_id(client);
         }
+        // An allowed call's outcome is the service's answer, which the layer does not read:
+        // its line has none.
         let (effect, outcome) = match decision.effect() {
-            Effect::Allow => (audit::Decision::allow(), Outcome::http(200)),
+            Effect::Allow => (audit::Decision::allow(), None),
             Effect::StepUp => (
                 audit::Decision::step_up(decision.missing_scopes().iter().cloned()),
-                Outcome::http(403),
+                Some(Outcome::http(403)),
             ),
             Effect::Deny => (
                 audit::Decision::deny(),
-                Outcome::http(200).jsonrpc_error(POLICY_DENIED),
+                Some(Outcome::http(200).jsonrpc_error(POLICY_DENIED)),
             ),
         };
         let mut event = AuditEvent::new(
@@ -160,8 +162,10 @@ impl Enforcer {
             actor,
             effect.rule_ids(decision.rule_ids().iter().cloned()),
         )
-        .outcome(outcome)
         .duration(started.elapsed());
+        if let Some(outcome) = outcome {
+            event = event.outcome(outcome);
+        }
         event = match target {
             Target::Tool(name) => event.tool(name),
             Target::Prompt(name) => event.prompt(name),
