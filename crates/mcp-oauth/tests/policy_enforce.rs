@@ -124,6 +124,12 @@ struct Running {
 }
 
 async fn start(audit: Option<AuditLog>) -> Running {
+    start_with(audit, false).await
+}
+
+/// With `via_oauth`, the policy comes with the OAuth configuration
+/// (`OAuthBuilder::access_policy`) instead of `McpServer::policy`.
+async fn start_with(audit: Option<AuditLog>, via_oauth: bool) -> Running {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
@@ -132,16 +138,25 @@ async fn start(audit: Option<AuditLog>) -> Running {
         .jwks_url(idp.jwks_url())
         .build()
         .expect("verifier");
-    let oauth = OAuth::builder()
+    let mut oauth = OAuth::builder()
         .resource(url.clone())
         .authorization_server(idp.issuer())
         .scopes_supported(["mcp:read"])
         .verifier(verifier)
-        .mirror_authorization_server(false)
-        .build()
-        .expect("oauth");
+        .mirror_authorization_server(false);
     let policy = PolicyConfig::from_toml(POLICY, "policy.toml").expect("policy");
-    let mut server = tools(McpServer::new("fs", "1.0.0").oauth(oauth)).policy(policy);
+    if via_oauth {
+        let compiled = tools(McpServer::new("fs", "1.0.0"))
+            .policy(policy.clone())
+            .check_policy()
+            .expect("the policy fits the tools")
+            .expect("a policy");
+        oauth = oauth.access_policy(compiled);
+    }
+    let mut server = tools(McpServer::new("fs", "1.0.0").oauth(oauth.build().expect("oauth")));
+    if !via_oauth {
+        server = server.policy(policy);
+    }
     if let Some(audit) = audit {
         server = server.audit(audit);
     }
@@ -460,5 +475,24 @@ async fn each_decision_is_audited_with_its_rules() {
         "{allowed}"
     );
     assert!(!sink.lines().concat().contains("s3cr3t"));
+    r.served.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_given_to_the_oauth_configuration_decides_calls_and_filters_lists_too() {
+    let r = start_with(None, true).await;
+    let bob = r.token("u-bob", "bob@gmail.com", "mcp:read");
+    let (_, _, body) = r
+        .post(
+            &bob,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string(),
+        )
+        .await;
+    assert_eq!(body["result"]["tools"], json!([]));
+    let (_, _, body) = r.call(&bob, "read_file", json!({"path": "team/a"})).await;
+    assert_denied(&body, "bob");
+    let alice = r.token("u-alice", "alice@example.com", "mcp:read");
+    let (_, _, body) = r.call(&alice, "read_file", json!({"path": "team/a"})).await;
+    assert_eq!(text(&body), "read team/a");
     r.served.stop().await;
 }

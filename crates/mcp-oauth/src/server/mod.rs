@@ -455,8 +455,12 @@ impl McpServer {
         };
         #[cfg_attr(not(feature = "policy"), allow(unused_mut))]
         let mut handler = handler::Handler::new(self)?;
+        // The list shows what the calls allow: the server's policy, else one the OAuth
+        // configuration brought (`OAuthBuilder::access_policy`).
         #[cfg(feature = "policy")]
-        if let Some(policy) = access {
+        if let Some(policy) =
+            access.or_else(|| oauth.as_ref().and_then(|o| o.access_policy().cloned()))
+        {
             handler = handler.with_policy(policy);
         }
         let config = transport_config(oauth.as_ref(), self.sessions, self.json_response);
