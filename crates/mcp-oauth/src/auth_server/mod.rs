@@ -48,6 +48,8 @@
 //! `password` (the login form, with a [`LoginBackend`]) and [`proxy`] (an upstream identity
 //! provider, configured with [`Upstream`]).
 
+#[cfg(feature = "policy")]
+mod access;
 mod assertion;
 mod authorize;
 mod builder;

@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     /// Who the user is: the login form, or an upstream identity provider.
     pub(crate) sign_in: Arc<dyn SignIn>,
+    /// Who may sign in and which scopes they get.
+    #[cfg(feature = "policy")]
+    pub(crate) access: Option<super::access::Access>,
 }
 
 /// What the server is and offers.

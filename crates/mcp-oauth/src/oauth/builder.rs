@@ -51,6 +51,11 @@ pub struct OAuthBuilder {
     /// The preset's `userinfo` endpoint, for profile claims the tokens lack.
     #[cfg(feature = "remote")]
     userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
+    /// The access policy deciding calls, and the audit log of its decisions.
+    #[cfg(feature = "policy")]
+    access_policy: Option<crate::policy::Policy>,
+    #[cfg(feature = "policy")]
+    audit: Option<crate::AuditLog>,
 }
 
 impl Default for OAuthBuilder {
@@ -81,6 +86,10 @@ impl Default for OAuthBuilder {
             mirror_fallback: None,
             #[cfg(feature = "remote")]
             userinfo: None,
+            #[cfg(feature = "policy")]
+            access_policy: None,
+            #[cfg(feature = "policy")]
+            audit: None,
         }
     }
 }
@@ -186,6 +195,30 @@ impl OAuthBuilder {
     /// Replaces the scope policy.
     pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Decides every `tools/call`, `prompts/get` and `resources/read` with this access
+    /// policy, the verified caller as subject: a refused call gets a JSON-RPC error, a call
+    /// whose rule needs step-up scopes the token lacks gets HTTP 403 `insufficient_scope`.
+    /// Build the policy with the server's tools ([`Catalog`](crate::policy::Catalog)), so
+    /// that its rules are checked against them. Default is no access policy.
+    ///
+    /// The layer cannot see the lists the service answers: filter `tools/list` in your
+    /// handler with [`Policy::visible`](crate::policy::Policy::visible) and
+    /// [`Subject::from_auth`](crate::policy::Subject::from_auth) (an
+    /// [`McpServer`](crate::server::McpServer) does it itself). See `docs/policy.md`.
+    #[cfg(feature = "policy")]
+    pub fn access_policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.access_policy = Some(policy);
+        self
+    }
+
+    /// Writes one line per access-policy decision to this audit log. Default is none; it
+    /// records nothing without an [`access_policy`](Self::access_policy).
+    #[cfg(feature = "policy")]
+    pub fn audit(mut self, audit: crate::AuditLog) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -508,6 +541,13 @@ impl OAuthBuilder {
             &self.scopes_supported,
             self.max_body_bytes,
         );
+        #[cfg(feature = "policy")]
+        let guard = match self.access_policy {
+            Some(policy) => {
+                guard.with_enforcer(Some(crate::policy::Enforcer::new(policy, self.audit)))
+            }
+            None => guard,
+        };
         Ok(OAuth {
             inner: Arc::new(Inner {
                 guard: Arc::new(guard),

@@ -129,6 +129,23 @@ pub(super) async fn ask_consent(
             );
         }
     };
+    // A user the policy refuses is not asked to consent; the page shows only the scopes the
+    // policy grants this user.
+    #[cfg(feature = "policy")]
+    if let Some(access) = &server.inner.access {
+        match access.decide_and_record(&request, &user, false) {
+            Ok(scope) => request.scope = scope,
+            Err(refusal) => {
+                return redirect_error(
+                    server,
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    ErrorCode::AccessDenied,
+                    refusal.description(),
+                );
+            }
+        }
+    }
     let id = random_token();
     request.csrf = random_token();
     let account = ["preferred_username", "email", "name"]
