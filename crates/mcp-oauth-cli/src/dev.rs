@@ -357,26 +357,50 @@ fn banner(
     } else {
         format!("sign in as one of: {}", users.join(", "))
     };
+    let table = aligned(&[
+        ("MCP endpoint", mcp_url.to_owned()),
+        ("issuer", issuer.to_owned()),
+        ("users", login),
+        ("data", dir.display().to_string()),
+    ]);
     println!(
         "mcp-oauth dev: an authorization server and a demo MCP server protected by it\n\n\
-  MCP endpoint  {mcp_url}\n\
-  issuer        {issuer}\n\
-  users         {login}\n\
-  data          {}\n\n\
+{table}\n\n\
 A bearer token (sub {}, scopes mcp:read mcp:write, valid {} s):\n\n{token}\n\n\
 Try it:\n\n\
 curl -s {mcp_url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-11-25' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"whoami\",\"arguments\":{{}}}}}}'\n\n\
 Or point any MCP client at {mcp_url}: it discovers this server, registers, and you sign in.\n\
 Tools: whoami, echo, admin_action (needs the admin scope: HTTP 403 step-up). Ctrl-C stops.",
-        dir.display(),
         users.first().map(String::as_str).unwrap_or("dev"),
         ttl,
     );
 }
 
+/// The banner's table: each name indented by two spaces and padded to one column. (Written
+/// as one literal with `\` line continuations, the leading spaces would be dropped.)
+pub(crate) fn aligned(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(name, value)| format!("  {name:<width$}  {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+
+    #[test]
+    fn the_banner_table_is_indented_and_aligned() {
+        let table = super::aligned(&[
+            ("MCP endpoint", "http://127.0.0.1:8080/mcp".to_owned()),
+            ("issuer", "http://127.0.0.1:8080".to_owned()),
+        ]);
+        assert_eq!(
+            table,
+            "  MCP endpoint  http://127.0.0.1:8080/mcp\n  issuer        http://127.0.0.1:8080"
+        );
+    }
 
     use super::*;
 

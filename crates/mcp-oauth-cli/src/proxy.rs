@@ -11,6 +11,7 @@ use mcp_oauth::Secret;
 use mcp_oauth::auth_server::{AuthServer, KeyRing, Store, Upstream, UpstreamBuilder, UserMapping};
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::Algorithm;
+use mcp_oauth::protocol::ClientAuthMethod;
 use serde_json::json;
 
 use crate::data_dir;
@@ -30,6 +31,28 @@ pub(crate) enum Provider {
     Entra,
     /// Any OpenID Connect issuer (--issuer; endpoints from its discovery document).
     Oidc,
+}
+
+impl Provider {
+    /// The provider's name as people write it.
+    pub(crate) fn display_name(self) -> &'static str {
+        match self {
+            Self::Google => "Google",
+            Self::Github => "GitHub",
+            Self::Okta => "Okta",
+            Self::Entra => "Microsoft Entra ID",
+            Self::Oidc => "an OpenID Connect issuer",
+        }
+    }
+}
+
+/// `--upstream-auth`: how the client secret is presented to the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum UpstreamAuthArg {
+    /// `client_secret_post`: the secret in the form body.
+    Post,
+    /// `client_secret_basic`: HTTP Basic.
+    Basic,
 }
 
 /// Options of `mcp-oauth proxy`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
@@ -73,6 +96,16 @@ pub(crate) struct ProxyArgs {
     /// publishes one)].
     #[arg(long, env = "MCP_OAUTH_UPSTREAM_REVOCATION_ENDPOINT")]
     revocation_endpoint: Option<String>,
+    /// How this server authenticates at the provider's token and revocation endpoints: the
+    /// client secret in the form (post) or HTTP Basic (basic), as the client is registered
+    /// there [default: post].
+    #[arg(
+        long,
+        value_enum,
+        env = "MCP_OAUTH_UPSTREAM_AUTH",
+        default_value = "post"
+    )]
+    upstream_auth: UpstreamAuthArg,
     /// The provider's claim that becomes the user's sub [default: sub; GitHub: id].
     #[arg(long, value_name = "CLAIM", env = "MCP_OAUTH_MAP_SUBJECT")]
     map_subject: Option<String>,
@@ -193,6 +226,10 @@ async fn upstream(args: &ProxyArgs) -> Result<Upstream, Box<dyn std::error::Erro
         builder = builder.revocation_endpoint(url.trim());
     }
     builder = builder.user_mapping(user_mapping(args)?);
+    builder = builder.token_auth(match args.upstream_auth {
+        UpstreamAuthArg::Post => ClientAuthMethod::ClientSecretPost,
+        UpstreamAuthArg::Basic => ClientAuthMethod::ClientSecretBasic,
+    });
     Ok(builder.build()?)
 }
 
@@ -349,16 +386,21 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
             json!({ "mcp_url": mcp_url, "issuer": issuer, "callback_url": callback, "data_dir": dir })
         );
     } else {
+        let table = crate::dev::aligned(&[
+            ("MCP endpoint", mcp_url.clone()),
+            ("issuer", issuer.clone()),
+            (
+                "redirect URI",
+                format!("{callback}   (register it at the provider)"),
+            ),
+            ("data", dir.display().to_string()),
+        ]);
         println!(
-            "mcp-oauth proxy: the demo MCP server, users signing in with {:?}\n\n\
-  MCP endpoint   {mcp_url}\n\
-  issuer         {issuer}\n\
-  redirect URI   {callback}   (register it at the provider)\n\
-  data           {}\n\n\
+            "mcp-oauth proxy: the demo MCP server, users signing in with {}\n\n\
+{table}\n\n\
 Point any MCP client at {mcp_url}: it registers here, the user approves the client, then\n\
 signs in at the provider. Clients get this server's tokens, never the provider's. Ctrl-C stops.",
-            args.provider,
-            dir.display()
+            args.provider.display_name(),
         );
     }
     crate::dev::serve(listener, app, "proxy").await

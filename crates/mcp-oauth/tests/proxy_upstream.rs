@@ -75,16 +75,48 @@ async fn authorize(
 }
 
 /// The client as the provider checks it: its id, and its secret or, for a public client,
-/// none at all.
-fn client_ok(p: &Provider, form: &HashMap<String, String>) -> bool {
-    form.get("client_id").map(String::as_str) == Some(UPSTREAM_CLIENT)
-        && form.get("client_secret").map(String::as_str) == p.secret
+/// none at all; in the form (`client_secret_post`) or in HTTP Basic (`client_secret_basic`,
+/// id and secret form-urlencoded first), never both. The record says which it was
+/// (`auth-method`).
+fn client_ok(p: &Provider, headers: &HeaderMap, form: &mut HashMap<String, String>) -> bool {
+    use base64::Engine as _;
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|d| String::from_utf8(d).ok());
+    match basic {
+        Some(decoded) => {
+            form.insert("auth-method".into(), "basic".into());
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            let (id, secret) = decoded.split_once(':').unwrap_or_default();
+            !form.contains_key("client_secret")
+                && form.get("client_id").is_none_or(|f| f == UPSTREAM_CLIENT)
+                && decode(id).as_deref() == Some(UPSTREAM_CLIENT)
+                && decode(secret).as_deref() == p.secret
+        }
+        None => {
+            form.insert("auth-method".into(), "post".into());
+            form.get("client_id").map(String::as_str) == Some(UPSTREAM_CLIENT)
+                && form.get("client_secret").map(String::as_str) == p.secret
+        }
+    }
 }
 
-async fn token(State(p): State<Provider>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    Form(mut form): Form<HashMap<String, String>>,
+) -> Response {
+    let ok = client_ok(&p, &headers, &mut form);
     let mut seen = p.seen.lock().unwrap();
     seen.token.push(form.clone());
-    if !client_ok(&p, &form) {
+    if !ok {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
@@ -132,13 +164,16 @@ async fn revoke(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let mut seen = p.seen.lock().unwrap();
     let mut record = form.clone();
     if headers.contains_key("authorization") {
         record.insert("authorization-header".into(), "present".into());
     }
+    let mut form = form;
+    let ok = client_ok(&p, &headers, &mut form);
+    record.insert("auth-method".into(), form["auth-method"].clone());
+    let mut seen = p.seen.lock().unwrap();
     seen.revoke.push(record);
-    if !client_ok(&p, &form) {
+    if !ok {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     match seen.revoke_status {
@@ -205,6 +240,10 @@ impl Provider {
             builder = builder.revocation_endpoint(format!("{}/revoke", self.origin));
         }
         builder.build().expect("upstream")
+    }
+
+    fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.seen.lock().unwrap().token.clone()
     }
 
     fn revocations(&self) -> Vec<HashMap<String, String>> {
@@ -542,6 +581,49 @@ async fn revoking_a_grant_revokes_its_upstream_tokens_at_the_provider() {
         "only the second grant's tokens: {:?}",
         provider.revocations()
     );
+}
+
+/// `token_auth(ClientSecretBasic)` (`mcp-oauth proxy --upstream-auth basic`): the secret goes in
+/// HTTP Basic at the token and revocation endpoints, never in the form.
+#[tokio::test]
+async fn client_secret_basic_at_the_provider_keeps_the_secret_out_of_the_form() {
+    use mcp_oauth::protocol::ClientAuthMethod;
+    let (provider, _stop) = start_provider(Some(UPSTREAM_SECRET)).await;
+    let upstream = Upstream::builder(
+        "Contoso",
+        format!("{}/authorize", provider.origin),
+        format!("{}/token", provider.origin),
+        UPSTREAM_CLIENT,
+    )
+    .client_secret(UPSTREAM_SECRET)
+    .token_auth(ClientAuthMethod::ClientSecretBasic)
+    .identity(Identity::IdToken {
+        issuer: provider.origin.clone(),
+        jwks_url: format!("{}/jwks", provider.origin),
+    })
+    .revocation_endpoint(format!("{}/revoke", provider.origin))
+    .build()
+    .expect("upstream");
+    let proxy = start_proxy(upstream).await;
+    let grant = proxy.sign_in().await;
+    let token_request = provider.token_requests().pop().expect("a token request");
+    assert_eq!(token_request["auth-method"], "basic");
+    assert!(
+        !token_request.contains_key("client_secret"),
+        "{token_request:?}"
+    );
+    assert_eq!(
+        proxy.revoke(&grant.client_id, &grant.refresh_token).await,
+        200
+    );
+    eventually("the provider saw both revocations", async || {
+        provider.revocations().len() == 2
+    })
+    .await;
+    for request in provider.revocations() {
+        assert_eq!(request["auth-method"], "basic", "{request:?}");
+        assert!(!request.contains_key("client_secret"), "{request:?}");
+    }
 }
 
 #[tokio::test]

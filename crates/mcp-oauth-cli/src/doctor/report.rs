@@ -197,6 +197,7 @@ fn section_of(id: &str) -> &'static str {
         Some("as") => "Authorization server",
         Some("jwks") => "Signing keys (JWKS)",
         Some("token") => "Access token",
+        Some("provider") => "Provider preset",
         _ => "Other",
     }
 }

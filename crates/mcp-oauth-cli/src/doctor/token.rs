@@ -461,14 +461,19 @@ fn audience(report: &mut Report, parsed: &UnverifiedToken, inputs: &Inputs<'_>) 
     // Whether the token passes is the library's rule; the words say which part of it.
     let accepted = audiences.iter().find(|a| rule.accepts(a, &resource));
     let Some(resource) = inputs.resource else {
+        // Nothing to compare with: the rule is "no check", which accepts any aud; say so
+        // instead of reporting a match.
+        if extra.is_empty() {
+            report.add(Check::info(
+                ID,
+                format!("aud is {listed}; not compared: give --mcp-url (the resource the token is for) or --audience."),
+            ));
+            return;
+        }
         match accepted {
             Some(aud) => report.add(Check::pass(
                 ID,
                 format!("aud \"{aud}\" is one of {extra_words}."),
-            )),
-            None if extra.is_empty() => report.add(Check::info(
-                ID,
-                format!("aud is {listed}; not compared: give --mcp-url (the resource the token is for) or --audience."),
             )),
             None => report.add(
                 Check::fail(ID, format!("Audience mismatch: aud is {listed}, none of {extra_words} ({}).", extra.join(", ")))
@@ -936,6 +941,37 @@ mod tests {
             hint.contains("audience") && hint.contains("introspection"),
             "{hint}"
         );
+    }
+
+    /// Without --mcp-url and --audience there is nothing to compare aud with: shown as
+    /// information, never as a match.
+    #[test]
+    fn without_a_resource_or_audience_aud_is_shown_not_checked() {
+        let token = TestKey::es256()
+            .token()
+            .iss("https://auth.example.com")
+            .aud("http://127.0.0.1:8080/mcp")
+            .sign();
+        let server = findings();
+        let inputs = Inputs {
+            issuer: Some("https://auth.example.com"),
+            resource: None,
+            audiences: &[],
+            scopes: &[],
+            server: &server,
+            preset: None,
+        };
+        let mut report = Report::default();
+        explain(&mut report, &token, &inputs);
+        let checks = statuses(&report);
+        assert_eq!(
+            status_of(&checks, "token.aud").as_deref(),
+            Some("info"),
+            "{checks:#}"
+        );
+        let text = report.to_text(false);
+        assert!(text.contains("not compared"), "{text}");
+        assert!(!text.contains("is one of"), "{text}");
     }
 
     #[test]
