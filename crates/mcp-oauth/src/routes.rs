@@ -70,10 +70,12 @@ pub fn mcp_cors() -> CorsLayer {
             http::HeaderName::from_static("last-event-id"),
             http::HeaderName::from_static("mcp-method"),
             http::HeaderName::from_static("mcp-name"),
+            http::HeaderName::from_static("dpop"),
         ])
         .expose_headers(ExposeHeaders::list([
             header::WWW_AUTHENTICATE,
             http::HeaderName::from_static("mcp-session-id"),
+            http::HeaderName::from_static("dpop-nonce"),
         ]))
         .max_age(std::time::Duration::from_secs(86_400))
 }
