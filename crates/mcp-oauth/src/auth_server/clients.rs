@@ -99,6 +99,7 @@ pub(crate) async fn authenticate_client(
             "client authentication failed: unknown client or wrong credentials; register again"
                 .into(),
         basic_challenge: basic_used,
+        dpop_nonce: None,
     };
     let (client_id, secret, basic_used) = match (
         &basic,
