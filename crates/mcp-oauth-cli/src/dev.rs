@@ -11,7 +11,7 @@ use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir::{self, DevState};
-use crate::options::{ListenArgs, RegistrationArgs, SecretArg, read_entries};
+use crate::options::{DpopArgs, ListenArgs, RegistrationArgs, SecretArg, read_entries};
 use crate::store_arg::StoreArg;
 
 /// Scopes of a `--client` that names none.
@@ -66,6 +66,8 @@ pub(crate) struct DevArgs {
     clients_file: Option<PathBuf>,
     #[command(flatten)]
     registration: RegistrationArgs,
+    #[command(flatten)]
+    dpop: DpopArgs,
     /// Approve every authorization request at once as the first user, without the login
     /// page. For automated tests only.
     #[arg(long)]
@@ -204,7 +206,8 @@ pub(crate) async fn prepare(
     lifetimes.access_token = std::time::Duration::from_secs(args.token_ttl);
     let mut builder = AuthServer::builder(issuer.clone())
         .keys(keys)
-        .store(store)
+        .store(store.clone())
+        .dpop(args.dpop.on())
         .login(Arc::new(users))
         .scopes(["mcp:read", "mcp:write", "admin"])
         .default_scopes(["mcp:read", "mcp:write"])
@@ -223,8 +226,9 @@ pub(crate) async fn prepare(
         .scopes_supported(["mcp:read", "mcp:write"])
         .verifier(server.verifier()?)
         .mirror_authorization_server(false)
-        .resource_name(resource_name)
-        .build()?;
+        .resource_name(resource_name);
+    // Proofs at /token and at the MCP endpoint share the store's replay cache.
+    let oauth = args.dpop.resource(oauth, Some(store))?.build()?;
 
     DevState {
         issuer: issuer.clone(),

@@ -14,7 +14,7 @@ use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir;
-use crate::options::{ListenArgs, RegistrationArgs, SecretArg};
+use crate::options::{DpopArgs, ListenArgs, RegistrationArgs, SecretArg};
 use crate::store_arg::StoreArg;
 
 /// The identity provider users sign in with.
@@ -104,6 +104,8 @@ pub(crate) struct ProxyArgs {
     listen: ListenArgs,
     #[command(flatten)]
     registration: RegistrationArgs,
+    #[command(flatten)]
+    dpop: DpopArgs,
     /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -312,7 +314,8 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     let mcp_url = format!("{issuer}/mcp");
     let server = AuthServer::builder(issuer.clone())
         .keys(Arc::new(KeyRing::open(&dir, Algorithm::ES256)?))
-        .store(store)
+        .store(store.clone())
+        .dpop(args.dpop.on())
         .upstream(upstream)
         .encryption_key(key)
         .scopes(["mcp:read", "mcp:write", "admin"])
@@ -323,7 +326,18 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         .build()
         .await?;
     let callback = server.upstream_callback_url();
-    let app = crate::demo::server().auth_server(server).app()?;
+    let mut demo = crate::demo::server();
+    if args.dpop.on() {
+        // The MCP endpoint's configuration as the embedded server makes it, with DPoP.
+        let oauth = mcp_oauth::OAuth::builder()
+            .resource(mcp_url.clone())
+            .authorization_server(issuer.clone())
+            .scopes_supported(server.scopes_supported().iter().cloned())
+            .verifier(server.verifier()?)
+            .mirror_authorization_server(false);
+        demo = demo.oauth(args.dpop.resource(oauth, Some(store))?.build()?);
+    }
+    let app = demo.auth_server(server).app()?;
     if args.json {
         println!(
             "{}",
