@@ -330,3 +330,35 @@ fn a_bad_dpop_mode_lists_the_modes() {
         assert!(err.contains(mode), "{err}");
     }
 }
+
+#[tokio::test]
+async fn mcp_oauth_token_mints_a_bound_token_that_needs_its_key() {
+    let dev = start("token", &["--dpop", "allowed"]);
+    let http = no_redirects();
+    dev.ready(&http).await;
+    let client = Client::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["token", "--json", "--dpop-jkt", &client.jkt(), "--data-dir"])
+        .arg(&dev.dir)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let minted: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(minted["token_type"], "DPoP");
+    assert_eq!(minted["claims"]["cnf"]["jkt"], client.jkt());
+    let access = minted["access_token"].as_str().unwrap();
+    let proof = client.proof("POST", dev.url(), Some(access));
+    let res = whoami(&http, dev.url(), &format!("DPoP {access}"), &[&proof]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(whoami(&http, dev.url(), &format!("Bearer {access}"), &[]).await.status(), 401);
+
+    // A value that is not a thumbprint is refused before anything is minted.
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["token", "--dpop-jkt", "not-a-thumbprint", "--data-dir"])
+        .arg(&dev.dir)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 7638"));
+}
