@@ -12,8 +12,8 @@ use mcp_oauth::Secret;
 use mcp_oauth::auth_server::Registration;
 use mcp_oauth::auth_server::store::{Store, StoreReplayCache};
 use mcp_oauth::dpop::DpopVerifier;
-use mcp_oauth::{ConfigError, OAuthBuilder};
 use mcp_oauth::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
+use mcp_oauth::{ConfigError, OAuthBuilder};
 
 /// A secret given on the command line, in the environment or in a file: `Debug` prints
 /// `[redacted]`, so the argument structs can derive it.

@@ -37,10 +37,18 @@ impl Drop for Dev {
 }
 
 fn start(name: &str, extra: &[&str]) -> Dev {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-dpop-{name}-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("mcp-oauth-cli-dpop-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["dev", "--port", "0", "--json", "--auto-approve", "--data-dir"])
+        .args([
+            "dev",
+            "--port",
+            "0",
+            "--json",
+            "--auto-approve",
+            "--data-dir",
+        ])
         .arg(&dir)
         .args(extra)
         .stdout(Stdio::piped())
@@ -81,7 +89,13 @@ impl Dev {
 }
 
 fn now() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
 }
 
 /// A client's DPoP key and its proofs, built by hand: a JWS with `typ`, `alg` and the public
@@ -127,7 +141,12 @@ impl Client {
 }
 
 /// `tools/call whoami` with this `Authorization` and these `DPoP` values.
-async fn whoami(http: &reqwest::Client, url: &str, authorization: &str, proofs: &[&str]) -> reqwest::Response {
+async fn whoami(
+    http: &reqwest::Client,
+    url: &str,
+    authorization: &str,
+    proofs: &[&str],
+) -> reqwest::Response {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
     let mut req = http
         .post(url)
@@ -142,13 +161,21 @@ async fn whoami(http: &reqwest::Client, url: &str, authorization: &str, proofs: 
     req.send().await.expect("post")
 }
 
-async fn token(http: &reqwest::Client, issuer: &str, form: &[(&str, &str)], proof: Option<&str>) -> (u16, Value) {
+async fn token(
+    http: &reqwest::Client,
+    issuer: &str,
+    form: &[(&str, &str)],
+    proof: Option<&str>,
+) -> (u16, Value) {
     let mut req = http.post(format!("{issuer}/token")).form(form);
     if let Some(proof) = proof {
         req = req.header("dpop", proof);
     }
     let res = req.send().await.expect("token");
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
 }
 
 /// Registers a public client and gets a code bound to `jkt` (auto-approved).
@@ -177,7 +204,11 @@ async fn code_for(http: &reqwest::Client, dev: &Dev, jkt: &str) -> (String, Stri
         ("scope", "mcp:read"),
         ("dpop_jkt", jkt),
     ]);
-    let res = http.get(authorize.as_str()).send().await.expect("authorize");
+    let res = http
+        .get(authorize.as_str())
+        .send()
+        .await
+        .expect("authorize");
     assert_eq!(res.status(), 302);
     let location = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
     let params: HashMap<String, String> = location.query_pairs().into_owned().collect();
@@ -197,10 +228,12 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
     let http = no_redirects();
     let prm = dev.ready(&http).await;
     assert_eq!(prm["dpop_bound_access_tokens_required"], false);
-    assert!(prm["dpop_signing_alg_values_supported"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("ES256")));
+    assert!(
+        prm["dpop_signing_alg_values_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ES256"))
+    );
     let issuer = dev.issuer().to_owned();
     let as_meta: Value = http
         .get(format!("{issuer}/.well-known/oauth-authorization-server"))
@@ -224,10 +257,22 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
         ("code_verifier", VERIFIER),
     ];
     // The code is bound to the client's key: the thief's proof does not redeem it.
-    let (status, body) = token(&http, &issuer, &redeem, Some(&thief.proof("POST", &token_url, None))).await;
+    let (status, body) = token(
+        &http,
+        &issuer,
+        &redeem,
+        Some(&thief.proof("POST", &token_url, None)),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant", "{body}");
-    let (status, tokens) = token(&http, &issuer, &redeem, Some(&client.proof("POST", &token_url, None))).await;
+    let (status, tokens) = token(
+        &http,
+        &issuer,
+        &redeem,
+        Some(&client.proof("POST", &token_url, None)),
+    )
+    .await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["token_type"], "DPoP");
     let access = tokens["access_token"].as_str().unwrap().to_owned();
@@ -240,25 +285,52 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
         let res = whoami(&http, dev.url(), &dpop_auth, &[&proof]).await;
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["result"]["structuredContent"]["user"]["id"], "dev", "{body}");
+        assert_eq!(
+            body["result"]["structuredContent"]["user"]["id"], "dev",
+            "{body}"
+        );
     }
 
     // The thief: the token as Bearer, a replayed proof, its own key.
     let res = whoami(&http, dev.url(), &format!("Bearer {access}"), &[]).await;
     assert_eq!(res.status(), 401);
-    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
     assert!(challenge.contains(", DPoP algs=\""), "{challenge}");
     let seen = client.proof("POST", dev.url(), Some(&access));
-    assert_eq!(whoami(&http, dev.url(), &dpop_auth, &[&seen]).await.status(), 200);
+    assert_eq!(
+        whoami(&http, dev.url(), &dpop_auth, &[&seen])
+            .await
+            .status(),
+        200
+    );
     let res = whoami(&http, dev.url(), &dpop_auth, &[&seen]).await;
     assert_eq!(res.status(), 401);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("DPoP error=\"invalid_dpop_proof\""));
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("DPoP error=\"invalid_dpop_proof\"")
+    );
     let own = thief.proof("POST", dev.url(), Some(&access));
-    assert_eq!(whoami(&http, dev.url(), &dpop_auth, &[&own]).await.status(), 401);
+    assert_eq!(
+        whoami(&http, dev.url(), &dpop_auth, &[&own]).await.status(),
+        401
+    );
     // A proof for /token used at the MCP endpoint.
     let elsewhere = client.proof("POST", &token_url, Some(&access));
-    assert_eq!(whoami(&http, dev.url(), &dpop_auth, &[&elsewhere]).await.status(), 401);
+    assert_eq!(
+        whoami(&http, dev.url(), &dpop_auth, &[&elsewhere])
+            .await
+            .status(),
+        401
+    );
 
     // The refresh token is bound too.
     let refresh_form = [
@@ -266,16 +338,33 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
         ("refresh_token", refresh.as_str()),
         ("client_id", client_id.as_str()),
     ];
-    let (status, body) = token(&http, &issuer, &refresh_form, Some(&thief.proof("POST", &token_url, None))).await;
+    let (status, body) = token(
+        &http,
+        &issuer,
+        &refresh_form,
+        Some(&thief.proof("POST", &token_url, None)),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant", "{body}");
-    let (status, body) = token(&http, &issuer, &refresh_form, Some(&client.proof("POST", &token_url, None))).await;
+    let (status, body) = token(
+        &http,
+        &issuer,
+        &refresh_form,
+        Some(&client.proof("POST", &token_url, None)),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP");
 
     // Bearer tokens still work beside DPoP: the banner's.
     let banner = dev.info["token"].as_str().unwrap();
-    assert_eq!(whoami(&http, dev.url(), &format!("Bearer {banner}"), &[]).await.status(), 200);
+    assert_eq!(
+        whoami(&http, dev.url(), &format!("Bearer {banner}"), &[])
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -297,7 +386,12 @@ async fn required_refuses_bearer_tokens_and_off_refuses_the_dpop_scheme() {
     let proof = client.proof("POST", off.url(), Some(banner));
     let res = whoami(&http, off.url(), &format!("DPoP {banner}"), &[&proof]).await;
     assert_eq!(res.status(), 401);
-    assert_eq!(whoami(&http, off.url(), &format!("Bearer {banner}"), &[]).await.status(), 200);
+    assert_eq!(
+        whoami(&http, off.url(), &format!("Bearer {banner}"), &[])
+            .await
+            .status(),
+        200
+    );
     // With DPoP off, /token ignores the DPoP header and dpop_jkt: tokens are bearer tokens.
     let (client_id, code) = code_for(&http, &off, &client.jkt()).await;
     let issuer = off.issuer().to_owned();
@@ -342,7 +436,11 @@ async fn mcp_oauth_token_mints_a_bound_token_that_needs_its_key() {
         .arg(&dev.dir)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let minted: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(minted["token_type"], "DPoP");
     assert_eq!(minted["claims"]["cnf"]["jkt"], client.jkt());
@@ -350,7 +448,12 @@ async fn mcp_oauth_token_mints_a_bound_token_that_needs_its_key() {
     let proof = client.proof("POST", dev.url(), Some(access));
     let res = whoami(&http, dev.url(), &format!("DPoP {access}"), &[&proof]).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(whoami(&http, dev.url(), &format!("Bearer {access}"), &[]).await.status(), 401);
+    assert_eq!(
+        whoami(&http, dev.url(), &format!("Bearer {access}"), &[])
+            .await
+            .status(),
+        401
+    );
 
     // A value that is not a thumbprint is refused before anything is minted.
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))

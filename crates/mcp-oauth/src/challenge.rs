@@ -299,8 +299,8 @@ impl Rejection {
                     value.push_str(", ");
                     value.push_str(&self.dpop_challenge(dpop, dpop_error));
                 }
-                let value = HeaderValue::from_str(&value)
-                    .unwrap_or_else(|_| challenge.to_header_value());
+                let value =
+                    HeaderValue::from_str(&value).unwrap_or_else(|_| challenge.to_header_value());
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
             None => {

@@ -61,7 +61,13 @@ fn bare_jwk(key: &TestKey) -> Value {
 }
 
 /// A proof by `key` for `method url`, with an optional `ath` and `nonce`.
-fn proof(key: &TestKey, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+fn proof(
+    key: &TestKey,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
     let header = json!({"typ": "dpop+jwt", "alg": key.key().alg().as_str(), "jwk": bare_jwk(key)});
     let mut claims = json!({"jti": next_jti(), "htm": method, "htu": url, "iat": now()});
     if let Some(token) = token {
@@ -118,7 +124,12 @@ async fn start_with(configure: impl FnOnce(AuthServerBuilder) -> AuthServerBuild
 async fn second_instance(issuer: &str, store: Arc<dyn Store>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = builder(issuer).store(store).dpop(true).build().await.unwrap();
+    let server = builder(issuer)
+        .store(store)
+        .dpop(true)
+        .build()
+        .await
+        .unwrap();
     let served = Served::app(listener, server.router());
     Running {
         server,
@@ -186,7 +197,12 @@ impl Running {
         (status, nonce, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn redeem(&self, client: &str, code: &str, proofs: &[&str]) -> (u16, Option<String>, Value) {
+    async fn redeem(
+        &self,
+        client: &str,
+        code: &str,
+        proofs: &[&str],
+    ) -> (u16, Option<String>, Value) {
         self.token(
             &[
                 ("grant_type", "authorization_code"),
@@ -200,7 +216,12 @@ impl Running {
         .await
     }
 
-    async fn refresh(&self, client: &str, refresh: &str, proofs: &[&str]) -> (u16, Option<String>, Value) {
+    async fn refresh(
+        &self,
+        client: &str,
+        refresh: &str,
+        proofs: &[&str],
+    ) -> (u16, Option<String>, Value) {
         self.token(
             &[
                 ("grant_type", "refresh_token"),
@@ -224,7 +245,9 @@ async fn a_proof_at_token_binds_the_access_token_and_the_public_clients_refresh_
     let jkt = thumbprint(&client_key);
     let client = r.public_client().await;
     let cb = r.authorize(&client, &[]).await;
-    let (status, _, body) = r.redeem(&client, &cb["code"], &[&r.proof(&client_key)]).await;
+    let (status, _, body) = r
+        .redeem(&client, &cb["code"], &[&r.proof(&client_key)])
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP");
     let access = body["access_token"].as_str().unwrap();
@@ -245,7 +268,10 @@ async fn a_proof_at_token_binds_the_access_token_and_the_public_clients_refresh_
     let (status, _, body) = r.refresh(&client, &refresh, &[&r.proof(&client_key)]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP");
-    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["cnf"]["jkt"], jkt);
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        jkt
+    );
     // The rotated refresh token stays bound.
     let rotated = body["refresh_token"].as_str().unwrap();
     let (status, _, body) = r.refresh(&client, rotated, &[&r.proof(&thief)]).await;
@@ -261,9 +287,15 @@ async fn without_a_proof_tokens_stay_bearer_tokens() {
     let (status, _, body) = r.redeem(&client, &cb["code"], &[]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
-    assert!(claims_of(body["access_token"].as_str().unwrap()).get("cnf").is_none());
+    assert!(
+        claims_of(body["access_token"].as_str().unwrap())
+            .get("cnf")
+            .is_none()
+    );
     // Its refresh token is not bound: refreshing without a proof works.
-    let (status, _, body) = r.refresh(&client, body["refresh_token"].as_str().unwrap(), &[]).await;
+    let (status, _, body) = r
+        .refresh(&client, body["refresh_token"].as_str().unwrap(), &[])
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
 }
@@ -277,7 +309,9 @@ async fn a_code_bound_with_dpop_jkt_is_redeemed_only_with_that_key() {
     let cb = r.authorize(&client, &[("dpop_jkt", &jkt)]).await;
     let code = &cb["code"];
     // Another key: refused, the code is left to its owner.
-    let (status, _, body) = r.redeem(&client, code, &[&r.proof(&TestKey::es256())]).await;
+    let (status, _, body) = r
+        .redeem(&client, code, &[&r.proof(&TestKey::es256())])
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant", "{body}");
     // No proof: refused.
@@ -287,14 +321,21 @@ async fn a_code_bound_with_dpop_jkt_is_redeemed_only_with_that_key() {
     // The key named at /authorize.
     let (status, _, body) = r.redeem(&client, code, &[&r.proof(&client_key)]).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["cnf"]["jkt"], jkt);
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        jkt
+    );
 }
 
 #[tokio::test]
 async fn a_malformed_dpop_jkt_gets_no_code() {
     let r = start_with(|b| b.dpop(true)).await;
     let client = r.public_client().await;
-    for bad in ["short", "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", &"a".repeat(44)] {
+    for bad in [
+        "short",
+        "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        &"a".repeat(44),
+    ] {
         let mut url = url::Url::parse(&format!("{}/authorize", r.base)).unwrap();
         url.query_pairs_mut()
             .append_pair("response_type", "code")
@@ -327,7 +368,9 @@ async fn proofs_for_another_url_or_method_and_replays_are_refused_at_token() {
         assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
     }
     // Two proofs at once.
-    let (status, _, body) = r.redeem(&client, code, &[&r.proof(&key), &r.proof(&key)]).await;
+    let (status, _, body) = r
+        .redeem(&client, code, &[&r.proof(&key), &r.proof(&key)])
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_dpop_proof");
     // Junk.
@@ -367,9 +410,16 @@ async fn two_instances_sharing_a_store_refuse_each_others_replayed_proofs() {
     let (status, _, body) = two.redeem(&client, &second["code"], &[&spent]).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
-    let (status, _, body) = two.redeem(&client, &second["code"], &[&two.proof(&key)]).await;
+    let (status, _, body) = two
+        .redeem(&client, &second["code"], &[&two.proof(&key)])
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert!(two.server.metadata().extra.contains_key("dpop_signing_alg_values_supported"));
+    assert!(
+        two.server
+            .metadata()
+            .extra
+            .contains_key("dpop_signing_alg_values_supported")
+    );
 }
 
 #[tokio::test]
@@ -399,14 +449,25 @@ async fn with_nonces_the_token_endpoint_answers_use_dpop_nonce_first() {
 #[tokio::test]
 async fn with_dpop_off_the_header_and_dpop_jkt_are_ignored() {
     let r = start_with(|b| b).await;
-    assert!(!r.server.metadata().extra.contains_key("dpop_signing_alg_values_supported"));
+    assert!(
+        !r.server
+            .metadata()
+            .extra
+            .contains_key("dpop_signing_alg_values_supported")
+    );
     let key = TestKey::es256();
     let client = r.public_client().await;
-    let cb = r.authorize(&client, &[("dpop_jkt", &thumbprint(&key))]).await;
+    let cb = r
+        .authorize(&client, &[("dpop_jkt", &thumbprint(&key))])
+        .await;
     let (status, _, body) = r.redeem(&client, &cb["code"], &["junk"]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
-    assert!(claims_of(body["access_token"].as_str().unwrap()).get("cnf").is_none());
+    assert!(
+        claims_of(body["access_token"].as_str().unwrap())
+            .get("cnf")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -423,7 +484,9 @@ async fn the_metadata_lists_the_proof_algorithms() {
         .unwrap();
     assert_eq!(
         doc["dpop_signing_alg_values_supported"],
-        json!(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"])
+        json!([
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"
+        ])
     );
 }
 
@@ -458,14 +521,22 @@ async fn a_bound_token_from_the_server_works_only_with_its_proof_at_the_resource
         let svc = tower::ServiceBuilder::new()
             .layer(oauth.layer())
             .service(service_fn(|_req: Request<Full<bytes::Bytes>>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                    bytes::Bytes::new(),
+                )))
             }));
         svc.oneshot(req)
     };
     let res = call("Bearer", None).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let good = proof(&key, "POST", RESOURCE, Some(&access), None);
-    assert_eq!(call("DPoP", Some(good)).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        call("DPoP", Some(good)).await.unwrap().status(),
+        StatusCode::OK
+    );
     let thief = proof(&TestKey::es256(), "POST", RESOURCE, Some(&access), None);
-    assert_eq!(call("DPoP", Some(thief)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call("DPoP", Some(thief)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -86,7 +86,8 @@ impl<'a> Proof<'a> {
 
     fn sign(&self) -> String {
         let header = json!({"typ": "dpop+jwt", "alg": self.key.key().alg().as_str(), "jwk": bare_jwk(self.key)});
-        let mut claims = json!({"jti": self.jti, "htm": self.method, "htu": self.url, "iat": self.iat});
+        let mut claims =
+            json!({"jti": self.jti, "htm": self.method, "htu": self.url, "iat": self.iat});
         if let Some(token) = self.token {
             claims["ath"] = dpop::access_token_hash(token).into();
         }
@@ -134,7 +135,11 @@ fn builder() -> OAuthBuilder {
 
 fn es256_only() -> DpopVerifier {
     DpopVerifier::builder()
-        .algorithms([Algorithm::ES256, Algorithm::EdDSA].into_iter().collect::<Algorithms>())
+        .algorithms(
+            [Algorithm::ES256, Algorithm::EdDSA]
+                .into_iter()
+                .collect::<Algorithms>(),
+        )
         .build()
         .unwrap()
 }
@@ -151,7 +156,10 @@ fn service(oauth: &OAuth) -> Svc {
     let svc = ServiceBuilder::new()
         .layer(oauth.layer())
         .service(service_fn(|req: Request<Full<Bytes>>| async move {
-            let auth = req.extensions().get::<Auth>().expect("Auth in the extensions");
+            let auth = req
+                .extensions()
+                .get::<Auth>()
+                .expect("Auth in the extensions");
             let body = format!("hello {}", auth.user.id);
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
         }));
@@ -165,8 +173,10 @@ fn request(scheme: &str, token: &str, proofs: &[&str]) -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
     for proof in proofs {
-        req.headers_mut()
-            .append("dpop", http::HeaderValue::from_bytes(proof.as_bytes()).unwrap());
+        req.headers_mut().append(
+            "dpop",
+            http::HeaderValue::from_bytes(proof.as_bytes()).unwrap(),
+        );
     }
     req
 }
@@ -435,15 +445,22 @@ async fn two_instances_sharing_a_store_refuse_each_others_replays() {
     let token = token(Some(&client));
     let proof = Proof::new(&client, &token).sign();
     assert_eq!(
-        send(&one, request("DPoP", &token, &[&proof])).await.status(),
+        send(&one, request("DPoP", &token, &[&proof]))
+            .await
+            .status(),
         StatusCode::OK
     );
     let res = send(&two, request("DPoP", &token, &[&proof])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(res.extensions().get::<DpopError>(), Some(&DpopError::Replayed));
+    assert_eq!(
+        res.extensions().get::<DpopError>(),
+        Some(&DpopError::Replayed)
+    );
     let fresh = Proof::new(&client, &token).sign();
     assert_eq!(
-        send(&two, request("DPoP", &token, &[&fresh])).await.status(),
+        send(&two, request("DPoP", &token, &[&fresh]))
+            .await
+            .status(),
         StatusCode::OK
     );
 }
@@ -511,7 +528,14 @@ async fn junk_headers_are_refused_without_panicking() {
         assert_eq!(json_body(res).await["error"], "invalid_dpop_proof");
     }
     // Junk after the DPoP scheme itself.
-    for value in ["DPoP", "DPoP ", "DPoP a b", "DPoP \"x\"", "dpop ===", "DPoP\ta"] {
+    for value in [
+        "DPoP",
+        "DPoP ",
+        "DPoP a b",
+        "DPoP \"x\"",
+        "dpop ===",
+        "DPoP\ta",
+    ] {
         let req = Request::post("/mcp")
             .header(
                 header::AUTHORIZATION,
@@ -537,7 +561,11 @@ async fn with_nonces_a_proof_without_one_gets_use_dpop_nonce_and_the_retry_passe
     let oauth = builder()
         .dpop(
             DpopVerifier::builder()
-                .algorithms([Algorithm::ES256, Algorithm::EdDSA].into_iter().collect::<Algorithms>())
+                .algorithms(
+                    [Algorithm::ES256, Algorithm::EdDSA]
+                        .into_iter()
+                        .collect::<Algorithms>(),
+                )
                 .nonces(DpopNonces::generate(Duration::from_secs(300)).unwrap())
                 .build()
                 .unwrap(),
@@ -681,14 +709,19 @@ async fn required_refuses_bearer_tokens_and_says_so_in_the_metadata() {
     let token = token(Some(&client));
     let proof = Proof::new(&client, &token).sign();
     assert_eq!(
-        send(&oauth, request("DPoP", &token, &[&proof])).await.status(),
+        send(&oauth, request("DPoP", &token, &[&proof]))
+            .await
+            .status(),
         StatusCode::OK
     );
     // Allowed mode advertises false.
     let allowed = allowed();
     let doc = serde_json::to_value(allowed.metadata_for(allowed.resource())).unwrap();
     assert_eq!(doc["dpop_bound_access_tokens_required"], false);
-    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["ES256", "EdDSA"]));
+    assert_eq!(
+        doc["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"])
+    );
 }
 
 #[tokio::test]
@@ -730,11 +763,11 @@ async fn the_original_path_of_a_nested_service_is_the_one_checked() {
     let token = token(Some(&client));
     let app = axum::Router::new().nest_service(
         "/mcp",
-        ServiceBuilder::new().layer(oauth.layer()).service(service_fn(
-            |_req: Request<axum::body::Body>| async move {
+        ServiceBuilder::new()
+            .layer(oauth.layer())
+            .service(service_fn(|_req: Request<axum::body::Body>| async move {
                 Ok::<_, Infallible>(Response::new(axum::body::Body::from("ok")))
-            },
-        )),
+            })),
     );
     let proof = Proof {
         url: "https://mcp.example.com/mcp/sub",

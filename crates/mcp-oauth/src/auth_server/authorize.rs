@@ -329,4 +329,3 @@ fn is_thumbprint(jkt: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
-

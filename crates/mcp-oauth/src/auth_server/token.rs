@@ -464,10 +464,10 @@ async fn refresh_token(
     let resource = record.resource.clone();
     // A bound refresh token stays bound; an unbound one of a public client is bound from
     // its first use with a proof.
-    let dpop_jkt = record.dpop_jkt.clone().or_else(|| {
-        jkt.filter(|_| !client.is_confidential())
-            .map(str::to_owned)
-    });
+    let dpop_jkt = record
+        .dpop_jkt
+        .clone()
+        .or_else(|| jkt.filter(|_| !client.is_confidential()).map(str::to_owned));
     let refresh = issue_refresh(
         server,
         RefreshRecord {

@@ -109,7 +109,6 @@ impl<'a> RequestView<'a> {
             headers: req.headers(),
         }
     }
-
 }
 
 /// The URL the client addressed: the public origin of the resource (the configured one, or a

@@ -106,8 +106,10 @@ impl ProtectedResourceMetadata {
     /// ```
     #[must_use]
     pub fn dpop(mut self, algorithms: crate::jose::Algorithms, required: bool) -> Self {
-        self.dpop_signing_alg_values_supported =
-            algorithms.iter().map(|alg| alg.as_str().to_owned()).collect();
+        self.dpop_signing_alg_values_supported = algorithms
+            .iter()
+            .map(|alg| alg.as_str().to_owned())
+            .collect();
         self.dpop_bound_access_tokens_required = Some(required);
         self
     }
