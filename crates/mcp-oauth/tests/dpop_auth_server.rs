@@ -540,3 +540,23 @@ async fn a_bound_token_from_the_server_works_only_with_its_proof_at_the_resource
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_proof_sent_with_a_junk_grant_never_reaches_the_replay_cache() {
+    let r = start_with(|b| b.dpop(true)).await;
+    let key = TestKey::es256();
+    let client = r.public_client().await;
+    let proof = r.proof(&key);
+    // An unknown code: refused for the code, and the proof is not recorded.
+    let (status, _, body) = r.redeem(&client, "no-such-code", &[&proof]).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let (status, _, body) = r.refresh(&client, "no-such-refresh-token", &[&proof]).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    // So the same proof still redeems a real code.
+    let cb = r.authorize(&client, &[]).await;
+    let (status, _, body) = r.redeem(&client, &cb["code"], &[&proof]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+}

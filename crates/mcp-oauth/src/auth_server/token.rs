@@ -120,8 +120,9 @@ async fn handle(
     }
     let request = TokenRequest::parse(grant, &form)
         .map_err(|missing| err(ErrorCode::InvalidRequest, missing))?;
-    let proof = dpop_proof(server, headers).await?;
-    let proof = proof.as_ref();
+    // The proof is checked once the grant is known to be worth it (after the cheap checks of
+    // the code or refresh token), so that requests with junk grants never reach the replay
+    // cache.
     match request {
         TokenRequest::AuthorizationCode {
             code,
@@ -135,15 +136,16 @@ async fn handle(
                 redirect_uri,
                 resource,
             };
-            authorization_code(server, &client, presented, proof).await
+            authorization_code(server, &client, presented, headers).await
         }
         TokenRequest::RefreshToken {
             refresh_token: presented,
             scope,
             resource,
-        } => refresh_token(server, &client, presented, scope, resource, proof).await,
+        } => refresh_token(server, &client, presented, scope, resource, headers).await,
         TokenRequest::ClientCredentials { scope, resource } => {
-            client_credentials(server, &client, scope, resource, proof)
+            let proof = dpop_proof(server, headers).await?;
+            client_credentials(server, &client, scope, resource, proof.as_ref())
         }
     }
 }
@@ -284,7 +286,7 @@ async fn authorization_code(
     server: &AuthServer,
     client: &ClientRecord,
     presented: Presented<'_>,
-    proof: Option<&DpopProof>,
+    headers: &HeaderMap,
 ) -> Result<Response, TokenError> {
     let Presented {
         code,
@@ -330,6 +332,8 @@ async fn authorization_code(
             "resource differs from the authorization request",
         ));
     }
+    let proof = dpop_proof(server, headers).await?;
+    let proof = proof.as_ref();
     check_binding(record.dpop_jkt.as_deref(), proof, "code")?;
     if used {
         return Err(code_replayed(server, &record).await);
@@ -392,7 +396,7 @@ async fn refresh_token(
     presented: &str,
     scope: Option<&str>,
     resource: Option<&str>,
-    proof: Option<&DpopProof>,
+    headers: &HeaderMap,
 ) -> Result<Response, TokenError> {
     let hash = hash_hex(presented);
     // As for codes: look, check, then rotate; another client's attempt changes nothing.
@@ -414,6 +418,8 @@ async fn refresh_token(
         ));
     }
     // Before the reuse check: a thief without the key learns nothing and spends nothing.
+    let proof = dpop_proof(server, headers).await?;
+    let proof = proof.as_ref();
     check_binding(record.dpop_jkt.as_deref(), proof, "refresh token")?;
     if used {
         return Err(refresh_reused(server, &record).await);
