@@ -13,7 +13,7 @@
 //!
 //! Invariants: no panic; only a single header value is ever accepted; an accepted proof's
 //! `jkt` is the RFC 7638 thumbprint of the `jwk` in its header (and, with a token, the
-//! token's binding); its `typ` is `dpop+jwt` and its `alg` the one reported; its `htm` is
+//! token's binding); its `typ` is `dpop+jwt` (as a media type) and its `alg` the one reported; its `htm` is
 //! `POST` and its `htu` names the request URL; its `jti` and `iat` are the ones reported,
 //! `iat` inside the window; with a token, `ath` is the token's hash; and the same proof a
 //! second time is a replay.
@@ -107,7 +107,12 @@ fn check_accepted(value: &HeaderValue, proof: &DpopProof, bound: bool) {
     };
     let (header, claims) = (decode(header), decode(claims));
 
-    assert_eq!(header["typ"], "dpop+jwt");
+    // A media type: case-insensitive, `application/` implied (RFC 7515 §4.1.9).
+    let typ = header["typ"].as_str().expect("typ is a string").to_ascii_lowercase();
+    assert!(
+        typ == "dpop+jwt" || typ == "application/dpop+jwt",
+        "typ is dpop+jwt: {typ}"
+    );
     assert_eq!(header["alg"], proof.alg().as_str());
     let jwk: Jwk = serde_json::from_value(header["jwk"].clone()).expect("the jwk parses");
     assert_eq!(

@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use mcp_oauth::OAuth;
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, DevUsers, Grant, KeyRing};
 use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
+use mcp_oauth::policy::Policy;
+use mcp_oauth::{AuditLog, OAuth};
+
 use crate::data_dir::{self, DevState};
-use crate::options::{DpopArgs, ListenArgs, RegistrationArgs, SecretArg, read_entries};
+use crate::options::{
+    AllowArgs, DpopArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg, read_entries,
+};
 use crate::store_arg::StoreArg;
 
 /// Scopes of a `--client` that names none.
@@ -33,6 +37,17 @@ impl Alg {
             Self::Rs256 => Algorithm::RS256,
         }
     }
+}
+
+/// `mcp-oauth dev`: the options `gateway` shares ([`DevArgs`]) and the access policy.
+#[derive(Debug, Args)]
+pub(crate) struct DevCommand {
+    #[command(flatten)]
+    pub(crate) dev: DevArgs,
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    #[command(flatten)]
+    pub(crate) allow: AllowArgs,
 }
 
 /// Options of `mcp-oauth dev`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
@@ -162,6 +177,15 @@ pub(crate) async fn prepare(
     args: &DevArgs,
     resource_name: &str,
 ) -> Result<Prepared, Box<dyn std::error::Error>> {
+    prepare_with(args, resource_name, None).await
+}
+
+/// [`prepare`], with an access policy deciding who may sign in and which scopes they get.
+pub(crate) async fn prepare_with(
+    args: &DevArgs,
+    resource_name: &str,
+    access: Option<(Policy, Option<AuditLog>)>,
+) -> Result<Prepared, Box<dyn std::error::Error>> {
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
@@ -219,6 +243,9 @@ pub(crate) async fn prepare(
     for client in clients {
         builder = builder.client(client);
     }
+    if let Some((policy, audit)) = access {
+        builder = builder.policy(policy, audit);
+    }
     let server = builder.build().await?;
     let oauth = OAuth::builder()
         .resource(mcp_url.clone())
@@ -260,7 +287,19 @@ pub(crate) async fn prepare(
     })
 }
 
-pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let DevCommand {
+        dev: args,
+        policy,
+        allow,
+    } = command;
+    let access = policy.load(Some(&allow))?;
+    let demo = crate::demo::server();
+    // Sign-in and grant rules are checked against the tools too (the file may hold both).
+    let sign_in = match access.sign_in {
+        Some(config) => demo.clone().policy(config).check_policy()?,
+        None => None,
+    };
     let Prepared {
         listener,
         issuer,
@@ -270,11 +309,20 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>>
         token,
         dir,
         users: names,
-    } = prepare(&args, "mcp-oauth demo").await?;
-    let app = crate::demo::server()
-        .oauth(oauth)
-        .app()?
-        .merge(server.router());
+    } = prepare_with(
+        &args,
+        "mcp-oauth demo",
+        sign_in.map(|p| (p, access.audit.clone())),
+    )
+    .await?;
+    let mut demo = demo.oauth(oauth);
+    if let Some(config) = access.tools {
+        demo = demo.policy(config);
+    }
+    if let Some(audit) = access.audit {
+        demo = demo.audit(audit);
+    }
+    let app = demo.app()?.merge(server.router());
     if args.json {
         println!(
             "{}",

@@ -38,7 +38,7 @@ struct Cli {
 enum Command {
     /// Run an authorization server and the demo MCP server it protects on 127.0.0.1: the
     /// whole OAuth flow on one machine, no account anywhere.
-    Dev(dev::DevArgs),
+    Dev(dev::DevCommand),
     /// Mint an access token with the signing key of `mcp-oauth dev`.
     Token(token::TokenArgs),
     /// Run the demo MCP server (tools whoami, echo, admin_action) protected by an existing

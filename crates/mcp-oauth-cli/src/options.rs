@@ -1,6 +1,6 @@
 //! Options `dev` and `proxy` share: where to listen and which reverse proxies to believe,
-//! the registration policy, and secrets that never print; and `--dpop`, which `serve` takes
-//! too.
+//! the registration policy, the access policy (with `serve` too), `--dpop` (with `serve`
+//! too), and secrets that never print.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use mcp_oauth::Secret;
+use mcp_oauth::audit::AuditLog;
 use mcp_oauth::auth_server::Registration;
 use mcp_oauth::auth_server::store::{Store, StoreReplayCache};
 use mcp_oauth::dpop::DpopVerifier;
 use mcp_oauth::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
+use mcp_oauth::policy::{PolicyConfig, Rule, Who};
 use mcp_oauth::{ConfigError, OAuthBuilder};
 
 /// A secret given on the command line, in the environment or in a file: `Debug` prints
@@ -253,6 +255,127 @@ fn read_secret_file(path: &Path, flag: &str) -> Result<String, String> {
         return Err(format!("{flag}: {} is empty", path.display()));
     }
     Ok(text)
+}
+
+/// The demo policy (`--policy demo`): the rules of `examples/policy/demo.toml`.
+pub(crate) const DEMO_POLICY: &str = include_str!("../../../examples/policy/demo.toml");
+
+/// The access policy and its audit log (`dev`, `serve`, `proxy`).
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// Access policy (TOML, see docs/policy.md): who may sign in, which scopes each user is
+    /// granted, which tools each user may call and with which arguments; `demo` for the demo
+    /// policy (examples/policy/demo.toml, built in). Its rules are checked against the
+    /// server's tools at start-up [default: none: every signed-in user may call every tool].
+    #[arg(long, value_name = "FILE", env = "MCP_OAUTH_POLICY")]
+    policy: Option<String>,
+    /// Write one JSON line per policy decision to this file (appended; `-` for standard
+    /// output), arguments as their SHA-256 (see docs/audit.md) [default: no audit log].
+    #[arg(long, value_name = "FILE", env = "MCP_OAUTH_AUDIT")]
+    audit: Option<PathBuf>,
+}
+
+/// Sign-in shortcuts (`dev`, `proxy`): rules built without a policy file.
+#[derive(Debug, Args)]
+pub(crate) struct AllowArgs {
+    /// Only users whose verified email is at this domain may sign in (repeatable; together
+    /// with --allow-email, a user matching any of them may) [default: anyone the identity
+    /// provider signs in].
+    #[arg(long = "allow-domain", value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Only this user (by verified email) may sign in (repeatable).
+    #[arg(long = "allow-email", value_name = "EMAIL")]
+    emails: Vec<String>,
+}
+
+/// What the access-policy options ask for.
+pub(crate) struct Access {
+    /// The rules for tool calls and lists (the policy file), checked against the tools.
+    pub(crate) tools: Option<PolicyConfig>,
+    /// The rules for sign-in and grants: the policy file plus the `--allow-*` rules.
+    pub(crate) sign_in: Option<PolicyConfig>,
+    /// The audit log of the decisions.
+    pub(crate) audit: Option<AuditLog>,
+}
+
+impl PolicyArgs {
+    /// Reads the policy file and opens the audit log. `allow` adds sign-in rules (`dev`,
+    /// `proxy`); without a policy file they decide sign-in only, not tool calls.
+    pub(crate) fn load(&self, allow: Option<&AllowArgs>) -> Result<Access, String> {
+        let file = match self.policy.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("demo") => Some(
+                PolicyConfig::from_toml(DEMO_POLICY, "examples/policy/demo.toml")
+                    .map_err(|e| format!("--policy demo: {e}"))?,
+            ),
+            Some(path) => Some(
+                PolicyConfig::from_file(Path::new(path))
+                    .map_err(|e| format!("--policy {path}: {e}"))?,
+            ),
+        };
+        let rules = allow.map(AllowArgs::rules).unwrap_or_default();
+        let sign_in = match (&file, rules.is_empty()) {
+            (_, true) => file.clone(),
+            (Some(config), false) => Some(
+                rules
+                    .into_iter()
+                    .fold(config.clone(), PolicyConfig::sign_in),
+            ),
+            (None, false) => Some(
+                rules
+                    .into_iter()
+                    .fold(PolicyConfig::new(), PolicyConfig::sign_in),
+            ),
+        };
+        let audit = match &self.audit {
+            None => None,
+            Some(path) if path.as_os_str() == "-" => Some(AuditLog::builder().stdout().build()),
+            Some(path) => Some(AuditLog::builder().file(path).build()),
+        }
+        .transpose()
+        .map_err(|e| format!("--audit: {e}"))?;
+        if audit.is_some() && sign_in.is_none() {
+            return Err("--audit records the decisions of an access policy: give --policy (or --allow-domain / --allow-email) too".to_owned());
+        }
+        if file.is_some() || sign_in.is_some() {
+            let what = match (&file, &self.policy) {
+                (Some(_), Some(name)) => format!("--policy {}", name.trim()),
+                _ => "--allow-domain / --allow-email (sign-in only)".to_owned(),
+            };
+            let audit_to = match &self.audit {
+                Some(path) => format!(", audit log {}", path.display()),
+                None => String::new(),
+            };
+            eprintln!("access policy: {what}{audit_to}");
+        }
+        Ok(Access {
+            tools: file,
+            sign_in,
+            audit,
+        })
+    }
+}
+
+impl AllowArgs {
+    /// One sign-in rule per option kind.
+    fn rules(&self) -> Vec<Rule> {
+        let clean = |values: &[String]| -> Vec<String> {
+            values
+                .iter()
+                .map(|v| v.trim().to_lowercase())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let (domains, emails) = (clean(&self.domains), clean(&self.emails));
+        let mut rules = Vec::new();
+        if !domains.is_empty() {
+            rules.push(Rule::permit("allow-domain").who(Who::new().email_domains(domains)));
+        }
+        if !emails.is_empty() {
+            rules.push(Rule::permit("allow-email").who(Who::new().emails(emails)));
+        }
+        rules
+    }
 }
 
 /// The lines of a file of `NAME:SECRET…` entries (blank lines and `#` comments skipped).

@@ -14,7 +14,7 @@ use mcp_oauth::jose::Algorithm;
 use serde_json::json;
 
 use crate::data_dir;
-use crate::options::{DpopArgs, ListenArgs, RegistrationArgs, SecretArg};
+use crate::options::{AllowArgs, DpopArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg};
 use crate::store_arg::StoreArg;
 
 /// The identity provider users sign in with.
@@ -104,6 +104,10 @@ pub(crate) struct ProxyArgs {
     listen: ListenArgs,
     #[command(flatten)]
     registration: RegistrationArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    allow: AllowArgs,
     #[command(flatten)]
     dpop: DpopArgs,
     /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
@@ -295,6 +299,12 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
+    let access = args.policy.load(Some(&args.allow))?;
+    let demo = crate::demo::server();
+    let sign_in = match access.sign_in {
+        Some(config) => demo.clone().policy(config).check_policy()?,
+        None => None,
+    };
     let dir = data_dir::resolve(args.data_dir.clone());
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
@@ -312,7 +322,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         .map(|u| u.trim().trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{addr}"));
     let mcp_url = format!("{issuer}/mcp");
-    let server = AuthServer::builder(issuer.clone())
+    let mut builder = AuthServer::builder(issuer.clone())
         .keys(Arc::new(KeyRing::open(&dir, Algorithm::ES256)?))
         .store(store.clone())
         .dpop(args.dpop.on())
@@ -322,12 +332,13 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         .default_scopes(["mcp:read", "mcp:write"])
         .resource(mcp_url.clone())
         .registration(registration)
-        .trusted_proxies(args.listen.trusted_proxies())
-        .build()
-        .await?;
+        .trusted_proxies(args.listen.trusted_proxies());
+    if let Some(policy) = sign_in {
+        builder = builder.policy(policy, access.audit.clone());
+    }
+    let server = builder.build().await?;
     let callback = server.upstream_callback_url();
-    let mut demo = crate::demo::server();
-    if args.dpop.on() {
+    let demo = if args.dpop.on() {
         // The MCP endpoint's configuration as the embedded server makes it, with DPoP.
         let oauth = mcp_oauth::OAuth::builder()
             .resource(mcp_url.clone())
@@ -335,9 +346,18 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
             .scopes_supported(server.scopes_supported().iter().cloned())
             .verifier(server.verifier()?)
             .mirror_authorization_server(false);
-        demo = demo.oauth(args.dpop.resource(oauth, Some(store))?.build()?);
+        demo.oauth(args.dpop.resource(oauth, Some(store))?.build()?)
+    } else {
+        demo
+    };
+    let mut demo = demo.auth_server(server);
+    if let Some(config) = access.tools {
+        demo = demo.policy(config);
     }
-    let app = demo.auth_server(server).app()?;
+    if let Some(audit) = access.audit {
+        demo = demo.audit(audit);
+    }
+    let app = demo.app()?;
     if args.json {
         println!(
             "{}",

@@ -17,6 +17,7 @@ use mcp_oauth::metadata::discover;
 use mcp_oauth::scope::default_advertisement;
 
 use crate::listen::is_loopback;
+use crate::options::PolicyArgs;
 use mcp_oauth::verify::{JwtVerifier, JwtVerifierBuilder};
 
 /// The public URL of the MCP endpoint when `--mcp-url` is not given.
@@ -53,6 +54,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     public_key: Option<PathBuf>,
     #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
     dpop: crate::options::DpopArgs,
 }
 
@@ -61,6 +64,7 @@ fn non_blank(value: Option<String>) -> Option<String> {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let access = args.policy.load(None)?;
     let public_url = non_blank(args.mcp_url);
     let mcp_url = public_url
         .clone()
@@ -91,7 +95,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
     println!("issuer:        {}", args.issuer);
     println!("metadata:      {}", oauth.resource().metadata_url());
     println!("listening on:  {listen}");
-    crate::demo::server().oauth(oauth).listen(listen).await?;
+    let mut server = crate::demo::server().oauth(oauth);
+    // The issuer decides who signs in: only the tool rules of the policy apply here.
+    if let Some(config) = access.tools {
+        println!("policy:        tool calls decided by --policy");
+        server = server.policy(config);
+    }
+    if let Some(audit) = access.audit {
+        server = server.audit(audit);
+    }
+    server.listen(listen).await?;
     Ok(())
 }
 

@@ -65,6 +65,98 @@ where
     }
 }
 
+/// Maps a verified claim set to a [`UserInfo`] when that must wait: a lookup in your user
+/// database, a call to the identity provider's user API (Better Auth's `getUserInfo`).
+///
+/// It runs once per token, after every check of the token has passed (signature, issuer,
+/// audience, times, the preset's claim checks, `userinfo`), and its result is cached with
+/// the token: the next requests with the same token do not wait for it. Set it with
+/// [`OAuthBuilder::async_claim_mapper`](crate::OAuthBuilder::async_claim_mapper); it takes
+/// the place of the preset's [`ClaimMapper`].
+///
+/// A closure taking the claims by value and returning a future is one:
+///
+/// ```
+/// use mcp_oauth::{ClaimMapper, Claims, DefaultClaimMapper, MapUserError, UserInfo};
+///
+/// # async fn roles_of(_id: &str) -> Result<Vec<String>, std::io::Error> { Ok(vec![]) }
+/// let mapper = |claims: Claims| async move {
+///     let mut user = DefaultClaimMapper.map_user(&claims);
+///     user.roles = roles_of(&user.id)
+///         .await
+///         .map_err(|e| MapUserError::Unavailable(e.to_string()))?;
+///     Ok::<UserInfo, MapUserError>(user)
+/// };
+/// # fn _is_mapper(_: impl mcp_oauth::AsyncClaimMapper) {}
+/// # _is_mapper(mapper);
+/// ```
+pub trait AsyncClaimMapper: Send + Sync + 'static {
+    /// Builds the user from the claims, or says why there is none.
+    fn resolve_user<'a>(
+        &'a self,
+        claims: &'a Claims,
+    ) -> crate::verify::BoxFuture<'a, Result<UserInfo, MapUserError>>;
+}
+
+impl<F, Fut> AsyncClaimMapper for F
+where
+    F: Fn(Claims) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<UserInfo, MapUserError>> + Send + 'static,
+{
+    fn resolve_user<'a>(
+        &'a self,
+        claims: &'a Claims,
+    ) -> crate::verify::BoxFuture<'a, Result<UserInfo, MapUserError>> {
+        Box::pin(self(claims.clone()))
+    }
+}
+
+/// Why an [`AsyncClaimMapper`] gives no user for a token that is otherwise valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MapUserError {
+    /// This user may not use the server (unknown, disabled): the request is answered
+    /// `401 invalid_token` and the text is logged, not sent.
+    Refused(String),
+    /// What the mapping needs could not be reached: the request is answered `503` and the
+    /// token is not cached, so the next request tries again.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for MapUserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(why) => write!(f, "the claim mapper refused the user: {why}"),
+            Self::Unavailable(why) => write!(f, "the claim mapper could not map the user: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for MapUserError {}
+
+/// The claim mapping a pipeline uses: one that answers at once, or one that may wait.
+#[derive(Clone)]
+pub(crate) enum Mapping {
+    Now(Arc<dyn ClaimMapper>),
+    Later(Arc<dyn AsyncClaimMapper>),
+}
+
+impl Mapping {
+    /// The user of a verified token.
+    pub(crate) async fn user(
+        &self,
+        claims: &Claims,
+    ) -> Result<UserInfo, crate::error::VerifyError> {
+        match self {
+            Self::Now(mapper) => Ok(mapper.map_user(claims)),
+            Self::Later(mapper) => mapper.resolve_user(claims).await.map_err(|e| match e {
+                MapUserError::Refused(why) => crate::error::VerifyError::Refused(why),
+                MapUserError::Unavailable(why) => crate::error::VerifyError::Unavailable(why),
+            }),
+        }
+    }
+}
+
 /// The mapping for generic OAuth/OIDC tokens:
 /// `id` = `sub` (else `user_id`, else `id`), `email`, `name`,
 /// `username` = `username` or `preferred_username`, `nickname`,
@@ -140,6 +232,16 @@ impl AuthInfo {
         hierarchy: Arc<ScopeHierarchy>,
     ) -> Self {
         let user = mapper.map_user(&claims);
+        Self::from_user(claims, access_token, user, hierarchy)
+    }
+
+    /// Builds the auth info of a verified token whose user is already mapped.
+    pub fn from_user(
+        claims: Claims,
+        access_token: AccessToken,
+        user: UserInfo,
+        hierarchy: Arc<ScopeHierarchy>,
+    ) -> Self {
         Self {
             scopes: claims.scopes(),
             permissions: user.permissions.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_lc_rs::constant_time;
 
-use crate::auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper};
+use crate::auth::{Auth, AuthInfo, DefaultClaimMapper, Mapping};
 pub use crate::claims::{ClaimIfPresent, DEFAULT_LEEWAY, TimeRules};
 use crate::claims::{Claims, check_times, now_unix};
 use crate::error::VerifyError;
@@ -149,7 +149,7 @@ pub(crate) enum Lookup {
 pub struct Authenticator {
     verifier: Arc<dyn TokenVerifier>,
     audience: Audience,
-    mapper: Arc<dyn ClaimMapper>,
+    mapper: Mapping,
     hierarchy: Arc<ScopeHierarchy>,
     leeway: Duration,
     max_token_bytes: usize,
@@ -183,7 +183,7 @@ impl Authenticator {
         Self {
             verifier,
             audience: Audience::default(),
-            mapper: Arc::new(DefaultClaimMapper),
+            mapper: Mapping::Now(Arc::new(DefaultClaimMapper)),
             hierarchy: Arc::new(ScopeHierarchy::new()),
             leeway: DEFAULT_LEEWAY,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
@@ -222,7 +222,7 @@ impl Authenticator {
 
     /// Sets the claim mapping.
     #[must_use]
-    pub(crate) fn mapper(mut self, mapper: Arc<dyn ClaimMapper>) -> Self {
+    pub(crate) fn mapper(mut self, mapper: Mapping) -> Self {
         self.mapper = mapper;
         self
     }
@@ -287,7 +287,7 @@ impl Authenticator {
     /// verified-token cache. A cached token gets the request's checks again here
     /// ([`Authenticator::post_checks`], the same ones a fresh token gets after its verifier)
     /// and is [`Lookup::Accepted`], or [`Lookup::Recheck`] when its verifier must also recheck
-    /// it; a token not in the cache is a [`Lookup::Miss`]. The bearer layer answers a cached
+    /// it and cannot answer at once ([`TokenVerifier::recheck_now`]); a token not in the cache is a [`Lookup::Miss`]. The bearer layer answers a cached
     /// token without a boxed future this way; [`Authenticator::resolve`] does the rest.
     pub(crate) fn lookup(
         &self,
@@ -307,11 +307,13 @@ impl Authenticator {
         match cache.get(&cache_key(token)) {
             Some(entry) if same_token(entry.auth.access_token.secret(), token) => {
                 self.post_checks(&entry.auth.claims, resource, now)?;
-                Ok(if self.verifier.rechecks() {
-                    Lookup::Recheck(entry.auth)
-                } else {
-                    Lookup::Accepted(entry.auth)
-                })
+                if !self.verifier.rechecks() {
+                    return Ok(Lookup::Accepted(entry.auth));
+                }
+                match self.verifier.recheck_now(&entry.auth.claims) {
+                    Some(answer) => answer.map(|()| Lookup::Accepted(entry.auth)),
+                    None => Ok(Lookup::Recheck(entry.auth)),
+                }
             }
             _ => Ok(Lookup::Miss),
         }
@@ -356,10 +358,11 @@ impl Authenticator {
             Some(userinfo) => userinfo.complete(token, claims).await,
             None => claims,
         };
-        let info = AuthInfo::from_claims(
+        let user = self.mapper.user(&claims).await?;
+        let info = AuthInfo::from_user(
             claims,
             AccessToken::new(token),
-            self.mapper.as_ref(),
+            user,
             self.hierarchy.clone(),
         );
         let auth = Auth::from(info);

@@ -206,19 +206,40 @@ impl HttpClient {
         auth: RequestAuth<'_>,
     ) -> Result<Fetched, FetchError> {
         self.check_url(url)?;
-        let mut request = self
+        self.send(url, self.form_request(url, form, auth)).await
+    }
+
+    /// [`HttpClient::post_form`], with the answer's status and bounded body whatever the
+    /// status: an OAuth endpoint's error answer (RFC 6749 §5.2) is read, not dropped.
+    pub(crate) async fn post_form_answer(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        auth: RequestAuth<'_>,
+    ) -> Result<(u16, Fetched), FetchError> {
+        self.check_url(url)?;
+        self.send_any(url, self.form_request(url, form, auth)).await
+    }
+
+    /// A form POST asking for JSON, with the client's credentials.
+    fn form_request(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        auth: RequestAuth<'_>,
+    ) -> reqwest::RequestBuilder {
+        let request = self
             .inner
             .post(url.clone())
             .header(http::header::ACCEPT, "application/json")
             .form(form);
         match auth {
-            RequestAuth::None => {}
+            RequestAuth::None => request,
             RequestAuth::Basic(user, password) => {
-                request = request.basic_auth(form_urlencode(user), Some(form_urlencode(password)));
+                request.basic_auth(form_urlencode(user), Some(form_urlencode(password)))
             }
-            RequestAuth::Bearer(token) => request = request.bearer_auth(token),
+            RequestAuth::Bearer(token) => request.bearer_auth(token),
         }
-        self.send(url, request).await
     }
 
     async fn send(
@@ -226,15 +247,44 @@ impl HttpClient {
         url: &Url,
         request: reqwest::RequestBuilder,
     ) -> Result<Fetched, FetchError> {
+        let response = request.send().await.map_err(|e| FetchError {
+            url: url.to_string(),
+            kind: classify(&e),
+        })?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(FetchError {
+                url: url.to_string(),
+                kind: FetchErrorKind::Status(status.as_u16()),
+            });
+        }
+        self.read(url, response).await
+    }
+
+    /// Sends, and reads the answer whatever its status.
+    async fn send_any(
+        &self,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Fetched), FetchError> {
+        let response = request.send().await.map_err(|e| FetchError {
+            url: url.to_string(),
+            kind: classify(&e),
+        })?;
+        let status = response.status().as_u16();
+        Ok((status, self.read(url, response).await?))
+    }
+
+    /// The answer's headers and body, within the size limit.
+    async fn read(
+        &self,
+        url: &Url,
+        mut response: reqwest::Response,
+    ) -> Result<Fetched, FetchError> {
         let error = |kind| FetchError {
             url: url.to_string(),
             kind,
         };
-        let mut response = request.send().await.map_err(|e| error(classify(&e)))?;
-        let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            return Err(error(FetchErrorKind::Status(status.as_u16())));
-        }
         if response
             .content_length()
             .is_some_and(|len| len > self.body_limit as u64)

@@ -74,6 +74,8 @@ mod claims;
 pub mod dpop;
 pub mod error;
 #[cfg(feature = "remote")]
+pub mod exchange;
+#[cfg(feature = "remote")]
 pub mod fetch;
 pub mod forwarded;
 pub mod jose;
@@ -84,6 +86,7 @@ pub mod metadata;
 pub mod net_guard;
 mod oauth;
 pub mod policy;
+pub mod protocol;
 #[cfg(feature = "remote")]
 pub mod providers;
 #[cfg(feature = "remote")]
@@ -114,6 +117,11 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../../docs/providers.md")]
 pub struct ProvidersDocDoctests;
 
+/// The examples of `docs/token-exchange.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp"))]
+#[doc = include_str!("../../../docs/token-exchange.md")]
+pub struct TokenExchangeDocDoctests;
+
 /// The examples of `docs/proxy.md`, compiled as doctests.
 #[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
 #[doc = include_str!("../../../docs/proxy.md")]
@@ -125,7 +133,10 @@ pub struct ProxyDocDoctests;
 pub struct BrowserProxyDocDoctests;
 
 pub use audit::AuditLog;
-pub use auth::{Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope, UserInfo};
+pub use auth::{
+    AsyncClaimMapper, Auth, AuthInfo, ClaimMapper, DefaultClaimMapper, InsufficientScope,
+    MapUserError, UserInfo,
+};
 pub use claims::Claims;
 pub use error::{ConfigError, FetchError, VerifyError, VerifyErrorKind};
 pub use oauth::{OAuth, OAuthBuilder};

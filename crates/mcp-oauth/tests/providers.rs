@@ -25,7 +25,8 @@ use mcp_oauth::providers::{
 use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext, ToolError};
 use mcp_oauth::testing::{Layout, MockIdp, TestKey, TokenBuilder};
 use mcp_oauth::{
-    AccessToken, Auth, Claims, ConfigError, OAuth, UserInfo, VerifyError, VerifyErrorKind,
+    AccessToken, Auth, Claims, ConfigError, MapUserError, OAuth, UserInfo, VerifyError,
+    VerifyErrorKind,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -1176,6 +1177,99 @@ async fn better_auth_user_mapper_replaces_the_mapping() {
         auth.scopes,
         ["openid", "read:post"],
         "scopes stay the pipeline's"
+    );
+    idp.shutdown().await;
+}
+
+/// Better Auth's `getUserInfo` is async: a mapper that waits (here on a user directory
+/// behind a lock) runs once per token, after the token's checks, and its user is cached with
+/// the token; a refusal is `invalid_token`, an outage is 503 and is not cached.
+#[tokio::test]
+async fn better_auth_async_user_mapper_runs_once_per_token_after_the_checks() {
+    #[derive(Default)]
+    struct Directory {
+        calls: Vec<String>,
+        down: bool,
+    }
+    let directory: Arc<tokio::sync::Mutex<Directory>> = Arc::default();
+    let (idp, _) = better_auth(|p| p).await;
+    let oauth = OAuth::builder()
+        .resource(RESOURCE)
+        .provider_with(
+            BetterAuth::new().auth_url(format!("{}/api/auth", idp.origin())),
+            &no_vars,
+        )
+        .mirror_authorization_server(false)
+        .async_claim_mapper({
+            let directory = directory.clone();
+            move |claims: Claims| {
+                let directory = directory.clone();
+                async move {
+                    let mut directory = directory.lock().await;
+                    let id = claims.sub().unwrap_or_default().to_owned();
+                    directory.calls.push(id.clone());
+                    if directory.down {
+                        return Err(MapUserError::Unavailable("directory down".into()));
+                    }
+                    if id == "usr_disabled" {
+                        return Err(MapUserError::Refused("account disabled".into()));
+                    }
+                    let mut user = UserInfo::new(id);
+                    user.roles = vec!["editor".to_owned()];
+                    Ok(user)
+                }
+            }
+        })
+        .build()
+        .expect("oauth");
+
+    let token = better_auth_token(&idp).sign();
+    let auth = accepted(&oauth, &token).await;
+    assert_eq!(auth.user.id, "usr_4f9a2c");
+    assert_eq!(auth.user.roles, ["editor"]);
+    assert_eq!(auth.user.email, None, "the preset's mapping is replaced");
+    assert_eq!(auth.scopes, ["openid", "read:post"]);
+    accepted(&oauth, &token).await;
+    assert_eq!(
+        directory.lock().await.calls,
+        ["usr_4f9a2c"],
+        "the second request is answered from the cache"
+    );
+
+    // Tokens the pipeline refuses never reach the mapper.
+    let expired = better_auth_token(&idp)
+        .sub("usr_expired")
+        .exp_in(-3600)
+        .sign();
+    assert_eq!(kind(&oauth, &expired).await, VerifyErrorKind::Expired);
+    let other_audience = better_auth_token(&idp)
+        .sub("usr_elsewhere")
+        .aud("https://other.example.com")
+        .sign();
+    assert_eq!(
+        kind(&oauth, &other_audience).await,
+        VerifyErrorKind::InvalidAudience
+    );
+    assert_eq!(directory.lock().await.calls, ["usr_4f9a2c"]);
+
+    let disabled = better_auth_token(&idp).sub("usr_disabled").sign();
+    let err = refused(&oauth, &disabled).await;
+    assert!(
+        matches!(err, VerifyError::Refused(ref why) if why == "account disabled"),
+        "{err}"
+    );
+    assert_eq!(err.kind(), VerifyErrorKind::Inactive);
+
+    // An outage is the server's fault (503), and is not remembered: once the directory is
+    // back, the same token is accepted.
+    let later = better_auth_token(&idp).sub("usr_later").sign();
+    directory.lock().await.down = true;
+    assert_eq!(kind(&oauth, &later).await, VerifyErrorKind::Unavailable);
+    directory.lock().await.down = false;
+    assert_eq!(accepted(&oauth, &later).await.user.id, "usr_later");
+    assert_eq!(
+        directory.lock().await.calls,
+        ["usr_4f9a2c", "usr_disabled", "usr_later", "usr_later"]
     );
     idp.shutdown().await;
 }

@@ -481,10 +481,11 @@ async fn upstream_tokens_are_sealed_at_rest() {
     let family = auth.claims.str("sid").unwrap().to_owned();
     let stored = proxy
         .store
-        .entry(EntryKind::UpstreamTokens, &family)
+        .entry::<serde_json::Value>(EntryKind::UpstreamTokens, &family)
         .await
         .unwrap()
-        .expect("stored");
+        .expect("stored")
+        .to_string();
     assert!(
         !stored.contains("upstream-access") && !stored.contains("upstream-refresh"),
         "sealed: {stored}"

@@ -362,7 +362,7 @@ impl Proxy {
     async fn has_upstream_tokens(&self, auth: &mcp_oauth::Auth) -> bool {
         let family = auth.claims.str("sid").unwrap().to_owned();
         self.store
-            .entry(EntryKind::UpstreamTokens, &family)
+            .entry::<serde_json::Value>(EntryKind::UpstreamTokens, &family)
             .await
             .unwrap()
             .is_some()
@@ -660,7 +660,7 @@ async fn without_a_revocation_endpoint_the_upstream_tokens_are_deleted_here() {
     let family = auth.claims.str("sid").unwrap().to_owned();
     eventually("the sealed upstream tokens are deleted", async || {
         store
-            .entry(EntryKind::UpstreamTokens, &family)
+            .entry::<serde_json::Value>(EntryKind::UpstreamTokens, &family)
             .await
             .unwrap()
             .is_none()

@@ -17,9 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_oauth::auth_server::store::{
     AuthRequestRecord, ClientRecord, CodeRecord, EntryKind, Kind, MemoryStore, Redeemed,
-    RefreshRecord, Store, Stored,
+    RefreshRecord, Store, StoreErrorKind, Stored,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn now() -> i64 {
     let secs = SystemTime::now()
@@ -409,36 +409,41 @@ async fn concurrent_takes_have_one_winner(store: Arc<dyn Store>) {
 async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
     let later = now() + 600;
     store
-        .put_entry(EntryKind::Transaction, "k", "{\"a\":1}".into(), later)
+        .put_entry(EntryKind::Transaction, "k", &json!({"a": 1}), later)
         .await
         .expect("put");
     store
-        .put_entry(EntryKind::Consent, "k", "other kind".into(), later)
+        .put_entry(EntryKind::Consent, "k", "other kind", later)
         .await
         .expect("put");
     assert_eq!(
         store
-            .entry(EntryKind::Transaction, "k")
+            .entry::<Value>(EntryKind::Transaction, "k")
             .await
-            .expect("read")
-            .as_deref(),
-        Some("{\"a\":1}")
+            .expect("read"),
+        Some(json!({"a": 1}))
     );
     assert_eq!(
         store
-            .entry(EntryKind::Consent, "k")
+            .entry::<String>(EntryKind::Consent, "k")
             .await
             .expect("read")
             .as_deref(),
         Some("other kind")
     );
+    // A record read as the wrong type is damaged, not missing.
+    let err = store
+        .entry::<u64>(EntryKind::Consent, "k")
+        .await
+        .expect_err("a string is no number");
+    assert_eq!(err.kind(), StoreErrorKind::Damaged, "{err}");
     store
-        .put_entry(EntryKind::Transaction, "k", "replaced".into(), later)
+        .put_entry(EntryKind::Transaction, "k", "replaced", later)
         .await
         .expect("put");
     assert_eq!(
         store
-            .take_entry(EntryKind::Transaction, "k")
+            .take_entry::<String>(EntryKind::Transaction, "k")
             .await
             .expect("take")
             .as_deref(),
@@ -446,33 +451,33 @@ async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .take_entry(EntryKind::Transaction, "k")
+            .take_entry::<String>(EntryKind::Transaction, "k")
             .await
             .expect("take"),
         None
     );
     assert_eq!(
         store
-            .entry(EntryKind::Consent, "k")
+            .entry::<String>(EntryKind::Consent, "k")
             .await
             .expect("read")
             .as_deref(),
         Some("other kind")
     );
     store
-        .put_entry(EntryKind::UpstreamTokens, "old", "x".into(), now() - 1)
+        .put_entry(EntryKind::UpstreamTokens, "old", "x", now() - 1)
         .await
         .expect("put");
     assert_eq!(
         store
-            .entry(EntryKind::UpstreamTokens, "old")
+            .entry::<String>(EntryKind::UpstreamTokens, "old")
             .await
             .expect("read"),
         None
     );
     assert_eq!(
         store
-            .take_entry(EntryKind::UpstreamTokens, "old")
+            .take_entry::<String>(EntryKind::UpstreamTokens, "old")
             .await
             .expect("take"),
         None
@@ -481,7 +486,7 @@ async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
 
 async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
     store
-        .put_entry(EntryKind::Transaction, "state", "t".into(), now() + 600)
+        .put_entry(EntryKind::Transaction, "state", "t", now() + 600)
         .await
         .expect("put");
     let tasks: Vec<_> = (0..50)
@@ -489,7 +494,7 @@ async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 store
-                    .take_entry(EntryKind::Transaction, "state")
+                    .take_entry::<String>(EntryKind::Transaction, "state")
                     .await
                     .expect("take")
             })
@@ -1164,11 +1169,10 @@ mod sqlite_only {
         assert!(store.is_family_revoked("f0").await.expect("read"));
         assert_eq!(
             store
-                .entry(EntryKind::Consent, "alice:c")
+                .entry::<Value>(EntryKind::Consent, "alice:c")
                 .await
-                .expect("read")
-                .as_deref(),
-            Some("{}")
+                .expect("read"),
+            Some(json!({}))
         );
         let lapsed = lapsing_client("new", Some(now() - 1));
         store.put_client(lapsed).await.expect("put");
@@ -1408,15 +1412,15 @@ mod redis_only {
             .expect("refresh");
         store.revoke_family("f", expires_at).await.expect("revoke");
         store
-            .put_entry(EntryKind::Consent, "alice:c", "{}".into(), expires_at)
+            .put_entry(EntryKind::Consent, "alice:c", &json!({}), expires_at)
             .await
             .expect("consent");
         store
-            .put_entry(EntryKind::Transaction, "s", "{}".into(), expires_at)
+            .put_entry(EntryKind::Transaction, "s", &json!({}), expires_at)
             .await
             .expect("transaction");
         store
-            .put_entry(EntryKind::UpstreamTokens, "f", "sealed".into(), expires_at)
+            .put_entry(EntryKind::UpstreamTokens, "f", "sealed", expires_at)
             .await
             .expect("upstream tokens");
     }
@@ -1450,11 +1454,11 @@ mod redis_only {
         let registered = client("c", "https://client.example/cb");
         a.put_client(registered.clone()).await.expect("register");
         assert_eq!(b.client("c").await.expect("read"), Some(registered));
-        b.put_entry(EntryKind::Consent, "alice:c", "{}".into(), now() + 600)
+        b.put_entry(EntryKind::Consent, "alice:c", &json!({}), now() + 600)
             .await
             .expect("consent");
         assert!(
-            a.entry(EntryKind::Consent, "alice:c")
+            a.entry::<Value>(EntryKind::Consent, "alice:c")
                 .await
                 .expect("read")
                 .is_some()
@@ -1534,7 +1538,7 @@ mod redis_only {
         assert_eq!(b.refresh("h").await.expect("read"), None);
         assert!(!b.is_family_revoked("f").await.expect("read"));
         assert_eq!(
-            b.take_entry(EntryKind::Transaction, "s")
+            b.take_entry::<Value>(EntryKind::Transaction, "s")
                 .await
                 .expect("take"),
             None
@@ -1701,7 +1705,7 @@ mod redis_only {
             .expect("HSET");
         assert_eq!(
             store
-                .entry(EntryKind::Transaction, "s")
+                .entry::<Value>(EntryKind::Transaction, "s")
                 .await
                 .expect("read"),
             None
@@ -1945,6 +1949,78 @@ mod postgres_only {
     use super::*;
     use mcp_oauth::auth_server::store::PostgresStore;
 
+    /// The test CA of the server (`scripts/postgres-server ca "$MCP_OAUTH_POSTGRES_URL"`,
+    /// which scripts/test exports); a test without one fails with what to do.
+    fn test_ca() -> String {
+        std::env::var("MCP_OAUTH_POSTGRES_CA").unwrap_or_else(|_| {
+            panic!(
+                "MCP_OAUTH_POSTGRES_CA is not set: the PostgreSQL TLS test needs the CA of the \
+                 test server. Run `export MCP_OAUTH_POSTGRES_CA=$(scripts/postgres-server ca \
+                 \"$MCP_OAUTH_POSTGRES_URL\")`, or scripts/test, which does it"
+            )
+        })
+    }
+
+    /// TLS as a managed database needs it: `sslmode=verify-full` with the CA is encrypted
+    /// (the server says so), and every way a certificate can be wrong is refused, `require`
+    /// included (stricter than libpq, which trusts any certificate there).
+    #[tokio::test]
+    async fn tls_is_used_when_asked_and_the_certificate_is_verified() {
+        let database = Database::create().await;
+        let ca = test_ca();
+        let url = database.url();
+        let store = PostgresStore::connect(&format!(
+            "{url}?sslmode=verify-full&sslrootcert={ca}&application_name=tls-test"
+        ))
+        .await
+        .expect("TLS with the test CA");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let registered = client("c", "https://client.example/cb");
+        store.put_client(registered.clone()).await.expect("put");
+        assert_eq!(store.client("c").await.expect("read"), Some(registered));
+        let encrypted: Vec<bool> = database
+            .raw()
+            .await
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'tls-test'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_ssl")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(
+            !encrypted.is_empty() && encrypted.iter().all(|ssl| *ssl),
+            "the store's connections are TLS: {encrypted:?}"
+        );
+
+        // The platform's roots do not know the test CA; `require` verifies as well.
+        for mode in ["verify-full", "require", "verify-ca"] {
+            let err = PostgresStore::connect(&format!("{url}?sslmode={mode}"))
+                .await
+                .expect_err("an unknown CA");
+            assert!(
+                err.to_string().contains("certificate"),
+                "sslmode={mode}: {err}"
+            );
+        }
+        // The right CA, the wrong name: the certificate names 127.0.0.1 only.
+        let by_name = url.replacen("127.0.0.1", "localhost", 1);
+        let err =
+            PostgresStore::connect(&format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"))
+                .await
+                .expect_err("another host name");
+        assert!(err.to_string().contains("certificate"), "{err}");
+        // The password never shows, whatever fails.
+        let with_password = url.replacen("postgres@", "postgres:hunter2@", 1);
+        let err = PostgresStore::connect(&format!("{with_password}?sslmode=require"))
+            .await
+            .expect_err("an unknown CA");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_instances_accept_a_dpop_proof_once() {
         let database = Database::create().await;
@@ -1967,11 +2043,11 @@ mod postgres_only {
         let registered = client("c", "https://client.example/cb");
         a.put_client(registered.clone()).await.expect("register");
         assert_eq!(b.client("c").await.expect("read"), Some(registered));
-        b.put_entry(EntryKind::Consent, "alice:c", "{}".into(), now() + 600)
+        b.put_entry(EntryKind::Consent, "alice:c", &json!({}), now() + 600)
             .await
             .expect("consent");
         assert!(
-            a.entry(EntryKind::Consent, "alice:c")
+            a.entry::<Value>(EntryKind::Consent, "alice:c")
                 .await
                 .expect("read")
                 .is_some()
@@ -2177,12 +2253,7 @@ mod redis_cluster_only {
             .await
             .expect("revoke");
         store
-            .put_entry(
-                EntryKind::UpstreamTokens,
-                "f1",
-                "sealed".into(),
-                now() + 600,
-            )
+            .put_entry(EntryKind::UpstreamTokens, "f1", "sealed", now() + 600)
             .await
             .expect("upstream tokens");
         let by_node = keys_by_node(&prefix);

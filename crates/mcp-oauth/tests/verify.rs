@@ -586,6 +586,85 @@ async fn introspection_checks_active_issuer_and_audience() {
     );
 }
 
+/// Each way of authenticating to an introspection endpoint puts the credentials where
+/// RFC 7662 §2.1 / RFC 6749 §2.3.1 say, and only there: seen from the endpoint.
+#[tokio::test]
+async fn introspection_client_authentication_as_the_endpoint_sees_it() {
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    type Seen = Arc<Mutex<Vec<(Option<String>, BTreeMap<String, String>)>>>;
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/introspect",
+            axum::routing::post(
+                |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
+                    let authorization = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().expect("ascii").to_owned());
+                    let form = url::form_urlencoded::parse(body.as_bytes())
+                        .into_owned()
+                        .collect();
+                    seen.lock().unwrap().push((authorization, form));
+                    axum::Json(json!({"active": true, "sub": "alice", "aud": RESOURCE}))
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/introspect", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let builders = [
+        IntrospectionVerifier::builder(&url).client_credentials("rs", "s3cr:t"),
+        IntrospectionVerifier::builder(&url).client(
+            ClientCredentials::new("rs", "s3cr:t").with_method(ClientAuthMethod::ClientSecretPost),
+        ),
+        IntrospectionVerifier::builder(&url).client(ClientCredentials::public("rs")),
+        IntrospectionVerifier::builder(&url).bearer_token("endpoint-token"),
+        IntrospectionVerifier::builder(&url),
+    ];
+    for builder in builders {
+        let auth = Authenticator::new(builder.build().expect("verifier"));
+        let ok = auth.authenticate("tok", &resource()).await.expect("active");
+        assert_eq!(ok.subject(), "alice");
+    }
+
+    let seen = seen.lock().unwrap().clone();
+    let form = |extra: &[(&str, &str)]| -> BTreeMap<String, String> {
+        [("token", "tok"), ("token_type_hint", "access_token")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    // Basic: id and secret form-urlencoded, then base64 (RFC 6749 §2.3.1): "rs:s3cr%3At".
+    assert_eq!(
+        seen[0],
+        (Some("Basic cnM6czNjciUzQXQ=".to_owned()), form(&[]))
+    );
+    assert_eq!(
+        seen[1],
+        (
+            None,
+            form(&[("client_id", "rs"), ("client_secret", "s3cr:t")])
+        )
+    );
+    assert_eq!(seen[2], (None, form(&[("client_id", "rs")])));
+    assert_eq!(
+        seen[3],
+        (Some("Bearer endpoint-token".to_owned()), form(&[]))
+    );
+    assert_eq!(seen[4], (None, form(&[])));
+    server.abort();
+}
+
 #[tokio::test]
 async fn function_verifier_gets_the_shared_rules() {
     let verifier = FnVerifier::new(|token: mcp_oauth::AccessToken| async move {

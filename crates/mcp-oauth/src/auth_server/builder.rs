@@ -49,6 +49,8 @@ pub struct AuthServerBuilder {
     consent_ttl: Duration,
     revocation_recheck: Duration,
     dpop: Option<Option<DpopVerifier>>,
+    #[cfg(feature = "policy")]
+    access: Option<super::access::Access>,
 }
 
 /// How long an answer of the revocation cache lives: a revocation as long as an access token
@@ -108,6 +110,8 @@ impl AuthServer {
             consent_ttl: Duration::from_secs(30 * 86_400),
             revocation_recheck: Duration::from_secs(1),
             dpop: None,
+            #[cfg(feature = "policy")]
+            access: None,
         }
     }
 }
@@ -179,6 +183,19 @@ impl AuthServerBuilder {
     /// Lifetimes of tokens, codes and pending requests.
     pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
         self.lifetimes = lifetimes;
+        self
+    }
+
+    /// Decides who may sign in ([`Policy::sign_in`](crate::policy::Policy::sign_in)) and
+    /// cuts the scopes each user is granted to what
+    /// [`Policy::grant_scopes`](crate::policy::Policy::grant_scopes) allows, once the user is
+    /// known (login form or upstream provider) and before a code is issued. A refused user
+    /// is sent back to the client with `error=access_denied`. Each decision is written to
+    /// `audit` when given. Default: everyone the login back-end accepts, every requested
+    /// scope.
+    #[cfg(feature = "policy")]
+    pub fn policy(mut self, policy: crate::policy::Policy, audit: Option<crate::AuditLog>) -> Self {
+        self.access = Some(super::access::Access { policy, audit });
         self
     }
 
@@ -420,6 +437,8 @@ impl AuthServerBuilder {
                     trusted_proxies: self.trusted_proxies,
                 },
                 sign_in,
+                #[cfg(feature = "policy")]
+                access: self.access,
             }),
         })
     }

@@ -28,9 +28,12 @@ pub struct ClientSpec {
     /// offers). Required for a machine client; there is no implicit "every scope".
     pub scopes: Vec<String>,
     /// How the client authenticates at the token and revocation endpoints:
-    /// `client_secret_basic` or `client_secret_post` with a secret, `none` without. Default
-    /// (`None`): `client_secret_basic` with a secret, `none` without.
+    /// `client_secret_basic` or `client_secret_post` with a secret, `private_key_jwt` with
+    /// [`jwks`](Self::jwks), `none` without either. Default (`None`): `client_secret_basic`
+    /// with a secret, `private_key_jwt` with keys, `none` without.
     pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// The client's public keys, a JWK Set (JSON text), for `private_key_jwt`.
+    pub jwks: Option<String>,
 }
 
 impl std::fmt::Debug for ClientSpec {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for ClientSpec {
                 "token_endpoint_auth_method",
                 &self.token_endpoint_auth_method,
             )
+            .field("jwks", &self.jwks.is_some())
             .finish()
     }
 }
@@ -60,6 +64,19 @@ impl ClientSpec {
         Self {
             client_id: client_id.into(),
             client_secret: Some(client_secret.into()),
+            grant_types: vec![GrantType::ClientCredentials],
+            ..Self::default()
+        }
+    }
+
+    /// A confidential machine client for `client_credentials` that authenticates with
+    /// `private_key_jwt` (RFC 7523 §2.2): JWTs it signs with its private key, checked against
+    /// these public keys (a JWK Set, JSON text). Give it its scopes with [`Self::scopes`].
+    pub fn service_with_keys(client_id: impl Into<String>, jwks: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            jwks: Some(jwks.into()),
+            token_endpoint_auth_method: Some(ClientAuthMethod::PrivateKeyJwt),
             grant_types: vec![GrantType::ClientCredentials],
             ..Self::default()
         }
@@ -83,14 +100,14 @@ impl ClientSpec {
     ) -> Result<store::ClientRecord, ConfigError> {
         let bad = |msg: String| ConfigError::invalid("client", msg);
         let id = &self.client_id;
-        let method = self
-            .token_endpoint_auth_method
-            .unwrap_or(if self.client_secret.is_some() {
-                ClientAuthMethod::ClientSecretBasic
-            } else {
-                ClientAuthMethod::None
-            });
-        if method.is_confidential() != self.client_secret.is_some() {
+        let method =
+            self.token_endpoint_auth_method
+                .unwrap_or(match (&self.client_secret, &self.jwks) {
+                    (Some(_), _) => ClientAuthMethod::ClientSecretBasic,
+                    (None, Some(_)) => ClientAuthMethod::PrivateKeyJwt,
+                    (None, None) => ClientAuthMethod::None,
+                });
+        if method.uses_secret() != self.client_secret.is_some() {
             return Err(bad(format!(
                 "client {id:?}: token_endpoint_auth_method {method} does not fit a client {} a secret",
                 if self.client_secret.is_some() {
@@ -100,11 +117,31 @@ impl ClientSpec {
                 }
             )));
         }
+        let jwks = match (method, &self.jwks) {
+            (ClientAuthMethod::PrivateKeyJwt, Some(text)) => {
+                let jwks: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| bad(format!("client {id:?}: jwks is not JSON: {e}")))?;
+                super::assertion::client_keys(&jwks)
+                    .map_err(|e| bad(format!("client {id:?}: {e}")))?;
+                Some(jwks)
+            }
+            (ClientAuthMethod::PrivateKeyJwt, None) => {
+                return Err(bad(format!(
+                    "client {id:?}: private_key_jwt needs the client's public keys (jwks)"
+                )));
+            }
+            (_, Some(_)) => {
+                return Err(bad(format!(
+                    "client {id:?}: jwks are only for private_key_jwt, not {method}"
+                )));
+            }
+            (_, None) => None,
+        };
         let machine = self.grant_types.contains(&GrantType::ClientCredentials);
         let machine_scopes = if machine {
-            if self.client_secret.is_none() {
+            if !method.is_confidential() {
                 return Err(bad(format!(
-                    "client {id:?}: client_credentials needs a client secret"
+                    "client {id:?}: client_credentials needs a client secret or keys (jwks)"
                 )));
             }
             if self.scopes.is_empty() {
@@ -124,6 +161,7 @@ impl ClientSpec {
         Ok(store::ClientRecord {
             secret_hash: self.client_secret.as_deref().map(hash_hex),
             token_endpoint_auth_method: method,
+            jwks,
             client_id: self.client_id,
             redirect_uris: self.redirect_uris,
             grant_types: self.grant_types,

@@ -11,6 +11,7 @@ use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq as _;
 use url::Url;
 
+use super::assertion;
 use super::cimd::is_document_url;
 use super::http::{TokenError, err, hash_hex};
 use super::protocol::{ClientAuthMethod, ErrorCode};
@@ -92,6 +93,9 @@ pub(crate) async fn authenticate_client(
             };
             Some((decode(id)?, decode(secret)?))
         });
+    if form.contains_key("client_assertion") || form.contains_key("client_assertion_type") {
+        return authenticate_by_assertion(server, basic.is_some(), form).await;
+    }
     let invalid = |basic_used: bool| TokenError {
         status: StatusCode::UNAUTHORIZED,
         error: ErrorCode::InvalidClient,
@@ -162,6 +166,87 @@ pub(crate) async fn authenticate_client(
         });
     }
     Ok(client)
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2): the client is the assertion's `sub`, and must be
+/// registered for this method; the assertion is checked in [`assertion::verify`]. Every
+/// refusal is 401 `invalid_client` with one description (the reason is logged), so that the
+/// answer tells an attacker nothing about which check failed.
+async fn authenticate_by_assertion(
+    server: &AuthServer,
+    basic_used: bool,
+    form: &HashMap<String, String>,
+) -> Result<ClientRecord, TokenError> {
+    if basic_used || form.contains_key("client_secret") {
+        return Err(err(
+            ErrorCode::InvalidRequest,
+            "use one client authentication method: a client assertion, HTTP Basic or client_secret, not several",
+        ));
+    }
+    match form.get("client_assertion_type").map(String::as_str) {
+        Some(assertion::JWT_BEARER_ASSERTION) => {}
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "client_assertion_type must be {}",
+                    assertion::JWT_BEARER_ASSERTION
+                ),
+            ));
+        }
+        None => {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                "a client_assertion needs its client_assertion_type",
+            ));
+        }
+    }
+    let Some(token) = form.get("client_assertion") else {
+        return Err(err(
+            ErrorCode::InvalidRequest,
+            "client_assertion_type without a client_assertion",
+        ));
+    };
+    let invalid = |why: &str| {
+        tracing::info!(target: "mcp_oauth::auth_server", reason = why, "client assertion refused");
+        TokenError {
+            status: StatusCode::UNAUTHORIZED,
+            error: ErrorCode::InvalidClient,
+            description: "client authentication failed: the client assertion is not valid for a client of this server".into(),
+            basic_challenge: false,
+            dpop_nonce: None,
+        }
+    };
+    let Some(client_id) = assertion::claimed_client(token) else {
+        return Err(invalid("the assertion has no sub"));
+    };
+    if form.get("client_id").is_some_and(|id| *id != client_id) {
+        return Err(err(
+            ErrorCode::InvalidRequest,
+            "client_id differs from the client assertion's sub",
+        ));
+    }
+    if let Err(wait) = take_for_client(server, &client_id, true) {
+        let retry = format!(
+            "too many requests for this client; retry in {} s",
+            wait.as_secs()
+        );
+        return Err(TokenError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            ..err(ErrorCode::TemporarilyUnavailable, retry)
+        });
+    }
+    let client = load_client(server, &client_id)
+        .await?
+        .map_err(|_| invalid("unknown client"))?;
+    if client.token_endpoint_auth_method != ClientAuthMethod::PrivateKeyJwt {
+        return Err(invalid("the client is not registered for private_key_jwt"));
+    }
+    match assertion::verify(server, &client, token).await {
+        Ok(()) => Ok(client),
+        Err(assertion::Refused::Invalid(why)) => Err(invalid(&why)),
+        Err(assertion::Refused::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The parameters of a token or revocation request: the body must be

@@ -48,6 +48,9 @@
 //! `password` (the login form, with a [`LoginBackend`]) and [`proxy`] (an upstream identity
 //! provider, configured with [`Upstream`]).
 
+#[cfg(feature = "policy")]
+mod access;
+mod assertion;
 mod authorize;
 mod builder;
 mod cimd;
@@ -86,4 +89,4 @@ pub use rate::RateLimit;
 pub use registration::Registration;
 pub use server::{AuthServer, Lifetimes};
 pub use store::{MemoryStore, Store};
-pub use upstream::{Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder, UserMapping};
+pub use upstream::{Identity, ProxyError, Upstream, UpstreamBuilder, UserMapping};

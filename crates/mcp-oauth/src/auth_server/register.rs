@@ -139,7 +139,10 @@ pub(crate) async fn register(
         }
     };
     client.client_id = random_token();
-    let secret = client.is_confidential().then(random_token);
+    let secret = client
+        .token_endpoint_auth_method
+        .uses_secret()
+        .then(random_token);
     client.secret_hash = secret.as_deref().map(hash_hex);
     // A registration the operator made (initial access token) stays; others lapse unless
     // the client completes an authorization in time.

@@ -154,6 +154,22 @@ pub(crate) fn client_from_registration(
     let client_name =
         text(meta.get("client_name")).map_err(|()| invalid("client_name must be a string"))?;
     let scope = text(meta.get("scope")).map_err(|()| invalid("scope must be a string"))?;
+    if meta.contains_key("jwks_uri") {
+        return Err(invalid(
+            "jwks_uri is not supported: register the public keys inline as jwks",
+        ));
+    }
+    let jwks = if auth_method == ClientAuthMethod::PrivateKeyJwt {
+        let Some(jwks) = meta.get("jwks").filter(|j| j.is_object()) else {
+            return Err(invalid(
+                "a private_key_jwt client registers its public keys as jwks (a JWK Set object)",
+            ));
+        };
+        super::assertion::client_keys(jwks).map_err(|e| invalid(&e))?;
+        Some(jwks.clone())
+    } else {
+        None
+    };
     if response_types.iter().any(|r| r != "code") {
         return Err(invalid("only the response type \"code\" is supported"));
     }
@@ -219,6 +235,7 @@ pub(crate) fn client_from_registration(
         secret_hash: None,
         redirect_uris,
         token_endpoint_auth_method: auth_method,
+        jwks,
         grant_types,
         application_type,
         client_name,

@@ -68,11 +68,29 @@ pub(crate) async fn approve(
     user: UserIdentity,
     family: Option<String>,
 ) -> Response {
+    #[cfg(feature = "policy")]
+    let scope = match &server.inner.access {
+        Some(access) => match access.decide(request, &user) {
+            Ok(scope) => scope,
+            Err(refusal) => {
+                return redirect_error(
+                    server,
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    ErrorCode::AccessDenied,
+                    refusal.description(),
+                );
+            }
+        },
+        None => request.scope.clone(),
+    };
+    #[cfg(not(feature = "policy"))]
+    let scope = request.scope.clone();
     let code = random_token();
     let record = CodeRecord {
         grant: GrantRecord {
             client_id: request.client_id.clone(),
-            scope: request.scope.clone(),
+            scope,
             resource: request.resource.clone(),
             subject: user.subject,
             user_claims: user.claims,

@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     /// Who the user is: the login form, or an upstream identity provider.
     pub(crate) sign_in: Arc<dyn SignIn>,
+    /// Who may sign in and which scopes they get.
+    #[cfg(feature = "policy")]
+    pub(crate) access: Option<super::access::Access>,
 }
 
 /// What the server is and offers.
@@ -323,6 +326,17 @@ impl AuthServer {
             "revocation_endpoint_auth_methods_supported".into(),
             json!(auth_methods),
         );
+        // private_key_jwt: the algorithms a client assertion may be signed with.
+        let assertion_algs: Vec<&str> = crate::jose::Algorithms::asymmetric()
+            .iter()
+            .map(crate::jose::Algorithm::as_str)
+            .collect();
+        for member in [
+            "token_endpoint_auth_signing_alg_values_supported",
+            "revocation_endpoint_auth_signing_alg_values_supported",
+        ] {
+            m.extra.insert(member.into(), json!(assertion_algs));
+        }
         m.extra
             .insert("subject_types_supported".into(), json!(["public"]));
         if let Some(dpop) = &self.inner.tokens.dpop {
@@ -411,6 +425,19 @@ impl<V: TokenVerifier> TokenVerifier for LocalVerifier<V> {
 
     fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
         Box::pin(self.check_not_revoked(claims))
+    }
+
+    /// A revocation made here, or a recent answer of the store, is known at once.
+    fn recheck_now(&self, claims: &Claims) -> Option<Result<(), VerifyError>> {
+        let Some(sid) = claims.str("sid") else {
+            return Some(Ok(()));
+        };
+        let revoked = self.server.inner.tokens.revoked.get(sid)?;
+        Some(if revoked {
+            Err(VerifyError::Refused("the grant was revoked".into()))
+        } else {
+            Ok(())
+        })
     }
 }
 

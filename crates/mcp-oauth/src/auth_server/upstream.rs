@@ -1,6 +1,6 @@
 //! An upstream identity provider (proxy mode): how it is configured ([`UpstreamBuilder`], the
 //! presets for Google, GitHub, Okta, Entra ID and any OIDC issuer), how the proxy learns who
-//! signed in ([`Identity`]) and authenticates to it ([`UpstreamAuth`]), and its token
+//! signed in ([`Identity`]) and authenticates to it ([`ClientCredentials`](crate::protocol::ClientCredentials)), and its token
 //! endpoint.
 
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::protocol::ClientAuthMethod;
 use crate::error::ConfigError;
-use crate::fetch::{HttpClient, RequestAuth};
+use crate::fetch::HttpClient;
+use crate::protocol::{ClientAuthMethod, ClientCredentials};
 use crate::secret::Secret;
 use crate::verify::{JwtVerifier, TokenVerifier};
 
@@ -55,26 +55,6 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// How the proxy authenticates to the upstream token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UpstreamAuth {
-    /// `client_secret_post` (the default; what mcp-use's proxy does).
-    Post,
-    /// `client_secret_basic`.
-    Basic,
-}
-
-impl UpstreamAuth {
-    /// The client authentication method this names.
-    pub(crate) const fn method(self) -> ClientAuthMethod {
-        match self {
-            Self::Post => ClientAuthMethod::ClientSecretPost,
-            Self::Basic => ClientAuthMethod::ClientSecretBasic,
-        }
-    }
-}
-
 pub(crate) enum Verifier {
     IdToken(JwtVerifier),
     UserInfo(Url),
@@ -86,11 +66,10 @@ pub struct Upstream {
     pub(crate) name: String,
     pub(crate) authorization_endpoint: Url,
     pub(crate) token_endpoint: Url,
-    pub(crate) client_id: String,
-    pub(crate) client_secret: Option<Secret>,
+    /// This server as the provider's client: id, secret, and how it authenticates.
+    pub(crate) client: ClientCredentials,
     pub(crate) scopes: Vec<String>,
     pub(crate) extra: Vec<(String, String)>,
-    pub(crate) auth: UpstreamAuth,
     pub(crate) pkce: bool,
     pub(crate) verifier: Verifier,
     pub(crate) http: HttpClient,
@@ -113,7 +92,7 @@ impl std::fmt::Debug for Upstream {
                 "authorization_endpoint",
                 &self.authorization_endpoint.as_str(),
             )
-            .field("client_id", &self.client_id)
+            .field("client_id", &self.client.client_id())
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +109,7 @@ pub struct UpstreamBuilder {
     client_secret: Option<Secret>,
     scopes: Vec<String>,
     extra: Vec<(String, String)>,
-    auth: UpstreamAuth,
+    auth: ClientAuthMethod,
     pkce: bool,
     identity: Option<Identity>,
     http: Option<HttpClient>,
@@ -168,7 +147,7 @@ impl Upstream {
             client_secret: None,
             scopes: strings(&["openid", "email", "profile"]),
             extra: Vec::new(),
-            auth: UpstreamAuth::Post,
+            auth: ClientAuthMethod::ClientSecretPost,
             pkce: true,
             identity: None,
             http: None,
@@ -368,8 +347,10 @@ impl UpstreamBuilder {
         self
     }
 
-    /// Client authentication at the token endpoint (default `client_secret_post`).
-    pub fn token_auth(mut self, auth: UpstreamAuth) -> Self {
+    /// Client authentication at the provider's token and revocation endpoints: default
+    /// `client_secret_post` (what mcp-use's proxy does), or `client_secret_basic`. Without a
+    /// client secret the client is public and sends its `client_id` alone, whatever this says.
+    pub fn token_auth(mut self, auth: ClientAuthMethod) -> Self {
         self.auth = auth;
         self
     }
@@ -462,11 +443,14 @@ impl UpstreamBuilder {
             name: self.name,
             authorization_endpoint,
             token_endpoint,
-            client_id: self.client_id,
-            client_secret: self.client_secret,
+            client: match self.client_secret {
+                Some(secret) => {
+                    ClientCredentials::new(self.client_id, secret).with_method(self.auth)
+                }
+                None => ClientCredentials::public(self.client_id),
+            },
             scopes: self.scopes,
             extra: self.extra,
-            auth: self.auth,
             pkce: self.pkce,
             verifier,
             http,
@@ -735,23 +719,8 @@ async fn client_post(
     url: &Url,
     form: &[(&str, &str)],
 ) -> Result<crate::fetch::Fetched, ProxyError> {
-    let secret = upstream
-        .client_secret
-        .as_ref()
-        .map(|s| String::from_utf8_lossy(s.expose()).into_owned());
     let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let auth = match (upstream.auth.method(), &secret) {
-        (ClientAuthMethod::ClientSecretBasic, Some(secret)) => {
-            RequestAuth::Basic(&upstream.client_id, secret)
-        }
-        (_, secret) => {
-            fields.push(("client_id", &upstream.client_id));
-            if let Some(secret) = secret {
-                fields.push(("client_secret", secret));
-            }
-            RequestAuth::None
-        }
-    };
+    let auth = upstream.client.authenticate(&mut fields);
     upstream
         .http
         .post_form(url, &fields, auth)

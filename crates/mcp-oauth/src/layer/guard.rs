@@ -26,6 +26,9 @@ pub(crate) struct Guard {
     challenge_scopes: Vec<String>,
     max_body_bytes: usize,
     dpop: Option<Arc<ResourceDpop>>,
+    /// The access policy deciding calls, with its audit log.
+    #[cfg(feature = "policy")]
+    enforcer: Option<Arc<crate::policy::Enforcer>>,
 }
 
 impl Guard {
@@ -47,7 +50,34 @@ impl Guard {
             challenge_scopes,
             max_body_bytes,
             dpop: None,
+            #[cfg(feature = "policy")]
+            enforcer: None,
         }
+    }
+
+    /// A copy that decides calls with this access policy (`None`: no access policy).
+    #[cfg(feature = "policy")]
+    pub(crate) fn with_enforcer(&self, enforcer: Option<crate::policy::Enforcer>) -> Self {
+        Self {
+            enforcer: enforcer.map(Arc::new),
+            ..self.clone()
+        }
+    }
+
+    /// The access policy, if any.
+    #[cfg(feature = "policy")]
+    pub(crate) fn enforcer(&self) -> Option<&crate::policy::Enforcer> {
+        self.enforcer.as_deref()
+    }
+
+    /// Whether a POST body must be read: for the scope policy's per-method or per-tool
+    /// scopes, or for the access policy.
+    pub(crate) fn needs_body(&self) -> bool {
+        #[cfg(feature = "policy")]
+        if self.enforcer.is_some() {
+            return true;
+        }
+        self.policy.needs_body()
     }
 
     /// With DPoP accepted (or required) at this resource.

@@ -636,7 +636,7 @@ fn after_authentication<B>(guard: &Guard, req: Request<B>, auth: Auth) -> Next<B
             Rejection::InsufficientScope { required },
         ));
     }
-    if policy.needs_body() && req.method() == Method::POST {
+    if guard.needs_body() && req.method() == Method::POST {
         let (parts, body) = req.into_parts();
         return Next::ReadBody(parts, body, auth);
     }
@@ -651,10 +651,17 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
     let rejection = match peek_jsonrpc(&bytes) {
         Ok(calls) => {
             let required = guard.policy().required_for(&calls);
-            if auth.has_scopes(required.iter().map(String::as_str)) {
-                None
-            } else {
+            if !auth.has_scopes(required.iter().map(String::as_str)) {
                 Some(Rejection::InsufficientScope { required })
+            } else {
+                #[cfg(feature = "policy")]
+                match access_policy(guard, &auth, &calls, &bytes, required) {
+                    PolicyAnswer::Pass => None,
+                    PolicyAnswer::Reject(rejection) => Some(rejection),
+                    PolicyAnswer::Answer(response) => return Decided::Reject(response),
+                }
+                #[cfg(not(feature = "policy"))]
+                None
             }
         }
         Err(_) => Some(Rejection::InvalidRequest(
@@ -673,6 +680,64 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
     let mut req = Request::from_parts(parts, B::from(bytes));
     req.extensions_mut().insert::<Auth>(auth);
     Decided::Call(req)
+}
+
+/// What the access policy makes of a body.
+#[cfg(feature = "policy")]
+enum PolicyAnswer {
+    /// Nothing to say: on to the service.
+    Pass,
+    /// A rejection with a challenge (step-up 403, unreadable body 400).
+    Reject(Rejection),
+    /// This JSON-RPC answer in the service's place.
+    Answer(Response<Full<Bytes>>),
+}
+
+/// The access policy's verdict on the calls in a body. A step-up names the scope policy's
+/// scopes for these calls and the rule's step-up scopes.
+#[cfg(feature = "policy")]
+fn access_policy(
+    guard: &Guard,
+    auth: &Auth,
+    calls: &[crate::jsonrpc::RpcCall<'_>],
+    bytes: &[u8],
+    mut required: Vec<String>,
+) -> PolicyAnswer {
+    use crate::policy::Verdict;
+
+    let Some(enforcer) = guard.enforcer() else {
+        return PolicyAnswer::Pass;
+    };
+    match enforcer.check(auth, calls, bytes) {
+        Verdict::Pass => PolicyAnswer::Pass,
+        Verdict::StepUp(scopes) => {
+            for scope in scopes {
+                if !required.contains(&scope) {
+                    required.push(scope);
+                }
+            }
+            PolicyAnswer::Reject(Rejection::InsufficientScope { required })
+        }
+        Verdict::Unreadable => PolicyAnswer::Reject(Rejection::InvalidRequest(
+            "the body is not a JSON-RPC message with unique member names",
+        )),
+        Verdict::Refuse(body) => {
+            tracing::debug!(target: "mcp_oauth::policy", "a call was refused by the access policy");
+            let mut response = match body {
+                Some(body) => Response::new(Full::new(body)),
+                None => {
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = StatusCode::ACCEPTED;
+                    r
+                }
+            };
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            PolicyAnswer::Answer(response)
+        }
+    }
 }
 
 fn log_rejection(rejection: &Rejection, path: &str) {

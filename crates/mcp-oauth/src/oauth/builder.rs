@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Inner, OAuth};
-use crate::auth::ClaimMapper;
+use crate::auth::{AsyncClaimMapper, ClaimMapper, Mapping};
 use crate::authenticator::{Audience, Authenticator, TokenCacheOptions};
 use crate::dpop::DpopVerifier;
 use crate::error::ConfigError;
@@ -33,7 +33,7 @@ pub struct OAuthBuilder {
     policy: ScopePolicy,
     hierarchy: ScopeHierarchy,
     verifier: Option<Arc<dyn TokenVerifier>>,
-    mapper: Option<Arc<dyn ClaimMapper>>,
+    mapper: Option<Mapping>,
     audience: Audience,
     leeway: Duration,
     max_token_bytes: usize,
@@ -54,6 +54,11 @@ pub struct OAuthBuilder {
     /// The preset's `userinfo` endpoint, for profile claims the tokens lack.
     #[cfg(feature = "remote")]
     userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
+    /// The access policy deciding calls, and the audit log of its decisions.
+    #[cfg(feature = "policy")]
+    access_policy: Option<crate::policy::Policy>,
+    #[cfg(feature = "policy")]
+    audit: Option<crate::AuditLog>,
 }
 
 impl Default for OAuthBuilder {
@@ -86,6 +91,10 @@ impl Default for OAuthBuilder {
             mirror_fallback: None,
             #[cfg(feature = "remote")]
             userinfo: None,
+            #[cfg(feature = "policy")]
+            access_policy: None,
+            #[cfg(feature = "policy")]
+            audit: None,
         }
     }
 }
@@ -194,6 +203,30 @@ impl OAuthBuilder {
         self
     }
 
+    /// Decides every `tools/call`, `prompts/get` and `resources/read` with this access
+    /// policy, the verified caller as subject: a refused call gets a JSON-RPC error, a call
+    /// whose rule needs step-up scopes the token lacks gets HTTP 403 `insufficient_scope`.
+    /// Build the policy with the server's tools ([`Catalog`](crate::policy::Catalog)), so
+    /// that its rules are checked against them. Default is no access policy.
+    ///
+    /// The layer cannot see the lists the service answers: filter `tools/list` in your
+    /// handler with [`Policy::visible`](crate::policy::Policy::visible) and
+    /// [`Subject::from_auth`](crate::policy::Subject::from_auth) (an
+    /// [`McpServer`](crate::server::McpServer) does it itself). See `docs/policy.md`.
+    #[cfg(feature = "policy")]
+    pub fn access_policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.access_policy = Some(policy);
+        self
+    }
+
+    /// Writes one line per access-policy decision to this audit log. Default is none; it
+    /// records nothing without an [`access_policy`](Self::access_policy).
+    #[cfg(feature = "policy")]
+    pub fn audit(mut self, audit: crate::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// Which scopes imply which (used by the policy and the `Auth` helpers).
     pub fn scope_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
         self.hierarchy = hierarchy;
@@ -208,7 +241,16 @@ impl OAuthBuilder {
 
     /// The claim mapping (default: [`DefaultClaimMapper`](crate::auth::DefaultClaimMapper)).
     pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
-        self.mapper = Some(Arc::new(mapper));
+        self.mapper = Some(Mapping::Now(Arc::new(mapper)));
+        self
+    }
+
+    /// A claim mapping that may wait (a database, the provider's user API), in place of
+    /// [`OAuthBuilder::claim_mapper`] and the preset's mapping. It runs once per token, after
+    /// every check, and its user is cached with the token; see
+    /// [`AsyncClaimMapper`](crate::auth::AsyncClaimMapper).
+    pub fn async_claim_mapper(mut self, mapper: impl AsyncClaimMapper) -> Self {
+        self.mapper = Some(Mapping::Later(Arc::new(mapper)));
         self
     }
 
@@ -359,7 +401,7 @@ impl OAuthBuilder {
             self.scopes_supported = crate::scope::advertised(spec.scopes_supported.iter().cloned());
         }
         if self.mapper.is_none() {
-            self.mapper = Some(spec.mapper.clone());
+            self.mapper = Some(Mapping::Now(spec.mapper.clone()));
         }
         match (&spec.audience, &mut self.audience) {
             (
@@ -539,6 +581,13 @@ impl OAuthBuilder {
             (None, false) => None,
         };
         let guard = guard.with_dpop(dpop);
+        #[cfg(feature = "policy")]
+        let guard = match self.access_policy {
+            Some(policy) => {
+                guard.with_enforcer(Some(crate::policy::Enforcer::new(policy, self.audit)))
+            }
+            None => guard,
+        };
         Ok(OAuth {
             inner: Arc::new(Inner {
                 guard: Arc::new(guard),

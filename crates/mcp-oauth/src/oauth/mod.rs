@@ -209,6 +209,32 @@ impl OAuth {
         }
     }
 
+    /// A copy that decides calls with this access policy (`None`: none) and writes its
+    /// decisions to `audit`; see [`OAuthBuilder::access_policy`].
+    #[cfg(feature = "policy")]
+    #[must_use]
+    pub fn with_access_policy(
+        &self,
+        policy: Option<crate::policy::Policy>,
+        audit: Option<crate::AuditLog>,
+    ) -> Self {
+        let mut inner = (*self.inner).clone();
+        let enforcer = policy.map(|p| crate::policy::Enforcer::new(p, audit));
+        inner.guard = Arc::new(inner.guard.with_enforcer(enforcer));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The access policy deciding calls, if any.
+    #[cfg(feature = "policy")]
+    pub fn access_policy(&self) -> Option<&crate::policy::Policy> {
+        self.inner
+            .guard
+            .enforcer()
+            .map(crate::policy::Enforcer::policy)
+    }
+
     /// The bearer layer for this configuration.
     pub fn layer(&self) -> BearerAuthLayer {
         BearerAuthLayer::new(self.inner.guard.clone())

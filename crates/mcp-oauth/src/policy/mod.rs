@@ -41,6 +41,8 @@ mod config;
 #[cfg(feature = "policy")]
 mod decision;
 #[cfg(feature = "policy")]
+mod enforce;
+#[cfg(feature = "policy")]
 mod engine;
 #[cfg(feature = "policy")]
 mod error;
@@ -57,6 +59,10 @@ pub use catalog::{Catalog, ToolInfo};
 pub use config::{ArgRule, ClaimKind, PolicyConfig, Rule, Who};
 #[cfg(feature = "policy")]
 pub use decision::{Decision, Effect, Explanation, ScopeGrant, Target};
+#[cfg(feature = "policy")]
+pub use enforce::POLICY_DENIED;
+#[cfg(feature = "policy")]
+pub(crate) use enforce::{Enforcer, Verdict};
 #[cfg(feature = "policy")]
 pub use engine::Policy;
 #[cfg(feature = "policy")]

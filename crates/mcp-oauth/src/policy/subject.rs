@@ -63,6 +63,31 @@ impl Subject {
         subject
     }
 
+    /// The caller the bearer layer verified: [`from_claims`](Self::from_claims) of its
+    /// token, with the scopes and the client the layer mapped from it. This is the subject
+    /// the layer decides calls for; use it to filter a list the same way (for an rmcp server
+    /// of your own: `policy.visible(&Subject::from_auth(&auth), Target::Tool(&tool.name))`).
+    ///
+    /// When the token has no `email` claim, the email the provider's claim mapping found
+    /// (`auth.user.email`, e.g. a namespaced Auth0 claim) is used, unless the token says
+    /// `email_verified: false`.
+    pub fn from_auth(auth: &crate::Auth) -> Self {
+        let mut subject = Self::from_claims(&auth.claims).scopes(auth.scopes.iter().cloned());
+        if let (None, Some(client)) = (&subject.client_id, &auth.client_id) {
+            subject.client_id = Some(client.clone());
+        }
+        let unverified = auth
+            .claims
+            .as_map()
+            .get("email_verified")
+            .and_then(Value::as_bool)
+            == Some(false);
+        if let (None, Some(email), false) = (&subject.email, &auth.user.email, unverified) {
+            subject.email = Some(email.to_lowercase());
+        }
+        subject
+    }
+
     /// Sets the (verified) email address.
     #[must_use]
     pub fn email(mut self, email: impl Into<String>) -> Self {
@@ -210,6 +235,36 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(Subject::from_claims(&claims).email_address(), None);
+    }
+
+    fn auth(claims: serde_json::Value) -> crate::Auth {
+        let mapper = |_: &Claims| crate::UserInfo {
+            email: Some("Mapped@Example.com".into()),
+            ..crate::UserInfo::default()
+        };
+        crate::AuthInfo::from_claims(
+            Claims::new(claims.as_object().cloned().unwrap()),
+            crate::AccessToken::new("t"),
+            &mapper,
+            std::sync::Arc::new(crate::scope::ScopeHierarchy::new()),
+        )
+        .into()
+    }
+
+    #[test]
+    fn the_verified_caller_is_the_tokens_subject_with_the_mapped_email() {
+        let subject = Subject::from_auth(&auth(
+            json!({"sub": "u-1", "scope": "a b", "azp": "cli", "email": "Tok@Example.com"}),
+        ));
+        assert_eq!(subject.sub(), "u-1");
+        assert_eq!(subject.email_address(), Some("tok@example.com"));
+        assert_eq!(subject.client(), Some("cli"));
+        assert!(subject.scope_set().contains("b"));
+        // No email claim: the claim mapping's email, unless the token says it is unverified.
+        let mapped = Subject::from_auth(&auth(json!({"sub": "u-2"})));
+        assert_eq!(mapped.email_address(), Some("mapped@example.com"));
+        let unverified = Subject::from_auth(&auth(json!({"sub": "u-3", "email_verified": false})));
+        assert_eq!(unverified.email_address(), None);
     }
 
     #[test]

@@ -10,12 +10,16 @@ use crate::rmcp::{
     RoleServer, ServerCapabilities, ServerConfig, ServerHandler, ToolModel,
 };
 
+#[derive(Clone)]
 struct Shared {
     info: ServerConfig,
     tools: HashMap<String, Tool>,
     listed: Vec<ToolModel>,
     #[cfg(feature = "auth-server")]
     auth_server: Option<crate::auth_server::AuthServer>,
+    /// The access policy: `tools/list` shows each caller what it may call.
+    #[cfg(feature = "policy")]
+    policy: Option<crate::policy::Policy>,
 }
 
 #[derive(Clone)]
@@ -58,8 +62,22 @@ impl Handler {
                 listed,
                 #[cfg(feature = "auth-server")]
                 auth_server: server.auth_server.clone(),
+                #[cfg(feature = "policy")]
+                policy: None,
             }),
         })
+    }
+}
+
+#[cfg(feature = "policy")]
+impl Handler {
+    /// The same handler, listing to each caller only the tools `policy` lets it call.
+    pub(super) fn with_policy(self, policy: crate::policy::Policy) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.shared);
+        shared.policy = Some(policy);
+        Self {
+            shared: Arc::new(shared),
+        }
     }
 }
 
@@ -71,8 +89,31 @@ impl ServerHandler for Handler {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        #[cfg(feature = "policy")]
+        if let Some(policy) = &self.shared.policy {
+            use crate::policy::{Subject, Target};
+            // The same decision as a call, with the arguments unknown: a caller without a
+            // verified token sees nothing.
+            let subject = McpRequest::new(context)
+                .auth()
+                .map(|a| Subject::from_auth(&a));
+            let visible = self
+                .shared
+                .listed
+                .iter()
+                .filter(|t| {
+                    subject
+                        .as_ref()
+                        .is_some_and(|s| policy.visible(s, Target::Tool(&t.name)))
+                })
+                .cloned()
+                .collect();
+            return Ok(ListToolsResult::with_all_items(visible));
+        }
+        #[cfg(not(feature = "policy"))]
+        let _ = context;
         Ok(ListToolsResult::with_all_items(self.shared.listed.clone()))
     }
 

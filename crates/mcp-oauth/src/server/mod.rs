@@ -68,6 +68,10 @@ pub enum ServerError {
         /// What is wrong.
         reason: String,
     },
+    /// The access policy does not fit the server's tools (each problem names its rule).
+    #[cfg(feature = "policy")]
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// Binding or serving failed.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -89,6 +93,10 @@ pub struct McpServer {
     json_response: bool,
     #[cfg(feature = "auth-server")]
     auth_server: Option<crate::auth_server::AuthServer>,
+    #[cfg(feature = "policy")]
+    access_policy: Option<crate::policy::PolicyConfig>,
+    #[cfg(feature = "policy")]
+    audit: Option<crate::AuditLog>,
 }
 
 impl McpServer {
@@ -107,6 +115,10 @@ impl McpServer {
             json_response: true,
             #[cfg(feature = "auth-server")]
             auth_server: None,
+            #[cfg(feature = "policy")]
+            access_policy: None,
+            #[cfg(feature = "policy")]
+            audit: None,
         }
     }
 
@@ -147,6 +159,83 @@ impl McpServer {
     pub fn auth_server(mut self, server: crate::auth_server::AuthServer) -> Self {
         self.auth_server = Some(server);
         self
+    }
+
+    /// Decides every tool call with this access policy, the verified caller as subject, and
+    /// shows each caller in `tools/list` only the tools it may call. The rules are checked
+    /// against the server's tools when the app is built ([`McpServer::app`], `listen`,
+    /// `serve`): a rule naming an unknown tool or argument stops the server with an error
+    /// naming the rule. Needs OAuth. Default is no access policy.
+    ///
+    /// A refused call gets a JSON-RPC error (code
+    /// [`POLICY_DENIED`](crate::policy::POLICY_DENIED)); a call whose rule has step-up
+    /// scopes the token lacks gets HTTP 403 `insufficient_scope` naming them. See
+    /// `docs/policy.md`.
+    ///
+    /// ```
+    /// use mcp_oauth::policy::PolicyConfig;
+    /// use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let policy = PolicyConfig::from_toml(r#"
+    /// [[policy.rule]]
+    /// id = "staff-whoami"
+    /// who = { email_domains = ["example.com"] }
+    /// tools = ["whoami"]
+    /// "#, "policy.toml")?;
+    /// let server = McpServer::new("demo", "1.0.0")
+    ///     .tool(Tool::new("whoami", "Who is calling", |_: NoArgs, ctx: ToolContext| async move {
+    ///         ctx.auth().map(|a| a.subject().to_owned()).unwrap_or_default()
+    ///     }))
+    ///     .policy(policy);
+    /// // A rule naming a tool the server does not have is an error, not a silent deny.
+    /// let typo = PolicyConfig::from_toml(r#"
+    /// [[policy.rule]]
+    /// id = "typo"
+    /// tools = ["whoamii"]
+    /// "#, "policy.toml")?;
+    /// let err = server.clone().policy(typo).check_policy().unwrap_err();
+    /// assert!(err.to_string().contains("typo"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "policy")]
+    pub fn policy(mut self, config: crate::policy::PolicyConfig) -> Self {
+        self.access_policy = Some(config);
+        self
+    }
+
+    /// Writes one line per access-policy decision to this audit log (see
+    /// [`audit`](crate::audit)). Default is none.
+    #[cfg(feature = "policy")]
+    pub fn audit(mut self, audit: crate::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The access policy compiled against the server's tools: `None` without
+    /// [`McpServer::policy`].
+    ///
+    /// # Errors
+    ///
+    /// The rules do not fit the tools (each problem names its rule and line), or a tool's
+    /// arguments type has no object schema.
+    #[cfg(feature = "policy")]
+    pub fn check_policy(&self) -> Result<Option<crate::policy::Policy>, ServerError> {
+        use crate::policy::{Catalog, Policy, ToolInfo};
+
+        let Some(config) = &self.access_policy else {
+            return Ok(None);
+        };
+        let mut catalog = Catalog::new();
+        for tool in &self.tools {
+            let schema = tool.schema.clone().map_err(|reason| ServerError::Tool {
+                name: tool.name.clone(),
+                reason,
+            })?;
+            let schema = serde_json::Value::Object((*schema).clone());
+            catalog = catalog.tool(ToolInfo::new(tool.name.clone(), schema));
+        }
+        Ok(Some(Policy::new(config.clone(), catalog)?))
     }
 
     /// Protects the MCP endpoint with a ready [`OAuth`] configuration (the endpoint's path is
@@ -349,7 +438,31 @@ impl McpServer {
             }
         }
         let oauth = oauth.as_ref().zip(policy).map(|(o, p)| o.with_policy(p));
-        let handler = handler::Handler::new(self)?;
+        #[cfg(feature = "policy")]
+        let access = self.check_policy()?;
+        #[cfg(feature = "policy")]
+        let oauth = match (oauth, &access) {
+            (Some(oauth), Some(policy)) => {
+                Some(oauth.with_access_policy(Some(policy.clone()), self.audit.clone()))
+            }
+            (None, Some(_)) => {
+                return Err(ServerError::Config(ConfigError::invalid(
+                    "policy",
+                    "an access policy decides for a signed-in caller: configure OAuth (McpServer::oauth, provider or auth_server) too",
+                )));
+            }
+            (oauth, None) => oauth,
+        };
+        #[cfg_attr(not(feature = "policy"), allow(unused_mut))]
+        let mut handler = handler::Handler::new(self)?;
+        // The list shows what the calls allow: the server's policy, else one the OAuth
+        // configuration brought (`OAuthBuilder::access_policy`).
+        #[cfg(feature = "policy")]
+        if let Some(policy) =
+            access.or_else(|| oauth.as_ref().and_then(|o| o.access_policy().cloned()))
+        {
+            handler = handler.with_policy(policy);
+        }
         let config = transport_config(oauth.as_ref(), self.sessions, self.json_response);
         let service = StreamableHttpService::new(
             move || Ok(handler.clone()),

@@ -8,26 +8,14 @@ use super::{BoxFuture, TokenVerifier};
 use crate::claims::{Claims, check_issuer};
 use crate::error::{ConfigError, FetchErrorKind, VerifyError};
 use crate::fetch::{HttpClient, RequestAuth};
+use crate::protocol::ClientCredentials;
 use crate::secret::Secret;
 
 /// How the resource server authenticates to the introspection endpoint.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum ClientAuth {
-    /// HTTP Basic with the client id and secret (`client_secret_basic`, the default).
-    Basic {
-        /// Client id.
-        client_id: String,
-        /// Client secret.
-        client_secret: Secret,
-    },
-    /// Id and secret in the form body (`client_secret_post`).
-    Post {
-        /// Client id.
-        client_id: String,
-        /// Client secret.
-        client_secret: Secret,
-    },
+enum EndpointAuth {
+    /// As an OAuth client (RFC 7662 §2.1).
+    Client(ClientCredentials),
     /// A bearer token for the endpoint (some servers protect introspection that way).
     Bearer(Secret),
     /// No authentication.
@@ -44,7 +32,7 @@ pub enum ClientAuth {
 /// default so that revocation takes effect quickly.
 pub struct IntrospectionVerifier {
     endpoint: Url,
-    auth: ClientAuth,
+    auth: EndpointAuth,
     issuer: Option<String>,
     client: HttpClient,
     cache_ttl: Duration,
@@ -66,7 +54,7 @@ impl std::fmt::Debug for IntrospectionVerifier {
 #[derive(Debug)]
 pub struct IntrospectionVerifierBuilder {
     endpoint: String,
-    auth: ClientAuth,
+    auth: EndpointAuth,
     issuer: Option<String>,
     client: Option<HttpClient>,
     cache_ttl: Duration,
@@ -78,7 +66,7 @@ impl IntrospectionVerifier {
     pub fn builder(endpoint: impl Into<String>) -> IntrospectionVerifierBuilder {
         IntrospectionVerifierBuilder {
             endpoint: endpoint.into(),
-            auth: ClientAuth::None,
+            auth: EndpointAuth::None,
             issuer: None,
             client: None,
             cache_ttl: Duration::from_secs(60),
@@ -87,24 +75,14 @@ impl IntrospectionVerifier {
     }
 
     async fn introspect<'a>(&'a self, token: &'a str) -> Result<Claims, VerifyError> {
-        let secret = |s: &'a Secret| std::str::from_utf8(s.expose()).unwrap_or_default();
         let mut form: Vec<(&str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
         let auth = match &self.auth {
-            ClientAuth::Basic {
-                client_id,
-                client_secret,
-            } => RequestAuth::Basic(client_id, secret(client_secret)),
-            ClientAuth::Post {
-                client_id,
-                client_secret,
-            } => {
-                form.push(("client_id", client_id));
-                form.push(("client_secret", secret(client_secret)));
-                RequestAuth::None
+            EndpointAuth::Client(client) => client.authenticate(&mut form),
+            EndpointAuth::Bearer(token) => {
+                RequestAuth::Bearer(std::str::from_utf8(token.expose()).unwrap_or_default())
             }
-            ClientAuth::Bearer(token) => RequestAuth::Bearer(secret(token)),
-            ClientAuth::None => RequestAuth::None,
+            EndpointAuth::None => RequestAuth::None,
         };
         let fetched = self.client.post_form(&self.endpoint, &form, auth).await.map_err(|err| {
             tracing::warn!(target: "mcp_oauth::introspection", error = %err, "introspection failed");
@@ -146,22 +124,28 @@ impl TokenVerifier for IntrospectionVerifier {
 }
 
 impl IntrospectionVerifierBuilder {
-    /// How to authenticate to the endpoint. Default: none.
-    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.auth = auth;
+    /// Authenticates to the endpoint as this OAuth client (RFC 7662 §2.1): HTTP Basic by
+    /// default, or the method [`ClientCredentials::with_method`] says. Default: no
+    /// authentication.
+    pub fn client(mut self, client: ClientCredentials) -> Self {
+        self.auth = EndpointAuth::Client(client);
         self
     }
 
-    /// Shorthand for [`ClientAuth::Basic`].
+    /// Shorthand for [`IntrospectionVerifierBuilder::client`] with
+    /// [`ClientCredentials::new`] (`client_secret_basic`).
     pub fn client_credentials(
-        mut self,
+        self,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> Self {
-        self.auth = ClientAuth::Basic {
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        };
+        self.client(ClientCredentials::new(client_id, client_secret))
+    }
+
+    /// Authenticates to the endpoint with a bearer token instead (some servers protect
+    /// introspection that way).
+    pub fn bearer_token(mut self, token: impl Into<Secret>) -> Self {
+        self.auth = EndpointAuth::Bearer(token.into());
         self
     }
 

@@ -33,7 +33,7 @@ pub(crate) mod unverified;
 
 pub use function::FnVerifier;
 #[cfg(feature = "remote")]
-pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifierBuilder};
+pub use introspection::{IntrospectionVerifier, IntrospectionVerifierBuilder};
 #[cfg(feature = "remote")]
 pub use jwks::{JwksOptions, RemoteJwks};
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
@@ -81,6 +81,14 @@ pub trait TokenVerifier: Send + Sync + 'static {
         let _ = claims;
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// [`TokenVerifier::recheck`]'s answer when it is known without waiting (a recent answer
+    /// kept in memory), else `None` and `recheck` runs. The bearer layer answers a cached
+    /// token without a future when this knows. Default `None`.
+    fn recheck_now(&self, claims: &Claims) -> Option<Result<(), VerifyError>> {
+        let _ = claims;
+        None
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
@@ -103,6 +111,10 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
     fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
         (**self).recheck(claims)
     }
+
+    fn recheck_now(&self, claims: &Claims) -> Option<Result<(), VerifyError>> {
+        (**self).recheck_now(claims)
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
@@ -124,5 +136,9 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
 
     fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
         (**self).recheck(claims)
+    }
+
+    fn recheck_now(&self, claims: &Claims) -> Option<Result<(), VerifyError>> {
+        (**self).recheck_now(claims)
     }
 }

@@ -40,16 +40,14 @@ async fn consented_scopes(
     subject: &str,
     client_id: &str,
 ) -> Option<Vec<String>> {
+    // Records without scopes (written before consent was checked) do not decode: none.
     let entry = server
         .inner
         .store
-        .entry(EntryKind::Consent, &consent_key(subject, client_id))
+        .entry::<ConsentRecord>(EntryKind::Consent, &consent_key(subject, client_id))
         .await
         .ok()??;
-    // Records without scopes (written before consent was checked) count as none.
-    serde_json::from_str::<ConsentRecord>(&entry)
-        .ok()
-        .map(|c| c.scope)
+    Some(entry.scope)
 }
 
 /// Whether this user allowed this client every scope of the request.
@@ -82,16 +80,13 @@ async fn record_consent(
             scope.push(s.clone());
         }
     }
-    let Ok(value) = serde_json::to_string(&ConsentRecord { scope }) else {
-        return;
-    };
     if let Err(err) = server
         .inner
         .store
         .put_entry(
             EntryKind::Consent,
             &consent_key(subject, &request.client_id),
-            value,
+            &ConsentRecord { scope },
             now_unix() + ttl,
         )
         .await
@@ -134,6 +129,23 @@ pub(super) async fn ask_consent(
             );
         }
     };
+    // A user the policy refuses is not asked to consent; the page shows only the scopes the
+    // policy grants this user.
+    #[cfg(feature = "policy")]
+    if let Some(access) = &server.inner.access {
+        match access.decide_and_record(&request, &user, false) {
+            Ok(scope) => request.scope = scope,
+            Err(refusal) => {
+                return redirect_error(
+                    server,
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    ErrorCode::AccessDenied,
+                    refusal.description(),
+                );
+            }
+        }
+    }
     let id = random_token();
     request.csrf = random_token();
     let account = ["preferred_username", "email", "name"]
@@ -150,15 +162,16 @@ pub(super) async fn ask_consent(
     };
     let expires =
         now_unix() + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600);
-    let stored = match serde_json::to_string(&pending) {
-        Ok(value) => server
-            .inner
-            .store
-            .put_entry(EntryKind::Transaction, &signed_in_key(&id), value, expires)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(err) => Err(err.to_string()),
-    };
+    let stored = server
+        .inner
+        .store
+        .put_entry(
+            EntryKind::Transaction,
+            &signed_in_key(&id),
+            &pending,
+            expires,
+        )
+        .await;
     if let Err(err) = stored {
         tracing::error!(target: "mcp_oauth::proxy", error = %err, "cannot store a pending consent");
         return error_page(
@@ -191,11 +204,15 @@ pub(crate) async fn confirm(
     allow: bool,
 ) -> Option<Response> {
     let key = signed_in_key(id);
-    let entry = match server.inner.store.entry(EntryKind::Transaction, &key).await {
+    let entry = server
+        .inner
+        .store
+        .entry::<SignedIn>(EntryKind::Transaction, &key)
+        .await;
+    let pending = match entry {
         Ok(entry) => entry?,
         Err(err) => return Some(err.into_page()),
     };
-    let pending: SignedIn = serde_json::from_str(&entry).ok()?;
     let token_ok = bool::from(csrf.as_bytes().ct_eq(pending.request.csrf.as_bytes()));
     if !token_ok
         || !is_bound(server, &proxy.sealer, headers, CONSENT_BINDING, id)
@@ -210,7 +227,7 @@ pub(crate) async fn confirm(
     let taken = match server
         .inner
         .store
-        .take_entry(EntryKind::Transaction, &key)
+        .take_entry::<SignedIn>(EntryKind::Transaction, &key)
         .await
     {
         Ok(taken) => taken,

@@ -52,18 +52,12 @@ pub(crate) async fn start(
         request,
         verifier: verifier.clone(),
     };
-    let Ok(value) = serde_json::to_string(&record) else {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The sign-in could not be started.",
-        );
-    };
     let expires =
         now_unix() + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600);
     if let Err(err) = server
         .inner
         .store
-        .put_entry(EntryKind::Transaction, &hash_hex(&state), value, expires)
+        .put_entry(EntryKind::Transaction, &hash_hex(&state), &record, expires)
         .await
     {
         return err.into_page();
@@ -72,7 +66,7 @@ pub(crate) async fn start(
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");
-        q.append_pair("client_id", &upstream.client_id);
+        q.append_pair("client_id", upstream.client.client_id());
         q.append_pair("redirect_uri", &server.endpoint(CALLBACK_PATH));
         q.append_pair("state", &state);
         if !upstream.scopes.is_empty() {
@@ -114,13 +108,13 @@ pub(crate) async fn callback(
     let taken = server
         .inner
         .store
-        .take_entry(EntryKind::Transaction, &hash_hex(state))
+        .take_entry::<Transaction>(EntryKind::Transaction, &hash_hex(state))
         .await;
     let taken = match taken {
         Ok(taken) => taken,
         Err(err) => return err.into_page(),
     };
-    let Some(tx) = taken.and_then(|v| serde_json::from_str::<Transaction>(&v).ok()) else {
+    let Some(tx) = taken else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in expired or was already completed. Start again from the application.",
@@ -251,7 +245,7 @@ async fn identify(
             let for_us = claims
                 .audiences()
                 .map_err(|e| ProxyError::Identity(e.to_string()))?
-                .contains(&upstream.client_id.as_str());
+                .contains(&upstream.client.client_id());
             if !for_us {
                 return Err(ProxyError::Identity(
                     "the id_token was issued to another client".into(),

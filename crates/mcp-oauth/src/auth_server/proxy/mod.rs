@@ -43,7 +43,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 pub(crate) use state::ProxySignIn;
 
 pub use super::upstream::{
-    CALLBACK_PATH, Identity, ProxyError, Upstream, UpstreamAuth, UpstreamBuilder, UserMapping,
+    CALLBACK_PATH, Identity, ProxyError, Upstream, UpstreamBuilder, UserMapping,
 };
 use crate::auth_server::consent_page::Decision;
 use crate::auth_server::cookies::{approved_clients, consent_cookie, consent_cookie_name, cookie};

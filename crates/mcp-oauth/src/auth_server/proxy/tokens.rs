@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::state::ProxySignIn;
 use crate::auth_server::server::AuthServer;
@@ -12,6 +12,12 @@ use crate::auth_server::store::EntryKind;
 use crate::auth_server::upstream::{ProxyError, revoke_request, token_request};
 use crate::claims::now_unix;
 use crate::secret::Secret;
+
+/// How a grant's upstream tokens are stored: sealed (AES-GCM, bound to the grant family).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SealedTokens {
+    sealed: String,
+}
 
 /// What the proxy keeps of the upstream tokens, sealed.
 #[derive(Serialize, Deserialize)]
@@ -88,7 +94,7 @@ pub(crate) async fn store_tokens(
         .put_entry(
             EntryKind::UpstreamTokens,
             family,
-            json!({ "sealed": sealed }).to_string(),
+            &SealedTokens { sealed },
             until,
         )
         .await
@@ -144,7 +150,7 @@ pub(crate) async fn revoke_upstream(server: &AuthServer, proxy: &ProxySignIn, fa
     let taken = match server
         .inner
         .store
-        .take_entry(EntryKind::UpstreamTokens, family)
+        .take_entry::<SealedTokens>(EntryKind::UpstreamTokens, family)
         .await
     {
         Ok(Some(entry)) => entry,
@@ -200,7 +206,7 @@ async fn load_tokens(
     let entry = server
         .inner
         .store
-        .entry(EntryKind::UpstreamTokens, family)
+        .entry::<SealedTokens>(EntryKind::UpstreamTokens, family)
         .await
         .map_err(|e| ProxyError::Store(e.to_string()))?
         .ok_or(ProxyError::NoTokens)?;
@@ -211,13 +217,9 @@ async fn load_tokens(
 fn open_tokens(
     proxy: &ProxySignIn,
     family: &str,
-    entry: &str,
+    entry: &SealedTokens,
 ) -> Result<UpstreamTokens, ProxyError> {
-    let sealed = serde_json::from_str::<Value>(entry)
-        .ok()
-        .and_then(|v| v.get("sealed").and_then(Value::as_str).map(str::to_owned))
-        .ok_or(ProxyError::NoTokens)?;
-    let plain = proxy.sealer.open(&sealed, family).ok_or_else(|| {
+    let plain = proxy.sealer.open(&entry.sealed, family).ok_or_else(|| {
         ProxyError::Store("the sealed tokens do not open (another encryption key?)".into())
     })?;
     serde_json::from_slice(&plain).map_err(|e| ProxyError::Store(e.to_string()))

@@ -42,6 +42,8 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 #[cfg(feature = "redis")]
 mod redis;
 mod replay;
@@ -179,11 +181,14 @@ pub enum Kind {
     /// A DPoP proof a resource server accepted ([`StoreReplayCache`]), keyed by the
     /// [`ReplayKey`](crate::dpop::ReplayKey) of its key and `jti`; no data.
     DpopProof,
+    /// A client assertion (`private_key_jwt`) the server accepted, keyed by client id and
+    /// `jti`; no data. Kept until the assertion expires, so it is used once.
+    ClientAssertion,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -192,6 +197,7 @@ impl Kind {
         Self::UpstreamTokens,
         Self::Consent,
         Self::DpopProof,
+        Self::ClientAssertion,
     ];
 
     /// A stable name, for keys and tables.
@@ -205,6 +211,7 @@ impl Kind {
             Self::UpstreamTokens => "upstream_tokens",
             Self::Consent => "consent",
             Self::DpopProof => "dpop_proof",
+            Self::ClientAssertion => "client_assertion",
         }
     }
 
@@ -219,6 +226,7 @@ impl Kind {
             Self::UpstreamTokens => "upstream tokens",
             Self::Consent => "a consent",
             Self::DpopProof => "a DPoP proof",
+            Self::ClientAssertion => "a client assertion",
         }
     }
 }
@@ -323,6 +331,9 @@ pub struct ClientRecord {
     pub redirect_uris: Vec<String>,
     /// How the client authenticates at the token and revocation endpoints.
     pub token_endpoint_auth_method: ClientAuthMethod,
+    /// The client's public keys (a JWK Set), for `private_key_jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
     /// Allowed grant types.
     pub grant_types: Vec<GrantType>,
     /// `web` or `native`.
@@ -584,34 +595,43 @@ impl dyn Store {
         })
     }
 
-    /// Saves (or replaces) a small record of the OAuth proxy (JSON text) until `expires_at`
-    /// (Unix seconds).
-    pub async fn put_entry(
+    /// Saves (or replaces) a record of the OAuth proxy until `expires_at` (Unix seconds),
+    /// encoded as every record is.
+    pub async fn put_entry<T: Serialize + ?Sized>(
         &self,
         kind: EntryKind,
         key: &str,
-        value: String,
+        value: &T,
         expires_at: i64,
     ) -> StoreResult<()> {
-        self.put(kind.into(), key, value.into_bytes(), Some(expires_at))
-            .await
+        let data = encode(value)?;
+        self.put(kind.into(), key, data, Some(expires_at)).await
     }
 
-    /// A record of the OAuth proxy, if present and not expired.
-    pub async fn entry(&self, kind: EntryKind, key: &str) -> StoreResult<Option<String>> {
+    /// A record of the OAuth proxy, if present and not expired. A record that does not
+    /// decode as `T` is [`StoreErrorKind::Damaged`].
+    pub async fn entry<T: DeserializeOwned>(
+        &self,
+        kind: EntryKind,
+        key: &str,
+    ) -> StoreResult<Option<T>> {
         let found = self.get(kind.into(), key).await?;
-        found.map(|s| text(kind.into(), s.data)).transpose()
+        found.map(|s| decode(kind.into(), &s.data)).transpose()
     }
 
     /// Removes a record of the OAuth proxy and returns it (single use: of two concurrent
     /// takes, one gets it).
-    pub async fn take_entry(&self, kind: EntryKind, key: &str) -> StoreResult<Option<String>> {
+    pub async fn take_entry<T: DeserializeOwned>(
+        &self,
+        kind: EntryKind,
+        key: &str,
+    ) -> StoreResult<Option<T>> {
         let taken = self.take(kind.into(), key).await?;
-        taken.map(|data| text(kind.into(), data)).transpose()
+        taken.map(|data| decode(kind.into(), &data)).transpose()
     }
 }
 
-fn encode(record: &impl Serialize) -> StoreResult<Vec<u8>> {
+fn encode<T: Serialize + ?Sized>(record: &T) -> StoreResult<Vec<u8>> {
     // Records are plain data (strings, numbers, maps with string keys): this cannot fail.
     serde_json::to_vec(record)
         .map_err(|e| StoreError::damaged(format!("cannot encode a record: {}", Damage(&e))))
@@ -620,16 +640,6 @@ fn encode(record: &impl Serialize) -> StoreResult<Vec<u8>> {
 fn decode<T: DeserializeOwned>(kind: Kind, data: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(data)
         .map_err(|e| StoreError::damaged(format!("cannot read {}: {}", kind.noun(), Damage(&e))))
-}
-
-fn text(kind: Kind, data: Vec<u8>) -> StoreResult<String> {
-    String::from_utf8(data).map_err(|e| {
-        StoreError::damaged(format!(
-            "cannot read {}: damaged record (not UTF-8 at byte {})",
-            kind.noun(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
 }
 
 /// A record decoded, if present and live by its own `expires_at`.

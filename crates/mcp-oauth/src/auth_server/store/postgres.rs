@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
+
+use super::postgres_tls::{self, Tls};
 
 use super::{Kind, Redeemed, Store, StoreError, StoreResult, Stored};
 use crate::claims::now_unix;
@@ -136,8 +138,11 @@ const POOL_SIZE: usize = 16;
 ///
 /// - PostgreSQL 11 or newer. The user needs `CREATE` on the schema the first time (or create
 ///   the tables above yourself), then `SELECT, INSERT, UPDATE, DELETE` on them.
-/// - The connection is not encrypted (no TLS): run the database on the same host or a
-///   private network, or put a TLS tunnel in front of it.
+/// - TLS: add `sslmode=verify-full` (or `require`, which verifies too) to the URL, and
+///   `sslrootcert=/path/ca.pem` for a private CA (only its certificates are then trusted;
+///   else the platform's roots). The certificate must chain to a trusted root and name the
+///   host. Without `sslmode`, or with `disable` / `prefer`, the connection is plain TCP: then
+///   run the database on the same host or a private network.
 /// - Durability is the database's: with synchronous replication, a used code stays used and a
 ///   revocation stays after a failover.
 /// - Instances that share a store must also share their signing keys and, in proxy mode, the
@@ -176,8 +181,8 @@ impl fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://[user[:password]@]host[:port]/dbname`,
-    /// or the `key=value` form), creates the schema when the database has none, and keeps a
-    /// pool of connections.
+    /// or the `key=value` form; TLS with `sslmode=verify-full`, see above), creates the schema
+    /// when the database has none, and keeps a pool of connections.
     ///
     /// # Errors
     ///
@@ -185,6 +190,7 @@ impl PostgresStore {
     /// credentials, or the schema is newer than this build knows. The message names the host
     /// and database, never the password.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (url, tls) = postgres_tls::from_url(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             // The parser's message may quote the URL, and so the password.
             StoreError::unavailable("postgres: invalid connection url")
@@ -193,16 +199,29 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let target = describe_target(&config);
-        let fail = |err: &dyn fmt::Display| {
-            StoreError::unavailable(format!("postgres: cannot connect to {target}: {err}"))
+        // With the causes: "error performing TLS handshake" alone does not say what to fix.
+        let fail = |err: &dyn std::error::Error| {
+            let mut text = err.to_string();
+            let mut source = err.source();
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text = format!("{text}: {cause_text}");
+                }
+                source = cause.source();
+            }
+            StoreError::unavailable(format!("postgres: cannot connect to {target}: {text}"))
         };
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Tls::Off => Manager::from_config(config, NoTls, manager_config),
+            Tls::Verified(tls) => {
+                config.ssl_mode(SslMode::Require);
+                Manager::from_config(config, tls, manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -211,7 +230,9 @@ impl PostgresStore {
             .build()
             .map_err(|e| fail(&e))?;
         let mut client = pool.get().await.map_err(|e| fail(&e))?;
-        set_up(&mut client).await.map_err(|e| fail(&e))?;
+        set_up(&mut client).await.map_err(|e| {
+            StoreError::unavailable(format!("postgres: cannot connect to {target}: {e}"))
+        })?;
         drop(client);
         Ok(Self {
             pool,

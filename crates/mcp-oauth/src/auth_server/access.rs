@@ -1,0 +1,136 @@
+//! The access policy at sign-in: whether this user may sign in at all, and which of the
+//! requested scopes they may be granted ([`Policy::sign_in`], [`Policy::grant_scopes`]).
+//! Applied once the user is known (the login form or the upstream provider), before a code
+//! is issued, so that every token of the grant (refreshes included) carries only what the
+//! policy allowed.
+
+use serde_json::Value;
+
+use super::login::UserIdentity;
+use super::store::AuthRequestRecord;
+use crate::audit::{self, Actor, AuditEvent, AuditLog, Outcome};
+use crate::policy::{Decision, Policy, Subject};
+
+/// The policy, and the audit log of its decisions.
+#[derive(Clone)]
+pub(crate) struct Access {
+    pub(crate) policy: Policy,
+    pub(crate) audit: Option<AuditLog>,
+}
+
+/// Why a user gets no code.
+pub(crate) enum Refusal {
+    /// The policy does not let this user sign in.
+    SignIn,
+    /// None of the requested scopes may be granted to this user.
+    NoScope,
+}
+
+impl Refusal {
+    /// The `error_description` of the `access_denied` redirect: what happened, never the
+    /// rules or another user's data.
+    pub(crate) fn description(&self) -> &'static str {
+        match self {
+            Self::SignIn => {
+                "this account is not allowed to sign in here; ask the server's operator for access"
+            }
+            Self::NoScope => {
+                "this account may not be granted any of the requested scopes; ask the server's operator for access"
+            }
+        }
+    }
+}
+
+impl Access {
+    /// The scopes to grant `user` for `request`: the requested ones the policy allows.
+    pub(crate) fn decide(
+        &self,
+        request: &AuthRequestRecord,
+        user: &UserIdentity,
+    ) -> Result<Vec<String>, Refusal> {
+        self.decide_and_record(request, user, true)
+    }
+
+    /// [`decide`](Self::decide) for the consent page shown before the code: the same answer,
+    /// written to the audit log only when `record` (the code's decision is the one kept).
+    pub(crate) fn decide_and_record(
+        &self,
+        request: &AuthRequestRecord,
+        user: &UserIdentity,
+        record: bool,
+    ) -> Result<Vec<String>, Refusal> {
+        let subject = subject_of(request, user);
+        let decision = self.policy.sign_in(&subject);
+        if record {
+            self.record("sign_in", &subject, &decision);
+        }
+        if !decision.is_allowed() {
+            tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), client_id = %request.client_id, reason = %decision.reason(), "sign-in refused by the policy");
+            return Err(Refusal::SignIn);
+        }
+        let grant = self.policy.grant_scopes(&subject, &request.scope);
+        if !grant.refused.is_empty() {
+            tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), refused = %grant.refused.join(" "), "scopes cut by the policy");
+        }
+        if let Some(audit) = self.audit.as_ref().filter(|_| record) {
+            let effect = if grant.granted.is_empty() && !request.scope.is_empty() {
+                audit::Decision::deny()
+            } else {
+                audit::Decision::allow()
+            };
+            let event = AuditEvent::new("grant_scopes", actor(&self.policy, &subject), effect.rule_ids(grant.rule_ids.iter().cloned()))
+                .arguments(serde_json::json!({"requested": request.scope, "granted": grant.granted, "refused": grant.refused}));
+            record_later(audit.clone(), event);
+        }
+        if grant.granted.is_empty() && !request.scope.is_empty() {
+            return Err(Refusal::NoScope);
+        }
+        Ok(grant.granted)
+    }
+
+    fn record(&self, method: &str, subject: &Subject, decision: &Decision) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let effect = if decision.is_allowed() {
+            audit::Decision::allow()
+        } else {
+            audit::Decision::deny()
+        };
+        let event = AuditEvent::new(
+            method,
+            actor(&self.policy, subject),
+            effect.rule_ids(decision.rule_ids().iter().cloned()),
+        )
+        .outcome(Outcome::http(302));
+        record_later(audit.clone(), event);
+    }
+}
+
+/// The user as the policy sees them: the identity's claims (a provider's `email` counts only
+/// when `email_verified` is not `false`), its subject, and the client asking.
+fn subject_of(request: &AuthRequestRecord, user: &UserIdentity) -> Subject {
+    let mut claims = user.claims.clone();
+    claims.insert("sub".to_owned(), Value::String(user.subject.clone()));
+    Subject::from_claims(&crate::Claims::new(claims)).client_id(request.client_id.clone())
+}
+
+fn actor(policy: &Policy, subject: &Subject) -> Actor {
+    let groups = policy.groups(subject).into_iter().map(|m| m.group);
+    let mut actor = Actor::new(subject.sub()).groups(groups);
+    if let Some(email) = subject.email_address() {
+        actor = actor.email(email);
+    }
+    if let Some(client) = subject.client() {
+        actor = actor.client_id(client);
+    }
+    actor
+}
+
+fn record_later(audit: AuditLog, event: AuditEvent) {
+    tokio::spawn(async move {
+        if let Err(e) = audit.record(event).await {
+            tracing::error!(target: "mcp_oauth::audit", error = %e, "an audit event was not recorded");
+        }
+    });
+}
