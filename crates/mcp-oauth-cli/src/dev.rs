@@ -14,7 +14,7 @@ use mcp_oauth::{AuditLog, OAuth};
 
 use crate::data_dir::{self, DevState};
 use crate::options::{
-    AllowArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg, read_entries,
+    AllowArgs, DpopArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg, read_entries,
 };
 use crate::store_arg::StoreArg;
 
@@ -81,6 +81,8 @@ pub(crate) struct DevArgs {
     clients_file: Option<PathBuf>,
     #[command(flatten)]
     registration: RegistrationArgs,
+    #[command(flatten)]
+    dpop: DpopArgs,
     /// Approve every authorization request at once as the first user, without the login
     /// page. For automated tests only.
     #[arg(long)]
@@ -228,7 +230,8 @@ pub(crate) async fn prepare_with(
     lifetimes.access_token = std::time::Duration::from_secs(args.token_ttl);
     let mut builder = AuthServer::builder(issuer.clone())
         .keys(keys)
-        .store(store)
+        .store(store.clone())
+        .dpop(args.dpop.on())
         .login(Arc::new(users))
         .scopes(["mcp:read", "mcp:write", "admin"])
         .default_scopes(["mcp:read", "mcp:write"])
@@ -250,8 +253,9 @@ pub(crate) async fn prepare_with(
         .scopes_supported(["mcp:read", "mcp:write"])
         .verifier(server.verifier()?)
         .mirror_authorization_server(false)
-        .resource_name(resource_name)
-        .build()?;
+        .resource_name(resource_name);
+    // Proofs at /token and at the MCP endpoint share the store's replay cache.
+    let oauth = args.dpop.resource(oauth, Some(store))?.build()?;
 
     DevState {
         issuer: issuer.clone(),

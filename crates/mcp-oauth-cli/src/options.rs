@@ -1,17 +1,21 @@
 //! Options `dev` and `proxy` share: where to listen and which reverse proxies to believe,
-//! the registration policy, the access policy (with `serve` too), and secrets that never
-//! print.
+//! the registration policy, the access policy (with `serve` too), `--dpop` (with `serve`
+//! too), and secrets that never print.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use mcp_oauth::Secret;
 use mcp_oauth::audit::AuditLog;
 use mcp_oauth::auth_server::Registration;
+use mcp_oauth::auth_server::store::{Store, StoreReplayCache};
+use mcp_oauth::dpop::DpopVerifier;
 use mcp_oauth::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
 use mcp_oauth::policy::{PolicyConfig, Rule, Who};
+use mcp_oauth::{ConfigError, OAuthBuilder};
 
 /// A secret given on the command line, in the environment or in a file: `Debug` prints
 /// `[redacted]`, so the argument structs can derive it.
@@ -124,6 +128,57 @@ impl ListenArgs {
                 "choose another with --port, or --port 0"
             };
             format!("cannot listen on {addr}: {e} ({hint})")
+        })
+    }
+}
+
+/// `--dpop`: DPoP-bound access tokens (RFC 9449).
+#[derive(Debug, Args)]
+pub(crate) struct DpopArgs {
+    /// DPoP-bound access tokens (RFC 9449): off (bearer tokens only), allowed (the DPoP
+    /// scheme with a proof, beside Bearer; the embedded authorization server binds the tokens
+    /// of clients that send a proof) or required (bound tokens only). A token bound to a key
+    /// is never accepted as a bearer token, whatever the mode.
+    #[arg(long, value_enum, default_value_t = DpopMode::Off, value_name = "MODE", env = "MCP_OAUTH_DPOP")]
+    dpop: DpopMode,
+}
+
+/// `--dpop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DpopMode {
+    /// Bearer tokens only; the DPoP scheme is refused.
+    Off,
+    /// DPoP-bound tokens with their proofs, and bearer tokens.
+    Allowed,
+    /// DPoP-bound tokens only.
+    Required,
+}
+
+impl DpopArgs {
+    /// Whether DPoP is on (allowed or required).
+    pub(crate) fn on(&self) -> bool {
+        self.dpop != DpopMode::Off
+    }
+
+    /// The resource server's DPoP settings on `builder`; used proofs are remembered in
+    /// `store` when there is one (shared with the authorization server and every instance
+    /// on the same store), else in memory.
+    pub(crate) fn resource(
+        &self,
+        builder: OAuthBuilder,
+        store: Option<Arc<dyn Store>>,
+    ) -> Result<OAuthBuilder, ConfigError> {
+        if !self.on() {
+            return Ok(builder);
+        }
+        let mut verifier = DpopVerifier::builder();
+        if let Some(store) = store {
+            verifier = verifier.replay_cache(Arc::new(StoreReplayCache::new(store)));
+        }
+        let builder = builder.dpop(verifier.build()?);
+        Ok(match self.dpop {
+            DpopMode::Required => builder.require_dpop(),
+            _ => builder,
         })
     }
 }

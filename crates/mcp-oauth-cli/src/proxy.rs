@@ -15,7 +15,7 @@ use mcp_oauth::protocol::ClientAuthMethod;
 use serde_json::json;
 
 use crate::data_dir;
-use crate::options::{AllowArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg};
+use crate::options::{AllowArgs, DpopArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg};
 use crate::store_arg::StoreArg;
 
 /// The identity provider users sign in with.
@@ -141,6 +141,8 @@ pub(crate) struct ProxyArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     allow: AllowArgs,
+    #[command(flatten)]
+    dpop: DpopArgs,
     /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -359,7 +361,8 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     let mcp_url = format!("{issuer}/mcp");
     let mut builder = AuthServer::builder(issuer.clone())
         .keys(Arc::new(KeyRing::open(&dir, Algorithm::ES256)?))
-        .store(store)
+        .store(store.clone())
+        .dpop(args.dpop.on())
         .upstream(upstream)
         .encryption_key(key)
         .scopes(["mcp:read", "mcp:write", "admin"])
@@ -372,6 +375,18 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     }
     let server = builder.build().await?;
     let callback = server.upstream_callback_url();
+    let demo = if args.dpop.on() {
+        // The MCP endpoint's configuration as the embedded server makes it, with DPoP.
+        let oauth = mcp_oauth::OAuth::builder()
+            .resource(mcp_url.clone())
+            .authorization_server(issuer.clone())
+            .scopes_supported(server.scopes_supported().iter().cloned())
+            .verifier(server.verifier()?)
+            .mirror_authorization_server(false);
+        demo.oauth(args.dpop.resource(oauth, Some(store))?.build()?)
+    } else {
+        demo
+    };
     let mut demo = demo.auth_server(server);
     if let Some(config) = access.tools {
         demo = demo.policy(config);

@@ -55,6 +55,8 @@ pub(crate) struct ServeArgs {
     public_key: Option<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    dpop: crate::options::DpopArgs,
 }
 
 fn non_blank(value: Option<String>) -> Option<String> {
@@ -78,7 +80,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
         .into());
     }
 
-    let oauth = issuer_oauth(
+    let oauth = issuer_oauth_builder(
         &args.issuer,
         args.public_key.as_deref(),
         non_blank(args.scopes),
@@ -87,6 +89,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
         DEMO_TOOL_SCOPES,
     )
     .await?;
+    // One process, no store: used proofs are remembered in memory.
+    let oauth = args.dpop.resource(oauth, None)?.build()?;
     println!("MCP endpoint:  {}", oauth.resource());
     println!("issuer:        {}", args.issuer);
     println!("metadata:      {}", oauth.resource().metadata_url());
@@ -116,6 +120,20 @@ pub(crate) async fn issuer_oauth(
     mcp_url: String,
     tool_scopes: &[&str],
 ) -> Result<OAuth, Box<dyn std::error::Error>> {
+    let builder =
+        issuer_oauth_builder(issuer, public_key, scopes, audience, mcp_url, tool_scopes).await?;
+    Ok(builder.build()?)
+}
+
+/// [`issuer_oauth`], not yet built.
+async fn issuer_oauth_builder(
+    issuer: &str,
+    public_key: Option<&Path>,
+    scopes: Option<String>,
+    audience: Option<String>,
+    mcp_url: String,
+    tool_scopes: &[&str],
+) -> Result<mcp_oauth::OAuthBuilder, Box<dyn std::error::Error>> {
     let mut verifier = JwtVerifier::builder().issuer(issuer.to_owned());
     verifier = match public_key {
         Some(path) => static_keys(verifier, path)?,
@@ -140,7 +158,7 @@ pub(crate) async fn issuer_oauth(
     if let Some(audience) = audience {
         oauth = oauth.audience(audience);
     }
-    Ok(oauth.build()?)
+    Ok(oauth)
 }
 
 /// The `host:port` of a public URL (the scheme's port when it has none).

@@ -33,12 +33,35 @@ pub(crate) struct TokenArgs {
     /// The data folder of `mcp-oauth dev` (same default).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Print {"access_token", "claims"} as JSON instead of the bare token.
+    /// Bind the token to a DPoP key (RFC 9449): its RFC 7638 SHA-256 thumbprint, which goes
+    /// in `cnf.jkt`. The token is then accepted only as `Authorization: DPoP <token>` with a
+    /// `DPoP` proof signed by that key, by a server run with `--dpop allowed` or `required`.
+    #[arg(long, value_name = "THUMBPRINT")]
+    dpop_jkt: Option<String>,
+    /// Print {"access_token", "token_type", "claims"} as JSON instead of the bare token.
     #[arg(long)]
     json: bool,
 }
 
+/// A thumbprint as `--dpop-jkt` takes it: 43 base64url characters.
+fn check_jkt(jkt: &str) -> Result<(), String> {
+    let ok = jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--dpop-jkt {jkt:?} is not a key thumbprint: give the RFC 7638 SHA-256 thumbprint of the client's public JWK, 43 base64url characters"
+        ))
+    }
+}
+
 pub(crate) async fn run(args: TokenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(jkt) = &args.dpop_jkt {
+        check_jkt(jkt)?;
+    }
     let dir = data_dir::resolve(args.data_dir);
     let state = match (&args.iss, &args.aud) {
         (Some(iss), Some(aud)) => DevState {
@@ -69,7 +92,7 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Box<dyn std::error::Error
         .await?;
     let scope: Vec<String> = args.scope.split_whitespace().map(str::to_owned).collect();
     let claims = serde_json::Map::new();
-    let token = server.mint_access_token(&Grant {
+    let grant = Grant {
         subject: &args.sub,
         client_id: &args.client_id,
         scope: &scope,
@@ -77,12 +100,21 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Box<dyn std::error::Error
         user_claims: &claims,
         family: "mcp-oauth-token",
         ttl: Some(Duration::from_secs(args.ttl)),
-    });
+    };
+    let token = match &args.dpop_jkt {
+        Some(jkt) => server.mint_bound_access_token(&grant, jkt),
+        None => server.mint_access_token(&grant),
+    };
+    let token_type = if args.dpop_jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     if args.json {
         let decoded = mcp_oauth::jose::dangerous::decode_unverified(&token)?;
         println!(
             "{}",
-            json!({ "access_token": token, "claims": decoded.claims.as_map() })
+            json!({ "access_token": token, "token_type": token_type, "claims": decoded.claims.as_map() })
         );
     } else {
         println!("{token}");

@@ -11,11 +11,22 @@
 //!
 //! `scope` is omitted when no scope is known. Values never contain `"` or `\`, so the
 //! simple parsers real clients use read them correctly.
+//!
+//! With DPoP on (RFC 9449 §7.1), every challenge is followed by a `DPoP` one, Bearer first so
+//! that clients reading only the first challenge still find `resource_metadata`:
+//!
+//! | case | status | `WWW-Authenticate` |
+//! |---|---|---|
+//! | no credentials, or an error of a `Bearer` request | 401/400/403 | the `Bearer` challenge above, then `DPoP algs="ES256 …"` |
+//! | an error of a `DPoP` request (invalid token, too few scopes) | 401/403 | `Bearer resource_metadata="…", scope="…"`, then `DPoP error="…", error_description="…", algs="…"` |
+//! | a refused proof | 401 | `Bearer resource_metadata="…", scope="…"`, then `DPoP error="invalid_dpop_proof", error_description="…", algs="…"` |
+//! | a proof without a live server nonce | 401 | as above with `error="use_dpop_nonce"`, and a `DPoP-Nonce` header |
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::dpop::DpopError;
 use crate::error::VerifyError;
 
 /// An RFC 6750 §3.1 error code.
@@ -126,13 +137,34 @@ pub enum Rejection {
     },
     /// The token could not be checked (keys or introspection unreachable): 503.
     Unavailable(VerifyError),
+    /// The token and the authorization scheme disagree (RFC 9449 §7.1, §7.2): a DPoP-bound
+    /// token (`cnf.jkt`) presented as `Bearer`, a `DPoP`-scheme token that is not bound, a
+    /// `Bearer` token where DPoP is required, or the `DPoP` scheme where DPoP is off. 401
+    /// `invalid_token` with this text.
+    WrongScheme(&'static str),
+    /// The DPoP proof is not accepted: 401 `invalid_dpop_proof`, or `use_dpop_nonce` with a
+    /// `DPoP-Nonce` header; 503 when the replay cache could not answer.
+    InvalidProof(DpopError),
+}
+
+/// What a rejection's challenges say about DPoP when the resource server accepts it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DpopChallenge<'a> {
+    /// The accepted proof algorithms, space-separated (the `algs` parameter).
+    pub(crate) algs: &'a str,
+    /// The request used the `DPoP` scheme: its error goes in the `DPoP` challenge.
+    pub(crate) presented: bool,
 }
 
 impl Rejection {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken(_) | Self::WrongScheme(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::InvalidProof(DpopError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidProof(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -169,6 +201,19 @@ impl Rejection {
                 resource_metadata,
                 scope: baseline.to_vec(),
             },
+            Self::WrongScheme(description) => Challenge {
+                error: Some(BearerError::InvalidToken),
+                error_description: Some((*description).to_owned()),
+                resource_metadata,
+                scope: baseline.to_vec(),
+            },
+            // The proof's error belongs to the DPoP challenge; Bearer keeps the discovery.
+            Self::InvalidProof(DpopError::Unavailable(_)) => return None,
+            Self::InvalidProof(_) => Challenge {
+                resource_metadata,
+                scope: baseline.to_vec(),
+                ..Challenge::default()
+            },
             Self::InsufficientScope { required } => Challenge {
                 error: Some(BearerError::InsufficientScope),
                 error_description: Some(
@@ -194,6 +239,11 @@ impl Rejection {
                 "the access token lacks a scope this request needs",
             ),
             Self::Unavailable(err) => ("temporarily_unavailable", err.public_description()),
+            Self::WrongScheme(description) => ("invalid_token", *description),
+            Self::InvalidProof(err) => (
+                err.error_code().unwrap_or("temporarily_unavailable"),
+                err.public_description(),
+            ),
         };
         let mut body = serde_json::json!({ "error": error, "error_description": description });
         if let (Self::InsufficientScope { required }, Some(map)) = (self, body.as_object_mut()) {
@@ -204,11 +254,23 @@ impl Rejection {
 
     /// The complete response: status, `WWW-Authenticate` (except for 503, which gets
     /// `Retry-After`), a JSON body with `error` and `error_description`, `Cache-Control:
-    /// no-store`, and the [`VerifyError`] in the response extensions when there is one.
+    /// no-store`, and the [`VerifyError`] (or [`DpopError`]) in the response extensions when
+    /// there is one.
     pub fn into_response(
         self,
         resource_metadata: &str,
         baseline: &[String],
+    ) -> Response<Full<Bytes>> {
+        self.into_response_with(resource_metadata, baseline, None)
+    }
+
+    /// [`Rejection::into_response`], with a `DPoP` challenge after the `Bearer` one when the
+    /// resource server accepts DPoP, and the `DPoP-Nonce` header of a `use_dpop_nonce`.
+    pub(crate) fn into_response_with(
+        self,
+        resource_metadata: &str,
+        baseline: &[String],
+        dpop: Option<DpopChallenge<'_>>,
     ) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(Bytes::from(self.body().to_string())));
         *response.status_mut() = self.status();
@@ -218,20 +280,91 @@ impl Rejection {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match self.challenge(resource_metadata, baseline) {
+        let dpop_error = dpop.is_some_and(|d| d.presented) || matches!(self, Self::InvalidProof(_));
+        let bearer = if dpop_error && dpop.is_some() {
+            // The error goes in the DPoP challenge: Bearer keeps the discovery parameters.
+            self.challenge(resource_metadata, baseline)
+                .map(|challenge| Challenge {
+                    error: None,
+                    error_description: None,
+                    ..challenge
+                })
+        } else {
+            self.challenge(resource_metadata, baseline)
+        };
+        match bearer {
             Some(challenge) => {
-                headers.insert(header::WWW_AUTHENTICATE, challenge.to_header_value());
+                let mut value = challenge.to_header_string();
+                if let Some(dpop) = dpop {
+                    value.push_str(", ");
+                    value.push_str(&self.dpop_challenge(dpop, dpop_error));
+                }
+                let value =
+                    HeaderValue::from_str(&value).unwrap_or_else(|_| challenge.to_header_value());
+                headers.insert(header::WWW_AUTHENTICATE, value);
             }
             None => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
         }
-        if let Self::InvalidToken(err) | Self::Unavailable(err) = self {
-            response.extensions_mut().insert(err);
+        if let Self::InvalidProof(DpopError::UseNonce { nonce, .. }) = &self
+            && let Ok(value) = HeaderValue::from_str(nonce)
+        {
+            headers.insert(DPOP_NONCE, value);
+        }
+        match self {
+            Self::InvalidToken(err) | Self::Unavailable(err) => {
+                response.extensions_mut().insert(err);
+            }
+            Self::InvalidProof(err) => {
+                response.extensions_mut().insert(err);
+            }
+            _ => {}
         }
         response
     }
+
+    /// The `DPoP` challenge (RFC 9449 §7.1): `algs`, and this rejection's error when it
+    /// belongs there (`with_error`).
+    fn dpop_challenge(&self, dpop: DpopChallenge<'_>, with_error: bool) -> String {
+        let mut params: Vec<String> = Vec::with_capacity(4);
+        if with_error {
+            let (error, description, scope): (&str, &str, &[String]) = match self {
+                Self::InvalidProof(err) => (
+                    err.error_code().unwrap_or("invalid_dpop_proof"),
+                    err.public_description(),
+                    &[],
+                ),
+                Self::InvalidToken(err) => ("invalid_token", err.public_description(), &[]),
+                Self::WrongScheme(description) => ("invalid_token", *description, &[]),
+                Self::InsufficientScope { required } => (
+                    "insufficient_scope",
+                    "the access token lacks a scope this request needs",
+                    required,
+                ),
+                Self::InvalidRequest(description) => ("invalid_request", *description, &[]),
+                Self::MissingToken | Self::Unavailable(_) => ("", "", &[]),
+            };
+            if !error.is_empty() {
+                params.push(format!("error=\"{error}\""));
+                params.push(format!("error_description=\"{}\"", clean(description)));
+            }
+            let scope: Vec<String> = scope
+                .iter()
+                .map(|s| clean(s))
+                .filter(|s| !s.is_empty() && !s.contains(' '))
+                .collect();
+            if !scope.is_empty() {
+                params.push(format!("scope=\"{}\"", scope.join(" ")));
+            }
+        }
+        params.push(format!("algs=\"{}\"", clean(dpop.algs)));
+        format!("DPoP {}", params.join(", "))
+    }
 }
+
+/// The `DPoP-Nonce` response header (RFC 9449 §8.1).
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
 
 /// A JSON error response that carries no challenge: `status`, `Content-Type:
 /// application/json` and `body` (an `error` / `error_description` object) as given. The bearer

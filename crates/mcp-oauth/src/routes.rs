@@ -50,13 +50,18 @@ pub fn token_endpoint_cors() -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             http::HeaderName::from_static("mcp-protocol-version"),
+            http::HeaderName::from_static("dpop"),
         ])
+        .expose_headers(ExposeHeaders::list([http::HeaderName::from_static(
+            "dpop-nonce",
+        )]))
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
 /// The CORS policy of the MCP endpoint: any origin (tokens travel in a header, never in
-/// cookies), the MCP request headers allowed, `WWW-Authenticate` and `Mcp-Session-Id`
-/// exposed so browser clients can read challenges and sessions.
+/// cookies), the MCP request headers and `DPoP` allowed, `WWW-Authenticate`,
+/// `Mcp-Session-Id` and `DPoP-Nonce` exposed so browser clients can read challenges, sessions
+/// and nonces.
 pub fn mcp_cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::any())
@@ -70,10 +75,12 @@ pub fn mcp_cors() -> CorsLayer {
             http::HeaderName::from_static("last-event-id"),
             http::HeaderName::from_static("mcp-method"),
             http::HeaderName::from_static("mcp-name"),
+            http::HeaderName::from_static("dpop"),
         ])
         .expose_headers(ExposeHeaders::list([
             header::WWW_AUTHENTICATE,
             http::HeaderName::from_static("mcp-session-id"),
+            http::HeaderName::from_static("dpop-nonce"),
         ]))
         .max_age(std::time::Duration::from_secs(86_400))
 }

@@ -171,6 +171,19 @@ pub(crate) async fn show(
         Ok(resource) => resource,
         Err(description) => return fail(ErrorCode::InvalidTarget, &description),
     };
+    // RFC 9449 §10: the key the code is bound to; ignored when DPoP is off.
+    let dpop_jkt = match params.get("dpop_jkt").copied() {
+        Some(jkt) if server.inner.tokens.dpop.is_some() => {
+            if !is_thumbprint(jkt) {
+                return fail(
+                    ErrorCode::InvalidRequest,
+                    "dpop_jkt must be the base64url SHA-256 thumbprint of the DPoP key (43 characters)",
+                );
+            }
+            Some(jkt.to_owned())
+        }
+        _ => None,
+    };
     let csrf = csrf_cookie(&server, &headers).unwrap_or_else(random_token);
     let request = AuthRequestRecord {
         client_id: client.client_id.clone(),
@@ -179,6 +192,7 @@ pub(crate) async fn show(
         scope,
         resource,
         code_challenge: challenge.to_owned(),
+        dpop_jkt,
         csrf,
         expires_at: now_unix()
             + i64::try_from(server.inner.config.lifetimes.request.as_secs()).unwrap_or(600),
@@ -306,4 +320,12 @@ pub(crate) async fn callback(
         .sign_in
         .callback(&server, &headers, query)
         .await
+}
+
+/// An RFC 7638 SHA-256 thumbprint: 43 base64url characters.
+fn is_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -16,8 +16,10 @@ use super::rate::{self, RateLimit};
 use super::registration::Registration;
 use super::seal;
 use super::server::{AuthServer, ClientPolicy, Config, Inner, Lifetimes, Limits, SignIn, Tokens};
+use super::store::StoreReplayCache;
 use super::store::{MemoryStore, Store};
 use super::upstream::Upstream;
+use crate::dpop::DpopVerifier;
 use crate::error::ConfigError;
 use crate::jose::Algorithm;
 
@@ -46,6 +48,7 @@ pub struct AuthServerBuilder {
     encryption_key: Option<crate::secret::Secret>,
     consent_ttl: Duration,
     revocation_recheck: Duration,
+    dpop: Option<Option<DpopVerifier>>,
     #[cfg(feature = "policy")]
     access: Option<super::access::Access>,
 }
@@ -106,6 +109,7 @@ impl AuthServer {
             encryption_key: None,
             consent_ttl: Duration::from_secs(30 * 86_400),
             revocation_recheck: Duration::from_secs(1),
+            dpop: None,
             #[cfg(feature = "policy")]
             access: None,
         }
@@ -116,6 +120,27 @@ impl AuthServerBuilder {
     /// The signing keys (default: an ephemeral ES256 key).
     pub fn keys(mut self, keys: Arc<KeyRing>) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// DPoP-bound tokens (RFC 9449) for clients that send a `DPoP` proof to `/token`: the
+    /// access token carries `cnf.jkt` and `token_type` is `DPoP`; a public client's refresh
+    /// token is bound to the key too, and a `dpop_jkt` on `/authorize` binds the code. Proofs
+    /// are checked with the default [`DpopVerifier`] settings, used proofs remembered in the
+    /// server's store (so instances sharing a store share the replay cache).
+    /// `dpop_signing_alg_values_supported` is in the metadata. Default: off (the `DPoP`
+    /// header is ignored and tokens are bearer tokens, as RFC 9449 §5 allows).
+    pub fn dpop(mut self, on: bool) -> Self {
+        self.dpop = on.then_some(None);
+        self
+    }
+
+    /// [`Self::dpop`] with a verifier of your own: other algorithms, server nonces
+    /// ([`DpopVerifierBuilder::nonces`](crate::dpop::DpopVerifierBuilder::nonces)), or a
+    /// replay cache of your choosing (give several instances a shared one, such as a
+    /// [`StoreReplayCache`] over their store).
+    pub fn dpop_verifier(mut self, verifier: DpopVerifier) -> Self {
+        self.dpop = Some(Some(verifier));
         self
     }
 
@@ -361,6 +386,15 @@ impl AuthServerBuilder {
                 self.login.unwrap_or_else(|| Arc::new(DevUsers::default())),
             )),
         };
+        let dpop = match self.dpop {
+            Some(Some(verifier)) => Some(verifier),
+            Some(None) => Some(
+                DpopVerifier::builder()
+                    .replay_cache(Arc::new(StoreReplayCache::new(store.clone())))
+                    .build()?,
+            ),
+            None => None,
+        };
         let issuer = self.issuer.clone();
         Ok(AuthServer {
             inner: Arc::new(Inner {
@@ -386,6 +420,7 @@ impl AuthServerBuilder {
                             recheck: self.revocation_recheck,
                         })
                         .build(),
+                    dpop,
                 },
                 clients: ClientPolicy {
                     registration: self.registration,

@@ -103,6 +103,7 @@ pub(crate) async fn authenticate_client(
             "client authentication failed: unknown client or wrong credentials; register again"
                 .into(),
         basic_challenge: basic_used,
+        dpop_nonce: None,
     };
     let (client_id, secret, basic_used) = match (
         &basic,
@@ -213,6 +214,7 @@ async fn authenticate_by_assertion(
             error: ErrorCode::InvalidClient,
             description: "client authentication failed: the client assertion is not valid for a client of this server".into(),
             basic_challenge: false,
+            dpop_nonce: None,
         }
     };
     let Some(client_id) = assertion::claimed_client(token) else {

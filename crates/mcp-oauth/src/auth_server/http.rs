@@ -94,6 +94,8 @@ pub(crate) struct TokenError {
     pub(crate) error: ErrorCode,
     pub(crate) description: String,
     pub(crate) basic_challenge: bool,
+    /// A fresh nonce for the `DPoP-Nonce` header of a `use_dpop_nonce` answer.
+    pub(crate) dpop_nonce: Option<String>,
 }
 
 pub(crate) fn err(error: ErrorCode, description: impl Into<String>) -> TokenError {
@@ -102,6 +104,7 @@ pub(crate) fn err(error: ErrorCode, description: impl Into<String>) -> TokenErro
         error,
         description: description.into(),
         basic_challenge: false,
+        dpop_nonce: None,
     }
 }
 
@@ -113,6 +116,11 @@ impl TokenError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"token\""),
             );
+        }
+        if let Some(nonce) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            response
+                .headers_mut()
+                .insert(crate::challenge::DPOP_NONCE, nonce);
         }
         response
     }

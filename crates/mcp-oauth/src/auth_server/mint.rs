@@ -29,6 +29,12 @@ pub struct Grant<'a> {
 
 /// Signs an access token for a grant.
 pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
+    mint_bound(server, grant, None)
+}
+
+/// Signs an access token for a grant, bound to the key with thumbprint `jkt` when given
+/// (`cnf.jkt`, RFC 9449 §6.1).
+pub(crate) fn mint_bound(server: &AuthServer, grant: &Grant<'_>, jkt: Option<&str>) -> String {
     let now = now_unix();
     let ttl = grant
         .ttl
@@ -48,6 +54,9 @@ pub(crate) fn mint(server: &AuthServer, grant: &Grant<'_>) -> String {
     claims.insert("client_id".into(), json!(grant.client_id));
     claims.insert("scope".into(), json!(grant.scope.join(" ")));
     claims.insert("sid".into(), json!(grant.family));
+    if let Some(jkt) = jkt {
+        claims.insert("cnf".into(), json!({ "jkt": jkt }));
+    }
     server
         .inner
         .tokens
@@ -60,5 +69,12 @@ impl AuthServer {
     /// Mints an access token directly (for `mcp-oauth token` and for tests).
     pub fn mint_access_token(&self, grant: &Grant<'_>) -> String {
         mint(self, grant)
+    }
+
+    /// Mints an access token bound to the key whose RFC 7638 thumbprint is `jkt`
+    /// (`cnf.jkt`, RFC 9449 §6.1): a resource server accepts it only with the `DPoP` scheme
+    /// and a proof signed by that key.
+    pub fn mint_bound_access_token(&self, grant: &Grant<'_>, jkt: &str) -> String {
+        mint_bound(self, grant, Some(jkt))
     }
 }

@@ -26,6 +26,10 @@ pub(crate) enum ErrorCode {
     InvalidClientMetadata,
     InvalidRedirectUri,
     InvalidToken,
+    /// RFC 9449 §5: the DPoP proof at the token endpoint is not accepted.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the DPoP proof needs a fresh server nonce (sent in `DPoP-Nonce`).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -47,6 +51,8 @@ impl ErrorCode {
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidToken => "invalid_token",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 

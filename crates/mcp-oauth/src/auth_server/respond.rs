@@ -95,6 +95,7 @@ pub(crate) async fn approve(
             subject: user.subject,
             user_claims: user.claims,
             family: family.unwrap_or_else(random_token),
+            dpop_jkt: request.dpop_jkt.clone(),
             expires_at: now_unix()
                 + i64::try_from(server.inner.config.lifetimes.code.as_secs()).unwrap_or(60),
         },

@@ -91,6 +91,9 @@ pub(crate) struct Tokens {
     /// Recent answers to "is this grant revoked?" for the per-request check: revocations made
     /// here are entered at once; "not revoked" is reused for `revocation_recheck`.
     pub(crate) revoked: moka::sync::Cache<String, bool>,
+    /// DPoP proofs at `/token` (RFC 9449 §5): `None` ignores the `DPoP` header and issues
+    /// bearer tokens.
+    pub(crate) dpop: Option<crate::dpop::DpopVerifier>,
 }
 
 /// Who may register clients, and how clients are found.
@@ -336,6 +339,11 @@ impl AuthServer {
         }
         m.extra
             .insert("subject_types_supported".into(), json!(["public"]));
+        if let Some(dpop) = &self.inner.tokens.dpop {
+            let algs: Vec<&str> = dpop.algorithms().iter().map(|alg| alg.as_str()).collect();
+            m.extra
+                .insert("dpop_signing_alg_values_supported".into(), json!(algs));
+        }
         m.extra.insert(
             "service_documentation".into(),
             json!("https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization"),

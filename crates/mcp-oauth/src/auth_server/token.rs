@@ -1,4 +1,7 @@
-//! The token endpoint (OAuth 2.1 §3.2): the three grants.
+//! The token endpoint (OAuth 2.1 §3.2): the three grants, and DPoP (RFC 9449 §5) when on:
+//! a request with a valid `DPoP` proof gets an access token bound to the proof's key
+//! (`cnf.jkt`, `token_type: DPoP`); a public client's refresh token is bound to that key,
+//! and a bound code (`dpop_jkt`) or refresh token is honoured only with a proof by its key.
 
 use std::time::Duration;
 
@@ -6,17 +9,18 @@ use aws_lc_rs::digest;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::clients::{authenticate_client, form_params, resolve_resource};
 use super::http::{TokenError, err, hash_hex, json_response, random_token};
-use super::mint::{Grant, mint};
+use super::mint::{Grant, mint_bound};
 use super::protocol::{ErrorCode, GrantType, TokenRequest};
 use super::server::AuthServer;
 use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord, StoreError};
 use crate::claims::now_unix;
+use crate::dpop::{DpopError, DpopProof, DpopRequest};
 use crate::jose::jws::b64;
 use crate::scope::parse_scope_list;
 
@@ -31,17 +35,22 @@ pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
-/// The RFC 6749 §5.1 answer, with the bound resource (RFC 8707 §2.2) when there is one.
+/// The RFC 6749 §5.1 answer, with the bound resource (RFC 8707 §2.2) when there is one;
+/// `token_type` is `DPoP` for a bound access token (RFC 9449 §5).
 fn token_response(
     access_token: String,
     scope: &[String],
     resource: Option<&str>,
     refresh: Option<String>,
     ttl: Duration,
+    bound: bool,
 ) -> Response {
     let mut body = Map::new();
     body.insert("access_token".into(), json!(access_token));
-    body.insert("token_type".into(), json!("Bearer"));
+    body.insert(
+        "token_type".into(),
+        json!(if bound { "DPoP" } else { "Bearer" }),
+    );
     body.insert("expires_in".into(), json!(ttl.as_secs()));
     body.insert("scope".into(), json!(scope.join(" ")));
     if let Some(resource) = resource {
@@ -62,6 +71,7 @@ impl From<StoreError> for TokenError {
             error: ErrorCode::of_store(error),
             description: "try again later".into(),
             basic_challenge: false,
+            dpop_nonce: None,
         }
     }
 }
@@ -108,24 +118,113 @@ async fn handle(
             format!("this client is not registered for the {grant_type} grant"),
         ));
     }
-    match TokenRequest::parse(grant, &form)
-        .map_err(|missing| err(ErrorCode::InvalidRequest, missing))?
-    {
+    let request = TokenRequest::parse(grant, &form)
+        .map_err(|missing| err(ErrorCode::InvalidRequest, missing))?;
+    // The proof is checked once the grant is known to be worth it (after the cheap checks of
+    // the code or refresh token), so that requests with junk grants never reach the replay
+    // cache.
+    match request {
         TokenRequest::AuthorizationCode {
             code,
             code_verifier,
             redirect_uri,
             resource,
-        } => authorization_code(server, &client, code, code_verifier, redirect_uri, resource).await,
+        } => {
+            let presented = Presented {
+                code,
+                verifier: code_verifier,
+                redirect_uri,
+                resource,
+            };
+            authorization_code(server, &client, presented, headers).await
+        }
         TokenRequest::RefreshToken {
             refresh_token: presented,
             scope,
             resource,
-        } => refresh_token(server, &client, presented, scope, resource).await,
+        } => refresh_token(server, &client, presented, scope, resource, headers).await,
         TokenRequest::ClientCredentials { scope, resource } => {
-            client_credentials(server, &client, scope, resource)
+            let proof = dpop_proof(server, headers).await?;
+            client_credentials(server, &client, scope, resource, proof.as_ref())
         }
     }
+}
+
+/// The request's DPoP proof, checked (RFC 9449 §5, §4.3) against `POST` and the token
+/// endpoint's URL as the metadata names it: `None` when DPoP is off here (the header is
+/// ignored) or the request has no `DPoP` header.
+async fn dpop_proof(
+    server: &AuthServer,
+    headers: &HeaderMap,
+) -> Result<Option<DpopProof>, TokenError> {
+    let Some(verifier) = &server.inner.tokens.dpop else {
+        return Ok(None);
+    };
+    if !headers.contains_key(DPOP) {
+        return Ok(None);
+    }
+    let url = url::Url::parse(&server.endpoint("/token"))
+        .map_err(|_| err(ErrorCode::ServerError, "the token endpoint URL is invalid"))?;
+    let request = DpopRequest::new(&Method::POST, &url);
+    verifier
+        .verify(headers.get_all(DPOP), &request, now_unix())
+        .await
+        .map(Some)
+        .map_err(dpop_error)
+}
+
+/// A refused proof: 400 `invalid_dpop_proof`, or `use_dpop_nonce` with a fresh nonce in
+/// `DPoP-Nonce`; 503 when the replay cache could not answer (RFC 9449 §5, §8).
+fn dpop_error(error: DpopError) -> TokenError {
+    let description = error.public_description();
+    match error {
+        DpopError::UseNonce { nonce, .. } => TokenError {
+            dpop_nonce: Some(nonce),
+            ..err(ErrorCode::UseDpopNonce, description)
+        },
+        DpopError::Unavailable(reason) => {
+            tracing::warn!(target: "mcp_oauth::auth_server", %reason, "DPoP replay cache unavailable");
+            TokenError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..err(ErrorCode::TemporarilyUnavailable, "try again later")
+            }
+        }
+        _ => err(ErrorCode::InvalidDpopProof, description),
+    }
+}
+
+/// A bound grant (a code with `dpop_jkt`, a bound refresh token) is honoured only with a
+/// proof by its key; `what` names it in the error.
+fn check_binding(
+    bound: Option<&str>,
+    proof: Option<&DpopProof>,
+    what: &str,
+) -> Result<(), TokenError> {
+    let Some(jkt) = bound else {
+        return Ok(());
+    };
+    match proof {
+        None => Err(err(
+            ErrorCode::InvalidDpopProof,
+            format!("the {what} is bound to a DPoP key: send a DPoP proof signed by that key"),
+        )),
+        Some(proof) if bool::from(proof.jkt().as_bytes().ct_eq(jkt.as_bytes())) => Ok(()),
+        Some(_) => Err(err(
+            ErrorCode::InvalidGrant,
+            format!("the {what} is bound to another DPoP key"),
+        )),
+    }
+}
+
+/// The `DPoP` request header.
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+
+/// What an authorization-code request presents.
+struct Presented<'a> {
+    code: &'a str,
+    verifier: &'a str,
+    redirect_uri: Option<&'a str>,
+    resource: Option<&'a str>,
 }
 
 fn resource_matches(granted: Option<&str>, asked: Option<&str>) -> bool {
@@ -186,11 +285,15 @@ async fn keep_client(server: &AuthServer, client: &ClientRecord) {
 async fn authorization_code(
     server: &AuthServer,
     client: &ClientRecord,
-    code: &str,
-    verifier: &str,
-    redirect_uri: Option<&str>,
-    resource: Option<&str>,
+    presented: Presented<'_>,
+    headers: &HeaderMap,
 ) -> Result<Response, TokenError> {
+    let Presented {
+        code,
+        verifier,
+        redirect_uri,
+        resource,
+    } = presented;
     let hash = hash_hex(code);
     // Look first, check, and only then use the code: a request that fails a check (another
     // client, a wrong verifier) leaves the code to its owner.
@@ -229,6 +332,9 @@ async fn authorization_code(
             "resource differs from the authorization request",
         ));
     }
+    let proof = dpop_proof(server, headers).await?;
+    let proof = proof.as_ref();
+    check_binding(record.dpop_jkt.as_deref(), proof, "code")?;
     if used {
         return Err(code_replayed(server, &record).await);
     }
@@ -254,15 +360,18 @@ async fn authorization_code(
         family: &record.family,
         ttl: None,
     };
-    let access = mint(server, &grant);
+    let jkt = proof.map(DpopProof::jkt);
+    let access = mint_bound(server, &grant, jkt);
     let refresh = if client.allows_grant(GrantType::RefreshToken) {
         Some(
             issue_refresh(
                 server,
-                // The code's grant, carried on (its client is this client, checked above).
+                // The code's grant, carried on (its client is this client, checked above);
+                // a public client's refresh token is bound to its DPoP key (RFC 9449 §5).
                 RefreshRecord {
                     expires_at: now_unix()
                         + lifetime_secs(server.inner.config.lifetimes.refresh_token),
+                    dpop_jkt: jkt.filter(|_| !client.is_confidential()).map(str::to_owned),
                     ..record.grant.clone()
                 },
             )
@@ -277,6 +386,7 @@ async fn authorization_code(
         record.resource.as_deref(),
         refresh,
         server.inner.config.lifetimes.access_token,
+        jkt.is_some(),
     ))
 }
 
@@ -286,6 +396,7 @@ async fn refresh_token(
     presented: &str,
     scope: Option<&str>,
     resource: Option<&str>,
+    headers: &HeaderMap,
 ) -> Result<Response, TokenError> {
     let hash = hash_hex(presented);
     // As for codes: look, check, then rotate; another client's attempt changes nothing.
@@ -306,6 +417,10 @@ async fn refresh_token(
             "the refresh token was issued to another client",
         ));
     }
+    // Before the reuse check: a thief without the key learns nothing and spends nothing.
+    let proof = dpop_proof(server, headers).await?;
+    let proof = proof.as_ref();
+    check_binding(record.dpop_jkt.as_deref(), proof, "refresh token")?;
     if used {
         return Err(refresh_reused(server, &record).await);
     }
@@ -350,13 +465,21 @@ async fn refresh_token(
         family: &record.family,
         ttl: None,
     };
-    let access = mint(server, &grant);
+    let jkt = proof.map(DpopProof::jkt);
+    let access = mint_bound(server, &grant, jkt);
     let resource = record.resource.clone();
+    // A bound refresh token stays bound; an unbound one of a public client is bound from
+    // its first use with a proof.
+    let dpop_jkt = record
+        .dpop_jkt
+        .clone()
+        .or_else(|| jkt.filter(|_| !client.is_confidential()).map(str::to_owned));
     let refresh = issue_refresh(
         server,
         RefreshRecord {
             scope: record.scope.clone(),
             expires_at: now_unix() + lifetime_secs(server.inner.config.lifetimes.refresh_token),
+            dpop_jkt,
             ..record
         },
     )
@@ -367,6 +490,7 @@ async fn refresh_token(
         resource.as_deref(),
         Some(refresh),
         server.inner.config.lifetimes.access_token,
+        jkt.is_some(),
     ))
 }
 
@@ -375,6 +499,7 @@ fn client_credentials(
     client: &ClientRecord,
     scope: Option<&str>,
     resource: Option<&str>,
+    proof: Option<&DpopProof>,
 ) -> Result<Response, TokenError> {
     // Only the operator makes machine clients (a configured client, or a registration with
     // the initial access token), and gives each its scopes.
@@ -413,12 +538,14 @@ fn client_credentials(
         family: &family,
         ttl: None,
     };
+    let jkt = proof.map(DpopProof::jkt);
     Ok(token_response(
-        mint(server, &grant),
+        mint_bound(server, &grant, jkt),
         &scope,
         resource.as_deref(),
         None,
         server.inner.config.lifetimes.access_token,
+        jkt.is_some(),
     ))
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use super::dpop::ResourceDpop;
 use crate::authenticator::Authenticator;
 use crate::forwarded::TrustedProxies;
 use crate::policy::ScopePolicy;
@@ -24,6 +25,7 @@ pub(crate) struct Guard {
     policy: ScopePolicy,
     challenge_scopes: Vec<String>,
     max_body_bytes: usize,
+    dpop: Option<Arc<ResourceDpop>>,
     /// The access policy deciding calls, with its audit log.
     #[cfg(feature = "policy")]
     enforcer: Option<Arc<crate::policy::Enforcer>>,
@@ -47,6 +49,7 @@ impl Guard {
             policy,
             challenge_scopes,
             max_body_bytes,
+            dpop: None,
             #[cfg(feature = "policy")]
             enforcer: None,
         }
@@ -75,6 +78,17 @@ impl Guard {
             return true;
         }
         self.policy.needs_body()
+    }
+
+    /// With DPoP accepted (or required) at this resource.
+    pub(crate) fn with_dpop(mut self, dpop: Option<ResourceDpop>) -> Self {
+        self.dpop = dpop.map(Arc::new);
+        self
+    }
+
+    /// The DPoP settings; `None` when the `DPoP` scheme is not accepted.
+    pub(crate) fn dpop(&self) -> Option<&ResourceDpop> {
+        self.dpop.as_deref()
     }
 
     /// A copy with another scope policy (and the challenge scopes that follow from it).

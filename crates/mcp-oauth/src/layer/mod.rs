@@ -6,12 +6,17 @@
 //! 1. CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass untouched;
 //! 2. an `access_token` in the query string is refused (400 `invalid_request`), as are two
 //!    `Authorization` headers;
-//! 3. no `Authorization: Bearer` → 401 with a challenge and no error code;
+//! 3. no `Authorization: Bearer` (nor `DPoP`, when DPoP is on) → 401 with a challenge and no
+//!    error code; a `Bearer` token where DPoP is required → 401 `invalid_token`;
 //! 4. the token goes through the [`Authenticator`](crate::authenticator::Authenticator): invalid, expired or
 //!    misdirected → 401 `invalid_token`; keys unreachable → 503;
-//! 5. the baseline scopes, then, when the policy has per-method or per-tool scopes, the
+//! 5. DPoP binding (RFC 9449 §7): a token bound to a key (`cnf.jkt`) presented as `Bearer` →
+//!    401 `invalid_token`, whether DPoP is on or not; a `DPoP`-scheme token needs `cnf.jkt`
+//!    and a valid proof in one `DPoP` header ([`dpop`](crate::dpop)) → else 401
+//!    `invalid_dpop_proof`, or `use_dpop_nonce` with a `DPoP-Nonce` header;
+//! 6. the baseline scopes, then, when the policy has per-method or per-tool scopes, the
 //!    scopes of the JSON-RPC calls in the body → 403 `insufficient_scope` naming all of them;
-//! 6. [`Auth`](crate::Auth) goes into the request extensions and the inner service is called.
+//! 7. [`Auth`](crate::Auth) goes into the request extensions and the inner service is called.
 //!
 //! # Example
 //!
@@ -46,9 +51,11 @@
 //! # Ok(()) }
 //! ```
 
+mod dpop;
 mod guard;
 mod service;
 
+pub(crate) use dpop::ResourceDpop;
 pub(crate) use guard::Guard;
 pub use service::{BearerAuth, BearerAuthLayer, ResponseBody, ResponseFuture};
 

@@ -10,6 +10,7 @@ use http_body::Body;
 use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
 
+use super::dpop::{RequestView, refuse_bound_bearer};
 use super::guard::Guard;
 use crate::auth::Auth;
 use crate::authenticator::Lookup;
@@ -117,10 +118,14 @@ where
             Err(rejection) => return ResponseFuture::done(reject(guard, &req, rejection)),
         };
         let auth = match lookup {
-            (Lookup::Accepted(auth), _) => auth,
-            // The verifier must run, or recheck a cached token: that may wait (keys, store).
-            (lookup, now) => {
-                let fut = Box::pin(authenticate_later(guard.clone(), req, lookup, now));
+            (Lookup::Accepted(auth), _, Scheme::Bearer) => match refuse_bound_bearer(&auth) {
+                Ok(()) => auth,
+                Err(rejection) => return ResponseFuture::done(reject(guard, &req, rejection)),
+            },
+            // The verifier must run, or recheck a cached token, or a DPoP proof be checked:
+            // that may wait (keys, store, replay cache).
+            (lookup, now, scheme) => {
+                let fut = Box::pin(authenticate_later(guard.clone(), req, lookup, now, scheme));
                 return ResponseFuture {
                     state: State::Authenticating {
                         fut,
@@ -367,8 +372,18 @@ fn is_preflight<B>(req: &Request<B>) -> bool {
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-/// Finds the bearer token: exactly one `Authorization` header with scheme `Bearer` (any case).
-fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
+/// How the token is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// `Authorization: Bearer` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP`, with a proof in the `DPoP` header (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// Finds the token: exactly one `Authorization` header with scheme `Bearer` or `DPoP` (any
+/// case). The usual `Bearer` header is read in one pass; anything else step by step.
+fn credentials(headers: &HeaderMap) -> Result<(Scheme, &str), Rejection> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(if headers.contains_key(header::AUTHORIZATION) {
@@ -378,36 +393,69 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
         });
     };
     match well_formed_bearer(value.as_bytes()) {
-        Some(token) => Ok(token),
-        None => careful_bearer(value),
+        Some(token) => Ok((Scheme::Bearer, token)),
+        None => careful_credentials(value),
     }
 }
 
-/// [`bearer_token`] step by step: what is wrong with a header that is not `Bearer <b64token>`.
+/// The token of a `Bearer` header (tests; the layer reads [`credentials`]).
+#[cfg(test)]
+fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
+    match credentials(headers)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(Rejection::MissingToken),
+    }
+}
+
+/// [`credentials`] step by step: the `DPoP` scheme, or what is wrong with a header that is
+/// not `Bearer <b64token>`.
+fn careful_credentials(value: &http::HeaderValue) -> Result<(Scheme, &str), Rejection> {
+    let value = value.to_str().map_err(|_| {
+        Rejection::InvalidToken(VerifyError::Malformed("Authorization header is not ASCII"))
+    })?;
+    let (scheme, _) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("dpop") {
+        return careful_token(value, "the DPoP token is not a token68").map(|t| (Scheme::Dpop, t));
+    }
+    careful_bearer_str(value).map(|t| (Scheme::Bearer, t))
+}
+
+/// [`credentials`] step by step for `Bearer`: what is wrong with a header that is not
+/// `Bearer <b64token>`.
+#[cfg(test)]
 fn careful_bearer(value: &http::HeaderValue) -> Result<&str, Rejection> {
     let value = value.to_str().map_err(|_| {
         Rejection::InvalidToken(VerifyError::Malformed("Authorization header is not ASCII"))
     })?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    careful_bearer_str(value)
+}
+
+fn careful_bearer_str(value: &str) -> Result<&str, Rejection> {
+    let (scheme, _) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Rejection::MissingToken);
     }
+    careful_token(value, "the bearer token is not a b64token")
+}
+
+/// The token after the scheme, without the spaces around it: RFC 6750 §2.1 b64token (the
+/// same syntax as RFC 9110 token68), `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn careful_token<'a>(value: &'a str, problem: &'static str) -> Result<&'a str, Rejection> {
+    let (_, rest) = value.split_once(' ').unwrap_or((value, ""));
     let token = rest.trim_matches(' ');
-    // RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
     if body.is_empty() || !all_b64token(body.as_bytes()) {
-        return Err(Rejection::InvalidToken(VerifyError::Malformed(
-            "the bearer token is not a b64token",
-        )));
+        return Err(Rejection::InvalidToken(VerifyError::Malformed(problem)));
     }
     Ok(token)
 }
 
 /// The usual header, `Bearer <b64token>` (the scheme in any case, spaces around the token),
 /// checked in one pass over its bytes; `None` for anything else, which [`bearer_token`] then
-/// reads step by step ([`careful_bearer`]) to say what is wrong. Accepts exactly the headers
+/// reads step by step ([`careful_credentials`]) to say what is wrong. Accepts exactly the headers
 /// `careful_bearer` accepts, with the same token: a header that passes here is visible ASCII, its first
 /// space ends the scheme, and the token is what is left without the spaces around it.
+/// (The one pass is for `Bearer` only: a `DPoP` request costs a proof check anyway.)
 fn well_formed_bearer(value: &[u8]) -> Option<&str> {
     let (scheme, mut token) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
@@ -483,7 +531,8 @@ fn reject_parts(
 ) -> Response<Full<Bytes>> {
     let resource = resource_of(guard, headers, extensions);
     log_rejection(&rejection, uri.path());
-    rejection.into_response(&resource.metadata_url(), guard.challenge_scopes())
+    let dpop = guard.dpop().map(|dpop| dpop.challenge(headers));
+    rejection.into_response_with(&resource.metadata_url(), guard.challenge_scopes(), dpop)
 }
 
 /// The resource a request is for: the configured one, borrowed, unless trusted-proxy mode
@@ -499,40 +548,71 @@ fn resource_of<'g>(
     guard.resource_for(headers, crate::forwarded::peer_addr(extensions))
 }
 
-/// The checks that never wait: the query string, the `Authorization` header, then the
-/// token's size and the verified-token cache ([`Authenticator::lookup`](crate::authenticator::Authenticator::lookup)).
-/// Returns what the cache said and the time the token was checked at.
-fn authenticate_now<B>(guard: &Guard, req: &Request<B>) -> Result<(Lookup, i64), Rejection> {
+/// The checks that never wait: the query string, the `Authorization` header and its scheme,
+/// then the token's size and the verified-token cache ([`Authenticator::lookup`](crate::authenticator::Authenticator::lookup)).
+/// Returns what the cache said, the time the token was checked at, and the scheme.
+fn authenticate_now<B>(
+    guard: &Guard,
+    req: &Request<B>,
+) -> Result<(Lookup, i64, Scheme), Rejection> {
     if query_has_token(req.uri().query()) {
         return Err(Rejection::InvalidRequest(
             "access tokens are not accepted in the query string; send them in the Authorization header",
         ));
     }
-    let token = bearer_token(req.headers())?;
+    let (scheme, token) = credentials(req.headers())?;
+    match (scheme, guard.dpop()) {
+        (Scheme::Bearer, Some(dpop)) if dpop.required() => {
+            return Err(Rejection::WrongScheme(
+                "this resource accepts DPoP-bound tokens only: present the token with the DPoP scheme and a DPoP proof",
+            ));
+        }
+        (Scheme::Dpop, None) => {
+            return Err(Rejection::WrongScheme(
+                "this resource does not accept the DPoP scheme: present a bearer token",
+            ));
+        }
+        _ => {}
+    }
     let resource = resource_of(guard, req.headers(), req.extensions());
     let now = now_unix();
     match guard.authenticator().lookup(token, &resource, now) {
-        Ok(lookup) => Ok((lookup, now)),
+        Ok(lookup) => Ok((lookup, now, scheme)),
         Err(err) => Err(Rejection::from_verify_error(err)),
     }
 }
 
 /// The rest of the token's checks, that may wait: the verifier, or its recheck of a cached
-/// token ([`Authenticator::resolve`](crate::authenticator::Authenticator::resolve)).
+/// token ([`Authenticator::resolve`](crate::authenticator::Authenticator::resolve)); then the
+/// binding: a bound `Bearer` token is refused, a `DPoP` one needs its proof.
 async fn authenticate_later<B>(
     guard: Arc<Guard>,
     req: Request<B>,
     lookup: Lookup,
     now: i64,
+    scheme: Scheme,
 ) -> Result<(Request<B>, Auth), Response<Full<Bytes>>> {
-    let result = match bearer_token(req.headers()) {
-        Ok(token) => {
+    let result = match credentials(req.headers()) {
+        Ok((_, token)) => {
             let resource = resource_of(&guard, req.headers(), req.extensions());
-            guard
+            match guard
                 .authenticator()
                 .resolve(token, &resource, now, lookup)
                 .await
                 .map_err(Rejection::from_verify_error)
+            {
+                Ok(auth) => match (scheme, guard.dpop()) {
+                    (Scheme::Dpop, Some(dpop)) => dpop
+                        .check(&RequestView::of(&req), &resource, token, &auth, now)
+                        .await
+                        .map(|()| auth),
+                    (Scheme::Dpop, None) => Err(Rejection::WrongScheme(
+                        "this resource does not accept the DPoP scheme: present a bearer token",
+                    )),
+                    (Scheme::Bearer, _) => refuse_bound_bearer(&auth).map(|()| auth),
+                },
+                Err(rejection) => Err(rejection),
+            }
         }
         // Not reached: `authenticate_now` found this token in the same header.
         Err(rejection) => Err(rejection),
@@ -664,6 +744,12 @@ fn log_rejection(rejection: &Rejection, path: &str) {
     match rejection {
         Rejection::InvalidToken(err) | Rejection::Unavailable(err) => {
             tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), kind = ?err.kind(), reason = %err, path, "request rejected");
+        }
+        Rejection::InvalidProof(err) => {
+            tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), kind = ?err.kind(), reason = %err, path, "request rejected: DPoP proof");
+        }
+        Rejection::WrongScheme(reason) => {
+            tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), reason, path, "request rejected: authorization scheme");
         }
         _ => {
             tracing::debug!(target: "mcp_oauth::auth", status = rejection.status().as_u16(), path, "request rejected")

@@ -44,6 +44,13 @@ pub struct ProtectedResourceMetadata {
     /// Terms of service URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_tos_uri: Option<String>,
+    /// The algorithms DPoP proofs may be signed with (RFC 9728 §2, RFC 9449 §5.1); empty when
+    /// the resource does not accept DPoP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// Whether every access token must be DPoP-bound (RFC 9728 §2); absent means `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_bound_access_tokens_required: Option<bool>,
 }
 
 impl ProtectedResourceMetadata {
@@ -59,6 +66,8 @@ impl ProtectedResourceMetadata {
             resource_documentation: None,
             resource_policy_uri: None,
             resource_tos_uri: None,
+            dpop_signing_alg_values_supported: Vec::new(),
+            dpop_bound_access_tokens_required: None,
         }
     }
 
@@ -79,6 +88,29 @@ impl ProtectedResourceMetadata {
         scopes: I,
     ) -> Self {
         self.scopes_supported = crate::scope::advertised(scopes);
+        self
+    }
+
+    /// Advertises DPoP (RFC 9449): the proof algorithms, and whether bound tokens are
+    /// required (`dpop_bound_access_tokens_required`, written either way).
+    ///
+    /// ```
+    /// use mcp_oauth::jose::{Algorithm, Algorithms};
+    /// use mcp_oauth::metadata::ProtectedResourceMetadata;
+    ///
+    /// let doc = ProtectedResourceMetadata::new("https://mcp.example.com/mcp")
+    ///     .dpop([Algorithm::ES256, Algorithm::EdDSA].into_iter().collect::<Algorithms>(), false);
+    /// let json = serde_json::to_value(&doc).unwrap();
+    /// assert_eq!(json["dpop_signing_alg_values_supported"], serde_json::json!(["ES256", "EdDSA"]));
+    /// assert_eq!(json["dpop_bound_access_tokens_required"], false);
+    /// ```
+    #[must_use]
+    pub fn dpop(mut self, algorithms: crate::jose::Algorithms, required: bool) -> Self {
+        self.dpop_signing_alg_values_supported = algorithms
+            .iter()
+            .map(|alg| alg.as_str().to_owned())
+            .collect();
+        self.dpop_bound_access_tokens_required = Some(required);
         self
     }
 

@@ -7,11 +7,12 @@ use std::time::Duration;
 use super::{Inner, OAuth};
 use crate::auth::{AsyncClaimMapper, ClaimMapper, Mapping};
 use crate::authenticator::{Audience, Authenticator, TokenCacheOptions};
+use crate::dpop::DpopVerifier;
 use crate::error::ConfigError;
 #[cfg(feature = "remote")]
 use crate::fetch::HttpClient;
 use crate::forwarded::TrustedProxies;
-use crate::layer::{DEFAULT_MAX_BODY_BYTES, Guard};
+use crate::layer::{DEFAULT_MAX_BODY_BYTES, Guard, ResourceDpop};
 #[cfg(feature = "remote")]
 use crate::metadata::MetadataMirror;
 use crate::policy::ScopePolicy;
@@ -41,6 +42,8 @@ pub struct OAuthBuilder {
     resource_documentation: Option<String>,
     max_body_bytes: usize,
     mirror: bool,
+    dpop: Option<DpopVerifier>,
+    dpop_required: bool,
     #[cfg(feature = "remote")]
     client: Option<HttpClient>,
     #[cfg(feature = "remote")]
@@ -78,6 +81,8 @@ impl Default for OAuthBuilder {
             resource_documentation: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             mirror: true,
+            dpop: None,
+            dpop_required: false,
             #[cfg(feature = "remote")]
             client: None,
             #[cfg(feature = "remote")]
@@ -303,6 +308,35 @@ impl OAuthBuilder {
     /// `resource_documentation` in the metadata.
     pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
         self.resource_documentation = Some(url.into());
+        self
+    }
+
+    /// Accepts DPoP-bound tokens (RFC 9449): the `Authorization: DPoP <token>` scheme, with
+    /// each request's proof checked by `verifier` against the token's `cnf.jkt`, this method
+    /// and the public URL (the resource's origin and the request path, never `Host`). Bearer
+    /// tokens stay accepted unless [`Self::require_dpop`]. The challenges then carry a `DPoP
+    /// algs="…"` challenge after the `Bearer` one, and the metadata lists
+    /// `dpop_signing_alg_values_supported`. See [`dpop`](crate::dpop) and
+    /// `docs/extensions.md`.
+    ///
+    /// Default: off. A token bound to a key (`cnf.jkt`) presented as `Bearer` is refused
+    /// either way, so turning DPoP off never turns a bound token into a bearer token.
+    ///
+    /// # Deployment
+    ///
+    /// The verifier's replay cache must be shared by every instance behind one load
+    /// balancer (`StoreReplayCache`), or a proof accepted by one instance can be replayed to
+    /// another within its minute.
+    pub fn dpop(mut self, verifier: DpopVerifier) -> Self {
+        self.dpop = Some(verifier);
+        self
+    }
+
+    /// Accepts DPoP-bound tokens only: a `Bearer` token is refused (401 `invalid_token`), and
+    /// the metadata says `dpop_bound_access_tokens_required: true`. Turns DPoP on with the
+    /// default [`DpopVerifier`] when [`Self::dpop`] was not called. Default: off.
+    pub fn require_dpop(mut self) -> Self {
+        self.dpop_required = true;
         self
     }
 
@@ -541,6 +575,12 @@ impl OAuthBuilder {
             &self.scopes_supported,
             self.max_body_bytes,
         );
+        let dpop = match (self.dpop, self.dpop_required) {
+            (Some(verifier), required) => Some(ResourceDpop::new(verifier, required)),
+            (None, true) => Some(ResourceDpop::new(DpopVerifier::builder().build()?, true)),
+            (None, false) => None,
+        };
+        let guard = guard.with_dpop(dpop);
         #[cfg(feature = "policy")]
         let guard = match self.access_policy {
             Some(policy) => {

@@ -175,7 +175,21 @@ impl OAuth {
             .scopes_supported(self.inner.scopes_supported.iter().cloned());
         doc.resource_name = self.inner.resource_name.clone();
         doc.resource_documentation = self.inner.resource_documentation.clone();
+        if let Some(dpop) = self.inner.guard.dpop() {
+            doc = doc.dpop(dpop.verifier().algorithms(), dpop.required());
+        }
         doc
+    }
+
+    /// The DPoP proof verifier, when the resource accepts DPoP-bound tokens
+    /// ([`OAuthBuilder::dpop`]).
+    pub fn dpop_verifier(&self) -> Option<&crate::dpop::DpopVerifier> {
+        self.inner.guard.dpop().map(|dpop| dpop.verifier())
+    }
+
+    /// Whether the resource accepts DPoP-bound tokens only ([`OAuthBuilder::require_dpop`]).
+    pub fn requires_dpop(&self) -> bool {
+        self.inner.guard.dpop().is_some_and(|dpop| dpop.required())
     }
 
     /// The mirror of the first authorization server's metadata, if enabled.

@@ -180,6 +180,7 @@ mod tests {
                 subject: "u".into(),
                 user_claims: Default::default(),
                 family: "f".into(),
+                dpop_jkt: None,
                 expires_at,
             },
             redirect_uri: "http://127.0.0.1/cb".into(),

@@ -408,6 +408,9 @@ pub struct AuthRequestRecord {
     pub resource: Option<String>,
     /// The PKCE S256 challenge.
     pub code_challenge: String,
+    /// The `dpop_jkt` of the request (RFC 9449 §10): the key the code is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     /// The CSRF token the page's form must return (with the matching cookie).
     pub csrf: String,
     /// When the request lapses (Unix seconds).
@@ -436,6 +439,11 @@ pub struct GrantRecord {
     pub family: String,
     /// When it lapses (Unix seconds).
     pub expires_at: i64,
+    /// The RFC 7638 thumbprint of the key it is bound to (RFC 9449): for a code, the
+    /// `dpop_jkt` of its authorization request; for a refresh token, the key of the DPoP
+    /// proof it was issued with. Its use then needs a proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A refresh token, stored under the hash of its value: the grant it carries on.
