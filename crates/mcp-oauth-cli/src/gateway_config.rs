@@ -117,7 +117,7 @@ pub(crate) struct ConfigFile {
 #[command(name = "mcp-oauth gateway", no_binary_name = true)]
 pub(crate) struct GatewayCli {
     #[command(flatten)]
-    pub(crate) args: crate::gateway::GatewayArgs,
+    pub(crate) args: crate::gateway_args::GatewayArgs,
 }
 
 /// What an option accepts.
@@ -628,7 +628,7 @@ fn file_arguments(
 pub(crate) fn merge(
     config: &ConfigFile,
     argv: &[OsString],
-) -> Result<crate::gateway::GatewayArgs, String> {
+) -> Result<crate::gateway_args::GatewayArgs, String> {
     let given = given_on_command_line(argv)?;
     let mut all = file_arguments(config, &given, true)?;
     all.extend(argv.iter().cloned());
@@ -645,7 +645,7 @@ pub(crate) fn merge(
 
 /// The upstreams the command line gives (`--upstream`, `-- CMD`), else the file's.
 pub(crate) fn upstreams(
-    args: &crate::gateway::GatewayArgs,
+    args: &crate::gateway_args::GatewayArgs,
     config: Option<&ConfigFile>,
 ) -> Vec<UpstreamSpec> {
     if let Some(spec) = args.command_line_upstream() {
@@ -798,7 +798,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
 impl GatewayCli {
     fn try_parse_from_matches(
         matches: &clap::ArgMatches,
-    ) -> Result<crate::gateway::GatewayArgs, String> {
+    ) -> Result<crate::gateway_args::GatewayArgs, String> {
         <Self as clap::FromArgMatches>::from_arg_matches(matches)
             .map(|cli| cli.args)
             .map_err(|e| e.to_string())

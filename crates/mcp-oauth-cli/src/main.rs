@@ -18,6 +18,7 @@ mod docs_commands;
 mod doctor;
 mod dotenv;
 mod gateway;
+mod gateway_args;
 mod gateway_config;
 mod gateway_policy;
 mod listen;

@@ -35,6 +35,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::SEPARATOR;
+use crate::fanout::Fanout;
 use crate::front;
 use crate::gate::{Call, Decision, Gatekeeper, ListKind};
 use crate::jsonrpc::{self, Kind, Message};
@@ -54,20 +55,6 @@ static SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-ses
 pub(crate) struct Member {
     pub(crate) name: Arc<str>,
     pub(crate) route: crate::isolation::Route,
-}
-
-/// The aggregate's part of a client session.
-pub(crate) struct Fanout {
-    /// The client's `initialize` body, replayed to members opened later.
-    init: Bytes,
-    /// Each member's session id, once opened.
-    subs: Mutex<Vec<Option<Arc<str>>>>,
-    /// Requests in flight per member.
-    in_flight: Vec<AtomicUsize>,
-    /// Resource URI → member, from the lists the client read.
-    resources: Mutex<HashMap<String, usize>>,
-    /// Exposed name → (member, name upstream), for names that were shortened.
-    shortened: Mutex<HashMap<String, (usize, String)>>,
 }
 
 pub(crate) struct Aggregate {

@@ -40,6 +40,7 @@
 mod aggregate;
 mod audit;
 mod error;
+mod fanout;
 mod front;
 pub mod gate;
 mod health;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mcp_oauth::Auth;
 use tokio::sync::mpsc;
 
-use crate::aggregate::Fanout;
+use crate::fanout::Fanout;
 use crate::upstream::http::HttpSession;
 
 /// Messages the GET stream of a session can hold before new ones are dropped.

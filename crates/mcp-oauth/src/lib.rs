@@ -122,6 +122,11 @@ pub struct ProvidersDocDoctests;
 #[doc = include_str!("../../../docs/token-exchange.md")]
 pub struct TokenExchangeDocDoctests;
 
+/// The examples of `docs/extensions.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
+#[doc = include_str!("../../../docs/extensions.md")]
+pub struct ExtensionsDocDoctests;
+
 /// The examples of `docs/proxy.md`, compiled as doctests.
 #[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
 #[doc = include_str!("../../../docs/proxy.md")]

@@ -112,7 +112,7 @@ impl Access {
 fn subject_of(request: &AuthRequestRecord, user: &UserIdentity) -> Subject {
     let mut claims = user.claims.clone();
     claims.insert("sub".to_owned(), Value::String(user.subject.clone()));
-    Subject::from_claims(&crate::Claims::new(claims)).client_id(request.client_id.clone())
+    Subject::from_claims(&crate::claims::Claims::new(claims)).client_id(request.client_id.clone())
 }
 
 fn actor(policy: &Policy, subject: &Subject) -> Actor {

@@ -16,12 +16,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::server::AuthServer;
 use super::store::{ClientRecord, Kind, StoreError};
 use crate::claims::{DEFAULT_LEEWAY, check_times, now_unix};
-use crate::jose::{Algorithms, KeySet};
+use crate::jose::Algorithms;
 use crate::verify::{JwtVerifier, TokenVerifier};
 
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
@@ -30,27 +28,6 @@ pub(crate) const JWT_BEARER_ASSERTION: &str =
 
 /// The longest an assertion may be valid ahead of now: 5 minutes.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(300);
-
-/// The most keys a client may register.
-const MAX_KEYS: usize = 10;
-
-/// The client's registered keys, checked: a JWK Set with at least one usable public key for
-/// an asymmetric algorithm, at most ten.
-pub(crate) fn client_keys(jwks: &Value) -> Result<KeySet, String> {
-    let bytes = serde_json::to_vec(jwks).map_err(|e| format!("jwks: {e}"))?;
-    let (set, skipped) = KeySet::from_jwks_json(&bytes, Algorithms::asymmetric(), MAX_KEYS)
-        .map_err(|e| format!("jwks: {e}"))?;
-    if set.is_empty() {
-        return Err(
-            "jwks has no usable public key (RSA, EC P-256/P-384 or Ed25519, no private or symmetric keys)"
-                .into(),
-        );
-    }
-    if skipped > 0 && set.len() == MAX_KEYS {
-        return Err(format!("jwks has more than {MAX_KEYS} keys"));
-    }
-    Ok(set)
-}
 
 /// Why an assertion is refused. The text is logged; the client gets `invalid_client`.
 #[derive(Debug)]

@@ -194,7 +194,11 @@ impl AuthServerBuilder {
     /// `audit` when given. Default: everyone the login back-end accepts, every requested
     /// scope.
     #[cfg(feature = "policy")]
-    pub fn policy(mut self, policy: crate::policy::Policy, audit: Option<crate::AuditLog>) -> Self {
+    pub fn policy(
+        mut self,
+        policy: crate::policy::Policy,
+        audit: Option<crate::audit::AuditLog>,
+    ) -> Self {
         self.access = Some(super::access::Access { policy, audit });
         self
     }

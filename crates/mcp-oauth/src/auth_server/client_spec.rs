@@ -121,7 +121,7 @@ impl ClientSpec {
             (ClientAuthMethod::PrivateKeyJwt, Some(text)) => {
                 let jwks: serde_json::Value = serde_json::from_str(text)
                     .map_err(|e| bad(format!("client {id:?}: jwks is not JSON: {e}")))?;
-                super::assertion::client_keys(&jwks)
+                super::registration::client_keys(&jwks)
                     .map_err(|e| bad(format!("client {id:?}: {e}")))?;
                 Some(jwks)
             }

@@ -16,9 +16,9 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::VerifyError;
 use crate::claims::now_unix;
 use crate::error::ConfigError;
+use crate::error::VerifyError;
 use crate::jose::{Algorithm, JwkSet, KeySet, SigningKey};
 use crate::verify::{BoxFuture, KeySource};
 

@@ -7,6 +7,7 @@ use url::Url;
 use super::protocol::{ApplicationType, ClientAuthMethod, ErrorCode, GrantType};
 use super::store::ClientRecord;
 use crate::claims::now_unix;
+use crate::jose::{Algorithms, KeySet};
 use crate::scope::parse_scope_list;
 
 /// Who may register clients at `POST /register` (RFC 7591). Set with
@@ -165,7 +166,7 @@ pub(crate) fn client_from_registration(
                 "a private_key_jwt client registers its public keys as jwks (a JWK Set object)",
             ));
         };
-        super::assertion::client_keys(jwks).map_err(|e| invalid(&e))?;
+        client_keys(jwks).map_err(|e| invalid(&e))?;
         Some(jwks.clone())
     } else {
         None
@@ -246,6 +247,27 @@ pub(crate) fn client_from_registration(
         machine_scopes,
         expires_at: None,
     })
+}
+
+/// The most keys a client may register.
+const MAX_KEYS: usize = 10;
+
+/// The client's registered keys, checked: a JWK Set with at least one usable public key for
+/// an asymmetric algorithm, at most ten.
+pub(crate) fn client_keys(jwks: &Value) -> Result<KeySet, String> {
+    let bytes = serde_json::to_vec(jwks).map_err(|e| format!("jwks: {e}"))?;
+    let (set, skipped) = KeySet::from_jwks_json(&bytes, Algorithms::asymmetric(), MAX_KEYS)
+        .map_err(|e| format!("jwks: {e}"))?;
+    if set.is_empty() {
+        return Err(
+            "jwks has no usable public key (RSA, EC P-256/P-384 or Ed25519, no private or symmetric keys)"
+                .into(),
+        );
+    }
+    if skipped > 0 && set.len() == MAX_KEYS {
+        return Err(format!("jwks has more than {MAX_KEYS} keys"));
+    }
+    Ok(set)
 }
 
 #[cfg(test)]

@@ -381,7 +381,7 @@ impl AuthServer {
     ///
     /// Not a proxy grant of this server, the grant was revoked, or the provider refused the
     /// refresh.
-    pub async fn upstream_token(&self, auth: &crate::Auth) -> Result<Secret, ProxyError> {
+    pub async fn upstream_token(&self, auth: &crate::auth::Auth) -> Result<Secret, ProxyError> {
         if auth.issuer.as_deref() != Some(self.inner.config.issuer.as_str()) {
             return Err(ProxyError::NoTokens);
         }

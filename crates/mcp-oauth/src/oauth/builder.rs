@@ -58,7 +58,7 @@ pub struct OAuthBuilder {
     #[cfg(feature = "policy")]
     access_policy: Option<crate::policy::Policy>,
     #[cfg(feature = "policy")]
-    audit: Option<crate::AuditLog>,
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl Default for OAuthBuilder {
@@ -222,7 +222,7 @@ impl OAuthBuilder {
     /// Writes one line per access-policy decision to this audit log. Default is none; it
     /// records nothing without an [`access_policy`](Self::access_policy).
     #[cfg(feature = "policy")]
-    pub fn audit(mut self, audit: crate::AuditLog) -> Self {
+    pub fn audit(mut self, audit: crate::audit::AuditLog) -> Self {
         self.audit = Some(audit);
         self
     }

@@ -216,7 +216,7 @@ impl OAuth {
     pub fn with_access_policy(
         &self,
         policy: Option<crate::policy::Policy>,
-        audit: Option<crate::AuditLog>,
+        audit: Option<crate::audit::AuditLog>,
     ) -> Self {
         let mut inner = (*self.inner).clone();
         let enforcer = policy.map(|p| crate::policy::Enforcer::new(p, audit));

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::Claims;
+use crate::claims::Claims;
 
 /// The user a decision is about.
 ///
@@ -71,7 +71,7 @@ impl Subject {
     /// When the token has no `email` claim, the email the provider's claim mapping found
     /// (`auth.user.email`, e.g. a namespaced Auth0 claim) is used, unless the token says
     /// `email_verified: false`.
-    pub fn from_auth(auth: &crate::Auth) -> Self {
+    pub fn from_auth(auth: &crate::auth::Auth) -> Self {
         let mut subject = Self::from_claims(&auth.claims).scopes(auth.scopes.iter().cloned());
         if let (None, Some(client)) = (&subject.client_id, &auth.client_id) {
             subject.client_id = Some(client.clone());

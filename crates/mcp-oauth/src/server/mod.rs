@@ -96,7 +96,7 @@ pub struct McpServer {
     #[cfg(feature = "policy")]
     access_policy: Option<crate::policy::PolicyConfig>,
     #[cfg(feature = "policy")]
-    audit: Option<crate::AuditLog>,
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl McpServer {
@@ -207,7 +207,7 @@ impl McpServer {
     /// Writes one line per access-policy decision to this audit log (see
     /// [`audit`](crate::audit)). Default is none.
     #[cfg(feature = "policy")]
-    pub fn audit(mut self, audit: crate::AuditLog) -> Self {
+    pub fn audit(mut self, audit: crate::audit::AuditLog) -> Self {
         self.audit = Some(audit);
         self
     }

@@ -1,0 +1,129 @@
+//! The options of `mcp-oauth gateway` (the command line, and the keys of its configuration
+//! file, which are read from them).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::dev::DevArgs;
+use crate::options::SecretArg;
+
+/// Options of `mcp-oauth gateway`.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<GatewayAction>,
+    /// Read the options and the upstreams from this TOML file (see docs/gateway.md); options
+    /// on the command line override the file's.
+    #[arg(long, value_name = "FILE", env = "MCP_OAUTH_GATEWAY_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the configuration file equivalent to the options (and --config) and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+    /// The MCP server to protect, a Streamable HTTP endpoint (instead of `-- CMD ARGS…`).
+    #[arg(long, value_name = "URL", env = "MCP_OAUTH_UPSTREAM")]
+    pub(crate) upstream: Option<String>,
+    /// A header sent with every request to the --upstream, as 'NAME: VALUE' (repeatable); the
+    /// value may be ${ENV_VAR} or file:PATH, and is never logged. The client's Authorization
+    /// header is never forwarded.
+    #[arg(
+        long = "upstream-header",
+        value_name = "'NAME: VALUE'",
+        requires = "upstream"
+    )]
+    pub(crate) upstream_headers: Vec<SecretArg>,
+    /// A variable for the stdio command's environment, as NAME=VALUE (repeatable); VALUE may
+    /// be ${ENV_VAR} or file:PATH. The command's environment is otherwise cleared, except
+    /// PATH, HOME, USER, LANG, LC_*, TERM, TZ, TMPDIR (and the Windows essentials).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub(crate) env: Vec<SecretArg>,
+    /// Pass this variable of the gateway's environment to the stdio command (repeatable).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub(crate) pass_env: Vec<String>,
+    /// Whether the users share the stdio command's one process (shared), or each gets a
+    /// process of their own, started at their first request and stopped after 15 minutes
+    /// without one (per-user).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
+    pub(crate) isolation: IsolationArg,
+    /// Working directory of the stdio command [default: the current one].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cwd: Option<PathBuf>,
+    /// Verify tokens of this issuer (as `mcp-oauth serve` does) instead of running the
+    /// embedded authorization server.
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub(crate) issuer: Option<String>,
+    /// With --issuer: another accepted token audience (an API identifier, a client id).
+    #[arg(long, env = "OIDC_AUDIENCE", requires = "issuer")]
+    pub(crate) audience: Option<String>,
+    /// With --issuer: the scopes advertised in the metadata and the 401 challenge,
+    /// space-separated [default: the resource scopes of the issuer's metadata].
+    #[arg(long, env = "OIDC_SCOPES", requires = "issuer")]
+    pub(crate) scopes: Option<String>,
+    /// With --issuer: verify tokens with this public key (PEM, JWK or JWKS file) instead of
+    /// the issuer's key set.
+    #[arg(long, value_name = "FILE", requires = "issuer")]
+    pub(crate) public_key: Option<PathBuf>,
+    /// Serve /healthz, /readyz (with each upstream's state) and /metrics (Prometheus) on this
+    /// address, without authentication: keep it on loopback or a private network. The public
+    /// listener serves /healthz and /readyz without details, and never /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin_listen: Option<std::net::SocketAddr>,
+    /// Send HTTP upstreams the caller's identity in this header (e.g. X-MCP-Identity): a JWT
+    /// the gateway signs (sub, scope, client_id; audience the upstream's URL; 60 s), verifiable
+    /// with the key set at /.well-known/mcp-gateway-jwks.json. Never the client's token.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) identity_header: Option<String>,
+    /// Decide every call and filter every list with this policy file (docs/policy.md); its
+    /// rules are checked against the upstreams' real tools before the gateway serves.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Append one audit event (JSON line) per forwarded call and per decision to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit: Option<PathBuf>,
+    /// What audit events record of a call's arguments: none, hash (SHA-256 of the canonical
+    /// JSON), redacted or full.
+    #[arg(long, value_name = "MODE", default_value = "hash", requires = "audit")]
+    pub(crate) audit_arguments: AuditArguments,
+    /// Where to listen, the public URL, and (without --issuer) the embedded authorization
+    /// server's options.
+    #[command(flatten)]
+    pub(crate) dev: DevArgs,
+    /// The MCP server to protect, a command speaking MCP on stdin/stdout: `-- CMD ARGS…`.
+    #[arg(last = true, value_name = "CMD")]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// What `mcp-oauth gateway` does besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum GatewayAction {
+    /// Validate a configuration file without serving: print the resolved plan, or every
+    /// problem with its line (exit status 2).
+    Check {
+        /// The TOML file to check.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum IsolationArg {
+    /// One process for every user.
+    Shared,
+    /// One process per user.
+    PerUser,
+}
+
+/// `--audit-arguments`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuditArguments {
+    /// Arguments are not recorded.
+    None,
+    /// The SHA-256 of the canonical JSON.
+    Hash,
+    /// Values replaced by their type.
+    Redacted,
+    /// Everything (may hold secrets).
+    Full,
+}
