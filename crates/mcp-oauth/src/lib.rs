@@ -123,7 +123,7 @@ pub struct ProvidersDocDoctests;
 pub struct TokenExchangeDocDoctests;
 
 /// The examples of `docs/extensions.md`, compiled as doctests.
-#[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
+#[cfg(all(doctest, feature = "rmcp", feature = "postgres"))]
 #[doc = include_str!("../../../docs/extensions.md")]
 pub struct ExtensionsDocDoctests;
 
