@@ -1,5 +1,11 @@
 //! The configuration file of `mcp-oauth gateway` (`--config gateway.toml`).
 //!
+//! Why one file of this size: reading the file, refusing what it must not hold (with line and
+//! suggestion), resolving `${ENV}` and merging with the command line are one pass over one
+//! table whose errors must all name the same positions; a quarter of it is the tests of
+//! those messages. Printing the plan (`check`, `--print-config`) is the part that would move
+//! out first.
+//!
 //! Every option of the command is a key: `--public-url X` is `public_url = "X"`, a repeatable
 //! option takes an array (`user = ["alice:${ALICE_PASSWORD}"]`), a switch takes `true`. A table
 //! `[audit]` groups the options that start with `--audit-` (`arguments` is

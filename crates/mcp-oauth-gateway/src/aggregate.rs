@@ -1,5 +1,10 @@
 //! Several upstreams behind one endpoint.
 //!
+//! Why one file of this size: the fan-out (open, route, merge lists, rename, map resources,
+//! forward server-initiated messages) is one state machine over one [`Fanout`](crate::fanout::Fanout);
+//! split across files its invariants (which member owns an id, what a name maps back to)
+//! would be read in several places. The merging of lists is the part that would move out first.
+//!
 //! Each upstream is a one-upstream gateway of its own (a *member*, the same code as a gateway
 //! with one upstream, called in-process, without authentication of its own). The aggregate is
 //! the member's client: a client session here opens one session in every member when the client
@@ -36,7 +41,7 @@ use serde_json::{Map, Value, json};
 
 use crate::SEPARATOR;
 use crate::fanout::Fanout;
-use crate::front;
+use crate::front::{self, session_not_found, status_only};
 use crate::gate::{Call, Decision, Gatekeeper, ListKind};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
@@ -112,12 +117,6 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
 
 fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
     json_response(status, jsonrpc::error_response(id, code, message))
-}
-
-fn status_only(status: StatusCode) -> Response {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = status;
-    response
 }
 
 fn not_permitted(id: Option<&str>) -> Response {
@@ -308,23 +307,8 @@ pub(crate) async fn handle(State(agg): State<Arc<Aggregate>>, req: Request) -> R
         Method::POST => post(agg, req).await,
         Method::GET => get(agg, req).await,
         Method::DELETE => delete(agg, req).await,
-        _ => {
-            let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-            response
-        }
+        _ => front::method_not_allowed(),
     }
-}
-
-fn session_not_found() -> Response {
-    rpc_error(
-        StatusCode::NOT_FOUND,
-        None,
-        jsonrpc::INVALID_REQUEST,
-        "this session does not exist for the caller (unknown, expired or ended); start a new one with initialize",
-    )
 }
 
 enum Owned {

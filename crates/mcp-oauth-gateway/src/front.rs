@@ -1,5 +1,9 @@
 //! The client-facing side: MCP Streamable HTTP (POST with JSON or SSE answers, the GET
 //! stream, DELETE, `Mcp-Session-Id`, `MCP-Protocol-Version`), behind the bearer layer.
+//!
+//! Why one file of this size: the three methods of one endpoint (POST, GET, DELETE) share the
+//! session checks, the protocol-version negotiation and the error answers; the SSE framing
+//! already lives in `sse.rs`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -102,13 +106,22 @@ fn json(status: StatusCode, body: Bytes) -> Response {
     response
 }
 
-fn status_only(status: StatusCode) -> Response {
+/// 405 with the methods the MCP endpoint takes.
+pub(crate) fn method_not_allowed() -> Response {
+    let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    response
+}
+
+pub(crate) fn status_only(status: StatusCode) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     response
 }
 
-fn session_not_found() -> Response {
+pub(crate) fn session_not_found() -> Response {
     rpc_error(
         StatusCode::NOT_FOUND,
         None,
@@ -181,13 +194,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
         Method::POST => post(inner, req).await,
         Method::GET => get(inner, req).await,
         Method::DELETE => delete(inner, req).await,
-        _ => {
-            let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-            response
-        }
+        _ => method_not_allowed(),
     }
 }
 

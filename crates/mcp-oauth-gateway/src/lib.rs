@@ -1,6 +1,10 @@
 //! `mcp-oauth-gateway`: OAuth in front of any MCP server, local (a stdio child process) or
 //! remote (Streamable HTTP), or several at once ([`Gateway::aggregate`]), as one axum router.
 //!
+//! Why one file of this size: it is the crate's public face (configuration types, the
+//! builder and the router it assembles, with their docs); the request handling lives in the
+//! modules.
+//!
 //! Clients speak MCP Streamable HTTP to the gateway (protocol versions 2025-03-26, 2025-06-18
 //! and 2025-11-25); every request passes the bearer layer of [`mcp_oauth`] first (verified
 //! tokens, RFC 9728 metadata, exact challenges), then the session binding (a session belongs

@@ -1,6 +1,10 @@
 //! Test helpers (feature `test-util`): signing keys, a token builder, and a mock identity
 //! provider on 127.0.0.1 whose behaviour tests can change while it runs.
 //!
+//! Why one file of this size: it is one public test kit (keys, tokens, a mock identity
+//! provider and its switches) that users import as one module; nothing in it runs in a
+//! server.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

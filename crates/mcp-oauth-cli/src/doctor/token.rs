@@ -1,6 +1,11 @@
 //! The access token, claim by claim (format, algorithm, `kid`, signature, `iss`, `aud`,
 //! `exp` / `nbf` / `iat`, scopes), then through the library's own pipeline.
 //!
+//! Why one file of this size: each claim has its own check with the message and the hint for
+//! each way it can fail (most of the lines are those texts), and the checks share one reading
+//! of the token and one set of inputs; the tests at the end pin the messages. A new claim
+//! check goes here; a check of something else (the server, the keys) gets a module beside it.
+//!
 //! The token itself is never printed.
 
 use mcp_oauth::authenticator::{Audience, DEFAULT_MAX_TOKEN_BYTES, TimeRules};

@@ -1,5 +1,10 @@
 //! The stdio upstream: one child process shared by every client session.
 //!
+//! Why one file of this size: the child's lifecycle, the id rewriting both ways and the
+//! routing of the child's own requests share one table of requests in flight; keeping them
+//! together keeps that table's invariants in one place. Process start-up and shutdown are the
+//! part that would move out first.
+//!
 //! Ids are rewritten: each request sent to the child gets a number of the gateway's own, and
 //! the response is mapped back to the client session and id it came from; progress tokens
 //! become that number too, and `notifications/cancelled` is translated both ways. Requests

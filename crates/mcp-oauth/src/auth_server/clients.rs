@@ -128,16 +128,7 @@ pub(crate) async fn authenticate_client(
         (None, Some(id), secret) => (id.clone(), secret.cloned(), false),
         (None, None, _) => return Err(invalid(false)),
     };
-    if let Err(wait) = take_for_client(server, &client_id, secret.is_some()) {
-        let retry = format!(
-            "too many requests for this client; retry in {} s",
-            wait.as_secs()
-        );
-        return Err(TokenError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            ..err(ErrorCode::TemporarilyUnavailable, retry)
-        });
-    }
+    take_for_client(server, &client_id, secret.is_some())?;
     let client = load_client(server, &client_id)
         .await?
         .map_err(|_| invalid(basic_used))?;
@@ -226,16 +217,7 @@ async fn authenticate_by_assertion(
             "client_id differs from the client assertion's sub",
         ));
     }
-    if let Err(wait) = take_for_client(server, &client_id, true) {
-        let retry = format!(
-            "too many requests for this client; retry in {} s",
-            wait.as_secs()
-        );
-        return Err(TokenError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            ..err(ErrorCode::TemporarilyUnavailable, retry)
-        });
-    }
+    take_for_client(server, &client_id, true)?;
     let client = load_client(server, &client_id)
         .await?
         .map_err(|_| invalid("unknown client"))?;
@@ -290,16 +272,27 @@ fn single_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
 /// The per-client-id bucket at `/token` and `/revoke`, taken where the client id is known
 /// and before the client authenticates; only requests that present a client secret count
 /// (they are the ones that could guess it), so public clients, whose ids anyone may send, are
-/// never held up by someone else's requests. `Err(wait)` when the bucket is empty.
+/// never held up by someone else's requests. 429 `temporarily_unavailable` when the bucket
+/// is empty.
 fn take_for_client(
     server: &AuthServer,
     client_id: &str,
     presents_secret: bool,
-) -> Result<(), Duration> {
-    match &server.inner.limits.per_client {
+) -> Result<(), TokenError> {
+    let taken: Result<(), Duration> = match &server.inner.limits.per_client {
         Some(limiter) if presents_secret => limiter.take(client_id.to_owned()).inspect_err(|_| {
             tracing::warn!(target: "mcp_oauth::auth_server", %client_id, "rate limit per client reached");
         }),
         _ => Ok(()),
-    }
+    };
+    taken.map_err(|wait| TokenError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        ..err(
+            ErrorCode::TemporarilyUnavailable,
+            format!(
+                "too many requests for this client; retry in {} s",
+                wait.as_secs()
+            ),
+        )
+    })
 }

@@ -2,6 +2,10 @@
 //! presets for Google, GitHub, Okta, Entra ID and any OIDC issuer), how the proxy learns who
 //! signed in ([`Identity`]) and authenticates to it ([`ClientCredentials`](crate::protocol::ClientCredentials)), and its token
 //! endpoint.
+//!
+//! Why one file of this size: most of it is the presets (Google, GitHub, Okta, Entra ID,
+//! OIDC), each a few lines of data on one builder, and the user mapping they share; the flow
+//! that uses them lives in `proxy/`.
 
 use std::sync::Arc;
 

@@ -1,3 +1,12 @@
+//! The bearer layer's service: the credentials read from the request, the token pipeline,
+//! then the JSON-RPC body for the scope and access policies, and the response future that
+//! runs those steps without a boxed future on the common path.
+//!
+//! Why one file of this size: the steps are the states of one hand-written future
+//! ([`ResponseFuture`]) and share its types; split across files, the order of the checks (what
+//! a request may learn before its token is verified) would be read in several places. The
+//! guard's configuration lives in `guard.rs`.
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

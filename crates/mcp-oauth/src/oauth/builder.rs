@@ -1,5 +1,8 @@
 //! [`OAuthBuilder`]: the one way to configure the resource server, its token pipeline
 //! included, and to fold a provider preset in.
+//!
+//! Why one file of this size: it is the only builder of the resource server, so every
+//! setting is a documented method here.
 
 use std::sync::Arc;
 use std::time::Duration;

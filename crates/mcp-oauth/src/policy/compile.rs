@@ -1,5 +1,9 @@
 //! The rule layer compiled to Cedar: the schema generated from the catalog, and one Cedar
 //! policy per rule, each checked against the tools it names before Cedar's own validator runs.
+//!
+//! Why one file of this size: the schema and the policies are generated together from the
+//! same catalog, and each rule is checked against the tools it names with the messages that
+//! say what to fix.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

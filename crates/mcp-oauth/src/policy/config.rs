@@ -1,4 +1,8 @@
 //! The friendly rule layer: the `[policy]` TOML table and the same rules as a Rust builder.
+//!
+//! Why one file of this size: the TOML form and the Rust builder are two spellings of the same
+//! rules and must stay in step (each TOML key has its builder method); keeping both here makes
+//! a drift visible in one review.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,5 +1,9 @@
 //! The engine: the rules and Cedar files compiled into one Cedar policy set, validated against
 //! the schema generated from the catalog, and one decision function for calls and lists.
+//!
+//! Why one file of this size: building the policy set, deciding and explaining all read the
+//! same compiled state (entities, the partial evaluation for lists) and must agree on it;
+//! about a third of the file is its tests.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

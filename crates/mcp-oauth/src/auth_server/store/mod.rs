@@ -4,6 +4,10 @@
 //! SQLite (feature `sqlite`) for one machine that restarts; PostgreSQL (feature `postgres`) or
 //! Redis (feature `redis`, also on a Redis Cluster) for several instances sharing one state.
 //!
+//! Why one file of this size: the typed records and their encoding are written once, here,
+//! over the primitives every backend implements (the point of the layering below); each
+//! backend is a file of its own.
+//!
 //! # Two layers
 //!
 //! A backend implements [`Store`]: seven primitives over opaque bytes, each record filed
