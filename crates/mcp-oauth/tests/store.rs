@@ -484,6 +484,73 @@ async fn entries_are_kept_by_kind_read_and_taken_once(store: Arc<dyn Store>) {
     );
 }
 
+/// Keys are the callers' strings, whatever they hold: the proxy's consent key joins subject and
+/// client with a NUL, a client assertion's record joins client id and `jti` the same way, and
+/// subjects, client ids and `jti`s are the other party's choice.
+async fn keys_may_hold_any_character(store: Arc<dyn Store>) {
+    let later = now() + 600;
+    let keys = [
+        "alice\u{0}client",
+        "alice\u{0}other",
+        "\u{1}b64:YWxpY2U",
+        "back\\slash 'quote' \"double\" é 🔑",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        store
+            .put_entry(EntryKind::Consent, key, &json!(i), later)
+            .await
+            .unwrap_or_else(|e| panic!("put {key:?}: {e}"));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            store
+                .entry::<Value>(EntryKind::Consent, key)
+                .await
+                .unwrap_or_else(|e| panic!("read {key:?}: {e}")),
+            Some(json!(i)),
+            "{key:?}"
+        );
+    }
+    assert!(
+        store
+            .put_if_absent(
+                Kind::ClientAssertion,
+                "svc\u{0}jti-1",
+                Vec::new(),
+                Some(later)
+            )
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .put_if_absent(
+                Kind::ClientAssertion,
+                "svc\u{0}jti-1",
+                Vec::new(),
+                Some(later)
+            )
+            .await
+            .expect("second"),
+        "a key with a NUL is one key"
+    );
+    assert_eq!(
+        store
+            .take_entry::<Value>(EntryKind::Consent, "alice\u{0}client")
+            .await
+            .expect("take"),
+        Some(json!(0))
+    );
+    assert_eq!(
+        store
+            .entry::<Value>(EntryKind::Consent, "alice\u{0}other")
+            .await
+            .expect("read"),
+        Some(json!(1)),
+        "taking one key leaves its neighbour"
+    );
+}
+
 async fn concurrent_entry_takes_have_one_winner(store: Arc<dyn Store>) {
     store
         .put_entry(EntryKind::Transaction, "state", "t", now() + 600)
@@ -918,6 +985,7 @@ macro_rules! conformance {
             case!(concurrent concurrent_refresh_redemptions_have_one_winner);
             case!(concurrent concurrent_takes_have_one_winner);
             case!(entries_are_kept_by_kind_read_and_taken_once);
+            case!(keys_may_hold_any_character);
             case!(concurrent concurrent_entry_takes_have_one_winner);
             case!(primitives_keep_bytes_by_kind_and_key);
             case!(put_if_absent_saves_once_until_the_record_lapses);

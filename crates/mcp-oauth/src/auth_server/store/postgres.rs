@@ -106,7 +106,8 @@ const POOL_SIZE: usize = 16;
 /// CREATE TABLE mcp_oauth_records (
 ///     kind       TEXT NOT NULL,              -- client, request, code, refresh, transaction,
 ///                                            -- upstream_tokens, consent, dpop_proof
-///     key        TEXT NOT NULL,              -- for codes and refresh tokens: the hash
+///     key        TEXT NOT NULL,              -- for codes and refresh tokens: the hash;
+///                                            -- a key with a NUL: "\x01b64:" + base64url
 ///     data       BYTEA NOT NULL,             -- the record (JSON)
 ///     expires_at BIGINT,                     -- Unix seconds; NULL: kept
 ///     used       BOOLEAN NOT NULL DEFAULT FALSE,
@@ -329,6 +330,22 @@ fn failed(what: &str, kind: Option<Kind>, err: &dyn fmt::Display) -> StoreError 
     StoreError::unavailable(format!("postgres: cannot {what} {noun}: {err}"))
 }
 
+/// The `key` column of a record: the key itself, except that PostgreSQL's `TEXT` cannot hold a
+/// NUL (the proxy's consent keys and client assertions' records join two names with one), so
+/// a key holding one, or starting with the marker, is stored as the marker and the key in
+/// base64url. Injective: two keys never share a row, and every existing key that holds no NUL
+/// (all of them) stays as it was.
+fn column_key(key: &str) -> std::borrow::Cow<'_, str> {
+    const MARKER: &str = "\u{1}b64:";
+    if key.contains('\0') || key.starts_with(MARKER) {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes());
+        std::borrow::Cow::Owned(format!("{MARKER}{encoded}"))
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
 impl Store for PostgresStore {
     fn put<'a>(
         &'a self,
@@ -338,6 +355,8 @@ impl Store for PostgresStore {
         expires_at: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let key = column_key(key);
+            let key: &str = &key;
             let client = self.client("save", Some(kind)).await?;
             let statement = client
                 .prepare_cached(PUT)
@@ -360,6 +379,8 @@ impl Store for PostgresStore {
         expires_at: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
+            let key = column_key(key);
+            let key: &str = &key;
             let now = now_unix();
             let fail = |e: &dyn fmt::Display| failed("save", Some(kind), e);
             let client = self.client("save", Some(kind)).await?;
@@ -384,6 +405,8 @@ impl Store for PostgresStore {
 
     fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
         Box::pin(async move {
+            let key = column_key(key);
+            let key: &str = &key;
             let now = now_unix();
             let client = self.client("read", Some(kind)).await?;
             let statement = client
@@ -407,6 +430,8 @@ impl Store for PostgresStore {
 
     fn take<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
         Box::pin(async move {
+            let key = column_key(key);
+            let key: &str = &key;
             let now = now_unix();
             let client = self.client("take", Some(kind)).await?;
             let statement = client
@@ -433,6 +458,8 @@ impl Store for PostgresStore {
         key: &'a str,
     ) -> BoxFuture<'a, StoreResult<Redeemed<Vec<u8>>>> {
         Box::pin(async move {
+            let key = column_key(key);
+            let key: &str = &key;
             let now = now_unix();
             let fail = |e: &dyn fmt::Display| failed("redeem", Some(kind), e);
             let client = self.client("redeem", Some(kind)).await?;
