@@ -365,6 +365,9 @@ enum Kind {
     Several(Arc<Aggregate>),
 }
 
+/// How long the public `/readyz` reuses its last probe.
+const READYZ_REUSE: Duration = Duration::from_secs(2);
+
 /// The gateway: an MCP endpoint that forwards to its upstream (or, built with
 /// [`Gateway::aggregate`], to several). Cheap to clone; stdio children stop when the last
 /// clone (and the router) is dropped.
@@ -464,14 +467,27 @@ impl Gateway {
             None => router,
         };
         let gateway = self.clone();
+        // Anyone may ask: the answer is probed at most once per READYZ_REUSE, however many ask
+        // (concurrent askers wait for the one probe), so /readyz cannot be used to make the
+        // gateway connect to its upstreams, or start a stdio child, at a stranger's pace.
+        let last: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>> = Arc::default();
         router
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
             .route(
                 "/readyz",
                 axum::routing::get(move || {
-                    let gateway = gateway.clone();
+                    let (gateway, last) = (gateway.clone(), last.clone());
                     async move {
-                        let ready = gateway.readiness().await.iter().all(|(_, ready)| *ready);
+                        let mut last = last.lock().await;
+                        let ready = match *last {
+                            Some((at, ready)) if at.elapsed() < READYZ_REUSE => ready,
+                            _ => {
+                                let ready =
+                                    gateway.readiness().await.iter().all(|(_, ready)| *ready);
+                                *last = Some((std::time::Instant::now(), ready));
+                                ready
+                            }
+                        };
                         health::readyz_plain(ready)
                     }
                 }),

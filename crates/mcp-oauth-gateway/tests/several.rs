@@ -589,3 +589,60 @@ async fn http_upstreams_get_a_signed_identity_and_never_the_clients_token() {
         );
     }
 }
+
+/// A TCP forwarder to `to` that counts the connections it is asked for.
+async fn counting_forwarder(
+    to: SocketAddr,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A stranger asking `/readyz` as fast as they can does not make the gateway connect to its
+/// upstream at their pace: concurrent and repeated asks share one probe.
+#[tokio::test]
+async fn anonymous_readyz_cannot_drive_upstream_connections() {
+    use std::sync::atomic::Ordering;
+    let remote = http_upstream().await;
+    let (forwarder, connections) = counting_forwarder(remote.addr).await;
+    let config: UpstreamConfig = HttpConfig::new(&format!("http://{forwarder}/mcp"))
+        .unwrap()
+        .into();
+    let h = Harness::start_with(config, |b| b).await;
+    let url = format!("http://{}/readyz", h.addr);
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    let before = connections.load(Ordering::SeqCst);
+    let asks: Vec<_> = (0..40)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { reqwest::get(&url).await.unwrap().status() })
+        })
+        .collect();
+    for ask in asks {
+        assert_eq!(ask.await.unwrap(), 200);
+    }
+    for _ in 0..20 {
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    }
+    let probes = connections.load(Ordering::SeqCst) - before;
+    // Sixty asks; without the reuse, sixty probes. At most one more probe than the reuse
+    // window's boundary can add.
+    assert!(
+        probes <= 1,
+        "{probes} upstream connections for 60 anonymous /readyz"
+    );
+}

@@ -88,6 +88,10 @@ fn split_url_form(url: &str) -> Result<Split, StoreError> {
             _ => Some((k.into_owned(), v.into_owned())),
         })
         .collect();
+    if mode.is_none() && root.is_none() {
+        // Nothing of ours in it: the URL goes to the driver exactly as given.
+        return Ok((url.to_owned(), None, None));
+    }
     if kept.is_empty() {
         parsed.set_query(None);
     } else {
