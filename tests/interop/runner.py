@@ -636,6 +636,9 @@ import proxy_scenarios  # noqa: E402
 
 SCENARIOS += dev_scenarios.SCENARIOS
 SCENARIOS += proxy_scenarios.SCENARIOS  # o–r: `mcp-oauth proxy`
+import issuer_scenarios  # noqa: E402
+
+SCENARIOS += issuer_scenarios.SCENARIOS  # s: `mcp-oauth serve` trusting two issuers
 
 
 # --------------------------------------------------------------------------- main
