@@ -175,7 +175,7 @@ impl Issuer {
     }
 
     /// This issuer's claim mapping (default: the preset's, else
-    /// [`DefaultClaimMapper`](crate::auth::DefaultClaimMapper)).
+    /// [`DefaultClaimMapper`]).
     pub fn claim_mapper(mut self, mapper: impl ClaimMapper) -> Self {
         self.mapper = Some(Mapping::Now(Arc::new(mapper)));
         self
@@ -189,6 +189,7 @@ impl Issuer {
     }
 
     /// The rules of this issuer, checked.
+    #[cfg_attr(not(feature = "remote"), allow(unused_mut))] // a preset changes them
     pub(crate) fn build(self, ctx: &BuildContext) -> Result<Built, ConfigError> {
         check_issuer_url(&self.issuer)?;
         let mut claim_checks = Vec::new();
@@ -265,6 +266,7 @@ impl BuildContext {
 }
 
 /// A preset's audience rule folded into the one set on the issuer (or the builder).
+#[cfg(feature = "remote")]
 pub(crate) fn merge_audience(mut rule: Audience, preset: &Audience) -> Audience {
     match (preset, &mut rule) {
         (

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::{Inner, OAuth};
 use crate::auth::{AsyncClaimMapper, ClaimMapper, Mapping};
-use crate::authenticator::issuers::{BuildContext, check_issuer_url, merge_audience};
+#[cfg(feature = "remote")]
+use crate::authenticator::issuers::merge_audience;
+use crate::authenticator::issuers::{BuildContext, check_issuer_url};
 use crate::authenticator::{Audience, Authenticator, Issuer, TokenCacheOptions, Trusted};
 use crate::dpop::DpopVerifier;
 use crate::error::ConfigError;
