@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use mcp_oauth::authenticator::Issuer;
 use mcp_oauth::jose::{Algorithm, SigningKey};
 use mcp_oauth::testing::{MockIdp, TestKey};
-use mcp_oauth::verify::JwtVerifier;
+use mcp_oauth::verify::{FnVerifier, JwtVerifier};
 use mcp_oauth::{Auth, Claims, OAuth, UserInfo, VerifyError, VerifyErrorKind};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -545,4 +545,61 @@ fn mistakes_in_the_issuer_list_fail_at_build() {
         OAuth::builder().issuer(Issuer::jwt("https://a.example.com", JwtVerifier::builder())),
     );
     assert!(!no_keys.is_empty());
+}
+
+#[tokio::test]
+async fn any_verifier_is_held_to_the_issuer_it_was_chosen_for() {
+    let key = TestKey::es256();
+    // A verifier that accepts anything and answers with claims naming another issuer (an
+    // introspection endpoint that knows tokens of several issuers, a careless function).
+    let liar = FnVerifier::new(|_token: mcp_oauth::AccessToken| async move {
+        let claims = json!({"iss": "https://b.example.com", "sub": "x", "aud": RESOURCE, "exp": 4_102_444_800u64});
+        Ok(Claims::new(claims.as_object().cloned().unwrap_or_default()))
+    });
+    let oauth = OAuth::builder()
+        .resource(RESOURCE)
+        .issuer(Issuer::new("https://a.example.com", liar))
+        .issuer(Issuer::jwt(
+            "https://b.example.com",
+            JwtVerifier::builder().jwk(&key.public_jwk().expect("jwk")),
+        ))
+        .mirror_authorization_server(false)
+        .build()
+        .expect("oauth");
+    let token = key
+        .token()
+        .iss("https://a.example.com")
+        .aud(RESOURCE)
+        .sign();
+    let err = oauth
+        .authenticator()
+        .authenticate(&token, oauth.resource())
+        .await
+        .expect_err("claims of b from a's verifier");
+    assert_eq!(err.kind(), VerifyErrorKind::InvalidIssuer);
+    // B's own token, signed by B's key, is accepted by B.
+    let token = key
+        .token()
+        .iss("https://b.example.com")
+        .aud(RESOURCE)
+        .sign();
+    oauth
+        .authenticator()
+        .authenticate(&token, oauth.resource())
+        .await
+        .expect("b");
+}
+
+#[test]
+fn a_failing_preset_says_why() {
+    let err = OAuth::builder()
+        .resource(RESOURCE)
+        .issuer(Issuer::provider_with(
+            mcp_oauth::providers::Auth0::new(),
+            &|_: &str| None,
+        ))
+        .build()
+        .expect_err("no domain")
+        .to_string();
+    assert!(err.contains("AUTH0_DOMAIN"), "{err}");
 }

@@ -191,7 +191,6 @@ impl Issuer {
     /// The rules of this issuer, checked.
     #[cfg_attr(not(feature = "remote"), allow(unused_mut))] // a preset changes them
     pub(crate) fn build(self, ctx: &BuildContext) -> Result<Built, ConfigError> {
-        check_issuer_url(&self.issuer)?;
         let mut claim_checks = Vec::new();
         let mut audience = self.audience;
         let mut mapper = self.mapper;
@@ -223,6 +222,8 @@ impl Issuer {
                 built.verifier
             }
         };
+        // After the source: a preset that failed says why, not that its issuer is empty.
+        check_issuer_url(&self.issuer)?;
         let trusted = Trusted {
             issuer: Some(self.issuer),
             verifier,

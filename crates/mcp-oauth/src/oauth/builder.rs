@@ -379,9 +379,12 @@ impl OAuthBuilder {
         self
     }
 
-    /// Whether to mirror the first authorization server's metadata at
-    /// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`
-    /// on this server. Default: on.
+    /// Whether to mirror the authorization servers' metadata on this server: the first one's
+    /// at `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`,
+    /// each one's at the path-inserted variants for its issuer path (see
+    /// [`routes`](crate::routes)). The start-up check
+    /// ([`OAuth::check_authorization_server`]) uses the mirrors, so it checks nothing when this
+    /// is off. Default: on.
     pub fn mirror_authorization_server(mut self, mirror: bool) -> Self {
         self.mirror = mirror;
         self
