@@ -603,3 +603,80 @@ fn a_failing_preset_says_why() {
         .to_string();
     assert!(err.contains("AUTH0_DOMAIN"), "{err}");
 }
+
+#[tokio::test]
+async fn the_embedded_authorization_server_is_one_of_the_issuers() {
+    use mcp_oauth::auth_server::{AuthServer, Grant};
+
+    let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
+    let embedded = AuthServer::builder("http://127.0.0.1:9/embedded")
+        .resource(RESOURCE)
+        .build()
+        .await
+        .expect("auth server");
+    let oauth = OAuth::builder()
+        .resource(RESOURCE)
+        .issuer(Issuer::jwks(idp.issuer(), idp.jwks_url()))
+        .issuer(
+            Issuer::new(embedded.issuer(), embedded.verifier().expect("verifier")).claim_mapper(
+                |c: &Claims| UserInfo::new(format!("local:{}", c.sub().unwrap_or(""))),
+            ),
+        )
+        .mirror_authorization_server(false)
+        .build()
+        .expect("oauth");
+    let scope = vec!["mcp:read".to_owned()];
+    let claims = serde_json::Map::new();
+    let local = embedded.mint_access_token(&Grant {
+        subject: "carol",
+        client_id: "c",
+        scope: &scope,
+        resource: Some(RESOURCE),
+        user_claims: &claims,
+        family: "family-1",
+        ttl: None,
+    });
+    let auth = oauth.authenticator();
+    // Twice: verified, then from the cache, where the embedded verifier's revocation
+    // recheck runs (its own, not the other issuer's).
+    for _ in 0..2 {
+        let who = auth
+            .authenticate(&local, oauth.resource())
+            .await
+            .expect("local");
+        assert_eq!(who.user.id, "local:carol");
+    }
+    let remote = idp.token().aud(RESOURCE).sign();
+    assert_eq!(
+        auth.authenticate(&remote, oauth.resource())
+            .await
+            .expect("remote")
+            .user
+            .id,
+        "user-1"
+    );
+    // The IdP's key claiming the embedded issuer: checked against the embedded key ring only.
+    let forged = idp
+        .key()
+        .token()
+        .iss(embedded.issuer())
+        .aud(RESOURCE)
+        .sign();
+    let err = auth
+        .authenticate(&forged, oauth.resource())
+        .await
+        .expect_err("forged");
+    assert!(
+        matches!(
+            err.kind(),
+            VerifyErrorKind::UnknownKey | VerifyErrorKind::InvalidSignature
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        idp.jwks_hits(),
+        1,
+        "only the IdP's own token fetched its keys"
+    );
+    idp.shutdown().await;
+}
