@@ -18,10 +18,14 @@ use std::time::Duration;
 use std::process::ExitCode;
 
 use mcp_oauth::audit::ArgumentMode;
-use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, resolve_secret};
+use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
+use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
+use mcp_oauth_gateway::{
+    Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials, resolve_secret,
+};
 
 pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs, IsolationArg};
-use crate::gateway_config::{self, Target, UpstreamSpec};
+use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
 use crate::gateway_policy;
 use crate::options::SecretArg;
 
@@ -65,6 +69,7 @@ impl GatewayArgs {
                         None => (h.expose().to_owned(), String::new()),
                     })
                     .collect(),
+                credentials: None,
             },
             (None, false) => Target::Command {
                 argv: self
@@ -121,7 +126,34 @@ impl GatewayArgs {
     }
 }
 
-/// The library's configuration of one upstream, references resolved. Errors name the
+/// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
+/// errors name the upstream and the field, never a value.
+fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
+    let secret = resolve_secret(&spec.client_secret)
+        .map_err(|e| format!("{at}credentials client_secret: {e}"))?;
+    let mut client = ClientCredentials::new(spec.client_id.clone(), secret);
+    if spec.secret_in_body {
+        client = client.with_method(ClientAuthMethod::ClientSecretPost);
+    }
+    let mut builder = TokenExchange::builder(spec.token_endpoint.clone())
+        .client(client)
+        .scopes(spec.scopes.iter().cloned());
+    if spec.on_behalf_of {
+        builder = builder.grant(ExchangeGrant::OnBehalfOf);
+    }
+    if let Some(audience) = &spec.audience {
+        builder = builder.audience(audience.clone());
+    }
+    if let Some(resource) = &spec.resource {
+        builder = builder.resource(resource.clone());
+    }
+    let exchange = builder
+        .build()
+        .map_err(|e| format!("{at}credentials: {e}"))?;
+    Ok(UpstreamCredentials::token_exchange(exchange))
+}
+
+/// The library's configuration of one upstream, references resolved; errors name the
 /// upstream and the field, never a value.
 fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
     let at = match (&spec.name, spec.line) {
@@ -130,7 +162,11 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
         (None, line) => format!("the upstream at line {line}: "),
     };
     match &spec.target {
-        Target::Url { url, headers } => {
+        Target::Url {
+            url,
+            headers,
+            credentials,
+        } => {
             let mut config = HttpConfig::new(url).map_err(|e| format!("{at}url: {e}"))?;
             for (name, raw) in headers {
                 if name.is_empty() {
@@ -140,6 +176,9 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 config = config
                     .header(name, &value)
                     .map_err(|e| format!("{at}header {name}: {e}"))?;
+            }
+            if let Some(exchange) = credentials {
+                config = config.credentials(token_exchange(exchange, &at)?);
             }
             Ok(config.into())
         }
@@ -292,13 +331,23 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     for spec in &specs {
         let kind = match &spec.target {
-            Target::Url { headers, .. } => {
+            Target::Url {
+                headers,
+                credentials,
+                ..
+            } => {
                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-                if names.is_empty() {
-                    "Streamable HTTP".to_owned()
-                } else {
-                    format!("Streamable HTTP, headers {}", names.join(", "))
+                let mut kind = "Streamable HTTP".to_owned();
+                if !names.is_empty() {
+                    kind.push_str(&format!(", headers {}", names.join(", ")));
                 }
+                if let Some(c) = credentials {
+                    kind.push_str(&format!(
+                        ", each caller's token exchanged at {}",
+                        c.token_endpoint
+                    ));
+                }
+                kind
             }
             Target::Command { env, per_user, .. } => {
                 let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();

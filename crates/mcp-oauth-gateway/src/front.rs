@@ -130,8 +130,18 @@ pub(crate) fn session_not_found() -> Response {
     )
 }
 
+/// The status of an upstream request that failed at the gateway: 403 when the caller's
+/// credentials for the upstream were refused (the caller may not use it), else 502.
+fn failed_status(err: &crate::GatewayError) -> StatusCode {
+    match err {
+        crate::GatewayError::CredentialsRefused(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
 /// An HTTP upstream's failure: a session it lost for good ends the client's session (404, so
-/// the client starts a new one); anything else is a 502 with the request's id.
+/// the client starts a new one); refused credentials are a 403; anything else is a 502 with
+/// the request's id.
 fn upstream_failed(
     inner: &Inner,
     session_id: &str,
@@ -144,7 +154,7 @@ fn upstream_failed(
             session_not_found()
         }
         err => rpc_error(
-            StatusCode::BAD_GATEWAY,
+            failed_status(&err),
             id,
             jsonrpc::INTERNAL_ERROR,
             &err.to_string(),
@@ -381,7 +391,7 @@ async fn initialize(
                 Ok(answer) => answer,
                 Err(err) => {
                     return rpc_error(
-                        StatusCode::BAD_GATEWAY,
+                        failed_status(&err),
                         id,
                         jsonrpc::INTERNAL_ERROR,
                         &err.to_string(),
