@@ -287,10 +287,18 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.check_upstream_options() {
         problems.push(e);
     }
-    let specs = gateway_config::upstreams(&args, Some(&config));
-    if let Err(e) = upstream_configs(&specs) {
-        problems.push(e);
-    }
+    let specs = match gateway_config::all_upstreams(&args, Some(&config)) {
+        Ok(specs) => {
+            if let Err(e) = upstream_configs(&specs) {
+                problems.push(e);
+            }
+            specs
+        }
+        Err(mut errors) => {
+            problems.append(&mut errors);
+            Vec::new()
+        }
+    };
     if let Err(e) = args.dev.listen.check_public(args.dev.public_url.as_deref()) {
         problems.push(e);
     }
@@ -420,7 +428,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         None => args,
     };
     args.check_upstream_options()?;
-    let specs = gateway_config::upstreams(&args, config.as_ref());
+    let specs = gateway_config::all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
     let policy = match &args.policy {

@@ -423,6 +423,82 @@ listen = "127.0.0.1:0"
     server.abort();
 }
 
+/// `--upstreams-from .mcp.json`: a desktop client's servers (one stdio, one Streamable HTTP
+/// with a header from the environment, one disabled) served by the gateway under their names;
+/// `check` lists them, and a legacy SSE server is refused with its name.
+async fn upstreams_from_a_desktop_client_file() {
+    let app = mcp_oauth_gateway::test_upstream::http_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-mcpjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let file = dir.join(".mcp.json");
+    let servers = json!({"mcpServers": {
+        "local_tools": {"command": me, "env": {UPSTREAM_ROLE: "1"}, "autoApprove": []},
+        "remote": {"type": "http", "url": format!("http://{upstream}/mcp"), "headers": {"X-Upstream-Key": "${env:GW_TEST_MCPJSON_KEY}"}},
+        "off": {"command": "/nonexistent", "disabled": true},
+    }});
+    std::fs::write(&file, servers.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+
+    let gateway = start(&["--upstreams-from", path], &[("GW_TEST_MCPJSON_KEY", "k")]).await;
+    let token = gateway.info["token"].as_str().unwrap();
+    let mcp = client(&gateway.url(), token).await;
+    let tools = mcp.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.retain(|n| n.ends_with("__echo"));
+    names.sort_unstable();
+    assert_eq!(names, ["local-tools__echo", "remote__echo"]);
+    assert_eq!(
+        call(&mcp, "local-tools__echo", json!({"text": "a"})).await,
+        "a"
+    );
+    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    mcp.cancel().await.unwrap();
+    drop(gateway);
+
+    let binary = env!("CARGO_BIN_EXE_mcp-oauth");
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, format!("upstreams_from = {}\n", toml_string(path))).unwrap();
+    let out = Command::new(binary)
+        .args(["gateway", "check", "--config", config.to_str().unwrap()])
+        .env("GW_TEST_MCPJSON_KEY", "k")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("upstream      local-tools: "), "{stdout}");
+    assert!(stdout.contains("upstream      remote: "), "{stdout}");
+    assert!(!stdout.contains("upstream      off"), "{stdout}");
+
+    let sse = dir.join("sse.json");
+    std::fs::write(
+        &sse,
+        r#"{"mcpServers": {"old": {"type": "sse", "url": "http://127.0.0.1:1/sse"}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(binary)
+        .args(["gateway", "--upstreams-from", sse.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"server "old": the legacy SSE transport"#),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    server.abort();
+}
+
 /// A policy file decides calls and filters lists; a rule naming a tool the upstream does not
 /// have stops the gateway before it serves.
 async fn a_policy_file_decides_and_is_checked_against_the_tools() {
@@ -548,7 +624,10 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let tests: [Test; 5] = [
+    let tests: [Test; 6] = [
+        ("upstreams_from_a_desktop_client_file", || {
+            Box::pin(upstreams_from_a_desktop_client_file())
+        }),
         (
             "a_policy_file_decides_and_is_checked_against_the_tools",
             || Box::pin(a_policy_file_decides_and_is_checked_against_the_tools()),
