@@ -503,6 +503,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if let Some(header) = &args.identity_header {
         builder = builder.identity_header(header);
     }
+    if args.identity_meta {
+        builder = builder.identity_meta();
+    }
     let gateway = builder.build()?;
     if stdio {
         eprintln!("starting the upstream: {described}");

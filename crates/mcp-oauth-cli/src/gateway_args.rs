@@ -83,6 +83,10 @@ pub(crate) struct GatewayArgs {
     /// with the key set at /.well-known/mcp-gateway-jwks.json. Never the client's token.
     #[arg(long, value_name = "NAME")]
     pub(crate) identity_header: Option<String>,
+    /// Send stdio commands the caller's identity too: the same signed JWT (audience
+    /// stdio:NAME) in each request's params._meta["mcp-oauth/identity"].
+    #[arg(long)]
+    pub(crate) identity_meta: bool,
     /// Decide every call and filter every list with this policy file (docs/policy.md); its
     /// rules are checked against the upstreams' real tools before the gateway serves.
     #[arg(long, value_name = "FILE")]

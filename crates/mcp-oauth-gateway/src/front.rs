@@ -58,6 +58,17 @@ pub(crate) struct Inner {
     /// events); false for the members of an aggregate, whose aggregate does.
     pub(crate) front: bool,
     pub(crate) audit: Option<mcp_oauth::AuditLog>,
+    /// For a stdio child with identity forwarding in `_meta`: the signer and the audience.
+    pub(crate) meta_identity: Option<(Arc<crate::identity::Signer>, String)>,
+}
+
+/// What a stdio child gets in `_meta` for this caller: `None` when identity forwarding to it
+/// is off, else the token (`None` without a caller).
+fn meta_identity(inner: &Inner, caller: Option<&Auth>) -> Option<Option<String>> {
+    inner
+        .meta_identity
+        .as_ref()
+        .map(|(signer, audience)| signer.token_text(caller, audience))
 }
 
 /// Whether the upstream is usable: a stdio child running and initialized, an HTTP upstream
@@ -529,7 +540,12 @@ async fn decided(
     let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
-            .request(&session.id, message, inner.ready_timeout)
+            .request(
+                &session.id,
+                message,
+                inner.ready_timeout,
+                meta_identity(inner, auth).as_ref(),
+            )
             .await
         {
             Ok(mut rx) => {

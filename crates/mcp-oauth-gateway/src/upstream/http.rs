@@ -134,9 +134,10 @@ impl Http {
     async fn headers_for(&self, caller: Option<&Auth>) -> Result<HeaderMap, GatewayError> {
         let mut headers = self.headers.clone();
         if let Some(signer) = &self.identity
+            && let Some(header) = &signer.header
             && let Some(token) = signer.token(caller, self.url.as_str())
         {
-            headers.insert(signer.header.clone(), token);
+            headers.insert(header.clone(), token);
         }
         if let Some(credentials) = &self.credentials {
             headers.insert(
