@@ -22,13 +22,7 @@ use serde_json::{Value, json};
 
 use crate::GatewayError;
 
-/// Where the gateway serves the public key set of its identity tokens.
-pub const JWKS_PATH: &str = "/.well-known/mcp-gateway-jwks.json";
-
-/// The `params._meta` member that carries the caller's identity token to a stdio child. A
-/// client's own value for it is always removed, so a child never sees one the gateway did not
-/// sign.
-pub const META_KEY: &str = "mcp-oauth/identity";
+pub use mcp_oauth::gateway_identity::{JWKS_PATH, META_KEY};
 
 /// The audience of the identity tokens of the stdio upstream `name` (`None`: the one unnamed
 /// upstream).

@@ -578,7 +578,7 @@ async fn child_meta(h: &Harness, sub: &str, meta: serde_json::Value) -> serde_js
 
 #[tokio::test]
 async fn stdio_children_get_the_callers_signed_identity_in_meta_never_a_forged_one() {
-    use mcp_oauth::verify::{JwtVerifier, TokenVerifier as _};
+    use mcp_oauth::gateway_identity::IdentityVerifier;
     let h = Harness::start_with(stdio_upstream(), |b| b.identity_meta()).await;
     let forged = json!({"mcp-oauth/identity": "forged-by-the-client", "other": 1});
     let seen = child_meta(&h, "alice", forged).await;
@@ -596,21 +596,21 @@ async fn stdio_children_get_the_callers_signed_identity_in_meta_never_a_forged_o
     .json()
     .await
     .unwrap();
-    let verifier = JwtVerifier::builder()
-        .issuer(format!("http://{}", h.addr))
-        .jwks_json(&jwks.to_string())
-        .build()
-        .unwrap();
-    let claims = verifier.verify(token).await.unwrap();
-    assert_eq!(claims.sub(), Some("alice"));
-    assert_eq!(claims.audiences().unwrap(), ["stdio:upstream"]);
+    // The library's helper, as a child written in Rust checks it.
+    let verifier =
+        IdentityVerifier::with_jwks(&h.url, "stdio:upstream", &jwks.to_string()).unwrap();
+    let alice = verifier.verify(token).await.unwrap();
+    assert_eq!(alice.subject, "alice");
+    assert_eq!(alice.scopes, ["mcp:read"]);
+    let elsewhere = IdentityVerifier::with_jwks(&h.url, "stdio:other", &jwks.to_string()).unwrap();
+    assert!(elsewhere.verify(token).await.is_err(), "for another child");
     // Another user's request carries their own.
     let bob = child_meta(&h, "bob", json!({})).await;
     let bob = verifier
         .verify(bob["mcp-oauth/identity"].as_str().unwrap())
         .await
         .unwrap();
-    assert_eq!(bob.sub(), Some("bob"));
+    assert_eq!(bob.subject, "bob");
 }
 
 #[tokio::test]
