@@ -401,7 +401,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 Some(url) => url.trim().trim_end_matches('/').to_owned(),
                 None => format!("http://{}", listener.local_addr()?),
             };
-            let oauth = crate::serve::issuer_oauth(
+            // No store with --issuer: used proofs are remembered in memory (one instance).
+            let dpop = args.dev.dpop.verifier(None)?;
+            let oauth = crate::serve::issuer_oauth_builder(
                 issuer,
                 args.public_key.as_deref(),
                 args.scopes.clone().filter(|s| !s.trim().is_empty()),
@@ -410,6 +412,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 &[],
             )
             .await?;
+            let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
             (listener, oauth, None, None)
         }
         None => {
