@@ -260,6 +260,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     {
         problems.push(format!("identity_header: {e}"));
     }
+    if let Err(e) = args.dev.dpop.verifier(None) {
+        problems.push(e);
+    }
     if let Some(policy) = &args.policy
         && let Err(e) = gateway_policy::load(policy)
     {
@@ -289,6 +292,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         None => {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
+    }
+    if let Some(dpop) = args.dev.dpop.describe() {
+        println!("  dpop          {dpop}");
     }
     for spec in &specs {
         let kind = match &spec.target {

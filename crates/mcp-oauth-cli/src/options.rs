@@ -220,6 +220,22 @@ impl DpopArgs {
         verifier.build().map(Some).map_err(|e| e.to_string())
     }
 
+    /// The DPoP settings in words, for a printed plan; `None` with `--dpop off`.
+    pub(crate) fn describe(&self) -> Option<String> {
+        let mode = match self.dpop {
+            DpopMode::Off => return None,
+            DpopMode::Allowed => "allowed (DPoP-bound tokens with their proofs, and bearer tokens)",
+            DpopMode::Required => "required (DPoP-bound tokens only)",
+        };
+        Some(match (self.dpop_nonce, &self.dpop_nonce_secret_file) {
+            (false, _) => mode.to_owned(),
+            (true, None) => format!("{mode}, server nonces (a secret of this process)"),
+            (true, Some(path)) => {
+                format!("{mode}, server nonces (the secret in {})", path.display())
+            }
+        })
+    }
+
     /// The resource server's DPoP settings on `builder`, with `verifier` (from
     /// [`Self::verifier`]; `None` leaves DPoP off).
     pub(crate) fn resource(
