@@ -1,11 +1,13 @@
-"""Scenarios dpop1–dpop4: DPoP (RFC 9449) end to end with third-party code. Part of runner.py
+"""Scenarios dpop1–dpop5: DPoP (RFC 9449) end to end with third-party code. Part of runner.py
 (standard library only).
 
 The client is panva's oauth4webapi (peers/dpop-client.mjs): it makes every proof, keeps the
 server's nonces and retries on `use_dpop_nonce` as the library intends. Against
 oidc-provider issuing DPoP-bound tokens (peers/oidc-as.mjs, its `dPoP` feature) with
-`mcp-oauth serve --dpop …` as the resource server (dpop1, dpop2), and against our own
-authorization server, `mcp-oauth dev --dpop …` (dpop3, dpop4). Each scenario then plays the
+`mcp-oauth serve --dpop …` as the resource server (dpop1, dpop2), against our own
+authorization server, `mcp-oauth dev --dpop …` (dpop3, dpop4), and through `mcp-oauth gateway
+--issuer <oidc-provider> --dpop …` in front of a plain MCP server of the TypeScript SDK that
+records what reaches it (dpop5). Each scenario then plays the
 thief holding the token: proofs made by oauth4webapi for another URL, another token, a clock ten
 minutes behind, another key, a proof replayed as seen on the wire, no proof, and the token as
 Bearer; each answer is checked to the byte.
@@ -21,8 +23,9 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.parse
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import runner as R  # the running runner.py (aliased in sys.modules before this import)
 
@@ -46,8 +49,6 @@ USE_NONCE = "the DPoP proof must carry the server's current nonce"
 
 def _stdout_json(path: str, proc: R.Proc) -> dict:
     """The first stdout line of a server that prints one JSON line, polled with a deadline."""
-    import time
-
     t0 = time.monotonic()
     while True:
         with open(path, "rb") as f:
@@ -110,6 +111,36 @@ def dev(env: R.Env, c: R.Checks, name: str, *flags: str) -> Iterator[dict]:
         yield info
     finally:
         proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def gateway(env: R.Env, c: R.Checks, name: str, issuer: str, *flags: str) -> Iterator[tuple[str, str]]:
+    """peers/recording-upstream.mjs (the TS SDK's Streamable HTTP server, no authentication)
+    behind `mcp-oauth gateway --issuer <issuer> --upstream … --dpop …`; yields the gateway's
+    MCP URL and the file of the upstream's recorded requests."""
+    tmp = tempfile.mkdtemp(prefix="interop-dpop-gw-")
+    seen = os.path.join(tmp, "upstream-requests.jsonl")
+    port = R.free_port()
+    upstream = env.start(f"{name}-upstream", [env.args.node, os.path.join(R.PEERS, "recording-upstream.mjs")],
+                         {"PORT": str(port), "RECORD_OUT": seen}, shared=False)
+    c.logs.append(upstream.log_path)
+    stdout = os.path.join(env.log_dir, f"{name}.stdout")
+    argv = [env.args.dev_bin, "gateway", "--port", "0", "--json", "--store", "memory", "--data-dir", os.path.join(tmp, "data"),
+            "--issuer", issuer, "--scopes", SCOPES, "--upstream", f"http://127.0.0.1:{port}/mcp", *flags]
+    proc = None
+    try:
+        R.wait_ready(upstream, f"http://127.0.0.1:{port}/healthz")
+        proc = env.start(name, argv, {"MCP_OAUTH_LOG": os.environ.get("MCP_OAUTH_LOG", "info,mcp_oauth=debug")}, stdout_path=stdout, shared=False)
+        c.logs.append(proc.log_path)
+        info = _stdout_json(stdout, proc)
+        R.wait_ready(proc, _prm_url(info["mcp_url"]))
+        c.note(f"{name}: {' '.join(flags)}")
+        yield info["mcp_url"], seen
+    finally:
+        if proc is not None:
+            proc.stop()
+        upstream.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -299,6 +330,32 @@ def scenario_dpop4(env: R.Env, c: R.Checks) -> None:
         c.eq((r.status, wa), (401, [want]), "--dpop required: a bearer token")
 
 
+def scenario_dpop5(env: R.Env, c: R.Checks) -> None:
+    """oidc-provider's bound token through mcp-oauth gateway --issuer --dpop required --dpop-nonce to a TS SDK MCP server: oauth4webapi's calls go through; the thief is refused at the gateway; the upstream never sees the DPoP header or the token."""
+    with oidc_provider(env, c, "dpop5-oidc-provider", nonce=False) as issuer, \
+            gateway(env, c, "dpop5-gateway", issuer, "--dpop", "required", "--dpop-nonce") as (mcp_url, seen_path):
+        algs = _metadata(c, mcp_url, required=True)
+        res = oauth4webapi(env, c, "dpop5-oauth4webapi-cc", mcp_url, MODE="cc", AS_ISSUER=issuer, CLIENT_ID="svc",
+                           CLIENT_SECRET="svc-secret", TOOL="echo", TOOL_ARGS=json.dumps({"text": "through the gateway"}))
+        assert_bound_and_used(c, res, issuer=issuer, mcp_url=mcp_url, token_url=f"{issuer}/token")
+        c.eq(res.get("tool_text"), "through the gateway", "echo through the gateway")
+        # oidc-provider asks for no nonce here; the gateway does, once.
+        c.eq(res.get("nonce_retries"), ["mcp initialize"], "oauth4webapi retried once, at the gateway")
+        assert_attacks(c, res, mcp_url=mcp_url, algs=algs, required=True)
+        with open(seen_path, encoding="utf-8") as f:
+            seen = [json.loads(line) for line in f if line.strip()]
+        token = res.get("access_token") or "no token"
+        c.true(len(seen) >= 3, f"the upstream got the client's requests: {len(seen)}")
+        c.true(any("through the gateway" in r.get("body", "") for r in seen), "the echo call reached the upstream")
+        for r in seen:
+            headers = r.get("headers") or {}
+            c.true("dpop" not in headers, f"the upstream never sees a DPoP header: {sorted(headers)}")
+            c.true("authorization" not in headers, f"the upstream never sees an Authorization header: {sorted(headers)}")
+            c.true(token not in json.dumps(r), "the access token never reaches the upstream")
+            c.true(res.get("jkt", "x") not in json.dumps(r), "nothing of the client's key reaches the upstream")
+        c.note(f"upstream got {len(seen)} requests; headers {sorted((seen[-1].get('headers') or {}) if seen else [])}")
+
+
 def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Checks], None]:
     fn.standalone = True  # type: ignore[attr-defined]  # needs no shared servers (scenario a)
     return fn
@@ -311,5 +368,6 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
         ("dpop2-oidc-provider-serve-nonces-required", scenario_dpop2),
         ("dpop3-dev-oauth4webapi-authcode-refresh", scenario_dpop3),
         ("dpop4-dev-oauth4webapi-nonces-required", scenario_dpop4),
+        ("dpop5-oidc-provider-gateway-oauth4webapi", scenario_dpop5),
     ]
 ]

@@ -637,7 +637,7 @@ import proxy_scenarios  # noqa: E402
 
 SCENARIOS += dev_scenarios.SCENARIOS
 SCENARIOS += proxy_scenarios.SCENARIOS  # o–r: `mcp-oauth proxy`
-SCENARIOS += dpop_scenarios.SCENARIOS  # dpop1–dpop4: DPoP with oidc-provider and oauth4webapi
+SCENARIOS += dpop_scenarios.SCENARIOS  # dpop1–dpop5: DPoP with oidc-provider and oauth4webapi
 
 
 # --------------------------------------------------------------------------- main

@@ -15,6 +15,8 @@
 //   DISCOVERY     oidc (/.well-known/openid-configuration, default) or oauth2 (RFC 8414)
 //   SCOPE         scopes to ask for (default "mcp:read mcp:write")
 //   ATTACKS=1     after the client's own calls, send the thief's requests (see `attacks`)
+//   TOOL          the tool to call (default whoami, which the demo MCP server has), with
+//   TOOL_ARGS     its arguments as JSON (default {})
 // Prints `RESULT {json}`: the token response, the decoded access token claims, the key's
 // thumbprint, every HTTP exchange (method, URL, status, the Authorization scheme, the decoded DPoP
 // proof, WWW-Authenticate, DPoP-Nonce), the MCP results and, with ATTACKS=1, each attack's answer.
@@ -155,7 +157,10 @@ const init = await mcp({
   params: { protocolVersion: PROTOCOL, capabilities: {}, clientInfo: { name: 'oauth4webapi-dpop', version: '1' } },
 });
 await mcp({ jsonrpc: '2.0', method: 'notifications/initialized' });
-const whoamiCall = { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } };
+const whoamiCall = {
+  jsonrpc: '2.0', id: 2, method: 'tools/call',
+  params: { name: process.env.TOOL || 'whoami', arguments: JSON.parse(process.env.TOOL_ARGS || '{}') },
+};
 const who = await mcp(whoamiCall);
 const whoText = (who.body?.result?.content || []).map((c) => c.text || '').join('');
 let whoami = null;
@@ -241,12 +246,14 @@ if (process.env.ATTACKS === '1') {
 
 console.log('RESULT ' + JSON.stringify({
   jkt,
+  access_token: accessToken,
   token_type: tokens.token_type,
   token_claims: decode(tokens.access_token)?.claims,
   refreshed: refreshed && { token_type: refreshed.token_type, token_claims: decode(refreshed.access_token)?.claims, rotated: refreshed.refresh_token !== tokens.refresh_token },
   client_id: client.client_id,
   initialize: { status: init.status, protocol: init.body?.result?.protocolVersion },
   whoami,
+  tool_text: whoText,
   nonce_retries: nonceRetries,
   exchanges,
   attacks,
