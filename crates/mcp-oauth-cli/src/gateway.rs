@@ -307,6 +307,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     {
         problems.push(format!("identity_header: {e}"));
     }
+    if let Err(e) = args.dev.dpop.verifier(None) {
+        problems.push(e);
+    }
     if let Some(policy) = &args.policy
         && let Err(e) = gateway_policy::load(policy)
     {
@@ -336,6 +339,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         None => {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
+    }
+    if let Some(dpop) = args.dev.dpop.describe() {
+        println!("  dpop          {dpop}");
     }
     for spec in &specs {
         let kind = match &spec.target {
@@ -458,7 +464,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 Some(url) => url.trim().trim_end_matches('/').to_owned(),
                 None => format!("http://{}", listener.local_addr()?),
             };
-            let oauth = crate::serve::issuer_oauth(
+            // No store with --issuer: used proofs are remembered in memory (one instance).
+            let dpop = args.dev.dpop.verifier(None)?;
+            let oauth = crate::serve::issuer_oauth_builder(
                 issuer,
                 args.public_key.as_deref(),
                 args.scopes.clone().filter(|s| !s.trim().is_empty()),
@@ -467,6 +475,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 &[],
             )
             .await?;
+            let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
             (listener, oauth, None, None)
         }
         None => {
