@@ -78,6 +78,8 @@ fn non_blank(value: Option<String>) -> Option<String> {
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let access = args.policy.load(None)?;
+    // One process, no store: used proofs are remembered in memory.
+    let dpop = args.dpop.verifier(None)?;
     let public_url = non_blank(args.mcp_url);
     let mcp_url = public_url
         .clone()
@@ -119,8 +121,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
             .await?
         }
     };
-    // One process, no store: used proofs are remembered in memory.
-    let oauth = args.dpop.resource(oauth, None)?.build()?;
+    let oauth = args.dpop.resource(oauth, dpop).build()?;
     println!("MCP endpoint:  {}", oauth.resource());
     for issuer in oauth.authorization_servers() {
         println!("issuer:        {issuer}");
@@ -140,25 +141,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
-/// The resource-server configuration for tokens of an existing issuer, at `mcp_url`: keys
-/// from the issuer's discovery document or from `public_key`; scopes as given, else from the
-/// issuer's metadata (see the module docs), with `tool_scopes` the tools require. `gateway`
-/// verifies tokens this way too.
-pub(crate) async fn issuer_oauth(
-    issuer: &str,
-    public_key: Option<&Path>,
-    scopes: Option<String>,
-    audience: Option<String>,
-    mcp_url: String,
-    tool_scopes: &[&str],
-) -> Result<OAuth, Box<dyn std::error::Error>> {
-    let builder =
-        issuer_oauth_builder(issuer, public_key, scopes, audience, mcp_url, tool_scopes).await?;
-    Ok(builder.build()?)
-}
-
-/// [`issuer_oauth`], not yet built.
-async fn issuer_oauth_builder(
+/// The resource-server configuration for tokens of an existing issuer, at `mcp_url`, not yet
+/// built: keys from the issuer's discovery document or from `public_key`; scopes as given,
+/// else from the issuer's metadata (see the module docs), with `tool_scopes` the tools
+/// require. `gateway` verifies tokens this way too.
+pub(crate) async fn issuer_oauth_builder(
     issuer: &str,
     public_key: Option<&Path>,
     scopes: Option<String>,
