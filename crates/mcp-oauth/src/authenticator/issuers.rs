@@ -128,7 +128,8 @@ impl Issuer {
     /// A provider preset as one of the issuers: its issuer, verifier, audience rule, claim
     /// checks and claim mapping (the methods below add to or replace them). Unset preset
     /// values are read from the process environment now. `verify_jwt(false)` is refused among
-    /// several issuers.
+    /// several issuers. The preset's scopes are not advertised: set
+    /// [`OAuthBuilder::scopes_supported`](crate::OAuthBuilder::scopes_supported).
     #[cfg(feature = "remote")]
     pub fn provider(provider: impl crate::providers::Provider) -> Self {
         Self::provider_with(provider, &crate::providers::process_env)
