@@ -375,6 +375,51 @@ mod tests {
     const LEEWAY: Duration = Duration::from_secs(60);
 
     #[test]
+    fn dates_read_once_give_the_same_answers_as_the_claims() {
+        // Every combination of absent, past, near, future and fractional dates, with and
+        // without `exp` required: the cached check answers as the full one.
+        let now = 1_800_000_000_i64;
+        let values = [
+            None,
+            Some(json!(now - 3600)),
+            Some(json!(now - 30)),
+            Some(json!(now + 30)),
+            Some(json!(now + 3600)),
+            Some(json!((now - 61) as f64 + 0.5)),
+        ];
+        let rules = TimeRules::new(LEEWAY);
+        let mut compared = 0;
+        for exp in &values {
+            for nbf in &values {
+                for iat in &values {
+                    let mut map = serde_json::Map::new();
+                    for (name, value) in [("exp", exp), ("nbf", nbf), ("iat", iat)] {
+                        if let Some(value) = value {
+                            map.insert(name.into(), value.clone());
+                        }
+                    }
+                    let claims = claims(Value::Object(map));
+                    let dates = Dates::of(&claims).expect("numbers");
+                    for require_exp in [true, false] {
+                        assert_eq!(
+                            rules
+                                .check_dates(dates, now, require_exp)
+                                .map_err(|e| e.to_string()),
+                            rules
+                                .check(&claims, now, require_exp)
+                                .map_err(|e| e.to_string()),
+                            "{claims:?} require_exp={require_exp}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 432);
+        assert!(Dates::of(&claims(json!({"exp": "soon"}))).is_err());
+    }
+
+    #[test]
     fn exp_in_past_fails() {
         let c = claims(json!({"exp": 1000}));
         assert!(matches!(

@@ -599,7 +599,7 @@ fn authenticate_now<B>(
     {
         let resource = resource_of(guard, req.headers(), req.extensions());
         let now = now_unix();
-        if let Ok(lookup @ (Lookup::Accepted(_) | Lookup::Recheck(_))) =
+        if let Ok(lookup @ (Lookup::Accepted(_) | Lookup::Recheck { .. })) =
             guard.authenticator().lookup_bytes(raw, &resource, now)
         {
             return Ok((lookup, now, Scheme::Bearer));
