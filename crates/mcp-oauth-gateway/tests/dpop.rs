@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,16 +41,7 @@ async fn upstream() -> (HttpConfig, Seen, oneshot::Sender<()>) {
     let seen = Seen::default();
     let app = mcp_oauth_gateway::test_upstream::http_router()
         .layer(axum::middleware::from_fn_with_state(seen.clone(), record));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = serve_app(app).await;
     (
         HttpConfig::new(&format!("http://{addr}/mcp")).unwrap(),
         seen,

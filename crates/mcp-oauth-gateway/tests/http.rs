@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -89,16 +88,7 @@ async fn upstream() -> Upstream {
     let rec = Arc::new(Recorder::default());
     let app = mcp_oauth_gateway::test_upstream::http_router()
         .layer(axum::middleware::from_fn_with_state(rec.clone(), record));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = serve_app(app).await;
     Upstream {
         url: format!("http://{addr}/mcp"),
         rec,
@@ -288,16 +278,7 @@ async fn an_upstream_refusing_the_gateways_credential_is_a_bad_gateway_not_a_cha
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = serve_app(app).await;
     let h = Harness::start(HttpConfig::new(&format!("http://{addr}/mcp")).unwrap()).await;
     let response = post(&h.url, Some(&h.token("alice")), None, INITIALIZE).await;
     assert_eq!(response.status(), 502);
@@ -365,16 +346,7 @@ async fn exchanger() -> Exchanger {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = serve_app(app).await;
     Exchanger {
         url: format!("http://{addr}/token"),
         subjects,

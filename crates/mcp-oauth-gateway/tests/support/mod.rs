@@ -49,6 +49,21 @@ where
     }
 }
 
+/// Serves `app` on a free 127.0.0.1 port until the sender is used or dropped.
+pub async fn serve_app(app: axum::Router) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (addr, stop)
+}
+
 /// A running gateway on 127.0.0.1; stopped when dropped.
 pub struct Harness {
     pub addr: SocketAddr,

@@ -154,17 +154,13 @@ impl Issuer {
     /// Another audience accepted from this issuer, compared exactly (an API identifier, a
     /// client id). The resource itself is always accepted.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        if let Audience::Resource { extra, .. } = &mut self.audience {
-            extra.push(audience.into());
-        }
+        self.audience.add_extra(audience.into());
         self
     }
 
     /// Also accept from this issuer an `aud` that is a path-boundary prefix of the resource.
     pub fn audience_prefix(mut self) -> Self {
-        if let Audience::Resource { prefix, .. } = &mut self.audience {
-            *prefix = true;
-        }
+        self.audience.allow_prefix();
         self
     }
 

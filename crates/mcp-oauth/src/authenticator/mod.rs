@@ -69,6 +69,21 @@ impl Audience {
         }
     }
 
+    /// Accepts `audience` too, compared exactly (nothing changes when the check is off).
+    pub(crate) fn add_extra(&mut self, audience: String) {
+        if let Self::Resource { extra, .. } = self {
+            extra.push(audience);
+        }
+    }
+
+    /// Accepts path-boundary prefixes of the resource too (nothing changes when the check is
+    /// off).
+    pub(crate) fn allow_prefix(&mut self) {
+        if let Self::Resource { prefix, .. } = self {
+            *prefix = true;
+        }
+    }
+
     /// Whether one `aud` value is accepted for `resource` (always, when the check is off).
     pub fn accepts(&self, aud: &str, resource: &ResourceUrl) -> bool {
         let Self::Resource { extra, prefix } = self else {

@@ -290,18 +290,14 @@ impl OAuthBuilder {
     /// Another accepted audience, compared exactly (an Auth0 API identifier, a Keycloak
     /// client id, an Entra application id URI).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        if let Audience::Resource { extra, .. } = &mut self.audience {
-            extra.push(audience.into());
-        }
+        self.audience.add_extra(audience.into());
         self
     }
 
     /// Also accept an `aud` that is a path-boundary prefix of the resource
     /// (`https://h/api` for `https://h/api/mcp`).
     pub fn audience_prefix(mut self) -> Self {
-        if let Audience::Resource { prefix, .. } = &mut self.audience {
-            *prefix = true;
-        }
+        self.audience.allow_prefix();
         self
     }
 
