@@ -466,16 +466,7 @@ fn careful_token<'a>(value: &'a str, problem: &'static str) -> Result<&'a str, R
 /// space ends the scheme, and the token is what is left without the spaces around it.
 /// (The one pass is for `Bearer` only: a `DPoP` request costs a proof check anyway.)
 fn well_formed_bearer(value: &[u8]) -> Option<&str> {
-    let (scheme, mut token) = value.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    while let [b' ', rest @ ..] = token {
-        token = rest;
-    }
-    while let [rest @ .., b' '] = token {
-        token = rest;
-    }
+    let token = cut_bearer(value)?;
     let mut body = token;
     while let [rest @ .., b'='] = body {
         body = rest;
@@ -487,14 +478,18 @@ fn well_formed_bearer(value: &[u8]) -> Option<&str> {
 }
 
 /// The token of the one `Authorization: Bearer <token>` header as [`well_formed_bearer`]
-/// would cut it (the scheme in any case, the spaces around the token dropped), its characters
-/// not yet checked; `None` for anything else.
+/// cuts it, its characters not yet checked; `None` for anything else.
 fn plain_bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return None;
     };
-    let (scheme, mut token) = value.as_bytes().split_at_checked(7)?;
+    cut_bearer(value.as_bytes())
+}
+
+/// What follows `Bearer ` (the scheme in any case) without the spaces around it, if anything.
+fn cut_bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, mut token) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;
     }
