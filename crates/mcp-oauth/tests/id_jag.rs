@@ -3,7 +3,8 @@
 //! enterprise identity provider (its JWKS served on 127.0.0.1), and a second provider with
 //! static keys. From the attacker's side: replayed, misdirected, forged, expired, incomplete
 //! and mistyped assertions, another client's assertion, no client authentication, a `cnf`
-//! binding without the key, and what an anonymous caller gets.
+//! binding without the key (or where DPoP is off), a store that cannot record the `jti`, and
+//! what an anonymous caller gets.
 //!
 //! The checks mirror the conformance scenario `auth/enterprise-managed-authorization`
 //! (`typ` is `oauth-id-jag+jwt`, the signature, `aud` = the issuer, `client_id` = the client
@@ -14,17 +15,21 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::Served;
+use mcp_oauth::auth_server::store::{
+    Kind, MemoryStore, Redeemed, Store, StoreError, StoreResult, Stored,
+};
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType, TrustedIdp};
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::policy::{Catalog, Policy, PolicyConfig};
 use mcp_oauth::testing::{MockIdp, TestKey, TokenBuilder};
-use mcp_oauth::verify::TokenVerifier;
+use mcp_oauth::verify::{BoxFuture, TokenVerifier};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -741,4 +746,160 @@ async fn junk_at_the_grant_never_panics() {
         assert_eq!(body["error"], "invalid_grant", "{assertion:?}: {body}");
     }
     r.stop().await;
+}
+
+/// A [`MemoryStore`] whose `put_if_absent` (the jti records) fails while `down` is set.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: AtomicBool,
+}
+
+impl Store for FlakyStore {
+    fn put<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.inner.put(kind, key, data, expires_at)
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+        data: Vec<u8>,
+        expires_at: Option<i64>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::unavailable("test: down"));
+            }
+            self.inner.put_if_absent(kind, key, data, expires_at).await
+        })
+    }
+
+    fn get<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Stored>>> {
+        self.inner.get(kind, key)
+    }
+
+    fn take<'a>(&'a self, kind: Kind, key: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        self.inner.take(kind, key)
+    }
+
+    fn redeem<'a>(
+        &'a self,
+        kind: Kind,
+        key: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Redeemed<Vec<u8>>>> {
+        self.inner.redeem(kind, key)
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a str, until: i64) -> BoxFuture<'a, StoreResult<()>> {
+        self.inner.revoke_family(family, until)
+    }
+
+    fn is_family_revoked<'a>(&'a self, family: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        self.inner.is_family_revoked(family)
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_record_the_jti_is_503_and_spends_nothing() {
+    let idp = TestKey::es256();
+    let store = Arc::new(FlakyStore::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = AuthServer::builder(issuer.clone())
+        .resource(RESOURCE)
+        .rate_limits(None, None, None)
+        .store(store.clone())
+        .trusted_idp(
+            TrustedIdp::new("acme", "https://idp.acme.example")
+                .jwks_json(serde_json::to_string(&TestKey::jwks(&[&idp])).unwrap()),
+        )
+        .client(ClientSpec::service("agent", "agent-secret").grant_types([GrantType::JwtBearer]))
+        .build()
+        .await
+        .expect("server");
+    let served = Served::app(listener, server.router());
+    let jag = idp
+        .token()
+        .typ(Some("oauth-id-jag+jwt"))
+        .iss("https://idp.acme.example")
+        .sub("bob")
+        .aud(&issuer)
+        .claim("client_id", "agent")
+        .claim("jti", next_jti())
+        .sign();
+    let send = || async {
+        let res = reqwest::Client::new()
+            .post(format!("{issuer}/token"))
+            .basic_auth("agent", Some("agent-secret"))
+            .form(&[("grant_type", JWT_BEARER), ("assertion", jag.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap())
+    };
+    store.down.store(true, Ordering::SeqCst);
+    let (status, body) = send().await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{body}"
+    );
+    store.down.store(false, Ordering::SeqCst);
+    let (status, body) = send().await;
+    assert_eq!(status, 200, "{body}");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_cnf_bound_assertion_is_refused_where_dpop_is_off() {
+    let idp = TestKey::es256();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = AuthServer::builder(issuer.clone())
+        .resource(RESOURCE)
+        .rate_limits(None, None, None)
+        .trusted_idp(
+            TrustedIdp::new("acme", "https://idp.acme.example")
+                .jwks_json(serde_json::to_string(&TestKey::jwks(&[&idp])).unwrap()),
+        )
+        .client(ClientSpec::service("agent", "agent-secret").grant_types([GrantType::JwtBearer]))
+        .build()
+        .await
+        .expect("server");
+    let served = Served::app(listener, server.router());
+    let key = TestKey::es256();
+    let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
+    let jag = idp
+        .token()
+        .typ(Some("oauth-id-jag+jwt"))
+        .iss("https://idp.acme.example")
+        .sub("bob")
+        .aud(&issuer)
+        .claim("client_id", "agent")
+        .claim("jti", next_jti())
+        .claim("cnf", json!({ "jkt": jkt }))
+        .sign();
+    let token_url = format!("{issuer}/token");
+    // Even with the key's proof: this server issues no bound tokens, so it cannot honour
+    // the binding, and a bearer token would drop it.
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .basic_auth("agent", Some("agent-secret"))
+        .header("dpop", dpop_proof(&key, &token_url))
+        .form(&[("grant_type", JWT_BEARER), ("assertion", jag.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    served.stop().await;
 }
