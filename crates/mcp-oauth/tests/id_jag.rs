@@ -21,7 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::Served;
+use common::{Served, eventually};
+use mcp_oauth::audit::{AuditLog, MemorySink};
 use mcp_oauth::auth_server::store::{
     Kind, MemoryStore, Redeemed, Store, StoreError, StoreResult, Stored,
 };
@@ -104,9 +105,13 @@ struct Running {
     served: Served,
     acme: MockIdp,
     globex: TestKey,
+    audit: AuditLog,
+    sink: MemorySink,
 }
 
 async fn start() -> Running {
+    let sink = MemorySink::new();
+    let audit = AuditLog::builder().memory(&sink).build().expect("audit");
     let acme = MockIdp::start(TestKey::es256()).await.expect("idp");
     let globex = TestKey::rs256();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -122,7 +127,7 @@ async fn start() -> Running {
         .resource(RESOURCE)
         .rate_limits(None, None, None)
         .dpop(true)
-        .policy(policy, None)
+        .policy(policy, Some(audit.clone()))
         .trusted_idp(TrustedIdp::new("acme", acme.issuer()).jwks_url(acme.jwks_url()))
         .trusted_idp(
             TrustedIdp::new("globex", GLOBEX)
@@ -149,6 +154,8 @@ async fn start() -> Running {
         served,
         acme,
         globex,
+        audit,
+        sink,
     }
 }
 
@@ -586,6 +593,20 @@ async fn the_sign_in_policy_decides_who_and_cuts_scopes() {
         "{}",
         answer.1
     );
+    // The refusal is audited with the answer the client got.
+    eventually("the sign-in decision in the audit log", async || {
+        r.audit.flush().await.is_ok() && r.sink.lines().iter().any(|l| l.contains("acme:mallory"))
+    })
+    .await;
+    let refusal: Value = r
+        .sink
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["method"] == "sign_in" && l["actor"]["sub"] == "acme:mallory")
+        .expect("sign_in");
+    assert_eq!(refusal["actor"]["client_id"], "agent", "{refusal}");
+    assert_eq!(refusal["outcome"]["http"], 400, "{refusal}");
     // bob asks for admin: cut to what the policy grants him.
     let (status, body) = r
         .grant(&r.jag("bob").scope("mcp:read mcp:write admin").sign())

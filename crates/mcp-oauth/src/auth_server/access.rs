@@ -26,6 +26,15 @@ pub(crate) enum Refusal {
     NoScope,
 }
 
+/// Where a decision is answered, for the audit log's outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum At {
+    /// The redirect back to the client (302, a code or `access_denied`).
+    Authorize,
+    /// The token endpoint (200, or 400 `invalid_grant`).
+    Token,
+}
+
 impl Refusal {
     /// The `error_description` of the `access_denied` redirect: what happened, never the
     /// rules or another user's data.
@@ -59,22 +68,25 @@ impl Access {
         user: &UserIdentity,
         record: bool,
     ) -> Result<Vec<String>, Refusal> {
-        self.decide_for(&request.client_id, &request.scope, user, record)
+        let at = record.then_some(At::Authorize);
+        self.decide_for(&request.client_id, &request.scope, user, at)
     }
 
-    /// The same decision for a grant without an authorization request (a JWT-bearer grant
-    /// naming a user): `client_id` asks for `scope` on behalf of `user`.
+    /// The same decision for `client_id` asking for `scope` on behalf of `user`, written to
+    /// the audit log when `at` says where it is answered (a JWT-bearer grant at `/token`
+    /// has no authorization request).
     pub(crate) fn decide_for(
         &self,
         client_id: &str,
         scope: &[String],
         user: &UserIdentity,
-        record: bool,
+        at: Option<At>,
     ) -> Result<Vec<String>, Refusal> {
+        let record = at.is_some();
         let subject = subject_of(client_id, user);
         let decision = self.policy.sign_in(&subject);
-        if record {
-            self.record("sign_in", &subject, &decision);
+        if let Some(at) = at {
+            self.record("sign_in", &subject, &decision, at);
         }
         if !decision.is_allowed() {
             tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), %client_id, reason = %decision.reason(), "sign-in refused by the policy");
@@ -100,7 +112,7 @@ impl Access {
         Ok(grant.granted)
     }
 
-    fn record(&self, method: &str, subject: &Subject, decision: &Decision) {
+    fn record(&self, method: &str, subject: &Subject, decision: &Decision, at: At) {
         let Some(audit) = &self.audit else {
             return;
         };
@@ -114,7 +126,11 @@ impl Access {
             actor(&self.policy, subject),
             effect.rule_ids(decision.rule_ids().iter().cloned()),
         )
-        .outcome(Outcome::http(302));
+        .outcome(Outcome::http(match at {
+            At::Authorize => 302,
+            At::Token if decision.is_allowed() => 200,
+            At::Token => 400,
+        }));
         record_later(audit.clone(), event);
     }
 }

@@ -750,7 +750,12 @@ async fn issue(
     #[cfg(feature = "policy")]
     if let (Some(user), Some(access)) = (&accepted.user, &server.inner.access) {
         scope = access
-            .decide_for(&client.client_id, &scope, user, true)
+            .decide_for(
+                &client.client_id,
+                &scope,
+                user,
+                Some(super::access::At::Token),
+            )
             .map_err(|refusal| match refusal {
                 super::access::Refusal::SignIn => {
                     err(ErrorCode::InvalidGrant, refusal.description())
