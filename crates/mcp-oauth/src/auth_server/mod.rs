@@ -43,9 +43,10 @@
 //! `server` holds the state ([`AuthServer`]: config, store, tokens, client policy, limits and
 //! the sign-in back-end) and the `SignIn` contract; `builder` builds it; `router` mounts
 //! the endpoints `authorize`, `token`, `register` and `revoke`. Beside them: `clients`
-//! (finding and authenticating clients), `registration` (client metadata rules), `mint`
-//! (access tokens), `respond` (answers at the client's redirect URI), `cookies`, `pages` and
-//! `consent_page`, `http` (JSON answers, errors, random tokens). The sign-in back-ends are
+//! (finding and authenticating clients), `assertion` (`private_key_jwt`), `jwt_bearer` (the
+//! JWT-bearer grant: [`TrustedIdp`], [`WorkloadIssuer`]), `registration` (client metadata
+//! rules), `mint` (access tokens), `respond` (answers at the client's redirect URI),
+//! `cookies`, `pages` and `consent_page`, `http` (JSON answers, errors, random tokens). The sign-in back-ends are
 //! `password` (the login form, with a [`LoginBackend`]) and [`proxy`] (an upstream identity
 //! provider, configured with [`Upstream`]).
 
