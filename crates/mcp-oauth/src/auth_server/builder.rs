@@ -425,7 +425,7 @@ impl AuthServerBuilder {
             ),
             None => None,
         };
-        let jwt_bearer = JwtBearer::new(self.trusted_idps, self.workload_issuers)?;
+        let jwt_bearer = JwtBearer::new(&self.issuer, self.trusted_idps, self.workload_issuers)?;
         let issuer = self.issuer.clone();
         Ok(AuthServer {
             inner: Arc::new(Inner {

@@ -261,7 +261,9 @@ fn verifier(issuer: &str, keys: &KeysFrom, what: &'static str) -> Result<JwtVeri
 impl JwtBearer {
     /// The grant's configuration, `None` when no issuer is configured (the grant is then
     /// not offered).
+    /// `own` is this server's issuer, which no trusted issuer may be.
     pub(crate) fn new(
+        own: &str,
         idps: Vec<TrustedIdp>,
         workloads: Vec<WorkloadIssuer>,
     ) -> Result<Option<Self>, ConfigError> {
@@ -275,6 +277,14 @@ impl JwtBearer {
             .map(TrustedIdp::issuer)
             .chain(workloads.iter().map(WorkloadIssuer::issuer))
         {
+            if issuer == own {
+                return Err(ConfigError::invalid(
+                    "trusted issuer",
+                    format!(
+                        "{issuer} is this server's own issuer: trust the identity provider or workload platform that signs the assertions"
+                    ),
+                ));
+            }
             if issuers.contains(&issuer) {
                 return Err(ConfigError::invalid(
                     "trusted issuer",
@@ -833,11 +843,14 @@ mod tests {
         assert_eq!(confirmation(&Claims::new(Map::new())).ok(), Some(None));
     }
 
+    const OWN: &str = "https://as.example";
+
     #[test]
     fn configuration_is_checked() {
         let keys = r#"{"keys":[]}"#;
-        assert!(JwtBearer::new(Vec::new(), Vec::new()).is_ok_and(|c| c.is_none()));
+        assert!(JwtBearer::new(OWN, Vec::new(), Vec::new()).is_ok_and(|c| c.is_none()));
         let twice = JwtBearer::new(
+            OWN,
             vec![TrustedIdp::new("a", "https://idp.example").jwks_json(keys)],
             vec![
                 WorkloadIssuer::new("https://idp.example")
@@ -847,19 +860,28 @@ mod tests {
         );
         assert!(twice.is_err());
         let no_keys = JwtBearer::new(
+            OWN,
             vec![TrustedIdp::new("a", "https://idp.example")],
             Vec::new(),
         );
         assert!(no_keys.is_err());
         let bad_name = JwtBearer::new(
+            OWN,
             vec![TrustedIdp::new("a b", "https://idp.example").jwks_json(keys)],
             Vec::new(),
         );
         assert!(bad_name.is_err());
         let no_clients = JwtBearer::new(
+            OWN,
             Vec::new(),
             vec![WorkloadIssuer::new("https://wl.example").jwks_json(keys)],
         );
         assert!(no_clients.is_err());
+        let ourselves = JwtBearer::new(
+            OWN,
+            vec![TrustedIdp::new("a", OWN).jwks_json(keys)],
+            Vec::new(),
+        );
+        assert!(ourselves.is_err());
     }
 }
