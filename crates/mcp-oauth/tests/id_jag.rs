@@ -3,8 +3,9 @@
 //! enterprise identity provider (its JWKS served on 127.0.0.1), and a second provider with
 //! static keys. From the attacker's side: replayed, misdirected, forged, expired, incomplete
 //! and mistyped assertions, another client's assertion, no client authentication, a `cnf`
-//! binding without the key (or where DPoP is off), a store that cannot record the `jti`, and
-//! what an anonymous caller gets.
+//! binding without the key (or where DPoP is off), a store that cannot record the `jti`, an
+//! IdP whose keys cannot be fetched, and what an anonymous caller gets; and an ID-JAG signed
+//! by another JWT library (`jsonwebtoken`).
 //!
 //! The checks mirror the conformance scenario `auth/enterprise-managed-authorization`
 //! (`typ` is `oauth-id-jag+jwt`, the signature, `aud` = the issuer, `client_id` = the client
@@ -29,7 +30,7 @@ use mcp_oauth::auth_server::store::{
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType, TrustedIdp};
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::policy::{Catalog, Policy, PolicyConfig};
-use mcp_oauth::testing::{MockIdp, TestKey, TokenBuilder};
+use mcp_oauth::testing::{JwksMode, MockIdp, TestKey, TokenBuilder};
 use mcp_oauth::verify::{BoxFuture, TokenVerifier};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -923,4 +924,40 @@ async fn a_cnf_bound_assertion_is_refused_where_dpop_is_off() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant", "{body}");
     served.stop().await;
+}
+
+#[tokio::test]
+async fn an_id_jag_signed_by_another_jwt_library_is_accepted() {
+    let r = start().await;
+    let pem = r.globex.key().to_pkcs8_pem().unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.typ = Some("oauth-id-jag+jwt".into());
+    header.kid = Some(r.globex.kid().to_owned());
+    let claims = json!({
+        "iss": GLOBEX, "sub": "carol", "aud": r.issuer, "client_id": "agent",
+        "resource": RESOURCE, "scope": "mcp:read", "jti": next_jti(),
+        "iat": now(), "exp": now() + 300,
+    });
+    let jag = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let (status, body) = r.grant(&jag).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap())["sub"],
+        "globex:carol"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn an_idp_whose_keys_cannot_be_fetched_is_503_not_a_refusal() {
+    let r = start().await;
+    r.acme.set_jwks_mode(JwksMode::Status(503));
+    let (status, body) = r.grant(&r.jag("bob").sign()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{body}"
+    );
+    r.stop().await;
 }
