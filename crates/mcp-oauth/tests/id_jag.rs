@@ -27,7 +27,7 @@ use mcp_oauth::audit::{AuditLog, MemorySink};
 use mcp_oauth::auth_server::store::{
     Kind, MemoryStore, Redeemed, Store, StoreError, StoreResult, Stored,
 };
-use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType, TrustedIdp};
+use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType, Registration, TrustedIdp};
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::policy::{Catalog, Policy, PolicyConfig};
 use mcp_oauth::testing::{JwksMode, MockIdp, TestKey, TokenBuilder};
@@ -960,4 +960,74 @@ async fn an_idp_whose_keys_cannot_be_fetched_is_503_not_a_refusal() {
         "{body}"
     );
     r.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_registered_with_the_initial_access_token_may_use_the_grant() {
+    let idp = TestKey::es256();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = AuthServer::builder(issuer.clone())
+        .resource(RESOURCE)
+        .scopes(["mcp:read", "mcp:write"])
+        .rate_limits(None, None, None)
+        .registration(Registration::InitialAccessToken(
+            "operator-issued-iat".into(),
+        ))
+        .trusted_idp(
+            TrustedIdp::new("acme", "https://idp.acme.example")
+                .jwks_json(serde_json::to_string(&TestKey::jwks(&[&idp])).unwrap()),
+        )
+        .build()
+        .await
+        .expect("server");
+    let served = Served::app(listener, server.router());
+    let http = reqwest::Client::new();
+    let metadata = json!({"client_name": "agent", "grant_types": [JWT_BEARER],
+        "token_endpoint_auth_method": "client_secret_post", "scope": "mcp:read"});
+    // Without the token: nothing registers.
+    let res = http
+        .post(format!("{issuer}/register"))
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let res = http
+        .post(format!("{issuer}/register"))
+        .bearer_auth("operator-issued-iat")
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let registered: Value = res.json().await.unwrap();
+    let id = registered["client_id"].as_str().unwrap();
+    let secret = registered["client_secret"].as_str().unwrap();
+    let jag = idp
+        .token()
+        .typ(Some("oauth-id-jag+jwt"))
+        .iss("https://idp.acme.example")
+        .sub("bob")
+        .aud(&issuer)
+        .claim("client_id", id)
+        .claim("jti", next_jti())
+        .sign();
+    let res = http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", jag.as_str()),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("scope", "mcp:read mcp:write"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    // Cut to the scope it registered with.
+    assert_eq!(body["scope"], "mcp:read", "{body}");
+    served.stop().await;
 }
