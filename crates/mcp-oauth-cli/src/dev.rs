@@ -82,7 +82,7 @@ pub(crate) struct DevArgs {
     #[command(flatten)]
     registration: RegistrationArgs,
     #[command(flatten)]
-    dpop: DpopArgs,
+    pub(crate) dpop: DpopArgs,
     #[command(flatten)]
     trust: crate::trust_args::TrustArgs,
     /// Approve every authorization request at once as the first user, without the login
@@ -235,12 +235,13 @@ pub(crate) async fn prepare_with(
     }
     let keys = Arc::new(KeyRing::open(&dir, args.alg.algorithm())?);
     let store = args.store.open(&dir, None, "mcp-oauth:").await?;
+    // Proofs at /token and at the MCP endpoint: one verifier, the store's replay cache.
+    let dpop = args.dpop.verifier(Some(store.clone()))?;
     let mut lifetimes = mcp_oauth::auth_server::Lifetimes::default();
     lifetimes.access_token = std::time::Duration::from_secs(args.token_ttl);
     let mut builder = AuthServer::builder(issuer.clone())
         .keys(keys)
         .store(store.clone())
-        .dpop(args.dpop.on())
         .login(Arc::new(users))
         .scopes(["mcp:read", "mcp:write", "admin"])
         .default_scopes(["mcp:read", "mcp:write"])
@@ -249,6 +250,9 @@ pub(crate) async fn prepare_with(
         .auto_approve(args.auto_approve)
         .registration(registration)
         .trusted_proxies(args.listen.trusted_proxies());
+    if let Some(verifier) = &dpop {
+        builder = builder.dpop_verifier(verifier.clone());
+    }
     for client in clients {
         builder = builder.client(client);
     }
@@ -264,8 +268,7 @@ pub(crate) async fn prepare_with(
         .verifier(server.verifier()?)
         .mirror_authorization_server(false)
         .resource_name(resource_name);
-    // Proofs at /token and at the MCP endpoint share the store's replay cache.
-    let oauth = args.dpop.resource(oauth, Some(store))?.build()?;
+    let oauth = args.dpop.resource(oauth, dpop).build()?;
 
     DevState {
         issuer: issuer.clone(),

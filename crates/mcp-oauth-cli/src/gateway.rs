@@ -18,10 +18,14 @@ use std::time::Duration;
 use std::process::ExitCode;
 
 use mcp_oauth::audit::ArgumentMode;
-use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, resolve_secret};
+use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
+use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
+use mcp_oauth_gateway::{
+    Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials, resolve_secret,
+};
 
 pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs, IsolationArg};
-use crate::gateway_config::{self, Target, UpstreamSpec};
+use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
 use crate::gateway_policy;
 use crate::options::SecretArg;
 
@@ -65,6 +69,7 @@ impl GatewayArgs {
                         None => (h.expose().to_owned(), String::new()),
                     })
                     .collect(),
+                credentials: None,
             },
             (None, false) => Target::Command {
                 argv: self
@@ -121,7 +126,34 @@ impl GatewayArgs {
     }
 }
 
-/// The library's configuration of one upstream, references resolved. Errors name the
+/// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
+/// errors name the upstream and the field, never a value.
+fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
+    let secret = resolve_secret(&spec.client_secret)
+        .map_err(|e| format!("{at}credentials client_secret: {e}"))?;
+    let mut client = ClientCredentials::new(spec.client_id.clone(), secret);
+    if spec.secret_in_body {
+        client = client.with_method(ClientAuthMethod::ClientSecretPost);
+    }
+    let mut builder = TokenExchange::builder(spec.token_endpoint.clone())
+        .client(client)
+        .scopes(spec.scopes.iter().cloned());
+    if spec.on_behalf_of {
+        builder = builder.grant(ExchangeGrant::OnBehalfOf);
+    }
+    if let Some(audience) = &spec.audience {
+        builder = builder.audience(audience.clone());
+    }
+    if let Some(resource) = &spec.resource {
+        builder = builder.resource(resource.clone());
+    }
+    let exchange = builder
+        .build()
+        .map_err(|e| format!("{at}credentials: {e}"))?;
+    Ok(UpstreamCredentials::token_exchange(exchange))
+}
+
+/// The library's configuration of one upstream, references resolved; errors name the
 /// upstream and the field, never a value.
 fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
     let at = match (&spec.name, spec.line) {
@@ -130,7 +162,11 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
         (None, line) => format!("the upstream at line {line}: "),
     };
     match &spec.target {
-        Target::Url { url, headers } => {
+        Target::Url {
+            url,
+            headers,
+            credentials,
+        } => {
             let mut config = HttpConfig::new(url).map_err(|e| format!("{at}url: {e}"))?;
             for (name, raw) in headers {
                 if name.is_empty() {
@@ -140,6 +176,9 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 config = config
                     .header(name, &value)
                     .map_err(|e| format!("{at}header {name}: {e}"))?;
+            }
+            if let Some(exchange) = credentials {
+                config = config.credentials(token_exchange(exchange, &at)?);
             }
             Ok(config.into())
         }
@@ -248,10 +287,18 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.check_upstream_options() {
         problems.push(e);
     }
-    let specs = gateway_config::upstreams(&args, Some(&config));
-    if let Err(e) = upstream_configs(&specs) {
-        problems.push(e);
-    }
+    let specs = match gateway_config::all_upstreams(&args, Some(&config)) {
+        Ok(specs) => {
+            if let Err(e) = upstream_configs(&specs) {
+                problems.push(e);
+            }
+            specs
+        }
+        Err(mut errors) => {
+            problems.append(&mut errors);
+            Vec::new()
+        }
+    };
     if let Err(e) = args.dev.listen.check_public(args.dev.public_url.as_deref()) {
         problems.push(e);
     }
@@ -259,6 +306,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         && let Err(e) = mcp_oauth_gateway::identity::header_name(header)
     {
         problems.push(format!("identity_header: {e}"));
+    }
+    if let Err(e) = args.dev.dpop.verifier(None) {
+        problems.push(e);
     }
     if let Some(policy) = &args.policy
         && let Err(e) = gateway_policy::load(policy)
@@ -290,15 +340,28 @@ fn check(path: &std::path::Path) -> ExitCode {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
     }
+    if let Some(dpop) = args.dev.dpop.describe() {
+        println!("  dpop          {dpop}");
+    }
     for spec in &specs {
         let kind = match &spec.target {
-            Target::Url { headers, .. } => {
+            Target::Url {
+                headers,
+                credentials,
+                ..
+            } => {
                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-                if names.is_empty() {
-                    "Streamable HTTP".to_owned()
-                } else {
-                    format!("Streamable HTTP, headers {}", names.join(", "))
+                let mut kind = "Streamable HTTP".to_owned();
+                if !names.is_empty() {
+                    kind.push_str(&format!(", headers {}", names.join(", ")));
                 }
+                if let Some(c) = credentials {
+                    kind.push_str(&format!(
+                        ", each caller's token exchanged at {}",
+                        c.token_endpoint
+                    ));
+                }
+                kind
             }
             Target::Command { env, per_user, .. } => {
                 let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
@@ -371,7 +434,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         None => args,
     };
     args.check_upstream_options()?;
-    let specs = gateway_config::upstreams(&args, config.as_ref());
+    let specs = gateway_config::all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
     let policy = match &args.policy {
@@ -401,7 +464,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 Some(url) => url.trim().trim_end_matches('/').to_owned(),
                 None => format!("http://{}", listener.local_addr()?),
             };
-            let oauth = crate::serve::issuer_oauth(
+            // No store with --issuer: used proofs are remembered in memory (one instance).
+            let dpop = args.dev.dpop.verifier(None)?;
+            let oauth = crate::serve::issuer_oauth_builder(
                 issuer,
                 args.public_key.as_deref(),
                 args.scopes.clone().filter(|s| !s.trim().is_empty()),
@@ -410,6 +475,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 &[],
             )
             .await?;
+            let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
             (listener, oauth, None, None)
         }
         None => {
@@ -445,6 +511,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     }
     if let Some(header) = &args.identity_header {
         builder = builder.identity_header(header);
+    }
+    if args.identity_meta {
+        builder = builder.identity_meta();
     }
     let gateway = builder.build()?;
     if stdio {

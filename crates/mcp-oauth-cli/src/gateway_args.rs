@@ -33,6 +33,15 @@ pub(crate) struct GatewayArgs {
         requires = "upstream"
     )]
     pub(crate) upstream_headers: Vec<SecretArg>,
+    /// Also serve the MCP servers of this desktop client configuration file (`.mcp.json`,
+    /// Claude Desktop's, Cursor's or VS Code's `mcp.json`: `{"mcpServers": {NAME: …}}`), each
+    /// as an upstream named after it; with the file's `[[upstream]]` tables, all of them.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["upstream", "command"]
+    )]
+    pub(crate) upstreams_from: Option<PathBuf>,
     /// A variable for the stdio command's environment, as NAME=VALUE (repeatable); VALUE may
     /// be ${ENV_VAR} or file:PATH. The command's environment is otherwise cleared, except
     /// PATH, HOME, USER, LANG, LC_*, TERM, TZ, TMPDIR (and the Windows essentials).
@@ -74,6 +83,10 @@ pub(crate) struct GatewayArgs {
     /// with the key set at /.well-known/mcp-gateway-jwks.json. Never the client's token.
     #[arg(long, value_name = "NAME")]
     pub(crate) identity_header: Option<String>,
+    /// Send stdio commands the caller's identity too: the same signed JWT (audience
+    /// stdio:NAME) in each request's params._meta["mcp-oauth/identity"].
+    #[arg(long)]
+    pub(crate) identity_meta: bool,
     /// Decide every call and filter every list with this policy file (docs/policy.md); its
     /// rules are checked against the upstreams' real tools before the gateway serves.
     #[arg(long, value_name = "FILE")]

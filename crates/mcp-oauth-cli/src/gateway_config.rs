@@ -59,6 +59,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "url",
     "command",
     "headers",
+    "credentials",
     "env",
     "pass_env",
     "cwd",
@@ -86,10 +87,12 @@ pub(crate) struct FileOption {
 /// Where an upstream is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
-    /// A Streamable HTTP endpoint, with headers (`NAME`, unresolved `VALUE`).
+    /// A Streamable HTTP endpoint, with headers (`NAME`, unresolved `VALUE`) and the caller's
+    /// credentials there.
     Url {
         url: String,
         headers: Vec<(String, String)>,
+        credentials: Option<Exchange>,
     },
     /// A stdio command, with its configured environment.
     Command {
@@ -101,6 +104,35 @@ pub(crate) enum Target {
         per_user: bool,
     },
 }
+
+/// `credentials = { kind = "token-exchange", … }` of an `[[upstream]]`: each caller's verified
+/// token exchanged for one meant for the upstream (secrets unresolved).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Exchange {
+    pub(crate) token_endpoint: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+    /// `client_secret_post` instead of HTTP Basic.
+    pub(crate) secret_in_body: bool,
+    /// Entra's on-behalf-of shape instead of RFC 8693.
+    pub(crate) on_behalf_of: bool,
+    pub(crate) audience: Option<String>,
+    pub(crate) resource: Option<String>,
+    pub(crate) scopes: Vec<String>,
+}
+
+/// The fields of `credentials = { … }`.
+const CREDENTIAL_FIELDS: &[&str] = &[
+    "kind",
+    "token_endpoint",
+    "client_id",
+    "client_secret",
+    "client_auth",
+    "grant",
+    "audience",
+    "resource",
+    "scopes",
+];
 
 /// One `[[upstream]]` (or the upstream of the command line, which has no name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +312,124 @@ fn pairs(
         .collect()
 }
 
+/// `credentials = { kind = "token-exchange", token_endpoint = …, client_id = …,
+/// client_secret = "${SECRET}", audience | resource | scopes, client_auth = "basic" | "post",
+/// grant = "token-exchange" | "on-behalf-of" }`.
+fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> Option<Exchange> {
+    let at = value.span().start;
+    let DeValue::Table(table) = value.get_ref() else {
+        errors.at(
+            at,
+            "[[upstream]] credentials: expected a table, credentials = { kind = \"token-exchange\", … }",
+        );
+        return None;
+    };
+    let before = errors.list.len();
+    for (key, _) in table.iter() {
+        if !CREDENTIAL_FIELDS.contains(&key.get_ref().as_ref()) {
+            errors.at(
+                key.span().start,
+                format!(
+                    "unknown field `{}` in credentials{}; the fields are {}",
+                    key.get_ref(),
+                    suggest(key.get_ref(), CREDENTIAL_FIELDS.iter().copied()),
+                    CREDENTIAL_FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+    let text = |name: &str, errors: &mut Errors<'_>| {
+        table.get(name).and_then(|v| {
+            let text = scalar(v.get_ref());
+            if text.is_none() {
+                errors.at(
+                    v.span().start,
+                    format!("credentials {name}: expected a string"),
+                );
+            }
+            text
+        })
+    };
+    match text("kind", errors).as_deref() {
+        Some("token-exchange") => {}
+        Some(kind @ ("user-oauth" | "user-secret")) => {
+            errors.at(
+                at,
+                format!("credentials kind {kind:?} is not available yet; use \"token-exchange\" (each caller's token exchanged at your authorization server)"),
+            );
+            return None;
+        }
+        Some(other) => {
+            errors.at(
+                at,
+                format!("credentials kind {other:?}: write \"token-exchange\""),
+            );
+            return None;
+        }
+        None => {
+            errors.at(at, "credentials: give kind = \"token-exchange\"");
+            return None;
+        }
+    }
+    let required = |name: &str, errors: &mut Errors<'_>| {
+        let value = text(name, errors);
+        if value.is_none() && table.get(name).is_none() {
+            errors.at(at, format!("credentials: give {name} = \"…\""));
+        }
+        value.unwrap_or_default()
+    };
+    let token_endpoint = required("token_endpoint", errors);
+    let client_id = required("client_id", errors);
+    let client_secret = required("client_secret", errors);
+    let secret_in_body = match text("client_auth", errors).as_deref() {
+        None | Some("basic") => false,
+        Some("post") => true,
+        Some(other) => {
+            errors.at(
+                at,
+                format!("credentials client_auth {other:?}: write \"basic\" (HTTP Basic, the default) or \"post\" (in the body)"),
+            );
+            false
+        }
+    };
+    let on_behalf_of = match text("grant", errors).as_deref() {
+        None | Some("token-exchange") => false,
+        Some("on-behalf-of") => true,
+        Some(other) => {
+            errors.at(
+                at,
+                format!("credentials grant {other:?}: write \"token-exchange\" (RFC 8693, the default) or \"on-behalf-of\" (Microsoft Entra)"),
+            );
+            false
+        }
+    };
+    let audience = text("audience", errors);
+    let resource = text("resource", errors);
+    let scopes = table
+        .get("scopes")
+        .map(|v| strings(v, errors, "credentials scopes"))
+        .unwrap_or_default();
+    if audience.is_none() && resource.is_none() && scopes.is_empty() {
+        errors.at(
+            at,
+            "credentials: name what the exchanged token is for: audience, resource or scopes",
+        );
+    }
+    if errors.list.len() > before {
+        return None;
+    }
+    Some(Exchange {
+        token_endpoint,
+        client_id,
+        client_secret,
+        secret_in_body,
+        on_behalf_of,
+        audience,
+        resource,
+        scopes,
+    })
+}
+
 fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Option<UpstreamSpec> {
     let before = errors.list.len();
     for (key, _) in table.iter() {
@@ -344,7 +494,12 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             let headers = get("headers")
                 .map(|v| pairs(v, errors, "headers"))
                 .unwrap_or_default();
-            Some(Target::Url { url, headers })
+            let credentials = get("credentials").and_then(|v| credentials(v, errors));
+            Some(Target::Url {
+                url,
+                headers,
+                credentials,
+            })
         }
         (None, Some((at, argv))) => {
             if argv.is_empty() {
@@ -353,11 +508,13 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                     "[[upstream]] command is empty; write command = [\"CMD\", \"ARG\"]",
                 );
             }
-            if let Some(v) = get("headers") {
-                errors.at(
-                    v.span().start,
-                    "[[upstream]] headers are for a url, not for a command",
-                );
+            for field in ["headers", "credentials"] {
+                if let Some(v) = get(field) {
+                    errors.at(
+                        v.span().start,
+                        format!("[[upstream]] {field} are for a url, not for a command"),
+                    );
+                }
             }
             let env = get("env")
                 .map(|v| pairs(v, errors, "env"))
@@ -394,6 +551,33 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
         target: target?,
         line: line_of(errors.text, offset),
     })
+}
+
+/// `credentials = { … }` as written (the secret as its reference, never its value).
+fn exchange_toml(c: &Exchange) -> String {
+    let mut items = vec![
+        "kind = \"token-exchange\"".to_owned(),
+        format!("token_endpoint = {}", toml_string(&c.token_endpoint)),
+        format!("client_id = {}", toml_string(&c.client_id)),
+        format!("client_secret = {}", toml_string(&c.client_secret)),
+    ];
+    if c.secret_in_body {
+        items.push("client_auth = \"post\"".to_owned());
+    }
+    if c.on_behalf_of {
+        items.push("grant = \"on-behalf-of\"".to_owned());
+    }
+    if let Some(a) = &c.audience {
+        items.push(format!("audience = {}", toml_string(a)));
+    }
+    if let Some(r) = &c.resource {
+        items.push(format!("resource = {}", toml_string(r)));
+    }
+    if !c.scopes.is_empty() {
+        let scopes: Vec<String> = c.scopes.iter().map(|s| toml_string(s)).collect();
+        items.push(format!("scopes = [{}]", scopes.join(", ")));
+    }
+    format!("{{ {} }}", items.join(", "))
 }
 
 /// Parses the text of a configuration file; `file` names it in messages. Every problem is
@@ -660,6 +844,36 @@ pub(crate) fn upstreams(
     config.map(|c| c.upstreams.clone()).unwrap_or_default()
 }
 
+/// [`upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
+/// serves. A name used twice is an error.
+pub(crate) fn all_upstreams(
+    args: &crate::gateway_args::GatewayArgs,
+    config: Option<&ConfigFile>,
+) -> Result<Vec<UpstreamSpec>, Vec<String>> {
+    let mut specs = upstreams(args, config);
+    let Some(path) = &args.upstreams_from else {
+        return Ok(specs);
+    };
+    let imported = crate::mcp_json::load(path)?;
+    let mut errors = Vec::new();
+    for spec in imported {
+        if specs.iter().any(|s| s.name == spec.name) {
+            errors.push(format!(
+                "{}: server {:?} has the name of an [[upstream]] of the configuration file; rename one",
+                path.display(),
+                spec.name.as_deref().unwrap_or_default()
+            ));
+        } else {
+            specs.push(spec);
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
+}
+
 fn toml_string(value: &str) -> String {
     toml::Value::String(value.to_owned()).to_string()
 }
@@ -759,7 +973,11 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
             let _ = writeln!(out, "name = {}", toml_string(name));
         }
         match &spec.target {
-            Target::Url { url, headers } => {
+            Target::Url {
+                url,
+                headers,
+                credentials,
+            } => {
                 let _ = writeln!(out, "url = {}", toml_string(url));
                 if !headers.is_empty() {
                     let items: Vec<String> = headers
@@ -767,6 +985,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                         .map(|(k, v)| format!("{} = {}", toml_string(k), toml_string(v)))
                         .collect();
                     let _ = writeln!(out, "headers = {{ {} }}", items.join(", "));
+                }
+                if let Some(c) = credentials {
+                    let _ = writeln!(out, "credentials = {}", exchange_toml(c));
                 }
             }
             Target::Command {
@@ -877,6 +1098,7 @@ headers = { "X-Api-Key" = "${KEY}" }
                 target: Target::Url {
                     url: "http://127.0.0.1:3000/mcp".into(),
                     headers: vec![("X-Api-Key".into(), "${KEY}".into())],
+                    credentials: None,
                 },
                 line: 11,
             }]
@@ -1026,6 +1248,53 @@ headers = { "X-Api-Key" = "${KEY}" }
         );
         let cli = print(None, &args(&["--isolation", "per-user", "--", "server"])).expect("print");
         assert!(cli.contains("isolation = \"per-user\""), "{cli}");
+    }
+
+    #[test]
+    fn token_exchange_credentials_are_read_checked_and_printed_back() {
+        let text = "[[upstream]]\nname = \"files\"\nurl = \"https://files.example/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as.example/token\", client_id = \"gw\", client_secret = \"${GW_SECRET}\", resource = \"https://files.example/mcp\", scopes = [\"files:read\"], client_auth = \"post\" }\n";
+        let config = parse(text, "g.toml").expect("valid");
+        let Target::Url {
+            credentials: Some(exchange),
+            ..
+        } = &config.upstreams[0].target
+        else {
+            panic!("{:?}", config.upstreams[0].target);
+        };
+        assert_eq!(exchange.client_secret, "${GW_SECRET}");
+        assert!(exchange.secret_in_body && !exchange.on_behalf_of);
+        assert_eq!(exchange.scopes, ["files:read"]);
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(
+            printed.contains("client_secret = \"${GW_SECRET}\""),
+            "{printed}"
+        );
+        let back = parse(&printed, "printed.toml").expect("reads back");
+        assert_eq!(back.upstreams[0].target, config.upstreams[0].target);
+
+        let all = parse(
+            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-secret\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:3: credentials kind \"user-secret\" is not available yet"),
+            "{all}"
+        );
+        assert!(
+            all.contains("g.toml:7: unknown field `scope` in credentials (did you mean `scopes`?)"),
+            "{all}"
+        );
+        assert!(all.contains("g.toml:7: credentials grant \"obo\""), "{all}");
+        assert!(
+            all.contains("g.toml:7: credentials: name what the exchanged token is for"),
+            "{all}"
+        );
+        assert!(
+            all.contains("g.toml:11: [[upstream]] credentials are for a url, not for a command"),
+            "{all}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod gateway_args;
 mod gateway_config;
 mod gateway_policy;
 mod listen;
+mod mcp_json;
 mod options;
 mod policy;
 mod proxy;

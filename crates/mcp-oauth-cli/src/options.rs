@@ -6,16 +6,17 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use mcp_oauth::OAuthBuilder;
 use mcp_oauth::Secret;
 use mcp_oauth::audit::AuditLog;
 use mcp_oauth::auth_server::Registration;
 use mcp_oauth::auth_server::store::{Store, StoreReplayCache};
-use mcp_oauth::dpop::DpopVerifier;
+use mcp_oauth::dpop::{DpopNonces, DpopVerifier};
 use mcp_oauth::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
 use mcp_oauth::policy::{PolicyConfig, Rule, Who};
-use mcp_oauth::{ConfigError, OAuthBuilder};
 
 /// A secret given on the command line, in the environment or in a file: `Debug` prints
 /// `[redacted]`, so the argument structs can derive it.
@@ -132,7 +133,7 @@ impl ListenArgs {
     }
 }
 
-/// `--dpop`: DPoP-bound access tokens (RFC 9449).
+/// `--dpop`: DPoP-bound access tokens (RFC 9449), and server nonces.
 #[derive(Debug, Args)]
 pub(crate) struct DpopArgs {
     /// DPoP-bound access tokens (RFC 9449): off (bearer tokens only), allowed (the DPoP
@@ -141,7 +142,21 @@ pub(crate) struct DpopArgs {
     /// is never accepted as a bearer token, whatever the mode.
     #[arg(long, value_enum, default_value_t = DpopMode::Off, value_name = "MODE", env = "MCP_OAUTH_DPOP")]
     dpop: DpopMode,
+    /// With --dpop allowed or required: DPoP proofs must carry a nonce this server issued
+    /// (RFC 9449 §8, §9). A proof without one (or with an expired one) is answered
+    /// `use_dpop_nonce` with a fresh nonce in the `DPoP-Nonce` header, and the client retries
+    /// with it; nonces rotate every 5 minutes.
+    #[arg(long, env = "MCP_OAUTH_DPOP_NONCE")]
+    dpop_nonce: bool,
+    /// With --dpop-nonce: a file holding the nonce secret (at least 32 bytes, e.g. made with
+    /// `openssl rand -base64 48`), so that several instances accept each other's nonces
+    /// [default: a random secret of this process].
+    #[arg(long, value_name = "PATH", env = "MCP_OAUTH_DPOP_NONCE_SECRET_FILE")]
+    dpop_nonce_secret_file: Option<PathBuf>,
 }
+
+/// How often DPoP server nonces rotate (`--dpop-nonce`): a nonce lives one to two periods.
+const DPOP_NONCE_ROTATION: Duration = Duration::from_secs(300);
 
 /// `--dpop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,27 +175,103 @@ impl DpopArgs {
         self.dpop != DpopMode::Off
     }
 
-    /// The resource server's DPoP settings on `builder`; used proofs are remembered in
-    /// `store` when there is one (shared with the authorization server and every instance
-    /// on the same store), else in memory.
-    pub(crate) fn resource(
+    /// The proof verifier, `None` with `--dpop off`: used proofs are remembered in `store`
+    /// when there is one (shared with the authorization server and every instance on the
+    /// same store), else in memory; with `--dpop-nonce`, proofs need a server nonce. The
+    /// embedded authorization server and the MCP endpoint share it.
+    ///
+    /// # Errors
+    ///
+    /// `--dpop-nonce` (or its secret file) without DPoP on, or a secret file that cannot be
+    /// read or is too short.
+    pub(crate) fn verifier(
         &self,
-        builder: OAuthBuilder,
         store: Option<Arc<dyn Store>>,
-    ) -> Result<OAuthBuilder, ConfigError> {
+    ) -> Result<Option<DpopVerifier>, String> {
         if !self.on() {
-            return Ok(builder);
+            if self.dpop_nonce || self.dpop_nonce_secret_file.is_some() {
+                return Err(
+                    "--dpop-nonce needs DPoP on: add --dpop allowed (or --dpop required)".into(),
+                );
+            }
+            return Ok(None);
         }
         let mut verifier = DpopVerifier::builder();
         if let Some(store) = store {
             verifier = verifier.replay_cache(Arc::new(StoreReplayCache::new(store)));
         }
-        let builder = builder.dpop(verifier.build()?);
-        Ok(match self.dpop {
-            DpopMode::Required => builder.require_dpop(),
-            _ => builder,
+        match (&self.dpop_nonce_secret_file, self.dpop_nonce) {
+            (Some(path), true) => {
+                verifier = verifier.nonces(nonce_secret(path)?);
+            }
+            (Some(_), false) => {
+                return Err(
+                    "--dpop-nonce-secret-file is the secret of --dpop-nonce: add --dpop-nonce"
+                        .into(),
+                );
+            }
+            (None, true) => {
+                let nonces =
+                    DpopNonces::generate(DPOP_NONCE_ROTATION).map_err(|e| e.to_string())?;
+                verifier = verifier.nonces(nonces);
+            }
+            (None, false) => {}
+        }
+        verifier.build().map(Some).map_err(|e| e.to_string())
+    }
+
+    /// The DPoP settings in words, for a printed plan; `None` with `--dpop off`.
+    pub(crate) fn describe(&self) -> Option<String> {
+        let mode = match self.dpop {
+            DpopMode::Off => return None,
+            DpopMode::Allowed => "allowed (DPoP-bound tokens with their proofs, and bearer tokens)",
+            DpopMode::Required => "required (DPoP-bound tokens only)",
+        };
+        Some(match (self.dpop_nonce, &self.dpop_nonce_secret_file) {
+            (false, _) => mode.to_owned(),
+            (true, None) => format!("{mode}, server nonces (a secret of this process)"),
+            (true, Some(path)) => {
+                format!("{mode}, server nonces (the secret in {})", path.display())
+            }
         })
     }
+
+    /// The resource server's DPoP settings on `builder`, with `verifier` (from
+    /// [`Self::verifier`]; `None` leaves DPoP off).
+    pub(crate) fn resource(
+        &self,
+        builder: OAuthBuilder,
+        verifier: Option<DpopVerifier>,
+    ) -> OAuthBuilder {
+        let Some(verifier) = verifier else {
+            return builder;
+        };
+        let builder = builder.dpop(verifier);
+        match self.dpop {
+            DpopMode::Required => builder.require_dpop(),
+            _ => builder,
+        }
+    }
+}
+
+/// The `--dpop-nonce-secret-file` secret: the file's bytes, surrounding whitespace trimmed.
+fn nonce_secret(path: &Path) -> Result<DpopNonces, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "--dpop-nonce-secret-file {}: cannot read it: {e}",
+            path.display()
+        )
+    })?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < 32 {
+        return Err(format!(
+            "--dpop-nonce-secret-file {}: the secret has {} bytes, it needs at least 32 (make one with: openssl rand -base64 48 > {})",
+            path.display(),
+            secret.len(),
+            path.display()
+        ));
+    }
+    DpopNonces::from_secret(secret, DPOP_NONCE_ROTATION).map_err(|e| e.to_string())
 }
 
 /// Who may register clients.

@@ -347,6 +347,8 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
     let upstream = upstream(&args).await?;
     let store = store(&args, &dir).await?;
+    // Proofs at /token and at the MCP endpoint: one verifier, the store's replay cache.
+    let dpop = args.dpop.verifier(Some(store.clone()))?;
     let key = match &args.encryption_key {
         Some(value) => decode_key(value.expose())?,
         None => stored_key(&dir)?,
@@ -362,7 +364,6 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     let mut builder = AuthServer::builder(issuer.clone())
         .keys(Arc::new(KeyRing::open(&dir, Algorithm::ES256)?))
         .store(store.clone())
-        .dpop(args.dpop.on())
         .upstream(upstream)
         .encryption_key(key)
         .scopes(["mcp:read", "mcp:write", "admin"])
@@ -373,9 +374,12 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     if let Some(policy) = sign_in {
         builder = builder.policy(policy, access.audit.clone());
     }
+    if let Some(verifier) = &dpop {
+        builder = builder.dpop_verifier(verifier.clone());
+    }
     let server = builder.build().await?;
     let callback = server.upstream_callback_url();
-    let demo = if args.dpop.on() {
+    let demo = if dpop.is_some() {
         // The MCP endpoint's configuration as the embedded server makes it, with DPoP.
         let oauth = mcp_oauth::OAuth::builder()
             .resource(mcp_url.clone())
@@ -383,7 +387,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
             .scopes_supported(server.scopes_supported().iter().cloned())
             .verifier(server.verifier()?)
             .mirror_authorization_server(false);
-        demo.oauth(args.dpop.resource(oauth, Some(store))?.build()?)
+        demo.oauth(args.dpop.resource(oauth, dpop).build()?)
     } else {
         demo
     };

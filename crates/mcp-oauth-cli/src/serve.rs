@@ -6,11 +6,18 @@
 //! metadata cannot be read, or a result with no scope at all, stops the command with an error
 //! that says to set `OIDC_SCOPES`: an empty advertisement makes the TypeScript SDK clients and
 //! the MCP Inspector ask for no scope, which issuers such as oidc-provider refuse.
+//!
+//! Several issuers: repeat `--issuer`. Each token is verified by the issuer its `iss` names,
+//! with that issuer's keys (from its discovery document); all are advertised in
+//! `authorization_servers`, the first one first (the one clients should prefer); without
+//! `--scopes`, the scopes of every issuer's metadata are advertised. `--public-key` gives the
+//! keys of one issuer and is refused with several.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use mcp_oauth::OAuth;
+use mcp_oauth::authenticator::Issuer;
 use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::jose::{Algorithms, Jwk, VerifyingKey};
 use mcp_oauth::metadata::discover;
@@ -30,9 +37,15 @@ const DEMO_TOOL_SCOPES: &[&str] = &["admin"];
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Issuer URL of the authorization server (its keys are found through its discovery
-    /// document, unless --public-key gives them).
-    #[arg(long, env = "OIDC_ISSUER")]
-    issuer: String,
+    /// document, unless --public-key gives them). Repeat to trust several issuers: each token
+    /// is verified by the issuer its `iss` names; the first is advertised first.
+    #[arg(
+        long = "issuer",
+        env = "OIDC_ISSUER",
+        value_name = "URL",
+        required = true
+    )]
+    issuers: Vec<String>,
     /// Public URL of the MCP endpoint, the one clients use (behind a reverse proxy: the
     /// external https URL) [default: http://127.0.0.1:8080/mcp; required when --listen is not
     /// a loopback address].
@@ -65,6 +78,8 @@ fn non_blank(value: Option<String>) -> Option<String> {
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let access = args.policy.load(None)?;
+    // One process, no store: used proofs are remembered in memory.
+    let dpop = args.dpop.verifier(None)?;
     let public_url = non_blank(args.mcp_url);
     let mcp_url = public_url
         .clone()
@@ -80,19 +95,37 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
         .into());
     }
 
-    let oauth = issuer_oauth_builder(
-        &args.issuer,
-        args.public_key.as_deref(),
-        non_blank(args.scopes),
-        non_blank(args.audience),
-        mcp_url,
-        DEMO_TOOL_SCOPES,
-    )
-    .await?;
-    // One process, no store: used proofs are remembered in memory.
-    let oauth = args.dpop.resource(oauth, None)?.build()?;
+    let oauth = match args.issuers.as_slice() {
+        [issuer] => {
+            issuer_oauth_builder(
+                issuer,
+                args.public_key.as_deref(),
+                non_blank(args.scopes),
+                non_blank(args.audience),
+                mcp_url,
+                DEMO_TOOL_SCOPES,
+            )
+            .await?
+        }
+        issuers => {
+            if args.public_key.is_some() {
+                return Err("--public-key gives the keys of one issuer; with several --issuer, each issuer's keys come from its discovery document".into());
+            }
+            issuers_oauth_builder(
+                issuers,
+                non_blank(args.scopes),
+                non_blank(args.audience),
+                mcp_url,
+                DEMO_TOOL_SCOPES,
+            )
+            .await?
+        }
+    };
+    let oauth = args.dpop.resource(oauth, dpop).build()?;
     println!("MCP endpoint:  {}", oauth.resource());
-    println!("issuer:        {}", args.issuer);
+    for issuer in oauth.authorization_servers() {
+        println!("issuer:        {issuer}");
+    }
     println!("metadata:      {}", oauth.resource().metadata_url());
     println!("listening on:  {listen}");
     let mut server = crate::demo::server().oauth(oauth);
@@ -108,25 +141,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
-/// The resource-server configuration for tokens of an existing issuer, at `mcp_url`: keys
-/// from the issuer's discovery document or from `public_key`; scopes as given, else from the
-/// issuer's metadata (see the module docs), with `tool_scopes` the tools require. `gateway`
-/// verifies tokens this way too.
-pub(crate) async fn issuer_oauth(
-    issuer: &str,
-    public_key: Option<&Path>,
-    scopes: Option<String>,
-    audience: Option<String>,
-    mcp_url: String,
-    tool_scopes: &[&str],
-) -> Result<OAuth, Box<dyn std::error::Error>> {
-    let builder =
-        issuer_oauth_builder(issuer, public_key, scopes, audience, mcp_url, tool_scopes).await?;
-    Ok(builder.build()?)
-}
-
-/// [`issuer_oauth`], not yet built.
-async fn issuer_oauth_builder(
+/// The resource-server configuration for tokens of an existing issuer, at `mcp_url`, not yet
+/// built: keys from the issuer's discovery document or from `public_key`; scopes as given,
+/// else from the issuer's metadata (see the module docs), with `tool_scopes` the tools
+/// require. `gateway` verifies tokens this way too.
+pub(crate) async fn issuer_oauth_builder(
     issuer: &str,
     public_key: Option<&Path>,
     scopes: Option<String>,
@@ -157,6 +176,45 @@ async fn issuer_oauth_builder(
         .scopes_supported(scopes);
     if let Some(audience) = audience {
         oauth = oauth.audience(audience);
+    }
+    Ok(oauth)
+}
+
+/// The resource-server configuration trusting several issuers, each token verified by the
+/// issuer its `iss` names with keys from that issuer's discovery document; `audience` is
+/// accepted from each. Scopes as given, else every issuer's (see the module docs).
+async fn issuers_oauth_builder(
+    issuers: &[String],
+    scopes: Option<String>,
+    audience: Option<String>,
+    mcp_url: String,
+    tool_scopes: &[&str],
+) -> Result<mcp_oauth::OAuthBuilder, Box<dyn std::error::Error>> {
+    let scopes = match scopes {
+        Some(scopes) => scopes.split_whitespace().map(str::to_owned).collect(),
+        None => {
+            let mut all: Vec<String> = Vec::new();
+            for issuer in issuers {
+                for scope in scopes_from_issuer(issuer, tool_scopes).await? {
+                    if !all.contains(&scope) {
+                        all.push(scope);
+                    }
+                }
+            }
+            println!(
+                "scopes:        {} (the issuers' resource scopes and the tools'; set OIDC_SCOPES to choose)",
+                all.join(" ")
+            );
+            all
+        }
+    };
+    let mut oauth = OAuth::builder().resource(mcp_url).scopes_supported(scopes);
+    for issuer in issuers {
+        let mut trusted = Issuer::discover(issuer.clone());
+        if let Some(audience) = &audience {
+            trusted = trusted.audience(audience.clone());
+        }
+        oauth = oauth.issuer(trusted);
     }
     Ok(oauth)
 }

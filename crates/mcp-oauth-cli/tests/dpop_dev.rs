@@ -116,6 +116,16 @@ impl Client {
     }
 
     fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+        self.proof_with_nonce(method, url, token, None)
+    }
+
+    fn proof_with_nonce(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let jwk = self.key.public_jwk().unwrap();
         let mut jwk = serde_json::to_value(Jwk {
@@ -133,6 +143,9 @@ impl Client {
         });
         if let Some(token) = token {
             claims["ath"] = dpop::access_token_hash(token).into();
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
         }
         self.key
             .key()
@@ -410,6 +423,174 @@ async fn required_refuses_bearer_tokens_and_off_refuses_the_dpop_scheme() {
     .await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["token_type"], "Bearer");
+}
+
+/// The `DPoP-Nonce` header of a response, which must be there.
+fn nonce_of(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("dpop-nonce")
+        .unwrap_or_else(|| panic!("no DPoP-Nonce header: {:?}", res.headers()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonces() {
+    let secret_dir =
+        std::env::temp_dir().join(format!("mcp-oauth-cli-nonce-{}", std::process::id()));
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    let secret = secret_dir.join("nonce-secret");
+    std::fs::write(
+        &secret,
+        "a shared nonce secret of well over thirty-two bytes\n",
+    )
+    .unwrap();
+    let dev = start(
+        "nonce",
+        &[
+            "--dpop",
+            "allowed",
+            "--dpop-nonce",
+            "--dpop-nonce-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    );
+    let http = no_redirects();
+    dev.ready(&http).await;
+    let issuer = dev.issuer().to_owned();
+    let token_url = format!("{issuer}/token");
+    let client = Client::new();
+    let (client_id, code) = code_for(&http, &dev, &client.jkt()).await;
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+
+    // /token: a proof without a nonce is answered use_dpop_nonce with a nonce (RFC 9449 §8).
+    let res = http
+        .post(&token_url)
+        .form(&redeem)
+        .header("dpop", client.proof("POST", &token_url, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let nonce = nonce_of(&res);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "use_dpop_nonce", "{body}");
+    // A nonce this server did not issue is answered the same way.
+    let forged = client.proof_with_nonce("POST", &token_url, None, Some("bm90LW91cnM"));
+    let (status, body) = token(&http, &issuer, &redeem, Some(&forged)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("use_dpop_nonce")),
+        "{body}"
+    );
+    // The retry with the nonce redeems the code (not spent by the refused attempts).
+    let retry = client.proof_with_nonce("POST", &token_url, None, Some(&nonce));
+    let (status, tokens) = token(&http, &issuer, &redeem, Some(&retry)).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "DPoP");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let auth = format!("DPoP {access}");
+
+    // The MCP endpoint: 401 use_dpop_nonce with a DPoP-Nonce header (RFC 9449 §9), then the
+    // retry with it works.
+    let res = whoami(
+        &http,
+        dev.url(),
+        &auth,
+        &[&client.proof("POST", dev.url(), Some(&access))],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer resource_metadata=\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(", DPoP error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    let nonce = nonce_of(&res);
+    let proof = client.proof_with_nonce("POST", dev.url(), Some(&access), Some(&nonce));
+    let res = whoami(&http, dev.url(), &auth, &[&proof]).await;
+    assert_eq!(res.status(), 200);
+    // The nonce is not single use, but the proof is.
+    let res = whoami(&http, dev.url(), &auth, &[&proof]).await;
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("DPoP error=\"invalid_dpop_proof\"")
+    );
+    let again = client.proof_with_nonce("POST", dev.url(), Some(&access), Some(&nonce));
+    assert_eq!(
+        whoami(&http, dev.url(), &auth, &[&again]).await.status(),
+        200
+    );
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&secret_dir);
+}
+
+#[test]
+fn dpop_nonce_needs_dpop_on_and_a_long_enough_secret() {
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-nonce-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+            .args(["dev", "--port", "0", "--store", "memory", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--dpop-nonce"]);
+    assert!(
+        err.contains("--dpop-nonce needs DPoP on: add --dpop allowed"),
+        "{err}"
+    );
+    let short = dir.join("short");
+    std::fs::write(&short, "too short\n").unwrap();
+    let err = run(&[
+        "--dpop",
+        "allowed",
+        "--dpop-nonce",
+        "--dpop-nonce-secret-file",
+        short.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("the secret has 9 bytes, it needs at least 32"),
+        "{err}"
+    );
+    let err = run(&[
+        "--dpop",
+        "allowed",
+        "--dpop-nonce-secret-file",
+        short.to_str().unwrap(),
+    ]);
+    assert!(err.contains("add --dpop-nonce"), "{err}");
+    let missing = dir.join("missing");
+    let err = run(&[
+        "--dpop",
+        "allowed",
+        "--dpop-nonce",
+        "--dpop-nonce-secret-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(err.contains("cannot read it"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

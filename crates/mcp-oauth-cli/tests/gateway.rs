@@ -423,6 +423,82 @@ listen = "127.0.0.1:0"
     server.abort();
 }
 
+/// `--upstreams-from .mcp.json`: a desktop client's servers (one stdio, one Streamable HTTP
+/// with a header from the environment, one disabled) served by the gateway under their names;
+/// `check` lists them, and a legacy SSE server is refused with its name.
+async fn upstreams_from_a_desktop_client_file() {
+    let app = mcp_oauth_gateway::test_upstream::http_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-mcpjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let file = dir.join(".mcp.json");
+    let servers = json!({"mcpServers": {
+        "local_tools": {"command": me, "env": {UPSTREAM_ROLE: "1"}, "autoApprove": []},
+        "remote": {"type": "http", "url": format!("http://{upstream}/mcp"), "headers": {"X-Upstream-Key": "${env:GW_TEST_MCPJSON_KEY}"}},
+        "off": {"command": "/nonexistent", "disabled": true},
+    }});
+    std::fs::write(&file, servers.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+
+    let gateway = start(&["--upstreams-from", path], &[("GW_TEST_MCPJSON_KEY", "k")]).await;
+    let token = gateway.info["token"].as_str().unwrap();
+    let mcp = client(&gateway.url(), token).await;
+    let tools = mcp.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.retain(|n| n.ends_with("__echo"));
+    names.sort_unstable();
+    assert_eq!(names, ["local-tools__echo", "remote__echo"]);
+    assert_eq!(
+        call(&mcp, "local-tools__echo", json!({"text": "a"})).await,
+        "a"
+    );
+    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    mcp.cancel().await.unwrap();
+    drop(gateway);
+
+    let binary = env!("CARGO_BIN_EXE_mcp-oauth");
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, format!("upstreams_from = {}\n", toml_string(path))).unwrap();
+    let out = Command::new(binary)
+        .args(["gateway", "check", "--config", config.to_str().unwrap()])
+        .env("GW_TEST_MCPJSON_KEY", "k")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("upstream      local-tools: "), "{stdout}");
+    assert!(stdout.contains("upstream      remote: "), "{stdout}");
+    assert!(!stdout.contains("upstream      off"), "{stdout}");
+
+    let sse = dir.join("sse.json");
+    std::fs::write(
+        &sse,
+        r#"{"mcpServers": {"old": {"type": "sse", "url": "http://127.0.0.1:1/sse"}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(binary)
+        .args(["gateway", "--upstreams-from", sse.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"server "old": the legacy SSE transport"#),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    server.abort();
+}
+
 /// A policy file decides calls and filters lists; a rule naming a tool the upstream does not
 /// have stops the gateway before it serves.
 async fn a_policy_file_decides_and_is_checked_against_the_tools() {
@@ -530,6 +606,138 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A DPoP proof by `key` for `POST url` with `token` (and `nonce`).
+fn dpop_proof(key: &TestKey, url: &str, token: &str, nonce: Option<&str>) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut jwk = serde_json::to_value(mcp_oauth::jose::Jwk {
+        kid: None,
+        alg: None,
+        use_: None,
+        ..key.public_jwk().unwrap()
+    })
+    .unwrap();
+    jwk.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = json!({
+        "jti": format!("gw-cli-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        "htm": "POST", "htu": url, "iat": iat,
+        "ath": mcp_oauth::dpop::access_token_hash(token),
+    });
+    if let Some(nonce) = nonce {
+        claims["nonce"] = nonce.into();
+    }
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    key.key()
+        .sign_compact(header.to_string().as_bytes(), claims.to_string().as_bytes())
+}
+
+/// `dpop = "required"` and `dpop_nonce = true` in the configuration file, with an external
+/// issuer: a token bound to the client's key works with a proof carrying the gateway's
+/// nonce; without the nonce the answer names one; as Bearer it is refused; the upstream never
+/// sees the `DPoP` header.
+async fn a_config_file_with_dpop_required_and_nonces() {
+    let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let app = mcp_oauth_gateway::test_upstream::http_router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            record.lock().unwrap().push(req.headers().clone());
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-dpop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    let text = format!(
+        "issuer = {issuer}\nscopes = \"mcp:read\"\ndpop = \"required\"\ndpop_nonce = true\n\n[[upstream]]\nurl = \"http://{upstream}/mcp\"\n",
+        issuer = toml_string(idp.issuer()),
+    );
+    std::fs::write(&file, &text).unwrap();
+    let gateway = start(&["--config", file.to_str().unwrap()], &[]).await;
+    let url = gateway.url();
+    let prm: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        url.trim_end_matches("/mcp")
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(prm["dpop_bound_access_tokens_required"], true, "{prm}");
+
+    let client = TestKey::es256();
+    let jkt = client.public_jwk().unwrap().thumbprint().unwrap();
+    let token = idp
+        .token()
+        .aud(&url)
+        .scope("mcp:read")
+        .claim("cnf", json!({"jkt": jkt}))
+        .sign();
+    let send = |authorization: String, proof: Option<String>| {
+        let mut request = reqwest::Client::new()
+            .post(&url)
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+    let res = send(
+        format!("DPoP {token}"),
+        Some(dpop_proof(&client, &url, &token, None)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(", DPoP error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    assert!(seen.lock().unwrap().is_empty());
+    let res = send(
+        format!("DPoP {token}"),
+        Some(dpop_proof(&client, &url, &token, Some(&nonce))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = send(format!("Bearer {token}"), None).await.unwrap();
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for headers in &seen {
+        assert!(!headers.contains_key("dpop"), "{headers:?}");
+        assert!(!headers.contains_key("authorization"), "{headers:?}");
+    }
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&dir);
+    idp.shutdown().await;
+    server.abort();
+}
+
 fn toml_string(value: &str) -> String {
     serde_json::to_string(value).unwrap()
 }
@@ -548,7 +756,13 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let tests: [Test; 5] = [
+    let tests: [Test; 7] = [
+        ("upstreams_from_a_desktop_client_file", || {
+            Box::pin(upstreams_from_a_desktop_client_file())
+        }),
+        ("a_config_file_with_dpop_required_and_nonces", || {
+            Box::pin(a_config_file_with_dpop_required_and_nonces())
+        }),
         (
             "a_policy_file_decides_and_is_checked_against_the_tools",
             || Box::pin(a_policy_file_decides_and_is_checked_against_the_tools()),

@@ -1040,6 +1040,18 @@ fn configuration_errors_explain_themselves_and_exit_non_zero() {
             ],
             "invalid upstream revocation endpoint \"http://idp.example.com/revoke\": refused: only https",
         ),
+        (
+            vec![
+                "--provider",
+                "github",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "s3cr3t-value",
+                "--dpop-nonce",
+            ],
+            "--dpop-nonce needs DPoP on: add --dpop allowed (or --dpop required)",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args: Vec<String> = ["proxy", "--port", "0", "--json", "--data-dir", &data]

@@ -461,3 +461,90 @@ async fn a_dotenv_file_in_the_current_directory_is_read() {
     assert!(!stderr.contains("mcp:write"), "{stderr}");
     idp.shutdown().await;
 }
+
+#[tokio::test]
+async fn repeated_issuers_are_each_trusted_with_their_own_keys() {
+    let a = MockIdp::start(TestKey::es256()).await.expect("idp a");
+    let b = MockIdp::start(TestKey::rs256()).await.expect("idp b");
+    let port = free_port();
+    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
+    let mut child = spawn_serve(
+        &[
+            "--issuer",
+            b.issuer(),
+            "--issuer",
+            a.issuer(),
+            "--mcp-url",
+            &mcp_url,
+            "--scopes",
+            "mcp:read",
+        ],
+        None,
+    );
+    let http = reqwest::Client::new();
+    wait_ready(
+        &http,
+        &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
+        &mut child.0,
+    )
+    .await;
+    let doc = metadata(&http, port).await;
+    assert_eq!(
+        doc["authorization_servers"],
+        json!([b.issuer(), a.issuer()])
+    );
+    for (idp, sub) in [(&a, "ann"), (&b, "bob")] {
+        let token = idp.token().sub(sub).aud(&mcp_url).scope("mcp:read").sign();
+        let res = whoami(&http, &mcp_url, &token).await;
+        assert_eq!(res.status(), 200, "{sub}");
+        let reply: Value = res.json().await.expect("json");
+        assert_eq!(reply["result"]["structuredContent"]["user"]["id"], sub);
+    }
+    // A's key claiming B, and an issuer nobody configured: refused, nothing fetched for it.
+    let hits = a.jwks_hits() + b.jwks_hits();
+    for token in [
+        a.key().token().iss(b.issuer()).aud(&mcp_url).sign(),
+        a.key()
+            .token()
+            .iss("http://127.0.0.1:1/evil")
+            .aud(&mcp_url)
+            .sign(),
+    ] {
+        let res = whoami(&http, &mcp_url, &token).await;
+        assert_eq!(res.status(), 401);
+        let challenge = res.headers()["www-authenticate"].to_str().expect("ascii");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+    }
+    assert!(
+        a.jwks_hits() + b.jwks_hits() <= hits + 1,
+        "at most B's refresh for an unknown kid"
+    );
+    stop(child);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_public_key_with_several_issuers_is_refused() {
+    let stderr = serve_fails(
+        &[
+            "--issuer",
+            "http://127.0.0.1:1",
+            "--issuer",
+            "http://127.0.0.1:2",
+            "--public-key",
+            "/nonexistent.pem",
+            "--scopes",
+            "mcp:read",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        stderr.contains("--public-key gives the keys of one issuer"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,10 @@ pub enum GatewayError {
     /// The upstream answered something that is not MCP.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// The caller's credentials for the upstream were refused (a token exchange the
+    /// authorization server declined): this caller may not use the upstream.
+    #[error("no credentials for the upstream: {0}")]
+    CredentialsRefused(String),
     /// The upstream session ended and could not be started again.
     #[error("the upstream session is gone")]
     SessionGone,

@@ -58,6 +58,17 @@ pub(crate) struct Inner {
     /// events); false for the members of an aggregate, whose aggregate does.
     pub(crate) front: bool,
     pub(crate) audit: Option<mcp_oauth::AuditLog>,
+    /// For a stdio child with identity forwarding in `_meta`: the signer and the audience.
+    pub(crate) meta_identity: Option<(Arc<crate::identity::Signer>, String)>,
+}
+
+/// What a stdio child gets in `_meta` for this caller: `None` when identity forwarding to it
+/// is off, else the token (`None` without a caller).
+fn meta_identity(inner: &Inner, caller: Option<&Auth>) -> Option<Option<String>> {
+    inner
+        .meta_identity
+        .as_ref()
+        .map(|(signer, audience)| signer.token_text(caller, audience))
 }
 
 /// Whether the upstream is usable: a stdio child running and initialized, an HTTP upstream
@@ -130,8 +141,18 @@ pub(crate) fn session_not_found() -> Response {
     )
 }
 
+/// The status of an upstream request that failed at the gateway: 403 when the caller's
+/// credentials for the upstream were refused (the caller may not use it), else 502.
+fn failed_status(err: &crate::GatewayError) -> StatusCode {
+    match err {
+        crate::GatewayError::CredentialsRefused(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
 /// An HTTP upstream's failure: a session it lost for good ends the client's session (404, so
-/// the client starts a new one); anything else is a 502 with the request's id.
+/// the client starts a new one); refused credentials are a 403; anything else is a 502 with
+/// the request's id.
 fn upstream_failed(
     inner: &Inner,
     session_id: &str,
@@ -144,7 +165,7 @@ fn upstream_failed(
             session_not_found()
         }
         err => rpc_error(
-            StatusCode::BAD_GATEWAY,
+            failed_status(&err),
             id,
             jsonrpc::INTERNAL_ERROR,
             &err.to_string(),
@@ -381,7 +402,7 @@ async fn initialize(
                 Ok(answer) => answer,
                 Err(err) => {
                     return rpc_error(
-                        StatusCode::BAD_GATEWAY,
+                        failed_status(&err),
                         id,
                         jsonrpc::INTERNAL_ERROR,
                         &err.to_string(),
@@ -519,7 +540,12 @@ async fn decided(
     let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
-            .request(&session.id, message, inner.ready_timeout)
+            .request(
+                &session.id,
+                message,
+                inner.ready_timeout,
+                meta_identity(inner, auth).as_ref(),
+            )
             .await
         {
             Ok(mut rx) => {

@@ -1,11 +1,13 @@
 //! Identity forwarding: a short-lived JWT that the gateway signs for each request it sends to
 //! an HTTP upstream, in a header of its own (never `Authorization`, never the client's token),
-//! saying who the caller is. The upstream verifies it with the gateway's key set, served at
-//! [`JWKS_PATH`].
+//! saying who the caller is; for a stdio child, when asked, the same token in each request's
+//! `params._meta` under [`META_KEY`]. The upstream verifies it with the gateway's key set,
+//! served at [`JWKS_PATH`].
 //!
 //! Header `{"alg":"ES256","typ":"JWT","kid":…}`; claims `iss` (the gateway), `aud` (the
-//! upstream's URL), `sub`, `scope`, `client_id` and `email` when known, `iat`, `exp` (60 s
-//! later) and a random `jti`. The key is an ECDSA P-256 key made when the gateway starts: it
+//! upstream's URL; for a stdio child `stdio:NAME`, its upstream name, or `stdio:upstream`
+//! for the one unnamed upstream), `sub`, `scope`, `client_id` and `email` when known, `iat`,
+//! `exp` (60 s later) and a random `jti`. The key is an ECDSA P-256 key made when the gateway starts: it
 //! changes with every start, so an upstream looks the `kid` up again when it does not know it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,15 +22,21 @@ use serde_json::{Value, json};
 
 use crate::GatewayError;
 
-/// Where the gateway serves the public key set of its identity tokens.
-pub const JWKS_PATH: &str = "/.well-known/mcp-gateway-jwks.json";
+pub use mcp_oauth::gateway_identity::{JWKS_PATH, META_KEY};
+
+/// The audience of the identity tokens of the stdio upstream `name` (`None`: the one unnamed
+/// upstream).
+pub(crate) fn stdio_audience(name: Option<&str>) -> String {
+    format!("stdio:{}", name.unwrap_or("upstream"))
+}
 
 /// How long an identity token is valid.
 const TTL: Duration = Duration::from_secs(60);
 
 /// Signs identity tokens.
 pub(crate) struct Signer {
-    pub(crate) header: HeaderName,
+    /// The header of HTTP upstreams' identity tokens; `None`: only stdio children get them.
+    pub(crate) header: Option<HeaderName>,
     issuer: String,
     key: EcdsaKeyPair,
     kid: String,
@@ -78,8 +86,8 @@ pub fn header_name(header: &str) -> Result<HeaderName, GatewayError> {
 }
 
 impl Signer {
-    pub(crate) fn new(header: &str, issuer: String) -> Result<Self, GatewayError> {
-        let header = header_name(header)?;
+    pub(crate) fn new(header: Option<&str>, issuer: String) -> Result<Self, GatewayError> {
+        let header = header.map(header_name).transpose()?;
         let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| {
             GatewayError::Config {
                 what: "identity key",
@@ -110,10 +118,16 @@ impl Signer {
         }]})
     }
 
-    /// An identity token for `caller`, for the upstream at `audience`; `None` without a
-    /// caller (no authentication) or when signing fails (then the header is left out, and
-    /// the upstream sees no identity rather than a wrong one).
+    /// An identity token for `caller`, for the upstream at `audience`, as a header value;
+    /// see [`Signer::token_text`].
     pub(crate) fn token(&self, caller: Option<&Auth>, audience: &str) -> Option<HeaderValue> {
+        HeaderValue::try_from(self.token_text(caller, audience)?).ok()
+    }
+
+    /// An identity token for `caller`, for the upstream at `audience`; `None` without a
+    /// caller (no authentication) or when signing fails (then it is left out, and the
+    /// upstream sees no identity rather than a wrong one).
+    pub(crate) fn token_text(&self, caller: Option<&Auth>, audience: &str) -> Option<String> {
         let caller = caller?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
         let mut claims = json!({
@@ -141,6 +155,6 @@ impl Signer {
             b64(claims.to_string().as_bytes())
         );
         let signature = self.key.sign(&self.rng, signing_input.as_bytes()).ok()?;
-        HeaderValue::try_from(format!("{signing_input}.{}", b64(signature.as_ref()))).ok()
+        Some(format!("{signing_input}.{}", b64(signature.as_ref())))
     }
 }

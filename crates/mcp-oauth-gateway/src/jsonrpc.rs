@@ -218,6 +218,33 @@ pub(crate) fn replace_progress_token(params: &RawValue, token: &str) -> Option<(
     Some((serde_json::Value::Object(value).to_string(), original))
 }
 
+/// `params` (JSON text; `None`: the request has none) with `_meta[key]` set to the string
+/// `value`, or removed when `value` is `None`. The result is written anew, so a member the
+/// client wrote twice is there once. `None` when the params or their `_meta` are not objects.
+pub(crate) fn with_meta(params: Option<&str>, key: &str, value: Option<&str>) -> Option<String> {
+    use serde_json::{Map, Value};
+    let mut map: Map<String, Value> = match params {
+        Some(text) => serde_json::from_str(text).ok()?,
+        None => Map::new(),
+    };
+    let meta = map
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()?;
+    match value {
+        Some(value) => {
+            meta.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+        None => {
+            meta.remove(key);
+        }
+    }
+    if meta.is_empty() {
+        map.remove("_meta");
+    }
+    Some(Value::Object(map).to_string())
+}
+
 /// Reads one member of an object given as JSON text, as raw JSON text.
 pub(crate) fn member<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
     let map: std::collections::HashMap<Cow<'a, str>, &'a RawValue> =

@@ -75,7 +75,8 @@ pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
 pub use isolation::Isolation;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, resolve_secret,
+    ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, UpstreamCredentials,
+    resolve_secret,
 };
 
 use crate::aggregate::{Aggregate, Member};
@@ -101,6 +102,7 @@ pub struct GatewayBuilder {
     upstreams: Vec<(String, UpstreamConfig)>,
     audit: Option<mcp_oauth::AuditLog>,
     identity: Option<String>,
+    identity_meta: bool,
     per_user_idle: Duration,
     per_user_max: u64,
     oauth: Option<mcp_oauth::OAuth>,
@@ -165,6 +167,15 @@ impl GatewayBuilder {
     /// [`identity`] module.
     pub fn identity_header(mut self, name: impl Into<String>) -> Self {
         self.identity = Some(name.into());
+        self
+    }
+
+    /// Identity forwarding to stdio children: every request sent to a child carries the
+    /// caller's identity token (as [`identity_header`](Self::identity_header) makes them, with
+    /// the audience `stdio:NAME`) in `params._meta` under [`identity::META_KEY`]. A client's
+    /// own value for that member is removed whether or not this is on. Default: off.
+    pub fn identity_meta(mut self) -> Self {
+        self.identity_meta = true;
         self
     }
 
@@ -252,15 +263,17 @@ impl GatewayBuilder {
             Some(oauth) => oauth.resource().path().to_owned(),
             None => self.path.clone(),
         };
-        let signer = match &self.identity {
-            Some(header) => {
-                let issuer = match &self.oauth {
-                    Some(oauth) => oauth.resource().origin(),
-                    None => "urn:mcp-oauth-gateway".to_owned(),
-                };
-                Some(Arc::new(identity::Signer::new(header, issuer)?))
-            }
-            None => None,
+        let signer = if self.identity.is_some() || self.identity_meta {
+            let issuer = match &self.oauth {
+                Some(oauth) => oauth.resource().origin(),
+                None => "urn:mcp-oauth-gateway".to_owned(),
+            };
+            Some(Arc::new(identity::Signer::new(
+                self.identity.as_deref(),
+                issuer,
+            )?))
+        } else {
+            None
         };
         let mut routes = Vec::with_capacity(self.upstreams.len());
         for (index, (name, config)) in self.upstreams.iter().enumerate() {
@@ -276,6 +289,10 @@ impl GatewayBuilder {
                 let (max_body, ready_timeout) = (self.max_body, self.ready_timeout);
                 let metrics = metrics.clone();
                 let name = name.clone();
+                let meta_identity = signer
+                    .clone()
+                    .filter(|_| self.identity_meta && matches!(config, UpstreamConfig::Stdio(_)))
+                    .map(|signer| (signer, identity::stdio_audience(name.as_deref())));
                 move |sessions: Sessions, upstream: Upstream| {
                     Arc::new(Inner {
                         upstream,
@@ -289,6 +306,7 @@ impl GatewayBuilder {
                         name: name.clone(),
                         front: !several,
                         audit: audit.clone(),
+                        meta_identity: meta_identity.clone(),
                     })
                 }
             };
@@ -410,6 +428,7 @@ impl Gateway {
                 .collect(),
             audit: None,
             identity: None,
+            identity_meta: false,
             per_user_idle: Duration::from_secs(15 * 60),
             per_user_max: 100,
             oauth: None,

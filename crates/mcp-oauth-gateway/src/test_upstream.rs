@@ -1,7 +1,7 @@
 //! The MCP server the tests put behind the gateway (feature `test-upstream`), written with
 //! rmcp: `echo`, `get_env` (its whole environment), `pid`, `slow` (progress every step,
-//! stops when cancelled), `cancelled` (how many `slow` calls were cancelled) and `ask_llm`
-//! (asks the client to sample). Served over stdio by the binary
+//! stops when cancelled), `cancelled` (how many `slow` calls were cancelled), `ask_llm`
+//! (asks the client to sample) and `meta` (the request's `_meta`, as JSON). Served over stdio by the binary
 //! `mcp-oauth-gateway-test-upstream`, or over Streamable HTTP by [`http_router`].
 
 // Sampling is deprecated for protocol 2026-07-28, and still part of 2025-11-25, which the
@@ -74,6 +74,7 @@ impl ServerHandler for TestUpstream {
                 "Asks the client's model",
                 json!({ "question": { "type": "string" } }),
             ),
+            tool("meta", "The request's _meta", json!({})),
         ]))
     }
 
@@ -99,6 +100,11 @@ impl ServerHandler for TestUpstream {
                 text(serde_json::Value::Object(env).to_string())
             }
             "pid" => text(std::process::id().to_string()),
+            "meta" => text(
+                serde_json::to_value(&context.meta)
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+                    .to_string(),
+            ),
             "cancelled" => text(self.cancelled.load(Ordering::SeqCst).to_string()),
             "slow" => {
                 let (steps, step_ms) = (int("steps", 10), int("step_ms", 50));

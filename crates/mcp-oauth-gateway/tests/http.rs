@@ -24,6 +24,8 @@ struct Recorder {
     requests: Mutex<Vec<(http::HeaderMap, String)>>,
     sessions: Mutex<HashSet<String>>,
     expired: Mutex<HashSet<String>>,
+    /// Requests with this `Authorization` are answered 401 (a credential the upstream revoked).
+    refused: Mutex<Option<String>>,
 }
 
 impl Recorder {
@@ -60,6 +62,10 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
         .map(|v| v.to_str().unwrap().to_owned());
     if session.is_some_and(|s| rec.expired.lock().unwrap().contains(&s)) {
         return (http::StatusCode::NOT_FOUND, "session expired").into_response();
+    }
+    let refused = rec.refused.lock().unwrap().clone();
+    if refused.is_some_and(|r| parts.headers.get("authorization").is_some_and(|a| a == &r)) {
+        return (http::StatusCode::UNAUTHORIZED, "revoked").into_response();
     }
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -302,4 +308,184 @@ async fn an_upstream_refusing_the_gateways_credential_is_a_bad_gateway_not_a_cha
         "the upstream refused the gateway's credentials"
     );
     let _ = stop.send(());
+}
+
+/// A stand-in authorization server's token endpoint for the gateway's token exchanges: it
+/// checks the gateway's client credentials, records each subject token, refuses the subject
+/// `mallory` (`invalid_grant`) and issues `exchanged-N` tokens for the upstream.
+struct Exchanger {
+    url: String,
+    subjects: Arc<Mutex<Vec<String>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn exchanger() -> Exchanger {
+    use base64::Engine as _;
+    let subjects = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = subjects.clone();
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |headers: http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let basic = base64::engine::general_purpose::STANDARD.encode("gateway:gw-secret");
+                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                    != Some(format!("Basic {basic}").as_str())
+                {
+                    return (http::StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"})));
+                }
+                let form: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                assert_eq!(form["grant_type"], "urn:ietf:params:oauth:grant-type:token-exchange");
+                assert_eq!(form["resource"], "https://files.example/mcp");
+                let subject = form["subject_token"].clone();
+                let payload = subject.split('.').nth(1).unwrap();
+                let claims: serde_json::Value = serde_json::from_slice(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+                )
+                .unwrap();
+                if claims["sub"] == "mallory" {
+                    return (
+                        http::StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": "invalid_grant", "error_description": "mallory may not use files"})),
+                    );
+                }
+                let mut seen = seen.lock().unwrap();
+                seen.push(subject);
+                let n = seen.len();
+                (
+                    http::StatusCode::OK,
+                    axum::Json(json!({
+                        "access_token": format!("exchanged-{n}"),
+                        "token_type": "Bearer",
+                        "expires_in": 600,
+                        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                    })),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Exchanger {
+        url: format!("http://{addr}/token"),
+        subjects,
+        _stop: stop,
+    }
+}
+
+fn exchanging(up: &Upstream, ex: &Exchanger) -> HttpConfig {
+    let exchange = mcp_oauth::exchange::TokenExchange::builder(ex.url.clone())
+        .client(mcp_oauth::protocol::ClientCredentials::new(
+            "gateway",
+            "gw-secret",
+        ))
+        .resource("https://files.example/mcp")
+        .build()
+        .unwrap();
+    HttpConfig::new(&up.url).unwrap().credentials(
+        mcp_oauth_gateway::UpstreamCredentials::token_exchange(exchange),
+    )
+}
+
+/// The `Authorization` values the upstream saw, in order.
+fn authorizations(up: &Upstream) -> Vec<String> {
+    up.rec
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(headers, _)| {
+            headers
+                .get("authorization")
+                .map_or_else(|| "(none)".to_owned(), |v| v.to_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_user_reaches_the_upstream_with_their_own_exchanged_token_never_the_inbound_one() {
+    let up = upstream().await;
+    let ex = exchanger().await;
+    let h = Harness::start(exchanging(&up, &ex)).await;
+
+    let alice = h.client("alice").await;
+    assert_eq!(
+        call(&alice, "echo", json!({"text": "a"})).await.unwrap(),
+        "a"
+    );
+    assert_eq!(
+        call(&alice, "echo", json!({"text": "b"})).await.unwrap(),
+        "b"
+    );
+    let seen = authorizations(&up);
+    assert!(seen.len() >= 4, "{seen:?}");
+    assert!(seen.iter().all(|a| a == "Bearer exchanged-1"), "{seen:?}");
+    // One exchange for every request of alice's, with alice's verified token as the subject.
+    assert_eq!(ex.subjects.lock().unwrap().len(), 1);
+
+    let bob = h.client("bob").await;
+    assert_eq!(call(&bob, "echo", json!({"text": "c"})).await.unwrap(), "c");
+    let seen = authorizations(&up);
+    assert!(
+        seen.iter().skip(4).any(|a| a == "Bearer exchanged-2"),
+        "{seen:?}"
+    );
+    let subjects = ex.subjects.lock().unwrap().clone();
+    assert_eq!(subjects.len(), 2);
+    assert_ne!(subjects[0], subjects[1]);
+    // The subject tokens went to the authorization server only: the upstream saw neither.
+    for (headers, body) in up.rec.requests.lock().unwrap().iter() {
+        for subject in &subjects {
+            assert!(!body.contains(subject.as_str()));
+            assert!(headers.values().all(|v| {
+                !v.as_bytes()
+                    .windows(subject.len())
+                    .any(|w| w == subject.as_bytes())
+            }));
+        }
+    }
+    alice.cancel().await.unwrap();
+    bob.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_exchange_is_a_403_and_nothing_reaches_the_upstream() {
+    let up = upstream().await;
+    let ex = exchanger().await;
+    let h = Harness::start(exchanging(&up, &ex)).await;
+    let response = post(&h.url, Some(&h.token("mallory")), None, INITIALIZE).await;
+    assert_eq!(response.status(), 403);
+    assert!(!response.headers().contains_key("www-authenticate"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("invalid_grant"), "{message}");
+    assert_eq!(up.rec.count(), 0);
+}
+
+#[tokio::test]
+async fn an_exchanged_token_the_upstream_refuses_is_exchanged_again_for_the_next_request() {
+    let up = upstream().await;
+    let ex = exchanger().await;
+    let h = Harness::start(exchanging(&up, &ex)).await;
+    let token = h.token("alice");
+    let session = raw_session(&h.url, &token).await;
+    assert_eq!(ex.subjects.lock().unwrap().len(), 1);
+    *up.rec.refused.lock().unwrap() = Some("Bearer exchanged-1".into());
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let refused = post(&h.url, Some(&token), Some(&session), list).await;
+    assert_eq!(refused.status(), 502);
+    let again = post(&h.url, Some(&token), Some(&session), list).await;
+    assert_eq!(again.status(), 200);
+    assert!(messages(again).await.last().unwrap()["result"]["tools"].is_array());
+    assert_eq!(ex.subjects.lock().unwrap().len(), 2);
+    assert_eq!(authorizations(&up).last().unwrap(), "Bearer exchanged-2");
 }

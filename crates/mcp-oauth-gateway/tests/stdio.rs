@@ -20,7 +20,15 @@ async fn calls_and_lists_work_through_the_gateway() {
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
-        ["echo", "get_env", "pid", "slow", "cancelled", "ask_llm"]
+        [
+            "echo",
+            "get_env",
+            "pid",
+            "slow",
+            "cancelled",
+            "ask_llm",
+            "meta"
+        ]
     );
     assert_eq!(
         call(&client, "echo", json!({"text": "hi"})).await.unwrap(),
@@ -550,4 +558,69 @@ async fn the_get_stream_is_one_per_session_and_delete_ends_the_session() {
     )
     .await;
     assert_eq!(after.status(), 404);
+}
+
+/// The `_meta` a stdio child saw for a `meta` call with these params' `_meta`, as raw JSON.
+async fn child_meta(h: &Harness, sub: &str, meta: serde_json::Value) -> serde_json::Value {
+    let token = h.token(sub);
+    let session = raw_session(&h.url, &token).await;
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "meta", "arguments": {}, "_meta": meta}});
+    let response = post(&h.url, Some(&token), Some(&session), body.to_string()).await;
+    assert_eq!(response.status(), 200);
+    let answer = messages(response).await.pop().unwrap();
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn stdio_children_get_the_callers_signed_identity_in_meta_never_a_forged_one() {
+    use mcp_oauth::gateway_identity::IdentityVerifier;
+    let h = Harness::start_with(stdio_upstream(), |b| b.identity_meta()).await;
+    let forged = json!({"mcp-oauth/identity": "forged-by-the-client", "other": 1});
+    let seen = child_meta(&h, "alice", forged).await;
+    assert_eq!(seen["other"], 1, "{seen}");
+    let token = seen["mcp-oauth/identity"].as_str().unwrap();
+    assert_ne!(token, "forged-by-the-client");
+    // The token verifies with the key set the gateway serves, for this child's audience.
+    let jwks: serde_json::Value = reqwest::get(format!(
+        "http://{}{}",
+        h.addr,
+        mcp_oauth_gateway::identity::JWKS_PATH
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    // The library's helper, as a child written in Rust checks it.
+    let verifier =
+        IdentityVerifier::with_jwks(&h.url, "stdio:upstream", &jwks.to_string()).unwrap();
+    let alice = verifier.verify(token).await.unwrap();
+    assert_eq!(alice.subject, "alice");
+    assert_eq!(alice.scopes, ["mcp:read"]);
+    let elsewhere = IdentityVerifier::with_jwks(&h.url, "stdio:other", &jwks.to_string()).unwrap();
+    assert!(elsewhere.verify(token).await.is_err(), "for another child");
+    // Another user's request carries their own.
+    let bob = child_meta(&h, "bob", json!({})).await;
+    let bob = verifier
+        .verify(bob["mcp-oauth/identity"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(bob.subject, "bob");
+}
+
+#[tokio::test]
+async fn without_identity_forwarding_a_client_cannot_put_an_identity_in_meta() {
+    let h = Harness::start(stdio_upstream()).await;
+    let seen = child_meta(
+        &h,
+        "mallory",
+        json!({"mcp-oauth/identity": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.", "other": 2}),
+    )
+    .await;
+    assert_eq!(seen, json!({"other": 2}));
 }

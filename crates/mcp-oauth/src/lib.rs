@@ -78,6 +78,8 @@ pub mod exchange;
 #[cfg(feature = "remote")]
 pub mod fetch;
 pub mod forwarded;
+#[cfg(feature = "remote")]
+pub mod gateway_identity;
 pub mod jose;
 pub mod jsonrpc;
 pub mod layer;

@@ -3,11 +3,13 @@
 //! - `GET /.well-known/oauth-protected-resource` and the path-suffixed
 //!   `GET /.well-known/oauth-protected-resource/<mcp path>` (RFC 9728 §3.1): the
 //!   protected-resource metadata, `resource` = the configured public URL;
-//! - when the authorization server's metadata is mirrored: `GET
+//! - when the authorization servers' metadata is mirrored: `GET
 //!   /.well-known/oauth-authorization-server` (plus the path-inserted variant when the issuer
 //!   has a path) and `GET /.well-known/openid-configuration` (likewise): the upstream document
 //!   byte for byte, cached, served stale while the upstream is down, and a 502 JSON error when
-//!   it is down and nothing is cached.
+//!   it is down and nothing is cached. The root paths serve the first (preferred) server;
+//!   every other server is served at its path-inserted paths when its issuer has a path no
+//!   earlier server has.
 //!
 //! Every route answers CORS requests from any origin (the documents are public).
 //!
@@ -97,15 +99,27 @@ impl OAuth {
             router = router.route(&suffixed, get(protected_resource));
         }
         #[cfg(feature = "remote")]
-        if let Some(mirror) = self.metadata_mirror() {
-            let path = mirror.issuer().path().trim_end_matches('/').to_owned();
-            for base in [
-                "/.well-known/oauth-authorization-server",
-                "/.well-known/openid-configuration",
-            ] {
-                router = router.route(base, get(mirrored));
-                if !path.is_empty() {
-                    router = router.route(&format!("{base}{path}"), get(mirrored));
+        {
+            // The first server at the root paths; each at its path-inserted ones (RFC 8414
+            // §3.1), the first one configured winning when two issuers share a path.
+            let mut taken = std::collections::HashSet::new();
+            for (index, mirror) in self.metadata_mirrors().iter().enumerate() {
+                let path = mirror.issuer().path().trim_end_matches('/').to_owned();
+                for base in [
+                    "/.well-known/oauth-authorization-server",
+                    "/.well-known/openid-configuration",
+                ] {
+                    let route = format!("{base}{path}");
+                    let routes = if index == 0 && !path.is_empty() {
+                        vec![base.to_owned(), route]
+                    } else {
+                        vec![route]
+                    };
+                    for route in routes {
+                        if taken.insert(route.clone()) {
+                            router = router.route(&route, get(move |state| mirrored(state, index)));
+                        }
+                    }
                 }
             }
         }
@@ -131,10 +145,10 @@ async fn protected_resource(
 }
 
 #[cfg(feature = "remote")]
-async fn mirrored(State(oauth): State<Arc<OAuth>>) -> Response {
+async fn mirrored(State(oauth): State<Arc<OAuth>>, index: usize) -> Response {
     use http::StatusCode;
 
-    let Some(mirror) = oauth.metadata_mirror() else {
+    let Some(mirror) = oauth.metadata_mirrors().get(index) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     match mirror.get().await {

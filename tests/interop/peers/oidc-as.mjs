@@ -13,10 +13,14 @@
 //   JWKS_OUT       optional file to write the public JWKS to
 //   DEFAULT_RESOURCE resource (aud) used when a request names none (else such a
 //                  request gets an opaque, non-JWT access token)
+//   DPOP_NONCE=1   DPoP proofs at /token must carry a server nonce (use_dpop_nonce and a
+//                  DPoP-Nonce header otherwise, RFC 9449 §8)
 // Features: discovery (OIDC + RFC 8414 alias), JWKS, DCR (RFC 7591, open),
 // PKCE S256 (required), client_credentials, refresh_token, RFC 8707 resource
 // indicators -> RS256 JWT access tokens (aud = resource), introspection,
-// revocation. Static confidential client: svc / svc-secret (client_credentials).
+// revocation, DPoP (RFC 9449: a token request with a proof gets a token bound to its key,
+// `cnf.jkt`, token_type DPoP). Static confidential client: svc / svc-secret (client_credentials).
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 import { autoApprove } from './auto-approve.mjs';
@@ -54,6 +58,9 @@ const provider = new Provider(ISSUER, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    dPoP: process.env.DPOP_NONCE === '1'
+      ? { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     resourceIndicators: {
       enabled: true,
       // a client that sends no `resource` still gets a JWT for the single requested one

@@ -1,7 +1,8 @@
 //! The Streamable HTTP upstream: each client session has an upstream session of its own
 //! (the upstream's `Mcp-Session-Id` is kept by the gateway, never shown to the client).
 //! Requests are built from scratch: only `Content-Type`, `Accept`, `MCP-Protocol-Version`,
-//! `Mcp-Session-Id`, `Last-Event-ID` and the configured headers are sent, so the client's
+//! `Mcp-Session-Id`, `Last-Event-ID`, the configured headers and the caller's upstream
+//! credentials (an exchanged token, when configured) are sent, so the client's
 //! `Authorization` (and cookies, and anything else) never reaches the upstream.
 //!
 //! When the upstream answers 404 to a request that carried its session id, the session
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use mcp_oauth::Auth;
 
-use super::HttpConfig;
+use super::{HttpConfig, UpstreamCredentials};
 use crate::error::GatewayError;
 use crate::{jsonrpc, sse};
 
@@ -60,6 +61,8 @@ pub(crate) struct Http {
     headers: HeaderMap,
     /// Signs the caller's identity into a header of each request, when configured.
     identity: Option<std::sync::Arc<crate::identity::Signer>>,
+    /// The caller's own credentials for the upstream, when configured.
+    credentials: Option<UpstreamCredentials>,
 }
 
 fn unavailable(e: reqwest::Error) -> GatewayError {
@@ -108,6 +111,7 @@ impl Http {
             client,
             headers,
             identity,
+            credentials: config.credentials.clone(),
         })
     }
 
@@ -125,28 +129,52 @@ impl Http {
         )
     }
 
-    /// The configured headers, and the caller's identity token when identity forwarding is on.
-    fn headers_for(&self, caller: Option<&Auth>) -> HeaderMap {
+    /// The configured headers, the caller's identity token when identity forwarding is on,
+    /// and the caller's upstream credentials when configured.
+    async fn headers_for(&self, caller: Option<&Auth>) -> Result<HeaderMap, GatewayError> {
         let mut headers = self.headers.clone();
         if let Some(signer) = &self.identity
+            && let Some(header) = &signer.header
             && let Some(token) = signer.token(caller, self.url.as_str())
         {
-            headers.insert(signer.header.clone(), token);
+            headers.insert(header.clone(), token);
         }
-        headers
+        if let Some(credentials) = &self.credentials {
+            headers.insert(
+                header::AUTHORIZATION,
+                credentials.authorization(caller).await?,
+            );
+        }
+        Ok(headers)
     }
 
-    fn post_builder(
+    /// Sends `request`; a 401 from the upstream makes the caller's credentials be made anew
+    /// for the next request (an exchanged token the upstream no longer accepts).
+    async fn send(
+        &self,
+        caller: Option<&Auth>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let response = request.send().await.map_err(unavailable)?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some(credentials) = &self.credentials
+        {
+            credentials.forget(caller);
+        }
+        Ok(response)
+    }
+
+    async fn post_builder(
         &self,
         caller: Option<&Auth>,
         body: Bytes,
         session: Option<&HeaderValue>,
         version: Option<&HeaderValue>,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, GatewayError> {
         let mut request = self
             .client
             .post(self.url.clone())
-            .headers(self.headers_for(caller))
+            .headers(self.headers_for(caller).await?)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream")
             .body(body);
@@ -156,7 +184,7 @@ impl Http {
         if let Some(version) = version {
             request = request.header(&PROTOCOL_VERSION, version);
         }
-        request
+        Ok(request)
     }
 
     /// Sends the client's `initialize`; returns the upstream's answer (the response message)
@@ -183,11 +211,10 @@ impl Http {
         caller: Option<&Auth>,
         session: &HttpSession,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
-        let response = self
+        let request = self
             .post_builder(caller, session.init.clone(), None, None)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .await?;
+        let response = self.send(caller, request).await?;
         let status = response.status();
         let upstream_id = response.headers().get(&SESSION_ID).cloned();
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
@@ -209,11 +236,10 @@ impl Http {
             .and_then(|v| HeaderValue::try_from(v).ok());
         session.set(upstream_id.clone(), version.clone());
         let initialized = jsonrpc::encode_request(None, "notifications/initialized", None);
-        let ack = self
+        let request = self
             .post_builder(caller, initialized, upstream_id.as_ref(), version.as_ref())
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .await?;
+        let ack = self.send(caller, request).await?;
         if !ack.status().is_success() {
             return Err(GatewayError::Protocol(format!(
                 "the upstream refused notifications/initialized with {}",
@@ -252,29 +278,28 @@ impl Http {
         body: Bytes,
     ) -> Result<reqwest::Response, GatewayError> {
         let id = session.upstream_id();
-        let response = self
+        let request = self
             .post_builder(
                 caller,
                 body.clone(),
                 id.as_ref(),
                 session.version().as_ref(),
             )
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .await?;
+        let response = self.send(caller, request).await?;
         let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
             return Ok(response);
         };
         self.reinitialize(caller, session, &lost).await?;
-        self.post_builder(
-            caller,
-            body,
-            session.upstream_id().as_ref(),
-            session.version().as_ref(),
-        )
-        .send()
-        .await
-        .map_err(unavailable)
+        let request = self
+            .post_builder(
+                caller,
+                body,
+                session.upstream_id().as_ref(),
+                session.version().as_ref(),
+            )
+            .await?;
+        self.send(caller, request).await
     }
 
     /// Opens the upstream's GET stream for `session`.
@@ -284,11 +309,11 @@ impl Http {
         session: &HttpSession,
         last_event_id: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, GatewayError> {
-        let send = |id: Option<HeaderValue>| {
+        let send = async |id: Option<HeaderValue>| {
             let mut request = self
                 .client
                 .get(self.url.clone())
-                .headers(self.headers_for(caller))
+                .headers(self.headers_for(caller).await?)
                 .header(header::ACCEPT, "text/event-stream");
             if let Some(id) = id {
                 request = request.header(&SESSION_ID, id);
@@ -299,15 +324,15 @@ impl Http {
             if let Some(last) = last_event_id {
                 request = request.header(&LAST_EVENT_ID, last);
             }
-            request.send()
+            self.send(caller, request).await
         };
         let id = session.upstream_id();
-        let response = send(id.clone()).await.map_err(unavailable)?;
+        let response = send(id.clone()).await?;
         let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
             return Ok(response);
         };
         self.reinitialize(caller, session, &lost).await?;
-        send(session.upstream_id()).await.map_err(unavailable)
+        send(session.upstream_id()).await
     }
 
     /// Ends the upstream session (best effort).
@@ -315,10 +340,13 @@ impl Http {
         let Some(id) = session.upstream_id() else {
             return;
         };
+        let Ok(headers) = self.headers_for(caller).await else {
+            return;
+        };
         let mut request = self
             .client
             .delete(self.url.clone())
-            .headers(self.headers_for(caller))
+            .headers(headers)
             .header(&SESSION_ID, id);
         if let Some(version) = session.version() {
             request = request.header(&PROTOCOL_VERSION, version);

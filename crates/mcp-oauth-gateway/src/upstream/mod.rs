@@ -2,8 +2,11 @@
 //! HTTP endpoint. [`UpstreamConfig`] says which and how; the running sides are in
 //! `stdio.rs` and `http.rs`.
 
+mod credentials;
 pub(crate) mod http;
 pub(crate) mod stdio;
+
+pub use credentials::UpstreamCredentials;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -187,6 +190,7 @@ impl std::fmt::Debug for SecretHeader {
 pub struct HttpConfig {
     pub(crate) url: url::Url,
     pub(crate) headers: Vec<SecretHeader>,
+    pub(crate) credentials: Option<UpstreamCredentials>,
     pub(crate) timeout: Duration,
 }
 
@@ -210,6 +214,7 @@ impl HttpConfig {
         Ok(Self {
             url: parsed,
             headers: Vec::new(),
+            credentials: None,
             timeout: Duration::from_secs(10),
         })
     }
@@ -233,6 +238,15 @@ impl HttpConfig {
         value.set_sensitive(true);
         self.headers.push(SecretHeader { name, value });
         Ok(self)
+    }
+
+    /// The caller's own credentials for the upstream, made for each caller (an exchanged
+    /// token, [`UpstreamCredentials::token_exchange`]) and sent as `Authorization`; a
+    /// configured `Authorization` [`header`](Self::header) is then replaced. The caller's
+    /// token to the gateway is never sent.
+    pub fn credentials(mut self, credentials: UpstreamCredentials) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// Connect timeout of upstream requests. Default: 10 s.

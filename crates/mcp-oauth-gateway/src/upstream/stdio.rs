@@ -158,12 +158,14 @@ impl Stdio {
     }
 
     /// Sends a client request; the answer (notifications and server requests for it, then the
-    /// response, ids mapped back) arrives on the receiver.
+    /// response, ids mapped back) arrives on the receiver. `identity` (identity forwarding on):
+    /// the caller's token for `params._meta`, where any value the client put is removed.
     pub(crate) async fn request(
         &self,
         session: &Arc<str>,
         message: &Message<'_>,
         timeout: Duration,
+        identity: Option<&Option<String>>,
     ) -> Result<mpsc::Receiver<Frame>, GatewayError> {
         let running = self.ready(timeout).await?;
         let (Some(id), Some(method)) = (message.id, message.method.as_deref()) else {
@@ -181,6 +183,21 @@ impl Stdio {
             replaced = new_params;
             params = Some(&replaced);
             progress = Some(original.into_boxed_str());
+        }
+        // The caller's identity token, or (identity forwarding off) no value the client made
+        // up: a cheap look first, most requests carry no such member.
+        let with_identity;
+        let token = match identity {
+            Some(token) => Some(token.as_deref()),
+            None if params.is_some_and(|p| p.contains(crate::identity::META_KEY)) => Some(None),
+            None => None,
+        };
+        if let Some(token) = token {
+            with_identity = jsonrpc::with_meta(params, crate::identity::META_KEY, token)
+                .ok_or_else(|| {
+                    GatewayError::Protocol("the request's params or _meta are not an object".into())
+                })?;
+            params = Some(&with_identity);
         }
         let bytes = jsonrpc::encode_request(Some(&number), method, params);
         let (tx, rx) = mpsc::channel(FRAMES);

@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mcp_oauth::OAuth;
 use mcp_oauth::testing::TestKey;
 use mcp_oauth::verify::JwtVerifier;
+use mcp_oauth::{OAuth, OAuthBuilder};
 use mcp_oauth_gateway::gate::Gatekeeper;
 use mcp_oauth_gateway::{Gateway, GatewayBuilder, UpstreamConfig};
 use rmcp::model::{
@@ -94,7 +94,23 @@ impl Harness {
         Self::build(|oauth| configure(Gateway::aggregate(upstreams).oauth(oauth))).await
     }
 
+    /// A gateway whose resource-server configuration `oauth` completes (DPoP, for one).
+    pub async fn with_oauth(
+        upstream: impl Into<UpstreamConfig>,
+        oauth: impl FnOnce(OAuthBuilder) -> OAuthBuilder,
+    ) -> Self {
+        let upstream = upstream.into();
+        Self::build_with(oauth, |oauth| Gateway::builder(upstream).oauth(oauth)).await
+    }
+
     async fn build(make: impl FnOnce(OAuth) -> GatewayBuilder) -> Self {
+        Self::build_with(|b| b, make).await
+    }
+
+    async fn build_with(
+        configure_oauth: impl FnOnce(OAuthBuilder) -> OAuthBuilder,
+        make: impl FnOnce(OAuth) -> GatewayBuilder,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}/mcp");
@@ -104,14 +120,16 @@ impl Harness {
             .jwk(&key.public_jwk().unwrap())
             .build()
             .unwrap();
-        let oauth = OAuth::builder()
-            .resource(url.clone())
-            .authorization_server(ISSUER)
-            .scopes_supported(["mcp:read"])
-            .verifier(verifier)
-            .mirror_authorization_server(false)
-            .build()
-            .unwrap();
+        let oauth = configure_oauth(
+            OAuth::builder()
+                .resource(url.clone())
+                .authorization_server(ISSUER)
+                .scopes_supported(["mcp:read"])
+                .verifier(verifier)
+                .mirror_authorization_server(false),
+        )
+        .build()
+        .unwrap();
         let gateway = make(oauth).build().unwrap();
         let app = gateway
             .router()

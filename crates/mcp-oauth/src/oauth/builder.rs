@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use super::{Inner, OAuth};
 use crate::auth::{AsyncClaimMapper, ClaimMapper, Mapping};
-use crate::authenticator::{Audience, Authenticator, TokenCacheOptions};
+#[cfg(feature = "remote")]
+use crate::authenticator::issuers::merge_audience;
+use crate::authenticator::issuers::{BuildContext, check_issuer_url};
+use crate::authenticator::{Audience, Authenticator, Issuer, TokenCacheOptions, Trusted};
 use crate::dpop::DpopVerifier;
 use crate::error::ConfigError;
 #[cfg(feature = "remote")]
@@ -38,6 +41,8 @@ pub struct OAuthBuilder {
     verifier: Option<Arc<dyn TokenVerifier>>,
     mapper: Option<Mapping>,
     audience: Audience,
+    /// Several trusted issuers, chosen by `iss` (in place of `verifier` / `provider`).
+    issuers: Vec<Issuer>,
     leeway: Duration,
     max_token_bytes: usize,
     cache: Option<TokenCacheOptions>,
@@ -51,9 +56,9 @@ pub struct OAuthBuilder {
     client: Option<HttpClient>,
     #[cfg(feature = "remote")]
     provider: Option<Result<crate::providers::ProviderSpec, ConfigError>>,
-    /// The preset's configured metadata, served when its issuer publishes none.
+    /// The presets' configured metadata, by issuer, served when that issuer publishes none.
     #[cfg(feature = "remote")]
-    mirror_fallback: Option<crate::metadata::AuthorizationServerMetadata>,
+    mirror_fallback: Vec<(String, crate::metadata::AuthorizationServerMetadata)>,
     /// The preset's `userinfo` endpoint, for profile claims the tokens lack.
     #[cfg(feature = "remote")]
     userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
@@ -77,6 +82,7 @@ impl Default for OAuthBuilder {
             verifier: None,
             mapper: None,
             audience: Audience::default(),
+            issuers: Vec::new(),
             leeway: crate::claims::DEFAULT_LEEWAY,
             max_token_bytes: crate::authenticator::DEFAULT_MAX_TOKEN_BYTES,
             cache: Some(TokenCacheOptions::default()),
@@ -91,7 +97,7 @@ impl Default for OAuthBuilder {
             #[cfg(feature = "remote")]
             provider: None,
             #[cfg(feature = "remote")]
-            mirror_fallback: None,
+            mirror_fallback: Vec::new(),
             #[cfg(feature = "remote")]
             userinfo: None,
             #[cfg(feature = "policy")]
@@ -155,9 +161,11 @@ impl OAuthBuilder {
         self
     }
 
-    /// An authorization server (issuer URL) to advertise. The first one's metadata is
-    /// mirrored on this server. It must be byte-equal to the `issuer` in that server's
-    /// metadata; see [`OAuth::check_authorization_server`].
+    /// An authorization server (issuer URL) to advertise, in order of preference. The first
+    /// one's metadata is mirrored at this server's root `/.well-known/` paths (see
+    /// [`routes`](crate::routes)). It must be byte-equal to the `issuer` in that server's
+    /// metadata; see [`OAuth::check_authorization_server`]. With [`Self::issuer`] the
+    /// advertised servers are the trusted issuers, and this is refused.
     pub fn authorization_server(mut self, issuer: impl Into<String>) -> Self {
         self.authorization_servers.push(issuer.into());
         self
@@ -236,7 +244,29 @@ impl OAuthBuilder {
         self
     }
 
-    /// The token verifier. Required.
+    /// A trusted issuer, with its own verifier (keys), audiences and claim mapping; call it
+    /// once per issuer. A token is verified by the issuer its `iss` names and by no other;
+    /// a token whose `iss` is not one of them is refused (401 `invalid_token`) before any
+    /// key is fetched. See [`issuers`](crate::authenticator::issuers).
+    ///
+    /// The issuers are advertised in `authorization_servers` of the protected-resource
+    /// metadata in the order of these calls: put first the one MCP clients should use (they
+    /// commonly take the first), whose metadata is also mirrored at this server's root
+    /// `/.well-known/` paths. The start-up check
+    /// ([`OAuth::check_authorization_server`]) checks every one.
+    ///
+    /// With one or more issuers, the one-issuer settings ([`Self::verifier`],
+    /// [`Self::provider`], [`Self::audience`], [`Self::audience_prefix`],
+    /// [`Self::insecure_disable_audience_check`], [`Self::claim_mapper`],
+    /// [`Self::async_claim_mapper`], [`Self::authorization_server`]) are refused at build:
+    /// each issuer carries its own. Leeway, token size, cache and scope settings are shared.
+    /// Default: no issuer list (the one verifier of [`Self::verifier`] or the preset).
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
+    /// The token verifier. Required, unless [`Self::issuer`] or [`Self::provider`] gives it.
     pub fn verifier(mut self, verifier: impl TokenVerifier) -> Self {
         self.verifier = Some(Arc::new(verifier));
         self
@@ -349,9 +379,12 @@ impl OAuthBuilder {
         self
     }
 
-    /// Whether to mirror the first authorization server's metadata at
-    /// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`
-    /// on this server. Default: on.
+    /// Whether to mirror the authorization servers' metadata on this server: the first one's
+    /// at `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`,
+    /// each one's at the path-inserted variants for its issuer path (see
+    /// [`routes`](crate::routes)). The start-up check
+    /// ([`OAuth::check_authorization_server`]) uses the mirrors, so it checks nothing when this
+    /// is off. Default: on.
     pub fn mirror_authorization_server(mut self, mirror: bool) -> Self {
         self.mirror = mirror;
         self
@@ -389,7 +422,6 @@ impl OAuthBuilder {
     fn apply_provider(
         &mut self,
     ) -> Result<(Option<bool>, Vec<crate::claims::ClaimIfPresent>), ConfigError> {
-        use crate::providers::Verification;
         let Some(spec) = self.provider.take() else {
             return Ok((None, Vec::new()));
         };
@@ -397,8 +429,8 @@ impl OAuthBuilder {
         if self.authorization_servers.is_empty() {
             self.authorization_servers.push(spec.issuer.clone());
         }
-        if self.authorization_servers.first() == Some(&spec.issuer) {
-            self.mirror_fallback = spec.configured_metadata();
+        if let Some(fallback) = spec.configured_metadata() {
+            self.mirror_fallback.push((spec.issuer.clone(), fallback));
         }
         if self.scopes_supported.is_empty() {
             self.scopes_supported = crate::scope::advertised(spec.scopes_supported.iter().cloned());
@@ -406,62 +438,13 @@ impl OAuthBuilder {
         if self.mapper.is_none() {
             self.mapper = Some(Mapping::Now(spec.mapper.clone()));
         }
-        match (&spec.audience, &mut self.audience) {
-            (
-                Audience::Resource {
-                    extra: values,
-                    prefix: preset_prefix,
-                },
-                Audience::Resource { extra, prefix },
-            ) => {
-                extra.extend(values.iter().cloned());
-                *prefix |= *preset_prefix;
-            }
-            (Audience::Disabled, rule) => *rule = Audience::Disabled,
-            (_, Audience::Disabled) => {}
-        }
+        self.audience = merge_audience(self.audience.clone(), &spec.audience);
         let mut unverified = None;
         if self.verifier.is_none() {
-            let verifier: Arc<dyn TokenVerifier> = match &spec.verification {
-                Verification::Custom(verifier) => verifier.clone(),
-                Verification::Unverified => {
-                    unverified = Some(spec.force_unverified);
-                    Arc::new(crate::verify::unverified::UnverifiedJwt {
-                        issuer: spec.issuer.clone(),
-                        typ: spec.require_at_jwt.then_some("at+jwt"),
-                    })
-                }
-                Verification::Jwt => {
-                    let mut jwt = JwtVerifier::builder()
-                        .issuer(spec.issuer.clone())
-                        .algorithms(spec.algorithms.iter());
-                    jwt = match &spec.jwks_url {
-                        Some(url) => jwt.jwks_url(url.clone()),
-                        None => jwt.discover_jwks(),
-                    };
-                    if let Some(secret) = &spec.hmac_secret {
-                        jwt = jwt.hmac_secret(secret.clone());
-                    }
-                    if spec.require_at_jwt {
-                        jwt = jwt.require_at_jwt_typ();
-                    }
-                    if let Some(client) = &self.client {
-                        jwt = jwt.http_client(client.clone());
-                    }
-                    Arc::new(jwt.build()?)
-                }
-            };
-            if let Some(url) = &spec.userinfo_endpoint {
-                self.userinfo = Some(Arc::new(crate::providers::userinfo::UserinfoClaims {
-                    url: url::Url::parse(url)
-                        .map_err(|e| ConfigError::url("userinfo endpoint", url, e.to_string()))?,
-                    http: match &self.client {
-                        Some(client) => client.clone(),
-                        None => HttpClient::new()?,
-                    },
-                }));
-            }
-            self.verifier = Some(verifier);
+            let built = spec_pipeline(&spec, self.client.as_ref())?;
+            unverified = built.unverified;
+            self.userinfo = built.userinfo;
+            self.verifier = Some(built.verifier);
         }
         if unverified.is_some() {
             tracing::warn!(
@@ -487,8 +470,10 @@ impl OAuthBuilder {
 
     /// Folds the preset in and builds the pipeline; also returns the `verify_jwt(false)`
     /// state.
-    #[cfg_attr(not(feature = "remote"), allow(clippy::unnecessary_wraps))]
     fn pipeline(&mut self) -> Result<(Authenticator, Option<bool>), ConfigError> {
+        if !self.issuers.is_empty() {
+            return self.issuers_pipeline().map(|a| (a, None));
+        }
         #[cfg(feature = "remote")]
         let (unverified, claim_checks) = self.apply_provider()?;
         #[cfg(not(feature = "remote"))]
@@ -500,21 +485,86 @@ impl OAuthBuilder {
                 "call OAuthBuilder::verifier (for example a JwtVerifier), or use OAuth::oidc",
             )
         })?;
-        let mut authenticator = Authenticator::with_verifier(verifier)
-            .audience(self.audience.clone())
+        let mut rules = Trusted::single(verifier);
+        rules.audience = self.audience.clone();
+        rules.claim_checks = claim_checks;
+        if let Some(mapper) = &self.mapper {
+            rules.mapper = mapper.clone();
+        }
+        #[cfg(feature = "remote")]
+        {
+            rules.userinfo = self.userinfo.clone();
+        }
+        let authenticator = self.shared(Authenticator::with_trusted(vec![rules], false));
+        Ok((authenticator, unverified))
+    }
+
+    /// The settings every issuer shares.
+    fn shared(&self, authenticator: Authenticator) -> Authenticator {
+        authenticator
             .hierarchy(Arc::new(self.hierarchy.clone()))
             .leeway(self.leeway)
             .max_token_bytes(self.max_token_bytes)
-            .claim_checks(claim_checks)
-            .cache(self.cache);
-        if let Some(mapper) = &self.mapper {
-            authenticator = authenticator.mapper(mapper.clone());
-        }
+            .cache(self.cache)
+    }
+
+    /// The pipeline of several trusted issuers, chosen by `iss`; they become the advertised
+    /// authorization servers, in order.
+    fn issuers_pipeline(&mut self) -> Result<Authenticator, ConfigError> {
+        let default_audience = matches!(&self.audience, Audience::Resource { extra, prefix } if extra.is_empty() && !prefix);
         #[cfg(feature = "remote")]
-        if let Some(userinfo) = &self.userinfo {
-            authenticator = authenticator.userinfo(userinfo.clone());
+        let provider = self.provider.is_some();
+        #[cfg(not(feature = "remote"))]
+        let provider = false;
+        let conflict = [
+            (self.verifier.is_some(), "verifier"),
+            (provider, "provider"),
+            (self.mapper.is_some(), "claim_mapper"),
+            (!default_audience, "audience"),
+            (
+                !self.authorization_servers.is_empty(),
+                "authorization_server",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name));
+        if let Some(name) = conflict {
+            return Err(ConfigError::invalid(
+                "issuer",
+                format!(
+                    "OAuthBuilder::{name} configures the one-issuer case and cannot be combined with OAuthBuilder::issuer; set it on each Issuer instead (Issuer::{})",
+                    match name {
+                        "verifier" => "new",
+                        "provider" => "provider",
+                        "authorization_server" =>
+                            "jwks / discover: the issuers are the advertised servers",
+                        other => other,
+                    }
+                ),
+            ));
         }
-        Ok((authenticator, unverified))
+        let ctx = BuildContext {
+            #[cfg(feature = "remote")]
+            client: self.client.clone(),
+        };
+        let mut trusted = Vec::with_capacity(self.issuers.len());
+        for issuer in std::mem::take(&mut self.issuers) {
+            let built = issuer.build(&ctx)?;
+            let url = built.trusted.issuer.clone().unwrap_or_default();
+            if self.authorization_servers.contains(&url) {
+                return Err(ConfigError::invalid(
+                    "issuer",
+                    format!("{url:?} is configured twice; give each trusted issuer once"),
+                ));
+            }
+            #[cfg(feature = "remote")]
+            if let Some(fallback) = built.fallback {
+                self.mirror_fallback.push((url.clone(), fallback));
+            }
+            self.authorization_servers.push(url);
+            trusted.push(built.trusted);
+        }
+        Ok(self.shared(Authenticator::with_trusted(trusted, true)))
     }
 
     /// Builds the configuration.
@@ -533,15 +583,7 @@ impl OAuthBuilder {
             ResourceUrl::parse(&resource)?
         };
         for issuer in &self.authorization_servers {
-            let url = url::Url::parse(issuer)
-                .map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
-            if url.query().is_some() || url.fragment().is_some() {
-                return Err(ConfigError::url(
-                    "authorization server",
-                    issuer,
-                    "an issuer has no query or fragment (RFC 8414 §2)",
-                ));
-            }
+            check_issuer_url(issuer)?;
         }
         let all_scopes = self.scopes_supported.iter().chain(self.policy.baseline());
         if let Some(bad) = all_scopes.into_iter().find(|s| !is_valid_scope(s)) {
@@ -551,23 +593,25 @@ impl OAuthBuilder {
             ));
         }
         #[cfg(feature = "remote")]
-        let mirror = match (self.mirror, self.authorization_servers.first()) {
-            (true, Some(issuer)) => {
-                let client = match self.client {
-                    Some(client) => client,
-                    None => HttpClient::new()?,
-                };
+        let mut mirrors = Vec::new();
+        #[cfg(feature = "remote")]
+        if self.mirror && !self.authorization_servers.is_empty() {
+            let client = match self.client {
+                Some(client) => client,
+                None => HttpClient::new()?,
+            };
+            for issuer in &self.authorization_servers {
                 let url = url::Url::parse(issuer)
                     .map_err(|e| ConfigError::url("authorization server", issuer, e.to_string()))?;
                 client.check_config_url("authorization server", &url)?;
-                let mirror = MetadataMirror::new(url, client);
-                Some(Arc::new(match self.mirror_fallback {
-                    Some(fallback) => mirror.with_fallback(fallback),
+                let mirror = MetadataMirror::new(url, client.clone());
+                let fallback = self.mirror_fallback.iter().find(|(i, _)| i == issuer);
+                mirrors.push(Arc::new(match fallback {
+                    Some((_, fallback)) => mirror.with_fallback(fallback.clone()),
                     None => mirror,
-                }))
+                }));
             }
-            _ => None,
-        };
+        }
         #[cfg(not(feature = "remote"))]
         let _ = self.mirror;
         let guard = Guard::new(
@@ -600,8 +644,72 @@ impl OAuthBuilder {
                 resource_documentation: self.resource_documentation,
                 unverified,
                 #[cfg(feature = "remote")]
-                mirror,
+                mirrors,
             }),
         })
     }
+}
+
+/// What a preset's verification builds: its verifier, the `verify_jwt(false)` state (forced
+/// or not) and its `userinfo` completion.
+#[cfg(feature = "remote")]
+pub(crate) struct SpecPipeline {
+    pub(crate) verifier: Arc<dyn TokenVerifier>,
+    pub(crate) unverified: Option<bool>,
+    pub(crate) userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
+}
+
+/// The verifier (and `userinfo` completion) a preset describes; `client` for its fetches.
+#[cfg(feature = "remote")]
+pub(crate) fn spec_pipeline(
+    spec: &crate::providers::ProviderSpec,
+    client: Option<&HttpClient>,
+) -> Result<SpecPipeline, ConfigError> {
+    use crate::providers::Verification;
+    let mut unverified = None;
+    let verifier: Arc<dyn TokenVerifier> = match &spec.verification {
+        Verification::Custom(verifier) => verifier.clone(),
+        Verification::Unverified => {
+            unverified = Some(spec.force_unverified);
+            Arc::new(crate::verify::unverified::UnverifiedJwt {
+                issuer: spec.issuer.clone(),
+                typ: spec.require_at_jwt.then_some("at+jwt"),
+            })
+        }
+        Verification::Jwt => {
+            let mut jwt = JwtVerifier::builder()
+                .issuer(spec.issuer.clone())
+                .algorithms(spec.algorithms.iter());
+            jwt = match &spec.jwks_url {
+                Some(url) => jwt.jwks_url(url.clone()),
+                None => jwt.discover_jwks(),
+            };
+            if let Some(secret) = &spec.hmac_secret {
+                jwt = jwt.hmac_secret(secret.clone());
+            }
+            if spec.require_at_jwt {
+                jwt = jwt.require_at_jwt_typ();
+            }
+            if let Some(client) = client {
+                jwt = jwt.http_client(client.clone());
+            }
+            Arc::new(jwt.build()?)
+        }
+    };
+    let userinfo = match &spec.userinfo_endpoint {
+        None => None,
+        Some(url) => Some(Arc::new(crate::providers::userinfo::UserinfoClaims {
+            url: url::Url::parse(url)
+                .map_err(|e| ConfigError::url("userinfo endpoint", url, e.to_string()))?,
+            http: match client {
+                Some(client) => client.clone(),
+                None => HttpClient::new()?,
+            },
+        })),
+    };
+    Ok(SpecPipeline {
+        verifier,
+        unverified,
+        userinfo,
+    })
 }

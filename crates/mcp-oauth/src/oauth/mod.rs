@@ -5,6 +5,8 @@
 mod builder;
 
 pub use builder::OAuthBuilder;
+#[cfg(feature = "remote")]
+pub(crate) use builder::spec_pipeline;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -32,8 +34,9 @@ struct Inner {
     resource_documentation: Option<String>,
     /// `verify_jwt(false)`: `Some(forced)`.
     unverified: Option<bool>,
+    /// One mirror per advertised authorization server, in the same order.
     #[cfg(feature = "remote")]
-    mirror: Option<Arc<MetadataMirror>>,
+    mirrors: Vec<Arc<MetadataMirror>>,
 }
 
 /// An OAuth 2.1 resource-server configuration for one MCP endpoint: its public URL, the
@@ -137,7 +140,8 @@ impl OAuth {
         self.inner.guard.trusted_proxies()
     }
 
-    /// The authorization servers advertised.
+    /// The authorization servers advertised, in order of preference (with
+    /// [`OAuthBuilder::issuer`]: the trusted issuers, in the order configured).
     pub fn authorization_servers(&self) -> &[String] {
         &self.inner.authorization_servers
     }
@@ -195,7 +199,14 @@ impl OAuth {
     /// The mirror of the first authorization server's metadata, if enabled.
     #[cfg(feature = "remote")]
     pub fn metadata_mirror(&self) -> Option<&Arc<MetadataMirror>> {
-        self.inner.mirror.as_ref()
+        self.inner.mirrors.first()
+    }
+
+    /// The mirrors of every advertised authorization server's metadata, in the order of
+    /// [`OAuth::authorization_servers`] (empty when mirroring is off).
+    #[cfg(feature = "remote")]
+    pub fn metadata_mirrors(&self) -> &[Arc<MetadataMirror>] {
+        &self.inner.mirrors
     }
 
     /// A copy with a different scope policy (the [`McpServer`](crate::server::McpServer) adds its
@@ -240,48 +251,60 @@ impl OAuth {
         BearerAuthLayer::new(self.inner.guard.clone())
     }
 
-    /// Checks the authorization server as an MCP client would: fetches its metadata in the
-    /// discovery order and compares its `issuer` with `authorization_servers[0]` byte for
-    /// byte (Python and TypeScript v2 clients refuse a mismatch). Logs an error naming both
-    /// strings when they differ, and a warning when PKCE S256 is not advertised.
+    /// Checks every advertised authorization server as an MCP client would: fetches its
+    /// metadata in the discovery order and compares its `issuer` with the advertised string
+    /// byte for byte (Python and TypeScript v2 clients refuse a mismatch). Logs an error
+    /// naming both strings when they differ, and a warning when PKCE S256 is not advertised.
+    /// Every server is checked, even after one fails.
     ///
     /// # Errors
     ///
-    /// The issuer differs, or the metadata cannot be fetched.
+    /// An issuer differs, or a server's metadata cannot be fetched; the error names each.
     #[cfg(feature = "remote")]
     pub async fn check_authorization_server(&self) -> Result<(), crate::error::ConfigError> {
-        let Some(mirror) = self.metadata_mirror() else {
-            return Ok(());
-        };
-        let advertised = self
+        let mut failures = Vec::new();
+        for (advertised, mirror) in self
             .inner
             .authorization_servers
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        let doc = mirror.refresh_now().await.map_err(|err| {
-            tracing::error!(target: "mcp_oauth::startup", issuer = %advertised, error = %err, "cannot fetch the authorization server metadata");
-            ConfigError::invalid("authorization server", err.to_string())
-        })?;
-        if doc.metadata.issuer != advertised {
-            tracing::error!(
-                target: "mcp_oauth::startup",
-                advertised = %advertised,
-                fetched = %doc.metadata.issuer,
-                url = %doc.url,
-                "authorization_servers[0] in the protected-resource metadata is not byte-equal to the issuer in the authorization server's metadata; MCP clients will refuse to use it"
-            );
-            return Err(ConfigError::invalid(
-                "authorization server",
-                format!(
-                    "advertised {advertised:?} but the metadata at {} says issuer {:?}",
-                    doc.url, doc.metadata.issuer
-                ),
-            ));
+            .iter()
+            .zip(&self.inner.mirrors)
+        {
+            if let Err(failure) = check_one(advertised, mirror).await {
+                failures.push(failure);
+            }
         }
-        if !doc.metadata.supports_pkce_s256() {
-            tracing::warn!(target: "mcp_oauth::startup", issuer = %advertised, "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); MCP clients must refuse it");
+        if failures.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        Err(ConfigError::invalid(
+            "authorization server",
+            failures.join("; "),
+        ))
     }
+}
+
+/// The start-up check of one advertised authorization server; the error's text.
+#[cfg(feature = "remote")]
+async fn check_one(advertised: &str, mirror: &MetadataMirror) -> Result<(), String> {
+    let doc = mirror.refresh_now().await.map_err(|err| {
+        tracing::error!(target: "mcp_oauth::startup", issuer = %advertised, error = %err, "cannot fetch the authorization server metadata");
+        err.to_string()
+    })?;
+    if doc.metadata.issuer != advertised {
+        tracing::error!(
+            target: "mcp_oauth::startup",
+            advertised = %advertised,
+            fetched = %doc.metadata.issuer,
+            url = %doc.url,
+            "an entry of authorization_servers in the protected-resource metadata is not byte-equal to the issuer in that authorization server's metadata; MCP clients will refuse to use it"
+        );
+        return Err(format!(
+            "advertised {advertised:?} but the metadata at {} says issuer {:?}",
+            doc.url, doc.metadata.issuer
+        ));
+    }
+    if !doc.metadata.supports_pkce_s256() {
+        tracing::warn!(target: "mcp_oauth::startup", issuer = %advertised, "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); MCP clients must refuse it");
+    }
+    Ok(())
 }

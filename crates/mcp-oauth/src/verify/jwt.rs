@@ -204,6 +204,13 @@ impl JwtVerifierBuilder {
         self
     }
 
+    /// The configuration's client, unless [`Self::http_client`] set one.
+    #[cfg(feature = "remote")]
+    pub(crate) fn default_http_client(mut self, client: HttpClient) -> Self {
+        self.client.get_or_insert(client);
+        self
+    }
+
     /// A static public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) for `alg`.
     pub fn public_key_pem(mut self, pem: &str, alg: Algorithm, kid: Option<&str>) -> Self {
         match VerifyingKey::from_pem(pem, alg, kid.map(str::to_owned)) {

@@ -1,16 +1,26 @@
 //! The verification pipeline every token goes through, whatever its verifier.
 //!
 //! ```text
-//! size limit → verified-token cache → verifier (signature | introspection | function, issuer)
-//!            → audience (RFC 8707) → exp / nbf / iat with leeway → claim mapping → Auth
+//! size limit → verified-token cache → [issuer chosen by `iss`] → verifier (signature |
+//!   introspection | function, issuer) → audience (RFC 8707) → exp / nbf / iat with leeway
+//!   → claim mapping → Auth
 //! ```
+//!
+//! With several trusted issuers ([`Issuer`], [`OAuthBuilder::issuer`](crate::OAuthBuilder::issuer)),
+//! the verifier, the audience rule, the claim checks and the claim mapping are the issuer's
+//! own; the rest is shared. See [`issuers`] for how a token finds its issuer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::constant_time;
 
-use crate::auth::{Auth, AuthInfo, DefaultClaimMapper, Mapping};
+pub mod issuers;
+
+pub use issuers::Issuer;
+pub(crate) use issuers::Trusted;
+
+use crate::auth::{Auth, AuthInfo};
 pub use crate::claims::{ClaimIfPresent, DEFAULT_LEEWAY, TimeRules};
 use crate::claims::{Claims, check_times, now_unix};
 use crate::error::VerifyError;
@@ -111,6 +121,8 @@ impl Default for TokenCacheOptions {
 struct Entry {
     auth: Auth,
     ttl: Duration,
+    /// The trusted issuer that verified it: a hit gets that issuer's rules again.
+    issuer: usize,
 }
 
 struct EntryExpiry;
@@ -133,7 +145,12 @@ pub(crate) enum Lookup {
     Accepted(Auth),
     /// A cached token that passed the request's checks; its verifier must recheck it
     /// (revocation) before it counts.
-    Recheck(Auth),
+    Recheck {
+        /// The cached result.
+        auth: Auth,
+        /// The trusted issuer whose verifier rechecks it.
+        issuer: usize,
+    },
     /// Not in the cache (or the cache is off): the verifier must run.
     Miss,
 }
@@ -147,23 +164,23 @@ pub(crate) enum Lookup {
 /// [`OAuthBuilder::build_authenticator`](crate::OAuthBuilder::build_authenticator) builds the
 /// pipeline alone, for transports other than HTTP.
 pub struct Authenticator {
-    verifier: Arc<dyn TokenVerifier>,
-    audience: Audience,
-    mapper: Mapping,
+    /// The trusted issuers' rules: one without an issuer (every token goes to it), or one
+    /// per configured [`Issuer`], chosen by the token's `iss` (`by_iss`).
+    trusted: Vec<Trusted>,
+    by_iss: bool,
     hierarchy: Arc<ScopeHierarchy>,
     leeway: Duration,
     max_token_bytes: usize,
-    claim_checks: Vec<crate::claims::ClaimIfPresent>,
     cache: Option<(moka::sync::Cache<[u8; 40], Entry>, Duration)>,
-    /// Profile claims from the provider's `userinfo`, for tokens that lack them.
-    #[cfg(feature = "remote")]
-    userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let issuers: Vec<_> = self.trusted.iter().map(|t| &t.issuer).collect();
+        let audiences: Vec<_> = self.trusted.iter().map(|t| &t.audience).collect();
         f.debug_struct("Authenticator")
-            .field("audience", &self.audience)
+            .field("issuers", &issuers)
+            .field("audience", &audiences)
             .field("leeway", &self.leeway)
             .field("max_token_bytes", &self.max_token_bytes)
             .field("cache", &self.cache.as_ref().map(|(c, _)| c.entry_count()))
@@ -180,18 +197,33 @@ impl Authenticator {
 
     /// [`Authenticator::new`] with a shared verifier (no second `Arc`).
     pub(crate) fn with_verifier(verifier: Arc<dyn TokenVerifier>) -> Self {
+        Self::with_trusted(vec![Trusted::single(verifier)], false)
+    }
+
+    /// The pipeline around these issuers' rules; `by_iss`: choose them by the token's `iss`
+    /// (else there is exactly one, and every token goes to it).
+    pub(crate) fn with_trusted(trusted: Vec<Trusted>, by_iss: bool) -> Self {
         Self {
-            verifier,
-            audience: Audience::default(),
-            mapper: Mapping::Now(Arc::new(DefaultClaimMapper)),
+            trusted,
+            by_iss,
             hierarchy: Arc::new(ScopeHierarchy::new()),
             leeway: DEFAULT_LEEWAY,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
-            claim_checks: Vec::new(),
             cache: Some(Self::make_cache(TokenCacheOptions::default())),
-            #[cfg(feature = "remote")]
-            userinfo: None,
         }
+    }
+
+    /// The issuers tokens are chosen between by their `iss`, in the configured order (empty
+    /// in a one-verifier configuration).
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.trusted.iter().filter_map(|t| t.issuer.as_deref())
+    }
+
+    /// The rules of the issuer at `index` (always in range: indexes come from `trusted`).
+    fn rules(&self, index: usize) -> Result<&Trusted, VerifyError> {
+        self.trusted
+            .get(index)
+            .ok_or_else(|| VerifyError::Unavailable("no trusted issuer is configured".into()))
     }
 
     fn make_cache(options: TokenCacheOptions) -> (moka::sync::Cache<[u8; 40], Entry>, Duration) {
@@ -200,31 +232,6 @@ impl Authenticator {
             .expire_after(EntryExpiry)
             .build();
         (cache, options.max_ttl)
-    }
-
-    /// Sets the audience rule.
-    #[must_use]
-    pub(crate) fn audience(mut self, rule: Audience) -> Self {
-        self.audience = rule;
-        self
-    }
-
-    /// Completes the claims of a newly verified token from the provider's `userinfo`.
-    #[cfg(feature = "remote")]
-    #[must_use]
-    pub(crate) fn userinfo(
-        mut self,
-        userinfo: Arc<crate::providers::userinfo::UserinfoClaims>,
-    ) -> Self {
-        self.userinfo = Some(userinfo);
-        self
-    }
-
-    /// Sets the claim mapping.
-    #[must_use]
-    pub(crate) fn mapper(mut self, mapper: Mapping) -> Self {
-        self.mapper = mapper;
-        self
     }
 
     /// Sets the scope hierarchy the `Auth` helpers use.
@@ -245,13 +252,6 @@ impl Authenticator {
     #[must_use]
     pub(crate) fn max_token_bytes(mut self, limit: usize) -> Self {
         self.max_token_bytes = limit;
-        self
-    }
-
-    /// Claims that must have a given value when present (Keycloak's `typ: Bearer`).
-    #[must_use]
-    pub(crate) fn claim_checks(mut self, checks: Vec<crate::claims::ClaimIfPresent>) -> Self {
-        self.claim_checks = checks;
         self
     }
 
@@ -306,13 +306,17 @@ impl Authenticator {
         };
         match cache.get(&cache_key(token)) {
             Some(entry) if same_token(entry.auth.access_token.secret(), token) => {
-                self.post_checks(&entry.auth.claims, resource, now)?;
-                if !self.verifier.rechecks() {
+                let rules = self.rules(entry.issuer)?;
+                self.post_checks(rules, &entry.auth.claims, resource, now)?;
+                if !rules.verifier.rechecks() {
                     return Ok(Lookup::Accepted(entry.auth));
                 }
-                match self.verifier.recheck_now(&entry.auth.claims) {
+                match rules.verifier.recheck_now(&entry.auth.claims) {
                     Some(answer) => answer.map(|()| Lookup::Accepted(entry.auth)),
-                    None => Ok(Lookup::Recheck(entry.auth)),
+                    None => Ok(Lookup::Recheck {
+                        auth: entry.auth,
+                        issuer: entry.issuer,
+                    }),
                 }
             }
             _ => Ok(Lookup::Miss),
@@ -331,34 +335,42 @@ impl Authenticator {
     ) -> Result<Auth, VerifyError> {
         match lookup {
             Lookup::Accepted(auth) => Ok(auth),
-            Lookup::Recheck(auth) => {
-                self.verifier.recheck(&auth.claims).await?;
+            Lookup::Recheck { auth, issuer } => {
+                self.rules(issuer)?.verifier.recheck(&auth.claims).await?;
                 Ok(auth)
             }
             Lookup::Miss => self.verify_fresh(token, resource, now).await,
         }
     }
 
-    /// A token not in the cache: the verifier, the request's checks, the claim checks, the
-    /// claim mapping; the result is cached.
+    /// A token not in the cache: its issuer (by `iss`, when several are trusted), that
+    /// issuer's verifier, the request's checks, the claim checks, the claim mapping; the
+    /// result is cached.
     async fn verify_fresh(
         &self,
         token: &str,
         resource: &ResourceUrl,
         now: i64,
     ) -> Result<Auth, VerifyError> {
-        let claims = self.verifier.verify(token).await?;
-        self.post_checks(&claims, resource, now)?;
-        for check in &self.claim_checks {
+        let issuer = if self.by_iss {
+            issuers::route(&self.trusted, token)?
+        } else {
+            0
+        };
+        let rules = self.rules(issuer)?;
+        let claims = rules.verifier.verify(token).await?;
+        rules.confirm(&claims)?;
+        self.post_checks(rules, &claims, resource, now)?;
+        for check in &rules.claim_checks {
             check.check(&claims)?;
         }
         // Accepted: only now may the provider be asked about the token.
         #[cfg(feature = "remote")]
-        let claims = match &self.userinfo {
+        let claims = match &rules.userinfo {
             Some(userinfo) => userinfo.complete(token, claims).await,
             None => claims,
         };
-        let user = self.mapper.user(&claims).await?;
+        let user = rules.mapper.user(&claims).await?;
         let info = AuthInfo::from_user(
             claims,
             AccessToken::new(token),
@@ -367,13 +379,14 @@ impl Authenticator {
         );
         let auth = Auth::from(info);
         if let Some((cache, max_ttl)) = &self.cache {
-            let ttl = self.cache_ttl(&auth, now, *max_ttl);
+            let ttl = cache_ttl(rules, &auth, now, *max_ttl);
             if !ttl.is_zero() {
                 cache.insert(
                     cache_key(token),
                     Entry {
                         auth: auth.clone(),
                         ttl,
+                        issuer,
                     },
                 );
             }
@@ -386,28 +399,13 @@ impl Authenticator {
     /// depend on the claims alone: a cached token passed them.)
     fn post_checks(
         &self,
+        rules: &Trusted,
         claims: &Claims,
         resource: &ResourceUrl,
         now: i64,
     ) -> Result<(), VerifyError> {
-        self.audience.check(claims, resource)?;
-        check_times(claims, now, self.leeway, self.verifier.requires_exp())
-    }
-
-    /// The longest an entry may live: never past `exp`, never past the verifier's or the
-    /// cache's bound. Tokens without `exp` are cached only when the verifier sets a bound.
-    fn cache_ttl(&self, auth: &AuthInfo, now: i64, max_ttl: Duration) -> Duration {
-        let mut ttl = max_ttl;
-        if let Some(bound) = self.verifier.max_cache_ttl() {
-            ttl = ttl.min(bound);
-        }
-        match auth.expires_at {
-            Some(exp) => ttl.min(Duration::from_secs(
-                u64::try_from(exp.saturating_sub(now)).unwrap_or(0),
-            )),
-            None if self.verifier.max_cache_ttl().is_some() => ttl,
-            None => Duration::ZERO,
-        }
+        rules.audience.check(claims, resource)?;
+        check_times(claims, now, self.leeway, rules.verifier.requires_exp())
     }
 
     /// Entries in the verified-token cache (approximate).
@@ -416,6 +414,22 @@ impl Authenticator {
             c.run_pending_tasks();
             c.entry_count()
         })
+    }
+}
+
+/// The longest an entry may live: never past `exp`, never past the verifier's or the
+/// cache's bound. Tokens without `exp` are cached only when the verifier sets a bound.
+fn cache_ttl(rules: &Trusted, auth: &AuthInfo, now: i64, max_ttl: Duration) -> Duration {
+    let mut ttl = max_ttl;
+    if let Some(bound) = rules.verifier.max_cache_ttl() {
+        ttl = ttl.min(bound);
+    }
+    match auth.expires_at {
+        Some(exp) => ttl.min(Duration::from_secs(
+            u64::try_from(exp.saturating_sub(now)).unwrap_or(0),
+        )),
+        None if rules.verifier.max_cache_ttl().is_some() => ttl,
+        None => Duration::ZERO,
     }
 }
 
