@@ -83,8 +83,9 @@ pub(crate) struct DevArgs {
     registration: RegistrationArgs,
     #[command(flatten)]
     pub(crate) dpop: DpopArgs,
+    // Boxed: it keeps `Command::Dev` near the size of the other subcommands.
     #[command(flatten)]
-    trust: crate::trust_args::TrustArgs,
+    trust: Box<crate::trust_args::TrustArgs>,
     /// Approve every authorization request at once as the first user, without the login
     /// page. For automated tests only.
     #[arg(long)]
