@@ -63,10 +63,18 @@ async fn start() -> Running {
                 .require_jti(false)
                 .client(CRON, "cron-job")
                 .client("system:serviceaccount:jobs:unregistered", "nobody")
-                .client("system:serviceaccount:jobs:secretive", "secretive"),
+                .client("system:serviceaccount:jobs:secretive", "secretive")
+                .client("system:serviceaccount:jobs:browser-app", "browser-app"),
         )
         .client(ClientSpec::workload("deploy-bot").scopes(["mcp:read", "mcp:write"]))
         .client(ClientSpec::workload("cron-job").scopes(["mcp:read"]))
+        // A client for users only: not registered for the grant.
+        .client(ClientSpec {
+            client_id: "browser-app".into(),
+            redirect_uris: vec!["http://127.0.0.1:4000/cb".into()],
+            grant_types: vec![GrantType::AuthorizationCode],
+            ..ClientSpec::default()
+        })
         .client(
             ClientSpec::service("secretive", "s3cret")
                 .grant_types([GrantType::JwtBearer])
@@ -334,6 +342,20 @@ async fn scopes_beyond_the_clients_are_refused_and_other_grants_are_not_allowed(
     assert_eq!(
         error_of(&answer),
         (400, Some("invalid_scope")),
+        "{}",
+        answer.1
+    );
+    // A workload mapped to a client that is not registered for the grant.
+    let browser = r
+        .cluster
+        .token()
+        .sub("system:serviceaccount:jobs:browser-app")
+        .aud("mcp-prod")
+        .sign();
+    let answer = r.grant(&browser).await;
+    assert_eq!(
+        error_of(&answer),
+        (400, Some("unauthorized_client")),
         "{}",
         answer.1
     );
