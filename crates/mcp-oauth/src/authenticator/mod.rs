@@ -22,7 +22,7 @@ pub(crate) use issuers::Trusted;
 
 use crate::auth::{Auth, AuthInfo};
 pub use crate::claims::{ClaimIfPresent, DEFAULT_LEEWAY, TimeRules};
-use crate::claims::{Claims, check_times, now_unix};
+use crate::claims::{Claims, Dates, check_times, now_unix};
 use crate::error::VerifyError;
 use crate::resource::ResourceUrl;
 use crate::scope::ScopeHierarchy;
@@ -117,13 +117,22 @@ impl Default for TokenCacheOptions {
     }
 }
 
+/// A verified token, with what its later requests are checked against read once: its dates,
+/// and the resource its audience was accepted for (the same resource accepts it again without
+/// reading the claims; another one, in trusted-proxy mode, gets the whole check).
 #[derive(Clone)]
 struct Entry {
     auth: Auth,
     ttl: Duration,
     /// The trusted issuer that verified it: a hit gets that issuer's rules again.
     issuer: usize,
+    dates: Dates,
+    audience_for: Arc<str>,
 }
+
+/// The verified-token cache: keys are chosen by signers, not by the requests that look them
+/// up, so a fast keyed hash is enough.
+type TokenCache = moka::sync::Cache<[u8; 40], Entry, foldhash::fast::RandomState>;
 
 struct EntryExpiry;
 
@@ -171,7 +180,7 @@ pub struct Authenticator {
     hierarchy: Arc<ScopeHierarchy>,
     leeway: Duration,
     max_token_bytes: usize,
-    cache: Option<(moka::sync::Cache<[u8; 40], Entry>, Duration)>,
+    cache: Option<(TokenCache, Duration)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -226,11 +235,11 @@ impl Authenticator {
             .ok_or_else(|| VerifyError::Unavailable("no trusted issuer is configured".into()))
     }
 
-    fn make_cache(options: TokenCacheOptions) -> (moka::sync::Cache<[u8; 40], Entry>, Duration) {
+    fn make_cache(options: TokenCacheOptions) -> (TokenCache, Duration) {
         let cache = moka::sync::Cache::builder()
             .max_capacity(options.max_entries)
             .expire_after(EntryExpiry)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         (cache, options.max_ttl)
     }
 
@@ -295,6 +304,18 @@ impl Authenticator {
         resource: &ResourceUrl,
         now: i64,
     ) -> Result<Lookup, VerifyError> {
+        self.lookup_bytes(token.as_bytes(), resource, now)
+    }
+
+    /// [`Authenticator::lookup`] of a token not yet read as text: a cached token is equal,
+    /// byte for byte, to one that was checked when it was verified, so the bearer layer looks
+    /// a header's bytes up before it checks their characters.
+    pub(crate) fn lookup_bytes(
+        &self,
+        token: &[u8],
+        resource: &ResourceUrl,
+        now: i64,
+    ) -> Result<Lookup, VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(VerifyError::TooLarge {
                 len: token.len(),
@@ -305,9 +326,18 @@ impl Authenticator {
             return Ok(Lookup::Miss);
         };
         match cache.get(&cache_key(token)) {
-            Some(entry) if same_token(entry.auth.access_token.secret(), token) => {
+            Some(entry) if same_token(entry.auth.access_token.secret().as_bytes(), token) => {
                 let rules = self.rules(entry.issuer)?;
-                self.post_checks(rules, &entry.auth.claims, resource, now)?;
+                // The request's checks, as `post_checks` makes them, on what the entry read
+                // once: the audience only for another resource than the one it passed for.
+                if *entry.audience_for != *resource.as_str() {
+                    rules.audience.check(&entry.auth.claims, resource)?;
+                }
+                TimeRules::new(self.leeway).check_dates(
+                    entry.dates,
+                    now,
+                    rules.verifier.requires_exp(),
+                )?;
                 if !rules.verifier.rechecks() {
                     return Ok(Lookup::Accepted(entry.auth));
                 }
@@ -380,13 +410,18 @@ impl Authenticator {
         let auth = Auth::from(info);
         if let Some((cache, max_ttl)) = &self.cache {
             let ttl = cache_ttl(rules, &auth, now, *max_ttl);
-            if !ttl.is_zero() {
+            // The checks above passed, so the dates are numbers.
+            if !ttl.is_zero()
+                && let Ok(dates) = Dates::of(&auth.claims)
+            {
                 cache.insert(
                     cache_key(token),
                     Entry {
                         auth: auth.clone(),
                         ttl,
                         issuer,
+                        dates,
+                        audience_for: Arc::from(resource.as_str()),
                     },
                 );
             }
@@ -437,8 +472,8 @@ fn cache_ttl(rules: &Trusted, auth: &AuthInfo, now: i64, max_ttl: Duration) -> D
 /// signer can choose), with its length. Cheap where a digest of the whole token is not; a hit
 /// counts only when the whole token is equal ([`same_token`]), so two tokens sharing a key
 /// make a miss, never a wrong answer, and only verified tokens are ever stored.
-fn cache_key(token: &str) -> [u8; 40] {
-    let bytes = token.as_bytes();
+fn cache_key(token: impl AsRef<[u8]>) -> [u8; 40] {
+    let bytes = token.as_ref();
     let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes);
     let mut key = [0u8; 40];
     let (len, rest) = key.split_at_mut(8);
@@ -450,6 +485,6 @@ fn cache_key(token: &str) -> [u8; 40] {
 }
 
 /// Whole-token equality in constant time, so a lookup reveals nothing about a cached token.
-fn same_token(cached: &str, presented: &str) -> bool {
-    constant_time::verify_slices_are_equal(cached.as_bytes(), presented.as_bytes()).is_ok()
+fn same_token(cached: &[u8], presented: &[u8]) -> bool {
+    constant_time::verify_slices_are_equal(cached, presented).is_ok()
 }

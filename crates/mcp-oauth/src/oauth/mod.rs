@@ -251,6 +251,13 @@ impl OAuth {
         BearerAuthLayer::new(self.inner.guard.clone())
     }
 
+    /// The discovery routes for this configuration (see [`crate::routes`]): the
+    /// protected-resource metadata and the mirrored authorization-server metadata.
+    #[cfg(feature = "axum")]
+    pub fn metadata_router(&self) -> axum::Router {
+        crate::routes::metadata_router(self)
+    }
+
     /// Checks every advertised authorization server as an MCP client would: fetches its
     /// metadata in the discovery order and compares its `issuer` with the advertised string
     /// byte for byte (Python and TypeScript v2 clients refuse a mismatch). Logs an error
