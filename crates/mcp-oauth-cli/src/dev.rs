@@ -83,6 +83,9 @@ pub(crate) struct DevArgs {
     registration: RegistrationArgs,
     #[command(flatten)]
     pub(crate) dpop: DpopArgs,
+    // Boxed: it keeps `Command::Dev` near the size of the other subcommands.
+    #[command(flatten)]
+    trust: Box<crate::trust_args::TrustArgs>,
     /// Approve every authorization request at once as the first user, without the login
     /// page. For automated tests only.
     #[arg(long)]
@@ -197,10 +200,17 @@ pub(crate) async fn prepare_with(
     if let Some(path) = &args.clients_file {
         client_entries.extend(read_entries(path, "--clients-file")?);
     }
-    let clients = client_entries
+    let mut clients = client_entries
         .iter()
         .map(parse_client)
         .collect::<Result<Vec<_>, _>>()?;
+    if args.trust.trusts_idps() {
+        clients = clients
+            .into_iter()
+            .map(crate::trust_args::with_jwt_bearer)
+            .collect();
+    }
+    let client_ids: Vec<String> = clients.iter().map(|c| c.client_id.clone()).collect();
     let mut users = DevUsers::new();
     let mut names = Vec::new();
     for user in &user_entries {
@@ -247,6 +257,7 @@ pub(crate) async fn prepare_with(
     for client in clients {
         builder = builder.client(client);
     }
+    builder = args.trust.apply(builder, &client_ids)?;
     if let Some((policy, audit)) = access {
         builder = builder.policy(policy, audit);
     }

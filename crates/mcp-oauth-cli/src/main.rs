@@ -29,6 +29,7 @@ mod proxy;
 mod serve;
 mod store_arg;
 mod token;
+mod trust_args;
 
 /// OAuth 2.1 for MCP servers.
 #[derive(Debug, Parser)]

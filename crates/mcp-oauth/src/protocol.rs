@@ -30,14 +30,19 @@ pub enum GrantType {
     RefreshToken,
     /// `client_credentials` (RFC 6749 §4.4): machine clients the operator configures.
     ClientCredentials,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 §2.1): a JWT as the grant, from
+    /// a trusted enterprise identity provider (an ID-JAG) or a workload identity issuer.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
 }
 
 impl GrantType {
     /// Every grant type, in the order the metadata lists them.
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::AuthorizationCode,
         Self::RefreshToken,
         Self::ClientCredentials,
+        Self::JwtBearer,
     ];
 
     /// The name as it is sent and stored.
@@ -46,6 +51,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
         }
     }
 
@@ -192,7 +198,12 @@ macro_rules! wire_names {
 wire_names!(
     GrantType,
     "grant type",
-    ["authorization_code", "refresh_token", "client_credentials"]
+    [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    ]
 );
 wire_names!(
     ClientAuthMethod,

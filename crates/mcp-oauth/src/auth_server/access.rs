@@ -26,6 +26,15 @@ pub(crate) enum Refusal {
     NoScope,
 }
 
+/// Where a decision is answered, for the audit log's outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum At {
+    /// The redirect back to the client (302, a code or `access_denied`).
+    Authorize,
+    /// The token endpoint (200, or 400 `invalid_grant`).
+    Token,
+}
+
 impl Refusal {
     /// The `error_description` of the `access_denied` redirect: what happened, never the
     /// rules or another user's data.
@@ -59,36 +68,51 @@ impl Access {
         user: &UserIdentity,
         record: bool,
     ) -> Result<Vec<String>, Refusal> {
-        let subject = subject_of(request, user);
+        let at = record.then_some(At::Authorize);
+        self.decide_for(&request.client_id, &request.scope, user, at)
+    }
+
+    /// The same decision for `client_id` asking for `scope` on behalf of `user`, written to
+    /// the audit log when `at` says where it is answered (a JWT-bearer grant at `/token`
+    /// has no authorization request).
+    pub(crate) fn decide_for(
+        &self,
+        client_id: &str,
+        scope: &[String],
+        user: &UserIdentity,
+        at: Option<At>,
+    ) -> Result<Vec<String>, Refusal> {
+        let record = at.is_some();
+        let subject = subject_of(client_id, user);
         let decision = self.policy.sign_in(&subject);
-        if record {
-            self.record("sign_in", &subject, &decision);
+        if let Some(at) = at {
+            self.record("sign_in", &subject, &decision, at);
         }
         if !decision.is_allowed() {
-            tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), client_id = %request.client_id, reason = %decision.reason(), "sign-in refused by the policy");
+            tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), %client_id, reason = %decision.reason(), "sign-in refused by the policy");
             return Err(Refusal::SignIn);
         }
-        let grant = self.policy.grant_scopes(&subject, &request.scope);
+        let grant = self.policy.grant_scopes(&subject, scope);
         if !grant.refused.is_empty() {
             tracing::info!(target: "mcp_oauth::policy", subject = %subject.sub(), refused = %grant.refused.join(" "), "scopes cut by the policy");
         }
         if let Some(audit) = self.audit.as_ref().filter(|_| record) {
-            let effect = if grant.granted.is_empty() && !request.scope.is_empty() {
+            let effect = if grant.granted.is_empty() && !scope.is_empty() {
                 audit::Decision::deny()
             } else {
                 audit::Decision::allow()
             };
             let event = AuditEvent::new("grant_scopes", actor(&self.policy, &subject), effect.rule_ids(grant.rule_ids.iter().cloned()))
-                .arguments(serde_json::json!({"requested": request.scope, "granted": grant.granted, "refused": grant.refused}));
+                .arguments(serde_json::json!({"requested": scope, "granted": grant.granted, "refused": grant.refused}));
             record_later(audit.clone(), event);
         }
-        if grant.granted.is_empty() && !request.scope.is_empty() {
+        if grant.granted.is_empty() && !scope.is_empty() {
             return Err(Refusal::NoScope);
         }
         Ok(grant.granted)
     }
 
-    fn record(&self, method: &str, subject: &Subject, decision: &Decision) {
+    fn record(&self, method: &str, subject: &Subject, decision: &Decision, at: At) {
         let Some(audit) = &self.audit else {
             return;
         };
@@ -102,17 +126,21 @@ impl Access {
             actor(&self.policy, subject),
             effect.rule_ids(decision.rule_ids().iter().cloned()),
         )
-        .outcome(Outcome::http(302));
+        .outcome(Outcome::http(match at {
+            At::Authorize => 302,
+            At::Token if decision.is_allowed() => 200,
+            At::Token => 400,
+        }));
         record_later(audit.clone(), event);
     }
 }
 
 /// The user as the policy sees them: the identity's claims (a provider's `email` counts only
 /// when `email_verified` is not `false`), its subject, and the client asking.
-fn subject_of(request: &AuthRequestRecord, user: &UserIdentity) -> Subject {
+fn subject_of(client_id: &str, user: &UserIdentity) -> Subject {
     let mut claims = user.claims.clone();
     claims.insert("sub".to_owned(), Value::String(user.subject.clone()));
-    Subject::from_claims(&crate::claims::Claims::new(claims)).client_id(request.client_id.clone())
+    Subject::from_claims(&crate::claims::Claims::new(claims)).client_id(client_id.to_owned())
 }
 
 fn actor(policy: &Policy, subject: &Subject) -> Actor {

@@ -50,6 +50,27 @@ pub(crate) fn claimed_client(assertion: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Records an assertion's `jti` (as `key`, which names whose assertion it is) until the
+/// assertion expires at `exp`, in the store, so that every instance sharing it sees the use:
+/// `false` when it was recorded before (a replay).
+pub(crate) async fn spend_jti(
+    server: &AuthServer,
+    key: &str,
+    exp: i64,
+) -> Result<bool, StoreError> {
+    let now = now_unix();
+    server
+        .inner
+        .store
+        .put_if_absent(
+            Kind::ClientAssertion,
+            key,
+            Vec::new(),
+            Some(exp.max(now + 1)),
+        )
+        .await
+}
+
 /// Verifies `assertion` as `client`'s.
 pub(crate) async fn verify(
     server: &AuthServer,
@@ -105,17 +126,7 @@ pub(crate) async fn verify(
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or_else(|| invalid("jti is missing (or longer than 256 bytes)"))?;
     let key = format!("{}\u{0}{jti}", client.client_id);
-    let fresh = server
-        .inner
-        .store
-        .put_if_absent(
-            Kind::ClientAssertion,
-            &key,
-            Vec::new(),
-            Some(exp.max(now + 1)),
-        )
-        .await
-        .map_err(Refused::Store)?;
+    let fresh = spend_jti(server, &key, exp).await.map_err(Refused::Store)?;
     if !fresh {
         return Err(invalid("the assertion was already used (jti replayed)"));
     }

@@ -8,6 +8,7 @@ use url::Url;
 
 use super::cimd::{self, CimdOptions};
 use super::client_spec::ClientSpec;
+use super::jwt_bearer::{JwtBearer, TrustedIdp, WorkloadIssuer};
 use super::keys::KeyRing;
 use super::login::{DevUsers, LoginBackend};
 use super::password::PasswordSignIn;
@@ -51,6 +52,8 @@ pub struct AuthServerBuilder {
     dpop: Option<Option<DpopVerifier>>,
     #[cfg(feature = "policy")]
     access: Option<super::access::Access>,
+    trusted_idps: Vec<TrustedIdp>,
+    workload_issuers: Vec<WorkloadIssuer>,
 }
 
 /// How long an answer of the revocation cache lives: a revocation as long as an access token
@@ -112,6 +115,8 @@ impl AuthServer {
             dpop: None,
             #[cfg(feature = "policy")]
             access: None,
+            trusted_idps: Vec::new(),
+            workload_issuers: Vec::new(),
         }
     }
 }
@@ -313,6 +318,26 @@ impl AuthServerBuilder {
         self
     }
 
+    /// An enterprise identity provider whose Identity Assertion JWT Authorization Grants
+    /// (ID-JAG, MCP's Enterprise-Managed Authorization) this server accepts with the
+    /// JWT-bearer grant (RFC 7523) at `/token`; see [`TrustedIdp`] for what is checked. The
+    /// grant is offered (in `grant_types_supported`) once a provider or a workload issuer is
+    /// configured, and only clients registered for it may use it
+    /// ([`ClientSpec::grant_types`]). With [`Self::policy`], the user is run through the
+    /// sign-in policy, as at the login page. An assertion bound to a key (`cnf.jkt`) needs
+    /// [`Self::dpop`] on, and the request's DPoP proof by that key.
+    pub fn trusted_idp(mut self, idp: TrustedIdp) -> Self {
+        self.trusted_idps.push(idp);
+        self
+    }
+
+    /// A workload identity issuer whose tokens this server accepts with the JWT-bearer grant
+    /// at `/token`, each for the client its subject is mapped to; see [`WorkloadIssuer`].
+    pub fn workload_issuer(mut self, issuer: WorkloadIssuer) -> Self {
+        self.workload_issuers.push(issuer);
+        self
+    }
+
     /// A pre-registered client. Checked by [`Self::build`].
     pub fn client(mut self, client: ClientSpec) -> Self {
         self.clients.push(client);
@@ -325,7 +350,8 @@ impl AuthServerBuilder {
     ///
     /// The issuer is not an acceptable URL, a scope is invalid, or a configured client is
     /// inconsistent (a machine client without a secret or scopes, a scope not offered, an
-    /// authentication method that does not fit its secret).
+    /// authentication method that does not fit its secret), or a trusted issuer of the
+    /// JWT-bearer grant has no keys, is configured twice, or maps no client.
     pub async fn build(self) -> Result<AuthServer, ConfigError> {
         let issuer_url = Url::parse(&self.issuer)
             .map_err(|e| ConfigError::url("issuer", &self.issuer, e.to_string()))?;
@@ -399,6 +425,7 @@ impl AuthServerBuilder {
             ),
             None => None,
         };
+        let jwt_bearer = JwtBearer::new(&self.issuer, self.trusted_idps, self.workload_issuers)?;
         let issuer = self.issuer.clone();
         Ok(AuthServer {
             inner: Arc::new(Inner {
@@ -443,6 +470,7 @@ impl AuthServerBuilder {
                 sign_in,
                 #[cfg(feature = "policy")]
                 access: self.access,
+                jwt_bearer,
             }),
         })
     }

@@ -11,7 +11,9 @@ use crate::error::ConfigError;
 /// A client the operator configures (pre-registered). `Debug` shows no secret.
 ///
 /// A client with `client_credentials` among its grant types is a machine client: it needs
-/// a secret and its own [`scopes`](Self::scopes), the only ones its tokens may carry.
+/// a secret and its own [`scopes`](Self::scopes), the only ones its tokens may carry. A
+/// client with the JWT-bearer grant (`urn:ietf:params:oauth:grant-type:jwt-bearer`) may be
+/// given scopes too: its tokens then carry only those (without, any scope of the server).
 #[derive(Clone, Default)]
 pub struct ClientSpec {
     /// The client id.
@@ -82,7 +84,25 @@ impl ClientSpec {
         }
     }
 
-    /// The scopes this client's `client_credentials` tokens may carry.
+    /// A client for the JWT-bearer grant only that presents no credentials of its own: a
+    /// workload whose identity token is its credential
+    /// ([`WorkloadIssuer`](super::WorkloadIssuer)). Give it its scopes with [`Self::scopes`].
+    pub fn workload(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            token_endpoint_auth_method: Some(ClientAuthMethod::None),
+            grant_types: vec![GrantType::JwtBearer],
+            ..Self::default()
+        }
+    }
+
+    /// The grant types this client may use (replacing those it had).
+    pub fn grant_types<I: IntoIterator<Item = GrantType>>(mut self, grants: I) -> Self {
+        self.grant_types = grants.into_iter().collect();
+        self
+    }
+
+    /// The scopes this client's `client_credentials` (or JWT-bearer) tokens may carry.
     pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
         self.scopes = scopes.into_iter().map(Into::into).collect();
         self
@@ -149,6 +169,13 @@ impl ClientSpec {
                     "client {id:?} may use client_credentials but has no scopes: give it its scopes with ClientSpec::scopes"
                 )));
             }
+            if let Some(s) = self.scopes.iter().find(|s| !offered.contains(s)) {
+                return Err(bad(format!(
+                    "client {id:?}: the scope {s:?} is not offered by this server"
+                )));
+            }
+            Some(self.scopes)
+        } else if self.grant_types.contains(&GrantType::JwtBearer) && !self.scopes.is_empty() {
             if let Some(s) = self.scopes.iter().find(|s| !offered.contains(s)) {
                 return Err(bad(format!(
                     "client {id:?}: the scope {s:?} is not offered by this server"

@@ -8,6 +8,7 @@
 //! | `GET /authorize` | validates the request (PKCE S256 required, exact redirect URI with the RFC 8252 loopback rule, `resource`), then shows the login and consent page, or answers at once with auto-approve |
 //! | `POST /authorize` | the page's form: CSRF-checked, then a code (single use, 60 s) back to the client, with `iss` (RFC 9207) |
 //! | `POST /token` | `authorization_code` (client, redirect URI, PKCE and resource checked before the code is used; a second use revokes the grant), `refresh_token` (rotation; reuse revokes the family), `client_credentials` (only machine clients the operator made, with their own scopes); the client authenticates with the method it registered |
+//! | `POST /token`, `urn:ietf:params:oauth:grant-type:jwt-bearer` | when configured: an Identity Assertion JWT Authorization Grant from a [`TrustedIdp`] (Enterprise-Managed Authorization) for an authenticated client, or a workload's token from a [`WorkloadIssuer`] for the client it maps to; see `jwt_bearer` |
 //! | `POST /register` | RFC 7591 dynamic registration, per the [`Registration`] policy: `application/json` of at most 8 KiB, unknown members dropped, unused registrations lapse after 24 h |
 //! | `POST /revoke` | RFC 7009 |
 //!
@@ -42,9 +43,10 @@
 //! `server` holds the state ([`AuthServer`]: config, store, tokens, client policy, limits and
 //! the sign-in back-end) and the `SignIn` contract; `builder` builds it; `router` mounts
 //! the endpoints `authorize`, `token`, `register` and `revoke`. Beside them: `clients`
-//! (finding and authenticating clients), `registration` (client metadata rules), `mint`
-//! (access tokens), `respond` (answers at the client's redirect URI), `cookies`, `pages` and
-//! `consent_page`, `http` (JSON answers, errors, random tokens). The sign-in back-ends are
+//! (finding and authenticating clients), `assertion` (`private_key_jwt`), `jwt_bearer` (the
+//! JWT-bearer grant: [`TrustedIdp`], [`WorkloadIssuer`]), `registration` (client metadata
+//! rules), `mint` (access tokens), `respond` (answers at the client's redirect URI),
+//! `cookies`, `pages` and `consent_page`, `http` (JSON answers, errors, random tokens). The sign-in back-ends are
 //! `password` (the login form, with a [`LoginBackend`]) and [`proxy`] (an upstream identity
 //! provider, configured with [`Upstream`]).
 
@@ -59,6 +61,7 @@ mod clients;
 mod consent_page;
 mod cookies;
 mod http;
+mod jwt_bearer;
 mod keys;
 mod login;
 mod mint;
@@ -81,6 +84,7 @@ mod upstream;
 pub use builder::AuthServerBuilder;
 pub use cimd::CimdOptions;
 pub use client_spec::ClientSpec;
+pub use jwt_bearer::{ID_JAG_TYP, TrustedIdp, WorkloadIssuer};
 pub use keys::KeyRing;
 pub use login::{DevUsers, LoginBackend, UserIdentity};
 pub use mint::Grant;

@@ -98,6 +98,12 @@ pub(crate) enum TokenRequest<'a> {
         scope: Option<&'a str>,
         resource: Option<&'a str>,
     },
+    /// RFC 7523 §2.1: the JWT is the grant.
+    JwtBearer {
+        assertion: &'a str,
+        scope: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
 }
 
 impl<'a> TokenRequest<'a> {
@@ -122,6 +128,11 @@ impl<'a> TokenRequest<'a> {
                 resource: field("resource"),
             },
             GrantType::ClientCredentials => Self::ClientCredentials {
+                scope: field("scope"),
+                resource: field("resource"),
+            },
+            GrantType::JwtBearer => Self::JwtBearer {
+                assertion: required("assertion", "assertion is missing (RFC 7523 §2.1)")?,
                 scope: field("scope"),
                 resource: field("resource"),
             },

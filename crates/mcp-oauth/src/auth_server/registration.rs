@@ -174,6 +174,11 @@ pub(crate) fn client_from_registration(
     if response_types.iter().any(|r| r != "code") {
         return Err(invalid("only the response type \"code\" is supported"));
     }
+    if grant_types.contains(&GrantType::JwtBearer) && machine.is_none() {
+        return Err(invalid(
+            "jwt-bearer clients are configured by the operator, or registered with an initial access token",
+        ));
+    }
     let machine_scopes = if grant_types.contains(&GrantType::ClientCredentials) {
         let Some(offered) = machine else {
             return Err(invalid(

@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     /// Who may sign in and which scopes they get.
     #[cfg(feature = "policy")]
     pub(crate) access: Option<super::access::Access>,
+    /// The issuers of the JWT-bearer grant (trusted identity providers, workload issuers):
+    /// `None` when the grant is off.
+    pub(crate) jwt_bearer: Option<super::jwt_bearer::JwtBearer>,
 }
 
 /// What the server is and offers.
@@ -309,6 +312,7 @@ impl AuthServer {
         m.grant_types_supported = Some(
             GrantType::ALL
                 .iter()
+                .filter(|g| **g != GrantType::JwtBearer || self.inner.jwt_bearer.is_some())
                 .map(|g| g.as_str().to_owned())
                 .collect(),
         );

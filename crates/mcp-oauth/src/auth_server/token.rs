@@ -2,6 +2,7 @@
 //! a request with a valid `DPoP` proof gets an access token bound to the proof's key
 //! (`cnf.jkt`, `token_type: DPoP`); a public client's refresh token is bound to that key,
 //! and a bound code (`dpop_jkt`) or refresh token is honoured only with a proof by its key.
+//! The JWT-bearer grant (RFC 7523) is in [`jwt_bearer`](super::jwt_bearer).
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::clients::{authenticate_client, form_params, resolve_resource};
 use super::http::{TokenError, err, hash_hex, json_response, random_token};
+use super::jwt_bearer;
 use super::mint::{Grant, mint_bound};
 use super::protocol::{ErrorCode, GrantType, TokenRequest};
 use super::server::AuthServer;
@@ -37,7 +39,7 @@ pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 
 /// The RFC 6749 §5.1 answer, with the bound resource (RFC 8707 §2.2) when there is one;
 /// `token_type` is `DPoP` for a bound access token (RFC 9449 §5).
-fn token_response(
+pub(crate) fn token_response(
     access_token: String,
     scope: &[String],
     resource: Option<&str>,
@@ -97,12 +99,19 @@ async fn handle(
     body: &[u8],
 ) -> Result<Response, TokenError> {
     let form = form_params(headers, body)?;
-    let client = authenticate_client(server, headers, &form).await?;
+    // A workload token may name its client by itself (SEP-1933); otherwise the client
+    // authenticates as it registered.
+    let client = match jwt_bearer::workload_client(server, headers, &form).await? {
+        Some(client) => client,
+        None => authenticate_client(server, headers, &form).await?,
+    };
     let grant_type = form
         .get("grant_type")
         .map(String::as_str)
         .unwrap_or_default();
-    let Some(grant) = GrantType::parse(grant_type) else {
+    let grant = GrantType::parse(grant_type)
+        .filter(|g| *g != GrantType::JwtBearer || server.inner.jwt_bearer.is_some());
+    let Some(grant) = grant else {
         return Err(if grant_type.is_empty() {
             err(ErrorCode::InvalidRequest, "grant_type is missing")
         } else {
@@ -147,13 +156,18 @@ async fn handle(
             let proof = dpop_proof(server, headers).await?;
             client_credentials(server, &client, scope, resource, proof.as_ref())
         }
+        TokenRequest::JwtBearer {
+            assertion,
+            scope,
+            resource,
+        } => jwt_bearer::grant(server, &client, assertion, scope, resource, headers).await,
     }
 }
 
 /// The request's DPoP proof, checked (RFC 9449 §5, §4.3) against `POST` and the token
 /// endpoint's URL as the metadata names it: `None` when DPoP is off here (the header is
 /// ignored) or the request has no `DPoP` header.
-async fn dpop_proof(
+pub(crate) async fn dpop_proof(
     server: &AuthServer,
     headers: &HeaderMap,
 ) -> Result<Option<DpopProof>, TokenError> {
@@ -195,7 +209,7 @@ fn dpop_error(error: DpopError) -> TokenError {
 
 /// A bound grant (a code with `dpop_jkt`, a bound refresh token) is honoured only with a
 /// proof by its key; `what` names it in the error.
-fn check_binding(
+pub(crate) fn check_binding(
     bound: Option<&str>,
     proof: Option<&DpopProof>,
     what: &str,

@@ -186,7 +186,8 @@ pub enum Kind {
     /// [`ReplayKey`](crate::dpop::ReplayKey) of its key and `jti`; no data.
     DpopProof,
     /// A client assertion (`private_key_jwt`) the server accepted, keyed by client id and
-    /// `jti`; no data. Kept until the assertion expires, so it is used once.
+    /// `jti`, or the assertion of a JWT-bearer grant (an ID-JAG, a workload token), keyed by
+    /// its issuer and `jti`; no data. Kept until the assertion expires, so it is used once.
     ClientAssertion,
 }
 
