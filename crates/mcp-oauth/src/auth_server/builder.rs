@@ -450,7 +450,7 @@ impl AuthServerBuilder {
                             revoked: self.lifetimes.access_token,
                             recheck: self.revocation_recheck,
                         })
-                        .build(),
+                        .build_with_hasher(foldhash::fast::RandomState::default()),
                     dpop,
                 },
                 clients: ClientPolicy {

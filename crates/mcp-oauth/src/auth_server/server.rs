@@ -92,8 +92,9 @@ pub(crate) struct Config {
 pub(crate) struct Tokens {
     pub(crate) keys: Arc<KeyRing>,
     /// Recent answers to "is this grant revoked?" for the per-request check: revocations made
-    /// here are entered at once; "not revoked" is reused for `revocation_recheck`.
-    pub(crate) revoked: moka::sync::Cache<String, bool>,
+    /// here are entered at once; "not revoked" is reused for `revocation_recheck`. The grant
+    /// ids it holds come from verified tokens, so a fast keyed hash is enough.
+    pub(crate) revoked: moka::sync::Cache<String, bool, foldhash::fast::RandomState>,
     /// DPoP proofs at `/token` (RFC 9449 §5): `None` ignores the `DPoP` header and issues
     /// bearer tokens.
     pub(crate) dpop: Option<crate::dpop::DpopVerifier>,

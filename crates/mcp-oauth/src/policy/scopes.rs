@@ -21,9 +21,13 @@ use crate::jsonrpc::RpcCall;
 #[derive(Debug, Clone, Default)]
 pub struct ScopePolicy {
     baseline: Vec<String>,
-    methods: HashMap<String, Vec<String>>,
-    tools: HashMap<String, Vec<String>>,
+    methods: Scopes,
+    tools: Scopes,
 }
+
+/// Scopes by method or tool name, looked up on every request (a fast keyed hash: the names
+/// are configuration).
+type Scopes = HashMap<String, Vec<String>, foldhash::fast::RandomState>;
 
 fn push_unique(into: &mut Vec<String>, scopes: impl IntoIterator<Item = impl Into<String>>) {
     for scope in scopes {
