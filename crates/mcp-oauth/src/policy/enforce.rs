@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::decision::{Decision, Effect, Target};
 use super::engine::Policy;
+use super::lists::{LIST_METHODS, ListFilter};
 use super::subject::Subject;
 use crate::audit::{self, Actor, AuditEvent, AuditLog, Outcome};
 use crate::auth::Auth;
@@ -121,6 +122,32 @@ impl Enforcer {
             return Verdict::StepUp(step_up.into_iter().collect());
         }
         Verdict::Pass
+    }
+
+    /// What the layer needs to filter the answer to `body` when it holds a list request
+    /// (`tools/list`, …) with an id; `None` otherwise. `calls` is what the JSON-RPC peek read:
+    /// a body without a list request is not parsed again. `Err` when the body is not strict
+    /// JSON (the layer refuses it, as [`check`](Self::check) does).
+    pub(crate) fn list_filter(
+        &self,
+        auth: &Auth,
+        calls: &[RpcCall<'_>],
+        body: &[u8],
+    ) -> Result<Option<ListFilter>, ()> {
+        if !calls
+            .iter()
+            .any(|c| LIST_METHODS.contains(&c.method.as_ref()))
+        {
+            return Ok(None);
+        }
+        let Ok(Strict(value)) = serde_json::from_slice::<Strict>(body) else {
+            return Err(());
+        };
+        Ok(ListFilter::for_body(
+            &self.policy,
+            Subject::from_auth(auth),
+            &value,
+        ))
     }
 
     /// Writes one audit event, when an audit log is configured.
@@ -235,7 +262,7 @@ fn denial_message(decision: &Decision) -> String {
 /// A JSON value read with every member name unique, at every depth. serde_json keeps the
 /// last of two members with one name; another reader may keep the first, so such a body is
 /// refused rather than decided on one reading and run on another.
-struct Strict(Value);
+pub(super) struct Strict(pub(super) Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -49,6 +49,8 @@ mod error;
 #[cfg(feature = "policy")]
 mod fixtures;
 #[cfg(feature = "policy")]
+mod lists;
+#[cfg(feature = "policy")]
 mod parts;
 #[cfg(feature = "policy")]
 mod subject;
@@ -63,6 +65,8 @@ pub use decision::{Decision, Effect, Explanation, ScopeGrant, Target};
 pub use enforce::POLICY_DENIED;
 #[cfg(feature = "policy")]
 pub(crate) use enforce::{Enforcer, Verdict};
+#[cfg(feature = "policy")]
+pub(crate) use lists::{ListError, ListFilter, SseFilter};
 #[cfg(feature = "policy")]
 pub use engine::Policy;
 #[cfg(feature = "policy")]
