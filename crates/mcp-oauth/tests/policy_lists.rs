@@ -283,8 +283,12 @@ async fn a_caller_never_sees_what_it_may_not_use_in_json_sse_or_a_batch() {
         assert_eq!(result(4)["resourceTemplates"], json!([]));
 
         // Someone the policy knows nothing about sees nothing at all.
-        let (_, headers, text) =
-            post(&mut svc, &token("mallory@evil.example"), &rpc(5, "tools/list")).await;
+        let (_, headers, text) = post(
+            &mut svc,
+            &token("mallory@evil.example"),
+            &rpc(5, "tools/list"),
+        )
+        .await;
         let all = messages(&headers, &text);
         let answer = all.iter().find(|m| m["id"] == 5).expect("the answer");
         assert_eq!(answer["result"]["tools"], json!([]), "{name}: {text}");
@@ -305,7 +309,9 @@ async fn every_page_is_filtered_whatever_the_cursor() {
     let pages: Answer = Arc::new(|body| {
         let cursor = body["params"]["cursor"].as_str().unwrap_or("");
         let result = match cursor {
-            "" => json!({"tools": [{"name": "search"}, {"name": "not_in_catalog"}], "nextCursor": "p2"}),
+            "" => {
+                json!({"tools": [{"name": "search"}, {"name": "not_in_catalog"}], "nextCursor": "p2"})
+            }
             _ => json!({"tools": [{"name": "drop_table"}, {"name": "search"}]}),
         };
         (
@@ -333,7 +339,10 @@ async fn an_answer_the_layer_cannot_read_is_withheld() {
     let alice = token("alice@example.com");
     let leaky = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"drop_table"}]}}"#;
     let cases: Vec<(&str, Answer)> = vec![
-        ("not json", Arc::new(|_| ("application/json", None, "drop_table".to_owned()))),
+        (
+            "not json",
+            Arc::new(|_| ("application/json", None, "drop_table".to_owned())),
+        ),
         (
             "two tools members",
             Arc::new(|_| {
@@ -413,7 +422,8 @@ async fn an_answer_the_layer_cannot_read_is_withheld() {
 #[tokio::test]
 async fn answers_to_other_requests_pass_untouched() {
     // A call's result is not a list: it is passed on byte for byte, even if it looks odd.
-    let odd = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"drop_table"}]}}"#;
+    let odd =
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"drop_table"}]}}"#;
     let server: Answer = Arc::new(move |_| ("text/plain", Some("gzip"), odd.to_owned()));
     let seen = Seen::default();
     let mut svc = layered(server, seen.clone(), None);
@@ -488,7 +498,11 @@ mod plain_rmcp {
                 .body(axum::body::Body::from(rpc(1, "tools/list").to_string()))
                 .unwrap();
             let res = app.oneshot(req).await.unwrap();
-            assert_eq!(res.status(), StatusCode::OK, "json_response {json_response}");
+            assert_eq!(
+                res.status(),
+                StatusCode::OK,
+                "json_response {json_response}"
+            );
             let headers = res.headers().clone();
             let bytes = res.into_body().collect().await.unwrap().to_bytes();
             let text = String::from_utf8(bytes.to_vec()).unwrap();

@@ -715,7 +715,9 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
                 Some(Rejection::InsufficientScope { required })
             } else {
                 #[cfg(feature = "policy")]
-                match access_policy(guard, &auth, &calls, &bytes, required) {
+                // A request reaches its body with the DPoP scheme only once its proof verified.
+                let dpop = super::dpop::presents_dpop(&parts.headers);
+                match access_policy(guard, &auth, &calls, &bytes, required, dpop) {
                     PolicyAnswer::Pass => None,
                     PolicyAnswer::List(filter) => {
                         let mut req = Request::from_parts(parts, B::from(bytes));
@@ -771,13 +773,14 @@ fn access_policy(
     calls: &[crate::jsonrpc::RpcCall<'_>],
     bytes: &[u8],
     mut required: Vec<String>,
+    dpop: bool,
 ) -> PolicyAnswer {
     use crate::policy::Verdict;
 
     let Some(enforcer) = guard.enforcer() else {
         return PolicyAnswer::Pass;
     };
-    match enforcer.check(auth, calls, bytes) {
+    match enforcer.check(auth, calls, bytes, dpop) {
         Verdict::Pass => match enforcer.list_filter(auth, calls, bytes) {
             Ok(None) => PolicyAnswer::Pass,
             Ok(Some(filter)) => PolicyAnswer::List(Box::new(filter)),
@@ -793,6 +796,9 @@ fn access_policy(
             }
             PolicyAnswer::Reject(Rejection::InsufficientScope { required })
         }
+        Verdict::NeedsDpop => PolicyAnswer::Reject(Rejection::WrongScheme(
+            "this tool accepts DPoP-bound tokens only: present the token with the DPoP scheme and a DPoP proof",
+        )),
         Verdict::Unreadable => PolicyAnswer::Reject(Rejection::InvalidRequest(
             "the body is not a JSON-RPC message with unique member names",
         )),

@@ -14,6 +14,7 @@
 //! values. In a batch, one refused request refuses the whole batch: none of it runs.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use serde_json::{Map, Value, json};
 use super::decision::{Decision, Effect, Target};
 use super::engine::Policy;
 use super::lists::{LIST_METHODS, ListFilter};
+use super::principal::Principal;
 use super::subject::Subject;
 use crate::audit::{self, Actor, AuditEvent, AuditLog, Outcome};
 use crate::auth::Auth;
@@ -55,6 +57,9 @@ pub(crate) enum Verdict {
     Refuse(Option<Bytes>),
     /// The body is not readable as strict JSON-RPC.
     Unreadable,
+    /// A call the caller may make, to a tool that needs DPoP, came with a bearer token:
+    /// 401 with the DPoP challenge.
+    NeedsDpop,
 }
 
 impl Enforcer {
@@ -67,8 +72,15 @@ impl Enforcer {
     }
 
     /// Decides every call in `body`. `calls` is what the JSON-RPC peek read from it: when no
-    /// call is of a decided method, the body is not parsed again.
-    pub(crate) fn check(&self, auth: &Auth, calls: &[RpcCall<'_>], body: &[u8]) -> Verdict {
+    /// call is of a decided method, the body is not parsed again. `dpop`: the token came with
+    /// the `DPoP` scheme and its proof was verified.
+    pub(crate) fn check(
+        &self,
+        auth: &Auth,
+        calls: &[RpcCall<'_>],
+        body: &[u8],
+        dpop: bool,
+    ) -> Verdict {
         if !calls.iter().any(|c| DECIDED.contains(&c.method.as_ref())) {
             return Verdict::Pass;
         }
@@ -80,8 +92,9 @@ impl Enforcer {
             Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
             other => (vec![other], false),
         };
-        let subject = Subject::from_auth(auth);
+        let principal = self.principal(auth);
         let mut refused = false;
+        let mut needs_dpop = false;
         let mut step_up = BTreeSet::new();
         let mut answers: Vec<(Option<&Value>, Option<Decision>)> = Vec::new();
         for message in messages {
@@ -97,8 +110,16 @@ impl Enforcer {
             let params = message.get("params").unwrap_or(&empty);
             let decision = match Target::from_request(method, params) {
                 Some((target, arguments)) => {
-                    let decision = self.policy.decide(&subject, target, arguments);
-                    self.record(&subject, method, target, arguments, &decision, started);
+                    let decision = self.policy.decide_as(&principal, target, arguments);
+                    self.record(&principal, method, target, arguments, &decision, started);
+                    // Only a caller who may make the call learns that its tool needs DPoP.
+                    if let Target::Tool(tool) = target
+                        && !dpop
+                        && decision.effect() != Effect::Deny
+                        && self.policy.requires_dpop(tool)
+                    {
+                        needs_dpop = true;
+                    }
                     decision
                 }
                 None => Decision::deny(format!("{method} without a name")),
@@ -117,6 +138,9 @@ impl Enforcer {
         }
         if refused {
             return Verdict::Refuse(refusal(&answers, batch));
+        }
+        if needs_dpop {
+            return Verdict::NeedsDpop;
         }
         if !step_up.is_empty() {
             return Verdict::StepUp(step_up.into_iter().collect());
@@ -145,15 +169,22 @@ impl Enforcer {
         };
         Ok(ListFilter::for_body(
             &self.policy,
-            Subject::from_auth(auth),
+            self.principal(auth),
             &value,
         ))
+    }
+
+    /// The caller as the policy sees it, kept with the verified token: built at the token's
+    /// first decision, reused while the verified-token cache keeps the token.
+    fn principal(&self, auth: &Auth) -> Arc<Principal> {
+        self.policy
+            .principal_cached(&auth.principal, || Subject::from_auth(auth))
     }
 
     /// Writes one audit event, when an audit log is configured.
     fn record(
         &self,
-        subject: &Subject,
+        principal: &Principal,
         method: &str,
         target: Target<'_>,
         arguments: Option<&Value>,
@@ -163,7 +194,8 @@ impl Enforcer {
         let Some(audit) = &self.audit else {
             return;
         };
-        let groups = self.policy.groups(subject).into_iter().map(|m| m.group);
+        let subject = &principal.subject;
+        let groups = principal.groups.iter().map(|m| m.group.clone());
         let mut actor = Actor::new(subject.sub()).groups(groups);
         if let Some(email) = subject.email_address() {
             actor = actor.email(email);

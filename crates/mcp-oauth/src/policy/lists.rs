@@ -13,14 +13,15 @@
 //! an id differently from the request (`1.0` for `1`) cannot slip a list past the filter.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use super::decision::Target;
-use super::engine::Policy;
 use super::enforce::Strict;
-use super::subject::Subject;
+use super::engine::Policy;
+use super::principal::Principal;
 
 /// The list methods whose answers are filtered.
 pub(crate) const LIST_METHODS: [&str; 4] = [
@@ -73,7 +74,7 @@ impl IdKey {
 #[derive(Debug)]
 pub(crate) struct ListFilter {
     policy: Policy,
-    subject: Subject,
+    principal: Arc<Principal>,
     /// The ids of the list requests: their answers must be lists.
     lists: HashSet<IdKey>,
     /// The ids of list requests, as sent, for the error that replaces a withheld answer.
@@ -87,7 +88,11 @@ pub(crate) struct ListFilter {
 impl ListFilter {
     /// The filter for this body, when it holds a list request with an id (`None` otherwise:
     /// a notification has no answer to filter).
-    pub(crate) fn for_body(policy: &Policy, subject: Subject, body: &Value) -> Option<Self> {
+    pub(crate) fn for_body(
+        policy: &Policy,
+        principal: Arc<Principal>,
+        body: &Value,
+    ) -> Option<Self> {
         let (messages, batch) = match body {
             Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
             other => (vec![other], false),
@@ -115,7 +120,7 @@ impl ListFilter {
         }
         Some(Self {
             policy: policy.clone(),
-            subject,
+            principal,
             lists,
             list_ids,
             awaited,
@@ -204,7 +209,7 @@ impl ListFilter {
                     "prompts" => Target::Prompt(name),
                     _ => Target::Resource(name),
                 };
-                if self.policy.visible(&self.subject, target) {
+                if self.policy.visible_as(&self.principal, target) {
                     kept.push(item);
                 }
             }
@@ -288,13 +293,13 @@ impl SseFilter {
         self.out.extend_from_slice(other.as_bytes());
         match data {
             Some(data) if !data.trim().is_empty() => {
-            let Ok(Strict(mut value)) = serde_json::from_str::<Strict>(&data) else {
-                return Err(ListError::Unreadable("an SSE event's data is not JSON"));
-            };
-            filter.filter_value(&mut value)?;
-            self.out.extend_from_slice(b"data: ");
-            self.out.extend_from_slice(value.to_string().as_bytes());
-            self.out.extend_from_slice(b"\n");
+                let Ok(Strict(mut value)) = serde_json::from_str::<Strict>(&data) else {
+                    return Err(ListError::Unreadable("an SSE event's data is not JSON"));
+                };
+                filter.filter_value(&mut value)?;
+                self.out.extend_from_slice(b"data: ");
+                self.out.extend_from_slice(value.to_string().as_bytes());
+                self.out.extend_from_slice(b"\n");
             }
             Some(_) => self.out.extend_from_slice(b"data:\n"),
             None => {}
@@ -355,8 +360,9 @@ tools = ["search"]
             .tool(ToolInfo::new("search", json!({"type": "object"})))
             .tool(ToolInfo::new("drop_table", json!({"type": "object"})));
         let policy = Policy::new(config, catalog).expect("policy");
-        let alice = Subject::new("u-1").email("alice@example.com");
-        ListFilter::for_body(&policy, alice, &body).expect("a list request")
+        let alice = crate::policy::Subject::new("u-1").email("alice@example.com");
+        ListFilter::for_body(&policy, Arc::new(policy.principal(alice)), &body)
+            .expect("a list request")
     }
 
     const TOOLS: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"name":"drop_table"},{"name":"ghost"}]}}"#;
@@ -385,7 +391,10 @@ tools = ["search"]
             assert!(!out.contains("drop_table"), "{split}: {out}");
             assert!(out.contains(r#""name":"search""#), "{split}: {out}");
             assert!(out.contains("notifications/x"), "{split}: {out}");
-            assert!(out.starts_with(": comment\nid: 7\nevent: message\ndata: "), "{out}");
+            assert!(
+                out.starts_with(": comment\nid: 7\nevent: message\ndata: "),
+                "{out}"
+            );
             assert!(f.answered());
         }
     }
@@ -412,7 +421,9 @@ tools = ["search"]
         // An id spelled differently is still filtered.
         let mut f = list();
         let out = f
-            .filter_json(br#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"drop_table"}]}}"#)
+            .filter_json(
+                br#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"drop_table"}]}}"#,
+            )
             .expect("read");
         assert!(!String::from_utf8_lossy(&out).contains("drop_table"));
         let withheld: Value = serde_json::from_slice(&f.withheld()).expect("json");

@@ -53,6 +53,8 @@ mod lists;
 #[cfg(feature = "policy")]
 mod parts;
 #[cfg(feature = "policy")]
+mod principal;
+#[cfg(feature = "policy")]
 mod subject;
 
 #[cfg(feature = "policy")]
@@ -66,13 +68,15 @@ pub use enforce::POLICY_DENIED;
 #[cfg(feature = "policy")]
 pub(crate) use enforce::{Enforcer, Verdict};
 #[cfg(feature = "policy")]
-pub(crate) use lists::{ListError, ListFilter, SseFilter};
-#[cfg(feature = "policy")]
 pub use engine::Policy;
 #[cfg(feature = "policy")]
 pub use error::{Origin, PolicyError, Problem};
 #[cfg(feature = "policy")]
 pub use fixtures::{FixtureFailure, FixtureReport, Fixtures};
+#[cfg(feature = "policy")]
+pub(crate) use lists::{ListError, ListFilter, SseFilter};
+#[cfg(feature = "policy")]
+pub(crate) use principal::PrincipalCache;
 #[cfg(feature = "policy")]
 pub use subject::{GroupSource, Membership, Subject};
 
