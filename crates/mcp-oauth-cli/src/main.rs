@@ -24,6 +24,7 @@ mod gateway_policy;
 mod listen;
 mod options;
 mod policy;
+mod policy_server;
 mod proxy;
 mod serve;
 mod store_arg;
@@ -95,7 +96,7 @@ async fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway(args) => gateway::run(*args).await,
         Command::Doctor(args) => doctor::run(args).await,
-        Command::Policy(args) => Ok(policy::run(args)),
+        Command::Policy(args) => Ok(policy::run(args).await),
     };
     match result {
         Ok(code) => code,
