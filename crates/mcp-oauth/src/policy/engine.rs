@@ -320,6 +320,7 @@ impl Policy {
         Principal {
             policy: self.inner.id,
             user: self.user_entity(&subject),
+            targets: std::sync::Mutex::default(),
             groups: self.groups(&subject),
             subject,
         }
@@ -344,7 +345,7 @@ impl Policy {
     ) -> Decision {
         self.evaluate_as(
             &principal.subject,
-            principal.user.as_ref(),
+            self.principal_entities(principal, target),
             target,
             Args::Known(arguments),
         )
@@ -355,7 +356,7 @@ impl Policy {
     pub(crate) fn visible_as(&self, principal: &Principal, target: Target<'_>) -> bool {
         self.evaluate_as(
             &principal.subject,
-            principal.user.as_ref(),
+            self.principal_entities(principal, target),
             target,
             Args::Unknown,
         )
@@ -469,14 +470,30 @@ impl Policy {
 
     fn evaluate(&self, subject: &Subject, target: Target<'_>, args: Args<'_>) -> (Decision, Value) {
         let user = self.user_entity(subject);
-        self.evaluate_as(subject, user.as_ref(), target, args)
+        let entities = self.entities(user.as_ref(), Some(target)).map(Arc::new);
+        self.evaluate_as(subject, entities, target, args)
+    }
+
+    /// The entities of a decision about a prepared user: made once per target and kept with
+    /// the principal (up to [`Principal::MAX_TARGETS`] targets).
+    fn principal_entities(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+    ) -> Result<Arc<Entities>, String> {
+        if let Some(entities) = principal.entities_for(target) {
+            return Ok(entities);
+        }
+        let entities = Arc::new(self.entities(principal.user.as_ref(), Some(target))?);
+        principal.keep_entities(target, &entities);
+        Ok(entities)
     }
 
     /// [`evaluate`](Self::evaluate) with the user's entity built beforehand (a [`Principal`]).
     fn evaluate_as(
         &self,
         subject: &Subject,
-        user: Result<&Entity, &String>,
+        entities: Result<Arc<Entities>, String>,
         target: Target<'_>,
         args: Args<'_>,
     ) -> (Decision, Value) {
@@ -494,7 +511,7 @@ impl Policy {
             );
         }
         let resource = uid(resource_type, target.name());
-        let entities = match self.entities(user, Some(target)) {
+        let entities = match entities {
             Ok(e) => e,
             Err(reason) => return (Decision::deny(reason), Value::Null),
         };

@@ -374,6 +374,11 @@ tools = ["search"]
         let v: Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["result"]["tools"], json!([{"name": "search"}]));
         assert!(f.answered());
+        // The caller's entities for each known tool are kept for the next decision.
+        let kept = f.principal.targets.lock().map(|t| t.len()).unwrap_or(0);
+        assert_eq!(kept, 2);
+        let again = f.filter_json(TOOLS.as_bytes()).expect("filtered");
+        assert_eq!(again, out);
     }
 
     #[test]

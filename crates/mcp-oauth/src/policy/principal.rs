@@ -2,10 +2,12 @@
 //! and its groups with where each came from, built once per verified token and kept with it,
 //! so a decision costs one Cedar evaluation rather than rebuilding the user first.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use cedar_policy::Entity;
+use cedar_policy::{Entities, Entity};
 
+use super::decision::Target;
 use super::subject::{Membership, Subject};
 
 /// A user as one policy sees it (made by [`Policy::principal`](super::Policy::principal)).
@@ -17,6 +19,37 @@ pub(crate) struct Principal {
     /// The entity, or why the user cannot be described to Cedar (every decision denies).
     pub(crate) user: Result<Entity, String>,
     pub(crate) groups: Vec<Membership>,
+    /// The entities of decisions about each target this user asked for (the user and the
+    /// target), so a decision only runs Cedar.
+    pub(crate) targets: Mutex<HashMap<(u8, String), Arc<Entities>>>,
+}
+
+impl Principal {
+    /// Most targets whose entities are kept per user.
+    pub(crate) const MAX_TARGETS: usize = 64;
+
+    fn key(target: Target<'_>) -> (u8, String) {
+        let kind = match target {
+            Target::Tool(_) => 0,
+            Target::Prompt(_) => 1,
+            Target::Resource(_) => 2,
+        };
+        (kind, target.name().to_owned())
+    }
+
+    /// The entities kept for this target.
+    pub(crate) fn entities_for(&self, target: Target<'_>) -> Option<Arc<Entities>> {
+        let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        targets.get(&Self::key(target)).cloned()
+    }
+
+    /// Keeps the entities for this target, while fewer than [`Self::MAX_TARGETS`] are.
+    pub(crate) fn keep_entities(&self, target: Target<'_>, entities: &Arc<Entities>) {
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if targets.len() < Self::MAX_TARGETS {
+            targets.insert(Self::key(target), entities.clone());
+        }
+    }
 }
 
 /// The principal kept with a verified token ([`AuthInfo`](crate::AuthInfo)): the verified-token
@@ -62,6 +95,7 @@ mod tests {
             subject: Subject::new(sub),
             user: Err(String::new()),
             groups: Vec::new(),
+            targets: Mutex::default(),
         }
     }
 
