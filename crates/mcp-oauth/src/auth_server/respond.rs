@@ -70,19 +70,19 @@ pub(crate) fn signed_in_scopes(
     request: &AuthRequestRecord,
     user: &UserIdentity,
     record: bool,
-) -> Result<Vec<String>, Response> {
+) -> Result<Vec<String>, Box<Response>> {
     #[cfg(feature = "policy")]
     if let Some(access) = &server.inner.access {
         return access
             .decide_and_record(request, user, record)
             .map_err(|refusal| {
-                redirect_error(
+                Box::new(redirect_error(
                     server,
                     &request.redirect_uri,
                     request.state.as_deref(),
                     ErrorCode::AccessDenied,
                     refusal.description(),
-                )
+                ))
             });
     }
     #[cfg(not(feature = "policy"))]
@@ -100,7 +100,7 @@ pub(crate) async fn approve(
 ) -> Response {
     let scope = match signed_in_scopes(server, request, &user, true) {
         Ok(scope) => scope,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let code = random_token();
     let record = CodeRecord {

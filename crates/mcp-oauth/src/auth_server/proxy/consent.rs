@@ -133,7 +133,7 @@ pub(super) async fn ask_consent(
     // policy grants this user.
     match signed_in_scopes(server, &request, &user, false) {
         Ok(scope) => request.scope = scope,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     }
     let id = random_token();
     request.csrf = random_token();
