@@ -12,7 +12,7 @@
 //! Every list-shaped result in the answer is filtered, whatever its id, so a server that spells
 //! an id differently from the request (`1.0` for `1`) cannot slip a list past the filter.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -83,6 +83,9 @@ pub(crate) struct ListFilter {
     /// this is empty (or the stream ends).
     awaited: HashSet<IdKey>,
     batch: bool,
+    /// The decisions made for this answer, by list key and name: a batch of many lists of
+    /// the same items costs one decision per distinct item.
+    seen: HashMap<(&'static str, String), bool>,
 }
 
 impl ListFilter {
@@ -125,6 +128,7 @@ impl ListFilter {
             list_ids,
             awaited,
             batch,
+            seen: HashMap::new(),
         })
     }
 
@@ -184,7 +188,7 @@ impl ListFilter {
     }
 
     /// Filters each list array of a result; `Ok(false)` when it has none.
-    fn filter_result(&self, result: &mut Map<String, Value>) -> Result<bool, ListError> {
+    fn filter_result(&mut self, result: &mut Map<String, Value>) -> Result<bool, ListError> {
         let mut found = false;
         for (key, name_key) in [
             ("tools", "name"),
@@ -209,7 +213,15 @@ impl ListFilter {
                     "prompts" => Target::Prompt(name),
                     _ => Target::Resource(name),
                 };
-                if self.policy.visible_as(&self.principal, target) {
+                let visible = match self.seen.get(&(key, name.to_owned())) {
+                    Some(visible) => *visible,
+                    None => {
+                        let visible = self.policy.visible_as(&self.principal, target);
+                        self.seen.insert((key, name.to_owned()), visible);
+                        visible
+                    }
+                };
+                if visible {
                     kept.push(item);
                 }
             }
