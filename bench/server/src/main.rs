@@ -5,7 +5,13 @@
 //! bench-server --no-auth                                   # the ceiling: no OAuth at all
 //! bench-server --issuer http://127.0.0.1:9000              # JWKS from the issuer's metadata
 //! bench-server --issuer ISS --jwks-url URL [--no-token-cache] [--unknown-kid-cooldown SECS]
-//!     [--port N]  (default 0: a free port)
+//!     [--policy FILE] [--port N]  (default 0: a free port)
+//! ```
+//!
+//! `--policy FILE` turns the access policy on (a TOML policy file, e.g. `bench/server/policy.toml`):
+//! every call is decided before the tool runs, as with `mcp-oauth dev --policy`.
+//!
+//! ```text
 //! ```
 //!
 //! Prints one JSON line once listening: `{"mcp_url": "...", "pid": N}`. With OAuth,
@@ -49,6 +55,7 @@ struct Args {
     jwks_url: Option<String>,
     no_token_cache: bool,
     unknown_kid_cooldown: Option<u64>,
+    policy: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
             "--issuer" => args.issuer = Some(value("--issuer")?),
             "--jwks-url" => args.jwks_url = Some(value("--jwks-url")?),
             "--no-token-cache" => args.no_token_cache = true,
+            "--policy" => args.policy = Some(value("--policy")?),
             "--unknown-kid-cooldown" => {
                 args.unknown_kid_cooldown = Some(
                     value("--unknown-kid-cooldown")?
@@ -115,7 +123,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if args.no_token_cache {
             oauth = oauth.token_cache(None);
         }
-        demo::server().oauth(oauth.build()?).app()?
+        let mut server = demo::server().oauth(oauth.build()?);
+        if let Some(file) = &args.policy {
+            server = server.policy(mcp_oauth::policy::PolicyConfig::from_file(
+                std::path::Path::new(file),
+            )?);
+        }
+        server.app()?
     };
     let app = app.route(
         "/bench/stats",

@@ -25,6 +25,7 @@ mod listen;
 mod mcp_json;
 mod options;
 mod policy;
+mod policy_server;
 mod proxy;
 mod serve;
 mod store_arg;
@@ -97,7 +98,7 @@ async fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway(args) => gateway::run(*args).await,
         Command::Doctor(args) => doctor::run(args).await,
-        Command::Policy(args) => Ok(policy::run(args)),
+        Command::Policy(args) => Ok(policy::run(args).await),
     };
     match result {
         Ok(code) => code,

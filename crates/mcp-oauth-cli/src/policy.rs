@@ -19,6 +19,10 @@ Examples:
   # Is the policy right for these tools? Every problem names the file, line and rule.
   mcp-oauth policy check examples/policy/demo.toml --tools examples/policy/demo-tools.json
 
+  # The same against the tools of a running server (a token if it needs one).
+  mcp-oauth policy check examples/policy/demo.toml --server http://127.0.0.1:8080/mcp \\
+    --token \"$(mcp-oauth token)\"
+
   # Why may alice (not) call echo with these arguments?
   mcp-oauth policy explain examples/policy/demo.toml --tools examples/policy/demo-tools.json \\
     --as alice@example.com --scope 'mcp:read' --call echo '{\"text\": \"hi\"}'
@@ -71,6 +75,17 @@ struct CheckArgs {
     file: PathBuf,
     #[command(flatten)]
     tools: ToolsArg,
+    /// Fetch the tools from this running MCP server (its Streamable HTTP endpoint, e.g.
+    /// http://127.0.0.1:8080/mcp) instead of a file: initialize, then tools/list (and
+    /// prompts/list, resources/list when it has them).
+    #[arg(long, value_name = "URL", conflicts_with = "tools")]
+    server: Option<String>,
+    /// With --server: the access token to send (Authorization: Bearer).
+    #[arg(long, value_name = "TOKEN", requires = "server")]
+    token: Option<String>,
+    /// With --server: a header to send, 'Name: value'; may be repeated.
+    #[arg(long, value_name = "NAME: VALUE", requires = "server", value_parser = crate::policy_server::header)]
+    header: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -144,9 +159,9 @@ const DENY: u8 = 3;
 const STEP_UP: u8 = 4;
 
 /// Runs `mcp-oauth policy …`; errors are printed here, each saying what to fix.
-pub(crate) fn run(args: PolicyArgs) -> ExitCode {
+pub(crate) async fn run(args: PolicyArgs) -> ExitCode {
     let result = match args.command {
-        PolicyCommand::Check(args) => check(&args),
+        PolicyCommand::Check(args) => check(&args).await,
         PolicyCommand::Explain(args) => explain(&args),
         PolicyCommand::Test(args) => test(&args),
     };
@@ -164,8 +179,16 @@ pub(crate) fn run(args: PolicyArgs) -> ExitCode {
 /// What went wrong, one line each.
 type Failure = Vec<String>;
 
-fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let policy = load(&args.file, args.tools.tools.as_deref())?;
+async fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let policy = match &args.server {
+        Some(url) => {
+            let tools =
+                crate::policy_server::fetch_catalog(url, args.token.as_deref(), &args.header)
+                    .await?;
+            load_with(&args.file, Some((url, tools)))?
+        }
+        None => load(&args.file, args.tools.tools.as_deref())?,
+    };
     let counts = count_rules(&args.file);
     let catalog = policy.catalog();
     println!(
@@ -174,7 +197,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
         catalog.tools().count(),
         catalog.prompts().count(),
         catalog.resources().count(),
-        if args.tools.tools.is_none() {
+        if args.tools.tools.is_none() && args.server.is_none() {
             " (no --tools given)"
         } else {
             ""
@@ -315,6 +338,15 @@ fn explanation_json(explanation: &Explanation) -> Value {
 
 /// The policy file checked against the tool list (none: an empty one).
 fn load(file: &Path, tools: Option<&Path>) -> Result<Policy, Failure> {
+    let tools = match tools {
+        Some(path) => Some((path.display().to_string(), read(path, "tool list")?)),
+        None => None,
+    };
+    load_with(file, tools.as_ref().map(|(n, t)| (n, t.clone())))
+}
+
+/// The policy file checked against a tool list (its name for errors, and its JSON text).
+fn load_with(file: &Path, tools: Option<(&String, String)>) -> Result<Policy, Failure> {
     let name = file.display().to_string();
     if !file.exists() {
         return Err(vec![format!(
@@ -327,17 +359,16 @@ fn load(file: &Path, tools: Option<&Path>) -> Result<Policy, Failure> {
         )]);
     }
     let config = PolicyConfig::from_file(file).map_err(|e| problems(&e, &name))?;
+    let given = tools.is_some();
     let catalog = match tools {
-        Some(path) => {
-            let tools_name = path.display().to_string();
-            let text = read(path, "tool list")?;
-            Catalog::from_json_str(&text).map_err(|e| problems(&e, &tools_name))?
+        Some((tools_name, text)) => {
+            Catalog::from_json_str(&text).map_err(|e| problems(&e, tools_name))?
         }
         None => Catalog::new(),
     };
     Policy::new(config, catalog).map_err(|e| {
         let mut lines = problems(&e, &name);
-        if tools.is_none() {
+        if !given {
             lines.push(
                 "(no --tools given: the policy was checked against an empty tool list; give the server's tools/list result with --tools tools.json)"
                     .to_owned(),

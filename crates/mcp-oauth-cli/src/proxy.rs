@@ -85,6 +85,11 @@ pub(crate) struct ProxyArgs {
     /// GitHub's API base URL [default: https://api.github.com].
     #[arg(long, env = "MCP_OAUTH_GITHUB_API_URL")]
     github_api_url: Option<String>,
+    /// With --provider github: at sign-in, the user's organisations and teams become groups
+    /// (`org`, `org/team`) in the `groups` claim, for a policy with `group_claims = ["groups"]`;
+    /// asks GitHub for `read:org` too.
+    #[arg(long)]
+    github_groups: bool,
     /// Scopes asked of the provider, space-separated [default: the provider's].
     #[arg(long, env = "MCP_OAUTH_UPSTREAM_SCOPES")]
     upstream_scopes: Option<String>,
@@ -226,6 +231,12 @@ async fn upstream(args: &ProxyArgs) -> Result<Upstream, Box<dyn std::error::Erro
     }
     if let Some(url) = &args.revocation_endpoint {
         builder = builder.revocation_endpoint(url.trim());
+    }
+    if args.github_groups {
+        if !matches!(args.provider, Provider::Github) {
+            return Err("--github-groups needs --provider github".into());
+        }
+        builder = builder.github_groups();
     }
     builder = builder.user_mapping(user_mapping(args)?);
     builder = builder.token_auth(match args.upstream_auth {

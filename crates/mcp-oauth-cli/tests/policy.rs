@@ -392,3 +392,159 @@ async fn the_demo_tool_list_is_what_mcp_oauth_dev_serves() {
         "examples/policy/demo-tools.json is out of date: save the tools/list result of mcp-oauth dev into it"
     );
 }
+
+/// `check --server`: the tools fetched from a running MCP server (the demo's three tools,
+/// behind OAuth) on 127.0.0.1.
+mod from_a_server {
+    use super::*;
+    use mcp_oauth::OAuth;
+    use mcp_oauth::server::{McpServer, NoArgs, Tool, ToolContext};
+    use mcp_oauth::testing::{MockIdp, TestKey};
+    use mcp_oauth::verify::JwtVerifier;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Text {
+        /// The text to send back.
+        text: String,
+    }
+
+    async fn run(args: Vec<String>) -> Run {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+            .arg("policy")
+            .args(args)
+            .env("MCP_OAUTH_LOG", "off")
+            .output()
+            .await
+            .expect("run mcp-oauth");
+        Run {
+            code: out.status.code().expect("exited, not killed"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn check_fetches_the_tools_from_a_running_server() {
+        let idp = MockIdp::start(TestKey::es256()).await.expect("idp");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+        let oauth = OAuth::builder()
+            .resource(url.clone())
+            .authorization_server(idp.issuer())
+            .verifier(
+                JwtVerifier::builder()
+                    .issuer(idp.issuer())
+                    .jwks_url(idp.jwks_url())
+                    .build()
+                    .expect("verifier"),
+            )
+            .mirror_authorization_server(false)
+            .build()
+            .expect("oauth");
+        let app = McpServer::new("demo", "1.0.0")
+            .oauth(oauth)
+            .tool(Tool::new(
+                "whoami",
+                "Who is calling",
+                |_: NoArgs, _: ToolContext| async { "you" },
+            ))
+            .tool(Tool::new(
+                "echo",
+                "Echoes the text back",
+                |a: Text, _: ToolContext| async move { a.text },
+            ))
+            .tool(Tool::new(
+                "admin_action",
+                "A privileged action",
+                |_: NoArgs, _: ToolContext| async { "done" },
+            ))
+            .app()
+            .expect("app");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let token = idp.token().sub("dev").aud(&url).sign();
+        let demo = example("demo.toml");
+
+        let clean = run(vec![
+            "check".into(),
+            demo.clone(),
+            "--server".into(),
+            url.clone(),
+            "--token".into(),
+            token.clone(),
+            "--header".into(),
+            "X-Trace: policy-check".into(),
+        ])
+        .await;
+        assert_eq!(clean.code, 0, "{clean:?}");
+        assert!(
+            clean.stdout.contains("checked against 3 tools"),
+            "{clean:?}"
+        );
+
+        // A rule with a misspelled argument of a tool the server lists: named, with its line.
+        let typo = write(
+            "server-typo.toml",
+            "[policy]\n\n[[policy.rule]]\nid = \"echo-hi\"\ntools = [\"echo\"]\nargs.txt = { one_of = [\"hi\"] }\n",
+        );
+        let bad = run(vec![
+            "check".into(),
+            typo.clone(),
+            "--server".into(),
+            url.clone(),
+            "--token".into(),
+            token,
+        ])
+        .await;
+        assert_eq!(bad.code, 1, "{bad:?}");
+        assert!(
+            bad.stderr
+                .starts_with(&format!("{typo}:3: rule `echo-hi`: ")),
+            "{bad:?}"
+        );
+
+        // Without a token: what to do, and the server's challenge.
+        let refused = run(vec![
+            "check".into(),
+            demo.clone(),
+            "--server".into(),
+            url.clone(),
+        ])
+        .await;
+        assert_eq!(refused.code, 1, "{refused:?}");
+        assert!(
+            refused.stderr.contains("401")
+                && refused.stderr.contains("give one with --token")
+                && refused.stderr.contains("resource_metadata="),
+            "{refused:?}"
+        );
+
+        // Not an MCP endpoint.
+        let wrong = run(vec![
+            "check".into(),
+            demo.clone(),
+            "--server".into(),
+            format!(
+                "{}/.well-known/oauth-protected-resource/mcp",
+                url.trim_end_matches("/mcp")
+            ),
+        ])
+        .await;
+        assert_eq!(wrong.code, 1, "{wrong:?}");
+        assert!(!wrong.stderr.is_empty(), "{wrong:?}");
+
+        // --server and --tools together is a usage error.
+        let both = run(vec![
+            "check".into(),
+            demo,
+            "--server".into(),
+            url,
+            "--tools".into(),
+            example("demo-tools.json"),
+        ])
+        .await;
+        assert_eq!(both.code, 2, "{both:?}");
+        server.abort();
+    }
+}

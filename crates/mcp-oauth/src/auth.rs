@@ -207,6 +207,10 @@ pub struct AuthInfo {
     /// `iss`.
     pub issuer: Option<String>,
     pub(crate) hierarchy: Arc<ScopeHierarchy>,
+    /// The caller as the access policy sees it, built at its first decision and kept with
+    /// the token (the verified-token cache hands out this same `AuthInfo`).
+    #[cfg(feature = "policy")]
+    pub(crate) principal: crate::policy::PrincipalCache,
 }
 
 impl fmt::Debug for AuthInfo {
@@ -252,6 +256,8 @@ impl AuthInfo {
             claims,
             access_token,
             hierarchy,
+            #[cfg(feature = "policy")]
+            principal: crate::policy::PrincipalCache::default(),
         }
     }
 

@@ -141,12 +141,16 @@ async fn calls_prompts_and_resources_are_decided_before_the_service_runs() {
         ),
         ("prompts/get", json!({"name": "greet"})),
         ("resources/read", json!({"uri": "file:///docs/readme"})),
-        ("tools/list", json!({})),
     ] {
         let (status, body) = post(&mut svc, &alice, rpc(method, params)).await;
         assert_eq!(status, StatusCode::OK, "{method}");
         assert!(body["result"].is_object(), "{method}: {body}");
     }
+    // A list runs too, but this service answers it without a list: the layer, which filters
+    // lists (tests/policy_lists.rs), withholds an answer it cannot check.
+    let (status, body) = post(&mut svc, &alice, rpc("tools/list", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["error"]["code"], -32603, "{body}");
     assert_eq!(ran.load(Ordering::SeqCst), 4);
     for (method, params) in [
         ("tools/call", json!({"name": "drop_table", "arguments": {}})),

@@ -25,7 +25,9 @@ use tokio::net::TcpListener;
 const RESOURCE: &str = "http://127.0.0.1:9999/mcp";
 const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 
-/// GitHub's three endpoints, enough for one sign-in of octocat (octocat@github.example).
+/// GitHub's endpoints, enough for one sign-in of octocat (octocat@github.example), who is in
+/// the organisations `octo-org` and `acme` and the team `octo-org/admins`; the user API
+/// answers only to the access token it issued.
 async fn github() -> (String, Served) {
     async fn authorize(Query(q): Query<HashMap<String, String>>) -> Response {
         let redirect = q.get("redirect_uri").cloned().unwrap_or_default();
@@ -42,12 +44,33 @@ async fn github() -> (String, Served) {
         axum::Json(json!({"id": 583231, "login": "octocat", "name": "The Octocat", "email": "octocat@github.example"}))
             .into_response()
     }
+    fn authorized(headers: &http::HeaderMap) -> bool {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer gh-access")
+    }
+    async fn orgs(headers: http::HeaderMap) -> Response {
+        if !authorized(&headers) {
+            return http::StatusCode::UNAUTHORIZED.into_response();
+        }
+        axum::Json(json!([{"login": "octo-org", "id": 1}, {"login": "acme", "id": 2}]))
+            .into_response()
+    }
+    async fn teams(headers: http::HeaderMap) -> Response {
+        if !authorized(&headers) {
+            return http::StatusCode::UNAUTHORIZED.into_response();
+        }
+        axum::Json(
+            json!([{"slug": "admins", "name": "Admins", "organization": {"login": "octo-org"}}]),
+        )
+        .into_response()
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
     let app = axum::Router::new()
         .route("/login/oauth/authorize", get(authorize))
         .route("/login/oauth/access_token", post(token))
-        .route("/user", get(user));
+        .route("/user", get(user))
+        .route("/user/orgs", get(orgs))
+        .route("/user/teams", get(teams));
     (origin, Served::app(listener, app))
 }
 
@@ -59,11 +82,18 @@ struct Proxy {
 }
 
 async fn start(policy: &str) -> Proxy {
+    start_with(policy, false).await
+}
+
+/// With `groups`, the GitHub organisations and teams become groups at sign-in.
+async fn start_with(policy: &str, groups: bool) -> Proxy {
     let (origin, github) = github().await;
-    let upstream = Upstream::github_at(&origin, &origin, "proxy-client", "proxy-secret")
-        .http_client(HttpClient::new().unwrap())
-        .build()
-        .unwrap();
+    let mut upstream = Upstream::github_at(&origin, &origin, "proxy-client", "proxy-secret")
+        .http_client(HttpClient::new().unwrap());
+    if groups {
+        upstream = upstream.github_groups();
+    }
+    let upstream = upstream.build().unwrap();
     let policy = Policy::new(
         PolicyConfig::from_toml(policy, "policy.toml").expect("toml"),
         Catalog::new(),
@@ -235,4 +265,100 @@ scopes = ["mcp:read"]
         .unwrap();
     assert_eq!(tokens["scope"], "mcp:read", "{tokens}");
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn github_organisations_and_teams_are_groups_at_sign_in() {
+    // Only members of the team octo-org/admins may sign in; org members may read.
+    let policy = r#"
+[policy]
+group_claims = ["groups"]
+
+[[policy.sign_in]]
+id  = "octo-admins"
+who = { groups = ["octo-org/admins"] }
+
+[[policy.grant]]
+id     = "acme-reads"
+who    = { groups = ["acme"] }
+scopes = ["mcp:read"]
+"#;
+    let proxy = start_with(policy, true).await;
+    let (client, back, _) = proxy.sign_in("mcp:read admin").await;
+    let code = back.get("code").unwrap_or_else(|| panic!("{back:?}"));
+    let tokens: Value = proxy
+        .http
+        .post(format!("{}/token", proxy.issuer))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", client.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("resource", RESOURCE),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "mcp:read", "{tokens}");
+    // The groups travel in the access token, for the resource's policy.
+    let payload = tokens["access_token"]
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
+        .map(|p| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap()
+        })
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        claims["groups"],
+        json!(["octo-org", "acme", "octo-org/admins"])
+    );
+    proxy.stop().await;
+
+    // The same rules without fetching the groups: octocat is in no group, and is refused.
+    let proxy = start_with(policy, false).await;
+    let (_, back, _) = proxy.sign_in("mcp:read").await;
+    assert_eq!(back.get("error").map(String::as_str), Some("access_denied"));
+    proxy.stop().await;
+
+    // A team rule that octocat does not meet: refused.
+    let proxy = start_with(
+        r#"
+[policy]
+group_claims = ["groups"]
+
+[[policy.sign_in]]
+id  = "acme-admins"
+who = { groups = ["acme/admins"] }
+"#,
+        true,
+    )
+    .await;
+    let (_, back, _) = proxy.sign_in("mcp:read").await;
+    assert_eq!(back.get("error").map(String::as_str), Some("access_denied"));
+    proxy.stop().await;
+}
+
+#[test]
+fn github_groups_need_the_github_preset() {
+    let err = Upstream::builder(
+        "Other",
+        "https://idp.example.com/authorize",
+        "https://idp.example.com/token",
+        "client",
+    )
+    .identity(mcp_oauth::auth_server::Identity::UserInfo {
+        url: "https://idp.example.com/user".into(),
+    })
+    .github_groups()
+    .build()
+    .expect_err("not GitHub");
+    assert!(err.to_string().contains("GitHub preset"), "{err}");
 }

@@ -51,17 +51,10 @@ impl Refusal {
 }
 
 impl Access {
-    /// The scopes to grant `user` for `request`: the requested ones the policy allows.
-    pub(crate) fn decide(
-        &self,
-        request: &AuthRequestRecord,
-        user: &UserIdentity,
-    ) -> Result<Vec<String>, Refusal> {
-        self.decide_and_record(request, user, true)
-    }
-
-    /// [`decide`](Self::decide) for the consent page shown before the code: the same answer,
-    /// written to the audit log only when `record` (the code's decision is the one kept).
+    /// The scopes to grant `user` for `request`: the requested ones the policy allows. The
+    /// decision is written to the audit log only when `record` (the consent page shown before
+    /// the code asks without recording; the code's decision is the one kept). Called through
+    /// [`signed_in_scopes`](super::respond::signed_in_scopes).
     pub(crate) fn decide_and_record(
         &self,
         request: &AuthRequestRecord,

@@ -60,6 +60,36 @@ pub(crate) fn redirect_error(
     redirect_to(server, redirect_uri, &params)
 }
 
+/// The sign-in policy for a user the sign-in back-end just identified: the scopes to grant for
+/// `request` (all those requested without an access policy), or the `access_denied` redirect
+/// to send when the policy refuses the user or every requested scope. The decision goes to the
+/// audit log when `record` (the consent page asks first without recording; the code's
+/// decision is the one kept). The one place the login form and the proxy apply the policy.
+pub(crate) fn signed_in_scopes(
+    server: &AuthServer,
+    request: &AuthRequestRecord,
+    user: &UserIdentity,
+    record: bool,
+) -> Result<Vec<String>, Box<Response>> {
+    #[cfg(feature = "policy")]
+    if let Some(access) = &server.inner.access {
+        return access
+            .decide_and_record(request, user, record)
+            .map_err(|refusal| {
+                Box::new(redirect_error(
+                    server,
+                    &request.redirect_uri,
+                    request.state.as_deref(),
+                    ErrorCode::AccessDenied,
+                    refusal.description(),
+                ))
+            });
+    }
+    #[cfg(not(feature = "policy"))]
+    let _ = (server, user, record);
+    Ok(request.scope.clone())
+}
+
 /// Issues a code for an approved request (in the given grant family, or a new one) and sends
 /// the browser back to the client.
 pub(crate) async fn approve(
@@ -68,24 +98,10 @@ pub(crate) async fn approve(
     user: UserIdentity,
     family: Option<String>,
 ) -> Response {
-    #[cfg(feature = "policy")]
-    let scope = match &server.inner.access {
-        Some(access) => match access.decide(request, &user) {
-            Ok(scope) => scope,
-            Err(refusal) => {
-                return redirect_error(
-                    server,
-                    &request.redirect_uri,
-                    request.state.as_deref(),
-                    ErrorCode::AccessDenied,
-                    refusal.description(),
-                );
-            }
-        },
-        None => request.scope.clone(),
+    let scope = match signed_in_scopes(server, request, &user, true) {
+        Ok(scope) => scope,
+        Err(refused) => return *refused,
     };
-    #[cfg(not(feature = "policy"))]
-    let scope = request.scope.clone();
     let code = random_token();
     let record = CodeRecord {
         grant: GrantRecord {

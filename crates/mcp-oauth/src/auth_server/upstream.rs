@@ -79,6 +79,9 @@ pub struct Upstream {
     pub(crate) http: HttpClient,
     pub(crate) revocation_endpoint: Option<Url>,
     pub(crate) mapping: UserMapping,
+    /// GitHub's API base, when the user's organisations and teams become groups
+    /// ([`UpstreamBuilder::github_groups`]).
+    pub(crate) github_groups: Option<Url>,
 }
 
 impl Upstream {
@@ -119,6 +122,9 @@ pub struct UpstreamBuilder {
     http: Option<HttpClient>,
     revocation_endpoint: Option<String>,
     mapping: UserMapping,
+    /// The GitHub preset's API base.
+    github_api: Option<String>,
+    github_groups: bool,
 }
 
 impl std::fmt::Debug for UpstreamBuilder {
@@ -157,6 +163,8 @@ impl Upstream {
             http: None,
             revocation_endpoint: None,
             mapping: UserMapping::default(),
+            github_api: None,
+            github_groups: false,
         }
     }
 
@@ -204,7 +212,7 @@ impl Upstream {
     ) -> UpstreamBuilder {
         let web = web.trim_end_matches('/');
         let api = api.trim_end_matches('/');
-        Self::builder(
+        let mut builder = Self::builder(
             "GitHub",
             format!("{web}/login/oauth/authorize"),
             format!("{web}/login/oauth/access_token"),
@@ -214,7 +222,9 @@ impl Upstream {
         .scopes(["read:user", "user:email"])
         .identity(Identity::UserInfo {
             url: format!("{api}/user"),
-        })
+        });
+        builder.github_api = Some(api.to_owned());
+        builder
     }
 
     /// Okta, with a custom authorization server (`default` for the built-in one).
@@ -383,6 +393,22 @@ impl UpstreamBuilder {
         self
     }
 
+    /// GitHub preset: at sign-in, the user's organisations (`GET /user/orgs`) and teams
+    /// (`GET /user/teams`) are fetched with their upstream token and become the `groups`
+    /// claim: `org` for each organisation, `org/team` for each team (the team's slug), added
+    /// to any groups the [mapping](Self::user_mapping) found. The sign-in log lists each group
+    /// and the endpoint it came from. Adds the `read:org` scope (GitHub needs it to list
+    /// teams and private memberships). A sign-in whose groups cannot be fetched fails, so a
+    /// `forbid` on a team cannot be dodged by an API error. Up to 1,000 of each are read.
+    /// For an access policy, name the claim: `group_claims = ["groups"]`. Default: off.
+    pub fn github_groups(mut self) -> Self {
+        self.github_groups = true;
+        if !self.scopes.iter().any(|s| s == "read:org") {
+            self.scopes.push("read:org".to_owned());
+        }
+        self
+    }
+
     /// The HTTP client for the token exchange, keys and user API.
     pub fn http_client(mut self, http: HttpClient) -> Self {
         self.http = Some(http);
@@ -441,7 +467,18 @@ impl UpstreamBuilder {
             .map(|url| parse("upstream revocation endpoint", url))
             .transpose()?;
         self.mapping.check()?;
+        let github_groups = match (self.github_groups, &self.github_api) {
+            (false, _) => None,
+            (true, Some(api)) => Some(parse("GitHub API base", &format!("{api}/"))?),
+            (true, None) => {
+                return Err(ConfigError::invalid(
+                    "github_groups",
+                    "GitHub groups need the GitHub preset (Upstream::github or github_at)",
+                ));
+            }
+        };
         Ok(Upstream {
+            github_groups,
             revocation_endpoint,
             mapping: self.mapping,
             name: self.name,

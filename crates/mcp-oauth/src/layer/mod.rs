@@ -53,6 +53,7 @@
 
 mod dpop;
 mod guard;
+mod lists;
 mod service;
 
 pub(crate) use dpop::ResourceDpop;

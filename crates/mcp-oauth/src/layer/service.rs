@@ -21,6 +21,7 @@ use pin_project_lite::pin_project;
 
 use super::dpop::{RequestView, refuse_bound_bearer};
 use super::guard::Guard;
+use super::lists::{ListFilterBox, list_answer};
 use crate::auth::Auth;
 use crate::authenticator::Lookup;
 use crate::challenge::{Rejection, json_error};
@@ -194,6 +195,17 @@ pin_project! {
             #[pin]
             fut: S::Future,
         },
+        // The inner service answers a request with a list in it, whose answer is filtered.
+        InnerListed {
+            #[pin]
+            fut: S::Future,
+            filter: Option<ListFilterBox>,
+            limit: usize,
+        },
+        // The answer to a list request is read and filtered (boxed: it owns the body).
+        Listing {
+            fut: BoxFuture<'static, Response<Full<Bytes>>>,
+        },
         // A rejection, answered at the first poll.
         Rejected {
             response: Response<Full<Bytes>>,
@@ -237,6 +249,7 @@ impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
     S: tower_service::Service<Request<B>, Response = Response<ResBody>>,
     B: Body + From<Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -246,6 +259,18 @@ where
             let next = match state.as_mut().project() {
                 StateProj::Inner { fut } => {
                     return fut.poll(cx).map_ok(|res| res.map(Either::Left));
+                }
+                StateProj::InnerListed { fut, filter, limit } => {
+                    let response = ready!(fut.poll(cx))?;
+                    match list_answer(response, filter.take(), *limit) {
+                        Ok(response) => return Poll::Ready(Ok(response.map(Either::Left))),
+                        Err(fut) => State::Listing { fut },
+                    }
+                }
+                StateProj::Listing { fut } => {
+                    let response = ready!(fut.as_mut().poll(cx));
+                    state.as_mut().project_replace(State::Done);
+                    return Poll::Ready(Ok(response.map(Either::Right)));
                 }
                 StateProj::Authenticating { fut, .. } => {
                     let outcome = ready!(fut.as_mut().poll(cx));
@@ -312,6 +337,11 @@ where
                         Ok(()) => match after_body(&guard, parts, read.into_bytes(), auth) {
                             Decided::Call(req) => State::Inner {
                                 fut: inner.call(req),
+                            },
+                            Decided::Listed(req, filter) => State::InnerListed {
+                                fut: inner.call(req),
+                                filter: Some(filter),
+                                limit: guard.max_body_bytes(),
                             },
                             Decided::Reject(response) => State::Rejected { response },
                         },
@@ -538,6 +568,9 @@ enum Next<B> {
 enum Decided<B> {
     /// To the inner service.
     Call(Request<B>),
+    /// To the inner service, and its answer through this list filter.
+    #[cfg_attr(not(feature = "policy"), allow(dead_code))]
+    Listed(Request<B>, ListFilterBox),
     /// Nowhere: this answer.
     Reject(Response<Full<Bytes>>),
 }
@@ -677,13 +710,31 @@ fn after_authentication<B>(guard: &Guard, req: Request<B>, auth: Auth) -> Next<B
         ));
     }
     if guard.needs_body() && req.method() == Method::POST {
+        let mut req = req;
+        forget_stream_position(guard, &mut req);
         let (parts, body) = req.into_parts();
         return Next::ReadBody(parts, body, auth);
     }
     let mut req = req;
+    forget_stream_position(guard, &mut req);
     req.extensions_mut().insert::<Auth>(auth);
     Next::Call(req)
 }
+
+/// With an access policy, `Last-Event-ID` is taken off: resuming a stream would replay
+/// answers (a list among them) that the layer has not filtered, so the server starts afresh.
+fn forget_stream_position<B>(guard: &Guard, req: &mut Request<B>) {
+    #[cfg(feature = "policy")]
+    if guard.enforcer().is_some() {
+        req.headers_mut().remove(LAST_EVENT_ID);
+    }
+    #[cfg(not(feature = "policy"))]
+    let _ = (guard, req);
+}
+
+/// The SSE resumption header (WHATWG HTML §9.2.4).
+#[cfg(feature = "policy")]
+const LAST_EVENT_ID: header::HeaderName = header::HeaderName::from_static("last-event-id");
 
 /// After the body: the scopes of the JSON-RPC calls in it, read without copying them; the
 /// request is put back together around the same bytes.
@@ -695,8 +746,17 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
                 Some(Rejection::InsufficientScope { required })
             } else {
                 #[cfg(feature = "policy")]
-                match access_policy(guard, &auth, &calls, &bytes, required) {
+                // A request reaches its body with the DPoP scheme only once its proof verified.
+                let dpop = super::dpop::presents_dpop(&parts.headers);
+                match access_policy(guard, &auth, &calls, &bytes, required, dpop) {
                     PolicyAnswer::Pass => None,
+                    PolicyAnswer::List(filter) => {
+                        let mut req = Request::from_parts(parts, B::from(bytes));
+                        // The answer is read: ask for it uncompressed.
+                        req.headers_mut().remove(header::ACCEPT_ENCODING);
+                        req.extensions_mut().insert::<Auth>(auth);
+                        return Decided::Listed(req, filter);
+                    }
                     PolicyAnswer::Reject(rejection) => Some(rejection),
                     PolicyAnswer::Answer(response) => return Decided::Reject(response),
                 }
@@ -727,6 +787,8 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
 enum PolicyAnswer {
     /// Nothing to say: on to the service.
     Pass,
+    /// On to the service, and its answer (to a list request) through this filter.
+    List(ListFilterBox),
     /// A rejection with a challenge (step-up 403, unreadable body 400).
     Reject(Rejection),
     /// This JSON-RPC answer in the service's place.
@@ -742,14 +804,21 @@ fn access_policy(
     calls: &[crate::jsonrpc::RpcCall<'_>],
     bytes: &[u8],
     mut required: Vec<String>,
+    dpop: bool,
 ) -> PolicyAnswer {
     use crate::policy::Verdict;
 
     let Some(enforcer) = guard.enforcer() else {
         return PolicyAnswer::Pass;
     };
-    match enforcer.check(auth, calls, bytes) {
-        Verdict::Pass => PolicyAnswer::Pass,
+    match enforcer.check(auth, calls, bytes, dpop) {
+        Verdict::Pass => match enforcer.list_filter(auth, calls, bytes) {
+            Ok(None) => PolicyAnswer::Pass,
+            Ok(Some(filter)) => PolicyAnswer::List(Box::new(filter)),
+            Err(()) => PolicyAnswer::Reject(Rejection::InvalidRequest(
+                "the body is not a JSON-RPC message with unique member names",
+            )),
+        },
         Verdict::StepUp(scopes) => {
             for scope in scopes {
                 if !required.contains(&scope) {
@@ -758,6 +827,9 @@ fn access_policy(
             }
             PolicyAnswer::Reject(Rejection::InsufficientScope { required })
         }
+        Verdict::NeedsDpop => PolicyAnswer::Reject(Rejection::WrongScheme(
+            "this tool accepts DPoP-bound tokens only: present the token with the DPoP scheme and a DPoP proof",
+        )),
         Verdict::Unreadable => PolicyAnswer::Reject(Rejection::InvalidRequest(
             "the body is not a JSON-RPC message with unique member names",
         )),

@@ -386,6 +386,8 @@ struct PolicyToml {
     #[serde(default)]
     cedar_files: Vec<String>,
     #[serde(default)]
+    require_dpop: Vec<String>,
+    #[serde(default)]
     arguments: ArgumentsToml,
     #[serde(default)]
     groups: BTreeMap<String, toml::Spanned<Who>>,
@@ -434,6 +436,7 @@ pub struct PolicyConfig {
     pub(crate) root: String,
     pub(crate) path_args: Vec<String>,
     pub(crate) url_args: Vec<String>,
+    pub(crate) dpop_tools: Vec<String>,
     pub(crate) groups: Vec<(String, Who, Origin)>,
     pub(crate) rules: Vec<(RuleKind, Rule, Origin)>,
     pub(crate) cedar: Vec<(String, String)>,
@@ -448,6 +451,7 @@ impl Default for PolicyConfig {
             root: "/".to_owned(),
             path_args: Vec::new(),
             url_args: Vec::new(),
+            dpop_tools: Vec::new(),
             groups: Vec::new(),
             rules: Vec::new(),
             cedar: Vec::new(),
@@ -535,6 +539,7 @@ impl PolicyConfig {
         }
         config.path_args = policy.arguments.paths;
         config.url_args = policy.arguments.urls;
+        config.dpop_tools = policy.require_dpop;
         let origin = |start: usize| Origin::new(name, Some(line_of(text, start)));
         for (group, who) in policy.groups {
             let at = origin(who.span().start);
@@ -598,6 +603,16 @@ impl PolicyConfig {
     #[must_use]
     pub fn url_arguments<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
         self.url_args.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Tools (names or globs; `*` for all) that may be called only with a DPoP-bound token
+    /// presented with the `DPoP` scheme and a valid proof (RFC 9449): a call with a bearer
+    /// token is refused with `401 invalid_token` and the `DPoP` challenge, even when a rule
+    /// allows it. Needs DPoP accepted at the resource (`OAuthBuilder::dpop`). Default: none.
+    #[must_use]
+    pub fn require_dpop<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tools: I) -> Self {
+        self.dpop_tools.extend(tools.into_iter().map(Into::into));
         self
     }
 

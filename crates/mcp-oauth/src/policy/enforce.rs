@@ -14,6 +14,7 @@
 //! values. In a batch, one refused request refuses the whole batch: none of it runs.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,6 +24,8 @@ use serde_json::{Map, Value, json};
 
 use super::decision::{Decision, Effect, Target};
 use super::engine::Policy;
+use super::lists::{LIST_METHODS, ListFilter};
+use super::principal::Principal;
 use super::subject::Subject;
 use crate::audit::{self, Actor, AuditEvent, AuditLog, Outcome};
 use crate::auth::Auth;
@@ -54,6 +57,9 @@ pub(crate) enum Verdict {
     Refuse(Option<Bytes>),
     /// The body is not readable as strict JSON-RPC.
     Unreadable,
+    /// A call the caller may make, to a tool that needs DPoP, came with a bearer token:
+    /// 401 with the DPoP challenge.
+    NeedsDpop,
 }
 
 impl Enforcer {
@@ -66,8 +72,15 @@ impl Enforcer {
     }
 
     /// Decides every call in `body`. `calls` is what the JSON-RPC peek read from it: when no
-    /// call is of a decided method, the body is not parsed again.
-    pub(crate) fn check(&self, auth: &Auth, calls: &[RpcCall<'_>], body: &[u8]) -> Verdict {
+    /// call is of a decided method, the body is not parsed again. `dpop`: the token came with
+    /// the `DPoP` scheme and its proof was verified.
+    pub(crate) fn check(
+        &self,
+        auth: &Auth,
+        calls: &[RpcCall<'_>],
+        body: &[u8],
+        dpop: bool,
+    ) -> Verdict {
         if !calls.iter().any(|c| DECIDED.contains(&c.method.as_ref())) {
             return Verdict::Pass;
         }
@@ -79,8 +92,9 @@ impl Enforcer {
             Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
             other => (vec![other], false),
         };
-        let subject = Subject::from_auth(auth);
+        let principal = self.principal(auth);
         let mut refused = false;
+        let mut needs_dpop = false;
         let mut step_up = BTreeSet::new();
         let mut answers: Vec<(Option<&Value>, Option<Decision>)> = Vec::new();
         for message in messages {
@@ -96,8 +110,16 @@ impl Enforcer {
             let params = message.get("params").unwrap_or(&empty);
             let decision = match Target::from_request(method, params) {
                 Some((target, arguments)) => {
-                    let decision = self.policy.decide(&subject, target, arguments);
-                    self.record(&subject, method, target, arguments, &decision, started);
+                    let decision = self.policy.decide_as(&principal, target, arguments);
+                    self.record(&principal, method, target, arguments, &decision, started);
+                    // Only a caller who may make the call learns that its tool needs DPoP.
+                    if let Target::Tool(tool) = target
+                        && !dpop
+                        && decision.effect() != Effect::Deny
+                        && self.policy.requires_dpop(tool)
+                    {
+                        needs_dpop = true;
+                    }
                     decision
                 }
                 None => Decision::deny(format!("{method} without a name")),
@@ -117,16 +139,52 @@ impl Enforcer {
         if refused {
             return Verdict::Refuse(refusal(&answers, batch));
         }
+        if needs_dpop {
+            return Verdict::NeedsDpop;
+        }
         if !step_up.is_empty() {
             return Verdict::StepUp(step_up.into_iter().collect());
         }
         Verdict::Pass
     }
 
+    /// What the layer needs to filter the answer to `body` when it holds a list request
+    /// (`tools/list`, …) with an id; `None` otherwise. `calls` is what the JSON-RPC peek read:
+    /// a body without a list request is not parsed again. `Err` when the body is not strict
+    /// JSON (the layer refuses it, as [`check`](Self::check) does).
+    pub(crate) fn list_filter(
+        &self,
+        auth: &Auth,
+        calls: &[RpcCall<'_>],
+        body: &[u8],
+    ) -> Result<Option<ListFilter>, ()> {
+        if !calls
+            .iter()
+            .any(|c| LIST_METHODS.contains(&c.method.as_ref()))
+        {
+            return Ok(None);
+        }
+        let Ok(Strict(value)) = serde_json::from_slice::<Strict>(body) else {
+            return Err(());
+        };
+        Ok(ListFilter::for_body(
+            &self.policy,
+            self.principal(auth),
+            &value,
+        ))
+    }
+
+    /// The caller as the policy sees it, kept with the verified token: built at the token's
+    /// first decision, reused while the verified-token cache keeps the token.
+    fn principal(&self, auth: &Auth) -> Arc<Principal> {
+        self.policy
+            .principal_cached(&auth.principal, || Subject::from_auth(auth))
+    }
+
     /// Writes one audit event, when an audit log is configured.
     fn record(
         &self,
-        subject: &Subject,
+        principal: &Principal,
         method: &str,
         target: Target<'_>,
         arguments: Option<&Value>,
@@ -136,7 +194,8 @@ impl Enforcer {
         let Some(audit) = &self.audit else {
             return;
         };
-        let groups = self.policy.groups(subject).into_iter().map(|m| m.group);
+        let subject = &principal.subject;
+        let groups = principal.groups.iter().map(|m| m.group.clone());
         let mut actor = Actor::new(subject.sub()).groups(groups);
         if let Some(email) = subject.email_address() {
             actor = actor.email(email);
@@ -235,7 +294,7 @@ fn denial_message(decision: &Decision) -> String {
 /// A JSON value read with every member name unique, at every depth. serde_json keeps the
 /// last of two members with one name; another reader may keep the first, so such a body is
 /// refused rather than decided on one reading and run on another.
-struct Strict(Value);
+pub(super) struct Strict(pub(super) Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -24,6 +24,7 @@ use super::config::{ClaimKind, PolicyConfig, Who};
 use super::decision::{Decision, Effect, Explanation, ScopeGrant, Target};
 use super::error::{Origin, PolicyError, Problems};
 use super::parts::{Names, Scope, Sets, Targets, id_str, uid};
+use super::principal::{Principal, PrincipalCache};
 use super::subject::{GroupSource, Membership, Subject};
 
 /// A checked policy, ready to decide. Cheap to clone.
@@ -75,7 +76,12 @@ struct Inner {
     targets: Targets,
     sets: Sets,
     authorizer: Authorizer,
+    /// Tells this policy's [`Principal`]s from another's.
+    id: u64,
 }
+
+/// The next [`Inner::id`].
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The arguments of one decision: unknown (a list), or known.
 enum Args<'a> {
@@ -117,6 +123,15 @@ impl Policy {
         };
         for (group, who, origin) in &config.groups {
             check_group_who(group, who, origin, &config, &mut problems);
+        }
+        for pattern in &config.dpop_tools {
+            if !catalog.tools().any(|t| compile::glob(pattern, t.name())) {
+                problems.push(
+                    None,
+                    &Origin::default(),
+                    format!("require_dpop: `{pattern}` matches no tool the server lists"),
+                );
+            }
         }
         let mut set = PolicySet::new();
         let mut origins: HashMap<String, (Origin, Option<String>)> = HashMap::new();
@@ -229,6 +244,7 @@ impl Policy {
                 targets,
                 sets,
                 authorizer: Authorizer::new(),
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             }),
         })
     }
@@ -298,6 +314,67 @@ impl Policy {
         }
     }
 
+    /// The user prepared for many decisions: the subject, its Cedar entity and its groups,
+    /// built once (the bearer layer keeps it with the verified token).
+    pub(crate) fn principal(&self, subject: Subject) -> Principal {
+        Principal {
+            policy: self.inner.id,
+            user: self.user_entity(&subject),
+            targets: std::sync::Mutex::default(),
+            groups: self.groups(&subject),
+            subject,
+        }
+    }
+
+    /// A principal for this user that this policy built: the one cached with the token when
+    /// this policy made it, else a new one.
+    pub(crate) fn principal_cached(
+        &self,
+        cache: &PrincipalCache,
+        subject: impl FnOnce() -> Subject,
+    ) -> Arc<Principal> {
+        cache.get(self.inner.id, || self.principal(subject()))
+    }
+
+    /// [`decide`](Self::decide) for a prepared user.
+    pub(crate) fn decide_as(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+    ) -> Decision {
+        self.evaluate_as(
+            &principal.subject,
+            self.principal_entities(principal, target),
+            target,
+            Args::Known(arguments),
+        )
+        .0
+    }
+
+    /// [`visible`](Self::visible) for a prepared user.
+    pub(crate) fn visible_as(&self, principal: &Principal, target: Target<'_>) -> bool {
+        self.evaluate_as(
+            &principal.subject,
+            self.principal_entities(principal, target),
+            target,
+            Args::Unknown,
+        )
+        .0
+        .effect
+            != Effect::Deny
+    }
+
+    /// Whether calls to this tool need a DPoP-bound token with a valid proof
+    /// ([`PolicyConfig::require_dpop`]).
+    pub fn requires_dpop(&self, tool: &str) -> bool {
+        self.inner
+            .config
+            .dpop_tools
+            .iter()
+            .any(|pattern| compile::glob(pattern, tool))
+    }
+
     /// Whether this user may sign in. Without any sign-in rule (no `[[policy.sign_in]]` and no
     /// Cedar policy for `Action::"sign_in"`), everyone the identity provider accepts may.
     pub fn sign_in(&self, subject: &Subject) -> Decision {
@@ -311,7 +388,7 @@ impl Policy {
         }
         let n = &self.inner.names;
         let resource = uid(&n.server, &self.inner.config.server);
-        let entities = match self.entities(subject, None) {
+        let entities = match self.entities(self.user_entity(subject).as_ref(), None) {
             Ok(e) => e,
             Err(reason) => return Decision::deny(reason),
         };
@@ -333,7 +410,7 @@ impl Policy {
             grant.granted = requested.iter().map(|s| s.as_ref().to_owned()).collect();
             return grant;
         }
-        let entities = match self.entities(subject, None) {
+        let entities = match self.entities(self.user_entity(subject).as_ref(), None) {
             Ok(e) => e,
             Err(_) => {
                 grant.refused = requested.iter().map(|s| s.as_ref().to_owned()).collect();
@@ -392,6 +469,34 @@ impl Policy {
     }
 
     fn evaluate(&self, subject: &Subject, target: Target<'_>, args: Args<'_>) -> (Decision, Value) {
+        let user = self.user_entity(subject);
+        let entities = self.entities(user.as_ref(), Some(target)).map(Arc::new);
+        self.evaluate_as(subject, entities, target, args)
+    }
+
+    /// The entities of a decision about a prepared user: made once per target and kept with
+    /// the principal (up to [`Principal::MAX_TARGETS`] targets).
+    fn principal_entities(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+    ) -> Result<Arc<Entities>, String> {
+        if let Some(entities) = principal.entities_for(target) {
+            return Ok(entities);
+        }
+        let entities = Arc::new(self.entities(principal.user.as_ref(), Some(target))?);
+        principal.keep_entities(target, &entities);
+        Ok(entities)
+    }
+
+    /// [`evaluate`](Self::evaluate) with the user's entity built beforehand (a [`Principal`]).
+    fn evaluate_as(
+        &self,
+        subject: &Subject,
+        entities: Result<Arc<Entities>, String>,
+        target: Target<'_>,
+        args: Args<'_>,
+    ) -> (Decision, Value) {
         let n = &self.inner.names;
         let catalog = &self.inner.catalog;
         let (action, resource_type, known) = match target {
@@ -406,7 +511,7 @@ impl Policy {
             );
         }
         let resource = uid(resource_type, target.name());
-        let entities = match self.entities(subject, Some(target)) {
+        let entities = match entities {
             Ok(e) => e,
             Err(reason) => return (Decision::deny(reason), Value::Null),
         };
@@ -479,8 +584,9 @@ impl Policy {
         (decision, canonical)
     }
 
-    /// The user (with groups) and the target entity.
-    fn entities(&self, subject: &Subject, target: Option<Target<'_>>) -> Result<Entities, String> {
+    /// The user's entity: its attributes and its groups as parents. The same for every
+    /// decision about this user, so the layer builds it once per token ([`Principal`]).
+    fn user_entity(&self, subject: &Subject) -> Result<Entity, String> {
         let n = &self.inner.names;
         let mut attrs = HashMap::new();
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
@@ -522,9 +628,17 @@ impl Policy {
             .into_iter()
             .map(|m| uid(&n.group, &m.group))
             .collect();
-        let user = Entity::new(uid(&n.user, subject.sub()), attrs, parents)
-            .map_err(|e| format!("the user cannot be described to Cedar: {e}"))?;
-        let mut entities = vec![user];
+        Entity::new(uid(&n.user, subject.sub()), attrs, parents)
+            .map_err(|e| format!("the user cannot be described to Cedar: {e}"))
+    }
+
+    /// The user (with groups) and the target entity.
+    fn entities(
+        &self,
+        user: Result<&Entity, &String>,
+        target: Option<Target<'_>>,
+    ) -> Result<Entities, String> {
+        let mut entities = vec![user.map_err(Clone::clone)?.clone()];
         if let Some(target) = target {
             let entity = match target {
                 Target::Tool(name) => self.inner.targets.tools.get(name),

@@ -49,7 +49,11 @@ mod error;
 #[cfg(feature = "policy")]
 mod fixtures;
 #[cfg(feature = "policy")]
+mod lists;
+#[cfg(feature = "policy")]
 mod parts;
+#[cfg(feature = "policy")]
+mod principal;
 #[cfg(feature = "policy")]
 mod subject;
 
@@ -69,6 +73,10 @@ pub use engine::Policy;
 pub use error::{Origin, PolicyError, Problem};
 #[cfg(feature = "policy")]
 pub use fixtures::{FixtureFailure, FixtureReport, Fixtures};
+#[cfg(feature = "policy")]
+pub(crate) use lists::{ListError, ListFilter, SseFilter};
+#[cfg(feature = "policy")]
+pub(crate) use principal::PrincipalCache;
 #[cfg(feature = "policy")]
 pub use subject::{GroupSource, Membership, Subject};
 

@@ -19,7 +19,7 @@ use crate::auth_server::http::{hash_hex, random_token};
 use crate::auth_server::login::UserIdentity;
 use crate::auth_server::pages::error_page;
 use crate::auth_server::protocol::ErrorCode;
-use crate::auth_server::respond::{approve, redirect_error};
+use crate::auth_server::respond::{approve, redirect_error, signed_in_scopes};
 use crate::auth_server::server::AuthServer;
 use crate::auth_server::store::{AuthRequestRecord, EntryKind};
 use crate::claims::now_unix;
@@ -131,20 +131,9 @@ pub(super) async fn ask_consent(
     };
     // A user the policy refuses is not asked to consent; the page shows only the scopes the
     // policy grants this user.
-    #[cfg(feature = "policy")]
-    if let Some(access) = &server.inner.access {
-        match access.decide_and_record(&request, &user, false) {
-            Ok(scope) => request.scope = scope,
-            Err(refusal) => {
-                return redirect_error(
-                    server,
-                    &request.redirect_uri,
-                    request.state.as_deref(),
-                    ErrorCode::AccessDenied,
-                    refusal.description(),
-                );
-            }
-        }
+    match signed_in_scopes(server, &request, &user, false) {
+        Ok(scope) => request.scope = scope,
+        Err(refused) => return *refused,
     }
     let id = random_token();
     request.csrf = random_token();

@@ -268,9 +268,14 @@ async fn identify(
                     "the user API answer is not a JSON object".into(),
                 ));
             };
-            upstream
-                .mapping
-                .user(&user, &["id", "sub"], "the user API answer")
+            let mut identity =
+                upstream
+                    .mapping
+                    .user(&user, &["id", "sub"], "the user API answer")?;
+            if let Some(api) = &upstream.github_groups {
+                super::github_groups::add(upstream, api, access_token, &mut identity).await?;
+            }
+            Ok(identity)
         }
         Verifier::AccessToken(verifier) => {
             let claims: Claims = verifier

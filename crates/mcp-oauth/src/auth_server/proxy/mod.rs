@@ -34,6 +34,7 @@
 
 mod consent;
 mod flow;
+mod github_groups;
 mod state;
 mod tokens;
 
