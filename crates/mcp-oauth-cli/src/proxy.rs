@@ -148,6 +148,9 @@ pub(crate) struct ProxyArgs {
     allow: AllowArgs,
     #[command(flatten)]
     dpop: DpopArgs,
+    /// The JWT-bearer grant's issuers (ID-JAG identity providers, workload issuers).
+    #[command(flatten)]
+    trust: crate::trust_args::TrustArgs,
     /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -382,6 +385,9 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         .resource(mcp_url.clone())
         .registration(registration)
         .trusted_proxies(args.listen.trusted_proxies());
+    // Clients register themselves here; the jwt-bearer grant is for the workload clients
+    // configured below and for clients registered with the initial access token.
+    builder = args.trust.apply(builder, &[])?;
     if let Some(policy) = sign_in {
         builder = builder.policy(policy, access.audit.clone());
     }

@@ -2,6 +2,7 @@
 //! Set file, and a `--client` presenting an ID-JAG signed by that provider; `--workload-issuer`
 //! and `--workload-client`, and a workload token. Each token works at the MCP endpoint; an
 //! assertion of an issuer the server does not trust gets nothing; bad flags say what to fix.
+//! `mcp-oauth proxy` takes the same flags (a workload token through a GitHub-fronted proxy).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
@@ -51,16 +52,13 @@ fn jwks_file(dir: &std::path::Path, name: &str, key: &TestKey) -> String {
 }
 
 fn start(dir: PathBuf, extra: &[String]) -> Dev {
+    start_command(&["dev"], dir, extra)
+}
+
+fn start_command(command: &[&str], dir: PathBuf, extra: &[String]) -> Dev {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "dev",
-            "--port",
-            "0",
-            "--json",
-            "--store",
-            "memory",
-            "--data-dir",
-        ])
+        .args(command)
+        .args(["--port", "0", "--json", "--store", "memory", "--data-dir"])
         .arg(dir.join("data"))
         .args(extra)
         .stdout(Stdio::piped())
@@ -221,6 +219,65 @@ async fn dev_accepts_id_jags_and_workload_tokens_from_the_issuers_it_is_told_to_
         (401, Some("invalid_client")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn proxy_accepts_workload_tokens_from_the_issuers_it_is_told_to_trust() {
+    let dir = folder("proxy");
+    let ci = TestKey::es256();
+    let ci_jwks = jwks_file(&dir, "ci.json", &ci);
+    let proxy = start_command(
+        &[
+            "proxy",
+            "--provider",
+            "github",
+            "--client-id",
+            "gh-app",
+            "--client-secret",
+            "gh-secret",
+        ],
+        dir,
+        &[
+            "--workload-issuer".into(),
+            format!("{CI}={ci_jwks}"),
+            "--workload-client".into(),
+            format!("{CI}#{DEPLOY}=deploy-bot"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let metadata = proxy.ready(&http).await;
+    assert!(
+        metadata["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(JWT_BEARER)),
+        "{metadata}"
+    );
+    let issuer = proxy.issuer().to_owned();
+    let workload = |jti: &str, sub: &str| {
+        ci.token()
+            .typ(Some("JWT"))
+            .iss(CI)
+            .sub(sub)
+            .aud(&issuer)
+            .claim("jti", jti)
+            .exp_in(300)
+            .sign()
+    };
+    let (status, body) = proxy.token(&http, None, &workload("p-1", DEPLOY)).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(proxy.whoami(&http, token).await, 200);
+    // A workload nobody mapped to a client gets nothing.
+    let (status, body) = proxy
+        .token(
+            &http,
+            None,
+            &workload("p-2", "repo:acme/other:ref:refs/heads/main"),
+        )
+        .await;
+    assert!(matches!(status, 400 | 401), "{status} {body}");
+    assert!(body.get("access_token").is_none(), "{body}");
 }
 
 #[test]
