@@ -745,10 +745,16 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
             if !auth.has_scopes(required.iter().map(String::as_str)) {
                 Some(Rejection::InsufficientScope { required })
             } else {
-                #[cfg(feature = "policy")]
                 // A request reaches its body with the DPoP scheme only once its proof verified.
-                let dpop = super::dpop::presents_dpop(&parts.headers);
-                match access_policy(guard, &auth, &calls, &bytes, required, dpop) {
+                #[cfg(feature = "policy")]
+                match access_policy(
+                    guard,
+                    &auth,
+                    &calls,
+                    &bytes,
+                    required,
+                    super::dpop::presents_dpop(&parts.headers),
+                ) {
                     PolicyAnswer::Pass => None,
                     PolicyAnswer::List(filter) => {
                         let mut req = Request::from_parts(parts, B::from(bytes));
