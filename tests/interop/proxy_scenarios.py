@@ -948,6 +948,43 @@ def scenario_r_negatives(env: R.Env, c: R.Checks) -> None:
             gh.stop()
 
 
+def scenario_o3_oidc_allow_domain(env: R.Env, c: R.Checks) -> None:
+    """mcp-oauth proxy --provider oidc --allow-domain: the upstream user (ada@upstream.example) signs in at oidc-provider; outside the allowed domain she comes back to the client with error=access_denied, her state and no code, and nothing is minted; with her domain allowed, the code works and whoami is her."""
+    need_binary(env)
+    for allowed, refused in (("other.example", True), ("upstream.example", False)):
+        with scratch("proxy-allow") as tmp:
+            port = R.free_port()
+            upstream = OidcUpstream(env, c, f"oidc-upstream-allow-{allowed}", f"http://127.0.0.1:{port}/oauth/callback")
+            proxy = ProxyServer(env, f"proxy-allow-{allowed}", os.path.join(tmp, "data"), [
+                "--provider", "oidc", "--issuer", upstream.issuer, "--client-id", UPSTREAM_CLIENT_ID,
+                "--client-secret", UPSTREAM_SECRET, "--store", "memory", "--allow-domain", allowed], port=port)
+            c.logs.append(os.path.join(env.log_dir, f"{proxy.name}.log"))
+            try:
+                proxy.start()
+                iss, mcp = proxy.issuer, proxy.mcp_url
+                verifier, challenge = pkce()
+                redirect = f"http://127.0.0.1:{R.free_port()}/callback"
+                cid = register(iss, "Allow-domain client", redirect)
+                cb = Browser().follow(authorize_url(iss, cid, redirect, challenge, mcp, "allow-state"), redirect)
+                q = dict(urllib.parse.parse_qsl(cb.query))
+                signed_in = [r for r in upstream.records() if r.get("kind") == "token_request"]
+                c.eq(len(signed_in), 1, f"--allow-domain {allowed}: she signed in at the upstream once")
+                if refused:
+                    c.eq((q.get("error"), q.get("state"), "code" in q), ("access_denied", "allow-state", False),
+                         f"--allow-domain {allowed}: {OIDC_USER['email']} is refused back at the client")
+                    c.true("sign-in refused by the policy" in proxy.log(), "the proxy logged the policy's refusal")
+                else:
+                    c.eq((q.get("state"), "code" in q), ("allow-state", True), f"--allow-domain {allowed}: a code for her")
+                    tok = form_post(f"{iss}/token", {"grant_type": "authorization_code", "code": q.get("code", ""), "client_id": cid,
+                                                     "redirect_uri": redirect, "code_verifier": verifier, "resource": mcp})
+                    if c.eq(tok.status, 200, "her code gets a token"):
+                        who = whoami_of(tool_call(mcp, json.loads(tok.body)["access_token"]))
+                        c.eq((who.get("user") or {}).get("email"), OIDC_USER["email"], f"whoami is her: {who}")
+            finally:
+                proxy.stop(c)
+                upstream.stop()
+
+
 def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Checks], None]:
     fn.standalone = True  # type: ignore[attr-defined]  # needs no shared servers (scenario a)
     return fn
@@ -958,6 +995,7 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
     for name, fn in [
         ("o1-proxy-oidc-ts-sdk-v1", _oidc_scenario("ts")),
         ("o2-proxy-oidc-py-sdk", _oidc_scenario("py")),
+        ("o3-proxy-oidc-allow-domain", scenario_o3_oidc_allow_domain),
         ("p1-proxy-github-ts-sdk-v1", _github_scenario("ts")),
         ("p2-proxy-github-py-sdk", _github_scenario("py")),
         ("q-proxy-redis-two-instances-round-robin", scenario_q_redis_lb),
