@@ -126,6 +126,36 @@ impl GatewayArgs {
     }
 }
 
+/// [`gateway_config::upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
+/// serves. A name used twice is an error.
+pub(crate) fn all_upstreams(
+    args: &crate::gateway_args::GatewayArgs,
+    config: Option<&gateway_config::ConfigFile>,
+) -> Result<Vec<UpstreamSpec>, Vec<String>> {
+    let mut specs = gateway_config::upstreams(args, config);
+    let Some(path) = &args.upstreams_from else {
+        return Ok(specs);
+    };
+    let imported = crate::mcp_json::load(path)?;
+    let mut errors = Vec::new();
+    for spec in imported {
+        if specs.iter().any(|s| s.name == spec.name) {
+            errors.push(format!(
+                "{}: server {:?} has the name of an [[upstream]] of the configuration file; rename one",
+                path.display(),
+                spec.name.as_deref().unwrap_or_default()
+            ));
+        } else {
+            specs.push(spec);
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
+}
+
 /// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
 /// errors name the upstream and the field, never a value.
 fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
@@ -287,7 +317,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.check_upstream_options() {
         problems.push(e);
     }
-    let specs = match gateway_config::all_upstreams(&args, Some(&config)) {
+    let specs = match all_upstreams(&args, Some(&config)) {
         Ok(specs) => {
             if let Err(e) = upstream_configs(&specs) {
                 problems.push(e);
@@ -434,7 +464,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         None => args,
     };
     args.check_upstream_options()?;
-    let specs = gateway_config::all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
+    let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
     let policy = match &args.policy {

@@ -844,36 +844,6 @@ pub(crate) fn upstreams(
     config.map(|c| c.upstreams.clone()).unwrap_or_default()
 }
 
-/// [`upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
-/// serves. A name used twice is an error.
-pub(crate) fn all_upstreams(
-    args: &crate::gateway_args::GatewayArgs,
-    config: Option<&ConfigFile>,
-) -> Result<Vec<UpstreamSpec>, Vec<String>> {
-    let mut specs = upstreams(args, config);
-    let Some(path) = &args.upstreams_from else {
-        return Ok(specs);
-    };
-    let imported = crate::mcp_json::load(path)?;
-    let mut errors = Vec::new();
-    for spec in imported {
-        if specs.iter().any(|s| s.name == spec.name) {
-            errors.push(format!(
-                "{}: server {:?} has the name of an [[upstream]] of the configuration file; rename one",
-                path.display(),
-                spec.name.as_deref().unwrap_or_default()
-            ));
-        } else {
-            specs.push(spec);
-        }
-    }
-    if errors.is_empty() {
-        Ok(specs)
-    } else {
-        Err(errors)
-    }
-}
-
 fn toml_string(value: &str) -> String {
     toml::Value::String(value.to_owned()).to_string()
 }

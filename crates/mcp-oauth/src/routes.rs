@@ -87,44 +87,46 @@ pub fn mcp_cors() -> CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
-/// The discovery routes of `oauth` ([`OAuth::metadata_router`]).
-pub(crate) fn metadata_router(oauth: &OAuth) -> Router {
-    let mut router = Router::new().route(
-        "/.well-known/oauth-protected-resource",
-        get(protected_resource),
-    );
-    let suffixed = oauth.resource().metadata_path();
-    if suffixed != "/.well-known/oauth-protected-resource" {
-        router = router.route(&suffixed, get(protected_resource));
-    }
-    #[cfg(feature = "remote")]
-    {
-        // The first server at the root paths; each at its path-inserted ones (RFC 8414
-        // §3.1), the first one configured winning when two issuers share a path.
-        let mut taken = std::collections::HashSet::new();
-        for (index, mirror) in oauth.metadata_mirrors().iter().enumerate() {
-            let path = mirror.issuer().path().trim_end_matches('/').to_owned();
-            for base in [
-                "/.well-known/oauth-authorization-server",
-                "/.well-known/openid-configuration",
-            ] {
-                let route = format!("{base}{path}");
-                let routes = if index == 0 && !path.is_empty() {
-                    vec![base.to_owned(), route]
-                } else {
-                    vec![route]
-                };
-                for route in routes {
-                    if taken.insert(route.clone()) {
-                        router = router.route(&route, get(move |state| mirrored(state, index)));
+impl OAuth {
+    /// The discovery routes for this configuration (see the [module docs](crate::routes)).
+    pub fn metadata_router(&self) -> Router {
+        let mut router = Router::new().route(
+            "/.well-known/oauth-protected-resource",
+            get(protected_resource),
+        );
+        let suffixed = self.resource().metadata_path();
+        if suffixed != "/.well-known/oauth-protected-resource" {
+            router = router.route(&suffixed, get(protected_resource));
+        }
+        #[cfg(feature = "remote")]
+        {
+            // The first server at the root paths; each at its path-inserted ones (RFC 8414
+            // §3.1), the first one configured winning when two issuers share a path.
+            let mut taken = std::collections::HashSet::new();
+            for (index, mirror) in self.metadata_mirrors().iter().enumerate() {
+                let path = mirror.issuer().path().trim_end_matches('/').to_owned();
+                for base in [
+                    "/.well-known/oauth-authorization-server",
+                    "/.well-known/openid-configuration",
+                ] {
+                    let route = format!("{base}{path}");
+                    let routes = if index == 0 && !path.is_empty() {
+                        vec![base.to_owned(), route]
+                    } else {
+                        vec![route]
+                    };
+                    for route in routes {
+                        if taken.insert(route.clone()) {
+                            router = router.route(&route, get(move |state| mirrored(state, index)));
+                        }
                     }
                 }
             }
         }
+        router
+            .layer(metadata_cors())
+            .with_state(Arc::new(self.clone()))
     }
-    router
-        .layer(metadata_cors())
-        .with_state(Arc::new(oauth.clone()))
 }
 
 async fn protected_resource(

@@ -61,6 +61,7 @@ mod clients;
 mod consent_page;
 mod cookies;
 mod http;
+mod issue;
 mod jwt_bearer;
 mod keys;
 mod login;

@@ -72,7 +72,7 @@ pub(crate) struct Inner {
     pub(crate) access: Option<super::access::Access>,
     /// The issuers of the JWT-bearer grant (trusted identity providers, workload issuers):
     /// `None` when the grant is off.
-    pub(crate) jwt_bearer: Option<super::jwt_bearer::JwtBearer>,
+    pub(crate) jwt_bearer: Option<super::jwt_bearer::config::JwtBearer>,
 }
 
 /// What the server is and offers.

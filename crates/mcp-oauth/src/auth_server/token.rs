@@ -10,19 +10,20 @@ use aws_lc_rs::digest;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use http::{HeaderMap, Method, StatusCode};
-use serde_json::{Map, Value, json};
+use http::HeaderMap;
+use serde_json::Map;
 use subtle::ConstantTimeEq as _;
 
 use super::clients::{authenticate_client, form_params, resolve_resource};
-use super::http::{TokenError, err, hash_hex, json_response, random_token};
+use super::http::{TokenError, err, hash_hex, random_token};
+use super::issue::{check_binding, dpop_proof, token_response};
 use super::jwt_bearer;
 use super::mint::{Grant, mint_bound};
 use super::protocol::{ErrorCode, GrantType, TokenRequest};
 use super::server::AuthServer;
 use super::store::{ClientRecord, CodeRecord, Redeemed, RefreshRecord, StoreError};
 use crate::claims::now_unix;
-use crate::dpop::{DpopError, DpopProof, DpopRequest};
+use crate::dpop::DpopProof;
 use crate::jose::jws::b64;
 use crate::scope::parse_scope_list;
 
@@ -35,33 +36,6 @@ pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     let computed = b64(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
     valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
-}
-
-/// The RFC 6749 §5.1 answer, with the bound resource (RFC 8707 §2.2) when there is one;
-/// `token_type` is `DPoP` for a bound access token (RFC 9449 §5).
-pub(crate) fn token_response(
-    access_token: String,
-    scope: &[String],
-    resource: Option<&str>,
-    refresh: Option<String>,
-    ttl: Duration,
-    bound: bool,
-) -> Response {
-    let mut body = Map::new();
-    body.insert("access_token".into(), json!(access_token));
-    body.insert(
-        "token_type".into(),
-        json!(if bound { "DPoP" } else { "Bearer" }),
-    );
-    body.insert("expires_in".into(), json!(ttl.as_secs()));
-    body.insert("scope".into(), json!(scope.join(" ")));
-    if let Some(resource) = resource {
-        body.insert("resource".into(), json!(resource));
-    }
-    if let Some(refresh) = refresh {
-        body.insert("refresh_token".into(), json!(refresh));
-    }
-    json_response(StatusCode::OK, &Value::Object(body))
 }
 
 /// A store failure: the one answer ([`StoreError::http`]), never `invalid_grant`.
@@ -163,75 +137,6 @@ async fn handle(
         } => jwt_bearer::grant(server, &client, assertion, scope, resource, headers).await,
     }
 }
-
-/// The request's DPoP proof, checked (RFC 9449 §5, §4.3) against `POST` and the token
-/// endpoint's URL as the metadata names it: `None` when DPoP is off here (the header is
-/// ignored) or the request has no `DPoP` header.
-pub(crate) async fn dpop_proof(
-    server: &AuthServer,
-    headers: &HeaderMap,
-) -> Result<Option<DpopProof>, TokenError> {
-    let Some(verifier) = &server.inner.tokens.dpop else {
-        return Ok(None);
-    };
-    if !headers.contains_key(DPOP) {
-        return Ok(None);
-    }
-    let url = url::Url::parse(&server.endpoint("/token"))
-        .map_err(|_| err(ErrorCode::ServerError, "the token endpoint URL is invalid"))?;
-    let request = DpopRequest::new(&Method::POST, &url);
-    verifier
-        .verify(headers.get_all(DPOP), &request, now_unix())
-        .await
-        .map(Some)
-        .map_err(dpop_error)
-}
-
-/// A refused proof: 400 `invalid_dpop_proof`, or `use_dpop_nonce` with a fresh nonce in
-/// `DPoP-Nonce`; 503 when the replay cache could not answer (RFC 9449 §5, §8).
-fn dpop_error(error: DpopError) -> TokenError {
-    let description = error.public_description();
-    match error {
-        DpopError::UseNonce { nonce, .. } => TokenError {
-            dpop_nonce: Some(nonce),
-            ..err(ErrorCode::UseDpopNonce, description)
-        },
-        DpopError::Unavailable(reason) => {
-            tracing::warn!(target: "mcp_oauth::auth_server", %reason, "DPoP replay cache unavailable");
-            TokenError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                ..err(ErrorCode::TemporarilyUnavailable, "try again later")
-            }
-        }
-        _ => err(ErrorCode::InvalidDpopProof, description),
-    }
-}
-
-/// A bound grant (a code with `dpop_jkt`, a bound refresh token) is honoured only with a
-/// proof by its key; `what` names it in the error.
-pub(crate) fn check_binding(
-    bound: Option<&str>,
-    proof: Option<&DpopProof>,
-    what: &str,
-) -> Result<(), TokenError> {
-    let Some(jkt) = bound else {
-        return Ok(());
-    };
-    match proof {
-        None => Err(err(
-            ErrorCode::InvalidDpopProof,
-            format!("the {what} is bound to a DPoP key: send a DPoP proof signed by that key"),
-        )),
-        Some(proof) if bool::from(proof.jkt().as_bytes().ct_eq(jkt.as_bytes())) => Ok(()),
-        Some(_) => Err(err(
-            ErrorCode::InvalidGrant,
-            format!("the {what} is bound to another DPoP key"),
-        )),
-    }
-}
-
-/// The `DPoP` request header.
-const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
 /// What an authorization-code request presents.
 struct Presented<'a> {

@@ -28,7 +28,7 @@ use crate::error::{ConfigError, VerifyError};
 use crate::fetch::HttpClient;
 use crate::verify::{JwtVerifier, JwtVerifierBuilder, TokenVerifier};
 
-use super::Audience;
+use super::audience::Audience;
 
 /// One trusted issuer: its issuer URL (exactly as its tokens carry it in `iss`), how its
 /// tokens are verified, the audiences it may use and how its claims become a user. Give
@@ -201,7 +201,7 @@ impl Issuer {
             #[cfg(feature = "remote")]
             Source::Provider(spec) => {
                 let spec = (*spec)?;
-                let built = crate::oauth::spec_pipeline(&spec, ctx.client.as_ref())?;
+                let built = crate::providers::pipeline::spec_pipeline(&spec, ctx.client.as_ref())?;
                 if built.unverified.is_some() {
                     return Err(ConfigError::invalid(
                         "issuer",

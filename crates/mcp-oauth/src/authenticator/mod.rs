@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use aws_lc_rs::constant_time;
 
+pub(crate) mod audience;
 pub mod issuers;
 
+pub use audience::Audience;
 pub use issuers::Issuer;
 pub(crate) use issuers::Trusted;
 
@@ -31,87 +33,6 @@ use crate::verify::TokenVerifier;
 
 /// Default largest token accepted: 8 KiB. Longer ones are refused before parsing.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-/// Which audiences a token may carry.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Audience {
-    /// `aud` must name the resource (trailing slash and the case of scheme and host do not
-    /// matter) or one of `extra`, compared exactly. With `prefix`, an `aud` that is a
-    /// path-boundary prefix of the resource also counts.
-    Resource {
-        /// Other accepted audiences (an Auth0 API identifier, a Keycloak client id, …).
-        extra: Vec<String>,
-        /// Accept path-boundary prefixes of the resource.
-        prefix: bool,
-    },
-    /// No audience check. Only for providers that cannot put the resource in tokens; a token
-    /// issued for any other service of the same issuer is then accepted here.
-    Disabled,
-}
-
-impl Default for Audience {
-    fn default() -> Self {
-        Self::Resource {
-            extra: Vec::new(),
-            prefix: false,
-        }
-    }
-}
-
-impl Audience {
-    /// Bound to the resource, or one of `extra` (compared exactly): an API identifier, a
-    /// client id, Supabase's `authenticated`. With no `extra`, the default.
-    pub fn resource_or<I: IntoIterator<Item = S>, S: Into<String>>(extra: I) -> Self {
-        Self::Resource {
-            extra: extra.into_iter().map(Into::into).collect(),
-            prefix: false,
-        }
-    }
-
-    /// Accepts `audience` too, compared exactly (nothing changes when the check is off).
-    pub(crate) fn add_extra(&mut self, audience: String) {
-        if let Self::Resource { extra, .. } = self {
-            extra.push(audience);
-        }
-    }
-
-    /// Accepts path-boundary prefixes of the resource too (nothing changes when the check is
-    /// off).
-    pub(crate) fn allow_prefix(&mut self) {
-        if let Self::Resource { prefix, .. } = self {
-            *prefix = true;
-        }
-    }
-
-    /// Whether one `aud` value is accepted for `resource` (always, when the check is off).
-    pub fn accepts(&self, aud: &str, resource: &ResourceUrl) -> bool {
-        let Self::Resource { extra, prefix } = self else {
-            return true;
-        };
-        resource.matches(aud)
-            || extra.iter().any(|e| e == aud)
-            || (*prefix && resource.is_covered_by(aud))
-    }
-
-    /// The audience rule applied to a token's claims: some `aud` is accepted.
-    ///
-    /// # Errors
-    ///
-    /// [`VerifyError::InvalidAudience`] when none is, [`VerifyError::InvalidClaim`] when
-    /// `aud` is neither a string nor an array of strings.
-    pub fn check(&self, claims: &Claims, resource: &ResourceUrl) -> Result<(), VerifyError> {
-        if matches!(self, Self::Disabled) {
-            return Ok(());
-        }
-        let audiences = claims.audiences()?;
-        if audiences.iter().any(|aud| self.accepts(aud, resource)) {
-            Ok(())
-        } else {
-            Err(VerifyError::InvalidAudience)
-        }
-    }
-}
 
 /// Settings of the verified-token cache.
 #[derive(Debug, Clone, Copy)]

@@ -24,8 +24,6 @@ use crate::metadata::MetadataMirror;
 use crate::policy::ScopePolicy;
 use crate::resource::ResourceUrl;
 use crate::scope::{ScopeHierarchy, is_valid_scope};
-#[cfg(feature = "remote")]
-use crate::verify::JwtVerifier;
 use crate::verify::TokenVerifier;
 
 /// Builds an [`OAuth`] configuration.
@@ -437,7 +435,7 @@ impl OAuthBuilder {
         self.audience = merge_audience(self.audience.clone(), &spec.audience);
         let mut unverified = None;
         if self.verifier.is_none() {
-            let built = spec_pipeline(&spec, self.client.as_ref())?;
+            let built = crate::providers::pipeline::spec_pipeline(&spec, self.client.as_ref())?;
             unverified = built.unverified;
             self.userinfo = built.userinfo;
             self.verifier = Some(built.verifier);
@@ -644,68 +642,4 @@ impl OAuthBuilder {
             }),
         })
     }
-}
-
-/// What a preset's verification builds: its verifier, the `verify_jwt(false)` state (forced
-/// or not) and its `userinfo` completion.
-#[cfg(feature = "remote")]
-pub(crate) struct SpecPipeline {
-    pub(crate) verifier: Arc<dyn TokenVerifier>,
-    pub(crate) unverified: Option<bool>,
-    pub(crate) userinfo: Option<Arc<crate::providers::userinfo::UserinfoClaims>>,
-}
-
-/// The verifier (and `userinfo` completion) a preset describes; `client` for its fetches.
-#[cfg(feature = "remote")]
-pub(crate) fn spec_pipeline(
-    spec: &crate::providers::ProviderSpec,
-    client: Option<&HttpClient>,
-) -> Result<SpecPipeline, ConfigError> {
-    use crate::providers::Verification;
-    let mut unverified = None;
-    let verifier: Arc<dyn TokenVerifier> = match &spec.verification {
-        Verification::Custom(verifier) => verifier.clone(),
-        Verification::Unverified => {
-            unverified = Some(spec.force_unverified);
-            Arc::new(crate::verify::unverified::UnverifiedJwt {
-                issuer: spec.issuer.clone(),
-                typ: spec.require_at_jwt.then_some("at+jwt"),
-            })
-        }
-        Verification::Jwt => {
-            let mut jwt = JwtVerifier::builder()
-                .issuer(spec.issuer.clone())
-                .algorithms(spec.algorithms.iter());
-            jwt = match &spec.jwks_url {
-                Some(url) => jwt.jwks_url(url.clone()),
-                None => jwt.discover_jwks(),
-            };
-            if let Some(secret) = &spec.hmac_secret {
-                jwt = jwt.hmac_secret(secret.clone());
-            }
-            if spec.require_at_jwt {
-                jwt = jwt.require_at_jwt_typ();
-            }
-            if let Some(client) = client {
-                jwt = jwt.http_client(client.clone());
-            }
-            Arc::new(jwt.build()?)
-        }
-    };
-    let userinfo = match &spec.userinfo_endpoint {
-        None => None,
-        Some(url) => Some(Arc::new(crate::providers::userinfo::UserinfoClaims {
-            url: url::Url::parse(url)
-                .map_err(|e| ConfigError::url("userinfo endpoint", url, e.to_string()))?,
-            http: match client {
-                Some(client) => client.clone(),
-                None => HttpClient::new()?,
-            },
-        })),
-    };
-    Ok(SpecPipeline {
-        verifier,
-        unverified,
-        userinfo,
-    })
 }

@@ -5,8 +5,6 @@
 mod builder;
 
 pub use builder::OAuthBuilder;
-#[cfg(feature = "remote")]
-pub(crate) use builder::spec_pipeline;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -249,13 +247,6 @@ impl OAuth {
     /// The bearer layer for this configuration.
     pub fn layer(&self) -> BearerAuthLayer {
         BearerAuthLayer::new(self.inner.guard.clone())
-    }
-
-    /// The discovery routes for this configuration (see [`crate::routes`]): the
-    /// protected-resource metadata and the mirrored authorization-server metadata.
-    #[cfg(feature = "axum")]
-    pub fn metadata_router(&self) -> axum::Router {
-        crate::routes::metadata_router(self)
     }
 
     /// Checks every advertised authorization server as an MCP client would: fetches its

@@ -19,9 +19,9 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use super::decision::Target;
-use super::enforce::Strict;
 use super::engine::Policy;
 use super::principal::Principal;
+use super::strict::Strict;
 
 /// The list methods whose answers are filtered.
 pub(crate) const LIST_METHODS: [&str; 4] = [

@@ -55,6 +55,8 @@ mod parts;
 #[cfg(feature = "policy")]
 mod principal;
 #[cfg(feature = "policy")]
+mod strict;
+#[cfg(feature = "policy")]
 mod subject;
 
 #[cfg(feature = "policy")]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Common, Provider, ProviderSpec, Vars, base_url, common_setters, required};
 use crate::auth::{ClaimMapper, DefaultClaimMapper, UserInfo};
-use crate::authenticator::Audience;
+use crate::authenticator::audience::Audience;
 use crate::claims::Claims;
 use crate::error::ConfigError;
 

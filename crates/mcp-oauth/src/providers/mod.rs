@@ -34,6 +34,8 @@ mod clerk;
 mod custom;
 mod keycloak;
 mod oidc;
+#[cfg(feature = "remote")]
+pub(crate) mod pipeline;
 mod supabase;
 #[cfg(feature = "remote")]
 pub(crate) mod userinfo;
@@ -51,7 +53,7 @@ pub use supabase::{Supabase, SupabaseMapper};
 pub use workos::{WorkOs, WorkOsMapper};
 
 use crate::auth::{ClaimMapper, DefaultClaimMapper};
-use crate::authenticator::Audience;
+use crate::authenticator::audience::Audience;
 use crate::claims::ClaimIfPresent;
 use crate::error::ConfigError;
 use crate::jose::Algorithms;

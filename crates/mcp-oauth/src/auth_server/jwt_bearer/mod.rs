@@ -16,7 +16,7 @@
 //! `invalid_grant` with one description; the reason is logged.
 
 mod checks;
-mod config;
+pub(super) mod config;
 
 use std::collections::HashMap;
 
@@ -32,12 +32,12 @@ pub use config::{TrustedIdp, WorkloadIssuer};
 use super::assertion::spend_jti;
 use super::clients::{load_client, resolve_resource};
 use super::http::{TokenError, err, random_token};
+use super::issue::{check_binding, dpop_proof, token_response};
 use super::login::UserIdentity;
 use super::mint::{Grant, mint_bound};
 use super::protocol::{ClientAuthMethod, ErrorCode, GrantType};
 use super::server::AuthServer;
 use super::store::ClientRecord;
-use super::token::{check_binding, dpop_proof, token_response};
 use crate::error::VerifyError;
 use crate::scope::parse_scope_list;
 
