@@ -14,7 +14,9 @@ use mcp_oauth::exchange::{ExchangeError, TokenExchange};
 
 use crate::error::GatewayError;
 
-/// The upstream's credentials for each caller; see the [module docs](self).
+/// The upstream's credentials for each caller, made for that caller and sent as
+/// `Authorization`: never the caller's own token to the gateway, which was issued for the
+/// gateway (passing it on is the confused deputy the MCP specification forbids).
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum UpstreamCredentials {
