@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Interop scenarios: real third-party peers against the `oidc` example server (a–g), against
 `mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py),
-and against `mcp-oauth proxy`, that server in proxy mode before an upstream identity provider
-(o–r, proxy_scenarios.py).
+against `mcp-oauth proxy`, that server in proxy mode before an upstream identity provider
+(o–r, proxy_scenarios.py), and real MCP servers behind `mcp-oauth gateway` (gw1–gw6,
+gateway_scenarios.py).
 
 Standard library only. Normally started by run.sh, which installs the peers (setup.sh) and
 builds the example and the mcp-oauth command first; by hand:
