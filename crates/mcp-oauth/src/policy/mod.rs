@@ -55,6 +55,8 @@ mod parts;
 #[cfg(feature = "policy")]
 mod principal;
 #[cfg(feature = "policy")]
+mod ratelimit;
+#[cfg(feature = "policy")]
 mod strict;
 #[cfg(feature = "policy")]
 mod subject;
@@ -79,6 +81,8 @@ pub use fixtures::{FixtureFailure, FixtureReport, Fixtures};
 pub(crate) use lists::{ListError, ListFilter, SseFilter};
 #[cfg(feature = "policy")]
 pub(crate) use principal::PrincipalCache;
+#[cfg(feature = "policy")]
+pub use ratelimit::{Limited, Per, Rate, RateLimit, RateLimitError, RateLimiter};
 #[cfg(feature = "policy")]
 pub use subject::{GroupSource, Membership, Subject};
 
