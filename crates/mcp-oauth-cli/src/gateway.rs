@@ -559,7 +559,10 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         let catalog = gateway.catalog().await.map_err(|e| {
             format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
         })?;
-        gate.install(config, &catalog, &path)?;
+        // Rate-limit buckets in the authorization server's store (shared by the instances
+        // that share it); with --issuer, in memory.
+        let store = auth_server.as_ref().map(|server| server.store().clone());
+        gate.install(config, &catalog, &path, store)?;
     }
     let admin_url = match admin {
         Some(admin) => {

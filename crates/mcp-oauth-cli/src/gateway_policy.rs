@@ -6,30 +6,53 @@
 //! validated against those schemas, so a rule naming a tool or an argument that does not exist
 //! stops the gateway before it serves. Until then the hook lets lists through and refuses every
 //! other request (nothing is served before the policy is in place).
+//!
+//! The policy's rate limits (`[[policy.rate_limit]]`) are checked after a call is allowed:
+//! a call over a limit is refused with a JSON-RPC error carrying the time to wait.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use mcp_oauth::Auth;
-use mcp_oauth::policy::{Catalog, Effect, Policy, PolicyConfig, Subject, Target};
-use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper, ListKind};
+use mcp_oauth::auth_server::store::Store;
+use mcp_oauth::policy::{
+    Catalog, Effect, Policy, PolicyConfig, RateLimitError, RateLimiter, Subject, Target,
+};
+use mcp_oauth_gateway::gate::{Admission, Call, Decision, Gatekeeper, ListKind, Refusal};
 use serde_json::Value;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The JSON-RPC error code of a call refused by a rate limit (in the implementation-defined
+/// server error range).
+pub(crate) const RATE_LIMITED: i64 = -32029;
 
 /// The gatekeeper; cheap to clone (the clones share the policy once it is set).
 #[derive(Clone, Default)]
 pub(crate) struct PolicyGate {
     policy: Arc<OnceLock<Policy>>,
+    limiter: Arc<OnceLock<RateLimiter>>,
 }
 
 impl PolicyGate {
     /// Compiles `config` against `catalog` (what [`mcp_oauth_gateway::Gateway::catalog`]
-    /// answers) and puts it in place.
+    /// answers) and puts it in place, with its rate limits counted in `store` (else in
+    /// memory).
     pub(crate) fn install(
         &self,
         config: PolicyConfig,
         catalog: &Value,
         file: &Path,
+        store: Option<Arc<dyn Store>>,
     ) -> Result<(), String> {
+        let limits = config.rate_limits().to_vec();
+        let limiter = match store {
+            Some(store) => RateLimiter::shared(limits, store),
+            None => RateLimiter::new(limits),
+        };
+        if self.limiter.set(limiter).is_err() {
+            return Err("the policy is already in place".to_owned());
+        }
         let catalog =
             Catalog::from_json(catalog).map_err(|e| format!("the upstreams' tool list: {e}"))?;
         let policy = Policy::new(config, catalog)
@@ -56,6 +79,50 @@ fn gate_decision(decision: &mcp_oauth::policy::Decision) -> Decision {
 }
 
 impl Gatekeeper for PolicyGate {
+    fn admit<'a>(
+        &'a self,
+        caller: Option<&'a Auth>,
+        call: Admission<'a>,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            let (Some(limiter), "tools/call", Some(tool)) =
+                (self.limiter.get(), call.method, call.name)
+            else {
+                return Decision::Allow;
+            };
+            if !limiter.covers(tool) {
+                return Decision::Allow;
+            }
+            let subject = caller.map_or("anonymous", |a| a.subject());
+            match limiter.check(subject, tool).await {
+                Ok(()) => Decision::Allow,
+                Err(RateLimitError::Limited(limited)) => {
+                    let seconds = limited.retry_after.as_secs_f64().ceil();
+                    Decision::Refuse(Refusal {
+                        code: RATE_LIMITED,
+                        message: format!(
+                            "rate limit reached for tool `{tool}`: retry in {seconds} s"
+                        ),
+                        data: Some(serde_json::json!({
+                            "rateLimit": limited.limit,
+                            "retryAfter": seconds,
+                        })),
+                        reason: format!("rate_limit:{}", limited.limit),
+                    })
+                }
+                Err(err) => {
+                    tracing::error!(target: "mcp_oauth_cli", "{err}");
+                    Decision::Refuse(Refusal {
+                        code: -32603,
+                        message: "the rate limit cannot be checked; try again later".to_owned(),
+                        data: None,
+                        reason: "rate_limit:unavailable".to_owned(),
+                    })
+                }
+            }
+        })
+    }
+
     fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision {
         let method = call.method();
         let Some(policy) = self.policy.get() else {

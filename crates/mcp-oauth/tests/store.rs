@@ -871,7 +871,8 @@ async fn dpop_proofs_are_single_use_across_instances(a: Arc<dyn Store>, b: Arc<d
 #[cfg(feature = "policy")]
 async fn rate_limit_buckets_are_shared_across_instances(store: Arc<dyn Store>) {
     use mcp_oauth::policy::{Rate, RateLimit, RateLimitError, RateLimiter};
-    let limits = || vec![RateLimit::new("writes", ["write_*"], Rate::parse("10/minute").unwrap()).burst(5)];
+    let limits =
+        || vec![RateLimit::new("writes", ["write_*"], Rate::parse("10/minute").unwrap()).burst(5)];
     // The next minute boundary: never behind the store's clock.
     let start = u64::try_from(now()).unwrap().div_ceil(60) * 60_000;
     let time = Arc::new(AtomicU64::new(start));
@@ -897,8 +898,15 @@ async fn rate_limit_buckets_are_shared_across_instances(store: Arc<dyn Store>) {
     assert_eq!(passed, 5);
     assert!(b.check("bob", "write_file").await.is_ok());
     time.fetch_add(6_000, Ordering::SeqCst);
-    let (ra, rb) = tokio::join!(a.check("alice", "write_file"), b.check("alice", "write_file"));
-    assert_eq!(u8::from(ra.is_ok()) + u8::from(rb.is_ok()), 1, "{ra:?} {rb:?}");
+    let (ra, rb) = tokio::join!(
+        a.check("alice", "write_file"),
+        b.check("alice", "write_file")
+    );
+    assert_eq!(
+        u8::from(ra.is_ok()) + u8::from(rb.is_ok()),
+        1,
+        "{ra:?} {rb:?}"
+    );
 }
 
 // ---- the stores under test -------------------------------------------------------------

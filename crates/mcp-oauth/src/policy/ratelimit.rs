@@ -45,7 +45,11 @@ impl Rate {
     ///
     /// A message saying what is wrong and what is expected.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("the rate `{text}` must read like `10/minute` (N/second, N/minute, N/hour or N/day, N > 0)");
+        let bad = || {
+            format!(
+                "the rate `{text}` must read like `10/minute` (N/second, N/minute, N/hour or N/day, N > 0)"
+            )
+        };
         let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         let seconds = match unit.trim() {
@@ -375,11 +379,25 @@ mod tests {
 
     #[test]
     fn rates_read_like_ten_per_minute() {
-        assert_eq!(rate("10/minute"), Rate::new(10, Duration::from_secs(60)).expect("rate"));
-        assert_eq!(rate(" 3 / s "), Rate::new(3, Duration::from_secs(1)).expect("rate"));
+        assert_eq!(
+            rate("10/minute"),
+            Rate::new(10, Duration::from_secs(60)).expect("rate")
+        );
+        assert_eq!(
+            rate(" 3 / s "),
+            Rate::new(3, Duration::from_secs(1)).expect("rate")
+        );
         assert_eq!(rate("100/hour").period_ms, 3_600_000);
         assert_eq!(rate("1/day").period_ms, 86_400_000);
-        for bad in ["", "10", "0/minute", "-1/minute", "ten/minute", "10/fortnight", "10/"] {
+        for bad in [
+            "",
+            "10",
+            "0/minute",
+            "-1/minute",
+            "ten/minute",
+            "10/fortnight",
+            "10/",
+        ] {
             let err = Rate::parse(bad).expect_err(bad);
             assert!(err.contains("10/minute"), "{err}");
         }
@@ -387,16 +405,28 @@ mod tests {
 
     async fn burst_then_refusal_then_refill(limiter: RateLimiter, now: &AtomicU64) {
         for _ in 0..5 {
-            limiter.check("alice", "write_file").await.expect("within the burst");
+            limiter
+                .check("alice", "write_file")
+                .await
+                .expect("within the burst");
         }
         let refused = limited(limiter.check("alice", "write_file").await);
         assert_eq!(refused.limit, "writes");
         assert_eq!(refused.retry_after, Duration::from_secs(6));
         // Another user, another tool, an uncovered tool: their own buckets.
-        limiter.check("bob", "write_file").await.expect("bob's bucket is full");
-        limiter.check("alice", "write_other").await.expect("another tool");
+        limiter
+            .check("bob", "write_file")
+            .await
+            .expect("bob's bucket is full");
+        limiter
+            .check("alice", "write_other")
+            .await
+            .expect("another tool");
         for _ in 0..20 {
-            limiter.check("alice", "read_file").await.expect("not limited");
+            limiter
+                .check("alice", "read_file")
+                .await
+                .expect("not limited");
         }
         // 4 s later: still nothing, 2 s to wait.
         now.fetch_add(4_000, Ordering::SeqCst);
@@ -404,12 +434,18 @@ mod tests {
         assert_eq!(refused.retry_after, Duration::from_secs(2));
         // 6 s after the burst one call came back, and only one.
         now.fetch_add(2_000, Ordering::SeqCst);
-        limiter.check("alice", "write_file").await.expect("refilled one");
+        limiter
+            .check("alice", "write_file")
+            .await
+            .expect("refilled one");
         limited(limiter.check("alice", "write_file").await);
         // A minute later the bucket is full again (5, not 10: the burst caps it).
         now.fetch_add(60_000, Ordering::SeqCst);
         for _ in 0..5 {
-            limiter.check("alice", "write_file").await.expect("full again");
+            limiter
+                .check("alice", "write_file")
+                .await
+                .expect("full again");
         }
         limited(limiter.check("alice", "write_file").await);
     }
@@ -444,7 +480,10 @@ mod tests {
         let b = RateLimiter::shared(writes(), store).clock(move || rb());
         for i in 0..5 {
             let limiter = if i % 2 == 0 { &a } else { &b };
-            limiter.check("alice", "write_file").await.expect("within the burst");
+            limiter
+                .check("alice", "write_file")
+                .await
+                .expect("within the burst");
         }
         limited(a.check("alice", "write_file").await);
         limited(b.check("alice", "write_file").await);
@@ -512,10 +551,16 @@ rate = "2/second"
         );
         for (bad, says) in [
             ("tools = [\"x\"]\nrate = \"10/fortnight\"", "10/minute"),
-            ("tools = [\"x\"]\nrate = \"1/s\"\nper = \"team\"", "per \"user\""),
+            (
+                "tools = [\"x\"]\nrate = \"1/s\"\nper = \"team\"",
+                "per \"user\"",
+            ),
             ("tools = []\nrate = \"1/s\"", "needs `tools`"),
             ("tools = [\"x\"]\nrate = \"1/s\"\nburst = 0", "at least 1"),
-            ("tools = [\"x\"]\nrate = \"1/s\"\nburstt = 1", "unknown field"),
+            (
+                "tools = [\"x\"]\nrate = \"1/s\"\nburstt = 1",
+                "unknown field",
+            ),
         ] {
             let text = format!("[policy]\n\n[[policy.rate_limit]]\n{bad}\n");
             let err = crate::policy::PolicyConfig::from_toml(&text, "p.toml")
