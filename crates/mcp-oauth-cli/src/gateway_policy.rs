@@ -97,7 +97,8 @@ impl Gatekeeper for PolicyGate {
             match limiter.check(subject, tool).await {
                 Ok(()) => Decision::Allow,
                 Err(RateLimitError::Limited(limited)) => {
-                    let seconds = limited.retry_after.as_secs_f64().ceil();
+                    let wait = limited.retry_after;
+                    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                     Decision::Refuse(Refusal {
                         code: RATE_LIMITED,
                         message: format!(

@@ -558,7 +558,7 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         .expect_err("over the limit")
         .to_string();
     assert!(
-        refused.contains("rate limit reached for tool `echo`") && refused.contains("retry in"),
+        refused.contains("rate limit reached for tool `echo`") && refused.contains("retry in "),
         "{refused}"
     );
     assert_eq!(

@@ -109,10 +109,13 @@ pub struct Refusal {
 impl Refusal {
     /// The JSON-RPC error response to the request with id `id` (its JSON text).
     pub(crate) fn response(&self, id: Option<&str>) -> bytes::Bytes {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.clone().into());
         if let Some(data) = &self.data {
-            error["data"] = data.clone();
+            error.insert("data".into(), data.clone());
         }
+        let error = serde_json::Value::Object(error);
         crate::jsonrpc::encode_response(id.unwrap_or("null"), None, Some(&error.to_string()))
     }
 }
@@ -310,6 +313,108 @@ mod tests {
         assert_eq!(
             OnlyEcho.decide(None, &Call::new("tools/call", Some(&rm))),
             Decision::Deny
+        );
+    }
+
+    /// Refuses every `tools/call` of `slow` with data; counts what it was asked.
+    struct Bucket(std::sync::atomic::AtomicUsize);
+
+    impl Gatekeeper for Bucket {
+        fn decide(&self, _: Option<&Auth>, _: &Call<'_>) -> Decision {
+            Decision::Allow
+        }
+        fn admit<'a>(
+            &'a self,
+            _: Option<&'a Auth>,
+            call: Admission<'a>,
+        ) -> BoxFuture<'a, Decision> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let refused = call.name == Some("slow") && call.upstream == Some("fs");
+            Box::pin(std::future::ready(if refused {
+                Decision::Refuse(Refusal {
+                    code: -32029,
+                    message: "wait".into(),
+                    data: Some(serde_json::json!({"retryAfter": 3})),
+                    reason: "rate_limit:slow".into(),
+                })
+            } else {
+                Decision::Allow
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn allowed_calls_are_admitted_and_lists_are_not_asked() {
+        let bucket = Bucket(std::sync::atomic::AtomicUsize::new(0));
+        let slow = RawValue::from_string(r#"{"name":"slow","arguments":{}}"#.into()).expect("raw");
+        let decision = admitted(
+            &bucket,
+            None,
+            "tools/call",
+            Some(&slow),
+            Some("fs"),
+            Decision::Allow,
+        )
+        .await;
+        let Decision::Refuse(refusal) = &decision else {
+            panic!("{decision:?}");
+        };
+        let answer: serde_json::Value =
+            serde_json::from_slice(&refusal.response(Some("7"))).expect("json");
+        assert_eq!(
+            answer,
+            serde_json::json!({"jsonrpc":"2.0","id":7,"error":{"code":-32029,"message":"wait","data":{"retryAfter":3}}})
+        );
+        // Another upstream, a list, a call already denied: admitted, or not asked.
+        assert_eq!(
+            admitted(
+                &bucket,
+                None,
+                "tools/call",
+                Some(&slow),
+                None,
+                Decision::Allow
+            )
+            .await,
+            Decision::Allow
+        );
+        assert_eq!(
+            admitted(
+                &bucket,
+                None,
+                "tools/list",
+                None,
+                Some("fs"),
+                Decision::Allow
+            )
+            .await,
+            Decision::Allow
+        );
+        assert_eq!(
+            admitted(
+                &bucket,
+                None,
+                "tools/call",
+                Some(&slow),
+                Some("fs"),
+                Decision::Deny
+            )
+            .await,
+            Decision::Deny
+        );
+        assert_eq!(bucket.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The default admits everything.
+        assert_eq!(
+            admitted(
+                &AllowAll,
+                None,
+                "tools/call",
+                Some(&slow),
+                Some("fs"),
+                Decision::Allow
+            )
+            .await,
+            Decision::Allow
         );
     }
 }
