@@ -26,6 +26,8 @@ mod scopes;
 
 pub use scopes::ScopePolicy;
 
+#[cfg(all(feature = "policy", feature = "auth-server"))]
+mod approval;
 #[cfg(feature = "policy")]
 mod args;
 #[cfg(feature = "policy")]
@@ -61,6 +63,8 @@ mod strict;
 #[cfg(feature = "policy")]
 mod subject;
 
+#[cfg(all(feature = "policy", feature = "auth-server"))]
+pub use approval::{Answer, ApprovalCall, ApprovalError, Approvals, Approvers};
 #[cfg(feature = "policy")]
 pub use catalog::{Catalog, ToolInfo};
 #[cfg(feature = "policy")]

@@ -192,11 +192,15 @@ pub enum Kind {
     /// A slot of a rate-limit bucket (`mcp_oauth::policy::RateLimiter`), keyed by the
     /// bucket and the slot's number; no data. Kept until the slot is past.
     RateLimit,
+    /// An approval of one call (`mcp_oauth::policy::Approvals`), keyed by the SHA-256 of
+    /// the call's binding, or a marker that an approval ticket was answered. Kept until the
+    /// ticket expires.
+    Approval,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -207,6 +211,7 @@ impl Kind {
         Self::DpopProof,
         Self::ClientAssertion,
         Self::RateLimit,
+        Self::Approval,
     ];
 
     /// A stable name, for keys and tables.
@@ -222,6 +227,7 @@ impl Kind {
             Self::DpopProof => "dpop_proof",
             Self::ClientAssertion => "client_assertion",
             Self::RateLimit => "rate_limit",
+            Self::Approval => "approval",
         }
     }
 
@@ -238,6 +244,7 @@ impl Kind {
             Self::DpopProof => "a DPoP proof",
             Self::ClientAssertion => "a client assertion",
             Self::RateLimit => "a rate-limit slot",
+            Self::Approval => "an approval",
         }
     }
 }
