@@ -122,7 +122,10 @@ struct Ticket {
     expires_at: i64,
 }
 
-/// Signs tickets and keeps answers; see the [module docs](self).
+/// Signs approval tickets and keeps the answers: a ticket binds one exact call (user,
+/// upstream, tool, SHA-256 of the canonical arguments, policy version) and expires; an answer
+/// is recorded once per ticket and redeemed once by the identical call (`docs/policy.md`,
+/// "Approvals").
 pub struct Approvals {
     key: hmac::Key,
     store: Arc<dyn Store>,

@@ -186,7 +186,8 @@ enum Backend {
     Store(Arc<dyn Store>),
 }
 
-/// Checks calls against the [`RateLimit`]s; see the [module docs](self).
+/// Checks calls against the [`RateLimit`]s: one token bucket per limit, tool and user (or per
+/// limit and tool), in memory or shared through a store (`docs/policy.md`, "Rate limits").
 ///
 /// ```
 /// use mcp_oauth::policy::{Rate, RateLimit, RateLimiter};
