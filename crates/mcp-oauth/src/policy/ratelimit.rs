@@ -571,4 +571,26 @@ rate = "2/second"
             assert!(err.contains("p.toml"), "{err}");
         }
     }
+
+    #[test]
+    fn a_pattern_that_matches_no_tool_is_an_error() {
+        use crate::policy::{Catalog, Policy, PolicyConfig, ToolInfo};
+        let catalog = || {
+            Catalog::new().tool(ToolInfo::new(
+                "write_file",
+                serde_json::json!({"type": "object"}),
+            ))
+        };
+        let limited = |tools: &[&str]| {
+            PolicyConfig::new().rate_limit(RateLimit::new("w", tools.iter().copied(), rate("1/s")))
+        };
+        assert!(Policy::new(limited(&["write_*"]), catalog()).is_ok());
+        let err = Policy::new(limited(&["write_*", "wrte_file"]), catalog())
+            .expect_err("a typo")
+            .to_string();
+        assert!(
+            err.contains("`wrte_file` matches no tool") && !err.contains("write_*"),
+            "{err}"
+        );
+    }
 }
