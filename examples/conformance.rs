@@ -18,6 +18,8 @@
 //! - `--stdio`: serve one client on stdin/stdout (for a gateway's stdio upstream); logs go to
 //!   stderr.
 //!
+//! Logs go to stderr, at the level `RUST_LOG` asks for (`info` by default).
+//!
 //! Sessions are on and answers stream as SSE, so that the server can send requests
 //! (`sampling/createMessage`, `elicitation/create`) and notifications (progress, log messages)
 //! to the client while a call runs. The fixtures are those of the runner's reference server
@@ -625,7 +627,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_tracing();
+    // Logs go to stderr: stdout carries the protocol (--stdio) or the endpoint line.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let options = options()?;
     if options.stdio {
         use rmcp::ServiceExt as _;
