@@ -563,7 +563,7 @@ impl ServerHandler for Conformance {
             .min_level
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(severity(&request.level));
-        let level = serde_json::to_value(&request.level).unwrap_or(Value::Null);
+        let level = serde_json::to_value(request.level).unwrap_or(Value::Null);
         self.log(
             &context,
             LoggingLevel::Info,
