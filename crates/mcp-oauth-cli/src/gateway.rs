@@ -278,7 +278,7 @@ fn command_line() -> Vec<OsString> {
 
 /// The audit log the options ask for.
 fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> {
-    let Some(path) = &args.audit else {
+    let Some(path) = args.access.audit_path() else {
         return Ok(None);
     };
     let mode = match args.audit_arguments {
@@ -287,8 +287,12 @@ fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> 
         AuditArguments::Redacted => ArgumentMode::Redacted,
         AuditArguments::Full => ArgumentMode::Full,
     };
-    mcp_oauth::AuditLog::builder()
-        .file(path)
+    let builder = if path.as_os_str() == "-" {
+        mcp_oauth::AuditLog::builder().stdout()
+    } else {
+        mcp_oauth::AuditLog::builder().file(path)
+    };
+    builder
         .arguments(mode)
         .build()
         .map(Some)
@@ -340,12 +344,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.dev.dpop.verifier(None) {
         problems.push(e);
     }
-    if let Some(policy) = &args.policy
-        && let Err(e) = gateway_policy::load(policy)
-    {
+    if let Err(e) = args.access.config() {
         problems.push(e);
     }
-    if let Some(audit) = &args.audit {
+    if let Err(e) = crate::gateway_login::check_options(&args) {
+        problems.push(e);
+    }
+    if let Some(audit) = args.access.audit_path().filter(|a| a.as_os_str() != "-") {
         let dir = audit.parent().filter(|d| !d.as_os_str().is_empty());
         if dir.is_some_and(|d| !d.is_dir()) {
             problems.push(format!(
@@ -364,9 +369,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         Some(url) => println!("  MCP endpoint  {}/mcp", url.trim().trim_end_matches('/')),
         None => println!("  MCP endpoint  http://{listen}/mcp"),
     }
-    match &args.issuer {
-        Some(issuer) => println!("  tokens        verified for the issuer {issuer}"),
-        None => {
+    match (&args.login, &args.issuer) {
+        (Some(provider), _) => println!(
+            "  tokens        the gateway's own; users sign in at {} (as mcp-oauth proxy)",
+            provider.display_name()
+        ),
+        (None, Some(issuer)) => println!("  tokens        verified for the issuer {issuer}"),
+        (None, None) => {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
     }
@@ -422,13 +431,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             mcp_oauth_gateway::identity::JWKS_PATH
         );
     }
-    if let Some(policy) = &args.policy {
+    if let Some(policy) = args.access.name() {
         println!(
-            "  policy        {} (its rules are checked against the upstreams' tools at start-up)",
-            policy.display()
+            "  policy        {policy} (its rules are checked against the upstreams' tools at start-up)"
         );
     }
-    if let Some(audit) = &args.audit {
+    if let Some(audit) = args.access.audit_path() {
         println!(
             "  audit         {} (arguments: {})",
             audit.display(),
@@ -467,9 +475,10 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
-    let policy = match &args.policy {
-        Some(path) => Some((path.clone(), gateway_policy::load(path)?)),
-        None => None,
+    crate::gateway_login::check_options(&args)?;
+    let policy = match (args.access.name(), args.access.config()?) {
+        (Some(name), Some(config)) => Some((name.to_owned(), config)),
+        _ => None,
     };
     let gate = gateway_policy::PolicyGate::default();
     let described = specs.iter().map(describe).collect::<Vec<_>>().join(", ");
@@ -484,8 +493,8 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         ),
         None => None,
     };
-    let (listener, oauth, auth_server, token) = match &args.issuer {
-        Some(issuer) => {
+    let (listener, oauth, auth_server, token) = match (&args.login, &args.issuer) {
+        (None, Some(issuer)) => {
             args.dev
                 .listen
                 .check_public(args.dev.public_url.as_deref())?;
@@ -508,15 +517,21 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
             (listener, oauth, None, None)
         }
-        None => {
-            let prepared = crate::dev::prepare(&args.dev, "mcp-oauth gateway").await?;
+        _ => {
+            let prepared = crate::gateway_login::prepare(&args, audit.as_ref()).await?;
+            // With --login the users are the provider's: no token for a local one.
+            let token = args.login.is_none().then_some(prepared.token);
             (
                 prepared.listener,
                 prepared.oauth,
                 Some(prepared.server),
-                Some(prepared.token),
+                token,
             )
         }
+    };
+    let callback_url = match (&args.login, &auth_server) {
+        (Some(_), Some(server)) => Some(server.upstream_callback_url()),
+        _ => None,
     };
     let mcp_url = oauth.resource().to_string();
     let issuer = oauth
@@ -581,12 +596,18 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if args.dev.json {
         println!(
             "{}",
-            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url })
+            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url, "callback_url": callback_url })
         );
     } else {
         println!("mcp-oauth gateway: OAuth in front of {described}\n");
         println!("  MCP endpoint  {mcp_url}");
         println!("  issuer        {issuer}");
+        if let (Some(provider), Some(url)) = (args.login, &callback_url) {
+            println!(
+                "  sign-in       at {} (register the redirect URI {url} there)",
+                provider.display_name()
+            );
+        }
         if let Some(url) = &admin_url {
             println!("  admin         {url} (/healthz, /readyz, /metrics)");
         }

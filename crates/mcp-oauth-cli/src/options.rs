@@ -393,17 +393,7 @@ impl PolicyArgs {
     /// Reads the policy file and opens the audit log. `allow` adds sign-in rules (`dev`,
     /// `proxy`); without a policy file they decide sign-in only, not tool calls.
     pub(crate) fn load(&self, allow: Option<&AllowArgs>) -> Result<Access, String> {
-        let file = match self.policy.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some("demo") => Some(
-                PolicyConfig::from_toml(DEMO_POLICY, "examples/policy/demo.toml")
-                    .map_err(|e| format!("--policy demo: {e}"))?,
-            ),
-            Some(path) => Some(
-                PolicyConfig::from_file(Path::new(path))
-                    .map_err(|e| format!("--policy {path}: {e}"))?,
-            ),
-        };
+        let file = self.config()?;
         let rules = allow.map(AllowArgs::rules).unwrap_or_default();
         let sign_in = match (&file, rules.is_empty()) {
             (_, true) => file.clone(),
@@ -447,7 +437,52 @@ impl PolicyArgs {
     }
 }
 
+impl PolicyArgs {
+    /// `--policy` as given (a path, or `demo`); `None` without it.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.policy
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// `--audit` as given (`-` is standard output).
+    pub(crate) fn audit_path(&self) -> Option<&Path> {
+        self.audit.as_deref()
+    }
+
+    /// The policy file read (`demo`: the built-in demo policy), not yet checked against
+    /// tools; `None` without `--policy`.
+    pub(crate) fn config(&self) -> Result<Option<PolicyConfig>, String> {
+        Ok(match self.name() {
+            None => None,
+            Some("demo") => Some(
+                PolicyConfig::from_toml(DEMO_POLICY, "examples/policy/demo.toml")
+                    .map_err(|e| format!("--policy demo: {e}"))?,
+            ),
+            Some(path) => Some(
+                PolicyConfig::from_file(Path::new(path))
+                    .map_err(|e| format!("--policy {path}: {e}"))?,
+            ),
+        })
+    }
+}
+
 impl AllowArgs {
+    /// `config` (the sign-in rules of a policy file, if any) with one sign-in rule per
+    /// option kind; `None` when there are no rules at all.
+    pub(crate) fn sign_in_rules(&self, config: Option<PolicyConfig>) -> Option<PolicyConfig> {
+        let rules = self.rules();
+        if rules.is_empty() {
+            return config;
+        }
+        Some(
+            rules
+                .into_iter()
+                .fold(config.unwrap_or_default(), PolicyConfig::sign_in),
+        )
+    }
+
     /// One sign-in rule per option kind.
     fn rules(&self) -> Vec<Rule> {
         let clean = |values: &[String]| -> Vec<String> {
