@@ -200,17 +200,43 @@ pub(crate) async fn prepare_with(
     resource_name: &str,
     access: Option<(Policy, Option<AuditLog>)>,
 ) -> Result<Prepared, Box<dyn std::error::Error>> {
-    prepare_at(args, resource_name, access, None).await
+    let (prepared, ()) = prepare_late(
+        args,
+        resource_name,
+        None,
+        |_| async move { Ok((access, ())) },
+    )
+    .await?;
+    Ok(prepared)
 }
 
+/// What is known of the authorization server once its address is: for a caller that must
+/// do something before its access policy can be given ([`prepare_late`]).
+pub(crate) struct Early {
+    pub(crate) issuer: String,
+    pub(crate) mcp_url: String,
+    /// The DPoP proof verifier the server and its MCP endpoint share.
+    pub(crate) dpop: Option<mcp_oauth::dpop::DpopVerifier>,
+}
+
+/// The access policy of an authorization server, with the audit log of its decisions.
+pub(crate) type SignInPolicy = Option<(Policy, Option<AuditLog>)>;
+
 /// [`prepare_with`], users signing in at `upstream` (proxy mode, its tokens sealed with the
-/// key) instead of with the local users when given.
-pub(crate) async fn prepare_at(
+/// key) instead of with the local users when given, and the access policy given by `late`
+/// once the address and the DPoP verifier are known, before the server is built (`gateway`
+/// starts its upstreams then, to check the policy against their tools). `late`'s other
+/// result is handed back.
+pub(crate) async fn prepare_late<T, F, Fut>(
     args: &DevArgs,
     resource_name: &str,
-    access: Option<(Policy, Option<AuditLog>)>,
     upstream: Option<(mcp_oauth::auth_server::Upstream, mcp_oauth::Secret)>,
-) -> Result<Prepared, Box<dyn std::error::Error>> {
+    late: F,
+) -> Result<(Prepared, T), Box<dyn std::error::Error>>
+where
+    F: FnOnce(Early) -> Fut,
+    Fut: std::future::Future<Output = Result<(SignInPolicy, T), Box<dyn std::error::Error>>>,
+{
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
@@ -280,6 +306,12 @@ pub(crate) async fn prepare_at(
         builder = builder.client(client);
     }
     builder = args.trust.apply(builder, &client_ids)?;
+    let (access, handed) = late(Early {
+        issuer: issuer.clone(),
+        mcp_url: mcp_url.clone(),
+        dpop: dpop.clone(),
+    })
+    .await?;
     if let Some((policy, audit)) = access {
         builder = builder.policy(policy, audit);
     }
@@ -314,7 +346,7 @@ pub(crate) async fn prepare_at(
         family: "mcp-oauth-dev-banner",
         ttl: None,
     });
-    Ok(Prepared {
+    let prepared = Prepared {
         listener,
         issuer,
         mcp_url,
@@ -323,7 +355,8 @@ pub(crate) async fn prepare_at(
         token,
         dir,
         users: names,
-    })
+    };
+    Ok((prepared, handed))
 }
 
 pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::Error>> {

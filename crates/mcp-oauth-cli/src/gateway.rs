@@ -454,6 +454,77 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What starting the gateway needs once its resource-server configuration is known.
+struct Start<'a> {
+    args: &'a GatewayArgs,
+    upstreams: Vec<(Option<String>, UpstreamConfig)>,
+    described: &'a str,
+    audit: Option<mcp_oauth::AuditLog>,
+    /// The policy file's name and its rules.
+    policy: Option<(String, mcp_oauth::policy::PolicyConfig)>,
+    gate: &'a gateway_policy::PolicyGate,
+}
+
+impl Start<'_> {
+    /// Builds the gateway, waits for its stdio upstreams, and puts the policy in place,
+    /// checked against the upstreams' tools (returned as listed, when there is a policy).
+    async fn start(
+        self,
+        oauth: mcp_oauth::OAuth,
+    ) -> Result<(Gateway, Option<serde_json::Value>), Box<dyn std::error::Error>> {
+        let Start {
+            args,
+            upstreams,
+            described,
+            audit,
+            policy,
+            gate,
+        } = self;
+        let stdio = upstreams
+            .iter()
+            .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
+        let mut builder = match <[_; 1]>::try_from(upstreams) {
+            Ok([(_, upstream)]) => Gateway::builder(upstream),
+            Err(several) => Gateway::aggregate(
+                several
+                    .into_iter()
+                    .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
+            ),
+        }
+        .oauth(oauth);
+        if let Some(audit) = audit {
+            builder = builder.audit(audit);
+        }
+        if policy.is_some() {
+            builder = builder.gatekeeper(gate.clone());
+        }
+        if let Some(header) = &args.identity_header {
+            builder = builder.identity_header(header);
+        }
+        if args.identity_meta {
+            builder = builder.identity_meta();
+        }
+        let gateway = builder.build()?;
+        if stdio {
+            eprintln!("starting the upstream: {described}");
+            gateway.ready(START_TIMEOUT).await.map_err(|e| {
+                format!(
+                    "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
+                    START_TIMEOUT.as_secs()
+                )
+            })?;
+        }
+        let Some((path, config)) = policy else {
+            return Ok((gateway, None));
+        };
+        let catalog = gateway.catalog().await.map_err(|e| {
+            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
+        })?;
+        gate.install(config, &catalog, &path)?;
+        Ok((gateway, Some(catalog)))
+    }
+}
+
 pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(GatewayAction::Check { config }) = &args.action {
         return Ok(check(config));
@@ -482,9 +553,6 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     };
     let gate = gateway_policy::PolicyGate::default();
     let described = specs.iter().map(describe).collect::<Vec<_>>().join(", ");
-    let stdio = upstreams
-        .iter()
-        .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
     let admin = match args.admin_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -493,7 +561,8 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         ),
         None => None,
     };
-    let (listener, oauth, auth_server, token) = match (&args.login, &args.issuer) {
+    let (listener, mcp_url, issuer, gateway, auth_server, token) = match (&args.login, &args.issuer)
+    {
         (None, Some(issuer)) => {
             args.dev
                 .listen
@@ -515,15 +584,61 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
             .await?;
             let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
-            (listener, oauth, None, None)
+            let mcp_url = oauth.resource().to_string();
+            let issuer = oauth
+                .authorization_servers()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            let started = Start {
+                args: &args,
+                upstreams,
+                described: &described,
+                audit,
+                policy,
+                gate: &gate,
+            };
+            let (gateway, _) = started.start(oauth).await?;
+            (listener, mcp_url, issuer, gateway, None, None)
         }
         _ => {
-            let prepared = crate::gateway_login::prepare(&args, audit.as_ref()).await?;
+            // The gateway's own authorization server: its sign-in rules (those of the
+            // policy file too) are compiled once the upstreams' tools are known, so the
+            // upstreams start first, behind a verifier that takes the server's keys
+            // once it is built (nothing is served before).
+            let late = crate::gateway_login::LateVerifier::default();
+            let file = policy.as_ref().map(|(_, config)| config.clone());
+            let audit_log = audit.clone();
+            let started = Start {
+                args: &args,
+                upstreams,
+                described: &described,
+                audit,
+                policy,
+                gate: &gate,
+            };
+            let resource = late.clone();
+            let args_ref = &args;
+            let (prepared, gateway) = crate::gateway_login::prepare(args_ref, |early| async move {
+                let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
+                let (gateway, catalog) = started.start(oauth).await?;
+                let sign_in = crate::gateway_login::sign_in_policy(
+                    args_ref,
+                    file,
+                    catalog.as_ref(),
+                    audit_log.as_ref(),
+                )?;
+                Ok((sign_in, gateway))
+            })
+            .await?;
+            late.set(prepared.server.verifier()?);
             // With --login the users are the provider's: no token for a local one.
             let token = args.login.is_none().then_some(prepared.token);
             (
                 prepared.listener,
-                prepared.oauth,
+                prepared.mcp_url,
+                prepared.issuer,
+                gateway,
                 Some(prepared.server),
                 token,
             )
@@ -533,49 +648,6 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         (Some(_), Some(server)) => Some(server.upstream_callback_url()),
         _ => None,
     };
-    let mcp_url = oauth.resource().to_string();
-    let issuer = oauth
-        .authorization_servers()
-        .first()
-        .cloned()
-        .unwrap_or_default();
-    let mut builder = match <[_; 1]>::try_from(upstreams) {
-        Ok([(_, upstream)]) => Gateway::builder(upstream),
-        Err(several) => Gateway::aggregate(
-            several
-                .into_iter()
-                .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
-        ),
-    }
-    .oauth(oauth);
-    if let Some(audit) = audit {
-        builder = builder.audit(audit);
-    }
-    if policy.is_some() {
-        builder = builder.gatekeeper(gate.clone());
-    }
-    if let Some(header) = &args.identity_header {
-        builder = builder.identity_header(header);
-    }
-    if args.identity_meta {
-        builder = builder.identity_meta();
-    }
-    let gateway = builder.build()?;
-    if stdio {
-        eprintln!("starting the upstream: {described}");
-        gateway.ready(START_TIMEOUT).await.map_err(|e| {
-            format!(
-                "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
-                START_TIMEOUT.as_secs()
-            )
-        })?;
-    }
-    if let Some((path, config)) = policy {
-        let catalog = gateway.catalog().await.map_err(|e| {
-            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
-        })?;
-        gate.install(config, &catalog, &path)?;
-    }
     let admin_url = match admin {
         Some(admin) => {
             let url = format!("http://{}", admin.local_addr()?);

@@ -7,10 +7,14 @@
 //! `--allow-email`, `--allow-org` (GitHub organisations and teams, read at sign-in) and the
 //! `[[policy.sign_in]]` / `[[policy.grant]]` rules of `--policy`.
 
-use mcp_oauth::AuditLog;
-use mcp_oauth::policy::{Catalog, Policy, PolicyConfig};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use crate::dev::Prepared;
+use mcp_oauth::policy::{Catalog, Policy, PolicyConfig};
+use mcp_oauth::verify::{BoxFuture, TokenVerifier};
+use mcp_oauth::{AuditLog, Claims, VerifyError};
+
+use crate::dev::{Early, Prepared, SignInPolicy};
 use crate::gateway_args::GatewayArgs;
 
 /// Refuses option combinations that cannot work, without asking anyone anything (also for
@@ -59,13 +63,17 @@ pub(crate) fn check_options(args: &GatewayArgs) -> Result<(), String> {
     }
 }
 
-/// The sign-in rules of the options (`--allow-domain`, `--allow-email`, `--allow-org`),
-/// compiled, with the audit log their decisions go to; `None` when there are none.
-fn option_rules(
+/// The access policy of the gateway's own authorization server: the sign-in and grant rules
+/// of the policy file (`file`, compiled against the upstreams' tools `catalog` as listed, like
+/// its tool rules) with those of the options (`--allow-domain`, `--allow-email`,
+/// `--allow-org`), and the audit log of its decisions; `None` when there are no rules.
+pub(crate) fn sign_in_policy(
     args: &GatewayArgs,
+    file: Option<PolicyConfig>,
+    catalog: Option<&serde_json::Value>,
     audit: Option<&AuditLog>,
-) -> Result<Option<(Policy, Option<AuditLog>)>, String> {
-    let config: Option<PolicyConfig> = args.allow.sign_in_rules(None);
+) -> Result<SignInPolicy, String> {
+    let config = args.allow.sign_in_rules(file);
     let config = match args.login {
         Some(_) => args.login_options.sign_in_rules(config),
         None => config,
@@ -73,19 +81,50 @@ fn option_rules(
     let Some(config) = config else {
         return Ok(None);
     };
-    let policy = Policy::new(config, Catalog::new())
-        .map_err(|e| format!("--allow-domain / --allow-email / --allow-org: {e}"))?;
+    let catalog = match catalog {
+        Some(listed) => {
+            Catalog::from_json(listed).map_err(|e| format!("the upstreams' tool list: {e}"))?
+        }
+        None => Catalog::new(),
+    };
+    let policy = Policy::new(config, catalog).map_err(|e| match args.access.name() {
+        Some(name) => format!("--policy {name} (sign-in rules):\n{e}"),
+        None => format!("--allow-domain / --allow-email / --allow-org: {e}"),
+    })?;
     Ok(Some((policy, audit.cloned())))
 }
 
-/// The gateway's own authorization server, bound but not yet serving: local users (as
-/// `dev`) or, with `--login`, the provider's (as `proxy`), with the options' sign-in rules.
-pub(crate) async fn prepare(
+/// The MCP endpoint's resource-server configuration for the gateway's own authorization
+/// server, as `dev` makes it, its tokens verified by `verifier` (filled once the server is
+/// built).
+pub(crate) fn resource(
     args: &GatewayArgs,
-    audit: Option<&AuditLog>,
-) -> Result<Prepared, Box<dyn std::error::Error>> {
+    early: Early,
+    verifier: LateVerifier,
+) -> Result<mcp_oauth::OAuth, Box<dyn std::error::Error>> {
+    let oauth = mcp_oauth::OAuth::builder()
+        .resource(early.mcp_url)
+        .authorization_server(early.issuer)
+        .scopes_supported(["mcp:read", "mcp:write"])
+        .verifier(verifier)
+        .mirror_authorization_server(false)
+        .resource_name("mcp-oauth gateway");
+    Ok(args.dev.dpop.resource(oauth, early.dpop).build()?)
+}
+
+/// The gateway's own authorization server, bound but not yet serving: local users (as
+/// `dev`) or, with `--login`, the provider's (as `proxy`). `late` is called once the address
+/// is known and before the server is built, and gives the server's access policy (see
+/// [`sign_in_policy`]); its other result is handed back.
+pub(crate) async fn prepare<T, F, Fut>(
+    args: &GatewayArgs,
+    late: F,
+) -> Result<(Prepared, T), Box<dyn std::error::Error>>
+where
+    F: FnOnce(Early) -> Fut,
+    Fut: std::future::Future<Output = Result<(SignInPolicy, T), Box<dyn std::error::Error>>>,
+{
     check_options(args)?;
-    let access = option_rules(args, audit)?;
     let upstream = match args.login {
         Some(provider) => {
             let upstream = args
@@ -100,5 +139,57 @@ pub(crate) async fn prepare(
         }
         None => None,
     };
-    crate::dev::prepare_at(&args.dev, "mcp-oauth gateway", access, upstream).await
+    crate::dev::prepare_late(&args.dev, "mcp-oauth gateway", upstream, late).await
+}
+
+/// A token verifier whose verifier is set later: the MCP endpoint is configured before the
+/// authorization server whose keys verify its tokens is built. Until then every token is
+/// refused (nothing is served before it is set).
+#[derive(Clone, Default)]
+pub(crate) struct LateVerifier(Arc<OnceLock<Box<dyn TokenVerifier>>>);
+
+impl LateVerifier {
+    /// Sets the verifier (once; a second call is ignored).
+    pub(crate) fn set(&self, verifier: impl TokenVerifier) {
+        let _ = self.0.set(Box::new(verifier));
+    }
+}
+
+impl TokenVerifier for LateVerifier {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, VerifyError>> {
+        match self.0.get() {
+            Some(verifier) => verifier.verify(token),
+            None => Box::pin(std::future::ready(Err(VerifyError::Malformed(
+                "the authorization server is not ready",
+            )))),
+        }
+    }
+
+    fn requires_exp(&self) -> bool {
+        self.0.get().is_none_or(|v| v.requires_exp())
+    }
+
+    fn max_cache_ttl(&self) -> Option<Duration> {
+        match self.0.get() {
+            Some(verifier) => verifier.max_cache_ttl(),
+            None => Some(Duration::ZERO),
+        }
+    }
+
+    fn rechecks(&self) -> bool {
+        self.0.get().is_some_and(|v| v.rechecks())
+    }
+
+    fn recheck<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), VerifyError>> {
+        match self.0.get() {
+            Some(verifier) => verifier.recheck(claims),
+            None => Box::pin(std::future::ready(Err(VerifyError::Malformed(
+                "the authorization server is not ready",
+            )))),
+        }
+    }
+
+    fn recheck_now(&self, claims: &Claims) -> Option<Result<(), VerifyError>> {
+        self.0.get().and_then(|v| v.recheck_now(claims))
+    }
 }

@@ -821,6 +821,162 @@ async fn sign_in_rules_refuse_at_the_embedded_authorization_server() {
     assert!(upstream.headers.lock().unwrap().is_empty());
 }
 
+/// The sign-in and grant rules of `--policy` apply at the embedded authorization server (as
+/// `mcp-oauth dev --policy` does), compiled with its tool rules against the upstream's real
+/// tools: `dev` is not allowed to sign in by this file.
+#[tokio::test]
+async fn policy_sign_in_rules_refuse_at_the_embedded_authorization_server() {
+    let upstream = start_upstream().await;
+    let tmp = TempDir::new("embedded-policy");
+    let policy = tmp.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\n\n[[policy.sign_in]]\nid = \"only-alice\"\nwho = { emails = [\"alice@example.com\"] }\n\n[[policy.rule]]\nid = \"echo\"\ntools = [\"echo\"]\n",
+    )
+    .unwrap();
+    let audit = tmp.0.join("audit.jsonl");
+    let gateway = Gateway::start(
+        &tmp,
+        &[
+            "--auto-approve",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+            "--upstream",
+            &upstream.url,
+        ],
+        &[],
+    )
+    .await;
+    let answer = Browser::new().sign_in(&gateway).await;
+    assert_eq!(
+        answer.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{answer:?}"
+    );
+    assert!(!answer.contains_key("code"));
+    // The refusal is in the audit log, naming the user (never a token).
+    let deadline = Instant::now() + DEADLINE;
+    let logged = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.contains("dev") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await; // poll interval, bounded above
+    };
+    assert!(logged.contains("\"deny\""), "{logged}");
+    // Only the gateway's own listing of the tools (to check the policy) reached the upstream.
+    assert!(!upstream_saw(&upstream).contains("authorization"));
+
+    // A sign-in rule about a tool-less mistake stops the start, naming the rule and its line.
+    std::fs::write(
+        &policy,
+        "[policy]\n\n[[policy.sign_in]]\nid = \"platform\"\nwho = { groups = [\"platform\"] }\n",
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "gateway",
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--data-dir",
+        tmp.0.join("data2").to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--upstream",
+        &upstream.url,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // On a thread of its own: the upstream it lists the tools of is served by this runtime.
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &[])
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("platform") && err.contains("never assigned"),
+        "{err}"
+    );
+}
+
+/// In `--login` mode the policy's rules apply at sign-in as `mcp-oauth proxy --policy`
+/// applies them: GitHub teams (read with --github-groups) decide who signs in, and grant rules
+/// cut the scopes the gateway's token carries.
+#[tokio::test]
+async fn policy_rules_decide_sign_in_and_scopes_with_github_teams() {
+    let upstream = start_upstream().await;
+    let tmp = TempDir::new("login-policy");
+    let policy = tmp.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\ngroup_claims = [\"groups\"]\n\n[[policy.sign_in]]\nid = \"platform-team\"\nwho = { groups = [\"acme/platform\"] }\n\n[[policy.grant]]\nid = \"acme-reads\"\nwho = { groups = [\"acme\"] }\nscopes = [\"mcp:read\"]\n\n[[policy.rule]]\nid = \"echo\"\ntools = [\"echo\"]\n",
+    )
+    .unwrap();
+    let args = |url: &str| {
+        [
+            "--login",
+            "github",
+            "--github-groups",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--upstream",
+            url,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+
+    // In the team: signed in, with the granted scope only.
+    let (gh, _gh_stop) = start_github(&["acme"]).await;
+    gh.seen
+        .lock()
+        .unwrap()
+        .teams
+        .push(("acme".to_owned(), "platform".to_owned()));
+    let member_args = args(&upstream.url);
+    let member_args: Vec<&str> = member_args.iter().map(String::as_str).collect();
+    let gateway = Gateway::start(&tmp, &member_args, &gh.env()).await;
+    gh.seen.lock().unwrap().callback = Some(gateway.field("callback_url"));
+    let mut browser = Browser::new();
+    let answer = browser.sign_in(&gateway).await;
+    assert!(
+        answer.contains_key("code"),
+        "{answer:?}\n{}",
+        gateway.log_text()
+    );
+    let tokens = browser.tokens(&gateway, &answer).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let access = tokens.json()["access_token"].as_str().unwrap().to_owned();
+    let claims = jwt_claims(&access);
+    assert_eq!(claims["scope"], "mcp:read", "{claims}");
+    assert_eq!(
+        claims["groups"],
+        json!(["acme", "acme/platform"]),
+        "{claims}"
+    );
+    let res = initialize(&gateway.mcp_url(), &access).await;
+    assert_eq!(res.status(), 200);
+    drop(gateway);
+
+    // In the organisation but not the team: no code.
+    let tmp2 = TempDir::new("login-policy-outsider");
+    let (gh, _gh_stop) = start_github(&["acme"]).await;
+    let gateway = Gateway::start(&tmp2, &member_args, &gh.env()).await;
+    gh.seen.lock().unwrap().callback = Some(gateway.field("callback_url"));
+    let answer = Browser::new().sign_in(&gateway).await;
+    assert_eq!(
+        answer.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{answer:?}"
+    );
+    assert!(!answer.contains_key("code"));
+}
+
 fn run(args: &[&str], env: &[(String, String)]) -> (bool, String, String) {
     let out = command(args, env).output().expect("run");
     (
