@@ -393,6 +393,15 @@ impl PolicyArgs {
     /// Reads the policy file and opens the audit log. `allow` adds sign-in rules (`dev`,
     /// `proxy`); without a policy file they decide sign-in only, not tool calls.
     pub(crate) fn load(&self, allow: Option<&AllowArgs>) -> Result<Access, String> {
+        self.load_with(allow, |sign_in| sign_in)
+    }
+
+    /// [`Self::load`], `more` adding sign-in rules of its own (`proxy --allow-org`).
+    pub(crate) fn load_with(
+        &self,
+        allow: Option<&AllowArgs>,
+        more: impl FnOnce(Option<PolicyConfig>) -> Option<PolicyConfig>,
+    ) -> Result<Access, String> {
         let file = self.config()?;
         let rules = allow.map(AllowArgs::rules).unwrap_or_default();
         let sign_in = match (&file, rules.is_empty()) {
@@ -408,6 +417,7 @@ impl PolicyArgs {
                     .fold(PolicyConfig::new(), PolicyConfig::sign_in),
             ),
         };
+        let sign_in = more(sign_in);
         let audit = match &self.audit {
             None => None,
             Some(path) if path.as_os_str() == "-" => Some(AuditLog::builder().stdout().build()),
@@ -416,12 +426,12 @@ impl PolicyArgs {
         .transpose()
         .map_err(|e| format!("--audit: {e}"))?;
         if audit.is_some() && sign_in.is_none() {
-            return Err("--audit records the decisions of an access policy: give --policy (or --allow-domain / --allow-email) too".to_owned());
+            return Err("--audit records the decisions of an access policy: give --policy (or --allow-domain / --allow-email / --allow-org) too".to_owned());
         }
         if file.is_some() || sign_in.is_some() {
             let what = match (&file, &self.policy) {
                 (Some(_), Some(name)) => format!("--policy {}", name.trim()),
-                _ => "--allow-domain / --allow-email (sign-in only)".to_owned(),
+                _ => "--allow-* (sign-in only)".to_owned(),
             };
             let audit_to = match &self.audit {
                 Some(path) => format!(", audit log {}", path.display()),

@@ -474,9 +474,11 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
-    let access = args.policy.load(Some(&args.allow))?;
+    let access = args
+        .policy
+        .load_with(Some(&args.allow), |rules| args.login.sign_in_rules(rules))?;
     let demo = crate::demo::server();
-    let sign_in = match args.login.sign_in_rules(access.sign_in) {
+    let sign_in = match access.sign_in {
         Some(config) => demo.clone().policy(config).check_policy()?,
         None => None,
     };
@@ -604,6 +606,47 @@ mod tests {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("ghapp"), "{printed}");
+    }
+
+    /// `--allow-org` lets in the members of the organisations (or teams) only, read from
+    /// the `groups` claim GitHub's memberships fill at sign-in; nobody without it.
+    #[test]
+    fn allow_org_is_a_sign_in_rule_on_the_github_groups() {
+        use mcp_oauth::policy::{Catalog, Effect, Policy, Subject};
+
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--provider",
+            "github",
+            "--client-id",
+            "ghapp",
+            "--allow-org",
+            "acme",
+            "--allow-org",
+            "corp/platform",
+        ])
+        .expect("parse");
+        assert!(cli.proxy.login.sign_in_rules(None).is_some());
+        let config = cli.proxy.login.sign_in_rules(None).expect("a rule");
+        let policy = Policy::new(config, Catalog::new()).expect("compiles");
+        let user = |groups: serde_json::Value| {
+            let claims = serde_json::json!({ "groups": groups });
+            let serde_json::Value::Object(claims) = claims else {
+                unreachable!("an object")
+            };
+            Subject::new("583231").claims(claims)
+        };
+        let decide = |groups| policy.sign_in(&user(groups)).effect();
+        assert_eq!(decide(serde_json::json!(["acme"])), Effect::Allow);
+        assert_eq!(decide(serde_json::json!(["corp/platform"])), Effect::Allow);
+        assert_ne!(
+            decide(serde_json::json!(["corp", "acme-evil"])),
+            Effect::Allow
+        );
+        assert_ne!(decide(serde_json::json!([])), Effect::Allow);
+        let none = Cli::try_parse_from(["proxy", "--provider", "github", "--client-id", "x"])
+            .expect("parse");
+        assert!(none.proxy.login.sign_in_rules(None).is_none());
     }
 
     #[test]
