@@ -379,6 +379,9 @@ fn check(path: &std::path::Path) -> ExitCode {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
     }
+    if let Some(rules) = crate::gateway_login::describe_sign_in(&args) {
+        println!("  sign-in       {rules}");
+    }
     if let Some(dpop) = args.dev.dpop.describe() {
         println!("  dpop          {dpop}");
     }

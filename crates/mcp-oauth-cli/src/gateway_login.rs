@@ -63,6 +63,26 @@ pub(crate) fn check_options(args: &GatewayArgs) -> Result<(), String> {
     }
 }
 
+/// Who may sign in, in words, for `gateway check`; `None` when the options and the policy
+/// say nothing about it (or users sign in at another issuer).
+pub(crate) fn describe_sign_in(args: &GatewayArgs) -> Option<String> {
+    if args.login.is_none() && args.issuer.is_some() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    let orgs = args.login_options.orgs();
+    if !orgs.is_empty() {
+        parts.push(format!("members of {} (GitHub)", orgs.join(", ")));
+    }
+    if args.allow.sign_in_rules(None).is_some() {
+        parts.push("the --allow-domain / --allow-email addresses".to_owned());
+    }
+    if let Some(name) = args.access.name() {
+        parts.push(format!("the sign-in and grant rules of {name}"));
+    }
+    (!parts.is_empty()).then(|| format!("decided by {}", parts.join("; ")))
+}
+
 /// The access policy of the gateway's own authorization server: the sign-in and grant rules
 /// of the policy file (`file`, compiled against the upstreams' tools `catalog` as listed, like
 /// its tool rules) with those of the options (`--allow-domain`, `--allow-email`,

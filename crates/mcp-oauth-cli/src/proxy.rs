@@ -326,7 +326,7 @@ impl LoginArgs {
     }
 
     /// The `--allow-org` organisations (and `org/team` teams), trimmed.
-    fn orgs(&self) -> Vec<String> {
+    pub(crate) fn orgs(&self) -> Vec<String> {
         self.allow_orgs
             .iter()
             .map(|o| o.trim().to_owned())

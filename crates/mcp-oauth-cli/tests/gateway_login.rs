@@ -1046,6 +1046,10 @@ fn the_login_options_are_keys_of_the_configuration_file() {
         plan.contains("users sign in at GitHub (as mcp-oauth proxy)"),
         "{plan}"
     );
+    assert!(
+        plan.contains("sign-in       decided by members of acme (GitHub); the --allow-domain"),
+        "{plan}"
+    );
     assert!(!plan.contains(GH_SECRET), "{plan}");
 
     // A misspelt key is refused with the right one, as for every option.
