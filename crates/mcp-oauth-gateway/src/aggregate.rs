@@ -60,6 +60,8 @@ static SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-ses
 pub(crate) struct Member {
     pub(crate) name: Arc<str>,
     pub(crate) route: crate::isolation::Route,
+    /// The upstream's number in the metrics.
+    pub(crate) index: usize,
 }
 
 pub(crate) struct Aggregate {
@@ -70,6 +72,9 @@ pub(crate) struct Aggregate {
     pub(crate) max_body: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: Option<mcp_oauth::AuditLog>,
+    /// One upstream at a path of its own (`/NAME/mcp`): clients see its own names, while the
+    /// gatekeeper and the audit still see `NAME__tool`, as at the merged endpoint.
+    pub(crate) unprefixed: bool,
 }
 
 /// Whether `name` may name an upstream of an aggregate: 1 to 32 ASCII letters, digits or
@@ -143,6 +148,11 @@ impl Drop for InFlight {
 }
 
 impl Aggregate {
+    /// The member's number in the metrics.
+    fn metric(&self, member: usize) -> usize {
+        self.members.get(member).map_or(usize::MAX, |m| m.index)
+    }
+
     /// A request to a member, as its client would send it.
     async fn send(
         &self,
@@ -368,6 +378,13 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
             jsonrpc::INVALID_REQUEST,
             "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
         ),
+        Kind::Request if agg.unprefixed => match exposed_request(&agg, &session, &message) {
+            Some(rewritten) => match jsonrpc::parse(&rewritten) {
+                Ok(exposed) => request(&agg, &parts, auth, &session, &exposed).await,
+                Err(_) => not_permitted(id),
+            },
+            None => request(&agg, &parts, auth, &session, &message).await,
+        },
         Kind::Request => request(&agg, &parts, auth, &session, &message).await,
         Kind::Notification => {
             if message.method.as_deref() != Some("notifications/initialized") {
@@ -417,6 +434,42 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
     }
 }
 
+/// At an upstream's own path: the request with the name it gives (a tool, a prompt, the
+/// prompt a completion is for) as the merged endpoint exposes it, `NAME__tool`, so that the
+/// gatekeeper, the audit and the routing see one vocabulary at every path; `None` when the
+/// request names nothing to rewrite.
+fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) -> Option<Bytes> {
+    let member = agg.members.first()?;
+    let method = message.method.as_deref()?;
+    let mut params = params_object(message);
+    let slot = match method {
+        "tools/call" | "prompts/get" => params.get_mut("name")?,
+        "completion/complete" => {
+            let reference = params.get_mut("ref")?.as_object_mut()?;
+            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+                return None;
+            }
+            reference.get_mut("name")?
+        }
+        _ => return None,
+    };
+    let name = slot.as_str()?.to_owned();
+    let (exposed, shortened) = expose(&member.name, &name);
+    if shortened && let Some(fanout) = &session.fanout {
+        fanout
+            .shortened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exposed.clone(), (0, name));
+    }
+    *slot = Value::String(exposed);
+    Some(with_params(
+        message.id.map(RawValue::get),
+        method,
+        &Value::Object(params),
+    ))
+}
+
 async fn initialize(
     agg: &Aggregate,
     auth: Option<&Auth>,
@@ -434,10 +487,11 @@ async fn initialize(
         match result {
             Ok((sub, result)) => {
                 if let Some(text) = result.get("instructions").and_then(Value::as_str) {
-                    instructions.push(format!(
-                        "{} ({}{SEPARATOR}…): {text}",
-                        member.name, member.name
-                    ));
+                    instructions.push(if agg.unprefixed {
+                        text.to_owned()
+                    } else {
+                        format!("{} ({}{SEPARATOR}…): {text}", member.name, member.name)
+                    });
                 }
                 subs.push(Some(sub));
             }
@@ -671,11 +725,12 @@ async fn route(
         };
         let started = Instant::now();
         let response = agg.forward(session, member, auth, body.clone()).await;
-        agg.metrics.upstream_call(member, method, started.elapsed());
+        agg.metrics
+            .upstream_call(agg.metric(member), method, started.elapsed());
         let response = match response {
             Ok(response) => response,
             Err(err) => {
-                agg.metrics.upstream_error(member);
+                agg.metrics.upstream_error(agg.metric(member));
                 if i < last {
                     continue;
                 }
@@ -708,7 +763,7 @@ async fn route(
         let outcome = if response.status().is_success() {
             Outcome::Forwarded
         } else {
-            agg.metrics.upstream_error(member);
+            agg.metrics.upstream_error(agg.metric(member));
             Outcome::UpstreamError
         };
         agg.metrics.request(method, outcome);
@@ -748,7 +803,8 @@ async fn member_list(
         let body = with_params(Some("1"), method, &params);
         let started = Instant::now();
         let response = agg.forward(session, member, auth, body).await?;
-        agg.metrics.upstream_call(member, method, started.elapsed());
+        agg.metrics
+            .upstream_call(agg.metric(member), method, started.elapsed());
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -798,19 +854,24 @@ async fn list(
         let items = match answer {
             Ok(items) => items,
             Err(err) => {
-                agg.metrics.upstream_error(member);
+                agg.metrics.upstream_error(agg.metric(member));
                 tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "{method} failed: {err}");
                 unavailable.push(Value::String(m.name.to_string()));
                 continue;
             }
         };
         for mut item in items {
+            // At an upstream's own path the client sees the upstream's own name.
+            let mut own_name = None;
             match kind {
                 ListKind::Tools | ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned)
                     else {
                         continue;
                     };
+                    if agg.unprefixed {
+                        own_name = Some(name.clone());
+                    }
                     let (exposed, shortened) = expose(&m.name, &name);
                     if shortened && let Some(fanout) = &session.fanout {
                         fanout
@@ -837,6 +898,9 @@ async fn list(
                 _ => {}
             }
             if !agg.gatekeeper.filters_lists() || agg.gatekeeper.keep(auth, kind, &item) {
+                if let (Some(name), Some(object)) = (own_name, item.as_object_mut()) {
+                    object.insert("name".to_owned(), Value::String(name));
+                }
                 merged.push(item);
             }
         }

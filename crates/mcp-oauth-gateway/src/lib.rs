@@ -52,6 +52,7 @@ pub mod identity;
 mod isolation;
 mod jsonrpc;
 mod metrics;
+mod paths;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
@@ -338,15 +339,37 @@ impl GatewayBuilder {
                 }
             });
         }
+        let mut paths = Vec::new();
         let kind = if several {
+            for (index, ((name, _), route)) in self.upstreams.iter().zip(&routes).enumerate() {
+                let own = paths::Own::new(name, &path, self.oauth.as_ref())?;
+                let view = Aggregate {
+                    members: vec![Member {
+                        name: Arc::from(name.as_str()),
+                        route: route.clone(),
+                        index,
+                    }],
+                    // A session opened here is unknown at every other path.
+                    sessions: Sessions::new(self.session_idle, self.max_sessions),
+                    gatekeeper: self.gatekeeper.clone(),
+                    oauth: own.oauth.clone(),
+                    max_body: self.max_body,
+                    metrics: metrics.clone(),
+                    audit: self.audit.clone(),
+                    unprefixed: true,
+                };
+                paths.push((own, Arc::new(view)));
+            }
             Kind::Several(Arc::new(Aggregate {
                 members: self
                     .upstreams
                     .iter()
                     .zip(routes)
-                    .map(|((name, _), route)| Member {
+                    .enumerate()
+                    .map(|(index, ((name, _), route))| Member {
                         name: Arc::from(name.as_str()),
                         route,
+                        index,
                     })
                     .collect(),
                 sessions: Sessions::new(self.session_idle, self.max_sessions),
@@ -355,6 +378,7 @@ impl GatewayBuilder {
                 max_body: self.max_body,
                 metrics: metrics.clone(),
                 audit: self.audit,
+                unprefixed: false,
             }))
         } else {
             match routes.pop() {
@@ -369,6 +393,7 @@ impl GatewayBuilder {
         };
         Ok(Gateway {
             kind,
+            paths,
             oauth: self.oauth,
             metrics,
             signer,
@@ -392,6 +417,8 @@ const READYZ_REUSE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Gateway {
     kind: Kind,
+    /// With several upstreams: each one at its own path, with its own audience.
+    paths: Vec<(paths::Own, Arc<Aggregate>)>,
     oauth: Option<mcp_oauth::OAuth>,
     metrics: Arc<Metrics>,
     signer: Option<Arc<identity::Signer>>,
@@ -447,6 +474,27 @@ impl Gateway {
         &self.path
     }
 
+    /// With several upstreams, each one's own endpoint: its name and path (`/NAME/mcp` beside
+    /// `/mcp`). There a client sees that upstream alone, under its own names, and needs a
+    /// token issued for that path's URL (its audience): a token for one path is refused at
+    /// another, and at the merged endpoint, unless its audience covers both. The gatekeeper
+    /// and the audit see `NAME__tool` at every path. Empty with one upstream.
+    pub fn upstream_paths(&self) -> Vec<(&str, &str)> {
+        self.paths
+            .iter()
+            .map(|(own, _)| (own.name.as_str(), own.path.as_str()))
+            .collect()
+    }
+
+    /// The resource URLs (token audiences) of [`upstream_paths`](Self::upstream_paths), for an
+    /// authorization server that must issue tokens for them. Empty without OAuth.
+    pub fn upstream_resources(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .filter_map(|(own, _)| own.oauth.as_ref().map(|o| o.resource().to_string()))
+            .collect()
+    }
+
     /// The router: the MCP endpoint (CORS, bearer layer, the gateway), the metadata
     /// routes, and `/healthz` and `/readyz` (status only, no details; `/metrics` is on
     /// [`admin_router`](Self::admin_router) only). Serve it with
@@ -463,15 +511,20 @@ impl Gateway {
             }
             Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
         };
-        let router = match &self.oauth {
-            Some(oauth) => Router::new()
-                .route_service(&self.path, oauth.layer().layer(endpoint))
-                .layer(mcp_oauth::routes::mcp_cors())
-                .merge(oauth.metadata_router()),
-            None => Router::new()
-                .route_service(&self.path, endpoint)
-                .layer(mcp_oauth::routes::mcp_cors()),
+        let mut router = match &self.oauth {
+            Some(oauth) => Router::new().route_service(&self.path, oauth.layer().layer(endpoint)),
+            None => Router::new().route_service(&self.path, endpoint),
         };
+        for (own, view) in &self.paths {
+            router = own.route(router, view.clone());
+        }
+        let mut router = router.layer(mcp_oauth::routes::mcp_cors());
+        if let Some(oauth) = &self.oauth {
+            router = router.merge(oauth.metadata_router());
+        }
+        for (own, _) in &self.paths {
+            router = router.merge(own.metadata_router());
+        }
         let router = match &self.signer {
             Some(signer) => {
                 let jwks = signer.jwks();
