@@ -189,6 +189,17 @@ pub(crate) async fn prepare_with(
     resource_name: &str,
     access: Option<(Policy, Option<AuditLog>)>,
 ) -> Result<Prepared, Box<dyn std::error::Error>> {
+    prepare_for(args, resource_name, access, &[]).await
+}
+
+/// [`prepare_with`], the authorization server also issuing tokens for these other paths of
+/// the server (`/NAME/mcp`: a gateway's upstreams at their own paths).
+pub(crate) async fn prepare_for(
+    args: &DevArgs,
+    resource_name: &str,
+    access: Option<(Policy, Option<AuditLog>)>,
+    other_paths: &[String],
+) -> Result<Prepared, Box<dyn std::error::Error>> {
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
@@ -251,6 +262,9 @@ pub(crate) async fn prepare_with(
         .auto_approve(args.auto_approve)
         .registration(registration)
         .trusted_proxies(args.listen.trusted_proxies());
+    for path in other_paths {
+        builder = builder.resource(format!("{issuer}{path}"));
+    }
     if let Some(verifier) = &dpop {
         builder = builder.dpop_verifier(verifier.clone());
     }

@@ -24,107 +24,12 @@ use mcp_oauth_gateway::{
     Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials, resolve_secret,
 };
 
-pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs, IsolationArg};
+pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs};
 use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
 use crate::gateway_policy;
-use crate::options::SecretArg;
 
 /// How long a stdio command has to start and answer `initialize` before the gateway gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// `NAME=VALUE` (`--env`) and `NAME: VALUE` (`--upstream-header`), the value resolved. Errors
-/// name the option and the name, never the value.
-fn split_resolved<'a>(
-    value: &'a SecretArg,
-    separator: char,
-    option: &str,
-) -> Result<(&'a str, String), String> {
-    let (name, raw) = value
-        .expose()
-        .split_once(separator)
-        .map(|(n, v)| (n.trim(), v.trim()))
-        .filter(|(n, _)| !n.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "{option} takes NAME{separator}VALUE{}",
-                if separator == ':' { " (quote it)" } else { "" }
-            )
-        })?;
-    let resolved = resolve_secret(raw).map_err(|e| format!("{option} {name}: {e}"))?;
-    Ok((name, resolved))
-}
-
-impl GatewayArgs {
-    /// The upstream the command line names (`--upstream URL` or `-- CMD ARGS…`), references
-    /// unresolved; `None` when it names none (the configuration file's are used).
-    pub(crate) fn command_line_upstream(&self) -> Option<UpstreamSpec> {
-        let target = match (&self.upstream, self.command.is_empty()) {
-            (Some(url), _) => Target::Url {
-                url: url.clone(),
-                headers: self
-                    .upstream_headers
-                    .iter()
-                    .map(|h| match h.expose().split_once(':') {
-                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
-                        None => (h.expose().to_owned(), String::new()),
-                    })
-                    .collect(),
-                credentials: None,
-            },
-            (None, false) => Target::Command {
-                argv: self
-                    .command
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect(),
-                env: self
-                    .env
-                    .iter()
-                    .map(|e| match e.expose().split_once('=') {
-                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
-                        None => (e.expose().to_owned(), String::new()),
-                    })
-                    .collect(),
-                pass_env: self.pass_env.clone(),
-                cwd: self.cwd.clone(),
-                per_user: self.isolation == IsolationArg::PerUser,
-            },
-            (None, true) => return None,
-        };
-        Some(UpstreamSpec {
-            name: None,
-            target,
-            line: 0,
-        })
-    }
-
-    /// Checks the command line's upstream options before anything else.
-    fn check_upstream_options(&self) -> Result<(), String> {
-        if self.upstream.is_some() && !self.command.is_empty() {
-            return Err(
-                "give either --upstream URL or -- CMD ARGS…, not both (several upstreams go in a --config file, as [[upstream]] tables)"
-                    .to_owned(),
-            );
-        }
-        if self.upstream.is_some()
-            && (!self.env.is_empty()
-                || !self.pass_env.is_empty()
-                || self.isolation == IsolationArg::PerUser)
-        {
-            return Err(
-                "--env, --pass-env and --isolation are for a stdio command (-- CMD ARGS…), not for --upstream"
-                    .to_owned(),
-            );
-        }
-        for entry in &self.env {
-            split_resolved(entry, '=', "--env")?;
-        }
-        for header in &self.upstream_headers {
-            split_resolved(header, ':', "--upstream-header")?;
-        }
-        Ok(())
-    }
-}
 
 /// [`gateway_config::upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
 /// serves. A name used twice is an error.
@@ -409,7 +314,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         };
         match (&spec.name, specs.len()) {
             (Some(name), 2..) => println!(
-                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL)",
+                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL; alone at /{name}/mcp)",
                 describe(spec),
                 mcp_oauth_gateway::SEPARATOR
             ),
@@ -509,7 +414,19 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             (listener, oauth, None, None)
         }
         None => {
-            let prepared = crate::dev::prepare(&args.dev, "mcp-oauth gateway").await?;
+            // With several upstreams, each at /NAME/mcp is a resource tokens are issued for.
+            let own_paths: Vec<String> = match specs.as_slice() {
+                [_, _, ..] => specs
+                    .iter()
+                    .filter_map(|s| s.name.as_ref().map(|n| format!("/{n}/mcp")))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let prepared = if own_paths.is_empty() {
+                crate::dev::prepare(&args.dev, "mcp-oauth gateway").await?
+            } else {
+                crate::dev::prepare_for(&args.dev, "mcp-oauth gateway", None, &own_paths).await?
+            };
             (
                 prepared.listener,
                 prepared.oauth,
@@ -581,11 +498,14 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if args.dev.json {
         println!(
             "{}",
-            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url })
+            serde_json::json!({ "mcp_url": mcp_url, "upstream_urls": gateway.upstream_resources(), "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url })
         );
     } else {
         println!("mcp-oauth gateway: OAuth in front of {described}\n");
         println!("  MCP endpoint  {mcp_url}");
+        for url in gateway.upstream_resources() {
+            println!("  one upstream  {url}");
+        }
         println!("  issuer        {issuer}");
         if let Some(url) = &admin_url {
             println!("  admin         {url} (/healthz, /readyz, /metrics)");

@@ -31,6 +31,7 @@ const NOT_KEYS: &[&str] = &[
     "config",
     "print-config",
     "upstream",
+    "stdio",
     "upstream-header",
     "env",
     "pass-env",
@@ -833,13 +834,14 @@ pub(crate) fn merge(
         })
 }
 
-/// The upstreams the command line gives (`--upstream`, `-- CMD`), else the file's.
+/// The upstreams the command line gives (`--upstream`, `--stdio`, `-- CMD`), else the file's.
 pub(crate) fn upstreams(
     args: &crate::gateway_args::GatewayArgs,
     config: Option<&ConfigFile>,
 ) -> Vec<UpstreamSpec> {
-    if let Some(spec) = args.command_line_upstream() {
-        return vec![spec];
+    let specs = args.command_line_upstreams();
+    if !specs.is_empty() {
+        return specs;
     }
     config.map(|c| c.upstreams.clone()).unwrap_or_default()
 }
@@ -937,6 +939,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
         }
     }
     let parsed = GatewayCli::try_parse_from_matches(&matches)?;
+    parsed.check_upstream_names()?;
     for spec in upstreams(&parsed, config) {
         let _ = writeln!(out, "\n[[upstream]]");
         if let Some(name) = &spec.name {
