@@ -24,8 +24,7 @@
 //! - the GET stream merges the members' streams; DELETE ends every member session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::http::{HeaderValue, Method, StatusCode, header};
@@ -134,15 +133,13 @@ fn not_permitted(id: Option<&str>) -> Response {
 /// Decrements a member's in-flight count when the answer's body is done or dropped.
 struct InFlight {
     session: Arc<Session>,
-    member: usize,
+    member: Arc<str>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(fanout) = &self.session.fanout
-            && let Some(count) = fanout.in_flight.get(self.member)
-        {
-            count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(fanout) = &self.session.fanout {
+            fanout.end(&self.member);
         }
     }
 }
@@ -182,19 +179,20 @@ impl Aggregate {
         m.route.handle(request).await
     }
 
-    fn sub(session: &Session, member: usize) -> Option<Arc<str>> {
-        let fanout = session.fanout.as_ref()?;
-        let subs = fanout.subs.lock().unwrap_or_else(|p| p.into_inner());
-        subs.get(member).cloned().flatten()
+    fn sub(&self, session: &Session, member: usize) -> Option<Arc<str>> {
+        let name = &self.members.get(member)?.name;
+        session.fanout.as_ref()?.sub(name)
     }
 
-    fn set_sub(session: &Session, member: usize, sub: Option<Arc<str>>) {
-        if let Some(fanout) = &session.fanout {
-            let mut subs = fanout.subs.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(slot) = subs.get_mut(member) {
-                *slot = sub;
-            }
+    fn set_sub(&self, session: &Session, member: usize, sub: Option<Arc<str>>) {
+        if let (Some(fanout), Some(m)) = (&session.fanout, self.members.get(member)) {
+            fanout.set_sub(&m.name, sub);
         }
+    }
+
+    /// The number of the member named `name`.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.members.iter().position(|m| &*m.name == name)
     }
 
     /// Opens a session in `member` with the client's `initialize`; its answer's result.
@@ -233,7 +231,7 @@ impl Aggregate {
         member: usize,
         auth: Option<&Auth>,
     ) -> Result<Arc<str>, String> {
-        if let Some(sub) = Self::sub(session, member) {
+        if let Some(sub) = self.sub(session, member) {
             return Ok(sub);
         }
         let init = session
@@ -242,7 +240,7 @@ impl Aggregate {
             .map(|f| f.init.clone())
             .unwrap_or_default();
         let (sub, _) = self.open(member, auth, init).await?;
-        Self::set_sub(session, member, Some(sub.clone()));
+        self.set_sub(session, member, Some(sub.clone()));
         Ok(sub)
     }
 
@@ -261,7 +259,7 @@ impl Aggregate {
                 .send(member, auth, Some(&sub), Method::POST, body.clone())
                 .await;
             if response.status() == StatusCode::NOT_FOUND {
-                Self::set_sub(session, member, None);
+                self.set_sub(session, member, None);
                 continue;
             }
             return Ok(response);
@@ -272,8 +270,10 @@ impl Aggregate {
     fn member_of_name(&self, session: &Session, exposed: &str) -> Option<(usize, String)> {
         if let Some(fanout) = &session.fanout {
             let shortened = fanout.shortened.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((member, name)) = shortened.get(exposed) {
-                return Some((*member, name.clone()));
+            if let Some((member, name)) = shortened.get(exposed)
+                && let Some(member) = self.position(member)
+            {
+                return Some((member, name.clone()));
             }
         }
         let (upstream, name) = exposed.split_once(SEPARATOR)?;
@@ -389,7 +389,7 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
         Kind::Notification => {
             if message.method.as_deref() != Some("notifications/initialized") {
                 for member in 0..agg.members.len() {
-                    if let Some(sub) = Aggregate::sub(&session, member) {
+                    if let Some(sub) = agg.sub(&session, member) {
                         let _ = agg
                             .send(member, auth, Some(&sub), Method::POST, bytes.clone())
                             .await;
@@ -404,16 +404,14 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
                 .fanout
                 .as_ref()
                 .map(|f| {
-                    f.in_flight
+                    f.busy()
                         .iter()
-                        .enumerate()
-                        .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
-                        .map(|(i, _)| i)
+                        .filter_map(|name| agg.position(name))
                         .collect()
                 })
                 .unwrap_or_default();
             match busy.as_slice() {
-                [member] => match Aggregate::sub(&session, *member) {
+                [member] => match agg.sub(&session, *member) {
                     Some(sub) => {
                         agg.send(*member, auth, Some(&sub), Method::POST, bytes)
                             .await
@@ -460,7 +458,7 @@ fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) ->
             .shortened
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(exposed.clone(), (0, name));
+            .insert(exposed.clone(), (member.name.clone(), name));
     }
     *slot = Value::String(exposed);
     Some(with_params(
@@ -481,7 +479,7 @@ async fn initialize(
         (0..agg.members.len()).map(|member| agg.open(member, auth, bytes.clone())),
     )
     .await;
-    let mut subs = Vec::with_capacity(opened.len());
+    let mut subs = HashMap::with_capacity(opened.len());
     let mut instructions = Vec::new();
     for (member, result) in agg.members.iter().zip(opened) {
         match result {
@@ -493,22 +491,15 @@ async fn initialize(
                         format!("{} ({}{SEPARATOR}…): {text}", member.name, member.name)
                     });
                 }
-                subs.push(Some(sub));
+                subs.insert(member.name.clone(), sub);
             }
             Err(err) => {
                 tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %member.name, "cannot open a session: {err}");
-                subs.push(None);
             }
         }
     }
     let version = front::negotiate(message.params);
-    let fanout = Fanout {
-        init: bytes,
-        in_flight: subs.iter().map(|_| AtomicUsize::new(0)).collect(),
-        subs: Mutex::new(subs),
-        resources: Mutex::new(HashMap::new()),
-        shortened: Mutex::new(HashMap::new()),
-    };
+    let fanout = Fanout::new(bytes, subs);
     let Some(session) = agg.sessions.create_fanout(principal(auth), version, fanout) else {
         return rpc_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -676,16 +667,16 @@ async fn route(
                         None => return not_permitted(id),
                     }
                 }
-                _ => resource_member(session, reference.get("uri")),
+                _ => resource_member(agg, session, reference.get("uri")),
             }
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            resource_member(session, params.get("uri"))
+            resource_member(agg, session, params.get("uri"))
         }
         "logging/setLevel" => {
             let body = with_params(id, method, &Value::Object(params));
             for member in 0..agg.members.len() {
-                if Aggregate::sub(session, member).is_some() {
+                if agg.sub(session, member).is_some() {
                     let _ = agg.forward(session, member, auth, body.clone()).await;
                 }
             }
@@ -714,14 +705,15 @@ async fn route(
     };
     let last = members.len().saturating_sub(1);
     for (i, member) in members.into_iter().enumerate() {
-        if let Some(fanout) = &session.fanout
-            && let Some(count) = fanout.in_flight.get(member)
-        {
-            count.fetch_add(1, Ordering::Relaxed);
+        let Some(name) = agg.members.get(member).map(|m| m.name.clone()) else {
+            continue;
+        };
+        if let Some(fanout) = &session.fanout {
+            fanout.begin(&name);
         }
         let guard = InFlight {
             session: session.clone(),
-            member,
+            member: name,
         };
         let started = Instant::now();
         let response = agg.forward(session, member, auth, body.clone()).await;
@@ -777,11 +769,11 @@ async fn route(
     not_permitted(id)
 }
 
-fn resource_member(session: &Session, uri: Option<&Value>) -> Option<usize> {
+fn resource_member(agg: &Aggregate, session: &Session, uri: Option<&Value>) -> Option<usize> {
     let uri = uri?.as_str()?;
     let fanout = session.fanout.as_ref()?;
     let resources = fanout.resources.lock().unwrap_or_else(|p| p.into_inner());
-    resources.get(uri).copied()
+    agg.position(resources.get(uri)?)
 }
 
 /// One member's whole list (every page), or why not.
@@ -878,7 +870,7 @@ async fn list(
                             .shortened
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(exposed.clone(), (member, name));
+                            .insert(exposed.clone(), (m.name.clone(), name));
                     }
                     if let Some(object) = item.as_object_mut() {
                         object.insert("name".to_owned(), Value::String(exposed));
@@ -892,7 +884,7 @@ async fn list(
                             .resources
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(uri.to_owned(), member);
+                            .insert(uri.to_owned(), m.name.clone());
                     }
                 }
                 _ => {}
@@ -975,7 +967,7 @@ async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
     };
     let mut streams = Vec::new();
     for member in 0..agg.members.len() {
-        let Some(sub) = Aggregate::sub(&session, member) else {
+        let Some(sub) = agg.sub(&session, member) else {
             continue;
         };
         let response = agg
@@ -1014,7 +1006,7 @@ async fn delete(agg: Arc<Aggregate>, req: Request) -> Response {
     };
     agg.sessions.remove(&session.id);
     for member in 0..agg.members.len() {
-        if let Some(sub) = Aggregate::sub(&session, member) {
+        if let Some(sub) = agg.sub(&session, member) {
             let _ = agg
                 .send(member, auth, Some(&sub), Method::DELETE, Bytes::new())
                 .await;

@@ -18,7 +18,6 @@ use crate::error::GatewayError;
 /// One upstream's own endpoint.
 #[derive(Clone)]
 pub(crate) struct Own {
-    pub(crate) name: String,
     pub(crate) path: String,
     /// The resource configuration of this path (`None` without authentication).
     pub(crate) oauth: Option<mcp_oauth::OAuth>,
@@ -57,7 +56,6 @@ impl Own {
             None => None,
         };
         Ok(Self {
-            name: name.to_owned(),
             path,
             oauth,
         })

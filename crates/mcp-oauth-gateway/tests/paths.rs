@@ -59,7 +59,10 @@ async fn each_upstream_is_at_its_own_path_under_its_own_names() {
     let (h, _stop) = two(None).await;
     assert_eq!(
         h.gateway.upstream_paths(),
-        [("alpha", "/alpha/mcp"), ("beta", "/beta/mcp")]
+        [
+            ("alpha".to_owned(), "/alpha/mcp".to_owned()),
+            ("beta".to_owned(), "/beta/mcp".to_owned())
+        ]
     );
     let alpha = url_of(&h, "/alpha/mcp");
     let beta = url_of(&h, "/beta/mcp");
