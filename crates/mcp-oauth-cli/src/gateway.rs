@@ -150,7 +150,7 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
 }
 
 /// Every upstream's configuration, with its name (`None` for the one of the command line).
-fn upstream_configs(
+pub(crate) fn upstream_configs(
     specs: &[UpstreamSpec],
 ) -> Result<Vec<(Option<String>, UpstreamConfig)>, String> {
     if specs.is_empty() {
@@ -477,6 +477,20 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
         })?;
         gate.install(config, &catalog, &path)?;
+    }
+    if args.config.is_some() || args.policy.is_some() {
+        crate::gateway_reload::spawn(crate::gateway_reload::Reloader {
+            gateway: gateway.clone(),
+            gate: args.policy.is_some().then(|| gate.clone()),
+            config: args.config.clone(),
+            argv: argv.clone(),
+            policy: args.policy.clone(),
+            upstreams: specs.clone(),
+            options: config
+                .as_ref()
+                .map(|c| c.options.clone())
+                .unwrap_or_default(),
+        });
     }
     let admin_url = match admin {
         Some(admin) => {

@@ -73,10 +73,10 @@ use tower_layer::Layer as _;
 pub struct GatewayDocDoctests;
 
 pub use aggregate::valid_upstream_name;
-pub use live::Reloaded;
 pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
 pub use isolation::Isolation;
+pub use live::Reloaded;
 pub use upstream::{
     ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, UpstreamCredentials,
     resolve_secret,
@@ -447,9 +447,7 @@ impl Gateway {
                     async move { route.handle(request).await }
                 })
             }
-            Kind::Several(live) => {
-                axum::routing::any(live::handle_merged).with_state(live.clone())
-            }
+            Kind::Several(live) => axum::routing::any(live::handle_merged).with_state(live.clone()),
         };
         let mut router = match &self.oauth {
             Some(oauth) => Router::new().route_service(&self.path, oauth.layer().layer(endpoint)),

@@ -152,8 +152,7 @@ fn same(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
                 && a.credentials.is_none()
                 && b.credentials.is_none()
                 && a.headers.len() == b.headers.len()
-                && a
-                    .headers
+                && a.headers
                     .iter()
                     .zip(&b.headers)
                     .all(|(x, y)| x.name == y.name && x.value == y.value)

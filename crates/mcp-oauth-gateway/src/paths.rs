@@ -55,10 +55,7 @@ impl Own {
             }
             None => None,
         };
-        Ok(Self {
-            path,
-            oauth,
-        })
+        Ok(Self { path, oauth })
     }
 
     /// `router` with this path's endpoint, behind this path's bearer layer.

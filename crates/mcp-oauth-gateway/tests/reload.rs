@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use support::*;
 
 fn http(addr: std::net::SocketAddr) -> UpstreamConfig {
-    HttpConfig::new(&format!("http://{addr}/mcp")).unwrap().into()
+    HttpConfig::new(&format!("http://{addr}/mcp"))
+        .unwrap()
+        .into()
 }
 
 fn token_for(h: &Harness, audiences: &[&str]) -> String {
@@ -39,7 +41,13 @@ async fn tool_names(h: &Harness, url: &str, token: &str, session: &str) -> Vec<S
 }
 
 /// A tool call's first text, or the JSON-RPC error's message.
-async fn call_raw(url: &str, token: &str, session: &str, tool: &str, args: Value) -> Result<String, String> {
+async fn call_raw(
+    url: &str,
+    token: &str,
+    session: &str,
+    tool: &str,
+    args: Value,
+) -> Result<String, String> {
     let body = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": tool, "arguments": args}});
     let response = post(url, Some(token), Some(session), body.to_string()).await;
     assert_eq!(response.status(), 200, "{tool} at {url}");
@@ -56,10 +64,15 @@ async fn call_raw(url: &str, token: &str, session: &str, tool: &str, args: Value
 
 #[tokio::test]
 async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
-    let (alpha_addr, _stop_alpha) = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
-    let (gamma_addr, _stop_gamma) = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    let (alpha_addr, _stop_alpha) =
+        serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    let (gamma_addr, _stop_gamma) =
+        serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
     let h = Harness::several(
-        vec![("alpha", http(alpha_addr)), ("beta", stdio_upstream().into())],
+        vec![
+            ("alpha", http(alpha_addr)),
+            ("beta", stdio_upstream().into()),
+        ],
         |b| b,
     )
     .await;
@@ -69,13 +82,22 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
     // Sessions opened before the reload: at the merged endpoint and at beta's own path.
     let session = raw_session(&merged, &token).await;
     let beta_session = raw_session(&own("beta"), &token).await;
-    let pid = call_raw(&merged, &token, &session, "beta__pid", json!({})).await.unwrap();
+    let pid = call_raw(&merged, &token, &session, "beta__pid", json!({}))
+        .await
+        .unwrap();
     assert_eq!(pid, h.gateway.upstream_pid().unwrap().to_string());
-    assert!(tool_names(&h, &merged, &token, &session).await.contains(&"alpha__echo".to_owned()));
+    assert!(
+        tool_names(&h, &merged, &token, &session)
+            .await
+            .contains(&"alpha__echo".to_owned())
+    );
 
     let report = h
         .gateway
-        .reload([("beta", stdio_upstream().into()), ("gamma", http(gamma_addr))])
+        .reload([
+            ("beta", stdio_upstream().into()),
+            ("gamma", http(gamma_addr)),
+        ])
         .unwrap();
     assert_eq!(report.kept, ["beta"]);
     assert_eq!(report.added, ["gamma"]);
@@ -84,29 +106,61 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
 
     // The same session: beta's child untouched, gamma there, alpha gone.
     assert_eq!(
-        call_raw(&merged, &token, &session, "beta__pid", json!({})).await.unwrap(),
+        call_raw(&merged, &token, &session, "beta__pid", json!({}))
+            .await
+            .unwrap(),
         pid
     );
     assert_eq!(
-        call_raw(&merged, &token, &session, "gamma__echo", json!({"text": "new"})).await.unwrap(),
+        call_raw(
+            &merged,
+            &token,
+            &session,
+            "gamma__echo",
+            json!({"text": "new"})
+        )
+        .await
+        .unwrap(),
         "new"
     );
-    let gone = call_raw(&merged, &token, &session, "alpha__echo", json!({"text": "x"})).await;
+    let gone = call_raw(
+        &merged,
+        &token,
+        &session,
+        "alpha__echo",
+        json!({"text": "x"}),
+    )
+    .await;
     assert!(gone.unwrap_err().contains("not permitted"));
     let names = tool_names(&h, &merged, &token, &session).await;
     assert!(names.contains(&"gamma__echo".to_owned()), "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with("alpha__")), "{names:?}");
     // beta's own path kept its session; gamma has one now; alpha's is gone.
     assert_eq!(
-        call_raw(&own("beta"), &token, &beta_session, "pid", json!({})).await.unwrap(),
+        call_raw(&own("beta"), &token, &beta_session, "pid", json!({}))
+            .await
+            .unwrap(),
         pid
     );
     let gamma_session = raw_session(&own("gamma"), &token).await;
     assert_eq!(
-        call_raw(&own("gamma"), &token, &gamma_session, "echo", json!({"text": "g"})).await.unwrap(),
+        call_raw(
+            &own("gamma"),
+            &token,
+            &gamma_session,
+            "echo",
+            json!({"text": "g"})
+        )
+        .await
+        .unwrap(),
         "g"
     );
-    assert_eq!(post(&own("alpha"), Some(&token), None, INITIALIZE).await.status(), 404);
+    assert_eq!(
+        post(&own("alpha"), Some(&token), None, INITIALIZE)
+            .await
+            .status(),
+        404
+    );
     let doc = reqwest::get(format!(
         "http://{}/.well-known/oauth-protected-resource/gamma/mcp",
         h.addr
@@ -115,10 +169,13 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
     .unwrap();
     assert_eq!(doc.status(), 200);
     assert_eq!(
-        reqwest::get(format!("http://{}/.well-known/oauth-protected-resource/alpha/mcp", h.addr))
-            .await
-            .unwrap()
-            .status(),
+        reqwest::get(format!(
+            "http://{}/.well-known/oauth-protected-resource/alpha/mcp",
+            h.addr
+        ))
+        .await
+        .unwrap()
+        .status(),
         404
     );
 
@@ -143,12 +200,23 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
     for bad in [
         vec![("beta", stdio_upstream().into())],
         vec![("beta", stdio_upstream().into()), ("a_b", http(gamma_addr))],
-        vec![("beta", stdio_upstream().into()), ("beta", http(gamma_addr))],
+        vec![
+            ("beta", stdio_upstream().into()),
+            ("beta", http(gamma_addr)),
+        ],
     ] {
         assert!(h.gateway.reload(bad).is_err());
     }
     assert_eq!(
-        call_raw(&merged, &token, &session, "gamma__echo", json!({"text": "still"})).await.unwrap(),
+        call_raw(
+            &merged,
+            &token,
+            &session,
+            "gamma__echo",
+            json!({"text": "still"})
+        )
+        .await
+        .unwrap(),
         "still"
     );
 }
@@ -158,7 +226,10 @@ async fn a_gateway_of_one_upstream_refuses_to_reload() {
     let h = Harness::start(stdio_upstream()).await;
     let err = h
         .gateway
-        .reload([("a", stdio_upstream().into()), ("b", stdio_upstream().into())])
+        .reload([
+            ("a", stdio_upstream().into()),
+            ("b", stdio_upstream().into()),
+        ])
         .unwrap_err();
     assert!(err.to_string().contains("restart"), "{err}");
 }
