@@ -62,7 +62,16 @@ pub(crate) fn spawn(mut reloader: Reloader) {
         let mut seen = stamps(&reloader);
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // With a policy: the upstreams' list changes make it checked again.
+        let watch = |r: &Reloader| r.gate.is_some().then(|| r.gateway.list_changes());
+        let mut changes = watch(&reloader);
         loop {
+            let changed = async {
+                match changes.as_mut() {
+                    Some(changes) => changes.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             #[cfg(unix)]
             let why = tokio::select! {
                 _ = tick.tick() => None,
@@ -72,18 +81,30 @@ pub(crate) fn spawn(mut reloader: Reloader) {
                         None => std::future::pending().await,
                     }
                 } => Some("SIGHUP"),
+                Some(list) = changed => {
+                    tracing::info!(target: TARGET, "an upstream's {} list changed: checking the policy against it", list.member());
+                    reloader.apply_policy().await;
+                    continue;
+                }
             };
             #[cfg(not(unix))]
-            let why = {
-                tick.tick().await;
-                None
+            let why = tokio::select! {
+                _ = tick.tick() => None,
+                Some(list) = changed => {
+                    tracing::info!(target: TARGET, "an upstream's {} list changed: checking the policy against it", list.member());
+                    reloader.apply_policy().await;
+                    continue;
+                }
             };
             let why = match why {
                 Some(why) => why,
                 None if stamps(&reloader) != seen => "a file changed",
                 None => continue,
             };
-            reloader.reload(why).await;
+            if reloader.reload(why).await {
+                // New upstreams are heard from a new watch.
+                changes = watch(&reloader);
+            }
             // What the reload read (the policy file may be another one now).
             seen = stamps(&reloader);
         }
@@ -99,15 +120,18 @@ fn option_values(options: &[FileOption]) -> Vec<(&str, &gateway_config::OptionVa
 }
 
 impl Reloader {
-    async fn reload(&mut self, why: &str) {
+    /// Reads everything again; whether the upstreams were reloaded.
+    async fn reload(&mut self, why: &str) -> bool {
         tracing::info!(target: TARGET, "{why}: reading the configuration again");
+        let mut reloaded = false;
         if let Some(path) = self.config.clone() {
             let Some(config) = self.read_config(&path) else {
-                return;
+                return false;
             };
-            let Some(args) = self.apply_config(&path, &config).await else {
-                return;
+            let Some((args, upstreams)) = self.apply_config(&path, &config).await else {
+                return false;
             };
+            reloaded = upstreams;
             if args.policy != self.policy {
                 match (&self.gate, &args.policy) {
                     (Some(_), Some(_)) => self.policy = args.policy.clone(),
@@ -120,6 +144,7 @@ impl Reloader {
             }
         }
         self.apply_policy().await;
+        reloaded
     }
 
     fn read_config(&self, path: &Path) -> Option<ConfigFile> {
@@ -134,12 +159,13 @@ impl Reloader {
         }
     }
 
-    /// The upstreams of the file (and the options, which only log); the merged options.
+    /// The upstreams of the file (and the options, which only log); the merged options, and
+    /// whether the upstreams were reloaded.
     async fn apply_config(
         &mut self,
         path: &Path,
         config: &ConfigFile,
-    ) -> Option<crate::gateway_args::GatewayArgs> {
+    ) -> Option<(crate::gateway_args::GatewayArgs, bool)> {
         let stays = "the running configuration stays";
         let args = match gateway_config::merge(config, &self.argv) {
             Ok(args) => args,
@@ -194,12 +220,19 @@ impl Reloader {
                     "{}: the upstreams changed; a gateway started with one upstream changes it at the next start",
                     path.display()
                 );
-                return Some(args);
+                return Some((args, false));
             }
             let named = configs
                 .into_iter()
                 .map(|(name, config)| (name.unwrap_or_default(), config));
             match self.gateway.reload(named) {
+                Ok(report)
+                    if report.added.is_empty()
+                        && report.changed.is_empty()
+                        && report.removed.is_empty() =>
+                {
+                    tracing::debug!(target: TARGET, "{}: the upstreams are the same", path.display());
+                }
                 Ok(report) => {
                     tracing::info!(
                         target: TARGET,
@@ -214,6 +247,7 @@ impl Reloader {
                     if let Err(e) = self.gateway.ready(START_TIMEOUT).await {
                         tracing::error!(target: TARGET, "after the reload: {e}");
                     }
+                    return Some((args, true));
                 }
                 Err(e) => {
                     tracing::error!(target: TARGET, "{}: {e}; {stays}", path.display());
@@ -221,7 +255,7 @@ impl Reloader {
                 }
             }
         }
-        Some(args)
+        Some((args, false))
     }
 
     /// Reads the policy file again and compiles it against the tools listed now.

@@ -914,7 +914,7 @@ async fn list(
 }
 
 /// Splits a byte stream into whole SSE events (each ending with a blank line).
-fn sse_events(
+pub(crate) fn sse_events(
     body: Body,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     futures_util::stream::unfold(

@@ -60,6 +60,7 @@ mod sse;
 #[doc(hidden)]
 pub mod test_upstream;
 mod upstream;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -566,31 +567,8 @@ impl Gateway {
     ///
     /// The session cannot be opened, or a list answer is not a list.
     pub async fn catalog(&self) -> Result<serde_json::Value, GatewayError> {
-        let handle = |method: ::http::Method, session: Option<String>, body: String| {
-            let kind = self.kind.clone();
-            async move {
-                let mut builder = ::http::Request::builder()
-                    .method(method)
-                    .uri(self.path.as_str())
-                    .header(::http::header::CONTENT_TYPE, "application/json")
-                    .header(
-                        ::http::header::ACCEPT,
-                        "application/json, text/event-stream",
-                    );
-                if let Some(session) = &session {
-                    builder = builder.header("mcp-session-id", session.as_str());
-                }
-                let request = builder
-                    .body(axum::body::Body::from(body))
-                    .map_err(|e| GatewayError::Protocol(e.to_string()))?;
-                let response = match kind {
-                    Kind::One(route) => route.handle(request).await,
-                    Kind::Several(live) => {
-                        aggregate::handle(axum::extract::State(live.merged()), request).await
-                    }
-                };
-                Ok::<_, GatewayError>(response)
-            }
+        let handle = |method: ::http::Method, session: Option<String>, body: String| async move {
+            self.internal(method, session.as_deref(), body).await
         };
         let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-oauth-gateway-catalog","version":"1"}}}"#;
         let response = handle(::http::Method::POST, None, init.to_owned()).await?;
@@ -651,6 +629,49 @@ impl Gateway {
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
         Ok(serde_json::Value::Object(catalog))
+    }
+
+    /// A request of the gateway itself (no caller, no bearer layer) to its MCP endpoint.
+    pub(crate) async fn internal(
+        &self,
+        method: ::http::Method,
+        session: Option<&str>,
+        body: String,
+    ) -> Result<axum::response::Response, GatewayError> {
+        let accept = if method == ::http::Method::GET {
+            "text/event-stream"
+        } else {
+            "application/json, text/event-stream"
+        };
+        let mut builder = ::http::Request::builder()
+            .method(method)
+            .uri(self.path.as_str())
+            .header(::http::header::CONTENT_TYPE, "application/json")
+            .header(::http::header::ACCEPT, accept);
+        if let Some(session) = session {
+            builder = builder.header("mcp-session-id", session);
+        }
+        let request = builder
+            .body(axum::body::Body::from(body))
+            .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        Ok(match &self.kind {
+            Kind::One(route) => route.handle(request).await,
+            Kind::Several(live) => {
+                aggregate::handle(axum::extract::State(live.merged()), request).await
+            }
+        })
+    }
+
+    /// Which lists the upstreams say changed (`notifications/tools/list_changed`, and those
+    /// of prompts and resources), as they say it: the gateway keeps a session of its own with
+    /// a GET stream (opened again if it ends) and sends each change here. For checking a
+    /// policy against an upstream's new tools. Clients get the same notifications on their
+    /// own GET streams. The watch stops when the receiver is dropped; after
+    /// [`reload`](Self::reload), watch again to hear from new upstreams.
+    pub fn list_changes(&self) -> tokio::sync::mpsc::Receiver<gate::ListKind> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(watch::list_changes(self.clone(), tx));
+        rx
     }
 
     /// The metrics in the Prometheus text format (what the admin router's `/metrics` serves).
