@@ -20,9 +20,7 @@ use std::process::ExitCode;
 use mcp_oauth::audit::ArgumentMode;
 use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
 use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
-use mcp_oauth_gateway::{
-    Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials, resolve_secret,
-};
+use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials};
 
 pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs};
 use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
@@ -64,7 +62,7 @@ pub(crate) fn all_upstreams(
 /// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
 /// errors name the upstream and the field, never a value.
 fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
-    let secret = resolve_secret(&spec.client_secret)
+    let secret = gateway_config::resolve_value(&spec.client_secret)
         .map_err(|e| format!("{at}credentials client_secret: {e}"))?;
     let mut client = ClientCredentials::new(spec.client_id.clone(), secret);
     if spec.secret_in_body {
@@ -107,7 +105,8 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 if name.is_empty() {
                     return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
                 }
-                let value = resolve_secret(raw).map_err(|e| format!("{at}header {name}: {e}"))?;
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}header {name}: {e}"))?;
                 config = config
                     .header(name, &value)
                     .map_err(|e| format!("{at}header {name}: {e}"))?;
@@ -132,7 +131,8 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 if name.is_empty() {
                     return Err(format!("{at}env takes NAME=VALUE"));
                 }
-                let value = resolve_secret(raw).map_err(|e| format!("{at}env {name}: {e}"))?;
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}env {name}: {e}"))?;
                 config = config.env(name, value);
             }
             for name in pass_env {

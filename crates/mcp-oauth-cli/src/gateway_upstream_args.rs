@@ -29,7 +29,7 @@ fn split_resolved<'a>(
             )
         })?;
     let resolved =
-        mcp_oauth_gateway::resolve_secret(raw).map_err(|e| format!("{option} {name}: {e}"))?;
+        crate::gateway_config::resolve_value(raw).map_err(|e| format!("{option} {name}: {e}"))?;
     Ok((name, resolved))
 }
 

@@ -64,27 +64,26 @@ impl ServerHandler for TestUpstream {
             .then(|| tool("extra", "Listed after a toggle", json!({})));
         Ok(ListToolsResult::with_all_items(
             [
-
-            tool(
-                "echo",
-                "Echo the text",
-                json!({ "text": { "type": "string" } }),
-            ),
-            tool("get_env", "The server's environment", json!({})),
-            tool("pid", "The server's process id", json!({})),
-            tool(
-                "slow",
-                "Sends progress every step until done or cancelled",
-                json!({ "steps": { "type": "integer" }, "step_ms": { "type": "integer" } }),
-            ),
-            tool("cancelled", "How many slow calls were cancelled", json!({})),
-            tool(
-                "ask_llm",
-                "Asks the client's model",
-                json!({ "question": { "type": "string" } }),
-            ),
-            tool("meta", "The request's _meta", json!({})),
-            tool("toggle", "Adds or removes the tool extra", json!({})),
+                tool(
+                    "echo",
+                    "Echo the text",
+                    json!({ "text": { "type": "string" } }),
+                ),
+                tool("get_env", "The server's environment", json!({})),
+                tool("pid", "The server's process id", json!({})),
+                tool(
+                    "slow",
+                    "Sends progress every step until done or cancelled",
+                    json!({ "steps": { "type": "integer" }, "step_ms": { "type": "integer" } }),
+                ),
+                tool("cancelled", "How many slow calls were cancelled", json!({})),
+                tool(
+                    "ask_llm",
+                    "Asks the client's model",
+                    json!({ "question": { "type": "string" } }),
+                ),
+                tool("meta", "The request's _meta", json!({})),
+                tool("toggle", "Adds or removes the tool extra", json!({})),
             ]
             .into_iter()
             .chain(extra)
@@ -118,7 +117,11 @@ impl ServerHandler for TestUpstream {
             "toggle" => {
                 let listed = !self.extra.fetch_xor(true, Ordering::SeqCst);
                 let _ = context.peer.notify_tool_list_changed().await;
-                text(if listed { "extra listed" } else { "extra removed" })
+                text(if listed {
+                    "extra listed"
+                } else {
+                    "extra removed"
+                })
             }
             "meta" => text(
                 serde_json::to_value(&context.meta)

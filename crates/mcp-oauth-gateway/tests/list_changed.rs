@@ -43,7 +43,11 @@ async fn tool_names(url: &str, token: &str, session: &str) -> Vec<String> {
 }
 
 /// A session's GET stream, read until it says `needle` (or the deadline passes).
-async fn stream_says(url: &str, token: &str, session: &str) -> impl std::future::Future<Output = String> {
+async fn stream_says(
+    url: &str,
+    token: &str,
+    session: &str,
+) -> impl std::future::Future<Output = String> {
     let response = reqwest::Client::new()
         .get(url)
         .bearer_auth(token)
@@ -84,7 +88,11 @@ async fn an_upstreams_list_change_reaches_clients_and_the_gateway() {
     let token = token_for(&h, &[&merged, &alpha]);
     let session = raw_session(&merged, &token).await;
     let alpha_session = raw_session(&alpha, &token).await;
-    assert!(!tool_names(&merged, &token, &session).await.contains(&"alpha__extra".to_owned()));
+    assert!(
+        !tool_names(&merged, &token, &session)
+            .await
+            .contains(&"alpha__extra".to_owned())
+    );
     let merged_stream = stream_says(&merged, &token, &session).await;
     let alpha_stream = stream_says(&alpha, &token, &alpha_session).await;
     let mut changes = h.gateway.list_changes();
@@ -95,23 +103,51 @@ async fn an_upstreams_list_change_reaches_clients_and_the_gateway() {
     let started = std::time::Instant::now();
     let heard = loop {
         toggles += 1;
-        let said = rpc(&merged, &token, &session, "tools/call", json!({"name": "alpha__toggle", "arguments": {}})).await;
-        assert!(said["result"]["content"][0]["text"].as_str().unwrap().starts_with("extra"), "{said}");
+        let said = rpc(
+            &merged,
+            &token,
+            &session,
+            "tools/call",
+            json!({"name": "alpha__toggle", "arguments": {}}),
+        )
+        .await;
+        assert!(
+            said["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("extra"),
+            "{said}"
+        );
         if let Ok(Some(kind)) =
             tokio::time::timeout(std::time::Duration::from_millis(200), changes.recv()).await
         {
             break kind;
         }
-        assert!(started.elapsed() < DEADLINE, "the gateway's watch heard no change");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the gateway's watch heard no change"
+        );
     };
     assert_eq!(heard, ListKind::Tools);
-    assert!(merged_stream.await.contains("\"method\":\"notifications/tools/list_changed\""));
-    assert!(alpha_stream.await.contains("\"method\":\"notifications/tools/list_changed\""));
+    assert!(
+        merged_stream
+            .await
+            .contains("\"method\":\"notifications/tools/list_changed\"")
+    );
+    assert!(
+        alpha_stream
+            .await
+            .contains("\"method\":\"notifications/tools/list_changed\"")
+    );
 
     // The lists follow, under the merged names at /mcp and the upstream's own at /alpha/mcp.
     let listed = toggles % 2 == 1;
     let names = tool_names(&merged, &token, &session).await;
-    assert_eq!(names.contains(&"alpha__extra".to_owned()), listed, "{names:?}");
+    assert_eq!(
+        names.contains(&"alpha__extra".to_owned()),
+        listed,
+        "{names:?}"
+    );
     assert!(!names.contains(&"beta__extra".to_owned()), "{names:?}");
     let own = tool_names(&alpha, &token, &alpha_session).await;
     assert_eq!(own.contains(&"extra".to_owned()), listed, "{own:?}");
