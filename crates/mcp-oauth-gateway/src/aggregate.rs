@@ -966,6 +966,19 @@ async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
         }
     };
     let mut streams = Vec::new();
+    // The gateway's own messages to the session (a reload's list changes).
+    if let Some(own) = session.open_stream() {
+        streams.push(
+            futures_util::stream::unfold(own, |mut own| async move {
+                let message = own.recv().await?;
+                let mut event = b"event: message\ndata: ".to_vec();
+                event.extend_from_slice(&message);
+                event.extend_from_slice(b"\n\n");
+                Some((Ok(Bytes::from(event)), own))
+            })
+            .boxed(),
+        );
+    }
     for member in 0..agg.members.len() {
         let Some(sub) = agg.sub(&session, member) else {
             continue;
@@ -978,7 +991,12 @@ async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
         }
     }
     if streams.is_empty() {
-        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+        return rpc_error(
+            StatusCode::CONFLICT,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "this session already has a GET stream open",
+        );
     }
     let merged = futures_util::stream::select_all(streams);
     let mut response = Response::new(Body::from_stream(merged));
@@ -1013,6 +1031,20 @@ async fn delete(agg: Arc<Aggregate>, req: Request) -> Response {
         }
     }
     status_only(StatusCode::OK)
+}
+
+/// Tells every session of `sessions` on its GET stream that the lists changed (a reload
+/// changed the upstreams). A session without a GET stream open finds out at its next list.
+pub(crate) fn announce_list_changes(sessions: &Sessions) {
+    for session in sessions.all() {
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            let _ = session.push(jsonrpc::encode_request(None, method, None));
+        }
+    }
 }
 
 /// Whether each member is ready, by name.

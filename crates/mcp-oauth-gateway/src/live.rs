@@ -365,6 +365,14 @@ impl Live {
         // Built beside the old state: on an error the old one goes on serving.
         let (next, report) = Self::assemble(&self.parts, &self.sessions, old, upstreams)?;
         *state = next;
+        if !(report.added.is_empty() && report.changed.is_empty() && report.removed.is_empty()) {
+            aggregate::announce_list_changes(&self.sessions);
+            for (name, served) in &state.upstreams {
+                if !report.kept.iter().any(|k| **k == **name) {
+                    aggregate::announce_list_changes(&served.own_sessions);
+                }
+            }
+        }
         Ok(report)
     }
 

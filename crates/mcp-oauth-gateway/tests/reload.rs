@@ -92,6 +92,17 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
             .contains(&"alpha__echo".to_owned())
     );
 
+    // The session's GET stream, open across the reload, hears that the lists changed.
+    let stream = reqwest::Client::new()
+        .get(&merged)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
     let report = h
         .gateway
         .reload([
@@ -99,6 +110,23 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
             ("gamma", http(gamma_addr)),
         ])
         .unwrap();
+    let heard = tokio::time::timeout(DEADLINE, async {
+        let mut body = stream.bytes_stream();
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut body).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("notifications/tools/list_changed") {
+                break;
+            }
+        }
+        text
+    })
+    .await
+    .unwrap();
+    assert!(
+        heard.contains("\"method\":\"notifications/tools/list_changed\""),
+        "{heard}"
+    );
     assert_eq!(report.kept, ["beta"]);
     assert_eq!(report.added, ["gamma"]);
     assert_eq!(report.removed, ["alpha"]);
