@@ -48,6 +48,7 @@ mod fanout;
 mod front;
 pub mod gate;
 mod health;
+mod host;
 pub mod identity;
 mod isolation;
 mod jsonrpc;
@@ -450,6 +451,7 @@ impl Gateway {
             }
             Kind::Several(live) => axum::routing::any(live::handle_merged).with_state(live.clone()),
         };
+        let endpoint = host::guard(endpoint, self.oauth.as_ref());
         let mut router = match &self.oauth {
             Some(oauth) => Router::new().route_service(&self.path, oauth.layer().layer(endpoint)),
             None => Router::new().route_service(&self.path, endpoint),
@@ -459,7 +461,7 @@ impl Gateway {
             // some), by the exact path.
             let own = paths::own_path(&self.path, "{upstream}");
             let handler = axum::routing::any(live::handle_own).with_state(live.clone());
-            router = router.route(&own, handler);
+            router = router.route(&own, host::guard(handler, self.oauth.as_ref()));
         }
         let mut router = router.layer(mcp_oauth::routes::mcp_cors());
         if let Some(oauth) = &self.oauth {

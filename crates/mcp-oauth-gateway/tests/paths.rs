@@ -314,3 +314,33 @@ async fn the_gatekeeper_sees_the_merged_names_at_every_path() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_host_the_gateway_does_not_serve_is_refused_at_every_path() {
+    let (h, _stop) = two(None).await;
+    let paths = ["/alpha/mcp", "/beta/mcp", "/mcp"];
+    let urls: Vec<String> = paths.iter().map(|p| url_of(&h, p)).collect();
+    let token = token_for(
+        &h,
+        "alice",
+        &urls.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for url in &urls {
+        let refused = reqwest::Client::new()
+            .post(url)
+            .header("host", "rebound.example")
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INITIALIZE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{url}");
+        assert_eq!(
+            post(url, Some(&token), None, INITIALIZE).await.status(),
+            200,
+            "{url}"
+        );
+    }
+}
