@@ -200,12 +200,9 @@ pub(crate) async fn prepare_with(
     resource_name: &str,
     access: Option<(Policy, Option<AuditLog>)>,
 ) -> Result<Prepared, Box<dyn std::error::Error>> {
-    let (prepared, ()) = prepare_late(
-        args,
-        resource_name,
-        None,
-        |_| async move { Ok((access, ())) },
-    )
+    let (prepared, ()) = prepare_late(args, resource_name, None, &[], |_| async move {
+        Ok((access, ()))
+    })
     .await?;
     Ok(prepared)
 }
@@ -226,11 +223,13 @@ pub(crate) type SignInPolicy = Option<(Policy, Option<AuditLog>)>;
 /// key) instead of with the local users when given, and the access policy given by `late`
 /// once the address and the DPoP verifier are known, before the server is built (`gateway`
 /// starts its upstreams then, to check the policy against their tools). `late`'s other
-/// result is handed back.
+/// result is handed back. The server also issues tokens for `other_paths` of the server
+/// (`/NAME/mcp`: a gateway's upstreams at their own paths).
 pub(crate) async fn prepare_late<T, F, Fut>(
     args: &DevArgs,
     resource_name: &str,
     upstream: Option<(mcp_oauth::auth_server::Upstream, mcp_oauth::Secret)>,
+    other_paths: &[String],
     late: F,
 ) -> Result<(Prepared, T), Box<dyn std::error::Error>>
 where
@@ -299,6 +298,9 @@ where
         .auto_approve(args.auto_approve)
         .registration(registration)
         .trusted_proxies(args.listen.trusted_proxies());
+    for path in other_paths {
+        builder = builder.resource(format!("{issuer}{path}"));
+    }
     if let Some(verifier) = &dpop {
         builder = builder.dpop_verifier(verifier.clone());
     }

@@ -20,111 +20,14 @@ use std::process::ExitCode;
 use mcp_oauth::audit::ArgumentMode;
 use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
 use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
-use mcp_oauth_gateway::{
-    Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials, resolve_secret,
-};
+use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials};
 
-pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs, IsolationArg};
+pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs};
 use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
 use crate::gateway_policy;
-use crate::options::SecretArg;
 
 /// How long a stdio command has to start and answer `initialize` before the gateway gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// `NAME=VALUE` (`--env`) and `NAME: VALUE` (`--upstream-header`), the value resolved. Errors
-/// name the option and the name, never the value.
-fn split_resolved<'a>(
-    value: &'a SecretArg,
-    separator: char,
-    option: &str,
-) -> Result<(&'a str, String), String> {
-    let (name, raw) = value
-        .expose()
-        .split_once(separator)
-        .map(|(n, v)| (n.trim(), v.trim()))
-        .filter(|(n, _)| !n.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "{option} takes NAME{separator}VALUE{}",
-                if separator == ':' { " (quote it)" } else { "" }
-            )
-        })?;
-    let resolved = resolve_secret(raw).map_err(|e| format!("{option} {name}: {e}"))?;
-    Ok((name, resolved))
-}
-
-impl GatewayArgs {
-    /// The upstream the command line names (`--upstream URL` or `-- CMD ARGS…`), references
-    /// unresolved; `None` when it names none (the configuration file's are used).
-    pub(crate) fn command_line_upstream(&self) -> Option<UpstreamSpec> {
-        let target = match (&self.upstream, self.command.is_empty()) {
-            (Some(url), _) => Target::Url {
-                url: url.clone(),
-                headers: self
-                    .upstream_headers
-                    .iter()
-                    .map(|h| match h.expose().split_once(':') {
-                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
-                        None => (h.expose().to_owned(), String::new()),
-                    })
-                    .collect(),
-                credentials: None,
-            },
-            (None, false) => Target::Command {
-                argv: self
-                    .command
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect(),
-                env: self
-                    .env
-                    .iter()
-                    .map(|e| match e.expose().split_once('=') {
-                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
-                        None => (e.expose().to_owned(), String::new()),
-                    })
-                    .collect(),
-                pass_env: self.pass_env.clone(),
-                cwd: self.cwd.clone(),
-                per_user: self.isolation == IsolationArg::PerUser,
-            },
-            (None, true) => return None,
-        };
-        Some(UpstreamSpec {
-            name: None,
-            target,
-            line: 0,
-        })
-    }
-
-    /// Checks the command line's upstream options before anything else.
-    fn check_upstream_options(&self) -> Result<(), String> {
-        if self.upstream.is_some() && !self.command.is_empty() {
-            return Err(
-                "give either --upstream URL or -- CMD ARGS…, not both (several upstreams go in a --config file, as [[upstream]] tables)"
-                    .to_owned(),
-            );
-        }
-        if self.upstream.is_some()
-            && (!self.env.is_empty()
-                || !self.pass_env.is_empty()
-                || self.isolation == IsolationArg::PerUser)
-        {
-            return Err(
-                "--env, --pass-env and --isolation are for a stdio command (-- CMD ARGS…), not for --upstream"
-                    .to_owned(),
-            );
-        }
-        for entry in &self.env {
-            split_resolved(entry, '=', "--env")?;
-        }
-        for header in &self.upstream_headers {
-            split_resolved(header, ':', "--upstream-header")?;
-        }
-        Ok(())
-    }
-}
 
 /// [`gateway_config::upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
 /// serves. A name used twice is an error.
@@ -159,7 +62,7 @@ pub(crate) fn all_upstreams(
 /// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
 /// errors name the upstream and the field, never a value.
 fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
-    let secret = resolve_secret(&spec.client_secret)
+    let secret = gateway_config::resolve_value(&spec.client_secret)
         .map_err(|e| format!("{at}credentials client_secret: {e}"))?;
     let mut client = ClientCredentials::new(spec.client_id.clone(), secret);
     if spec.secret_in_body {
@@ -202,7 +105,8 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 if name.is_empty() {
                     return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
                 }
-                let value = resolve_secret(raw).map_err(|e| format!("{at}header {name}: {e}"))?;
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}header {name}: {e}"))?;
                 config = config
                     .header(name, &value)
                     .map_err(|e| format!("{at}header {name}: {e}"))?;
@@ -227,7 +131,8 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 if name.is_empty() {
                     return Err(format!("{at}env takes NAME=VALUE"));
                 }
-                let value = resolve_secret(raw).map_err(|e| format!("{at}env {name}: {e}"))?;
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}env {name}: {e}"))?;
                 config = config.env(name, value);
             }
             for name in pass_env {
@@ -245,7 +150,7 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
 }
 
 /// Every upstream's configuration, with its name (`None` for the one of the command line).
-fn upstream_configs(
+pub(crate) fn upstream_configs(
     specs: &[UpstreamSpec],
 ) -> Result<Vec<(Option<String>, UpstreamConfig)>, String> {
     if specs.is_empty() {
@@ -421,7 +326,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         };
         match (&spec.name, specs.len()) {
             (Some(name), 2..) => println!(
-                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL)",
+                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL; alone at /{name}/mcp)",
                 describe(spec),
                 mcp_oauth_gateway::SEPARATOR
             ),
@@ -523,7 +428,7 @@ impl Start<'_> {
         let catalog = gateway.catalog().await.map_err(|e| {
             format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
         })?;
-        gate.install(config, &catalog, &path)?;
+        gate.install(config, &catalog, std::path::Path::new(&path))?;
         Ok((gateway, Some(catalog)))
     }
 }
@@ -564,6 +469,16 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         ),
         None => None,
     };
+    // With several upstreams, each at /NAME/mcp is a resource tokens are issued for.
+    let own_paths: Vec<String> = match specs.as_slice() {
+        [_, _, ..] => specs
+            .iter()
+            .filter_map(|s| s.name.as_ref().map(|n| format!("/{n}/mcp")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    // The policy file watched for changes (not the built-in `demo`).
+    let policy_file = args.access.file();
     let (listener, mcp_url, issuer, gateway, auth_server, token) = match (&args.login, &args.issuer)
     {
         (None, Some(issuer)) => {
@@ -622,18 +537,19 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             };
             let resource = late.clone();
             let args_ref = &args;
-            let (prepared, gateway) = crate::gateway_login::prepare(args_ref, |early| async move {
-                let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
-                let (gateway, catalog) = started.start(oauth).await?;
-                let sign_in = crate::gateway_login::sign_in_policy(
-                    args_ref,
-                    file,
-                    catalog.as_ref(),
-                    audit_log.as_ref(),
-                )?;
-                Ok((sign_in, gateway))
-            })
-            .await?;
+            let (prepared, gateway) =
+                crate::gateway_login::prepare(args_ref, &own_paths, |early| async move {
+                    let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
+                    let (gateway, catalog) = started.start(oauth).await?;
+                    let sign_in = crate::gateway_login::sign_in_policy(
+                        args_ref,
+                        file,
+                        catalog.as_ref(),
+                        audit_log.as_ref(),
+                    )?;
+                    Ok((sign_in, gateway))
+                })
+                .await?;
             late.set(prepared.server.verifier()?);
             // With --login the users are the provider's: no token for a local one.
             let token = args.login.is_none().then_some(prepared.token);
@@ -651,6 +567,20 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         (Some(_), Some(server)) => Some(server.upstream_callback_url()),
         _ => None,
     };
+    if args.config.is_some() || policy_file.is_some() {
+        crate::gateway_reload::spawn(crate::gateway_reload::Reloader {
+            gateway: gateway.clone(),
+            gate: policy_file.is_some().then(|| gate.clone()),
+            config: args.config.clone(),
+            argv: argv.clone(),
+            policy: policy_file,
+            upstreams: specs.clone(),
+            options: config
+                .as_ref()
+                .map(|c| c.options.clone())
+                .unwrap_or_default(),
+        });
+    }
     let admin_url = match admin {
         Some(admin) => {
             let url = format!("http://{}", admin.local_addr()?);
@@ -671,11 +601,14 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if args.dev.json {
         println!(
             "{}",
-            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url, "callback_url": callback_url })
+            serde_json::json!({ "mcp_url": mcp_url, "upstream_urls": gateway.upstream_resources(), "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url, "callback_url": callback_url })
         );
     } else {
         println!("mcp-oauth gateway: OAuth in front of {described}\n");
         println!("  MCP endpoint  {mcp_url}");
+        for url in gateway.upstream_resources() {
+            println!("  one upstream  {url}");
+        }
         println!("  issuer        {issuer}");
         if let (Some(provider), Some(url)) = (args.login, &callback_url) {
             println!(

@@ -22,9 +22,14 @@ pub(crate) struct GatewayArgs {
     /// Print the configuration file equivalent to the options (and --config) and exit.
     #[arg(long)]
     pub(crate) print_config: bool,
-    /// The MCP server to protect, a Streamable HTTP endpoint (instead of `-- CMD ARGS…`).
-    #[arg(long, value_name = "URL", env = "MCP_OAUTH_UPSTREAM")]
-    pub(crate) upstream: Option<String>,
+    /// The MCP server to protect, a Streamable HTTP endpoint (instead of `-- CMD ARGS…`); or,
+    /// repeatable, NAME=URL: one of several upstreams, its tools exposed as NAME__tool.
+    #[arg(long, value_name = "[NAME=]URL", env = "MCP_OAUTH_UPSTREAM")]
+    pub(crate) upstream: Vec<String>,
+    /// One of several upstreams, a stdio command: 'NAME=CMD ARGS…' (repeatable; the command is
+    /// split as a shell would split it, and run without a shell).
+    #[arg(long, value_name = "'NAME=CMD ARGS…'")]
+    pub(crate) stdio: Vec<String>,
     /// A header sent with every request to the --upstream, as 'NAME: VALUE' (repeatable); the
     /// value may be ${ENV_VAR} or file:PATH, and is never logged. The client's Authorization
     /// header is never forwarded.
@@ -40,7 +45,7 @@ pub(crate) struct GatewayArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["upstream", "command"]
+        conflicts_with_all = ["upstream", "stdio", "command"]
     )]
     pub(crate) upstreams_from: Option<PathBuf>,
     /// A variable for the stdio command's environment, as NAME=VALUE (repeatable); VALUE may

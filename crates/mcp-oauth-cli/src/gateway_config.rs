@@ -31,6 +31,7 @@ const NOT_KEYS: &[&str] = &[
     "config",
     "print-config",
     "upstream",
+    "stdio",
     "upstream-header",
     "env",
     "pass-env",
@@ -759,8 +760,48 @@ fn expand(value: &str, key: &str, line: usize, file: &Path) -> Result<String, St
     if !value.contains("${") {
         return Ok(value.to_owned());
     }
-    mcp_oauth_gateway::resolve_secret(value)
-        .map_err(|e| format!("{}:{line}: {key}: {e}", file.display()))
+    expand_references(value).map_err(|e| format!("{}:{line}: {key}: {e}", file.display()))
+}
+
+/// Every `${NAME}` in `value` replaced by the environment variable NAME, and every
+/// `${file:PATH}` by the content of that file (surrounding whitespace trimmed), in one pass
+/// (what a file holds is not read for references). Errors name the variable or the file,
+/// never a value.
+pub(crate) fn expand_references(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + 2..).unwrap_or_default();
+        let Some(end) = after.find('}') else {
+            return Err("an unclosed ${ (write ${NAME} or ${file:PATH})".to_owned());
+        };
+        let reference = after.get(..end).unwrap_or_default();
+        match reference.strip_prefix("file:") {
+            Some(path) => {
+                let content = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?;
+                out.push_str(content.trim());
+            }
+            None => {
+                let value = std::env::var(reference)
+                    .map_err(|_| format!("the environment variable {reference} is not set"))?;
+                out.push_str(&value);
+            }
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A secret value of an upstream (a header, a variable, a client secret): `file:PATH` as the
+/// whole value is the file's content; otherwise [`expand_references`].
+pub(crate) fn resolve_value(value: &str) -> Result<String, String> {
+    if value.starts_with("file:") {
+        return mcp_oauth_gateway::resolve_secret(value).map_err(|e| e.to_string());
+    }
+    expand_references(value)
 }
 
 /// The options given on the command line (long names), from `argv` (the arguments after
@@ -833,13 +874,14 @@ pub(crate) fn merge(
         })
 }
 
-/// The upstreams the command line gives (`--upstream`, `-- CMD`), else the file's.
+/// The upstreams the command line gives (`--upstream`, `--stdio`, `-- CMD`), else the file's.
 pub(crate) fn upstreams(
     args: &crate::gateway_args::GatewayArgs,
     config: Option<&ConfigFile>,
 ) -> Vec<UpstreamSpec> {
-    if let Some(spec) = args.command_line_upstream() {
-        return vec![spec];
+    let specs = args.command_line_upstreams();
+    if !specs.is_empty() {
+        return specs;
     }
     config.map(|c| c.upstreams.clone()).unwrap_or_default()
 }
@@ -937,6 +979,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
         }
     }
     let parsed = GatewayCli::try_parse_from_matches(&matches)?;
+    parsed.check_upstream_names()?;
     for spec in upstreams(&parsed, config) {
         let _ = writeln!(out, "\n[[upstream]]");
         if let Some(name) = &spec.name {
@@ -1279,6 +1322,46 @@ headers = { "X-Api-Key" = "${KEY}" }
             err.contains("g.toml:1: issuer") && err.contains("MCP_OAUTH_GW_TEST_UNSET_41"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn file_references_work_inside_any_value() {
+        let path = std::env::temp_dir().join(format!("gw-ref-{}", std::process::id()));
+        std::fs::write(&path, "s3cret\n").expect("write");
+        let file = path.display().to_string();
+        assert_eq!(
+            expand_references(&format!("alice:${{file:{file}}}")).expect("expand"),
+            "alice:s3cret"
+        );
+        assert_eq!(
+            resolve_value(&format!("file:{file}")).expect("whole"),
+            "s3cret"
+        );
+        assert_eq!(
+            resolve_value(&format!("Bearer ${{file:{file}}}")).expect("inside"),
+            "Bearer s3cret"
+        );
+        std::fs::write(&path, "${MCP_OAUTH_GW_TEST_UNSET_52}").expect("write");
+        assert_eq!(
+            expand_references(&format!("${{file:{file}}}")).expect("not read again"),
+            "${MCP_OAUTH_GW_TEST_UNSET_52}"
+        );
+        let err = expand_references("${file:/nonexistent/pw}").unwrap_err();
+        assert!(err.contains("/nonexistent/pw"), "{err}");
+        assert!(expand_references("${file:x").is_err());
+        let config = parse(
+            &format!("user = [\"alice:${{file:{file}}}\"]\npublic_url = \"${{file:{file}}}\"\n[[upstream]]\ncommand = [\"x\"]\n"),
+            "g.toml",
+        )
+        .expect("valid");
+        std::fs::write(&path, "https://from-file.example\n").expect("write");
+        let merged = merge(&config, &[]).expect("merge");
+        assert_eq!(
+            merged.dev.public_url.as_deref(),
+            Some("https://from-file.example")
+        );
+        assert!(!format!("{config:?}").contains("from-file.example"));
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub(crate) fn resource(
 /// [`sign_in_policy`]); its other result is handed back.
 pub(crate) async fn prepare<T, F, Fut>(
     args: &GatewayArgs,
+    other_paths: &[String],
     late: F,
 ) -> Result<(Prepared, T), Box<dyn std::error::Error>>
 where
@@ -159,7 +160,7 @@ where
         }
         None => None,
     };
-    crate::dev::prepare_late(&args.dev, "mcp-oauth gateway", upstream, late).await
+    crate::dev::prepare_late(&args.dev, "mcp-oauth gateway", upstream, other_paths, late).await
 }
 
 /// A token verifier whose verifier is set later: the MCP endpoint is configured before the

@@ -7,34 +7,44 @@
 //! stops the gateway before it serves. Until then the hook lets lists through and refuses every
 //! other request (nothing is served before the policy is in place).
 
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use mcp_oauth::Auth;
 use mcp_oauth::policy::{Catalog, Effect, Policy, PolicyConfig, Subject, Target};
 use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper, ListKind};
 use serde_json::Value;
 
-/// The gatekeeper; cheap to clone (the clones share the policy once it is set).
+/// The gatekeeper; cheap to clone (the clones share the policy once it is set, and see it
+/// replaced when the policy file is reloaded).
 #[derive(Clone, Default)]
 pub(crate) struct PolicyGate {
-    policy: Arc<OnceLock<Policy>>,
+    policy: Arc<RwLock<Option<Arc<Policy>>>>,
 }
 
 impl PolicyGate {
     /// Compiles `config` against `catalog` (what [`mcp_oauth_gateway::Gateway::catalog`]
-    /// answers) and puts it in place.
+    /// answers) and puts it in place of the one in force, if any; on an error the one in
+    /// force stays.
     pub(crate) fn install(
         &self,
         config: PolicyConfig,
         catalog: &Value,
-        file: &str,
+        file: &Path,
     ) -> Result<(), String> {
         let catalog =
             Catalog::from_json(catalog).map_err(|e| format!("the upstreams' tool list: {e}"))?;
-        let policy = Policy::new(config, catalog).map_err(|e| format!("--policy {file}:\n{e}"))?;
-        self.policy
-            .set(policy)
-            .map_err(|_| "the policy is already in place".to_owned())
+        let policy = Policy::new(config, catalog)
+            .map_err(|e| format!("--policy {}:\n{e}", file.display()))?;
+        let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(Arc::new(policy));
+        Ok(())
+    }
+
+    /// The policy in force.
+    fn current(&self) -> Option<Arc<Policy>> {
+        let slot = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone()
     }
 }
 
@@ -56,7 +66,7 @@ fn gate_decision(decision: &mcp_oauth::policy::Decision) -> Decision {
 impl Gatekeeper for PolicyGate {
     fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision {
         let method = call.method();
-        let Some(policy) = self.policy.get() else {
+        let Some(policy) = self.current() else {
             // Before the policy is in place only the gateway itself asks, for the lists.
             return if ListKind::of_method(method).is_some() {
                 Decision::Allow
@@ -114,7 +124,13 @@ impl Gatekeeper for PolicyGate {
     }
 
     fn keep(&self, caller: Option<&Auth>, list: ListKind, item: &Value) -> bool {
-        let Some(policy) = self.policy.get() else {
+        // No caller: the gateway itself, listing what the upstreams offer to compile a
+        // reloaded policy against (`Gateway::catalog`). Every client request of the command's
+        // gateway is authenticated, so a client always has one.
+        if caller.is_none() {
+            return true;
+        }
+        let Some(policy) = self.current() else {
             return true;
         };
         let subject = subject(caller);
@@ -133,4 +149,9 @@ impl Gatekeeper for PolicyGate {
             _ => true,
         }
     }
+}
+
+/// Reads the policy file (again, on a reload).
+pub(crate) fn load(path: &Path) -> Result<PolicyConfig, String> {
+    PolicyConfig::from_file(path).map_err(|e| format!("--policy {}:\n{e}", path.display()))
 }

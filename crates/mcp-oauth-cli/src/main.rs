@@ -22,6 +22,8 @@ mod gateway_args;
 mod gateway_config;
 mod gateway_login;
 mod gateway_policy;
+mod gateway_reload;
+mod gateway_upstream_args;
 mod listen;
 mod mcp_json;
 mod options;

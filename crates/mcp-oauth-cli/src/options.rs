@@ -456,6 +456,13 @@ impl PolicyArgs {
             .filter(|p| !p.is_empty())
     }
 
+    /// The policy file, when `--policy` names one (not the built-in `demo`).
+    pub(crate) fn file(&self) -> Option<PathBuf> {
+        self.name()
+            .filter(|name| *name != "demo")
+            .map(PathBuf::from)
+    }
+
     /// `--audit` as given (`-` is standard output).
     pub(crate) fn audit_path(&self) -> Option<&Path> {
         self.audit.as_deref()

@@ -100,6 +100,14 @@ impl Guard {
         }
     }
 
+    /// A copy guarding another resource URL (another endpoint of the same server).
+    pub(crate) fn with_resource(&self, resource: ResourceUrl) -> Self {
+        Self {
+            resource,
+            ..self.clone()
+        }
+    }
+
     /// The configured resource URL.
     pub(crate) fn resource(&self) -> &ResourceUrl {
         &self.resource

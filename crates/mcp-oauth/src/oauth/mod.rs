@@ -207,6 +207,19 @@ impl OAuth {
         &self.inner.mirrors
     }
 
+    /// A copy for another endpoint of the same server: the same authorization servers, token
+    /// pipeline and scope policy, but `resource` as the URL tokens must be issued for (their
+    /// audience), the one the 401 challenge and the protected-resource metadata name. A
+    /// gateway serving one upstream per path gives each path its own audience this way.
+    #[must_use]
+    pub fn with_resource(&self, resource: ResourceUrl) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.guard = Arc::new(inner.guard.with_resource(resource));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// A copy with a different scope policy (the [`McpServer`](crate::server::McpServer) adds its
     /// tools' scopes this way).
     #[must_use]
