@@ -52,6 +52,7 @@ pub mod identity;
 mod isolation;
 mod jsonrpc;
 mod metrics;
+mod modern;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]

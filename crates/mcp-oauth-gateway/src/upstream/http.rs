@@ -30,6 +30,8 @@ pub(crate) struct HttpSession {
     version: Mutex<Option<HeaderValue>>,
     /// The client's `initialize` request, replayed when the upstream session is lost.
     init: Bytes,
+    /// The upstream's last answer to `initialize` (the response message).
+    answer: Mutex<Bytes>,
     reinit: tokio::sync::Mutex<()>,
 }
 
@@ -46,6 +48,21 @@ impl HttpSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The `result` of the upstream's last answer to `initialize` (its capabilities and
+    /// `serverInfo`).
+    pub(crate) fn init_result(&self) -> serde_json::Map<String, serde_json::Value> {
+        let answer = self
+            .answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        jsonrpc::parse(&answer)
+            .ok()
+            .and_then(|m| m.result)
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default()
     }
 
     fn set(&self, id: Option<HeaderValue>, version: Option<HeaderValue>) {
@@ -198,6 +215,7 @@ impl Http {
             upstream_id: Mutex::new(None),
             version: Mutex::new(None),
             init: body,
+            answer: Mutex::new(Bytes::new()),
             reinit: tokio::sync::Mutex::new(()),
         };
         let (status, message) = self.run_initialize(caller, &session).await?;
@@ -235,6 +253,7 @@ impl Http {
             .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
             .and_then(|v| HeaderValue::try_from(v).ok());
         session.set(upstream_id.clone(), version.clone());
+        *session.answer.lock().unwrap_or_else(|p| p.into_inner()) = message.clone();
         let initialized = jsonrpc::encode_request(None, "notifications/initialized", None);
         let request = self
             .post_builder(caller, initialized, upstream_id.as_ref(), version.as_ref())
