@@ -281,11 +281,14 @@ impl Http {
             return Ok(());
         }
         tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream session expired (404); initializing a new one");
-        let (status, _) = self.run_initialize(caller, session).await?;
-        if !status.is_success() {
-            return Err(GatewayError::SessionGone);
+        // An upstream that answers but cannot give a working session (a refused initialize,
+        // a new session lost at once) ends the client's session; one that cannot be reached
+        // keeps it, for a later try.
+        match self.run_initialize(caller, session).await {
+            Ok((status, _)) if status.is_success() => Ok(()),
+            Ok(_) | Err(GatewayError::Protocol(_)) => Err(GatewayError::SessionGone),
+            Err(err) => Err(err),
         }
-        Ok(())
     }
 
     /// Posts a client message in `session`; on a lost upstream session, re-initializes and
