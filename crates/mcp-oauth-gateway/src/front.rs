@@ -104,7 +104,12 @@ pub(crate) fn refuse_post_headers(headers: &HeaderMap) -> Option<Response> {
 }
 
 /// A JSON-RPC error answer with an HTTP status.
-fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(
+    status: StatusCode,
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+) -> Response {
     json(status, jsonrpc::error_response(id, code, message))
 }
 

@@ -53,6 +53,7 @@ mod isolation;
 mod jsonrpc;
 mod metrics;
 mod modern;
+mod per_session;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
@@ -106,6 +107,8 @@ pub struct GatewayBuilder {
     identity_meta: bool,
     per_user_idle: Duration,
     per_user_max: u64,
+    per_session_idle: Duration,
+    per_session_max: u64,
     oauth: Option<mcp_oauth::OAuth>,
     no_auth: bool,
     path: String,
@@ -191,6 +194,21 @@ impl GatewayBuilder {
     /// recently active user's child stops. Default: 100.
     pub fn per_user_max(mut self, max: u64) -> Self {
         self.per_user_max = max;
+        self
+    }
+
+    /// With [`Isolation::PerSession`]: a session's child stops after this long without
+    /// requests (or after [`session_idle`](Self::session_idle), if shorter). Default: 15
+    /// minutes.
+    pub fn per_session_idle(mut self, idle: Duration) -> Self {
+        self.per_session_idle = idle;
+        self
+    }
+
+    /// With [`Isolation::PerSession`]: most children at once per upstream; past it new
+    /// sessions are refused (503) and running ones keep their child. Default: 100.
+    pub fn per_session_max(mut self, max: u64) -> Self {
+        self.per_session_max = max;
         self
     }
 
@@ -327,6 +345,21 @@ impl GatewayBuilder {
                         self.per_user_max,
                     )))
                 }
+                UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerSession => {
+                    let config = config.clone();
+                    let make = move || {
+                        let sessions = Sessions::new(session_idle, max_sessions);
+                        let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                        assemble(sessions, Upstream::Stdio(child))
+                    };
+                    isolation::Route::PerSession(Arc::new(per_session::PerSession::new(
+                        name,
+                        make,
+                        self.per_session_idle.min(session_idle),
+                        self.per_session_max,
+                        self.max_body,
+                    )))
+                }
                 UpstreamConfig::Stdio(config) => {
                     let sessions = Sessions::new(session_idle, max_sessions);
                     let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
@@ -432,6 +465,8 @@ impl Gateway {
             identity_meta: false,
             per_user_idle: Duration::from_secs(15 * 60),
             per_user_max: 100,
+            per_session_idle: Duration::from_secs(15 * 60),
+            per_session_max: 100,
             oauth: None,
             no_auth: false,
             path: "/mcp".to_owned(),
@@ -698,7 +733,23 @@ impl Gateway {
             .into_iter()
             .map(|route| match route {
                 isolation::Route::PerUser(per_user) => per_user.count(),
-                isolation::Route::Shared(_) => 0,
+                isolation::Route::Shared(_) | isolation::Route::PerSession(_) => 0,
+            })
+            .sum()
+    }
+
+    /// How many per-session children run now, over every upstream with
+    /// [`Isolation::PerSession`] (those of ended or expired sessions are stopped first).
+    pub fn per_session_children(&self) -> u64 {
+        let routes: Vec<&isolation::Route> = match &self.kind {
+            Kind::One(route) => vec![route],
+            Kind::Several(agg) => agg.members.iter().map(|m| &m.route).collect(),
+        };
+        routes
+            .into_iter()
+            .map(|route| match route {
+                isolation::Route::PerSession(per_session) => per_session.count(),
+                isolation::Route::Shared(_) | isolation::Route::PerUser(_) => 0,
             })
             .sum()
     }

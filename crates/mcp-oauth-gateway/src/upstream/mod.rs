@@ -140,7 +140,8 @@ impl StdioConfig {
     }
 
     /// Whether users share one child ([`Isolation::Shared`](crate::Isolation::Shared), the
-    /// default) or each gets their own ([`Isolation::PerUser`](crate::Isolation::PerUser)).
+    /// default), each user gets their own ([`Isolation::PerUser`](crate::Isolation::PerUser))
+    /// or each MCP session does ([`Isolation::PerSession`](crate::Isolation::PerSession)).
     pub fn isolation(mut self, isolation: crate::isolation::Isolation) -> Self {
         self.isolation = isolation;
         self
