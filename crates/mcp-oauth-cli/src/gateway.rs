@@ -88,6 +88,7 @@ impl GatewayArgs {
                 pass_env: self.pass_env.clone(),
                 cwd: self.cwd.clone(),
                 per_user: self.isolation == IsolationArg::PerUser,
+                per_session: self.isolation == IsolationArg::PerSession,
             },
             (None, true) => return None,
         };
@@ -109,7 +110,7 @@ impl GatewayArgs {
         if self.upstream.is_some()
             && (!self.env.is_empty()
                 || !self.pass_env.is_empty()
-                || self.isolation == IsolationArg::PerUser)
+                || self.isolation != IsolationArg::Shared)
         {
             return Err(
                 "--env, --pass-env and --isolation are for a stdio command (-- CMD ARGS…), not for --upstream"
@@ -218,6 +219,7 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             pass_env,
             cwd,
             per_user,
+            per_session,
         } => {
             let Some((program, rest)) = argv.split_first() else {
                 return Err(format!("{at}the command is empty"));
@@ -238,6 +240,9 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             }
             if *per_user {
                 config = config.isolation(mcp_oauth_gateway::Isolation::PerUser);
+            }
+            if *per_session {
+                config = config.isolation(mcp_oauth_gateway::Isolation::PerSession);
             }
             Ok(config.into())
         }
@@ -393,10 +398,17 @@ fn check(path: &std::path::Path) -> ExitCode {
                 }
                 kind
             }
-            Target::Command { env, per_user, .. } => {
+            Target::Command {
+                env,
+                per_user,
+                per_session,
+                ..
+            } => {
                 let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
                 let kind = if *per_user {
                     "stdio, a process per user"
+                } else if *per_session {
+                    "stdio, a process per session"
                 } else {
                     "stdio"
                 };
@@ -532,7 +544,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
         ),
     }
-    .oauth(oauth);
+    .oauth(oauth)
+    .per_session_idle(Duration::from_secs(args.per_session_idle))
+    .per_session_max(args.per_session_max);
     if let Some(audit) = audit {
         builder = builder.audit(audit);
     }

@@ -52,9 +52,18 @@ pub(crate) struct GatewayArgs {
     pub(crate) pass_env: Vec<String>,
     /// Whether the users share the stdio command's one process (shared), or each gets a
     /// process of their own, started at their first request and stopped after 15 minutes
-    /// without one (per-user).
+    /// without one (per-user), or each MCP session does, started by its initialize and
+    /// stopped when it ends or expires (per-session).
     #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
     pub(crate) isolation: IsolationArg,
+    /// With --isolation per-session: a session's process stops after this many seconds
+    /// without a request.
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) per_session_idle: u64,
+    /// With --isolation per-session: most processes at once; past it new sessions are
+    /// refused (503) and running ones keep theirs.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) per_session_max: u64,
     /// Working directory of the stdio command [default: the current one].
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<PathBuf>,
@@ -126,6 +135,8 @@ pub(crate) enum IsolationArg {
     Shared,
     /// One process per user.
     PerUser,
+    /// One process per MCP session.
+    PerSession,
 }
 
 /// `--audit-arguments`.

@@ -102,6 +102,8 @@ pub(crate) enum Target {
         cwd: Option<PathBuf>,
         /// `per-user`: a child per user; `None` or `shared`: one for all.
         per_user: bool,
+        /// `per-session`: a child per MCP session.
+        per_session: bool,
     },
 }
 
@@ -523,15 +525,16 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| strings(v, errors, "pass_env"))
                 .unwrap_or_default();
             let cwd = text("cwd", errors).map(PathBuf::from);
-            let per_user = match text("isolation", errors).as_deref() {
-                None | Some("shared") => false,
-                Some("per-user") => true,
+            let (per_user, per_session) = match text("isolation", errors).as_deref() {
+                None | Some("shared") => (false, false),
+                Some("per-user") => (true, false),
+                Some("per-session") => (false, true),
                 Some(other) => {
                     errors.at(
                         get("isolation").map_or(offset, |v| v.span().start),
-                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user) or \"per-user\""),
+                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user), \"per-user\" or \"per-session\""),
                     );
-                    false
+                    (false, false)
                 }
             };
             Some(Target::Command {
@@ -540,6 +543,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 pass_env,
                 cwd,
                 per_user,
+                per_session,
             })
         }
     };
@@ -966,6 +970,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 pass_env,
                 cwd,
                 per_user,
+                per_session,
             } => {
                 let items: Vec<String> = argv.iter().map(|a| toml_string(a)).collect();
                 let _ = writeln!(out, "command = [{}]", items.join(", "));
@@ -985,6 +990,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
                 if *per_user {
                     let _ = writeln!(out, "isolation = \"per-user\"");
+                }
+                if *per_session {
+                    let _ = writeln!(out, "isolation = \"per-session\"");
                 }
             }
         }
@@ -1203,13 +1211,13 @@ headers = { "X-Api-Key" = "${KEY}" }
         let printed = print(Some(&config), &[]).expect("print");
         assert!(printed.contains("isolation = \"per-user\""), "{printed}");
         let all = parse(
-            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-process\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
             "g.toml",
         )
         .unwrap_err()
         .join("\n");
         assert!(
-            all.contains("g.toml:3: [[upstream]] isolation \"per-session\""),
+            all.contains("g.toml:3: [[upstream]] isolation \"per-process\""),
             "{all}"
         );
         assert!(
@@ -1218,6 +1226,35 @@ headers = { "X-Api-Key" = "${KEY}" }
         );
         let cli = print(None, &args(&["--isolation", "per-user", "--", "server"])).expect("print");
         assert!(cli.contains("isolation = \"per-user\""), "{cli}");
+        let config = parse(
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Command {
+                per_session: true,
+                per_user: false,
+                ..
+            }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("isolation = \"per-session\""), "{printed}");
+        let cli = print(
+            None,
+            &args(&[
+                "--isolation",
+                "per-session",
+                "--per-session-max",
+                "5",
+                "--",
+                "server",
+            ]),
+        )
+        .expect("print");
+        assert!(cli.contains("isolation = \"per-session\""), "{cli}");
+        assert!(cli.contains("per_session_max = 5"), "{cli}");
     }
 
     #[test]

@@ -219,6 +219,7 @@ fn target(server: &Map<String, Value>, at: &str) -> Result<Target, Vec<String>> 
                 pass_env: Vec::new(),
                 cwd: text("cwd", &mut errors).map(Into::into),
                 per_user: false,
+                per_session: false,
             })
         }
     };
@@ -266,6 +267,7 @@ mod tests {
                 pass_env: Vec::new(),
                 cwd: None,
                 per_user: false,
+                per_session: false,
             }
         );
         assert_eq!(specs[1].name.as_deref(), Some("brave-search-v2"));
