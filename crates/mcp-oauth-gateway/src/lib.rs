@@ -77,8 +77,8 @@ pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
 pub use isolation::Isolation;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, UpstreamCredentials,
-    resolve_secret,
+    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
+    UpstreamCredentials, resolve_secret,
 };
 
 use crate::aggregate::{Aggregate, Member};
