@@ -70,6 +70,7 @@ impl GatewayArgs {
                     })
                     .collect(),
                 credentials: None,
+                transport: self.upstream_transport.into(),
             },
             (None, false) => Target::Command {
                 argv: self
@@ -197,8 +198,11 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             url,
             headers,
             credentials,
+            transport,
         } => {
-            let mut config = HttpConfig::new(url).map_err(|e| format!("{at}url: {e}"))?;
+            let mut config = HttpConfig::new(url)
+                .map_err(|e| format!("{at}url: {e}"))?
+                .transport(*transport);
             for (name, raw) in headers {
                 if name.is_empty() {
                     return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
@@ -383,10 +387,16 @@ fn check(path: &std::path::Path) -> ExitCode {
             Target::Url {
                 headers,
                 credentials,
+                transport,
                 ..
             } => {
                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-                let mut kind = "Streamable HTTP".to_owned();
+                let mut kind = match transport {
+                    mcp_oauth_gateway::HttpTransport::Sse => "legacy HTTP+SSE",
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp => "Streamable HTTP",
+                    _ => "Streamable HTTP (legacy SSE fallback)",
+                }
+                .to_owned();
                 if !names.is_empty() {
                     kind.push_str(&format!(", headers {}", names.join(", ")));
                 }

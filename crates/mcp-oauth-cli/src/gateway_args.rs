@@ -33,6 +33,17 @@ pub(crate) struct GatewayArgs {
         requires = "upstream"
     )]
     pub(crate) upstream_headers: Vec<SecretArg>,
+    /// How to speak to the --upstream: Streamable HTTP falling back to the legacy HTTP+SSE
+    /// transport when the upstream refuses it (auto), Streamable HTTP only, or SSE only (the
+    /// URL is then the upstream's SSE stream).
+    #[arg(
+        long = "upstream-transport",
+        value_enum,
+        value_name = "MODE",
+        default_value = "auto",
+        requires = "upstream"
+    )]
+    pub(crate) upstream_transport: TransportArg,
     /// Also serve the MCP servers of this desktop client configuration file (`.mcp.json`,
     /// Claude Desktop's, Cursor's or VS Code's `mcp.json`: `{"mcpServers": {NAME: …}}`), each
     /// as an upstream named after it; with the file's `[[upstream]]` tables, all of them.
@@ -137,6 +148,27 @@ pub(crate) enum IsolationArg {
     PerUser,
     /// One process per MCP session.
     PerSession,
+}
+
+/// `--upstream-transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportArg {
+    /// Streamable HTTP, falling back to legacy SSE.
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
+impl From<TransportArg> for mcp_oauth_gateway::HttpTransport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Auto => Self::Auto,
+            TransportArg::StreamableHttp => Self::StreamableHttp,
+            TransportArg::Sse => Self::Sse,
+        }
+    }
 }
 
 /// `--audit-arguments`.

@@ -32,6 +32,7 @@ const NOT_KEYS: &[&str] = &[
     "print-config",
     "upstream",
     "upstream-header",
+    "upstream-transport",
     "env",
     "pass-env",
     "cwd",
@@ -64,6 +65,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "pass_env",
     "cwd",
     "isolation",
+    "transport",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -93,6 +95,8 @@ pub(crate) enum Target {
         url: String,
         headers: Vec<(String, String)>,
         credentials: Option<Exchange>,
+        /// `transport = "auto" | "streamable-http" | "sse"`.
+        transport: mcp_oauth_gateway::HttpTransport,
     },
     /// A stdio command, with its configured environment.
     Command {
@@ -497,10 +501,23 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| pairs(v, errors, "headers"))
                 .unwrap_or_default();
             let credentials = get("credentials").and_then(|v| credentials(v, errors));
+            let transport = match text("transport", errors).as_deref() {
+                None | Some("auto") => mcp_oauth_gateway::HttpTransport::Auto,
+                Some("streamable-http") => mcp_oauth_gateway::HttpTransport::StreamableHttp,
+                Some("sse") => mcp_oauth_gateway::HttpTransport::Sse,
+                Some(other) => {
+                    errors.at(
+                        get("transport").map_or(offset, |v| v.span().start),
+                        format!("[[upstream]] transport {other:?}: write \"auto\" (Streamable HTTP, falling back to legacy SSE), \"streamable-http\" or \"sse\""),
+                    );
+                    mcp_oauth_gateway::HttpTransport::Auto
+                }
+            };
             Some(Target::Url {
                 url,
                 headers,
                 credentials,
+                transport,
             })
         }
         (None, Some((at, argv))) => {
@@ -517,6 +534,12 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                         format!("[[upstream]] {field} are for a url, not for a command"),
                     );
                 }
+            }
+            if let Some(v) = get("transport") {
+                errors.at(
+                    v.span().start,
+                    "[[upstream]] transport is for a url, not for a command",
+                );
             }
             let env = get("env")
                 .map(|v| pairs(v, errors, "env"))
@@ -951,8 +974,18 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 url,
                 headers,
                 credentials,
+                transport,
             } => {
                 let _ = writeln!(out, "url = {}", toml_string(url));
+                match transport {
+                    mcp_oauth_gateway::HttpTransport::Sse => {
+                        let _ = writeln!(out, "transport = \"sse\"");
+                    }
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp => {
+                        let _ = writeln!(out, "transport = \"streamable-http\"");
+                    }
+                    _ => {}
+                }
                 if !headers.is_empty() {
                     let items: Vec<String> = headers
                         .iter()
@@ -1077,6 +1110,7 @@ headers = { "X-Api-Key" = "${KEY}" }
                     url: "http://127.0.0.1:3000/mcp".into(),
                     headers: vec![("X-Api-Key".into(), "${KEY}".into())],
                     credentials: None,
+                    transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
                 line: 11,
             }]
@@ -1195,6 +1229,41 @@ headers = { "X-Api-Key" = "${KEY}" }
             printed.contains("${ALICE_PASSWORD}"),
             "references stay as written"
         );
+    }
+
+    #[test]
+    fn transport_is_a_field_of_url_upstreams() {
+        let config = parse(
+            "[[upstream]]\nurl = \"http://h/sse\"\ntransport = \"sse\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Url {
+                transport: mcp_oauth_gateway::HttpTransport::Sse,
+                ..
+            }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("transport = \"sse\""), "{printed}");
+        let all = parse(
+            "[[upstream]]\nurl = \"http://h/mcp\"\ntransport = \"websocket\"\n[[upstream]]\nname = \"b\"\ncommand = [\"x\"]\ntransport = \"sse\"\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:3: [[upstream]] transport \"websocket\""),
+            "{all}"
+        );
+        assert!(all.contains("transport is for a url"), "{all}");
+        let cli = print(
+            None,
+            &args(&["--upstream", "http://h/sse", "--upstream-transport", "sse"]),
+        )
+        .expect("print");
+        assert!(cli.contains("transport = \"sse\""), "{cli}");
     }
 
     #[test]
