@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Interop tests: real third-party OAuth/MCP peers against examples/oidc.rs, `mcp-oauth dev` and
-# `mcp-oauth proxy`.
+# Interop tests: real third-party OAuth/MCP peers against examples/oidc.rs, `mcp-oauth dev`,
+# `mcp-oauth proxy`, `mcp-oauth serve`, and real MCP servers behind `mcp-oauth gateway`.
 #
 #   tests/interop/run.sh [runner options, e.g. -k py -v]
 #

@@ -287,7 +287,7 @@ fn command_line() -> Vec<OsString> {
 
 /// The audit log the options ask for.
 fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> {
-    let Some(path) = &args.audit else {
+    let Some(path) = args.access.audit_path() else {
         return Ok(None);
     };
     let mode = match args.audit_arguments {
@@ -296,8 +296,12 @@ fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> 
         AuditArguments::Redacted => ArgumentMode::Redacted,
         AuditArguments::Full => ArgumentMode::Full,
     };
-    mcp_oauth::AuditLog::builder()
-        .file(path)
+    let builder = if path.as_os_str() == "-" {
+        mcp_oauth::AuditLog::builder().stdout()
+    } else {
+        mcp_oauth::AuditLog::builder().file(path)
+    };
+    builder
         .arguments(mode)
         .build()
         .map(Some)
@@ -349,12 +353,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.dev.dpop.verifier(None) {
         problems.push(e);
     }
-    if let Some(policy) = &args.policy
-        && let Err(e) = gateway_policy::load(policy)
-    {
+    if let Err(e) = args.access.config() {
         problems.push(e);
     }
-    if let Some(audit) = &args.audit {
+    if let Err(e) = crate::gateway_login::check_options(&args) {
+        problems.push(e);
+    }
+    if let Some(audit) = args.access.audit_path().filter(|a| a.as_os_str() != "-") {
         let dir = audit.parent().filter(|d| !d.as_os_str().is_empty());
         if dir.is_some_and(|d| !d.is_dir()) {
             problems.push(format!(
@@ -373,11 +378,18 @@ fn check(path: &std::path::Path) -> ExitCode {
         Some(url) => println!("  MCP endpoint  {}/mcp", url.trim().trim_end_matches('/')),
         None => println!("  MCP endpoint  http://{listen}/mcp"),
     }
-    match &args.issuer {
-        Some(issuer) => println!("  tokens        verified for the issuer {issuer}"),
-        None => {
+    match (&args.login, &args.issuer) {
+        (Some(provider), _) => println!(
+            "  tokens        the gateway's own; users sign in at {} (as mcp-oauth proxy)",
+            provider.display_name()
+        ),
+        (None, Some(issuer)) => println!("  tokens        verified for the issuer {issuer}"),
+        (None, None) => {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
+    }
+    if let Some(rules) = crate::gateway_login::describe_sign_in(&args) {
+        println!("  sign-in       {rules}");
     }
     if let Some(dpop) = args.dev.dpop.describe() {
         println!("  dpop          {dpop}");
@@ -444,13 +456,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             mcp_oauth_gateway::identity::JWKS_PATH
         );
     }
-    if let Some(policy) = &args.policy {
+    if let Some(policy) = args.access.name() {
         println!(
-            "  policy        {} (its rules are checked against the upstreams' tools at start-up)",
-            policy.display()
+            "  policy        {policy} (its rules are checked against the upstreams' tools at start-up)"
         );
     }
-    if let Some(audit) = &args.audit {
+    if let Some(audit) = args.access.audit_path() {
         println!(
             "  audit         {} (arguments: {})",
             audit.display(),
@@ -466,6 +477,79 @@ fn check(path: &std::path::Path) -> ExitCode {
         ),
     }
     ExitCode::SUCCESS
+}
+
+/// What starting the gateway needs once its resource-server configuration is known.
+struct Start<'a> {
+    args: &'a GatewayArgs,
+    upstreams: Vec<(Option<String>, UpstreamConfig)>,
+    described: &'a str,
+    audit: Option<mcp_oauth::AuditLog>,
+    /// The policy file's name and its rules.
+    policy: Option<(String, mcp_oauth::policy::PolicyConfig)>,
+    gate: &'a gateway_policy::PolicyGate,
+}
+
+impl Start<'_> {
+    /// Builds the gateway, waits for its stdio upstreams, and puts the policy in place,
+    /// checked against the upstreams' tools (returned as listed, when there is a policy).
+    async fn start(
+        self,
+        oauth: mcp_oauth::OAuth,
+    ) -> Result<(Gateway, Option<serde_json::Value>), Box<dyn std::error::Error>> {
+        let Start {
+            args,
+            upstreams,
+            described,
+            audit,
+            policy,
+            gate,
+        } = self;
+        let stdio = upstreams
+            .iter()
+            .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
+        let mut builder = match <[_; 1]>::try_from(upstreams) {
+            Ok([(_, upstream)]) => Gateway::builder(upstream),
+            Err(several) => Gateway::aggregate(
+                several
+                    .into_iter()
+                    .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
+            ),
+        }
+        .oauth(oauth)
+        .per_session_idle(Duration::from_secs(args.per_session_idle))
+        .per_session_max(args.per_session_max);
+        if let Some(audit) = audit {
+            builder = builder.audit(audit);
+        }
+        if policy.is_some() {
+            builder = builder.gatekeeper(gate.clone());
+        }
+        if let Some(header) = &args.identity_header {
+            builder = builder.identity_header(header);
+        }
+        if args.identity_meta {
+            builder = builder.identity_meta();
+        }
+        let gateway = builder.build()?;
+        if stdio {
+            eprintln!("starting the upstream: {described}");
+            gateway.ready(START_TIMEOUT).await.map_err(|e| {
+                format!(
+                    "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
+                    START_TIMEOUT.as_secs()
+                )
+            })?;
+        }
+        let Some((path, config)) = policy else {
+            return Ok((gateway, None));
+        };
+        let catalog = gateway.catalog().await.map_err(|e| {
+            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
+        })?;
+        gate.install(config, &catalog, &path)?;
+        Ok((gateway, Some(catalog)))
+    }
 }
 
 pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -489,15 +573,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
-    let policy = match &args.policy {
-        Some(path) => Some((path.clone(), gateway_policy::load(path)?)),
-        None => None,
+    crate::gateway_login::check_options(&args)?;
+    let policy = match (args.access.name(), args.access.config()?) {
+        (Some(name), Some(config)) => Some((name.to_owned(), config)),
+        _ => None,
     };
     let gate = gateway_policy::PolicyGate::default();
     let described = specs.iter().map(describe).collect::<Vec<_>>().join(", ");
-    let stdio = upstreams
-        .iter()
-        .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
     let admin = match args.admin_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -506,8 +588,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         ),
         None => None,
     };
-    let (listener, oauth, auth_server, token) = match &args.issuer {
-        Some(issuer) => {
+    let (listener, mcp_url, issuer, gateway, auth_server, token) = match (&args.login, &args.issuer)
+    {
+        (None, Some(issuer)) => {
             args.dev
                 .listen
                 .check_public(args.dev.public_url.as_deref())?;
@@ -528,63 +611,70 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
             .await?;
             let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
-            (listener, oauth, None, None)
+            let mcp_url = oauth.resource().to_string();
+            let issuer = oauth
+                .authorization_servers()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            let started = Start {
+                args: &args,
+                upstreams,
+                described: &described,
+                audit,
+                policy,
+                gate: &gate,
+            };
+            let (gateway, _) = started.start(oauth).await?;
+            (listener, mcp_url, issuer, gateway, None, None)
         }
-        None => {
-            let prepared = crate::dev::prepare(&args.dev, "mcp-oauth gateway").await?;
+        _ => {
+            // The gateway's own authorization server: its sign-in rules (those of the
+            // policy file too) are compiled once the upstreams' tools are known, so the
+            // upstreams start first, behind a verifier that takes the server's keys
+            // once it is built (nothing is served before).
+            let late = crate::gateway_login::LateVerifier::default();
+            let file = policy.as_ref().map(|(_, config)| config.clone());
+            let audit_log = audit.clone();
+            let started = Start {
+                args: &args,
+                upstreams,
+                described: &described,
+                audit,
+                policy,
+                gate: &gate,
+            };
+            let resource = late.clone();
+            let args_ref = &args;
+            let (prepared, gateway) = crate::gateway_login::prepare(args_ref, |early| async move {
+                let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
+                let (gateway, catalog) = started.start(oauth).await?;
+                let sign_in = crate::gateway_login::sign_in_policy(
+                    args_ref,
+                    file,
+                    catalog.as_ref(),
+                    audit_log.as_ref(),
+                )?;
+                Ok((sign_in, gateway))
+            })
+            .await?;
+            late.set(prepared.server.verifier()?);
+            // With --login the users are the provider's: no token for a local one.
+            let token = args.login.is_none().then_some(prepared.token);
             (
                 prepared.listener,
-                prepared.oauth,
+                prepared.mcp_url,
+                prepared.issuer,
+                gateway,
                 Some(prepared.server),
-                Some(prepared.token),
+                token,
             )
         }
     };
-    let mcp_url = oauth.resource().to_string();
-    let issuer = oauth
-        .authorization_servers()
-        .first()
-        .cloned()
-        .unwrap_or_default();
-    let mut builder = match <[_; 1]>::try_from(upstreams) {
-        Ok([(_, upstream)]) => Gateway::builder(upstream),
-        Err(several) => Gateway::aggregate(
-            several
-                .into_iter()
-                .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
-        ),
-    }
-    .oauth(oauth)
-    .per_session_idle(Duration::from_secs(args.per_session_idle))
-    .per_session_max(args.per_session_max);
-    if let Some(audit) = audit {
-        builder = builder.audit(audit);
-    }
-    if policy.is_some() {
-        builder = builder.gatekeeper(gate.clone());
-    }
-    if let Some(header) = &args.identity_header {
-        builder = builder.identity_header(header);
-    }
-    if args.identity_meta {
-        builder = builder.identity_meta();
-    }
-    let gateway = builder.build()?;
-    if stdio {
-        eprintln!("starting the upstream: {described}");
-        gateway.ready(START_TIMEOUT).await.map_err(|e| {
-            format!(
-                "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
-                START_TIMEOUT.as_secs()
-            )
-        })?;
-    }
-    if let Some((path, config)) = policy {
-        let catalog = gateway.catalog().await.map_err(|e| {
-            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
-        })?;
-        gate.install(config, &catalog, &path)?;
-    }
+    let callback_url = match (&args.login, &auth_server) {
+        (Some(_), Some(server)) => Some(server.upstream_callback_url()),
+        _ => None,
+    };
     let admin_url = match admin {
         Some(admin) => {
             let url = format!("http://{}", admin.local_addr()?);
@@ -605,12 +695,18 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if args.dev.json {
         println!(
             "{}",
-            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url })
+            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url, "callback_url": callback_url })
         );
     } else {
         println!("mcp-oauth gateway: OAuth in front of {described}\n");
         println!("  MCP endpoint  {mcp_url}");
         println!("  issuer        {issuer}");
+        if let (Some(provider), Some(url)) = (args.login, &callback_url) {
+            println!(
+                "  sign-in       at {} (register the redirect URI {url} there)",
+                provider.display_name()
+            );
+        }
         if let Some(url) = &admin_url {
             println!("  admin         {url} (/healthz, /readyz, /metrics)");
         }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::dev::DevArgs;
-use crate::options::SecretArg;
+use crate::options::{AllowArgs, PolicyArgs, SecretArg};
+use crate::proxy::{LoginArgs, Provider};
 
 /// Options of `mcp-oauth gateway`.
 #[derive(Debug, Args)]
@@ -107,17 +108,27 @@ pub(crate) struct GatewayArgs {
     /// stdio:NAME) in each request's params._meta["mcp-oauth/identity"].
     #[arg(long)]
     pub(crate) identity_meta: bool,
-    /// Decide every call and filter every list with this policy file (docs/policy.md); its
-    /// rules are checked against the upstreams' real tools before the gateway serves.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) policy: Option<PathBuf>,
-    /// Append one audit event (JSON line) per forwarded call and per decision to this file.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) audit: Option<PathBuf>,
+    /// `--policy FILE` decides every call and filters every list (its rules checked against
+    /// the upstreams' real tools before the gateway serves), and who may sign in at the
+    /// gateway's own authorization server; `--audit FILE` appends one event per request that
+    /// reaches a decision (`-`: standard output).
+    #[command(flatten)]
+    pub(crate) access: PolicyArgs,
     /// What audit events record of a call's arguments: none, hash (SHA-256 of the canonical
     /// JSON), redacted or full.
     #[arg(long, value_name = "MODE", default_value = "hash", requires = "audit")]
     pub(crate) audit_arguments: AuditArguments,
+    /// Users sign in at this identity provider, as with `mcp-oauth proxy --provider`: the
+    /// gateway is the authorization server clients see and issues its own tokens (the
+    /// provider's never reach a client or an upstream). With `oidc`, --issuer is the provider.
+    #[arg(long, value_enum, value_name = "PROVIDER", env = "MCP_OAUTH_PROVIDER")]
+    pub(crate) login: Option<Provider>,
+    /// With --login: our application at the provider, the user mapping, --allow-org.
+    #[command(flatten)]
+    pub(crate) login_options: LoginArgs,
+    /// Who may sign in at the gateway's own authorization server (not with --issuer).
+    #[command(flatten)]
+    pub(crate) allow: AllowArgs,
     /// Where to listen, the public URL, and (without --issuer) the embedded authorization
     /// server's options.
     #[command(flatten)]

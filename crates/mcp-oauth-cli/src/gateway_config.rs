@@ -1116,7 +1116,7 @@ headers = { "X-Api-Key" = "${KEY}" }
             }]
         );
         let merged = merge(&config, &[]).expect("merge");
-        assert_eq!(merged.audit.as_deref(), Some(Path::new("audit.jsonl")));
+        assert_eq!(merged.access.audit_path(), Some(Path::new("audit.jsonl")));
         assert_eq!(
             merged.admin_listen,
             Some("127.0.0.1:9464".parse().expect("addr"))

@@ -7,7 +7,6 @@
 //! stops the gateway before it serves. Until then the hook lets lists through and refuses every
 //! other request (nothing is served before the policy is in place).
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use mcp_oauth::Auth;
@@ -28,12 +27,11 @@ impl PolicyGate {
         &self,
         config: PolicyConfig,
         catalog: &Value,
-        file: &Path,
+        file: &str,
     ) -> Result<(), String> {
         let catalog =
             Catalog::from_json(catalog).map_err(|e| format!("the upstreams' tool list: {e}"))?;
-        let policy = Policy::new(config, catalog)
-            .map_err(|e| format!("--policy {}:\n{e}", file.display()))?;
+        let policy = Policy::new(config, catalog).map_err(|e| format!("--policy {file}:\n{e}"))?;
         self.policy
             .set(policy)
             .map_err(|_| "the policy is already in place".to_owned())
@@ -135,9 +133,4 @@ impl Gatekeeper for PolicyGate {
             _ => true,
         }
     }
-}
-
-/// Reads the policy file (its problems name their line).
-pub(crate) fn load(path: &Path) -> Result<PolicyConfig, String> {
-    PolicyConfig::from_file(path).map_err(|e| format!("--policy {}:\n{e}", path.display()))
 }

@@ -48,6 +48,7 @@ mod fanout;
 mod front;
 pub mod gate;
 mod health;
+mod host;
 pub mod identity;
 mod isolation;
 mod jsonrpc;
@@ -499,6 +500,7 @@ impl Gateway {
             }
             Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
         };
+        let endpoint = host::guard(endpoint, self.oauth.as_ref());
         let router = match &self.oauth {
             Some(oauth) => Router::new()
                 .route_service(&self.path, oauth.layer().layer(endpoint))

@@ -163,20 +163,27 @@ pub(crate) fn all_versions() -> Vec<&'static str> {
 /// `serverInfo`, `instructions`). Not cacheable across users: what a caller may use depends
 /// on who they are.
 pub(crate) fn discover_result(init: &Map<String, Value>) -> String {
-    let mut result = json!({
-        "resultType": "complete",
-        "supportedVersions": all_versions(),
-        "capabilities": init.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-        "ttlMs": 0,
-        "cacheScope": "private",
-    });
+    let mut result = Map::new();
+    result.insert("resultType".into(), "complete".into());
+    result.insert("supportedVersions".into(), all_versions().into());
+    result.insert(
+        "capabilities".into(),
+        init.get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
+    result.insert("ttlMs".into(), 0.into());
+    result.insert("cacheScope".into(), "private".into());
     if let Some(instructions) = init.get("instructions").filter(|v| v.is_string()) {
-        result["instructions"] = instructions.clone();
+        result.insert("instructions".into(), instructions.clone());
     }
     if let Some(info) = init.get("serverInfo") {
-        result["_meta"] = json!({ "io.modelcontextprotocol/serverInfo": info });
+        result.insert(
+            "_meta".into(),
+            json!({ "io.modelcontextprotocol/serverInfo": info }),
+        );
     }
-    result.to_string()
+    Value::Object(result).to_string()
 }
 
 /// The `initialize` the gateway sends an HTTP upstream for a stateless client: the client's

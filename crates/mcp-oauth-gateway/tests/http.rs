@@ -25,6 +25,8 @@ struct Recorder {
     expired: Mutex<HashSet<String>>,
     /// Requests with this `Authorization` are answered 401 (a credential the upstream revoked).
     refused: Mutex<Option<String>>,
+    /// How an expired session is answered: 404 (the default) or this status and body.
+    expired_answer: Mutex<Option<(http::StatusCode, &'static str)>>,
 }
 
 impl Recorder {
@@ -60,7 +62,10 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
         .get("mcp-session-id")
         .map(|v| v.to_str().unwrap().to_owned());
     if session.is_some_and(|s| rec.expired.lock().unwrap().contains(&s)) {
-        return (http::StatusCode::NOT_FOUND, "session expired").into_response();
+        let answer = *rec.expired_answer.lock().unwrap();
+        return answer
+            .unwrap_or((http::StatusCode::NOT_FOUND, "session expired"))
+            .into_response();
     }
     let refused = rec.refused.lock().unwrap().clone();
     if refused.is_some_and(|r| parts.headers.get("authorization").is_some_and(|a| a == &r)) {
@@ -209,6 +214,42 @@ async fn a_lost_upstream_session_is_initialized_again_transparently() {
     );
     assert_eq!(up.rec.bodies_with(r#""method":"initialize""#), 2);
     client.cancel().await.unwrap();
+}
+
+/// The TypeScript SDK's example servers (the reference `server-everything` among them) answer
+/// an unknown session id with 400, not 404: after their restart, the gateway must still
+/// re-initialize. A 400 that does not name the session is the upstream's answer, passed on.
+#[tokio::test]
+async fn an_upstream_answering_400_for_a_lost_session_is_initialized_again() {
+    let up = upstream().await;
+    *up.rec.expired_answer.lock().unwrap() = Some((
+        http::StatusCode::BAD_REQUEST,
+        r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: No valid session ID provided"},"id":null}"#,
+    ));
+    let h = Harness::start(config(&up)).await;
+    let client = h.client("alice").await;
+    assert_eq!(
+        call(&client, "echo", json!({"text": "one"})).await.unwrap(),
+        "one"
+    );
+    up.rec.expire_sessions();
+    assert_eq!(
+        call(&client, "echo", json!({"text": "two"})).await.unwrap(),
+        "two"
+    );
+    assert_eq!(up.rec.bodies_with(r#""method":"initialize""#), 2);
+
+    *up.rec.expired_answer.lock().unwrap() = Some((http::StatusCode::BAD_REQUEST, "malformed"));
+    up.rec.expire_sessions();
+    let err = call(&client, "echo", json!({"text": "three"}))
+        .await
+        .unwrap_err();
+    assert!(err.contains("400"), "{err}");
+    assert_eq!(
+        up.rec.bodies_with(r#""method":"initialize""#),
+        2,
+        "a 400 that does not name the session opens no new session"
+    );
 }
 
 struct HideEnv;

@@ -336,4 +336,5 @@ async def record_token(auth) -> None:
     result["token_claims"] = b64json(tok.split(".")[1])
 
 
-asyncio.run(main())
+if __name__ == "__main__":  # gateway_py_client.py imports the sign-in from here
+    asyncio.run(main())

@@ -6,7 +6,10 @@
 //! `Authorization` (and cookies, and anything else) never reaches the upstream.
 //!
 //! When the upstream answers 404 to a request that carried its session id, the session
-//! expired there: the client's `initialize` is replayed, and the request sent again once.
+//! expired there: the client's `initialize` is replayed, and the request sent again once. A 400
+//! whose body names the session counts as the same (the TypeScript SDK's example servers, the
+//! reference `server-everything` among them, answer an unknown session id with
+//! `400 Bad Request: No valid session ID provided`, as after a restart).
 
 use std::sync::Mutex;
 
@@ -378,7 +381,7 @@ impl Http {
         if session.upstream_id().as_ref() != Some(lost) {
             return Ok(());
         }
-        tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream session expired (404); initializing a new one");
+        tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream lost the session (it answered 404, or 400 naming the session); initializing a new one");
         // An upstream that answers but cannot give a working session (a refused initialize,
         // a new session lost at once) ends the client's session; one that cannot be reached
         // keeps it, for a later try.
@@ -412,7 +415,8 @@ impl Http {
             )
             .await?;
         let response = self.send(caller, request).await?;
-        let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
+        let (response, lost) = lost_session(response, id).await?;
+        let Some(lost) = lost else {
             return Ok(response);
         };
         self.reinitialize(caller, session, &lost).await?;
@@ -456,7 +460,8 @@ impl Http {
         };
         let id = session.upstream_id();
         let response = send(id.clone()).await?;
-        let Some(lost) = id.filter(|_| response.status() == StatusCode::NOT_FOUND) else {
+        let (response, lost) = lost_session(response, id).await?;
+        let Some(lost) = lost else {
             return Ok(response);
         };
         self.reinitialize(caller, session, &lost).await?;
@@ -484,6 +489,46 @@ impl Http {
             request = request.header(&PROTOCOL_VERSION, version);
         }
         let _ = request.send().await;
+    }
+}
+
+/// Largest 400 answer read to see whether it names the session.
+const MAX_BAD_REQUEST: usize = 64 * 1024;
+
+/// Whether `response`, to a request that carried the upstream session `id`, says the upstream
+/// no longer knows that session: 404 (what the specification prescribes), or 400 whose body
+/// names the session. Returns the response (a 400 read here is given back unchanged) and the
+/// lost session id.
+async fn lost_session(
+    mut response: reqwest::Response,
+    id: Option<HeaderValue>,
+) -> Result<(reqwest::Response, Option<HeaderValue>), GatewayError> {
+    let Some(id) = id else {
+        return Ok((response, None));
+    };
+    match response.status() {
+        StatusCode::NOT_FOUND => Ok((response, Some(id))),
+        StatusCode::BAD_REQUEST => {
+            let status = response.status();
+            let headers = std::mem::take(response.headers_mut());
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+                if body.len() + chunk.len() > MAX_BAD_REQUEST {
+                    return Err(GatewayError::Protocol(
+                        "the upstream's 400 answer is larger than 64 KiB".into(),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let names_session = String::from_utf8_lossy(&body)
+                .to_ascii_lowercase()
+                .contains("session");
+            let mut again = http::Response::new(Bytes::from(body));
+            *again.status_mut() = status;
+            *again.headers_mut() = headers;
+            Ok((again.into(), names_session.then_some(id)))
+        }
+        _ => Ok((response, None)),
     }
 }
 
