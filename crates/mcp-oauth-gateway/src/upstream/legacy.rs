@@ -286,11 +286,13 @@ impl Legacy {
         let status = match sent {
             Ok(response) => response.status(),
             Err(err) => {
+                drop(rx);
                 self.forget_closed();
                 return Err(err);
             }
         };
         if !status.is_success() {
+            drop(rx);
             self.forget_closed();
             return Ok(status_response(status));
         }
