@@ -99,8 +99,11 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             url,
             headers,
             credentials,
+            transport,
         } => {
-            let mut config = HttpConfig::new(url).map_err(|e| format!("{at}url: {e}"))?;
+            let mut config = HttpConfig::new(url)
+                .map_err(|e| format!("{at}url: {e}"))?
+                .transport(*transport);
             for (name, raw) in headers {
                 if name.is_empty() {
                     return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
@@ -122,6 +125,7 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             pass_env,
             cwd,
             per_user,
+            per_session,
         } => {
             let Some((program, rest)) = argv.split_first() else {
                 return Err(format!("{at}the command is empty"));
@@ -143,6 +147,9 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             }
             if *per_user {
                 config = config.isolation(mcp_oauth_gateway::Isolation::PerUser);
+            }
+            if *per_session {
+                config = config.isolation(mcp_oauth_gateway::Isolation::PerSession);
             }
             Ok(config.into())
         }
@@ -295,10 +302,16 @@ fn check(path: &std::path::Path) -> ExitCode {
             Target::Url {
                 headers,
                 credentials,
+                transport,
                 ..
             } => {
                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-                let mut kind = "Streamable HTTP".to_owned();
+                let mut kind = match transport {
+                    mcp_oauth_gateway::HttpTransport::Sse => "legacy HTTP+SSE",
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp => "Streamable HTTP",
+                    _ => "Streamable HTTP (legacy SSE fallback)",
+                }
+                .to_owned();
                 if !names.is_empty() {
                     kind.push_str(&format!(", headers {}", names.join(", ")));
                 }
@@ -310,10 +323,17 @@ fn check(path: &std::path::Path) -> ExitCode {
                 }
                 kind
             }
-            Target::Command { env, per_user, .. } => {
+            Target::Command {
+                env,
+                per_user,
+                per_session,
+                ..
+            } => {
                 let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
                 let kind = if *per_user {
                     "stdio, a process per user"
+                } else if *per_session {
+                    "stdio, a process per session"
                 } else {
                     "stdio"
                 };
@@ -399,7 +419,9 @@ impl Start<'_> {
                     .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
             ),
         }
-        .oauth(oauth);
+        .oauth(oauth)
+        .per_session_idle(Duration::from_secs(args.per_session_idle))
+        .per_session_max(args.per_session_max);
         if let Some(audit) = audit {
             builder = builder.audit(audit);
         }

@@ -39,6 +39,17 @@ pub(crate) struct GatewayArgs {
         requires = "upstream"
     )]
     pub(crate) upstream_headers: Vec<SecretArg>,
+    /// How to speak to the --upstream: Streamable HTTP falling back to the legacy HTTP+SSE
+    /// transport when the upstream refuses it (auto), Streamable HTTP only, or SSE only (the
+    /// URL is then the upstream's SSE stream).
+    #[arg(
+        long = "upstream-transport",
+        value_enum,
+        value_name = "MODE",
+        default_value = "auto",
+        requires = "upstream"
+    )]
+    pub(crate) upstream_transport: TransportArg,
     /// Also serve the MCP servers of this desktop client configuration file (`.mcp.json`,
     /// Claude Desktop's, Cursor's or VS Code's `mcp.json`: `{"mcpServers": {NAME: …}}`), each
     /// as an upstream named after it; with the file's `[[upstream]]` tables, all of them.
@@ -58,9 +69,18 @@ pub(crate) struct GatewayArgs {
     pub(crate) pass_env: Vec<String>,
     /// Whether the users share the stdio command's one process (shared), or each gets a
     /// process of their own, started at their first request and stopped after 15 minutes
-    /// without one (per-user).
+    /// without one (per-user), or each MCP session does, started by its initialize and
+    /// stopped when it ends or expires (per-session).
     #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
     pub(crate) isolation: IsolationArg,
+    /// With --isolation per-session: a session's process stops after this many seconds
+    /// without a request.
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) per_session_idle: u64,
+    /// With --isolation per-session: most processes at once; past it new sessions are
+    /// refused (503) and running ones keep theirs.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) per_session_max: u64,
     /// Working directory of the stdio command [default: the current one].
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<PathBuf>,
@@ -142,6 +162,29 @@ pub(crate) enum IsolationArg {
     Shared,
     /// One process per user.
     PerUser,
+    /// One process per MCP session.
+    PerSession,
+}
+
+/// `--upstream-transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportArg {
+    /// Streamable HTTP, falling back to legacy SSE.
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
+impl From<TransportArg> for mcp_oauth_gateway::HttpTransport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Auto => Self::Auto,
+            TransportArg::StreamableHttp => Self::StreamableHttp,
+            TransportArg::Sse => Self::Sse,
+        }
+    }
 }
 
 /// `--audit-arguments`.

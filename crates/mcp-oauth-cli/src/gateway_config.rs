@@ -33,6 +33,7 @@ const NOT_KEYS: &[&str] = &[
     "upstream",
     "stdio",
     "upstream-header",
+    "upstream-transport",
     "env",
     "pass-env",
     "cwd",
@@ -65,6 +66,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "pass_env",
     "cwd",
     "isolation",
+    "transport",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -94,6 +96,8 @@ pub(crate) enum Target {
         url: String,
         headers: Vec<(String, String)>,
         credentials: Option<Exchange>,
+        /// `transport = "auto" | "streamable-http" | "sse"`.
+        transport: mcp_oauth_gateway::HttpTransport,
     },
     /// A stdio command, with its configured environment.
     Command {
@@ -103,6 +107,8 @@ pub(crate) enum Target {
         cwd: Option<PathBuf>,
         /// `per-user`: a child per user; `None` or `shared`: one for all.
         per_user: bool,
+        /// `per-session`: a child per MCP session.
+        per_session: bool,
     },
 }
 
@@ -496,10 +502,23 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| pairs(v, errors, "headers"))
                 .unwrap_or_default();
             let credentials = get("credentials").and_then(|v| credentials(v, errors));
+            let transport = match text("transport", errors).as_deref() {
+                None | Some("auto") => mcp_oauth_gateway::HttpTransport::Auto,
+                Some("streamable-http") => mcp_oauth_gateway::HttpTransport::StreamableHttp,
+                Some("sse") => mcp_oauth_gateway::HttpTransport::Sse,
+                Some(other) => {
+                    errors.at(
+                        get("transport").map_or(offset, |v| v.span().start),
+                        format!("[[upstream]] transport {other:?}: write \"auto\" (Streamable HTTP, falling back to legacy SSE), \"streamable-http\" or \"sse\""),
+                    );
+                    mcp_oauth_gateway::HttpTransport::Auto
+                }
+            };
             Some(Target::Url {
                 url,
                 headers,
                 credentials,
+                transport,
             })
         }
         (None, Some((at, argv))) => {
@@ -517,6 +536,12 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                     );
                 }
             }
+            if let Some(v) = get("transport") {
+                errors.at(
+                    v.span().start,
+                    "[[upstream]] transport is for a url, not for a command",
+                );
+            }
             let env = get("env")
                 .map(|v| pairs(v, errors, "env"))
                 .unwrap_or_default();
@@ -524,15 +549,16 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| strings(v, errors, "pass_env"))
                 .unwrap_or_default();
             let cwd = text("cwd", errors).map(PathBuf::from);
-            let per_user = match text("isolation", errors).as_deref() {
-                None | Some("shared") => false,
-                Some("per-user") => true,
+            let (per_user, per_session) = match text("isolation", errors).as_deref() {
+                None | Some("shared") => (false, false),
+                Some("per-user") => (true, false),
+                Some("per-session") => (false, true),
                 Some(other) => {
                     errors.at(
                         get("isolation").map_or(offset, |v| v.span().start),
-                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user) or \"per-user\""),
+                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user), \"per-user\" or \"per-session\""),
                     );
-                    false
+                    (false, false)
                 }
             };
             Some(Target::Command {
@@ -541,6 +567,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 pass_env,
                 cwd,
                 per_user,
+                per_session,
             })
         }
     };
@@ -990,8 +1017,18 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 url,
                 headers,
                 credentials,
+                transport,
             } => {
                 let _ = writeln!(out, "url = {}", toml_string(url));
+                match transport {
+                    mcp_oauth_gateway::HttpTransport::Sse => {
+                        let _ = writeln!(out, "transport = \"sse\"");
+                    }
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp => {
+                        let _ = writeln!(out, "transport = \"streamable-http\"");
+                    }
+                    _ => {}
+                }
                 if !headers.is_empty() {
                     let items: Vec<String> = headers
                         .iter()
@@ -1009,6 +1046,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 pass_env,
                 cwd,
                 per_user,
+                per_session,
             } => {
                 let items: Vec<String> = argv.iter().map(|a| toml_string(a)).collect();
                 let _ = writeln!(out, "command = [{}]", items.join(", "));
@@ -1028,6 +1066,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
                 if *per_user {
                     let _ = writeln!(out, "isolation = \"per-user\"");
+                }
+                if *per_session {
+                    let _ = writeln!(out, "isolation = \"per-session\"");
                 }
             }
         }
@@ -1112,6 +1153,7 @@ headers = { "X-Api-Key" = "${KEY}" }
                     url: "http://127.0.0.1:3000/mcp".into(),
                     headers: vec![("X-Api-Key".into(), "${KEY}".into())],
                     credentials: None,
+                    transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
                 line: 11,
             }]
@@ -1233,6 +1275,41 @@ headers = { "X-Api-Key" = "${KEY}" }
     }
 
     #[test]
+    fn transport_is_a_field_of_url_upstreams() {
+        let config = parse(
+            "[[upstream]]\nurl = \"http://h/sse\"\ntransport = \"sse\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Url {
+                transport: mcp_oauth_gateway::HttpTransport::Sse,
+                ..
+            }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("transport = \"sse\""), "{printed}");
+        let all = parse(
+            "[[upstream]]\nurl = \"http://h/mcp\"\ntransport = \"websocket\"\n[[upstream]]\nname = \"b\"\ncommand = [\"x\"]\ntransport = \"sse\"\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:3: [[upstream]] transport \"websocket\""),
+            "{all}"
+        );
+        assert!(all.contains("transport is for a url"), "{all}");
+        let cli = print(
+            None,
+            &args(&["--upstream", "http://h/sse", "--upstream-transport", "sse"]),
+        )
+        .expect("print");
+        assert!(cli.contains("transport = \"sse\""), "{cli}");
+    }
+
+    #[test]
     fn isolation_is_a_field_of_command_upstreams() {
         let config = parse(
             "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-user\"\n",
@@ -1246,13 +1323,13 @@ headers = { "X-Api-Key" = "${KEY}" }
         let printed = print(Some(&config), &[]).expect("print");
         assert!(printed.contains("isolation = \"per-user\""), "{printed}");
         let all = parse(
-            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-process\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
             "g.toml",
         )
         .unwrap_err()
         .join("\n");
         assert!(
-            all.contains("g.toml:3: [[upstream]] isolation \"per-session\""),
+            all.contains("g.toml:3: [[upstream]] isolation \"per-process\""),
             "{all}"
         );
         assert!(
@@ -1261,6 +1338,35 @@ headers = { "X-Api-Key" = "${KEY}" }
         );
         let cli = print(None, &args(&["--isolation", "per-user", "--", "server"])).expect("print");
         assert!(cli.contains("isolation = \"per-user\""), "{cli}");
+        let config = parse(
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Command {
+                per_session: true,
+                per_user: false,
+                ..
+            }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("isolation = \"per-session\""), "{printed}");
+        let cli = print(
+            None,
+            &args(&[
+                "--isolation",
+                "per-session",
+                "--per-session-max",
+                "5",
+                "--",
+                "server",
+            ]),
+        )
+        .expect("print");
+        assert!(cli.contains("isolation = \"per-session\""), "{cli}");
+        assert!(cli.contains("per_session_max = 5"), "{cli}");
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl GatewayArgs {
                             url: url.to_owned(),
                             headers: Vec::new(),
                             credentials: None,
+                            transport: mcp_oauth_gateway::HttpTransport::Auto,
                         },
                     )
                 });
@@ -77,6 +78,7 @@ impl GatewayArgs {
                         pass_env: Vec::new(),
                         cwd: None,
                         per_user: false,
+                        per_session: false,
                     },
                 ))
             });
@@ -101,6 +103,7 @@ impl GatewayArgs {
                     })
                     .collect(),
                 credentials: None,
+                transport: self.upstream_transport.into(),
             },
             (None, false) => Target::Command {
                 argv: self
@@ -119,6 +122,7 @@ impl GatewayArgs {
                 pass_env: self.pass_env.clone(),
                 cwd: self.cwd.clone(),
                 per_user: self.isolation == IsolationArg::PerUser,
+                per_session: self.isolation == IsolationArg::PerSession,
             },
             (None, true) => return Vec::new(),
         };
@@ -159,7 +163,7 @@ impl GatewayArgs {
         if !self.upstream.is_empty()
             && (!self.env.is_empty()
                 || !self.pass_env.is_empty()
-                || self.isolation == IsolationArg::PerUser)
+                || self.isolation != IsolationArg::Shared)
         {
             return Err(
                 "--env, --pass-env and --isolation are for a stdio command (-- CMD ARGS…), not for --upstream"

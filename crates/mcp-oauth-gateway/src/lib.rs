@@ -54,7 +54,9 @@ mod isolation;
 mod jsonrpc;
 mod live;
 mod metrics;
+mod modern;
 mod paths;
+mod per_session;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
@@ -80,8 +82,8 @@ pub use front::SUPPORTED_VERSIONS;
 pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, UpstreamCredentials,
-    resolve_secret,
+    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
+    UpstreamCredentials, resolve_secret,
 };
 
 use crate::front::{Inner, Upstream};
@@ -108,6 +110,8 @@ pub struct GatewayBuilder {
     identity_meta: bool,
     per_user_idle: Duration,
     per_user_max: u64,
+    per_session_idle: Duration,
+    per_session_max: u64,
     oauth: Option<mcp_oauth::OAuth>,
     no_auth: bool,
     path: String,
@@ -196,6 +200,21 @@ impl GatewayBuilder {
         self
     }
 
+    /// With [`Isolation::PerSession`]: a session's child stops after this long without
+    /// requests (or after [`session_idle`](Self::session_idle), if shorter). Default: 15
+    /// minutes.
+    pub fn per_session_idle(mut self, idle: Duration) -> Self {
+        self.per_session_idle = idle;
+        self
+    }
+
+    /// With [`Isolation::PerSession`]: most children at once per upstream; past it new
+    /// sessions are refused (503) and running ones keep their child. Default: 100.
+    pub fn per_session_max(mut self, max: u64) -> Self {
+        self.per_session_max = max;
+        self
+    }
+
     /// Largest request body; larger ones get 413. Default: [`DEFAULT_MAX_BODY_BYTES`].
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
@@ -274,6 +293,8 @@ impl GatewayBuilder {
             identity_meta: self.identity_meta,
             per_user_idle: self.per_user_idle,
             per_user_max: self.per_user_max,
+            per_session_idle: self.per_session_idle,
+            per_session_max: self.per_session_max,
             session_idle: self.session_idle,
             max_sessions: self.max_sessions,
             path: path.clone(),
@@ -359,6 +380,8 @@ impl Gateway {
             identity_meta: false,
             per_user_idle: Duration::from_secs(15 * 60),
             per_user_max: 100,
+            per_session_idle: Duration::from_secs(15 * 60),
+            per_session_max: 100,
             oauth: None,
             no_auth: false,
             path: "/mcp".to_owned(),
@@ -726,7 +749,19 @@ impl Gateway {
             .iter()
             .map(|route| match route {
                 isolation::Route::PerUser(per_user) => per_user.count(),
-                isolation::Route::Shared(_) => 0,
+                isolation::Route::Shared(_) | isolation::Route::PerSession(_) => 0,
+            })
+            .sum()
+    }
+
+    /// How many per-session children run now, over every upstream with
+    /// [`Isolation::PerSession`] (those of ended or expired sessions are stopped first).
+    pub fn per_session_children(&self) -> u64 {
+        self.routes()
+            .iter()
+            .map(|route| match route {
+                isolation::Route::PerSession(per_session) => per_session.count(),
+                isolation::Route::Shared(_) | isolation::Route::PerUser(_) => 0,
             })
             .sum()
     }

@@ -22,6 +22,7 @@ use crate::gate::{AllowAll, Gatekeeper};
 use crate::isolation::{self, Isolation, Route};
 use crate::metrics::Metrics;
 use crate::paths::Own;
+use crate::per_session;
 use crate::sessions::Sessions;
 use crate::upstream::{self, UpstreamConfig};
 use crate::{SEPARATOR, identity, valid_upstream_name};
@@ -41,6 +42,8 @@ pub(crate) struct Parts {
     pub(crate) identity_meta: bool,
     pub(crate) per_user_idle: Duration,
     pub(crate) per_user_max: u64,
+    pub(crate) per_session_idle: Duration,
+    pub(crate) per_session_max: u64,
     pub(crate) session_idle: Duration,
     pub(crate) max_sessions: u64,
     /// The merged endpoint's path.
@@ -121,6 +124,21 @@ pub(crate) fn route_for(
                 parts.per_user_max,
             )))
         }
+        UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerSession => {
+            let config = config.clone();
+            let make = move || {
+                let sessions = Sessions::new(session_idle, max_sessions);
+                let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                assemble(sessions, Upstream::Stdio(child))
+            };
+            Route::PerSession(Arc::new(per_session::PerSession::new(
+                name,
+                make,
+                parts.per_session_idle.min(session_idle),
+                parts.per_session_max,
+                parts.max_body,
+            )))
+        }
         UpstreamConfig::Stdio(config) => {
             let sessions = parts.sessions();
             let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
@@ -149,6 +167,7 @@ fn same(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
         (UpstreamConfig::Http(a), UpstreamConfig::Http(b)) => {
             a.url == b.url
                 && a.timeout == b.timeout
+                && a.transport == b.transport
                 && a.credentials.is_none()
                 && b.credentials.is_none()
                 && a.headers.len() == b.headers.len()
