@@ -84,6 +84,7 @@ pub mod jose;
 pub mod jsonrpc;
 pub mod layer;
 pub mod metadata;
+pub mod metrics;
 #[cfg(feature = "remote")]
 pub mod net_guard;
 mod oauth;
