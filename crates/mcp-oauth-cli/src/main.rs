@@ -23,6 +23,7 @@ mod gateway_config;
 mod gateway_policy;
 mod listen;
 mod mcp_json;
+mod metrics_arg;
 mod options;
 mod policy;
 mod policy_server;
