@@ -113,6 +113,7 @@ pub struct GatewayBuilder {
     session_idle: Duration,
     max_sessions: u64,
     ready_timeout: Duration,
+    metrics: Option<mcp_oauth::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -150,6 +151,14 @@ impl GatewayBuilder {
     /// The decision hook for every call and list. Default: [`AllowAll`].
     pub fn gatekeeper(mut self, gatekeeper: impl Gatekeeper) -> Self {
         self.gatekeeper = Arc::new(gatekeeper);
+        self
+    }
+
+    /// Counts into this registry (default: a registry of its own), so that a program can
+    /// count more in it (a policy's decisions by rule) and serve it where it wants; the
+    /// gateway's [`admin_router`](Gateway::admin_router) serves it with the upstream metrics.
+    pub fn metrics(mut self, metrics: mcp_oauth::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -224,7 +233,7 @@ impl GatewayBuilder {
     ///
     /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), or the
     /// upstream's HTTP client cannot be built.
-    pub fn build(self) -> Result<Gateway, GatewayError> {
+    pub fn build(mut self) -> Result<Gateway, GatewayError> {
         if self.oauth.is_none() && !self.no_auth {
             return Err(GatewayError::Config {
                 what: "authentication",
@@ -256,8 +265,20 @@ impl GatewayBuilder {
             }
             seen.push(name);
         }
+        let registry = self.metrics.take().unwrap_or_default();
+        self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
         let metrics = Arc::new(Metrics::new(
-            self.upstreams.iter().map(|(n, _)| n.clone()).collect(),
+            registry,
+            self.upstreams
+                .iter()
+                .map(|(n, config)| {
+                    let transport = match config {
+                        UpstreamConfig::Stdio(_) => metrics::Transport::Pipe,
+                        UpstreamConfig::Http(_) => metrics::Transport::Tcp,
+                    };
+                    (n.clone(), transport)
+                })
+                .collect(),
         ));
         let path = match &self.oauth {
             Some(oauth) => oauth.resource().path().to_owned(),
@@ -314,9 +335,14 @@ impl GatewayBuilder {
             routes.push(match config {
                 UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
                     let config = config.clone();
+                    let probe = (metrics.clone(), index);
                     let make = move || {
                         let sessions = Sessions::new(session_idle, max_sessions);
-                        let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                        let child = upstream::stdio::Stdio::start(
+                            config.clone(),
+                            sessions.clone(),
+                            probe.clone(),
+                        );
                         assemble(sessions, Upstream::Stdio(child))
                     };
                     isolation::Route::PerUser(Arc::new(isolation::PerUser::new(
@@ -328,7 +354,11 @@ impl GatewayBuilder {
                 }
                 UpstreamConfig::Stdio(config) => {
                     let sessions = Sessions::new(session_idle, max_sessions);
-                    let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                    let child = upstream::stdio::Stdio::start(
+                        config.clone(),
+                        sessions.clone(),
+                        (metrics.clone(), index),
+                    );
                     isolation::Route::Shared(assemble(sessions, Upstream::Stdio(child)))
                 }
                 UpstreamConfig::Http(config) => {
@@ -439,6 +469,7 @@ impl Gateway {
             session_idle: Duration::from_secs(3600),
             max_sessions: 10_000,
             ready_timeout: Duration::from_secs(30),
+            metrics: None,
         }
     }
 
@@ -463,6 +494,8 @@ impl Gateway {
             }
             Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
         };
+        // Inside the bearer layer: only authenticated requests are read and timed.
+        let endpoint = self.metrics.registry().layer().layer(endpoint);
         let router = match &self.oauth {
             Some(oauth) => Router::new()
                 .route_service(&self.path, oauth.layer().layer(endpoint))
@@ -650,6 +683,11 @@ impl Gateway {
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
         Ok(serde_json::Value::Object(catalog))
+    }
+
+    /// The registry the gateway counts into (see [`GatewayBuilder::metrics`]).
+    pub fn metrics(&self) -> &mcp_oauth::metrics::Metrics {
+        self.metrics.registry()
     }
 
     /// The metrics in the Prometheus text format (what the admin router's `/metrics` serves).
