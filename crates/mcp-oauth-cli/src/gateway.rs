@@ -532,7 +532,8 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
         ),
     }
-    .oauth(oauth);
+    .oauth(oauth)
+    .metrics(gate.metrics().clone());
     if let Some(audit) = audit {
         builder = builder.audit(audit);
     }

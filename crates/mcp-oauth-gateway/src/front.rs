@@ -263,6 +263,7 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
             return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string());
         }
     };
+    crate::jsonrpc::trace_id(&message);
     let auth = parts.extensions.get::<Auth>();
     let session = match session_of(&inner, &parts.headers, auth) {
         Ok(session) => session,

@@ -135,6 +135,11 @@ pub struct ExtensionsDocDoctests;
 #[doc = include_str!("../../../docs/proxy.md")]
 pub struct ProxyDocDoctests;
 
+/// The examples of `docs/metrics.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp"))]
+#[doc = include_str!("../../../docs/metrics.md")]
+pub struct MetricsDocDoctests;
+
 /// The examples of `docs/browser-proxy.md`, compiled as doctests.
 #[cfg(all(doctest, feature = "axum", feature = "remote"))]
 #[doc = include_str!("../../../docs/browser-proxy.md")]

@@ -213,6 +213,7 @@ where
                 network.transport = "tcp",
                 network.protocol.name = "http",
                 error.type = tracing::field::Empty,
+                jsonrpc.request.id = tracing::field::Empty,
             );
             let req = Request::from_parts(parts, ReqBody::from(bytes.clone()));
             let response = inner.call(req).instrument(span.clone()).await?;
