@@ -400,6 +400,7 @@ impl GatewayBuilder {
         Ok(Gateway {
             kind,
             oauth: self.oauth,
+            max_body: self.max_body,
             metrics,
             signer,
             path,
@@ -424,6 +425,8 @@ pub struct Gateway {
     kind: Kind,
     oauth: Option<mcp_oauth::OAuth>,
     metrics: Arc<Metrics>,
+    /// The largest request body (the operation layer reads up to this).
+    max_body: usize,
     signer: Option<Arc<identity::Signer>>,
     path: String,
 }
@@ -495,7 +498,12 @@ impl Gateway {
             Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
         };
         // Inside the bearer layer: only authenticated requests are read and timed.
-        let endpoint = self.metrics.registry().layer().layer(endpoint);
+        let endpoint = self
+            .metrics
+            .registry()
+            .layer()
+            .max_body(self.max_body)
+            .layer(endpoint);
         let router = match &self.oauth {
             Some(oauth) => Router::new()
                 .route_service(&self.path, oauth.layer().layer(endpoint))

@@ -427,3 +427,36 @@ async fn an_error_status_is_the_error_type() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_unread_and_not_timed() {
+    let metrics = Metrics::new();
+    let mut svc = ServiceBuilder::new()
+        .layer(metrics.layer().max_body(32))
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            panic!("the service is not called");
+            #[allow(unreachable_code)]
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+        }));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"pad": "x".repeat(64)}});
+    let req = Request::post("/mcp")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    let samples = parse(&metrics.render()).1;
+    assert!(
+        !samples
+            .keys()
+            .any(|(name, _)| name.starts_with("mcp_server_operation_duration_seconds")),
+        "{samples:?}"
+    );
+}

@@ -14,7 +14,6 @@ use pin_project_lite::pin_project;
 use tracing::Instrument as _;
 
 use super::{Metrics, Operation, OperationError, PROTOCOLS, method_label};
-use crate::challenge::json_error;
 use crate::jsonrpc::peek_jsonrpc;
 use crate::verify::BoxFuture;
 
@@ -38,6 +37,14 @@ pub struct OperationLayer {
 }
 
 impl OperationLayer {
+    /// Reads bodies of up to `bytes` (default: the bearer layer's default, 4 MiB); a larger
+    /// body is answered 413. Give it the limit of the service behind it.
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
     /// The layer that only makes the spans, when they are enabled.
     pub fn tracing_only() -> Self {
         Self {
@@ -140,6 +147,20 @@ where
     }
 }
 
+/// 413 with a JSON-RPC error (-32600, no id), as an MCP service answers a body over its limit.
+fn too_large(max_body: usize) -> Response<Full<Bytes>> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"the body is larger than {max_body} bytes, or could not be read"}}}}"#
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// The protocol version label of a header value: a known version, else `_OTHER`.
 fn protocol_label(value: &str) -> &'static str {
     PROTOCOLS
@@ -185,11 +206,7 @@ where
             let started = Instant::now();
             let (parts, body) = req.into_parts();
             let Ok(collected) = Limited::new(body, max_body).collect().await else {
-                return Ok(json_error(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
-                    br#"{"error":"invalid_request","error_description":"the request body is too large or could not be read"}"#,
-                )
-                .map(Either::Right));
+                return Ok(too_large(max_body).map(Either::Right));
             };
             let bytes = collected.to_bytes();
             let protocol = parts

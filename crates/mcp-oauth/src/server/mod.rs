@@ -507,6 +507,11 @@ impl McpServer {
             Some(metrics) => metrics.layer(),
             None => crate::metrics::OperationLayer::tracing_only(),
         }
+        .max_body(
+            oauth
+                .as_ref()
+                .map_or(crate::layer::DEFAULT_MAX_BODY_BYTES, OAuth::max_body_bytes),
+        )
         .layer(service);
         let path = self.endpoint_path(oauth.as_ref());
         // One CORS policy per kind of route, applied once: `mcp_cors` on the MCP endpoint
