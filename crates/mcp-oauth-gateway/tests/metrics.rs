@@ -181,3 +181,45 @@ async fn requests_move_exactly_their_counters() {
     assert!(!text.contains(&token), "no token");
     assert!(!text.contains(&session), "no session");
 }
+
+#[tokio::test]
+async fn a_killed_stdio_child_counts_one_restart() {
+    let h = Harness::start(stdio_upstream()).await;
+    let client = h.client("alice").await;
+    let first = call(&client, "pid", serde_json::json!({})).await.unwrap();
+    let text = h.gateway.metrics_text();
+    assert_eq!(
+        value(&text, "mcp_gateway_stdio_processes{upstream=\"\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "mcp_gateway_stdio_restarts_total{upstream=\"\"}"),
+        0.0,
+        "{text}"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    poll("a restarted child", || async {
+        call(&client, "pid", serde_json::json!({}))
+            .await
+            .ok()
+            .filter(|pid| *pid != first)
+    })
+    .await;
+    let text = h.gateway.metrics_text();
+    assert_eq!(
+        value(&text, "mcp_gateway_stdio_restarts_total{upstream=\"\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "mcp_gateway_stdio_processes{upstream=\"\"}"),
+        1.0,
+        "{text}"
+    );
+    client.cancel().await.unwrap();
+}
