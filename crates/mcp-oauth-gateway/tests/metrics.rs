@@ -223,3 +223,42 @@ async fn a_killed_stdio_child_counts_one_restart() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_process_gauge_follows_per_user_children() {
+    let h = Harness::start_with(
+        stdio_upstream().isolation(mcp_oauth_gateway::Isolation::PerUser),
+        |b| b.per_user_idle(std::time::Duration::from_secs(1)),
+    )
+    .await;
+    let gauge = || {
+        value(
+            &h.gateway.metrics_text(),
+            "mcp_gateway_stdio_processes{upstream=\"\"}",
+        )
+    };
+    assert_eq!(gauge(), 0.0, "children start on demand");
+    let alice = h.client("alice").await;
+    let bob = h.client("bob").await;
+    call(&alice, "echo", serde_json::json!({"text": "a"}))
+        .await
+        .unwrap();
+    call(&bob, "echo", serde_json::json!({"text": "b"}))
+        .await
+        .unwrap();
+    assert_eq!(gauge(), 2.0);
+    for client in [alice, bob] {
+        client.cancel().await.unwrap();
+    }
+    // Idle children are stopped: the gauge goes back to zero, with no restart counted.
+    poll("the idle children to be stopped", || async {
+        (gauge() == 0.0).then_some(())
+    })
+    .await;
+    let text = h.gateway.metrics_text();
+    assert_eq!(
+        value(&text, "mcp_gateway_stdio_restarts_total{upstream=\"\"}"),
+        0.0,
+        "{text}"
+    );
+}

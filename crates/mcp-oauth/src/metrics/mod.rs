@@ -155,6 +155,11 @@ impl AuthResult {
         Self::Unavailable,
     ];
 
+    /// Its place in [`AuthResult::ALL`] (the declaration order).
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// The `result` label.
     pub fn label(self) -> &'static str {
         match self {
@@ -342,13 +347,10 @@ impl Metrics {
         }
     }
 
-    /// Counts one decision of the bearer layer.
+    /// Counts one decision of the bearer layer: one relaxed atomic addition.
+    #[inline]
     pub fn auth_result(&self, result: AuthResult) {
-        if let Some(counter) = AuthResult::ALL
-            .iter()
-            .position(|r| *r == result)
-            .and_then(|i| self.inner.auth.get(i))
-        {
+        if let Some(counter) = self.inner.auth.get(result.index()) {
             counter.inc();
         }
     }
@@ -382,11 +384,7 @@ impl Metrics {
 
     /// The `mcp_oauth_auth_results_total` value for `result`.
     pub fn auth_count(&self, result: AuthResult) -> u64 {
-        AuthResult::ALL
-            .iter()
-            .position(|r| *r == result)
-            .and_then(|i| self.inner.auth.get(i))
-            .map_or(0, Counter::get)
+        self.inner.auth.get(result.index()).map_or(0, Counter::get)
     }
 
     /// The metrics in the Prometheus text format (version 0.0.4).
@@ -489,4 +487,43 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_auth_result_has_its_own_counter() {
+        let metrics = Metrics::new();
+        for (i, result) in AuthResult::ALL.iter().enumerate() {
+            assert_eq!(result.index(), i);
+            for _ in 0..=i {
+                metrics.auth_result(*result);
+            }
+        }
+        for (i, result) in AuthResult::ALL.iter().enumerate() {
+            assert_eq!(metrics.auth_count(*result), i as u64 + 1, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn rule_ids_past_the_cap_count_as_other() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_RULES + 5 {
+            metrics.policy_decision(&[format!("rule-{i}")], PolicyEffect::Allow);
+        }
+        metrics.policy_decision::<&str>(&[], PolicyEffect::Deny);
+        let text = metrics.render();
+        assert!(
+            text.contains("rule_id=\"rule-0\",effect=\"allow\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("rule-130"), "{text}");
+        assert!(
+            text.contains("rule_id=\"_OTHER\",effect=\"allow\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rule_id=\"_NONE\",effect=\"deny\"} 1\n"),
+            "{text}"
+        );
+    }
+}
