@@ -957,6 +957,38 @@ mod tests {
     }
 
     #[test]
+    fn each_rejection_counts_under_its_reason() {
+        use crate::dpop::DpopError;
+        let cases = [
+            (Rejection::MissingToken, "missing_token"),
+            (Rejection::InvalidRequest("x"), "invalid_request"),
+            (
+                Rejection::InvalidToken(VerifyError::Expired),
+                "invalid_token",
+            ),
+            (
+                Rejection::InsufficientScope {
+                    required: vec!["admin".into()],
+                },
+                "insufficient_scope",
+            ),
+            (Rejection::Unavailable(VerifyError::Expired), "unavailable"),
+            (Rejection::WrongScheme("x"), "wrong_scheme"),
+            (
+                Rejection::InvalidProof(DpopError::Missing),
+                "invalid_dpop_proof",
+            ),
+            (
+                Rejection::InvalidProof(DpopError::Unavailable("store down".into())),
+                "unavailable",
+            ),
+        ];
+        for (rejection, label) in cases {
+            assert_eq!(rejection_result(&rejection).label(), label, "{rejection:?}");
+        }
+    }
+
+    #[test]
     fn query_tokens_are_detected() {
         assert!(query_has_token(Some("access_token=abc")));
         assert!(query_has_token(Some("x=1&access_token=")));
