@@ -48,6 +48,8 @@ pub(crate) struct DevCommand {
     pub(crate) policy: PolicyArgs,
     #[command(flatten)]
     pub(crate) allow: AllowArgs,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics_arg::MetricsArgs,
 }
 
 /// Options of `mcp-oauth dev`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
@@ -366,6 +368,7 @@ pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::E
         dev: args,
         policy,
         allow,
+        metrics,
     } = command;
     let access = policy.load(Some(&allow))?;
     let demo = crate::demo::server();
@@ -390,6 +393,13 @@ pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::E
     )
     .await?;
     let mut demo = demo.oauth(oauth);
+    let metrics_url = match metrics.start().await? {
+        Some((metrics, url)) => {
+            demo = demo.metrics(metrics);
+            Some(url)
+        }
+        None => None,
+    };
     if let Some(config) = access.tools {
         demo = demo.policy(config);
     }
@@ -400,9 +410,12 @@ pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::E
     if args.json {
         println!(
             "{}",
-            json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "data_dir": dir, "users": names })
+            json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "data_dir": dir, "users": names, "metrics_url": metrics_url })
         );
     } else {
+        if let Some(url) = &metrics_url {
+            println!("metrics: {url}");
+        }
         banner(
             &mcp_url,
             &issuer,

@@ -421,7 +421,8 @@ impl Start<'_> {
         }
         .oauth(oauth)
         .per_session_idle(Duration::from_secs(args.per_session_idle))
-        .per_session_max(args.per_session_max);
+        .per_session_max(args.per_session_max)
+        .metrics(gate.metrics().clone());
         if let Some(audit) = audit {
             builder = builder.audit(audit);
         }

@@ -20,9 +20,27 @@ use serde_json::Value;
 #[derive(Clone, Default)]
 pub(crate) struct PolicyGate {
     policy: Arc<RwLock<Option<Arc<Policy>>>>,
+    /// Where decisions are counted by rule (`mcp_oauth_policy_decisions_total`).
+    metrics: mcp_oauth::metrics::Metrics,
 }
 
 impl PolicyGate {
+    /// The registry the decisions are counted in (the gateway's: `GatewayBuilder::metrics`).
+    pub(crate) fn metrics(&self) -> &mcp_oauth::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The gateway's decision for the policy's, counted by rule.
+    fn decided(&self, decision: &mcp_oauth::policy::Decision) -> Decision {
+        let effect = match decision.effect() {
+            Effect::Allow => mcp_oauth::metrics::PolicyEffect::Allow,
+            Effect::StepUp => mcp_oauth::metrics::PolicyEffect::StepUp,
+            _ => mcp_oauth::metrics::PolicyEffect::Deny,
+        };
+        self.metrics.policy_decision(decision.rule_ids(), effect);
+        gate_decision(decision)
+    }
+
     /// Compiles `config` against `catalog` (what [`mcp_oauth_gateway::Gateway::catalog`]
     /// answers) and puts it in place of the one in force, if any; on an error the one in
     /// force stays.
@@ -87,14 +105,14 @@ impl Gatekeeper for PolicyGate {
             "tools/call" | "prompts/get" | "resources/read" => {
                 match Target::from_request(method, &params) {
                     Some((target, arguments)) => {
-                        gate_decision(&policy.decide(&subject, target, arguments))
+                        self.decided(&policy.decide(&subject, target, arguments))
                     }
                     None => Decision::Deny,
                 }
             }
             // What may not be read may not be watched.
             "resources/subscribe" | "resources/unsubscribe" => match str_of(&params, "uri") {
-                Some(uri) => gate_decision(&policy.decide(&subject, Target::Resource(&uri), None)),
+                Some(uri) => self.decided(&policy.decide(&subject, Target::Resource(&uri), None)),
                 None => Decision::Deny,
             },
             // Completing a prompt's or resource's arguments: allowed where the item is visible.

@@ -26,6 +26,7 @@ mod gateway_reload;
 mod gateway_upstream_args;
 mod listen;
 mod mcp_json;
+mod metrics_arg;
 mod options;
 mod policy;
 mod policy_server;

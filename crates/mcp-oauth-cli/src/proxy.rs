@@ -82,6 +82,8 @@ pub(crate) struct ProxyArgs {
     allow: AllowArgs,
     #[command(flatten)]
     dpop: DpopArgs,
+    #[command(flatten)]
+    metrics: crate::metrics_arg::MetricsArgs,
     /// The JWT-bearer grant's issuers (ID-JAG identity providers, workload issuers).
     #[command(flatten)]
     trust: crate::trust_args::TrustArgs,
@@ -535,6 +537,13 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         demo
     };
     let mut demo = demo.auth_server(server);
+    let metrics_url = match args.metrics.start().await? {
+        Some((metrics, url)) => {
+            demo = demo.metrics(metrics);
+            Some(url)
+        }
+        None => None,
+    };
     if let Some(config) = access.tools {
         demo = demo.policy(config);
     }
@@ -545,7 +554,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     if args.json {
         println!(
             "{}",
-            json!({ "mcp_url": mcp_url, "issuer": issuer, "callback_url": callback, "data_dir": dir })
+            json!({ "mcp_url": mcp_url, "issuer": issuer, "callback_url": callback, "data_dir": dir, "metrics_url": metrics_url })
         );
     } else {
         let table = crate::dev::aligned(&[
@@ -556,6 +565,12 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
                 format!("{callback}   (register it at the provider)"),
             ),
             ("data", dir.display().to_string()),
+            (
+                "metrics",
+                metrics_url
+                    .clone()
+                    .unwrap_or_else(|| "off (--metrics ADDR)".into()),
+            ),
         ]);
         println!(
             "mcp-oauth proxy: the demo MCP server, users signing in with {}\n\n\

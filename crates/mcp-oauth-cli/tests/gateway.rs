@@ -520,6 +520,8 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         &[
             "--policy",
             policy.to_str().unwrap(),
+            "--admin-listen",
+            "127.0.0.1:0",
             "--env",
             &role,
             "--",
@@ -578,6 +580,21 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("admin"),
         "{challenge}"
     );
+    // Each decision counted under the rule that made it.
+    let admin = gateway.info["admin_url"].as_str().unwrap();
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "mcp_oauth_policy_decisions_total{rule_id=\"echo-for-all\",effect=\"allow\"} 1\n",
+        "mcp_oauth_policy_decisions_total{rule_id=\"env-needs-admin\",effect=\"step_up\"} 1\n",
+        "mcp_oauth_policy_decisions_total{rule_id=\"_NONE\",effect=\"deny\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     drop(gateway);
 
     std::fs::write(

@@ -354,6 +354,7 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
         Ok(message) => message,
         Err(err) => return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string()),
     };
+    crate::jsonrpc::trace_id(&message);
     let auth = parts.extensions.get::<Auth>();
     let id = message.id.map(RawValue::get);
     let session = match session_of(&agg, &parts.headers, auth) {

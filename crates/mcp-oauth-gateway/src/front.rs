@@ -269,6 +269,7 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
             return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string());
         }
     };
+    crate::jsonrpc::trace_id(&message);
     let auth = parts.extensions.get::<Auth>();
     let id = message.id.map(RawValue::get);
     let modern = modern::is_modern(&parts.headers);

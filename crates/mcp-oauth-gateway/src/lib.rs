@@ -120,6 +120,7 @@ pub struct GatewayBuilder {
     session_idle: Duration,
     max_sessions: u64,
     ready_timeout: Duration,
+    metrics: Option<mcp_oauth::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -157,6 +158,14 @@ impl GatewayBuilder {
     /// The decision hook for every call and list. Default: [`AllowAll`].
     pub fn gatekeeper(mut self, gatekeeper: impl Gatekeeper) -> Self {
         self.gatekeeper = Arc::new(gatekeeper);
+        self
+    }
+
+    /// Counts into this registry (default: a registry of its own), so that a program can
+    /// count more in it (a policy's decisions by rule) and serve it where it wants; the
+    /// gateway's [`admin_router`](Gateway::admin_router) serves it with the upstream metrics.
+    pub fn metrics(mut self, metrics: mcp_oauth::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -246,7 +255,7 @@ impl GatewayBuilder {
     ///
     /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), or the
     /// upstream's HTTP client cannot be built.
-    pub fn build(self) -> Result<Gateway, GatewayError> {
+    pub fn build(mut self) -> Result<Gateway, GatewayError> {
         if self.oauth.is_none() && !self.no_auth {
             return Err(GatewayError::Config {
                 what: "authentication",
@@ -263,8 +272,22 @@ impl GatewayBuilder {
         if several {
             live::check_names(self.upstreams.iter().map(|(n, _)| n.as_str()))?;
         }
+        let registry = self.metrics.take().unwrap_or_default();
+        self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
         let metric_names: Vec<String> = self.upstreams.iter().map(|(n, _)| n.clone()).collect();
-        let metrics = Arc::new(Metrics::new(metric_names.clone()));
+        let metrics = Arc::new(Metrics::new(
+            registry,
+            self.upstreams
+                .iter()
+                .map(|(n, config)| {
+                    let transport = match config {
+                        UpstreamConfig::Stdio(_) => metrics::Transport::Pipe,
+                        UpstreamConfig::Http(_) => metrics::Transport::Tcp,
+                    };
+                    (n.clone(), transport)
+                })
+                .collect(),
+        ));
         let path = match &self.oauth {
             Some(oauth) => oauth.resource().path().to_owned(),
             None => self.path.clone(),
@@ -319,6 +342,7 @@ impl GatewayBuilder {
         Ok(Gateway {
             kind,
             oauth: self.oauth,
+            max_body: self.max_body,
             metrics,
             signer,
             path,
@@ -343,6 +367,8 @@ pub struct Gateway {
     kind: Kind,
     oauth: Option<mcp_oauth::OAuth>,
     metrics: Arc<Metrics>,
+    /// The largest request body (the operation layer reads up to this).
+    max_body: usize,
     signer: Option<Arc<identity::Signer>>,
     path: String,
 }
@@ -390,6 +416,7 @@ impl Gateway {
             session_idle: Duration::from_secs(3600),
             max_sessions: 10_000,
             ready_timeout: Duration::from_secs(30),
+            metrics: None,
         }
     }
 
@@ -475,6 +502,13 @@ impl Gateway {
             Kind::Several(live) => axum::routing::any(live::handle_merged).with_state(live.clone()),
         };
         let endpoint = host::guard(endpoint, self.oauth.as_ref());
+        // Inside the bearer layer: only authenticated requests are read and timed.
+        let endpoint = self
+            .metrics
+            .registry()
+            .layer()
+            .max_body(self.max_body)
+            .layer(endpoint);
         let mut router = match &self.oauth {
             Some(oauth) => Router::new().route_service(&self.path, oauth.layer().layer(endpoint)),
             None => Router::new().route_service(&self.path, endpoint),
@@ -697,6 +731,11 @@ impl Gateway {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(watch::list_changes(self.clone(), tx));
         rx
+    }
+
+    /// The registry the gateway counts into (see [`GatewayBuilder::metrics`]).
+    pub fn metrics(&self) -> &mcp_oauth::metrics::Metrics {
+        self.metrics.registry()
     }
 
     /// The metrics in the Prometheus text format (what the admin router's `/metrics` serves).

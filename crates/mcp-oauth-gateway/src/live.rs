@@ -109,12 +109,15 @@ pub(crate) fn route_for(
         }
     };
     let (session_idle, max_sessions) = (parts.session_idle, parts.max_sessions);
+    // Where a stdio child counts its starts and restarts.
+    let probe = (parts.metrics.clone(), index);
     Ok(match config {
         UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
             let config = config.clone();
             let make = move || {
                 let sessions = Sessions::new(session_idle, max_sessions);
-                let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                let child =
+                    upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
                 assemble(sessions, Upstream::Stdio(child))
             };
             Route::PerUser(Arc::new(isolation::PerUser::new(
@@ -128,7 +131,8 @@ pub(crate) fn route_for(
             let config = config.clone();
             let make = move || {
                 let sessions = Sessions::new(session_idle, max_sessions);
-                let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+                let child =
+                    upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
                 assemble(sessions, Upstream::Stdio(child))
             };
             Route::PerSession(Arc::new(per_session::PerSession::new(
@@ -141,7 +145,8 @@ pub(crate) fn route_for(
         }
         UpstreamConfig::Stdio(config) => {
             let sessions = parts.sessions();
-            let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
+            let child =
+                upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
             Route::Shared(assemble(sessions, Upstream::Stdio(child)))
         }
         UpstreamConfig::Http(config) => {

@@ -257,6 +257,23 @@ impl OAuth {
             .map(crate::policy::Enforcer::policy)
     }
 
+    /// A copy whose bearer layer counts its results (`mcp_oauth_auth_results_total`) and
+    /// whose access policy counts its decisions (`mcp_oauth_policy_decisions_total`) in
+    /// `metrics`; see [`metrics`](crate::metrics).
+    #[must_use]
+    pub fn with_metrics(&self, metrics: crate::metrics::Metrics) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.guard = Arc::new(inner.guard.with_metrics(Some(metrics)));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The registry given to [`OAuth::with_metrics`], if any.
+    pub fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.inner.guard.metrics()
+    }
+
     /// The bearer layer for this configuration.
     pub fn layer(&self) -> BearerAuthLayer {
         BearerAuthLayer::new(self.inner.guard.clone())
