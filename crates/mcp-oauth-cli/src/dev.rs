@@ -48,6 +48,8 @@ pub(crate) struct DevCommand {
     pub(crate) policy: PolicyArgs,
     #[command(flatten)]
     pub(crate) allow: AllowArgs,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics_arg::MetricsArgs,
 }
 
 /// Options of `mcp-oauth dev`. Secrets are [`SecretArg`]s: `{:?}` never prints them.
@@ -62,7 +64,7 @@ pub(crate) struct DevArgs {
     /// Folder for signing keys and state [default: $MCP_OAUTH_DATA_DIR, else
     /// $XDG_DATA_HOME/mcp-oauth, else ~/.local/share/mcp-oauth].
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// A user who may sign in, as NAME:PASSWORD (repeatable) [default: dev:dev]. The
     /// command line is visible to other local users: prefer --users-file.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
@@ -101,6 +103,24 @@ pub(crate) struct DevArgs {
     /// Print one JSON line (mcp_url, issuer, token, data_dir, users) instead of the banner.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+impl DevArgs {
+    /// The options of the local sign-in (`--user`, `--users-file`, `--auto-approve`) that
+    /// are given, for refusing them where users sign in elsewhere.
+    pub(crate) fn local_sign_in_options(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if !self.users.is_empty() {
+            given.push("--user");
+        }
+        if self.users_file.is_some() {
+            given.push("--users-file");
+        }
+        if self.auto_approve {
+            given.push("--auto-approve");
+        }
+        given
+    }
 }
 
 /// `NAME:PASSWORD`. The error never quotes the value: it may hold the secret.
@@ -175,20 +195,49 @@ pub(crate) struct Prepared {
 }
 
 /// Checks the options, binds, opens the keys and the store, builds the authorization server
-/// and the resource-server configuration named `resource_name`, and mints the banner token.
-pub(crate) async fn prepare(
-    args: &DevArgs,
-    resource_name: &str,
-) -> Result<Prepared, Box<dyn std::error::Error>> {
-    prepare_with(args, resource_name, None).await
-}
-
-/// [`prepare`], with an access policy deciding who may sign in and which scopes they get.
+/// (with an access policy deciding who may sign in and which scopes they get) and the
+/// resource-server configuration named `resource_name`, and mints the banner token.
 pub(crate) async fn prepare_with(
     args: &DevArgs,
     resource_name: &str,
     access: Option<(Policy, Option<AuditLog>)>,
 ) -> Result<Prepared, Box<dyn std::error::Error>> {
+    let (prepared, ()) = prepare_late(args, resource_name, None, &[], |_| async move {
+        Ok((access, ()))
+    })
+    .await?;
+    Ok(prepared)
+}
+
+/// What is known of the authorization server once its address is: for a caller that must
+/// do something before its access policy can be given ([`prepare_late`]).
+pub(crate) struct Early {
+    pub(crate) issuer: String,
+    pub(crate) mcp_url: String,
+    /// The DPoP proof verifier the server and its MCP endpoint share.
+    pub(crate) dpop: Option<mcp_oauth::dpop::DpopVerifier>,
+}
+
+/// The access policy of an authorization server, with the audit log of its decisions.
+pub(crate) type SignInPolicy = Option<(Policy, Option<AuditLog>)>;
+
+/// [`prepare_with`], users signing in at `upstream` (proxy mode, its tokens sealed with the
+/// key) instead of with the local users when given, and the access policy given by `late`
+/// once the address and the DPoP verifier are known, before the server is built (`gateway`
+/// starts its upstreams then, to check the policy against their tools). `late`'s other
+/// result is handed back. The server also issues tokens for `other_paths` of the server
+/// (`/NAME/mcp`: a gateway's upstreams at their own paths).
+pub(crate) async fn prepare_late<T, F, Fut>(
+    args: &DevArgs,
+    resource_name: &str,
+    upstream: Option<(mcp_oauth::auth_server::Upstream, mcp_oauth::Secret)>,
+    other_paths: &[String],
+    late: F,
+) -> Result<(Prepared, T), Box<dyn std::error::Error>>
+where
+    F: FnOnce(Early) -> Fut,
+    Fut: std::future::Future<Output = Result<(SignInPolicy, T), Box<dyn std::error::Error>>>,
+{
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
@@ -251,6 +300,9 @@ pub(crate) async fn prepare_with(
         .auto_approve(args.auto_approve)
         .registration(registration)
         .trusted_proxies(args.listen.trusted_proxies());
+    for path in other_paths {
+        builder = builder.resource(format!("{issuer}{path}"));
+    }
     if let Some(verifier) = &dpop {
         builder = builder.dpop_verifier(verifier.clone());
     }
@@ -258,8 +310,17 @@ pub(crate) async fn prepare_with(
         builder = builder.client(client);
     }
     builder = args.trust.apply(builder, &client_ids)?;
+    let (access, handed) = late(Early {
+        issuer: issuer.clone(),
+        mcp_url: mcp_url.clone(),
+        dpop: dpop.clone(),
+    })
+    .await?;
     if let Some((policy, audit)) = access {
         builder = builder.policy(policy, audit);
+    }
+    if let Some((upstream, key)) = upstream {
+        builder = builder.upstream(upstream).encryption_key(key);
     }
     let server = builder.build().await?;
     let oauth = OAuth::builder()
@@ -289,7 +350,7 @@ pub(crate) async fn prepare_with(
         family: "mcp-oauth-dev-banner",
         ttl: None,
     });
-    Ok(Prepared {
+    let prepared = Prepared {
         listener,
         issuer,
         mcp_url,
@@ -298,7 +359,8 @@ pub(crate) async fn prepare_with(
         token,
         dir,
         users: names,
-    })
+    };
+    Ok((prepared, handed))
 }
 
 pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::Error>> {
@@ -306,6 +368,7 @@ pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::E
         dev: args,
         policy,
         allow,
+        metrics,
     } = command;
     let access = policy.load(Some(&allow))?;
     let demo = crate::demo::server();
@@ -330,6 +393,13 @@ pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::E
     )
     .await?;
     let mut demo = demo.oauth(oauth);
+    let metrics_url = match metrics.start().await? {
+        Some((metrics, url)) => {
+            demo = demo.metrics(metrics);
+            Some(url)
+        }
+        None => None,
+    };
     if let Some(config) = access.tools {
         demo = demo.policy(config);
     }
@@ -340,9 +410,12 @@ pub(crate) async fn run(command: DevCommand) -> Result<(), Box<dyn std::error::E
     if args.json {
         println!(
             "{}",
-            json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "data_dir": dir, "users": names })
+            json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "data_dir": dir, "users": names, "metrics_url": metrics_url })
         );
     } else {
+        if let Some(url) = &metrics_url {
+            println!("metrics: {url}");
+        }
         banner(
             &mcp_url,
             &issuer,

@@ -20,111 +20,14 @@ use std::process::ExitCode;
 use mcp_oauth::audit::ArgumentMode;
 use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
 use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
-use mcp_oauth_gateway::{
-    Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials, resolve_secret,
-};
+use mcp_oauth_gateway::{Gateway, HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials};
 
-pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs, IsolationArg};
+pub(crate) use crate::gateway_args::{AuditArguments, GatewayAction, GatewayArgs};
 use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
 use crate::gateway_policy;
-use crate::options::SecretArg;
 
 /// How long a stdio command has to start and answer `initialize` before the gateway gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// `NAME=VALUE` (`--env`) and `NAME: VALUE` (`--upstream-header`), the value resolved. Errors
-/// name the option and the name, never the value.
-fn split_resolved<'a>(
-    value: &'a SecretArg,
-    separator: char,
-    option: &str,
-) -> Result<(&'a str, String), String> {
-    let (name, raw) = value
-        .expose()
-        .split_once(separator)
-        .map(|(n, v)| (n.trim(), v.trim()))
-        .filter(|(n, _)| !n.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "{option} takes NAME{separator}VALUE{}",
-                if separator == ':' { " (quote it)" } else { "" }
-            )
-        })?;
-    let resolved = resolve_secret(raw).map_err(|e| format!("{option} {name}: {e}"))?;
-    Ok((name, resolved))
-}
-
-impl GatewayArgs {
-    /// The upstream the command line names (`--upstream URL` or `-- CMD ARGS…`), references
-    /// unresolved; `None` when it names none (the configuration file's are used).
-    pub(crate) fn command_line_upstream(&self) -> Option<UpstreamSpec> {
-        let target = match (&self.upstream, self.command.is_empty()) {
-            (Some(url), _) => Target::Url {
-                url: url.clone(),
-                headers: self
-                    .upstream_headers
-                    .iter()
-                    .map(|h| match h.expose().split_once(':') {
-                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
-                        None => (h.expose().to_owned(), String::new()),
-                    })
-                    .collect(),
-                credentials: None,
-            },
-            (None, false) => Target::Command {
-                argv: self
-                    .command
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect(),
-                env: self
-                    .env
-                    .iter()
-                    .map(|e| match e.expose().split_once('=') {
-                        Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
-                        None => (e.expose().to_owned(), String::new()),
-                    })
-                    .collect(),
-                pass_env: self.pass_env.clone(),
-                cwd: self.cwd.clone(),
-                per_user: self.isolation == IsolationArg::PerUser,
-            },
-            (None, true) => return None,
-        };
-        Some(UpstreamSpec {
-            name: None,
-            target,
-            line: 0,
-        })
-    }
-
-    /// Checks the command line's upstream options before anything else.
-    fn check_upstream_options(&self) -> Result<(), String> {
-        if self.upstream.is_some() && !self.command.is_empty() {
-            return Err(
-                "give either --upstream URL or -- CMD ARGS…, not both (several upstreams go in a --config file, as [[upstream]] tables)"
-                    .to_owned(),
-            );
-        }
-        if self.upstream.is_some()
-            && (!self.env.is_empty()
-                || !self.pass_env.is_empty()
-                || self.isolation == IsolationArg::PerUser)
-        {
-            return Err(
-                "--env, --pass-env and --isolation are for a stdio command (-- CMD ARGS…), not for --upstream"
-                    .to_owned(),
-            );
-        }
-        for entry in &self.env {
-            split_resolved(entry, '=', "--env")?;
-        }
-        for header in &self.upstream_headers {
-            split_resolved(header, ':', "--upstream-header")?;
-        }
-        Ok(())
-    }
-}
 
 /// [`gateway_config::upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
 /// serves. A name used twice is an error.
@@ -159,7 +62,7 @@ pub(crate) fn all_upstreams(
 /// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
 /// errors name the upstream and the field, never a value.
 fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
-    let secret = resolve_secret(&spec.client_secret)
+    let secret = gateway_config::resolve_value(&spec.client_secret)
         .map_err(|e| format!("{at}credentials client_secret: {e}"))?;
     let mut client = ClientCredentials::new(spec.client_id.clone(), secret);
     if spec.secret_in_body {
@@ -196,13 +99,17 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             url,
             headers,
             credentials,
+            transport,
         } => {
-            let mut config = HttpConfig::new(url).map_err(|e| format!("{at}url: {e}"))?;
+            let mut config = HttpConfig::new(url)
+                .map_err(|e| format!("{at}url: {e}"))?
+                .transport(*transport);
             for (name, raw) in headers {
                 if name.is_empty() {
                     return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
                 }
-                let value = resolve_secret(raw).map_err(|e| format!("{at}header {name}: {e}"))?;
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}header {name}: {e}"))?;
                 config = config
                     .header(name, &value)
                     .map_err(|e| format!("{at}header {name}: {e}"))?;
@@ -218,6 +125,7 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             pass_env,
             cwd,
             per_user,
+            per_session,
         } => {
             let Some((program, rest)) = argv.split_first() else {
                 return Err(format!("{at}the command is empty"));
@@ -227,7 +135,8 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
                 if name.is_empty() {
                     return Err(format!("{at}env takes NAME=VALUE"));
                 }
-                let value = resolve_secret(raw).map_err(|e| format!("{at}env {name}: {e}"))?;
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}env {name}: {e}"))?;
                 config = config.env(name, value);
             }
             for name in pass_env {
@@ -239,13 +148,16 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             if *per_user {
                 config = config.isolation(mcp_oauth_gateway::Isolation::PerUser);
             }
+            if *per_session {
+                config = config.isolation(mcp_oauth_gateway::Isolation::PerSession);
+            }
             Ok(config.into())
         }
     }
 }
 
 /// Every upstream's configuration, with its name (`None` for the one of the command line).
-fn upstream_configs(
+pub(crate) fn upstream_configs(
     specs: &[UpstreamSpec],
 ) -> Result<Vec<(Option<String>, UpstreamConfig)>, String> {
     if specs.is_empty() {
@@ -278,7 +190,7 @@ fn command_line() -> Vec<OsString> {
 
 /// The audit log the options ask for.
 fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> {
-    let Some(path) = &args.audit else {
+    let Some(path) = args.access.audit_path() else {
         return Ok(None);
     };
     let mode = match args.audit_arguments {
@@ -287,8 +199,12 @@ fn audit_log(args: &GatewayArgs) -> Result<Option<mcp_oauth::AuditLog>, String> 
         AuditArguments::Redacted => ArgumentMode::Redacted,
         AuditArguments::Full => ArgumentMode::Full,
     };
-    mcp_oauth::AuditLog::builder()
-        .file(path)
+    let builder = if path.as_os_str() == "-" {
+        mcp_oauth::AuditLog::builder().stdout()
+    } else {
+        mcp_oauth::AuditLog::builder().file(path)
+    };
+    builder
         .arguments(mode)
         .build()
         .map(Some)
@@ -340,12 +256,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = args.dev.dpop.verifier(None) {
         problems.push(e);
     }
-    if let Some(policy) = &args.policy
-        && let Err(e) = gateway_policy::load(policy)
-    {
+    if let Err(e) = args.access.config() {
         problems.push(e);
     }
-    if let Some(audit) = &args.audit {
+    if let Err(e) = crate::gateway_login::check_options(&args) {
+        problems.push(e);
+    }
+    if let Some(audit) = args.access.audit_path().filter(|a| a.as_os_str() != "-") {
         let dir = audit.parent().filter(|d| !d.as_os_str().is_empty());
         if dir.is_some_and(|d| !d.is_dir()) {
             problems.push(format!(
@@ -364,11 +281,18 @@ fn check(path: &std::path::Path) -> ExitCode {
         Some(url) => println!("  MCP endpoint  {}/mcp", url.trim().trim_end_matches('/')),
         None => println!("  MCP endpoint  http://{listen}/mcp"),
     }
-    match &args.issuer {
-        Some(issuer) => println!("  tokens        verified for the issuer {issuer}"),
-        None => {
+    match (&args.login, &args.issuer) {
+        (Some(provider), _) => println!(
+            "  tokens        the gateway's own; users sign in at {} (as mcp-oauth proxy)",
+            provider.display_name()
+        ),
+        (None, Some(issuer)) => println!("  tokens        verified for the issuer {issuer}"),
+        (None, None) => {
             println!("  tokens        from the embedded authorization server (as mcp-oauth dev)")
         }
+    }
+    if let Some(rules) = crate::gateway_login::describe_sign_in(&args) {
+        println!("  sign-in       {rules}");
     }
     if let Some(dpop) = args.dev.dpop.describe() {
         println!("  dpop          {dpop}");
@@ -378,10 +302,16 @@ fn check(path: &std::path::Path) -> ExitCode {
             Target::Url {
                 headers,
                 credentials,
+                transport,
                 ..
             } => {
                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-                let mut kind = "Streamable HTTP".to_owned();
+                let mut kind = match transport {
+                    mcp_oauth_gateway::HttpTransport::Sse => "legacy HTTP+SSE",
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp => "Streamable HTTP",
+                    _ => "Streamable HTTP (legacy SSE fallback)",
+                }
+                .to_owned();
                 if !names.is_empty() {
                     kind.push_str(&format!(", headers {}", names.join(", ")));
                 }
@@ -393,10 +323,17 @@ fn check(path: &std::path::Path) -> ExitCode {
                 }
                 kind
             }
-            Target::Command { env, per_user, .. } => {
+            Target::Command {
+                env,
+                per_user,
+                per_session,
+                ..
+            } => {
                 let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
                 let kind = if *per_user {
                     "stdio, a process per user"
+                } else if *per_session {
+                    "stdio, a process per session"
                 } else {
                     "stdio"
                 };
@@ -409,7 +346,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         };
         match (&spec.name, specs.len()) {
             (Some(name), 2..) => println!(
-                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL)",
+                "  upstream      {name}: {} ({kind}; tools exposed as {name}{}TOOL; alone at /{name}/mcp)",
                 describe(spec),
                 mcp_oauth_gateway::SEPARATOR
             ),
@@ -422,13 +359,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             mcp_oauth_gateway::identity::JWKS_PATH
         );
     }
-    if let Some(policy) = &args.policy {
+    if let Some(policy) = args.access.name() {
         println!(
-            "  policy        {} (its rules are checked against the upstreams' tools at start-up)",
-            policy.display()
+            "  policy        {policy} (its rules are checked against the upstreams' tools at start-up)"
         );
     }
-    if let Some(audit) = &args.audit {
+    if let Some(audit) = args.access.audit_path() {
         println!(
             "  audit         {} (arguments: {})",
             audit.display(),
@@ -444,6 +380,80 @@ fn check(path: &std::path::Path) -> ExitCode {
         ),
     }
     ExitCode::SUCCESS
+}
+
+/// What starting the gateway needs once its resource-server configuration is known.
+struct Start<'a> {
+    args: &'a GatewayArgs,
+    upstreams: Vec<(Option<String>, UpstreamConfig)>,
+    described: &'a str,
+    audit: Option<mcp_oauth::AuditLog>,
+    /// The policy file's name and its rules.
+    policy: Option<(String, mcp_oauth::policy::PolicyConfig)>,
+    gate: &'a gateway_policy::PolicyGate,
+}
+
+impl Start<'_> {
+    /// Builds the gateway, waits for its stdio upstreams, and puts the policy in place,
+    /// checked against the upstreams' tools (returned as listed, when there is a policy).
+    async fn start(
+        self,
+        oauth: mcp_oauth::OAuth,
+    ) -> Result<(Gateway, Option<serde_json::Value>), Box<dyn std::error::Error>> {
+        let Start {
+            args,
+            upstreams,
+            described,
+            audit,
+            policy,
+            gate,
+        } = self;
+        let stdio = upstreams
+            .iter()
+            .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
+        let mut builder = match <[_; 1]>::try_from(upstreams) {
+            Ok([(_, upstream)]) => Gateway::builder(upstream),
+            Err(several) => Gateway::aggregate(
+                several
+                    .into_iter()
+                    .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
+            ),
+        }
+        .oauth(oauth)
+        .per_session_idle(Duration::from_secs(args.per_session_idle))
+        .per_session_max(args.per_session_max)
+        .metrics(gate.metrics().clone());
+        if let Some(audit) = audit {
+            builder = builder.audit(audit);
+        }
+        if policy.is_some() {
+            builder = builder.gatekeeper(gate.clone());
+        }
+        if let Some(header) = &args.identity_header {
+            builder = builder.identity_header(header);
+        }
+        if args.identity_meta {
+            builder = builder.identity_meta();
+        }
+        let gateway = builder.build()?;
+        if stdio {
+            eprintln!("starting the upstream: {described}");
+            gateway.ready(START_TIMEOUT).await.map_err(|e| {
+                format!(
+                    "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
+                    START_TIMEOUT.as_secs()
+                )
+            })?;
+        }
+        let Some((path, config)) = policy else {
+            return Ok((gateway, None));
+        };
+        let catalog = gateway.catalog().await.map_err(|e| {
+            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
+        })?;
+        gate.install(config, &catalog, std::path::Path::new(&path))?;
+        Ok((gateway, Some(catalog)))
+    }
 }
 
 pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -467,15 +477,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
-    let policy = match &args.policy {
-        Some(path) => Some((path.clone(), gateway_policy::load(path)?)),
-        None => None,
+    crate::gateway_login::check_options(&args)?;
+    let policy = match (args.access.name(), args.access.config()?) {
+        (Some(name), Some(config)) => Some((name.to_owned(), config)),
+        _ => None,
     };
     let gate = gateway_policy::PolicyGate::default();
     let described = specs.iter().map(describe).collect::<Vec<_>>().join(", ");
-    let stdio = upstreams
-        .iter()
-        .any(|(_, u)| matches!(u, UpstreamConfig::Stdio(_)));
     let admin = match args.admin_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -484,8 +492,19 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         ),
         None => None,
     };
-    let (listener, oauth, auth_server, token) = match &args.issuer {
-        Some(issuer) => {
+    // With several upstreams, each at /NAME/mcp is a resource tokens are issued for.
+    let own_paths: Vec<String> = match specs.as_slice() {
+        [_, _, ..] => specs
+            .iter()
+            .filter_map(|s| s.name.as_ref().map(|n| format!("/{n}/mcp")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    // The policy file watched for changes (not the built-in `demo`).
+    let policy_file = args.access.file();
+    let (listener, mcp_url, issuer, gateway, auth_server, token) = match (&args.login, &args.issuer)
+    {
+        (None, Some(issuer)) => {
             args.dev
                 .listen
                 .check_public(args.dev.public_url.as_deref())?;
@@ -506,63 +525,89 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
             .await?;
             let oauth = args.dev.dpop.resource(oauth, dpop).build()?;
-            (listener, oauth, None, None)
+            let mcp_url = oauth.resource().to_string();
+            let issuer = oauth
+                .authorization_servers()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            let started = Start {
+                args: &args,
+                upstreams,
+                described: &described,
+                audit,
+                policy,
+                gate: &gate,
+            };
+            let (gateway, _) = started.start(oauth).await?;
+            (listener, mcp_url, issuer, gateway, None, None)
         }
-        None => {
-            let prepared = crate::dev::prepare(&args.dev, "mcp-oauth gateway").await?;
+        _ => {
+            // The gateway's own authorization server: its sign-in rules (those of the
+            // policy file too) are compiled once the upstreams' tools are known, so the
+            // upstreams start first, behind a verifier that takes the server's keys
+            // once it is built (nothing is served before).
+            let late = crate::gateway_login::LateVerifier::default();
+            let file = policy.as_ref().map(|(_, config)| config.clone());
+            let audit_log = audit.clone();
+            let started = Start {
+                args: &args,
+                upstreams,
+                described: &described,
+                audit,
+                policy,
+                gate: &gate,
+            };
+            let resource = late.clone();
+            let args_ref = &args;
+            let (prepared, gateway) =
+                crate::gateway_login::prepare(args_ref, &own_paths, |early| async move {
+                    let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
+                    let (gateway, catalog) = started.start(oauth).await?;
+                    let sign_in = crate::gateway_login::sign_in_policy(
+                        args_ref,
+                        file,
+                        catalog.as_ref(),
+                        audit_log.as_ref(),
+                    )?;
+                    Ok((sign_in, gateway))
+                })
+                .await?;
+            late.set(prepared.server.verifier()?);
+            // With --login the users are the provider's: no token for a local one.
+            let token = args.login.is_none().then_some(prepared.token);
             (
                 prepared.listener,
-                prepared.oauth,
+                prepared.mcp_url,
+                prepared.issuer,
+                gateway,
                 Some(prepared.server),
-                Some(prepared.token),
+                token,
             )
         }
     };
-    let mcp_url = oauth.resource().to_string();
-    let issuer = oauth
-        .authorization_servers()
-        .first()
-        .cloned()
-        .unwrap_or_default();
-    let mut builder = match <[_; 1]>::try_from(upstreams) {
-        Ok([(_, upstream)]) => Gateway::builder(upstream),
-        Err(several) => Gateway::aggregate(
-            several
-                .into_iter()
-                .map(|(name, upstream)| (name.unwrap_or_default(), upstream)),
-        ),
+    // Rate-limit buckets in the authorization server's store (shared by the instances that
+    // share it); with --issuer, in memory.
+    if let Some(server) = &auth_server {
+        gate.count_limits_in(server.store().clone());
     }
-    .oauth(oauth);
-    if let Some(audit) = audit {
-        builder = builder.audit(audit);
-    }
-    if policy.is_some() {
-        builder = builder.gatekeeper(gate.clone());
-    }
-    if let Some(header) = &args.identity_header {
-        builder = builder.identity_header(header);
-    }
-    if args.identity_meta {
-        builder = builder.identity_meta();
-    }
-    let gateway = builder.build()?;
-    if stdio {
-        eprintln!("starting the upstream: {described}");
-        gateway.ready(START_TIMEOUT).await.map_err(|e| {
-            format!(
-                "{e}: the upstream did not start and answer initialize within {} s; its errors are logged above",
-                START_TIMEOUT.as_secs()
-            )
-        })?;
-    }
-    if let Some((path, config)) = policy {
-        let catalog = gateway.catalog().await.map_err(|e| {
-            format!("--policy: cannot list the upstreams' tools to check the policy against: {e}")
-        })?;
-        // Rate-limit buckets in the authorization server's store (shared by the instances
-        // that share it); with --issuer, in memory.
-        let store = auth_server.as_ref().map(|server| server.store().clone());
-        gate.install(config, &catalog, &path, store)?;
+    let callback_url = match (&args.login, &auth_server) {
+        (Some(_), Some(server)) => Some(server.upstream_callback_url()),
+        _ => None,
+    };
+    if args.config.is_some() || policy_file.is_some() {
+        crate::gateway_reload::spawn(crate::gateway_reload::Reloader {
+            gateway: gateway.clone(),
+            gate: policy_file.is_some().then(|| gate.clone()),
+            config: args.config.clone(),
+            argv: argv.clone(),
+            policy: policy_file,
+            upstreams: specs.clone(),
+            options: config
+                .as_ref()
+                .map(|c| c.options.clone())
+                .unwrap_or_default(),
+        });
     }
     let admin_url = match admin {
         Some(admin) => {
@@ -584,12 +629,21 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if args.dev.json {
         println!(
             "{}",
-            serde_json::json!({ "mcp_url": mcp_url, "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url })
+            serde_json::json!({ "mcp_url": mcp_url, "upstream_urls": gateway.upstream_resources(), "issuer": issuer, "token": token, "upstream": described, "admin_url": admin_url, "callback_url": callback_url })
         );
     } else {
         println!("mcp-oauth gateway: OAuth in front of {described}\n");
         println!("  MCP endpoint  {mcp_url}");
+        for url in gateway.upstream_resources() {
+            println!("  one upstream  {url}");
+        }
         println!("  issuer        {issuer}");
+        if let (Some(provider), Some(url)) = (args.login, &callback_url) {
+            println!(
+                "  sign-in       at {} (register the redirect URI {url} there)",
+                provider.display_name()
+            );
+        }
         if let Some(url) = &admin_url {
             println!("  admin         {url} (/healthz, /readyz, /metrics)");
         }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::dev::DevArgs;
-use crate::options::SecretArg;
+use crate::options::{AllowArgs, PolicyArgs, SecretArg};
+use crate::proxy::{LoginArgs, Provider};
 
 /// Options of `mcp-oauth gateway`.
 #[derive(Debug, Args)]
@@ -21,9 +22,14 @@ pub(crate) struct GatewayArgs {
     /// Print the configuration file equivalent to the options (and --config) and exit.
     #[arg(long)]
     pub(crate) print_config: bool,
-    /// The MCP server to protect, a Streamable HTTP endpoint (instead of `-- CMD ARGS…`).
-    #[arg(long, value_name = "URL", env = "MCP_OAUTH_UPSTREAM")]
-    pub(crate) upstream: Option<String>,
+    /// The MCP server to protect, a Streamable HTTP endpoint (instead of `-- CMD ARGS…`); or,
+    /// repeatable, NAME=URL: one of several upstreams, its tools exposed as NAME__tool.
+    #[arg(long, value_name = "[NAME=]URL", env = "MCP_OAUTH_UPSTREAM")]
+    pub(crate) upstream: Vec<String>,
+    /// One of several upstreams, a stdio command: 'NAME=CMD ARGS…' (repeatable; the command is
+    /// split as a shell would split it, and run without a shell).
+    #[arg(long, value_name = "'NAME=CMD ARGS…'")]
+    pub(crate) stdio: Vec<String>,
     /// A header sent with every request to the --upstream, as 'NAME: VALUE' (repeatable); the
     /// value may be ${ENV_VAR} or file:PATH, and is never logged. The client's Authorization
     /// header is never forwarded.
@@ -33,13 +39,24 @@ pub(crate) struct GatewayArgs {
         requires = "upstream"
     )]
     pub(crate) upstream_headers: Vec<SecretArg>,
+    /// How to speak to the --upstream: Streamable HTTP falling back to the legacy HTTP+SSE
+    /// transport when the upstream refuses it (auto), Streamable HTTP only, or SSE only (the
+    /// URL is then the upstream's SSE stream).
+    #[arg(
+        long = "upstream-transport",
+        value_enum,
+        value_name = "MODE",
+        default_value = "auto",
+        requires = "upstream"
+    )]
+    pub(crate) upstream_transport: TransportArg,
     /// Also serve the MCP servers of this desktop client configuration file (`.mcp.json`,
     /// Claude Desktop's, Cursor's or VS Code's `mcp.json`: `{"mcpServers": {NAME: …}}`), each
     /// as an upstream named after it; with the file's `[[upstream]]` tables, all of them.
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["upstream", "command"]
+        conflicts_with_all = ["upstream", "stdio", "command"]
     )]
     pub(crate) upstreams_from: Option<PathBuf>,
     /// A variable for the stdio command's environment, as NAME=VALUE (repeatable); VALUE may
@@ -52,9 +69,18 @@ pub(crate) struct GatewayArgs {
     pub(crate) pass_env: Vec<String>,
     /// Whether the users share the stdio command's one process (shared), or each gets a
     /// process of their own, started at their first request and stopped after 15 minutes
-    /// without one (per-user).
+    /// without one (per-user), or each MCP session does, started by its initialize and
+    /// stopped when it ends or expires (per-session).
     #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
     pub(crate) isolation: IsolationArg,
+    /// With --isolation per-session: a session's process stops after this many seconds
+    /// without a request.
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) per_session_idle: u64,
+    /// With --isolation per-session: most processes at once; past it new sessions are
+    /// refused (503) and running ones keep theirs.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) per_session_max: u64,
     /// Working directory of the stdio command [default: the current one].
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<PathBuf>,
@@ -87,17 +113,27 @@ pub(crate) struct GatewayArgs {
     /// stdio:NAME) in each request's params._meta["mcp-oauth/identity"].
     #[arg(long)]
     pub(crate) identity_meta: bool,
-    /// Decide every call and filter every list with this policy file (docs/policy.md); its
-    /// rules are checked against the upstreams' real tools before the gateway serves.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) policy: Option<PathBuf>,
-    /// Append one audit event (JSON line) per forwarded call and per decision to this file.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) audit: Option<PathBuf>,
+    /// `--policy FILE` decides every call and filters every list (its rules checked against
+    /// the upstreams' real tools before the gateway serves), and who may sign in at the
+    /// gateway's own authorization server; `--audit FILE` appends one event per request that
+    /// reaches a decision (`-`: standard output).
+    #[command(flatten)]
+    pub(crate) access: PolicyArgs,
     /// What audit events record of a call's arguments: none, hash (SHA-256 of the canonical
     /// JSON), redacted or full.
     #[arg(long, value_name = "MODE", default_value = "hash", requires = "audit")]
     pub(crate) audit_arguments: AuditArguments,
+    /// Users sign in at this identity provider, as with `mcp-oauth proxy --provider`: the
+    /// gateway is the authorization server clients see and issues its own tokens (the
+    /// provider's never reach a client or an upstream). With `oidc`, --issuer is the provider.
+    #[arg(long, value_enum, value_name = "PROVIDER", env = "MCP_OAUTH_PROVIDER")]
+    pub(crate) login: Option<Provider>,
+    /// With --login: our application at the provider, the user mapping, --allow-org.
+    #[command(flatten)]
+    pub(crate) login_options: LoginArgs,
+    /// Who may sign in at the gateway's own authorization server (not with --issuer).
+    #[command(flatten)]
+    pub(crate) allow: AllowArgs,
     /// Where to listen, the public URL, and (without --issuer) the embedded authorization
     /// server's options.
     #[command(flatten)]
@@ -126,6 +162,29 @@ pub(crate) enum IsolationArg {
     Shared,
     /// One process per user.
     PerUser,
+    /// One process per MCP session.
+    PerSession,
+}
+
+/// `--upstream-transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportArg {
+    /// Streamable HTTP, falling back to legacy SSE.
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
+impl From<TransportArg> for mcp_oauth_gateway::HttpTransport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Auto => Self::Auto,
+            TransportArg::StreamableHttp => Self::StreamableHttp,
+            TransportArg::Sse => Self::Sse,
+        }
+    }
 }
 
 /// `--audit-arguments`.

@@ -31,7 +31,9 @@ const NOT_KEYS: &[&str] = &[
     "config",
     "print-config",
     "upstream",
+    "stdio",
     "upstream-header",
+    "upstream-transport",
     "env",
     "pass-env",
     "cwd",
@@ -64,6 +66,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "pass_env",
     "cwd",
     "isolation",
+    "transport",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -93,6 +96,8 @@ pub(crate) enum Target {
         url: String,
         headers: Vec<(String, String)>,
         credentials: Option<Exchange>,
+        /// `transport = "auto" | "streamable-http" | "sse"`.
+        transport: mcp_oauth_gateway::HttpTransport,
     },
     /// A stdio command, with its configured environment.
     Command {
@@ -102,6 +107,8 @@ pub(crate) enum Target {
         cwd: Option<PathBuf>,
         /// `per-user`: a child per user; `None` or `shared`: one for all.
         per_user: bool,
+        /// `per-session`: a child per MCP session.
+        per_session: bool,
     },
 }
 
@@ -495,10 +502,23 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| pairs(v, errors, "headers"))
                 .unwrap_or_default();
             let credentials = get("credentials").and_then(|v| credentials(v, errors));
+            let transport = match text("transport", errors).as_deref() {
+                None | Some("auto") => mcp_oauth_gateway::HttpTransport::Auto,
+                Some("streamable-http") => mcp_oauth_gateway::HttpTransport::StreamableHttp,
+                Some("sse") => mcp_oauth_gateway::HttpTransport::Sse,
+                Some(other) => {
+                    errors.at(
+                        get("transport").map_or(offset, |v| v.span().start),
+                        format!("[[upstream]] transport {other:?}: write \"auto\" (Streamable HTTP, falling back to legacy SSE), \"streamable-http\" or \"sse\""),
+                    );
+                    mcp_oauth_gateway::HttpTransport::Auto
+                }
+            };
             Some(Target::Url {
                 url,
                 headers,
                 credentials,
+                transport,
             })
         }
         (None, Some((at, argv))) => {
@@ -516,6 +536,12 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                     );
                 }
             }
+            if let Some(v) = get("transport") {
+                errors.at(
+                    v.span().start,
+                    "[[upstream]] transport is for a url, not for a command",
+                );
+            }
             let env = get("env")
                 .map(|v| pairs(v, errors, "env"))
                 .unwrap_or_default();
@@ -523,15 +549,16 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 .map(|v| strings(v, errors, "pass_env"))
                 .unwrap_or_default();
             let cwd = text("cwd", errors).map(PathBuf::from);
-            let per_user = match text("isolation", errors).as_deref() {
-                None | Some("shared") => false,
-                Some("per-user") => true,
+            let (per_user, per_session) = match text("isolation", errors).as_deref() {
+                None | Some("shared") => (false, false),
+                Some("per-user") => (true, false),
+                Some("per-session") => (false, true),
                 Some(other) => {
                     errors.at(
                         get("isolation").map_or(offset, |v| v.span().start),
-                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user) or \"per-user\""),
+                        format!("[[upstream]] isolation {other:?}: write \"shared\" (one child for every user), \"per-user\" or \"per-session\""),
                     );
-                    false
+                    (false, false)
                 }
             };
             Some(Target::Command {
@@ -540,6 +567,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                 pass_env,
                 cwd,
                 per_user,
+                per_session,
             })
         }
     };
@@ -759,8 +787,48 @@ fn expand(value: &str, key: &str, line: usize, file: &Path) -> Result<String, St
     if !value.contains("${") {
         return Ok(value.to_owned());
     }
-    mcp_oauth_gateway::resolve_secret(value)
-        .map_err(|e| format!("{}:{line}: {key}: {e}", file.display()))
+    expand_references(value).map_err(|e| format!("{}:{line}: {key}: {e}", file.display()))
+}
+
+/// Every `${NAME}` in `value` replaced by the environment variable NAME, and every
+/// `${file:PATH}` by the content of that file (surrounding whitespace trimmed), in one pass
+/// (what a file holds is not read for references). Errors name the variable or the file,
+/// never a value.
+pub(crate) fn expand_references(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + 2..).unwrap_or_default();
+        let Some(end) = after.find('}') else {
+            return Err("an unclosed ${ (write ${NAME} or ${file:PATH})".to_owned());
+        };
+        let reference = after.get(..end).unwrap_or_default();
+        match reference.strip_prefix("file:") {
+            Some(path) => {
+                let content = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?;
+                out.push_str(content.trim());
+            }
+            None => {
+                let value = std::env::var(reference)
+                    .map_err(|_| format!("the environment variable {reference} is not set"))?;
+                out.push_str(&value);
+            }
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A secret value of an upstream (a header, a variable, a client secret): `file:PATH` as the
+/// whole value is the file's content; otherwise [`expand_references`].
+pub(crate) fn resolve_value(value: &str) -> Result<String, String> {
+    if value.starts_with("file:") {
+        return mcp_oauth_gateway::resolve_secret(value).map_err(|e| e.to_string());
+    }
+    expand_references(value)
 }
 
 /// The options given on the command line (long names), from `argv` (the arguments after
@@ -833,13 +901,14 @@ pub(crate) fn merge(
         })
 }
 
-/// The upstreams the command line gives (`--upstream`, `-- CMD`), else the file's.
+/// The upstreams the command line gives (`--upstream`, `--stdio`, `-- CMD`), else the file's.
 pub(crate) fn upstreams(
     args: &crate::gateway_args::GatewayArgs,
     config: Option<&ConfigFile>,
 ) -> Vec<UpstreamSpec> {
-    if let Some(spec) = args.command_line_upstream() {
-        return vec![spec];
+    let specs = args.command_line_upstreams();
+    if !specs.is_empty() {
+        return specs;
     }
     config.map(|c| c.upstreams.clone()).unwrap_or_default()
 }
@@ -937,6 +1006,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
         }
     }
     let parsed = GatewayCli::try_parse_from_matches(&matches)?;
+    parsed.check_upstream_names()?;
     for spec in upstreams(&parsed, config) {
         let _ = writeln!(out, "\n[[upstream]]");
         if let Some(name) = &spec.name {
@@ -947,8 +1017,18 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 url,
                 headers,
                 credentials,
+                transport,
             } => {
                 let _ = writeln!(out, "url = {}", toml_string(url));
+                match transport {
+                    mcp_oauth_gateway::HttpTransport::Sse => {
+                        let _ = writeln!(out, "transport = \"sse\"");
+                    }
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp => {
+                        let _ = writeln!(out, "transport = \"streamable-http\"");
+                    }
+                    _ => {}
+                }
                 if !headers.is_empty() {
                     let items: Vec<String> = headers
                         .iter()
@@ -966,6 +1046,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 pass_env,
                 cwd,
                 per_user,
+                per_session,
             } => {
                 let items: Vec<String> = argv.iter().map(|a| toml_string(a)).collect();
                 let _ = writeln!(out, "command = [{}]", items.join(", "));
@@ -985,6 +1066,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
                 if *per_user {
                     let _ = writeln!(out, "isolation = \"per-user\"");
+                }
+                if *per_session {
+                    let _ = writeln!(out, "isolation = \"per-session\"");
                 }
             }
         }
@@ -1069,12 +1153,13 @@ headers = { "X-Api-Key" = "${KEY}" }
                     url: "http://127.0.0.1:3000/mcp".into(),
                     headers: vec![("X-Api-Key".into(), "${KEY}".into())],
                     credentials: None,
+                    transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
                 line: 11,
             }]
         );
         let merged = merge(&config, &[]).expect("merge");
-        assert_eq!(merged.audit.as_deref(), Some(Path::new("audit.jsonl")));
+        assert_eq!(merged.access.audit_path(), Some(Path::new("audit.jsonl")));
         assert_eq!(
             merged.admin_listen,
             Some("127.0.0.1:9464".parse().expect("addr"))
@@ -1190,6 +1275,41 @@ headers = { "X-Api-Key" = "${KEY}" }
     }
 
     #[test]
+    fn transport_is_a_field_of_url_upstreams() {
+        let config = parse(
+            "[[upstream]]\nurl = \"http://h/sse\"\ntransport = \"sse\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Url {
+                transport: mcp_oauth_gateway::HttpTransport::Sse,
+                ..
+            }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("transport = \"sse\""), "{printed}");
+        let all = parse(
+            "[[upstream]]\nurl = \"http://h/mcp\"\ntransport = \"websocket\"\n[[upstream]]\nname = \"b\"\ncommand = [\"x\"]\ntransport = \"sse\"\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:3: [[upstream]] transport \"websocket\""),
+            "{all}"
+        );
+        assert!(all.contains("transport is for a url"), "{all}");
+        let cli = print(
+            None,
+            &args(&["--upstream", "http://h/sse", "--upstream-transport", "sse"]),
+        )
+        .expect("print");
+        assert!(cli.contains("transport = \"sse\""), "{cli}");
+    }
+
+    #[test]
     fn isolation_is_a_field_of_command_upstreams() {
         let config = parse(
             "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-user\"\n",
@@ -1203,13 +1323,13 @@ headers = { "X-Api-Key" = "${KEY}" }
         let printed = print(Some(&config), &[]).expect("print");
         assert!(printed.contains("isolation = \"per-user\""), "{printed}");
         let all = parse(
-            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-process\"\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\nisolation = \"per-user\"\n",
             "g.toml",
         )
         .unwrap_err()
         .join("\n");
         assert!(
-            all.contains("g.toml:3: [[upstream]] isolation \"per-session\""),
+            all.contains("g.toml:3: [[upstream]] isolation \"per-process\""),
             "{all}"
         );
         assert!(
@@ -1218,6 +1338,35 @@ headers = { "X-Api-Key" = "${KEY}" }
         );
         let cli = print(None, &args(&["--isolation", "per-user", "--", "server"])).expect("print");
         assert!(cli.contains("isolation = \"per-user\""), "{cli}");
+        let config = parse(
+            "[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-session\"\n",
+            "g.toml",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &config.upstreams[0].target,
+            Target::Command {
+                per_session: true,
+                per_user: false,
+                ..
+            }
+        ));
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("isolation = \"per-session\""), "{printed}");
+        let cli = print(
+            None,
+            &args(&[
+                "--isolation",
+                "per-session",
+                "--per-session-max",
+                "5",
+                "--",
+                "server",
+            ]),
+        )
+        .expect("print");
+        assert!(cli.contains("isolation = \"per-session\""), "{cli}");
+        assert!(cli.contains("per_session_max = 5"), "{cli}");
     }
 
     #[test]
@@ -1279,6 +1428,46 @@ headers = { "X-Api-Key" = "${KEY}" }
             err.contains("g.toml:1: issuer") && err.contains("MCP_OAUTH_GW_TEST_UNSET_41"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn file_references_work_inside_any_value() {
+        let path = std::env::temp_dir().join(format!("gw-ref-{}", std::process::id()));
+        std::fs::write(&path, "s3cret\n").expect("write");
+        let file = path.display().to_string();
+        assert_eq!(
+            expand_references(&format!("alice:${{file:{file}}}")).expect("expand"),
+            "alice:s3cret"
+        );
+        assert_eq!(
+            resolve_value(&format!("file:{file}")).expect("whole"),
+            "s3cret"
+        );
+        assert_eq!(
+            resolve_value(&format!("Bearer ${{file:{file}}}")).expect("inside"),
+            "Bearer s3cret"
+        );
+        std::fs::write(&path, "${MCP_OAUTH_GW_TEST_UNSET_52}").expect("write");
+        assert_eq!(
+            expand_references(&format!("${{file:{file}}}")).expect("not read again"),
+            "${MCP_OAUTH_GW_TEST_UNSET_52}"
+        );
+        let err = expand_references("${file:/nonexistent/pw}").unwrap_err();
+        assert!(err.contains("/nonexistent/pw"), "{err}");
+        assert!(expand_references("${file:x").is_err());
+        let config = parse(
+            &format!("user = [\"alice:${{file:{file}}}\"]\npublic_url = \"${{file:{file}}}\"\n[[upstream]]\ncommand = [\"x\"]\n"),
+            "g.toml",
+        )
+        .expect("valid");
+        std::fs::write(&path, "https://from-file.example\n").expect("write");
+        let merged = merge(&config, &[]).expect("merge");
+        assert_eq!(
+            merged.dev.public_url.as_deref(),
+            Some("https://from-file.example")
+        );
+        assert!(!format!("{config:?}").contains("from-file.example"));
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

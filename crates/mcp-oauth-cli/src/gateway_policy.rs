@@ -11,7 +11,7 @@
 //! a call over a limit is refused with a JSON-RPC error carrying the time to wait.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use mcp_oauth::Auth;
 use mcp_oauth::auth_server::store::Store;
@@ -27,39 +27,86 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// server error range).
 pub(crate) const RATE_LIMITED: i64 = -32029;
 
-/// The gatekeeper; cheap to clone (the clones share the policy once it is set).
+/// The gatekeeper; cheap to clone (the clones share the policy once it is set, and see it
+/// replaced when the policy file is reloaded).
 #[derive(Clone, Default)]
 pub(crate) struct PolicyGate {
-    policy: Arc<OnceLock<Policy>>,
-    limiter: Arc<OnceLock<RateLimiter>>,
+    policy: Arc<RwLock<Option<Arc<Policy>>>>,
+    /// Where decisions are counted by rule (`mcp_oauth_policy_decisions_total`).
+    metrics: mcp_oauth::metrics::Metrics,
+    /// The rate limits of the policy in force.
+    limiter: Arc<RwLock<Option<Arc<RateLimiter>>>>,
+    /// Where the buckets are kept, once known (else in memory).
+    store: Arc<OnceLock<Arc<dyn Store>>>,
 }
 
 impl PolicyGate {
+    /// The registry the decisions are counted in (the gateway's: `GatewayBuilder::metrics`).
+    pub(crate) fn metrics(&self) -> &mcp_oauth::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The gateway's decision for the policy's, counted by rule.
+    fn decided(&self, decision: &mcp_oauth::policy::Decision) -> Decision {
+        let effect = match decision.effect() {
+            Effect::Allow => mcp_oauth::metrics::PolicyEffect::Allow,
+            Effect::StepUp => mcp_oauth::metrics::PolicyEffect::StepUp,
+            _ => mcp_oauth::metrics::PolicyEffect::Deny,
+        };
+        self.metrics.policy_decision(decision.rule_ids(), effect);
+        gate_decision(decision)
+    }
+
     /// Compiles `config` against `catalog` (what [`mcp_oauth_gateway::Gateway::catalog`]
-    /// answers) and puts it in place, with its rate limits counted in `store` (else in
-    /// memory).
+    /// answers) and puts it in place of the one in force, if any, with its rate limits; on an
+    /// error the one in force stays. A reload starts the rate limits afresh when they are
+    /// counted in memory (in the store the buckets stay).
     pub(crate) fn install(
         &self,
         config: PolicyConfig,
         catalog: &Value,
         file: &Path,
-        store: Option<Arc<dyn Store>>,
     ) -> Result<(), String> {
         let limits = config.rate_limits().to_vec();
-        let limiter = match store {
-            Some(store) => RateLimiter::shared(limits, store),
-            None => RateLimiter::new(limits),
-        };
-        if self.limiter.set(limiter).is_err() {
-            return Err("the policy is already in place".to_owned());
-        }
         let catalog =
             Catalog::from_json(catalog).map_err(|e| format!("the upstreams' tool list: {e}"))?;
         let policy = Policy::new(config, catalog)
             .map_err(|e| format!("--policy {}:\n{e}", file.display()))?;
-        self.policy
-            .set(policy)
-            .map_err(|_| "the policy is already in place".to_owned())
+        self.set_limits(limits);
+        let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(Arc::new(policy));
+        Ok(())
+    }
+
+    /// Counts the rate limits in `store` from now on (shared by every instance using it).
+    pub(crate) fn count_limits_in(&self, store: Arc<dyn Store>) {
+        if self.store.set(store).is_ok() {
+            let limits = self.limiter().map(|l| l.limits().to_vec());
+            if let Some(limits) = limits {
+                self.set_limits(limits);
+            }
+        }
+    }
+
+    fn set_limits(&self, limits: Vec<mcp_oauth::policy::RateLimit>) {
+        let limiter = match self.store.get() {
+            Some(store) => RateLimiter::shared(limits, store.clone()),
+            None => RateLimiter::new(limits),
+        };
+        let mut slot = self.limiter.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(Arc::new(limiter));
+    }
+
+    /// The rate limits in force.
+    fn limiter(&self) -> Option<Arc<RateLimiter>> {
+        let slot = self.limiter.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone()
+    }
+
+    /// The policy in force.
+    fn current(&self) -> Option<Arc<Policy>> {
+        let slot = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone()
     }
 }
 
@@ -86,7 +133,7 @@ impl Gatekeeper for PolicyGate {
     ) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             let (Some(limiter), "tools/call", Some(tool)) =
-                (self.limiter.get(), call.method, call.name)
+                (self.limiter(), call.method, call.name)
             else {
                 return Decision::Allow;
             };
@@ -126,7 +173,7 @@ impl Gatekeeper for PolicyGate {
 
     fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision {
         let method = call.method();
-        let Some(policy) = self.policy.get() else {
+        let Some(policy) = self.current() else {
             // Before the policy is in place only the gateway itself asks, for the lists.
             return if ListKind::of_method(method).is_some() {
                 Decision::Allow
@@ -147,14 +194,14 @@ impl Gatekeeper for PolicyGate {
             "tools/call" | "prompts/get" | "resources/read" => {
                 match Target::from_request(method, &params) {
                     Some((target, arguments)) => {
-                        gate_decision(&policy.decide(&subject, target, arguments))
+                        self.decided(&policy.decide(&subject, target, arguments))
                     }
                     None => Decision::Deny,
                 }
             }
             // What may not be read may not be watched.
             "resources/subscribe" | "resources/unsubscribe" => match str_of(&params, "uri") {
-                Some(uri) => gate_decision(&policy.decide(&subject, Target::Resource(&uri), None)),
+                Some(uri) => self.decided(&policy.decide(&subject, Target::Resource(&uri), None)),
                 None => Decision::Deny,
             },
             // Completing a prompt's or resource's arguments: allowed where the item is visible.
@@ -184,7 +231,13 @@ impl Gatekeeper for PolicyGate {
     }
 
     fn keep(&self, caller: Option<&Auth>, list: ListKind, item: &Value) -> bool {
-        let Some(policy) = self.policy.get() else {
+        // No caller: the gateway itself, listing what the upstreams offer to compile a
+        // reloaded policy against (`Gateway::catalog`). Every client request of the command's
+        // gateway is authenticated, so a client always has one.
+        if caller.is_none() {
+            return true;
+        }
+        let Some(policy) = self.current() else {
             return true;
         };
         let subject = subject(caller);
@@ -205,7 +258,7 @@ impl Gatekeeper for PolicyGate {
     }
 }
 
-/// Reads the policy file (its problems name their line).
+/// Reads the policy file (again, on a reload).
 pub(crate) fn load(path: &Path) -> Result<PolicyConfig, String> {
     PolicyConfig::from_file(path).map_err(|e| format!("--policy {}:\n{e}", path.display()))
 }

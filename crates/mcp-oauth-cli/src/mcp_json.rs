@@ -5,8 +5,9 @@
 //! (`{"mcpServers": {NAME: {…}}}`) and the one VS Code writes (`{"servers": {NAME: {…}}}`):
 //!
 //! - a stdio server: `command`, `args`, `env`, `cwd`;
-//! - a remote server: `url` with `headers` (`type` may say `http` or `streamable-http`);
-//!   `type: "sse"` (the legacy transport) is refused, the gateway does not speak it yet;
+//! - a remote server: `url` with `headers`; `type` may say `http` or `streamable-http`
+//!   (Streamable HTTP only) or `sse` (the legacy HTTP+SSE transport only); without it,
+//!   Streamable HTTP falling back to SSE;
 //! - `disabled: true` leaves a server out; the other keys clients keep for themselves
 //!   (`autoApprove`, `alwaysAllow`, `timeout`, `description`, …) are ignored.
 //!
@@ -170,15 +171,19 @@ fn target(server: &Map<String, Value>, at: &str) -> Result<Target, Vec<String>> 
             None
         }
         (Some(url), None) => {
-            match kind.as_deref() {
-                None | Some("http" | "streamable-http" | "streamableHttp") => {}
-                Some("sse") => errors.push(format!(
-                    "{at}: the legacy SSE transport (\"type\": \"sse\") is not supported by the gateway yet; use the server's Streamable HTTP endpoint"
-                )),
-                Some(other) => errors.push(format!(
-                    "{at}: type {other:?} with a url: write \"http\""
-                )),
-            }
+            let transport = match kind.as_deref() {
+                None => mcp_oauth_gateway::HttpTransport::Auto,
+                Some("http" | "streamable-http" | "streamableHttp") => {
+                    mcp_oauth_gateway::HttpTransport::StreamableHttp
+                }
+                Some("sse") => mcp_oauth_gateway::HttpTransport::Sse,
+                Some(other) => {
+                    errors.push(format!(
+                        "{at}: type {other:?} with a url: write \"http\" or \"sse\""
+                    ));
+                    mcp_oauth_gateway::HttpTransport::Auto
+                }
+            };
             for key in ["args", "env", "cwd"] {
                 if server.contains_key(key) {
                     errors.push(format!("{at}: {key} is for a command, not for a url"));
@@ -188,6 +193,7 @@ fn target(server: &Map<String, Value>, at: &str) -> Result<Target, Vec<String>> 
                 headers: pairs("headers", &mut errors),
                 url,
                 credentials: None,
+                transport,
             })
         }
         (None, Some(command)) => {
@@ -219,6 +225,7 @@ fn target(server: &Map<String, Value>, at: &str) -> Result<Target, Vec<String>> 
                 pass_env: Vec::new(),
                 cwd: text("cwd", &mut errors).map(Into::into),
                 per_user: false,
+                per_session: false,
             })
         }
     };
@@ -266,6 +273,7 @@ mod tests {
                 pass_env: Vec::new(),
                 cwd: None,
                 per_user: false,
+                per_session: false,
             }
         );
         assert_eq!(specs[1].name.as_deref(), Some("brave-search-v2"));
@@ -275,8 +283,21 @@ mod tests {
                 url: "https://search.example/mcp".into(),
                 headers: vec![("Authorization".into(), "Bearer ${SEARCH_TOKEN}".into())],
                 credentials: None,
+                transport: mcp_oauth_gateway::HttpTransport::StreamableHttp,
             }
         );
+        let sse = parse(
+            r#"{"mcpServers": {"old": {"type": "sse", "url": "http://h/sse"}}}"#,
+            "m.json",
+        )
+        .expect("valid");
+        assert!(matches!(
+            &sse[0].target,
+            Target::Url {
+                transport: mcp_oauth_gateway::HttpTransport::Sse,
+                ..
+            }
+        ));
         let vscode = parse(r#"{"servers": {"t": {"type": "stdio", "command": "uvx", "args": ["mcp-server-time"]}}}"#, "mcp.json")
             .expect("valid");
         assert_eq!(vscode[0].name.as_deref(), Some("t"));
@@ -286,7 +307,7 @@ mod tests {
     fn every_problem_is_named_with_its_server() {
         let all = parse(
             r#"{"mcpServers": {
-                "a": {"type": "sse", "url": "http://h/sse"},
+                "a": {"type": "websocket", "url": "http://h/ws"},
                 "b": {"command": "x", "url": "http://h/mcp"},
                 "c": {"command": "x", "args": "--flag", "headers": {}},
                 "d": {"comand": "x"},
@@ -300,7 +321,7 @@ mod tests {
         .unwrap_err()
         .join("\n");
         for expected in [
-            r#"m.json: server "a": the legacy SSE transport"#,
+            r#"m.json: server "a": type "websocket" with a url"#,
             r#"m.json: server "b": give url or command, not both"#,
             r#"m.json: server "c": args must be an array of strings"#,
             r#"m.json: server "c": headers are for a url, not for a command"#,

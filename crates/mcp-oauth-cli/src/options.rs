@@ -393,17 +393,16 @@ impl PolicyArgs {
     /// Reads the policy file and opens the audit log. `allow` adds sign-in rules (`dev`,
     /// `proxy`); without a policy file they decide sign-in only, not tool calls.
     pub(crate) fn load(&self, allow: Option<&AllowArgs>) -> Result<Access, String> {
-        let file = match self.policy.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some("demo") => Some(
-                PolicyConfig::from_toml(DEMO_POLICY, "examples/policy/demo.toml")
-                    .map_err(|e| format!("--policy demo: {e}"))?,
-            ),
-            Some(path) => Some(
-                PolicyConfig::from_file(Path::new(path))
-                    .map_err(|e| format!("--policy {path}: {e}"))?,
-            ),
-        };
+        self.load_with(allow, |sign_in| sign_in)
+    }
+
+    /// [`Self::load`], `more` adding sign-in rules of its own (`proxy --allow-org`).
+    pub(crate) fn load_with(
+        &self,
+        allow: Option<&AllowArgs>,
+        more: impl FnOnce(Option<PolicyConfig>) -> Option<PolicyConfig>,
+    ) -> Result<Access, String> {
+        let file = self.config()?;
         let rules = allow.map(AllowArgs::rules).unwrap_or_default();
         let sign_in = match (&file, rules.is_empty()) {
             (_, true) => file.clone(),
@@ -418,6 +417,7 @@ impl PolicyArgs {
                     .fold(PolicyConfig::new(), PolicyConfig::sign_in),
             ),
         };
+        let sign_in = more(sign_in);
         let audit = match &self.audit {
             None => None,
             Some(path) if path.as_os_str() == "-" => Some(AuditLog::builder().stdout().build()),
@@ -426,12 +426,12 @@ impl PolicyArgs {
         .transpose()
         .map_err(|e| format!("--audit: {e}"))?;
         if audit.is_some() && sign_in.is_none() {
-            return Err("--audit records the decisions of an access policy: give --policy (or --allow-domain / --allow-email) too".to_owned());
+            return Err("--audit records the decisions of an access policy: give --policy (or --allow-domain / --allow-email / --allow-org) too".to_owned());
         }
         if file.is_some() || sign_in.is_some() {
             let what = match (&file, &self.policy) {
                 (Some(_), Some(name)) => format!("--policy {}", name.trim()),
-                _ => "--allow-domain / --allow-email (sign-in only)".to_owned(),
+                _ => "--allow-* (sign-in only)".to_owned(),
             };
             let audit_to = match &self.audit {
                 Some(path) => format!(", audit log {}", path.display()),
@@ -447,7 +447,59 @@ impl PolicyArgs {
     }
 }
 
+impl PolicyArgs {
+    /// `--policy` as given (a path, or `demo`); `None` without it.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.policy
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// The policy file, when `--policy` names one (not the built-in `demo`).
+    pub(crate) fn file(&self) -> Option<PathBuf> {
+        self.name()
+            .filter(|name| *name != "demo")
+            .map(PathBuf::from)
+    }
+
+    /// `--audit` as given (`-` is standard output).
+    pub(crate) fn audit_path(&self) -> Option<&Path> {
+        self.audit.as_deref()
+    }
+
+    /// The policy file read (`demo`: the built-in demo policy), not yet checked against
+    /// tools; `None` without `--policy`.
+    pub(crate) fn config(&self) -> Result<Option<PolicyConfig>, String> {
+        Ok(match self.name() {
+            None => None,
+            Some("demo") => Some(
+                PolicyConfig::from_toml(DEMO_POLICY, "examples/policy/demo.toml")
+                    .map_err(|e| format!("--policy demo: {e}"))?,
+            ),
+            Some(path) => Some(
+                PolicyConfig::from_file(Path::new(path))
+                    .map_err(|e| format!("--policy {path}: {e}"))?,
+            ),
+        })
+    }
+}
+
 impl AllowArgs {
+    /// `config` (the sign-in rules of a policy file, if any) with one sign-in rule per
+    /// option kind; `None` when there are no rules at all.
+    pub(crate) fn sign_in_rules(&self, config: Option<PolicyConfig>) -> Option<PolicyConfig> {
+        let rules = self.rules();
+        if rules.is_empty() {
+            return config;
+        }
+        Some(
+            rules
+                .into_iter()
+                .fold(config.unwrap_or_default(), PolicyConfig::sign_in),
+        )
+    }
+
     /// One sign-in rule per option kind.
     fn rules(&self) -> Vec<Rule> {
         let clean = |values: &[String]| -> Vec<String> {

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::data_dir;
 use crate::options::{AllowArgs, DpopArgs, ListenArgs, PolicyArgs, RegistrationArgs, SecretArg};
 use crate::store_arg::StoreArg;
+use mcp_oauth::policy::{PolicyConfig, Rule, Who};
 
 /// The identity provider users sign in with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,22 +62,66 @@ pub(crate) struct ProxyArgs {
     /// The identity provider.
     #[arg(long, value_enum, env = "MCP_OAUTH_PROVIDER")]
     provider: Provider,
-    /// Our client id at the provider (an application registered there).
-    #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_ID")]
-    client_id: String,
-    /// Our client secret at the provider.
-    #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<SecretArg>,
     /// OpenID Connect issuer (with --provider oidc).
     #[arg(long, env = "MCP_OAUTH_UPSTREAM_ISSUER")]
     issuer: Option<String>,
-    /// Okta domain, e.g. dev-123456.okta.com (with --provider okta).
+    /// Our application at the provider and what is asked of it.
+    #[command(flatten)]
+    login: LoginArgs,
+    /// Public base URL of this server (the issuer; the MCP endpoint is <URL>/mcp)
+    /// [default: http://<listen address>].
+    #[arg(long, env = "MCP_OAUTH_PUBLIC_URL")]
+    public_url: Option<String>,
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    registration: RegistrationArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    allow: AllowArgs,
+    #[command(flatten)]
+    dpop: DpopArgs,
+    #[command(flatten)]
+    metrics: crate::metrics_arg::MetricsArgs,
+    /// The JWT-bearer grant's issuers (ID-JAG identity providers, workload issuers).
+    #[command(flatten)]
+    trust: crate::trust_args::TrustArgs,
+    /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "sqlite", help = crate::store_arg::HELP, env = "MCP_OAUTH_STORE", hide_env_values = true)]
+    store: StoreArg,
+    /// Redis URL (with --store redis; or give it to --store), e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<SecretArg>,
+    /// Key prefix in Redis (--store redis…), to share one database between deployments.
+    #[arg(long, default_value = "mcp-oauth:")]
+    redis_prefix: String,
+    /// Print one JSON line (mcp_url, issuer, callback_url, data_dir) instead of the banner.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The provider options `mcp-oauth proxy` and `mcp-oauth gateway --login` share: our
+/// application at the provider, what is asked of it, how its users map to ours, who of them
+/// may sign in (GitHub organisations), and the key sealing their tokens. Secrets are
+/// [`SecretArg`]s: `{:?}` never prints them.
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// Our client id at the provider (an application registered there).
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_ID")]
+    client_id: Option<String>,
+    /// Our client secret at the provider.
+    #[arg(long, env = "MCP_OAUTH_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<SecretArg>,
+    /// Okta domain, e.g. dev-123456.okta.com (with the provider okta).
     #[arg(long, env = "MCP_OAUTH_OKTA_DOMAIN")]
     okta_domain: Option<String>,
     /// Okta authorization server id.
     #[arg(long, env = "MCP_OAUTH_OKTA_SERVER", default_value = "default")]
     okta_server: String,
-    /// Entra ID tenant id (with --provider entra).
+    /// Entra ID tenant id (with the provider entra).
     #[arg(long, env = "MCP_OAUTH_ENTRA_TENANT")]
     tenant: Option<String>,
     /// GitHub's web base URL (GitHub Enterprise Server) [default: https://github.com].
@@ -85,11 +130,16 @@ pub(crate) struct ProxyArgs {
     /// GitHub's API base URL [default: https://api.github.com].
     #[arg(long, env = "MCP_OAUTH_GITHUB_API_URL")]
     github_api_url: Option<String>,
-    /// With --provider github: at sign-in, the user's organisations and teams become groups
+    /// With the provider github: at sign-in, the user's organisations and teams become groups
     /// (`org`, `org/team`) in the `groups` claim, for a policy with `group_claims = ["groups"]`;
     /// asks GitHub for `read:org` too.
     #[arg(long)]
     github_groups: bool,
+    /// With the provider github: only members of this GitHub organisation may sign in
+    /// (repeatable: a member of any of them may; `org/team` for a team). Turns on
+    /// --github-groups; a user whose memberships cannot be read is refused.
+    #[arg(long = "allow-org", value_name = "ORG")]
+    allow_orgs: Vec<String>,
     /// Scopes asked of the provider, space-separated [default: the provider's].
     #[arg(long, env = "MCP_OAUTH_UPSTREAM_SCOPES")]
     upstream_scopes: Option<String>,
@@ -134,37 +184,6 @@ pub(crate) struct ProxyArgs {
     /// same key [default: generated once into the data folder].
     #[arg(long, env = "MCP_OAUTH_ENCRYPTION_KEY", hide_env_values = true)]
     encryption_key: Option<SecretArg>,
-    /// Public base URL of this server (the issuer; the MCP endpoint is <URL>/mcp)
-    /// [default: http://<listen address>].
-    #[arg(long, env = "MCP_OAUTH_PUBLIC_URL")]
-    public_url: Option<String>,
-    #[command(flatten)]
-    listen: ListenArgs,
-    #[command(flatten)]
-    registration: RegistrationArgs,
-    #[command(flatten)]
-    policy: PolicyArgs,
-    #[command(flatten)]
-    allow: AllowArgs,
-    #[command(flatten)]
-    dpop: DpopArgs,
-    /// The JWT-bearer grant's issuers (ID-JAG identity providers, workload issuers).
-    #[command(flatten)]
-    trust: crate::trust_args::TrustArgs,
-    /// Folder for signing keys, the encryption key and SQLite state [default: as for dev].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    #[arg(long, default_value = "sqlite", help = crate::store_arg::HELP, env = "MCP_OAUTH_STORE", hide_env_values = true)]
-    store: StoreArg,
-    /// Redis URL (with --store redis; or give it to --store), e.g. redis://127.0.0.1:6379/0.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<SecretArg>,
-    /// Key prefix in Redis (--store redis…), to share one database between deployments.
-    #[arg(long, default_value = "mcp-oauth:")]
-    redis_prefix: String,
-    /// Print one JSON line (mcp_url, issuer, callback_url, data_dir) instead of the banner.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `value` required by `option` (e.g. `--provider okta`, `--store redis`).
@@ -176,81 +195,188 @@ fn needed<'a>(value: &'a Option<String>, flag: &str, option: &str) -> Result<&'a
         .ok_or_else(|| format!("{option} needs {flag}"))
 }
 
-async fn upstream(args: &ProxyArgs) -> Result<Upstream, Box<dyn std::error::Error>> {
-    let id = args.client_id.trim().to_owned();
-    let secret = Secret::from(
-        args.client_secret
+/// The provider's name as its option takes it (`github`).
+fn provider_name(provider: Provider) -> String {
+    provider
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+impl LoginArgs {
+    /// The upstream identity provider `provider` (chosen with `flag`: `--provider` or
+    /// `--login`), `issuer` being the OpenID Connect issuer of `oidc`.
+    pub(crate) async fn upstream(
+        &self,
+        provider: Provider,
+        flag: &str,
+        issuer: Option<&String>,
+    ) -> Result<Upstream, Box<dyn std::error::Error>> {
+        let args = self;
+        self.check(provider, flag, issuer)?;
+        let named = format!("{flag} {}", provider_name(provider));
+        let id = args
+            .client_id
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let secret = Secret::from(
+            args.client_secret
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default(),
+        );
+        let mut builder: UpstreamBuilder = match provider {
+            Provider::Google => Upstream::google(id, secret),
+            Provider::Github => Upstream::github_at(
+                args.github_url.as_deref().unwrap_or("https://github.com"),
+                args.github_api_url
+                    .as_deref()
+                    .unwrap_or("https://api.github.com"),
+                id,
+                secret,
+            ),
+            Provider::Okta => Upstream::okta(
+                needed(&args.okta_domain, "--okta-domain", &named)?,
+                &args.okta_server,
+                id,
+                secret,
+            ),
+            Provider::Entra => {
+                Upstream::entra(needed(&args.tenant, "--tenant", &named)?, id, secret)
+            }
+            Provider::Oidc => {
+                let issuer = issuer.cloned();
+                let issuer = needed(&issuer, "--issuer", &named)?;
+                // An empty secret: a public client at the provider, PKCE only.
+                Upstream::oidc(issuer, id, secret, &HttpClient::new()?).await?
+            }
+        };
+        if let Some(scopes) = &args.upstream_scopes {
+            builder = builder.scopes(scopes.split_whitespace());
+        }
+        for param in &args.authorize_params {
+            let (name, value) = param
+                .split_once('=')
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| format!("--authorize-param takes NAME=VALUE, got {param:?}"))?;
+            builder = builder.extra_authorize_param(name, value);
+        }
+        if let Some(url) = &args.revocation_endpoint {
+            builder = builder.revocation_endpoint(url.trim());
+        }
+        if args.github_groups || !args.orgs().is_empty() {
+            builder = builder.github_groups();
+        }
+        builder = builder.user_mapping(user_mapping(args)?);
+        builder = builder.token_auth(match args.upstream_auth {
+            UpstreamAuthArg::Post => ClientAuthMethod::ClientSecretPost,
+            UpstreamAuthArg::Basic => ClientAuthMethod::ClientSecretBasic,
+        });
+        Ok(builder.build()?)
+    }
+
+    /// What [`Self::upstream`] refuses without asking the provider anything: a missing
+    /// client id or secret, a provider option of another provider.
+    pub(crate) fn check(
+        &self,
+        provider: Provider,
+        flag: &str,
+        issuer: Option<&String>,
+    ) -> Result<(), String> {
+        let named = format!("{flag} {}", provider_name(provider));
+        if self
+            .client_id
+            .as_deref()
+            .is_none_or(|id| id.trim().is_empty())
+        {
+            return Err(format!(
+                "{named} needs our client id at the provider: --client-id or MCP_OAUTH_UPSTREAM_CLIENT_ID"
+            ));
+        }
+        let no_secret = self
+            .client_secret
             .as_ref()
-            .map(|s| s.expose().to_owned())
-            .unwrap_or_default(),
-    );
-    if args.provider != Provider::Oidc && secret.expose().is_empty() {
-        let provider = args
-            .provider
-            .to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
-        return Err(format!(
-            "--provider {provider} needs the client secret: --client-secret or MCP_OAUTH_UPSTREAM_CLIENT_SECRET"
+            .is_none_or(|s| s.expose().is_empty());
+        if provider != Provider::Oidc && no_secret {
+            return Err(format!(
+                "{named} needs the client secret: --client-secret or MCP_OAUTH_UPSTREAM_CLIENT_SECRET"
+            ));
+        }
+        match provider {
+            Provider::Okta => {
+                needed(&self.okta_domain, "--okta-domain", &named)?;
+            }
+            Provider::Entra => {
+                needed(&self.tenant, "--tenant", &named)?;
+            }
+            Provider::Oidc => {
+                needed(&issuer.cloned(), "--issuer", &named)?;
+            }
+            Provider::Google | Provider::Github => {}
+        }
+        if provider != Provider::Github
+            && let Some(option) = self.needs_provider()
+        {
+            return Err(format!("{option} needs {flag} github"));
+        }
+        if let Some(key) = &self.encryption_key {
+            decode_key(key.expose())?;
+        }
+        Ok(())
+    }
+
+    /// The `--allow-org` organisations (and `org/team` teams), trimmed.
+    pub(crate) fn orgs(&self) -> Vec<String> {
+        self.allow_orgs
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    /// `sign_in` (the sign-in rules of the policy file and of `--allow-domain` /
+    /// `--allow-email`) with the rule of `--allow-org`: members of the organisations, read
+    /// from the `groups` claim that `github_groups` fills at sign-in. `None` when there are
+    /// no rules at all.
+    pub(crate) fn sign_in_rules(&self, sign_in: Option<PolicyConfig>) -> Option<PolicyConfig> {
+        let orgs = self.orgs();
+        if orgs.is_empty() {
+            return sign_in;
+        }
+        let rule = Rule::permit("allow-org").who(Who::new().groups(orgs));
+        Some(
+            sign_in
+                .unwrap_or_default()
+                .group_claim("groups")
+                .sign_in(rule),
         )
-        .into());
     }
-    let mut builder: UpstreamBuilder = match args.provider {
-        Provider::Google => Upstream::google(id, secret),
-        Provider::Github => Upstream::github_at(
-            args.github_url.as_deref().unwrap_or("https://github.com"),
-            args.github_api_url
-                .as_deref()
-                .unwrap_or("https://api.github.com"),
-            id,
-            secret,
-        ),
-        Provider::Okta => Upstream::okta(
-            needed(&args.okta_domain, "--okta-domain", "--provider okta")?,
-            &args.okta_server,
-            id,
-            secret,
-        ),
-        Provider::Entra => Upstream::entra(
-            needed(&args.tenant, "--tenant", "--provider entra")?,
-            id,
-            secret,
-        ),
-        Provider::Oidc => {
-            let issuer = needed(&args.issuer, "--issuer", "--provider oidc")?;
-            // An empty secret: a public client at the provider, PKCE only.
-            Upstream::oidc(issuer, id, secret, &HttpClient::new()?).await?
+
+    /// The key sealing upstream tokens: `--encryption-key`, else the data folder's.
+    pub(crate) fn encryption_key(&self, dir: &Path) -> Result<Secret, String> {
+        match &self.encryption_key {
+            Some(value) => decode_key(value.expose()),
+            None => stored_key(dir),
         }
-    };
-    if let Some(scopes) = &args.upstream_scopes {
-        builder = builder.scopes(scopes.split_whitespace());
     }
-    for param in &args.authorize_params {
-        let (name, value) = param
-            .split_once('=')
-            .filter(|(n, _)| !n.is_empty())
-            .ok_or_else(|| format!("--authorize-param takes NAME=VALUE, got {param:?}"))?;
-        builder = builder.extra_authorize_param(name, value);
-    }
-    if let Some(url) = &args.revocation_endpoint {
-        builder = builder.revocation_endpoint(url.trim());
-    }
-    if args.github_groups {
-        if !matches!(args.provider, Provider::Github) {
-            return Err("--github-groups needs --provider github".into());
+
+    /// The option that needs a provider, when one is given without (`--allow-org`,
+    /// `--github-groups`).
+    pub(crate) fn needs_provider(&self) -> Option<&'static str> {
+        if !self.allow_orgs.is_empty() {
+            Some("--allow-org")
+        } else if self.github_groups {
+            Some("--github-groups")
+        } else {
+            None
         }
-        builder = builder.github_groups();
     }
-    builder = builder.user_mapping(user_mapping(args)?);
-    builder = builder.token_auth(match args.upstream_auth {
-        UpstreamAuthArg::Post => ClientAuthMethod::ClientSecretPost,
-        UpstreamAuthArg::Basic => ClientAuthMethod::ClientSecretBasic,
-    });
-    Ok(builder.build()?)
 }
 
 /// The user mapping the `--map-*` options describe (the default for the others).
-fn user_mapping(args: &ProxyArgs) -> Result<UserMapping, String> {
+fn user_mapping(args: &LoginArgs) -> Result<UserMapping, String> {
     let mut mapping = UserMapping::new();
     let given = |value: &Option<String>| {
         value
@@ -350,7 +476,9 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     // Everything that can be refused is checked before anything is written or bound.
     args.listen.check_public(args.public_url.as_deref())?;
     let registration = args.registration.policy()?;
-    let access = args.policy.load(Some(&args.allow))?;
+    let access = args
+        .policy
+        .load_with(Some(&args.allow), |rules| args.login.sign_in_rules(rules))?;
     let demo = crate::demo::server();
     let sign_in = match access.sign_in {
         Some(config) => demo.clone().policy(config).check_policy()?,
@@ -359,14 +487,14 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     let dir = data_dir::resolve(args.data_dir.clone());
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", dir.display()))?;
-    let upstream = upstream(&args).await?;
+    let upstream = args
+        .login
+        .upstream(args.provider, "--provider", args.issuer.as_ref())
+        .await?;
     let store = store(&args, &dir).await?;
     // Proofs at /token and at the MCP endpoint: one verifier, the store's replay cache.
     let dpop = args.dpop.verifier(Some(store.clone()))?;
-    let key = match &args.encryption_key {
-        Some(value) => decode_key(value.expose())?,
-        None => stored_key(&dir)?,
-    };
+    let key = args.login.encryption_key(&dir)?;
     let listener = args.listen.bind().await?;
     let addr = listener.local_addr()?;
     let issuer = args
@@ -409,6 +537,13 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
         demo
     };
     let mut demo = demo.auth_server(server);
+    let metrics_url = match args.metrics.start().await? {
+        Some((metrics, url)) => {
+            demo = demo.metrics(metrics);
+            Some(url)
+        }
+        None => None,
+    };
     if let Some(config) = access.tools {
         demo = demo.policy(config);
     }
@@ -419,7 +554,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
     if args.json {
         println!(
             "{}",
-            json!({ "mcp_url": mcp_url, "issuer": issuer, "callback_url": callback, "data_dir": dir })
+            json!({ "mcp_url": mcp_url, "issuer": issuer, "callback_url": callback, "data_dir": dir, "metrics_url": metrics_url })
         );
     } else {
         let table = crate::dev::aligned(&[
@@ -430,6 +565,12 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error
                 format!("{callback}   (register it at the provider)"),
             ),
             ("data", dir.display().to_string()),
+            (
+                "metrics",
+                metrics_url
+                    .clone()
+                    .unwrap_or_else(|| "off (--metrics ADDR)".into()),
+            ),
         ]);
         println!(
             "mcp-oauth proxy: the demo MCP server, users signing in with {}\n\n\
@@ -480,6 +621,47 @@ mod tests {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("ghapp"), "{printed}");
+    }
+
+    /// `--allow-org` lets in the members of the organisations (or teams) only, read from
+    /// the `groups` claim GitHub's memberships fill at sign-in; nobody without it.
+    #[test]
+    fn allow_org_is_a_sign_in_rule_on_the_github_groups() {
+        use mcp_oauth::policy::{Catalog, Effect, Policy, Subject};
+
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--provider",
+            "github",
+            "--client-id",
+            "ghapp",
+            "--allow-org",
+            "acme",
+            "--allow-org",
+            "corp/platform",
+        ])
+        .expect("parse");
+        assert!(cli.proxy.login.sign_in_rules(None).is_some());
+        let config = cli.proxy.login.sign_in_rules(None).expect("a rule");
+        let policy = Policy::new(config, Catalog::new()).expect("compiles");
+        let user = |groups: serde_json::Value| {
+            let claims = serde_json::json!({ "groups": groups });
+            let serde_json::Value::Object(claims) = claims else {
+                unreachable!("an object")
+            };
+            Subject::new("583231").claims(claims)
+        };
+        let decide = |groups| policy.sign_in(&user(groups)).effect();
+        assert_eq!(decide(serde_json::json!(["acme"])), Effect::Allow);
+        assert_eq!(decide(serde_json::json!(["corp/platform"])), Effect::Allow);
+        assert_ne!(
+            decide(serde_json::json!(["corp", "acme-evil"])),
+            Effect::Allow
+        );
+        assert_ne!(decide(serde_json::json!([])), Effect::Allow);
+        let none = Cli::try_parse_from(["proxy", "--provider", "github", "--client-id", "x"])
+            .expect("parse");
+        assert!(none.proxy.login.sign_in_rules(None).is_none());
     }
 
     #[test]

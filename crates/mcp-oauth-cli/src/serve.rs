@@ -70,6 +70,8 @@ pub(crate) struct ServeArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     dpop: crate::options::DpopArgs,
+    #[command(flatten)]
+    metrics: crate::metrics_arg::MetricsArgs,
 }
 
 fn non_blank(value: Option<String>) -> Option<String> {
@@ -129,6 +131,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error
     println!("metadata:      {}", oauth.resource().metadata_url());
     println!("listening on:  {listen}");
     let mut server = crate::demo::server().oauth(oauth);
+    if let Some((metrics, url)) = args.metrics.start().await? {
+        println!("metrics:       {url}");
+        server = server.metrics(metrics);
+    }
     // The issuer decides who signs in: only the tool rules of the policy apply here.
     if let Some(config) = access.tools {
         println!("policy:        tool calls decided by --policy");

@@ -425,7 +425,7 @@ listen = "127.0.0.1:0"
 
 /// `--upstreams-from .mcp.json`: a desktop client's servers (one stdio, one Streamable HTTP
 /// with a header from the environment, one disabled) served by the gateway under their names;
-/// `check` lists them, and a legacy SSE server is refused with its name.
+/// `check` lists them, and a legacy SSE server is taken as one.
 async fn upstreams_from_a_desktop_client_file() {
     let app = mcp_oauth_gateway::test_upstream::http_router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -478,23 +478,26 @@ async fn upstreams_from_a_desktop_client_file() {
     assert!(stdout.contains("upstream      remote: "), "{stdout}");
     assert!(!stdout.contains("upstream      off"), "{stdout}");
 
+    // A legacy SSE server is taken as one (HTTP+SSE only).
     let sse = dir.join("sse.json");
     std::fs::write(
         &sse,
         r#"{"mcpServers": {"old": {"type": "sse", "url": "http://127.0.0.1:1/sse"}}}"#,
     )
     .unwrap();
+    std::fs::write(
+        &config,
+        format!("upstreams_from = {}\n", toml_string(sse.to_str().unwrap())),
+    )
+    .unwrap();
     let out = Command::new(binary)
-        .args(["gateway", "--upstreams-from", sse.to_str().unwrap()])
+        .args(["gateway", "check", "--config", config.to_str().unwrap()])
         .output()
         .await
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(r#"server "old": the legacy SSE transport"#),
-        "{stderr}"
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("legacy HTTP+SSE"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
     server.abort();
 }
@@ -521,6 +524,8 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
             audit.to_str().unwrap(),
             "--policy",
             policy.to_str().unwrap(),
+            "--admin-listen",
+            "127.0.0.1:0",
             "--env",
             &role,
             "--",
@@ -618,6 +623,21 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("admin"),
         "{challenge}"
     );
+    // Each decision counted under the rule that made it.
+    let admin = gateway.info["admin_url"].as_str().unwrap();
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "mcp_oauth_policy_decisions_total{rule_id=\"echo-for-all\",effect=\"allow\"} 1\n",
+        "mcp_oauth_policy_decisions_total{rule_id=\"env-needs-admin\",effect=\"step_up\"} 1\n",
+        "mcp_oauth_policy_decisions_total{rule_id=\"_NONE\",effect=\"deny\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     drop(gateway);
 
     std::fs::write(

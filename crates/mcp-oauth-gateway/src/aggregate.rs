@@ -24,8 +24,7 @@
 //! - the GET stream merges the members' streams; DELETE ends every member session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::http::{HeaderValue, Method, StatusCode, header};
@@ -60,6 +59,8 @@ static SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-ses
 pub(crate) struct Member {
     pub(crate) name: Arc<str>,
     pub(crate) route: crate::isolation::Route,
+    /// The upstream's number in the metrics.
+    pub(crate) index: usize,
 }
 
 pub(crate) struct Aggregate {
@@ -70,6 +71,9 @@ pub(crate) struct Aggregate {
     pub(crate) max_body: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: Option<mcp_oauth::AuditLog>,
+    /// One upstream at a path of its own (`/NAME/mcp`): clients see its own names, while the
+    /// gatekeeper and the audit still see `NAME__tool`, as at the merged endpoint.
+    pub(crate) unprefixed: bool,
 }
 
 /// Whether `name` may name an upstream of an aggregate: 1 to 32 ASCII letters, digits or
@@ -129,20 +133,23 @@ fn not_permitted(id: Option<&str>) -> Response {
 /// Decrements a member's in-flight count when the answer's body is done or dropped.
 struct InFlight {
     session: Arc<Session>,
-    member: usize,
+    member: Arc<str>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(fanout) = &self.session.fanout
-            && let Some(count) = fanout.in_flight.get(self.member)
-        {
-            count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(fanout) = &self.session.fanout {
+            fanout.end(&self.member);
         }
     }
 }
 
 impl Aggregate {
+    /// The member's number in the metrics.
+    fn metric(&self, member: usize) -> usize {
+        self.members.get(member).map_or(usize::MAX, |m| m.index)
+    }
+
     /// A request to a member, as its client would send it.
     async fn send(
         &self,
@@ -172,19 +179,20 @@ impl Aggregate {
         m.route.handle(request).await
     }
 
-    fn sub(session: &Session, member: usize) -> Option<Arc<str>> {
-        let fanout = session.fanout.as_ref()?;
-        let subs = fanout.subs.lock().unwrap_or_else(|p| p.into_inner());
-        subs.get(member).cloned().flatten()
+    fn sub(&self, session: &Session, member: usize) -> Option<Arc<str>> {
+        let name = &self.members.get(member)?.name;
+        session.fanout.as_ref()?.sub(name)
     }
 
-    fn set_sub(session: &Session, member: usize, sub: Option<Arc<str>>) {
-        if let Some(fanout) = &session.fanout {
-            let mut subs = fanout.subs.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(slot) = subs.get_mut(member) {
-                *slot = sub;
-            }
+    fn set_sub(&self, session: &Session, member: usize, sub: Option<Arc<str>>) {
+        if let (Some(fanout), Some(m)) = (&session.fanout, self.members.get(member)) {
+            fanout.set_sub(&m.name, sub);
         }
+    }
+
+    /// The number of the member named `name`.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.members.iter().position(|m| &*m.name == name)
     }
 
     /// Opens a session in `member` with the client's `initialize`; its answer's result.
@@ -223,7 +231,7 @@ impl Aggregate {
         member: usize,
         auth: Option<&Auth>,
     ) -> Result<Arc<str>, String> {
-        if let Some(sub) = Self::sub(session, member) {
+        if let Some(sub) = self.sub(session, member) {
             return Ok(sub);
         }
         let init = session
@@ -232,7 +240,7 @@ impl Aggregate {
             .map(|f| f.init.clone())
             .unwrap_or_default();
         let (sub, _) = self.open(member, auth, init).await?;
-        Self::set_sub(session, member, Some(sub.clone()));
+        self.set_sub(session, member, Some(sub.clone()));
         Ok(sub)
     }
 
@@ -251,7 +259,7 @@ impl Aggregate {
                 .send(member, auth, Some(&sub), Method::POST, body.clone())
                 .await;
             if response.status() == StatusCode::NOT_FOUND {
-                Self::set_sub(session, member, None);
+                self.set_sub(session, member, None);
                 continue;
             }
             return Ok(response);
@@ -262,8 +270,10 @@ impl Aggregate {
     fn member_of_name(&self, session: &Session, exposed: &str) -> Option<(usize, String)> {
         if let Some(fanout) = &session.fanout {
             let shortened = fanout.shortened.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((member, name)) = shortened.get(exposed) {
-                return Some((*member, name.clone()));
+            if let Some((member, name)) = shortened.get(exposed)
+                && let Some(member) = self.position(member)
+            {
+                return Some((member, name.clone()));
             }
         }
         let (upstream, name) = exposed.split_once(SEPARATOR)?;
@@ -344,6 +354,7 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
         Ok(message) => message,
         Err(err) => return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string()),
     };
+    crate::jsonrpc::trace_id(&message);
     let auth = parts.extensions.get::<Auth>();
     let id = message.id.map(RawValue::get);
     let session = match session_of(&agg, &parts.headers, auth) {
@@ -368,11 +379,18 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
             jsonrpc::INVALID_REQUEST,
             "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
         ),
+        Kind::Request if agg.unprefixed => match exposed_request(&agg, &session, &message) {
+            Some(rewritten) => match jsonrpc::parse(&rewritten) {
+                Ok(exposed) => request(&agg, &parts, auth, &session, &exposed).await,
+                Err(_) => not_permitted(id),
+            },
+            None => request(&agg, &parts, auth, &session, &message).await,
+        },
         Kind::Request => request(&agg, &parts, auth, &session, &message).await,
         Kind::Notification => {
             if message.method.as_deref() != Some("notifications/initialized") {
                 for member in 0..agg.members.len() {
-                    if let Some(sub) = Aggregate::sub(&session, member) {
+                    if let Some(sub) = agg.sub(&session, member) {
                         let _ = agg
                             .send(member, auth, Some(&sub), Method::POST, bytes.clone())
                             .await;
@@ -387,16 +405,14 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
                 .fanout
                 .as_ref()
                 .map(|f| {
-                    f.in_flight
+                    f.busy()
                         .iter()
-                        .enumerate()
-                        .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
-                        .map(|(i, _)| i)
+                        .filter_map(|name| agg.position(name))
                         .collect()
                 })
                 .unwrap_or_default();
             match busy.as_slice() {
-                [member] => match Aggregate::sub(&session, *member) {
+                [member] => match agg.sub(&session, *member) {
                     Some(sub) => {
                         agg.send(*member, auth, Some(&sub), Method::POST, bytes)
                             .await
@@ -417,6 +433,42 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
     }
 }
 
+/// At an upstream's own path: the request with the name it gives (a tool, a prompt, the
+/// prompt a completion is for) as the merged endpoint exposes it, `NAME__tool`, so that the
+/// gatekeeper, the audit and the routing see one vocabulary at every path; `None` when the
+/// request names nothing to rewrite.
+fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) -> Option<Bytes> {
+    let member = agg.members.first()?;
+    let method = message.method.as_deref()?;
+    let mut params = params_object(message);
+    let slot = match method {
+        "tools/call" | "prompts/get" => params.get_mut("name")?,
+        "completion/complete" => {
+            let reference = params.get_mut("ref")?.as_object_mut()?;
+            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+                return None;
+            }
+            reference.get_mut("name")?
+        }
+        _ => return None,
+    };
+    let name = slot.as_str()?.to_owned();
+    let (exposed, shortened) = expose(&member.name, &name);
+    if shortened && let Some(fanout) = &session.fanout {
+        fanout
+            .shortened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exposed.clone(), (member.name.clone(), name));
+    }
+    *slot = Value::String(exposed);
+    Some(with_params(
+        message.id.map(RawValue::get),
+        method,
+        &Value::Object(params),
+    ))
+}
+
 async fn initialize(
     agg: &Aggregate,
     auth: Option<&Auth>,
@@ -428,33 +480,27 @@ async fn initialize(
         (0..agg.members.len()).map(|member| agg.open(member, auth, bytes.clone())),
     )
     .await;
-    let mut subs = Vec::with_capacity(opened.len());
+    let mut subs = HashMap::with_capacity(opened.len());
     let mut instructions = Vec::new();
     for (member, result) in agg.members.iter().zip(opened) {
         match result {
             Ok((sub, result)) => {
                 if let Some(text) = result.get("instructions").and_then(Value::as_str) {
-                    instructions.push(format!(
-                        "{} ({}{SEPARATOR}…): {text}",
-                        member.name, member.name
-                    ));
+                    instructions.push(if agg.unprefixed {
+                        text.to_owned()
+                    } else {
+                        format!("{} ({}{SEPARATOR}…): {text}", member.name, member.name)
+                    });
                 }
-                subs.push(Some(sub));
+                subs.insert(member.name.clone(), sub);
             }
             Err(err) => {
                 tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %member.name, "cannot open a session: {err}");
-                subs.push(None);
             }
         }
     }
     let version = front::negotiate(message.params);
-    let fanout = Fanout {
-        init: bytes,
-        in_flight: subs.iter().map(|_| AtomicUsize::new(0)).collect(),
-        subs: Mutex::new(subs),
-        resources: Mutex::new(HashMap::new()),
-        shortened: Mutex::new(HashMap::new()),
-    };
+    let fanout = Fanout::new(bytes, subs);
     let Some(session) = agg.sessions.create_fanout(principal(auth), version, fanout) else {
         return rpc_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -635,16 +681,16 @@ async fn route(
                         None => return not_permitted(id),
                     }
                 }
-                _ => resource_member(session, reference.get("uri")),
+                _ => resource_member(agg, session, reference.get("uri")),
             }
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            resource_member(session, params.get("uri"))
+            resource_member(agg, session, params.get("uri"))
         }
         "logging/setLevel" => {
             let body = with_params(id, method, &Value::Object(params));
             for member in 0..agg.members.len() {
-                if Aggregate::sub(session, member).is_some() {
+                if agg.sub(session, member).is_some() {
                     let _ = agg.forward(session, member, auth, body.clone()).await;
                 }
             }
@@ -673,22 +719,24 @@ async fn route(
     };
     let last = members.len().saturating_sub(1);
     for (i, member) in members.into_iter().enumerate() {
-        if let Some(fanout) = &session.fanout
-            && let Some(count) = fanout.in_flight.get(member)
-        {
-            count.fetch_add(1, Ordering::Relaxed);
+        let Some(name) = agg.members.get(member).map(|m| m.name.clone()) else {
+            continue;
+        };
+        if let Some(fanout) = &session.fanout {
+            fanout.begin(&name);
         }
         let guard = InFlight {
             session: session.clone(),
-            member,
+            member: name,
         };
         let started = Instant::now();
         let response = agg.forward(session, member, auth, body.clone()).await;
-        agg.metrics.upstream_call(member, method, started.elapsed());
+        agg.metrics
+            .upstream_call(agg.metric(member), method, started.elapsed());
         let response = match response {
             Ok(response) => response,
             Err(err) => {
-                agg.metrics.upstream_error(member);
+                agg.metrics.upstream_error(agg.metric(member));
                 if i < last {
                     continue;
                 }
@@ -721,7 +769,7 @@ async fn route(
         let outcome = if response.status().is_success() {
             Outcome::Forwarded
         } else {
-            agg.metrics.upstream_error(member);
+            agg.metrics.upstream_error(agg.metric(member));
             Outcome::UpstreamError
         };
         agg.metrics.request(method, outcome);
@@ -735,11 +783,11 @@ async fn route(
     not_permitted(id)
 }
 
-fn resource_member(session: &Session, uri: Option<&Value>) -> Option<usize> {
+fn resource_member(agg: &Aggregate, session: &Session, uri: Option<&Value>) -> Option<usize> {
     let uri = uri?.as_str()?;
     let fanout = session.fanout.as_ref()?;
     let resources = fanout.resources.lock().unwrap_or_else(|p| p.into_inner());
-    resources.get(uri).copied()
+    agg.position(resources.get(uri)?)
 }
 
 /// One member's whole list (every page), or why not.
@@ -761,7 +809,8 @@ async fn member_list(
         let body = with_params(Some("1"), method, &params);
         let started = Instant::now();
         let response = agg.forward(session, member, auth, body).await?;
-        agg.metrics.upstream_call(member, method, started.elapsed());
+        agg.metrics
+            .upstream_call(agg.metric(member), method, started.elapsed());
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -811,26 +860,31 @@ async fn list(
         let items = match answer {
             Ok(items) => items,
             Err(err) => {
-                agg.metrics.upstream_error(member);
+                agg.metrics.upstream_error(agg.metric(member));
                 tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "{method} failed: {err}");
                 unavailable.push(Value::String(m.name.to_string()));
                 continue;
             }
         };
         for mut item in items {
+            // At an upstream's own path the client sees the upstream's own name.
+            let mut own_name = None;
             match kind {
                 ListKind::Tools | ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned)
                     else {
                         continue;
                     };
+                    if agg.unprefixed {
+                        own_name = Some(name.clone());
+                    }
                     let (exposed, shortened) = expose(&m.name, &name);
                     if shortened && let Some(fanout) = &session.fanout {
                         fanout
                             .shortened
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(exposed.clone(), (member, name));
+                            .insert(exposed.clone(), (m.name.clone(), name));
                     }
                     if let Some(object) = item.as_object_mut() {
                         object.insert("name".to_owned(), Value::String(exposed));
@@ -844,12 +898,15 @@ async fn list(
                             .resources
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(uri.to_owned(), member);
+                            .insert(uri.to_owned(), m.name.clone());
                     }
                 }
                 _ => {}
             }
             if !agg.gatekeeper.filters_lists() || agg.gatekeeper.keep(auth, kind, &item) {
+                if let (Some(name), Some(object)) = (own_name, item.as_object_mut()) {
+                    object.insert("name".to_owned(), Value::String(name));
+                }
                 merged.push(item);
             }
         }
@@ -871,7 +928,7 @@ async fn list(
 }
 
 /// Splits a byte stream into whole SSE events (each ending with a blank line).
-fn sse_events(
+pub(crate) fn sse_events(
     body: Body,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     futures_util::stream::unfold(
@@ -923,8 +980,21 @@ async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
         }
     };
     let mut streams = Vec::new();
+    // The gateway's own messages to the session (a reload's list changes).
+    if let Some(own) = session.open_stream() {
+        streams.push(
+            futures_util::stream::unfold(own, |mut own| async move {
+                let message = own.recv().await?;
+                let mut event = b"event: message\ndata: ".to_vec();
+                event.extend_from_slice(&message);
+                event.extend_from_slice(b"\n\n");
+                Some((Ok(Bytes::from(event)), own))
+            })
+            .boxed(),
+        );
+    }
     for member in 0..agg.members.len() {
-        let Some(sub) = Aggregate::sub(&session, member) else {
+        let Some(sub) = agg.sub(&session, member) else {
             continue;
         };
         let response = agg
@@ -935,7 +1005,12 @@ async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
         }
     }
     if streams.is_empty() {
-        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+        return rpc_error(
+            StatusCode::CONFLICT,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "this session already has a GET stream open",
+        );
     }
     let merged = futures_util::stream::select_all(streams);
     let mut response = Response::new(Body::from_stream(merged));
@@ -963,13 +1038,27 @@ async fn delete(agg: Arc<Aggregate>, req: Request) -> Response {
     };
     agg.sessions.remove(&session.id);
     for member in 0..agg.members.len() {
-        if let Some(sub) = Aggregate::sub(&session, member) {
+        if let Some(sub) = agg.sub(&session, member) {
             let _ = agg
                 .send(member, auth, Some(&sub), Method::DELETE, Bytes::new())
                 .await;
         }
     }
     status_only(StatusCode::OK)
+}
+
+/// Tells every session of `sessions` on its GET stream that the lists changed (a reload
+/// changed the upstreams). A session without a GET stream open finds out at its next list.
+pub(crate) fn announce_list_changes(sessions: &Sessions) {
+    for session in sessions.all() {
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            let _ = session.push(jsonrpc::encode_request(None, method, None));
+        }
+    }
 }
 
 /// Whether each member is ready, by name.

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::gate::{Call, Decision, Gatekeeper, ListKind, filter_list};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
+use crate::modern;
 use crate::sessions::{Session, Sessions, principal};
 use crate::upstream::http::{self as upstream_http, Http};
 use crate::upstream::stdio::{Frame, Stdio};
@@ -31,7 +32,7 @@ use crate::upstream::stdio::{Frame, Stdio};
 /// Protocol versions the gateway speaks with clients, oldest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
 /// The version offered when the client asks for one the gateway does not speak.
-const LATEST: &str = "2025-11-25";
+pub(crate) const LATEST: &str = "2025-11-25";
 
 static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
@@ -103,7 +104,12 @@ pub(crate) fn refuse_post_headers(headers: &HeaderMap) -> Option<Response> {
 }
 
 /// A JSON-RPC error answer with an HTTP status.
-fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(
+    status: StatusCode,
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+) -> Response {
     json(status, jsonrpc::error_response(id, code, message))
 }
 
@@ -198,7 +204,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     if let Some(version) = version {
         let known = version
             .to_str()
-            .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+            .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v) || v == modern::VERSION);
         if !known {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -206,7 +212,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
                 jsonrpc::INVALID_REQUEST,
                 &format!(
                     "unsupported MCP-Protocol-Version; this gateway speaks {}",
-                    SUPPORTED_VERSIONS.join(", ")
+                    modern::all_versions().join(", ")
                 ),
             );
         }
@@ -263,12 +269,31 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
             return rpc_error(StatusCode::BAD_REQUEST, None, err.code(), &err.to_string());
         }
     };
+    crate::jsonrpc::trace_id(&message);
     let auth = parts.extensions.get::<Auth>();
+    let id = message.id.map(RawValue::get);
+    let modern = modern::is_modern(&parts.headers);
+    if modern && let Err(reason) = modern::check_headers(&parts.headers, &message) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            modern::HEADER_MISMATCH,
+            &reason,
+        );
+    }
     let session = match session_of(&inner, &parts.headers, auth) {
         Ok(session) => session,
         Err(Refused) => return session_not_found(),
     };
-    let id = message.id.map(RawValue::get);
+    let session = match session {
+        None if modern && message.method.as_deref() != Some("initialize") => {
+            match stateless_session(&inner, auth, &message).await {
+                Ok(session) => Some(session),
+                Err(refusal) => return refusal,
+            }
+        }
+        session => session,
+    };
     let Some(session) = session else {
         if message.kind == Kind::Request && message.method.as_deref() == Some("initialize") {
             return initialize(&inner, auth, &message, bytes.clone()).await;
@@ -280,6 +305,27 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
             "no Mcp-Session-Id: start a session with initialize first",
         );
     };
+    if modern && let Some(stripped) = modern::without_protocol_meta(&message) {
+        return match jsonrpc::parse(&stripped) {
+            Ok(message) => {
+                in_session(&inner, &parts, auth, &session, &message, stripped.clone()).await
+            }
+            Err(err) => rpc_error(StatusCode::BAD_REQUEST, id, err.code(), &err.to_string()),
+        };
+    }
+    in_session(&inner, &parts, auth, &session, &message, bytes.clone()).await
+}
+
+/// A message in an existing session.
+async fn in_session(
+    inner: &Inner,
+    parts: &::http::request::Parts,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    message: &Message<'_>,
+    bytes: Bytes,
+) -> Response {
+    let id = message.id.map(RawValue::get);
     match message.kind {
         Kind::Request if message.method.as_deref() == Some("initialize") => rpc_error(
             StatusCode::BAD_REQUEST,
@@ -287,29 +333,27 @@ async fn post(inner: Arc<Inner>, req: Request) -> Response {
             jsonrpc::INVALID_REQUEST,
             "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
         ),
-        Kind::Request => request(&inner, &parts, auth, &session, &message, bytes.clone()).await,
+        Kind::Request => request(inner, parts, auth, session, message, bytes).await,
         Kind::Notification | Kind::Response => {
             let sent = match (&inner.upstream, &session.http) {
                 (Upstream::Stdio(stdio), _) if message.kind == Kind::Notification => {
-                    stdio.notify(&session.id, &message).await
+                    stdio.notify(&session.id, message).await
                 }
-                (Upstream::Stdio(stdio), _) => stdio.respond(&session.id, &message).await,
+                (Upstream::Stdio(stdio), _) => stdio.respond(&session.id, message).await,
                 // The gateway sent its own when it initialized the upstream session.
                 (Upstream::Http(_), _)
                     if message.method.as_deref() == Some("notifications/initialized") =>
                 {
                     Ok(())
                 }
-                (Upstream::Http(http), Some(hs)) => {
-                    match http.post(auth, hs, bytes.clone()).await {
-                        Ok(response) if response.status() == StatusCode::NOT_FOUND => {
-                            inner.sessions.remove(&session.id);
-                            return session_not_found();
-                        }
-                        Ok(_) => Ok(()),
-                        Err(err) => Err(err),
+                (Upstream::Http(http), Some(hs)) => match http.post(auth, hs, bytes).await {
+                    Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                        inner.sessions.remove(&session.id);
+                        return session_not_found();
                     }
-                }
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(err),
+                },
                 (Upstream::Http(_), None) => Ok(()),
             };
             match sent {
@@ -350,6 +394,84 @@ fn negotiate_with_child(
         Some(child) if child < wanted => child,
         _ => wanted,
     }
+}
+
+/// The session the gateway keeps for a stateless (protocol 2026-07-28) caller, made at their
+/// first request: for a stdio child, a routing key; for an HTTP upstream, an upstream session
+/// opened with the caller's client information from `_meta`.
+async fn stateless_session(
+    inner: &Inner,
+    auth: Option<&Auth>,
+    message: &Message<'_>,
+) -> Result<Arc<Session>, Response> {
+    let id = message.id.map(RawValue::get);
+    let principal = principal(auth);
+    if let Some(session) = inner.sessions.stateless(&principal) {
+        return Ok(session);
+    }
+    let http = match &inner.upstream {
+        Upstream::Stdio(stdio) => {
+            if let Err(err) = stdio.ready(inner.ready_timeout).await {
+                return Err(rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    &err.to_string(),
+                ));
+            }
+            None
+        }
+        Upstream::Http(http) => {
+            let init = modern::initialize_for(message.params);
+            match http.initialize(auth, init).await {
+                Ok((status, _, upstream)) if status.is_success() => Some(upstream),
+                Ok((status, _, _)) => return Err(upstream_refusal(status, id)),
+                Err(err) => {
+                    return Err(rpc_error(
+                        failed_status(&err),
+                        id,
+                        jsonrpc::INTERNAL_ERROR,
+                        &err.to_string(),
+                    ));
+                }
+            }
+        }
+    };
+    let Some(session) = inner.sessions.create(principal, modern::VERSION, http) else {
+        return Err(rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            id,
+            jsonrpc::INTERNAL_ERROR,
+            "cannot create a session",
+        ));
+    };
+    inner.sessions.set_stateless(&session);
+    Ok(session)
+}
+
+/// `server/discover` (protocol 2026-07-28): the versions the gateway speaks and the
+/// upstream's capabilities and identity.
+async fn discover(inner: &Inner, session: &Session, id: Option<&str>) -> Response {
+    let init = match (&inner.upstream, &session.http) {
+        (Upstream::Stdio(stdio), _) => match stdio.ready(inner.ready_timeout).await {
+            Ok(running) => running.init.clone(),
+            Err(err) => {
+                return rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    &err.to_string(),
+                );
+            }
+        },
+        (Upstream::Http(_), Some(hs)) => hs.init_result(),
+        (Upstream::Http(_), None) => serde_json::Map::new(),
+    };
+    let result = modern::discover_result(&init);
+    json(
+        StatusCode::OK,
+        jsonrpc::encode_response(id.unwrap_or("null"), Some(&result), None),
+    )
 }
 
 fn with_session(mut response: Response, session: &Session) -> Response {
@@ -462,6 +584,9 @@ async fn request(
             StatusCode::OK,
             jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
         );
+    }
+    if method == "server/discover" {
+        return discover(inner, session, id).await;
     }
     let started = std::time::Instant::now();
     let (decision, called) = {

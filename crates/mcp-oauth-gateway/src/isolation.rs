@@ -22,6 +22,9 @@ pub enum Isolation {
     Shared,
     /// One child per user (issuer and subject), started at the user's first request.
     PerUser,
+    /// One child per MCP session, started by the session's `initialize` and stopped when it
+    /// ends (`DELETE`), expires or the gateway stops.
+    PerSession,
 }
 
 /// The children of a per-user upstream.
@@ -85,6 +88,7 @@ impl PerUser {
 pub(crate) enum Route {
     Shared(Arc<Inner>),
     PerUser(Arc<PerUser>),
+    PerSession(Arc<crate::per_session::PerSession>),
 }
 
 impl Route {
@@ -92,6 +96,7 @@ impl Route {
         let inner = match self {
             Self::Shared(inner) => inner.clone(),
             Self::PerUser(per_user) => per_user.inner_for(request.extensions().get::<Auth>()),
+            Self::PerSession(per_session) => return per_session.handle(request).await,
         };
         front::handle(State(inner), request).await
     }
@@ -100,16 +105,16 @@ impl Route {
     pub(crate) fn shared(&self) -> Option<&Arc<Inner>> {
         match self {
             Self::Shared(inner) => Some(inner),
-            Self::PerUser(_) => None,
+            Self::PerUser(_) | Self::PerSession(_) => None,
         }
     }
 
-    /// Ready: a shared upstream as [`front::upstream_ready`] says; a per-user one always
-    /// (its children start on demand).
+    /// Ready: a shared upstream as [`front::upstream_ready`] says; a per-user or per-session
+    /// one always (its children start on demand).
     pub(crate) async fn ready(&self, timeout: Duration) -> bool {
         match self {
             Self::Shared(inner) => front::upstream_ready(inner, timeout).await,
-            Self::PerUser(_) => true,
+            Self::PerUser(_) | Self::PerSession(_) => true,
         }
     }
 
@@ -117,6 +122,7 @@ impl Route {
         match self {
             Self::Shared(inner) => inner.name.clone(),
             Self::PerUser(per_user) => per_user.name.clone(),
+            Self::PerSession(per_session) => per_session.name.clone(),
         }
     }
 }

@@ -53,6 +53,14 @@ pub(crate) struct Message<'a> {
     pub(crate) error: Option<&'a RawValue>,
 }
 
+/// Records the message's id as `jsonrpc.request.id` in the current span (the operation span
+/// of [`mcp_oauth::metrics::OperationLayer`], when it is on).
+pub(crate) fn trace_id(message: &Message<'_>) {
+    if let Some(id) = message.id {
+        tracing::Span::current().record("jsonrpc.request.id", id.get().trim_matches('"'));
+    }
+}
+
 /// Why bytes are not one JSON-RPC message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum ParseError {

@@ -48,16 +48,22 @@ mod fanout;
 mod front;
 pub mod gate;
 mod health;
+mod host;
 pub mod identity;
 mod isolation;
 mod jsonrpc;
+mod live;
 mod metrics;
+mod modern;
+mod paths;
+mod per_session;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
 #[doc(hidden)]
 pub mod test_upstream;
 mod upstream;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,16 +80,15 @@ pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
 pub use front::SUPPORTED_VERSIONS;
 pub use isolation::Isolation;
+pub use live::Reloaded;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, SecretHeader, StdioConfig, UpstreamConfig, UpstreamCredentials,
-    resolve_secret,
+    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
+    UpstreamCredentials, resolve_secret,
 };
 
-use crate::aggregate::{Aggregate, Member};
 use crate::front::{Inner, Upstream};
 use crate::gate::{AllowAll, Gatekeeper};
 use crate::metrics::Metrics;
-use crate::sessions::Sessions;
 
 /// Between an upstream's name and its tool or prompt name, with several upstreams:
 /// `fs__read_file`. Clients accept tool names matching `^[a-zA-Z0-9_-]{1,64}$` only, so `.`
@@ -105,6 +110,8 @@ pub struct GatewayBuilder {
     identity_meta: bool,
     per_user_idle: Duration,
     per_user_max: u64,
+    per_session_idle: Duration,
+    per_session_max: u64,
     oauth: Option<mcp_oauth::OAuth>,
     no_auth: bool,
     path: String,
@@ -113,6 +120,7 @@ pub struct GatewayBuilder {
     session_idle: Duration,
     max_sessions: u64,
     ready_timeout: Duration,
+    metrics: Option<mcp_oauth::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -150,6 +158,14 @@ impl GatewayBuilder {
     /// The decision hook for every call and list. Default: [`AllowAll`].
     pub fn gatekeeper(mut self, gatekeeper: impl Gatekeeper) -> Self {
         self.gatekeeper = Arc::new(gatekeeper);
+        self
+    }
+
+    /// Counts into this registry (default: a registry of its own), so that a program can
+    /// count more in it (a policy's decisions by rule) and serve it where it wants; the
+    /// gateway's [`admin_router`](Gateway::admin_router) serves it with the upstream metrics.
+    pub fn metrics(mut self, metrics: mcp_oauth::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -193,6 +209,21 @@ impl GatewayBuilder {
         self
     }
 
+    /// With [`Isolation::PerSession`]: a session's child stops after this long without
+    /// requests (or after [`session_idle`](Self::session_idle), if shorter). Default: 15
+    /// minutes.
+    pub fn per_session_idle(mut self, idle: Duration) -> Self {
+        self.per_session_idle = idle;
+        self
+    }
+
+    /// With [`Isolation::PerSession`]: most children at once per upstream; past it new
+    /// sessions are refused (503) and running ones keep their child. Default: 100.
+    pub fn per_session_max(mut self, max: u64) -> Self {
+        self.per_session_max = max;
+        self
+    }
+
     /// Largest request body; larger ones get 413. Default: [`DEFAULT_MAX_BODY_BYTES`].
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
@@ -224,7 +255,7 @@ impl GatewayBuilder {
     ///
     /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), or the
     /// upstream's HTTP client cannot be built.
-    pub fn build(self) -> Result<Gateway, GatewayError> {
+    pub fn build(mut self) -> Result<Gateway, GatewayError> {
         if self.oauth.is_none() && !self.no_auth {
             return Err(GatewayError::Config {
                 what: "authentication",
@@ -238,26 +269,24 @@ impl GatewayBuilder {
                 reason: "the gateway needs at least one upstream".into(),
             });
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for (name, _) in &self.upstreams {
-            if several && !valid_upstream_name(name) {
-                return Err(GatewayError::Config {
-                    what: "upstream name",
-                    reason: format!(
-                        "{name:?}: with several upstreams each needs a name of 1 to 32 letters, digits or '-' (it prefixes its tools: NAME{SEPARATOR}tool)"
-                    ),
-                });
-            }
-            if seen.contains(&name.as_str()) {
-                return Err(GatewayError::Config {
-                    what: "upstream name",
-                    reason: format!("{name:?} names two upstreams"),
-                });
-            }
-            seen.push(name);
+        if several {
+            live::check_names(self.upstreams.iter().map(|(n, _)| n.as_str()))?;
         }
+        let registry = self.metrics.take().unwrap_or_default();
+        self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
+        let metric_names: Vec<String> = self.upstreams.iter().map(|(n, _)| n.clone()).collect();
         let metrics = Arc::new(Metrics::new(
-            self.upstreams.iter().map(|(n, _)| n.clone()).collect(),
+            registry,
+            self.upstreams
+                .iter()
+                .map(|(n, config)| {
+                    let transport = match config {
+                        UpstreamConfig::Stdio(_) => metrics::Transport::Pipe,
+                        UpstreamConfig::Http(_) => metrics::Transport::Tcp,
+                    };
+                    (n.clone(), transport)
+                })
+                .collect(),
         ));
         let path = match &self.oauth {
             Some(oauth) => oauth.resource().path().to_owned(),
@@ -275,101 +304,45 @@ impl GatewayBuilder {
         } else {
             None
         };
-        let mut routes = Vec::with_capacity(self.upstreams.len());
-        for (index, (name, config)) in self.upstreams.iter().enumerate() {
-            let name: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
-            let assemble = {
-                let gatekeeper = if several {
-                    Arc::new(AllowAll) as Arc<dyn Gatekeeper>
-                } else {
-                    self.gatekeeper.clone()
-                };
-                let oauth = if several { None } else { self.oauth.clone() };
-                let audit = if several { None } else { self.audit.clone() };
-                let (max_body, ready_timeout) = (self.max_body, self.ready_timeout);
-                let metrics = metrics.clone();
-                let name = name.clone();
-                let meta_identity = signer
-                    .clone()
-                    .filter(|_| self.identity_meta && matches!(config, UpstreamConfig::Stdio(_)))
-                    .map(|signer| (signer, identity::stdio_audience(name.as_deref())));
-                move |sessions: Sessions, upstream: Upstream| {
-                    Arc::new(Inner {
-                        upstream,
-                        gatekeeper: gatekeeper.clone(),
-                        sessions,
-                        oauth: oauth.clone(),
-                        max_body,
-                        ready_timeout,
-                        metrics: metrics.clone(),
-                        index,
-                        name: name.clone(),
-                        front: !several,
-                        audit: audit.clone(),
-                        meta_identity: meta_identity.clone(),
-                    })
-                }
-            };
-            let (session_idle, max_sessions) = (self.session_idle, self.max_sessions);
-            routes.push(match config {
-                UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
-                    let config = config.clone();
-                    let make = move || {
-                        let sessions = Sessions::new(session_idle, max_sessions);
-                        let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
-                        assemble(sessions, Upstream::Stdio(child))
-                    };
-                    isolation::Route::PerUser(Arc::new(isolation::PerUser::new(
-                        name,
-                        make,
-                        self.per_user_idle,
-                        self.per_user_max,
-                    )))
-                }
-                UpstreamConfig::Stdio(config) => {
-                    let sessions = Sessions::new(session_idle, max_sessions);
-                    let child = upstream::stdio::Stdio::start(config.clone(), sessions.clone());
-                    isolation::Route::Shared(assemble(sessions, Upstream::Stdio(child)))
-                }
-                UpstreamConfig::Http(config) => {
-                    let http = upstream::http::Http::new(config, signer.clone())?;
-                    let sessions = Sessions::new(session_idle, max_sessions);
-                    isolation::Route::Shared(assemble(sessions, Upstream::Http(http)))
-                }
-            });
-        }
-        let kind = if several {
-            Kind::Several(Arc::new(Aggregate {
-                members: self
-                    .upstreams
-                    .iter()
-                    .zip(routes)
-                    .map(|((name, _), route)| Member {
-                        name: Arc::from(name.as_str()),
-                        route,
-                    })
-                    .collect(),
-                sessions: Sessions::new(self.session_idle, self.max_sessions),
-                gatekeeper: self.gatekeeper,
-                oauth: self.oauth.clone(),
-                max_body: self.max_body,
-                metrics: metrics.clone(),
-                audit: self.audit,
-            }))
-        } else {
-            match routes.pop() {
-                Some(route) => Kind::One(route),
-                None => {
-                    return Err(GatewayError::Config {
-                        what: "upstreams",
-                        reason: "the gateway needs at least one upstream".into(),
-                    });
-                }
+        let parts = live::Parts {
+            oauth: self.oauth.clone(),
+            gatekeeper: self.gatekeeper,
+            audit: self.audit,
+            max_body: self.max_body,
+            ready_timeout: self.ready_timeout,
+            metrics: metrics.clone(),
+            metric_names,
+            signer: signer.clone(),
+            identity_meta: self.identity_meta,
+            per_user_idle: self.per_user_idle,
+            per_user_max: self.per_user_max,
+            per_session_idle: self.per_session_idle,
+            per_session_max: self.per_session_max,
+            session_idle: self.session_idle,
+            max_sessions: self.max_sessions,
+            path: path.clone(),
+        };
+        let mut upstreams = self.upstreams;
+        let kind = match upstreams.pop() {
+            Some((name, config)) if upstreams.is_empty() => {
+                let name: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
+                Kind::One(live::route_for(&parts, name, &config, false)?)
+            }
+            Some(last) => {
+                upstreams.push(last);
+                Kind::Several(Arc::new(live::Live::new(parts, upstreams)?))
+            }
+            None => {
+                return Err(GatewayError::Config {
+                    what: "upstreams",
+                    reason: "the gateway needs at least one upstream".into(),
+                });
             }
         };
         Ok(Gateway {
             kind,
             oauth: self.oauth,
+            max_body: self.max_body,
             metrics,
             signer,
             path,
@@ -380,7 +353,7 @@ impl GatewayBuilder {
 #[derive(Clone)]
 enum Kind {
     One(isolation::Route),
-    Several(Arc<Aggregate>),
+    Several(Arc<live::Live>),
 }
 
 /// How long the public `/readyz` reuses its last probe.
@@ -394,6 +367,8 @@ pub struct Gateway {
     kind: Kind,
     oauth: Option<mcp_oauth::OAuth>,
     metrics: Arc<Metrics>,
+    /// The largest request body (the operation layer reads up to this).
+    max_body: usize,
     signer: Option<Arc<identity::Signer>>,
     path: String,
 }
@@ -431,6 +406,8 @@ impl Gateway {
             identity_meta: false,
             per_user_idle: Duration::from_secs(15 * 60),
             per_user_max: 100,
+            per_session_idle: Duration::from_secs(15 * 60),
+            per_session_max: 100,
             oauth: None,
             no_auth: false,
             path: "/mcp".to_owned(),
@@ -439,12 +416,73 @@ impl Gateway {
             session_idle: Duration::from_secs(3600),
             max_sessions: 10_000,
             ready_timeout: Duration::from_secs(30),
+            metrics: None,
         }
     }
 
     /// The path of the MCP endpoint.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// With several upstreams, each one's own endpoint: its name and path (`/NAME/mcp` beside
+    /// `/mcp`). There a client sees that upstream alone, under its own names, and needs a
+    /// token issued for that path's URL (its audience): a token for one path is refused at
+    /// another, and at the merged endpoint, unless its audience covers both. The gatekeeper
+    /// and the audit see `NAME__tool` at every path. Empty with one upstream.
+    pub fn upstream_paths(&self) -> Vec<(String, String)> {
+        match &self.kind {
+            Kind::One(_) => Vec::new(),
+            Kind::Several(live) => live
+                .paths()
+                .into_iter()
+                .map(|(name, path, _)| (name, path))
+                .collect(),
+        }
+    }
+
+    /// The resource URLs (token audiences) of [`upstream_paths`](Self::upstream_paths), for an
+    /// authorization server that must issue tokens for them. Empty without OAuth.
+    pub fn upstream_resources(&self) -> Vec<String> {
+        match &self.kind {
+            Kind::One(_) => Vec::new(),
+            Kind::Several(live) => live
+                .paths()
+                .into_iter()
+                .filter_map(|(_, _, resource)| resource)
+                .collect(),
+        }
+    }
+
+    /// Serves these upstreams from now on, without a restart (a gateway of several upstreams,
+    /// [`aggregate`](Self::aggregate), keeping at least two). An upstream whose configuration
+    /// is the same as before keeps running as it was, with its sessions; a changed one is
+    /// started again (each client session opens its side there again at its next request); a
+    /// new one is served at once, at the merged endpoint and at its own path; a removed one
+    /// is gone, its child stopped once its last request is done. Client sessions of the
+    /// merged endpoint and of the paths that stay are kept. The metrics count the upstreams
+    /// the gateway was built with.
+    ///
+    /// # Errors
+    ///
+    /// A gateway of one upstream, fewer than two upstreams, a bad name, or an HTTP client
+    /// that cannot be built; the gateway then goes on serving what it served.
+    pub fn reload<I, S>(&self, upstreams: I) -> Result<Reloaded, GatewayError>
+    where
+        I: IntoIterator<Item = (S, UpstreamConfig)>,
+        S: Into<String>,
+    {
+        let upstreams = upstreams
+            .into_iter()
+            .map(|(name, config)| (name.into(), config))
+            .collect();
+        match &self.kind {
+            Kind::Several(live) => live.reload(upstreams),
+            Kind::One(_) => Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
+            }),
+        }
     }
 
     /// The router: the MCP endpoint (CORS, bearer layer, the gateway), the metadata
@@ -461,17 +499,40 @@ impl Gateway {
                     async move { route.handle(request).await }
                 })
             }
-            Kind::Several(agg) => axum::routing::any(aggregate::handle).with_state(agg.clone()),
+            Kind::Several(live) => axum::routing::any(live::handle_merged).with_state(live.clone()),
         };
-        let router = match &self.oauth {
-            Some(oauth) => Router::new()
-                .route_service(&self.path, oauth.layer().layer(endpoint))
-                .layer(mcp_oauth::routes::mcp_cors())
-                .merge(oauth.metadata_router()),
-            None => Router::new()
-                .route_service(&self.path, endpoint)
-                .layer(mcp_oauth::routes::mcp_cors()),
+        let endpoint = host::guard(endpoint, self.oauth.as_ref());
+        // Inside the bearer layer: only authenticated requests are read and timed.
+        let endpoint = self
+            .metrics
+            .registry()
+            .layer()
+            .max_body(self.max_body)
+            .layer(endpoint);
+        let mut router = match &self.oauth {
+            Some(oauth) => Router::new().route_service(&self.path, oauth.layer().layer(endpoint)),
+            None => Router::new().route_service(&self.path, endpoint),
         };
+        if let Kind::Several(live) = &self.kind {
+            // Each upstream at its own path: looked up at each request (a reload may add
+            // some), by the exact path.
+            let own = paths::own_path(&self.path, "{upstream}");
+            let handler = axum::routing::any(live::handle_own).with_state(live.clone());
+            router = router.route(&own, host::guard(handler, self.oauth.as_ref()));
+        }
+        let mut router = router.layer(mcp_oauth::routes::mcp_cors());
+        if let Some(oauth) = &self.oauth {
+            router = router.merge(oauth.metadata_router());
+        }
+        if let Kind::Several(live) = &self.kind
+            && self.oauth.is_some()
+        {
+            let own = paths::own_path(&self.path, "{upstream}");
+            router = router.route(
+                &format!("/.well-known/oauth-protected-resource{own}"),
+                axum::routing::get(live::handle_own).with_state(live.clone()),
+            );
+        }
         let router = match &self.signer {
             Some(signer) => {
                 let jwks = signer.jwks();
@@ -546,7 +607,7 @@ impl Gateway {
                 route.name().as_deref().unwrap_or_default().to_owned(),
                 route.ready(PROBE).await,
             )],
-            Kind::Several(agg) => aggregate::readiness(agg, PROBE)
+            Kind::Several(live) => aggregate::readiness(&live.merged(), PROBE)
                 .await
                 .into_iter()
                 .map(|(name, ready)| (name.to_string(), ready))
@@ -565,31 +626,8 @@ impl Gateway {
     ///
     /// The session cannot be opened, or a list answer is not a list.
     pub async fn catalog(&self) -> Result<serde_json::Value, GatewayError> {
-        let handle = |method: ::http::Method, session: Option<String>, body: String| {
-            let kind = self.kind.clone();
-            async move {
-                let mut builder = ::http::Request::builder()
-                    .method(method)
-                    .uri(self.path.as_str())
-                    .header(::http::header::CONTENT_TYPE, "application/json")
-                    .header(
-                        ::http::header::ACCEPT,
-                        "application/json, text/event-stream",
-                    );
-                if let Some(session) = &session {
-                    builder = builder.header("mcp-session-id", session.as_str());
-                }
-                let request = builder
-                    .body(axum::body::Body::from(body))
-                    .map_err(|e| GatewayError::Protocol(e.to_string()))?;
-                let response = match kind {
-                    Kind::One(route) => route.handle(request).await,
-                    Kind::Several(agg) => {
-                        aggregate::handle(axum::extract::State(agg), request).await
-                    }
-                };
-                Ok::<_, GatewayError>(response)
-            }
+        let handle = |method: ::http::Method, session: Option<String>, body: String| async move {
+            self.internal(method, session.as_deref(), body).await
         };
         let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-oauth-gateway-catalog","version":"1"}}}"#;
         let response = handle(::http::Method::POST, None, init.to_owned()).await?;
@@ -652,20 +690,77 @@ impl Gateway {
         Ok(serde_json::Value::Object(catalog))
     }
 
+    /// A request of the gateway itself (no caller, no bearer layer) to its MCP endpoint.
+    pub(crate) async fn internal(
+        &self,
+        method: ::http::Method,
+        session: Option<&str>,
+        body: String,
+    ) -> Result<axum::response::Response, GatewayError> {
+        let accept = if method == ::http::Method::GET {
+            "text/event-stream"
+        } else {
+            "application/json, text/event-stream"
+        };
+        let mut builder = ::http::Request::builder()
+            .method(method)
+            .uri(self.path.as_str())
+            .header(::http::header::CONTENT_TYPE, "application/json")
+            .header(::http::header::ACCEPT, accept);
+        if let Some(session) = session {
+            builder = builder.header("mcp-session-id", session);
+        }
+        let request = builder
+            .body(axum::body::Body::from(body))
+            .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        Ok(match &self.kind {
+            Kind::One(route) => route.handle(request).await,
+            Kind::Several(live) => {
+                aggregate::handle(axum::extract::State(live.merged()), request).await
+            }
+        })
+    }
+
+    /// Which lists the upstreams say changed (`notifications/tools/list_changed`, and those
+    /// of prompts and resources), as they say it: the gateway keeps a session of its own with
+    /// a GET stream (opened again if it ends) and sends each change here. For checking a
+    /// policy against an upstream's new tools. Clients get the same notifications on their
+    /// own GET streams. The watch stops when the receiver is dropped; after
+    /// [`reload`](Self::reload), watch again to hear from new upstreams.
+    pub fn list_changes(&self) -> tokio::sync::mpsc::Receiver<gate::ListKind> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(watch::list_changes(self.clone(), tx));
+        rx
+    }
+
+    /// The registry the gateway counts into (see [`GatewayBuilder::metrics`]).
+    pub fn metrics(&self) -> &mcp_oauth::metrics::Metrics {
+        self.metrics.registry()
+    }
+
     /// The metrics in the Prometheus text format (what the admin router's `/metrics` serves).
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
     }
 
-    fn inners(&self) -> Vec<&Arc<Inner>> {
+    /// Every upstream's route, now.
+    fn routes(&self) -> Vec<isolation::Route> {
         match &self.kind {
-            Kind::One(route) => route.shared().into_iter().collect(),
-            Kind::Several(agg) => agg
+            Kind::One(route) => vec![route.clone()],
+            Kind::Several(live) => live
+                .merged()
                 .members
                 .iter()
-                .filter_map(|m| m.route.shared())
+                .map(|m| m.route.clone())
                 .collect(),
         }
+    }
+
+    fn inners(&self) -> Vec<Arc<Inner>> {
+        self.routes()
+            .iter()
+            .filter_map(|route| route.shared().cloned())
+            .collect()
     }
 
     /// Waits until every upstream is usable: stdio children started and initialized (an HTTP
@@ -689,15 +784,23 @@ impl Gateway {
     /// How many per-user children run now, over every upstream with
     /// [`Isolation::PerUser`] (idle ones are stopped first).
     pub fn per_user_children(&self) -> u64 {
-        let routes: Vec<&isolation::Route> = match &self.kind {
-            Kind::One(route) => vec![route],
-            Kind::Several(agg) => agg.members.iter().map(|m| &m.route).collect(),
-        };
-        routes
-            .into_iter()
+        self.routes()
+            .iter()
             .map(|route| match route {
                 isolation::Route::PerUser(per_user) => per_user.count(),
-                isolation::Route::Shared(_) => 0,
+                isolation::Route::Shared(_) | isolation::Route::PerSession(_) => 0,
+            })
+            .sum()
+    }
+
+    /// How many per-session children run now, over every upstream with
+    /// [`Isolation::PerSession`] (those of ended or expired sessions are stopped first).
+    pub fn per_session_children(&self) -> u64 {
+        self.routes()
+            .iter()
+            .map(|route| match route {
+                isolation::Route::PerSession(per_session) => per_session.count(),
+                isolation::Route::Shared(_) | isolation::Route::PerUser(_) => 0,
             })
             .sum()
     }

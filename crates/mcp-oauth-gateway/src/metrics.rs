@@ -1,29 +1,18 @@
-//! The gateway's counters and histograms, written in the Prometheus text format.
+//! The gateway's metrics, written in the Prometheus text format with the library's registry
+//! ([`mcp_oauth::metrics`]): the client side (`mcp_server_operation_duration_seconds`,
+//! authentication results, policy decisions) is the library's; this module adds the upstream
+//! side: `mcp_client_operation_duration_seconds` per upstream, upstream errors, stdio
+//! processes and restarts, and the gateway's request outcomes.
 //!
-//! Labels are bounded: MCP methods outside the known list count as `other`, upstream names are
-//! the configured ones, and no label holds a subject, a session or a tool argument.
+//! Labels are bounded: MCP methods outside the known list count as `_OTHER`, upstream names
+//! are the configured ones, and no label holds a subject, a session or a tool argument.
+//! Recording is relaxed atomic additions; nothing is locked or allocated.
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The methods that get a label of their own.
-const METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "prompts/list",
-    "prompts/get",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "completion/complete",
-    "logging/setLevel",
-];
+use mcp_oauth::metrics::encode::{Counter, Histogram, header, label, sample};
+use mcp_oauth::metrics::{METHODS, OTHER, method_index};
 
 /// What happened to a client request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,53 +45,66 @@ impl Outcome {
     }
 }
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-fn method_index(method: &str) -> usize {
-    METHODS
-        .iter()
-        .position(|m| *m == method)
-        .unwrap_or(METHODS.len())
-}
-
 fn method_label(index: usize) -> &'static str {
-    METHODS.get(index).copied().unwrap_or("other")
+    METHODS.get(index).copied().unwrap_or(OTHER)
 }
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// How the gateway reaches an upstream (`network_transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A child process's stdin and stdout.
+    Pipe,
+    /// Streamable HTTP.
+    Tcp,
 }
 
-/// The gateway's metrics. Cheap to update (atomics; one short lock per upstream call).
+/// One upstream's series.
+struct UpstreamSeries {
+    name: String,
+    transport: Transport,
+    /// Per method (the index of [`METHODS`], then `_OTHER`).
+    latency: Box<[Histogram]>,
+    errors: Counter,
+    /// Stdio children running now.
+    processes: AtomicI64,
+    /// Stdio children started again after one ended.
+    restarts: Counter,
+}
+
+/// The gateway's metrics.
 pub(crate) struct Metrics {
+    registry: mcp_oauth::metrics::Metrics,
     /// `[method][outcome]`.
     requests: Vec<[AtomicU64; 4]>,
-    /// Per upstream (index as configured), per method.
-    latency: Mutex<Vec<Vec<Histogram>>>,
-    upstream_errors: Vec<AtomicU64>,
-    upstreams: Vec<String>,
+    upstreams: Vec<UpstreamSeries>,
 }
 
 impl Metrics {
-    pub(crate) fn new(upstreams: Vec<String>) -> Self {
+    pub(crate) fn new(
+        registry: mcp_oauth::metrics::Metrics,
+        upstreams: Vec<(String, Transport)>,
+    ) -> Self {
         let methods = METHODS.len() + 1;
         Self {
+            registry,
             requests: (0..methods).map(|_| Default::default()).collect(),
-            latency: Mutex::new(
-                upstreams
-                    .iter()
-                    .map(|_| (0..methods).map(|_| Histogram::default()).collect())
-                    .collect(),
-            ),
-            upstream_errors: upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
-            upstreams,
+            upstreams: upstreams
+                .into_iter()
+                .map(|(name, transport)| UpstreamSeries {
+                    name,
+                    transport,
+                    latency: (0..methods).map(|_| Histogram::default()).collect(),
+                    errors: Counter::default(),
+                    processes: AtomicI64::new(0),
+                    restarts: Counter::default(),
+                })
+                .collect(),
         }
+    }
+
+    /// The library registry the bearer layer and the operation layer count into.
+    pub(crate) fn registry(&self) -> &mcp_oauth::metrics::Metrics {
+        &self.registry
     }
 
     pub(crate) fn request(&self, method: &str, outcome: Outcome) {
@@ -118,108 +120,147 @@ impl Metrics {
 
     /// One call to upstream number `upstream` took `elapsed` (until its answer began).
     pub(crate) fn upstream_call(&self, upstream: usize, method: &str, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(histogram) = latency
-            .get_mut(upstream)
-            .and_then(|per| per.get_mut(method_index(method)))
-        else {
-            return;
-        };
-        if histogram.counts.is_empty() {
-            histogram.counts = vec![0; BUCKETS.len()];
+        if let Some(histogram) = self
+            .upstreams
+            .get(upstream)
+            .and_then(|u| u.latency.get(method_index(method)))
+        {
+            histogram.observe(elapsed);
         }
-        for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        histogram.sum += seconds;
-        histogram.count += 1;
     }
 
     pub(crate) fn upstream_error(&self, upstream: usize) {
-        if let Some(counter) = self.upstream_errors.get(upstream) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(u) = self.upstreams.get(upstream) {
+            u.errors.inc();
         }
     }
 
-    /// The Prometheus text exposition.
+    /// A stdio child of upstream number `upstream` started: it counts as running until the
+    /// guard is dropped (the child ended, or the upstream was stopped). `again`: it replaces
+    /// one that ended.
+    pub(crate) fn process_started(
+        self: &std::sync::Arc<Self>,
+        upstream: usize,
+        again: bool,
+    ) -> ProcessGuard {
+        if let Some(u) = self.upstreams.get(upstream) {
+            u.processes.fetch_add(1, Ordering::Relaxed);
+            if again {
+                u.restarts.inc();
+            }
+        }
+        ProcessGuard {
+            metrics: self.clone(),
+            upstream,
+        }
+    }
+
+    /// The Prometheus text exposition: the library's metrics, then the gateway's.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP mcp_gateway_requests_total Client requests by MCP method and outcome.\n",
+        self.registry.render_into(&mut out);
+        const CLIENT: &str = "mcp_client_operation_duration_seconds";
+        header(
+            &mut out,
+            CLIENT,
+            "histogram",
+            "The duration of an MCP request the gateway sent an upstream, until the start of its answer.",
         );
-        out.push_str("# TYPE mcp_gateway_requests_total counter\n");
+        for upstream in &self.upstreams {
+            for (index, histogram) in upstream.latency.iter().enumerate() {
+                if histogram.count() == 0 {
+                    continue;
+                }
+                let mut labels = String::new();
+                label(&mut labels, "mcp_method_name", method_label(index));
+                label(&mut labels, "upstream", &upstream.name);
+                label(
+                    &mut labels,
+                    "network_transport",
+                    match upstream.transport {
+                        Transport::Pipe => "pipe",
+                        Transport::Tcp => "tcp",
+                    },
+                );
+                histogram.write(&mut out, CLIENT, &labels);
+            }
+        }
+        const REQUESTS: &str = "mcp_gateway_requests_total";
+        header(
+            &mut out,
+            REQUESTS,
+            "counter",
+            "Client requests by MCP method and outcome.",
+        );
         for (index, row) in self.requests.iter().enumerate() {
             for (outcome, counter) in Outcome::ALL.iter().zip(row) {
                 let value = counter.load(Ordering::Relaxed);
                 if value > 0 {
-                    let _ = writeln!(
-                        out,
-                        "mcp_gateway_requests_total{{mcp_method_name=\"{}\",outcome=\"{}\"}} {value}",
-                        method_label(index),
-                        outcome.label()
-                    );
+                    let mut labels = String::new();
+                    label(&mut labels, "mcp_method_name", method_label(index));
+                    label(&mut labels, "outcome", outcome.label());
+                    sample(&mut out, REQUESTS, &labels, value);
                 }
             }
         }
-        out.push_str("# HELP mcp_gateway_upstream_errors_total Failed calls to each upstream.\n");
-        out.push_str("# TYPE mcp_gateway_upstream_errors_total counter\n");
-        for (name, counter) in self.upstreams.iter().zip(&self.upstream_errors) {
-            let _ = writeln!(
-                out,
-                "mcp_gateway_upstream_errors_total{{upstream=\"{}\"}} {}",
-                escape(name),
-                counter.load(Ordering::Relaxed)
-            );
+        const ERRORS: &str = "mcp_gateway_upstream_errors_total";
+        header(
+            &mut out,
+            ERRORS,
+            "counter",
+            "Failed calls to each upstream.",
+        );
+        for upstream in &self.upstreams {
+            let mut labels = String::new();
+            label(&mut labels, "upstream", &upstream.name);
+            sample(&mut out, ERRORS, &labels, upstream.errors.get());
         }
-        out.push_str("# HELP mcp_client_operation_duration_seconds Time from sending a request upstream to the start of its answer.\n");
-        out.push_str("# TYPE mcp_client_operation_duration_seconds histogram\n");
-        let latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, per) in self.upstreams.iter().zip(latency.iter()) {
-            for (index, histogram) in per.iter().enumerate() {
-                if histogram.count == 0 {
-                    continue;
-                }
-                let labels = format!(
-                    "upstream=\"{}\",mcp_method_name=\"{}\"",
-                    escape(name),
-                    method_label(index)
-                );
-                for (bound, count) in BUCKETS.iter().zip(&histogram.counts) {
-                    let _ = writeln!(
-                        out,
-                        "mcp_client_operation_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "mcp_client_operation_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    histogram.count
-                );
-                let _ = writeln!(
-                    out,
-                    "mcp_client_operation_duration_seconds_sum{{{labels}}} {}",
-                    histogram.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "mcp_client_operation_duration_seconds_count{{{labels}}} {}",
-                    histogram.count
-                );
-            }
+        let stdio = || {
+            self.upstreams
+                .iter()
+                .filter(|u| u.transport == Transport::Pipe)
+        };
+        const PROCESSES: &str = "mcp_gateway_stdio_processes";
+        header(
+            &mut out,
+            PROCESSES,
+            "gauge",
+            "Stdio upstream processes running now.",
+        );
+        for upstream in stdio() {
+            let mut labels = String::new();
+            label(&mut labels, "upstream", &upstream.name);
+            let running = upstream.processes.load(Ordering::Relaxed).max(0);
+            sample(&mut out, PROCESSES, &labels, running.unsigned_abs());
+        }
+        const RESTARTS: &str = "mcp_gateway_stdio_restarts_total";
+        header(
+            &mut out,
+            RESTARTS,
+            "counter",
+            "Stdio upstream processes started again after one ended.",
+        );
+        for upstream in stdio() {
+            let mut labels = String::new();
+            label(&mut labels, "upstream", &upstream.name);
+            sample(&mut out, RESTARTS, &labels, upstream.restarts.get());
         }
         out
     }
 }
 
-/// A label value with `\`, `"` and newlines escaped.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A running stdio child, counted in `mcp_gateway_stdio_processes` while it lives.
+pub(crate) struct ProcessGuard {
+    metrics: std::sync::Arc<Metrics>,
+    upstream: usize,
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        if let Some(u) = self.metrics.upstreams.get(self.upstream) {
+            u.processes.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,26 +269,51 @@ mod tests {
 
     #[test]
     fn counts_and_buckets_render() {
-        let metrics = Metrics::new(vec!["fs".into(), "we\"b".into()]);
+        let metrics = std::sync::Arc::new(Metrics::new(
+            mcp_oauth::metrics::Metrics::new(),
+            vec![
+                ("fs".into(), Transport::Pipe),
+                ("we\"b".into(), Transport::Tcp),
+            ],
+        ));
         metrics.request("tools/call", Outcome::Forwarded);
         metrics.request("tools/call", Outcome::Forwarded);
         metrics.request("secret/method-of-a-user", Outcome::Denied);
-        metrics.upstream_call(0, "tools/call", Duration::from_millis(3));
+        metrics.upstream_call(0, "tools/call", Duration::from_millis(15));
         metrics.upstream_call(7, "tools/call", Duration::from_millis(3));
         metrics.upstream_error(1);
+        let first = metrics.process_started(0, false);
+        let second = metrics.process_started(0, true);
+        drop(first);
         let text = metrics.render();
         assert!(text.contains(
-            "mcp_gateway_requests_total{mcp_method_name=\"tools/call\",outcome=\"forwarded\"} 2"
+            "mcp_gateway_requests_total{mcp_method_name=\"tools/call\",outcome=\"forwarded\"} 2\n"
         ));
         assert!(text.contains(
-            "mcp_gateway_requests_total{mcp_method_name=\"other\",outcome=\"denied\"} 1"
+            "mcp_gateway_requests_total{mcp_method_name=\"_OTHER\",outcome=\"denied\"} 1\n"
         ));
         assert!(!text.contains("secret/method"));
-        assert!(text.contains("mcp_gateway_upstream_errors_total{upstream=\"we\\\"b\"} 1"));
-        assert!(text.contains("upstream=\"fs\",mcp_method_name=\"tools/call\",le=\"0.0025\"} 0"));
-        assert!(text.contains("upstream=\"fs\",mcp_method_name=\"tools/call\",le=\"0.005\"} 1"));
-        assert!(text.contains(
-            "mcp_client_operation_duration_seconds_count{upstream=\"fs\",mcp_method_name=\"tools/call\"} 1"
-        ));
+        assert!(text.contains("mcp_gateway_upstream_errors_total{upstream=\"we\\\"b\"} 1\n"));
+        let labels = "mcp_method_name=\"tools/call\",upstream=\"fs\",network_transport=\"pipe\"";
+        assert!(text.contains(&format!(
+            "mcp_client_operation_duration_seconds_bucket{{{labels},le=\"0.01\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "mcp_client_operation_duration_seconds_bucket{{{labels},le=\"0.02\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "mcp_client_operation_duration_seconds_count{{{labels}}} 1\n"
+        )));
+        assert!(text.contains("mcp_gateway_stdio_processes{upstream=\"fs\"} 1\n"));
+        assert!(text.contains("mcp_gateway_stdio_restarts_total{upstream=\"fs\"} 1\n"));
+        assert!(!text.contains("mcp_gateway_stdio_processes{upstream=\"we"));
+        drop(second);
+        assert!(
+            metrics
+                .render()
+                .contains("mcp_gateway_stdio_processes{upstream=\"fs\"} 0\n")
+        );
+        // The library's metrics come first, in the same exposition.
+        assert!(text.contains("# TYPE mcp_server_operation_duration_seconds histogram"));
     }
 }

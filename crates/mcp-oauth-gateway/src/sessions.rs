@@ -99,6 +99,9 @@ fn new_id() -> Option<Arc<str>> {
 #[derive(Clone)]
 pub(crate) struct Sessions {
     cache: moka::sync::Cache<Arc<str>, Arc<Session>>,
+    /// For stateless clients (protocol 2026-07-28): each principal's session, made by the
+    /// gateway and never shown to the client (principal to session id).
+    stateless: moka::sync::Cache<Arc<str>, Arc<str>>,
 }
 
 impl Sessions {
@@ -108,7 +111,27 @@ impl Sessions {
                 .max_capacity(max)
                 .time_to_idle(idle)
                 .build(),
+            stateless: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_idle(idle)
+                .build(),
         }
+    }
+
+    /// The session the gateway keeps for a stateless client's `principal`, while it lives.
+    pub(crate) fn stateless(&self, principal: &Arc<str>) -> Option<Arc<Session>> {
+        let id = self.stateless.get(principal)?;
+        let session = self.cache.get(&id);
+        if session.is_none() {
+            self.stateless.invalidate(principal);
+        }
+        session
+    }
+
+    /// Keeps `session` as the stateless session of its principal.
+    pub(crate) fn set_stateless(&self, session: &Session) {
+        self.stateless
+            .insert(session.principal.clone(), session.id.clone());
     }
 
     /// Creates a session for `principal`; `None` when the random source fails.

@@ -1,7 +1,8 @@
 //! The MCP server the tests put behind the gateway (feature `test-upstream`), written with
 //! rmcp: `echo`, `get_env` (its whole environment), `pid`, `slow` (progress every step,
 //! stops when cancelled), `cancelled` (how many `slow` calls were cancelled), `ask_llm`
-//! (asks the client to sample) and `meta` (the request's `_meta`, as JSON). Served over stdio by the binary
+//! (asks the client to sample), `meta` (the request's `_meta`, as JSON) and `toggle` (adds or
+//! removes the tool `extra`, then sends `notifications/tools/list_changed`). Served over stdio by the binary
 //! `mcp-oauth-gateway-test-upstream`, or over Streamable HTTP by [`http_router`].
 
 // Sampling is deprecated for protocol 2026-07-28, and still part of 2025-11-25, which the
@@ -9,7 +10,7 @@
 #![allow(deprecated)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rmcp::ServerHandler;
@@ -25,6 +26,8 @@ use serde_json::json;
 #[derive(Clone, Default)]
 pub struct TestUpstream {
     cancelled: Arc<AtomicU64>,
+    /// Whether `extra` is listed (`toggle` flips it).
+    extra: Arc<AtomicBool>,
 }
 
 fn tool(name: &str, description: &str, properties: serde_json::Value) -> Tool {
@@ -55,27 +58,37 @@ impl ServerHandler for TestUpstream {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(vec![
-            tool(
-                "echo",
-                "Echo the text",
-                json!({ "text": { "type": "string" } }),
-            ),
-            tool("get_env", "The server's environment", json!({})),
-            tool("pid", "The server's process id", json!({})),
-            tool(
-                "slow",
-                "Sends progress every step until done or cancelled",
-                json!({ "steps": { "type": "integer" }, "step_ms": { "type": "integer" } }),
-            ),
-            tool("cancelled", "How many slow calls were cancelled", json!({})),
-            tool(
-                "ask_llm",
-                "Asks the client's model",
-                json!({ "question": { "type": "string" } }),
-            ),
-            tool("meta", "The request's _meta", json!({})),
-        ]))
+        let extra = self
+            .extra
+            .load(Ordering::SeqCst)
+            .then(|| tool("extra", "Listed after a toggle", json!({})));
+        Ok(ListToolsResult::with_all_items(
+            [
+                tool(
+                    "echo",
+                    "Echo the text",
+                    json!({ "text": { "type": "string" } }),
+                ),
+                tool("get_env", "The server's environment", json!({})),
+                tool("pid", "The server's process id", json!({})),
+                tool(
+                    "slow",
+                    "Sends progress every step until done or cancelled",
+                    json!({ "steps": { "type": "integer" }, "step_ms": { "type": "integer" } }),
+                ),
+                tool("cancelled", "How many slow calls were cancelled", json!({})),
+                tool(
+                    "ask_llm",
+                    "Asks the client's model",
+                    json!({ "question": { "type": "string" } }),
+                ),
+                tool("meta", "The request's _meta", json!({})),
+                tool("toggle", "Adds or removes the tool extra", json!({})),
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect(),
+        ))
     }
 
     async fn call_tool(
@@ -100,6 +113,16 @@ impl ServerHandler for TestUpstream {
                 text(serde_json::Value::Object(env).to_string())
             }
             "pid" => text(std::process::id().to_string()),
+            "extra" => text("extra"),
+            "toggle" => {
+                let listed = !self.extra.fetch_xor(true, Ordering::SeqCst);
+                let _ = context.peer.notify_tool_list_changed().await;
+                text(if listed {
+                    "extra listed"
+                } else {
+                    "extra removed"
+                })
+            }
             "meta" => text(
                 serde_json::to_value(&context.meta)
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?

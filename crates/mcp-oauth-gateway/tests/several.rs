@@ -394,7 +394,7 @@ async fn metrics_are_for_operators_only_and_hold_no_subject() {
         ),
         "{text}"
     );
-    assert!(text.contains("mcp_client_operation_duration_seconds_count{upstream=\"\",mcp_method_name=\"tools/call\"} 1"), "{text}");
+    assert!(text.contains("mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"\",network_transport=\"tcp\"} 1"), "{text}");
     assert!(!text.contains("alice-subject-77"));
     assert_eq!(text, h.gateway.metrics_text());
 }

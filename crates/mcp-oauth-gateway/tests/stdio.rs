@@ -27,7 +27,8 @@ async fn calls_and_lists_work_through_the_gateway() {
             "slow",
             "cancelled",
             "ask_llm",
-            "meta"
+            "meta",
+            "toggle"
         ]
     );
     assert_eq!(

@@ -84,6 +84,7 @@ pub mod jose;
 pub mod jsonrpc;
 pub mod layer;
 pub mod metadata;
+pub mod metrics;
 #[cfg(feature = "remote")]
 pub mod net_guard;
 mod oauth;
@@ -133,6 +134,11 @@ pub struct ExtensionsDocDoctests;
 #[cfg(all(doctest, feature = "rmcp", feature = "auth-server"))]
 #[doc = include_str!("../../../docs/proxy.md")]
 pub struct ProxyDocDoctests;
+
+/// The examples of `docs/metrics.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "rmcp"))]
+#[doc = include_str!("../../../docs/metrics.md")]
+pub struct MetricsDocDoctests;
 
 /// The examples of `docs/browser-proxy.md`, compiled as doctests.
 #[cfg(all(doctest, feature = "axum", feature = "remote"))]

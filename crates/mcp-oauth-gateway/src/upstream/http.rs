@@ -17,7 +17,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use mcp_oauth::Auth;
 
-use super::{HttpConfig, UpstreamCredentials};
+use super::legacy::Legacy;
+use super::{HttpConfig, HttpTransport, UpstreamCredentials};
 use crate::error::GatewayError;
 use crate::{jsonrpc, sse};
 
@@ -33,7 +34,11 @@ pub(crate) struct HttpSession {
     version: Mutex<Option<HeaderValue>>,
     /// The client's `initialize` request, replayed when the upstream session is lost.
     init: Bytes,
+    /// The upstream's last answer to `initialize` (the response message).
+    answer: Mutex<Bytes>,
     reinit: tokio::sync::Mutex<()>,
+    /// The session's stream, for a legacy HTTP+SSE upstream.
+    legacy: Option<Legacy>,
 }
 
 impl HttpSession {
@@ -51,9 +56,64 @@ impl HttpSession {
             .clone()
     }
 
+    /// The `result` of the upstream's last answer to `initialize` (its capabilities and
+    /// `serverInfo`).
+    pub(crate) fn init_result(&self) -> serde_json::Map<String, serde_json::Value> {
+        let answer = self
+            .answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        jsonrpc::parse(&answer)
+            .ok()
+            .and_then(|m| m.result)
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default()
+    }
+
     fn set(&self, id: Option<HeaderValue>, version: Option<HeaderValue>) {
         *self.upstream_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
         *self.version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+    }
+}
+
+/// A legacy upstream's `initialize` answer with the version the client gets: the upstream's
+/// (2024-11-05) belongs to its transport, which the client does not speak with the gateway;
+/// the client is given the version [`negotiate`](crate::front::negotiate) picks for it.
+fn client_version(init: &Bytes, answer: Bytes) -> Bytes {
+    let Ok(message) = jsonrpc::parse(&answer) else {
+        return answer;
+    };
+    let (Some(id), Some(result)) = (message.id, message.result) else {
+        return answer;
+    };
+    let Ok(mut result) =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(result.get())
+    else {
+        return answer;
+    };
+    let spoken = result
+        .get("protocolVersion")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| crate::front::SUPPORTED_VERSIONS.contains(&v));
+    if spoken {
+        return answer;
+    }
+    let params = jsonrpc::parse(init).ok().and_then(|m| m.params);
+    let version = crate::front::negotiate(params);
+    result.insert("protocolVersion".into(), version.into());
+    let result = serde_json::Value::Object(result).to_string();
+    jsonrpc::encode_response(id.get(), Some(&result), None)
+}
+
+fn new_session(init: Bytes, legacy: Option<Legacy>) -> HttpSession {
+    HttpSession {
+        upstream_id: Mutex::new(None),
+        version: Mutex::new(None),
+        init,
+        answer: Mutex::new(Bytes::new()),
+        reinit: tokio::sync::Mutex::new(()),
+        legacy,
     }
 }
 
@@ -66,6 +126,9 @@ pub(crate) struct Http {
     identity: Option<std::sync::Arc<crate::identity::Signer>>,
     /// The caller's own credentials for the upstream, when configured.
     credentials: Option<UpstreamCredentials>,
+    transport: HttpTransport,
+    /// The upstream turned out to speak only the legacy SSE transport.
+    legacy_seen: std::sync::atomic::AtomicBool,
 }
 
 fn unavailable(e: reqwest::Error) -> GatewayError {
@@ -115,6 +178,8 @@ impl Http {
             headers,
             identity,
             credentials: config.credentials.clone(),
+            transport: config.transport,
+            legacy_seen: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -197,14 +262,65 @@ impl Http {
         caller: Option<&Auth>,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes, HttpSession), GatewayError> {
-        let session = HttpSession {
-            upstream_id: Mutex::new(None),
-            version: Mutex::new(None),
-            init: body,
-            reinit: tokio::sync::Mutex::new(()),
+        use std::sync::atomic::Ordering;
+        let legacy_only = self.transport == HttpTransport::Sse
+            || (self.transport == HttpTransport::Auto && self.legacy_seen.load(Ordering::Relaxed));
+        let refused = if legacy_only {
+            None
+        } else {
+            let session = new_session(body.clone(), None);
+            let (status, message) = self.run_initialize(caller, &session).await?;
+            let fall_back = self.transport == HttpTransport::Auto
+                && matches!(
+                    status,
+                    StatusCode::BAD_REQUEST
+                        | StatusCode::NOT_FOUND
+                        | StatusCode::METHOD_NOT_ALLOWED
+                );
+            if !fall_back {
+                return Ok((status, message, session));
+            }
+            Some((status, message, session))
         };
-        let (status, message) = self.run_initialize(caller, &session).await?;
-        Ok((status, message, session))
+        match self.legacy_initialize(caller, body).await {
+            Ok(session) => {
+                if refused.is_some() {
+                    tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream refused Streamable HTTP; it speaks the legacy HTTP+SSE transport, used from now on");
+                    self.legacy_seen.store(true, Ordering::Relaxed);
+                }
+                let answer = session
+                    .answer
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                Ok((StatusCode::OK, answer, session))
+            }
+            Err(err) => match refused {
+                // Not a legacy upstream either: its refusal of the POST is the answer.
+                Some(refusal) => {
+                    tracing::debug!(target: "mcp_oauth_gateway::upstream", error = %err, "no legacy SSE fallback");
+                    Ok(refusal)
+                }
+                None => Err(err),
+            },
+        }
+    }
+
+    /// Opens a legacy SSE session and initializes it with the client's `initialize`.
+    async fn legacy_initialize(
+        &self,
+        caller: Option<&Auth>,
+        body: Bytes,
+    ) -> Result<HttpSession, GatewayError> {
+        let legacy =
+            Legacy::connect(&self.client, &self.url, self.headers_for(caller).await?).await?;
+        let answer = legacy
+            .initialize(&self.client, self.headers_for(caller).await?, body.clone())
+            .await?;
+        let answer = client_version(&body, answer);
+        let session = new_session(body, Some(legacy));
+        *session.answer.lock().unwrap_or_else(|p| p.into_inner()) = answer;
+        Ok(session)
     }
 
     /// Sends `initialize` (the client's, kept in `session`) and `notifications/initialized`,
@@ -238,6 +354,7 @@ impl Http {
             .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
             .and_then(|v| HeaderValue::try_from(v).ok());
         session.set(upstream_id.clone(), version.clone());
+        *session.answer.lock().unwrap_or_else(|p| p.into_inner()) = message.clone();
         let initialized = jsonrpc::encode_request(None, "notifications/initialized", None);
         let request = self
             .post_builder(caller, initialized, upstream_id.as_ref(), version.as_ref())
@@ -265,11 +382,14 @@ impl Http {
             return Ok(());
         }
         tracing::info!(target: "mcp_oauth_gateway::upstream", "the upstream lost the session (it answered 404, or 400 naming the session); initializing a new one");
-        let (status, _) = self.run_initialize(caller, session).await?;
-        if !status.is_success() {
-            return Err(GatewayError::SessionGone);
+        // An upstream that answers but cannot give a working session (a refused initialize,
+        // a new session lost at once) ends the client's session; one that cannot be reached
+        // keeps it, for a later try.
+        match self.run_initialize(caller, session).await {
+            Ok((status, _)) if status.is_success() => Ok(()),
+            Ok(_) | Err(GatewayError::Protocol(_)) => Err(GatewayError::SessionGone),
+            Err(err) => Err(err),
         }
-        Ok(())
     }
 
     /// Posts a client message in `session`; on a lost upstream session, re-initializes and
@@ -280,6 +400,11 @@ impl Http {
         session: &HttpSession,
         body: Bytes,
     ) -> Result<reqwest::Response, GatewayError> {
+        if let Some(legacy) = &session.legacy {
+            return legacy
+                .post(&self.client, self.headers_for(caller).await?, body)
+                .await;
+        }
         let id = session.upstream_id();
         let request = self
             .post_builder(
@@ -313,6 +438,9 @@ impl Http {
         session: &HttpSession,
         last_event_id: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, GatewayError> {
+        if let Some(legacy) = &session.legacy {
+            return Ok(legacy.stream());
+        }
         let send = async |id: Option<HeaderValue>| {
             let mut request = self
                 .client
@@ -342,6 +470,10 @@ impl Http {
 
     /// Ends the upstream session (best effort).
     pub(crate) async fn delete(&self, caller: Option<&Auth>, session: &HttpSession) {
+        if let Some(legacy) = &session.legacy {
+            legacy.close();
+            return;
+        }
         let Some(id) = session.upstream_id() else {
             return;
         };

@@ -4,6 +4,7 @@
 
 mod credentials;
 pub(crate) mod http;
+mod legacy;
 pub(crate) mod stdio;
 
 pub use credentials::UpstreamCredentials;
@@ -140,7 +141,8 @@ impl StdioConfig {
     }
 
     /// Whether users share one child ([`Isolation::Shared`](crate::Isolation::Shared), the
-    /// default) or each gets their own ([`Isolation::PerUser`](crate::Isolation::PerUser)).
+    /// default), each user gets their own ([`Isolation::PerUser`](crate::Isolation::PerUser))
+    /// or each MCP session does ([`Isolation::PerSession`](crate::Isolation::PerSession)).
     pub fn isolation(mut self, isolation: crate::isolation::Isolation) -> Self {
         self.isolation = isolation;
         self
@@ -184,7 +186,25 @@ impl std::fmt::Debug for SecretHeader {
     }
 }
 
-/// A Streamable HTTP upstream: each client session gets its own upstream session.
+/// How the gateway speaks to an HTTP upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpTransport {
+    /// Streamable HTTP, falling back to the legacy HTTP+SSE transport (MCP 2024-11-05) when
+    /// the upstream answers the `initialize` POST with 400, 404 or 405 (the default). Once
+    /// the fallback worked, later sessions go straight to SSE.
+    #[default]
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport only: the URL is the upstream's SSE stream (`GET`),
+    /// whose `endpoint` event says where messages are POSTed (on the same origin, else
+    /// refused).
+    Sse,
+}
+
+/// A Streamable HTTP (or legacy HTTP+SSE) upstream: each client session gets its own
+/// upstream session.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct HttpConfig {
@@ -192,6 +212,7 @@ pub struct HttpConfig {
     pub(crate) headers: Vec<SecretHeader>,
     pub(crate) credentials: Option<UpstreamCredentials>,
     pub(crate) timeout: Duration,
+    pub(crate) transport: HttpTransport,
 }
 
 impl HttpConfig {
@@ -216,7 +237,15 @@ impl HttpConfig {
             headers: Vec::new(),
             credentials: None,
             timeout: Duration::from_secs(10),
+            transport: HttpTransport::Auto,
         })
+    }
+
+    /// Streamable HTTP, legacy SSE, or the first falling back to the second. Default:
+    /// [`HttpTransport::Auto`].
+    pub fn transport(mut self, transport: HttpTransport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// A header sent with every upstream request (the upstream's own credential, e.g.

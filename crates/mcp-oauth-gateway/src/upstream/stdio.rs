@@ -119,7 +119,12 @@ impl Drop for Stdio {
 
 impl Stdio {
     /// Starts the supervisor (inside a Tokio runtime); the child starts at once.
-    pub(crate) fn start(config: StdioConfig, sessions: Sessions) -> Self {
+    /// `probe`: the metrics and this upstream's number in them, where its children are counted.
+    pub(crate) fn start(
+        config: StdioConfig,
+        sessions: Sessions,
+        probe: (Arc<crate::metrics::Metrics>, usize),
+    ) -> Self {
         let (state, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             config,
@@ -129,7 +134,7 @@ impl Stdio {
             next: AtomicU64::new(1),
             starts: AtomicU64::new(0),
         });
-        let supervisor = tokio::spawn(supervise(shared.clone()));
+        let supervisor = tokio::spawn(supervise(shared.clone(), probe));
         Self { shared, supervisor }
     }
 
@@ -319,12 +324,16 @@ fn not_ready() -> GatewayError {
 }
 
 /// Starts the child, again and again.
-async fn supervise(shared: Arc<Shared>) {
+async fn supervise(shared: Arc<Shared>, (metrics, index): (Arc<crate::metrics::Metrics>, usize)) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        shared.starts.fetch_add(1, Ordering::Relaxed);
-        match run_child(&shared).await {
+        let again = shared.starts.fetch_add(1, Ordering::Relaxed) > 0;
+        // Counted while it runs; dropped with the supervisor's future when the upstream stops.
+        let process = metrics.process_started(index, again);
+        let ended = run_child(&shared).await;
+        drop(process);
+        match ended {
             Ok(status) => {
                 tracing::warn!(target: "mcp_oauth_gateway::upstream", %status, "the upstream process exited; restarting it")
             }

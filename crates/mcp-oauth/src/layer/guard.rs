@@ -29,6 +29,8 @@ pub(crate) struct Guard {
     /// The access policy deciding calls, with its audit log.
     #[cfg(feature = "policy")]
     enforcer: Option<Arc<crate::policy::Enforcer>>,
+    /// Where results are counted, if anywhere.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Guard {
@@ -52,6 +54,28 @@ impl Guard {
             dpop: None,
             #[cfg(feature = "policy")]
             enforcer: None,
+            metrics: None,
+        }
+    }
+
+    /// A copy that counts its results in `metrics`.
+    pub(crate) fn with_metrics(&self, metrics: Option<crate::metrics::Metrics>) -> Self {
+        Self {
+            metrics,
+            ..self.clone()
+        }
+    }
+
+    /// The registry results are counted in.
+    pub(crate) fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.metrics.as_ref()
+    }
+
+    /// Counts one result (one branch without a registry).
+    #[inline]
+    pub(crate) fn count(&self, result: crate::metrics::AuthResult) {
+        if let Some(metrics) = &self.metrics {
+            metrics.auth_result(result);
         }
     }
 
@@ -96,6 +120,14 @@ impl Guard {
         Self {
             challenge_scopes: challenge_scopes(&policy, scopes_supported),
             policy,
+            ..self.clone()
+        }
+    }
+
+    /// A copy guarding another resource URL (another endpoint of the same server).
+    pub(crate) fn with_resource(&self, resource: ResourceUrl) -> Self {
+        Self {
+            resource,
             ..self.clone()
         }
     }

@@ -28,6 +28,7 @@ use crate::challenge::{Rejection, json_error};
 use crate::claims::now_unix;
 use crate::error::VerifyError;
 use crate::jsonrpc::peek_jsonrpc;
+use crate::metrics::AuthResult;
 use crate::verify::BoxFuture;
 
 /// The response body of [`BearerAuth`]: the inner service's, or a rejection's JSON.
@@ -345,9 +346,12 @@ where
                             },
                             Decided::Reject(response) => State::Rejected { response },
                         },
-                        Err(()) => State::Rejected {
-                            response: too_large(),
-                        },
+                        Err(()) => {
+                            guard.count(AuthResult::TooLarge);
+                            State::Rejected {
+                                response: too_large(),
+                            }
+                        }
                     }
                 }
                 StateProj::Rejected { .. } => {
@@ -589,6 +593,7 @@ fn reject_parts(
 ) -> Response<Full<Bytes>> {
     let resource = resource_of(guard, headers, extensions);
     log_rejection(&rejection, uri.path());
+    guard.count(rejection_result(&rejection));
     let dpop = guard.dpop().map(|dpop| dpop.challenge(headers));
     rejection.into_response_with(&resource.metadata_url(), guard.challenge_scopes(), dpop)
 }
@@ -718,6 +723,7 @@ fn after_authentication<B>(guard: &Guard, req: Request<B>, auth: Auth) -> Next<B
     let mut req = req;
     forget_stream_position(guard, &mut req);
     req.extensions_mut().insert::<Auth>(auth);
+    guard.count(AuthResult::Ok);
     Next::Call(req)
 }
 
@@ -761,10 +767,16 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
                         // The answer is read: ask for it uncompressed.
                         req.headers_mut().remove(header::ACCEPT_ENCODING);
                         req.extensions_mut().insert::<Auth>(auth);
+                        guard.count(AuthResult::Ok);
                         return Decided::Listed(req, filter);
                     }
                     PolicyAnswer::Reject(rejection) => Some(rejection),
-                    PolicyAnswer::Answer(response) => return Decided::Reject(response),
+                    PolicyAnswer::Answer(response) => {
+                        // The caller is authenticated: the policy's refusal is counted with
+                        // the policy's decisions.
+                        guard.count(AuthResult::Ok);
+                        return Decided::Reject(response);
+                    }
                 }
                 #[cfg(not(feature = "policy"))]
                 None
@@ -785,6 +797,7 @@ fn after_body<B: From<Bytes>>(guard: &Guard, parts: Parts, bytes: Bytes, auth: A
     }
     let mut req = Request::from_parts(parts, B::from(bytes));
     req.extensions_mut().insert::<Auth>(auth);
+    guard.count(AuthResult::Ok);
     Decided::Call(req)
 }
 
@@ -817,7 +830,7 @@ fn access_policy(
     let Some(enforcer) = guard.enforcer() else {
         return PolicyAnswer::Pass;
     };
-    match enforcer.check(auth, calls, bytes, dpop) {
+    match enforcer.check(auth, calls, bytes, dpop, guard.metrics()) {
         Verdict::Pass => match enforcer.list_filter(auth, calls, bytes) {
             Ok(None) => PolicyAnswer::Pass,
             Ok(Some(filter)) => PolicyAnswer::List(Box::new(filter)),
@@ -855,6 +868,20 @@ fn access_policy(
             );
             PolicyAnswer::Answer(response)
         }
+    }
+}
+
+/// What a rejection counts as in `mcp_oauth_auth_results_total`.
+fn rejection_result(rejection: &Rejection) -> AuthResult {
+    match rejection {
+        Rejection::MissingToken => AuthResult::MissingToken,
+        Rejection::InvalidRequest(_) => AuthResult::InvalidRequest,
+        Rejection::InvalidToken(_) => AuthResult::InvalidToken,
+        Rejection::InsufficientScope { .. } => AuthResult::InsufficientScope,
+        Rejection::Unavailable(_) => AuthResult::Unavailable,
+        Rejection::WrongScheme(_) => AuthResult::WrongScheme,
+        Rejection::InvalidProof(crate::dpop::DpopError::Unavailable(_)) => AuthResult::Unavailable,
+        Rejection::InvalidProof(_) => AuthResult::InvalidDpopProof,
     }
 }
 
@@ -927,6 +954,38 @@ mod tests {
             bearer_token(&headers(&["Bearer a", "Bearer b"])),
             Err(Rejection::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn each_rejection_counts_under_its_reason() {
+        use crate::dpop::DpopError;
+        let cases = [
+            (Rejection::MissingToken, "missing_token"),
+            (Rejection::InvalidRequest("x"), "invalid_request"),
+            (
+                Rejection::InvalidToken(VerifyError::Expired),
+                "invalid_token",
+            ),
+            (
+                Rejection::InsufficientScope {
+                    required: vec!["admin".into()],
+                },
+                "insufficient_scope",
+            ),
+            (Rejection::Unavailable(VerifyError::Expired), "unavailable"),
+            (Rejection::WrongScheme("x"), "wrong_scheme"),
+            (
+                Rejection::InvalidProof(DpopError::Missing),
+                "invalid_dpop_proof",
+            ),
+            (
+                Rejection::InvalidProof(DpopError::Unavailable("store down".into())),
+                "unavailable",
+            ),
+        ];
+        for (rejection, label) in cases {
+            assert_eq!(rejection_result(&rejection).label(), label, "{rejection:?}");
+        }
     }
 
     #[test]

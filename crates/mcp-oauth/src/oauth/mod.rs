@@ -207,6 +207,19 @@ impl OAuth {
         &self.inner.mirrors
     }
 
+    /// A copy for another endpoint of the same server: the same authorization servers, token
+    /// pipeline and scope policy, but `resource` as the URL tokens must be issued for (their
+    /// audience), the one the 401 challenge and the protected-resource metadata name. A
+    /// gateway serving one upstream per path gives each path its own audience this way.
+    #[must_use]
+    pub fn with_resource(&self, resource: ResourceUrl) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.guard = Arc::new(inner.guard.with_resource(resource));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// A copy with a different scope policy (the [`McpServer`](crate::server::McpServer) adds its
     /// tools' scopes this way).
     #[must_use]
@@ -242,6 +255,23 @@ impl OAuth {
             .guard
             .enforcer()
             .map(crate::policy::Enforcer::policy)
+    }
+
+    /// A copy whose bearer layer counts its results (`mcp_oauth_auth_results_total`) and
+    /// whose access policy counts its decisions (`mcp_oauth_policy_decisions_total`) in
+    /// `metrics`; see [`metrics`](crate::metrics).
+    #[must_use]
+    pub fn with_metrics(&self, metrics: crate::metrics::Metrics) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.guard = Arc::new(inner.guard.with_metrics(Some(metrics)));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The registry given to [`OAuth::with_metrics`], if any.
+    pub fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.inner.guard.metrics()
     }
 
     /// The bearer layer for this configuration.

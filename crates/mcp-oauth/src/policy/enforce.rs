@@ -79,6 +79,7 @@ impl Enforcer {
         calls: &[RpcCall<'_>],
         body: &[u8],
         dpop: bool,
+        metrics: Option<&crate::metrics::Metrics>,
     ) -> Verdict {
         if !calls.iter().any(|c| DECIDED.contains(&c.method.as_ref())) {
             return Verdict::Pass;
@@ -111,6 +112,9 @@ impl Enforcer {
                 Some((target, arguments)) => {
                     let decision = self.policy.decide_as(&principal, target, arguments);
                     self.record(&principal, method, target, arguments, &decision, started);
+                    if let Some(metrics) = metrics {
+                        metrics.policy_decision(decision.rule_ids(), metric_effect(&decision));
+                    }
                     // Only a caller who may make the call learns that its tool needs DPoP.
                     if let Target::Tool(tool) = target
                         && !dpop
@@ -233,6 +237,15 @@ impl Enforcer {
             event = event.arguments(arguments.clone());
         }
         record_later(audit.clone(), event);
+    }
+}
+
+/// A decision's effect as the metrics name it.
+fn metric_effect(decision: &Decision) -> crate::metrics::PolicyEffect {
+    match decision.effect() {
+        Effect::Allow => crate::metrics::PolicyEffect::Allow,
+        Effect::Deny => crate::metrics::PolicyEffect::Deny,
+        Effect::StepUp => crate::metrics::PolicyEffect::StepUp,
     }
 }
 

@@ -97,6 +97,7 @@ pub struct McpServer {
     access_policy: Option<crate::policy::PolicyConfig>,
     #[cfg(feature = "policy")]
     audit: Option<crate::audit::AuditLog>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl McpServer {
@@ -119,7 +120,33 @@ impl McpServer {
             access_policy: None,
             #[cfg(feature = "policy")]
             audit: None,
+            metrics: None,
         }
+    }
+
+    /// Counts into `metrics`: each MCP operation's duration
+    /// (`mcp_server_operation_duration_seconds`, with this server's tools as
+    /// `gen_ai_tool_name`), the bearer layer's results and the access policy's decisions.
+    /// Serve them with [`Metrics::router`](crate::metrics::Metrics::router) on a listener of
+    /// their own; see [`metrics`](crate::metrics).
+    ///
+    /// ```no_run
+    /// use mcp_oauth::metrics::Metrics;
+    /// use mcp_oauth::server::McpServer;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let metrics = Metrics::new();
+    /// let admin = tokio::net::TcpListener::bind("127.0.0.1:9464").await?;
+    /// tokio::spawn(axum::serve(admin, metrics.router()).into_future());
+    /// McpServer::new("demo", "1.0.0")
+    ///     .metrics(metrics)
+    ///     .listen("127.0.0.1:8080")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Serves `server` (an embedded [`AuthServer`](crate::auth_server::AuthServer), in proxy
@@ -463,12 +490,29 @@ impl McpServer {
         {
             handler = handler.with_policy(policy);
         }
+        let oauth = match &self.metrics {
+            Some(metrics) => {
+                metrics.register_tools(self.tools.iter().map(|t| t.name.as_str()));
+                oauth.map(|o| o.with_metrics(metrics.clone()))
+            }
+            None => oauth,
+        };
         let config = transport_config(oauth.as_ref(), self.sessions, self.json_response);
         let service = StreamableHttpService::new(
             move || Ok(handler.clone()),
             Arc::new(LocalSessionManager::default()),
             config,
         );
+        let service = match &self.metrics {
+            Some(metrics) => metrics.layer(),
+            None => crate::metrics::OperationLayer::tracing_only(),
+        }
+        .max_body(
+            oauth
+                .as_ref()
+                .map_or(crate::layer::DEFAULT_MAX_BODY_BYTES, OAuth::max_body_bytes),
+        )
+        .layer(service);
         let path = self.endpoint_path(oauth.as_ref());
         // One CORS policy per kind of route, applied once: `mcp_cors` on the MCP endpoint
         // only; the metadata routes and the authorization server's routes carry their own.

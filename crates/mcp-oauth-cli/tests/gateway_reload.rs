@@ -1,0 +1,242 @@
+//! `mcp-oauth gateway --config FILE` reloads the file and its policy file while it serves:
+//! a new upstream is served and a removed one gone in the session a client already has; a
+//! policy that no longer compiles against the tools, or a file that does not parse, leaves
+//! what is in force and the log names the file and line; SIGHUP reads everything again (a
+//! rotated `file:` secret).
+
+#![cfg(unix)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+async fn http_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, mcp_oauth_gateway::test_upstream::http_router()).await
+    });
+    addr
+}
+
+async fn names(client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
+    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
+    Ok(serde_json::to_value(&result).unwrap()["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Polls `check` until it is true, or panics naming `what` (with the log) after 30 s.
+async fn until<F, Fut>(what: &str, log: &Mutex<Vec<String>>, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; the log:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn logged(log: &Mutex<Vec<String>>, parts: &[&str]) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|line| parts.iter().all(|p| line.contains(p)))
+        .count()
+}
+
+fn config(
+    alpha: SocketAddr,
+    second: (&str, SocketAddr),
+    header: Option<&Path>,
+    policy: &Path,
+) -> String {
+    let (name, addr) = second;
+    let header = header
+        .map(|file| format!("headers = {{ \"X-Key\" = \"file:{}\" }}\n", file.display()))
+        .unwrap_or_default();
+    format!(
+        "[[upstream]]\nname = \"alpha\"\nurl = \"http://{alpha}/mcp\"\n\n[[upstream]]\nname = \"{name}\"\nurl = \"http://{addr}/mcp\"\n{header}\n[policy]\nfile = {}\n",
+        serde_json::to_string(policy.to_str().unwrap()).unwrap()
+    )
+}
+
+fn policy(tools: &[&str]) -> String {
+    let mut text = String::from("[policy]\n");
+    for tool in tools {
+        text.push_str(&format!(
+            "\n[[policy.rule]]\nid = \"{tool}\"\ntools = [\"{tool}\"]\n"
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn the_configuration_and_the_policy_reload_while_serving() {
+    let (a, b, c) = (
+        http_upstream().await,
+        http_upstream().await,
+        http_upstream().await,
+    );
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, policy_file, secret) = (
+        dir.join("gateway.toml"),
+        dir.join("policy.toml"),
+        dir.join("secret"),
+    );
+    std::fs::write(&policy_file, policy(&["alpha__echo", "beta__echo"])).unwrap();
+    std::fs::write(&file, config(a, ("beta", b), None, &policy_file)).unwrap();
+    std::fs::write(&secret, "one").unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args([
+            "gateway",
+            "--port",
+            "0",
+            "--json",
+            "--store",
+            "memory",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let collected = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
+    )
+    .await
+    .expect("the gateway printed its JSON line in time")
+    .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(info["mcp_url"].as_str().unwrap())
+            .auth_header(info["token"].as_str().unwrap().to_owned()),
+    );
+    let client: Client = ().serve(transport).await.unwrap();
+    assert_eq!(names(&client).await, ["alpha__echo", "beta__echo"]);
+
+    // beta replaced by gamma; the policy still names beta__echo: the upstreams change, the
+    // policy in force stays (gamma's tools hidden), and the log names the rule's line.
+    std::fs::write(&file, config(a, ("gamma", c), None, &policy_file)).unwrap();
+    until("the upstreams reloaded", &log, || async {
+        logged(&log, &["added [gamma]", "removed [beta]", "kept [alpha]"]) == 1
+    })
+    .await;
+    until("the policy refused", &log, || async {
+        logged(
+            &log,
+            &["policy.toml:", "beta__echo", "the policy in force stays"],
+        ) >= 1
+    })
+    .await;
+    assert_eq!(
+        names(&client).await,
+        ["alpha__echo"],
+        "same session, old policy"
+    );
+    assert_eq!(echo(&client, "alpha__echo", "kept").await.unwrap(), "kept");
+
+    // The policy fixed: gamma's echo is allowed, in the same session.
+    std::fs::write(&policy_file, policy(&["alpha__echo", "gamma__echo"])).unwrap();
+    until("the new policy", &log, || async {
+        names(&client).await == ["alpha__echo", "gamma__echo"]
+    })
+    .await;
+    assert_eq!(echo(&client, "gamma__echo", "new").await.unwrap(), "new");
+
+    // A broken file: the log names it and the line; what runs stays.
+    std::fs::write(&file, "[[upstream]]\nnme = \"x\"\n").unwrap();
+    until("the refusal", &log, || async {
+        logged(
+            &log,
+            &[
+                "gateway.toml:2: unknown field `nme`",
+                "the running configuration stays",
+            ],
+        ) == 1
+    })
+    .await;
+    assert_eq!(
+        echo(&client, "gamma__echo", "still").await.unwrap(),
+        "still"
+    );
+
+    // A secret from a file: the file watcher sees the configuration change; SIGHUP sees the
+    // secret's file change.
+    std::fs::write(&file, config(a, ("gamma", c), Some(&secret), &policy_file)).unwrap();
+    until("gamma changed", &log, || async {
+        logged(&log, &["changed [gamma]"]) == 1
+    })
+    .await;
+    std::fs::write(&secret, "two").unwrap();
+    let pid = child.id().unwrap().to_string();
+    let status = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    until("SIGHUP", &log, || async {
+        logged(&log, &["SIGHUP"]) == 1 && logged(&log, &["changed [gamma]"]) == 2
+    })
+    .await;
+    assert_eq!(
+        echo(&client, "gamma__echo", "after").await.unwrap(),
+        "after"
+    );
+    client.cancel().await.unwrap();
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,290 @@
+//! `mcp-oauth gateway` with several upstreams named on the command line (`--upstream
+//! NAME=URL`, `--stdio 'NAME=CMD ARGS…'`), each also at its own path `/NAME/mcp` with its own
+//! token audience; `--print-config` turning them into `[[upstream]]` tables that `gateway
+//! check` accepts. `harness = false`: started with [`STDIO_ROLE`] as an argument, this binary
+//! is the stdio MCP server the gateway runs.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
+
+use std::net::SocketAddr;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const STDIO_ROLE: &str = "--serve-as-stdio-upstream";
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+async fn client(url: &str, token: &str) -> Client {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    ().serve(transport).await.expect("client")
+}
+
+async fn tool_names(client: &Client) -> Vec<String> {
+    let tools = client.list_all_tools().await.unwrap();
+    tools.iter().map(|t| t.name.to_string()).collect()
+}
+
+async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
+    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
+    Ok(serde_json::to_value(&result).unwrap()["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_mcp-oauth")
+}
+
+/// A token of the dev server in `data` for `aud`, as `mcp-oauth token` mints it.
+async fn token_for(data: &std::path::Path, aud: &str) -> String {
+    let out = Command::new(binary())
+        .args(["token", "--sub", "alice", "--aud", aud, "--data-dir"])
+        .arg(data)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+async fn initialize_status(url: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn several_upstreams_named_on_the_command_line() {
+    let app = mcp_oauth_gateway::test_upstream::http_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let me = std::env::current_exe().unwrap();
+    let stdio = format!(
+        "local={} {STDIO_ROLE}",
+        shlex::try_quote(me.to_str().unwrap()).unwrap()
+    );
+    let http = format!("remote=http://{remote}/mcp");
+    let data =
+        std::env::temp_dir().join(format!("mcp-oauth-cli-gw-several-{}", std::process::id()));
+    let upstreams = ["--upstream", http.as_str(), "--stdio", stdio.as_str()];
+
+    let mut child = Command::new(binary())
+        .args([
+            "gateway",
+            "--port",
+            "0",
+            "--json",
+            "--store",
+            "memory",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(upstreams)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
+    )
+    .await
+    .expect("the gateway printed its JSON line in time")
+    .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let merged = info["mcp_url"].as_str().unwrap().to_owned();
+    let base = merged.trim_end_matches("/mcp").to_owned();
+    let (remote_url, local_url) = (format!("{base}/remote/mcp"), format!("{base}/local/mcp"));
+    assert_eq!(
+        info["upstream_urls"],
+        json!([remote_url, local_url]),
+        "{info}"
+    );
+
+    // The merged endpoint, with the banner's token: both upstreams, prefixed.
+    let token = info["token"].as_str().unwrap();
+    let mcp = client(&merged, token).await;
+    let names = tool_names(&mcp).await;
+    for name in ["local__echo", "remote__echo"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    assert_eq!(echo(&mcp, "local__echo", "a").await.unwrap(), "a");
+    assert_eq!(echo(&mcp, "remote__echo", "b").await.unwrap(), "b");
+    mcp.cancel().await.unwrap();
+
+    // Each upstream at its own path, with a token for that path only.
+    for (url, other) in [(&remote_url, &local_url), (&local_url, &remote_url)] {
+        let own = token_for(&data, url).await;
+        assert_eq!(
+            initialize_status(other, &own).await,
+            401,
+            "{url} token at {other}"
+        );
+        assert_eq!(
+            initialize_status(&merged, &own).await,
+            401,
+            "{url} token at {merged}"
+        );
+        assert_eq!(
+            initialize_status(url, token).await,
+            401,
+            "the merged token at {url}"
+        );
+        let mcp = client(url, &own).await;
+        let names = tool_names(&mcp).await;
+        assert!(names.iter().any(|n| n == "echo"), "{names:?}");
+        assert!(names.iter().all(|n| !n.contains("__")), "{names:?}");
+        assert_eq!(echo(&mcp, "echo", url).await.unwrap(), url.as_str());
+        mcp.cancel().await.unwrap();
+        let doc: Value = reqwest::get(format!(
+            "{base}/.well-known/oauth-protected-resource{}",
+            url.trim_start_matches(&base)
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(doc["resource"], url.as_str(), "{doc}");
+    }
+    drop(child);
+
+    // --print-config: the named upstreams as [[upstream]] tables, which check accepts.
+    let out = Command::new(binary())
+        .args(["gateway", "--port", "8080"])
+        .args(upstreams)
+        .arg("--print-config")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        printed.contains(&format!(
+            "[[upstream]]\nname = \"remote\"\nurl = \"http://{remote}/mcp\"\n"
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "[[upstream]]\nname = \"local\"\ncommand = [{}, \"{STDIO_ROLE}\"]\n",
+            serde_json::to_string(me.to_str().unwrap()).unwrap()
+        )),
+        "{printed}"
+    );
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("printed.toml");
+    std::fs::write(&file, &printed).unwrap();
+    let out = Command::new(binary())
+        .args(["gateway", "check", "--config"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("upstream      local: ") && stdout.contains("alone at /local/mcp"),
+        "{stdout}"
+    );
+
+    // What cannot be told apart is refused before anything starts.
+    for (args, expected) in [
+        (
+            vec![
+                "--upstream",
+                "http://127.0.0.1:9/mcp",
+                "--upstream",
+                "http://127.0.0.1:8/mcp",
+            ],
+            "name each one",
+        ),
+        (
+            vec![
+                "--upstream",
+                "a=http://127.0.0.1:9/mcp",
+                "--stdio",
+                "a=server",
+            ],
+            "two upstreams are named \"a\"",
+        ),
+        (
+            vec!["--stdio", "a=server", "--env", "K=v"],
+            "--env is for a single unnamed upstream",
+        ),
+    ] {
+        let out = Command::new(binary())
+            .args(["gateway", "--port", "0"])
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    server.abort();
+}
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::args().any(|a| a == STDIO_ROLE) {
+        // The gateway started this binary as its stdio upstream.
+        return match runtime.block_on(mcp_oauth_gateway::test_upstream::serve_stdio()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let started = Instant::now();
+    let name = "several_upstreams_named_on_the_command_line";
+    if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        return ExitCode::SUCCESS;
+    }
+    println!("test {name} ...");
+    runtime.block_on(several_upstreams_named_on_the_command_line());
+    println!(
+        "test {name} ... ok ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}

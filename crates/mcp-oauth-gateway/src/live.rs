@@ -1,0 +1,447 @@
+//! The upstreams of a gateway of several, swappable while it serves
+//! ([`Gateway::reload`](crate::Gateway::reload)).
+//!
+//! A reload builds what changed and keeps what did not: an upstream whose configuration is the
+//! same keeps its running side (its stdio child, its sessions); the client sessions of the
+//! merged endpoint and of each upstream's own path stay (they are keyed by upstream name, so
+//! a member opened in a changed upstream is opened again at the session's next request);
+//! a removed upstream's child stops when the last request using it is done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+
+use crate::aggregate::{self, Aggregate, Member};
+use crate::error::GatewayError;
+use crate::front::{Inner, Upstream};
+use crate::gate::{AllowAll, Gatekeeper};
+use crate::isolation::{self, Isolation, Route};
+use crate::metrics::Metrics;
+use crate::paths::Own;
+use crate::per_session;
+use crate::sessions::Sessions;
+use crate::upstream::{self, UpstreamConfig};
+use crate::{SEPARATOR, identity, valid_upstream_name};
+
+/// What building an upstream's running side needs, from the builder.
+#[derive(Clone)]
+pub(crate) struct Parts {
+    pub(crate) oauth: Option<mcp_oauth::OAuth>,
+    pub(crate) gatekeeper: Arc<dyn Gatekeeper>,
+    pub(crate) audit: Option<mcp_oauth::AuditLog>,
+    pub(crate) max_body: usize,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The upstreams the metrics count, in their order (fixed when the gateway is built).
+    pub(crate) metric_names: Vec<String>,
+    pub(crate) signer: Option<Arc<identity::Signer>>,
+    pub(crate) identity_meta: bool,
+    pub(crate) per_user_idle: Duration,
+    pub(crate) per_user_max: u64,
+    pub(crate) per_session_idle: Duration,
+    pub(crate) per_session_max: u64,
+    pub(crate) session_idle: Duration,
+    pub(crate) max_sessions: u64,
+    /// The merged endpoint's path.
+    pub(crate) path: String,
+}
+
+impl Parts {
+    fn metric_index(&self, name: &str) -> usize {
+        self.metric_names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(usize::MAX)
+    }
+
+    fn sessions(&self) -> Sessions {
+        Sessions::new(self.session_idle, self.max_sessions)
+    }
+}
+
+/// The running side of one upstream. `several`: a member of an aggregate (no OAuth, gatekeeper
+/// or audit of its own; the aggregate has them).
+pub(crate) fn route_for(
+    parts: &Parts,
+    name: Option<Arc<str>>,
+    config: &UpstreamConfig,
+    several: bool,
+) -> Result<Route, GatewayError> {
+    let index = match name.as_deref() {
+        Some(name) if several => parts.metric_index(name),
+        _ => 0,
+    };
+    let assemble = {
+        let gatekeeper = if several {
+            Arc::new(AllowAll) as Arc<dyn Gatekeeper>
+        } else {
+            parts.gatekeeper.clone()
+        };
+        let oauth = if several { None } else { parts.oauth.clone() };
+        let audit = if several { None } else { parts.audit.clone() };
+        let (max_body, ready_timeout) = (parts.max_body, parts.ready_timeout);
+        let metrics = parts.metrics.clone();
+        let name = name.clone();
+        let meta_identity = parts
+            .signer
+            .clone()
+            .filter(|_| parts.identity_meta && matches!(config, UpstreamConfig::Stdio(_)))
+            .map(|signer| (signer, identity::stdio_audience(name.as_deref())));
+        move |sessions: Sessions, upstream: Upstream| {
+            Arc::new(Inner {
+                upstream,
+                gatekeeper: gatekeeper.clone(),
+                sessions,
+                oauth: oauth.clone(),
+                max_body,
+                ready_timeout,
+                metrics: metrics.clone(),
+                index,
+                name: name.clone(),
+                front: !several,
+                audit: audit.clone(),
+                meta_identity: meta_identity.clone(),
+            })
+        }
+    };
+    let (session_idle, max_sessions) = (parts.session_idle, parts.max_sessions);
+    // Where a stdio child counts its starts and restarts.
+    let probe = (parts.metrics.clone(), index);
+    Ok(match config {
+        UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
+            let config = config.clone();
+            let make = move || {
+                let sessions = Sessions::new(session_idle, max_sessions);
+                let child =
+                    upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
+                assemble(sessions, Upstream::Stdio(child))
+            };
+            Route::PerUser(Arc::new(isolation::PerUser::new(
+                name,
+                make,
+                parts.per_user_idle,
+                parts.per_user_max,
+            )))
+        }
+        UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerSession => {
+            let config = config.clone();
+            let make = move || {
+                let sessions = Sessions::new(session_idle, max_sessions);
+                let child =
+                    upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
+                assemble(sessions, Upstream::Stdio(child))
+            };
+            Route::PerSession(Arc::new(per_session::PerSession::new(
+                name,
+                make,
+                parts.per_session_idle.min(session_idle),
+                parts.per_session_max,
+                parts.max_body,
+            )))
+        }
+        UpstreamConfig::Stdio(config) => {
+            let sessions = parts.sessions();
+            let child =
+                upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
+            Route::Shared(assemble(sessions, Upstream::Stdio(child)))
+        }
+        UpstreamConfig::Http(config) => {
+            let http = upstream::http::Http::new(config, parts.signer.clone())?;
+            Route::Shared(assemble(parts.sessions(), Upstream::Http(http)))
+        }
+    })
+}
+
+/// Whether two configurations of an upstream run the same way (secrets compared too, never
+/// shown). Upstream credentials are not comparable: an upstream with them counts as changed.
+fn same(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
+    match (a, b) {
+        (UpstreamConfig::Stdio(a), UpstreamConfig::Stdio(b)) => {
+            a.program == b.program
+                && a.args == b.args
+                && a.env == b.env
+                && a.pass_env == b.pass_env
+                && a.cwd == b.cwd
+                && a.init_timeout == b.init_timeout
+                && a.isolation == b.isolation
+        }
+        (UpstreamConfig::Http(a), UpstreamConfig::Http(b)) => {
+            a.url == b.url
+                && a.timeout == b.timeout
+                && a.transport == b.transport
+                && a.credentials.is_none()
+                && b.credentials.is_none()
+                && a.headers.len() == b.headers.len()
+                && a.headers
+                    .iter()
+                    .zip(&b.headers)
+                    .all(|(x, y)| x.name == y.name && x.value == y.value)
+        }
+        _ => false,
+    }
+}
+
+/// One upstream as served.
+struct Served {
+    config: UpstreamConfig,
+    route: Route,
+    own: Own,
+    /// The sessions of its own path (kept across reloads).
+    own_sessions: Sessions,
+}
+
+struct Serving {
+    upstreams: Vec<(Arc<str>, Served)>,
+    merged: Arc<Aggregate>,
+    /// Each upstream's own path → its router (bearer layer, endpoint, metadata).
+    paths: HashMap<String, Router>,
+}
+
+/// What a reload did, by upstream name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// Upstreams that are new.
+    pub added: Vec<String>,
+    /// Upstreams whose configuration changed: started again (their sessions' upstream sides
+    /// are opened again at the next request).
+    pub changed: Vec<String>,
+    /// Upstreams no longer served.
+    pub removed: Vec<String>,
+    /// Upstreams left as they were (their running side and sessions untouched).
+    pub kept: Vec<String>,
+}
+
+/// The live upstreams of a gateway of several.
+pub(crate) struct Live {
+    parts: Parts,
+    /// The merged endpoint's client sessions (kept across reloads).
+    sessions: Sessions,
+    state: RwLock<Serving>,
+}
+
+/// Checks the names of a gateway of several upstreams.
+pub(crate) fn check_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), GatewayError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for name in names {
+        if !valid_upstream_name(name) {
+            return Err(GatewayError::Config {
+                what: "upstream name",
+                reason: format!(
+                    "{name:?}: with several upstreams each needs a name of 1 to 32 letters, digits or '-' (it prefixes its tools: NAME{SEPARATOR}tool)"
+                ),
+            });
+        }
+        if seen.contains(&name) {
+            return Err(GatewayError::Config {
+                what: "upstream name",
+                reason: format!("{name:?} names two upstreams"),
+            });
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+impl Live {
+    pub(crate) fn new(
+        parts: Parts,
+        upstreams: Vec<(String, UpstreamConfig)>,
+    ) -> Result<Self, GatewayError> {
+        let sessions = parts.sessions();
+        let state = Self::assemble(&parts, &sessions, Vec::new(), upstreams)?.0;
+        Ok(Self {
+            parts,
+            sessions,
+            state: RwLock::new(state),
+        })
+    }
+
+    /// The state serving `upstreams`, reusing what `old` runs where the configuration is the
+    /// same.
+    fn assemble(
+        parts: &Parts,
+        sessions: &Sessions,
+        mut old: Vec<(Arc<str>, Served)>,
+        upstreams: Vec<(String, UpstreamConfig)>,
+    ) -> Result<(Serving, Reloaded), GatewayError> {
+        check_names(upstreams.iter().map(|(n, _)| n.as_str()))?;
+        let mut report = Reloaded::default();
+        let mut served = Vec::with_capacity(upstreams.len());
+        for (name, config) in upstreams {
+            let name: Arc<str> = Arc::from(name.as_str());
+            let previous = old
+                .iter()
+                .position(|(n, _)| *n == name)
+                .map(|at| old.swap_remove(at).1);
+            let (route, own, own_sessions) = match previous {
+                Some(p) if same(&p.config, &config) => {
+                    report.kept.push(name.to_string());
+                    (p.route, p.own, p.own_sessions)
+                }
+                Some(p) => {
+                    report.changed.push(name.to_string());
+                    let route = route_for(parts, Some(name.clone()), &config, true)?;
+                    (route, p.own, p.own_sessions)
+                }
+                None => {
+                    report.added.push(name.to_string());
+                    let route = route_for(parts, Some(name.clone()), &config, true)?;
+                    let own = Own::new(&name, &parts.path, parts.oauth.as_ref())?;
+                    (route, own, parts.sessions())
+                }
+            };
+            served.push((
+                name,
+                Served {
+                    config,
+                    route,
+                    own,
+                    own_sessions,
+                },
+            ));
+        }
+        report.removed = old.iter().map(|(n, _)| n.to_string()).collect();
+        let member = |name: &Arc<str>, s: &Served| Member {
+            name: name.clone(),
+            route: s.route.clone(),
+            index: parts.metric_index(name),
+        };
+        let view = |members: Vec<Member>, sessions: Sessions, oauth, unprefixed| {
+            Arc::new(Aggregate {
+                members,
+                sessions,
+                gatekeeper: parts.gatekeeper.clone(),
+                oauth,
+                max_body: parts.max_body,
+                metrics: parts.metrics.clone(),
+                audit: parts.audit.clone(),
+                unprefixed,
+            })
+        };
+        let merged = view(
+            served.iter().map(|(n, s)| member(n, s)).collect(),
+            sessions.clone(),
+            parts.oauth.clone(),
+            false,
+        );
+        let mut paths = HashMap::new();
+        for (name, s) in &served {
+            let alone = view(
+                vec![member(name, s)],
+                s.own_sessions.clone(),
+                s.own.oauth.clone(),
+                true,
+            );
+            let router = s
+                .own
+                .route(Router::new(), alone)
+                .layer(mcp_oauth::routes::mcp_cors())
+                .merge(s.own.metadata_router());
+            paths.insert(s.own.path.clone(), router.clone());
+            if let Some(oauth) = &s.own.oauth {
+                paths.insert(oauth.resource().metadata_path(), router);
+            }
+        }
+        Ok((
+            Serving {
+                upstreams: served,
+                merged,
+                paths,
+            },
+            report,
+        ))
+    }
+
+    /// Serves `upstreams` from now on; see the module docs.
+    pub(crate) fn reload(
+        &self,
+        upstreams: Vec<(String, UpstreamConfig)>,
+    ) -> Result<Reloaded, GatewayError> {
+        if upstreams.len() < 2 {
+            return Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "a gateway of several upstreams keeps at least two across a reload (restart it to serve one)".into(),
+            });
+        }
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let old: Vec<(Arc<str>, Served)> = state
+            .upstreams
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    Served {
+                        config: s.config.clone(),
+                        route: s.route.clone(),
+                        own: s.own.clone(),
+                        own_sessions: s.own_sessions.clone(),
+                    },
+                )
+            })
+            .collect();
+        // Built beside the old state: on an error the old one goes on serving.
+        let (next, report) = Self::assemble(&self.parts, &self.sessions, old, upstreams)?;
+        *state = next;
+        if !(report.added.is_empty() && report.changed.is_empty() && report.removed.is_empty()) {
+            aggregate::announce_list_changes(&self.sessions);
+            for (name, served) in &state.upstreams {
+                if !report.kept.iter().any(|k| **k == **name) {
+                    aggregate::announce_list_changes(&served.own_sessions);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The merged endpoint's aggregate now.
+    pub(crate) fn merged(&self) -> Arc<Aggregate> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.merged.clone()
+    }
+
+    /// Each upstream's name and own path, in order.
+    pub(crate) fn paths(&self) -> Vec<(String, String, Option<String>)> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .upstreams
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.to_string(),
+                    s.own.path.clone(),
+                    s.own.oauth.as_ref().map(|o| o.resource().to_string()),
+                )
+            })
+            .collect()
+    }
+
+    fn own_router(&self, path: &str) -> Option<Router> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.paths.get(path).cloned()
+    }
+}
+
+/// The merged endpoint.
+pub(crate) async fn handle_merged(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let merged = live.merged();
+    aggregate::handle(State(merged), request).await
+}
+
+/// An upstream's own path or its metadata: the router of the upstream whose path is exactly
+/// the request's (no decoding, no case folding), else 404.
+pub(crate) async fn handle_own(State(live): State<Arc<Live>>, request: Request) -> Response {
+    let Some(mut router) = live.own_router(request.uri().path()) else {
+        return crate::front::status_only(::http::StatusCode::NOT_FOUND);
+    };
+    match tower_service::Service::call(&mut router, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
