@@ -623,7 +623,8 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("admin"),
         "{challenge}"
     );
-    // Each decision counted under the rule that made it.
+    // Each decision counted under the rule that made it (the rules allowed echo three times;
+    // the rate limit refused the third afterwards).
     let admin = gateway.info["admin_url"].as_str().unwrap();
     let metrics = reqwest::get(format!("{admin}/metrics"))
         .await
@@ -632,7 +633,7 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         .await
         .unwrap();
     for line in [
-        "mcp_oauth_policy_decisions_total{rule_id=\"echo-for-all\",effect=\"allow\"} 1\n",
+        "mcp_oauth_policy_decisions_total{rule_id=\"echo-for-all\",effect=\"allow\"} 3\n",
         "mcp_oauth_policy_decisions_total{rule_id=\"env-needs-admin\",effect=\"step_up\"} 1\n",
         "mcp_oauth_policy_decisions_total{rule_id=\"_NONE\",effect=\"deny\"} 1\n",
     ] {
