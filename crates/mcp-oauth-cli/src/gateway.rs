@@ -586,6 +586,11 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
         }
     };
+    // Rate-limit buckets in the authorization server's store (shared by the instances that
+    // share it); with --issuer, in memory.
+    if let Some(server) = &auth_server {
+        gate.count_limits_in(server.store().clone());
+    }
     let callback_url = match (&args.login, &auth_server) {
         (Some(_), Some(server)) => Some(server.upstream_callback_url()),
         _ => None,

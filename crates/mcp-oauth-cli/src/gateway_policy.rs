@@ -6,14 +6,26 @@
 //! validated against those schemas, so a rule naming a tool or an argument that does not exist
 //! stops the gateway before it serves. Until then the hook lets lists through and refuses every
 //! other request (nothing is served before the policy is in place).
+//!
+//! The policy's rate limits (`[[policy.rate_limit]]`) are checked after a call is allowed:
+//! a call over a limit is refused with a JSON-RPC error carrying the time to wait.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use mcp_oauth::Auth;
-use mcp_oauth::policy::{Catalog, Effect, Policy, PolicyConfig, Subject, Target};
-use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper, ListKind};
+use mcp_oauth::auth_server::store::Store;
+use mcp_oauth::policy::{
+    Catalog, Effect, Policy, PolicyConfig, RateLimitError, RateLimiter, Subject, Target,
+};
+use mcp_oauth_gateway::gate::{Admission, Call, Decision, Gatekeeper, ListKind, Refusal};
 use serde_json::Value;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The JSON-RPC error code of a call refused by a rate limit (in the implementation-defined
+/// server error range).
+pub(crate) const RATE_LIMITED: i64 = -32029;
 
 /// The gatekeeper; cheap to clone (the clones share the policy once it is set, and see it
 /// replaced when the policy file is reloaded).
@@ -22,6 +34,10 @@ pub(crate) struct PolicyGate {
     policy: Arc<RwLock<Option<Arc<Policy>>>>,
     /// Where decisions are counted by rule (`mcp_oauth_policy_decisions_total`).
     metrics: mcp_oauth::metrics::Metrics,
+    /// The rate limits of the policy in force.
+    limiter: Arc<RwLock<Option<Arc<RateLimiter>>>>,
+    /// Where the buckets are kept, once known (else in memory).
+    store: Arc<OnceLock<Arc<dyn Store>>>,
 }
 
 impl PolicyGate {
@@ -42,21 +58,49 @@ impl PolicyGate {
     }
 
     /// Compiles `config` against `catalog` (what [`mcp_oauth_gateway::Gateway::catalog`]
-    /// answers) and puts it in place of the one in force, if any; on an error the one in
-    /// force stays.
+    /// answers) and puts it in place of the one in force, if any, with its rate limits; on an
+    /// error the one in force stays. A reload starts the rate limits afresh when they are
+    /// counted in memory (in the store the buckets stay).
     pub(crate) fn install(
         &self,
         config: PolicyConfig,
         catalog: &Value,
         file: &Path,
     ) -> Result<(), String> {
+        let limits = config.rate_limits().to_vec();
         let catalog =
             Catalog::from_json(catalog).map_err(|e| format!("the upstreams' tool list: {e}"))?;
         let policy = Policy::new(config, catalog)
             .map_err(|e| format!("--policy {}:\n{e}", file.display()))?;
+        self.set_limits(limits);
         let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
         *slot = Some(Arc::new(policy));
         Ok(())
+    }
+
+    /// Counts the rate limits in `store` from now on (shared by every instance using it).
+    pub(crate) fn count_limits_in(&self, store: Arc<dyn Store>) {
+        if self.store.set(store).is_ok() {
+            let limits = self.limiter().map(|l| l.limits().to_vec());
+            if let Some(limits) = limits {
+                self.set_limits(limits);
+            }
+        }
+    }
+
+    fn set_limits(&self, limits: Vec<mcp_oauth::policy::RateLimit>) {
+        let limiter = match self.store.get() {
+            Some(store) => RateLimiter::shared(limits, store.clone()),
+            None => RateLimiter::new(limits),
+        };
+        let mut slot = self.limiter.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(Arc::new(limiter));
+    }
+
+    /// The rate limits in force.
+    fn limiter(&self) -> Option<Arc<RateLimiter>> {
+        let slot = self.limiter.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone()
     }
 
     /// The policy in force.
@@ -82,6 +126,51 @@ fn gate_decision(decision: &mcp_oauth::policy::Decision) -> Decision {
 }
 
 impl Gatekeeper for PolicyGate {
+    fn admit<'a>(
+        &'a self,
+        caller: Option<&'a Auth>,
+        call: Admission<'a>,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            let (Some(limiter), "tools/call", Some(tool)) =
+                (self.limiter(), call.method, call.name)
+            else {
+                return Decision::Allow;
+            };
+            if !limiter.covers(tool) {
+                return Decision::Allow;
+            }
+            let subject = caller.map_or("anonymous", |a| a.subject());
+            match limiter.check(subject, tool).await {
+                Ok(()) => Decision::Allow,
+                Err(RateLimitError::Limited(limited)) => {
+                    let wait = limited.retry_after;
+                    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    Decision::Refuse(Refusal {
+                        code: RATE_LIMITED,
+                        message: format!(
+                            "rate limit reached for tool `{tool}`: retry in {seconds} s"
+                        ),
+                        data: Some(serde_json::json!({
+                            "rateLimit": limited.limit,
+                            "retryAfter": seconds,
+                        })),
+                        reason: format!("rate_limit:{}", limited.limit),
+                    })
+                }
+                Err(err) => {
+                    tracing::error!(target: "mcp_oauth_cli", "{err}");
+                    Decision::Refuse(Refusal {
+                        code: -32603,
+                        message: "the rate limit cannot be checked; try again later".to_owned(),
+                        data: None,
+                        reason: "rate_limit:unavailable".to_owned(),
+                    })
+                }
+            }
+        })
+    }
+
     fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision {
         let method = call.method();
         let Some(policy) = self.current() else {

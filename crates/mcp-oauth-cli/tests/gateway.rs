@@ -512,12 +512,16 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     let policy = dir.join("policy.toml");
     std::fs::write(
         &policy,
-        "[policy]\n\n[[policy.rule]]\nid = \"echo-for-all\"\ntools = [\"echo\"]\n\n[[policy.rule]]\nid = \"env-needs-admin\"\ntools = [\"get_env\"]\nstep_up_scopes = [\"admin\"]\n",
+        "[policy]\n\n[[policy.rule]]\nid = \"echo-for-all\"\ntools = [\"echo\"]\n\n[[policy.rule]]\nid = \"env-needs-admin\"\ntools = [\"get_env\"]\nstep_up_scopes = [\"admin\"]\n\n[[policy.rate_limit]]\nid = \"echo-hourly\"\ntools = [\"echo\"]\nrate = \"1/hour\"\nburst = 2\n",
     )
     .unwrap();
     let role = format!("{UPSTREAM_ROLE}=1");
+    let audit = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
     let gateway = start(
         &[
+            "--audit",
+            audit.to_str().unwrap(),
             "--policy",
             policy.to_str().unwrap(),
             "--admin-listen",
@@ -544,6 +548,45 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     assert_eq!(
         call(&mcp, "echo", json!({"text": "allowed"})).await,
         "allowed"
+    );
+    // The rate limit: a burst of 2 echo calls an hour per user, then a JSON-RPC error with
+    // the time to wait (the upstream is not called); lists are never limited.
+    assert_eq!(
+        call(&mcp, "echo", json!({"text": "second"})).await,
+        "second"
+    );
+    let mut third = CallToolRequestParams::new("echo");
+    third = third.with_arguments(json!({"text": "third"}).as_object().unwrap().clone());
+    let refused = mcp
+        .call_tool(third)
+        .await
+        .expect_err("over the limit")
+        .to_string();
+    assert!(
+        refused.contains("rate limit reached for tool `echo`") && refused.contains("retry in "),
+        "{refused}"
+    );
+    assert_eq!(
+        mcp.list_all_tools().await.unwrap().len(),
+        2,
+        "lists are not limited"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("rate_limit:echo-hourly")) {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line for the refusal: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert!(
+        line.contains(r#""deny""#) && line.contains(r#""echo""#),
+        "{event}"
     );
     let mut pid = CallToolRequestParams::new("pid");
     pid = pid.with_arguments(serde_json::Map::new());
@@ -580,7 +623,8 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("admin"),
         "{challenge}"
     );
-    // Each decision counted under the rule that made it.
+    // Each decision counted under the rule that made it (the rules allowed echo three times;
+    // the rate limit refused the third afterwards).
     let admin = gateway.info["admin_url"].as_str().unwrap();
     let metrics = reqwest::get(format!("{admin}/metrics"))
         .await
@@ -589,7 +633,7 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         .await
         .unwrap();
     for line in [
-        "mcp_oauth_policy_decisions_total{rule_id=\"echo-for-all\",effect=\"allow\"} 1\n",
+        "mcp_oauth_policy_decisions_total{rule_id=\"echo-for-all\",effect=\"allow\"} 3\n",
         "mcp_oauth_policy_decisions_total{rule_id=\"env-needs-admin\",effect=\"step_up\"} 1\n",
         "mcp_oauth_policy_decisions_total{rule_id=\"_NONE\",effect=\"deny\"} 1\n",
     ] {

@@ -576,6 +576,15 @@ async fn request(
         };
         (decision, called)
     };
+    let decision = crate::gate::admitted(
+        agg.gatekeeper.as_ref(),
+        auth,
+        method,
+        message.params,
+        None,
+        decision,
+    )
+    .await;
     let response = match &decision {
         Decision::Allow => route(agg, auth, session, message, method, id).await,
         Decision::StepUp(scopes) if agg.oauth.is_some() => {
@@ -598,6 +607,10 @@ async fn request(
         Decision::Deny | Decision::StepUp(_) => {
             agg.metrics.request(method, Outcome::Denied);
             not_permitted(id)
+        }
+        Decision::Refuse(refusal) => {
+            agg.metrics.request(method, Outcome::Denied);
+            json_response(StatusCode::OK, refusal.response(id))
         }
     };
     if let Some(audit) = &agg.audit {

@@ -40,6 +40,7 @@ pub(crate) async fn record(
         Decision::Allow => Recorded::allow(),
         Decision::Deny => Recorded::deny(),
         Decision::StepUp(scopes) => Recorded::step_up(scopes.iter().cloned()),
+        Decision::Refuse(refusal) => Recorded::deny().rule_ids([refusal.reason.clone()]),
     };
     let method = call.method;
     let mut event = AuditEvent::new(method, actor, recorded)

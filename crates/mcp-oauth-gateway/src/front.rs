@@ -599,13 +599,22 @@ async fn request(
         };
         (decision, called)
     };
+    let decision = crate::gate::admitted(
+        inner.gatekeeper.as_ref(),
+        auth,
+        method,
+        message.params,
+        inner.name.as_deref(),
+        decision,
+    )
+    .await;
     let response = decided(inner, parts, auth, session, message, bytes, &decision).await;
     if inner.front {
         let outcome = match &decision {
             Decision::Allow if response.status().is_success() => Outcome::Forwarded,
             Decision::Allow => Outcome::UpstreamError,
             Decision::StepUp(_) if inner.oauth.is_some() => Outcome::StepUp,
-            Decision::Deny | Decision::StepUp(_) => Outcome::Denied,
+            Decision::Deny | Decision::StepUp(_) | Decision::Refuse(_) => Outcome::Denied,
         };
         inner.metrics.request(method, outcome);
         if let Some(audit) = &inner.audit {
@@ -653,6 +662,7 @@ async fn decided(
             .into_response(&resource.metadata_url(), &[]);
             return response.map(Body::new);
         }
+        Decision::Refuse(refusal) => return json(StatusCode::OK, refusal.response(id)),
         Decision::Deny | Decision::StepUp(_) => {
             return json(
                 StatusCode::OK,

@@ -15,6 +15,11 @@
 //! `resources/list` and `resources/templates/list` are read and each item is kept only when
 //! [`Gatekeeper::keep`] says so. The default keeps the lists as they stream, unread.
 //!
+//! A call the gatekeeper allowed is then passed to [`Gatekeeper::admit`], which may wait on
+//! shared state (a rate-limit bucket in the store, an approval): it answers
+//! [`Decision::Allow`] or [`Decision::Refuse`], a JSON-RPC error carrying data (a retry-after
+//! hint, an approval link). Lists are never passed to it. The default admits every call.
+//!
 //! A closure `Fn(Option<&Auth>, &Call<'_>) -> Decision` is a gatekeeper that filters nothing.
 //!
 //! ```
@@ -30,6 +35,7 @@
 //! # let _: &dyn mcp_oauth_gateway::gate::Gatekeeper = &no_deletes;
 //! ```
 
+use futures_util::future::BoxFuture;
 use mcp_oauth::Auth;
 use serde_json::value::RawValue;
 
@@ -83,6 +89,49 @@ pub enum Decision {
     /// Refuse it with HTTP 403 `insufficient_scope` naming these scopes (every scope the call
     /// needs, not only the missing ones).
     StepUp(Vec<String>),
+    /// Refuse it with this JSON-RPC error (from [`Gatekeeper::admit`]).
+    Refuse(Refusal),
+}
+
+/// A JSON-RPC error for a call [`Gatekeeper::admit`] refused; the audit line names `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The JSON-RPC error code.
+    pub code: i64,
+    /// The error message.
+    pub message: String,
+    /// The error's `data`, if any (a retry-after hint, a link).
+    pub data: Option<serde_json::Value>,
+    /// What refused it, for the audit line's `rule_ids` (`rate_limit:writes`).
+    pub reason: String,
+}
+
+impl Refusal {
+    /// The JSON-RPC error response to the request with id `id` (its JSON text).
+    pub(crate) fn response(&self, id: Option<&str>) -> bytes::Bytes {
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.clone().into());
+        if let Some(data) = &self.data {
+            error.insert("data".into(), data.clone());
+        }
+        let error = serde_json::Value::Object(error);
+        crate::jsonrpc::encode_response(id.unwrap_or("null"), None, Some(&error.to_string()))
+    }
+}
+
+/// An allowed call, as [`Gatekeeper::admit`] sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Admission<'a> {
+    /// The JSON-RPC method.
+    pub method: &'a str,
+    /// What the call names (see [`Call::name`]), as the client named it.
+    pub name: Option<&'a str>,
+    /// The raw `params`.
+    pub params: Option<&'a RawValue>,
+    /// The upstream's name, when the gateway has several (or was given one).
+    pub upstream: Option<&'a str>,
 }
 
 /// Which list an item comes from.
@@ -130,6 +179,17 @@ pub trait Gatekeeper: Send + Sync + 'static {
     /// Whether `call` may go upstream.
     fn decide(&self, caller: Option<&Auth>, call: &Call<'_>) -> Decision;
 
+    /// Whether a call [`decide`](Self::decide) allowed may go upstream now; see the
+    /// [module docs](self). Default: [`Decision::Allow`].
+    fn admit<'a>(
+        &'a self,
+        caller: Option<&'a Auth>,
+        call: Admission<'a>,
+    ) -> BoxFuture<'a, Decision> {
+        let _ = (caller, call);
+        Box::pin(std::future::ready(Decision::Allow))
+    }
+
     /// Whether list answers are read and filtered with [`keep`](Self::keep). Default: false
     /// (lists are forwarded as they stream).
     fn filters_lists(&self) -> bool {
@@ -161,6 +221,28 @@ impl Gatekeeper for AllowAll {
     fn decide(&self, _caller: Option<&Auth>, _call: &Call<'_>) -> Decision {
         Decision::Allow
     }
+}
+
+/// `decision`, or when it allows a call that is not a list, what [`Gatekeeper::admit`] says.
+pub(crate) async fn admitted(
+    gatekeeper: &dyn Gatekeeper,
+    caller: Option<&Auth>,
+    method: &str,
+    params: Option<&RawValue>,
+    upstream: Option<&str>,
+    decision: Decision,
+) -> Decision {
+    if decision != Decision::Allow || ListKind::of_method(method).is_some() {
+        return decision;
+    }
+    let name = crate::jsonrpc::params_name(params);
+    let call = Admission {
+        method,
+        name: name.as_deref(),
+        params,
+        upstream,
+    };
+    gatekeeper.admit(caller, call).await
 }
 
 /// Filters the items of a list result (`result` is the JSON text of a list method's
@@ -231,6 +313,108 @@ mod tests {
         assert_eq!(
             OnlyEcho.decide(None, &Call::new("tools/call", Some(&rm))),
             Decision::Deny
+        );
+    }
+
+    /// Refuses every `tools/call` of `slow` with data; counts what it was asked.
+    struct Bucket(std::sync::atomic::AtomicUsize);
+
+    impl Gatekeeper for Bucket {
+        fn decide(&self, _: Option<&Auth>, _: &Call<'_>) -> Decision {
+            Decision::Allow
+        }
+        fn admit<'a>(
+            &'a self,
+            _: Option<&'a Auth>,
+            call: Admission<'a>,
+        ) -> BoxFuture<'a, Decision> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let refused = call.name == Some("slow") && call.upstream == Some("fs");
+            Box::pin(std::future::ready(if refused {
+                Decision::Refuse(Refusal {
+                    code: -32029,
+                    message: "wait".into(),
+                    data: Some(serde_json::json!({"retryAfter": 3})),
+                    reason: "rate_limit:slow".into(),
+                })
+            } else {
+                Decision::Allow
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn allowed_calls_are_admitted_and_lists_are_not_asked() {
+        let bucket = Bucket(std::sync::atomic::AtomicUsize::new(0));
+        let slow = RawValue::from_string(r#"{"name":"slow","arguments":{}}"#.into()).expect("raw");
+        let decision = admitted(
+            &bucket,
+            None,
+            "tools/call",
+            Some(&slow),
+            Some("fs"),
+            Decision::Allow,
+        )
+        .await;
+        let Decision::Refuse(refusal) = &decision else {
+            panic!("{decision:?}");
+        };
+        let answer: serde_json::Value =
+            serde_json::from_slice(&refusal.response(Some("7"))).expect("json");
+        assert_eq!(
+            answer,
+            serde_json::json!({"jsonrpc":"2.0","id":7,"error":{"code":-32029,"message":"wait","data":{"retryAfter":3}}})
+        );
+        // Another upstream, a list, a call already denied: admitted, or not asked.
+        assert_eq!(
+            admitted(
+                &bucket,
+                None,
+                "tools/call",
+                Some(&slow),
+                None,
+                Decision::Allow
+            )
+            .await,
+            Decision::Allow
+        );
+        assert_eq!(
+            admitted(
+                &bucket,
+                None,
+                "tools/list",
+                None,
+                Some("fs"),
+                Decision::Allow
+            )
+            .await,
+            Decision::Allow
+        );
+        assert_eq!(
+            admitted(
+                &bucket,
+                None,
+                "tools/call",
+                Some(&slow),
+                Some("fs"),
+                Decision::Deny
+            )
+            .await,
+            Decision::Deny
+        );
+        assert_eq!(bucket.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The default admits everything.
+        assert_eq!(
+            admitted(
+                &AllowAll,
+                None,
+                "tools/call",
+                Some(&slow),
+                Some("fs"),
+                Decision::Allow
+            )
+            .await,
+            Decision::Allow
         );
     }
 }

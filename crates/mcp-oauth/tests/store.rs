@@ -865,6 +865,50 @@ async fn dpop_proofs_are_single_use_across_instances(a: Arc<dyn Store>, b: Arc<d
     assert_eq!(accepted, 1);
 }
 
+/// Two gateway instances with one store share each user's bucket: of 8 calls racing for a
+/// burst of 5, exactly 5 pass, across both; the refill (an injected clock, 6 s later) gives
+/// one more call to one instance only; another user's bucket is untouched.
+#[cfg(feature = "policy")]
+async fn rate_limit_buckets_are_shared_across_instances(store: Arc<dyn Store>) {
+    use mcp_oauth::policy::{Rate, RateLimit, RateLimitError, RateLimiter};
+    let limits =
+        || vec![RateLimit::new("writes", ["write_*"], Rate::parse("10/minute").unwrap()).burst(5)];
+    // The next minute boundary: never behind the store's clock.
+    let start = u64::try_from(now()).unwrap().div_ceil(60) * 60_000;
+    let time = Arc::new(AtomicU64::new(start));
+    let instance = |store: Arc<dyn Store>| {
+        let time = time.clone();
+        Arc::new(RateLimiter::shared(limits(), store).clock(move || time.load(Ordering::SeqCst)))
+    };
+    let (a, b) = (instance(store.clone()), instance(store));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { limiter.check("alice", "write_file").await })
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => passed += 1,
+            Err(RateLimitError::Limited(l)) => assert_eq!(l.limit, "writes"),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(passed, 5);
+    assert!(b.check("bob", "write_file").await.is_ok());
+    time.fetch_add(6_000, Ordering::SeqCst);
+    let (ra, rb) = tokio::join!(
+        a.check("alice", "write_file"),
+        b.check("alice", "write_file")
+    );
+    assert_eq!(
+        u8::from(ra.is_ok()) + u8::from(rb.is_ok()),
+        1,
+        "{ra:?} {rb:?}"
+    );
+}
+
 // ---- the stores under test -------------------------------------------------------------
 
 /// A folder under the system temp dir, removed on drop.
@@ -991,6 +1035,8 @@ macro_rules! conformance {
             case!(put_if_absent_saves_once_until_the_record_lapses);
             case!(concurrent concurrent_put_if_absent_has_one_winner);
             case!(concurrent dpop_proofs_are_single_use_across_verifiers);
+            #[cfg(feature = "policy")]
+            case!(concurrent rate_limit_buckets_are_shared_across_instances);
         }
     };
 }

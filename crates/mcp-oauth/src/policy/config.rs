@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{Origin, PolicyError, Problems, line_of};
+use super::ratelimit::{Per, Rate, RateLimit};
 
 /// Who a rule is about. A user matches when **any** of the listed conditions holds; a `Who`
 /// with nothing listed matches everyone who signed in.
@@ -397,6 +398,22 @@ struct PolicyToml {
     grant: Vec<toml::Spanned<Rule>>,
     #[serde(default)]
     rule: Vec<toml::Spanned<Rule>>,
+    #[serde(default)]
+    rate_limit: Vec<toml::Spanned<RateLimitToml>>,
+}
+
+/// `[[policy.rate_limit]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitToml {
+    #[serde(default)]
+    id: Option<String>,
+    tools: Vec<String>,
+    #[serde(default)]
+    per: Option<String>,
+    rate: String,
+    #[serde(default)]
+    burst: Option<u32>,
 }
 
 /// Which kind of rule: a tool/prompt/resource rule, a sign-in rule, or a scope grant.
@@ -440,6 +457,7 @@ pub struct PolicyConfig {
     pub(crate) groups: Vec<(String, Who, Origin)>,
     pub(crate) rules: Vec<(RuleKind, Rule, Origin)>,
     pub(crate) cedar: Vec<(String, String)>,
+    pub(crate) rate_limits: Vec<RateLimit>,
 }
 
 impl Default for PolicyConfig {
@@ -455,6 +473,7 @@ impl Default for PolicyConfig {
             groups: Vec::new(),
             rules: Vec::new(),
             cedar: Vec::new(),
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -555,6 +574,40 @@ impl PolicyConfig {
                 config.rules.push((kind, rule.into_inner(), at));
             }
         }
+        for (index, limit) in policy.rate_limit.into_iter().enumerate() {
+            let at = origin(limit.span().start);
+            let limit = limit.into_inner();
+            let id = limit
+                .id
+                .unwrap_or_else(|| format!("rate_limit_{}", index + 1));
+            let fail = |message: String| PolicyError::one(Some(&id), at.clone(), message);
+            let rate = Rate::parse(&limit.rate).map_err(fail)?;
+            let per = match limit.per.as_deref() {
+                None | Some("user") => Per::User,
+                Some("tool") => Per::Tool,
+                Some(other) => {
+                    return Err(fail(format!(
+                        "per = \"{other}\": a rate limit is per \"user\" (each user has a bucket for each tool) or per \"tool\" (all users share one)"
+                    )));
+                }
+            };
+            if limit.tools.is_empty() {
+                return Err(fail(
+                    "a rate limit needs `tools` (names or globs; [\"*\"] for all)".to_owned(),
+                ));
+            }
+            if limit.burst == Some(0) {
+                return Err(fail("`burst` must be at least 1".to_owned()));
+            }
+            let mut built = RateLimit::new(id.clone(), limit.tools, rate).per(per);
+            if let Some(burst) = limit.burst {
+                built = built.burst(burst);
+            }
+            if config.rate_limits.iter().any(|l| l.id() == id) {
+                return Err(fail("two rate limits have this id".to_owned()));
+            }
+            config.rate_limits.push(built);
+        }
         // The line of each `cedar_files` entry is not kept by serde; point at the key.
         let line = text
             .find("cedar_files")
@@ -642,6 +695,18 @@ impl PolicyConfig {
     pub fn grant(mut self, rule: Rule) -> Self {
         self.rules.push((RuleKind::Grant, rule, Origin::default()));
         self
+    }
+
+    /// A rate limit on calls of some tools (`[[policy.rate_limit]]`).
+    #[must_use]
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limits.push(limit);
+        self
+    }
+
+    /// The rate limits, for a [`RateLimiter`](super::RateLimiter).
+    pub fn rate_limits(&self) -> &[RateLimit] {
+        &self.rate_limits
     }
 
     /// Raw Cedar policies (the escape hatch); `name` is used in error messages. Give each an

@@ -133,6 +133,17 @@ impl Policy {
                 );
             }
         }
+        for limit in &config.rate_limits {
+            for pattern in &limit.tools {
+                if !catalog.tools().any(|t| compile::glob(pattern, t.name())) {
+                    problems.push(
+                        Some(&limit.id),
+                        &Origin::default(),
+                        format!("rate_limit: `{pattern}` matches no tool the server lists"),
+                    );
+                }
+            }
+        }
         let mut set = PolicySet::new();
         let mut origins: HashMap<String, (Origin, Option<String>)> = HashMap::new();
         let mut step_up = HashMap::new();

@@ -26,6 +26,8 @@ mod scopes;
 
 pub use scopes::ScopePolicy;
 
+#[cfg(all(feature = "policy", feature = "auth-server"))]
+mod approval;
 #[cfg(feature = "policy")]
 mod args;
 #[cfg(feature = "policy")]
@@ -55,10 +57,14 @@ mod parts;
 #[cfg(feature = "policy")]
 mod principal;
 #[cfg(feature = "policy")]
+mod ratelimit;
+#[cfg(feature = "policy")]
 mod strict;
 #[cfg(feature = "policy")]
 mod subject;
 
+#[cfg(all(feature = "policy", feature = "auth-server"))]
+pub use approval::{Answer, ApprovalCall, ApprovalError, Approvals, Approvers};
 #[cfg(feature = "policy")]
 pub use catalog::{Catalog, ToolInfo};
 #[cfg(feature = "policy")]
@@ -79,6 +85,8 @@ pub use fixtures::{FixtureFailure, FixtureReport, Fixtures};
 pub(crate) use lists::{ListError, ListFilter, SseFilter};
 #[cfg(feature = "policy")]
 pub(crate) use principal::PrincipalCache;
+#[cfg(feature = "policy")]
+pub use ratelimit::{Limited, Per, Rate, RateLimit, RateLimitError, RateLimiter};
 #[cfg(feature = "policy")]
 pub use subject::{GroupSource, Membership, Subject};
 

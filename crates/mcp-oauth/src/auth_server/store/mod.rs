@@ -189,11 +189,18 @@ pub enum Kind {
     /// `jti`, or the assertion of a JWT-bearer grant (an ID-JAG, a workload token), keyed by
     /// its issuer and `jti`; no data. Kept until the assertion expires, so it is used once.
     ClientAssertion,
+    /// A slot of a rate-limit bucket (`mcp_oauth::policy::RateLimiter`), keyed by the
+    /// bucket and the slot's number; no data. Kept until the slot is past.
+    RateLimit,
+    /// An approval of one call (`mcp_oauth::policy::Approvals`), keyed by the SHA-256 of
+    /// the call's binding, or a marker that an approval ticket was answered. Kept until the
+    /// ticket expires.
+    Approval,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -203,6 +210,8 @@ impl Kind {
         Self::Consent,
         Self::DpopProof,
         Self::ClientAssertion,
+        Self::RateLimit,
+        Self::Approval,
     ];
 
     /// A stable name, for keys and tables.
@@ -217,6 +226,8 @@ impl Kind {
             Self::Consent => "consent",
             Self::DpopProof => "dpop_proof",
             Self::ClientAssertion => "client_assertion",
+            Self::RateLimit => "rate_limit",
+            Self::Approval => "approval",
         }
     }
 
@@ -232,6 +243,8 @@ impl Kind {
             Self::Consent => "a consent",
             Self::DpopProof => "a DPoP proof",
             Self::ClientAssertion => "a client assertion",
+            Self::RateLimit => "a rate-limit slot",
+            Self::Approval => "an approval",
         }
     }
 }
