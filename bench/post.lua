@@ -1,5 +1,7 @@
 -- wrk -s post.lua: the MCP request every server gets, a stateless tools/call of `echo`
--- with the bearer token from env TOKEN (no Authorization header when TOKEN is unset or empty).
+-- with the bearer token from env TOKEN (no Authorization header when TOKEN is unset or empty),
+-- the session id from env SESSION (Mcp-Session-Id, for servers and gateways that keep sessions)
+-- and the tool's name from env TOOL (default echo; a proxy may prefix it).
 -- At the end it prints one line "BENCH_JSON {...}" with the counts and latency percentiles
 -- (microseconds), which bench/run parses.
 wrk.method = "POST"
@@ -10,7 +12,15 @@ local token = os.getenv("TOKEN")
 if token ~= nil and token ~= "" then
   wrk.headers["authorization"] = "Bearer " .. token
 end
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
+local session = os.getenv("SESSION")
+if session ~= nil and session ~= "" then
+  wrk.headers["mcp-session-id"] = session
+end
+local tool = os.getenv("TOOL")
+if tool == nil or tool == "" then
+  tool = "echo"
+end
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"' .. tool .. '","arguments":{"text":"hi"}}}'
 
 done = function(summary, latency, requests)
   local e = summary.errors
