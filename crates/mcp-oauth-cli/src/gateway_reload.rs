@@ -175,7 +175,7 @@ impl Reloader {
                 return None;
             }
         };
-        let specs = match crate::gateway::all_upstreams(&args, Some(config)) {
+        let specs = match crate::gateway_upstreams::all_upstreams(&args, Some(config)) {
             Ok(specs) => specs,
             Err(problems) => {
                 for problem in problems {
@@ -184,7 +184,7 @@ impl Reloader {
                 return None;
             }
         };
-        let configs = match crate::gateway::upstream_configs(&specs) {
+        let configs = match crate::gateway_upstreams::upstream_configs(&specs) {
             Ok(configs) => configs,
             Err(problem) => {
                 tracing::error!(target: TARGET, "{}: {problem}; {stays}", path.display());

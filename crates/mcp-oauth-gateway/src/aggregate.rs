@@ -288,7 +288,7 @@ pub(crate) async fn read_answer(response: Response) -> Result<Value, String> {
     let body = axum::body::to_bytes(response.into_body(), MAX_READ)
         .await
         .map_err(|_| "the answer is too large".to_owned())?;
-    crate::upstream::http::messages(content_type.as_ref(), &body)
+    crate::upstream::body::messages(content_type.as_ref(), &body)
         .into_iter()
         .filter_map(|m| serde_json::from_slice::<Value>(&m).ok())
         .find(|m| m.get("id").is_some() && (m.get("result").is_some() || m.get("error").is_some()))
@@ -300,7 +300,7 @@ pub(crate) async fn handle(State(agg): State<Arc<Aggregate>>, req: Request) -> R
     if let Some(version) = req.headers().get("mcp-protocol-version") {
         let known = version
             .to_str()
-            .is_ok_and(|v| front::SUPPORTED_VERSIONS.contains(&v));
+            .is_ok_and(|v| crate::versions::SUPPORTED_VERSIONS.contains(&v));
         if !known {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -308,7 +308,7 @@ pub(crate) async fn handle(State(agg): State<Arc<Aggregate>>, req: Request) -> R
                 jsonrpc::INVALID_REQUEST,
                 &format!(
                     "unsupported MCP-Protocol-Version; this gateway speaks {}",
-                    front::SUPPORTED_VERSIONS.join(", ")
+                    crate::versions::SUPPORTED_VERSIONS.join(", ")
                 ),
             );
         }
@@ -499,7 +499,7 @@ async fn initialize(
             }
         }
     }
-    let version = front::negotiate(message.params);
+    let version = crate::versions::negotiate(message.params);
     let fanout = Fanout::new(bytes, subs);
     let Some(session) = agg.sessions.create_fanout(principal(auth), version, fanout) else {
         return rpc_error(
@@ -752,7 +752,7 @@ async fn route(
                 continue;
             };
             let answer =
-                crate::upstream::http::messages(parts.headers.get(header::CONTENT_TYPE), &bytes)
+                crate::upstream::body::messages(parts.headers.get(header::CONTENT_TYPE), &bytes)
                     .into_iter()
                     .find(|m| {
                         jsonrpc::parse(m)

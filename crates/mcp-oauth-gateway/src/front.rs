@@ -26,13 +26,9 @@ use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
 use crate::modern;
 use crate::sessions::{Session, Sessions, principal};
-use crate::upstream::http::{self as upstream_http, Http};
+use crate::upstream::http::Http;
 use crate::upstream::stdio::{Frame, Stdio};
-
-/// Protocol versions the gateway speaks with clients, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
-/// The version offered when the client asks for one the gateway does not speak.
-pub(crate) const LATEST: &str = "2025-11-25";
+use crate::versions::{LATEST, SUPPORTED_VERSIONS, negotiate};
 
 static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
@@ -367,16 +363,6 @@ async fn in_session(
             }
         }
     }
-}
-
-/// The version the client asks for (`params.protocolVersion`) if the gateway speaks it, else
-/// the latest the gateway speaks.
-pub(crate) fn negotiate(params: Option<&RawValue>) -> &'static str {
-    params
-        .and_then(|p| jsonrpc::member(p, "protocolVersion"))
-        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-        .and_then(|v| SUPPORTED_VERSIONS.iter().find(|s| **s == v).copied())
-        .unwrap_or(LATEST)
 }
 
 /// The version for a client of a stdio child: what [`negotiate`] gives, but never newer than
@@ -829,7 +815,7 @@ async fn from_upstream(
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     if list.is_some() {
-        let body = match upstream_http::read_capped(response).await {
+        let body = match crate::upstream::body::read_capped(response).await {
             Ok(body) => body,
             Err(err) => {
                 return rpc_error(
@@ -840,7 +826,7 @@ async fn from_upstream(
                 );
             }
         };
-        let answer = upstream_http::messages(content_type.as_ref(), &body)
+        let answer = crate::upstream::body::messages(content_type.as_ref(), &body)
             .into_iter()
             .find(|m| jsonrpc::parse(m).is_ok_and(|m| m.kind == Kind::Response));
         return match answer {

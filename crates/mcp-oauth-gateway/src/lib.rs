@@ -63,6 +63,7 @@ mod sse;
 #[doc(hidden)]
 pub mod test_upstream;
 mod upstream;
+mod versions;
 mod watch;
 
 use std::sync::Arc;
@@ -78,13 +79,13 @@ pub struct GatewayDocDoctests;
 
 pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
-pub use front::SUPPORTED_VERSIONS;
 pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use upstream::{
     ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
     UpstreamCredentials, resolve_secret,
 };
+pub use versions::SUPPORTED_VERSIONS;
 
 use crate::front::{Inner, Upstream};
 use crate::gate::{AllowAll, Gatekeeper};

@@ -154,7 +154,7 @@ const META_PREFIX: &str = "io.modelcontextprotocol/";
 
 /// Every version the gateway speaks with clients, oldest first.
 pub(crate) fn all_versions() -> Vec<&'static str> {
-    let mut versions = crate::front::SUPPORTED_VERSIONS.to_vec();
+    let mut versions = crate::versions::SUPPORTED_VERSIONS.to_vec();
     versions.push(VERSION);
     versions
 }
@@ -201,7 +201,7 @@ pub(crate) fn initialize_for(params: Option<&serde_json::value::RawValue>) -> by
             .unwrap_or(default)
     };
     let params = json!({
-        "protocolVersion": crate::front::LATEST,
+        "protocolVersion": crate::versions::LATEST,
         "capabilities": field("clientCapabilities", json!({})),
         "clientInfo": field("clientInfo", json!({"name": "mcp-oauth-gateway", "version": env!("CARGO_PKG_VERSION")})),
     });

@@ -17,16 +17,15 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use mcp_oauth::Auth;
 
+use super::body::{messages, read_capped, unavailable};
 use super::legacy::Legacy;
 use super::{HttpConfig, HttpTransport, UpstreamCredentials};
 use crate::error::GatewayError;
-use crate::{jsonrpc, sse};
+use crate::jsonrpc;
 
 static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
-/// Largest upstream answer read whole (`initialize`, filtered lists).
-const MAX_READ: usize = 16 * 1024 * 1024;
 
 /// The upstream side of one client session.
 pub(crate) struct HttpSession {
@@ -79,7 +78,7 @@ impl HttpSession {
 
 /// A legacy upstream's `initialize` answer with the version the client gets: the upstream's
 /// (2024-11-05) belongs to its transport, which the client does not speak with the gateway;
-/// the client is given the version [`negotiate`](crate::front::negotiate) picks for it.
+/// the client is given the version [`negotiate`](crate::versions::negotiate) picks for it.
 fn client_version(init: &Bytes, answer: Bytes) -> Bytes {
     let Ok(message) = jsonrpc::parse(&answer) else {
         return answer;
@@ -95,12 +94,12 @@ fn client_version(init: &Bytes, answer: Bytes) -> Bytes {
     let spoken = result
         .get("protocolVersion")
         .and_then(|v| v.as_str())
-        .is_some_and(|v| crate::front::SUPPORTED_VERSIONS.contains(&v));
+        .is_some_and(|v| crate::versions::SUPPORTED_VERSIONS.contains(&v));
     if spoken {
         return answer;
     }
     let params = jsonrpc::parse(init).ok().and_then(|m| m.params);
-    let version = crate::front::negotiate(params);
+    let version = crate::versions::negotiate(params);
     result.insert("protocolVersion".into(), version.into());
     let result = serde_json::Value::Object(result).to_string();
     jsonrpc::encode_response(id.get(), Some(&result), None)
@@ -129,28 +128,6 @@ pub(crate) struct Http {
     transport: HttpTransport,
     /// The upstream turned out to speak only the legacy SSE transport.
     legacy_seen: std::sync::atomic::AtomicBool,
-}
-
-fn unavailable(e: reqwest::Error) -> GatewayError {
-    // The URL is configuration, not a secret; the error text carries no header.
-    GatewayError::Unavailable(e.without_url().to_string())
-}
-
-/// The JSON-RPC messages of an answer body (JSON or SSE).
-pub(crate) fn messages(content_type: Option<&HeaderValue>, body: &[u8]) -> Vec<Bytes> {
-    let is_sse = content_type
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if is_sse {
-        let text = String::from_utf8_lossy(body);
-        sse::event_data(&text)
-            .into_iter()
-            .filter(|d| !d.trim().is_empty())
-            .map(Bytes::from)
-            .collect()
-    } else {
-        vec![Bytes::copy_from_slice(body)]
-    }
 }
 
 impl Http {
@@ -529,38 +506,5 @@ async fn lost_session(
             Ok((again.into(), names_session.then_some(id)))
         }
         _ => Ok((response, None)),
-    }
-}
-
-/// Reads an upstream body whole, up to [`MAX_READ`].
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Bytes, GatewayError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
-        if out.len() + chunk.len() > MAX_READ {
-            return Err(GatewayError::Protocol(
-                "the upstream's answer is larger than 16 MiB".into(),
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_read_as_json_or_sse() {
-        let sse = HeaderValue::from_static("text/event-stream");
-        let json = HeaderValue::from_static("application/json");
-        let body = b"id: 0\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
-        assert_eq!(
-            messages(Some(&sse), body),
-            [Bytes::from_static(
-                br#"{"jsonrpc":"2.0","id":1,"result":{}}"#
-            )]
-        );
-        assert_eq!(messages(Some(&json), b"{}"), [Bytes::from_static(b"{}")]);
     }
 }

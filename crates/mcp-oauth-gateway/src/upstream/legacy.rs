@@ -322,7 +322,7 @@ impl Legacy {
                 response.status()
             )));
         }
-        let body = tokio::time::timeout(INIT_WAIT, super::http::read_capped(response))
+        let body = tokio::time::timeout(INIT_WAIT, super::body::read_capped(response))
             .await
             .map_err(|_| {
                 GatewayError::Protocol(format!(
@@ -331,7 +331,7 @@ impl Legacy {
                 ))
             })??;
         let sse = http::HeaderValue::from_static("text/event-stream");
-        let answer = super::http::messages(Some(&sse), &body)
+        let answer = super::body::messages(Some(&sse), &body)
             .into_iter()
             .find(|m| jsonrpc::parse(m).is_ok_and(|m| m.kind == Kind::Response))
             .ok_or_else(|| {

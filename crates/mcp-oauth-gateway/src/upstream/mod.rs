@@ -2,6 +2,7 @@
 //! HTTP endpoint. [`UpstreamConfig`] says which and how; the running sides are in
 //! `stdio.rs` and `http.rs`.
 
+pub(crate) mod body;
 mod credentials;
 pub(crate) mod http;
 mod legacy;

@@ -14,6 +14,7 @@ use super::canon::{self, ArgKind};
 use super::catalog::{ArgType, Catalog, Prim};
 use super::config::{ArgRule, ClaimKind, PolicyConfig, Rule, RuleEffect, RuleKind, Who};
 use super::error::{Origin, Problems};
+use super::glob::glob;
 
 /// One argument of one tool, as rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,36 +151,6 @@ pub(crate) fn schema_text(config: &PolicyConfig, shapes: &Shapes) -> String {
         claims = claims.join(", "),
         args = args.join(", "),
     )
-}
-
-/// `*` any characters, `?` one character.
-pub(crate) fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
 }
 
 /// One rule compiled to Cedar.
@@ -636,18 +607,6 @@ fn problems_len(problems: &Problems) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob("read_*", "read_file"));
-        assert!(glob("*", ""));
-        assert!(glob("a?c", "abc"));
-        assert!(!glob("a?c", "ac"));
-        assert!(glob("*_file", "read_text_file"));
-        assert!(!glob("read_*", "write_file"));
-        assert!(glob("a*b*c", "axxbyyc"));
-        assert!(!glob("a*b*c", "axxbyy"));
-    }
 
     #[test]
     fn quoting_escapes_what_cedar_needs() {

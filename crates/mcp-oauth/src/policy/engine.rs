@@ -23,6 +23,7 @@ use super::compile::{self, Shapes};
 use super::config::{ClaimKind, PolicyConfig, Who};
 use super::decision::{Decision, Effect, Explanation, ScopeGrant, Target};
 use super::error::{Origin, PolicyError, Problems};
+use super::glob::glob;
 use super::parts::{Names, Scope, Sets, Targets, id_str, uid};
 use super::principal::{Principal, PrincipalCache};
 use super::subject::{GroupSource, Membership, Subject};
@@ -125,7 +126,7 @@ impl Policy {
             check_group_who(group, who, origin, &config, &mut problems);
         }
         for pattern in &config.dpop_tools {
-            if !catalog.tools().any(|t| compile::glob(pattern, t.name())) {
+            if !catalog.tools().any(|t| glob(pattern, t.name())) {
                 problems.push(
                     None,
                     &Origin::default(),
@@ -135,7 +136,7 @@ impl Policy {
         }
         for limit in &config.rate_limits {
             for pattern in &limit.tools {
-                if !catalog.tools().any(|t| compile::glob(pattern, t.name())) {
+                if !catalog.tools().any(|t| glob(pattern, t.name())) {
                     problems.push(
                         Some(&limit.id),
                         &Origin::default(),
@@ -383,7 +384,7 @@ impl Policy {
             .config
             .dpop_tools
             .iter()
-            .any(|pattern| compile::glob(pattern, tool))
+            .any(|pattern| glob(pattern, tool))
     }
 
     /// Whether this user may sign in. Without any sign-in rule (no `[[policy.sign_in]]` and no

@@ -51,6 +51,8 @@ mod error;
 #[cfg(feature = "policy")]
 mod fixtures;
 #[cfg(feature = "policy")]
+mod glob;
+#[cfg(feature = "policy")]
 mod lists;
 #[cfg(feature = "policy")]
 mod parts;

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[cfg(feature = "auth-server")]
 use crate::auth_server::store::{Kind, Store, StoreError};
 
-use super::compile::glob;
+use super::glob::glob;
 
 /// A rate: `count` calls per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,152 @@
+//! Every upstream `mcp-oauth gateway` serves: those of the command line and the configuration
+//! file, then a desktop client's `.mcp.json`, and the library's configuration of each, references
+//! resolved (read again by a reload).
+
+use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
+use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
+use mcp_oauth_gateway::{HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials};
+
+use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
+
+/// [`gateway_config::upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
+/// serves. A name used twice is an error.
+pub(crate) fn all_upstreams(
+    args: &crate::gateway_args::GatewayArgs,
+    config: Option<&gateway_config::ConfigFile>,
+) -> Result<Vec<UpstreamSpec>, Vec<String>> {
+    let mut specs = gateway_config::upstreams(args, config);
+    let Some(path) = &args.upstreams_from else {
+        return Ok(specs);
+    };
+    let imported = crate::mcp_json::load(path)?;
+    let mut errors = Vec::new();
+    for spec in imported {
+        if specs.iter().any(|s| s.name == spec.name) {
+            errors.push(format!(
+                "{}: server {:?} has the name of an [[upstream]] of the configuration file; rename one",
+                path.display(),
+                spec.name.as_deref().unwrap_or_default()
+            ));
+        } else {
+            specs.push(spec);
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The token exchange of `credentials = { kind = "token-exchange", … }`, its secret resolved;
+/// errors name the upstream and the field, never a value.
+fn token_exchange(spec: &Exchange, at: &str) -> Result<UpstreamCredentials, String> {
+    let secret = gateway_config::resolve_value(&spec.client_secret)
+        .map_err(|e| format!("{at}credentials client_secret: {e}"))?;
+    let mut client = ClientCredentials::new(spec.client_id.clone(), secret);
+    if spec.secret_in_body {
+        client = client.with_method(ClientAuthMethod::ClientSecretPost);
+    }
+    let mut builder = TokenExchange::builder(spec.token_endpoint.clone())
+        .client(client)
+        .scopes(spec.scopes.iter().cloned());
+    if spec.on_behalf_of {
+        builder = builder.grant(ExchangeGrant::OnBehalfOf);
+    }
+    if let Some(audience) = &spec.audience {
+        builder = builder.audience(audience.clone());
+    }
+    if let Some(resource) = &spec.resource {
+        builder = builder.resource(resource.clone());
+    }
+    let exchange = builder
+        .build()
+        .map_err(|e| format!("{at}credentials: {e}"))?;
+    Ok(UpstreamCredentials::token_exchange(exchange))
+}
+
+/// The library's configuration of one upstream, references resolved; errors name the
+/// upstream and the field, never a value.
+fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
+    let at = match (&spec.name, spec.line) {
+        (Some(name), _) => format!("upstream {name}: "),
+        (None, 0) => String::new(),
+        (None, line) => format!("the upstream at line {line}: "),
+    };
+    match &spec.target {
+        Target::Url {
+            url,
+            headers,
+            credentials,
+            transport,
+        } => {
+            let mut config = HttpConfig::new(url)
+                .map_err(|e| format!("{at}url: {e}"))?
+                .transport(*transport);
+            for (name, raw) in headers {
+                if name.is_empty() {
+                    return Err(format!("{at}a header takes NAME:VALUE (quote it)"));
+                }
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}header {name}: {e}"))?;
+                config = config
+                    .header(name, &value)
+                    .map_err(|e| format!("{at}header {name}: {e}"))?;
+            }
+            if let Some(exchange) = credentials {
+                config = config.credentials(token_exchange(exchange, &at)?);
+            }
+            Ok(config.into())
+        }
+        Target::Command {
+            argv,
+            env,
+            pass_env,
+            cwd,
+            per_user,
+            per_session,
+        } => {
+            let Some((program, rest)) = argv.split_first() else {
+                return Err(format!("{at}the command is empty"));
+            };
+            let mut config = StdioConfig::new(program.clone(), rest.iter().cloned());
+            for (name, raw) in env {
+                if name.is_empty() {
+                    return Err(format!("{at}env takes NAME=VALUE"));
+                }
+                let value = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at}env {name}: {e}"))?;
+                config = config.env(name, value);
+            }
+            for name in pass_env {
+                config = config.pass_env(name);
+            }
+            if let Some(dir) = cwd {
+                config = config.current_dir(dir);
+            }
+            if *per_user {
+                config = config.isolation(mcp_oauth_gateway::Isolation::PerUser);
+            }
+            if *per_session {
+                config = config.isolation(mcp_oauth_gateway::Isolation::PerSession);
+            }
+            Ok(config.into())
+        }
+    }
+}
+
+/// Every upstream's configuration, with its name (`None` for the one of the command line).
+pub(crate) fn upstream_configs(
+    specs: &[UpstreamSpec],
+) -> Result<Vec<(Option<String>, UpstreamConfig)>, String> {
+    if specs.is_empty() {
+        return Err(
+            "no MCP server to protect: give --upstream http://HOST:PORT/mcp, or a command after --, e.g. mcp-oauth gateway -- npx -y @modelcontextprotocol/server-everything, or [[upstream]] tables in a --config file"
+                .to_owned(),
+        );
+    }
+    specs
+        .iter()
+        .map(|spec| Ok((spec.name.clone(), upstream_config(spec)?)))
+        .collect()
+}
