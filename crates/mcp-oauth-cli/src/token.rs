@@ -36,7 +36,8 @@ pub(crate) struct TokenArgs {
     /// Bind the token to a DPoP key (RFC 9449): its RFC 7638 SHA-256 thumbprint, which goes
     /// in `cnf.jkt`. The token is then accepted only as `Authorization: DPoP <token>` with a
     /// `DPoP` proof signed by that key, by a server run with `--dpop allowed` or `required`.
-    #[arg(long, value_name = "THUMBPRINT")]
+    /// (A thumbprint is base64url and may start with '-'.)
+    #[arg(long, value_name = "THUMBPRINT", allow_hyphen_values = true)]
     dpop_jkt: Option<String>,
     /// Print {"access_token", "token_type", "claims"} as JSON instead of the bare token.
     #[arg(long)]
@@ -120,4 +121,26 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Box<dyn std::error::Error
         println!("{token}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        token: TokenArgs,
+    }
+
+    /// One thumbprint in 64 starts with '-' (base64url): it is still the option's value.
+    #[test]
+    fn a_thumbprint_may_start_with_a_hyphen() {
+        let jkt = "-M2xQf0b7h1f6Yb7Sx3m1ZJ7m4a3b2c1d0e9f8g7h6i";
+        let cli = Cli::try_parse_from(["token", "--dpop-jkt", jkt, "--json"]).expect("parse");
+        assert_eq!(cli.token.dpop_jkt.as_deref(), Some(jkt));
+        assert!(cli.token.json);
+    }
 }
