@@ -54,16 +54,7 @@ impl PerUser {
             .max_capacity(max)
             .time_to_idle(idle)
             .build();
-        let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-        let swept = children.clone();
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                swept.run_pending_tasks();
-            }
-        });
+        let sweeper = sweeper(children.clone(), idle);
         Self {
             name,
             make: Box::new(make),
@@ -125,4 +116,21 @@ impl Route {
             Self::PerSession(per_session) => per_session.name.clone(),
         }
     }
+}
+
+/// A task that stops idle children on time (the cache otherwise evicts only when touched):
+/// every quarter of the idle time, between 50 ms and 30 s.
+pub(crate) fn sweeper(
+    children: moka::sync::Cache<Arc<str>, Arc<Inner>>,
+    idle: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            children.run_pending_tasks();
+        }
+    })
 }

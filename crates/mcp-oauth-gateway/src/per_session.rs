@@ -54,16 +54,7 @@ impl PerSession {
     ) -> Self {
         let children: moka::sync::Cache<Arc<str>, Arc<Inner>> =
             moka::sync::Cache::builder().time_to_idle(idle).build();
-        let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-        let swept = children.clone();
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                swept.run_pending_tasks();
-            }
-        });
+        let sweeper = crate::isolation::sweeper(children.clone(), idle);
         Self {
             name,
             make: Box::new(make),
