@@ -192,7 +192,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let traced = tracing::enabled!(target: "mcp_oauth::mcp", tracing::Level::INFO);
+        // DEBUG: the span costs a read of the body, which a server logging at INFO (the
+        // default) should not pay unless it asks for the spans.
+        let traced = tracing::enabled!(target: "mcp_oauth::mcp", tracing::Level::DEBUG);
         if req.method() != Method::POST || (self.metrics.is_none() && !traced) {
             return OperationFuture::Direct {
                 fut: self.inner.call(req),
@@ -218,7 +220,7 @@ where
             let first = calls.first();
             let method = first.map_or("", |c| method_label(&c.method));
             let tool = first.and_then(|c| c.tool.as_deref());
-            let span = tracing::info_span!(
+            let span = tracing::debug_span!(
                 target: "mcp_oauth::mcp",
                 "mcp",
                 otel.name = method,
