@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use ::http::{HeaderValue, header};
 use axum::Router;
-use axum::response::IntoResponse as _;
 use tower_layer::Layer as _;
 
 use crate::aggregate::{self, Aggregate};
@@ -70,29 +68,9 @@ impl Own {
     /// This path's protected-resource metadata (RFC 9728 §3.1: the well-known path with the
     /// resource's path appended); empty without authentication.
     pub(crate) fn metadata_router(&self) -> Router {
-        let Some(oauth) = self.oauth.clone() else {
-            return Router::new();
-        };
-        let at = oauth.resource().metadata_path();
-        Router::new()
-            .route(
-                &at,
-                axum::routing::get(move |request: axum::extract::Request| {
-                    let oauth = oauth.clone();
-                    async move {
-                        let peer = mcp_oauth::forwarded::peer_addr(request.extensions());
-                        let resource = oauth.resource_for(request.headers(), peer);
-                        let mut response =
-                            axum::Json(oauth.metadata_for(&resource)).into_response();
-                        response.headers_mut().insert(
-                            header::CACHE_CONTROL,
-                            HeaderValue::from_static("public, max-age=3600"),
-                        );
-                        response
-                    }
-                }),
-            )
-            .layer(mcp_oauth::routes::metadata_cors())
+        self.oauth
+            .as_ref()
+            .map_or_else(Router::new, mcp_oauth::OAuth::resource_metadata_router)
     }
 }
 

@@ -88,6 +88,17 @@ pub fn mcp_cors() -> CorsLayer {
 }
 
 impl OAuth {
+    /// Only this resource's protected-resource metadata (RFC 9728 §3.1: the well-known path
+    /// with the resource's path appended), as [`metadata_router`](Self::metadata_router)
+    /// serves it: for another endpoint of a server that already serves the root paths (a
+    /// gateway's upstream at `/NAME/mcp`, configured with [`OAuth::with_resource`]).
+    pub fn resource_metadata_router(&self) -> Router {
+        Router::new()
+            .route(&self.resource().metadata_path(), get(protected_resource))
+            .layer(metadata_cors())
+            .with_state(Arc::new(self.clone()))
+    }
+
     /// The discovery routes for this configuration (see the [module docs](crate::routes)).
     pub fn metadata_router(&self) -> Router {
         let mut router = Router::new().route(
