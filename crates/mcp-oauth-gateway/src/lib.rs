@@ -109,6 +109,8 @@ pub struct GatewayBuilder {
     audit: Option<mcp_oauth::AuditLog>,
     identity: Option<String>,
     identity_meta: bool,
+    identity_key: Option<identity::IdentityKey>,
+    identity_groups: Option<identity::GroupsOf>,
     per_user_idle: Duration,
     per_user_max: u64,
     per_session_idle: Duration,
@@ -193,6 +195,24 @@ impl GatewayBuilder {
     /// own value for that member is removed whether or not this is on. Default: off.
     pub fn identity_meta(mut self) -> Self {
         self.identity_meta = true;
+        self
+    }
+
+    /// The key that signs identity tokens (kept in a file or in the store, so that it
+    /// outlives a restart and several instances share it). Default: one made at
+    /// [`build`](Self::build), changing with every start.
+    pub fn identity_key(mut self, key: identity::IdentityKey) -> Self {
+        self.identity_key = Some(key);
+        self
+    }
+
+    /// The caller's groups in identity tokens (the `groups` claim; none: left out). Default:
+    /// [`identity::claimed_groups`], the strings of the token's `groups` and `roles` claims.
+    pub fn identity_groups(
+        mut self,
+        groups: impl Fn(&mcp_oauth::Auth) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.identity_groups = Some(Arc::new(groups));
         self
     }
 
@@ -301,6 +321,8 @@ impl GatewayBuilder {
             Some(Arc::new(identity::Signer::new(
                 self.identity.as_deref(),
                 issuer,
+                self.identity_key,
+                self.identity_groups,
             )?))
         } else {
             None
@@ -405,6 +427,8 @@ impl Gateway {
             audit: None,
             identity: None,
             identity_meta: false,
+            identity_key: None,
+            identity_groups: None,
             per_user_idle: Duration::from_secs(15 * 60),
             per_user_max: 100,
             per_session_idle: Duration::from_secs(15 * 60),
