@@ -109,6 +109,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     {
         problems.push(format!("identity_header: {e}"));
     }
+    if let Some(Err(e)) = args
+        .identity_key
+        .as_deref()
+        .map(crate::gateway_identity_key::parse)
+    {
+        problems.push(e);
+    }
     if let Err(e) = args.dev.dpop.verifier(None) {
         problems.push(e);
     }
@@ -215,6 +222,9 @@ fn check(path: &std::path::Path) -> ExitCode {
             mcp_oauth_gateway::identity::JWKS_PATH
         );
     }
+    if let Some(source) = &args.identity_key {
+        println!("  identity key  {source}");
+    }
     if let Some(policy) = args.access.name() {
         println!(
             "  policy        {policy} (its rules are checked against the upstreams' tools at start-up)"
@@ -255,6 +265,7 @@ impl Start<'_> {
     async fn start(
         self,
         oauth: mcp_oauth::OAuth,
+        store: Option<std::sync::Arc<dyn mcp_oauth::auth_server::store::Store>>,
     ) -> Result<(Gateway, Option<serde_json::Value>), Box<dyn std::error::Error>> {
         let Start {
             args,
@@ -290,6 +301,15 @@ impl Start<'_> {
         }
         if args.identity_meta {
             builder = builder.identity_meta();
+        }
+        if let Some(source) = &args.identity_key {
+            let source = crate::gateway_identity_key::parse(source)?;
+            let key = crate::gateway_identity_key::load(&source, store.as_ref()).await?;
+            builder = builder.identity_key(key);
+        }
+        if policy.is_some() {
+            let gate = gate.clone();
+            builder = builder.identity_groups(move |caller| gate.groups(caller));
         }
         let gateway = builder.build()?;
         if stdio {
@@ -395,7 +415,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
                 policy,
                 gate: &gate,
             };
-            let (gateway, _) = started.start(oauth).await?;
+            let (gateway, _) = started.start(oauth, None).await?;
             (listener, mcp_url, issuer, gateway, None, None)
         }
         _ => {
@@ -418,8 +438,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let args_ref = &args;
             let (prepared, gateway) =
                 crate::gateway_login::prepare(args_ref, &own_paths, |early| async move {
+                    let store = early.store.clone();
                     let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
-                    let (gateway, catalog) = started.start(oauth).await?;
+                    let (gateway, catalog) = started.start(oauth, Some(store)).await?;
                     let sign_in = crate::gateway_login::sign_in_policy(
                         args_ref,
                         file,

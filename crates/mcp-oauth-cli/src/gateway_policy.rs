@@ -97,6 +97,25 @@ impl PolicyGate {
         *slot = Some(Arc::new(limiter));
     }
 
+    /// The caller's groups as the policy in force sees them (its `group_claims`, its
+    /// `[policy.groups]`), for identity tokens; before it is in place, the token's `groups`
+    /// and `roles` claims.
+    pub(crate) fn groups(&self, caller: &Auth) -> Vec<String> {
+        match self.current() {
+            Some(policy) => {
+                // Sorted by group: one group from two sources is named once.
+                let mut groups: Vec<String> = policy
+                    .groups(&subject(Some(caller)))
+                    .into_iter()
+                    .map(|m| m.group)
+                    .collect();
+                groups.dedup();
+                groups
+            }
+            None => mcp_oauth_gateway::identity::claimed_groups(caller),
+        }
+    }
+
     /// The rate limits in force.
     fn limiter(&self) -> Option<Arc<RateLimiter>> {
         let slot = self.limiter.read().unwrap_or_else(|p| p.into_inner());

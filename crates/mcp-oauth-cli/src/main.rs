@@ -20,6 +20,7 @@ mod dotenv;
 mod gateway;
 mod gateway_args;
 mod gateway_config;
+mod gateway_identity_key;
 mod gateway_login;
 mod gateway_policy;
 mod gateway_reload;

@@ -196,11 +196,15 @@ pub enum Kind {
     /// the call's binding, or a marker that an approval ticket was answered. Kept until the
     /// ticket expires.
     Approval,
+    /// A key a gateway shares with the other instances on the store (`mcp-oauth gateway
+    /// --identity-key store`: the key that signs identity tokens), keyed by its use; kept
+    /// until replaced.
+    GatewayKey,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -212,6 +216,7 @@ impl Kind {
         Self::ClientAssertion,
         Self::RateLimit,
         Self::Approval,
+        Self::GatewayKey,
     ];
 
     /// A stable name, for keys and tables.
@@ -228,6 +233,7 @@ impl Kind {
             Self::ClientAssertion => "client_assertion",
             Self::RateLimit => "rate_limit",
             Self::Approval => "approval",
+            Self::GatewayKey => "gateway_key",
         }
     }
 
@@ -245,6 +251,7 @@ impl Kind {
             Self::ClientAssertion => "a client assertion",
             Self::RateLimit => "a rate-limit slot",
             Self::Approval => "an approval",
+            Self::GatewayKey => "a gateway key",
         }
     }
 }
