@@ -573,6 +573,8 @@ async fn request(
             method,
             name: call.name().map(str::to_owned),
             params: message.params,
+            rule_ids: call.take_rule_ids(),
+            hidden: Default::default(),
         };
         (decision, called)
     };
@@ -586,7 +588,7 @@ async fn request(
     )
     .await;
     let response = match &decision {
-        Decision::Allow => route(agg, auth, session, message, method, id).await,
+        Decision::Allow => route(agg, auth, session, message, (method, id), &called.hidden).await,
         Decision::StepUp(scopes) if agg.oauth.is_some() => {
             agg.metrics.request(method, Outcome::StepUp);
             match &agg.oauth {
@@ -639,11 +641,11 @@ async fn route(
     auth: Option<&Auth>,
     session: &Arc<Session>,
     message: &Message<'_>,
-    method: &str,
-    id: Option<&str>,
+    (method, id): (&str, Option<&str>),
+    hidden: &crate::gate::HiddenBy,
 ) -> Response {
     if let Some(kind) = ListKind::of_method(method) {
-        return list(agg, auth, session, kind, id).await;
+        return list(agg, auth, session, kind, id, hidden).await;
     }
     let mut params = params_object(message);
     let target = match method {
@@ -840,6 +842,7 @@ async fn list(
     session: &Arc<Session>,
     kind: ListKind,
     id: Option<&str>,
+    hidden: &crate::gate::HiddenBy,
 ) -> Response {
     let method = match kind {
         ListKind::Tools => "tools/list",
@@ -903,7 +906,9 @@ async fn list(
                 }
                 _ => {}
             }
-            if !agg.gatekeeper.filters_lists() || agg.gatekeeper.keep(auth, kind, &item) {
+            if !agg.gatekeeper.filters_lists()
+                || hidden.keeps(agg.gatekeeper.as_ref(), auth, kind, &item)
+            {
                 if let (Some(name), Some(object)) = (own_name, item.as_object_mut()) {
                     object.insert("name".to_owned(), Value::String(name));
                 }

@@ -582,6 +582,8 @@ async fn request(
             method,
             name: inner.audit.as_ref().and(call.name()).map(str::to_owned),
             params: message.params,
+            rule_ids: call.take_rule_ids(),
+            hidden: Default::default(),
         };
         (decision, called)
     };
@@ -594,7 +596,16 @@ async fn request(
         decision,
     )
     .await;
-    let response = decided(inner, parts, auth, session, message, bytes, &decision).await;
+    let response = decided(
+        inner,
+        parts,
+        auth,
+        session,
+        (message, bytes),
+        &decision,
+        &called.hidden,
+    )
+    .await;
     if inner.front {
         let outcome = match &decision {
             Decision::Allow if response.status().is_success() => Outcome::Forwarded,
@@ -626,9 +637,9 @@ async fn decided(
     parts: &::http::request::Parts,
     auth: Option<&Auth>,
     session: &Arc<Session>,
-    message: &Message<'_>,
-    bytes: Bytes,
+    (message, bytes): (&Message<'_>, Bytes),
     decision: &Decision,
+    hidden: &crate::gate::HiddenBy,
 ) -> Response {
     let id = message.id.map(RawValue::get);
     let method = message.method.as_deref().unwrap_or_default();
@@ -657,7 +668,7 @@ async fn decided(
         }
     }
     let filter = ListKind::of_method(method).filter(|_| inner.gatekeeper.filters_lists());
-    let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth));
+    let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth, hidden));
     let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
@@ -712,11 +723,18 @@ async fn decided(
     }
 }
 
-type ListFilter<'a> = Option<(ListKind, &'a dyn Gatekeeper, Option<&'a Auth>)>;
+/// A list to filter: its kind, the gatekeeper, the caller, and where the rules that hid
+/// items are noted.
+type ListFilter<'a> = Option<(
+    ListKind,
+    &'a dyn Gatekeeper,
+    Option<&'a Auth>,
+    &'a crate::gate::HiddenBy,
+)>;
 
 /// A response message with its list filtered.
 fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
-    let Some((kind, gatekeeper, auth)) = list else {
+    let Some((kind, gatekeeper, auth, hidden)) = list else {
         return Bytes::copy_from_slice(message);
     };
     let Ok(parsed) = jsonrpc::parse(message) else {
@@ -725,7 +743,7 @@ fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
     let (Some(id), Some(result)) = (parsed.id, parsed.result) else {
         return Bytes::copy_from_slice(message);
     };
-    match filter_list(gatekeeper, auth, kind, result.get()) {
+    match filter_list(gatekeeper, auth, kind, result.get(), hidden) {
         Some(result) => jsonrpc::encode_response(id.get(), Some(&result), None),
         // Not a list: nothing can be shown safely.
         None => jsonrpc::error_response(
