@@ -110,8 +110,9 @@ pub(crate) fn expose(upstream: &str, name: &str) -> (String, bool) {
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(body.clone()));
     *response.status_mut() = status;
+    crate::metrics::mark_jsonrpc_error(&mut response, &body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -731,10 +732,8 @@ async fn route(
             session: session.clone(),
             member: name,
         };
-        let started = Instant::now();
+        // The member's own front times the upstream call (mcp_client_operation_duration_seconds).
         let response = agg.forward(session, member, auth, body.clone()).await;
-        agg.metrics
-            .upstream_call(agg.metric(member), method, started.elapsed());
         let response = match response {
             Ok(response) => response,
             Err(err) => {
@@ -809,10 +808,8 @@ async fn member_list(
             None => json!({}),
         };
         let body = with_params(Some("1"), method, &params);
-        let started = Instant::now();
+        // Timed by the member's own front, as every call to it.
         let response = agg.forward(session, member, auth, body).await?;
-        agg.metrics
-            .upstream_call(agg.metric(member), method, started.elapsed());
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -882,6 +879,11 @@ async fn list(
                         own_name = Some(name.clone());
                     }
                     let (exposed, shortened) = expose(&m.name, &name);
+                    if kind == ListKind::Tools {
+                        // The name the client calls labels the operation histogram.
+                        let called = if agg.unprefixed { &name } else { &exposed };
+                        agg.metrics.registry().register_tools([called.as_str()]);
+                    }
                     if shortened && let Some(fanout) = &session.fanout {
                         fanout
                             .shortened

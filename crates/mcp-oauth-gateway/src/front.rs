@@ -110,8 +110,9 @@ pub(crate) fn rpc_error(
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(body.clone()));
     *response.status_mut() = status;
+    crate::metrics::mark_jsonrpc_error(&mut response, &body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -667,8 +668,21 @@ async fn decided(
             );
         }
     }
-    let filter = ListKind::of_method(method).filter(|_| inner.gatekeeper.filters_lists());
-    let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth, hidden));
+    // Tool lists are read whole too: their names label the operation histogram.
+    let filters = inner.gatekeeper.filters_lists();
+    let filter = ListKind::of_method(method).filter(|k| filters || *k == ListKind::Tools);
+    let gatekeeper: &dyn Gatekeeper = if filters {
+        inner.gatekeeper.as_ref()
+    } else {
+        &crate::gate::AllowAll
+    };
+    let list = filter.map(|kind| ListFilterOf {
+        kind,
+        gatekeeper,
+        auth,
+        hidden,
+        metrics: &inner.metrics,
+    });
     let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
@@ -723,18 +737,29 @@ async fn decided(
     }
 }
 
-/// A list to filter: its kind, the gatekeeper, the caller, and where the rules that hid
-/// items are noted.
-type ListFilter<'a> = Option<(
-    ListKind,
-    &'a dyn Gatekeeper,
-    Option<&'a Auth>,
-    &'a crate::gate::HiddenBy,
-)>;
+/// A list read whole: to filter, and (tools) to learn the names.
+#[derive(Clone, Copy)]
+struct ListFilterOf<'a> {
+    kind: ListKind,
+    gatekeeper: &'a dyn Gatekeeper,
+    auth: Option<&'a Auth>,
+    /// Where the rules that hid items are noted.
+    hidden: &'a crate::gate::HiddenBy,
+    metrics: &'a Metrics,
+}
+
+type ListFilter<'a> = Option<ListFilterOf<'a>>;
 
 /// A response message with its list filtered.
 fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
-    let Some((kind, gatekeeper, auth, hidden)) = list else {
+    let Some(ListFilterOf {
+        kind,
+        gatekeeper,
+        auth,
+        hidden,
+        metrics,
+    }) = list
+    else {
         return Bytes::copy_from_slice(message);
     };
     let Ok(parsed) = jsonrpc::parse(message) else {
@@ -743,6 +768,9 @@ fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
     let (Some(id), Some(result)) = (parsed.id, parsed.result) else {
         return Bytes::copy_from_slice(message);
     };
+    if kind == ListKind::Tools {
+        metrics.tools_listed(result.get());
+    }
     match filter_list(gatekeeper, auth, kind, result.get(), hidden) {
         Some(result) => jsonrpc::encode_response(id.get(), Some(&result), None),
         // Not a list: nothing can be shown safely.

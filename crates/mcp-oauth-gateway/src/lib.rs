@@ -295,18 +295,11 @@ impl GatewayBuilder {
         }
         let registry = self.metrics.take().unwrap_or_default();
         self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
-        let metric_names: Vec<String> = self.upstreams.iter().map(|(n, _)| n.clone()).collect();
         let metrics = Arc::new(Metrics::new(
             registry,
             self.upstreams
                 .iter()
-                .map(|(n, config)| {
-                    let transport = match config {
-                        UpstreamConfig::Stdio(_) => metrics::Transport::Pipe,
-                        UpstreamConfig::Http(_) => metrics::Transport::Tcp,
-                    };
-                    (n.clone(), transport)
-                })
+                .map(|(n, config)| (n.clone(), metrics::Transport::of(config)))
                 .collect(),
         ));
         let path = match &self.oauth {
@@ -334,7 +327,6 @@ impl GatewayBuilder {
             max_body: self.max_body,
             ready_timeout: self.ready_timeout,
             metrics: metrics.clone(),
-            metric_names,
             signer: signer.clone(),
             identity_meta: self.identity_meta,
             per_user_idle: self.per_user_idle,

@@ -36,8 +36,6 @@ pub(crate) struct Parts {
     pub(crate) max_body: usize,
     pub(crate) ready_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
-    /// The upstreams the metrics count, in their order (fixed when the gateway is built).
-    pub(crate) metric_names: Vec<String>,
     pub(crate) signer: Option<Arc<identity::Signer>>,
     pub(crate) identity_meta: bool,
     pub(crate) per_user_idle: Duration,
@@ -51,11 +49,9 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    fn metric_index(&self, name: &str) -> usize {
-        self.metric_names
-            .iter()
-            .position(|n| n == name)
-            .unwrap_or(usize::MAX)
+    /// The upstream's number in the metrics (one a reload adds gets series then).
+    fn metric_index(&self, name: &str, config: &UpstreamConfig) -> usize {
+        self.metrics.upstream(name, crate::metrics::Transport::of(config))
     }
 
     fn sessions(&self) -> Sessions {
@@ -72,7 +68,7 @@ pub(crate) fn route_for(
     several: bool,
 ) -> Result<Route, GatewayError> {
     let index = match name.as_deref() {
-        Some(name) if several => parts.metric_index(name),
+        Some(name) if several => parts.metric_index(name, config),
         _ => 0,
     };
     let assemble = {
@@ -311,7 +307,7 @@ impl Live {
         let member = |name: &Arc<str>, s: &Served| Member {
             name: name.clone(),
             route: s.route.clone(),
-            index: parts.metric_index(name),
+            index: parts.metric_index(name, &s.config),
         };
         let view = |members: Vec<Member>, sessions: Sessions, oauth, unprefixed| {
             Arc::new(Aggregate {
