@@ -136,7 +136,10 @@ mod tests {
         // The restarted instance reads the same key.
         let reopened: Arc<dyn Store> = Arc::new(SqliteStore::open(&file).expect("reopened"));
         assert_eq!(
-            load(&KeySource::Store, Some(&reopened)).await.expect("c").kid(),
+            load(&KeySource::Store, Some(&reopened))
+                .await
+                .expect("c")
+                .kid(),
             a.kid()
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -257,15 +257,18 @@ impl Gatekeeper for PolicyGate {
         self.hidden_by(caller, list, item).is_none()
     }
 
-    fn hidden_by(&self, caller: Option<&Auth>, list: ListKind, item: &Value) -> Option<Vec<String>> {
+    fn hidden_by(
+        &self,
+        caller: Option<&Auth>,
+        list: ListKind,
+        item: &Value,
+    ) -> Option<Vec<String>> {
         // No caller: the gateway itself, listing what the upstreams offer to compile a
         // reloaded policy against (`Gateway::catalog`). Every client request of the command's
         // gateway is authenticated, so a client always has one.
-        if caller.is_none() {
-            return None;
-        }
+        let caller = caller?;
         let policy = self.current()?;
-        let subject = subject(caller);
+        let subject = subject(Some(caller));
         let field = |key: &str| item.get(key).and_then(Value::as_str);
         let target = match list {
             ListKind::Tools => field("name").map(Target::Tool),

@@ -644,9 +644,15 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     let events: Vec<Value> = loop {
         let text = std::fs::read_to_string(&audit).unwrap_or_default();
         if text.contains("env-needs-admin") {
-            break text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            break text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
         }
-        assert!(Instant::now() < deadline, "no audit line for the step-up: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no audit line for the step-up: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let rules = |effect: &str, tool: &str| -> Vec<Value> {

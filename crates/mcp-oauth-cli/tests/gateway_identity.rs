@@ -86,7 +86,11 @@ async fn instances_on_one_store_publish_one_key_that_a_restart_keeps() {
     let (second, second_origin) = start(&data, &upstream, "store").await;
     let key = kids(&first_origin).await;
     assert_eq!(key.len(), 1);
-    assert_eq!(kids(&second_origin).await, key, "one key for both instances");
+    assert_eq!(
+        kids(&second_origin).await,
+        key,
+        "one key for both instances"
+    );
     drop((first, second));
     let (_again, origin) = start(&data, &upstream, "store").await;
     assert_eq!(kids(&origin).await, key, "the restart kept it");
@@ -112,7 +116,13 @@ async fn a_key_file_is_made_once_and_kept() {
     assert_eq!(kids(&origin).await, key);
     // A wrong value is refused before anything starts, saying what to write.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["gateway", "--identity-key", "/etc/key.pem", "--upstream", &upstream])
+        .args([
+            "gateway",
+            "--identity-key",
+            "/etc/key.pem",
+            "--upstream",
+            &upstream,
+        ])
         .arg("--data-dir")
         .arg(&data)
         .output()

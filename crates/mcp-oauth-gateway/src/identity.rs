@@ -319,7 +319,10 @@ mod tests {
 
     #[test]
     fn a_key_file_is_made_once_and_read_back() {
-        let dir = std::env::temp_dir().join(format!("mcp-gw-idkey-{}", random_hex(8).unwrap_or_default()));
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-gw-idkey-{}",
+            random_hex(8).unwrap_or_default()
+        ));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("identity.pem");
         let made = IdentityKey::from_file(&path).expect("made");
@@ -342,7 +345,15 @@ mod tests {
             .expect("keys")
             .iter()
             .filter_map(|k| k["kid"].as_str())
-            .map(|k| if k == new.kid() { "new" } else if k == made.kid() { "old" } else { "?" })
+            .map(|k| {
+                if k == new.kid() {
+                    "new"
+                } else if k == made.kid() {
+                    "old"
+                } else {
+                    "?"
+                }
+            })
             .collect();
         assert_eq!(kids, ["new", "old"]);
         let _ = std::fs::remove_dir_all(&dir);
@@ -353,16 +364,23 @@ mod tests {
         let Err(GatewayError::Config { reason, .. }) = IdentityKey::from_pem("hello") else {
             panic!("accepted");
         };
-        assert!(reason.contains("no `-----BEGIN PRIVATE KEY-----` block"), "{reason}");
+        assert!(
+            reason.contains("no `-----BEGIN PRIVATE KEY-----` block"),
+            "{reason}"
+        );
         let ed = SigningKey::generate(Algorithm::EdDSA)
             .expect("ed25519")
             .to_pkcs8_pem()
             .expect("pem");
         let good = IdentityKey::generate().expect("key").to_pem();
-        let Err(GatewayError::Config { reason, .. }) = IdentityKey::from_pem(&format!("{good}{ed}"))
+        let Err(GatewayError::Config { reason, .. }) =
+            IdentityKey::from_pem(&format!("{good}{ed}"))
         else {
             panic!("accepted");
         };
-        assert!(reason.starts_with("key 2 is not an ECDSA P-256"), "{reason}");
+        assert!(
+            reason.starts_with("key 2 is not an ECDSA P-256"),
+            "{reason}"
+        );
     }
 }

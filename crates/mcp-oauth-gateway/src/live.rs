@@ -51,7 +51,8 @@ pub(crate) struct Parts {
 impl Parts {
     /// The upstream's number in the metrics (one a reload adds gets series then).
     fn metric_index(&self, name: &str, config: &UpstreamConfig) -> usize {
-        self.metrics.upstream(name, crate::metrics::Transport::of(config))
+        self.metrics
+            .upstream(name, crate::metrics::Transport::of(config))
     }
 
     fn sessions(&self) -> Sessions {

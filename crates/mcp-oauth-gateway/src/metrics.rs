@@ -34,7 +34,9 @@ pub(crate) fn mark_jsonrpc_error(response: &mut axum::response::Response, body: 
     }
     if let Ok(message) = crate::jsonrpc::parse(body)
         && message.result.is_none()
-        && let Some(Ok(error)) = message.error.map(|e| serde_json::from_str::<Error>(e.get()))
+        && let Some(Ok(error)) = message
+            .error
+            .map(|e| serde_json::from_str::<Error>(e.get()))
     {
         response
             .extensions_mut()
@@ -180,7 +182,9 @@ impl Metrics {
     }
 
     fn upstream_series(&self, upstream: usize) -> Option<&UpstreamSeries> {
-        self.upstreams.get(upstream).and_then(std::sync::OnceLock::get)
+        self.upstreams
+            .get(upstream)
+            .and_then(std::sync::OnceLock::get)
     }
 
     /// Gives the tools of a `tools/list` result (its JSON text) a `gen_ai_tool_name` of their

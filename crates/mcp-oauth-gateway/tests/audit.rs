@@ -124,7 +124,13 @@ async fn audited(
         .map(|t| tool(t["name"].as_str().unwrap()))
         .collect();
     assert!(names.contains(&"echo") && !names.contains(&"pid") && !names.contains(&"slow"));
-    for (id, name) in [(3, "echo"), (4, "pid"), (5, "get_env"), (6, "cancelled"), (7, "meta")] {
+    for (id, name) in [
+        (3, "echo"),
+        (4, "pid"),
+        (5, "get_env"),
+        (6, "cancelled"),
+        (7, "meta"),
+    ] {
         let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
                           "params":{"name":format!("{prefix}{name}"),"arguments":{"text":"x"}}});
         let status = rpc(&h, &token, &session, body).await.status();
@@ -142,9 +148,7 @@ fn rules_of(events: &[Value], method: &str, name: Option<&str>) -> (Value, Value
         .iter()
         .find(|e| {
             e["method"] == method
-                && name.is_none_or(|n| {
-                    e.to_string().contains(&format!("\"{n}\""))
-                })
+                && name.is_none_or(|n| e.to_string().contains(&format!("\"{n}\"")))
         })
         .unwrap_or_else(|| panic!("no {method} {name:?} in {events:#?}"));
     (

@@ -130,8 +130,7 @@ async fn a_key_file_signs_for_every_instance_and_every_start() {
     .unwrap();
     assert_eq!(header["kid"], new.kid());
     assert_eq!(verifier.verify(&fresh).await.unwrap().subject, "bob");
-    let old_verifier =
-        IdentityVerifier::with_jwks(&first.url, &upstream, &rotated_keys).unwrap();
+    let old_verifier = IdentityVerifier::with_jwks(&first.url, &upstream, &rotated_keys).unwrap();
     assert_eq!(old_verifier.verify(&token).await.unwrap().subject, "alice");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -308,7 +308,12 @@ async fn listed_tools_and_jsonrpc_errors_label_operations() {
     assert!(listed[0]["result"]["tools"].as_array().unwrap().len() > 3);
     let before = h.gateway.metrics_text();
     let mut answers = Vec::new();
-    for (id, tool) in [(3, "echo"), (4, "echo"), (5, "get_env"), (6, "no-such-tool")] {
+    for (id, tool) in [
+        (3, "echo"),
+        (4, "echo"),
+        (5, "get_env"),
+        (6, "no-such-tool"),
+    ] {
         let answer = post(&h.url, Some(&token), Some(&session), call_body(id, tool)).await;
         assert_eq!(answer.status(), 200);
         answers.push(messages(answer).await.remove(0));
@@ -344,7 +349,10 @@ async fn own_paths_and_reloaded_upstreams_are_counted() {
             .into()
     };
     let h = Harness::several(
-        vec![("local", stdio_upstream().into()), ("remote", http(remote.0))],
+        vec![
+            ("local", stdio_upstream().into()),
+            ("remote", http(remote.0)),
+        ],
         |b| b,
     )
     .await;
@@ -361,20 +369,33 @@ async fn own_paths_and_reloaded_upstreams_are_counted() {
     let before = h.gateway.metrics_text();
     messages(post(&own, Some(&own_token), Some(&own_session), list_body(2)).await).await;
     for id in [3, 4] {
-        let answer = post(&own, Some(&own_token), Some(&own_session), call_body(id, "echo")).await;
-        assert_eq!(messages(answer).await[0]["result"]["content"][0]["text"], "x");
+        let answer = post(
+            &own,
+            Some(&own_token),
+            Some(&own_session),
+            call_body(id, "echo"),
+        )
+        .await;
+        assert_eq!(
+            messages(answer).await[0]["result"]["content"][0]["text"],
+            "x"
+        );
     }
     let text = h.gateway.metrics_text();
     let moved = |series: &str| value(&text, series) - value(&before, series);
     assert_eq!(moved(&server_series("tools/list", "")), 1.0, "{text}");
     assert_eq!(moved(&tool_series("echo", "")), 2.0, "{text}");
     assert_eq!(
-        moved("mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"remote\",network_transport=\"tcp\"}"),
+        moved(
+            "mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"remote\",network_transport=\"tcp\"}"
+        ),
         2.0,
         "each upstream call counted once: {text}"
     );
     assert_eq!(
-        moved("mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/list\",upstream=\"remote\",network_transport=\"tcp\"}"),
+        moved(
+            "mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/list\",upstream=\"remote\",network_transport=\"tcp\"}"
+        ),
         1.0,
         "{text}"
     );
@@ -392,12 +413,23 @@ async fn own_paths_and_reloaded_upstreams_are_counted() {
     let session = raw_session(&h.url, &token).await;
     messages(post(&h.url, Some(&token), Some(&session), list_body(5)).await).await;
     let before = h.gateway.metrics_text();
-    let answer = post(&h.url, Some(&token), Some(&session), call_body(6, "third__echo")).await;
-    assert_eq!(messages(answer).await[0]["result"]["content"][0]["text"], "x");
+    let answer = post(
+        &h.url,
+        Some(&token),
+        Some(&session),
+        call_body(6, "third__echo"),
+    )
+    .await;
+    assert_eq!(
+        messages(answer).await[0]["result"]["content"][0]["text"],
+        "x"
+    );
     let text = h.gateway.metrics_text();
     let moved = |series: &str| value(&text, series) - value(&before, series);
     assert_eq!(
-        moved("mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"third\",network_transport=\"tcp\"}"),
+        moved(
+            "mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"third\",network_transport=\"tcp\"}"
+        ),
         1.0,
         "{text}"
     );

@@ -532,9 +532,18 @@ mod tests {
             protocol_version: None,
             error,
         };
-        metrics.operation(&op(OperationError::JsonRpc(-32602)), Duration::from_millis(1));
-        metrics.operation(&op(OperationError::JsonRpc(-32602)), Duration::from_millis(1));
-        metrics.operation(&op(OperationError::JsonRpc(-32042)), Duration::from_millis(1));
+        metrics.operation(
+            &op(OperationError::JsonRpc(-32602)),
+            Duration::from_millis(1),
+        );
+        metrics.operation(
+            &op(OperationError::JsonRpc(-32602)),
+            Duration::from_millis(1),
+        );
+        metrics.operation(
+            &op(OperationError::JsonRpc(-32042)),
+            Duration::from_millis(1),
+        );
         metrics.operation(&op(OperationError::JsonRpc(7)), Duration::from_millis(1));
         metrics.operation(&op(OperationError::Status(404)), Duration::from_millis(1));
         metrics.operation(&op(OperationError::None), Duration::from_millis(1));
@@ -545,7 +554,9 @@ mod tests {
             );
             text.lines()
                 .find_map(|l| {
-                    l.strip_prefix(&format!("mcp_server_operation_duration_seconds_count{{{labels}}} "))
+                    l.strip_prefix(&format!(
+                        "mcp_server_operation_duration_seconds_count{{{labels}}} "
+                    ))
                 })
                 .unwrap_or_else(|| panic!("no series {labels} in {text}"))
                 .to_owned()
