@@ -154,6 +154,11 @@ impl Served {
         served
     }
 
+    /// The process (its pid, a signal, its exit).
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -198,4 +203,20 @@ impl Served {
             tokio::time::sleep(Duration::from_millis(25)).await; // poll interval, bounded above
         }
     }
+}
+
+/// `mcp-oauth dev --port 0 --json --data-dir <tmp>/data EXTRA`, ready; its log in
+/// `<tmp>/<name>.log`.
+pub async fn dev(tmp: &TempDir, name: &str, extra: &[&str]) -> Served {
+    let data = tmp.data();
+    let mut args = vec![
+        "dev",
+        "--port",
+        "0",
+        "--json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Served::start(tmp, name, &args, &[]).await
 }
