@@ -62,7 +62,14 @@ pub(crate) struct Member {
     pub(crate) route: crate::isolation::Route,
     /// The upstream's number in the metrics.
     pub(crate) index: usize,
+    /// Its tools' new names and descriptions.
+    pub(crate) renames: Arc<crate::rename::Renames>,
 }
+
+/// Marks a request of the gateway itself that lists tools under the names the policy sees
+/// (the upstreams' own names, prefixed), not the names clients are shown.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PolicyNames;
 
 pub(crate) struct Aggregate {
     pub(crate) members: Vec<Member>,
@@ -199,6 +206,33 @@ impl Aggregate {
         } else {
             format!("{} ({}{SEPARATOR}…): {text}", member.name, member.name)
         }
+    }
+
+    /// Refuses a rename onto a name that the upstream's own list (`tools`, as the policy sees
+    /// it: `NAME__tool`) still gives another tool, which clients would not see.
+    pub(crate) fn check_renames(&self, tools: &Value) -> Result<(), crate::GatewayError> {
+        let listed = tools.as_array().map(Vec::as_slice).unwrap_or_default();
+        for item in listed {
+            let Some((upstream, tool)) = item
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| n.split_once(SEPARATOR))
+            else {
+                continue;
+            };
+            let Some(member) = self.members.iter().find(|m| &*m.name == upstream) else {
+                continue;
+            };
+            if let Some(by) = member.renames.shadows(tool) {
+                return Err(crate::GatewayError::Config {
+                    what: "tool names",
+                    reason: format!(
+                        "{upstream}: {by} is renamed to {tool}, but the upstream has a tool {tool} of its own; rename {tool} too, or pick another name"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The number of the member named `name`.
@@ -458,14 +492,32 @@ async fn in_session(
             jsonrpc::INVALID_REQUEST,
             "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
         ),
-        Kind::Request if agg.unprefixed => match exposed_request(agg, session, message) {
-            Some(rewritten) => match jsonrpc::parse(&rewritten) {
-                Ok(exposed) => request(agg, parts, auth, session, &exposed).await,
-                Err(_) => not_permitted(id),
-            },
-            None => request(agg, parts, auth, session, message).await,
-        },
-        Kind::Request => request(agg, parts, auth, session, message).await,
+        Kind::Request => {
+            // The names the policy sees: at an upstream's own path, prefixed as at the merged
+            // endpoint; a renamed tool, by the upstream's own name.
+            let exposed = if agg.unprefixed {
+                exposed_request(agg, session, message)
+            } else {
+                None
+            };
+            let exposed = match exposed.as_deref().map(jsonrpc::parse) {
+                Some(Ok(exposed)) => Some(exposed),
+                Some(Err(_)) => return not_permitted(id),
+                None => None,
+            };
+            let message = exposed.as_ref().unwrap_or(message);
+            match real_request(agg, session, message) {
+                Ok(Some(rewritten)) => match jsonrpc::parse(&rewritten) {
+                    Ok(real) => request(agg, parts, auth, session, &real).await,
+                    Err(_) => not_permitted(id),
+                },
+                Ok(None) => request(agg, parts, auth, session, message).await,
+                Err(Hidden) => {
+                    agg.metrics.request("tools/call", Outcome::Denied);
+                    not_permitted(id)
+                }
+            }
+        }
         Kind::Notification => {
             if message.method.as_deref() != Some("notifications/initialized") {
                 for member in 0..agg.members.len() {
@@ -546,6 +598,53 @@ fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) ->
         method,
         &Value::Object(params),
     ))
+}
+
+/// The own name of a renamed tool, which the client was not shown.
+struct Hidden;
+
+/// A `tools/call` of a renamed tool with the name the policy sees: the upstream's own,
+/// prefixed (`fs__read_file` for `fs__read`); `None` when the name is not a new one; `Err`
+/// when it is the own name of a renamed tool.
+fn real_request(
+    agg: &Aggregate,
+    session: &Session,
+    message: &Message<'_>,
+) -> Result<Option<Bytes>, Hidden> {
+    if message.method.as_deref() != Some("tools/call")
+        || agg.members.iter().all(|m| m.renames.is_empty())
+    {
+        return Ok(None);
+    }
+    let mut params = params_object(message);
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let Some((member, local)) = agg.member_of_name(session, name) else {
+        return Ok(None);
+    };
+    let Some(m) = agg.members.get(member) else {
+        return Ok(None);
+    };
+    let real = match m.renames.seen(&local) {
+        crate::rename::Seen::Same => return Ok(None),
+        crate::rename::Seen::Hidden => return Err(Hidden),
+        crate::rename::Seen::Renamed(real) => real,
+    };
+    let (exposed, shortened) = expose(&m.name, real);
+    if shortened && let Some(fanout) = &session.fanout {
+        fanout
+            .shortened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exposed.clone(), (m.name.clone(), real.to_owned()));
+    }
+    params.insert("name".to_owned(), Value::String(exposed));
+    Ok(Some(with_params(
+        message.id.map(RawValue::get),
+        "tools/call",
+        &Value::Object(params),
+    )))
 }
 
 async fn initialize(
@@ -727,8 +826,9 @@ async fn request(
         decision,
     )
     .await;
+    let policy_names = parts.extensions.get::<PolicyNames>().is_some();
     let response = match &decision {
-        Decision::Allow => route(agg, auth, session, message, method, id).await,
+        Decision::Allow => route(agg, auth, session, message, method, id, policy_names).await,
         Decision::StepUp(scopes) if agg.oauth.is_some() => {
             agg.metrics.request(method, Outcome::StepUp);
             match &agg.oauth {
@@ -783,9 +883,10 @@ async fn route(
     message: &Message<'_>,
     method: &str,
     id: Option<&str>,
+    policy_names: bool,
 ) -> Response {
     if let Some(kind) = ListKind::of_method(method) {
-        return list(agg, auth, session, kind, id).await;
+        return list(agg, auth, session, kind, id, policy_names).await;
     }
     let mut params = params_object(message);
     let target = match method {
@@ -982,6 +1083,7 @@ async fn list(
     session: &Arc<Session>,
     kind: ListKind,
     id: Option<&str>,
+    policy_names: bool,
 ) -> Response {
     let method = match kind {
         ListKind::Tools => "tools/list",
@@ -1009,7 +1111,8 @@ async fn list(
             }
         };
         for mut item in items {
-            // At an upstream's own path the client sees the upstream's own name.
+            // What the client is shown when it is not the name the policy sees: at an
+            // upstream's own path, the upstream's own name; a renamed tool's new name.
             let mut own_name = None;
             match kind {
                 ListKind::Tools | ListKind::Prompts => {
@@ -1017,8 +1120,26 @@ async fn list(
                     else {
                         continue;
                     };
+                    let shown = if kind == ListKind::Tools && !policy_names {
+                        if let Some(by) = m.renames.shadows(&name) {
+                            tracing::error!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "the upstream's tool {name} is left out: {by} is renamed to {name}; rename one of them");
+                            continue;
+                        }
+                        m.renames.shown(&name)
+                    } else {
+                        None
+                    };
+                    if let (Some(description), Some(object)) = (
+                        shown.and_then(|s| s.description.as_ref()),
+                        item.as_object_mut(),
+                    ) {
+                        object.insert("description".to_owned(), Value::String(description.clone()));
+                    }
+                    let new_name = shown.and_then(|s| s.name.as_ref());
                     if agg.unprefixed {
-                        own_name = Some(name.clone());
+                        own_name = Some(new_name.unwrap_or(&name).clone());
+                    } else if let Some(new_name) = new_name {
+                        own_name = Some(expose(&m.name, new_name).0);
                     }
                     let (exposed, shortened) = expose(&m.name, &name);
                     if shortened && let Some(fanout) = &session.fanout {
