@@ -516,11 +516,12 @@ impl Gateway {
     /// As [`reload`](Self::reload), and a table that [`GatewayBuilder::build`] would refuse
     /// (a collision, a bad name, an upstream not served); the gateway then goes on serving
     /// what it served.
-    pub fn reload_tools<I, S, T>(&self, upstreams: I, tools: T) -> Result<Reloaded, GatewayError>
+    pub fn reload_tools<I, S, T, U>(&self, upstreams: I, tools: T) -> Result<Reloaded, GatewayError>
     where
         I: IntoIterator<Item = (S, UpstreamConfig)>,
         S: Into<String>,
-        T: IntoIterator<Item = (S, ToolNames)>,
+        T: IntoIterator<Item = (U, ToolNames)>,
+        U: Into<String>,
     {
         let upstreams = upstreams
             .into_iter()

@@ -55,6 +55,17 @@ impl ToolNames {
         self
     }
 
+    /// Checks the table for upstream `upstream` as [`GatewayBuilder::build`](crate::GatewayBuilder::build)
+    /// does, without building (for a configuration check).
+    ///
+    /// # Errors
+    ///
+    /// A new name that does not fit `^[a-zA-Z0-9_-]{1,64}$` with the prefix `upstream__`, or
+    /// two tools that end up with the same name.
+    pub fn check(&self, upstream: &str) -> Result<(), GatewayError> {
+        Renames::new(upstream, self).map(|_| ())
+    }
+
     /// Whether no tool is renamed or described.
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
@@ -92,7 +103,7 @@ impl Renames {
     /// name fits `^[a-zA-Z0-9_-]{1,64}$` with the prefix, and no two tools end up with the
     /// same name.
     pub(crate) fn new(upstream: &str, names: &ToolNames) -> Result<Self, GatewayError> {
-        let room = 64 - upstream.len() - SEPARATOR.len();
+        let room = 64usize.saturating_sub(upstream.len() + SEPARATOR.len());
         let mut real = HashMap::new();
         for (tool, shown) in &names.tools {
             let Some(name) = &shown.name else { continue };
