@@ -21,7 +21,13 @@
 //!   list had the URI (else each member in turn, until one knows it);
 //! - the client's answers to a member's requests (sampling, elicitation) go to the member with
 //!   requests in flight, when there is exactly one;
-//! - the GET stream merges the members' streams; DELETE ends every member session.
+//! - the GET stream merges the members' streams; DELETE ends every member session;
+//! - protocol 2026-07-28: the headers are checked ([`modern`](crate::modern)) before anything
+//!   reads the body, a stateless caller gets a fan-out session of its own (out of sight,
+//!   members opened on demand), and `server/discover` opens every member and merges what
+//!   they say;
+//! - tools renamed or described ([`rename`](crate::rename)) are shown so, while the policy and
+//!   the routing see the upstream's own name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
