@@ -283,3 +283,34 @@ async fn a_rename_onto_a_name_the_upstream_uses_is_caught_by_its_list() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stateless_caller_names_a_renamed_tool_by_its_new_name_in_mcp_name() {
+    let (remote, _stop) = http_member().await;
+    let h = Harness::several(two(remote), |b| b.tools("local", local_names())).await;
+    let token = h.token("alice");
+    let send = |name: &'static str, header: &'static str| {
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": name, "arguments": {"text": "modern"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        reqwest::Client::new()
+            .post(&h.url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", header)
+            .body(body.to_string())
+            .send()
+    };
+    let called = send("local__say", "local__say").await.unwrap();
+    assert_eq!(called.status(), 200);
+    let answer = messages(called).await.pop().unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "modern", "{answer}");
+    // The header must be the name the client sees, not the upstream's own.
+    let lying = send("local__say", "local__echo").await.unwrap();
+    assert_eq!(lying.status(), 400);
+    let body: Value = lying.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32020, "{body}");
+}
