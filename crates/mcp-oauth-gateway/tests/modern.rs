@@ -315,6 +315,18 @@ async fn discover_and_stateless_calls_through_several_upstreams() {
         let answer = messages(called).await.pop().unwrap();
         assert_eq!(answer["result"]["content"][0]["text"], tool, "{answer}");
     }
+    // Without a token nothing is answered, not even discover.
+    let anonymous = reqwest::Client::new()
+        .post(&h.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "server/discover")
+        .body(discover_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     // The older versions keep working on the same endpoint.
     let client = h.client("bob").await;
     assert_eq!(
