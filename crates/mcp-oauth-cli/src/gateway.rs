@@ -94,6 +94,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             if let Err(e) = upstream_configs(&specs) {
                 problems.push(e);
             }
+            problems.extend(crate::gateway_tools::check(&specs));
             specs
         }
         Err(mut errors) => {
@@ -252,6 +253,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 struct Start<'a> {
     args: &'a GatewayArgs,
     upstreams: Vec<(Option<String>, UpstreamConfig)>,
+    /// `[upstream.tools.TOOL]`, by upstream name.
+    tools: Vec<(String, mcp_oauth_gateway::ToolNames)>,
     described: &'a str,
     audit: Option<mcp_oauth::AuditLog>,
     /// The policy file's name and its rules.
@@ -270,6 +273,7 @@ impl Start<'_> {
         let Start {
             args,
             upstreams,
+            tools,
             described,
             audit,
             policy,
@@ -292,6 +296,9 @@ impl Start<'_> {
         .metrics(gate.metrics().clone());
         if let Some(audit) = audit {
             builder = builder.audit(audit);
+        }
+        for (upstream, names) in tools {
+            builder = builder.tools(upstream, names);
         }
         if policy.is_some() {
             builder = builder.gatekeeper(gate.clone());
@@ -410,6 +417,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
+                tools: crate::gateway_tools::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,
@@ -429,6 +437,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
+                tools: crate::gateway_tools::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,

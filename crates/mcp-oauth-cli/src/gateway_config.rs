@@ -67,6 +67,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "cwd",
     "isolation",
     "transport",
+    "tools",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -146,6 +147,8 @@ const CREDENTIAL_FIELDS: &[&str] = &[
 pub(crate) struct UpstreamSpec {
     pub(crate) name: Option<String>,
     pub(crate) target: Target,
+    /// `[upstream.tools.TOOL]`: tools renamed or described (file-only).
+    pub(crate) tools: Vec<crate::gateway_tools::ToolSpec>,
     pub(crate) line: usize,
 }
 
@@ -474,6 +477,13 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             format!("[[upstream]] name {name:?}: use 1 to 32 letters, digits or '-' (it prefixes tool names as NAME__tool)"),
         );
     }
+    let mut tool_errors = Vec::new();
+    let tools = get("tools")
+        .map(|v| crate::gateway_tools::parse(v, &mut tool_errors))
+        .unwrap_or_default();
+    for (at, message) in tool_errors {
+        errors.at(at, message);
+    }
     let url = text("url", errors);
     let command =
         get("command").map(|v| (v.span().start, strings(v, errors, "[[upstream]] command")));
@@ -577,6 +587,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
     Some(UpstreamSpec {
         name,
         target: target?,
+        tools,
         line: line_of(errors.text, offset),
     })
 }
@@ -1072,6 +1083,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
             }
         }
+        crate::gateway_tools::print(&mut out, &spec.tools, toml_string);
     }
     Ok(out)
 }
@@ -1155,6 +1167,7 @@ headers = { "X-Api-Key" = "${KEY}" }
                     credentials: None,
                     transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
+                tools: Vec::new(),
                 line: 11,
             }]
         );

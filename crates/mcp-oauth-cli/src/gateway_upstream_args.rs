@@ -87,6 +87,7 @@ impl GatewayArgs {
                 .map(|(name, target)| UpstreamSpec {
                     name: Some(name.to_owned()),
                     target,
+                    tools: Vec::new(),
                     line: 0,
                 })
                 .collect();
@@ -129,6 +130,7 @@ impl GatewayArgs {
         vec![UpstreamSpec {
             name: None,
             target,
+            tools: Vec::new(),
             line: 0,
         }]
     }

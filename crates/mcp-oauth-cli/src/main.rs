@@ -24,6 +24,7 @@ mod gateway_identity_key;
 mod gateway_login;
 mod gateway_policy;
 mod gateway_reload;
+mod gateway_tools;
 mod gateway_upstream_args;
 mod gateway_upstreams;
 mod listen;

@@ -83,6 +83,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<UpstreamSpec>, Vec<Str
             Ok(target) => specs.push(UpstreamSpec {
                 name: Some(upstream),
                 target,
+                tools: Vec::new(),
                 line: 0,
             }),
             Err(mut problems) => errors.append(&mut problems),

@@ -57,6 +57,7 @@ mod metrics;
 mod modern;
 mod paths;
 mod per_session;
+mod rename;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
@@ -81,6 +82,7 @@ pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
 pub use isolation::Isolation;
 pub use live::Reloaded;
+pub use rename::ToolNames;
 pub use upstream::{
     ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
     UpstreamCredentials, resolve_secret,
@@ -124,6 +126,7 @@ pub struct GatewayBuilder {
     max_sessions: u64,
     ready_timeout: Duration,
     metrics: Option<mcp_oauth::metrics::Metrics>,
+    tools: std::collections::HashMap<String, ToolNames>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -272,10 +275,21 @@ impl GatewayBuilder {
     /// Builds the gateway. A stdio child is started at once, so this must run inside a
     /// Tokio runtime.
     ///
+    /// With several upstreams, the tools of upstream `upstream` renamed and described as
+    /// `names` says: clients see `upstream__NEW` and the new description; the policy and the
+    /// audit see the upstream's own name (`upstream__tool`), so a rename never lets a call
+    /// past a rule written for that name. A tool's own name is not callable once it is
+    /// renamed. Checked by [`build`](Self::build): new names fit `^[a-zA-Z0-9_-]{1,64}$` with
+    /// the prefix, and no two tools of an upstream end up with the same name.
+    pub fn tools(mut self, upstream: impl Into<String>, names: ToolNames) -> Self {
+        self.tools.insert(upstream.into(), names);
+        self
+    }
+
     /// # Errors
     ///
-    /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), or the
-    /// upstream's HTTP client cannot be built.
+    /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), the
+    /// upstream's HTTP client cannot be built, or [`tools`](Self::tools) are refused.
     pub fn build(mut self) -> Result<Gateway, GatewayError> {
         if self.oauth.is_none() && !self.no_auth {
             return Err(GatewayError::Config {
@@ -292,6 +306,11 @@ impl GatewayBuilder {
         }
         if several {
             live::check_names(self.upstreams.iter().map(|(n, _)| n.as_str()))?;
+        } else if self.tools.values().any(|t| !t.is_empty()) {
+            return Err(GatewayError::Config {
+                what: "tool names",
+                reason: "renaming or describing tools needs a gateway of several upstreams (Gateway::aggregate); with one upstream, the upstream's own names are served".into(),
+            });
         }
         let registry = self.metrics.take().unwrap_or_default();
         self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
@@ -345,7 +364,7 @@ impl GatewayBuilder {
             }
             Some(last) => {
                 upstreams.push(last);
-                Kind::Several(Arc::new(live::Live::new(parts, upstreams)?))
+                Kind::Several(Arc::new(live::Live::new(parts, upstreams, self.tools)?))
             }
             None => {
                 return Err(GatewayError::Config {
@@ -434,6 +453,7 @@ impl Gateway {
             max_sessions: 10_000,
             ready_timeout: Duration::from_secs(30),
             metrics: None,
+            tools: std::collections::HashMap::new(),
         }
     }
 
@@ -494,7 +514,41 @@ impl Gateway {
             .map(|(name, config)| (name.into(), config))
             .collect();
         match &self.kind {
-            Kind::Several(live) => live.reload(upstreams),
+            Kind::Several(live) => live.reload(upstreams, None),
+            Kind::One(_) => Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
+            }),
+        }
+    }
+
+    /// [`reload`](Self::reload) with the tools renamed and described as `tools` says from now
+    /// on (by upstream name, as [`GatewayBuilder::tools`]; an upstream missing here has its
+    /// tools' own names). An upstream whose table changed keeps running; it is listed in
+    /// [`Reloaded::renamed`] and clients are told that the tool list changed.
+    ///
+    /// # Errors
+    ///
+    /// As [`reload`](Self::reload), and a table that [`GatewayBuilder::build`] would refuse
+    /// (a collision, a bad name, an upstream not served); the gateway then goes on serving
+    /// what it served.
+    pub fn reload_tools<I, S, T, U>(&self, upstreams: I, tools: T) -> Result<Reloaded, GatewayError>
+    where
+        I: IntoIterator<Item = (S, UpstreamConfig)>,
+        S: Into<String>,
+        T: IntoIterator<Item = (U, ToolNames)>,
+        U: Into<String>,
+    {
+        let upstreams = upstreams
+            .into_iter()
+            .map(|(name, config)| (name.into(), config))
+            .collect();
+        let tools = tools
+            .into_iter()
+            .map(|(name, names)| (name.into(), names))
+            .collect();
+        match &self.kind {
+            Kind::Several(live) => live.reload(upstreams, Some(tools)),
             Kind::One(_) => Err(GatewayError::Config {
                 what: "upstreams",
                 reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
@@ -704,6 +758,9 @@ impl Gateway {
             catalog.insert(member.to_owned(), serde_json::Value::Array(items));
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
+        if let (Kind::Several(live), Some(tools)) = (&self.kind, catalog.get("tools")) {
+            live.merged().check_renames(tools)?;
+        }
         Ok(serde_json::Value::Object(catalog))
     }
 
@@ -727,9 +784,10 @@ impl Gateway {
         if let Some(session) = session {
             builder = builder.header("mcp-session-id", session);
         }
-        let request = builder
+        let mut request = builder
             .body(axum::body::Body::from(body))
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        request.extensions_mut().insert(aggregate::PolicyNames);
         Ok(match &self.kind {
             Kind::One(route) => route.handle(request).await,
             Kind::Several(live) => {

@@ -23,6 +23,7 @@ use crate::isolation::{self, Isolation, Route};
 use crate::metrics::Metrics;
 use crate::paths::Own;
 use crate::per_session;
+use crate::rename::{Renames, ToolNames};
 use crate::sessions::Sessions;
 use crate::upstream::{self, UpstreamConfig};
 use crate::{SEPARATOR, identity, valid_upstream_name};
@@ -193,6 +194,8 @@ struct Served {
 
 struct Serving {
     upstreams: Vec<(Arc<str>, Served)>,
+    /// Each upstream's tool names and descriptions, as configured.
+    tools: HashMap<String, ToolNames>,
     merged: Arc<Aggregate>,
     /// Each upstream's own path → its router (bearer layer, endpoint, metadata).
     paths: HashMap<String, Router>,
@@ -211,6 +214,9 @@ pub struct Reloaded {
     pub removed: Vec<String>,
     /// Upstreams left as they were (their running side and sessions untouched).
     pub kept: Vec<String>,
+    /// Upstreams whose tools are renamed or described differently than before (their
+    /// running side untouched; clients are told that the list changed).
+    pub renamed: Vec<String>,
 }
 
 /// The live upstreams of a gateway of several.
@@ -246,13 +252,39 @@ pub(crate) fn check_names<'a>(
     Ok(())
 }
 
+/// Each upstream's checked [`Renames`]; refuses a table for an upstream that is not served.
+fn renames_of(
+    upstreams: &[(String, UpstreamConfig)],
+    tools: &HashMap<String, ToolNames>,
+) -> Result<HashMap<String, Arc<Renames>>, GatewayError> {
+    let mut renames = HashMap::with_capacity(tools.len());
+    for (upstream, names) in tools {
+        if !upstreams.iter().any(|(n, _)| n == upstream) {
+            return Err(GatewayError::Config {
+                what: "tool names",
+                reason: format!(
+                    "tools are renamed for {upstream:?}, which is not an upstream (the upstreams: {})",
+                    upstreams
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        renames.insert(upstream.clone(), Arc::new(Renames::new(upstream, names)?));
+    }
+    Ok(renames)
+}
+
 impl Live {
     pub(crate) fn new(
         parts: Parts,
         upstreams: Vec<(String, UpstreamConfig)>,
+        tools: HashMap<String, ToolNames>,
     ) -> Result<Self, GatewayError> {
         let sessions = parts.sessions();
-        let state = Self::assemble(&parts, &sessions, Vec::new(), upstreams)?.0;
+        let state = Self::assemble(&parts, &sessions, Vec::new(), upstreams, tools, None)?.0;
         Ok(Self {
             parts,
             sessions,
@@ -267,8 +299,11 @@ impl Live {
         sessions: &Sessions,
         mut old: Vec<(Arc<str>, Served)>,
         upstreams: Vec<(String, UpstreamConfig)>,
+        tools: HashMap<String, ToolNames>,
+        old_tools: Option<&HashMap<String, ToolNames>>,
     ) -> Result<(Serving, Reloaded), GatewayError> {
         check_names(upstreams.iter().map(|(n, _)| n.as_str()))?;
+        let renames = renames_of(&upstreams, &tools)?;
         let mut report = Reloaded::default();
         let mut served = Vec::with_capacity(upstreams.len());
         for (name, config) in upstreams {
@@ -277,6 +312,12 @@ impl Live {
                 .iter()
                 .position(|(n, _)| *n == name)
                 .map(|at| old.swap_remove(at).1);
+            if let Some(old_tools) = old_tools
+                && previous.is_some()
+                && old_tools.get(&*name) != tools.get(&*name)
+            {
+                report.renamed.push(name.to_string());
+            }
             let (route, own, own_sessions) = match previous {
                 Some(p) if same(&p.config, &config) => {
                     report.kept.push(name.to_string());
@@ -309,6 +350,7 @@ impl Live {
             name: name.clone(),
             route: s.route.clone(),
             index: parts.metric_index(name, &s.config),
+            renames: renames.get(&**name).cloned().unwrap_or_default(),
         };
         let view = |members: Vec<Member>, sessions: Sessions, oauth, unprefixed| {
             Arc::new(Aggregate {
@@ -349,6 +391,7 @@ impl Live {
         Ok((
             Serving {
                 upstreams: served,
+                tools,
                 merged,
                 paths,
             },
@@ -356,10 +399,12 @@ impl Live {
         ))
     }
 
-    /// Serves `upstreams` from now on; see the module docs.
+    /// Serves `upstreams` from now on, their tools renamed as `tools` says (`None`: as
+    /// before); see the module docs.
     pub(crate) fn reload(
         &self,
         upstreams: Vec<(String, UpstreamConfig)>,
+        tools: Option<HashMap<String, ToolNames>>,
     ) -> Result<Reloaded, GatewayError> {
         if upstreams.len() < 2 {
             return Err(GatewayError::Config {
@@ -383,13 +428,27 @@ impl Live {
                 )
             })
             .collect();
+        let tools = tools.unwrap_or_else(|| state.tools.clone());
         // Built beside the old state: on an error the old one goes on serving.
-        let (next, report) = Self::assemble(&self.parts, &self.sessions, old, upstreams)?;
+        let (next, report) = Self::assemble(
+            &self.parts,
+            &self.sessions,
+            old,
+            upstreams,
+            tools,
+            Some(&state.tools),
+        )?;
         *state = next;
-        if !(report.added.is_empty() && report.changed.is_empty() && report.removed.is_empty()) {
+        if !(report.added.is_empty()
+            && report.changed.is_empty()
+            && report.removed.is_empty()
+            && report.renamed.is_empty())
+        {
             aggregate::announce_list_changes(&self.sessions);
             for (name, served) in &state.upstreams {
-                if !report.kept.iter().any(|k| **k == **name) {
+                let untouched = report.kept.iter().any(|k| **k == **name)
+                    && !report.renamed.iter().any(|k| **k == **name);
+                if !untouched {
                     aggregate::announce_list_changes(&served.own_sessions);
                 }
             }
