@@ -83,7 +83,7 @@ pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use upstream::{
     ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
-    UpstreamCredentials, resolve_secret,
+    UpstreamCredentials, resolve_secret, user_oauth,
 };
 pub use versions::SUPPORTED_VERSIONS;
 

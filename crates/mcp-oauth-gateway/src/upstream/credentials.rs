@@ -22,6 +22,9 @@ use crate::error::GatewayError;
 pub enum UpstreamCredentials {
     /// The caller's verified token exchanged for one meant for the upstream.
     TokenExchange(TokenExchange),
+    /// Each user's own token at the upstream's authorization server, granted once through
+    /// the gateway's connect page and kept sealed per (user, upstream).
+    UserOAuth(super::user_oauth::UserOAuth),
 }
 
 impl fmt::Debug for UpstreamCredentials {
@@ -30,6 +33,7 @@ impl fmt::Debug for UpstreamCredentials {
             Self::TokenExchange(exchange) => {
                 f.debug_tuple("TokenExchange").field(exchange).finish()
             }
+            Self::UserOAuth(user_oauth) => f.debug_tuple("UserOAuth").field(user_oauth).finish(),
         }
     }
 }
@@ -57,6 +61,12 @@ impl UpstreamCredentials {
         Self::TokenExchange(exchange)
     }
 
+    /// Each user's own token at the upstream, from `user_oauth` (see
+    /// [`user_oauth`](crate::user_oauth)).
+    pub fn user_oauth(user_oauth: super::user_oauth::UserOAuth) -> Self {
+        Self::UserOAuth(user_oauth)
+    }
+
     /// The `Authorization` value for a request made for `caller`.
     ///
     /// # Errors
@@ -67,7 +77,10 @@ impl UpstreamCredentials {
         &self,
         caller: Option<&Auth>,
     ) -> Result<HeaderValue, GatewayError> {
-        let Self::TokenExchange(exchange) = self;
+        let exchange = match self {
+            Self::TokenExchange(exchange) => exchange,
+            Self::UserOAuth(user_oauth) => return user_oauth.authorization(caller).await,
+        };
         let Some(caller) = caller else {
             return Err(GatewayError::CredentialsRefused(
                 "this upstream is reached with the caller's exchanged token, and the request has no verified caller".into(),
@@ -90,9 +103,13 @@ impl UpstreamCredentials {
     /// The upstream refused the credentials made for `caller` (401): the next request gets
     /// fresh ones.
     pub(crate) fn forget(&self, caller: Option<&Auth>) {
-        let Self::TokenExchange(exchange) = self;
-        if let Some(caller) = caller {
-            exchange.forget(caller);
+        match self {
+            Self::TokenExchange(exchange) => {
+                if let Some(caller) = caller {
+                    exchange.forget(caller);
+                }
+            }
+            Self::UserOAuth(user_oauth) => user_oauth.forget(caller),
         }
     }
 }

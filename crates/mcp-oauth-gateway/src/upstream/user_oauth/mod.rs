@@ -1,0 +1,509 @@
+//! `user-oauth`: the upstream is reached with *each user's own* token at the upstream's
+//! authorization server, which the user granted once (the consent chained through the
+//! gateway's pages) and which the gateway keeps sealed per (user, upstream) and renews.
+//!
+//! # Refresh, across instances
+//!
+//! The grant lives in the vault only (never cached in memory between requests), so every
+//! gateway instance reads the same, latest refresh token. A grant within the margin of its
+//! expiry, or whose access token the upstream just refused (401), is refreshed by one
+//! request at a time per (user, upstream) across every instance sharing the store:
+//!
+//! 1. in this process, one task at a time per (user, upstream);
+//! 2. across processes, a lock record put with [`Store::put_if_absent`] and a TTL (so a
+//!    holder that dies frees it); the winner reads the grant again (someone may have just
+//!    renewed it), refreshes, writes the new grant and removes the lock; the losers poll the
+//!    vault until the grant changes or the lock is gone, up to a deadline.
+//!
+//! A refresh answer without a refresh token keeps the old one (never an empty one over a
+//! good one); a rotated one replaces it in the vault before the lock is released, so no
+//! instance ever presents a refresh token the server has retired. A 4xx from the token
+//! endpoint (`invalid_grant`: revoked, expired, replayed) drops the grant, and the user must
+//! connect again; a 5xx or a network failure keeps it (the access token is still used while
+//! it has not expired).
+
+mod grant;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use mcp_oauth::Auth;
+use mcp_oauth::auth_server::store::{Kind, Store, StoreError};
+use mcp_oauth::verify::BoxFuture;
+
+pub use grant::UpstreamGrant;
+pub use token::ClientAuth;
+use token::{TokenEndpoint, TokenError, mcp_oauth_now as now};
+
+use crate::GatewayError;
+
+/// Where the grants are kept: sealed entries per (user, upstream), shared by every
+/// instance. The bytes are the grant's encoding; the vault seals them.
+pub trait GrantVault: Send + Sync + 'static {
+    /// The entry of `user` at `upstream`, if any.
+    fn get<'a>(
+        &'a self,
+        user: &'a str,
+        upstream: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
+    /// Saves (or replaces) the entry of `user` at `upstream`.
+    fn put<'a>(
+        &'a self,
+        user: &'a str,
+        upstream: &'a str,
+        data: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Removes the entry of `user` at `upstream`.
+    fn remove<'a>(
+        &'a self,
+        user: &'a str,
+        upstream: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// Default: refresh when the access token has less than this left.
+const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// Default: how long a refresh lock holds (longer than the token endpoint's timeout).
+const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(20);
+/// Default: the token endpoint's timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Each user's own token at the upstream, kept in a [`GrantVault`] and renewed single-flight
+/// across instances. Cheap to clone.
+#[derive(Clone)]
+pub struct UserOAuth {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for UserOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserOAuth")
+            .field("upstream", &self.inner.upstream)
+            .field("token_endpoint", &self.inner.token.url.as_str())
+            .field("client", &self.inner.token.client)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    upstream: String,
+    resource: String,
+    connect_url: String,
+    token: TokenEndpoint,
+    store: Arc<dyn Store>,
+    vault: Arc<dyn GrantVault>,
+    margin: i64,
+    lock_ttl: Duration,
+    /// One refresh at a time per user in this process.
+    flights: moka::sync::Cache<Arc<str>, Arc<tokio::sync::Mutex<()>>>,
+    /// Per user, the SHA-256 of the access token last sent, and whether the upstream refused
+    /// it (then the grant is refreshed before it is used again, unless another instance
+    /// already did).
+    sent: moka::sync::Cache<Arc<str>, (Arc<[u8]>, bool)>,
+}
+
+/// Builds a [`UserOAuth`]; see [`UserOAuth::builder`].
+#[must_use]
+pub struct UserOAuthBuilder {
+    upstream: String,
+    resource: String,
+    token_endpoint: String,
+    client: ClientAuth,
+    connect_url: Option<String>,
+    store: Option<Arc<dyn Store>>,
+    vault: Option<Arc<dyn GrantVault>>,
+    margin: Duration,
+    lock_ttl: Duration,
+    timeout: Duration,
+}
+
+impl UserOAuth {
+    /// The upstream named `upstream` (the name in the gateway's configuration and in the
+    /// vault's keys), whose resource is `resource` (its MCP URL, sent as `resource` at the
+    /// token endpoint), with tokens from `token_endpoint`, where the gateway is `client`.
+    pub fn builder(
+        upstream: impl Into<String>,
+        resource: impl Into<String>,
+        token_endpoint: impl Into<String>,
+        client: ClientAuth,
+    ) -> UserOAuthBuilder {
+        UserOAuthBuilder {
+            upstream: upstream.into(),
+            resource: resource.into(),
+            token_endpoint: token_endpoint.into(),
+            client,
+            connect_url: None,
+            store: None,
+            vault: None,
+            margin: DEFAULT_MARGIN,
+            lock_ttl: DEFAULT_LOCK_TTL,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The grant of `caller` at this upstream, renewed first when it is near its expiry or
+    /// the upstream refused its access token.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::CredentialsRefused`] with the connect link when the user has no usable
+    /// grant (never connected, or the server refused the refresh);
+    /// [`GatewayError::Unavailable`] when the store or the token endpoint is unavailable and
+    /// the access token has expired.
+    pub async fn grant(&self, caller: &Auth) -> Result<UpstreamGrant, GatewayError> {
+        let user = user_key(caller);
+        let grant = self.current(&user).await?;
+        self.inner
+            .sent
+            .insert(Arc::from(user), (digest(grant.access_token()), false));
+        Ok(grant)
+    }
+
+    async fn current(&self, user: &str) -> Result<UpstreamGrant, GatewayError> {
+        let grant = self.load(user).await?.ok_or_else(|| self.connect())?;
+        if !self.needs_refresh(user, &grant) {
+            return Ok(grant);
+        }
+        let flight = self
+            .inner
+            .flights
+            .get_with(Arc::from(user), Default::default);
+        let _one_here = flight.lock().await;
+        self.refresh(user).await
+    }
+
+    /// The `Authorization` value for a request made for `caller`.
+    pub(crate) async fn authorization(
+        &self,
+        caller: Option<&Auth>,
+    ) -> Result<HeaderValue, GatewayError> {
+        let Some(caller) = caller else {
+            return Err(GatewayError::CredentialsRefused(
+                "this upstream is reached with each user's own token, and the request has no verified caller".into(),
+            ));
+        };
+        let grant = self.grant(caller).await?;
+        let mut value =
+            HeaderValue::try_from(format!("Bearer {}", grant.access_token())).map_err(|_| {
+                GatewayError::Protocol(
+                    "the upstream's access token cannot be sent in a header".into(),
+                )
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// The upstream refused (401) the access token last handed out for `caller`: the grant
+    /// is refreshed before it is used again, unless another instance renewed it meanwhile.
+    pub fn refused(&self, caller: &Auth) {
+        let user: Arc<str> = Arc::from(user_key(caller));
+        if let Some((sent, _)) = self.inner.sent.get(&user) {
+            self.inner.sent.insert(user, (sent, true));
+        }
+    }
+
+    pub(crate) fn forget(&self, caller: Option<&Auth>) {
+        if let Some(caller) = caller {
+            self.refused(caller);
+        }
+    }
+
+    /// Removes `caller`'s grant (the user disconnects): the next call asks to connect again.
+    ///
+    /// # Errors
+    ///
+    /// The vault is unavailable.
+    pub async fn disconnect(&self, caller: &Auth) -> Result<(), GatewayError> {
+        let user = user_key(caller);
+        self.inner
+            .vault
+            .remove(&user, &self.inner.upstream)
+            .await
+            .map_err(store_failed)
+    }
+
+    /// Keeps `grant` as `caller`'s grant at this upstream (after the consent).
+    ///
+    /// # Errors
+    ///
+    /// The vault is unavailable.
+    pub async fn keep(&self, caller: &Auth, grant: &UpstreamGrant) -> Result<(), GatewayError> {
+        let user = user_key(caller);
+        self.inner
+            .vault
+            .put(&user, &self.inner.upstream, grant.encode())
+            .await
+            .map_err(store_failed)
+    }
+
+    fn connect(&self) -> GatewayError {
+        GatewayError::CredentialsRefused(format!(
+            "connect your account at the upstream {:?} first: open {} in a browser, then try again",
+            self.inner.upstream, self.inner.connect_url
+        ))
+    }
+
+    fn needs_refresh(&self, user: &str, grant: &UpstreamGrant) -> bool {
+        !grant.fresh(now(), self.inner.margin) || self.was_refused(user, grant)
+    }
+
+    async fn load(&self, user: &str) -> Result<Option<UpstreamGrant>, GatewayError> {
+        let inner = &*self.inner;
+        let Some(bytes) = inner
+            .vault
+            .get(user, &inner.upstream)
+            .await
+            .map_err(store_failed)?
+        else {
+            return Ok(None);
+        };
+        match UpstreamGrant::decode(&bytes) {
+            Some(grant) => Ok(Some(grant)),
+            None => {
+                tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "a user's grant in the vault does not decode; it is treated as absent");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Renews the grant of `user` unless someone just did, one refresh across instances.
+    async fn refresh(&self, user: &str) -> Result<UpstreamGrant, GatewayError> {
+        let inner = &*self.inner;
+        let lock_key = format!(
+            "user-oauth-refresh:{}:{}",
+            inner.upstream,
+            hex(&digest(user))
+        );
+        let deadline = tokio::time::Instant::now() + inner.lock_ttl + Duration::from_secs(5);
+        let mut pause = Duration::from_millis(20);
+        loop {
+            // Renewed by someone else (another task, another instance) meanwhile?
+            let grant = self.load(user).await?.ok_or_else(|| self.connect())?;
+            if !self.needs_refresh(user, &grant) {
+                return Ok(grant);
+            }
+            let mut nonce = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut nonce).map_err(|_| {
+                GatewayError::Unavailable("no randomness for the refresh lock".into())
+            })?;
+            let until =
+                now().saturating_add(i64::try_from(inner.lock_ttl.as_secs()).unwrap_or(i64::MAX));
+            let won = inner
+                .store
+                .put_if_absent(Kind::UpstreamTokens, &lock_key, nonce.to_vec(), Some(until))
+                .await
+                .map_err(store_failed)?;
+            if won {
+                let outcome = self.refresh_held(user).await;
+                self.unlock(&lock_key, &nonce).await;
+                return outcome;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(GatewayError::Unavailable(format!(
+                    "the refresh of the user's token at the upstream {:?} by another instance did not finish in time",
+                    inner.upstream
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The refresh itself, with the lock held.
+    async fn refresh_held(&self, user: &str) -> Result<UpstreamGrant, GatewayError> {
+        let inner = &*self.inner;
+        // The previous holder may have renewed it just before this one got the lock.
+        let grant = self.load(user).await?.ok_or_else(|| self.connect())?;
+        if !self.needs_refresh(user, &grant) {
+            return Ok(grant);
+        }
+        let Some(refresh_token) = grant.refresh_token() else {
+            if grant.fresh(now(), 0) && !self.was_refused(user, &grant) {
+                return Ok(grant);
+            }
+            return Err(self.connect());
+        };
+        match inner.token.refresh(refresh_token, &inner.resource).await {
+            Ok(renewed) => {
+                let renewed = grant.renewed(renewed);
+                inner
+                    .vault
+                    .put(user, &inner.upstream, renewed.encode())
+                    .await
+                    .map_err(store_failed)?;
+                tracing::debug!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "renewed a user's token at the upstream");
+                Ok(renewed)
+            }
+            Err(TokenError::Refused { status, error }) => {
+                tracing::info!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, status, error = %error, "the upstream's authorization server refused a refresh; the user's grant is dropped, the user must connect again");
+                inner
+                    .vault
+                    .remove(user, &inner.upstream)
+                    .await
+                    .map_err(store_failed)?;
+                Err(self.connect())
+            }
+            Err(err @ TokenError::Unavailable(_)) => {
+                tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, error = %err, "a refresh failed; the grant is kept");
+                if grant.fresh(now(), 0) && !self.was_refused(user, &grant) {
+                    Ok(grant)
+                } else {
+                    Err(GatewayError::Unavailable(format!(
+                        "the user's token at the upstream {:?} expired and cannot be renewed now: {err}",
+                        inner.upstream
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Whether the upstream refused this grant's access token when it was last sent.
+    fn was_refused(&self, user: &str, grant: &UpstreamGrant) -> bool {
+        self.inner
+            .sent
+            .get(user)
+            .is_some_and(|(sent, refused)| refused && *sent == *digest(grant.access_token()))
+    }
+
+    /// Removes the lock if it is still this holder's.
+    async fn unlock(&self, key: &str, nonce: &[u8]) {
+        let store = &self.inner.store;
+        if let Ok(Some(held)) = store.get(Kind::UpstreamTokens, key).await
+            && held.data == nonce
+        {
+            let _ = store.take(Kind::UpstreamTokens, key).await;
+        }
+    }
+}
+
+impl UserOAuthBuilder {
+    /// The page where a user connects this upstream (the gateway's `/gateway/connect/NAME`),
+    /// named in the error a call gets when the user has no grant.
+    pub fn connect_url(mut self, url: impl Into<String>) -> Self {
+        self.connect_url = Some(url.into());
+        self
+    }
+
+    /// The store that holds the refresh locks (shared by every instance). Required.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where the grants are kept. Required.
+    pub fn vault(mut self, vault: Arc<dyn GrantVault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Refresh when the access token has less than this left. Default 60 s.
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// How long a refresh lock holds when its holder never removes it. Default 20 s.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The token endpoint's timeout. Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Builds it.
+    ///
+    /// # Errors
+    ///
+    /// No store or vault, or a token endpoint that is not an `https` URL (plain `http` only
+    /// to loopback).
+    pub fn build(self) -> Result<UserOAuth, GatewayError> {
+        let config = |reason: String| GatewayError::Config {
+            what: "user-oauth credentials",
+            reason,
+        };
+        let url = url::Url::parse(&self.token_endpoint).map_err(|e| {
+            config(format!(
+                "the token endpoint {:?} is not a URL: {e}",
+                self.token_endpoint
+            ))
+        })?;
+        if !is_https_or_loopback(&url) {
+            return Err(config(format!(
+                "the token endpoint {url} must be https (plain http only to a loopback host)"
+            )));
+        }
+        let store = self
+            .store
+            .ok_or_else(|| config("no store for the refresh locks".into()))?;
+        let vault = self
+            .vault
+            .ok_or_else(|| config("no vault for the users' grants".into()))?;
+        let connect_url = self
+            .connect_url
+            .unwrap_or_else(|| format!("/gateway/connect/{}", self.upstream));
+        Ok(UserOAuth {
+            inner: Arc::new(Inner {
+                token: TokenEndpoint::new(url, self.client, self.timeout)?,
+                upstream: self.upstream,
+                resource: self.resource,
+                connect_url,
+                store,
+                vault,
+                margin: i64::try_from(self.margin.as_secs()).unwrap_or(i64::MAX),
+                lock_ttl: self.lock_ttl,
+                flights: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_idle(Duration::from_secs(600))
+                    .build(),
+                sent: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_idle(Duration::from_secs(3600))
+                    .build(),
+            }),
+        })
+    }
+}
+
+pub(crate) fn is_https_or_loopback(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whose grant: the caller's issuer and subject (two issuers may reuse a subject).
+fn user_key(caller: &Auth) -> String {
+    format!(
+        "{}\u{0}{}",
+        caller.issuer.as_deref().unwrap_or_default(),
+        caller.subject()
+    )
+}
+
+fn digest(value: &str) -> Arc<[u8]> {
+    Arc::from(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn store_failed(err: StoreError) -> GatewayError {
+    GatewayError::Unavailable(format!("the credential store: {err}"))
+}
