@@ -225,17 +225,14 @@ fn now() -> i64 {
 
 /// One gateway instance's `user-oauth` credentials, over a shared store and vault.
 fn instance(stand_in: &StandIn, store: &Arc<dyn Store>, vault: &Arc<MapVault>) -> UserOAuth {
-    UserOAuth::builder(
-        UPSTREAM,
-        RESOURCE,
-        &stand_in.url,
-        ClientAuth::public("gateway"),
-    )
-    .store(store.clone())
-    .vault(vault.clone())
-    .connect_url("https://gw.example.com/gateway/connect/notes")
-    .build()
-    .unwrap()
+    UserOAuth::builder(UPSTREAM, RESOURCE)
+        .endpoints("https://notes.example.com/authorize", &stand_in.url)
+        .client(ClientAuth::public("gateway"))
+        .store(store.clone())
+        .vault(vault.clone())
+        .connect_url("https://gw.example.com/gateway/connect/notes")
+        .build()
+        .unwrap()
 }
 
 fn grant(access: &str, refresh: Option<&str>, expires_in: i64) -> UpstreamGrant {

@@ -22,6 +22,7 @@
 //! connect again; a 5xx or a network failure keeps it (the access token is still used while
 //! it has not expired).
 
+mod discover;
 mod grant;
 mod token;
 
@@ -33,6 +34,7 @@ use mcp_oauth::Auth;
 use mcp_oauth::auth_server::store::{Kind, Store, StoreError};
 use mcp_oauth::verify::BoxFuture;
 
+use discover::{Discovery, Resolved};
 pub use grant::UpstreamGrant;
 pub use token::ClientAuth;
 use token::{TokenEndpoint, TokenError, mcp_oauth_now as now};
@@ -81,17 +83,22 @@ impl std::fmt::Debug for UserOAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserOAuth")
             .field("upstream", &self.inner.upstream)
-            .field("token_endpoint", &self.inner.token.url.as_str())
-            .field("client", &self.inner.token.client)
+            .field("resource", &self.inner.resource.as_str())
+            .field("discovery", &self.inner.discovery)
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
     upstream: String,
-    resource: String,
+    resource: url::Url,
     connect_url: String,
-    token: TokenEndpoint,
+    discovery: Discovery,
+    /// The endpoints and the client, found at the first use (the upstream need not be up
+    /// when the gateway starts); a failed discovery is tried again at the next use.
+    resolved: tokio::sync::OnceCell<(Resolved, TokenEndpoint)>,
+    scopes: Vec<String>,
+    timeout: Duration,
     store: Arc<dyn Store>,
     vault: Arc<dyn GrantVault>,
     margin: i64,
@@ -109,9 +116,12 @@ struct Inner {
 pub struct UserOAuthBuilder {
     upstream: String,
     resource: String,
-    token_endpoint: String,
-    client: ClientAuth,
+    authorization_server: Option<String>,
+    endpoints: Option<(String, String)>,
+    client: Option<ClientAuth>,
+    public_url: Option<String>,
     connect_url: Option<String>,
+    scopes: Vec<String>,
     store: Option<Arc<dyn Store>>,
     vault: Option<Arc<dyn GrantVault>>,
     margin: Duration,
@@ -121,20 +131,18 @@ pub struct UserOAuthBuilder {
 
 impl UserOAuth {
     /// The upstream named `upstream` (the name in the gateway's configuration and in the
-    /// vault's keys), whose resource is `resource` (its MCP URL, sent as `resource` at the
-    /// token endpoint), with tokens from `token_endpoint`, where the gateway is `client`.
-    pub fn builder(
-        upstream: impl Into<String>,
-        resource: impl Into<String>,
-        token_endpoint: impl Into<String>,
-        client: ClientAuth,
-    ) -> UserOAuthBuilder {
+    /// vault's keys), whose resource is `resource` (its MCP URL: where its metadata is
+    /// discovered, and the `resource` asked for at its authorization server).
+    pub fn builder(upstream: impl Into<String>, resource: impl Into<String>) -> UserOAuthBuilder {
         UserOAuthBuilder {
             upstream: upstream.into(),
             resource: resource.into(),
-            token_endpoint: token_endpoint.into(),
-            client,
+            authorization_server: None,
+            endpoints: None,
+            client: None,
+            public_url: None,
             connect_url: None,
+            scopes: Vec::new(),
             store: None,
             vault: None,
             margin: DEFAULT_MARGIN,
@@ -238,6 +246,26 @@ impl UserOAuth {
             .map_err(store_failed)
     }
 
+    /// The upstream's authorization server, discovered at the first use.
+    async fn resolved(&self) -> Result<&(Resolved, TokenEndpoint), GatewayError> {
+        let inner = &*self.inner;
+        inner
+            .resolved
+            .get_or_try_init(|| async {
+                let resolved = inner
+                    .discovery
+                    .resolve(&inner.upstream, &inner.resource, &inner.store)
+                    .await?;
+                let token = TokenEndpoint::new(
+                    resolved.token_endpoint.clone(),
+                    resolved.client.clone(),
+                    inner.timeout,
+                )?;
+                Ok((resolved, token))
+            })
+            .await
+    }
+
     fn connect(&self) -> GatewayError {
         GatewayError::CredentialsRefused(format!(
             "connect your account at the upstream {:?} first: open {} in a browser, then try again",
@@ -325,7 +353,8 @@ impl UserOAuth {
             }
             return Err(self.connect());
         };
-        match inner.token.refresh(refresh_token, &inner.resource).await {
+        let (_, token) = self.resolved().await?;
+        match token.refresh(refresh_token, inner.resource.as_str()).await {
             Ok(renewed) => {
                 let renewed = grant.renewed(renewed);
                 inner
@@ -379,6 +408,46 @@ impl UserOAuth {
 }
 
 impl UserOAuthBuilder {
+    /// The upstream's authorization server (its issuer URL), instead of the one its
+    /// protected-resource metadata names; its metadata is still discovered.
+    pub fn authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.authorization_server = Some(issuer.into());
+        self
+    }
+
+    /// The authorization and token endpoints, instead of discovering them (needs a
+    /// [`client`](Self::client)).
+    pub fn endpoints(
+        mut self,
+        authorization_endpoint: impl Into<String>,
+        token_endpoint: impl Into<String>,
+    ) -> Self {
+        self.endpoints = Some((authorization_endpoint.into(), token_endpoint.into()));
+        self
+    }
+
+    /// The gateway's client registration at the upstream's server. Without it, the
+    /// gateway's Client ID Metadata Document is its client id where the server supports
+    /// those (and a [`public_url`](Self::public_url) is set), else it registers dynamically.
+    pub fn client(mut self, client: ClientAuth) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The gateway's public URL (`https://gateway.example.com`): the connect page, the
+    /// redirect URI (`/gateway/connect/callback`) and the Client ID Metadata Document
+    /// (`/gateway/oauth-client.json`) are under it.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The scopes asked for at the consent (default: the resource's `scopes_supported`).
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The page where a user connects this upstream (the gateway's `/gateway/connect/NAME`),
     /// named in the error a call gets when the user has no grant.
     pub fn connect_url(mut self, url: impl Into<String>) -> Self {
@@ -420,39 +489,75 @@ impl UserOAuthBuilder {
     ///
     /// # Errors
     ///
-    /// No store or vault, or a token endpoint that is not an `https` URL (plain `http` only
-    /// to loopback).
+    /// No store or vault, a URL that is not `https` (plain `http` only to a loopback host),
+    /// or static endpoints without a client.
     pub fn build(self) -> Result<UserOAuth, GatewayError> {
         let config = |reason: String| GatewayError::Config {
             what: "user-oauth credentials",
             reason,
         };
-        let url = url::Url::parse(&self.token_endpoint).map_err(|e| {
-            config(format!(
-                "the token endpoint {:?} is not a URL: {e}",
-                self.token_endpoint
-            ))
-        })?;
-        if !is_https_or_loopback(&url) {
-            return Err(config(format!(
-                "the token endpoint {url} must be https (plain http only to a loopback host)"
-            )));
-        }
+        let url = |what: &str, value: &str| {
+            let url = url::Url::parse(value)
+                .map_err(|e| config(format!("the {what} {value:?} is not a URL: {e}")))?;
+            if is_https_or_loopback(&url) {
+                Ok(url)
+            } else {
+                Err(config(format!(
+                    "the {what} {url} must be https (plain http only to a loopback host)"
+                )))
+            }
+        };
+        let resource = url("upstream URL", &self.resource)?;
+        let authorization_server = self
+            .authorization_server
+            .as_deref()
+            .map(|u| url("authorization server", u))
+            .transpose()?;
+        let (authorization_endpoint, token_endpoint) = match &self.endpoints {
+            Some((authorize, token)) => {
+                if self.client.is_none() {
+                    return Err(config(
+                        "static endpoints need the gateway's client_id there".into(),
+                    ));
+                }
+                (
+                    Some(url("authorization endpoint", authorize)?),
+                    Some(url("token endpoint", token)?),
+                )
+            }
+            None => (None, None),
+        };
         let store = self
             .store
             .ok_or_else(|| config("no store for the refresh locks".into()))?;
         let vault = self
             .vault
             .ok_or_else(|| config("no vault for the users' grants".into()))?;
+        let public = self.public_url.clone().unwrap_or_default();
         let connect_url = self
             .connect_url
-            .unwrap_or_else(|| format!("/gateway/connect/{}", self.upstream));
+            .unwrap_or_else(|| format!("{public}/gateway/connect/{}", self.upstream));
+        let discovery = Discovery {
+            authorization_server,
+            authorization_endpoint,
+            token_endpoint,
+            client: self.client,
+            client_metadata_url: self
+                .public_url
+                .as_ref()
+                .map(|p| format!("{p}{CLIENT_METADATA_PATH}")),
+            redirect_uri: format!("{public}{CALLBACK_PATH}"),
+            client_name: "MCP gateway".into(),
+        };
         Ok(UserOAuth {
             inner: Arc::new(Inner {
-                token: TokenEndpoint::new(url, self.client, self.timeout)?,
                 upstream: self.upstream,
-                resource: self.resource,
+                resource,
                 connect_url,
+                discovery,
+                resolved: tokio::sync::OnceCell::new(),
+                scopes: self.scopes,
+                timeout: self.timeout,
                 store,
                 vault,
                 margin: i64::try_from(self.margin.as_secs()).unwrap_or(i64::MAX),
@@ -469,6 +574,11 @@ impl UserOAuthBuilder {
         })
     }
 }
+
+/// Where the gateway publishes its Client ID Metadata Document, under its public URL.
+pub const CLIENT_METADATA_PATH: &str = "/gateway/oauth-client.json";
+/// The redirect URI of the connect flow, under the gateway's public URL.
+pub const CALLBACK_PATH: &str = "/gateway/connect/callback";
 
 pub(crate) fn is_https_or_loopback(url: &url::Url) -> bool {
     match url.scheme() {
