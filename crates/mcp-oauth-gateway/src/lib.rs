@@ -63,6 +63,7 @@ mod sse;
 #[doc(hidden)]
 pub mod test_upstream;
 mod upstream;
+pub mod vault;
 mod versions;
 mod watch;
 

@@ -196,11 +196,15 @@ pub enum Kind {
     /// the call's binding, or a marker that an approval ticket was answered. Kept until the
     /// ticket expires.
     Approval,
+    /// An entry of a gateway's per-user credential vault (`mcp_oauth_gateway::vault`): a
+    /// user's sealed credential for one upstream, its index of a user's entries, or the
+    /// short lock that serialises changes to that index. Keyed by hashes, never by the user.
+    Vault,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -212,6 +216,7 @@ impl Kind {
         Self::ClientAssertion,
         Self::RateLimit,
         Self::Approval,
+        Self::Vault,
     ];
 
     /// A stable name, for keys and tables.
@@ -228,6 +233,7 @@ impl Kind {
             Self::ClientAssertion => "client_assertion",
             Self::RateLimit => "rate_limit",
             Self::Approval => "approval",
+            Self::Vault => "vault",
         }
     }
 
@@ -245,6 +251,7 @@ impl Kind {
             Self::ClientAssertion => "a client assertion",
             Self::RateLimit => "a rate-limit slot",
             Self::Approval => "an approval",
+            Self::Vault => "a vault entry",
         }
     }
 }
