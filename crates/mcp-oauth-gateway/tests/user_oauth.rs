@@ -10,12 +10,12 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Form, Router};
-use mcp_oauth::auth_server::store::{MemoryStore, Store, StoreError};
+use mcp_oauth::auth_server::store::{MemoryStore, Store};
 use mcp_oauth::scope::ScopeHierarchy;
-use mcp_oauth::verify::BoxFuture;
 use mcp_oauth::{AccessToken, Auth, AuthInfo, Claims, DefaultClaimMapper};
 use mcp_oauth_gateway::GatewayError;
-use mcp_oauth_gateway::user_oauth::{ClientAuth, GrantVault, UpstreamGrant, UserOAuth};
+use mcp_oauth_gateway::user_oauth::{ClientAuth, UpstreamGrant, UserOAuth};
+use mcp_oauth_gateway::vault::{EntryKind, Vault};
 use serde_json::json;
 
 const UPSTREAM: &str = "notes";
@@ -153,52 +153,6 @@ async fn token(
     }
 }
 
-/// The vault as a map shared by the "instances" of a test (the real vault seals into the
-/// shared store; what matters here is that every instance reads the same entries).
-#[derive(Default)]
-struct MapVault(Mutex<HashMap<(String, String), Vec<u8>>>);
-
-impl GrantVault for MapVault {
-    fn get<'a>(
-        &'a self,
-        user: &'a str,
-        upstream: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        let found = self
-            .0
-            .lock()
-            .unwrap()
-            .get(&(user.to_owned(), upstream.to_owned()))
-            .cloned();
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn put<'a>(
-        &'a self,
-        user: &'a str,
-        upstream: &'a str,
-        data: Vec<u8>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.0
-            .lock()
-            .unwrap()
-            .insert((user.to_owned(), upstream.to_owned()), data);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn remove<'a>(
-        &'a self,
-        user: &'a str,
-        upstream: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.0
-            .lock()
-            .unwrap()
-            .remove(&(user.to_owned(), upstream.to_owned()));
-        Box::pin(async { Ok(()) })
-    }
-}
-
 fn caller(sub: &str) -> Auth {
     let serde_json::Value::Object(map) =
         json!({"sub": sub, "iss": "https://gateway.example.com", "scope": "mcp"})
@@ -224,7 +178,7 @@ fn now() -> i64 {
 }
 
 /// One gateway instance's `user-oauth` credentials, over a shared store and vault.
-fn instance(stand_in: &StandIn, store: &Arc<dyn Store>, vault: &Arc<MapVault>) -> UserOAuth {
+fn instance(stand_in: &StandIn, store: &Arc<dyn Store>, vault: &Vault) -> UserOAuth {
     UserOAuth::builder(UPSTREAM, RESOURCE)
         .endpoints("https://notes.example.com/authorize", &stand_in.url)
         .client(ClientAuth::public("gateway"))
@@ -247,14 +201,14 @@ fn grant(access: &str, refresh: Option<&str>, expires_in: i64) -> UpstreamGrant 
 struct Setup {
     stand_in: StandIn,
     store: Arc<dyn Store>,
-    vault: Arc<MapVault>,
+    vault: Vault,
     one: UserOAuth,
 }
 
 async fn setup(first: UpstreamGrant) -> Setup {
     let stand_in = StandIn::start(first.refresh_token().unwrap_or("none")).await;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let vault = Arc::new(MapVault::default());
+    let vault = Vault::new(store.clone(), &[7; 32]).unwrap();
     let one = instance(&stand_in, &store, &vault);
     one.keep(&caller("alice"), &first).await.unwrap();
     Setup {
@@ -326,7 +280,15 @@ async fn a_refused_refresh_drops_the_grant_and_asks_to_connect_again() {
         message.contains("https://gw.example.com/gateway/connect/notes"),
         "{message}"
     );
-    assert!(s.vault.0.lock().unwrap().is_empty(), "the grant is dropped");
+    let user = Vault::user_of(&caller("alice"));
+    assert!(
+        s.vault
+            .get(&user, UPSTREAM, EntryKind::UserOauth)
+            .await
+            .unwrap()
+            .is_none(),
+        "the grant is dropped"
+    );
     // No second attempt with the dropped grant.
     let err = s.one.grant(&caller("alice")).await.unwrap_err();
     assert!(matches!(err, GatewayError::CredentialsRefused(_)));
@@ -423,7 +385,7 @@ async fn each_user_gets_their_own_grant_only() {
 /// is ever presented.
 async fn racing_instances_make_one_refresh(store: Arc<dyn Store>) {
     let stand_in = StandIn::start("refresh-0").await;
-    let vault = Arc::new(MapVault::default());
+    let vault = Vault::new(store.clone(), &[7; 32]).unwrap();
     let one = instance(&stand_in, &store, &vault);
     let two = instance(&stand_in, &store, &vault);
     one.keep(&caller("alice"), &grant("access-0", Some("refresh-0"), -1))

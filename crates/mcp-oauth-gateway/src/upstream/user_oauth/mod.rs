@@ -31,8 +31,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use mcp_oauth::Auth;
-use mcp_oauth::auth_server::store::{Kind, Store, StoreError};
-use mcp_oauth::verify::BoxFuture;
+use mcp_oauth::auth_server::store::{Kind, Store};
 
 use discover::{Discovery, Resolved};
 pub use grant::UpstreamGrant;
@@ -40,30 +39,7 @@ pub use token::ClientAuth;
 use token::{TokenEndpoint, TokenError, mcp_oauth_now as now};
 
 use crate::GatewayError;
-
-/// Where the grants are kept: sealed entries per (user, upstream), shared by every
-/// instance. The bytes are the grant's encoding; the vault seals them.
-pub trait GrantVault: Send + Sync + 'static {
-    /// The entry of `user` at `upstream`, if any.
-    fn get<'a>(
-        &'a self,
-        user: &'a str,
-        upstream: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
-    /// Saves (or replaces) the entry of `user` at `upstream`.
-    fn put<'a>(
-        &'a self,
-        user: &'a str,
-        upstream: &'a str,
-        data: Vec<u8>,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Removes the entry of `user` at `upstream`.
-    fn remove<'a>(
-        &'a self,
-        user: &'a str,
-        upstream: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-}
+use crate::vault::{EntryKind, Vault, VaultError};
 
 /// Default: refresh when the access token has less than this left.
 const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
@@ -72,7 +48,7 @@ const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(20);
 /// Default: the token endpoint's timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Each user's own token at the upstream, kept in a [`GrantVault`] and renewed single-flight
+/// Each user's own token at the upstream, kept in the [`Vault`] and renewed single-flight
 /// across instances. Cheap to clone.
 #[derive(Clone)]
 pub struct UserOAuth {
@@ -100,7 +76,7 @@ struct Inner {
     scopes: Vec<String>,
     timeout: Duration,
     store: Arc<dyn Store>,
-    vault: Arc<dyn GrantVault>,
+    vault: Vault,
     margin: i64,
     lock_ttl: Duration,
     /// One refresh at a time per user in this process.
@@ -123,7 +99,7 @@ pub struct UserOAuthBuilder {
     connect_url: Option<String>,
     scopes: Vec<String>,
     store: Option<Arc<dyn Store>>,
-    vault: Option<Arc<dyn GrantVault>>,
+    vault: Option<Vault>,
     margin: Duration,
     lock_ttl: Duration,
     timeout: Duration,
@@ -227,9 +203,10 @@ impl UserOAuth {
         let user = user_key(caller);
         self.inner
             .vault
-            .remove(&user, &self.inner.upstream)
+            .revoke(&user, &self.inner.upstream, EntryKind::UserOauth)
             .await
-            .map_err(store_failed)
+            .map(|_| ())
+            .map_err(vault_failed)
     }
 
     /// Keeps `grant` as `caller`'s grant at this upstream (after the consent).
@@ -241,9 +218,10 @@ impl UserOAuth {
         let user = user_key(caller);
         self.inner
             .vault
-            .put(&user, &self.inner.upstream, grant.encode())
+            .put(&user, &self.inner.upstream, EntryKind::UserOauth, &grant.encode(), None)
             .await
-            .map_err(store_failed)
+            .map(|_| ())
+            .map_err(vault_failed)
     }
 
     /// The upstream's authorization server, discovered at the first use.
@@ -279,15 +257,20 @@ impl UserOAuth {
 
     async fn load(&self, user: &str) -> Result<Option<UpstreamGrant>, GatewayError> {
         let inner = &*self.inner;
-        let Some(bytes) = inner
+        let entry = match inner
             .vault
-            .get(user, &inner.upstream)
+            .get(user, &inner.upstream, EntryKind::UserOauth)
             .await
-            .map_err(store_failed)?
-        else {
-            return Ok(None);
+        {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(VaultError::Unreadable) => {
+                tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "a user's grant in the vault does not open (another key?); the user must connect again");
+                return Ok(None);
+            }
+            Err(err) => return Err(vault_failed(err)),
         };
-        match UpstreamGrant::decode(&bytes) {
+        match UpstreamGrant::decode(entry.secret.expose()) {
             Some(grant) => Ok(Some(grant)),
             None => {
                 tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "a user's grant in the vault does not decode; it is treated as absent");
@@ -359,9 +342,9 @@ impl UserOAuth {
                 let renewed = grant.renewed(renewed);
                 inner
                     .vault
-                    .put(user, &inner.upstream, renewed.encode())
+                    .put(user, &inner.upstream, EntryKind::UserOauth, &renewed.encode(), None)
                     .await
-                    .map_err(store_failed)?;
+                    .map_err(vault_failed)?;
                 tracing::debug!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "renewed a user's token at the upstream");
                 Ok(renewed)
             }
@@ -369,9 +352,9 @@ impl UserOAuth {
                 tracing::info!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, status, error = %error, "the upstream's authorization server refused a refresh; the user's grant is dropped, the user must connect again");
                 inner
                     .vault
-                    .remove(user, &inner.upstream)
+                    .revoke(user, &inner.upstream, EntryKind::UserOauth)
                     .await
-                    .map_err(store_failed)?;
+                    .map_err(vault_failed)?;
                 Err(self.connect())
             }
             Err(err @ TokenError::Unavailable(_)) => {
@@ -461,8 +444,8 @@ impl UserOAuthBuilder {
         self
     }
 
-    /// Where the grants are kept. Required.
-    pub fn vault(mut self, vault: Arc<dyn GrantVault>) -> Self {
+    /// Where the grants are kept (sealed, per user and upstream). Required.
+    pub fn vault(mut self, vault: Vault) -> Self {
         self.vault = Some(vault);
         self
     }
@@ -595,11 +578,7 @@ pub(crate) fn is_https_or_loopback(url: &url::Url) -> bool {
 
 /// Whose grant: the caller's issuer and subject (two issuers may reuse a subject).
 fn user_key(caller: &Auth) -> String {
-    format!(
-        "{}\u{0}{}",
-        caller.issuer.as_deref().unwrap_or_default(),
-        caller.subject()
-    )
+    Vault::user_of(caller)
 }
 
 fn digest(value: &str) -> Arc<[u8]> {
@@ -614,6 +593,10 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn store_failed(err: StoreError) -> GatewayError {
+fn store_failed(err: mcp_oauth::auth_server::store::StoreError) -> GatewayError {
     GatewayError::Unavailable(format!("the credential store: {err}"))
+}
+
+fn vault_failed(err: VaultError) -> GatewayError {
+    GatewayError::Unavailable(err.to_string())
 }
