@@ -383,11 +383,13 @@ async fn each_user_gets_their_own_grant_only() {
 /// Two instances (and several tasks in each) find the grant expired at once: one refresh
 /// reaches the server, the others wait for it and use its result; no retired refresh token
 /// is ever presented.
-async fn racing_instances_make_one_refresh(store: Arc<dyn Store>) {
+/// Each instance has its own connection (`store_one`, `store_two`) to one shared backend.
+async fn racing_instances_make_one_refresh(store_one: Arc<dyn Store>, store_two: Arc<dyn Store>) {
     let stand_in = StandIn::start("refresh-0").await;
-    let vault = Vault::new(store.clone(), &[7; 32]).unwrap();
-    let one = instance(&stand_in, &store, &vault);
-    let two = instance(&stand_in, &store, &vault);
+    let vault_one = Vault::new(store_one.clone(), &[7; 32]).unwrap();
+    let vault_two = Vault::new(store_two.clone(), &[7; 32]).unwrap();
+    let one = instance(&stand_in, &store_one, &vault_one);
+    let two = instance(&stand_in, &store_two, &vault_two);
     one.keep(&caller("alice"), &grant("access-0", Some("refresh-0"), -1))
         .await
         .unwrap();
@@ -423,5 +425,22 @@ async fn racing_instances_make_one_refresh(store: Arc<dyn Store>) {
 
 #[tokio::test]
 async fn racing_instances_make_one_refresh_in_memory() {
-    racing_instances_make_one_refresh(Arc::new(MemoryStore::new())).await;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    racing_instances_make_one_refresh(store.clone(), store).await;
+}
+
+#[tokio::test]
+async fn racing_instances_make_one_refresh_on_one_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-oauth-user-oauth-{}-{}",
+        std::process::id(),
+        now()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("store.db");
+    let open = || -> Arc<dyn Store> {
+        Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(&path).unwrap())
+    };
+    racing_instances_make_one_refresh(open(), open()).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -218,7 +218,13 @@ impl UserOAuth {
         let user = user_key(caller);
         self.inner
             .vault
-            .put(&user, &self.inner.upstream, EntryKind::UserOauth, &grant.encode(), None)
+            .put(
+                &user,
+                &self.inner.upstream,
+                EntryKind::UserOauth,
+                &grant.encode(),
+                None,
+            )
             .await
             .map(|_| ())
             .map_err(vault_failed)
@@ -342,7 +348,13 @@ impl UserOAuth {
                 let renewed = grant.renewed(renewed);
                 inner
                     .vault
-                    .put(user, &inner.upstream, EntryKind::UserOauth, &renewed.encode(), None)
+                    .put(
+                        user,
+                        &inner.upstream,
+                        EntryKind::UserOauth,
+                        &renewed.encode(),
+                        None,
+                    )
                     .await
                     .map_err(vault_failed)?;
                 tracing::debug!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "renewed a user's token at the upstream");
