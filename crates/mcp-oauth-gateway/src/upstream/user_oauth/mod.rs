@@ -22,6 +22,7 @@
 //! connect again; a 5xx or a network failure keeps it (the access token is still used while
 //! it has not expired).
 
+mod connect;
 mod discover;
 mod grant;
 mod token;
@@ -33,6 +34,7 @@ use http::HeaderValue;
 use mcp_oauth::Auth;
 use mcp_oauth::auth_server::store::{Kind, Store};
 
+pub use connect::{ConnectError, ConnectStart};
 use discover::{Discovery, Resolved};
 pub use grant::UpstreamGrant;
 pub use token::ClientAuth;
@@ -429,9 +431,9 @@ impl UserOAuthBuilder {
         self
     }
 
-    /// The gateway's public URL (`https://gateway.example.com`): the connect page, the
-    /// redirect URI (`/gateway/connect/callback`) and the Client ID Metadata Document
-    /// (`/gateway/oauth-client.json`) are under it.
+    /// The gateway's public URL (`https://gateway.example.com`): the connect page
+    /// ([`connect_path`]), the redirect URI ([`callback_path`]) and the Client ID Metadata
+    /// Document ([`CLIENT_METADATA_PATH`]) are under it.
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = Some(url.into().trim_end_matches('/').to_owned());
         self
@@ -531,7 +533,7 @@ impl UserOAuthBuilder {
         let public = self.public_url.clone().unwrap_or_default();
         let connect_url = self
             .connect_url
-            .unwrap_or_else(|| format!("{public}/gateway/connect/{}", self.upstream));
+            .unwrap_or_else(|| format!("{public}{}", connect_path(&self.upstream)));
         let discovery = Discovery {
             authorization_server,
             authorization_endpoint,
@@ -541,7 +543,7 @@ impl UserOAuthBuilder {
                 .public_url
                 .as_ref()
                 .map(|p| format!("{p}{CLIENT_METADATA_PATH}")),
-            redirect_uri: format!("{public}{CALLBACK_PATH}"),
+            redirect_uri: format!("{public}{}", callback_path(&self.upstream)),
             client_name: "MCP gateway".into(),
         };
         Ok(UserOAuth {
@@ -572,8 +574,16 @@ impl UserOAuthBuilder {
 
 /// Where the gateway publishes its Client ID Metadata Document, under its public URL.
 pub const CLIENT_METADATA_PATH: &str = "/gateway/oauth-client.json";
-/// The redirect URI of the connect flow, under the gateway's public URL.
-pub const CALLBACK_PATH: &str = "/gateway/connect/callback";
+/// The connect page of the upstream `name`, under the gateway's public URL.
+pub fn connect_path(name: &str) -> String {
+    format!("/gateway/connect/{name}")
+}
+
+/// The redirect URI of the connect flow of the upstream `name`, under the gateway's public
+/// URL.
+pub fn callback_path(name: &str) -> String {
+    format!("/gateway/connect/{name}/callback")
+}
 
 pub(crate) fn is_https_or_loopback(url: &url::Url) -> bool {
     match url.scheme() {
@@ -593,11 +603,11 @@ fn user_key(caller: &Auth) -> String {
     Vault::user_of(caller)
 }
 
-fn digest(value: &str) -> Arc<[u8]> {
+pub(crate) fn digest(value: &str) -> Arc<[u8]> {
     Arc::from(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes()).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -605,10 +615,10 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn store_failed(err: mcp_oauth::auth_server::store::StoreError) -> GatewayError {
+pub(crate) fn store_failed(err: mcp_oauth::auth_server::store::StoreError) -> GatewayError {
     GatewayError::Unavailable(format!("the credential store: {err}"))
 }
 
-fn vault_failed(err: VaultError) -> GatewayError {
+pub(crate) fn vault_failed(err: VaultError) -> GatewayError {
     GatewayError::Unavailable(err.to_string())
 }

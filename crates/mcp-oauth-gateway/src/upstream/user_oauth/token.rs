@@ -127,7 +127,6 @@ impl TokenEndpoint {
     }
 
     /// The authorization code grant with PKCE (RFC 6749 §4.1.3, RFC 7636 §4.5).
-    #[allow(dead_code)]
     pub(crate) async fn redeem_code(
         &self,
         code: &str,
