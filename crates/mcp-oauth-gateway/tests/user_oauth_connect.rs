@@ -587,3 +587,130 @@ async fn an_authorization_server_on_an_internal_address_is_refused() {
     let err = gateway.start_connect(&user("alice")).await.unwrap_err();
     assert!(err.to_string().contains("refused"), "{err}");
 }
+
+/// The page sign-in, as the tests stand it in: the signed-in user is named by a header.
+struct TestSession;
+
+impl mcp_oauth_gateway::user_oauth::PageSession for TestSession {
+    fn user(&self, headers: &HeaderMap) -> Option<String> {
+        headers
+            .get("x-test-user")
+            .and_then(|v| v.to_str().ok())
+            .map(user)
+    }
+
+    fn sign_in(&self, path: &str) -> axum::response::Response {
+        (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/signin?to={path}"))],
+        )
+            .into_response()
+    }
+
+    fn page(&self, status: StatusCode, title: &str, message: &str) -> axum::response::Response {
+        (status, format!("{title}: {message}")).into_response()
+    }
+}
+
+async fn call(
+    router: &Router,
+    path: &str,
+    signed_in: Option<&str>,
+    cookie: Option<&HeaderValue>,
+) -> (StatusCode, HeaderMap, String) {
+    use tower_service::Service as _;
+    let mut request = axum::http::Request::get(path);
+    if let Some(who) = signed_in {
+        request = request.header("x-test-user", who);
+    }
+    if let Some(cookie) = cookie {
+        let pair = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        request = request.header(header::COOKIE, pair);
+    }
+    let mut router = router.clone();
+    std::future::poll_fn(|cx| {
+        tower_service::Service::<axum::http::Request<axum::body::Body>>::poll_ready(&mut router, cx)
+    })
+    .await
+    .unwrap();
+    let response = router
+        .call(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_connect_pages_send_the_signed_in_user_and_seal_the_grant_for_them() {
+    let s = setup().await;
+    let router = mcp_oauth_gateway::user_oauth::connect_router(
+        vec![s.gateway.clone()],
+        Some(GATEWAY),
+        Arc::new(TestSession),
+    );
+    // Not signed in: sign in first, then back to the link.
+    let (status, headers, _) = call(&router, "/gateway/connect/notes", None, None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        "/signin?to=/gateway/connect/notes"
+    );
+    let (status, _, _) = call(&router, "/gateway/connect/other", Some("alice"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Signed in: to the upstream's authorization server, with the browser's cookie.
+    let (status, headers, _) = call(&router, "/gateway/connect/notes", Some("alice"), None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/authorize?", s.stand_in.base)));
+    let cookie = headers[header::SET_COOKIE].clone();
+    let query = s.stand_in.approve(&location, "c1");
+    let callback = format!("/gateway/connect/notes/callback?{query}");
+    // Without the cookie (another browser): not connected.
+    let (status, _, body) = call(&router, &callback, Some("alice"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("another browser"), "{body}");
+    // The whole flow again, finished in the same browser.
+    let (_, headers, _) = call(&router, "/gateway/connect/notes", Some("alice"), None).await;
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    let cookie2 = headers[header::SET_COOKIE].clone();
+    assert_ne!(cookie, cookie2);
+    let query = s.stand_in.approve(&location, "c2");
+    let callback = format!("/gateway/connect/notes/callback?{query}");
+    let (status, headers, body) = call(&router, &callback, Some("alice"), Some(&cookie2)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.starts_with("Connected"), "{body}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(
+        headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"),
+        "the binding cookie is cleared"
+    );
+    let grant = s.gateway.grant(&caller("alice")).await.unwrap();
+    assert_eq!(grant.access_token(), "upstream-access-for-c2");
+    // The gateway's client metadata document: its URL is its client id.
+    let (status, _, body) = call(&router, "/gateway/oauth-client.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["client_id"],
+        "https://gw.example.com/gateway/oauth-client.json"
+    );
+    assert_eq!(
+        doc["redirect_uris"],
+        json!(["https://gw.example.com/gateway/connect/notes/callback"])
+    );
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
+}

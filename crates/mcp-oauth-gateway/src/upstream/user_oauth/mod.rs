@@ -25,6 +25,7 @@
 mod connect;
 mod discover;
 mod grant;
+mod pages;
 mod token;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use mcp_oauth::auth_server::store::{Kind, Store};
 pub use connect::{ConnectError, ConnectStart};
 use discover::{Discovery, Resolved};
 pub use grant::UpstreamGrant;
+pub use pages::{PageSession, connect_router};
 pub use token::ClientAuth;
 use token::{TokenEndpoint, TokenError, mcp_oauth_now as now};
 
