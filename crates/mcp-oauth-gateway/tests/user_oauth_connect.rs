@@ -2,6 +2,8 @@
 //! id there, and the chained consent (the connect flow), with its attacker-side cases,
 //! against a stand-in upstream and authorization server on one loopback port.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
