@@ -446,3 +446,33 @@ async fn racing_instances_make_one_refresh_on_one_sqlite_file() {
     racing_instances_make_one_refresh(open(), open()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_connection_made_while_a_refresh_is_in_flight_is_kept() {
+    let s = setup(grant("access-0", Some("refresh-0"), -1)).await;
+    s.stand_in.with(|e| e.mode = Mode::Refuse);
+    let hold = Arc::new(tokio::sync::Semaphore::new(0));
+    s.stand_in.with(|e| e.hold = Some(hold.clone()));
+    let refreshing = {
+        let one = s.one.clone();
+        tokio::spawn(async move { one.grant(&caller("alice")).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.stand_in.with(|e| e.refreshes) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Alice connects again meanwhile; then the old grant's refresh is refused.
+    s.one
+        .keep(
+            &caller("alice"),
+            &grant("access-new", Some("refresh-new"), 3600),
+        )
+        .await
+        .unwrap();
+    hold.add_permits(10);
+    let got = refreshing.await.unwrap().unwrap();
+    assert_eq!(got.access_token(), "access-new");
+    let again = s.one.grant(&caller("alice")).await.unwrap();
+    assert_eq!(again.refresh_token(), Some("refresh-new"));
+}

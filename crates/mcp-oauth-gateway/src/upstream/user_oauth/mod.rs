@@ -350,6 +350,11 @@ impl UserOAuth {
         match token.refresh(refresh_token, inner.resource.as_str()).await {
             Ok(renewed) => {
                 let renewed = grant.renewed(renewed);
+                // The user connected again while the refresh was in flight (the connect flow
+                // takes no lock): their new grant stays.
+                if let Some(current) = self.replaced(user, &grant).await? {
+                    return Ok(current);
+                }
                 inner
                     .vault
                     .put(
@@ -365,6 +370,9 @@ impl UserOAuth {
                 Ok(renewed)
             }
             Err(TokenError::Refused { status, error }) => {
+                if let Some(current) = self.replaced(user, &grant).await? {
+                    return Ok(current);
+                }
                 tracing::info!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, status, error = %error, "the upstream's authorization server refused a refresh; the user's grant is dropped, the user must connect again");
                 inner
                     .vault
@@ -385,6 +393,18 @@ impl UserOAuth {
                 }
             }
         }
+    }
+
+    /// The user's grant now, if it is no longer `used` (replaced by a new connection).
+    async fn replaced(
+        &self,
+        user: &str,
+        used: &UpstreamGrant,
+    ) -> Result<Option<UpstreamGrant>, GatewayError> {
+        Ok(self.load(user).await?.filter(|current| {
+            current.refresh_token() != used.refresh_token()
+                || current.access_token() != used.access_token()
+        }))
     }
 
     /// Whether the upstream refused this grant's access token when it was last sent.
