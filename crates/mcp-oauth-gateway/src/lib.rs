@@ -83,8 +83,8 @@ pub use error::GatewayError;
 pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
-    UpstreamCredentials, resolve_secret,
+    ACTION_REQUIRED, ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig,
+    UpstreamConfig, UpstreamCredentials, UserSecret, resolve_secret,
 };
 pub use versions::SUPPORTED_VERSIONS;
 

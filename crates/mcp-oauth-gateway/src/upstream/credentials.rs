@@ -22,6 +22,9 @@ use crate::error::GatewayError;
 pub enum UpstreamCredentials {
     /// The caller's verified token exchanged for one meant for the upstream.
     TokenExchange(TokenExchange),
+    /// The caller's own token for the upstream, pasted on the gateway's page
+    /// ([`UserSecret`](crate::upstream::UserSecret)).
+    UserSecret(crate::upstream::UserSecret),
 }
 
 impl fmt::Debug for UpstreamCredentials {
@@ -30,6 +33,7 @@ impl fmt::Debug for UpstreamCredentials {
             Self::TokenExchange(exchange) => {
                 f.debug_tuple("TokenExchange").field(exchange).finish()
             }
+            Self::UserSecret(secret) => f.debug_tuple("UserSecret").field(secret).finish(),
         }
     }
 }
@@ -57,6 +61,31 @@ impl UpstreamCredentials {
         Self::TokenExchange(exchange)
     }
 
+    /// Each caller's own token, pasted once on the gateway's page.
+    pub fn user_secret(secret: crate::upstream::UserSecret) -> Self {
+        Self::UserSecret(secret)
+    }
+
+    /// The header (`Authorization`, unless a user secret names another) for a request made
+    /// for `caller`.
+    ///
+    /// # Errors
+    ///
+    /// As [`authorization`](Self::authorization); a caller without a user secret gets
+    /// [`GatewayError::ActionRequired`].
+    pub(crate) async fn header(
+        &self,
+        caller: Option<&Auth>,
+    ) -> Result<(http::HeaderName, HeaderValue), GatewayError> {
+        match self {
+            Self::UserSecret(secret) => secret.header_for(caller).await,
+            Self::TokenExchange(_) => Ok((
+                http::header::AUTHORIZATION,
+                self.authorization(caller).await?,
+            )),
+        }
+    }
+
     /// The `Authorization` value for a request made for `caller`.
     ///
     /// # Errors
@@ -67,7 +96,10 @@ impl UpstreamCredentials {
         &self,
         caller: Option<&Auth>,
     ) -> Result<HeaderValue, GatewayError> {
-        let Self::TokenExchange(exchange) = self;
+        let exchange = match self {
+            Self::TokenExchange(exchange) => exchange,
+            Self::UserSecret(secret) => return Ok(secret.header_for(caller).await?.1),
+        };
         let Some(caller) = caller else {
             return Err(GatewayError::CredentialsRefused(
                 "this upstream is reached with the caller's exchanged token, and the request has no verified caller".into(),
@@ -90,7 +122,10 @@ impl UpstreamCredentials {
     /// The upstream refused the credentials made for `caller` (401): the next request gets
     /// fresh ones.
     pub(crate) fn forget(&self, caller: Option<&Auth>) {
-        let Self::TokenExchange(exchange) = self;
+        // A pasted token is the user's to replace; nothing is cached.
+        let Self::TokenExchange(exchange) = self else {
+            return;
+        };
         if let Some(caller) = caller {
             exchange.forget(caller);
         }
