@@ -65,6 +65,7 @@ pub mod test_upstream;
 mod upstream;
 mod versions;
 mod watch;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
