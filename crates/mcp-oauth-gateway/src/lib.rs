@@ -66,6 +66,7 @@ mod upstream;
 pub mod vault;
 mod versions;
 mod watch;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
