@@ -66,6 +66,7 @@ mod upstream;
 pub mod vault;
 mod versions;
 mod watch;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,8 +84,8 @@ pub use error::GatewayError;
 pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
-    UpstreamCredentials, resolve_secret, user_oauth,
+    ACTION_REQUIRED, ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig,
+    UpstreamConfig, UpstreamCredentials, UserSecret, resolve_secret, user_oauth,
 };
 pub use versions::SUPPORTED_VERSIONS;
 

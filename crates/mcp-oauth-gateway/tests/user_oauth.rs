@@ -275,9 +275,10 @@ async fn a_refused_refresh_drops_the_grant_and_asks_to_connect_again() {
     let s = setup(grant("access-0", Some("refresh-0"), 0)).await;
     s.stand_in.with(|e| e.mode = Mode::Refuse);
     let err = s.one.grant(&caller("alice")).await.unwrap_err();
-    let GatewayError::CredentialsRefused(message) = &err else {
-        panic!("expected a refusal, got {err:?}");
+    let GatewayError::ActionRequired { message, url } = &err else {
+        panic!("expected the connect link, got {err:?}");
     };
+    assert_eq!(url, "https://gw.example.com/gateway/connect/notes");
     assert!(
         message.contains("https://gw.example.com/gateway/connect/notes"),
         "{message}"
@@ -293,7 +294,7 @@ async fn a_refused_refresh_drops_the_grant_and_asks_to_connect_again() {
     );
     // No second attempt with the dropped grant.
     let err = s.one.grant(&caller("alice")).await.unwrap_err();
-    assert!(matches!(err, GatewayError::CredentialsRefused(_)));
+    assert!(matches!(err, GatewayError::ActionRequired { .. }));
     assert_eq!(s.stand_in.with(|e| e.refreshes), 1);
 }
 
@@ -362,7 +363,7 @@ async fn each_user_gets_their_own_grant_only() {
     let s = setup(grant("access-alice", Some("refresh-0"), 3600)).await;
     let err = s.one.grant(&caller("bob")).await.unwrap_err();
     assert!(
-        matches!(err, GatewayError::CredentialsRefused(_)),
+        matches!(err, GatewayError::ActionRequired { .. }),
         "{err:?}"
     );
     // The same subject at another issuer is another user.

@@ -155,10 +155,21 @@ async fn connected(s: &Setup, sub: &str, token: &str) {
 async fn a_user_who_never_connected_is_told_where_and_nothing_reaches_the_upstream() {
     let s = setup().await;
     let response = post(&s.h.url, Some(&s.h.token("alice")), None, INITIALIZE).await;
+    assert_eq!(response.status(), 200, "a JSON-RPC error the client shows");
     let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"],
+        mcp_oauth_gateway::ACTION_REQUIRED,
+        "{body}"
+    );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("https://gw.example.com/gateway/connect/notes"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["data"]["elicitations"][0]["url"],
+        "https://gw.example.com/gateway/connect/notes",
         "{body}"
     );
     assert!(s.up.rec.seen.lock().unwrap().is_empty());

@@ -25,6 +25,9 @@ pub enum UpstreamCredentials {
     /// Each user's own token at the upstream's authorization server, granted once through
     /// the gateway's connect page and kept sealed per (user, upstream).
     UserOAuth(super::user_oauth::UserOAuth),
+    /// The caller's own token for the upstream, pasted on the gateway's page
+    /// ([`UserSecret`](crate::upstream::UserSecret)).
+    UserSecret(crate::upstream::UserSecret),
 }
 
 impl fmt::Debug for UpstreamCredentials {
@@ -34,6 +37,7 @@ impl fmt::Debug for UpstreamCredentials {
                 f.debug_tuple("TokenExchange").field(exchange).finish()
             }
             Self::UserOAuth(user_oauth) => f.debug_tuple("UserOAuth").field(user_oauth).finish(),
+            Self::UserSecret(secret) => f.debug_tuple("UserSecret").field(secret).finish(),
         }
     }
 }
@@ -67,6 +71,31 @@ impl UpstreamCredentials {
         Self::UserOAuth(user_oauth)
     }
 
+    /// Each caller's own token, pasted once on the gateway's page.
+    pub fn user_secret(secret: crate::upstream::UserSecret) -> Self {
+        Self::UserSecret(secret)
+    }
+
+    /// The header (`Authorization`, unless a user secret names another) for a request made
+    /// for `caller`.
+    ///
+    /// # Errors
+    ///
+    /// As [`authorization`](Self::authorization); a caller without a user secret gets
+    /// [`GatewayError::ActionRequired`].
+    pub(crate) async fn header(
+        &self,
+        caller: Option<&Auth>,
+    ) -> Result<(http::HeaderName, HeaderValue), GatewayError> {
+        match self {
+            Self::UserSecret(secret) => secret.header_for(caller).await,
+            Self::TokenExchange(_) | Self::UserOAuth(_) => Ok((
+                http::header::AUTHORIZATION,
+                self.authorization(caller).await?,
+            )),
+        }
+    }
+
     /// The `Authorization` value for a request made for `caller`.
     ///
     /// # Errors
@@ -80,6 +109,7 @@ impl UpstreamCredentials {
         let exchange = match self {
             Self::TokenExchange(exchange) => exchange,
             Self::UserOAuth(user_oauth) => return user_oauth.authorization(caller).await,
+            Self::UserSecret(secret) => return Ok(secret.header_for(caller).await?.1),
         };
         let Some(caller) = caller else {
             return Err(GatewayError::CredentialsRefused(
@@ -110,6 +140,8 @@ impl UpstreamCredentials {
                 }
             }
             Self::UserOAuth(user_oauth) => user_oauth.forget(caller),
+            // A pasted token is the user's to replace; nothing is cached.
+            Self::UserSecret(_) => {}
         }
     }
 }

@@ -186,10 +186,8 @@ impl Http {
             headers.insert(header.clone(), token);
         }
         if let Some(credentials) = &self.credentials {
-            headers.insert(
-                header::AUTHORIZATION,
-                credentials.authorization(caller).await?,
-            );
+            let (name, value) = credentials.header(caller).await?;
+            headers.insert(name, value);
         }
         Ok(headers)
     }

@@ -97,7 +97,7 @@ impl SealingKey {
 
 /// Encrypts and authenticates small secrets, bound to a context string (the grant family),
 /// so a sealed value moved to another record does not open.
-pub(crate) struct Sealer {
+pub struct Sealer {
     aead: SealingKey,
     cookies: hmac::Key,
 }
@@ -110,7 +110,7 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     /// Derives the encryption and the cookie-signing keys from `key` (32 bytes).
-    pub(crate) fn new(key: &[u8]) -> Result<Self, ConfigError> {
+    pub fn new(key: &[u8]) -> Result<Self, ConfigError> {
         let aead = SealingKey::derive(key, "upstream-token sealing v1")?;
         let mac = hmac::sign(
             &hmac::Key::new(hmac::HMAC_SHA256, key),
@@ -123,17 +123,17 @@ impl Sealer {
     }
 
     /// `base64url(nonce ‖ ciphertext ‖ tag)`.
-    pub(crate) fn seal(&self, plaintext: &[u8], context: &str) -> Option<String> {
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Option<String> {
         self.aead.seal(plaintext, context)
     }
 
     /// The plaintext of [`Sealer::seal`], if the value is intact and sealed for `context`.
-    pub(crate) fn open(&self, sealed: &str, context: &str) -> Option<Vec<u8>> {
+    pub fn open(&self, sealed: &str, context: &str) -> Option<Vec<u8>> {
         self.aead.open(sealed, context)
     }
 
     /// `base64url(payload).base64url(mac)`.
-    pub(crate) fn sign_cookie(&self, payload: &[u8]) -> String {
+    pub fn sign_cookie(&self, payload: &[u8]) -> String {
         let tag = hmac::sign(&self.cookies, payload);
         format!(
             "{}.{}",
@@ -144,7 +144,7 @@ impl Sealer {
 
     /// `base64url(HMAC(cookie key, purpose ‖ 0 ‖ value))`: ties a browser cookie to a
     /// server-side value (the upstream `state` of a sign-in) without revealing it.
-    pub(crate) fn mac(&self, purpose: &str, value: &str) -> String {
+    pub fn mac(&self, purpose: &str, value: &str) -> String {
         let mut ctx = hmac::Context::with_key(&self.cookies);
         ctx.update(purpose.as_bytes());
         ctx.update(&[0]);
@@ -153,7 +153,7 @@ impl Sealer {
     }
 
     /// Whether `tag` is [`Sealer::mac`] of `purpose` and `value` (compared in constant time).
-    pub(crate) fn verify_mac(&self, purpose: &str, value: &str, tag: &str) -> bool {
+    pub fn verify_mac(&self, purpose: &str, value: &str, tag: &str) -> bool {
         let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
             return false;
         };
@@ -165,7 +165,7 @@ impl Sealer {
     }
 
     /// The payload of a cookie made by [`Sealer::sign_cookie`], if its signature holds.
-    pub(crate) fn verify_cookie(&self, value: &str) -> Option<Vec<u8>> {
+    pub fn verify_cookie(&self, value: &str) -> Option<Vec<u8>> {
         let (payload, tag) = value.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;

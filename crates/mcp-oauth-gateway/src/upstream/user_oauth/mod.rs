@@ -38,7 +38,7 @@ use mcp_oauth::auth_server::store::{Kind, Store};
 pub use connect::{ConnectError, ConnectStart};
 use discover::{Discovery, Resolved};
 pub use grant::UpstreamGrant;
-pub use pages::{PageSession, connect_router};
+pub use pages::{PageSession, connect_router, web_session};
 pub use token::ClientAuth;
 use token::{TokenEndpoint, TokenError, mcp_oauth_now as now};
 
@@ -136,7 +136,7 @@ impl UserOAuth {
     ///
     /// # Errors
     ///
-    /// [`GatewayError::CredentialsRefused`] with the connect link when the user has no usable
+    /// [`GatewayError::ActionRequired`] with the connect link when the user has no usable
     /// grant (never connected, or the server refused the refresh);
     /// [`GatewayError::Unavailable`] when the store or the token endpoint is unavailable and
     /// the access token has expired.
@@ -255,10 +255,13 @@ impl UserOAuth {
     }
 
     fn connect(&self) -> GatewayError {
-        GatewayError::CredentialsRefused(format!(
-            "connect your account at the upstream {:?} first: open {} in a browser, then try again",
-            self.inner.upstream, self.inner.connect_url
-        ))
+        GatewayError::ActionRequired {
+            message: format!(
+                "the upstream {} needs your own account there: connect it at {}, then try again",
+                self.inner.upstream, self.inner.connect_url
+            ),
+            url: self.inner.connect_url.clone(),
+        }
     }
 
     fn needs_refresh(&self, user: &str, grant: &UpstreamGrant) -> bool {

@@ -162,3 +162,54 @@ async fn client_metadata_document(State(connect): State<Arc<Connect>>) -> Respon
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+/// The gateway's page sign-in ([`Pages`](crate::web::Pages)) as the connect pages' session.
+struct WebSession {
+    pages: crate::web::Pages,
+    issuer: String,
+}
+
+/// The gateway's page sign-in as the connect pages' [`PageSession`]: the user signed in there
+/// is the vault's `issuer` + subject, `issuer` being the gateway's own authorization server
+/// (which issues both the pages' sessions and the tokens of the MCP clients), so a grant
+/// connected on the page is the one the same user's MCP sessions use.
+pub fn web_session(pages: crate::web::Pages, issuer: impl Into<String>) -> Arc<dyn PageSession> {
+    Arc::new(WebSession {
+        pages,
+        issuer: issuer.into(),
+    })
+}
+
+impl PageSession for WebSession {
+    fn user(&self, headers: &HeaderMap) -> Option<String> {
+        self.pages
+            .visitor(headers)
+            .map(|visitor| format!("{}\u{0}{}", self.issuer, visitor.subject()))
+    }
+
+    fn sign_in(&self, path: &str) -> Response {
+        let location = format!(
+            "{}?return={}",
+            crate::web::SIGN_IN_PATH,
+            url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+        );
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        if let Ok(location) = HeaderValue::try_from(location) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+
+    fn page(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        if status.is_success() {
+            let body = format!(
+                "<h1>{}</h1><p>{}</p>",
+                crate::web::escape(title),
+                crate::web::escape(message)
+            );
+            self.pages.page(status, title, &body)
+        } else {
+            self.pages.error_page(status, title, message)
+        }
+    }
+}
