@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod browser;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -715,4 +717,96 @@ async fn the_connect_pages_send_the_signed_in_user_and_seal_the_grant_for_them()
         json!(["https://gw.example.com/gateway/connect/notes/callback"])
     );
     assert_eq!(doc["token_endpoint_auth_method"], "none");
+}
+
+/// The connect link on the gateway's own page sign-in: the user signs in at the gateway's
+/// authorization server, connects, and the grant is the one their MCP sessions (tokens of
+/// that server) use; another signed-in user's callback in their browser binds nothing.
+#[tokio::test]
+async fn on_the_gateways_page_sign_in_the_grant_is_the_signed_in_users() {
+    use browser::{Browser, ORIGIN};
+    let stand_in = StandIn::start(false, true).await;
+    let server = browser::server().await;
+    let pages = browser::pages(&server).await;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let notes = UserOAuth::builder(UPSTREAM, stand_in.resource())
+        .public_url(ORIGIN)
+        .store(store.clone())
+        .vault(Vault::new(store, &[7; 32]).unwrap())
+        .build()
+        .unwrap();
+    let session = mcp_oauth_gateway::user_oauth::web_session(pages.clone(), server.issuer());
+    let app =
+        mcp_oauth_gateway::user_oauth::connect_router(vec![notes.clone()], Some(ORIGIN), session)
+            .merge(pages.router())
+            .merge(server.router());
+
+    // Not signed in: to the sign-in, and back to the connect link.
+    let mut alice = Browser::default();
+    let first = alice.get(&app, "/gateway/connect/notes").await;
+    assert_eq!(first.status, 303, "{first:?}");
+    assert_eq!(
+        first.location.as_deref(),
+        Some("/gateway/sign-in?return=%2Fgateway%2Fconnect%2Fnotes")
+    );
+    let back = alice
+        .sign_in(
+            &app,
+            "/gateway/sign-in?return=%2Fgateway%2Fconnect%2Fnotes",
+            "alice",
+        )
+        .await;
+    assert_eq!(back.local_location(), "/gateway/connect/notes");
+    let start = alice.get(&app, "/gateway/connect/notes").await;
+    assert_eq!(start.status, 303, "{start:?}");
+    let location = start.location.clone().unwrap();
+    assert!(
+        location.starts_with(&format!("{}/authorize?", stand_in.base)),
+        "{location}"
+    );
+
+    // Bob, signed in in his own browser, authorizes with his upstream account and gets
+    // Alice to open his callback: refused, nothing is bound.
+    let mut bob = Browser::default();
+    bob.sign_in(&app, "/gateway/sign-in?return=%2Fgateway", "bob")
+        .await;
+    let bobs = bob.get(&app, "/gateway/connect/notes").await;
+    let bobs_query = stand_in.approve(bobs.location.as_deref().unwrap(), "bob-code");
+    let refused = alice
+        .get(
+            &app,
+            &format!("/gateway/connect/notes/callback?{bobs_query}"),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.body.contains("another browser"), "{}", refused.body);
+
+    // Alice's own flow, finished in her browser.
+    let query = stand_in.approve(&location, "alice-code");
+    let done = alice
+        .get(&app, &format!("/gateway/connect/notes/callback?{query}"))
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Connected"), "{}", done.body);
+    let Value::Object(claims) = json!({"sub": "alice", "iss": server.issuer()}) else {
+        unreachable!("an object")
+    };
+    let alice_mcp = Auth::from(AuthInfo::from_claims(
+        Claims::new(claims),
+        AccessToken::new("x"),
+        &DefaultClaimMapper,
+        Arc::new(ScopeHierarchy::new()),
+    ));
+    let grant = notes.grant(&alice_mcp).await.unwrap();
+    assert_eq!(grant.access_token(), "upstream-access-for-alice-code");
+    let Value::Object(claims) = json!({"sub": "bob", "iss": server.issuer()}) else {
+        unreachable!("an object")
+    };
+    let bob_mcp = Auth::from(AuthInfo::from_claims(
+        Claims::new(claims),
+        AccessToken::new("y"),
+        &DefaultClaimMapper,
+        Arc::new(ScopeHierarchy::new()),
+    ));
+    assert!(notes.grant(&bob_mcp).await.is_err());
 }

@@ -131,24 +131,29 @@ async fn callback(
         // Signing in here would lose the answer; the flow is started again afterwards.
         return connect.session.sign_in(&super::connect_path(&name));
     };
-    let mut response = match upstream
+    let response = match upstream
         .finish_connect(&user, query.as_deref().unwrap_or_default(), &headers)
         .await
     {
-        Ok(_) => connect.session.page(
-            StatusCode::OK,
-            "Connected",
-            &format!(
-                "Your account at {name} is connected. Go back to your MCP client and try the call again."
-            ),
-        ),
+        Ok(_) => {
+            let mut response = connect.session.page(
+                StatusCode::OK,
+                "Connected",
+                &format!(
+                    "Your account at {name} is connected. Go back to your MCP client and try the call again."
+                ),
+            );
+            // Cleared on success only: a stranger's callback link must not end the
+            // connection this browser has under way.
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, upstream.clear_connect_cookie());
+            response
+        }
         Err(err) => connect
             .session
             .page(err.status(), "Not connected", &err.to_string()),
     };
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, upstream.clear_connect_cookie());
     no_store(response)
 }
 
