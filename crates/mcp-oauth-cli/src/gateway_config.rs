@@ -131,6 +131,10 @@ pub(crate) struct Exchange {
 /// The fields of `credentials = { … }`.
 const CREDENTIAL_FIELDS: &[&str] = &[
     "kind",
+    "pattern",
+    "header",
+    "format",
+    "env",
     "token_endpoint",
     "client_id",
     "client_secret",
@@ -147,6 +151,28 @@ pub(crate) struct UpstreamSpec {
     pub(crate) name: Option<String>,
     pub(crate) target: Target,
     pub(crate) line: usize,
+    /// `credentials = { kind = "user-secret", … }`: each user's own pasted token.
+    pub(crate) user_secret: Option<UserSecretSpec>,
+}
+
+/// `credentials = { kind = "user-secret", pattern, header, format | env }` of an
+/// `[[upstream]]`: each user's own token, pasted on the gateway's page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct UserSecretSpec {
+    /// The pattern a pasted token must match, whole.
+    pub(crate) pattern: Option<String>,
+    /// The header of an HTTP upstream (default `Authorization`) and its value's format
+    /// (default `Bearer {secret}`).
+    pub(crate) header: Option<String>,
+    pub(crate) format: Option<String>,
+    /// The environment variable of a per-user stdio child.
+    pub(crate) env: Option<String>,
+}
+
+/// What `credentials = { … }` says.
+enum Credentials {
+    Exchange(Exchange),
+    UserSecret(UserSecretSpec),
 }
 
 /// A parsed configuration file.
@@ -322,7 +348,7 @@ fn pairs(
 /// `credentials = { kind = "token-exchange", token_endpoint = …, client_id = …,
 /// client_secret = "${SECRET}", audience | resource | scopes, client_auth = "basic" | "post",
 /// grant = "token-exchange" | "on-behalf-of" }`.
-fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> Option<Exchange> {
+fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> Option<Credentials> {
     let at = value.span().start;
     let DeValue::Table(table) = value.get_ref() else {
         errors.at(
@@ -359,23 +385,60 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
     };
     match text("kind", errors).as_deref() {
         Some("token-exchange") => {}
-        Some(kind @ ("user-oauth" | "user-secret")) => {
+        Some("user-secret") => {
+            let spec = UserSecretSpec {
+                pattern: text("pattern", errors),
+                header: text("header", errors),
+                format: text("format", errors),
+                env: text("env", errors),
+            };
+            if spec.env.is_some() && (spec.header.is_some() || spec.format.is_some()) {
+                errors.at(
+                    at,
+                    "credentials: a user-secret goes in a header (header, format) or in env, not both",
+                );
+            }
+            for field in EXCHANGE_ONLY {
+                if table.get(field).is_some() {
+                    errors.at(
+                        at,
+                        format!("credentials {field} is for kind = \"token-exchange\""),
+                    );
+                }
+            }
+            if errors.list.len() > before {
+                return None;
+            }
+            return Some(Credentials::UserSecret(spec));
+        }
+        Some(kind @ "user-oauth") => {
             errors.at(
                 at,
-                format!("credentials kind {kind:?} is not available yet; use \"token-exchange\" (each caller's token exchanged at your authorization server)"),
+                format!("credentials kind {kind:?} is not available yet; use \"token-exchange\" or \"user-secret\""),
             );
             return None;
         }
         Some(other) => {
             errors.at(
                 at,
-                format!("credentials kind {other:?}: write \"token-exchange\""),
+                format!("credentials kind {other:?}: write \"token-exchange\" or \"user-secret\""),
             );
             return None;
         }
         None => {
-            errors.at(at, "credentials: give kind = \"token-exchange\"");
+            errors.at(
+                at,
+                "credentials: give kind = \"token-exchange\" or \"user-secret\"",
+            );
             return None;
+        }
+    }
+    for field in ["pattern", "header", "format", "env"] {
+        if table.get(field).is_some() {
+            errors.at(
+                at,
+                format!("credentials {field} is for kind = \"user-secret\""),
+            );
         }
     }
     let required = |name: &str, errors: &mut Errors<'_>| {
@@ -425,7 +488,7 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
     if errors.list.len() > before {
         return None;
     }
-    Some(Exchange {
+    Some(Credentials::Exchange(Exchange {
         token_endpoint,
         client_id,
         client_secret,
@@ -434,8 +497,20 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
         audience,
         resource,
         scopes,
-    })
+    }))
 }
+
+/// The fields of a token exchange only.
+const EXCHANGE_ONLY: [&str; 8] = [
+    "token_endpoint",
+    "client_id",
+    "client_secret",
+    "client_auth",
+    "grant",
+    "audience",
+    "resource",
+    "scopes",
+];
 
 fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Option<UpstreamSpec> {
     let before = errors.list.len();
@@ -477,6 +552,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
     let url = text("url", errors);
     let command =
         get("command").map(|v| (v.span().start, strings(v, errors, "[[upstream]] command")));
+    let mut user_secret = None;
     let target = match (url, command) {
         (Some(_), Some(_)) => {
             errors.at(offset, "[[upstream]]: give url or command, not both");
@@ -501,7 +577,20 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             let headers = get("headers")
                 .map(|v| pairs(v, errors, "headers"))
                 .unwrap_or_default();
-            let credentials = get("credentials").and_then(|v| credentials(v, errors));
+            let credentials = match get("credentials").and_then(|v| credentials(v, errors)) {
+                Some(Credentials::Exchange(exchange)) => Some(exchange),
+                Some(Credentials::UserSecret(spec)) => {
+                    if spec.env.is_some() {
+                        errors.at(
+                            offset,
+                            "[[upstream]] credentials env is for a command (per-user); a url takes header and format",
+                        );
+                    }
+                    user_secret = Some(spec);
+                    None
+                }
+                None => None,
+            };
             let transport = match text("transport", errors).as_deref() {
                 None | Some("auto") => mcp_oauth_gateway::HttpTransport::Auto,
                 Some("streamable-http") => mcp_oauth_gateway::HttpTransport::StreamableHttp,
@@ -528,12 +617,26 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                     "[[upstream]] command is empty; write command = [\"CMD\", \"ARG\"]",
                 );
             }
-            for field in ["headers", "credentials"] {
-                if let Some(v) = get(field) {
-                    errors.at(
+            if let Some(v) = get("headers") {
+                errors.at(
+                    v.span().start,
+                    "[[upstream]] headers are for a url, not for a command",
+                );
+            }
+            if let Some(v) = get("credentials") {
+                match credentials(v, errors) {
+                    Some(Credentials::UserSecret(spec)) if spec.env.is_some() => {
+                        user_secret = Some(spec);
+                    }
+                    Some(Credentials::UserSecret(_)) => errors.at(
                         v.span().start,
-                        format!("[[upstream]] {field} are for a url, not for a command"),
-                    );
+                        "[[upstream]] credentials of a command: give env = \"NAME\" (the variable the user's token goes in)",
+                    ),
+                    Some(Credentials::Exchange(_)) => errors.at(
+                        v.span().start,
+                        "[[upstream]] credentials are for a url, not for a command",
+                    ),
+                    None => {}
                 }
             }
             if let Some(v) = get("transport") {
@@ -574,11 +677,41 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
     if errors.list.len() > before {
         return None;
     }
+    if let (
+        Some(_),
+        Some(Target::Command {
+            per_user: false, ..
+        }),
+    ) = (&user_secret, &target)
+    {
+        errors.at(
+            offset,
+            "[[upstream]] credentials user-secret of a command needs isolation = \"per-user\" (each user's child gets their own token)",
+        );
+        return None;
+    }
     Some(UpstreamSpec {
         name,
         target: target?,
         line: line_of(errors.text, offset),
+        user_secret,
     })
+}
+
+/// `credentials = { kind = "user-secret", … }` as written.
+fn user_secret_toml(spec: &UserSecretSpec) -> String {
+    let mut items = vec!["kind = \"user-secret\"".to_owned()];
+    for (name, value) in [
+        ("pattern", &spec.pattern),
+        ("header", &spec.header),
+        ("format", &spec.format),
+        ("env", &spec.env),
+    ] {
+        if let Some(value) = value {
+            items.push(format!("{name} = {}", toml_string(value)));
+        }
+    }
+    format!("{{ {} }}", items.join(", "))
 }
 
 /// `credentials = { … }` as written (the secret as its reference, never its value).
@@ -1039,6 +1172,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 if let Some(c) = credentials {
                     let _ = writeln!(out, "credentials = {}", exchange_toml(c));
                 }
+                if let Some(spec) = &spec.user_secret {
+                    let _ = writeln!(out, "credentials = {}", user_secret_toml(spec));
+                }
             }
             Target::Command {
                 argv,
@@ -1069,6 +1205,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
                 if *per_session {
                     let _ = writeln!(out, "isolation = \"per-session\"");
+                }
+                if let Some(spec) = &spec.user_secret {
+                    let _ = writeln!(out, "credentials = {}", user_secret_toml(spec));
                 }
             }
         }
@@ -1156,6 +1295,7 @@ headers = { "X-Api-Key" = "${KEY}" }
                     transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
                 line: 11,
+                user_secret: None,
             }]
         );
         let merged = merge(&config, &[]).expect("merge");
@@ -1392,13 +1532,13 @@ headers = { "X-Api-Key" = "${KEY}" }
         assert_eq!(back.upstreams[0].target, config.upstreams[0].target);
 
         let all = parse(
-            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-secret\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
+            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-oauth\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
             "g.toml",
         )
         .unwrap_err()
         .join("\n");
         assert!(
-            all.contains("g.toml:3: credentials kind \"user-secret\" is not available yet"),
+            all.contains("g.toml:3: credentials kind \"user-oauth\" is not available yet"),
             "{all}"
         );
         assert!(
@@ -1411,7 +1551,72 @@ headers = { "X-Api-Key" = "${KEY}" }
             "{all}"
         );
         assert!(
-            all.contains("g.toml:11: [[upstream]] credentials are for a url, not for a command"),
+            all.contains(
+                "g.toml:11: credentials: give kind = \"token-exchange\" or \"user-secret\""
+            ),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn user_secret_credentials_are_read_checked_and_printed_back() {
+        let text = "[[upstream]]\nname = \"github\"\nurl = \"https://api.example/mcp\"\ncredentials = { kind = \"user-secret\", pattern = \"ghp_[A-Za-z0-9]{36}\", header = \"X-Api-Key\", format = \"token {secret}\" }\n[[upstream]]\nname = \"gh\"\ncommand = [\"server\"]\nisolation = \"per-user\"\ncredentials = { kind = \"user-secret\", env = \"GITHUB_TOKEN\" }\n";
+        let config = parse(text, "g.toml").expect("valid");
+        let http = config.upstreams[0]
+            .user_secret
+            .clone()
+            .expect("user secret");
+        assert_eq!(http.pattern.as_deref(), Some("ghp_[A-Za-z0-9]{36}"));
+        assert_eq!(http.header.as_deref(), Some("X-Api-Key"));
+        assert_eq!(http.format.as_deref(), Some("token {secret}"));
+        assert!(matches!(
+            config.upstreams[0].target,
+            Target::Url {
+                credentials: None,
+                ..
+            }
+        ));
+        let stdio = config.upstreams[1]
+            .user_secret
+            .clone()
+            .expect("user secret");
+        assert_eq!(stdio.env.as_deref(), Some("GITHUB_TOKEN"));
+        let printed = print(Some(&config), &[]).expect("print");
+        let back = parse(&printed, "printed.toml").expect("reads back");
+        assert_eq!(
+            back.upstreams,
+            config
+                .upstreams
+                .iter()
+                .map(|u| UpstreamSpec {
+                    line: 0,
+                    ..u.clone()
+                })
+                .map(|u| UpstreamSpec {
+                    line: back
+                        .upstreams
+                        .iter()
+                        .find(|b| b.name == u.name)
+                        .map_or(0, |b| b.line),
+                    ..u
+                })
+                .collect::<Vec<_>>()
+        );
+
+        let all = parse(
+            "[[upstream]]\nname = \"a\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-secret\", env = \"T\" }\n[[upstream]]\nname = \"b\"\ncommand = [\"x\"]\ncredentials = { kind = \"user-secret\", env = \"T\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\nisolation = \"per-user\"\ncredentials = { kind = \"user-secret\", header = \"X\", env = \"T\", client_id = \"x\" }\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:1: [[upstream]] credentials env is for a command"),
+            "{all}"
+        );
+        assert!(all.contains("g.toml:5: [[upstream]] credentials user-secret of a command needs isolation = \"per-user\""), "{all}");
+        assert!(all.contains("g.toml:13: credentials: a user-secret goes in a header (header, format) or in env, not both"), "{all}");
+        assert!(
+            all.contains("g.toml:13: credentials client_id is for kind = \"token-exchange\""),
             "{all}"
         );
     }

@@ -88,6 +88,7 @@ impl GatewayArgs {
                     name: Some(name.to_owned()),
                     target,
                     line: 0,
+                    user_secret: None,
                 })
                 .collect();
         }
@@ -130,6 +131,7 @@ impl GatewayArgs {
             name: None,
             target,
             line: 0,
+            user_secret: None,
         }]
     }
 

@@ -6,7 +6,79 @@ use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
 use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
 use mcp_oauth_gateway::{HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials};
 
-use crate::gateway_config::{self, Exchange, Target, UpstreamSpec};
+use crate::gateway_config::{self, Exchange, Target, UpstreamSpec, UserSecretSpec};
+
+/// The credential vault of this process's gateway, and the gateway's public URL (for the
+/// links to its pages): the vault is opened once the gateway's authorization server (its
+/// store) is up; reloads build their upstreams on the same vault.
+static VAULT: std::sync::OnceLock<(mcp_oauth_gateway::vault::Vault, String)> =
+    std::sync::OnceLock::new();
+
+/// Sets the gateway's public URL (before the upstreams are built) and returns the vault
+/// their user secrets use.
+pub(crate) fn vault(base_url: &str) -> mcp_oauth_gateway::vault::Vault {
+    VAULT
+        .get_or_init(|| {
+            (
+                mcp_oauth_gateway::vault::Vault::late(),
+                base_url.trim_end_matches('/').to_owned(),
+            )
+        })
+        .0
+        .clone()
+}
+
+/// Every upstream's user secret (for the gateway's pages).
+pub(crate) fn user_secrets(
+    specs: &[UpstreamSpec],
+) -> Result<Vec<mcp_oauth_gateway::UserSecret>, String> {
+    specs
+        .iter()
+        .filter_map(|spec| {
+            let secret = spec.user_secret.as_ref()?;
+            Some(user_secret(spec, secret))
+        })
+        .collect()
+}
+
+/// The user secret of `credentials = { kind = "user-secret", … }`.
+fn user_secret(
+    spec: &UpstreamSpec,
+    secret: &UserSecretSpec,
+) -> Result<mcp_oauth_gateway::UserSecret, String> {
+    let Some(name) = &spec.name else {
+        return Err(
+            "credentials user-secret: give the upstream a name (its page is /gateway/secrets/NAME)"
+                .to_owned(),
+        );
+    };
+    let at = format!("upstream {name}: credentials");
+    let (vault, base) = VAULT.get_or_init(|| {
+        (
+            mcp_oauth_gateway::vault::Vault::late(),
+            "http://127.0.0.1".to_owned(),
+        )
+    });
+    let page = format!(
+        "{base}{}/{name}",
+        mcp_oauth_gateway::credential_pages::SECRETS_PATH
+    );
+    let mut built = mcp_oauth_gateway::UserSecret::new(vault.clone(), name.as_str(), page);
+    if let Some(pattern) = &secret.pattern {
+        built = built.pattern(pattern).map_err(|e| format!("{at}: {e}"))?;
+    }
+    if let Some(env) = &secret.env {
+        built = built.env(env).map_err(|e| format!("{at}: {e}"))?;
+    } else if secret.header.is_some() || secret.format.is_some() {
+        built = built
+            .header(
+                secret.header.as_deref().unwrap_or("Authorization"),
+                secret.format.as_deref().unwrap_or("Bearer {secret}"),
+            )
+            .map_err(|e| format!("{at}: {e}"))?;
+    }
+    Ok(built)
+}
 
 /// [`gateway_config::upstreams`] and those of `--upstreams-from FILE` after them: every upstream the gateway
 /// serves. A name used twice is an error.
@@ -96,6 +168,10 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             if let Some(exchange) = credentials {
                 config = config.credentials(token_exchange(exchange, &at)?);
             }
+            if let Some(secret) = &spec.user_secret {
+                config = config
+                    .credentials(UpstreamCredentials::user_secret(user_secret(spec, secret)?));
+            }
             Ok(config.into())
         }
         Target::Command {
@@ -129,6 +205,11 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             }
             if *per_session {
                 config = config.isolation(mcp_oauth_gateway::Isolation::PerSession);
+            }
+            if let Some(secret) = &spec.user_secret {
+                config = config
+                    .user_secret(user_secret(spec, secret)?)
+                    .map_err(|e| format!("{at}credentials: {e}"))?;
             }
             Ok(config.into())
         }

@@ -84,6 +84,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<UpstreamSpec>, Vec<Str
                 name: Some(upstream),
                 target,
                 line: 0,
+                user_secret: None,
             }),
             Err(mut problems) => errors.append(&mut problems),
         }

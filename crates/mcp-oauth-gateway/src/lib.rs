@@ -43,6 +43,7 @@
 
 mod aggregate;
 mod audit;
+pub mod credential_pages;
 mod error;
 mod fanout;
 mod front;

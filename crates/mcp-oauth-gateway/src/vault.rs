@@ -131,11 +131,16 @@ struct Record {
     sealed: String,
 }
 
-/// The per-user credential vault (see the [module](self) docs).
+/// The per-user credential vault (see the [module](self) docs); cheap to clone (clones
+/// share one vault).
 #[derive(Clone)]
 pub struct Vault {
+    opened: Arc<std::sync::OnceLock<Opened>>,
+}
+
+struct Opened {
     store: Arc<dyn Store>,
-    key: Arc<SealingKey>,
+    key: SealingKey,
 }
 
 impl fmt::Debug for Vault {
@@ -160,10 +165,45 @@ impl Vault {
         store: Arc<dyn Store>,
         root_key: &[u8],
     ) -> Result<Self, mcp_oauth::error::ConfigError> {
-        Ok(Self {
-            store,
-            key: Arc::new(SealingKey::derive(root_key, "gateway vault v1")?),
-        })
+        let vault = Self::late();
+        vault.open(store, root_key)?;
+        Ok(vault)
+    }
+
+    /// A vault whose store and key are given later, with [`Vault::open`] (for a program that
+    /// configures its upstreams before its store is open). Until then every operation fails
+    /// with [`VaultError::Store`] (unavailable).
+    pub fn late() -> Self {
+        Self {
+            opened: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Gives a [`late`](Self::late) vault its store and key (once; a second call changes
+    /// nothing).
+    ///
+    /// # Errors
+    ///
+    /// `root_key` is not 32 bytes.
+    pub fn open(
+        &self,
+        store: Arc<dyn Store>,
+        root_key: &[u8],
+    ) -> Result<(), mcp_oauth::error::ConfigError> {
+        let key = SealingKey::derive(root_key, "gateway vault v1")?;
+        let _ = self.opened.set(Opened { store, key });
+        Ok(())
+    }
+
+    fn parts(&self) -> Result<(&Arc<dyn Store>, &SealingKey), VaultError> {
+        self.opened
+            .get()
+            .map(|o| (&o.store, &o.key))
+            .ok_or_else(|| {
+                VaultError::Store(StoreError::unavailable(
+                    "the credential vault is not open yet",
+                ))
+            })
     }
 
     /// The vault's name for the user of a verified request: issuer and subject.
@@ -189,9 +229,10 @@ impl Vault {
         secret: &[u8],
         expires_at: Option<i64>,
     ) -> Result<EntryHeader, VaultError> {
+        let (store, sealing) = self.parts()?;
         let now = now();
         let key = entry_key(user, upstream, kind);
-        let created_at = match self.store.get(Kind::Vault, &key).await? {
+        let created_at = match store.get(Kind::Vault, &key).await? {
             Some(stored) => serde_json::from_slice::<Record>(&stored.data)
                 .map(|r| r.header.created_at)
                 .unwrap_or(now),
@@ -204,8 +245,7 @@ impl Vault {
             updated_at: now,
             expires_at,
         };
-        let sealed = self
-            .key
+        let sealed = sealing
             .seal(secret, &context(user, &header))
             .ok_or_else(|| StoreError::unavailable("no randomness to seal a vault entry"))?;
         let record = Record {
@@ -214,7 +254,7 @@ impl Vault {
         };
         let data = serde_json::to_vec(&record)
             .map_err(|e| StoreError::invalid(format!("a vault entry does not encode: {e}")))?;
-        self.store.put(Kind::Vault, &key, data, expires_at).await?;
+        store.put(Kind::Vault, &key, data, expires_at).await?;
         let item = (upstream.to_owned(), kind);
         if !self.index(user).await?.contains(&item) {
             self.change_index(user, |items| {
@@ -239,8 +279,8 @@ impl Vault {
         upstream: &str,
         kind: EntryKind,
     ) -> Result<Option<Entry>, VaultError> {
-        let Some(stored) = self
-            .store
+        let (store, sealing) = self.parts()?;
+        let Some(stored) = store
             .get(Kind::Vault, &entry_key(user, upstream, kind))
             .await?
         else {
@@ -251,8 +291,7 @@ impl Vault {
         if record.header.upstream != upstream || record.header.kind != kind {
             return Err(VaultError::Unreadable);
         }
-        let secret = self
-            .key
+        let secret = sealing
             .open(&record.sealed, &context(user, &record.header))
             .ok_or(VaultError::Unreadable)?;
         Ok(Some(Entry {
@@ -268,10 +307,11 @@ impl Vault {
     ///
     /// The store failed.
     pub async fn list(&self, user: &str) -> Result<Vec<EntryHeader>, VaultError> {
+        let (store, _) = self.parts()?;
         let mut headers = Vec::new();
         for (upstream, kind) in self.index(user).await? {
             let key = entry_key(user, &upstream, kind);
-            let Some(stored) = self.store.get(Kind::Vault, &key).await? else {
+            let Some(stored) = store.get(Kind::Vault, &key).await? else {
                 continue;
             };
             if let Ok(record) = serde_json::from_slice::<Record>(&stored.data)
@@ -298,8 +338,8 @@ impl Vault {
         upstream: &str,
         kind: EntryKind,
     ) -> Result<bool, VaultError> {
-        let removed = self
-            .store
+        let (store, _) = self.parts()?;
+        let removed = store
             .take(Kind::Vault, &entry_key(user, upstream, kind))
             .await?
             .is_some();
@@ -314,7 +354,8 @@ impl Vault {
     }
 
     async fn index(&self, user: &str) -> Result<Vec<(String, EntryKind)>, VaultError> {
-        Ok(match self.store.get(Kind::Vault, &index_key(user)).await? {
+        let (store, _) = self.parts()?;
+        Ok(match store.get(Kind::Vault, &index_key(user)).await? {
             // An index that does not decode lists nothing; the next change rewrites it.
             Some(stored) => serde_json::from_slice(&stored.data).unwrap_or_default(),
             None => Vec::new(),
@@ -327,11 +368,11 @@ impl Vault {
         user: &str,
         change: impl FnOnce(&mut Vec<(String, EntryKind)>),
     ) -> Result<(), VaultError> {
+        let (store, _) = self.parts()?;
         let lock = lock_key(user);
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         loop {
-            if self
-                .store
+            if store
                 .put_if_absent(Kind::Vault, &lock, Vec::new(), Some(now() + LOCK_LIFE))
                 .await?
             {
@@ -347,13 +388,11 @@ impl Vault {
             change(&mut items);
             let data = serde_json::to_vec(&items)
                 .map_err(|e| StoreError::invalid(format!("a vault index does not encode: {e}")))?;
-            self.store
-                .put(Kind::Vault, &index_key(user), data, None)
-                .await?;
+            store.put(Kind::Vault, &index_key(user), data, None).await?;
             Ok::<(), VaultError>(())
         }
         .await;
-        let released = self.store.take(Kind::Vault, &lock).await;
+        let released = store.take(Kind::Vault, &lock).await;
         result?;
         released?;
         Ok(())
@@ -696,6 +735,24 @@ mod tests {
             task.await.expect("task");
         }
         assert_eq!(a.list("alice").await.expect("list").len(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_late_vault_is_unavailable_until_opened() {
+        let vault = Vault::late();
+        assert!(matches!(
+            vault.get("alice", "github", EntryKind::UserSecret).await,
+            Err(VaultError::Store(_))
+        ));
+        let clone = vault.clone();
+        vault
+            .open(Arc::new(MemoryStore::new()), &[7; 32])
+            .expect("open");
+        clone
+            .put("alice", "github", EntryKind::UserSecret, b"s", None)
+            .await
+            .expect("the clone is opened too");
+        assert_eq!(vault.list("alice").await.expect("list").len(), 1);
     }
 
     #[test]

@@ -225,6 +225,7 @@ fn a_user_secret_in_env_needs_per_user_isolation() {
         .unwrap();
     let config = stdio_upstream().user_secret(secret).unwrap();
     let err = mcp_oauth_gateway::Gateway::builder(config)
+        .insecure_no_auth()
         .build()
         .err()
         .expect("refused");
