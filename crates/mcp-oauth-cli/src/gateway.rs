@@ -341,6 +341,10 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if !user_secrets.is_empty() && args.issuer.is_some() {
         return Err("credentials user-secret needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
     }
+    let user_oauths = crate::gateway_upstreams::user_oauths(&specs)?;
+    if !user_oauths.is_empty() && args.issuer.is_some() {
+        return Err("credentials user-oauth needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
+    }
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
     crate::gateway_login::check_options(&args)?;
@@ -491,8 +495,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let mut app = gateway.router();
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
-        if !user_secrets.is_empty() {
-            app = app.merge(credential_pages(&args, server, &vault, user_secrets).await?);
+        if !user_secrets.is_empty() || !user_oauths.is_empty() {
+            app = app
+                .merge(credential_pages(&args, server, &vault, user_secrets, user_oauths).await?);
         }
     }
     if args.dev.json {
@@ -534,6 +539,7 @@ async fn credential_pages(
     server: &mcp_oauth::auth_server::AuthServer,
     vault: &mcp_oauth_gateway::vault::Vault,
     secrets: Vec<mcp_oauth_gateway::UserSecret>,
+    user_oauths: Vec<mcp_oauth_gateway::user_oauth::UserOAuth>,
 ) -> Result<axum::Router, Box<dyn std::error::Error>> {
     let dir = crate::data_dir::resolve(args.dev.data_dir.clone());
     let key = args.login_options.encryption_key(&dir)?;
@@ -547,7 +553,18 @@ async fn credential_pages(
         server.issuer(),
         secrets,
     );
-    Ok(credential.router().merge(pages.router()))
+    let mut router = credential.router().merge(pages.router());
+    if !user_oauths.is_empty() {
+        // Each user's own account at the upstreams: the connect links and the gateway's
+        // Client ID Metadata Document, on the same sign-in.
+        let base = crate::gateway_upstreams::base_url();
+        router = router.merge(mcp_oauth_gateway::user_oauth::connect_router(
+            user_oauths,
+            Some(&base),
+            mcp_oauth_gateway::user_oauth::web_session(pages.clone(), server.issuer()),
+        ));
+    }
+    Ok(router)
 }
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ impl GatewayArgs {
                     target,
                     line: 0,
                     user_secret: None,
+                    user_oauth: None,
                 })
                 .collect();
         }
@@ -132,6 +133,7 @@ impl GatewayArgs {
             target,
             line: 0,
             user_secret: None,
+            user_oauth: None,
         }]
     }
 

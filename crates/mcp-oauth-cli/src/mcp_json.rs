@@ -85,6 +85,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<UpstreamSpec>, Vec<Str
                 target,
                 line: 0,
                 user_secret: None,
+                user_oauth: None,
             }),
             Err(mut problems) => errors.append(&mut problems),
         }

@@ -166,8 +166,8 @@ impl UserOAuth {
             verifier,
         };
         let data = serde_json::to_vec(&pending).unwrap_or_default();
-        let stored = inner
-            .store
+        let stored = self
+            .store()?
             .put_if_absent(
                 Kind::Transaction,
                 &state_key(&state),
@@ -239,8 +239,8 @@ impl UserOAuth {
         };
         let state = param("state").ok_or(ConnectError::UnknownState)?;
         // Used up first: whatever happens next, this state is never accepted again.
-        let pending = inner
-            .store
+        let pending = self
+            .store()?
             .take(Kind::Transaction, &state_key(&state))
             .await
             .map_err(super::store_failed)?

@@ -79,7 +79,8 @@ struct Inner {
     resolved: tokio::sync::OnceCell<(Resolved, TokenEndpoint)>,
     scopes: Vec<String>,
     timeout: Duration,
-    store: Arc<dyn Store>,
+    /// The store of the locks and states; `None`: the vault's.
+    store: Option<Arc<dyn Store>>,
     vault: Vault,
     margin: i64,
     lock_ttl: Duration,
@@ -234,6 +235,19 @@ impl UserOAuth {
             .map_err(vault_failed)
     }
 
+    /// The store of the locks, states and registrations.
+    pub(crate) fn store(&self) -> Result<&Arc<dyn Store>, GatewayError> {
+        self.inner
+            .store
+            .as_ref()
+            .or_else(|| self.inner.vault.store())
+            .ok_or_else(|| {
+                GatewayError::Unavailable(
+                    "the credential vault is not open yet (the gateway is starting)".into(),
+                )
+            })
+    }
+
     /// The upstream's authorization server, discovered at the first use.
     async fn resolved(&self) -> Result<&(Resolved, TokenEndpoint), GatewayError> {
         let inner = &*self.inner;
@@ -242,7 +256,7 @@ impl UserOAuth {
             .get_or_try_init(|| async {
                 let resolved = inner
                     .discovery
-                    .resolve(&inner.upstream, &inner.resource, &inner.store)
+                    .resolve(&inner.upstream, &inner.resource, self.store()?)
                     .await?;
                 let token = TokenEndpoint::new(
                     resolved.token_endpoint.clone(),
@@ -314,8 +328,8 @@ impl UserOAuth {
             })?;
             let until =
                 now().saturating_add(i64::try_from(inner.lock_ttl.as_secs()).unwrap_or(i64::MAX));
-            let won = inner
-                .store
+            let won = self
+                .store()?
                 .put_if_absent(Kind::UpstreamTokens, &lock_key, nonce.to_vec(), Some(until))
                 .await
                 .map_err(store_failed)?;
@@ -420,7 +434,9 @@ impl UserOAuth {
 
     /// Removes the lock if it is still this holder's.
     async fn unlock(&self, key: &str, nonce: &[u8]) {
-        let store = &self.inner.store;
+        let Ok(store) = self.store() else {
+            return;
+        };
         if let Ok(Some(held)) = store.get(Kind::UpstreamTokens, key).await
             && held.data == nonce
         {
@@ -477,7 +493,8 @@ impl UserOAuthBuilder {
         self
     }
 
-    /// The store that holds the refresh locks (shared by every instance). Required.
+    /// The store that holds the refresh locks, the connect states and a dynamic
+    /// registration (shared by every instance). Default: the vault's.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
@@ -549,9 +566,7 @@ impl UserOAuthBuilder {
             }
             None => (None, None),
         };
-        let store = self
-            .store
-            .ok_or_else(|| config("no store for the refresh locks".into()))?;
+        let store = self.store;
         let vault = self
             .vault
             .ok_or_else(|| config("no vault for the users' grants".into()))?;
