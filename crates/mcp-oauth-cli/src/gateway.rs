@@ -456,6 +456,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
         }
     };
+    // The base of the user-oauth links and redirect URIs, now that the port is known.
+    crate::gateway_upstreams::public_url().set(match &args.dev.public_url {
+        Some(url) => url.trim().to_owned(),
+        None => url::Url::parse(&mcp_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default(),
+    });
     // Rate-limit buckets in the authorization server's store (shared by the instances that
     // share it); with --issuer, in memory.
     if let Some(server) = &auth_server {
@@ -557,7 +564,7 @@ async fn credential_pages(
     if !user_oauths.is_empty() {
         // Each user's own account at the upstreams: the connect links and the gateway's
         // Client ID Metadata Document, on the same sign-in.
-        let base = crate::gateway_upstreams::base_url();
+        let base = crate::gateway_upstreams::public_url().get().to_owned();
         router = router.merge(mcp_oauth_gateway::user_oauth::connect_router(
             user_oauths,
             Some(&base),

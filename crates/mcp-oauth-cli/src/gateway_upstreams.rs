@@ -41,11 +41,12 @@ pub(crate) fn user_secrets(
         .collect()
 }
 
-/// The gateway's public URL, as [`vault`] was given it.
-pub(crate) fn base_url() -> String {
-    VAULT
-        .get()
-        .map_or_else(|| "http://127.0.0.1".to_owned(), |(_, base)| base.clone())
+/// The gateway's public URL for the `user-oauth` links and redirect URIs: set once the
+/// listener is bound (its port may be chosen then); reloads build on the same one.
+pub(crate) fn public_url() -> mcp_oauth_gateway::user_oauth::PublicUrl {
+    static PUBLIC: std::sync::OnceLock<mcp_oauth_gateway::user_oauth::PublicUrl> =
+        std::sync::OnceLock::new();
+    PUBLIC.get_or_init(Default::default).clone()
 }
 
 /// Every upstream's `user-oauth` credentials (for the connect pages).
@@ -81,14 +82,14 @@ fn user_oauth(
         ));
     };
     let at = format!("upstream {name}: credentials");
-    let (vault, base) = VAULT.get_or_init(|| {
+    let (vault, _) = VAULT.get_or_init(|| {
         (
             mcp_oauth_gateway::vault::Vault::late(),
             "http://127.0.0.1".to_owned(),
         )
     });
     let mut builder = UserOAuth::builder(name.as_str(), url.as_str())
-        .public_url(base.as_str())
+        .public_url_late(public_url())
         .vault(vault.clone())
         .scopes(oauth.scopes.iter().cloned());
     if let Some(client_id) = &oauth.client_id {

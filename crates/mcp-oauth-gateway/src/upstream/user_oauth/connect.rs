@@ -192,7 +192,7 @@ impl UserOAuth {
             query
                 .append_pair("response_type", "code")
                 .append_pair("client_id", resolved.client.client_id())
-                .append_pair("redirect_uri", &inner.discovery.redirect_uri)
+                .append_pair("redirect_uri", &inner.discovery.redirect_uri())
                 .append_pair("state", &state)
                 .append_pair("code_challenge", &challenge)
                 .append_pair("code_challenge_method", "S256")
@@ -201,7 +201,7 @@ impl UserOAuth {
                 query.append_pair("scope", &scopes.join(" "));
             }
         }
-        let secure = if inner.discovery.redirect_uri.starts_with("https:") {
+        let secure = if inner.discovery.redirect_uri().starts_with("https:") {
             "; Secure"
         } else {
             ""
@@ -276,7 +276,7 @@ impl UserOAuth {
         let grant = token
             .redeem_code(
                 &code,
-                &inner.discovery.redirect_uri,
+                &inner.discovery.redirect_uri(),
                 &pending.verifier,
                 inner.resource.as_str(),
             )

@@ -38,16 +38,17 @@ pub(crate) struct Resolved {
 }
 
 /// How the upstream's authorization server is found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Discovery {
     pub(crate) authorization_server: Option<Url>,
     pub(crate) authorization_endpoint: Option<Url>,
     pub(crate) token_endpoint: Option<Url>,
     pub(crate) client: Option<ClientAuth>,
-    /// The gateway's Client ID Metadata Document URL and its redirect URI, when it has a
-    /// public URL.
-    pub(crate) client_metadata_url: Option<String>,
-    pub(crate) redirect_uri: String,
+    /// The gateway's public URL (its Client ID Metadata Document and the redirect URI are
+    /// under it).
+    pub(crate) public: super::PublicUrl,
+    /// The upstream's name (in the redirect URI).
+    pub(crate) upstream: String,
     pub(crate) client_name: String,
 }
 
@@ -67,6 +68,21 @@ fn refused(why: impl Into<String>) -> crate::GatewayError {
 }
 
 impl Discovery {
+    /// The redirect URI of the connect flow.
+    pub(crate) fn redirect_uri(&self) -> String {
+        format!(
+            "{}{}",
+            self.public.get(),
+            super::callback_path(&self.upstream)
+        )
+    }
+
+    /// The gateway's Client ID Metadata Document URL, when its public URL is known.
+    fn client_metadata_url(&self) -> Option<String> {
+        let public = self.public.get();
+        (!public.is_empty()).then(|| format!("{public}{}", super::CLIENT_METADATA_PATH))
+    }
+
     /// Finds the endpoints and the client id for the upstream `resource`.
     pub(crate) async fn resolve(
         &self,
@@ -147,7 +163,7 @@ impl Discovery {
                 "it does not advertise PKCE with S256 (code_challenge_methods_supported)",
             ));
         }
-        let client = match (&self.client, &self.client_metadata_url) {
+        let client = match (&self.client, &self.client_metadata_url()) {
             (Some(client), _) => client.clone(),
             (None, Some(url)) if metadata.client_id_metadata_document_supported == Some(true) => {
                 ClientAuth::public(url.clone())
@@ -181,7 +197,8 @@ impl Discovery {
             "user-oauth-client:{upstream}:{}",
             hex(&digest(&format!(
                 "{}\u{0}{}",
-                metadata.issuer, self.redirect_uri
+                metadata.issuer,
+                self.redirect_uri()
             )))
         );
         let kept = |bytes: &[u8]| {
@@ -210,7 +227,7 @@ impl Discovery {
             .map_err(|e| refused(e.to_string()))?;
         let request = serde_json::json!({
             "client_name": self.client_name,
-            "redirect_uris": [self.redirect_uri],
+            "redirect_uris": [self.redirect_uri()],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",

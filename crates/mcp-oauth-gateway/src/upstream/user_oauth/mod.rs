@@ -72,7 +72,8 @@ impl std::fmt::Debug for UserOAuth {
 struct Inner {
     upstream: String,
     resource: url::Url,
-    connect_url: String,
+    /// The connect link, when configured; else the public URL's.
+    connect_url: Option<String>,
     discovery: Discovery,
     /// The endpoints and the client, found at the first use (the upstream need not be up
     /// when the gateway starts); a failed discovery is tried again at the next use.
@@ -100,7 +101,7 @@ pub struct UserOAuthBuilder {
     authorization_server: Option<String>,
     endpoints: Option<(String, String)>,
     client: Option<ClientAuth>,
-    public_url: Option<String>,
+    public_url: PublicUrl,
     connect_url: Option<String>,
     scopes: Vec<String>,
     store: Option<Arc<dyn Store>>,
@@ -121,7 +122,7 @@ impl UserOAuth {
             authorization_server: None,
             endpoints: None,
             client: None,
-            public_url: None,
+            public_url: PublicUrl::default(),
             connect_url: None,
             scopes: Vec::new(),
             store: None,
@@ -268,13 +269,25 @@ impl UserOAuth {
             .await
     }
 
+    /// The connect link a user without a grant is sent to.
+    pub fn connect_url(&self) -> String {
+        self.inner.connect_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                self.inner.discovery.public.get(),
+                connect_path(&self.inner.upstream)
+            )
+        })
+    }
+
     fn connect(&self) -> GatewayError {
         GatewayError::ActionRequired {
             message: format!(
                 "the upstream {} needs your own account there: connect it at {}, then try again",
-                self.inner.upstream, self.inner.connect_url
+                self.inner.upstream,
+                self.connect_url()
             ),
-            url: self.inner.connect_url.clone(),
+            url: self.connect_url(),
         }
     }
 
@@ -476,7 +489,15 @@ impl UserOAuthBuilder {
     /// ([`connect_path`]), the redirect URI ([`callback_path`]) and the Client ID Metadata
     /// Document ([`CLIENT_METADATA_PATH`]) are under it.
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
-        self.public_url = Some(url.into().trim_end_matches('/').to_owned());
+        self.public_url = PublicUrl::default();
+        self.public_url.set(url);
+        self
+    }
+
+    /// The gateway's public URL, set later (once its listener is bound), shared with
+    /// whatever else needs it.
+    pub fn public_url_late(mut self, url: PublicUrl) -> Self {
+        self.public_url = url;
         self
     }
 
@@ -570,27 +591,20 @@ impl UserOAuthBuilder {
         let vault = self
             .vault
             .ok_or_else(|| config("no vault for the users' grants".into()))?;
-        let public = self.public_url.clone().unwrap_or_default();
-        let connect_url = self
-            .connect_url
-            .unwrap_or_else(|| format!("{public}{}", connect_path(&self.upstream)));
         let discovery = Discovery {
             authorization_server,
             authorization_endpoint,
             token_endpoint,
             client: self.client,
-            client_metadata_url: self
-                .public_url
-                .as_ref()
-                .map(|p| format!("{p}{CLIENT_METADATA_PATH}")),
-            redirect_uri: format!("{public}{}", callback_path(&self.upstream)),
+            public: self.public_url,
+            upstream: self.upstream.clone(),
             client_name: "MCP gateway".into(),
         };
         Ok(UserOAuth {
             inner: Arc::new(Inner {
                 upstream: self.upstream,
                 resource,
-                connect_url,
+                connect_url: self.connect_url,
                 discovery,
                 resolved: tokio::sync::OnceCell::new(),
                 scopes: self.scopes,
@@ -609,6 +623,23 @@ impl UserOAuthBuilder {
                     .build(),
             }),
         })
+    }
+}
+
+/// The gateway's public URL (`https://gateway.example.com`), given at build or set once
+/// (when the listener is bound); cheap to clone, clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct PublicUrl(Arc<std::sync::OnceLock<String>>);
+
+impl PublicUrl {
+    /// Sets it (once; a later call changes nothing).
+    pub fn set(&self, url: impl Into<String>) {
+        let _ = self.0.set(url.into().trim_end_matches('/').to_owned());
+    }
+
+    /// The URL, or `""` while it is not set.
+    pub fn get(&self) -> &str {
+        self.0.get().map_or("", String::as_str)
     }
 }
 
