@@ -358,6 +358,20 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     };
     args.check_upstream_options()?;
     let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
+    // The vault of the upstreams' user secrets (opened with the authorization server's store
+    // below), and the base of the links to their pages.
+    let vault = crate::gateway_upstreams::vault(&match &args.dev.public_url {
+        Some(url) => url.trim().to_owned(),
+        None => format!("http://{}", args.dev.listen.addr()),
+    });
+    let user_secrets = crate::gateway_upstreams::user_secrets(&specs)?;
+    if !user_secrets.is_empty() && args.issuer.is_some() {
+        return Err("credentials user-secret needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
+    }
+    let user_oauths = crate::gateway_upstreams::user_oauths(&specs)?;
+    if !user_oauths.is_empty() && args.issuer.is_some() {
+        return Err("credentials user-oauth needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
+    }
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
     crate::gateway_login::check_options(&args)?;
@@ -472,6 +486,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
         }
     };
+    // The base of the user-oauth links and redirect URIs, now that the port is known.
+    crate::gateway_upstreams::public_url().set(match &args.dev.public_url {
+        Some(url) => url.trim().to_owned(),
+        None => url::Url::parse(&mcp_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default(),
+    });
     // Rate-limit buckets in the authorization server's store (shared by the instances that
     // share it); with --issuer, in memory.
     if let Some(server) = &auth_server {
@@ -511,6 +532,10 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let mut app = gateway.router();
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
+        if !user_secrets.is_empty() || !user_oauths.is_empty() {
+            app = app
+                .merge(credential_pages(&args, server, &vault, user_secrets, user_oauths).await?);
+        }
     }
     if args.dev.json {
         println!(
@@ -540,6 +565,43 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     }
     crate::dev::serve(listener, app, "gateway").await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pages where users paste their upstream tokens and see their connections, on the
+/// gateway's own sign-in; opens the vault in the authorization server's store, sealed with the
+/// encryption key (`--encryption-key`, else the data folder's; instances sharing a store
+/// share it).
+async fn credential_pages(
+    args: &GatewayArgs,
+    server: &mcp_oauth::auth_server::AuthServer,
+    vault: &mcp_oauth_gateway::vault::Vault,
+    secrets: Vec<mcp_oauth_gateway::UserSecret>,
+    user_oauths: Vec<mcp_oauth_gateway::user_oauth::UserOAuth>,
+) -> Result<axum::Router, Box<dyn std::error::Error>> {
+    let dir = crate::data_dir::resolve(args.dev.data_dir.clone());
+    let key = args.login_options.encryption_key(&dir)?;
+    vault.open(server.store().clone(), key.expose())?;
+    let pages =
+        mcp_oauth_gateway::web::Pages::embedded(server.clone(), server.issuer(), key.expose())
+            .await?;
+    let credential = mcp_oauth_gateway::credential_pages::CredentialPages::new(
+        pages.clone(),
+        vault.clone(),
+        server.issuer(),
+        secrets,
+    );
+    let mut router = credential.router().merge(pages.router());
+    if !user_oauths.is_empty() {
+        // Each user's own account at the upstreams: the connect links and the gateway's
+        // Client ID Metadata Document, on the same sign-in.
+        let base = crate::gateway_upstreams::public_url().get().to_owned();
+        router = router.merge(mcp_oauth_gateway::user_oauth::connect_router(
+            user_oauths,
+            Some(&base),
+            mcp_oauth_gateway::user_oauth::web_session(pages.clone(), server.issuer()),
+        ));
+    }
+    Ok(router)
 }
 
 #[cfg(test)]

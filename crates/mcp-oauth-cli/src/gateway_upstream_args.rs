@@ -89,6 +89,8 @@ impl GatewayArgs {
                     target,
                     tools: Vec::new(),
                     line: 0,
+                    user_secret: None,
+                    user_oauth: None,
                 })
                 .collect();
         }
@@ -132,6 +134,8 @@ impl GatewayArgs {
             target,
             tools: Vec::new(),
             line: 0,
+            user_secret: None,
+            user_oauth: None,
         }]
     }
 

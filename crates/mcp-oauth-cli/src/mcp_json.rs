@@ -85,6 +85,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<UpstreamSpec>, Vec<Str
                 target,
                 tools: Vec::new(),
                 line: 0,
+                user_secret: None,
+                user_oauth: None,
             }),
             Err(mut problems) => errors.append(&mut problems),
         }

@@ -167,6 +167,24 @@ fn upstream_failed(
             inner.sessions.remove(session_id);
             session_not_found()
         }
+        err => failed(id, err),
+    }
+}
+
+/// The answer to a request that failed at the gateway: a caller who must act first (paste
+/// a token) gets a JSON-RPC error carrying the link, in a 200 so that the client shows it;
+/// anything else an error with [`failed_status`].
+pub(crate) fn failed(id: Option<&str>, err: crate::GatewayError) -> Response {
+    match err {
+        crate::GatewayError::ActionRequired { message, url } => {
+            let refusal = crate::gate::Refusal {
+                code: crate::upstream::ACTION_REQUIRED,
+                data: Some(crate::upstream::user_secret::action_data(&message, &url)),
+                message,
+                reason: "credentials:action_required".to_owned(),
+            };
+            json(StatusCode::OK, refusal.response(id))
+        }
         err => rpc_error(
             failed_status(&err),
             id,
@@ -414,12 +432,7 @@ async fn stateless_session(
                 Ok((status, _, upstream)) if status.is_success() => Some(upstream),
                 Ok((status, _, _)) => return Err(upstream_refusal(status, id)),
                 Err(err) => {
-                    return Err(rpc_error(
-                        failed_status(&err),
-                        id,
-                        jsonrpc::INTERNAL_ERROR,
-                        &err.to_string(),
-                    ));
+                    return Err(failed(id, err));
                 }
             }
         }
@@ -510,12 +523,7 @@ async fn initialize(
             let (status, answer, upstream) = match http.initialize(auth, bytes).await {
                 Ok(answer) => answer,
                 Err(err) => {
-                    return rpc_error(
-                        failed_status(&err),
-                        id,
-                        jsonrpc::INTERNAL_ERROR,
-                        &err.to_string(),
-                    );
+                    return failed(id, err);
                 }
             };
             if !status.is_success() {

@@ -43,6 +43,7 @@
 
 mod aggregate;
 mod audit;
+pub mod credential_pages;
 mod error;
 mod fanout;
 mod front;
@@ -64,8 +65,10 @@ mod sse;
 #[doc(hidden)]
 pub mod test_upstream;
 mod upstream;
+pub mod vault;
 mod versions;
 mod watch;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,8 +87,8 @@ pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use rename::ToolNames;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
-    UpstreamCredentials, resolve_secret,
+    ACTION_REQUIRED, ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig,
+    UpstreamConfig, UpstreamCredentials, UserSecret, resolve_secret, user_oauth,
 };
 pub use versions::SUPPORTED_VERSIONS;
 

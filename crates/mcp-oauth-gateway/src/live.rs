@@ -109,13 +109,24 @@ pub(crate) fn route_for(
     let (session_idle, max_sessions) = (parts.session_idle, parts.max_sessions);
     // Where a stdio child counts its starts and restarts.
     let probe = (parts.metrics.clone(), index);
+    if let UpstreamConfig::Stdio(config) = config
+        && config.user_secret.is_some()
+        && config.isolation != Isolation::PerUser
+    {
+        return Err(GatewayError::Config {
+            what: "user-secret",
+            reason: "a stdio upstream gets each user's token in its environment only with isolation = \"per-user\" (one child per user)".to_owned(),
+        });
+    }
     Ok(match config {
         UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
+            let secret = config.user_secret.clone();
             let config = config.clone();
-            let make = move || {
+            let make = move |env: isolation::UserEnv| {
                 let sessions = Sessions::new(session_idle, max_sessions);
-                let child =
-                    upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
+                let mut config = config.clone();
+                config.env.extend(env);
+                let child = upstream::stdio::Stdio::start(config, sessions.clone(), probe.clone());
                 assemble(sessions, Upstream::Stdio(child))
             };
             Route::PerUser(Arc::new(isolation::PerUser::new(
@@ -123,6 +134,7 @@ pub(crate) fn route_for(
                 make,
                 parts.per_user_idle,
                 parts.per_user_max,
+                secret,
             )))
         }
         UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerSession => {
@@ -166,6 +178,8 @@ fn same(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
                 && a.cwd == b.cwd
                 && a.init_timeout == b.init_timeout
                 && a.isolation == b.isolation
+                && a.user_secret.is_none()
+                && b.user_secret.is_none()
         }
         (UpstreamConfig::Http(a), UpstreamConfig::Http(b)) => {
             a.url == b.url

@@ -130,8 +130,9 @@ pub(crate) struct Http {
     headers: HeaderMap,
     /// Signs the caller's identity into a header of each request, when configured.
     identity: Option<std::sync::Arc<crate::identity::Signer>>,
-    /// The caller's own credentials for the upstream, when configured.
-    credentials: Option<UpstreamCredentials>,
+    /// The caller's own credentials for the upstream, when configured (boxed: the
+    /// upstream kinds share one enum, whose variants should stay close in size).
+    credentials: Option<Box<UpstreamCredentials>>,
     transport: HttpTransport,
     /// The upstream turned out to speak only the legacy SSE transport.
     legacy_seen: std::sync::atomic::AtomicBool,
@@ -161,7 +162,7 @@ impl Http {
             client,
             headers,
             identity,
-            credentials: config.credentials.clone(),
+            credentials: config.credentials.clone().map(Box::new),
             transport: config.transport,
             legacy_seen: std::sync::atomic::AtomicBool::new(false),
         })
@@ -192,10 +193,8 @@ impl Http {
             headers.insert(header.clone(), token);
         }
         if let Some(credentials) = &self.credentials {
-            headers.insert(
-                header::AUTHORIZATION,
-                credentials.authorization(caller).await?,
-            );
+            let (name, value) = credentials.header(caller).await?;
+            headers.insert(name, value);
         }
         Ok(headers)
     }

@@ -83,6 +83,15 @@ mod token;
 mod upstream;
 
 pub use builder::AuthServerBuilder;
+
+/// The frame of the server's pages and the sealing of its cookies, for pages of programs
+/// built on this server (the gateway's own pages), so that they look and seal alike. Not a
+/// stable API.
+#[doc(hidden)]
+pub mod page_kit {
+    pub use super::pages::{escape, page};
+    pub use super::seal::Sealer;
+}
 pub use cimd::CimdOptions;
 pub use client_spec::ClientSpec;
 pub use jwt_bearer::{ID_JAG_TYP, TrustedIdp, WorkloadIssuer};
@@ -92,6 +101,7 @@ pub use mint::Grant;
 pub use protocol::{ApplicationType, ClientAuthMethod, GrantType, UnknownName};
 pub use rate::RateLimit;
 pub use registration::Registration;
+pub use seal::SealingKey;
 pub use server::{AuthServer, Lifetimes};
 pub use store::{MemoryStore, Store};
 pub use upstream::{Identity, ProxyError, Upstream, UpstreamBuilder, UserMapping};

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 /// Escapes text for HTML content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -30,7 +30,10 @@ label{display:block;margin:.75rem 0}input{display:block;width:100%;box-sizing:bo
 button[value=approve]{background:#2456d6;color:#fff;border-color:#2456d6}.warn{background:#fff6db;padding:.5rem .75rem;border-radius:.4rem}\
 .error{background:#fde2e2;padding:.5rem .75rem;border-radius:.4rem}";
 
-pub(crate) fn page(
+/// A page in the common frame: `body` (HTML, already escaped) under `title`, with headers
+/// that forbid framing, caching and sniffing, a CSP whose `form-action` is `form_action`
+/// (`'self'`, `'none'`), and `cookie` as its `Set-Cookie`, if any.
+pub fn page(
     status: StatusCode,
     title: &str,
     body: &str,

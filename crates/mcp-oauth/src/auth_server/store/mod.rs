@@ -200,11 +200,15 @@ pub enum Kind {
     /// --identity-key store`: the key that signs identity tokens), keyed by its use; kept
     /// until replaced.
     GatewayKey,
+    /// An entry of a gateway's per-user credential vault (`mcp_oauth_gateway::vault`): a
+    /// user's sealed credential for one upstream, its index of a user's entries, or the
+    /// short lock that serialises changes to that index. Keyed by hashes, never by the user.
+    Vault,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -217,6 +221,7 @@ impl Kind {
         Self::RateLimit,
         Self::Approval,
         Self::GatewayKey,
+        Self::Vault,
     ];
 
     /// A stable name, for keys and tables.
@@ -234,6 +239,7 @@ impl Kind {
             Self::RateLimit => "rate_limit",
             Self::Approval => "approval",
             Self::GatewayKey => "gateway_key",
+            Self::Vault => "vault",
         }
     }
 
@@ -252,6 +258,7 @@ impl Kind {
             Self::RateLimit => "a rate-limit slot",
             Self::Approval => "an approval",
             Self::GatewayKey => "a gateway key",
+            Self::Vault => "a vault entry",
         }
     }
 }
