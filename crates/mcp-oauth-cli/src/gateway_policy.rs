@@ -110,10 +110,26 @@ impl PolicyGate {
     }
 }
 
-fn subject(caller: Option<&Auth>) -> Subject {
+/// The policy's decision about `target` for the caller: the verified caller's subject,
+/// Cedar entity and groups are prepared at its token's first decision and kept with the token
+/// (`Policy::decide_for`), so a call costs one Cedar evaluation.
+fn decide(
+    policy: &Policy,
+    caller: Option<&Auth>,
+    target: Target<'_>,
+    arguments: Option<&Value>,
+) -> mcp_oauth::policy::Decision {
     match caller {
-        Some(auth) => Subject::from_claims(&auth.claims),
-        None => Subject::new("anonymous"),
+        Some(auth) => policy.decide_for(auth, target, arguments),
+        None => policy.decide(&Subject::new("anonymous"), target, arguments),
+    }
+}
+
+/// Whether the caller sees `target` in a list, prepared as [`decide`] is.
+fn visible(policy: &Policy, caller: Option<&Auth>, target: Target<'_>) -> bool {
+    match caller {
+        Some(auth) => policy.visible_for(auth, target),
+        None => policy.visible(&Subject::new("anonymous"), target),
     }
 }
 
@@ -188,20 +204,19 @@ impl Gatekeeper for PolicyGate {
             .params()
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or(Value::Null);
-        let subject = subject(caller);
         let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
         match method {
             "tools/call" | "prompts/get" | "resources/read" => {
                 match Target::from_request(method, &params) {
                     Some((target, arguments)) => {
-                        self.decided(&policy.decide(&subject, target, arguments))
+                        self.decided(&decide(&policy, caller, target, arguments))
                     }
                     None => Decision::Deny,
                 }
             }
             // What may not be read may not be watched.
             "resources/subscribe" | "resources/unsubscribe" => match str_of(&params, "uri") {
-                Some(uri) => self.decided(&policy.decide(&subject, Target::Resource(&uri), None)),
+                Some(uri) => self.decided(&decide(&policy, caller, Target::Resource(&uri), None)),
                 None => Decision::Deny,
             },
             // Completing a prompt's or resource's arguments: allowed where the item is visible.
@@ -209,9 +224,9 @@ impl Gatekeeper for PolicyGate {
                 let reference = params.get("ref").cloned().unwrap_or(Value::Null);
                 let visible = match reference.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => str_of(&reference, "name")
-                        .is_some_and(|n| policy.visible(&subject, Target::Prompt(&n))),
+                        .is_some_and(|n| visible(&policy, caller, Target::Prompt(&n))),
                     Some("ref/resource") => str_of(&reference, "uri")
-                        .is_some_and(|u| policy.visible(&subject, Target::Resource(&u))),
+                        .is_some_and(|u| visible(&policy, caller, Target::Resource(&u))),
                     _ => false,
                 };
                 if visible {
@@ -240,17 +255,16 @@ impl Gatekeeper for PolicyGate {
         let Some(policy) = self.current() else {
             return true;
         };
-        let subject = subject(caller);
         let field = |key: &str| item.get(key).and_then(Value::as_str);
         match list {
             ListKind::Tools => {
-                field("name").is_some_and(|n| policy.visible(&subject, Target::Tool(n)))
+                field("name").is_some_and(|n| visible(&policy, caller, Target::Tool(n)))
             }
             ListKind::Prompts => {
-                field("name").is_some_and(|n| policy.visible(&subject, Target::Prompt(n)))
+                field("name").is_some_and(|n| visible(&policy, caller, Target::Prompt(n)))
             }
             ListKind::Resources => {
-                field("uri").is_some_and(|u| policy.visible(&subject, Target::Resource(u)))
+                field("uri").is_some_and(|u| visible(&policy, caller, Target::Resource(u)))
             }
             // A template is not one resource; reads of what it expands to are decided one by one.
             _ => true,
