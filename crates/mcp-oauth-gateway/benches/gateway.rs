@@ -57,7 +57,10 @@ async fn upstream(request: axum::extract::Request) -> axum::response::Response {
     let Some(id) = message.get("id") else {
         return StatusCode::ACCEPTED.into_response_ext();
     };
-    let method = message["method"].as_str().unwrap_or_default();
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let result = match method {
         "initialize" => {
             r#"{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"stand-in","version":"1"}}"#
@@ -168,6 +171,7 @@ impl Drop for AuditFile {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(clippy::enum_variant_names)] // the rows' names
 enum Kind {
     AuthOff,
     AuthOn,
