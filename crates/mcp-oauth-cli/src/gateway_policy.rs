@@ -107,7 +107,7 @@ impl PolicyGate {
             Some(policy) => {
                 // Sorted by group: one group from two sources is named once.
                 let mut groups: Vec<String> = policy
-                    .groups(&subject(Some(caller)))
+                    .groups(&Subject::from_auth(caller))
                     .into_iter()
                     .map(|m| m.group)
                     .collect();
@@ -131,10 +131,26 @@ impl PolicyGate {
     }
 }
 
-fn subject(caller: Option<&Auth>) -> Subject {
+/// The policy's decision about `target` for the caller: the verified caller's subject,
+/// Cedar entity and groups are prepared at its token's first decision and kept with the token
+/// (`Policy::decide_for`), so a call costs one Cedar evaluation.
+fn decide(
+    policy: &Policy,
+    caller: Option<&Auth>,
+    target: Target<'_>,
+    arguments: Option<&Value>,
+) -> mcp_oauth::policy::Decision {
     match caller {
-        Some(auth) => Subject::from_claims(&auth.claims),
-        None => Subject::new("anonymous"),
+        Some(auth) => policy.decide_for(auth, target, arguments),
+        None => policy.decide(&Subject::new("anonymous"), target, arguments),
+    }
+}
+
+/// Whether the caller sees `target` in a list, prepared as [`decide`] is.
+fn visible(policy: &Policy, caller: Option<&Auth>, target: Target<'_>) -> bool {
+    match caller {
+        Some(auth) => policy.visible_for(auth, target),
+        None => policy.visible(&Subject::new("anonymous"), target),
     }
 }
 
@@ -209,13 +225,12 @@ impl Gatekeeper for PolicyGate {
             .params()
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or(Value::Null);
-        let subject = subject(caller);
         let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
         match method {
             "tools/call" | "prompts/get" | "resources/read" => {
                 match Target::from_request(method, &params) {
                     Some((target, arguments)) => {
-                        self.decided(call, &policy.decide(&subject, target, arguments))
+                        self.decided(call, &decide(&policy, caller, target, arguments))
                     }
                     None => Decision::Deny,
                 }
@@ -223,7 +238,7 @@ impl Gatekeeper for PolicyGate {
             // What may not be read may not be watched.
             "resources/subscribe" | "resources/unsubscribe" => match str_of(&params, "uri") {
                 Some(uri) => {
-                    self.decided(call, &policy.decide(&subject, Target::Resource(&uri), None))
+                    self.decided(call, &decide(&policy, caller, Target::Resource(&uri), None))
                 }
                 None => Decision::Deny,
             },
@@ -232,9 +247,9 @@ impl Gatekeeper for PolicyGate {
                 let reference = params.get("ref").cloned().unwrap_or(Value::Null);
                 let visible = match reference.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => str_of(&reference, "name")
-                        .is_some_and(|n| policy.visible(&subject, Target::Prompt(&n))),
+                        .is_some_and(|n| visible(&policy, caller, Target::Prompt(&n))),
                     Some("ref/resource") => str_of(&reference, "uri")
-                        .is_some_and(|u| policy.visible(&subject, Target::Resource(&u))),
+                        .is_some_and(|u| visible(&policy, caller, Target::Resource(&u))),
                     _ => false,
                 };
                 if visible {
@@ -268,7 +283,6 @@ impl Gatekeeper for PolicyGate {
         // gateway is authenticated, so a client always has one.
         let caller = caller?;
         let policy = self.current()?;
-        let subject = subject(Some(caller));
         let field = |key: &str| item.get(key).and_then(Value::as_str);
         let target = match list {
             ListKind::Tools => field("name").map(Target::Tool),
@@ -281,7 +295,7 @@ impl Gatekeeper for PolicyGate {
         let Some(target) = target else {
             return Some(Vec::new());
         };
-        let decision = policy.list_decision(&subject, target);
+        let decision = policy.list_decision_for(caller, target);
         (decision.effect() == Effect::Deny).then(|| decision.rule_ids().to_vec())
     }
 }

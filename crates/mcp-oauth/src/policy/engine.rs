@@ -298,6 +298,34 @@ impl Policy {
         self.evaluate(subject, target, Args::Known(arguments)).0
     }
 
+    /// [`decide`](Self::decide) for the caller the bearer layer verified, as
+    /// [`Subject::from_auth`] describes it. The caller's subject, Cedar entity and groups are
+    /// built at the first decision about its token and kept with it (the verified-token cache
+    /// hands out the same [`Auth`](crate::Auth) for every request with that token), so a
+    /// decision costs one Cedar evaluation instead of describing the user to Cedar again.
+    pub fn decide_for(
+        &self,
+        auth: &crate::Auth,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+    ) -> Decision {
+        let principal = self.principal_cached(&auth.principal, || Subject::from_auth(auth));
+        self.decide_as(&principal, target, arguments)
+    }
+
+    /// [`visible`](Self::visible) for the caller the bearer layer verified, prepared once per
+    /// token as [`decide_for`](Self::decide_for) does.
+    pub fn visible_for(&self, auth: &crate::Auth, target: Target<'_>) -> bool {
+        self.list_decision_for(auth, target).effect != Effect::Deny
+    }
+
+    /// [`list_decision`](Self::list_decision) for the caller the bearer layer verified,
+    /// prepared once per token as [`decide_for`](Self::decide_for) does.
+    pub fn list_decision_for(&self, auth: &crate::Auth, target: Target<'_>) -> Decision {
+        let principal = self.principal_cached(&auth.principal, || Subject::from_auth(auth));
+        self.list_decision_as(&principal, target)
+    }
+
     /// Whether a list (`tools/list`, …) shows this item to this user: the same decision as a
     /// call, with the arguments unknown. An item is shown when some arguments could make the
     /// call allowed (or a step-up), and hidden when none could. It never hides what some
@@ -366,6 +394,11 @@ impl Policy {
 
     /// [`visible`](Self::visible) for a prepared user.
     pub(crate) fn visible_as(&self, principal: &Principal, target: Target<'_>) -> bool {
+        self.list_decision_as(principal, target).effect != Effect::Deny
+    }
+
+    /// [`list_decision`](Self::list_decision) for a prepared user.
+    pub(crate) fn list_decision_as(&self, principal: &Principal, target: Target<'_>) -> Decision {
         self.evaluate_as(
             &principal.subject,
             self.principal_entities(principal, target),
@@ -373,8 +406,6 @@ impl Policy {
             Args::Unknown,
         )
         .0
-        .effect
-            != Effect::Deny
     }
 
     /// Whether calls to this tool need a DPoP-bound token with a valid proof

@@ -268,6 +268,32 @@ mod tests {
     }
 
     #[test]
+    fn a_verified_caller_is_decided_as_from_auth_describes_it() {
+        use crate::policy::{Catalog, Policy, PolicyConfig, Rule, Target, ToolInfo, Who};
+        let catalog = Catalog::new().tool(ToolInfo::new("echo", json!({"type": "object"})));
+        let config = PolicyConfig::new().rule(
+            Rule::permit("mapped")
+                .who(Who::new().emails(["mapped@example.com"]))
+                .tools(["echo"]),
+        );
+        let policy = Policy::new(config, catalog).unwrap();
+        // No email claim: the claim mapping's email is the one the rule names.
+        let mapped = auth(json!({"sub": "u-2"}));
+        let echo = Target::Tool("echo");
+        assert!(policy.decide_for(&mapped, echo, None).is_allowed());
+        assert!(policy.visible_for(&mapped, echo));
+        // Again, from the caller kept with the token: the same answer.
+        assert!(policy.decide_for(&mapped, echo, None).is_allowed());
+        let unverified = auth(json!({"sub": "u-3", "email_verified": false}));
+        assert!(!policy.decide_for(&unverified, echo, None).is_allowed());
+        assert!(!policy.visible_for(&unverified, echo));
+        assert_eq!(
+            policy.decide_for(&unverified, echo, None),
+            policy.decide(&Subject::from_auth(&unverified), echo, None)
+        );
+    }
+
+    #[test]
     fn dotted_claims_reach_into_objects() {
         let subject = Subject::new("u").claims(
             json!({"realm_access": {"roles": ["admin", 3]}, "https://x/groups": "eng"})
