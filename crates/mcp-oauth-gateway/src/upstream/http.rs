@@ -123,8 +123,9 @@ pub(crate) struct Http {
     headers: HeaderMap,
     /// Signs the caller's identity into a header of each request, when configured.
     identity: Option<std::sync::Arc<crate::identity::Signer>>,
-    /// The caller's own credentials for the upstream, when configured.
-    credentials: Option<UpstreamCredentials>,
+    /// The caller's own credentials for the upstream, when configured (boxed: the running
+    /// side of an upstream stays small).
+    credentials: Option<Box<UpstreamCredentials>>,
     transport: HttpTransport,
     /// The upstream turned out to speak only the legacy SSE transport.
     legacy_seen: std::sync::atomic::AtomicBool,
@@ -154,7 +155,7 @@ impl Http {
             client,
             headers,
             identity,
-            credentials: config.credentials.clone(),
+            credentials: config.credentials.clone().map(Box::new),
             transport: config.transport,
             legacy_seen: std::sync::atomic::AtomicBool::new(false),
         })
