@@ -29,7 +29,13 @@ enum Target {
     Env(String),
 }
 
-/// Each user's pasted token for one upstream (see the [module](self) docs).
+/// Each user's own token for one upstream (`kind = "user-secret"`), pasted once on the
+/// gateway's page, kept sealed in the [`Vault`], and sent for that user only: as a header to
+/// an HTTP upstream ([`UpstreamCredentials::user_secret`](crate::UpstreamCredentials::user_secret)),
+/// or in the environment of the user's own stdio child
+/// ([`StdioConfig::user_secret`](crate::StdioConfig::user_secret)). A user without one never
+/// reaches the upstream: the call is answered with a JSON-RPC error
+/// ([`ACTION_REQUIRED`](crate::ACTION_REQUIRED)) carrying the link to the page.
 #[derive(Clone)]
 pub struct UserSecret {
     vault: Vault,
