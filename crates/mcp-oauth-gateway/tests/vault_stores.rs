@@ -1,7 +1,9 @@
-//! The credential vault on Redis, shared by two gateway instances (two connections): what one
-//! puts the other reads, lists and revokes, and concurrent puts of one user from both keep
-//! every entry in the user's index. Needs `redis-server` (`scripts/redis-server` installs
-//! it; `MCP_OAUTH_REDIS_SERVER` names another binary).
+//! The credential vault on Redis and on PostgreSQL, shared by two gateway instances (two
+//! connections): what one puts the other reads, lists and revokes, and concurrent puts of one
+//! user from both keep every entry in the user's index. Needs `redis-server`
+//! (`scripts/redis-server` installs it; `MCP_OAUTH_REDIS_SERVER` names another binary) and a
+//! PostgreSQL server named by `MCP_OAUTH_POSTGRES_URL` (`scripts/postgres-server start`, which
+//! `scripts/test` runs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_oauth::auth_server::store::{RedisStore, Store};
+use mcp_oauth::auth_server::store::{PostgresStore, RedisStore, Store};
 use mcp_oauth_gateway::vault::{EntryKind, Vault, VaultError};
 
 async fn connect(url: &str) -> Arc<dyn Store> {
@@ -56,12 +58,36 @@ async fn two_instances_share_the_vault_on_redis() {
     let url = format!("redis://127.0.0.1:{port}");
     let a = Vault::new(connect(&url).await, &[4; 32]).unwrap();
     let b = Vault::new(connect(&url).await, &[4; 32]).unwrap();
+    let stranger = Vault::new(connect(&url).await, &[5; 32]).unwrap();
+    shared(a, b, stranger, "alice").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
-    a.put("alice", "github", EntryKind::UserSecret, b"ghp_alice", None)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_vault_on_postgres() {
+    let url = std::env::var("MCP_OAUTH_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "MCP_OAUTH_POSTGRES_URL is not set: run `export MCP_OAUTH_POSTGRES_URL=$(scripts/postgres-server start)`, or scripts/test"
+        )
+    });
+    let store = || async {
+        Arc::new(PostgresStore::connect(&url).await.expect("postgres")) as Arc<dyn Store>
+    };
+    let a = Vault::new(store().await, &[4; 32]).unwrap();
+    let b = Vault::new(store().await, &[4; 32]).unwrap();
+    let stranger = Vault::new(store().await, &[5; 32]).unwrap();
+    // A user of this run only: the server may hold other runs' records.
+    let user = format!("alice-{}-{:?}", std::process::id(), Instant::now());
+    shared(a, b, stranger, &user).await;
+}
+
+/// Two instances `a` and `b` on one store; `stranger` on it with another key.
+async fn shared(a: Vault, b: Vault, stranger: Vault, alice: &str) {
+    a.put(alice, "github", EntryKind::UserSecret, b"ghp_alice", None)
         .await
         .unwrap();
     let entry = b
-        .get("alice", "github", EntryKind::UserSecret)
+        .get(alice, "github", EntryKind::UserSecret)
         .await
         .unwrap()
         .expect("the other instance reads it");
@@ -76,9 +102,10 @@ async fn two_instances_share_the_vault_on_redis() {
     let mut tasks = Vec::new();
     for i in 0..10 {
         let vault = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let alice = alice.to_owned();
         tasks.push(tokio::spawn(async move {
             vault
-                .put("alice", &format!("up{i}"), EntryKind::UserOauth, b"g", None)
+                .put(&alice, &format!("up{i}"), EntryKind::UserOauth, b"g", None)
                 .await
                 .unwrap();
         }));
@@ -86,26 +113,24 @@ async fn two_instances_share_the_vault_on_redis() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(a.list("alice").await.unwrap().len(), 11);
+    assert_eq!(a.list(alice).await.unwrap().len(), 11);
 
     assert!(
-        b.revoke("alice", "github", EntryKind::UserSecret)
+        b.revoke(alice, "github", EntryKind::UserSecret)
             .await
             .unwrap()
     );
     assert!(
-        a.get("alice", "github", EntryKind::UserSecret)
+        a.get(alice, "github", EntryKind::UserSecret)
             .await
             .unwrap()
             .is_none()
     );
-    assert_eq!(a.list("alice").await.unwrap().len(), 10);
+    assert_eq!(a.list(alice).await.unwrap().len(), 10);
 
     // Another key on the same store does not open the entries.
-    let stranger = Vault::new(connect(&url).await, &[5; 32]).unwrap();
     assert!(matches!(
-        stranger.get("alice", "up0", EntryKind::UserOauth).await,
+        stranger.get(alice, "up0", EntryKind::UserOauth).await,
         Err(VaultError::Unreadable)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
 }
