@@ -94,6 +94,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             if let Err(e) = upstream_configs(&specs) {
                 problems.push(e);
             }
+            problems.extend(crate::gateway_tools::check(&specs));
             specs
         }
         Err(mut errors) => {
@@ -108,6 +109,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         && let Err(e) = mcp_oauth_gateway::identity::header_name(header)
     {
         problems.push(format!("identity_header: {e}"));
+    }
+    if let Some(Err(e)) = args
+        .identity_key
+        .as_deref()
+        .map(crate::gateway_identity_key::parse)
+    {
+        problems.push(e);
     }
     if let Err(e) = args.dev.dpop.verifier(None) {
         problems.push(e);
@@ -215,6 +223,9 @@ fn check(path: &std::path::Path) -> ExitCode {
             mcp_oauth_gateway::identity::JWKS_PATH
         );
     }
+    if let Some(source) = &args.identity_key {
+        println!("  identity key  {source}");
+    }
     if let Some(policy) = args.access.name() {
         println!(
             "  policy        {policy} (its rules are checked against the upstreams' tools at start-up)"
@@ -242,6 +253,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 struct Start<'a> {
     args: &'a GatewayArgs,
     upstreams: Vec<(Option<String>, UpstreamConfig)>,
+    /// `[upstream.tools.TOOL]`, by upstream name.
+    tools: Vec<(String, mcp_oauth_gateway::ToolNames)>,
     described: &'a str,
     audit: Option<mcp_oauth::AuditLog>,
     /// The policy file's name and its rules.
@@ -255,10 +268,12 @@ impl Start<'_> {
     async fn start(
         self,
         oauth: mcp_oauth::OAuth,
+        store: Option<std::sync::Arc<dyn mcp_oauth::auth_server::store::Store>>,
     ) -> Result<(Gateway, Option<serde_json::Value>), Box<dyn std::error::Error>> {
         let Start {
             args,
             upstreams,
+            tools,
             described,
             audit,
             policy,
@@ -282,6 +297,9 @@ impl Start<'_> {
         if let Some(audit) = audit {
             builder = builder.audit(audit);
         }
+        for (upstream, names) in tools {
+            builder = builder.tools(upstream, names);
+        }
         if policy.is_some() {
             builder = builder.gatekeeper(gate.clone());
         }
@@ -290,6 +308,15 @@ impl Start<'_> {
         }
         if args.identity_meta {
             builder = builder.identity_meta();
+        }
+        if let Some(source) = &args.identity_key {
+            let source = crate::gateway_identity_key::parse(source)?;
+            let key = crate::gateway_identity_key::load(&source, store.as_ref()).await?;
+            builder = builder.identity_key(key);
+        }
+        if policy.is_some() {
+            let gate = gate.clone();
+            builder = builder.identity_groups(move |caller| gate.groups(caller));
         }
         let gateway = builder.build()?;
         if stdio {
@@ -346,6 +373,10 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         && args.dev.listen.addr().port() == 0
     {
         return Err("credentials user-secret sends users a link to the gateway's page: give --public-url, or a fixed --port".into());
+    }
+    let user_oauths = crate::gateway_upstreams::user_oauths(&specs)?;
+    if !user_oauths.is_empty() && args.issuer.is_some() {
+        return Err("credentials user-oauth needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
     }
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
@@ -406,12 +437,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
+                tools: crate::gateway_tools::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,
                 gate: &gate,
             };
-            let (gateway, _) = started.start(oauth).await?;
+            let (gateway, _) = started.start(oauth, None).await?;
             (listener, mcp_url, issuer, gateway, None, None)
         }
         _ => {
@@ -425,6 +457,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
+                tools: crate::gateway_tools::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,
@@ -434,8 +467,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let args_ref = &args;
             let (prepared, gateway) =
                 crate::gateway_login::prepare(args_ref, &own_paths, |early| async move {
+                    let store = early.store.clone();
                     let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
-                    let (gateway, catalog) = started.start(oauth).await?;
+                    let (gateway, catalog) = started.start(oauth, Some(store)).await?;
                     let sign_in = crate::gateway_login::sign_in_policy(
                         args_ref,
                         file,
@@ -458,6 +492,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
         }
     };
+    // The base of the user-oauth links and redirect URIs, now that the port is known.
+    crate::gateway_upstreams::public_url().set(match &args.dev.public_url {
+        Some(url) => url.trim().to_owned(),
+        None => url::Url::parse(&mcp_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default(),
+    });
     // Rate-limit buckets in the authorization server's store (shared by the instances that
     // share it); with --issuer, in memory.
     if let Some(server) = &auth_server {
@@ -497,8 +538,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     let mut app = gateway.router();
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
-        if !user_secrets.is_empty() {
-            app = app.merge(credential_pages(&args, server, &vault, user_secrets).await?);
+        if !user_secrets.is_empty() || !user_oauths.is_empty() {
+            app = app
+                .merge(credential_pages(&args, server, &vault, user_secrets, user_oauths).await?);
         }
     }
     if args.dev.json {
@@ -540,6 +582,7 @@ async fn credential_pages(
     server: &mcp_oauth::auth_server::AuthServer,
     vault: &mcp_oauth_gateway::vault::Vault,
     secrets: Vec<mcp_oauth_gateway::UserSecret>,
+    user_oauths: Vec<mcp_oauth_gateway::user_oauth::UserOAuth>,
 ) -> Result<axum::Router, Box<dyn std::error::Error>> {
     let dir = crate::data_dir::resolve(args.dev.data_dir.clone());
     let key = args.login_options.encryption_key(&dir)?;
@@ -553,7 +596,18 @@ async fn credential_pages(
         server.issuer(),
         secrets,
     );
-    Ok(credential.router().merge(pages.router()))
+    let mut router = credential.router().merge(pages.router());
+    if !user_oauths.is_empty() {
+        // Each user's own account at the upstreams: the connect links and the gateway's
+        // Client ID Metadata Document, on the same sign-in.
+        let base = crate::gateway_upstreams::public_url().get().to_owned();
+        router = router.merge(mcp_oauth_gateway::user_oauth::connect_router(
+            user_oauths,
+            Some(&base),
+            mcp_oauth_gateway::user_oauth::web_session(pages.clone(), server.issuer()),
+        ));
+    }
+    Ok(router)
 }
 
 #[cfg(test)]

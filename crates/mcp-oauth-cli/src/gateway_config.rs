@@ -67,6 +67,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "cwd",
     "isolation",
     "transport",
+    "tools",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -131,6 +132,8 @@ pub(crate) struct Exchange {
 /// The fields of `credentials = { … }`.
 const CREDENTIAL_FIELDS: &[&str] = &[
     "kind",
+    "authorization_server",
+    "authorization_endpoint",
     "pattern",
     "header",
     "format",
@@ -150,9 +153,13 @@ const CREDENTIAL_FIELDS: &[&str] = &[
 pub(crate) struct UpstreamSpec {
     pub(crate) name: Option<String>,
     pub(crate) target: Target,
+    /// `[upstream.tools.TOOL]`: tools renamed or described (file-only).
+    pub(crate) tools: Vec<crate::gateway_tools::ToolSpec>,
     pub(crate) line: usize,
     /// `credentials = { kind = "user-secret", … }`: each user's own pasted token.
     pub(crate) user_secret: Option<UserSecretSpec>,
+    /// `credentials = { kind = "user-oauth", … }`: each user's own account there.
+    pub(crate) user_oauth: Option<UserOAuthSpec>,
 }
 
 /// `credentials = { kind = "user-secret", pattern, header, format | env }` of an
@@ -169,10 +176,28 @@ pub(crate) struct UserSecretSpec {
     pub(crate) env: Option<String>,
 }
 
+/// `credentials = { kind = "user-oauth", … }` of an `[[upstream]]`: each user's own account
+/// at the upstream's authorization server (secrets unresolved).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct UserOAuthSpec {
+    /// The gateway's client there; none: its Client ID Metadata Document, or registered.
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    /// `client_secret_post` instead of HTTP Basic.
+    pub(crate) secret_in_body: bool,
+    pub(crate) scopes: Vec<String>,
+    /// The server's issuer, instead of the one the upstream's metadata names.
+    pub(crate) authorization_server: Option<String>,
+    /// Static endpoints, instead of discovery.
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
+}
+
 /// What `credentials = { … }` says.
 enum Credentials {
     Exchange(Exchange),
     UserSecret(UserSecretSpec),
+    UserOAuth(UserOAuthSpec),
 }
 
 /// A parsed configuration file.
@@ -411,24 +436,70 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
             }
             return Some(Credentials::UserSecret(spec));
         }
-        Some(kind @ "user-oauth") => {
-            errors.at(
-                at,
-                format!("credentials kind {kind:?} is not available yet; use \"token-exchange\" or \"user-secret\""),
-            );
-            return None;
+        Some("user-oauth") => {
+            for field in [
+                "grant", "audience", "resource", "pattern", "header", "format", "env",
+            ] {
+                if table.get(field).is_some() {
+                    errors.at(
+                        at,
+                        format!("credentials {field} is not a field of kind = \"user-oauth\""),
+                    );
+                }
+            }
+            let secret_in_body = match text("client_auth", errors).as_deref() {
+                None | Some("basic") => false,
+                Some("post") => true,
+                Some(other) => {
+                    errors.at(
+                        at,
+                        format!("credentials client_auth {other:?}: write \"basic\" (HTTP Basic, the default) or \"post\" (in the body)"),
+                    );
+                    false
+                }
+            };
+            let spec = UserOAuthSpec {
+                client_id: text("client_id", errors),
+                client_secret: text("client_secret", errors),
+                secret_in_body,
+                scopes: table
+                    .get("scopes")
+                    .map(|v| strings(v, errors, "credentials scopes"))
+                    .unwrap_or_default(),
+                authorization_server: text("authorization_server", errors),
+                authorization_endpoint: text("authorization_endpoint", errors),
+                token_endpoint: text("token_endpoint", errors),
+            };
+            if spec.authorization_endpoint.is_some() != spec.token_endpoint.is_some() {
+                errors.at(
+                    at,
+                    "credentials: give both authorization_endpoint and token_endpoint (static endpoints), or neither (discovered)",
+                );
+            }
+            if spec.client_id.is_none()
+                && (spec.client_secret.is_some() || spec.token_endpoint.is_some())
+            {
+                errors.at(
+                    at,
+                    "credentials: a client_secret or static endpoints need the gateway's client_id there",
+                );
+            }
+            if errors.list.len() > before {
+                return None;
+            }
+            return Some(Credentials::UserOAuth(spec));
         }
         Some(other) => {
             errors.at(
                 at,
-                format!("credentials kind {other:?}: write \"token-exchange\" or \"user-secret\""),
+                format!("credentials kind {other:?}: write \"token-exchange\", \"user-secret\" or \"user-oauth\""),
             );
             return None;
         }
         None => {
             errors.at(
                 at,
-                "credentials: give kind = \"token-exchange\" or \"user-secret\"",
+                "credentials: give kind = \"token-exchange\", \"user-secret\" or \"user-oauth\"",
             );
             return None;
         }
@@ -549,10 +620,18 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             format!("[[upstream]] name {name:?}: use 1 to 32 letters, digits or '-' (it prefixes tool names as NAME__tool)"),
         );
     }
+    let mut tool_errors = Vec::new();
+    let tools = get("tools")
+        .map(|v| crate::gateway_tools::parse(v, &mut tool_errors))
+        .unwrap_or_default();
+    for (at, message) in tool_errors {
+        errors.at(at, message);
+    }
     let url = text("url", errors);
     let command =
         get("command").map(|v| (v.span().start, strings(v, errors, "[[upstream]] command")));
     let mut user_secret = None;
+    let mut user_oauth = None;
     let target = match (url, command) {
         (Some(_), Some(_)) => {
             errors.at(offset, "[[upstream]]: give url or command, not both");
@@ -587,6 +666,10 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                         );
                     }
                     user_secret = Some(spec);
+                    None
+                }
+                Some(Credentials::UserOAuth(spec)) => {
+                    user_oauth = Some(spec);
                     None
                 }
                 None => None,
@@ -632,7 +715,7 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                         v.span().start,
                         "[[upstream]] credentials of a command: give env = \"NAME\" (the variable the user's token goes in)",
                     ),
-                    Some(Credentials::Exchange(_)) => errors.at(
+                    Some(Credentials::Exchange(_) | Credentials::UserOAuth(_)) => errors.at(
                         v.span().start,
                         "[[upstream]] credentials are for a url, not for a command",
                     ),
@@ -693,8 +776,10 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
     Some(UpstreamSpec {
         name,
         target: target?,
+        tools,
         line: line_of(errors.text, offset),
         user_secret,
+        user_oauth,
     })
 }
 
@@ -710,6 +795,30 @@ fn user_secret_toml(spec: &UserSecretSpec) -> String {
         if let Some(value) = value {
             items.push(format!("{name} = {}", toml_string(value)));
         }
+    }
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// `credentials = { kind = "user-oauth", … }` as written (the secret as its reference).
+fn user_oauth_toml(spec: &UserOAuthSpec) -> String {
+    let mut items = vec!["kind = \"user-oauth\"".to_owned()];
+    for (name, value) in [
+        ("client_id", &spec.client_id),
+        ("client_secret", &spec.client_secret),
+        ("authorization_server", &spec.authorization_server),
+        ("authorization_endpoint", &spec.authorization_endpoint),
+        ("token_endpoint", &spec.token_endpoint),
+    ] {
+        if let Some(value) = value {
+            items.push(format!("{name} = {}", toml_string(value)));
+        }
+    }
+    if spec.secret_in_body {
+        items.push("client_auth = \"post\"".to_owned());
+    }
+    if !spec.scopes.is_empty() {
+        let scopes: Vec<String> = spec.scopes.iter().map(|s| toml_string(s)).collect();
+        items.push(format!("scopes = [{}]", scopes.join(", ")));
     }
     format!("{{ {} }}", items.join(", "))
 }
@@ -1175,6 +1284,9 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 if let Some(spec) = &spec.user_secret {
                     let _ = writeln!(out, "credentials = {}", user_secret_toml(spec));
                 }
+                if let Some(spec) = &spec.user_oauth {
+                    let _ = writeln!(out, "credentials = {}", user_oauth_toml(spec));
+                }
             }
             Target::Command {
                 argv,
@@ -1211,6 +1323,7 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 }
             }
         }
+        crate::gateway_tools::print(&mut out, &spec.tools, toml_string);
     }
     Ok(out)
 }
@@ -1294,8 +1407,10 @@ headers = { "X-Api-Key" = "${KEY}" }
                     credentials: None,
                     transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
+                tools: Vec::new(),
                 line: 11,
                 user_secret: None,
+                user_oauth: None,
             }]
         );
         let merged = merge(&config, &[]).expect("merge");
@@ -1532,13 +1647,23 @@ headers = { "X-Api-Key" = "${KEY}" }
         assert_eq!(back.upstreams[0].target, config.upstreams[0].target);
 
         let all = parse(
-            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-oauth\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
+            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-oauth\", grant = \"x\", token_endpoint = \"https://as/token\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
             "g.toml",
         )
         .unwrap_err()
         .join("\n");
         assert!(
-            all.contains("g.toml:3: credentials kind \"user-oauth\" is not available yet"),
+            all.contains("g.toml:3: credentials grant is not a field of kind = \"user-oauth\""),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "g.toml:3: credentials: give both authorization_endpoint and token_endpoint"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("g.toml:3: credentials: a client_secret or static endpoints need the gateway's client_id"),
             "{all}"
         );
         assert!(
@@ -1552,7 +1677,7 @@ headers = { "X-Api-Key" = "${KEY}" }
         );
         assert!(
             all.contains(
-                "g.toml:11: credentials: give kind = \"token-exchange\" or \"user-secret\""
+                "g.toml:11: credentials: give kind = \"token-exchange\", \"user-secret\" or \"user-oauth\""
             ),
             "{all}"
         );
@@ -1681,5 +1806,43 @@ headers = { "X-Api-Key" = "${KEY}" }
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway/gateway.toml");
         let config = load(&path).expect("examples/gateway/gateway.toml parses");
         assert_eq!(config.upstreams.len(), 2);
+    }
+
+    #[test]
+    fn user_oauth_credentials_read_and_print_back() {
+        let config = parse(
+            "[[upstream]]\nname = \"notes\"\nurl = \"https://notes.example.com/mcp\"\ncredentials = { kind = \"user-oauth\", client_id = \"gw\", client_secret = \"${NOTES_SECRET}\", client_auth = \"post\", scopes = [\"notes:read\"], authorization_server = \"https://auth.notes.example.com\" }\n[[upstream]]\nname = \"docs\"\nurl = \"https://docs.example.com/mcp\"\ncredentials = { kind = \"user-oauth\" }\n",
+            "u.toml",
+        )
+        .expect("parses");
+        let notes = config.upstreams[0].user_oauth.clone().expect("user-oauth");
+        assert_eq!(notes.client_id.as_deref(), Some("gw"));
+        assert_eq!(notes.client_secret.as_deref(), Some("${NOTES_SECRET}"));
+        assert!(notes.secret_in_body);
+        assert_eq!(notes.scopes, ["notes:read"]);
+        assert_eq!(
+            notes.authorization_server.as_deref(),
+            Some("https://auth.notes.example.com")
+        );
+        let docs = config.upstreams[1].user_oauth.clone().expect("user-oauth");
+        assert_eq!(docs, UserOAuthSpec::default(), "everything discovered");
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(
+            printed.contains("client_secret = \"${NOTES_SECRET}\""),
+            "the reference, never the value: {printed}"
+        );
+        let back = parse(&printed, "printed.toml").expect("reads back");
+        assert_eq!(back.upstreams[0].user_oauth, config.upstreams[0].user_oauth);
+        assert_eq!(back.upstreams[1].user_oauth, config.upstreams[1].user_oauth);
+        let command = parse(
+            "[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = { kind = \"user-oauth\" }\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            command.contains("credentials are for a url, not for a command"),
+            "{command}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use mcp_oauth::exchange::{ExchangeGrant, TokenExchange};
 use mcp_oauth::protocol::{ClientAuthMethod, ClientCredentials};
 use mcp_oauth_gateway::{HttpConfig, StdioConfig, UpstreamConfig, UpstreamCredentials};
 
-use crate::gateway_config::{self, Exchange, Target, UpstreamSpec, UserSecretSpec};
+use crate::gateway_config::{self, Exchange, Target, UpstreamSpec, UserOAuthSpec, UserSecretSpec};
 
 /// The credential vault of this process's gateway, and the gateway's public URL (for the
 /// links to its pages): the vault is opened once the gateway's authorization server (its
@@ -39,6 +39,81 @@ pub(crate) fn user_secrets(
             Some(user_secret(spec, secret))
         })
         .collect()
+}
+
+/// The gateway's public URL for the `user-oauth` links and redirect URIs: set once the
+/// listener is bound (its port may be chosen then); reloads build on the same one.
+pub(crate) fn public_url() -> mcp_oauth_gateway::user_oauth::PublicUrl {
+    static PUBLIC: std::sync::OnceLock<mcp_oauth_gateway::user_oauth::PublicUrl> =
+        std::sync::OnceLock::new();
+    PUBLIC.get_or_init(Default::default).clone()
+}
+
+/// Every upstream's `user-oauth` credentials (for the connect pages).
+pub(crate) fn user_oauths(
+    specs: &[UpstreamSpec],
+) -> Result<Vec<mcp_oauth_gateway::user_oauth::UserOAuth>, String> {
+    specs
+        .iter()
+        .filter_map(|spec| {
+            let oauth = spec.user_oauth.as_ref()?;
+            Some(user_oauth(spec, oauth))
+        })
+        .collect()
+}
+
+/// The credentials of `credentials = { kind = "user-oauth", … }`, in the vault (its store
+/// holds the locks and states too), the client secret resolved; errors name the upstream
+/// and the field, never a value.
+fn user_oauth(
+    spec: &UpstreamSpec,
+    oauth: &UserOAuthSpec,
+) -> Result<mcp_oauth_gateway::user_oauth::UserOAuth, String> {
+    use mcp_oauth_gateway::user_oauth::{ClientAuth, UserOAuth};
+    let Some(name) = &spec.name else {
+        return Err(
+            "credentials user-oauth: give the upstream a name (its connect link is /gateway/connect/NAME)"
+                .to_owned(),
+        );
+    };
+    let Target::Url { url, .. } = &spec.target else {
+        return Err(format!(
+            "upstream {name}: credentials user-oauth are for a url"
+        ));
+    };
+    let at = format!("upstream {name}: credentials");
+    let (vault, _) = VAULT.get_or_init(|| {
+        (
+            mcp_oauth_gateway::vault::Vault::late(),
+            "http://127.0.0.1".to_owned(),
+        )
+    });
+    let mut builder = UserOAuth::builder(name.as_str(), url.as_str())
+        .public_url_late(public_url())
+        .vault(vault.clone())
+        .scopes(oauth.scopes.iter().cloned());
+    if let Some(client_id) = &oauth.client_id {
+        let client = match &oauth.client_secret {
+            Some(raw) => {
+                let secret = gateway_config::resolve_value(raw)
+                    .map_err(|e| format!("{at} client_secret: {e}"))?;
+                if oauth.secret_in_body {
+                    ClientAuth::post(client_id.clone(), secret)
+                } else {
+                    ClientAuth::basic(client_id.clone(), secret)
+                }
+            }
+            None => ClientAuth::public(client_id.clone()),
+        };
+        builder = builder.client(client);
+    }
+    if let Some(issuer) = &oauth.authorization_server {
+        builder = builder.authorization_server(issuer.clone());
+    }
+    if let (Some(authorize), Some(token)) = (&oauth.authorization_endpoint, &oauth.token_endpoint) {
+        builder = builder.endpoints(authorize.clone(), token.clone());
+    }
+    builder.build().map_err(|e| format!("{at}: {e}"))
 }
 
 /// The user secret of `credentials = { kind = "user-secret", … }`.
@@ -171,6 +246,10 @@ fn upstream_config(spec: &UpstreamSpec) -> Result<UpstreamConfig, String> {
             if let Some(secret) = &spec.user_secret {
                 config = config
                     .credentials(UpstreamCredentials::user_secret(user_secret(spec, secret)?));
+            }
+            if let Some(oauth) = &spec.user_oauth {
+                config =
+                    config.credentials(UpstreamCredentials::user_oauth(user_oauth(spec, oauth)?));
             }
             Ok(config.into())
         }

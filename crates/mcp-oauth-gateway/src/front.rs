@@ -110,8 +110,9 @@ pub(crate) fn rpc_error(
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(body.clone()));
     *response.status_mut() = status;
+    crate::metrics::mark_jsonrpc_error(&mut response, &body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -590,6 +591,8 @@ async fn request(
             method,
             name: inner.audit.as_ref().and(call.name()).map(str::to_owned),
             params: message.params,
+            rule_ids: call.take_rule_ids(),
+            hidden: Default::default(),
         };
         (decision, called)
     };
@@ -602,7 +605,16 @@ async fn request(
         decision,
     )
     .await;
-    let response = decided(inner, parts, auth, session, message, bytes, &decision).await;
+    let response = decided(
+        inner,
+        parts,
+        auth,
+        session,
+        (message, bytes),
+        &decision,
+        &called.hidden,
+    )
+    .await;
     if inner.front {
         let outcome = match &decision {
             Decision::Allow if response.status().is_success() => Outcome::Forwarded,
@@ -634,9 +646,9 @@ async fn decided(
     parts: &::http::request::Parts,
     auth: Option<&Auth>,
     session: &Arc<Session>,
-    message: &Message<'_>,
-    bytes: Bytes,
+    (message, bytes): (&Message<'_>, Bytes),
     decision: &Decision,
+    hidden: &crate::gate::HiddenBy,
 ) -> Response {
     let id = message.id.map(RawValue::get);
     let method = message.method.as_deref().unwrap_or_default();
@@ -664,8 +676,21 @@ async fn decided(
             );
         }
     }
-    let filter = ListKind::of_method(method).filter(|_| inner.gatekeeper.filters_lists());
-    let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth));
+    // Tool lists are read whole too: their names label the operation histogram.
+    let filters = inner.gatekeeper.filters_lists();
+    let filter = ListKind::of_method(method).filter(|k| filters || *k == ListKind::Tools);
+    let gatekeeper: &dyn Gatekeeper = if filters {
+        inner.gatekeeper.as_ref()
+    } else {
+        &crate::gate::AllowAll
+    };
+    let list = filter.map(|kind| ListFilterOf {
+        kind,
+        gatekeeper,
+        auth,
+        hidden,
+        metrics: &inner.metrics,
+    });
     let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
@@ -720,11 +745,29 @@ async fn decided(
     }
 }
 
-type ListFilter<'a> = Option<(ListKind, &'a dyn Gatekeeper, Option<&'a Auth>)>;
+/// A list read whole: to filter, and (tools) to learn the names.
+#[derive(Clone, Copy)]
+struct ListFilterOf<'a> {
+    kind: ListKind,
+    gatekeeper: &'a dyn Gatekeeper,
+    auth: Option<&'a Auth>,
+    /// Where the rules that hid items are noted.
+    hidden: &'a crate::gate::HiddenBy,
+    metrics: &'a Metrics,
+}
+
+type ListFilter<'a> = Option<ListFilterOf<'a>>;
 
 /// A response message with its list filtered.
 fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
-    let Some((kind, gatekeeper, auth)) = list else {
+    let Some(ListFilterOf {
+        kind,
+        gatekeeper,
+        auth,
+        hidden,
+        metrics,
+    }) = list
+    else {
         return Bytes::copy_from_slice(message);
     };
     let Ok(parsed) = jsonrpc::parse(message) else {
@@ -733,7 +776,10 @@ fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
     let (Some(id), Some(result)) = (parsed.id, parsed.result) else {
         return Bytes::copy_from_slice(message);
     };
-    match filter_list(gatekeeper, auth, kind, result.get()) {
+    if kind == ListKind::Tools {
+        metrics.tools_listed(result.get());
+    }
+    match filter_list(gatekeeper, auth, kind, result.get(), hidden) {
         Some(result) => jsonrpc::encode_response(id.get(), Some(&result), None),
         // Not a list: nothing can be shown safely.
         None => jsonrpc::error_response(

@@ -195,6 +195,12 @@ impl Vault {
         Ok(())
     }
 
+    /// The store the vault is in, once it is open (other per-user records, such as a
+    /// `user-oauth` refresh lock, go beside its entries).
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.opened.get().map(|o| &o.store)
+    }
+
     fn parts(&self) -> Result<(&Arc<dyn Store>, &SealingKey), VaultError> {
         self.opened
             .get()

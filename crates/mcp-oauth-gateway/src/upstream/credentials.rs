@@ -22,6 +22,9 @@ use crate::error::GatewayError;
 pub enum UpstreamCredentials {
     /// The caller's verified token exchanged for one meant for the upstream.
     TokenExchange(TokenExchange),
+    /// Each user's own token at the upstream's authorization server, granted once through
+    /// the gateway's connect page and kept sealed per (user, upstream).
+    UserOAuth(super::user_oauth::UserOAuth),
     /// The caller's own token for the upstream, pasted on the gateway's page
     /// ([`UserSecret`](crate::upstream::UserSecret)).
     UserSecret(Box<crate::upstream::UserSecret>),
@@ -33,6 +36,7 @@ impl fmt::Debug for UpstreamCredentials {
             Self::TokenExchange(exchange) => {
                 f.debug_tuple("TokenExchange").field(exchange).finish()
             }
+            Self::UserOAuth(user_oauth) => f.debug_tuple("UserOAuth").field(user_oauth).finish(),
             Self::UserSecret(secret) => f.debug_tuple("UserSecret").field(secret).finish(),
         }
     }
@@ -61,6 +65,12 @@ impl UpstreamCredentials {
         Self::TokenExchange(exchange)
     }
 
+    /// Each user's own token at the upstream, from `user_oauth` (see
+    /// [`user_oauth`](crate::user_oauth)).
+    pub fn user_oauth(user_oauth: super::user_oauth::UserOAuth) -> Self {
+        Self::UserOAuth(user_oauth)
+    }
+
     /// Each caller's own token, pasted once on the gateway's page.
     pub fn user_secret(secret: crate::upstream::UserSecret) -> Self {
         Self::UserSecret(Box::new(secret))
@@ -79,7 +89,7 @@ impl UpstreamCredentials {
     ) -> Result<(http::HeaderName, HeaderValue), GatewayError> {
         match self {
             Self::UserSecret(secret) => secret.header_for(caller).await,
-            Self::TokenExchange(_) => Ok((
+            Self::TokenExchange(_) | Self::UserOAuth(_) => Ok((
                 http::header::AUTHORIZATION,
                 self.authorization(caller).await?,
             )),
@@ -98,6 +108,7 @@ impl UpstreamCredentials {
     ) -> Result<HeaderValue, GatewayError> {
         let exchange = match self {
             Self::TokenExchange(exchange) => exchange,
+            Self::UserOAuth(user_oauth) => return user_oauth.authorization(caller).await,
             Self::UserSecret(secret) => return Ok(secret.header_for(caller).await?.1),
         };
         let Some(caller) = caller else {
@@ -122,12 +133,15 @@ impl UpstreamCredentials {
     /// The upstream refused the credentials made for `caller` (401): the next request gets
     /// fresh ones.
     pub(crate) fn forget(&self, caller: Option<&Auth>) {
-        // A pasted token is the user's to replace; nothing is cached.
-        let Self::TokenExchange(exchange) = self else {
-            return;
-        };
-        if let Some(caller) = caller {
-            exchange.forget(caller);
+        match self {
+            Self::TokenExchange(exchange) => {
+                if let Some(caller) = caller {
+                    exchange.forget(caller);
+                }
+            }
+            Self::UserOAuth(user_oauth) => user_oauth.forget(caller),
+            // A pasted token is the user's to replace; nothing is cached.
+            Self::UserSecret(_) => {}
         }
     }
 }

@@ -7,6 +7,7 @@ mod credentials;
 pub(crate) mod http;
 mod legacy;
 pub(crate) mod stdio;
+pub mod user_oauth;
 pub(crate) mod user_secret;
 
 pub use credentials::UpstreamCredentials;

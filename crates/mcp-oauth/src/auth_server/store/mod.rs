@@ -196,6 +196,10 @@ pub enum Kind {
     /// the call's binding, or a marker that an approval ticket was answered. Kept until the
     /// ticket expires.
     Approval,
+    /// A key a gateway shares with the other instances on the store (`mcp-oauth gateway
+    /// --identity-key store`: the key that signs identity tokens), keyed by its use; kept
+    /// until replaced.
+    GatewayKey,
     /// An entry of a gateway's per-user credential vault (`mcp_oauth_gateway::vault`): a
     /// user's sealed credential for one upstream, its index of a user's entries, or the
     /// short lock that serialises changes to that index. Keyed by hashes, never by the user.
@@ -204,7 +208,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -216,6 +220,7 @@ impl Kind {
         Self::ClientAssertion,
         Self::RateLimit,
         Self::Approval,
+        Self::GatewayKey,
         Self::Vault,
     ];
 
@@ -233,6 +238,7 @@ impl Kind {
             Self::ClientAssertion => "client_assertion",
             Self::RateLimit => "rate_limit",
             Self::Approval => "approval",
+            Self::GatewayKey => "gateway_key",
             Self::Vault => "vault",
         }
     }
@@ -251,6 +257,7 @@ impl Kind {
             Self::ClientAssertion => "a client assertion",
             Self::RateLimit => "a rate-limit slot",
             Self::Approval => "an approval",
+            Self::GatewayKey => "a gateway key",
             Self::Vault => "a vault entry",
         }
     }
