@@ -368,6 +368,12 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if !user_secrets.is_empty() && args.issuer.is_some() {
         return Err("credentials user-secret needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
     }
+    if !user_secrets.is_empty()
+        && args.dev.public_url.is_none()
+        && args.dev.listen.addr().port() == 0
+    {
+        return Err("credentials user-secret sends users a link to the gateway's page: give --public-url, or a fixed --port".into());
+    }
     let user_oauths = crate::gateway_upstreams::user_oauths(&specs)?;
     if !user_oauths.is_empty() && args.issuer.is_some() {
         return Err("credentials user-oauth needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());

@@ -77,7 +77,12 @@ async fn each_user_reaches_an_http_upstream_with_their_own_token_and_without_one
     let config = HttpConfig::new(&up.url)
         .unwrap()
         .credentials(UpstreamCredentials::user_secret(secret));
-    let h = Harness::start(config).await;
+    let sink = mcp_oauth::audit::MemorySink::new();
+    let audit = mcp_oauth::audit::AuditLog::builder()
+        .memory(&sink)
+        .build()
+        .unwrap();
+    let h = Harness::start_with(config, |b| b.audit(audit)).await;
 
     // No token: a JSON-RPC error with the link, never a challenge, and nothing upstream.
     let response = post(&h.url, Some(&h.token("alice")), None, INITIALIZE).await;
@@ -142,6 +147,20 @@ async fn each_user_reaches_an_http_upstream_with_their_own_token_and_without_one
     assert!(err.contains(PAGE), "{err}");
     assert_eq!(up.seen.0.lock().unwrap().len(), before);
     alice.cancel().await.unwrap();
+
+    // The token is in no audit line and no metric.
+    let lines = sink.lines();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| !l.contains("ghp_alice")), "{lines:?}");
+    let (admin, _stop) = serve_app(h.gateway.admin_router()).await;
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("mcp_"), "{metrics}");
+    assert!(!metrics.contains("ghp_alice"));
 }
 
 #[tokio::test]
@@ -224,11 +243,12 @@ fn a_user_secret_in_env_needs_per_user_isolation() {
         .env("GITHUB_TOKEN")
         .unwrap();
     let config = stdio_upstream().user_secret(secret).unwrap();
-    let err = mcp_oauth_gateway::Gateway::builder(config)
+    let Err(err) = mcp_oauth_gateway::Gateway::builder(config)
         .insecure_no_auth()
         .build()
-        .err()
-        .expect("refused");
+    else {
+        panic!("a user-secret env without per-user isolation is refused");
+    };
     assert!(err.to_string().contains("per-user"), "{err}");
     let header_only = UserSecret::new(vault(), "github", PAGE);
     assert!(stdio_upstream().user_secret(header_only).is_err());

@@ -27,7 +27,7 @@ pub enum UpstreamCredentials {
     UserOAuth(super::user_oauth::UserOAuth),
     /// The caller's own token for the upstream, pasted on the gateway's page
     /// ([`UserSecret`](crate::upstream::UserSecret)).
-    UserSecret(crate::upstream::UserSecret),
+    UserSecret(Box<crate::upstream::UserSecret>),
 }
 
 impl fmt::Debug for UpstreamCredentials {
@@ -73,7 +73,7 @@ impl UpstreamCredentials {
 
     /// Each caller's own token, pasted once on the gateway's page.
     pub fn user_secret(secret: crate::upstream::UserSecret) -> Self {
-        Self::UserSecret(secret)
+        Self::UserSecret(Box::new(secret))
     }
 
     /// The header (`Authorization`, unless a user secret names another) for a request made

@@ -29,7 +29,13 @@ enum Target {
     Env(String),
 }
 
-/// Each user's pasted token for one upstream (see the [module](self) docs).
+/// Each user's own token for one upstream (`kind = "user-secret"`), pasted once on the
+/// gateway's page, kept sealed in the [`Vault`], and sent for that user only: as a header to
+/// an HTTP upstream ([`UpstreamCredentials::user_secret`](crate::UpstreamCredentials::user_secret)),
+/// or in the environment of the user's own stdio child
+/// ([`StdioConfig::user_secret`](crate::StdioConfig::user_secret)). A user without one never
+/// reaches the upstream: the call is answered with a JSON-RPC error
+/// ([`ACTION_REQUIRED`](crate::ACTION_REQUIRED)) carrying the link to the page.
 #[derive(Clone)]
 pub struct UserSecret {
     vault: Vault,
@@ -223,8 +229,12 @@ impl UserSecret {
 pub(crate) fn action_data(message: &str, url: &str) -> serde_json::Value {
     use aws_lc_rs::digest::{SHA256, digest};
     use base64::Engine as _;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(&digest(&SHA256, url.as_bytes()).as_ref()[..12]);
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        digest(&SHA256, url.as_bytes())
+            .as_ref()
+            .get(..12)
+            .unwrap_or_default(),
+    );
     serde_json::json!({
         "elicitations": [{
             "mode": "url",
