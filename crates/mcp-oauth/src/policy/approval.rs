@@ -18,6 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::Approvers;
 use crate::auth_server::store::{Kind, Store, StoreError};
 
 /// The call an approval is bound to.
@@ -64,16 +65,6 @@ impl ApprovalCall {
         ]);
         crate::audit::canonical_sha256(&value)
     }
-}
-
-/// Who may approve a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Approvers {
-    /// The user who made the call.
-    Caller,
-    /// Members of this group.
-    Group(String),
 }
 
 /// The answer an approver gave.
