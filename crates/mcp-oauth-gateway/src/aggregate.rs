@@ -586,7 +586,9 @@ async fn request(
     )
     .await;
     let response = match &decision {
-        Decision::Allow => route(agg, auth, session, message, method, id).await,
+        Decision::Allow | Decision::Approved(_) => {
+            route(agg, auth, session, message, method, id).await
+        }
         Decision::StepUp(scopes) if agg.oauth.is_some() => {
             agg.metrics.request(method, Outcome::StepUp);
             match &agg.oauth {

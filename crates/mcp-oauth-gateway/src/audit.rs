@@ -37,7 +37,7 @@ pub(crate) async fn record(
         actor = actor.client_id(client);
     }
     let recorded = match decision {
-        Decision::Allow => Recorded::allow(),
+        Decision::Allow | Decision::Approved(_) => Recorded::allow(),
         Decision::Deny => Recorded::deny(),
         Decision::StepUp(scopes) => Recorded::step_up(scopes.iter().cloned()),
         Decision::Refuse(refusal) => Recorded::deny().rule_ids([refusal.reason.clone()]),
@@ -57,6 +57,9 @@ pub(crate) async fn record(
     }
     if let Some(upstream) = upstream {
         event = event.upstream(upstream);
+    }
+    if let Decision::Approved(approver) = decision {
+        event = event.approved_by(approver);
     }
     if method == "tools/call"
         && let Some(arguments) = call

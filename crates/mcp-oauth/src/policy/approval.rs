@@ -111,6 +111,10 @@ struct Ticket {
     call: ApprovalCall,
     /// Unix seconds.
     expires_at: i64,
+    /// Random: each ticket is another one, even for the identical call in the same second
+    /// (a ticket is answered once; the next call's link must be answerable).
+    #[serde(default)]
+    nonce: String,
 }
 
 /// Signs approval tickets and keeps the answers: a ticket binds one exact call (user,
@@ -160,7 +164,13 @@ impl Approvals {
 
     /// A signed ticket for `call`, valid for the configured time (URL-safe text).
     pub fn ticket(&self, call: &ApprovalCall) -> String {
+        let mut nonce = [0u8; 16];
+        // The system source does not fail on supported platforms; a zero nonce only makes
+        // this ticket equal to another one for the identical call in the same second.
+        let _ =
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut nonce);
         let ticket = Ticket {
+            nonce: URL_SAFE_NO_PAD.encode(nonce),
             call: call.clone(),
             expires_at: (self.clock)()
                 .saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX)),

@@ -71,7 +71,10 @@ pub struct ApproveRule {
 
 impl ApproveRule {
     /// A rule `id` for the tools matching `tools` (globs), approved by the caller.
-    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(id: impl Into<String>, tools: I) -> Self {
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(
+        id: impl Into<String>,
+        tools: I,
+    ) -> Self {
         Self {
             id: id.into(),
             tools: tools.into_iter().map(Into::into).collect(),
@@ -115,7 +118,12 @@ impl ApproveRule {
     }
 
     /// Whether `approver` (with `groups`) may approve a call `caller` made.
-    pub fn may_approve(&self, caller: &str, approver: &str, groups: &[String]) -> Option<&Approvers> {
+    pub fn may_approve(
+        &self,
+        caller: &str,
+        approver: &str,
+        groups: &[String],
+    ) -> Option<&Approvers> {
         self.approvers.iter().find(|a| match a {
             Approvers::Caller => !approver.is_empty() && approver == caller,
             Approvers::Group(group) => groups.iter().any(|g| g == group),
@@ -227,7 +235,10 @@ mod tests {
             destructive.approver_list(),
             [Approvers::Group("ops".into()), Approvers::Caller]
         );
-        assert!(policy.approval("read_file").is_none(), "read-only is not destructive");
+        assert!(
+            policy.approval("read_file").is_none(),
+            "read-only is not destructive"
+        );
         let writes = policy.approval("write_file").expect("by name");
         assert_eq!(writes.id(), "writes");
         assert_eq!(writes.approver_list(), [Approvers::Caller], "the default");
@@ -242,7 +253,10 @@ mod tests {
             destructive.may_approve("alice", "alice", &[]),
             Some(&Approvers::Caller)
         );
-        assert_eq!(destructive.may_approve("alice", "bob", &["eng".into()]), None);
+        assert_eq!(
+            destructive.may_approve("alice", "bob", &["eng".into()]),
+            None
+        );
         assert_eq!(writes.may_approve("alice", "bob", &["ops".into()]), None);
         assert_eq!(writes.may_approve("", "", &[]), None);
     }
@@ -250,7 +264,10 @@ mod tests {
     #[test]
     fn bad_rules_are_errors_naming_the_rule_and_line() {
         for (rules, expected) in [
-            ("[[policy.approve]]\napprovers = [\"caller\"]\n", "needs `tools`"),
+            (
+                "[[policy.approve]]\napprovers = [\"caller\"]\n",
+                "needs `tools`",
+            ),
             (
                 "[[policy.approve]]\nwhen = { annotation = \"dangerous\" }\n",
                 "the annotations are",
