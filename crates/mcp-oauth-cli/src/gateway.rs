@@ -447,6 +447,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if let Some(server) = &auth_server {
         gate.count_limits_in(server.store().clone());
     }
+    // The gateway's own pages (approvals) and the approval desk, at the MCP URL's origin.
+    let (pages, desk) =
+        crate::gateway_pages::pages(&args, auth_server.as_ref(), &mcp_url, &issuer, &gate).await?;
     let callback_url = match (&args.login, &auth_server) {
         (Some(_), Some(server)) => Some(server.upstream_callback_url()),
         _ => None,
@@ -478,7 +481,10 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         }
         None => None,
     };
-    let mut app = gateway.router();
+    let mut app = gateway.router().merge(pages.router());
+    if let Some(desk) = &desk {
+        app = app.merge(desk.router());
+    }
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
     }

@@ -21,6 +21,7 @@ mod gateway;
 mod gateway_args;
 mod gateway_config;
 mod gateway_login;
+mod gateway_pages;
 mod gateway_policy;
 mod gateway_reload;
 mod gateway_upstream_args;
