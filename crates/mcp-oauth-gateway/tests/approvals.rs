@@ -208,7 +208,7 @@ async fn an_approved_call_passes_once_and_only_with_the_same_arguments() {
         "<code>alice</code>",
         "<code id=\"tool\">echo</code>",
         "{&quot;text&quot;:&quot;rm -rf /srv/a&quot;}",
-        "in 10 min",
+        "min (Unix time ",
     ] {
         assert!(page.body.contains(shown), "{shown} in {}", page.body);
     }
@@ -393,4 +393,62 @@ async fn expired_and_forged_links_are_refused() {
         assert_eq!(reply.status, 400, "{forged}: {reply:?}");
         assert!(reply.body.contains("not valid"), "{}", reply.body);
     }
+}
+
+/// Two instances sharing the store and the key: an approval given on one instance's page lets
+/// the identical call through on the other, once.
+#[tokio::test]
+async fn instances_sharing_the_store_agree() {
+    let server: AuthServer = browser::server().await;
+    let desk = |pages: mcp_oauth_gateway::web::Pages| {
+        let approvals = Approvals::new(&[5; 32], server.store().clone(), Duration::from_secs(600));
+        ApprovalDesk::new(
+            approvals,
+            server.store().clone(),
+            pages,
+            TestPolicy(vec![Approvers::Caller]),
+        )
+    };
+    let pages_a = browser::pages(&server).await;
+    let pages_b = browser::pages(&server).await;
+    let (a, b) = (desk(pages_a.clone()), desk(pages_b));
+    let app_a = a.router().merge(pages_a.router()).merge(server.router());
+    let arguments = json!({"text": "shared"});
+    let call = ApprovalCall::new("alice", "", "echo", &arguments, VERSION);
+    let Decision::Refuse(waiting) = b.admit(&call, &arguments, "echo").await else {
+        panic!("waits for approval");
+    };
+    let link = waiting.data.expect("data")["approval"]["url"]
+        .as_str()
+        .expect("url")
+        .strip_prefix(ORIGIN)
+        .expect("on the gateway")
+        .to_owned();
+    // Made on B, answered on A's page (its arguments kept in the shared store).
+    let mut browser = Browser::default();
+    let back = browser.sign_in(&app_a, &link, "alice").await;
+    assert_eq!(back.status, 303);
+    let page = browser.get(&app_a, &link).await;
+    assert!(
+        page.body.contains("{&quot;text&quot;:&quot;shared&quot;}"),
+        "{}",
+        page.body
+    );
+    let mut form = mcp_oauth::testing::hidden_form_fields(&page.body);
+    form.push(("decision".to_owned(), "approve".to_owned()));
+    let done = browser
+        .post(&app_a, "/gateway/approve", &form, Some(ORIGIN))
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(
+        b.admit(&call, &arguments, "echo").await,
+        Decision::Approved("alice".into())
+    );
+    assert!(
+        matches!(
+            a.admit(&call, &arguments, "echo").await,
+            Decision::Refuse(_)
+        ),
+        "once, across instances"
+    );
 }
