@@ -213,6 +213,16 @@ async fn an_issuer_and_an_http_upstream() {
     mcp.cancel().await.unwrap();
     let res = unauthenticated(&url).await;
     assert_eq!(res.status(), 401);
+    // No sign-in of its own: the gateway's pages say they cannot be used, and why.
+    let pages = reqwest::get(url.replace("/mcp", "/gateway/approve?ticket=x"))
+        .await
+        .unwrap();
+    assert_eq!(pages.status(), 503);
+    let text = pages.text().await.unwrap();
+    assert!(
+        text.contains("no sign-in of its own") && text.contains(idp.issuer()),
+        "{text}"
+    );
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
     for headers in &seen {
