@@ -260,11 +260,9 @@ fn allowed<'a>(
     approvers: &'a [Approvers],
 ) -> Option<&'a Approvers> {
     let groups = desk.policy.groups(visitor);
-    approvers.iter().find(|a| match a {
-        Approvers::Caller => visitor.subject() == call.user && !call.user.is_empty(),
-        Approvers::Group(group) => groups.iter().any(|g| g == group),
-        _ => false,
-    })
+    approvers
+        .iter()
+        .find(|a| a.admits(&call.user, visitor.subject(), &groups))
 }
 
 fn not_an_approver(pages: &Pages, approvers: &[Approvers]) -> Response {

@@ -218,11 +218,7 @@ impl Approvals {
         approved: bool,
     ) -> Result<ApprovalCall, ApprovalError> {
         let (call, expires_at) = self.open(ticket)?;
-        let allowed = match approvers {
-            Approvers::Caller => approver == call.user,
-            Approvers::Group(group) => groups.iter().any(|g| g == group),
-        };
-        if !allowed || approver.is_empty() {
+        if !approvers.admits(&call.user, approver, groups) {
             return Err(ApprovalError::NotAnApprover);
         }
         // A ticket is answered once, even after its answer was used: replaying the link does

@@ -30,6 +30,14 @@ pub enum Approvers {
 }
 
 impl Approvers {
+    /// Whether `approver` (in `groups`) may approve a call `caller` made.
+    pub fn admits(&self, caller: &str, approver: &str, groups: &[String]) -> bool {
+        match self {
+            Self::Caller => !approver.is_empty() && approver == caller,
+            Self::Group(group) => !approver.is_empty() && groups.iter().any(|g| g == group),
+        }
+    }
+
     /// `caller`, or `group:NAME`.
     fn parse(text: &str) -> Option<Self> {
         match text.trim() {
@@ -124,10 +132,9 @@ impl ApproveRule {
         approver: &str,
         groups: &[String],
     ) -> Option<&Approvers> {
-        self.approvers.iter().find(|a| match a {
-            Approvers::Caller => !approver.is_empty() && approver == caller,
-            Approvers::Group(group) => groups.iter().any(|g| g == group),
-        })
+        self.approvers
+            .iter()
+            .find(|a| a.admits(caller, approver, groups))
     }
 }
 
