@@ -216,6 +216,8 @@ pub(crate) struct Early {
     pub(crate) mcp_url: String,
     /// The DPoP proof verifier the server and its MCP endpoint share.
     pub(crate) dpop: Option<mcp_oauth::dpop::DpopVerifier>,
+    /// The server's store.
+    pub(crate) store: Arc<dyn mcp_oauth::auth_server::store::Store>,
 }
 
 /// The access policy of an authorization server, with the audit log of its decisions.
@@ -314,6 +316,7 @@ where
         issuer: issuer.clone(),
         mcp_url: mcp_url.clone(),
         dpop: dpop.clone(),
+        store: store.clone(),
     })
     .await?;
     if let Some((policy, audit)) = access {

@@ -94,6 +94,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             if let Err(e) = upstream_configs(&specs) {
                 problems.push(e);
             }
+            problems.extend(crate::gateway_tools::check(&specs));
             specs
         }
         Err(mut errors) => {
@@ -108,6 +109,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         && let Err(e) = mcp_oauth_gateway::identity::header_name(header)
     {
         problems.push(format!("identity_header: {e}"));
+    }
+    if let Some(Err(e)) = args
+        .identity_key
+        .as_deref()
+        .map(crate::gateway_identity_key::parse)
+    {
+        problems.push(e);
     }
     if let Err(e) = args.dev.dpop.verifier(None) {
         problems.push(e);
@@ -215,6 +223,9 @@ fn check(path: &std::path::Path) -> ExitCode {
             mcp_oauth_gateway::identity::JWKS_PATH
         );
     }
+    if let Some(source) = &args.identity_key {
+        println!("  identity key  {source}");
+    }
     if let Some(policy) = args.access.name() {
         println!(
             "  policy        {policy} (its rules are checked against the upstreams' tools at start-up)"
@@ -242,6 +253,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 struct Start<'a> {
     args: &'a GatewayArgs,
     upstreams: Vec<(Option<String>, UpstreamConfig)>,
+    /// `[upstream.tools.TOOL]`, by upstream name.
+    tools: Vec<(String, mcp_oauth_gateway::ToolNames)>,
     described: &'a str,
     audit: Option<mcp_oauth::AuditLog>,
     /// The policy file's name and its rules.
@@ -255,10 +268,12 @@ impl Start<'_> {
     async fn start(
         self,
         oauth: mcp_oauth::OAuth,
+        store: Option<std::sync::Arc<dyn mcp_oauth::auth_server::store::Store>>,
     ) -> Result<(Gateway, Option<serde_json::Value>), Box<dyn std::error::Error>> {
         let Start {
             args,
             upstreams,
+            tools,
             described,
             audit,
             policy,
@@ -282,6 +297,9 @@ impl Start<'_> {
         if let Some(audit) = audit {
             builder = builder.audit(audit);
         }
+        for (upstream, names) in tools {
+            builder = builder.tools(upstream, names);
+        }
         if policy.is_some() {
             builder = builder.gatekeeper(gate.clone());
         }
@@ -290,6 +308,15 @@ impl Start<'_> {
         }
         if args.identity_meta {
             builder = builder.identity_meta();
+        }
+        if let Some(source) = &args.identity_key {
+            let source = crate::gateway_identity_key::parse(source)?;
+            let key = crate::gateway_identity_key::load(&source, store.as_ref()).await?;
+            builder = builder.identity_key(key);
+        }
+        if policy.is_some() {
+            let gate = gate.clone();
+            builder = builder.identity_groups(move |caller| gate.groups(caller));
         }
         let gateway = builder.build()?;
         if stdio {
@@ -331,6 +358,20 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     };
     args.check_upstream_options()?;
     let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
+    // The vault of the upstreams' user secrets (opened with the authorization server's store
+    // below), and the base of the links to their pages.
+    let vault = crate::gateway_upstreams::vault(&match &args.dev.public_url {
+        Some(url) => url.trim().to_owned(),
+        None => format!("http://{}", args.dev.listen.addr()),
+    });
+    let user_secrets = crate::gateway_upstreams::user_secrets(&specs)?;
+    if !user_secrets.is_empty() && args.issuer.is_some() {
+        return Err("credentials user-secret needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
+    }
+    let user_oauths = crate::gateway_upstreams::user_oauths(&specs)?;
+    if !user_oauths.is_empty() && args.issuer.is_some() {
+        return Err("credentials user-oauth needs the gateway's own sign-in (its pages and store): remove --issuer, or use another kind of credentials".into());
+    }
     let upstreams = upstream_configs(&specs)?;
     let audit = audit_log(&args)?;
     crate::gateway_login::check_options(&args)?;
@@ -390,12 +431,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
+                tools: crate::gateway_tools::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,
                 gate: &gate,
             };
-            let (gateway, _) = started.start(oauth).await?;
+            let (gateway, _) = started.start(oauth, None).await?;
             (listener, mcp_url, issuer, gateway, None, None)
         }
         _ => {
@@ -409,6 +451,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
+                tools: crate::gateway_tools::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,
@@ -418,8 +461,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let args_ref = &args;
             let (prepared, gateway) =
                 crate::gateway_login::prepare(args_ref, &own_paths, |early| async move {
+                    let store = early.store.clone();
                     let oauth = crate::gateway_login::resource(args_ref, early, resource)?;
-                    let (gateway, catalog) = started.start(oauth).await?;
+                    let (gateway, catalog) = started.start(oauth, Some(store)).await?;
                     let sign_in = crate::gateway_login::sign_in_policy(
                         args_ref,
                         file,
@@ -442,6 +486,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             )
         }
     };
+    // The base of the user-oauth links and redirect URIs, now that the port is known.
+    crate::gateway_upstreams::public_url().set(match &args.dev.public_url {
+        Some(url) => url.trim().to_owned(),
+        None => url::Url::parse(&mcp_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default(),
+    });
     // Rate-limit buckets in the authorization server's store (shared by the instances that
     // share it); with --issuer, in memory.
     if let Some(server) = &auth_server {
@@ -487,6 +538,16 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     }
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
+        if !user_secrets.is_empty() || !user_oauths.is_empty() {
+            app = app.merge(credential_pages(
+                &args,
+                server,
+                &pages,
+                &vault,
+                user_secrets,
+                user_oauths,
+            )?);
+        }
     }
     if args.dev.json {
         println!(
@@ -516,6 +577,41 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     }
     crate::dev::serve(listener, app, "gateway").await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pages where users paste their upstream tokens and see their connections, on the
+/// gateway's own sign-in; opens the vault in the authorization server's store, sealed with the
+/// encryption key (`--encryption-key`, else the data folder's; instances sharing a store
+/// share it). `pages` is the gateway's page sign-in (its routes are mounted with it).
+fn credential_pages(
+    args: &GatewayArgs,
+    server: &mcp_oauth::auth_server::AuthServer,
+    pages: &mcp_oauth_gateway::web::Pages,
+    vault: &mcp_oauth_gateway::vault::Vault,
+    secrets: Vec<mcp_oauth_gateway::UserSecret>,
+    user_oauths: Vec<mcp_oauth_gateway::user_oauth::UserOAuth>,
+) -> Result<axum::Router, Box<dyn std::error::Error>> {
+    let dir = crate::data_dir::resolve(args.dev.data_dir.clone());
+    let key = args.login_options.encryption_key(&dir)?;
+    vault.open(server.store().clone(), key.expose())?;
+    let credential = mcp_oauth_gateway::credential_pages::CredentialPages::new(
+        pages.clone(),
+        vault.clone(),
+        server.issuer(),
+        secrets,
+    );
+    let mut router = credential.router();
+    if !user_oauths.is_empty() {
+        // Each user's own account at the upstreams: the connect links and the gateway's
+        // Client ID Metadata Document, on the same sign-in.
+        let base = crate::gateway_upstreams::public_url().get().to_owned();
+        router = router.merge(mcp_oauth_gateway::user_oauth::connect_router(
+            user_oauths,
+            Some(&base),
+            mcp_oauth_gateway::user_oauth::web_session(pages.clone(), server.issuer()),
+        ));
+    }
+    Ok(router)
 }
 
 #[cfg(test)]

@@ -113,6 +113,11 @@ pub(crate) struct GatewayArgs {
     /// stdio:NAME) in each request's params._meta["mcp-oauth/identity"].
     #[arg(long)]
     pub(crate) identity_meta: bool,
+    /// Where the identity tokens' signing key is kept: file:PATH (a PEM file, made when
+    /// absent; further keys in it are published only, for a rotation) or store (in --store,
+    /// shared by every instance on it) [default: a new key at each start].
+    #[arg(long, value_name = "SOURCE")]
+    pub(crate) identity_key: Option<String>,
     /// `--policy FILE` decides every call and filters every list (its rules checked against
     /// the upstreams' real tools before the gateway serves), and who may sign in at the
     /// gateway's own authorization server; `--audit FILE` appends one event per request that

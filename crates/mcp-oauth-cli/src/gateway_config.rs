@@ -67,6 +67,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "cwd",
     "isolation",
     "transport",
+    "tools",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -131,6 +132,12 @@ pub(crate) struct Exchange {
 /// The fields of `credentials = { … }`.
 const CREDENTIAL_FIELDS: &[&str] = &[
     "kind",
+    "authorization_server",
+    "authorization_endpoint",
+    "pattern",
+    "header",
+    "format",
+    "env",
     "token_endpoint",
     "client_id",
     "client_secret",
@@ -146,7 +153,51 @@ const CREDENTIAL_FIELDS: &[&str] = &[
 pub(crate) struct UpstreamSpec {
     pub(crate) name: Option<String>,
     pub(crate) target: Target,
+    /// `[upstream.tools.TOOL]`: tools renamed or described (file-only).
+    pub(crate) tools: Vec<crate::gateway_tools::ToolSpec>,
     pub(crate) line: usize,
+    /// `credentials = { kind = "user-secret", … }`: each user's own pasted token.
+    pub(crate) user_secret: Option<UserSecretSpec>,
+    /// `credentials = { kind = "user-oauth", … }`: each user's own account there.
+    pub(crate) user_oauth: Option<UserOAuthSpec>,
+}
+
+/// `credentials = { kind = "user-secret", pattern, header, format | env }` of an
+/// `[[upstream]]`: each user's own token, pasted on the gateway's page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct UserSecretSpec {
+    /// The pattern a pasted token must match, whole.
+    pub(crate) pattern: Option<String>,
+    /// The header of an HTTP upstream (default `Authorization`) and its value's format
+    /// (default `Bearer {secret}`).
+    pub(crate) header: Option<String>,
+    pub(crate) format: Option<String>,
+    /// The environment variable of a per-user stdio child.
+    pub(crate) env: Option<String>,
+}
+
+/// `credentials = { kind = "user-oauth", … }` of an `[[upstream]]`: each user's own account
+/// at the upstream's authorization server (secrets unresolved).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct UserOAuthSpec {
+    /// The gateway's client there; none: its Client ID Metadata Document, or registered.
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    /// `client_secret_post` instead of HTTP Basic.
+    pub(crate) secret_in_body: bool,
+    pub(crate) scopes: Vec<String>,
+    /// The server's issuer, instead of the one the upstream's metadata names.
+    pub(crate) authorization_server: Option<String>,
+    /// Static endpoints, instead of discovery.
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
+}
+
+/// What `credentials = { … }` says.
+enum Credentials {
+    Exchange(Exchange),
+    UserSecret(UserSecretSpec),
+    UserOAuth(UserOAuthSpec),
 }
 
 /// A parsed configuration file.
@@ -322,7 +373,7 @@ fn pairs(
 /// `credentials = { kind = "token-exchange", token_endpoint = …, client_id = …,
 /// client_secret = "${SECRET}", audience | resource | scopes, client_auth = "basic" | "post",
 /// grant = "token-exchange" | "on-behalf-of" }`.
-fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> Option<Exchange> {
+fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> Option<Credentials> {
     let at = value.span().start;
     let DeValue::Table(table) = value.get_ref() else {
         errors.at(
@@ -359,23 +410,106 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
     };
     match text("kind", errors).as_deref() {
         Some("token-exchange") => {}
-        Some(kind @ ("user-oauth" | "user-secret")) => {
-            errors.at(
-                at,
-                format!("credentials kind {kind:?} is not available yet; use \"token-exchange\" (each caller's token exchanged at your authorization server)"),
-            );
-            return None;
+        Some("user-secret") => {
+            let spec = UserSecretSpec {
+                pattern: text("pattern", errors),
+                header: text("header", errors),
+                format: text("format", errors),
+                env: text("env", errors),
+            };
+            if spec.env.is_some() && (spec.header.is_some() || spec.format.is_some()) {
+                errors.at(
+                    at,
+                    "credentials: a user-secret goes in a header (header, format) or in env, not both",
+                );
+            }
+            for field in EXCHANGE_ONLY {
+                if table.get(field).is_some() {
+                    errors.at(
+                        at,
+                        format!("credentials {field} is for kind = \"token-exchange\""),
+                    );
+                }
+            }
+            if errors.list.len() > before {
+                return None;
+            }
+            return Some(Credentials::UserSecret(spec));
+        }
+        Some("user-oauth") => {
+            for field in [
+                "grant", "audience", "resource", "pattern", "header", "format", "env",
+            ] {
+                if table.get(field).is_some() {
+                    errors.at(
+                        at,
+                        format!("credentials {field} is not a field of kind = \"user-oauth\""),
+                    );
+                }
+            }
+            let secret_in_body = match text("client_auth", errors).as_deref() {
+                None | Some("basic") => false,
+                Some("post") => true,
+                Some(other) => {
+                    errors.at(
+                        at,
+                        format!("credentials client_auth {other:?}: write \"basic\" (HTTP Basic, the default) or \"post\" (in the body)"),
+                    );
+                    false
+                }
+            };
+            let spec = UserOAuthSpec {
+                client_id: text("client_id", errors),
+                client_secret: text("client_secret", errors),
+                secret_in_body,
+                scopes: table
+                    .get("scopes")
+                    .map(|v| strings(v, errors, "credentials scopes"))
+                    .unwrap_or_default(),
+                authorization_server: text("authorization_server", errors),
+                authorization_endpoint: text("authorization_endpoint", errors),
+                token_endpoint: text("token_endpoint", errors),
+            };
+            if spec.authorization_endpoint.is_some() != spec.token_endpoint.is_some() {
+                errors.at(
+                    at,
+                    "credentials: give both authorization_endpoint and token_endpoint (static endpoints), or neither (discovered)",
+                );
+            }
+            if spec.client_id.is_none()
+                && (spec.client_secret.is_some() || spec.token_endpoint.is_some())
+            {
+                errors.at(
+                    at,
+                    "credentials: a client_secret or static endpoints need the gateway's client_id there",
+                );
+            }
+            if errors.list.len() > before {
+                return None;
+            }
+            return Some(Credentials::UserOAuth(spec));
         }
         Some(other) => {
             errors.at(
                 at,
-                format!("credentials kind {other:?}: write \"token-exchange\""),
+                format!("credentials kind {other:?}: write \"token-exchange\", \"user-secret\" or \"user-oauth\""),
             );
             return None;
         }
         None => {
-            errors.at(at, "credentials: give kind = \"token-exchange\"");
+            errors.at(
+                at,
+                "credentials: give kind = \"token-exchange\", \"user-secret\" or \"user-oauth\"",
+            );
             return None;
+        }
+    }
+    for field in ["pattern", "header", "format", "env"] {
+        if table.get(field).is_some() {
+            errors.at(
+                at,
+                format!("credentials {field} is for kind = \"user-secret\""),
+            );
         }
     }
     let required = |name: &str, errors: &mut Errors<'_>| {
@@ -425,7 +559,7 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
     if errors.list.len() > before {
         return None;
     }
-    Some(Exchange {
+    Some(Credentials::Exchange(Exchange {
         token_endpoint,
         client_id,
         client_secret,
@@ -434,8 +568,20 @@ fn credentials(value: &toml::Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> O
         audience,
         resource,
         scopes,
-    })
+    }))
 }
+
+/// The fields of a token exchange only.
+const EXCHANGE_ONLY: [&str; 8] = [
+    "token_endpoint",
+    "client_id",
+    "client_secret",
+    "client_auth",
+    "grant",
+    "audience",
+    "resource",
+    "scopes",
+];
 
 fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Option<UpstreamSpec> {
     let before = errors.list.len();
@@ -474,9 +620,18 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             format!("[[upstream]] name {name:?}: use 1 to 32 letters, digits or '-' (it prefixes tool names as NAME__tool)"),
         );
     }
+    let mut tool_errors = Vec::new();
+    let tools = get("tools")
+        .map(|v| crate::gateway_tools::parse(v, &mut tool_errors))
+        .unwrap_or_default();
+    for (at, message) in tool_errors {
+        errors.at(at, message);
+    }
     let url = text("url", errors);
     let command =
         get("command").map(|v| (v.span().start, strings(v, errors, "[[upstream]] command")));
+    let mut user_secret = None;
+    let mut user_oauth = None;
     let target = match (url, command) {
         (Some(_), Some(_)) => {
             errors.at(offset, "[[upstream]]: give url or command, not both");
@@ -501,7 +656,24 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
             let headers = get("headers")
                 .map(|v| pairs(v, errors, "headers"))
                 .unwrap_or_default();
-            let credentials = get("credentials").and_then(|v| credentials(v, errors));
+            let credentials = match get("credentials").and_then(|v| credentials(v, errors)) {
+                Some(Credentials::Exchange(exchange)) => Some(exchange),
+                Some(Credentials::UserSecret(spec)) => {
+                    if spec.env.is_some() {
+                        errors.at(
+                            offset,
+                            "[[upstream]] credentials env is for a command (per-user); a url takes header and format",
+                        );
+                    }
+                    user_secret = Some(spec);
+                    None
+                }
+                Some(Credentials::UserOAuth(spec)) => {
+                    user_oauth = Some(spec);
+                    None
+                }
+                None => None,
+            };
             let transport = match text("transport", errors).as_deref() {
                 None | Some("auto") => mcp_oauth_gateway::HttpTransport::Auto,
                 Some("streamable-http") => mcp_oauth_gateway::HttpTransport::StreamableHttp,
@@ -528,12 +700,26 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
                     "[[upstream]] command is empty; write command = [\"CMD\", \"ARG\"]",
                 );
             }
-            for field in ["headers", "credentials"] {
-                if let Some(v) = get(field) {
-                    errors.at(
+            if let Some(v) = get("headers") {
+                errors.at(
+                    v.span().start,
+                    "[[upstream]] headers are for a url, not for a command",
+                );
+            }
+            if let Some(v) = get("credentials") {
+                match credentials(v, errors) {
+                    Some(Credentials::UserSecret(spec)) if spec.env.is_some() => {
+                        user_secret = Some(spec);
+                    }
+                    Some(Credentials::UserSecret(_)) => errors.at(
                         v.span().start,
-                        format!("[[upstream]] {field} are for a url, not for a command"),
-                    );
+                        "[[upstream]] credentials of a command: give env = \"NAME\" (the variable the user's token goes in)",
+                    ),
+                    Some(Credentials::Exchange(_) | Credentials::UserOAuth(_)) => errors.at(
+                        v.span().start,
+                        "[[upstream]] credentials are for a url, not for a command",
+                    ),
+                    None => {}
                 }
             }
             if let Some(v) = get("transport") {
@@ -574,11 +760,67 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
     if errors.list.len() > before {
         return None;
     }
+    if let (
+        Some(_),
+        Some(Target::Command {
+            per_user: false, ..
+        }),
+    ) = (&user_secret, &target)
+    {
+        errors.at(
+            offset,
+            "[[upstream]] credentials user-secret of a command needs isolation = \"per-user\" (each user's child gets their own token)",
+        );
+        return None;
+    }
     Some(UpstreamSpec {
         name,
         target: target?,
+        tools,
         line: line_of(errors.text, offset),
+        user_secret,
+        user_oauth,
     })
+}
+
+/// `credentials = { kind = "user-secret", … }` as written.
+fn user_secret_toml(spec: &UserSecretSpec) -> String {
+    let mut items = vec!["kind = \"user-secret\"".to_owned()];
+    for (name, value) in [
+        ("pattern", &spec.pattern),
+        ("header", &spec.header),
+        ("format", &spec.format),
+        ("env", &spec.env),
+    ] {
+        if let Some(value) = value {
+            items.push(format!("{name} = {}", toml_string(value)));
+        }
+    }
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// `credentials = { kind = "user-oauth", … }` as written (the secret as its reference).
+fn user_oauth_toml(spec: &UserOAuthSpec) -> String {
+    let mut items = vec!["kind = \"user-oauth\"".to_owned()];
+    for (name, value) in [
+        ("client_id", &spec.client_id),
+        ("client_secret", &spec.client_secret),
+        ("authorization_server", &spec.authorization_server),
+        ("authorization_endpoint", &spec.authorization_endpoint),
+        ("token_endpoint", &spec.token_endpoint),
+    ] {
+        if let Some(value) = value {
+            items.push(format!("{name} = {}", toml_string(value)));
+        }
+    }
+    if spec.secret_in_body {
+        items.push("client_auth = \"post\"".to_owned());
+    }
+    if !spec.scopes.is_empty() {
+        let scopes: Vec<String> = spec.scopes.iter().map(|s| toml_string(s)).collect();
+        items.push(format!("scopes = [{}]", scopes.join(", ")));
+    }
+    format!("{{ {} }}", items.join(", "))
 }
 
 /// `credentials = { … }` as written (the secret as its reference, never its value).
@@ -1039,6 +1281,12 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 if let Some(c) = credentials {
                     let _ = writeln!(out, "credentials = {}", exchange_toml(c));
                 }
+                if let Some(spec) = &spec.user_secret {
+                    let _ = writeln!(out, "credentials = {}", user_secret_toml(spec));
+                }
+                if let Some(spec) = &spec.user_oauth {
+                    let _ = writeln!(out, "credentials = {}", user_oauth_toml(spec));
+                }
             }
             Target::Command {
                 argv,
@@ -1070,8 +1318,12 @@ pub(crate) fn print(config: Option<&ConfigFile>, argv: &[OsString]) -> Result<St
                 if *per_session {
                     let _ = writeln!(out, "isolation = \"per-session\"");
                 }
+                if let Some(spec) = &spec.user_secret {
+                    let _ = writeln!(out, "credentials = {}", user_secret_toml(spec));
+                }
             }
         }
+        crate::gateway_tools::print(&mut out, &spec.tools, toml_string);
     }
     Ok(out)
 }
@@ -1155,7 +1407,10 @@ headers = { "X-Api-Key" = "${KEY}" }
                     credentials: None,
                     transport: mcp_oauth_gateway::HttpTransport::Auto,
                 },
+                tools: Vec::new(),
                 line: 11,
+                user_secret: None,
+                user_oauth: None,
             }]
         );
         let merged = merge(&config, &[]).expect("merge");
@@ -1392,13 +1647,23 @@ headers = { "X-Api-Key" = "${KEY}" }
         assert_eq!(back.upstreams[0].target, config.upstreams[0].target);
 
         let all = parse(
-            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-secret\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
+            "[[upstream]]\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-oauth\", grant = \"x\", token_endpoint = \"https://as/token\" }\n[[upstream]]\nname = \"b\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"token-exchange\", token_endpoint = \"https://as/token\", client_id = \"gw\", client_secret = \"s\", grant = \"obo\", scope = \"x\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = {}\n",
             "g.toml",
         )
         .unwrap_err()
         .join("\n");
         assert!(
-            all.contains("g.toml:3: credentials kind \"user-secret\" is not available yet"),
+            all.contains("g.toml:3: credentials grant is not a field of kind = \"user-oauth\""),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "g.toml:3: credentials: give both authorization_endpoint and token_endpoint"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("g.toml:3: credentials: a client_secret or static endpoints need the gateway's client_id"),
             "{all}"
         );
         assert!(
@@ -1411,7 +1676,72 @@ headers = { "X-Api-Key" = "${KEY}" }
             "{all}"
         );
         assert!(
-            all.contains("g.toml:11: [[upstream]] credentials are for a url, not for a command"),
+            all.contains(
+                "g.toml:11: credentials: give kind = \"token-exchange\", \"user-secret\" or \"user-oauth\""
+            ),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn user_secret_credentials_are_read_checked_and_printed_back() {
+        let text = "[[upstream]]\nname = \"github\"\nurl = \"https://api.example/mcp\"\ncredentials = { kind = \"user-secret\", pattern = \"ghp_[A-Za-z0-9]{36}\", header = \"X-Api-Key\", format = \"token {secret}\" }\n[[upstream]]\nname = \"gh\"\ncommand = [\"server\"]\nisolation = \"per-user\"\ncredentials = { kind = \"user-secret\", env = \"GITHUB_TOKEN\" }\n";
+        let config = parse(text, "g.toml").expect("valid");
+        let http = config.upstreams[0]
+            .user_secret
+            .clone()
+            .expect("user secret");
+        assert_eq!(http.pattern.as_deref(), Some("ghp_[A-Za-z0-9]{36}"));
+        assert_eq!(http.header.as_deref(), Some("X-Api-Key"));
+        assert_eq!(http.format.as_deref(), Some("token {secret}"));
+        assert!(matches!(
+            config.upstreams[0].target,
+            Target::Url {
+                credentials: None,
+                ..
+            }
+        ));
+        let stdio = config.upstreams[1]
+            .user_secret
+            .clone()
+            .expect("user secret");
+        assert_eq!(stdio.env.as_deref(), Some("GITHUB_TOKEN"));
+        let printed = print(Some(&config), &[]).expect("print");
+        let back = parse(&printed, "printed.toml").expect("reads back");
+        assert_eq!(
+            back.upstreams,
+            config
+                .upstreams
+                .iter()
+                .map(|u| UpstreamSpec {
+                    line: 0,
+                    ..u.clone()
+                })
+                .map(|u| UpstreamSpec {
+                    line: back
+                        .upstreams
+                        .iter()
+                        .find(|b| b.name == u.name)
+                        .map_or(0, |b| b.line),
+                    ..u
+                })
+                .collect::<Vec<_>>()
+        );
+
+        let all = parse(
+            "[[upstream]]\nname = \"a\"\nurl = \"http://h/mcp\"\ncredentials = { kind = \"user-secret\", env = \"T\" }\n[[upstream]]\nname = \"b\"\ncommand = [\"x\"]\ncredentials = { kind = \"user-secret\", env = \"T\" }\n[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\nisolation = \"per-user\"\ncredentials = { kind = \"user-secret\", header = \"X\", env = \"T\", client_id = \"x\" }\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:1: [[upstream]] credentials env is for a command"),
+            "{all}"
+        );
+        assert!(all.contains("g.toml:5: [[upstream]] credentials user-secret of a command needs isolation = \"per-user\""), "{all}");
+        assert!(all.contains("g.toml:13: credentials: a user-secret goes in a header (header, format) or in env, not both"), "{all}");
+        assert!(
+            all.contains("g.toml:13: credentials client_id is for kind = \"token-exchange\""),
             "{all}"
         );
     }
@@ -1476,5 +1806,43 @@ headers = { "X-Api-Key" = "${KEY}" }
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway/gateway.toml");
         let config = load(&path).expect("examples/gateway/gateway.toml parses");
         assert_eq!(config.upstreams.len(), 2);
+    }
+
+    #[test]
+    fn user_oauth_credentials_read_and_print_back() {
+        let config = parse(
+            "[[upstream]]\nname = \"notes\"\nurl = \"https://notes.example.com/mcp\"\ncredentials = { kind = \"user-oauth\", client_id = \"gw\", client_secret = \"${NOTES_SECRET}\", client_auth = \"post\", scopes = [\"notes:read\"], authorization_server = \"https://auth.notes.example.com\" }\n[[upstream]]\nname = \"docs\"\nurl = \"https://docs.example.com/mcp\"\ncredentials = { kind = \"user-oauth\" }\n",
+            "u.toml",
+        )
+        .expect("parses");
+        let notes = config.upstreams[0].user_oauth.clone().expect("user-oauth");
+        assert_eq!(notes.client_id.as_deref(), Some("gw"));
+        assert_eq!(notes.client_secret.as_deref(), Some("${NOTES_SECRET}"));
+        assert!(notes.secret_in_body);
+        assert_eq!(notes.scopes, ["notes:read"]);
+        assert_eq!(
+            notes.authorization_server.as_deref(),
+            Some("https://auth.notes.example.com")
+        );
+        let docs = config.upstreams[1].user_oauth.clone().expect("user-oauth");
+        assert_eq!(docs, UserOAuthSpec::default(), "everything discovered");
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(
+            printed.contains("client_secret = \"${NOTES_SECRET}\""),
+            "the reference, never the value: {printed}"
+        );
+        let back = parse(&printed, "printed.toml").expect("reads back");
+        assert_eq!(back.upstreams[0].user_oauth, config.upstreams[0].user_oauth);
+        assert_eq!(back.upstreams[1].user_oauth, config.upstreams[1].user_oauth);
+        let command = parse(
+            "[[upstream]]\nname = \"c\"\ncommand = [\"x\"]\ncredentials = { kind = \"user-oauth\" }\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            command.contains("credentials are for a url, not for a command"),
+            "{command}"
+        );
     }
 }

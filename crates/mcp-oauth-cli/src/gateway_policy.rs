@@ -52,8 +52,10 @@ impl PolicyGate {
         &self.metrics
     }
 
-    /// The gateway's decision for the policy's, counted by rule.
-    fn decided(&self, decision: &mcp_oauth::policy::Decision) -> Decision {
+    /// The gateway's decision for the policy's on `call`, counted by rule; the rules are
+    /// the audit line's.
+    fn decided(&self, call: &Call<'_>, decision: &mcp_oauth::policy::Decision) -> Decision {
+        call.decided_by(decision.rule_ids().iter().cloned());
         let effect = match decision.effect() {
             Effect::Allow => mcp_oauth::metrics::PolicyEffect::Allow,
             Effect::StepUp => mcp_oauth::metrics::PolicyEffect::StepUp,
@@ -106,6 +108,25 @@ impl PolicyGate {
         };
         let mut slot = self.limiter.write().unwrap_or_else(|p| p.into_inner());
         *slot = Some(Arc::new(limiter));
+    }
+
+    /// The caller's groups as the policy in force sees them (its `group_claims`, its
+    /// `[policy.groups]`), for identity tokens; before it is in place, the token's `groups`
+    /// and `roles` claims.
+    pub(crate) fn groups(&self, caller: &Auth) -> Vec<String> {
+        match self.current() {
+            Some(policy) => {
+                // Sorted by group: one group from two sources is named once.
+                let mut groups: Vec<String> = policy
+                    .groups(&subject(Some(caller)))
+                    .into_iter()
+                    .map(|m| m.group)
+                    .collect();
+                groups.dedup();
+                groups
+            }
+            None => mcp_oauth_gateway::identity::claimed_groups(caller),
+        }
     }
 
     /// The rate limits in force.
@@ -289,14 +310,16 @@ impl Gatekeeper for PolicyGate {
             "tools/call" | "prompts/get" | "resources/read" => {
                 match Target::from_request(method, &params) {
                     Some((target, arguments)) => {
-                        self.decided(&policy.decide(&subject, target, arguments))
+                        self.decided(call, &policy.decide(&subject, target, arguments))
                     }
                     None => Decision::Deny,
                 }
             }
             // What may not be read may not be watched.
             "resources/subscribe" | "resources/unsubscribe" => match str_of(&params, "uri") {
-                Some(uri) => self.decided(&policy.decide(&subject, Target::Resource(&uri), None)),
+                Some(uri) => {
+                    self.decided(call, &policy.decide(&subject, Target::Resource(&uri), None))
+                }
                 None => Decision::Deny,
             },
             // Completing a prompt's or resource's arguments: allowed where the item is visible.
@@ -326,30 +349,35 @@ impl Gatekeeper for PolicyGate {
     }
 
     fn keep(&self, caller: Option<&Auth>, list: ListKind, item: &Value) -> bool {
+        self.hidden_by(caller, list, item).is_none()
+    }
+
+    fn hidden_by(
+        &self,
+        caller: Option<&Auth>,
+        list: ListKind,
+        item: &Value,
+    ) -> Option<Vec<String>> {
         // No caller: the gateway itself, listing what the upstreams offer to compile a
         // reloaded policy against (`Gateway::catalog`). Every client request of the command's
         // gateway is authenticated, so a client always has one.
-        if caller.is_none() {
-            return true;
-        }
-        let Some(policy) = self.current() else {
-            return true;
-        };
-        let subject = subject(caller);
+        let caller = caller?;
+        let policy = self.current()?;
+        let subject = subject(Some(caller));
         let field = |key: &str| item.get(key).and_then(Value::as_str);
-        match list {
-            ListKind::Tools => {
-                field("name").is_some_and(|n| policy.visible(&subject, Target::Tool(n)))
-            }
-            ListKind::Prompts => {
-                field("name").is_some_and(|n| policy.visible(&subject, Target::Prompt(n)))
-            }
-            ListKind::Resources => {
-                field("uri").is_some_and(|u| policy.visible(&subject, Target::Resource(u)))
-            }
+        let target = match list {
+            ListKind::Tools => field("name").map(Target::Tool),
+            ListKind::Prompts => field("name").map(Target::Prompt),
+            ListKind::Resources => field("uri").map(Target::Resource),
             // A template is not one resource; reads of what it expands to are decided one by one.
-            _ => true,
-        }
+            _ => return None,
+        };
+        // An item without its name is not shown.
+        let Some(target) = target else {
+            return Some(Vec::new());
+        };
+        let decision = policy.list_decision(&subject, target);
+        (decision.effect() == Effect::Deny).then(|| decision.rule_ids().to_vec())
     }
 }
 

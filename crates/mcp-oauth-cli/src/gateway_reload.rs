@@ -226,23 +226,26 @@ impl Reloader {
             let named = configs
                 .into_iter()
                 .map(|(name, config)| (name.unwrap_or_default(), config));
-            match self.gateway.reload(named) {
+            let tools = crate::gateway_tools::tool_names(&specs);
+            match self.gateway.reload_tools(named, tools) {
                 Ok(report)
                     if report.added.is_empty()
                         && report.changed.is_empty()
-                        && report.removed.is_empty() =>
+                        && report.removed.is_empty()
+                        && report.renamed.is_empty() =>
                 {
                     tracing::debug!(target: TARGET, "{}: the upstreams are the same", path.display());
                 }
                 Ok(report) => {
                     tracing::info!(
                         target: TARGET,
-                        "{}: upstreams reloaded: added [{}], changed [{}], removed [{}], kept [{}]",
+                        "{}: upstreams reloaded: added [{}], changed [{}], removed [{}], kept [{}], tools renamed [{}]",
                         path.display(),
                         report.added.join(", "),
                         report.changed.join(", "),
                         report.removed.join(", "),
-                        report.kept.join(", ")
+                        report.kept.join(", "),
+                        report.renamed.join(", ")
                     );
                     self.upstreams = specs;
                     if let Err(e) = self.gateway.ready(START_TIMEOUT).await {

@@ -87,7 +87,10 @@ impl GatewayArgs {
                 .map(|(name, target)| UpstreamSpec {
                     name: Some(name.to_owned()),
                     target,
+                    tools: Vec::new(),
                     line: 0,
+                    user_secret: None,
+                    user_oauth: None,
                 })
                 .collect();
         }
@@ -129,7 +132,10 @@ impl GatewayArgs {
         vec![UpstreamSpec {
             name: None,
             target,
+            tools: Vec::new(),
             line: 0,
+            user_secret: None,
+            user_oauth: None,
         }]
     }
 

@@ -83,7 +83,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<UpstreamSpec>, Vec<Str
             Ok(target) => specs.push(UpstreamSpec {
                 name: Some(upstream),
                 target,
+                tools: Vec::new(),
                 line: 0,
+                user_secret: None,
+                user_oauth: None,
             }),
             Err(mut problems) => errors.append(&mut problems),
         }

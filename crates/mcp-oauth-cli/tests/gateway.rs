@@ -649,6 +649,36 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    // The audit lines name the same rules.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.contains("env-needs-admin") {
+            break text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line for the step-up: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let rules = |effect: &str, tool: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| {
+                e["method"] == "tools/call"
+                    && e["decision"]["effect"] == effect
+                    && e.to_string().contains(&format!("\"{tool}\""))
+            })
+            .map(|e| e["decision"]["rule_ids"].clone())
+            .collect()
+    };
+    assert_eq!(rules("allow", "echo"), vec![json!(["echo-for-all"]); 2]);
+    assert_eq!(rules("step_up", "get_env"), [json!(["env-needs-admin"])]);
+    assert_eq!(rules("deny", "echo"), [json!(["rate_limit:echo-hourly"])]);
     drop(gateway);
 
     std::fs::write(

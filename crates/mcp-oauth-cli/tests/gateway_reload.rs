@@ -236,6 +236,31 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
         echo(&client, "gamma__echo", "after").await.unwrap(),
         "after"
     );
+
+    // gamma's echo renamed: clients see gamma__repeat, the policy still names gamma__echo
+    // (the upstream's own name) and allows it; the old name is gone. SIGHUP as well: the
+    // watcher may have taken its last look while the SIGHUP reload above was running.
+    let renamed = config(a, ("gamma", c), Some(&secret), &policy_file).replace(
+        "\n[policy]",
+        "\n[upstream.tools.echo]\nname = \"repeat\"\ndescription = \"Says it again\"\n\n[policy]",
+    );
+    std::fs::write(&file, renamed).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    until("the tools renamed", &log, || async {
+        logged(&log, &["tools renamed [gamma]"]) == 1
+    })
+    .await;
+    assert_eq!(names(&client).await, ["alpha__echo", "gamma__repeat"]);
+    assert_eq!(
+        echo(&client, "gamma__repeat", "again").await.unwrap(),
+        "again"
+    );
+    assert!(echo(&client, "gamma__echo", "old").await.is_err());
     client.cancel().await.unwrap();
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,50 +3,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Dev {
-    child: Child,
-    info: Value,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(name: &str) -> Dev {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "dev",
-            "--port",
-            "0",
-            "--json",
-            "--metrics",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let info: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    Dev { child, info }
-}
+use support::process::TempDir;
 
 /// The value of the sample with exactly this name and these labels (`a="x",b="y"`).
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -56,7 +19,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_answer_on_their_own_listener_only_and_count_requests() {
-    let dev = start("metrics");
+    let tmp = TempDir::new("metrics", "dev");
+    let dev = support::process::dev(&tmp, "dev", &["--metrics", "127.0.0.1:0"]).await;
     let http = reqwest::Client::new();
     let mcp_url = dev.info["mcp_url"].as_str().expect("mcp_url").to_owned();
     let metrics_url = dev.info["metrics_url"]

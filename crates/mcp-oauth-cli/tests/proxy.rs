@@ -6,500 +6,51 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod support;
 
-use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use std::collections::HashMap;
+use std::path::Path;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-const GH_CLIENT: &str = "Iv1.mcp-oauth-proxy-test";
-const GH_SECRET: &str = "gh-secret-for-the-proxy-test";
-const GH_USER_ID: u64 = 583_231;
-const REDIRECT: &str = "http://127.0.0.1:43817/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const DEADLINE: Duration = Duration::from_secs(20);
-
-// --------------------------------------------------------------------------- GitHub stand-in
-
-/// What the stand-in saw and handed out.
-#[derive(Default)]
-struct Seen {
-    /// The callback URL registered for our OAuth app (set once the proxy printed it).
-    callback: Option<String>,
-    authorize: Vec<HashMap<String, String>>,
-    token_requests: Vec<HashMap<String, String>>,
-    /// code -> (PKCE challenge, redirect_uri)
-    codes: HashMap<String, (String, String)>,
-    /// Every access and refresh token handed out.
-    issued: Vec<String>,
-    access_tokens: Vec<String>,
-    /// (Authorization, User-Agent) of each `/user` call.
-    user_calls: Vec<(String, String)>,
-}
-
-/// GitHub's OAuth web flow and `/user` API, as far as the proxy uses them: the web flow under
-/// `/login/oauth/`, the API under `/api/v3` (the GitHub Enterprise Server layout).
-#[derive(Clone)]
-struct Github {
-    origin: String,
-    seen: Arc<Mutex<Seen>>,
-}
-
-fn random(prefix: &str) -> String {
-    let mut bytes = [0u8; 27];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref())
-}
-
-async fn gh_authorize(
-    State(gh): State<Github>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let mut seen = gh.seen.lock().unwrap();
-    seen.authorize.push(q.clone());
-    if q.get("client_id").map(String::as_str) != Some(GH_CLIENT) {
-        return (StatusCode::NOT_FOUND, "no such OAuth app").into_response();
-    }
-    let redirect = q.get("redirect_uri").cloned().unwrap_or_default();
-    if seen.callback.as_deref() != Some(redirect.as_str()) {
-        return (
-            StatusCode::BAD_REQUEST,
-            "The redirect_uri is not associated with this application.",
-        )
-            .into_response();
-    }
-    if q.get("code_challenge_method").map(String::as_str) != Some("S256") {
-        return (StatusCode::BAD_REQUEST, "PKCE S256 expected").into_response();
-    }
-    let code = random("ghcode_");
-    let challenge = q.get("code_challenge").cloned().unwrap_or_default();
-    seen.codes
-        .insert(code.clone(), (challenge, redirect.clone()));
-    let mut to = url::Url::parse(&redirect).unwrap();
-    to.query_pairs_mut().append_pair("code", &code).append_pair(
-        "state",
-        q.get("state").map(String::as_str).unwrap_or_default(),
-    );
-    (
-        StatusCode::FOUND,
-        [
-            ("location", to.to_string()),
-            ("cache-control", "no-store".into()),
-        ],
-    )
-        .into_response()
-}
-
-/// GitHub answers token requests with HTTP 200 even for errors, form-encoded unless asked for
-/// JSON.
-async fn gh_access_token(
-    State(gh): State<Github>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let mut seen = gh.seen.lock().unwrap();
-    seen.token_requests.push(form.clone());
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
-    let answer = if field("client_id") != GH_CLIENT || field("client_secret") != GH_SECRET {
-        vec![("error", "incorrect_client_credentials".to_owned())]
-    } else {
-        match seen.codes.remove(field("code")) {
-            Some((challenge, redirect))
-                if s256(field("code_verifier")) == challenge
-                    && field("redirect_uri") == redirect =>
-            {
-                let access = random("gho_");
-                let refresh = random("ghr_");
-                seen.issued.extend([access.clone(), refresh.clone()]);
-                seen.access_tokens.push(access.clone());
-                vec![
-                    ("access_token", access),
-                    ("expires_in", "28800".into()),
-                    ("refresh_token", refresh),
-                    ("refresh_token_expires_in", "15897600".into()),
-                    ("scope", "read:user,user:email".into()),
-                    ("token_type", "bearer".into()),
-                ]
-            }
-            _ => vec![("error", "bad_verification_code".to_owned())],
-        }
-    };
-    let wants_json = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("json"));
-    if wants_json {
-        let map: serde_json::Map<String, Value> = answer
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Value::String(v)))
-            .collect();
-        return axum::Json(Value::Object(map)).into_response();
-    }
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(answer)
-        .finish();
-    (
-        [("content-type", "application/x-www-form-urlencoded")],
-        body,
-    )
-        .into_response()
-}
-
-async fn gh_user(State(gh): State<Github>, headers: HeaderMap) -> Response {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (auth, agent) = (text("authorization"), text("user-agent"));
-    let mut seen = gh.seen.lock().unwrap();
-    seen.user_calls.push((auth.clone(), agent.clone()));
-    if agent.is_empty() {
-        return (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({"message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header"})),
-        )
-            .into_response();
-    }
-    let token = auth
-        .strip_prefix("Bearer ")
-        .or_else(|| auth.strip_prefix("token "))
-        .unwrap_or_default();
-    if !seen.access_tokens.iter().any(|t| t == token) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "Bad credentials"})),
-        )
-            .into_response();
-    }
-    axum::Json(json!({
-        "login": "octocat",
-        "id": GH_USER_ID,
-        "name": "The Octocat",
-        "email": "octocat@github.example",
-        "avatar_url": "https://avatars.github.example/u/583231",
-        "type": "User",
-    }))
-    .into_response()
-}
-
-/// The stand-in on a free port; it stops when the returned sender is dropped.
-async fn start_github() -> (Github, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gh = Github {
-        origin: format!("http://{}", listener.local_addr().expect("addr")),
-        seen: Arc::default(),
-    };
-    let app = axum::Router::new()
-        .route("/login/oauth/authorize", get(gh_authorize))
-        .route("/login/oauth/access_token", post(gh_access_token))
-        .route("/api/v3/user", get(gh_user))
-        .with_state(gh.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    (gh, stop)
-}
-
-impl Github {
-    fn args(&self) -> Vec<String> {
-        [
-            "--provider",
-            "github",
-            "--client-id",
-            GH_CLIENT,
-            "--client-secret",
-            GH_SECRET,
-            "--github-url",
-            &self.origin,
-            "--github-api-url",
-            &format!("{}/api/v3", self.origin),
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    }
-}
+use support::browser::{Browser, CHALLENGE, REDIRECT, Reply, VERIFIER};
+use support::github::{
+    self, CLIENT_ID as GH_CLIENT, CLIENT_SECRET as GH_SECRET, USER_ID as GH_USER_ID,
+};
+use support::process::{Served, TempDir};
 
 // --------------------------------------------------------------------------- the proxy process
 
-/// A folder removed when dropped (declare it before the processes using it).
-struct TempDir(PathBuf);
+type Proxy = Served;
 
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("mcp-oauth-cli-proxy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.0.join("data")
-    }
+/// `mcp-oauth proxy --port 0 --json --data-dir <tmp>/data <args>`, ready.
+async fn start_proxy(tmp: &TempDir, name: &str, args: &[String]) -> Proxy {
+    let mut all: Vec<String> = ["proxy", "--port", "0", "--json", "--data-dir"]
+        .map(str::to_owned)
+        .to_vec();
+    all.push(tmp.data().to_string_lossy().into_owned());
+    all.extend_from_slice(args);
+    Served::start(tmp, name, &all, &[]).await
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn run_to_end(args: &[String]) -> (bool, String, String) {
+    support::process::run_to_end(args, &[])
 }
 
-/// `mcp-oauth` with a clean environment: none of the caller's MCP_OAUTH_* / REDIS_URL
-/// settings, no HTTP proxy for loopback.
-fn command(args: &[String], stderr: Stdio) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("MCP_OAUTH_")
-            || name == "REDIS_URL"
-            || name.to_ascii_lowercase().ends_with("_proxy")
-        {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("MCP_OAUTH_LOG", "info,mcp_oauth=debug")
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(stderr);
-    cmd
-}
-
-struct Proxy {
-    child: Child,
-    info: Value,
-    log: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proxy {
-    /// Starts `mcp-oauth proxy --port 0 --json --data-dir <tmp>/data <args>`, reads its JSON line
-    /// and polls its protected resource metadata until it answers.
-    async fn start(tmp: &TempDir, name: &str, args: &[String]) -> Self {
-        let log = tmp.0.join(format!("{name}.log"));
-        let mut all: Vec<String> = ["proxy", "--port", "0", "--json", "--data-dir"]
-            .map(str::to_owned)
-            .to_vec();
-        all.push(tmp.data().to_string_lossy().into_owned());
-        all.extend_from_slice(args);
-        let mut child = command(&all, Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn mcp-oauth proxy");
-        let stdout = child.stdout.take().expect("stdout");
-        let read = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        });
-        let line = match tokio::time::timeout(DEADLINE, read).await {
-            Ok(Ok(Ok(line))) => line,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "no JSON line from mcp-oauth proxy ({other:?}); log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
-        let mut proxy = Proxy {
-            child,
-            info: Value::Null,
-            log,
-        };
-        proxy.info = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}; log:\n{}", proxy.log_text()));
-        proxy.ready().await;
-        proxy
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn field(&self, name: &str) -> &str {
-        self.info[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name} in {}", self.info))
-    }
-
-    fn issuer(&self) -> &str {
-        self.field("issuer")
-    }
-
-    fn mcp_url(&self) -> &str {
-        self.field("mcp_url")
-    }
-
-    async fn ready(&mut self) {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let prm = format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!("mcp-oauth proxy exited ({exit}); log:\n{}", self.log_text());
-            }
-            if http
-                .get(&prm)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mcp-oauth proxy not ready; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await; // poll interval, bounded above
-        }
-    }
-}
-
-// --------------------------------------------------------------------------- a browser + client
-
-/// One answer, as the client or its browser received it.
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> Option<url::Url> {
-        self.headers
-            .get("location")
-            .map(|l| url::Url::parse(l.to_str().unwrap()).unwrap())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): HTTP {} {}", self.status, self.body))
-    }
-}
-
-/// The MCP client and the user's browser: redirects by hand, cookies kept by name (every
-/// server here is on 127.0.0.1), and a transcript of everything received.
-struct Client {
-    http: reqwest::Client,
-    jar: HashMap<String, String>,
-    transcript: String,
-}
-
-impl Client {
-    fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            jar: HashMap::new(),
-            transcript: String::new(),
-        }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Reply {
-        let cookies = self
-            .jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let request = if cookies.is_empty() {
-            request
-        } else {
-            request.header("cookie", cookies)
-        };
-        let res = request.send().await.expect("request");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        for value in headers.get_all("set-cookie") {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            self.jar.insert(k.trim().to_owned(), v.to_owned());
-        }
-        let body = res.text().await.expect("body");
-        self.transcript
-            .push_str(&format!("HTTP {status}\n{headers:?}\n{body}\n"));
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Reply {
-        let request = self.http.get(url);
-        self.send(request).await
-    }
-
-    async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Reply {
-        let request = self.http.post(url).form(form);
-        self.send(request).await
-    }
-
-    async fn register(&mut self, proxy: &Proxy, name: &str) -> String {
-        let request = self
-            .http
-            .post(format!("{}/register", proxy.issuer()))
-            .json(&json!({
-                "client_name": name,
-                "redirect_uris": [REDIRECT],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"],
-            }));
-        let reply = self.send(request).await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        reply.json()["client_id"].as_str().unwrap().to_owned()
-    }
-
-    async fn whoami(&mut self, proxy: &Proxy, token: &str) -> Reply {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
-        let request = self
-            .http
-            .post(proxy.mcp_url())
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .body(body.to_string());
-        self.send(request).await
-    }
+/// A `tools/call` of `whoami` with `token`.
+async fn whoami(client: &mut Browser, proxy: &Proxy, token: &str) -> Reply {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let request = client
+        .http
+        .post(proxy.mcp_url())
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string());
+    client.send(request).await
 }
 
 fn authorize_url(proxy: &Proxy, client_id: &str, state: &str) -> String {
@@ -511,7 +62,7 @@ fn authorize_url(proxy: &Proxy, client_id: &str, state: &str) -> String {
         ("state", state),
         ("code_challenge", CHALLENGE),
         ("code_challenge_method", "S256"),
-        ("resource", proxy.mcp_url()),
+        ("resource", &proxy.mcp_url()),
         ("scope", "mcp:read mcp:write"),
     ]);
     url.to_string()
@@ -552,11 +103,11 @@ fn pairs(form: &[(String, String)]) -> Vec<(&str, &str)> {
 
 #[tokio::test]
 async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_tokens() {
-    let tmp = TempDir::new("flow");
-    let (gh, _gh_stop) = start_github().await;
+    let tmp = TempDir::new("proxy", "flow");
+    let (gh, _gh_stop) = github::start(&[]).await;
     let mut args = gh.args();
     args.extend(["--store", "memory"].map(str::to_owned));
-    let proxy = Proxy::start(&tmp, "proxy", &args).await;
+    let proxy = start_proxy(&tmp, "proxy", &args).await;
     let issuer = proxy.issuer().to_owned();
     let mcp_url = proxy.mcp_url().to_owned();
     let callback_url = proxy.field("callback_url").to_owned();
@@ -564,14 +115,14 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
     assert_eq!(mcp_url, format!("{issuer}/mcp"));
     assert_eq!(callback_url, format!("{issuer}/oauth/callback"));
     assert_eq!(
-        Path::new(proxy.field("data_dir")),
+        Path::new(&proxy.field("data_dir")),
         tmp.data().as_path(),
         "JSON line: data_dir"
     );
     // The callback is what one registers at GitHub for the OAuth app.
     gh.seen.lock().unwrap().callback = Some(callback_url.clone());
 
-    let mut client = Client::new();
+    let mut client = Browser::new();
     // Discovery: the protected resource names us; we offer registration and PKCE.
     let prm = client
         .get(&format!(
@@ -589,7 +140,9 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
     assert_eq!(meta["registration_endpoint"], format!("{issuer}/register"));
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
 
-    let client_id = client.register(&proxy, "CLI proxy test client").await;
+    let client_id = client
+        .register(&proxy.issuer(), "CLI proxy test client")
+        .await;
 
     // Our consent page first: the client's name, where the answer goes, the scopes, the
     // provider, the CSRF token (also a cookie); no password field.
@@ -706,7 +259,10 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
         let form = &seen.token_requests[0];
         assert_eq!(form["client_id"], GH_CLIENT);
         assert_eq!(form["redirect_uri"], callback_url);
-        assert_eq!(s256(&form["code_verifier"]), upstream["code_challenge"]);
+        assert_eq!(
+            github::s256(&form["code_verifier"]),
+            upstream["code_challenge"]
+        );
         assert_eq!(seen.access_tokens.len(), 1, "GitHub issued a token");
         assert_eq!(seen.user_calls.len(), 1);
         let (auth, agent) = &seen.user_calls[0];
@@ -760,7 +316,7 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
     assert_eq!(claims["scope"], "mcp:read mcp:write");
 
     // whoami: the GitHub user (id -> id, login -> username, avatar_url -> picture).
-    let who = client.whoami(&proxy, &access).await;
+    let who = whoami(&mut client, &proxy, &access).await;
     assert_eq!(who.status, 200, "{}", who.body);
     let who = &who.json()["result"]["structuredContent"];
     assert_eq!(
@@ -802,7 +358,7 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
         "rotated"
     );
     assert_eq!(jwt_parts(&access2).1["sub"], GH_USER_ID.to_string());
-    let who = client.whoami(&proxy, &access2).await;
+    let who = whoami(&mut client, &proxy, &access2).await;
     assert_eq!(who.status, 200, "{}", who.body);
     assert_eq!(
         who.json()["result"]["structuredContent"]["user"]["username"],
@@ -840,16 +396,16 @@ async fn a_client_signs_in_with_github_through_the_proxy_and_gets_only_our_token
 /// code never exchanged, and the state gone for the attacker too.
 #[tokio::test]
 async fn the_reviews_login_csrf_gets_the_attacker_nothing() {
-    let tmp = TempDir::new("csrf");
-    let (gh, _gh_stop) = start_github().await;
+    let tmp = TempDir::new("proxy", "csrf");
+    let (gh, _gh_stop) = github::start(&[]).await;
     let mut args = gh.args();
     args.extend(["--store", "memory"].map(str::to_owned));
-    let proxy = Proxy::start(&tmp, "proxy", &args).await;
+    let proxy = start_proxy(&tmp, "proxy", &args).await;
     let issuer = proxy.issuer().to_owned();
     gh.seen.lock().unwrap().callback = Some(proxy.field("callback_url").to_owned());
 
-    let mut attacker = Client::new();
-    let client_id = attacker.register(&proxy, "Attacker app").await;
+    let mut attacker = Browser::new();
+    let client_id = attacker.register(&proxy.issuer(), "Attacker app").await;
     let page = attacker
         .get(&authorize_url(&proxy, &client_id, "atk"))
         .await;
@@ -862,7 +418,7 @@ async fn the_reviews_login_csrf_gets_the_attacker_nothing() {
         .await;
     let to_github = approved.location().expect("to GitHub");
 
-    let mut victim = Client::new();
+    let mut victim = Browser::new();
     let to_callback = victim.get(to_github.as_str()).await.location().unwrap();
     let done = victim.get(to_callback.as_str()).await;
     assert!(
@@ -887,35 +443,9 @@ async fn the_reviews_login_csrf_gets_the_attacker_nothing() {
     );
 }
 
-/// Runs `mcp-oauth <args>` to its end (killed after the deadline): (success, stdout, stderr).
-fn run_to_end(args: &[String]) -> (bool, String, String) {
-    let mut child = command(args, Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + DEADLINE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} still running after {DEADLINE:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded above
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn configuration_errors_explain_themselves_and_exit_non_zero() {
-    let tmp = TempDir::new("config");
+    let tmp = TempDir::new("proxy", "config");
     let data = tmp.data().to_string_lossy().into_owned();
     let short_key = STANDARD.encode([7u8; 16]);
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -1082,7 +612,7 @@ fn configuration_errors_explain_themselves_and_exit_non_zero() {
 async fn the_generated_encryption_key_is_private_and_reused_after_a_restart() {
     use std::os::unix::fs::PermissionsExt as _;
 
-    let tmp = TempDir::new("key");
+    let tmp = TempDir::new("proxy", "key");
     // GitHub is never contacted here: the test stops at the redirect to it.
     let github = "http://127.0.0.1:9".to_owned();
     let mut args: Vec<String> = [
@@ -1101,7 +631,7 @@ async fn the_generated_encryption_key_is_private_and_reused_after_a_restart() {
     .to_vec();
     args.extend(["--store", "sqlite"].map(str::to_owned));
 
-    let first = Proxy::start(&tmp, "first", &args).await;
+    let first = start_proxy(&tmp, "first", &args).await;
     let key_file = tmp.data().join("encryption.key");
     let mode = std::fs::metadata(&key_file)
         .expect("the key file is created")
@@ -1120,8 +650,8 @@ async fn the_generated_encryption_key_is_private_and_reused_after_a_restart() {
     );
 
     // Approve a client once: the browser gets a consent cookie signed with the key.
-    let mut client = Client::new();
-    let client_id = client.register(&first, "Key test client").await;
+    let mut client = Browser::new();
+    let client_id = client.register(&first.issuer(), "Key test client").await;
     let page = client.get(&authorize_url(&first, &client_id, "s1")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let form = approval(&page.body);
@@ -1134,7 +664,7 @@ async fn the_generated_encryption_key_is_private_and_reused_after_a_restart() {
 
     // Same folder: the key file is read, not replaced, so the signed consent still counts and
     // the browser goes straight to GitHub (the client is in the SQLite store).
-    let second = Proxy::start(&tmp, "second", &args).await;
+    let second = start_proxy(&tmp, "second", &args).await;
     assert_eq!(
         std::fs::read(&key_file).unwrap(),
         key,
@@ -1159,7 +689,7 @@ async fn the_generated_encryption_key_is_private_and_reused_after_a_restart() {
     // an explicit key leaves the file alone.
     let mut other = args.clone();
     other.extend(["--encryption-key".to_owned(), STANDARD.encode([42u8; 32])]);
-    let third = Proxy::start(&tmp, "third", &other).await;
+    let third = start_proxy(&tmp, "third", &other).await;
     let asked = client.get(&authorize_url(&third, &client_id, "s3")).await;
     assert_eq!(asked.status, 200, "consent asked again under another key");
     assert!(asked.body.contains("Key test client"));

@@ -21,7 +21,13 @@
 //!   list had the URI (else each member in turn, until one knows it);
 //! - the client's answers to a member's requests (sampling, elicitation) go to the member with
 //!   requests in flight, when there is exactly one;
-//! - the GET stream merges the members' streams; DELETE ends every member session.
+//! - the GET stream merges the members' streams; DELETE ends every member session;
+//! - protocol 2026-07-28: the headers are checked ([`modern`](crate::modern)) before anything
+//!   reads the body, a stateless caller gets a fan-out session of its own (out of sight,
+//!   members opened on demand), and `server/discover` opens every member and merges what
+//!   they say;
+//! - tools renamed or described ([`rename`](crate::rename)) are shown so, while the policy and
+//!   the routing see the upstream's own name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +50,7 @@ use crate::front::{self, session_not_found, status_only};
 use crate::gate::{Call, Decision, Gatekeeper, ListKind};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
+use crate::modern;
 use crate::sessions::{Session, Sessions, principal};
 
 /// Most pages read from one member for one list.
@@ -61,7 +68,14 @@ pub(crate) struct Member {
     pub(crate) route: crate::isolation::Route,
     /// The upstream's number in the metrics.
     pub(crate) index: usize,
+    /// Its tools' new names and descriptions.
+    pub(crate) renames: Arc<crate::rename::Renames>,
 }
+
+/// Marks a request of the gateway itself that lists tools under the names the policy sees
+/// (the upstreams' own names, prefixed), not the names clients are shown.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PolicyNames;
 
 pub(crate) struct Aggregate {
     pub(crate) members: Vec<Member>,
@@ -110,8 +124,9 @@ pub(crate) fn expose(upstream: &str, name: &str) -> (String, bool) {
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(body.clone()));
     *response.status_mut() = status;
+    crate::metrics::mark_jsonrpc_error(&mut response, &body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -190,6 +205,43 @@ impl Aggregate {
         }
     }
 
+    /// A member's instructions as the client reads them: under the member's name when
+    /// several upstreams share the session.
+    fn instructions_of(&self, member: &Member, text: &str) -> String {
+        if self.unprefixed {
+            text.to_owned()
+        } else {
+            format!("{} ({}{SEPARATOR}…): {text}", member.name, member.name)
+        }
+    }
+
+    /// Refuses a rename onto a name that the upstream's own list (`tools`, as the policy sees
+    /// it: `NAME__tool`) still gives another tool, which clients would not see.
+    pub(crate) fn check_renames(&self, tools: &Value) -> Result<(), crate::GatewayError> {
+        let listed = tools.as_array().map(Vec::as_slice).unwrap_or_default();
+        for item in listed {
+            let Some((upstream, tool)) = item
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| n.split_once(SEPARATOR))
+            else {
+                continue;
+            };
+            let Some(member) = self.members.iter().find(|m| &*m.name == upstream) else {
+                continue;
+            };
+            if let Some(by) = member.renames.shadows(tool) {
+                return Err(crate::GatewayError::Config {
+                    what: "tool names",
+                    reason: format!(
+                        "{upstream}: {by} is renamed to {tool}, but the upstream has a tool {tool} of its own; rename {tool} too, or pick another name"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The number of the member named `name`.
     fn position(&self, name: &str) -> Option<usize> {
         self.members.iter().position(|m| &*m.name == name)
@@ -239,8 +291,11 @@ impl Aggregate {
             .as_ref()
             .map(|f| f.init.clone())
             .unwrap_or_default();
-        let (sub, _) = self.open(member, auth, init).await?;
+        let (sub, result) = self.open(member, auth, init).await?;
         self.set_sub(session, member, Some(sub.clone()));
+        if let (Some(fanout), Some(m)) = (&session.fanout, self.members.get(member)) {
+            fanout.set_result(&m.name, &result);
+        }
         Ok(sub)
     }
 
@@ -298,9 +353,9 @@ pub(crate) async fn read_answer(response: Response) -> Result<Value, String> {
 /// The one handler of the aggregate's MCP endpoint.
 pub(crate) async fn handle(State(agg): State<Arc<Aggregate>>, req: Request) -> Response {
     if let Some(version) = req.headers().get("mcp-protocol-version") {
-        let known = version
-            .to_str()
-            .is_ok_and(|v| crate::versions::SUPPORTED_VERSIONS.contains(&v));
+        let known = version.to_str().is_ok_and(|v| {
+            crate::versions::SUPPORTED_VERSIONS.contains(&v) || v == modern::VERSION
+        });
         if !known {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -308,7 +363,7 @@ pub(crate) async fn handle(State(agg): State<Arc<Aggregate>>, req: Request) -> R
                 jsonrpc::INVALID_REQUEST,
                 &format!(
                     "unsupported MCP-Protocol-Version; this gateway speaks {}",
-                    crate::versions::SUPPORTED_VERSIONS.join(", ")
+                    modern::all_versions().join(", ")
                 ),
             );
         }
@@ -357,8 +412,31 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
     crate::jsonrpc::trace_id(&message);
     let auth = parts.extensions.get::<Auth>();
     let id = message.id.map(RawValue::get);
+    let modern = modern::is_modern(&parts.headers);
+    // Before anything reads the body's method or name (the policy included).
+    if modern && let Err(reason) = modern::check_headers(&parts.headers, &message) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            modern::HEADER_MISMATCH,
+            &reason,
+        );
+    }
     let session = match session_of(&agg, &parts.headers, auth) {
         Owned::Refused => return session_not_found(),
+        Owned::None if modern && message.method.as_deref() != Some("initialize") => {
+            match stateless_session(&agg, auth, &message) {
+                Some(session) => session,
+                None => {
+                    return rpc_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        id,
+                        jsonrpc::INTERNAL_ERROR,
+                        "cannot create a session",
+                    );
+                }
+            }
+        }
         Owned::None => {
             if message.kind == Kind::Request && message.method.as_deref() == Some("initialize") {
                 return initialize(&agg, auth, &message, bytes.clone()).await;
@@ -372,6 +450,48 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
         }
         Owned::Session(session) => session,
     };
+    if modern && let Some(stripped) = modern::without_protocol_meta(&message) {
+        return match jsonrpc::parse(&stripped) {
+            Ok(message) => {
+                in_session(&agg, &parts, auth, &session, &message, stripped.clone()).await
+            }
+            Err(err) => rpc_error(StatusCode::BAD_REQUEST, id, err.code(), &err.to_string()),
+        };
+    }
+    in_session(&agg, &parts, auth, &session, &message, bytes.clone()).await
+}
+
+/// The session the aggregate keeps for a stateless (protocol 2026-07-28) caller, made at
+/// their first request and never shown to them; each member's side is opened when a request
+/// first needs it, with the caller's client information from `_meta`. `None` when the random
+/// source fails.
+fn stateless_session(
+    agg: &Aggregate,
+    auth: Option<&Auth>,
+    message: &Message<'_>,
+) -> Option<Arc<Session>> {
+    let principal = principal(auth);
+    if let Some(session) = agg.sessions.stateless(&principal) {
+        return Some(session);
+    }
+    let fanout = Fanout::new(modern::initialize_for(message.params), HashMap::new());
+    let session = agg
+        .sessions
+        .create_fanout(principal, modern::VERSION, fanout)?;
+    agg.sessions.set_stateless(&session);
+    Some(session)
+}
+
+/// A message in a session (the client's own, or the one kept for a stateless caller).
+async fn in_session(
+    agg: &Arc<Aggregate>,
+    parts: &::http::request::Parts,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    message: &Message<'_>,
+    bytes: Bytes,
+) -> Response {
+    let id = message.id.map(RawValue::get);
     match message.kind {
         Kind::Request if message.method.as_deref() == Some("initialize") => rpc_error(
             StatusCode::BAD_REQUEST,
@@ -379,18 +499,36 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
             jsonrpc::INVALID_REQUEST,
             "this session is already initialized; to start another, send initialize without Mcp-Session-Id",
         ),
-        Kind::Request if agg.unprefixed => match exposed_request(&agg, &session, &message) {
-            Some(rewritten) => match jsonrpc::parse(&rewritten) {
-                Ok(exposed) => request(&agg, &parts, auth, &session, &exposed).await,
-                Err(_) => not_permitted(id),
-            },
-            None => request(&agg, &parts, auth, &session, &message).await,
-        },
-        Kind::Request => request(&agg, &parts, auth, &session, &message).await,
+        Kind::Request => {
+            // The names the policy sees: at an upstream's own path, prefixed as at the merged
+            // endpoint; a renamed tool, by the upstream's own name.
+            let exposed = if agg.unprefixed {
+                exposed_request(agg, session, message)
+            } else {
+                None
+            };
+            let exposed = match exposed.as_deref().map(jsonrpc::parse) {
+                Some(Ok(exposed)) => Some(exposed),
+                Some(Err(_)) => return not_permitted(id),
+                None => None,
+            };
+            let message = exposed.as_ref().unwrap_or(message);
+            match real_request(agg, session, message) {
+                Ok(Some(rewritten)) => match jsonrpc::parse(&rewritten) {
+                    Ok(real) => request(agg, parts, auth, session, &real).await,
+                    Err(_) => not_permitted(id),
+                },
+                Ok(None) => request(agg, parts, auth, session, message).await,
+                Err(Hidden) => {
+                    agg.metrics.request("tools/call", Outcome::Denied);
+                    not_permitted(id)
+                }
+            }
+        }
         Kind::Notification => {
             if message.method.as_deref() != Some("notifications/initialized") {
                 for member in 0..agg.members.len() {
-                    if let Some(sub) = agg.sub(&session, member) {
+                    if let Some(sub) = agg.sub(session, member) {
                         let _ = agg
                             .send(member, auth, Some(&sub), Method::POST, bytes.clone())
                             .await;
@@ -412,7 +550,7 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
                 })
                 .unwrap_or_default();
             match busy.as_slice() {
-                [member] => match agg.sub(&session, *member) {
+                [member] => match agg.sub(session, *member) {
                     Some(sub) => {
                         agg.send(*member, auth, Some(&sub), Method::POST, bytes)
                             .await
@@ -469,6 +607,53 @@ fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) ->
     ))
 }
 
+/// The own name of a renamed tool, which the client was not shown.
+struct Hidden;
+
+/// A `tools/call` of a renamed tool with the name the policy sees: the upstream's own,
+/// prefixed (`fs__read_file` for `fs__read`); `None` when the name is not a new one; `Err`
+/// when it is the own name of a renamed tool.
+fn real_request(
+    agg: &Aggregate,
+    session: &Session,
+    message: &Message<'_>,
+) -> Result<Option<Bytes>, Hidden> {
+    if message.method.as_deref() != Some("tools/call")
+        || agg.members.iter().all(|m| m.renames.is_empty())
+    {
+        return Ok(None);
+    }
+    let mut params = params_object(message);
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let Some((member, local)) = agg.member_of_name(session, name) else {
+        return Ok(None);
+    };
+    let Some(m) = agg.members.get(member) else {
+        return Ok(None);
+    };
+    let real = match m.renames.seen(&local) {
+        crate::rename::Seen::Same => return Ok(None),
+        crate::rename::Seen::Hidden => return Err(Hidden),
+        crate::rename::Seen::Renamed(real) => real,
+    };
+    let (exposed, shortened) = expose(&m.name, real);
+    if shortened && let Some(fanout) = &session.fanout {
+        fanout
+            .shortened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exposed.clone(), (m.name.clone(), real.to_owned()));
+    }
+    params.insert("name".to_owned(), Value::String(exposed));
+    Ok(Some(with_params(
+        message.id.map(RawValue::get),
+        "tools/call",
+        &Value::Object(params),
+    )))
+}
+
 async fn initialize(
     agg: &Aggregate,
     auth: Option<&Auth>,
@@ -481,18 +666,16 @@ async fn initialize(
     )
     .await;
     let mut subs = HashMap::with_capacity(opened.len());
+    let mut results = Vec::new();
     let mut instructions = Vec::new();
     for (member, result) in agg.members.iter().zip(opened) {
         match result {
             Ok((sub, result)) => {
                 if let Some(text) = result.get("instructions").and_then(Value::as_str) {
-                    instructions.push(if agg.unprefixed {
-                        text.to_owned()
-                    } else {
-                        format!("{} ({}{SEPARATOR}…): {text}", member.name, member.name)
-                    });
+                    instructions.push(agg.instructions_of(member, text));
                 }
                 subs.insert(member.name.clone(), sub);
+                results.push((member.name.clone(), result));
             }
             Err(err) => {
                 tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %member.name, "cannot open a session: {err}");
@@ -501,6 +684,9 @@ async fn initialize(
     }
     let version = crate::versions::negotiate(message.params);
     let fanout = Fanout::new(bytes, subs);
+    for (name, result) in &results {
+        fanout.set_result(name, result);
+    }
     let Some(session) = agg.sessions.create_fanout(principal(auth), version, fanout) else {
         return rpc_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -509,33 +695,92 @@ async fn initialize(
             "cannot create a session",
         );
     };
-    let mut result = json!({
-        "protocolVersion": version,
-        "capabilities": {
-            "tools": {"listChanged": true},
-            "prompts": {"listChanged": true},
-            "resources": {"listChanged": true, "subscribe": true},
-            "logging": {},
-            "completions": {}
-        },
-        "serverInfo": {"name": "mcp-oauth-gateway", "version": env!("CARGO_PKG_VERSION")}
-    });
-    if !instructions.is_empty()
-        && let Some(object) = result.as_object_mut()
-    {
-        {
-            object.insert(
-                "instructions".to_owned(),
-                Value::String(instructions.join("\n\n")),
-            );
-        }
-    }
+    let result = Value::Object(own_init(version, &instructions));
     let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result.to_string()), None);
     let mut response = json_response(StatusCode::OK, body);
     if let Ok(value) = HeaderValue::from_str(&session.id) {
         response.headers_mut().insert(SESSION_ID.clone(), value);
     }
     response
+}
+
+/// The aggregate's own `initialize` result at `version`, with the members' instructions.
+fn own_init(version: &str, instructions: &[String]) -> Map<String, Value> {
+    let mut result = Map::new();
+    result.insert("protocolVersion".to_owned(), version.into());
+    result.insert(
+        "capabilities".to_owned(),
+        json!({
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true, "subscribe": true},
+            "logging": {},
+            "completions": {}
+        }),
+    );
+    result.insert(
+        "serverInfo".to_owned(),
+        json!({"name": "mcp-oauth-gateway", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    if !instructions.is_empty() {
+        result.insert(
+            "instructions".to_owned(),
+            Value::String(instructions.join("\n\n")),
+        );
+    }
+    result
+}
+
+/// `server/discover` (protocol 2026-07-28): every member's side of the session opened (now,
+/// if not yet), the aggregate's capabilities and the members' instructions; a member that
+/// cannot be opened is named in `_meta` ([`UNAVAILABLE_META`]) instead of failing the answer.
+async fn discover(
+    agg: &Aggregate,
+    auth: Option<&Auth>,
+    session: &Session,
+    id: Option<&str>,
+) -> Response {
+    let opened = futures_util::future::join_all(
+        (0..agg.members.len()).map(|member| agg.ensure(session, member, auth)),
+    )
+    .await;
+    let mut instructions = Vec::new();
+    let mut unavailable = Vec::new();
+    for ((number, member), opened) in agg.members.iter().enumerate().zip(opened) {
+        match opened {
+            Ok(_) => {
+                let text = session
+                    .fanout
+                    .as_ref()
+                    .and_then(|f| f.instructions(&member.name));
+                if let Some(text) = text {
+                    instructions.push(agg.instructions_of(member, &text));
+                }
+            }
+            Err(err) => {
+                agg.metrics.upstream_error(agg.metric(number));
+                tracing::warn!(target: "mcp_oauth_gateway::aggregate", upstream = %member.name, "server/discover: cannot open a session: {err}");
+                unavailable.push(Value::String(member.name.to_string()));
+            }
+        }
+    }
+    let mut result = modern::discover_object(&own_init(modern::VERSION, &instructions));
+    if !unavailable.is_empty() {
+        let meta = result
+            .entry("_meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert(UNAVAILABLE_META.to_owned(), Value::Array(unavailable));
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        jsonrpc::encode_response(
+            id.unwrap_or("null"),
+            Some(&Value::Object(result).to_string()),
+            None,
+        ),
+    )
 }
 
 /// A request with `params` replaced.
@@ -566,6 +811,9 @@ async fn request(
             jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
         );
     }
+    if method == "server/discover" {
+        return discover(agg, auth, session, id).await;
+    }
     let (decision, called) = {
         let call = Call::new(method, message.params);
         let decision = agg.gatekeeper.decide(auth, &call);
@@ -573,6 +821,8 @@ async fn request(
             method,
             name: call.name().map(str::to_owned),
             params: message.params,
+            rule_ids: call.take_rule_ids(),
+            hidden: Default::default(),
         };
         (decision, called)
     };
@@ -585,9 +835,19 @@ async fn request(
         decision,
     )
     .await;
+    let policy_names = parts.extensions.get::<PolicyNames>().is_some();
     let response = match &decision {
         Decision::Allow | Decision::Approved(_) => {
-            route(agg, auth, session, message, method, id).await
+            route(
+                agg,
+                auth,
+                session,
+                message,
+                (method, id),
+                &called.hidden,
+                policy_names,
+            )
+            .await
         }
         Decision::StepUp(scopes) if agg.oauth.is_some() => {
             agg.metrics.request(method, Outcome::StepUp);
@@ -641,11 +901,12 @@ async fn route(
     auth: Option<&Auth>,
     session: &Arc<Session>,
     message: &Message<'_>,
-    method: &str,
-    id: Option<&str>,
+    (method, id): (&str, Option<&str>),
+    hidden: &crate::gate::HiddenBy,
+    policy_names: bool,
 ) -> Response {
     if let Some(kind) = ListKind::of_method(method) {
-        return list(agg, auth, session, kind, id).await;
+        return list(agg, auth, session, (kind, id), hidden, policy_names).await;
     }
     let mut params = params_object(message);
     let target = match method {
@@ -731,10 +992,8 @@ async fn route(
             session: session.clone(),
             member: name,
         };
-        let started = Instant::now();
+        // The member's own front times the upstream call (mcp_client_operation_duration_seconds).
         let response = agg.forward(session, member, auth, body.clone()).await;
-        agg.metrics
-            .upstream_call(agg.metric(member), method, started.elapsed());
         let response = match response {
             Ok(response) => response,
             Err(err) => {
@@ -809,10 +1068,8 @@ async fn member_list(
             None => json!({}),
         };
         let body = with_params(Some("1"), method, &params);
-        let started = Instant::now();
+        // Timed by the member's own front, as every call to it.
         let response = agg.forward(session, member, auth, body).await?;
-        agg.metrics
-            .upstream_call(agg.metric(member), method, started.elapsed());
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -840,8 +1097,9 @@ async fn list(
     agg: &Aggregate,
     auth: Option<&Auth>,
     session: &Arc<Session>,
-    kind: ListKind,
-    id: Option<&str>,
+    (kind, id): (ListKind, Option<&str>),
+    hidden: &crate::gate::HiddenBy,
+    policy_names: bool,
 ) -> Response {
     let method = match kind {
         ListKind::Tools => "tools/list",
@@ -869,7 +1127,8 @@ async fn list(
             }
         };
         for mut item in items {
-            // At an upstream's own path the client sees the upstream's own name.
+            // What the client is shown when it is not the name the policy sees: at an
+            // upstream's own path, the upstream's own name; a renamed tool's new name.
             let mut own_name = None;
             match kind {
                 ListKind::Tools | ListKind::Prompts => {
@@ -877,10 +1136,33 @@ async fn list(
                     else {
                         continue;
                     };
+                    let shown = if kind == ListKind::Tools && !policy_names {
+                        if let Some(by) = m.renames.shadows(&name) {
+                            tracing::error!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "the upstream's tool {name} is left out: {by} is renamed to {name}; rename one of them");
+                            continue;
+                        }
+                        m.renames.shown(&name)
+                    } else {
+                        None
+                    };
+                    if let (Some(description), Some(object)) = (
+                        shown.and_then(|s| s.description.as_ref()),
+                        item.as_object_mut(),
+                    ) {
+                        object.insert("description".to_owned(), Value::String(description.clone()));
+                    }
+                    let new_name = shown.and_then(|s| s.name.as_ref());
                     if agg.unprefixed {
-                        own_name = Some(name.clone());
+                        own_name = Some(new_name.unwrap_or(&name).clone());
+                    } else if let Some(new_name) = new_name {
+                        own_name = Some(expose(&m.name, new_name).0);
                     }
                     let (exposed, shortened) = expose(&m.name, &name);
+                    if kind == ListKind::Tools {
+                        // The name the client calls labels the operation histogram.
+                        let called = own_name.as_deref().unwrap_or(&exposed);
+                        agg.metrics.registry().register_tools([called]);
+                    }
                     if shortened && let Some(fanout) = &session.fanout {
                         fanout
                             .shortened
@@ -905,7 +1187,9 @@ async fn list(
                 }
                 _ => {}
             }
-            if !agg.gatekeeper.filters_lists() || agg.gatekeeper.keep(auth, kind, &item) {
+            if !agg.gatekeeper.filters_lists()
+                || hidden.keeps(agg.gatekeeper.as_ref(), auth, kind, &item)
+            {
                 if let (Some(name), Some(object)) = (own_name, item.as_object_mut()) {
                     object.insert("name".to_owned(), Value::String(name));
                 }

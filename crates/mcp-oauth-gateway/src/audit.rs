@@ -17,6 +17,10 @@ pub(crate) struct Called<'a> {
     pub(crate) method: &'a str,
     pub(crate) name: Option<String>,
     pub(crate) params: Option<&'a RawValue>,
+    /// The rules that decided ([`crate::gate::Call::decided_by`]).
+    pub(crate) rule_ids: Vec<String>,
+    /// For a filtered list: the rules that hid items.
+    pub(crate) hidden: crate::gate::HiddenBy,
 }
 
 /// Records the decision on `call` and what the client got. A log that has stopped is
@@ -36,11 +40,25 @@ pub(crate) async fn record(
     if let Some(client) = auth.and_then(|a| a.client_id.clone()) {
         actor = actor.client_id(client);
     }
+    // The rules that decided: a rate limit's refusal is its own; a filtered list's are
+    // those that hid items.
     let recorded = match decision {
         Decision::Allow | Decision::Approved(_) => Recorded::allow(),
         Decision::Deny => Recorded::deny(),
         Decision::StepUp(scopes) => Recorded::step_up(scopes.iter().cloned()),
-        Decision::Refuse(refusal) => Recorded::deny().rule_ids([refusal.reason.clone()]),
+        Decision::Refuse(_) => Recorded::deny(),
+    };
+    let recorded = match decision {
+        Decision::Refuse(refusal) => recorded.rule_ids([refusal.reason.clone()]),
+        _ => {
+            let mut rules = call.rule_ids.clone();
+            for rule in call.hidden.take() {
+                if !rules.contains(&rule) {
+                    rules.push(rule);
+                }
+            }
+            recorded.rule_ids(rules)
+        }
     };
     let method = call.method;
     let mut event = AuditEvent::new(method, actor, recorded)

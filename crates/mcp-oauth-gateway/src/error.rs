@@ -22,6 +22,15 @@ pub enum GatewayError {
     /// authorization server declined): this caller may not use the upstream.
     #[error("no credentials for the upstream: {0}")]
     CredentialsRefused(String),
+    /// The caller must act in a browser before the upstream can be used (paste their token
+    /// for it, connect their account): answered with a JSON-RPC error carrying `url`.
+    #[error("{message}")]
+    ActionRequired {
+        /// What is missing and where to fix it (names `url`).
+        message: String,
+        /// The gateway page where the caller fixes it.
+        url: String,
+    },
     /// The upstream session ended and could not be started again.
     #[error("the upstream session is gone")]
     SessionGone,

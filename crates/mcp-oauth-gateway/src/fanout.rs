@@ -22,6 +22,8 @@ pub(crate) struct Fanout {
     pub(crate) resources: Mutex<HashMap<String, Arc<str>>>,
     /// Exposed name → (member, name upstream), for names that were shortened.
     pub(crate) shortened: Mutex<HashMap<String, (Arc<str>, String)>>,
+    /// Each member's `instructions` (from its `initialize` result), once opened.
+    instructions: Mutex<HashMap<Arc<str>, String>>,
 }
 
 impl Fanout {
@@ -32,6 +34,7 @@ impl Fanout {
             in_flight: Mutex::default(),
             resources: Mutex::default(),
             shortened: Mutex::default(),
+            instructions: Mutex::default(),
         }
     }
 
@@ -47,6 +50,21 @@ impl Fanout {
             Some(sub) => subs.insert(member.clone(), sub),
             None => subs.remove(member),
         };
+    }
+
+    /// The `initialize` result of `member`'s session: what of it a later `server/discover`
+    /// repeats.
+    pub(crate) fn set_result(&self, member: &Arc<str>, result: &serde_json::Value) {
+        if let Some(text) = result.get("instructions").and_then(|v| v.as_str()) {
+            let mut all = self.instructions.lock().unwrap_or_else(|p| p.into_inner());
+            all.insert(member.clone(), text.to_owned());
+        }
+    }
+
+    /// `member`'s instructions, if its upstream gave any.
+    pub(crate) fn instructions(&self, member: &str) -> Option<String> {
+        let all = self.instructions.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(member).cloned()
     }
 
     /// One more request of this session in flight at `member`.

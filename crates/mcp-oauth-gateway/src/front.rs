@@ -110,8 +110,9 @@ pub(crate) fn rpc_error(
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(body.clone()));
     *response.status_mut() = status;
+    crate::metrics::mark_jsonrpc_error(&mut response, &body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -165,6 +166,24 @@ fn upstream_failed(
         crate::GatewayError::SessionGone => {
             inner.sessions.remove(session_id);
             session_not_found()
+        }
+        err => failed(id, err),
+    }
+}
+
+/// The answer to a request that failed at the gateway: a caller who must act first (paste
+/// a token) gets a JSON-RPC error carrying the link, in a 200 so that the client shows it;
+/// anything else an error with [`failed_status`].
+pub(crate) fn failed(id: Option<&str>, err: crate::GatewayError) -> Response {
+    match err {
+        crate::GatewayError::ActionRequired { message, url } => {
+            let refusal = crate::gate::Refusal {
+                code: crate::upstream::ACTION_REQUIRED,
+                data: Some(crate::upstream::user_secret::action_data(&message, &url)),
+                message,
+                reason: "credentials:action_required".to_owned(),
+            };
+            json(StatusCode::OK, refusal.response(id))
         }
         err => rpc_error(
             failed_status(&err),
@@ -413,12 +432,7 @@ async fn stateless_session(
                 Ok((status, _, upstream)) if status.is_success() => Some(upstream),
                 Ok((status, _, _)) => return Err(upstream_refusal(status, id)),
                 Err(err) => {
-                    return Err(rpc_error(
-                        failed_status(&err),
-                        id,
-                        jsonrpc::INTERNAL_ERROR,
-                        &err.to_string(),
-                    ));
+                    return Err(failed(id, err));
                 }
             }
         }
@@ -509,12 +523,7 @@ async fn initialize(
             let (status, answer, upstream) = match http.initialize(auth, bytes).await {
                 Ok(answer) => answer,
                 Err(err) => {
-                    return rpc_error(
-                        failed_status(&err),
-                        id,
-                        jsonrpc::INTERNAL_ERROR,
-                        &err.to_string(),
-                    );
+                    return failed(id, err);
                 }
             };
             if !status.is_success() {
@@ -582,6 +591,8 @@ async fn request(
             method,
             name: inner.audit.as_ref().and(call.name()).map(str::to_owned),
             params: message.params,
+            rule_ids: call.take_rule_ids(),
+            hidden: Default::default(),
         };
         (decision, called)
     };
@@ -594,7 +605,16 @@ async fn request(
         decision,
     )
     .await;
-    let response = decided(inner, parts, auth, session, message, bytes, &decision).await;
+    let response = decided(
+        inner,
+        parts,
+        auth,
+        session,
+        (message, bytes),
+        &decision,
+        &called.hidden,
+    )
+    .await;
     if inner.front {
         let outcome = match &decision {
             Decision::Allow | Decision::Approved(_) if response.status().is_success() => {
@@ -628,9 +648,9 @@ async fn decided(
     parts: &::http::request::Parts,
     auth: Option<&Auth>,
     session: &Arc<Session>,
-    message: &Message<'_>,
-    bytes: Bytes,
+    (message, bytes): (&Message<'_>, Bytes),
     decision: &Decision,
+    hidden: &crate::gate::HiddenBy,
 ) -> Response {
     let id = message.id.map(RawValue::get);
     let method = message.method.as_deref().unwrap_or_default();
@@ -658,8 +678,21 @@ async fn decided(
             );
         }
     }
-    let filter = ListKind::of_method(method).filter(|_| inner.gatekeeper.filters_lists());
-    let list = filter.map(|kind| (kind, inner.gatekeeper.as_ref(), auth));
+    // Tool lists are read whole too: their names label the operation histogram.
+    let filters = inner.gatekeeper.filters_lists();
+    let filter = ListKind::of_method(method).filter(|k| filters || *k == ListKind::Tools);
+    let gatekeeper: &dyn Gatekeeper = if filters {
+        inner.gatekeeper.as_ref()
+    } else {
+        &crate::gate::AllowAll
+    };
+    let list = filter.map(|kind| ListFilterOf {
+        kind,
+        gatekeeper,
+        auth,
+        hidden,
+        metrics: &inner.metrics,
+    });
     let started = std::time::Instant::now();
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
@@ -714,11 +747,29 @@ async fn decided(
     }
 }
 
-type ListFilter<'a> = Option<(ListKind, &'a dyn Gatekeeper, Option<&'a Auth>)>;
+/// A list read whole: to filter, and (tools) to learn the names.
+#[derive(Clone, Copy)]
+struct ListFilterOf<'a> {
+    kind: ListKind,
+    gatekeeper: &'a dyn Gatekeeper,
+    auth: Option<&'a Auth>,
+    /// Where the rules that hid items are noted.
+    hidden: &'a crate::gate::HiddenBy,
+    metrics: &'a Metrics,
+}
+
+type ListFilter<'a> = Option<ListFilterOf<'a>>;
 
 /// A response message with its list filtered.
 fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
-    let Some((kind, gatekeeper, auth)) = list else {
+    let Some(ListFilterOf {
+        kind,
+        gatekeeper,
+        auth,
+        hidden,
+        metrics,
+    }) = list
+    else {
         return Bytes::copy_from_slice(message);
     };
     let Ok(parsed) = jsonrpc::parse(message) else {
@@ -727,7 +778,10 @@ fn filtered(message: &[u8], list: ListFilter<'_>) -> Bytes {
     let (Some(id), Some(result)) = (parsed.id, parsed.result) else {
         return Bytes::copy_from_slice(message);
     };
-    match filter_list(gatekeeper, auth, kind, result.get()) {
+    if kind == ListKind::Tools {
+        metrics.tools_listed(result.get());
+    }
+    match filter_list(gatekeeper, auth, kind, result.get(), hidden) {
         Some(result) => jsonrpc::encode_response(id.get(), Some(&result), None),
         // Not a list: nothing can be shown safely.
         None => jsonrpc::error_response(

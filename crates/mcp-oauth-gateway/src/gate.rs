@@ -48,6 +48,7 @@ pub struct Call<'a> {
     method: &'a str,
     params: Option<&'a RawValue>,
     name: std::cell::OnceCell<Option<String>>,
+    rule_ids: std::cell::RefCell<Vec<String>>,
 }
 
 impl<'a> Call<'a> {
@@ -57,7 +58,25 @@ impl<'a> Call<'a> {
             method,
             params,
             name: std::cell::OnceCell::new(),
+            rule_ids: std::cell::RefCell::default(),
         }
+    }
+
+    /// Says which rules made the decision on this call (from [`Gatekeeper::decide`]): the
+    /// audit line's `rule_ids` names them.
+    pub fn decided_by<I, S>(&self, rule_ids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rule_ids
+            .borrow_mut()
+            .extend(rule_ids.into_iter().map(Into::into));
+    }
+
+    /// The rules [`decided_by`](Self::decided_by) named.
+    pub(crate) fn take_rule_ids(&self) -> Vec<String> {
+        std::mem::take(&mut *self.rule_ids.borrow_mut())
     }
 
     /// The JSON-RPC method (`tools/call`, `resources/read`, …).
@@ -206,6 +225,19 @@ pub trait Gatekeeper: Send + Sync + 'static {
         let _ = (caller, list, item);
         true
     }
+
+    /// [`keep`](Self::keep), naming the rules that hid the item: `None` when it is kept,
+    /// else the rules (none: no rule shows it). The gateway asks this one; the audit line of
+    /// a filtered list names the rules that hid something. Default: `keep`'s answer, naming
+    /// no rule.
+    fn hidden_by(
+        &self,
+        caller: Option<&Auth>,
+        list: ListKind,
+        item: &serde_json::Value,
+    ) -> Option<Vec<String>> {
+        (!self.keep(caller, list, item)).then(Vec::new)
+    }
 }
 
 impl<F> Gatekeeper for F
@@ -250,18 +282,51 @@ pub(crate) async fn admitted(
 }
 
 /// Filters the items of a list result (`result` is the JSON text of a list method's
-/// `result`); `None` when it has no array of items where the list kind says.
+/// `result`); `None` when it has no array of items where the list kind says. The rules that
+/// hid items are added to `hidden`.
 pub(crate) fn filter_list(
     gatekeeper: &dyn Gatekeeper,
     caller: Option<&Auth>,
     list: ListKind,
     result: &str,
+    hidden: &HiddenBy,
 ) -> Option<String> {
     let mut value: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(result).ok()?;
     let items = value.get_mut(list.member())?.as_array_mut()?;
-    items.retain(|item| gatekeeper.keep(caller, list, item));
+    items.retain(|item| hidden.keeps(gatekeeper, caller, list, item));
     Some(serde_json::Value::Object(value).to_string())
+}
+
+/// The rules that hid items of one list answer, for its audit line.
+#[derive(Debug, Default)]
+pub(crate) struct HiddenBy(std::sync::Mutex<Vec<String>>);
+
+impl HiddenBy {
+    /// Whether `item` is kept; when it is not, its rules are noted.
+    pub(crate) fn keeps(
+        &self,
+        gatekeeper: &dyn Gatekeeper,
+        caller: Option<&Auth>,
+        list: ListKind,
+        item: &serde_json::Value,
+    ) -> bool {
+        let Some(rules) = gatekeeper.hidden_by(caller, list, item) else {
+            return true;
+        };
+        let mut noted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for rule in rules {
+            if !noted.contains(&rule) {
+                noted.push(rule);
+            }
+        }
+        false
+    }
+
+    /// The rules noted, in the order first met.
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 #[cfg(test)]
@@ -288,13 +353,17 @@ mod tests {
     #[test]
     fn lists_keep_only_what_the_gatekeeper_keeps() {
         let result = r#"{"tools":[{"name":"echo"},{"name":"get_env"}],"nextCursor":"2"}"#;
-        let filtered = filter_list(&OnlyEcho, None, ListKind::Tools, result).expect("list");
+        let hidden = HiddenBy::default();
+        let filtered =
+            filter_list(&OnlyEcho, None, ListKind::Tools, result, &hidden).expect("list");
         let v: serde_json::Value = serde_json::from_str(&filtered).expect("json");
         assert_eq!(
             v,
             serde_json::json!({"tools":[{"name":"echo"}],"nextCursor":"2"})
         );
-        assert!(filter_list(&OnlyEcho, None, ListKind::Prompts, result).is_none());
+        assert!(filter_list(&OnlyEcho, None, ListKind::Prompts, result, &hidden).is_none());
+        // `keep` names no rule.
+        assert!(hidden.take().is_empty());
     }
 
     #[test]

@@ -6,18 +6,22 @@
 //!
 //! Header `{"alg":"ES256","typ":"JWT","kid":…}`; claims `iss` (the gateway), `aud` (the
 //! upstream's URL; for a stdio child `stdio:NAME`, its upstream name, or `stdio:upstream`
-//! for the one unnamed upstream), `sub`, `scope`, `client_id` and `email` when known, `iat`,
-//! `exp` (60 s later) and a random `jti`. The key is an ECDSA P-256 key made when the gateway starts: it
-//! changes with every start, so an upstream looks the `kid` up again when it does not know it.
+//! for the one unnamed upstream), `sub`, `scope`, `client_id`, `email` and `groups` when
+//! known, `iat`, `exp` (60 s later) and a random `jti`.
+//!
+//! The key is an ECDSA P-256 key, its `kid` the RFC 7638 thumbprint. By default it is made
+//! when the gateway starts (it changes with every start); an [`IdentityKey`] read from a file
+//! or from the store keeps it across restarts and shares it between instances. A key file
+//! may hold further keys after the first: they are published (so tokens they signed still
+//! verify) but sign nothing, which is how a key is rotated without a gap.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::http::{HeaderName, HeaderValue};
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_oauth::Auth;
+use mcp_oauth::jose::{Algorithm, SigningKey};
 use serde_json::{Value, json};
 
 use crate::GatewayError;
@@ -33,14 +37,177 @@ pub(crate) fn stdio_audience(name: Option<&str>) -> String {
 /// How long an identity token is valid.
 const TTL: Duration = Duration::from_secs(60);
 
+/// The key that signs identity tokens, with the keys that are only published (previous
+/// ones, during a rotation). Cheap to clone.
+#[derive(Clone)]
+pub struct IdentityKey {
+    signing: Arc<SigningKey>,
+    published: Arc<[SigningKey]>,
+}
+
+impl std::fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityKey")
+            .field("kid", &self.kid())
+            .field("published", &self.published.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_error(reason: impl Into<String>) -> GatewayError {
+    GatewayError::Config {
+        what: "identity key",
+        reason: reason.into(),
+    }
+}
+
+const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+
+impl IdentityKey {
+    /// A new key, in memory only (it dies with the process).
+    ///
+    /// # Errors
+    ///
+    /// The system random source failed.
+    pub fn generate() -> Result<Self, GatewayError> {
+        let key = SigningKey::generate(Algorithm::ES256)
+            .map_err(|_| key_error("cannot generate an ECDSA P-256 key"))?;
+        Ok(Self {
+            signing: Arc::new(key),
+            published: Arc::from([]),
+        })
+    }
+
+    /// The keys of `pem`: PKCS#8 `PRIVATE KEY` blocks of ECDSA P-256 keys, the first signing,
+    /// the others only published.
+    ///
+    /// # Errors
+    ///
+    /// No block, or one that is not a P-256 private key (the error says which).
+    pub fn from_pem(pem: &str) -> Result<Self, GatewayError> {
+        let mut keys = Vec::new();
+        for (index, block) in pem.split(PEM_BEGIN).skip(1).enumerate() {
+            let key = SigningKey::from_pkcs8_pem(&format!("{PEM_BEGIN}{block}"), Algorithm::ES256)
+                .map_err(|e| {
+                    key_error(format!(
+                        "key {} is not an ECDSA P-256 PKCS#8 private key: {e} (make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)",
+                        index + 1
+                    ))
+                })?;
+            keys.push(key);
+        }
+        let mut keys = keys.into_iter();
+        let signing = keys.next().ok_or_else(|| {
+            key_error(format!(
+                "no `{PEM_BEGIN}` block (write an ECDSA P-256 key in PKCS#8 PEM)"
+            ))
+        })?;
+        Ok(Self {
+            signing: Arc::new(signing),
+            published: keys.collect(),
+        })
+    }
+
+    /// The key kept in the file at `path` (PEM, see [`from_pem`](Self::from_pem)); when the
+    /// file does not exist, a new key is made and written there, readable by its owner only.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or written, or does not hold a P-256 key.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, GatewayError> {
+        let path = path.as_ref();
+        let io = |e: std::io::Error| key_error(format!("{}: {e}", path.display()));
+        match std::fs::read_to_string(path) {
+            Ok(pem) => Self::from_pem(&pem)
+                .map_err(|e| key_error(format!("{}: {}", path.display(), config_reason(&e)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate()?;
+                let pem = key.to_pem();
+                let mut options = std::fs::OpenOptions::new();
+                // Never over a file another process wrote meanwhile: read that one instead.
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    options.mode(0o600);
+                }
+                match options.open(path) {
+                    Ok(mut file) => {
+                        use std::io::Write as _;
+                        file.write_all(pem.as_bytes()).map_err(io)?;
+                        file.sync_all().map_err(io)?;
+                        Ok(key)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::from_pem(&std::fs::read_to_string(path).map_err(io)?)
+                    }
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Every key as PKCS#8 PEM, the signing one first: what [`from_pem`](Self::from_pem)
+    /// reads back.
+    ///
+    /// # Security Warning
+    ///
+    /// These are the private keys: whoever has them can vouch for any user to the upstreams.
+    pub fn to_pem(&self) -> String {
+        std::iter::once(self.signing.as_ref())
+            .chain(self.published.iter())
+            .filter_map(SigningKey::to_pkcs8_pem)
+            .collect()
+    }
+
+    /// The signing key's id (its RFC 7638 thumbprint).
+    pub fn kid(&self) -> &str {
+        self.signing.kid()
+    }
+
+    /// The public key set: the signing key, then the published ones.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = std::iter::once(self.signing.as_ref())
+            .chain(self.published.iter())
+            .filter_map(SigningKey::public_jwk)
+            .filter_map(|jwk| serde_json::to_value(jwk).ok())
+            .collect();
+        json!({ "keys": keys })
+    }
+}
+
+fn config_reason(err: &GatewayError) -> String {
+    match err {
+        GatewayError::Config { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The groups an identity token names for a caller.
+pub type GroupsOf = Arc<dyn Fn(&Auth) -> Vec<String> + Send + Sync>;
+
+/// The default groups of a caller: the strings of the token's `groups` and `roles` claims
+/// (a string or an array), without repeats.
+pub fn claimed_groups(caller: &Auth) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    for claim in ["groups", "roles"] {
+        for group in caller.claims.string_list(claim) {
+            if !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+    }
+    groups
+}
+
 /// Signs identity tokens.
 pub(crate) struct Signer {
     /// The header of HTTP upstreams' identity tokens; `None`: only stdio children get them.
     pub(crate) header: Option<HeaderName>,
     issuer: String,
-    key: EcdsaKeyPair,
-    kid: String,
-    rng: SystemRandom,
+    key: IdentityKey,
+    groups: GroupsOf,
 }
 
 impl std::fmt::Debug for Signer {
@@ -48,13 +215,9 @@ impl std::fmt::Debug for Signer {
         f.debug_struct("Signer")
             .field("header", &self.header)
             .field("issuer", &self.issuer)
-            .field("kid", &self.kid)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn random_hex(bytes: usize) -> Option<String> {
@@ -86,36 +249,30 @@ pub fn header_name(header: &str) -> Result<HeaderName, GatewayError> {
 }
 
 impl Signer {
-    pub(crate) fn new(header: Option<&str>, issuer: String) -> Result<Self, GatewayError> {
+    /// A signer with `key` (`None`: one made now) naming the caller's groups with `groups`
+    /// (`None`: [`claimed_groups`]).
+    pub(crate) fn new(
+        header: Option<&str>,
+        issuer: String,
+        key: Option<IdentityKey>,
+        groups: Option<GroupsOf>,
+    ) -> Result<Self, GatewayError> {
         let header = header.map(header_name).transpose()?;
-        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| {
-            GatewayError::Config {
-                what: "identity key",
-                reason: "cannot generate an ECDSA P-256 key".into(),
-            }
-        })?;
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key().as_ref());
-        let kid = b64(digest.as_ref().get(..12).unwrap_or_default());
+        let key = match key {
+            Some(key) => key,
+            None => IdentityKey::generate()?,
+        };
         Ok(Self {
             header,
             issuer,
             key,
-            kid,
-            rng: SystemRandom::new(),
+            groups: groups.unwrap_or_else(|| Arc::new(claimed_groups)),
         })
     }
 
     /// The public key set (JWKS).
     pub(crate) fn jwks(&self) -> Value {
-        // An uncompressed point: 0x04, x (32 bytes), y (32 bytes).
-        let point = self.key.public_key().as_ref();
-        let x = point.get(1..33).unwrap_or_default();
-        let y = point.get(33..65).unwrap_or_default();
-        json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y),
-            "kid": self.kid, "alg": "ES256", "use": "sig"
-        }]})
+        self.key.jwks()
     }
 
     /// An identity token for `caller`, for the upstream at `audience`, as a header value;
@@ -125,8 +282,8 @@ impl Signer {
     }
 
     /// An identity token for `caller`, for the upstream at `audience`; `None` without a
-    /// caller (no authentication) or when signing fails (then it is left out, and the
-    /// upstream sees no identity rather than a wrong one).
+    /// caller (no authentication) or when the clock or the random source fails (then it is
+    /// left out, and the upstream sees no identity rather than a wrong one).
     pub(crate) fn token_text(&self, caller: Option<&Auth>, audience: &str) -> Option<String> {
         let caller = caller?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
@@ -148,13 +305,82 @@ impl Signer {
         if let Some(email) = caller.claims.str("email") {
             object.insert("email".into(), Value::String(email.to_owned()));
         }
-        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let signing_input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
+        let groups = (self.groups)(caller);
+        if !groups.is_empty() {
+            object.insert("groups".into(), json!(groups));
+        }
+        Some(self.key.signing.sign_jwt(Some("JWT"), &claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_is_made_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-gw-idkey-{}",
+            random_hex(8).unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("identity.pem");
+        let made = IdentityKey::from_file(&path).expect("made");
+        let again = IdentityKey::from_file(&path).expect("read");
+        assert_eq!(made.kid(), again.kid());
+        assert_eq!(made.jwks(), again.jwks());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A rotation: the new key first signs, the old one stays published.
+        let new = IdentityKey::generate().expect("new");
+        std::fs::write(&path, format!("{}{}", new.to_pem(), made.to_pem())).expect("write");
+        let rotated = IdentityKey::from_file(&path).expect("rotated");
+        assert_eq!(rotated.kid(), new.kid());
+        let kids: Vec<&str> = rotated.jwks()["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter_map(|k| k["kid"].as_str())
+            .map(|k| {
+                if k == new.kid() {
+                    "new"
+                } else if k == made.kid() {
+                    "old"
+                } else {
+                    "?"
+                }
+            })
+            .collect();
+        assert_eq!(kids, ["new", "old"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_is_not_a_p256_key_is_named() {
+        let Err(GatewayError::Config { reason, .. }) = IdentityKey::from_pem("hello") else {
+            panic!("accepted");
+        };
+        assert!(
+            reason.contains("no `-----BEGIN PRIVATE KEY-----` block"),
+            "{reason}"
         );
-        let signature = self.key.sign(&self.rng, signing_input.as_bytes()).ok()?;
-        Some(format!("{signing_input}.{}", b64(signature.as_ref())))
+        let ed = SigningKey::generate(Algorithm::EdDSA)
+            .expect("ed25519")
+            .to_pkcs8_pem()
+            .expect("pem");
+        let good = IdentityKey::generate().expect("key").to_pem();
+        let Err(GatewayError::Config { reason, .. }) =
+            IdentityKey::from_pem(&format!("{good}{ed}"))
+        else {
+            panic!("accepted");
+        };
+        assert!(
+            reason.starts_with("key 2 is not an ECDSA P-256"),
+            "{reason}"
+        );
     }
 }

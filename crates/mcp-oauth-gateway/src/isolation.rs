@@ -2,16 +2,25 @@
 //! process of their own, started at their first request, stopped after a while without
 //! requests (or when the most users are reached, the least recently active first). A user's
 //! sessions live in their child's gateway, so another user's session id is unknown there.
+//!
+//! With a [`UserSecret`] in the environment (`credentials = { kind = "user-secret", env = … }`)
+//! each child gets its user's own token: the vault is read at each request, a user without a
+//! token gets the link to the page (and no child), and a child whose user's token changed or
+//! was revoked is stopped (and, for a changed one, started again with the new token).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_lc_rs::digest::{SHA256, digest};
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use mcp_oauth::Auth;
 
 use crate::front::{self, Inner};
 use crate::sessions::principal;
+use crate::upstream::UserSecret;
 
 /// How a stdio upstream's child processes are shared.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,11 +36,18 @@ pub enum Isolation {
     PerSession,
 }
 
+/// Variables set in a child's environment for its user.
+pub(crate) type UserEnv = Vec<(OsString, OsString)>;
+
 /// The children of a per-user upstream.
 pub(crate) struct PerUser {
     pub(crate) name: Option<Arc<str>>,
-    make: Box<dyn Fn() -> Arc<Inner> + Send + Sync>,
+    make: Box<dyn Fn(UserEnv) -> Arc<Inner> + Send + Sync>,
     children: moka::sync::Cache<Arc<str>, Arc<Inner>>,
+    /// Each user's token for the child's environment, when configured.
+    secret: Option<UserSecret>,
+    /// The SHA-256 of the token each user's running child was started with.
+    started_with: Mutex<HashMap<Arc<str>, Vec<u8>>>,
     /// Stops idle children even when no request comes (the cache only expires entries when
     /// it is used).
     sweeper: tokio::task::JoinHandle<()>,
@@ -46,9 +62,10 @@ impl Drop for PerUser {
 impl PerUser {
     pub(crate) fn new(
         name: Option<Arc<str>>,
-        make: impl Fn() -> Arc<Inner> + Send + Sync + 'static,
+        make: impl Fn(UserEnv) -> Arc<Inner> + Send + Sync + 'static,
         idle: Duration,
         max: u64,
+        secret: Option<UserSecret>,
     ) -> Self {
         let children: moka::sync::Cache<Arc<str>, Arc<Inner>> = moka::sync::Cache::builder()
             .max_capacity(max)
@@ -60,11 +77,59 @@ impl PerUser {
             make: Box::new(make),
             children,
             sweeper,
+            secret,
+            started_with: Mutex::new(HashMap::new()),
         }
     }
 
     fn inner_for(&self, auth: Option<&Auth>) -> Arc<Inner> {
-        self.children.get_with(principal(auth), || (self.make)())
+        self.children
+            .get_with(principal(auth), || (self.make)(Vec::new()))
+    }
+
+    /// The caller's child, started with their token in its environment; a child started
+    /// with another token is replaced. No token: the caller's child (if any) is stopped.
+    async fn inner_with_secret(
+        &self,
+        auth: Option<&Auth>,
+        secret: &UserSecret,
+    ) -> Result<Arc<Inner>, crate::GatewayError> {
+        let key = principal(auth);
+        let value = match secret.secret_of(auth).await {
+            Ok(value) => value,
+            Err(err) => {
+                if matches!(err, crate::GatewayError::ActionRequired { .. }) {
+                    self.stop(&key);
+                }
+                return Err(err);
+            }
+        };
+        let text = std::str::from_utf8(value.expose()).map_err(|_| {
+            crate::GatewayError::Protocol("the user's token is not text".to_owned())
+        })?;
+        let print = digest(&SHA256, value.expose()).as_ref().to_vec();
+        let mut started = self.started_with.lock().unwrap_or_else(|p| p.into_inner());
+        if started.get(&key) == Some(&print)
+            && let Some(inner) = self.children.get(&key)
+        {
+            return Ok(inner);
+        }
+        // A child started with another token (or none yet): start one with this token.
+        self.children.invalidate(&key);
+        let name = secret.env_name().unwrap_or_default();
+        let inner = (self.make)(vec![(OsString::from(name), OsString::from(text))]);
+        self.children.insert(key.clone(), inner.clone());
+        started.insert(key, print);
+        Ok(inner)
+    }
+
+    /// Stops the child of `key` (its user has no token any more).
+    fn stop(&self, key: &Arc<str>) {
+        self.children.invalidate(key);
+        self.started_with
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Children running now (after dropping the idle ones).
@@ -86,7 +151,16 @@ impl Route {
     pub(crate) async fn handle(&self, request: Request) -> Response {
         let inner = match self {
             Self::Shared(inner) => inner.clone(),
-            Self::PerUser(per_user) => per_user.inner_for(request.extensions().get::<Auth>()),
+            Self::PerUser(per_user) => match &per_user.secret {
+                Some(secret) => {
+                    let auth = request.extensions().get::<Auth>().cloned();
+                    match per_user.inner_with_secret(auth.as_ref(), secret).await {
+                        Ok(inner) => inner,
+                        Err(err) => return refused(request, err).await,
+                    }
+                }
+                None => per_user.inner_for(request.extensions().get::<Auth>()),
+            },
             Self::PerSession(per_session) => return per_session.handle(request).await,
         };
         front::handle(State(inner), request).await
@@ -116,6 +190,23 @@ impl Route {
             Self::PerSession(per_session) => per_session.name.clone(),
         }
     }
+}
+
+/// The answer to a request whose user cannot have a child (no token): the JSON-RPC error
+/// with the link, to the request's id (a `POST`); other methods get it with a 403.
+async fn refused(request: Request, err: crate::GatewayError) -> Response {
+    if request.method() != http::Method::POST {
+        let mut response = front::failed(None, err);
+        *response.status_mut() = http::StatusCode::FORBIDDEN;
+        return response;
+    }
+    let Ok(bytes) = axum::body::to_bytes(request.into_body(), 4 << 20).await else {
+        return http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let id = crate::jsonrpc::parse(&bytes)
+        .ok()
+        .and_then(|m| m.id.map(|id| id.get().to_owned()));
+    front::failed(id.as_deref(), err)
 }
 
 /// A task that stops idle children on time (the cache otherwise evicts only when touched):

@@ -44,6 +44,7 @@
 mod aggregate;
 pub mod approve;
 mod audit;
+pub mod credential_pages;
 mod error;
 mod fanout;
 mod front;
@@ -58,12 +59,14 @@ mod metrics;
 mod modern;
 mod paths;
 mod per_session;
+mod rename;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]
 #[doc(hidden)]
 pub mod test_upstream;
 mod upstream;
+pub mod vault;
 mod versions;
 mod watch;
 pub mod web;
@@ -83,9 +86,10 @@ pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
 pub use isolation::Isolation;
 pub use live::Reloaded;
+pub use rename::ToolNames;
 pub use upstream::{
-    ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig, UpstreamConfig,
-    UpstreamCredentials, resolve_secret,
+    ACTION_REQUIRED, ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig,
+    UpstreamConfig, UpstreamCredentials, UserSecret, resolve_secret, user_oauth,
 };
 pub use versions::SUPPORTED_VERSIONS;
 
@@ -111,6 +115,8 @@ pub struct GatewayBuilder {
     audit: Option<mcp_oauth::AuditLog>,
     identity: Option<String>,
     identity_meta: bool,
+    identity_key: Option<identity::IdentityKey>,
+    identity_groups: Option<identity::GroupsOf>,
     per_user_idle: Duration,
     per_user_max: u64,
     per_session_idle: Duration,
@@ -124,6 +130,7 @@ pub struct GatewayBuilder {
     max_sessions: u64,
     ready_timeout: Duration,
     metrics: Option<mcp_oauth::metrics::Metrics>,
+    tools: std::collections::HashMap<String, ToolNames>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -198,6 +205,24 @@ impl GatewayBuilder {
         self
     }
 
+    /// The key that signs identity tokens (kept in a file or in the store, so that it
+    /// outlives a restart and several instances share it). Default: one made at
+    /// [`build`](Self::build), changing with every start.
+    pub fn identity_key(mut self, key: identity::IdentityKey) -> Self {
+        self.identity_key = Some(key);
+        self
+    }
+
+    /// The caller's groups in identity tokens (the `groups` claim; none: left out). Default:
+    /// [`identity::claimed_groups`], the strings of the token's `groups` and `roles` claims.
+    pub fn identity_groups(
+        mut self,
+        groups: impl Fn(&mcp_oauth::Auth) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.identity_groups = Some(Arc::new(groups));
+        self
+    }
+
     /// With [`Isolation::PerUser`]: a user's child stops after this long without requests
     /// (their sessions end with it). Default: 15 minutes.
     pub fn per_user_idle(mut self, idle: Duration) -> Self {
@@ -254,10 +279,21 @@ impl GatewayBuilder {
     /// Builds the gateway. A stdio child is started at once, so this must run inside a
     /// Tokio runtime.
     ///
+    /// With several upstreams, the tools of upstream `upstream` renamed and described as
+    /// `names` says: clients see `upstream__NEW` and the new description; the policy and the
+    /// audit see the upstream's own name (`upstream__tool`), so a rename never lets a call
+    /// past a rule written for that name. A tool's own name is not callable once it is
+    /// renamed. Checked by [`build`](Self::build): new names fit `^[a-zA-Z0-9_-]{1,64}$` with
+    /// the prefix, and no two tools of an upstream end up with the same name.
+    pub fn tools(mut self, upstream: impl Into<String>, names: ToolNames) -> Self {
+        self.tools.insert(upstream.into(), names);
+        self
+    }
+
     /// # Errors
     ///
-    /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), or the
-    /// upstream's HTTP client cannot be built.
+    /// No OAuth configured (and not [`insecure_no_auth`](Self::insecure_no_auth)), the
+    /// upstream's HTTP client cannot be built, or [`tools`](Self::tools) are refused.
     pub fn build(mut self) -> Result<Gateway, GatewayError> {
         if self.oauth.is_none() && !self.no_auth {
             return Err(GatewayError::Config {
@@ -274,21 +310,19 @@ impl GatewayBuilder {
         }
         if several {
             live::check_names(self.upstreams.iter().map(|(n, _)| n.as_str()))?;
+        } else if self.tools.values().any(|t| !t.is_empty()) {
+            return Err(GatewayError::Config {
+                what: "tool names",
+                reason: "renaming or describing tools needs a gateway of several upstreams (Gateway::aggregate); with one upstream, the upstream's own names are served".into(),
+            });
         }
         let registry = self.metrics.take().unwrap_or_default();
         self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
-        let metric_names: Vec<String> = self.upstreams.iter().map(|(n, _)| n.clone()).collect();
         let metrics = Arc::new(Metrics::new(
             registry,
             self.upstreams
                 .iter()
-                .map(|(n, config)| {
-                    let transport = match config {
-                        UpstreamConfig::Stdio(_) => metrics::Transport::Pipe,
-                        UpstreamConfig::Http(_) => metrics::Transport::Tcp,
-                    };
-                    (n.clone(), transport)
-                })
+                .map(|(n, config)| (n.clone(), metrics::Transport::of(config)))
                 .collect(),
         ));
         let path = match &self.oauth {
@@ -303,6 +337,8 @@ impl GatewayBuilder {
             Some(Arc::new(identity::Signer::new(
                 self.identity.as_deref(),
                 issuer,
+                self.identity_key,
+                self.identity_groups,
             )?))
         } else {
             None
@@ -314,7 +350,6 @@ impl GatewayBuilder {
             max_body: self.max_body,
             ready_timeout: self.ready_timeout,
             metrics: metrics.clone(),
-            metric_names,
             signer: signer.clone(),
             identity_meta: self.identity_meta,
             per_user_idle: self.per_user_idle,
@@ -333,7 +368,7 @@ impl GatewayBuilder {
             }
             Some(last) => {
                 upstreams.push(last);
-                Kind::Several(Arc::new(live::Live::new(parts, upstreams)?))
+                Kind::Several(Arc::new(live::Live::new(parts, upstreams, self.tools)?))
             }
             None => {
                 return Err(GatewayError::Config {
@@ -407,6 +442,8 @@ impl Gateway {
             audit: None,
             identity: None,
             identity_meta: false,
+            identity_key: None,
+            identity_groups: None,
             per_user_idle: Duration::from_secs(15 * 60),
             per_user_max: 100,
             per_session_idle: Duration::from_secs(15 * 60),
@@ -420,6 +457,7 @@ impl Gateway {
             max_sessions: 10_000,
             ready_timeout: Duration::from_secs(30),
             metrics: None,
+            tools: std::collections::HashMap::new(),
         }
     }
 
@@ -480,7 +518,41 @@ impl Gateway {
             .map(|(name, config)| (name.into(), config))
             .collect();
         match &self.kind {
-            Kind::Several(live) => live.reload(upstreams),
+            Kind::Several(live) => live.reload(upstreams, None),
+            Kind::One(_) => Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
+            }),
+        }
+    }
+
+    /// [`reload`](Self::reload) with the tools renamed and described as `tools` says from now
+    /// on (by upstream name, as [`GatewayBuilder::tools`]; an upstream missing here has its
+    /// tools' own names). An upstream whose table changed keeps running; it is listed in
+    /// [`Reloaded::renamed`] and clients are told that the tool list changed.
+    ///
+    /// # Errors
+    ///
+    /// As [`reload`](Self::reload), and a table that [`GatewayBuilder::build`] would refuse
+    /// (a collision, a bad name, an upstream not served); the gateway then goes on serving
+    /// what it served.
+    pub fn reload_tools<I, S, T, U>(&self, upstreams: I, tools: T) -> Result<Reloaded, GatewayError>
+    where
+        I: IntoIterator<Item = (S, UpstreamConfig)>,
+        S: Into<String>,
+        T: IntoIterator<Item = (U, ToolNames)>,
+        U: Into<String>,
+    {
+        let upstreams = upstreams
+            .into_iter()
+            .map(|(name, config)| (name.into(), config))
+            .collect();
+        let tools = tools
+            .into_iter()
+            .map(|(name, names)| (name.into(), names))
+            .collect();
+        match &self.kind {
+            Kind::Several(live) => live.reload(upstreams, Some(tools)),
             Kind::One(_) => Err(GatewayError::Config {
                 what: "upstreams",
                 reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
@@ -690,6 +762,9 @@ impl Gateway {
             catalog.insert(member.to_owned(), serde_json::Value::Array(items));
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
+        if let (Kind::Several(live), Some(tools)) = (&self.kind, catalog.get("tools")) {
+            live.merged().check_renames(tools)?;
+        }
         Ok(serde_json::Value::Object(catalog))
     }
 
@@ -713,9 +788,10 @@ impl Gateway {
         if let Some(session) = session {
             builder = builder.header("mcp-session-id", session);
         }
-        let request = builder
+        let mut request = builder
             .body(axum::body::Body::from(body))
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        request.extensions_mut().insert(aggregate::PolicyNames);
         Ok(match &self.kind {
             Kind::One(route) => route.handle(request).await,
             Kind::Several(live) => {

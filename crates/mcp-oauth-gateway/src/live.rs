@@ -23,6 +23,7 @@ use crate::isolation::{self, Isolation, Route};
 use crate::metrics::Metrics;
 use crate::paths::Own;
 use crate::per_session;
+use crate::rename::{Renames, ToolNames};
 use crate::sessions::Sessions;
 use crate::upstream::{self, UpstreamConfig};
 use crate::{SEPARATOR, identity, valid_upstream_name};
@@ -36,8 +37,6 @@ pub(crate) struct Parts {
     pub(crate) max_body: usize,
     pub(crate) ready_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
-    /// The upstreams the metrics count, in their order (fixed when the gateway is built).
-    pub(crate) metric_names: Vec<String>,
     pub(crate) signer: Option<Arc<identity::Signer>>,
     pub(crate) identity_meta: bool,
     pub(crate) per_user_idle: Duration,
@@ -51,11 +50,10 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    fn metric_index(&self, name: &str) -> usize {
-        self.metric_names
-            .iter()
-            .position(|n| n == name)
-            .unwrap_or(usize::MAX)
+    /// The upstream's number in the metrics (one a reload adds gets series then).
+    fn metric_index(&self, name: &str, config: &UpstreamConfig) -> usize {
+        self.metrics
+            .upstream(name, crate::metrics::Transport::of(config))
     }
 
     fn sessions(&self) -> Sessions {
@@ -72,7 +70,7 @@ pub(crate) fn route_for(
     several: bool,
 ) -> Result<Route, GatewayError> {
     let index = match name.as_deref() {
-        Some(name) if several => parts.metric_index(name),
+        Some(name) if several => parts.metric_index(name, config),
         _ => 0,
     };
     let assemble = {
@@ -111,13 +109,24 @@ pub(crate) fn route_for(
     let (session_idle, max_sessions) = (parts.session_idle, parts.max_sessions);
     // Where a stdio child counts its starts and restarts.
     let probe = (parts.metrics.clone(), index);
+    if let UpstreamConfig::Stdio(config) = config
+        && config.user_secret.is_some()
+        && config.isolation != Isolation::PerUser
+    {
+        return Err(GatewayError::Config {
+            what: "user-secret",
+            reason: "a stdio upstream gets each user's token in its environment only with isolation = \"per-user\" (one child per user)".to_owned(),
+        });
+    }
     Ok(match config {
         UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerUser => {
+            let secret = config.user_secret.clone();
             let config = config.clone();
-            let make = move || {
+            let make = move |env: isolation::UserEnv| {
                 let sessions = Sessions::new(session_idle, max_sessions);
-                let child =
-                    upstream::stdio::Stdio::start(config.clone(), sessions.clone(), probe.clone());
+                let mut config = config.clone();
+                config.env.extend(env);
+                let child = upstream::stdio::Stdio::start(config, sessions.clone(), probe.clone());
                 assemble(sessions, Upstream::Stdio(child))
             };
             Route::PerUser(Arc::new(isolation::PerUser::new(
@@ -125,6 +134,7 @@ pub(crate) fn route_for(
                 make,
                 parts.per_user_idle,
                 parts.per_user_max,
+                secret,
             )))
         }
         UpstreamConfig::Stdio(config) if config.isolation == Isolation::PerSession => {
@@ -168,6 +178,8 @@ fn same(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
                 && a.cwd == b.cwd
                 && a.init_timeout == b.init_timeout
                 && a.isolation == b.isolation
+                && a.user_secret.is_none()
+                && b.user_secret.is_none()
         }
         (UpstreamConfig::Http(a), UpstreamConfig::Http(b)) => {
             a.url == b.url
@@ -196,6 +208,8 @@ struct Served {
 
 struct Serving {
     upstreams: Vec<(Arc<str>, Served)>,
+    /// Each upstream's tool names and descriptions, as configured.
+    tools: HashMap<String, ToolNames>,
     merged: Arc<Aggregate>,
     /// Each upstream's own path → its router (bearer layer, endpoint, metadata).
     paths: HashMap<String, Router>,
@@ -214,6 +228,9 @@ pub struct Reloaded {
     pub removed: Vec<String>,
     /// Upstreams left as they were (their running side and sessions untouched).
     pub kept: Vec<String>,
+    /// Upstreams whose tools are renamed or described differently than before (their
+    /// running side untouched; clients are told that the list changed).
+    pub renamed: Vec<String>,
 }
 
 /// The live upstreams of a gateway of several.
@@ -249,13 +266,39 @@ pub(crate) fn check_names<'a>(
     Ok(())
 }
 
+/// Each upstream's checked [`Renames`]; refuses a table for an upstream that is not served.
+fn renames_of(
+    upstreams: &[(String, UpstreamConfig)],
+    tools: &HashMap<String, ToolNames>,
+) -> Result<HashMap<String, Arc<Renames>>, GatewayError> {
+    let mut renames = HashMap::with_capacity(tools.len());
+    for (upstream, names) in tools {
+        if !upstreams.iter().any(|(n, _)| n == upstream) {
+            return Err(GatewayError::Config {
+                what: "tool names",
+                reason: format!(
+                    "tools are renamed for {upstream:?}, which is not an upstream (the upstreams: {})",
+                    upstreams
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        renames.insert(upstream.clone(), Arc::new(Renames::new(upstream, names)?));
+    }
+    Ok(renames)
+}
+
 impl Live {
     pub(crate) fn new(
         parts: Parts,
         upstreams: Vec<(String, UpstreamConfig)>,
+        tools: HashMap<String, ToolNames>,
     ) -> Result<Self, GatewayError> {
         let sessions = parts.sessions();
-        let state = Self::assemble(&parts, &sessions, Vec::new(), upstreams)?.0;
+        let state = Self::assemble(&parts, &sessions, Vec::new(), upstreams, tools, None)?.0;
         Ok(Self {
             parts,
             sessions,
@@ -270,8 +313,11 @@ impl Live {
         sessions: &Sessions,
         mut old: Vec<(Arc<str>, Served)>,
         upstreams: Vec<(String, UpstreamConfig)>,
+        tools: HashMap<String, ToolNames>,
+        old_tools: Option<&HashMap<String, ToolNames>>,
     ) -> Result<(Serving, Reloaded), GatewayError> {
         check_names(upstreams.iter().map(|(n, _)| n.as_str()))?;
+        let renames = renames_of(&upstreams, &tools)?;
         let mut report = Reloaded::default();
         let mut served = Vec::with_capacity(upstreams.len());
         for (name, config) in upstreams {
@@ -280,6 +326,12 @@ impl Live {
                 .iter()
                 .position(|(n, _)| *n == name)
                 .map(|at| old.swap_remove(at).1);
+            if let Some(old_tools) = old_tools
+                && previous.is_some()
+                && old_tools.get(&*name) != tools.get(&*name)
+            {
+                report.renamed.push(name.to_string());
+            }
             let (route, own, own_sessions) = match previous {
                 Some(p) if same(&p.config, &config) => {
                     report.kept.push(name.to_string());
@@ -311,7 +363,8 @@ impl Live {
         let member = |name: &Arc<str>, s: &Served| Member {
             name: name.clone(),
             route: s.route.clone(),
-            index: parts.metric_index(name),
+            index: parts.metric_index(name, &s.config),
+            renames: renames.get(&**name).cloned().unwrap_or_default(),
         };
         let view = |members: Vec<Member>, sessions: Sessions, oauth, unprefixed| {
             Arc::new(Aggregate {
@@ -352,6 +405,7 @@ impl Live {
         Ok((
             Serving {
                 upstreams: served,
+                tools,
                 merged,
                 paths,
             },
@@ -359,10 +413,12 @@ impl Live {
         ))
     }
 
-    /// Serves `upstreams` from now on; see the module docs.
+    /// Serves `upstreams` from now on, their tools renamed as `tools` says (`None`: as
+    /// before); see the module docs.
     pub(crate) fn reload(
         &self,
         upstreams: Vec<(String, UpstreamConfig)>,
+        tools: Option<HashMap<String, ToolNames>>,
     ) -> Result<Reloaded, GatewayError> {
         if upstreams.len() < 2 {
             return Err(GatewayError::Config {
@@ -386,13 +442,27 @@ impl Live {
                 )
             })
             .collect();
+        let tools = tools.unwrap_or_else(|| state.tools.clone());
         // Built beside the old state: on an error the old one goes on serving.
-        let (next, report) = Self::assemble(&self.parts, &self.sessions, old, upstreams)?;
+        let (next, report) = Self::assemble(
+            &self.parts,
+            &self.sessions,
+            old,
+            upstreams,
+            tools,
+            Some(&state.tools),
+        )?;
         *state = next;
-        if !(report.added.is_empty() && report.changed.is_empty() && report.removed.is_empty()) {
+        if !(report.added.is_empty()
+            && report.changed.is_empty()
+            && report.removed.is_empty()
+            && report.renamed.is_empty())
+        {
             aggregate::announce_list_changes(&self.sessions);
             for (name, served) in &state.upstreams {
-                if !report.kept.iter().any(|k| **k == **name) {
+                let untouched = report.kept.iter().any(|k| **k == **name)
+                    && !report.renamed.iter().any(|k| **k == **name);
+                if !untouched {
                     aggregate::announce_list_changes(&served.own_sessions);
                 }
             }

@@ -14,6 +14,36 @@ use std::time::Duration;
 use mcp_oauth::metrics::encode::{Counter, Histogram, header, label, sample};
 use mcp_oauth::metrics::{METHODS, OTHER, method_index};
 
+/// Answers up to this size are looked at for a JSON-RPC error.
+const ERROR_PEEK: usize = 64 * 1024;
+
+/// Marks `response` (HTTP 200, its JSON `body`) with the JSON-RPC error code it holds, if any,
+/// for the operation histogram's `error_type` ([`mcp_oauth::metrics::JsonRpcErrorCode`]).
+/// Cheap for the common answer: a scan for `"error"` of bodies up to 64 KiB, parsed only
+/// when it is there.
+pub(crate) fn mark_jsonrpc_error(response: &mut axum::response::Response, body: &[u8]) {
+    if !response.status().is_success()
+        || body.len() > ERROR_PEEK
+        || !body.windows(7).any(|w| w == b"\"error\"")
+    {
+        return;
+    }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        code: i64,
+    }
+    if let Ok(message) = crate::jsonrpc::parse(body)
+        && message.result.is_none()
+        && let Some(Ok(error)) = message
+            .error
+            .map(|e| serde_json::from_str::<Error>(e.get()))
+    {
+        response
+            .extensions_mut()
+            .insert(mcp_oauth::metrics::JsonRpcErrorCode(error.code));
+    }
+}
+
 /// What happened to a client request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -58,10 +88,25 @@ pub(crate) enum Transport {
     Tcp,
 }
 
+/// How many upstreams get series of their own (those the gateway starts with, then those
+/// reloads add, in order); later ones are not counted.
+const MAX_UPSTREAMS: usize = 256;
+
+impl Transport {
+    /// How the gateway reaches the upstream `config` configures.
+    pub(crate) fn of(config: &crate::UpstreamConfig) -> Self {
+        match config {
+            crate::UpstreamConfig::Stdio(_) => Self::Pipe,
+            crate::UpstreamConfig::Http(_) => Self::Tcp,
+        }
+    }
+}
+
 /// One upstream's series.
 struct UpstreamSeries {
-    name: String,
-    transport: Transport,
+    name: Box<str>,
+    /// [`Transport`] as a number (a reload may change how the upstream is reached).
+    transport: std::sync::atomic::AtomicU8,
     /// Per method (the index of [`METHODS`], then `_OTHER`).
     latency: Box<[Histogram]>,
     errors: Counter,
@@ -71,12 +116,22 @@ struct UpstreamSeries {
     restarts: Counter,
 }
 
+impl UpstreamSeries {
+    fn transport(&self) -> Transport {
+        match self.transport.load(Ordering::Relaxed) {
+            0 => Transport::Pipe,
+            _ => Transport::Tcp,
+        }
+    }
+}
+
 /// The gateway's metrics.
 pub(crate) struct Metrics {
     registry: mcp_oauth::metrics::Metrics,
     /// `[method][outcome]`.
     requests: Vec<[AtomicU64; 4]>,
-    upstreams: Vec<UpstreamSeries>,
+    /// Filled in order, each slot once: recording reads without a lock.
+    upstreams: Box<[std::sync::OnceLock<UpstreamSeries>]>,
 }
 
 impl Metrics {
@@ -85,20 +140,69 @@ impl Metrics {
         upstreams: Vec<(String, Transport)>,
     ) -> Self {
         let methods = METHODS.len() + 1;
-        Self {
+        let metrics = Self {
             registry,
             requests: (0..methods).map(|_| Default::default()).collect(),
-            upstreams: upstreams
-                .into_iter()
-                .map(|(name, transport)| UpstreamSeries {
-                    name,
-                    transport,
-                    latency: (0..methods).map(|_| Histogram::default()).collect(),
-                    errors: Counter::default(),
-                    processes: AtomicI64::new(0),
-                    restarts: Counter::default(),
-                })
+            upstreams: (0..MAX_UPSTREAMS)
+                .map(|_| std::sync::OnceLock::new())
                 .collect(),
+        };
+        for (name, transport) in upstreams {
+            metrics.upstream(&name, transport);
+        }
+        metrics
+    }
+
+    /// The number of the upstream `name` in the metrics, giving it series when it has none
+    /// (an upstream a reload adds); `usize::MAX` (not counted) past [`MAX_UPSTREAMS`].
+    pub(crate) fn upstream(&self, name: &str, transport: Transport) -> usize {
+        let code = match transport {
+            Transport::Pipe => 0,
+            Transport::Tcp => 1,
+        };
+        for (index, slot) in self.upstreams.iter().enumerate() {
+            let series = slot.get_or_init(|| UpstreamSeries {
+                name: name.into(),
+                transport: std::sync::atomic::AtomicU8::new(code),
+                latency: (0..=METHODS.len()).map(|_| Histogram::default()).collect(),
+                errors: Counter::default(),
+                processes: AtomicI64::new(0),
+                restarts: Counter::default(),
+            });
+            if *series.name == *name {
+                series.transport.store(code, Ordering::Relaxed);
+                return index;
+            }
+        }
+        usize::MAX
+    }
+
+    fn series(&self) -> impl Iterator<Item = &UpstreamSeries> {
+        self.upstreams.iter().map_while(std::sync::OnceLock::get)
+    }
+
+    fn upstream_series(&self, upstream: usize) -> Option<&UpstreamSeries> {
+        self.upstreams
+            .get(upstream)
+            .and_then(std::sync::OnceLock::get)
+    }
+
+    /// Gives the tools of a `tools/list` result (its JSON text) a `gen_ai_tool_name` of their
+    /// own in the operation histogram (the library's table: up to 64 names).
+    pub(crate) fn tools_listed(&self, result: &str) {
+        #[derive(serde::Deserialize)]
+        struct Listed<'a> {
+            #[serde(borrow, default)]
+            tools: Vec<Named<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            name: std::borrow::Cow<'a, str>,
+        }
+        if let Ok(listed) = serde_json::from_str::<Listed<'_>>(result) {
+            self.registry
+                .register_tools(listed.tools.iter().map(|t| t.name.as_ref()));
         }
     }
 
@@ -121,8 +225,7 @@ impl Metrics {
     /// One call to upstream number `upstream` took `elapsed` (until its answer began).
     pub(crate) fn upstream_call(&self, upstream: usize, method: &str, elapsed: Duration) {
         if let Some(histogram) = self
-            .upstreams
-            .get(upstream)
+            .upstream_series(upstream)
             .and_then(|u| u.latency.get(method_index(method)))
         {
             histogram.observe(elapsed);
@@ -130,7 +233,7 @@ impl Metrics {
     }
 
     pub(crate) fn upstream_error(&self, upstream: usize) {
-        if let Some(u) = self.upstreams.get(upstream) {
+        if let Some(u) = self.upstream_series(upstream) {
             u.errors.inc();
         }
     }
@@ -143,7 +246,7 @@ impl Metrics {
         upstream: usize,
         again: bool,
     ) -> ProcessGuard {
-        if let Some(u) = self.upstreams.get(upstream) {
+        if let Some(u) = self.upstream_series(upstream) {
             u.processes.fetch_add(1, Ordering::Relaxed);
             if again {
                 u.restarts.inc();
@@ -166,7 +269,7 @@ impl Metrics {
             "histogram",
             "The duration of an MCP request the gateway sent an upstream, until the start of its answer.",
         );
-        for upstream in &self.upstreams {
+        for upstream in self.series() {
             for (index, histogram) in upstream.latency.iter().enumerate() {
                 if histogram.count() == 0 {
                     continue;
@@ -177,7 +280,7 @@ impl Metrics {
                 label(
                     &mut labels,
                     "network_transport",
-                    match upstream.transport {
+                    match upstream.transport() {
                         Transport::Pipe => "pipe",
                         Transport::Tcp => "tcp",
                     },
@@ -210,16 +313,12 @@ impl Metrics {
             "counter",
             "Failed calls to each upstream.",
         );
-        for upstream in &self.upstreams {
+        for upstream in self.series() {
             let mut labels = String::new();
             label(&mut labels, "upstream", &upstream.name);
             sample(&mut out, ERRORS, &labels, upstream.errors.get());
         }
-        let stdio = || {
-            self.upstreams
-                .iter()
-                .filter(|u| u.transport == Transport::Pipe)
-        };
+        let stdio = || self.series().filter(|u| u.transport() == Transport::Pipe);
         const PROCESSES: &str = "mcp_gateway_stdio_processes";
         header(
             &mut out,
@@ -257,7 +356,7 @@ pub(crate) struct ProcessGuard {
 
 impl Drop for ProcessGuard {
     fn drop(&mut self) {
-        if let Some(u) = self.metrics.upstreams.get(self.upstream) {
+        if let Some(u) = self.metrics.upstream_series(self.upstream) {
             u.processes.fetch_sub(1, Ordering::Relaxed);
         }
     }

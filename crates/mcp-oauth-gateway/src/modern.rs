@@ -163,6 +163,12 @@ pub(crate) fn all_versions() -> Vec<&'static str> {
 /// `serverInfo`, `instructions`). Not cacheable across users: what a caller may use depends
 /// on who they are.
 pub(crate) fn discover_result(init: &Map<String, Value>) -> String {
+    Value::Object(discover_object(init)).to_string()
+}
+
+/// [`discover_result`] as an object, for a caller that adds to it (the aggregate names the
+/// upstreams it could not reach in `_meta`).
+pub(crate) fn discover_object(init: &Map<String, Value>) -> Map<String, Value> {
     let mut result = Map::new();
     result.insert("resultType".into(), "complete".into());
     result.insert("supportedVersions".into(), all_versions().into());
@@ -183,7 +189,7 @@ pub(crate) fn discover_result(init: &Map<String, Value>) -> String {
             json!({ "io.modelcontextprotocol/serverInfo": info }),
         );
     }
-    Value::Object(result).to_string()
+    result
 }
 
 /// The `initialize` the gateway sends an HTTP upstream for a stateless client: the client's

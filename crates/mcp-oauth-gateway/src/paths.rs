@@ -56,9 +56,11 @@ impl Own {
         Ok(Self { path, oauth })
     }
 
-    /// `router` with this path's endpoint, behind this path's bearer layer.
+    /// `router` with this path's endpoint, behind this path's bearer layer; inside it, the
+    /// operation histogram (as at the merged endpoint).
     pub(crate) fn route(&self, router: Router, view: Arc<Aggregate>) -> Router {
-        let endpoint = axum::routing::any(aggregate::handle).with_state(view);
+        let operations = view.metrics.registry().layer().max_body(view.max_body);
+        let endpoint = operations.layer(axum::routing::any(aggregate::handle).with_state(view));
         match &self.oauth {
             Some(oauth) => router.route_service(&self.path, oauth.layer().layer(endpoint)),
             None => router.route_service(&self.path, endpoint),

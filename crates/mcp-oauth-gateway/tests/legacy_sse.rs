@@ -240,16 +240,31 @@ async fn sse_when_told_sessions_end_with_their_stream() {
         (up.state.open_streams() == 0).then_some(())
     })
     .await;
-    // The upstream ending a stream ends the client's session.
+    // The upstream ending a stream: the next request opens a new one, initialized with the
+    // client's initialize, in the same client session.
     let session = raw_session(&h.url, &alice).await;
+    let opened = up.state.opened.load(Ordering::SeqCst);
     up.state.streams.lock().unwrap().clear();
-    poll("the session to be gone", || async {
-        let status = post(&h.url, Some(&alice), Some(&session), list)
-            .await
-            .status();
-        (status == 404).then_some(())
-    })
-    .await;
+    let again = post(&h.url, Some(&alice), Some(&session), list).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        messages(again).await[0]["result"]["tools"][0]["name"],
+        "echo"
+    );
+    assert_eq!(up.state.opened.load(Ordering::SeqCst), opened + 1);
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"renewed"}}}"#;
+    let answer = post(&h.url, Some(&alice), Some(&session), call).await;
+    assert_eq!(
+        messages(answer).await[0]["result"]["content"][0]["text"],
+        "renewed"
+    );
+    assert_eq!(up.state.opened.load(Ordering::SeqCst), opened + 1, "kept");
+    // An upstream that answers but gives no working stream (this one names another origin)
+    // ends the client's session.
+    *up.state.endpoint.lock().unwrap() = Some("http://127.0.0.2:9/messages".into());
+    up.state.streams.lock().unwrap().clear();
+    let gone = post(&h.url, Some(&alice), Some(&session), list).await;
+    assert_eq!(gone.status(), 404);
 }
 
 #[tokio::test]

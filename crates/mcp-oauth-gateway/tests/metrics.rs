@@ -149,12 +149,22 @@ async fn requests_move_exactly_their_counters() {
             "mcp_server_operation_duration_seconds_count{{mcp_method_name=\"{method}\"{extra},network_transport=\"tcp\",network_protocol_name=\"http\"}}"
         )
     };
+    // Tools never listed count as _OTHER; the deny, a JSON-RPC error inside HTTP 200, by
+    // its code.
     assert_eq!(
         moved(&server(
             "tools/call",
             ",gen_ai_tool_name=\"_OTHER\",gen_ai_operation_name=\"execute_tool\""
         )),
-        3.0,
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        moved(&server(
+            "tools/call",
+            ",gen_ai_tool_name=\"_OTHER\",gen_ai_operation_name=\"execute_tool\",error_type=\"-32602\""
+        )),
+        1.0,
         "{text}"
     );
     assert_eq!(
@@ -165,7 +175,12 @@ async fn requests_move_exactly_their_counters() {
         1.0,
         "{text}"
     );
-    assert_eq!(moved(&server("_OTHER", "")), 2.0, "{text}");
+    // The upstream answers them with its own JSON-RPC error: method not found.
+    assert_eq!(
+        moved(&server("_OTHER", ",error_type=\"-32601\"")),
+        2.0,
+        "{text}"
+    );
     assert!(!text.contains("invented"), "{text}");
     assert_eq!(
         value(&text, "mcp_gateway_stdio_processes{upstream=\"\"}"),
@@ -259,6 +274,168 @@ async fn the_process_gauge_follows_per_user_children() {
     assert_eq!(
         value(&text, "mcp_gateway_stdio_restarts_total{upstream=\"\"}"),
         0.0,
+        "{text}"
+    );
+}
+
+fn server_series(method: &str, extra: &str) -> String {
+    format!(
+        "mcp_server_operation_duration_seconds_count{{mcp_method_name=\"{method}\"{extra},network_transport=\"tcp\",network_protocol_name=\"http\"}}"
+    )
+}
+
+fn tool_series(tool: &str, error: &str) -> String {
+    server_series(
+        "tools/call",
+        &format!(",gen_ai_tool_name=\"{tool}\",gen_ai_operation_name=\"execute_tool\"{error}"),
+    )
+}
+
+fn list_body(id: u32) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}).to_string()
+}
+
+/// Listed tools get a `gen_ai_tool_name` of their own; a name never listed stays `_OTHER`;
+/// JSON-RPC errors inside HTTP 200 (the gateway's deny, the upstream's own) count by code.
+#[tokio::test]
+async fn listed_tools_and_jsonrpc_errors_label_operations() {
+    let registry = Metrics::new();
+    let rules = Rules(registry.clone());
+    let h = Harness::start_with(stdio_upstream(), |b| b.metrics(registry).gatekeeper(rules)).await;
+    let token = h.token("alice");
+    let session = raw_session(&h.url, &token).await;
+    let listed = messages(post(&h.url, Some(&token), Some(&session), list_body(2)).await).await;
+    assert!(listed[0]["result"]["tools"].as_array().unwrap().len() > 3);
+    let before = h.gateway.metrics_text();
+    let mut answers = Vec::new();
+    for (id, tool) in [
+        (3, "echo"),
+        (4, "echo"),
+        (5, "get_env"),
+        (6, "no-such-tool"),
+    ] {
+        let answer = post(&h.url, Some(&token), Some(&session), call_body(id, tool)).await;
+        assert_eq!(answer.status(), 200);
+        answers.push(messages(answer).await.remove(0));
+    }
+    // The upstream's own refusal of the unknown tool.
+    assert_eq!(answers[3]["error"]["code"], -32602, "{:?}", answers[3]);
+    let text = h.gateway.metrics_text();
+    let moved = |series: &str| value(&text, series) - value(&before, series);
+    assert_eq!(moved(&tool_series("echo", "")), 2.0, "{text}");
+    assert_eq!(
+        moved(&tool_series("get_env", ",error_type=\"-32602\"")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(moved(&tool_series("get_env", "")), 0.0, "{text}");
+    assert_eq!(
+        moved(&tool_series("_OTHER", ",error_type=\"-32602\"")),
+        1.0,
+        "a name no list gave stays _OTHER: {text}"
+    );
+    assert!(!text.contains("no-such-tool"), "{text}");
+    assert_eq!(moved(&server_series("tools/list", "")), 0.0, "{text}");
+}
+
+/// At an upstream's own path (`/NAME/mcp`) the operations are counted as at `/mcp`, under
+/// the names the client sees there; an upstream a reload adds is counted from then on.
+#[tokio::test]
+async fn own_paths_and_reloaded_upstreams_are_counted() {
+    let remote = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    let http = |addr: std::net::SocketAddr| -> mcp_oauth_gateway::UpstreamConfig {
+        mcp_oauth_gateway::HttpConfig::new(&format!("http://{addr}/mcp"))
+            .unwrap()
+            .into()
+    };
+    let h = Harness::several(
+        vec![
+            ("local", stdio_upstream().into()),
+            ("remote", http(remote.0)),
+        ],
+        |b| b,
+    )
+    .await;
+    let own = format!("http://{}/remote/mcp", h.addr);
+    let own_token = h
+        .key
+        .token()
+        .iss(ISSUER)
+        .aud(&own)
+        .sub("alice")
+        .scope("mcp:read")
+        .sign();
+    let own_session = raw_session(&own, &own_token).await;
+    let before = h.gateway.metrics_text();
+    messages(post(&own, Some(&own_token), Some(&own_session), list_body(2)).await).await;
+    for id in [3, 4] {
+        let answer = post(
+            &own,
+            Some(&own_token),
+            Some(&own_session),
+            call_body(id, "echo"),
+        )
+        .await;
+        assert_eq!(
+            messages(answer).await[0]["result"]["content"][0]["text"],
+            "x"
+        );
+    }
+    let text = h.gateway.metrics_text();
+    let moved = |series: &str| value(&text, series) - value(&before, series);
+    assert_eq!(moved(&server_series("tools/list", "")), 1.0, "{text}");
+    assert_eq!(moved(&tool_series("echo", "")), 2.0, "{text}");
+    assert_eq!(
+        moved(
+            "mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"remote\",network_transport=\"tcp\"}"
+        ),
+        2.0,
+        "each upstream call counted once: {text}"
+    );
+    assert_eq!(
+        moved(
+            "mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/list\",upstream=\"remote\",network_transport=\"tcp\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+
+    // A third upstream, added by a reload: its calls are counted without a restart.
+    let third = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    h.gateway
+        .reload([
+            ("local", stdio_upstream().into()),
+            ("remote", http(remote.0)),
+            ("third", http(third.0)),
+        ])
+        .unwrap();
+    let token = h.token("alice");
+    let session = raw_session(&h.url, &token).await;
+    messages(post(&h.url, Some(&token), Some(&session), list_body(5)).await).await;
+    let before = h.gateway.metrics_text();
+    let answer = post(
+        &h.url,
+        Some(&token),
+        Some(&session),
+        call_body(6, "third__echo"),
+    )
+    .await;
+    assert_eq!(
+        messages(answer).await[0]["result"]["content"][0]["text"],
+        "x"
+    );
+    let text = h.gateway.metrics_text();
+    let moved = |series: &str| value(&text, series) - value(&before, series);
+    assert_eq!(
+        moved(
+            "mcp_client_operation_duration_seconds_count{mcp_method_name=\"tools/call\",upstream=\"third\",network_transport=\"tcp\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(moved(&tool_series("third__echo", "")), 1.0, "{text}");
+    assert!(
+        text.contains("mcp_gateway_upstream_errors_total{upstream=\"third\"} 0\n"),
         "{text}"
     );
 }

@@ -13,8 +13,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use mcp_oauth::Auth;
-use mcp_oauth_gateway::HttpConfig;
 use mcp_oauth_gateway::gate::{Call, Decision, Gatekeeper};
+use mcp_oauth_gateway::{HttpConfig, UNAVAILABLE_META};
 use serde_json::{Value, json};
 use support::*;
 
@@ -243,4 +243,221 @@ async fn an_unknown_version_is_refused_with_the_versions_spoken() {
         message.contains(V) && message.contains("2025-06-18"),
         "{message}"
     );
+}
+
+/// A Streamable HTTP test upstream on 127.0.0.1, as an upstream configuration.
+async fn http_member() -> (
+    mcp_oauth_gateway::UpstreamConfig,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (addr, stop) = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    let config = HttpConfig::new(&format!("http://{addr}/mcp")).unwrap();
+    (config.into(), stop)
+}
+
+#[tokio::test]
+async fn discover_and_stateless_calls_through_several_upstreams() {
+    let (remote, _stop) = http_member().await;
+    let h = Harness::several(
+        vec![("local", stdio_upstream().into()), ("remote", remote)],
+        |b| b,
+    )
+    .await;
+    let token = h.token("alice");
+    let discover = modern(
+        &h.url,
+        &token,
+        &[("mcp-method", "server/discover")],
+        discover_body(),
+    )
+    .await;
+    assert_eq!(discover.status(), 200);
+    assert!(discover.headers().get("mcp-session-id").is_none());
+    let body = messages(discover).await.pop().unwrap();
+    let result = &body["result"];
+    let versions = result["supportedVersions"].as_array().unwrap();
+    for v in [V, "2025-11-25", "2025-06-18"] {
+        assert!(versions.iter().any(|s| s == v), "{v} in {body}");
+    }
+    assert!(result["capabilities"]["tools"].is_object(), "{body}");
+    assert!(result["_meta"].get(UNAVAILABLE_META).is_none(), "{body}");
+
+    // A stateless list and calls to each upstream, by the prefixed names the client sees.
+    let listed = modern(
+        &h.url,
+        &token,
+        &[("mcp-method", "tools/list")],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+               "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": V}}}),
+    )
+    .await;
+    assert_eq!(listed.status(), 200);
+    let listed = messages(listed).await.pop().unwrap();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for name in ["local__echo", "remote__echo"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    for tool in ["local__echo", "remote__echo"] {
+        let called = modern(
+            &h.url,
+            &token,
+            &[("mcp-method", "tools/call"), ("mcp-name", tool)],
+            call_body(tool, json!({"text": tool})),
+        )
+        .await;
+        assert_eq!(called.status(), 200);
+        assert!(called.headers().get("mcp-session-id").is_none());
+        let answer = messages(called).await.pop().unwrap();
+        assert_eq!(answer["result"]["content"][0]["text"], tool, "{answer}");
+    }
+    // Without a token nothing is answered, not even discover.
+    let anonymous = reqwest::Client::new()
+        .post(&h.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "server/discover")
+        .body(discover_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // The older versions keep working on the same endpoint.
+    let client = h.client("bob").await;
+    assert_eq!(
+        call(&client, "remote__echo", json!({"text": "old"}))
+            .await
+            .unwrap(),
+        "old"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_upstream_down_degrades_discover_instead_of_failing_it() {
+    // A port where nothing listens (bound, then released).
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = HttpConfig::new(&format!("http://{closed}/mcp")).unwrap();
+    let h = Harness::several(
+        vec![("local", stdio_upstream().into()), ("down", down.into())],
+        |b| b,
+    )
+    .await;
+    let token = h.token("alice");
+    let discover = modern(
+        &h.url,
+        &token,
+        &[("mcp-method", "server/discover")],
+        discover_body(),
+    )
+    .await;
+    assert_eq!(discover.status(), 200);
+    let body = messages(discover).await.pop().unwrap();
+    assert_eq!(body["result"]["_meta"][UNAVAILABLE_META], json!(["down"]));
+    assert!(body["result"]["supportedVersions"].is_array(), "{body}");
+    let called = modern(
+        &h.url,
+        &token,
+        &[("mcp-method", "tools/call"), ("mcp-name", "local__echo")],
+        call_body("local__echo", json!({"text": "still here"})),
+    )
+    .await;
+    let answer = messages(called).await.pop().unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "still here");
+}
+
+#[tokio::test]
+async fn through_several_upstreams_a_lying_header_is_refused_before_policy() {
+    let asked = Counting::default();
+    let (remote, _stop) = http_member().await;
+    let gatekeeper = asked.clone();
+    let h = Harness::several(
+        vec![("local", stdio_upstream().into()), ("remote", remote)],
+        move |b| b.gatekeeper(gatekeeper),
+    )
+    .await;
+    let token = h.token("mallory");
+    let cases: [&[(&str, &str)]; 3] = [
+        // The upstream's own name, not the one the client sees.
+        &[("mcp-method", "tools/call"), ("mcp-name", "get_env")],
+        // Another upstream's tool of the same name.
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "remote__get_env"),
+        ],
+        &[("mcp-method", "tools/list"), ("mcp-name", "local__get_env")],
+    ];
+    for headers in cases {
+        let response = modern(
+            &h.url,
+            &token,
+            headers,
+            call_body("local__get_env", json!({})),
+        )
+        .await;
+        assert_eq!(response.status(), 400, "{headers:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32020, "{body}");
+        assert_eq!(body["id"], 7);
+    }
+    assert_eq!(
+        asked.0.load(Ordering::SeqCst),
+        0,
+        "never reached the policy"
+    );
+    let honest = modern(
+        &h.url,
+        &token,
+        &[("mcp-method", "tools/call"), ("mcp-name", "local__echo")],
+        call_body("local__echo", json!({"text": "ok"})),
+    )
+    .await;
+    assert_eq!(honest.status(), 200);
+    assert_eq!(asked.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn at_an_upstreams_own_path_mcp_name_is_the_name_seen_there() {
+    let (remote, _stop) = http_member().await;
+    let h = Harness::several(
+        vec![("local", stdio_upstream().into()), ("remote", remote)],
+        |b| b,
+    )
+    .await;
+    let own = format!("http://{}/remote/mcp", h.addr);
+    let token = h
+        .key
+        .token()
+        .iss(ISSUER)
+        .aud(&own)
+        .sub("alice")
+        .scope("mcp:read")
+        .sign();
+    let called = modern(
+        &own,
+        &token,
+        &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
+        call_body("echo", json!({"text": "own path"})),
+    )
+    .await;
+    assert_eq!(called.status(), 200);
+    let answer = messages(called).await.pop().unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "own path");
+    let lying = modern(
+        &own,
+        &token,
+        &[("mcp-method", "tools/call"), ("mcp-name", "remote__echo")],
+        call_body("echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(lying.status(), 400);
 }

@@ -626,6 +626,7 @@ async fn anonymous_readyz_cannot_drive_upstream_connections() {
     let url = format!("http://{}/readyz", h.addr);
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
     let before = connections.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
     let asks: Vec<_> = (0..40)
         .map(|_| {
             let url = url.clone();
@@ -639,10 +640,12 @@ async fn anonymous_readyz_cannot_drive_upstream_connections() {
         assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
     }
     let probes = connections.load(Ordering::SeqCst) - before;
-    // Sixty asks; without the reuse, sixty probes. At most one more probe than the reuse
-    // window's boundary can add.
+    // Sixty asks; without the reuse, sixty probes. With it, one probe per reuse window (2 s)
+    // the asks took, and one more for the window the first answer was probed in: on a busy
+    // machine the asks may take several windows, which is still far fewer than sixty.
+    let windows = usize::try_from(started.elapsed().as_secs() / 2 + 1).unwrap_or(usize::MAX);
     assert!(
-        probes <= 1,
-        "{probes} upstream connections for 60 anonymous /readyz"
+        probes <= windows,
+        "{probes} upstream connections for 60 anonymous /readyz over {windows} reuse windows"
     );
 }

@@ -19,6 +19,7 @@
 //! let token = headers.get("x-mcp-identity").ok_or("no identity")?.to_str()?;
 //! let caller = identities.verify(token).await?;
 //! println!("{} ({:?}) calls with {:?}", caller.subject, caller.email, caller.scopes);
+//! let admin = caller.groups.iter().any(|g| g == "admins");
 //! # Ok(()) }
 //! ```
 
@@ -48,6 +49,9 @@ pub struct ForwardedIdentity {
     pub scopes: Vec<String>,
     /// The OAuth client they came with, when known.
     pub client_id: Option<String>,
+    /// Their groups as the gateway sees them (the `groups` claim: from the token's groups or
+    /// roles claims, or the gateway's policy); empty when it named none.
+    pub groups: Vec<String>,
     /// Every claim of the identity token.
     pub claims: Claims,
 }
@@ -150,6 +154,7 @@ impl IdentityVerifier {
             email: claims.str("email").map(str::to_owned),
             scopes: claims.scopes(),
             client_id: claims.str("client_id").map(str::to_owned),
+            groups: claims.string_list("groups"),
             claims,
         })
     }
@@ -198,7 +203,8 @@ mod tests {
 
     fn claims(now: i64) -> serde_json::Value {
         json!({"iss": GATEWAY, "aud": AUD, "sub": "alice", "email": "alice@example.com",
-               "scope": "mcp:read mcp:write", "client_id": "c1", "iat": now, "exp": now + 60, "jti": "j"})
+               "scope": "mcp:read mcp:write", "client_id": "c1", "groups": ["staff", "admins"],
+               "iat": now, "exp": now + 60, "jti": "j"})
     }
 
     #[tokio::test]
@@ -212,6 +218,12 @@ mod tests {
         assert_eq!(caller.email.as_deref(), Some("alice@example.com"));
         assert_eq!(caller.scopes, ["mcp:read", "mcp:write"]);
         assert_eq!(caller.client_id.as_deref(), Some("c1"));
+        assert_eq!(caller.groups, ["staff", "admins"]);
+        // Without the claim: no groups.
+        let mut plain = claims(now_unix());
+        plain.as_object_mut().unwrap().remove("groups");
+        let caller = verifier.verify(&sign(&key, "ES256", plain)).await.unwrap();
+        assert!(caller.groups.is_empty());
     }
 
     #[tokio::test]

@@ -22,6 +22,12 @@ use crate::error::GatewayError;
 pub enum UpstreamCredentials {
     /// The caller's verified token exchanged for one meant for the upstream.
     TokenExchange(TokenExchange),
+    /// Each user's own token at the upstream's authorization server, granted once through
+    /// the gateway's connect page and kept sealed per (user, upstream).
+    UserOAuth(super::user_oauth::UserOAuth),
+    /// The caller's own token for the upstream, pasted on the gateway's page
+    /// ([`UserSecret`](crate::upstream::UserSecret)).
+    UserSecret(crate::upstream::UserSecret),
 }
 
 impl fmt::Debug for UpstreamCredentials {
@@ -30,6 +36,8 @@ impl fmt::Debug for UpstreamCredentials {
             Self::TokenExchange(exchange) => {
                 f.debug_tuple("TokenExchange").field(exchange).finish()
             }
+            Self::UserOAuth(user_oauth) => f.debug_tuple("UserOAuth").field(user_oauth).finish(),
+            Self::UserSecret(secret) => f.debug_tuple("UserSecret").field(secret).finish(),
         }
     }
 }
@@ -57,6 +65,37 @@ impl UpstreamCredentials {
         Self::TokenExchange(exchange)
     }
 
+    /// Each user's own token at the upstream, from `user_oauth` (see
+    /// [`user_oauth`](crate::user_oauth)).
+    pub fn user_oauth(user_oauth: super::user_oauth::UserOAuth) -> Self {
+        Self::UserOAuth(user_oauth)
+    }
+
+    /// Each caller's own token, pasted once on the gateway's page.
+    pub fn user_secret(secret: crate::upstream::UserSecret) -> Self {
+        Self::UserSecret(secret)
+    }
+
+    /// The header (`Authorization`, unless a user secret names another) for a request made
+    /// for `caller`.
+    ///
+    /// # Errors
+    ///
+    /// As [`authorization`](Self::authorization); a caller without a user secret gets
+    /// [`GatewayError::ActionRequired`].
+    pub(crate) async fn header(
+        &self,
+        caller: Option<&Auth>,
+    ) -> Result<(http::HeaderName, HeaderValue), GatewayError> {
+        match self {
+            Self::UserSecret(secret) => secret.header_for(caller).await,
+            Self::TokenExchange(_) | Self::UserOAuth(_) => Ok((
+                http::header::AUTHORIZATION,
+                self.authorization(caller).await?,
+            )),
+        }
+    }
+
     /// The `Authorization` value for a request made for `caller`.
     ///
     /// # Errors
@@ -67,7 +106,11 @@ impl UpstreamCredentials {
         &self,
         caller: Option<&Auth>,
     ) -> Result<HeaderValue, GatewayError> {
-        let Self::TokenExchange(exchange) = self;
+        let exchange = match self {
+            Self::TokenExchange(exchange) => exchange,
+            Self::UserOAuth(user_oauth) => return user_oauth.authorization(caller).await,
+            Self::UserSecret(secret) => return Ok(secret.header_for(caller).await?.1),
+        };
         let Some(caller) = caller else {
             return Err(GatewayError::CredentialsRefused(
                 "this upstream is reached with the caller's exchanged token, and the request has no verified caller".into(),
@@ -90,9 +133,15 @@ impl UpstreamCredentials {
     /// The upstream refused the credentials made for `caller` (401): the next request gets
     /// fresh ones.
     pub(crate) fn forget(&self, caller: Option<&Auth>) {
-        let Self::TokenExchange(exchange) = self;
-        if let Some(caller) = caller {
-            exchange.forget(caller);
+        match self {
+            Self::TokenExchange(exchange) => {
+                if let Some(caller) = caller {
+                    exchange.forget(caller);
+                }
+            }
+            Self::UserOAuth(user_oauth) => user_oauth.forget(caller),
+            // A pasted token is the user's to replace; nothing is cached.
+            Self::UserSecret(_) => {}
         }
     }
 }

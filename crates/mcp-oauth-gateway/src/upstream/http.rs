@@ -11,7 +11,7 @@
 //! reference `server-everything` among them, answer an unknown session id with
 //! `400 Bad Request: No valid session ID provided`, as after a restart).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -36,11 +36,18 @@ pub(crate) struct HttpSession {
     /// The upstream's last answer to `initialize` (the response message).
     answer: Mutex<Bytes>,
     reinit: tokio::sync::Mutex<()>,
-    /// The session's stream, for a legacy HTTP+SSE upstream.
-    legacy: Option<Legacy>,
+    /// The session's stream, for a legacy HTTP+SSE upstream (replaced when the upstream
+    /// ends it).
+    legacy: Option<Mutex<Arc<Legacy>>>,
 }
 
 impl HttpSession {
+    /// The legacy stream in use, for a legacy HTTP+SSE upstream.
+    fn legacy(&self) -> Option<Arc<Legacy>> {
+        let legacy = self.legacy.as_ref()?;
+        Some(legacy.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
     fn upstream_id(&self) -> Option<HeaderValue> {
         self.upstream_id
             .lock()
@@ -112,7 +119,7 @@ fn new_session(init: Bytes, legacy: Option<Legacy>) -> HttpSession {
         init,
         answer: Mutex::new(Bytes::new()),
         reinit: tokio::sync::Mutex::new(()),
-        legacy,
+        legacy: legacy.map(|l| Mutex::new(Arc::new(l))),
     }
 }
 
@@ -123,8 +130,9 @@ pub(crate) struct Http {
     headers: HeaderMap,
     /// Signs the caller's identity into a header of each request, when configured.
     identity: Option<std::sync::Arc<crate::identity::Signer>>,
-    /// The caller's own credentials for the upstream, when configured.
-    credentials: Option<UpstreamCredentials>,
+    /// The caller's own credentials for the upstream, when configured (boxed: the
+    /// upstream kinds share one enum, whose variants should stay close in size).
+    credentials: Option<Box<UpstreamCredentials>>,
     transport: HttpTransport,
     /// The upstream turned out to speak only the legacy SSE transport.
     legacy_seen: std::sync::atomic::AtomicBool,
@@ -154,7 +162,7 @@ impl Http {
             client,
             headers,
             identity,
-            credentials: config.credentials.clone(),
+            credentials: config.credentials.clone().map(Box::new),
             transport: config.transport,
             legacy_seen: std::sync::atomic::AtomicBool::new(false),
         })
@@ -185,10 +193,8 @@ impl Http {
             headers.insert(header.clone(), token);
         }
         if let Some(credentials) = &self.credentials {
-            headers.insert(
-                header::AUTHORIZATION,
-                credentials.authorization(caller).await?,
-            );
+            let (name, value) = credentials.header(caller).await?;
+            headers.insert(name, value);
         }
         Ok(headers)
     }
@@ -300,6 +306,46 @@ impl Http {
         Ok(session)
     }
 
+    /// A new legacy stream for `session`, initialized with the client's `initialize`, in place
+    /// of `lost` (which the upstream ended, or whose endpoint answers 404), unless another
+    /// request already replaced it. An upstream that answers but cannot give a working session
+    /// ends the client's session; one that cannot be reached keeps it, for a later try.
+    async fn renew_legacy(
+        &self,
+        caller: Option<&Auth>,
+        session: &HttpSession,
+        lost: &Arc<Legacy>,
+    ) -> Result<Arc<Legacy>, GatewayError> {
+        let _one_at_a_time = session.reinit.lock().await;
+        let (Some(slot), Some(current)) = (&session.legacy, session.legacy()) else {
+            return Err(GatewayError::SessionGone);
+        };
+        if !Arc::ptr_eq(&current, lost) {
+            return Ok(current);
+        }
+        tracing::info!(target: "mcp_oauth_gateway::upstream", "the legacy SSE upstream ended the session's stream; opening a new one");
+        let renewed = async {
+            let legacy =
+                Legacy::connect(&self.client, &self.url, self.headers_for(caller).await?).await?;
+            legacy
+                .initialize(
+                    &self.client,
+                    self.headers_for(caller).await?,
+                    session.init.clone(),
+                )
+                .await?;
+            Ok::<_, GatewayError>(Arc::new(legacy))
+        };
+        match renewed.await {
+            Ok(legacy) => {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = legacy.clone();
+                Ok(legacy)
+            }
+            Err(GatewayError::Protocol(_)) => Err(GatewayError::SessionGone),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Sends `initialize` (the client's, kept in `session`) and `notifications/initialized`,
     /// and keeps the upstream's session id and protocol version.
     async fn run_initialize(
@@ -377,8 +423,20 @@ impl Http {
         session: &HttpSession,
         body: Bytes,
     ) -> Result<reqwest::Response, GatewayError> {
-        if let Some(legacy) = &session.legacy {
-            return legacy
+        if let Some(legacy) = session.legacy() {
+            let sent = legacy
+                .post(&self.client, self.headers_for(caller).await?, body.clone())
+                .await;
+            match sent {
+                Err(GatewayError::SessionGone) => {}
+                Ok(response) if response.status() != StatusCode::NOT_FOUND => {
+                    return Ok(response);
+                }
+                Ok(_) => {}
+                Err(err) => return Err(err),
+            }
+            let renewed = self.renew_legacy(caller, session, &legacy).await?;
+            return renewed
                 .post(&self.client, self.headers_for(caller).await?, body)
                 .await;
         }
@@ -415,7 +473,7 @@ impl Http {
         session: &HttpSession,
         last_event_id: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, GatewayError> {
-        if let Some(legacy) = &session.legacy {
+        if let Some(legacy) = session.legacy() {
             return Ok(legacy.stream());
         }
         let send = async |id: Option<HeaderValue>| {
@@ -447,7 +505,7 @@ impl Http {
 
     /// Ends the upstream session (best effort).
     pub(crate) async fn delete(&self, caller: Option<&Auth>, session: &HttpSession) {
-        if let Some(legacy) = &session.legacy {
+        if let Some(legacy) = session.legacy() {
             legacy.close();
             return;
         }

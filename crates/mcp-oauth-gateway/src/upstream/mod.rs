@@ -7,8 +7,11 @@ mod credentials;
 pub(crate) mod http;
 mod legacy;
 pub(crate) mod stdio;
+pub mod user_oauth;
+pub(crate) mod user_secret;
 
 pub use credentials::UpstreamCredentials;
+pub use user_secret::{ACTION_REQUIRED, UserSecret};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -90,6 +93,8 @@ pub struct StdioConfig {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) init_timeout: Duration,
     pub(crate) isolation: crate::isolation::Isolation,
+    /// Each user's own token in their child's environment (`per-user` isolation).
+    pub(crate) user_secret: Option<UserSecret>,
 }
 
 impl std::fmt::Debug for StdioConfig {
@@ -120,6 +125,7 @@ impl StdioConfig {
             cwd: None,
             init_timeout: Duration::from_secs(60),
             isolation: crate::isolation::Isolation::Shared,
+            user_secret: None,
         }
     }
 
@@ -147,6 +153,26 @@ impl StdioConfig {
     pub fn isolation(mut self, isolation: crate::isolation::Isolation) -> Self {
         self.isolation = isolation;
         self
+    }
+
+    /// Puts each user's own token (pasted on the gateway's page) in the environment variable
+    /// [`UserSecret::env`] names, in that user's own child: the upstream must run with
+    /// [`Isolation::PerUser`](crate::Isolation::PerUser). A user without a token gets the link
+    /// to the page and no child; a changed token restarts the user's child, a revoked one
+    /// stops it (at the user's next request).
+    ///
+    /// # Errors
+    ///
+    /// `secret` names no environment variable ([`UserSecret::env`]).
+    pub fn user_secret(mut self, secret: UserSecret) -> Result<Self, GatewayError> {
+        if secret.env_name().is_none() {
+            return Err(GatewayError::Config {
+                what: "user-secret",
+                reason: "a stdio upstream takes the token in an environment variable: give env = \"NAME\"".to_owned(),
+            });
+        }
+        self.user_secret = Some(secret);
+        Ok(self)
     }
 
     /// How long the child has to answer `initialize` before it is restarted. Default: 60 s.

@@ -101,6 +101,7 @@ pub use mint::Grant;
 pub use protocol::{ApplicationType, ClientAuthMethod, GrantType, UnknownName};
 pub use rate::RateLimit;
 pub use registration::Registration;
+pub use seal::SealingKey;
 pub use server::{AuthServer, Lifetimes};
 pub use store::{MemoryStore, Store};
 pub use upstream::{Identity, ProxyError, Upstream, UpstreamBuilder, UserMapping};

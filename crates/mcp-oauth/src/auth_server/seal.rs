@@ -9,40 +9,58 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ConfigError;
 
-/// Encrypts and authenticates small secrets, bound to a context string (the grant family),
-/// so a sealed value moved to another record does not open.
-pub struct Sealer {
+/// A key that seals small secrets at rest (AES-256-GCM, a fresh random nonce per value),
+/// derived from a 32-byte root key and a purpose, so one root key serves several uses without
+/// one use opening another's values.
+///
+/// Each sealed value is bound to a context string (authenticated, not encrypted): a value
+/// moved to another record, whose context differs, does not open. The authorization server
+/// seals upstream tokens with it; the gateway seals its per-user credential vault.
+///
+/// ```
+/// use mcp_oauth::auth_server::SealingKey;
+///
+/// let key = SealingKey::derive(&[7; 32], "example v1").unwrap();
+/// let sealed = key.seal(b"ghp_secret", "user-a/github").unwrap();
+/// assert!(!sealed.contains("ghp_secret"));
+/// assert_eq!(key.open(&sealed, "user-a/github").as_deref(), Some(&b"ghp_secret"[..]));
+/// assert_eq!(key.open(&sealed, "user-b/github"), None);
+/// ```
+pub struct SealingKey {
     aead: LessSafeKey,
-    cookies: hmac::Key,
 }
 
-impl std::fmt::Debug for Sealer {
+impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer([redacted])")
+        f.write_str("SealingKey([redacted])")
     }
 }
 
-impl Sealer {
-    /// Derives the encryption and the cookie-signing keys from `key` (32 bytes).
-    pub fn new(key: &[u8]) -> Result<Self, ConfigError> {
-        if key.len() != 32 {
+impl SealingKey {
+    /// The key for `purpose` (a fixed label, such as `"gateway vault v1"`) derived from
+    /// `root` (exactly 32 secret bytes): `HMAC-SHA-256(root, "mcp-oauth " ‖ purpose)`.
+    ///
+    /// # Errors
+    ///
+    /// `root` is not 32 bytes long.
+    pub fn derive(root: &[u8], purpose: &str) -> Result<Self, ConfigError> {
+        if root.len() != 32 {
             return Err(ConfigError::invalid(
                 "encryption key",
                 "it must be exactly 32 bytes (for example 32 random bytes, base64-encoded in configuration)",
             ));
         }
-        let derive = |label: &[u8]| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), label);
-        let enc = derive(b"mcp-oauth upstream-token sealing v1");
-        let mac = derive(b"mcp-oauth consent cookie v1");
-        let unbound = UnboundKey::new(&AES_256_GCM, enc.as_ref())
+        let label = format!("mcp-oauth {purpose}");
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, root), label.as_bytes());
+        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_ref())
             .map_err(|_| ConfigError::invalid("encryption key", "unusable key"))?;
         Ok(Self {
             aead: LessSafeKey::new(unbound),
-            cookies: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
         })
     }
 
-    /// `base64url(nonce ‖ ciphertext ‖ tag)`.
+    /// `plaintext` sealed for `context`: `base64url(nonce ‖ ciphertext ‖ tag)`. `None` only
+    /// when the system has no randomness.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Option<String> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).ok()?;
@@ -59,7 +77,8 @@ impl Sealer {
         Some(URL_SAFE_NO_PAD.encode(out))
     }
 
-    /// The plaintext of [`Sealer::seal`], if the value is intact and sealed for `context`.
+    /// The plaintext of [`SealingKey::seal`], if the value is intact, sealed with this key
+    /// and for `context`.
     pub fn open(&self, sealed: &str, context: &str) -> Option<Vec<u8>> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
         if bytes.len() < NONCE_LEN {
@@ -73,6 +92,44 @@ impl Sealer {
             .open_in_place(nonce, Aad::from(context.as_bytes()), &mut data)
             .ok()?;
         Some(plain.to_vec())
+    }
+}
+
+/// Encrypts and authenticates small secrets, bound to a context string (the grant family),
+/// so a sealed value moved to another record does not open.
+pub struct Sealer {
+    aead: SealingKey,
+    cookies: hmac::Key,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer([redacted])")
+    }
+}
+
+impl Sealer {
+    /// Derives the encryption and the cookie-signing keys from `key` (32 bytes).
+    pub fn new(key: &[u8]) -> Result<Self, ConfigError> {
+        let aead = SealingKey::derive(key, "upstream-token sealing v1")?;
+        let mac = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key),
+            b"mcp-oauth consent cookie v1",
+        );
+        Ok(Self {
+            aead,
+            cookies: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
+        })
+    }
+
+    /// `base64url(nonce ‖ ciphertext ‖ tag)`.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Option<String> {
+        self.aead.seal(plaintext, context)
+    }
+
+    /// The plaintext of [`Sealer::seal`], if the value is intact and sealed for `context`.
+    pub fn open(&self, sealed: &str, context: &str) -> Option<Vec<u8>> {
+        self.aead.open(sealed, context)
     }
 
     /// `base64url(payload).base64url(mac)`.
@@ -162,6 +219,22 @@ mod tests {
             "another key cannot open it"
         );
         assert!(Sealer::new(&[1; 16]).is_err());
+    }
+
+    #[test]
+    fn sealing_keys_of_other_purposes_do_not_open_each_other() {
+        let tokens = Sealer::new(&[7; 32]).expect("key");
+        let sealed = tokens.seal(b"upstream-token", "c").expect("seal");
+        let same = SealingKey::derive(&[7; 32], "upstream-token sealing v1").expect("key");
+        assert_eq!(
+            same.open(&sealed, "c").as_deref(),
+            Some(&b"upstream-token"[..]),
+            "the server's sealer is this purpose's key"
+        );
+        let vault = SealingKey::derive(&[7; 32], "gateway vault v1").expect("key");
+        assert_eq!(vault.open(&sealed, "c"), None);
+        assert!(SealingKey::derive(&[7; 31], "x").is_err());
+        assert_eq!(format!("{vault:?}"), "SealingKey([redacted])");
     }
 
     #[test]

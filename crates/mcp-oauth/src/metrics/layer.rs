@@ -241,6 +241,9 @@ where
             let error = if status.is_client_error() || status.is_server_error() {
                 span.record("error.type", status.as_str());
                 OperationError::Status(status.as_u16())
+            } else if let Some(super::JsonRpcErrorCode(code)) = response.extensions().get() {
+                span.record("error.type", code);
+                OperationError::JsonRpc(*code)
             } else {
                 OperationError::None
             };

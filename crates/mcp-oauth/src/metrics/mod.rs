@@ -7,7 +7,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `mcp_server_operation_duration_seconds` | histogram | `mcp_method_name`, `gen_ai_tool_name` (tools/call), `error_type` (failures), `mcp_protocol_version`, `network_transport`, `network_protocol_name` |
+//! | `mcp_server_operation_duration_seconds` | histogram | `mcp_method_name`, `gen_ai_tool_name` (tools/call), `error_type` (failures: an HTTP status, or a JSON-RPC error code that the service marked with [`JsonRpcErrorCode`]), `mcp_protocol_version`, `network_transport`, `network_protocol_name` |
 //! | `mcp_oauth_auth_results_total` | counter | `result`: `ok` or the reason of the refusal |
 //! | `mcp_oauth_policy_decisions_total` | counter | `rule_id`, `effect` (`allow`, `deny`, `step_up`) |
 //!
@@ -101,8 +101,25 @@ const STATUSES: &[(u16, &str)] = &[
     (504, "504"),
 ];
 
-/// `error_type` values: none, each of [`STATUSES`], `tool_error`, `_OTHER`.
-const ERRORS: usize = STATUSES.len() + 3;
+/// The JSON-RPC error codes (inside an HTTP 200 answer) that get an `error_type` of their
+/// own: the JSON-RPC 2.0 ones, MCP's resource-not-found (-32002) and URL elicitation required
+/// (-32042), this library's policy refusal (-32003) and the gateway's rate limit (-32029).
+/// Others count as `_OTHER`.
+const JSONRPC_CODES: &[(i64, &str)] = &[
+    (-32700, "-32700"),
+    (-32600, "-32600"),
+    (-32601, "-32601"),
+    (-32602, "-32602"),
+    (-32603, "-32603"),
+    (-32002, "-32002"),
+    (-32003, "-32003"),
+    (-32029, "-32029"),
+    (-32042, "-32042"),
+];
+
+/// `error_type` values: none, each of [`STATUSES`], `tool_error`, `_OTHER`, each of
+/// [`JSONRPC_CODES`].
+const ERRORS: usize = STATUSES.len() + 3 + JSONRPC_CODES.len();
 
 /// A method's index in [`METHODS`], or `METHODS.len()` for any other.
 pub fn method_index(method: &str) -> usize {
@@ -216,7 +233,16 @@ pub enum OperationError {
     Status(u16),
     /// A `tools/call` answered with `isError: true`.
     ToolError,
+    /// Answered with HTTP 200 holding this JSON-RPC error code (`error_type` is the code).
+    JsonRpc(i64),
 }
+
+/// A response extension saying that the answer (HTTP 200) is this JSON-RPC error code: the
+/// [operation layer](Metrics::layer) counts the operation with it as `error_type`, as it
+/// counts an HTTP error status. The layer does not read answers; the service behind it, which
+/// built the answer, says so (`mcp-oauth gateway` does for every JSON answer it sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonRpcErrorCode(pub i64);
 
 impl OperationError {
     fn index(self) -> usize {
@@ -227,6 +253,10 @@ impl OperationError {
                 .position(|(s, _)| *s == status)
                 .map_or(STATUSES.len() + 2, |i| i + 1),
             Self::ToolError => STATUSES.len() + 1,
+            Self::JsonRpc(code) => JSONRPC_CODES
+                .iter()
+                .position(|(c, _)| *c == code)
+                .map_or(STATUSES.len() + 2, |i| STATUSES.len() + 3 + i),
         }
     }
 }
@@ -237,6 +267,9 @@ fn error_label(index: usize) -> &'static str {
         0 => "",
         i if i <= STATUSES.len() => STATUSES.get(i - 1).map_or(OTHER, |(_, s)| s),
         i if i == STATUSES.len() + 1 => "tool_error",
+        i if i >= STATUSES.len() + 3 => JSONRPC_CODES
+            .get(i - STATUSES.len() - 3)
+            .map_or(OTHER, |(_, c)| c),
         _ => OTHER,
     }
 }
@@ -489,6 +522,51 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jsonrpc_errors_have_their_code_as_error_type() {
+        let metrics = Metrics::new();
+        let op = |error| Operation {
+            method: "tools/call",
+            tool: None,
+            protocol_version: None,
+            error,
+        };
+        metrics.operation(
+            &op(OperationError::JsonRpc(-32602)),
+            Duration::from_millis(1),
+        );
+        metrics.operation(
+            &op(OperationError::JsonRpc(-32602)),
+            Duration::from_millis(1),
+        );
+        metrics.operation(
+            &op(OperationError::JsonRpc(-32042)),
+            Duration::from_millis(1),
+        );
+        metrics.operation(&op(OperationError::JsonRpc(7)), Duration::from_millis(1));
+        metrics.operation(&op(OperationError::Status(404)), Duration::from_millis(1));
+        metrics.operation(&op(OperationError::None), Duration::from_millis(1));
+        let text = metrics.render();
+        let count = |error: &str| {
+            let labels = format!(
+                "mcp_method_name=\"tools/call\"{error},network_transport=\"tcp\",network_protocol_name=\"http\""
+            );
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!(
+                        "mcp_server_operation_duration_seconds_count{{{labels}}} "
+                    ))
+                })
+                .unwrap_or_else(|| panic!("no series {labels} in {text}"))
+                .to_owned()
+        };
+        assert_eq!(count(",error_type=\"-32602\""), "2");
+        assert_eq!(count(",error_type=\"-32042\""), "1");
+        assert_eq!(count(",error_type=\"_OTHER\""), "1");
+        assert_eq!(count(",error_type=\"404\""), "1");
+        assert_eq!(count(""), "1");
+    }
 
     #[test]
     fn each_auth_result_has_its_own_counter() {

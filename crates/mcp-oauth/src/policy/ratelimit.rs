@@ -271,16 +271,52 @@ impl RateLimiter {
     ///
     /// [`RateLimitError::Limited`] when a limit's bucket is empty (the call must not be made),
     /// or the store failed.
+    ///
+    /// A call refused by one limit is not counted by the others: the slots it took from the
+    /// limits checked before are given back.
     pub async fn check(&self, subject: &str, tool: &str) -> Result<(), RateLimitError> {
+        let mut taken = Vec::new();
         for limit in self.limits.iter().filter(|l| l.covers(tool)) {
             let who = match limit.per {
                 Per::User => subject,
                 Per::Tool => "",
             };
             let key = serde_json::json!([limit.id, who, tool]).to_string();
-            self.take(limit, &key).await?;
+            match self.take(limit, &key).await {
+                Ok(slot) => taken.push((key, slot)),
+                Err(refused) => {
+                    for (key, slot) in taken.iter().rev() {
+                        self.give_back(key, *slot).await;
+                    }
+                    return Err(refused);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Frees `slot` of the bucket `key`, taken by a call that another limit refused. In
+    /// memory a slot can be given back only while it is the last one taken (the bucket is
+    /// kept as the next free slot); a later call's slot stays taken, which errs on the side
+    /// of counting. A store that fails keeps the slot too.
+    async fn give_back(&self, key: &str, slot: u64) {
+        {
+            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = next.get_mut(key)
+                && *entry == slot + 1
+            {
+                *entry = slot;
+            }
+        }
+        match &self.backend {
+            Backend::Memory => {}
+            #[cfg(feature = "auth-server")]
+            Backend::Store(store) => {
+                if let Err(error) = store.take(Kind::RateLimit, &format!("{key}#{slot}")).await {
+                    tracing::warn!(%error, "a rate-limit slot could not be given back");
+                }
+            }
+        }
     }
 
     /// The first slot worth trying for `key`, and the window's end.
@@ -302,7 +338,8 @@ impl RateLimiter {
         }
     }
 
-    async fn take(&self, limit: &RateLimit, key: &str) -> Result<(), RateLimitError> {
+    /// Takes a free slot of the bucket `key`: the slot taken, or why not.
+    async fn take(&self, limit: &RateLimit, key: &str) -> Result<u64, RateLimitError> {
         let now = (self.clock)();
         let current = limit.rate.slot(now);
         let (first, end) = self.window(limit, key, now);
@@ -310,7 +347,7 @@ impl RateLimiter {
         while slot < end {
             if self.claim(limit, key, slot).await? {
                 self.taken_up_to(key, slot + 1, current);
-                return Ok(());
+                return Ok(slot);
             }
             slot += 1;
         }
@@ -520,6 +557,59 @@ mod tests {
         assert_eq!(refused.limit, "deletes");
         assert_eq!(refused.retry_after, Duration::from_secs(3600));
         assert!(limiter.covers("read_file") && !limiter.limits().is_empty());
+    }
+
+    /// Two limits on one tool: calls the second refuses must not use up the first.
+    async fn a_refused_call_gives_its_slots_back(limiter: RateLimiter, now: &AtomicU64) {
+        limiter.check("alice", "delete_file").await.expect("first");
+        for _ in 0..3 {
+            let refused = limited(limiter.check("alice", "delete_file").await);
+            assert_eq!(refused.limit, "once-a-minute");
+        }
+        // Without the slots given back, the daily bucket (3) would be empty now.
+        for _ in 0..2 {
+            now.fetch_add(60_000, Ordering::SeqCst);
+            limiter
+                .check("alice", "delete_file")
+                .await
+                .expect("the daily bucket still holds it");
+        }
+        now.fetch_add(60_000, Ordering::SeqCst);
+        let refused = limited(limiter.check("alice", "delete_file").await);
+        assert_eq!(refused.limit, "three-a-day");
+    }
+
+    fn two_limits() -> (Arc<AtomicU64>, RateLimiter) {
+        // On the next day boundary, so that no 8-hour slot starts during the test (and the
+        // test's time is ahead of the store's clock).
+        let now = Arc::new(AtomicU64::new(
+            system_ms().div_ceil(86_400_000) * 86_400_000,
+        ));
+        let read = now.clone();
+        let limiter = RateLimiter::new(vec![
+            RateLimit::new("three-a-day", ["delete_*"], rate("3/day")),
+            RateLimit::new("once-a-minute", ["delete_*"], rate("1/minute")),
+        ])
+        .clock(move || read.load(Ordering::SeqCst));
+        (now, limiter)
+    }
+
+    #[tokio::test]
+    async fn memory_buckets_give_back_what_a_refused_call_took() {
+        let (now, limiter) = two_limits();
+        a_refused_call_gives_its_slots_back(limiter, &now).await;
+    }
+
+    #[cfg(feature = "auth-server")]
+    #[tokio::test]
+    async fn store_buckets_give_back_what_a_refused_call_took() {
+        let (now, limiter) = two_limits();
+        let store: Arc<dyn Store> = Arc::new(crate::auth_server::store::MemoryStore::new());
+        let limiter = RateLimiter {
+            backend: Backend::Store(store),
+            ..limiter
+        };
+        a_refused_call_gives_its_slots_back(limiter, &now).await;
     }
 
     #[test]

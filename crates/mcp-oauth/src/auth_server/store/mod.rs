@@ -196,11 +196,19 @@ pub enum Kind {
     /// the call's binding, or a marker that an approval ticket was answered. Kept until the
     /// ticket expires.
     Approval,
+    /// A key a gateway shares with the other instances on the store (`mcp-oauth gateway
+    /// --identity-key store`: the key that signs identity tokens), keyed by its use; kept
+    /// until replaced.
+    GatewayKey,
+    /// An entry of a gateway's per-user credential vault (`mcp_oauth_gateway::vault`): a
+    /// user's sealed credential for one upstream, its index of a user's entries, or the
+    /// short lock that serialises changes to that index. Keyed by hashes, never by the user.
+    Vault,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Client,
         Self::Request,
         Self::Code,
@@ -212,6 +220,8 @@ impl Kind {
         Self::ClientAssertion,
         Self::RateLimit,
         Self::Approval,
+        Self::GatewayKey,
+        Self::Vault,
     ];
 
     /// A stable name, for keys and tables.
@@ -228,6 +238,8 @@ impl Kind {
             Self::ClientAssertion => "client_assertion",
             Self::RateLimit => "rate_limit",
             Self::Approval => "approval",
+            Self::GatewayKey => "gateway_key",
+            Self::Vault => "vault",
         }
     }
 
@@ -245,6 +257,8 @@ impl Kind {
             Self::ClientAssertion => "a client assertion",
             Self::RateLimit => "a rate-limit slot",
             Self::Approval => "an approval",
+            Self::GatewayKey => "a gateway key",
+            Self::Vault => "a vault entry",
         }
     }
 }

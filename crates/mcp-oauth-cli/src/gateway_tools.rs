@@ -1,0 +1,247 @@
+//! `[upstream.tools.TOOL]` of the gateway's configuration file: an upstream's tool shown to
+//! clients under a new name, with a new description, or both (several upstreams only):
+//!
+//! ```toml
+//! [[upstream]]
+//! name = "fs"
+//! command = ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv"]
+//!
+//! [upstream.tools.read_text_file]
+//! name = "read"
+//! description = "Reads a UTF-8 file under /srv"
+//! ```
+//!
+//! File-only: there is no flag for it. Policy rules keep using the upstream's own name
+//! (`fs__read_text_file`).
+
+use std::fmt::Write as _;
+
+use mcp_oauth_gateway::ToolNames;
+use toml::de::DeValue;
+
+use crate::gateway_config::UpstreamSpec;
+
+/// The fields of a `[upstream.tools.TOOL]` table.
+const FIELDS: &[&str] = &["name", "description"];
+
+/// One `[upstream.tools.TOOL]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolSpec {
+    /// The upstream's own name of the tool.
+    pub(crate) tool: String,
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+}
+
+/// The `tools` value of an `[[upstream]]`; errors as (offset, message).
+pub(crate) fn parse(
+    value: &toml::Spanned<DeValue<'_>>,
+    errors: &mut Vec<(usize, String)>,
+) -> Vec<ToolSpec> {
+    let DeValue::Table(table) = value.get_ref() else {
+        errors.push((
+            value.span().start,
+            "[[upstream]] tools: expected tables, [upstream.tools.TOOL] with name = \"NEW\" and/or description = \"…\"".to_owned(),
+        ));
+        return Vec::new();
+    };
+    let mut tools = Vec::new();
+    for (tool, fields) in table.iter() {
+        let tool = tool.get_ref().to_string();
+        let DeValue::Table(fields) = fields.get_ref() else {
+            errors.push((
+                value.span().start,
+                format!("[upstream.tools.{tool}]: expected a table with name = \"NEW\" and/or description = \"…\""),
+            ));
+            continue;
+        };
+        let mut spec = ToolSpec {
+            tool: tool.clone(),
+            name: None,
+            description: None,
+        };
+        for (key, v) in fields.iter() {
+            let DeValue::String(text) = v.get_ref() else {
+                errors.push((
+                    v.span().start,
+                    format!(
+                        "[upstream.tools.{tool}] {}: expected a string",
+                        key.get_ref()
+                    ),
+                ));
+                continue;
+            };
+            match key.get_ref().as_ref() {
+                "name" => spec.name = Some(text.to_string()),
+                "description" => spec.description = Some(text.to_string()),
+                other => errors.push((
+                    key.span().start,
+                    format!(
+                        "unknown field `{other}` in [upstream.tools.{tool}]; the fields are {}",
+                        FIELDS.join(", ")
+                    ),
+                )),
+            }
+        }
+        if spec.name.is_none() && spec.description.is_none() {
+            errors.push((
+                value.span().start,
+                format!(
+                    "[upstream.tools.{tool}]: give name = \"NEW\", description = \"…\", or both"
+                ),
+            ));
+        }
+        tools.push(spec);
+    }
+    tools
+}
+
+/// The library's tables of the upstreams that have one, by upstream name.
+pub(crate) fn tool_names(specs: &[UpstreamSpec]) -> Vec<(String, ToolNames)> {
+    specs
+        .iter()
+        .filter(|spec| !spec.tools.is_empty())
+        .map(|spec| {
+            let names = spec.tools.iter().fold(ToolNames::new(), |names, t| {
+                let names = match &t.name {
+                    Some(name) => names.rename(&t.tool, name),
+                    None => names,
+                };
+                match &t.description {
+                    Some(description) => names.describe(&t.tool, description),
+                    None => names,
+                }
+            });
+            (spec.name.clone().unwrap_or_default(), names)
+        })
+        .collect()
+}
+
+/// Every table refused (a bad or colliding name, one upstream only), with its line.
+pub(crate) fn check(specs: &[UpstreamSpec]) -> Vec<String> {
+    let several = specs.len() > 1;
+    let mut problems = Vec::new();
+    for (spec, (upstream, names)) in specs
+        .iter()
+        .filter(|spec| !spec.tools.is_empty())
+        .zip(tool_names(specs))
+    {
+        let problem = if several {
+            names.check(&upstream).err().map(|e| e.to_string())
+        } else {
+            Some("[upstream.tools]: renaming or describing tools needs several upstreams; with one, its own names are served".to_owned())
+        };
+        if let Some(problem) = problem {
+            problems.push(format!("line {}: {problem}", spec.line));
+        }
+    }
+    problems
+}
+
+/// `[upstream.tools.TOOL]` tables as the file writes them.
+pub(crate) fn print(out: &mut String, tools: &[ToolSpec], quote: impl Fn(&str) -> String) {
+    for t in tools {
+        let _ = writeln!(out, "\n[upstream.tools.{}]", quote(&t.tool));
+        if let Some(name) = &t.name {
+            let _ = writeln!(out, "name = {}", quote(name));
+        }
+        if let Some(description) = &t.description {
+            let _ = writeln!(out, "description = {}", quote(description));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway_config::{parse, print};
+
+    const FILE: &str = r#"
+[[upstream]]
+name = "fs"
+command = ["server"]
+
+[upstream.tools.read_text_file]
+name = "read"
+description = "Reads a file"
+
+[upstream.tools.stat]
+description = "File facts"
+
+[[upstream]]
+name = "web"
+url = "http://127.0.0.1:1/mcp"
+tools = { fetch = { name = "get" } }
+"#;
+
+    #[test]
+    fn tables_are_read_checked_and_printed_back() {
+        let config = parse(FILE, "g.toml").expect("valid");
+        let fs = &config.upstreams[0];
+        assert_eq!(
+            fs.tools,
+            [
+                ToolSpec {
+                    tool: "read_text_file".into(),
+                    name: Some("read".into()),
+                    description: Some("Reads a file".into()),
+                },
+                ToolSpec {
+                    tool: "stat".into(),
+                    name: None,
+                    description: Some("File facts".into()),
+                },
+            ]
+        );
+        let names = tool_names(&config.upstreams);
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[0].0, "fs");
+        assert_eq!(
+            names[1],
+            ("web".to_owned(), ToolNames::new().rename("fetch", "get"))
+        );
+        assert!(check(&config.upstreams).is_empty());
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(
+            printed.contains("[upstream.tools.\"read_text_file\"]\nname = \"read\""),
+            "{printed}"
+        );
+        let again = parse(&printed, "printed.toml").expect("printed file parses");
+        let tables = |specs: &[UpstreamSpec]| -> Vec<Vec<ToolSpec>> {
+            specs.iter().map(|s| s.tools.clone()).collect()
+        };
+        assert_eq!(tables(&again.upstreams), tables(&config.upstreams));
+    }
+
+    #[test]
+    fn bad_tables_are_explained() {
+        let all = parse(
+            "[[upstream]]\nname = \"fs\"\ncommand = [\"x\"]\n[upstream.tools.a]\nnmae = \"b\"\n[upstream.tools.c]\nname = 1\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            all.contains("g.toml:5: unknown field `nmae` in [upstream.tools.a]"),
+            "{all}"
+        );
+        assert!(
+            all.contains("[upstream.tools.c] name: expected a string"),
+            "{all}"
+        );
+        let collision = "[[upstream]]\nname = \"fs\"\ncommand = [\"x\"]\ntools = { a = { name = \"x\" }, b = { name = \"x\" } }\n[[upstream]]\nname = \"w\"\ncommand = [\"y\"]\n";
+        let config = parse(collision, "g.toml").expect("parses");
+        let problems = check(&config.upstreams).join("\n");
+        assert!(
+            problems.contains("line 1:") && problems.contains("a and b are both renamed to x"),
+            "{problems}"
+        );
+        let alone = parse(
+            "[[upstream]]\ncommand = [\"x\"]\n[upstream.tools.a]\nname = \"b\"\n",
+            "g.toml",
+        )
+        .expect("parses");
+        let problems = check(&alone.upstreams).join("\n");
+        assert!(problems.contains("needs several upstreams"), "{problems}");
+    }
+}

@@ -1,0 +1,306 @@
+//! `mcp-oauth gateway --identity-key store`: instances on one store sign identity tokens with
+//! one key, which a restart keeps; `--identity-key file:PATH` likewise with a key file.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const JWKS_PATH: &str = mcp_oauth::gateway_identity::JWKS_PATH;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A gateway on the data folder `data` (its SQLite store and signing keys) in front of the
+/// HTTP upstream `upstream`; the child (killed on drop) and its origin.
+async fn start(data: &Path, upstream: &str, key: &str) -> (Child, String) {
+    let (child, origin, _) = start_with_token(data, upstream, key).await;
+    (child, origin)
+}
+
+/// [`start`], with the banner's token.
+async fn start_with_token(data: &Path, upstream: &str, key: &str) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["gateway", "--port", "0", "--json", "--store", "sqlite"])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--identity-header", "X-MCP-Identity", "--identity-key", key])
+        .args(["--upstream", upstream])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("the gateway printed its JSON line in time")
+    .expect("read");
+    let info: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    let url = info["mcp_url"].as_str().unwrap();
+    let token = info["token"].as_str().unwrap_or_default().to_owned();
+    (child, url.trim_end_matches("/mcp").to_owned(), token)
+}
+
+async fn jwks_text(origin: &str) -> String {
+    reqwest::get(format!("{origin}{JWKS_PATH}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn kids(origin: &str) -> Vec<String> {
+    let set: Value = reqwest::get(format!("{origin}{JWKS_PATH}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The test upstream over HTTP.
+async fn upstream() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (url, stop, _) = recording_upstream().await;
+    (url, stop)
+}
+
+/// The test upstream over HTTP, keeping every identity token it is sent.
+async fn recording_upstream() -> (String, tokio::sync::oneshot::Sender<()>, Seen) {
+    let seen = Seen::default();
+    let record = seen.clone();
+    let app = mcp_oauth_gateway::test_upstream::http_router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            if let Some(token) = req.headers().get("x-mcp-identity") {
+                record
+                    .lock()
+                    .unwrap()
+                    .push(token.to_str().unwrap().to_owned());
+            }
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (format!("http://{addr}/mcp"), stop, seen)
+}
+
+#[tokio::test]
+async fn instances_on_one_store_publish_one_key_that_a_restart_keeps() {
+    let (upstream, _stop, seen) = recording_upstream().await;
+    let data = temp_dir("identity-store");
+    let (first, first_origin, token) = start_with_token(&data, &upstream, "store").await;
+    let (second, second_origin) = start(&data, &upstream, "store").await;
+    let key = kids(&first_origin).await;
+    assert_eq!(key.len(), 1);
+    assert_eq!(
+        kids(&second_origin).await,
+        key,
+        "one key for both instances"
+    );
+    // What the first instance signs verifies with the key set the second publishes.
+    let init = reqwest::Client::new()
+        .post(format!("{first_origin}/mcp"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let signed = seen
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("an identity token");
+    let verifier = mcp_oauth::gateway_identity::IdentityVerifier::with_jwks(
+        &first_origin,
+        &upstream,
+        &jwks_text(&second_origin).await,
+    )
+    .unwrap();
+    assert_eq!(verifier.verify(&signed).await.unwrap().subject, "dev");
+    drop((first, second));
+    let (_again, origin) = start(&data, &upstream, "store").await;
+    assert_eq!(kids(&origin).await, key, "the restart kept it");
+    // Another store (another data folder): another key.
+    let other = temp_dir("identity-store-other");
+    let (_other, other_origin) = start(&other, &upstream, "store").await;
+    assert_ne!(kids(&other_origin).await, key);
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&other);
+}
+
+#[tokio::test]
+async fn a_key_file_is_made_once_and_kept() {
+    let (upstream, _stop) = upstream().await;
+    let data = temp_dir("identity-file");
+    let file = data.join("identity.pem");
+    let source = format!("file:{}", file.display());
+    let (first, origin) = start(&data, &upstream, &source).await;
+    let key = kids(&origin).await;
+    assert!(file.exists());
+    drop(first);
+    let (_again, origin) = start(&data, &upstream, &source).await;
+    assert_eq!(kids(&origin).await, key);
+    // A wrong value is refused before anything starts, saying what to write.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args([
+            "gateway",
+            "--identity-key",
+            "/etc/key.pem",
+            "--upstream",
+            &upstream,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("file:PATH"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A private `redis-server` on a free loopback port, without persistence; killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn redis() -> Redis {
+    let binary = std::env::var_os("MCP_OAUTH_REDIS_SERVER")
+        .map_or_else(|| PathBuf::from("/usr/bin/redis-server"), PathBuf::from);
+    assert!(
+        binary.exists(),
+        "{} is missing: run scripts/redis-server, or point MCP_OAUTH_REDIS_SERVER at a redis-server binary",
+        binary.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("identity-redis-data");
+    let child = std::process::Command::new(&binary)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let redis = Redis { child, port, dir };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis
+}
+
+/// On Redis: two instances with data folders of their own (their own authorization-server
+/// keys) sign identity tokens with the one key the store holds.
+#[tokio::test]
+async fn instances_on_one_redis_share_the_key() {
+    let redis = redis().await;
+    let (upstream, _stop) = upstream().await;
+    let store = format!("redis://127.0.0.1:{}", redis.port);
+    let start_on = |name: &'static str| {
+        let store = store.clone();
+        let upstream = upstream.clone();
+        async move {
+            let data = temp_dir(name);
+            let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+                .args(["gateway", "--port", "0", "--json", "--store", &store])
+                .arg("--data-dir")
+                .arg(&data)
+                .args([
+                    "--identity-header",
+                    "X-MCP-Identity",
+                    "--identity-key",
+                    "store",
+                ])
+                .args(["--upstream", &upstream])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn");
+            let mut line = String::new();
+            let stdout = child.stdout.take().expect("stdout");
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                BufReader::new(stdout).read_line(&mut line),
+            )
+            .await
+            .expect("the gateway printed its JSON line in time")
+            .expect("read");
+            let info: Value = serde_json::from_str(&line).unwrap();
+            let origin = info["mcp_url"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("/mcp")
+                .to_owned();
+            (child, origin, data)
+        }
+    };
+    let (_a, a, a_data) = start_on("identity-redis-a").await;
+    let (_b, b, b_data) = start_on("identity-redis-b").await;
+    let key = kids(&a).await;
+    assert_eq!(key.len(), 1);
+    assert_eq!(kids(&b).await, key);
+    for data in [a_data, b_data] {
+        let _ = std::fs::remove_dir_all(data);
+    }
+}

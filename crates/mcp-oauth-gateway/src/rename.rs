@@ -1,0 +1,216 @@
+//! Renaming and describing an upstream's tools, with several upstreams: the client sees the
+//! new name (after the upstream's prefix, `fs__read`) and the new description; calls are
+//! mapped back to the upstream's own name.
+//!
+//! The policy and the audit see the upstream's **real** name (`fs__read_file`), never the new
+//! one: a rule written for the real tool keeps holding whatever the tool is called, and a
+//! rename cannot slip a call past it. The real name of a renamed tool is not callable under
+//! its old name: the client has one name for each tool.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::SEPARATOR;
+use crate::error::GatewayError;
+
+/// How one upstream's tools are shown to clients: per tool (by the upstream's own name), a
+/// new name, a new description, or both. For [`GatewayBuilder::tools`](crate::GatewayBuilder::tools).
+///
+/// ```
+/// use mcp_oauth_gateway::ToolNames;
+///
+/// let names = ToolNames::new()
+///     .rename("read_file", "read")
+///     .describe("read_file", "Reads a file under /srv");
+/// assert!(!names.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct ToolNames {
+    tools: BTreeMap<String, Shown>,
+}
+
+/// What the client sees of one tool instead of what the upstream says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Shown {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+}
+
+impl ToolNames {
+    /// No tool renamed or described.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The upstream's tool `tool` is shown as `name` (1 to 64 letters, digits, `_` or `-`,
+    /// prefix included: `NAME__name` must fit in 64).
+    pub fn rename(mut self, tool: impl Into<String>, name: impl Into<String>) -> Self {
+        self.tools.entry(tool.into()).or_default().name = Some(name.into());
+        self
+    }
+
+    /// The upstream's tool `tool` is shown with `description` instead of its own.
+    pub fn describe(mut self, tool: impl Into<String>, description: impl Into<String>) -> Self {
+        self.tools.entry(tool.into()).or_default().description = Some(description.into());
+        self
+    }
+
+    /// Checks the table for upstream `upstream` as [`GatewayBuilder::build`](crate::GatewayBuilder::build)
+    /// does, without building (for a configuration check).
+    ///
+    /// # Errors
+    ///
+    /// A new name that does not fit `^[a-zA-Z0-9_-]{1,64}$` with the prefix `upstream__`, or
+    /// two tools that end up with the same name.
+    pub fn check(&self, upstream: &str) -> Result<(), GatewayError> {
+        Renames::new(upstream, self).map(|_| ())
+    }
+
+    /// Whether no tool is renamed or described.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+}
+
+/// What a name the client sends stands for in one upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Seen<'a> {
+    /// A new name: the upstream's tool is this one.
+    Renamed(&'a str),
+    /// The upstream's own name of a renamed tool: not a name the client was shown.
+    Hidden,
+    /// A name the table does not change.
+    Same,
+}
+
+/// One upstream's [`ToolNames`], checked and indexed both ways.
+#[derive(Debug, Default)]
+pub(crate) struct Renames {
+    shown: HashMap<String, Shown>,
+    /// New name → the upstream's own name.
+    real: HashMap<String, String>,
+}
+
+fn config_error(reason: String) -> GatewayError {
+    GatewayError::Config {
+        what: "tool names",
+        reason,
+    }
+}
+
+impl Renames {
+    /// Checks `names` for upstream `upstream` (its prefix, with several upstreams): each new
+    /// name fits `^[a-zA-Z0-9_-]{1,64}$` with the prefix, and no two tools end up with the
+    /// same name.
+    pub(crate) fn new(upstream: &str, names: &ToolNames) -> Result<Self, GatewayError> {
+        let room = 64usize.saturating_sub(upstream.len() + SEPARATOR.len());
+        let mut real = HashMap::new();
+        for (tool, shown) in &names.tools {
+            let Some(name) = &shown.name else { continue };
+            let valid = (1..=room).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                return Err(config_error(format!(
+                    "{upstream}: {tool} renamed to {name:?}: use 1 to {room} letters, digits, '_' or '-' (clients see {upstream}{SEPARATOR}NAME, at most 64 characters)"
+                )));
+            }
+            if let Some(other) = real.insert(name.clone(), tool.clone()) {
+                return Err(config_error(format!(
+                    "{upstream}: {other} and {tool} are both renamed to {name}; give each its own name"
+                )));
+            }
+        }
+        for (tool, shown) in &names.tools {
+            let keeps_its_name = shown.name.is_none();
+            if keeps_its_name && let Some(other) = real.get(tool) {
+                return Err(config_error(format!(
+                    "{upstream}: {other} is renamed to {tool}, which {tool} itself is still called; rename {tool} too, or pick another name"
+                )));
+            }
+        }
+        Ok(Self {
+            shown: names.tools.clone().into_iter().collect(),
+            real,
+        })
+    }
+
+    /// What the client sees of the upstream's tool `tool`, if the table changes it.
+    pub(crate) fn shown(&self, tool: &str) -> Option<&Shown> {
+        self.shown.get(tool)
+    }
+
+    /// What `name`, as the client sends it (without the prefix), stands for.
+    pub(crate) fn seen<'a>(&'a self, name: &str) -> Seen<'a> {
+        if let Some(real) = self.real.get(name) {
+            return Seen::Renamed(real);
+        }
+        match self.shown.get(name) {
+            Some(Shown { name: Some(_), .. }) => Seen::Hidden,
+            _ => Seen::Same,
+        }
+    }
+
+    /// Whether the upstream's own tool `tool` is hidden by another tool renamed to its name
+    /// (a collision that only the upstream's list shows).
+    pub(crate) fn shadows(&self, tool: &str) -> Option<&str> {
+        let keeps_its_name = self.shown.get(tool).is_none_or(|s| s.name.is_none());
+        keeps_its_name
+            .then(|| self.real.get(tool).map(String::as_str))
+            .flatten()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shown.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_both_ways_and_the_old_name_is_hidden() {
+        let names = ToolNames::new()
+            .rename("read_file", "read")
+            .describe("read_file", "Reads")
+            .describe("stat", "Stats");
+        let r = Renames::new("fs", &names).expect("valid");
+        assert_eq!(r.seen("read"), Seen::Renamed("read_file"));
+        assert_eq!(r.seen("read_file"), Seen::Hidden);
+        assert_eq!(r.seen("stat"), Seen::Same);
+        assert_eq!(r.seen("other"), Seen::Same);
+        assert_eq!(
+            r.shown("read_file").and_then(|s| s.description.as_deref()),
+            Some("Reads")
+        );
+        assert_eq!(r.shadows("read"), Some("read_file"));
+        assert_eq!(r.shadows("read_file"), None);
+        // Two tools may swap names.
+        let swap = ToolNames::new().rename("a", "b").rename("b", "a");
+        let r = Renames::new("fs", &swap).expect("a swap is fine");
+        assert_eq!(r.seen("a"), Seen::Renamed("b"));
+        assert_eq!(r.shadows("a"), None);
+    }
+
+    #[test]
+    fn collisions_and_bad_names_are_refused_with_what_to_fix() {
+        let twice = ToolNames::new().rename("a", "x").rename("b", "x");
+        let err = Renames::new("fs", &twice)
+            .expect_err("collision")
+            .to_string();
+        assert!(err.contains("a and b are both renamed to x"), "{err}");
+        let onto = ToolNames::new().rename("a", "b").describe("b", "B");
+        let err = Renames::new("fs", &onto)
+            .expect_err("collision")
+            .to_string();
+        assert!(err.contains("which b itself is still called"), "{err}");
+        for bad in ["", "a.b", "a b", &"x".repeat(61)] {
+            let names = ToolNames::new().rename("a", bad);
+            let err = Renames::new("fs", &names).expect_err(bad).to_string();
+            assert!(err.contains("1 to 60"), "{err}");
+        }
+        assert!(Renames::new("fs", &ToolNames::new().rename("a", "x".repeat(60))).is_ok());
+    }
+}
