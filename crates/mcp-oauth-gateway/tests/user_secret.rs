@@ -224,11 +224,12 @@ fn a_user_secret_in_env_needs_per_user_isolation() {
         .env("GITHUB_TOKEN")
         .unwrap();
     let config = stdio_upstream().user_secret(secret).unwrap();
-    let err = mcp_oauth_gateway::Gateway::builder(config)
+    let Err(err) = mcp_oauth_gateway::Gateway::builder(config)
         .insecure_no_auth()
         .build()
-        .err()
-        .expect("refused");
+    else {
+        panic!("refused");
+    };
     assert!(err.to_string().contains("per-user"), "{err}");
     let header_only = UserSecret::new(vault(), "github", PAGE);
     assert!(stdio_upstream().user_secret(header_only).is_err());

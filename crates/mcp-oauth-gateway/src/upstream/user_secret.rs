@@ -223,8 +223,12 @@ impl UserSecret {
 pub(crate) fn action_data(message: &str, url: &str) -> serde_json::Value {
     use aws_lc_rs::digest::{SHA256, digest};
     use base64::Engine as _;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(&digest(&SHA256, url.as_bytes()).as_ref()[..12]);
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        digest(&SHA256, url.as_bytes())
+            .as_ref()
+            .get(..12)
+            .unwrap_or_default(),
+    );
     serde_json::json!({
         "elicitations": [{
             "mode": "url",
