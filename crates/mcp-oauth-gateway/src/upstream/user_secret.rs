@@ -29,7 +29,7 @@ enum Target {
     Env(String),
 }
 
-/// Each user's pasted token for one upstream (see the [module](self) docs).
+/// Each user's pasted token for one upstream (see `docs/gateway.md`, "Upstream credentials").
 #[derive(Clone)]
 pub struct UserSecret {
     vault: Vault,
