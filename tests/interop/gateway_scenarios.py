@@ -1,4 +1,4 @@
-"""Scenarios gw1–gw6: real MCP servers behind `mcp-oauth gateway`, driven by real clients through
+"""Scenarios gw1–gw7: real MCP servers behind `mcp-oauth gateway`, driven by real clients through
 the OAuth flow of the gateway's embedded authorization server. Part of runner.py (standard
 library only).
 
@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
@@ -644,6 +645,68 @@ def scenario_gw6_stdio_child_killed(env: R.Env, c: R.Checks) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- gw7: an approval in a real browser
+
+
+def _mcp_post(url: str, token: str, session: str | None, body: dict) -> tuple[dict[str, str], dict | None]:
+    """One JSON-RPC POST to the gateway; its headers and its message (JSON or the last SSE data)."""
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if session:
+        headers["mcp-session-id"] = session
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as res:
+        text = res.read().decode()
+        got = {k.lower(): v for k, v in res.headers.items()}
+    if not text.strip():
+        return got, None
+    if got.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in text.splitlines() if line.startswith("data:") and line[5:].strip()]
+        return got, json.loads(data[-1]) if data else None
+    return got, json.loads(text)
+
+
+def scenario_gw7_approval_in_chromium(env: R.Env, c: R.Checks) -> None:
+    """[[policy.approve]]: a call waits with a -32042 URL elicitation; the user opens the link in headless Chromium, signs in at the gateway, approves; the identical call passes once."""
+    tmp = tempfile.mkdtemp(prefix="interop-gw7-")
+    policy = os.path.join(tmp, "policy.toml")
+    with open(policy, "w") as f:
+        f.write('[[policy.rule]]\nid = "all"\ntools = ["*"]\n\n[[policy.approve]]\nid = "echo-approved"\ntools = ["echo"]\n')
+    try:
+        with gateway(env, c, "gw7-gateway", "--policy", policy, "--", env.args.node, EVERYTHING, "stdio") as gw:
+            token = gw.info.get("token", "")
+            got, init = _mcp_post(gw.mcp_url, token, None, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}}, "clientInfo": {"name": "gw7", "version": "1"}}})
+            session = got.get("mcp-session-id")
+            c.true(bool(init and init.get("result")), f"initialize: {init}")
+            _mcp_post(gw.mcp_url, token, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+            echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "approved in chromium"}}}
+            _, waiting = _mcp_post(gw.mcp_url, token, session, echo)
+            error = (waiting or {}).get("error") or {}
+            c.eq(error.get("code"), -32042, f"the call waits for approval: {waiting}")
+            elicitation = ((error.get("data") or {}).get("elicitations") or [{}])[0]
+            c.eq(elicitation.get("mode"), "url", "a URL-mode elicitation")
+            link = elicitation.get("url") or ""
+            c.true(link.startswith(gw.mcp_url.rsplit("/mcp", 1)[0] + "/gateway/approve?ticket="), f"the link is the gateway's approval page: {link}")
+            res = D.run_peer(env, c, "gw7-chromium", [env.args.node, os.path.join(R.PEERS, "approve-page.mjs"), link],
+                             {"LOGIN_USER": D.DEV_USER, "LOGIN_PASSWORD": D.DEV_PASSWORD, "DECISION": "approve"})
+            c.true(str(res.get("sign_in_url", "")).endswith("/authorize"), f"without a session the browser signs in first: {res.get('sign_in_url')}")
+            c.true(bool(res.get("back_on_link")), "after signing in the browser is back on the link")
+            page = res.get("page") or {}
+            c.eq(page.get("tool"), "echo", "the page names the tool")
+            c.eq(page.get("arguments"), '{"message":"approved in chromium"}', "the page shows the canonical arguments")
+            session_cookie = [k for k in res.get("cookies") or [] if k.get("name") == "mcp_gateway_session"]
+            c.true(bool(session_cookie) and session_cookie[0].get("httpOnly") and session_cookie[0].get("sameSite") == "Lax",
+                   f"the session cookie is HttpOnly and SameSite=Lax: {res.get('cookies')}")
+            c.eq((res.get("answer") or {}).get("heading"), "Approved", "the answer page")
+            _, passed = _mcp_post(gw.mcp_url, token, session, echo)
+            content = ((passed or {}).get("result") or {}).get("content") or [{}]
+            c.eq(content[0].get("text"), "Echo: approved in chromium", f"the identical call passes: {passed}")
+            _, again = _mcp_post(gw.mcp_url, token, session, echo)
+            c.eq(((again or {}).get("error") or {}).get("code"), -32042, f"once: the next identical call waits again: {again}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Checks], None]:
     fn.standalone = True  # type: ignore[attr-defined]  # needs no shared servers (scenario a)
     return fn
@@ -658,5 +721,6 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
         ("gw4-gateway-fetch-and-time-url-rules", scenario_gw4_fetch_time_two_upstreams),
         ("gw5-gateway-one-of-two-upstreams-down", scenario_gw5_one_upstream_down),
         ("gw6-gateway-stdio-child-killed", scenario_gw6_stdio_child_killed),
+        ("gw7-gateway-approval-in-chromium", scenario_gw7_approval_in_chromium),
     ]
 ]

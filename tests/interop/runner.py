@@ -2,7 +2,7 @@
 """Interop scenarios: real third-party peers against the `oidc` example server (a–g), against
 `mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py),
 against `mcp-oauth proxy`, that server in proxy mode before an upstream identity provider
-(o–r, proxy_scenarios.py), and real MCP servers behind `mcp-oauth gateway` (gw1–gw6,
+(o–r, proxy_scenarios.py), and real MCP servers behind `mcp-oauth gateway` (gw1–gw7,
 gateway_scenarios.py).
 
 Standard library only. Normally started by run.sh, which installs the peers (setup.sh) and
@@ -642,7 +642,7 @@ SCENARIOS += dev_scenarios.SCENARIOS
 SCENARIOS += proxy_scenarios.SCENARIOS  # o–r: `mcp-oauth proxy`
 SCENARIOS += dpop_scenarios.SCENARIOS  # dpop1–dpop5: DPoP with oidc-provider and oauth4webapi
 SCENARIOS += issuer_scenarios.SCENARIOS  # s: `mcp-oauth serve` trusting two issuers
-SCENARIOS += gateway_scenarios.SCENARIOS  # gw1–gw6: real MCP servers behind `mcp-oauth gateway`
+SCENARIOS += gateway_scenarios.SCENARIOS  # gw1–gw7: real MCP servers behind `mcp-oauth gateway`
 
 
 # --------------------------------------------------------------------------- main

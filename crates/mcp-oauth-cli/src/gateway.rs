@@ -504,6 +504,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
     if let Some(server) = &auth_server {
         gate.count_limits_in(server.store().clone());
     }
+    // The gateway's own pages (approvals) and the approval desk, at the MCP URL's origin.
+    let (pages, desk) =
+        crate::gateway_pages::pages(&args, auth_server.as_ref(), &mcp_url, &issuer, &gate).await?;
     let callback_url = match (&args.login, &auth_server) {
         (Some(_), Some(server)) => Some(server.upstream_callback_url()),
         _ => None,
@@ -535,12 +538,21 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         }
         None => None,
     };
-    let mut app = gateway.router();
+    let mut app = gateway.router().merge(pages.router());
+    if let Some(desk) = &desk {
+        app = app.merge(desk.router());
+    }
     if let Some(server) = &auth_server {
         app = app.merge(server.router());
         if !user_secrets.is_empty() || !user_oauths.is_empty() {
-            app = app
-                .merge(credential_pages(&args, server, &vault, user_secrets, user_oauths).await?);
+            app = app.merge(credential_pages(
+                &args,
+                server,
+                &pages,
+                &vault,
+                user_secrets,
+                user_oauths,
+            )?);
         }
     }
     if args.dev.json {
@@ -576,10 +588,11 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
 /// The pages where users paste their upstream tokens and see their connections, on the
 /// gateway's own sign-in; opens the vault in the authorization server's store, sealed with the
 /// encryption key (`--encryption-key`, else the data folder's; instances sharing a store
-/// share it).
-async fn credential_pages(
+/// share it). `pages` is the gateway's page sign-in (its routes are mounted with it).
+fn credential_pages(
     args: &GatewayArgs,
     server: &mcp_oauth::auth_server::AuthServer,
+    pages: &mcp_oauth_gateway::web::Pages,
     vault: &mcp_oauth_gateway::vault::Vault,
     secrets: Vec<mcp_oauth_gateway::UserSecret>,
     user_oauths: Vec<mcp_oauth_gateway::user_oauth::UserOAuth>,
@@ -587,16 +600,13 @@ async fn credential_pages(
     let dir = crate::data_dir::resolve(args.dev.data_dir.clone());
     let key = args.login_options.encryption_key(&dir)?;
     vault.open(server.store().clone(), key.expose())?;
-    let pages =
-        mcp_oauth_gateway::web::Pages::embedded(server.clone(), server.issuer(), key.expose())
-            .await?;
     let credential = mcp_oauth_gateway::credential_pages::CredentialPages::new(
         pages.clone(),
         vault.clone(),
         server.issuer(),
         secrets,
     );
-    let mut router = credential.router().merge(pages.router());
+    let mut router = credential.router();
     if !user_oauths.is_empty() {
         // Each user's own account at the upstreams: the connect links and the gateway's
         // Client ID Metadata Document, on the same sign-in.

@@ -15,10 +15,13 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use mcp_oauth::Auth;
 use mcp_oauth::auth_server::store::Store;
+use mcp_oauth::policy::{ApprovalCall, Approvers};
 use mcp_oauth::policy::{
     Catalog, Effect, Policy, PolicyConfig, RateLimitError, RateLimiter, Subject, Target,
 };
+use mcp_oauth_gateway::approve::{ApprovalDesk, ApprovalPolicy};
 use mcp_oauth_gateway::gate::{Admission, Call, Decision, Gatekeeper, ListKind, Refusal};
+use mcp_oauth_gateway::web::Visitor;
 use serde_json::Value;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -38,6 +41,9 @@ pub(crate) struct PolicyGate {
     limiter: Arc<RwLock<Option<Arc<RateLimiter>>>>,
     /// Where the buckets are kept, once known (else in memory).
     store: Arc<OnceLock<Arc<dyn Store>>>,
+    /// The approval desk (`[[policy.approve]]`), once the pages are built; none with an
+    /// external issuer.
+    desk: Arc<OnceLock<ApprovalDesk>>,
 }
 
 impl PolicyGate {
@@ -78,6 +84,11 @@ impl PolicyGate {
         let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
         *slot = Some(Arc::new(policy));
         Ok(())
+    }
+
+    /// Sends calls the policy's `[[policy.approve]]` rules name to `desk`.
+    pub(crate) fn approve_with(&self, desk: ApprovalDesk) {
+        let _ = self.desk.set(desk);
     }
 
     /// Counts the rate limits in `store` from now on (shared by every instance using it).
@@ -162,13 +173,78 @@ fn gate_decision(decision: &mcp_oauth::policy::Decision) -> Decision {
     }
 }
 
-impl Gatekeeper for PolicyGate {
-    fn admit<'a>(
-        &'a self,
-        caller: Option<&'a Auth>,
-        call: Admission<'a>,
-    ) -> BoxFuture<'a, Decision> {
-        Box::pin(async move {
+/// The version of `policy` an approval of a call of `rule` is bound to: a change in the
+/// rules, or in this approve rule, is another version (a waiting approval no longer counts).
+fn approval_version(policy: &Policy, rule: &mcp_oauth::policy::ApproveRule) -> String {
+    mcp_oauth::audit::canonical_sha256(&serde_json::json!([
+        policy.cedar_policies(),
+        format!("{rule:?}")
+    ]))
+}
+
+impl ApprovalPolicy for PolicyGate {
+    fn approvers(&self, call: &ApprovalCall) -> Option<Vec<Approvers>> {
+        let policy = self.current()?;
+        let rule = policy.approval(&call.tool)?;
+        (approval_version(&policy, rule) == call.policy_version)
+            .then(|| rule.approver_list().to_vec())
+    }
+
+    fn groups(&self, visitor: &Visitor) -> Vec<String> {
+        let Some(policy) = self.current() else {
+            return visitor.groups().to_vec();
+        };
+        let subject = Subject::from_claims(&visitor.to_claims());
+        policy
+            .groups(&subject)
+            .into_iter()
+            .map(|m| m.group)
+            .collect()
+    }
+}
+
+impl PolicyGate {
+    /// The answer for a call the policy allowed that an approve rule names, if one does.
+    async fn approval(&self, caller: Option<&Auth>, call: &Admission<'_>) -> Option<Decision> {
+        let ("tools/call", Some(tool)) = (call.method, call.name) else {
+            return None;
+        };
+        let policy = self.current()?;
+        let rule = policy.approval(tool)?;
+        let reason = format!("approve:{}", rule.id());
+        let Some(desk) = self.desk.get() else {
+            return Some(Decision::Refuse(Refusal {
+                code: mcp_oauth_gateway::approve::APPROVAL_REQUIRED,
+                message: format!(
+                    "the call of `{tool}` needs a human's approval, and this gateway has no approval page (it verifies an external issuer's tokens)"
+                ),
+                data: None,
+                reason,
+            }));
+        };
+        let arguments = call
+            .params
+            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+            .and_then(|p| p.get("arguments").cloned())
+            .unwrap_or(Value::Null);
+        let upstream = call.upstream.map(str::to_owned).unwrap_or_else(|| {
+            tool.split_once(mcp_oauth_gateway::SEPARATOR)
+                .map(|(u, _)| u.to_owned())
+                .unwrap_or_default()
+        });
+        let bound = ApprovalCall::new(
+            caller.map_or("anonymous", |a| a.subject()),
+            upstream,
+            tool,
+            &arguments,
+            approval_version(&policy, rule),
+        );
+        Some(desk.admit(&bound, &arguments, rule.id()).await)
+    }
+
+    /// The rate limits' answer for an allowed call.
+    async fn rate_limited(&self, caller: Option<&Auth>, call: &Admission<'_>) -> Decision {
+        {
             let (Some(limiter), "tools/call", Some(tool)) =
                 (self.limiter(), call.method, call.name)
             else {
@@ -205,6 +281,25 @@ impl Gatekeeper for PolicyGate {
                     })
                 }
             }
+        }
+    }
+}
+
+impl Gatekeeper for PolicyGate {
+    fn admit<'a>(
+        &'a self,
+        caller: Option<&'a Auth>,
+        call: Admission<'a>,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            // Over a rate limit, a call is refused before anyone is asked to approve it.
+            let limited = self.rate_limited(caller, &call).await;
+            if limited != Decision::Allow {
+                return limited;
+            }
+            self.approval(caller, &call)
+                .await
+                .unwrap_or(Decision::Allow)
         })
     }
 

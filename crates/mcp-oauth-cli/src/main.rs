@@ -22,6 +22,7 @@ mod gateway_args;
 mod gateway_config;
 mod gateway_identity_key;
 mod gateway_login;
+mod gateway_pages;
 mod gateway_policy;
 mod gateway_reload;
 mod gateway_tools;

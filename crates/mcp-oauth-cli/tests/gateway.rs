@@ -213,6 +213,16 @@ async fn an_issuer_and_an_http_upstream() {
     mcp.cancel().await.unwrap();
     let res = unauthenticated(&url).await;
     assert_eq!(res.status(), 401);
+    // No sign-in of its own: the gateway's pages say they cannot be used, and why.
+    let pages = reqwest::get(url.replace("/mcp", "/gateway/approve?ticket=x"))
+        .await
+        .unwrap();
+    assert_eq!(pages.status(), 503);
+    let text = pages.text().await.unwrap();
+    assert!(
+        text.contains("no sign-in of its own") && text.contains(idp.issuer()),
+        "{text}"
+    );
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
     for headers in &seen {
@@ -838,6 +848,166 @@ fn toml_string(value: &str) -> String {
 
 type Test = (&'static str, fn() -> Pin<Box<dyn Future<Output = ()>>>);
 
+/// A browser of the approval page: reqwest without redirects, its cookies kept by hand.
+struct PageBrowser {
+    http: reqwest::Client,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl PageBrowser {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: std::collections::BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> (u16, Option<String>, String) {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let response = request.header("cookie", cookie).send().await.unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+            if set.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        (status, location, response.text().await.unwrap())
+    }
+}
+
+/// `[[policy.approve]]` end to end: the call waits with a link; the user signs in on the
+/// gateway's page (auto-approve: the first local user), approves, and the identical call
+/// passes once, with `approved_by` in its audit line.
+async fn a_policy_approve_rule_waits_for_the_approval_page() {
+    let me = std::env::current_exe().unwrap();
+    let me = me.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-approve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[policy.rule]]\nid = \"echo-for-all\"\ntools = [\"echo\"]\n\n[[policy.approve]]\nid = \"echo-approved\"\ntools = [\"echo\"]\n",
+    )
+    .unwrap();
+    let audit = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
+    let role = format!("{UPSTREAM_ROLE}=1");
+    let gateway = start(
+        &[
+            "--auto-approve",
+            "--audit",
+            audit.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--env",
+            &role,
+            "--",
+            me,
+        ],
+        &[],
+    )
+    .await;
+    let url = gateway.url();
+    let token = gateway.info["token"].as_str().unwrap();
+    let mcp = client(&url, token).await;
+    let mut params = CallToolRequestParams::new("echo");
+    params = params.with_arguments(json!({"text": "approved"}).as_object().unwrap().clone());
+    let waiting = mcp
+        .call_tool(params.clone())
+        .await
+        .expect_err("waits")
+        .to_string();
+    let link = waiting
+        .split("open ")
+        .nth(1)
+        .and_then(|rest| rest.split(", then").next())
+        .unwrap_or_else(|| panic!("no link in {waiting}"))
+        .to_owned();
+    let origin = url.trim_end_matches("/mcp").to_owned();
+    assert!(
+        link.starts_with(&format!("{origin}/gateway/approve?ticket=")),
+        "{link}"
+    );
+
+    // Sign in on the page (the authorization server's auto-approve), then approve.
+    let mut browser = PageBrowser::new();
+    let mut next = link.clone();
+    let mut page = String::new();
+    for _ in 0..6 {
+        let (status, location, body) = browser.send(browser.http.get(&next)).await;
+        match location {
+            Some(location) if status / 100 == 3 => {
+                next = if location.starts_with('/') {
+                    format!("{origin}{location}")
+                } else {
+                    location
+                };
+            }
+            _ => {
+                assert_eq!(status, 200, "{next}: {body}");
+                page = body;
+                break;
+            }
+        }
+    }
+    assert_eq!(next, link, "back on the approval page");
+    assert!(
+        page.contains("{&quot;text&quot;:&quot;approved&quot;}"),
+        "{page}"
+    );
+    let mut form = mcp_oauth::testing::hidden_form_fields(&page);
+    form.push(("decision".to_owned(), "approve".to_owned()));
+    let (status, _, body) = browser
+        .send(
+            browser
+                .http
+                .post(format!("{origin}/gateway/approve"))
+                .header("origin", &origin)
+                .form(&form),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Approved"), "{body}");
+
+    let result = mcp.call_tool(params.clone()).await.expect("approved once");
+    assert_eq!(
+        serde_json::to_value(&result).unwrap()["content"][0]["text"],
+        "approved"
+    );
+    assert!(mcp.call_tool(params).await.is_err(), "once");
+    mcp.cancel().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.lines().any(|l| l.contains("\"approved_by\"")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no approved_by in the audit: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -850,7 +1020,10 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let tests: [Test; 7] = [
+    let tests: [Test; 8] = [
+        ("a_policy_approve_rule_waits_for_the_approval_page", || {
+            Box::pin(a_policy_approve_rule_waits_for_the_approval_page())
+        }),
         ("upstreams_from_a_desktop_client_file", || {
             Box::pin(upstreams_from_a_desktop_client_file())
         }),

@@ -837,7 +837,7 @@ async fn request(
     .await;
     let policy_names = parts.extensions.get::<PolicyNames>().is_some();
     let response = match &decision {
-        Decision::Allow => {
+        Decision::Allow | Decision::Approved(_) => {
             route(
                 agg,
                 auth,

@@ -43,7 +43,7 @@ pub(crate) async fn record(
     // The rules that decided: a rate limit's refusal is its own; a filtered list's are
     // those that hid items.
     let recorded = match decision {
-        Decision::Allow => Recorded::allow(),
+        Decision::Allow | Decision::Approved(_) => Recorded::allow(),
         Decision::Deny => Recorded::deny(),
         Decision::StepUp(scopes) => Recorded::step_up(scopes.iter().cloned()),
         Decision::Refuse(_) => Recorded::deny(),
@@ -75,6 +75,9 @@ pub(crate) async fn record(
     }
     if let Some(upstream) = upstream {
         event = event.upstream(upstream);
+    }
+    if let Decision::Approved(approver) = decision {
+        event = event.approved_by(approver);
     }
     if method == "tools/call"
         && let Some(arguments) = call

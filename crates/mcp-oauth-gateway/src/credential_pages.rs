@@ -1,5 +1,5 @@
 //! The pages where a signed-in user manages their own upstream credentials (on the
-//! [`web`] sign-in):
+//! [`web`](mod@crate::web) sign-in):
 //!
 //! | page | what |
 //! |---|---|

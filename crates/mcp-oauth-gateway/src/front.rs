@@ -617,8 +617,10 @@ async fn request(
     .await;
     if inner.front {
         let outcome = match &decision {
-            Decision::Allow if response.status().is_success() => Outcome::Forwarded,
-            Decision::Allow => Outcome::UpstreamError,
+            Decision::Allow | Decision::Approved(_) if response.status().is_success() => {
+                Outcome::Forwarded
+            }
+            Decision::Allow | Decision::Approved(_) => Outcome::UpstreamError,
             Decision::StepUp(_) if inner.oauth.is_some() => Outcome::StepUp,
             Decision::Deny | Decision::StepUp(_) | Decision::Refuse(_) => Outcome::Denied,
         };
@@ -653,7 +655,7 @@ async fn decided(
     let id = message.id.map(RawValue::get);
     let method = message.method.as_deref().unwrap_or_default();
     match decision {
-        Decision::Allow => {}
+        Decision::Allow | Decision::Approved(_) => {}
         Decision::StepUp(scopes) if inner.oauth.is_some() => {
             let Some(oauth) = &inner.oauth else {
                 return status_only(StatusCode::FORBIDDEN);

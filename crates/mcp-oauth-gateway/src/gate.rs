@@ -17,8 +17,9 @@
 //!
 //! A call the gatekeeper allowed is then passed to [`Gatekeeper::admit`], which may wait on
 //! shared state (a rate-limit bucket in the store, an approval): it answers
-//! [`Decision::Allow`] or [`Decision::Refuse`], a JSON-RPC error carrying data (a retry-after
-//! hint, an approval link). Lists are never passed to it. The default admits every call.
+//! [`Decision::Allow`] (or [`Decision::Approved`], naming who approved it) or
+//! [`Decision::Refuse`], a JSON-RPC error carrying data (a retry-after hint, an approval
+//! link). Lists are never passed to it. The default admits every call.
 //!
 //! A closure `Fn(Option<&Auth>, &Call<'_>) -> Decision` is a gatekeeper that filters nothing.
 //!
@@ -110,6 +111,9 @@ pub enum Decision {
     StepUp(Vec<String>),
     /// Refuse it with this JSON-RPC error (from [`Gatekeeper::admit`]).
     Refuse(Refusal),
+    /// Forward it: a human approved this exact call (from [`Gatekeeper::admit`]); the
+    /// approver's subject goes into the audit line (`approved_by`). See [`crate::approve`].
+    Approved(String),
 }
 
 /// A JSON-RPC error for a call [`Gatekeeper::admit`] refused; the audit line names `reason`.

@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 mod aggregate;
+pub mod approve;
 mod audit;
 pub mod credential_pages;
 mod error;

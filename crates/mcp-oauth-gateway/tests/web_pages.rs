@@ -360,7 +360,12 @@ async fn without_an_authorization_server_of_its_own_the_pages_say_so() {
         .route("/gateway/whoami", get(whoami))
         .with_state(pages.clone())
         .merge(pages.router());
-    for path in ["/gateway/whoami", "/gateway", "/gateway/signed-in?state=x"] {
+    for path in [
+        "/gateway/whoami",
+        "/gateway",
+        "/gateway/signed-in?state=x",
+        "/gateway/approve?ticket=x",
+    ] {
         let reply = Browser::default().get(&app, path).await;
         assert_eq!(reply.status, 503, "{path}: {reply:?}");
         assert!(reply.body.contains("https://idp.example"), "{}", reply.body);

@@ -374,7 +374,19 @@ async fn index(State(pages): State<Pages>, super::SignedIn(visitor): super::Sign
 }
 
 pub(super) fn router(pages: Pages) -> Router {
-    Router::new()
+    let router = Router::new();
+    // Unavailable: every page of the gateway says so (a page mounted beside wins its path).
+    let router = if pages.is_available() {
+        router
+    } else {
+        router.route(
+            &format!("{PREFIX}/{{*page}}"),
+            axum::routing::any(
+                |State(pages): State<Pages>| async move { pages.unavailable_page() },
+            ),
+        )
+    };
+    router
         .route(PREFIX, get(index))
         .route(CALLBACK_PATH, get(callback))
         .route(super::SIGN_IN_PATH, get(sign_in_link))

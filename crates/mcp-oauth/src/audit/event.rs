@@ -202,6 +202,7 @@ pub struct AuditEvent {
     pub(crate) arguments: Option<Value>,
     pub(crate) decision: Decision,
     pub(crate) credential: Option<CredentialKind>,
+    pub(crate) approved_by: Option<String>,
     pub(crate) outcome: Option<Outcome>,
     pub(crate) duration: Option<Duration>,
 }
@@ -219,6 +220,7 @@ impl AuditEvent {
             arguments: None,
             decision,
             credential: None,
+            approved_by: None,
             outcome: None,
             duration: None,
         }
@@ -264,6 +266,13 @@ impl AuditEvent {
     #[must_use]
     pub fn upstream(mut self, upstream: impl Into<String>) -> Self {
         self.upstream = Some(upstream.into());
+        self
+    }
+
+    /// Who approved the call (their subject), when it needed a human's approval.
+    #[must_use]
+    pub fn approved_by(mut self, approver: impl Into<String>) -> Self {
+        self.approved_by = Some(approver.into());
         self
     }
 
@@ -331,6 +340,8 @@ pub(crate) struct Line<'a> {
     arguments: &'a ArgumentsField,
     decision: &'a Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
+    approved_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     credential: Option<CredentialField>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<Outcome>,
@@ -364,6 +375,7 @@ impl<'a> Line<'a> {
             resource,
             arguments,
             decision: &event.decision,
+            approved_by: event.approved_by.as_deref(),
             credential: event.credential.map(|kind| CredentialField { kind }),
             outcome: event.outcome,
             // Milliseconds with microsecond precision.

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::Approvers;
 use crate::auth_server::store::{Kind, Store, StoreError};
 
 /// The call an approval is bound to.
@@ -66,16 +67,6 @@ impl ApprovalCall {
     }
 }
 
-/// Who may approve a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Approvers {
-    /// The user who made the call.
-    Caller,
-    /// Members of this group.
-    Group(String),
-}
-
 /// The answer an approver gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
@@ -120,6 +111,10 @@ struct Ticket {
     call: ApprovalCall,
     /// Unix seconds.
     expires_at: i64,
+    /// Random: each ticket is another one, even for the identical call in the same second
+    /// (a ticket is answered once; the next call's link must be answerable).
+    #[serde(default)]
+    nonce: String,
 }
 
 /// Signs approval tickets and keeps the answers: a ticket binds one exact call (user,
@@ -169,7 +164,13 @@ impl Approvals {
 
     /// A signed ticket for `call`, valid for the configured time (URL-safe text).
     pub fn ticket(&self, call: &ApprovalCall) -> String {
+        let mut nonce = [0u8; 16];
+        // The system source does not fail on supported platforms; a zero nonce only makes
+        // this ticket equal to another one for the identical call in the same second.
+        let _ =
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut nonce);
         let ticket = Ticket {
+            nonce: URL_SAFE_NO_PAD.encode(nonce),
             call: call.clone(),
             expires_at: (self.clock)()
                 .saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX)),
@@ -217,11 +218,7 @@ impl Approvals {
         approved: bool,
     ) -> Result<ApprovalCall, ApprovalError> {
         let (call, expires_at) = self.open(ticket)?;
-        let allowed = match approvers {
-            Approvers::Caller => approver == call.user,
-            Approvers::Group(group) => groups.iter().any(|g| g == group),
-        };
-        if !allowed || approver.is_empty() {
+        if !approvers.admits(&call.user, approver, groups) {
             return Err(ApprovalError::NotAnApprover);
         }
         // A ticket is answered once, even after its answer was used: replaying the link does

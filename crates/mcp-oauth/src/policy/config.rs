@@ -400,6 +400,8 @@ struct PolicyToml {
     rule: Vec<toml::Spanned<Rule>>,
     #[serde(default)]
     rate_limit: Vec<toml::Spanned<RateLimitToml>>,
+    #[serde(default)]
+    approve: Vec<toml::Spanned<super::approve_rule::ApproveToml>>,
 }
 
 /// `[[policy.rate_limit]]`.
@@ -458,6 +460,7 @@ pub struct PolicyConfig {
     pub(crate) rules: Vec<(RuleKind, Rule, Origin)>,
     pub(crate) cedar: Vec<(String, String)>,
     pub(crate) rate_limits: Vec<RateLimit>,
+    pub(crate) approve: Vec<super::ApproveRule>,
 }
 
 impl Default for PolicyConfig {
@@ -474,6 +477,7 @@ impl Default for PolicyConfig {
             rules: Vec::new(),
             cedar: Vec::new(),
             rate_limits: Vec::new(),
+            approve: Vec::new(),
         }
     }
 }
@@ -608,6 +612,18 @@ impl PolicyConfig {
             }
             config.rate_limits.push(built);
         }
+        for (index, rule) in policy.approve.into_iter().enumerate() {
+            let at = origin(rule.span().start);
+            let rule = rule.into_inner().build(index, &at)?;
+            if config.approve.iter().any(|r| r.id() == rule.id()) {
+                return Err(PolicyError::one(
+                    Some(rule.id()),
+                    at,
+                    "two approve rules have this id",
+                ));
+            }
+            config.approve.push(rule);
+        }
         // The line of each `cedar_files` entry is not kept by serde; point at the key.
         let line = text
             .find("cedar_files")
@@ -695,6 +711,18 @@ impl PolicyConfig {
     pub fn grant(mut self, rule: Rule) -> Self {
         self.rules.push((RuleKind::Grant, rule, Origin::default()));
         self
+    }
+
+    /// Calls of some tools wait for a human's approval (`[[policy.approve]]`).
+    #[must_use]
+    pub fn approve(mut self, rule: super::ApproveRule) -> Self {
+        self.approve.push(rule);
+        self
+    }
+
+    /// The approve rules, in order (the first that matches a tool is its rule).
+    pub fn approve_rules(&self) -> &[super::ApproveRule] {
+        &self.approve
     }
 
     /// A rate limit on calls of some tools (`[[policy.rate_limit]]`).

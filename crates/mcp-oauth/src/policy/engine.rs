@@ -145,6 +145,17 @@ impl Policy {
                 }
             }
         }
+        for rule in &config.approve {
+            for pattern in rule.tools() {
+                if !catalog.tools().any(|t| glob(pattern, t.name())) {
+                    problems.push(
+                        Some(rule.id()),
+                        &Origin::default(),
+                        format!("approve: `{pattern}` matches no tool the server lists"),
+                    );
+                }
+            }
+        }
         let mut set = PolicySet::new();
         let mut origins: HashMap<String, (Origin, Option<String>)> = HashMap::new();
         let mut step_up = HashMap::new();
@@ -480,6 +491,18 @@ impl Policy {
         }
         grant.rule_ids = ids.into_iter().collect();
         grant
+    }
+
+    /// The `[[policy.approve]]` rule a call of `tool` falls under (the first that matches
+    /// its name and annotations), if any: the call then waits for a human's approval.
+    pub fn approval(&self, tool: &str) -> Option<&super::ApproveRule> {
+        let info = self.inner.catalog.tools().find(|t| t.name() == tool);
+        self.inner.config.approve.iter().find(|rule| {
+            rule.tools().iter().any(|p| glob(p, tool))
+                && rule.annotation().is_none_or(|wanted| {
+                    info.is_some_and(|t| t.annotations().iter().any(|(n, on)| *n == wanted && *on))
+                })
+        })
     }
 
     /// The user's groups and where each came from: `group_claims`, `[policy.groups]`, or

@@ -29,6 +29,8 @@ pub use scopes::ScopePolicy;
 #[cfg(all(feature = "policy", feature = "auth-server"))]
 mod approval;
 #[cfg(feature = "policy")]
+mod approve_rule;
+#[cfg(feature = "policy")]
 mod args;
 #[cfg(feature = "policy")]
 mod canon;
@@ -66,7 +68,9 @@ mod strict;
 mod subject;
 
 #[cfg(all(feature = "policy", feature = "auth-server"))]
-pub use approval::{Answer, ApprovalCall, ApprovalError, Approvals, Approvers};
+pub use approval::{Answer, ApprovalCall, ApprovalError, Approvals};
+#[cfg(feature = "policy")]
+pub use approve_rule::{ApproveRule, Approvers};
 #[cfg(feature = "policy")]
 pub use catalog::{Catalog, ToolInfo};
 #[cfg(feature = "policy")]
