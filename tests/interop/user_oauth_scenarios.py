@@ -34,6 +34,8 @@ import runner as R  # the running runner.py (aliased in sys.modules before this 
 UPSTREAM = "saas"
 SAAS_LOGIN = "saas-user-42"
 ACTION_REQUIRED = -32042
+CLIENT_NAMES = {"v1": "user-oauth-v1-interop", "v2": "user-oauth-v2-interop", "py": "py-sdk-interop"}
+SDK_NAMES = {"v1": "TS SDK v1", "v2": "TS SDK v2", "py": "Python SDK"}
 DEADLINE = 60.0  # seconds: for a peer to reach its next step (it signs in, drives Chromium)
 
 
@@ -109,8 +111,9 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
                 client_env = {"SDK": sdk, "REDIRECT_URI": D.redirect_uri(), "SCOPE": "mcp:read mcp:write",
                               "LOGIN_USER": D.DEV_USER, "LOGIN_PASSWORD": D.DEV_PASSWORD,
                               **{k.upper(): v for k, v in files.items() if k[:-1] in ("ready", "go")}}
-                tc = threading.Thread(target=lambda: out.update(client=_catch(lambda: D.run_peer(
-                    env, c, f"uo-{sdk}-client", [env.args.node, os.path.join(R.PEERS, "user-oauth-client.mjs"), gw.mcp_url], client_env))))
+                argv = ([env.args.python, os.path.join(R.PEERS, "user_oauth_py_client.py"), gw.mcp_url, "legacy"] if sdk == "py"
+                        else [env.args.node, os.path.join(R.PEERS, "user-oauth-client.mjs"), gw.mcp_url])
+                tc = threading.Thread(target=lambda: out.update(client=_catch(lambda: D.run_peer(env, c, f"uo-{sdk}-client", argv, client_env))))
                 tc.start()
                 threads.append(tc)
                 try:
@@ -166,7 +169,7 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
             saas.stop()
             shutil.rmtree(tmp, ignore_errors=True)
 
-    run.__doc__ = (f"user-oauth upstream (a SaaS MCP server behind its own oidc-provider), TS SDK {sdk} + Chromium: the first call "
+    run.__doc__ = (f"user-oauth upstream (a SaaS MCP server behind its own oidc-provider), {SDK_NAMES[sdk]} + Chromium: the first call "
                    "gets the connect link, the browser signs in at the gateway and consents at the SaaS, the next calls carry the "
                    "user's own token (never the gateway's), an expired token is refreshed once, revoking on the connections page "
                    "stops access.")
@@ -185,7 +188,7 @@ def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, l
     # The client signed in at the gateway (the login page, its own token).
     auths = res.get("authorizations") or []
     if c.true(bool(auths), f"{sdk}: the client signed in at the gateway"):
-        D.assert_login_page(c, auths[0], f"user-oauth-{sdk}-interop", f"{sdk}: gateway sign-in")
+        D.assert_login_page(c, auths[0], CLIENT_NAMES[sdk], f"{sdk}: gateway sign-in")
         c.eq((auths[0].get("callback") or {}).get("iss"), gw.issuer, f"{sdk}: callback iss (RFC 9207)")
 
     # The gateway registered itself at the SaaS's server (no client configured, no CIMD support there).
@@ -282,4 +285,5 @@ def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Che
 SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
     ("uo1-gw-user-oauth-saas-ts-sdk-v1-chromium", _standalone(_uo_scenario("v1"))),
     ("uo2-gw-user-oauth-saas-ts-sdk-v2-chromium", _standalone(_uo_scenario("v2"))),
+    ("uo3-gw-user-oauth-saas-py-sdk-chromium", _standalone(_uo_scenario("py"))),
 ]
