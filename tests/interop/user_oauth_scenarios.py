@@ -17,6 +17,7 @@ client and a real browser. Part of runner.py (standard library only).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,8 +25,9 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import dev_scenarios as D
 import gateway_scenarios as G
@@ -81,7 +83,107 @@ def _error_with_link(c: R.Checks, rec: dict, link: str, what: str) -> None:
     c.eq((elicitations[0].get("mode"), elicitations[0].get("url")), ("url", link), f"{what}: data.elicitations[0] is the URL-mode link")
 
 
-def _uo_scenario(sdk: str) -> Callable[[R.Env, R.Checks], None]:
+class _Instance(G.Gateway):
+    """A gateway started with exactly `args` (several instances: a port, a shared store and
+    data folder, one public URL), polled at its own port."""
+
+    def __init__(self, env: R.Env, name: str, port: int, args: list[str]):
+        self.name, self.port, self.tmp = name, port, tempfile.mkdtemp(prefix="interop-uo-gw-")  # not super(): it adds --port 0
+        self.stdout_path = os.path.join(env.log_dir, f"{name}.stdout")
+        argv = [env.args.dev_bin, "gateway", "--port", str(port), *args]
+        self.proc = env.start(name, argv, {"MCP_OAUTH_LOG": os.environ.get("MCP_OAUTH_LOG", "info,mcp_oauth=debug")},
+                              stdout_path=self.stdout_path, shared=False)
+        self.info: dict[str, Any] = {}
+
+    @property
+    def prm_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/.well-known/oauth-protected-resource/mcp"
+
+
+@contextlib.contextmanager
+def _instance(env: R.Env, c: R.Checks, name: str, port: int, args: list[str]) -> Iterator[_Instance]:
+    gw = _Instance(env, name, port, args)
+    c.logs.append(gw.proc.log_path)
+    try:
+        gw.wait_ready()
+        yield gw
+    finally:
+        gw.proc.stop()
+        shutil.rmtree(gw.tmp, ignore_errors=True)
+        c.eq(gw.proc.popen.returncode, 0, f"{name}: exit code after SIGTERM (graceful shutdown)")
+
+
+class _RawSession:
+    """An MCP session over plain HTTP at one gateway instance, with the client's gateway token
+    (the instances share one public URL, so the `Host` is that URL's)."""
+
+    def __init__(self, port: int, host: str, token: str):
+        self.url, self.host, self.token, self.session, self.rid = f"http://127.0.0.1:{port}/mcp", host, token, None, 0
+
+    def post(self, msg: dict) -> tuple[int, dict | None]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                   "Authorization": f"Bearer {self.token}", "Host": self.host}
+        if self.session:
+            headers["Mcp-Session-Id"] = self.session
+            headers["MCP-Protocol-Version"] = "2025-06-18"
+        req = urllib.request.Request(self.url, data=json.dumps(msg).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, ctype, body = r.status, r.headers.get("Content-Type") or "", r.read().decode()
+                self.session = r.headers.get("Mcp-Session-Id") or self.session
+        except urllib.error.HTTPError as e:
+            status, ctype, body = e.code, e.headers.get("Content-Type") or "", e.read().decode()
+        if "event-stream" in ctype:
+            datas = [ln[5:].strip() for ln in body.splitlines() if ln.startswith("data:")]
+            body = next((d for d in reversed(datas) if '"id"' in d), "")
+        try:
+            return status, json.loads(body) if body.strip() else None
+        except ValueError:
+            return status, {"unparsed": body[:300]}
+
+    def initialize(self) -> tuple[int, dict | None]:
+        got = self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "uo-raw", "version": "1"}}})
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return got
+
+    def whoami(self) -> dict:
+        self.rid += 1
+        status, msg = self.post({"jsonrpc": "2.0", "id": self.rid, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
+        result = (msg or {}).get("result") or {}
+        text = "".join(x.get("text", "") for x in result.get("content") or [])
+        try:
+            who = json.loads(text) if text else None
+        except ValueError:
+            who = None
+        return {"status": status, "who": who, "error": (msg or {}).get("error"), "isError": result.get("isError", False)}
+
+
+def _race(c: R.Checks, port: int, sessions: dict[str, _RawSession]) -> dict[str, list[dict]]:
+    """The upstream refuses the tokens it has seen; both instances call at once until a call
+    succeeds: one refresh between them, the same new token at both."""
+    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/control/expire", method="POST"), timeout=10) as r:
+        c.note(f"the upstream now refuses its tokens so far as expired: {r.read().decode()}")
+    barrier = threading.Barrier(len(sessions))
+    out: dict[str, list[dict]] = {}
+
+    def calls(name: str, s: _RawSession) -> None:
+        attempts = [s.whoami()]  # each instance learns of the refusal (401) itself
+        barrier.wait(timeout=DEADLINE)
+        t0 = time.monotonic()
+        while attempts[-1].get("who") is None and time.monotonic() - t0 < 20:
+            attempts.append(s.whoami())
+        out[name] = attempts
+
+    threads = [threading.Thread(target=calls, args=(n, s)) for n, s in sessions.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def _uo_scenario(sdk: str, two: bool = False) -> Callable[[R.Env, R.Checks], None]:
     def run(env: R.Env, c: R.Checks) -> None:
         tmp = tempfile.mkdtemp(prefix=f"interop-uo-{sdk}-")
         record = os.path.join(tmp, "saas.jsonl")
@@ -103,7 +205,17 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
         try:
             G.wait_port(saas, port)
             t_start = time.monotonic()
-            with G.gateway(env, c, f"uo-{sdk}-gateway", "--config", config) as gw:
+            with contextlib.ExitStack() as stack:
+                race: dict[str, Any] = {}
+                if two:
+                    # Two instances on one SQLite store and data folder (the same keys), under one public URL.
+                    pa, pb = R.free_port(), R.free_port()
+                    common = ["--json", "--store", "sqlite", "--data-dir", os.path.join(tmp, "data"),
+                              "--public-url", f"http://127.0.0.1:{pa}", "--config", config]
+                    gw = stack.enter_context(_instance(env, c, f"uo-{sdk}-gateway-a", pa, common))
+                    stack.enter_context(_instance(env, c, f"uo-{sdk}-gateway-b", pb, common))
+                else:
+                    gw = stack.enter_context(G.gateway(env, c, f"uo-{sdk}-gateway", "--config", config))
                 origin = gw.mcp_url.rsplit("/mcp", 1)[0]
                 link = f"{origin}/gateway/connect/{UPSTREAM}"
                 out: dict[str, Any] = {}
@@ -136,8 +248,18 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
                     _touch(files["go1"])
                     # 2. the calls with the sealed grant.
                     _wait_file(files["ready2"], threads, "the client's calls after the connection")
-                    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/control/expire", method="POST"), timeout=10) as r:
-                        c.note(f"the upstream now refuses its tokens so far as expired: {r.read().decode()}")
+                    if two:
+                        # Sessions at both instances with the client's token; B reads the grant A sealed.
+                        host = f"127.0.0.1:{pa}"
+                        sessions = {"a": _RawSession(pa, host, first.get("access_token") or ""), "b": _RawSession(pb, host, first.get("access_token") or "")}
+                        for n, sess in sessions.items():
+                            status, msg = sess.initialize()
+                            c.eq(status, 200, f"instance {n}: initialize with the client's token ({json.dumps(msg)[:300]})")
+                            race[f"before_{n}"] = sess.whoami()
+                        race["attempts"] = _race(c, port, sessions)
+                    else:
+                        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/control/expire", method="POST"), timeout=10) as r:
+                            c.note(f"the upstream now refuses its tokens so far as expired: {r.read().decode()}")
                     _touch(files["go2"])
                     # 3. refreshed; then the revocation in the browser.
                     _wait_file(files["ready3"], threads, "the client's calls after the expiry")
@@ -161,7 +283,7 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
                 res, browser = out["client"], out["browser"]
                 c.note(f"{sdk}: sign-in + first call {t_link - t_start:.2f}s; browser connect {t_connected - t_link:.2f}s; "
                        f"the rest (calls, expiry, revocation) {t_end - t_connected:.2f}s; total {t_end - t_start:.2f}s")
-                _assert(c, gw, res, browser, record, link, saas_mcp, saas_issuer, sdk)
+                _assert(c, gw, res, browser, record, link, saas_mcp, saas_issuer, sdk, race)
         finally:
             for k in files:
                 if k.startswith(("go", "revoke")) and os.path.isdir(tmp):
@@ -169,14 +291,16 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
             saas.stop()
             shutil.rmtree(tmp, ignore_errors=True)
 
-    run.__doc__ = (f"user-oauth upstream (a SaaS MCP server behind its own oidc-provider), {SDK_NAMES[sdk]} + Chromium: the first call "
+    run.__doc__ = (f"user-oauth upstream (a SaaS MCP server behind its own oidc-provider), {SDK_NAMES[sdk]} + Chromium"
+                   f"{', two gateway instances on one SQLite store racing to renew' if two else ''}: the first call "
                    "gets the connect link, the browser signs in at the gateway and consents at the SaaS, the next calls carry the "
                    "user's own token (never the gateway's), an expired token is refreshed once, revoking on the connections page "
                    "stops access.")
     return run
 
 
-def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, link: str, saas_mcp: str, saas_issuer: str, sdk: str) -> None:
+def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, link: str, saas_mcp: str, saas_issuer: str, sdk: str,
+            race: dict[str, Any]) -> None:
     origin = link.rsplit("/gateway/", 1)[0]
     callback = f"{link}/callback"
     rec = G.read_record(record)
@@ -248,6 +372,18 @@ def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, l
         c.true(new != code.get("access_sha256"), "a new token, not the expired one")
         c.eq(((s.get("whoami_again") or {}).get("who") or {}).get("token_sha256"), ref.get("access_sha256"), "the next call used the refreshed token (no second refresh)")
     c.eq((last.get("who") or {}).get("sub"), SAAS_LOGIN, "after the refresh: the same SaaS account")
+    if race:
+        # Two instances: B used the grant A sealed; after the expiry both renewed at once, one
+        # refresh between them (checked above), and both send the new token.
+        for n in ("a", "b"):
+            c.eq(((race.get(f"before_{n}") or {}).get("who") or {}).get("token_sha256"), code.get("access_sha256"),
+                 f"instance {n}: whoami before the expiry with the sealed token ({json.dumps(race.get(f'before_{n}'))[:300]})")
+            att = (race.get("attempts") or {}).get(n) or [{}]
+            got = (att[-1].get("who") or {}).get("token_sha256")
+            c.true(got is not None and refreshes and got == refreshes[0].get("access_sha256"),
+                   f"instance {n}: after the expiry the refreshed token ({len(att)} calls: {json.dumps(att)[:500]})")
+        c.note(f"racing instances: calls until success a={len((race.get('attempts') or {}).get('a') or [])}, "
+               f"b={len((race.get('attempts') or {}).get('b') or [])}")
     c.true(len(attempts) <= 2, f"at most one call failed while the token was renewed ({len(attempts)} attempts)")
 
     # 4. revocation on the connections page.
@@ -286,4 +422,5 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
     ("uo1-gw-user-oauth-saas-ts-sdk-v1-chromium", _standalone(_uo_scenario("v1"))),
     ("uo2-gw-user-oauth-saas-ts-sdk-v2-chromium", _standalone(_uo_scenario("v2"))),
     ("uo3-gw-user-oauth-saas-py-sdk-chromium", _standalone(_uo_scenario("py"))),
+    ("uo4-gw-user-oauth-saas-two-instances-ts-sdk-v1", _standalone(_uo_scenario("v1", two=True))),
 ]

@@ -4,7 +4,8 @@
 // login-follower.mjs), then, in steps the runner paces with files:
 //
 //   1. connects: the gateway answers with the JSON-RPC error carrying the connect link (the user
-//      has not connected their account at the upstream); writes READY1 (the error, as JSON), waits
+//      has not connected their account at the upstream); writes READY1 (the error and the
+//      gateway's access token, as JSON), waits
 //      for GO1 (the runner has a browser connect the account meanwhile);
 //   2. connects again (same gateway token, no new sign-in), calls `whoami` twice; READY2 / GO2
 //      (the runner has the upstream treat its access token as expired);
@@ -138,7 +139,7 @@ result.steps.first = first.error ? { error: first.error } : { connected: true };
 log('first connect', JSON.stringify(result.steps.first).slice(0, 600));
 if (first.client) await first.client.close();
 result.access_token = provider.tokens()?.access_token ?? null;
-await pause(1, result.steps.first);
+await pause(1, { ...result.steps.first, access_token: result.access_token });
 
 // 2. after the browser connected the account.
 const second = await connect();

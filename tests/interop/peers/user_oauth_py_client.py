@@ -80,7 +80,7 @@ async def main():
         print("[client] first connect", json.dumps(result["steps"]["first"], default=str)[:600], file=sys.stderr)
         tokens = await auth.context.storage.get_tokens()
         result["access_token"] = tokens.access_token if tokens else None
-        await pause(1, result["steps"]["first"])
+        await pause(1, {**result["steps"]["first"], "access_token": result["access_token"]})
 
         # 2. after the browser connected the account.
         try:
