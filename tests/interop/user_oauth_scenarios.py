@@ -183,15 +183,27 @@ def _race(c: R.Checks, port: int, sessions: dict[str, _RawSession]) -> dict[str,
     return out
 
 
-def _uo_scenario(sdk: str, two: bool = False) -> Callable[[R.Env, R.Checks], None]:
+STATIC_CLIENT = "mcp-gateway-static"
+
+
+def _uo_scenario(sdk: str, two: bool = False, static: bool = False) -> Callable[[R.Env, R.Checks], None]:
     def run(env: R.Env, c: R.Checks) -> None:
         tmp = tempfile.mkdtemp(prefix=f"interop-uo-{sdk}-")
         record = os.path.join(tmp, "saas.jsonl")
         c.logs.append(record)
         port = R.free_port()
         saas_mcp, saas_issuer = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port}"
-        saas = env.start(f"uo-{sdk}-saas", [env.args.node, os.path.join(R.PEERS, "saas-upstream.mjs")],
-                         {"PORT": str(port), "RECORD_OUT": record, "TOKEN_TTL": "600"}, shared=False)
+        saas_env = {"PORT": str(port), "RECORD_OUT": record, "TOKEN_TTL": "600"}
+        credentials = 'kind = "user-oauth", scopes = ["notes:read"]'
+        if static:
+            # A client registered by hand at the SaaS, for the gateway's callback on a port chosen here.
+            gw_port, secret_file, secret = R.free_port(), os.path.join(tmp, "saas-secret"), "static-secret-" + os.urandom(8).hex()
+            with open(secret_file, "w") as f:
+                f.write(secret)
+            saas_env.update(STATIC_CLIENT_ID=STATIC_CLIENT, STATIC_CLIENT_SECRET=secret,
+                            STATIC_REDIRECT_URI=f"http://127.0.0.1:{gw_port}/gateway/connect/{UPSTREAM}/callback")
+            credentials += f', client_id = "{STATIC_CLIENT}", client_secret = {json.dumps("file:" + secret_file)}'
+        saas = env.start(f"uo-{sdk}-saas", [env.args.node, os.path.join(R.PEERS, "saas-upstream.mjs")], saas_env, shared=False)
         c.logs.append(saas.log_path)
         files = {k: os.path.join(tmp, k) for k in ("ready1", "go1", "ready2", "go2", "ready3", "go3", "connected", "revoke")}
         config = os.path.join(tmp, "gateway.toml")
@@ -199,7 +211,7 @@ def _uo_scenario(sdk: str, two: bool = False) -> Callable[[R.Env, R.Checks], Non
             f.write(f"""[[upstream]]
 name = "{UPSTREAM}"
 url = "{saas_mcp}"
-credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
+credentials = {{ {credentials} }}
 """)
         threads: list[threading.Thread] = []
         try:
@@ -214,6 +226,9 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
                               "--public-url", f"http://127.0.0.1:{pa}", "--config", config]
                     gw = stack.enter_context(_instance(env, c, f"uo-{sdk}-gateway-a", pa, common))
                     stack.enter_context(_instance(env, c, f"uo-{sdk}-gateway-b", pb, common))
+                elif static:
+                    gw = stack.enter_context(_instance(env, c, f"uo-{sdk}-gateway", gw_port, [
+                        "--json", "--store", "memory", "--data-dir", os.path.join(tmp, "data"), "--config", config]))
                 else:
                     gw = stack.enter_context(G.gateway(env, c, f"uo-{sdk}-gateway", "--config", config))
                 origin = gw.mcp_url.rsplit("/mcp", 1)[0]
@@ -283,7 +298,10 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
                 res, browser = out["client"], out["browser"]
                 c.note(f"{sdk}: sign-in + first call {t_link - t_start:.2f}s; browser connect {t_connected - t_link:.2f}s; "
                        f"the rest (calls, expiry, revocation) {t_end - t_connected:.2f}s; total {t_end - t_start:.2f}s")
-                _assert(c, gw, res, browser, record, link, saas_mcp, saas_issuer, sdk, race)
+                _assert(c, gw, res, browser, record, link, saas_mcp, saas_issuer, sdk, race, static)
+                if static:
+                    # oidc-provider takes this client's secret only by HTTP Basic: the 200s above say the gateway sent it so.
+                    c.true(secret not in gw.proc.log_text(), "the client secret is in no line of the gateway's log")
         finally:
             for k in files:
                 if k.startswith(("go", "revoke")) and os.path.isdir(tmp):
@@ -292,7 +310,8 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
             shutil.rmtree(tmp, ignore_errors=True)
 
     run.__doc__ = (f"user-oauth upstream (a SaaS MCP server behind its own oidc-provider), {SDK_NAMES[sdk]} + Chromium"
-                   f"{', two gateway instances on one SQLite store racing to renew' if two else ''}: the first call "
+                   f"{', two gateway instances on one SQLite store racing to renew' if two else ''}"
+                   f"{', a client registered by hand at the SaaS (client_secret_basic)' if static else ''}: the first call "
                    "gets the connect link, the browser signs in at the gateway and consents at the SaaS, the next calls carry the "
                    "user's own token (never the gateway's), an expired token is refreshed once, revoking on the connections page "
                    "stops access.")
@@ -300,7 +319,7 @@ credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
 
 
 def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, link: str, saas_mcp: str, saas_issuer: str, sdk: str,
-            race: dict[str, Any]) -> None:
+            race: dict[str, Any], static: bool) -> None:
     origin = link.rsplit("/gateway/", 1)[0]
     callback = f"{link}/callback"
     rec = G.read_record(record)
@@ -315,8 +334,12 @@ def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, l
         D.assert_login_page(c, auths[0], CLIENT_NAMES[sdk], f"{sdk}: gateway sign-in")
         c.eq((auths[0].get("callback") or {}).get("iss"), gw.issuer, f"{sdk}: callback iss (RFC 9207)")
 
-    # The gateway registered itself at the SaaS's server (no client configured, no CIMD support there).
-    if c.eq(len(registers), 1, f"one dynamic registration at the SaaS's server ({registers})"):
+    # The gateway registered itself at the SaaS's server (no client configured, no CIMD support
+    # there), or used the client configured for it.
+    if static:
+        c.eq(registers, [], "no registration: the configured client is used")
+        client_id = STATIC_CLIENT
+    elif c.eq(len(registers), 1, f"one dynamic registration at the SaaS's server ({registers})"):
         reg = registers[0]
         c.eq(reg.get("status"), 201, "registration status")
         c.eq(reg.get("redirect_uris"), [callback], "the registered redirect URI is the gateway's callback")
@@ -423,4 +446,5 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
     ("uo2-gw-user-oauth-saas-ts-sdk-v2-chromium", _standalone(_uo_scenario("v2"))),
     ("uo3-gw-user-oauth-saas-py-sdk-chromium", _standalone(_uo_scenario("py"))),
     ("uo4-gw-user-oauth-saas-two-instances-ts-sdk-v1", _standalone(_uo_scenario("v1", two=True))),
+    ("uo5-gw-user-oauth-saas-static-client-ts-sdk-v2", _standalone(_uo_scenario("v2", static=True))),
 ]

@@ -24,7 +24,8 @@
 // verbatim; {"kind":"token","grant_type","status","client_id","resource","code_verifier",
 // "access_sha256","refresh_sha256","presented_refresh_sha256"} for every token request;
 // {"kind":"register",…} and {"kind":"authorize","params"}), SCOPES (default
-// "notes:read notes:write"), TOKEN_TTL (default 600).
+// "notes:read notes:write"), TOKEN_TTL (default 600); STATIC_CLIENT_ID, STATIC_CLIENT_SECRET and
+// STATIC_REDIRECT_URI register one confidential client by hand (client_secret_basic).
 // Control (loopback, for the runner): POST /control/expire makes the MCP server treat every
 // access token it has seen so far as expired (401 `error="invalid_token"`), the way a resource
 // server answers a token past its `exp`; answers {"expired": N}.
@@ -53,8 +54,18 @@ const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
 const jwk = { ...(await exportJWK(privateKey)), kid: `saas-${randomBytes(4).toString('hex')}`, alg: 'RS256', use: 'sig' };
 
+const clients = process.env.STATIC_CLIENT_ID ? [{
+  client_id: process.env.STATIC_CLIENT_ID,
+  client_secret: process.env.STATIC_CLIENT_SECRET,
+  redirect_uris: [process.env.STATIC_REDIRECT_URI],
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+}] : [];
+
 const provider = new Provider(ISSUER, {
   jwks: { keys: [jwk] },
+  clients,
   scopes: ['openid', 'offline_access', ...SCOPES],
   pkce: { required: () => true },
   ttl: { AccessToken: TTL },
