@@ -61,13 +61,16 @@ def _wait_file(path: str, threads: list[threading.Thread], what: str) -> dict:
         if time.monotonic() - t0 > DEADLINE:
             raise R.Failure(f"no {what} within {DEADLINE:.0f}s")
         time.sleep(0.05)  # poll interval, bounded by the deadline above
-    for _ in range(100):  # the peer writes it in one call; read until it parses
+    t0 = time.monotonic()
+    while True:  # the file appears before its content: read until it parses
+        with open(path) as f:
+            text = f.read()
         try:
-            with open(path) as f:
-                return json.loads(f.read() or "null") or {}
+            return json.loads(text)
         except ValueError:
-            time.sleep(0.01)
-    raise R.Failure(f"{path} never held JSON")
+            if time.monotonic() - t0 > 5:
+                raise R.Failure(f"{path} never held JSON: {text[:300]!r}") from None
+            time.sleep(0.01)  # poll interval, bounded by the deadline above
 
 
 def _touch(path: str) -> None:
