@@ -637,12 +637,14 @@ import dpop_scenarios  # noqa: E402
 import gateway_scenarios  # noqa: E402
 import issuer_scenarios  # noqa: E402
 import proxy_scenarios  # noqa: E402
+import user_oauth_scenarios  # noqa: E402
 
 SCENARIOS += dev_scenarios.SCENARIOS
 SCENARIOS += proxy_scenarios.SCENARIOS  # o–r: `mcp-oauth proxy`
 SCENARIOS += dpop_scenarios.SCENARIOS  # dpop1–dpop5: DPoP with oidc-provider and oauth4webapi
 SCENARIOS += issuer_scenarios.SCENARIOS  # s: `mcp-oauth serve` trusting two issuers
 SCENARIOS += gateway_scenarios.SCENARIOS  # gw1–gw7: real MCP servers behind `mcp-oauth gateway`
+SCENARIOS += user_oauth_scenarios.SCENARIOS  # uo1–uo5: a SaaS upstream behind its own AS, user-oauth
 
 
 # --------------------------------------------------------------------------- main
