@@ -37,8 +37,8 @@ use crate::web::{self, Pages, SignedIn, Visitor};
 /// Where the approval page is.
 pub const APPROVE_PATH: &str = "/gateway/approve";
 /// The JSON-RPC error code of a call waiting for approval: the MCP (2025-11-25)
-/// `URLElicitationRequiredError`.
-pub const APPROVAL_REQUIRED: i64 = -32042;
+/// `URLElicitationRequiredError`, as for a missing upstream credential.
+pub use crate::upstream::ACTION_REQUIRED as APPROVAL_REQUIRED;
 /// The JSON-RPC error code of a call an approver refused.
 pub const APPROVAL_REFUSED: i64 = -32043;
 
@@ -163,21 +163,14 @@ impl ApprovalDesk {
                     "the call of `{}` needs approval: open {url}, then make the same call again",
                     call.tool
                 );
-                let id = ticket.rsplit('.').next().unwrap_or_default().to_owned();
-                refusal(
-                    APPROVAL_REQUIRED,
-                    message.clone(),
-                    Some(serde_json::json!({
-                        "elicitations": [{
-                            "mode": "url",
-                            "elicitationId": id,
-                            "url": url,
-                            "message": message,
-                        }],
-                        "approval": { "url": url, "expiresAt": expires_at },
-                    })),
-                    &reason,
-                )
+                let mut data = crate::upstream::user_secret::action_data(&message, &url);
+                if let Some(fields) = data.as_object_mut() {
+                    fields.insert(
+                        "approval".to_owned(),
+                        serde_json::json!({ "url": url, "expiresAt": expires_at }),
+                    );
+                }
+                refusal(APPROVAL_REQUIRED, message, Some(data), &reason)
             }
             Err(e) => {
                 tracing::error!(target: "mcp_oauth_gateway", "approvals: {e}");

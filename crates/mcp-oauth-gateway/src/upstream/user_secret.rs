@@ -225,7 +225,8 @@ impl UserSecret {
     }
 }
 
-/// The JSON-RPC `error.data` of [`GatewayError::ActionRequired`]: MCP's URL elicitation shape.
+/// The JSON-RPC `error.data` of an [`ACTION_REQUIRED`] error (a missing credential, a call
+/// waiting for approval): MCP's URL elicitation shape, its id derived from the link.
 pub(crate) fn action_data(message: &str, url: &str) -> serde_json::Value {
     use aws_lc_rs::digest::{SHA256, digest};
     use base64::Engine as _;
