@@ -1,6 +1,7 @@
 //! The session cookie of the gateway's pages: sealed, short-lived, one per browser.
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
+use mcp_oauth::auth_server::page_kit::cookie;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -116,18 +117,6 @@ pub(super) fn name(pages: &Pages) -> &'static str {
     } else {
         "mcp_gateway_session"
     }
-}
-
-/// A cookie's value.
-pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// `Set-Cookie` attributes for this gateway's cookies.

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode, header};
+use mcp_oauth::auth_server::page_kit::cookie;
 use mcp_oauth::auth_server::store::Kind;
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType};
 use serde::{Deserialize, Serialize};
@@ -209,7 +210,7 @@ async fn callback(State(pages): State<Pages>, request: axum::extract::Request) -
         return refused("The sign-in answer has no state. Open the page you wanted again.");
     };
     // Bound to the browser that started it: a state from another browser is refused.
-    let bound = session::cookie(headers, &binding_name(&pages, state))
+    let bound = cookie(headers, &binding_name(&pages, state))
         .is_some_and(|tag| sealer.verify_mac(BINDING, state, &tag));
     if !bound {
         return refused(

@@ -26,7 +26,7 @@ fn csrf_cookie_name(server: &AuthServer) -> &'static str {
 }
 
 /// A cookie's value.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -89,6 +89,7 @@ pub use builder::AuthServerBuilder;
 /// stable API.
 #[doc(hidden)]
 pub mod page_kit {
+    pub use super::cookies::cookie;
     pub use super::pages::{escape, page};
     pub use super::seal::Sealer;
 }

@@ -20,6 +20,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use mcp_oauth::auth_server::page_kit::cookie;
 use mcp_oauth::auth_server::store::Kind;
 use serde::{Deserialize, Serialize};
 
@@ -310,16 +311,4 @@ impl UserOAuth {
         ))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
-}
-
-/// The value of the cookie `name` in the request's `Cookie` headers.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
