@@ -94,7 +94,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             if let Err(e) = upstream_configs(&specs) {
                 problems.push(e);
             }
-            problems.extend(crate::gateway_tools::check(&specs));
+            problems.extend(crate::gateway_config::check_tools(&specs));
             specs
         }
         Err(mut errors) => {
@@ -437,7 +437,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
-                tools: crate::gateway_tools::tool_names(&specs),
+                tools: crate::gateway_config::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,
@@ -457,7 +457,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
             let started = Start {
                 args: &args,
                 upstreams,
-                tools: crate::gateway_tools::tool_names(&specs),
+                tools: crate::gateway_config::tool_names(&specs),
                 described: &described,
                 audit,
                 policy,

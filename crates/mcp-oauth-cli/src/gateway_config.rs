@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory as _};
+use mcp_oauth_gateway::ToolNames;
 use toml::de::{DeTable, DeValue};
 
 /// Options that are not keys: the file itself, the printing switch, and the upstream options,
@@ -1336,6 +1337,48 @@ impl GatewayCli {
             .map(|cli| cli.args)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The library's tables of the upstreams that have one, by upstream name.
+pub(crate) fn tool_names(specs: &[UpstreamSpec]) -> Vec<(String, ToolNames)> {
+    specs
+        .iter()
+        .filter(|spec| !spec.tools.is_empty())
+        .map(|spec| {
+            let names = spec.tools.iter().fold(ToolNames::new(), |names, t| {
+                let names = match &t.name {
+                    Some(name) => names.rename(&t.tool, name),
+                    None => names,
+                };
+                match &t.description {
+                    Some(description) => names.describe(&t.tool, description),
+                    None => names,
+                }
+            });
+            (spec.name.clone().unwrap_or_default(), names)
+        })
+        .collect()
+}
+
+/// Every table refused (a bad or colliding name, one upstream only), with its line.
+pub(crate) fn check_tools(specs: &[UpstreamSpec]) -> Vec<String> {
+    let several = specs.len() > 1;
+    let mut problems = Vec::new();
+    for (spec, (upstream, names)) in specs
+        .iter()
+        .filter(|spec| !spec.tools.is_empty())
+        .zip(tool_names(specs))
+    {
+        let problem = if several {
+            names.check(&upstream).err().map(|e| e.to_string())
+        } else {
+            Some("[upstream.tools]: renaming or describing tools needs several upstreams; with one, its own names are served".to_owned())
+        };
+        if let Some(problem) = problem {
+            problems.push(format!("line {}: {problem}", spec.line));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

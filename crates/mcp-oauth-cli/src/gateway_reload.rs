@@ -226,7 +226,7 @@ impl Reloader {
             let named = configs
                 .into_iter()
                 .map(|(name, config)| (name.unwrap_or_default(), config));
-            let tools = crate::gateway_tools::tool_names(&specs);
+            let tools = crate::gateway_config::tool_names(&specs);
             match self.gateway.reload_tools(named, tools) {
                 Ok(report)
                     if report.added.is_empty()

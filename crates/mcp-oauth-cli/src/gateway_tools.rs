@@ -16,10 +16,7 @@
 
 use std::fmt::Write as _;
 
-use mcp_oauth_gateway::ToolNames;
 use toml::de::DeValue;
-
-use crate::gateway_config::UpstreamSpec;
 
 /// The fields of a `[upstream.tools.TOOL]` table.
 const FIELDS: &[&str] = &["name", "description"];
@@ -96,48 +93,6 @@ pub(crate) fn parse(
     tools
 }
 
-/// The library's tables of the upstreams that have one, by upstream name.
-pub(crate) fn tool_names(specs: &[UpstreamSpec]) -> Vec<(String, ToolNames)> {
-    specs
-        .iter()
-        .filter(|spec| !spec.tools.is_empty())
-        .map(|spec| {
-            let names = spec.tools.iter().fold(ToolNames::new(), |names, t| {
-                let names = match &t.name {
-                    Some(name) => names.rename(&t.tool, name),
-                    None => names,
-                };
-                match &t.description {
-                    Some(description) => names.describe(&t.tool, description),
-                    None => names,
-                }
-            });
-            (spec.name.clone().unwrap_or_default(), names)
-        })
-        .collect()
-}
-
-/// Every table refused (a bad or colliding name, one upstream only), with its line.
-pub(crate) fn check(specs: &[UpstreamSpec]) -> Vec<String> {
-    let several = specs.len() > 1;
-    let mut problems = Vec::new();
-    for (spec, (upstream, names)) in specs
-        .iter()
-        .filter(|spec| !spec.tools.is_empty())
-        .zip(tool_names(specs))
-    {
-        let problem = if several {
-            names.check(&upstream).err().map(|e| e.to_string())
-        } else {
-            Some("[upstream.tools]: renaming or describing tools needs several upstreams; with one, its own names are served".to_owned())
-        };
-        if let Some(problem) = problem {
-            problems.push(format!("line {}: {problem}", spec.line));
-        }
-    }
-    problems
-}
-
 /// `[upstream.tools.TOOL]` tables as the file writes them.
 pub(crate) fn print(out: &mut String, tools: &[ToolSpec], quote: impl Fn(&str) -> String) {
     for t in tools {
@@ -154,7 +109,8 @@ pub(crate) fn print(out: &mut String, tools: &[ToolSpec], quote: impl Fn(&str) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway_config::{parse, print};
+    use crate::gateway_config::{UpstreamSpec, check_tools as check, parse, print, tool_names};
+    use mcp_oauth_gateway::ToolNames;
 
     const FILE: &str = r#"
 [[upstream]]
