@@ -18,23 +18,10 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
 use mcp_oauth::Auth;
 
+use crate::children::Children;
 use crate::front::{self, Inner};
 use crate::sessions::principal;
 use crate::upstream::UserSecret;
-
-/// How a stdio upstream's child processes are shared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Isolation {
-    /// One child for every user (the default): `initialize` done once, state shared.
-    #[default]
-    Shared,
-    /// One child per user (issuer and subject), started at the user's first request.
-    PerUser,
-    /// One child per MCP session, started by the session's `initialize` and stopped when it
-    /// ends (`DELETE`), expires or the gateway stops.
-    PerSession,
-}
 
 /// Variables set in a child's environment for its user.
 pub(crate) type UserEnv = Vec<(OsString, OsString)>;
@@ -43,20 +30,11 @@ pub(crate) type UserEnv = Vec<(OsString, OsString)>;
 pub(crate) struct PerUser {
     pub(crate) name: Option<Arc<str>>,
     make: Box<dyn Fn(UserEnv) -> Arc<Inner> + Send + Sync>,
-    children: moka::sync::Cache<Arc<str>, Arc<Inner>>,
+    children: Children,
     /// Each user's token for the child's environment, when configured.
     secret: Option<UserSecret>,
     /// The SHA-256 of the token each user's running child was started with.
     started_with: Mutex<HashMap<Arc<str>, Vec<u8>>>,
-    /// Stops idle children even when no request comes (the cache only expires entries when
-    /// it is used).
-    sweeper: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PerUser {
-    fn drop(&mut self) {
-        self.sweeper.abort();
-    }
 }
 
 impl PerUser {
@@ -67,16 +45,10 @@ impl PerUser {
         max: u64,
         secret: Option<UserSecret>,
     ) -> Self {
-        let children: moka::sync::Cache<Arc<str>, Arc<Inner>> = moka::sync::Cache::builder()
-            .max_capacity(max)
-            .time_to_idle(idle)
-            .build();
-        let sweeper = sweeper(children.clone(), idle);
         Self {
             name,
             make: Box::new(make),
-            children,
-            sweeper,
+            children: Children::new(idle, Some(max)),
             secret,
             started_with: Mutex::new(HashMap::new()),
         }
@@ -207,21 +179,4 @@ async fn refused(request: Request, err: crate::GatewayError) -> Response {
         .ok()
         .and_then(|m| m.id.map(|id| id.get().to_owned()));
     front::failed(id.as_deref(), err)
-}
-
-/// A task that stops idle children on time (the cache otherwise evicts only when touched):
-/// every quarter of the idle time, between 50 ms and 30 s.
-pub(crate) fn sweeper(
-    children: moka::sync::Cache<Arc<str>, Arc<Inner>>,
-    idle: Duration,
-) -> tokio::task::JoinHandle<()> {
-    let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            children.run_pending_tasks();
-        }
-    })
 }

@@ -44,6 +44,7 @@
 mod aggregate;
 pub mod approve;
 mod audit;
+mod children;
 pub mod credential_pages;
 mod error;
 mod fanout;
@@ -84,12 +85,11 @@ pub struct GatewayDocDoctests;
 
 pub use aggregate::valid_upstream_name;
 pub use error::GatewayError;
-pub use isolation::Isolation;
 pub use live::Reloaded;
 pub use rename::ToolNames;
 pub use upstream::{
-    ACTION_REQUIRED, ENV_ALLOW_LIST, HttpConfig, HttpTransport, SecretHeader, StdioConfig,
-    UpstreamConfig, UpstreamCredentials, UserSecret, resolve_secret, user_oauth,
+    ACTION_REQUIRED, ENV_ALLOW_LIST, HttpConfig, HttpTransport, Isolation, SecretHeader,
+    StdioConfig, UpstreamConfig, UpstreamCredentials, UserSecret, resolve_secret, user_oauth,
 };
 pub use versions::SUPPORTED_VERSIONS;
 

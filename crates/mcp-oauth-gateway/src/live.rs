@@ -19,12 +19,13 @@ use crate::aggregate::{self, Aggregate, Member};
 use crate::error::GatewayError;
 use crate::front::{Inner, Upstream};
 use crate::gate::{AllowAll, Gatekeeper};
-use crate::isolation::{self, Isolation, Route};
+use crate::isolation::{self, Route};
 use crate::metrics::Metrics;
 use crate::paths::Own;
 use crate::per_session;
 use crate::rename::{Renames, ToolNames};
 use crate::sessions::Sessions;
+use crate::upstream::Isolation;
 use crate::upstream::{self, UpstreamConfig};
 use crate::{SEPARATOR, identity, valid_upstream_name};
 

@@ -16,6 +16,7 @@ use axum::response::Response;
 use http::{Method, StatusCode};
 use mcp_oauth::Auth;
 
+use crate::children::Children;
 use crate::front::{self, Inner};
 use crate::jsonrpc::{self, Kind};
 use crate::modern;
@@ -25,21 +26,11 @@ use crate::sessions::principal;
 pub(crate) struct PerSession {
     pub(crate) name: Option<Arc<str>>,
     make: Box<dyn Fn() -> Arc<Inner> + Send + Sync>,
-    children: moka::sync::Cache<Arc<str>, Arc<Inner>>,
+    children: Children,
     max: u64,
     max_body: usize,
     /// Held while a child is added, so that the cap is exact.
     adding: Mutex<()>,
-    /// Stops children of expired sessions even when no request comes.
-    sweeper: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PerSession {
-    fn drop(&mut self) {
-        self.sweeper.abort();
-        self.children.invalidate_all();
-        self.children.run_pending_tasks();
-    }
 }
 
 impl PerSession {
@@ -52,17 +43,13 @@ impl PerSession {
         max: u64,
         max_body: usize,
     ) -> Self {
-        let children: moka::sync::Cache<Arc<str>, Arc<Inner>> =
-            moka::sync::Cache::builder().time_to_idle(idle).build();
-        let sweeper = crate::isolation::sweeper(children.clone(), idle);
         Self {
             name,
             make: Box::new(make),
-            children,
+            children: Children::new(idle, None),
             max,
             max_body,
             adding: Mutex::new(()),
-            sweeper,
         }
     }
 

@@ -92,7 +92,7 @@ pub struct StdioConfig {
     pub(crate) pass_env: Vec<OsString>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) init_timeout: Duration,
-    pub(crate) isolation: crate::isolation::Isolation,
+    pub(crate) isolation: Isolation,
     /// Each user's own token in their child's environment (`per-user` isolation).
     pub(crate) user_secret: Option<UserSecret>,
 }
@@ -124,7 +124,7 @@ impl StdioConfig {
             pass_env: Vec::new(),
             cwd: None,
             init_timeout: Duration::from_secs(60),
-            isolation: crate::isolation::Isolation::Shared,
+            isolation: Isolation::Shared,
             user_secret: None,
         }
     }
@@ -150,7 +150,7 @@ impl StdioConfig {
     /// Whether users share one child ([`Isolation::Shared`](crate::Isolation::Shared), the
     /// default), each user gets their own ([`Isolation::PerUser`](crate::Isolation::PerUser))
     /// or each MCP session does ([`Isolation::PerSession`](crate::Isolation::PerSession)).
-    pub fn isolation(mut self, isolation: crate::isolation::Isolation) -> Self {
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
         self.isolation = isolation;
         self
     }
@@ -349,6 +349,20 @@ pub fn resolve_secret(reference: &str) -> Result<String, GatewayError> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// How a stdio upstream's child processes are shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Isolation {
+    /// One child for every user (the default): `initialize` done once, state shared.
+    #[default]
+    Shared,
+    /// One child per user (issuer and subject), started at the user's first request.
+    PerUser,
+    /// One child per MCP session, started by the session's `initialize` and stopped when it
+    /// ends (`DELETE`), expires or the gateway stops.
+    PerSession,
 }
 
 #[cfg(test)]
