@@ -496,11 +496,16 @@ impl Policy {
     /// The `[[policy.approve]]` rule a call of `tool` falls under (the first that matches
     /// its name and annotations), if any: the call then waits for a human's approval.
     pub fn approval(&self, tool: &str) -> Option<&super::ApproveRule> {
-        let info = self.inner.catalog.tools().find(|t| t.name() == tool);
+        // Asked for every call: no catalog lookup unless a rule names the tool and needs an
+        // annotation.
         self.inner.config.approve.iter().find(|rule| {
             rule.tools().iter().any(|p| glob(p, tool))
                 && rule.annotation().is_none_or(|wanted| {
-                    info.is_some_and(|t| t.annotations().iter().any(|(n, on)| *n == wanted && *on))
+                    self.inner
+                        .catalog
+                        .tools()
+                        .find(|t| t.name() == tool)
+                        .is_some_and(|t| t.annotations().iter().any(|(n, on)| *n == wanted && *on))
                 })
         })
     }
