@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
-use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Form, Query, State};
@@ -14,7 +13,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode, header};
-use mcp_oauth::auth_server::page_kit::cookie;
+use mcp_oauth::auth_server::page_kit::{append_cookie, cookie, hash_hex, random_token};
 use mcp_oauth::auth_server::store::Kind;
 use mcp_oauth::auth_server::{AuthServer, ClientSpec, GrantType};
 use serde::{Deserialize, Serialize};
@@ -84,26 +83,6 @@ struct Pending {
     back: String,
 }
 
-fn random() -> String {
-    let mut bytes = [0u8; 32];
-    // The system source does not fail on supported platforms; a failed fill would leave a
-    // value the single-use check in the store refuses the second time.
-    let _ = SystemRandom::new().fill(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hash(value: &str) -> String {
-    digest::digest(&digest::SHA256, value.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn unix_now() -> i64 {
-    super::unix_now()
-}
-
 /// A path on this gateway to come back to after signing in, if `back` is one: a single `/`
 /// then printable ASCII without `\` (never `//host`, a scheme, or a control character).
 pub(super) fn safe_return(back: &str) -> Option<&str> {
@@ -121,7 +100,7 @@ fn binding_name(pages: &Pages, state: &str) -> String {
     } else {
         "mcp_gateway_signin_"
     };
-    let h = hash(state);
+    let h = hash_hex(state);
     format!("{prefix}{}", h.get(..16).unwrap_or(&h))
 }
 
@@ -132,8 +111,8 @@ pub(super) async fn start(pages: &Pages, back: &str) -> Response {
         return pages.unavailable_page();
     };
     let back = safe_return(back).unwrap_or(PREFIX).to_owned();
-    let state = random();
-    let verifier = random();
+    let state = random_token();
+    let verifier = random_token();
     let challenge = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
     let pending = serde_json::to_vec(&Pending { verifier, back }).unwrap_or_default();
     let Some(sealed) = sealer.seal(&pending, PENDING) else {
@@ -144,9 +123,9 @@ pub(super) async fn start(pages: &Pages, back: &str) -> Response {
         .store()
         .put_if_absent(
             Kind::Transaction,
-            &format!("{KEY_PREFIX}{}", hash(&state)),
+            &format!("{KEY_PREFIX}{}", hash_hex(&state)),
             sealed.into_bytes(),
-            Some(unix_now() + SIGN_IN_TTL),
+            Some(super::unix_now() + SIGN_IN_TTL),
         )
         .await;
     if !matches!(stored, Ok(true)) {
@@ -221,7 +200,10 @@ async fn callback(State(pages): State<Pages>, request: axum::extract::Request) -
     let taken = sign_in
         .server
         .store()
-        .take(Kind::Transaction, &format!("{KEY_PREFIX}{}", hash(state)))
+        .take(
+            Kind::Transaction,
+            &format!("{KEY_PREFIX}{}", hash_hex(state)),
+        )
         .await;
     let pending = match taken {
         Ok(Some(data)) => String::from_utf8(data)
@@ -241,29 +223,34 @@ async fn callback(State(pages): State<Pages>, request: axum::extract::Request) -
         binding_name(&pages, state),
         session::attributes(&pages, 0)
     );
+    // The state is spent: whatever the answer, the browser's binding for it goes too.
+    let spent = |mut response: Response| {
+        append_cookie(&mut response, &clear_binding);
+        response
+    };
     if let Some(error) = &query.error {
-        return pages.error_page(
+        return spent(pages.error_page(
             StatusCode::FORBIDDEN,
             "You were not signed in",
             &format!("The sign-in ended with {error}."),
-        );
+        ));
     }
     let Some(code) = query.code.as_deref() else {
-        return refused("The sign-in answer has no code.");
+        return spent(refused("The sign-in answer has no code."));
     };
     let token = match exchange(sign_in, code, &pending.verifier, peer).await {
         Ok(token) => token,
-        Err(e) => return super::failure(&pages, &e),
+        Err(e) => return spent(super::failure(&pages, &e)),
     };
     let claims = match sign_in.verifier.verify(&token).await {
         Ok(claims) => claims,
-        Err(e) => return super::failure(&pages, &format!("the pages' token: {e}")),
+        Err(e) => return spent(super::failure(&pages, &format!("the pages' token: {e}"))),
     };
     let ttl = i64::try_from(pages.0.session_ttl.as_secs()).unwrap_or(i64::MAX);
     let visitor = Visitor::new(
         &claims,
         CLIENT_ID,
-        random(),
+        random_token(),
         pages.now().saturating_add(ttl),
     );
     let Some(cookie) = session::set(&pages, &visitor) else {

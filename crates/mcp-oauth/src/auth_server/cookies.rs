@@ -187,7 +187,8 @@ pub(crate) fn binding_cookie(
     )
 }
 
-pub(crate) fn append_cookie(response: &mut Response, cookie: &str) {
+/// Adds a `Set-Cookie` header (a value that is not a valid header is left out).
+pub fn append_cookie(response: &mut Response, cookie: &str) {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

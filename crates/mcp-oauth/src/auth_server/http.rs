@@ -46,7 +46,7 @@ pub(crate) async fn too_large(uri: http::Uri, response: Response) -> Response {
 }
 
 /// 32 random bytes, base64url: codes, tokens, ids, CSRF tokens.
-pub(crate) fn random_token() -> String {
+pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     // The system random source does not fail on supported platforms; an all-zero value
     // would be caught by uniqueness checks in the store long before it mattered.
@@ -55,7 +55,7 @@ pub(crate) fn random_token() -> String {
 }
 
 /// SHA-256, hex: how codes, refresh tokens and client secrets are stored.
-pub(crate) fn hash_hex(value: &str) -> String {
+pub fn hash_hex(value: &str) -> String {
     digest::digest(&digest::SHA256, value.as_bytes())
         .as_ref()
         .iter()

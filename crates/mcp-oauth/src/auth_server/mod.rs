@@ -89,7 +89,8 @@ pub use builder::AuthServerBuilder;
 /// stable API.
 #[doc(hidden)]
 pub mod page_kit {
-    pub use super::cookies::cookie;
+    pub use super::cookies::{append_cookie, cookie};
+    pub use super::http::{hash_hex, random_token};
     pub use super::pages::{escape, page};
     pub use super::seal::Sealer;
 }
