@@ -146,18 +146,21 @@ impl ApprovalDesk {
                 let ticket = self.approvals.ticket(call);
                 let url = self.link(&ticket);
                 let expires_at = self.approvals.open(&ticket).map(|(_, at)| at).ok();
-                // The page shows the arguments: kept (canonical) until the ticket expires.
-                let kept = self
-                    .store
-                    .put_if_absent(
-                        Kind::Approval,
-                        &format!("arguments:{}", call.arguments_sha256),
-                        mcp_oauth::audit::canonical_json(arguments).into_bytes(),
-                        expires_at,
-                    )
-                    .await;
-                if let Err(e) = kept {
-                    tracing::error!(target: "mcp_oauth_gateway", "approvals: {e}");
+                // The page shows the arguments: kept (canonical) until the newest ticket for
+                // them expires, never for good.
+                if let Some(expires_at) = expires_at {
+                    let kept = self
+                        .store
+                        .put(
+                            Kind::Approval,
+                            &format!("arguments:{}", call.arguments_sha256),
+                            mcp_oauth::audit::canonical_json(arguments).into_bytes(),
+                            Some(expires_at),
+                        )
+                        .await;
+                    if let Err(e) = kept {
+                        tracing::error!(target: "mcp_oauth_gateway", "approvals: {e}");
+                    }
                 }
                 let message = format!(
                     "the call of `{}` needs approval: open {url}, then make the same call again",
