@@ -95,7 +95,7 @@ impl CredentialPages {
     }
 
     fn user(&self, visitor: &Visitor) -> String {
-        format!("{}\u{0}{}", self.0.issuer, visitor.subject())
+        crate::vault::Vault::user_key(&self.0.issuer, visitor.subject())
     }
 
     fn secret(&self, name: &str) -> Option<&UserSecret> {

@@ -214,11 +214,13 @@ impl Vault {
 
     /// The vault's name for the user of a verified request: issuer and subject.
     pub fn user_of(auth: &Auth) -> String {
-        format!(
-            "{}\u{0}{}",
-            auth.issuer.as_deref().unwrap_or_default(),
-            auth.subject()
-        )
+        Self::user_key(auth.issuer.as_deref().unwrap_or_default(), auth.subject())
+    }
+
+    /// The vault's name for the user `subject` of `issuer`: what [`user_of`](Self::user_of)
+    /// gives for their tokens (a page that knows the issuer and subject uses this).
+    pub fn user_key(issuer: &str, subject: &str) -> String {
+        format!("{issuer}\u{0}{subject}")
     }
 
     /// Saves (or replaces) `user`'s credential for `upstream`, until `expires_at` (Unix
@@ -377,9 +379,14 @@ impl Vault {
         let (store, _) = self.parts()?;
         let lock = lock_key(user);
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        // This holder's mark: the lock is released only while it is still this holder's (one
+        // that outlived LOCK_LIFE must not remove the next holder's lock).
+        let mut mark = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut mark)
+            .map_err(|_| StoreError::unavailable("no randomness for the vault's lock"))?;
         loop {
             if store
-                .put_if_absent(Kind::Vault, &lock, Vec::new(), Some(now() + LOCK_LIFE))
+                .put_if_absent(Kind::Vault, &lock, mark.to_vec(), Some(now() + LOCK_LIFE))
                 .await?
             {
                 break;
@@ -398,7 +405,11 @@ impl Vault {
             Ok::<(), VaultError>(())
         }
         .await;
-        let released = store.take(Kind::Vault, &lock).await;
+        let released = match store.get(Kind::Vault, &lock).await {
+            Ok(Some(held)) if held.data == mark => store.take(Kind::Vault, &lock).await.map(drop),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
         result?;
         released?;
         Ok(())

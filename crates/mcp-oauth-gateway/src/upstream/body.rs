@@ -33,13 +33,22 @@ pub(crate) fn messages(content_type: Option<&HeaderValue>, body: &[u8]) -> Vec<B
 }
 
 /// Reads an upstream body whole, up to [`MAX_READ`].
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Bytes, GatewayError> {
+pub(crate) async fn read_capped(response: reqwest::Response) -> Result<Bytes, GatewayError> {
+    read_at_most(response, MAX_READ).await
+}
+
+/// Reads a body whole, refusing it as soon as it grows past `limit` bytes (a hostile server
+/// cannot make the gateway hold more).
+pub(crate) async fn read_at_most(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
     let mut out = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
-        if out.len() + chunk.len() > MAX_READ {
-            return Err(GatewayError::Protocol(
-                "the upstream's answer is larger than 16 MiB".into(),
-            ));
+        if out.len() + chunk.len() > limit {
+            return Err(GatewayError::Protocol(format!(
+                "the answer is larger than {limit} bytes"
+            )));
         }
         out.extend_from_slice(&chunk);
     }

@@ -248,10 +248,14 @@ impl UserOAuth {
             .and_then(|data| serde_json::from_slice::<Pending>(&data).ok())
             .ok_or(ConnectError::UnknownState)?;
         let browser = cookie(headers, COOKIE).map(|value| hex(&digest(&value)));
-        if pending.upstream != inner.upstream
-            || pending.user != user
-            || browser.as_deref() != Some(pending.browser.as_str())
-        {
+        let same_browser = browser.is_some_and(|b| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                b.as_bytes(),
+                pending.browser.as_bytes(),
+            )
+            .is_ok()
+        });
+        if pending.upstream != inner.upstream || pending.user != user || !same_browser {
             tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "a connect callback for another browser, user or upstream was refused");
             return Err(ConnectError::NotYours);
         }

@@ -243,11 +243,10 @@ impl Discovery {
             .await
             .map_err(|e| refused(format!("registration failed: {e}")))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = crate::upstream::body::read_at_most(response, 64 * 1024)
             .await
             .map_err(|e| refused(format!("registration failed: {e}")))?;
-        if !status.is_success() || body.len() > 64 * 1024 {
+        if !status.is_success() {
             return Err(refused(format!(
                 "its registration endpoint answered {status}"
             )));

@@ -327,6 +327,9 @@ impl UserOAuth {
             inner.upstream,
             hex(&digest(user))
         );
+        // Discovery (several fetches on a first use) happens before the lock, so that the lock
+        // covers the token call only and cannot lapse while its holder still works.
+        self.resolved().await?;
         let deadline = tokio::time::Instant::now() + inner.lock_ttl + Duration::from_secs(5);
         let mut pause = Duration::from_millis(20);
         loop {
@@ -612,7 +615,9 @@ impl UserOAuthBuilder {
                 store,
                 vault,
                 margin: i64::try_from(self.margin.as_secs()).unwrap_or(i64::MAX),
-                lock_ttl: self.lock_ttl,
+                // The lock must outlast one token call, or a second instance could send the
+                // same (rotating) refresh token while the first one still waits for its answer.
+                lock_ttl: self.lock_ttl.max(self.timeout + Duration::from_secs(5)),
                 flights: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_idle(Duration::from_secs(600))

@@ -189,7 +189,7 @@ impl PageSession for WebSession {
     fn user(&self, headers: &HeaderMap) -> Option<String> {
         self.pages
             .visitor(headers)
-            .map(|visitor| format!("{}\u{0}{}", self.issuer, visitor.subject()))
+            .map(|visitor| crate::vault::Vault::user_key(&self.issuer, visitor.subject()))
     }
 
     fn sign_in(&self, path: &str) -> Response {

@@ -167,25 +167,15 @@ impl TokenEndpoint {
             }
             (None, _) => form.push(("client_id", &self.client.client_id)),
         }
-        let mut response = request
+        let response = request
             .form(&form)
             .send()
             .await
             .map_err(|e| TokenError::Unavailable(e.to_string()))?;
         let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = crate::upstream::body::read_at_most(response, MAX_ANSWER)
             .await
-            .map_err(|e| TokenError::Unavailable(e.to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(TokenError::Unavailable(format!(
-                    "the answer is larger than {MAX_ANSWER} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| TokenError::Unavailable(e.to_string()))?;
         let object = serde_json::from_slice::<Map<String, Value>>(&body).ok();
         match status {
             200 => {}
