@@ -222,7 +222,7 @@ impl Discovery {
         })?;
         let endpoint =
             Url::parse(endpoint).map_err(|_| refused("its registration_endpoint is not a URL"))?;
-        guarded(guard, &endpoint).await?;
+        let addr = pinned(guard, &endpoint).await?;
         http.check_url(&endpoint)
             .map_err(|e| refused(e.to_string()))?;
         let request = serde_json::json!({
@@ -232,9 +232,8 @@ impl Discovery {
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
         });
-        let response = reqwest::Client::builder()
+        let response = mcp_oauth::net_guard::pinned_client(&endpoint, addr)
             .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| refused(e.to_string()))?
             .post(endpoint.clone())
@@ -276,10 +275,15 @@ impl Discovery {
 }
 
 async fn guarded(guard: &NetGuard, url: &Url) -> Result<(), crate::GatewayError> {
+    pinned(guard, url).await.map(|_| ())
+}
+
+/// The address `url` may be reached at, checked by the guard: a request made there (a
+/// client pinned to it) cannot be sent elsewhere by a second DNS answer.
+async fn pinned(guard: &NetGuard, url: &Url) -> Result<std::net::SocketAddr, crate::GatewayError> {
     guard
         .check(url)
         .await
-        .map(|_| ())
         .map_err(|e| refused(format!("{url} is refused: {e}")))
 }
 
