@@ -223,6 +223,100 @@ def _assert_pg1(c: R.Checks, b: dict, calls: dict, record: list[dict], link: str
     c.note(f"the upstream got {len(record)} requests, {len(with_token)} with the pasted token")
 
 
+# --------------------------------------------------------------------------- pg2: the pages' sign-in through a provider
+
+
+def scenario_pg2_login_through_provider(env: R.Env, c: R.Checks) -> None:
+    """--login oidc (proxy mode, oidc-provider as the identity provider): a call waits for approval; Chromium opens the approval page, is sent through the gateway's /authorize and the provider's sign-in, lands signed in on the page and approves; the identical call passes; /gateway names the provider's user."""
+    tmp = tempfile.mkdtemp(prefix="interop-pg2-")
+    policy = os.path.join(tmp, "policy.toml")
+    with open(policy, "w") as f:
+        f.write('[[policy.rule]]\nid = "all"\ntools = ["*"]\n\n[[policy.approve]]\nid = "echo-approved"\ntools = ["echo"]\n')
+    port = R.free_port()
+    origin = f"http://127.0.0.1:{port}"
+    provider = P.OidcUpstream(env, c, "pg2-provider", f"{origin}/oauth/callback")
+    try:
+        with U._instance(env, c, "pg2-gateway", port, [
+                "--json", "--store", "memory", "--data-dir", os.path.join(tmp, "data"),
+                "--login", "oidc", "--issuer", provider.issuer, "--client-id", P.UPSTREAM_CLIENT_ID, "--client-secret", P.UPSTREAM_SECRET,
+                "--policy", policy, "--", env.args.node, G.EVERYTHING, "stdio"]) as gw:
+            c.eq(gw.info.get("token"), None, "with --login no banner token (every user is the provider's)")
+            t0 = time.monotonic()
+            # A client's token, through the provider by plain HTTP (as the proxy scenarios do).
+            browser = P.Browser()
+            redirect = D.redirect_uri()
+            verifier, challenge = P.pkce()
+            client_id = P.register(origin, "pg2-client", redirect, browser)
+            cb = browser.follow(P.authorize_url(origin, client_id, redirect, challenge, gw.mcp_url), redirect)
+            code = dict(urllib.parse.parse_qsl(cb.query)).get("code", "")
+            tok = P.form_post(f"{origin}/token", {"grant_type": "authorization_code", "code": code, "client_id": client_id,
+                                                  "redirect_uri": redirect, "code_verifier": verifier, "resource": gw.mcp_url})
+            if tok.status != 200:
+                raise R.Failure(f"the client's code exchange: {tok.describe()}")
+            token = json.loads(tok.body)["access_token"]
+            authorizations_before = len([r for r in provider.records() if r.get("kind") == "authorize"])
+            got, init = G._mcp_post(gw.mcp_url, token, None, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}}, "clientInfo": {"name": "pg2", "version": "1"}}})
+            session = got.get("mcp-session-id")
+            c.true(bool(init and init.get("result")), f"initialize with the provider user's gateway token: {init}")
+            G._mcp_post(gw.mcp_url, token, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+            echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "approved after the provider"}}}
+            _, waiting = _mcp_post_or_fail(gw.mcp_url, token, session, echo)
+            error = (waiting or {}).get("error") or {}
+            c.eq(error.get("code"), ACTION_REQUIRED, f"the call waits for approval: {waiting}")
+            link = (((error.get("data") or {}).get("elicitations") or [{}])[0]).get("url") or ""
+            if not c.true(link.startswith(f"{origin}/gateway/approve?ticket="), f"the link is the gateway's approval page: {link!r}"):
+                return
+            t_link = time.monotonic()
+            res = D.run_peer(env, c, "pg2-chromium", [env.args.node, os.path.join(R.PEERS, "login-pages.mjs"), link], {"CHROMIUM": env.args.chromium})
+            t_browser = time.monotonic()
+            _, passed = _mcp_post_or_fail(gw.mcp_url, token, session, echo)
+            content = ((passed or {}).get("result") or {}).get("content") or [{}]
+            c.eq(content[0].get("text"), "Echo: approved after the provider", f"the identical call passes: {passed}")
+            c.note(f"the client's token {t_link - t0:.2f}s; Chromium through the provider and the approval {t_browser - t_link:.2f}s")
+            _assert_pg2(c, res, link, origin, provider, authorizations_before)
+    finally:
+        provider.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mcp_post_or_fail(url: str, token: str, session: str | None, body: dict) -> tuple[dict[str, str], dict | None]:
+    try:
+        return G._mcp_post(url, token, session, body)
+    except OSError as e:  # urllib's HTTPError included
+        raise R.Failure(f"POST {url} {body.get('method')}: {e}") from None
+
+
+def _assert_pg2(c: R.Checks, res: dict, link: str, origin: str, provider: P.OidcUpstream, authorizations_before: int) -> None:
+    nav = [n.split(" ", 1)[1] for n in res.get("navigations") or []]
+    at_authorize = [u for u in nav if u.startswith(f"{origin}/authorize?")]
+    at_provider = [u for u in nav if u.startswith(provider.issuer)]
+    at_callback = [u for u in nav if u.startswith(f"{origin}/oauth/callback?")]
+    c.true(bool(at_authorize) and "client_id=mcp-oauth-gateway-pages" in at_authorize[0],
+           f"the browser went to the gateway's /authorize as the pages' client: {nav}")
+    c.true(bool(at_provider), f"then to the provider ({provider.issuer}): {nav}")
+    c.true(bool(at_callback), f"then back to the gateway's /oauth/callback: {nav}")
+    if at_authorize and at_provider and at_callback:
+        i = nav.index(at_callback[0])
+        c.true(nav.index(at_authorize[0]) < nav.index(at_provider[0]) < i and link in nav[i:],
+               f"in that order, then back on the link: {nav}")
+    c.true(res.get("back_on_link") is True, "the browser landed on the approval link")
+    c.note(f"consent pages approved on the way: {res.get('consent_pages')}; {len(nav)} navigations")
+    authz = [r.get("params") or {} for r in provider.records() if r.get("kind") == "authorize"][authorizations_before:]
+    if c.eq(len(authz), 1, "the browser's sign-in: one authorization at the provider"):
+        c.eq((authz[0].get("client_id"), authz[0].get("redirect_uri"), authz[0].get("code_challenge_method")),
+             (P.UPSTREAM_CLIENT_ID, f"{origin}/oauth/callback", "S256"), "at the provider: the gateway's client, its callback, PKCE")
+    page = res.get("page") or {}
+    c.eq((page.get("tool"), page.get("arguments")), ("echo", '{"message":"approved after the provider"}'), "the approval page names the call")
+    cookie = [k for k in res.get("cookies") or [] if k.get("name") == "mcp_gateway_session"]
+    c.true(bool(cookie) and cookie[0].get("httpOnly") and cookie[0].get("sameSite") == "Lax", f"the session cookie is HttpOnly, SameSite=Lax: {res.get('cookies')}")
+    c.eq((res.get("answer") or {}).get("heading"), "Approved", "the answer page")
+    index = res.get("index") or {}
+    c.eq((index.get("status"), index.get("url")), (200, f"{origin}/gateway"), "the index in the same session (no second sign-in)")
+    text = index.get("text") or ""
+    c.true(P.OIDC_USER["email"] in text or P.OIDC_USER["sub"] in text, f"the index names the provider's user: {text[:300]!r}")
+
+
 def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Checks], None]:
     fn.standalone = True  # type: ignore[attr-defined]  # needs no shared servers (scenario a)
     return fn
@@ -230,4 +324,5 @@ def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Che
 
 SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
     ("pg1-gw-user-secret-page-chromium", _standalone(scenario_pg1_secret_page)),
+    ("pg2-gw-pages-sign-in-through-provider-chromium", _standalone(scenario_pg2_login_through_provider)),
 ]

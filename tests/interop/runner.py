@@ -3,7 +3,7 @@
 `mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py),
 against `mcp-oauth proxy`, that server in proxy mode before an upstream identity provider
 (o–r, proxy_scenarios.py), and real MCP servers behind `mcp-oauth gateway` (gw1–gw7,
-gateway_scenarios.py; uo1–uo5, user_oauth_scenarios.py; the gateway's pages, pg1,
+gateway_scenarios.py; uo1–uo5, user_oauth_scenarios.py; the gateway's pages, pg1–pg2,
 pages_scenarios.py).
 
 Standard library only. Normally started by run.sh, which installs the peers (setup.sh) and
