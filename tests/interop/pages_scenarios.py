@@ -8,8 +8,9 @@ library only).
   form posted without the form token or from another origin is refused; deleting the token
   brings the link back.
 - pg2: the pages' sign-in with `--login oidc` (proxy mode) against oidc-provider
-  (peers/oidc-upstream.mjs): a browser opens the approval page and the connections page, is sent
-  through the provider's sign-in, and lands signed in on them (peers/login-pages.mjs).
+  (peers/oidc-upstream.mjs): a browser (peers/login-pages.mjs) opens an approval link, is sent
+  through the provider's sign-in, lands signed in on the page and approves; the gateway's index
+  then names the provider's user in the same session.
 """
 
 from __future__ import annotations
