@@ -121,8 +121,9 @@ credentials = {{ kind = "user-secret", pattern = "{SECRET_PATTERN}" }}
             t0 = time.monotonic()
             # Before: the user's first call gets the page's link; nothing reaches the upstream.
             dev = U._RawSession(port, host, gw.info.get("token") or "")
-            status, init = dev.initialize()
+            _, init = dev.initialize()
             link_error(c, (init or {}).get("error"), link, "dev's initialize before any token")
+            c.eq(G.read_record(record), [], "before any token nothing reached the upstream")
             attacker_origin = f"http://127.0.0.1:{R.free_port()}"  # nothing listens: Playwright answers for it
             tb = threading.Thread(target=lambda: out.update(browser=U._catch(lambda: D.run_peer(
                 env, c, "pg1-chromium", [env.args.node, os.path.join(R.PEERS, "secret-page.mjs"), link],
