@@ -398,6 +398,57 @@ mod tests {
     }
 
     #[test]
+    fn results_get_the_fields_of_2026_07_28() {
+        let shaped = |body: &str, method: &str| {
+            reshape(body.as_bytes(), method)
+                .map(|b| serde_json::from_slice::<Value>(&b).expect("json"))
+        };
+        let list = shaped(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
+            "tools/list",
+        )
+        .expect("list");
+        assert_eq!(
+            list["result"],
+            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+        );
+        assert_eq!(list["id"], 1);
+        let given = shaped(r#"{"jsonrpc":"2.0","id":"a","result":{"contents":[],"ttlMs":5000,"cacheScope":"public"}}"#, "resources/read").expect("read");
+        assert_eq!(given["result"]["ttlMs"], 5000);
+        assert_eq!(
+            given["result"]["cacheScope"], "private",
+            "the gateway's answer is per caller"
+        );
+        let negative = shaped(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"prompts":[],"ttlMs":-1}}"#,
+            "prompts/list",
+        )
+        .expect("list");
+        assert_eq!(negative["result"]["ttlMs"], 0);
+        let call = shaped(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+            "tools/call",
+        )
+        .expect("call");
+        assert_eq!(
+            call["result"],
+            json!({"content": [], "resultType": "complete"})
+        );
+        for untouched in [
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":[]}"#,
+            "not json",
+        ] {
+            assert!(
+                reshape(untouched.as_bytes(), "tools/list").is_none(),
+                "{untouched}"
+            );
+        }
+    }
+
+    #[test]
     fn discover_names_every_version_and_the_upstreams_capabilities() {
         let init: Map<String, Value> = serde_json::from_value(json!({
             "protocolVersion": "2025-06-18",

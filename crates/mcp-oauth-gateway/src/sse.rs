@@ -344,6 +344,7 @@ impl Drop for Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt as _;
 
     #[test]
     fn data_of_each_event_is_read() {
@@ -351,5 +352,96 @@ mod tests {
         assert_eq!(event_data(body), ["{\"a\":1}", "x\ny", "z"]);
         assert!(event_data("").is_empty());
         assert!(event_data(": only a comment\n\n").is_empty());
+        assert_eq!(event_id("id: 7\r\ndata: x\r\n").as_deref(), Some("7"));
+        assert_eq!(event_id("data: x\nid:a\nid: b\n").as_deref(), Some("b"));
+        assert!(event_id("data: x\n").is_none());
+        assert!(event_id("id:\ndata: x\n").is_none());
+    }
+
+    fn drain(reader: &mut Reader) -> Vec<(String, Bytes)> {
+        let mut out = Vec::new();
+        while let Some(Some(event)) = reader.next().now_or_never() {
+            out.push(event);
+        }
+        out
+    }
+
+    #[test]
+    fn ids_name_the_session_stream_and_event_and_find_only_their_own() {
+        let (a, b) = (Streams::new().expect("a"), Streams::new().expect("b"));
+        assert_ne!(a.prefix, b.prefix);
+        let stream = a.open();
+        let mut reader = stream.attach(None, true).expect("reader");
+        stream.push(Bytes::from_static(b"one"));
+        stream.push(Bytes::from_static(b"two"));
+        let events = drain(&mut reader);
+        let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [format!("{}-1-1", a.prefix), format!("{}-1-2", a.prefix)]
+        );
+        assert!(b.find(ids[0]).is_none(), "another session's id");
+        let (found, seq) = a.find(ids[0]).expect("own id");
+        assert!(Arc::ptr_eq(&found, &stream) && seq == 1);
+        let (standalone, _) = a.find(&format!("{}-0-5", a.prefix)).expect("GET stream");
+        assert!(Arc::ptr_eq(&standalone, a.standalone()));
+        for forged in [
+            "",
+            "x",
+            "1-1",
+            &format!("{}-2-1", a.prefix),
+            &format!("{}-1-01", a.prefix),
+            &format!("{}-1-+1", a.prefix),
+            &format!("{}-01-1", a.prefix),
+            &format!("{}1-1", a.prefix),
+        ] {
+            assert!(a.find(forged).is_none(), "{forged}");
+        }
+        // Resuming after event 1 replays event 2 and takes the stream over.
+        let mut resumed = stream.attach(Some(1), false);
+        assert!(resumed.is_none(), "a reader is attached");
+        resumed = stream.attach(Some(1), true);
+        let mut resumed = resumed.expect("take over");
+        assert_eq!(drain(&mut resumed).len(), 1);
+        assert_eq!(reader.next().now_or_never(), Some(None), "taken over");
+        // An event never written, or one before what is kept, resumes nothing.
+        assert!(
+            stream.attach(Some(2), true).is_some(),
+            "after the last: nothing yet"
+        );
+        assert!(stream.attach(Some(3), true).is_none());
+        assert!(stream.attach(Some(u64::MAX), true).is_none());
+        stream.finish();
+        let mut last = stream.attach(Some(0), true).expect("from the start");
+        assert_eq!(drain(&mut last).len(), 2);
+        assert_eq!(last.next().now_or_never(), Some(None), "ended");
+    }
+
+    #[test]
+    fn streams_and_events_are_bounded() {
+        let streams = Streams::new().expect("streams");
+        let first = streams.open();
+        for _ in 0..MAX_STREAMS {
+            streams.open();
+        }
+        assert!(
+            streams.find(&format!("{}-1-1", streams.prefix)).is_none(),
+            "oldest forgotten"
+        );
+        let stream = streams.open();
+        for n in 0..(MAX_EVENTS + 10) {
+            stream.push(Bytes::from(n.to_string()));
+        }
+        // Events 1 to 10 were dropped: a resume after 9 would miss event 10.
+        assert!(stream.attach(Some(9), true).is_none(), "dropped");
+        let mut reader = stream.attach(Some(10), true).expect("kept");
+        assert_eq!(drain(&mut reader).len(), MAX_EVENTS);
+        let big = streams.open();
+        big.push(Bytes::from(vec![b'x'; MAX_BYTES]));
+        big.push(Bytes::from(vec![b'y'; 10]));
+        assert!(big.attach(Some(0), true).is_none(), "over the byte cap");
+        let mut reader = big.attach(Some(1), true).expect("the newest");
+        assert_eq!(drain(&mut reader).len(), 1);
+        drop(first);
     }
 }
