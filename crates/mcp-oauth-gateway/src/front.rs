@@ -1034,6 +1034,23 @@ async fn upstream_answer(
     out
 }
 
+/// A stream whose source is being opened: finished when dropped before [`Starting::started`].
+struct Starting<'a>(Option<&'a Replay>);
+
+impl Starting<'_> {
+    fn started(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(replay) = self.0 {
+            replay.finish();
+        }
+    }
+}
+
 const ONE_GET_STREAM: &str = "this session already has a GET stream open";
 
 async fn get(inner: Arc<Inner>, req: Request) -> Response {
@@ -1148,6 +1165,9 @@ async fn resumable_get(
         }
         (Upstream::Http(http), Some(hs)) => {
             if standalone.start() {
+                // Until the task reads the upstream's stream, this request may be dropped
+                // (the client went away): the stream is then marked as without a source.
+                let starting = Starting(Some(standalone));
                 let last = standalone
                     .upstream_last
                     .lock()
@@ -1157,15 +1177,15 @@ async fn resumable_get(
                 let response = match http.get(auth, hs, last.as_ref()).await {
                     Ok(response) => response,
                     Err(err) => {
-                        standalone.finish();
+                        drop((starting, reader));
                         return upstream_failed(inner, &session.id, None, err);
                     }
                 };
                 if !(response.status().is_success() && is_sse(response.headers())) {
-                    standalone.finish();
-                    drop(reader);
+                    drop((starting, reader));
                     return upstream_answer(inner, session, response, None, None).await;
                 }
+                starting.started();
                 pump_upstream(standalone.clone(), response, streams.ended());
             }
         }
