@@ -247,7 +247,7 @@ pub(crate) fn reshape(message: &[u8], method: &str) -> Option<Bytes> {
         result.insert("resultType".into(), "complete".into());
     }
     if cacheable(method) {
-        if !result.get("ttlMs").is_some_and(|v| v.as_u64().is_some()) {
+        if result.get("ttlMs").is_none_or(|v| v.as_u64().is_none()) {
             result.insert("ttlMs".into(), 0.into());
         }
         result.insert("cacheScope".into(), "private".into());

@@ -270,4 +270,19 @@ mod tests {
         drop(rx);
         assert!(s.open_stream().is_some(), "a closed stream can be reopened");
     }
+
+    #[test]
+    fn a_resumable_get_stream_takes_messages_only_while_a_client_reads_it() {
+        let sessions = Sessions::new(Duration::from_secs(60), 10);
+        let s = sessions
+            .create(Arc::from("p"), "2025-06-18", None)
+            .expect("session");
+        let _rx = s.open_stream().expect("the source");
+        let standalone = s.streams().expect("streams").standalone().clone();
+        assert!(!s.push(Bytes::from_static(b"{}")), "no reader");
+        let reader = standalone.attach(None, false).expect("reader");
+        assert!(s.push(Bytes::from_static(b"{}")));
+        drop(reader);
+        assert!(!s.push(Bytes::from_static(b"{}")), "the reader left");
+    }
 }

@@ -62,7 +62,7 @@ pub(crate) fn event_id(event: &str) -> Option<String> {
         .map(|line| line.strip_suffix('\r').unwrap_or(line))
         .filter_map(|line| line.strip_prefix("id:"))
         .map(|value| value.strip_prefix(' ').unwrap_or(value))
-        .last()
+        .next_back()
         .filter(|id| !id.is_empty() && !id.contains('\0'))
         .map(str::to_owned)
 }
@@ -95,8 +95,7 @@ impl Streams {
         aws_lc_rs::rand::fill(&mut bytes).ok()?;
         let mut prefix = String::with_capacity(24);
         for b in bytes {
-            prefix.push(char::from(HEX[usize::from(b >> 4)]));
-            prefix.push(char::from(HEX[usize::from(b & 15)]));
+            prefix.push_str(&format!("{b:02x}"));
         }
         let prefix: Arc<str> = prefix.into();
         let (alive, _) = tokio::sync::watch::channel(());
@@ -150,8 +149,6 @@ impl Streams {
         Some((replay, seq))
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A decimal number without sign or leading zeros (an id is read back only as written).
 fn number(s: &str) -> Option<u64> {
