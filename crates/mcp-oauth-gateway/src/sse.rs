@@ -6,7 +6,7 @@
 //! keeps its latest events for a GET with `Last-Event-ID` to replay what came after.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,10 @@ pub(crate) const MAX_EVENTS: usize = 256;
 pub(crate) const MAX_BYTES: usize = 1024 * 1024;
 /// How long an event can be replayed after it was written.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(300);
+/// Bytes all streams keep together: past it, a stream keeps only what its connection has not
+/// read yet (without a connection, only its newest event), so a resume may find nothing.
+pub(crate) const MAX_BYTES_ALL: usize = 64 * 1024 * 1024;
+static KEPT_ALL: AtomicUsize = AtomicUsize::new(0);
 /// Request (POST) streams a session keeps besides its GET stream; the oldest goes first.
 pub(crate) const MAX_STREAMS: usize = 8;
 
@@ -180,6 +184,8 @@ struct State {
     done: bool,
     /// Whether a task reads the source.
     pumping: bool,
+    /// Events before this one were read by the attached reader.
+    delivered: u64,
     /// The attached reader (0: none) and the last reader number given.
     reader: u64,
     readers: u64,
@@ -190,17 +196,21 @@ impl State {
         self.first + self.events.len() as u64
     }
 
-    /// Drops what is beyond the caps ([`MAX_EVENTS`], [`MAX_BYTES`], [`MAX_AGE`]).
-    fn prune(&mut self, now: Instant) {
+    /// Drops what is beyond the caps ([`MAX_EVENTS`], [`MAX_BYTES`], [`MAX_AGE`]); when all
+    /// streams together keep too much (`tight`, [`MAX_BYTES_ALL`]), what the attached reader
+    /// already read too (without one, all but the newest event).
+    fn prune(&mut self, now: Instant, tight: bool) {
         while self.events.len() > MAX_EVENTS
             || (self.bytes > MAX_BYTES && self.events.len() > 1)
             || self
                 .events
                 .front()
                 .is_some_and(|(at, _)| now.duration_since(*at) > MAX_AGE)
+            || (tight && self.events.len() > 1 && (self.reader == 0 || self.first < self.delivered))
         {
             if let Some((_, data)) = self.events.pop_front() {
                 self.bytes -= data.len();
+                KEPT_ALL.fetch_sub(data.len(), Ordering::Relaxed);
                 self.first += 1;
             }
         }
@@ -219,6 +229,7 @@ impl Replay {
                 bytes: 0,
                 done: false,
                 pumping: false,
+                delivered: 1,
                 reader: 0,
                 readers: 0,
             }),
@@ -232,8 +243,9 @@ impl Replay {
         {
             let mut state = lock(&self.state);
             state.bytes += data.len();
+            let all = KEPT_ALL.fetch_add(data.len(), Ordering::Relaxed) + data.len();
             state.events.push_back((now, data));
-            state.prune(now);
+            state.prune(now, all > MAX_BYTES_ALL);
         }
         self.changed.notify_waiters();
     }
@@ -270,7 +282,7 @@ impl Replay {
     pub(crate) fn attach(self: &Arc<Self>, after: Option<u64>, take_over: bool) -> Option<Reader> {
         let reader = {
             let mut state = lock(&self.state);
-            state.prune(Instant::now());
+            state.prune(Instant::now(), false);
             if state.reader != 0 && !take_over {
                 return None;
             }
@@ -281,6 +293,7 @@ impl Replay {
             };
             state.readers += 1;
             state.reader = state.readers;
+            state.delivered = next;
             Reader {
                 replay: self.clone(),
                 next,
@@ -309,16 +322,17 @@ impl Reader {
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
             {
-                let state = lock(&self.replay.state);
+                let mut state = lock(&self.replay.state);
                 if state.reader != self.number || self.next < state.first {
                     return None;
                 }
                 let index = usize::try_from(self.next - state.first).ok()?;
-                if let Some((_, data)) = state.events.get(index) {
+                if let Some(data) = state.events.get(index).map(|(_, data)| data.clone()) {
                     let seq = self.next;
                     self.next += 1;
+                    state.delivered = self.next;
                     let id = format!("{}-{}-{seq}", self.replay.prefix, self.replay.stream);
-                    return Some((id, data.clone()));
+                    return Some((id, data));
                 }
                 if state.done {
                     return None;
@@ -326,6 +340,13 @@ impl Reader {
             }
             notified.await;
         }
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        let state = lock(&self.state);
+        KEPT_ALL.fetch_sub(state.bytes, Ordering::Relaxed);
     }
 }
 
@@ -440,5 +461,34 @@ mod tests {
         let mut reader = big.attach(Some(1), true).expect("the newest");
         assert_eq!(drain(&mut reader).len(), 1);
         drop(first);
+    }
+
+    #[test]
+    fn when_all_streams_keep_too_much_only_what_is_unread_stays() {
+        let stream = Streams::new().expect("streams").open();
+        for n in 0..5 {
+            stream.push(Bytes::from(n.to_string()));
+        }
+        let mut reader = stream.attach(Some(0), true).expect("reader");
+        assert!(reader.next().now_or_never().flatten().is_some());
+        assert!(reader.next().now_or_never().flatten().is_some());
+        {
+            let mut state = lock(&stream.state);
+            state.prune(Instant::now(), true);
+            assert_eq!(
+                (state.first, state.events.len()),
+                (3, 3),
+                "events 1 and 2 were read"
+            );
+        }
+        assert_eq!(drain(&mut reader).len(), 3, "the reader loses nothing");
+        drop(reader);
+        let mut state = lock(&stream.state);
+        state.prune(Instant::now(), true);
+        assert_eq!(
+            (state.first, state.events.len()),
+            (5, 1),
+            "without a reader, the newest"
+        );
     }
 }
