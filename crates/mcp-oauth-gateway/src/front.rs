@@ -839,12 +839,14 @@ async fn from_channel(
     rx: mpsc::Receiver<Frame>,
     list: ListFilter<'_>,
 ) -> Response {
-    let response = channel_answer(resumable(inner, session), first, rx, list).await;
+    let response = channel_answer(|| resumable(inner, session), first, rx, list).await;
     shaped(session, method, response).await
 }
 
-async fn channel_answer(
-    streams: Option<&Streams>,
+/// [`from_channel`]'s answer; `streams` is asked for only when the answer is a stream (the
+/// session's id prefix is drawn then).
+async fn channel_answer<'s>(
+    streams: impl FnOnce() -> Option<&'s Streams>,
     first: Option<Frame>,
     mut rx: mpsc::Receiver<Frame>,
     list: ListFilter<'_>,
@@ -880,7 +882,7 @@ async fn channel_answer(
             "the upstream closed the request",
         );
     }
-    if let Some(streams) = streams {
+    if let Some(streams) = streams() {
         // The frames are read to the response whether or not the client stays: a client
         // whose connection broke resumes with a GET and Last-Event-ID.
         let replay = streams.open();
@@ -1016,8 +1018,8 @@ async fn upstream_answer(
             ),
         };
     }
-    if let Some(streams) = resumable(inner, session)
-        && is_sse(response.headers())
+    if is_sse(response.headers())
+        && let Some(streams) = resumable(inner, session)
     {
         let replay = streams.open();
         if let Some(reader) = replay.attach(None, true) {
