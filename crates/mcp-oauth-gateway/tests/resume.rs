@@ -266,6 +266,19 @@ async fn forged_ids_of_the_same_session_replay_nothing() {
 #[tokio::test]
 async fn the_get_stream_is_resumed_and_taken_over() {
     let h = Harness::start(stdio_upstream()).await;
+    check_the_get_stream_is_resumed(&h).await;
+}
+
+#[tokio::test]
+async fn the_get_stream_of_an_http_upstream_is_resumed_and_taken_over() {
+    let (addr, _stop) = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    let h = Harness::start(HttpConfig::new(&format!("http://{addr}/mcp")).unwrap()).await;
+    tokio::time::timeout(DEADLINE, check_the_get_stream_is_resumed(&h))
+        .await
+        .expect("in time");
+}
+
+async fn check_the_get_stream_is_resumed(h: &Harness) {
     let token = h.token("alice");
     let session = raw_session(&h.url, &token).await;
     let mut stream = get(&h.url, &token, &session, None).await;
