@@ -285,11 +285,11 @@ async fn check_the_get_stream_is_resumed(h: &Harness) {
     assert_eq!(stream.status(), 200);
     let second = get(&h.url, &token, &session, None).await;
     assert_eq!(second.status(), 409, "one GET stream per session");
-    let first = first_event_after_a_list_change(&h, &mut stream, &token, &session).await;
+    let first = first_event_after_a_list_change(h, &mut stream, &token, &session).await;
     let id = first.id.clone().unwrap();
     // Two more changes are written on the stream; the client "loses" them.
     for _ in 0..2 {
-        let next = first_event_after_a_list_change(&h, &mut stream, &token, &session).await;
+        let next = first_event_after_a_list_change(h, &mut stream, &token, &session).await;
         assert_eq!(next.data["method"], "notifications/tools/list_changed");
     }
     // The old connection is still open as far as the gateway knows; the resume takes over.
@@ -303,6 +303,6 @@ async fn check_the_get_stream_is_resumed(h: &Harness) {
     // The taken-over connection ends.
     assert!(read_events(&mut stream, 1).await.is_empty());
     // New messages follow on the resumed connection.
-    let live = first_event_after_a_list_change(&h, &mut resumed, &token, &session).await;
+    let live = first_event_after_a_list_change(h, &mut resumed, &token, &session).await;
     assert_eq!(seq(&live), parts(&id).2 + 3);
 }
