@@ -6,7 +6,10 @@
 //! With a [`UserSecret`] in the environment (`credentials = { kind = "user-secret", env = … }`)
 //! each child gets its user's own token: the vault is read at each request, a user without a
 //! token gets the link to the page (and no child), and a child whose user's token changed or
-//! was revoked is stopped (and, for a changed one, started again with the new token).
+//! was revoked is stopped (and, for a changed one, started again with the new token at the
+//! user's next request). A change made through this instance's vault (the token page, the
+//! connections page) stops the child at once; one made on another instance sharing the store
+//! is noticed there at the user's next request.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,6 +25,7 @@ use crate::children::Children;
 use crate::front::{self, Inner};
 use crate::sessions::principal;
 use crate::upstream::UserSecret;
+use crate::vault::{ChangeHook, EntryKind};
 
 /// Variables set in a child's environment for its user.
 pub(crate) type UserEnv = Vec<(OsString, OsString)>;
@@ -34,7 +38,10 @@ pub(crate) struct PerUser {
     /// Each user's token for the child's environment, when configured.
     secret: Option<UserSecret>,
     /// The SHA-256 of the token each user's running child was started with.
-    started_with: Mutex<HashMap<Arc<str>, Vec<u8>>>,
+    started_with: Arc<Mutex<HashMap<Arc<str>, Vec<u8>>>>,
+    /// Stops a user's child when their token is replaced or deleted through the vault (held
+    /// here: the vault keeps only a weak reference).
+    _on_change: Option<Arc<ChangeHook>>,
 }
 
 impl PerUser {
@@ -45,12 +52,18 @@ impl PerUser {
         max: u64,
         secret: Option<UserSecret>,
     ) -> Self {
+        let children = Children::new(idle, Some(max));
+        let started_with = Arc::new(Mutex::new(HashMap::new()));
+        let on_change = secret
+            .as_ref()
+            .map(|secret| stop_on_change(secret, &children, &started_with));
         Self {
             name,
             make: Box::new(make),
-            children: Children::new(idle, Some(max)),
+            children,
             secret,
-            started_with: Mutex::new(HashMap::new()),
+            started_with,
+            _on_change: on_change,
         }
     }
 
@@ -109,6 +122,33 @@ impl PerUser {
         self.children.run_pending_tasks();
         self.children.entry_count()
     }
+}
+
+/// The hook that stops a user's child as soon as their token for `secret`'s upstream is
+/// replaced or deleted through the vault, registered with it.
+fn stop_on_change(
+    secret: &UserSecret,
+    children: &Children,
+    started_with: &Arc<Mutex<HashMap<Arc<str>, Vec<u8>>>>,
+) -> Arc<ChangeHook> {
+    let upstream = secret.upstream().to_owned();
+    let children = (**children).clone();
+    let started_with = started_with.clone();
+    let hook: Arc<ChangeHook> = Arc::new(move |user: &str, name: &str, kind: EntryKind| {
+        if kind != EntryKind::UserSecret || name != upstream {
+            return;
+        }
+        started_with
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+        children.invalidate(user);
+        // Drops the child's gateway now (its process ends with it), not at the next sweep.
+        children.run_pending_tasks();
+        tracing::debug!(target: "mcp_oauth_gateway::vault", upstream = %upstream, "a user's token changed: their child is stopped");
+    });
+    secret.vault().on_change(&hook);
+    hook
 }
 
 /// Where requests for one upstream go: its one gateway, or the caller's own.
