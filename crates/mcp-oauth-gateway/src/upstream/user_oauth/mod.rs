@@ -21,6 +21,13 @@
 //! endpoint (`invalid_grant`: revoked, expired, replayed) drops the grant, and the user must
 //! connect again; a 5xx or a network failure keeps it (the access token is still used while
 //! it has not expired).
+//!
+//! # The upstream's 401 and 403
+//!
+//! A request the upstream refuses with a 401 (the token itself: no error named, or
+//! `invalid_token`) is sent once more, once only, with the renewed token. A 403
+//! `insufficient_scope` naming scopes sends the user to connect again; the next connection
+//! asks for the scopes asked for before, those granted and those named (MCP's step-up).
 
 mod connect;
 mod discover;
