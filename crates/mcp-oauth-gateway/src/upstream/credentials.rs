@@ -316,6 +316,18 @@ mod challenge {
                 None,
                 "no scope named"
             );
+            let many: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+            let long = "x".repeat(MAX_SCOPE_LEN + 1);
+            let flood = format!(
+                r#"Bearer error="insufficient_scope", scope="{long} {}""#,
+                many.join(" ")
+            );
+            let taken = insufficient_scope(&headers(&[&flood])).expect("scopes");
+            assert_eq!(
+                taken,
+                many[..MAX_SCOPES],
+                "capped, the overlong one left out"
+            );
             assert_eq!(
                 insufficient_scope(&headers(&[r#"Bearer error="invalid_token", scope="a""#])),
                 None
