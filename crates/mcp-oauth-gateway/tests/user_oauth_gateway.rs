@@ -31,9 +31,11 @@ struct Recorder {
     seen: Mutex<Vec<String>>,
     /// The tokens the upstream accepts.
     accepted: Mutex<Vec<String>>,
-    /// The scopes a request needs, when set: every request is refused with a 403
-    /// `insufficient_scope` naming them.
+    /// The scopes a request needs, when set: every request with a token not in `wide` is
+    /// refused with a 403 `insufficient_scope` naming them.
     needs: Mutex<Option<String>>,
+    /// The tokens granted after a new consent (with every scope).
+    wide: Mutex<Vec<String>>,
     /// Refuse every token, renewed ones too.
     refuse_all: Mutex<bool>,
 }
@@ -59,7 +61,10 @@ async fn guard(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> Re
         )
             .into_response();
     }
-    if let Some(scope) = rec.needs.lock().unwrap().clone() {
+    let wide = rec.wide.lock().unwrap().contains(&authorization);
+    if let Some(scope) = rec.needs.lock().unwrap().clone()
+        && !wide
+    {
         let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
         return (
             http::StatusCode::FORBIDDEN,
@@ -105,9 +110,17 @@ async fn token_endpoint(rec: Arc<Recorder>) -> TokenEndpoint {
             let seen = seen.clone();
             let rec = rec.clone();
             async move {
-                let mut seen = seen.lock().unwrap();
-                seen.push(form["refresh_token"].clone());
-                let access = format!("access-{}", seen.len());
+                let access =
+                    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+                        // A new consent: its token has every scope.
+                        let access = format!("consented-{}", form["code"]);
+                        rec.wide.lock().unwrap().push(format!("Bearer {access}"));
+                        access
+                    } else {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(form["refresh_token"].clone());
+                        format!("access-{}", seen.len())
+                    };
                 rec.accepted.lock().unwrap().push(access.clone());
                 Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600}))
             }
@@ -340,6 +353,48 @@ async fn a_403_insufficient_scope_asks_the_user_to_connect_again_for_the_union_o
         .find(|(k, _)| k == "scope")
         .map(|(_, v)| v.into_owned());
     assert_eq!(scope.as_deref(), Some("notes:read notes:write"));
+
+    // Alice consents; the scopes kept for her are dropped, and her call goes through.
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let cookie = start
+        .set_cookie()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let mut browser = http::HeaderMap::new();
+    browser.insert("cookie", cookie.parse().unwrap());
+    s.user_oauth
+        .finish_connect(
+            &format!("{ISSUER}\u{0}alice"),
+            &format!("state={state}&code=c1"),
+            &browser,
+        )
+        .await
+        .unwrap();
+    let answer = post(&s.h.url, Some(&token), Some(&session), call).await;
+    assert_eq!(answer.status(), 200);
+    let body = messages(answer).await.pop().unwrap();
+    assert_eq!(body["result"]["content"][0]["text"], "x", "{body}");
+    assert_eq!(
+        s.up.rec.seen.lock().unwrap().last().unwrap(),
+        "Bearer consented-c1"
+    );
+    let again = s
+        .user_oauth
+        .start_connect(&format!("{ISSUER}\u{0}alice"))
+        .await
+        .unwrap();
+    assert!(
+        !again.location().contains("scope="),
+        "the step-up is done: {}",
+        again.location()
+    );
     // Bob, who met no 403, is asked for the configured scopes only (none here).
     let bob = s
         .user_oauth
