@@ -60,10 +60,11 @@
 //! # let _ = routes(Pages::unavailable("no sign-in here"));
 //! ```
 
+mod limit;
 mod session;
 mod signin;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -71,8 +72,8 @@ use axum::extract::{FromRef, FromRequestParts, OriginalUri};
 use axum::response::{IntoResponse as _, Response};
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, header};
-use mcp_oauth::auth_server::AuthServer;
 use mcp_oauth::auth_server::page_kit::{self, Sealer};
+use mcp_oauth::auth_server::{AuthServer, RateLimit};
 use mcp_oauth::verify::TokenVerifier;
 use serde_json::{Map, Value};
 
@@ -118,6 +119,10 @@ struct Inner {
     sealer: Option<Sealer>,
     session_ttl: Duration,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The limit on starting sign-ins per client address, and its buckets (made at first use,
+    /// with the clock then set).
+    start_limit: Option<RateLimit>,
+    start_limiter: OnceLock<Option<mcp_oauth::policy::RateLimiter>>,
 }
 
 fn unix_now() -> i64 {
@@ -172,6 +177,8 @@ impl Pages {
             sealer: Some(sealer),
             session_ttl: Duration::from_secs(30 * 60),
             clock: Arc::new(unix_now),
+            start_limit: Some(RateLimit::new(limit::DEFAULT.0, limit::DEFAULT.1)),
+            start_limiter: OnceLock::new(),
         })))
     }
 
@@ -186,6 +193,8 @@ impl Pages {
             sealer: None,
             session_ttl: Duration::ZERO,
             clock: Arc::new(unix_now),
+            start_limit: None,
+            start_limiter: OnceLock::new(),
         }))
     }
 
@@ -200,6 +209,32 @@ impl Pages {
             inner.session_ttl = ttl;
         }
         self
+    }
+
+    /// How many sign-ins one client address may start (`None`: no limit). Each visit without
+    /// a session starts one and keeps a pending record in the store for 10 minutes; over the
+    /// limit, the visitor gets HTTP 429 with `Retry-After` and a page that says when to try
+    /// again. The buckets are kept in the authorization server's store, so instances sharing
+    /// it share them; the client address is the one the server counts its own limits by
+    /// (its [trusted proxies](mcp_oauth::auth_server::AuthServerBuilder::trusted_proxies)).
+    /// Default: 20 per minute, bursts of 20. Call before cloning.
+    #[must_use]
+    pub fn sign_in_limit(mut self, limit: Option<RateLimit>) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            inner.start_limit = limit;
+        }
+        self
+    }
+
+    /// The limiter of sign-in starts, if there is a limit.
+    fn start_limiter(&self) -> Option<&mcp_oauth::policy::RateLimiter> {
+        self.0
+            .start_limiter
+            .get_or_init(|| {
+                let store = self.0.sign_in.as_ref()?.server.store().clone();
+                limit::limiter(self.0.start_limit?, store, self.0.clock.clone())
+            })
+            .as_ref()
     }
 
     /// Reads the time (Unix seconds) from `clock` (tests). Call before cloning.
@@ -355,7 +390,7 @@ where
             .get::<OriginalUri>()
             .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
         let back = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        Err(signin::start(&pages, &back).await)
+        Err(signin::start(&pages, &back, parts).await)
     }
 }
 
