@@ -596,11 +596,15 @@ async fn an_authorization_server_on_an_internal_address_is_refused() {
 struct TestSession;
 
 impl mcp_oauth_gateway::user_oauth::PageSession for TestSession {
-    fn user(&self, headers: &HeaderMap) -> Option<String> {
-        headers
+    fn user<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> futures_util::future::BoxFuture<'a, Option<String>> {
+        let user = headers
             .get("x-test-user")
             .and_then(|v| v.to_str().ok())
-            .map(user)
+            .map(user);
+        Box::pin(async move { user })
     }
 
     fn sign_in(&self, path: &str) -> axum::response::Response {

@@ -545,3 +545,154 @@ async fn a_signed_in_browser_is_not_held_back_by_its_address_limit() {
     assert_eq!(page.status, 200, "{page:?}");
     assert!(who(&page).starts_with("alice|"));
 }
+
+#[tokio::test]
+async fn a_copy_of_the_cookie_taken_before_sign_out_stops_working() {
+    let server = browser::server().await;
+    let pages = browser::pages(&server).await;
+    let app = app(&server, &pages);
+    let mut alice = signed_in(&app, "alice").await;
+    let page = alice.get(&app, "/gateway/whoami").await;
+    let token = who(&page).rsplit('|').next().expect("token").to_owned();
+    // Another session of the same user (another browser) is not touched by this sign-out.
+    let mut elsewhere = signed_in(&app, "alice").await;
+
+    // The attacker copied the session cookie (malware, a shared machine, a leaked log).
+    let mut copy = Browser::default();
+    copy.cookies.insert(
+        "mcp_gateway_session".into(),
+        alice.cookies["mcp_gateway_session"].clone(),
+    );
+    assert_eq!(copy.get(&app, "/gateway/whoami").await.status, 200);
+
+    let out = alice
+        .post(
+            &app,
+            web::SIGN_OUT_PATH,
+            &[("csrf".to_owned(), token.clone())],
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(!alice.cookies.contains_key("mcp_gateway_session"));
+
+    // The copy is no session now: a page sends it to sign in, a form post is refused, and
+    // the sign-in index does not name the user.
+    let page = copy.get(&app, "/gateway/whoami").await;
+    assert_eq!(page.status, 303, "{page:?}");
+    assert!(!page.body.contains("alice"));
+    let post = copy
+        .clone()
+        .post(&app, "/gateway/whoami", &[], Some(ORIGIN))
+        .await;
+    assert_eq!(post.status, 403, "{post:?}");
+    assert_eq!(copy.get(&app, "/gateway").await.status, 303);
+    // Signing it out again changes nothing and says nothing of the session.
+    let again = copy
+        .clone()
+        .post(
+            &app,
+            web::SIGN_OUT_PATH,
+            &[("csrf".to_owned(), token)],
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        pages
+            .visitor(&cookie_headers(&copy))
+            .await
+            .map(|v| v.subject().to_owned()),
+        None
+    );
+
+    assert_eq!(elsewhere.get(&app, "/gateway/whoami").await.status, 200);
+}
+
+fn cookie_headers(browser: &Browser) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    let value = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    headers.insert("cookie", value.parse().expect("header"));
+    headers
+}
+
+/// Two gateway instances (each its own authorization server and pages) on `a` and `b`, two
+/// handles on one store, with the same pages key: a session signed out on one is refused by
+/// the other.
+async fn signed_out_on_one_instance_is_signed_out_on_all(
+    a: Arc<dyn mcp_oauth::auth_server::Store>,
+    b: Arc<dyn mcp_oauth::auth_server::Store>,
+) {
+    let instance = |store: Arc<dyn mcp_oauth::auth_server::Store>| async move {
+        let server = mcp_oauth::auth_server::AuthServer::builder(ORIGIN)
+            .resource(format!("{ORIGIN}/mcp"))
+            .login(Arc::new(
+                mcp_oauth::auth_server::DevUsers::new().user("alice", browser::PASSWORD),
+            ))
+            .rate_limits(None, None, None)
+            .store(store)
+            .build()
+            .await
+            .expect("server");
+        let pages = browser::pages(&server).await;
+        (app(&server, &pages), pages)
+    };
+    let (first, _) = instance(a).await;
+    let (second, second_pages) = instance(b).await;
+    let mut alice = signed_in(&first, "alice").await;
+    let copy = alice.clone();
+    // The session works on both instances.
+    let page = alice.get(&second, "/gateway/whoami").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let token = who(&page).rsplit('|').next().expect("token").to_owned();
+    assert_eq!(
+        copy.clone().get(&first, "/gateway/whoami").await.status,
+        200
+    );
+
+    let out = alice
+        .post(
+            &second,
+            web::SIGN_OUT_PATH,
+            &[("csrf".to_owned(), token)],
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    for app in [&first, &second] {
+        let reply = copy.clone().get(app, "/gateway/whoami").await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+    }
+    assert!(second_pages.visitor(&cookie_headers(&copy)).await.is_none());
+}
+
+#[tokio::test]
+async fn sign_out_holds_across_instances_on_one_memory_store() {
+    let store: Arc<dyn mcp_oauth::auth_server::Store> =
+        Arc::new(mcp_oauth::auth_server::MemoryStore::new());
+    signed_out_on_one_instance_is_signed_out_on_all(store.clone(), store).await;
+}
+
+#[tokio::test]
+async fn sign_out_holds_across_instances_on_one_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-oauth-web-pages-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("store.db");
+    let open = || -> Arc<dyn mcp_oauth::auth_server::Store> {
+        Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(&path).expect("sqlite"))
+    };
+    signed_out_on_one_instance_is_signed_out_on_all(open(), open()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,12 @@
 //! `state` in the store (never read from the callback's query), and only a path on this
 //! gateway (starting with one `/`) is accepted.
 //!
+//! Signing out ([`SIGN_OUT_PATH`]) revokes the session, not only the cookie in this browser:
+//! a mark keyed by the session's id goes to the store until the cookie's own expiry, and every
+//! page request checks it, so a copy of the cookie is refused from then on, on every instance
+//! sharing the store. Starting a sign-in is limited per client address
+//! ([`Pages::sign_in_limit`]).
+//!
 //! With an external issuer (`--issuer`), the gateway has no sign-in of its own: the pages
 //! answer [`Pages::unavailable`]'s message (HTTP 503) and nothing else.
 //!
@@ -274,9 +280,25 @@ impl Pages {
     }
 
     /// The signed-in user of a request, from its session cookie: `None` without one, or
-    /// when it is forged, altered, sealed under another key, or expired.
-    pub fn visitor(&self, headers: &HeaderMap) -> Option<Visitor> {
-        session::read(self, headers)
+    /// when it is forged, altered, sealed under another key, expired, or signed out (a copy
+    /// of the cookie too, on every instance sharing the store), or when the store cannot say
+    /// whether it was (logged).
+    pub async fn visitor(&self, headers: &HeaderMap) -> Option<Visitor> {
+        match self.session(headers).await {
+            Ok(visitor) => visitor,
+            Err(e) => {
+                tracing::error!(target: "mcp_oauth_gateway", "gateway pages: a session cannot be checked: {e}");
+                None
+            }
+        }
+    }
+
+    /// The signed-in user of a request, or why the store cannot say.
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Visitor>, String> {
+        let Some(visitor) = session::read(self, headers) else {
+            return Ok(None);
+        };
+        Ok((!session::is_revoked(self, &visitor).await?).then_some(visitor))
     }
 
     /// The page that says the pages are unavailable, when they are.
@@ -375,8 +397,15 @@ where
         if !pages.is_available() {
             return Err(pages.unavailable_page());
         }
-        if let Some(visitor) = pages.visitor(&parts.headers) {
-            return Ok(Self(visitor));
+        match pages.session(&parts.headers).await {
+            Ok(Some(visitor)) => return Ok(Self(visitor)),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(failure(
+                    &pages,
+                    &format!("a session cannot be checked: {e}"),
+                ));
+            }
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(pages.error_page(

@@ -321,10 +321,15 @@ async fn sign_out(
     if !pages.is_available() {
         return pages.unavailable_page();
     }
-    if let Some(visitor) = pages.visitor(&headers)
-        && let Err(refused) = pages.check_form(&visitor, &headers, &form.csrf)
-    {
-        return refused.into_response();
+    // An intact session (signed out already or not): the form must be its own, and then the
+    // session is revoked, so that a copy of the cookie stops working too.
+    if let Some(visitor) = session::read(&pages, &headers) {
+        if let Err(refused) = pages.check_form(&visitor, &headers, &form.csrf) {
+            return refused.into_response();
+        }
+        if let Err(e) = session::revoke(&pages, &visitor).await {
+            return super::failure(&pages, &format!("a session cannot be signed out: {e}"));
+        }
     }
     let mut response = pages.page(
         StatusCode::OK,
