@@ -7,14 +7,14 @@
 //!
 //! Every URL learnt from a document (not configured) must pass the [`NetGuard`] (a public
 //! address) unless it is on the upstream's or the configured server's host, so an upstream
-//! cannot point the gateway at an internal service.
+//! cannot point the gateway at an internal service; the request then goes to the address the
+//! guard checked ([`super::pinned`]), never to a second DNS answer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth::auth_server::store::{Kind, Store};
 use mcp_oauth::challenge::parse_www_authenticate;
-use mcp_oauth::fetch::HttpClient;
 use mcp_oauth::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use mcp_oauth::net_guard::NetGuard;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,9 @@ pub(crate) struct Resolved {
     pub(crate) scopes: Vec<String>,
     /// Whether the server sends `iss` in authorization responses (RFC 9207).
     pub(crate) iss_parameter: bool,
+    /// The guard the token endpoint passed, when it was learnt from a document (its
+    /// requests are pinned to the address the guard gives); `None` when configured.
+    pub(crate) guard: Option<NetGuard>,
 }
 
 /// How the upstream's authorization server is found.
@@ -90,10 +93,6 @@ impl Discovery {
         resource: &Url,
         store: &Arc<dyn Store>,
     ) -> Result<Resolved, crate::GatewayError> {
-        let http = HttpClient::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| refused(e.to_string()))?;
         let mut guard = NetGuard::new();
         for url in std::iter::once(resource).chain(self.authorization_server.as_ref()) {
             if let Some(host) = url.host_str() {
@@ -117,12 +116,13 @@ impl Discovery {
                 client,
                 scopes: Vec::new(),
                 iss_parameter: false,
+                guard: None,
             });
         }
         let (issuer, scopes) = match &self.authorization_server {
             Some(issuer) => (issuer.clone(), Vec::new()),
             None => {
-                let prm = protected_resource(&http, &guard, resource).await?;
+                let prm = protected_resource(&guard, resource).await?;
                 let issuer = prm.authorization_servers.first().ok_or_else(|| {
                     refused(
                         "the upstream's protected-resource metadata names no authorization server",
@@ -133,7 +133,7 @@ impl Discovery {
                 (issuer, prm.scopes_supported)
             }
         };
-        let metadata = authorization_server(&http, &guard, &issuer).await?;
+        let metadata = authorization_server(&guard, &issuer).await?;
         let endpoint = |found: Option<&String>, configured: &Option<Url>, name: &str| {
             if let Some(url) = configured {
                 return Ok(url.clone());
@@ -168,10 +168,7 @@ impl Discovery {
             (None, Some(url)) if metadata.client_id_metadata_document_supported == Some(true) => {
                 ClientAuth::public(url.clone())
             }
-            (None, _) => {
-                self.register(&http, &guard, &metadata, upstream, store)
-                    .await?
-            }
+            (None, _) => self.register(&guard, &metadata, upstream, store).await?,
         };
         Ok(Resolved {
             issuer: Some(metadata.issuer.clone()),
@@ -180,6 +177,7 @@ impl Discovery {
             client,
             scopes,
             iss_parameter: metadata.authorization_response_iss_parameter_supported == Some(true),
+            guard: Some(guard),
         })
     }
 
@@ -187,7 +185,6 @@ impl Discovery {
     /// (RFC 7591), kept there for every instance (the first one stored wins).
     async fn register(
         &self,
-        http: &HttpClient,
         guard: &NetGuard,
         metadata: &AuthorizationServerMetadata,
         upstream: &str,
@@ -223,8 +220,6 @@ impl Discovery {
         let endpoint =
             Url::parse(endpoint).map_err(|_| refused("its registration_endpoint is not a URL"))?;
         let addr = pinned(guard, &endpoint).await?;
-        http.check_url(&endpoint)
-            .map_err(|e| refused(e.to_string()))?;
         let request = serde_json::json!({
             "client_name": self.client_name,
             "redirect_uris": [self.redirect_uri()],
@@ -233,7 +228,7 @@ impl Discovery {
             "token_endpoint_auth_method": "none",
         });
         let response = mcp_oauth::net_guard::pinned_client(&endpoint, addr)
-            .timeout(Duration::from_secs(10))
+            .timeout(super::pinned::FETCH_TIMEOUT)
             .build()
             .map_err(|e| refused(e.to_string()))?
             .post(endpoint.clone())
@@ -281,16 +276,12 @@ async fn guarded(guard: &NetGuard, url: &Url) -> Result<(), crate::GatewayError>
 /// The address `url` may be reached at, checked by the guard: a request made there (a
 /// client pinned to it) cannot be sent elsewhere by a second DNS answer.
 async fn pinned(guard: &NetGuard, url: &Url) -> Result<std::net::SocketAddr, crate::GatewayError> {
-    guard
-        .check(url)
-        .await
-        .map_err(|e| refused(format!("{url} is refused: {e}")))
+    super::pinned::check(guard, url).await.map_err(refused)
 }
 
 /// The upstream's protected-resource metadata: at the `resource_metadata` of its 401
 /// challenge, else at the well-known URL. Its `resource` must be the upstream.
 async fn protected_resource(
-    http: &HttpClient,
     guard: &NetGuard,
     resource: &Url,
 ) -> Result<ProtectedResourceMetadata, crate::GatewayError> {
@@ -306,12 +297,8 @@ async fn protected_resource(
     }
     let mut last = refused("the upstream publishes no protected-resource metadata");
     for url in candidates {
-        if let Err(err) = guarded(guard, &url).await {
-            last = err;
-            continue;
-        }
-        match http.fetch(&url).await {
-            Ok((_, body)) => {
+        match super::pinned::get_json(guard, &url).await {
+            Ok(body) => {
                 let prm: ProtectedResourceMetadata = serde_json::from_slice(&body)
                     .map_err(|_| refused(format!("{url} is not protected-resource metadata")))?;
                 if !same_resource(&prm.resource, resource) {
@@ -322,7 +309,7 @@ async fn protected_resource(
                 }
                 return Ok(prm);
             }
-            Err(err) => last = refused(err.to_string()),
+            Err(err) => last = refused(format!("{url}: {err}")),
         }
     }
     Err(last)
@@ -365,23 +352,37 @@ async fn challenge_metadata_url(resource: &Url) -> Option<Url> {
         .and_then(|u| Url::parse(&u).ok())
 }
 
-/// The server's metadata; its `issuer` must be the one asked for (RFC 8414 §3.3).
+/// The server's metadata, at the first of its discovery URLs that does not answer 4xx (RFC
+/// 8414 then OpenID Connect, as [`mcp_oauth::metadata::discover`] orders them); its `issuer`
+/// must be the one asked for (RFC 8414 §3.3).
 async fn authorization_server(
-    http: &HttpClient,
     guard: &NetGuard,
     issuer: &Url,
 ) -> Result<AuthorizationServerMetadata, crate::GatewayError> {
-    guarded(guard, issuer).await?;
-    let found = mcp_oauth::metadata::discover(http, issuer)
-        .await
-        .map_err(|e| refused(e.to_string()))?;
-    let same = Url::parse(&found.metadata.issuer)
+    let mut last = refused(format!("{issuer} publishes no metadata"));
+    let mut found = None;
+    for url in mcp_oauth::resource::authorization_server_metadata_urls(issuer) {
+        match super::pinned::get_json(guard, &url).await {
+            Ok(body) => {
+                let metadata: AuthorizationServerMetadata = serde_json::from_slice(&body)
+                    .map_err(|e| refused(format!("{url} is not server metadata: {e}")))?;
+                found = Some(metadata);
+                break;
+            }
+            Err(err @ super::pinned::Failure::Status(400..=499)) => {
+                last = refused(format!("{url}: {err}"));
+            }
+            Err(err) => return Err(refused(format!("{url}: {err}"))),
+        }
+    }
+    let metadata = found.ok_or(last)?;
+    let same = Url::parse(&metadata.issuer)
         .is_ok_and(|i| i.as_str().trim_end_matches('/') == issuer.as_str().trim_end_matches('/'));
     if !same {
         return Err(refused(format!(
             "its metadata names the issuer {:?}, not {issuer}",
-            found.metadata.issuer
+            metadata.issuer
         )));
     }
-    Ok(found.metadata)
+    Ok(metadata)
 }

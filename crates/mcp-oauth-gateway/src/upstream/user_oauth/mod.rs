@@ -26,6 +26,7 @@ mod connect;
 mod discover;
 mod grant;
 mod pages;
+mod pinned;
 mod token;
 
 use std::sync::Arc;
@@ -263,6 +264,7 @@ impl UserOAuth {
                     resolved.token_endpoint.clone(),
                     resolved.client.clone(),
                     inner.timeout,
+                    resolved.guard.clone(),
                 )?;
                 Ok((resolved, token))
             })
