@@ -41,6 +41,10 @@ struct Server {
     prm_issuer: Option<String>,
     /// Every request's `Authorization` header, to prove the gateway's tokens never arrive.
     authorizations: Vec<String>,
+    /// Requests of discovery: the upstream's challenge, its metadata, the server's metadata.
+    discovery: usize,
+    /// The server's metadata answers 503.
+    metadata_down: bool,
 }
 
 struct StandIn {
@@ -129,7 +133,11 @@ fn urlencode(value: &str) -> String {
 
 async fn mcp(State(state): Shared, headers: HeaderMap) -> axum::response::Response {
     seen(&state, &headers);
-    let base = state.lock().unwrap().base.clone();
+    let base = {
+        let mut s = state.lock().unwrap();
+        s.discovery += 1;
+        s.base.clone()
+    };
     let mut response = StatusCode::UNAUTHORIZED.into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -142,7 +150,8 @@ async fn mcp(State(state): Shared, headers: HeaderMap) -> axum::response::Respon
 }
 
 async fn prm(State(state): Shared) -> Json<Value> {
-    let s = state.lock().unwrap();
+    let mut s = state.lock().unwrap();
+    s.discovery += 1;
     let resource = s
         .prm_resource
         .clone()
@@ -154,8 +163,12 @@ async fn prm(State(state): Shared) -> Json<Value> {
     }))
 }
 
-async fn as_metadata(State(state): Shared) -> Json<Value> {
-    let s = state.lock().unwrap();
+async fn as_metadata(State(state): Shared) -> axum::response::Response {
+    let mut s = state.lock().unwrap();
+    s.discovery += 1;
+    if s.metadata_down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let mut doc = json!({
         "issuer": s.base,
         "authorization_endpoint": format!("{}/authorize", s.base),
@@ -169,7 +182,7 @@ async fn as_metadata(State(state): Shared) -> Json<Value> {
     if s.cimd {
         doc["client_id_metadata_document_supported"] = json!(true);
     }
-    Json(doc)
+    Json(doc).into_response()
 }
 
 async fn register(State(state): Shared, Json(body): Json<Value>) -> impl IntoResponse {
@@ -590,6 +603,57 @@ async fn an_authorization_server_on_an_internal_address_is_refused() {
         .unwrap();
     let err = gateway.start_connect(&user("alice")).await.unwrap_err();
     assert!(err.to_string().contains("refused"), "{err}");
+}
+
+#[tokio::test]
+async fn a_failed_discovery_is_remembered_for_a_while_not_run_by_every_request() {
+    let stand_in = StandIn::start(false, true).await;
+    stand_in.with(|s| s.metadata_down = true);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let read = now.clone();
+    let gateway = UserOAuth::builder(UPSTREAM, stand_in.resource())
+        .public_url(GATEWAY)
+        .store(store.clone())
+        .vault(Vault::new(store.clone(), &[7; 32]).unwrap())
+        .clock(move || read.load(std::sync::atomic::Ordering::SeqCst))
+        .build()
+        .unwrap();
+    let err = gateway.start_connect(&user("alice")).await.unwrap_err();
+    assert!(
+        matches!(err, mcp_oauth_gateway::GatewayError::Unavailable(_)),
+        "{err:?}"
+    );
+    let asked = stand_in.with(|s| s.discovery);
+    assert!(asked > 0);
+
+    // Every request meanwhile, at once or one after another, fails at once with the reason
+    // and when it is tried again, asking nothing; even once the server is back.
+    let mut tasks = Vec::new();
+    for who in ["alice", "bob", "carol", "dave"] {
+        let gateway = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            gateway.start_connect(&user(who)).await
+        }));
+    }
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("503"), "the reason: {err}");
+        assert!(err.to_string().contains("again in 30 s"), "when: {err}");
+    }
+    stand_in.with(|s| s.metadata_down = false);
+    now.store(29, std::sync::atomic::Ordering::SeqCst);
+    let err = gateway.start_connect(&user("alice")).await.unwrap_err();
+    assert!(err.to_string().contains("again in 1 s"), "{err}");
+    assert_eq!(stand_in.with(|s| s.discovery), asked);
+
+    // Then the next request discovers again, and what it finds is kept.
+    now.store(30, std::sync::atomic::Ordering::SeqCst);
+    assert!(gateway.start_connect(&user("alice")).await.is_ok());
+    let again = stand_in.with(|s| s.discovery);
+    assert!(again > asked);
+    assert!(gateway.start_connect(&user("bob")).await.is_ok());
+    assert_eq!(stand_in.with(|s| s.discovery), again);
 }
 
 /// The page sign-in, as the tests stand it in: the signed-in user is named by a header.
