@@ -3,6 +3,8 @@
 //! no session, a `state` is used once and only in the browser that started it, forms need
 //! the session's token and this origin, and the way back never leaves the gateway.
 
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
+
 mod browser;
 
 use std::sync::Arc;
