@@ -45,6 +45,8 @@ struct Server {
     discovery: usize,
     /// The server's metadata answers 503.
     metadata_down: bool,
+    /// A client secret the registration answer carries (the server insists on one).
+    dcr_secret: Option<String>,
 }
 
 struct StandIn {
@@ -189,10 +191,11 @@ async fn register(State(state): Shared, Json(body): Json<Value>) -> impl IntoRes
     let mut s = state.lock().unwrap();
     s.registrations += 1;
     assert_eq!(body["token_endpoint_auth_method"], "none");
-    (
-        StatusCode::CREATED,
-        Json(json!({"client_id": format!("registered-{}", s.registrations)})),
-    )
+    let mut answer = json!({"client_id": format!("registered-{}", s.registrations)});
+    if let Some(secret) = &s.dcr_secret {
+        answer["client_secret"] = json!(secret);
+    }
+    (StatusCode::CREATED, Json(answer))
 }
 
 async fn token(
@@ -223,7 +226,12 @@ async fn token(
         || verifier.is_empty()
         || computed != challenge
         || form.get("redirect_uri") != Some(&redirect_uri)
-        || form.get("client_id") != Some(&client_id)
+        || form
+            .get("client_id")
+            .cloned()
+            .or_else(|| basic_user(&headers))
+            .as_ref()
+            != Some(&client_id)
         || form.get("resource") != Some(&format!("{}/mcp", s.base))
     {
         return refuse();
@@ -236,6 +244,17 @@ async fn token(
         "refresh_token": format!("upstream-refresh-for-{code}"),
     }))
     .into_response()
+}
+
+/// The client id of an HTTP Basic `Authorization` header (RFC 6749 §2.3.1).
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let (user, _) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(user.to_owned())
 }
 
 fn caller(sub: &str) -> Auth {
@@ -654,6 +673,71 @@ async fn a_failed_discovery_is_remembered_for_a_while_not_run_by_every_request()
     assert!(again > asked);
     assert!(gateway.start_connect(&user("bob")).await.is_ok());
     assert_eq!(stand_in.with(|s| s.discovery), again);
+}
+
+#[tokio::test]
+async fn a_registrations_client_secret_is_sealed_in_the_store() {
+    const SECRET: &str = "dcr-secret-7f3a9c41";
+    let stand_in = StandIn::start(false, true).await;
+    stand_in.with(|s| s.dcr_secret = Some(SECRET.into()));
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-oauth-user-oauth-dcr-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("store.db");
+    let open = || -> Arc<dyn Store> {
+        Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(&path).unwrap())
+    };
+    let one = instance(&stand_in, &open());
+    one.start_connect(&user("alice")).await.unwrap();
+    assert_eq!(stand_in.with(|s| s.registrations), 1);
+
+    // Every byte the store wrote (database and journal): the client id is there, the
+    // secret nowhere.
+    let mut bytes = Vec::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        bytes.extend(std::fs::read(file.unwrap().path()).unwrap());
+    }
+    let holds = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds("registered-1"), "the registration is in these files");
+    assert!(!holds(SECRET), "the client secret is sealed");
+
+    // Another instance reads the registration back, opens the secret, and authenticates
+    // with it at the token endpoint.
+    let two = instance(&stand_in, &open());
+    let start = two.start_connect(&user("bob")).await.unwrap();
+    assert!(start.location().contains("client_id=registered-1"));
+    assert_eq!(stand_in.with(|s| s.registrations), 1);
+    let query = stand_in.approve(start.location(), "c7");
+    two.finish_connect(&user("bob"), &query, &browser(start.set_cookie()))
+        .await
+        .unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("registered-1:{SECRET}"))
+    );
+    assert!(
+        stand_in.with(|s| s.authorizations.contains(&basic)),
+        "the token endpoint got the registration's secret"
+    );
+
+    // Under another key the kept registration does not open: the gateway registers again
+    // and keeps the new one.
+    let store = open();
+    let rekeyed = UserOAuth::builder(UPSTREAM, stand_in.resource())
+        .public_url(GATEWAY)
+        .store(store.clone())
+        .vault(Vault::new(store, &[8; 32]).unwrap())
+        .build()
+        .unwrap();
+    let start = rekeyed.start_connect(&user("carol")).await.unwrap();
+    assert!(start.location().contains("client_id=registered-2"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The page sign-in, as the tests stand it in: the signed-in user is named by a header.

@@ -22,6 +22,7 @@ use url::Url;
 
 use super::token::ClientAuth;
 use super::{digest, hex, is_https_or_loopback};
+use crate::vault::Vault;
 
 /// What the gateway knows of the upstream's authorization server, once discovered.
 #[derive(Debug, Clone)]
@@ -55,12 +56,33 @@ pub(crate) struct Discovery {
     pub(crate) client_name: String,
 }
 
-/// A dynamic registration, as kept in the store.
-#[derive(Serialize, Deserialize)]
+/// A dynamic registration, as the server answered it.
+#[derive(Deserialize)]
 struct Registration {
     client_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     client_secret: Option<String>,
+}
+
+/// A dynamic registration as kept in the store: a secret sealed with the vault's key, bound
+/// to the record's key (it opens there only).
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_secret: Option<String>,
+    /// A secret in the clear, as earlier versions kept it: read (and sealed again), never
+    /// written.
+    #[serde(default, skip_serializing)]
+    client_secret: Option<String>,
+}
+
+/// What a kept registration gives.
+enum Found {
+    /// The client, and whether its record must be written again (sealed).
+    Client(ClientAuth, bool),
+    /// A record that does not open (another key) or decode: registered again, and replaced.
+    Stale,
 }
 
 fn refused(why: impl Into<String>) -> crate::GatewayError {
@@ -92,6 +114,7 @@ impl Discovery {
         upstream: &str,
         resource: &Url,
         store: &Arc<dyn Store>,
+        vault: &Vault,
     ) -> Result<Resolved, crate::GatewayError> {
         let mut guard = NetGuard::new();
         for url in std::iter::once(resource).chain(self.authorization_server.as_ref()) {
@@ -168,7 +191,10 @@ impl Discovery {
             (None, Some(url)) if metadata.client_id_metadata_document_supported == Some(true) => {
                 ClientAuth::public(url.clone())
             }
-            (None, _) => self.register(&guard, &metadata, upstream, store).await?,
+            (None, _) => {
+                self.register(&guard, &metadata, upstream, store, vault)
+                    .await?
+            }
         };
         Ok(Resolved {
             issuer: Some(metadata.issuer.clone()),
@@ -182,13 +208,15 @@ impl Discovery {
     }
 
     /// The gateway's registration at the server: the one kept in the store, else a new one
-    /// (RFC 7591), kept there for every instance (the first one stored wins).
+    /// (RFC 7591), kept there for every instance (the first one stored wins). A client secret
+    /// the server insists on is sealed with the vault's key in the store.
     async fn register(
         &self,
         guard: &NetGuard,
         metadata: &AuthorizationServerMetadata,
         upstream: &str,
         store: &Arc<dyn Store>,
+        vault: &Vault,
     ) -> Result<ClientAuth, crate::GatewayError> {
         let key = format!(
             "user-oauth-client:{upstream}:{}",
@@ -198,21 +226,30 @@ impl Discovery {
                 self.redirect_uri()
             )))
         );
-        let kept = |bytes: &[u8]| {
-            serde_json::from_slice::<Registration>(bytes)
-                .ok()
-                .map(|r| match r.client_secret {
-                    Some(secret) => ClientAuth::basic(r.client_id, secret),
-                    None => ClientAuth::public(r.client_id),
-                })
-        };
-        if let Some(stored) = store
+        let stored = store
             .get(Kind::UpstreamTokens, &key)
             .await
-            .map_err(|e| refused(e.to_string()))?
-            && let Some(client) = kept(&stored.data)
-        {
-            return Ok(client);
+            .map_err(|e| refused(e.to_string()))?;
+        let mut stale = false;
+        if let Some(stored) = stored {
+            match kept(&stored.data, &key, vault) {
+                Found::Client(client, false) => return Ok(client),
+                Found::Client(client, true) => {
+                    // An earlier version's record, with the secret in the clear: sealed now.
+                    let data = seal(
+                        &client.client_id,
+                        client.secret_text().as_deref(),
+                        &key,
+                        vault,
+                    )?;
+                    store
+                        .put(Kind::UpstreamTokens, &key, data, None)
+                        .await
+                        .map_err(|e| refused(e.to_string()))?;
+                    return Ok(client);
+                }
+                Found::Stale => stale = true,
+            }
         }
         let endpoint = metadata.registration_endpoint.as_deref().ok_or_else(|| {
             refused("no client_id is configured, it supports no Client ID Metadata Documents (or the gateway has no public URL), and it has no registration_endpoint")
@@ -235,7 +272,7 @@ impl Discovery {
             .json(&request)
             .send()
             .await
-            .map_err(|e| refused(format!("registration failed: {e}")))?;
+            .map_err(|e| refused(format!("registration failed: {}", e.without_url())))?;
         let status = response.status();
         let body = crate::upstream::body::read_at_most(response, 64 * 1024)
             .await
@@ -247,17 +284,31 @@ impl Discovery {
         }
         let registration: Registration = serde_json::from_slice(&body)
             .map_err(|_| refused("its registration answer has no client_id"))?;
-        let data = serde_json::to_vec(&registration).unwrap_or_default();
-        let won = store
-            .put_if_absent(Kind::UpstreamTokens, &key, data, None)
-            .await
-            .map_err(|e| refused(e.to_string()))?;
+        let data = seal(
+            &registration.client_id,
+            registration.client_secret.as_deref(),
+            &key,
+            vault,
+        )?;
+        let won = if stale {
+            // The kept one does not open here (another key): this one replaces it.
+            store
+                .put(Kind::UpstreamTokens, &key, data, None)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            true
+        } else {
+            store
+                .put_if_absent(Kind::UpstreamTokens, &key, data, None)
+                .await
+                .map_err(|e| refused(e.to_string()))?
+        };
         if !won
             && let Some(stored) = store
                 .get(Kind::UpstreamTokens, &key)
                 .await
                 .map_err(|e| refused(e.to_string()))?
-            && let Some(client) = kept(&stored.data)
+            && let Found::Client(client, _) = kept(&stored.data, &key, vault)
         {
             return Ok(client);
         }
@@ -266,6 +317,43 @@ impl Discovery {
             Some(secret) => ClientAuth::basic(registration.client_id, secret),
             None => ClientAuth::public(registration.client_id),
         })
+    }
+}
+
+/// A registration as kept under `key`: the client id, and the secret sealed for `key`.
+fn seal(
+    client_id: &str,
+    secret: Option<&str>,
+    key: &str,
+    vault: &Vault,
+) -> Result<Vec<u8>, crate::GatewayError> {
+    let sealed_secret = secret
+        .map(|s| vault.seal_own(s.as_bytes(), key))
+        .transpose()
+        .map_err(|e| refused(e.to_string()))?;
+    serde_json::to_vec(&Kept {
+        client_id: client_id.to_owned(),
+        sealed_secret,
+        client_secret: None,
+    })
+    .map_err(|e| refused(e.to_string()))
+}
+
+/// The client of a registration kept under `key`.
+fn kept(bytes: &[u8], key: &str, vault: &Vault) -> Found {
+    let Ok(kept) = serde_json::from_slice::<Kept>(bytes) else {
+        return Found::Stale;
+    };
+    match (kept.sealed_secret, kept.client_secret) {
+        (Some(sealed), _) => match vault.open_own(&sealed, key) {
+            Ok(secret) => match String::from_utf8(secret.expose().to_vec()) {
+                Ok(secret) => Found::Client(ClientAuth::basic(kept.client_id, secret), false),
+                Err(_) => Found::Stale,
+            },
+            Err(_) => Found::Stale,
+        },
+        (None, Some(clear)) => Found::Client(ClientAuth::basic(kept.client_id, clear), true),
+        (None, None) => Found::Client(ClientAuth::public(kept.client_id), false),
     }
 }
 
@@ -385,4 +473,44 @@ async fn authorization_server(
         )));
     }
     Ok(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_oauth::auth_server::MemoryStore;
+
+    use super::*;
+
+    #[test]
+    fn a_kept_secret_is_sealed_for_its_record_and_a_clear_one_is_sealed_again() {
+        let vault = Vault::new(Arc::new(MemoryStore::new()), &[3; 32]).expect("vault");
+        let data = seal("c1", Some("s3cret"), "record-a", &vault).expect("sealed");
+        assert!(!String::from_utf8_lossy(&data).contains("s3cret"));
+        match kept(&data, "record-a", &vault) {
+            Found::Client(client, false) => {
+                assert_eq!(client.client_id(), "c1");
+                assert_eq!(client.secret_text().as_deref(), Some("s3cret"));
+            }
+            _ => panic!("opens where it was kept"),
+        }
+        // Moved to another record, or under another key: it does not open.
+        assert!(matches!(kept(&data, "record-b", &vault), Found::Stale));
+        let other = Vault::new(Arc::new(MemoryStore::new()), &[4; 32]).expect("vault");
+        assert!(matches!(kept(&data, "record-a", &other), Found::Stale));
+        // An earlier version's record in the clear: used, and to be sealed again.
+        let clear = br#"{"client_id":"c1","client_secret":"s3cret"}"#;
+        assert!(matches!(
+            kept(clear, "record-a", &vault),
+            Found::Client(_, true)
+        ));
+        let public = br#"{"client_id":"c2"}"#;
+        match kept(public, "record-a", &vault) {
+            Found::Client(client, false) => assert_eq!(client.secret_text(), None),
+            _ => panic!("a public client"),
+        }
+        assert!(matches!(
+            kept(b"not json", "record-a", &vault),
+            Found::Stale
+        ));
+    }
 }

@@ -280,7 +280,7 @@ impl UserOAuth {
                 }
                 let resolved = match inner
                     .discovery
-                    .resolve(&inner.upstream, &inner.resource, store)
+                    .resolve(&inner.upstream, &inner.resource, store, &inner.vault)
                     .await
                 {
                     Ok(resolved) => resolved,

@@ -64,6 +64,13 @@ impl ClientAuth {
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
+
+    /// The secret as text, if there is one.
+    pub(crate) fn secret_text(&self) -> Option<String> {
+        self.secret
+            .as_ref()
+            .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+    }
 }
 
 /// Why the token endpoint gave no grant.
