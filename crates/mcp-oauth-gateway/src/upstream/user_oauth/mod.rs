@@ -20,8 +20,10 @@
 //! instance ever presents a refresh token the server has retired. A 4xx from the token
 //! endpoint (`invalid_grant`: revoked, expired, replayed) drops the grant, and the user must
 //! connect again; a 5xx or a network failure keeps it (the access token is still used while
-//! it has not expired) and backs that user's refreshes off for a while, as a failed discovery
-//! is remembered for a while ([`retry`]).
+//! it has not expired) and backs that user's refreshes off for 30 seconds (per instance: the
+//! user's requests meanwhile use the access token while it is valid, else fail at once). A
+//! failed discovery of the upstream's server is remembered for 30 seconds likewise, so a
+//! server that is down is not asked again by every request.
 
 mod connect;
 mod discover;
