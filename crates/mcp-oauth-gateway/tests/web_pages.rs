@@ -11,48 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::Response;
 use axum::routing::get;
-use browser::{Browser, ORIGIN};
-use mcp_oauth_gateway::web::{self, Pages, SignedIn};
-
-/// A page that says who is signed in.
-async fn whoami(State(pages): State<Pages>, SignedIn(user): SignedIn) -> Response {
-    let body = format!(
-        "<p id=\"who\">{}|{}|{}</p>",
-        web::escape(user.subject()),
-        web::escape(user.client()),
-        user.csrf_token(&pages)
-    );
-    pages.page(http::StatusCode::OK, "Who", &body)
-}
-
-fn app(server: &mcp_oauth::auth_server::AuthServer, pages: &Pages) -> Router {
-    Router::new()
-        .route("/gateway/whoami", get(whoami).post(whoami))
-        .with_state(pages.clone())
-        .merge(pages.router())
-        .merge(server.router())
-}
-
-fn who(reply: &browser::Reply) -> String {
-    reply
-        .body
-        .split("<p id=\"who\">")
-        .nth(1)
-        .and_then(|r| r.split_once("</p>"))
-        .map(|(w, _)| w.to_owned())
-        .unwrap_or_default()
-}
-
-async fn signed_in(app: &Router, user: &str) -> Browser {
-    let mut browser = Browser::default();
-    let back = browser.sign_in(app, "/gateway/whoami?x=1", user).await;
-    assert_eq!(back.status, 303, "{back:?}");
-    assert_eq!(back.local_location(), "/gateway/whoami?x=1");
-    browser
-}
+use browser::{Browser, ORIGIN, app, cookie_headers, signed_in, who, whoami};
+use mcp_oauth_gateway::web::{self, Pages};
 
 #[tokio::test]
 async fn a_browser_without_a_session_signs_in_and_comes_back_to_the_page() {
@@ -611,73 +572,11 @@ async fn a_copy_of_the_cookie_taken_before_sign_out_stops_working() {
     assert_eq!(elsewhere.get(&app, "/gateway/whoami").await.status, 200);
 }
 
-fn cookie_headers(browser: &Browser) -> http::HeaderMap {
-    let mut headers = http::HeaderMap::new();
-    let value = browser
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    headers.insert("cookie", value.parse().expect("header"));
-    headers
-}
-
-/// Two gateway instances (each its own authorization server and pages) on `a` and `b`, two
-/// handles on one store, with the same pages key: a session signed out on one is refused by
-/// the other.
-async fn signed_out_on_one_instance_is_signed_out_on_all(
-    a: Arc<dyn mcp_oauth::auth_server::Store>,
-    b: Arc<dyn mcp_oauth::auth_server::Store>,
-) {
-    let instance = |store: Arc<dyn mcp_oauth::auth_server::Store>| async move {
-        let server = mcp_oauth::auth_server::AuthServer::builder(ORIGIN)
-            .resource(format!("{ORIGIN}/mcp"))
-            .login(Arc::new(
-                mcp_oauth::auth_server::DevUsers::new().user("alice", browser::PASSWORD),
-            ))
-            .rate_limits(None, None, None)
-            .store(store)
-            .build()
-            .await
-            .expect("server");
-        let pages = browser::pages(&server).await;
-        (app(&server, &pages), pages)
-    };
-    let (first, _) = instance(a).await;
-    let (second, second_pages) = instance(b).await;
-    let mut alice = signed_in(&first, "alice").await;
-    let copy = alice.clone();
-    // The session works on both instances.
-    let page = alice.get(&second, "/gateway/whoami").await;
-    assert_eq!(page.status, 200, "{page:?}");
-    let token = who(&page).rsplit('|').next().expect("token").to_owned();
-    assert_eq!(
-        copy.clone().get(&first, "/gateway/whoami").await.status,
-        200
-    );
-
-    let out = alice
-        .post(
-            &second,
-            web::SIGN_OUT_PATH,
-            &[("csrf".to_owned(), token)],
-            Some(ORIGIN),
-        )
-        .await;
-    assert_eq!(out.status, 200, "{out:?}");
-    for app in [&first, &second] {
-        let reply = copy.clone().get(app, "/gateway/whoami").await;
-        assert_eq!(reply.status, 303, "{reply:?}");
-    }
-    assert!(second_pages.visitor(&cookie_headers(&copy)).await.is_none());
-}
-
 #[tokio::test]
 async fn sign_out_holds_across_instances_on_one_memory_store() {
     let store: Arc<dyn mcp_oauth::auth_server::Store> =
         Arc::new(mcp_oauth::auth_server::MemoryStore::new());
-    signed_out_on_one_instance_is_signed_out_on_all(store.clone(), store).await;
+    browser::sign_out_reaches_every_instance(store.clone(), store).await;
 }
 
 #[tokio::test]
@@ -695,6 +594,6 @@ async fn sign_out_holds_across_instances_on_one_sqlite_file() {
     let open = || -> Arc<dyn mcp_oauth::auth_server::Store> {
         Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(&path).expect("sqlite"))
     };
-    signed_out_on_one_instance_is_signed_out_on_all(open(), open()).await;
+    browser::sign_out_reaches_every_instance(open(), open()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
