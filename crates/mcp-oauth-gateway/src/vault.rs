@@ -23,6 +23,10 @@
 //! taken with [`Store::put_if_absent`], so instances sharing the store never lose an entry
 //! from it. Listing reads the index and drops what has gone (revoked, expired).
 //!
+//! The gateway's own secrets kept in the store (the client secret a dynamic registration at
+//! an upstream's authorization server gave it) are sealed with the same key, under an
+//! associated data of their own bound to the record they are kept in.
+//!
 //! No secret reaches `Debug`, a log line or an error: [`VaultSecret`] prints as
 //! `VaultSecret([redacted])`.
 
@@ -240,6 +244,25 @@ impl Vault {
             })
     }
 
+    /// Seals a secret of the gateway's own (not a user's entry: the client secret a dynamic
+    /// registration gave it) with the vault's key, bound to `purpose` (what it is and where it
+    /// is kept: it opens under the same purpose only).
+    pub(crate) fn seal_own(&self, secret: &[u8], purpose: &str) -> Result<String, VaultError> {
+        let (_, sealing) = self.parts()?;
+        sealing
+            .seal(secret, &own_context(purpose))
+            .ok_or_else(|| VaultError::Store(StoreError::unavailable("no randomness to seal")))
+    }
+
+    /// Opens what [`seal_own`](Self::seal_own) sealed for `purpose`.
+    pub(crate) fn open_own(&self, sealed: &str, purpose: &str) -> Result<VaultSecret, VaultError> {
+        let (_, sealing) = self.parts()?;
+        sealing
+            .open(sealed, &own_context(purpose))
+            .map(VaultSecret)
+            .ok_or(VaultError::Unreadable)
+    }
+
     /// The vault's name for the user of a verified request: issuer and subject.
     pub fn user_of(auth: &Auth) -> String {
         Self::user_key(auth.issuer.as_deref().unwrap_or_default(), auth.subject())
@@ -452,6 +475,11 @@ impl Vault {
 fn context(user: &str, header: &EntryHeader) -> String {
     let header = serde_json::to_string(header).unwrap_or_default();
     format!("mcp-oauth-gateway vault v1\u{0}{user}\u{0}{header}")
+}
+
+/// The associated data of a secret of the gateway's own (never that of a user's entry).
+fn own_context(purpose: &str) -> String {
+    format!("mcp-oauth-gateway vault v1 own\u{0}{purpose}")
 }
 
 fn hash(parts: &[&str]) -> String {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -181,7 +182,19 @@ fn now() -> i64 {
 
 /// One gateway instance's `user-oauth` credentials, over a shared store and vault.
 fn instance(stand_in: &StandIn, store: &Arc<dyn Store>, vault: &Vault) -> UserOAuth {
+    instance_at(stand_in, store, vault, &Arc::new(AtomicI64::new(now())))
+}
+
+/// [`instance`], its back-off reading the time from `clock`.
+fn instance_at(
+    stand_in: &StandIn,
+    store: &Arc<dyn Store>,
+    vault: &Vault,
+    clock: &Arc<AtomicI64>,
+) -> UserOAuth {
+    let clock = clock.clone();
     UserOAuth::builder(UPSTREAM, RESOURCE)
+        .clock(move || clock.load(Ordering::SeqCst))
         .endpoints("https://notes.example.com/authorize", &stand_in.url)
         .client(ClientAuth::public("gateway"))
         .store(store.clone())
@@ -205,19 +218,23 @@ struct Setup {
     store: Arc<dyn Store>,
     vault: Vault,
     one: UserOAuth,
+    /// The time `one` reads for its back-off.
+    clock: Arc<AtomicI64>,
 }
 
 async fn setup(first: UpstreamGrant) -> Setup {
     let stand_in = StandIn::start(first.refresh_token().unwrap_or("none")).await;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let vault = Vault::new(store.clone(), &[7; 32]).unwrap();
-    let one = instance(&stand_in, &store, &vault);
+    let clock = Arc::new(AtomicI64::new(now()));
+    let one = instance_at(&stand_in, &store, &vault, &clock);
     one.keep(&caller("alice"), &first).await.unwrap();
     Setup {
         stand_in,
         store,
         vault,
         one,
+        clock,
     }
 }
 
@@ -312,9 +329,95 @@ async fn a_server_failure_keeps_the_grant() {
         .unwrap();
     let err = s.one.grant(&caller("alice")).await.unwrap_err();
     assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    assert_eq!(
+        s.stand_in.with(|e| e.refreshes),
+        1,
+        "backed off: not asked again at once"
+    );
     s.stand_in.with(|e| e.mode = Mode::Rotate);
+    s.clock.fetch_add(31, Ordering::SeqCst);
     let got = s.one.grant(&caller("alice")).await.unwrap();
-    assert_eq!(got.refresh_token(), Some("refresh-3"));
+    assert_eq!(got.refresh_token(), Some("refresh-2"));
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_is_down_is_asked_once_per_backoff_not_by_every_request() {
+    let s = setup(grant("access-0", Some("refresh-0"), -5)).await;
+    s.one
+        .keep(&caller("bob"), &grant("bob-access", Some("refresh-0"), -5))
+        .await
+        .unwrap();
+    let hold = Arc::new(tokio::sync::Semaphore::new(0));
+    s.stand_in.with(|e| {
+        e.mode = Mode::Down;
+        e.hold = Some(hold.clone());
+    });
+    let alice = caller("alice");
+    // Six requests at once: one asks the server (held there until it answers 503), the
+    // others wait for it and then do not ask again.
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let one = s.one.clone();
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(async move { one.grant(&alice).await }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.stand_in.with(|e| e.refreshes) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no refresh arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hold.add_permits(100);
+    let mut said_when = 0;
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+        if err.to_string().contains("tries again in") {
+            said_when += 1;
+        }
+    }
+    assert_eq!(said_when, 5, "the others say when it is tried again");
+    // Nor one after another.
+    for _ in 0..5 {
+        assert!(s.one.grant(&alice).await.is_err());
+    }
+    assert_eq!(s.stand_in.with(|e| e.refreshes), 1);
+    // Another user is not held back by alice's back-off.
+    assert!(s.one.grant(&caller("bob")).await.is_err());
+    assert_eq!(s.stand_in.with(|e| e.refreshes), 2);
+    // Once the period is over, one more try (still down), then none again.
+    s.clock.fetch_add(31, Ordering::SeqCst);
+    assert!(s.one.grant(&alice).await.is_err());
+    assert!(s.one.grant(&alice).await.is_err());
+    assert_eq!(s.stand_in.with(|e| e.refreshes), 3);
+    // The user connects again meanwhile: a new grant is not backed off.
+    s.stand_in.with(|e| {
+        e.mode = Mode::Rotate;
+        e.valid = vec!["refresh-new".into()];
+    });
+    s.one
+        .keep(&alice, &grant("access-new", Some("refresh-new"), -5))
+        .await
+        .unwrap();
+    let got = s.one.grant(&alice).await.unwrap();
+    assert_eq!(got.access_token(), "access-4");
+    assert_eq!(s.stand_in.with(|e| e.refreshes), 4);
+}
+
+#[tokio::test]
+async fn while_backed_off_a_token_not_yet_expired_is_still_used() {
+    // Within the refresh margin, not expired.
+    let s = setup(grant("access-0", Some("refresh-0"), 30)).await;
+    s.stand_in.with(|e| e.mode = Mode::Down);
+    for _ in 0..3 {
+        let got = s.one.grant(&caller("alice")).await.unwrap();
+        assert_eq!(got.access_token(), "access-0");
+    }
+    assert_eq!(s.stand_in.with(|e| e.refreshes), 1);
+    // A 401 from the upstream for it: not used again, and not refreshed before its time.
+    s.one.refused(&caller("alice"));
+    let err = s.one.grant(&caller("alice")).await.unwrap_err();
+    assert!(err.to_string().contains("tries again in"), "{err}");
+    assert_eq!(s.stand_in.with(|e| e.refreshes), 1);
 }
 
 #[tokio::test]

@@ -41,6 +41,12 @@ struct Server {
     prm_issuer: Option<String>,
     /// Every request's `Authorization` header, to prove the gateway's tokens never arrive.
     authorizations: Vec<String>,
+    /// Requests of discovery: the upstream's challenge, its metadata, the server's metadata.
+    discovery: usize,
+    /// The server's metadata answers 503.
+    metadata_down: bool,
+    /// A client secret the registration answer carries (the server insists on one).
+    dcr_secret: Option<String>,
 }
 
 struct StandIn {
@@ -129,7 +135,11 @@ fn urlencode(value: &str) -> String {
 
 async fn mcp(State(state): Shared, headers: HeaderMap) -> axum::response::Response {
     seen(&state, &headers);
-    let base = state.lock().unwrap().base.clone();
+    let base = {
+        let mut s = state.lock().unwrap();
+        s.discovery += 1;
+        s.base.clone()
+    };
     let mut response = StatusCode::UNAUTHORIZED.into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -142,7 +152,8 @@ async fn mcp(State(state): Shared, headers: HeaderMap) -> axum::response::Respon
 }
 
 async fn prm(State(state): Shared) -> Json<Value> {
-    let s = state.lock().unwrap();
+    let mut s = state.lock().unwrap();
+    s.discovery += 1;
     let resource = s
         .prm_resource
         .clone()
@@ -154,8 +165,12 @@ async fn prm(State(state): Shared) -> Json<Value> {
     }))
 }
 
-async fn as_metadata(State(state): Shared) -> Json<Value> {
-    let s = state.lock().unwrap();
+async fn as_metadata(State(state): Shared) -> axum::response::Response {
+    let mut s = state.lock().unwrap();
+    s.discovery += 1;
+    if s.metadata_down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let mut doc = json!({
         "issuer": s.base,
         "authorization_endpoint": format!("{}/authorize", s.base),
@@ -169,17 +184,18 @@ async fn as_metadata(State(state): Shared) -> Json<Value> {
     if s.cimd {
         doc["client_id_metadata_document_supported"] = json!(true);
     }
-    Json(doc)
+    Json(doc).into_response()
 }
 
 async fn register(State(state): Shared, Json(body): Json<Value>) -> impl IntoResponse {
     let mut s = state.lock().unwrap();
     s.registrations += 1;
     assert_eq!(body["token_endpoint_auth_method"], "none");
-    (
-        StatusCode::CREATED,
-        Json(json!({"client_id": format!("registered-{}", s.registrations)})),
-    )
+    let mut answer = json!({"client_id": format!("registered-{}", s.registrations)});
+    if let Some(secret) = &s.dcr_secret {
+        answer["client_secret"] = json!(secret);
+    }
+    (StatusCode::CREATED, Json(answer))
 }
 
 async fn token(
@@ -210,7 +226,12 @@ async fn token(
         || verifier.is_empty()
         || computed != challenge
         || form.get("redirect_uri") != Some(&redirect_uri)
-        || form.get("client_id") != Some(&client_id)
+        || form
+            .get("client_id")
+            .cloned()
+            .or_else(|| basic_user(&headers))
+            .as_ref()
+            != Some(&client_id)
         || form.get("resource") != Some(&format!("{}/mcp", s.base))
     {
         return refuse();
@@ -223,6 +244,17 @@ async fn token(
         "refresh_token": format!("upstream-refresh-for-{code}"),
     }))
     .into_response()
+}
+
+/// The client id of an HTTP Basic `Authorization` header (RFC 6749 §2.3.1).
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let (user, _) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(user.to_owned())
 }
 
 fn caller(sub: &str) -> Auth {
@@ -592,15 +624,135 @@ async fn an_authorization_server_on_an_internal_address_is_refused() {
     assert!(err.to_string().contains("refused"), "{err}");
 }
 
+#[tokio::test]
+async fn a_failed_discovery_is_remembered_for_a_while_not_run_by_every_request() {
+    let stand_in = StandIn::start(false, true).await;
+    stand_in.with(|s| s.metadata_down = true);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let read = now.clone();
+    let gateway = UserOAuth::builder(UPSTREAM, stand_in.resource())
+        .public_url(GATEWAY)
+        .store(store.clone())
+        .vault(Vault::new(store.clone(), &[7; 32]).unwrap())
+        .clock(move || read.load(std::sync::atomic::Ordering::SeqCst))
+        .build()
+        .unwrap();
+    let err = gateway.start_connect(&user("alice")).await.unwrap_err();
+    assert!(
+        matches!(err, mcp_oauth_gateway::GatewayError::Unavailable(_)),
+        "{err:?}"
+    );
+    let asked = stand_in.with(|s| s.discovery);
+    assert!(asked > 0);
+
+    // Every request meanwhile, at once or one after another, fails at once with the reason
+    // and when it is tried again, asking nothing; even once the server is back.
+    let mut tasks = Vec::new();
+    for who in ["alice", "bob", "carol", "dave"] {
+        let gateway = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            gateway.start_connect(&user(who)).await
+        }));
+    }
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("503"), "the reason: {err}");
+        assert!(err.to_string().contains("again in 30 s"), "when: {err}");
+    }
+    stand_in.with(|s| s.metadata_down = false);
+    now.store(29, std::sync::atomic::Ordering::SeqCst);
+    let err = gateway.start_connect(&user("alice")).await.unwrap_err();
+    assert!(err.to_string().contains("again in 1 s"), "{err}");
+    assert_eq!(stand_in.with(|s| s.discovery), asked);
+
+    // Then the next request discovers again, and what it finds is kept.
+    now.store(30, std::sync::atomic::Ordering::SeqCst);
+    assert!(gateway.start_connect(&user("alice")).await.is_ok());
+    let again = stand_in.with(|s| s.discovery);
+    assert!(again > asked);
+    assert!(gateway.start_connect(&user("bob")).await.is_ok());
+    assert_eq!(stand_in.with(|s| s.discovery), again);
+}
+
+#[tokio::test]
+async fn a_registrations_client_secret_is_sealed_in_the_store() {
+    const SECRET: &str = "dcr-secret-7f3a9c41";
+    let stand_in = StandIn::start(false, true).await;
+    stand_in.with(|s| s.dcr_secret = Some(SECRET.into()));
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-oauth-user-oauth-dcr-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("store.db");
+    let open = || -> Arc<dyn Store> {
+        Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(&path).unwrap())
+    };
+    let one = instance(&stand_in, &open());
+    one.start_connect(&user("alice")).await.unwrap();
+    assert_eq!(stand_in.with(|s| s.registrations), 1);
+
+    // Every byte the store wrote (database and journal): the client id is there, the
+    // secret nowhere.
+    let mut bytes = Vec::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        bytes.extend(std::fs::read(file.unwrap().path()).unwrap());
+    }
+    let holds = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds("registered-1"), "the registration is in these files");
+    assert!(!holds(SECRET), "the client secret is sealed");
+
+    // Another instance reads the registration back, opens the secret, and authenticates
+    // with it at the token endpoint.
+    let two = instance(&stand_in, &open());
+    let start = two.start_connect(&user("bob")).await.unwrap();
+    assert!(start.location().contains("client_id=registered-1"));
+    assert_eq!(stand_in.with(|s| s.registrations), 1);
+    let query = stand_in.approve(start.location(), "c7");
+    two.finish_connect(&user("bob"), &query, &browser(start.set_cookie()))
+        .await
+        .unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("registered-1:{SECRET}"))
+    );
+    assert!(
+        stand_in.with(|s| s.authorizations.contains(&basic)),
+        "the token endpoint got the registration's secret"
+    );
+
+    // Under another key the kept registration does not open: the gateway registers again
+    // and keeps the new one.
+    let store = open();
+    let rekeyed = UserOAuth::builder(UPSTREAM, stand_in.resource())
+        .public_url(GATEWAY)
+        .store(store.clone())
+        .vault(Vault::new(store, &[8; 32]).unwrap())
+        .build()
+        .unwrap();
+    let start = rekeyed.start_connect(&user("carol")).await.unwrap();
+    assert!(start.location().contains("client_id=registered-2"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The page sign-in, as the tests stand it in: the signed-in user is named by a header.
 struct TestSession;
 
 impl mcp_oauth_gateway::user_oauth::PageSession for TestSession {
-    fn user(&self, headers: &HeaderMap) -> Option<String> {
-        headers
+    fn user<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> futures_util::future::BoxFuture<'a, Option<String>> {
+        let user = headers
             .get("x-test-user")
             .and_then(|v| v.to_str().ok())
-            .map(user)
+            .map(user);
+        Box::pin(async move { user })
     }
 
     fn sign_in(&self, path: &str) -> axum::response::Response {

@@ -1,11 +1,14 @@
 //! The credential vault on Redis and on PostgreSQL, shared by two gateway instances (two
 //! connections): what one puts the other reads, lists and revokes, and concurrent puts of one
-//! user from both keep every entry in the user's index. Needs `redis-server`
+//! user from both keep every entry in the user's index. And the pages' sign-out there: a
+//! session signed out on one instance is refused by the other. Needs `redis-server`
 //! (`scripts/redis-server` installs it; `MCP_OAUTH_REDIS_SERVER` names another binary) and a
 //! PostgreSQL server named by `MCP_OAUTH_POSTGRES_URL` (`scripts/postgres-server start`, which
 //! `scripts/test` runs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod browser;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,9 +18,13 @@ use mcp_oauth::auth_server::store::{PostgresStore, RedisStore, Store};
 use mcp_oauth_gateway::vault::{EntryKind, Vault, VaultError};
 
 async fn connect(url: &str) -> Arc<dyn Store> {
+    connect_with(url, "vault-test:").await
+}
+
+async fn connect_with(url: &str, prefix: &str) -> Arc<dyn Store> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match RedisStore::connect(url, "vault-test:").await {
+        match RedisStore::connect(url, prefix).await {
             Ok(store) => return Arc::new(store),
             Err(err) if Instant::now() < deadline => {
                 let _ = err;
@@ -28,8 +35,9 @@ async fn connect(url: &str) -> Arc<dyn Store> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_the_vault_on_redis() {
+/// A `redis-server` on a free loopback port (stopped when the child is dropped), its URL,
+/// and its folder.
+fn redis_server() -> (tokio::process::Child, String, PathBuf) {
     let binary = std::env::var_os("MCP_OAUTH_REDIS_SERVER")
         .map_or_else(|| PathBuf::from("/usr/bin/redis-server"), PathBuf::from);
     assert!(
@@ -42,9 +50,12 @@ async fn two_instances_share_the_vault_on_redis() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-vault-redis-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-oauth-vault-redis-{}-{port}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
-    let _server = tokio::process::Command::new(&binary)
+    let server = tokio::process::Command::new(&binary)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .arg("--dir")
@@ -55,7 +66,12 @@ async fn two_instances_share_the_vault_on_redis() {
         .kill_on_drop(true)
         .spawn()
         .expect("start redis-server");
-    let url = format!("redis://127.0.0.1:{port}");
+    (server, format!("redis://127.0.0.1:{port}"), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_vault_on_redis() {
+    let (_server, url, dir) = redis_server();
     let a = Vault::new(connect(&url).await, &[4; 32]).unwrap();
     let b = Vault::new(connect(&url).await, &[4; 32]).unwrap();
     let stranger = Vault::new(connect(&url).await, &[5; 32]).unwrap();
@@ -79,6 +95,30 @@ async fn two_instances_share_the_vault_on_postgres() {
     // A user of this run only: the server may hold other runs' records.
     let user = format!("alice-{}-{:?}", std::process::id(), Instant::now());
     shared(a, b, stranger, &user).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_session_signed_out_on_one_instance_is_refused_by_the_other_on_redis() {
+    let (_server, url, dir) = redis_server();
+    browser::sign_out_reaches_every_instance(
+        connect_with(&url, "pages-test:").await,
+        connect_with(&url, "pages-test:").await,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_session_signed_out_on_one_instance_is_refused_by_the_other_on_postgres() {
+    let url = std::env::var("MCP_OAUTH_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "MCP_OAUTH_POSTGRES_URL is not set: run `export MCP_OAUTH_POSTGRES_URL=$(scripts/postgres-server start)`, or scripts/test"
+        )
+    });
+    let store = || async {
+        Arc::new(PostgresStore::connect(&url).await.expect("postgres")) as Arc<dyn Store>
+    };
+    browser::sign_out_reaches_every_instance(store().await, store().await).await;
 }
 
 /// Two instances `a` and `b` on one store; `stranger` on it with another key.

@@ -3,54 +3,17 @@
 //! no session, a `state` is used once and only in the browser that started it, forms need
 //! the session's token and this origin, and the way back never leaves the gateway.
 
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
+
 mod browser;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::Response;
 use axum::routing::get;
-use browser::{Browser, ORIGIN};
-use mcp_oauth_gateway::web::{self, Pages, SignedIn};
-
-/// A page that says who is signed in.
-async fn whoami(State(pages): State<Pages>, SignedIn(user): SignedIn) -> Response {
-    let body = format!(
-        "<p id=\"who\">{}|{}|{}</p>",
-        web::escape(user.subject()),
-        web::escape(user.client()),
-        user.csrf_token(&pages)
-    );
-    pages.page(http::StatusCode::OK, "Who", &body)
-}
-
-fn app(server: &mcp_oauth::auth_server::AuthServer, pages: &Pages) -> Router {
-    Router::new()
-        .route("/gateway/whoami", get(whoami).post(whoami))
-        .with_state(pages.clone())
-        .merge(pages.router())
-        .merge(server.router())
-}
-
-fn who(reply: &browser::Reply) -> String {
-    reply
-        .body
-        .split("<p id=\"who\">")
-        .nth(1)
-        .and_then(|r| r.split_once("</p>"))
-        .map(|(w, _)| w.to_owned())
-        .unwrap_or_default()
-}
-
-async fn signed_in(app: &Router, user: &str) -> Browser {
-    let mut browser = Browser::default();
-    let back = browser.sign_in(app, "/gateway/whoami?x=1", user).await;
-    assert_eq!(back.status, 303, "{back:?}");
-    assert_eq!(back.local_location(), "/gateway/whoami?x=1");
-    browser
-}
+use browser::{Browser, ORIGIN, app, cookie_headers, signed_in, who, whoami};
+use mcp_oauth_gateway::web::{self, Pages};
 
 #[tokio::test]
 async fn a_browser_without_a_session_signs_in_and_comes_back_to_the_page() {
@@ -370,4 +333,267 @@ async fn without_an_authorization_server_of_its_own_the_pages_say_so() {
         assert_eq!(reply.status, 503, "{path}: {reply:?}");
         assert!(reply.body.contains("https://idp.example"), "{}", reply.body);
     }
+}
+
+/// A visit of `path` without a session from the TCP peer `peer`, with `X-Forwarded-For`
+/// when given.
+async fn visit(app: &Router, path: &str, peer: &str, forwarded: Option<&str>) -> browser::Reply {
+    let mut request = http::Request::get(path);
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    let mut request = request.body(axum::body::Body::empty()).expect("request");
+    let peer: std::net::IpAddr = peer.parse().expect("address");
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+            peer, 40000,
+        )));
+    browser::send(app, request).await
+}
+
+/// A time ahead of the real one, on a minute boundary (the store lets a bucket's slots lapse
+/// by its own clock, which must not run ahead of the pages').
+fn minute_ahead() -> Arc<AtomicI64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    Arc::new(AtomicI64::new(
+        i64::try_from(now.div_ceil(60) * 60 + 60).expect("time"),
+    ))
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_start_sign_ins_without_limit() {
+    let server = mcp_oauth::auth_server::AuthServer::builder(ORIGIN)
+        .resource(format!("{ORIGIN}/mcp"))
+        .login(Arc::new(
+            mcp_oauth::auth_server::DevUsers::new().user("alice", browser::PASSWORD),
+        ))
+        .rate_limits(None, None, None)
+        .trusted_proxies(mcp_oauth::forwarded::TrustedProxies::parse(["10.0.0.0/8"]).expect("cidr"))
+        .build()
+        .await
+        .expect("server");
+    let now = minute_ahead();
+    let instance = || {
+        let read = now.clone();
+        let server = server.clone();
+        async move {
+            Pages::embedded(server.clone(), ORIGIN, &browser::KEY)
+                .await
+                .expect("pages")
+                .clock(move || read.load(Ordering::SeqCst))
+                .sign_in_limit(Some(mcp_oauth::auth_server::RateLimit::new(1, 3)))
+        }
+    };
+    let pages = instance().await;
+    let app = app(&server, &pages);
+    let started = |reply: &browser::Reply| {
+        reply.status == 303
+            && reply
+                .location
+                .as_deref()
+                .is_some_and(|l| l.starts_with(&format!("{ORIGIN}/authorize?")))
+    };
+    let refused = |reply: &browser::Reply, seconds: &str| {
+        assert_eq!(reply.status, 429, "{reply:?}");
+        assert!(
+            reply
+                .body
+                .contains(&format!("Try again in {seconds} seconds")),
+            "{}",
+            reply.body
+        );
+        assert!(reply.set_cookies.is_empty(), "no binding cookie: {reply:?}");
+        assert!(reply.location.is_none());
+    };
+
+    // A burst of 3 from one address, then refused, by the page link as by any page.
+    let stranger = "203.0.113.7";
+    for _ in 0..3 {
+        assert!(started(
+            &visit(&app, "/gateway/whoami", stranger, None).await
+        ));
+    }
+    let over = visit(&app, "/gateway/whoami", stranger, None).await;
+    refused(&over, "60");
+    refused(
+        &visit(&app, "/gateway/sign-in?return=/gateway", stranger, None).await,
+        "60",
+    );
+    // A header the stranger writes, without being a trusted proxy, changes nothing.
+    for forged in ["198.51.100.1", "10.0.0.1", "198.51.100.2, 10.0.0.3"] {
+        refused(
+            &visit(&app, "/gateway/whoami", stranger, Some(forged)).await,
+            "60",
+        );
+    }
+    // An IPv6 client is counted by its /64: new addresses in it do not help.
+    for i in 1..=3 {
+        let peer = format!("2001:db8:0:7::{i}");
+        assert!(started(&visit(&app, "/gateway/whoami", &peer, None).await));
+    }
+    refused(
+        &visit(&app, "/gateway/whoami", "2001:db8:0:7:ffff::1", None).await,
+        "60",
+    );
+    assert!(started(
+        &visit(&app, "/gateway/whoami", "2001:db8:0:8::1", None).await
+    ));
+    // Another address has its own bucket.
+    assert!(started(
+        &visit(&app, "/gateway/whoami", "198.51.100.1", None).await
+    ));
+
+    // Behind the trusted proxy, each forwarded client has its own bucket, and a chain the
+    // client began itself counts as the address the proxy saw.
+    let proxy = "10.0.0.5";
+    refused(
+        &visit(&app, "/gateway/whoami", proxy, Some(stranger)).await,
+        "60",
+    );
+    refused(
+        &visit(
+            &app,
+            "/gateway/whoami",
+            proxy,
+            Some(&format!("192.0.2.77, {stranger}")),
+        )
+        .await,
+        "60",
+    );
+    for _ in 0..3 {
+        assert!(started(
+            &visit(&app, "/gateway/whoami", proxy, Some("192.0.2.50")).await
+        ));
+    }
+    refused(
+        &visit(&app, "/gateway/whoami", proxy, Some("192.0.2.50")).await,
+        "60",
+    );
+
+    // Another instance on the same store shares the buckets.
+    let other = instance().await;
+    let other_app = self::app(&server, &other);
+    refused(
+        &visit(&other_app, "/gateway/whoami", stranger, None).await,
+        "60",
+    );
+
+    // A minute later, one more start (1 per minute), and no more.
+    now.fetch_add(60, Ordering::SeqCst);
+    assert!(started(
+        &visit(&app, "/gateway/whoami", stranger, None).await
+    ));
+    refused(&visit(&app, "/gateway/whoami", stranger, None).await, "60");
+}
+
+#[tokio::test]
+async fn a_signed_in_browser_is_not_held_back_by_its_address_limit() {
+    let server = browser::server().await;
+    let now = minute_ahead();
+    let read = now.clone();
+    let pages = browser::pages(&server)
+        .await
+        .clock(move || read.load(Ordering::SeqCst))
+        .sign_in_limit(Some(mcp_oauth::auth_server::RateLimit::new(1, 2)));
+    let app = app(&server, &pages);
+    // Served without connection info, every visitor here is one address.
+    let mut alice = signed_in(&app, "alice").await;
+    assert_eq!(Browser::default().get(&app, "/gateway").await.status, 303);
+    assert_eq!(Browser::default().get(&app, "/gateway").await.status, 429);
+    let page = alice.get(&app, "/gateway/whoami").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(who(&page).starts_with("alice|"));
+}
+
+#[tokio::test]
+async fn a_copy_of_the_cookie_taken_before_sign_out_stops_working() {
+    let server = browser::server().await;
+    let pages = browser::pages(&server).await;
+    let app = app(&server, &pages);
+    let mut alice = signed_in(&app, "alice").await;
+    let page = alice.get(&app, "/gateway/whoami").await;
+    let token = who(&page).rsplit('|').next().expect("token").to_owned();
+    // Another session of the same user (another browser) is not touched by this sign-out.
+    let mut elsewhere = signed_in(&app, "alice").await;
+
+    // The attacker copied the session cookie (malware, a shared machine, a leaked log).
+    let mut copy = Browser::default();
+    copy.cookies.insert(
+        "mcp_gateway_session".into(),
+        alice.cookies["mcp_gateway_session"].clone(),
+    );
+    assert_eq!(copy.get(&app, "/gateway/whoami").await.status, 200);
+
+    let out = alice
+        .post(
+            &app,
+            web::SIGN_OUT_PATH,
+            &[("csrf".to_owned(), token.clone())],
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(!alice.cookies.contains_key("mcp_gateway_session"));
+
+    // The copy is no session now: a page sends it to sign in, a form post is refused, and
+    // the sign-in index does not name the user.
+    let page = copy.get(&app, "/gateway/whoami").await;
+    assert_eq!(page.status, 303, "{page:?}");
+    assert!(!page.body.contains("alice"));
+    let post = copy
+        .clone()
+        .post(&app, "/gateway/whoami", &[], Some(ORIGIN))
+        .await;
+    assert_eq!(post.status, 403, "{post:?}");
+    assert_eq!(copy.get(&app, "/gateway").await.status, 303);
+    // Signing it out again changes nothing and says nothing of the session.
+    let again = copy
+        .clone()
+        .post(
+            &app,
+            web::SIGN_OUT_PATH,
+            &[("csrf".to_owned(), token)],
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        pages
+            .visitor(&cookie_headers(&copy))
+            .await
+            .map(|v| v.subject().to_owned()),
+        None
+    );
+
+    assert_eq!(elsewhere.get(&app, "/gateway/whoami").await.status, 200);
+}
+
+#[tokio::test]
+async fn sign_out_holds_across_instances_on_one_memory_store() {
+    let store: Arc<dyn mcp_oauth::auth_server::Store> =
+        Arc::new(mcp_oauth::auth_server::MemoryStore::new());
+    browser::sign_out_reaches_every_instance(store.clone(), store).await;
+}
+
+#[tokio::test]
+async fn sign_out_holds_across_instances_on_one_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-oauth-web-pages-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("store.db");
+    let open = || -> Arc<dyn mcp_oauth::auth_server::Store> {
+        Arc::new(mcp_oauth::auth_server::store::SqliteStore::open(&path).expect("sqlite"))
+    };
+    browser::sign_out_reaches_every_instance(open(), open()).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,6 +28,12 @@
 //! `state` in the store (never read from the callback's query), and only a path on this
 //! gateway (starting with one `/`) is accepted.
 //!
+//! Signing out ([`SIGN_OUT_PATH`]) revokes the session, not only the cookie in this browser:
+//! a mark keyed by the session's id goes to the store until the cookie's own expiry, and every
+//! page request checks it, so a copy of the cookie is refused from then on, on every instance
+//! sharing the store. Starting a sign-in is limited per client address
+//! ([`Pages::sign_in_limit`]).
+//!
 //! With an external issuer (`--issuer`), the gateway has no sign-in of its own: the pages
 //! answer [`Pages::unavailable`]'s message (HTTP 503) and nothing else.
 //!
@@ -60,10 +66,11 @@
 //! # let _ = routes(Pages::unavailable("no sign-in here"));
 //! ```
 
+mod limit;
 mod session;
 mod signin;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -71,8 +78,8 @@ use axum::extract::{FromRef, FromRequestParts, OriginalUri};
 use axum::response::{IntoResponse as _, Response};
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, header};
-use mcp_oauth::auth_server::AuthServer;
 use mcp_oauth::auth_server::page_kit::{self, Sealer};
+use mcp_oauth::auth_server::{AuthServer, RateLimit};
 use mcp_oauth::verify::TokenVerifier;
 use serde_json::{Map, Value};
 
@@ -118,6 +125,10 @@ struct Inner {
     sealer: Option<Sealer>,
     session_ttl: Duration,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The limit on starting sign-ins per client address, and its buckets (made at first use,
+    /// with the clock then set).
+    start_limit: Option<RateLimit>,
+    start_limiter: OnceLock<Option<mcp_oauth::policy::RateLimiter>>,
 }
 
 fn unix_now() -> i64 {
@@ -172,6 +183,8 @@ impl Pages {
             sealer: Some(sealer),
             session_ttl: Duration::from_secs(30 * 60),
             clock: Arc::new(unix_now),
+            start_limit: Some(RateLimit::new(limit::DEFAULT.0, limit::DEFAULT.1)),
+            start_limiter: OnceLock::new(),
         })))
     }
 
@@ -186,6 +199,8 @@ impl Pages {
             sealer: None,
             session_ttl: Duration::ZERO,
             clock: Arc::new(unix_now),
+            start_limit: None,
+            start_limiter: OnceLock::new(),
         }))
     }
 
@@ -200,6 +215,32 @@ impl Pages {
             inner.session_ttl = ttl;
         }
         self
+    }
+
+    /// How many sign-ins one client address may start (`None`: no limit). Each visit without
+    /// a session starts one and keeps a pending record in the store for 10 minutes; over the
+    /// limit, the visitor gets HTTP 429 with `Retry-After` and a page that says when to try
+    /// again. The buckets are kept in the authorization server's store, so instances sharing
+    /// it share them; the client address is the one the server counts its own limits by
+    /// (its [trusted proxies](mcp_oauth::auth_server::AuthServerBuilder::trusted_proxies)).
+    /// Default: 20 per minute, bursts of 20. Call before cloning.
+    #[must_use]
+    pub fn sign_in_limit(mut self, limit: Option<RateLimit>) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            inner.start_limit = limit;
+        }
+        self
+    }
+
+    /// The limiter of sign-in starts, if there is a limit.
+    fn start_limiter(&self) -> Option<&mcp_oauth::policy::RateLimiter> {
+        self.0
+            .start_limiter
+            .get_or_init(|| {
+                let store = self.0.sign_in.as_ref()?.server.store().clone();
+                limit::limiter(self.0.start_limit?, store, self.0.clock.clone())
+            })
+            .as_ref()
     }
 
     /// Reads the time (Unix seconds) from `clock` (tests). Call before cloning.
@@ -239,9 +280,25 @@ impl Pages {
     }
 
     /// The signed-in user of a request, from its session cookie: `None` without one, or
-    /// when it is forged, altered, sealed under another key, or expired.
-    pub fn visitor(&self, headers: &HeaderMap) -> Option<Visitor> {
-        session::read(self, headers)
+    /// when it is forged, altered, sealed under another key, expired, or signed out (a copy
+    /// of the cookie too, on every instance sharing the store), or when the store cannot say
+    /// whether it was (logged).
+    pub async fn visitor(&self, headers: &HeaderMap) -> Option<Visitor> {
+        match self.session(headers).await {
+            Ok(visitor) => visitor,
+            Err(e) => {
+                tracing::error!(target: "mcp_oauth_gateway", "gateway pages: a session cannot be checked: {e}");
+                None
+            }
+        }
+    }
+
+    /// The signed-in user of a request, or why the store cannot say.
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Visitor>, String> {
+        let Some(visitor) = session::read(self, headers) else {
+            return Ok(None);
+        };
+        Ok((!session::is_revoked(self, &visitor).await?).then_some(visitor))
     }
 
     /// The page that says the pages are unavailable, when they are.
@@ -340,8 +397,15 @@ where
         if !pages.is_available() {
             return Err(pages.unavailable_page());
         }
-        if let Some(visitor) = pages.visitor(&parts.headers) {
-            return Ok(Self(visitor));
+        match pages.session(&parts.headers).await {
+            Ok(Some(visitor)) => return Ok(Self(visitor)),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(failure(
+                    &pages,
+                    &format!("a session cannot be checked: {e}"),
+                ));
+            }
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(pages.error_page(
@@ -355,7 +419,7 @@ where
             .get::<OriginalUri>()
             .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
         let back = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        Err(signin::start(&pages, &back).await)
+        Err(signin::start(&pages, &back, parts).await)
     }
 }
 

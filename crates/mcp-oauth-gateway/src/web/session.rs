@@ -1,7 +1,7 @@
 //! The session cookie of the gateway's pages: sealed, short-lived, one per browser.
 
 use http::HeaderMap;
-use mcp_oauth::auth_server::page_kit::cookie;
+use mcp_oauth::auth_server::page_kit::{cookie, hash_hex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -125,7 +125,41 @@ pub(super) fn attributes(pages: &Pages, max_age: u64) -> String {
     format!("; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
-/// The signed-in user, if the request carries an intact, unexpired session of this gateway.
+/// The store's name for the revocation of a session (a grant family of its own: the store's
+/// revocations outlive nothing and are never shortened).
+fn revocation(visitor: &Visitor) -> String {
+    format!("gateway-pages-session:{}", hash_hex(&visitor.sid))
+}
+
+/// Records that `visitor`'s session has ended, until the cookie's own expiry, on every
+/// instance that shares the store.
+pub(super) async fn revoke(pages: &Pages, visitor: &Visitor) -> Result<(), String> {
+    let Some(sign_in) = &pages.0.sign_in else {
+        return Ok(());
+    };
+    sign_in
+        .server
+        .store()
+        .revoke_family(&revocation(visitor), visitor.exp)
+        .await
+        .map_err(|e| format!("the store: {e}"))
+}
+
+/// Whether `visitor`'s session was signed out (on any instance sharing the store).
+pub(super) async fn is_revoked(pages: &Pages, visitor: &Visitor) -> Result<bool, String> {
+    let Some(sign_in) = &pages.0.sign_in else {
+        return Ok(true);
+    };
+    sign_in
+        .server
+        .store()
+        .is_family_revoked(&revocation(visitor))
+        .await
+        .map_err(|e| format!("the store: {e}"))
+}
+
+/// The user of an intact, unexpired session cookie of this gateway, if the request carries
+/// one (whether it was signed out is [`is_revoked`]).
 pub(super) fn read(pages: &Pages, headers: &HeaderMap) -> Option<Visitor> {
     let sealer = pages.sealer()?;
     let value = cookie(headers, name(pages))?;

@@ -34,7 +34,7 @@ const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
 /// The pages as a client of the gateway's authorization server.
 pub(super) struct SignIn {
-    server: AuthServer,
+    pub(super) server: AuthServer,
     /// The server's endpoints as a service (the token endpoint is called in-process).
     service: Router,
     verifier: Verifier,
@@ -104,12 +104,17 @@ fn binding_name(pages: &Pages, state: &str) -> String {
     format!("{prefix}{}", h.get(..16).unwrap_or(&h))
 }
 
-/// Starts a sign-in that comes back to `back`: a pending record in the store, the binding
-/// cookie, and the redirect to the authorization server.
-pub(super) async fn start(pages: &Pages, back: &str) -> Response {
+/// Starts a sign-in that comes back to `back`, for the browser of `request`: counted against
+/// the limit of its client address ([`super::limit`]), then a pending record in the store,
+/// the binding cookie, and the redirect to the authorization server.
+pub(super) async fn start(pages: &Pages, back: &str, request: &http::request::Parts) -> Response {
     let (Some(sign_in), Some(sealer)) = (&pages.0.sign_in, pages.sealer()) else {
         return pages.unavailable_page();
     };
+    let client = super::limit::client_addr(pages, &request.headers, &request.extensions);
+    if let Err(refused) = super::limit::check(pages, client).await {
+        return refused;
+    }
     let back = safe_return(back).unwrap_or(PREFIX).to_owned();
     let state = random_token();
     let verifier = random_token();
@@ -316,10 +321,15 @@ async fn sign_out(
     if !pages.is_available() {
         return pages.unavailable_page();
     }
-    if let Some(visitor) = pages.visitor(&headers)
-        && let Err(refused) = pages.check_form(&visitor, &headers, &form.csrf)
-    {
-        return refused.into_response();
+    // An intact session (signed out already or not): the form must be its own, and then the
+    // session is revoked, so that a copy of the cookie stops working too.
+    if let Some(visitor) = session::read(&pages, &headers) {
+        if let Err(refused) = pages.check_form(&visitor, &headers, &form.csrf) {
+            return refused.into_response();
+        }
+        if let Err(e) = session::revoke(&pages, &visitor).await {
+            return super::failure(&pages, &format!("a session cannot be signed out: {e}"));
+        }
     }
     let mut response = pages.page(
         StatusCode::OK,
@@ -337,13 +347,14 @@ async fn sign_out(
 async fn sign_in_link(
     State(pages): State<Pages>,
     Query(query): Query<std::collections::HashMap<String, String>>,
+    request: http::request::Parts,
 ) -> Response {
     let back = query
         .get("return")
         .and_then(|b| safe_return(b))
         .unwrap_or(PREFIX)
         .to_owned();
-    start(&pages, &back).await
+    start(&pages, &back, &request).await
 }
 
 /// [`PREFIX`]: who is signed in, and a button to sign out.

@@ -15,8 +15,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
 use mcp_oauth::auth_server::{AuthServer, DevUsers};
-use mcp_oauth_gateway::web::Pages;
+use mcp_oauth_gateway::web::{self, Pages, SignedIn};
 
 /// The gateway's (and its authorization server's) URL in these tests.
 pub const ORIGIN: &str = "http://127.0.0.1:20080";
@@ -183,4 +186,103 @@ impl Browser {
         );
         self.get(app, &callback).await
     }
+}
+
+/// A page that says who is signed in.
+pub async fn whoami(State(pages): State<Pages>, SignedIn(user): SignedIn) -> Response {
+    let body = format!(
+        "<p id=\"who\">{}|{}|{}</p>",
+        web::escape(user.subject()),
+        web::escape(user.client()),
+        user.csrf_token(&pages)
+    );
+    pages.page(http::StatusCode::OK, "Who", &body)
+}
+
+pub fn app(server: &mcp_oauth::auth_server::AuthServer, pages: &Pages) -> Router {
+    Router::new()
+        .route("/gateway/whoami", get(whoami).post(whoami))
+        .with_state(pages.clone())
+        .merge(pages.router())
+        .merge(server.router())
+}
+
+pub fn who(reply: &Reply) -> String {
+    reply
+        .body
+        .split("<p id=\"who\">")
+        .nth(1)
+        .and_then(|r| r.split_once("</p>"))
+        .map(|(w, _)| w.to_owned())
+        .unwrap_or_default()
+}
+
+pub async fn signed_in(app: &Router, user: &str) -> Browser {
+    let mut browser = Browser::default();
+    let back = browser.sign_in(app, "/gateway/whoami?x=1", user).await;
+    assert_eq!(back.status, 303, "{back:?}");
+    assert_eq!(back.local_location(), "/gateway/whoami?x=1");
+    browser
+}
+
+pub fn cookie_headers(browser: &Browser) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    let value = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    headers.insert("cookie", value.parse().expect("header"));
+    headers
+}
+
+/// Two gateway instances (each its own authorization server and pages) on `a` and `b`, two
+/// handles on one store, with the same pages key: a session signed out on one is refused by
+/// the other.
+pub async fn sign_out_reaches_every_instance(
+    a: Arc<dyn mcp_oauth::auth_server::Store>,
+    b: Arc<dyn mcp_oauth::auth_server::Store>,
+) {
+    let instance = |store: Arc<dyn mcp_oauth::auth_server::Store>| async move {
+        let server = mcp_oauth::auth_server::AuthServer::builder(ORIGIN)
+            .resource(format!("{ORIGIN}/mcp"))
+            .login(Arc::new(
+                mcp_oauth::auth_server::DevUsers::new().user("alice", PASSWORD),
+            ))
+            .rate_limits(None, None, None)
+            .store(store)
+            .build()
+            .await
+            .expect("server");
+        let pages = pages(&server).await;
+        (app(&server, &pages), pages)
+    };
+    let (first, _) = instance(a).await;
+    let (second, second_pages) = instance(b).await;
+    let mut alice = signed_in(&first, "alice").await;
+    let copy = alice.clone();
+    // The session works on both instances.
+    let page = alice.get(&second, "/gateway/whoami").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let token = who(&page).rsplit('|').next().expect("token").to_owned();
+    assert_eq!(
+        copy.clone().get(&first, "/gateway/whoami").await.status,
+        200
+    );
+
+    let out = alice
+        .post(
+            &second,
+            web::SIGN_OUT_PATH,
+            &[("csrf".to_owned(), token)],
+            Some(ORIGIN),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    for app in [&first, &second] {
+        let reply = copy.clone().get(app, "/gateway/whoami").await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+    }
+    assert!(second_pages.visitor(&cookie_headers(&copy)).await.is_none());
 }

@@ -241,6 +241,13 @@ impl AuthServer {
         &self.inner.store
     }
 
+    /// The reverse proxies whose forwarded headers name the client address
+    /// ([`AuthServerBuilder::trusted_proxies`](super::AuthServerBuilder::trusted_proxies)),
+    /// for pages built on this server that count requests per client address as it does.
+    pub fn trusted_proxies(&self) -> &crate::forwarded::TrustedProxies {
+        &self.inner.limits.trusted_proxies
+    }
+
     /// The resources (MCP endpoint URLs) tokens may be issued for, as configured.
     pub fn resources(&self) -> &[String] {
         &self.inner.config.resources

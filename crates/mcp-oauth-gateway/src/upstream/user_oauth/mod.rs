@@ -27,12 +27,17 @@
 //! instance ever presents a refresh token the server has retired. A 4xx from the token
 //! endpoint (`invalid_grant`: revoked, expired, replayed) drops the grant, and the user must
 //! connect again; a 5xx or a network failure keeps it (the access token is still used while
-//! it has not expired).
+//! it has not expired) and backs that user's refreshes off for 30 seconds (per instance: the
+//! user's requests meanwhile use the access token while it is valid, else fail at once). A
+//! failed discovery of the upstream's server is remembered for 30 seconds likewise, so a
+//! server that is down is not asked again by every request.
 
 mod connect;
 mod discover;
 mod grant;
 mod pages;
+mod pinned;
+mod retry;
 mod token;
 
 use std::sync::Arc;
@@ -83,8 +88,14 @@ struct Inner {
     connect_url: Option<String>,
     discovery: Discovery,
     /// The endpoints and the client, found at the first use (the upstream need not be up
-    /// when the gateway starts); a failed discovery is tried again at the next use.
+    /// when the gateway starts); a failed discovery is tried again after
+    /// [`retry::DISCOVERY_RETRY`].
     resolved: tokio::sync::OnceCell<(Resolved, TokenEndpoint)>,
+    discovery_failed: retry::FailedDiscovery,
+    /// Users whose last refresh failed on the server's side, not tried again for a while.
+    backoff: retry::Backoff,
+    /// The time of the two above (Unix seconds).
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     scopes: Vec<String>,
     timeout: Duration,
     /// The store of the locks and states; `None`: the vault's.
@@ -116,6 +127,7 @@ pub struct UserOAuthBuilder {
     margin: Duration,
     lock_ttl: Duration,
     timeout: Duration,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 }
 
 impl UserOAuth {
@@ -137,6 +149,7 @@ impl UserOAuth {
             margin: DEFAULT_MARGIN,
             lock_ttl: DEFAULT_LOCK_TTL,
             timeout: DEFAULT_TIMEOUT,
+            clock: Arc::new(now),
         }
     }
 
@@ -162,6 +175,9 @@ impl UserOAuth {
         let grant = self.load(user).await?.ok_or_else(|| self.connect())?;
         if !self.needs_refresh(user, &grant) {
             return Ok(grant);
+        }
+        if let Some(backed_off) = self.backed_off(user, &grant) {
+            return backed_off;
         }
         let flight = self
             .inner
@@ -256,20 +272,42 @@ impl UserOAuth {
             })
     }
 
-    /// The upstream's authorization server, discovered at the first use.
+    /// The upstream's authorization server, discovered at the first use; a failure is
+    /// answered again without asking for [`retry::DISCOVERY_RETRY`].
     async fn resolved(&self) -> Result<&(Resolved, TokenEndpoint), GatewayError> {
         let inner = &*self.inner;
+        if let Some(resolved) = inner.resolved.get() {
+            return Ok(resolved);
+        }
+        let store = self.store()?;
         inner
             .resolved
             .get_or_try_init(|| async {
-                let resolved = inner
+                // Tasks that waited for a discovery that failed meanwhile fail with it.
+                if let Some(why) = inner.discovery_failed.recent((inner.clock)()) {
+                    return Err(GatewayError::Unavailable(why));
+                }
+                let resolved = match inner
                     .discovery
-                    .resolve(&inner.upstream, &inner.resource, self.store()?)
-                    .await?;
+                    .resolve(&inner.upstream, &inner.resource, store, &inner.vault)
+                    .await
+                {
+                    Ok(resolved) => resolved,
+                    Err(err) => {
+                        let why = match &err {
+                            GatewayError::Unavailable(why) => why.clone(),
+                            other => other.to_string(),
+                        };
+                        tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, error = %why, "the upstream's authorization server cannot be discovered; asked again in {} s", retry::DISCOVERY_RETRY.as_secs());
+                        inner.discovery_failed.record((inner.clock)(), why);
+                        return Err(err);
+                    }
+                };
                 let token = TokenEndpoint::new(
                     resolved.token_endpoint.clone(),
                     resolved.client.clone(),
                     inner.timeout,
+                    resolved.guard.clone(),
                 )?;
                 Ok((resolved, token))
             })
@@ -345,6 +383,10 @@ impl UserOAuth {
             if !self.needs_refresh(user, &grant) {
                 return Ok(grant);
             }
+            // Failed just now (the task that held this user's turn before this one)?
+            if let Some(backed_off) = self.backed_off(user, &grant) {
+                return backed_off;
+            }
             let mut nonce = [0u8; 16];
             aws_lc_rs::rand::fill(&mut nonce).map_err(|_| {
                 GatewayError::Unavailable("no randomness for the refresh lock".into())
@@ -406,6 +448,7 @@ impl UserOAuth {
                     )
                     .await
                     .map_err(vault_failed)?;
+                inner.backoff.succeeded(user);
                 tracing::debug!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "renewed a user's token at the upstream");
                 Ok(renewed)
             }
@@ -422,16 +465,46 @@ impl UserOAuth {
                 Err(self.connect())
             }
             Err(err @ TokenError::Unavailable(_)) => {
-                tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, error = %err, "a refresh failed; the grant is kept");
-                if grant.fresh(now(), 0) && !self.was_refused(user, &grant) {
-                    Ok(grant)
-                } else {
-                    Err(GatewayError::Unavailable(format!(
-                        "the user's token at the upstream {:?} expired and cannot be renewed now: {err}",
-                        inner.upstream
-                    )))
-                }
+                tracing::warn!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, error = %err, "a refresh failed; the grant is kept, and this user's refresh is tried again in {} s", retry::REFRESH_BACKOFF.as_secs());
+                inner.backoff.failed(user, refresh_token, (inner.clock)());
+                self.unrenewed(user, grant, &err.to_string())
             }
+        }
+    }
+
+    /// The answer while `user`'s refresh is backed off (a refresh of this grant failed on
+    /// the server's side lately), if it is.
+    fn backed_off(
+        &self,
+        user: &str,
+        grant: &UpstreamGrant,
+    ) -> Option<Result<UpstreamGrant, GatewayError>> {
+        let wait = self
+            .inner
+            .backoff
+            .wait(user, grant.refresh_token(), (self.inner.clock)())?;
+        Some(self.unrenewed(
+            user,
+            grant.clone(),
+            &format!("its token endpoint failed lately; the gateway tries again in {wait} s"),
+        ))
+    }
+
+    /// A grant that needed renewing and was not renewed (`why`): still used while its access
+    /// token has not expired and was not refused, else the upstream is unavailable.
+    fn unrenewed(
+        &self,
+        user: &str,
+        grant: UpstreamGrant,
+        why: &str,
+    ) -> Result<UpstreamGrant, GatewayError> {
+        if grant.fresh(now(), 0) && !self.was_refused(user, &grant) {
+            Ok(grant)
+        } else {
+            Err(GatewayError::Unavailable(format!(
+                "the user's token at the upstream {:?} expired and cannot be renewed now: {why}",
+                self.inner.upstream
+            )))
         }
     }
 
@@ -555,6 +628,14 @@ impl UserOAuthBuilder {
         self
     }
 
+    /// Reads the time (Unix seconds) of the discovery retry and the refresh back-off from
+    /// `clock` (tests).
+    #[doc(hidden)]
+    pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Builds it.
     ///
     /// # Errors
@@ -617,6 +698,9 @@ impl UserOAuthBuilder {
                 connect_url: self.connect_url,
                 discovery,
                 resolved: tokio::sync::OnceCell::new(),
+                discovery_failed: retry::FailedDiscovery::default(),
+                backoff: retry::Backoff::default(),
+                clock: self.clock,
                 scopes: self.scopes,
                 timeout: self.timeout,
                 store,

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::{CLIENT_METADATA_PATH, UserOAuth, callback_path};
@@ -24,7 +25,7 @@ use super::{CLIENT_METADATA_PATH, UserOAuth, callback_path};
 pub trait PageSession: Send + Sync + 'static {
     /// The vault's name for the user signed in on this request
     /// ([`Vault::user_of`](crate::vault::Vault::user_of) of their identity), if any.
-    fn user(&self, headers: &HeaderMap) -> Option<String>;
+    fn user<'a>(&'a self, headers: &'a HeaderMap) -> BoxFuture<'a, Option<String>>;
     /// The answer to a visitor who is not signed in: sign in, then come back to `path`.
     fn sign_in(&self, path: &str) -> Response;
     /// A page saying `message` (plain text, escaped by the page) under `title`.
@@ -102,7 +103,7 @@ async fn start(
     let Some(upstream) = connect.upstream(&name) else {
         return connect.unknown();
     };
-    let Some(user) = connect.session.user(&headers) else {
+    let Some(user) = connect.session.user(&headers).await else {
         return connect.session.sign_in(&super::connect_path(&name));
     };
     match upstream.start_connect(&user).await {
@@ -127,7 +128,7 @@ async fn callback(
     let Some(upstream) = connect.upstream(&name) else {
         return connect.unknown();
     };
-    let Some(user) = connect.session.user(&headers) else {
+    let Some(user) = connect.session.user(&headers).await else {
         // Signing in here would lose the answer; the flow is started again afterwards.
         return connect.session.sign_in(&super::connect_path(&name));
     };
@@ -186,10 +187,13 @@ pub fn web_session(pages: crate::web::Pages, issuer: impl Into<String>) -> Arc<d
 }
 
 impl PageSession for WebSession {
-    fn user(&self, headers: &HeaderMap) -> Option<String> {
-        self.pages
-            .visitor(headers)
-            .map(|visitor| crate::vault::Vault::user_key(&self.issuer, visitor.subject()))
+    fn user<'a>(&'a self, headers: &'a HeaderMap) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            self.pages
+                .visitor(headers)
+                .await
+                .map(|visitor| crate::vault::Vault::user_key(&self.issuer, visitor.subject()))
+        })
     }
 
     fn sign_in(&self, path: &str) -> Response {

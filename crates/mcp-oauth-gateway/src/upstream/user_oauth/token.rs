@@ -1,12 +1,15 @@
 //! The upstream authorization server's token endpoint: the refresh grant (and the code grant
 //! of the consent), with the gateway's client credentials there.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth::Secret;
+use mcp_oauth::net_guard::NetGuard;
 use serde_json::{Map, Value};
 
 use super::grant::UpstreamGrant;
+use super::pinned::PinnedClient;
 
 /// Largest token endpoint answer read.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -61,6 +64,13 @@ impl ClientAuth {
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
+
+    /// The secret as text, if there is one.
+    pub(crate) fn secret_text(&self) -> Option<String> {
+        self.secret
+            .as_ref()
+            .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+    }
 }
 
 /// Why the token endpoint gave no grant.
@@ -88,7 +98,17 @@ impl std::fmt::Display for TokenError {
 pub(crate) struct TokenEndpoint {
     pub(crate) url: url::Url,
     pub(crate) client: ClientAuth,
-    http: reqwest::Client,
+    http: Http,
+}
+
+/// How the token endpoint is reached.
+#[derive(Clone)]
+enum Http {
+    /// A configured endpoint: as any configured URL.
+    Configured(reqwest::Client),
+    /// One learnt from the server's metadata: at the address the SSRF guard checks at each
+    /// request.
+    Pinned(Arc<PinnedClient>),
 }
 
 fn form_urlencode(value: &str) -> String {
@@ -96,19 +116,27 @@ fn form_urlencode(value: &str) -> String {
 }
 
 impl TokenEndpoint {
+    /// The endpoint at `url`; with `guard` (an endpoint learnt from a document), each request
+    /// goes to the address the guard checks then.
     pub(crate) fn new(
         url: url::Url,
         client: ClientAuth,
         timeout: Duration,
+        guard: Option<NetGuard>,
     ) -> Result<Self, crate::GatewayError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| crate::GatewayError::Config {
-                what: "user-oauth token endpoint client",
-                reason: e.to_string(),
-            })?;
+        let http = match guard {
+            Some(guard) => Http::Pinned(Arc::new(PinnedClient::new(guard, url.clone(), timeout))),
+            None => Http::Configured(
+                reqwest::Client::builder()
+                    .timeout(timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| crate::GatewayError::Config {
+                        what: "user-oauth token endpoint client",
+                        reason: e.to_string(),
+                    })?,
+            ),
+        };
         Ok(Self { url, client, http })
     }
 
@@ -150,8 +178,11 @@ impl TokenEndpoint {
             .secret
             .as_ref()
             .map(|s| String::from_utf8_lossy(s.expose()).into_owned());
-        let mut request = self
-            .http
+        let http = match &self.http {
+            Http::Configured(http) => http.clone(),
+            Http::Pinned(pinned) => pinned.client().await.map_err(TokenError::Unavailable)?,
+        };
+        let mut request = http
             .post(self.url.clone())
             .header(http::header::ACCEPT, "application/json");
         match (&secret, self.client.basic) {
