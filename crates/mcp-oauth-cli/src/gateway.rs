@@ -291,6 +291,8 @@ impl Start<'_> {
             ),
         }
         .oauth(oauth)
+        .per_user_idle(Duration::from_secs(args.per_user_idle))
+        .per_user_max(args.per_user_max)
         .per_session_idle(Duration::from_secs(args.per_session_idle))
         .per_session_max(args.per_session_max)
         .metrics(gate.metrics().clone());
