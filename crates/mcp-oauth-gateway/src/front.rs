@@ -516,6 +516,7 @@ async fn initialize(
             let Some(session) = inner.sessions.create(principal(auth), version, None) else {
                 return no_session();
             };
+            session.declared(message.params);
             let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result), None);
             with_session(json(StatusCode::OK, body), &session)
         }
@@ -540,6 +541,7 @@ async fn initialize(
             else {
                 return no_session();
             };
+            session.declared(message.params);
             with_session(json(StatusCode::OK, answer), &session)
         }
     }
@@ -670,7 +672,12 @@ async fn decided(
             .into_response(&resource.metadata_url(), &[]);
             return response.map(Body::new);
         }
-        Decision::Refuse(refusal) => return json(StatusCode::OK, refusal.response(id)),
+        Decision::Refuse(refusal) => {
+            return json(
+                StatusCode::OK,
+                crate::elicit::refused(refusal, id, method, session),
+            );
+        }
         Decision::Deny | Decision::StepUp(_) => {
             return json(
                 StatusCode::OK,

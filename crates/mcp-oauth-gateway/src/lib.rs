@@ -46,6 +46,7 @@ pub mod approve;
 mod audit;
 mod children;
 pub mod credential_pages;
+mod elicit;
 mod error;
 mod fanout;
 mod front;

@@ -2,6 +2,7 @@
 //! bound to the principal (issuer and subject) whose token opened it. Another principal
 //! presenting the id is answered as if the session did not exist (404).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub(crate) struct Session {
     pub(crate) http: Option<HttpSession>,
     /// The members' sessions, for a gateway of several upstreams.
     pub(crate) fanout: Option<Fanout>,
+    /// Whether the client declared URL-mode elicitation at `initialize` (see
+    /// [`crate::elicit`]).
+    url_elicitation: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -48,6 +52,19 @@ impl Session {
         let (tx, rx) = mpsc::channel(STANDALONE_BUFFER);
         *slot = Some(tx);
         Some(rx)
+    }
+
+    /// Records what the client's `initialize` params declared (see [`crate::elicit`]).
+    pub(crate) fn declared(&self, params: Option<&serde_json::value::RawValue>) {
+        self.url_elicitation.store(
+            crate::elicit::declares_url_elicitation(params),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the client declared URL-mode elicitation.
+    pub(crate) fn url_elicitation(&self) -> bool {
+        self.url_elicitation.load(Ordering::Relaxed)
     }
 
     /// Sends a server-initiated message on the GET stream; false when none is open or it is
@@ -146,6 +163,7 @@ impl Sessions {
             principal,
             protocol_version,
             standalone: Mutex::new(None),
+            url_elicitation: AtomicBool::new(false),
             http,
             fanout: None,
         })
@@ -163,6 +181,7 @@ impl Sessions {
             principal,
             protocol_version,
             standalone: Mutex::new(None),
+            url_elicitation: AtomicBool::new(false),
             http: None,
             fanout: Some(fanout),
         })
