@@ -875,7 +875,7 @@ async fn request(
             agg.metrics.request(method, Outcome::Denied);
             json_response(
                 StatusCode::OK,
-                crate::elicit::refused(&refusal, id, method, &session),
+                crate::elicit::refused(refusal, id, method, session),
             )
         }
     };
