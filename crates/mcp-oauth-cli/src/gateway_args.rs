@@ -187,6 +187,26 @@ pub(crate) enum GatewayAction {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// With --identity-key store: add a new signing key to the stored record and keep the
+    /// one signing until now published for --grace seconds (running gateways on the store
+    /// follow within 30 s). Reads the same options as the gateway (--config, --store).
+    RotateIdentityKey {
+        /// How long the old key stays in the key set, in seconds (at least 120).
+        #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = grace_seconds)]
+        grace: u64,
+    },
+}
+
+/// `rotate-identity-key --grace`: from 120 s (an identity token's 60 s and the instances'
+/// 30 s to follow) to a year.
+fn grace_seconds(value: &str) -> Result<u64, String> {
+    let min = crate::gateway_identity_key::MIN_GRACE_SECS;
+    match value.trim().parse::<u64>() {
+        Ok(secs) if (min..=MAX_IDLE_SECONDS).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "write a whole number of seconds from {min} to {MAX_IDLE_SECONDS}, e.g. 3600 (an hour; longer than the upstreams cache the key set)"
+        )),
+    }
 }
 
 /// `--isolation`.
