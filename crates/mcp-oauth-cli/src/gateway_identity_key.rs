@@ -332,7 +332,7 @@ mod tests {
         );
         // Without the encryption key, or with another: the message says what to give.
         let err = from_store(store.as_ref(), None).await.expect_err("sealed");
-        assert!(err.contains("encryption key"), "{err}");
+        assert!(err.contains("give --encryption-key"), "{err}");
         let other = sealing_key(&[4; 32]).expect("seal");
         let err = from_store(store.as_ref(), Some(&other))
             .await

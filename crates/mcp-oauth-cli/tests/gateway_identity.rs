@@ -246,7 +246,7 @@ async fn a_rotation_adds_a_key_that_running_instances_follow() {
     for (extra, says) in [
         (
             &["--identity-key", "store", "rotate-identity-key"][..],
-            "encryption key",
+            "give --encryption-key",
         ),
         (
             &[
