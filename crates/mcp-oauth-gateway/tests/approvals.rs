@@ -65,7 +65,11 @@ impl Gatekeeper for Gate {
         call: Admission<'a>,
     ) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
-            if call.method != "tools/call" || call.name != Some("echo") {
+            // `echo`, or a member's `echo` through several upstreams (`alpha__echo`).
+            let echo = call
+                .name
+                .is_some_and(|n| n == "echo" || n.ends_with("__echo"));
+            if call.method != "tools/call" || !echo {
                 return Decision::Allow;
             }
             let arguments: Value = call
@@ -95,6 +99,11 @@ struct World {
 }
 
 async fn world(approvers: Vec<Approvers>) -> World {
+    world_of(approvers, false).await
+}
+
+/// [`world`], in front of one upstream or (`several`) of one named `alpha` among several.
+async fn world_of(approvers: Vec<Approvers>, several: bool) -> World {
     let server: AuthServer = browser::server().await;
     let now = Arc::new(AtomicI64::new(
         i64::try_from(
@@ -121,7 +130,18 @@ async fn world(approvers: Vec<Approvers>) -> World {
     let audit = AuditLog::builder().memory(&sink).build().expect("audit");
     let gate = Gate(desk);
     let log = audit.clone();
-    let gateway = Harness::start_with(stdio_upstream(), |b| b.gatekeeper(gate).audit(log)).await;
+    let gateway = if several {
+        Harness::several(
+            vec![
+                ("alpha", stdio_upstream().into()),
+                ("beta", stdio_upstream().into()),
+            ],
+            |b| b.gatekeeper(gate).audit(log),
+        )
+        .await
+    } else {
+        Harness::start_with(stdio_upstream(), |b| b.gatekeeper(gate).audit(log)).await
+    };
     World {
         gateway,
         pages_app,
@@ -186,7 +206,12 @@ impl World {
     }
 
     async fn echo(&self, caller: &Caller, text: &str) -> Value {
-        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}});
+        self.call(caller, "echo", text).await
+    }
+
+    /// Calls the tool `name` with `{"text": text}`.
+    async fn call(&self, caller: &Caller, name: &str, text: &str) -> Value {
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":name,"arguments":{"text":text}}});
         let response = post(
             &self.gateway.url,
             Some(&caller.token),
@@ -669,4 +694,43 @@ async fn the_session_that_waited_alone_hears_that_the_approver_answered() {
             "{who}: {heard}"
         );
     }
+}
+
+#[tokio::test]
+async fn through_several_upstreams_the_answer_follows_the_client_too() {
+    let world = world_of(vec![Approvers::Caller], true).await;
+    let alice = world.caller("alice").await;
+    let bob = world.caller("bob").await;
+    let plain = world.plain_caller("alice").await;
+    let mut alice_stream = world.stream(&alice).await;
+    let mut bob_stream = world.stream(&bob).await;
+    // The client without URL elicitation: a tool error naming the link.
+    let told = world.call(&plain, "alpha__echo", "wipe").await;
+    assert_eq!(told["result"]["isError"], true, "{told}");
+    assert!(text(&told).contains("/gateway/approve?ticket="), "{told}");
+    // With it: -32042, then the completion on the merged GET stream, to alice alone.
+    let waiting = world.call(&alice, "alpha__echo", "wipe").await;
+    assert_eq!(waiting["error"]["code"], APPROVAL_REQUIRED, "{waiting}");
+    let bob_waiting = world.call(&bob, "alpha__echo", "wipe").await;
+    for (who, waited) in [("alice", &waiting), ("bob", &bob_waiting)] {
+        let link = waited["error"]["data"]["approval"]["url"]
+            .as_str()
+            .and_then(|u| u.strip_prefix(ORIGIN))
+            .expect("link")
+            .to_owned();
+        let (mut browser, page) = open(&world, &link, who).await;
+        let done = answer(&world, &mut browser, &page, "approve").await;
+        assert_eq!(done.status, 200, "{done:?}");
+    }
+    let heard = alice_stream.next().await.expect("alice's completion");
+    assert_eq!(heard["method"], "notifications/elicitation/complete");
+    assert_eq!(heard["params"]["elicitationId"], elicitation_id(&waiting));
+    let heard = bob_stream.next().await.expect("bob's completion");
+    assert_eq!(
+        heard["params"]["elicitationId"],
+        elicitation_id(&bob_waiting),
+        "bob's first message is his own: alice's never reached him"
+    );
+    let passed = world.call(&alice, "alpha__echo", "wipe").await;
+    assert_eq!(text(&passed), "wipe", "{passed}");
 }
