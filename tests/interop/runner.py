@@ -3,7 +3,8 @@
 `mcp-oauth dev`, our own authorization server with the demo MCP server (h–n, dev_scenarios.py),
 against `mcp-oauth proxy`, that server in proxy mode before an upstream identity provider
 (o–r, proxy_scenarios.py), and real MCP servers behind `mcp-oauth gateway` (gw1–gw7,
-gateway_scenarios.py).
+gateway_scenarios.py; uo1–uo6, user_oauth_scenarios.py; the gateway's pages, pg1–pg2,
+pages_scenarios.py).
 
 Standard library only. Normally started by run.sh, which installs the peers (setup.sh) and
 builds the example and the mcp-oauth command first; by hand:
@@ -636,6 +637,7 @@ import dev_scenarios  # noqa: E402
 import dpop_scenarios  # noqa: E402
 import gateway_scenarios  # noqa: E402
 import issuer_scenarios  # noqa: E402
+import pages_scenarios  # noqa: E402
 import proxy_scenarios  # noqa: E402
 import user_oauth_scenarios  # noqa: E402
 
@@ -644,7 +646,8 @@ SCENARIOS += proxy_scenarios.SCENARIOS  # o–r: `mcp-oauth proxy`
 SCENARIOS += dpop_scenarios.SCENARIOS  # dpop1–dpop5: DPoP with oidc-provider and oauth4webapi
 SCENARIOS += issuer_scenarios.SCENARIOS  # s: `mcp-oauth serve` trusting two issuers
 SCENARIOS += gateway_scenarios.SCENARIOS  # gw1–gw7: real MCP servers behind `mcp-oauth gateway`
-SCENARIOS += user_oauth_scenarios.SCENARIOS  # uo1–uo5: a SaaS upstream behind its own AS, user-oauth
+SCENARIOS += user_oauth_scenarios.SCENARIOS  # uo1–uo6: a SaaS upstream behind its own AS, user-oauth
+SCENARIOS += pages_scenarios.SCENARIOS  # pg1–pg2: the gateway's pages in Chromium (token page, sign-in through a provider)
 
 
 # --------------------------------------------------------------------------- main

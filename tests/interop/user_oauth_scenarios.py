@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Callable, Iterator
 
@@ -439,6 +440,115 @@ def _assert(c: R.Checks, gw: G.Gateway, res: dict, browser: dict, record: str, l
            f"{[(t.get('grant_type'), t.get('status')) for t in tokens]}")
 
 
+RENEWAL_TTL = 63  # seconds: the gateway renews 60 s before `exp`, so a token is fresh for 3 s
+RENEWAL_DEADLINE = 30.0  # seconds: for the calls to see a renewal
+
+
+def scenario_uo6_proactive_renewal(env: R.Env, c: R.Checks) -> None:
+    """user-oauth's proactive renewal: the SaaS issues tokens for 63 s; the gateway renews each one before it expires (60 s ahead), with no call failing and no refusal at the upstream."""
+    tmp = tempfile.mkdtemp(prefix="interop-uo6-")
+    record = os.path.join(tmp, "saas.jsonl")
+    c.logs.append(record)
+    port = R.free_port()
+    saas_mcp, saas_issuer = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port}"
+    saas = env.start("uo6-saas", [env.args.node, os.path.join(R.PEERS, "saas-upstream.mjs")],
+                     {"PORT": str(port), "RECORD_OUT": record, "TOKEN_TTL": str(RENEWAL_TTL)}, shared=False)
+    c.logs.append(saas.log_path)
+    files = {k: os.path.join(tmp, k) for k in ("connected", "revoke")}
+    config = os.path.join(tmp, "gateway.toml")
+    with open(config, "w") as f:
+        f.write(f"""[[upstream]]
+name = "{UPSTREAM}"
+url = "{saas_mcp}"
+credentials = {{ kind = "user-oauth", scopes = ["notes:read"] }}
+""")
+    threads: list[threading.Thread] = []
+    out: dict[str, Any] = {}
+    try:
+        G.wait_port(saas, port)
+        with G.gateway(env, c, "uo6-gateway", "--config", config) as gw:
+            origin = gw.mcp_url.rsplit("/mcp", 1)[0]
+            link = f"{origin}/gateway/connect/{UPSTREAM}"
+            gw_port = int(urllib.parse.urlsplit(gw.mcp_url).port or 0)
+            host = urllib.parse.urlsplit(gw.mcp_url).netloc
+            tb = threading.Thread(target=lambda: out.update(browser=_catch(lambda: D.run_peer(
+                env, c, "uo6-browser", [env.args.node, os.path.join(R.PEERS, "user-oauth-browser.mjs"), link, saas_issuer],
+                {"LOGIN_USER": D.DEV_USER, "LOGIN_PASSWORD": D.DEV_PASSWORD, "SAAS_LOGIN": SAAS_LOGIN, "UPSTREAM": UPSTREAM,
+                 "CONNECTED": files["connected"], "REVOKE": files["revoke"], "CHROMIUM": env.args.chromium, "SCREENSHOT_DIR": env.log_dir}))))
+            tb.start()
+            threads.append(tb)
+            problem: R.Failure | None = None
+            calls: list[dict] = []
+            t0 = time.monotonic()
+            try:
+                _wait_file(files["connected"], threads, "the browser's connection")
+                t_connected = time.monotonic()
+                # The user's calls, one after the other, until the upstream has seen a renewed token.
+                s = _RawSession(gw_port, host, gw.info.get("token") or "")
+                status, init = s.initialize()
+                c.true(status == 200 and bool((init or {}).get("result")), f"initialize once connected: {json.dumps(init)[:300]}")
+                renewed: set[str] = set()
+                while True:
+                    calls.append(s.whoami())
+                    renewed = {t.get("access_sha256") for t in G.read_record(record) if t.get("kind") == "token" and t.get("grant_type") == "refresh_token"}
+                    if (calls[-1].get("who") or {}).get("token_sha256") in renewed:
+                        break
+                    if calls[-1].get("who") is None:
+                        break  # a failed call: asserted below
+                    if time.monotonic() - t_connected > RENEWAL_DEADLINE:
+                        raise R.Failure(f"no call carried a renewed token within {RENEWAL_DEADLINE:.0f}s ({len(calls)} calls)")
+                    time.sleep(0.1)  # poll interval, bounded by the deadline above
+                t_renewed = time.monotonic()
+            except R.Failure as e:
+                problem = e
+            finally:
+                _touch(files["revoke"])
+                for t in threads:
+                    t.join()
+            if isinstance(out.get("browser"), BaseException):
+                raise R.Failure(f"{problem or ''}\nbrowser: {out['browser']}")
+            if problem:
+                raise problem
+            c.note(f"connected in {t_connected - t0:.2f}s; {len(calls)} calls until one carried a renewed token, {t_renewed - t_connected:.2f}s")
+            _assert_uo6(c, calls, G.read_record(record), (out.get("browser") or {}))
+    finally:
+        if os.path.isdir(tmp):
+            _touch(files["revoke"])
+        saas.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _assert_uo6(c: R.Checks, calls: list[dict], rec: list[dict], browser: dict) -> None:
+    c.eq((browser.get("connected") or {}).get("heading"), "Connected", "the browser connected the account")
+    tokens = [t for t in rec if t.get("kind") == "token"]
+    codes = [t for t in tokens if t.get("grant_type") == "authorization_code"]
+    refreshes = [t for t in tokens if t.get("grant_type") == "refresh_token"]
+    if not c.eq(len(codes), 1, f"one code redeemed ({codes})"):
+        return
+    c.eq((codes[0].get("status"), codes[0].get("expires_in")), (200, RENEWAL_TTL), f"the code grant's token lives {RENEWAL_TTL} s")
+    # Every call succeeded, as the SaaS account, and the upstream refused nothing.
+    failed = [x for x in calls if x.get("status") != 200 or x.get("error") or x.get("isError") or (x.get("who") or {}).get("sub") != SAAS_LOGIN]
+    c.eq(failed, [], f"every one of the {len(calls)} calls succeeded as {SAAS_LOGIN}")
+    mcp = [e for e in rec if e.get("kind") == "mcp"]
+    refused = [e for e in mcp if e.get("authorization") and not e.get("accepted")]
+    c.eq(refused, [], f"the upstream refused none of the {len(mcp)} requests it got with a token")
+    # At least one renewal: each a 200 refresh grant presenting the refresh token issued just before, before its access token expired.
+    if not c.true(bool(refreshes), f"a refresh_token grant at the SaaS ({[(t.get('grant_type'), t.get('status')) for t in tokens]})"):
+        return
+    prev = codes[0]
+    for i, ref in enumerate(refreshes):
+        c.eq((ref.get("status"), ref.get("presented_refresh_sha256")), (200, prev.get("refresh_sha256")),
+             f"renewal #{i + 1}: 200, presenting the refresh token of the grant before it")
+        expires_at = (prev.get("at") or 0) + 1000 * (prev.get("expires_in") or 0)
+        c.true(isinstance(ref.get("at"), int) and ref["at"] < expires_at,
+               f"renewal #{i + 1} came before the token it replaced expired (at {ref.get('at')}, expiry {expires_at})")
+        prev = ref
+    last = (calls[-1].get("who") or {}).get("token_sha256") if calls else None
+    c.true(last in {r.get("access_sha256") for r in refreshes}, "the last call carried a renewed token")
+    c.note(f"{len(refreshes)} renewal(s); tokens the calls carried: "
+           f"{[('code' if (x.get('who') or {}).get('token_sha256') == codes[0].get('access_sha256') else 'renewed') for x in calls]}")
+
+
 def _standalone(fn: Callable[[R.Env, R.Checks], None]) -> Callable[[R.Env, R.Checks], None]:
     fn.standalone = True  # type: ignore[attr-defined]  # needs no shared servers (scenario a)
     return fn
@@ -450,4 +560,5 @@ SCENARIOS: list[tuple[str, Callable[[R.Env, R.Checks], None]]] = [
     ("uo3-gw-user-oauth-saas-py-sdk-chromium", _standalone(_uo_scenario("py"))),
     ("uo4-gw-user-oauth-saas-two-instances-ts-sdk-v1", _standalone(_uo_scenario("v1", two=True))),
     ("uo5-gw-user-oauth-saas-static-client-ts-sdk-v2", _standalone(_uo_scenario("v2", static=True))),
+    ("uo6-gw-user-oauth-saas-proactive-renewal", _standalone(scenario_uo6_proactive_renewal)),
 ]

@@ -451,14 +451,20 @@ async fn post(agg: Arc<Aggregate>, req: Request) -> Response {
         Owned::Session(session) => session,
     };
     if modern && let Some(stripped) = modern::without_protocol_meta(&message) {
-        return match jsonrpc::parse(&stripped) {
+        let response = match jsonrpc::parse(&stripped) {
             Ok(message) => {
                 in_session(&agg, &parts, auth, &session, &message, stripped.clone()).await
             }
             Err(err) => rpc_error(StatusCode::BAD_REQUEST, id, err.code(), &err.to_string()),
         };
+        let method = message.method.as_deref().unwrap_or_default();
+        return modern::reshape_response(response, method).await;
     }
-    in_session(&agg, &parts, auth, &session, &message, bytes.clone()).await
+    let response = in_session(&agg, &parts, auth, &session, &message, bytes.clone()).await;
+    match message.method.as_deref() {
+        Some(method) if modern => modern::reshape_response(response, method).await,
+        _ => response,
+    }
 }
 
 /// The session the aggregate keeps for a stateless (protocol 2026-07-28) caller, made at

@@ -6,6 +6,7 @@
 //! already lives in `sse.rs`.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{StreamExt as _, stream};
 use mcp_oauth::Auth;
 use mcp_oauth::challenge::Rejection;
 use serde_json::value::RawValue;
@@ -26,6 +27,7 @@ use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
 use crate::modern;
 use crate::sessions::{Session, Sessions, principal};
+use crate::sse::{Reader, Replay, Streams};
 use crate::upstream::http::Http;
 use crate::upstream::stdio::{Frame, Stdio};
 use crate::versions::{LATEST, SUPPORTED_VERSIONS, negotiate};
@@ -720,7 +722,7 @@ async fn decided(
                 if first.is_none() {
                     inner.metrics.upstream_error(inner.index);
                 }
-                from_channel(first, rx, list).await
+                from_channel((inner, session, method), first, rx, list).await
             }
             Err(err) => {
                 inner.metrics.upstream_error(inner.index);
@@ -742,7 +744,7 @@ async fn decided(
                     if !response.status().is_success() {
                         inner.metrics.upstream_error(inner.index);
                     }
-                    from_upstream(inner, session, response, id, list).await
+                    from_upstream((inner, session, method), response, id, list).await
                 }
                 Err(err) => {
                     inner.metrics.upstream_error(inner.index);
@@ -803,8 +805,55 @@ fn sse_event(bytes: &Bytes) -> Result<Event, Infallible> {
     Ok(Event::default().data(String::from_utf8_lossy(bytes)))
 }
 
+/// The session's streams when the answer's streams carry event ids and can be resumed: the
+/// client-facing endpoint (an aggregate reads its members' streams itself), a session of a
+/// version before 2026-07-28 (which has no resumability).
+fn resumable<'s>(inner: &Inner, session: &'s Session) -> Option<&'s Streams> {
+    if !inner.front || session.protocol_version == modern::VERSION {
+        return None;
+    }
+    session.streams()
+}
+
+/// The SSE answer of a stream's reader: each event with its id.
+fn replayed(reader: Reader, keep_alive: bool) -> Response {
+    let events = stream::unfold(reader, |mut reader| async move {
+        let (id, data) = reader.next().await?;
+        let event = Event::default().id(id).data(String::from_utf8_lossy(&data));
+        Some((Ok::<_, Infallible>(event), reader))
+    });
+    let sse = Sse::new(events);
+    if keep_alive {
+        sse.keep_alive(KeepAlive::default()).into_response()
+    } else {
+        sse.into_response()
+    }
+}
+
+/// A 2026-07-28 client's answer with its results reshaped; any other as it is.
+async fn shaped(session: &Session, method: &str, response: Response) -> Response {
+    if session.protocol_version == modern::VERSION {
+        modern::reshape_response(response, method).await
+    } else {
+        response
+    }
+}
+
 /// Answers from the stdio upstream's frames: JSON when the response comes first, else SSE.
 async fn from_channel(
+    (inner, session, method): (&Inner, &Session, &str),
+    first: Option<Frame>,
+    rx: mpsc::Receiver<Frame>,
+    list: ListFilter<'_>,
+) -> Response {
+    let response = channel_answer(|| resumable(inner, session), first, rx, list).await;
+    shaped(session, method, response).await
+}
+
+/// [`from_channel`]'s answer; `streams` is asked for only when the answer is a stream (the
+/// session's id prefix is drawn then).
+async fn channel_answer<'s>(
+    streams: impl FnOnce() -> Option<&'s Streams>,
     first: Option<Frame>,
     mut rx: mpsc::Receiver<Frame>,
     list: ListFilter<'_>,
@@ -840,6 +889,25 @@ async fn from_channel(
             "the upstream closed the request",
         );
     }
+    if let Some(streams) = streams() {
+        // The frames are read to the response whether or not the client stays: a client
+        // whose connection broke resumes with a GET and Last-Event-ID.
+        let replay = streams.open();
+        if let Some(reader) = replay.attach(None, true) {
+            replay.start();
+            tokio::spawn(async move {
+                let mut last = first.last;
+                replay.push(first.bytes);
+                while !last {
+                    let Some(frame) = rx.recv().await else { break };
+                    last = frame.last;
+                    replay.push(frame.bytes);
+                }
+                replay.finish();
+            });
+            return replayed(reader, false);
+        }
+    }
     let events = stream::unfold(
         (Some(first), rx, false),
         |(first, mut rx, done)| async move {
@@ -857,9 +925,64 @@ async fn from_channel(
     Sse::new(events).into_response()
 }
 
+fn is_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+}
+
+/// Reads an upstream's SSE body into `replay`, each message an event of the gateway's,
+/// until the body or the session ends. The upstream's own event ids are noted for its GET
+/// stream.
+fn pump_upstream(
+    replay: Arc<Replay>,
+    response: reqwest::Response,
+    ended: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let events = crate::aggregate::sse_events(Body::from_stream(response.bytes_stream()));
+        let mut events = std::pin::pin!(events);
+        let mut ended = std::pin::pin!(ended);
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = &mut ended => break,
+                event = events.next() => event,
+            };
+            let Some(Ok(event)) = event else { break };
+            let text = String::from_utf8_lossy(&event);
+            if let Some(id) = crate::sse::event_id(&text) {
+                *replay
+                    .upstream_last
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(id);
+            }
+            for data in crate::sse::event_data(&text) {
+                replay.push(Bytes::from(data));
+            }
+        }
+        replay.finish();
+    });
+}
+
 /// Answers from an HTTP upstream's response: streamed as it comes, unless a list is
 /// filtered.
 async fn from_upstream(
+    (inner, session, method): (&Inner, &Session, &str),
+    response: reqwest::Response,
+    id: Option<&str>,
+    list: ListFilter<'_>,
+) -> Response {
+    let response = upstream_answer(inner, session, response, id, list).await;
+    shaped(session, method, response).await
+}
+
+async fn upstream_answer(
     inner: &Inner,
     session: &Session,
     response: reqwest::Response,
@@ -902,6 +1025,16 @@ async fn from_upstream(
             ),
         };
     }
+    if is_sse(response.headers())
+        && let Some(streams) = resumable(inner, session)
+    {
+        let replay = streams.open();
+        if let Some(reader) = replay.attach(None, true) {
+            replay.start();
+            pump_upstream(replay, response, streams.ended());
+            return replayed(reader, false);
+        }
+    }
     let mut out = Response::new(Body::from_stream(response.bytes_stream()));
     *out.status_mut() = status;
     if let Some(content_type) = content_type {
@@ -909,6 +1042,25 @@ async fn from_upstream(
     }
     out
 }
+
+/// A stream whose source is being opened: finished when dropped before [`Starting::started`].
+struct Starting<'a>(Option<&'a Replay>);
+
+impl Starting<'_> {
+    fn started(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(replay) = self.0 {
+            replay.finish();
+        }
+    }
+}
+
+const ONE_GET_STREAM: &str = "this session already has a GET stream open";
 
 async fn get(inner: Arc<Inner>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
@@ -933,6 +1085,9 @@ async fn get(inner: Arc<Inner>, req: Request) -> Response {
         }
         Err(Refused) => return session_not_found(),
     };
+    if let Some(streams) = resumable(&inner, &session) {
+        return resumable_get(&inner, auth, &session, streams, &parts.headers).await;
+    }
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(_), _) => {
             let Some(rx) = session.open_stream() else {
@@ -940,7 +1095,7 @@ async fn get(inner: Arc<Inner>, req: Request) -> Response {
                     StatusCode::CONFLICT,
                     None,
                     jsonrpc::INVALID_REQUEST,
-                    "this session already has a GET stream open",
+                    ONE_GET_STREAM,
                 );
             };
             let events = stream::unfold(rx, |mut rx| async move {
@@ -953,12 +1108,99 @@ async fn get(inner: Arc<Inner>, req: Request) -> Response {
         }
         (Upstream::Http(http), Some(hs)) => {
             match http.get(auth, hs, parts.headers.get(&LAST_EVENT_ID)).await {
-                Ok(response) => from_upstream(&inner, &session, response, None, None).await,
+                Ok(response) => upstream_answer(&inner, &session, response, None, None).await,
                 Err(err) => upstream_failed(&inner, &session.id, None, err),
             }
         }
         (Upstream::Http(_), None) => session_not_found(),
     }
+}
+
+/// A GET of a session whose streams are resumable. With a `Last-Event-ID` of one of the
+/// session's kept streams whose next events are still kept: those events, then the rest of
+/// that stream (this connection takes the stream over). Else (no id, an unknown, expired or
+/// forged one, another session's): the GET stream from now on, nothing replayed.
+async fn resumable_get(
+    inner: &Inner,
+    auth: Option<&Auth>,
+    session: &Arc<Session>,
+    streams: &Streams,
+    headers: &HeaderMap,
+) -> Response {
+    let resumed = headers
+        .get(&LAST_EVENT_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|last| streams.find(last))
+        .and_then(|(replay, seq)| {
+            let is_get_stream = Arc::ptr_eq(&replay, streams.standalone());
+            replay.attach(Some(seq), true).map(|r| (r, is_get_stream))
+        });
+    let reader = match resumed {
+        Some((reader, false)) => return replayed(reader, false),
+        Some((reader, true)) => reader,
+        None => {
+            if headers.contains_key(&LAST_EVENT_ID) {
+                tracing::debug!(target: "mcp_oauth_gateway::session", "a Last-Event-ID that names no kept event of this session; nothing replayed");
+            }
+            match streams.standalone().attach(None, false) {
+                Some(reader) => reader,
+                None => {
+                    return rpc_error(
+                        StatusCode::CONFLICT,
+                        None,
+                        jsonrpc::INVALID_REQUEST,
+                        ONE_GET_STREAM,
+                    );
+                }
+            }
+        }
+    };
+    // The GET stream's source: the session's messages (stdio), the upstream's GET stream
+    // (HTTP), read while the session lives (stdio) or the upstream's stream lasts (HTTP).
+    let standalone = streams.standalone();
+    match (&inner.upstream, &session.http) {
+        (Upstream::Stdio(_), _) => {
+            if let Some(mut rx) = session.open_stream()
+                && standalone.start()
+            {
+                let replay = standalone.clone();
+                tokio::spawn(async move {
+                    while let Some(bytes) = rx.recv().await {
+                        replay.push(bytes);
+                    }
+                    replay.finish();
+                });
+            }
+        }
+        (Upstream::Http(http), Some(hs)) => {
+            if standalone.start() {
+                // Until the task reads the upstream's stream, this request may be dropped
+                // (the client went away): the stream is then marked as without a source.
+                let starting = Starting(Some(standalone));
+                let last = standalone
+                    .upstream_last
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .and_then(|id| HeaderValue::from_str(&id).ok());
+                let response = match http.get(auth, hs, last.as_ref()).await {
+                    Ok(response) => response,
+                    Err(err) => {
+                        drop((starting, reader));
+                        return upstream_failed(inner, &session.id, None, err);
+                    }
+                };
+                if !(response.status().is_success() && is_sse(response.headers())) {
+                    drop((starting, reader));
+                    return upstream_answer(inner, session, response, None, None).await;
+                }
+                starting.started();
+                pump_upstream(standalone.clone(), response, streams.ended());
+            }
+        }
+        (Upstream::Http(_), None) => return session_not_found(),
+    }
+    replayed(reader, true)
 }
 
 async fn delete(inner: Arc<Inner>, req: Request) -> Response {

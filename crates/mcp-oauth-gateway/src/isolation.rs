@@ -6,10 +6,14 @@
 //! With a [`UserSecret`] in the environment (`credentials = { kind = "user-secret", env = … }`)
 //! each child gets its user's own token: the vault is read at each request, a user without a
 //! token gets the link to the page (and no child), and a child whose user's token changed or
-//! was revoked is stopped (and, for a changed one, started again with the new token).
+//! was revoked is stopped (and, for a changed one, started again with the new token at the
+//! user's next request). A change made through this instance's vault (the token page, the
+//! connections page) stops the child at once; one made on another instance sharing the store
+//! is noticed there at the user's next request.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +26,7 @@ use crate::children::Children;
 use crate::front::{self, Inner};
 use crate::sessions::principal;
 use crate::upstream::UserSecret;
+use crate::vault::{ChangeHook, EntryKind};
 
 /// Variables set in a child's environment for its user.
 pub(crate) type UserEnv = Vec<(OsString, OsString)>;
@@ -34,7 +39,12 @@ pub(crate) struct PerUser {
     /// Each user's token for the child's environment, when configured.
     secret: Option<UserSecret>,
     /// The SHA-256 of the token each user's running child was started with.
-    started_with: Mutex<HashMap<Arc<str>, Vec<u8>>>,
+    started_with: Arc<Mutex<HashMap<Arc<str>, Vec<u8>>>>,
+    /// Stops a user's child when their token is replaced or deleted through the vault (held
+    /// here: the vault keeps only a weak reference).
+    _on_change: Option<Arc<ChangeHook>>,
+    /// How many tokens have changed through the vault.
+    changes: Arc<AtomicU64>,
 }
 
 impl PerUser {
@@ -45,12 +55,20 @@ impl PerUser {
         max: u64,
         secret: Option<UserSecret>,
     ) -> Self {
+        let children = Children::new(idle, Some(max));
+        let started_with = Arc::new(Mutex::new(HashMap::new()));
+        let changes = Arc::new(AtomicU64::new(0));
+        let on_change = secret
+            .as_ref()
+            .map(|secret| stop_on_change(secret, &children, &started_with, &changes));
         Self {
             name,
             make: Box::new(make),
-            children: Children::new(idle, Some(max)),
+            children,
             secret,
-            started_with: Mutex::new(HashMap::new()),
+            started_with,
+            _on_change: on_change,
+            changes,
         }
     }
 
@@ -67,20 +85,30 @@ impl PerUser {
         secret: &UserSecret,
     ) -> Result<Arc<Inner>, crate::GatewayError> {
         let key = principal(auth);
-        let value = match secret.secret_of(auth).await {
-            Ok(value) => value,
-            Err(err) => {
-                if matches!(err, crate::GatewayError::ActionRequired { .. }) {
-                    self.stop(&key);
+        let mut reads = 0;
+        let (value, mut started) = loop {
+            reads += 1;
+            let changes = self.changes.load(Ordering::SeqCst);
+            let value = match secret.secret_of(auth).await {
+                Ok(value) => value,
+                Err(err) => {
+                    if matches!(err, crate::GatewayError::ActionRequired { .. }) {
+                        self.stop(&key);
+                    }
+                    return Err(err);
                 }
-                return Err(err);
+            };
+            let started = self.started_with.lock().unwrap_or_else(|p| p.into_inner());
+            // A token changed while this one was read: read it again (a few times at most),
+            // so that no child starts with a token just deleted.
+            if self.changes.load(Ordering::SeqCst) == changes || reads >= 3 {
+                break (value, started);
             }
         };
         let text = std::str::from_utf8(value.expose()).map_err(|_| {
             crate::GatewayError::Protocol("the user's token is not text".to_owned())
         })?;
         let print = digest(&SHA256, value.expose()).as_ref().to_vec();
-        let mut started = self.started_with.lock().unwrap_or_else(|p| p.into_inner());
         if started.get(&key) == Some(&print)
             && let Some(inner) = self.children.get(&key)
         {
@@ -109,6 +137,37 @@ impl PerUser {
         self.children.run_pending_tasks();
         self.children.entry_count()
     }
+}
+
+/// The hook that stops a user's child as soon as their token for `secret`'s upstream is
+/// replaced or deleted through the vault, registered with it.
+fn stop_on_change(
+    secret: &UserSecret,
+    children: &Children,
+    started_with: &Arc<Mutex<HashMap<Arc<str>, Vec<u8>>>>,
+    changes: &Arc<AtomicU64>,
+) -> Arc<ChangeHook> {
+    let upstream = secret.upstream().to_owned();
+    let children = (**children).clone();
+    let started_with = started_with.clone();
+    let changes = changes.clone();
+    let hook: Arc<ChangeHook> = Arc::new(move |user: &str, name: &str, kind: EntryKind| {
+        if kind != EntryKind::UserSecret || name != upstream {
+            return;
+        }
+        changes.fetch_add(1, Ordering::SeqCst);
+        {
+            // Under the lock a request starting a child holds: it starts none in between.
+            let mut started = started_with.lock().unwrap_or_else(|p| p.into_inner());
+            started.remove(user);
+            children.invalidate(user);
+        }
+        // Drops the child's gateway now (its process ends with it), not at the next sweep.
+        children.run_pending_tasks();
+        tracing::debug!(target: "mcp_oauth_gateway::vault", upstream = %upstream, "a user's token changed: their child is stopped");
+    });
+    secret.vault().on_change(&hook);
+    hook
 }
 
 /// Where requests for one upstream go: its one gateway, or the caller's own.

@@ -4,7 +4,11 @@
 //! decide on the header alone, so a header that says `tools/list` over a body that calls a
 //! tool is refused, never forwarded.
 
+use axum::body::Body;
+use axum::response::Response;
 use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http::HeaderMap;
 use serde_json::{Map, Value, json};
 
@@ -214,6 +218,90 @@ pub(crate) fn initialize_for(params: Option<&serde_json::value::RawValue>) -> by
     jsonrpc::encode_request(Some("0"), "initialize", Some(&params.to_string()))
 }
 
+/// The methods whose results carry caching hints (`ttlMs`, `cacheScope`) in 2026-07-28.
+fn cacheable(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+    )
+}
+
+/// An older-version upstream's response to `method`, reshaped for a 2026-07-28 client:
+/// `resultType` (`"complete"` when absent), and on the results of lists and `resources/read`
+/// `ttlMs` (0 unless the upstream gave a number of at least 0) and `cacheScope: "private"`
+/// (what the gateway answers depends on the caller's policy, so no shared cache may keep it).
+/// `None` for anything else (errors, notifications, requests) or a result that is not an
+/// object.
+pub(crate) fn reshape(message: &[u8], method: &str) -> Option<Bytes> {
+    let parsed = jsonrpc::parse(message).ok()?;
+    if parsed.kind != Kind::Response {
+        return None;
+    }
+    let (id, result) = (parsed.id?, parsed.result?);
+    let mut result: Map<String, Value> = serde_json::from_str(result.get()).ok()?;
+    if !result.get("resultType").is_some_and(Value::is_string) {
+        result.insert("resultType".into(), "complete".into());
+    }
+    if cacheable(method) {
+        if result.get("ttlMs").is_none_or(|v| v.as_u64().is_none()) {
+            result.insert("ttlMs".into(), 0.into());
+        }
+        result.insert("cacheScope".into(), "private".into());
+    }
+    let result = Value::Object(result).to_string();
+    Some(jsonrpc::encode_response(id.get(), Some(&result), None))
+}
+
+/// A response to `method` whose messages are [`reshape`]d: a JSON body whole, an SSE body
+/// event by event as it comes.
+pub(crate) async fn reshape_response(response: Response, method: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let kind = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if kind.starts_with("application/json") {
+        let Ok(bytes) = axum::body::to_bytes(body, RESHAPE_LIMIT).await else {
+            return crate::front::rpc_error(
+                http::StatusCode::BAD_GATEWAY,
+                None,
+                jsonrpc::INTERNAL_ERROR,
+                "the upstream's answer is too large",
+            );
+        };
+        let bytes = reshape(&bytes, method).unwrap_or(bytes);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    if kind.starts_with("text/event-stream") {
+        let method = method.to_owned();
+        let events = crate::aggregate::sse_events(body).map(move |event| {
+            let Ok(event) = event;
+            let mut out = Vec::with_capacity(event.len() + 16);
+            for data in crate::sse::event_data(&String::from_utf8_lossy(&event)) {
+                let data = reshape(data.as_bytes(), &method).unwrap_or_else(|| Bytes::from(data));
+                out.extend_from_slice(b"event: message\ndata: ");
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\n\n");
+            }
+            Ok::<_, std::convert::Infallible>(Bytes::from(out))
+        });
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::from_stream(events));
+    }
+    Response::from_parts(parts, body)
+}
+
+/// The largest JSON answer [`reshape_response`] reads (as much as the gateway reads of an
+/// upstream's answer it filters).
+const RESHAPE_LIMIT: usize = 16 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +395,57 @@ mod tests {
                 .expect("json");
         assert_eq!(out["params"], json!({"requestId": 1}));
         assert!(out.get("id").is_none());
+    }
+
+    #[test]
+    fn results_get_the_fields_of_2026_07_28() {
+        let shaped = |body: &str, method: &str| {
+            reshape(body.as_bytes(), method)
+                .map(|b| serde_json::from_slice::<Value>(&b).expect("json"))
+        };
+        let list = shaped(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
+            "tools/list",
+        )
+        .expect("list");
+        assert_eq!(
+            list["result"],
+            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+        );
+        assert_eq!(list["id"], 1);
+        let given = shaped(r#"{"jsonrpc":"2.0","id":"a","result":{"contents":[],"ttlMs":5000,"cacheScope":"public"}}"#, "resources/read").expect("read");
+        assert_eq!(given["result"]["ttlMs"], 5000);
+        assert_eq!(
+            given["result"]["cacheScope"], "private",
+            "the gateway's answer is per caller"
+        );
+        let negative = shaped(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"prompts":[],"ttlMs":-1}}"#,
+            "prompts/list",
+        )
+        .expect("list");
+        assert_eq!(negative["result"]["ttlMs"], 0);
+        let call = shaped(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+            "tools/call",
+        )
+        .expect("call");
+        assert_eq!(
+            call["result"],
+            json!({"content": [], "resultType": "complete"})
+        );
+        for untouched in [
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":[]}"#,
+            "not json",
+        ] {
+            assert!(
+                reshape(untouched.as_bytes(), "tools/list").is_none(),
+                "{untouched}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use mcp_oauth::Auth;
 use tokio::sync::mpsc;
 
 use crate::fanout::Fanout;
+use crate::sse::Streams;
 use crate::upstream::http::HttpSession;
 
 /// Messages the GET stream of a session can hold before new ones are dropped.
@@ -31,6 +32,9 @@ pub(crate) struct Session {
     /// Whether the client declared URL-mode elicitation at `initialize` (see
     /// [`crate::elicit`]).
     url_elicitation: AtomicBool,
+    /// The event ids and replay buffers of the streams the gateway writes, from the first
+    /// one (`None` inside when the random source failed).
+    streams: std::sync::OnceLock<Option<Streams>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -67,9 +71,20 @@ impl Session {
         self.url_elicitation.load(Ordering::Relaxed)
     }
 
+    /// The session's resumable streams (created at the first call).
+    pub(crate) fn streams(&self) -> Option<&Streams> {
+        self.streams.get_or_init(Streams::new).as_ref()
+    }
+
     /// Sends a server-initiated message on the GET stream; false when none is open or it is
-    /// full.
+    /// full. A resumable GET stream is open while a client reads it (a message written to a
+    /// connection that broke is replayed when the client resumes).
     pub(crate) fn push(&self, message: Bytes) -> bool {
+        if let Some(Some(streams)) = self.streams.get()
+            && !streams.standalone().has_reader()
+        {
+            return false;
+        }
         let slot = self.standalone.lock().unwrap_or_else(|p| p.into_inner());
         slot.as_ref().is_some_and(|tx| tx.try_send(message).is_ok())
     }
@@ -166,6 +181,7 @@ impl Sessions {
             url_elicitation: AtomicBool::new(false),
             http,
             fanout: None,
+            streams: std::sync::OnceLock::new(),
         })
     }
 
@@ -184,6 +200,7 @@ impl Sessions {
             url_elicitation: AtomicBool::new(false),
             http: None,
             fanout: Some(fanout),
+            streams: std::sync::OnceLock::new(),
         })
     }
 
@@ -271,5 +288,20 @@ mod tests {
         assert_eq!(rx.try_recv().ok(), Some(Bytes::from_static(b"{}")));
         drop(rx);
         assert!(s.open_stream().is_some(), "a closed stream can be reopened");
+    }
+
+    #[test]
+    fn a_resumable_get_stream_takes_messages_only_while_a_client_reads_it() {
+        let sessions = Sessions::new(Duration::from_secs(60), 10);
+        let s = sessions
+            .create(Arc::from("p"), "2025-06-18", None)
+            .expect("session");
+        let _rx = s.open_stream().expect("the source");
+        let standalone = s.streams().expect("streams").standalone().clone();
+        assert!(!s.push(Bytes::from_static(b"{}")), "no reader");
+        let reader = standalone.attach(None, false).expect("reader");
+        assert!(s.push(Bytes::from_static(b"{}")));
+        drop(reader);
+        assert!(!s.push(Bytes::from_static(b"{}")), "the reader left");
     }
 }

@@ -27,7 +27,7 @@
 //! `VaultSecret([redacted])`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -136,7 +136,13 @@ struct Record {
 #[derive(Clone)]
 pub struct Vault {
     opened: Arc<std::sync::OnceLock<Opened>>,
+    /// Told of each entry saved or removed through this vault (any clone), on this instance.
+    hooks: Arc<std::sync::Mutex<Vec<Weak<ChangeHook>>>>,
 }
+
+/// What [`Vault::on_change`] calls with the user, the upstream and the kind of an entry just
+/// saved or removed.
+pub(crate) type ChangeHook = dyn Fn(&str, &str, EntryKind) + Send + Sync;
 
 struct Opened {
     store: Arc<dyn Store>,
@@ -176,6 +182,7 @@ impl Vault {
     pub fn late() -> Self {
         Self {
             opened: Arc::new(std::sync::OnceLock::new()),
+            hooks: Arc::default(),
         }
     }
 
@@ -199,6 +206,27 @@ impl Vault {
     /// `user-oauth` refresh lock, go beside its entries).
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.opened.get().map(|o| &o.store)
+    }
+
+    /// Calls `hook` after each entry saved or removed through this vault (any of its clones),
+    /// until `hook` is dropped. Other instances sharing the store are not told.
+    pub(crate) fn on_change(&self, hook: &Arc<ChangeHook>) {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        hooks.retain(|h| h.strong_count() > 0);
+        hooks.push(Arc::downgrade(hook));
+    }
+
+    fn changed(&self, user: &str, upstream: &str, kind: EntryKind) {
+        let live: Vec<Arc<ChangeHook>> = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for hook in live {
+            hook(user, upstream, kind);
+        }
     }
 
     fn parts(&self) -> Result<(&Arc<dyn Store>, &SealingKey), VaultError> {
@@ -273,6 +301,7 @@ impl Vault {
             .await?;
         }
         tracing::debug!(target: "mcp_oauth_gateway::vault", upstream, kind = kind.as_str(), "vault entry saved");
+        self.changed(user, upstream, kind);
         Ok(header)
     }
 
@@ -351,6 +380,9 @@ impl Vault {
             .take(Kind::Vault, &entry_key(user, upstream, kind))
             .await?
             .is_some();
+        if removed {
+            self.changed(user, upstream, kind);
+        }
         self.change_index(user, |items| {
             items.retain(|(u, k)| !(u == upstream && *k == kind));
         })
@@ -770,6 +802,50 @@ mod tests {
             .await
             .expect("the clone is opened too");
         assert_eq!(vault.list("alice").await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn hooks_hear_of_saved_and_removed_entries_until_dropped() {
+        let vault = vault(Arc::new(MemoryStore::new()), 2);
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        let hook: Arc<ChangeHook> = Arc::new(move |user: &str, upstream: &str, kind| {
+            sink.lock()
+                .expect("lock")
+                .push(format!("{user}/{upstream}/{}", kind.as_str()));
+        });
+        vault.clone().on_change(&hook);
+        vault
+            .put("alice", "github", EntryKind::UserSecret, b"s", None)
+            .await
+            .expect("put");
+        assert!(
+            !vault
+                .revoke("bob", "github", EntryKind::UserSecret)
+                .await
+                .expect("revoke")
+        );
+        assert!(
+            vault
+                .revoke("alice", "github", EntryKind::UserSecret)
+                .await
+                .expect("revoke")
+        );
+        assert_eq!(
+            *heard.lock().expect("lock"),
+            ["alice/github/user-secret", "alice/github/user-secret"],
+            "a save and a removal; nothing for an entry that was not there"
+        );
+        drop(hook);
+        vault
+            .put("alice", "github", EntryKind::UserSecret, b"s", None)
+            .await
+            .expect("put");
+        assert_eq!(
+            heard.lock().expect("lock").len(),
+            2,
+            "a dropped hook is not called"
+        );
     }
 
     #[test]

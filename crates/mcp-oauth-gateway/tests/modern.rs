@@ -107,6 +107,7 @@ async fn check_discover_and_a_stateless_call(h: &Harness) {
         answer["result"]["content"][0]["text"], "stateless",
         "{answer}"
     );
+    check_results_are_reshaped(h, &token).await;
 
     // The older versions keep working on the same gateway.
     let client = h.client("bob").await;
@@ -115,6 +116,88 @@ async fn check_discover_and_a_stateless_call(h: &Harness) {
         "old"
     );
     client.cancel().await.unwrap();
+}
+
+/// An older-version upstream's results, as a 2026-07-28 client gets them: every result with
+/// `resultType`, the lists' with `ttlMs` and `cacheScope`, streamed answers too (and their
+/// events without ids: 2026-07-28 has no resumability); an older client's results untouched.
+async fn check_results_are_reshaped(h: &Harness, token: &str) {
+    let called = modern(
+        &h.url,
+        token,
+        &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
+        call_body("echo", json!({"text": "shaped"})),
+    )
+    .await;
+    let answer = messages(called).await.pop().unwrap();
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    assert!(answer["result"].get("ttlMs").is_none(), "{answer}");
+    assert!(answer["result"].get("cacheScope").is_none(), "{answer}");
+
+    let listed = modern(
+        &h.url,
+        token,
+        &[("mcp-method", "tools/list")],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+               "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": V}}}),
+    )
+    .await;
+    let listed = messages(listed).await.pop().unwrap();
+    let result = &listed["result"];
+    assert!(
+        result["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "{listed}"
+    );
+    assert_eq!(result["resultType"], "complete", "{listed}");
+    assert_eq!(result["ttlMs"], 0, "{listed}");
+    assert_eq!(result["cacheScope"], "private", "{listed}");
+
+    // A streamed answer (progress first): each event's result reshaped, no event ids.
+    let slow = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "slow", "arguments": {"steps": 2, "step_ms": 10},
+        "_meta": {"progressToken": "p", "io.modelcontextprotocol/protocolVersion": V}}});
+    let streamed = modern(
+        &h.url,
+        token,
+        &[("mcp-method", "tools/call"), ("mcp-name", "slow")],
+        slow,
+    )
+    .await;
+    assert_eq!(streamed.status(), 200);
+    let kind = streamed.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.starts_with("text/event-stream"), "{kind}");
+    let text = streamed.text().await.unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with("id:")),
+        "no event ids in 2026-07-28: {text}"
+    );
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str::<Value>(d.trim()).unwrap())
+        .next_back()
+        .unwrap();
+    assert_eq!(last["id"], 3, "{text}");
+    assert_eq!(last["result"]["resultType"], "complete", "{text}");
+    assert!(text.contains("notifications/progress"), "{text}");
+
+    // An older client's list is the upstream's own shape.
+    let old = h.token("dave");
+    let session = raw_session(&h.url, &old).await;
+    let listed = post(
+        &h.url,
+        Some(&old),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    let listed = messages(listed).await.pop().unwrap();
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    assert!(listed["result"].get("resultType").is_none(), "{listed}");
+    assert!(listed["result"].get("ttlMs").is_none(), "{listed}");
 }
 
 #[tokio::test]
@@ -143,8 +226,8 @@ async fn discover_and_stateless_calls_through_an_http_upstream_one_session_per_u
     let (addr, _stop) = serve_app(app).await;
     let h = Harness::start(HttpConfig::new(&format!("http://{addr}/mcp")).unwrap()).await;
     check_discover_and_a_stateless_call(&h).await;
-    // alice (stateless, reused for both requests) and bob (initialize).
-    assert_eq!(inits.load(Ordering::SeqCst), 2);
+    // alice (stateless, reused for all her requests), dave and bob (initialize).
+    assert_eq!(inits.load(Ordering::SeqCst), 3);
     let carol = modern(
         &h.url,
         &h.token("carol"),
@@ -153,7 +236,7 @@ async fn discover_and_stateless_calls_through_an_http_upstream_one_session_per_u
     )
     .await;
     assert_eq!(carol.status(), 200);
-    assert_eq!(inits.load(Ordering::SeqCst), 3, "carol gets her own");
+    assert_eq!(inits.load(Ordering::SeqCst), 4, "carol gets her own");
 }
 
 #[tokio::test]
@@ -302,6 +385,9 @@ async fn discover_and_stateless_calls_through_several_upstreams() {
     for name in ["local__echo", "remote__echo"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
+    assert_eq!(listed["result"]["resultType"], "complete", "{listed}");
+    assert_eq!(listed["result"]["ttlMs"], 0, "{listed}");
+    assert_eq!(listed["result"]["cacheScope"], "private", "{listed}");
     for tool in ["local__echo", "remote__echo"] {
         let called = modern(
             &h.url,
@@ -314,6 +400,7 @@ async fn discover_and_stateless_calls_through_several_upstreams() {
         assert!(called.headers().get("mcp-session-id").is_none());
         let answer = messages(called).await.pop().unwrap();
         assert_eq!(answer["result"]["content"][0]["text"], tool, "{answer}");
+        assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
     }
     // Without a token nothing is answered, not even discover.
     let anonymous = reqwest::Client::new()

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod browser;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use mcp_oauth::auth_server::MemoryStore;
+use mcp_oauth_gateway::credential_pages::CredentialPages;
 use mcp_oauth_gateway::vault::{EntryKind, Vault};
 use mcp_oauth_gateway::{ACTION_REQUIRED, HttpConfig, Isolation, UpstreamCredentials, UserSecret};
 use serde_json::json;
@@ -224,15 +226,96 @@ async fn each_users_stdio_child_gets_their_token_in_its_environment() {
         "ghp_bob"
     );
 
-    // A revoked token stops alice's child at her next request, which gets the link.
+    // A revoked token stops alice's child at once; her next request gets the link.
     vault
         .revoke(&user("alice"), "github", EntryKind::UserSecret)
         .await
         .unwrap();
+    assert_eq!(h.gateway.per_user_children(), 1, "only bob's child is left");
     let err = call(&again, "pid", json!({})).await.unwrap_err();
     assert!(err.contains(PAGE), "{err}");
-    assert_eq!(h.gateway.per_user_children(), 1, "only bob's child is left");
     for client in [alice, bob, again] {
+        let _ = client.cancel().await;
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+#[cfg(target_os = "linux")]
+fn ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn deleting_a_token_on_its_page_stops_the_users_child_at_once() {
+    // The gateway's pages and the gateway share one vault, as in one instance; the pages name
+    // users by the issuer of the gateway's tokens, as the gateway does.
+    let server = browser::server().await;
+    let pages = browser::pages(&server).await;
+    let vault = vault();
+    let secret = UserSecret::new(vault.clone(), "github", PAGE)
+        .env("GITHUB_TOKEN")
+        .unwrap();
+    let app = CredentialPages::new(pages.clone(), vault.clone(), ISSUER, [secret.clone()])
+        .router()
+        .merge(pages.router())
+        .merge(server.router());
+    let config = stdio_upstream()
+        .isolation(Isolation::PerUser)
+        .user_secret(secret)
+        .unwrap();
+    let h = Harness::start(config).await;
+    for (sub, token) in [("alice", "ghp_alice"), ("bob", "ghp_bob")] {
+        vault
+            .put(
+                &user(sub),
+                "github",
+                EntryKind::UserSecret,
+                token.as_bytes(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let alice = h.client("alice").await;
+    let bob = h.client("bob").await;
+    let alice_pid = call(&alice, "pid", json!({})).await.unwrap();
+    let bob_pid = call(&bob, "pid", json!({})).await.unwrap();
+    assert!(!ended(&alice_pid) && !ended(&bob_pid));
+
+    // Alice deletes her token on its page, and sends nothing more.
+    let path = "/gateway/secrets/github";
+    let mut browser = browser::Browser::default();
+    assert_eq!(browser.sign_in(&app, path, "alice").await.status, 303);
+    let page = browser.get(&app, path).await;
+    assert!(page.body.contains("Set on"), "{}", page.body);
+    let csrf = mcp_oauth::testing::hidden_form_fields(&page.body)
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v)
+        .unwrap();
+    let form =
+        [("csrf", csrf.as_str()), ("action", "delete")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let deleted = browser.post(&app, path, &form, Some(browser::ORIGIN)).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert!(deleted.body.contains("Deleted."), "{}", deleted.body);
+
+    // Her child ends without any request of hers; bob's child runs on, the same process.
+    poll("alice's child to end", || async {
+        ended(&alice_pid).then_some(())
+    })
+    .await;
+    assert_eq!(h.gateway.per_user_children(), 1, "only bob's child is left");
+    assert!(!ended(&bob_pid));
+    assert_eq!(call(&bob, "pid", json!({})).await.unwrap(), bob_pid);
+    let err = call(&alice, "pid", json!({})).await.unwrap_err();
+    assert!(err.contains(PAGE), "{err}");
+    for client in [alice, bob] {
         let _ = client.cancel().await;
     }
 }

@@ -22,7 +22,8 @@
 // Env: PORT, RECORD_OUT (one JSON line per event: {"kind":"mcp","method","url","authorization",
 // "rpc","tool","accepted","error"} for every request to the MCP server, Authorization header
 // verbatim; {"kind":"token","grant_type","status","client_id","resource","code_verifier",
-// "access_sha256","refresh_sha256","presented_refresh_sha256"} for every token request;
+// "access_sha256","refresh_sha256","presented_refresh_sha256","expires_in","at"} for every token
+// request (`at`: when it was answered, in ms);
 // {"kind":"register",…} and {"kind":"authorize","params"}), SCOPES (default
 // "notes:read notes:write"), TOKEN_TTL (default 600); STATIC_CLIENT_ID, STATIC_CLIENT_SECRET and
 // STATIC_REDIRECT_URI register one confidential client by hand (client_secret_basic).
@@ -106,6 +107,8 @@ provider.use(async (ctx, next) => {
       presented_refresh_sha256: p.refresh_token ? sha256(p.refresh_token) : null,
       access_sha256: body.access_token ? sha256(body.access_token) : null,
       refresh_sha256: body.refresh_token ? sha256(body.refresh_token) : null,
+      expires_in: body.expires_in ?? null,
+      at: Date.now(), // when it was answered (ms): with expires_in, when the access token expires
       error: body.error ?? null,
     });
   } else if (ctx.path === '/reg' && ctx.method === 'POST') {

@@ -199,18 +199,26 @@ impl Http {
         Ok(headers)
     }
 
-    /// Sends `request`; a 401 from the upstream makes the caller's credentials be made anew
-    /// for the next request (an exchanged token the upstream no longer accepts).
+    /// Sends `request`; a 401 or 403 from the upstream goes to the caller's credentials
+    /// ([`UpstreamCredentials::refused`]: made anew, the request sent once more, or the user
+    /// asked to consent again).
     async fn send(
         &self,
         caller: Option<&Auth>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, GatewayError> {
+        let Some(credentials) = &self.credentials else {
+            return request.send().await.map_err(unavailable);
+        };
+        let again = credentials.copy_to_retry(&request);
         let response = request.send().await.map_err(unavailable)?;
-        if response.status() == StatusCode::UNAUTHORIZED
-            && let Some(credentials) = &self.credentials
-        {
-            credentials.forget(caller);
+        if matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            return credentials
+                .refused(&self.client, caller, response, again)
+                .await;
         }
         Ok(response)
     }

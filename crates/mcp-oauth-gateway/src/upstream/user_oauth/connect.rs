@@ -138,6 +138,24 @@ fn state_key(state: &str) -> String {
     format!("user-oauth-state:{}", hex(&digest(state)))
 }
 
+/// How long the scopes an upstream asked for (a 403 `insufficient_scope`) wait for the user
+/// to connect again.
+const STEP_UP_LIFE: i64 = 3600;
+
+/// Where the scopes an upstream asked for wait for `user`'s next connection to it.
+fn step_up_key(upstream: &str, user: &str) -> String {
+    format!("user-oauth-step-up:{upstream}:{}", hex(&digest(user)))
+}
+
+/// `extra` added to `scopes`, each once, in order.
+fn union(scopes: &mut Vec<String>, extra: &[String]) {
+    for scope in extra {
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+}
+
 impl UserOAuth {
     /// The upstream's name.
     pub fn upstream(&self) -> &str {
@@ -182,11 +200,20 @@ impl UserOAuth {
                 "a fresh connect state collided; try again".into(),
             ));
         }
-        let scopes = if inner.scopes.is_empty() {
-            &resolved.scopes
+        let mut scopes = if inner.scopes.is_empty() {
+            resolved.scopes.clone()
         } else {
-            &inner.scopes
+            inner.scopes.clone()
         };
+        // After the upstream's 403 `insufficient_scope`: the scopes asked for before, those
+        // granted and those it named (MCP's step-up: the union, never fewer).
+        let stepped_up = self.stepped_up(user).await?;
+        if !stepped_up.is_empty() {
+            if let Ok(Some(grant)) = self.load(user).await {
+                union(&mut scopes, grant.scopes());
+            }
+            union(&mut scopes, &stepped_up);
+        }
         let mut location = resolved.authorization_endpoint.clone();
         {
             let mut query = location.query_pairs_mut();
@@ -304,7 +331,67 @@ impl UserOAuth {
             .await
             .map_err(vault_failed)?;
         tracing::info!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, "a user connected their account at the upstream");
+        if let Ok(store) = self.store() {
+            let _ = store
+                .take(Kind::Transaction, &step_up_key(&inner.upstream, user))
+                .await;
+        }
         Ok(grant)
+    }
+
+    /// The upstream answered a request made with `caller`'s grant with a 403
+    /// `insufficient_scope` naming `scopes`: they are kept (an hour, added to any kept
+    /// before) for the user's next connection, which asks for them with those granted, and
+    /// the user is sent to connect again. The grant stays in use until then.
+    pub(crate) async fn step_up(
+        &self,
+        caller: &mcp_oauth::Auth,
+        scopes: &[String],
+    ) -> GatewayError {
+        let inner = &*self.inner;
+        let user = super::user_key(caller);
+        let mut wanted = match self.stepped_up(&user).await {
+            Ok(wanted) => wanted,
+            Err(err) => return err,
+        };
+        union(&mut wanted, scopes);
+        let kept = match self.store() {
+            Ok(store) => store
+                .put(
+                    Kind::Transaction,
+                    &step_up_key(&inner.upstream, &user),
+                    serde_json::to_vec(&wanted).unwrap_or_default(),
+                    Some(now().saturating_add(STEP_UP_LIFE)),
+                )
+                .await
+                .map_err(super::store_failed),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = kept {
+            return err;
+        }
+        tracing::info!(target: "mcp_oauth_gateway::upstream", upstream = %inner.upstream, scopes = %scopes.join(" "), "the upstream wants more scopes of a user's account (403 insufficient_scope); the user is asked to connect again");
+        let url = self.connect_url();
+        GatewayError::ActionRequired {
+            message: format!(
+                "the upstream {} needs more access to your account there ({}): connect it again at {url}, then try again",
+                inner.upstream,
+                scopes.join(" ")
+            ),
+            url,
+        }
+    }
+
+    /// The scopes the upstream asked for since `user` last connected.
+    async fn stepped_up(&self, user: &str) -> Result<Vec<String>, GatewayError> {
+        let kept = self
+            .store()?
+            .get(Kind::Transaction, &step_up_key(&self.inner.upstream, user))
+            .await
+            .map_err(super::store_failed)?;
+        Ok(kept
+            .and_then(|k| serde_json::from_slice::<Vec<String>>(&k.data).ok())
+            .unwrap_or_default())
     }
 
     /// The `Set-Cookie` value that removes the browser-binding cookie (after the callback).

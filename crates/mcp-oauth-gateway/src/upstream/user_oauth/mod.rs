@@ -2,6 +2,13 @@
 //! authorization server, which the user granted once (the consent chained through the
 //! gateway's pages) and which the gateway keeps sealed per (user, upstream) and renews.
 //!
+//! # The upstream's 401 and 403
+//!
+//! A request the upstream refuses with a 401 (the token itself: no error named, or
+//! `invalid_token`) is sent once more, once only, with the renewed token. A 403
+//! `insufficient_scope` naming scopes sends the user to connect again; the next connection
+//! asks for the scopes asked for before, those granted and those named (MCP's step-up).
+//!
 //! # Refresh, across instances
 //!
 //! The grant lives in the vault only (never cached in memory between requests), so every
