@@ -93,7 +93,7 @@ pub(crate) struct DevArgs {
     #[arg(long)]
     auto_approve: bool,
     #[arg(long, default_value = "sqlite", help = crate::store_arg::HELP, env = "MCP_OAUTH_STORE", hide_env_values = true)]
-    store: StoreArg,
+    pub(crate) store: StoreArg,
     /// Signing algorithm of access tokens.
     #[arg(long, value_enum, default_value_t = Alg::Es256)]
     alg: Alg,

@@ -291,6 +291,8 @@ impl Start<'_> {
             ),
         }
         .oauth(oauth)
+        .per_user_idle(Duration::from_secs(args.per_user_idle))
+        .per_user_max(args.per_user_max)
         .per_session_idle(Duration::from_secs(args.per_session_idle))
         .per_session_max(args.per_session_max)
         .metrics(gate.metrics().clone());
@@ -311,7 +313,8 @@ impl Start<'_> {
         }
         if let Some(source) = &args.identity_key {
             let source = crate::gateway_identity_key::parse(source)?;
-            let key = crate::gateway_identity_key::load(&source, store.as_ref()).await?;
+            let seal = crate::gateway_identity_key::seal_of(args, &source, store.is_some())?;
+            let key = crate::gateway_identity_key::load(&source, store.as_ref(), seal).await?;
             builder = builder.identity_key(key);
         }
         if policy.is_some() {
@@ -356,6 +359,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode, Box<dyn std::erro
         Some(config) => gateway_config::merge(config, &argv)?,
         None => args,
     };
+    if let Some(GatewayAction::RotateIdentityKey { grace }) = &args.action {
+        return crate::gateway_identity_key::rotate_command(&args, *grace).await;
+    }
     args.check_upstream_options()?;
     let specs = all_upstreams(&args, config.as_ref()).map_err(|p| p.join("\n"))?;
     // The vault of the upstreams' user secrets (opened with the authorization server's store

@@ -68,18 +68,26 @@ pub(crate) struct GatewayArgs {
     #[arg(long = "pass-env", value_name = "NAME")]
     pub(crate) pass_env: Vec<String>,
     /// Whether the users share the stdio command's one process (shared), or each gets a
-    /// process of their own, started at their first request and stopped after 15 minutes
-    /// without one (per-user), or each MCP session does, started by its initialize and
-    /// stopped when it ends or expires (per-session).
+    /// process of their own, started at their first request and stopped after
+    /// --per-user-idle without one (per-user), or each MCP session does, started by its
+    /// initialize and stopped when it ends or expires (per-session).
     #[arg(long, value_enum, value_name = "MODE", default_value = "shared")]
     pub(crate) isolation: IsolationArg,
+    /// With isolation per-user: a user's process stops after this many seconds without a
+    /// request (their sessions end with it).
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = idle_seconds)]
+    pub(crate) per_user_idle: u64,
+    /// With isolation per-user: most processes at once per upstream; past it the least
+    /// recently active user's process stops.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = most_processes)]
+    pub(crate) per_user_max: u64,
     /// With --isolation per-session: a session's process stops after this many seconds
     /// without a request.
-    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = idle_seconds)]
     pub(crate) per_session_idle: u64,
     /// With --isolation per-session: most processes at once; past it new sessions are
     /// refused (503) and running ones keep theirs.
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = most_processes)]
     pub(crate) per_session_max: u64,
     /// Working directory of the stdio command [default: the current one].
     #[arg(long, value_name = "DIR")]
@@ -148,6 +156,27 @@ pub(crate) struct GatewayArgs {
     pub(crate) command: Vec<OsString>,
 }
 
+/// The longest idle time of a per-user or per-session process, in seconds: a year.
+const MAX_IDLE_SECONDS: u64 = 365 * 24 * 3600;
+
+/// `--per-user-idle`, `--per-session-idle`: whole seconds, from 1 to a year.
+fn idle_seconds(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(secs @ 1..=MAX_IDLE_SECONDS) => Ok(secs),
+        _ => Err(format!(
+            "write a whole number of seconds from 1 to {MAX_IDLE_SECONDS} (a year), e.g. 900 for 15 minutes"
+        )),
+    }
+}
+
+/// `--per-user-max`, `--per-session-max`: at least one process.
+fn most_processes(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(n @ 1..) => Ok(n),
+        _ => Err("write a whole number of processes, 1 or more (e.g. 100)".to_owned()),
+    }
+}
+
 /// What `mcp-oauth gateway` does besides serving.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum GatewayAction {
@@ -158,6 +187,26 @@ pub(crate) enum GatewayAction {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// With --identity-key store: add a new signing key to the stored record and keep the
+    /// one signing until now published for --grace seconds (running gateways on the store
+    /// follow within 30 s). Reads the same options as the gateway (--config, --store).
+    RotateIdentityKey {
+        /// How long the old key stays in the key set, in seconds (at least 120).
+        #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = grace_seconds)]
+        grace: u64,
+    },
+}
+
+/// `rotate-identity-key --grace`: from 120 s (an identity token's 60 s and the instances'
+/// 30 s to follow) to a year.
+fn grace_seconds(value: &str) -> Result<u64, String> {
+    let min = crate::gateway_identity_key::MIN_GRACE_SECS;
+    match value.trim().parse::<u64>() {
+        Ok(secs) if (min..=MAX_IDLE_SECONDS).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "write a whole number of seconds from {min} to {MAX_IDLE_SECONDS}, e.g. 3600 (an hour; longer than the upstreams cache the key set)"
+        )),
+    }
 }
 
 /// `--isolation`.

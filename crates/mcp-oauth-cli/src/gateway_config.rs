@@ -1136,12 +1136,47 @@ pub(crate) fn merge(
     <GatewayCli as clap::Parser>::try_parse_from(all)
         .map(|cli| cli.args)
         .map_err(|e| {
+            if let Some(place) = refused_key(config, &e, &given) {
+                return place;
+            }
             format!(
                 "{} (options from {} and the command line)",
                 e.to_string().trim_end(),
                 config.path.display()
             )
         })
+}
+
+/// When `error` refuses a value the file gave (not one of the command line's): the file,
+/// line, key and what to write instead (`g.toml:3: per_user_max = "0": write …`).
+fn refused_key(config: &ConfigFile, error: &clap::Error, given: &[String]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use std::error::Error as _;
+    if error.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    if overridden(long, given) {
+        return None;
+    }
+    let option = config.options.iter().find(|o| o.long == long)?;
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => format!(" = {}", toml_string(value)),
+        _ => String::new(),
+    };
+    let why = match error.source() {
+        Some(why) => why.to_string(),
+        None => "not a valid value".to_owned(),
+    };
+    Some(format!(
+        "{}:{}: {}{value}: {why}",
+        config.path.display(),
+        option.line,
+        long.replace('-', "_"),
+    ))
 }
 
 /// The upstreams the command line gives (`--upstream`, `--stdio`, `-- CMD`), else the file's.
@@ -1569,6 +1604,71 @@ headers = { "X-Api-Key" = "${KEY}" }
         assert!(
             printed.contains("${ALICE_PASSWORD}"),
             "references stay as written"
+        );
+    }
+
+    #[test]
+    fn per_user_idle_and_cap_are_keys_and_nonsense_is_refused() {
+        let text = "per_user_idle = 60\nper_user_max = 3\n[[upstream]]\ncommand = [\"x\"]\nisolation = \"per-user\"\n";
+        let config = parse(text, "g.toml").expect("valid");
+        let merged = merge(&config, &[]).expect("merge");
+        assert_eq!((merged.per_user_idle, merged.per_user_max), (60, 3));
+        let defaults = merge(&parse("", "g.toml").expect("valid"), &[]).expect("merge");
+        assert_eq!((defaults.per_user_idle, defaults.per_user_max), (900, 100));
+        // --print-config writes them back, and the printed file reads back the same.
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(printed.contains("per_user_idle = 60"), "{printed}");
+        assert!(printed.contains("per_user_max = 3"), "{printed}");
+        let back = parse(&printed, "printed.toml").expect("the printed file is valid");
+        assert_eq!(print(Some(&back), &[]).expect("print again"), printed);
+        let merged = merge(&back, &[]).expect("merge");
+        assert_eq!((merged.per_user_idle, merged.per_user_max), (60, 3));
+        // The command line's flags are the same keys, and win over the file.
+        let cli = print(
+            Some(&config),
+            &args(&["--per-user-max", "7", "--per-user-idle", "120"]),
+        )
+        .expect("print");
+        assert!(cli.contains("per_user_max = 7"), "{cli}");
+        assert!(cli.contains("per_user_idle = 120"), "{cli}");
+        let merged = merge(&config, &args(&["--per-user-max", "7"])).expect("merge");
+        assert_eq!((merged.per_user_idle, merged.per_user_max), (60, 7));
+        // A cap of 0, an idle time of 0 or of centuries: the line, the key, what to write.
+        for (text, key, fix) in [
+            ("per_user_max = 0\n", "per_user_max = \"0\"", "1 or more"),
+            (
+                "per_session_max = 0\n",
+                "per_session_max = \"0\"",
+                "1 or more",
+            ),
+            ("per_user_max = -2\n", "per_user_max = \"-2\"", "1 or more"),
+            (
+                "per_user_idle = 0\n",
+                "per_user_idle = \"0\"",
+                "from 1 to 31536000",
+            ),
+            (
+                "\nper_session_idle = 99999999999\n",
+                "per_session_idle = \"99999999999\"",
+                "from 1 to 31536000",
+            ),
+            (
+                "per_user_idle = \"soon\"\n",
+                "per_user_idle = \"soon\"",
+                "whole number of seconds",
+            ),
+        ] {
+            let config = parse(text, "g.toml").expect("parses");
+            let err = merge(&config, &[]).unwrap_err();
+            let line = 1 + text.trim_end().matches('\n').count();
+            assert!(err.starts_with(&format!("g.toml:{line}: {key}: ")), "{err}");
+            assert!(err.contains(fix), "{err}");
+        }
+        // The command line's own nonsense is clap's usual message, naming the flag.
+        let err = merge(&config, &args(&["--per-user-max", "0"])).unwrap_err();
+        assert!(
+            err.contains("--per-user-max") && err.contains("1 or more"),
+            "{err}"
         );
     }
 

@@ -183,7 +183,7 @@ pub(crate) struct LoginArgs {
     /// (`openssl rand -base64 32`) or 64 hex digits. Every instance sharing a store needs the
     /// same key [default: generated once into the data folder].
     #[arg(long, env = "MCP_OAUTH_ENCRYPTION_KEY", hide_env_values = true)]
-    encryption_key: Option<SecretArg>,
+    pub(crate) encryption_key: Option<SecretArg>,
 }
 
 /// `value` required by `option` (e.g. `--provider okta`, `--store redis`).

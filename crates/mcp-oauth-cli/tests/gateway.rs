@@ -928,11 +928,13 @@ async fn a_policy_approve_rule_waits_for_the_approval_page() {
     let mcp = client(&url, token).await;
     let mut params = CallToolRequestParams::new("echo");
     params = params.with_arguments(json!({"text": "approved"}).as_object().unwrap().clone());
-    let waiting = mcp
-        .call_tool(params.clone())
-        .await
-        .expect_err("waits")
-        .to_string();
+    // This client declared no URL-mode elicitation: a tool error result naming the link.
+    let waiting = mcp.call_tool(params.clone()).await.expect("a tool result");
+    assert_eq!(waiting.is_error, Some(true), "{waiting:?}");
+    let waiting = serde_json::to_value(&waiting).unwrap()["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let link = waiting
         .split("open ")
         .nth(1)
@@ -990,7 +992,8 @@ async fn a_policy_approve_rule_waits_for_the_approval_page() {
         serde_json::to_value(&result).unwrap()["content"][0]["text"],
         "approved"
     );
-    assert!(mcp.call_tool(params).await.is_err(), "once");
+    let again = mcp.call_tool(params).await.expect("a tool result");
+    assert_eq!(again.is_error, Some(true), "once: {again:?}");
     mcp.cancel().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -29,10 +29,21 @@ async fn start(data: &Path, upstream: &str, key: &str) -> (Child, String) {
 
 /// [`start`], with the banner's token.
 async fn start_with_token(data: &Path, upstream: &str, key: &str) -> (Child, String, String) {
+    start_with(data, upstream, key, &[]).await
+}
+
+/// [`start_with_token`], with `extra` options.
+async fn start_with(
+    data: &Path,
+    upstream: &str,
+    key: &str,
+    extra: &[&str],
+) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
         .args(["gateway", "--port", "0", "--json", "--store", "sqlite"])
         .arg("--data-dir")
         .arg(data)
+        .args(extra)
         .args(["--identity-header", "X-MCP-Identity", "--identity-key", key])
         .args(["--upstream", upstream])
         .stdout(Stdio::piped())
@@ -162,6 +173,103 @@ async fn instances_on_one_store_publish_one_key_that_a_restart_keeps() {
     assert_ne!(kids(&other_origin).await, key);
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&other);
+}
+
+/// `mcp-oauth gateway rotate-identity-key` on the data folder `data` (its SQLite store).
+async fn rotate(data: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["gateway", "--store", "sqlite"])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .output()
+        .await
+        .expect("run")
+}
+
+#[tokio::test]
+async fn a_rotation_adds_a_key_that_running_instances_follow() {
+    let (upstream, _stop) = upstream().await;
+    let data = temp_dir("identity-rotate");
+    // With --encryption-key (the instances' shared key) the stored record is sealed.
+    let sealing = [
+        "--encryption-key",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    ];
+    let (_running, origin, _) = start_with(&data, &upstream, "store", &sealing).await;
+    let before = kids(&origin).await;
+    assert_eq!(before.len(), 1);
+    let out = rotate(
+        &data,
+        &[
+            sealing[0],
+            sealing[1],
+            "--identity-key",
+            "store",
+            "rotate-identity-key",
+            "--grace",
+            "600",
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("identity key rotated"), "{stdout}");
+    assert!(stdout.contains(&before[0]), "{stdout}");
+    // The running instance follows the record (it reads it every 30 s): the new key first,
+    // the old one still published.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let after = loop {
+        let now = kids(&origin).await;
+        if now.len() == 2 {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {now:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(after[1], before[0]);
+    assert!(stdout.contains(&after[0]), "{stdout}");
+    // The store's record is sealed: no private key in the SQLite file.
+    let db: Vec<u8> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".sqlite"))
+        .flat_map(|e| std::fs::read(e.path()).unwrap_or_default())
+        .collect();
+    assert!(!db.is_empty(), "a SQLite file in {}", data.display());
+    assert!(!String::from_utf8_lossy(&db).contains("PRIVATE KEY"));
+    // Nonsense is refused saying what to write; without the key the record does not open.
+    for (extra, says) in [
+        (
+            &["--identity-key", "store", "rotate-identity-key"][..],
+            "give --encryption-key",
+        ),
+        (
+            &[
+                "--identity-key",
+                "store",
+                "rotate-identity-key",
+                "--grace",
+                "5",
+            ][..],
+            "from 120",
+        ),
+        (
+            &["--identity-key", "file:k.pem", "rotate-identity-key"][..],
+            "for --identity-key store",
+        ),
+        (&["rotate-identity-key"][..], "for --identity-key store"),
+    ] {
+        let out = rotate(&data, extra).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test]

@@ -701,6 +701,7 @@ async fn initialize(
             "cannot create a session",
         );
     };
+    session.declared(message.params);
     let result = Value::Object(own_init(version, &instructions));
     let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result.to_string()), None);
     let mut response = json_response(StatusCode::OK, body);
@@ -878,7 +879,10 @@ async fn request(
         }
         Decision::Refuse(refusal) => {
             agg.metrics.request(method, Outcome::Denied);
-            json_response(StatusCode::OK, refusal.response(id))
+            json_response(
+                StatusCode::OK,
+                crate::elicit::refused(refusal, id, method, session),
+            )
         }
     };
     if let Some(audit) = &agg.audit {

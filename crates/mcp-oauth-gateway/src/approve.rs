@@ -5,14 +5,17 @@
 //! to [`ApprovalDesk::admit`] with the call's binding ([`ApprovalCall`]: user, upstream, tool,
 //! SHA-256 of the canonical arguments, policy version):
 //!
-//! - with no answer yet, the client gets a JSON-RPC error [`APPROVAL_REQUIRED`] (-32042, the
-//!   MCP 2025-11-25 `URLElicitationRequiredError`) whose `data.elicitations[0]` is a URL-mode
-//!   elicitation: the link to the approval page, carrying a signed ticket that expires. A
-//!   client that supports URL elicitation opens it; any other shows the message, which names
-//!   the link too;
+//! - with no answer yet, a client that declared URL-mode elicitation gets a JSON-RPC error
+//!   [`APPROVAL_REQUIRED`] (-32042, the MCP 2025-11-25 `URLElicitationRequiredError`) whose
+//!   `data.elicitations[0]` is a URL-mode elicitation: the link to the approval page, carrying
+//!   a signed ticket that expires; any other client gets a tool error result whose text names
+//!   the link (the gateway turns the refusal into what the session's client declared it
+//!   handles);
 //! - an approver opens the link, signs in ([`crate::web`]), sees the user, the upstream, the
 //!   tool, the canonical arguments and the expiry, and approves or refuses; they must be one
-//!   of the rule's approvers (the caller themself by default, or a member of a group);
+//!   of the rule's approvers (the caller themself by default, or a member of a group); the
+//!   session that waited (with URL-mode elicitation, on this instance) then gets
+//!   `notifications/elicitation/complete` on its GET stream;
 //! - the identical call, retried, redeems the answer: approved, it goes upstream once (the
 //!   audit line says `approved_by`); refused, the client is told so. A call with other
 //!   arguments is another binding and needs its own approval; a ticket is answered once.
@@ -362,6 +365,11 @@ async fn answer(
         .await
     {
         Ok(_) => {
+            // The session that waited for this link hears that it was answered (URL-mode
+            // elicitation's completion), when it is on this instance and declared it.
+            crate::elicit::complete(&crate::upstream::user_secret::elicitation_id(
+                &desk.link(&form.ticket),
+            ));
             let (title, text) = if approved {
                 (
                     "Approved",

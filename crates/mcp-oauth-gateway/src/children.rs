@@ -10,16 +10,23 @@ use crate::front::Inner;
 
 type Cache = moka::sync::Cache<Arc<str>, Arc<Inner>>;
 
+/// The longest idle time a child is kept (longer ones are cut to it): a year.
+pub(crate) const MAX_IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub(crate) struct Children {
     cache: Cache,
     sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Children {
-    /// Children stopped after `idle` without requests; at most `max` of them when given (the
-    /// least recently active goes first).
+    /// Children stopped after `idle` without requests (at most [`MAX_IDLE`]); at most `max` of
+    /// them when given (the least recently active goes first: plain LRU, so that a new user is
+    /// always let in).
     pub(crate) fn new(idle: Duration, max: Option<u64>) -> Self {
-        let builder = Cache::builder().time_to_idle(idle);
+        let idle = idle.min(MAX_IDLE);
+        let builder = Cache::builder()
+            .time_to_idle(idle)
+            .eviction_policy(moka::policy::EvictionPolicy::lru());
         let cache = match max {
             Some(max) => builder.max_capacity(max).build(),
             None => builder.build(),

@@ -518,6 +518,7 @@ async fn initialize(
             let Some(session) = inner.sessions.create(principal(auth), version, None) else {
                 return no_session();
             };
+            session.declared(message.params);
             let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result), None);
             with_session(json(StatusCode::OK, body), &session)
         }
@@ -542,6 +543,7 @@ async fn initialize(
             else {
                 return no_session();
             };
+            session.declared(message.params);
             with_session(json(StatusCode::OK, answer), &session)
         }
     }
@@ -672,7 +674,12 @@ async fn decided(
             .into_response(&resource.metadata_url(), &[]);
             return response.map(Body::new);
         }
-        Decision::Refuse(refusal) => return json(StatusCode::OK, refusal.response(id)),
+        Decision::Refuse(refusal) => {
+            return json(
+                StatusCode::OK,
+                crate::elicit::refused(refusal, id, method, session),
+            );
+        }
         Decision::Deny | Decision::StepUp(_) => {
             return json(
                 StatusCode::OK,

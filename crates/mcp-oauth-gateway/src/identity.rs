@@ -14,13 +14,20 @@
 //! or from the store keeps it across restarts and shares it between instances. A key file
 //! may hold further keys after the first: they are published (so tokens they signed still
 //! verify) but sign nothing, which is how a key is rotated without a gap.
+//!
+//! A key kept in a store is a record ([`IdentityKey::to_record`]): the keys with, for each
+//! published one, until when it is published; sealed with AES-256-GCM when a sealing key is
+//! given. [`IdentityKey::rotated`] makes a new signing key and keeps the old one published
+//! for a grace time; [`IdentityKey::replace`] swaps the keys of a running gateway (every clone
+//! of an `IdentityKey` shares them), which is how every instance on the store follows.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::http::{HeaderName, HeaderValue};
 use mcp_oauth::Auth;
+use mcp_oauth::auth_server::SealingKey;
 use mcp_oauth::jose::{Algorithm, SigningKey};
 use serde_json::{Value, json};
 
@@ -38,20 +45,58 @@ pub(crate) fn stdio_audience(name: Option<&str>) -> String {
 const TTL: Duration = Duration::from_secs(60);
 
 /// The key that signs identity tokens, with the keys that are only published (previous
-/// ones, during a rotation). Cheap to clone.
+/// ones, during a rotation). Cheap to clone; the clones share the keys, which
+/// [`replace`](Self::replace) swaps for all of them.
 #[derive(Clone)]
 pub struct IdentityKey {
-    signing: Arc<SigningKey>,
-    published: Arc<[SigningKey]>,
+    keys: Arc<RwLock<Arc<Keys>>>,
+}
+
+/// The keys at one moment.
+struct Keys {
+    signing: SigningKey,
+    published: Vec<Published>,
+}
+
+/// A key that signs nothing but is in the key set, until `until` (Unix time) when given.
+struct Published {
+    key: SigningKey,
+    until: Option<u64>,
 }
 
 impl std::fmt::Debug for IdentityKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityKey")
             .field("kid", &self.kid())
-            .field("published", &self.published.len())
+            .field("published", &self.keys().published.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The context sealed records are bound to.
+const SEAL_CONTEXT: &str = "mcp-oauth gateway identity key v1";
+/// How a sealed record begins.
+const SEALED: &str = "sealed:";
+
+/// Now, in Unix seconds (0 if the clock is before 1970).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A stored record's keys.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    /// The signing key first, then the published ones.
+    keys: Vec<RecordKey>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordKey {
+    pem: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<u64>,
 }
 
 fn key_error(reason: impl Into<String>) -> GatewayError {
@@ -72,10 +117,140 @@ impl IdentityKey {
     pub fn generate() -> Result<Self, GatewayError> {
         let key = SigningKey::generate(Algorithm::ES256)
             .map_err(|_| key_error("cannot generate an ECDSA P-256 key"))?;
-        Ok(Self {
-            signing: Arc::new(key),
-            published: Arc::from([]),
-        })
+        Ok(Self::of(key, Vec::new()))
+    }
+
+    fn of(signing: SigningKey, published: Vec<Published>) -> Self {
+        Self {
+            keys: Arc::new(RwLock::new(Arc::new(Keys { signing, published }))),
+        }
+    }
+
+    /// The keys now.
+    fn keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes every clone of this key (the gateway's signer among them) use the keys of
+    /// `with` from now on.
+    pub fn replace(&self, with: &IdentityKey) {
+        let keys = with.keys();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
+    /// A new signing key; the one signing now stays published for `grace` (tokens it signed
+    /// still verify), and the published keys whose time is not over stay as they are.
+    ///
+    /// # Errors
+    ///
+    /// The system random source failed.
+    pub fn rotated(&self, grace: Duration) -> Result<Self, GatewayError> {
+        let new = SigningKey::generate(Algorithm::ES256)
+            .map_err(|_| key_error("cannot generate an ECDSA P-256 key"))?;
+        let now = unix_now();
+        let keys = self.keys();
+        let copy = |key: &SigningKey| {
+            key.to_pkcs8_pem()
+                .and_then(|pem| SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256).ok())
+                .ok_or_else(|| key_error("cannot copy the signing key"))
+        };
+        let mut published = vec![Published {
+            key: copy(&keys.signing)?,
+            until: Some(now.saturating_add(grace.as_secs())),
+        }];
+        for old in keys
+            .published
+            .iter()
+            .filter(|p| p.until.is_none_or(|u| u > now))
+        {
+            published.push(Published {
+                key: copy(&old.key)?,
+                until: old.until,
+            });
+        }
+        Ok(Self::of(new, published))
+    }
+
+    /// The record a store keeps: every key with until when it is published, as JSON; sealed
+    /// (AES-256-GCM, `sealed:` then base64url) when `seal` is given. What
+    /// [`from_record`](Self::from_record) reads back.
+    ///
+    /// # Security Warning
+    ///
+    /// Unsealed, it holds the private keys in the clear.
+    pub fn to_record(&self, seal: Option<&SealingKey>) -> Result<String, GatewayError> {
+        let keys = self.keys();
+        let mut record = Record {
+            keys: Vec::with_capacity(1 + keys.published.len()),
+        };
+        let pem = |key: &SigningKey| {
+            key.to_pkcs8_pem()
+                .ok_or_else(|| key_error("cannot write the key as PEM"))
+        };
+        record.keys.push(RecordKey {
+            pem: pem(&keys.signing)?,
+            until: None,
+        });
+        for published in &keys.published {
+            record.keys.push(RecordKey {
+                pem: pem(&published.key)?,
+                until: published.until,
+            });
+        }
+        let json = serde_json::to_string(&record).map_err(|e| key_error(e.to_string()))?;
+        match seal {
+            None => Ok(json),
+            Some(seal) => seal
+                .seal(json.as_bytes(), SEAL_CONTEXT)
+                .map(|sealed| format!("{SEALED}{sealed}"))
+                .ok_or_else(|| key_error("cannot seal the key")),
+        }
+    }
+
+    /// The keys of a stored record ([`to_record`](Self::to_record)), or of PEM text (a record
+    /// kept before records were JSON); `seal` opens a sealed record.
+    ///
+    /// # Errors
+    ///
+    /// A sealed record without `seal` or that does not open with it, or keys that are not
+    /// P-256 keys (the error says which).
+    pub fn from_record(text: &str, seal: Option<&SealingKey>) -> Result<Self, GatewayError> {
+        let text = text.trim();
+        if text.starts_with(PEM_BEGIN) {
+            return Self::from_pem(text);
+        }
+        let opened;
+        let json = match text.strip_prefix(SEALED) {
+            Some(sealed) => {
+                let seal = seal.ok_or_else(|| {
+                    key_error("the stored key is sealed: give the gateway the encryption key it was sealed with")
+                })?;
+                opened = seal.open(sealed, SEAL_CONTEXT).ok_or_else(|| {
+                    key_error("the stored key does not open with this encryption key (instances sharing a store must share it)")
+                })?;
+                std::str::from_utf8(&opened).map_err(|_| key_error("the stored key is not text"))?
+            }
+            None => text,
+        };
+        let record: Record = serde_json::from_str(json)
+            .map_err(|e| key_error(format!("the stored key is not a key record: {e}")))?;
+        let mut keys = record.keys.into_iter().enumerate().map(|(index, k)| {
+            SigningKey::from_pkcs8_pem(&k.pem, Algorithm::ES256)
+                .map(|key| (key, k.until))
+                .map_err(|e| {
+                    key_error(format!(
+                        "stored key {} is not an ECDSA P-256 PKCS#8 private key: {e}",
+                        index + 1
+                    ))
+                })
+        });
+        let (signing, _) = keys
+            .next()
+            .ok_or_else(|| key_error("the stored key record holds no key"))??;
+        let published = keys
+            .map(|k| k.map(|(key, until)| Published { key, until }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::of(signing, published))
     }
 
     /// The keys of `pem`: PKCS#8 `PRIVATE KEY` blocks of ECDSA P-256 keys, the first signing,
@@ -102,10 +277,8 @@ impl IdentityKey {
                 "no `{PEM_BEGIN}` block (write an ECDSA P-256 key in PKCS#8 PEM)"
             ))
         })?;
-        Ok(Self {
-            signing: Arc::new(signing),
-            published: keys.collect(),
-        })
+        let published = keys.map(|key| Published { key, until: None }).collect();
+        Ok(Self::of(signing, published))
     }
 
     /// The key kept in the file at `path` (PEM, see [`from_pem`](Self::from_pem)); when the
@@ -155,25 +328,38 @@ impl IdentityKey {
     ///
     /// These are the private keys: whoever has them can vouch for any user to the upstreams.
     pub fn to_pem(&self) -> String {
-        std::iter::once(self.signing.as_ref())
-            .chain(self.published.iter())
+        let keys = self.keys();
+        std::iter::once(&keys.signing)
+            .chain(keys.published.iter().map(|p| &p.key))
             .filter_map(SigningKey::to_pkcs8_pem)
             .collect()
     }
 
     /// The signing key's id (its RFC 7638 thumbprint).
-    pub fn kid(&self) -> &str {
-        self.signing.kid()
+    pub fn kid(&self) -> String {
+        self.keys().signing.kid().to_owned()
     }
 
-    /// The public key set: the signing key, then the published ones.
+    /// The public key set: the signing key, then the published ones whose time is not over.
     pub fn jwks(&self) -> Value {
-        let keys: Vec<Value> = std::iter::once(self.signing.as_ref())
-            .chain(self.published.iter())
+        let keys = self.keys();
+        let now = unix_now();
+        let keys: Vec<Value> = std::iter::once(&keys.signing)
+            .chain(
+                keys.published
+                    .iter()
+                    .filter(|p| p.until.is_none_or(|until| until > now))
+                    .map(|p| &p.key),
+            )
             .filter_map(SigningKey::public_jwk)
             .filter_map(|jwk| serde_json::to_value(jwk).ok())
             .collect();
         json!({ "keys": keys })
+    }
+
+    /// Signs `claims` as a JWT with the signing key.
+    fn sign(&self, claims: &Value) -> String {
+        self.keys().signing.sign_jwt(Some("JWT"), claims)
     }
 }
 
@@ -309,7 +495,7 @@ impl Signer {
         if !groups.is_empty() {
             object.insert("groups".into(), json!(groups));
         }
-        Some(self.key.signing.sign_jwt(Some("JWT"), &claims))
+        Some(self.key.sign(&claims))
     }
 }
 

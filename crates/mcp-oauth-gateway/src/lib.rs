@@ -46,6 +46,7 @@ pub mod approve;
 mod audit;
 mod children;
 pub mod credential_pages;
+mod elicit;
 mod error;
 mod fanout;
 mod front;
@@ -610,11 +611,12 @@ impl Gateway {
         }
         let router = match &self.signer {
             Some(signer) => {
-                let jwks = signer.jwks();
+                // Made at each request: a rotation (IdentityKey::replace) shows at once.
+                let signer = signer.clone();
                 router.route(
                     identity::JWKS_PATH,
                     axum::routing::get(move || {
-                        let jwks = jwks.clone();
+                        let jwks = signer.jwks();
                         async move { axum::Json(jwks) }
                     }),
                 )

@@ -2,6 +2,7 @@
 //! bound to the principal (issuer and subject) whose token opened it. Another principal
 //! presenting the id is answered as if the session did not exist (404).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub(crate) struct Session {
     pub(crate) http: Option<HttpSession>,
     /// The members' sessions, for a gateway of several upstreams.
     pub(crate) fanout: Option<Fanout>,
+    /// Whether the client declared URL-mode elicitation at `initialize` (see
+    /// [`crate::elicit`]).
+    url_elicitation: AtomicBool,
     /// The event ids and replay buffers of the streams the gateway writes, from the first
     /// one (`None` inside when the random source failed).
     streams: std::sync::OnceLock<Option<Streams>>,
@@ -52,6 +56,19 @@ impl Session {
         let (tx, rx) = mpsc::channel(STANDALONE_BUFFER);
         *slot = Some(tx);
         Some(rx)
+    }
+
+    /// Records what the client's `initialize` params declared (see [`crate::elicit`]).
+    pub(crate) fn declared(&self, params: Option<&serde_json::value::RawValue>) {
+        self.url_elicitation.store(
+            crate::elicit::declares_url_elicitation(params),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the client declared URL-mode elicitation.
+    pub(crate) fn url_elicitation(&self) -> bool {
+        self.url_elicitation.load(Ordering::Relaxed)
     }
 
     /// The session's resumable streams (created at the first call).
@@ -161,6 +178,7 @@ impl Sessions {
             principal,
             protocol_version,
             standalone: Mutex::new(None),
+            url_elicitation: AtomicBool::new(false),
             http,
             fanout: None,
             streams: std::sync::OnceLock::new(),
@@ -179,6 +197,7 @@ impl Sessions {
             principal,
             protocol_version,
             standalone: Mutex::new(None),
+            url_elicitation: AtomicBool::new(false),
             http: None,
             fanout: Some(fanout),
             streams: std::sync::OnceLock::new(),

@@ -2,6 +2,9 @@
 //! answered with a signed link (a URL-mode elicitation in a -32042 error); the approver signs
 //! in on the gateway's page and approves or refuses; the identical call then passes once, and
 //! only it. Refused, expired, replayed, changed-argument and other-user cases are refused.
+//! What the waiting call gets follows what the client declared: the error and, once
+//! answered, `notifications/elicitation/complete` for a client with URL-mode elicitation; a
+//! tool error result naming the link for any other.
 
 #![allow(clippy::expect_used, clippy::indexing_slicing)] // test helpers outside #[test] functions
 
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use browser::{Browser, ORIGIN};
+use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use mcp_oauth::Auth;
 use mcp_oauth::audit::{AuditLog, MemorySink};
@@ -26,6 +30,9 @@ use mcp_oauth_gateway::gate::{Admission, Call, Decision, Gatekeeper};
 use mcp_oauth_gateway::web::Visitor;
 use serde_json::{Value, json};
 use support::{Harness, messages, post, raw_session, stdio_upstream};
+
+/// The capabilities of a client with URL-mode elicitation (MCP 2025-11-25).
+const URL_ELICITATION: &str = r#"{"elicitation":{"form":{},"url":{}}}"#;
 
 const VERSION: &str = "v1";
 
@@ -58,7 +65,11 @@ impl Gatekeeper for Gate {
         call: Admission<'a>,
     ) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
-            if call.method != "tools/call" || call.name != Some("echo") {
+            // `echo`, or a member's `echo` through several upstreams (`alpha__echo`).
+            let echo = call
+                .name
+                .is_some_and(|n| n == "echo" || n.ends_with("__echo"));
+            if call.method != "tools/call" || !echo {
                 return Decision::Allow;
             }
             let arguments: Value = call
@@ -88,6 +99,11 @@ struct World {
 }
 
 async fn world(approvers: Vec<Approvers>) -> World {
+    world_of(approvers, false).await
+}
+
+/// [`world`], in front of one upstream or (`several`) of one named `alpha` among several.
+async fn world_of(approvers: Vec<Approvers>, several: bool) -> World {
     let server: AuthServer = browser::server().await;
     let now = Arc::new(AtomicI64::new(
         i64::try_from(
@@ -114,7 +130,18 @@ async fn world(approvers: Vec<Approvers>) -> World {
     let audit = AuditLog::builder().memory(&sink).build().expect("audit");
     let gate = Gate(desk);
     let log = audit.clone();
-    let gateway = Harness::start_with(stdio_upstream(), |b| b.gatekeeper(gate).audit(log)).await;
+    let gateway = if several {
+        Harness::several(
+            vec![
+                ("alpha", stdio_upstream().into()),
+                ("beta", stdio_upstream().into()),
+            ],
+            |b| b.gatekeeper(gate).audit(log),
+        )
+        .await
+    } else {
+        Harness::start_with(stdio_upstream(), |b| b.gatekeeper(gate).audit(log)).await
+    };
     World {
         gateway,
         pages_app,
@@ -131,14 +158,60 @@ struct Caller {
 }
 
 impl World {
+    /// A caller whose client declared URL-mode elicitation.
     async fn caller(&self, sub: &str) -> Caller {
+        self.caller_with(sub, URL_ELICITATION).await
+    }
+
+    /// A caller whose client declared `capabilities` at `initialize`.
+    async fn caller_with(&self, sub: &str, capabilities: &str) -> Caller {
+        let token = self.gateway.token(sub);
+        let initialize = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"clientInfo":{{"name":"raw","version":"1"}}}}}}"#
+        );
+        let response = post(&self.gateway.url, Some(&token), None, initialize).await;
+        assert_eq!(response.status(), 200);
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .expect("session id")
+            .to_owned();
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let ack = post(&self.gateway.url, Some(&token), Some(&session), initialized).await;
+        assert_eq!(ack.status(), 202);
+        Caller { token, session }
+    }
+
+    /// A caller whose client declared nothing (`raw_session`'s empty capabilities).
+    async fn plain_caller(&self, sub: &str) -> Caller {
         let token = self.gateway.token(sub);
         let session = raw_session(&self.gateway.url, &token).await;
         Caller { token, session }
     }
 
+    /// Opens the caller's GET stream (server-initiated messages).
+    async fn stream(&self, caller: &Caller) -> Stream {
+        let response = reqwest::Client::new()
+            .get(&self.gateway.url)
+            .bearer_auth(&caller.token)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &caller.session)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), 200);
+        Stream {
+            body: response.bytes_stream().boxed(),
+            text: String::new(),
+        }
+    }
+
     async fn echo(&self, caller: &Caller, text: &str) -> Value {
-        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}});
+        self.call(caller, "echo", text).await
+    }
+
+    /// Calls the tool `name` with `{"text": text}`.
+    async fn call(&self, caller: &Caller, name: &str, text: &str) -> Value {
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":name,"arguments":{"text":text}}});
         let response = post(
             &self.gateway.url,
             Some(&caller.token),
@@ -165,6 +238,49 @@ impl World {
         );
         url.strip_prefix(ORIGIN).expect("on the gateway").to_owned()
     }
+}
+
+/// A session's GET stream, read message by message.
+struct Stream {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    text: String,
+}
+
+impl Stream {
+    /// The next JSON-RPC message on the stream (keep-alive comments skipped); `None` when the
+    /// stream ends or nothing comes for a long while (a test that waits for one then fails).
+    async fn next(&mut self) -> Option<Value> {
+        let read = async {
+            loop {
+                if let Some(end) = self.text.find("\n\n") {
+                    let event: String = self.text.drain(..end + 2).collect();
+                    let data: String = event
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect();
+                    if let Ok(message) = serde_json::from_str::<Value>(&data) {
+                        return Some(message);
+                    }
+                    continue;
+                }
+                let chunk = self.body.next().await?.ok()?;
+                self.text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// The elicitation id of a -32042 answer.
+fn elicitation_id(answer: &Value) -> String {
+    answer["error"]["data"]["elicitations"][0]["elicitationId"]
+        .as_str()
+        .expect("elicitationId")
+        .to_owned()
 }
 
 /// Signs `user` in on the approval page at `link` and returns the browser and the page.
@@ -451,4 +567,170 @@ async fn instances_sharing_the_store_agree() {
         ),
         "once, across instances"
     );
+}
+
+#[tokio::test]
+async fn a_client_without_url_elicitation_gets_a_tool_error_naming_the_link() {
+    let world = world(vec![Approvers::Caller]).await;
+    // Nothing declared, or elicitation in form mode only (an empty object means that).
+    for capabilities in [
+        "{}",
+        r#"{"elicitation":{}}"#,
+        r#"{"elicitation":{"form":{}}}"#,
+    ] {
+        let alice = world.caller_with("alice", capabilities).await;
+        let waiting = world.echo(&alice, "deploy").await;
+        assert!(waiting.get("error").is_none(), "{capabilities}: {waiting}");
+        assert_eq!(waiting["result"]["isError"], true, "{waiting}");
+        let said = text(&waiting);
+        assert!(
+            said.contains("needs approval: open http")
+                && said.contains("/gateway/approve?ticket=")
+                && said.contains("make the same call again"),
+            "{said}"
+        );
+    }
+    // The link in the text works like the elicitation's: approved, the same call passes once.
+    let alice = world.plain_caller("alice").await;
+    let waiting = world.echo(&alice, "deploy").await;
+    let said = text(&waiting);
+    let link = said
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(ORIGIN))
+        .map(|l| l.trim_end_matches(','))
+        .expect("a link on the gateway")
+        .to_owned();
+    let (mut browser, page) = open(&world, &link, "alice").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let done = answer(&world, &mut browser, &page, "approve").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let passed = world.echo(&alice, "deploy").await;
+    assert_eq!(text(&passed), "deploy", "{passed}");
+    assert!(
+        passed["result"].get("isError").is_none_or(|e| e == false),
+        "{passed}"
+    );
+}
+
+#[tokio::test]
+async fn the_session_that_waited_alone_hears_that_the_approver_answered() {
+    let world = world(vec![Approvers::Caller]).await;
+    let alice = world.caller("alice").await;
+    let alice_other = world.caller("alice").await;
+    let bob = world.caller("bob").await;
+    let mut alice_stream = world.stream(&alice).await;
+    let other_stream = world.stream(&alice_other).await;
+    let bob_stream = world.stream(&bob).await;
+
+    // Alice's call waits; bob (another user) and alice's other session make the identical call.
+    let waiting = world.echo(&alice, "migrate").await;
+    assert_eq!(waiting["error"]["code"], APPROVAL_REQUIRED, "{waiting}");
+    let id = elicitation_id(&waiting);
+    let bob_waiting = world.echo(&bob, "migrate").await;
+    let bob_id = elicitation_id(&bob_waiting);
+    let other_waiting = world.echo(&alice_other, "migrate").await;
+    let other_id = elicitation_id(&other_waiting);
+    assert!(id != bob_id && id != other_id && bob_id != other_id);
+
+    // Bob, as an attacker, opens alice's link: not an approver, and nobody hears anything.
+    let link = waiting["error"]["data"]["approval"]["url"]
+        .as_str()
+        .and_then(|u| u.strip_prefix(ORIGIN))
+        .expect("link")
+        .to_owned();
+    let (mut intruder, page) = open(&world, &link, "bob").await;
+    assert_eq!(page.status, 403);
+    let mut form = mcp_oauth::testing::hidden_form_fields(
+        &intruder.get(&world.pages_app, "/gateway").await.body,
+    );
+    form.push((
+        "ticket".to_owned(),
+        link.rsplit_once("ticket=").expect("ticket").1.to_owned(),
+    ));
+    form.push(("decision".to_owned(), "approve".to_owned()));
+    let posted = intruder
+        .post(&world.pages_app, "/gateway/approve", &form, Some(ORIGIN))
+        .await;
+    assert_eq!(posted.status, 403);
+
+    // Alice approves her link: her waiting session hears it, with the elicitation's id.
+    let (mut browser, page) = open(&world, &link, "alice").await;
+    let done = answer(&world, &mut browser, &page, "approve").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let heard = alice_stream
+        .next()
+        .await
+        .expect("the completion notification");
+    assert_eq!(
+        heard,
+        json!({"jsonrpc": "2.0", "method": "notifications/elicitation/complete", "params": {"elicitationId": id}})
+    );
+    let passed = world.echo(&alice, "migrate").await;
+    assert_eq!(text(&passed), "migrate", "{passed}");
+
+    // Then each other session's own link is answered (refused): the first message each one
+    // hears is its own completion, so alice's never reached them.
+    for (caller, mut stream, waited) in [
+        (&bob, bob_stream, &bob_waiting),
+        (&alice_other, other_stream, &other_waiting),
+    ] {
+        let link = waited["error"]["data"]["approval"]["url"]
+            .as_str()
+            .and_then(|u| u.strip_prefix(ORIGIN))
+            .expect("link")
+            .to_owned();
+        let who = if caller.session == bob.session {
+            "bob"
+        } else {
+            "alice"
+        };
+        let (mut browser, page) = open(&world, &link, who).await;
+        let done = answer(&world, &mut browser, &page, "refuse").await;
+        assert_eq!(done.status, 200, "{done:?}");
+        let heard = stream.next().await.expect("its own completion");
+        assert_eq!(
+            heard["params"]["elicitationId"],
+            elicitation_id(waited),
+            "{who}: {heard}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn through_several_upstreams_the_answer_follows_the_client_too() {
+    let world = world_of(vec![Approvers::Caller], true).await;
+    let alice = world.caller("alice").await;
+    let bob = world.caller("bob").await;
+    let plain = world.plain_caller("alice").await;
+    let mut alice_stream = world.stream(&alice).await;
+    let mut bob_stream = world.stream(&bob).await;
+    // The client without URL elicitation: a tool error naming the link.
+    let told = world.call(&plain, "alpha__echo", "wipe").await;
+    assert_eq!(told["result"]["isError"], true, "{told}");
+    assert!(text(&told).contains("/gateway/approve?ticket="), "{told}");
+    // With it: -32042, then the completion on the merged GET stream, to alice alone.
+    let waiting = world.call(&alice, "alpha__echo", "wipe").await;
+    assert_eq!(waiting["error"]["code"], APPROVAL_REQUIRED, "{waiting}");
+    let bob_waiting = world.call(&bob, "alpha__echo", "wipe").await;
+    for (who, waited) in [("alice", &waiting), ("bob", &bob_waiting)] {
+        let link = waited["error"]["data"]["approval"]["url"]
+            .as_str()
+            .and_then(|u| u.strip_prefix(ORIGIN))
+            .expect("link")
+            .to_owned();
+        let (mut browser, page) = open(&world, &link, who).await;
+        let done = answer(&world, &mut browser, &page, "approve").await;
+        assert_eq!(done.status, 200, "{done:?}");
+    }
+    let heard = alice_stream.next().await.expect("alice's completion");
+    assert_eq!(heard["method"], "notifications/elicitation/complete");
+    assert_eq!(heard["params"]["elicitationId"], elicitation_id(&waiting));
+    let heard = bob_stream.next().await.expect("bob's completion");
+    assert_eq!(
+        heard["params"]["elicitationId"],
+        elicitation_id(&bob_waiting),
+        "bob's first message is his own: alice's never reached him"
+    );
+    let passed = world.call(&alice, "alpha__echo", "wipe").await;
+    assert_eq!(text(&passed), "wipe", "{passed}");
 }

@@ -200,3 +200,95 @@ fn a_damaged_key_file_stops_the_start_and_says_why() {
     assert!(err.contains("PRIVATE KEY"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The kid in a JWT's header.
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_stored_key_rotates_with_a_grace_time_and_stays_sealed() {
+    use mcp_oauth::auth_server::SealingKey;
+    use std::time::Duration;
+
+    let (upstream, seen, _stop) = recording_upstream().await;
+    let seal = SealingKey::derive(&[7; 32], "gateway identity key").unwrap();
+    // The record a store keeps: sealed, no private key in the clear.
+    let record = IdentityKey::generate()
+        .unwrap()
+        .to_record(Some(&seal))
+        .unwrap();
+    assert!(record.starts_with("sealed:"), "{record}");
+    assert!(!record.contains("PRIVATE KEY"));
+    let other_seal = SealingKey::derive(&[8; 32], "gateway identity key").unwrap();
+    for (what, seal) in [("no key", None), ("another key", Some(&other_seal))] {
+        let err = IdentityKey::from_record(&record, seal)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encryption key"), "{what}: {err}");
+    }
+    let key = IdentityKey::from_record(&record, Some(&seal)).unwrap();
+    let old_kid = key.kid();
+    let running = key.clone();
+    let h = Harness::start_with(HttpConfig::new(&upstream).unwrap(), move |b| {
+        b.identity_header("X-MCP-Identity").identity_key(running)
+    })
+    .await;
+    raw_session(&h.url, &h.token("alice")).await;
+    let before = last_identity(&seen);
+    assert_eq!(kid_of(&before), old_kid);
+
+    // The rotation: read the record, add a new key, write it back; the running gateway
+    // follows the record (every clone of its key sees the new keys).
+    let rotated = IdentityKey::from_record(&record, Some(&seal))
+        .unwrap()
+        .rotated(Duration::from_secs(3600))
+        .unwrap();
+    let record = rotated.to_record(Some(&seal)).unwrap();
+    key.replace(&IdentityKey::from_record(&record, Some(&seal)).unwrap());
+    let new_kid = key.kid();
+    assert_ne!(new_kid, old_kid);
+    let keys = jwks(&h).await;
+    assert_eq!(
+        kids(&keys),
+        [new_kid.clone(), old_kid.clone()],
+        "both, new first"
+    );
+    let verifier = IdentityVerifier::with_jwks(&h.url, &upstream, &keys).unwrap();
+    // Signed before the rotation: still verifies during the grace time.
+    assert_eq!(verifier.verify(&before).await.unwrap().subject, "alice");
+    // Signed after it: by the new key.
+    raw_session(&h.url, &h.token("bob")).await;
+    let after = last_identity(&seen);
+    assert_eq!(kid_of(&after), new_kid);
+    assert_eq!(verifier.verify(&after).await.unwrap().subject, "bob");
+
+    // Once the grace time is over the old key is no longer published, and a token it signed
+    // no longer verifies (a rotation with no grace shows it without waiting).
+    let again = IdentityKey::from_record(&record, Some(&seal))
+        .unwrap()
+        .rotated(Duration::ZERO)
+        .unwrap();
+    key.replace(&again);
+    let keys = jwks(&h).await;
+    assert_eq!(
+        kids(&keys),
+        [key.kid(), old_kid.clone()],
+        "the first old key keeps its grace; the one just replaced has none"
+    );
+    assert!(!kids(&keys).contains(&new_kid));
+    let verifier = IdentityVerifier::with_jwks(&h.url, &upstream, &keys).unwrap();
+    assert!(verifier.verify(&after).await.is_err(), "past its grace");
+    // A record written before records were JSON (plain PEM) still reads.
+    let pem = IdentityKey::generate().unwrap();
+    let read = IdentityKey::from_record(&pem.to_pem(), Some(&seal)).unwrap();
+    assert_eq!(read.kid(), pem.kid());
+}

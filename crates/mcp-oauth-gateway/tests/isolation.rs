@@ -85,3 +85,44 @@ async fn an_idle_users_child_is_stopped() {
     assert_ne!(next, pid, "a new child for the returning user");
     alice.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_cap_stops_the_least_recently_active_users_child() {
+    let h = Harness::start_with(stdio_upstream().isolation(Isolation::PerUser), |b| {
+        b.per_user_max(2)
+    })
+    .await;
+    let alice = h.client("alice").await;
+    let bob = h.client("bob").await;
+    let alice_pid = call(&alice, "pid", json!({})).await.unwrap();
+    let bob_pid = call(&bob, "pid", json!({})).await.unwrap();
+    assert_eq!(h.gateway.per_user_children(), 2);
+    // Alice is now the least recently active of the two: a third user's child replaces hers.
+    let carol = h.client("carol").await;
+    let carol_pid = call(&carol, "pid", json!({})).await.unwrap();
+    poll("the cap to be applied", || async {
+        (h.gateway.per_user_children() == 2).then_some(())
+    })
+    .await;
+    #[cfg(target_os = "linux")]
+    poll("alice's child's process to end", || async {
+        ended(&alice_pid).then_some(())
+    })
+    .await;
+    // Bob's and carol's children kept running.
+    assert_eq!(call(&bob, "pid", json!({})).await.unwrap(), bob_pid);
+    assert_eq!(call(&carol, "pid", json!({})).await.unwrap(), carol_pid);
+    assert_eq!(h.gateway.per_user_children(), 2);
+    // Alice's session ended with her child; she starts again with a new one.
+    let again = h.client("alice").await;
+    let next = call(&again, "pid", json!({})).await.unwrap();
+    assert_ne!(next, alice_pid, "a new child for the returning user");
+    poll("the cap after alice's return", || async {
+        (h.gateway.per_user_children() == 2).then_some(())
+    })
+    .await;
+    for client in [bob, carol, again] {
+        client.cancel().await.unwrap();
+    }
+    drop(alice);
+}

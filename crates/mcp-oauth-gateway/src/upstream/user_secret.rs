@@ -228,14 +228,7 @@ impl UserSecret {
 /// The JSON-RPC `error.data` of an [`ACTION_REQUIRED`] error (a missing credential, a call
 /// waiting for approval): MCP's URL elicitation shape, its id derived from the link.
 pub(crate) fn action_data(message: &str, url: &str) -> serde_json::Value {
-    use aws_lc_rs::digest::{SHA256, digest};
-    use base64::Engine as _;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-        digest(&SHA256, url.as_bytes())
-            .as_ref()
-            .get(..12)
-            .unwrap_or_default(),
-    );
+    let id = elicitation_id(url);
     serde_json::json!({
         "elicitations": [{
             "mode": "url",
@@ -244,6 +237,18 @@ pub(crate) fn action_data(message: &str, url: &str) -> serde_json::Value {
             "message": message,
         }]
     })
+}
+
+/// The `elicitationId` of the URL-mode elicitation of `url`: 96 bits of its SHA-256.
+pub(crate) fn elicitation_id(url: &str) -> String {
+    use aws_lc_rs::digest::{SHA256, digest};
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        digest(&SHA256, url.as_bytes())
+            .as_ref()
+            .get(..12)
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
