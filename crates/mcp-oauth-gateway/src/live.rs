@@ -70,9 +70,11 @@ pub(crate) fn route_for(
     config: &UpstreamConfig,
     several: bool,
 ) -> Result<Route, GatewayError> {
+    // A named upstream has series of its own (one a reload brings gets them then); the only
+    // upstream of a gateway built without a name is the first series.
     let index = match name.as_deref() {
-        Some(name) if several => parts.metric_index(name, config),
-        _ => 0,
+        Some(name) => parts.metric_index(name, config),
+        None => 0,
     };
     let assemble = {
         let gatekeeper = if several {
@@ -232,6 +234,11 @@ pub struct Reloaded {
     /// Upstreams whose tools are renamed or described differently than before (their
     /// running side untouched; clients are told that the list changed).
     pub renamed: Vec<String>,
+    /// The gateway went from one upstream to several, or back: the endpoint serves another
+    /// shape (prefixed names or not, `/NAME/mcp` paths or none), so every upstream was
+    /// started again and every client session ended (its id is answered 404, and the client
+    /// initializes again).
+    pub reshaped: bool,
 }
 
 /// The live upstreams of a gateway of several.
@@ -493,21 +500,239 @@ impl Live {
             .collect()
     }
 
+    /// The tables of upstream `name` in force.
+    fn tools_of(&self, name: &str) -> Option<ToolNames> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.tools.get(name).cloned()
+    }
+
+    /// Each upstream's name and configuration, in order.
+    fn configs(&self) -> Vec<(String, UpstreamConfig)> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .upstreams
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.config.clone()))
+            .collect()
+    }
+
+    /// Ends every client session, at `/mcp` and at each upstream's own path (the gateway no
+    /// longer serves this shape).
+    fn close(&self) {
+        self.sessions.close_all();
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        for (_, served) in &state.upstreams {
+            served.own_sessions.close_all();
+        }
+    }
+
     fn own_router(&self, path: &str) -> Option<Router> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state.paths.get(path).cloned()
     }
 }
 
-/// The merged endpoint.
-pub(crate) async fn handle_merged(State(live): State<Arc<Live>>, request: Request) -> Response {
-    let merged = live.merged();
-    aggregate::handle(State(merged), request).await
+/// The only upstream of a gateway of one.
+pub(crate) struct One {
+    pub(crate) route: Route,
+    /// Its name (empty when the gateway was built without one).
+    name: String,
+    config: UpstreamConfig,
+}
+
+/// What the endpoint serves now: one upstream (under its own names, no `/NAME/mcp`) or
+/// several (merged at `/mcp`, each at its own path).
+#[derive(Clone)]
+pub(crate) enum Kind {
+    One(Arc<One>),
+    Several(Arc<Live>),
+}
+
+/// The gateway's upstreams, of either shape, swappable while it serves: a reload may go from
+/// one upstream to several and back.
+///
+/// A reload that changes the shape changes what every name means (`read_file` becomes
+/// `fs__read_file`), so nothing of the old shape is carried over: its upstreams are started
+/// again under the new shape and its client sessions end. A client that sends an old
+/// session id gets 404 (session not found), initializes again and lists the new names; no
+/// session ever goes on talking to an endpoint of the other shape.
+pub(crate) struct Shape {
+    parts: Parts,
+    kind: RwLock<Kind>,
+    /// One reload at a time (a reload reads the shape, builds beside it, then swaps).
+    reloading: std::sync::Mutex<()>,
+}
+
+/// With one upstream, tables are refused (its own names are served).
+fn no_tables_for_one<'a>(
+    mut tables: impl Iterator<Item = &'a ToolNames>,
+) -> Result<(), GatewayError> {
+    if tables.any(|t| !t.is_empty()) {
+        return Err(GatewayError::Config {
+            what: "tool names",
+            reason: "renaming or describing tools needs a gateway of several upstreams; with one upstream, the upstream's own names are served".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Shape {
+    pub(crate) fn new(
+        parts: Parts,
+        mut upstreams: Vec<(String, UpstreamConfig)>,
+        tools: HashMap<String, ToolNames>,
+    ) -> Result<Self, GatewayError> {
+        let kind = if upstreams.len() == 1 {
+            no_tables_for_one(tools.values())?;
+            let (name, config) = upstreams.remove(0);
+            Kind::One(Arc::new(Self::one(&parts, name, config)?))
+        } else {
+            Kind::Several(Arc::new(Live::new(parts.clone(), upstreams, tools)?))
+        };
+        Ok(Self {
+            parts,
+            kind: RwLock::new(kind),
+            reloading: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn one(parts: &Parts, name: String, config: UpstreamConfig) -> Result<One, GatewayError> {
+        let named: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
+        Ok(One {
+            route: route_for(parts, named, &config, false)?,
+            name,
+            config,
+        })
+    }
+
+    /// What is served now.
+    pub(crate) fn current(&self) -> Kind {
+        self.kind.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn swap(&self, kind: Kind) {
+        *self.kind.write().unwrap_or_else(|p| p.into_inner()) = kind;
+    }
+
+    /// Serves `upstreams` from now on (tables: `None`, as before); see the type's docs.
+    /// Everything is built beside what serves: on an error nothing changed.
+    pub(crate) fn reload(
+        &self,
+        mut upstreams: Vec<(String, UpstreamConfig)>,
+        tools: Option<HashMap<String, ToolNames>>,
+    ) -> Result<Reloaded, GatewayError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        if upstreams.is_empty() {
+            return Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "the gateway needs at least one upstream".into(),
+            });
+        }
+        let several = upstreams.len() > 1;
+        match self.current() {
+            Kind::Several(live) if several => live.reload(upstreams, tools),
+            Kind::One(one) if several => {
+                let names: Vec<String> = upstreams.iter().map(|(n, _)| n.clone()).collect();
+                let next = Live::new(self.parts.clone(), upstreams, tools.unwrap_or_default())?;
+                self.swap(Kind::Several(Arc::new(next)));
+                close_route(&one.route);
+                let mut report = Reloaded {
+                    reshaped: true,
+                    ..Reloaded::default()
+                };
+                for name in names {
+                    if name == one.name {
+                        report.changed.push(name);
+                    } else {
+                        report.added.push(name);
+                    }
+                }
+                if report.changed.is_empty() {
+                    report.removed.push(one.name.clone());
+                }
+                Ok(report)
+            }
+            Kind::One(one) => {
+                match &tools {
+                    Some(tools) => no_tables_for_one(tools.values())?,
+                    None => {}
+                }
+                let (name, config) = upstreams.remove(0);
+                if name == one.name && same(&one.config, &config) {
+                    return Ok(Reloaded {
+                        kept: vec![name],
+                        ..Reloaded::default()
+                    });
+                }
+                let next = Self::one(&self.parts, name.clone(), config)?;
+                self.swap(Kind::One(Arc::new(next)));
+                close_route(&one.route);
+                Ok(if name == one.name {
+                    Reloaded {
+                        changed: vec![name],
+                        ..Reloaded::default()
+                    }
+                } else {
+                    Reloaded {
+                        added: vec![name],
+                        removed: vec![one.name.clone()],
+                        ..Reloaded::default()
+                    }
+                })
+            }
+            Kind::Several(live) => {
+                let (name, config) = upstreams.remove(0);
+                match &tools {
+                    Some(tools) => no_tables_for_one(tools.values())?,
+                    None => no_tables_for_one(live.tools_of(&name).iter())?,
+                }
+                let before: Vec<String> = live.configs().into_iter().map(|(n, _)| n).collect();
+                let next = Self::one(&self.parts, name.clone(), config)?;
+                self.swap(Kind::One(Arc::new(next)));
+                live.close();
+                let mut report = Reloaded {
+                    reshaped: true,
+                    ..Reloaded::default()
+                };
+                for old in before {
+                    if old == name {
+                        report.changed.push(old);
+                    } else {
+                        report.removed.push(old);
+                    }
+                }
+                if report.changed.is_empty() {
+                    report.added.push(name);
+                }
+                Ok(report)
+            }
+        }
+    }
+}
+
+/// Ends the client sessions of a route no longer served (a per-user or per-session route's
+/// children stop with it, and their sessions with them).
+fn close_route(route: &Route) {
+    if let Some(inner) = route.shared() {
+        inner.sessions.close_all();
+    }
+}
+
+/// The endpoint (`/mcp`): the one upstream, or the merged endpoint of several, whichever is
+/// served at this request.
+pub(crate) async fn handle_endpoint(State(shape): State<Arc<Shape>>, request: Request) -> Response {
+    match shape.current() {
+        Kind::One(one) => one.route.handle(request).await,
+        Kind::Several(live) => aggregate::handle(State(live.merged()), request).await,
+    }
 }
 
 /// An upstream's own path or its metadata: the router of the upstream whose path is exactly
-/// the request's (no decoding, no case folding), else 404.
-pub(crate) async fn handle_own(State(live): State<Arc<Live>>, request: Request) -> Response {
+/// the request's (no decoding, no case folding), else 404 (always with one upstream).
+pub(crate) async fn handle_own(State(shape): State<Arc<Shape>>, request: Request) -> Response {
+    let Kind::Several(live) = shape.current() else {
+        return crate::front::status_only(::http::StatusCode::NOT_FOUND);
+    };
     let Some(mut router) = live.own_router(request.uri().path()) else {
         return crate::front::status_only(::http::StatusCode::NOT_FOUND);
     };
