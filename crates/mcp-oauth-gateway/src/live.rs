@@ -540,6 +540,29 @@ pub(crate) struct One {
     config: UpstreamConfig,
 }
 
+impl One {
+    /// Whether `name` (with `config`) is this upstream: the same name, or, for the unnamed
+    /// upstream of a gateway built with one, the same configuration.
+    fn matches(&self, name: &str, config: &UpstreamConfig) -> bool {
+        name == self.name || (self.name.is_empty() && same(&self.config, config))
+    }
+}
+
+impl Reloaded {
+    /// Without the empty name of an unnamed upstream.
+    fn without_unnamed(mut self) -> Self {
+        for names in [
+            &mut self.added,
+            &mut self.changed,
+            &mut self.removed,
+            &mut self.kept,
+        ] {
+            names.retain(|n| !n.is_empty());
+        }
+        self
+    }
+}
+
 /// What the endpoint serves now: one upstream (under its own names, no `/NAME/mcp`) or
 /// several (merged at `/mcp`, each at its own path).
 #[derive(Clone)]
@@ -632,6 +655,8 @@ impl Shape {
         match self.current() {
             Kind::Several(live) if several => live.reload(upstreams, tools),
             Kind::One(one) if several => {
+                // The first upstream that is the one served now.
+                let this = upstreams.iter().position(|(n, c)| one.matches(n, c));
                 let names: Vec<String> = upstreams.iter().map(|(n, _)| n.clone()).collect();
                 let next = Live::new(self.parts.clone(), upstreams, tools.unwrap_or_default())?;
                 self.swap(Kind::Several(Arc::new(next)));
@@ -640,8 +665,8 @@ impl Shape {
                     reshaped: true,
                     ..Reloaded::default()
                 };
-                for name in names {
-                    if name == one.name {
+                for (at, name) in names.into_iter().enumerate() {
+                    if Some(at) == this {
                         report.changed.push(name);
                     } else {
                         report.added.push(name);
@@ -650,7 +675,7 @@ impl Shape {
                 if report.changed.is_empty() {
                     report.removed.push(one.name.clone());
                 }
-                Ok(report)
+                Ok(report.without_unnamed())
             }
             Kind::One(one) => {
                 match &tools {
@@ -658,16 +683,19 @@ impl Shape {
                     None => {}
                 }
                 let (name, config) = upstreams.remove(0);
-                if name == one.name && same(&one.config, &config) {
+                // One upstream for another: the same one unless both are named, differently.
+                let matches = name == one.name || name.is_empty() || one.name.is_empty();
+                if matches && same(&one.config, &config) {
                     return Ok(Reloaded {
                         kept: vec![name],
                         ..Reloaded::default()
-                    });
+                    }
+                    .without_unnamed());
                 }
                 let next = Self::one(&self.parts, name.clone(), config)?;
                 self.swap(Kind::One(Arc::new(next)));
                 close_route(&one.route);
-                Ok(if name == one.name {
+                Ok(if matches {
                     Reloaded {
                         changed: vec![name],
                         ..Reloaded::default()
@@ -678,7 +706,8 @@ impl Shape {
                         removed: vec![one.name.clone()],
                         ..Reloaded::default()
                     }
-                })
+                }
+                .without_unnamed())
             }
             Kind::Several(live) => {
                 let (name, config) = upstreams.remove(0);
@@ -704,7 +733,7 @@ impl Shape {
                 if report.changed.is_empty() {
                     report.added.push(name);
                 }
-                Ok(report)
+                Ok(report.without_unnamed())
             }
         }
     }

@@ -496,11 +496,13 @@ async fn a_gateway_of_one_upstream_changes_it_and_ends_its_sessions() {
     let report = h
         .gateway
         .reload([(
-            "",
+            "up",
             stdio_upstream().env("MCP_OAUTH_RELOAD_TEST", "2").into(),
         )])
         .unwrap();
-    assert_eq!(report.changed, [""]);
+    // The unnamed upstream, started again (named from now on).
+    assert_eq!(report.changed, ["up"]);
+    assert!(report.added.is_empty() && report.removed.is_empty());
     assert!(!report.reshaped);
     let (status, _) = status_of(&h.url, &token, &session).await;
     assert_eq!(status, 404);
