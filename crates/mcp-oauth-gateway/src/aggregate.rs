@@ -215,10 +215,19 @@ impl Aggregate {
         }
     }
 
-    /// Refuses a rename onto a name that the upstream's own list (`tools`, as the policy sees
-    /// it: `NAME__tool`) still gives another tool, which clients would not see.
-    pub(crate) fn check_renames(&self, tools: &Value) -> Result<(), crate::GatewayError> {
-        let listed = tools.as_array().map(Vec::as_slice).unwrap_or_default();
+    /// Refuses a rename onto a name that the upstream's own list (`tools` or `prompts`, as
+    /// the policy sees it: `NAME__tool`) still gives another tool (prompt), which clients
+    /// would not see.
+    pub(crate) fn check_renames(
+        &self,
+        kind: ListKind,
+        items: &Value,
+    ) -> Result<(), crate::GatewayError> {
+        let (what, noun) = match kind {
+            ListKind::Prompts => ("prompt names", "prompt"),
+            _ => ("tool names", "tool"),
+        };
+        let listed = items.as_array().map(Vec::as_slice).unwrap_or_default();
         for item in listed {
             let Some((upstream, tool)) = item
                 .get("name")
@@ -230,11 +239,15 @@ impl Aggregate {
             let Some(member) = self.members.iter().find(|m| &*m.name == upstream) else {
                 continue;
             };
-            if let Some(by) = member.renames.shadows(tool) {
+            let table = match kind {
+                ListKind::Prompts => member.renames.prompts(),
+                _ => member.renames.tools(),
+            };
+            if let Some(by) = table.shadows(tool) {
                 return Err(crate::GatewayError::Config {
-                    what: "tool names",
+                    what,
                     reason: format!(
-                        "{upstream}: {by} is renamed to {tool}, but the upstream has a tool {tool} of its own; rename {tool} too, or pick another name"
+                        "{upstream}: {by} is renamed to {tool}, but the upstream has a {noun} {tool} of its own; rename {tool} too, or pick another name"
                     ),
                 });
             }
@@ -520,7 +533,12 @@ async fn in_session(
                 },
                 Ok(None) => request(agg, parts, auth, session, message).await,
                 Err(Hidden) => {
-                    agg.metrics.request("tools/call", Outcome::Denied);
+                    let method = match message.method.as_deref() {
+                        Some("prompts/get") => "prompts/get",
+                        Some("completion/complete") => "completion/complete",
+                        _ => "tools/call",
+                    };
+                    agg.metrics.request(method, Outcome::Denied);
                     not_permitted(id)
                 }
             }
@@ -610,21 +628,42 @@ fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) ->
 /// The own name of a renamed tool, which the client was not shown.
 struct Hidden;
 
-/// A `tools/call` of a renamed tool with the name the policy sees: the upstream's own,
-/// prefixed (`fs__read_file` for `fs__read`); `None` when the name is not a new one; `Err`
-/// when it is the own name of a renamed tool.
+/// A `tools/call` of a renamed tool (a `prompts/get` of a renamed prompt, a completion of
+/// its arguments) with the name the policy sees: the upstream's own, prefixed
+/// (`fs__read_file` for `fs__read`); `None` when the name is not a new one; `Err` when it is
+/// the own name of a renamed tool or prompt.
 fn real_request(
     agg: &Aggregate,
     session: &Session,
     message: &Message<'_>,
 ) -> Result<Option<Bytes>, Hidden> {
-    if message.method.as_deref() != Some("tools/call")
-        || agg.members.iter().all(|m| m.renames.is_empty())
-    {
+    let Some(method) = message.method.as_deref() else {
+        return Ok(None);
+    };
+    let prompt = match method {
+        "tools/call" => false,
+        "prompts/get" | "completion/complete" => true,
+        _ => return Ok(None),
+    };
+    if agg.members.iter().all(|m| m.renames.is_empty()) {
         return Ok(None);
     }
     let mut params = params_object(message);
-    let Some(name) = params.get("name").and_then(Value::as_str) else {
+    let slot = if method == "completion/complete" {
+        let Some(reference) = params.get_mut("ref").and_then(Value::as_object_mut) else {
+            return Ok(None);
+        };
+        if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+            return Ok(None);
+        }
+        reference.get_mut("name")
+    } else {
+        params.get_mut("name")
+    };
+    let Some(slot) = slot else {
+        return Ok(None);
+    };
+    let Some(name) = slot.as_str() else {
         return Ok(None);
     };
     let Some((member, local)) = agg.member_of_name(session, name) else {
@@ -633,7 +672,12 @@ fn real_request(
     let Some(m) = agg.members.get(member) else {
         return Ok(None);
     };
-    let real = match m.renames.seen(&local) {
+    let table = if prompt {
+        m.renames.prompts()
+    } else {
+        m.renames.tools()
+    };
+    let real = match table.seen(&local) {
         crate::rename::Seen::Same => return Ok(None),
         crate::rename::Seen::Hidden => return Err(Hidden),
         crate::rename::Seen::Renamed(real) => real,
@@ -646,10 +690,10 @@ fn real_request(
             .unwrap_or_else(|p| p.into_inner())
             .insert(exposed.clone(), (m.name.clone(), real.to_owned()));
     }
-    params.insert("name".to_owned(), Value::String(exposed));
+    *slot = Value::String(exposed);
     Ok(Some(with_params(
         message.id.map(RawValue::get),
-        "tools/call",
+        method,
         &Value::Object(params),
     )))
 }
@@ -1136,14 +1180,19 @@ async fn list(
                     else {
                         continue;
                     };
-                    let shown = if kind == ListKind::Tools && !policy_names {
-                        if let Some(by) = m.renames.shadows(&name) {
-                            tracing::error!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "the upstream's tool {name} is left out: {by} is renamed to {name}; rename one of them");
+                    let shown = if policy_names {
+                        None
+                    } else {
+                        let (table, noun) = if kind == ListKind::Tools {
+                            (m.renames.tools(), "tool")
+                        } else {
+                            (m.renames.prompts(), "prompt")
+                        };
+                        if let Some(by) = table.shadows(&name) {
+                            tracing::error!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "the upstream's {noun} {name} is left out: {by} is renamed to {name}; rename one of them");
                             continue;
                         }
-                        m.renames.shown(&name)
-                    } else {
-                        None
+                        table.shown(&name)
                     };
                     if let (Some(description), Some(object)) = (
                         shown.and_then(|s| s.description.as_ref()),

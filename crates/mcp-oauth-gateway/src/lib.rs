@@ -721,8 +721,16 @@ impl Gateway {
             catalog.insert(member.to_owned(), serde_json::Value::Array(items));
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
-        if let (Kind::Several(live), Some(tools)) = (self.shape.current(), catalog.get("tools")) {
-            live.merged().check_renames(tools)?;
+        if let Kind::Several(live) = self.shape.current() {
+            let merged = live.merged();
+            for (kind, member) in [
+                (gate::ListKind::Tools, "tools"),
+                (gate::ListKind::Prompts, "prompts"),
+            ] {
+                if let Some(items) = catalog.get(member) {
+                    merged.check_renames(kind, items)?;
+                }
+            }
         }
         Ok(serde_json::Value::Object(catalog))
     }

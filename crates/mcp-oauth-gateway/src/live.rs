@@ -678,9 +678,8 @@ impl Shape {
                 Ok(report.without_unnamed())
             }
             Kind::One(one) => {
-                match &tools {
-                    Some(tools) => no_tables_for_one(tools.values())?,
-                    None => {}
+                if let Some(tools) = &tools {
+                    no_tables_for_one(tools.values())?;
                 }
                 let (name, config) = upstreams.remove(0);
                 // One upstream for another: the same one unless both are named, differently.

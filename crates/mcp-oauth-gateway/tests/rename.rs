@@ -1,5 +1,6 @@
-//! Renaming and describing an upstream's tools with several upstreams: clients see the new
-//! name and description, calls are mapped back, and the policy sees the upstream's own name.
+//! Renaming and describing an upstream's tools and prompts with several upstreams: clients see
+//! the new name and description, calls (`prompts/get`) are mapped back, and the policy sees
+//! the upstream's own name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -313,4 +314,165 @@ async fn a_stateless_caller_names_a_renamed_tool_by_its_new_name_in_mcp_name() {
     assert_eq!(lying.status(), 400);
     let body: Value = lying.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32020, "{body}");
+}
+
+/// A JSON-RPC request in a fresh session at `url`: its answer.
+async fn ask(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let session = raw_session(url, token).await;
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    let response = post(url, Some(token), Some(&session), body.to_string()).await;
+    assert_eq!(response.status(), 200, "{method} at {url}");
+    messages(response)
+        .await
+        .into_iter()
+        .find(|m| m.get("id").is_some())
+        .unwrap()
+}
+
+fn prompt_names(answer: &Value) -> Vec<(String, String)> {
+    answer["result"]["prompts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["description"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prompts_are_renamed_and_described_and_got_by_their_new_name() {
+    let (remote, _stop) = http_member().await;
+    let seen = RealNameRule::default();
+    let names = ToolNames::new()
+        .rename_prompt("review", "critique")
+        .describe_prompt("review", "Critiques the text");
+    let h = Harness::several(two(remote), |b| {
+        b.tools("local", names).gatekeeper(seen.clone())
+    })
+    .await;
+    let token = h.token("alice");
+    let listed = prompt_names(&ask(&h.url, &token, "prompts/list", json!({})).await);
+    assert!(
+        listed.contains(&("local__critique".into(), "Critiques the text".into())),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&(
+            "remote__review".into(),
+            "Asks for a review of the text".into()
+        )),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().all(|(n, _)| n != "local__review"),
+        "{listed:?}"
+    );
+    let got = ask(
+        &h.url,
+        &token,
+        "prompts/get",
+        json!({"name": "local__critique", "arguments": {"text": "abc"}}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["messages"][0]["content"]["text"], "review: abc",
+        "{got}"
+    );
+    // The policy saw the upstream's own name.
+    assert!(
+        seen.0.lock().unwrap().contains(&"local__review".to_owned()),
+        "{:?}",
+        seen.0.lock().unwrap()
+    );
+    assert!(
+        !seen
+            .0
+            .lock()
+            .unwrap()
+            .contains(&"local__critique".to_owned()),
+        "{:?}",
+        seen.0.lock().unwrap()
+    );
+    // The prompt's own name is not a name the client was shown.
+    let hidden = ask(
+        &h.url,
+        &token,
+        "prompts/get",
+        json!({"name": "local__review", "arguments": {"text": "abc"}}),
+    )
+    .await;
+    assert!(hidden.get("error").is_some(), "{hidden}");
+    assert!(hidden.get("result").is_none(), "{hidden}");
+
+    // At the upstream's own path: the new name without the prefix.
+    let own = format!("http://{}/local/mcp", h.addr);
+    let own_token = h
+        .key
+        .token()
+        .iss(ISSUER)
+        .aud(&own)
+        .sub("alice")
+        .scope("mcp:read")
+        .sign();
+    let listed = prompt_names(&ask(&own, &own_token, "prompts/list", json!({})).await);
+    assert_eq!(
+        listed,
+        [("critique".to_owned(), "Critiques the text".to_owned())]
+    );
+    let got = ask(
+        &own,
+        &own_token,
+        "prompts/get",
+        json!({"name": "critique", "arguments": {"text": "own"}}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["messages"][0]["content"]["text"], "review: own",
+        "{got}"
+    );
+    let hidden = ask(&own, &own_token, "prompts/get", json!({"name": "review"})).await;
+    assert!(hidden.get("error").is_some(), "{hidden}");
+}
+
+#[tokio::test]
+async fn prompt_names_that_collide_are_refused() {
+    let (remote, _stop) = http_member().await;
+    let twice = ToolNames::new()
+        .rename_prompt("review", "x")
+        .rename_prompt("other", "x");
+    let err = Gateway::aggregate(two(remote.clone()))
+        .insecure_no_auth()
+        .tools("local", twice)
+        .build()
+        .expect_err("collision");
+    assert!(
+        err.to_string()
+            .contains("local: prompt other and review are both renamed to x"),
+        "{err}"
+    );
+    let bad = ToolNames::new().rename_prompt("review", "a/b");
+    let err = Gateway::aggregate(two(remote.clone()))
+        .insecure_no_auth()
+        .tools("local", bad)
+        .build()
+        .expect_err("bad name");
+    assert!(
+        err.to_string()
+            .contains("prompt review renamed to \"a/b\": use 1 to 57 letters"),
+        "{err}"
+    );
+    // A name the upstream's own list still uses: caught by the list, as for tools.
+    let shadow = ToolNames::new().rename_prompt("other", "review");
+    let h = Harness::several(two(remote), |b| b.tools("local", shadow)).await;
+    let err = h.gateway.catalog().await.expect_err("collision");
+    assert!(
+        err.to_string().contains(
+            "local: other is renamed to review, but the upstream has a prompt review of its own"
+        ),
+        "{err}"
+    );
 }
