@@ -494,3 +494,55 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn gateway_check_explains_a_prompt_table_it_refuses() {
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-prompts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    let upstreams = "[[upstream]]\nname = \"fs\"\nurl = \"http://127.0.0.1:9/mcp\"\n\n[upstream.prompts.review]\nname = \"critique\"\ndescription = \"Critiques\"\n\n[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:8/mcp\"\n";
+    let check = |text: String| {
+        let file = file.clone();
+        async move {
+            std::fs::write(&file, text).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+                .args(["gateway", "check", "--config"])
+                .arg(&file)
+                .env("NO_COLOR", "1")
+                .output()
+                .await
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), said)
+        }
+    };
+    let (ok, said) = check(upstreams.to_owned()).await;
+    assert!(ok, "{said}");
+    for (table, expected) in [
+        (
+            "[upstream.prompts.summary]\nname = \"critique\"\n",
+            "fs: prompt review and summary are both renamed to critique",
+        ),
+        (
+            "[upstream.prompts.summary]\nname = \"no.dots\"\n",
+            "fs: prompt summary renamed to \"no.dots\": use 1 to 60 letters",
+        ),
+        (
+            "[upstream.prompts.summary]\ntitle = \"x\"\n",
+            "unknown field `title` in [upstream.prompts.summary]",
+        ),
+    ] {
+        let text = upstreams.replace(
+            "\n[[upstream]]\nname = \"web\"",
+            &format!("{table}\n[[upstream]]\nname = \"web\""),
+        );
+        let (ok, said) = check(text).await;
+        assert!(!ok, "{table}: {said}");
+        assert!(said.contains(expected), "{table}: {said}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -284,8 +284,10 @@ impl GatewayBuilder {
     /// `names` says: clients see `upstream__NEW` and the new description; the policy and the
     /// audit see the upstream's own name (`upstream__tool`), so a rename never lets a call
     /// past a rule written for that name. A tool's own name is not callable once it is
-    /// renamed. Checked by [`build`](Self::build): new names fit `^[a-zA-Z0-9_-]{1,64}$` with
-    /// the prefix, and no two tools of an upstream end up with the same name.
+    /// renamed. Prompts likewise ([`ToolNames::rename_prompt`]): `prompts/get` of the new name
+    /// gets the upstream's prompt. Checked by [`build`](Self::build): new names fit
+    /// `^[a-zA-Z0-9_-]{1,64}$` with the prefix, and no two tools (prompts) of an upstream end
+    /// up with the same name.
     pub fn tools(mut self, upstream: impl Into<String>, names: ToolNames) -> Self {
         self.tools.insert(upstream.into(), names);
         self

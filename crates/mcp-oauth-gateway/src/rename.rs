@@ -13,15 +13,17 @@ use std::collections::{BTreeMap, HashMap};
 use crate::SEPARATOR;
 use crate::error::GatewayError;
 
-/// How one upstream's tools are shown to clients: per tool (by the upstream's own name), a
-/// new name, a new description, or both. For [`GatewayBuilder::tools`](crate::GatewayBuilder::tools).
+/// How one upstream's tools and prompts are shown to clients: per tool or prompt (by the
+/// upstream's own name), a new name, a new description, or both. For
+/// [`GatewayBuilder::tools`](crate::GatewayBuilder::tools).
 ///
 /// ```
 /// use mcp_oauth_gateway::ToolNames;
 ///
 /// let names = ToolNames::new()
 ///     .rename("read_file", "read")
-///     .describe("read_file", "Reads a file under /srv");
+///     .describe("read_file", "Reads a file under /srv")
+///     .rename_prompt("review", "critique");
 /// assert!(!names.is_empty());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
