@@ -1367,7 +1367,7 @@ pub(crate) fn tool_names(specs: &[UpstreamSpec]) -> Vec<(String, ToolNames)> {
         .collect()
 }
 
-/// Every table refused (a bad or colliding name, one upstream only), with its line.
+/// Every table refused (a bad or colliding name), with its line.
 pub(crate) fn check_tools(specs: &[UpstreamSpec]) -> Vec<String> {
     let several = specs.len() > 1;
     let mut problems = Vec::new();
@@ -1379,7 +1379,7 @@ pub(crate) fn check_tools(specs: &[UpstreamSpec]) -> Vec<String> {
         let problem = if several {
             names.check(&upstream).err().map(|e| e.to_string())
         } else {
-            Some("[upstream.tools], [upstream.prompts]: renaming or describing tools or prompts needs several upstreams; with one, its own names are served".to_owned())
+            names.check_alone(&upstream).err().map(|e| e.to_string())
         };
         if let Some(problem) = problem {
             problems.push(format!("line {}: {problem}", spec.line));

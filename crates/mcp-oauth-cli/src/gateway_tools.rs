@@ -209,13 +209,22 @@ tools = { fetch = { name = "get" } }
             problems.contains("line 1:") && problems.contains("a and b are both renamed to x"),
             "{problems}"
         );
-        let alone = parse(
-            "[[upstream]]\ncommand = [\"x\"]\n[upstream.tools.a]\nname = \"b\"\n",
-            "g.toml",
-        )
-        .expect("parses");
-        let problems = check(&alone.upstreams).join("\n");
-        assert!(problems.contains("needs several upstreams"), "{problems}");
+        // One upstream: no prefix, so a new name may have 64 characters, not 65.
+        let alone = |name: String| {
+            parse(
+                &format!(
+                    "[[upstream]]\ncommand = [\"x\"]\n[upstream.tools.a]\nname = \"{name}\"\n"
+                ),
+                "g.toml",
+            )
+            .expect("parses")
+        };
+        assert!(check(&alone("x".repeat(64)).upstreams).is_empty());
+        let problems = check(&alone("x".repeat(65)).upstreams).join("\n");
+        assert!(
+            problems.contains("the upstream: a renamed to") && problems.contains("use 1 to 64"),
+            "{problems}"
+        );
     }
 
     #[test]
@@ -268,11 +277,14 @@ tools = { fetch = { name = "get" } }
             "{problems}"
         );
         let alone = parse(
-            "[[upstream]]\ncommand = [\"x\"]\n[upstream.prompts.a]\nname = \"b\"\n",
+            "[[upstream]]\ncommand = [\"x\"]\n[upstream.prompts.a]\nname = \"b\"\n[upstream.prompts.c]\nname = \"b\"\n",
             "g.toml",
         )
         .expect("parses");
         let problems = check(&alone.upstreams).join("\n");
-        assert!(problems.contains("needs several upstreams"), "{problems}");
+        assert!(
+            problems.contains("the upstream: prompt a and c are both renamed to b"),
+            "{problems}"
+        );
     }
 }

@@ -491,6 +491,22 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
             "{name}"
         );
     }
+
+    // The one upstream's tool renamed, without a prefix: the policy still names `echo`.
+    let renamed = config_of(&[("beta", b)], &policy_file).replace(
+        "\n[policy]",
+        "[upstream.tools.echo]\nname = \"say\"\n\n[policy]",
+    );
+    std::fs::write(&file, renamed).unwrap();
+    until("the tool renamed", &log, || async {
+        logged(&log, &["tools renamed [beta]"]) == 1
+    })
+    .await;
+    assert_eq!(call_in(&mcp, &token, &back, "echo").await.0, 404);
+    let (say, tools) = open(&mcp, &token).await;
+    assert_eq!(tools, ["say"]);
+    assert_eq!(call_in(&mcp, &token, &say, "say").await, (200, "hi".into()));
+    assert_ne!(call_in(&mcp, &token, &say, "echo").await.1, "hi");
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }

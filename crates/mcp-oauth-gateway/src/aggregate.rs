@@ -88,6 +88,10 @@ pub(crate) struct Aggregate {
     /// One upstream at a path of its own (`/NAME/mcp`): clients see its own names, while the
     /// gatekeeper and the audit still see `NAME__tool`, as at the merged endpoint.
     pub(crate) unprefixed: bool,
+    /// The only upstream of a gateway of one, served here for its renamed tools or prompts
+    /// (with `unprefixed`): the gatekeeper, the audit and the catalog see the upstream's own
+    /// names without a prefix too, as with one upstream served directly.
+    pub(crate) alone: bool,
 }
 
 /// Whether `name` may name an upstream of an aggregate: 1 to 32 ASCII letters, digits or
@@ -229,11 +233,12 @@ impl Aggregate {
         };
         let listed = items.as_array().map(Vec::as_slice).unwrap_or_default();
         for item in listed {
-            let Some((upstream, tool)) = item
-                .get("name")
-                .and_then(Value::as_str)
-                .and_then(|n| n.split_once(SEPARATOR))
-            else {
+            let name = item.get("name").and_then(Value::as_str);
+            let alone = self.members.first().filter(|_| self.alone);
+            let Some((upstream, tool)) = (match alone {
+                Some(member) => name.map(|n| (&*member.name, n)),
+                None => name.and_then(|n| n.split_once(SEPARATOR)),
+            }) else {
                 continue;
             };
             let Some(member) = self.members.iter().find(|m| &*m.name == upstream) else {
@@ -858,13 +863,21 @@ async fn request(
     if method == "server/discover" {
         return discover(agg, auth, session, id).await;
     }
+    // Alone: the gatekeeper and the audit see the upstream's own name, without the prefix.
+    let own = if agg.alone {
+        own_names(agg, session, message)
+    } else {
+        None
+    };
+    let own = own.and_then(|params| RawValue::from_string(params.to_string()).ok());
+    let params = own.as_deref().or(message.params);
     let (decision, called) = {
-        let call = Call::new(method, message.params);
+        let call = Call::new(method, params);
         let decision = agg.gatekeeper.decide(auth, &call);
         let called = crate::audit::Called {
             method,
             name: call.name().map(str::to_owned),
-            params: message.params,
+            params,
             rule_ids: call.take_rule_ids(),
             hidden: Default::default(),
         };
@@ -874,7 +887,7 @@ async fn request(
         agg.gatekeeper.as_ref(),
         auth,
         method,
-        message.params,
+        params,
         None,
         decision,
     )
@@ -924,7 +937,8 @@ async fn request(
             .name
             .as_deref()
             .and_then(|n| n.split_once(SEPARATOR))
-            .map(|(u, _)| u.to_owned());
+            .map(|(u, _)| u.to_owned())
+            .filter(|_| !agg.alone);
         crate::audit::record(
             audit,
             auth,
@@ -938,6 +952,27 @@ async fn request(
         .await;
     }
     response
+}
+
+/// The request's params with the name it gives (a tool, a prompt, the prompt a completion is
+/// for) as the upstream's own, without the prefix; `None` when it names nothing.
+fn own_names(agg: &Aggregate, session: &Session, message: &Message<'_>) -> Option<Value> {
+    let method = message.method.as_deref()?;
+    let mut params = params_object(message);
+    let slot = match method {
+        "tools/call" | "prompts/get" => params.get_mut("name")?,
+        "completion/complete" => {
+            let reference = params.get_mut("ref")?.as_object_mut()?;
+            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+                return None;
+            }
+            reference.get_mut("name")?
+        }
+        _ => return None,
+    };
+    let (_, own) = agg.member_of_name(session, slot.as_str()?)?;
+    *slot = Value::String(own);
+    Some(Value::Object(params))
 }
 
 async fn route(
@@ -1207,6 +1242,12 @@ async fn list(
                         own_name = Some(expose(&m.name, new_name).0);
                     }
                     let (exposed, shortened) = expose(&m.name, &name);
+                    // Alone: the gatekeeper (and the catalog) see the own name, unprefixed.
+                    let policy_name = if agg.alone {
+                        name.clone()
+                    } else {
+                        exposed.clone()
+                    };
                     if kind == ListKind::Tools {
                         // The name the client calls labels the operation histogram.
                         let called = own_name.as_deref().unwrap_or(&exposed);
@@ -1220,7 +1261,7 @@ async fn list(
                             .insert(exposed.clone(), (m.name.clone(), name));
                     }
                     if let Some(object) = item.as_object_mut() {
-                        object.insert("name".to_owned(), Value::String(exposed));
+                        object.insert("name".to_owned(), Value::String(policy_name));
                     }
                 }
                 ListKind::Resources => {

@@ -280,9 +280,11 @@ impl GatewayBuilder {
     /// Builds the gateway. A stdio child is started at once, so this must run inside a
     /// Tokio runtime.
     ///
-    /// With several upstreams, the tools of upstream `upstream` renamed and described as
-    /// `names` says: clients see `upstream__NEW` and the new description; the policy and the
-    /// audit see the upstream's own name (`upstream__tool`), so a rename never lets a call
+    /// The tools of upstream `upstream` renamed and described as `names` says: with several
+    /// upstreams clients see `upstream__NEW` and the new description, with one `NEW` (its
+    /// table under its name, or the only table given if the upstream has no name); the policy
+    /// and the audit see the upstream's own name (`upstream__tool`, or `tool` with one
+    /// upstream), so a rename never lets a call
     /// past a rule written for that name. A tool's own name is not callable once it is
     /// renamed. Prompts likewise ([`ToolNames::rename_prompt`]): `prompts/get` of the new name
     /// gets the upstream's prompt. Checked by [`build`](Self::build): new names fit
@@ -723,8 +725,11 @@ impl Gateway {
             catalog.insert(member.to_owned(), serde_json::Value::Array(items));
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
-        if let Kind::Several(live) = self.shape.current() {
-            let merged = live.merged();
+        let view = match self.shape.current() {
+            Kind::Several(live) => Some(live.merged()),
+            Kind::One(one) => one.view().cloned(),
+        };
+        if let Some(merged) = view {
             for (kind, member) in [
                 (gate::ListKind::Tools, "tools"),
                 (gate::ListKind::Prompts, "prompts"),
@@ -762,7 +767,7 @@ impl Gateway {
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
         request.extensions_mut().insert(aggregate::PolicyNames);
         Ok(match self.shape.current() {
-            Kind::One(one) => one.route.handle(request).await,
+            Kind::One(one) => one.handle(request).await,
             Kind::Several(live) => {
                 aggregate::handle(axum::extract::State(live.merged()), request).await
             }

@@ -384,6 +384,7 @@ impl Live {
                 metrics: parts.metrics.clone(),
                 audit: parts.audit.clone(),
                 unprefixed,
+                alone: false,
             })
         };
         let merged = view(
@@ -538,9 +539,35 @@ pub(crate) struct One {
     /// Its name (empty when the gateway was built without one).
     name: String,
     config: UpstreamConfig,
+    /// Its tools' and prompts' new names and descriptions, if any.
+    table: Option<ToolNames>,
+    /// With a table: the endpoint is this view of the upstream alone (the aggregate's, which
+    /// renames), instead of the route itself.
+    view: Option<Arc<Aggregate>>,
 }
 
 impl One {
+    /// Handles a request at the endpoint.
+    pub(crate) async fn handle(&self, request: Request) -> Response {
+        match &self.view {
+            Some(view) => aggregate::handle(State(view.clone()), request).await,
+            None => self.route.handle(request).await,
+        }
+    }
+
+    /// The view that renames, if there is one (for the catalog's checks).
+    pub(crate) fn view(&self) -> Option<&Arc<Aggregate>> {
+        self.view.as_ref()
+    }
+
+    /// Ends its client sessions: it is no longer served.
+    fn close(&self) {
+        close_route(&self.route);
+        if let Some(view) = &self.view {
+            view.sessions.close_all();
+        }
+    }
+
     /// Whether `name` (with `config`) is this upstream: the same name, or, for the unnamed
     /// upstream of a gateway built with one, the same configuration.
     fn matches(&self, name: &str, config: &UpstreamConfig) -> bool {
@@ -586,17 +613,28 @@ pub(crate) struct Shape {
     reloading: std::sync::Mutex<()>,
 }
 
-/// With one upstream, tables are refused (its own names are served).
-fn no_tables_for_one<'a>(
-    mut tables: impl Iterator<Item = &'a ToolNames>,
-) -> Result<(), GatewayError> {
-    if tables.any(|t| !t.is_empty()) {
+/// The table of the only upstream, `name`: the one given under its name (with an unnamed
+/// upstream, the only one given). A table for another name is refused.
+fn table_for_one(
+    name: &str,
+    mut tools: HashMap<String, ToolNames>,
+) -> Result<Option<ToolNames>, GatewayError> {
+    tools.retain(|_, t| !t.is_empty());
+    let table = match tools.remove(name) {
+        Some(table) => Some(table),
+        None if name.is_empty() && tools.len() == 1 => tools.drain().next().map(|(_, table)| table),
+        None => None,
+    };
+    if let Some(other) = tools.keys().next() {
         return Err(GatewayError::Config {
             what: "tool names",
-            reason: "renaming or describing tools needs a gateway of several upstreams; with one upstream, the upstream's own names are served".into(),
+            reason: format!(
+                "tools are renamed for {other:?}, which is not the upstream ({})",
+                if name.is_empty() { "unnamed" } else { name }
+            ),
         });
     }
-    Ok(())
+    Ok(table)
 }
 
 impl Shape {
@@ -606,9 +644,9 @@ impl Shape {
         tools: HashMap<String, ToolNames>,
     ) -> Result<Self, GatewayError> {
         let kind = if upstreams.len() == 1 {
-            no_tables_for_one(tools.values())?;
             let (name, config) = upstreams.remove(0);
-            Kind::One(Arc::new(Self::one(&parts, name, config)?))
+            let table = table_for_one(&name, tools)?;
+            Kind::One(Arc::new(Self::one(&parts, name, config, table)?))
         } else {
             Kind::Several(Arc::new(Live::new(parts.clone(), upstreams, tools)?))
         };
@@ -619,12 +657,55 @@ impl Shape {
         })
     }
 
-    fn one(parts: &Parts, name: String, config: UpstreamConfig) -> Result<One, GatewayError> {
+    /// The one upstream; with a table, served through a view of it alone that renames (the
+    /// gatekeeper, the audit and the catalog still see its own names, unprefixed).
+    fn one(
+        parts: &Parts,
+        name: String,
+        config: UpstreamConfig,
+        table: Option<ToolNames>,
+    ) -> Result<One, GatewayError> {
         let named: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
+        let Some(names) = &table else {
+            return Ok(One {
+                route: route_for(parts, named, &config, false)?,
+                name,
+                config,
+                table: None,
+                view: None,
+            });
+        };
+        let renames = Arc::new(Renames::alone(&name, names)?);
+        let route = route_for(parts, named, &config, true)?;
+        let index = if name.is_empty() {
+            0
+        } else {
+            parts.metric_index(&name, &config)
+        };
+        // Inside the view only: it prefixes nothing a client or the gatekeeper sees.
+        let member: Arc<str> = Arc::from(if name.is_empty() { "upstream" } else { &name });
+        let view = Arc::new(Aggregate {
+            members: vec![Member {
+                name: member,
+                route: route.clone(),
+                index,
+                renames,
+            }],
+            sessions: parts.sessions(),
+            gatekeeper: parts.gatekeeper.clone(),
+            oauth: parts.oauth.clone(),
+            max_body: parts.max_body,
+            metrics: parts.metrics.clone(),
+            audit: parts.audit.clone(),
+            unprefixed: true,
+            alone: true,
+        });
         Ok(One {
-            route: route_for(parts, named, &config, false)?,
+            route,
             name,
             config,
+            table,
+            view: Some(view),
         })
     }
 
@@ -658,9 +739,16 @@ impl Shape {
                 // The first upstream that is the one served now.
                 let this = upstreams.iter().position(|(n, c)| one.matches(n, c));
                 let names: Vec<String> = upstreams.iter().map(|(n, _)| n.clone()).collect();
-                let next = Live::new(self.parts.clone(), upstreams, tools.unwrap_or_default())?;
+                // Tables as before: the one upstream's, under its name.
+                let tools = tools.unwrap_or_else(|| {
+                    one.table
+                        .clone()
+                        .map(|t| HashMap::from([(one.name.clone(), t)]))
+                        .unwrap_or_default()
+                });
+                let next = Live::new(self.parts.clone(), upstreams, tools)?;
                 self.swap(Kind::Several(Arc::new(next)));
-                close_route(&one.route);
+                one.close();
                 let mut report = Reloaded {
                     reshaped: true,
                     ..Reloaded::default()
@@ -678,25 +766,28 @@ impl Shape {
                 Ok(report.without_unnamed())
             }
             Kind::One(one) => {
-                if let Some(tools) = &tools {
-                    no_tables_for_one(tools.values())?;
-                }
                 let (name, config) = upstreams.remove(0);
+                let table = match tools {
+                    Some(tools) => table_for_one(&name, tools)?,
+                    None => one.table.clone(),
+                };
                 // One upstream for another: the same one unless both are named, differently.
                 let matches = name == one.name || name.is_empty() || one.name.is_empty();
-                if matches && same(&one.config, &config) {
+                let renamed = table != one.table;
+                if matches && same(&one.config, &config) && !renamed {
                     return Ok(Reloaded {
                         kept: vec![name],
                         ..Reloaded::default()
                     }
                     .without_unnamed());
                 }
-                let next = Self::one(&self.parts, name.clone(), config)?;
+                let next = Self::one(&self.parts, name.clone(), config, table)?;
                 self.swap(Kind::One(Arc::new(next)));
-                close_route(&one.route);
+                one.close();
                 Ok(if matches {
                     Reloaded {
-                        changed: vec![name],
+                        changed: vec![name.clone()],
+                        renamed: if renamed { vec![name] } else { Vec::new() },
                         ..Reloaded::default()
                     }
                 } else {
@@ -710,12 +801,12 @@ impl Shape {
             }
             Kind::Several(live) => {
                 let (name, config) = upstreams.remove(0);
-                match &tools {
-                    Some(tools) => no_tables_for_one(tools.values())?,
-                    None => no_tables_for_one(live.tools_of(&name).iter())?,
-                }
+                let table = match tools {
+                    Some(tools) => table_for_one(&name, tools)?,
+                    None => live.tools_of(&name),
+                };
                 let before: Vec<String> = live.configs().into_iter().map(|(n, _)| n).collect();
-                let next = Self::one(&self.parts, name.clone(), config)?;
+                let next = Self::one(&self.parts, name.clone(), config, table)?;
                 self.swap(Kind::One(Arc::new(next)));
                 live.close();
                 let mut report = Reloaded {
@@ -750,7 +841,7 @@ fn close_route(route: &Route) {
 /// served at this request.
 pub(crate) async fn handle_endpoint(State(shape): State<Arc<Shape>>, request: Request) -> Response {
     match shape.current() {
-        Kind::One(one) => one.route.handle(request).await,
+        Kind::One(one) => one.handle(request).await,
         Kind::Several(live) => aggregate::handle(State(live.merged()), request).await,
     }
 }

@@ -87,6 +87,17 @@ impl ToolNames {
         Renames::new(upstream, self).map(|_| ())
     }
 
+    /// Checks the table of the only upstream of a gateway of one, `upstream` (its name in
+    /// messages; may be empty), without building: as [`check`](Self::check), without a
+    /// prefix (a new name may have 64 characters).
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    pub fn check_alone(&self, upstream: &str) -> Result<(), GatewayError> {
+        Renames::alone(upstream, self).map(|_| ())
+    }
+
     /// Whether no tool or prompt is renamed or described.
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty() && self.prompts.is_empty()
@@ -124,9 +135,26 @@ impl Renames {
     /// name fits `^[a-zA-Z0-9_-]{1,64}$` with the prefix, and no two tools (or two prompts)
     /// end up with the same name.
     pub(crate) fn new(upstream: &str, names: &ToolNames) -> Result<Self, GatewayError> {
+        let room = 64usize.saturating_sub(upstream.len() + SEPARATOR.len());
+        let seen = format!("clients see {upstream}{SEPARATOR}NAME, at most 64 characters");
         Ok(Self {
-            tools: Table::new(upstream, &names.tools, Kind::Tools)?,
-            prompts: Table::new(upstream, &names.prompts, Kind::Prompts)?,
+            tools: Table::new(upstream, &names.tools, Kind::Tools, room, &seen)?,
+            prompts: Table::new(upstream, &names.prompts, Kind::Prompts, room, &seen)?,
+        })
+    }
+
+    /// Checks `names` for the only upstream of a gateway of one (named `upstream` in
+    /// messages, if it has a name): no prefix, so a new name may have 64 characters.
+    pub(crate) fn alone(upstream: &str, names: &ToolNames) -> Result<Self, GatewayError> {
+        let label = if upstream.is_empty() {
+            "the upstream"
+        } else {
+            upstream
+        };
+        let seen = "clients see NAME alone: one upstream, no prefix";
+        Ok(Self {
+            tools: Table::new(label, &names.tools, Kind::Tools, 64, seen)?,
+            prompts: Table::new(label, &names.prompts, Kind::Prompts, 64, seen)?,
         })
     }
 
@@ -175,13 +203,14 @@ impl Table {
         upstream: &str,
         names: &BTreeMap<String, Shown>,
         kind: Kind,
+        room: usize,
+        seen: &str,
     ) -> Result<Self, GatewayError> {
         let error = |reason: String| GatewayError::Config {
             what: kind.what(),
             reason,
         };
         let noun = kind.noun();
-        let room = 64usize.saturating_sub(upstream.len() + SEPARATOR.len());
         let mut real = HashMap::new();
         for (item, shown) in names {
             let Some(name) = &shown.name else { continue };
@@ -191,7 +220,7 @@ impl Table {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid {
                 return Err(error(format!(
-                    "{upstream}: {noun}{item} renamed to {name:?}: use 1 to {room} letters, digits, '_' or '-' (clients see {upstream}{SEPARATOR}NAME, at most 64 characters)"
+                    "{upstream}: {noun}{item} renamed to {name:?}: use 1 to {room} letters, digits, '_' or '-' ({seen})"
                 )));
             }
             if let Some(other) = real.insert(name.clone(), item.clone()) {

@@ -478,21 +478,67 @@ async fn a_gateway_of_one_upstream_changes_it_and_ends_its_sessions() {
     let pid = call_raw(&h.url, &token, &session, "pid", json!({}))
         .await
         .unwrap();
-    // Renaming needs several upstreams: refused, nothing changed.
+    // A table for another upstream is refused, and nothing changed.
     let err = h
         .gateway
         .reload_tools(
-            [("", stdio_upstream().into())],
-            [("", mcp_oauth_gateway::ToolNames::new().rename("pid", "p"))],
+            [("up", stdio_upstream().into())],
+            [(
+                "other",
+                mcp_oauth_gateway::ToolNames::new().rename("pid", "p"),
+            )],
         )
         .unwrap_err();
-    assert!(err.to_string().contains("several upstreams"), "{err}");
+    assert!(err.to_string().contains("not the upstream (up)"), "{err}");
     assert_eq!(
         call_raw(&h.url, &token, &session, "pid", json!({}))
             .await
             .unwrap(),
         pid
     );
+    // A table for the one upstream: its tool renamed, no prefix; the endpoint now renames,
+    // so its sessions end and the upstream starts again.
+    let report = h
+        .gateway
+        .reload_tools(
+            [("up", stdio_upstream().into())],
+            [("up", mcp_oauth_gateway::ToolNames::new().rename("pid", "p"))],
+        )
+        .unwrap();
+    assert_eq!(report.renamed, ["up"]);
+    assert_eq!(report.changed, ["up"]);
+    let (status, _) = status_of(&h.url, &token, &session).await;
+    assert_eq!(status, 404);
+    let session = raw_session(&h.url, &token).await;
+    let names = tool_names(&h, &h.url, &token, &session).await;
+    assert!(names.contains(&"p".to_owned()), "{names:?}");
+    assert!(!names.contains(&"pid".to_owned()), "{names:?}");
+    let renamed_pid = call_raw(&h.url, &token, &session, "p", json!({}))
+        .await
+        .unwrap();
+    assert_ne!(renamed_pid, pid);
+    assert!(
+        call_raw(&h.url, &token, &session, "pid", json!({}))
+            .await
+            .unwrap_err()
+            .contains("not permitted")
+    );
+    // The same table again: kept, the session too.
+    let report = h
+        .gateway
+        .reload_tools(
+            [("up", stdio_upstream().into())],
+            [("up", mcp_oauth_gateway::ToolNames::new().rename("pid", "p"))],
+        )
+        .unwrap();
+    assert_eq!(report.kept, ["up"]);
+    assert_eq!(
+        call_raw(&h.url, &token, &session, "p", json!({}))
+            .await
+            .unwrap(),
+        renamed_pid
+    );
+    let pid = renamed_pid;
     let report = h
         .gateway
         .reload([(
@@ -500,7 +546,7 @@ async fn a_gateway_of_one_upstream_changes_it_and_ends_its_sessions() {
             stdio_upstream().env("MCP_OAUTH_RELOAD_TEST", "2").into(),
         )])
         .unwrap();
-    // The unnamed upstream, started again (named from now on).
+    // Changed, started again, with its table as before.
     assert_eq!(report.changed, ["up"]);
     assert!(report.added.is_empty() && report.removed.is_empty());
     assert!(!report.reshaped);
@@ -508,7 +554,7 @@ async fn a_gateway_of_one_upstream_changes_it_and_ends_its_sessions() {
     assert_eq!(status, 404);
     let session = raw_session(&h.url, &token).await;
     assert_ne!(
-        call_raw(&h.url, &token, &session, "pid", json!({}))
+        call_raw(&h.url, &token, &session, "p", json!({}))
             .await
             .unwrap(),
         pid

@@ -203,10 +203,15 @@ async fn collisions_are_refused_at_start_and_at_reload() {
             .tools("local", ToolNames::new().rename("echo", "a.b")),
     );
     assert!(err.contains("letters, digits"), "{err}");
+    // With one upstream, no prefix: 64 characters, not 65.
     let err = refused(
-        Gateway::builder(stdio_upstream()).tools("", ToolNames::new().rename("echo", "say")),
+        Gateway::builder(stdio_upstream())
+            .tools("", ToolNames::new().rename("echo", "x".repeat(65))),
     );
-    assert!(err.contains("several upstreams"), "{err}");
+    assert!(
+        err.contains("the upstream: echo renamed to") && err.contains("use 1 to 64"),
+        "{err}"
+    );
 
     // A reload with a collision keeps what was served; a good one renames without a restart.
     let h = Harness::several(two(remote.clone()), |b| b.tools("local", local_names())).await;
@@ -473,6 +478,92 @@ async fn prompt_names_that_collide_are_refused() {
         err.to_string().contains(
             "local: other is renamed to review, but the upstream has a prompt review of its own"
         ),
+        "{err}"
+    );
+}
+
+/// Records the names the gatekeeper is asked about; allows everything.
+#[derive(Clone, Default)]
+struct Names(Arc<Mutex<Vec<String>>>);
+
+impl Gatekeeper for Names {
+    fn decide(&self, _: Option<&Auth>, call: &Call<'_>) -> Decision {
+        let name = call.name().unwrap_or_default().to_owned();
+        self.0.lock().unwrap().push(name);
+        Decision::Allow
+    }
+}
+
+#[tokio::test]
+async fn one_upstream_renames_without_a_prefix_and_the_policy_sees_its_own_names() {
+    let seen = Names::default();
+    let names = ToolNames::new()
+        .rename("echo", "say")
+        .describe("echo", "Says it back")
+        .rename_prompt("review", "critique");
+    let h = Harness::start_with(stdio_upstream(), |b| {
+        b.tools("", names).gatekeeper(seen.clone())
+    })
+    .await;
+    let client = h.client("alice").await;
+    let tools = client.list_all_tools().await.unwrap();
+    let listed: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(listed.contains(&"say"), "{listed:?}");
+    assert!(listed.contains(&"pid"), "{listed:?}");
+    assert!(
+        listed.iter().all(|n| *n != "echo" && !n.contains("__")),
+        "{listed:?}"
+    );
+    let say = tools.iter().find(|t| t.name == "say").unwrap();
+    assert_eq!(say.description.as_deref(), Some("Says it back"));
+    assert_eq!(
+        call(&client, "say", json!({"text": "hi"})).await.unwrap(),
+        "hi"
+    );
+    assert!(call(&client, "echo", json!({"text": "x"})).await.is_err());
+    client.cancel().await.unwrap();
+    let token = h.token("alice");
+    let got = ask(
+        &h.url,
+        &token,
+        "prompts/get",
+        json!({"name": "critique", "arguments": {"text": "one"}}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["messages"][0]["content"]["text"], "review: one",
+        "{got}"
+    );
+    let listed = prompt_names(&ask(&h.url, &token, "prompts/list", json!({})).await);
+    assert_eq!(listed[0].0, "critique", "{listed:?}");
+    // The gatekeeper saw the own names, unprefixed; never the new ones.
+    let asked = seen.0.lock().unwrap().clone();
+    assert!(asked.contains(&"echo".to_owned()), "{asked:?}");
+    assert!(asked.contains(&"review".to_owned()), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|n| n != "say" && n != "critique" && !n.contains("__")),
+        "{asked:?}"
+    );
+    // What a policy is checked against: the own names, as with one upstream served directly.
+    let catalog = h.gateway.catalog().await.unwrap();
+    let own: Vec<&str> = catalog["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(own.contains(&"echo") && !own.contains(&"say"), "{own:?}");
+    // A table for another name than the upstream's is refused at build.
+    let err = Gateway::builder(stdio_upstream())
+        .insecure_no_auth()
+        .tools("a", ToolNames::new().rename("echo", "x"))
+        .tools("b", ToolNames::new().rename("echo", "y"))
+        .build()
+        .expect_err("two tables for one upstream");
+    assert!(
+        err.to_string().contains("which is not the upstream"),
         "{err}"
     );
 }
