@@ -1,6 +1,6 @@
 //! `[upstream.tools.TOOL]` and `[upstream.prompts.PROMPT]` of the gateway's configuration
 //! file: an upstream's tool (prompt) shown to clients under a new name, with a new
-//! description, or both (several upstreams only):
+//! description, or both (with one upstream, without its prefix):
 //!
 //! ```toml
 //! [[upstream]]

@@ -1,7 +1,7 @@
-//! Renaming and describing an upstream's tools and prompts, with several upstreams: the client
-//! sees the new name (after the upstream's prefix, `fs__read`) and the new description; calls
-//! (`tools/call`, `prompts/get`, a prompt's `completion/complete`) are mapped back to the
-//! upstream's own name.
+//! Renaming and describing an upstream's tools and prompts: the client sees the new name
+//! (after the upstream's prefix with several upstreams, `fs__read`; alone with one, `read`)
+//! and the new description; calls (`tools/call`, `prompts/get`, a prompt's
+//! `completion/complete`) are mapped back to the upstream's own name.
 //!
 //! The policy and the audit see the upstream's **real** name (`fs__read_file`), never the new
 //! one: a rule written for the real tool keeps holding whatever the tool is called, and a
