@@ -69,6 +69,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "isolation",
     "transport",
     "tools",
+    "prompts",
 ];
 
 /// A value of an option, as written in the file (references not yet resolved).
@@ -154,7 +155,8 @@ const CREDENTIAL_FIELDS: &[&str] = &[
 pub(crate) struct UpstreamSpec {
     pub(crate) name: Option<String>,
     pub(crate) target: Target,
-    /// `[upstream.tools.TOOL]`: tools renamed or described (file-only).
+    /// `[upstream.tools.TOOL]` and `[upstream.prompts.PROMPT]`: tools and prompts renamed or
+    /// described (file-only).
     pub(crate) tools: Vec<crate::gateway_tools::ToolSpec>,
     pub(crate) line: usize,
     /// `credentials = { kind = "user-secret", … }`: each user's own pasted token.
@@ -622,9 +624,12 @@ fn upstream(table: &DeTable<'_>, offset: usize, errors: &mut Errors<'_>) -> Opti
         );
     }
     let mut tool_errors = Vec::new();
-    let tools = get("tools")
-        .map(|v| crate::gateway_tools::parse(v, &mut tool_errors))
+    let mut tools = get("tools")
+        .map(|v| crate::gateway_tools::parse(v, &mut tool_errors, false))
         .unwrap_or_default();
+    if let Some(prompts) = get("prompts") {
+        tools.extend(crate::gateway_tools::parse(prompts, &mut tool_errors, true));
+    }
     for (at, message) in tool_errors {
         errors.at(at, message);
     }
@@ -1381,13 +1386,15 @@ pub(crate) fn tool_names(specs: &[UpstreamSpec]) -> Vec<(String, ToolNames)> {
         .filter(|spec| !spec.tools.is_empty())
         .map(|spec| {
             let names = spec.tools.iter().fold(ToolNames::new(), |names, t| {
-                let names = match &t.name {
-                    Some(name) => names.rename(&t.tool, name),
-                    None => names,
+                let names = match (&t.name, t.prompt) {
+                    (Some(name), false) => names.rename(&t.tool, name),
+                    (Some(name), true) => names.rename_prompt(&t.tool, name),
+                    (None, _) => names,
                 };
-                match &t.description {
-                    Some(description) => names.describe(&t.tool, description),
-                    None => names,
+                match (&t.description, t.prompt) {
+                    (Some(description), false) => names.describe(&t.tool, description),
+                    (Some(description), true) => names.describe_prompt(&t.tool, description),
+                    (None, _) => names,
                 }
             });
             (spec.name.clone().unwrap_or_default(), names)
@@ -1395,7 +1402,7 @@ pub(crate) fn tool_names(specs: &[UpstreamSpec]) -> Vec<(String, ToolNames)> {
         .collect()
 }
 
-/// Every table refused (a bad or colliding name, one upstream only), with its line.
+/// Every table refused (a bad or colliding name), with its line.
 pub(crate) fn check_tools(specs: &[UpstreamSpec]) -> Vec<String> {
     let several = specs.len() > 1;
     let mut problems = Vec::new();
@@ -1407,7 +1414,7 @@ pub(crate) fn check_tools(specs: &[UpstreamSpec]) -> Vec<String> {
         let problem = if several {
             names.check(&upstream).err().map(|e| e.to_string())
         } else {
-            Some("[upstream.tools]: renaming or describing tools needs several upstreams; with one, its own names are served".to_owned())
+            names.check_alone(&upstream).err().map(|e| e.to_string())
         };
         if let Some(problem) = problem {
             problems.push(format!("line {}: {problem}", spec.line));

@@ -86,6 +86,21 @@ impl PolicyGate {
         Ok(())
     }
 
+    /// Takes the policy in force out of service: until [`restore`](Self::restore) or
+    /// [`install`](Self::install), every call is refused and clients see empty lists. For a
+    /// reload that renames every tool (one upstream to several, or back), during which no
+    /// compiled rule fits the names.
+    pub(crate) fn suspend(&self) -> Option<Arc<Policy>> {
+        let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
+        slot.take()
+    }
+
+    /// Puts back what [`suspend`](Self::suspend) took.
+    pub(crate) fn restore(&self, policy: Option<Arc<Policy>>) {
+        let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
+        *slot = policy;
+    }
+
     /// Sends calls the policy's `[[policy.approve]]` rules name to `desk`.
     pub(crate) fn approve_with(&self, desk: ApprovalDesk) {
         let _ = self.desk.set(desk);
@@ -377,7 +392,11 @@ impl Gatekeeper for PolicyGate {
         // reloaded policy against (`Gateway::catalog`). Every client request of the command's
         // gateway is authenticated, so a client always has one.
         let caller = caller?;
-        let policy = self.current()?;
+        // No policy in force (a reload that renames every tool, before the new one compiles):
+        // a client is shown nothing.
+        let Some(policy) = self.current() else {
+            return Some(Vec::new());
+        };
         let field = |key: &str| item.get(key).and_then(Value::as_str);
         let target = match list {
             ListKind::Tools => field("name").map(Target::Tool),

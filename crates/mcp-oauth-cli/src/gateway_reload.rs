@@ -1,9 +1,11 @@
 //! `mcp-oauth gateway` reloads its configuration file and its policy file when they change
 //! (checked every second: modification time, size and content) and on SIGHUP, while it serves.
 //!
-//! - The upstreams: with several, [`Gateway::reload`] serves the new set; those whose
-//!   configuration did not change keep running with their sessions. A gateway started with
-//!   one upstream keeps it until the next start (said in the log).
+//! - The upstreams: [`Gateway::reload`] serves the new set; those whose configuration did not
+//!   change keep running with their sessions. From one upstream to several or back the
+//!   endpoint changes shape (every client session ends); with a policy, it is out of service
+//!   (every call refused) until it compiles against the new names, and if it does not, the
+//!   previous upstreams come back with it.
 //! - The policy: read again and compiled against the tools the upstreams list now; it replaces
 //!   the one in force only when it compiles.
 //! - Other options (listen address, issuer, audit, …) take effect at the next start; a change
@@ -212,54 +214,149 @@ impl Reloader {
             }
             self.options = config.options.clone();
         }
-        // With several upstreams the gateway compares them itself, secrets included (a
-        // rotated `file:` secret changes an upstream whose file did not change).
-        if self.upstreams.len() >= 2 || specs != self.upstreams {
-            if self.upstreams.len() < 2 {
-                tracing::warn!(
-                    target: TARGET,
-                    "{}: the upstreams changed; a gateway started with one upstream changes it at the next start",
-                    path.display()
-                );
-                return Some((args, false));
+        // The gateway compares the upstreams itself, secrets included (a rotated `file:`
+        // secret changes an upstream whose file did not change).
+        let named: Vec<_> = configs
+            .into_iter()
+            .map(|(name, config)| (name.unwrap_or_default(), config))
+            .collect();
+        let tools = crate::gateway_config::tool_names(&specs);
+        // From one upstream to several or back, every tool changes its name: no rule of the
+        // policy in force fits, so it is out of service (every call refused) until the policy
+        // compiles against the new names, or the old upstreams are back.
+        let reshape = (self.upstreams.len() > 1) != (specs.len() > 1);
+        if !reshape && specs.len() == 1 && specs == self.upstreams {
+            // One upstream, the same as before: nothing to do (its `file:` secrets are
+            // compared at a reload of several only).
+            return Some((args, false));
+        }
+        let suspended = match (&self.gate, reshape) {
+            (Some(gate), true) => Some(gate.suspend()),
+            _ => None,
+        };
+        let report = match self.gateway.reload_tools(named, tools) {
+            Ok(report) => report,
+            Err(e) => {
+                if let (Some(gate), Some(policy)) = (&self.gate, suspended) {
+                    gate.restore(policy);
+                }
+                tracing::error!(target: TARGET, "{}: {e}; {stays}", path.display());
+                return None;
             }
-            let named = configs
-                .into_iter()
-                .map(|(name, config)| (name.unwrap_or_default(), config));
-            let tools = crate::gateway_config::tool_names(&specs);
-            match self.gateway.reload_tools(named, tools) {
-                Ok(report)
-                    if report.added.is_empty()
-                        && report.changed.is_empty()
-                        && report.removed.is_empty()
-                        && report.renamed.is_empty() =>
-                {
-                    tracing::debug!(target: TARGET, "{}: the upstreams are the same", path.display());
-                }
-                Ok(report) => {
-                    tracing::info!(
-                        target: TARGET,
-                        "{}: upstreams reloaded: added [{}], changed [{}], removed [{}], kept [{}], tools renamed [{}]",
-                        path.display(),
-                        report.added.join(", "),
-                        report.changed.join(", "),
-                        report.removed.join(", "),
-                        report.kept.join(", "),
-                        report.renamed.join(", ")
-                    );
-                    self.upstreams = specs;
-                    if let Err(e) = self.gateway.ready(START_TIMEOUT).await {
-                        tracing::error!(target: TARGET, "after the reload: {e}");
-                    }
-                    return Some((args, true));
-                }
-                Err(e) => {
-                    tracing::error!(target: TARGET, "{}: {e}; {stays}", path.display());
-                    return None;
-                }
+        };
+        if report.added.is_empty()
+            && report.changed.is_empty()
+            && report.removed.is_empty()
+            && report.renamed.is_empty()
+        {
+            tracing::debug!(target: TARGET, "{}: the upstreams are the same", path.display());
+            return Some((args, false));
+        }
+        tracing::info!(
+            target: TARGET,
+            "{}: upstreams reloaded{}: added [{}], changed [{}], removed [{}], kept [{}], tools renamed [{}]",
+            path.display(),
+            if report.reshaped {
+                " (the endpoint changed shape: every client session ended)"
+            } else {
+                ""
+            },
+            report.added.join(", "),
+            report.changed.join(", "),
+            report.removed.join(", "),
+            report.kept.join(", "),
+            report.renamed.join(", ")
+        );
+        let before = std::mem::replace(&mut self.upstreams, specs);
+        if let Err(e) = self.gateway.ready(START_TIMEOUT).await {
+            tracing::error!(target: TARGET, "after the reload: {e}");
+        }
+        if let Some(policy) = suspended
+            && !self.policy_fits(&args).await
+        {
+            self.undo_reshape(path, before, policy).await;
+            return None;
+        }
+        Some((args, true))
+    }
+
+    /// After a reload that renamed every tool: whether the policy file (the one `args` name)
+    /// compiles against the new names; if so it is in force.
+    async fn policy_fits(&self, args: &crate::gateway_args::GatewayArgs) -> bool {
+        let Some(gate) = &self.gate else {
+            return true;
+        };
+        // The file, or the built-in `demo` policy.
+        let config = match args.access.config() {
+            Ok(Some(config)) => config,
+            Ok(None) => {
+                tracing::error!(target: TARGET, "the policy set at the start is no longer named; the upstreams go back");
+                return false;
+            }
+            Err(problem) => {
+                log_lines(&problem, "the upstreams go back");
+                return false;
+            }
+        };
+        let file = args.access.file().unwrap_or_else(|| PathBuf::from("demo"));
+        let catalog = match self.gateway.catalog().await {
+            Ok(catalog) => catalog,
+            Err(e) => {
+                tracing::error!(target: TARGET, "{}: cannot list the upstreams' tools: {e}; the upstreams go back", file.display());
+                return false;
+            }
+        };
+        match gate.install(config, &catalog, &file) {
+            Ok(()) => {
+                tracing::info!(target: TARGET, "{}: policy in force", file.display());
+                true
+            }
+            Err(problem) => {
+                log_lines(&problem, "the upstreams go back");
+                false
             }
         }
-        Some((args, false))
+    }
+
+    /// Serves the upstreams of `before` again, with the policy that was in force with them.
+    async fn undo_reshape(
+        &mut self,
+        path: &Path,
+        before: Vec<UpstreamSpec>,
+        policy: Option<std::sync::Arc<mcp_oauth::policy::Policy>>,
+    ) {
+        let Some(gate) = &self.gate else { return };
+        let configs = match crate::gateway_upstreams::upstream_configs(&before) {
+            Ok(configs) => configs,
+            Err(problem) => {
+                tracing::error!(target: TARGET, "{}: the upstreams cannot go back ({problem}); every call is refused until the policy compiles", path.display());
+                return;
+            }
+        };
+        let named: Vec<_> = configs
+            .into_iter()
+            .map(|(name, config)| (name.unwrap_or_default(), config))
+            .collect();
+        let tools = crate::gateway_config::tool_names(&before);
+        match self.gateway.reload_tools(named, tools) {
+            Ok(_) => {
+                gate.restore(policy);
+                self.upstreams = before;
+                if let Err(e) = self.gateway.ready(START_TIMEOUT).await {
+                    tracing::error!(target: TARGET, "after going back: {e}");
+                }
+                tracing::error!(
+                    target: TARGET,
+                    "{}: the policy does not fit the new upstreams' names; the running configuration stays (the previous upstreams, started again, and their policy)",
+                    path.display()
+                );
+            }
+            Err(e) => tracing::error!(
+                target: TARGET,
+                "{}: the upstreams cannot go back ({e}); every call is refused until the policy compiles",
+                path.display()
+            ),
+        }
     }
 
     /// Reads the policy file again and compiles it against the tools listed now.

@@ -1,5 +1,6 @@
-//! `[upstream.tools.TOOL]` of the gateway's configuration file: an upstream's tool shown to
-//! clients under a new name, with a new description, or both (several upstreams only):
+//! `[upstream.tools.TOOL]` and `[upstream.prompts.PROMPT]` of the gateway's configuration
+//! file: an upstream's tool (prompt) shown to clients under a new name, with a new
+//! description, or both (with one upstream, without its prefix):
 //!
 //! ```toml
 //! [[upstream]]
@@ -9,6 +10,9 @@
 //! [upstream.tools.read_text_file]
 //! name = "read"
 //! description = "Reads a UTF-8 file under /srv"
+//!
+//! [upstream.prompts.review]
+//! name = "critique"
 //! ```
 //!
 //! File-only: there is no flag for it. Policy rules keep using the upstream's own name
@@ -21,24 +25,33 @@ use toml::de::DeValue;
 /// The fields of a `[upstream.tools.TOOL]` table.
 const FIELDS: &[&str] = &["name", "description"];
 
-/// One `[upstream.tools.TOOL]`.
+/// One `[upstream.tools.TOOL]` (or `[upstream.prompts.PROMPT]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ToolSpec {
-    /// The upstream's own name of the tool.
+    /// A prompt's table, not a tool's.
+    pub(crate) prompt: bool,
+    /// The upstream's own name of the tool (prompt).
     pub(crate) tool: String,
     pub(crate) name: Option<String>,
     pub(crate) description: Option<String>,
 }
 
-/// The `tools` value of an `[[upstream]]`; errors as (offset, message).
+/// The `tools` value of an `[[upstream]]` (`prompts` when `prompt`); errors as (offset,
+/// message).
 pub(crate) fn parse(
     value: &toml::Spanned<DeValue<'_>>,
     errors: &mut Vec<(usize, String)>,
+    prompt: bool,
 ) -> Vec<ToolSpec> {
+    let (kind, item) = if prompt {
+        ("prompts", "PROMPT")
+    } else {
+        ("tools", "TOOL")
+    };
     let DeValue::Table(table) = value.get_ref() else {
         errors.push((
             value.span().start,
-            "[[upstream]] tools: expected tables, [upstream.tools.TOOL] with name = \"NEW\" and/or description = \"…\"".to_owned(),
+            format!("[[upstream]] {kind}: expected tables, [upstream.{kind}.{item}] with name = \"NEW\" and/or description = \"…\""),
         ));
         return Vec::new();
     };
@@ -48,11 +61,12 @@ pub(crate) fn parse(
         let DeValue::Table(fields) = fields.get_ref() else {
             errors.push((
                 value.span().start,
-                format!("[upstream.tools.{tool}]: expected a table with name = \"NEW\" and/or description = \"…\""),
+                format!("[upstream.{kind}.{tool}]: expected a table with name = \"NEW\" and/or description = \"…\""),
             ));
             continue;
         };
         let mut spec = ToolSpec {
+            prompt,
             tool: tool.clone(),
             name: None,
             description: None,
@@ -62,7 +76,7 @@ pub(crate) fn parse(
                 errors.push((
                     v.span().start,
                     format!(
-                        "[upstream.tools.{tool}] {}: expected a string",
+                        "[upstream.{kind}.{tool}] {}: expected a string",
                         key.get_ref()
                     ),
                 ));
@@ -74,7 +88,7 @@ pub(crate) fn parse(
                 other => errors.push((
                     key.span().start,
                     format!(
-                        "unknown field `{other}` in [upstream.tools.{tool}]; the fields are {}",
+                        "unknown field `{other}` in [upstream.{kind}.{tool}]; the fields are {}",
                         FIELDS.join(", ")
                     ),
                 )),
@@ -84,7 +98,7 @@ pub(crate) fn parse(
             errors.push((
                 value.span().start,
                 format!(
-                    "[upstream.tools.{tool}]: give name = \"NEW\", description = \"…\", or both"
+                    "[upstream.{kind}.{tool}]: give name = \"NEW\", description = \"…\", or both"
                 ),
             ));
         }
@@ -93,10 +107,11 @@ pub(crate) fn parse(
     tools
 }
 
-/// `[upstream.tools.TOOL]` tables as the file writes them.
+/// `[upstream.tools.TOOL]` and `[upstream.prompts.PROMPT]` tables as the file writes them.
 pub(crate) fn print(out: &mut String, tools: &[ToolSpec], quote: impl Fn(&str) -> String) {
     for t in tools {
-        let _ = writeln!(out, "\n[upstream.tools.{}]", quote(&t.tool));
+        let kind = if t.prompt { "prompts" } else { "tools" };
+        let _ = writeln!(out, "\n[upstream.{kind}.{}]", quote(&t.tool));
         if let Some(name) = &t.name {
             let _ = writeln!(out, "name = {}", quote(name));
         }
@@ -138,11 +153,13 @@ tools = { fetch = { name = "get" } }
             fs.tools,
             [
                 ToolSpec {
+                    prompt: false,
                     tool: "read_text_file".into(),
                     name: Some("read".into()),
                     description: Some("Reads a file".into()),
                 },
                 ToolSpec {
+                    prompt: false,
                     tool: "stat".into(),
                     name: None,
                     description: Some("File facts".into()),
@@ -192,12 +209,82 @@ tools = { fetch = { name = "get" } }
             problems.contains("line 1:") && problems.contains("a and b are both renamed to x"),
             "{problems}"
         );
+        // One upstream: no prefix, so a new name may have 64 characters, not 65.
+        let alone = |name: String| {
+            parse(
+                &format!(
+                    "[[upstream]]\ncommand = [\"x\"]\n[upstream.tools.a]\nname = \"{name}\"\n"
+                ),
+                "g.toml",
+            )
+            .expect("parses")
+        };
+        assert!(check(&alone("x".repeat(64)).upstreams).is_empty());
+        let problems = check(&alone("x".repeat(65)).upstreams).join("\n");
+        assert!(
+            problems.contains("the upstream: a renamed to") && problems.contains("use 1 to 64"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn prompt_tables_are_read_checked_and_printed_back() {
+        let file = "[[upstream]]\nname = \"fs\"\ncommand = [\"x\"]\n\n[upstream.tools.read]\nname = \"get\"\n\n[upstream.prompts.review]\nname = \"critique\"\ndescription = \"Critiques\"\n\n[[upstream]]\nname = \"w\"\ncommand = [\"y\"]\n";
+        let config = parse(file, "g.toml").expect("valid");
+        assert_eq!(
+            config.upstreams[0].tools[1],
+            ToolSpec {
+                prompt: true,
+                tool: "review".into(),
+                name: Some("critique".into()),
+                description: Some("Critiques".into()),
+            }
+        );
+        assert_eq!(
+            tool_names(&config.upstreams),
+            [(
+                "fs".to_owned(),
+                ToolNames::new()
+                    .rename("read", "get")
+                    .rename_prompt("review", "critique")
+                    .describe_prompt("review", "Critiques")
+            )]
+        );
+        assert!(check(&config.upstreams).is_empty());
+        let printed = print(Some(&config), &[]).expect("print");
+        assert!(
+            printed.contains("[upstream.prompts.\"review\"]\nname = \"critique\""),
+            "{printed}"
+        );
+        let again = parse(&printed, "printed.toml").expect("printed file parses");
+        assert_eq!(again.upstreams[0].tools, config.upstreams[0].tools);
+
+        let bad = parse(
+            "[[upstream]]\nname = \"fs\"\ncommand = [\"x\"]\n[upstream.prompts.a]\nnmae = \"b\"\n",
+            "g.toml",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            bad.contains("g.toml:5: unknown field `nmae` in [upstream.prompts.a]"),
+            "{bad}"
+        );
+        let collision = "[[upstream]]\nname = \"fs\"\ncommand = [\"x\"]\nprompts = { a = { name = \"x\" }, b = { name = \"x\" }, c = { name = \"no.dots\" } }\n[[upstream]]\nname = \"w\"\ncommand = [\"y\"]\n";
+        let config = parse(collision, "g.toml").expect("parses");
+        let problems = check(&config.upstreams).join("\n");
+        assert!(
+            problems.contains("line 1:") && problems.contains("prompt names"),
+            "{problems}"
+        );
         let alone = parse(
-            "[[upstream]]\ncommand = [\"x\"]\n[upstream.tools.a]\nname = \"b\"\n",
+            "[[upstream]]\ncommand = [\"x\"]\n[upstream.prompts.a]\nname = \"b\"\n[upstream.prompts.c]\nname = \"b\"\n",
             "g.toml",
         )
         .expect("parses");
         let problems = check(&alone.upstreams).join("\n");
-        assert!(problems.contains("needs several upstreams"), "{problems}");
+        assert!(
+            problems.contains("the upstream: prompt a and c are both renamed to b"),
+            "{problems}"
+        );
     }
 }

@@ -265,3 +265,300 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A raw request to the gateway: its status, session id and JSON-RPC answer (JSON or SSE).
+async fn raw(
+    url: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    let answer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|m| m.get("id").is_some())
+        .or_else(|| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    (status, id, answer)
+}
+
+/// A new session at `url`, with its tool names sorted.
+async fn open(url: &str, token: &str) -> (String, Vec<String>) {
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
+    let (status, session, answer) = raw(url, Some(token), None, init).await;
+    assert_eq!(status, 200, "{answer}");
+    let session = session.unwrap();
+    let ack = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let _ = raw(url, Some(token), Some(&session), ack).await;
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
+    let (_, _, answer) = raw(url, Some(token), Some(&session), list).await;
+    let mut names: Vec<String> = answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort_unstable();
+    (session, names)
+}
+
+/// A call of `tool` (echo) in `session`: the HTTP status and the text or error message.
+async fn call_in(url: &str, token: &str, session: &str, tool: &str) -> (u16, String) {
+    let body = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":tool,"arguments":{"text":"hi"}}});
+    let (status, _, answer) = raw(url, Some(token), Some(session), body).await;
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .or_else(|| answer["error"]["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    (status, text)
+}
+
+fn config_of(upstreams: &[(&str, SocketAddr)], policy: &Path) -> String {
+    let mut text = String::new();
+    for (name, addr) in upstreams {
+        text.push_str(&format!(
+            "[[upstream]]\nname = \"{name}\"\nurl = \"http://{addr}/mcp\"\n\n"
+        ));
+    }
+    text.push_str(&format!(
+        "[policy]\nfile = {}\n",
+        serde_json::to_string(policy.to_str().unwrap()).unwrap()
+    ));
+    text
+}
+
+#[tokio::test]
+async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
+    let (a, b) = (http_upstream().await, http_upstream().await);
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-reshape-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, policy_file) = (dir.join("gateway.toml"), dir.join("policy.toml"));
+    std::fs::write(&policy_file, policy(&["echo"])).unwrap();
+    std::fs::write(&file, config_of(&[("alpha", a)], &policy_file)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args([
+            "gateway",
+            "--port",
+            "0",
+            "--json",
+            "--store",
+            "memory",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let collected = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
+    )
+    .await
+    .expect("the gateway printed its JSON line in time")
+    .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let mcp = info["mcp_url"].as_str().unwrap().to_owned();
+    let token = info["token"].as_str().unwrap().to_owned();
+    let own = |name: &str| mcp.replace("/mcp", &format!("/{name}/mcp"));
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
+
+    // One upstream: its own names, no path of its own.
+    let (one, tools) = open(&mcp, &token).await;
+    assert_eq!(tools, ["echo"]);
+    assert_eq!(
+        call_in(&mcp, &token, &one, "echo").await,
+        (200, "hi".into())
+    );
+    assert_eq!(raw(&own("beta"), None, None, init.clone()).await.0, 404);
+
+    // Two upstreams while the policy still names `echo`: it does not fit the merged names,
+    // so the upstreams go back (started again, the old session ended) with the old policy.
+    std::fs::write(&file, config_of(&[("alpha", a), ("beta", b)], &policy_file)).unwrap();
+    until("the reload undone", &log, || async {
+        logged(
+            &log,
+            &["the policy does not fit", "the running configuration stays"],
+        ) == 1
+    })
+    .await;
+    assert!(logged(&log, &["policy.toml:", "unknown tool `echo`"]) >= 1);
+    assert_eq!(call_in(&mcp, &token, &one, "echo").await.0, 404);
+    let (undone, tools) = open(&mcp, &token).await;
+    assert_eq!(tools, ["echo"]);
+    assert_eq!(
+        call_in(&mcp, &token, &undone, "echo").await,
+        (200, "hi".into())
+    );
+    assert_eq!(raw(&own("beta"), None, None, init.clone()).await.0, 404);
+
+    // The policy for the merged names: the file's two upstreams are tried again, and now
+    // the policy fits them: /mcp merges, each upstream has its path (which asks for a
+    // token), the old session is over.
+    std::fs::write(&policy_file, policy(&["alpha__echo", "beta__echo"])).unwrap();
+    until("the two upstreams", &log, || async {
+        logged(
+            &log,
+            &["endpoint changed shape", "added [beta]", "changed [alpha]"],
+        ) == 2
+    })
+    .await;
+    until("the policy for them", &log, || async {
+        open(&mcp, &token).await.1 == ["alpha__echo", "beta__echo"]
+    })
+    .await;
+    assert_eq!(call_in(&mcp, &token, &undone, "echo").await.0, 404);
+    let (merged, _) = open(&mcp, &token).await;
+    assert_eq!(
+        call_in(&mcp, &token, &merged, "beta__echo").await,
+        (200, "hi".into())
+    );
+    assert_ne!(call_in(&mcp, &token, &merged, "echo").await.1, "hi");
+    assert_eq!(raw(&own("beta"), None, None, init.clone()).await.0, 401);
+
+    // Back to one (beta), with a policy for its own names: /mcp serves it unprefixed, and
+    // the paths of both upstreams answer 404, to a stranger too.
+    std::fs::write(&policy_file, policy(&["echo"])).unwrap();
+    until("the policy refused for two upstreams", &log, || async {
+        logged(&log, &["unknown tool `echo`", "the policy in force stays"]) >= 1
+    })
+    .await;
+    std::fs::write(&file, config_of(&[("beta", b)], &policy_file)).unwrap();
+    until("one upstream again", &log, || async {
+        logged(
+            &log,
+            &[
+                "endpoint changed shape",
+                "removed [alpha]",
+                "changed [beta]",
+            ],
+        ) == 1
+    })
+    .await;
+    until("the policy for it", &log, || async {
+        open(&mcp, &token).await.1 == ["echo"]
+    })
+    .await;
+    assert_eq!(call_in(&mcp, &token, &merged, "beta__echo").await.0, 404);
+    let (back, _) = open(&mcp, &token).await;
+    assert_eq!(
+        call_in(&mcp, &token, &back, "echo").await,
+        (200, "hi".into())
+    );
+    for name in ["alpha", "beta"] {
+        assert_eq!(
+            raw(&own(name), None, None, init.clone()).await.0,
+            404,
+            "{name}"
+        );
+        assert_eq!(
+            raw(&own(name), Some(&token), None, init.clone()).await.0,
+            404,
+            "{name}"
+        );
+    }
+
+    // The one upstream's tool renamed, without a prefix: the policy still names `echo`.
+    let renamed = config_of(&[("beta", b)], &policy_file).replace(
+        "\n[policy]",
+        "[upstream.tools.echo]\nname = \"say\"\n\n[policy]",
+    );
+    std::fs::write(&file, renamed).unwrap();
+    until("the tool renamed", &log, || async {
+        logged(&log, &["tools renamed [beta]"]) == 1
+    })
+    .await;
+    assert_eq!(call_in(&mcp, &token, &back, "echo").await.0, 404);
+    let (say, tools) = open(&mcp, &token).await;
+    assert_eq!(tools, ["say"]);
+    assert_eq!(call_in(&mcp, &token, &say, "say").await, (200, "hi".into()));
+    assert_ne!(call_in(&mcp, &token, &say, "echo").await.1, "hi");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn gateway_check_explains_a_prompt_table_it_refuses() {
+    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-prompts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    let upstreams = "[[upstream]]\nname = \"fs\"\nurl = \"http://127.0.0.1:9/mcp\"\n\n[upstream.prompts.review]\nname = \"critique\"\ndescription = \"Critiques\"\n\n[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:8/mcp\"\n";
+    let check = |text: String| {
+        let file = file.clone();
+        async move {
+            std::fs::write(&file, text).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+                .args(["gateway", "check", "--config"])
+                .arg(&file)
+                .env("NO_COLOR", "1")
+                .output()
+                .await
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), said)
+        }
+    };
+    let (ok, said) = check(upstreams.to_owned()).await;
+    assert!(ok, "{said}");
+    for (table, expected) in [
+        (
+            "[upstream.prompts.summary]\nname = \"critique\"\n",
+            "fs: prompt review and summary are both renamed to critique",
+        ),
+        (
+            "[upstream.prompts.summary]\nname = \"no.dots\"\n",
+            "fs: prompt summary renamed to \"no.dots\": use 1 to 60 letters",
+        ),
+        (
+            "[upstream.prompts.summary]\ntitle = \"x\"\n",
+            "unknown field `title` in [upstream.prompts.summary]",
+        ),
+    ] {
+        let text = upstreams.replace(
+            "\n[[upstream]]\nname = \"web\"",
+            &format!("{table}\n[[upstream]]\nname = \"web\""),
+        );
+        let (ok, said) = check(text).await;
+        assert!(!ok, "{table}: {said}");
+        assert!(said.contains(expected), "{table}: {said}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -88,6 +88,10 @@ pub(crate) struct Aggregate {
     /// One upstream at a path of its own (`/NAME/mcp`): clients see its own names, while the
     /// gatekeeper and the audit still see `NAME__tool`, as at the merged endpoint.
     pub(crate) unprefixed: bool,
+    /// The only upstream of a gateway of one, served here for its renamed tools or prompts
+    /// (with `unprefixed`): the gatekeeper, the audit and the catalog see the upstream's own
+    /// names without a prefix too, as with one upstream served directly.
+    pub(crate) alone: bool,
 }
 
 /// Whether `name` may name an upstream of an aggregate: 1 to 32 ASCII letters, digits or
@@ -215,26 +219,40 @@ impl Aggregate {
         }
     }
 
-    /// Refuses a rename onto a name that the upstream's own list (`tools`, as the policy sees
-    /// it: `NAME__tool`) still gives another tool, which clients would not see.
-    pub(crate) fn check_renames(&self, tools: &Value) -> Result<(), crate::GatewayError> {
-        let listed = tools.as_array().map(Vec::as_slice).unwrap_or_default();
+    /// Refuses a rename onto a name that the upstream's own list (`tools` or `prompts`, as
+    /// the policy sees it: `NAME__tool`) still gives another tool (prompt), which clients
+    /// would not see.
+    pub(crate) fn check_renames(
+        &self,
+        kind: ListKind,
+        items: &Value,
+    ) -> Result<(), crate::GatewayError> {
+        let (what, noun) = match kind {
+            ListKind::Prompts => ("prompt names", "prompt"),
+            _ => ("tool names", "tool"),
+        };
+        let listed = items.as_array().map(Vec::as_slice).unwrap_or_default();
         for item in listed {
-            let Some((upstream, tool)) = item
-                .get("name")
-                .and_then(Value::as_str)
-                .and_then(|n| n.split_once(SEPARATOR))
-            else {
+            let name = item.get("name").and_then(Value::as_str);
+            let alone = self.members.first().filter(|_| self.alone);
+            let Some((upstream, tool)) = (match alone {
+                Some(member) => name.map(|n| (&*member.name, n)),
+                None => name.and_then(|n| n.split_once(SEPARATOR)),
+            }) else {
                 continue;
             };
             let Some(member) = self.members.iter().find(|m| &*m.name == upstream) else {
                 continue;
             };
-            if let Some(by) = member.renames.shadows(tool) {
+            let table = match kind {
+                ListKind::Prompts => member.renames.prompts(),
+                _ => member.renames.tools(),
+            };
+            if let Some(by) = table.shadows(tool) {
                 return Err(crate::GatewayError::Config {
-                    what: "tool names",
+                    what,
                     reason: format!(
-                        "{upstream}: {by} is renamed to {tool}, but the upstream has a tool {tool} of its own; rename {tool} too, or pick another name"
+                        "{upstream}: {by} is renamed to {tool}, but the upstream has a {noun} {tool} of its own; rename {tool} too, or pick another name"
                     ),
                 });
             }
@@ -526,7 +544,12 @@ async fn in_session(
                 },
                 Ok(None) => request(agg, parts, auth, session, message).await,
                 Err(Hidden) => {
-                    agg.metrics.request("tools/call", Outcome::Denied);
+                    let method = match message.method.as_deref() {
+                        Some("prompts/get") => "prompts/get",
+                        Some("completion/complete") => "completion/complete",
+                        _ => "tools/call",
+                    };
+                    agg.metrics.request(method, Outcome::Denied);
                     not_permitted(id)
                 }
             }
@@ -616,21 +639,42 @@ fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) ->
 /// The own name of a renamed tool, which the client was not shown.
 struct Hidden;
 
-/// A `tools/call` of a renamed tool with the name the policy sees: the upstream's own,
-/// prefixed (`fs__read_file` for `fs__read`); `None` when the name is not a new one; `Err`
-/// when it is the own name of a renamed tool.
+/// A `tools/call` of a renamed tool (a `prompts/get` of a renamed prompt, a completion of
+/// its arguments) with the name the policy sees: the upstream's own, prefixed
+/// (`fs__read_file` for `fs__read`); `None` when the name is not a new one; `Err` when it is
+/// the own name of a renamed tool or prompt.
 fn real_request(
     agg: &Aggregate,
     session: &Session,
     message: &Message<'_>,
 ) -> Result<Option<Bytes>, Hidden> {
-    if message.method.as_deref() != Some("tools/call")
-        || agg.members.iter().all(|m| m.renames.is_empty())
-    {
+    let Some(method) = message.method.as_deref() else {
+        return Ok(None);
+    };
+    let prompt = match method {
+        "tools/call" => false,
+        "prompts/get" | "completion/complete" => true,
+        _ => return Ok(None),
+    };
+    if agg.members.iter().all(|m| m.renames.is_empty()) {
         return Ok(None);
     }
     let mut params = params_object(message);
-    let Some(name) = params.get("name").and_then(Value::as_str) else {
+    let slot = if method == "completion/complete" {
+        let Some(reference) = params.get_mut("ref").and_then(Value::as_object_mut) else {
+            return Ok(None);
+        };
+        if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+            return Ok(None);
+        }
+        reference.get_mut("name")
+    } else {
+        params.get_mut("name")
+    };
+    let Some(slot) = slot else {
+        return Ok(None);
+    };
+    let Some(name) = slot.as_str() else {
         return Ok(None);
     };
     let Some((member, local)) = agg.member_of_name(session, name) else {
@@ -639,7 +683,12 @@ fn real_request(
     let Some(m) = agg.members.get(member) else {
         return Ok(None);
     };
-    let real = match m.renames.seen(&local) {
+    let table = if prompt {
+        m.renames.prompts()
+    } else {
+        m.renames.tools()
+    };
+    let real = match table.seen(&local) {
         crate::rename::Seen::Same => return Ok(None),
         crate::rename::Seen::Hidden => return Err(Hidden),
         crate::rename::Seen::Renamed(real) => real,
@@ -652,10 +701,10 @@ fn real_request(
             .unwrap_or_else(|p| p.into_inner())
             .insert(exposed.clone(), (m.name.clone(), real.to_owned()));
     }
-    params.insert("name".to_owned(), Value::String(exposed));
+    *slot = Value::String(exposed);
     Ok(Some(with_params(
         message.id.map(RawValue::get),
-        "tools/call",
+        method,
         &Value::Object(params),
     )))
 }
@@ -821,13 +870,21 @@ async fn request(
     if method == "server/discover" {
         return discover(agg, auth, session, id).await;
     }
+    // Alone: the gatekeeper and the audit see the upstream's own name, without the prefix.
+    let own = if agg.alone {
+        own_names(agg, session, message)
+    } else {
+        None
+    };
+    let own = own.and_then(|params| RawValue::from_string(params.to_string()).ok());
+    let params = own.as_deref().or(message.params);
     let (decision, called) = {
-        let call = Call::new(method, message.params);
+        let call = Call::new(method, params);
         let decision = agg.gatekeeper.decide(auth, &call);
         let called = crate::audit::Called {
             method,
             name: call.name().map(str::to_owned),
-            params: message.params,
+            params,
             rule_ids: call.take_rule_ids(),
             hidden: Default::default(),
         };
@@ -837,7 +894,7 @@ async fn request(
         agg.gatekeeper.as_ref(),
         auth,
         method,
-        message.params,
+        params,
         None,
         decision,
     )
@@ -890,7 +947,8 @@ async fn request(
             .name
             .as_deref()
             .and_then(|n| n.split_once(SEPARATOR))
-            .map(|(u, _)| u.to_owned());
+            .map(|(u, _)| u.to_owned())
+            .filter(|_| !agg.alone);
         crate::audit::record(
             audit,
             auth,
@@ -904,6 +962,27 @@ async fn request(
         .await;
     }
     response
+}
+
+/// The request's params with the name it gives (a tool, a prompt, the prompt a completion is
+/// for) as the upstream's own, without the prefix; `None` when it names nothing.
+fn own_names(agg: &Aggregate, session: &Session, message: &Message<'_>) -> Option<Value> {
+    let method = message.method.as_deref()?;
+    let mut params = params_object(message);
+    let slot = match method {
+        "tools/call" | "prompts/get" => params.get_mut("name")?,
+        "completion/complete" => {
+            let reference = params.get_mut("ref")?.as_object_mut()?;
+            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+                return None;
+            }
+            reference.get_mut("name")?
+        }
+        _ => return None,
+    };
+    let (_, own) = agg.member_of_name(session, slot.as_str()?)?;
+    *slot = Value::String(own);
+    Some(Value::Object(params))
 }
 
 async fn route(
@@ -1146,14 +1225,19 @@ async fn list(
                     else {
                         continue;
                     };
-                    let shown = if kind == ListKind::Tools && !policy_names {
-                        if let Some(by) = m.renames.shadows(&name) {
-                            tracing::error!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "the upstream's tool {name} is left out: {by} is renamed to {name}; rename one of them");
+                    let shown = if policy_names {
+                        None
+                    } else {
+                        let (table, noun) = if kind == ListKind::Tools {
+                            (m.renames.tools(), "tool")
+                        } else {
+                            (m.renames.prompts(), "prompt")
+                        };
+                        if let Some(by) = table.shadows(&name) {
+                            tracing::error!(target: "mcp_oauth_gateway::aggregate", upstream = %m.name, "the upstream's {noun} {name} is left out: {by} is renamed to {name}; rename one of them");
                             continue;
                         }
-                        m.renames.shown(&name)
-                    } else {
-                        None
+                        table.shown(&name)
                     };
                     if let (Some(description), Some(object)) = (
                         shown.and_then(|s| s.description.as_ref()),
@@ -1168,6 +1252,12 @@ async fn list(
                         own_name = Some(expose(&m.name, new_name).0);
                     }
                     let (exposed, shortened) = expose(&m.name, &name);
+                    // Alone: the gatekeeper (and the catalog) see the own name, unprefixed.
+                    let policy_name = if agg.alone {
+                        name.clone()
+                    } else {
+                        exposed.clone()
+                    };
                     if kind == ListKind::Tools {
                         // The name the client calls labels the operation histogram.
                         let called = own_name.as_deref().unwrap_or(&exposed);
@@ -1181,7 +1271,7 @@ async fn list(
                             .insert(exposed.clone(), (m.name.clone(), name));
                     }
                     if let Some(object) = item.as_object_mut() {
-                        object.insert("name".to_owned(), Value::String(exposed));
+                        object.insert("name".to_owned(), Value::String(policy_name));
                     }
                 }
                 ListKind::Resources => {

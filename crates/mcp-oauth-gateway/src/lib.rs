@@ -96,6 +96,7 @@ pub use versions::SUPPORTED_VERSIONS;
 
 use crate::front::{Inner, Upstream};
 use crate::gate::{AllowAll, Gatekeeper};
+use crate::live::Kind;
 use crate::metrics::Metrics;
 
 /// Between an upstream's name and its tool or prompt name, with several upstreams:
@@ -280,12 +281,16 @@ impl GatewayBuilder {
     /// Builds the gateway. A stdio child is started at once, so this must run inside a
     /// Tokio runtime.
     ///
-    /// With several upstreams, the tools of upstream `upstream` renamed and described as
-    /// `names` says: clients see `upstream__NEW` and the new description; the policy and the
-    /// audit see the upstream's own name (`upstream__tool`), so a rename never lets a call
+    /// The tools of upstream `upstream` renamed and described as `names` says: with several
+    /// upstreams clients see `upstream__NEW` and the new description, with one `NEW` (its
+    /// table under its name, or the only table given if the upstream has no name); the policy
+    /// and the audit see the upstream's own name (`upstream__tool`, or `tool` with one
+    /// upstream), so a rename never lets a call
     /// past a rule written for that name. A tool's own name is not callable once it is
-    /// renamed. Checked by [`build`](Self::build): new names fit `^[a-zA-Z0-9_-]{1,64}$` with
-    /// the prefix, and no two tools of an upstream end up with the same name.
+    /// renamed. Prompts likewise ([`ToolNames::rename_prompt`]): `prompts/get` of the new name
+    /// gets the upstream's prompt. Checked by [`build`](Self::build): new names fit
+    /// `^[a-zA-Z0-9_-]{1,64}$` with the prefix, and no two tools (prompts) of an upstream end
+    /// up with the same name.
     pub fn tools(mut self, upstream: impl Into<String>, names: ToolNames) -> Self {
         self.tools.insert(upstream.into(), names);
         self
@@ -311,11 +316,6 @@ impl GatewayBuilder {
         }
         if several {
             live::check_names(self.upstreams.iter().map(|(n, _)| n.as_str()))?;
-        } else if self.tools.values().any(|t| !t.is_empty()) {
-            return Err(GatewayError::Config {
-                what: "tool names",
-                reason: "renaming or describing tools needs a gateway of several upstreams (Gateway::aggregate); with one upstream, the upstream's own names are served".into(),
-            });
         }
         let registry = self.metrics.take().unwrap_or_default();
         self.oauth = self.oauth.map(|o| o.with_metrics(registry.clone()));
@@ -361,25 +361,9 @@ impl GatewayBuilder {
             max_sessions: self.max_sessions,
             path: path.clone(),
         };
-        let mut upstreams = self.upstreams;
-        let kind = match upstreams.pop() {
-            Some((name, config)) if upstreams.is_empty() => {
-                let name: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
-                Kind::One(live::route_for(&parts, name, &config, false)?)
-            }
-            Some(last) => {
-                upstreams.push(last);
-                Kind::Several(Arc::new(live::Live::new(parts, upstreams, self.tools)?))
-            }
-            None => {
-                return Err(GatewayError::Config {
-                    what: "upstreams",
-                    reason: "the gateway needs at least one upstream".into(),
-                });
-            }
-        };
+        let shape = Arc::new(live::Shape::new(parts, self.upstreams, self.tools)?);
         Ok(Gateway {
-            kind,
+            shape,
             oauth: self.oauth,
             max_body: self.max_body,
             metrics,
@@ -387,12 +371,6 @@ impl GatewayBuilder {
             path,
         })
     }
-}
-
-#[derive(Clone)]
-enum Kind {
-    One(isolation::Route),
-    Several(Arc<live::Live>),
 }
 
 /// How long the public `/readyz` reuses its last probe.
@@ -403,7 +381,8 @@ const READYZ_REUSE: Duration = Duration::from_secs(2);
 /// clone (and the router) is dropped.
 #[derive(Clone)]
 pub struct Gateway {
-    kind: Kind,
+    /// One upstream or several, as the last reload left it.
+    shape: Arc<live::Shape>,
     oauth: Option<mcp_oauth::OAuth>,
     metrics: Arc<Metrics>,
     /// The largest request body (the operation layer reads up to this).
@@ -473,7 +452,7 @@ impl Gateway {
     /// another, and at the merged endpoint, unless its audience covers both. The gatekeeper
     /// and the audit see `NAME__tool` at every path. Empty with one upstream.
     pub fn upstream_paths(&self) -> Vec<(String, String)> {
-        match &self.kind {
+        match self.shape.current() {
             Kind::One(_) => Vec::new(),
             Kind::Several(live) => live
                 .paths()
@@ -486,7 +465,7 @@ impl Gateway {
     /// The resource URLs (token audiences) of [`upstream_paths`](Self::upstream_paths), for an
     /// authorization server that must issue tokens for them. Empty without OAuth.
     pub fn upstream_resources(&self) -> Vec<String> {
-        match &self.kind {
+        match self.shape.current() {
             Kind::One(_) => Vec::new(),
             Kind::Several(live) => live
                 .paths()
@@ -496,19 +475,28 @@ impl Gateway {
         }
     }
 
-    /// Serves these upstreams from now on, without a restart (a gateway of several upstreams,
-    /// [`aggregate`](Self::aggregate), keeping at least two). An upstream whose configuration
-    /// is the same as before keeps running as it was, with its sessions; a changed one is
-    /// started again (each client session opens its side there again at its next request); a
-    /// new one is served at once, at the merged endpoint and at its own path; a removed one
-    /// is gone, its child stopped once its last request is done. Client sessions of the
-    /// merged endpoint and of the paths that stay are kept. The metrics count the upstreams
-    /// the gateway was built with.
+    /// Serves these upstreams from now on, without a restart. Between several upstreams: an
+    /// upstream whose configuration is the same as before keeps running as it was, with its
+    /// sessions; a changed one is started again (each client session opens its side there
+    /// again at its next request); a new one is served at once, at the merged endpoint and at
+    /// its own path; a removed one is gone, its child stopped once its last request is done.
+    /// Client sessions of the merged endpoint and of the paths that stay are kept. With one
+    /// upstream before and after, a changed upstream is started again and its client sessions
+    /// end (404: the client initializes again).
+    ///
+    /// From one upstream to several, or back, the endpoint changes shape
+    /// ([`Reloaded::reshaped`]): from one to several, the endpoint becomes the merged one
+    /// (names prefixed, `NAME__tool`) and each upstream is served at its own path; from
+    /// several to one, the endpoint serves the one upstream under its own names and every
+    /// `/NAME/mcp` answers 404. Every upstream is started again under the new shape and every
+    /// client session of the old shape ends: its id is answered 404 (session not found), so
+    /// the client initializes again and lists the new names. A session never goes on under
+    /// names of the other shape. The metrics count each upstream under its name.
     ///
     /// # Errors
     ///
-    /// A gateway of one upstream, fewer than two upstreams, a bad name, or an HTTP client
-    /// that cannot be built; the gateway then goes on serving what it served.
+    /// No upstream, a bad or repeated name with several, or an HTTP client that cannot be
+    /// built; the gateway then goes on serving what it served.
     pub fn reload<I, S>(&self, upstreams: I) -> Result<Reloaded, GatewayError>
     where
         I: IntoIterator<Item = (S, UpstreamConfig)>,
@@ -518,13 +506,7 @@ impl Gateway {
             .into_iter()
             .map(|(name, config)| (name.into(), config))
             .collect();
-        match &self.kind {
-            Kind::Several(live) => live.reload(upstreams, None),
-            Kind::One(_) => Err(GatewayError::Config {
-                what: "upstreams",
-                reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
-            }),
-        }
+        self.shape.reload(upstreams, None)
     }
 
     /// [`reload`](Self::reload) with the tools renamed and described as `tools` says from now
@@ -552,13 +534,7 @@ impl Gateway {
             .into_iter()
             .map(|(name, names)| (name.into(), names))
             .collect();
-        match &self.kind {
-            Kind::Several(live) => live.reload(upstreams, Some(tools)),
-            Kind::One(_) => Err(GatewayError::Config {
-                what: "upstreams",
-                reason: "a gateway built with one upstream cannot change its upstreams without a restart".into(),
-            }),
-        }
+        self.shape.reload(upstreams, Some(tools))
     }
 
     /// The router: the MCP endpoint (CORS, bearer layer, the gateway), the metadata
@@ -567,16 +543,8 @@ impl Gateway {
     /// `into_make_service_with_connect_info::<SocketAddr>()` so that trusted-proxy rules see
     /// the peer.
     pub fn router(&self) -> Router {
-        let endpoint = match &self.kind {
-            Kind::One(route) => {
-                let route = route.clone();
-                axum::routing::any(move |request: axum::extract::Request| {
-                    let route = route.clone();
-                    async move { route.handle(request).await }
-                })
-            }
-            Kind::Several(live) => axum::routing::any(live::handle_merged).with_state(live.clone()),
-        };
+        // One upstream or several: looked up at each request (a reload may change it).
+        let endpoint = axum::routing::any(live::handle_endpoint).with_state(self.shape.clone());
         let endpoint = host::guard(endpoint, self.oauth.as_ref());
         // Inside the bearer layer: only authenticated requests are read and timed.
         let endpoint = self
@@ -589,24 +557,19 @@ impl Gateway {
             Some(oauth) => Router::new().route_service(&self.path, oauth.layer().layer(endpoint)),
             None => Router::new().route_service(&self.path, endpoint),
         };
-        if let Kind::Several(live) = &self.kind {
-            // Each upstream at its own path: looked up at each request (a reload may add
-            // some), by the exact path.
-            let own = paths::own_path(&self.path, "{upstream}");
-            let handler = axum::routing::any(live::handle_own).with_state(live.clone());
-            router = router.route(&own, host::guard(handler, self.oauth.as_ref()));
-        }
+        // Each upstream at its own path: looked up at each request (a reload may add some,
+        // or go to one upstream, where every such path is 404), by the exact path.
+        let own = paths::own_path(&self.path, "{upstream}");
+        let handler = axum::routing::any(live::handle_own).with_state(self.shape.clone());
+        router = router.route(&own, host::guard(handler, self.oauth.as_ref()));
         let mut router = router.layer(mcp_oauth::routes::mcp_cors());
         if let Some(oauth) = &self.oauth {
             router = router.merge(oauth.metadata_router());
         }
-        if let Kind::Several(live) = &self.kind
-            && self.oauth.is_some()
-        {
-            let own = paths::own_path(&self.path, "{upstream}");
+        if self.oauth.is_some() {
             router = router.route(
                 &format!("/.well-known/oauth-protected-resource{own}"),
-                axum::routing::get(live::handle_own).with_state(live.clone()),
+                axum::routing::get(live::handle_own).with_state(self.shape.clone()),
             );
         }
         let router = match &self.signer {
@@ -679,10 +642,10 @@ impl Gateway {
     /// running and initialized, an HTTP upstream accepting connections.
     pub async fn readiness(&self) -> Vec<(String, bool)> {
         const PROBE: Duration = Duration::from_secs(2);
-        match &self.kind {
-            Kind::One(route) => vec![(
-                route.name().as_deref().unwrap_or_default().to_owned(),
-                route.ready(PROBE).await,
+        match self.shape.current() {
+            Kind::One(one) => vec![(
+                one.route.name().as_deref().unwrap_or_default().to_owned(),
+                one.route.ready(PROBE).await,
             )],
             Kind::Several(live) => aggregate::readiness(&live.merged(), PROBE)
                 .await
@@ -764,8 +727,19 @@ impl Gateway {
             catalog.insert(member.to_owned(), serde_json::Value::Array(items));
         }
         let _ = handle(::http::Method::DELETE, Some(session), String::new()).await;
-        if let (Kind::Several(live), Some(tools)) = (&self.kind, catalog.get("tools")) {
-            live.merged().check_renames(tools)?;
+        let view = match self.shape.current() {
+            Kind::Several(live) => Some(live.merged()),
+            Kind::One(one) => one.view().cloned(),
+        };
+        if let Some(merged) = view {
+            for (kind, member) in [
+                (gate::ListKind::Tools, "tools"),
+                (gate::ListKind::Prompts, "prompts"),
+            ] {
+                if let Some(items) = catalog.get(member) {
+                    merged.check_renames(kind, items)?;
+                }
+            }
         }
         Ok(serde_json::Value::Object(catalog))
     }
@@ -794,8 +768,8 @@ impl Gateway {
             .body(axum::body::Body::from(body))
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
         request.extensions_mut().insert(aggregate::PolicyNames);
-        Ok(match &self.kind {
-            Kind::One(route) => route.handle(request).await,
+        Ok(match self.shape.current() {
+            Kind::One(one) => one.handle(request).await,
             Kind::Several(live) => {
                 aggregate::handle(axum::extract::State(live.merged()), request).await
             }
@@ -826,8 +800,8 @@ impl Gateway {
 
     /// Every upstream's route, now.
     fn routes(&self) -> Vec<isolation::Route> {
-        match &self.kind {
-            Kind::One(route) => vec![route.clone()],
+        match self.shape.current() {
+            Kind::One(one) => vec![one.route.clone()],
             Kind::Several(live) => live
                 .merged()
                 .members

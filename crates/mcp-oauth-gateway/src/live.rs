@@ -70,9 +70,11 @@ pub(crate) fn route_for(
     config: &UpstreamConfig,
     several: bool,
 ) -> Result<Route, GatewayError> {
+    // A named upstream has series of its own (one a reload brings gets them then); the only
+    // upstream of a gateway built without a name is the first series.
     let index = match name.as_deref() {
-        Some(name) if several => parts.metric_index(name, config),
-        _ => 0,
+        Some(name) => parts.metric_index(name, config),
+        None => 0,
     };
     let assemble = {
         let gatekeeper = if several {
@@ -232,6 +234,11 @@ pub struct Reloaded {
     /// Upstreams whose tools are renamed or described differently than before (their
     /// running side untouched; clients are told that the list changed).
     pub renamed: Vec<String>,
+    /// The gateway went from one upstream to several, or back: the endpoint serves another
+    /// shape (prefixed names or not, `/NAME/mcp` paths or none), so every upstream was
+    /// started again and every client session ended (its id is answered 404, and the client
+    /// initializes again).
+    pub reshaped: bool,
 }
 
 /// The live upstreams of a gateway of several.
@@ -377,6 +384,7 @@ impl Live {
                 metrics: parts.metrics.clone(),
                 audit: parts.audit.clone(),
                 unprefixed,
+                alone: false,
             })
         };
         let merged = view(
@@ -493,21 +501,357 @@ impl Live {
             .collect()
     }
 
+    /// The tables of upstream `name` in force.
+    fn tools_of(&self, name: &str) -> Option<ToolNames> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.tools.get(name).cloned()
+    }
+
+    /// Each upstream's name and configuration, in order.
+    fn configs(&self) -> Vec<(String, UpstreamConfig)> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .upstreams
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.config.clone()))
+            .collect()
+    }
+
+    /// Ends every client session, at `/mcp` and at each upstream's own path (the gateway no
+    /// longer serves this shape).
+    fn close(&self) {
+        self.sessions.close_all();
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        for (_, served) in &state.upstreams {
+            served.own_sessions.close_all();
+        }
+    }
+
     fn own_router(&self, path: &str) -> Option<Router> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state.paths.get(path).cloned()
     }
 }
 
-/// The merged endpoint.
-pub(crate) async fn handle_merged(State(live): State<Arc<Live>>, request: Request) -> Response {
-    let merged = live.merged();
-    aggregate::handle(State(merged), request).await
+/// The only upstream of a gateway of one.
+pub(crate) struct One {
+    pub(crate) route: Route,
+    /// Its name (empty when the gateway was built without one).
+    name: String,
+    config: UpstreamConfig,
+    /// Its tools' and prompts' new names and descriptions, if any.
+    table: Option<ToolNames>,
+    /// With a table: the endpoint is this view of the upstream alone (the aggregate's, which
+    /// renames), instead of the route itself.
+    view: Option<Arc<Aggregate>>,
+}
+
+impl One {
+    /// Handles a request at the endpoint.
+    pub(crate) async fn handle(&self, request: Request) -> Response {
+        match &self.view {
+            Some(view) => aggregate::handle(State(view.clone()), request).await,
+            None => self.route.handle(request).await,
+        }
+    }
+
+    /// The view that renames, if there is one (for the catalog's checks).
+    pub(crate) fn view(&self) -> Option<&Arc<Aggregate>> {
+        self.view.as_ref()
+    }
+
+    /// Ends its client sessions: it is no longer served.
+    fn close(&self) {
+        close_route(&self.route);
+        if let Some(view) = &self.view {
+            view.sessions.close_all();
+        }
+    }
+
+    /// Whether `name` (with `config`) is this upstream: the same name, or, for the unnamed
+    /// upstream of a gateway built with one, the same configuration.
+    fn matches(&self, name: &str, config: &UpstreamConfig) -> bool {
+        name == self.name || (self.name.is_empty() && same(&self.config, config))
+    }
+}
+
+impl Reloaded {
+    /// Without the empty name of an unnamed upstream.
+    fn without_unnamed(mut self) -> Self {
+        for names in [
+            &mut self.added,
+            &mut self.changed,
+            &mut self.removed,
+            &mut self.kept,
+        ] {
+            names.retain(|n| !n.is_empty());
+        }
+        self
+    }
+}
+
+/// What the endpoint serves now: one upstream (under its own names, no `/NAME/mcp`) or
+/// several (merged at `/mcp`, each at its own path).
+#[derive(Clone)]
+pub(crate) enum Kind {
+    One(Arc<One>),
+    Several(Arc<Live>),
+}
+
+/// The gateway's upstreams, of either shape, swappable while it serves: a reload may go from
+/// one upstream to several and back.
+///
+/// A reload that changes the shape changes what every name means (`read_file` becomes
+/// `fs__read_file`), so nothing of the old shape is carried over: its upstreams are started
+/// again under the new shape and its client sessions end. A client that sends an old
+/// session id gets 404 (session not found), initializes again and lists the new names; no
+/// session ever goes on talking to an endpoint of the other shape.
+pub(crate) struct Shape {
+    parts: Parts,
+    kind: RwLock<Kind>,
+    /// One reload at a time (a reload reads the shape, builds beside it, then swaps).
+    reloading: std::sync::Mutex<()>,
+}
+
+/// The table of the only upstream, `name`: the one given under its name (with an unnamed
+/// upstream, the only one given). A table for another name is refused.
+fn table_for_one(
+    name: &str,
+    mut tools: HashMap<String, ToolNames>,
+) -> Result<Option<ToolNames>, GatewayError> {
+    tools.retain(|_, t| !t.is_empty());
+    let table = match tools.remove(name) {
+        Some(table) => Some(table),
+        None if name.is_empty() && tools.len() == 1 => tools.drain().next().map(|(_, table)| table),
+        None => None,
+    };
+    if let Some(other) = tools.keys().next() {
+        return Err(GatewayError::Config {
+            what: "tool names",
+            reason: format!(
+                "tools are renamed for {other:?}, which is not the upstream ({})",
+                if name.is_empty() { "unnamed" } else { name }
+            ),
+        });
+    }
+    Ok(table)
+}
+
+impl Shape {
+    pub(crate) fn new(
+        parts: Parts,
+        mut upstreams: Vec<(String, UpstreamConfig)>,
+        tools: HashMap<String, ToolNames>,
+    ) -> Result<Self, GatewayError> {
+        let kind = if upstreams.len() == 1 {
+            let (name, config) = upstreams.remove(0);
+            let table = table_for_one(&name, tools)?;
+            Kind::One(Arc::new(Self::one(&parts, name, config, table)?))
+        } else {
+            Kind::Several(Arc::new(Live::new(parts.clone(), upstreams, tools)?))
+        };
+        Ok(Self {
+            parts,
+            kind: RwLock::new(kind),
+            reloading: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// The one upstream; with a table, served through a view of it alone that renames (the
+    /// gatekeeper, the audit and the catalog still see its own names, unprefixed).
+    fn one(
+        parts: &Parts,
+        name: String,
+        config: UpstreamConfig,
+        table: Option<ToolNames>,
+    ) -> Result<One, GatewayError> {
+        let named: Option<Arc<str>> = (!name.is_empty()).then(|| Arc::from(name.as_str()));
+        let Some(names) = &table else {
+            return Ok(One {
+                route: route_for(parts, named, &config, false)?,
+                name,
+                config,
+                table: None,
+                view: None,
+            });
+        };
+        let renames = Arc::new(Renames::alone(&name, names)?);
+        let route = route_for(parts, named, &config, true)?;
+        let index = if name.is_empty() {
+            0
+        } else {
+            parts.metric_index(&name, &config)
+        };
+        // Inside the view only: it prefixes nothing a client or the gatekeeper sees.
+        let member: Arc<str> = Arc::from(if name.is_empty() { "upstream" } else { &name });
+        let view = Arc::new(Aggregate {
+            members: vec![Member {
+                name: member,
+                route: route.clone(),
+                index,
+                renames,
+            }],
+            sessions: parts.sessions(),
+            gatekeeper: parts.gatekeeper.clone(),
+            oauth: parts.oauth.clone(),
+            max_body: parts.max_body,
+            metrics: parts.metrics.clone(),
+            audit: parts.audit.clone(),
+            unprefixed: true,
+            alone: true,
+        });
+        Ok(One {
+            route,
+            name,
+            config,
+            table,
+            view: Some(view),
+        })
+    }
+
+    /// What is served now.
+    pub(crate) fn current(&self) -> Kind {
+        self.kind.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn swap(&self, kind: Kind) {
+        *self.kind.write().unwrap_or_else(|p| p.into_inner()) = kind;
+    }
+
+    /// Serves `upstreams` from now on (tables: `None`, as before); see the type's docs.
+    /// Everything is built beside what serves: on an error nothing changed.
+    pub(crate) fn reload(
+        &self,
+        mut upstreams: Vec<(String, UpstreamConfig)>,
+        tools: Option<HashMap<String, ToolNames>>,
+    ) -> Result<Reloaded, GatewayError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        if upstreams.is_empty() {
+            return Err(GatewayError::Config {
+                what: "upstreams",
+                reason: "the gateway needs at least one upstream".into(),
+            });
+        }
+        let several = upstreams.len() > 1;
+        match self.current() {
+            Kind::Several(live) if several => live.reload(upstreams, tools),
+            Kind::One(one) if several => {
+                // The first upstream that is the one served now.
+                let this = upstreams.iter().position(|(n, c)| one.matches(n, c));
+                let names: Vec<String> = upstreams.iter().map(|(n, _)| n.clone()).collect();
+                // Tables as before: the one upstream's, under its name.
+                let tools = tools.unwrap_or_else(|| {
+                    one.table
+                        .clone()
+                        .map(|t| HashMap::from([(one.name.clone(), t)]))
+                        .unwrap_or_default()
+                });
+                let next = Live::new(self.parts.clone(), upstreams, tools)?;
+                self.swap(Kind::Several(Arc::new(next)));
+                one.close();
+                let mut report = Reloaded {
+                    reshaped: true,
+                    ..Reloaded::default()
+                };
+                for (at, name) in names.into_iter().enumerate() {
+                    if Some(at) == this {
+                        report.changed.push(name);
+                    } else {
+                        report.added.push(name);
+                    }
+                }
+                if report.changed.is_empty() {
+                    report.removed.push(one.name.clone());
+                }
+                Ok(report.without_unnamed())
+            }
+            Kind::One(one) => {
+                let (name, config) = upstreams.remove(0);
+                let table = match tools {
+                    Some(tools) => table_for_one(&name, tools)?,
+                    None => one.table.clone(),
+                };
+                // One upstream for another: the same one unless both are named, differently.
+                let matches = name == one.name || name.is_empty() || one.name.is_empty();
+                let renamed = table != one.table;
+                if matches && same(&one.config, &config) && !renamed {
+                    return Ok(Reloaded {
+                        kept: vec![name],
+                        ..Reloaded::default()
+                    }
+                    .without_unnamed());
+                }
+                let next = Self::one(&self.parts, name.clone(), config, table)?;
+                self.swap(Kind::One(Arc::new(next)));
+                one.close();
+                Ok(if matches {
+                    Reloaded {
+                        changed: vec![name.clone()],
+                        renamed: if renamed { vec![name] } else { Vec::new() },
+                        ..Reloaded::default()
+                    }
+                } else {
+                    Reloaded {
+                        added: vec![name],
+                        removed: vec![one.name.clone()],
+                        ..Reloaded::default()
+                    }
+                }
+                .without_unnamed())
+            }
+            Kind::Several(live) => {
+                let (name, config) = upstreams.remove(0);
+                let table = match tools {
+                    Some(tools) => table_for_one(&name, tools)?,
+                    None => live.tools_of(&name),
+                };
+                let before: Vec<String> = live.configs().into_iter().map(|(n, _)| n).collect();
+                let next = Self::one(&self.parts, name.clone(), config, table)?;
+                self.swap(Kind::One(Arc::new(next)));
+                live.close();
+                let mut report = Reloaded {
+                    reshaped: true,
+                    ..Reloaded::default()
+                };
+                for old in before {
+                    if old == name {
+                        report.changed.push(old);
+                    } else {
+                        report.removed.push(old);
+                    }
+                }
+                if report.changed.is_empty() {
+                    report.added.push(name);
+                }
+                Ok(report.without_unnamed())
+            }
+        }
+    }
+}
+
+/// Ends the client sessions of a route no longer served (a per-user or per-session route's
+/// children stop with it, and their sessions with them).
+fn close_route(route: &Route) {
+    if let Some(inner) = route.shared() {
+        inner.sessions.close_all();
+    }
+}
+
+/// The endpoint (`/mcp`): the one upstream, or the merged endpoint of several, whichever is
+/// served at this request.
+pub(crate) async fn handle_endpoint(State(shape): State<Arc<Shape>>, request: Request) -> Response {
+    match shape.current() {
+        Kind::One(one) => one.handle(request).await,
+        Kind::Several(live) => aggregate::handle(State(live.merged()), request).await,
+    }
 }
 
 /// An upstream's own path or its metadata: the router of the upstream whose path is exactly
-/// the request's (no decoding, no case folding), else 404.
-pub(crate) async fn handle_own(State(live): State<Arc<Live>>, request: Request) -> Response {
+/// the request's (no decoding, no case folding), else 404 (always with one upstream).
+pub(crate) async fn handle_own(State(shape): State<Arc<Shape>>, request: Request) -> Response {
+    let Kind::Several(live) = shape.current() else {
+        return crate::front::status_only(::http::StatusCode::NOT_FOUND);
+    };
     let Some(mut router) = live.own_router(request.uri().path()) else {
         return crate::front::status_only(::http::StatusCode::NOT_FOUND);
     };

@@ -227,6 +227,18 @@ impl Sessions {
         self.cache.invalidate(id);
     }
 
+    /// Ends every session: their ids are unknown from now on (404), and their GET streams
+    /// lose the gateway's side (a stdio upstream's stream ends). For a reload that changes
+    /// what the endpoint serves.
+    pub(crate) fn close_all(&self) {
+        for (_, session) in self.cache.iter() {
+            let mut slot = session.standalone.lock().unwrap_or_else(|p| p.into_inner());
+            slot.take();
+        }
+        self.cache.invalidate_all();
+        self.stateless.invalidate_all();
+    }
+
     /// Every live session (for broadcasts such as `list_changed`).
     pub(crate) fn all(&self) -> Vec<Arc<Session>> {
         self.cache.iter().map(|(_, s)| s).collect()

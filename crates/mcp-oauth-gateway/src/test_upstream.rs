@@ -2,7 +2,8 @@
 //! rmcp: `echo`, `get_env` (its whole environment), `pid`, `slow` (progress every step,
 //! stops when cancelled), `cancelled` (how many `slow` calls were cancelled), `ask_llm`
 //! (asks the client to sample), `meta` (the request's `_meta`, as JSON) and `toggle` (adds or
-//! removes the tool `extra`, then sends `notifications/tools/list_changed`). Served over stdio by the binary
+//! removes the tool `extra`, then sends `notifications/tools/list_changed`); one prompt,
+//! `review` (its `text` argument in a user message). Served over stdio by the binary
 //! `mcp-oauth-gateway-test-upstream`, or over Streamable HTTP by [`http_router`].
 
 // Sampling is deprecated for protocol 2026-07-28, and still part of 2025-11-25, which the
@@ -16,7 +17,8 @@ use std::time::Duration;
 use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
-    CreateMessageRequestParams, ErrorData, ListToolsResult, PaginatedRequestParams,
+    CreateMessageRequestParams, ErrorData, GetPromptRequestParams, GetPromptResponse,
+    GetPromptResult, ListPromptsResult, ListToolsResult, PaginatedRequestParams,
     ProgressNotificationParam, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
@@ -47,7 +49,7 @@ impl ServerHandler for TestUpstream {
     fn get_info(&self) -> ServerConfig {
         serde_json::from_value(json!({
             "protocolVersion": "2025-11-25",
-            "capabilities": { "tools": { "listChanged": true } },
+            "capabilities": { "tools": { "listChanged": true }, "prompts": {} },
             "serverInfo": { "name": "gateway-test-upstream", "version": "1.0.0" },
         }))
         .unwrap_or_else(|e| panic!("server info: {e}"))
@@ -89,6 +91,44 @@ impl ServerHandler for TestUpstream {
             .chain(extra)
             .collect(),
         ))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        serde_json::from_value(json!({ "prompts": [{
+            "name": "review",
+            "description": "Asks for a review of the text",
+            "arguments": [{ "name": "text", "required": false }],
+        }] }))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != "review" {
+            return Err(ErrorData::invalid_params(
+                format!("unknown prompt {:?}", request.name),
+                None,
+            ));
+        }
+        let text = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("text"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let result: GetPromptResult = serde_json::from_value(json!({
+            "description": "A review",
+            "messages": [{ "role": "user", "content": { "type": "text", "text": format!("review: {text}") } }],
+        }))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(result.into())
     }
 
     async fn call_tool(

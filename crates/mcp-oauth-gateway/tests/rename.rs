@@ -1,5 +1,6 @@
-//! Renaming and describing an upstream's tools with several upstreams: clients see the new
-//! name and description, calls are mapped back, and the policy sees the upstream's own name.
+//! Renaming and describing an upstream's tools and prompts with several upstreams: clients see
+//! the new name and description, calls (`prompts/get`) are mapped back, and the policy sees
+//! the upstream's own name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -202,10 +203,15 @@ async fn collisions_are_refused_at_start_and_at_reload() {
             .tools("local", ToolNames::new().rename("echo", "a.b")),
     );
     assert!(err.contains("letters, digits"), "{err}");
+    // With one upstream, no prefix: 64 characters, not 65.
     let err = refused(
-        Gateway::builder(stdio_upstream()).tools("", ToolNames::new().rename("echo", "say")),
+        Gateway::builder(stdio_upstream())
+            .tools("", ToolNames::new().rename("echo", "x".repeat(65))),
     );
-    assert!(err.contains("several upstreams"), "{err}");
+    assert!(
+        err.contains("the upstream: echo renamed to") && err.contains("use 1 to 64"),
+        "{err}"
+    );
 
     // A reload with a collision keeps what was served; a good one renames without a restart.
     let h = Harness::several(two(remote.clone()), |b| b.tools("local", local_names())).await;
@@ -313,4 +319,251 @@ async fn a_stateless_caller_names_a_renamed_tool_by_its_new_name_in_mcp_name() {
     assert_eq!(lying.status(), 400);
     let body: Value = lying.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32020, "{body}");
+}
+
+/// A JSON-RPC request in a fresh session at `url`: its answer.
+async fn ask(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let session = raw_session(url, token).await;
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    let response = post(url, Some(token), Some(&session), body.to_string()).await;
+    assert_eq!(response.status(), 200, "{method} at {url}");
+    messages(response)
+        .await
+        .into_iter()
+        .find(|m| m.get("id").is_some())
+        .unwrap()
+}
+
+fn prompt_names(answer: &Value) -> Vec<(String, String)> {
+    answer["result"]["prompts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["description"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prompts_are_renamed_and_described_and_got_by_their_new_name() {
+    let (remote, _stop) = http_member().await;
+    let seen = RealNameRule::default();
+    let names = ToolNames::new()
+        .rename_prompt("review", "critique")
+        .describe_prompt("review", "Critiques the text");
+    let h = Harness::several(two(remote), |b| {
+        b.tools("local", names).gatekeeper(seen.clone())
+    })
+    .await;
+    let token = h.token("alice");
+    let listed = prompt_names(&ask(&h.url, &token, "prompts/list", json!({})).await);
+    assert!(
+        listed.contains(&("local__critique".into(), "Critiques the text".into())),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&(
+            "remote__review".into(),
+            "Asks for a review of the text".into()
+        )),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().all(|(n, _)| n != "local__review"),
+        "{listed:?}"
+    );
+    let got = ask(
+        &h.url,
+        &token,
+        "prompts/get",
+        json!({"name": "local__critique", "arguments": {"text": "abc"}}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["messages"][0]["content"]["text"], "review: abc",
+        "{got}"
+    );
+    // The policy saw the upstream's own name.
+    assert!(
+        seen.0.lock().unwrap().contains(&"local__review".to_owned()),
+        "{:?}",
+        seen.0.lock().unwrap()
+    );
+    assert!(
+        !seen
+            .0
+            .lock()
+            .unwrap()
+            .contains(&"local__critique".to_owned()),
+        "{:?}",
+        seen.0.lock().unwrap()
+    );
+    // The prompt's own name is not a name the client was shown.
+    let hidden = ask(
+        &h.url,
+        &token,
+        "prompts/get",
+        json!({"name": "local__review", "arguments": {"text": "abc"}}),
+    )
+    .await;
+    assert!(hidden.get("error").is_some(), "{hidden}");
+    assert!(hidden.get("result").is_none(), "{hidden}");
+
+    // At the upstream's own path: the new name without the prefix.
+    let own = format!("http://{}/local/mcp", h.addr);
+    let own_token = h
+        .key
+        .token()
+        .iss(ISSUER)
+        .aud(&own)
+        .sub("alice")
+        .scope("mcp:read")
+        .sign();
+    let listed = prompt_names(&ask(&own, &own_token, "prompts/list", json!({})).await);
+    assert_eq!(
+        listed,
+        [("critique".to_owned(), "Critiques the text".to_owned())]
+    );
+    let got = ask(
+        &own,
+        &own_token,
+        "prompts/get",
+        json!({"name": "critique", "arguments": {"text": "own"}}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["messages"][0]["content"]["text"], "review: own",
+        "{got}"
+    );
+    let hidden = ask(&own, &own_token, "prompts/get", json!({"name": "review"})).await;
+    assert!(hidden.get("error").is_some(), "{hidden}");
+}
+
+#[tokio::test]
+async fn prompt_names_that_collide_are_refused() {
+    let (remote, _stop) = http_member().await;
+    let twice = ToolNames::new()
+        .rename_prompt("review", "x")
+        .rename_prompt("other", "x");
+    let err = Gateway::aggregate(two(remote.clone()))
+        .insecure_no_auth()
+        .tools("local", twice)
+        .build()
+        .expect_err("collision");
+    assert!(
+        err.to_string()
+            .contains("local: prompt other and review are both renamed to x"),
+        "{err}"
+    );
+    let bad = ToolNames::new().rename_prompt("review", "a/b");
+    let err = Gateway::aggregate(two(remote.clone()))
+        .insecure_no_auth()
+        .tools("local", bad)
+        .build()
+        .expect_err("bad name");
+    assert!(
+        err.to_string()
+            .contains("prompt review renamed to \"a/b\": use 1 to 57 letters"),
+        "{err}"
+    );
+    // A name the upstream's own list still uses: caught by the list, as for tools.
+    let shadow = ToolNames::new().rename_prompt("other", "review");
+    let h = Harness::several(two(remote), |b| b.tools("local", shadow)).await;
+    let err = h.gateway.catalog().await.expect_err("collision");
+    assert!(
+        err.to_string().contains(
+            "local: other is renamed to review, but the upstream has a prompt review of its own"
+        ),
+        "{err}"
+    );
+}
+
+/// Records the names the gatekeeper is asked about; allows everything.
+#[derive(Clone, Default)]
+struct Names(Arc<Mutex<Vec<String>>>);
+
+impl Gatekeeper for Names {
+    fn decide(&self, _: Option<&Auth>, call: &Call<'_>) -> Decision {
+        let name = call.name().unwrap_or_default().to_owned();
+        self.0.lock().unwrap().push(name);
+        Decision::Allow
+    }
+}
+
+#[tokio::test]
+async fn one_upstream_renames_without_a_prefix_and_the_policy_sees_its_own_names() {
+    let seen = Names::default();
+    let names = ToolNames::new()
+        .rename("echo", "say")
+        .describe("echo", "Says it back")
+        .rename_prompt("review", "critique");
+    let h = Harness::start_with(stdio_upstream(), |b| {
+        b.tools("", names).gatekeeper(seen.clone())
+    })
+    .await;
+    let client = h.client("alice").await;
+    let tools = client.list_all_tools().await.unwrap();
+    let listed: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(listed.contains(&"say"), "{listed:?}");
+    assert!(listed.contains(&"pid"), "{listed:?}");
+    assert!(
+        listed.iter().all(|n| *n != "echo" && !n.contains("__")),
+        "{listed:?}"
+    );
+    let say = tools.iter().find(|t| t.name == "say").unwrap();
+    assert_eq!(say.description.as_deref(), Some("Says it back"));
+    assert_eq!(
+        call(&client, "say", json!({"text": "hi"})).await.unwrap(),
+        "hi"
+    );
+    assert!(call(&client, "echo", json!({"text": "x"})).await.is_err());
+    client.cancel().await.unwrap();
+    let token = h.token("alice");
+    let got = ask(
+        &h.url,
+        &token,
+        "prompts/get",
+        json!({"name": "critique", "arguments": {"text": "one"}}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["messages"][0]["content"]["text"], "review: one",
+        "{got}"
+    );
+    let listed = prompt_names(&ask(&h.url, &token, "prompts/list", json!({})).await);
+    assert_eq!(listed[0].0, "critique", "{listed:?}");
+    // The gatekeeper saw the own names, unprefixed; never the new ones.
+    let asked = seen.0.lock().unwrap().clone();
+    assert!(asked.contains(&"echo".to_owned()), "{asked:?}");
+    assert!(asked.contains(&"review".to_owned()), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|n| n != "say" && n != "critique" && !n.contains("__")),
+        "{asked:?}"
+    );
+    // What a policy is checked against: the own names, as with one upstream served directly.
+    let catalog = h.gateway.catalog().await.unwrap();
+    let own: Vec<&str> = catalog["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(own.contains(&"echo") && !own.contains(&"say"), "{own:?}");
+    // A table for another name than the upstream's is refused at build.
+    let err = Gateway::builder(stdio_upstream())
+        .insecure_no_auth()
+        .tools("a", ToolNames::new().rename("echo", "x"))
+        .tools("b", ToolNames::new().rename("echo", "y"))
+        .build()
+        .expect_err("two tables for one upstream");
+    assert!(
+        err.to_string().contains("which is not the upstream"),
+        "{err}"
+    );
 }
