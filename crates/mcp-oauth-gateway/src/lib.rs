@@ -768,12 +768,17 @@ impl Gateway {
             .body(axum::body::Body::from(body))
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
         request.extensions_mut().insert(aggregate::PolicyNames);
-        Ok(match self.shape.current() {
-            Kind::One(one) => one.handle(request).await,
-            Kind::Several(live) => {
-                aggregate::handle(axum::extract::State(live.merged()), request).await
-            }
-        })
+        // Boxed: the endpoints' futures nest deeply, and a caller's own future (the command's
+        // start-up, a test) would otherwise carry their whole layout.
+        let answer: futures_util::future::BoxFuture<'_, axum::response::Response> =
+            match self.shape.current() {
+                Kind::One(one) => Box::pin(async move { one.handle(request).await }),
+                Kind::Several(live) => Box::pin(aggregate::handle(
+                    axum::extract::State(live.merged()),
+                    request,
+                )),
+            };
+        Ok(answer.await)
     }
 
     /// Which lists the upstreams say changed (`notifications/tools/list_changed`, and those
