@@ -268,7 +268,7 @@ pub(crate) async fn admitted(
     upstream: Option<&str>,
     decision: Decision,
 ) -> Decision {
-    if decision != Decision::Allow || ListKind::of_method(method).is_some() {
+    if !admits(&decision, method) {
         return decision;
     }
     let name = crate::jsonrpc::params_name(params);
@@ -278,6 +278,24 @@ pub(crate) async fn admitted(
         params,
         upstream,
     };
+    gatekeeper.admit(caller, call).await
+}
+
+/// Whether [`admitted`] asks [`Gatekeeper::admit`] about a call so decided.
+pub(crate) fn admits(decision: &Decision, method: &str) -> bool {
+    *decision == Decision::Allow && ListKind::of_method(method).is_none()
+}
+
+/// [`admitted`] for a call whose name (see [`Call::name`]) was already read.
+pub(crate) async fn admitted_as(
+    gatekeeper: &dyn Gatekeeper,
+    caller: Option<&Auth>,
+    call: Admission<'_>,
+    decision: Decision,
+) -> Decision {
+    if !admits(&decision, call.method) {
+        return decision;
+    }
     gatekeeper.admit(caller, call).await
 }
 
