@@ -5,9 +5,9 @@
 //! - `auth_off`: `GatewayBuilder::insecure_no_auth` (what `bench-gateway` serves);
 //! - `auth_on`: the bearer layer, ES256 tokens verified against a fixed key (cached);
 //! - `auth_policy_audit`: the same, with the access policy of `bench/gateway-policy.toml`
-//!   decided as `mcp-oauth gateway --policy` decides it (one Cedar decision per call, the
-//!   arguments checked, the caller prepared once per token) and an audit file (one JSON line
-//!   per call, arguments hashed);
+//!   decided as `mcp-oauth gateway --policy` decides it (the arguments checked, the caller
+//!   prepared once per token, one Cedar decision at the first call, kept with the caller for
+//!   the same call after) and an audit file (one JSON line per call, arguments hashed);
 //! - `auth_policy_per_call_audit`: the same with the caller described to Cedar anew at every
 //!   call (`Policy::decide` with a fresh `Subject`, as the command did before it used
 //!   `Policy::decide_for`).

@@ -234,10 +234,12 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
             );
         }
     }
+    // Boxed: the handler's future is moved a few times before it runs, and unboxed it is
+    // as large as the largest of these (several kilobytes, copied at each move).
     match *req.method() {
-        Method::POST => post(inner, req).await,
-        Method::GET => get(inner, req).await,
-        Method::DELETE => delete(inner, req).await,
+        Method::POST => Box::pin(post(inner, req)).await,
+        Method::GET => Box::pin(get(inner, req)).await,
+        Method::DELETE => Box::pin(delete(inner, req)).await,
         _ => method_not_allowed(),
     }
 }
@@ -591,24 +593,25 @@ async fn request(
     let (decision, called) = {
         let call = Call::new(method, message.params);
         let decision = inner.gatekeeper.decide(auth, &call);
+        // The name is read once, for the audit line and for `admit`.
+        let named = inner.audit.is_some() || crate::gate::admits(&decision, method);
         let called = crate::audit::Called {
             method,
-            name: inner.audit.as_ref().and(call.name()).map(str::to_owned),
+            name: named.then(|| call.name()).flatten().map(str::to_owned),
             params: message.params,
             rule_ids: call.take_rule_ids(),
             hidden: Default::default(),
         };
         (decision, called)
     };
-    let decision = crate::gate::admitted(
-        inner.gatekeeper.as_ref(),
-        auth,
+    let admission = crate::gate::Admission {
         method,
-        message.params,
-        inner.name.as_deref(),
-        decision,
-    )
-    .await;
+        name: called.name.as_deref(),
+        params: message.params,
+        upstream: inner.name.as_deref(),
+    };
+    let decision =
+        crate::gate::admitted_as(inner.gatekeeper.as_ref(), auth, admission, decision).await;
     let response = decided(
         inner,
         parts,

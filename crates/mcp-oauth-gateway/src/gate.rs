@@ -268,7 +268,7 @@ pub(crate) async fn admitted(
     upstream: Option<&str>,
     decision: Decision,
 ) -> Decision {
-    if decision != Decision::Allow || ListKind::of_method(method).is_some() {
+    if !admits(&decision, method) {
         return decision;
     }
     let name = crate::jsonrpc::params_name(params);
@@ -278,6 +278,24 @@ pub(crate) async fn admitted(
         params,
         upstream,
     };
+    gatekeeper.admit(caller, call).await
+}
+
+/// Whether [`admitted`] asks [`Gatekeeper::admit`] about a call so decided.
+pub(crate) fn admits(decision: &Decision, method: &str) -> bool {
+    *decision == Decision::Allow && ListKind::of_method(method).is_none()
+}
+
+/// [`admitted`] for a call whose name (see [`Call::name`]) was already read.
+pub(crate) async fn admitted_as(
+    gatekeeper: &dyn Gatekeeper,
+    caller: Option<&Auth>,
+    call: Admission<'_>,
+    decision: Decision,
+) -> Decision {
+    if !admits(&decision, call.method) {
+        return decision;
+    }
     gatekeeper.admit(caller, call).await
 }
 
@@ -476,6 +494,37 @@ mod tests {
             Decision::Deny
         );
         assert_eq!(bucket.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // With the name already read: the same answers, and lists and denied calls not asked.
+        for (method, upstream, decision) in [
+            ("tools/call", Some("fs"), Decision::Allow),
+            ("tools/call", None, Decision::Allow),
+            ("tools/list", Some("fs"), Decision::Allow),
+            ("tools/call", Some("fs"), Decision::Deny),
+        ] {
+            let asked = bucket.0.load(std::sync::atomic::Ordering::SeqCst);
+            let by_params = admitted(
+                &bucket,
+                None,
+                method,
+                Some(&slow),
+                upstream,
+                decision.clone(),
+            )
+            .await;
+            let slow_asked = bucket.0.load(std::sync::atomic::Ordering::SeqCst) - asked;
+            let name = Call::new(method, Some(&slow)).name().map(str::to_owned);
+            let call = Admission {
+                method,
+                name: name.as_deref(),
+                params: Some(&slow),
+                upstream,
+            };
+            let by_name = admitted_as(&bucket, None, call, decision).await;
+            let fast_asked =
+                bucket.0.load(std::sync::atomic::Ordering::SeqCst) - asked - slow_asked;
+            assert_eq!(by_name, by_params, "{method} {upstream:?}");
+            assert_eq!(fast_asked, slow_asked, "{method} {upstream:?}");
+        }
         // The default admits everything.
         assert_eq!(
             admitted(

@@ -253,11 +253,45 @@ pub(crate) fn with_meta(params: Option<&str>, key: &str, value: Option<&str>) ->
     Some(Value::Object(map).to_string())
 }
 
-/// Reads one member of an object given as JSON text, as raw JSON text.
+/// Reads one member of an object given as JSON text, as raw JSON text (the last one, when
+/// the object repeats it). The other members are skipped, not kept.
 pub(crate) fn member<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
-    let map: std::collections::HashMap<Cow<'a, str>, &'a RawValue> =
-        serde_json::from_str(object.get()).ok()?;
-    map.get(name).copied()
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Find<'n>(&'n str);
+
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(object.get());
+    let found = Find(name).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    found
 }
 
 /// `params.name` of a request, when it is a string (`tools/call`, `prompts/get`).
@@ -342,6 +376,36 @@ mod tests {
             v,
             serde_json::json!({"jsonrpc":"2.0","id":"c-1","result":{"ok":true}})
         );
+    }
+
+    #[test]
+    fn one_member_is_read_raw() {
+        let raw = |text: &str| RawValue::from_string(text.to_owned()).expect("raw");
+        let object = raw(r#"{"a":[1,{"b":2}],"name":"echo","arguments":{"text":"hi"}}"#);
+        assert_eq!(
+            member(&object, "arguments").map(RawValue::get),
+            Some(r#"{"text":"hi"}"#)
+        );
+        assert_eq!(
+            member(&object, "a").map(RawValue::get),
+            Some(r#"[1,{"b":2}]"#)
+        );
+        assert!(member(&object, "b").is_none());
+        // An escaped name is the name; a repeated member is its last value.
+        let object = raw(r#"{"n\u0061me":1,"name":2}"#);
+        assert_eq!(member(&object, "name").map(RawValue::get), Some("2"));
+        for not_an_object in [r#"[1]"#, r#""x""#, r#"{"a":1"#, r#"{"a":1} x"#] {
+            assert!(
+                member(&raw_or_null(not_an_object), "a").is_none(),
+                "{not_an_object}"
+            );
+        }
+    }
+
+    /// `text` as raw JSON, or `null` when it is not JSON.
+    fn raw_or_null(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned())
+            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("raw"))
     }
 
     #[test]

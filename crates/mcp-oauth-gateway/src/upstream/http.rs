@@ -26,6 +26,8 @@ use crate::jsonrpc;
 static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static JSON_OR_SSE: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 
 /// The upstream side of one client session.
 pub(crate) struct HttpSession {
@@ -230,20 +232,21 @@ impl Http {
         session: Option<&HeaderValue>,
         version: Option<&HeaderValue>,
     ) -> Result<reqwest::RequestBuilder, GatewayError> {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers_for(caller).await?)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream")
-            .body(body);
+        // One header map, appended to as the builder's `header` would, and handed over once.
+        let mut headers = self.headers_for(caller).await?;
+        headers.append(header::CONTENT_TYPE, JSON.clone());
+        headers.append(header::ACCEPT, JSON_OR_SSE.clone());
         if let Some(id) = session {
-            request = request.header(&SESSION_ID, id);
+            headers.append(SESSION_ID.clone(), id.clone());
         }
         if let Some(version) = version {
-            request = request.header(&PROTOCOL_VERSION, version);
+            headers.append(PROTOCOL_VERSION.clone(), version.clone());
         }
-        Ok(request)
+        Ok(self
+            .client
+            .post(self.url.clone())
+            .headers(headers)
+            .body(body))
     }
 
     /// Sends the client's `initialize`; returns the upstream's answer (the response message)

@@ -81,6 +81,23 @@ struct Inner {
     id: u64,
 }
 
+/// The decision kept in `memo` under `key`, else `decide()`'s (then kept there).
+fn remembered(
+    memo: Option<&Principal>,
+    key: Option<super::principal::DecisionKey>,
+    decide: impl FnOnce() -> Decision,
+) -> Decision {
+    let (Some(memo), Some(key)) = (memo, key) else {
+        return decide();
+    };
+    if let Some(decision) = memo.decided(&key) {
+        return decision;
+    }
+    let decision = decide();
+    memo.keep_decision(key, &decision);
+    decision
+}
+
 /// The next [`Inner::id`].
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -313,7 +330,10 @@ impl Policy {
     /// [`Subject::from_auth`] describes it. The caller's subject, Cedar entity and groups are
     /// built at the first decision about its token and kept with it (the verified-token cache
     /// hands out the same [`Auth`](crate::Auth) for every request with that token), so a
-    /// decision costs one Cedar evaluation instead of describing the user to Cedar again.
+    /// decision costs one Cedar evaluation instead of describing the user to Cedar again. The
+    /// decision is kept there too, by target and canonical arguments (at most 64 per token,
+    /// none for canonical arguments over 256 bytes of JSON): the same call again is answered
+    /// without Cedar, with the same decision, since Cedar reads nothing else.
     pub fn decide_for(
         &self,
         auth: &crate::Auth,
@@ -372,6 +392,7 @@ impl Policy {
             policy: self.inner.id,
             user: self.user_entity(&subject),
             targets: std::sync::Mutex::default(),
+            decisions: std::sync::Mutex::default(),
             groups: self.groups(&subject),
             subject,
         }
@@ -399,6 +420,7 @@ impl Policy {
             self.principal_entities(principal, target),
             target,
             Args::Known(arguments),
+            self.memo(principal),
         )
         .0
     }
@@ -415,8 +437,15 @@ impl Policy {
             self.principal_entities(principal, target),
             target,
             Args::Unknown,
+            self.memo(principal),
         )
         .0
+    }
+
+    /// Where decisions about `principal` are kept: the principal itself, when this policy
+    /// built it (another policy's rules may decide otherwise).
+    fn memo<'p>(&self, principal: &'p Principal) -> Option<&'p Principal> {
+        (principal.policy == self.inner.id).then_some(principal)
     }
 
     /// Whether calls to this tool need a DPoP-bound token with a valid proof
@@ -542,7 +571,7 @@ impl Policy {
     fn evaluate(&self, subject: &Subject, target: Target<'_>, args: Args<'_>) -> (Decision, Value) {
         let user = self.user_entity(subject);
         let entities = self.entities(user.as_ref(), Some(target)).map(Arc::new);
-        self.evaluate_as(subject, entities, target, args)
+        self.evaluate_as(subject, entities, target, args, None)
     }
 
     /// The entities of a decision about a prepared user: made once per target and kept with
@@ -560,13 +589,16 @@ impl Policy {
         Ok(entities)
     }
 
-    /// [`evaluate`](Self::evaluate) with the user's entity built beforehand (a [`Principal`]).
+    /// [`evaluate`](Self::evaluate) with the user's entity built beforehand (a [`Principal`]);
+    /// with `memo`, a decision already made there for the same target and canonical
+    /// arguments is given again, and a new one kept there.
     fn evaluate_as(
         &self,
         subject: &Subject,
         entities: Result<Arc<Entities>, String>,
         target: Target<'_>,
         args: Args<'_>,
+        memo: Option<&Principal>,
     ) -> (Decision, Value) {
         let n = &self.inner.names;
         let catalog = &self.inner.catalog;
@@ -587,14 +619,21 @@ impl Policy {
             Err(reason) => return (Decision::deny(reason), Value::Null),
         };
         let Args::Known(arguments) = args else {
+            let key = memo.and_then(|_| Principal::decision_key(target, None));
             return (
-                self.partial(&entities, subject, action, &resource),
+                remembered(memo, key, || {
+                    self.partial(&entities, subject, action, &resource)
+                }),
                 Value::Null,
             );
         };
         let Target::Tool(tool) = target else {
+            // A prompt's or resource's decision reads no arguments.
+            let key = memo.and_then(|_| Principal::decision_key(target, Some(&Value::Null)));
             return (
-                self.cedar(subject, &entities, action, &resource, CedarContext::empty()),
+                remembered(memo, key, || {
+                    self.cedar(subject, &entities, action, &resource, CedarContext::empty())
+                }),
                 Value::Null,
             );
         };
@@ -607,6 +646,31 @@ impl Policy {
             Ok(c) => c,
             Err(reason) => return (Decision::deny(reason), Value::Null),
         };
+        let key = memo.and_then(|_| Principal::decision_key(target, Some(&canonical)));
+        if let (Some(memo), Some(key)) = (memo, &key)
+            && let Some(decision) = memo.decided(key)
+        {
+            return (decision, canonical);
+        }
+        let decision =
+            self.decide_combinations(subject, &entities, action, &resource, combinations);
+        if let (Some(memo), Some(key), Ok(decision)) = (memo, key, &decision) {
+            memo.keep_decision(key, decision);
+        }
+        (decision.unwrap_or_else(|d| d), canonical)
+    }
+
+    /// The decision on a tool call: one Cedar evaluation per combination of array elements,
+    /// a deny as soon as one denies. `Err`: a decision not to be kept (the arguments could not
+    /// be given to Cedar).
+    fn decide_combinations(
+        &self,
+        subject: &Subject,
+        entities: &Entities,
+        action: &EntityUid,
+        resource: &EntityUid,
+        combinations: Vec<Vec<(String, RestrictedExpression)>>,
+    ) -> Result<Decision, Decision> {
         let mut rule_ids = BTreeSet::new();
         let mut missing = BTreeSet::new();
         let mut last_reason = String::new();
@@ -620,15 +684,14 @@ impl Policy {
             let context = match context {
                 Ok(c) => c,
                 Err(e) => {
-                    return (
-                        Decision::deny(format!("the arguments cannot be checked: {e}")),
-                        canonical,
-                    );
+                    return Err(Decision::deny(format!(
+                        "the arguments cannot be checked: {e}"
+                    )));
                 }
             };
-            let decision = self.cedar(subject, &entities, action, &resource, context);
+            let decision = self.cedar(subject, entities, action, resource, context);
             match decision.effect {
-                Effect::Deny => return (decision, canonical),
+                Effect::Deny => return Ok(decision),
                 Effect::StepUp => missing.extend(decision.missing_scopes),
                 Effect::Allow => {}
             }
@@ -636,7 +699,7 @@ impl Policy {
             last_reason = decision.reason;
         }
         let rule_ids: Vec<String> = rule_ids.into_iter().collect();
-        let decision = if missing.is_empty() {
+        Ok(if missing.is_empty() {
             Decision {
                 effect: Effect::Allow,
                 rule_ids,
@@ -651,8 +714,7 @@ impl Policy {
                 rule_ids,
                 missing_scopes: missing,
             }
-        };
-        (decision, canonical)
+        })
     }
 
     /// The user's entity: its attributes and its groups as parents. The same for every

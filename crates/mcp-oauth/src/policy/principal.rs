@@ -1,13 +1,14 @@
 //! The caller prepared for decisions: its [`Subject`], its Cedar entity (attributes and groups)
 //! and its groups with where each came from, built once per verified token and kept with it,
-//! so a decision costs one Cedar evaluation rather than rebuilding the user first.
+//! so a decision costs one Cedar evaluation rather than rebuilding the user first; and the
+//! decisions already made for it, so the same call again costs no Cedar evaluation at all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cedar_policy::{Entities, Entity};
 
-use super::decision::Target;
+use super::decision::{Decision, Target};
 use super::subject::{Membership, Subject};
 
 /// A user as one policy sees it (made by [`Policy::principal`](super::Policy::principal)).
@@ -22,11 +23,66 @@ pub(crate) struct Principal {
     /// The entities of decisions about each target this user asked for (the user and the
     /// target), so a decision only runs Cedar.
     pub(crate) targets: Mutex<HashMap<(u8, String), Arc<Entities>>>,
+    /// Decisions already made about this user (see [`DecisionKey`]).
+    pub(crate) decisions: Mutex<HashMap<DecisionKey, Decision>>,
+}
+
+/// What a decision about one prepared user depends on besides the user and the policy: the
+/// target, and the canonical arguments as JSON text (what the Cedar context is built from;
+/// `None` for a list's decision, whose arguments are unknown). Cedar's evaluation reads
+/// nothing else (no clock, no request data), so the same key always gets the same decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DecisionKey {
+    target: (u8, String),
+    arguments: Option<String>,
 }
 
 impl Principal {
     /// Most targets whose entities are kept per user.
     pub(crate) const MAX_TARGETS: usize = 64;
+
+    /// Most decisions kept per user.
+    pub(crate) const MAX_DECISIONS: usize = 64;
+
+    /// Longest canonical arguments (JSON text, bytes) whose decision is kept: a call with
+    /// longer ones is decided by Cedar each time, so that a user's cache stays small.
+    pub(crate) const MAX_KEPT_ARGUMENTS: usize = 256;
+
+    /// The key of a decision about `target` with these canonical arguments (`None`: a list's
+    /// decision); `None` when the arguments are too long to be kept.
+    pub(crate) fn decision_key(
+        target: Target<'_>,
+        arguments: Option<&serde_json::Value>,
+    ) -> Option<DecisionKey> {
+        let arguments = match arguments {
+            Some(arguments) => {
+                let text = arguments.to_string();
+                if text.len() > Self::MAX_KEPT_ARGUMENTS {
+                    return None;
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        Some(DecisionKey {
+            target: Self::key(target),
+            arguments,
+        })
+    }
+
+    /// The decision kept under `key`.
+    pub(crate) fn decided(&self, key: &DecisionKey) -> Option<Decision> {
+        let decisions = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        decisions.get(key).cloned()
+    }
+
+    /// Keeps `decision` under `key`, while fewer than [`Self::MAX_DECISIONS`] are.
+    pub(crate) fn keep_decision(&self, key: DecisionKey, decision: &Decision) {
+        let mut decisions = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        if decisions.len() < Self::MAX_DECISIONS {
+            decisions.insert(key, decision.clone());
+        }
+    }
 
     fn key(target: Target<'_>) -> (u8, String) {
         let kind = match target {
@@ -96,7 +152,155 @@ mod tests {
             user: Err(String::new()),
             groups: Vec::new(),
             targets: Mutex::default(),
+            decisions: Mutex::default(),
         }
+    }
+
+    /// The caller of `claims`, as the bearer layer hands it out.
+    fn auth(claims: serde_json::Value) -> crate::Auth {
+        crate::AuthInfo::from_claims(
+            crate::claims::Claims::new(claims.as_object().cloned().unwrap_or_default()),
+            crate::AccessToken::new("t"),
+            &|_: &crate::claims::Claims| crate::UserInfo::default(),
+            Arc::new(crate::scope::ScopeHierarchy::new()),
+        )
+        .into()
+    }
+
+    /// `echo` allowed for "hi" and "hello", forbidden for "HI", and for writers only with the
+    /// `write` scope (a step-up); `note` (no argument rule) allowed to everyone.
+    fn policy() -> crate::policy::Policy {
+        use crate::policy::{Catalog, Policy, PolicyConfig, ToolInfo};
+        let text = r#"
+[[policy.rule]]
+id = "echo-greetings"
+tools = ["echo"]
+args.text = { one_of = ["hi", "hello"] }
+
+[[policy.rule]]
+id = "no-shouting"
+effect = "forbid"
+tools = ["echo"]
+args.text = { one_of = ["HI"] }
+
+[[policy.rule]]
+id = "echo-write"
+tools = ["echo"]
+args.text = { one_of = ["write"] }
+step_up_scopes = ["write"]
+
+[[policy.rule]]
+id = "notes"
+tools = ["note"]
+"#;
+        let config = PolicyConfig::from_toml(text, "policy.toml").unwrap();
+        let schema = serde_json::json!({
+            "type": "object", "properties": {"text": {"type": "string"}}});
+        let catalog = Catalog::new()
+            .tool(ToolInfo::new("echo", schema.clone()))
+            .tool(ToolInfo::new("note", schema))
+            .tool(ToolInfo::new("rm", serde_json::json!({"type": "object"})));
+        Policy::new(config, catalog).unwrap()
+    }
+
+    fn kept(auth: &crate::Auth) -> usize {
+        let principal = auth.principal.0.get().expect("prepared");
+        principal.decisions.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_kept_decision_is_the_decision_cedar_makes() {
+        use crate::policy::{Subject, Target};
+        use serde_json::json;
+        let policy = policy();
+        let caller = auth(json!({"sub": "u-1", "scope": "read"}));
+        let slow = |target: Target<'_>, args: Option<&serde_json::Value>| {
+            policy.decide(&Subject::from_auth(&caller), target, args)
+        };
+        let calls = [
+            ("echo", json!({"text": "hi"})),
+            ("echo", json!({"text": "HI"})),
+            ("echo", json!({"text": "hello"})),
+            ("echo", json!({"text": "bye"})),
+            ("echo", json!({"text": "write"})),
+            ("echo", json!({})),
+            ("note", json!({"text": "HI"})),
+            ("note", json!({"text": "anything"})),
+            ("rm", json!({})),
+            ("gone", json!({})),
+        ];
+        // Twice: the first time decided by Cedar and kept, the second time from what was kept.
+        for round in 0..2 {
+            for (tool, args) in &calls {
+                let target = Target::Tool(tool);
+                let decision = policy.decide_for(&caller, target, Some(args));
+                assert_eq!(decision, slow(target, Some(args)), "{round}: {tool} {args}");
+                assert_eq!(
+                    policy.list_decision_for(&caller, target),
+                    policy.list_decision(&Subject::from_auth(&caller), target),
+                    "{round}: list {tool}"
+                );
+            }
+        }
+        // Kept: the calls and list decisions Cedar made (not those of a target outside the
+        // catalog, denied before Cedar).
+        assert!(kept(&caller) > 0);
+        let before = kept(&caller);
+        let hi = json!({"text": "hi"});
+        assert!(
+            policy
+                .decide_for(&caller, Target::Tool("echo"), Some(&hi))
+                .is_allowed()
+        );
+        let shout = json!({"text": "HI"});
+        assert!(
+            !policy
+                .decide_for(&caller, Target::Tool("echo"), Some(&shout))
+                .is_allowed()
+        );
+        assert_eq!(
+            kept(&caller),
+            before,
+            "the same calls again are not kept twice"
+        );
+        // The step-up depends on the token's scopes: another caller, another answer.
+        let writer = auth(json!({"sub": "u-1", "scope": "read write"}));
+        let write = json!({"text": "write"});
+        assert!(
+            policy
+                .decide_for(&writer, Target::Tool("echo"), Some(&write))
+                .is_allowed()
+        );
+        assert!(
+            !policy
+                .decide_for(&caller, Target::Tool("echo"), Some(&write))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn long_arguments_and_another_policys_user_are_decided_by_cedar() {
+        use crate::policy::{Subject, Target};
+        use serde_json::json;
+        let policy = policy();
+        let caller = auth(json!({"sub": "u-1"}));
+        let long = json!({"text": "h".repeat(Principal::MAX_KEPT_ARGUMENTS)});
+        let echo = Target::Tool("echo");
+        for _ in 0..2 {
+            assert_eq!(
+                policy.decide_for(&caller, echo, Some(&long)),
+                policy.decide(&Subject::from_auth(&caller), echo, Some(&long))
+            );
+        }
+        assert_eq!(kept(&caller), 0, "arguments this long are not kept");
+        // A user prepared by one policy keeps nothing another policy decides.
+        let other = self::policy();
+        let principal = policy.principal(Subject::from_auth(&caller));
+        let hi = json!({"text": "hi"});
+        assert!(other.decide_as(&principal, echo, Some(&hi)).is_allowed());
+        assert!(principal.decisions.lock().unwrap().is_empty());
+        assert!(policy.decide_as(&principal, echo, Some(&hi)).is_allowed());
+        assert_eq!(principal.decisions.lock().unwrap().len(), 1);
     }
 
     #[test]
