@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 use mcp_oauth::Auth;
 use mcp_oauth::challenge::Rejection;
+use mcp_oauth::metrics::StreamedOperation;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -929,13 +930,19 @@ fn is_sse(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The answer to one request, streamed: its id (JSON text), to know its final event, and
+/// the operation observed when that event comes (or the stream ends).
+type Answering = (String, StreamedOperation);
+
 /// Reads an upstream's SSE body into `replay`, each message an event of the gateway's,
 /// until the body or the session ends. The upstream's own event ids are noted for its GET
-/// stream.
+/// stream. For a request's answer (`answering`), the event with the request's id ends the
+/// operation, with its JSON-RPC error code if it is an error.
 fn pump_upstream(
     replay: Arc<Replay>,
     response: reqwest::Response,
     ended: impl Future<Output = ()> + Send + 'static,
+    mut answering: Option<Answering>,
 ) {
     tokio::spawn(async move {
         let events = crate::aggregate::sse_events(Body::from_stream(response.bytes_stream()));
@@ -956,10 +963,18 @@ fn pump_upstream(
                     .unwrap_or_else(|p| p.into_inner()) = Some(id);
             }
             for data in crate::sse::event_data(&text) {
+                if let Some((id, _)) = &answering
+                    && let Some(error) = crate::metrics::streamed_answer(data.as_bytes(), id)
+                    && let Some((_, operation)) = answering.take()
+                {
+                    operation.end(error);
+                }
                 replay.push(Bytes::from(data));
             }
         }
         replay.finish();
+        // Without its final event: observed now (dropped), with no error type.
+        drop(answering);
     });
 }
 
@@ -1024,8 +1039,14 @@ async fn upstream_answer(
         let replay = streams.open();
         if let Some(reader) = replay.attach(None, true) {
             replay.start();
-            pump_upstream(replay, response, streams.ended());
-            return replayed(reader, false);
+            let answering = id.map(|id| (id.to_owned(), StreamedOperation::new()));
+            let operation = answering.as_ref().map(|(_, o)| o.clone());
+            pump_upstream(replay, response, streams.ended(), answering);
+            let mut out = replayed(reader, false);
+            if let Some(operation) = operation {
+                out.extensions_mut().insert(operation);
+            }
+            return out;
         }
     }
     let mut out = Response::new(Body::from_stream(response.bytes_stream()));
@@ -1188,7 +1209,7 @@ async fn resumable_get(
                     return upstream_answer(inner, session, response, None, None).await;
                 }
                 starting.started();
-                pump_upstream(standalone.clone(), response, streams.ended());
+                pump_upstream(standalone.clone(), response, streams.ended(), None);
             }
         }
         (Upstream::Http(_), None) => return session_not_found(),

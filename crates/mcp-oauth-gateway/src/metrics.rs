@@ -22,26 +22,57 @@ const ERROR_PEEK: usize = 64 * 1024;
 /// Cheap for the common answer: a scan for `"error"` of bodies up to 64 KiB, parsed only
 /// when it is there.
 pub(crate) fn mark_jsonrpc_error(response: &mut axum::response::Response, body: &[u8]) {
-    if !response.status().is_success()
-        || body.len() > ERROR_PEEK
-        || !body.windows(7).any(|w| w == b"\"error\"")
-    {
+    if !response.status().is_success() || body.len() > ERROR_PEEK || !holds(body, b"\"error\"") {
         return;
     }
+    if let Ok(message) = crate::jsonrpc::parse(body)
+        && message.result.is_none()
+        && let Some(code) = error_code(&message)
+    {
+        response
+            .extensions_mut()
+            .insert(mcp_oauth::metrics::JsonRpcErrorCode(code));
+    }
+}
+
+fn holds(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The `code` of a message's `error`, if it has one.
+fn error_code(message: &crate::jsonrpc::Message<'_>) -> Option<i64> {
     #[derive(serde::Deserialize)]
     struct Error {
         code: i64,
     }
-    if let Ok(message) = crate::jsonrpc::parse(body)
-        && message.result.is_none()
-        && let Some(Ok(error)) = message
-            .error
-            .map(|e| serde_json::from_str::<Error>(e.get()))
-    {
-        response
-            .extensions_mut()
-            .insert(mcp_oauth::metrics::JsonRpcErrorCode(error.code));
+    serde_json::from_str::<Error>(message.error?.get())
+        .ok()
+        .map(|e| e.code)
+}
+
+/// Whether `data`, one message of a streamed answer (an SSE event's data), is the response to
+/// the request whose id is `id` (its JSON text), and then how it ended for `error_type`.
+/// A peek: a message without `"result"` or `"error"` in it (a progress or log notification)
+/// is not parsed, nor is one over 64 KiB (its error, if any, is not read).
+pub(crate) fn streamed_answer(data: &[u8], id: &str) -> Option<mcp_oauth::metrics::OperationError> {
+    use mcp_oauth::metrics::OperationError;
+    let maybe_error = holds(data, b"\"error\"");
+    if !maybe_error && !holds(data, b"\"result\"") {
+        return None;
     }
+    if data.len() > ERROR_PEEK {
+        // Too large to parse again: a result (the common large answer) or an error left
+        // unread; either way, not known to be the response.
+        return None;
+    }
+    let message = crate::jsonrpc::parse(data).ok()?;
+    if message.kind != crate::jsonrpc::Kind::Response || message.id.map(|i| i.get()) != Some(id) {
+        return None;
+    }
+    Some(match error_code(&message) {
+        Some(code) if maybe_error => OperationError::JsonRpc(code),
+        _ => OperationError::None,
+    })
 }
 
 /// What happened to a client request.

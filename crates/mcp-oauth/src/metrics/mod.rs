@@ -33,6 +33,7 @@
 pub mod encode;
 #[cfg(feature = "axum")]
 mod layer;
+mod streamed;
 mod table;
 
 use std::sync::{Arc, OnceLock};
@@ -40,6 +41,7 @@ use std::time::Duration;
 
 #[cfg(feature = "axum")]
 pub use layer::{OperationLayer, OperationService};
+pub use streamed::StreamedOperation;
 
 use encode::{Counter, Histogram, header, label, sample};
 use table::NameTable;
