@@ -22,6 +22,7 @@ use mcp_oauth::challenge::Rejection;
 use mcp_oauth::metrics::StreamedOperation;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::gate::{Call, Decision, Gatekeeper, ListKind, filter_list};
 use crate::jsonrpc::{self, Kind, Message};
@@ -697,6 +698,7 @@ async fn decided(
         metrics: &inner.metrics,
     });
     let started = std::time::Instant::now();
+    let span = upstream_span(inner, message);
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
             .request(
@@ -705,20 +707,24 @@ async fn decided(
                 inner.ready_timeout,
                 meta_identity(inner, auth).as_ref(),
             )
+            .instrument(span.clone())
             .await
         {
             Ok(mut rx) => {
                 // The latency is the time to the first frame (the answer or progress).
-                let first = rx.recv().await;
+                let first = rx.recv().instrument(span.clone()).await;
                 inner
                     .metrics
                     .upstream_call(inner.index, method, started.elapsed());
                 if first.is_none() {
+                    crate::metrics::upstream_failed(&span, None);
                     inner.metrics.upstream_error(inner.index);
                 }
+                drop(span);
                 from_channel((inner, session, method), first, rx, list).await
             }
             Err(err) => {
+                crate::metrics::upstream_failed(&span, None);
                 inner.metrics.upstream_error(inner.index);
                 rpc_error(
                     StatusCode::OK,
@@ -729,18 +735,21 @@ async fn decided(
             }
         },
         (Upstream::Http(http), Some(hs)) => {
-            let answer = http.post(auth, hs, bytes).await;
+            let answer = http.post(auth, hs, bytes).instrument(span.clone()).await;
             inner
                 .metrics
                 .upstream_call(inner.index, method, started.elapsed());
             match answer {
                 Ok(response) => {
                     if !response.status().is_success() {
+                        crate::metrics::upstream_failed(&span, Some(response.status()));
                         inner.metrics.upstream_error(inner.index);
                     }
+                    drop(span);
                     from_upstream((inner, session, method), response, id, list).await
                 }
                 Err(err) => {
+                    crate::metrics::upstream_failed(&span, None);
                     inner.metrics.upstream_error(inner.index);
                     upstream_failed(inner, &session.id, id, err)
                 }
@@ -748,6 +757,20 @@ async fn decided(
         }
         (Upstream::Http(_), None) => session_not_found(),
     }
+}
+
+/// The span of a request sent to this front's upstream ([`crate::metrics::upstream_span`]).
+fn upstream_span(inner: &Inner, message: &Message<'_>) -> tracing::Span {
+    let transport = match inner.upstream {
+        Upstream::Stdio(_) => crate::metrics::Transport::Pipe,
+        Upstream::Http(_) => crate::metrics::Transport::Tcp,
+    };
+    crate::metrics::upstream_span(
+        transport,
+        message.method.as_deref().unwrap_or_default(),
+        message.params,
+        message.id.map(RawValue::get),
+    )
 }
 
 /// A list read whole: to filter, and (tools) to learn the names.

@@ -75,6 +75,67 @@ pub(crate) fn streamed_answer(data: &[u8], id: &str) -> Option<mcp_oauth::metric
     })
 }
 
+/// The `tracing` span of one request the gateway sends upstream number `upstream`: named
+/// `mcp` (target `mcp_oauth_gateway::upstream`, level DEBUG, as the client request's span)
+/// with `otel.kind` client and the OpenTelemetry MCP attributes `mcp.method.name`,
+/// `gen_ai.tool.name` (and `gen_ai.prompt.name`, `mcp.resource.uri`) as the upstream knows
+/// it, `jsonrpc.request.id`, `network.transport` (`pipe` or `tcp`) and `error.type` when it
+/// fails ([`upstream_failed`]); a child of the current span (the client request's). Costs
+/// nothing unless enabled (`RUST_LOG=mcp_oauth_gateway::upstream=debug`).
+pub(crate) fn upstream_span(
+    transport: Transport,
+    method: &str,
+    params: Option<&serde_json::value::RawValue>,
+    id: Option<&str>,
+) -> tracing::Span {
+    let method = mcp_oauth::metrics::method_label(method);
+    let span = tracing::debug_span!(
+        target: "mcp_oauth_gateway::upstream",
+        "mcp",
+        otel.name = method,
+        otel.kind = "client",
+        mcp.method.name = method,
+        gen_ai.tool.name = tracing::field::Empty,
+        gen_ai.operation.name = tracing::field::Empty,
+        gen_ai.prompt.name = tracing::field::Empty,
+        mcp.resource.uri = tracing::field::Empty,
+        jsonrpc.request.id = id.map(|id| id.trim_matches('"')),
+        network.transport = match transport {
+            Transport::Pipe => "pipe",
+            Transport::Tcp => "tcp",
+        },
+        network.protocol.name = (transport == Transport::Tcp).then_some("http"),
+        error.type = tracing::field::Empty,
+    );
+    if !span.is_disabled()
+        && let Some(name) = crate::jsonrpc::params_name(params)
+    {
+        match method {
+            "tools/call" => {
+                span.record("gen_ai.tool.name", name.as_str());
+                span.record("gen_ai.operation.name", "execute_tool");
+            }
+            "prompts/get" => {
+                span.record("gen_ai.prompt.name", name.as_str());
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                span.record("mcp.resource.uri", name.as_str());
+            }
+            _ => {}
+        }
+    }
+    span
+}
+
+/// Notes on an upstream request's span that it failed: `error` is an HTTP status, or
+/// `_OTHER` (the upstream could not be reached, or its process ended).
+pub(crate) fn upstream_failed(span: &tracing::Span, error: Option<http::StatusCode>) {
+    match error {
+        Some(status) => span.record("error.type", status.as_str()),
+        None => span.record("error.type", mcp_oauth::metrics::OTHER),
+    };
+}
+
 /// What happened to a client request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
