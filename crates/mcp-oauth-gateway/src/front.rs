@@ -906,6 +906,14 @@ async fn channel_answer<'s>(
             "the upstream closed the request",
         );
     }
+    // Observed when the response comes, with its error code (or when the stream is dropped).
+    let operation = StreamedOperation::new();
+    let ending = operation.clone();
+    let end = move |frame: &Frame| {
+        if frame.last {
+            ending.end(crate::metrics::answer_error(&frame.bytes));
+        }
+    };
     if let Some(streams) = streams() {
         // The frames are read to the response whether or not the client stays: a client
         // whose connection broke resumes with a GET and Last-Event-ID.
@@ -918,16 +926,17 @@ async fn channel_answer<'s>(
                 while !last {
                     let Some(frame) = rx.recv().await else { break };
                     last = frame.last;
+                    end(&frame);
                     replay.push(frame.bytes);
                 }
                 replay.finish();
             });
-            return replayed(reader, false);
+            return with_operation(replayed(reader, false), operation);
         }
     }
     let events = stream::unfold(
-        (Some(first), rx, false),
-        |(first, mut rx, done)| async move {
+        (Some(first), rx, false, end),
+        |(first, mut rx, done, end)| async move {
             if done {
                 return None;
             }
@@ -936,10 +945,17 @@ async fn channel_answer<'s>(
                 None => rx.recv().await?,
             };
             let last = frame.last;
-            Some((sse_event(&frame.bytes), (None, rx, last)))
+            end(&frame);
+            Some((sse_event(&frame.bytes), (None, rx, last, end)))
         },
     );
-    Sse::new(events).into_response()
+    with_operation(Sse::new(events).into_response(), operation)
+}
+
+/// `response`, a stream, with the operation the layer observes at its end.
+fn with_operation(mut response: Response, operation: StreamedOperation) -> Response {
+    response.extensions_mut().insert(operation);
+    response
 }
 
 fn is_sse(headers: &HeaderMap) -> bool {
@@ -1065,11 +1081,11 @@ async fn upstream_answer(
             let answering = id.map(|id| (id.to_owned(), StreamedOperation::new()));
             let operation = answering.as_ref().map(|(_, o)| o.clone());
             pump_upstream(replay, response, streams.ended(), answering);
-            let mut out = replayed(reader, false);
-            if let Some(operation) = operation {
-                out.extensions_mut().insert(operation);
-            }
-            return out;
+            let out = replayed(reader, false);
+            return match operation {
+                Some(operation) => with_operation(out, operation),
+                None => out,
+            };
         }
     }
     let mut out = Response::new(Body::from_stream(response.bytes_stream()));

@@ -50,6 +50,21 @@ fn error_code(message: &crate::jsonrpc::Message<'_>) -> Option<i64> {
         .map(|e| e.code)
 }
 
+/// How an answer whose last message is `data` (a stdio child's response) ended, for
+/// `error_type`: its JSON-RPC error code when it is an error. A scan for `"error"`, parsed
+/// only when it is there (and the message is at most 64 KiB).
+pub(crate) fn answer_error(data: &[u8]) -> mcp_oauth::metrics::OperationError {
+    use mcp_oauth::metrics::OperationError;
+    if data.len() > ERROR_PEEK || !holds(data, b"\"error\"") {
+        return OperationError::None;
+    }
+    crate::jsonrpc::parse(data)
+        .ok()
+        .filter(|m| m.result.is_none())
+        .and_then(|m| error_code(&m))
+        .map_or(OperationError::None, OperationError::JsonRpc)
+}
+
 /// Whether `data`, one message of a streamed answer (an SSE event's data), is the response to
 /// the request whose id is `id` (its JSON text), and then how it ended for `error_type`.
 /// A peek: a message without `"result"` or `"error"` in it (a progress or log notification)

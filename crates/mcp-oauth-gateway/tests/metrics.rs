@@ -533,10 +533,44 @@ async fn streamed_answers_are_observed_at_their_end_with_their_error() {
         "not observed as a success: {text}"
     );
 
-    // A call held open by the upstream's sampling request: nothing observed until it ends.
+    held_call_is_observed_at_its_end(&h, &token, &session).await;
+}
+
+/// A stdio child's answer streamed to the client: observed likewise at its end.
+#[tokio::test]
+async fn streamed_stdio_answers_are_observed_at_their_end_with_their_error() {
+    let h = Harness::start(stdio_upstream()).await;
+    let token = h.token("alice");
+    let session = sampling_session(&h.url, &token).await;
+    held_call_is_observed_at_its_end(&h, &token, &session).await;
+}
+
+/// The `mcp_server_operation_duration_seconds` observations of `tools/call`, every series.
+fn calls(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                "mcp_server_operation_duration_seconds_count{mcp_method_name=\"tools/call\"",
+            )
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+}
+
+/// A call held open by the upstream's sampling request: nothing observed until it ends, then
+/// observed with the error the upstream answers when the client cannot sample (-32603).
+async fn held_call_is_observed_at_its_end(h: &Harness, token: &str, session: &str) {
+    let errors = |text: &str, code: &str| {
+        value(
+            text,
+            &tool_series("_OTHER", &format!(",error_type=\"{code}\"")),
+        )
+    };
+    let before = h.gateway.metrics_text();
+    let (token, session) = (Some(token), Some(session));
     let ask = serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "ask_llm", "arguments": {"question": "q"}}});
-    let mut asking = post(&h.url, Some(&token), Some(&session), ask.to_string()).await;
+    let mut asking = post(&h.url, token, session, ask.to_string()).await;
     assert_eq!(asking.status(), 200);
     let mut buffer = String::new();
     let request = next_event(&mut asking, &mut buffer)
@@ -544,26 +578,16 @@ async fn streamed_answers_are_observed_at_their_end_with_their_error() {
         .expect("an event");
     assert_eq!(request["method"], "sampling/createMessage", "{request}");
     let held = h.gateway.metrics_text();
-    let calls = |text: &str| {
-        text.lines()
-            .filter(|l| {
-                l.starts_with(
-                    "mcp_server_operation_duration_seconds_count{mcp_method_name=\"tools/call\"",
-                )
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
     assert_eq!(
         calls(&held),
-        calls(&text),
+        calls(&before),
         "not observed at the head: {held}"
     );
     // The client cannot sample: the upstream's tool fails with -32603.
     let no_model = serde_json::json!({"jsonrpc": "2.0", "id": request["id"],
         "error": {"code": -32601, "message": "no model here"}});
     assert_eq!(
-        post(&h.url, Some(&token), Some(&session), no_model.to_string())
+        post(&h.url, token, session, no_model.to_string())
             .await
             .status(),
         202
