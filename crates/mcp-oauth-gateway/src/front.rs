@@ -22,7 +22,6 @@ use mcp_oauth::challenge::Rejection;
 use mcp_oauth::metrics::StreamedOperation;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
-use tracing::Instrument as _;
 
 use crate::gate::{Call, Decision, Gatekeeper, ListKind, filter_list};
 use crate::jsonrpc::{self, Kind, Message};
@@ -698,6 +697,7 @@ async fn decided(
         metrics: &inner.metrics,
     });
     let started = std::time::Instant::now();
+    // Open while the request is under way (not entered: the handler's future stays as it is).
     let span = upstream_span(inner, message);
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
@@ -707,12 +707,11 @@ async fn decided(
                 inner.ready_timeout,
                 meta_identity(inner, auth).as_ref(),
             )
-            .instrument(span.clone())
             .await
         {
             Ok(mut rx) => {
                 // The latency is the time to the first frame (the answer or progress).
-                let first = rx.recv().instrument(span.clone()).await;
+                let first = rx.recv().await;
                 inner
                     .metrics
                     .upstream_call(inner.index, method, started.elapsed());
@@ -735,7 +734,7 @@ async fn decided(
             }
         },
         (Upstream::Http(http), Some(hs)) => {
-            let answer = http.post(auth, hs, bytes).instrument(span.clone()).await;
+            let answer = http.post(auth, hs, bytes).await;
             inner
                 .metrics
                 .upstream_call(inner.index, method, started.elapsed());
