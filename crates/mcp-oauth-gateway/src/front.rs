@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 use mcp_oauth::Auth;
 use mcp_oauth::challenge::Rejection;
+use mcp_oauth::metrics::StreamedOperation;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -706,6 +707,8 @@ async fn decided(
         metrics: &inner.metrics,
     });
     let started = std::time::Instant::now();
+    // Open while the request is under way (not entered: the handler's future stays as it is).
+    let span = upstream_span(inner, message);
     match (&inner.upstream, &session.http) {
         (Upstream::Stdio(stdio), _) => match stdio
             .request(
@@ -723,11 +726,14 @@ async fn decided(
                     .metrics
                     .upstream_call(inner.index, method, started.elapsed());
                 if first.is_none() {
+                    crate::metrics::upstream_failed(&span, None);
                     inner.metrics.upstream_error(inner.index);
                 }
+                drop(span);
                 from_channel((inner, session, method), first, rx, list).await
             }
             Err(err) => {
+                crate::metrics::upstream_failed(&span, None);
                 inner.metrics.upstream_error(inner.index);
                 rpc_error(
                     StatusCode::OK,
@@ -745,11 +751,14 @@ async fn decided(
             match answer {
                 Ok(response) => {
                     if !response.status().is_success() {
+                        crate::metrics::upstream_failed(&span, Some(response.status()));
                         inner.metrics.upstream_error(inner.index);
                     }
+                    drop(span);
                     from_upstream((inner, session, method), response, id, list).await
                 }
                 Err(err) => {
+                    crate::metrics::upstream_failed(&span, None);
                     inner.metrics.upstream_error(inner.index);
                     upstream_failed(inner, &session.id, id, err)
                 }
@@ -757,6 +766,20 @@ async fn decided(
         }
         (Upstream::Http(_), None) => session_not_found(),
     }
+}
+
+/// The span of a request sent to this front's upstream ([`crate::metrics::upstream_span`]).
+fn upstream_span(inner: &Inner, message: &Message<'_>) -> tracing::Span {
+    let transport = match inner.upstream {
+        Upstream::Stdio(_) => crate::metrics::Transport::Pipe,
+        Upstream::Http(_) => crate::metrics::Transport::Tcp,
+    };
+    crate::metrics::upstream_span(
+        transport,
+        message.method.as_deref().unwrap_or_default(),
+        message.params,
+        message.id.map(RawValue::get),
+    )
 }
 
 /// A list read whole: to filter, and (tools) to learn the names.
@@ -892,6 +915,14 @@ async fn channel_answer<'s>(
             "the upstream closed the request",
         );
     }
+    // Observed when the response comes, with its error code (or when the stream is dropped).
+    let operation = StreamedOperation::new();
+    let ending = operation.clone();
+    let end = move |frame: &Frame| {
+        if frame.last {
+            ending.end(crate::metrics::answer_error(&frame.bytes));
+        }
+    };
     if let Some(streams) = streams() {
         // The frames are read to the response whether or not the client stays: a client
         // whose connection broke resumes with a GET and Last-Event-ID.
@@ -904,16 +935,17 @@ async fn channel_answer<'s>(
                 while !last {
                     let Some(frame) = rx.recv().await else { break };
                     last = frame.last;
+                    end(&frame);
                     replay.push(frame.bytes);
                 }
                 replay.finish();
             });
-            return replayed(reader, false);
+            return with_operation(replayed(reader, false), operation);
         }
     }
     let events = stream::unfold(
-        (Some(first), rx, false),
-        |(first, mut rx, done)| async move {
+        (Some(first), rx, false, end),
+        |(first, mut rx, done, end)| async move {
             if done {
                 return None;
             }
@@ -922,10 +954,17 @@ async fn channel_answer<'s>(
                 None => rx.recv().await?,
             };
             let last = frame.last;
-            Some((sse_event(&frame.bytes), (None, rx, last)))
+            end(&frame);
+            Some((sse_event(&frame.bytes), (None, rx, last, end)))
         },
     );
-    Sse::new(events).into_response()
+    with_operation(Sse::new(events).into_response(), operation)
+}
+
+/// `response`, a stream, with the operation the layer observes at its end.
+fn with_operation(mut response: Response, operation: StreamedOperation) -> Response {
+    response.extensions_mut().insert(operation);
+    response
 }
 
 fn is_sse(headers: &HeaderMap) -> bool {
@@ -939,13 +978,19 @@ fn is_sse(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The answer to one request, streamed: its id (JSON text), to know its final event, and
+/// the operation observed when that event comes (or the stream ends).
+type Answering = (String, StreamedOperation);
+
 /// Reads an upstream's SSE body into `replay`, each message an event of the gateway's,
 /// until the body or the session ends. The upstream's own event ids are noted for its GET
-/// stream.
+/// stream. For a request's answer (`answering`), the event with the request's id ends the
+/// operation, with its JSON-RPC error code if it is an error.
 fn pump_upstream(
     replay: Arc<Replay>,
     response: reqwest::Response,
     ended: impl Future<Output = ()> + Send + 'static,
+    mut answering: Option<Answering>,
 ) {
     tokio::spawn(async move {
         let events = crate::aggregate::sse_events(Body::from_stream(response.bytes_stream()));
@@ -966,10 +1011,18 @@ fn pump_upstream(
                     .unwrap_or_else(|p| p.into_inner()) = Some(id);
             }
             for data in crate::sse::event_data(&text) {
+                if let Some((id, _)) = &answering
+                    && let Some(error) = crate::metrics::streamed_answer(data.as_bytes(), id)
+                    && let Some((_, operation)) = answering.take()
+                {
+                    operation.end(error);
+                }
                 replay.push(Bytes::from(data));
             }
         }
         replay.finish();
+        // Without its final event: observed now (dropped), with no error type.
+        drop(answering);
     });
 }
 
@@ -1034,8 +1087,14 @@ async fn upstream_answer(
         let replay = streams.open();
         if let Some(reader) = replay.attach(None, true) {
             replay.start();
-            pump_upstream(replay, response, streams.ended());
-            return replayed(reader, false);
+            let answering = id.map(|id| (id.to_owned(), StreamedOperation::new()));
+            let operation = answering.as_ref().map(|(_, o)| o.clone());
+            pump_upstream(replay, response, streams.ended(), answering);
+            let out = replayed(reader, false);
+            return match operation {
+                Some(operation) => with_operation(out, operation),
+                None => out,
+            };
         }
     }
     let mut out = Response::new(Body::from_stream(response.bytes_stream()));
@@ -1198,7 +1257,7 @@ async fn resumable_get(
                     return upstream_answer(inner, session, response, None, None).await;
                 }
                 starting.started();
-                pump_upstream(standalone.clone(), response, streams.ended());
+                pump_upstream(standalone.clone(), response, streams.ended(), None);
             }
         }
         (Upstream::Http(_), None) => return session_not_found(),

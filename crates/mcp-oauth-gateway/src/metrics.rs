@@ -22,26 +22,133 @@ const ERROR_PEEK: usize = 64 * 1024;
 /// Cheap for the common answer: a scan for `"error"` of bodies up to 64 KiB, parsed only
 /// when it is there.
 pub(crate) fn mark_jsonrpc_error(response: &mut axum::response::Response, body: &[u8]) {
-    if !response.status().is_success()
-        || body.len() > ERROR_PEEK
-        || !body.windows(7).any(|w| w == b"\"error\"")
-    {
+    if !response.status().is_success() || body.len() > ERROR_PEEK || !holds(body, b"\"error\"") {
         return;
     }
+    if let Ok(message) = crate::jsonrpc::parse(body)
+        && message.result.is_none()
+        && let Some(code) = error_code(&message)
+    {
+        response
+            .extensions_mut()
+            .insert(mcp_oauth::metrics::JsonRpcErrorCode(code));
+    }
+}
+
+fn holds(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The `code` of a message's `error`, if it has one.
+fn error_code(message: &crate::jsonrpc::Message<'_>) -> Option<i64> {
     #[derive(serde::Deserialize)]
     struct Error {
         code: i64,
     }
-    if let Ok(message) = crate::jsonrpc::parse(body)
-        && message.result.is_none()
-        && let Some(Ok(error)) = message
-            .error
-            .map(|e| serde_json::from_str::<Error>(e.get()))
-    {
-        response
-            .extensions_mut()
-            .insert(mcp_oauth::metrics::JsonRpcErrorCode(error.code));
+    serde_json::from_str::<Error>(message.error?.get())
+        .ok()
+        .map(|e| e.code)
+}
+
+/// How an answer whose last message is `data` (a stdio child's response) ended, for
+/// `error_type`: its JSON-RPC error code when it is an error. A scan for `"error"`, parsed
+/// only when it is there (and the message is at most 64 KiB).
+pub(crate) fn answer_error(data: &[u8]) -> mcp_oauth::metrics::OperationError {
+    use mcp_oauth::metrics::OperationError;
+    if data.len() > ERROR_PEEK || !holds(data, b"\"error\"") {
+        return OperationError::None;
     }
+    crate::jsonrpc::parse(data)
+        .ok()
+        .filter(|m| m.result.is_none())
+        .and_then(|m| error_code(&m))
+        .map_or(OperationError::None, OperationError::JsonRpc)
+}
+
+/// Whether `data`, one message of a streamed answer (an SSE event's data), is the response to
+/// the request whose id is `id` (its JSON text), and then how it ended for `error_type`.
+/// A peek: a message without `"result"` or `"error"` in it (a progress or log notification)
+/// is not parsed, nor is one over 64 KiB (its error, if any, is not read).
+pub(crate) fn streamed_answer(data: &[u8], id: &str) -> Option<mcp_oauth::metrics::OperationError> {
+    use mcp_oauth::metrics::OperationError;
+    let maybe_error = holds(data, b"\"error\"");
+    if !maybe_error && !holds(data, b"\"result\"") {
+        return None;
+    }
+    if data.len() > ERROR_PEEK {
+        // Too large to parse again: a result (the common large answer) or an error left
+        // unread; either way, not known to be the response.
+        return None;
+    }
+    let message = crate::jsonrpc::parse(data).ok()?;
+    if message.kind != crate::jsonrpc::Kind::Response || message.id.map(|i| i.get()) != Some(id) {
+        return None;
+    }
+    Some(match error_code(&message) {
+        Some(code) if maybe_error => OperationError::JsonRpc(code),
+        _ => OperationError::None,
+    })
+}
+
+/// The `tracing` span of one request the gateway sends upstream number `upstream`: named
+/// `mcp` (target `mcp_oauth_gateway::upstream`, level DEBUG, as the client request's span)
+/// with `otel.kind` client and the OpenTelemetry MCP attributes `mcp.method.name`,
+/// `gen_ai.tool.name` (and `gen_ai.prompt.name`, `mcp.resource.uri`) as the upstream knows
+/// it, `jsonrpc.request.id`, `network.transport` (`pipe` or `tcp`) and `error.type` when it
+/// fails ([`upstream_failed`]); a child of the current span (the client request's). Costs
+/// nothing unless enabled (`RUST_LOG=mcp_oauth_gateway::upstream=debug`).
+pub(crate) fn upstream_span(
+    transport: Transport,
+    method: &str,
+    params: Option<&serde_json::value::RawValue>,
+    id: Option<&str>,
+) -> tracing::Span {
+    let method = mcp_oauth::metrics::method_label(method);
+    let span = tracing::debug_span!(
+        target: "mcp_oauth_gateway::upstream",
+        "mcp",
+        otel.name = method,
+        otel.kind = "client",
+        mcp.method.name = method,
+        gen_ai.tool.name = tracing::field::Empty,
+        gen_ai.operation.name = tracing::field::Empty,
+        gen_ai.prompt.name = tracing::field::Empty,
+        mcp.resource.uri = tracing::field::Empty,
+        jsonrpc.request.id = id.map(|id| id.trim_matches('"')),
+        network.transport = match transport {
+            Transport::Pipe => "pipe",
+            Transport::Tcp => "tcp",
+        },
+        network.protocol.name = (transport == Transport::Tcp).then_some("http"),
+        error.type = tracing::field::Empty,
+    );
+    if !span.is_disabled()
+        && let Some(name) = crate::jsonrpc::params_name(params)
+    {
+        match method {
+            "tools/call" => {
+                span.record("gen_ai.tool.name", name.as_str());
+                span.record("gen_ai.operation.name", "execute_tool");
+            }
+            "prompts/get" => {
+                span.record("gen_ai.prompt.name", name.as_str());
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                span.record("mcp.resource.uri", name.as_str());
+            }
+            _ => {}
+        }
+    }
+    span
+}
+
+/// Notes on an upstream request's span that it failed: `error` is an HTTP status, or
+/// `_OTHER` (the upstream could not be reached, or its process ended).
+pub(crate) fn upstream_failed(span: &tracing::Span, error: Option<http::StatusCode>) {
+    match error {
+        Some(status) => span.record("error.type", status.as_str()),
+        None => span.record("error.type", mcp_oauth::metrics::OTHER),
+    };
 }
 
 /// What happened to a client request.

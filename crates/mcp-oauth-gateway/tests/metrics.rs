@@ -439,3 +439,171 @@ async fn own_paths_and_reloaded_upstreams_are_counted() {
         "{text}"
     );
 }
+
+/// Opens a session that declares sampling (so that the upstream may ask the client's model).
+async fn sampling_session(url: &str, token: &str) -> String {
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "raw", "version": "1"}}});
+    let response = post(url, Some(token), None, init.to_string()).await;
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    messages(response).await;
+    let ack = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(
+        post(url, Some(token), Some(&session), ack).await.status(),
+        202
+    );
+    session
+}
+
+/// The data of the next SSE event of `response` (read chunk by chunk), `None` at its end.
+async fn next_event(
+    response: &mut reqwest::Response,
+    buffer: &mut String,
+) -> Option<serde_json::Value> {
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if !data.concat().is_empty() {
+                return Some(serde_json::from_str(&data.join("\n")).unwrap());
+            }
+        }
+        let chunk = response.chunk().await.unwrap()?;
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+/// An HTTP upstream's answer streamed to the client (SSE) is observed when it ends, not at
+/// its head, with the JSON-RPC error code of its final event as `error_type`.
+#[tokio::test]
+async fn streamed_answers_are_observed_at_their_end_with_their_error() {
+    let remote = serve_app(mcp_oauth_gateway::test_upstream::http_router()).await;
+    let upstream = mcp_oauth_gateway::HttpConfig::new(&format!("http://{}/mcp", remote.0)).unwrap();
+    let h = Harness::start(upstream).await;
+    let token = h.token("alice");
+    let session = sampling_session(&h.url, &token).await;
+    let errors = |text: &str, code: &str| {
+        value(
+            text,
+            &tool_series("_OTHER", &format!(",error_type=\"{code}\"")),
+        )
+    };
+    let before = h.gateway.metrics_text();
+
+    // The upstream refuses an unknown tool with -32602, in an SSE answer.
+    let refused = post(
+        &h.url,
+        Some(&token),
+        Some(&session),
+        call_body(2, "no-such-tool"),
+    )
+    .await;
+    assert_eq!(refused.status(), 200);
+    assert!(
+        refused.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "the answer is streamed"
+    );
+    let answer = messages(refused).await;
+    assert_eq!(
+        answer.last().unwrap()["error"]["code"],
+        -32602,
+        "{answer:?}"
+    );
+    let text = h.gateway.metrics_text();
+    assert_eq!(
+        errors(&text, "-32602") - errors(&before, "-32602"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, &tool_series("_OTHER", "")) - value(&before, &tool_series("_OTHER", "")),
+        0.0,
+        "not observed as a success: {text}"
+    );
+
+    held_call_is_observed_at_its_end(&h, &token, &session).await;
+}
+
+/// A stdio child's answer streamed to the client: observed likewise at its end.
+#[tokio::test]
+async fn streamed_stdio_answers_are_observed_at_their_end_with_their_error() {
+    let h = Harness::start(stdio_upstream()).await;
+    let token = h.token("alice");
+    let session = sampling_session(&h.url, &token).await;
+    held_call_is_observed_at_its_end(&h, &token, &session).await;
+}
+
+/// The `mcp_server_operation_duration_seconds` observations of `tools/call`, every series.
+fn calls(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                "mcp_server_operation_duration_seconds_count{mcp_method_name=\"tools/call\"",
+            )
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+}
+
+/// A call held open by the upstream's sampling request: nothing observed until it ends, then
+/// observed with the error the upstream answers when the client cannot sample (-32603).
+async fn held_call_is_observed_at_its_end(h: &Harness, token: &str, session: &str) {
+    let errors = |text: &str, code: &str| {
+        value(
+            text,
+            &tool_series("_OTHER", &format!(",error_type=\"{code}\"")),
+        )
+    };
+    let before = h.gateway.metrics_text();
+    let (token, session) = (Some(token), Some(session));
+    let ask = serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "ask_llm", "arguments": {"question": "q"}}});
+    let mut asking = post(&h.url, token, session, ask.to_string()).await;
+    assert_eq!(asking.status(), 200);
+    let mut buffer = String::new();
+    let request = next_event(&mut asking, &mut buffer)
+        .await
+        .expect("an event");
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let held = h.gateway.metrics_text();
+    assert_eq!(
+        calls(&held),
+        calls(&before),
+        "not observed at the head: {held}"
+    );
+    // The client cannot sample: the upstream's tool fails with -32603.
+    let no_model = serde_json::json!({"jsonrpc": "2.0", "id": request["id"],
+        "error": {"code": -32601, "message": "no model here"}});
+    assert_eq!(
+        post(&h.url, token, session, no_model.to_string())
+            .await
+            .status(),
+        202
+    );
+    let mut last = None;
+    while let Some(event) = next_event(&mut asking, &mut buffer).await {
+        last = Some(event);
+    }
+    let last = last.expect("the answer");
+    assert_eq!(last["id"], 3, "{last}");
+    assert_eq!(last["error"]["code"], -32603, "{last}");
+    let after = h.gateway.metrics_text();
+    assert_eq!(calls(&after) - calls(&held), 1.0, "{after}");
+    assert_eq!(
+        errors(&after, "-32603") - errors(&held, "-32603"),
+        1.0,
+        "{after}"
+    );
+}

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use pin_project_lite::pin_project;
 use tracing::Instrument as _;
 
-use super::{Metrics, Operation, OperationError, PROTOCOLS, method_label};
+use super::{Metrics, Operation, OperationError, PROTOCOLS, StreamedOperation, method_label};
 use crate::jsonrpc::peek_jsonrpc;
 use crate::verify::BoxFuture;
 
@@ -235,7 +235,47 @@ where
                 jsonrpc.request.id = tracing::field::Empty,
             );
             let req = Request::from_parts(parts, ReqBody::from(bytes.clone()));
-            let response = inner.call(req).instrument(span.clone()).await?;
+            let mut response = inner.call(req).instrument(span.clone()).await?;
+            if let Some(streamed) = response.extensions_mut().remove::<StreamedOperation>() {
+                // Observed when the stream ends, with its error type.
+                let calls: Vec<(String, Option<String>)> = calls
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.method.clone().into_owned(),
+                            c.tool.as_deref().map(Into::into),
+                        )
+                    })
+                    .collect();
+                streamed.arm(Box::new(move |error, ended| {
+                    match error {
+                        OperationError::Status(status) => {
+                            span.record("error.type", status);
+                        }
+                        OperationError::JsonRpc(code) => {
+                            span.record("error.type", code);
+                        }
+                        OperationError::ToolError => {
+                            span.record("error.type", "tool_error");
+                        }
+                        OperationError::None => {}
+                    }
+                    let Some(metrics) = metrics else { return };
+                    let elapsed = ended.saturating_duration_since(started);
+                    for (method, tool) in &calls {
+                        metrics.operation(
+                            &Operation {
+                                method,
+                                tool: tool.as_deref(),
+                                protocol_version: protocol,
+                                error,
+                            },
+                            elapsed,
+                        );
+                    }
+                }));
+                return Ok(response.map(Either::Left));
+            }
             let elapsed = started.elapsed();
             let status = response.status();
             let error = if status.is_client_error() || status.is_server_error() {

@@ -7,7 +7,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `mcp_server_operation_duration_seconds` | histogram | `mcp_method_name`, `gen_ai_tool_name` (tools/call), `error_type` (failures: an HTTP status, or a JSON-RPC error code that the service marked with [`JsonRpcErrorCode`]), `mcp_protocol_version`, `network_transport`, `network_protocol_name` |
+//! | `mcp_server_operation_duration_seconds` | histogram | `mcp_method_name`, `gen_ai_tool_name` (tools/call), `error_type` (failures: an HTTP status, or a JSON-RPC error code that the service marked with [`JsonRpcErrorCode`], or gave [`StreamedOperation::end`] at the end of a stream), `mcp_protocol_version`, `network_transport`, `network_protocol_name` |
 //! | `mcp_oauth_auth_results_total` | counter | `result`: `ok` or the reason of the refusal |
 //! | `mcp_oauth_policy_decisions_total` | counter | `rule_id`, `effect` (`allow`, `deny`, `step_up`) |
 //!
@@ -33,6 +33,7 @@
 pub mod encode;
 #[cfg(feature = "axum")]
 mod layer;
+mod streamed;
 mod table;
 
 use std::sync::{Arc, OnceLock};
@@ -40,6 +41,7 @@ use std::time::Duration;
 
 #[cfg(feature = "axum")]
 pub use layer::{OperationLayer, OperationService};
+pub use streamed::StreamedOperation;
 
 use encode::{Counter, Histogram, header, label, sample};
 use table::NameTable;
