@@ -16,7 +16,7 @@ use mcp_oauth::dpop;
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::testing::TestKey;
 use serde_json::{Value, json};
-use support::process::{Served, TempDir, refused, run_to_end};
+use support::process::{Served, TempDir, dev_refused, refused, run_to_end};
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -482,20 +482,7 @@ async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonce
 fn dpop_nonce_needs_dpop_on_and_a_long_enough_secret() {
     let tmp = TempDir::new("dpop", "nonce-bad");
     let dir = tmp.path();
-    let data = tmp.data();
-    let run = |args: &[&str]| {
-        let mut all = vec![
-            "dev",
-            "--port",
-            "0",
-            "--store",
-            "memory",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        refused(&all)
-    };
+    let run = |args: &[&str]| dev_refused(&tmp, args);
     let err = run(&["--dpop-nonce"]);
     assert!(
         err.contains("--dpop-nonce needs DPoP on: add --dpop allowed"),

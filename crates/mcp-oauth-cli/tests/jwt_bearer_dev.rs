@@ -10,7 +10,7 @@ mod support;
 
 use mcp_oauth::testing::TestKey;
 use serde_json::{Value, json};
-use support::process::{Served, TempDir, refused};
+use support::process::{Served, TempDir, dev_refused};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const IDP: &str = "https://idp.acme.example";
@@ -229,20 +229,7 @@ async fn proxy_accepts_workload_tokens_from_the_issuers_it_is_told_to_trust() {
 #[test]
 fn bad_trust_flags_say_what_to_fix() {
     let tmp = TempDir::new("jwtb", "bad");
-    let data = tmp.data();
-    let run = |args: &[&str]| {
-        let mut all = vec![
-            "dev",
-            "--port",
-            "0",
-            "--store",
-            "memory",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        refused(&all)
-    };
+    let run = |args: &[&str]| dev_refused(&tmp, args);
     assert!(run(&["--trust-idp", IDP]).contains("ISSUER=JWKS"));
     assert!(
         run(&["--trust-idp", &format!("{IDP}=/nonexistent/jwks.json")]).contains("cannot read")

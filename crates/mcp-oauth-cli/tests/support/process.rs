@@ -152,6 +152,23 @@ pub async fn run_async(args: &[&str], env: &[(String, String)], cwd: Option<&Pat
         .expect("join")
 }
 
+/// `mcp-oauth dev --port 0 --store memory --data-dir <tmp>/data EXTRA`, which must refuse
+/// its flags: its stderr.
+pub fn dev_refused(tmp: &TempDir, extra: &[&str]) -> String {
+    let data = tmp.data();
+    let mut args = vec![
+        "dev",
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    refused(&args)
+}
+
 /// Runs `mcp-oauth ARGS` to its end (killed at the deadline): (success, stdout, stderr).
 pub fn run_to_end<A: AsRef<OsStr> + std::fmt::Debug>(
     args: &[A],
