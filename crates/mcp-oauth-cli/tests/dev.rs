@@ -8,6 +8,7 @@ mod support;
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
 use support::process::{TempDir, dev, dev_on_port, refused, run_to_end};
 
 async fn call(http: &reqwest::Client, url: &str, token: &str, tool: &str) -> (u16, Value) {
@@ -15,10 +16,7 @@ async fn call(http: &reqwest::Client, url: &str, token: &str, tool: &str) -> (u1
     let res = http
         .post(url)
         .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post");

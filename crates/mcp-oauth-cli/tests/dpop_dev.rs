@@ -16,6 +16,7 @@ use mcp_oauth::dpop;
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::testing::TestKey;
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
 use support::process::{Served, TempDir, dev_refused, refused, run_to_end};
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -106,10 +107,7 @@ async fn whoami(
     let mut req = http
         .post(url)
         .header("authorization", authorization)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string());
+        .mcp(&body);
     for proof in proofs {
         req = req.header("dpop", *proof);
     }

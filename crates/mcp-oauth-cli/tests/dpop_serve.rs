@@ -14,6 +14,7 @@ use mcp_oauth::dpop;
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::testing::{MockIdp, TestKey};
 use serde_json::json;
+use support::mcp::McpRequest as _;
 use support::process::{Served, TempDir};
 
 /// `mcp-oauth serve --dpop allowed --dpop-nonce --dpop-nonce-secret-file <secret>` on a free
@@ -76,10 +77,7 @@ async fn whoami(url: &str, token: &str, proof: &str) -> reqwest::Response {
         .post(url)
         .header("authorization", format!("DPoP {token}"))
         .header("dpop", proof)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post")

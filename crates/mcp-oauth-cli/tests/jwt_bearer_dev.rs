@@ -10,6 +10,7 @@ mod support;
 
 use mcp_oauth::testing::TestKey;
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
 use support::process::{Served, TempDir, dev_refused};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -68,10 +69,7 @@ async fn whoami(served: &Served, http: &reqwest::Client, token: &str) -> u16 {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
     http.post(served.mcp_url())
         .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("mcp")

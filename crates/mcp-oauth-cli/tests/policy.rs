@@ -8,6 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use support::mcp::McpRequest as _;
 use support::process::{Run, TempDir};
 
 /// `MCP_OAUTH_LOG=off`: stderr holds only what the command says to its user.
@@ -326,10 +327,7 @@ async fn the_demo_tool_list_is_what_mcp_oauth_dev_serves() {
     let res = reqwest::Client::new()
         .post(dev.mcp_url())
         .bearer_auth(dev.field("token"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("tools/list");

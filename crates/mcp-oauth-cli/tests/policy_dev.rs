@@ -9,6 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
 use support::process::{DEADLINE, Served, TempDir, refused, run_to_end};
 
 /// A token from `mcp-oauth token` (the dev server's key in `<tmp>/data`) for `sub` with `scope`.
@@ -34,10 +35,7 @@ async fn rpc(served: &Served, token: &str, body: Value) -> (u16, Value) {
     let res = reqwest::Client::new()
         .post(served.mcp_url())
         .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post");

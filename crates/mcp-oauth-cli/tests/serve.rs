@@ -8,6 +8,7 @@ use std::path::Path;
 
 use mcp_oauth::testing::{MockIdp, TestKey};
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
 use support::process::{Served, TempDir, free_port, refused, run_async, serve};
 
 const PRM: &str = "/.well-known/oauth-protected-resource/mcp";
@@ -42,10 +43,7 @@ async fn serve_protects_the_demo_server() {
     let res = http
         .post(&mcp_url)
         .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post");
@@ -75,10 +73,7 @@ async fn whoami(http: &reqwest::Client, mcp_url: &str, token: &str) -> reqwest::
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
     http.post(mcp_url)
         .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post")

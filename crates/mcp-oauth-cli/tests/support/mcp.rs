@@ -1,0 +1,19 @@
+//! Requests to an MCP endpoint as a Streamable HTTP client sends them.
+
+use serde_json::Value;
+
+/// The headers and body of a JSON-RPC request to an MCP endpoint.
+pub trait McpRequest {
+    /// `Content-Type` and `Accept` of a Streamable HTTP client, `MCP-Protocol-Version`, and
+    /// `body` as JSON.
+    fn mcp(self, body: &Value) -> Self;
+}
+
+impl McpRequest for reqwest::RequestBuilder {
+    fn mcp(self, body: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string())
+    }
+}
