@@ -20,10 +20,7 @@ async fn call(http: &reqwest::Client, url: &str, token: &str, tool: &str) -> (u1
         .send()
         .await
         .expect("post");
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
+    support::mcp::reply(res).await
 }
 
 fn hidden_fields(html: &str) -> HashMap<String, String> {

@@ -7,7 +7,7 @@ mod support;
 
 use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
 use serde_json::Value;
-use support::process::{Run, TempDir, serve};
+use support::process::{Run, Served, TempDir, serve};
 
 impl Run {
     /// The `--json` document; every failure in it must say what to do.
@@ -61,6 +61,16 @@ fn assert_no_failure(doc: &Value) {
         assert_ne!(c["status"], "fail", "{c:#}");
     }
     assert_eq!(doc["ok"], true);
+}
+
+/// `mcp-oauth serve --issuer <idp> --scopes mcp:read`, ready.
+async fn serve_for(tmp: &TempDir, idp: &MockIdp) -> Served {
+    serve(
+        tmp,
+        "serve",
+        &["--issuer", idp.issuer(), "--scopes", "mcp:read"],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -183,12 +193,7 @@ async fn issuer_with_a_trailing_slash_in_the_metadata_fails_and_says_why() {
 async fn audience_mismatch_and_tolerated_trailing_slash() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
     let tmp = TempDir::new("doctor", "audience");
-    let server = serve(
-        &tmp,
-        "serve",
-        &["--issuer", idp.issuer(), "--scopes", "mcp:read"],
-    )
-    .await;
+    let server = serve_for(&tmp, &idp).await;
     let mcp_url = server.mcp_url();
     let mcp = mcp_url.as_str();
 
@@ -336,12 +341,7 @@ async fn jwks_down_is_a_clear_failure() {
 async fn mcp_url_of_a_protected_server_gives_the_issuer() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
     let tmp = TempDir::new("doctor", "protected");
-    let server = serve(
-        &tmp,
-        "serve",
-        &["--issuer", idp.issuer(), "--scopes", "mcp:read"],
-    )
-    .await;
+    let server = serve_for(&tmp, &idp).await;
     let mcp_url = server.mcp_url();
     let mcp = mcp_url.as_str();
     let token = idp.token().aud(mcp).scope("mcp:read").sign();
@@ -522,12 +522,7 @@ async fn an_mcp_server_that_advertises_no_scope_is_warned_about() {
 
     // `mcp-oauth serve` advertises scopes: no warning.
     let tmp = TempDir::new("doctor", "no-scope");
-    let server = serve(
-        &tmp,
-        "serve",
-        &["--issuer", idp.issuer(), "--scopes", "mcp:read"],
-    )
-    .await;
+    let server = serve_for(&tmp, &idp).await;
     let doc = doctor(&["--mcp-url", &server.mcp_url(), "--json"])
         .await
         .json();

@@ -125,10 +125,7 @@ async fn token(
         req = req.header("dpop", proof);
     }
     let res = req.send().await.expect("token");
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
+    support::mcp::reply(res).await
 }
 
 /// Registers a public client and gets a code bound to `jkt` (auto-approved).

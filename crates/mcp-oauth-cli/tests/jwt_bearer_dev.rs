@@ -59,10 +59,7 @@ async fn grant(
         req = req.basic_auth(id, Some(secret));
     }
     let res = req.send().await.expect("token");
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
+    support::mcp::reply(res).await
 }
 
 async fn whoami(served: &Served, http: &reqwest::Client, token: &str) -> u16 {

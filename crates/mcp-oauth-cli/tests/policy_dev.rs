@@ -39,10 +39,7 @@ async fn rpc(served: &Served, token: &str, body: Value) -> (u16, Value) {
         .send()
         .await
         .expect("post");
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
+    support::mcp::reply(res).await
 }
 
 async fn call(served: &Served, token: &str, tool: &str, arguments: Value) -> (u16, Value) {

@@ -17,3 +17,11 @@ impl McpRequest for reqwest::RequestBuilder {
             .body(body.to_string())
     }
 }
+
+/// The status of a reply and its JSON body (`Null` when it has none).
+pub async fn reply(res: reqwest::Response) -> (u16, Value) {
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
