@@ -8,19 +8,11 @@ mod support;
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use support::mcp::McpRequest as _;
 use support::process::{TempDir, dev, dev_on_port, refused, run_to_end};
 
 async fn call(http: &reqwest::Client, url: &str, token: &str, tool: &str) -> (u16, Value) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
-    let res = http
-        .post(url)
-        .bearer_auth(token)
-        .mcp(&body)
-        .send()
-        .await
-        .expect("post");
-    support::mcp::reply(res).await
+    support::mcp::post_bearer(http, url, token, &body).await
 }
 
 fn hidden_fields(html: &str) -> HashMap<String, String> {

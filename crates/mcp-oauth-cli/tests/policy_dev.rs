@@ -9,7 +9,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::mcp::McpRequest as _;
 use support::process::{DEADLINE, Served, TempDir, refused, run_to_end};
 
 /// A token from `mcp-oauth token` (the dev server's key in `<tmp>/data`) for `sub` with `scope`.
@@ -32,14 +31,7 @@ fn mint(tmp: &TempDir, sub: &str, scope: &str) -> String {
 }
 
 async fn rpc(served: &Served, token: &str, body: Value) -> (u16, Value) {
-    let res = reqwest::Client::new()
-        .post(served.mcp_url())
-        .bearer_auth(token)
-        .mcp(&body)
-        .send()
-        .await
-        .expect("post");
-    support::mcp::reply(res).await
+    support::mcp::post_bearer(&reqwest::Client::new(), &served.mcp_url(), token, &body).await
 }
 
 async fn call(served: &Served, token: &str, tool: &str, arguments: Value) -> (u16, Value) {

@@ -25,3 +25,20 @@ pub async fn reply(res: reqwest::Response) -> (u16, Value) {
         res.json().await.unwrap_or(Value::Null),
     )
 }
+
+/// `POST url` of this JSON-RPC `body` with a bearer token: the reply's status and JSON body.
+pub async fn post_bearer(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let res = http
+        .post(url)
+        .bearer_auth(token)
+        .mcp(body)
+        .send()
+        .await
+        .expect("post");
+    reply(res).await
+}
