@@ -3,93 +3,16 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-struct Dev {
-    child: Child,
-    info: Value,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn start(dir: &Path, extra: &[&str]) -> Dev {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["dev", "--port", "0", "--json", "--data-dir"])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let info: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    Dev { child, info }
-}
-
-impl Dev {
-    fn url(&self) -> &str {
-        self.info["mcp_url"].as_str().expect("mcp_url")
-    }
-
-    fn issuer(&self) -> &str {
-        self.info["issuer"].as_str().expect("issuer")
-    }
-
-    async fn ready(&self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let prm = format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer());
-        while Instant::now() < deadline {
-            if http
-                .get(&prm)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("mcp-oauth dev did not become ready");
-    }
-}
+use support::process::{TempDir, dev, dev_on_port, refused, run_to_end};
 
 async fn call(http: &reqwest::Client, url: &str, token: &str, tool: &str) -> (u16, Value) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
-    let res = http
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("post");
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
+    support::mcp::post_bearer(http, url, token, &body).await
 }
 
 fn hidden_fields(html: &str) -> HashMap<String, String> {
@@ -100,39 +23,33 @@ fn hidden_fields(html: &str) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn the_printed_token_works_and_step_up_is_403() {
-    let dir = temp_dir("banner");
-    let dev = start(&dir, &[]);
+    let tmp = TempDir::new("dev", "banner");
+    let dev = dev(&tmp, "dev", &[]).await;
+    let url = dev.mcp_url();
     let http = reqwest::Client::new();
-    dev.ready(&http).await;
     let token = dev.info["token"].as_str().expect("token");
-    let (status, body) = call(&http, dev.url(), token, "whoami").await;
+    let (status, body) = call(&http, &url, token, "whoami").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["structuredContent"]["user"]["id"], "dev");
-    let (status, _) = call(&http, dev.url(), token, "admin_action").await;
+    let (status, _) = call(&http, &url, token, "admin_action").await;
     assert_eq!(status, 403);
     // `mcp-oauth token` mints with the same key.
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
+    let data = tmp.data();
+    let (ok, stdout, stderr) = run_to_end(
+        &[
             "token",
             "--sub",
             "root",
             "--scope",
             "mcp:read admin",
             "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            data.to_str().unwrap(),
+        ],
+        &[],
     );
-    let minted = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_owned();
-    let (status, body) = call(&http, dev.url(), &minted, "admin_action").await;
+    assert!(ok, "{stderr}");
+    let minted = stdout.trim().to_owned();
+    let (status, body) = call(&http, &url, &minted, "admin_action").await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body["result"]["content"][0]["text"]
@@ -140,19 +57,17 @@ async fn the_printed_token_works_and_step_up_is_403() {
             .expect("text")
             .contains("root")
     );
-    drop(dev);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn the_whole_flow_through_the_login_page() {
-    let dir = temp_dir("flow");
-    let dev = start(&dir, &["--user", "alice:secret"]);
+    let tmp = TempDir::new("dev", "flow");
+    let dev = dev(&tmp, "dev", &["--user", "alice:secret"]).await;
+    let mcp_url = dev.mcp_url();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    dev.ready(&http).await;
     let issuer = dev.issuer();
     let reg: Value = http
         .post(format!("{issuer}/register"))
@@ -176,7 +91,7 @@ async fn the_whole_flow_through_the_login_page() {
         ("state", "s"),
         ("code_challenge", challenge),
         ("code_challenge_method", "S256"),
-        ("resource", dev.url()),
+        ("resource", &mcp_url),
         ("scope", "mcp:read"),
     ]);
     let page = http.get(authorize.as_str()).send().await.expect("page");
@@ -217,7 +132,7 @@ async fn the_whole_flow_through_the_login_page() {
             ("client_id", client_id),
             ("redirect_uri", redirect),
             ("code_verifier", verifier),
-            ("resource", dev.url()),
+            ("resource", &mcp_url),
         ])
         .send()
         .await
@@ -227,7 +142,7 @@ async fn the_whole_flow_through_the_login_page() {
         .expect("json");
     let (status, body) = call(
         &http,
-        dev.url(),
+        &mcp_url,
         tokens["access_token"].as_str().expect("at"),
         "whoami",
     )
@@ -238,18 +153,15 @@ async fn the_whole_flow_through_the_login_page() {
         body["result"]["structuredContent"]["user"]["email"],
         "alice@example.com"
     );
-    drop(dev);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn tokens_survive_a_restart() {
-    let dir = temp_dir("restart");
+    let tmp = TempDir::new("dev", "restart");
     let http = reqwest::Client::new();
-    let first = start(&dir, &[]);
-    first.ready(&http).await;
+    let first = dev(&tmp, "first", &[]).await;
     let token = first.info["token"].as_str().expect("token").to_owned();
-    let first_url = first.url().to_owned();
+    let first_url = first.mcp_url();
     let reg: Value = http
         .post(format!("{}/register", first.issuer()))
         .json(&json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"}))
@@ -265,11 +177,9 @@ async fn tokens_survive_a_restart() {
     let port = url::Url::parse(&first_url)
         .expect("url")
         .port()
-        .expect("port")
-        .to_string();
-    let second = start_port(&dir, &port);
-    second.ready(&http).await;
-    let (status, body) = call(&http, second.url(), &token, "whoami").await;
+        .expect("port");
+    let second = dev_on_port(&tmp, "second", port).await;
+    let (status, body) = call(&http, &second.mcp_url(), &token, "whoami").await;
     assert_eq!(status, 200, "{body}");
     // The client registered before the restart is still known (SQLite store).
     let mut authorize = url::Url::parse(&format!("{}/authorize", second.issuer())).expect("url");
@@ -294,108 +204,45 @@ async fn tokens_survive_a_restart() {
         "{}",
         page.text().await.unwrap_or_default()
     );
-    drop(second);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn start_port(dir: &Path, port: &str) -> Dev {
-    // The port was just released by the previous server; retry briefly if it lingers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-            .args(["dev", "--port", port, "--json", "--data-dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        if let Ok(info) = serde_json::from_str::<Value>(&line) {
-            return Dev { child, info };
-        }
-        let _ = child.wait();
-        assert!(Instant::now() < deadline, "port {port} did not come free");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn ctrl_c_stops_it_cleanly() {
-    let dir = temp_dir("sigint");
-    let mut dev = start(&dir, &[]);
-    let http = reqwest::Client::new();
-    dev.ready(&http).await;
-    let status = Command::new("kill")
-        .args(["-INT", &dev.child.id().to_string()])
+    let tmp = TempDir::new("dev", "sigint");
+    let mut dev = dev(&tmp, "dev", &[]).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &dev.child().id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = dev.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = dev.wait_exit();
     assert!(exit.success(), "{exit:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bad_flags_explain_themselves() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["dev", "--port", "0", "--user", "nopassword", "--data-dir"])
-        .arg(temp_dir("flags"))
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--user takes NAME:PASSWORD"));
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["token", "--data-dir", "/nonexistent/mcp-oauth"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("mcp-oauth dev"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `mcp-oauth <args>` expecting it to refuse at once: its stderr. A command that is
-/// still running after the deadline (it accepted the flags and serves) is killed and fails
-/// the test.
-fn refused(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} was accepted: it is still running");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} was accepted: {stderr}");
-    stderr
+    let tmp = TempDir::new("dev", "flags");
+    let data = tmp.data();
+    let stderr = refused(&[
+        "dev",
+        "--port",
+        "0",
+        "--user",
+        "nopassword",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("--user takes NAME:PASSWORD"));
+    let stderr = refused(&["token", "--data-dir", "/nonexistent/mcp-oauth"]);
+    assert!(stderr.contains("mcp-oauth dev"), "{stderr}");
 }
 
 /// Security review 2, F4: the CLI listens on the network only behind an https public URL.
 #[test]
 fn a_non_loopback_listen_address_needs_an_https_public_url() {
-    let dir = temp_dir("listen");
+    let tmp = TempDir::new("dev", "listen");
+    let dir = tmp.data();
     let data = dir.to_str().expect("path");
     for extra in [
         &[][..],
@@ -432,7 +279,8 @@ fn a_non_loopback_listen_address_needs_an_https_public_url() {
 
 #[test]
 fn a_bad_listen_address_or_trusted_proxy_says_what_to_write() {
-    let dir = temp_dir("cidr");
+    let tmp = TempDir::new("dev", "cidr");
+    let dir = tmp.data();
     let data = dir.to_str().expect("path");
     for (flag, value, says) in [
         ("--trusted-proxy", "10.0.0.0/33", "0 to 32"),
@@ -447,18 +295,13 @@ fn a_bad_listen_address_or_trusted_proxy_says_what_to_write() {
 
 #[tokio::test]
 async fn listen_and_trusted_proxy_serve_on_the_given_address() {
-    let dir = temp_dir("listen-ok");
-    let dev = start(
-        &dir,
+    let tmp = TempDir::new("dev", "listen-ok");
+    let dev = dev(
+        &tmp,
+        "dev",
         &["--listen", "127.0.0.1:0", "--trusted-proxy", "127.0.0.1"],
-    );
-    assert!(
-        dev.issuer().starts_with("http://127.0.0.1:"),
-        "{}",
-        dev.issuer()
-    );
-    let http = reqwest::Client::new();
-    dev.ready(&http).await;
-    drop(dev);
-    let _ = std::fs::remove_dir_all(&dir);
+    )
+    .await;
+    let issuer = dev.issuer();
+    assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer}");
 }

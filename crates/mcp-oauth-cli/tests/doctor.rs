@@ -3,19 +3,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
 use mcp_oauth::testing::{JwksMode, MockIdp, TestKey};
 use serde_json::Value;
-
-/// What a run of `mcp-oauth doctor` printed and returned.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use support::process::{Run, Served, TempDir, serve};
 
 impl Run {
     /// The `--json` document; every failure in it must say what to do.
@@ -36,48 +28,17 @@ async fn doctor(args: &[&str]) -> Run {
     doctor_env(args, &[]).await
 }
 
-/// The provider variables a test may set; any inherited value is removed first.
-const PRESET_VARS: &[&str] = &[
-    "MCP_USE_OAUTH_CLERK_FRONTEND_API_URL",
-    "MCP_USE_OAUTH_KEYCLOAK_SERVER_URL",
-    "MCP_USE_OAUTH_KEYCLOAK_REALM",
-    "MCP_USE_OAUTH_KEYCLOAK_AUDIENCE",
-    "MCP_USE_OAUTH_AUTH0_DOMAIN",
-    "MCP_USE_OAUTH_AUTH0_AUDIENCE",
-];
-
-/// [`doctor`] with these environment variables set.
+/// [`doctor`] with these environment variables set (none of the caller's `MCP_*` provider
+/// variables or `OIDC_*` settings are inherited).
 async fn doctor_env(args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let vars: Vec<(String, String)> = vars
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    let mut env: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
-        command
-            .arg("doctor")
-            .args(&args)
-            .env_remove("OIDC_ISSUER")
-            .env_remove("MCP_URL")
-            .env_remove("OIDC_AUDIENCE");
-        for name in PRESET_VARS {
-            command.env_remove(name);
-        }
-        command
-            .envs(vars)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run mcp-oauth doctor")
-    })
-    .await
-    .expect("join");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
-    }
+    env.push(("NO_COLOR".to_owned(), "1".to_owned()));
+    support::process::run_async(&all, &env, None).await
 }
 
 /// The check with this id, from a `--json` document.
@@ -102,56 +63,14 @@ fn assert_no_failure(doc: &Value) {
     assert_eq!(doc["ok"], true);
 }
 
-/// `mcp-oauth serve` in front of an issuer, killed on drop.
-struct Server {
-    child: Child,
-    mcp_url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    async fn start(issuer: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-        let child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-            .args(["serve", "--issuer", issuer, "--mcp-url", &mcp_url])
-            .args(["--scopes", "mcp:read"])
-            .env_remove("OIDC_AUDIENCE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mcp-oauth serve");
-        let mut server = Self { child, mcp_url };
-        let http = reqwest::Client::new();
-        let ready = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(res) = http.get(&ready).send().await
-                && res.status().is_success()
-            {
-                return server;
-            }
-            assert!(
-                server.child.try_wait().expect("wait").is_none(),
-                "mcp-oauth serve exited early"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "mcp-oauth serve did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// `mcp-oauth serve --issuer <idp> --scopes mcp:read`, ready.
+async fn serve_for(tmp: &TempDir, idp: &MockIdp) -> Served {
+    serve(
+        tmp,
+        "serve",
+        &["--issuer", idp.issuer(), "--scopes", "mcp:read"],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -273,8 +192,10 @@ async fn issuer_with_a_trailing_slash_in_the_metadata_fails_and_says_why() {
 #[tokio::test]
 async fn audience_mismatch_and_tolerated_trailing_slash() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
-    let server = Server::start(idp.issuer()).await;
-    let mcp = server.mcp_url.as_str();
+    let tmp = TempDir::new("doctor", "audience");
+    let server = serve_for(&tmp, &idp).await;
+    let mcp_url = server.mcp_url();
+    let mcp = mcp_url.as_str();
 
     let other = idp.token().aud("https://other.example.com/mcp").sign();
     let run = doctor(&["--mcp-url", mcp, "--token", &other]).await;
@@ -419,8 +340,10 @@ async fn jwks_down_is_a_clear_failure() {
 #[tokio::test]
 async fn mcp_url_of_a_protected_server_gives_the_issuer() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
-    let server = Server::start(idp.issuer()).await;
-    let mcp = server.mcp_url.as_str();
+    let tmp = TempDir::new("doctor", "protected");
+    let server = serve_for(&tmp, &idp).await;
+    let mcp_url = server.mcp_url();
+    let mcp = mcp_url.as_str();
     let token = idp.token().aud(mcp).scope("mcp:read").sign();
 
     let run = doctor(&["--mcp-url", mcp, "--token", &token, "--scope", "mcp:read"]).await;
@@ -598,8 +521,9 @@ async fn an_mcp_server_that_advertises_no_scope_is_warned_about() {
     assert_eq!(doc["ok"], true, "a warning, not a failure");
 
     // `mcp-oauth serve` advertises scopes: no warning.
-    let server = Server::start(idp.issuer()).await;
-    let doc = doctor(&["--mcp-url", &server.mcp_url, "--json"])
+    let tmp = TempDir::new("doctor", "no-scope");
+    let server = serve_for(&tmp, &idp).await;
+    let doc = doctor(&["--mcp-url", &server.mcp_url(), "--json"])
         .await
         .json();
     assert_eq!(status(&doc, "mcp.scopes"), "info", "{doc:#}");

@@ -6,86 +6,29 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_oauth::dpop;
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::testing::TestKey;
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
+use support::process::{Served, TempDir, dev_refused, refused, run_to_end};
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const REDIRECT: &str = "http://127.0.0.1:41234/callback";
+const PRM: &str = "/.well-known/oauth-protected-resource/mcp";
 
-struct Dev {
-    child: Child,
-    info: Value,
-    dir: PathBuf,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start(name: &str, extra: &[&str]) -> Dev {
-    let dir =
-        std::env::temp_dir().join(format!("mcp-oauth-cli-dpop-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "dev",
-            "--port",
-            "0",
-            "--json",
-            "--auto-approve",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let info: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    Dev { child, info, dir }
-}
-
-impl Dev {
-    fn url(&self) -> &str {
-        self.info["mcp_url"].as_str().expect("mcp_url")
-    }
-
-    fn issuer(&self) -> &str {
-        self.info["issuer"].as_str().expect("issuer")
-    }
-
-    async fn ready(&self, http: &reqwest::Client) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let prm = format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer());
-        while Instant::now() < deadline {
-            if let Ok(res) = http.get(&prm).send().await
-                && res.status().is_success()
-            {
-                return res.json().await.expect("metadata");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("mcp-oauth dev did not become ready");
-    }
+/// `mcp-oauth dev --auto-approve EXTRA` in `tmp`, ready.
+async fn start(tmp: &TempDir, extra: &[&str]) -> Served {
+    let mut args = vec!["--auto-approve"];
+    args.extend_from_slice(extra);
+    support::process::dev(tmp, "dev", &args).await
 }
 
 fn now() -> i64 {
@@ -164,10 +107,7 @@ async fn whoami(
     let mut req = http
         .post(url)
         .header("authorization", authorization)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string());
+        .mcp(&body);
     for proof in proofs {
         req = req.header("dpop", *proof);
     }
@@ -185,14 +125,11 @@ async fn token(
         req = req.header("dpop", proof);
     }
     let res = req.send().await.expect("token");
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
+    support::mcp::reply(res).await
 }
 
 /// Registers a public client and gets a code bound to `jkt` (auto-approved).
-async fn code_for(http: &reqwest::Client, dev: &Dev, jkt: &str) -> (String, String) {
+async fn code_for(http: &reqwest::Client, dev: &Served, jkt: &str) -> (String, String) {
     let issuer = dev.issuer();
     let reg: Value = http
         .post(format!("{issuer}/register"))
@@ -213,7 +150,7 @@ async fn code_for(http: &reqwest::Client, dev: &Dev, jkt: &str) -> (String, Stri
         ("state", "s"),
         ("code_challenge", CHALLENGE),
         ("code_challenge_method", "S256"),
-        ("resource", dev.url()),
+        ("resource", &dev.mcp_url()),
         ("scope", "mcp:read"),
         ("dpop_jkt", jkt),
     ]);
@@ -237,9 +174,11 @@ fn no_redirects() -> reqwest::Client {
 
 #[tokio::test]
 async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens() {
-    let dev = start("allowed", &["--dpop", "allowed"]);
+    let tmp = TempDir::new("dpop", "allowed");
+    let dev = start(&tmp, &["--dpop", "allowed"]).await;
+    let url = dev.mcp_url();
     let http = no_redirects();
-    let prm = dev.ready(&http).await;
+    let prm = dev.get_json(PRM).await;
     assert_eq!(prm["dpop_bound_access_tokens_required"], false);
     assert!(
         prm["dpop_signing_alg_values_supported"]
@@ -247,7 +186,7 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
             .unwrap()
             .contains(&json!("ES256"))
     );
-    let issuer = dev.issuer().to_owned();
+    let issuer = dev.issuer();
     let as_meta: Value = http
         .get(format!("{issuer}/.well-known/oauth-authorization-server"))
         .send()
@@ -294,8 +233,8 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
     // The client: a fresh proof per request.
     let dpop_auth = format!("DPoP {access}");
     for _ in 0..2 {
-        let proof = client.proof("POST", dev.url(), Some(&access));
-        let res = whoami(&http, dev.url(), &dpop_auth, &[&proof]).await;
+        let proof = client.proof("POST", &url, Some(&access));
+        let res = whoami(&http, &url, &dpop_auth, &[&proof]).await;
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.unwrap();
         assert_eq!(
@@ -305,7 +244,7 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
     }
 
     // The thief: the token as Bearer, a replayed proof, its own key.
-    let res = whoami(&http, dev.url(), &format!("Bearer {access}"), &[]).await;
+    let res = whoami(&http, &url, &format!("Bearer {access}"), &[]).await;
     assert_eq!(res.status(), 401);
     let challenge = res.headers()["www-authenticate"]
         .to_str()
@@ -316,14 +255,12 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
         "{challenge}"
     );
     assert!(challenge.contains(", DPoP algs=\""), "{challenge}");
-    let seen = client.proof("POST", dev.url(), Some(&access));
+    let seen = client.proof("POST", &url, Some(&access));
     assert_eq!(
-        whoami(&http, dev.url(), &dpop_auth, &[&seen])
-            .await
-            .status(),
+        whoami(&http, &url, &dpop_auth, &[&seen]).await.status(),
         200
     );
-    let res = whoami(&http, dev.url(), &dpop_auth, &[&seen]).await;
+    let res = whoami(&http, &url, &dpop_auth, &[&seen]).await;
     assert_eq!(res.status(), 401);
     assert!(
         res.headers()["www-authenticate"]
@@ -331,15 +268,12 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
             .unwrap()
             .contains("DPoP error=\"invalid_dpop_proof\"")
     );
-    let own = thief.proof("POST", dev.url(), Some(&access));
-    assert_eq!(
-        whoami(&http, dev.url(), &dpop_auth, &[&own]).await.status(),
-        401
-    );
+    let own = thief.proof("POST", &url, Some(&access));
+    assert_eq!(whoami(&http, &url, &dpop_auth, &[&own]).await.status(), 401);
     // A proof for /token used at the MCP endpoint.
     let elsewhere = client.proof("POST", &token_url, Some(&access));
     assert_eq!(
-        whoami(&http, dev.url(), &dpop_auth, &[&elsewhere])
+        whoami(&http, &url, &dpop_auth, &[&elsewhere])
             .await
             .status(),
         401
@@ -373,7 +307,7 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
     // Bearer tokens still work beside DPoP: the banner's.
     let banner = dev.info["token"].as_str().unwrap();
     assert_eq!(
-        whoami(&http, dev.url(), &format!("Bearer {banner}"), &[])
+        whoami(&http, &url, &format!("Bearer {banner}"), &[])
             .await
             .status(),
         200
@@ -383,31 +317,34 @@ async fn a_dpop_client_against_mcp_oauth_dev_and_the_thief_who_copied_its_tokens
 #[tokio::test]
 async fn required_refuses_bearer_tokens_and_off_refuses_the_dpop_scheme() {
     let http = no_redirects();
-    let required = start("required", &["--dpop", "required"]);
-    let prm = required.ready(&http).await;
+    let tmp = TempDir::new("dpop", "required");
+    let required = start(&tmp, &["--dpop", "required"]).await;
+    let prm = required.get_json(PRM).await;
     assert_eq!(prm["dpop_bound_access_tokens_required"], true);
     let banner = required.info["token"].as_str().unwrap();
-    let res = whoami(&http, required.url(), &format!("Bearer {banner}"), &[]).await;
+    let res = whoami(&http, &required.mcp_url(), &format!("Bearer {banner}"), &[]).await;
     assert_eq!(res.status(), 401);
     drop(required);
 
-    let off = start("off", &[]);
-    let prm = off.ready(&http).await;
+    let tmp = TempDir::new("dpop", "off");
+    let off = start(&tmp, &[]).await;
+    let off_url = off.mcp_url();
+    let prm = off.get_json(PRM).await;
     assert!(prm.get("dpop_signing_alg_values_supported").is_none());
     let banner = off.info["token"].as_str().unwrap();
     let client = Client::new();
-    let proof = client.proof("POST", off.url(), Some(banner));
-    let res = whoami(&http, off.url(), &format!("DPoP {banner}"), &[&proof]).await;
+    let proof = client.proof("POST", &off_url, Some(banner));
+    let res = whoami(&http, &off_url, &format!("DPoP {banner}"), &[&proof]).await;
     assert_eq!(res.status(), 401);
     assert_eq!(
-        whoami(&http, off.url(), &format!("Bearer {banner}"), &[])
+        whoami(&http, &off_url, &format!("Bearer {banner}"), &[])
             .await
             .status(),
         200
     );
     // With DPoP off, /token ignores the DPoP header and dpop_jkt: tokens are bearer tokens.
     let (client_id, code) = code_for(&http, &off, &client.jkt()).await;
-    let issuer = off.issuer().to_owned();
+    let issuer = off.issuer();
     let (status, tokens) = token(
         &http,
         &issuer,
@@ -437,17 +374,15 @@ fn nonce_of(res: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonces() {
-    let secret_dir =
-        std::env::temp_dir().join(format!("mcp-oauth-cli-nonce-{}", std::process::id()));
-    std::fs::create_dir_all(&secret_dir).unwrap();
-    let secret = secret_dir.join("nonce-secret");
+    let tmp = TempDir::new("dpop", "nonce");
+    let secret = tmp.path().join("nonce-secret");
     std::fs::write(
         &secret,
         "a shared nonce secret of well over thirty-two bytes\n",
     )
     .unwrap();
     let dev = start(
-        "nonce",
+        &tmp,
         &[
             "--dpop",
             "allowed",
@@ -455,10 +390,11 @@ async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonce
             "--dpop-nonce-secret-file",
             secret.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
+    let url = dev.mcp_url();
     let http = no_redirects();
-    dev.ready(&http).await;
-    let issuer = dev.issuer().to_owned();
+    let issuer = dev.issuer();
     let token_url = format!("{issuer}/token");
     let client = Client::new();
     let (client_id, code) = code_for(&http, &dev, &client.jkt()).await;
@@ -502,9 +438,9 @@ async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonce
     // retry with it works.
     let res = whoami(
         &http,
-        dev.url(),
+        &url,
         &auth,
-        &[&client.proof("POST", dev.url(), Some(&access))],
+        &[&client.proof("POST", &url, Some(&access))],
     )
     .await;
     assert_eq!(res.status(), 401);
@@ -521,11 +457,11 @@ async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonce
         "{challenge}"
     );
     let nonce = nonce_of(&res);
-    let proof = client.proof_with_nonce("POST", dev.url(), Some(&access), Some(&nonce));
-    let res = whoami(&http, dev.url(), &auth, &[&proof]).await;
+    let proof = client.proof_with_nonce("POST", &url, Some(&access), Some(&nonce));
+    let res = whoami(&http, &url, &auth, &[&proof]).await;
     assert_eq!(res.status(), 200);
     // The nonce is not single use, but the proof is.
-    let res = whoami(&http, dev.url(), &auth, &[&proof]).await;
+    let res = whoami(&http, &url, &auth, &[&proof]).await;
     assert_eq!(res.status(), 401);
     assert!(
         res.headers()["www-authenticate"]
@@ -533,29 +469,15 @@ async fn dpop_nonce_makes_the_token_endpoint_and_the_mcp_endpoint_hand_out_nonce
             .unwrap()
             .contains("DPoP error=\"invalid_dpop_proof\"")
     );
-    let again = client.proof_with_nonce("POST", dev.url(), Some(&access), Some(&nonce));
-    assert_eq!(
-        whoami(&http, dev.url(), &auth, &[&again]).await.status(),
-        200
-    );
-    drop(dev);
-    let _ = std::fs::remove_dir_all(&secret_dir);
+    let again = client.proof_with_nonce("POST", &url, Some(&access), Some(&nonce));
+    assert_eq!(whoami(&http, &url, &auth, &[&again]).await.status(), 200);
 }
 
 #[test]
 fn dpop_nonce_needs_dpop_on_and_a_long_enough_secret() {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-nonce-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-            .args(["dev", "--port", "0", "--store", "memory", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(args)
-            .output()
-            .expect("run");
-        assert!(!out.status.success(), "{args:?} started");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let tmp = TempDir::new("dpop", "nonce-bad");
+    let dir = tmp.path();
+    let run = |args: &[&str]| dev_refused(&tmp, args);
     let err = run(&["--dpop-nonce"]);
     assert!(
         err.contains("--dpop-nonce needs DPoP on: add --dpop allowed"),
@@ -590,17 +512,11 @@ fn dpop_nonce_needs_dpop_on_and_a_long_enough_secret() {
         missing.to_str().unwrap(),
     ]);
     assert!(err.contains("cannot read it"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_bad_dpop_mode_lists_the_modes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["dev", "--dpop", "maybe"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["dev", "--dpop", "maybe"]);
     for mode in ["off", "allowed", "required"] {
         assert!(err.contains(mode), "{err}");
     }
@@ -608,41 +524,51 @@ fn a_bad_dpop_mode_lists_the_modes() {
 
 #[tokio::test]
 async fn mcp_oauth_token_mints_a_bound_token_that_needs_its_key() {
-    let dev = start("token", &["--dpop", "allowed"]);
+    let tmp = TempDir::new("dpop", "token");
+    let dev = start(&tmp, &["--dpop", "allowed"]).await;
+    let url = dev.mcp_url();
+    let data = tmp.data();
+    let data = data.to_str().unwrap();
     let http = no_redirects();
-    dev.ready(&http).await;
     let client = Client::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["token", "--json", "--dpop-jkt", &client.jkt(), "--data-dir"])
-        .arg(&dev.dir)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, stdout, stderr) = run_to_end(
+        &[
+            "token",
+            "--json",
+            "--dpop-jkt",
+            &client.jkt(),
+            "--data-dir",
+            data,
+        ],
+        &[],
     );
-    let minted: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(ok, "{stderr}");
+    let minted: Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(minted["token_type"], "DPoP");
     assert_eq!(minted["claims"]["cnf"]["jkt"], client.jkt());
     let access = minted["access_token"].as_str().unwrap();
-    let proof = client.proof("POST", dev.url(), Some(access));
-    let res = whoami(&http, dev.url(), &format!("DPoP {access}"), &[&proof]).await;
+    let proof = client.proof("POST", &url, Some(access));
+    let res = whoami(&http, &url, &format!("DPoP {access}"), &[&proof]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
-        whoami(&http, dev.url(), &format!("Bearer {access}"), &[])
+        whoami(&http, &url, &format!("Bearer {access}"), &[])
             .await
             .status(),
         401
     );
 
     // A value that is not a thumbprint is refused before anything is minted.
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["token", "--dpop-jkt", "not-a-thumbprint", "--data-dir"])
-        .arg(&dev.dir)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 7638"));
+    let (ok, stdout, stderr) = run_to_end(
+        &[
+            "token",
+            "--dpop-jkt",
+            "not-a-thumbprint",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("RFC 7638"));
 }

@@ -5,63 +5,44 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_oauth::dpop;
 use mcp_oauth::jose::Jwk;
 use mcp_oauth::testing::{MockIdp, TestKey};
 use serde_json::json;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use support::mcp::McpRequest as _;
+use support::process::{Served, TempDir};
 
 /// `mcp-oauth serve --dpop allowed --dpop-nonce --dpop-nonce-secret-file <secret>` on a free
 /// port, ready; returns it and its MCP URL.
-async fn serve(issuer: &str, secret: &std::path::Path) -> (Killed, String) {
-    let port = free_port();
-    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-    let child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["serve", "--issuer", issuer, "--mcp-url", &mcp_url])
-        .args(["--scopes", "mcp:read", "--dpop", "allowed", "--dpop-nonce"])
-        .arg("--dpop-nonce-secret-file")
-        .arg(secret)
-        .env_remove("MCP_OAUTH_DPOP")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut child = Killed(child);
-    let prm = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(res) = reqwest::get(&prm).await
-            && res.status().is_success()
-        {
-            return (child, mcp_url);
-        }
-        assert!(
-            child.0.try_wait().expect("wait").is_none(),
-            "mcp-oauth serve exited early"
-        );
-        assert!(Instant::now() < deadline, "mcp-oauth serve not ready");
-        tokio::time::sleep(Duration::from_millis(25)).await; // poll interval, bounded above
-    }
+async fn serve(
+    tmp: &TempDir,
+    name: &str,
+    issuer: &str,
+    secret: &std::path::Path,
+) -> (Served, String) {
+    let served = support::process::serve(
+        tmp,
+        name,
+        &[
+            "--issuer",
+            issuer,
+            "--scopes",
+            "mcp:read",
+            "--dpop",
+            "allowed",
+            "--dpop-nonce",
+            "--dpop-nonce-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let mcp_url = served.mcp_url();
+    (served, mcp_url)
 }
 
 fn proof(key: &TestKey, url: &str, token: &str, nonce: Option<&str>) -> String {
@@ -96,10 +77,7 @@ async fn whoami(url: &str, token: &str, proof: &str) -> reqwest::Response {
         .post(url)
         .header("authorization", format!("DPoP {token}"))
         .header("dpop", proof)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post")
@@ -116,17 +94,16 @@ fn nonce_of(res: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn instances_sharing_the_nonce_secret_accept_each_others_nonces() {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-dpop-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let shared = dir.join("shared-secret");
+    let tmp = TempDir::new("dpop-serve", "nonces");
+    let shared = tmp.path().join("shared-secret");
     std::fs::write(&shared, "one secret for every instance, 32 bytes or more\n").unwrap();
-    let other = dir.join("other-secret");
+    let other = tmp.path().join("other-secret");
     std::fs::write(&other, "another secret, of another deployment entirely\n").unwrap();
 
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
-    let (a, url_a) = serve(idp.issuer(), &shared).await;
-    let (b, url_b) = serve(idp.issuer(), &shared).await;
-    let (c, url_c) = serve(idp.issuer(), &other).await;
+    let (a, url_a) = serve(&tmp, "a", idp.issuer(), &shared).await;
+    let (b, url_b) = serve(&tmp, "b", idp.issuer(), &shared).await;
+    let (c, url_c) = serve(&tmp, "c", idp.issuer(), &other).await;
     let client = TestKey::es256();
     let jkt = client.public_jwk().unwrap().thumbprint().unwrap();
     let bound = |aud: &str| {
@@ -181,5 +158,4 @@ async fn instances_sharing_the_nonce_secret_accept_each_others_nonces() {
 
     drop((a, b, c));
     idp.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

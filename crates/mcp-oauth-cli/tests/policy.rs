@@ -3,31 +3,24 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
+use support::mcp::McpRequest as _;
+use support::process::{Run, TempDir};
 
-/// What a run printed and returned.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// `MCP_OAUTH_LOG=off`: stderr holds only what the command says to its user.
+fn quiet() -> [(String, String); 1] {
+    [("MCP_OAUTH_LOG".to_owned(), "off".to_owned())]
 }
 
+/// `mcp-oauth policy ARGS` run to its end.
 fn policy(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .arg("policy")
-        .args(args)
-        .env("MCP_OAUTH_LOG", "off")
-        .output()
-        .expect("run mcp-oauth");
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut all = vec!["policy"];
+    all.extend_from_slice(args);
+    support::process::run(&all, &quiet(), None)
 }
 
 /// A file of the shipped demo policy, as a string argument.
@@ -324,63 +317,22 @@ fn bad_inputs_say_what_to_fix_without_a_panic() {
     assert!(!run.stderr.contains("panicked"), "{run:?}");
 }
 
-/// `mcp-oauth dev`, stopped when dropped.
-struct Dev(std::process::Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The shipped tool list is what `mcp-oauth dev` answers `tools/list` with, so the demo policy
 /// is checked against the demo's real tools.
 #[tokio::test]
 async fn the_demo_tool_list_is_what_mcp_oauth_dev_serves() {
-    use std::io::{BufRead as _, BufReader};
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-policy-dev-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["dev", "--port", "0", "--json", "--data-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mcp-oauth dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let dev = Dev(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let info: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    let url = info["mcp_url"].as_str().expect("mcp_url");
-    let token = info["token"].as_str().expect("token");
-
-    let http = reqwest::Client::new();
+    let tmp = TempDir::new("policy", "dev");
+    let dev = support::process::dev(&tmp, "dev", &[]).await;
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let served: Value = loop {
-        let res = http
-            .post(url)
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .body(body.to_string())
-            .send()
-            .await;
-        if let Ok(res) = res
-            && res.status().is_success()
-        {
-            break res.json().await.expect("tools/list is JSON");
-        }
-        assert!(Instant::now() < deadline, "mcp-oauth dev did not answer");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let res = reqwest::Client::new()
+        .post(dev.mcp_url())
+        .bearer_auth(dev.field("token"))
+        .mcp(&body)
+        .send()
+        .await
+        .expect("tools/list");
+    assert!(res.status().is_success(), "{}", res.status());
+    let served: Value = res.json().await.expect("tools/list is JSON");
     drop(dev);
 
     let shipped: Value = serde_json::from_str(
@@ -408,19 +360,12 @@ mod from_a_server {
         text: String,
     }
 
+    /// `mcp-oauth policy ARGS` run to its end, off the runtime's threads (the server and the
+    /// mock issuer of the test keep answering).
     async fn run(args: Vec<String>) -> Run {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-            .arg("policy")
-            .args(args)
-            .env("MCP_OAUTH_LOG", "off")
-            .output()
-            .await
-            .expect("run mcp-oauth");
-        Run {
-            code: out.status.code().expect("exited, not killed"),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut all = vec!["policy"];
+        all.extend(args.iter().map(String::as_str));
+        support::process::run_async(&all, &quiet(), None).await
     }
 
     #[tokio::test]

@@ -2,79 +2,35 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::Path;
 
 use mcp_oauth::testing::{MockIdp, TestKey};
 use serde_json::{Value, json};
+use support::mcp::McpRequest as _;
+use support::process::{Served, TempDir, free_port, refused, run_async, serve};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(res) = http.get(url).send().await
-            && res.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "mcp-oauth serve exited early"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mcp-oauth serve did not become ready");
-}
+const PRM: &str = "/.well-known/oauth-protected-resource/mcp";
 
 #[tokio::test]
 async fn serve_protects_the_demo_server() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
-    let port = free_port();
-    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-    let child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "serve",
-            "--issuer",
-            idp.issuer(),
-            "--mcp-url",
-            &mcp_url,
-            "--scopes",
-            "mcp:read",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut child = Killed(child);
-    let http = reqwest::Client::new();
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
-        &mut child.0,
+    let tmp = TempDir::new("serve", "demo");
+    let child = serve(
+        &tmp,
+        "serve",
+        &["--issuer", idp.issuer(), "--scopes", "mcp:read"],
     )
     .await;
+    let (base, mcp_url) = (child.issuer(), child.mcp_url());
+    let http = reqwest::Client::new();
 
     let res = http.post(&mcp_url).send().await.expect("post");
     assert_eq!(res.status(), 401);
     assert_eq!(
         res.headers()["www-authenticate"],
-        format!(r#"Bearer resource_metadata="http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp", scope="mcp:read""#).as_str()
+        format!(r#"Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp", scope="mcp:read""#).as_str()
     );
 
     let token = idp
@@ -87,10 +43,7 @@ async fn serve_protects_the_demo_server() {
     let res = http
         .post(&mcp_url)
         .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post");
@@ -103,120 +56,24 @@ async fn serve_protects_the_demo_server() {
 
 #[test]
 fn missing_issuer_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .arg("serve")
-        .env_remove("OIDC_ISSUER")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&["serve"]);
     assert!(stderr.contains("--issuer"), "{stderr}");
 }
 
-/// A fresh folder under the system's temporary directory, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "mcp-oauth-serve-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `mcp-oauth serve` with `args`, none of the variables it reads inherited, stdout discarded
-/// and stderr kept for [`stop`].
-fn spawn_serve(args: &[&str], dir: Option<&std::path::Path>) -> Killed {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
-    command.arg("serve").args(args);
-    for name in [
-        "OIDC_ISSUER",
-        "MCP_URL",
-        "OIDC_AUDIENCE",
-        "OIDC_SCOPES",
-        "MCP_LISTEN",
-    ] {
-        command.env_remove(name);
-    }
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    Killed(
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    )
-}
-
-/// Stops the server and returns what it wrote on stderr.
-fn stop(mut child: Killed) -> String {
-    let mut stderr = child.0.stderr.take().expect("stderr");
-    drop(child);
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut text).expect("read stderr");
-    text
-}
-
-/// Runs `mcp-oauth serve` to its end off the runtime's threads (the mock issuer keeps
-/// answering meanwhile) and returns its exit success and stderr.
-async fn serve_fails(args: &[&str], dir: Option<&std::path::Path>) -> String {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let dir = dir.map(std::path::Path::to_owned);
-    let out = tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
-        command.arg("serve").args(&args);
-        for name in [
-            "OIDC_ISSUER",
-            "MCP_URL",
-            "OIDC_AUDIENCE",
-            "OIDC_SCOPES",
-            "MCP_LISTEN",
-        ] {
-            command.env_remove(name);
-        }
-        if let Some(dir) = dir {
-            command.current_dir(dir);
-        }
-        command.stdin(Stdio::null()).output().expect("run")
-    })
-    .await
-    .expect("join");
-    assert!(!out.status.success(), "mcp-oauth serve should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-async fn metadata(http: &reqwest::Client, port: u16) -> Value {
-    http.get(format!(
-        "http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"
-    ))
-    .send()
-    .await
-    .expect("get")
-    .json()
-    .await
-    .expect("json")
+/// Runs `mcp-oauth serve ARGS` in `cwd` to its end, which must be a failure: its stderr.
+async fn serve_fails(args: &[&str], cwd: Option<&Path>) -> String {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let run = run_async(&all, &[], cwd).await;
+    assert_ne!(run.code, 0, "mcp-oauth serve should have failed");
+    run.stderr
 }
 
 async fn whoami(http: &reqwest::Client, mcp_url: &str, token: &str) -> reqwest::Response {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
     http.post(mcp_url)
         .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
+        .mcp(&body)
         .send()
         .await
         .expect("post")
@@ -227,26 +84,20 @@ async fn without_scopes_the_issuers_resource_scopes_are_advertised() {
     // The mock issuer lists openid, mcp:read and mcp:write; the demo's admin_action needs
     // admin, which it does not list.
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
-    let port = free_port();
-    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-    let mut child = spawn_serve(&["--issuer", idp.issuer(), "--mcp-url", &mcp_url], None);
+    let tmp = TempDir::new("serve", "scopes");
+    let child = serve(&tmp, "serve", &["--issuer", idp.issuer()]).await;
+    let (base, mcp_url) = (child.issuer(), child.mcp_url());
     let http = reqwest::Client::new();
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
-        &mut child.0,
-    )
-    .await;
 
-    let doc = metadata(&http, port).await;
+    let doc = child.get_json(PRM).await;
     assert_eq!(doc["scopes_supported"], json!(["mcp:read", "mcp:write"]));
     let res = http.post(&mcp_url).send().await.expect("post");
     assert_eq!(res.status(), 401);
     assert_eq!(
         res.headers()["www-authenticate"],
-        format!(r#"Bearer resource_metadata="http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp", scope="mcp:read mcp:write""#).as_str()
+        format!(r#"Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp", scope="mcp:read mcp:write""#).as_str()
     );
-    let stderr = stop(child);
+    let stderr = child.stop();
     assert!(
         stderr.contains(r#"requires the scope "admin""#) && stderr.contains("OIDC_SCOPES"),
         "{stderr}"
@@ -298,8 +149,12 @@ async fn the_listen_address_is_apart_from_the_public_url() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let public = "https://mcp.example.com/mcp";
-    let mut child = spawn_serve(
+    let tmp = TempDir::new("serve", "listen");
+    let child = Served::start_quiet(
+        &tmp,
+        "serve",
         &[
+            "serve",
             "--issuer",
             idp.issuer(),
             "--mcp-url",
@@ -310,15 +165,12 @@ async fn the_listen_address_is_apart_from_the_public_url() {
             "mcp:read",
         ],
         None,
-    );
-    let http = reqwest::Client::new();
-    wait_ready(
-        &http,
-        &format!("http://{listen}/.well-known/oauth-protected-resource/mcp"),
-        &mut child.0,
+        &format!("http://{listen}"),
+        public,
     )
     .await;
-    let doc = metadata(&http, port).await;
+    let http = reqwest::Client::new();
+    let doc = child.get_json(PRM).await;
     assert_eq!(doc["resource"], public);
     let token = idp.token().aud(public).scope("mcp:read").sign();
     let res = whoami(&http, &format!("http://{listen}/mcp"), &token).await;
@@ -332,45 +184,39 @@ async fn a_static_public_key_verifies_without_discovery() {
     // The issuer is never fetched: nothing listens there.
     let issuer = format!("http://127.0.0.1:{}", free_port());
     let key = TestKey::es256();
-    let dir = TempDir::new("public-key");
-    let pem = dir.0.join("key.pem");
+    let tmp = TempDir::new("serve", "public-key");
+    let dir = tmp.path();
+    let pem = dir.join("key.pem");
     std::fs::write(&pem, key.public_key_pem().expect("pem")).expect("write");
-    let jwks = dir.0.join("jwks.json");
+    let jwks = dir.join("jwks.json");
     std::fs::write(
         &jwks,
         serde_json::to_string(&TestKey::jwks(&[&key])).expect("json"),
     )
     .expect("write");
-    let jwk = dir.0.join("jwk.json");
+    let jwk = dir.join("jwk.json");
     std::fs::write(
         &jwk,
         serde_json::to_string(&key.public_jwk().expect("jwk")).expect("json"),
     )
     .expect("write");
 
-    for file in [&pem, &jwks, &jwk] {
-        let port = free_port();
-        let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-        let mut child = spawn_serve(
+    for (i, file) in [&pem, &jwks, &jwk].into_iter().enumerate() {
+        let child = serve(
+            &tmp,
+            &format!("serve-{i}"),
             &[
                 "--issuer",
                 &issuer,
-                "--mcp-url",
-                &mcp_url,
                 "--scopes",
                 "mcp:read",
                 "--public-key",
                 file.to_str().expect("utf-8 path"),
             ],
-            None,
-        );
-        let http = reqwest::Client::new();
-        wait_ready(
-            &http,
-            &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
-            &mut child.0,
         )
         .await;
+        let mcp_url = child.mcp_url();
+        let http = reqwest::Client::new();
         let token = key
             .token()
             .iss(&issuer)
@@ -396,7 +242,7 @@ async fn a_static_public_key_verifies_without_discovery() {
         drop(child);
     }
 
-    let private = dir.0.join("private.pem");
+    let private = dir.join("private.pem");
     std::fs::write(&private, key.key().to_pkcs8_pem().expect("pem")).expect("write");
     let stderr = serve_fails(
         &[
@@ -421,24 +267,26 @@ async fn a_dotenv_file_in_the_current_directory_is_read() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
     let port = free_port();
     let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-    let dir = TempDir::new("dotenv");
+    let tmp = TempDir::new("serve", "dotenv");
+    let dir = tmp.path();
     std::fs::write(
-        dir.0.join(".env"),
+        dir.join(".env"),
         format!(
             "# what mcp-use users keep in .env\nOIDC_ISSUER={}\nMCP_URL={mcp_url}\nexport OIDC_SCOPES=\"mcp:read mcp:write\"\n",
             idp.issuer()
         ),
     )
     .expect("write");
-    let mut child = spawn_serve(&[], Some(&dir.0));
-    let http = reqwest::Client::new();
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
-        &mut child.0,
+    let child = Served::start_quiet(
+        &tmp,
+        "serve",
+        &["serve"],
+        Some(dir),
+        &format!("http://127.0.0.1:{port}"),
+        &mcp_url,
     )
     .await;
-    let doc = metadata(&http, port).await;
+    let doc = child.get_json(PRM).await;
     assert_eq!(doc["resource"], mcp_url.as_str());
     assert_eq!(doc["authorization_servers"], json!([idp.issuer()]));
     assert_eq!(doc["scopes_supported"], json!(["mcp:read", "mcp:write"]));
@@ -446,14 +294,14 @@ async fn a_dotenv_file_in_the_current_directory_is_read() {
 
     // A malformed line stops the command, named by its number and variable, not its value.
     std::fs::write(
-        dir.0.join(".env"),
+        dir.join(".env"),
         format!(
             "OIDC_ISSUER={}\nOIDC_SCOPES=mcp:read mcp:write\n",
             idp.issuer()
         ),
     )
     .expect("write");
-    let stderr = serve_fails(&[], Some(&dir.0)).await;
+    let stderr = serve_fails(&[], Some(dir)).await;
     assert!(
         stderr.contains(".env: line 2 (setting OIDC_SCOPES) is not NAME=value"),
         "{stderr}"
@@ -466,29 +314,23 @@ async fn a_dotenv_file_in_the_current_directory_is_read() {
 async fn repeated_issuers_are_each_trusted_with_their_own_keys() {
     let a = MockIdp::start(TestKey::es256()).await.expect("idp a");
     let b = MockIdp::start(TestKey::rs256()).await.expect("idp b");
-    let port = free_port();
-    let mcp_url = format!("http://127.0.0.1:{port}/mcp");
-    let mut child = spawn_serve(
+    let tmp = TempDir::new("serve", "issuers");
+    let child = serve(
+        &tmp,
+        "serve",
         &[
             "--issuer",
             b.issuer(),
             "--issuer",
             a.issuer(),
-            "--mcp-url",
-            &mcp_url,
             "--scopes",
             "mcp:read",
         ],
-        None,
-    );
-    let http = reqwest::Client::new();
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
-        &mut child.0,
     )
     .await;
-    let doc = metadata(&http, port).await;
+    let mcp_url = child.mcp_url();
+    let http = reqwest::Client::new();
+    let doc = child.get_json(PRM).await;
     assert_eq!(
         doc["authorization_servers"],
         json!([b.issuer(), a.issuer()])
@@ -522,7 +364,7 @@ async fn repeated_issuers_are_each_trusted_with_their_own_keys() {
         a.jwks_hits() + b.jwks_hits() <= hits + 1,
         "at most B's refresh for an unknown kid"
     );
-    stop(child);
+    drop(child);
     a.shutdown().await;
     b.shutdown().await;
 }

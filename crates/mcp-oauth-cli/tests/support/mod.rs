@@ -11,4 +11,5 @@
 
 pub mod browser;
 pub mod github;
+pub mod mcp;
 pub mod process;

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -43,13 +43,13 @@ impl Drop for TempDir {
     }
 }
 
-/// `mcp-oauth ARGS` with a clean environment (none of the caller's `MCP_OAUTH_*`, `OIDC_*` or
+/// `mcp-oauth ARGS` with a clean environment (none of the caller's `MCP_*`, `OIDC_*` or
 /// `REDIS_URL` settings, no HTTP proxy for loopback) plus `env`; standard input closed.
 pub fn command<A: AsRef<OsStr>>(args: &[A], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
-        if name.starts_with("MCP_OAUTH_")
+        if name.starts_with("MCP_")
             || name.starts_with("OIDC_")
             || name == "REDIS_URL"
             || name.to_ascii_lowercase().ends_with("_proxy")
@@ -65,12 +65,58 @@ pub fn command<A: AsRef<OsStr>>(args: &[A], env: &[(String, String)]) -> Command
     cmd
 }
 
-/// Runs `mcp-oauth ARGS` to its end (killed at the deadline): (success, stdout, stderr).
-pub fn run_to_end<A: AsRef<OsStr> + std::fmt::Debug>(
+/// Spawns `mcp-oauth ARGS` (see [`command`]) in `cwd` (or this one), stdout piped, stderr to
+/// `<tmp>/<name>.log`.
+fn spawn<A: AsRef<OsStr>>(
+    tmp: &TempDir,
+    name: &str,
     args: &[A],
     env: &[(String, String)],
-) -> (bool, String, String) {
-    let mut child = command(args, env)
+    cwd: Option<&Path>,
+) -> (Child, PathBuf) {
+    let log = tmp.path().join(format!("{name}.log"));
+    let mut cmd = command(args, env);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .expect("spawn mcp-oauth");
+    (child, log)
+}
+
+/// A port free on 127.0.0.1 now, for a command that takes a URL rather than `--port 0`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// How a command run to its end ended.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code (a command killed by a signal fails the test).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `mcp-oauth ARGS` in `cwd` (or this one) to its end; still running at the deadline, it
+/// is killed and fails the test.
+pub fn run<A: AsRef<OsStr> + std::fmt::Debug>(
+    args: &[A],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+) -> Run {
+    let mut cmd = command(args, env);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -88,11 +134,60 @@ pub fn run_to_end<A: AsRef<OsStr> + std::fmt::Debug>(
         std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded above
     }
     let out = child.wait_with_output().expect("output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    }
+}
+
+/// [`run`] off the runtime's threads, so that servers of the test (a mock issuer) keep
+/// answering meanwhile.
+pub async fn run_async(args: &[&str], env: &[(String, String)], cwd: Option<&Path>) -> Run {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env = env.to_vec();
+    let cwd = cwd.map(Path::to_owned);
+    tokio::task::spawn_blocking(move || run(&args, &env, cwd.as_deref()))
+        .await
+        .expect("join")
+}
+
+/// `mcp-oauth dev --port 0 --store memory --data-dir <tmp>/data EXTRA`, which must refuse
+/// its flags: its stderr.
+pub fn dev_refused(tmp: &TempDir, extra: &[&str]) -> String {
+    let data = tmp.data();
+    let mut args = vec![
+        "dev",
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    refused(&args)
+}
+
+/// Runs `mcp-oauth ARGS` to its end (killed at the deadline): (success, stdout, stderr).
+pub fn run_to_end<A: AsRef<OsStr> + std::fmt::Debug>(
+    args: &[A],
+    env: &[(String, String)],
+) -> (bool, String, String) {
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = run(args, env, None);
+    (code == 0, stdout, stderr)
+}
+
+/// Runs `mcp-oauth ARGS`, which must refuse them (exit with a failure before the deadline):
+/// its stderr.
+pub fn refused<A: AsRef<OsStr> + std::fmt::Debug>(args: &[A]) -> String {
+    let (ok, _, stderr) = run_to_end(args, &[]);
+    assert!(!ok, "{args:?} was accepted: {stderr}");
+    stderr
 }
 
 /// A serving `mcp-oauth` (`dev`, `proxy`, `gateway` … with `--json`): the JSON line it printed
@@ -121,12 +216,52 @@ impl Served {
         args: &[A],
         env: &[(String, String)],
     ) -> Self {
-        let log = tmp.path().join(format!("{name}.log"));
-        let mut child = command(args, env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("spawn mcp-oauth");
+        match Self::launch(tmp, name, args, env).await {
+            Ok(mut served) => {
+                served.ready().await;
+                served
+            }
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// Starts `mcp-oauth ARGS` in `cwd` (or this one) for a command that prints no JSON line
+    /// (`serve`): `base` is where it listens (`issuer()`, where its metadata is polled until
+    /// it answers), `mcp_url` its public MCP URL (`mcp_url()`).
+    pub async fn start_quiet<A: AsRef<OsStr>>(
+        tmp: &TempDir,
+        name: &str,
+        args: &[A],
+        cwd: Option<&Path>,
+        base: &str,
+        mcp_url: &str,
+    ) -> Self {
+        let (child, log) = spawn(tmp, name, args, &[], cwd);
+        let mut served = Self {
+            child,
+            info: serde_json::json!({"issuer": base, "mcp_url": mcp_url}),
+            log,
+        };
+        served.ready().await;
+        served
+    }
+
+    /// Stops the process: its log (stderr) up to then.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log_text()
+    }
+
+    /// Like [`Served::start`], but a process that prints no JSON line (it exited, e.g. because
+    /// its port is still taken) is an `Err` with its log, for the caller to retry.
+    async fn launch<A: AsRef<OsStr>>(
+        tmp: &TempDir,
+        name: &str,
+        args: &[A],
+        env: &[(String, String)],
+    ) -> Result<Self, String> {
+        let (mut child, log) = spawn(tmp, name, args, env, None);
         let stdout = child.stdout.take().expect("stdout");
         let read = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -137,10 +272,10 @@ impl Served {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
+                return Err(format!(
                     "no JSON line from mcp-oauth {name} ({other:?}); log:\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                ));
             }
         };
         let mut served = Self {
@@ -150,8 +285,40 @@ impl Served {
         };
         served.info = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}; log:\n{}", served.log_text()));
-        served.ready().await;
-        served
+        Ok(served)
+    }
+
+    /// `GET <issuer><path>`, which must answer 2xx with JSON (a metadata document).
+    pub async fn get_json(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.issuer());
+        let res = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(res.status().is_success(), "GET {url}: {}", res.status());
+        res.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
+    /// Waits (up to the deadline) for the process to exit by itself: its exit status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                return exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcp-oauth still running after {DEADLINE:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded above
+        }
     }
 
     /// The process (its pid, a signal, its exit).
@@ -219,4 +386,44 @@ pub async fn dev(tmp: &TempDir, name: &str, extra: &[&str]) -> Served {
     ];
     args.extend_from_slice(extra);
     Served::start(tmp, name, &args, &[]).await
+}
+
+/// `mcp-oauth dev --port PORT --json --data-dir <tmp>/data`, ready: a restart on the port of
+/// an earlier server (same issuer). The port may linger a moment after that server stopped:
+/// the start is retried until the deadline.
+pub async fn dev_on_port(tmp: &TempDir, name: &str, port: u16) -> Served {
+    let data = tmp.data();
+    let port = port.to_string();
+    let args = [
+        "dev",
+        "--port",
+        &port,
+        "--json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match Served::launch(tmp, name, &args, &[]).await {
+            Ok(mut served) => {
+                served.ready().await;
+                return served;
+            }
+            Err(why) => assert!(
+                Instant::now() < deadline,
+                "port {port} did not come free: {why}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, bounded above
+    }
+}
+
+/// `mcp-oauth serve --mcp-url http://127.0.0.1:<free port>/mcp ARGS`, ready (see
+/// [`Served::start_quiet`]). The port is free when picked; `serve` binds it a moment later.
+pub async fn serve(tmp: &TempDir, name: &str, args: &[&str]) -> Served {
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let mcp_url = format!("{base}/mcp");
+    let mut all = vec!["serve", "--mcp-url", &mcp_url];
+    all.extend_from_slice(args);
+    Served::start_quiet(tmp, name, &all, None, &base, &mcp_url).await
 }
