@@ -608,17 +608,7 @@ fn exposed_request(agg: &Aggregate, session: &Session, message: &Message<'_>) ->
     let member = agg.members.first()?;
     let method = message.method.as_deref()?;
     let mut params = params_object(message);
-    let slot = match method {
-        "tools/call" | "prompts/get" => params.get_mut("name")?,
-        "completion/complete" => {
-            let reference = params.get_mut("ref")?.as_object_mut()?;
-            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
-                return None;
-            }
-            reference.get_mut("name")?
-        }
-        _ => return None,
-    };
+    let slot = name_slot(&mut params, method)?;
     let name = slot.as_str()?.to_owned();
     let (exposed, shortened) = expose(&member.name, &name);
     if shortened && let Some(fanout) = &session.fanout {
@@ -851,6 +841,23 @@ fn params_object(message: &Message<'_>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// The member of `params` that names what a request is for, where the names of the merged
+/// endpoint and the upstream's own differ: a tool's or prompt's `name`, the prompt's name in a
+/// completion's `ref`; `None` for other methods.
+fn name_slot<'p>(params: &'p mut Map<String, Value>, method: &str) -> Option<&'p mut Value> {
+    match method {
+        "tools/call" | "prompts/get" => params.get_mut("name"),
+        "completion/complete" => {
+            let reference = params.get_mut("ref")?.as_object_mut()?;
+            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
+                return None;
+            }
+            reference.get_mut("name")
+        }
+        _ => None,
+    }
+}
+
 async fn request(
     agg: &Aggregate,
     parts: &::http::request::Parts,
@@ -969,17 +976,7 @@ async fn request(
 fn own_names(agg: &Aggregate, session: &Session, message: &Message<'_>) -> Option<Value> {
     let method = message.method.as_deref()?;
     let mut params = params_object(message);
-    let slot = match method {
-        "tools/call" | "prompts/get" => params.get_mut("name")?,
-        "completion/complete" => {
-            let reference = params.get_mut("ref")?.as_object_mut()?;
-            if reference.get("type").and_then(Value::as_str) != Some("ref/prompt") {
-                return None;
-            }
-            reference.get_mut("name")?
-        }
-        _ => return None,
-    };
+    let slot = name_slot(&mut params, method)?;
     let (_, own) = agg.member_of_name(session, slot.as_str()?)?;
     *slot = Value::String(own);
     Some(Value::Object(params))
