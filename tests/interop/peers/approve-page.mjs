@@ -12,29 +12,19 @@
 //
 // Env: LOGIN_USER / LOGIN_PASSWORD, DECISION (approve | refuse), CHROMIUM (default
 // /usr/bin/chromium). Prints progress on stderr and one line `RESULT {json}` on stdout.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, partialOnFailure } from './chromium.mjs';
 
 const [link] = process.argv.slice(2);
 const USER = process.env.LOGIN_USER || 'dev';
 const PASSWORD = process.env.LOGIN_PASSWORD || 'dev';
 const DECISION = process.env.DECISION || 'approve';
-const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT = 15000;
 const log = (...a) => console.error('[approve]', ...a);
 const result = { decision: DECISION, console: [] };
 
-process.on('uncaughtException', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-process.on('unhandledRejection', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-const userDataDir = mkdtempSync(join(tmpdir(), 'interop-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: EXECUTABLE,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+partialOnFailure(result);
+const browser = await launch();
+const { context } = browser;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_TIMEOUT);
@@ -78,8 +68,7 @@ try {
     text: (await page.locator('body').innerText()).slice(0, 1000),
   };
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 console.log('RESULT ' + JSON.stringify(result));
 process.exit(0); // nothing left to wait for (a pending Playwright waiter must not hold the process)

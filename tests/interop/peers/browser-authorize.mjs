@@ -18,10 +18,8 @@
 // CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR (PNG of the login page and the result).
 // Prints progress on stderr and one line `RESULT {json}` on stdout. Exits non-zero on any error.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, partialOnFailure } from './chromium.mjs';
 
 const [issuer, mcpUrl] = process.argv.slice(2);
 const REDIRECT = process.env.REDIRECT_URI || 'http://127.0.0.1:33418/callback';
@@ -30,7 +28,6 @@ const PASSWORD = process.env.LOGIN_PASSWORD || 'dev';
 const SCOPE = process.env.SCOPE || 'mcp:read mcp:write';
 const CLIENT_NAME = process.env.CLIENT_NAME || 'Interop Browser Client';
 const DECISION = process.env.DECISION || 'approve';
-const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR;
 const STEP_TIMEOUT = 15000;
 const log = (...a) => console.error('[browser]', ...a);
@@ -63,17 +60,10 @@ for (const [k, v] of Object.entries({
 })) authUrl.searchParams.set(k, v);
 result.state = state;
 
-// On any failure below: print what was seen so far (PARTIAL line on stderr), then fail.
-process.on('uncaughtException', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-process.on('unhandledRejection', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-const userDataDir = mkdtempSync(join(tmpdir(), 'interop-chromium-'));
+partialOnFailure(result);
 const t0 = performance.now();
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: EXECUTABLE,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
+const { context } = browser;
 try {
   result.browser_version = context.browser()?.version() ?? null;
   const page = context.pages()[0] ?? (await context.newPage());
@@ -201,8 +191,7 @@ try {
     }
   }
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 console.log('RESULT ' + JSON.stringify(result));
 process.exit(0); // nothing left to wait for (a pending Playwright waiter must not hold the process)

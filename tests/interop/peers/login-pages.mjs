@@ -14,30 +14,20 @@
 //
 // Env: CHROMIUM (default /usr/bin/chromium). Prints progress on stderr and one line
 // `RESULT {json}` on stdout.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, partialOnFailure } from './chromium.mjs';
 
 const [link] = process.argv.slice(2);
-const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT = 15000;
 const MAX_PAGES = 5; // consent pages on the way before giving up
 const log = (...a) => console.error('[login-pages]', ...a);
 const result = { navigations: [], consent_pages: [], console: [] };
 
-process.on('uncaughtException', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-process.on('unhandledRejection', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
+partialOnFailure(result);
 
 const heading = async (page) => ((await page.locator('h1').count()) ? (await page.locator('h1').first().textContent())?.trim() ?? null : null);
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'interop-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: EXECUTABLE,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
+const { context } = browser;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_TIMEOUT);
@@ -81,8 +71,7 @@ try {
   const index = await page.goto(`${origin}/gateway`);
   result.index = { status: index.status(), url: page.url(), heading: await heading(page), text: (await page.locator('body').innerText()).slice(0, 1000) };
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 console.log('RESULT ' + JSON.stringify(result));
 process.exit(0); // nothing left to wait for (a pending Playwright waiter must not hold the process)

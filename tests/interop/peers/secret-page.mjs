@@ -17,10 +17,8 @@
 //
 // Env: LOGIN_USER / LOGIN_PASSWORD, SECRET, BAD_SECRET, ATTACKER_ORIGIN, SAVED, GO, CHROMIUM
 // (default /usr/bin/chromium). Prints progress on stderr and one line `RESULT {json}` on stdout.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { existsSync, writeFileSync } from 'node:fs';
+import { launch, partialOnFailure } from './chromium.mjs';
 
 const [link] = process.argv.slice(2);
 const env = (name) => {
@@ -35,14 +33,12 @@ const BAD_SECRET = env('BAD_SECRET');
 const ATTACKER_ORIGIN = env('ATTACKER_ORIGIN');
 const SAVED = env('SAVED');
 const GO = env('GO');
-const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT = 15000;
 const GO_DEADLINE = 60000;
 const log = (...a) => console.error('[secret-page]', ...a);
 const result = { console: [] };
 
-process.on('uncaughtException', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-process.on('unhandledRejection', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
+partialOnFailure(result);
 
 const titleOf = (html) => (html.match(/<title>([^<]*)<\/title>/) || [])[1] ?? null;
 const text = async (page, selector) => ((await page.locator(selector).count()) ? (await page.locator(selector).first().textContent())?.trim() ?? null : null);
@@ -65,13 +61,8 @@ async function submit(page, value) {
   return { http: response.status(), ...(await snapshot(page)) };
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'interop-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: EXECUTABLE,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
+const { context } = browser;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_TIMEOUT);
@@ -157,8 +148,7 @@ try {
   await page.waitForLoadState('domcontentloaded');
   result.deleted = { http: deleted.status(), ...(await snapshot(page)) };
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 console.log('RESULT ' + JSON.stringify(result));
 process.exit(0); // nothing left to wait for (a pending Playwright waiter must not hold the process)

@@ -18,10 +18,9 @@
 // UPSTREAM (default saas), CONNECTED, REVOKE, CHROMIUM (default /usr/bin/chromium),
 // SCREENSHOT_DIR. Prints progress on stderr and one line `RESULT {json}` on stdout; on failure a
 // `PARTIAL {json}` line on stderr and a non-zero exit.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, partialOnFailure } from './chromium.mjs';
 
 const [link, saasIssuer] = process.argv.slice(2);
 const gateway = new URL(link).origin;
@@ -29,23 +28,16 @@ const USER = process.env.LOGIN_USER || 'dev';
 const PASSWORD = process.env.LOGIN_PASSWORD || 'dev';
 const SAAS_LOGIN = process.env.SAAS_LOGIN || 'saas-user';
 const UPSTREAM = process.env.UPSTREAM || 'saas';
-const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR;
 const STEP_TIMEOUT = 15000;
 const log = (...a) => console.error('[browser]', ...a);
 const result = { link, navigations: [] };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms)); // polling interval, bounded by a deadline
 
-process.on('uncaughtException', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
-process.on('unhandledRejection', (e) => { console.error('PARTIAL ' + JSON.stringify(result)); console.error(e); process.exit(1); });
+partialOnFailure(result);
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'interop-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: EXECUTABLE,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
+const { context } = browser;
 try {
   result.browser_version = context.browser()?.version() ?? null;
   const page = context.pages()[0] ?? (await context.newPage());
@@ -111,7 +103,6 @@ try {
   result.connections_after = { ...(await info()), status: after?.status() ?? null, rows: await page.locator('tr', { hasText: UPSTREAM }).count() };
   await shot('connections-after');
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 console.log('RESULT ' + JSON.stringify(result));
