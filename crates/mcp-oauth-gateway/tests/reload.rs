@@ -18,6 +18,17 @@ fn http(addr: std::net::SocketAddr) -> UpstreamConfig {
         .into()
 }
 
+/// Reloads that must be refused: no upstream, a name outside the pattern, a name twice.
+fn every_bad_reload_is_refused(h: &Harness, addr: std::net::SocketAddr) {
+    for bad in [
+        vec![],
+        vec![("beta", stdio_upstream().into()), ("a_b", http(addr))],
+        vec![("beta", stdio_upstream().into()), ("beta", http(addr))],
+    ] {
+        assert!(h.gateway.reload(bad).is_err());
+    }
+}
+
 fn token_for(h: &Harness, audiences: &[&str]) -> String {
     h.key
         .token()
@@ -227,16 +238,7 @@ async fn a_reload_keeps_what_did_not_change_and_serves_what_is_new() {
     assert_eq!(new_pid, h.gateway.upstream_pid().unwrap().to_string());
 
     // A reload that is refused changes nothing.
-    for bad in [
-        vec![],
-        vec![("beta", stdio_upstream().into()), ("a_b", http(gamma_addr))],
-        vec![
-            ("beta", stdio_upstream().into()),
-            ("beta", http(gamma_addr)),
-        ],
-    ] {
-        assert!(h.gateway.reload(bad).is_err());
-    }
+    every_bad_reload_is_refused(&h, gamma_addr);
     assert_eq!(
         call_raw(
             &merged,
@@ -402,16 +404,7 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back() {
     }
 
     // A refused reload keeps the one upstream as it was.
-    for bad in [
-        vec![],
-        vec![("beta", stdio_upstream().into()), ("a_b", http(alpha_addr))],
-        vec![
-            ("beta", stdio_upstream().into()),
-            ("beta", http(alpha_addr)),
-        ],
-    ] {
-        assert!(h.gateway.reload(bad).is_err());
-    }
+    every_bad_reload_is_refused(&h, alpha_addr);
     assert_eq!(
         call_raw(&merged, &token, &back, "pid", json!({}))
             .await
