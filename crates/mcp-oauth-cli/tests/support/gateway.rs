@@ -1,0 +1,55 @@
+//! `mcp-oauth gateway` as a child process (a [`Served`]: its JSON line, its log, killed when
+//! dropped), and an MCP client of it.
+
+use std::ffi::{OsStr, OsString};
+
+use rmcp::ServiceExt as _;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+use super::process::{Served, TempDir};
+
+/// An MCP client session (rmcp) with a gateway.
+pub type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// `mcp-oauth gateway --port 0 --json --store memory --data-dir <tmp>/data ARGS` with `env`,
+/// its JSON line read; its log in `<tmp>/<name>.log`.
+pub async fn start<A: AsRef<OsStr>>(
+    tmp: &TempDir,
+    name: &str,
+    args: &[A],
+    env: &[(String, String)],
+) -> Served {
+    let mut all: Vec<OsString> = ["--port", "0", "--store", "memory", "--data-dir"]
+        .map(OsString::from)
+        .to_vec();
+    all.push(tmp.data().into());
+    all.extend(args.iter().map(|a| a.as_ref().to_owned()));
+    launch(tmp, name, &all, env).await
+}
+
+/// `mcp-oauth gateway --json ARGS` with `env` (`ARGS` choose the port, the store and the
+/// data folder), its JSON line read; its log in `<tmp>/<name>.log`.
+pub async fn launch<A: AsRef<OsStr>>(
+    tmp: &TempDir,
+    name: &str,
+    args: &[A],
+    env: &[(String, String)],
+) -> Served {
+    let mut all: Vec<OsString> = vec!["gateway".into(), "--json".into()];
+    all.extend(args.iter().map(|a| a.as_ref().to_owned()));
+    Served::started(tmp, name, &all, env).await
+}
+
+/// An MCP client of `url` sending `Authorization: Bearer <token>`, initialized.
+pub async fn client(url: &str, token: &str) -> Client {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    ().serve(transport).await.expect("MCP client")
+}
+
+/// An MCP client of the gateway's `mcp_url` with the token of its JSON line.
+pub async fn client_of(gateway: &Served) -> Client {
+    client(&gateway.mcp_url(), &gateway.token()).await
+}
