@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 
 use support::browser::{Browser, CHALLENGE, REDIRECT, Reply, VERIFIER};
+use support::gateway;
 use support::github::{
     self, CLIENT_ID as GH_CLIENT, CLIENT_SECRET as GH_SECRET, USER_ID as GH_USER_ID,
 };
@@ -71,19 +72,9 @@ type Gateway = Served;
 
 /// `mcp-oauth gateway --port 0 --json --store memory --data-dir <tmp>/data <args>`, ready.
 async fn start_gateway(tmp: &TempDir, args: &[&str], env: &[(String, String)]) -> Gateway {
-    let data = tmp.data();
-    let mut all = vec![
-        "gateway",
-        "--port",
-        "0",
-        "--json",
-        "--store",
-        "memory",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    Served::start(tmp, "gateway", &all, env).await
+    let mut gateway = gateway::start(tmp, "gateway", args, env).await;
+    gateway.ready().await;
+    gateway
 }
 
 // --------------------------------------------------------------------------- a browser + client

@@ -381,7 +381,9 @@ impl Served {
             .count()
     }
 
-    async fn ready(&mut self) {
+    /// Polls the protected resource metadata at `<issuer>/.well-known/oauth-protected-resource/mcp`
+    /// until it answers (up to the deadline); the process exiting meanwhile fails the test.
+    pub async fn ready(&mut self) {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let prm = format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer());
         let deadline = Instant::now() + DEADLINE;
