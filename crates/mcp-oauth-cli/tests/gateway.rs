@@ -605,27 +605,15 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         "[policy]\n\n[[policy.rule]]\nid = \"typo\"\ntools = [\"ech0\"]\n",
     )
     .unwrap();
-    let data = tmp.data();
-    let out = run_async(
-        &[
-            "gateway",
-            "--port",
-            "0",
-            "--store",
-            "memory",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--env",
-            &role,
-            "--",
-            me,
-        ],
-        &[],
-        None,
-    )
-    .await;
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--env",
+        &role,
+        "--",
+        me,
+    ];
+    let out = gateway::run(&tmp.data(), &args, &[]).await;
     assert_ne!(out.code, 0);
     let stderr = out.stderr;
     assert!(

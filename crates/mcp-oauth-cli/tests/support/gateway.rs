@@ -2,12 +2,13 @@
 //! dropped), and an MCP client of it.
 
 use std::ffi::{OsStr, OsString};
+use std::path::Path;
 
 use rmcp::ServiceExt as _;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
-use super::process::{Served, TempDir};
+use super::process::{Run, Served, TempDir, run_async};
 
 /// An MCP client session (rmcp) with a gateway.
 pub type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
@@ -39,6 +40,24 @@ pub async fn launch<A: AsRef<OsStr>>(
     let mut all: Vec<OsString> = vec!["gateway".into(), "--json".into()];
     all.extend(args.iter().map(|a| a.as_ref().to_owned()));
     Served::started(tmp, name, &all, env).await
+}
+
+/// `mcp-oauth gateway --port 0 --store memory --data-dir DATA ARGS` with `env`, run to its end
+/// off the runtime's threads (upstreams the test serves keep answering): for a start that
+/// must be refused.
+pub async fn run(data: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+    let data = data.to_str().expect("a UTF-8 data folder");
+    let mut all = vec![
+        "gateway",
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--data-dir",
+        data,
+    ];
+    all.extend_from_slice(args);
+    run_async(&all, env, None).await
 }
 
 /// An MCP client of `url` sending `Authorization: Bearer <token>`, initialized.
