@@ -18,22 +18,10 @@ use mcp_oauth::testing::{MockIdp, TestKey};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use support::gateway::{self, Client, client};
+use support::gateway::{self, call, client};
 use support::process::{TempDir, env, run_async};
 
 const UPSTREAM_ROLE: &str = "MCP_OAUTH_TEST_UPSTREAM_STDIO";
-
-async fn call(client: &Client, tool: &str, args: Value) -> String {
-    let mut params = CallToolRequestParams::new(tool.to_owned());
-    if let Value::Object(map) = args {
-        params = params.with_arguments(map);
-    }
-    let result = client.call_tool(params).await.expect("call");
-    serde_json::to_value(&result).unwrap()["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 async fn unauthenticated(url: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -76,11 +64,13 @@ async fn embedded_server_and_a_stdio_command() {
     let token = &gateway.token();
     let mcp = client(&url, token).await;
     assert_eq!(
-        call(&mcp, "echo", json!({"text": "through"})).await,
+        call(&mcp, "echo", json!({"text": "through"}))
+            .await
+            .unwrap(),
         "through"
     );
     let env: serde_json::Map<String, Value> =
-        serde_json::from_str(&call(&mcp, "get_env", json!({})).await).unwrap();
+        serde_json::from_str(&call(&mcp, "get_env", json!({})).await.unwrap()).unwrap();
     assert_eq!(env["FROM_REFERENCE"], "resolved-from-env");
     assert_eq!(env["GW_TEST_PASSED"], "passed");
     assert!(!env.contains_key("GW_TEST_NOT_PASSED"), "{env:?}");
@@ -143,7 +133,7 @@ async fn an_issuer_and_an_http_upstream() {
     let token = idp.token().aud(&url).scope("mcp:read").sign();
     let mcp = client(&url, &token).await;
     assert_eq!(
-        call(&mcp, "echo", json!({"text": "remote"})).await,
+        call(&mcp, "echo", json!({"text": "remote"})).await.unwrap(),
         "remote"
     );
     mcp.cancel().await.unwrap();
@@ -255,8 +245,18 @@ listen = "127.0.0.1:0"
         names.contains(&"local__echo") && names.contains(&"remote__echo"),
         "{names:?}"
     );
-    assert_eq!(call(&mcp, "local__echo", json!({"text": "a"})).await, "a");
-    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    assert_eq!(
+        call(&mcp, "local__echo", json!({"text": "a"}))
+            .await
+            .unwrap(),
+        "a"
+    );
+    assert_eq!(
+        call(&mcp, "remote__echo", json!({"text": "b"}))
+            .await
+            .unwrap(),
+        "b"
+    );
     mcp.cancel().await.unwrap();
     let admin = gateway.info["admin_url"].as_str().unwrap();
     let metrics = reqwest::get(format!("{admin}/metrics"))
@@ -393,10 +393,17 @@ async fn upstreams_from_a_desktop_client_file() {
     names.sort_unstable();
     assert_eq!(names, ["local-tools__echo", "remote__echo"]);
     assert_eq!(
-        call(&mcp, "local-tools__echo", json!({"text": "a"})).await,
+        call(&mcp, "local-tools__echo", json!({"text": "a"}))
+            .await
+            .unwrap(),
         "a"
     );
-    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    assert_eq!(
+        call(&mcp, "remote__echo", json!({"text": "b"}))
+            .await
+            .unwrap(),
+        "b"
+    );
     mcp.cancel().await.unwrap();
     drop(gateway);
 
@@ -475,13 +482,15 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         "only what the policy lets the user call"
     );
     assert_eq!(
-        call(&mcp, "echo", json!({"text": "allowed"})).await,
+        call(&mcp, "echo", json!({"text": "allowed"}))
+            .await
+            .unwrap(),
         "allowed"
     );
     // The rate limit: a burst of 2 echo calls an hour per user, then a JSON-RPC error with
     // the time to wait (the upstream is not called); lists are never limited.
     assert_eq!(
-        call(&mcp, "echo", json!({"text": "second"})).await,
+        call(&mcp, "echo", json!({"text": "second"})).await.unwrap(),
         "second"
     );
     let mut third = CallToolRequestParams::new("echo");

@@ -13,11 +13,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use support::gateway::{self, Client};
+use support::gateway::{self, Client, echo};
 use support::process::{DEADLINE, Served, TempDir, run_async};
 
 async fn http_upstream() -> SocketAddr {
@@ -39,16 +38,6 @@ async fn names(client: &Client) -> Vec<String> {
         .collect();
     names.sort_unstable();
     names
-}
-
-async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
-    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
-    Ok(serde_json::to_value(&result).unwrap()["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
 }
 
 /// Polls `check` until it is true, or panics naming `what` (with the gateway's log) at the

@@ -12,10 +12,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use support::gateway::{self, Client, client};
+use support::gateway::{self, Client, client, echo};
 use support::process::{TempDir, run_async};
 
 const STDIO_ROLE: &str = "--serve-as-stdio-upstream";
@@ -23,16 +22,6 @@ const STDIO_ROLE: &str = "--serve-as-stdio-upstream";
 async fn tool_names(client: &Client) -> Vec<String> {
     let tools = client.list_all_tools().await.unwrap();
     tools.iter().map(|t| t.name.to_string()).collect()
-}
-
-async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
-    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
-    Ok(serde_json::to_value(&result).unwrap()["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
 }
 
 /// A token of the dev server in `data` for `aud`, as `mcp-oauth token` mints it.

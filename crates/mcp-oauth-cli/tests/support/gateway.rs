@@ -5,8 +5,11 @@ use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 use rmcp::ServiceExt as _;
+use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+use serde_json::{Value, json};
 
 use super::process::{Run, Served, TempDir, run_async};
 
@@ -71,4 +74,25 @@ pub async fn client(url: &str, token: &str) -> Client {
 /// An MCP client of the gateway's `mcp_url` with the token of its JSON line.
 pub async fn client_of(gateway: &Served) -> Client {
     client(&gateway.mcp_url(), &gateway.token()).await
+}
+
+/// Calls `tool` with `args` (a JSON object, or `null` for none) through `client`: the text of
+/// the result's first content (empty without one), or the error's message.
+pub async fn call(client: &Client, tool: &str, args: Value) -> Result<String, String> {
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    if let Value::Object(map) = args {
+        params = params.with_arguments(map);
+    }
+    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
+    Ok(
+        serde_json::to_value(&result).expect("a result as JSON")["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// [`call`] of an echo tool with `{"text": text}`.
+pub async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
+    call(client, tool, json!({ "text": text })).await
 }
