@@ -18,7 +18,7 @@ use mcp_oauth::testing::{MockIdp, TestKey};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use support::gateway::{self, call, client};
+use support::gateway::{self, call, client, echo};
 use support::process::{TempDir, env, run_async};
 
 const UPSTREAM_ROLE: &str = "MCP_OAUTH_TEST_UPSTREAM_STDIO";
@@ -63,12 +63,7 @@ async fn embedded_server_and_a_stdio_command() {
     let url = gateway.mcp_url();
     let token = &gateway.token();
     let mcp = client(&url, token).await;
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "through"}))
-            .await
-            .unwrap(),
-        "through"
-    );
+    assert_eq!(echo(&mcp, "echo", "through").await.unwrap(), "through");
     let env: serde_json::Map<String, Value> =
         serde_json::from_str(&call(&mcp, "get_env", json!({})).await.unwrap()).unwrap();
     assert_eq!(env["FROM_REFERENCE"], "resolved-from-env");
@@ -132,10 +127,7 @@ async fn an_issuer_and_an_http_upstream() {
     let url = gateway.mcp_url();
     let token = idp.token().aud(&url).scope("mcp:read").sign();
     let mcp = client(&url, &token).await;
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "remote"})).await.unwrap(),
-        "remote"
-    );
+    assert_eq!(echo(&mcp, "echo", "remote").await.unwrap(), "remote");
     mcp.cancel().await.unwrap();
     let res = unauthenticated(&url).await;
     assert_eq!(res.status(), 401);
@@ -245,18 +237,8 @@ listen = "127.0.0.1:0"
         names.contains(&"local__echo") && names.contains(&"remote__echo"),
         "{names:?}"
     );
-    assert_eq!(
-        call(&mcp, "local__echo", json!({"text": "a"}))
-            .await
-            .unwrap(),
-        "a"
-    );
-    assert_eq!(
-        call(&mcp, "remote__echo", json!({"text": "b"}))
-            .await
-            .unwrap(),
-        "b"
-    );
+    assert_eq!(echo(&mcp, "local__echo", "a").await.unwrap(), "a");
+    assert_eq!(echo(&mcp, "remote__echo", "b").await.unwrap(), "b");
     mcp.cancel().await.unwrap();
     let admin = gateway.info["admin_url"].as_str().unwrap();
     let metrics = reqwest::get(format!("{admin}/metrics"))
@@ -392,18 +374,8 @@ async fn upstreams_from_a_desktop_client_file() {
     names.retain(|n| n.ends_with("__echo"));
     names.sort_unstable();
     assert_eq!(names, ["local-tools__echo", "remote__echo"]);
-    assert_eq!(
-        call(&mcp, "local-tools__echo", json!({"text": "a"}))
-            .await
-            .unwrap(),
-        "a"
-    );
-    assert_eq!(
-        call(&mcp, "remote__echo", json!({"text": "b"}))
-            .await
-            .unwrap(),
-        "b"
-    );
+    assert_eq!(echo(&mcp, "local-tools__echo", "a").await.unwrap(), "a");
+    assert_eq!(echo(&mcp, "remote__echo", "b").await.unwrap(), "b");
     mcp.cancel().await.unwrap();
     drop(gateway);
 
@@ -481,18 +453,10 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         ["echo", "get_env"],
         "only what the policy lets the user call"
     );
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "allowed"}))
-            .await
-            .unwrap(),
-        "allowed"
-    );
+    assert_eq!(echo(&mcp, "echo", "allowed").await.unwrap(), "allowed");
     // The rate limit: a burst of 2 echo calls an hour per user, then a JSON-RPC error with
     // the time to wait (the upstream is not called); lists are never limited.
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "second"})).await.unwrap(),
-        "second"
-    );
+    assert_eq!(echo(&mcp, "echo", "second").await.unwrap(), "second");
     let mut third = CallToolRequestParams::new("echo");
     third = third.with_arguments(json!({"text": "third"}).as_object().unwrap().clone());
     let refused = mcp
