@@ -5,105 +5,23 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod support;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcp_oauth::testing::{MockIdp, TestKey};
-use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use support::gateway::{self, call, client, echo};
+use support::process::{TempDir, env, run_async};
 
 const UPSTREAM_ROLE: &str = "MCP_OAUTH_TEST_UPSTREAM_STDIO";
-
-/// `mcp-oauth gateway` with `args`, and the JSON line it printed. Dropping it kills the
-/// gateway (its stdio child then sees the end of its input and exits) and removes its data
-/// folder.
-struct Gateway {
-    _child: Child,
-    info: Value,
-    data: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
-}
-
-async fn start(args: &[&str], env: &[(&str, &str)]) -> Gateway {
-    let data = std::env::temp_dir().join(format!("mcp-oauth-cli-gateway-{}", std::process::id()));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
-    command
-        .args([
-            "gateway",
-            "--port",
-            "0",
-            "--json",
-            "--store",
-            "memory",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("spawn");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .expect("read");
-    let info: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    Gateway {
-        _child: child,
-        info,
-        data,
-    }
-}
-
-impl Gateway {
-    fn url(&self) -> String {
-        self.info["mcp_url"].as_str().unwrap().to_owned()
-    }
-}
-
-async fn client(url: &str, token: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
-    );
-    ().serve(transport).await.expect("client")
-}
-
-async fn call(
-    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
-    tool: &str,
-    args: Value,
-) -> String {
-    let mut params = CallToolRequestParams::new(tool.to_owned());
-    if let Value::Object(map) = args {
-        params = params.with_arguments(map);
-    }
-    let result = client.call_tool(params).await.expect("call");
-    serde_json::to_value(&result).unwrap()["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 async fn unauthenticated(url: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -119,9 +37,12 @@ async fn unauthenticated(url: &str) -> reqwest::Response {
 /// The embedded authorization server in front of a stdio command: the banner's token works,
 /// the command's environment holds only the allow-list and what `--env` / `--pass-env` give.
 async fn embedded_server_and_a_stdio_command() {
+    let tmp = TempDir::new("gw", "stdio");
     let me = std::env::current_exe().unwrap();
     let me = me.to_str().unwrap();
-    let gateway = start(
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
         &[
             "--env",
             &format!("{UPSTREAM_ROLE}=1"),
@@ -132,22 +53,19 @@ async fn embedded_server_and_a_stdio_command() {
             "--",
             me,
         ],
-        &[
+        &env(&[
             ("GW_TEST_PARENT_SECRET", "resolved-from-env"),
             ("GW_TEST_PASSED", "passed"),
             ("GW_TEST_NOT_PASSED", "must-not-leak"),
-        ],
+        ]),
     )
     .await;
-    let url = gateway.url();
-    let token = gateway.info["token"].as_str().unwrap();
+    let url = gateway.mcp_url();
+    let token = &gateway.token();
     let mcp = client(&url, token).await;
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "through"})).await,
-        "through"
-    );
+    assert_eq!(echo(&mcp, "echo", "through").await.unwrap(), "through");
     let env: serde_json::Map<String, Value> =
-        serde_json::from_str(&call(&mcp, "get_env", json!({})).await).unwrap();
+        serde_json::from_str(&call(&mcp, "get_env", json!({})).await.unwrap()).unwrap();
     assert_eq!(env["FROM_REFERENCE"], "resolved-from-env");
     assert_eq!(env["GW_TEST_PASSED"], "passed");
     assert!(!env.contains_key("GW_TEST_NOT_PASSED"), "{env:?}");
@@ -189,7 +107,10 @@ async fn an_issuer_and_an_http_upstream() {
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
 
     let upstream_url = format!("http://{upstream}/mcp");
-    let gateway = start(
+    let tmp = TempDir::new("gw", "issuer");
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
         &[
             "--issuer",
             idp.issuer(),
@@ -200,16 +121,13 @@ async fn an_issuer_and_an_http_upstream() {
             "--upstream-header",
             "X-Upstream-Key: ${GW_TEST_UPSTREAM_KEY}",
         ],
-        &[("GW_TEST_UPSTREAM_KEY", "upstream-key-value")],
+        &env(&[("GW_TEST_UPSTREAM_KEY", "upstream-key-value")]),
     )
     .await;
-    let url = gateway.url();
+    let url = gateway.mcp_url();
     let token = idp.token().aud(&url).scope("mcp:read").sign();
     let mcp = client(&url, &token).await;
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "remote"})).await,
-        "remote"
-    );
+    assert_eq!(echo(&mcp, "echo", "remote").await.unwrap(), "remote");
     mcp.cancel().await.unwrap();
     let res = unauthenticated(&url).await;
     assert_eq!(res.status(), 401);
@@ -259,13 +177,9 @@ async fn bad_invocations_are_refused() {
             "cannot read the configuration file /nonexistent/gateway.toml",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-            .args(&args)
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let out = run_async(&args, &[], None).await;
+        assert_ne!(out.code, 0, "{args:?}");
+        let stderr = out.stderr;
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
@@ -278,8 +192,8 @@ async fn a_config_file_with_two_upstreams() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "config");
+    let dir = tmp.path();
     let me = std::env::current_exe().unwrap();
     let audit = dir.join("audit.jsonl");
     let file = dir.join("gateway.toml");
@@ -307,9 +221,15 @@ listen = "127.0.0.1:0"
     std::fs::write(&file, &text).unwrap();
     let path = file.to_str().unwrap();
 
-    let gateway = start(&["--config", path], &[("GW_TEST_CONFIG_KEY", "k")]).await;
-    let url = gateway.url();
-    let token = gateway.info["token"].as_str().unwrap();
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
+        &["--config", path],
+        &env(&[("GW_TEST_CONFIG_KEY", "k")]),
+    )
+    .await;
+    let url = gateway.mcp_url();
+    let token = &gateway.token();
     let mcp = client(&url, token).await;
     let tools = mcp.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -317,8 +237,8 @@ listen = "127.0.0.1:0"
         names.contains(&"local__echo") && names.contains(&"remote__echo"),
         "{names:?}"
     );
-    assert_eq!(call(&mcp, "local__echo", json!({"text": "a"})).await, "a");
-    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    assert_eq!(echo(&mcp, "local__echo", "a").await.unwrap(), "a");
+    assert_eq!(echo(&mcp, "remote__echo", "b").await.unwrap(), "b");
     mcp.cancel().await.unwrap();
     let admin = gateway.info["admin_url"].as_str().unwrap();
     let metrics = reqwest::get(format!("{admin}/metrics"))
@@ -351,31 +271,17 @@ listen = "127.0.0.1:0"
     assert_eq!(lines[1]["upstream"], "remote", "{lines:?}");
     drop(gateway);
 
-    let binary = env!("CARGO_BIN_EXE_mcp-oauth");
-    let out = Command::new(binary)
-        .args(["gateway", "check", "--config", path])
-        .env("GW_TEST_CONFIG_KEY", "k")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = env(&[("GW_TEST_CONFIG_KEY", "k")]);
+    let out = run_async(&["gateway", "check", "--config", path], &key, None).await;
+    let stdout = out.stdout;
+    assert_eq!(out.code, 0, "{stdout}{}", out.stderr);
     assert!(stdout.contains("upstream      local: "), "{stdout}");
     assert!(stdout.contains("headers X-Upstream-Key"), "{stdout}");
     assert!(!stdout.contains("GW_TEST_CONFIG_KEY") || !stdout.contains("= \"k\""));
     // Without the variable: exit status 2, the variable named.
-    let out = Command::new(binary)
-        .args(["gateway", "check", "--config", path])
-        .env_remove("GW_TEST_CONFIG_KEY")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_async(&["gateway", "check", "--config", path], &[], None).await;
+    assert_eq!(out.code, 2);
+    let stderr = out.stderr;
     assert!(
         stderr.contains("upstream remote: header X-Upstream-Key")
             && stderr.contains("GW_TEST_CONFIG_KEY"),
@@ -389,13 +295,14 @@ listen = "127.0.0.1:0"
             .replace("[admin]\nlisten = \"127.0.0.1:0\"\n", ""),
     )
     .unwrap();
-    let out = Command::new(binary)
-        .args(["gateway", "check", "--config", typo.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_async(
+        &["gateway", "check", "--config", typo.to_str().unwrap()],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    let stderr = out.stderr;
     assert!(
         stderr.contains("unknown key `lisen` in [admin] (did you mean `listen`?)"),
         "{stderr}"
@@ -404,32 +311,32 @@ listen = "127.0.0.1:0"
     // The identity header cannot be the upstream credential's.
     let bad = dir.join("identity.toml");
     std::fs::write(&bad, format!("identity_header = \"Authorization\"\n{text}")).unwrap();
-    let out = Command::new(binary)
-        .args(["gateway", "check", "--config", bad.to_str().unwrap()])
-        .env("GW_TEST_CONFIG_KEY", "k")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_async(
+        &["gateway", "check", "--config", bad.to_str().unwrap()],
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    let stderr = out.stderr;
     assert!(
         stderr.contains("identity_header: identity header: authorization is kept"),
         "{stderr}"
     );
     // --print-config: the command line's --port wins, references stay as written.
-    let out = Command::new(binary)
-        .args(["gateway", "--config", path, "--port", "9", "--print-config"])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let out = run_async(
+        &["gateway", "--config", path, "--port", "9", "--print-config"],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0);
+    let printed = out.stdout;
     assert!(printed.contains("port = 9\n"), "{printed}");
     assert!(
         printed.contains("\"X-Upstream-Key\" = \"${GW_TEST_CONFIG_KEY}\""),
         "{printed}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     server.abort();
 }
 
@@ -441,8 +348,8 @@ async fn upstreams_from_a_desktop_client_file() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-mcpjson-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "mcpjson");
+    let dir = tmp.path();
     let me = std::env::current_exe().unwrap();
     let file = dir.join(".mcp.json");
     let servers = json!({"mcpServers": {
@@ -453,37 +360,31 @@ async fn upstreams_from_a_desktop_client_file() {
     std::fs::write(&file, servers.to_string()).unwrap();
     let path = file.to_str().unwrap();
 
-    let gateway = start(&["--upstreams-from", path], &[("GW_TEST_MCPJSON_KEY", "k")]).await;
-    let token = gateway.info["token"].as_str().unwrap();
-    let mcp = client(&gateway.url(), token).await;
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
+        &["--upstreams-from", path],
+        &env(&[("GW_TEST_MCPJSON_KEY", "k")]),
+    )
+    .await;
+    let token = &gateway.token();
+    let mcp = client(&gateway.mcp_url(), token).await;
     let tools = mcp.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.retain(|n| n.ends_with("__echo"));
     names.sort_unstable();
     assert_eq!(names, ["local-tools__echo", "remote__echo"]);
-    assert_eq!(
-        call(&mcp, "local-tools__echo", json!({"text": "a"})).await,
-        "a"
-    );
-    assert_eq!(call(&mcp, "remote__echo", json!({"text": "b"})).await, "b");
+    assert_eq!(echo(&mcp, "local-tools__echo", "a").await.unwrap(), "a");
+    assert_eq!(echo(&mcp, "remote__echo", "b").await.unwrap(), "b");
     mcp.cancel().await.unwrap();
     drop(gateway);
 
-    let binary = env!("CARGO_BIN_EXE_mcp-oauth");
     let config = dir.join("gateway.toml");
     std::fs::write(&config, format!("upstreams_from = {}\n", toml_string(path))).unwrap();
-    let out = Command::new(binary)
-        .args(["gateway", "check", "--config", config.to_str().unwrap()])
-        .env("GW_TEST_MCPJSON_KEY", "k")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let check = ["gateway", "check", "--config", config.to_str().unwrap()];
+    let out = run_async(&check, &env(&[("GW_TEST_MCPJSON_KEY", "k")]), None).await;
+    let stdout = out.stdout;
+    assert_eq!(out.code, 0, "{stdout}{}", out.stderr);
     assert!(stdout.contains("upstream      local-tools: "), "{stdout}");
     assert!(stdout.contains("upstream      remote: "), "{stdout}");
     assert!(!stdout.contains("upstream      off"), "{stdout}");
@@ -500,15 +401,10 @@ async fn upstreams_from_a_desktop_client_file() {
         format!("upstreams_from = {}\n", toml_string(sse.to_str().unwrap())),
     )
     .unwrap();
-    let out = Command::new(binary)
-        .args(["gateway", "check", "--config", config.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let out = run_async(&check, &[], None).await;
+    let stdout = out.stdout;
+    assert_eq!(out.code, 0, "{stdout}");
     assert!(stdout.contains("legacy HTTP+SSE"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
     server.abort();
 }
 
@@ -517,8 +413,8 @@ async fn upstreams_from_a_desktop_client_file() {
 async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     let me = std::env::current_exe().unwrap();
     let me = me.to_str().unwrap();
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-policy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "policy");
+    let dir = tmp.path();
     let policy = dir.join("policy.toml");
     std::fs::write(
         &policy,
@@ -528,7 +424,9 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
     let role = format!("{UPSTREAM_ROLE}=1");
     let audit = dir.join("audit.jsonl");
     let _ = std::fs::remove_file(&audit);
-    let gateway = start(
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
         &[
             "--audit",
             audit.to_str().unwrap(),
@@ -544,8 +442,8 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         &[],
     )
     .await;
-    let url = gateway.url();
-    let token = gateway.info["token"].as_str().unwrap();
+    let url = gateway.mcp_url();
+    let token = &gateway.token();
     let mcp = client(&url, token).await;
     let tools = mcp.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -555,16 +453,10 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         ["echo", "get_env"],
         "only what the policy lets the user call"
     );
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "allowed"})).await,
-        "allowed"
-    );
+    assert_eq!(echo(&mcp, "echo", "allowed").await.unwrap(), "allowed");
     // The rate limit: a burst of 2 echo calls an hour per user, then a JSON-RPC error with
     // the time to wait (the upstream is not called); lists are never limited.
-    assert_eq!(
-        call(&mcp, "echo", json!({"text": "second"})).await,
-        "second"
-    );
+    assert_eq!(echo(&mcp, "echo", "second").await.unwrap(), "second");
     let mut third = CallToolRequestParams::new("echo");
     third = third.with_arguments(json!({"text": "third"}).as_object().unwrap().clone());
     let refused = mcp
@@ -686,28 +578,22 @@ async fn a_policy_file_decides_and_is_checked_against_the_tools() {
         "[policy]\n\n[[policy.rule]]\nid = \"typo\"\ntools = [\"ech0\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["gateway", "--port", "0", "--store", "memory", "--data-dir"])
-        .arg(dir.join("data"))
-        .args([
-            "--policy",
-            policy.to_str().unwrap(),
-            "--env",
-            &role,
-            "--",
-            me,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--env",
+        &role,
+        "--",
+        me,
+    ];
+    let out = gateway::run(&tmp.data(), &args, &[]).await;
+    assert_ne!(out.code, 0);
+    let stderr = out.stderr;
     assert!(
         stderr.contains("typo") && stderr.contains("ech0"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing was served");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A DPoP proof by `key` for `POST url` with `token` (and `nonce`).
@@ -755,16 +641,16 @@ async fn a_config_file_with_dpop_required_and_nonces() {
     let upstream: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let idp = MockIdp::start(TestKey::rs256()).await.expect("idp");
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-dpop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "dpop");
+    let dir = tmp.path();
     let file = dir.join("gateway.toml");
     let text = format!(
         "issuer = {issuer}\nscopes = \"mcp:read\"\ndpop = \"required\"\ndpop_nonce = true\n\n[[upstream]]\nurl = \"http://{upstream}/mcp\"\n",
         issuer = toml_string(idp.issuer()),
     );
     std::fs::write(&file, &text).unwrap();
-    let gateway = start(&["--config", file.to_str().unwrap()], &[]).await;
-    let url = gateway.url();
+    let gateway = gateway::start(&tmp, "gateway", &["--config", file.to_str().unwrap()], &[]).await;
+    let url = gateway.mcp_url();
     let prm: Value = reqwest::get(format!(
         "{}/.well-known/oauth-protected-resource/mcp",
         url.trim_end_matches("/mcp")
@@ -837,7 +723,6 @@ async fn a_config_file_with_dpop_required_and_nonces() {
         assert!(!headers.contains_key("authorization"), "{headers:?}");
     }
     drop(gateway);
-    let _ = std::fs::remove_dir_all(&dir);
     idp.shutdown().await;
     server.abort();
 }
@@ -897,8 +782,8 @@ impl PageBrowser {
 async fn a_policy_approve_rule_waits_for_the_approval_page() {
     let me = std::env::current_exe().unwrap();
     let me = me.to_str().unwrap();
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-approve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "approve");
+    let dir = tmp.path();
     let policy = dir.join("policy.toml");
     std::fs::write(
         &policy,
@@ -908,7 +793,9 @@ async fn a_policy_approve_rule_waits_for_the_approval_page() {
     let audit = dir.join("audit.jsonl");
     let _ = std::fs::remove_file(&audit);
     let role = format!("{UPSTREAM_ROLE}=1");
-    let gateway = start(
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
         &[
             "--auto-approve",
             "--audit",
@@ -923,8 +810,8 @@ async fn a_policy_approve_rule_waits_for_the_approval_page() {
         &[],
     )
     .await;
-    let url = gateway.url();
-    let token = gateway.info["token"].as_str().unwrap();
+    let url = gateway.mcp_url();
+    let token = &gateway.token();
     let mcp = client(&url, token).await;
     let mut params = CallToolRequestParams::new("echo");
     params = params.with_arguments(json!({"text": "approved"}).as_object().unwrap().clone());
@@ -1008,7 +895,6 @@ async fn a_policy_approve_rule_waits_for_the_approval_page() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(gateway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() -> ExitCode {

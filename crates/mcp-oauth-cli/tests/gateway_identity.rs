@@ -3,68 +3,66 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use support::gateway;
+use support::process::{Run, Served, TempDir, free_port, run_async};
 
 const JWKS_PATH: &str = mcp_oauth::gateway_identity::JWKS_PATH;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A gateway on the data folder `data` (its SQLite store and signing keys) in front of the
-/// HTTP upstream `upstream`; the child (killed on drop) and its origin.
-async fn start(data: &Path, upstream: &str, key: &str) -> (Child, String) {
-    let (child, origin, _) = start_with_token(data, upstream, key).await;
-    (child, origin)
+/// HTTP upstream `upstream`, its log in `data`; the process (killed on drop) and its origin.
+async fn start(data: &TempDir, upstream: &str, key: &str) -> (Served, String) {
+    let (gateway, origin, _) = start_with_token(data, upstream, key).await;
+    (gateway, origin)
 }
 
 /// [`start`], with the banner's token.
-async fn start_with_token(data: &Path, upstream: &str, key: &str) -> (Child, String, String) {
+async fn start_with_token(data: &TempDir, upstream: &str, key: &str) -> (Served, String, String) {
     start_with(data, upstream, key, &[]).await
 }
 
 /// [`start_with_token`], with `extra` options.
 async fn start_with(
-    data: &Path,
+    data: &TempDir,
     upstream: &str,
     key: &str,
     extra: &[&str],
-) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["gateway", "--port", "0", "--json", "--store", "sqlite"])
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .args(["--identity-header", "X-MCP-Identity", "--identity-key", key])
-        .args(["--upstream", upstream])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .expect("read");
-    let info: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    let url = info["mcp_url"].as_str().unwrap();
-    let token = info["token"].as_str().unwrap_or_default().to_owned();
-    (child, url.trim_end_matches("/mcp").to_owned(), token)
+) -> (Served, String, String) {
+    start_on(data, "sqlite", upstream, key, extra).await
+}
+
+/// `mcp-oauth gateway --port 0 --json --store STORE --data-dir <data>` with an identity
+/// header signed with `key`, in front of `upstream`; the process, its origin and the token of
+/// its JSON line (empty without one).
+async fn start_on(
+    data: &TempDir,
+    store: &str,
+    upstream: &str,
+    key: &str,
+    extra: &[&str],
+) -> (Served, String, String) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("gateway-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let dir = data.path().to_str().unwrap();
+    let mut args = vec!["--port", "0", "--store", store, "--data-dir", dir];
+    args.extend_from_slice(extra);
+    args.extend(["--identity-header", "X-MCP-Identity", "--identity-key", key]);
+    args.extend(["--upstream", upstream]);
+    let gateway = gateway::launch(data, &name, &args, &[]).await;
+    let origin = gateway.mcp_url().trim_end_matches("/mcp").to_owned();
+    let token = gateway.info["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (gateway, origin, token)
 }
 
 async fn jwks_text(origin: &str) -> String {
@@ -130,7 +128,7 @@ async fn recording_upstream() -> (String, tokio::sync::oneshot::Sender<()>, Seen
 #[tokio::test]
 async fn instances_on_one_store_publish_one_key_that_a_restart_keeps() {
     let (upstream, _stop, seen) = recording_upstream().await;
-    let data = temp_dir("identity-store");
+    let data = TempDir::new("gw", "identity-store");
     let (first, first_origin, token) = start_with_token(&data, &upstream, "store").await;
     let (second, second_origin) = start(&data, &upstream, "store").await;
     let key = kids(&first_origin).await;
@@ -168,29 +166,23 @@ async fn instances_on_one_store_publish_one_key_that_a_restart_keeps() {
     let (_again, origin) = start(&data, &upstream, "store").await;
     assert_eq!(kids(&origin).await, key, "the restart kept it");
     // Another store (another data folder): another key.
-    let other = temp_dir("identity-store-other");
+    let other = TempDir::new("gw", "identity-store-other");
     let (_other, other_origin) = start(&other, &upstream, "store").await;
     assert_ne!(kids(&other_origin).await, key);
-    let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_dir_all(&other);
 }
 
 /// `mcp-oauth gateway rotate-identity-key` on the data folder `data` (its SQLite store).
-async fn rotate(data: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["gateway", "--store", "sqlite"])
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .output()
-        .await
-        .expect("run")
+async fn rotate(data: &TempDir, extra: &[&str]) -> Run {
+    let dir = data.path().to_str().unwrap();
+    let mut args = vec!["gateway", "--store", "sqlite", "--data-dir", dir];
+    args.extend_from_slice(extra);
+    run_async(&args, &[], None).await
 }
 
 #[tokio::test]
 async fn a_rotation_adds_a_key_that_running_instances_follow() {
     let (upstream, _stop) = upstream().await;
-    let data = temp_dir("identity-rotate");
+    let data = TempDir::new("gw", "identity-rotate");
     // With --encryption-key (the instances' shared key) the stored record is sealed.
     let sealing = [
         "--encryption-key",
@@ -212,12 +204,8 @@ async fn a_rotation_adds_a_key_that_running_instances_follow() {
         ],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = out.stdout;
+    assert_eq!(out.code, 0, "{stdout}{}", out.stderr);
     assert!(stdout.contains("identity key rotated"), "{stdout}");
     assert!(stdout.contains(&before[0]), "{stdout}");
     // The running instance follows the record (it reads it every 30 s): the new key first,
@@ -234,13 +222,13 @@ async fn a_rotation_adds_a_key_that_running_instances_follow() {
     assert_eq!(after[1], before[0]);
     assert!(stdout.contains(&after[0]), "{stdout}");
     // The store's record is sealed: no private key in the SQLite file.
-    let db: Vec<u8> = std::fs::read_dir(&data)
+    let db: Vec<u8> = std::fs::read_dir(data.path())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains(".sqlite"))
         .flat_map(|e| std::fs::read(e.path()).unwrap_or_default())
         .collect();
-    assert!(!db.is_empty(), "a SQLite file in {}", data.display());
+    assert!(!db.is_empty(), "a SQLite file in {}", data.path().display());
     assert!(!String::from_utf8_lossy(&db).contains("PRIVATE KEY"));
     // Nonsense is refused saying what to write; without the key the record does not open.
     for (extra, says) in [
@@ -265,18 +253,17 @@ async fn a_rotation_adds_a_key_that_running_instances_follow() {
         (&["rotate-identity-key"][..], "for --identity-key store"),
     ] {
         let out = rotate(&data, extra).await;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra:?}");
+        let stderr = out.stderr;
+        assert_ne!(out.code, 0, "{extra:?}");
         assert!(stderr.contains(says), "{extra:?}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test]
 async fn a_key_file_is_made_once_and_kept() {
     let (upstream, _stop) = upstream().await;
-    let data = temp_dir("identity-file");
-    let file = data.join("identity.pem");
+    let data = TempDir::new("gw", "identity-file");
+    let file = data.path().join("identity.pem");
     let source = format!("file:{}", file.display());
     let (first, origin) = start(&data, &upstream, &source).await;
     let key = kids(&origin).await;
@@ -285,36 +272,36 @@ async fn a_key_file_is_made_once_and_kept() {
     let (_again, origin) = start(&data, &upstream, &source).await;
     assert_eq!(kids(&origin).await, key);
     // A wrong value is refused before anything starts, saying what to write.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
+    let out = run_async(
+        &[
             "gateway",
             "--identity-key",
             "/etc/key.pem",
             "--upstream",
             &upstream,
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_ne!(out.code, 0);
+    let stderr = out.stderr;
     assert!(stderr.contains("file:PATH"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// A private `redis-server` on a free loopback port, without persistence; killed on drop.
 struct Redis {
     child: std::process::Child,
     port: u16,
-    dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -326,23 +313,23 @@ async fn redis() -> Redis {
         "{} is missing: run scripts/redis-server, or point MCP_OAUTH_REDIS_SERVER at a redis-server binary",
         binary.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = temp_dir("identity-redis-data");
+    let port = free_port();
+    let dir = TempDir::new("gw", "identity-redis-data");
     let child = std::process::Command::new(&binary)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start redis-server");
-    let redis = Redis { child, port, dir };
+    let redis = Redis {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -364,51 +351,13 @@ async fn instances_on_one_redis_share_the_key() {
     let redis = redis().await;
     let (upstream, _stop) = upstream().await;
     let store = format!("redis://127.0.0.1:{}", redis.port);
-    let start_on = |name: &'static str| {
-        let store = store.clone();
-        let upstream = upstream.clone();
-        async move {
-            let data = temp_dir(name);
-            let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-                .args(["gateway", "--port", "0", "--json", "--store", &store])
-                .arg("--data-dir")
-                .arg(&data)
-                .args([
-                    "--identity-header",
-                    "X-MCP-Identity",
-                    "--identity-key",
-                    "store",
-                ])
-                .args(["--upstream", &upstream])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("spawn");
-            let mut line = String::new();
-            let stdout = child.stdout.take().expect("stdout");
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                BufReader::new(stdout).read_line(&mut line),
-            )
-            .await
-            .expect("the gateway printed its JSON line in time")
-            .expect("read");
-            let info: Value = serde_json::from_str(&line).unwrap();
-            let origin = info["mcp_url"]
-                .as_str()
-                .unwrap()
-                .trim_end_matches("/mcp")
-                .to_owned();
-            (child, origin, data)
-        }
-    };
-    let (_a, a, a_data) = start_on("identity-redis-a").await;
-    let (_b, b, b_data) = start_on("identity-redis-b").await;
+    let (a_data, b_data) = (
+        TempDir::new("gw", "identity-redis-a"),
+        TempDir::new("gw", "identity-redis-b"),
+    );
+    let (_a, a, _) = start_on(&a_data, &store, &upstream, "store", &[]).await;
+    let (_b, b, _) = start_on(&b_data, &store, &upstream, "store", &[]).await;
     let key = kids(&a).await;
     assert_eq!(key.len(), 1);
     assert_eq!(kids(&b).await, key);
-    for data in [a_data, b_data] {
-        let _ = std::fs::remove_dir_all(data);
-    }
 }

@@ -5,34 +5,26 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests panic on failure
 
-use std::path::PathBuf;
+mod support;
 
-use tokio::process::Command;
+use support::process::{Run, TempDir, run_async};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn gateway(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .arg("gateway")
-        .args(args)
-        .output()
-        .await
-        .expect("run");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `mcp-oauth gateway ARGS` run to its end: its exit code, stdout and stderr.
+async fn gateway(args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["gateway"];
+    all.extend_from_slice(args);
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = run_async(&all, &[], None).await;
+    (code, stdout, stderr)
 }
 
 #[tokio::test]
 async fn per_user_idle_and_cap_are_checked_and_printed_back() {
-    let dir = temp_dir("isolation-options");
+    let tmp = TempDir::new("gw", "isolation-options");
+    let dir = tmp.path();
     let upstream = "[[upstream]]\nname = \"notes\"\ncommand = [\"sh\"]\nisolation = \"per-user\"\n";
     let good = dir.join("good.toml");
     std::fs::write(
@@ -42,9 +34,9 @@ async fn per_user_idle_and_cap_are_checked_and_printed_back() {
     .unwrap();
     let good = good.to_str().unwrap();
     let (code, stdout, stderr) = gateway(&["check", "--config", good]).await;
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(code, 0, "{stdout}{stderr}");
     let (code, printed, stderr) = gateway(&["--config", good, "--print-config"]).await;
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
     assert!(printed.contains("per_user_idle = 600"), "{printed}");
     assert!(printed.contains("per_user_max = 20"), "{printed}");
     // The command line wins over the file, and prints as the same key.
@@ -69,12 +61,11 @@ async fn per_user_idle_and_cap_are_checked_and_printed_back() {
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, format!("{key}\n{upstream}")).unwrap();
         let (code, stdout, stderr) = gateway(&["check", "--config", bad.to_str().unwrap()]).await;
-        assert_eq!(code, Some(2), "{key}: {stdout}{stderr}");
+        assert_eq!(code, 2, "{key}: {stdout}{stderr}");
         let (name, value) = key.split_once(" = ").unwrap();
         assert!(
             stderr.contains(&format!("bad.toml:1: {name} = \"{value}\": {says}")),
             "{key}: {stderr}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

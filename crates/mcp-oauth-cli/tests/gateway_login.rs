@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 
 use support::browser::{Browser, CHALLENGE, REDIRECT, Reply, VERIFIER};
+use support::gateway;
 use support::github::{
     self, CLIENT_ID as GH_CLIENT, CLIENT_SECRET as GH_SECRET, USER_ID as GH_USER_ID,
 };
@@ -71,19 +72,9 @@ type Gateway = Served;
 
 /// `mcp-oauth gateway --port 0 --json --store memory --data-dir <tmp>/data <args>`, ready.
 async fn start_gateway(tmp: &TempDir, args: &[&str], env: &[(String, String)]) -> Gateway {
-    let data = tmp.data();
-    let mut all = vec![
-        "gateway",
-        "--port",
-        "0",
-        "--json",
-        "--store",
-        "memory",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    Served::start(tmp, "gateway", &all, env).await
+    let mut gateway = gateway::start(tmp, "gateway", args, env).await;
+    gateway.ready().await;
+    gateway
 }
 
 // --------------------------------------------------------------------------- a browser + client
@@ -475,29 +466,16 @@ async fn policy_sign_in_rules_refuse_at_the_embedded_authorization_server() {
         "[policy]\n\n[[policy.sign_in]]\nid = \"platform\"\nwho = { groups = [\"platform\"] }\n",
     )
     .unwrap();
-    let args: Vec<String> = [
-        "gateway",
-        "--port",
-        "0",
-        "--store",
-        "memory",
-        "--data-dir",
-        tmp.path().join("data2").to_str().unwrap(),
+    // Its own data folder: the gateway above still runs on `<tmp>/data`.
+    let args = [
         "--policy",
         policy.to_str().unwrap(),
         "--upstream",
         &upstream.url,
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    // On a thread of its own: the upstream it lists the tools of is served by this runtime.
-    let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        support::process::run_to_end(&args, &[])
-    })
-    .await
-    .unwrap();
-    assert!(!ok);
+    ];
+    let out = gateway::run(&tmp.path().join("data2"), &args, &[]).await;
+    let err = out.stderr;
+    assert_ne!(out.code, 0);
     assert!(
         err.contains("platform") && err.contains("never assigned"),
         "{err}"

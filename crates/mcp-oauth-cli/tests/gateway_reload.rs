@@ -7,21 +7,17 @@
 #![cfg(unix)]
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+use support::gateway::{self, Client, echo};
+use support::process::{DEADLINE, Served, TempDir, run_async};
 
 async fn http_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -44,39 +40,22 @@ async fn names(client: &Client) -> Vec<String> {
     names
 }
 
-async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
-    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
-    Ok(serde_json::to_value(&result).unwrap()["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
-}
-
-/// Polls `check` until it is true, or panics naming `what` (with the log) after 30 s.
-async fn until<F, Fut>(what: &str, log: &Mutex<Vec<String>>, mut check: F)
+/// Polls `check` until it is true, or panics naming `what` (with the gateway's log) at the
+/// deadline.
+async fn until<F, Fut>(what: &str, gateway: &Served, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     while !check().await {
         assert!(
             Instant::now() < deadline,
             "timed out waiting for {what}; the log:\n{}",
-            log.lock().unwrap().join("\n")
+            gateway.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // poll interval, bounded above
     }
-}
-
-fn logged(log: &Mutex<Vec<String>>, parts: &[&str]) -> usize {
-    log.lock()
-        .unwrap()
-        .iter()
-        .filter(|line| parts.iter().all(|p| line.contains(p)))
-        .count()
 }
 
 fn config(
@@ -112,8 +91,8 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
         http_upstream().await,
         http_upstream().await,
     );
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "reload");
+    let dir = tmp.path();
     let (file, policy_file, secret) = (
         dir.join("gateway.toml"),
         dir.join("policy.toml"),
@@ -123,62 +102,26 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
     std::fs::write(&file, config(a, ("beta", b), None, &policy_file)).unwrap();
     std::fs::write(&secret, "one").unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "gateway",
-            "--port",
-            "0",
-            "--json",
-            "--store",
-            "memory",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let collected = log.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
+    let no_color = [("NO_COLOR".to_owned(), "1".to_owned())];
+    let mut gateway = gateway::start(
+        &tmp,
+        "gateway",
+        &["--config", file.to_str().unwrap()],
+        &no_color,
     )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .unwrap();
-    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(info["mcp_url"].as_str().unwrap())
-            .auth_header(info["token"].as_str().unwrap().to_owned()),
-    );
-    let client: Client = ().serve(transport).await.unwrap();
+    .await;
+    let client: Client = gateway::client_of(&gateway).await;
     assert_eq!(names(&client).await, ["alpha__echo", "beta__echo"]);
 
     // beta replaced by gamma; the policy still names beta__echo: the upstreams change, the
     // policy in force stays (gamma's tools hidden), and the log names the rule's line.
     std::fs::write(&file, config(a, ("gamma", c), None, &policy_file)).unwrap();
-    until("the upstreams reloaded", &log, || async {
-        logged(&log, &["added [gamma]", "removed [beta]", "kept [alpha]"]) == 1
+    until("the upstreams reloaded", &gateway, || async {
+        gateway.logged(&["added [gamma]", "removed [beta]", "kept [alpha]"]) == 1
     })
     .await;
-    until("the policy refused", &log, || async {
-        logged(
-            &log,
-            &["policy.toml:", "beta__echo", "the policy in force stays"],
-        ) >= 1
+    until("the policy refused", &gateway, || async {
+        gateway.logged(&["policy.toml:", "beta__echo", "the policy in force stays"]) >= 1
     })
     .await;
     assert_eq!(
@@ -190,7 +133,7 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
 
     // The policy fixed: gamma's echo is allowed, in the same session.
     std::fs::write(&policy_file, policy(&["alpha__echo", "gamma__echo"])).unwrap();
-    until("the new policy", &log, || async {
+    until("the new policy", &gateway, || async {
         names(&client).await == ["alpha__echo", "gamma__echo"]
     })
     .await;
@@ -198,14 +141,11 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
 
     // A broken file: the log names it and the line; what runs stays.
     std::fs::write(&file, "[[upstream]]\nnme = \"x\"\n").unwrap();
-    until("the refusal", &log, || async {
-        logged(
-            &log,
-            &[
-                "gateway.toml:2: unknown field `nme`",
-                "the running configuration stays",
-            ],
-        ) == 1
+    until("the refusal", &gateway, || async {
+        gateway.logged(&[
+            "gateway.toml:2: unknown field `nme`",
+            "the running configuration stays",
+        ]) == 1
     })
     .await;
     assert_eq!(
@@ -216,20 +156,20 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
     // A secret from a file: the file watcher sees the configuration change; SIGHUP sees the
     // secret's file change.
     std::fs::write(&file, config(a, ("gamma", c), Some(&secret), &policy_file)).unwrap();
-    until("gamma changed", &log, || async {
-        logged(&log, &["changed [gamma]"]) == 1
+    until("gamma changed", &gateway, || async {
+        gateway.logged(&["changed [gamma]"]) == 1
     })
     .await;
     std::fs::write(&secret, "two").unwrap();
-    let pid = child.id().unwrap().to_string();
+    let pid = gateway.child().id().to_string();
     let status = Command::new("kill")
         .args(["-HUP", &pid])
         .status()
         .await
         .unwrap();
     assert!(status.success());
-    until("SIGHUP", &log, || async {
-        logged(&log, &["SIGHUP"]) == 1 && logged(&log, &["changed [gamma]"]) == 2
+    until("SIGHUP", &gateway, || async {
+        gateway.logged(&["SIGHUP"]) == 1 && gateway.logged(&["changed [gamma]"]) == 2
     })
     .await;
     assert_eq!(
@@ -251,8 +191,8 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
         .await
         .unwrap();
     assert!(status.success());
-    until("the tools renamed", &log, || async {
-        logged(&log, &["tools renamed [gamma]"]) == 1
+    until("the tools renamed", &gateway, || async {
+        gateway.logged(&["tools renamed [gamma]"]) == 1
     })
     .await;
     assert_eq!(names(&client).await, ["alpha__echo", "gamma__repeat"]);
@@ -262,8 +202,6 @@ async fn the_configuration_and_the_policy_reload_while_serving() {
     );
     assert!(echo(&client, "gamma__echo", "old").await.is_err());
     client.cancel().await.unwrap();
-    drop(child);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A raw request to the gateway: its status, session id and JSON-RPC answer (JSON or SSE).
@@ -350,50 +288,20 @@ fn config_of(upstreams: &[(&str, SocketAddr)], policy: &Path) -> String {
 #[tokio::test]
 async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
     let (a, b) = (http_upstream().await, http_upstream().await);
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-reshape-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "reshape");
+    let dir = tmp.path();
     let (file, policy_file) = (dir.join("gateway.toml"), dir.join("policy.toml"));
     std::fs::write(&policy_file, policy(&["echo"])).unwrap();
     std::fs::write(&file, config_of(&[("alpha", a)], &policy_file)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "gateway",
-            "--port",
-            "0",
-            "--json",
-            "--store",
-            "memory",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let collected = log.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
+    let no_color = [("NO_COLOR".to_owned(), "1".to_owned())];
+    let gateway = gateway::start(
+        &tmp,
+        "gateway",
+        &["--config", file.to_str().unwrap()],
+        &no_color,
     )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .unwrap();
-    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    let mcp = info["mcp_url"].as_str().unwrap().to_owned();
-    let token = info["token"].as_str().unwrap().to_owned();
+    .await;
+    let (mcp, token) = (gateway.mcp_url(), gateway.token());
     let own = |name: &str| mcp.replace("/mcp", &format!("/{name}/mcp"));
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
 
@@ -409,14 +317,11 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
     // Two upstreams while the policy still names `echo`: it does not fit the merged names,
     // so the upstreams go back (started again, the old session ended) with the old policy.
     std::fs::write(&file, config_of(&[("alpha", a), ("beta", b)], &policy_file)).unwrap();
-    until("the reload undone", &log, || async {
-        logged(
-            &log,
-            &["the policy does not fit", "the running configuration stays"],
-        ) == 1
+    until("the reload undone", &gateway, || async {
+        gateway.logged(&["the policy does not fit", "the running configuration stays"]) == 1
     })
     .await;
-    assert!(logged(&log, &["policy.toml:", "unknown tool `echo`"]) >= 1);
+    assert!(gateway.logged(&["policy.toml:", "unknown tool `echo`"]) >= 1);
     assert_eq!(call_in(&mcp, &token, &one, "echo").await.0, 404);
     let (undone, tools) = open(&mcp, &token).await;
     assert_eq!(tools, ["echo"]);
@@ -430,14 +335,11 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
     // the policy fits them: /mcp merges, each upstream has its path (which asks for a
     // token), the old session is over.
     std::fs::write(&policy_file, policy(&["alpha__echo", "beta__echo"])).unwrap();
-    until("the two upstreams", &log, || async {
-        logged(
-            &log,
-            &["endpoint changed shape", "added [beta]", "changed [alpha]"],
-        ) == 2
+    until("the two upstreams", &gateway, || async {
+        gateway.logged(&["endpoint changed shape", "added [beta]", "changed [alpha]"]) == 2
     })
     .await;
-    until("the policy for them", &log, || async {
+    until("the policy for them", &gateway, || async {
         open(&mcp, &token).await.1 == ["alpha__echo", "beta__echo"]
     })
     .await;
@@ -453,23 +355,20 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
     // Back to one (beta), with a policy for its own names: /mcp serves it unprefixed, and
     // the paths of both upstreams answer 404, to a stranger too.
     std::fs::write(&policy_file, policy(&["echo"])).unwrap();
-    until("the policy refused for two upstreams", &log, || async {
-        logged(&log, &["unknown tool `echo`", "the policy in force stays"]) >= 1
+    until("the policy refused for two upstreams", &gateway, || async {
+        gateway.logged(&["unknown tool `echo`", "the policy in force stays"]) >= 1
     })
     .await;
     std::fs::write(&file, config_of(&[("beta", b)], &policy_file)).unwrap();
-    until("one upstream again", &log, || async {
-        logged(
-            &log,
-            &[
-                "endpoint changed shape",
-                "removed [alpha]",
-                "changed [beta]",
-            ],
-        ) == 1
+    until("one upstream again", &gateway, || async {
+        gateway.logged(&[
+            "endpoint changed shape",
+            "removed [alpha]",
+            "changed [beta]",
+        ]) == 1
     })
     .await;
-    until("the policy for it", &log, || async {
+    until("the policy for it", &gateway, || async {
         open(&mcp, &token).await.1 == ["echo"]
     })
     .await;
@@ -498,8 +397,8 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
         "[upstream.tools.echo]\nname = \"say\"\n\n[policy]",
     );
     std::fs::write(&file, renamed).unwrap();
-    until("the tool renamed", &log, || async {
-        logged(&log, &["tools renamed [beta]"]) == 1
+    until("the tool renamed", &gateway, || async {
+        gateway.logged(&["tools renamed [beta]"]) == 1
     })
     .await;
     assert_eq!(call_in(&mcp, &token, &back, "echo").await.0, 404);
@@ -507,33 +406,26 @@ async fn a_reload_goes_from_one_upstream_to_several_and_back_with_its_policy() {
     assert_eq!(tools, ["say"]);
     assert_eq!(call_in(&mcp, &token, &say, "say").await, (200, "hi".into()));
     assert_ne!(call_in(&mcp, &token, &say, "echo").await.1, "hi");
-    drop(child);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn gateway_check_explains_a_prompt_table_it_refuses() {
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-prompts-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("gw", "prompts");
+    let dir = tmp.path();
     let file = dir.join("gateway.toml");
     let upstreams = "[[upstream]]\nname = \"fs\"\nurl = \"http://127.0.0.1:9/mcp\"\n\n[upstream.prompts.review]\nname = \"critique\"\ndescription = \"Critiques\"\n\n[[upstream]]\nname = \"web\"\nurl = \"http://127.0.0.1:8/mcp\"\n";
     let check = |text: String| {
         let file = file.clone();
         async move {
             std::fs::write(&file, text).unwrap();
-            let out = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-                .args(["gateway", "check", "--config"])
-                .arg(&file)
-                .env("NO_COLOR", "1")
-                .output()
-                .await
-                .unwrap();
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), said)
+            let no_color = [("NO_COLOR".to_owned(), "1".to_owned())];
+            let out = run_async(
+                &["gateway", "check", "--config", file.to_str().unwrap()],
+                &no_color,
+                None,
+            )
+            .await;
+            (out.code == 0, format!("{}{}", out.stdout, out.stderr))
         }
     };
     let (ok, said) = check(upstreams.to_owned()).await;
@@ -560,5 +452,4 @@ async fn gateway_check_explains_a_prompt_table_it_refuses() {
         assert!(!ok, "{table}: {said}");
         assert!(said.contains(expected), "{table}: {said}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,62 +6,35 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::net::SocketAddr;
-use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Instant;
+
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+
+use support::gateway::{self, Client, client, echo};
+use support::process::{TempDir, run_async};
 
 const STDIO_ROLE: &str = "--serve-as-stdio-upstream";
-
-type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
-
-async fn client(url: &str, token: &str) -> Client {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
-    );
-    ().serve(transport).await.expect("client")
-}
 
 async fn tool_names(client: &Client) -> Vec<String> {
     let tools = client.list_all_tools().await.unwrap();
     tools.iter().map(|t| t.name.to_string()).collect()
 }
 
-async fn echo(client: &Client, tool: &str, text: &str) -> Result<String, String> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
-    let result = client.call_tool(params).await.map_err(|e| e.to_string())?;
-    Ok(serde_json::to_value(&result).unwrap()["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
-}
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_mcp-oauth")
-}
-
 /// A token of the dev server in `data` for `aud`, as `mcp-oauth token` mints it.
 async fn token_for(data: &std::path::Path, aud: &str) -> String {
-    let out = Command::new(binary())
-        .args(["token", "--sub", "alice", "--aud", aud, "--data-dir"])
-        .arg(data)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let data = data.to_str().unwrap();
+    let out = run_async(
+        &["token", "--sub", "alice", "--aud", aud, "--data-dir", data],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout.trim().to_owned()
 }
 
 async fn initialize_status(url: &str, token: &str) -> u16 {
@@ -89,36 +62,12 @@ async fn several_upstreams_named_on_the_command_line() {
         shlex::try_quote(me.to_str().unwrap()).unwrap()
     );
     let http = format!("remote=http://{remote}/mcp");
-    let data =
-        std::env::temp_dir().join(format!("mcp-oauth-cli-gw-several-{}", std::process::id()));
+    let tmp = TempDir::new("gw", "several");
+    let data = tmp.data();
     let upstreams = ["--upstream", http.as_str(), "--stdio", stdio.as_str()];
 
-    let mut child = Command::new(binary())
-        .args([
-            "gateway",
-            "--port",
-            "0",
-            "--json",
-            "--store",
-            "memory",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .args(upstreams)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
-    )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .unwrap();
-    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let gateway = gateway::start(&tmp, "gateway", &upstreams, &[]).await;
+    let info = &gateway.info;
     let merged = info["mcp_url"].as_str().unwrap().to_owned();
     let base = merged.trim_end_matches("/mcp").to_owned();
     let (remote_url, local_url) = (format!("{base}/remote/mcp"), format!("{base}/local/mcp"));
@@ -129,7 +78,7 @@ async fn several_upstreams_named_on_the_command_line() {
     );
 
     // The merged endpoint, with the banner's token: both upstreams, prefixed.
-    let token = info["token"].as_str().unwrap();
+    let token = &gateway.token();
     let mcp = client(&merged, token).await;
     let names = tool_names(&mcp).await;
     for name in ["local__echo", "remote__echo"] {
@@ -174,22 +123,15 @@ async fn several_upstreams_named_on_the_command_line() {
         .unwrap();
         assert_eq!(doc["resource"], url.as_str(), "{doc}");
     }
-    drop(child);
+    drop(gateway);
 
     // --print-config: the named upstreams as [[upstream]] tables, which check accepts.
-    let out = Command::new(binary())
-        .args(["gateway", "--port", "8080"])
-        .args(upstreams)
-        .arg("--print-config")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut args = vec!["gateway", "--port", "8080"];
+    args.extend(upstreams);
+    args.push("--print-config");
+    let out = run_async(&args, &[], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let printed = out.stdout;
     assert!(
         printed.contains(&format!(
             "[[upstream]]\nname = \"remote\"\nurl = \"http://{remote}/mcp\"\n"
@@ -206,18 +148,14 @@ async fn several_upstreams_named_on_the_command_line() {
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("printed.toml");
     std::fs::write(&file, &printed).unwrap();
-    let out = Command::new(binary())
-        .args(["gateway", "check", "--config"])
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_async(
+        &["gateway", "check", "--config", file.to_str().unwrap()],
+        &[],
+        None,
+    )
+    .await;
+    let stdout = out.stdout;
+    assert_eq!(out.code, 0, "{stdout}{}", out.stderr);
     assert!(
         stdout.contains("upstream      local: ") && stdout.contains("alone at /local/mcp"),
         "{stdout}"
@@ -248,17 +186,13 @@ async fn several_upstreams_named_on_the_command_line() {
             "--env is for a single unnamed upstream",
         ),
     ] {
-        let out = Command::new(binary())
-            .args(["gateway", "--port", "0"])
-            .args(&args)
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut all = vec!["gateway", "--port", "0"];
+        all.extend(&args);
+        let out = run_async(&all, &[], None).await;
+        assert_ne!(out.code, 0, "{args:?}");
+        let stderr = out.stderr;
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(&data);
     server.abort();
 }
 

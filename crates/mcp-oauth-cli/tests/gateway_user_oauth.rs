@@ -5,14 +5,15 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)] // tests panic on failure
 
-use std::process::Stdio;
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+
+use support::gateway;
+use support::process::TempDir;
 
 #[tokio::test]
 async fn a_user_oauth_upstream_asks_to_connect_and_publishes_the_client_metadata() {
@@ -28,9 +29,8 @@ async fn a_user_oauth_upstream_asks_to_connect_and_publishes_the_client_metadata
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-user-oauth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("gateway.toml");
+    let tmp = TempDir::new("gw", "user-oauth");
+    let file = tmp.path().join("gateway.toml");
     std::fs::write(
         &file,
         format!(
@@ -42,35 +42,8 @@ credentials = {{ kind = "user-oauth", client_id = "gateway", authorization_endpo
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args([
-            "gateway",
-            "--port",
-            "0",
-            "--json",
-            "--store",
-            "memory",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
-    )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .expect("read");
-    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    let url = info["mcp_url"].as_str().unwrap().to_owned();
-    let token = info["token"].as_str().unwrap().to_owned();
+    let gateway = gateway::start(&tmp, "gateway", &["--config", file.to_str().unwrap()], &[]).await;
+    let (url, token) = (gateway.mcp_url(), gateway.token());
     let origin = url.trim_end_matches("/mcp").to_owned();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -128,7 +101,6 @@ credentials = {{ kind = "user-oauth", client_id = "gateway", authorization_endpo
         doc["redirect_uris"][0],
         format!("{origin}/gateway/connect/notes/callback").as_str()
     );
-    drop(child);
+    drop(gateway);
     server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }

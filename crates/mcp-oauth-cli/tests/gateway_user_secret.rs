@@ -3,16 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::process::Stdio;
+mod support;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+
+use support::gateway;
+use support::process::{TempDir, free_port};
 
 type Seen = Arc<Mutex<Vec<http::HeaderMap>>>;
 
@@ -30,14 +31,9 @@ async fn a_user_without_a_token_gets_the_link_to_the_page() {
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     // The gateway's port, fixed so that its page links are right.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("mcp-oauth-cli-gw-secret-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("gateway.toml");
+    let port = free_port();
+    let tmp = TempDir::new("gw", "secret");
+    let file = tmp.path().join("gateway.toml");
     std::fs::write(
         &file,
         format!(
@@ -45,29 +41,19 @@ async fn a_user_without_a_token_gets_the_link_to_the_page() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["gateway", "--json", "--store", "memory", "--port"])
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line),
-    )
-    .await
-    .expect("the gateway printed its JSON line in time")
-    .unwrap();
-    let info: Value = serde_json::from_str(&line).unwrap();
-    let url = info["mcp_url"].as_str().unwrap();
-    let token = info["token"].as_str().unwrap();
+    let (port_arg, data) = (port.to_string(), tmp.data());
+    let args = [
+        "--store",
+        "memory",
+        "--port",
+        &port_arg,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ];
+    let gateway = gateway::launch(&tmp, "gateway", &args, &[]).await;
+    let (url, token) = (&gateway.mcp_url(), &gateway.token());
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -110,6 +96,4 @@ async fn a_user_without_a_token_gets_the_link_to_the_page() {
             "{location}"
         );
     }
-    drop(child);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
-//! What the CLI's end-to-end tests share: the `mcp-oauth` process under test, a browser that
-//! follows redirects by hand, and a GitHub stand-in.
+//! What the CLI's end-to-end tests share: the `mcp-oauth` process under test (the gateway and
+//! an MCP client of it among them), a browser that follows redirects by hand, and a GitHub
+//! stand-in.
 
 #![allow(
     dead_code, // each test binary uses a part of it
@@ -10,6 +11,7 @@
 )]
 
 pub mod browser;
+pub mod gateway;
 pub mod github;
 pub mod mcp;
 pub mod process;

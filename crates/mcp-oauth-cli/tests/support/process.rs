@@ -65,6 +65,14 @@ pub fn command<A: AsRef<OsStr>>(args: &[A], env: &[(String, String)]) -> Command
     cmd
 }
 
+/// `(name, value)` pairs of an environment, as [`command`] and the starters take them.
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Spawns `mcp-oauth ARGS` (see [`command`]) in `cwd` (or this one), stdout piped, stderr to
 /// `<tmp>/<name>.log`.
 fn spawn<A: AsRef<OsStr>>(
@@ -246,6 +254,20 @@ impl Served {
         served
     }
 
+    /// Starts `mcp-oauth ARGS` (which must include `--json`) with its log in
+    /// `<tmp>/<name>.log` and reads its JSON line, for a command that prints that line once it
+    /// listens (`gateway`): no metadata is polled.
+    pub async fn started<A: AsRef<OsStr>>(
+        tmp: &TempDir,
+        name: &str,
+        args: &[A],
+        env: &[(String, String)],
+    ) -> Self {
+        Self::launch(tmp, name, args, env)
+            .await
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
     /// Stops the process: its log (stderr) up to then.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
@@ -346,7 +368,22 @@ impl Served {
         self.field("mcp_url")
     }
 
-    async fn ready(&mut self) {
+    /// The bearer token of the JSON line (`gateway`, `dev`).
+    pub fn token(&self) -> String {
+        self.field("token")
+    }
+
+    /// How many lines of the log contain every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .count()
+    }
+
+    /// Polls the protected resource metadata at `<issuer>/.well-known/oauth-protected-resource/mcp`
+    /// until it answers (up to the deadline); the process exiting meanwhile fails the test.
+    pub async fn ready(&mut self) {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let prm = format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer());
         let deadline = Instant::now() + DEADLINE;
