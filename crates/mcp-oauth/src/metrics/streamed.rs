@@ -76,6 +76,7 @@ impl StreamedOperation {
 
     /// Called by the layer at the answer's head: `record` runs at the end (now, if the
     /// answer already ended).
+    #[cfg(any(feature = "axum", test))]
     pub(super) fn arm(&self, record: Record) {
         let ended = {
             let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
