@@ -51,6 +51,7 @@ use crate::gate::{Call, Decision, Gatekeeper, ListKind};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
 use crate::modern;
+use crate::reply::{self, rpc_error};
 use crate::sessions::{Session, Sessions, principal};
 
 /// Most pages read from one member for one list.
@@ -127,23 +128,8 @@ pub(crate) fn expose(upstream: &str, name: &str) -> (String, bool) {
     (format!("{upstream}{SEPARATOR}{cleaned}_{hash}"), true)
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body.clone()));
-    *response.status_mut() = status;
-    crate::metrics::mark_jsonrpc_error(&mut response, &body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
-    json_response(status, jsonrpc::error_response(id, code, message))
-}
-
 fn not_permitted(id: Option<&str>) -> Response {
-    json_response(
+    reply::json(
         StatusCode::OK,
         jsonrpc::error_response(id, jsonrpc::INVALID_PARAMS, "not found, or not permitted"),
     )
@@ -740,10 +726,10 @@ async fn initialize(
             "cannot create a session",
         );
     };
-    session.declared(message.params);
+    session.declared(crate::elicit::declares_url_elicitation(message.params));
     let result = Value::Object(own_init(version, &instructions));
     let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result.to_string()), None);
-    let mut response = json_response(StatusCode::OK, body);
+    let mut response = reply::json(StatusCode::OK, body);
     if let Ok(value) = HeaderValue::from_str(&session.id) {
         response.headers_mut().insert(SESSION_ID.clone(), value);
     }
@@ -819,7 +805,7 @@ async fn discover(
             meta.insert(UNAVAILABLE_META.to_owned(), Value::Array(unavailable));
         }
     }
-    json_response(
+    reply::json(
         StatusCode::OK,
         jsonrpc::encode_response(
             id.unwrap_or("null"),
@@ -869,7 +855,7 @@ async fn request(
     let id = message.id.map(RawValue::get);
     let method = message.method.as_deref().unwrap_or_default();
     if method == "ping" {
-        return json_response(
+        return reply::json(
             StatusCode::OK,
             jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
         );
@@ -943,7 +929,7 @@ async fn request(
         }
         Decision::Refuse(refusal) => {
             agg.metrics.request(method, Outcome::Denied);
-            json_response(
+            reply::json(
                 StatusCode::OK,
                 crate::elicit::refused(refusal, id, method, session),
             )
@@ -1044,13 +1030,13 @@ async fn route(
                 }
             }
             agg.metrics.request(method, Outcome::Forwarded);
-            return json_response(
+            return reply::json(
                 StatusCode::OK,
                 jsonrpc::encode_response(id.unwrap_or("null"), Some("{}"), None),
             );
         }
         _ => {
-            return json_response(
+            return reply::json(
                 StatusCode::OK,
                 jsonrpc::error_response(
                     id,
@@ -1108,7 +1094,7 @@ async fn route(
             match answer {
                 Some(answer) if status.is_success() => {
                     agg.metrics.request(method, Outcome::Forwarded);
-                    return json_response(StatusCode::OK, answer);
+                    return reply::json(StatusCode::OK, answer);
                 }
                 _ => continue,
             }
@@ -1300,7 +1286,7 @@ async fn list(
         result.insert("_meta".to_owned(), json!({ UNAVAILABLE_META: unavailable }));
     }
     agg.metrics.request(method, Outcome::Forwarded);
-    json_response(
+    reply::json(
         StatusCode::OK,
         jsonrpc::encode_response(
             id.unwrap_or("null"),
@@ -1308,43 +1294,6 @@ async fn list(
             None,
         ),
     )
-}
-
-/// Splits a byte stream into whole SSE events (each ending with a blank line).
-pub(crate) fn sse_events(
-    body: Body,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
-    futures_util::stream::unfold(
-        (body.into_data_stream(), Vec::<u8>::new(), false),
-        |(mut stream, mut buffer, done)| async move {
-            loop {
-                if let Some(end) = find_event_end(&buffer) {
-                    let event: Vec<u8> = buffer.drain(..end).collect();
-                    return Some((Ok(Bytes::from(event)), (stream, buffer, done)));
-                }
-                if done {
-                    return None;
-                }
-                match stream.next().await {
-                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    _ => return None,
-                }
-            }
-        },
-    )
-}
-
-/// The end (exclusive) of the first whole event in `buffer`.
-fn find_event_end(buffer: &[u8]) -> Option<usize> {
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    let crlf = buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
@@ -1384,7 +1333,7 @@ async fn get(agg: Arc<Aggregate>, req: Request) -> Response {
             .send(member, auth, Some(&sub), Method::GET, Bytes::new())
             .await;
         if response.status().is_success() {
-            streams.push(sse_events(response.into_body()).boxed());
+            streams.push(crate::sse::sse_events(response.into_body()).boxed());
         }
     }
     if streams.is_empty() {
@@ -1478,12 +1427,5 @@ mod tests {
         for bad in ["", "a_b", "a.b", &"x".repeat(33)] {
             assert!(!valid_upstream_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn sse_events_end_at_a_blank_line() {
-        assert_eq!(find_event_end(b"data: 1\n\ndata: 2"), Some(9));
-        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some(11));
-        assert_eq!(find_event_end(b"data: 1\n"), None);
     }
 }

@@ -150,11 +150,11 @@ mod tests {
         let declaring = sessions
             .create(Arc::from("alice"), "2025-11-25", None)
             .expect("session");
-        declaring.declared(url.as_deref());
+        declaring.declared(declares_url_elicitation(url.as_deref()));
         let plain = sessions
             .create(Arc::from("alice"), "2025-11-25", None)
             .expect("session");
-        plain.declared(None);
+        plain.declared(declares_url_elicitation(None));
         let mut declaring_stream = declaring.open_stream().expect("stream");
         let mut plain_stream = plain.open_stream().expect("stream");
 

@@ -27,6 +27,7 @@ use crate::gate::{Call, Decision, Gatekeeper, ListKind, filter_list};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::metrics::{Metrics, Outcome};
 use crate::modern;
+use crate::reply::{json, rpc_error};
 use crate::sessions::{Session, Sessions, principal};
 use crate::sse::{Reader, Replay, Streams};
 use crate::upstream::http::Http;
@@ -100,27 +101,6 @@ pub(crate) fn refuse_post_headers(headers: &HeaderMap) -> Option<Response> {
         ));
     }
     None
-}
-
-/// A JSON-RPC error answer with an HTTP status.
-pub(crate) fn rpc_error(
-    status: StatusCode,
-    id: Option<&str>,
-    code: i64,
-    message: &str,
-) -> Response {
-    json(status, jsonrpc::error_response(id, code, message))
-}
-
-fn json(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body.clone()));
-    *response.status_mut() = status;
-    crate::metrics::mark_jsonrpc_error(&mut response, &body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// 405 with the methods the MCP endpoint takes.
@@ -521,7 +501,7 @@ async fn initialize(
             let Some(session) = inner.sessions.create(principal(auth), version, None) else {
                 return no_session();
             };
-            session.declared(message.params);
+            session.declared(crate::elicit::declares_url_elicitation(message.params));
             let body = jsonrpc::encode_response(id.unwrap_or("null"), Some(&result), None);
             with_session(json(StatusCode::OK, body), &session)
         }
@@ -546,7 +526,7 @@ async fn initialize(
             else {
                 return no_session();
             };
-            session.declared(message.params);
+            session.declared(crate::elicit::declares_url_elicitation(message.params));
             with_session(json(StatusCode::OK, answer), &session)
         }
     }
@@ -993,7 +973,7 @@ fn pump_upstream(
     mut answering: Option<Answering>,
 ) {
     tokio::spawn(async move {
-        let events = crate::aggregate::sse_events(Body::from_stream(response.bytes_stream()));
+        let events = crate::sse::sse_events(Body::from_stream(response.bytes_stream()));
         let mut events = std::pin::pin!(events);
         let mut ended = std::pin::pin!(ended);
         loop {

@@ -62,6 +62,7 @@ mod modern;
 mod paths;
 mod per_session;
 mod rename;
+mod reply;
 mod sessions;
 mod sse;
 #[cfg(feature = "test-upstream")]

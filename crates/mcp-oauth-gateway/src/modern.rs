@@ -268,7 +268,7 @@ pub(crate) async fn reshape_response(response: Response, method: &str) -> Respon
         .to_ascii_lowercase();
     if kind.starts_with("application/json") {
         let Ok(bytes) = axum::body::to_bytes(body, RESHAPE_LIMIT).await else {
-            return crate::front::rpc_error(
+            return crate::reply::rpc_error(
                 http::StatusCode::BAD_GATEWAY,
                 None,
                 jsonrpc::INTERNAL_ERROR,
@@ -281,7 +281,7 @@ pub(crate) async fn reshape_response(response: Response, method: &str) -> Respon
     }
     if kind.starts_with("text/event-stream") {
         let method = method.to_owned();
-        let events = crate::aggregate::sse_events(body).map(move |event| {
+        let events = crate::sse::sse_events(body).map(move |event| {
             let Ok(event) = event;
             let mut out = Vec::with_capacity(event.len() + 16);
             for data in crate::sse::event_data(&String::from_utf8_lossy(&event)) {

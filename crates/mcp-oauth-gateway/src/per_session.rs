@@ -102,7 +102,7 @@ impl PerSession {
             return refusal;
         }
         let Ok(bytes) = axum::body::to_bytes(body, self.max_body).await else {
-            return front::rpc_error(
+            return crate::reply::rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
                 jsonrpc::INVALID_REQUEST,
@@ -111,7 +111,7 @@ impl PerSession {
         };
         match jsonrpc::parse(&bytes) {
             Err(err) => {
-                return front::rpc_error(
+                return crate::reply::rpc_error(
                     StatusCode::BAD_REQUEST,
                     None,
                     err.code(),
@@ -120,7 +120,7 @@ impl PerSession {
             }
             Ok(m) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize") => {}
             Ok(m) => {
-                return front::rpc_error(
+                return crate::reply::rpc_error(
                     StatusCode::BAD_REQUEST,
                     m.id.map(|id| id.get()),
                     jsonrpc::INVALID_REQUEST,
@@ -163,7 +163,7 @@ impl PerSession {
     }
 
     fn full(&self) -> Response {
-        front::rpc_error(
+        crate::reply::rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             None,
             jsonrpc::INTERNAL_ERROR,
@@ -178,13 +178,13 @@ impl PerSession {
 /// A GET or DELETE without a session (or another method): nothing to stream or end.
 fn sessionless(method: &Method) -> Response {
     match *method {
-        Method::GET => front::rpc_error(
+        Method::GET => crate::reply::rpc_error(
             StatusCode::BAD_REQUEST,
             None,
             jsonrpc::INVALID_REQUEST,
             "no Mcp-Session-Id: start a session with initialize first",
         ),
-        Method::DELETE => front::rpc_error(
+        Method::DELETE => crate::reply::rpc_error(
             StatusCode::BAD_REQUEST,
             None,
             jsonrpc::INVALID_REQUEST,

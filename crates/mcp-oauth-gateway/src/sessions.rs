@@ -58,12 +58,11 @@ impl Session {
         Some(rx)
     }
 
-    /// Records what the client's `initialize` params declared (see [`crate::elicit`]).
-    pub(crate) fn declared(&self, params: Option<&serde_json::value::RawValue>) {
-        self.url_elicitation.store(
-            crate::elicit::declares_url_elicitation(params),
-            Ordering::Relaxed,
-        );
+    /// Records whether the client declared URL-mode elicitation at `initialize` (see
+    /// [`crate::elicit::declares_url_elicitation`]).
+    pub(crate) fn declared(&self, url_elicitation: bool) {
+        self.url_elicitation
+            .store(url_elicitation, Ordering::Relaxed);
     }
 
     /// Whether the client declared URL-mode elicitation.

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use tokio::sync::Notify;
 
 /// Events a stream keeps for a replay; older ones are dropped.
@@ -359,6 +361,43 @@ impl Drop for Reader {
     }
 }
 
+/// Splits a byte stream into whole SSE events (each ending with a blank line).
+pub(crate) fn sse_events(
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    futures_util::stream::unfold(
+        (body.into_data_stream(), Vec::<u8>::new(), false),
+        |(mut stream, mut buffer, done)| async move {
+            loop {
+                if let Some(end) = find_event_end(&buffer) {
+                    let event: Vec<u8> = buffer.drain(..end).collect();
+                    return Some((Ok(Bytes::from(event)), (stream, buffer, done)));
+                }
+                if done {
+                    return None;
+                }
+                match stream.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    _ => return None,
+                }
+            }
+        },
+    )
+}
+
+/// The end (exclusive) of the first whole event in `buffer`.
+fn find_event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,5 +529,12 @@ mod tests {
             (5, 1),
             "without a reader, the newest"
         );
+    }
+
+    #[test]
+    fn sse_events_end_at_a_blank_line() {
+        assert_eq!(find_event_end(b"data: 1\n\ndata: 2"), Some(9));
+        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some(11));
+        assert_eq!(find_event_end(b"data: 1\n"), None);
     }
 }

@@ -72,7 +72,7 @@ async fn follow(gateway: &Gateway, session: &str, tx: &mpsc::Sender<ListKind>) {
         tracing::debug!(target: "mcp_oauth_gateway::watch", status = %response.status(), "no GET stream to watch");
         return;
     }
-    let mut events = std::pin::pin!(crate::aggregate::sse_events(response.into_body()));
+    let mut events = std::pin::pin!(crate::sse::sse_events(response.into_body()));
     loop {
         let event = tokio::select! {
             () = tx.closed() => return,
