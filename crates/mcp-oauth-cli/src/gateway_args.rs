@@ -197,10 +197,14 @@ pub(crate) enum GatewayAction {
     },
 }
 
+/// The shortest grace time of a rotation: an identity token lives 60 s, and instances follow
+/// the stored record within 30 s (`gateway_identity_key::FOLLOW_EVERY`).
+pub(crate) const MIN_GRACE_SECS: u64 = 120;
+
 /// `rotate-identity-key --grace`: from 120 s (an identity token's 60 s and the instances'
 /// 30 s to follow) to a year.
 fn grace_seconds(value: &str) -> Result<u64, String> {
-    let min = crate::gateway_identity_key::MIN_GRACE_SECS;
+    let min = MIN_GRACE_SECS;
     match value.trim().parse::<u64>() {
         Ok(secs) if (min..=MAX_IDLE_SECONDS).contains(&secs) => Ok(secs),
         _ => Err(format!(

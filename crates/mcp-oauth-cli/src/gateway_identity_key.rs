@@ -25,10 +25,6 @@ use mcp_oauth_gateway::identity::IdentityKey;
 /// How often a running gateway reads the stored key again (to follow a rotation).
 pub(crate) const FOLLOW_EVERY: Duration = Duration::from_secs(30);
 
-/// The shortest grace time of a rotation: an identity token lives 60 s, and instances follow
-/// the record within [`FOLLOW_EVERY`].
-pub(crate) const MIN_GRACE_SECS: u64 = 120;
-
 /// The purpose the record's sealing key is derived for, from the encryption key.
 const SEAL_PURPOSE: &str = "gateway identity key v1";
 
