@@ -244,6 +244,7 @@ impl<'de> Deserialize<'de> for Member {
             }
 
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
+                refuse_serde_json_token(name)?;
                 Ok(match name {
                     "method" => Member::Method,
                     "params" => Member::Params,
@@ -308,8 +309,43 @@ impl<'de> serde::de::Visitor<'de> for SkipVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        while map.next_entry::<SkipKey, Skip>()?.is_some() {}
         Ok(Skip)
+    }
+}
+
+/// Member names serde_json gives a meaning of its own (`raw_value`, `arbitrary_precision`):
+/// a service that reads the body into `serde_json::Value` refuses or reshapes an object with
+/// such a member, so a body that has one is refused here too rather than read differently
+/// (found by fuzzing: fuzz/regressions/jsonrpc_peek/serde-json-raw-value-token.json).
+fn refuse_serde_json_token<E: serde::de::Error>(name: &str) -> Result<(), E> {
+    if name.starts_with("$serde_json::private::") {
+        return Err(E::custom("a member name serde_json reserves"));
+    }
+    Ok(())
+}
+
+/// The name of a member the peek does not need, checked by [`refuse_serde_json_token`].
+struct SkipKey;
+
+impl<'de> Deserialize<'de> for SkipKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = SkipKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<SkipKey, E> {
+                refuse_serde_json_token(name)?;
+                Ok(SkipKey)
+            }
+        }
+
+        deserializer.deserialize_identifier(KeyVisitor)
     }
 }
 
@@ -550,6 +586,23 @@ mod tests {
         }
         assert!(inputs >= 5, "the regression inputs are there ({inputs})");
     }
+    #[test]
+    fn serde_json_reserved_member_names_are_refused_at_any_depth() {
+        for body in [
+            br#"{"$serde_json::private::RawValue":"","method":"tools/call","params":{"name":"x"}}"#.as_slice(),
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping","params":{"$serde_json::private::Number":"1"}}]"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":{"$serde_json::private::RawValue":1}}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"\u0024serde_json::private::RawValue":1}}}"#,
+        ] {
+            assert!(peek_jsonrpc(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"$serde_json":1}}}"#;
+        assert_eq!(
+            peek_jsonrpc(plain).expect("read"),
+            [call("tools/call", Some("x"))]
+        );
+    }
+
     #[test]
     fn method_and_tool_borrow_from_the_body_unless_escaped() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
